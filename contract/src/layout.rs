@@ -1,0 +1,50 @@
+//! Where each file lives inside the data directory. Both planes use these names, nothing else.
+
+use std::path::{Path, PathBuf};
+
+/// The admin socket served by control (`portcullis ctl` connects here). Mode 0600.
+pub const ADMIN_SOCKET: &str = "admin.sock";
+/// The snapshot channel served by control; the data plane connects here. Mode 0600.
+pub const SNAPSHOT_SOCKET: &str = "snapshot.sock";
+/// The last snapshot the data plane accepted, for cold starts while control is down.
+pub const LAST_GOOD_SNAPSHOT: &str = "snapshots/last-good.snap";
+/// The shared-memory stats region written by the data plane and read by control.
+pub const STATS_REGION: &str = "run/stats.shm";
+/// The data plane's process id, written at start.
+pub const DATAPLANE_PID: &str = "run/dataplane.pid";
+
+/// Paths inside one data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn admin_socket(&self) -> PathBuf {
+        self.root.join(ADMIN_SOCKET)
+    }
+
+    pub fn snapshot_socket(&self) -> PathBuf {
+        self.root.join(SNAPSHOT_SOCKET)
+    }
+
+    pub fn last_good_snapshot(&self) -> PathBuf {
+        self.root.join(LAST_GOOD_SNAPSHOT)
+    }
+
+    pub fn stats_region(&self) -> PathBuf {
+        self.root.join(STATS_REGION)
+    }
+
+    pub fn dataplane_pid(&self) -> PathBuf {
+        self.root.join(DATAPLANE_PID)
+    }
+}

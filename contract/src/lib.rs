@@ -1,0 +1,17 @@
+//! The contract between the planes: everything control and data plane must agree on, byte for byte.
+//!
+//! - [`model`]: the configuration as the data plane sees it (APIs, subscriptions, limits).
+//! - [`key_index`]: the subscription-key hash index built by control and probed by the data plane.
+//! - [`snapshot`]: the sealed snapshot file: header (magic, version, generation, length, checksum) and payload.
+//! - [`stats`]: the shared-memory stats region, one slot per worker, written only by that worker.
+//! - [`channel`]: the messages on the snapshot channel (a `SOCK_SEQPACKET` Unix socket carrying memfds).
+//! - [`layout`]: where each file lives inside the data directory.
+//!
+//! Neither process links the other's runtime: this crate has no I/O beyond mapping a file.
+
+pub mod channel;
+pub mod key_index;
+pub mod layout;
+pub mod model;
+pub mod snapshot;
+pub mod stats;

@@ -1,0 +1,196 @@
+//! The configuration as the data plane sees it: resolved, validated and indexed by control.
+//!
+//! Everything here is plain data. Control builds it from the config directory (which may grow
+//! products, operations, version sets, revisions, backends and policies without changing the
+//! parts below); the data plane builds its routing structures from it once per snapshot.
+//! Any change to these types is a change of [`crate::snapshot::FORMAT_VERSION`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::key_index::KeyIndex;
+
+/// Header that carries the subscription key unless an API names another one (APIM's default).
+pub const DEFAULT_SUBSCRIPTION_KEY_HEADER: &str = "Ocp-Apim-Subscription-Key";
+/// Query parameter read for the key when the header is absent (APIM's default).
+pub const DEFAULT_SUBSCRIPTION_KEY_QUERY: &str = "subscription-key";
+
+/// One complete, immutable configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// Where this configuration came from (the config directory), for status output.
+    pub source: String,
+    pub apis: Vec<Api>,
+    pub subscriptions: Vec<Subscription>,
+    /// Every key of every subscription, hashed; see [`KeyIndex`].
+    pub key_index: KeyIndex,
+    pub limits: Limits,
+}
+
+/// An API: a path prefix on the gateway, a backend, and who may call it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Api {
+    /// Stable identifier (the API's directory name in the config).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Path prefix without leading or trailing slash; empty for an API mounted at the root.
+    /// Matched on whole segments: `echo` matches `/echo` and `/echo/x`, not `/echoes`.
+    pub path: String,
+    pub backend: BackendUrl,
+    pub subscription_required: bool,
+    /// Header that carries the key for this API.
+    pub subscription_key_header: String,
+    /// Query parameter that carries the key when the header is absent.
+    pub subscription_key_query: String,
+}
+
+/// Where an API's requests go: the backend's base URL, split once by control.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendUrl {
+    pub scheme: Scheme,
+    /// Host name or IP literal, as written in the URL (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    /// Base path without trailing slash (`""` or `/v1`); the request path after the API
+    /// prefix is appended to it.
+    pub base_path: String,
+    /// The `Host` header value sent to the backend (`host` or `host:port` when not default).
+    pub authority: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+/// A subscription: a named grant with two keys (primary and secondary) and a state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub id: String,
+    pub name: String,
+    pub scope: SubscriptionScope,
+    pub state: SubscriptionState,
+}
+
+/// Which APIs a subscription's keys open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SubscriptionScope {
+    /// Every API (APIM's all-APIs / built-in all-access subscription).
+    AllApis,
+    /// One API: an index into [`Config::apis`].
+    Api(u32),
+}
+
+/// Subscription states as APIM names them. Only `Active` opens anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SubscriptionState {
+    Active,
+    Suspended,
+    Submitted,
+    Rejected,
+    Cancelled,
+    Expired,
+}
+
+/// Limits the data plane enforces; each has a default named in this module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Time allowed to connect to a backend.
+    pub backend_connect_timeout_ms: u32,
+    /// Time allowed between sending a request and the backend's response head.
+    pub backend_response_timeout_ms: u32,
+    /// Time a client may take to send a complete request head.
+    pub request_header_timeout_ms: u32,
+    /// Time an idle keep-alive client connection is kept open.
+    pub keepalive_idle_timeout_ms: u32,
+}
+
+/// A backend that does not accept a connection in 10 s is treated as down.
+pub const BACKEND_CONNECT_TIMEOUT_MS_DEFAULT: u32 = 10_000;
+/// APIM's `forward-request` default timeout is 300 s.
+pub const BACKEND_RESPONSE_TIMEOUT_MS_DEFAULT: u32 = 300_000;
+/// Slow-header (slowloris) bound, as nginx's `client_header_timeout` default of 60 s.
+pub const REQUEST_HEADER_TIMEOUT_MS_DEFAULT: u32 = 60_000;
+/// nginx's `keepalive_timeout` default is 75 s; we keep idle clients for 60 s.
+pub const KEEPALIVE_IDLE_TIMEOUT_MS_DEFAULT: u32 = 60_000;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            backend_connect_timeout_ms: BACKEND_CONNECT_TIMEOUT_MS_DEFAULT,
+            backend_response_timeout_ms: BACKEND_RESPONSE_TIMEOUT_MS_DEFAULT,
+            request_header_timeout_ms: REQUEST_HEADER_TIMEOUT_MS_DEFAULT,
+            keepalive_idle_timeout_ms: KEEPALIVE_IDLE_TIMEOUT_MS_DEFAULT,
+        }
+    }
+}
+
+/// Facts about a [`Config`] that the data plane relies on without re-checking per request.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("subscription {subscription:?} is scoped to API index {api}, but there are only {apis} APIs")]
+    ScopeOutOfRange { subscription: String, api: u32, apis: usize },
+    #[error("two APIs share the path {path:?}")]
+    DuplicatePath { path: String },
+    #[error("API {api:?} has path {path:?}: a path has no leading or trailing slash, no empty segment, no '?' or '#'")]
+    InvalidPath { api: String, path: String },
+    #[error("key index: {0}")]
+    KeyIndex(#[from] crate::key_index::KeyIndexError),
+}
+
+impl Config {
+    /// Checks every cross-reference. Control calls this before publishing and the data plane
+    /// again after decoding: a snapshot that fails it is refused.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut paths: Vec<&str> = Vec::with_capacity(self.apis.len());
+        for api in &self.apis {
+            if !is_valid_api_path(&api.path) {
+                return Err(ConfigError::InvalidPath { api: api.id.clone(), path: api.path.clone() });
+            }
+            paths.push(&api.path);
+        }
+        paths.sort_unstable();
+        if let Some(pair) = paths.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(ConfigError::DuplicatePath { path: pair[0].to_owned() });
+        }
+        for subscription in &self.subscriptions {
+            if let SubscriptionScope::Api(api) = subscription.scope {
+                if api as usize >= self.apis.len() {
+                    return Err(ConfigError::ScopeOutOfRange {
+                        subscription: subscription.id.clone(),
+                        api,
+                        apis: self.apis.len(),
+                    });
+                }
+            }
+        }
+        self.key_index.validate(self.subscriptions.len())?;
+        Ok(())
+    }
+}
+
+/// An API path: segments of visible ASCII separated by single slashes, or empty.
+pub fn is_valid_api_path(path: &str) -> bool {
+    path.is_empty()
+        || path.split('/').all(|segment| {
+            !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_paths() {
+        assert!(is_valid_api_path(""));
+        assert!(is_valid_api_path("echo"));
+        assert!(is_valid_api_path("v1/orders"));
+        assert!(!is_valid_api_path("/echo"));
+        assert!(!is_valid_api_path("echo/"));
+        assert!(!is_valid_api_path("a//b"));
+        assert!(!is_valid_api_path("a b"));
+        assert!(!is_valid_api_path("a?b"));
+    }
+}
