@@ -4,6 +4,8 @@
 //! Tests live in `tests/tests/`; each starts its own gateway on an ephemeral port with its own
 //! data directory, so they run in parallel without sharing anything.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test harness: a failed setup step fails the test")]
+
 pub mod bins;
 pub mod gateway;
 pub mod http;
@@ -12,5 +14,26 @@ pub mod tempdir;
 pub use gateway::{Gateway, GatewayOptions};
 pub use tempdir::TempDir;
 
-/// The I/O backends every end-to-end scenario runs on.
-pub const IO_BACKENDS: [&str; 2] = ["uring", "epoll"];
+/// Declares one test per I/O backend for a scenario `fn(io: &str)`: `<name>::epoll` and
+/// `<name>::uring`. The io_uring variant is reported as ignored, with the reason, where the
+/// build machine refuses io_uring (see `build.rs`).
+#[macro_export]
+macro_rules! on_both_io_backends {
+    ($name:ident, $scenario:path) => {
+        mod $name {
+            #[test]
+            fn epoll() {
+                $scenario("epoll");
+            }
+
+            #[test]
+            #[cfg_attr(
+                no_io_uring,
+                ignore = "io_uring is unavailable on this machine (io_uring_setup failed at build time)"
+            )]
+            fn uring() {
+                $scenario("uring");
+            }
+        }
+    };
+}

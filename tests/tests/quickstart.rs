@@ -1,19 +1,15 @@
 //! The README's first command, as a user runs it: `portcullis up` on the embedded demo config,
 //! then curl-like requests and `ctl status`, on both I/O backends.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed step fails the test")]
 
 use portcullis_tests::http::{self, Connection};
-use portcullis_tests::{Gateway, GatewayOptions, IO_BACKENDS};
+use portcullis_tests::{Gateway, GatewayOptions};
 
 const MISSING_KEY: &str = r#"{ "statusCode": 401, "message": "Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API." }"#;
 const INVALID_KEY: &str = r#"{ "statusCode": 401, "message": "Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription." }"#;
 const NOT_FOUND: &str = r#"{ "statusCode": 404, "message": "Resource not found" }"#;
 
-#[test]
-fn quickstart_serves_checks_keys_and_reports_status() {
-    for io in IO_BACKENDS {
-        quickstart(io);
-    }
-}
+portcullis_tests::on_both_io_backends!(quickstart_serves_checks_keys_and_reports_status, super::quickstart);
 
 fn quickstart(io: &str) {
     let mut gateway = Gateway::start(GatewayOptions::new(io));

@@ -1,5 +1,6 @@
 //! `portcullis ctl reload`: config edits take effect with zero failed requests, and a broken
 //! config is refused with file and line while the old one keeps serving.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed step fails the test")]
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_tests::http::{self, Connection};
 use portcullis_tests::tempdir::copy_tree;
-use portcullis_tests::{Gateway, GatewayOptions, IO_BACKENDS, TempDir, bins};
+use portcullis_tests::{Gateway, GatewayOptions, TempDir, bins};
 
 /// Reloads performed while the load runs.
 const RELOADS_UNDER_LOAD: usize = 20;
@@ -110,12 +111,7 @@ fn edits_apply_and_broken_config_is_refused() {
     assert_eq!(fixed.json()["path"], "/v3/y");
 }
 
-#[test]
-fn reloads_under_load_fail_no_request() {
-    for io in IO_BACKENDS {
-        reloads_under_load(io);
-    }
-}
+portcullis_tests::on_both_io_backends!(reloads_under_load_fail_no_request, super::reloads_under_load);
 
 fn reloads_under_load(io: &str) {
     let config = quickstart_copy();

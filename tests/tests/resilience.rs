@@ -1,6 +1,7 @@
 //! The data plane outlives control: it keeps serving when control is killed, a data plane
 //! started while control is down serves the last good snapshot from disk, and a corrupt
 //! snapshot on disk is refused rather than served.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed step fails the test")]
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_tests::gateway::{alive, kill};
 use portcullis_tests::http;
-use portcullis_tests::{Gateway, GatewayOptions, IO_BACKENDS, bins};
+use portcullis_tests::{Gateway, GatewayOptions, bins};
 
 /// A data plane started by the test itself, killed on drop.
 struct DataPlane(Child);
@@ -47,12 +48,7 @@ fn wait_for(what: &str, mut probe: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-#[test]
-fn data_plane_outlives_control_and_cold_starts_from_disk() {
-    for io in IO_BACKENDS {
-        outlives_control(io);
-    }
-}
+portcullis_tests::on_both_io_backends!(data_plane_outlives_control_and_cold_starts_from_disk, super::outlives_control);
 
 fn outlives_control(io: &str) {
     let mut gateway = Gateway::start(GatewayOptions::new(io));

@@ -1,18 +1,14 @@
 //! SIGTERM to `up`: stop accepting, let in-flight requests finish, stop the children, exit 0.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed step fails the test")]
 
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use portcullis_tests::gateway::alive;
 use portcullis_tests::http::Connection;
-use portcullis_tests::{Gateway, GatewayOptions, IO_BACKENDS};
+use portcullis_tests::{Gateway, GatewayOptions};
 
-#[test]
-fn sigterm_drains_in_flight_requests_and_exits_zero() {
-    for io in IO_BACKENDS {
-        drains(io);
-    }
-}
+portcullis_tests::on_both_io_backends!(sigterm_drains_in_flight_requests_and_exits_zero, super::drains);
 
 fn drains(io: &str) {
     let mut gateway = Gateway::start(GatewayOptions::new(io));
