@@ -1,1 +1,14 @@
-//! Placeholder.
+//! The Portcullis control plane: config loading and compiling, snapshot publishing, supervision
+//! of the data plane and the echo backend, the admin socket and `portcullis ctl`.
+//!
+//! - [`config`]: the config directory → `contract::model::Config`, with file:line:col diagnostics.
+//! - [`quickstart`]: the built-in demo config, materialised into the data directory.
+//! - [`data_dir`]: which data directory a command uses.
+//! - [`echo`]: the echo backend (`portcullis echo-backend`), a real HTTP/1.1 server.
+//! - [`publisher`]: the snapshot channel server: publishes generations, tracks the data plane's answers.
+//! - [`admin`]: the admin socket protocol, server and status.
+//! - [`up`]: `portcullis up`: starts, supervises and stops everything.
+//! - [`ctl`]: `portcullis ctl`: the admin socket's client.
+#![forbid(unsafe_code)]
+
+pub mod config;

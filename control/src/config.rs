@@ -1,0 +1,49 @@
+//! The config directory: loading, checking and compiling it into a `contract::model::Config`.
+//!
+//! `load` reads every file (`load`), checks each against the others and compiles the result
+//! (`compile`). All problems of one load are collected, each with its file, line and column
+//! ([`Diagnostics`]). The layout is documented in `docs/configuration.md`.
+
+pub mod backend_url;
+mod compile;
+pub mod diagnostic;
+mod files;
+pub mod load;
+pub mod named_values;
+
+use std::path::Path;
+
+use portcullis_contract::model::Config;
+
+pub use compile::{ALL_APIS_SCOPE, HTTPS_BACKEND_ISSUE};
+pub use diagnostic::{Diagnostic, Diagnostics, SourceFile};
+pub use named_values::{NamedValue, NamedValues};
+
+/// Loads and compiles the config directory `dir`, with a fresh random key-index seed.
+/// `provided` holds values the running gateway supplies (a config value of the same name wins).
+pub fn load(dir: &Path, provided: &NamedValues) -> Result<Config, Diagnostics> {
+    load_seeded(dir, provided, random_seed())
+}
+
+/// As [`load`], with a chosen key-index seed (for reproducible tests).
+pub fn load_seeded(dir: &Path, provided: &NamedValues, seed: [u64; 2]) -> Result<Config, Diagnostics> {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut diagnostics = Diagnostics::default();
+    let parsed = load::read(&dir, &mut diagnostics);
+    match compile::compile(parsed, provided, &dir, seed, &mut diagnostics) {
+        Some(config) if diagnostics.is_empty() => Ok(config),
+        _ => Err(diagnostics),
+    }
+}
+
+/// A fresh key-index seed, so nobody can aim hash collisions at a snapshot they have not seen.
+pub fn random_seed() -> [u64; 2] {
+    // getrandom only fails where the OS has no entropy source at all; the seed then falls back
+    // to the clock, which still differs per snapshot (the index stays correct, only less hardened).
+    let fallback =
+        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    [getrandom::u64().unwrap_or_else(|_| fallback()), getrandom::u64().unwrap_or_else(|_| fallback() ^ 0x9e37)]
+}
+
+#[cfg(test)]
+mod tests;

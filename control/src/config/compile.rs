@@ -1,0 +1,309 @@
+//! Turning the parsed files into the `contract::model::Config` the data plane runs: cross-file
+//! checks (paths, scopes, keys), named values, URL splitting and the subscription-key index.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::Path;
+
+use portcullis_contract::key_index::{KEY_BYTES_MAX, KeyEntry, KeyIndex, KeySlot};
+use portcullis_contract::model::{
+    Api, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Limits, Scheme, Subscription,
+    SubscriptionScope, SubscriptionState, is_valid_api_path,
+};
+use toml::Spanned;
+
+use super::backend_url;
+use super::diagnostic::{Diagnostic, Diagnostics, SourceFile};
+use super::files::{ApiFile, LimitsTable, StateName, SubscriptionFile};
+use super::load::{Item, Parsed};
+use super::named_values::{self, NamedValue, NamedValues};
+
+/// Backends over TLS arrive with this piece of the roadmap; until then an https URL is refused.
+pub const HTTPS_BACKEND_ISSUE: &str = "the TLS issue (rustls, after HTTP/1.1 conformance)";
+/// Scope of a subscription to every API.
+pub const ALL_APIS_SCOPE: &str = "/apis";
+
+/// Compiles `parsed`; `provided` are values the running gateway supplies (config values win).
+pub(crate) fn compile(
+    parsed: Parsed,
+    provided: &NamedValues,
+    dir: &Path,
+    seed: [u64; 2],
+    diagnostics: &mut Diagnostics,
+) -> Option<Config> {
+    let limits = parsed
+        .gateway
+        .as_ref()
+        .map_or_else(Limits::default, |item| limits(&item.file.limits, &item.source, diagnostics));
+    let values = named_values(parsed.named_values.as_ref(), provided, diagnostics);
+    let apis = apis(&parsed.apis, &values, diagnostics);
+    let (subscriptions, keys) = subscriptions(&parsed, &apis, diagnostics);
+    if !diagnostics.is_empty() {
+        return None;
+    }
+    let key_index = match KeyIndex::build(seed, keys) {
+        Ok(index) => index,
+        Err(error) => {
+            diagnostics.push(Diagnostic::at_path(dir, format!("cannot index the subscription keys: {error}")));
+            return None;
+        }
+    };
+    let config = Config {
+        source: dir.display().to_string(),
+        apis: apis.into_iter().map(|(api, _)| api).collect(),
+        subscriptions,
+        key_index,
+        limits,
+    };
+    if let Err(error) = config.validate() {
+        diagnostics.push(Diagnostic::at_path(dir, format!("the compiled config is inconsistent: {error}")));
+        return None;
+    }
+    Some(config)
+}
+
+fn limits(table: &LimitsTable, source: &SourceFile, diagnostics: &mut Diagnostics) -> Limits {
+    let mut limits = Limits::default();
+    let mut set = |value: &Option<Spanned<u32>>, target: &mut u32| {
+        if let Some(value) = value {
+            if *value.get_ref() == 0 {
+                diagnostics.push(source.error(value.span(), "a timeout must be at least 1 ms"));
+            } else {
+                *target = *value.get_ref();
+            }
+        }
+    };
+    set(&table.backend_connect_timeout_ms, &mut limits.backend_connect_timeout_ms);
+    set(&table.backend_response_timeout_ms, &mut limits.backend_response_timeout_ms);
+    set(&table.request_header_timeout_ms, &mut limits.request_header_timeout_ms);
+    set(&table.keepalive_idle_timeout_ms, &mut limits.keepalive_idle_timeout_ms);
+    limits
+}
+
+fn named_values(
+    file: Option<&Item<super::files::NamedValuesFile>>,
+    provided: &NamedValues,
+    diagnostics: &mut Diagnostics,
+) -> NamedValues {
+    let mut values = provided.clone();
+    let Some(item) = file else { return values };
+    let mut seen: BTreeMap<&str, ()> = BTreeMap::new();
+    for entry in &item.file.named_value {
+        let name = entry.name.get_ref().as_str();
+        if !named_values::is_valid_name(name) {
+            diagnostics.push(item.source.error(
+                entry.name.span(),
+                format!(
+                    "{name:?} is not a valid named-value name: use 1 to {} letters, digits, '.', '-' or '_'",
+                    named_values::NAME_CHARS_MAX
+                ),
+            ));
+        } else if seen.insert(name, ()).is_some() {
+            diagnostics.push(item.source.error(entry.name.span(), format!("named value {name:?} is defined twice")));
+        } else {
+            values.insert(name, NamedValue { value: entry.value.get_ref().clone(), secret: entry.secret });
+        }
+    }
+    values
+}
+
+/// Compiled APIs with the id each came from, in directory order; broken ones are left out.
+fn apis(items: &[Item<ApiFile>], values: &NamedValues, diagnostics: &mut Diagnostics) -> Vec<(Api, String)> {
+    let mut apis = Vec::new();
+    let mut paths: HashMap<String, String> = HashMap::new();
+    for item in items {
+        let before = diagnostics.len();
+        let source = &item.source;
+        let file = &item.file;
+        if file.name.get_ref().trim().is_empty() {
+            diagnostics.push(source.error(file.name.span(), "an API needs a name"));
+        }
+        let path = file.path.get_ref().trim_matches('/').to_owned();
+        if !is_valid_api_path(&path) {
+            diagnostics.push(source.error(
+                file.path.span(),
+                "bad API path: use segments of visible ASCII separated by single '/', without '?' or '#' \
+                 (\"\" mounts the API at the root)",
+            ));
+        } else if let Some(other) = paths.get(&path) {
+            diagnostics.push(source.error(
+                file.path.span(),
+                format!("API path {path:?} is already used by API {other:?}; every API needs its own path"),
+            ));
+        } else {
+            paths.insert(path.clone(), item.id.clone());
+        }
+        let backend = backend(&file.backend_url, source, values, diagnostics);
+        let header = key_name(file.subscription_key.header.as_ref(), DEFAULT_SUBSCRIPTION_KEY_HEADER, is_token);
+        let query = key_name(file.subscription_key.query.as_ref(), DEFAULT_SUBSCRIPTION_KEY_QUERY, is_query_name);
+        if let Err(span) = &header {
+            diagnostics.push(source.error(span.clone(), "not a valid HTTP header name"));
+        }
+        if let Err(span) = &query {
+            diagnostics.push(source.error(span.clone(), "not a valid query parameter name (letters, digits, -._~)"));
+        }
+        if let (Some(backend), Ok(header), Ok(query), true) = (backend, header, query, diagnostics.len() == before) {
+            let api = Api {
+                id: item.id.clone(),
+                name: file.name.get_ref().clone(),
+                path,
+                backend,
+                subscription_required: file.subscription_required,
+                subscription_key_header: header,
+                subscription_key_query: query,
+            };
+            apis.push((api, item.id.clone()));
+        }
+    }
+    apis
+}
+
+fn backend(
+    url: &Spanned<String>,
+    source: &SourceFile,
+    values: &NamedValues,
+    diagnostics: &mut Diagnostics,
+) -> Option<portcullis_contract::model::BackendUrl> {
+    let resolved = match named_values::substitute(url.get_ref(), values) {
+        Ok(resolved) => resolved,
+        Err(error) => {
+            diagnostics.push(source.error(inner_span(source, url, error.range()), error.to_string()));
+            return None;
+        }
+    };
+    match backend_url::parse(&resolved.text) {
+        Ok(backend) if backend.scheme == Scheme::Https => {
+            diagnostics.push(source.error(
+                url.span(),
+                format!("https backends are not supported yet: TLS to backends arrives with {HTTPS_BACKEND_ISSUE}"),
+            ));
+            None
+        }
+        Ok(backend) => Some(backend),
+        Err(error) => {
+            // The message never quotes the resolved URL when a secret went into it.
+            let message = if resolved.secret {
+                "bad backend URL (after substituting secret named values)".to_owned()
+            } else {
+                format!("bad backend URL {:?}: {error}", resolved.text)
+            };
+            diagnostics.push(source.error(url.span(), message));
+            None
+        }
+    }
+}
+
+/// Points inside a string literal when the literal is written without escapes; else at all of it.
+fn inner_span(source: &SourceFile, value: &Spanned<String>, range: Range<usize>) -> Range<usize> {
+    let span = value.span();
+    let literal = source.text.get(span.clone()).unwrap_or_default();
+    let plain =
+        literal.len() == value.get_ref().len() + 2 && literal.get(1..literal.len() - 1) == Some(value.get_ref());
+    if plain { span.start + 1 + range.start..span.start + 1 + range.end } else { span }
+}
+
+fn key_name(value: Option<&Spanned<String>>, default: &str, valid: fn(&str) -> bool) -> Result<String, Range<usize>> {
+    match value {
+        None => Ok(default.to_owned()),
+        Some(value) if valid(value.get_ref()) => Ok(value.get_ref().clone()),
+        Some(value) => Err(value.span()),
+    }
+}
+
+/// RFC 9110 token: the characters of a header name.
+fn is_token(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// RFC 3986 unreserved characters, so the name never needs percent-encoding.
+fn is_query_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+fn subscriptions(
+    parsed: &Parsed,
+    apis: &[(Api, String)],
+    diagnostics: &mut Diagnostics,
+) -> (Vec<Subscription>, Vec<KeyEntry>) {
+    let api_index: HashMap<&str, u32> =
+        apis.iter().enumerate().map(|(index, (_, id))| (id.as_str(), index as u32)).collect();
+    let mut subscriptions = Vec::new();
+    let mut keys = Vec::new();
+    let mut owners: HashMap<&str, &str> = HashMap::new();
+    for item in &parsed.subscriptions {
+        let before = diagnostics.len();
+        let source = &item.source;
+        let file = &item.file;
+        if file.name.get_ref().trim().is_empty() {
+            diagnostics.push(source.error(file.name.span(), "a subscription needs a name"));
+        }
+        let scope = scope(file, source, &api_index, parsed, diagnostics);
+        for key in [&file.primary_key, &file.secondary_key] {
+            let text = key.get_ref().as_str();
+            if text.is_empty() || text.len() > KEY_BYTES_MAX || !text.bytes().all(|b| b.is_ascii_graphic()) {
+                diagnostics.push(source.error(
+                    key.span(),
+                    format!("a subscription key is 1 to {KEY_BYTES_MAX} visible ASCII characters (no spaces)"),
+                ));
+            } else if let Some(owner) = owners.insert(text, &item.id) {
+                diagnostics.push(source.error(
+                    key.span(),
+                    format!("this key is already used by subscription {owner:?}; every key must be unique"),
+                ));
+            }
+        }
+        if let (Some(scope), true) = (scope, diagnostics.len() == before) {
+            let subscription = subscriptions.len() as u32;
+            keys.push(KeyEntry { key: file.primary_key.get_ref().clone(), subscription, slot: KeySlot::Primary });
+            keys.push(KeyEntry { key: file.secondary_key.get_ref().clone(), subscription, slot: KeySlot::Secondary });
+            subscriptions.push(Subscription {
+                id: item.id.clone(),
+                name: file.name.get_ref().clone(),
+                scope,
+                state: state(file.state),
+            });
+        }
+    }
+    (subscriptions, keys)
+}
+
+fn scope(
+    file: &SubscriptionFile,
+    source: &SourceFile,
+    api_index: &HashMap<&str, u32>,
+    parsed: &Parsed,
+    diagnostics: &mut Diagnostics,
+) -> Option<SubscriptionScope> {
+    let text = file.scope.get_ref().as_str();
+    if text == ALL_APIS_SCOPE {
+        return Some(SubscriptionScope::AllApis);
+    }
+    if let Some(id) = text.strip_prefix("/apis/") {
+        if let Some(&index) = api_index.get(id) {
+            return Some(SubscriptionScope::Api(index));
+        }
+        // An API that exists but has errors of its own is reported there, not here.
+        if !parsed.broken_api_ids.contains(id) && !parsed.apis.iter().any(|api| api.id == id) {
+            diagnostics.push(source.error(file.scope.span(), format!("unknown API {id:?} in subscription scope")));
+        }
+        return None;
+    }
+    let message = if text.starts_with("/products/") {
+        "product scopes arrive with products (a later issue); use \"/apis/<api-id>\" or \"/apis\" for now".to_owned()
+    } else {
+        format!("bad scope {text:?}: use \"/apis/<api-id>\" for one API or \"/apis\" for all APIs")
+    };
+    diagnostics.push(source.error(file.scope.span(), message));
+    None
+}
+
+fn state(name: StateName) -> SubscriptionState {
+    match name {
+        StateName::Active => SubscriptionState::Active,
+        StateName::Suspended => SubscriptionState::Suspended,
+        StateName::Submitted => SubscriptionState::Submitted,
+        StateName::Rejected => SubscriptionState::Rejected,
+        StateName::Cancelled => SubscriptionState::Cancelled,
+        StateName::Expired => SubscriptionState::Expired,
+    }
+}

@@ -1,0 +1,93 @@
+//! The TOML files of a config directory, as written: every field keeps its span for diagnostics.
+//!
+//! Unknown keys are errors (`deny_unknown_fields`), so a typo never silently means "default".
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// `gateway.toml`: settings of the gateway as a whole.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct GatewayFile {
+    #[serde(default)]
+    pub(crate) limits: LimitsTable,
+}
+
+/// `[limits]` in `gateway.toml`; each absent key keeps the default from `contract::model`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct LimitsTable {
+    pub(crate) backend_connect_timeout_ms: Option<Spanned<u32>>,
+    pub(crate) backend_response_timeout_ms: Option<Spanned<u32>>,
+    pub(crate) request_header_timeout_ms: Option<Spanned<u32>>,
+    pub(crate) keepalive_idle_timeout_ms: Option<Spanned<u32>>,
+}
+
+/// `named-values.toml`: values substituted into `{{name}}` placeholders.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct NamedValuesFile {
+    #[serde(default)]
+    pub(crate) named_value: Vec<NamedValueEntry>,
+}
+
+/// One `[[named-value]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct NamedValueEntry {
+    pub(crate) name: Spanned<String>,
+    pub(crate) value: Spanned<String>,
+    #[serde(default)]
+    pub(crate) secret: bool,
+}
+
+/// `apis/<api-id>/api.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct ApiFile {
+    pub(crate) name: Spanned<String>,
+    pub(crate) path: Spanned<String>,
+    pub(crate) backend_url: Spanned<String>,
+    #[serde(default = "subscription_required_default")]
+    pub(crate) subscription_required: bool,
+    #[serde(default)]
+    pub(crate) subscription_key: SubscriptionKeyTable,
+}
+
+/// `[subscription-key]` in `api.toml`: where callers put their key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct SubscriptionKeyTable {
+    pub(crate) header: Option<Spanned<String>>,
+    pub(crate) query: Option<Spanned<String>>,
+}
+
+/// `subscriptions/<sub-id>.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct SubscriptionFile {
+    pub(crate) name: Spanned<String>,
+    pub(crate) scope: Spanned<String>,
+    #[serde(default)]
+    pub(crate) state: StateName,
+    pub(crate) primary_key: Spanned<String>,
+    pub(crate) secondary_key: Spanned<String>,
+}
+
+/// Subscription states, spelled as APIM spells them in lower case.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StateName {
+    #[default]
+    Active,
+    Suspended,
+    Submitted,
+    Rejected,
+    Cancelled,
+    Expired,
+}
+
+/// APIM requires a subscription unless an API says otherwise.
+fn subscription_required_default() -> bool {
+    true
+}

@@ -1,0 +1,241 @@
+//! Reading a config directory: which files exist, and parsing each one into its `files` type.
+//!
+//! Every problem becomes a diagnostic and the walk goes on, so one load reports them all.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use super::diagnostic::{Diagnostic, Diagnostics, SourceFile};
+use super::files::{ApiFile, GatewayFile, NamedValuesFile, SubscriptionFile};
+
+/// A config file is written by hand; anything past 1 MiB is a mistake, not a config.
+pub const FILE_BYTES_MAX: u64 = 1024 * 1024;
+/// Ids appear in paths, scopes and logs; 80 characters keeps them readable (APIM's own limit for names).
+pub const ID_CHARS_MAX: usize = 80;
+
+/// The gateway settings file.
+pub const GATEWAY_FILE: &str = "gateway.toml";
+/// The named values file.
+pub const NAMED_VALUES_FILE: &str = "named-values.toml";
+/// The directory of APIs, one sub-directory each.
+pub const APIS_DIR: &str = "apis";
+/// The file describing one API, inside its directory.
+pub const API_FILE: &str = "api.toml";
+/// The directory of subscriptions, one file each.
+pub const SUBSCRIPTIONS_DIR: &str = "subscriptions";
+
+/// One parsed file and the id its name gives it.
+#[derive(Debug)]
+pub(crate) struct Item<T> {
+    pub(crate) id: String,
+    pub(crate) source: SourceFile,
+    pub(crate) file: T,
+}
+
+/// Everything read from a config directory, before any cross-file check.
+#[derive(Debug, Default)]
+pub(crate) struct Parsed {
+    pub(crate) gateway: Option<Item<GatewayFile>>,
+    pub(crate) named_values: Option<Item<NamedValuesFile>>,
+    pub(crate) apis: Vec<Item<ApiFile>>,
+    pub(crate) subscriptions: Vec<Item<SubscriptionFile>>,
+    /// APIs whose directory exists but whose file did not parse: scopes naming them are not
+    /// reported as unknown (the real error is already reported).
+    pub(crate) broken_api_ids: BTreeSet<String>,
+}
+
+struct Entry {
+    name: String,
+    path: PathBuf,
+    is_dir: bool,
+}
+
+/// Reads `dir`, adding every problem to `diagnostics`.
+pub(crate) fn read(dir: &Path, diagnostics: &mut Diagnostics) -> Parsed {
+    let mut parsed = Parsed::default();
+    if !dir.is_dir() {
+        diagnostics.push(Diagnostic::at_path(dir, "the config directory does not exist (pass --config DIR)"));
+        return parsed;
+    }
+    for entry in entries(dir, diagnostics) {
+        match (entry.name.as_str(), entry.is_dir) {
+            (GATEWAY_FILE, false) => parsed.gateway = parse_file("gateway", &entry.path, diagnostics),
+            (NAMED_VALUES_FILE, false) => {
+                parsed.named_values = parse_file("named-values", &entry.path, diagnostics);
+            }
+            (APIS_DIR, true) => read_apis(&entry.path, &mut parsed, diagnostics),
+            (SUBSCRIPTIONS_DIR, true) => read_subscriptions(&entry.path, &mut parsed, diagnostics),
+            (name, _) if is_ignored(name) => {}
+            (name, is_dir) => diagnostics.push(Diagnostic::at_path(
+                &entry.path,
+                format!(
+                    "unexpected {} {name:?} in the config directory: expected {GATEWAY_FILE}, {NAMED_VALUES_FILE}, \
+                     {APIS_DIR}/ or {SUBSCRIPTIONS_DIR}/ (names starting with '.' and *.md files are ignored)",
+                    if is_dir { "directory" } else { "file" }
+                ),
+            )),
+        }
+    }
+    parsed
+}
+
+fn read_apis(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
+    for entry in entries(dir, diagnostics) {
+        if is_ignored(&entry.name) {
+            continue;
+        }
+        if !entry.is_dir {
+            diagnostics.push(Diagnostic::at_path(
+                &entry.path,
+                format!("unexpected file {:?}: each API is a directory apis/<api-id>/ holding {API_FILE}", entry.name),
+            ));
+            continue;
+        }
+        if !check_id(&entry.name, &entry.path, diagnostics) {
+            continue;
+        }
+        let mut has_api_file = false;
+        for inner in entries(&entry.path, diagnostics) {
+            if inner.name == API_FILE && !inner.is_dir {
+                has_api_file = true;
+            } else if !is_ignored(&inner.name) {
+                diagnostics.push(Diagnostic::at_path(
+                    &inner.path,
+                    format!(
+                        "unexpected {:?} in an API directory: only {API_FILE} is read so far \
+                         (policy.xml and operations/ arrive with the policy engine)",
+                        inner.name
+                    ),
+                ));
+            }
+        }
+        if !has_api_file {
+            diagnostics.push(Diagnostic::at_path(&entry.path, format!("the API directory has no {API_FILE}")));
+            parsed.broken_api_ids.insert(entry.name);
+            continue;
+        }
+        match parse_file(&entry.name, &entry.path.join(API_FILE), diagnostics) {
+            Some(item) => parsed.apis.push(item),
+            None => {
+                parsed.broken_api_ids.insert(entry.name);
+            }
+        }
+    }
+}
+
+fn read_subscriptions(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
+    for entry in entries(dir, diagnostics) {
+        if is_ignored(&entry.name) {
+            continue;
+        }
+        let Some(id) = entry.name.strip_suffix(".toml").filter(|_| !entry.is_dir) else {
+            diagnostics.push(Diagnostic::at_path(
+                &entry.path,
+                format!(
+                    "unexpected {:?}: each subscription is a file subscriptions/<subscription-id>.toml",
+                    entry.name
+                ),
+            ));
+            continue;
+        };
+        if check_id(id, &entry.path, diagnostics) {
+            if let Some(item) = parse_file(id, &entry.path, diagnostics) {
+                parsed.subscriptions.push(item);
+            }
+        }
+    }
+}
+
+/// Names that are never config: hidden files (editors, VCS) and documentation.
+pub(crate) fn is_ignored(name: &str) -> bool {
+    name.starts_with('.') || name.ends_with(".md")
+}
+
+/// Ids come from file names: letters, digits, `-`, `_`, `.`, starting with a letter or digit.
+pub(crate) fn is_valid_id(id: &str) -> bool {
+    id.len() <= ID_CHARS_MAX
+        && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn check_id(id: &str, path: &Path, diagnostics: &mut Diagnostics) -> bool {
+    let valid = is_valid_id(id);
+    if !valid {
+        diagnostics.push(Diagnostic::at_path(
+            path,
+            format!(
+                "{id:?} is not a valid id: use 1 to {ID_CHARS_MAX} letters, digits, '-', '_' or '.', \
+                 starting with a letter or digit"
+            ),
+        ));
+    }
+    valid
+}
+
+/// The entries of `dir`, sorted by name so diagnostics come out in a stable order.
+fn entries(dir: &Path, diagnostics: &mut Diagnostics) -> Vec<Entry> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(error) => {
+            diagnostics.push(Diagnostic::at_path(dir, format!("cannot read the directory: {error}")));
+            return Vec::new();
+        }
+    };
+    let mut entries = Vec::new();
+    for entry in read {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(error) => {
+                diagnostics.push(Diagnostic::at_path(dir, format!("cannot read the directory: {error}")));
+                continue;
+            }
+        };
+        let path = entry.path();
+        let Ok(name) = entry.file_name().into_string() else {
+            diagnostics.push(Diagnostic::at_path(&path, "the file name is not UTF-8"));
+            continue;
+        };
+        // Follows symbolic links, so a linked file or directory counts as what it points to.
+        let is_dir = path.is_dir();
+        entries.push(Entry { name, path, is_dir });
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    entries
+}
+
+/// Reads and deserializes one TOML file; syntax errors and unknown keys point at their span.
+fn parse_file<T: DeserializeOwned>(id: &str, path: &Path, diagnostics: &mut Diagnostics) -> Option<Item<T>> {
+    let text = match std::fs::metadata(path) {
+        Ok(metadata) if metadata.len() > FILE_BYTES_MAX => {
+            diagnostics.push(Diagnostic::at_path(path, format!("the file is larger than {FILE_BYTES_MAX} bytes")));
+            return None;
+        }
+        Ok(_) => std::fs::read(path),
+        Err(error) => Err(error),
+    };
+    let text = match text.map(String::from_utf8) {
+        Ok(Ok(text)) => text,
+        Ok(Err(_)) => {
+            diagnostics.push(Diagnostic::at_path(path, "the file is not UTF-8 text"));
+            return None;
+        }
+        Err(error) => {
+            diagnostics.push(Diagnostic::at_path(path, format!("cannot read the file: {error}")));
+            return None;
+        }
+    };
+    let source = SourceFile::new(path, text);
+    match toml::from_str::<T>(&source.text) {
+        Ok(file) => Some(Item { id: id.to_owned(), source, file }),
+        Err(error) => {
+            let message = error.message().trim_end().to_owned();
+            diagnostics.push(match error.span() {
+                Some(span) => source.error(span, message),
+                None => source.error_at_start(message),
+            });
+            None
+        }
+    }
+}
