@@ -12,3 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod data_dir;
+pub mod echo;
+pub mod publisher;
+pub mod quickstart;

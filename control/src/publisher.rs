@@ -1,0 +1,257 @@
+//! The snapshot channel server: holds the current generation, sends it to the data plane as a
+//! sealed memfd, and records what the data plane answers (`Applied` / `Rejected`).
+//!
+//! It runs on its own blocking thread ([`Publisher::serve`]); reloads call [`Publisher::publish`]
+//! from the admin socket and wait for the answer with [`Publisher::wait`].
+
+use std::os::fd::{AsFd as _, OwnedFd};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use portcullis_contract::channel::{self, ChannelError, ToControl, ToDataPlane};
+use portcullis_contract::key_index::KeyIndex;
+use portcullis_contract::model::Config;
+use portcullis_contract::snapshot::{self, SnapshotError};
+use serde::{Deserialize, Serialize};
+
+/// Pause after a failed accept, so a persistent failure does not spin the thread.
+pub const ACCEPT_RETRY_DELAY_MS: u64 = 100;
+
+/// What the data plane said about itself in its `Hello`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataPlaneInfo {
+    pub pid: u32,
+    pub workers: u32,
+    /// `uring` or `epoll`.
+    pub io_backend: String,
+    /// Addresses the workers listen on (`ip:port`).
+    pub listen: Vec<String>,
+}
+
+/// How a published generation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The data plane applied it (or a later generation).
+    Applied,
+    /// The data plane refused it and keeps serving the previous one.
+    Rejected(String),
+    /// No answer in time; `connected` says whether a data plane was connected at the end.
+    TimedOut { connected: bool },
+}
+
+/// A consistent copy of the publisher's state, for status output.
+#[derive(Debug, Clone)]
+pub struct PublisherView {
+    /// The generation control has published (the latest snapshot).
+    pub generation: u64,
+    /// The latest generation the data plane acknowledged (0: none yet).
+    pub applied_generation: u64,
+    /// Whether a data plane is connected to the channel now.
+    pub connected: bool,
+    /// The connected (or last connected) data plane.
+    pub dataplane: Option<DataPlaneInfo>,
+    /// The latest compiled config.
+    pub config: Config,
+}
+
+/// Why a snapshot could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("cannot build the snapshot: {0}")]
+    Snapshot(#[from] SnapshotError),
+    #[error("cannot index the subscription keys: {0}")]
+    KeyIndex(#[from] portcullis_contract::key_index::KeyIndexError),
+}
+
+/// The current snapshot and the data plane's view of it. Shared by the channel thread and the admin socket.
+#[derive(Debug)]
+pub struct Publisher {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Debug)]
+struct State {
+    generation: u64,
+    config: Config,
+    /// The encoded snapshot of `generation`: the same bytes are re-sent on reconnect.
+    snapshot: Vec<u8>,
+    connection: Option<Arc<OwnedFd>>,
+    dataplane: Option<DataPlaneInfo>,
+    applied_generation: u64,
+    rejection: Option<(u64, String)>,
+}
+
+impl Publisher {
+    /// A publisher whose first snapshot is `config` as `generation` (≥ 1).
+    pub fn new(config: Config, generation: u64) -> Result<Self, PublishError> {
+        let snapshot = snapshot::encode(generation, &config)?;
+        let state = State {
+            generation,
+            config,
+            snapshot,
+            connection: None,
+            dataplane: None,
+            applied_generation: 0,
+            rejection: None,
+        };
+        Ok(Self { state: Mutex::new(state), changed: Condvar::new() })
+    }
+
+    /// Publishes `config` as the next generation and sends it to the connected data plane (if any;
+    /// otherwise it gets it when it connects). Returns the generation.
+    pub fn publish(&self, config: Config) -> Result<u64, PublishError> {
+        let mut state = self.lock();
+        let generation = state.generation + 1;
+        state.snapshot = snapshot::encode(generation, &config)?;
+        state.generation = generation;
+        state.config = config;
+        send_current(&mut state);
+        Ok(generation)
+    }
+
+    /// Waits until the data plane applies `generation` (or a later one), rejects it, or `timeout` passes.
+    pub fn wait(&self, generation: u64, timeout: Duration) -> Outcome {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            if state.applied_generation >= generation {
+                return Outcome::Applied;
+            }
+            if let Some((rejected, reason)) = &state.rejection {
+                if *rejected == generation {
+                    return Outcome::Rejected(reason.clone());
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Outcome::TimedOut { connected: state.connection.is_some() };
+            }
+            state = match self.changed.wait_timeout(state, deadline - now) {
+                Ok((state, _)) => state,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
+    /// A copy of the current state.
+    pub fn view(&self) -> PublisherView {
+        let state = self.lock();
+        PublisherView {
+            generation: state.generation,
+            applied_generation: state.applied_generation,
+            connected: state.connection.is_some(),
+            dataplane: state.dataplane.clone(),
+            config: state.config.clone(),
+        }
+    }
+
+    /// Serves the channel's listening socket forever: one data plane at a time, again after each disconnect.
+    pub fn serve(&self, listener: OwnedFd) {
+        loop {
+            match channel::accept(&listener) {
+                Ok(connection) => self.serve_connection(Arc::new(connection)),
+                Err(error) => {
+                    tracing::warn!("snapshot channel: accept failed: {error}");
+                    std::thread::sleep(Duration::from_millis(ACCEPT_RETRY_DELAY_MS));
+                }
+            }
+        }
+    }
+
+    fn serve_connection(&self, connection: Arc<OwnedFd>) {
+        loop {
+            match channel::recv::<ToControl>(connection.as_fd()) {
+                Ok(Some((message, _))) => self.handle(message, &connection),
+                Ok(None) => break,
+                Err(error @ (ChannelError::Decode(_) | ChannelError::Truncated)) => {
+                    tracing::warn!("snapshot channel: ignoring a bad message from the data plane: {error}");
+                }
+                Err(error) => {
+                    tracing::warn!("snapshot channel: {error}");
+                    break;
+                }
+            }
+        }
+        let mut state = self.lock();
+        if state.connection.as_ref().is_some_and(|current| Arc::ptr_eq(current, &connection)) {
+            state.connection = None;
+        }
+        drop(state);
+        tracing::warn!("the data plane disconnected from the snapshot channel");
+        self.changed.notify_all();
+    }
+
+    fn handle(&self, message: ToControl, connection: &Arc<OwnedFd>) {
+        let mut state = self.lock();
+        match message {
+            ToControl::Hello { pid, workers, io_backend, listen, generation } => {
+                tracing::info!(
+                    "data plane connected: pid {pid}, {workers} workers, io={io_backend}, listening on {}, serving generation {generation}",
+                    listen.join(", ")
+                );
+                state.dataplane = Some(DataPlaneInfo { pid, workers, io_backend, listen });
+                state.connection = Some(Arc::clone(connection));
+                if generation >= state.generation {
+                    // Generations only rise: a data plane that served a newer one (from disk or an
+                    // earlier control) gets the current config under a higher number.
+                    if let Err(error) = renumber(&mut state, generation + 1) {
+                        tracing::error!("cannot renumber the snapshot above generation {generation}: {error}");
+                    }
+                }
+                send_current(&mut state);
+            }
+            ToControl::Applied { generation } => {
+                tracing::info!("data plane applied generation {generation}");
+                state.applied_generation = state.applied_generation.max(generation);
+            }
+            ToControl::Rejected { generation, reason } => {
+                tracing::error!(
+                    "DATA PLANE REJECTED generation {generation}: {reason}; it keeps serving the previous one"
+                );
+                state.rejection = Some((generation, reason));
+            }
+        }
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update leaves the state consistent before it can panic, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Re-encodes the current config as `generation`, with a fresh key-index seed (one seed per snapshot).
+fn renumber(state: &mut State, generation: u64) -> Result<(), PublishError> {
+    let mut config = state.config.clone();
+    config.key_index = KeyIndex::build(crate::config::random_seed(), config.key_index.entries().to_vec())?;
+    state.snapshot = snapshot::encode(generation, &config)?;
+    state.generation = generation;
+    state.config = config;
+    Ok(())
+}
+
+/// Sends the current snapshot to the connected data plane, if any. A failed send drops the
+/// connection: the channel thread sees the close, and the data plane gets it again when it reconnects.
+fn send_current(state: &mut State) {
+    let Some(connection) = state.connection.clone() else { return };
+    let generation = state.generation;
+    let sent = snapshot::sealed_memfd(&format!("portcullis-snapshot-{generation}"), &state.snapshot)
+        .map_err(|error| error.to_string())
+        .and_then(|memfd| {
+            channel::send(connection.as_fd(), &ToDataPlane::Snapshot { generation }, Some(memfd.as_fd()))
+                .map_err(|error| error.to_string())
+        });
+    match sent {
+        Ok(()) => tracing::info!("published generation {generation} to the data plane"),
+        Err(error) => {
+            tracing::error!("cannot send generation {generation} to the data plane: {error}");
+            let _ = rustix::net::shutdown(connection.as_fd(), rustix::net::Shutdown::Both);
+            state.connection = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
