@@ -11,7 +11,9 @@
 //! - [`ctl`]: `portcullis ctl`: the admin socket's client.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
+pub mod ctl;
 pub mod data_dir;
 pub mod echo;
 pub mod publisher;

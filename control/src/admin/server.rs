@@ -1,0 +1,169 @@
+//! The admin socket server run by `portcullis up`: accepts connections, answers requests,
+//! and runs reloads one at a time.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use portcullis_contract::layout::DataDir;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Mutex, Semaphore};
+
+use super::protocol::{self, REQUEST_LINE_BYTES_MAX, Request, Response};
+use super::status;
+use crate::config::{self, NamedValues};
+use crate::publisher::{Outcome, Publisher};
+
+/// Owner-only: whoever can talk to the admin socket can reload the gateway.
+pub const ADMIN_SOCKET_MODE: u32 = 0o600;
+/// Admin clients are people and scripts on this host; more at once than this wait for a slot.
+pub const CONNECTIONS_MAX: usize = 16;
+/// A reload waits this long for the data plane's Applied/Rejected before answering "timed out".
+pub const APPLY_TIMEOUT_MS: u64 = 10_000;
+
+/// Why the admin socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("a gateway is already running with data dir {data_dir} (stop it first, or pass another --data-dir)")]
+    AlreadyRunning { data_dir: PathBuf },
+    #[error("cannot bind the admin socket {path}: {source}")]
+    Bind { path: PathBuf, source: std::io::Error },
+}
+
+/// What the admin socket needs to answer requests.
+#[derive(Debug)]
+pub struct AdminContext {
+    pub publisher: Arc<Publisher>,
+    pub data_dir: DataDir,
+    pub config_dir: PathBuf,
+    /// Values the running gateway provides to the config (such as `echo-backend-url`).
+    pub provided: NamedValues,
+    /// Reloads run one at a time.
+    reload_lock: Mutex<()>,
+}
+
+impl AdminContext {
+    /// The context of one running gateway.
+    pub fn new(publisher: Arc<Publisher>, data_dir: DataDir, config_dir: PathBuf, provided: NamedValues) -> Self {
+        Self { publisher, data_dir, config_dir, provided, reload_lock: Mutex::new(()) }
+    }
+}
+
+/// Fails when a gateway already answers on the admin socket at `path`; removes a stale socket file.
+pub fn claim(path: &Path, data_dir: &Path) -> Result<(), AdminError> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(AdminError::AlreadyRunning { data_dir: data_dir.to_path_buf() });
+    }
+    let _ = std::fs::remove_file(path);
+    Ok(())
+}
+
+/// Binds the admin socket at `path` with mode 0600. Call inside a tokio runtime.
+pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
+    let error = |source| AdminError::Bind { path: path.to_path_buf(), source };
+    let listener = std::os::unix::net::UnixListener::bind(path).map_err(error)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(ADMIN_SOCKET_MODE)).map_err(error)?;
+    listener.set_nonblocking(true).map_err(error)?;
+    UnixListener::from_std(listener).map_err(error)
+}
+
+/// Serves the admin socket until the task is dropped.
+pub async fn serve(listener: UnixListener, context: Arc<AdminContext>) {
+    let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    loop {
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { return };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                tracing::warn!("admin socket: accept failed: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let context = Arc::clone(&context);
+        tokio::spawn(async move {
+            if let Err(error) = serve_connection(stream, &context).await {
+                tracing::debug!("admin socket: connection ended: {error}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(stream: UnixStream, context: &AdminContext) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    loop {
+        let mut line = Vec::new();
+        let limit = REQUEST_LINE_BYTES_MAX as u64 + 1;
+        if (&mut reader).take(limit).read_until(b'\n', &mut line).await? == 0 {
+            return Ok(());
+        }
+        if line.last() != Some(&b'\n') && line.len() > REQUEST_LINE_BYTES_MAX {
+            write.write_all(&Response::failure(protocol::ProtocolError::TooLong.to_string()).to_line()).await?;
+            return Ok(());
+        }
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        let response = respond(&line, context).await;
+        write.write_all(&response.to_line()).await?;
+    }
+}
+
+/// Answers one request line.
+pub async fn respond(line: &[u8], context: &AdminContext) -> Response {
+    match protocol::parse_request(line) {
+        Ok(Request::Status) => {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            let view = context.publisher.view();
+            Response::status(status::collect(&view, &context.data_dir.stats_region(), &context.config_dir, now))
+        }
+        Ok(Request::Reload) => reload(context).await,
+        Err(error) => Response::failure(error.to_string()),
+    }
+}
+
+/// Reloads the config directory; on success publishes it and waits for the data plane's answer.
+async fn reload(context: &AdminContext) -> Response {
+    let _one_at_a_time = context.reload_lock.lock().await;
+    let config_dir = context.config_dir.clone();
+    let provided = context.provided.clone();
+    let loaded = tokio::task::spawn_blocking(move || config::load(&config_dir, &provided)).await;
+    let config = match loaded {
+        Ok(Ok(config)) => config,
+        Ok(Err(diagnostics)) => {
+            tracing::warn!("reload refused; the current config keeps serving:\n{diagnostics}");
+            return Response::failure(diagnostics.to_string());
+        }
+        Err(error) => return Response::failure(format!("the reload task failed: {error}")),
+    };
+    let generation = match context.publisher.publish(config) {
+        Ok(generation) => generation,
+        Err(error) => return Response::failure(error.to_string()),
+    };
+    let publisher = Arc::clone(&context.publisher);
+    let timeout = Duration::from_millis(APPLY_TIMEOUT_MS);
+    let outcome = tokio::task::spawn_blocking(move || publisher.wait(generation, timeout)).await;
+    match outcome {
+        Ok(Outcome::Applied) => Response::reloaded(generation),
+        Ok(Outcome::Rejected(reason)) => Response {
+            generation: Some(generation),
+            applied: Some(false),
+            ..Response::failure(format!(
+                "the data plane rejected generation {generation}: {reason} (it keeps serving the previous one)"
+            ))
+        },
+        Ok(Outcome::TimedOut { connected }) => Response {
+            generation: Some(generation),
+            applied: Some(false),
+            ..Response::failure(format!(
+                "generation {generation} was published but the data plane did not apply it within {APPLY_TIMEOUT_MS} ms{}",
+                if connected { "" } else { " (no data plane is connected; it gets it when it reconnects)" }
+            ))
+        },
+        Err(error) => Response::failure(format!("the reload task failed: {error}")),
+    }
+}

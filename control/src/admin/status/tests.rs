@@ -1,0 +1,97 @@
+//! Tests of status collection (against a real stats region) and rendering.
+
+use portcullis_contract::key_index::KeyIndex;
+use portcullis_contract::model::{Config, Limits};
+use portcullis_contract::stats::{IoBackend, WorkerSlot};
+
+use super::*;
+use crate::publisher::DataPlaneInfo;
+
+fn view(connected: bool) -> PublisherView {
+    PublisherView {
+        generation: 3,
+        applied_generation: 2,
+        connected,
+        dataplane: connected.then(|| DataPlaneInfo {
+            pid: 42,
+            workers: 2,
+            io_backend: "uring".into(),
+            listen: vec!["127.0.0.1:8080".into()],
+        }),
+        config: Config {
+            source: "/cfg".into(),
+            apis: Vec::new(),
+            subscriptions: Vec::new(),
+            key_index: KeyIndex::default(),
+            limits: Limits::default(),
+        },
+    }
+}
+
+#[test]
+fn collects_counters_from_the_stats_region() {
+    let dir = std::env::temp_dir().join(format!("portcullis-status-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("stats.shm");
+    let region = StatsRegion::create(&path, 2, IoBackend::Epoll, 1_000).unwrap();
+    let slot = region.worker(1).unwrap();
+    WorkerSlot::add(&slot.requests, 9);
+    WorkerSlot::add(&slot.generation, 2);
+    region.header().draining.store(1, Ordering::Relaxed);
+
+    let status = collect(&view(false), &path, Path::new("/cfg"), 62_000);
+    assert_eq!((status.generation, status.applied_generation), (3, 2));
+    assert_eq!(status.dataplane.uptime_seconds, Some(61));
+    assert_eq!(status.dataplane.io_backend.as_deref(), Some("epoll"));
+    assert!(status.dataplane.draining && !status.dataplane.connected);
+    assert_eq!(status.workers.len(), 2);
+    assert_eq!((status.workers[1].counters.requests, status.workers[1].counters.generation), (9, 2));
+
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(json["workers"][1]["requests"], 9);
+    assert_eq!(json["workers"][1]["worker"], 1);
+    assert_eq!(serde_json::from_value::<Status>(json).unwrap(), status);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_missing_stats_region_is_reported_not_fatal() {
+    let status = collect(&view(true), Path::new("/nonexistent/stats.shm"), Path::new("/cfg"), 0);
+    assert!(status.stats_error.is_some());
+    assert_eq!(status.dataplane.pid, Some(42));
+    let table = render(&status);
+    assert!(table.contains("stats         unavailable:"), "{table}");
+    assert!(table.contains("data plane    pid 42, connected"), "{table}");
+}
+
+#[test]
+fn renders_a_table() {
+    let mut status = collect(&view(true), Path::new("/nonexistent"), Path::new("/cfg"), 0);
+    status.stats_error = None;
+    status.dataplane.uptime_seconds = Some(3_723);
+    status.workers = vec![WorkerStatus {
+        worker: 0,
+        counters: WorkerCounters {
+            requests: 12,
+            responses_4xx: 1,
+            connections_active: 3,
+            generation: 3,
+            ..Default::default()
+        },
+    }];
+    let table = render(&status);
+    let expected = "\
+generation    3 published, 2 applied by the data plane
+listen        127.0.0.1:8080
+io backend    uring, 2 workers
+uptime        1h 02m 03s
+draining      no
+
+worker  requests       4xx       5xx  active conns  in flight  generation
+     0        12         1         0             3          0           3
+";
+    assert!(table.ends_with(expected), "{table}");
+    assert_eq!(duration(5), "5s");
+    assert_eq!(duration(65), "1m 05s");
+    assert_eq!(duration(90_061), "1d 01h 01m 01s");
+}
