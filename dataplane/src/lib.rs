@@ -1,1 +1,26 @@
-//! Placeholder.
+//! The Portcullis data plane: thread-per-core workers that route, check subscription keys and
+//! proxy HTTP/1.1 to backends, configured by snapshots from control.
+//!
+//! Sans-IO cores (usable from benches and fuzzers): [`http`] (parsers, chunked scanner, the heads
+//! we write), [`router`], [`subscription`]. Around them: [`snapshot`] (the in-memory form and
+//! its publication), [`channel`] (the thread that talks to control), [`worker`] and the
+//! internal `io` seam (tokio-uring or epoll), the request lifecycle in `proxy`, and [`gateway`]
+//! (start-up and draining).
+
+pub mod channel;
+pub mod drain;
+pub mod gateway;
+pub mod http;
+mod io;
+pub mod last_good;
+pub mod listener;
+pub mod logging;
+mod proxy;
+pub mod router;
+pub mod snapshot;
+pub mod subscription;
+mod upstream;
+pub mod worker;
+
+pub use io::probe_uring;
+pub use upstream::{IDLE_PER_BACKEND_MAX, IDLE_TIMEOUT_MS};

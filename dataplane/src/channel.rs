@@ -1,0 +1,123 @@
+//! The snapshot-channel thread: connects to control, says hello, applies the snapshots it sends.
+//!
+//! Blocking and on its own thread, never on a worker. Control is the authority: any valid
+//! generation it sends is applied. If control goes away, the data plane keeps serving and
+//! reconnects with backoff.
+
+use std::os::fd::{AsFd as _, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use portcullis_contract::channel::{self, ChannelError, ToControl, ToDataPlane};
+use portcullis_contract::snapshot;
+use portcullis_contract::stats::StatsRegion;
+
+use crate::last_good;
+use crate::snapshot::{Snapshot, SnapshotCell};
+
+/// First reconnect delay after control is unreachable.
+pub const RECONNECT_DELAY_INITIAL_MS: u64 = 100;
+/// Reconnect delay ceiling: control restarts are noticed within 2 s.
+pub const RECONNECT_DELAY_MAX_MS: u64 = 2_000;
+
+/// What the channel thread needs.
+#[derive(Debug)]
+pub struct ChannelTask {
+    /// `snapshot.sock` in the data directory.
+    pub socket: PathBuf,
+    /// `snapshots/last-good.snap` in the data directory.
+    pub last_good: PathBuf,
+    /// Where snapshots are published to workers.
+    pub cell: Arc<SnapshotCell>,
+    /// The stats region (its header carries the published generation).
+    pub stats: Arc<StatsRegion>,
+    /// Worker count, for the hello.
+    pub workers: u32,
+    /// `uring` or `epoll`, for the hello.
+    pub io_backend: &'static str,
+    /// Listening addresses, for the hello.
+    pub listen: Vec<String>,
+}
+
+/// Starts the channel thread. It never returns: the data plane outlives control.
+pub fn spawn(task: ChannelTask) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("snapshot-channel".into()).spawn(move || task.run())
+}
+
+impl ChannelTask {
+    fn run(self) {
+        let mut delay_ms = RECONNECT_DELAY_INITIAL_MS;
+        let mut outage_logged = false;
+        loop {
+            match channel::connect(&self.socket) {
+                Ok(socket) => {
+                    delay_ms = RECONNECT_DELAY_INITIAL_MS;
+                    tracing::info!(socket = %self.socket.display(), "connected to control");
+                    if let Err(error) = self.session(&socket) {
+                        tracing::warn!(%error, "snapshot channel error");
+                    }
+                    tracing::info!("control disconnected; still serving generation {}", self.cell.generation());
+                    // The disconnect line above opens this outage.
+                    outage_logged = true;
+                }
+                Err(error) => {
+                    if !outage_logged {
+                        tracing::info!(
+                            socket = %self.socket.display(),
+                            %error,
+                            "control is not reachable; serving generation {} and retrying",
+                            self.cell.generation()
+                        );
+                        outage_logged = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(delay_ms));
+                    delay_ms = (delay_ms * 2).min(RECONNECT_DELAY_MAX_MS);
+                }
+            }
+        }
+    }
+
+    /// One connection: hello, then snapshots until control closes.
+    fn session(&self, socket: &OwnedFd) -> Result<(), ChannelError> {
+        let hello = ToControl::Hello {
+            pid: std::process::id(),
+            workers: self.workers,
+            io_backend: self.io_backend.to_owned(),
+            listen: self.listen.clone(),
+            generation: self.cell.generation(),
+        };
+        channel::send(socket, &hello, None)?;
+        while let Some((message, fd)) = channel::recv::<ToDataPlane>(socket)? {
+            let ToDataPlane::Snapshot { generation } = message;
+            let reply = match self.apply(generation, fd) {
+                Ok(()) => ToControl::Applied { generation },
+                Err(reason) => {
+                    tracing::warn!(generation, %reason, "rejected snapshot; still serving generation {}", self.cell.generation());
+                    ToControl::Rejected { generation, reason }
+                }
+            };
+            channel::send(socket, &reply, None)?;
+        }
+        Ok(())
+    }
+
+    /// Checks, builds and publishes one snapshot; the error is the reason sent back to control.
+    fn apply(&self, announced: u64, fd: Option<OwnedFd>) -> Result<(), String> {
+        let fd = fd.ok_or_else(|| "no memfd attached to the snapshot message".to_owned())?;
+        let (header, config, raw) = snapshot::read_sealed_memfd(fd.as_fd()).map_err(|error| error.to_string())?;
+        if header.generation != announced {
+            return Err(format!("message announces generation {announced} but the snapshot is {}", header.generation));
+        }
+        let built = Arc::new(Snapshot::build(header.generation, config));
+        self.cell.publish(built);
+        self.stats.header().generation.store(header.generation, Ordering::Relaxed);
+        tracing::info!(generation = header.generation, "applied snapshot");
+        if let Err(error) = last_good::store(&self.last_good, &raw) {
+            // The snapshot serves; only a cold start without control would miss it.
+            tracing::warn!(%error, "could not save the last-good snapshot");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,177 @@
+//! The heads we write: the request forwarded to a backend and the response relayed to the client.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+
+use crate::http::request::RequestHead;
+use crate::http::response::ResponseHead;
+use crate::http::{HeaderSpan, tokens};
+
+/// Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1), besides those a
+/// `Connection` header names.
+const HOP_BY_HOP: [&[u8]; 5] = [b"connection", b"keep-alive", b"proxy-connection", b"te", b"upgrade"];
+/// Request headers the gateway sets itself (or, for `Expect`, answers itself).
+const REPLACED_ON_REQUEST: [&[u8]; 5] =
+    [b"host", b"expect", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"];
+
+/// What the client connection does after this response, as the `Connection` header says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientConnection {
+    /// HTTP/1.1 keep-alive: no header needed.
+    KeepAlive,
+    /// HTTP/1.0 keep-alive: `Connection: keep-alive`.
+    KeepAliveHttp10,
+    /// The gateway closes after this response: `Connection: close`.
+    Close,
+}
+
+/// Appends the backend request target: `base_path` + the rest of the path after the API prefix
+/// (with its query); `/` when both are empty.
+pub fn write_target(out: &mut Vec<u8>, base_path: &str, remainder: &[u8]) {
+    out.extend_from_slice(base_path.as_bytes());
+    if base_path.is_empty() && remainder.first() != Some(&b'/') {
+        out.push(b'/');
+    }
+    out.extend_from_slice(remainder);
+}
+
+/// Where a forwarded request goes and who sent it.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarding<'a> {
+    /// The backend's base path (`""` or `/v1`).
+    pub base_path: &'a str,
+    /// `Host` header for the backend.
+    pub authority: &'a str,
+    /// Offset in the request target where the path after the API prefix starts.
+    pub remainder_start: usize,
+    /// The client's address, appended to `X-Forwarded-For`.
+    pub client_ip: IpAddr,
+}
+
+/// Writes (replacing `out`'s contents) the request head sent to the backend.
+pub fn write_request_head(out: &mut Vec<u8>, head: &RequestHead, buf: &[u8], forwarding: &Forwarding<'_>) {
+    out.clear();
+    out.extend_from_slice(head.method(buf));
+    out.push(b' ');
+    let target = head.target(buf);
+    write_target(out, forwarding.base_path, target.get(forwarding.remainder_start..).unwrap_or(&[]));
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let headers = head.headers();
+    for header in headers {
+        let name = header.name.of(buf);
+        if is_hop_by_hop(name, buf, headers) || REPLACED_ON_REQUEST.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+            continue;
+        }
+        write_header(out, name, header.value.of(buf));
+    }
+    write_header(out, b"Host", forwarding.authority.as_bytes());
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    for header in headers.iter().filter(|h| h.name.of(buf).eq_ignore_ascii_case(b"x-forwarded-for")) {
+        out.extend_from_slice(header.value.of(buf));
+        out.extend_from_slice(b", ");
+    }
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{}\r\n", forwarding.client_ip);
+    out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
+    if let Some(host) = head.header(buf, b"host") {
+        write_header(out, b"X-Forwarded-Host", host);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes (replacing `out`'s contents) the response head relayed to the client.
+pub fn write_response_head(out: &mut Vec<u8>, head: &ResponseHead, buf: &[u8], connection: ClientConnection) {
+    out.clear();
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "HTTP/1.1 {} ", head.status());
+    out.extend_from_slice(head.reason(buf));
+    out.extend_from_slice(b"\r\n");
+    let headers = head.headers();
+    for header in headers {
+        let name = header.name.of(buf);
+        if !is_hop_by_hop(name, buf, headers) {
+            write_header(out, name, header.value.of(buf));
+        }
+    }
+    match connection {
+        ClientConnection::KeepAlive => {}
+        ClientConnection::KeepAliveHttp10 => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        ClientConnection::Close => out.extend_from_slice(b"Connection: close\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A hop-by-hop header: one of the fixed list, or named by a `Connection` header.
+fn is_hop_by_hop(name: &[u8], buf: &[u8], headers: &[HeaderSpan]) -> bool {
+    HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
+        || headers
+            .iter()
+            .filter(|header| header.name.of(buf).eq_ignore_ascii_case(b"connection"))
+            .any(|header| tokens(header.value.of(buf)).any(|token| token.eq_ignore_ascii_case(name)))
+}
+
+fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{request, response};
+
+    fn target(base: &str, remainder: &str) -> String {
+        let mut out = Vec::new();
+        write_target(&mut out, base, remainder.as_bytes());
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn target_paths() {
+        assert_eq!(target("/api", "/hello?x=1"), "/api/hello?x=1");
+        assert_eq!(target("/api", ""), "/api");
+        assert_eq!(target("/api", "?x=1"), "/api?x=1");
+        assert_eq!(target("/api", "/"), "/api/");
+        assert_eq!(target("", ""), "/");
+        assert_eq!(target("", "?q"), "/?q");
+        assert_eq!(target("", "/x"), "/x");
+    }
+
+    #[test]
+    fn request_head_rewrite() {
+        let buf = b"POST /echo/hello?x=1 HTTP/1.1\r\nHost: gw.example\r\nConnection: keep-alive, X-Secret\r\n\
+X-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nUpgrade: h2c\r\nX-Forwarded-For: 10.0.0.1\r\n\
+Transfer-Encoding: chunked\r\nOcp-Apim-Subscription-Key: k\r\nExpect: 100-continue\r\n\r\n";
+        let head = request::parse(buf).unwrap().unwrap();
+        let mut out = Vec::new();
+        let forwarding = Forwarding {
+            base_path: "/api",
+            authority: "backend:8081",
+            remainder_start: 5,
+            client_ip: "127.0.0.1".parse().unwrap(),
+        };
+        write_request_head(&mut out, &head, buf, &forwarding);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /api/hello?x=1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\nOcp-Apim-Subscription-Key: k\r\n\
+Host: backend:8081\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\
+X-Forwarded-Host: gw.example\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_head_rewrite() {
+        let buf =
+            b"HTTP/1.1 200 Fine\r\nContent-Length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\nok";
+        let head = response::parse(buf).unwrap().unwrap();
+        let mut out = Vec::new();
+        write_response_head(&mut out, &head, buf, ClientConnection::Close);
+        assert_eq!(out, b"HTTP/1.1 200 Fine\r\nContent-Length: 2\r\nConnection: close\r\n\r\n");
+        write_response_head(&mut out, &head, buf, ClientConnection::KeepAliveHttp10);
+        assert_eq!(out, b"HTTP/1.1 200 Fine\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n");
+        write_response_head(&mut out, &head, buf, ClientConnection::KeepAlive);
+        assert_eq!(out, b"HTTP/1.1 200 Fine\r\nContent-Length: 2\r\n\r\n");
+    }
+}

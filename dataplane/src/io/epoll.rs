@@ -1,0 +1,73 @@
+//! The epoll backend: tokio's `current_thread` runtime with a `LocalSet`.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::io::{Listener, Runtime, Stream, reserve_spare};
+
+/// The epoll runtime.
+#[derive(Debug)]
+pub(crate) struct Epoll;
+
+/// A tokio TCP stream.
+#[derive(Debug)]
+pub(crate) struct EpollStream(tokio::net::TcpStream);
+
+/// A tokio TCP listener.
+#[derive(Debug)]
+pub(crate) struct EpollListener(tokio::net::TcpListener);
+
+impl Runtime for Epoll {
+    type Listener = EpollListener;
+
+    fn block_on<F: Future>(future: F) -> io::Result<F::Output> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let local = tokio::task::LocalSet::new();
+        Ok(local.block_on(&runtime, future))
+    }
+}
+
+impl Stream for EpollStream {
+    async fn connect(addr: SocketAddr) -> io::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self(stream))
+    }
+
+    async fn read(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        reserve_spare(&mut buf);
+        let result = self.0.read_buf(&mut buf).await;
+        (result, buf)
+    }
+
+    async fn write_range(&mut self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
+        let result = match buf.get(range) {
+            Some(bytes) => self.0.write_all(bytes).await,
+            None => Err(io::Error::new(io::ErrorKind::InvalidInput, "write range outside the buffer")),
+        };
+        (result, buf)
+    }
+
+    fn shutdown(&self) {
+        // Best effort: the peer may already be gone.
+        let _ = socket2::SockRef::from(&self.0).shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl Listener for EpollListener {
+    type Stream = EpollStream;
+
+    fn adopt(listener: std::net::TcpListener) -> io::Result<Self> {
+        Ok(Self(tokio::net::TcpListener::from_std(listener)?))
+    }
+
+    async fn accept(&self) -> io::Result<(EpollStream, SocketAddr)> {
+        let (stream, peer) = self.0.accept().await?;
+        stream.set_nodelay(true)?;
+        Ok((EpollStream(stream), peer))
+    }
+}

@@ -1,0 +1,120 @@
+//! Streams one message body from a source to a sink, with backpressure: each write completes
+//! before the next read, so a slow reader never makes the gateway buffer more than one read.
+
+use std::time::Duration;
+
+use crate::http::BodyFraming;
+use crate::http::chunked::{self, ChunkedError, ChunkedScanner};
+use crate::io::{ReadError, Stream, read_within};
+
+/// Bytes read per body read: large enough for few syscalls, small enough per connection.
+pub(crate) const BODY_READ_BYTES: usize = 16 * 1024;
+
+/// Why a relay stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RelayError {
+    #[error("source read: {0}")]
+    Read(ReadError),
+    #[error("source closed before the body ended")]
+    Truncated,
+    #[error("sink write: {0}")]
+    Write(std::io::Error),
+    #[error("chunked framing: {0}")]
+    Chunked(ChunkedError),
+}
+
+/// Relays the body that starts at `buf[start..]` (bytes already read) and continues on `source`.
+/// Returns the buffer and the offset in it where the body ended (what follows belongs to the
+/// next message). The buffer may have been compacted: bytes before `start` are gone unless the
+/// body was entirely buffered already.
+pub(crate) async fn relay<R: Stream, W: Stream>(
+    source: &mut R,
+    sink: &mut W,
+    mut buf: Vec<u8>,
+    mut start: usize,
+    framing: BodyFraming,
+    read_limit: Duration,
+) -> (Result<usize, RelayError>, Vec<u8>) {
+    let mut remaining = match framing {
+        BodyFraming::Length(length) => length,
+        _ => 0,
+    };
+    let mut scanner = ChunkedScanner::new();
+    loop {
+        let available = buf.get(start..).unwrap_or(&[]);
+        let (take, done) = match framing {
+            BodyFraming::None => (0, true),
+            BodyFraming::Length(_) => {
+                let take = remaining.min(available.len() as u64);
+                remaining -= take;
+                (take as usize, remaining == 0)
+            }
+            BodyFraming::Chunked => match scanner.scan(available) {
+                Ok(scan) => (scan.consumed, scan.done),
+                Err(error) => return (Err(RelayError::Chunked(error)), buf),
+            },
+            BodyFraming::UntilClose => (available.len(), false),
+        };
+        if take > 0 {
+            let (result, returned) = sink.write_range(buf, start..start + take).await;
+            buf = returned;
+            if let Err(error) = result {
+                return (Err(RelayError::Write(error)), buf);
+            }
+            start += take;
+        }
+        if done {
+            return (Ok(start), buf);
+        }
+        // Everything before `start` is relayed; what is left is a split chunk line.
+        buf.drain(..start);
+        start = 0;
+        if buf.len() >= chunked::LINE_BYTES_MAX {
+            return (Err(RelayError::Chunked(ChunkedError::LineTooLong)), buf);
+        }
+        if buf.capacity() - buf.len() < BODY_READ_BYTES {
+            buf.reserve(BODY_READ_BYTES);
+        }
+        let (result, returned) = read_within(source, buf, read_limit).await;
+        buf = returned;
+        match result {
+            Ok(0) if framing == BodyFraming::UntilClose => return (Ok(0), buf),
+            Ok(0) => return (Err(RelayError::Truncated), buf),
+            Ok(_) => {}
+            Err(error) => return (Err(RelayError::Read(error)), buf),
+        }
+    }
+}
+
+/// Where the body that starts at `buf[start..]` ends, if all of it is already buffered.
+pub(crate) fn buffered_end(buf: &[u8], start: usize, framing: BodyFraming) -> Option<usize> {
+    let available = buf.get(start..)?;
+    match framing {
+        BodyFraming::None => Some(start),
+        BodyFraming::Length(length) => {
+            usize::try_from(length).ok().filter(|&length| length <= available.len()).map(|length| start + length)
+        }
+        BodyFraming::Chunked => {
+            let scan = ChunkedScanner::new().scan(available).ok()?;
+            scan.done.then_some(start + scan.consumed)
+        }
+        BodyFraming::UntilClose => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffered_end_by_framing() {
+        let buf = b"HEADbody5\r\nhello\r\n0\r\n\r\nNEXT";
+        assert_eq!(buffered_end(buf, 4, BodyFraming::None), Some(4));
+        assert_eq!(buffered_end(buf, 4, BodyFraming::Length(4)), Some(8));
+        assert_eq!(buffered_end(buf, 4, BodyFraming::Length(1000)), None);
+        assert_eq!(buffered_end(buf, 8, BodyFraming::Chunked), Some(buf.len() - 4));
+        assert_eq!(buffered_end(&buf[..12], 8, BodyFraming::Chunked), None);
+        assert_eq!(buffered_end(buf, 4, BodyFraming::Chunked), None);
+        assert_eq!(buffered_end(buf, 4, BodyFraming::UntilClose), None);
+    }
+}

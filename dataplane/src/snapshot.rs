@@ -1,0 +1,141 @@
+//! The in-memory form of a snapshot (built once, off the hot path) and the cell that publishes it to workers.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwapOption;
+use portcullis_contract::model::{Config, Scheme};
+
+use crate::router::Router;
+
+/// One configuration generation, ready for the hot path: nothing in it is parsed per request.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The generation control gave it.
+    pub generation: u64,
+    /// The validated config.
+    pub config: Config,
+    /// Path → API.
+    pub router: Router,
+    /// Per API (same index as `config.apis`): the backend address, or `None` when the backend
+    /// cannot be used (unresolvable host, or https which this build does not speak yet): its
+    /// requests are answered 502.
+    pub backends: Vec<Option<SocketAddr>>,
+}
+
+impl Snapshot {
+    /// Builds the in-memory form: routing table and resolved backends. Resolution blocks (DNS),
+    /// so this runs on the snapshot-channel or start-up thread, never on a worker.
+    pub fn build(generation: u64, config: Config) -> Self {
+        let router = Router::new(&config);
+        for &api in router.unroutable() {
+            if let Some(api) = config.apis.get(api as usize) {
+                tracing::warn!(api = %api.id, path = %api.path, "API path is too deep to route; its requests get 404");
+            }
+        }
+        let backends = config.apis.iter().map(|api| resolve(&api.id, &api.backend)).collect();
+        Self { generation, config, router, backends }
+    }
+}
+
+fn resolve(api: &str, backend: &portcullis_contract::model::BackendUrl) -> Option<SocketAddr> {
+    if backend.scheme == Scheme::Https {
+        tracing::warn!(api, host = %backend.host, "https backends are not supported yet; requests to this API get 502");
+        return None;
+    }
+    match (backend.host.as_str(), backend.port).to_socket_addrs().map(|mut addrs| addrs.next()) {
+        Ok(Some(addr)) => Some(addr),
+        Ok(None) => {
+            tracing::warn!(api, host = %backend.host, "backend host has no address; requests to this API get 502");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(api, host = %backend.host, %error, "backend host does not resolve; requests to this API get 502");
+            None
+        }
+    }
+}
+
+/// Where the current snapshot is published; workers read it between requests.
+#[derive(Debug, Default)]
+pub struct SnapshotCell {
+    current: ArcSwapOption<Snapshot>,
+    /// Generation of `current` (0: none), checked by workers before they touch the ArcSwap.
+    generation: AtomicU64,
+}
+
+impl SnapshotCell {
+    /// An empty cell: requests get 503 until a snapshot is published.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes `snapshot` current for every request that starts from now on.
+    pub fn publish(&self, snapshot: Arc<Snapshot>) {
+        let generation = snapshot.generation;
+        self.current.store(Some(snapshot));
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    /// Generation published last (0: none).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The current snapshot.
+    pub fn load(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_contract::key_index::KeyIndex;
+    use portcullis_contract::model::{Api, BackendUrl, Limits};
+
+    fn api(host: &str, scheme: Scheme) -> Api {
+        Api {
+            id: host.into(),
+            name: host.into(),
+            path: host.replace('.', "-"),
+            backend: BackendUrl {
+                scheme,
+                host: host.into(),
+                port: 80,
+                base_path: String::new(),
+                authority: host.into(),
+            },
+            subscription_required: false,
+            subscription_key_header: String::new(),
+            subscription_key_query: String::new(),
+        }
+    }
+
+    #[test]
+    fn resolves_backends_and_publishes() {
+        let config = Config {
+            source: "t".into(),
+            apis: vec![
+                api("127.0.0.1", Scheme::Http),
+                api("name.invalid", Scheme::Http),
+                api("127.0.0.2", Scheme::Https),
+            ],
+            subscriptions: Vec::new(),
+            key_index: KeyIndex::default(),
+            limits: Limits::default(),
+        };
+        let snapshot = Snapshot::build(4, config);
+        assert_eq!(snapshot.backends[0], Some("127.0.0.1:80".parse().unwrap()));
+        assert_eq!(snapshot.backends[1], None);
+        assert_eq!(snapshot.backends[2], None);
+
+        let cell = SnapshotCell::new();
+        assert_eq!(cell.generation(), 0);
+        assert!(cell.load().is_none());
+        cell.publish(Arc::new(snapshot));
+        assert_eq!(cell.generation(), 4);
+        assert_eq!(cell.load().unwrap().generation, 4);
+    }
+}

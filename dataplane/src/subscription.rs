@@ -1,0 +1,185 @@
+//! Subscription keys: where a request carries its key, and whether that key opens the API. Sans-IO.
+
+use portcullis_contract::key_index::KEY_BYTES_MAX;
+use portcullis_contract::model::{Config, SubscriptionScope, SubscriptionState};
+
+use crate::http::request::RequestHead;
+
+/// A key as found in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FoundKey<'a> {
+    /// Neither the header nor the query parameter is present.
+    Absent,
+    /// The key bytes (percent-decoded when from the query).
+    Present(&'a [u8]),
+    /// A key longer than any valid key: it can only be invalid.
+    TooLong,
+}
+
+/// Why a key does not open an API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRejection {
+    #[error("no subscription key in the request")]
+    Missing,
+    #[error("unknown subscription key, inactive subscription, or a subscription for another API")]
+    Invalid,
+}
+
+/// Finds the key: from header `header_name` (case-insensitive); only if that header is absent,
+/// from query parameter `query_name`, percent-decoded into `scratch`.
+pub fn find_key<'a>(
+    head: &RequestHead,
+    buf: &'a [u8],
+    header_name: &str,
+    query_name: &str,
+    scratch: &'a mut [u8; KEY_BYTES_MAX],
+) -> FoundKey<'a> {
+    if let Some(value) = head.header(buf, header_name.as_bytes()) {
+        return if value.len() > KEY_BYTES_MAX { FoundKey::TooLong } else { FoundKey::Present(value) };
+    }
+    let target = head.target(buf);
+    let Some(query_start) = target.iter().position(|&b| b == b'?') else {
+        return FoundKey::Absent;
+    };
+    let query = &target[query_start + 1..];
+    let query = &query[..query.iter().position(|&b| b == b'#').unwrap_or(query.len())];
+    for pair in query.split(|&b| b == b'&') {
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &[][..]),
+        };
+        if name == query_name.as_bytes() {
+            return match percent_decode(value, scratch) {
+                Some(len) => FoundKey::Present(&scratch[..len]),
+                None => FoundKey::TooLong,
+            };
+        }
+    }
+    FoundKey::Absent
+}
+
+/// Checks `key` against the config for API `api`; returns the subscription index.
+pub fn check(config: &Config, api: u32, key: FoundKey<'_>) -> Result<u32, KeyRejection> {
+    let key = match key {
+        FoundKey::Absent => return Err(KeyRejection::Missing),
+        FoundKey::TooLong => return Err(KeyRejection::Invalid),
+        FoundKey::Present(key) => key,
+    };
+    let entry = config.key_index.lookup(key).ok_or(KeyRejection::Invalid)?;
+    // Validated snapshots only hold in-range subscription indices; `get` keeps it panic-free anyway.
+    let subscription = config.subscriptions.get(entry.subscription as usize).ok_or(KeyRejection::Invalid)?;
+    let in_scope = match subscription.scope {
+        SubscriptionScope::AllApis => true,
+        SubscriptionScope::Api(scoped) => scoped == api,
+    };
+    if subscription.state != SubscriptionState::Active || !in_scope {
+        return Err(KeyRejection::Invalid);
+    }
+    Ok(entry.subscription)
+}
+
+/// Decodes `%XX` escapes of `input` into `out`; `None` if the result does not fit. A `%` not
+/// followed by two hex digits is kept as is (as browsers and .NET do).
+fn percent_decode(input: &[u8], out: &mut [u8; KEY_BYTES_MAX]) -> Option<usize> {
+    let mut read = 0;
+    let mut written = 0;
+    while let Some(&byte) = input.get(read) {
+        let escaped = match (byte, input.get(read + 1), input.get(read + 2)) {
+            (b'%', Some(&high), Some(&low)) => hex(high).zip(hex(low)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        *out.get_mut(written)? = escaped.unwrap_or(byte);
+        written += 1;
+        read += if escaped.is_some() { 3 } else { 1 };
+    }
+    Some(written)
+}
+
+fn hex(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request;
+    use portcullis_contract::key_index::{KeyEntry, KeyIndex, KeySlot};
+    use portcullis_contract::model::{Limits, Subscription};
+
+    const HEADER: &str = "Ocp-Apim-Subscription-Key";
+    const QUERY: &str = "subscription-key";
+
+    fn found(raw: &[u8]) -> Result<Vec<u8>, FoundKey<'static>> {
+        let head = request::parse(raw).unwrap().unwrap();
+        let mut scratch = [0; KEY_BYTES_MAX];
+        match find_key(&head, raw, HEADER, QUERY, &mut scratch) {
+            FoundKey::Present(key) => Ok(key.to_vec()),
+            FoundKey::Absent => Err(FoundKey::Absent),
+            FoundKey::TooLong => Err(FoundKey::TooLong),
+        }
+    }
+
+    #[test]
+    fn header_then_query() {
+        assert_eq!(found(b"GET /a HTTP/1.1\r\nocp-apim-subscription-key: k1\r\n\r\n").unwrap(), b"k1");
+        assert_eq!(found(b"GET /a?x=1&subscription-key=k2 HTTP/1.1\r\n\r\n").unwrap(), b"k2");
+        // The header wins, even over a query parameter that is present.
+        let both = b"GET /a?subscription-key=q HTTP/1.1\r\nOcp-Apim-Subscription-Key: h\r\n\r\n";
+        assert_eq!(found(both).unwrap(), b"h");
+        // An empty header is present: the query is not consulted.
+        let empty = b"GET /a?subscription-key=q HTTP/1.1\r\nOcp-Apim-Subscription-Key:\r\n\r\n";
+        assert_eq!(found(empty).unwrap(), b"");
+        assert_eq!(found(b"GET /a?subscription-keyx=1 HTTP/1.1\r\n\r\n"), Err(FoundKey::Absent));
+        assert_eq!(found(b"GET /a HTTP/1.1\r\n\r\n"), Err(FoundKey::Absent));
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(found(b"GET /a?subscription-key=a%2Bb%3d%zz%4 HTTP/1.1\r\n\r\n").unwrap(), b"a+b=%zz%4");
+        let long = format!("GET /a?subscription-key={} HTTP/1.1\r\n\r\n", "%41".repeat(KEY_BYTES_MAX + 1));
+        assert_eq!(found(long.as_bytes()), Err(FoundKey::TooLong));
+        let exact = format!("GET /a?subscription-key={} HTTP/1.1\r\n\r\n", "%41".repeat(KEY_BYTES_MAX));
+        assert_eq!(found(exact.as_bytes()).unwrap().len(), KEY_BYTES_MAX);
+        let long_header = format!("GET /a HTTP/1.1\r\n{HEADER}: {}\r\n\r\n", "a".repeat(KEY_BYTES_MAX + 1));
+        assert_eq!(found(long_header.as_bytes()), Err(FoundKey::TooLong));
+    }
+
+    fn config() -> Config {
+        let subscription = |id: &str, scope, state| Subscription { id: id.into(), name: id.into(), scope, state };
+        let subscriptions = vec![
+            subscription("all", SubscriptionScope::AllApis, SubscriptionState::Active),
+            subscription("api1", SubscriptionScope::Api(1), SubscriptionState::Active),
+            subscription("off", SubscriptionScope::AllApis, SubscriptionState::Suspended),
+        ];
+        let entries = ["all", "api1", "off"]
+            .iter()
+            .enumerate()
+            .map(|(i, key)| KeyEntry { key: (*key).into(), subscription: i as u32, slot: KeySlot::Primary })
+            .collect();
+        Config {
+            source: "t".into(),
+            apis: Vec::new(),
+            subscriptions,
+            key_index: KeyIndex::build([1, 2], entries).unwrap(),
+            limits: Limits::default(),
+        }
+    }
+
+    #[test]
+    fn checks_state_and_scope() {
+        let config = config();
+        assert_eq!(check(&config, 0, FoundKey::Present(b"all")), Ok(0));
+        assert_eq!(check(&config, 1, FoundKey::Present(b"api1")), Ok(1));
+        assert_eq!(check(&config, 0, FoundKey::Present(b"api1")), Err(KeyRejection::Invalid));
+        assert_eq!(check(&config, 0, FoundKey::Present(b"off")), Err(KeyRejection::Invalid));
+        assert_eq!(check(&config, 0, FoundKey::Present(b"nope")), Err(KeyRejection::Invalid));
+        assert_eq!(check(&config, 0, FoundKey::Present(b"")), Err(KeyRejection::Invalid));
+        assert_eq!(check(&config, 0, FoundKey::TooLong), Err(KeyRejection::Invalid));
+        assert_eq!(check(&config, 0, FoundKey::Absent), Err(KeyRejection::Missing));
+    }
+}

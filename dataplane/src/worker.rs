@@ -1,0 +1,192 @@
+//! Worker threads: one per core, each with its own runtime, listener, upstream pool and buffers.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use portcullis_contract::stats::{IoBackend, StatsRegion, WorkerSlot};
+
+use crate::drain::{self, Drain};
+use crate::io::epoll::Epoll;
+use crate::io::uring::Uring;
+use crate::io::{Listener, Runtime, Stream};
+use crate::proxy;
+use crate::snapshot::{Snapshot, SnapshotCell};
+use crate::upstream::UpstreamPool;
+
+/// Open client connections per worker; beyond it new connections are closed at once, so a
+/// flood cannot exhaust file descriptors or memory (each connection holds a few buffers).
+pub const CONNECTIONS_PER_WORKER_MAX: usize = 16_384;
+/// Pause after an accept error other than draining (EMFILE, ENOBUFS): lets resources free up
+/// instead of spinning.
+pub const ACCEPT_ERROR_PAUSE_MS: u64 = 10;
+
+/// Counters for a worker index past the stats region (cannot happen: the region is created
+/// for exactly `--workers` slots); keeps the hot path free of `Option` checks.
+static DETACHED_SLOT: WorkerSlot = WorkerSlot {
+    requests: AtomicU64::new(0),
+    responses_4xx: AtomicU64::new(0),
+    responses_5xx: AtomicU64::new(0),
+    connections_accepted: AtomicU64::new(0),
+    connections_active: AtomicU64::new(0),
+    in_flight: AtomicU64::new(0),
+    generation: AtomicU64::new(0),
+    backend_connects: AtomicU64::new(0),
+};
+
+/// Everything one worker thread starts with.
+#[derive(Debug)]
+pub struct WorkerSetup {
+    /// Worker index (its stats slot).
+    pub index: usize,
+    /// Its own SO_REUSEPORT listener.
+    pub listener: std::net::TcpListener,
+    /// Published snapshots.
+    pub cell: Arc<SnapshotCell>,
+    /// The stats region.
+    pub stats: Arc<StatsRegion>,
+    /// The draining signal.
+    pub drain: Arc<Drain>,
+    /// Core to pin the thread to.
+    pub core: Option<core_affinity::CoreId>,
+}
+
+/// Starts a worker thread on `backend`.
+pub fn spawn(backend: IoBackend, setup: WorkerSetup) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name(format!("worker-{}", setup.index)).spawn(move || {
+        if let Some(core) = setup.core {
+            core_affinity::set_for_current(core);
+        }
+        let index = setup.index;
+        let result = match backend {
+            IoBackend::Uring => run::<Uring>(setup),
+            IoBackend::Epoll => run::<Epoll>(setup),
+        };
+        if let Err(error) = result {
+            tracing::error!(worker = index, %error, "worker stopped");
+        }
+    })
+}
+
+type StreamOf<R> = <<R as Runtime>::Listener as Listener>::Stream;
+
+fn run<R: Runtime>(setup: WorkerSetup) -> std::io::Result<()> {
+    R::block_on(async move {
+        let listener = R::Listener::adopt(setup.listener)?;
+        let worker: Rc<WorkerCtx<StreamOf<R>>> = Rc::new(WorkerCtx {
+            index: setup.index,
+            stats: setup.stats,
+            cell: setup.cell,
+            cached: RefCell::new(None),
+            cached_generation: Cell::new(0),
+            pool: UpstreamPool::new(),
+            drain: setup.drain,
+            connections: Cell::new(0),
+            idle: tokio::sync::Notify::new(),
+        });
+        accept_loop(&worker, &listener).await;
+        drop(listener);
+        while worker.connections.get() > 0 {
+            worker.idle.notified().await;
+        }
+        Ok(())
+    })?
+}
+
+async fn accept_loop<L: Listener>(worker: &Rc<WorkerCtx<L::Stream>>, listener: &L) {
+    let mut drain_signal = worker.drain.subscribe();
+    while !worker.drain.is_draining() {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = drain::signalled(&mut drain_signal) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(_) if worker.drain.is_draining() => break,
+            Err(error) => {
+                tracing::warn!(worker = worker.index, %error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_PAUSE_MS)).await;
+                continue;
+            }
+        };
+        let slot = worker.slot();
+        WorkerSlot::add(&slot.connections_accepted, 1);
+        if worker.connections.get() >= CONNECTIONS_PER_WORKER_MAX {
+            stream.shutdown();
+            continue;
+        }
+        worker.connections.set(worker.connections.get() + 1);
+        WorkerSlot::add(&slot.connections_active, 1);
+        let worker = Rc::clone(worker);
+        tokio::task::spawn_local(async move {
+            proxy::serve_connection(Rc::clone(&worker), stream, peer).await;
+            worker.connection_closed();
+        });
+    }
+}
+
+/// A worker's own state, shared by its connections (on its thread only).
+pub(crate) struct WorkerCtx<S> {
+    index: usize,
+    stats: Arc<StatsRegion>,
+    cell: Arc<SnapshotCell>,
+    /// This worker's copy of the current snapshot (an `Rc` so requests clone it without touching
+    /// a cache line shared with other cores).
+    cached: RefCell<Option<Rc<LocalSnapshot>>>,
+    cached_generation: Cell<u64>,
+    /// Idle backend connections.
+    pub(crate) pool: UpstreamPool<S>,
+    /// The draining signal.
+    pub(crate) drain: Arc<Drain>,
+    connections: Cell<usize>,
+    /// Woken when the last connection closes.
+    idle: tokio::sync::Notify,
+}
+
+impl<S> std::fmt::Debug for WorkerCtx<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerCtx").field("index", &self.index).field("connections", &self.connections).finish()
+    }
+}
+
+impl<S> WorkerCtx<S> {
+    /// This worker's stats slot.
+    pub(crate) fn slot(&self) -> &WorkerSlot {
+        self.stats.worker(self.index).unwrap_or(&DETACHED_SLOT)
+    }
+
+    /// The current snapshot; refreshed from the published cell only when its generation changed.
+    /// Called at the start of each request, which then keeps the one it got.
+    pub(crate) fn snapshot(&self) -> Option<Rc<LocalSnapshot>> {
+        let published = self.cell.generation();
+        if published != self.cached_generation.get() {
+            *self.cached.borrow_mut() = self.cell.load().map(|snapshot| Rc::new(LocalSnapshot(snapshot)));
+            self.cached_generation.set(published);
+        }
+        self.cached.borrow().clone()
+    }
+
+    fn connection_closed(&self) {
+        let open = self.connections.get().saturating_sub(1);
+        self.connections.set(open);
+        WorkerSlot::sub(&self.slot().connections_active, 1);
+        if open == 0 {
+            self.idle.notify_one();
+        }
+    }
+}
+
+/// A worker's handle on a published snapshot. Requests clone the `Rc` around it, which touches
+/// only this worker's memory; the shared `Arc` count changes once per worker per generation.
+#[derive(Debug)]
+pub(crate) struct LocalSnapshot(Arc<Snapshot>);
+
+impl std::ops::Deref for LocalSnapshot {
+    type Target = Snapshot;
+
+    fn deref(&self) -> &Snapshot {
+        &self.0
+    }
+}
