@@ -1,0 +1,302 @@
+//! Test fixtures: a temp data directory, a tiny HTTP backend, the data plane process, a raw client.
+#![allow(dead_code, unreachable_pub)] // reason: each test binary uses a different subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use portcullis_contract::key_index::{KeyEntry, KeyIndex, KeySlot};
+use portcullis_contract::model::{
+    Api, BackendUrl, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Limits, Scheme,
+    Subscription, SubscriptionScope, SubscriptionState,
+};
+
+pub const KEY: &str = "0123456789abcdef0123456789abcdef";
+pub const SUSPENDED_KEY: &str = "suspended-suspended-suspended-00";
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "portcullis-dp-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A config with API `echo` (key required, backend base path `/api`) and API `open` (no key).
+pub fn config(backend: SocketAddr, echo_path: &str) -> Config {
+    let api = |id: &str, path: &str, base_path: &str, required: bool| Api {
+        id: id.into(),
+        name: id.into(),
+        path: path.into(),
+        backend: BackendUrl {
+            scheme: Scheme::Http,
+            host: backend.ip().to_string(),
+            port: backend.port(),
+            base_path: base_path.into(),
+            authority: backend.to_string(),
+        },
+        subscription_required: required,
+        subscription_key_header: DEFAULT_SUBSCRIPTION_KEY_HEADER.into(),
+        subscription_key_query: DEFAULT_SUBSCRIPTION_KEY_QUERY.into(),
+    };
+    let subscription =
+        |id: &str, state| Subscription { id: id.into(), name: id.into(), scope: SubscriptionScope::AllApis, state };
+    let entries = vec![
+        KeyEntry { key: KEY.into(), subscription: 0, slot: KeySlot::Primary },
+        KeyEntry { key: SUSPENDED_KEY.into(), subscription: 1, slot: KeySlot::Primary },
+    ];
+    Config {
+        source: "test".into(),
+        apis: vec![api("echo", echo_path, "/api", true), api("open", "open", "", false)],
+        subscriptions: vec![
+            subscription("active", SubscriptionState::Active),
+            subscription("suspended", SubscriptionState::Suspended),
+        ],
+        key_index: KeyIndex::build([3, 4], entries).unwrap(),
+        limits: Limits::default(),
+    }
+}
+
+/// A backend on a std listener: answers every request with its target, X-Forwarded-For,
+/// Host, body and a per-connection id, so tests can see rewrites and connection reuse.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicU64>,
+}
+
+impl Backend {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&connections);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let id = counter.fetch_add(1, Ordering::Relaxed) + 1;
+                std::thread::spawn(move || serve_backend(stream, id));
+            }
+        });
+        Self { addr, connections }
+    }
+}
+
+fn serve_backend(stream: TcpStream, id: u64) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    while let Some(request) = read_message(&mut reader, true) {
+        let header = |name: &str| request.header(name).unwrap_or_default();
+        let body = format!(
+            "target={}\nhost={}\nxff={}\nxfh={}\nkey={}\nte={}\nbody={}\n",
+            request.start_line.split(' ').nth(1).unwrap_or(""),
+            header("host"),
+            header("x-forwarded-for"),
+            header("x-forwarded-host"),
+            header("ocp-apim-subscription-key"),
+            header("transfer-encoding"),
+            String::from_utf8_lossy(&request.body),
+        );
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Backend-Conn: {id}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// One HTTP message read with the simplest possible parser (tests only).
+#[derive(Debug)]
+pub struct Message {
+    pub start_line: String,
+    pub headers: Vec<(String, String)>,
+    /// For chunked bodies: the decoded data.
+    pub body: Vec<u8>,
+}
+
+impl Message {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+    }
+
+    pub fn status(&self) -> u16 {
+        self.start_line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads a message; `is_request` decides whether a missing length means no body or until-close.
+pub fn read_message(reader: &mut impl BufRead, is_request: bool) -> Option<Message> {
+    let mut start_line = String::new();
+    if reader.read_line(&mut start_line).ok()? == 0 {
+        return None;
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':')?;
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    let mut message = Message { start_line: start_line.trim_end().to_owned(), headers, body: Vec::new() };
+    if message.header("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().ends_with("chunked")) {
+        loop {
+            let mut size_line = String::new();
+            reader.read_line(&mut size_line).ok()?;
+            let size = usize::from_str_radix(size_line.trim().split(';').next()?, 16).ok()?;
+            if size == 0 {
+                loop {
+                    let mut trailer = String::new();
+                    reader.read_line(&mut trailer).ok()?;
+                    if trailer.trim_end().is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk).ok()?;
+            message.body.extend_from_slice(&chunk[..size]);
+        }
+    } else if let Some(length) = message.header("content-length") {
+        let mut body = vec![0; length.parse().ok()?];
+        reader.read_exact(&mut body).ok()?;
+        message.body = body;
+    } else if !is_request && message.status() >= 200 && message.status() != 204 && message.status() != 304 {
+        reader.read_to_end(&mut message.body).ok()?;
+    }
+    Some(message)
+}
+
+/// The data plane process; killed on drop if still running.
+pub struct DataPlane {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl DataPlane {
+    pub fn start(data_dir: &Path, io: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis-dataplane"))
+            .args(["--data-dir", data_dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--workers", "2", "--io", io])
+            .args(["--drain-timeout-ms", "5000"])
+            .env("PORTCULLIS_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (sender, receiver) = mpsc::channel();
+        let lines = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("{line}");
+                let addr =
+                    line.split("listening on ").nth(1).map(|rest| rest.split(' ').next().unwrap_or("").to_owned());
+                lines.lock().unwrap().push(line);
+                if let Some(addr) = addr {
+                    let _ = sender.send(addr);
+                }
+            }
+        });
+        let addr = receiver.recv_timeout(Duration::from_secs(10)).expect("data plane did not start listening");
+        Self { child, addr: addr.parse().unwrap(), log }
+    }
+
+    pub fn connect(&self) -> Client {
+        let stream = TcpStream::connect(self.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Client { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream }
+    }
+
+    /// One request on a fresh connection.
+    pub fn request(&self, raw: &str) -> Message {
+        self.connect().send(raw.as_bytes())
+    }
+
+    /// SIGTERM, then the exit status (within 10 s).
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id() as i32;
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "data plane did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_contains(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|line| line.contains(needle))
+    }
+}
+
+impl Drop for DataPlane {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw keep-alive client connection.
+pub struct Client {
+    pub reader: BufReader<TcpStream>,
+    pub writer: TcpStream,
+}
+
+impl Client {
+    pub fn send(&mut self, raw: &[u8]) -> Message {
+        self.writer.write_all(raw).unwrap();
+        self.receive()
+    }
+
+    pub fn receive(&mut self) -> Message {
+        read_message(&mut self.reader, false).expect("no response")
+    }
+
+    /// True when the gateway closed the connection.
+    pub fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.reader.read(&mut byte), Ok(0) | Err(_))
+    }
+}
+
+/// Polls `condition` for up to 10 s.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
