@@ -18,3 +18,4 @@ pub mod data_dir;
 pub mod echo;
 pub mod publisher;
 pub mod quickstart;
+pub mod up;

@@ -1,0 +1,278 @@
+//! `portcullis up`: loads the config, starts the echo backend and the data plane, publishes the
+//! snapshot, serves the admin socket, restarts children that die, and stops everything in order.
+
+pub mod children;
+mod startup;
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use portcullis_contract::layout::DataDir;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use crate::admin::server::{self as admin_server, AdminContext};
+use crate::config::{self, NamedValue, NamedValues, named_values::ECHO_BACKEND_URL};
+use crate::publisher::{Outcome, Publisher};
+use children::{Backoff, Supervised};
+
+pub use startup::{ECHO_BACKEND_URL_PLACEHOLDER, check_values, demo_lines, next_generation};
+
+/// The data plane must apply the first snapshot within 30 s, or start-up fails.
+pub const FIRST_APPLY_TIMEOUT_MS: u64 = 30_000;
+/// After the drain timeout, the data plane gets 5 s more to exit before SIGKILL.
+pub const KILL_GRACE_MS: u64 = 5_000;
+/// The echo backend has nothing to drain; 2 s to exit after SIGTERM.
+pub const ECHO_STOP_GRACE_MS: u64 = 2_000;
+/// Environment variable naming the data plane binary (when --dataplane-bin is not given).
+pub const DATAPLANE_ENV: &str = "PORTCULLIS_DATAPLANE";
+/// The data plane binary's name, looked up next to `portcullis` by default.
+pub const DATAPLANE_BIN: &str = "portcullis-dataplane";
+
+/// How the data plane does I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IoMode {
+    /// io_uring where the kernel allows it, else epoll.
+    Auto,
+    Uring,
+    Epoll,
+}
+
+/// `portcullis up` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpOptions {
+    /// Config directory (default: the demo config in <data-dir>/quickstart, created on first use).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Data directory (default: $PORTCULLIS_DATA_DIR, $XDG_STATE_HOME/portcullis or ~/.local/state/portcullis).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address the gateway listens on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Data plane worker threads (default: one per core).
+    #[arg(long)]
+    pub workers: Option<u32>,
+    /// Data plane I/O backend.
+    #[arg(long, value_enum, default_value_t = IoMode::Auto)]
+    pub io: IoMode,
+    /// Address of the built-in echo backend.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub echo_listen: SocketAddr,
+    /// Do not run the echo backend (then nothing provides {{echo-backend-url}}).
+    #[arg(long)]
+    pub no_echo_backend: bool,
+    /// The data plane binary (default: $PORTCULLIS_DATAPLANE, else portcullis-dataplane next to this binary).
+    #[arg(long)]
+    pub dataplane_bin: Option<PathBuf>,
+    /// How long the data plane may drain in-flight requests on shutdown.
+    #[arg(long, default_value_t = 10_000)]
+    pub drain_timeout_ms: u64,
+}
+
+/// Everything resolved before any process starts.
+#[derive(Debug)]
+struct Plan {
+    options: UpOptions,
+    data_dir: DataDir,
+    config_dir: PathBuf,
+    dataplane_bin: PathBuf,
+    exe: PathBuf,
+}
+
+/// Runs the gateway until SIGTERM/SIGINT. Config errors come back as [`config::Diagnostics`].
+pub fn run(options: UpOptions) -> anyhow::Result<()> {
+    let plan = startup::plan(options)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(gateway(plan))
+}
+
+async fn gateway(plan: Plan) -> anyhow::Result<()> {
+    let mut signals = Signals::new()?;
+    let mut echo = match plan.options.no_echo_backend {
+        true => None,
+        false => Some(children::spawn_echo(&plan.exe, plan.options.echo_listen).await?),
+    };
+    let mut provided = NamedValues::default();
+    if let Some((_, addr)) = &echo {
+        tracing::info!("echo backend listening on http://{addr}");
+        provided.insert(ECHO_BACKEND_URL, NamedValue { value: format!("http://{addr}"), secret: false });
+    }
+    let config = config::load(&plan.config_dir, &provided)?;
+    let generation = next_generation(&plan.data_dir);
+    let publisher = Arc::new(Publisher::new(config, generation)?);
+    let channel_path = plan.data_dir.snapshot_socket();
+    let channel = portcullis_contract::channel::listen(&channel_path)
+        .with_context(|| format!("cannot bind the snapshot channel {}", channel_path.display()))?;
+    let serving = Arc::clone(&publisher);
+    std::thread::Builder::new().name("snapshot-channel".into()).spawn(move || serving.serve(channel))?;
+    let admin = admin_server::bind(&plan.data_dir.admin_socket())?;
+    let context = AdminContext::new(Arc::clone(&publisher), plan.data_dir.clone(), plan.config_dir.clone(), provided);
+    tokio::spawn(admin_server::serve(admin, Arc::new(context)));
+
+    let mut dataplane = children::spawn_dataplane(&plan.dataplane_bin, &dataplane_args(&plan, &plan.options.listen))?;
+    let started = tokio::select! {
+        outcome = wait_first_apply(&publisher) => outcome,
+        status = dataplane.child.wait() => Err(anyhow::anyhow!("the data plane exited during start-up ({})", describe(status))),
+        name = signals.recv() => Err(anyhow::anyhow!("{name} during start-up")),
+    };
+    if let Err(error) = started {
+        stop(&plan, dataplane, echo.map(|(child, _)| child)).await;
+        return Err(error);
+    }
+    let listen = announce(&plan, &publisher)?;
+    let reason = supervise(&plan, &listen, &mut signals, &mut dataplane, &mut echo).await;
+    tracing::info!("{reason}: shutting down");
+    stop(&plan, dataplane, echo.map(|(child, _)| child)).await;
+    Ok(())
+}
+
+/// The data plane's arguments; `listen` is the address it bound the first time, so a restarted
+/// data plane listens where the first one did even when --listen asked for port 0.
+fn dataplane_args(plan: &Plan, listen: &str) -> Vec<OsString> {
+    let options = &plan.options;
+    let mut args: Vec<OsString> = vec!["--data-dir".into(), plan.data_dir.root().into()];
+    args.extend(["--listen".into(), listen.into()]);
+    if let Some(workers) = options.workers {
+        args.extend(["--workers".into(), workers.to_string().into()]);
+    }
+    let io = match options.io {
+        IoMode::Auto => "auto",
+        IoMode::Uring => "uring",
+        IoMode::Epoll => "epoll",
+    };
+    args.extend(["--io".into(), io.into(), "--drain-timeout-ms".into(), options.drain_timeout_ms.to_string().into()]);
+    args
+}
+
+async fn wait_first_apply(publisher: &Arc<Publisher>) -> anyhow::Result<()> {
+    let publisher = Arc::clone(publisher);
+    let timeout = Duration::from_millis(FIRST_APPLY_TIMEOUT_MS);
+    // Any applied generation counts: the first one may be renumbered when the data plane says hello.
+    match tokio::task::spawn_blocking(move || publisher.wait(1, timeout)).await? {
+        Outcome::Applied => Ok(()),
+        Outcome::Rejected(reason) => Err(anyhow::anyhow!("the data plane rejected the config: {reason}")),
+        Outcome::TimedOut { connected } => Err(anyhow::anyhow!(
+            "the data plane did not apply the config within {FIRST_APPLY_TIMEOUT_MS} ms ({})",
+            if connected { "it connected but never answered" } else { "it never connected to the snapshot channel" }
+        )),
+    }
+}
+
+/// Prints the lines tests and users read (stdout, flushed); returns the address the gateway listens on.
+fn announce(plan: &Plan, publisher: &Publisher) -> std::io::Result<String> {
+    let view = publisher.view();
+    let listen = view.dataplane.as_ref().and_then(|hello| hello.listen.first().cloned());
+    let listen = listen.unwrap_or_else(|| plan.options.listen.clone());
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "portcullis: gateway listening on http://{listen}")?;
+    writeln!(stdout, "portcullis: admin socket {}", plan.data_dir.admin_socket().display())?;
+    writeln!(stdout, "portcullis: config {} (generation {})", plan.config_dir.display(), view.applied_generation)?;
+    for line in demo_lines(&view.config, &listen) {
+        writeln!(stdout, "{line}")?;
+    }
+    stdout.flush()?;
+    Ok(listen)
+}
+
+/// Restarts children that exit until a signal arrives; returns the signal's name.
+async fn supervise(
+    plan: &Plan,
+    listen: &str,
+    signals: &mut Signals,
+    dataplane: &mut Supervised,
+    echo: &mut Option<(Supervised, SocketAddr)>,
+) -> &'static str {
+    let (mut dataplane_backoff, mut echo_backoff) = (Backoff::default(), Backoff::default());
+    loop {
+        let echo_exit = async {
+            match echo.as_mut() {
+                Some((child, _)) => child.child.wait().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            name = signals.recv() => return name,
+            status = dataplane.child.wait() => {
+                let delay = dataplane_backoff.after_exit(dataplane.started.elapsed());
+                tracing::error!("the data plane exited unexpectedly ({}); restarting it in {delay:?}", describe(status));
+                loop {
+                    if let Some(name) = signals.sleep(delay).await { return name; }
+                    match children::spawn_dataplane(&plan.dataplane_bin, &dataplane_args(plan, listen)) {
+                        Ok(child) => {
+                            tracing::info!("restarted the data plane (pid {})", child.child.id().unwrap_or(0));
+                            break *dataplane = child;
+                        }
+                        Err(error) => tracing::error!("{error}; retrying"),
+                    }
+                }
+            }
+            status = echo_exit => {
+                let Some((child, addr)) = echo.as_mut() else { continue };
+                let delay = echo_backoff.after_exit(child.started.elapsed());
+                tracing::error!("the echo backend exited unexpectedly ({}); restarting it in {delay:?}", describe(status));
+                loop {
+                    if let Some(name) = signals.sleep(delay).await { return name; }
+                    match children::spawn_echo(&plan.exe, *addr).await {
+                        Ok((restarted, _)) => {
+                            tracing::info!("restarted the echo backend on http://{addr}");
+                            break *child = restarted;
+                        }
+                        Err(error) => tracing::error!("cannot restart the echo backend: {error}; retrying"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Drains and stops the data plane, stops the echo backend, removes the sockets.
+async fn stop(plan: &Plan, mut dataplane: Supervised, echo: Option<Supervised>) {
+    let drain_ms = plan.options.drain_timeout_ms;
+    tracing::info!("stopping the data plane (it drains in-flight requests for up to {drain_ms} ms)");
+    let status = children::terminate(&mut dataplane.child, Duration::from_millis(drain_ms + KILL_GRACE_MS)).await;
+    tracing::info!("the data plane stopped ({})", describe(status.ok_or(std::io::ErrorKind::Other.into())));
+    if let Some(mut echo) = echo {
+        children::terminate(&mut echo.child, Duration::from_millis(ECHO_STOP_GRACE_MS)).await;
+    }
+    let _ = std::fs::remove_file(plan.data_dir.admin_socket());
+    let _ = std::fs::remove_file(plan.data_dir.snapshot_socket());
+}
+
+fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(status) => status.to_string(),
+        Err(error) => format!("status unknown: {error}"),
+    }
+}
+
+/// SIGTERM and SIGINT, the two ways to stop the gateway.
+struct Signals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self { terminate: signal(SignalKind::terminate())?, interrupt: signal(SignalKind::interrupt())? })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+
+    /// Sleeps for `delay` unless a signal comes first (then returns its name).
+    async fn sleep(&mut self, delay: Duration) -> Option<&'static str> {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => None,
+            name = self.recv() => Some(name),
+        }
+    }
+}
