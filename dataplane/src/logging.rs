@@ -27,8 +27,9 @@ where
     N: for<'a> FormatFields<'a> + 'static,
 {
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        write!(writer, "dataplane {:>5} ", event.metadata().level())?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
+        // Fields go through a plain writer: no colour codes in logs, whatever the terminal.
+        let mut fields = String::new();
+        ctx.field_format().format_fields(Writer::new(&mut fields), event)?;
+        writeln!(writer, "dataplane {:>5} {fields}", event.metadata().level())
     }
 }

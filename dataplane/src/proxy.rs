@@ -91,7 +91,10 @@ pub(crate) async fn serve_connection<S: Stream>(worker: Rc<WorkerCtx<S>>, client
         let limits = worker.snapshot().map(|snapshot| snapshot.config.limits).unwrap_or_default();
         let head = match conn.read_head(&worker, &limits).await {
             HeadRead::Head(head) => head,
-            HeadRead::Closed => break,
+            HeadRead::Closed => {
+                tracing::debug!("client connection closed while waiting for a request");
+                break;
+            }
             HeadRead::Failed(error) => {
                 if let Some(response) = on_error(&error) {
                     let _ = conn.send_error(response, true).await;
@@ -101,6 +104,7 @@ pub(crate) async fn serve_connection<S: Stream>(worker: Rc<WorkerCtx<S>>, client
             }
         };
         if !conn.serve_request(&worker, head).await || worker.drain.is_draining() {
+            tracing::debug!("closing client connection after a request");
             break;
         }
     }

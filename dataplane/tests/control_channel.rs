@@ -1,5 +1,6 @@
 //! The test plays control: it serves `snapshot.sock`, sends good and damaged snapshots, and checks
 //! that the data plane applies the good ones, rejects the rest and keeps serving throughout.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // reason: test helpers fail the test by panicking
 
 mod support;
 

@@ -1,4 +1,5 @@
 //! End to end through the real binary, on both I/O backends: routing, keys, bodies, keep-alive, drain.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // reason: test helpers fail the test by panicking
 
 mod support;
 
@@ -202,4 +203,91 @@ fn no_snapshot_is_503_and_a_corrupt_one_is_ignored() {
     assert!(dp.log_contains("ignoring the last-good snapshot"));
     assert_eq!(dp.request("GET / HTTP/1.1\r\n\r\n").status(), 503);
     assert_eq!(dp.terminate().code(), Some(0));
+}
+
+fn start_with(io: &str, behaviour: support::Behaviour) -> (TempDir, Backend, DataPlane) {
+    let dir = TempDir::new(io);
+    let backend = Backend::start_with(behaviour);
+    std::fs::create_dir_all(dir.0.join("snapshots")).unwrap();
+    let bytes = snapshot::encode(3, &support::config(backend.addr, "echo")).unwrap();
+    std::fs::write(dir.0.join("snapshots/last-good.snap"), bytes).unwrap();
+    let dataplane = DataPlane::start(&dir.0, io);
+    (dir, backend, dataplane)
+}
+
+fn stale_pooled_connections_are_retried(io: &str) {
+    let behaviour = support::Behaviour { close_after_response: true, ..Default::default() };
+    let (_dir, backend, dp) = start_with(io, behaviour);
+    let mut client = dp.connect();
+    for i in 0..20 {
+        // Give the backend's close time to land, so the pooled connection is really stale.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        eprintln!("request {i}");
+        let response = client.send(b"POST /open/r HTTP/1.1\r\nHost: g\r\nContent-Length: 2\r\n\r\nok");
+        assert_eq!(response.status(), 200, "request {i}: {response:?}");
+        assert!(response.text().contains("body=ok\n"));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(backend.connections.load(Ordering::Relaxed) >= 20);
+    assert_eq!(dp.terminate().code(), Some(0));
+}
+
+fn drain_finishes_in_flight_requests(io: &str) {
+    let behaviour = support::Behaviour { delay: std::time::Duration::from_millis(500), ..Default::default() };
+    let (_dir, _backend, dp) = start_with(io, behaviour);
+    let mut idle = dp.connect();
+    assert_eq!(idle.send(b"GET /open/warm HTTP/1.1\r\nHost: g\r\n\r\n").status(), 200);
+    let mut busy = dp.connect();
+    busy.writer.write_all(b"GET /open/slow HTTP/1.1\r\nHost: g\r\n\r\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let addr = dp.addr;
+    let pid = dp.child.id() as i32;
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let response = busy.receive();
+    assert_eq!(response.status(), 200, "the in-flight request completes");
+    assert_eq!(response.header("connection").as_deref(), Some("close"));
+    assert!(busy.is_closed());
+    assert!(idle.is_closed(), "idle keep-alive connections are closed");
+    assert_eq!(dp.terminate().code(), Some(0));
+    assert!(std::net::TcpStream::connect(addr).is_err(), "nothing listens after the drain");
+}
+
+#[test]
+fn uring_stale_pooled_connections_are_retried() {
+    stale_pooled_connections_are_retried("uring");
+}
+
+#[test]
+fn epoll_stale_pooled_connections_are_retried() {
+    stale_pooled_connections_are_retried("epoll");
+}
+
+#[test]
+fn uring_drain_finishes_in_flight_requests() {
+    drain_finishes_in_flight_requests("uring");
+}
+
+#[test]
+fn epoll_drain_finishes_in_flight_requests() {
+    drain_finishes_in_flight_requests("epoll");
+}
+
+#[test]
+fn slow_request_heads_get_408() {
+    let dir = TempDir::new("timeout");
+    let backend = Backend::start();
+    let mut config = support::config(backend.addr, "echo");
+    config.limits.request_header_timeout_ms = 200;
+    std::fs::create_dir_all(dir.0.join("snapshots")).unwrap();
+    std::fs::write(dir.0.join("snapshots/last-good.snap"), snapshot::encode(1, &config).unwrap()).unwrap();
+    for io in ["uring", "epoll"] {
+        let dp = DataPlane::start(&dir.0, io);
+        let mut client = dp.connect();
+        client.writer.write_all(b"GET /open HTTP/1.1\r\nHost:").unwrap();
+        let response = client.receive();
+        assert_eq!(response.status(), 408, "{io}");
+        assert!(client.is_closed());
+        assert_eq!(dp.terminate().code(), Some(0));
+    }
 }

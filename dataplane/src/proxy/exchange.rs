@@ -97,10 +97,9 @@ impl<S: Stream> Connection<S> {
         if framing == BodyFraming::None {
             ctx.request_end = Some(head_len);
         } else {
-            if ctx.head.expects_continue()
-                && !ctx.sent_continue
-                && relay::buffered_end(&self.buf, head_len, framing).is_none()
-            {
+            // A body that is all buffered is relayed without compacting the buffer (and can be replayed).
+            let fully_buffered = relay::buffered_end(&self.buf, head_len, framing).is_some();
+            if ctx.head.expects_continue() && !ctx.sent_continue && !fully_buffered {
                 ctx.sent_continue = true;
                 let (result, _) = self.client.write_range(CONTINUE.to_vec(), 0..CONTINUE.len()).await;
                 result.map_err(ProxyError::ClientWrite)?;
@@ -112,8 +111,10 @@ impl<S: Stream> Connection<S> {
             match result {
                 Ok(end) => ctx.request_end = Some(end),
                 Err(error) => {
-                    // The buffer may be compacted mid-body: this connection cannot serve another request.
-                    ctx.client_keep_alive = false;
+                    if !fully_buffered {
+                        // The buffer was compacted mid-body: this connection cannot serve another request.
+                        ctx.client_keep_alive = false;
+                    }
                     return Err(request_relay_error(error));
                 }
             }

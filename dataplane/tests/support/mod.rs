@@ -1,5 +1,6 @@
 //! Test fixtures: a temp data directory, a tiny HTTP backend, the data plane process, a raw client.
 #![allow(dead_code, unreachable_pub)] // reason: each test binary uses a different subset
+#![allow(clippy::unwrap_used, clippy::expect_used)] // reason: fixtures fail the test by panicking
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -83,8 +84,21 @@ pub struct Backend {
     pub connections: Arc<AtomicU64>,
 }
 
+/// How the test backend misbehaves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Behaviour {
+    /// Close the connection after each response, without saying so (a stale keep-alive).
+    pub close_after_response: bool,
+    /// Wait this long before answering.
+    pub delay: Duration,
+}
+
 impl Backend {
     pub fn start() -> Self {
+        Self::start_with(Behaviour::default())
+    }
+
+    pub fn start_with(behaviour: Behaviour) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicU64::new(0));
@@ -93,14 +107,14 @@ impl Backend {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let id = counter.fetch_add(1, Ordering::Relaxed) + 1;
-                std::thread::spawn(move || serve_backend(stream, id));
+                std::thread::spawn(move || serve_backend(stream, id, behaviour));
             }
         });
         Self { addr, connections }
     }
 }
 
-fn serve_backend(stream: TcpStream, id: u64) {
+fn serve_backend(stream: TcpStream, id: u64, behaviour: Behaviour) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
     while let Some(request) = read_message(&mut reader, true) {
@@ -119,7 +133,8 @@ fn serve_backend(stream: TcpStream, id: u64) {
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Backend-Conn: {id}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        if writer.write_all(response.as_bytes()).is_err() {
+        std::thread::sleep(behaviour.delay);
+        if writer.write_all(response.as_bytes()).is_err() || behaviour.close_after_response {
             return;
         }
     }
@@ -207,7 +222,7 @@ impl DataPlane {
         let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis-dataplane"))
             .args(["--data-dir", data_dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--workers", "2", "--io", io])
             .args(["--drain-timeout-ms", "5000"])
-            .env("PORTCULLIS_LOG", "info")
+            .env("PORTCULLIS_LOG", std::env::var("PORTCULLIS_LOG").unwrap_or_else(|_| "info".into()))
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -282,7 +297,12 @@ impl Client {
     }
 
     pub fn receive(&mut self) -> Message {
-        read_message(&mut self.reader, false).expect("no response")
+        read_message(&mut self.reader, false).unwrap_or_else(|| {
+            eprintln!("buffered: {:?}", String::from_utf8_lossy(self.reader.buffer()));
+            // Let the data plane's last log lines arrive before failing.
+            std::thread::sleep(Duration::from_millis(200));
+            panic!("no response")
+        })
     }
 
     /// True when the gateway closed the connection.
