@@ -24,7 +24,7 @@ pub fn bin_dir() -> PathBuf {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
         build
-            .args(["build", "--quiet", "--bin", "portcullis", "--bin", "portcullis-dataplane"])
+            .args(["build", "--quiet", "--bins", "-p", "portcullis-control", "-p", "portcullis-dataplane"])
             .arg("--target-dir")
             .arg(&target_dir)
             .current_dir(env!("CARGO_MANIFEST_DIR"));

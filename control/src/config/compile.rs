@@ -19,7 +19,7 @@ use super::load::{Item, Parsed};
 use super::named_values::{self, NamedValue, NamedValues};
 
 /// Backends over TLS arrive with this piece of the roadmap; until then an https URL is refused.
-pub const HTTPS_BACKEND_ISSUE: &str = "the TLS issue (rustls, after HTTP/1.1 conformance)";
+pub const HTTPS_BACKEND_ISSUE: &str = "issue 3 (production HTTP/1.1, upstreams and TLS)";
 /// Scope of a subscription to every API.
 pub const ALL_APIS_SCOPE: &str = "/apis";
 
