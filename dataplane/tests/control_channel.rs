@@ -86,3 +86,56 @@ fn applies_good_snapshots_and_rejects_damaged_ones() {
     assert!(matches!(hello, ToControl::Hello { generation: 2, .. }), "{hello:?}");
     assert_eq!(dp.terminate().code(), Some(0));
 }
+
+#[test]
+fn reloads_under_load_fail_no_request() {
+    let dir = TempDir::new("reload");
+    let layout = DataDir::new(&dir.0);
+    let backend = Backend::start();
+    let listener = channel::listen(&layout.snapshot_socket()).unwrap();
+    let dp = DataPlane::start(&dir.0, "auto");
+    let socket = channel::accept(&listener).unwrap();
+    let _hello = channel::recv::<ToControl>(&socket).unwrap().unwrap();
+    let config = support::config(backend.addr, "echo");
+    let first = snapshot::encode(1, &config).unwrap();
+    assert_eq!(send_snapshot(&socket, 1, Some(snapshot::sealed_memfd("s", &first).unwrap())), ToControl::Applied { generation: 1 });
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|n| {
+            let stop = std::sync::Arc::clone(&stop);
+            let addr = dp.addr;
+            std::thread::spawn(move || {
+                let mut done = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // Half the clients keep one connection, half reconnect every few requests.
+                    let stream = std::net::TcpStream::connect(addr).unwrap();
+                    let mut client = support::Client {
+                        reader: std::io::BufReader::new(stream.try_clone().unwrap()),
+                        writer: stream,
+                    };
+                    for _ in 0..if n % 2 == 0 { 1000 } else { 3 } {
+                        let request = format!("GET /echo/{n} HTTP/1.1\r\nHost: g\r\nOcp-Apim-Subscription-Key: {KEY}\r\n\r\n");
+                        let response = client.send(request.as_bytes());
+                        assert_eq!(response.status(), 200, "{response:?}");
+                        done += 1;
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                    }
+                }
+                done
+            })
+        })
+        .collect();
+    for generation in 2..=20 {
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let bytes = snapshot::encode(generation, &config).unwrap();
+        let reply = send_snapshot(&socket, generation, Some(snapshot::sealed_memfd("s", &bytes).unwrap()));
+        assert_eq!(reply, ToControl::Applied { generation });
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let total: u32 = clients.into_iter().map(|client| client.join().unwrap()).sum();
+    assert!(total > 100, "only {total} requests");
+    assert_eq!(dp.terminate().code(), Some(0));
+}
