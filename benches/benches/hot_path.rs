@@ -1,1 +1,101 @@
-fn main() {}
+//! Micro-benchmarks of the per-request cores, on byte slices (no sockets): request-head parse,
+//! route match, subscription-key lookup, and snapshot decode (the reload path).
+
+#![allow(clippy::expect_used, reason = "benchmark fixtures are built from constants; a failure is a bug in the bench")]
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use portcullis_contract::key_index::{KeyEntry, KeyIndex, KeySlot};
+use portcullis_contract::model::{
+    Api, BackendUrl, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Limits, Scheme,
+    Subscription, SubscriptionScope, SubscriptionState,
+};
+use portcullis_contract::snapshot;
+use portcullis_dataplane::http::request;
+use portcullis_dataplane::router::Router;
+
+/// A typical API client request: 8 headers, a subscription key, a query string.
+const REQUEST: &[u8] = b"GET /orders/v2/customers/42/orders?status=open&page=3 HTTP/1.1\r\n\
+Host: api.example.com\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\n\
+Accept: application/json\r\n\
+Accept-Encoding: gzip, deflate, br\r\n\
+Ocp-Apim-Subscription-Key: 0123456789abcdef0123456789abcdef\r\n\
+X-Request-Id: 8d7f0a4e-3b8c-4c55-a1de-5f3a2b9c7e10\r\n\
+Connection: keep-alive\r\n\
+Cookie: session=abc123; theme=dark\r\n\r\n";
+
+/// APIs and keys in the benchmark config: a large estate.
+const APIS: usize = 500;
+const KEYS: usize = 10_000;
+
+fn config() -> Config {
+    let apis = (0..APIS)
+        .map(|i| Api {
+            id: format!("api-{i}"),
+            name: format!("API {i}"),
+            path: if i == 0 { "orders/v2".to_owned() } else { format!("service-{i}/v{}", i % 3) },
+            backend: BackendUrl {
+                scheme: Scheme::Http,
+                host: "127.0.0.1".into(),
+                port: 9000,
+                base_path: "/api".into(),
+                authority: "127.0.0.1:9000".into(),
+            },
+            subscription_required: true,
+            subscription_key_header: DEFAULT_SUBSCRIPTION_KEY_HEADER.into(),
+            subscription_key_query: DEFAULT_SUBSCRIPTION_KEY_QUERY.into(),
+        })
+        .collect();
+    let subscriptions = (0..KEYS)
+        .map(|i| Subscription {
+            id: format!("sub-{i}"),
+            name: format!("Subscription {i}"),
+            scope: SubscriptionScope::AllApis,
+            state: SubscriptionState::Active,
+        })
+        .collect();
+    let entries = (0..KEYS)
+        .map(|i| KeyEntry { key: format!("{i:032x}"), subscription: i as u32, slot: KeySlot::Primary })
+        .collect();
+    let key_index = KeyIndex::build([0x5eed, 0xfeed], entries).expect("unique keys");
+    Config { source: "bench".into(), apis, subscriptions, key_index, limits: Limits::default() }
+}
+
+fn parse(c: &mut Criterion) {
+    let mut group = c.benchmark_group("request_head");
+    group.throughput(Throughput::Bytes(REQUEST.len() as u64));
+    group.bench_function("parse_8_headers", |b| b.iter(|| request::parse(black_box(REQUEST))));
+    group.finish();
+}
+
+fn route(c: &mut Criterion) {
+    let config = config();
+    let router = Router::new(&config);
+    c.bench_function("route/500_apis_deep_path", |b| {
+        b.iter(|| router.route(black_box(b"/orders/v2/customers/42/orders?status=open&page=3")))
+    });
+    c.bench_function("route/500_apis_miss", |b| b.iter(|| router.route(black_box(b"/nothing/here/at/all"))));
+}
+
+fn key_lookup(c: &mut Criterion) {
+    let config = config();
+    let hit = format!("{:032x}", KEYS / 2);
+    c.bench_function("key_index/10k_hit", |b| b.iter(|| config.key_index.lookup(black_box(hit.as_bytes()))));
+    c.bench_function("key_index/10k_miss", |b| {
+        b.iter(|| config.key_index.lookup(black_box(b"ffffffffffffffffffffffffffffffff")))
+    });
+}
+
+fn snapshot_decode(c: &mut Criterion) {
+    let bytes = snapshot::encode(1, &config()).expect("encode");
+    let mut group = c.benchmark_group("snapshot");
+    group.throughput(Throughput::Bytes(bytes.len() as u64));
+    group.sample_size(20);
+    group.bench_function("decode_validate_500_apis_10k_keys", |b| b.iter(|| snapshot::decode(black_box(&bytes))));
+    group.finish();
+}
+
+criterion_group!(benches, parse, route, key_lookup, snapshot_decode);
+criterion_main!(benches);

@@ -1,1 +1,1 @@
-//! Criterion benches live in benches/benches/.
+//! Criterion micro-benchmarks live in `benches/benches/`; this crate has no library code.
