@@ -98,7 +98,10 @@ fn reloads_under_load_fail_no_request() {
     let _hello = channel::recv::<ToControl>(&socket).unwrap().unwrap();
     let config = support::config(backend.addr, "echo");
     let first = snapshot::encode(1, &config).unwrap();
-    assert_eq!(send_snapshot(&socket, 1, Some(snapshot::sealed_memfd("s", &first).unwrap())), ToControl::Applied { generation: 1 });
+    assert_eq!(
+        send_snapshot(&socket, 1, Some(snapshot::sealed_memfd("s", &first).unwrap())),
+        ToControl::Applied { generation: 1 }
+    );
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let clients: Vec<_> = (0..4)
@@ -115,7 +118,8 @@ fn reloads_under_load_fail_no_request() {
                         writer: stream,
                     };
                     for _ in 0..if n % 2 == 0 { 1000 } else { 3 } {
-                        let request = format!("GET /echo/{n} HTTP/1.1\r\nHost: g\r\nOcp-Apim-Subscription-Key: {KEY}\r\n\r\n");
+                        let request =
+                            format!("GET /echo/{n} HTTP/1.1\r\nHost: g\r\nOcp-Apim-Subscription-Key: {KEY}\r\n\r\n");
                         let response = client.send(request.as_bytes());
                         assert_eq!(response.status(), 200, "{response:?}");
                         done += 1;
