@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the per-request cores, on byte slices (no sockets): request-head parse,
-//! route match, subscription-key lookup, and snapshot decode (the reload path).
+//! route match, subscription-key lookup, chunked-body scanning, and snapshot decode (the reload
+//! path). Run with `cargo xtask bench-micro`; figures are in docs/benchmarks.md.
 
 #![allow(clippy::expect_used, reason = "benchmark fixtures are built from constants; a failure is a bug in the bench")]
 
@@ -12,6 +13,7 @@ use portcullis_contract::model::{
     Subscription, SubscriptionScope, SubscriptionState,
 };
 use portcullis_contract::snapshot;
+use portcullis_dataplane::http::chunked::ChunkedScanner;
 use portcullis_dataplane::http::request;
 use portcullis_dataplane::router::Router;
 
@@ -97,5 +99,20 @@ fn snapshot_decode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse, route, key_lookup, snapshot_decode);
+fn chunked_scan(c: &mut Criterion) {
+    // 64 KiB of body in 1 KiB chunks: finding the end of a streamed chunked body.
+    let mut body = Vec::new();
+    for _ in 0..64 {
+        body.extend_from_slice(b"400\r\n");
+        body.extend_from_slice(&[b'x'; 1024]);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    let mut group = c.benchmark_group("chunked");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("scan_64KiB_in_1KiB_chunks", |b| b.iter(|| ChunkedScanner::new().scan(black_box(&body))));
+    group.finish();
+}
+
+criterion_group!(benches, parse, route, key_lookup, snapshot_decode, chunked_scan);
 criterion_main!(benches);
