@@ -49,12 +49,13 @@ pub fn run(listen: SocketAddr) -> Result<(), EchoError> {
     runtime.block_on(async {
         let listener = TcpListener::bind(listen).await.map_err(|source| EchoError::Bind { addr: listen, source })?;
         let addr = listener.local_addr()?;
+        // Handlers first: whoever reads the ready line may signal us at once.
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{LISTENING_PREFIX}{addr}")?;
         stdout.flush()?;
         drop(stdout);
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         tokio::select! {
             result = serve(listener) => result,
             _ = terminate.recv() => Ok(()),
