@@ -50,8 +50,8 @@ pub struct PublisherView {
     pub connected: bool,
     /// The connected (or last connected) data plane.
     pub dataplane: Option<DataPlaneInfo>,
-    /// The latest compiled config.
-    pub config: Config,
+    /// The latest compiled config (shared, not copied: it may hold many thousands of keys).
+    pub config: Arc<Config>,
 }
 
 /// Why a snapshot could not be published.
@@ -73,7 +73,7 @@ pub struct Publisher {
 #[derive(Debug)]
 struct State {
     generation: u64,
-    config: Config,
+    config: Arc<Config>,
     /// The encoded snapshot of `generation`: the same bytes are re-sent on reconnect.
     snapshot: Vec<u8>,
     connection: Option<Arc<OwnedFd>>,
@@ -88,7 +88,7 @@ impl Publisher {
         let snapshot = snapshot::encode(generation, &config)?;
         let state = State {
             generation,
-            config,
+            config: Arc::new(config),
             snapshot,
             connection: None,
             dataplane: None,
@@ -105,7 +105,7 @@ impl Publisher {
         let generation = state.generation + 1;
         state.snapshot = snapshot::encode(generation, &config)?;
         state.generation = generation;
-        state.config = config;
+        state.config = Arc::new(config);
         send_current(&mut state);
         Ok(generation)
     }
@@ -142,7 +142,7 @@ impl Publisher {
             applied_generation: state.applied_generation,
             connected: state.connection.is_some(),
             dataplane: state.dataplane.clone(),
-            config: state.config.clone(),
+            config: Arc::clone(&state.config),
         }
     }
 
@@ -224,11 +224,11 @@ impl Publisher {
 
 /// Re-encodes the current config as `generation`, with a fresh key-index seed (one seed per snapshot).
 fn renumber(state: &mut State, generation: u64) -> Result<(), PublishError> {
-    let mut config = state.config.clone();
+    let mut config = Config::clone(&state.config);
     config.key_index = KeyIndex::build(crate::config::random_seed(), config.key_index.entries().to_vec())?;
     state.snapshot = snapshot::encode(generation, &config)?;
     state.generation = generation;
-    state.config = config;
+    state.config = Arc::new(config);
     Ok(())
 }
 

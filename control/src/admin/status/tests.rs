@@ -18,13 +18,13 @@ fn view(connected: bool) -> PublisherView {
             io_backend: "uring".into(),
             listen: vec!["127.0.0.1:8080".into()],
         }),
-        config: Config {
+        config: std::sync::Arc::new(Config {
             source: "/cfg".into(),
             apis: Vec::new(),
             subscriptions: Vec::new(),
             key_index: KeyIndex::default(),
             limits: Limits::default(),
-        },
+        }),
     }
 }
 
