@@ -7,7 +7,6 @@
 use std::os::fd::{AsFd as _, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use portcullis_contract::channel::{self, ChannelError, ToControl, ToDataPlane};
@@ -15,7 +14,7 @@ use portcullis_contract::snapshot;
 use portcullis_contract::stats::StatsRegion;
 
 use crate::last_good;
-use crate::snapshot::{Snapshot, SnapshotCell};
+use crate::snapshot::{self as snapshot_cell, SnapshotCell};
 
 /// First reconnect delay after control is unreachable.
 pub const RECONNECT_DELAY_INITIAL_MS: u64 = 100;
@@ -110,9 +109,7 @@ impl ChannelTask {
         if header.generation != announced {
             return Err(format!("message announces generation {announced} but the snapshot is {}", header.generation));
         }
-        let built = Arc::new(Snapshot::build(header.generation, config));
-        self.cell.publish(built);
-        self.stats.header().generation.store(header.generation, Ordering::Relaxed);
+        snapshot_cell::install(&self.cell, &self.stats, header.generation, config);
         tracing::info!(generation = header.generation, "applied snapshot");
         if let Err(error) = last_good::store(&self.last_good, &raw) {
             // The snapshot serves; only a cold start without control would miss it.

@@ -16,7 +16,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::channel::{self, ChannelTask};
 use crate::drain::Drain;
-use crate::snapshot::{Snapshot, SnapshotCell};
+use crate::snapshot::{self, SnapshotCell};
 use crate::worker::{self, WorkerSetup};
 use crate::{io, last_good, listener};
 
@@ -122,8 +122,7 @@ fn choose_backend(choice: IoChoice) -> anyhow::Result<IoBackend> {
 fn load_last_good(path: &Path, cell: &SnapshotCell, stats: &StatsRegion) {
     match last_good::load(path) {
         Ok(Some((header, config))) => {
-            cell.publish(Arc::new(Snapshot::build(header.generation, config)));
-            stats.header().generation.store(header.generation, Ordering::Relaxed);
+            snapshot::install(cell, stats, header.generation, config);
             tracing::info!(generation = header.generation, "serving the last-good snapshot from disk");
         }
         Ok(None) => tracing::info!("no snapshot yet: answering 503 until control sends one"),

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwapOption;
 use portcullis_contract::model::{Config, Scheme};
+use portcullis_contract::stats::StatsRegion;
 
 use crate::router::Router;
 
@@ -37,6 +38,14 @@ impl Snapshot {
         let backends = config.apis.iter().map(|api| resolve(&api.id, &api.backend)).collect();
         Self { generation, config, router, backends }
     }
+}
+
+/// Builds `config` as `generation`, makes it current for every request that starts from now on,
+/// and records the generation in the stats header (where `ctl status` reads it). Blocks on DNS:
+/// call it from the snapshot-channel or start-up thread, never from a worker.
+pub fn install(cell: &SnapshotCell, stats: &StatsRegion, generation: u64, config: Config) {
+    cell.publish(Arc::new(Snapshot::build(generation, config)));
+    stats.header().generation.store(generation, Ordering::Relaxed);
 }
 
 fn resolve(api: &str, backend: &portcullis_contract::model::BackendUrl) -> Option<SocketAddr> {
