@@ -22,6 +22,7 @@ use portcullis_contract::stats::WorkerSlot;
 use crate::http::HEAD_BYTES_INITIAL;
 use crate::http::error_response::{self, ErrorResponse};
 use crate::http::request::{self, RequestHead};
+use crate::http::response::ResponseHead;
 use crate::io::{ReadError, Stream, read_within};
 use crate::router::Route;
 use crate::subscription::{self, KeyRejection};
@@ -48,6 +49,9 @@ pub(crate) struct Connection<S: Stream> {
     pub(crate) upstream_buf: Vec<u8>,
     /// Heads we write (forwarded request, relayed response, error responses).
     pub(crate) out: Vec<u8>,
+    /// Heap slots for the parsed heads, reused by every request on this connection.
+    request_heads: HeadSlot<RequestHead>,
+    pub(crate) response_heads: HeadSlot<ResponseHead>,
     drain: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -57,6 +61,36 @@ enum HeadRead {
     /// Nothing more to serve: clean close, idle timeout or drain.
     Closed,
     Failed(ProxyError),
+}
+
+/// A parsed head's home on the heap. Heads hold fixed arrays of header spans (kilobytes), so they
+/// are boxed to keep connection futures small; the box is handed back after each request and
+/// refilled by the next, so a keep-alive connection allocates once, not once per request.
+#[derive(Debug)]
+pub(crate) struct HeadSlot<T>(Option<Box<T>>);
+
+impl<T> Default for HeadSlot<T> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<T> HeadSlot<T> {
+    /// Boxes `head`, in the returned box when there is one.
+    pub(crate) fn fill(&mut self, head: T) -> Box<T> {
+        match self.0.take() {
+            Some(mut spare) => {
+                *spare = head;
+                spare
+            }
+            None => Box::new(head),
+        }
+    }
+
+    /// Returns a box for the next `fill`.
+    pub(crate) fn put_back(&mut self, head: Box<T>) {
+        self.0 = Some(head);
+    }
 }
 
 /// One request's state, owned by the request (style item 3).
@@ -85,6 +119,8 @@ pub(crate) async fn serve_connection<S: Stream>(worker: Rc<WorkerCtx<S>>, client
         buf: Vec::with_capacity(HEAD_BYTES_INITIAL),
         upstream_buf: Vec::new(),
         out: Vec::new(),
+        request_heads: HeadSlot::default(),
+        response_heads: HeadSlot::default(),
         drain: worker.drain.subscribe(),
     };
     loop {
@@ -137,7 +173,7 @@ impl<S: Stream> Connection<S> {
         loop {
             if !self.buf.is_empty() {
                 match request::parse(&self.buf) {
-                    Ok(Some(head)) => return HeadRead::Head(Box::new(head)),
+                    Ok(Some(head)) => return HeadRead::Head(self.request_heads.fill(head)),
                     Ok(None) => {}
                     Err(error) => return HeadRead::Failed(error.into()),
                 }
@@ -212,7 +248,9 @@ impl<S: Stream> Connection<S> {
         if let Err(error) = outcome {
             self.answer_error(&mut ctx, &error, worker).await;
         }
-        self.done(worker, &ctx)
+        let keep_alive = self.done(worker, &ctx);
+        self.request_heads.put_back(ctx.head);
+        keep_alive
     }
 
     /// Inbound phase: runs once the head is parsed, before anything reaches the backend.
@@ -282,5 +320,21 @@ impl<S: Stream> Connection<S> {
             }
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HeadSlot;
+
+    #[test]
+    fn head_slot_reuses_its_allocation() {
+        let mut slot = HeadSlot::<[u64; 64]>::default();
+        let first = slot.fill([1; 64]);
+        let address = std::ptr::from_ref(&*first);
+        slot.put_back(first);
+        let second = slot.fill([2; 64]);
+        assert!(std::ptr::eq(address, &*second), "the second head lands in the first one's box");
+        assert_eq!(second[0], 2);
     }
 }

@@ -41,11 +41,15 @@ impl<S: Stream> Connection<S> {
         };
         forward::write_request_head(&mut self.out, &ctx.head, &self.buf, &forwarding);
         let (response, upstream) = self.backend(worker, ctx, addr, &limits).await?;
-        if let Verdict::Respond(answer) = self.outbound(ctx, &response) {
-            upstream.shutdown();
-            return Err(ProxyError::Rejected(answer));
-        }
-        self.relay_response(worker, ctx, &response, upstream, addr, &limits).await
+        let relayed = match self.outbound(ctx, &response) {
+            Verdict::Respond(answer) => {
+                upstream.shutdown();
+                Err(ProxyError::Rejected(answer))
+            }
+            Verdict::Continue => self.relay_response(worker, ctx, &response, upstream, addr, &limits).await,
+        };
+        self.response_heads.put_back(response);
+        relayed
     }
 
     /// Backend phase: sends the request (head in `out`, then the body) and reads the final
@@ -150,7 +154,7 @@ impl<S: Stream> Connection<S> {
                         self.upstream_buf.drain(..head.head_len());
                         continue;
                     }
-                    Some(head) => return Ok(Box::new(head)),
+                    Some(head) => return Ok(self.response_heads.fill(head)),
                     None => {}
                 }
             }
