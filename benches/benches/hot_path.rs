@@ -48,6 +48,11 @@ fn config() -> Config {
             subscription_required: true,
             subscription_key_header: DEFAULT_SUBSCRIPTION_KEY_HEADER.into(),
             subscription_key_query: DEFAULT_SUBSCRIPTION_KEY_QUERY.into(),
+            version: String::new(),
+            revision: "1".into(),
+            operations: vec![portcullis_contract::model::Operation::catch_all(
+                portcullis_contract::model::Policies::all(0),
+            )],
         })
         .collect();
     let subscriptions = (0..KEYS)
@@ -62,7 +67,15 @@ fn config() -> Config {
         .map(|i| KeyEntry { key: format!("{i:032x}"), subscription: i as u32, slot: KeySlot::Primary })
         .collect();
     let key_index = KeyIndex::build([0x5eed, 0xfeed], entries).expect("unique keys");
-    Config { source: "bench".into(), apis, subscriptions, key_index, limits: Limits::default() }
+    Config {
+        source: "bench".into(),
+        apis,
+        subscriptions,
+        key_index,
+        limits: Limits::default(),
+        programs: vec![portcullis_contract::program::Program::empty()],
+        deployment: Default::default(),
+    }
 }
 
 fn parse(c: &mut Criterion) {

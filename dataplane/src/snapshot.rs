@@ -119,6 +119,11 @@ mod tests {
             subscription_required: false,
             subscription_key_header: String::new(),
             subscription_key_query: String::new(),
+            version: String::new(),
+            revision: "1".into(),
+            operations: vec![portcullis_contract::model::Operation::catch_all(
+                portcullis_contract::model::Policies::all(0),
+            )],
         }
     }
 
@@ -134,6 +139,8 @@ mod tests {
             subscriptions: Vec::new(),
             key_index: KeyIndex::default(),
             limits: Limits::default(),
+            programs: vec![portcullis_contract::program::Program::empty()],
+            deployment: Default::default(),
         };
         let snapshot = Snapshot::build(4, config);
         assert_eq!(snapshot.backends[0], Some("127.0.0.1:80".parse().unwrap()));

@@ -7,9 +7,10 @@ use std::path::Path;
 
 use portcullis_contract::key_index::{KEY_BYTES_MAX, KeyEntry, KeyIndex, KeySlot};
 use portcullis_contract::model::{
-    Api, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Limits, Scheme, Subscription,
-    SubscriptionScope, SubscriptionState, is_valid_api_path,
+    Api, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Deployment, Limits, Operation,
+    Policies, Scheme, Subscription, SubscriptionScope, SubscriptionState, is_valid_api_path,
 };
+use portcullis_contract::program::Program;
 use toml::Spanned;
 
 use super::backend_url;
@@ -54,6 +55,8 @@ pub(crate) fn compile(
         subscriptions,
         key_index,
         limits,
+        programs: vec![Program::empty()],
+        deployment: Deployment::default(),
     };
     if let Err(error) = config.validate() {
         diagnostics.push(Diagnostic::at_path(dir, format!("the compiled config is inconsistent: {error}")));
@@ -151,6 +154,9 @@ fn apis(items: &[Item<ApiFile>], values: &NamedValues, diagnostics: &mut Diagnos
                 subscription_required: file.subscription_required,
                 subscription_key_header: header,
                 subscription_key_query: query,
+                version: String::new(),
+                revision: "1".to_owned(),
+                operations: vec![Operation::catch_all(Policies::all(0))],
             };
             apis.push((api, item.id.clone()));
         }
