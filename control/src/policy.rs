@@ -3,3 +3,4 @@
 //! source text and returns programs or diagnostics.
 
 pub mod code;
+pub mod xml;
