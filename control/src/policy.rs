@@ -4,3 +4,4 @@
 
 pub mod code;
 pub mod xml;
+pub mod scope;
