@@ -3,6 +3,8 @@
 //! Built once per snapshot. A lookup hashes at most [`ROUTE_DEPTH_MAX`] candidate prefixes of
 //! the path, longest first; nothing is allocated.
 
+pub mod operation;
+
 use ahash::AHashMap;
 use portcullis_contract::model::Config;
 
