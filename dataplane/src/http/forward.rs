@@ -11,7 +11,7 @@ use crate::http::{HeaderSpan, tokens};
 /// `Connection` header names.
 const HOP_BY_HOP: [&[u8]; 5] = [b"connection", b"keep-alive", b"proxy-connection", b"te", b"upgrade"];
 /// Request headers the gateway sets itself (or, for `Expect`, answers itself).
-const REPLACED_ON_REQUEST: [&[u8]; 5] =
+pub(crate) const REPLACED_ON_REQUEST: [&[u8]; 5] =
     [b"host", b"expect", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"];
 
 /// What the client connection does after this response, as the `Connection` header says it.
@@ -102,7 +102,7 @@ pub fn write_response_head(out: &mut Vec<u8>, head: &ResponseHead, buf: &[u8], c
 }
 
 /// A hop-by-hop header: one of the fixed list, or named by a `Connection` header.
-fn is_hop_by_hop(name: &[u8], buf: &[u8], headers: &[HeaderSpan]) -> bool {
+pub(crate) fn is_hop_by_hop(name: &[u8], buf: &[u8], headers: &[HeaderSpan]) -> bool {
     HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
         || headers
             .iter()
@@ -110,7 +110,7 @@ fn is_hop_by_hop(name: &[u8], buf: &[u8], headers: &[HeaderSpan]) -> bool {
             .any(|header| tokens(header.value.of(buf)).any(|token| token.eq_ignore_ascii_case(name)))
 }
 
-fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub(crate) fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
