@@ -5,3 +5,4 @@
 pub mod code;
 pub mod xml;
 pub mod scope;
+pub mod expr;

@@ -1,0 +1,3 @@
+//! Tests of the expression compiler: emitted ops, verification, types and errors.
+
+use super::*;
