@@ -26,6 +26,9 @@ pub const TICKS_PER_MS: i64 = 10_000;
 /// .NET ticks per second.
 pub const TICKS_PER_SECOND: i64 = 10_000_000;
 
+/// A `Dictionary<string, T>`'s entries, shared and mutable.
+pub type DictEntries<'a> = Rc<RefCell<Vec<(Rc<str>, Value<'a>)>>>;
+
 /// A string value.
 #[derive(Debug, Clone)]
 pub enum Text<'a> {
@@ -156,7 +159,7 @@ pub enum Value<'a> {
     /// Arrays and `List<T>`.
     Array(Rc<RefCell<Vec<Value<'a>>>>),
     /// `Dictionary<string, T>`, in insertion order.
-    Dict(Rc<RefCell<Vec<(Rc<str>, Value<'a>)>>>),
+    Dict(DictEntries<'a>),
     /// `KeyValuePair` (from iterating a dictionary or headers).
     Pair(Rc<(Value<'a>, Value<'a>)>),
     /// A JSON container (`JObject`, `JArray`) or token, by reference into a shared document.

@@ -15,7 +15,7 @@ use crate::policy::state::{
     TRACES_MAX, TraceEntry,
 };
 use crate::policy::value::{Message, Text, Value};
-use crate::policy::vm::members::{path_of, query_of, query_pairs, wire_text};
+use crate::policy::vm::members::{query_of, query_pairs, wire_text};
 
 /// Longest `set-backend-service` URL: a URL past this is a configuration mistake.
 pub(crate) const BACKEND_URL_BYTES_MAX: usize = 2048;
@@ -338,7 +338,8 @@ impl<'r, 'a> Machine<'r, 'a> {
             _ => 401,
         };
         let name = self.program.const_str(name).ok_or_else(|| internal("header name"))?.as_str();
-        let response_message = match message {
+        // Built only on failure: the passing path allocates nothing.
+        let response_message = || match &message {
             Value::Str(text) if !text.as_str().is_empty() => Some(Cow::Owned(text.as_str().to_owned())),
             _ => None,
         };
@@ -348,7 +349,7 @@ impl<'r, 'a> Machine<'r, 'a> {
                 "HeaderNotFound",
                 format!("Header {name} was not found in the request. Access denied."),
             );
-            fault.response_message = response_message;
+            fault.response_message = response_message();
             return Err(fault);
         };
         if count == 0 {
@@ -372,7 +373,7 @@ impl<'r, 'a> Machine<'r, 'a> {
             "HeaderValueNotAllowed",
             format!("Header {name} value of {value} is not allowed. Access denied."),
         );
-        fault.response_message = response_message;
+        fault.response_message = response_message();
         Err(fault)
     }
 
@@ -479,14 +480,13 @@ impl<'r, 'a> Machine<'r, 'a> {
         }
         out.push_str(rest);
         if copy_unmatched {
-            let template_query = query_of(template.as_bytes()).to_vec();
-            let template_names: Vec<&[u8]> = query_pairs(&template_query).map(|(key, _)| key).collect();
+            let template_query = query_of(template.as_bytes());
             let mut has_query = out.contains('?');
             for (key, value) in query_pairs(original_query) {
-                let used = template_names.contains(&key)
-                    || path_of(template.as_bytes())
-                        .windows(key.len() + 2)
-                        .any(|w| w.first() == Some(&b'{') && w.last() == Some(&b'}') && &w[1..w.len() - 1] == key);
+                let placeholder =
+                    |w: &[u8]| w.first() == Some(&b'{') && w.last() == Some(&b'}') && &w[1..w.len() - 1] == key;
+                let used = query_pairs(template_query).any(|(name, _)| name == key)
+                    || template.as_bytes().windows(key.len() + 2).any(placeholder);
                 if used {
                     continue;
                 }
