@@ -905,10 +905,8 @@ fn check_operands(program: &Program, at: usize, op: &Op) -> Result<(), VerifyErr
         if (index as usize) < len { Ok(()) } else { Err(VerifyError::TableOutOfRange { at, what, index, len }) }
     };
     match *op {
-        Op::Const(index) => {
-            if index as usize >= program.consts.len() {
-                return Err(VerifyError::ConstOutOfRange { at, index, len: program.consts.len() });
-            }
+        Op::Const(index) if index as usize >= program.consts.len() => {
+            return Err(VerifyError::ConstOutOfRange { at, index, len: program.consts.len() });
         }
         Op::LoadLocal(i) | Op::StoreLocal(i) | Op::IterInit(i) | Op::IterNext(i, _) | Op::RetryInit(i) => local(i)?,
         Op::RetryNext { local: i, count, .. } => {
@@ -947,7 +945,7 @@ fn check_operands(program: &Program, at: usize, op: &Op) -> Result<(), VerifyErr
                 string_const(example)?;
             }
         }
-        Op::LimitConcurrencyEnter { max } if max == 0 => {
+        Op::LimitConcurrencyEnter { max: 0 } => {
             return Err(VerifyError::Operand { at, what: "limit-concurrency max-count must be at least 1" });
         }
         _ => {}

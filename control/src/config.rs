@@ -10,6 +10,7 @@ pub mod diagnostic;
 mod files;
 pub mod load;
 pub mod named_values;
+mod policies;
 
 use std::path::Path;
 
@@ -34,6 +35,15 @@ pub fn load_seeded(dir: &Path, provided: &NamedValues, seed: [u64; 2]) -> Result
         Some(config) if diagnostics.is_empty() => Ok(config),
         _ => Err(diagnostics),
     }
+}
+
+/// The named values of the config directory `dir` (its `named-values.toml`), with the values
+/// the running gateway provides.
+pub fn named_values_of(dir: &Path) -> Result<NamedValues, Diagnostics> {
+    let mut diagnostics = Diagnostics::default();
+    let parsed = load::read_named_values(dir, &mut diagnostics);
+    let values = compile::named_values(parsed.as_ref(), &crate::up::check_values(true), &mut diagnostics);
+    if diagnostics.is_empty() { Ok(values) } else { Err(diagnostics) }
 }
 
 /// A fresh key-index seed, so nobody can aim hash collisions at a snapshot they have not seen.

@@ -41,6 +41,31 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Compile APIM policy documents outside a gateway.
+    Policy {
+        /// Config directory whose named values and fragments the documents may use.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Compile policy documents and fragments (files, or directories of *.xml); exit 1 on any error.
+    Check {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Skip policies Portcullis does not implement, with a warning, instead of failing.
+        #[arg(long)]
+        skip_unsupported: bool,
+        /// Report unknown {{named values}} and fragments as warnings instead of errors.
+        #[arg(long)]
+        allow_unknown: bool,
+    },
+    /// Print the compiled programs of a policy document.
+    Explain { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +149,27 @@ fn run(command: Command) -> anyhow::Result<()> {
                 compiled.apis.len(),
                 compiled.subscriptions.len()
             );
+            Ok(())
+        }
+        Command::Policy { config: dir, command } => run_policy(dir.as_deref(), command),
+    }
+}
+
+fn run_policy(dir: Option<&std::path::Path>, command: PolicyCommand) -> anyhow::Result<()> {
+    use portcullis_control::policy::{cli, compile::Options};
+    match command {
+        PolicyCommand::Check { paths, skip_unsupported, allow_unknown } => {
+            let options = Options { skip_unsupported, allow_unknown_references: allow_unknown };
+            let context = cli::context_from(dir, options).map_err(anyhow::Error::msg)?;
+            let outcome = cli::check(&paths, &context);
+            println!("{}", outcome.render());
+            if outcome.failed() { Err(anyhow::anyhow!("the policy check failed")) } else { Ok(()) }
+        }
+        PolicyCommand::Explain { file } => {
+            let options = Options { skip_unsupported: false, allow_unknown_references: true };
+            let context = cli::context_from(dir, options).map_err(anyhow::Error::msg)?;
+            let text = cli::explain(&file, &context).map_err(anyhow::Error::msg)?;
+            println!("{text}");
             Ok(())
         }
     }

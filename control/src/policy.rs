@@ -2,7 +2,9 @@
 //! expressions) to verified [`portcullis_contract::program::Program`]s. Sans-IO: it takes
 //! source text and returns programs or diagnostics.
 
+pub mod cli;
 pub mod code;
-pub mod xml;
-pub mod scope;
+pub mod compile;
 pub mod expr;
+pub mod scope;
+pub mod xml;

@@ -8,7 +8,9 @@ use arc_swap::ArcSwapOption;
 use portcullis_contract::model::{Config, Scheme};
 use portcullis_contract::stats::StatsRegion;
 
+use crate::policy::{LoadError, Programs};
 use crate::router::Router;
+use crate::router::operation::Operations;
 
 /// One configuration generation, ready for the hot path: nothing in it is parsed per request.
 #[derive(Debug)]
@@ -23,12 +25,18 @@ pub struct Snapshot {
     /// cannot be used (unresolvable host, or https which this build does not speak yet): its
     /// requests are answered 502.
     pub backends: Vec<Option<SocketAddr>>,
+    /// Per API (same index as `config.apis`): its operations, ready for matching.
+    pub operations: Vec<Operations>,
+    /// The policy programs, verified again and with their regexes compiled.
+    pub programs: Programs,
 }
 
 impl Snapshot {
-    /// Builds the in-memory form: routing table and resolved backends. Resolution blocks (DNS),
-    /// so this runs on the snapshot-channel or start-up thread, never on a worker.
-    pub fn build(generation: u64, config: Config) -> Self {
+    /// Builds the in-memory form: routing table, operations, programs and resolved backends.
+    /// Resolution blocks (DNS), so this runs on the snapshot-channel or start-up thread, never
+    /// on a worker. A program that does not verify or load refuses the whole snapshot.
+    pub fn build(generation: u64, config: Config) -> Result<Self, LoadError> {
+        let programs = Programs::load(&config.programs)?;
         let router = Router::new(&config);
         for &api in router.unroutable() {
             if let Some(api) = config.apis.get(api as usize) {
@@ -36,16 +44,19 @@ impl Snapshot {
             }
         }
         let backends = config.apis.iter().map(|api| resolve(&api.id, &api.backend)).collect();
-        Self { generation, config, router, backends }
+        let operations = config.apis.iter().map(Operations::new).collect();
+        Ok(Self { generation, config, router, backends, operations, programs })
     }
 }
 
 /// Builds `config` as `generation`, makes it current for every request that starts from now on,
 /// and records the generation in the stats header (where `ctl status` reads it). Blocks on DNS:
-/// call it from the snapshot-channel or start-up thread, never from a worker.
-pub fn install(cell: &SnapshotCell, stats: &StatsRegion, generation: u64, config: Config) {
-    cell.publish(Arc::new(Snapshot::build(generation, config)));
+/// call it from the snapshot-channel or start-up thread, never from a worker. On error nothing
+/// changes: the current snapshot keeps serving.
+pub fn install(cell: &SnapshotCell, stats: &StatsRegion, generation: u64, config: Config) -> Result<(), LoadError> {
+    cell.publish(Arc::new(Snapshot::build(generation, config)?));
     stats.header().generation.store(generation, Ordering::Relaxed);
+    Ok(())
 }
 
 fn resolve(api: &str, backend: &portcullis_contract::model::BackendUrl) -> Option<SocketAddr> {
@@ -142,7 +153,7 @@ mod tests {
             programs: vec![portcullis_contract::program::Program::empty()],
             deployment: Default::default(),
         };
-        let snapshot = Snapshot::build(4, config);
+        let snapshot = Snapshot::build(4, config).unwrap();
         assert_eq!(snapshot.backends[0], Some("127.0.0.1:80".parse().unwrap()));
         assert_eq!(snapshot.backends[1], None);
         assert_eq!(snapshot.backends[2], None);

@@ -7,10 +7,9 @@ use std::path::Path;
 
 use portcullis_contract::key_index::{KEY_BYTES_MAX, KeyEntry, KeyIndex, KeySlot};
 use portcullis_contract::model::{
-    Api, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Deployment, Limits, Operation,
-    Policies, Scheme, Subscription, SubscriptionScope, SubscriptionState, is_valid_api_path,
+    Api, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Deployment, Limits, Scheme,
+    Subscription, SubscriptionScope, SubscriptionState, is_valid_api_path,
 };
-use portcullis_contract::program::Program;
 use toml::Spanned;
 
 use super::backend_url;
@@ -37,7 +36,12 @@ pub(crate) fn compile(
         .as_ref()
         .map_or_else(Limits::default, |item| limits(&item.file.limits, &item.source, diagnostics));
     let values = named_values(parsed.named_values.as_ref(), provided, diagnostics);
-    let apis = apis(&parsed.apis, &values, diagnostics);
+    let mut apis = apis(&parsed.apis, &values, diagnostics);
+    let compiled = super::policies::compile(&parsed, &mut apis, &values, policy_options(&parsed), diagnostics);
+    for warning in &compiled.warnings.items {
+        tracing::warn!("{warning}");
+    }
+    let deployment = deployment(&parsed);
     let (subscriptions, keys) = subscriptions(&parsed, &apis, diagnostics);
     if !diagnostics.is_empty() {
         return None;
@@ -55,8 +59,8 @@ pub(crate) fn compile(
         subscriptions,
         key_index,
         limits,
-        programs: vec![Program::empty()],
-        deployment: Deployment::default(),
+        programs: compiled.programs,
+        deployment,
     };
     if let Err(error) = config.validate() {
         diagnostics.push(Diagnostic::at_path(dir, format!("the compiled config is inconsistent: {error}")));
@@ -64,6 +68,34 @@ pub(crate) fn compile(
     }
     Some(config)
 }
+
+/// Policy compile options from `gateway.toml` (`[policies] skip-unsupported`).
+fn policy_options(parsed: &Parsed) -> crate::policy::compile::Options {
+    crate::policy::compile::Options {
+        skip_unsupported: parsed.gateway.as_ref().is_some_and(|item| item.file.policies.skip_unsupported),
+        allow_unknown_references: false,
+    }
+}
+
+/// `context.Deployment`, from `[deployment]` in `gateway.toml`.
+fn deployment(parsed: &Parsed) -> Deployment {
+    let table = parsed.gateway.as_ref().map(|item| &item.file.deployment);
+    let pick = |value: Option<&Option<String>>, default: &str| {
+        value.and_then(|v| v.clone()).unwrap_or_else(|| default.to_owned())
+    };
+    Deployment {
+        gateway_id: pick(table.map(|t| &t.gateway_id), DEPLOYMENT_GATEWAY_ID_DEFAULT),
+        region: pick(table.map(|t| &t.region), DEPLOYMENT_REGION_DEFAULT),
+        service_name: pick(table.map(|t| &t.service_name), DEPLOYMENT_SERVICE_NAME_DEFAULT),
+    }
+}
+
+/// `context.Deployment.GatewayId` unless `gateway.toml` names it.
+pub(crate) const DEPLOYMENT_GATEWAY_ID_DEFAULT: &str = "portcullis";
+/// `context.Deployment.Region` unless `gateway.toml` names it.
+pub(crate) const DEPLOYMENT_REGION_DEFAULT: &str = "local";
+/// `context.Deployment.ServiceName` unless `gateway.toml` names it.
+pub(crate) const DEPLOYMENT_SERVICE_NAME_DEFAULT: &str = "portcullis";
 
 fn limits(table: &LimitsTable, source: &SourceFile, diagnostics: &mut Diagnostics) -> Limits {
     let mut limits = Limits::default();
@@ -83,7 +115,7 @@ fn limits(table: &LimitsTable, source: &SourceFile, diagnostics: &mut Diagnostic
     limits
 }
 
-fn named_values(
+pub(crate) fn named_values(
     file: Option<&Item<super::files::NamedValuesFile>>,
     provided: &NamedValues,
     diagnostics: &mut Diagnostics,
@@ -156,7 +188,8 @@ fn apis(items: &[Item<ApiFile>], values: &NamedValues, diagnostics: &mut Diagnos
                 subscription_key_query: query,
                 version: String::new(),
                 revision: "1".to_owned(),
-                operations: vec![Operation::catch_all(Policies::all(0))],
+                // Filled by the policy compiler.
+                operations: Vec::new(),
             };
             apis.push((api, item.id.clone()));
         }

@@ -77,6 +77,14 @@ impl CodeBuilder {
         index
     }
 
+    /// Appends `values` as consecutive string constants (not deduplicated, so they form one
+    /// run); returns the index of the first.
+    pub fn fresh_str_consts(&mut self, values: &[String]) -> u32 {
+        let first = self.consts.len() as u32;
+        self.consts.extend(values.iter().map(|value| Const::Str(value.clone())));
+        first
+    }
+
     /// Pushes a string literal.
     pub fn push_str(&mut self, value: &str) {
         let index = self.str_const(value);

@@ -101,10 +101,9 @@ impl Document {
                     Some(section) => {
                         let slot = &mut sections[section_index(section)];
                         if slot.is_some() {
-                            diagnostics.push(file.error(
-                                element.name_span.clone(),
-                                format!("<{}> appears twice", element.name),
-                            ));
+                            diagnostics.push(
+                                file.error(element.name_span.clone(), format!("<{}> appears twice", element.name)),
+                            );
                         }
                         let mut statements = Vec::new();
                         for child in &element.children {
@@ -122,6 +121,11 @@ impl Document {
             }
         }
         if diagnostics.is_empty() { Ok(Self { file, scope, sections }) } else { Err(diagnostics) }
+    }
+
+    /// Replaces a section's statements.
+    pub fn set_section(&mut self, section: Section, statements: Vec<Element>) {
+        self.sections[section_index(section)] = Some(statements);
     }
 
     /// The section's statements as written (`None`: absent).
@@ -185,14 +189,13 @@ pub fn merge(chain: &[&Document], section: Section) -> Result<Vec<Stmt>, Vec<Dia
         for element in statements {
             if element.name == "base" {
                 if based {
-                    diagnostics.push(document.file.error(
-                        element.name_span.clone(),
-                        "<base/> appears twice in this section",
-                    ));
+                    diagnostics
+                        .push(document.file.error(element.name_span.clone(), "<base/> appears twice in this section"));
                     continue;
                 }
                 if !element.attrs.is_empty() || !element.children.is_empty() {
-                    diagnostics.push(document.file.error(element.name_span.clone(), "<base/> takes no attributes or content"));
+                    diagnostics
+                        .push(document.file.error(element.name_span.clone(), "<base/> takes no attributes or content"));
                 }
                 based = true;
                 if parent_is_builtin {
@@ -211,12 +214,8 @@ pub fn merge(chain: &[&Document], section: Section) -> Result<Vec<Stmt>, Vec<Dia
     if built_in {
         // No document wrote this section at all: the built-in parent applies.
         if let Some(first) = chain.first() {
-            let placeholder = Element {
-                name: "forward-request".into(),
-                name_span: 0..0,
-                attrs: Vec::new(),
-                children: Vec::new(),
-            };
+            let placeholder =
+                Element { name: "forward-request".into(), name_span: 0..0, attrs: Vec::new(), children: Vec::new() };
             merged.push(Stmt { element: placeholder, file: first.file.clone(), scope: ScopeKind::Global });
         }
     }
@@ -225,7 +224,12 @@ pub fn merge(chain: &[&Document], section: Section) -> Result<Vec<Stmt>, Vec<Dia
 
 /// `<forward-request/>` standing where a global `<base/>` is (its spans point at the `<base/>`).
 fn builtin_forward_request(base: &Element) -> Element {
-    Element { name: "forward-request".into(), name_span: base.name_span.clone(), attrs: Vec::new(), children: Vec::new() }
+    Element {
+        name: "forward-request".into(),
+        name_span: base.name_span.clone(),
+        attrs: Vec::new(),
+        children: Vec::new(),
+    }
 }
 
 /// The default document of a scope without a policy file: every section inherits.
