@@ -8,8 +8,8 @@
 
 use std::ops::Range;
 
-use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
+use quick_xml::events::{BytesStart, Event};
 
 /// Elements nest no deeper than this in a policy document (real ones: under 10).
 pub const DEPTH_MAX: usize = 64;
@@ -38,7 +38,10 @@ pub struct Attr {
 pub enum Node {
     Element(Element),
     /// Character data (text or CDATA), unescaped; whitespace-only text is dropped.
-    Text { text: String, span: Range<usize> },
+    Text {
+        text: String,
+        span: Range<usize>,
+    },
 }
 
 /// A syntax error, at original offsets.
@@ -98,7 +101,10 @@ pub fn parse(source: &str) -> Result<Element, XmlError> {
         match event {
             Event::Start(start) | Event::Empty(start) if root.is_some() && stack.is_empty() => {
                 let _ = start;
-                return Err(XmlError { span: map(before)..map(after), message: "only one root element is allowed".into() });
+                return Err(XmlError {
+                    span: map(before)..map(after),
+                    message: "only one root element is allowed".into(),
+                });
             }
             Event::Start(start) => {
                 if stack.len() >= DEPTH_MAX {
@@ -165,12 +171,7 @@ fn push_text(stack: &mut [Element], text: &str, span: Range<usize>, root: &Optio
 }
 
 /// Builds an element from its start tag; `at` is the escaped offset of its `<`.
-fn element(
-    start: &BytesStart<'_>,
-    text: &str,
-    at: usize,
-    map: &impl Fn(usize) -> usize,
-) -> Result<Element, XmlError> {
+fn element(start: &BytesStart<'_>, text: &str, at: usize, map: &impl Fn(usize) -> usize) -> Result<Element, XmlError> {
     let name = String::from_utf8_lossy(start.name().as_ref()).into_owned();
     let name_start = at + 1;
     let name_span = map(name_start)..map(name_start + name.len());
@@ -190,8 +191,7 @@ fn element(
                 message: format!("malformed value of attribute {attr_name:?}: {error}"),
             })?
             .into_owned();
-        let (name_at, value_range) = locate_attr(text, cursor, &attr_name)
-            .unwrap_or((cursor, cursor..cursor));
+        let (name_at, value_range) = locate_attr(text, cursor, &attr_name).unwrap_or((cursor, cursor..cursor));
         cursor = value_range.end;
         if attrs.iter().any(|a: &Attr| a.name == attr_name) {
             return Err(XmlError {
@@ -300,8 +300,7 @@ pub(crate) fn escape_expressions(source: &str) -> Escaped {
             }
             XmlState::Value(quote) if bytes[i] == quote => state = XmlState::Tag,
             XmlState::Text | XmlState::Value(_)
-                if (rest.starts_with("@(") || rest.starts_with("@{"))
-                    && source[value_start..i].trim().is_empty() =>
+                if (rest.starts_with("@(") || rest.starts_with("@{")) && source[value_start..i].trim().is_empty() =>
             {
                 let end = expression_end(source, i);
                 escape_region(source, i..end, &mut out, &mut shifts);
@@ -362,7 +361,8 @@ pub(crate) fn expression_end(source: &str, start: usize) -> usize {
                 }
             }
             b'"' => {
-                let verbatim = i > 0 && (bytes[i - 1] == b'@' || (bytes[i - 1] == b'$' && i > 1 && bytes[i - 2] == b'@'));
+                let verbatim =
+                    i > 0 && (bytes[i - 1] == b'@' || (bytes[i - 1] == b'$' && i > 1 && bytes[i - 2] == b'@'));
                 i = string_end(bytes, i, verbatim);
                 continue;
             }

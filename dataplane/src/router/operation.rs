@@ -226,7 +226,8 @@ mod tests {
 
     #[test]
     fn literal_segments_beat_parameters_and_methods_must_match() {
-        let ops = Operations::new(&api(&[("GET", "/users/{id}"), ("GET", "/users/me"), ("POST", "/users"), ("*", "/*")]));
+        let ops =
+            Operations::new(&api(&[("GET", "/users/{id}"), ("GET", "/users/me"), ("POST", "/users"), ("*", "/*")]));
         assert_eq!(find(&ops, "GET", "/users/42"), Some((0, vec!["42".into()])));
         assert_eq!(find(&ops, "GET", "/users/me"), Some((1, vec![])));
         assert_eq!(find(&ops, "POST", "/users"), Some((2, vec![])));

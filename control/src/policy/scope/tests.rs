@@ -24,7 +24,10 @@ fn base_places_the_parent_before_between_or_after() {
     let operation =
         document(ScopeKind::Operation, r#"<policies><inbound><base/><set-header name="o"/></inbound></policies>"#);
     let merged = merge(&[&global, &api, &operation], Section::Inbound).unwrap();
-    assert_eq!(names(&merged), ["set-header:a1@api", "set-header:g@global", "set-header:a2@api", "set-header:o@operation"]);
+    assert_eq!(
+        names(&merged),
+        ["set-header:a1@api", "set-header:g@global", "set-header:a2@api", "set-header:o@operation"]
+    );
 }
 
 #[test]
@@ -64,7 +67,8 @@ fn malformed_documents_are_refused_with_positions() {
     let errors = Document::parse(file("<policies><inbond/></policies>"), ScopeKind::Api).unwrap_err();
     assert!(errors[0].message.contains("not a section"));
     assert_eq!(errors[0].location.unwrap().column, 12);
-    let twice = Document::parse(file("<policies><inbound><base/><base/></inbound></policies>"), ScopeKind::Api).unwrap();
+    let twice =
+        Document::parse(file("<policies><inbound><base/><base/></inbound></policies>"), ScopeKind::Api).unwrap();
     assert!(merge(&[&twice], Section::Inbound).unwrap_err()[0].message.contains("twice"));
 }
 
@@ -74,6 +78,8 @@ fn fragments_hold_statements_only() {
     let fragment = Fragment::parse(file(r#"<fragment><set-header name="x"/></fragment>"#)).unwrap();
     assert_eq!(fragment.statements.len(), 1);
     assert!(Fragment::parse(file("<fragment><base/></fragment>")).unwrap_err()[0].message.contains("cannot contain"));
-    assert!(Fragment::parse(file("<fragment><inbound/></fragment>")).unwrap_err()[0].message.contains("cannot contain"));
+    assert!(
+        Fragment::parse(file("<fragment><inbound/></fragment>")).unwrap_err()[0].message.contains("cannot contain")
+    );
     assert!(Fragment::parse(file("<policies/>")).unwrap_err()[0].message.contains("<fragment>"));
 }
