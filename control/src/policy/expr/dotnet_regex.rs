@@ -49,7 +49,12 @@ pub(crate) fn translate(pattern: &str, options: i64) -> Result<Translated, Strin
     if options & ECMA_SCRIPT != 0 {
         return Err("RegexOptions.ECMAScript is not supported".to_owned());
     }
-    let known = REGEX_IGNORE_CASE | REGEX_MULTILINE | REGEX_SINGLELINE | EXPLICIT_CAPTURE | IGNORE_PATTERN_WHITESPACE | HARMLESS;
+    let known = REGEX_IGNORE_CASE
+        | REGEX_MULTILINE
+        | REGEX_SINGLELINE
+        | EXPLICIT_CAPTURE
+        | IGNORE_PATTERN_WHITESPACE
+        | HARMLESS;
     if options & !known != 0 {
         return Err(format!("unknown RegexOptions value {options}"));
     }
@@ -202,7 +207,13 @@ impl Translator {
             }
             return Err("unterminated comment group `(?#`".to_owned());
         }
-        let named = if self.starts_with("(?<") { Some('>') } else if self.starts_with("(?'") { Some('\'') } else { None };
+        let named = if self.starts_with("(?<") {
+            Some('>')
+        } else if self.starts_with("(?'") {
+            Some('\'')
+        } else {
+            None
+        };
         if let Some(close) = named {
             self.at += 3;
             let mut name = String::new();
@@ -265,12 +276,22 @@ impl Translator {
                 }
                 Some('\\') => self.escape(out, true)?,
                 Some('-') if self.peek(1) == Some('[') => {
-                    return Err("character class subtraction (`[a-z-[aeiou]]`) is not supported in regular expressions".to_owned());
+                    return Err(
+                        "character class subtraction (`[a-z-[aeiou]]`) is not supported in regular expressions"
+                            .to_owned(),
+                    );
                 }
-                Some(c @ ('[' | '&' | '~' | '-')) if c == '[' || self.peek(1) == Some(c) => {
-                    out.push('\\');
-                    out.push(c);
+                Some('[') => {
+                    out.push_str("\\[");
                     self.at += 1;
+                }
+                // `&&`, `~~` and `--` are set operators in the `regex` crate, literals in .NET.
+                Some(c @ ('&' | '~' | '-')) if self.peek(1) == Some(c) => {
+                    for _ in 0..2 {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    self.at += 2;
                 }
                 Some(c) => {
                     out.push(c);

@@ -29,7 +29,11 @@ impl Span {
 pub(crate) enum Part {
     Text(String),
     /// A `{expression}` or `{expression:format}` hole: its tokens (ending in [`Tok::Eof`]).
-    Hole { tokens: Vec<Token>, format: Option<String>, span: Span },
+    Hole {
+        tokens: Vec<Token>,
+        format: Option<String>,
+        span: Span,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -54,8 +58,8 @@ pub(crate) struct Token {
 /// Punctuators, longest first so that the first match is the longest.
 const PUNCTUATORS: &[&str] = &[
     "??=", "=>", "==", "!=", "<=", ">=", "&&", "||", "??", "?.", "++", "--", "+=", "-=", "*=", "/=", "%=", "&=", "|=",
-    "^=", "(", ")", "[", "]", "{", "}", ".", ",", ";", ":", "?", "+", "-", "*", "/", "%", "!", "<", ">", "=", "&",
-    "|", "^", "~",
+    "^=", "(", ")", "[", "]", "{", "}", ".", ",", ";", ":", "?", "+", "-", "*", "/", "%", "!", "<", ">", "=", "&", "|",
+    "^", "~",
 ];
 
 /// Splits `source[start..end]` into tokens, ending with [`Tok::Eof`] at `end`.
@@ -142,7 +146,9 @@ impl Lexer<'_> {
                 self.pos += 2;
                 Tok::Str(self.verbatim_string(start)?)
             }
-            '$' | '@' if matches!((self.peek_at(1), self.peek_at(2)), (Some('"'), _) | (Some('@' | '$'), Some('"'))) => {
+            '$' | '@'
+                if matches!((self.peek_at(1), self.peek_at(2)), (Some('"'), _) | (Some('@' | '$'), Some('"'))) =>
+            {
                 let verbatim = c == '@' || self.peek_at(1) == Some('@');
                 self.pos += if self.peek_at(1) == Some('"') { 2 } else { 3 };
                 Tok::Interpolated(self.interpolated(start, verbatim)?)
@@ -189,7 +195,8 @@ impl Lexer<'_> {
                 self.bump();
             }
             let text = self.src.get(digits..self.pos).unwrap_or("");
-            let value = i64::from_str_radix(text, 16).map_err(|_| error(start, self.pos, "invalid hexadecimal literal"))?;
+            let value =
+                i64::from_str_radix(text, 16).map_err(|_| error(start, self.pos, "invalid hexadecimal literal"))?;
             self.integer_suffix();
             return Ok(Tok::Int(value));
         }
@@ -280,7 +287,9 @@ impl Lexer<'_> {
     fn char_literal(&mut self, start: usize) -> Result<char, ExprError> {
         let c = match self.peek() {
             Some('\\') => self.escape()?,
-            Some('\'') | Some('\n') | None => return Err(error(start, self.pos, "empty or unterminated character literal")),
+            Some('\'') | Some('\n') | None => {
+                return Err(error(start, self.pos, "empty or unterminated character literal"));
+            }
             Some(c) => {
                 self.bump();
                 c
@@ -358,7 +367,11 @@ impl Lexer<'_> {
                     text.push('}');
                 }
                 Some('}') => {
-                    return Err(error(self.pos, self.pos + 1, "a `}` in an interpolated string must be doubled (`}}`)"));
+                    return Err(error(
+                        self.pos,
+                        self.pos + 1,
+                        "a `}` in an interpolated string must be doubled (`}}`)",
+                    ));
                 }
                 Some('{') => {
                     if !text.is_empty() {
@@ -394,7 +407,11 @@ impl Lexer<'_> {
                     return Ok(Part::Hole { tokens, format: None, span });
                 }
                 Tok::Punct(",") if depth == 0 => {
-                    return Err(error(token.span.start, token.span.end, "alignment in interpolation holes (`{x,10}`) is not supported"));
+                    return Err(error(
+                        token.span.start,
+                        token.span.end,
+                        "alignment in interpolation holes (`{x,10}`) is not supported",
+                    ));
                 }
                 Tok::Punct(":") if depth == 0 => {
                     let end = token.span.start;

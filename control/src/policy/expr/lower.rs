@@ -15,10 +15,10 @@ mod statics;
 use portcullis_contract::program::{Builtin, Const, Op};
 
 use super::ExprError;
-use crate::policy::code::{CodeBuilder, Label};
 use super::lexer::Span;
 use super::syntax::{AssignOp, BinaryOp, Expr, ExprKind, InterpolatedPart, Source, TypeName, UnaryOp};
 use super::types::{self, Access, StaticType};
+use crate::policy::code::{CodeBuilder, Label};
 
 type R<T> = Result<T, ExprError>;
 
@@ -211,7 +211,10 @@ impl Lowerer<'_> {
 
     fn index(&mut self, receiver: &StaticType, target_span: Span, index: &Expr) -> R<StaticType> {
         let Some((element, key)) = receiver.indexer() else {
-            return error(target_span, format!("`{}` is a {receiver}, which cannot be indexed", self.quote(target_span)));
+            return error(
+                target_span,
+                format!("`{}` is a {receiver}, which cannot be indexed", self.quote(target_span)),
+            );
         };
         let key_ty = self.expr(index)?;
         let key_ok = key_ty.assignable_to(&key) || (key == StaticType::String && key_ty == StaticType::Char);
@@ -268,7 +271,8 @@ impl Lowerer<'_> {
             ExprKind::As { operand, ty } => {
                 let target = self.resolve_type(ty)?;
                 self.expr(operand)?;
-                let vt = types::value_type(&target).ok_or_else(|| ExprError::new(ty.span, format!("`as {target}` is not supported")))?;
+                let vt = types::value_type(&target)
+                    .ok_or_else(|| ExprError::new(ty.span, format!("`as {target}` is not supported")))?;
                 self.emit(Op::As(vt));
                 Ok(target)
             }
@@ -333,7 +337,8 @@ impl Lowerer<'_> {
             [] => self.code.push_str(""),
             [InterpolatedPart::Text(_)] => {}
             _ => {
-                let n = u16::try_from(parts.len()).or_else(|_| error(span, "too many parts in an interpolated string"))?;
+                let n =
+                    u16::try_from(parts.len()).or_else(|_| error(span, "too many parts in an interpolated string"))?;
                 self.emit(Op::Concat(n));
             }
         }
@@ -364,7 +369,10 @@ impl Lowerer<'_> {
             UnaryOp::Not => {
                 let ty = self.expr(operand)?;
                 if !ty.is_dynamic() && ty != StaticType::Bool {
-                    return error(operand.span, format!("operator `!` needs a bool, but `{}` is {ty}", self.quote(operand.span)));
+                    return error(
+                        operand.span,
+                        format!("operator `!` needs a bool, but `{}` is {ty}", self.quote(operand.span)),
+                    );
                 }
                 self.emit(Op::Not);
                 Ok(StaticType::Bool)
@@ -398,7 +406,13 @@ impl Lowerer<'_> {
                     self.code.push_int(value.0);
                     return Ok(value.1);
                 }
-                return error(span, format!("the operator `{}` is only supported to combine enum flags such as RegexOptions", op.symbol()));
+                return error(
+                    span,
+                    format!(
+                        "the operator `{}` is only supported to combine enum flags such as RegexOptions",
+                        op.symbol()
+                    ),
+                );
             }
             _ => {}
         }
@@ -495,7 +509,10 @@ impl Lowerer<'_> {
                         let b = self.expr(value)?;
                         let binary = compound_operator(op);
                         let ty = binary_type(binary, &local.ty, &b).ok_or_else(|| {
-                            ExprError::new(span, format!("operator `{}` cannot be applied to {} and {b}", binary.symbol(), local.ty))
+                            ExprError::new(
+                                span,
+                                format!("operator `{}` cannot be applied to {} and {b}", binary.symbol(), local.ty),
+                            )
                         })?;
                         self.emit(match op {
                             AssignOp::Add => Op::Add,
@@ -524,12 +541,17 @@ impl Lowerer<'_> {
                 match ty {
                     StaticType::JObject | StaticType::JArray | StaticType::JToken | StaticType::Object => {}
                     StaticType::Dictionary(_) if self.quote(container.span).ends_with("Variables") => {
-                        return error(target.span, "context.Variables is read-only in expressions; use the set-variable policy");
+                        return error(
+                            target.span,
+                            "context.Variables is read-only in expressions; use the set-variable policy",
+                        );
                     }
                     _ => {
                         return error(
                             target.span,
-                            format!("assigning to an element of a {ty} is not supported (only JSON objects and arrays)"),
+                            format!(
+                                "assigning to an element of a {ty} is not supported (only JSON objects and arrays)"
+                            ),
                         );
                     }
                 }
@@ -611,7 +633,8 @@ fn binary_type(op: BinaryOp, a: &StaticType, b: &StaticType) -> Option<StaticTyp
             _ => return None,
         }),
         BinaryOp::Eq | BinaryOp::Ne => {
-            let comparable = dynamic || json(a) || json(b) || a.assignable_to(b) || b.assignable_to(a) || (numeric(a) && numeric(b));
+            let comparable =
+                dynamic || json(a) || json(b) || a.assignable_to(b) || b.assignable_to(a) || (numeric(a) && numeric(b));
             comparable.then_some(T::Bool)
         }
         _ => {

@@ -105,6 +105,7 @@ pub(crate) enum OutTarget {
 
 /// `{ a, b }` element of a collection initializer, or `[k] = v` of an object initializer.
 #[derive(Debug, Clone, PartialEq)]
+#[expect(clippy::large_enum_variant, reason = "initializers are short-lived parse nodes; boxing buys nothing")]
 pub(crate) enum InitElement {
     /// `x` or `{ a, b }`: a call to `Add` with these arguments.
     Add(Vec<Expr>),
@@ -135,25 +136,77 @@ pub(crate) enum ExprKind {
     /// A simple name: a local, `context`, or the first part of a type or namespace name.
     Name(String),
     /// `target.name` / `target?.name`; `type_args` only when called (`As<JObject>()`).
-    Member { target: Box<Expr>, name: String, name_span: Span, null_conditional: bool, type_args: Vec<TypeName> },
+    Member {
+        target: Box<Expr>,
+        name: String,
+        name_span: Span,
+        null_conditional: bool,
+        type_args: Vec<TypeName>,
+    },
     /// A call; the callee is a [`ExprKind::Member`] or a [`ExprKind::Name`].
-    Call { callee: Box<Expr>, args: Vec<Arg> },
-    Index { target: Box<Expr>, index: Box<Expr>, null_conditional: bool },
-    Unary { op: UnaryOp, operand: Box<Expr> },
-    Binary { op: BinaryOp, lhs: Box<Expr>, rhs: Box<Expr> },
-    Conditional { condition: Box<Expr>, then: Box<Expr>, otherwise: Box<Expr> },
-    Cast { ty: TypeName, operand: Box<Expr> },
-    As { operand: Box<Expr>, ty: TypeName },
+    Call {
+        callee: Box<Expr>,
+        args: Vec<Arg>,
+    },
+    Index {
+        target: Box<Expr>,
+        index: Box<Expr>,
+        null_conditional: bool,
+    },
+    Unary {
+        op: UnaryOp,
+        operand: Box<Expr>,
+    },
+    Binary {
+        op: BinaryOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Conditional {
+        condition: Box<Expr>,
+        then: Box<Expr>,
+        otherwise: Box<Expr>,
+    },
+    Cast {
+        ty: TypeName,
+        operand: Box<Expr>,
+    },
+    As {
+        operand: Box<Expr>,
+        ty: TypeName,
+    },
     /// `x is T`, `x is T name`, `x is null`.
-    Is { operand: Box<Expr>, ty: Option<TypeName>, binding: Option<(String, Span)> },
-    Lambda { params: Vec<(String, Span)>, body: Box<Expr> },
+    Is {
+        operand: Box<Expr>,
+        ty: Option<TypeName>,
+        binding: Option<(String, Span)>,
+    },
+    Lambda {
+        params: Vec<(String, Span)>,
+        body: Box<Expr>,
+    },
     /// `new T(args) { initializer }`.
-    New { ty: TypeName, args: Vec<Arg>, init: Option<Vec<InitElement>> },
+    New {
+        ty: TypeName,
+        args: Vec<Arg>,
+        init: Option<Vec<InitElement>>,
+    },
     /// `new [] { .. }` / `new T[] { .. }`.
-    NewArray { element: Option<TypeName>, items: Vec<Expr> },
-    Assign { op: AssignOp, target: Box<Expr>, value: Box<Expr> },
+    NewArray {
+        element: Option<TypeName>,
+        items: Vec<Expr>,
+    },
+    Assign {
+        op: AssignOp,
+        target: Box<Expr>,
+        value: Box<Expr>,
+    },
     /// `++x`, `x++`, `--x`, `x--`.
-    Step { increment: bool, prefix: bool, target: Box<Expr> },
+    Step {
+        increment: bool,
+        prefix: bool,
+        target: Box<Expr>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -173,13 +226,37 @@ pub(crate) struct Declarator {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum StmtKind {
     /// `var x = e;` (`ty` is `None`) or `T x = e, y;`.
-    Local { ty: Option<TypeName>, declarators: Vec<Declarator> },
+    Local {
+        ty: Option<TypeName>,
+        declarators: Vec<Declarator>,
+    },
     Expr(Expr),
-    If { condition: Expr, then: Box<Stmt>, otherwise: Option<Box<Stmt>> },
-    Foreach { ty: Option<TypeName>, name: String, name_span: Span, sequence: Expr, body: Box<Stmt> },
-    For { init: Vec<Stmt>, condition: Option<Expr>, step: Vec<Expr>, body: Box<Stmt> },
-    While { condition: Expr, body: Box<Stmt> },
-    DoWhile { body: Box<Stmt>, condition: Expr },
+    If {
+        condition: Expr,
+        then: Box<Stmt>,
+        otherwise: Option<Box<Stmt>>,
+    },
+    Foreach {
+        ty: Option<TypeName>,
+        name: String,
+        name_span: Span,
+        sequence: Expr,
+        body: Box<Stmt>,
+    },
+    For {
+        init: Vec<Stmt>,
+        condition: Option<Expr>,
+        step: Vec<Expr>,
+        body: Box<Stmt>,
+    },
+    While {
+        condition: Expr,
+        body: Box<Stmt>,
+    },
+    DoWhile {
+        body: Box<Stmt>,
+        condition: Expr,
+    },
     Return(Option<Expr>),
     Break,
     Continue,
@@ -208,7 +285,11 @@ pub(crate) fn parse(source: &str) -> Result<Source, ExprError> {
         return Err(ExprError::new(Span::new(start, start + 1), "a policy expression starts with `@(` or `@{`"));
     };
     if end < start + 3 || !body.ends_with(close) {
-        let what = if open == ")" { "`@(` expression is missing its closing `)`" } else { "`@{` block is missing its closing `}`" };
+        let what = if open == ")" {
+            "`@(` expression is missing its closing `)`"
+        } else {
+            "`@{` block is missing its closing `}`"
+        };
         return Err(ExprError::new(Span::new(start, end), what));
     }
     let tokens = lexer::tokenize(source, start + 2, end - 1)?;
@@ -232,17 +313,75 @@ pub(crate) fn parse(source: &str) -> Result<Source, ExprError> {
 
 /// C# keywords that can never be a name in an expression.
 const RESERVED: &[&str] = &[
-    "abstract", "as", "base", "break", "case", "catch", "checked", "class", "const", "continue", "default", "delegate",
-    "do", "else", "enum", "event", "explicit", "extern", "false", "finally", "fixed", "for", "foreach", "goto", "if",
-    "implicit", "in", "interface", "internal", "is", "lock", "namespace", "new", "null", "operator", "out", "override",
-    "params", "private", "protected", "public", "readonly", "ref", "return", "sealed", "sizeof", "stackalloc",
-    "static", "struct", "switch", "this", "throw", "true", "try", "typeof", "unchecked", "unsafe", "using", "virtual",
-    "void", "volatile", "while",
+    "abstract",
+    "as",
+    "base",
+    "break",
+    "case",
+    "catch",
+    "checked",
+    "class",
+    "const",
+    "continue",
+    "default",
+    "delegate",
+    "do",
+    "else",
+    "enum",
+    "event",
+    "explicit",
+    "extern",
+    "false",
+    "finally",
+    "fixed",
+    "for",
+    "foreach",
+    "goto",
+    "if",
+    "implicit",
+    "in",
+    "interface",
+    "internal",
+    "is",
+    "lock",
+    "namespace",
+    "new",
+    "null",
+    "operator",
+    "out",
+    "override",
+    "params",
+    "private",
+    "protected",
+    "public",
+    "readonly",
+    "ref",
+    "return",
+    "sealed",
+    "sizeof",
+    "stackalloc",
+    "static",
+    "struct",
+    "switch",
+    "this",
+    "throw",
+    "true",
+    "try",
+    "typeof",
+    "unchecked",
+    "unsafe",
+    "using",
+    "virtual",
+    "void",
+    "volatile",
+    "while",
 ];
 
 /// Names of C#'s predefined types (keywords usable as types and in `int.Parse`).
-pub(crate) const PREDEFINED_TYPES: &[&str] =
-    &["bool", "byte", "char", "decimal", "double", "float", "int", "long", "object", "sbyte", "short", "string", "uint", "ulong", "ushort"];
+pub(crate) const PREDEFINED_TYPES: &[&str] = &[
+    "bool", "byte", "char", "decimal", "double", "float", "int", "long", "object", "sbyte", "short", "string", "uint",
+    "ulong", "ushort",
+];
 
 struct Parser {
     tokens: Vec<Token>,
@@ -315,11 +454,7 @@ impl Parser {
     }
 
     fn expect_punct(&mut self, p: &str) -> PResult<Span> {
-        if self.is_punct(p) {
-            Ok(self.advance().span)
-        } else {
-            Err(self.unexpected(&format!("`{p}`")))
-        }
+        if self.is_punct(p) { Ok(self.advance().span) } else { Err(self.unexpected(&format!("`{p}`"))) }
     }
 
     fn expect_eof(&self) -> PResult<()> {
@@ -424,8 +559,7 @@ impl Parser {
         let save = self.pos;
         self.pos += 1;
         let mut args = Vec::new();
-        loop {
-            let Some(ty) = self.type_name() else { break };
+        while let Some(ty) = self.type_name() {
             args.push(ty);
             if self.eat_punct(",") {
                 continue;
@@ -455,7 +589,10 @@ impl Parser {
             Tok::Punct("%=") => AssignOp::Rem,
             Tok::Punct("??=") => AssignOp::Coalesce,
             Tok::Punct("&=" | "|=" | "^=") => {
-                return Err(ExprError::new(self.span(), "compound bitwise assignment is not supported in policy expressions"));
+                return Err(ExprError::new(
+                    self.span(),
+                    "compound bitwise assignment is not supported in policy expressions",
+                ));
             }
             _ => return Ok(target),
         };
@@ -490,7 +627,10 @@ impl Parser {
         };
         self.expect_punct("=>")?;
         if self.is_punct("{") {
-            return Err(ExprError::new(self.span(), "lambdas with a block body are not supported in policy expressions; use an expression body"));
+            return Err(ExprError::new(
+                self.span(),
+                "lambdas with a block body are not supported in policy expressions; use an expression body",
+            ));
         }
         let body = self.expression()?;
         let span = start.to(body.span);
@@ -519,7 +659,11 @@ impl Parser {
         let otherwise = self.expression()?;
         let span = condition.span.to(otherwise.span);
         Ok(Expr {
-            kind: ExprKind::Conditional { condition: Box::new(condition), then: Box::new(then), otherwise: Box::new(otherwise) },
+            kind: ExprKind::Conditional {
+                condition: Box::new(condition),
+                then: Box::new(then),
+                otherwise: Box::new(otherwise),
+            },
             span,
         })
     }
@@ -627,7 +771,9 @@ impl Parser {
                 let operand_follows = match next {
                     Tok::Ident(w) => !matches!(w.as_str(), "is" | "as"),
                     Tok::Int(_) | Tok::Double(_) | Tok::Char(_) | Tok::Str(_) | Tok::Interpolated(_) => true,
-                    Tok::Punct(p) => matches!(*p, "(" | "!" | "~") || (predefined && matches!(*p, "-" | "+" | "++" | "--")),
+                    Tok::Punct(p) => {
+                        matches!(*p, "(" | "!" | "~") || (predefined && matches!(*p, "-" | "+" | "++" | "--"))
+                    }
                     Tok::Eof => false,
                 };
                 if operand_follows {
@@ -670,7 +816,10 @@ impl Parser {
                 }
                 self.expect_punct("]")?;
                 let span = expr.span.to(self.previous_span());
-                expr = Expr { kind: ExprKind::Index { target: Box::new(expr), index: Box::new(index), null_conditional }, span };
+                expr = Expr {
+                    kind: ExprKind::Index { target: Box::new(expr), index: Box::new(index), null_conditional },
+                    span,
+                };
             } else if self.is_punct("++") || self.is_punct("--") {
                 let increment = self.is_punct("++");
                 let span = expr.span.to(self.advance().span);
@@ -712,21 +861,30 @@ impl Parser {
             self.pos += 1;
         }
         if self.is_keyword("ref") || self.is_keyword("in") {
-            return Err(ExprError::new(self.span(), "`ref` and `in` arguments are not supported in policy expressions"));
+            return Err(ExprError::new(
+                self.span(),
+                "`ref` and `in` arguments are not supported in policy expressions",
+            ));
         }
         if self.eat_keyword("out") {
             let start = self.span();
             let (ty, declared) = if self.is_keyword("var") && self.ident_at(1).is_some() {
                 self.pos += 1;
                 (None, true)
-            } else if self.ident_at(1).is_some() || (self.ident_at(0).is_some() && !self.is_punct_at(1, ")") && !self.is_punct_at(1, ",")) {
+            } else if self.ident_at(1).is_some()
+                || (self.ident_at(0).is_some() && !self.is_punct_at(1, ")") && !self.is_punct_at(1, ","))
+            {
                 let ty = self.type_name().ok_or_else(|| self.unexpected("a type"))?;
                 (Some(ty), true)
             } else {
                 (None, false)
             };
             let (var, span) = self.identifier()?;
-            let out = if declared { OutTarget::Declare { name: var.clone(), ty } } else { OutTarget::Assign { name: var.clone() } };
+            let out = if declared {
+                OutTarget::Declare { name: var.clone(), ty }
+            } else {
+                OutTarget::Assign { name: var.clone() }
+            };
             let value = Expr { kind: ExprKind::Name(var), span: start.to(span) };
             return Ok(Arg { name, out: Some(out), value });
         }
@@ -776,28 +934,43 @@ impl Parser {
     /// After `new`.
     fn creation(&mut self, start: Span) -> PResult<Expr> {
         if self.is_punct("{") {
-            return Err(ExprError::new(start.to(self.span()), "anonymous types (`new { ... }`) are not supported in policy expressions; use `new JObject(...)`"));
+            return Err(ExprError::new(
+                start.to(self.span()),
+                "anonymous types (`new { ... }`) are not supported in policy expressions; use `new JObject(...)`",
+            ));
         }
         if self.is_punct("[") {
             self.expect_punct("[")?;
             self.expect_punct("]")?;
             let items = self.array_items()?;
-            return Ok(Expr { kind: ExprKind::NewArray { element: None, items }, span: start.to(self.previous_span()) });
+            return Ok(Expr {
+                kind: ExprKind::NewArray { element: None, items },
+                span: start.to(self.previous_span()),
+            });
         }
         let ty_start = self.span();
         let mut ty = self.type_name().ok_or_else(|| self.unexpected("a type after `new`"))?;
         if ty.array_rank > 0 {
             ty.array_rank -= 1;
             let items = self.array_items()?;
-            return Ok(Expr { kind: ExprKind::NewArray { element: Some(ty), items }, span: start.to(self.previous_span()) });
+            return Ok(Expr {
+                kind: ExprKind::NewArray { element: Some(ty), items },
+                span: start.to(self.previous_span()),
+            });
         }
         if self.is_punct("[") {
-            return Err(ExprError::new(self.span(), "arrays of a given size (`new T[n]`) are not supported; use `new T[] { ... }` or `new List<T>()`"));
+            return Err(ExprError::new(
+                self.span(),
+                "arrays of a given size (`new T[n]`) are not supported; use `new T[] { ... }` or `new List<T>()`",
+            ));
         }
         let args = if self.is_punct("(") { self.arguments()? } else { Vec::new() };
         let init = if self.is_punct("{") { Some(self.initializer()?) } else { None };
         if init.is_none() && !self.tokens.get(self.pos.saturating_sub(1)).is_some_and(|t| t.tok == Tok::Punct(")")) {
-            return Err(ExprError::new(ty_start.to(self.previous_span()), "expected `(` or `{` after the type in `new`"));
+            return Err(ExprError::new(
+                ty_start.to(self.previous_span()),
+                "expected `(` or `{` after the type in `new`",
+            ));
         }
         Ok(Expr { kind: ExprKind::New { ty, args, init }, span: start.to(self.previous_span()) })
     }
@@ -829,7 +1002,10 @@ impl Parser {
                 let value = self.expression()?;
                 elements.push(InitElement::Set { key, value });
             } else if self.ident_at(0).is_some() && self.is_punct_at(1, "=") {
-                return Err(ExprError::new(self.span(), "object initializers that set properties are not supported in policy expressions"));
+                return Err(ExprError::new(
+                    self.span(),
+                    "object initializers that set properties are not supported in policy expressions",
+                ));
             } else {
                 elements.push(InitElement::Add(vec![self.expression()?]));
             }
@@ -937,7 +1113,11 @@ impl Parser {
     fn foreach_statement(&mut self) -> PResult<StmtKind> {
         self.pos += 1;
         self.expect_punct("(")?;
-        let ty = if self.eat_keyword("var") { None } else { Some(self.type_name().ok_or_else(|| self.unexpected("a type or `var`"))?) };
+        let ty = if self.eat_keyword("var") {
+            None
+        } else {
+            Some(self.type_name().ok_or_else(|| self.unexpected("a type or `var`"))?)
+        };
         let (name, name_span) = self.identifier()?;
         if !self.eat_keyword("in") {
             return Err(self.unexpected("`in`"));
@@ -1009,7 +1189,8 @@ impl Parser {
                 None => return Ok(None),
             }
         };
-        let declares = self.ident_at(0).is_some() && (self.is_punct_at(1, "=") || self.is_punct_at(1, ";") || self.is_punct_at(1, ","));
+        let declares = self.ident_at(0).is_some()
+            && (self.is_punct_at(1, "=") || self.is_punct_at(1, ";") || self.is_punct_at(1, ","));
         if !declares {
             self.pos = save;
             return Ok(None);

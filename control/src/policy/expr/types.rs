@@ -242,7 +242,9 @@ impl StaticType {
         }
         match (self.family(), target.family()) {
             (Family::Number, Family::Number) => !(matches!(self, Self::Double) && matches!(target, Self::Int)),
-            (Family::Json, Family::Json) | (Family::Sequence, Family::Sequence) | (Family::Dictionary, Family::Dictionary) => true,
+            (Family::Json, Family::Json)
+            | (Family::Sequence, Family::Sequence)
+            | (Family::Dictionary, Family::Dictionary) => true,
             (Family::Other, Family::Other) => std::mem::discriminant(self) == std::mem::discriminant(target),
             _ => false,
         }
@@ -308,7 +310,9 @@ pub(crate) fn unify(a: &StaticType, b: &StaticType) -> StaticType {
         (T::Null, other) | (other, T::Null) => other.clone(),
         (T::Int, T::Double) | (T::Double, T::Int) => T::Double,
         (T::Enum(_), T::Int) | (T::Int, T::Enum(_)) => T::Int,
-        (T::JObject | T::JArray | T::JToken | T::JProperty, T::JObject | T::JArray | T::JToken | T::JProperty) => T::JToken,
+        (T::JObject | T::JArray | T::JToken | T::JProperty, T::JObject | T::JArray | T::JToken | T::JProperty) => {
+            T::JToken
+        }
         _ => T::Object,
     }
 }
@@ -473,7 +477,8 @@ const API: &[MemberRow] = &[
     p("ServiceUrl", Prop::ServiceUrl, Ret::Context(C::Url)),
     p("SubscriptionKeyParameterNames", Prop::SubscriptionKeyParameterNames, Ret::Context(C::KeyParameterNames)),
 ];
-const KEY_PARAMETER_NAMES: &[MemberRow] = &[p("Header", Prop::HeaderName, Ret::Str), p("Query", Prop::QueryName, Ret::Str)];
+const KEY_PARAMETER_NAMES: &[MemberRow] =
+    &[p("Header", Prop::HeaderName, Ret::Str), p("Query", Prop::QueryName, Ret::Str)];
 const OPERATION: &[MemberRow] = &[
     p("Id", Prop::Id, Ret::Str),
     p("Method", Prop::Method, Ret::Str),
@@ -497,8 +502,11 @@ const USER: &[MemberRow] = &[
     p("Groups", Prop::Groups, Ret::Array(Value::Group)),
     p("Id", Prop::Id, Ret::Str),
 ];
-const PRODUCT: &[MemberRow] =
-    &[p("Id", Prop::Id, Ret::Str), p("Name", Prop::Name, Ret::Str), p("Groups", Prop::Groups, Ret::Array(Value::Group))];
+const PRODUCT: &[MemberRow] = &[
+    p("Id", Prop::Id, Ret::Str),
+    p("Name", Prop::Name, Ret::Str),
+    p("Groups", Prop::Groups, Ret::Array(Value::Group)),
+];
 const GROUP: &[MemberRow] = &[p("Id", Prop::Id, Ret::Str), p("Name", Prop::Name, Ret::Str)];
 const DEPLOYMENT: &[MemberRow] = &[
     p("GatewayId", Prop::GatewayId, Ret::Str),
@@ -559,7 +567,8 @@ const TIME_SPAN: &[MemberRow] = &[
     p("Milliseconds", Prop::Milliseconds, Ret::Int),
     p("Ticks", Prop::Ticks, Ret::Int),
 ];
-const J_PROPERTY: &[MemberRow] = &[p("Name", Prop::PropertyName, Ret::Str), p("Value", Prop::PropertyValue, Ret::JToken)];
+const J_PROPERTY: &[MemberRow] =
+    &[p("Name", Prop::PropertyName, Ret::Str), p("Value", Prop::PropertyValue, Ret::JToken)];
 const PAIR: &[MemberRow] = &[p("Key", Prop::Key, Ret::Str), p("Value", Prop::Value, Ret::DictValue)];
 const STRING: &[MemberRow] = &[p("Length", Prop::Length, Ret::Int)];
 const ARRAY: &[MemberRow] = &[p("Length", Prop::Length, Ret::Int), p("Count", Prop::Count, Ret::Int)];
@@ -572,8 +581,30 @@ const DICTIONARY: &[MemberRow] = &[
 
 /// Every member table, for `object` receivers and suggestions.
 const ALL_MEMBERS: &[&[MemberRow]] = &[
-    CONTEXT, REQUEST, RESPONSE, URL, API, KEY_PARAMETER_NAMES, OPERATION, SUBSCRIPTION, USER, PRODUCT, GROUP, DEPLOYMENT,
-    LAST_ERROR, JWT, BASIC, MATCH, REGEX_GROUP, DATE_TIME, TIME_SPAN, J_PROPERTY, PAIR, STRING, ARRAY, DICTIONARY,
+    CONTEXT,
+    REQUEST,
+    RESPONSE,
+    URL,
+    API,
+    KEY_PARAMETER_NAMES,
+    OPERATION,
+    SUBSCRIPTION,
+    USER,
+    PRODUCT,
+    GROUP,
+    DEPLOYMENT,
+    LAST_ERROR,
+    JWT,
+    BASIC,
+    MATCH,
+    REGEX_GROUP,
+    DATE_TIME,
+    TIME_SPAN,
+    J_PROPERTY,
+    PAIR,
+    STRING,
+    ARRAY,
+    DICTIONARY,
 ];
 
 fn member_table(ty: &StaticType) -> &'static [MemberRow] {
@@ -836,10 +867,7 @@ pub(crate) const METHODS: &[Method] = &[
 /// the entries of every receiver kind (the caller requires them to agree).
 pub(crate) fn methods(receiver: &StaticType, name: &str, argc: usize) -> Vec<&'static Method> {
     let dynamic = receiver.is_dynamic();
-    METHODS
-        .iter()
-        .filter(|m| m.name == name && m.params.len() == argc && (dynamic || m.on.accepts(receiver)))
-        .collect()
+    METHODS.iter().filter(|m| m.name == name && m.params.len() == argc && (dynamic || m.on.accepts(receiver))).collect()
 }
 
 /// Method names valid on `receiver`, for suggestions.
@@ -910,6 +938,10 @@ pub(crate) fn resolve_type(ty: &TypeName) -> Result<StaticType, String> {
         }
         ("KeyValuePair", 2) => T::Pair(Box::new(arg(1)?)),
         ("Nullable", 1) => arg(0)?,
+        ("StringComparison", 0) => T::Enum(EnumType::StringComparison),
+        ("RegexOptions", 0) => T::Enum(EnumType::RegexOptions),
+        ("StringSplitOptions", 0) => T::Enum(EnumType::StringSplitOptions),
+        ("Formatting", 0) => T::Enum(EnumType::Formatting),
         ("SHA256" | "SHA256Managed", 0) => T::Hasher(HashKind::Sha256),
         ("SHA1" | "SHA1Managed", 0) => T::Hasher(HashKind::Sha1),
         ("SHA512" | "SHA512Managed", 0) => T::Hasher(HashKind::Sha512),

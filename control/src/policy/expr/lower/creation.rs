@@ -13,7 +13,13 @@ use super::statics::hash_kind;
 use super::{Lowerer, R, error};
 
 impl Lowerer<'_> {
-    pub(super) fn creation(&mut self, ty: &TypeName, args: &[Arg], init: Option<&[InitElement]>, span: Span) -> R<StaticType> {
+    pub(super) fn creation(
+        &mut self,
+        ty: &TypeName,
+        args: &[Arg],
+        init: Option<&[InitElement]>,
+        span: Span,
+    ) -> R<StaticType> {
         let name = types::normalize_type_name(&ty.name);
         let what = format!("new {name}");
         if init.is_some() && !matches!(name, "JObject" | "JArray" | "List") {
@@ -75,7 +81,12 @@ impl Lowerer<'_> {
                     [source] => {
                         let source_ty = self.expr(&source.value)?;
                         if !source_ty.is_dynamic() && source_ty.element().is_none() {
-                            return error(source.value.span, format!("`new List<..>(x)` copies a sequence; {source_ty} is not one (capacities are not supported)"));
+                            return error(
+                                source.value.span,
+                                format!(
+                                    "`new List<..>(x)` copies a sequence; {source_ty} is not one (capacities are not supported)"
+                                ),
+                            );
                         }
                         self.call(Builtin::SeqToList, 1, span)?;
                     }
@@ -87,7 +98,10 @@ impl Lowerer<'_> {
             "Dictionary" => {
                 let dict_ty = self.resolve_type(ty)?;
                 if !args.is_empty() || init.is_some() {
-                    return error(span, "dictionaries can only be created empty (`new Dictionary<string, T>()`): adding entries needs a dictionary-set builtin");
+                    return error(
+                        span,
+                        "dictionaries can only be created empty (`new Dictionary<string, T>()`): adding entries needs a dictionary-set builtin",
+                    );
                 }
                 self.call(Builtin::DictionaryNew, 0, span)?;
                 Ok(dict_ty)
@@ -107,7 +121,10 @@ impl Lowerer<'_> {
                 self.expect_plain(args, &what)?;
                 let options = args.get(1).map(|a| &a.value);
                 if !self.regex_pattern(&args[0].value, options)? {
-                    return error(options.map_or(span, |o| o.span), "`new Regex` needs constant RegexOptions (e.g. RegexOptions.IgnoreCase)");
+                    return error(
+                        options.map_or(span, |o| o.span),
+                        "`new Regex` needs constant RegexOptions (e.g. RegexOptions.IgnoreCase)",
+                    );
                 }
                 Ok(StaticType::Regex)
             }
@@ -144,7 +161,10 @@ impl Lowerer<'_> {
             match element {
                 InitElement::Add(items) => {
                     if items.is_empty() || items.len() > 2 || (add == Builtin::ListAdd && items.len() != 1) {
-                        return error(span, "each initializer element takes one value (or a `{ name, value }` pair for JObject)");
+                        return error(
+                            span,
+                            "each initializer element takes one value (or a `{ name, value }` pair for JObject)",
+                        );
                     }
                     for item in items {
                         self.expr(item)?;

@@ -51,7 +51,14 @@ impl Shape {
 
 impl Lowerer<'_> {
     /// `sequence.name(lambda)` with the sequence on the stack.
-    pub(super) fn linq(&mut self, sequence: &StaticType, sequence_span: Span, name: &str, args: &[Arg], span: Span) -> R<StaticType> {
+    pub(super) fn linq(
+        &mut self,
+        sequence: &StaticType,
+        sequence_span: Span,
+        name: &str,
+        args: &[Arg],
+        span: Span,
+    ) -> R<StaticType> {
         let [arg] = args else {
             return error(span, format!("`{name}` takes one lambda argument here"));
         };
@@ -68,7 +75,12 @@ impl Lowerer<'_> {
             return self.order_by(name, &param.0, body, &element, span);
         }
         let Some(shape) = Shape::of(name) else {
-            return error(span, format!("`{name}` with a lambda is not supported (Any, All, Where, Select, First, FirstOrDefault, LastOrDefault, Count, Sum, Array.Exists)"));
+            return error(
+                span,
+                format!(
+                    "`{name}` with a lambda is not supported (Any, All, Where, Select, First, FirstOrDefault, LastOrDefault, Count, Sum, Array.Exists)"
+                ),
+            );
         };
         self.lambda_loop(shape, element, param, body)
     }
@@ -76,14 +88,17 @@ impl Lowerer<'_> {
     fn lambda_loop(&mut self, shape: Shape, element: StaticType, param: &(String, Span), body: &Expr) -> R<StaticType> {
         let iterator = self.temp();
         self.emit(Op::IterInit(iterator));
-        let accumulator = self.temp();
+        let needs_accumulator =
+            matches!(shape, Shape::Where | Shape::Select | Shape::Count | Shape::Sum | Shape::LastOrDefault);
+        // Shapes without an accumulator never touch this slot.
+        let accumulator = if needs_accumulator { self.temp() } else { iterator };
         match shape {
             Shape::Where | Shape::Select => self.call(Builtin::ListNew, 0, body.span)?,
             Shape::Count | Shape::Sum => self.emit(Op::Int(0)),
             Shape::LastOrDefault => self.emit(Op::Null),
             _ => {}
         }
-        if matches!(shape, Shape::Where | Shape::Select | Shape::Count | Shape::Sum | Shape::LastOrDefault) {
+        if needs_accumulator {
             self.emit(Op::StoreLocal(accumulator));
         }
         let top = self.code.label();
@@ -102,7 +117,10 @@ impl Lowerer<'_> {
         let body_ty = self.expr(body)?;
         self.pop_scope();
         if shape.is_predicate() && !body_ty.is_dynamic() && body_ty != StaticType::Bool {
-            return error(body.span, format!("the lambda must return a bool, but `{}` is {body_ty}", self.quote(body.span)));
+            return error(
+                body.span,
+                format!("the lambda must return a bool, but `{}` is {body_ty}", self.quote(body.span)),
+            );
         }
         let ty = match shape {
             Shape::Any | Shape::All => {
@@ -190,7 +208,12 @@ impl Lowerer<'_> {
     /// keyed sort the instruction set does not have.
     fn order_by(&mut self, name: &str, param: &str, body: &Expr, element: &StaticType, span: Span) -> R<StaticType> {
         if !matches!(&body.kind, ExprKind::Name(n) if n == param) {
-            return error(body.span, format!("`{name}` is only supported with the identity lambda (`x => x`); sorting by a key is not supported yet"));
+            return error(
+                body.span,
+                format!(
+                    "`{name}` is only supported with the identity lambda (`x => x`); sorting by a key is not supported yet"
+                ),
+            );
         }
         self.call(Builtin::SeqOrder, 1, span)?;
         if name == "OrderByDescending" {

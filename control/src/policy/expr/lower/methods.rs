@@ -111,7 +111,10 @@ impl Lowerer<'_> {
         if receiver.is_dynamic() && candidates.iter().any(|m| m.builtin != method.builtin) {
             return error(
                 name_span,
-                format!("`{what}`: the receiver's type is only known at run time and `{name}` is ambiguous; cast it first, e.g. `((string){})`", self.quote(target_span)),
+                format!(
+                    "`{what}`: the receiver's type is only known at run time and `{name}` is ambiguous; cast it first, e.g. `((string){})`",
+                    self.quote(target_span)
+                ),
             );
         }
         self.expect_plain(args, &what)?;
@@ -125,7 +128,13 @@ impl Lowerer<'_> {
     /// `d.GetValueOrDefault(name[, default])` and `GetValueOrDefault<T>(...)`. On variables
     /// (values of type `object`), a typed default infers `T` as C# does, and the typed builtin
     /// fails when the stored value has another type (APIM's behaviour).
-    fn get_value_or_default(&mut self, receiver: &StaticType, type_args: &[TypeName], args: &[Arg], span: Span) -> R<StaticType> {
+    fn get_value_or_default(
+        &mut self,
+        receiver: &StaticType,
+        type_args: &[TypeName],
+        args: &[Arg],
+        span: Span,
+    ) -> R<StaticType> {
         self.expect_args(args, 1, 2, "GetValueOrDefault", span)?;
         self.expect_plain(args, "GetValueOrDefault")?;
         self.argument(&args[0], Param::Str, "GetValueOrDefault")?;
@@ -261,8 +270,14 @@ impl Lowerer<'_> {
             return error(span, "As needs one type argument, e.g. `As<JObject>()` or `As<string>()`");
         };
         let target = self.resolve_type(ty)?;
-        if !matches!(target, StaticType::String | StaticType::Bytes | StaticType::JObject | StaticType::JArray | StaticType::JToken) {
-            return error(ty.span, format!("As<{target}>() is not supported (string, byte[], JObject, JArray or JToken)"));
+        if !matches!(
+            target,
+            StaticType::String | StaticType::Bytes | StaticType::JObject | StaticType::JArray | StaticType::JToken
+        ) {
+            return error(
+                ty.span,
+                format!("As<{target}>() is not supported (string, byte[], JObject, JArray or JToken)"),
+            );
         }
         self.preserve_content(args, "As", span)?;
         self.push_type(&target, ty.span)?;
@@ -349,7 +364,10 @@ impl Lowerer<'_> {
         if ty.is_dynamic() || matches!(ty, StaticType::String | StaticType::Char) {
             Ok(())
         } else {
-            error(span, format!("{what} takes characters or strings here, not {ty} (the count overloads are not supported)"))
+            error(
+                span,
+                format!("{what} takes characters or strings here, not {ty} (the count overloads are not supported)"),
+            )
         }
     }
 
@@ -368,9 +386,16 @@ impl Lowerer<'_> {
     /// `token.ToString(Formatting.None)` (compact) or `(Formatting.Indented)`.
     fn json_to_string(&mut self, args: &[Arg], span: Span) -> R<StaticType> {
         match constant_int(self, &args[0].value) {
-            Some((0, StaticType::Enum(types::EnumType::Formatting))) => self.call(Builtin::JToStringCompact, 1, span)?,
+            Some((0, StaticType::Enum(types::EnumType::Formatting))) => {
+                self.call(Builtin::JToStringCompact, 1, span)?
+            }
             Some((1, StaticType::Enum(types::EnumType::Formatting))) => self.call(Builtin::ToString, 1, span)?,
-            _ => return error(args[0].value.span, "a JSON value's ToString takes Formatting.None or Formatting.Indented"),
+            _ => {
+                return error(
+                    args[0].value.span,
+                    "a JSON value's ToString takes Formatting.None or Formatting.Indented",
+                );
+            }
         }
         Ok(StaticType::String)
     }
@@ -388,7 +413,10 @@ impl Lowerer<'_> {
             }
             StaticType::Hmac(kind) => {
                 let Some(builtin) = kind.hmac_builtin() else {
-                    return error(target_span, "this HMAC algorithm is not supported (HMACSHA1, HMACSHA256, HMACSHA512)");
+                    return error(
+                        target_span,
+                        "this HMAC algorithm is not supported (HMACSHA1, HMACSHA256, HMACSHA512)",
+                    );
                 };
                 self.argument(&args[0], Param::Any, "ComputeHash")?;
                 self.call(builtin, 2, span)?;
@@ -396,7 +424,9 @@ impl Lowerer<'_> {
             _ => {
                 return error(
                     target_span,
-                    format!("ComputeHash needs a hash algorithm (`SHA256.Create()`, `new HMACSHA256(key)`), not {receiver}"),
+                    format!(
+                        "ComputeHash needs a hash algorithm (`SHA256.Create()`, `new HMACSHA256(key)`), not {receiver}"
+                    ),
                 );
             }
         }
@@ -412,7 +442,12 @@ impl Lowerer<'_> {
             "Matches" => (Builtin::RegexMatches, StaticType::array_of(StaticType::Match), 1),
             "Split" => (Builtin::RegexSplit, StaticType::array_of(StaticType::String), 1),
             "Replace" => (Builtin::RegexReplace, StaticType::String, 2),
-            _ => return error(span, format!("Regex has no supported method `{name}` (IsMatch, Match, Matches, Replace, Split)")),
+            _ => {
+                return error(
+                    span,
+                    format!("Regex has no supported method `{name}` (IsMatch, Match, Matches, Replace, Split)"),
+                );
+            }
         };
         self.expect_args(args, argc, argc, &format!("Regex.{name}"), span)?;
         self.expect_plain(args, name)?;

@@ -25,7 +25,10 @@ impl Lowerer<'_> {
         self.code.place(end);
         self.emit(Op::LoadLocal(result));
         let returns = self.block.take().map(|b| b.returns).unwrap_or_default();
-        let ty = returns.iter().skip(1).fold(returns.first().cloned().unwrap_or(StaticType::Object), |a, b| types::unify(&a, b));
+        let ty = returns
+            .iter()
+            .skip(1)
+            .fold(returns.first().cloned().unwrap_or(StaticType::Object), |a, b| types::unify(&a, b));
         Ok(if ty == StaticType::Null { StaticType::Object } else { ty })
     }
 
@@ -157,17 +160,26 @@ impl Lowerer<'_> {
         };
         for declarator in declarators {
             let ty = match (&declared, &declarator.init) {
-                (None, None) => return error(declarator.span, "an implicitly typed variable (`var`) must be initialized"),
+                (None, None) => {
+                    return error(declarator.span, "an implicitly typed variable (`var`) must be initialized");
+                }
                 (declared, Some(init)) => {
                     let init_ty = self.expr(init)?;
                     match declared {
                         None if init_ty == StaticType::Null => {
-                            return error(init.span, "cannot infer a type from `null`: declare the variable with its type");
+                            return error(
+                                init.span,
+                                "cannot infer a type from `null`: declare the variable with its type",
+                            );
                         }
                         None => init_ty,
                         Some(declared) => {
-                            if !init_ty.assignable_to(declared) && !(*declared == StaticType::String && init_ty == StaticType::Char) {
-                                return error(init.span, format!("cannot assign {init_ty} to a variable of type {declared}"));
+                            let char_to_string = *declared == StaticType::String && init_ty == StaticType::Char;
+                            if !(init_ty.assignable_to(declared) || char_to_string) {
+                                return error(
+                                    init.span,
+                                    format!("cannot assign {init_ty} to a variable of type {declared}"),
+                                );
                             }
                             declared.clone()
                         }
@@ -213,7 +225,10 @@ impl Lowerer<'_> {
     fn foreach(&mut self, ty: Option<&TypeName>, name: &str, name_span: Span, sequence: &Expr, body: &Stmt) -> R<()> {
         let sequence_ty = self.expr(sequence)?;
         let Some(element) = sequence_ty.element() else {
-            return error(sequence.span, format!("foreach needs a sequence, but `{}` is {sequence_ty}", self.quote(sequence.span)));
+            return error(
+                sequence.span,
+                format!("foreach needs a sequence, but `{}` is {sequence_ty}", self.quote(sequence.span)),
+            );
         };
         // `foreach (T x in seq)` converts each element to `T` explicitly, as C# does.
         let (element, cast) = match ty {
@@ -222,7 +237,8 @@ impl Lowerer<'_> {
                 if !element.castable_to(&declared) {
                     return error(ty.span, format!("the elements are {element}, not {declared}"));
                 }
-                let cast = if declared == element || declared.is_dynamic() { None } else { types::value_type(&declared) };
+                let cast =
+                    if declared == element || declared.is_dynamic() { None } else { types::value_type(&declared) };
                 (declared, cast)
             }
             None => (element, None),

@@ -35,10 +35,43 @@ const NAMESPACES: &[&str] = &[
 
 /// Static classes policy expressions may name.
 const CLASSES: &[&str] = &[
-    "string", "int", "long", "double", "bool", "char", "Convert", "Math", "Encoding", "WebUtility", "Uri", "Regex",
-    "RegexOptions", "StringComparison", "StringSplitOptions", "Formatting", "DateTime", "TimeSpan", "Guid", "JObject",
-    "JArray", "JToken", "JValue", "JProperty", "JsonConvert", "Array", "SHA256", "SHA1", "SHA512", "MD5", "BitConverter",
-    "HMACSHA256", "HMACSHA1", "HMACSHA512", "List", "Dictionary", "Enumerable",
+    "string",
+    "int",
+    "long",
+    "double",
+    "bool",
+    "char",
+    "Convert",
+    "Math",
+    "Encoding",
+    "WebUtility",
+    "Uri",
+    "Regex",
+    "RegexOptions",
+    "StringComparison",
+    "StringSplitOptions",
+    "Formatting",
+    "DateTime",
+    "TimeSpan",
+    "Guid",
+    "JObject",
+    "JArray",
+    "JToken",
+    "JValue",
+    "JProperty",
+    "JsonConvert",
+    "Array",
+    "SHA256",
+    "SHA1",
+    "SHA512",
+    "MD5",
+    "BitConverter",
+    "HMACSHA256",
+    "HMACSHA1",
+    "HMACSHA512",
+    "List",
+    "Dictionary",
+    "Enumerable",
 ];
 
 /// Whether `name` (as written) names a static class.
@@ -50,7 +83,9 @@ pub(super) fn is_static_class(name: &str) -> bool {
 /// value (a local or `context`) or contains anything but names.
 pub(super) fn static_path(lowerer: &Lowerer<'_>, e: &Expr) -> Option<Vec<Segment>> {
     match &e.kind {
-        ExprKind::Name(name) if lowerer.lookup(name).is_none() && name != "context" => Some(vec![(name.clone(), e.span)]),
+        ExprKind::Name(name) if lowerer.lookup(name).is_none() && name != "context" => {
+            Some(vec![(name.clone(), e.span)])
+        }
         ExprKind::Member { target, name, name_span, null_conditional: false, type_args } if type_args.is_empty() => {
             let mut path = static_path(lowerer, target)?;
             path.push((name.clone(), *name_span));
@@ -347,7 +382,10 @@ impl Lowerer<'_> {
     pub(super) fn call_expr(&mut self, callee: &Expr, args: &[Arg], span: Span) -> R<StaticType> {
         let ExprKind::Member { target, name, name_span, null_conditional, type_args } = &callee.kind else {
             if let ExprKind::Name(name) = &callee.kind {
-                return error(callee.span, format!("`{name}` is not a method; call methods on values or on the allowed types"));
+                return error(
+                    callee.span,
+                    format!("`{name}` is not a method; call methods on values or on the allowed types"),
+                );
             }
             return error(callee.span, "only methods can be called");
         };
@@ -377,12 +415,16 @@ impl Lowerer<'_> {
             return error(method_span, format!("`{class}.{method}` takes no type arguments"));
         }
         let rows: Vec<&StaticRow> = STATIC_CALLS.iter().filter(|(c, m, ..)| *c == class && *m == method).collect();
-        let Some(&&(_, _, params, builtin, ret)) = rows.iter().find(|(_, _, params, ..)| params.len() == args.len()) else {
+        let Some(&&(_, _, params, builtin, ret)) = rows.iter().find(|(_, _, params, ..)| params.len() == args.len())
+        else {
             if rows.is_empty() {
                 return unknown_static(class, method, method_span);
             }
             let counts: Vec<String> = rows.iter().map(|(_, _, p, ..)| p.len().to_string()).collect();
-            return error(span, format!("`{class}.{method}` takes {} argument(s), not {}", counts.join(" or "), args.len()));
+            return error(
+                span,
+                format!("`{class}.{method}` takes {} argument(s), not {}", counts.join(" or "), args.len()),
+            );
         };
         let mut first = StaticType::Object;
         for (i, (arg, param)) in args.iter().zip(params.iter()).enumerate() {
@@ -436,7 +478,9 @@ impl Lowerer<'_> {
                 self.emit(Op::Null);
                 StaticType::Hasher(hash_kind(class))
             }
-            ("Regex", "IsMatch" | "Match" | "Matches" | "Split" | "Replace") => self.regex_static(method, args, span)?,
+            ("Regex", "IsMatch" | "Match" | "Matches" | "Split" | "Replace") => {
+                self.regex_static(method, args, span)?
+            }
             ("JsonConvert", "SerializeObject") if args.len() == 2 => {
                 self.expect_plain(args, "JsonConvert.SerializeObject")?;
                 match constant_int(self, &args[1].value) {
@@ -449,7 +493,12 @@ impl Lowerer<'_> {
                         self.call(Builtin::JTokenFromObject, 1, span)?;
                         self.call(Builtin::ToString, 1, span)?;
                     }
-                    _ => return error(args[1].value.span, "the formatting must be Formatting.None or Formatting.Indented"),
+                    _ => {
+                        return error(
+                            args[1].value.span,
+                            "the formatting must be Formatting.None or Formatting.Indented",
+                        );
+                    }
                 }
                 StaticType::String
             }
@@ -461,8 +510,9 @@ impl Lowerer<'_> {
                     [] => StaticType::JToken,
                     [ty] => {
                         let target = self.resolve_type(ty)?;
-                        let vt = types::value_type(&target)
-                            .ok_or_else(|| super::ExprError::new(ty.span, format!("cannot deserialize into {target}")))?;
+                        let vt = types::value_type(&target).ok_or_else(|| {
+                            super::ExprError::new(ty.span, format!("cannot deserialize into {target}"))
+                        })?;
                         self.emit(Op::Cast(vt));
                         target
                     }
@@ -587,7 +637,10 @@ impl Lowerer<'_> {
         }
         if !options_consumed {
             if method == "Replace" {
-                return error(options.map_or(span, |o| o.span), "Regex.Replace needs constant RegexOptions (e.g. RegexOptions.IgnoreCase)");
+                return error(
+                    options.map_or(span, |o| o.span),
+                    "Regex.Replace needs constant RegexOptions (e.g. RegexOptions.IgnoreCase)",
+                );
             }
             argc += 1;
         }
@@ -612,14 +665,15 @@ impl Lowerer<'_> {
         };
         match (&pattern.kind, constant_options) {
             (ExprKind::Str(text), Some(options)) => {
-                let translated = dotnet_regex::translate(text, options)
-                    .or_else(|message| error(pattern.span, message))?;
+                let translated =
+                    dotnet_regex::translate(text, options).or_else(|message| error(pattern.span, message))?;
                 self.push_const(Const::Regex { pattern: translated.pattern, ignore_case: translated.ignore_case });
                 Ok(true)
             }
-            (ExprKind::Str(_), None) => {
-                error(options.map_or(pattern.span, |o| o.span), "RegexOptions must be constant (e.g. RegexOptions.IgnoreCase)")
-            }
+            (ExprKind::Str(_), None) => error(
+                options.map_or(pattern.span, |o| o.span),
+                "RegexOptions must be constant (e.g. RegexOptions.IgnoreCase)",
+            ),
             (_, Some(0)) => {
                 let ty = self.expr(pattern)?;
                 self.expect_type(&ty, &StaticType::String, pattern.span, "a regex pattern")?;
