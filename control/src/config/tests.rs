@@ -337,12 +337,18 @@ fn policies_compile_with_the_config_and_are_refused_until_the_data_plane_runs_th
     config.write("apis/echo/policy.xml", "<policies><inbound><base/></inbound></policies>");
     assert!(load(&config.0, &NamedValues::default()).is_ok());
     // A broken policy is refused with file:line:col.
-    config.write("apis/echo/policy.xml", "<policies>\n<inbound>\n  <rate-limit calls=\"1\" renewal-period=\"1\"/>\n</inbound></policies>");
+    config.write(
+        "apis/echo/policy.xml",
+        "<policies>\n<inbound>\n  <rate-limit calls=\"1\" renewal-period=\"1\"/>\n</inbound></policies>",
+    );
     let errors = config.errors();
     assert!(errors[0].0.contains("unsupported policy <rate-limit>"), "{errors:?}");
     assert_eq!(errors[0].1, "apis/echo/policy.xml:3:4");
     // A valid policy that would act is refused, never silently skipped.
-    config.write("apis/echo/policy.xml", "<policies><inbound><set-header name=\"x\"><value>1</value></set-header></inbound></policies>");
+    config.write(
+        "apis/echo/policy.xml",
+        "<policies><inbound><set-header name=\"x\"><value>1</value></set-header></inbound></policies>",
+    );
     let errors = config.errors();
     assert!(errors[0].0.contains("does not run them yet"), "{errors:?}");
 }
