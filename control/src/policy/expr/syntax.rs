@@ -893,6 +893,7 @@ impl Parser {
     }
 
     fn primary(&mut self) -> PResult<Expr> {
+        let at = self.pos;
         let token = self.advance();
         let span = token.span;
         let kind = match token.tok {
@@ -918,13 +919,13 @@ impl Parser {
                     return Err(ExprError::new(span, format!("`{word}` is not supported in policy expressions")));
                 }
                 w if RESERVED.contains(&w) => {
-                    self.pos -= 1;
+                    self.pos = at;
                     return Err(self.unexpected("an expression"));
                 }
                 _ => ExprKind::Name(word),
             },
             _ => {
-                self.pos = self.pos.saturating_sub(1);
+                self.pos = at;
                 return Err(self.unexpected("an expression"));
             }
         };

@@ -665,6 +665,7 @@ fn object_creation() {
     assert_eq!(ty("@(new List<string>())"), StaticType::List(Box::new(StaticType::String)));
     assert_eq!(ty("@(new Dictionary<string, object>())"), StaticType::Dictionary(Box::new(StaticType::Object)));
     assert_eq!(ops(r#"@(new JValue(1))"#), [Op::Int(1), Op::Call(Builtin::JValueNew, 1)]);
+    assert_eq!(ops(r#"@(new JArray(new[] {"a"}))"#)[2..], [Op::Call(Builtin::JArrayNew, 1)]);
     assert_eq!(ops(r#"@(new JArray { 1, 2 })"#).iter().filter(|op| **op == Op::Call(Builtin::JAdd, 2)).count(), 2);
     assert_eq!(ops(r#"@(new string[] {"a", "b"})"#), [Op::Const(0), Op::Const(1), Op::MakeArray(2)]);
     assert_eq!(ty(r#"@(new [] {1, 2})"#), StaticType::array_of(StaticType::Int));
@@ -819,8 +820,16 @@ fn unsupported_regex_constructs_are_named() {
         assert_eq!(source.get(e.offset..e.offset + e.len), Some(format!(r#"@"{pattern}""#).as_str()), "{pattern}");
     }
     assert!(err(r#"@(Regex.IsMatch("x", "a", RegexOptions.RightToLeft))"#).message.contains("RightToLeft"));
+    // A literal pattern with run-time options: checked here, options passed to the VM.
+    let source = r#"@(Regex.Replace("x", "a", "b", (RegexOptions)context.Variables["o"]))"#;
+    assert_eq!(ops(source).last(), Some(&Op::Call(Builtin::RegexReplace, 4)));
+    assert_eq!(regex_const(source), ("a".to_owned(), false));
     assert!(
-        err(r#"@(Regex.IsMatch("x", "a", (RegexOptions)context.Variables["o"]))"#).message.contains("must be constant")
+        err(r#"@(Regex.IsMatch("x", "(?=a)", (RegexOptions)context.Variables["o"]))"#).message.contains("lookahead")
+    );
+    assert!(err(r#"@(Regex.IsMatch("x", "a", "i"))"#).message.contains("the RegexOptions must be RegexOptions"));
+    assert!(
+        err(r#"@(new Regex("a", (RegexOptions)context.Variables["o"]))"#).message.contains("constant RegexOptions")
     );
     assert!(err(r#"@(Regex.Replace("x", "a", m => "b"))"#).message.contains("MatchEvaluator"));
 }
@@ -1068,4 +1077,75 @@ fn expressions_share_the_section_pool_and_locals() {
     let program = code.finish().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(program.consts, [Const::Str("a".into()), Const::Str("b".into())]);
     assert_eq!(program.locals, 2);
+}
+
+#[test]
+fn static_string_equals_is_null_safe_equality() {
+    assert_eq!(ops(r#"@(string.Equals("a", null))"#), [Op::Const(0), Op::Null, Op::Eq]);
+    assert_eq!(
+        ops(r#"@(String.Equals("a", "b", StringComparison.OrdinalIgnoreCase))"#).last(),
+        Some(&Op::Call(Builtin::EqualsComparison, 3))
+    );
+}
+
+#[test]
+fn errors_at_the_end_point_at_the_end() {
+    let source = "@(1 +)";
+    let e = err(source);
+    assert_eq!(e.message, "expected an expression, found the end of the expression");
+    assert_eq!(e.offset, 5);
+    let (text, message) = blamed("@(new[] {1, 2}.Any(x => ))");
+    assert_eq!(text, ")");
+    assert!(message.contains("expected an expression"), "{message}");
+}
+
+/// Sources derived from the representative set by truncation and seeded byte mutations: the
+/// compiler must return (a program or an error with an in-range offset), never panic.
+#[test]
+fn malformed_input_never_panics() {
+    let mut sources: Vec<String> = Vec::new();
+    for source in REPRESENTATIVE {
+        for (end, _) in source.char_indices() {
+            sources.push(source[..end].to_owned());
+            sources.push(format!("{})", &source[..end]));
+        }
+    }
+    // A small linear congruential generator: deterministic, no dependency.
+    let mut seed: u64 = 0x5eed;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) as usize
+    };
+    let alphabet: Vec<char> = "()[]{}<>.,;:?!=&|+-*/%\"'@$\\ ax0_=>?.??".chars().collect();
+    for _ in 0..3000 {
+        let base = REPRESENTATIVE[next() % REPRESENTATIVE.len()];
+        let mut chars: Vec<char> = base.chars().collect();
+        for _ in 0..1 + next() % 3 {
+            let at = next() % chars.len();
+            let c = alphabet[next() % alphabet.len()];
+            match next() % 3 {
+                0 => chars[at] = c,
+                1 => chars.insert(at, c),
+                _ => {
+                    chars.remove(at);
+                }
+            }
+        }
+        sources.push(chars.into_iter().collect());
+    }
+    for source in &sources {
+        let mut code = CodeBuilder::new();
+        match compile(&mut code, source, Expect::Any) {
+            Ok(_) => {
+                code.emit(Op::Pop);
+                if let Err(e) = code.finish() {
+                    panic!("{source}: compiled but does not verify: {e}");
+                }
+            }
+            Err(e) => {
+                assert!(e.offset + e.len <= source.len().max(1) + 1, "{source}: {e:?}");
+                assert!(!e.message.is_empty());
+            }
+        }
+    }
 }

@@ -39,8 +39,7 @@ impl Lowerer<'_> {
                         let ty = self.expr(&only.value)?;
                         if matches!(ty, StaticType::Array(_) | StaticType::List(_)) {
                             // `new JArray(list)`: one element per item of the sequence.
-                            self.call(Builtin::JTokenFromObject, 1, span)?;
-                            self.emit(Op::Cast(portcullis_contract::program::ValueType::JArray));
+                            self.call(Builtin::JArrayNew, 1, span)?;
                         } else {
                             let item = self.temp();
                             self.emit(Op::StoreLocal(item));

@@ -195,7 +195,6 @@ const STATIC_CALLS: &[StaticRow] = &[
     ("string", "IsNullOrWhiteSpace", &[P::Str], Builtin::StrIsNullOrWhiteSpace, Ret::Bool),
     ("string", "Compare", &[P::Str, P::Str], Builtin::StrCompare, Ret::Int),
     ("string", "Compare", &[P::Str, P::Str, P::Comparison], Builtin::StrCompareComparison, Ret::Int),
-    ("string", "Equals", &[P::Any, P::Any], Builtin::Equals, Ret::Bool),
     ("string", "Equals", &[P::Str, P::Str, P::Comparison], Builtin::EqualsComparison, Ret::Bool),
     ("int", "Parse", &[P::Str], Builtin::IntParse, Ret::Int),
     ("long", "Parse", &[P::Str], Builtin::IntParse, Ret::Int),
@@ -255,6 +254,7 @@ const SPECIAL_STATICS: &[(&str, &str)] = &[
     ("string", "Join"),
     ("string", "Format"),
     ("string", "Concat"),
+    ("string", "Equals"),
     ("int", "TryParse"),
     ("int", "MaxValue"),
     ("int", "MinValue"),
@@ -462,6 +462,13 @@ impl Lowerer<'_> {
                 }
                 StaticType::String
             }
+            ("string", "Equals") if args.len() == 2 => {
+                // Static `string.Equals(a, b)` is `a == b` (null-safe, unlike `a.Equals(b)`).
+                self.argument(&args[0], Param::Str, "string.Equals")?;
+                self.argument(&args[1], Param::Str, "string.Equals")?;
+                self.emit(Op::Eq);
+                StaticType::Bool
+            }
             ("int" | "long", "TryParse") => self.int_try_parse(args, span)?,
             ("double" | "bool" | "DateTime" | "Guid", "TryParse") => {
                 return error(span, format!("`{class}.TryParse` is not supported yet (only int.TryParse)"));
@@ -635,13 +642,10 @@ impl Lowerer<'_> {
             self.argument(&args[2], Param::Str, &what)?;
             argc += 1;
         }
-        if !options_consumed {
-            if method == "Replace" {
-                return error(
-                    options.map_or(span, |o| o.span),
-                    "Regex.Replace needs constant RegexOptions (e.g. RegexOptions.IgnoreCase)",
-                );
-            }
+        if let (false, Some(options)) = (options_consumed, options) {
+            // Options only known at run time follow the other arguments (the VM recompiles).
+            let ty = self.expr(options)?;
+            self.expect_type(&ty, &StaticType::Enum(EnumType::RegexOptions), options.span, "the RegexOptions")?;
             argc += 1;
         }
         let (builtin, ty) = match method {
@@ -656,37 +660,24 @@ impl Lowerer<'_> {
     }
 
     /// Pushes a regex pattern: a literal becomes a checked [`Const::Regex`] with constant options
-    /// folded in. Returns whether the options were consumed; if not, they were pushed after
-    /// the pattern (a run-time pattern with run-time options).
+    /// folded in. Returns whether the options were consumed (folded, or absent); if not, the
+    /// caller pushes them after its other arguments.
     pub(super) fn regex_pattern(&mut self, pattern: &Expr, options: Option<&Expr>) -> R<bool> {
         let constant_options = match options {
             None => Some(0),
             Some(o) => constant_int(self, o).map(|(v, _)| v),
         };
-        match (&pattern.kind, constant_options) {
-            (ExprKind::Str(text), Some(options)) => {
-                let translated =
-                    dotnet_regex::translate(text, options).or_else(|message| error(pattern.span, message))?;
-                self.push_const(Const::Regex { pattern: translated.pattern, ignore_case: translated.ignore_case });
-                Ok(true)
-            }
-            (ExprKind::Str(_), None) => error(
-                options.map_or(pattern.span, |o| o.span),
-                "RegexOptions must be constant (e.g. RegexOptions.IgnoreCase)",
-            ),
-            (_, Some(0)) => {
-                let ty = self.expr(pattern)?;
-                self.expect_type(&ty, &StaticType::String, pattern.span, "a regex pattern")?;
-                Ok(true)
-            }
-            (_, _) => {
-                self.expr(pattern)?;
-                if let Some(options) = options {
-                    self.expr(options)?;
-                }
-                Ok(false)
-            }
+        if let ExprKind::Str(text) = &pattern.kind {
+            // With run-time options the literal is still translated and checked, without them.
+            let translated = dotnet_regex::translate(text, constant_options.unwrap_or(0))
+                .or_else(|message| error(pattern.span, message))?;
+            self.push_const(Const::Regex { pattern: translated.pattern, ignore_case: translated.ignore_case });
+            return Ok(constant_options.is_some());
         }
+        // A pattern only known at run time: the VM compiles it (its syntax is not checked here).
+        let ty = self.expr(pattern)?;
+        self.expect_type(&ty, &StaticType::String, pattern.span, "a regex pattern")?;
+        Ok(constant_options == Some(0))
     }
 }
 
