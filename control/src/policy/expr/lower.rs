@@ -486,84 +486,99 @@ impl Lowerer<'_> {
     /// `target op= value`; leaves the assigned value when `want_value`.
     fn assign(&mut self, op: AssignOp, target: &Expr, value: &Expr, want_value: bool, span: Span) -> R<StaticType> {
         match &target.kind {
-            ExprKind::Name(name) => {
-                let Some(local) = self.lookup(name).cloned() else {
-                    if name == "context" {
-                        return error(target.span, "`context` is read-only");
-                    }
-                    return self.name(name, target.span);
-                };
-                let ty = match op {
-                    AssignOp::Set => self.expr(value)?,
-                    AssignOp::Coalesce => {
-                        self.emit(Op::LoadLocal(local.slot));
-                        let end = self.code.label();
-                        self.jump(Op::JumpIfNotNull(0), end);
-                        self.emit(Op::Pop);
-                        let ty = self.expr(value)?;
-                        self.code.place(end);
-                        ty
-                    }
-                    _ => {
-                        self.emit(Op::LoadLocal(local.slot));
-                        let b = self.expr(value)?;
-                        let binary = compound_operator(op);
-                        let ty = binary_type(binary, &local.ty, &b).ok_or_else(|| {
-                            ExprError::new(
-                                span,
-                                format!("operator `{}` cannot be applied to {} and {b}", binary.symbol(), local.ty),
-                            )
-                        })?;
-                        self.emit(match op {
-                            AssignOp::Add => Op::Add,
-                            AssignOp::Sub => Op::Sub,
-                            AssignOp::Mul => Op::Mul,
-                            AssignOp::Div => Op::Div,
-                            _ => Op::Rem,
-                        });
-                        ty
-                    }
-                };
-                if !ty.assignable_to(&local.ty) {
-                    return error(value.span, format!("cannot assign {ty} to `{name}`, which is {}", local.ty));
-                }
-                if want_value {
-                    self.emit(Op::Dup);
-                }
-                self.emit(Op::StoreLocal(local.slot));
-                Ok(local.ty)
-            }
+            ExprKind::Name(name) => self.assign_local(op, name, target.span, value, want_value, span),
             ExprKind::Index { target: container, index, null_conditional: false } if op == AssignOp::Set => {
                 if want_value {
                     return error(span, "an indexer assignment can only be used as a statement");
                 }
-                let ty = self.expr(container)?;
-                match ty {
-                    StaticType::JObject | StaticType::JArray | StaticType::JToken | StaticType::Object => {}
-                    StaticType::Dictionary(_) if self.quote(container.span).ends_with("Variables") => {
-                        return error(
-                            target.span,
-                            "context.Variables is read-only in expressions; use the set-variable policy",
-                        );
-                    }
-                    _ => {
-                        return error(
-                            target.span,
-                            format!(
-                                "assigning to an element of a {ty} is not supported (only JSON objects and arrays)"
-                            ),
-                        );
-                    }
-                }
-                self.expr(index)?;
-                self.expr(value)?;
-                self.call(Builtin::JSet, 3, span)?;
-                self.emit(Op::Pop);
+                self.assign_element(container, index, value, target.span, span)?;
                 Ok(StaticType::Object)
             }
             ExprKind::Member { .. } => error(target.span, "properties cannot be assigned in policy expressions"),
             _ => error(target.span, "only local variables and JSON elements (`obj[\"name\"] = value`) can be assigned"),
         }
+    }
+
+    /// `x = v`, `x += v`, `x ??= v` ... on a local.
+    fn assign_local(
+        &mut self,
+        op: AssignOp,
+        name: &str,
+        name_span: Span,
+        value: &Expr,
+        want_value: bool,
+        span: Span,
+    ) -> R<StaticType> {
+        let Some(local) = self.lookup(name).cloned() else {
+            if name == "context" {
+                return error(name_span, "`context` is read-only");
+            }
+            return self.name(name, name_span);
+        };
+        let ty = match op {
+            AssignOp::Set => self.expr(value)?,
+            AssignOp::Coalesce => {
+                self.emit(Op::LoadLocal(local.slot));
+                let end = self.code.label();
+                self.jump(Op::JumpIfNotNull(0), end);
+                self.emit(Op::Pop);
+                let ty = self.expr(value)?;
+                self.code.place(end);
+                ty
+            }
+            _ => {
+                self.emit(Op::LoadLocal(local.slot));
+                let b = self.expr(value)?;
+                let binary = compound_operator(op);
+                let ty = binary_type(binary, &local.ty, &b).ok_or_else(|| {
+                    ExprError::new(
+                        span,
+                        format!("operator `{}` cannot be applied to {} and {b}", binary.symbol(), local.ty),
+                    )
+                })?;
+                self.emit(match op {
+                    AssignOp::Add => Op::Add,
+                    AssignOp::Sub => Op::Sub,
+                    AssignOp::Mul => Op::Mul,
+                    AssignOp::Div => Op::Div,
+                    _ => Op::Rem,
+                });
+                ty
+            }
+        };
+        if !ty.assignable_to(&local.ty) {
+            return error(value.span, format!("cannot assign {ty} to `{name}`, which is {}", local.ty));
+        }
+        if want_value {
+            self.emit(Op::Dup);
+        }
+        self.emit(Op::StoreLocal(local.slot));
+        Ok(local.ty)
+    }
+
+    /// `json[key] = value` (a statement): `JSet(json, key, value)`.
+    fn assign_element(&mut self, container: &Expr, index: &Expr, value: &Expr, target_span: Span, span: Span) -> R<()> {
+        let ty = self.expr(container)?;
+        match ty {
+            StaticType::JObject | StaticType::JArray | StaticType::JToken | StaticType::Object => {}
+            StaticType::Dictionary(_) if self.quote(container.span).ends_with("Variables") => {
+                return error(
+                    target_span,
+                    "context.Variables is read-only in expressions; use the set-variable policy",
+                );
+            }
+            _ => {
+                return error(
+                    target_span,
+                    format!("assigning to an element of a {ty} is not supported (only JSON objects and arrays)"),
+                );
+            }
+        }
+        self.expr(index)?;
+        self.expr(value)?;
+        self.call(Builtin::JSet, 3, span)?;
+        self.emit(Op::Pop);
+        Ok(())
     }
 
     /// `++x`, `x--`...: leaves the new (prefix) or old (postfix) value when `want_value`.

@@ -8,7 +8,7 @@ use portcullis_contract::program::{Builtin, Op};
 
 use super::super::lexer::Span;
 use super::super::syntax::{Arg, Expr, InitElement, TypeName};
-use super::super::types::{self, StaticType};
+use super::super::types::{self, Param, StaticType};
 use super::statics::hash_kind;
 use super::{Lowerer, R, error};
 
@@ -25,89 +25,20 @@ impl Lowerer<'_> {
         if init.is_some() && !matches!(name, "JObject" | "JArray" | "List") {
             return error(span, format!("initializers (`{{ .. }}`) are not supported for `{name}`"));
         }
+        let init = init.unwrap_or_default();
         match name {
             "JObject" => {
                 self.expect_plain(args, &what)?;
                 self.call(Builtin::JObjectNew, 0, span)?;
-                self.fill(args, init.unwrap_or_default(), Builtin::JAdd, span)?;
+                self.fill(args, init, Builtin::JAdd, span)?;
                 Ok(StaticType::JObject)
             }
-            "JArray" => {
-                self.expect_plain(args, &what)?;
-                if let [only] = args {
-                    if init.is_none() {
-                        let ty = self.expr(&only.value)?;
-                        if matches!(ty, StaticType::Array(_) | StaticType::List(_)) {
-                            // `new JArray(list)`: one element per item of the sequence.
-                            self.call(Builtin::JArrayNew, 1, span)?;
-                        } else {
-                            let item = self.temp();
-                            self.emit(Op::StoreLocal(item));
-                            self.call(Builtin::JArrayNew, 0, span)?;
-                            let array = self.temp();
-                            self.emit(Op::StoreLocal(array));
-                            self.emit(Op::LoadLocal(array));
-                            self.emit(Op::LoadLocal(item));
-                            self.call(Builtin::JAdd, 2, span)?;
-                            self.emit(Op::Pop);
-                            self.emit(Op::LoadLocal(array));
-                        }
-                        return Ok(StaticType::JArray);
-                    }
-                }
-                self.call(Builtin::JArrayNew, 0, span)?;
-                self.fill(args, init.unwrap_or_default(), Builtin::JAdd, span)?;
-                Ok(StaticType::JArray)
-            }
-            "JProperty" => {
-                self.expect_args(args, 2, 2, &what, span)?;
-                self.argument(&args[0], types::Param::Str, &what)?;
-                self.argument(&args[1], types::Param::Any, &what)?;
-                self.call(Builtin::JPropertyNew, 2, span)?;
-                Ok(StaticType::JProperty)
-            }
-            "JValue" => {
-                self.expect_args(args, 1, 1, &what, span)?;
-                self.argument(&args[0], types::Param::Any, &what)?;
-                self.call(Builtin::JValueNew, 1, span)?;
-                Ok(StaticType::JToken)
-            }
-            "List" => {
-                let list_ty = self.resolve_type(ty)?;
-                self.expect_plain(args, &what)?;
-                match args {
-                    [] => self.call(Builtin::ListNew, 0, span)?,
-                    [source] => {
-                        let source_ty = self.expr(&source.value)?;
-                        if !source_ty.is_dynamic() && source_ty.element().is_none() {
-                            return error(
-                                source.value.span,
-                                format!(
-                                    "`new List<..>(x)` copies a sequence; {source_ty} is not one (capacities are not supported)"
-                                ),
-                            );
-                        }
-                        self.call(Builtin::SeqToList, 1, span)?;
-                    }
-                    _ => return error(span, format!("`{what}` takes 0 or 1 argument(s)")),
-                }
-                self.fill(&[], init.unwrap_or_default(), Builtin::ListAdd, span)?;
-                Ok(list_ty)
-            }
-            "Dictionary" => {
-                let dict_ty = self.resolve_type(ty)?;
-                if !args.is_empty() || init.is_some() {
-                    return error(
-                        span,
-                        "dictionaries can only be created empty (`new Dictionary<string, T>()`): adding entries needs a dictionary-set builtin",
-                    );
-                }
-                self.call(Builtin::DictionaryNew, 0, span)?;
-                Ok(dict_ty)
-            }
+            "JArray" => self.new_json_array(args, init, span),
+            "JProperty" | "JValue" => self.new_json_value(name, args, span),
+            "List" | "Dictionary" => self.new_collection(ty, args, init, span),
             "HMACSHA256" | "HMACSHA1" | "HMACSHA512" => {
                 self.expect_args(args, 1, 1, &what, span)?;
-                self.argument(&args[0], types::Param::Any, &what)?;
+                self.argument(&args[0], Param::Any, &what)?;
                 Ok(StaticType::Hmac(hash_kind(name)))
             }
             "SHA256Managed" | "SHA1Managed" | "SHA512Managed" => {
@@ -129,7 +60,7 @@ impl Lowerer<'_> {
             }
             "Guid" => {
                 self.expect_args(args, 1, 1, &what, span)?;
-                self.argument(&args[0], types::Param::Str, &what)?;
+                self.argument(&args[0], Param::Str, &what)?;
                 self.call(Builtin::GuidParse, 1, span)?;
                 Ok(StaticType::Guid)
             }
@@ -139,6 +70,86 @@ impl Lowerer<'_> {
                 error(ty.span, format!("creating a `{}` with `new` is not supported in policy expressions", ty.name))
             }
         }
+    }
+
+    /// `new JArray()`, `new JArray { a, b }`, `new JArray(a, b)` and `new JArray(sequence)`.
+    fn new_json_array(&mut self, args: &[Arg], init: &[InitElement], span: Span) -> R<StaticType> {
+        self.expect_plain(args, "new JArray")?;
+        let [only] = args else {
+            self.call(Builtin::JArrayNew, 0, span)?;
+            self.fill(args, init, Builtin::JAdd, span)?;
+            return Ok(StaticType::JArray);
+        };
+        // One argument: a sequence gives one element per item, anything else one element. The
+        // argument is evaluated first (C# order), so the new array goes under it via a local.
+        let ty = self.expr(&only.value)?;
+        if matches!(ty, StaticType::Array(_) | StaticType::List(_)) {
+            self.call(Builtin::JArrayNew, 1, span)?;
+        } else {
+            let item = self.temp();
+            self.emit(Op::StoreLocal(item));
+            self.call(Builtin::JArrayNew, 0, span)?;
+            let array = self.temp();
+            self.emit(Op::StoreLocal(array));
+            self.emit(Op::LoadLocal(array));
+            self.emit(Op::LoadLocal(item));
+            self.call(Builtin::JAdd, 2, span)?;
+            self.emit(Op::Pop);
+            self.emit(Op::LoadLocal(array));
+        }
+        self.fill(&[], init, Builtin::JAdd, span)?;
+        Ok(StaticType::JArray)
+    }
+
+    /// `new JProperty(name, value)`, `new JValue(value)`.
+    fn new_json_value(&mut self, name: &str, args: &[Arg], span: Span) -> R<StaticType> {
+        let what = format!("new {name}");
+        if name == "JProperty" {
+            self.expect_args(args, 2, 2, &what, span)?;
+            self.argument(&args[0], Param::Str, &what)?;
+            self.argument(&args[1], Param::Any, &what)?;
+            self.call(Builtin::JPropertyNew, 2, span)?;
+            Ok(StaticType::JProperty)
+        } else {
+            self.expect_args(args, 1, 1, &what, span)?;
+            self.argument(&args[0], Param::Any, &what)?;
+            self.call(Builtin::JValueNew, 1, span)?;
+            Ok(StaticType::JToken)
+        }
+    }
+
+    /// `new List<T>()`, `new List<T>(sequence)`, `new List<T> { .. }`, `new Dictionary<string, T>()`.
+    fn new_collection(&mut self, ty: &TypeName, args: &[Arg], init: &[InitElement], span: Span) -> R<StaticType> {
+        let collection = self.resolve_type(ty)?;
+        self.expect_plain(args, "new")?;
+        if let StaticType::Dictionary(_) = collection {
+            if !args.is_empty() || !init.is_empty() {
+                return error(
+                    span,
+                    "dictionaries can only be created empty (`new Dictionary<string, T>()`): adding entries needs a dictionary-set builtin",
+                );
+            }
+            self.call(Builtin::DictionaryNew, 0, span)?;
+            return Ok(collection);
+        }
+        match args {
+            [] => self.call(Builtin::ListNew, 0, span)?,
+            [source] => {
+                let source_ty = self.expr(&source.value)?;
+                if !source_ty.is_dynamic() && source_ty.element().is_none() {
+                    return error(
+                        source.value.span,
+                        format!(
+                            "`new List<..>(x)` copies a sequence; {source_ty} is not one (capacities are not supported)"
+                        ),
+                    );
+                }
+                self.call(Builtin::SeqToList, 1, span)?;
+            }
+            _ => return error(span, "`new List<T>` takes 0 or 1 argument(s)"),
+        }
+        self.fill(&[], init, Builtin::ListAdd, span)?;
+        Ok(collection)
     }
 
     /// With the new container on the stack: adds constructor arguments and initializer

@@ -8,6 +8,8 @@
 
 use portcullis_contract::program::{Builtin, Op};
 
+use crate::policy::code::Label;
+
 use super::super::lexer::Span;
 use super::super::syntax::{Arg, Expr, ExprKind};
 use super::super::types::StaticType;
@@ -47,6 +49,18 @@ impl Shape {
     fn is_predicate(self) -> bool {
         !matches!(self, Self::Select | Self::Sum)
     }
+}
+
+/// One lambda loop: its head, exhaustion, end and early exit (Any/All) labels; the locals of
+/// the lambda's parameter and of the accumulator.
+#[derive(Debug, Clone, Copy)]
+struct LambdaLoop {
+    top: Label,
+    done: Label,
+    end: Label,
+    hit: Label,
+    item: u16,
+    accumulator: u16,
 }
 
 impl Lowerer<'_> {
@@ -122,6 +136,23 @@ impl Lowerer<'_> {
                 format!("the lambda must return a bool, but `{}` is {body_ty}", self.quote(body.span)),
             );
         }
+        let parts = LambdaLoop { top, done, end, hit, item, accumulator };
+        let ty = self.loop_tail(shape, parts, element, body_ty, body.span)?;
+        self.code.place(end);
+        Ok(ty)
+    }
+
+    /// After the lambda's value: what each shape does with it, and the exit value when the
+    /// sequence is exhausted.
+    fn loop_tail(
+        &mut self,
+        shape: Shape,
+        parts: LambdaLoop,
+        element: StaticType,
+        body_ty: StaticType,
+        span: Span,
+    ) -> R<StaticType> {
+        let LambdaLoop { top, done, end, hit, item, accumulator } = parts;
         let ty = match shape {
             Shape::Any | Shape::All => {
                 // Any: a true predicate ends the loop with true; All: a false one with false.
@@ -139,7 +170,7 @@ impl Lowerer<'_> {
                 self.jump(Op::JumpIfFalse(0), top);
                 self.emit(Op::LoadLocal(accumulator));
                 self.emit(Op::LoadLocal(item));
-                self.call(Builtin::ListAdd, 2, body.span)?;
+                self.call(Builtin::ListAdd, 2, span)?;
                 self.emit(Op::Pop);
                 self.jump(Op::Jump(0), top);
                 self.code.place(done);
@@ -147,7 +178,7 @@ impl Lowerer<'_> {
                 StaticType::List(Box::new(element))
             }
             Shape::Select => {
-                self.call(Builtin::ListAdd, 2, body.span)?;
+                self.call(Builtin::ListAdd, 2, span)?;
                 self.emit(Op::Pop);
                 self.jump(Op::Jump(0), top);
                 self.code.place(done);
@@ -162,7 +193,7 @@ impl Lowerer<'_> {
                 if shape == Shape::First {
                     // No element matched: `First` throws, as `[].First()` does in the VM.
                     self.emit(Op::MakeArray(0));
-                    self.call(Builtin::SeqFirst, 1, body.span)?;
+                    self.call(Builtin::SeqFirst, 1, span)?;
                 } else {
                     self.emit(Op::Null);
                 }
@@ -190,7 +221,7 @@ impl Lowerer<'_> {
             }
             Shape::Sum => {
                 if !body_ty.is_dynamic() && !matches!(body_ty, StaticType::Int | StaticType::Double) {
-                    return error(body.span, format!("Sum needs numbers, but the lambda returns {body_ty}"));
+                    return error(span, format!("Sum needs numbers, but the lambda returns {body_ty}"));
                 }
                 self.emit(Op::Add);
                 self.emit(Op::StoreLocal(accumulator));
@@ -200,7 +231,6 @@ impl Lowerer<'_> {
                 if body_ty.is_dynamic() { StaticType::Object } else { body_ty }
             }
         };
-        self.code.place(end);
         Ok(ty)
     }
 

@@ -45,49 +45,11 @@ impl Lowerer<'_> {
         match &statement.kind {
             StmtKind::Local { ty, declarators } => self.locals(ty.as_ref(), declarators),
             StmtKind::Expr(e) => self.expression_statement(e),
-            StmtKind::If { condition, then, otherwise } => {
-                self.condition(condition)?;
-                let otherwise_label = self.code.label();
-                self.jump(Op::JumpIfFalse(0), otherwise_label);
-                self.scoped(then)?;
-                match otherwise {
-                    Some(otherwise) => {
-                        let end = self.code.label();
-                        self.jump(Op::Jump(0), end);
-                        self.code.place(otherwise_label);
-                        self.scoped(otherwise)?;
-                        self.code.place(end);
-                    }
-                    None => self.code.place(otherwise_label),
-                }
-                Ok(())
-            }
+            StmtKind::If { condition, then, otherwise } => self.if_statement(condition, then, otherwise.as_deref()),
             StmtKind::Foreach { ty, name, name_span, sequence, body } => {
                 self.foreach(ty.as_ref(), name, *name_span, sequence, body)
             }
-            StmtKind::For { init, condition, step, body } => {
-                self.push_scope();
-                for statement in init {
-                    self.statement(statement)?;
-                }
-                let top = self.code.label();
-                let next = self.code.label();
-                let exit = self.code.label();
-                self.code.place(top);
-                if let Some(condition) = condition {
-                    self.condition(condition)?;
-                    self.jump(Op::JumpIfFalse(0), exit);
-                }
-                self.loop_body(body, LoopLabels { exit, next })?;
-                self.code.place(next);
-                for e in step {
-                    self.expression_statement(e)?;
-                }
-                self.jump(Op::Jump(0), top);
-                self.code.place(exit);
-                self.pop_scope();
-                Ok(())
-            }
+            StmtKind::For { init, condition, step, body } => self.for_statement(init, condition.as_ref(), step, body),
             StmtKind::While { condition, body } => {
                 let top = self.code.label();
                 let exit = self.code.label();
@@ -111,20 +73,7 @@ impl Lowerer<'_> {
                 self.code.place(exit);
                 Ok(())
             }
-            StmtKind::Return(value) => {
-                let Some(value) = value else {
-                    return error(statement.span, "a policy expression block must return a value (`return x;`)");
-                };
-                let ty = self.expr(value)?;
-                let Some(block) = &mut self.block else {
-                    return error(statement.span, "`return` outside a block");
-                };
-                block.returns.push(ty);
-                let (result, end) = (block.result, block.end);
-                self.emit(Op::StoreLocal(result));
-                self.jump(Op::Jump(0), end);
-                Ok(())
-            }
+            StmtKind::Return(value) => self.return_statement(value.as_ref(), statement.span),
             StmtKind::Break | StmtKind::Continue => {
                 let Some(labels) = self.loops.last().copied() else {
                     return error(statement.span, "`break` and `continue` must be inside a loop");
@@ -136,6 +85,64 @@ impl Lowerer<'_> {
             StmtKind::Block(statements) => self.statements(statements),
             StmtKind::Empty => Ok(()),
         }
+    }
+
+    fn if_statement(&mut self, condition: &Expr, then: &Stmt, otherwise: Option<&Stmt>) -> R<()> {
+        self.condition(condition)?;
+        let otherwise_label = self.code.label();
+        self.jump(Op::JumpIfFalse(0), otherwise_label);
+        self.scoped(then)?;
+        match otherwise {
+            Some(otherwise) => {
+                let end = self.code.label();
+                self.jump(Op::Jump(0), end);
+                self.code.place(otherwise_label);
+                self.scoped(otherwise)?;
+                self.code.place(end);
+            }
+            None => self.code.place(otherwise_label),
+        }
+        Ok(())
+    }
+
+    fn for_statement(&mut self, init: &[Stmt], condition: Option<&Expr>, step: &[Expr], body: &Stmt) -> R<()> {
+        self.push_scope();
+        for statement in init {
+            self.statement(statement)?;
+        }
+        let top = self.code.label();
+        let next = self.code.label();
+        let exit = self.code.label();
+        self.code.place(top);
+        if let Some(condition) = condition {
+            self.condition(condition)?;
+            self.jump(Op::JumpIfFalse(0), exit);
+        }
+        self.loop_body(body, LoopLabels { exit, next })?;
+        self.code.place(next);
+        for e in step {
+            self.expression_statement(e)?;
+        }
+        self.jump(Op::Jump(0), top);
+        self.code.place(exit);
+        self.pop_scope();
+        Ok(())
+    }
+
+    /// `return e;`: stores `e` into the block's result and jumps to its end.
+    fn return_statement(&mut self, value: Option<&Expr>, span: Span) -> R<()> {
+        let Some(value) = value else {
+            return error(span, "a policy expression block must return a value (`return x;`)");
+        };
+        let ty = self.expr(value)?;
+        let Some(block) = &mut self.block else {
+            return error(span, "`return` outside a block");
+        };
+        block.returns.push(ty);
+        let (result, end) = (block.result, block.end);
+        self.emit(Op::StoreLocal(result));
+        self.jump(Op::Jump(0), end);
+        Ok(())
     }
 
     /// A nested statement in its own scope (an `if` branch, a loop body).

@@ -488,64 +488,69 @@ impl Lowerer<'_> {
             ("Regex", "IsMatch" | "Match" | "Matches" | "Split" | "Replace") => {
                 self.regex_static(method, args, span)?
             }
-            ("JsonConvert", "SerializeObject") if args.len() == 2 => {
-                self.expect_plain(args, "JsonConvert.SerializeObject")?;
-                match constant_int(self, &args[1].value) {
-                    Some((0, _)) => {
-                        self.expr(&args[0].value)?;
-                        self.call(Builtin::JsonSerialize, 1, span)?;
-                    }
-                    Some((1, _)) => {
-                        self.expr(&args[0].value)?;
-                        self.call(Builtin::JTokenFromObject, 1, span)?;
-                        self.call(Builtin::ToString, 1, span)?;
-                    }
-                    _ => {
-                        return error(
-                            args[1].value.span,
-                            "the formatting must be Formatting.None or Formatting.Indented",
-                        );
-                    }
-                }
-                StaticType::String
-            }
-            ("JsonConvert", "DeserializeObject") => {
-                self.expect_args(args, 1, 1, "JsonConvert.DeserializeObject", span)?;
-                self.argument(&args[0], Param::Str, "JsonConvert.DeserializeObject")?;
-                self.call(Builtin::JsonDeserialize, 1, span)?;
-                match type_args {
-                    [] => StaticType::JToken,
-                    [ty] => {
-                        let target = self.resolve_type(ty)?;
-                        let vt = types::value_type(&target).ok_or_else(|| {
-                            super::ExprError::new(ty.span, format!("cannot deserialize into {target}"))
-                        })?;
-                        self.emit(Op::Cast(vt));
-                        target
-                    }
-                    _ => return error(span, "DeserializeObject takes one type argument"),
-                }
-            }
-            ("Array", "Exists" | "Find" | "FindAll" | "TrueForAll") => {
-                self.expect_args(args, 2, 2, &format!("Array.{method}"), span)?;
-                self.expect_plain(args, &format!("Array.{method}"))?;
-                let sequence = self.expr(&args[0].value)?;
-                let linq = match method {
-                    "Exists" => "Any",
-                    "Find" => "FirstOrDefault",
-                    "FindAll" => "Where",
-                    _ => "All",
-                };
-                let ty = self.linq(&sequence, args[0].value.span, linq, &args[1..], span)?;
-                if method == "FindAll" {
-                    self.call(Builtin::SeqToArray, 1, span)?;
-                    return Ok(Some(StaticType::array_of(ty.element_or_object())));
-                }
-                ty
-            }
+            ("JsonConvert", "SerializeObject") if args.len() == 2 => self.serialize_formatted(args, span)?,
+            ("JsonConvert", "DeserializeObject") => self.deserialize(type_args, args, span)?,
+            ("Array", "Exists" | "Find" | "FindAll" | "TrueForAll") => self.array_predicate(method, args, span)?,
             _ => return Ok(None),
         };
         Ok(Some(ty))
+    }
+
+    /// `JsonConvert.SerializeObject(x, Formatting.None | Formatting.Indented)`.
+    fn serialize_formatted(&mut self, args: &[Arg], span: Span) -> R<StaticType> {
+        self.expect_plain(args, "JsonConvert.SerializeObject")?;
+        match constant_int(self, &args[1].value) {
+            Some((0, _)) => {
+                self.expr(&args[0].value)?;
+                self.call(Builtin::JsonSerialize, 1, span)?;
+            }
+            Some((1, _)) => {
+                self.expr(&args[0].value)?;
+                self.call(Builtin::JTokenFromObject, 1, span)?;
+                self.call(Builtin::ToString, 1, span)?;
+            }
+            _ => {
+                return error(args[1].value.span, "the formatting must be Formatting.None or Formatting.Indented");
+            }
+        }
+        Ok(StaticType::String)
+    }
+
+    /// `JsonConvert.DeserializeObject(s)` / `DeserializeObject<T>(s)` (a cast to `T` after).
+    fn deserialize(&mut self, type_args: &[TypeName], args: &[Arg], span: Span) -> R<StaticType> {
+        self.expect_args(args, 1, 1, "JsonConvert.DeserializeObject", span)?;
+        self.argument(&args[0], Param::Str, "JsonConvert.DeserializeObject")?;
+        self.call(Builtin::JsonDeserialize, 1, span)?;
+        match type_args {
+            [] => Ok(StaticType::JToken),
+            [ty] => {
+                let target = self.resolve_type(ty)?;
+                let vt = types::value_type(&target)
+                    .ok_or_else(|| super::ExprError::new(ty.span, format!("cannot deserialize into {target}")))?;
+                self.emit(Op::Cast(vt));
+                Ok(target)
+            }
+            _ => error(span, "DeserializeObject takes one type argument"),
+        }
+    }
+
+    /// `Array.Exists(array, x => ..)` and friends: the LINQ loops with the array as receiver.
+    fn array_predicate(&mut self, method: &str, args: &[Arg], span: Span) -> R<StaticType> {
+        self.expect_args(args, 2, 2, &format!("Array.{method}"), span)?;
+        self.expect_plain(args, &format!("Array.{method}"))?;
+        let sequence = self.expr(&args[0].value)?;
+        let linq = match method {
+            "Exists" => "Any",
+            "Find" => "FirstOrDefault",
+            "FindAll" => "Where",
+            _ => "All",
+        };
+        let ty = self.linq(&sequence, args[0].value.span, linq, &args[1..], span)?;
+        if method == "FindAll" {
+            self.call(Builtin::SeqToArray, 1, span)?;
+            return Ok(StaticType::array_of(ty.element_or_object()));
+        }
+        Ok(ty)
     }
 
     fn string_format(&mut self, args: &[Arg], span: Span) -> R<StaticType> {
