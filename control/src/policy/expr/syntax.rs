@@ -277,38 +277,47 @@ pub(crate) fn parse(source: &str) -> Result<Source, ExprError> {
     let start = source.len() - source.trim_start().len();
     let end = source.trim_end().len();
     let body = source.get(start..end).unwrap_or("");
-    let (open, close) = if body.starts_with("@(") {
-        (")", ")")
+    let whole = Span::new(start, end);
+    let block = if body.starts_with("@(") {
+        false
     } else if body.starts_with("@{") {
-        ("}", "}")
+        true
     } else {
         return Err(ExprError::new(Span::new(start, start + 1), "a policy expression starts with `@(` or `@{`"));
     };
-    if end < start + 3 || !body.ends_with(close) {
-        let what = if open == ")" {
-            "`@(` expression is missing its closing `)`"
-        } else {
-            "`@{` block is missing its closing `}`"
+    // The closing `)` or `}` is found by the parser, not by the last character, so text after
+    // it and a missing one get their own messages.
+    let mut parser = Parser { tokens: lexer::tokenize(source, start + 2, end)?, pos: 0 };
+    let parsed = if block {
+        let mut statements = Vec::new();
+        let close = loop {
+            if parser.is_punct("}") {
+                break parser.advance().span;
+            }
+            if parser.at_eof() {
+                return Err(ExprError::new(whole, "`@{` block is missing its closing `}`"));
+            }
+            statements.push(parser.statement()?);
         };
-        return Err(ExprError::new(Span::new(start, end), what));
-    }
-    let tokens = lexer::tokenize(source, start + 2, end - 1)?;
-    let close_span = Span::new(end - 1, end);
-    let mut parser = Parser { tokens, pos: 0 };
-    if open == ")" {
-        if parser.at_eof() {
-            return Err(ExprError::new(Span::new(start, end), "empty expression"));
+        Source::Block(statements, close)
+    } else {
+        if parser.is_punct(")") {
+            return Err(ExprError::new(whole, "empty expression"));
         }
         let expr = parser.expression()?;
-        parser.expect_eof()?;
-        Ok(Source::Expression(expr))
-    } else {
-        let mut statements = Vec::new();
-        while !parser.at_eof() {
-            statements.push(parser.statement()?);
+        if parser.at_eof() {
+            return Err(ExprError::new(whole, "`@(` expression is missing its closing `)`"));
         }
-        Ok(Source::Block(statements, close_span))
+        parser.expect_punct(")")?;
+        Source::Expression(expr)
+    };
+    if !parser.at_eof() {
+        return Err(ExprError::new(
+            Span::new(parser.span().start, end),
+            "unexpected text after the end of the expression (a policy expression must be the whole value)",
+        ));
     }
+    Ok(parsed)
 }
 
 /// C# keywords that can never be a name in an expression.

@@ -215,7 +215,7 @@ fn interpolation_holes_nest_and_take_formats() {
 #[test]
 fn lexer_errors_point_at_the_literal() {
     let (text, message) = blamed(r#"@("abc)"#);
-    assert_eq!((text.as_str(), message.as_str()), (r#""abc"#, "unterminated string literal"));
+    assert_eq!((text.as_str(), message.as_str()), (r#""abc)"#, "unterminated string literal"));
     assert!(blamed("@(@\"abc)").1.contains("unterminated verbatim"));
     assert!(blamed(r#"@($"a{b")"#).1.contains("unterminated"));
     let (text, message) = blamed(r#"@($"a}b")"#);
@@ -238,8 +238,13 @@ fn framing_errors() {
     assert!(err("@(1 + 2").message.contains("missing its closing `)`"));
     assert!(err("@{ return 1;").message.contains("missing its closing `}`"));
     let (text, message) = blamed("@(1 + 2) + 3)");
-    assert_eq!(text, ")");
-    assert!(message.contains("expected the end of the expression"), "{message}");
+    assert_eq!(text, "+ 3)");
+    assert!(message.contains("must be the whole value"), "{message}");
+    let (text, message) = blamed("@{ return 1; } x");
+    assert_eq!(text, "x");
+    assert!(message.contains("must be the whole value"), "{message}");
+    assert!(err("@(f(1)").message.contains("missing its closing `)`"));
+    assert!(err("@{ if (true) { return 1; }").message.contains("missing its closing `}`"));
     // Leading and trailing white space around the expression is fine.
     ok("  @(1)\n ");
 }
@@ -1092,7 +1097,7 @@ fn static_string_equals_is_null_safe_equality() {
 fn errors_at_the_end_point_at_the_end() {
     let source = "@(1 +)";
     let e = err(source);
-    assert_eq!(e.message, "expected an expression, found the end of the expression");
+    assert_eq!(e.message, "expected an expression, found `)`");
     assert_eq!(e.offset, 5);
     let (text, message) = blamed("@(new[] {1, 2}.Any(x => ))");
     assert_eq!(text, ")");
@@ -1148,4 +1153,33 @@ fn malformed_input_never_panics() {
             }
         }
     }
+}
+
+#[test]
+fn unix_times_compose_existing_ops() {
+    assert_eq!(
+        ops("@(DateTimeOffset.UtcNow.ToUnixTimeSeconds())"),
+        [
+            Op::Call(Builtin::DateTimeUtcNow, 0),
+            Op::Const(0),
+            Op::Call(Builtin::DateTimeParse, 1),
+            Op::Sub,
+            Op::Prop(Prop::TotalSeconds),
+            Op::Cast(ValueType::Int)
+        ]
+    );
+    assert_eq!(ty("@(DateTimeOffset.FromUnixTimeSeconds(1700000000))"), StaticType::DateTime);
+    assert_eq!(ty("@(DateTime.UtcNow.ToUnixTimeMilliseconds())"), StaticType::Int);
+}
+
+#[test]
+fn json_get_value_is_the_indexer() {
+    assert_eq!(ops(r#"@(JObject.Parse("{}").GetValue("a"))"#)[2..], [Op::Const(1), Op::Index]);
+}
+
+#[test]
+fn xml_classes_are_named() {
+    let (text, message) = blamed(r#"@(XDocument.Parse("<a/>"))"#);
+    assert_eq!(text, "XDocument");
+    assert_eq!(message, "XML (`XDocument`) is not supported in policy expressions yet");
 }

@@ -428,6 +428,8 @@ pub(crate) fn normalize_type_name(name: &str) -> &str {
         "Double" | "Single" | "Decimal" => "double",
         "Object" => "object",
         "Char" => "char",
+        // Offsets are not modelled: both are instants in UTC in the VM.
+        "DateTimeOffset" => "DateTime",
         other => other,
     }
 }
@@ -463,7 +465,7 @@ pub(crate) fn resolve_type(ty: &TypeName) -> Result<StaticType, String> {
         ("IRequest", 0) => T::Context(C::Request),
         ("IUrl", 0) => T::Context(C::Url),
         ("IMessageBody", 0) => T::Context(C::MessageBody),
-        ("DateTime" | "DateTimeOffset", 0) => T::DateTime,
+        ("DateTime", 0) => T::DateTime,
         ("TimeSpan", 0) => T::TimeSpan,
         ("Guid", 0) => T::Guid,
         ("Regex", 0) => T::Regex,

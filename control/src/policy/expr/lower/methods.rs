@@ -5,13 +5,16 @@
 //! (`TryGetValue`, `TryParseJwt`), `params` arrays (`Split`, `Trim`), receivers that have no
 //! run-time value (`SHA256.Create().ComputeHash(..)`) or go last (`regex.IsMatch(input)`).
 
-use portcullis_contract::program::{Builtin, Op};
+use portcullis_contract::program::{Builtin, Op, Prop, ValueType};
 
 use super::super::lexer::Span;
 use super::super::syntax::{Arg, ExprKind, OutTarget, TypeName};
 use super::super::types::{self, ContextObject, Param, StaticType};
 use super::statics::constant_int;
 use super::{Lowerer, R, error};
+
+/// The Unix epoch, as `DateTimeParse` reads it.
+const UNIX_EPOCH: &str = "1970-01-01T00:00:00Z";
 
 impl Lowerer<'_> {
     /// Lowers `receiver.name<type_args>(args)`; the receiver's value is on the stack.
@@ -57,6 +60,17 @@ impl Lowerer<'_> {
             }
             "ToString" if json && args.len() == 1 => return self.json_to_string(args, span),
             "ComputeHash" => return self.compute_hash(receiver, target_span, args, span),
+            "GetValue" if dynamic || json => {
+                // `obj.GetValue(name)` is the indexer.
+                self.expect_args(args, 1, 1, "GetValue", span)?;
+                self.argument(&args[0], Param::Any, "GetValue")?;
+                self.emit(Op::Index);
+                return Ok(T::JToken);
+            }
+            "ToUnixTimeSeconds" | "ToUnixTimeMilliseconds" if dynamic || *receiver == T::DateTime => {
+                self.expect_args(args, 0, 0, name, span)?;
+                return self.unix_time(name == "ToUnixTimeSeconds", span);
+            }
             "ElementAt" if dynamic || receiver.element().is_some() => {
                 self.expect_args(args, 1, 1, "ElementAt", span)?;
                 self.argument(&args[0], Param::Int, "ElementAt")?;
@@ -460,6 +474,21 @@ impl Lowerer<'_> {
         }
         self.call(builtin, argc + 1, span)?;
         Ok(ty)
+    }
+
+    /// `date.ToUnixTimeSeconds()` = `(long)(date - epoch).TotalSeconds`, from existing ops.
+    fn unix_time(&mut self, seconds: bool, span: Span) -> R<StaticType> {
+        self.push_epoch(span)?;
+        self.emit(Op::Sub);
+        self.emit(Op::Prop(if seconds { Prop::TotalSeconds } else { Prop::TotalMilliseconds }));
+        self.emit(Op::Cast(ValueType::Int));
+        Ok(StaticType::Int)
+    }
+
+    /// Pushes 1970-01-01T00:00:00Z as a DateTime.
+    pub(super) fn push_epoch(&mut self, span: Span) -> R<()> {
+        self.code.push_str(UNIX_EPOCH);
+        self.call(Builtin::DateTimeParse, 1, span)
     }
 
     // ---- argument helpers

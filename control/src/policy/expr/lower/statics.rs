@@ -74,6 +74,9 @@ const CLASSES: &[&str] = &[
     "Enumerable",
 ];
 
+/// LINQ to XML: in APIM's allow-list, not in the instruction set yet.
+const XML_CLASSES: &[&str] = &["XElement", "XDocument", "XNode", "XAttribute", "XName", "XNamespace"];
+
 /// Whether `name` (as written) names a static class.
 pub(super) fn is_static_class(name: &str) -> bool {
     CLASSES.contains(&types::normalize_type_name(name))
@@ -122,6 +125,8 @@ fn split_class(path: &[Segment]) -> R<(String, &[Segment])> {
         let mut message = format!("`{first}` does not exist in the current context");
         if let Some(suggestion) = types::suggest(first, CLASSES.iter().copied().chain(["context"])) {
             message.push_str(&format!(" (did you mean `{suggestion}`?)"));
+        } else if XML_CLASSES.contains(&first.as_str()) {
+            message = format!("XML (`{first}`) is not supported in policy expressions yet");
         } else if first.chars().next().is_some_and(char::is_uppercase) {
             message = format!("the type `{first}` is not available in policy expressions");
         }
@@ -281,6 +286,8 @@ const SPECIAL_STATICS: &[(&str, &str)] = &[
     ("Array", "Find"),
     ("Array", "FindAll"),
     ("Array", "TrueForAll"),
+    ("DateTime", "FromUnixTimeSeconds"),
+    ("DateTime", "FromUnixTimeMilliseconds"),
 ];
 
 fn unknown_static(class: &str, member: &str, span: Span) -> ExprErrorResult {
@@ -491,6 +498,19 @@ impl Lowerer<'_> {
             ("JsonConvert", "SerializeObject") if args.len() == 2 => self.serialize_formatted(args, span)?,
             ("JsonConvert", "DeserializeObject") => self.deserialize(type_args, args, span)?,
             ("Array", "Exists" | "Find" | "FindAll" | "TrueForAll") => self.array_predicate(method, args, span)?,
+            ("DateTime", "FromUnixTimeSeconds" | "FromUnixTimeMilliseconds") => {
+                // `DateTimeOffset.FromUnixTimeSeconds(n)` = epoch.AddSeconds(n).
+                self.expect_args(args, 1, 1, method, span)?;
+                self.push_epoch(span)?;
+                self.argument(&args[0], Param::Int, method)?;
+                let add = if method == "FromUnixTimeSeconds" {
+                    Builtin::DateTimeAddSeconds
+                } else {
+                    Builtin::DateTimeAddMilliseconds
+                };
+                self.call(add, 2, span)?;
+                StaticType::DateTime
+            }
             _ => return Ok(None),
         };
         Ok(Some(ty))
