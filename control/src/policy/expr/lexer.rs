@@ -64,7 +64,7 @@ const PUNCTUATORS: &[&str] = &[
 
 /// Splits `source[start..end]` into tokens, ending with [`Tok::Eof`] at `end`.
 pub(crate) fn tokenize(source: &str, start: usize, end: usize) -> Result<Vec<Token>, ExprError> {
-    let mut lexer = Lexer { src: source, pos: start, end };
+    let mut lexer = Lexer { src: source, pos: start, end, holes: 0 };
     let mut tokens = Vec::new();
     loop {
         let token = lexer.next_token()?;
@@ -76,11 +76,16 @@ pub(crate) fn tokenize(source: &str, start: usize, end: usize) -> Result<Vec<Tok
     }
 }
 
+/// Interpolated strings nested inside interpolation holes: the lexer recurses per level.
+const INTERPOLATION_NESTING_MAX: usize = 8;
+
 struct Lexer<'s> {
     src: &'s str,
     pos: usize,
     /// Lexing stops here (exclusive).
     end: usize,
+    /// Interpolation holes open around the cursor.
+    holes: usize,
 }
 
 fn error(start: usize, end: usize, message: impl Into<String>) -> ExprError {
@@ -391,6 +396,16 @@ impl Lexer<'_> {
     /// format specifier) that closes it at nesting depth 0.
     fn hole(&mut self, verbatim: bool) -> Result<Part, ExprError> {
         let open = self.pos;
+        if self.holes >= INTERPOLATION_NESTING_MAX {
+            return Err(error(open, open + 1, "interpolated strings are nested too deeply"));
+        }
+        self.holes += 1;
+        let part = self.hole_tokens(open, verbatim);
+        self.holes -= 1;
+        part
+    }
+
+    fn hole_tokens(&mut self, open: usize, verbatim: bool) -> Result<Part, ExprError> {
         self.bump();
         let mut tokens = Vec::new();
         let mut depth = 0usize;

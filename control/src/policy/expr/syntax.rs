@@ -287,7 +287,7 @@ pub(crate) fn parse(source: &str) -> Result<Source, ExprError> {
     };
     // The closing `)` or `}` is found by the parser, not by the last character, so text after
     // it and a missing one get their own messages.
-    let mut parser = Parser { tokens: lexer::tokenize(source, start + 2, end)?, pos: 0 };
+    let mut parser = Parser { tokens: lexer::tokenize(source, start + 2, end)?, pos: 0, depth: 0 };
     let parsed = if block {
         let mut statements = Vec::new();
         let close = loop {
@@ -392,9 +392,23 @@ pub(crate) const PREDEFINED_TYPES: &[&str] = &[
     "ulong", "ushort",
 ];
 
+/// How deeply syntax may nest, in units of [`LEVEL_COST`] per recursive construct (parentheses,
+/// prefix operators, arguments, statements, lambdas, interpolation holes) and 1 per link of a
+/// left-to-right chain (`a + b + ...`, `a.b.c`). The parser, the lowering and dropping the tree
+/// recurse along both, so this bounds their stack use on hostile input: measured in a debug
+/// build, a level costs about 25 KiB and a link about 3.5 KiB, so the budget stays under 1 MiB
+/// (test threads have 2 MiB). Real policies nest a handful of levels and chain a few dozen links.
+const NESTING_BUDGET: usize = 256;
+/// Budget units of one recursive construct (32 levels at most).
+const LEVEL_COST: usize = 8;
+/// Precedence of relational operators (`<`, `is`, `as`).
+const RELATIONAL: u8 = 7;
+
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
+    /// Nesting budget used so far, checked against [`NESTING_BUDGET`].
+    depth: usize,
 }
 
 type PResult<T> = Result<T, ExprError>;
@@ -585,6 +599,35 @@ impl Parser {
     // ---- expressions
 
     pub(crate) fn expression(&mut self) -> PResult<Expr> {
+        self.nested(0, Self::expression_unnested)
+    }
+
+    /// Runs `parse` one level deeper (after `links` links of the enclosing chain).
+    fn nested<T>(&mut self, links: usize, parse: impl FnOnce(&mut Self) -> PResult<T>) -> PResult<T> {
+        let cost = LEVEL_COST + links;
+        self.check_depth(cost)?;
+        self.depth += cost;
+        let result = parse(self);
+        self.depth -= cost;
+        result
+    }
+
+    /// Fails when a left-to-right chain of `links` operators or members would nest too deeply.
+    fn chain(&self, links: usize) -> PResult<()> {
+        self.check_depth(links)
+    }
+
+    fn check_depth(&self, more: usize) -> PResult<()> {
+        if self.depth + more > NESTING_BUDGET {
+            return Err(ExprError::new(
+                self.span(),
+                "the expression is nested too deeply (parentheses, calls or blocks more than 32 levels deep, or chains of operators or members too long)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn expression_unnested(&mut self) -> PResult<Expr> {
         if let Some(lambda) = self.try_lambda()? {
             return Ok(lambda);
         }
@@ -678,49 +721,64 @@ impl Parser {
     }
 
     fn coalesce(&mut self) -> PResult<Expr> {
-        let lhs = self.binary(0)?;
+        let lhs = self.binary(1)?;
         if !self.eat_punct("??") {
             return Ok(lhs);
         }
         // Right-associative.
         let rhs = match self.try_lambda()? {
             Some(lambda) => lambda,
-            None => self.coalesce()?,
+            None => self.nested(0, Self::coalesce)?,
         };
         Ok(binary(BinaryOp::Coalesce, lhs, rhs))
     }
 
-    /// Binary operators from `||` (level 0) down to `*` (level 7).
-    fn binary(&mut self, level: usize) -> PResult<Expr> {
-        const LEVELS: &[&[(&str, BinaryOp)]] = &[
-            &[("||", BinaryOp::Or)],
-            &[("&&", BinaryOp::And)],
-            &[("|", BinaryOp::BitOr)],
-            &[("^", BinaryOp::BitXor)],
-            &[("&", BinaryOp::BitAnd)],
-            &[("==", BinaryOp::Eq), ("!=", BinaryOp::Ne)],
-            &[("<", BinaryOp::Lt), (">", BinaryOp::Gt), ("<=", BinaryOp::Le), (">=", BinaryOp::Ge)],
-            &[("+", BinaryOp::Add), ("-", BinaryOp::Sub)],
-            &[("*", BinaryOp::Mul), ("/", BinaryOp::Div), ("%", BinaryOp::Rem)],
-        ];
-        let Some(ops) = LEVELS.get(level) else { return self.unary() };
-        let relational = level == 6;
-        let mut lhs = self.binary(level + 1)?;
+    /// The binary operator at the cursor and its precedence (higher binds tighter, as in C#).
+    fn binary_operator(&self) -> Option<(BinaryOp, u8)> {
+        let Tok::Punct(p) = self.token().tok else { return None };
+        Some(match p {
+            "||" => (BinaryOp::Or, 1),
+            "&&" => (BinaryOp::And, 2),
+            "|" => (BinaryOp::BitOr, 3),
+            "^" => (BinaryOp::BitXor, 4),
+            "&" => (BinaryOp::BitAnd, 5),
+            "==" => (BinaryOp::Eq, 6),
+            "!=" => (BinaryOp::Ne, 6),
+            "<" => (BinaryOp::Lt, RELATIONAL),
+            ">" => (BinaryOp::Gt, RELATIONAL),
+            "<=" => (BinaryOp::Le, RELATIONAL),
+            ">=" => (BinaryOp::Ge, RELATIONAL),
+            "+" => (BinaryOp::Add, 8),
+            "-" => (BinaryOp::Sub, 8),
+            "*" => (BinaryOp::Mul, 9),
+            "/" => (BinaryOp::Div, 9),
+            "%" => (BinaryOp::Rem, 9),
+            _ => return None,
+        })
+    }
+
+    /// Binary operators binding at least as tightly as `min` (precedence climbing: one frame
+    /// per nesting level, not one per precedence level). `is` and `as` are relational.
+    fn binary(&mut self, min: u8) -> PResult<Expr> {
+        let mut lhs = self.unary()?;
+        let mut links = 0;
         loop {
-            if relational && self.is_keyword("is") {
+            links += 1;
+            self.chain(links)?;
+            if min <= RELATIONAL && self.is_keyword("is") {
                 lhs = self.is_test(lhs)?;
                 continue;
             }
-            if relational && self.is_keyword("as") {
+            if min <= RELATIONAL && self.is_keyword("as") {
                 self.pos += 1;
                 let ty = self.type_name().ok_or_else(|| self.unexpected("a type"))?;
                 let span = lhs.span.to(ty.span);
                 lhs = Expr { kind: ExprKind::As { operand: Box::new(lhs), ty }, span };
                 continue;
             }
-            let Some(&(_, op)) = ops.iter().find(|(p, _)| self.is_punct(p)) else { return Ok(lhs) };
+            let Some((op, precedence)) = self.binary_operator().filter(|(_, p)| *p >= min) else { return Ok(lhs) };
             self.pos += 1;
-            let rhs = self.binary(level + 1)?;
+            let rhs = self.nested(links, |p| p.binary(precedence + 1))?;
             lhs = binary(op, lhs, rhs);
         }
     }
@@ -754,7 +812,7 @@ impl Parser {
             Tok::Punct("++" | "--") => {
                 let increment = self.is_punct("++");
                 self.pos += 1;
-                let target = self.unary()?;
+                let target = self.nested(0, Self::unary)?;
                 let span = start.to(target.span);
                 return Ok(Expr { kind: ExprKind::Step { increment, prefix: true, target: Box::new(target) }, span });
             }
@@ -763,7 +821,7 @@ impl Parser {
         };
         let Some(op) = op else { return self.postfix() };
         self.pos += 1;
-        let operand = self.unary()?;
+        let operand = self.nested(0, Self::unary)?;
         let span = start.to(operand.span);
         Ok(Expr { kind: ExprKind::Unary { op, operand: Box::new(operand) }, span })
     }
@@ -787,7 +845,7 @@ impl Parser {
                 };
                 if operand_follows {
                     self.pos += 1;
-                    let operand = self.unary()?;
+                    let operand = self.nested(0, Self::unary)?;
                     let span = start.to(operand.span);
                     return Ok(Expr { kind: ExprKind::Cast { ty, operand: Box::new(operand) }, span });
                 }
@@ -799,7 +857,10 @@ impl Parser {
 
     fn postfix(&mut self) -> PResult<Expr> {
         let mut expr = self.primary()?;
+        let mut links = 0;
         loop {
+            links += 1;
+            self.chain(links)?;
             let null_conditional = self.is_punct("?.") || (self.is_punct("?") && self.is_punct_at(1, "["));
             if self.is_punct(".") || self.is_punct("?.") {
                 self.pos += 1;
@@ -811,7 +872,7 @@ impl Parser {
                     span,
                 };
             } else if self.is_punct("(") {
-                let args = self.arguments()?;
+                let args = self.nested(links, Self::arguments)?;
                 let span = expr.span.to(self.previous_span());
                 expr = Expr { kind: ExprKind::Call { callee: Box::new(expr), args }, span };
             } else if self.is_punct("[") || null_conditional {
@@ -819,7 +880,7 @@ impl Parser {
                     self.pos += 1;
                 }
                 self.pos += 1;
-                let index = self.expression()?;
+                let index = self.nested(links, Self::expression)?;
                 if self.is_punct(",") {
                     return Err(ExprError::new(self.span(), "multi-dimensional indexers are not supported"));
                 }
@@ -910,7 +971,7 @@ impl Parser {
             Tok::Double(d) => ExprKind::Double(d),
             Tok::Char(c) => ExprKind::Char(c),
             Tok::Str(s) => ExprKind::Str(s),
-            Tok::Interpolated(parts) => ExprKind::Interpolated(interpolation(parts)?),
+            Tok::Interpolated(parts) => ExprKind::Interpolated(interpolation(parts, self.depth)?),
             Tok::Punct("(") => {
                 let inner = self.expression()?;
                 self.expect_punct(")")?;
@@ -1029,6 +1090,10 @@ impl Parser {
     // ---- statements
 
     fn statement(&mut self) -> PResult<Stmt> {
+        self.nested(0, Self::statement_unnested)
+    }
+
+    fn statement_unnested(&mut self) -> PResult<Stmt> {
         let start = self.span();
         let keyword = match &self.token().tok {
             Tok::Ident(w) => w.clone(),
@@ -1224,13 +1289,13 @@ fn binary(op: BinaryOp, lhs: Expr, rhs: Expr) -> Expr {
 }
 
 /// Parses the holes of an interpolated string.
-fn interpolation(parts: Vec<Part>) -> PResult<Vec<InterpolatedPart>> {
+fn interpolation(parts: Vec<Part>, depth: usize) -> PResult<Vec<InterpolatedPart>> {
     parts
         .into_iter()
         .map(|part| match part {
             Part::Text(text) => Ok(InterpolatedPart::Text(text)),
             Part::Hole { tokens, format, span } => {
-                let mut parser = Parser { tokens, pos: 0 };
+                let mut parser = Parser { tokens, pos: 0, depth };
                 if parser.at_eof() {
                     return Err(ExprError::new(span, "empty interpolation hole"));
                 }

@@ -1183,3 +1183,53 @@ fn xml_classes_are_named() {
     assert_eq!(text, "XDocument");
     assert_eq!(message, "XML (`XDocument`) is not supported in policy expressions yet");
 }
+
+#[test]
+fn nesting_is_bounded() {
+    // Within the limit: fine, on a test thread's stack.
+    let parens = format!("@({}1{})", "(".repeat(30), ")".repeat(30));
+    assert_eq!(ty(&parens), StaticType::Int);
+    let sum = format!("@({})", vec!["1"; 200].join(" + "));
+    assert_eq!(ty(&sum), StaticType::Int);
+    // Past it: an error, not a stack overflow.
+    for source in [
+        format!("@({}1{})", "(".repeat(5000), ")".repeat(5000)),
+        format!("@({})", vec!["1"; 10_000].join(" + ")),
+        format!("@({}true)", "!".repeat(5000)),
+        format!("@(context{})", ".Request".repeat(5000)),
+        format!("@(a{})", "[0]".repeat(5000)),
+        format!("@{{ {} return 1; {} }}", "{".repeat(5000), "}".repeat(5000)),
+        format!("@({}1{})", "$\"{".repeat(300), "}\"".repeat(300)),
+        format!("@({}1{})", "new[] {".repeat(5000), "}".repeat(5000)),
+        format!("@({}1)", "-".repeat(5000)),
+        format!("@({}1)", "x ?? ".repeat(5000)),
+        format!("@({}1)", "true ? 1 : ".repeat(5000)),
+        format!("@({}1)", "(int)".repeat(5000)),
+        format!("@({}true)", "x => ".repeat(5000)),
+        format!("@({}1{})", "f(".repeat(5000), ")".repeat(5000)),
+    ] {
+        let e = err(&source);
+        assert!(e.message.contains("nested too deeply"), "{}: {}", &source[..20], e.message);
+    }
+}
+
+/// Deep but legal input on the smallest stack the compiler is meant to run on in debug builds.
+#[test]
+fn the_nesting_budget_fits_a_small_stack() {
+    let sources = [
+        format!("@({}1{})", "(".repeat(31), ")".repeat(31)),
+        format!("@({})", vec!["1"; 255].join(" + ")),
+        format!("@(context{})", ".Request".repeat(250)),
+        format!("@({}1{})", "f(".repeat(31), ")".repeat(31)),
+    ];
+    for source in sources {
+        let handle = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let mut code = CodeBuilder::new();
+                let _ = compile(&mut code, &source, Expect::Any);
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(handle.join().is_ok());
+    }
+}
