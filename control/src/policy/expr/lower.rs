@@ -120,17 +120,23 @@ impl Lowerer<'_> {
     }
 
     fn declare(&mut self, name: &str, span: Span, ty: StaticType) -> R<u16> {
+        let slot = self.code.local();
+        self.bind(name, span, slot, ty)?;
+        Ok(slot)
+    }
+
+    /// Names an existing slot in the innermost scope (C# forbids shadowing any local in scope).
+    fn bind(&mut self, name: &str, span: Span, slot: u16, ty: StaticType) -> R<()> {
         if self.lookup(name).is_some() {
             return error(span, format!("a local variable named `{name}` is already defined in this scope"));
         }
         if name == "context" {
             return error(span, "`context` cannot be redeclared");
         }
-        let slot = self.code.local();
         if let Some(scope) = self.scopes.last_mut() {
             scope.push(Local { name: name.to_owned(), slot, ty });
         }
-        Ok(slot)
+        Ok(())
     }
 
     fn push_scope(&mut self) {

@@ -909,7 +909,8 @@ fn linq_errors() {
     let (text, message) = blamed(r#"@(new[] {"a"}.Any(x => x))"#);
     assert_eq!(text, "x");
     assert!(message.contains("the lambda must return a bool"), "{message}");
-    assert!(err(r#"@(new[] {"a"}.Select((x, i) => x))"#).message.contains("one parameter"));
+    assert!(err(r#"@(new[] {"a"}.OrderBy((x, i) => x))"#).message.contains("one parameter"));
+    assert!(err(r#"@(new[] {"a"}.Select((x, i, j) => x))"#).message.contains("one parameter"));
     assert!(err(r#"@(new[] {"a"}.OrderBy(x => x.Length))"#).message.contains("identity lambda"));
     assert!(err(r#"@(new[] {"a"}.GroupBy(x => x))"#).message.contains("`GroupBy` with a lambda is not supported"));
     assert!(err(r#"@(context.Response.StatusCode.Any(x => true))"#).message.contains("not a sequence"));
@@ -1232,4 +1233,14 @@ fn the_nesting_budget_fits_a_small_stack() {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(handle.join().is_ok());
     }
+}
+
+#[test]
+fn index_overloads_count_positions() {
+    let (program, t) = ok(r#"@(new[] {"a", "b"}.Select((x, i) => x + i))"#);
+    assert_eq!(t, StaticType::List(Box::new(StaticType::String)));
+    // IterInit(0), counter local 1 starts at -1, the list in 2, the element in 3.
+    let at = program.ops.iter().position(|op| *op == Op::StoreLocal(3)).unwrap_or(0);
+    assert_eq!(program.ops[at + 1..at + 5], [Op::LoadLocal(1), Op::Int(1), Op::Add, Op::StoreLocal(1)]);
+    assert_eq!(ty(r#"@(new[] {"a"}.Where((x, i) => i % 2 == 0).Count())"#), StaticType::Int);
 }

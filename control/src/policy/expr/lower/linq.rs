@@ -79,8 +79,13 @@ impl Lowerer<'_> {
         let ExprKind::Lambda { params, body } = &arg.value.kind else {
             return error(arg.value.span, format!("`{name}` expects a lambda here"));
         };
-        let [param] = params.as_slice() else {
-            return error(arg.value.span, "only lambdas with one parameter (`x => ...`) are supported");
+        let (param, index) = match params.as_slice() {
+            [param] => (param, None),
+            // `(x, i) => ..`: the element and its position (Select, Where and friends).
+            [param, index] if !matches!(name, "OrderBy" | "OrderByDescending" | "Exists" | "TrueForAll") => {
+                (param, Some(index))
+            }
+            _ => return error(arg.value.span, format!("`{name}` takes a lambda with one parameter (`x => ...`)")),
         };
         let Some(element) = sequence.element() else {
             return error(sequence_span, format!("`{}` is {sequence}, not a sequence", self.quote(sequence_span)));
@@ -96,12 +101,29 @@ impl Lowerer<'_> {
                 ),
             );
         };
-        self.lambda_loop(shape, element, param, body)
+        self.lambda_loop(shape, element, param, index, body)
     }
 
-    fn lambda_loop(&mut self, shape: Shape, element: StaticType, param: &(String, Span), body: &Expr) -> R<StaticType> {
+    fn lambda_loop(
+        &mut self,
+        shape: Shape,
+        element: StaticType,
+        param: &(String, Span),
+        index: Option<&(String, Span)>,
+        body: &Expr,
+    ) -> R<StaticType> {
         let iterator = self.temp();
         self.emit(Op::IterInit(iterator));
+        // The position counter starts at -1 and is bumped as each element is bound.
+        let position = match index {
+            Some(_) => {
+                let slot = self.temp();
+                self.emit(Op::Int(-1));
+                self.emit(Op::StoreLocal(slot));
+                Some(slot)
+            }
+            None => None,
+        };
         let needs_accumulator =
             matches!(shape, Shape::Where | Shape::Select | Shape::Count | Shape::Sum | Shape::LastOrDefault);
         // Shapes without an accumulator never touch this slot.
@@ -124,6 +146,13 @@ impl Lowerer<'_> {
         self.push_scope();
         let item = self.declare(&param.0, param.1, element.clone())?;
         self.emit(Op::StoreLocal(item));
+        if let (Some(slot), Some((name, span))) = (position, index) {
+            self.emit(Op::LoadLocal(slot));
+            self.emit(Op::Int(1));
+            self.emit(Op::Add);
+            self.emit(Op::StoreLocal(slot));
+            self.bind(name, *span, slot, StaticType::Int)?;
+        }
         if matches!(shape, Shape::Select | Shape::Sum) {
             // The list (Select) or the running sum (Sum) goes under the lambda's value.
             self.emit(Op::LoadLocal(accumulator));
