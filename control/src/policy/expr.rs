@@ -10,6 +10,23 @@
 //!
 //! Named values (`{{x}}`) are substituted by the caller before compiling; the caller also maps
 //! [`ExprError::offset`] to a file position.
+//!
+//! Supported (apim-reference §2.3 and more): literals (int/long/double/char, regular, verbatim
+//! and interpolated strings with `{x:format}`), arithmetic, comparisons, `&&`/`||`, `?:`, `??`,
+//! `?.`/`?[`, casts, `as`, `is` (with a binding), indexers, `new` for JSON values, lists, arrays,
+//! `Regex`, hash algorithms; the whole `context` graph; string, dictionary, sequence, JSON, date,
+//! body (`As<T>`), JWT and Basic methods; static `string`, `int`, `Convert`, `Math`, `Encoding`,
+//! `WebUtility`, `Uri`, `Regex`, `DateTime`/`DateTimeOffset`, `TimeSpan`, `Guid`, `JObject`,
+//! `JsonConvert`, `Array`, `SHA*`/`MD5`, `BitConverter` members; LINQ with lambdas (Any, All,
+//! Where, Select, First, FirstOrDefault, LastOrDefault, Count, Sum, OrderBy(x => x), index
+//! overloads); `out` arguments of `int.TryParse`, `TryParseJwt`, `TryParseBasic`, `TryGetValue`;
+//! blocks with typed and `var` locals, assignments, `++`/`--`, `if`, `foreach`, `for`, `while`,
+//! `do`, `break`, `continue`, `using`, `return`.
+//!
+//! Refused with a message naming the construct: XML (`XElement`, ...), `try`/`catch`, `switch`,
+//! `throw`, lambdas with block bodies or outside LINQ calls, keyed `OrderBy`, dictionary writes,
+//! regex lookaround/backreferences/atomic groups, `typeof`/`default`/`nameof`, anonymous types,
+//! bitwise operators (except to combine enum flags), types outside the allow-list.
 
 mod dotnet_regex;
 mod lexer;
