@@ -1,12 +1,12 @@
 //! The compiler of APIM policy expressions (`@(...)` and `@{...}`) to VM ops. Sans-IO.
 //!
-//! Pipeline: [`lexer`] (tokens with byte offsets) → [`syntax`] (the AST of the C# subset) →
-//! [`lower`] (type-checks against [`types`] and emits ops into the section's
+//! Pipeline: `lexer` (tokens with byte offsets) → `syntax` (the AST of the C# subset) →
+//! `lower` (type-checks against `types` and emits ops into the section's
 //! [`CodeBuilder`]). An expression leaves exactly one value on the stack; a block's `return`s
 //! store into a result local that is loaded at the block's end, so the stack is empty at every
 //! statement boundary inside it. LINQ lambdas are lowered into loops over iterator locals
 //! (the VM has no closures), and regex literals are translated from .NET syntax and checked
-//! here (see [`dotnet_regex`]).
+//! here (see `dotnet_regex`).
 //!
 //! Named values (`{{x}}`) are substituted by the caller before compiling; the caller also maps
 //! [`ExprError::offset`] to a file position.
