@@ -88,7 +88,7 @@ impl Stored {
                 regex_origin(regex)
                     .ok_or_else(|| Fault::eval("Expression evaluation failed. Cannot store a Regex."))?,
             ),
-            other => Stored::Value(detach(other)?),
+            other => Stored::Value(unborrowed(other)?),
         })
     }
 
@@ -102,15 +102,18 @@ impl Stored {
                     _ => Value::Null,
                 }
             }
-            Stored::Value(value) => attach(value),
+            // `keep` refused every value `unborrowed` cannot copy, so this never fails.
+            Stored::Value(value) => unborrowed(value).unwrap_or(Value::Null),
         }
     }
 }
 
-/// A stored value for a run. Containers are invariant in their lifetime, so they are copied
-/// (a list kept in a variable and changed later is changed in the copy only; JSON stays shared).
-fn attach<'a>(value: &Value<'static>) -> Value<'a> {
-    match value {
+/// A deep copy of `value` that borrows nothing, for any lifetime: how values are kept in request
+/// state and handed back to a run. Containers are invariant in their lifetime, so they are
+/// copied (a list kept in a variable and changed later is changed in the copy only; JSON stays
+/// shared). A regex inside a collection cannot be kept (a top-level one is [`Stored::Regex`]).
+fn unborrowed<'b>(value: &Value<'_>) -> Result<Value<'b>, Fault> {
+    Ok(match value {
         Value::Null => Value::Null,
         Value::Bool(v) => Value::Bool(*v),
         Value::Int(v) => Value::Int(*v),
@@ -120,44 +123,11 @@ fn attach<'a>(value: &Value<'static>) -> Value<'a> {
             other => Text::Shared(Rc::from(other.as_str())),
         }),
         Value::Bytes(v) => Value::Bytes(v.clone()),
-        Value::Array(items) => Value::array(items.borrow().iter().map(attach).collect()),
+        Value::Array(items) => Value::array(items.borrow().iter().map(unborrowed).collect::<Result<_, _>>()?),
         Value::Dict(entries) => Value::Dict(Rc::new(std::cell::RefCell::new(
-            entries.borrow().iter().map(|(k, v)| (k.clone(), attach(v))).collect(),
+            entries.borrow().iter().map(|(k, v)| Ok((k.clone(), unborrowed(v)?))).collect::<Result<_, Fault>>()?,
         ))),
-        Value::Pair(pair) => Value::Pair(Rc::new((attach(&pair.0), attach(&pair.1)))),
-        Value::Json(v) => Value::Json(v.clone()),
-        Value::JProperty(v) => Value::JProperty(v.clone()),
-        Value::Jwt(v) => Value::Jwt(v.clone()),
-        Value::Claims(v) => Value::Claims(v.clone()),
-        Value::Basic(v) => Value::Basic(v.clone()),
-        Value::DateTime(v) => Value::DateTime(*v),
-        Value::TimeSpan(v) => Value::TimeSpan(*v),
-        Value::Guid(v) => Value::Guid(*v),
-        Value::Match(v) => Value::Match(v.clone()),
-        Value::Groups(v) => Value::Groups(v.clone()),
-        Value::Group(v, i) => Value::Group(v.clone(), *i),
-        Value::Handle(v) => Value::Handle(*v),
-        Value::Iter(iter) => {
-            Value::Iter(Rc::new(IterState { items: iter.items.iter().map(attach).collect(), next: iter.next.clone() }))
-        }
-        Value::Regex(_) => Value::Null,
-    }
-}
-
-/// A deep copy of `value` that borrows nothing.
-fn detach(value: &Value<'_>) -> Result<Value<'static>, Fault> {
-    Ok(match value {
-        Value::Null => Value::Null,
-        Value::Bool(v) => Value::Bool(*v),
-        Value::Int(v) => Value::Int(*v),
-        Value::Double(v) => Value::Double(*v),
-        Value::Str(text) => Value::Str(Text::Shared(Rc::from(text.as_str()))),
-        Value::Bytes(v) => Value::Bytes(v.clone()),
-        Value::Array(items) => Value::array(items.borrow().iter().map(detach).collect::<Result<_, _>>()?),
-        Value::Dict(entries) => Value::Dict(Rc::new(std::cell::RefCell::new(
-            entries.borrow().iter().map(|(k, v)| Ok((k.clone(), detach(v)?))).collect::<Result<_, Fault>>()?,
-        ))),
-        Value::Pair(pair) => Value::Pair(Rc::new((detach(&pair.0)?, detach(&pair.1)?))),
+        Value::Pair(pair) => Value::Pair(Rc::new((unborrowed(&pair.0)?, unborrowed(&pair.1)?))),
         Value::Json(v) => Value::Json(v.clone()),
         Value::JProperty(v) => Value::JProperty(v.clone()),
         Value::Jwt(v) => Value::Jwt(v.clone()),
@@ -171,7 +141,7 @@ fn detach(value: &Value<'_>) -> Result<Value<'static>, Fault> {
         Value::Group(v, i) => Value::Group(v.clone(), *i),
         Value::Handle(v) => Value::Handle(*v),
         Value::Iter(iter) => Value::Iter(Rc::new(IterState {
-            items: iter.items.iter().map(detach).collect::<Result<_, _>>()?,
+            items: iter.items.iter().map(unborrowed).collect::<Result<_, _>>()?,
             next: iter.next.clone(),
         })),
         Value::Regex(_) => {
