@@ -64,14 +64,26 @@ pub fn write_request_head(out: &mut Vec<u8>, head: &RequestHead, buf: &[u8], for
         }
         write_header(out, name, header.value.of(buf));
     }
-    write_header(out, b"Host", forwarding.authority.as_bytes());
+    write_proxy_headers(out, head, buf, forwarding.authority, forwarding.client_ip);
+}
+
+/// Appends the headers the gateway sets on every forwarded request (`Host`, `X-Forwarded-For`
+/// with the client appended, `X-Forwarded-Proto`, `X-Forwarded-Host`) and ends the head.
+pub(crate) fn write_proxy_headers(
+    out: &mut Vec<u8>,
+    head: &RequestHead,
+    buf: &[u8],
+    authority: &str,
+    client_ip: IpAddr,
+) {
+    write_header(out, b"Host", authority.as_bytes());
     out.extend_from_slice(b"X-Forwarded-For: ");
-    for header in headers.iter().filter(|h| h.name.of(buf).eq_ignore_ascii_case(b"x-forwarded-for")) {
+    for header in head.headers().iter().filter(|h| h.name.of(buf).eq_ignore_ascii_case(b"x-forwarded-for")) {
         out.extend_from_slice(header.value.of(buf));
         out.extend_from_slice(b", ");
     }
     // Writing into a Vec cannot fail.
-    let _ = write!(out, "{}\r\n", forwarding.client_ip);
+    let _ = write!(out, "{client_ip}\r\n");
     out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
     if let Some(host) = head.header(buf, b"host") {
         write_header(out, b"X-Forwarded-Host", host);
@@ -93,12 +105,17 @@ pub fn write_response_head(out: &mut Vec<u8>, head: &ResponseHead, buf: &[u8], c
             write_header(out, name, header.value.of(buf));
         }
     }
+    write_connection(out, connection);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the `Connection` header `connection` needs, if any.
+pub(crate) fn write_connection(out: &mut Vec<u8>, connection: ClientConnection) {
     match connection {
         ClientConnection::KeepAlive => {}
         ClientConnection::KeepAliveHttp10 => out.extend_from_slice(b"Connection: keep-alive\r\n"),
         ClientConnection::Close => out.extend_from_slice(b"Connection: close\r\n"),
     }
-    out.extend_from_slice(b"\r\n");
 }
 
 /// A hop-by-hop header: one of the fixed list, or named by a `Connection` header.

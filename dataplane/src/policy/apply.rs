@@ -11,7 +11,8 @@ use portcullis_contract::program::Side;
 
 use crate::http::HeaderSpan;
 use crate::http::forward::{
-    ClientConnection, Forwarding, REPLACED_ON_REQUEST, is_hop_by_hop, write_header, write_target,
+    ClientConnection, Forwarding, REPLACED_ON_REQUEST, is_hop_by_hop, write_connection, write_header,
+    write_proxy_headers, write_target,
 };
 use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
@@ -84,19 +85,7 @@ pub fn write_request_head(
         let _ = write!(out, "Content-Length: {}\r\n", body.len());
     }
     let authority = state.backend.as_ref().map_or(forwarding.authority, |backend| backend.authority.as_str());
-    write_header(out, b"Host", authority.as_bytes());
-    out.extend_from_slice(b"X-Forwarded-For: ");
-    for header in headers.iter().filter(|h| h.name.of(buf).eq_ignore_ascii_case(b"x-forwarded-for")) {
-        out.extend_from_slice(header.value.of(buf));
-        out.extend_from_slice(b", ");
-    }
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{}\r\n", forwarding.client_ip);
-    out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
-    if let Some(host) = head.header(buf, b"host") {
-        write_header(out, b"X-Forwarded-Host", host);
-    }
-    out.extend_from_slice(b"\r\n");
+    write_proxy_headers(out, head, buf, authority, forwarding.client_ip);
 }
 
 /// Writes (replacing `out`'s contents) the response head relayed to the client, with the
@@ -177,19 +166,7 @@ pub fn write_built_response(
 /// `{ "statusCode": N, "message": "..." }`.
 pub fn write_error_response(out: &mut Vec<u8>, error: &PolicyError, close: bool) {
     let status = error.status();
-    let mut body = String::with_capacity(64);
-    body.push_str("{ \"statusCode\": ");
-    body.push_str(&status.to_string());
-    body.push_str(", \"message\": ");
-    body.push_str(&serde_json::Value::String(error.body_message().to_owned()).to_string());
-    body.push_str(" }");
-    let _ = write!(
-        out,
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n{body}",
-        reason_phrase(status),
-        body.len(),
-        if close { "Connection: close\r\n" } else { "" },
-    );
+    crate::http::error_response::write(out, status, reason_phrase(status), error.body_message(), close);
 }
 
 /// Appends the query string (without `?`) `query` with the query edits applied.
@@ -274,14 +251,6 @@ pub fn reason_phrase(status: u16) -> &'static str {
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         _ => "",
-    }
-}
-
-fn write_connection(out: &mut Vec<u8>, connection: ClientConnection) {
-    match connection {
-        ClientConnection::KeepAlive => {}
-        ClientConnection::KeepAliveHttp10 => out.extend_from_slice(b"Connection: keep-alive\r\n"),
-        ClientConnection::Close => out.extend_from_slice(b"Connection: close\r\n"),
     }
 }
 
