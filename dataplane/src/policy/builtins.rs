@@ -4,6 +4,7 @@
 mod collections;
 mod context;
 mod convert;
+pub(crate) use convert::url_decode;
 mod crypto;
 mod json;
 mod regex;

@@ -85,8 +85,10 @@ fn url_encode(text: &str, space_plus: bool) -> String {
     out
 }
 
-fn url_decode(text: &str, plus_space: bool) -> String {
-    let bytes = text.as_bytes();
+/// Percent-decodes `text` (`+` is a space when `plus_space`, as in forms and query strings);
+/// an invalid escape is kept as written and invalid UTF-8 becomes U+FFFD.
+pub(crate) fn url_decode(text: impl AsRef<[u8]>, plus_space: bool) -> String {
+    let bytes = text.as_ref();
     let mut out = Vec::with_capacity(bytes.len());
     let mut at = 0;
     while let Some(&b) = bytes.get(at) {

@@ -96,26 +96,7 @@ pub(crate) fn decode_component(raw: &[u8]) -> Text<'_> {
     if !raw.iter().any(|&b| b == b'%' || b == b'+') {
         return wire_text(raw);
     }
-    let mut out = Vec::with_capacity(raw.len());
-    let mut at = 0;
-    while let Some(&b) = raw.get(at) {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => match raw
-                .get(at + 1..at + 3)
-                .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok())
-            {
-                Some(byte) => {
-                    out.push(byte);
-                    at += 2;
-                }
-                None => out.push(b'%'),
-            },
-            other => out.push(other),
-        }
-        at += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned().into()
+    crate::policy::builtins::url_decode(raw, true).into()
 }
 
 impl<'r, 'a> Machine<'r, 'a> {
