@@ -37,13 +37,22 @@ pub fn load_seeded(dir: &Path, provided: &NamedValues, seed: [u64; 2]) -> Result
     }
 }
 
-/// The named values of the config directory `dir` (its `named-values.toml`), with the values
-/// the running gateway provides.
-pub fn named_values_of(dir: &Path) -> Result<NamedValues, Diagnostics> {
+/// What policy documents outside a config may refer to in the config directory `dir`: its named
+/// values (with the values the running gateway provides) and its fragments, read and checked as
+/// a load reads them.
+pub fn policy_references(dir: &Path) -> Result<(NamedValues, crate::policy::scope::Fragments), Diagnostics> {
     let mut diagnostics = Diagnostics::default();
-    let parsed = load::read_named_values(dir, &mut diagnostics);
-    let values = compile::named_values(parsed.as_ref(), &crate::up::check_values(true), &mut diagnostics);
-    if diagnostics.is_empty() { Ok(values) } else { Err(diagnostics) }
+    let mut parsed =
+        load::Parsed { named_values: load::read_named_values(dir, &mut diagnostics), ..Default::default() };
+    let fragments_dir = dir.join(load::FRAGMENTS_DIR);
+    if fragments_dir.is_dir() {
+        load::read_fragments(&fragments_dir, &mut parsed, &mut diagnostics);
+    }
+    let values = compile::named_values(parsed.named_values.as_ref(), &crate::up::check_values(true), &mut diagnostics);
+    let mut report = crate::policy::compile::Report::default();
+    let fragments = policies::fragments(&parsed, &mut report);
+    diagnostics.items.extend(report.errors);
+    if diagnostics.is_empty() { Ok((values, fragments)) } else { Err(diagnostics) }
 }
 
 /// A fresh key-index seed, so nobody can aim hash collisions at a snapshot they have not seen.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use portcullis_contract::layout::DataDir;
-use portcullis_control::{config, ctl, data_dir, echo, quickstart, up};
+use portcullis_control::{config, ctl, data_dir, echo, policy, quickstart, up};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -47,25 +47,8 @@ enum Command {
         #[arg(long, global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
-        command: PolicyCommand,
+        command: policy::cli::Command,
     },
-}
-
-#[derive(Debug, Subcommand)]
-enum PolicyCommand {
-    /// Compile policy documents and fragments (files, or directories of *.xml); exit 1 on any error.
-    Check {
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Skip policies Portcullis does not implement, with a warning, instead of failing.
-        #[arg(long)]
-        skip_unsupported: bool,
-        /// Report unknown {{named values}} and fragments as warnings instead of errors.
-        #[arg(long)]
-        allow_unknown: bool,
-    },
-    /// Print the compiled programs of a policy document.
-    Explain { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,26 +134,6 @@ fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Policy { config: dir, command } => run_policy(dir.as_deref(), command),
-    }
-}
-
-fn run_policy(dir: Option<&std::path::Path>, command: PolicyCommand) -> anyhow::Result<()> {
-    use portcullis_control::policy::{cli, compile::Options};
-    match command {
-        PolicyCommand::Check { paths, skip_unsupported, allow_unknown } => {
-            let options = Options { skip_unsupported, allow_unknown_references: allow_unknown };
-            let context = cli::context_from(dir, options).map_err(anyhow::Error::msg)?;
-            let outcome = cli::check(&paths, &context);
-            println!("{}", outcome.render());
-            if outcome.failed() { Err(anyhow::anyhow!("the policy check failed")) } else { Ok(()) }
-        }
-        PolicyCommand::Explain { file } => {
-            let options = Options { skip_unsupported: false, allow_unknown_references: true };
-            let context = cli::context_from(dir, options).map_err(anyhow::Error::msg)?;
-            let text = cli::explain(&file, &context).map_err(anyhow::Error::msg)?;
-            println!("{text}");
-            Ok(())
-        }
+        Command::Policy { config: dir, command } => policy::cli::run(dir.as_deref(), command),
     }
 }

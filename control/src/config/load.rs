@@ -198,7 +198,7 @@ fn read_operations(dir: &Path, diagnostics: &mut Diagnostics) -> Vec<OperationIt
     operations
 }
 
-fn read_fragments(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
+pub(crate) fn read_fragments(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
     for entry in entries(dir, diagnostics) {
         if is_ignored(&entry.name) {
             continue;

@@ -88,7 +88,7 @@ pub(crate) fn compile(
     Compiled { programs: table.programs, warnings: Diagnostics { items: report.warnings } }
 }
 
-fn fragments(parsed: &Parsed, report: &mut Report) -> Fragments {
+pub(crate) fn fragments(parsed: &Parsed, report: &mut Report) -> Fragments {
     let mut fragments = Fragments::default();
     for (id, source) in &parsed.fragments {
         match Fragment::parse(Arc::new(source.clone())) {

@@ -12,6 +12,52 @@ use super::scope::{self, Document, Fragment, Fragments};
 use crate::config::named_values::NamedValues;
 use crate::config::{Diagnostic, SourceFile};
 
+/// `portcullis policy ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Compile policy documents and fragments (files, or directories of *.xml); exit 1 on any error.
+    Check {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Skip policies Portcullis does not implement, with a warning, instead of failing.
+        #[arg(long)]
+        skip_unsupported: bool,
+        /// Report unknown {{named values}} and fragments as warnings instead of errors.
+        #[arg(long)]
+        allow_unknown: bool,
+    },
+    /// Print the compiled programs of a policy document.
+    Explain { file: PathBuf },
+}
+
+/// Runs `command` with the named values and fragments of the config directory `dir`; prints
+/// the result; `Err` when the documents do not compile.
+pub fn run(dir: Option<&Path>, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Check { paths, skip_unsupported, allow_unknown } => {
+            let options = Options { skip_unsupported, allow_unknown_references: allow_unknown };
+            let context = context_from(dir, options).map_err(anyhow::Error::msg)?;
+            let outcome = check(&paths, &context);
+            println!("{}", outcome.render());
+            if outcome.failed() { Err(anyhow::anyhow!("the policy check failed")) } else { Ok(()) }
+        }
+        Command::Explain { file } => {
+            let options = Options { skip_unsupported: false, allow_unknown_references: true };
+            let context = context_from(dir, options).map_err(anyhow::Error::msg)?;
+            match explain(&file, &context) {
+                Ok(text) => {
+                    println!("{text}");
+                    Ok(())
+                }
+                Err(diagnostics) => {
+                    eprintln!("{diagnostics}");
+                    Err(anyhow::anyhow!("the policy document does not compile"))
+                }
+            }
+        }
+    }
+}
+
 /// What `policy check` found.
 #[derive(Debug, Default)]
 pub struct CheckOutcome {
@@ -137,9 +183,7 @@ fn check_source(source: SourceFile, context: &Context, report: &mut Report) {
 
 /// A fragment wrapped in an inbound section, so its statements compile.
 fn fragment_document(fragment: &Fragment) -> Document {
-    let text = fragment.file.text.clone();
-    let wrapped = Arc::new(SourceFile::new(fragment.file.path.clone(), text));
-    let mut document = scope::inherit_all(wrapped, ScopeKind::Api);
+    let mut document = scope::inherit_all(fragment.file.clone(), ScopeKind::Api);
     document.set_section(Section::Inbound, fragment.statements.clone());
     document
 }
@@ -277,22 +321,11 @@ fn redact(text: &str, secrets: &[String]) -> String {
 /// Named values and fragments of the config directory `dir`, for standalone checks.
 pub fn context_from(dir: Option<&Path>, options: Options) -> Result<Context, String> {
     let mut context = Context { options, ..Context::default() };
-    let Some(dir) = dir else { return Ok(context) };
-    context.named_values = crate::config::named_values_of(dir).map_err(|diagnostics| diagnostics.to_string())?;
-    let fragments_dir = dir.join(crate::config::load::FRAGMENTS_DIR);
-    if let Ok(entries) = std::fs::read_dir(&fragments_dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Some(id) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else { continue };
-            if path.extension().is_none_or(|ext| ext != "xml") {
-                continue;
-            }
-            let source = read(&path).map_err(|diagnostic| diagnostic.to_string())?;
-            match Fragment::parse(Arc::new(source)) {
-                Ok(fragment) => context.fragments.insert(id, fragment),
-                Err(errors) => return Err(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n\n")),
-            }
-        }
+    if let Some(dir) = dir {
+        let (named_values, fragments) =
+            crate::config::policy_references(dir).map_err(|diagnostics| diagnostics.to_string())?;
+        context.named_values = named_values;
+        context.fragments = fragments;
     }
     Ok(context)
 }

@@ -298,14 +298,13 @@ impl SectionCompiler<'_> {
             return false;
         };
         if expr::is_expression(&text) {
-            let before = self.code.position();
             match expr::compile(&mut self.code, &text, expect) {
                 Ok(_) => true,
                 Err(error) => {
                     let at = inner_span(place, span, &text, error.offset..error.offset + error.len.max(1));
                     self.error(place, at, error.message);
-                    // The expression may have emitted part of its code; keep the stack balanced.
-                    let _ = before;
+                    // The program is discarded (an error was reported); the placeholder keeps the
+                    // stack accounting of the statement that follows consistent.
                     self.code.emit(Op::Null);
                     false
                 }

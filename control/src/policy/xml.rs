@@ -99,8 +99,7 @@ pub fn parse(source: &str) -> Result<Element, XmlError> {
         })?;
         let after = reader.buffer_position() as usize;
         match event {
-            Event::Start(start) | Event::Empty(start) if root.is_some() && stack.is_empty() => {
-                let _ = start;
+            Event::Start(_) | Event::Empty(_) if root.is_some() && stack.is_empty() => {
                 return Err(XmlError {
                     span: map(before)..map(after),
                     message: "only one root element is allowed".into(),

@@ -164,14 +164,12 @@ fn no_children(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) {
 fn choose(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) {
     let end = c.code.label();
     let mut seen_otherwise = false;
-    let mut whens = 0;
-    let mut counts = (0usize, 0usize);
+    let mut whens = 0usize;
     for branch in element.elements() {
         match branch.name.as_str() {
             "when" if !seen_otherwise => {
                 whens += 1;
-                counts.0 += 1;
-                let branch_place = Place { path: format!("{}/when[{}]", place.path, counts.0), ..place.clone() };
+                let branch_place = Place { path: format!("{}/when[{whens}]", place.path), ..place.clone() };
                 let next = c.code.label();
                 match branch.attr("condition") {
                     Some(condition) => {
@@ -189,7 +187,6 @@ fn choose(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) {
             }
             "otherwise" if !seen_otherwise => {
                 seen_otherwise = true;
-                counts.1 += 1;
                 let branch_place = Place { path: format!("{}/otherwise[1]", place.path), ..place.clone() };
                 c.block(branch.elements(), &branch_place);
             }
