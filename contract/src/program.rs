@@ -55,10 +55,25 @@ pub struct Program {
     pub cors: Vec<Cors>,
 }
 
+/// APIM's `forward-request` default timeout: 300 s.
+pub const FORWARD_TIMEOUT_MS_DEFAULT: u32 = 300_000;
+
 impl Program {
     /// A program with no statements: the section does nothing.
     pub fn empty() -> Self {
         Self { step_limit: STEPS_MAX, ..Self::default() }
+    }
+
+    /// The backend section of an operation without policies: `<forward-request/>` with APIM's
+    /// defaults (what a global `<backend><base/></backend>` compiles to).
+    pub fn forward_only() -> Self {
+        let forward = Op::ForwardRequest {
+            timeout_ms: FORWARD_TIMEOUT_MS_DEFAULT,
+            follow_redirects: false,
+            buffer_response: true,
+            fail_on_error_status: false,
+        };
+        Self { ops: vec![forward], ..Self::empty() }
     }
 }
 

@@ -30,11 +30,13 @@ pub mod value;
 pub mod view;
 pub mod vm;
 
+pub(crate) use builtins::url_decode;
 pub use concurrency::{ConcurrencyGuard, ConcurrencyLimits};
 pub use error::{Fault, LastError, PolicyError};
 pub use load::{LoadError, LoadedProgram, Programs};
 pub use state::RequestState;
 pub use view::{MatchedParam, ResponseView, View};
+pub(crate) use vm::statements::parse_backend_url;
 pub use vm::{Exit, Forward, resume, run};
 
 #[cfg(test)]

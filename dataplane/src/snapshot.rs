@@ -29,6 +29,9 @@ pub struct Snapshot {
     pub operations: Vec<Operations>,
     /// The policy programs, verified again and with their regexes compiled.
     pub programs: Programs,
+    /// Hosts of literal `set-backend-service base-url`s, resolved here so that no worker ever
+    /// waits on DNS.
+    resolved: Vec<(String, u16, SocketAddr)>,
 }
 
 impl Snapshot {
@@ -45,7 +48,13 @@ impl Snapshot {
         }
         let backends = config.apis.iter().map(|api| resolve(&api.id, &api.backend)).collect();
         let operations = config.apis.iter().map(Operations::new).collect();
-        Ok(Self { generation, config, router, backends, operations, programs })
+        let resolved = resolve_policy_backends(&config.programs);
+        Ok(Self { generation, config, router, backends, operations, programs, resolved })
+    }
+
+    /// The address of `host:port` when a policy names it literally (see [`Self::build`]).
+    pub fn resolved_host(&self, host: &str, port: u16) -> Option<SocketAddr> {
+        self.resolved.iter().find(|(h, p, _)| h.eq_ignore_ascii_case(host) && *p == port).map(|(_, _, addr)| *addr)
     }
 }
 
@@ -57,6 +66,30 @@ pub fn install(cell: &SnapshotCell, stats: &StatsRegion, generation: u64, config
     cell.publish(Arc::new(Snapshot::build(generation, config)?));
     stats.header().generation.store(generation, Ordering::Relaxed);
     Ok(())
+}
+
+/// Resolves the hosts of `set-backend-service` URLs given as literals (a constant pushed right
+/// before the op); hosts only known at run time must be IP literals.
+fn resolve_policy_backends(programs: &[portcullis_contract::program::Program]) -> Vec<(String, u16, SocketAddr)> {
+    use portcullis_contract::program::{Const, Op};
+    let mut resolved: Vec<(String, u16, SocketAddr)> = Vec::new();
+    for program in programs {
+        for pair in program.ops.windows(2) {
+            let [Op::Const(index), Op::SetBackendUrl] = pair else { continue };
+            let Some(Const::Str(url)) = program.consts.get(*index as usize) else { continue };
+            let Ok(target) = crate::policy::parse_backend_url(url) else { continue };
+            if target.host.parse::<std::net::IpAddr>().is_ok()
+                || resolved.iter().any(|(h, p, _)| *h == target.host && *p == target.port)
+            {
+                continue;
+            }
+            match (target.host.as_str(), target.port).to_socket_addrs().map(|mut addrs| addrs.next()) {
+                Ok(Some(addr)) => resolved.push((target.host, target.port, addr)),
+                _ => tracing::warn!(url = %url, "set-backend-service host does not resolve; its requests get 502"),
+            }
+        }
+    }
+    resolved
 }
 
 fn resolve(api: &str, backend: &portcullis_contract::model::BackendUrl) -> Option<SocketAddr> {

@@ -109,29 +109,12 @@ fn parse_document(source: &SourceFile, scope: ScopeKind, report: &mut Report) ->
     }
 }
 
-/// Until the data plane runs policy programs (the proxy integration of issue 4), a config whose
-/// policies would do anything is refused rather than half-applied.
-pub(crate) const EXECUTION_PENDING: &str = "this build compiles and checks policies but its data plane does not run them yet \
-     (the request-path integration of the policy engine is in progress); check documents with `portcullis policy check` \
-     and keep them out of the served config for now";
-
 /// Merges and compiles the four sections of one operation.
 fn compile_chain(chain: &[&Document], env: Environment<'_>, report: &mut Report, table: &mut ProgramTable) -> Policies {
     let mut indices = [0u32; 4];
     for (slot, section) in indices.iter_mut().zip(Section::ALL) {
         let program = match scope::merge(chain, section) {
-            Ok(statements) => {
-                let program = compile::compile_section(&statements, section, env, report);
-                let active =
-                    statements.iter().find(|s| !(s.element.name == "forward-request" && s.element.attrs.is_empty()));
-                if let Some(statement) = active {
-                    let diagnostic = statement.file.error(statement.element.name_span.clone(), EXECUTION_PENDING);
-                    if !report.errors.iter().any(|e| e.file == diagnostic.file && e.location == diagnostic.location) {
-                        report.errors.push(diagnostic);
-                    }
-                }
-                program
-            }
+            Ok(statements) => compile::compile_section(&statements, section, env, report),
             Err(errors) => {
                 report.errors.extend(errors);
                 None

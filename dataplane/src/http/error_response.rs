@@ -43,6 +43,9 @@ pub const GATEWAY_TIMEOUT: ErrorResponse = ErrorResponse {
     reason: "Gateway Timeout",
     message: "Gateway timeout: the backend service did not respond in time.",
 };
+/// The gateway could not produce the response a policy asked for.
+pub const INTERNAL_ERROR: ErrorResponse =
+    ErrorResponse { status: 500, reason: "Internal Server Error", message: "Internal server error" };
 /// The request could not be parsed.
 pub const BAD_REQUEST: ErrorResponse =
     ErrorResponse { status: 400, reason: "Bad Request", message: "Bad request: the request is not valid HTTP/1.1." };
@@ -113,6 +116,7 @@ const _: () = {
         BAD_REQUEST,
         REQUEST_TIMEOUT,
         HEADERS_TOO_LARGE,
+        INTERNAL_ERROR,
     ];
     let mut i = 0;
     while i < all.len() {

@@ -297,6 +297,55 @@ impl RequestState {
         self.suspended = None;
     }
 
+    /// Status of the response a policy built (`return-response`, `mock-response`, preflight).
+    pub fn built_status(&self) -> Option<u16> {
+        self.returned.as_ref().map(|response| response.status)
+    }
+
+    /// The status `set-status` gave the response, if any.
+    pub fn status_code(&self) -> Option<u16> {
+        self.status.as_ref().map(|(code, _)| *code)
+    }
+
+    /// Turns what the policies did to the (absent) backend response into the response to send,
+    /// when the backend section ended without calling the backend: status (200 unless
+    /// `set-status` ran), header edits and body.
+    pub fn respond_without_backend(&mut self) {
+        if self.returned.is_some() {
+            return;
+        }
+        let (status, reason) = self.status.take().unwrap_or((200, None));
+        let body = match std::mem::take(&mut self.response_body) {
+            BodyEdit::Replaced(body) => Some(body),
+            BodyEdit::Unchanged | BodyEdit::Consumed => None,
+        };
+        for edit in &mut self.edits {
+            if edit.target == EditTarget::Header(Side::Response) {
+                edit.target = EditTarget::Header(Side::Returned);
+            }
+        }
+        self.returned = Some(BuiltResponse { status, reason, body });
+    }
+
+    /// Whether any policy changed the request to forward (else the plain head writer serves).
+    pub fn edits_request(&self) -> bool {
+        self.method.is_some()
+            || self.rewrite
+            || self.backend.is_some()
+            || self.authorization.is_some()
+            || !matches!(self.request_body, BodyEdit::Unchanged)
+            || self.has_edits(EditTarget::Header(Side::Request))
+            || self.has_edits(EditTarget::Query)
+    }
+
+    /// Whether any policy changed the response to relay.
+    pub fn edits_response(&self) -> bool {
+        self.status.is_some()
+            || self.cors.is_some()
+            || !matches!(self.response_body, BodyEdit::Unchanged)
+            || self.has_edits(EditTarget::Header(Side::Response))
+    }
+
     /// `context.LastError`, once an error happened.
     pub fn last_error(&self) -> Option<&LastError> {
         self.last_error.as_ref()

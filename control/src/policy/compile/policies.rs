@@ -1,6 +1,8 @@
 //! The policies: which exist, where they may stand, and how each compiles.
 
-use portcullis_contract::program::{ExistsAction, Op, RETRY_COUNT_MAX, Section, Severity, VALUES_PER_POLICY_MAX};
+use portcullis_contract::program::{
+    ExistsAction, FORWARD_TIMEOUT_MS_DEFAULT, Op, RETRY_COUNT_MAX, Section, Severity, VALUES_PER_POLICY_MAX,
+};
 
 use super::{Place, SectionCompiler, access};
 use crate::policy::expr::Expect;
@@ -420,9 +422,6 @@ fn set_backend_service(c: &mut SectionCompiler<'_>, element: &Element, place: &P
     c.code.emit(Op::SetBackendUrl);
 }
 
-/// APIM's default forward-request timeout: 300 s.
-const FORWARD_TIMEOUT_S_DEFAULT: u32 = 300;
-
 fn forward_request(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) {
     no_children(c, element, place);
     let seconds: Option<u32> = c.literal_parsed(element, "timeout", "a number of seconds", place).flatten();
@@ -430,11 +429,11 @@ fn forward_request(c: &mut SectionCompiler<'_>, element: &Element, place: &Place
     let timeout_ms = match (seconds, millis) {
         (Some(_), Some(_)) => {
             c.error(place, element.name_span.clone(), "give timeout or timeout-ms, not both");
-            FORWARD_TIMEOUT_S_DEFAULT * 1000
+            FORWARD_TIMEOUT_MS_DEFAULT
         }
         (Some(s), None) => s.saturating_mul(1000),
         (None, Some(ms)) => ms,
-        (None, None) => FORWARD_TIMEOUT_S_DEFAULT * 1000,
+        (None, None) => FORWARD_TIMEOUT_MS_DEFAULT,
     };
     if let Some(attr) = element.attr("http-version") {
         if attr.value.trim() != "1" {
