@@ -100,7 +100,7 @@ impl<S: Stream> Connection<S> {
                     body: response.body,
                 });
                 let mut decoded = Vec::new();
-                let params = matched_params(snapshot, &matched, buf, &mut decoded);
+                let params = matched_params(snapshot, &matched, ctx.head.target(buf), &mut decoded);
                 let mut scratch = [0u8; portcullis_contract::key_index::KEY_BYTES_MAX];
                 let Some(view) =
                     view(snapshot, ctx, &matched, buf, *peer, &params, request_body, response, &mut scratch)
@@ -178,12 +178,12 @@ fn request_body<'b>(ctx: &RequestCtx, buf: &'b [u8]) -> Option<&'b [u8]> {
     }
 }
 
-/// The operation's template parameters with their values from the request path,
-/// percent-decoded (into `decoded` only when a value is encoded).
+/// The operation's template parameters with their values from the request target (where the
+/// bindings point), percent-decoded (into `decoded` only when a value is encoded).
 fn matched_params<'a>(
     snapshot: &'a Snapshot,
     matched: &Matched,
-    buf: &'a [u8],
+    target: &'a [u8],
     decoded: &'a mut Vec<String>,
 ) -> Vec<MatchedParam<'a>> {
     let bindings = matched.found.bindings();
@@ -197,14 +197,15 @@ fn matched_params<'a>(
     else {
         return Vec::new();
     };
-    let target = |binding: &crate::router::operation::Binding| {
-        buf.get(binding.start as usize..binding.end as usize)
+    let value_of = |binding: &crate::router::operation::Binding| {
+        target
+            .get(binding.start as usize..binding.end as usize)
             .and_then(|raw| std::str::from_utf8(raw).ok())
             .unwrap_or("")
     };
     // Decode first (the strings must not move while borrowed), then borrow.
     for binding in bindings {
-        let raw = target(binding);
+        let raw = value_of(binding);
         if raw.contains('%') {
             // Path segments: `+` is a plus sign, not a space.
             decoded.push(crate::policy::url_decode(raw, false));
@@ -215,7 +216,7 @@ fn matched_params<'a>(
         .param_names()
         .zip(bindings)
         .map(|(name, binding)| {
-            let raw = target(binding);
+            let raw = value_of(binding);
             let value = if raw.contains('%') { decoded.next().map_or(raw, String::as_str) } else { raw };
             MatchedParam { name, value }
         })

@@ -151,6 +151,22 @@ pub(super) fn call<'a>(mut a: Args<'_, 'a>) -> Result<Value<'a>, Fault> {
             a.arity(&[2, 3])?;
             let json = json_ref(&a, 0)?.clone();
             if a.len() == 2 {
+                // `obj.Add(new JProperty(name, value))` (also how `new JObject(props...)` is built).
+                if let Value::JProperty(property) = a.get(1)? {
+                    let name = property.1.clone();
+                    let value = property.0.with(|holder| holder.and_then(|h| h.get(&*name)).cloned());
+                    let added = json.with_mut(|token| match token {
+                        Some(Json::Object(map)) if !map.contains_key(&*name) => {
+                            map.insert(name.to_string(), value.unwrap_or(Json::Null));
+                            Ok(())
+                        }
+                        Some(Json::Object(_)) => {
+                            Err("Can not add property: a property with the same name already exists on object.")
+                        }
+                        _ => Err("Add(JProperty) needs a JObject"),
+                    });
+                    return added.map(|()| Value::Null).map_err(|what| a.fail(what));
+                }
                 let value = to_json(a.get(1)?)?;
                 let added = json.with_mut(|token| match token {
                     Some(Json::Array(items)) => {

@@ -259,3 +259,30 @@ fn foreach_over_an_array_counts_elements() {
     ops[13] = Op::Jump(7);
     assert_eq!(eval(ops, vec![s("x")]).expect("ok"), "Int32:3");
 }
+
+#[test]
+fn jobject_add_takes_properties_once() {
+    // var o = new JObject(); o.Add(new JProperty("a", 1)); o.Add(new JProperty("b", "x")); o.ToString(Formatting.None)
+    let add = |name: u32| {
+        [
+            Op::LoadLocal(0),
+            Op::Const(name),
+            Op::Int(1),
+            Op::Call(Builtin::JPropertyNew, 2),
+            Op::Call(Builtin::JAdd, 2),
+            Op::Pop,
+        ]
+    };
+    let mut ops = vec![Op::Call(Builtin::JObjectNew, 0), Op::StoreLocal(0)];
+    ops.extend(add(0));
+    ops.extend(add(1));
+    ops.extend([Op::LoadLocal(0), Op::Call(Builtin::JToStringCompact, 1)]);
+    assert_eq!(eval(ops, vec![s("a"), s("b")]).expect("ok"), r#"{"a":1,"b":1}"#);
+    // The same name twice fails, as Newtonsoft's JObject.Add does.
+    let mut twice = vec![Op::Call(Builtin::JObjectNew, 0), Op::StoreLocal(0)];
+    twice.extend(add(0));
+    twice.extend(add(0));
+    twice.extend([Op::LoadLocal(0), Op::Call(Builtin::JToStringCompact, 1)]);
+    let error = eval(twice, vec![s("a")]).expect_err("duplicate");
+    assert!(error.last_error.message.contains("same name"), "{}", error.last_error.message);
+}
