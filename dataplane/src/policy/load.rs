@@ -3,6 +3,7 @@
 //! Loading runs on the snapshot thread, never on a worker: the data plane never trusts control,
 //! so every program is verified again here and a bad regular expression refuses the snapshot.
 
+use crate::policy::vm::Forward;
 use portcullis_contract::program::{self, Const, Op, Program, Prop, Side, VerifyError};
 
 /// Compiled size of one regular expression: bounds memory per pattern (the `regex` crate's
@@ -74,6 +75,8 @@ pub struct LoadedProgram {
     program: Program,
     consts: Vec<LoadedConst>,
     bodies: BodyUse,
+    /// The program is only `forward-request` (the backend section of most operations).
+    plain_forward: Option<Forward>,
 }
 
 impl LoadedProgram {
@@ -100,7 +103,8 @@ impl LoadedProgram {
             });
         }
         let bodies = body_use(&program.ops);
-        Ok(Self { index, program, consts, bodies })
+        let plain_forward = plain_forward(&program.ops);
+        Ok(Self { index, program, consts, bodies, plain_forward })
     }
 
     /// Place in the snapshot's program list.
@@ -123,6 +127,12 @@ impl LoadedProgram {
 
     pub fn bodies(&self) -> BodyUse {
         self.bodies
+    }
+
+    /// `Some` when the program does nothing but `forward-request` with these settings: the
+    /// proxy then calls the backend without running the VM (nothing it could observe differs).
+    pub fn plain_forward(&self) -> Option<Forward> {
+        self.plain_forward
     }
 
     /// The string constant `index`, if it is one.
@@ -213,5 +223,16 @@ impl Programs {
 
     pub fn is_empty(&self) -> bool {
         self.programs.is_empty()
+    }
+}
+
+/// The settings of a program that is `forward-request` alone (sites aside).
+fn plain_forward(ops: &[Op]) -> Option<Forward> {
+    let mut statements = ops.iter().filter(|op| !matches!(op, Op::Site(_)));
+    match (statements.next(), statements.next()) {
+        (Some(&Op::ForwardRequest { timeout_ms, follow_redirects, buffer_response, fail_on_error_status }), None) => {
+            Some(Forward { timeout_ms, follow_redirects, buffer_response, fail_on_error_status })
+        }
+        _ => None,
     }
 }

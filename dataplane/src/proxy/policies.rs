@@ -90,6 +90,10 @@ impl<S: Stream> Connection<S> {
         if program.is_empty() {
             return SectionEnd::Continue;
         }
+        if let Some(forward) = program.plain_forward() {
+            // Nothing to run around the call: no view, no VM.
+            return if resume { SectionEnd::Continue } else { SectionEnd::Forward(forward) };
+        }
         loop {
             let exit = {
                 let Connection { buf, upstream_buf, policy, peer, .. } = &mut *self;

@@ -457,3 +457,16 @@ fn traces_are_collected() {
     assert_eq!(state.traces()[0].message.resolve(&fixture.programs), "hello");
     let _ = Const::Int(0);
 }
+
+#[test]
+fn a_lone_forward_request_is_recognised() {
+    let plain = LoadedProgram::load(0, Program::forward_only()).expect("loads");
+    assert_eq!(plain.plain_forward().map(|forward| forward.timeout_ms), Some(300_000));
+    let mut shaped = Program::forward_only();
+    shaped.ops.insert(0, Op::Const(0));
+    shaped.ops.insert(1, Op::SetHeader { side: Side::Request, action: ExistsAction::Override, name: 0, values: 1 });
+    shaped.consts = vec![s("x")];
+    shaped.max_stack = 1;
+    let shaped = LoadedProgram::load(0, shaped).expect("loads");
+    assert!(shaped.plain_forward().is_none());
+}
