@@ -192,6 +192,29 @@ impl Answer {
     }
 }
 
+/// Writes the `trace` policies' entries of one request to the log (target `portcullis::trace`).
+fn log_traces(state: &RequestState, programs: &crate::policy::Programs, ctx: &RequestCtx) {
+    for entry in state.traces() {
+        let source = programs.literal(entry.source);
+        let message = entry.message.resolve(programs);
+        let request_id = ctx.matched.map(|matched| matched.request_id).unwrap_or_default();
+        match entry.severity {
+            portcullis_contract::program::Severity::Error => {
+                tracing::error!(target: "portcullis::trace", source, request_id = %format_args!("{request_id:032x}"), "{message}");
+            }
+            portcullis_contract::program::Severity::Information => {
+                tracing::info!(target: "portcullis::trace", source, request_id = %format_args!("{request_id:032x}"), "{message}");
+            }
+            portcullis_contract::program::Severity::Verbose => {
+                tracing::debug!(target: "portcullis::trace", source, request_id = %format_args!("{request_id:032x}"), "{message}");
+            }
+        }
+    }
+    if state.traces_dropped() > 0 {
+        tracing::warn!(target: "portcullis::trace", dropped = state.traces_dropped(), "trace entries over the per-request limit were dropped");
+    }
+}
+
 /// Counts one response sent.
 fn record_response(slot: &WorkerSlot, status: u16) {
     WorkerSlot::add(&slot.requests, 1);
@@ -433,6 +456,7 @@ impl<S: Stream> Connection<S> {
         }
         if let Some(snapshot) = ctx.snapshot.as_deref() {
             slot.generation.store(snapshot.generation, std::sync::atomic::Ordering::Relaxed);
+            log_traces(&self.policy, &snapshot.programs, ctx);
         }
         WorkerSlot::sub(&slot.in_flight, 1);
         match ctx.request_end {

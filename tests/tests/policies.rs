@@ -27,6 +27,7 @@ const API: &str = r#"<policies>
     <base />
     <set-header name="X-Api" exists-action="override"><value>@(context.Api.Id + "/" + context.Operation.Id)</value></set-header>
     <set-header name="X-Drop-Me" exists-action="delete" />
+    <trace source="e2e" severity="information"><message>@("traced " + context.Request.Method + " " + context.Operation.Id)</message></trace>
     <choose>
       <when condition="@(context.Request.Headers.GetValueOrDefault("X-Mode", "") == "mock")">
         <return-response>
@@ -113,6 +114,12 @@ fn every_section(io: &str) {
     assert_eq!(echoed["headers"]["x-global"][0], "g");
     assert_eq!(echoed["headers"]["x-api"][0], "echo/other");
     assert!(echoed["headers"].get("x-drop-me").is_none(), "{echoed}");
+    // trace writes to the gateway's log.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !gateway.log().contains("traced GET other") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(gateway.log().contains("traced GET other"), "{}", gateway.log());
 
     // check-header: 403 with the configured message in APIM's shape; on-error still runs.
     let refused = http::get(gateway.addr, "/echo/hello", &[auth, ("X-Client", "tv")]).unwrap();
