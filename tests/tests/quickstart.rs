@@ -28,6 +28,11 @@ fn quickstart(io: &str) {
     assert_eq!(echoed["query"], "x=1");
     assert_eq!(echoed["headers"]["x-forwarded-for"][0], "127.0.0.1");
     assert_eq!(echoed["headers"]["x-forwarded-host"][0], "gateway.test");
+    // The demo's policy.xml: inbound headers from expressions, an outbound request id.
+    assert_eq!(echoed["headers"]["x-apim-operation"][0], "all");
+    assert_eq!(echoed["headers"]["x-apim-subscription"][0], "Demo subscription");
+    let request_id = ok.header("x-request-id").expect("outbound policy sets X-Request-Id");
+    assert_eq!(request_id.len(), 36, "{request_id}");
 
     // The key as the query parameter, read only when the header is absent.
     let by_query = http::get(gateway.addr, &format!("/echo/q?subscription-key={key}"), &[]).unwrap();
