@@ -8,10 +8,15 @@ use portcullis_contract::program::{ScopeKind, Section, Site};
 /// `LastError.Reason` of a failed expression (and of every runtime type mismatch).
 pub(crate) const EXPRESSION_FAILURE: &str = "ExpressionValueEvaluationFailure";
 
-/// A failure while running ops, before it is tied to a policy site.
+/// A failure while running ops, before it is tied to a policy site. Boxed: every op returns a
+/// `Result<_, Fault>`, and a failure is rare, so the common path moves one pointer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}: {message}")]
-pub struct Fault {
+#[error("{}: {}", .0.reason, .0.message)]
+pub struct Fault(Box<FaultDetail>);
+
+/// What a [`Fault`] says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultDetail {
     /// HTTP status of the error response.
     pub status: u16,
     /// `LastError.Reason`.
@@ -23,10 +28,24 @@ pub struct Fault {
     pub response_message: Option<Cow<'static, str>>,
 }
 
+impl std::ops::Deref for Fault {
+    type Target = FaultDetail;
+
+    fn deref(&self) -> &FaultDetail {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Fault {
+    fn deref_mut(&mut self) -> &mut FaultDetail {
+        &mut self.0
+    }
+}
+
 impl Fault {
     /// An expression failed at run time (APIM: `ExpressionValueEvaluationFailure`, 500).
     pub fn eval(message: impl Into<Cow<'static, str>>) -> Self {
-        Self { status: 500, reason: EXPRESSION_FAILURE, message: message.into(), response_message: None }
+        Self::policy(500, EXPRESSION_FAILURE, message)
     }
 
     /// A builtin was given a value it cannot work on: names the builtin, as .NET's exception would.
@@ -36,7 +55,7 @@ impl Fault {
 
     /// A policy refused the request (`check-header`, `ip-filter` ...).
     pub fn policy(status: u16, reason: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, reason, message: message.into(), response_message: None }
+        Self(Box::new(FaultDetail { status, reason, message: message.into(), response_message: None }))
     }
 }
 
@@ -107,7 +126,7 @@ impl PolicyError {
                 policy_id,
                 status: fault.status,
             },
-            response_message: fault.response_message.map(|message| Rc::from(message.as_ref())),
+            response_message: fault.response_message.as_deref().map(Rc::from),
         }
     }
 

@@ -142,7 +142,7 @@ pub(super) fn eval(ops: Vec<Op>, consts: Vec<Const>) -> Result<String, Box<Polic
     let mut state = RequestState::new();
     match fixture.run(&mut state) {
         Exit::Continue => {}
-        Exit::Error(error) => return Err(Box::new(error)),
+        Exit::Error(error) => return Err(error),
         other => panic!("unexpected exit {other:?}"),
     }
     let value = state.variable("result", &fixture.programs).expect("result set");

@@ -10,6 +10,7 @@ pub(crate) mod statements;
 use std::time::Duration;
 
 use portcullis_contract::program::{Op, Section};
+use smallvec::SmallVec;
 
 use crate::policy::builtins;
 use crate::policy::error::{Fault, PolicyError};
@@ -40,7 +41,8 @@ pub enum Exit {
     Wait(Duration),
     /// A policy or expression failed: `context.LastError` is recorded in the request state;
     /// run `on-error`, then answer with the error.
-    Error(PolicyError),
+    /// Boxed: an error is rare, and every op returns its `Exit` by value.
+    Error(Box<PolicyError>),
 }
 
 /// The `forward-request` settings of an [`Exit::Forward`], as one value.
@@ -90,65 +92,60 @@ pub fn resume<'a>(section: Section, program: &'a LoadedProgram, view: &View<'a>,
 fn fail(state: &mut RequestState, error: PolicyError) -> Exit {
     state.last_error = Some(error.last_error.clone());
     state.guards.clear();
-    Exit::Error(error)
+    Exit::Error(Box::new(error))
 }
 
-/// Fixed slots: inline when `capacity <= N`, else on the heap.
+/// Bounded slots, inline up to `N` (no heap allocation for the common program), on the heap
+/// beyond. Only slots in use are ever written or dropped.
 struct Slots<'a, const N: usize> {
-    inline: [Value<'a>; N],
-    heap: Vec<Value<'a>>,
-    on_heap: bool,
-    len: usize,
+    items: SmallVec<[Value<'a>; N]>,
+    capacity: usize,
 }
 
 impl<'a, const N: usize> Slots<'a, N> {
+    /// Room for `capacity` values; `filled`: all of them present (null), as locals are.
     fn new(capacity: usize, filled: bool) -> Self {
-        let on_heap = capacity > N;
-        let heap = if on_heap { vec![Value::Null; capacity] } else { Vec::new() };
-        Self { inline: std::array::from_fn(|_| Value::Null), heap, on_heap, len: if filled { capacity } else { 0 } }
+        let mut items = SmallVec::with_capacity(capacity);
+        if filled {
+            items.resize(capacity, Value::Null);
+        }
+        Self { items, capacity }
     }
 
     fn slots_mut(&mut self) -> &mut [Value<'a>] {
-        if self.on_heap { &mut self.heap } else { &mut self.inline }
+        &mut self.items
     }
 
     fn slots(&self) -> &[Value<'a>] {
-        if self.on_heap { &self.heap } else { &self.inline }
+        &self.items
     }
 
     fn push(&mut self, value: Value<'a>) -> Result<(), Fault> {
-        let len = self.len;
-        let slot = self.slots_mut().get_mut(len).ok_or_else(|| internal("stack overflow"))?;
-        *slot = value;
-        self.len += 1;
+        if self.items.len() >= self.capacity {
+            return Err(internal("stack overflow"));
+        }
+        self.items.push(value);
         Ok(())
     }
 
     fn pop(&mut self) -> Result<Value<'a>, Fault> {
-        let len = self.len.checked_sub(1).ok_or_else(|| internal("stack underflow"))?;
-        self.len = len;
-        Ok(std::mem::take(&mut self.slots_mut()[len]))
+        self.items.pop().ok_or_else(|| internal("stack underflow"))
     }
 
     fn top(&self) -> Result<&Value<'a>, Fault> {
-        self.len.checked_sub(1).and_then(|at| self.slots().get(at)).ok_or_else(|| internal("stack underflow"))
+        self.items.last().ok_or_else(|| internal("stack underflow"))
     }
 
     /// The top `n` values, bottom first (for calls), left in place.
     fn top_n(&mut self, n: usize) -> Result<&mut [Value<'a>], Fault> {
-        let start = self.len.checked_sub(n).ok_or_else(|| internal("stack underflow"))?;
-        let len = self.len;
-        Ok(&mut self.slots_mut()[start..len])
+        let start = self.items.len().checked_sub(n).ok_or_else(|| internal("stack underflow"))?;
+        Ok(&mut self.items[start..])
     }
 
     /// Drops the top `n` values.
     fn drop_n(&mut self, n: usize) {
-        let start = self.len.saturating_sub(n);
-        let len = self.len;
-        for slot in &mut self.slots_mut()[start..len] {
-            *slot = Value::Null;
-        }
-        self.len = start;
+        let start = self.items.len().saturating_sub(n);
+        self.items.truncate(start);
     }
 }
 

@@ -120,7 +120,7 @@ impl<S: Stream> Connection<S> {
             match exit {
                 Exit::Continue => return SectionEnd::Continue,
                 Exit::Respond => return SectionEnd::Respond,
-                Exit::Error(error) => return SectionEnd::Failed(ProxyError::Policy(Box::new(error))),
+                Exit::Error(error) => return SectionEnd::Failed(ProxyError::Policy(error)),
                 Exit::Wait(duration) => {
                     tokio::time::sleep(duration.min(RETRY_WAIT_MAX)).await;
                     resume = true;
