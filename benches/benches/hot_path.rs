@@ -62,7 +62,14 @@ fn config() -> Config {
         .map(|i| KeyEntry { key: format!("{i:032x}"), subscription: i as u32, slot: KeySlot::Primary })
         .collect();
     let key_index = KeyIndex::build([0x5eed, 0xfeed], entries).expect("unique keys");
-    Config { source: "bench".into(), apis, subscriptions, key_index, limits: Limits::default() }
+    Config {
+        source: "bench".into(),
+        apis,
+        subscriptions,
+        key_index,
+        limits: Limits::default(),
+        xdp: Default::default(),
+    }
 }
 
 fn parse(c: &mut Criterion) {

@@ -24,6 +24,8 @@ pub struct Config {
     /// Every key of every subscription, hashed; see [`KeyIndex`].
     pub key_index: KeyIndex,
     pub limits: Limits,
+    /// Kernel-plane rules (XDP maps) and the per-IP request limit that feeds them.
+    pub xdp: crate::xdp::XdpRules,
 }
 
 /// An API: a path prefix on the gateway, a backend, and who may call it.

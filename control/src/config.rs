@@ -10,6 +10,7 @@ pub mod diagnostic;
 mod files;
 pub mod load;
 pub mod named_values;
+mod xdp;
 
 use std::path::Path;
 

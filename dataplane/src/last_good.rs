@@ -64,6 +64,7 @@ mod tests {
             subscriptions: Vec::new(),
             key_index: KeyIndex::default(),
             limits: Limits::default(),
+            xdp: Default::default(),
         };
         store(&path, &snapshot::encode(9, &config).unwrap()).unwrap();
         let (header, loaded) = load(&path).unwrap().unwrap();

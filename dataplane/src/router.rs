@@ -123,6 +123,7 @@ mod tests {
             subscriptions: Vec::new(),
             key_index: KeyIndex::default(),
             limits: Limits::default(),
+            xdp: Default::default(),
         }
     }
 

@@ -134,6 +134,7 @@ mod tests {
             subscriptions: Vec::new(),
             key_index: KeyIndex::default(),
             limits: Limits::default(),
+            xdp: Default::default(),
         };
         let snapshot = Snapshot::build(4, config);
         assert_eq!(snapshot.backends[0], Some("127.0.0.1:80".parse().unwrap()));

@@ -167,6 +167,7 @@ mod tests {
             subscriptions,
             key_index: KeyIndex::build([1, 2], entries).unwrap(),
             limits: Limits::default(),
+            xdp: Default::default(),
         }
     }
 

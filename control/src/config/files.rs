@@ -11,6 +11,8 @@ use toml::Spanned;
 pub(crate) struct GatewayFile {
     #[serde(default)]
     pub(crate) limits: LimitsTable,
+    #[serde(default)]
+    pub(crate) xdp: super::xdp::XdpTable,
 }
 
 /// `[limits]` in `gateway.toml`; each absent key keeps the default from `contract::model`.

@@ -13,6 +13,7 @@ fn config(source: &str) -> Config {
         subscriptions: Vec::new(),
         key_index: KeyIndex::default(),
         limits: Limits::default(),
+        xdp: Default::default(),
     }
 }
 

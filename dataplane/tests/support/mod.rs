@@ -74,6 +74,7 @@ pub fn config(backend: SocketAddr, echo_path: &str) -> Config {
         ],
         key_index: KeyIndex::build([3, 4], entries).unwrap(),
         limits: Limits::default(),
+        xdp: Default::default(),
     }
 }
 

@@ -24,6 +24,7 @@ fn view(connected: bool) -> PublisherView {
             subscriptions: Vec::new(),
             key_index: KeyIndex::default(),
             limits: Limits::default(),
+            xdp: Default::default(),
         }),
     }
 }
