@@ -10,6 +10,7 @@
 
 mod error;
 mod exchange;
+mod ip_limit;
 mod relay;
 
 use std::net::SocketAddr;
@@ -242,6 +243,7 @@ impl<S: Stream> Connection<S> {
             sent_continue: false,
         };
         let outcome = match self.inbound(&mut ctx) {
+            _ if self.over_ip_limit(&mut ctx, worker).await => Ok(()),
             Verdict::Respond(response) => Err(ProxyError::Rejected(response)),
             Verdict::Continue => self.forward(worker, &mut ctx).await,
         };
