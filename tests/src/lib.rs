@@ -9,6 +9,7 @@
 pub mod bins;
 pub mod gateway;
 pub mod http;
+pub mod netns;
 pub mod packet;
 pub mod tempdir;
 
