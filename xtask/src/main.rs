@@ -34,8 +34,10 @@ fn main() -> ExitCode {
 }
 
 fn lint() -> Result<()> {
-    eprintln!("xtask: [1/2] rustfmt --check");
+    eprintln!("xtask: [1/2] rustfmt --check (workspace and ebpf/xdp)");
     cargo(&["fmt", "--all", "--check"]).context("formatting differs: run `cargo fmt --all`")?;
+    cargo(&["fmt", "--check", "--manifest-path", "ebpf/xdp/Cargo.toml"])
+        .context("formatting differs: run `cargo fmt --manifest-path ebpf/xdp/Cargo.toml`")?;
     eprintln!("xtask: [2/2] clippy -D warnings");
     cargo(&["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"])
 }
