@@ -207,6 +207,38 @@ fn allowlist_block_and_generation_switch() {
     kernel.unblock(prefix("2001:db8:c0de::/64")).unwrap();
     expect(&mut kernel, "unblocked v6", &v6_tcp(CLIENT_V6, &[], TCP_SYN), VerdictReason::Passed);
 
+    // Deny wins over allow whatever the prefix lengths (one merged trie answers both).
+    let nested = XdpRules {
+        allow: vec![prefix("203.0.0.0/8"), prefix("198.51.100.0/24")],
+        deny: vec![prefix("203.0.113.0/24"), prefix("198.51.0.0/16")],
+        ..XdpRules::default()
+    };
+    kernel.apply(&nested).unwrap();
+    expect(
+        &mut kernel,
+        "denied /24 inside an allowed /8",
+        &v4_tcp(CLIENT_V4, PORT, TCP_SYN),
+        VerdictReason::Denylisted,
+    );
+    expect(
+        &mut kernel,
+        "allowed /24 inside a denied /16",
+        &v4_tcp(DENIED_V4, PORT, TCP_SYN),
+        VerdictReason::Denylisted,
+    );
+    expect(
+        &mut kernel,
+        "allowed /8, outside the denied /24",
+        &v4_tcp(Ipv4Addr::new(203, 0, 114, 1), PORT, TCP_SYN),
+        VerdictReason::Passed,
+    );
+    expect(
+        &mut kernel,
+        "in neither list",
+        &v4_tcp(Ipv4Addr::new(192, 0, 2, 200), PORT, TCP_SYN),
+        VerdictReason::NotAllowlisted,
+    );
+
     // Back to no rules at all: everything to the listener passes.
     kernel.apply(&XdpRules::default()).unwrap();
     expect(&mut kernel, "no rules", &v4_tcp(DENIED_V4, PORT, TCP_SYN), VerdictReason::Passed);

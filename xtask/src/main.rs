@@ -3,6 +3,7 @@
 //! - `lint`: rustfmt check and clippy with warnings denied, over the whole workspace.
 //! - `bench-micro`: the criterion micro-benchmarks of the sans-IO cores.
 //! - `build-ebpf`: the XDP objects (nightly + rust-src + llvm-tools), written to `ebpf/*.bpf.o`.
+//! - `bench-xdp`: the XDP flood benchmark and DDoS test (root; see docs/benchmarks.md).
 
 use std::process::{Command, ExitCode};
 
@@ -10,7 +11,7 @@ use anyhow::{Context, Result, bail};
 
 mod ebpf;
 
-const USAGE: &str = "usage: cargo xtask <lint|bench-micro|build-ebpf>";
+const USAGE: &str = "usage: cargo xtask <lint|bench-micro|build-ebpf|bench-xdp>";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
@@ -18,6 +19,7 @@ fn main() -> ExitCode {
         Some("lint") => lint(),
         Some("bench-micro") => cargo(&["bench", "-p", "portcullis-benches"]),
         Some("build-ebpf") => ebpf::build(&workspace_root()),
+        Some("bench-xdp") => cargo(&["run", "--release", "--quiet", "-p", "portcullis-tests", "--bin", "xdp-bench"]),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             Ok(())

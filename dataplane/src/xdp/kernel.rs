@@ -1,7 +1,7 @@
 //! The loaded XDP program and its maps (aya): load, attach/detach, fill the maps with an atomic
 //! generation switch, block/unblock, counters, and `BPF_PROG_TEST_RUN` for the fixture tests.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use aya::Ebpf;
@@ -52,11 +52,13 @@ impl AttachMode {
 type V4Trie = LpmTrie<MapData, [u8; 4], u32>;
 type V6Trie = LpmTrie<MapData, [u8; 16], u32>;
 
-/// Prefixes currently in one generation's tries, so a refill only writes the difference.
+/// What one generation's lists tries hold (prefix → `LIST_*` bits), so a refill writes only
+/// the difference; and the list sizes it came from, for status.
 #[derive(Debug, Default)]
 struct Filled {
-    allow: BTreeSet<IpPrefix>,
-    deny: BTreeSet<IpPrefix>,
+    entries: BTreeMap<IpPrefix, u32>,
+    allow: usize,
+    deny: usize,
 }
 
 /// The loaded program and typed handles on its maps.
@@ -64,10 +66,8 @@ pub struct Kernel {
     ebpf: Ebpf,
     active: Array<MapData, u32>,
     config: Array<MapData, FilterConfig>,
-    allow_v4: [V4Trie; 2],
-    deny_v4: [V4Trie; 2],
-    allow_v6: [V6Trie; 2],
-    deny_v6: [V6Trie; 2],
+    lists_v4: [V4Trie; 2],
+    lists_v6: [V6Trie; 2],
     blocked_v4: LpmTrie<MapData, [u8; 4], u64>,
     blocked_v6: LpmTrie<MapData, [u8; 16], u64>,
     buckets: HashMap<MapData, common::SourceKey, common::Bucket>,
@@ -104,14 +104,10 @@ impl Kernel {
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(KernelError::Missing(name));
         let active = Array::try_from(take(common::MAP_ACTIVE)?)?;
         let config = Array::try_from(take(common::MAP_CONFIG)?)?;
-        let allow_v4 =
-            [LpmTrie::try_from(take(common::MAP_ALLOW_V4[0])?)?, LpmTrie::try_from(take(common::MAP_ALLOW_V4[1])?)?];
-        let deny_v4 =
-            [LpmTrie::try_from(take(common::MAP_DENY_V4[0])?)?, LpmTrie::try_from(take(common::MAP_DENY_V4[1])?)?];
-        let allow_v6 =
-            [LpmTrie::try_from(take(common::MAP_ALLOW_V6[0])?)?, LpmTrie::try_from(take(common::MAP_ALLOW_V6[1])?)?];
-        let deny_v6 =
-            [LpmTrie::try_from(take(common::MAP_DENY_V6[0])?)?, LpmTrie::try_from(take(common::MAP_DENY_V6[1])?)?];
+        let lists_v4 =
+            [LpmTrie::try_from(take(common::MAP_LISTS_V4[0])?)?, LpmTrie::try_from(take(common::MAP_LISTS_V4[1])?)?];
+        let lists_v6 =
+            [LpmTrie::try_from(take(common::MAP_LISTS_V6[0])?)?, LpmTrie::try_from(take(common::MAP_LISTS_V6[1])?)?];
         let blocked_v4 = LpmTrie::try_from(take(common::MAP_BLOCKED_V4)?)?;
         let blocked_v6 = LpmTrie::try_from(take(common::MAP_BLOCKED_V6)?)?;
         let buckets = HashMap::try_from(take(common::MAP_BUCKETS)?)?;
@@ -122,10 +118,8 @@ impl Kernel {
             ebpf,
             active,
             config,
-            allow_v4,
-            deny_v4,
-            allow_v6,
-            deny_v6,
+            lists_v4,
+            lists_v6,
             blocked_v4,
             blocked_v6,
             buckets,
@@ -219,13 +213,13 @@ impl Kernel {
     /// then switches. A packet sees either the old rules or the new ones, never a mix.
     pub fn apply(&mut self, rules: &XdpRules) -> Result<(), KernelError> {
         let next = 1 - self.generation;
-        let allow: BTreeSet<IpPrefix> = rules.allow.iter().copied().collect();
-        let deny: BTreeSet<IpPrefix> = rules.deny.iter().copied().collect();
         let index = next as usize;
-        sync(&mut self.allow_v4[index], &mut self.allow_v6[index], &mut self.filled[index].allow, &allow)?;
-        sync(&mut self.deny_v4[index], &mut self.deny_v6[index], &mut self.filled[index].deny, &deny)?;
+        let want = merged_lists(&rules.allow, &rules.deny);
+        sync(&mut self.lists_v4[index], &mut self.lists_v6[index], &mut self.filled[index].entries, &want)?;
+        self.filled[index].allow = rules.allow.len();
+        self.filled[index].deny = rules.deny.len();
         let config = FilterConfig {
-            flags: if allow.is_empty() { 0 } else { common::FILTER_ALLOWLIST },
+            flags: if rules.allow.is_empty() { 0 } else { common::FILTER_ALLOWLIST },
             _pad: 0,
             syn_rate_per_second: u64::from(rules.syn_rate_per_second),
             syn_burst: u64::from(rules.syn_burst),
@@ -276,8 +270,8 @@ impl Kernel {
     pub fn fill(&self) -> Fill {
         let filled = &self.filled[self.generation as usize];
         Fill {
-            allow: filled.allow.len(),
-            deny: filled.deny.len(),
+            allow: filled.allow,
+            deny: filled.deny,
             blocked: self.blocked_v4.keys().count() + self.blocked_v6.keys().count(),
             buckets: self.buckets.keys().count(),
         }
@@ -299,14 +293,32 @@ impl Drop for Kernel {
     }
 }
 
+/// The merged lists trie's content: every listed prefix, valued with whether it or a shorter
+/// prefix covering it is denied ([`common::LIST_DENY`]) and allowed ([`common::LIST_ALLOW`]).
+fn merged_lists(allow: &[IpPrefix], deny: &[IpPrefix]) -> BTreeMap<IpPrefix, u32> {
+    let allow: BTreeSet<IpPrefix> = allow.iter().copied().collect();
+    let deny: BTreeSet<IpPrefix> = deny.iter().copied().collect();
+    let covered = |set: &BTreeSet<IpPrefix>, prefix: &IpPrefix| {
+        (0..=prefix.len).any(|len| set.contains(&IpPrefix::new(prefix.addr, len)))
+    };
+    allow
+        .union(&deny)
+        .map(|prefix| {
+            let deny_bit = if covered(&deny, prefix) { common::LIST_DENY } else { 0 };
+            let allow_bit = if covered(&allow, prefix) { common::LIST_ALLOW } else { 0 };
+            (*prefix, deny_bit | allow_bit)
+        })
+        .collect()
+}
+
 /// Makes one generation's tries hold exactly `want`, writing only the difference.
 fn sync(
     v4: &mut V4Trie,
     v6: &mut V6Trie,
-    have: &mut BTreeSet<IpPrefix>,
-    want: &BTreeSet<IpPrefix>,
+    have: &mut BTreeMap<IpPrefix, u32>,
+    want: &BTreeMap<IpPrefix, u32>,
 ) -> Result<(), KernelError> {
-    for prefix in have.difference(want) {
+    for prefix in have.keys().filter(|prefix| !want.contains_key(prefix)) {
         let removed = match prefix.addr {
             IpAddr::V4(a) => v4.remove(&Key::new(u32::from(prefix.len), a.octets())),
             IpAddr::V6(a) => v6.remove(&Key::new(u32::from(prefix.len), a.octets())),
@@ -316,10 +328,10 @@ fn sync(
             Err(error) => return Err(error.into()),
         }
     }
-    for prefix in want.difference(have) {
+    for (prefix, flags) in want.iter().filter(|(prefix, flags)| have.get(prefix) != Some(flags)) {
         match prefix.addr {
-            IpAddr::V4(a) => v4.insert(&Key::new(u32::from(prefix.len), a.octets()), 1, 0)?,
-            IpAddr::V6(a) => v6.insert(&Key::new(u32::from(prefix.len), a.octets()), 1, 0)?,
+            IpAddr::V4(a) => v4.insert(&Key::new(u32::from(prefix.len), a.octets()), *flags, 0)?,
+            IpAddr::V6(a) => v6.insert(&Key::new(u32::from(prefix.len), a.octets()), *flags, 0)?,
         }
     }
     have.clone_from(want);

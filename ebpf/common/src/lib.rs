@@ -7,8 +7,9 @@
 // Limits (map sizes). Each is a `max_entries`; the LPM tries allocate per entry, the rest is
 // preallocated by the kernel.
 
-/// Prefixes per allow or deny trie and family: room for large lists (the benchmark loads 10k).
-pub const PREFIXES_MAX: u32 = 65_536;
+/// Prefixes per lists trie (allow and deny together) and family: room for large lists (the
+/// benchmark loads 10k of each).
+pub const PREFIXES_MAX: u32 = 131_072;
 /// Blocked prefixes per family (L7 feedback and `ctl block`).
 pub const BLOCKED_MAX: u32 = 65_536;
 /// Sources tracked by the token buckets; the least recently seen is evicted (LRU), so a flood
@@ -47,11 +48,17 @@ pub const VLAN_TAGS_MAX: u32 = 2;
 pub const MAP_ACTIVE: &str = "ACTIVE";
 /// `Array<FilterConfig>`, [`GENERATIONS`] entries.
 pub const MAP_CONFIG: &str = "CONFIG";
-/// Allow/deny LPM tries per family and generation: `LpmTrie<[u8; 4 or 16], u32>`.
-pub const MAP_ALLOW_V4: [&str; 2] = ["ALLOW_V4_0", "ALLOW_V4_1"];
-pub const MAP_DENY_V4: [&str; 2] = ["DENY_V4_0", "DENY_V4_1"];
-pub const MAP_ALLOW_V6: [&str; 2] = ["ALLOW_V6_0", "ALLOW_V6_1"];
-pub const MAP_DENY_V6: [&str; 2] = ["DENY_V6_0", "DENY_V6_1"];
+/// The allow and deny lists of one family and generation, merged into one LPM trie
+/// (`LpmTrie<[u8; 4 or 16], u32>`, value: [`LIST_DENY`] | [`LIST_ALLOW`]), so that one lookup
+/// answers both questions. User space stores in each prefix's value whether it, or a shorter
+/// prefix covering it, is in each list; the longest match then carries the exact answer,
+/// because every listed prefix that contains an address covers the longest one that does.
+pub const MAP_LISTS_V4: [&str; 2] = ["LISTS_V4_0", "LISTS_V4_1"];
+pub const MAP_LISTS_V6: [&str; 2] = ["LISTS_V6_0", "LISTS_V6_1"];
+/// A lists-trie value bit: the address is denylisted.
+pub const LIST_DENY: u32 = 1;
+/// A lists-trie value bit: the address is allowlisted.
+pub const LIST_ALLOW: u32 = 2;
 /// `LpmTrie<[u8; 4], u64>`: blocked prefix → `blocked_until` (CLOCK_MONOTONIC ns).
 pub const MAP_BLOCKED_V4: &str = "BLOCKED_V4";
 /// `LpmTrie<[u8; 16], u64>`: as [`MAP_BLOCKED_V4`].

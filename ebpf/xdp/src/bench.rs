@@ -3,6 +3,8 @@
 //!   stamps a source address from a rotating range into the frame and redirects it out of the
 //!   veth given in `FLOOD`, so the far side receives real XDP frames (no socket-layer skb).
 //! - `bare_drop`: `XDP_DROP` and nothing else, the floor the pre-filter is compared with.
+//! - `pass_all`: `XDP_PASS`; lets a veth take redirected frames when the peer under test has
+//!   no XDP program of its own (nftables and kernel-stack rows).
 #![no_std]
 #![no_main]
 
@@ -60,6 +62,11 @@ pub fn flood_redirect(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn bare_drop(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_DROP
+}
+
+#[xdp]
+pub fn pass_all(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
 }
 
 #[cfg(not(test))]

@@ -16,8 +16,9 @@ use aya_ebpf::maps::lpm_trie::Key;
 use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray};
 use aya_ebpf::programs::XdpContext;
 use portcullis_ebpf_common::{
-    BLOCKED_MAX, BUCKETS_MAX, Bucket, ELAPSED_CAP_NS, FILTER_ALLOWLIST, FilterConfig, GENERATIONS, LISTENERS_MAX,
-    ListenFlags, ListenKey, PORTS, PREFIXES_MAX, SourceKey, TOKEN_SCALE, VERDICT_REASONS, VerdictReason,
+    BLOCKED_MAX, BUCKETS_MAX, Bucket, ELAPSED_CAP_NS, FILTER_ALLOWLIST, FilterConfig, GENERATIONS, LIST_ALLOW,
+    LIST_DENY, LISTENERS_MAX, ListenFlags, ListenKey, PORTS, PREFIXES_MAX, SourceKey, TOKEN_SCALE, VERDICT_REASONS,
+    VerdictReason,
 };
 
 use crate::parse::{Addresses, Parsed};
@@ -27,21 +28,13 @@ static ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 static CONFIG: Array<FilterConfig> = Array::with_max_entries(GENERATIONS, 0);
 #[map]
-static ALLOW_V4_0: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(PREFIXES_MAX, 0);
+static LISTS_V4_0: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(PREFIXES_MAX, 0);
 #[map]
-static ALLOW_V4_1: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(PREFIXES_MAX, 0);
+static LISTS_V4_1: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(PREFIXES_MAX, 0);
 #[map]
-static DENY_V4_0: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(PREFIXES_MAX, 0);
+static LISTS_V6_0: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(PREFIXES_MAX, 0);
 #[map]
-static DENY_V4_1: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(PREFIXES_MAX, 0);
-#[map]
-static ALLOW_V6_0: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(PREFIXES_MAX, 0);
-#[map]
-static ALLOW_V6_1: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(PREFIXES_MAX, 0);
-#[map]
-static DENY_V6_0: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(PREFIXES_MAX, 0);
-#[map]
-static DENY_V6_1: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(PREFIXES_MAX, 0);
+static LISTS_V6_1: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(PREFIXES_MAX, 0);
 #[map]
 static BLOCKED_V4: LpmTrie<[u8; 4], u64> = LpmTrie::with_max_entries(BLOCKED_MAX, 0);
 #[map]
@@ -108,47 +101,34 @@ fn judge(packet: &parse::Packet) -> VerdictReason {
     let Some(config) = CONFIG.get(generation) else {
         return VerdictReason::Passed;
     };
-    let now = unsafe { bpf_ktime_get_ns() };
-    let listed = match packet.addresses {
-        Addresses::V4 { source, .. } => check_v4(generation, config, source, now),
-        Addresses::V6 { source, .. } => check_v6(generation, config, source, now),
+    // One LPM lookup answers deny and allow; the clock is read only for what needs it.
+    let (lists, blocked) = match packet.addresses {
+        Addresses::V4 { source, .. } => {
+            let key = Key::new(32, source);
+            let lists = if generation == 0 { LISTS_V4_0.get(&key) } else { LISTS_V4_1.get(&key) };
+            (lists.map_or(0, |flags| *flags), BLOCKED_V4.get(&key).map_or(0, |until| *until))
+        }
+        Addresses::V6 { source, .. } => {
+            let key = Key::new(128, source);
+            let lists = if generation == 0 { LISTS_V6_0.get(&key) } else { LISTS_V6_1.get(&key) };
+            (lists.map_or(0, |flags| *flags), BLOCKED_V6.get(&key).map_or(0, |until| *until))
+        }
     };
-    if let Some(reason) = listed {
-        return reason;
+    if lists & LIST_DENY != 0 {
+        return VerdictReason::Denylisted;
+    }
+    if config.flags & FILTER_ALLOWLIST != 0 && lists & LIST_ALLOW == 0 {
+        return VerdictReason::NotAllowlisted;
+    }
+    if blocked == 0 && config.syn_rate_per_second == 0 && config.packet_rate_per_second == 0 {
+        return VerdictReason::Passed;
+    }
+    // SAFETY: a helper without arguments or preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if blocked > now {
+        return VerdictReason::Blocked;
     }
     rate(config, packet, now)
-}
-
-#[inline(always)]
-fn check_v4(generation: u32, config: &FilterConfig, source: [u8; 4], now: u64) -> Option<VerdictReason> {
-    let key = Key::new(32, source);
-    let (deny, allow) = if generation == 0 { (&DENY_V4_0, &ALLOW_V4_0) } else { (&DENY_V4_1, &ALLOW_V4_1) };
-    if deny.get(&key).is_some() {
-        return Some(VerdictReason::Denylisted);
-    }
-    if config.flags & FILTER_ALLOWLIST != 0 && allow.get(&key).is_none() {
-        return Some(VerdictReason::NotAllowlisted);
-    }
-    match BLOCKED_V4.get(&key) {
-        Some(until) if *until > now => Some(VerdictReason::Blocked),
-        _ => None,
-    }
-}
-
-#[inline(always)]
-fn check_v6(generation: u32, config: &FilterConfig, source: [u8; 16], now: u64) -> Option<VerdictReason> {
-    let key = Key::new(128, source);
-    let (deny, allow) = if generation == 0 { (&DENY_V6_0, &ALLOW_V6_0) } else { (&DENY_V6_1, &ALLOW_V6_1) };
-    if deny.get(&key).is_some() {
-        return Some(VerdictReason::Denylisted);
-    }
-    if config.flags & FILTER_ALLOWLIST != 0 && allow.get(&key).is_none() {
-        return Some(VerdictReason::NotAllowlisted);
-    }
-    match BLOCKED_V6.get(&key) {
-        Some(until) if *until > now => Some(VerdictReason::Blocked),
-        _ => None,
-    }
 }
 
 /// The per-source token buckets. Updates from two CPUs may race and lose a decrement: the
