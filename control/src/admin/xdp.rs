@@ -17,6 +17,7 @@ pub const XDP_TIMEOUT_MS: u64 = 5_000;
 /// Sends `request` to the data plane and turns its answer into an admin [`Response`].
 pub async fn forward(data_dir: &DataDir, request: Request) -> Response {
     let path = data_dir.xdp_socket();
+    let is_status = request == Request::XdpStatus;
     let answer = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, String> {
         let mut stream = UnixStream::connect(&path).map_err(|error| {
             format!("the data plane is not running or has no XDP socket ({}: {error})", path.display())
@@ -31,8 +32,17 @@ pub async fn forward(data_dir: &DataDir, request: Request) -> Response {
     })
     .await;
     match answer {
-        Ok(Ok(value)) if value.get("ok").and_then(serde_json::Value::as_bool) == Some(true) => {
-            Response { ok: true, xdp: Some(value), ..Response::default() }
+        Ok(Ok(mut value)) if value.get("ok").and_then(serde_json::Value::as_bool) == Some(true) => {
+            // `xdp` carries the status object itself, or the block/unblock result without `ok`.
+            let xdp = match value.as_object_mut() {
+                Some(object) if is_status => object.remove("xdp").unwrap_or_default(),
+                Some(object) => {
+                    object.remove("ok");
+                    value
+                }
+                None => value,
+            };
+            Response { ok: true, xdp: Some(xdp), ..Response::default() }
         }
         Ok(Ok(value)) => Response::failure(
             value

@@ -12,7 +12,7 @@ use crate::admin::Request;
 /// `ctl xdp status`: a table, or the data plane's status object as JSON.
 pub fn status(data_dir: &DataDir, json: bool) -> Result<String, CtlError> {
     let response = succeeded(request(data_dir, &Request::XdpStatus)?)?;
-    let status = response.xdp.as_ref().and_then(|value| value.get("xdp")).cloned().unwrap_or(Value::Null);
+    let status = response.xdp.unwrap_or(Value::Null);
     if json {
         return serde_json::to_string_pretty(&status).map_err(|error| CtlError::Protocol(error.to_string()));
     }

@@ -177,10 +177,11 @@ fn full_rules() -> XdpRules {
     XdpRules {
         allow,
         deny,
-        syn_rate_per_second: 100,
-        syn_burst: 200,
-        packet_rate_per_second: 1_000,
-        packet_burst: 100,
+        // Low per-source rates, so the over-rate flood (1,024 sources) is almost all dropped.
+        syn_rate_per_second: 10,
+        syn_burst: 20,
+        packet_rate_per_second: 10,
+        packet_burst: 10,
         ..XdpRules::default()
     }
 }
@@ -377,7 +378,9 @@ fn ddos(pair: &NetnsPair, generator: &mut Generator, rules: &XdpRules, max_rate:
             })?;
             row.push((rate, rps));
         }
-        drop(gateway);
+        // SIGTERM: control stops the data plane, which detaches its program before the next phase.
+        let mut gateway = gateway;
+        gateway.terminate();
         table.push(row);
     }
     for index in 0..DDOS_RATES.len() {
@@ -422,7 +425,15 @@ fn attach_program(pair: &NetnsPair, name: &'static str) -> Result<Ebpf> {
         let mut ebpf = Ebpf::load(BENCH_OBJECT)?;
         let program: &mut Xdp = ebpf.program_mut(name).context("program")?.try_into()?;
         program.load()?;
-        program.attach(&interface, XdpMode::Driver)?;
+        // A just-killed gateway's link may take a moment to go: retry while the device is busy.
+        let mut tries = 0;
+        while let Err(error) = program.attach(&interface, XdpMode::Driver) {
+            tries += 1;
+            if tries == 20 {
+                return Err(error.into());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
         Ok(ebpf)
     })
 }
