@@ -48,6 +48,11 @@ fn config() -> Config {
             subscription_required: true,
             subscription_key_header: DEFAULT_SUBSCRIPTION_KEY_HEADER.into(),
             subscription_key_query: DEFAULT_SUBSCRIPTION_KEY_QUERY.into(),
+            version: String::new(),
+            revision: "1".into(),
+            operations: vec![portcullis_contract::model::Operation::catch_all(
+                portcullis_contract::model::Policies::all(0),
+            )],
         })
         .collect();
     let subscriptions = (0..KEYS)
@@ -68,6 +73,8 @@ fn config() -> Config {
         subscriptions,
         key_index,
         limits: Limits::default(),
+        programs: vec![portcullis_contract::program::Program::empty()],
+        deployment: Default::default(),
         xdp: Default::default(),
     }
 }

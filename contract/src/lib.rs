@@ -14,6 +14,7 @@ pub mod channel;
 pub mod key_index;
 pub mod layout;
 pub mod model;
+pub mod program;
 pub mod snapshot;
 pub mod stats;
 pub mod xdp;

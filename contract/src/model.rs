@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::key_index::KeyIndex;
+use crate::program::{Program, Section};
 
 /// Header that carries the subscription key unless an API names another one (APIM's default).
 pub const DEFAULT_SUBSCRIPTION_KEY_HEADER: &str = "Ocp-Apim-Subscription-Key";
@@ -15,7 +16,7 @@ pub const DEFAULT_SUBSCRIPTION_KEY_HEADER: &str = "Ocp-Apim-Subscription-Key";
 pub const DEFAULT_SUBSCRIPTION_KEY_QUERY: &str = "subscription-key";
 
 /// One complete, immutable configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     /// Where this configuration came from (the config directory), for status output.
     pub source: String,
@@ -24,8 +25,78 @@ pub struct Config {
     /// Every key of every subscription, hashed; see [`KeyIndex`].
     pub key_index: KeyIndex,
     pub limits: Limits,
+    /// Compiled policy sections, shared by the operations whose merged sections are identical;
+    /// referenced by [`Policies`]. Every program passed [`crate::program::verify`].
+    pub programs: Vec<Program>,
+    /// Gateway identity as policies read it (`context.Deployment`).
+    pub deployment: Deployment,
     /// Kernel-plane rules (XDP maps) and the per-IP request limit that feeds them.
     pub xdp: crate::xdp::XdpRules,
+}
+
+/// `context.Deployment`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub gateway_id: String,
+    pub region: String,
+    pub service_name: String,
+}
+
+/// The four compiled sections of one operation: indices into [`Config::programs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policies {
+    pub inbound: u32,
+    pub backend: u32,
+    pub outbound: u32,
+    pub on_error: u32,
+}
+
+impl Policies {
+    /// Every section runs program `index`.
+    pub fn all(index: u32) -> Self {
+        Self { inbound: index, backend: index, outbound: index, on_error: index }
+    }
+
+    pub fn program(&self, section: Section) -> u32 {
+        match section {
+            Section::Inbound => self.inbound,
+            Section::Backend => self.backend,
+            Section::Outbound => self.outbound,
+            Section::OnError => self.on_error,
+        }
+    }
+}
+
+/// Method and URL template of the operation an API without operations gets.
+pub const CATCH_ALL_METHOD: &str = "*";
+pub const CATCH_ALL_TEMPLATE: &str = "/*";
+
+/// An operation of an API: a method and a URL template below the API path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    /// Stable identifier (`context.Operation.Id`): the operation file's name.
+    pub id: String,
+    /// Display name (`context.Operation.Name`).
+    pub name: String,
+    /// Upper-case method, or `*` for any method.
+    pub method: String,
+    /// Template below the API path, e.g. `/users/{id}`; `/*` matches any path
+    /// (`context.Operation.UrlTemplate`).
+    pub url_template: String,
+    pub policies: Policies,
+}
+
+impl Operation {
+    /// The operation of an API written without operations: any method, any path.
+    pub fn catch_all(policies: Policies) -> Self {
+        Self {
+            id: "all".to_owned(),
+            name: "All operations".to_owned(),
+            method: CATCH_ALL_METHOD.to_owned(),
+            url_template: CATCH_ALL_TEMPLATE.to_owned(),
+            policies,
+        }
+    }
 }
 
 /// An API: a path prefix on the gateway, a backend, and who may call it.
@@ -44,6 +115,13 @@ pub struct Api {
     pub subscription_key_header: String,
     /// Query parameter that carries the key when the header is absent.
     pub subscription_key_query: String,
+    /// `context.Api.Version` (empty when the API is not versioned).
+    pub version: String,
+    /// `context.Api.Revision`.
+    pub revision: String,
+    /// The API's operations. An API written without operations gets one catch-all operation
+    /// (`*` on `/*`), so every routed request matches exactly one operation.
+    pub operations: Vec<Operation>,
 }
 
 /// Where an API's requests go: the backend's base URL, split once by control.
@@ -139,6 +217,12 @@ pub enum ConfigError {
     InvalidPath { api: String, path: String },
     #[error("key index: {0}")]
     KeyIndex(#[from] crate::key_index::KeyIndexError),
+    #[error("API {api:?} has no operation")]
+    NoOperation { api: String },
+    #[error("operation {operation:?} of API {api:?} refers to program {program}, but there are only {programs}")]
+    ProgramOutOfRange { api: String, operation: String, program: u32, programs: usize },
+    #[error("program {index}: {error}")]
+    Program { index: usize, error: crate::program::VerifyError },
 }
 
 impl Config {
@@ -151,6 +235,25 @@ impl Config {
                 return Err(ConfigError::InvalidPath { api: api.id.clone(), path: api.path.clone() });
             }
             paths.push(&api.path);
+            if api.operations.is_empty() {
+                return Err(ConfigError::NoOperation { api: api.id.clone() });
+            }
+            for operation in &api.operations {
+                for section in Section::ALL {
+                    let program = operation.policies.program(section);
+                    if program as usize >= self.programs.len() {
+                        return Err(ConfigError::ProgramOutOfRange {
+                            api: api.id.clone(),
+                            operation: operation.id.clone(),
+                            program,
+                            programs: self.programs.len(),
+                        });
+                    }
+                }
+            }
+        }
+        for (index, program) in self.programs.iter().enumerate() {
+            crate::program::verify(program).map_err(|error| ConfigError::Program { index, error })?;
         }
         paths.sort_unstable();
         if let Some(pair) = paths.windows(2).find(|pair| pair[0] == pair[1]) {

@@ -10,6 +10,7 @@ pub mod diagnostic;
 mod files;
 pub mod load;
 pub mod named_values;
+mod policies;
 mod xdp;
 
 use std::path::Path;
@@ -35,6 +36,24 @@ pub fn load_seeded(dir: &Path, provided: &NamedValues, seed: [u64; 2]) -> Result
         Some(config) if diagnostics.is_empty() => Ok(config),
         _ => Err(diagnostics),
     }
+}
+
+/// What policy documents outside a config may refer to in the config directory `dir`: its named
+/// values (with the values the running gateway provides) and its fragments, read and checked as
+/// a load reads them.
+pub fn policy_references(dir: &Path) -> Result<(NamedValues, crate::policy::scope::Fragments), Diagnostics> {
+    let mut diagnostics = Diagnostics::default();
+    let mut parsed =
+        load::Parsed { named_values: load::read_named_values(dir, &mut diagnostics), ..Default::default() };
+    let fragments_dir = dir.join(load::FRAGMENTS_DIR);
+    if fragments_dir.is_dir() {
+        load::read_fragments(&fragments_dir, &mut parsed, &mut diagnostics);
+    }
+    let values = compile::named_values(parsed.named_values.as_ref(), &crate::up::check_values(true), &mut diagnostics);
+    let mut report = crate::policy::compile::Report::default();
+    let fragments = policies::fragments(&parsed, &mut report);
+    diagnostics.items.extend(report.errors);
+    if diagnostics.is_empty() { Ok((values, fragments)) } else { Err(diagnostics) }
 }
 
 /// A fresh key-index seed, so nobody can aim hash collisions at a snapshot they have not seen.

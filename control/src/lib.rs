@@ -16,6 +16,7 @@ pub mod config;
 pub mod ctl;
 pub mod data_dir;
 pub mod echo;
+pub mod policy;
 pub mod publisher;
 pub mod quickstart;
 pub mod up;

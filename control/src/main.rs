@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use portcullis_contract::layout::DataDir;
-use portcullis_control::{config, ctl, data_dir, echo, quickstart, up};
+use portcullis_control::{config, ctl, data_dir, echo, policy, quickstart, up};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -40,6 +40,14 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Compile APIM policy documents outside a gateway.
+    Policy {
+        /// Config directory whose named values and fragments the documents may use.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: policy::cli::Command,
     },
 }
 
@@ -157,5 +165,6 @@ fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Policy { config: dir, command } => policy::cli::run(dir.as_deref(), command),
     }
 }

@@ -109,7 +109,8 @@ impl ChannelTask {
         if header.generation != announced {
             return Err(format!("message announces generation {announced} but the snapshot is {}", header.generation));
         }
-        snapshot_cell::install(&self.cell, &self.stats, header.generation, config);
+        snapshot_cell::install(&self.cell, &self.stats, header.generation, config)
+            .map_err(|error| format!("a policy program was refused: {error}"))?;
         tracing::info!(generation = header.generation, "applied snapshot");
         if let Err(error) = last_good::store(&self.last_good, &raw) {
             // The snapshot serves; only a cold start without control would miss it.

@@ -137,10 +137,12 @@ fn choose_backend(choice: IoChoice) -> anyhow::Result<IoBackend> {
 /// Serves the on-disk last-good snapshot, if there is a valid one.
 fn load_last_good(path: &Path, cell: &SnapshotCell, stats: &StatsRegion) {
     match last_good::load(path) {
-        Ok(Some((header, config))) => {
-            snapshot::install(cell, stats, header.generation, config);
-            tracing::info!(generation = header.generation, "serving the last-good snapshot from disk");
-        }
+        Ok(Some((header, config))) => match snapshot::install(cell, stats, header.generation, config) {
+            Ok(()) => tracing::info!(generation = header.generation, "serving the last-good snapshot from disk"),
+            Err(error) => {
+                tracing::warn!(%error, "ignoring the last-good snapshot; answering 503 until control sends one")
+            }
+        },
         Ok(None) => tracing::info!("no snapshot yet: answering 503 until control sends one"),
         Err(error) => tracing::warn!(%error, "ignoring the last-good snapshot; answering 503 until control sends one"),
     }

@@ -64,6 +64,8 @@ mod tests {
             subscriptions: Vec::new(),
             key_index: KeyIndex::default(),
             limits: Limits::default(),
+            programs: vec![portcullis_contract::program::Program::empty()],
+            deployment: Default::default(),
             xdp: Default::default(),
         };
         store(&path, &snapshot::encode(9, &config).unwrap()).unwrap();

@@ -15,6 +15,7 @@ mod io;
 pub mod last_good;
 pub mod listener;
 pub mod logging;
+pub mod policy;
 mod proxy;
 pub mod router;
 pub mod snapshot;

@@ -1,16 +1,19 @@
 //! The request lifecycle: one connection's loop and the phases every request goes through.
 //!
 //! ```text
-//! read head ─► inbound (route, key) ─► backend (forward, response head) ─► outbound (response head)
-//!     │              │ Respond               │ error                          │ Respond
-//!     └──────────────┴──────────────► on-error (the ONE place errors become APIM responses)
-//!                                   ─► relay response body ─► done (stats, always)
+//! read head ─► inbound (route, operation, key, inbound policies)
+//!          ─► backend (backend policies; forward-request calls the backend, then they resume)
+//!          ─► outbound (outbound policies on the response head) ─► relay response body
+//!     │ any error or policy answer
+//!     └──► on-error (on-error policies, then the ONE place errors become APIM responses)
+//!          ─► done (stats, always)
 //! ```
-//! Policies will plug into inbound, outbound and on-error; they return the same [`Verdict`].
+//! The policy sections run in the VM ([`crate::policy`]) through [`policies`].
 
 mod error;
 mod exchange;
 mod ip_limit;
+mod policies;
 mod relay;
 
 use std::net::SocketAddr;
@@ -18,18 +21,22 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use portcullis_contract::model::Limits;
+use portcullis_contract::program::Section;
 use portcullis_contract::stats::WorkerSlot;
 
 use crate::http::HEAD_BYTES_INITIAL;
 use crate::http::error_response::{self, ErrorResponse};
+use crate::http::forward::ClientConnection;
 use crate::http::request::{self, RequestHead};
 use crate::http::response::ResponseHead;
 use crate::io::{ReadError, Stream, read_within};
+use crate::policy::{RequestState, apply};
 use crate::router::Route;
 use crate::subscription::{self, KeyRejection};
 use crate::worker::{LocalSnapshot, WorkerCtx};
 
 pub(crate) use error::{ErrorSource, ProxyError};
+use policies::{Matched, SectionEnd};
 
 /// A phase's decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +60,8 @@ pub(crate) struct Connection<S: Stream> {
     /// Heap slots for the parsed heads, reused by every request on this connection.
     request_heads: HeadSlot<RequestHead>,
     pub(crate) response_heads: HeadSlot<ResponseHead>,
+    /// Policy state of the current request; reset, not reallocated, between requests.
+    pub(crate) policy: RequestState,
     drain: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -99,6 +108,8 @@ pub(crate) struct RequestCtx {
     pub(crate) head: Box<RequestHead>,
     pub(crate) snapshot: Option<Rc<LocalSnapshot>>,
     pub(crate) route: Option<Route>,
+    /// The operation, once matched: from then on the operation's policies run.
+    pub(crate) matched: Option<Matched>,
     pub(crate) is_head: bool,
     /// The client lets us keep the connection after this request.
     pub(crate) client_keep_alive: bool,
@@ -110,6 +121,8 @@ pub(crate) struct RequestCtx {
     pub(crate) request_end: Option<usize>,
     /// We answered `Expect: 100-continue` already.
     pub(crate) sent_continue: bool,
+    /// A policy replaced the request body: the replacement is sent, the client's is skipped.
+    pub(crate) request_body_replaced: bool,
 }
 
 /// Serves one client connection until it closes, fails, times out or the worker drains.
@@ -122,6 +135,7 @@ pub(crate) async fn serve_connection<S: Stream>(worker: Rc<WorkerCtx<S>>, client
         out: Vec::new(),
         request_heads: HeadSlot::default(),
         response_heads: HeadSlot::default(),
+        policy: RequestState::new(),
         drain: worker.drain.subscribe(),
     };
     loop {
@@ -155,6 +169,28 @@ fn on_error(error: &ProxyError) -> Option<ErrorResponse> {
         tracing::debug!(%error, source = ?error.source(), "request failed");
     }
     error.response()
+}
+
+/// What the client is answered after an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Nothing: close the connection.
+    None,
+    /// One of the gateway's fixed APIM responses.
+    Static(ErrorResponse),
+    /// A policy's error (status), or the response a policy built.
+    Policy(u16),
+    Built,
+}
+
+impl Answer {
+    fn of(error: &ProxyError) -> Self {
+        match error {
+            ProxyError::PolicyResponse => Answer::Built,
+            ProxyError::Policy(failed) => Answer::Policy(failed.status()),
+            other => other.response().map_or(Answer::None, Answer::Static),
+        }
+    }
 }
 
 /// Counts one response sent.
@@ -237,15 +273,24 @@ impl<S: Stream> Connection<S> {
             head,
             snapshot,
             route: None,
+            matched: None,
             status: 0,
             response_started: false,
             request_end: None,
             sent_continue: false,
+            request_body_replaced: false,
         };
+        self.policy.reset();
         let outcome = match self.inbound(&mut ctx) {
             _ if self.over_ip_limit(&mut ctx, worker).await => Ok(()),
             Verdict::Respond(response) => Err(ProxyError::Rejected(response)),
-            Verdict::Continue => self.forward(worker, &mut ctx).await,
+            Verdict::Continue => match self.run_section(&ctx, Section::Inbound, false, None).await {
+                SectionEnd::Continue => self.forward(worker, &mut ctx).await,
+                SectionEnd::Respond => Err(ProxyError::PolicyResponse),
+                SectionEnd::Failed(error) => Err(error),
+                // The compiler allows forward-request only in the backend section.
+                SectionEnd::Forward(_) => Err(ProxyError::BackendUnavailable),
+            },
         };
         if let Err(error) = outcome {
             self.answer_error(&mut ctx, &error, worker).await;
@@ -256,17 +301,35 @@ impl<S: Stream> Connection<S> {
     }
 
     /// Inbound phase: runs once the head is parsed, before anything reaches the backend.
-    /// Routes the request and checks its subscription key (inbound policies will run here).
+    /// Routes the request to an API and an operation and checks its subscription key; the
+    /// operation's inbound policies run next (see [`Self::serve_request`]).
     fn inbound(&self, ctx: &mut RequestCtx) -> Verdict {
         let Some(snapshot) = ctx.snapshot.as_deref() else {
             return Verdict::Respond(error_response::NO_CONFIGURATION);
         };
-        let Some(route) = snapshot.router.route(ctx.head.target(&self.buf)) else {
+        let target = ctx.head.target(&self.buf);
+        let Some(route) = snapshot.router.route(target) else {
             return Verdict::Respond(error_response::NOT_FOUND);
         };
         ctx.route = Some(route);
         let Some(api) = snapshot.config.apis.get(route.api as usize) else {
             return Verdict::Respond(error_response::NOT_FOUND);
+        };
+        let path_end = target.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(target.len());
+        let path = target.get(route.remainder..path_end).unwrap_or(&[]);
+        let found = snapshot
+            .operations
+            .get(route.api as usize)
+            .and_then(|operations| operations.find(ctx.head.method(&self.buf), path, route.remainder));
+        let Some(found) = found else {
+            return Verdict::Respond(error_response::NOT_FOUND);
+        };
+        let mut matched = Matched {
+            api: route.api,
+            found,
+            subscription: None,
+            request_id: policies::next_request_id(),
+            timestamp: chrono::Utc::now(),
         };
         if api.subscription_required {
             let mut scratch = [0u8; portcullis_contract::key_index::KEY_BYTES_MAX];
@@ -277,21 +340,42 @@ impl<S: Stream> Connection<S> {
                 &api.subscription_key_query,
                 &mut scratch,
             );
-            match subscription::check(&snapshot.config, route.api, key) {
-                Ok(_) => {}
+            let checked = subscription::check(&snapshot.config, route.api, key);
+            // From here on-error policies run for the key's errors too, as in APIM.
+            ctx.matched = Some(matched);
+            match checked {
+                Ok(subscription) => matched.subscription = Some(subscription),
                 Err(KeyRejection::Missing) => return Verdict::Respond(error_response::MISSING_KEY),
                 Err(KeyRejection::Invalid) => return Verdict::Respond(error_response::INVALID_KEY),
             }
         }
+        ctx.matched = Some(matched);
         Verdict::Continue
     }
 
-    /// Sends the on-error phase's response, if the client can still get one.
+    /// The on-error phase: runs the operation's on-error policies (when an operation was
+    /// matched), then sends the response the client gets, if it can still get one.
     async fn answer_error(&mut self, ctx: &mut RequestCtx, error: &ProxyError, worker: &WorkerCtx<S>) {
-        let Some(response) = on_error(error).filter(|_| !ctx.response_started) else {
+        if ctx.response_started {
             ctx.client_keep_alive = false;
             return;
-        };
+        }
+        if error.source() != ErrorSource::Gateway {
+            tracing::debug!(%error, source = ?error.source(), "request failed");
+        }
+        let mut answer = Answer::of(error);
+        if answer != Answer::Built && ctx.matched.is_some() && error.source() != ErrorSource::Client {
+            self.record_last_error(error, Section::OnError);
+            match self.run_section(ctx, Section::OnError, false, None).await {
+                SectionEnd::Respond => answer = Answer::Built,
+                SectionEnd::Failed(ProxyError::Policy(failed)) => answer = Answer::Policy(failed.status()),
+                SectionEnd::Continue | SectionEnd::Forward(_) | SectionEnd::Failed(_) => {}
+            }
+        }
+        if answer == Answer::None {
+            ctx.client_keep_alive = false;
+            return;
+        }
         if ctx.request_end.is_none() {
             // The body was not relayed: skip it if it is all here, else the connection cannot continue.
             ctx.request_end = relay::buffered_end(&self.buf, ctx.head.head_len(), ctx.head.framing());
@@ -299,8 +383,46 @@ impl<S: Stream> Connection<S> {
         let close = !ctx.client_keep_alive || ctx.request_end.is_none() || worker.drain.is_draining();
         ctx.client_keep_alive = !close;
         ctx.response_started = true;
-        ctx.status = response.status;
-        if self.send_error(response, close).await.is_err() {
+        self.out.clear();
+        ctx.status = match (answer, error) {
+            (Answer::Built, _) => {
+                let connection = if close { ClientConnection::Close } else { ClientConnection::KeepAlive };
+                let programs = ctx.snapshot.as_deref().map(|snapshot| &snapshot.programs);
+                match programs {
+                    Some(programs)
+                        if apply::write_built_response(
+                            &mut self.out,
+                            &self.policy,
+                            programs,
+                            connection,
+                            ctx.is_head,
+                        ) =>
+                    {
+                        self.policy.built_status().unwrap_or(200)
+                    }
+                    _ => {
+                        error_response::INTERNAL_ERROR.write(&mut self.out, close);
+                        error_response::INTERNAL_ERROR.status
+                    }
+                }
+            }
+            (Answer::Policy(_), ProxyError::Policy(failed)) => {
+                apply::write_error_response(&mut self.out, failed, close);
+                failed.status()
+            }
+            (Answer::Policy(status), _) => {
+                // The on-error section itself failed: APIM answers with its error.
+                let message = self.policy.last_error().map_or("Internal server error", |e| &*e.message).to_owned();
+                error_response::write(&mut self.out, status, "Error", &message, close);
+                status
+            }
+            (Answer::Static(response), _) => {
+                response.write(&mut self.out, close);
+                response.status
+            }
+            (Answer::None, _) => 0,
+        };
+        if self.write_out().await.is_err() {
             ctx.client_keep_alive = false;
         }
     }

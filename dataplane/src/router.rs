@@ -3,6 +3,8 @@
 //! Built once per snapshot. A lookup hashes at most [`ROUTE_DEPTH_MAX`] candidate prefixes of
 //! the path, longest first; nothing is allocated.
 
+pub mod operation;
+
 use ahash::AHashMap;
 use portcullis_contract::model::Config;
 
@@ -115,6 +117,11 @@ mod tests {
                 subscription_required: false,
                 subscription_key_header: String::new(),
                 subscription_key_query: String::new(),
+                version: String::new(),
+                revision: "1".into(),
+                operations: vec![portcullis_contract::model::Operation::catch_all(
+                    portcullis_contract::model::Policies::all(0),
+                )],
             })
             .collect();
         Config {
@@ -123,6 +130,8 @@ mod tests {
             subscriptions: Vec::new(),
             key_index: KeyIndex::default(),
             limits: Limits::default(),
+            programs: vec![portcullis_contract::program::Program::empty()],
+            deployment: Default::default(),
             xdp: Default::default(),
         }
     }

@@ -8,7 +8,9 @@ use arc_swap::ArcSwapOption;
 use portcullis_contract::model::{Config, Scheme};
 use portcullis_contract::stats::StatsRegion;
 
+use crate::policy::{LoadError, Programs};
 use crate::router::Router;
+use crate::router::operation::Operations;
 
 /// One configuration generation, ready for the hot path: nothing in it is parsed per request.
 #[derive(Debug)]
@@ -23,12 +25,21 @@ pub struct Snapshot {
     /// cannot be used (unresolvable host, or https which this build does not speak yet): its
     /// requests are answered 502.
     pub backends: Vec<Option<SocketAddr>>,
+    /// Per API (same index as `config.apis`): its operations, ready for matching.
+    pub operations: Vec<Operations>,
+    /// The policy programs, verified again and with their regexes compiled.
+    pub programs: Programs,
+    /// Hosts of literal `set-backend-service base-url`s, resolved here so that no worker ever
+    /// waits on DNS.
+    resolved: Vec<(String, u16, SocketAddr)>,
 }
 
 impl Snapshot {
-    /// Builds the in-memory form: routing table and resolved backends. Resolution blocks (DNS),
-    /// so this runs on the snapshot-channel or start-up thread, never on a worker.
-    pub fn build(generation: u64, config: Config) -> Self {
+    /// Builds the in-memory form: routing table, operations, programs and resolved backends.
+    /// Resolution blocks (DNS), so this runs on the snapshot-channel or start-up thread, never
+    /// on a worker. A program that does not verify or load refuses the whole snapshot.
+    pub fn build(generation: u64, config: Config) -> Result<Self, LoadError> {
+        let programs = Programs::load(&config.programs)?;
         let router = Router::new(&config);
         for &api in router.unroutable() {
             if let Some(api) = config.apis.get(api as usize) {
@@ -36,16 +47,49 @@ impl Snapshot {
             }
         }
         let backends = config.apis.iter().map(|api| resolve(&api.id, &api.backend)).collect();
-        Self { generation, config, router, backends }
+        let operations = config.apis.iter().map(Operations::new).collect();
+        let resolved = resolve_policy_backends(&config.programs);
+        Ok(Self { generation, config, router, backends, operations, programs, resolved })
+    }
+
+    /// The address of `host:port` when a policy names it literally (see [`Self::build`]).
+    pub fn resolved_host(&self, host: &str, port: u16) -> Option<SocketAddr> {
+        self.resolved.iter().find(|(h, p, _)| h.eq_ignore_ascii_case(host) && *p == port).map(|(_, _, addr)| *addr)
     }
 }
 
 /// Builds `config` as `generation`, makes it current for every request that starts from now on,
 /// and records the generation in the stats header (where `ctl status` reads it). Blocks on DNS:
-/// call it from the snapshot-channel or start-up thread, never from a worker.
-pub fn install(cell: &SnapshotCell, stats: &StatsRegion, generation: u64, config: Config) {
-    cell.publish(Arc::new(Snapshot::build(generation, config)));
+/// call it from the snapshot-channel or start-up thread, never from a worker. On error nothing
+/// changes: the current snapshot keeps serving.
+pub fn install(cell: &SnapshotCell, stats: &StatsRegion, generation: u64, config: Config) -> Result<(), LoadError> {
+    cell.publish(Arc::new(Snapshot::build(generation, config)?));
     stats.header().generation.store(generation, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Resolves the hosts of `set-backend-service` URLs given as literals (a constant pushed right
+/// before the op); hosts only known at run time must be IP literals.
+fn resolve_policy_backends(programs: &[portcullis_contract::program::Program]) -> Vec<(String, u16, SocketAddr)> {
+    use portcullis_contract::program::{Const, Op};
+    let mut resolved: Vec<(String, u16, SocketAddr)> = Vec::new();
+    for program in programs {
+        for pair in program.ops.windows(2) {
+            let [Op::Const(index), Op::SetBackendUrl] = pair else { continue };
+            let Some(Const::Str(url)) = program.consts.get(*index as usize) else { continue };
+            let Ok(target) = crate::policy::parse_backend_url(url) else { continue };
+            if target.host.parse::<std::net::IpAddr>().is_ok()
+                || resolved.iter().any(|(h, p, _)| *h == target.host && *p == target.port)
+            {
+                continue;
+            }
+            match (target.host.as_str(), target.port).to_socket_addrs().map(|mut addrs| addrs.next()) {
+                Ok(Some(addr)) => resolved.push((target.host, target.port, addr)),
+                _ => tracing::warn!(url = %url, "set-backend-service host does not resolve; its requests get 502"),
+            }
+        }
+    }
+    resolved
 }
 
 fn resolve(api: &str, backend: &portcullis_contract::model::BackendUrl) -> Option<SocketAddr> {
@@ -119,6 +163,11 @@ mod tests {
             subscription_required: false,
             subscription_key_header: String::new(),
             subscription_key_query: String::new(),
+            version: String::new(),
+            revision: "1".into(),
+            operations: vec![portcullis_contract::model::Operation::catch_all(
+                portcullis_contract::model::Policies::all(0),
+            )],
         }
     }
 
@@ -134,9 +183,11 @@ mod tests {
             subscriptions: Vec::new(),
             key_index: KeyIndex::default(),
             limits: Limits::default(),
+            programs: vec![portcullis_contract::program::Program::empty()],
+            deployment: Default::default(),
             xdp: Default::default(),
         };
-        let snapshot = Snapshot::build(4, config);
+        let snapshot = Snapshot::build(4, config).unwrap();
         assert_eq!(snapshot.backends[0], Some("127.0.0.1:80".parse().unwrap()));
         assert_eq!(snapshot.backends[1], None);
         assert_eq!(snapshot.backends[2], None);

@@ -167,6 +167,8 @@ mod tests {
             subscriptions,
             key_index: KeyIndex::build([1, 2], entries).unwrap(),
             limits: Limits::default(),
+            programs: vec![portcullis_contract::program::Program::empty()],
+            deployment: Default::default(),
             xdp: Default::default(),
         }
     }

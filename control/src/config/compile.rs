@@ -7,8 +7,8 @@ use std::path::Path;
 
 use portcullis_contract::key_index::{KEY_BYTES_MAX, KeyEntry, KeyIndex, KeySlot};
 use portcullis_contract::model::{
-    Api, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Limits, Scheme, Subscription,
-    SubscriptionScope, SubscriptionState, is_valid_api_path,
+    Api, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Deployment, Limits, Scheme,
+    Subscription, SubscriptionScope, SubscriptionState, is_valid_api_path,
 };
 use toml::Spanned;
 
@@ -37,7 +37,12 @@ pub(crate) fn compile(
         .map_or_else(Limits::default, |item| limits(&item.file.limits, &item.source, diagnostics));
     let xdp = parsed.gateway.as_ref().map(|item| super::xdp::compile(&item.file.xdp, &item.source, diagnostics));
     let values = named_values(parsed.named_values.as_ref(), provided, diagnostics);
-    let apis = apis(&parsed.apis, &values, diagnostics);
+    let mut apis = apis(&parsed.apis, &values, diagnostics);
+    let compiled = super::policies::compile(&parsed, &mut apis, &values, policy_options(&parsed), diagnostics);
+    for warning in &compiled.warnings.items {
+        tracing::warn!("{warning}");
+    }
+    let deployment = deployment(&parsed);
     let (subscriptions, keys) = subscriptions(&parsed, &apis, diagnostics);
     if !diagnostics.is_empty() {
         return None;
@@ -55,6 +60,8 @@ pub(crate) fn compile(
         subscriptions,
         key_index,
         limits,
+        programs: compiled.programs,
+        deployment,
         xdp: xdp.unwrap_or_default(),
     };
     if let Err(error) = config.validate() {
@@ -63,6 +70,34 @@ pub(crate) fn compile(
     }
     Some(config)
 }
+
+/// Policy compile options from `gateway.toml` (`[policies] skip-unsupported`).
+fn policy_options(parsed: &Parsed) -> crate::policy::compile::Options {
+    crate::policy::compile::Options {
+        skip_unsupported: parsed.gateway.as_ref().is_some_and(|item| item.file.policies.skip_unsupported),
+        allow_unknown_references: false,
+    }
+}
+
+/// `context.Deployment`, from `[deployment]` in `gateway.toml`.
+fn deployment(parsed: &Parsed) -> Deployment {
+    let table = parsed.gateway.as_ref().map(|item| &item.file.deployment);
+    let pick = |value: Option<&Option<String>>, default: &str| {
+        value.and_then(|v| v.clone()).unwrap_or_else(|| default.to_owned())
+    };
+    Deployment {
+        gateway_id: pick(table.map(|t| &t.gateway_id), DEPLOYMENT_GATEWAY_ID_DEFAULT),
+        region: pick(table.map(|t| &t.region), DEPLOYMENT_REGION_DEFAULT),
+        service_name: pick(table.map(|t| &t.service_name), DEPLOYMENT_SERVICE_NAME_DEFAULT),
+    }
+}
+
+/// `context.Deployment.GatewayId` unless `gateway.toml` names it.
+pub(crate) const DEPLOYMENT_GATEWAY_ID_DEFAULT: &str = "portcullis";
+/// `context.Deployment.Region` unless `gateway.toml` names it.
+pub(crate) const DEPLOYMENT_REGION_DEFAULT: &str = "local";
+/// `context.Deployment.ServiceName` unless `gateway.toml` names it.
+pub(crate) const DEPLOYMENT_SERVICE_NAME_DEFAULT: &str = "portcullis";
 
 fn limits(table: &LimitsTable, source: &SourceFile, diagnostics: &mut Diagnostics) -> Limits {
     let mut limits = Limits::default();
@@ -82,7 +117,7 @@ fn limits(table: &LimitsTable, source: &SourceFile, diagnostics: &mut Diagnostic
     limits
 }
 
-fn named_values(
+pub(crate) fn named_values(
     file: Option<&Item<super::files::NamedValuesFile>>,
     provided: &NamedValues,
     diagnostics: &mut Diagnostics,
@@ -153,6 +188,10 @@ fn apis(items: &[Item<ApiFile>], values: &NamedValues, diagnostics: &mut Diagnos
                 subscription_required: file.subscription_required,
                 subscription_key_header: header,
                 subscription_key_query: query,
+                version: String::new(),
+                revision: "1".to_owned(),
+                // Filled by the policy compiler.
+                operations: Vec::new(),
             };
             apis.push((api, item.id.clone()));
         }

@@ -12,7 +12,29 @@ pub(crate) struct GatewayFile {
     #[serde(default)]
     pub(crate) limits: LimitsTable,
     #[serde(default)]
+    pub(crate) deployment: DeploymentTable,
+    #[serde(default)]
+    pub(crate) policies: PoliciesTable,
+    #[serde(default)]
     pub(crate) xdp: super::xdp::XdpTable,
+}
+
+/// `[policies]` in `gateway.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct PoliciesTable {
+    /// Policies the engine does not implement are skipped with a warning instead of refused.
+    #[serde(default)]
+    pub(crate) skip_unsupported: bool,
+}
+
+/// `[deployment]` in `gateway.toml`: what policies read as `context.Deployment`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct DeploymentTable {
+    pub(crate) gateway_id: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) service_name: Option<String>,
 }
 
 /// `[limits]` in `gateway.toml`; each absent key keeps the default from `contract::model`.
@@ -62,6 +84,18 @@ pub(crate) struct ApiFile {
 pub(crate) struct SubscriptionKeyTable {
     pub(crate) header: Option<Spanned<String>>,
     pub(crate) query: Option<Spanned<String>>,
+}
+
+/// `apis/<api-id>/operations/<operation-id>.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct OperationFile {
+    /// Display name; the id when absent.
+    pub(crate) name: Option<Spanned<String>>,
+    /// `GET`, `POST`, ... or `*` for any method.
+    pub(crate) method: Spanned<String>,
+    /// Path template below the API path: `/users/{id}`, `/files/*`.
+    pub(crate) url_template: Spanned<String>,
 }
 
 /// `subscriptions/<sub-id>.toml`.

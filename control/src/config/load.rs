@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use super::diagnostic::{Diagnostic, Diagnostics, SourceFile};
-use super::files::{ApiFile, GatewayFile, NamedValuesFile, SubscriptionFile};
+use super::files::{ApiFile, GatewayFile, NamedValuesFile, OperationFile, SubscriptionFile};
 
 /// A config file is written by hand; anything past 1 MiB is a mistake, not a config.
 pub const FILE_BYTES_MAX: u64 = 1024 * 1024;
@@ -25,6 +25,12 @@ pub const APIS_DIR: &str = "apis";
 pub const API_FILE: &str = "api.toml";
 /// The directory of subscriptions, one file each.
 pub const SUBSCRIPTIONS_DIR: &str = "subscriptions";
+/// The policy document of a scope: the config directory (global) or an API's directory.
+pub const POLICY_FILE: &str = "policy.xml";
+/// The directory of policy fragments, one `<fragment-id>.xml` each.
+pub const FRAGMENTS_DIR: &str = "fragments";
+/// An API's operations: `<operation-id>.toml`, with an optional `<operation-id>.xml` policy.
+pub const OPERATIONS_DIR: &str = "operations";
 
 /// One parsed file and the id its name gives it.
 #[derive(Debug)]
@@ -44,6 +50,26 @@ pub(crate) struct Parsed {
     /// APIs whose directory exists but whose file did not parse: scopes naming them are not
     /// reported as unknown (the real error is already reported).
     pub(crate) broken_api_ids: BTreeSet<String>,
+    /// `policy.xml` at the top of the config directory (global scope).
+    pub(crate) global_policy: Option<SourceFile>,
+    /// `fragments/<id>.xml`.
+    pub(crate) fragments: Vec<(String, SourceFile)>,
+    /// Per API id: its policy and operations.
+    pub(crate) api_parts: std::collections::BTreeMap<String, ApiParts>,
+}
+
+/// The files of an API directory besides `api.toml`.
+#[derive(Debug, Default)]
+pub(crate) struct ApiParts {
+    pub(crate) policy: Option<SourceFile>,
+    pub(crate) operations: Vec<OperationItem>,
+}
+
+/// One `operations/<id>.toml` and its optional `operations/<id>.xml`.
+#[derive(Debug)]
+pub(crate) struct OperationItem {
+    pub(crate) item: Item<OperationFile>,
+    pub(crate) policy: Option<SourceFile>,
 }
 
 struct Entry {
@@ -67,18 +93,27 @@ pub(crate) fn read(dir: &Path, diagnostics: &mut Diagnostics) -> Parsed {
             }
             (APIS_DIR, true) => read_apis(&entry.path, &mut parsed, diagnostics),
             (SUBSCRIPTIONS_DIR, true) => read_subscriptions(&entry.path, &mut parsed, diagnostics),
+            (POLICY_FILE, false) => parsed.global_policy = read_text(&entry.path, diagnostics),
+            (FRAGMENTS_DIR, true) => read_fragments(&entry.path, &mut parsed, diagnostics),
             (name, _) if is_ignored(name) => {}
             (name, is_dir) => diagnostics.push(Diagnostic::at_path(
                 &entry.path,
                 format!(
                     "unexpected {} {name:?} in the config directory: expected {GATEWAY_FILE}, {NAMED_VALUES_FILE}, \
-                     {APIS_DIR}/ or {SUBSCRIPTIONS_DIR}/ (names starting with '.' and *.md files are ignored)",
+                     {POLICY_FILE}, {APIS_DIR}/, {SUBSCRIPTIONS_DIR}/ or {FRAGMENTS_DIR}/ \
+                     (names starting with '.' and *.md files are ignored)",
                     if is_dir { "directory" } else { "file" }
                 ),
             )),
         }
     }
     parsed
+}
+
+/// Only `named-values.toml` of `dir`, if present.
+pub(crate) fn read_named_values(dir: &Path, diagnostics: &mut Diagnostics) -> Option<Item<NamedValuesFile>> {
+    let path = dir.join(NAMED_VALUES_FILE);
+    path.is_file().then(|| parse_file("named-values", &path, diagnostics)).flatten()
 }
 
 fn read_apis(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
@@ -97,20 +132,23 @@ fn read_apis(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
             continue;
         }
         let mut has_api_file = false;
+        let mut parts = ApiParts::default();
         for inner in entries(&entry.path, diagnostics) {
-            if inner.name == API_FILE && !inner.is_dir {
-                has_api_file = true;
-            } else if !is_ignored(&inner.name) {
-                diagnostics.push(Diagnostic::at_path(
+            match (inner.name.as_str(), inner.is_dir) {
+                (API_FILE, false) => has_api_file = true,
+                (POLICY_FILE, false) => parts.policy = read_text(&inner.path, diagnostics),
+                (OPERATIONS_DIR, true) => parts.operations = read_operations(&inner.path, diagnostics),
+                (name, _) if is_ignored(name) => {}
+                _ => diagnostics.push(Diagnostic::at_path(
                     &inner.path,
                     format!(
-                        "unexpected {:?} in an API directory: only {API_FILE} is read so far \
-                         (policy.xml and operations/ arrive with the policy engine)",
+                        "unexpected {:?} in an API directory: expected {API_FILE}, {POLICY_FILE} or {OPERATIONS_DIR}/",
                         inner.name
                     ),
-                ));
+                )),
             }
         }
+        parsed.api_parts.insert(entry.name.clone(), parts);
         if !has_api_file {
             diagnostics.push(Diagnostic::at_path(&entry.path, format!("the API directory has no {API_FILE}")));
             parsed.broken_api_ids.insert(entry.name);
@@ -120,6 +158,61 @@ fn read_apis(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
             Some(item) => parsed.apis.push(item),
             None => {
                 parsed.broken_api_ids.insert(entry.name);
+            }
+        }
+    }
+}
+
+fn read_operations(dir: &Path, diagnostics: &mut Diagnostics) -> Vec<OperationItem> {
+    let entries = entries(dir, diagnostics);
+    let mut operations = Vec::new();
+    for entry in &entries {
+        if is_ignored(&entry.name) {
+            continue;
+        }
+        if let Some(id) = entry.name.strip_suffix(".toml").filter(|_| !entry.is_dir) {
+            if check_id(id, &entry.path, diagnostics) {
+                let policy_path = dir.join(format!("{id}.xml"));
+                let policy = policy_path.is_file().then(|| read_text(&policy_path, diagnostics)).flatten();
+                if let Some(item) = parse_file(id, &entry.path, diagnostics) {
+                    operations.push(OperationItem { item, policy });
+                }
+            }
+        } else if let Some(id) = entry.name.strip_suffix(".xml").filter(|_| !entry.is_dir) {
+            if !dir.join(format!("{id}.toml")).is_file() {
+                diagnostics.push(Diagnostic::at_path(
+                    &entry.path,
+                    format!("policy of an unknown operation: add {OPERATIONS_DIR}/{id}.toml beside it"),
+                ));
+            }
+        } else {
+            diagnostics.push(Diagnostic::at_path(
+                &entry.path,
+                format!(
+                    "unexpected {:?}: each operation is {OPERATIONS_DIR}/<operation-id>.toml with an optional <operation-id>.xml policy",
+                    entry.name
+                ),
+            ));
+        }
+    }
+    operations
+}
+
+pub(crate) fn read_fragments(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
+    for entry in entries(dir, diagnostics) {
+        if is_ignored(&entry.name) {
+            continue;
+        }
+        let Some(id) = entry.name.strip_suffix(".xml").filter(|_| !entry.is_dir) else {
+            diagnostics.push(Diagnostic::at_path(
+                &entry.path,
+                format!("unexpected {:?}: each fragment is a file {FRAGMENTS_DIR}/<fragment-id>.xml", entry.name),
+            ));
+            continue;
+        };
+        if check_id(id, &entry.path, diagnostics) {
+            if let Some(source) = read_text(&entry.path, diagnostics) {
+                parsed.fragments.push((id.to_owned(), source));
             }
         }
     }
@@ -207,6 +300,22 @@ fn entries(dir: &Path, diagnostics: &mut Diagnostics) -> Vec<Entry> {
 
 /// Reads and deserializes one TOML file; syntax errors and unknown keys point at their span.
 fn parse_file<T: DeserializeOwned>(id: &str, path: &Path, diagnostics: &mut Diagnostics) -> Option<Item<T>> {
+    let source = read_text(path, diagnostics)?;
+    match toml::from_str::<T>(&source.text) {
+        Ok(file) => Some(Item { id: id.to_owned(), source, file }),
+        Err(error) => {
+            let message = error.message().trim_end().to_owned();
+            diagnostics.push(match error.span() {
+                Some(span) => source.error(span, message),
+                None => source.error_at_start(message),
+            });
+            None
+        }
+    }
+}
+
+/// Reads one UTF-8 text file of at most [`FILE_BYTES_MAX`].
+pub(crate) fn read_text(path: &Path, diagnostics: &mut Diagnostics) -> Option<SourceFile> {
     let text = match std::fs::metadata(path) {
         Ok(metadata) if metadata.len() > FILE_BYTES_MAX => {
             diagnostics.push(Diagnostic::at_path(path, format!("the file is larger than {FILE_BYTES_MAX} bytes")));
@@ -226,16 +335,5 @@ fn parse_file<T: DeserializeOwned>(id: &str, path: &Path, diagnostics: &mut Diag
             return None;
         }
     };
-    let source = SourceFile::new(path, text);
-    match toml::from_str::<T>(&source.text) {
-        Ok(file) => Some(Item { id: id.to_owned(), source, file }),
-        Err(error) => {
-            let message = error.message().trim_end().to_owned();
-            diagnostics.push(match error.span() {
-                Some(span) => source.error(span, message),
-                None => source.error_at_start(message),
-            });
-            None
-        }
-    }
+    Some(SourceFile::new(path, text))
 }

@@ -50,6 +50,11 @@ impl NamedValues {
         self.values.insert(name.into(), value);
     }
 
+    /// Every secret value, so output can redact them.
+    pub fn secret_values(&self) -> Vec<String> {
+        self.values.values().filter(|value| value.secret).map(|value| value.value.clone()).collect()
+    }
+
     /// The value called `name`.
     pub fn get(&self, name: &str) -> Option<&NamedValue> {
         self.values.get(name)

@@ -292,6 +292,7 @@ fn stray_files_missing_files_bad_ids_and_limits() {
     config
         .write("policy.xml", "<policies/>")
         .write("apis/echo/policy.xml", "<policies/>")
+        .write("apis/echo/README.txt", "x")
         .write("apis/notes.txt", "x")
         .write("apis/empty/.keep", "")
         .write("apis/-bad/api.toml", "")
@@ -303,18 +304,17 @@ fn stray_files_missing_files_bad_ids_and_limits() {
         places,
         [
             "apis/-bad",
-            "apis/echo/policy.xml",
+            "apis/echo/README.txt",
             "apis/empty",
             "apis/notes.txt",
             "gateway.toml:3:29",
-            "policy.xml",
             "subscriptions/demo.json",
         ],
         "{errors:?}"
     );
     assert!(errors[2].0.contains("has no api.toml"));
     std::fs::write(config.0.join("gateway.toml"), "[limits]\nkeepalive-idle-timeout-ms = 0\n").unwrap();
-    std::fs::remove_file(config.0.join("policy.xml")).unwrap();
+    std::fs::remove_file(config.0.join("apis/echo/README.txt")).unwrap();
     assert!(config.errors().contains(&("a timeout must be at least 1 ms".into(), "gateway.toml:2:29".into())));
 }
 
@@ -327,4 +327,34 @@ fn a_missing_directory_and_non_utf8_files() {
     assert_eq!(config.error(), ("the file is not UTF-8 text".into(), "gateway.toml".into()));
     std::fs::write(config.0.join("gateway.toml"), vec![b'#'; load::FILE_BYTES_MAX as usize + 1]).unwrap();
     assert!(config.error().0.contains("larger than"));
+}
+
+#[test]
+fn policies_compile_with_the_config() {
+    let config = TempConfig::valid();
+    // Documents that only inherit compile to the default programs and are accepted.
+    config.write("policy.xml", "<policies><inbound><base/></inbound><backend><base/></backend></policies>");
+    config.write("apis/echo/policy.xml", "<policies><inbound><base/></inbound></policies>");
+    assert!(load(&config.0, &NamedValues::default()).is_ok());
+    // A broken policy is refused with file:line:col.
+    config.write(
+        "apis/echo/policy.xml",
+        "<policies>\n<inbound>\n  <rate-limit calls=\"1\" renewal-period=\"1\"/>\n</inbound></policies>",
+    );
+    let errors = config.errors();
+    assert!(errors[0].0.contains("unsupported policy <rate-limit>"), "{errors:?}");
+    assert_eq!(errors[0].1, "apis/echo/policy.xml:3:4");
+    // A valid policy compiles into the operation's programs.
+    config.write(
+        "apis/echo/policy.xml",
+        "<policies><inbound><set-header name=\"x\"><value>1</value></set-header></inbound></policies>",
+    );
+    let compiled = load(&config.0, &NamedValues::default()).unwrap();
+    let inbound = compiled.apis[0].operations[0].policies.inbound as usize;
+    assert!(
+        compiled.programs[inbound]
+            .ops
+            .iter()
+            .any(|op| matches!(op, portcullis_contract::program::Op::SetHeader { .. }))
+    );
 }

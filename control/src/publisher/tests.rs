@@ -13,6 +13,8 @@ fn config(source: &str) -> Config {
         subscriptions: Vec::new(),
         key_index: KeyIndex::default(),
         limits: Limits::default(),
+        programs: vec![portcullis_contract::program::Program::empty()],
+        deployment: Default::default(),
         xdp: Default::default(),
     }
 }

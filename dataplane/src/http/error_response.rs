@@ -43,6 +43,9 @@ pub const GATEWAY_TIMEOUT: ErrorResponse = ErrorResponse {
     reason: "Gateway Timeout",
     message: "Gateway timeout: the backend service did not respond in time.",
 };
+/// The gateway could not produce the response a policy asked for.
+pub const INTERNAL_ERROR: ErrorResponse =
+    ErrorResponse { status: 500, reason: "Internal Server Error", message: "Internal server error" };
 /// The request could not be parsed.
 pub const BAD_REQUEST: ErrorResponse =
     ErrorResponse { status: 400, reason: "Bad Request", message: "Bad request: the request is not valid HTTP/1.1." };
@@ -62,23 +65,38 @@ pub const HEADERS_TOO_LARGE: ErrorResponse = ErrorResponse {
 impl ErrorResponse {
     /// Appends the whole response (head and body) to `out`; `close` adds `Connection: close`.
     pub fn write(&self, out: &mut Vec<u8>, close: bool) {
-        use std::io::Write as _;
-        let body_len = BODY_PREFIX.len() + 3 + BODY_MIDDLE.len() + self.message.len() + BODY_SUFFIX.len();
-        // Writing into a Vec cannot fail.
-        let _ = write!(
-            out,
-            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n{}{}{}{}{}",
-            self.status,
-            self.reason,
-            body_len,
-            if close { "Connection: close\r\n" } else { "" },
-            BODY_PREFIX,
-            self.status,
-            BODY_MIDDLE,
-            self.message,
-            BODY_SUFFIX,
-        );
+        write(out, self.status, self.reason, self.message, close);
     }
+}
+
+/// Appends an APIM-shaped error response (`{ "statusCode": N, "message": "..." }`) with any
+/// status and message; the message is JSON-escaped when it needs it (this file's constants
+/// never do, so their responses allocate nothing).
+pub fn write(out: &mut Vec<u8>, status: u16, reason: &str, message: &str, close: bool) {
+    use std::io::Write as _;
+    let needs_escape = message.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
+    let escaped;
+    let message = if needs_escape {
+        // serde_json escapes exactly as JSON requires; the quotes it adds are stripped.
+        escaped = serde_json::Value::String(message.to_owned()).to_string();
+        escaped.get(1..escaped.len().saturating_sub(1)).unwrap_or_default()
+    } else {
+        message
+    };
+    let status_digits = if status >= 100 {
+        3
+    } else if status >= 10 {
+        2
+    } else {
+        1
+    };
+    let body_len = BODY_PREFIX.len() + status_digits + BODY_MIDDLE.len() + message.len() + BODY_SUFFIX.len();
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {body_len}\r\n{}\r\n{BODY_PREFIX}{status}{BODY_MIDDLE}{message}{BODY_SUFFIX}",
+        if close { "Connection: close\r\n" } else { "" },
+    );
 }
 
 const BODY_PREFIX: &str = "{ \"statusCode\": ";
@@ -98,6 +116,7 @@ const _: () = {
         BAD_REQUEST,
         REQUEST_TIMEOUT,
         HEADERS_TOO_LARGE,
+        INTERNAL_ERROR,
     ];
     let mut i = 0;
     while i < all.len() {
@@ -147,6 +166,21 @@ mod tests {
             let json: serde_json::Value = serde_json::from_str(body).unwrap();
             assert_eq!(json["statusCode"], response.status);
             assert_eq!(json["message"], response.message);
+        }
+    }
+
+    #[test]
+    fn any_message_is_escaped_into_valid_json() {
+        for (status, message) in [(403, "plain"), (429, "quote \" and \\ and\ttab"), (500, "")] {
+            let mut out = Vec::new();
+            write(&mut out, status, "Reason", message, true);
+            let text = String::from_utf8(out).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            assert!(head.contains(&format!("Content-Length: {}", body.len())), "{text}");
+            assert!(head.ends_with("Connection: close"), "{text}");
+            let json: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(json["statusCode"], status);
+            assert_eq!(json["message"], message);
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::http::{HeaderSpan, tokens};
 /// `Connection` header names.
 const HOP_BY_HOP: [&[u8]; 5] = [b"connection", b"keep-alive", b"proxy-connection", b"te", b"upgrade"];
 /// Request headers the gateway sets itself (or, for `Expect`, answers itself).
-const REPLACED_ON_REQUEST: [&[u8]; 5] =
+pub(crate) const REPLACED_ON_REQUEST: [&[u8]; 5] =
     [b"host", b"expect", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"];
 
 /// What the client connection does after this response, as the `Connection` header says it.
@@ -64,14 +64,26 @@ pub fn write_request_head(out: &mut Vec<u8>, head: &RequestHead, buf: &[u8], for
         }
         write_header(out, name, header.value.of(buf));
     }
-    write_header(out, b"Host", forwarding.authority.as_bytes());
+    write_proxy_headers(out, head, buf, forwarding.authority, forwarding.client_ip);
+}
+
+/// Appends the headers the gateway sets on every forwarded request (`Host`, `X-Forwarded-For`
+/// with the client appended, `X-Forwarded-Proto`, `X-Forwarded-Host`) and ends the head.
+pub(crate) fn write_proxy_headers(
+    out: &mut Vec<u8>,
+    head: &RequestHead,
+    buf: &[u8],
+    authority: &str,
+    client_ip: IpAddr,
+) {
+    write_header(out, b"Host", authority.as_bytes());
     out.extend_from_slice(b"X-Forwarded-For: ");
-    for header in headers.iter().filter(|h| h.name.of(buf).eq_ignore_ascii_case(b"x-forwarded-for")) {
+    for header in head.headers().iter().filter(|h| h.name.of(buf).eq_ignore_ascii_case(b"x-forwarded-for")) {
         out.extend_from_slice(header.value.of(buf));
         out.extend_from_slice(b", ");
     }
     // Writing into a Vec cannot fail.
-    let _ = write!(out, "{}\r\n", forwarding.client_ip);
+    let _ = write!(out, "{client_ip}\r\n");
     out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
     if let Some(host) = head.header(buf, b"host") {
         write_header(out, b"X-Forwarded-Host", host);
@@ -93,16 +105,21 @@ pub fn write_response_head(out: &mut Vec<u8>, head: &ResponseHead, buf: &[u8], c
             write_header(out, name, header.value.of(buf));
         }
     }
+    write_connection(out, connection);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the `Connection` header `connection` needs, if any.
+pub(crate) fn write_connection(out: &mut Vec<u8>, connection: ClientConnection) {
     match connection {
         ClientConnection::KeepAlive => {}
         ClientConnection::KeepAliveHttp10 => out.extend_from_slice(b"Connection: keep-alive\r\n"),
         ClientConnection::Close => out.extend_from_slice(b"Connection: close\r\n"),
     }
-    out.extend_from_slice(b"\r\n");
 }
 
 /// A hop-by-hop header: one of the fixed list, or named by a `Connection` header.
-fn is_hop_by_hop(name: &[u8], buf: &[u8], headers: &[HeaderSpan]) -> bool {
+pub(crate) fn is_hop_by_hop(name: &[u8], buf: &[u8], headers: &[HeaderSpan]) -> bool {
     HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
         || headers
             .iter()
@@ -110,7 +127,7 @@ fn is_hop_by_hop(name: &[u8], buf: &[u8], headers: &[HeaderSpan]) -> bool {
             .any(|header| tokens(header.value.of(buf)).any(|token| token.eq_ignore_ascii_case(name)))
 }
 
-fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub(crate) fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);

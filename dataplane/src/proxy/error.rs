@@ -24,6 +24,12 @@ pub(crate) enum ErrorSource {
 pub(crate) enum ProxyError {
     #[error("answered by the gateway with {}", .0.status)]
     Rejected(ErrorResponse),
+    #[error("policy failed: {0}")]
+    Policy(Box<crate::policy::PolicyError>),
+    #[error("answered by a policy")]
+    PolicyResponse,
+    #[error("retry would send the request again, but its body was streamed and is gone")]
+    RetryNotReplayable,
     #[error("bad request head: {0}")]
     Request(#[from] RequestError),
     #[error("request head not received in time")]
@@ -64,7 +70,11 @@ impl ProxyError {
     /// Which side caused it.
     pub(crate) fn source(&self) -> ErrorSource {
         match self {
-            ProxyError::Rejected(_) | ProxyError::BackendUnavailable => ErrorSource::Gateway,
+            ProxyError::Rejected(_)
+            | ProxyError::BackendUnavailable
+            | ProxyError::Policy(_)
+            | ProxyError::PolicyResponse
+            | ProxyError::RetryNotReplayable => ErrorSource::Gateway,
             ProxyError::Request(_)
             | ProxyError::HeaderTimeout
             | ProxyError::ClientBody(_)
@@ -95,6 +105,9 @@ impl ProxyError {
     pub(crate) fn response(&self) -> Option<ErrorResponse> {
         match self {
             ProxyError::Rejected(response) => Some(*response),
+            // Written from the policy state, not from a fixed response.
+            ProxyError::Policy(_) | ProxyError::PolicyResponse => None,
+            ProxyError::RetryNotReplayable => Some(error_response::INTERNAL_ERROR),
             ProxyError::Request(RequestError::TooLarge | RequestError::TooManyHeaders) => {
                 Some(error_response::HEADERS_TOO_LARGE)
             }

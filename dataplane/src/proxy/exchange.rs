@@ -4,14 +4,17 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use portcullis_contract::model::Limits;
+use portcullis_contract::program::Section;
 use portcullis_contract::stats::WorkerSlot;
 
 use crate::http::forward::{self, ClientConnection, Forwarding};
 use crate::http::response::{self, ResponseHead};
 use crate::http::{BodyFraming, HEAD_BYTES_INITIAL, Version};
 use crate::io::{ReadError, Stream, read_within};
+use crate::policy::apply;
+use crate::proxy::policies::{Response, SectionEnd};
 use crate::proxy::relay::{self, RelayError};
-use crate::proxy::{Connection, ProxyError, RequestCtx, Verdict};
+use crate::proxy::{Connection, ProxyError, RequestCtx};
 use crate::upstream;
 use crate::worker::WorkerCtx;
 
@@ -23,33 +26,86 @@ fn millis(ms: u32) -> Duration {
 }
 
 impl<S: Stream> Connection<S> {
-    /// Runs the backend phase, the outbound phase and the response relay.
+    /// Runs the backend phase (the operation's backend policies; their `forward-request` calls
+    /// the backend), the outbound phase and the response relay.
     pub(super) async fn forward(&mut self, worker: &WorkerCtx<S>, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
         // The inbound phase set both before returning Continue.
         let (Some(snapshot), Some(route)) = (ctx.snapshot.clone(), ctx.route) else {
             return Err(ProxyError::BackendUnavailable);
         };
         let api = snapshot.config.apis.get(route.api as usize).ok_or(ProxyError::BackendUnavailable)?;
-        let addr =
-            snapshot.backends.get(route.api as usize).copied().flatten().ok_or(ProxyError::BackendUnavailable)?;
-        let limits = snapshot.config.limits;
-        let forwarding = Forwarding {
-            base_path: &api.backend.base_path,
-            authority: &api.backend.authority,
-            remainder_start: route.remainder,
-            client_ip: self.peer.ip(),
+        let mut forward = match self.run_section(ctx, Section::Backend, false, None).await {
+            SectionEnd::Forward(forward) => forward,
+            SectionEnd::Continue => return self.answer_without_backend(ctx).await,
+            SectionEnd::Respond => return Err(ProxyError::PolicyResponse),
+            SectionEnd::Failed(error) => return Err(error),
         };
-        forward::write_request_head(&mut self.out, &ctx.head, &self.buf, &forwarding);
-        let (response, upstream) = self.backend(worker, ctx, addr, &limits).await?;
-        let relayed = match self.outbound(ctx, &response) {
-            Verdict::Respond(answer) => {
-                upstream.shutdown();
-                Err(ProxyError::Rejected(answer))
+        loop {
+            let mut limits = snapshot.config.limits;
+            // forward-request's timeout, within the gateway's own bound.
+            limits.backend_response_timeout_ms = limits.backend_response_timeout_ms.min(forward.timeout_ms.max(1));
+            let addr = backend_address(&snapshot, route.api, self.policy.backend_override())?;
+            let forwarding = Forwarding {
+                base_path: &api.backend.base_path,
+                authority: &api.backend.authority,
+                remainder_start: route.remainder,
+                client_ip: self.peer.ip(),
+            };
+            if self.policy.edits_request() {
+                apply::write_request_head(
+                    &mut self.out,
+                    &ctx.head,
+                    &self.buf,
+                    &forwarding,
+                    &self.policy,
+                    &snapshot.programs,
+                );
+                if let Some(body) = self.policy.request_body_replacement(&snapshot.programs) {
+                    self.out.extend_from_slice(body);
+                    ctx.request_body_replaced = true;
+                }
+            } else {
+                forward::write_request_head(&mut self.out, &ctx.head, &self.buf, &forwarding);
             }
-            Verdict::Continue => self.relay_response(worker, ctx, &response, upstream, addr, &limits).await,
-        };
-        self.response_heads.put_back(response);
-        relayed
+            let (response, upstream) = self.backend(worker, ctx, addr, &limits).await?;
+            let replayable = ctx.request_body_replaced
+                || relay::buffered_end(&self.buf, ctx.head.head_len(), ctx.head.framing()).is_some();
+            let resumed =
+                self.run_section(ctx, Section::Backend, true, Some(Response { head: &response, body: None })).await;
+            let end = match resumed {
+                SectionEnd::Continue => None,
+                // A retry around forward-request: send the request again if it still can be.
+                SectionEnd::Forward(next) if replayable => {
+                    upstream.shutdown();
+                    self.response_heads.put_back(response);
+                    forward = next;
+                    continue;
+                }
+                SectionEnd::Forward(_) => Some(Err(ProxyError::RetryNotReplayable)),
+                SectionEnd::Respond => Some(Err(ProxyError::PolicyResponse)),
+                SectionEnd::Failed(error) => Some(Err(error)),
+            };
+            let relayed = match end {
+                Some(result) => {
+                    upstream.shutdown();
+                    result
+                }
+                None => self.outbound(worker, ctx, &response, upstream, addr, &limits).await,
+            };
+            self.response_heads.put_back(response);
+            return relayed;
+        }
+    }
+
+    /// A backend section without `forward-request` ran to its end: the response is what the
+    /// policies made of an empty 200 (status, body), after the outbound section.
+    async fn answer_without_backend(&mut self, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
+        match self.run_section(ctx, Section::Outbound, false, None).await {
+            SectionEnd::Failed(error) => return Err(error),
+            SectionEnd::Continue | SectionEnd::Respond | SectionEnd::Forward(_) => {}
+        }
+        self.policy.respond_without_backend();
+        Err(ProxyError::PolicyResponse)
     }
 
     /// Backend phase: sends the request (head in `out`, then the body) and reads the final
@@ -98,7 +154,15 @@ impl<S: Stream> Connection<S> {
         result.map_err(ProxyError::BackendWrite)?;
         let head_len = ctx.head.head_len();
         let framing = ctx.head.framing();
-        if framing == BodyFraming::None {
+        if ctx.request_body_replaced {
+            // The replacement went out with the head; the client's body is skipped, which keeps
+            // the connection only when it is all buffered.
+            ctx.request_end = relay::buffered_end(&self.buf, head_len, framing);
+            if ctx.request_end.is_none() {
+                ctx.client_keep_alive = false;
+                ctx.request_end = Some(head_len);
+            }
+        } else if framing == BodyFraming::None {
             ctx.request_end = Some(head_len);
         } else {
             // A body that is all buffered is relayed without compacting the buffer (and can be replayed).
@@ -173,10 +237,91 @@ impl<S: Stream> Connection<S> {
         }
     }
 
-    /// Outbound phase: runs on the final response head before it is relayed (outbound policies
-    /// will run here and may replace the response).
-    fn outbound(&self, _ctx: &mut RequestCtx, _response: &ResponseHead) -> Verdict {
-        Verdict::Continue
+    /// Outbound phase: the operation's outbound policies on the response (its body buffered
+    /// first when they read or replace it), then the relay.
+    async fn outbound(
+        &mut self,
+        worker: &WorkerCtx<S>,
+        ctx: &mut RequestCtx,
+        response: &ResponseHead,
+        mut upstream: S,
+        addr: SocketAddr,
+        limits: &Limits,
+    ) -> Result<(), ProxyError> {
+        let body = match self.outbound_needs_body(ctx) {
+            true => match self.buffer_response_body(ctx, response, &mut upstream, limits).await {
+                Ok(body) => body,
+                Err(error) => {
+                    upstream.shutdown();
+                    return Err(error);
+                }
+            },
+            false => None,
+        };
+        let body = body.and_then(|range| self.upstream_buf.get(range).map(<[u8]>::to_vec));
+        let end = self
+            .run_section(ctx, Section::Outbound, false, Some(Response { head: response, body: body.as_deref() }))
+            .await;
+        match end {
+            SectionEnd::Continue | SectionEnd::Forward(_) => {
+                self.relay_response(worker, ctx, response, upstream, addr, limits).await
+            }
+            SectionEnd::Respond => {
+                upstream.shutdown();
+                Err(ProxyError::PolicyResponse)
+            }
+            SectionEnd::Failed(error) => {
+                upstream.shutdown();
+                Err(error)
+            }
+        }
+    }
+
+    /// Whether the outbound program reads or replaces the response body.
+    fn outbound_needs_body(&self, ctx: &RequestCtx) -> bool {
+        let (Some(snapshot), Some(matched)) = (ctx.snapshot.as_deref(), ctx.matched) else { return false };
+        let program = snapshot
+            .config
+            .apis
+            .get(matched.api as usize)
+            .and_then(|api| api.operations.get(matched.found.operation as usize))
+            .and_then(|operation| snapshot.programs.get(operation.policies.outbound));
+        program.is_some_and(|program| {
+            let bodies = program.bodies();
+            bodies.reads_response || bodies.replaces_response
+        })
+    }
+
+    /// Reads the whole `Content-Length` response body into `upstream_buf` (after the head), up
+    /// to [`RESPONSE_BODY_BUFFERED_BYTES_MAX`]; returns its range. Other framings are not
+    /// buffered yet: policies then see no body.
+    async fn buffer_response_body(
+        &mut self,
+        ctx: &RequestCtx,
+        response: &ResponseHead,
+        upstream: &mut S,
+        limits: &Limits,
+    ) -> Result<Option<std::ops::Range<usize>>, ProxyError> {
+        let BodyFraming::Length(len) = response.framing(ctx.is_head) else { return Ok(None) };
+        let Ok(len) = usize::try_from(len) else { return Ok(None) };
+        if len > RESPONSE_BODY_BUFFERED_BYTES_MAX {
+            return Ok(None);
+        }
+        let start = response.head_len();
+        let end = start + len;
+        let deadline = Instant::now() + millis(limits.backend_response_timeout_ms);
+        while self.upstream_buf.len() < end {
+            self.upstream_buf.reserve(end - self.upstream_buf.len());
+            let buf = std::mem::take(&mut self.upstream_buf);
+            let (result, buf) = read_within(upstream, buf, deadline.saturating_duration_since(Instant::now())).await;
+            self.upstream_buf = buf;
+            match result {
+                Ok(0) => return Err(ProxyError::BackendBodyTruncated),
+                Ok(_) => {}
+                Err(error) => return Err(ProxyError::BackendBody(error)),
+            }
+        }
+        Ok(Some(start..end))
     }
 
     /// Writes the response head to the client and streams the body; pools the backend
@@ -198,13 +343,45 @@ impl<S: Stream> Connection<S> {
             (false, Version::Http11) => ClientConnection::KeepAlive,
         };
         ctx.client_keep_alive = !close;
-        forward::write_response_head(&mut self.out, response, &self.upstream_buf, connection);
+        let programs = ctx.snapshot.as_deref().map(|snapshot| &snapshot.programs);
+        let mut replaced = false;
+        match programs {
+            Some(programs) if self.policy.edits_response() => {
+                apply::write_response_head(
+                    &mut self.out,
+                    response,
+                    &self.upstream_buf,
+                    connection,
+                    &self.policy,
+                    programs,
+                );
+                if let Some(body) = self.policy.response_body_replacement(programs) {
+                    replaced = true;
+                    if !ctx.is_head {
+                        self.out.extend_from_slice(body);
+                    }
+                }
+            }
+            _ => forward::write_response_head(&mut self.out, response, &self.upstream_buf, connection),
+        }
         if let Err(error) = self.write_out().await {
             upstream.shutdown();
             return Err(ProxyError::ClientWrite(error));
         }
         ctx.response_started = true;
-        ctx.status = response.status();
+        ctx.status = self.policy.status_code().unwrap_or_else(|| response.status());
+        if replaced {
+            // The backend's body is dropped: its connection is kept only when the body is all in
+            // the buffer (read whole for the policies, or arrived with the head).
+            let whole = matches!(framing, BodyFraming::Length(_) | BodyFraming::None)
+                && self.upstream_buf.len() == response.head_len() + framing_len(framing);
+            if whole && response.keep_alive() {
+                worker.pool.put(addr, upstream);
+            } else {
+                upstream.shutdown();
+            }
+            return Ok(());
+        }
         let buf = std::mem::take(&mut self.upstream_buf);
         let read_limit = millis(limits.backend_response_timeout_ms);
         let (result, buf) =
@@ -227,6 +404,36 @@ impl<S: Stream> Connection<S> {
             }
         }
     }
+}
+
+/// Response bodies that outbound policies read or replace are buffered up to this size (the
+/// brief's "buffered up to a named limit"); larger ones are streamed and the policies see none.
+pub(crate) const RESPONSE_BODY_BUFFERED_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+fn framing_len(framing: BodyFraming) -> usize {
+    match framing {
+        BodyFraming::Length(len) => usize::try_from(len).unwrap_or(usize::MAX),
+        _ => 0,
+    }
+}
+
+/// Where the backend request goes: `set-backend-service`'s URL if a policy set one (an IP
+/// literal, or a host resolved when the snapshot was loaded), else the API's backend.
+fn backend_address(
+    snapshot: &crate::snapshot::Snapshot,
+    api: u32,
+    backend_override: Option<&crate::policy::state::BackendOverride>,
+) -> Result<SocketAddr, ProxyError> {
+    let Some(target) = backend_override else {
+        return snapshot.backends.get(api as usize).copied().flatten().ok_or(ProxyError::BackendUnavailable);
+    };
+    if target.scheme == portcullis_contract::model::Scheme::Https {
+        return Err(ProxyError::BackendUnavailable);
+    }
+    if let Ok(ip) = target.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, target.port));
+    }
+    snapshot.resolved_host(&target.host, target.port).ok_or(ProxyError::BackendUnavailable)
 }
 
 /// Opens a fresh backend connection, counting it.

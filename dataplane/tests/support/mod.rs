@@ -58,6 +58,13 @@ pub fn config(backend: SocketAddr, echo_path: &str) -> Config {
         subscription_required: required,
         subscription_key_header: DEFAULT_SUBSCRIPTION_KEY_HEADER.into(),
         subscription_key_query: DEFAULT_SUBSCRIPTION_KEY_QUERY.into(),
+        version: String::new(),
+        revision: "1".into(),
+        // Program 0 (nothing) for every section but the backend's, program 1 (forward-request).
+        operations: vec![portcullis_contract::model::Operation::catch_all(portcullis_contract::model::Policies {
+            backend: 1,
+            ..portcullis_contract::model::Policies::all(0)
+        })],
     };
     let subscription =
         |id: &str, state| Subscription { id: id.into(), name: id.into(), scope: SubscriptionScope::AllApis, state };
@@ -74,6 +81,11 @@ pub fn config(backend: SocketAddr, echo_path: &str) -> Config {
         ],
         key_index: KeyIndex::build([3, 4], entries).unwrap(),
         limits: Limits::default(),
+        programs: vec![
+            portcullis_contract::program::Program::empty(),
+            portcullis_contract::program::Program::forward_only(),
+        ],
+        deployment: Default::default(),
         xdp: Default::default(),
     }
 }

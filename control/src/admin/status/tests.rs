@@ -24,6 +24,8 @@ fn view(connected: bool) -> PublisherView {
             subscriptions: Vec::new(),
             key_index: KeyIndex::default(),
             limits: Limits::default(),
+            programs: vec![portcullis_contract::program::Program::empty()],
+            deployment: Default::default(),
             xdp: Default::default(),
         }),
     }

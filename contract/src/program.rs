@@ -1,0 +1,1030 @@
+//! The policy instruction set: what control's compiler emits and the data plane's VM runs.
+//!
+//! A [`Program`] is one (scope-merged) policy section of one operation: `inbound`, `backend`,
+//! `outbound` or `on-error`. It is a flat list of [`Op`]s for a stack machine with a constant
+//! pool, a fixed number of local slots and side tables (policy sites, IP ranges, CORS rules).
+//! Policy statements and policy expressions compile into the same stream: an expression leaves
+//! its value on the stack and the policy op that follows consumes it.
+//!
+//! Conventions every op keeps (the verifier checks them, see [`verify`]):
+//! - the stack depth at every op is the same on every path that reaches it (so it is a static
+//!   fact), never negative, never above [`Program::max_stack`];
+//! - a jump target is an op index in `0..=ops.len()`; `ops.len()` means "end of program";
+//! - every constant, local, site and table index is in bounds;
+//! - at the end of the program, and at every [`Op::Site`], the stack is empty;
+//! - falling off the end means [`Exit::Continue`]-style completion (the section finished).
+//!
+//! The VM counts every op it executes and fails the request with
+//! `ExpressionValueEvaluationFailure` past [`Program::step_limit`] (which is ≤ [`STEPS_MAX`]):
+//! backward jumps (loops, `retry`) are legal, so termination is a runtime bound.
+
+use serde::{Deserialize, Serialize};
+
+/// Ops in one program: a section of 64k ops is far beyond any real policy document.
+pub const PROGRAM_OPS_MAX: usize = 65_536;
+/// Constants in one program.
+pub const PROGRAM_CONSTS_MAX: usize = 65_536;
+/// Stack slots: expressions nest far less deeply than this; the VM preallocates it per worker.
+pub const STACK_DEPTH_MAX: u16 = 256;
+/// Local variable slots (block locals, loop iterators, retry counters).
+pub const LOCALS_MAX: u16 = 256;
+/// Ops one program run may execute: bounds loops over large collections and `retry` loops.
+pub const STEPS_MAX: u32 = 1_000_000;
+/// Values one `set-header` / `set-query-parameter` / `check-header` may list.
+pub const VALUES_PER_POLICY_MAX: u16 = 64;
+/// `retry count` upper bound, as APIM documents (1–50).
+pub const RETRY_COUNT_MAX: u32 = 50;
+
+/// One compiled section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Program {
+    pub ops: Vec<Op>,
+    pub consts: Vec<Const>,
+    /// Local slots the program uses (`LoadLocal`/`StoreLocal`/iterators index below this).
+    pub locals: u16,
+    /// Deepest stack the program reaches, as computed by the compiler; the verifier recomputes
+    /// it and refuses a program that claims less.
+    pub max_stack: u16,
+    /// Ops one run may execute (≤ [`STEPS_MAX`]).
+    pub step_limit: u32,
+    /// The policy statements of this program, for `context.LastError`, traces and diagnostics.
+    pub sites: Vec<Site>,
+    /// `ip-filter` rules, referenced by [`Op::IpFilter`].
+    pub ip_filters: Vec<IpFilter>,
+    /// `cors` rules, referenced by [`Op::Cors`].
+    pub cors: Vec<Cors>,
+}
+
+/// APIM's `forward-request` default timeout: 300 s.
+pub const FORWARD_TIMEOUT_MS_DEFAULT: u32 = 300_000;
+
+impl Program {
+    /// A program with no statements: the section does nothing.
+    pub fn empty() -> Self {
+        Self { step_limit: STEPS_MAX, ..Self::default() }
+    }
+
+    /// The backend section of an operation without policies: `<forward-request/>` with APIM's
+    /// defaults (what a global `<backend><base/></backend>` compiles to).
+    pub fn forward_only() -> Self {
+        let forward = Op::ForwardRequest {
+            timeout_ms: FORWARD_TIMEOUT_MS_DEFAULT,
+            follow_redirects: false,
+            buffer_response: true,
+            fail_on_error_status: false,
+        };
+        Self { ops: vec![forward], ..Self::empty() }
+    }
+}
+
+/// A constant-pool entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Const {
+    Str(String),
+    Int(i64),
+    Double(f64),
+    /// A regular expression literal, compiled once when the data plane loads the snapshot.
+    /// The pattern is in the `regex` crate's syntax (control translated and checked it).
+    Regex {
+        pattern: String,
+        ignore_case: bool,
+    },
+}
+
+/// A policy statement in the source, in the terms of `context.LastError`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Site {
+    /// The policy element's name (`check-header`): `LastError.Source` for policy errors.
+    pub policy: String,
+    /// `LastError.Scope`: `global`, `product`, `api` or `operation`.
+    pub scope: ScopeKind,
+    /// `LastError.Section`: the section the statement was written in.
+    pub section: Section,
+    /// `LastError.Path`: position inside the section, e.g. `choose[1]/when[2]/set-header[1]`.
+    pub path: String,
+    /// `LastError.PolicyId`: the element's optional `id` attribute.
+    pub policy_id: Option<String>,
+    /// `file:line:col` of the element, for traces and logs.
+    pub location: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ScopeKind {
+    Global,
+    Product,
+    Api,
+    Operation,
+}
+
+impl ScopeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Global => "global",
+            Self::Product => "product",
+            Self::Api => "api",
+            Self::Operation => "operation",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Section {
+    Inbound,
+    Backend,
+    Outbound,
+    OnError,
+}
+
+impl Section {
+    pub const ALL: [Section; 4] = [Section::Inbound, Section::Backend, Section::Outbound, Section::OnError];
+
+    /// The XML element name, which is also `LastError.Section`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inbound => "inbound",
+            Self::Backend => "backend",
+            Self::Outbound => "outbound",
+            Self::OnError => "on-error",
+        }
+    }
+}
+
+/// Which message a shaping policy changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Side {
+    /// The request forwarded to the backend.
+    Request,
+    /// The response relayed to the client.
+    Response,
+    /// The response being built by the enclosing `return-response`.
+    Returned,
+}
+
+/// `exists-action` of `set-header` and `set-query-parameter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExistsAction {
+    /// Replace every existing value (the default).
+    Override,
+    /// Leave an existing header alone; set it only if absent.
+    Skip,
+    /// Add the values after the existing ones.
+    Append,
+    /// Remove the header.
+    Delete,
+}
+
+/// `trace severity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Severity {
+    Verbose,
+    Information,
+    Error,
+}
+
+/// One `ip-filter`: its action and its address ranges (inclusive), both families.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpFilter {
+    /// `action="allow"`: only listed callers pass. `forbid`: listed callers are refused.
+    pub allow: bool,
+    /// Inclusive ranges; IPv4 addresses are stored as IPv4-mapped IPv6 (`::ffff:a.b.c.d`).
+    pub ranges: Vec<IpRange>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpRange {
+    pub first: u128,
+    pub last: u128,
+}
+
+/// One `cors` policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cors {
+    pub allow_credentials: bool,
+    pub terminate_unmatched_request: bool,
+    /// Exact origins (`scheme://host[:port]`), or `*` alone.
+    pub allowed_origins: Vec<String>,
+    /// Upper-case methods, or `*` alone.
+    pub allowed_methods: Vec<String>,
+    /// `Access-Control-Max-Age` for preflight responses.
+    pub preflight_max_age_s: Option<u32>,
+    /// Lower-case header names, or `*` alone.
+    pub allowed_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+}
+
+/// The type named by a C# cast, `as` or generic argument (`As<JObject>()`, `GetValueOrDefault<int>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ValueType {
+    String,
+    /// `int` and `long` (the VM computes in 64 bits).
+    Int,
+    Double,
+    Bool,
+    JObject,
+    JArray,
+    /// `JToken`: any JSON value.
+    JToken,
+    Jwt,
+    /// `IResponse` (from `send-request`, later).
+    Response,
+    DateTime,
+    TimeSpan,
+    Guid,
+    /// `byte[]`.
+    Bytes,
+    /// `string[]` and other arrays.
+    Array,
+    /// `object`: any value (casts to it never fail).
+    Object,
+}
+
+/// A read of a member of the value on top of the stack (the receiver is popped).
+///
+/// The receiver is one of the context's objects (`context`, `context.Request`, an `IUrl`, ...) or
+/// a runtime value (a `Jwt`, a `DateTime`, a string). A member read on `null` fails with
+/// `ExpressionValueEvaluationFailure` (a `NullReferenceException` in APIM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Prop {
+    // context
+    Api,
+    Deployment,
+    Elapsed,
+    LastError,
+    Operation,
+    Product,
+    Request,
+    RequestId,
+    Response,
+    /// `null` when the request carried no subscription.
+    Subscription,
+    Timestamp,
+    Tracing,
+    /// `null` when the subscription has no user (always, until users exist).
+    User,
+    Variables,
+    // context.Request / context.Response
+    Body,
+    Certificate,
+    Headers,
+    IpAddress,
+    MatchedParameters,
+    Method,
+    OriginalUrl,
+    Url,
+    StatusCode,
+    StatusReason,
+    // IUrl
+    Host,
+    Path,
+    Port,
+    Query,
+    QueryString,
+    Scheme,
+    // context.Api / Operation / Product / Subscription / User / Deployment (shared names)
+    Id,
+    Name,
+    IsCurrentRevision,
+    Revision,
+    Version,
+    ServiceUrl,
+    SubscriptionKeyParameterNames,
+    /// `SubscriptionKeyParameterNames.Header`
+    HeaderName,
+    /// `SubscriptionKeyParameterNames.Query`
+    QueryName,
+    UrlTemplate,
+    Key,
+    PrimaryKey,
+    SecondaryKey,
+    CreatedDate,
+    StartDate,
+    EndDate,
+    Email,
+    FirstName,
+    LastName,
+    Groups,
+    GatewayId,
+    Region,
+    ServiceName,
+    // context.LastError
+    Source,
+    Reason,
+    Message,
+    Scope,
+    Section,
+    ErrorPath,
+    PolicyId,
+    // Jwt
+    Algorithm,
+    Issuer,
+    Subject,
+    Type,
+    Audiences,
+    Claims,
+    ExpirationTime,
+    NotBefore,
+    IssuedAt,
+    // BasicAuthCredentials
+    UserId,
+    Password,
+    // Regex Match / Group
+    Success,
+    Value,
+    Groups_,
+    Index,
+    // collections and strings
+    Length,
+    Count,
+    // DateTime / TimeSpan
+    Year,
+    Month,
+    Day,
+    Hour,
+    Minute,
+    Second,
+    Ticks,
+    TotalSeconds,
+    TotalMilliseconds,
+    Days,
+    Hours,
+    Minutes,
+    Seconds,
+    Milliseconds,
+    // JProperty
+    PropertyName,
+    PropertyValue,
+}
+
+/// A library function or method. Instance methods take the receiver as their first argument;
+/// `argc` in [`Op::Call`] counts it. Every builtin pushes exactly one value (`null` for `void`).
+/// A builtin given a value of the wrong runtime type fails with
+/// `ExpressionValueEvaluationFailure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Builtin {
+    // --- object
+    /// `x.ToString()`: strings as is, numbers invariant, bools `True`/`False`, JSON indented as
+    /// Newtonsoft does, `null` receiver fails.
+    ToString,
+    /// `x.ToString(format)` for numbers and dates (`"yyyy-MM-ddTHH:mm:ssZ"`, `"o"`, `"D4"` ...).
+    ToStringFormat,
+    /// `a.Equals(b)`: value equality.
+    Equals,
+    /// `a.Equals(b, StringComparison)`; the comparison is an int (see [`StringComparison`]).
+    EqualsComparison,
+    /// `x.GetType().Name`-free type test used by `is`: `(value, type-const)` → bool. The type is
+    /// an Int constant holding a [`ValueType`] index.
+    IsType,
+
+    // --- string
+    StrContains,
+    StrStartsWith,
+    StrEndsWith,
+    /// `(s, prefix, StringComparison)`.
+    StrStartsWithComparison,
+    StrEndsWithComparison,
+    StrContainsComparison,
+    StrIndexOf,
+    StrLastIndexOf,
+    StrReplace,
+    /// `s.Split(char or string ...)`: `(s, separators-array)` → string[]. The compiler packs the
+    /// separators into an array.
+    StrSplit,
+    /// `(s, separators-array, StringSplitOptions)`.
+    StrSplitOptions,
+    StrSubstring,
+    /// `(s, start, length)`.
+    StrSubstringLength,
+    StrToLower,
+    StrToUpper,
+    StrTrim,
+    /// `(s, chars-array)`.
+    StrTrimChars,
+    StrTrimStart,
+    StrTrimEnd,
+    StrPadLeft,
+    StrPadRight,
+    StrInsert,
+    StrRemove,
+    /// `string.IsNullOrEmpty(s)`.
+    StrIsNullOrEmpty,
+    StrIsNullOrWhiteSpace,
+    /// `string.Join(sep, values)`.
+    StrJoin,
+    /// `string.Format(fmt, args-array)`.
+    StrFormat,
+    /// `string.Concat(args-array)`.
+    StrConcat,
+    /// `string.Compare(a, b)` / `(a, b, StringComparison)`.
+    StrCompare,
+    StrCompareComparison,
+    /// `s[i]` is [`Op::Index`]; `s.ToCharArray()`.
+    StrToCharArray,
+
+    // --- numbers and parsing
+    /// `int.Parse` / `Int32.Parse` / `long.Parse`.
+    IntParse,
+    /// `int.TryParse(s, out x)` is rewritten by the compiler to `IntTryParse(s)` → int or null.
+    IntTryParse,
+    DoubleParse,
+    BoolParse,
+    /// `Convert.ToInt32(x)`.
+    ConvertToInt32,
+    ConvertToDouble,
+    ConvertToBoolean,
+    ConvertToString,
+    ConvertToBase64String,
+    ConvertFromBase64String,
+    MathMin,
+    MathMax,
+    MathAbs,
+    MathRound,
+    MathFloor,
+    MathCeiling,
+
+    // --- text encoding, URLs, hashing
+    /// `Encoding.UTF8.GetBytes(s)` / `Encoding.ASCII.GetBytes(s)`.
+    Utf8GetBytes,
+    Utf8GetString,
+    WebUtilityUrlEncode,
+    WebUtilityUrlDecode,
+    WebUtilityHtmlEncode,
+    WebUtilityHtmlDecode,
+    UriEscapeDataString,
+    UriUnescapeDataString,
+    /// `SHA256.Create().ComputeHash(bytes)` and friends: `(bytes)` → bytes.
+    Sha256Hash,
+    Sha1Hash,
+    Md5Hash,
+    Sha512Hash,
+    /// `new HMACSHA256(key).ComputeHash(bytes)`: `(key, bytes)` → bytes.
+    HmacSha256,
+    HmacSha1,
+    HmacSha512,
+    /// `BitConverter.ToString(bytes)`: `AB-CD-..`.
+    BitConverterToString,
+
+    // --- regular expressions (the pattern argument is a string or a `Const::Regex`)
+    /// `(input, pattern)` / `(input, pattern, RegexOptions)`; options as an int.
+    RegexIsMatch,
+    RegexMatch,
+    RegexMatches,
+    /// `(input, pattern, replacement)` with `$1`/`${name}` references.
+    RegexReplace,
+    RegexSplit,
+    RegexEscape,
+    /// `match.Groups[name or index]` is [`Op::Index`] on `Prop::Groups_`.
+    // --- time and identity
+    DateTimeUtcNow,
+    DateTimeNow,
+    DateTimeParse,
+    DateTimeAddSeconds,
+    DateTimeAddMinutes,
+    DateTimeAddHours,
+    DateTimeAddDays,
+    DateTimeAddMilliseconds,
+    /// `(a, b)` → TimeSpan: `a - b` on dates is [`Op::Sub`]; this is `a.Subtract(b)`.
+    DateTimeSubtract,
+    TimeSpanFromSeconds,
+    TimeSpanFromMilliseconds,
+    TimeSpanFromMinutes,
+    TimeSpanFromHours,
+    TimeSpanFromDays,
+    GuidNewGuid,
+    GuidParse,
+
+    // --- dictionaries (headers, query, matched parameters, variables, JWT claims)
+    /// `d.GetValueOrDefault(name)`: headers and query comma-join several values; missing → null.
+    GetValueOrDefault,
+    /// `d.GetValueOrDefault(name, default)`.
+    GetValueOrDefaultWith,
+    /// `context.Variables.GetValueOrDefault<T>(name, default)`: `(dict, name, default, type-const)`;
+    /// a present value of another type fails, as APIM's does.
+    GetValueOrDefaultTyped,
+    ContainsKey,
+    /// `d.Keys` → string[].
+    DictKeys,
+    DictValues,
+    /// `d.TryGetValue(name, out v)` is rewritten by the compiler into `ContainsKey` + `Index`.
+
+    // --- sequences (arrays, lists, header value arrays, JArray, dictionaries as pairs)
+    /// `seq.Contains(value)` without a lambda.
+    SeqContains,
+    SeqCount,
+    SeqFirst,
+    SeqFirstOrDefault,
+    SeqLast,
+    SeqLastOrDefault,
+    SeqToArray,
+    SeqToList,
+    SeqDistinct,
+    SeqReverse,
+    SeqSkip,
+    SeqTake,
+    SeqOrder,
+    SeqAny,
+    SeqSum,
+    /// `list.Add(value)` on a `List<T>` made with `new List<T>()`; returns null.
+    ListAdd,
+
+    // --- JSON (Newtonsoft.Json)
+    JObjectParse,
+    JArrayParse,
+    JTokenParse,
+    /// `JObject.FromObject(x)` / `JToken.FromObject(x)`.
+    JTokenFromObject,
+    /// `JsonConvert.SerializeObject(x)` (compact).
+    JsonSerialize,
+    /// `JsonConvert.DeserializeObject(s)` → JToken.
+    JsonDeserialize,
+    /// `token.Value<T>(key)`: `(token, key, type-const)`.
+    JValueOf,
+    /// `token.ToObject<T>()`: `(token, type-const)`.
+    JToObject,
+    /// `obj.Property(name)` → JProperty or null.
+    JObjectProperty,
+    /// `prop.Remove()` / `token.Remove()`: removes from its parent; returns null.
+    JTokenRemove,
+    /// `obj.Remove(name)` → bool.
+    JObjectRemove,
+    /// `obj.Add(name, value)` / `arr.Add(value)` / `obj[name] = value` (the compiler lowers the
+    /// indexer assignment into `JSet`): `(container, key-or-value[, value])`.
+    JAdd,
+    JSet,
+    /// `obj.ContainsKey(name)`.
+    JContainsKey,
+    /// `obj.Properties()` → array of JProperty.
+    JObjectProperties,
+    /// `token.SelectToken(path)`.
+    JSelectToken,
+    /// `token.ToString(Formatting.None)`.
+    JToStringCompact,
+    /// `new JObject()` / `new JArray()` / `new JProperty(name, value)` / `new JValue(x)`.
+    JObjectNew,
+    JArrayNew,
+    JPropertyNew,
+    JValueNew,
+    /// `new List<T>()` / `new Dictionary<string, T>()`.
+    ListNew,
+    DictionaryNew,
+
+    // --- message bodies
+    /// `body.As<T>(preserveContent)`: `(body, preserve-bool, type-const)`. T ∈ string, JObject,
+    /// JArray, JToken, byte[]; the body must have been buffered (the compiler marks the
+    /// section as reading it).
+    BodyAs,
+    /// `body.AsFormUrlEncodedContent(preserveContent)` → dictionary.
+    BodyAsForm,
+
+    // --- credentials
+    /// `s.AsJwt()`: the token (with or without `Bearer `) → Jwt, or null when it does not parse.
+    AsJwt,
+    /// `s.TryParseJwt(out jwt)` is rewritten into `AsJwt` + null test by the compiler.
+    /// `s.AsBasic()` → BasicAuthCredentials or null.
+    AsBasic,
+
+    // --- context
+    /// `context.Trace(message)`; returns null.
+    ContextTrace,
+    /// `context.Variables["x"] = v` inside a block is not C# APIM allows; kept for set-variable
+    /// lowering symmetry: `(name, value)`; returns null.
+    VariablesSet,
+}
+
+/// `StringComparison` values, as .NET numbers them (passed as an Int).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(i64)]
+pub enum StringComparison {
+    CurrentCulture = 0,
+    CurrentCultureIgnoreCase = 1,
+    InvariantCulture = 2,
+    InvariantCultureIgnoreCase = 3,
+    Ordinal = 4,
+    OrdinalIgnoreCase = 5,
+}
+
+/// `RegexOptions` bits the VM honours (passed as an Int), as .NET numbers them.
+pub const REGEX_IGNORE_CASE: i64 = 1;
+pub const REGEX_MULTILINE: i64 = 2;
+pub const REGEX_SINGLELINE: i64 = 16;
+/// `StringSplitOptions.RemoveEmptyEntries`.
+pub const SPLIT_REMOVE_EMPTY_ENTRIES: i64 = 1;
+
+/// One instruction. "pops a, b" lists operands bottom to top (b was pushed last).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    // ---- values and locals
+    /// Pushes `consts[i]`.
+    Const(u32),
+    Null,
+    Bool(bool),
+    /// Pushes a small integer without a constant-pool entry.
+    Int(i32),
+    Pop,
+    Dup,
+    LoadLocal(u16),
+    StoreLocal(u16),
+    /// Pushes the `context` object.
+    Context,
+
+    // ---- control flow (targets are op indices; `ops.len()` ends the program)
+    Jump(u32),
+    /// Pops a bool; jumps when it is false.
+    JumpIfFalse(u32),
+    /// Pops a bool; jumps when it is true.
+    JumpIfTrue(u32),
+    /// Peeks: jumps when the top is null (keeping it), for `?.`.
+    JumpIfNull(u32),
+    /// Peeks: jumps when the top is not null (keeping it), for `??`.
+    JumpIfNotNull(u32),
+
+    // ---- operators (C# semantics: `+` concatenates when either side is a string)
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    Neg,
+    /// Logical not on a bool.
+    Not,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    /// Pops n values, pushes their string concatenation (null concatenates as "").
+    Concat(u16),
+    /// Pops a value; pushes it if it has the type (or is null), else fails (`(T)x`).
+    Cast(ValueType),
+    /// Pops a value; pushes it if it has the type, else null (`x as T`).
+    As(ValueType),
+
+    // ---- objects
+    /// Pops a receiver, pushes its member.
+    Prop(Prop),
+    /// Pops receiver, key; pushes `receiver[key]` (dictionaries by string, arrays and strings
+    /// by int, JSON by string or int). A missing dictionary key fails (`KeyNotFoundException`);
+    /// a missing JSON key is null, as Newtonsoft's indexer.
+    Index,
+    /// Pops argc values (receiver first for instance methods); pushes the result.
+    Call(Builtin, u8),
+    /// Pops n values; pushes an array of them (`new [] { ... }`, `new string[] { ... }`).
+    MakeArray(u16),
+
+    // ---- iteration (`foreach`, and LINQ lambdas, which the compiler lowers into loops)
+    /// Pops an enumerable (array, list, JArray, JObject, string, dictionary: pairs with
+    /// `Key`/`Value`), stores an iterator over it in the local.
+    IterInit(u16),
+    /// If the local's iterator is exhausted, jumps; else pushes its next element.
+    IterNext(u16, u32),
+
+    // ---- policy statements
+    /// Marks the start of the policy statement `sites[i]` (for `LastError` and traces).
+    Site(u32),
+    /// Pops `values` values (each a string, or null to skip it); sets header `consts[name]`.
+    SetHeader {
+        side: Side,
+        action: ExistsAction,
+        name: u32,
+        values: u16,
+    },
+    /// As `SetHeader`, on the backend request's query string.
+    SetQueryParameter {
+        action: ExistsAction,
+        name: u32,
+        values: u16,
+    },
+    /// Pops a value; stores it as `context.Variables[consts[name]]`.
+    SetVariable {
+        name: u32,
+    },
+    /// Pops a method name.
+    SetMethod,
+    /// Pops a template (`/users/{id}?x={q}`); the `{name}` placeholders take the operation's
+    /// matched parameters. `copy_unmatched`: copy query parameters the template does not use.
+    RewriteUri {
+        copy_unmatched: bool,
+    },
+    /// Pops a base URL (`https://host[:port][/path]`).
+    SetBackendUrl,
+    /// Pops a body value (string, bytes, JSON); replaces the side's body.
+    SetBody {
+        side: Side,
+    },
+    /// Pops code, reason (reason may be null).
+    SetStatus {
+        side: Side,
+    },
+    /// Pops from, to; replaces every occurrence in the side's body.
+    FindAndReplace {
+        side: Side,
+    },
+    /// Pops status (int), message (string). Checks header `consts[name]` against the constant
+    /// strings `consts[values_first..values_first + values]` (any value allowed when 0).
+    CheckHeader {
+        name: u32,
+        values_first: u32,
+        values: u16,
+        ignore_case: bool,
+    },
+    /// Checks the caller's address against `ip_filters[i]`.
+    IpFilter(u32),
+    /// Applies `cors[i]`: answers preflight requests, marks the response for CORS headers.
+    Cors(u32),
+    /// Pops username, password; sets the backend request's `Authorization: Basic ...`.
+    AuthenticationBasic,
+    /// Pops message; logs it with `consts[source]` to the access log.
+    Trace {
+        source: u32,
+        severity: Severity,
+    },
+    /// Starts a new response for `return-response` (status 200, no headers, empty body).
+    BeginResponse,
+    /// Starts `return-response` from the response stored in variable `consts[name]`.
+    BeginResponseFrom {
+        name: u32,
+    },
+    /// Ends the pipeline: the response built since `BeginResponse` goes to the client.
+    Respond,
+    /// Ends the pipeline with a mock response: `status`, `content_type` const, optional
+    /// example body const.
+    MockResponse {
+        status: u16,
+        content_type: u32,
+        example: Option<u32>,
+    },
+    /// Pops a key (string); enters the concurrency limit `max` for it or fails with 429.
+    LimitConcurrencyEnter {
+        max: u32,
+    },
+    /// Leaves the innermost concurrency limit entered by this request.
+    LimitConcurrencyExit,
+    /// Calls the backend (the VM suspends; the proxy resumes it with the response).
+    ForwardRequest {
+        timeout_ms: u32,
+        follow_redirects: bool,
+        buffer_response: bool,
+        fail_on_error_status: bool,
+    },
+    /// Sets the local (a retry's attempt counter) to 0.
+    RetryInit(u16),
+    /// After a retry body whose condition held: counts the attempt in the local; if fewer than
+    /// `count` retries were made, waits (suspends) per the interval rules and jumps to
+    /// `target`; otherwise falls through.
+    RetryNext {
+        local: u16,
+        count: u32,
+        interval_ms: u32,
+        max_interval_ms: u32,
+        delta_ms: u32,
+        first_fast_retry: bool,
+        target: u32,
+    },
+}
+
+impl Op {
+    /// (values popped, values pushed).
+    pub fn stack_effect(&self) -> (u16, u16) {
+        match *self {
+            Op::Const(_) | Op::Null | Op::Bool(_) | Op::Int(_) | Op::LoadLocal(_) | Op::Context => (0, 1),
+            Op::Pop | Op::StoreLocal(_) => (1, 0),
+            Op::Dup => (1, 2),
+            Op::Jump(_) => (0, 0),
+            Op::JumpIfFalse(_) | Op::JumpIfTrue(_) => (1, 0),
+            Op::JumpIfNull(_) | Op::JumpIfNotNull(_) => (1, 1),
+            Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Rem => (2, 1),
+            Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => (2, 1),
+            Op::Neg | Op::Not | Op::Cast(_) | Op::As(_) | Op::Prop(_) => (1, 1),
+            Op::Concat(n) | Op::MakeArray(n) => (n, 1),
+            Op::Index => (2, 1),
+            Op::Call(_, argc) => (u16::from(argc), 1),
+            Op::IterInit(_) => (1, 0),
+            // The element is pushed only on the fall-through path; see `verify`.
+            Op::IterNext(_, _) => (0, 1),
+            Op::Site(_) => (0, 0),
+            Op::SetHeader { values, .. } | Op::SetQueryParameter { values, .. } => (values, 0),
+            Op::SetVariable { .. } | Op::SetMethod | Op::RewriteUri { .. } | Op::SetBackendUrl => (1, 0),
+            Op::SetBody { .. } | Op::Trace { .. } | Op::LimitConcurrencyEnter { .. } => (1, 0),
+            Op::SetStatus { .. } | Op::FindAndReplace { .. } | Op::CheckHeader { .. } => (2, 0),
+            Op::AuthenticationBasic => (2, 0),
+            Op::IpFilter(_) | Op::Cors(_) | Op::BeginResponse | Op::BeginResponseFrom { .. } => (0, 0),
+            Op::Respond | Op::MockResponse { .. } | Op::LimitConcurrencyExit => (0, 0),
+            Op::ForwardRequest { .. } | Op::RetryInit(_) | Op::RetryNext { .. } => (0, 0),
+        }
+    }
+
+    /// Where this op may jump besides the next op.
+    pub fn jump_target(&self) -> Option<u32> {
+        match *self {
+            Op::Jump(t)
+            | Op::JumpIfFalse(t)
+            | Op::JumpIfTrue(t)
+            | Op::JumpIfNull(t)
+            | Op::JumpIfNotNull(t)
+            | Op::IterNext(_, t) => Some(t),
+            Op::RetryNext { target, .. } => Some(target),
+            _ => None,
+        }
+    }
+
+    /// Ops after which execution never reaches the next op.
+    pub fn ends_flow(&self) -> bool {
+        matches!(self, Op::Jump(_) | Op::Respond | Op::MockResponse { .. })
+    }
+}
+
+/// Why a program was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("program has {0} ops, more than {PROGRAM_OPS_MAX}")]
+    TooManyOps(usize),
+    #[error("program has {0} constants, more than {PROGRAM_CONSTS_MAX}")]
+    TooManyConsts(usize),
+    #[error("program uses {0} locals, more than {LOCALS_MAX}")]
+    TooManyLocals(u16),
+    #[error("step limit {0} is 0 or above {STEPS_MAX}")]
+    BadStepLimit(u32),
+    #[error("op {at}: jump target {target} is past the end ({len} ops)")]
+    JumpOutOfRange { at: usize, target: u32, len: usize },
+    #[error("op {at}: constant {index} out of range ({len} constants)")]
+    ConstOutOfRange { at: usize, index: u32, len: usize },
+    #[error("op {at}: constant {index} has the wrong kind for this op")]
+    ConstKind { at: usize, index: u32 },
+    #[error("op {at}: local {index} out of range ({len} locals)")]
+    LocalOutOfRange { at: usize, index: u16, len: u16 },
+    #[error("op {at}: {what} {index} out of range ({len})")]
+    TableOutOfRange { at: usize, what: &'static str, index: u32, len: usize },
+    #[error("op {at}: stack underflow")]
+    StackUnderflow { at: usize },
+    #[error("op {at}: stack depth {depth} exceeds the declared maximum {max}")]
+    StackOverflow { at: usize, depth: u32, max: u16 },
+    #[error("op {at}: reached with stack depth {found} on one path and {expected} on another")]
+    InconsistentStack { at: usize, found: u32, expected: u32 },
+    #[error("op {at}: a statement boundary or the end is reached with {depth} values on the stack")]
+    StackNotEmpty { at: usize, depth: u32 },
+    #[error("op {at}: {what}")]
+    Operand { at: usize, what: &'static str },
+}
+
+/// Checks every fact the VM relies on without re-checking per op (see the module docs).
+/// Control runs it before a program enters a snapshot; the data plane again when it loads one.
+pub fn verify(program: &Program) -> Result<(), VerifyError> {
+    let len = program.ops.len();
+    if len > PROGRAM_OPS_MAX {
+        return Err(VerifyError::TooManyOps(len));
+    }
+    if program.consts.len() > PROGRAM_CONSTS_MAX {
+        return Err(VerifyError::TooManyConsts(program.consts.len()));
+    }
+    if program.locals > LOCALS_MAX {
+        return Err(VerifyError::TooManyLocals(program.locals));
+    }
+    if program.step_limit == 0 || program.step_limit > STEPS_MAX {
+        return Err(VerifyError::BadStepLimit(program.step_limit));
+    }
+    if program.max_stack > STACK_DEPTH_MAX {
+        return Err(VerifyError::StackOverflow { at: 0, depth: u32::from(program.max_stack), max: STACK_DEPTH_MAX });
+    }
+    for (at, op) in program.ops.iter().enumerate() {
+        check_operands(program, at, op)?;
+    }
+    let deepest = stack_depth_max(&program.ops)?;
+    if deepest > u32::from(program.max_stack) {
+        return Err(VerifyError::StackOverflow { at: 0, depth: deepest, max: program.max_stack });
+    }
+    Ok(())
+}
+
+fn check_operands(program: &Program, at: usize, op: &Op) -> Result<(), VerifyError> {
+    let len = program.ops.len();
+    if let Some(target) = op.jump_target() {
+        if target as usize > len {
+            return Err(VerifyError::JumpOutOfRange { at, target, len });
+        }
+    }
+    let string_const = |index: u32| -> Result<(), VerifyError> {
+        match program.consts.get(index as usize) {
+            None => Err(VerifyError::ConstOutOfRange { at, index, len: program.consts.len() }),
+            Some(Const::Str(_)) => Ok(()),
+            Some(_) => Err(VerifyError::ConstKind { at, index }),
+        }
+    };
+    let local = |index: u16| -> Result<(), VerifyError> {
+        if index < program.locals {
+            Ok(())
+        } else {
+            Err(VerifyError::LocalOutOfRange { at, index, len: program.locals })
+        }
+    };
+    let table = |what: &'static str, index: u32, len: usize| -> Result<(), VerifyError> {
+        if (index as usize) < len { Ok(()) } else { Err(VerifyError::TableOutOfRange { at, what, index, len }) }
+    };
+    match *op {
+        Op::Const(index) if index as usize >= program.consts.len() => {
+            return Err(VerifyError::ConstOutOfRange { at, index, len: program.consts.len() });
+        }
+        Op::LoadLocal(i) | Op::StoreLocal(i) | Op::IterInit(i) | Op::IterNext(i, _) | Op::RetryInit(i) => local(i)?,
+        Op::RetryNext { local: i, count, .. } => {
+            local(i)?;
+            if count == 0 || count > RETRY_COUNT_MAX {
+                return Err(VerifyError::Operand { at, what: "retry count must be 1 to 50" });
+            }
+        }
+        Op::Site(i) => table("site", i, program.sites.len())?,
+        Op::IpFilter(i) => table("ip-filter", i, program.ip_filters.len())?,
+        Op::Cors(i) => table("cors", i, program.cors.len())?,
+        Op::SetHeader { name, values, .. } | Op::SetQueryParameter { name, values, .. } => {
+            string_const(name)?;
+            if values > VALUES_PER_POLICY_MAX {
+                return Err(VerifyError::Operand { at, what: "too many values" });
+            }
+        }
+        Op::SetVariable { name } | Op::BeginResponseFrom { name } | Op::Trace { source: name, .. } => {
+            string_const(name)?
+        }
+        Op::CheckHeader { name, values_first, values, .. } => {
+            string_const(name)?;
+            if values > VALUES_PER_POLICY_MAX {
+                return Err(VerifyError::Operand { at, what: "too many values" });
+            }
+            for index in values_first..values_first.saturating_add(u32::from(values)) {
+                string_const(index)?;
+            }
+        }
+        Op::MockResponse { status, content_type, example } => {
+            if !(100..=599).contains(&status) {
+                return Err(VerifyError::Operand { at, what: "status code out of 100..=599" });
+            }
+            string_const(content_type)?;
+            if let Some(example) = example {
+                string_const(example)?;
+            }
+        }
+        Op::LimitConcurrencyEnter { max: 0 } => {
+            return Err(VerifyError::Operand { at, what: "limit-concurrency max-count must be at least 1" });
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The deepest stack `ops` reach, by abstract interpretation of the depth over every path;
+/// fails on underflow, on paths that disagree, on a non-empty stack at a statement boundary or
+/// at the end, and past [`STACK_DEPTH_MAX`]. The compiler uses it to fill [`Program::max_stack`].
+pub fn stack_depth_max(ops: &[Op]) -> Result<u32, VerifyError> {
+    let len = ops.len();
+    // depth[i]: the stack depth on entry to op i (index len: at the end).
+    let mut depth: Vec<Option<u32>> = vec![None; len + 1];
+    let mut work: Vec<usize> = vec![0];
+    depth[0] = Some(0);
+    let max = u32::from(STACK_DEPTH_MAX);
+    let mut deepest = 0;
+    let reach =
+        |depth: &mut Vec<Option<u32>>, work: &mut Vec<usize>, at: usize, target: usize, d: u32| match depth[target] {
+            None => {
+                depth[target] = Some(d);
+                work.push(target);
+                Ok(())
+            }
+            Some(expected) if expected == d => Ok(()),
+            Some(expected) => Err(VerifyError::InconsistentStack { at: target.max(at), found: d, expected }),
+        };
+    while let Some(at) = work.pop() {
+        let Some(entry) = depth[at] else { continue };
+        if at == len {
+            if entry != 0 {
+                return Err(VerifyError::StackNotEmpty { at, depth: entry });
+            }
+            continue;
+        }
+        let op = ops[at];
+        if matches!(op, Op::Site(_) | Op::Respond | Op::MockResponse { .. } | Op::ForwardRequest { .. }) && entry != 0 {
+            return Err(VerifyError::StackNotEmpty { at, depth: entry });
+        }
+        let (pops, pushes) = op.stack_effect();
+        let after_pop = entry.checked_sub(u32::from(pops)).ok_or(VerifyError::StackUnderflow { at })?;
+        let after = after_pop + u32::from(pushes);
+        if after > max {
+            return Err(VerifyError::StackOverflow { at, depth: after, max: STACK_DEPTH_MAX });
+        }
+        deepest = deepest.max(after);
+        if let Some(target) = op.jump_target() {
+            if target as usize > len {
+                return Err(VerifyError::JumpOutOfRange { at, target, len });
+            }
+            // IterNext jumps without pushing; JumpIfNull/NotNull jump keeping the value.
+            let on_jump = match op {
+                Op::IterNext(..) => entry,
+                _ => after,
+            };
+            reach(&mut depth, &mut work, at, target as usize, on_jump)?;
+        }
+        if !op.ends_flow() {
+            reach(&mut depth, &mut work, at, at + 1, after)?;
+        }
+    }
+    Ok(deepest)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,95 @@
+use super::*;
+
+fn program(ops: Vec<Op>, consts: Vec<Const>, max_stack: u16) -> Program {
+    Program { ops, consts, locals: 2, max_stack, step_limit: 1000, ..Program::default() }
+}
+
+#[test]
+fn accepts_a_well_formed_program() {
+    // `@(x ?? "d")` consumed by set-variable, then a choose.
+    let p = program(
+        vec![
+            Op::Null,
+            Op::JumpIfNotNull(4),
+            Op::Pop,
+            Op::Const(0),
+            Op::SetVariable { name: 0 },
+            Op::Bool(true),
+            Op::JumpIfFalse(8),
+            Op::Jump(8),
+        ],
+        vec![Const::Str("d".into())],
+        2,
+    );
+    assert_eq!(verify(&p), Ok(()));
+}
+
+#[test]
+fn refuses_jumps_past_the_end() {
+    let p = program(vec![Op::Jump(2)], vec![], 1);
+    assert!(matches!(verify(&p), Err(VerifyError::JumpOutOfRange { target: 2, .. })));
+}
+
+#[test]
+fn refuses_bad_operands() {
+    let p = program(vec![Op::Const(3), Op::Pop], vec![], 1);
+    assert!(matches!(verify(&p), Err(VerifyError::ConstOutOfRange { index: 3, .. })));
+    let p = program(vec![Op::LoadLocal(9), Op::Pop], vec![], 1);
+    assert!(matches!(verify(&p), Err(VerifyError::LocalOutOfRange { index: 9, .. })));
+    let p = program(vec![Op::Int(1), Op::SetVariable { name: 0 }], vec![Const::Int(1)], 1);
+    assert!(matches!(verify(&p), Err(VerifyError::ConstKind { .. })));
+    let p = program(vec![Op::IpFilter(0)], vec![], 0);
+    assert!(matches!(verify(&p), Err(VerifyError::TableOutOfRange { what: "ip-filter", .. })));
+}
+
+#[test]
+fn refuses_underflow_overflow_and_leftovers() {
+    assert!(matches!(verify(&program(vec![Op::Pop], vec![], 1)), Err(VerifyError::StackUnderflow { at: 0 })));
+    assert!(matches!(
+        verify(&program(vec![Op::Null, Op::Null, Op::Pop, Op::Pop], vec![], 1)),
+        Err(VerifyError::StackOverflow { depth: 2, max: 1, .. })
+    ));
+    assert!(matches!(verify(&program(vec![Op::Null], vec![], 1)), Err(VerifyError::StackNotEmpty { .. })));
+}
+
+#[test]
+fn refuses_paths_that_disagree_on_depth() {
+    // One path pushes before the merge point, the other does not.
+    let p = program(vec![Op::Bool(true), Op::JumpIfFalse(3), Op::Null, Op::Pop], vec![], 2);
+    assert!(matches!(verify(&p), Err(VerifyError::InconsistentStack { .. })));
+}
+
+#[test]
+fn loops_verify() {
+    // foreach (var x in arr) { }  with arr = new [] { 1 }
+    let p = program(
+        vec![Op::Int(1), Op::MakeArray(1), Op::IterInit(0), Op::IterNext(0, 6), Op::StoreLocal(1), Op::Jump(3)],
+        vec![],
+        1,
+    );
+    assert_eq!(verify(&p), Ok(()));
+}
+
+#[test]
+fn refuses_bad_limits() {
+    let mut p = program(vec![], vec![], 0);
+    p.step_limit = 0;
+    assert_eq!(verify(&p), Err(VerifyError::BadStepLimit(0)));
+    let p = program(
+        vec![
+            Op::RetryInit(0),
+            Op::RetryNext {
+                local: 0,
+                count: 51,
+                interval_ms: 0,
+                max_interval_ms: 0,
+                delta_ms: 0,
+                first_fast_retry: false,
+                target: 0,
+            },
+        ],
+        vec![],
+        0,
+    );
+    assert!(matches!(verify(&p), Err(VerifyError::Operand { .. })));
+}

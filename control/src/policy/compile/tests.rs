@@ -1,0 +1,213 @@
+use std::sync::Arc;
+
+use portcullis_contract::program::{ExistsAction, Op, ScopeKind, Section, Side};
+
+use super::*;
+use crate::config::named_values::NamedValue;
+use crate::policy::scope::{self, Document, Fragment};
+
+struct Compiled {
+    programs: Vec<Option<Program>>,
+    report: Report,
+}
+
+fn compile_with(text: &str, values: &NamedValues, fragments: &Fragments, options: Options) -> Compiled {
+    let document = Document::parse(Arc::new(SourceFile::new("api/policy.xml", text)), ScopeKind::Api).unwrap();
+    let env = Environment { named_values: values, fragments, options };
+    let mut report = Report::default();
+    let programs = Section::ALL
+        .into_iter()
+        .map(|section| compile_section(&scope::merge(&[&document], section).unwrap(), section, env, &mut report))
+        .collect();
+    Compiled { programs, report }
+}
+
+fn compile(text: &str) -> Compiled {
+    compile_with(text, &NamedValues::default(), &Fragments::default(), Options::default())
+}
+
+fn first_error(text: &str) -> String {
+    let compiled = compile(text);
+    compiled.report.errors.first().map(ToString::to_string).unwrap_or_else(|| "no error".into())
+}
+
+#[test]
+fn a_typical_inbound_section_compiles_to_verified_ops() {
+    let compiled = compile(
+        r#"<policies><inbound>
+  <check-header name="X-Client" failed-check-httpcode="403" failed-check-error-message="no" ignore-case="true"><value>a</value><value>b</value></check-header>
+  <set-header name="X-A" exists-action="override"><value>1</value></set-header>
+  <set-header name="X-B" exists-action="append"><value>2</value><value>@(context.Request.Method)</value></set-header>
+  <set-header name="X-C" exists-action="delete" />
+  <rewrite-uri template="/v2/{id}" copy-unmatched-params="false" />
+  <choose>
+    <when condition="@(context.Request.Headers.GetValueOrDefault("X-Env", "") == "prod")"><set-variable name="env" value="prod" /></when>
+    <otherwise><set-variable name="env" value="@(1 + 2)" /></otherwise>
+  </choose>
+</inbound></policies>"#,
+    );
+    assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
+    let inbound = compiled.programs[0].as_ref().unwrap();
+    assert!(inbound.ops.iter().any(|op| matches!(op, Op::CheckHeader { values: 2, ignore_case: true, .. })));
+    assert!(inbound.ops.contains(&Op::SetHeader {
+        side: Side::Request,
+        action: ExistsAction::Append,
+        name: inbound_const(inbound, "X-B"),
+        values: 2
+    }));
+    assert!(inbound.ops.contains(&Op::SetHeader {
+        side: Side::Request,
+        action: ExistsAction::Delete,
+        name: inbound_const(inbound, "X-C"),
+        values: 0
+    }));
+    assert!(inbound.ops.contains(&Op::RewriteUri { copy_unmatched: false }));
+    assert_eq!(
+        inbound.sites.iter().map(|s| s.path.as_str()).collect::<Vec<_>>(),
+        [
+            "check-header[1]",
+            "set-header[1]",
+            "set-header[2]",
+            "set-header[3]",
+            "rewrite-uri[1]",
+            "choose[1]",
+            "choose[1]/when[1]/set-variable[1]",
+            "choose[1]/otherwise[1]/set-variable[1]",
+        ]
+    );
+    assert!(inbound.sites.iter().all(|s| s.scope == ScopeKind::Api && s.section == Section::Inbound));
+    // The backend section inherited the built-in forward-request.
+    let backend = compiled.programs[1].as_ref().unwrap();
+    assert!(backend.ops.iter().any(|op| matches!(op, Op::ForwardRequest { timeout_ms: 300_000, .. })));
+}
+
+fn inbound_const(program: &Program, text: &str) -> u32 {
+    program.consts.iter().position(|c| matches!(c, portcullis_contract::program::Const::Str(s) if s == text)).unwrap()
+        as u32
+}
+
+#[test]
+fn unsupported_and_unknown_policies_are_errors_with_positions() {
+    let error =
+        first_error("<policies><inbound>\n  <rate-limit calls=\"5\" renewal-period=\"60\" />\n</inbound></policies>");
+    assert!(error.contains("unsupported policy <rate-limit>"), "{error}");
+    assert!(error.contains("api/policy.xml:2:4"), "{error}");
+    assert!(error.contains("--skip-unsupported"), "{error}");
+    let error = first_error("<policies><inbound><set-heder name=\"x\"/></inbound></policies>");
+    assert!(error.contains("unknown policy <set-heder>"), "{error}");
+    let error = first_error("<policies><outbound><rewrite-uri template=\"/x\"/></outbound></policies>");
+    assert!(error.contains("not allowed in the outbound section"), "{error}");
+    let error = first_error(
+        "<policies><inbound><set-header name=\"x\" exist-action=\"skip\"><value>1</value></set-header></inbound></policies>",
+    );
+    assert!(error.contains("no attribute \"exist-action\""), "{error}");
+}
+
+#[test]
+fn skip_unsupported_turns_errors_into_warnings() {
+    let options = Options { skip_unsupported: true, allow_unknown_references: false };
+    let compiled = compile_with(
+        "<policies><inbound><validate-jwt header-name=\"a\"/><set-header name=\"x\"><value>1</value></set-header></inbound></policies>",
+        &NamedValues::default(),
+        &Fragments::default(),
+        options,
+    );
+    assert!(compiled.report.errors.is_empty());
+    assert_eq!(compiled.report.warnings.len(), 1);
+    assert!(compiled.report.warnings[0].message.contains("skipped"));
+    assert!(compiled.programs[0].is_some());
+}
+
+#[test]
+fn expression_errors_point_into_the_attribute() {
+    let text =
+        "<policies><inbound><set-variable name=\"x\" value=\"@(context.Request.Hedaers)\" /></inbound></policies>";
+    let compiled = compile(text);
+    let error = &compiled.report.errors[0];
+    let column = text.find("Hedaers").unwrap() + 1;
+    assert_eq!(error.location.unwrap().column, column, "{error}");
+}
+
+#[test]
+fn named_values_and_fragments() {
+    let mut values = NamedValues::default();
+    values.insert("tenant", NamedValue { value: "contoso".into(), secret: false });
+    values.insert("token", NamedValue { value: "s3cr3t".into(), secret: true });
+    let mut fragments = Fragments::default();
+    let fragment = Fragment::parse(Arc::new(SourceFile::new(
+        "fragments/common.xml",
+        "<fragment><set-header name=\"X-Tenant\"><value>{{tenant}}</value></set-header></fragment>",
+    )))
+    .unwrap();
+    fragments.insert("common".into(), fragment);
+    let compiled = compile_with(
+        "<policies><inbound><include-fragment fragment-id=\"common\"/><set-header name=\"Authorization\"><value>Bearer {{token}}</value></set-header><set-variable name=\"t\" value=\"@(&quot;{{tenant}}&quot;.ToUpper())\"/></inbound></policies>",
+        &values,
+        &fragments,
+        Options::default(),
+    );
+    assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
+    let inbound = compiled.programs[0].as_ref().unwrap();
+    inbound_const(inbound, "contoso");
+    inbound_const(inbound, "Bearer s3cr3t");
+    assert!(inbound.sites[0].location.starts_with("fragments/common.xml:1:"));
+    let rendered = crate::policy::cli::render_program(Section::Inbound, inbound, &values.secret_values());
+    assert!(!rendered.contains("s3cr3t") && rendered.contains("Bearer ***"), "{rendered}");
+
+    let error = first_error("<policies><inbound><include-fragment fragment-id=\"missing\"/></inbound></policies>");
+    assert!(error.contains("unknown fragment \"missing\""), "{error}");
+    let error = first_error(
+        "<policies><inbound><set-header name=\"a\"><value>{{nope}}</value></set-header></inbound></policies>",
+    );
+    assert!(error.contains("unknown named value"), "{error}");
+}
+
+#[test]
+fn retry_and_limit_concurrency_wrap_their_children() {
+    let compiled = compile(
+        r#"<policies><backend><retry condition="@(context.Response.StatusCode >= 500)" count="3" interval="1" first-fast-retry="true"><limit-concurrency key="@(context.Request.IpAddress)" max-count="2"><forward-request timeout="5"/></limit-concurrency></retry></backend></policies>"#,
+    );
+    assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
+    let backend = compiled.programs[1].as_ref().unwrap();
+    assert!(
+        backend
+            .ops
+            .iter()
+            .any(|op| matches!(op, Op::RetryNext { count: 3, interval_ms: 1000, first_fast_retry: true, .. }))
+    );
+    assert!(backend.ops.contains(&Op::LimitConcurrencyEnter { max: 2 }));
+    assert!(backend.ops.contains(&Op::LimitConcurrencyExit));
+    assert!(backend.ops.iter().any(|op| matches!(op, Op::ForwardRequest { timeout_ms: 5000, .. })));
+    assert!(
+        first_error("<policies><backend><retry condition=\"@(true)\" count=\"51\"/></backend></policies>")
+            .contains("1 to 50")
+    );
+}
+
+#[test]
+fn access_policies_validate_their_rules() {
+    let compiled = compile(
+        r#"<policies><inbound><ip-filter action="allow"><address>10.0.0.1</address><address-range from="192.168.0.0" to="192.168.0.255"/><address>::1</address></ip-filter>
+<cors allow-credentials="true"><allowed-origins><origin>https://a.example</origin></allowed-origins><allowed-methods preflight-result-max-age="300"><method>get</method></allowed-methods><allowed-headers><header>X-Key</header></allowed-headers></cors></inbound></policies>"#,
+    );
+    assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
+    let inbound = compiled.programs[0].as_ref().unwrap();
+    assert_eq!(inbound.ip_filters[0].ranges.len(), 3);
+    assert_eq!(inbound.cors[0].allowed_methods, ["GET"]);
+    assert_eq!(inbound.cors[0].preflight_max_age_s, Some(300));
+    assert!(first_error("<policies><inbound><ip-filter action=\"allow\"><address>10.0.0.300</address></ip-filter></inbound></policies>").contains("not an IPv4 or IPv6"));
+    assert!(first_error("<policies><inbound><cors allow-credentials=\"true\"><allowed-origins><origin>*</origin></allowed-origins></cors></inbound></policies>").contains("wildcard"));
+}
+
+#[test]
+fn return_response_builds_a_response() {
+    let compiled = compile(
+        r#"<policies><inbound><return-response><set-status code="418" reason="Teapot"/><set-header name="X" exists-action="override"><value>y</value></set-header><set-body>short and stout</set-body></return-response></inbound></policies>"#,
+    );
+    assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
+    let inbound = compiled.programs[0].as_ref().unwrap();
+    assert!(inbound.ops.contains(&Op::BeginResponse));
+    assert!(inbound.ops.contains(&Op::SetStatus { side: Side::Returned }));
+    assert!(inbound.ops.contains(&Op::SetBody { side: Side::Returned }));
+    assert_eq!(inbound.ops.last(), Some(&Op::Respond));
+}

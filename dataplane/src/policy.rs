@@ -1,0 +1,43 @@
+//! The policy VM: runs the bytecode control compiled from APIM policy documents. Sans-IO.
+//!
+//! - [`load`]: a snapshot's programs, verified again and with their regular expressions
+//!   compiled, once per snapshot on the snapshot thread ([`Programs`]).
+//! - [`view`]: what the proxy lends one run: the request (and response) heads in their
+//!   buffers, the route's API and operation, the peer address ([`View`]).
+//! - [`state`]: what persists across sections and suspensions of one request, owned:
+//!   variables, request and response edits, the response being built ([`RequestState`]).
+//! - [`value`]: the runtime values (C# semantics) and their operators.
+//! - [`vm`]: the interpreter: [`run`] a section, [`resume`] it after `forward-request` or a
+//!   retry wait; both end in an [`Exit`].
+//! - [`apply`]: writes the heads the edits describe (forwarded request, relayed response,
+//!   built response).
+//! - [`concurrency`]: the `limit-concurrency` counters shared by every worker.
+//!
+//! Per request the proxy calls: `run(Inbound)` → on `Continue`, write the forwarded head with
+//! [`apply::write_request_head`] → `run(Backend)` (which suspends with [`Exit::Forward`]; call
+//! the backend, then [`resume`]) → `run(Outbound)` → [`apply::write_response_head`]; on any
+//! [`Exit::Error`] `run(OnError)`; on [`Exit::Respond`] [`apply::write_built_response`].
+
+#![forbid(unsafe_code)]
+
+pub mod apply;
+mod builtins;
+pub mod concurrency;
+mod error;
+pub mod load;
+pub mod state;
+pub mod value;
+pub mod view;
+pub mod vm;
+
+pub(crate) use builtins::url_decode;
+pub use concurrency::{ConcurrencyGuard, ConcurrencyLimits};
+pub use error::{Fault, LastError, PolicyError};
+pub use load::{LoadError, LoadedProgram, Programs};
+pub use state::RequestState;
+pub use view::{MatchedParam, ResponseView, View};
+pub(crate) use vm::statements::parse_backend_url;
+pub use vm::{Exit, Forward, resume, run};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,317 @@
+//! Parsing and conversion: `int.Parse`, `Convert`, `Math`, `Encoding.UTF8`, `WebUtility`, `Uri`.
+
+use base64::Engine as _;
+use portcullis_contract::program::Builtin;
+
+use super::Args;
+use crate::policy::error::Fault;
+use crate::policy::value::{Value, format_double};
+
+/// `int.ToString(format)`: `D<n>`, `X<n>`/`x<n>`, `N<n>`, `F<n>`, `G`.
+pub(crate) fn format_int(value: i64, format: &str) -> Option<String> {
+    let (kind, digits) = format.split_at(format.len().min(1));
+    let digits: usize = if digits.is_empty() { 0 } else { digits.parse().ok()? };
+    Some(match kind {
+        "" | "G" | "g" => value.to_string(),
+        "D" | "d" => {
+            let text = format!("{:0>digits$}", value.unsigned_abs());
+            if value < 0 { format!("-{text}") } else { text }
+        }
+        "X" => format!("{value:0>digits$X}"),
+        "x" => format!("{value:0>digits$x}"),
+        "N" | "n" | "F" | "f" => {
+            return format_number(value as f64, &format!("{kind}{}", if format.len() > 1 { &format[1..] } else { "" }));
+        }
+        _ => return None,
+    })
+}
+
+/// `double.ToString(format)`: `F<n>`, `N<n>` (with group separators), `G`/`R`.
+pub(crate) fn format_number(value: f64, format: &str) -> Option<String> {
+    let (kind, digits) = format.split_at(format.len().min(1));
+    let parsed: Option<usize> = if digits.is_empty() { None } else { Some(digits.parse().ok()?) };
+    Some(match kind {
+        "" | "G" | "g" | "R" | "r" => {
+            let mut out = String::new();
+            format_double(value, &mut out);
+            out
+        }
+        "F" | "f" => format!("{value:.prec$}", prec = parsed.unwrap_or(2)),
+        "N" | "n" => {
+            let text = format!("{:.prec$}", value.abs(), prec = parsed.unwrap_or(2));
+            let (whole, fraction) = text.split_once('.').map_or((text.as_str(), None), |(w, f)| (w, Some(f)));
+            let mut grouped = String::new();
+            for (at, c) in whole.chars().enumerate() {
+                if at > 0 && (whole.len() - at) % 3 == 0 {
+                    grouped.push(',');
+                }
+                grouped.push(c);
+            }
+            let sign = if value < 0.0 { "-" } else { "" };
+            match fraction {
+                Some(fraction) => format!("{sign}{grouped}.{fraction}"),
+                None => format!("{sign}{grouped}"),
+            }
+        }
+        _ => return None,
+    })
+}
+
+fn parse_int(a: &Args<'_, '_>, text: &str) -> Result<i64, Fault> {
+    let value: i64 = text.trim().parse().map_err(|_| a.fail("Input string was not in a correct format."))?;
+    i32::try_from(value).map(i64::from).or(if matches!(a.builtin, Builtin::IntParse) {
+        Ok(value)
+    } else {
+        Err(a.fail("Value was either too large or too small for an Int32."))
+    })
+}
+
+/// `WebUtility.UrlEncode`: spaces become `+`, unreserved bytes stay, the rest `%XX` (upper case).
+fn url_encode(text: &str, space_plus: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b' ' if space_plus => out.push('+'),
+            b if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || (space_plus && b"!*()".contains(&b)) => {
+                out.push(char::from(b))
+            }
+            b => {
+                out.push('%');
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
+            }
+        }
+    }
+    out
+}
+
+/// Percent-decodes `text` (`+` is a space when `plus_space`, as in forms and query strings);
+/// an invalid escape is kept as written and invalid UTF-8 becomes U+FFFD.
+pub(crate) fn url_decode(text: impl AsRef<[u8]>, plus_space: bool) -> String {
+    let bytes = text.as_ref();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while let Some(&b) = bytes.get(at) {
+        match b {
+            b'+' if plus_space => out.push(b' '),
+            b'%' => {
+                match bytes.get(at + 1..at + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
+                {
+                    Some(byte) => {
+                        out.push(byte);
+                        at += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        at += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn html_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn html_decode(text: &str) -> String {
+    text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#39;", "'").replace("&amp;", "&")
+}
+
+pub(super) fn call<'a>(a: Args<'_, 'a>) -> Result<Value<'a>, Fault> {
+    use Builtin as B;
+    let b = a.builtin;
+    match b {
+        B::IntParse => {
+            a.arity(&[1])?;
+            parse_int(&a, a.text(0)?).map(Value::Int)
+        }
+        B::IntTryParse => {
+            a.arity(&[1])?;
+            Ok(a.opt_text(0)?
+                .and_then(|text| text.trim().parse::<i32>().ok())
+                .map_or(Value::Null, |v| Value::Int(i64::from(v))))
+        }
+        B::DoubleParse => {
+            a.arity(&[1])?;
+            a.text(0)?
+                .trim()
+                .parse::<f64>()
+                .map(Value::Double)
+                .map_err(|_| a.fail("Input string was not in a correct format."))
+        }
+        B::BoolParse => {
+            a.arity(&[1])?;
+            let text = a.text(0)?.trim();
+            if text.eq_ignore_ascii_case("true") {
+                Ok(Value::Bool(true))
+            } else if text.eq_ignore_ascii_case("false") {
+                Ok(Value::Bool(false))
+            } else {
+                Err(a.fail("String was not recognized as a valid Boolean."))
+            }
+        }
+        B::ConvertToInt32 => {
+            a.arity(&[1])?;
+            match a.get(0)? {
+                Value::Null => Ok(Value::Int(0)),
+                Value::Int(v) => i32::try_from(*v)
+                    .map(|v| Value::Int(i64::from(v)))
+                    .map_err(|_| a.fail("Value was either too large or too small for an Int32.")),
+                // Convert rounds half to even, unlike a cast.
+                Value::Double(v) => {
+                    let rounded = v.round_ties_even();
+                    if rounded.abs() <= f64::from(i32::MAX) {
+                        Ok(Value::Int(rounded as i64))
+                    } else {
+                        Err(a.fail("Value was either too large or too small for an Int32."))
+                    }
+                }
+                Value::Bool(v) => Ok(Value::Int(i64::from(*v))),
+                Value::Str(text) => parse_int(&a, text.as_str()).map(Value::Int),
+                other => Err(a.fail(&format!("cannot convert {}", other.type_name()))),
+            }
+        }
+        B::ConvertToDouble => {
+            a.arity(&[1])?;
+            match a.get(0)? {
+                Value::Null => Ok(Value::Double(0.0)),
+                Value::Bool(v) => Ok(Value::Double(if *v { 1.0 } else { 0.0 })),
+                Value::Str(text) => text
+                    .as_str()
+                    .trim()
+                    .parse()
+                    .map(Value::Double)
+                    .map_err(|_| a.fail("Input string was not in a correct format.")),
+                other => other
+                    .as_f64()
+                    .map(Value::Double)
+                    .ok_or_else(|| a.fail(&format!("cannot convert {}", other.type_name()))),
+            }
+        }
+        B::ConvertToBoolean => {
+            a.arity(&[1])?;
+            match a.get(0)? {
+                Value::Null => Ok(Value::Bool(false)),
+                Value::Bool(v) => Ok(Value::Bool(*v)),
+                Value::Str(text) if text.as_str().trim().eq_ignore_ascii_case("true") => Ok(Value::Bool(true)),
+                Value::Str(text) if text.as_str().trim().eq_ignore_ascii_case("false") => Ok(Value::Bool(false)),
+                other => other
+                    .as_f64()
+                    .map(|v| Value::Bool(v != 0.0))
+                    .ok_or_else(|| a.fail("String was not recognized as a valid Boolean.")),
+            }
+        }
+        B::ConvertToString => {
+            a.arity(&[1])?;
+            Ok(match a.get(0)? {
+                Value::Null => Value::str(""),
+                Value::Str(text) => Value::Str(text.clone()),
+                other => {
+                    let mut out = String::new();
+                    other.write_display(&mut out);
+                    Value::string(out)
+                }
+            })
+        }
+        B::ConvertToBase64String => {
+            a.arity(&[1])?;
+            Ok(Value::string(base64::engine::general_purpose::STANDARD.encode(a.bytes(0)?)))
+        }
+        B::ConvertFromBase64String => {
+            a.arity(&[1])?;
+            let text: String = a.text(0)?.chars().filter(|c| !c.is_whitespace()).collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map(|bytes| Value::Bytes(bytes.into()))
+                .map_err(|_| a.fail("The input is not a valid Base-64 string."))
+        }
+        B::MathMin | B::MathMax => {
+            a.arity(&[2])?;
+            match (a.get(0)?, a.get(1)?) {
+                (Value::Int(x), Value::Int(y)) => Ok(Value::Int(if b == B::MathMin { *x.min(y) } else { *x.max(y) })),
+                _ => {
+                    let (x, y) = (a.number(0)?, a.number(1)?);
+                    Ok(Value::Double(if b == B::MathMin { x.min(y) } else { x.max(y) }))
+                }
+            }
+        }
+        B::MathAbs => {
+            a.arity(&[1])?;
+            match a.get(0)? {
+                Value::Int(x) => x
+                    .checked_abs()
+                    .map(Value::Int)
+                    .ok_or_else(|| a.fail("Negating the minimum value of a twos complement number is invalid.")),
+                _ => Ok(Value::Double(a.number(0)?.abs())),
+            }
+        }
+        B::MathRound | B::MathFloor | B::MathCeiling => {
+            a.arity(&[1, 2])?;
+            if let Value::Int(x) = a.get(0)? {
+                return Ok(Value::Int(*x));
+            }
+            let x = a.number(0)?;
+            Ok(Value::Double(match b {
+                B::MathFloor => x.floor(),
+                B::MathCeiling => x.ceil(),
+                _ if a.len() == 2 => {
+                    let scale = 10f64.powi(a.int(1)?.clamp(0, 15) as i32);
+                    (x * scale).round_ties_even() / scale
+                }
+                _ => x.round_ties_even(),
+            }))
+        }
+        B::Utf8GetBytes => {
+            a.arity(&[1])?;
+            Ok(Value::Bytes(a.text(0)?.as_bytes().into()))
+        }
+        B::Utf8GetString => {
+            a.arity(&[1])?;
+            Ok(Value::string(String::from_utf8_lossy(a.bytes(0)?).into_owned()))
+        }
+        B::WebUtilityUrlEncode | B::UriEscapeDataString => {
+            a.arity(&[1])?;
+            match a.opt_text(0)? {
+                None if b == B::WebUtilityUrlEncode => Ok(Value::Null),
+                None => Err(a.fail("Value cannot be null. (Parameter 'stringToEscape')")),
+                Some(text) => Ok(Value::string(url_encode(text, b == B::WebUtilityUrlEncode))),
+            }
+        }
+        B::WebUtilityUrlDecode | B::UriUnescapeDataString => {
+            a.arity(&[1])?;
+            match a.opt_text(0)? {
+                None if b == B::WebUtilityUrlDecode => Ok(Value::Null),
+                None => Err(a.fail("Value cannot be null.")),
+                Some(text) => Ok(Value::string(url_decode(text, b == B::WebUtilityUrlDecode))),
+            }
+        }
+        B::WebUtilityHtmlEncode | B::WebUtilityHtmlDecode => {
+            a.arity(&[1])?;
+            match a.opt_text(0)? {
+                None => Ok(Value::Null),
+                Some(text) => {
+                    Ok(Value::string(if b == B::WebUtilityHtmlEncode { html_encode(text) } else { html_decode(text) }))
+                }
+            }
+        }
+        B::BitConverterToString => {
+            a.arity(&[1])?;
+            let hex: Vec<String> = a.bytes(0)?.iter().map(|b| format!("{b:02X}")).collect();
+            Ok(Value::string(hex.join("-")))
+        }
+        _ => Err(a.fail("not a conversion")),
+    }
+}

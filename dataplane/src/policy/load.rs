@@ -1,0 +1,238 @@
+//! A snapshot's programs made ready to run: verified again, regexes compiled, facts derived.
+//!
+//! Loading runs on the snapshot thread, never on a worker: the data plane never trusts control,
+//! so every program is verified again here and a bad regular expression refuses the snapshot.
+
+use crate::policy::vm::Forward;
+use portcullis_contract::program::{self, Const, Op, Program, Prop, Side, VerifyError};
+
+/// Compiled size of one regular expression: bounds memory per pattern (the `regex` crate's
+/// default is 10 MiB; policy patterns are short).
+pub const REGEX_SIZE_MAX_BYTES: usize = 1024 * 1024;
+
+/// Why a program was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    #[error("program {index}: {error}")]
+    Verify { index: usize, error: VerifyError },
+    #[error("program {index}, constant {constant}: bad regular expression: {error}")]
+    Regex { index: usize, constant: usize, error: String },
+    #[error("{0} programs, more than fit a u32 index")]
+    TooMany(usize),
+}
+
+/// Where a string constant lives: program and constant index. Request state keeps these
+/// instead of copies, and resolves them against the request's snapshot when it applies edits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LitRef {
+    pub program: u32,
+    pub index: u32,
+}
+
+/// A string constant and where it lives (so a borrow of it can be stored by reference).
+#[derive(Debug)]
+pub struct ConstStr {
+    text: Box<str>,
+    origin: LitRef,
+}
+
+impl ConstStr {
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn origin(&self) -> LitRef {
+        self.origin
+    }
+}
+
+/// A constant-pool entry, ready for the VM.
+#[derive(Debug)]
+pub enum LoadedConst {
+    Str(ConstStr),
+    Int(i64),
+    Double(f64),
+    Regex(regex::Regex),
+}
+
+/// Which bodies a program touches: the proxy buffers a body only when a program reads it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BodyUse {
+    /// Reads the request body (`context.Request.Body`, `find-and-replace` on the request).
+    pub reads_request: bool,
+    /// Reads the response body.
+    pub reads_response: bool,
+    /// May replace the request body (`set-body`, `find-and-replace`).
+    pub replaces_request: bool,
+    /// May replace the response body.
+    pub replaces_response: bool,
+}
+
+/// One verified program with its constants compiled.
+#[derive(Debug)]
+pub struct LoadedProgram {
+    index: u32,
+    program: Program,
+    consts: Vec<LoadedConst>,
+    bodies: BodyUse,
+    /// The program is only `forward-request` (the backend section of most operations).
+    plain_forward: Option<Forward>,
+}
+
+impl LoadedProgram {
+    /// Verifies `program` and compiles its constants; `index` is its place in the snapshot.
+    pub fn load(index: u32, program: Program) -> Result<Self, LoadError> {
+        let at = index as usize;
+        program::verify(&program).map_err(|error| LoadError::Verify { index: at, error })?;
+        let mut consts = Vec::with_capacity(program.consts.len());
+        for (constant, value) in program.consts.iter().enumerate() {
+            consts.push(match value {
+                Const::Str(text) => LoadedConst::Str(ConstStr {
+                    text: text.as_str().into(),
+                    origin: LitRef { program: index, index: constant as u32 },
+                }),
+                Const::Int(value) => LoadedConst::Int(*value),
+                Const::Double(value) => LoadedConst::Double(*value),
+                Const::Regex { pattern, ignore_case } => LoadedConst::Regex(
+                    regex::RegexBuilder::new(pattern)
+                        .case_insensitive(*ignore_case)
+                        .size_limit(REGEX_SIZE_MAX_BYTES)
+                        .build()
+                        .map_err(|error| LoadError::Regex { index: at, constant, error: error.to_string() })?,
+                ),
+            });
+        }
+        let bodies = body_use(&program.ops);
+        let plain_forward = plain_forward(&program.ops);
+        Ok(Self { index, program, consts, bodies, plain_forward })
+    }
+
+    /// Place in the snapshot's program list.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    pub fn consts(&self) -> &[LoadedConst] {
+        &self.consts
+    }
+
+    /// The program does nothing: the proxy may skip it.
+    pub fn is_empty(&self) -> bool {
+        self.program.ops.is_empty()
+    }
+
+    pub fn bodies(&self) -> BodyUse {
+        self.bodies
+    }
+
+    /// `Some` when the program does nothing but `forward-request` with these settings: the
+    /// proxy then calls the backend without running the VM (nothing it could observe differs).
+    pub fn plain_forward(&self) -> Option<Forward> {
+        self.plain_forward
+    }
+
+    /// The string constant `index`, if it is one.
+    pub fn const_str(&self, index: u32) -> Option<&ConstStr> {
+        match self.consts.get(index as usize) {
+            Some(LoadedConst::Str(text)) => Some(text),
+            _ => None,
+        }
+    }
+}
+
+/// Which bodies `ops` touch. `Prop(Body)` belongs to the message read just before it; when
+/// that is not visible (a body kept in a local), both sides count.
+fn body_use(ops: &[Op]) -> BodyUse {
+    let mut bodies = BodyUse::default();
+    let mut previous = None;
+    for op in ops {
+        match *op {
+            Op::Prop(Prop::Body) => match previous {
+                Some(Op::Prop(Prop::Request)) => bodies.reads_request = true,
+                Some(Op::Prop(Prop::Response)) => bodies.reads_response = true,
+                _ => {
+                    bodies.reads_request = true;
+                    bodies.reads_response = true;
+                }
+            },
+            Op::SetBody { side } => match side {
+                Side::Request => bodies.replaces_request = true,
+                Side::Response => bodies.replaces_response = true,
+                Side::Returned => {}
+            },
+            Op::FindAndReplace { side } => match side {
+                Side::Request => {
+                    bodies.reads_request = true;
+                    bodies.replaces_request = true;
+                }
+                Side::Response => {
+                    bodies.reads_response = true;
+                    bodies.replaces_response = true;
+                }
+                Side::Returned => {}
+            },
+            _ => {}
+        }
+        previous = Some(*op);
+    }
+    bodies
+}
+
+/// Every program of one snapshot, in `Config::programs` order.
+#[derive(Debug, Default)]
+pub struct Programs {
+    programs: Vec<LoadedProgram>,
+}
+
+impl Programs {
+    /// Loads every program; one bad program refuses them all (and so the snapshot).
+    pub fn load(programs: &[Program]) -> Result<Self, LoadError> {
+        if u32::try_from(programs.len()).is_err() {
+            return Err(LoadError::TooMany(programs.len()));
+        }
+        let programs = programs
+            .iter()
+            .enumerate()
+            .map(|(index, program)| LoadedProgram::load(index as u32, program.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { programs })
+    }
+
+    /// From already loaded programs (tests, benches); their indices must be their positions.
+    pub fn from_loaded(programs: Vec<LoadedProgram>) -> Self {
+        Self { programs }
+    }
+
+    pub fn get(&self, index: u32) -> Option<&LoadedProgram> {
+        self.programs.get(index as usize)
+    }
+
+    /// The string a stored literal refers to ("" if the reference is stale, which the proxy
+    /// prevents by keeping a request on the snapshot it started with).
+    pub fn literal(&self, origin: LitRef) -> &str {
+        self.get(origin.program).and_then(|program| program.const_str(origin.index)).map_or("", ConstStr::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.programs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.programs.is_empty()
+    }
+}
+
+/// The settings of a program that is `forward-request` alone (sites aside).
+fn plain_forward(ops: &[Op]) -> Option<Forward> {
+    let mut statements = ops.iter().filter(|op| !matches!(op, Op::Site(_)));
+    match (statements.next(), statements.next()) {
+        (Some(&Op::ForwardRequest { timeout_ms, follow_redirects, buffer_response, fail_on_error_status }), None) => {
+            Some(Forward { timeout_ms, follow_redirects, buffer_response, fail_on_error_status })
+        }
+        _ => None,
+    }
+}

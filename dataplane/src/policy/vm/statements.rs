@@ -1,0 +1,634 @@
+//! Policy statements: the ops that change the request state or end the section.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use base64::Engine as _;
+use portcullis_contract::model::Scheme;
+use portcullis_contract::program::{Cors, ExistsAction, Op, Side};
+
+use super::{Exit, Flow, Machine, internal};
+use crate::policy::error::Fault;
+use crate::policy::state::{
+    BackendOverride, BodyEdit, BuiltResponse, CONCURRENCY_NESTING_MAX, CorsMark, EditTarget, StoredBody, StoredText,
+    TRACES_MAX, TraceEntry,
+};
+use crate::policy::value::{Message, Text, Value};
+use crate::policy::vm::members::{query_of, query_pairs, wire_text};
+
+/// Longest `set-backend-service` URL: a URL past this is a configuration mistake.
+pub(crate) const BACKEND_URL_BYTES_MAX: usize = 2048;
+
+impl<'r, 'a> Machine<'r, 'a> {
+    pub(super) fn statement(&mut self, op: Op) -> Result<Flow, Fault> {
+        match op {
+            Op::SetHeader { side, action, name, values } => {
+                self.set_values(EditTarget::Header(side), action, name, values)
+            }
+            Op::SetQueryParameter { action, name, values } => self.set_values(EditTarget::Query, action, name, values),
+            Op::SetVariable { name } => self.set_variable(name),
+            Op::SetMethod => {
+                let method = self.pop_text("set-method")?;
+                if method.as_str().is_empty() || !method.as_str().bytes().all(is_token_byte) {
+                    return Err(Fault::eval(format!(
+                        "Expression evaluation failed. Invalid method '{}'.",
+                        method.as_str()
+                    )));
+                }
+                self.state.method = Some(StoredText::keep(&method));
+                Ok(Flow::Next)
+            }
+            Op::RewriteUri { copy_unmatched } => {
+                let template = self.pop_text("rewrite-uri")?;
+                self.rewrite_uri(template.as_str(), copy_unmatched)?;
+                Ok(Flow::Next)
+            }
+            Op::SetBackendUrl => {
+                let url = self.pop_text("set-backend-service")?;
+                self.state.backend = Some(parse_backend_url(url.as_str())?);
+                Ok(Flow::Next)
+            }
+            Op::SetBody { side } => {
+                let body = self.pop()?;
+                let body = self.stored_body(body)?;
+                self.set_body(side, body)?;
+                Ok(Flow::Next)
+            }
+            Op::SetStatus { side } => self.set_status(side),
+            Op::FindAndReplace { side } => self.find_and_replace(side),
+            Op::CheckHeader { name, values_first, values, ignore_case } => {
+                self.check_header(name, values_first, values, ignore_case)
+            }
+            Op::IpFilter(index) => self.ip_filter(index),
+            Op::Cors(index) => self.cors(index),
+            Op::AuthenticationBasic => {
+                let password = self.pop_text("authentication-basic")?;
+                let user = self.pop_text("authentication-basic")?;
+                let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
+                    "{}:{}",
+                    user.as_str(),
+                    password.as_str()
+                ));
+                self.state.authorization = Some(StoredText::Owned(format!("Basic {credentials}").into()));
+                Ok(Flow::Next)
+            }
+            Op::Trace { source, severity } => {
+                let message = self.pop()?;
+                let message = match message {
+                    Value::Str(text) => StoredText::keep(&text),
+                    other => StoredText::keep(&Text::from({
+                        let mut out = String::new();
+                        other.write_display(&mut out);
+                        out
+                    })),
+                };
+                let source = self.literal(source)?;
+                if self.state.traces.len() < TRACES_MAX {
+                    self.state.traces.push(TraceEntry { source, severity, message });
+                } else {
+                    self.state.traces_dropped += 1;
+                }
+                Ok(Flow::Next)
+            }
+            Op::BeginResponse => {
+                self.begin_response(200);
+                Ok(Flow::Next)
+            }
+            Op::BeginResponseFrom { .. } => Err(Fault::policy(
+                500,
+                "PolicyNotSupported",
+                "return-response with response-variable-name needs send-request, which this gateway does not run yet.",
+            )),
+            Op::Respond => {
+                if self.state.returned.is_none() {
+                    self.begin_response(200);
+                }
+                Ok(Flow::Exit(Exit::Respond))
+            }
+            Op::MockResponse { status, content_type, example } => {
+                self.begin_response(status);
+                let content_type = StoredText::Literal(self.literal(content_type)?);
+                let name = StoredText::Static("Content-Type");
+                self.state.push_edit(
+                    EditTarget::Header(Side::Returned),
+                    ExistsAction::Override,
+                    name,
+                    [content_type].into_iter(),
+                )?;
+                if let Some(example) = example {
+                    let body = StoredBody::Text(StoredText::Literal(self.literal(example)?));
+                    if let Some(returned) = self.state.returned.as_mut() {
+                        returned.body = Some(body);
+                    }
+                }
+                Ok(Flow::Exit(Exit::Respond))
+            }
+            Op::LimitConcurrencyEnter { max } => {
+                let key = self.pop_text("limit-concurrency")?;
+                if self.state.guards.len() >= CONCURRENCY_NESTING_MAX {
+                    return Err(Fault::eval("Expression evaluation failed. limit-concurrency blocks nest too deeply."));
+                }
+                match self.view.concurrency.try_enter(key.as_str(), max) {
+                    Some(guard) => {
+                        self.state.guards.push(guard);
+                        Ok(Flow::Next)
+                    }
+                    None => Err(Fault::policy(429, "ConcurrencyLimitExceeded", "Too many concurrent requests.")),
+                }
+            }
+            Op::LimitConcurrencyExit => {
+                self.state.guards.pop();
+                Ok(Flow::Next)
+            }
+            Op::ForwardRequest { timeout_ms, follow_redirects, buffer_response, fail_on_error_status } => {
+                Ok(Flow::Suspend(
+                    None,
+                    Exit::Forward { timeout_ms, follow_redirects, buffer_response, fail_on_error_status },
+                ))
+            }
+            Op::RetryInit(local) => {
+                *self.locals.slots_mut().get_mut(usize::from(local)).ok_or_else(|| internal("local"))? = Value::Int(0);
+                Ok(Flow::Next)
+            }
+            Op::RetryNext { local, count, interval_ms, max_interval_ms, delta_ms, first_fast_retry, target } => {
+                let slot = self.locals.slots_mut().get_mut(usize::from(local)).ok_or_else(|| internal("local"))?;
+                let attempt = match slot {
+                    Value::Int(done) => *done + 1,
+                    _ => return Err(internal("retry counter")),
+                };
+                *slot = Value::Int(attempt);
+                if attempt > i64::from(count) {
+                    return Ok(Flow::Next);
+                }
+                let rule = RetryInterval { interval_ms, max_interval_ms, delta_ms, first_fast_retry };
+                match rule.before(attempt as u32) {
+                    Duration::ZERO => Ok(Flow::Jump(target)),
+                    wait => Ok(Flow::Suspend(Some(target), Exit::Wait(wait))),
+                }
+            }
+            _ => Err(internal("not a statement")),
+        }
+    }
+
+    /// Pops a value as a string (`ToString()` of non-strings; null fails).
+    fn pop_text(&mut self, policy: &str) -> Result<Text<'a>, Fault> {
+        match self.pop()? {
+            Value::Null => Err(Fault::eval(format!("Expression evaluation failed. {policy}: value cannot be null."))),
+            other => other.to_text(),
+        }
+    }
+
+    fn literal(&self, index: u32) -> Result<crate::policy::load::LitRef, Fault> {
+        self.program.const_str(index).map(|text| text.origin()).ok_or_else(|| internal("string constant"))
+    }
+
+    fn set_values(&mut self, target: EditTarget, action: ExistsAction, name: u32, count: u16) -> Result<Flow, Fault> {
+        let name = StoredText::Literal(self.literal(name)?);
+        let count = usize::from(count);
+        let slots = self.stack.top_n(count)?;
+        for slot in slots.iter_mut() {
+            if !matches!(slot, Value::Str(_) | Value::Null) {
+                *slot = Value::Str(slot.to_text()?);
+            }
+            if let (EditTarget::Header(_), Value::Str(text)) = (target, &*slot) {
+                if !is_header_value(text.as_str()) {
+                    return Err(Fault::eval("Expression evaluation failed. A header value contains CR, LF or NUL."));
+                }
+            }
+        }
+        // Null values are skipped, as APIM does; the stack and the state are disjoint borrows.
+        let values = slots.iter().filter_map(|value| match value {
+            Value::Str(text) => Some(StoredText::keep(text)),
+            _ => None,
+        });
+        let pushed = self.state.push_edit(target, action, name, values);
+        self.stack.drop_n(count);
+        pushed.map(|()| Flow::Next)
+    }
+
+    fn set_variable(&mut self, name: u32) -> Result<Flow, Fault> {
+        let name = StoredText::Literal(self.literal(name)?);
+        let value = self.pop()?;
+        let program = self.program;
+        let stored = crate::policy::state::Stored::keep(&value, |regex| super::regex_origin(program, regex))?;
+        let programs = self.view.programs;
+        let key = name.resolve(programs);
+        let full = self.state.variables.len() >= crate::policy::state::VARIABLES_MAX;
+        match self.state.variables.iter_mut().find(|(existing, _)| existing.resolve(programs) == key) {
+            Some(slot) => slot.1 = stored,
+            None if full => return Err(Fault::eval("Expression evaluation failed. Too many variables.")),
+            None => self.state.variables.push((name, stored)),
+        }
+        Ok(Flow::Next)
+    }
+
+    fn begin_response(&mut self, status: u16) {
+        self.state.edits.retain(|edit| edit.target != EditTarget::Header(Side::Returned));
+        self.state.returned = Some(BuiltResponse { status, reason: None, body: None });
+    }
+
+    fn stored_body(&self, body: Value<'a>) -> Result<StoredBody, Fault> {
+        Ok(match body {
+            Value::Null => StoredBody::Bytes(std::rc::Rc::from(&[][..])),
+            Value::Str(text) => StoredBody::Text(StoredText::keep(&text)),
+            Value::Bytes(bytes) => StoredBody::Bytes(bytes),
+            other => {
+                let mut out = String::new();
+                other.write_display(&mut out);
+                StoredBody::Text(StoredText::Owned(out.into()))
+            }
+        })
+    }
+
+    fn set_body(&mut self, side: Side, body: StoredBody) -> Result<(), Fault> {
+        match side {
+            Side::Request => self.state.request_body = BodyEdit::Replaced(body),
+            Side::Response => self.state.response_body = BodyEdit::Replaced(body),
+            Side::Returned => match self.state.returned.as_mut() {
+                Some(returned) => returned.body = Some(body),
+                None => return Err(internal("set-body outside return-response")),
+            },
+        }
+        Ok(())
+    }
+
+    fn set_status(&mut self, side: Side) -> Result<Flow, Fault> {
+        let reason = self.pop()?;
+        let code = self.pop()?;
+        let code = match code {
+            Value::Int(code) if (100..=599).contains(&code) => code as u16,
+            other => {
+                let mut text = String::new();
+                other.write_display(&mut text);
+                match text.trim().parse::<u16>() {
+                    Ok(code) if (100..=599).contains(&code) => code,
+                    _ => {
+                        return Err(Fault::eval(format!(
+                            "Expression evaluation failed. set-status: invalid code '{text}'."
+                        )));
+                    }
+                }
+            }
+        };
+        let reason = match reason {
+            Value::Null => None,
+            other => {
+                let text = other.to_text()?;
+                if !is_header_value(text.as_str()) {
+                    return Err(Fault::eval(
+                        "Expression evaluation failed. set-status: the reason contains CR, LF or NUL.",
+                    ));
+                }
+                Some(StoredText::keep(&text))
+            }
+        };
+        match side {
+            Side::Response => self.state.status = Some((code, reason)),
+            Side::Returned => match self.state.returned.as_mut() {
+                Some(returned) => {
+                    returned.status = code;
+                    returned.reason = reason;
+                }
+                None => return Err(internal("set-status outside return-response")),
+            },
+            Side::Request => return Err(internal("set-status on the request")),
+        }
+        Ok(Flow::Next)
+    }
+
+    /// The body of `side` as the policies left it, if it is available.
+    fn current_body(&self, side: Side) -> Result<Cow<'_, [u8]>, Fault> {
+        let programs = self.view.programs;
+        let (edit, original) = match side {
+            Side::Request => (&self.state.request_body, self.view.request_body),
+            Side::Response => (&self.state.response_body, self.view.response.and_then(|response| response.body)),
+            Side::Returned => {
+                return Ok(Cow::Borrowed(
+                    self.state.returned.as_ref().and_then(|r| r.body.as_ref()).map_or(&[][..], |b| b.bytes(programs)),
+                ));
+            }
+        };
+        match edit {
+            BodyEdit::Replaced(body) => Ok(Cow::Borrowed(body.bytes(programs))),
+            BodyEdit::Consumed => Ok(Cow::Borrowed(&[])),
+            BodyEdit::Unchanged => original
+                .map(Cow::Borrowed)
+                .ok_or_else(|| Fault::eval("Expression evaluation failed. The message body was not buffered.")),
+        }
+    }
+
+    fn find_and_replace(&mut self, side: Side) -> Result<Flow, Fault> {
+        let to = self.pop()?;
+        let from = self.pop_text("find-and-replace")?;
+        if from.as_str().is_empty() {
+            return Err(Fault::builtin("find-and-replace", "String cannot be of zero length. (Parameter 'oldValue')"));
+        }
+        let mut to_text = String::new();
+        to.write_display(&mut to_text);
+        let body = String::from_utf8_lossy(&self.current_body(side)?).replace(from.as_str(), &to_text);
+        self.set_body(side, StoredBody::Text(StoredText::Owned(body.into())))?;
+        Ok(Flow::Next)
+    }
+
+    fn check_header(&mut self, name: u32, first: u32, count: u16, ignore_case: bool) -> Result<Flow, Fault> {
+        let message = self.pop()?;
+        let status = match self.pop()? {
+            Value::Int(status) if (100..=599).contains(&status) => status as u16,
+            _ => 401,
+        };
+        let name = self.program.const_str(name).ok_or_else(|| internal("header name"))?.as_str();
+        // Built only on failure: the passing path allocates nothing.
+        let response_message = || match &message {
+            Value::Str(text) if !text.as_str().is_empty() => Some(Cow::Owned(text.as_str().to_owned())),
+            _ => None,
+        };
+        let Some(value) = self.header_value(Message::Request, name) else {
+            let mut fault = Fault::policy(
+                status,
+                "HeaderNotFound",
+                format!("Header {name} was not found in the request. Access denied."),
+            );
+            fault.response_message = response_message();
+            return Err(fault);
+        };
+        if count == 0 {
+            return Ok(Flow::Next);
+        }
+        let allowed = |candidate: &str| {
+            (first..first + u32::from(count)).filter_map(|index| self.program.const_str(index)).any(|allowed| {
+                if ignore_case {
+                    allowed.as_str().eq_ignore_ascii_case(candidate)
+                } else {
+                    allowed.as_str() == candidate
+                }
+            })
+        };
+        let value = value.as_str();
+        if allowed(value.trim()) || value.split(',').all(|token| allowed(token.trim())) {
+            return Ok(Flow::Next);
+        }
+        let mut fault = Fault::policy(
+            status,
+            "HeaderValueNotAllowed",
+            format!("Header {name} value of {value} is not allowed. Access denied."),
+        );
+        fault.response_message = response_message();
+        Err(fault)
+    }
+
+    fn ip_filter(&mut self, index: u32) -> Result<Flow, Fault> {
+        let filter = self.program.program().ip_filters.get(index as usize).ok_or_else(|| internal("ip-filter"))?;
+        let address = ip_number(self.view.peer);
+        let listed = filter.ranges.iter().any(|range| range.first <= address && address <= range.last);
+        if listed == filter.allow {
+            return Ok(Flow::Next);
+        }
+        let ip = super::members::client_ip(self.view.peer);
+        Err(Fault::policy(403, "CallerIpNotAllowed", format!("Caller IP address {ip} is not allowed. Access denied.")))
+    }
+
+    fn cors(&mut self, index: u32) -> Result<Flow, Fault> {
+        let program = self.program;
+        let rule = program.program().cors.get(index as usize).ok_or_else(|| internal("cors"))?;
+        let view = self.view;
+        let header = |name: &[u8]| view.request.header(view.request_buf, name).map(wire_text);
+        let Some(origin) = header(b"origin") else { return Ok(Flow::Next) };
+        let origin_allowed = cors_origin_allowed(rule, origin.as_str());
+        let request_method = header(b"access-control-request-method");
+        let preflight = view.request.method(view.request_buf) == b"OPTIONS" && request_method.is_some();
+        if !preflight {
+            if origin_allowed {
+                self.state.cors = Some(CorsMark {
+                    allow_origin: allow_origin(rule, origin.as_str()).into(),
+                    allow_credentials: rule.allow_credentials,
+                    program: program.index(),
+                    rule: index,
+                });
+            }
+            return Ok(Flow::Next);
+        }
+        let method = request_method.as_ref().map_or("", Text::as_str);
+        let method_allowed =
+            rule.allowed_methods.iter().any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(method));
+        let requested_headers = header(b"access-control-request-headers");
+        let headers_allowed =
+            requested_headers.as_ref().is_none_or(|requested| {
+                requested.as_str().split(',').map(str::trim).filter(|h| !h.is_empty()).all(|h| {
+                    rule.allowed_headers.iter().any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(h))
+                })
+            });
+        if !(origin_allowed && method_allowed && headers_allowed) {
+            if rule.terminate_unmatched_request {
+                self.begin_response(200);
+                return Ok(Flow::Exit(Exit::Respond));
+            }
+            return Ok(Flow::Next);
+        }
+        self.begin_response(200);
+        let target = EditTarget::Header(Side::Returned);
+        let add = |state: &mut crate::policy::state::RequestState, name: &'static str, value: String| {
+            state.push_edit(
+                target,
+                ExistsAction::Override,
+                StoredText::Static(name),
+                [StoredText::Owned(value.into())].into_iter(),
+            )
+        };
+        add(self.state, "Access-Control-Allow-Origin", allow_origin(rule, origin.as_str()))?;
+        if rule.allow_credentials {
+            add(self.state, "Access-Control-Allow-Credentials", "true".to_owned())?;
+        }
+        add(self.state, "Access-Control-Allow-Methods", method.to_owned())?;
+        if let Some(requested) = requested_headers {
+            add(self.state, "Access-Control-Allow-Headers", requested.as_str().to_owned())?;
+        }
+        if let Some(max_age) = rule.preflight_max_age_s {
+            add(self.state, "Access-Control-Max-Age", max_age.to_string())?;
+        }
+        Ok(Flow::Exit(Exit::Respond))
+    }
+
+    fn rewrite_uri(&mut self, template: &str, copy_unmatched: bool) -> Result<(), Fault> {
+        let view = self.view;
+        let original_query = query_of(view.request.target(view.request_buf));
+        let mut out = std::mem::take(&mut self.state.rewritten);
+        out.clear();
+        if !template.starts_with('/') {
+            out.push('/');
+        }
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let Some(close) = after.find('}') else {
+                self.state.rewritten = out;
+                return Err(Fault::eval(
+                    "Expression evaluation failed. rewrite-uri: unterminated '{' in the template.",
+                ));
+            };
+            let name = &after[..close];
+            let value = match self.matched(name) {
+                Some(value) => Cow::Borrowed(value),
+                None => query_pairs(original_query)
+                    .find(|(key, _)| *key == name.as_bytes())
+                    .map(|(_, value)| Cow::Owned(super::members::decode_component(value).as_str().to_owned()))
+                    .unwrap_or(Cow::Borrowed("")),
+            };
+            percent_encode_into(&value, &mut out);
+            rest = &after[close + 1..];
+        }
+        out.push_str(rest);
+        if copy_unmatched {
+            let template_query = query_of(template.as_bytes());
+            let mut has_query = out.contains('?');
+            for (key, value) in query_pairs(original_query) {
+                let placeholder =
+                    |w: &[u8]| w.first() == Some(&b'{') && w.last() == Some(&b'}') && &w[1..w.len() - 1] == key;
+                let used = query_pairs(template_query).any(|(name, _)| name == key)
+                    || template.as_bytes().windows(key.len() + 2).any(placeholder);
+                if used {
+                    continue;
+                }
+                out.push(if has_query { '&' } else { '?' });
+                has_query = true;
+                out.push_str(std::str::from_utf8(key).unwrap_or(""));
+                if !value.is_empty() {
+                    out.push('=');
+                    out.push_str(std::str::from_utf8(value).unwrap_or(""));
+                }
+            }
+        }
+        if !out.bytes().all(|b| b.is_ascii_graphic()) {
+            self.state.rewritten = out;
+            return Err(Fault::eval(
+                "Expression evaluation failed. rewrite-uri: the template has characters a URL cannot carry.",
+            ));
+        }
+        self.state.rewritten = out;
+        self.state.rewrite = true;
+        Ok(())
+    }
+}
+
+/// `retry`'s wait before attempt `n` (1-based), per APIM's documented rules: fixed `interval`;
+/// with `delta`, linear (`interval + (n-1)·delta`), or with `max-interval` as well, exponential
+/// (`interval + (2^(n-1) - 1)·delta`, without APIM's ±20 % jitter so runs are reproducible),
+/// capped at `max-interval`; `first-fast-retry` makes the first retry immediate.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetryInterval {
+    pub(crate) interval_ms: u32,
+    pub(crate) max_interval_ms: u32,
+    pub(crate) delta_ms: u32,
+    pub(crate) first_fast_retry: bool,
+}
+
+impl RetryInterval {
+    pub(crate) fn before(self, attempt: u32) -> Duration {
+        if attempt == 0 || (self.first_fast_retry && attempt == 1) {
+            return Duration::ZERO;
+        }
+        let interval = u64::from(self.interval_ms);
+        let delta = u64::from(self.delta_ms);
+        let steps = u64::from(attempt - 1);
+        let ms = if delta == 0 {
+            interval
+        } else if self.max_interval_ms == 0 {
+            interval.saturating_add(steps.saturating_mul(delta))
+        } else {
+            let factor = 1u64.checked_shl(steps.min(62) as u32).unwrap_or(u64::MAX).saturating_sub(1);
+            interval.saturating_add(factor.saturating_mul(delta))
+        };
+        let capped = if self.max_interval_ms > 0 { ms.min(u64::from(self.max_interval_ms)) } else { ms };
+        Duration::from_millis(capped)
+    }
+}
+
+/// An address as the ip-filter ranges store it (IPv4 as IPv4-mapped IPv6).
+pub(crate) fn ip_number(address: IpAddr) -> u128 {
+    match address {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+fn cors_origin_allowed(rule: &Cors, origin: &str) -> bool {
+    rule.allowed_origins.iter().any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin))
+}
+
+/// `Access-Control-Allow-Origin`: `*` for a wildcard rule without credentials, else the origin.
+fn allow_origin(rule: &Cors, origin: &str) -> String {
+    if !rule.allow_credentials && rule.allowed_origins.iter().any(|allowed| allowed == "*") {
+        "*".to_owned()
+    } else {
+        origin.to_owned()
+    }
+}
+
+/// A byte allowed in a method (an HTTP token).
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A header value that cannot split the head: no CR, LF or NUL.
+pub(crate) fn is_header_value(value: &str) -> bool {
+    !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+}
+
+/// Percent-encodes `value` for a path or query component (RFC 3986 unreserved bytes stay).
+pub(crate) fn percent_encode_into(value: &str, out: &mut String) {
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
+        }
+    }
+}
+
+/// Parses `http(s)://host[:port][/path]` for `set-backend-service`.
+pub(crate) fn parse_backend_url(url: &str) -> Result<BackendOverride, Fault> {
+    let invalid =
+        || Fault::eval(format!("Expression evaluation failed. set-backend-service: invalid base-url '{url}'."));
+    if url.len() > BACKEND_URL_BYTES_MAX || !url.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid());
+    }
+    let (scheme, rest) = if let Some(rest) = strip_prefix_ignore_case(url, "https://") {
+        (Scheme::Https, rest)
+    } else if let Some(rest) = strip_prefix_ignore_case(url, "http://") {
+        (Scheme::Http, rest)
+    } else {
+        return Err(invalid());
+    };
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(at) => (&rest[..at], &rest[at..]),
+        None => (rest, ""),
+    };
+    if path.contains(['?', '#']) || authority.is_empty() || authority.contains('@') {
+        return Err(invalid());
+    }
+    let (host, port) = super::members::split_host(authority.as_bytes());
+    let host = std::str::from_utf8(host).map_err(|_| invalid())?;
+    let explicit_port = authority.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']'));
+    if host.is_empty() || (explicit_port && port.is_none()) {
+        return Err(invalid());
+    }
+    let default_port = if scheme == Scheme::Https { 443 } else { 80 };
+    let port = port.unwrap_or(default_port);
+    let host_part = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
+    let authority = if port == default_port { host_part } else { format!("{host_part}:{port}") };
+    Ok(BackendOverride {
+        scheme,
+        host: host.to_owned(),
+        port,
+        base_path: path.trim_end_matches('/').to_owned(),
+        authority,
+    })
+}
+
+fn strip_prefix_ignore_case<'s>(text: &'s str, prefix: &str) -> Option<&'s str> {
+    let head = text.get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix) { text.get(prefix.len()..) } else { None }
+}

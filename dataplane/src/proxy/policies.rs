@@ -1,0 +1,281 @@
+//! The policy phases: the matched operation's compiled sections, run in the VM.
+//!
+//! The VM is sans-IO: it reads the request through a [`View`] rebuilt for every run (the
+//! connection buffers are taken while bodies are relayed, so nothing may borrow them across an
+//! await) and keeps what must persist in the connection's [`RequestState`]. This file builds
+//! those views, runs sections through retry waits, and turns their ends into the proxy's terms.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use portcullis_contract::program::Section;
+
+use crate::http::response::ResponseHead;
+use crate::io::Stream;
+use crate::policy::{self, ConcurrencyLimits, Exit, Forward, LastError, MatchedParam, ResponseView, View};
+use crate::proxy::{Connection, ProxyError, RequestCtx};
+use crate::router::operation::OperationMatch;
+use crate::snapshot::Snapshot;
+use crate::subscription;
+
+/// `limit-concurrency` counters: one table for the whole process, as APIM counts per gateway.
+static CONCURRENCY: LazyLock<Arc<ConcurrencyLimits>> = LazyLock::new(ConcurrencyLimits::new);
+
+/// The operation a request matched and what the views of its runs need besides the buffers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Matched {
+    pub(crate) api: u32,
+    pub(crate) found: OperationMatch,
+    /// Index into `Config::subscriptions` of the subscription the key opened.
+    pub(crate) subscription: Option<u32>,
+    /// `context.RequestId`.
+    pub(crate) request_id: u128,
+    /// `context.Timestamp`.
+    pub(crate) timestamp: DateTime<Utc>,
+}
+
+/// How a section ended, in the proxy's terms.
+#[derive(Debug)]
+pub(crate) enum SectionEnd {
+    /// Go on with the next phase.
+    Continue,
+    /// The section's `forward-request` wants the backend called (then [`Connection::resume_backend`]).
+    Forward(Forward),
+    /// A policy answered (return-response, mock-response, CORS preflight): send the built response.
+    Respond,
+    Failed(ProxyError),
+}
+
+/// The backend's response as the backend, outbound and on-error sections see it.
+#[derive(Clone, Copy)]
+pub(crate) struct Response<'r> {
+    pub(crate) head: &'r ResponseHead,
+    /// A buffered whole body, when the proxy read it for a program that needs it.
+    pub(crate) body: Option<&'r [u8]>,
+}
+
+thread_local! {
+    /// Request ids: a random per-thread base plus a counter (unique without a syscall per request).
+    static REQUEST_IDS: std::cell::Cell<u128> = std::cell::Cell::new(
+        (u128::from(getrandom::u64().unwrap_or(0)) << 64) | u128::from(getrandom::u64().unwrap_or(0)),
+    );
+}
+
+/// A fresh `context.RequestId` (a version-4-shaped GUID).
+pub(crate) fn next_request_id() -> u128 {
+    REQUEST_IDS.with(|ids| {
+        let id = ids.get().wrapping_add(1);
+        ids.set(id);
+        // Version 4, RFC 4122 variant bits, so it prints as a valid random GUID.
+        (id & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62)
+    })
+}
+
+impl<S: Stream> Connection<S> {
+    /// Runs `section` of the matched operation from its start (`resume`: from where it was
+    /// suspended), sleeping through `retry` waits.
+    pub(crate) async fn run_section(
+        &mut self,
+        ctx: &RequestCtx,
+        section: Section,
+        mut resume: bool,
+        response: Option<Response<'_>>,
+    ) -> SectionEnd {
+        let (Some(snapshot), Some(matched)) = (ctx.snapshot.as_deref(), ctx.matched) else {
+            return SectionEnd::Continue;
+        };
+        let Some(program) = program_of(snapshot, &matched, section) else { return SectionEnd::Continue };
+        if program.is_empty() {
+            return SectionEnd::Continue;
+        }
+        if let Some(forward) = program.plain_forward() {
+            // Nothing to run around the call: no view, no VM.
+            return if resume { SectionEnd::Continue } else { SectionEnd::Forward(forward) };
+        }
+        loop {
+            let exit = {
+                let Connection { buf, upstream_buf, policy, peer, .. } = &mut *self;
+                let request_body = request_body(ctx, buf);
+                let response = response.map(|response| ResponseView {
+                    head: response.head,
+                    buf: upstream_buf,
+                    body: response.body,
+                });
+                let mut decoded = Vec::new();
+                let params = matched_params(snapshot, &matched, ctx.head.target(buf), &mut decoded);
+                let mut scratch = [0u8; portcullis_contract::key_index::KEY_BYTES_MAX];
+                let Some(view) =
+                    view(snapshot, ctx, &matched, buf, *peer, &params, request_body, response, &mut scratch)
+                else {
+                    return SectionEnd::Continue;
+                };
+                if resume {
+                    policy::resume(section, program, &view, policy)
+                } else {
+                    policy::run(section, program, &view, policy)
+                }
+            };
+            match exit {
+                Exit::Continue => return SectionEnd::Continue,
+                Exit::Respond => return SectionEnd::Respond,
+                Exit::Error(error) => return SectionEnd::Failed(ProxyError::Policy(Box::new(error))),
+                Exit::Wait(duration) => {
+                    tokio::time::sleep(duration.min(RETRY_WAIT_MAX)).await;
+                    resume = true;
+                }
+                exit @ Exit::Forward { .. } => match exit.forward() {
+                    Some(forward) => return SectionEnd::Forward(forward),
+                    None => return SectionEnd::Continue,
+                },
+            }
+        }
+    }
+
+    /// Records a proxy error as `context.LastError` (policy errors record themselves), so that
+    /// `on-error` sees it.
+    pub(crate) fn record_last_error(&mut self, error: &ProxyError, section: Section) {
+        if matches!(error, ProxyError::Policy(_) | ProxyError::PolicyResponse) {
+            return;
+        }
+        let status = error.response().map_or(500, |response| response.status);
+        let (source, reason) = apim_reason(error);
+        let message = error.response().map_or_else(|| error.to_string(), |response| response.message.to_owned());
+        self.policy.set_last_error(LastError::new(source, reason, &message, section, status));
+    }
+}
+
+/// A `retry` never sleeps longer than this between attempts, whatever its interval says.
+const RETRY_WAIT_MAX: Duration = Duration::from_secs(300);
+
+/// `LastError.Source` and `.Reason` for the proxy's own errors, as APIM names them.
+fn apim_reason(error: &ProxyError) -> (&'static str, &'static str) {
+    use crate::http::error_response as e;
+    match error.response() {
+        Some(response) if response == e::MISSING_KEY => ("authorization", "SubscriptionKeyNotFound"),
+        Some(response) if response == e::INVALID_KEY => ("authorization", "SubscriptionKeyInvalid"),
+        Some(response) if response == e::NOT_FOUND => ("configuration", "OperationNotFound"),
+        Some(response) if response == e::GATEWAY_TIMEOUT => ("forward-request", "Timeout"),
+        Some(response) if response.status == 502 => ("forward-request", "BackendConnectionFailure"),
+        _ => ("gateway", "ClientConnectionFailure"),
+    }
+}
+
+fn program_of<'s>(snapshot: &'s Snapshot, matched: &Matched, section: Section) -> Option<&'s policy::LoadedProgram> {
+    let api = snapshot.config.apis.get(matched.api as usize)?;
+    let operation = api.operations.get(matched.found.operation as usize)?;
+    snapshot.programs.get(operation.policies.program(section))
+}
+
+/// The whole request body, when it is all in the buffer and framed by `Content-Length` (the
+/// bytes are then the body as sent). Chunked or not yet received bodies are not buffered yet.
+fn request_body<'b>(ctx: &RequestCtx, buf: &'b [u8]) -> Option<&'b [u8]> {
+    let start = ctx.head.head_len();
+    match ctx.head.framing() {
+        crate::http::BodyFraming::None => Some(&[]),
+        crate::http::BodyFraming::Length(len) => {
+            let end = start.checked_add(usize::try_from(len).ok()?)?;
+            buf.get(start..end)
+        }
+        _ => None,
+    }
+}
+
+/// The operation's template parameters with their values from the request target (where the
+/// bindings point), percent-decoded (into `decoded` only when a value is encoded).
+fn matched_params<'a>(
+    snapshot: &'a Snapshot,
+    matched: &Matched,
+    target: &'a [u8],
+    decoded: &'a mut Vec<String>,
+) -> Vec<MatchedParam<'a>> {
+    let bindings = matched.found.bindings();
+    if bindings.is_empty() {
+        return Vec::new();
+    }
+    let Some(template) = snapshot
+        .operations
+        .get(matched.api as usize)
+        .and_then(|operations| operations.template(matched.found.operation))
+    else {
+        return Vec::new();
+    };
+    let value_of = |binding: &crate::router::operation::Binding| {
+        target
+            .get(binding.start as usize..binding.end as usize)
+            .and_then(|raw| std::str::from_utf8(raw).ok())
+            .unwrap_or("")
+    };
+    // Decode first (the strings must not move while borrowed), then borrow.
+    for binding in bindings {
+        let raw = value_of(binding);
+        if raw.contains('%') {
+            // Path segments: `+` is a plus sign, not a space.
+            decoded.push(crate::policy::url_decode(raw, false));
+        }
+    }
+    let mut decoded = decoded.iter();
+    template
+        .param_names()
+        .zip(bindings)
+        .map(|(name, binding)| {
+            let raw = value_of(binding);
+            let value = if raw.contains('%') { decoded.next().map_or(raw, String::as_str) } else { raw };
+            MatchedParam { name, value }
+        })
+        .collect()
+}
+
+/// The view of one run.
+#[expect(clippy::too_many_arguments, reason = "each is one borrowed part of the request the view gathers")]
+fn view<'a>(
+    snapshot: &'a Snapshot,
+    ctx: &'a RequestCtx,
+    matched: &Matched,
+    buf: &'a [u8],
+    peer: SocketAddr,
+    params: &'a [MatchedParam<'a>],
+    request_body: Option<&'a [u8]>,
+    response: Option<ResponseView<'a>>,
+    scratch: &'a mut [u8; portcullis_contract::key_index::KEY_BYTES_MAX],
+) -> Option<View<'a>> {
+    let api = snapshot.config.apis.get(matched.api as usize)?;
+    let operation = api.operations.get(matched.found.operation as usize)?;
+    let subscription = matched.subscription.and_then(|index| snapshot.config.subscriptions.get(index as usize));
+    let subscription_key = match subscription {
+        Some(_) => {
+            match subscription::find_key(
+                &ctx.head,
+                buf,
+                &api.subscription_key_header,
+                &api.subscription_key_query,
+                scratch,
+            ) {
+                subscription::FoundKey::Present(key) => std::str::from_utf8(key).ok(),
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    Some(View {
+        programs: &snapshot.programs,
+        request: &ctx.head,
+        request_buf: buf,
+        remainder_start: ctx.route.map_or(0, |route| route.remainder),
+        peer: peer.ip(),
+        api,
+        operation,
+        subscription,
+        subscription_key,
+        deployment: &snapshot.config.deployment,
+        matched: params,
+        request_id: matched.request_id,
+        timestamp: matched.timestamp,
+        now: Utc::now(),
+        request_body,
+        response,
+        concurrency: &CONCURRENCY,
+        tracing: false,
+    })
+}
