@@ -27,25 +27,28 @@ pub(crate) fn build(root: &Path) -> Result<()> {
     let crate_dir = root.join(CRATE_DIR);
     for (bin, object) in OBJECTS {
         eprintln!("xtask: building {bin} (nightly, {TARGET}, LLVM bitcode)");
-        let deps = crate_dir.join("target").join(TARGET).join("release/deps");
-        let prefix = format!("{}-", bin.replace('-', "_"));
-        // Stale bitcode from earlier builds would be ambiguous: remove it first.
-        if let Ok(entries) = std::fs::read_dir(&deps) {
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with(&prefix) && name.ends_with(".bc") {
-                    std::fs::remove_file(entry.path()).with_context(|| format!("removing {name}"))?;
-                }
+        // rustc writes the bitcode to a path of ours: where cargo keeps intermediate artifacts
+        // differs between nightlies (`deps/<name>-<hash>.bc`, later `build/<pkg>/<hash>/out/`).
+        let bitcode =
+            crate_dir.join("target").join(TARGET).join("release").join(format!("{}.bc", bin.replace('-', "_")));
+        // A stale file would hide a build that wrote nothing: remove it first.
+        match std::fs::remove_file(&bitcode) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(error).with_context(|| format!("removing {}", bitcode.display()));
             }
+            _ => {}
         }
+        let emit = format!("--emit=llvm-bc={}", bitcode.display());
         run(Command::new("cargo")
             .current_dir(&crate_dir)
             .env_remove("RUSTUP_TOOLCHAIN")
             .env_remove("CARGO")
             .env_remove("RUSTC")
             .args([&format!("+{TOOLCHAIN}"), "rustc", "--release", "--target", TARGET, "-Z", "build-std=core"])
-            .args(["--bin", bin, "--", "--emit=llvm-bc", "-C", "linker=/bin/true"]))?;
-        let bitcode = find_bitcode(&deps, &prefix)?;
+            .args(["--bin", bin, "--", &emit, "-C", "linker=/bin/true"]))?;
+        if !bitcode.is_file() {
+            bail!("cargo built {bin} but wrote no {}", bitcode.display());
+        }
         let out = root.join(object);
         eprintln!("xtask: llc {} -> {}", bitcode.display(), out.display());
         run(Command::new(&llc)
@@ -77,24 +80,6 @@ fn check_prerequisites() -> Result<PathBuf> {
         bail!("llc from the llvm-tools component of {TOOLCHAIN} is missing ({}); {INSTALL_HINT}", llc.display());
     }
     Ok(sysroot)
-}
-
-fn find_bitcode(deps: &Path, prefix: &str) -> Result<PathBuf> {
-    let mut found = std::fs::read_dir(deps)
-        .with_context(|| format!("reading {}", deps.display()))?
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.file_name().is_some_and(|name| {
-                let name = name.to_string_lossy();
-                name.starts_with(prefix) && name.ends_with(".bc")
-            })
-        });
-    let first = found.next().with_context(|| format!("no {prefix}*.bc in {}", deps.display()))?;
-    if found.next().is_some() {
-        bail!("more than one {prefix}*.bc in {}", deps.display());
-    }
-    Ok(first)
 }
 
 fn run(command: &mut Command) -> Result<()> {
