@@ -75,6 +75,7 @@ fn config() -> Config {
         limits: Limits::default(),
         programs: vec![portcullis_contract::program::Program::empty()],
         deployment: Default::default(),
+        xdp: Default::default(),
     }
 }
 

@@ -13,6 +13,11 @@ pub const STATS_REGION: &str = "run/stats.shm";
 /// The data plane's process id, written at start.
 pub const DATAPLANE_PID: &str = "run/dataplane.pid";
 
+/// The data plane's XDP socket (status, block, unblock); control forwards `ctl xdp` to it. Mode 0600.
+pub const XDP_SOCKET: &str = "run/xdp.sock";
+/// Blocked sources (`ctl block` and per-IP limit offenders), kept across data-plane restarts.
+pub const XDP_BLOCKS: &str = "xdp-blocks.json";
+
 /// Paths inside one data directory.
 #[derive(Debug, Clone)]
 pub struct DataDir {
@@ -46,5 +51,13 @@ impl DataDir {
 
     pub fn dataplane_pid(&self) -> PathBuf {
         self.root.join(DATAPLANE_PID)
+    }
+
+    pub fn xdp_socket(&self) -> PathBuf {
+        self.root.join(XDP_SOCKET)
+    }
+
+    pub fn xdp_blocks(&self) -> PathBuf {
+        self.root.join(XDP_BLOCKS)
     }
 }

@@ -30,6 +30,8 @@ pub struct Config {
     pub programs: Vec<Program>,
     /// Gateway identity as policies read it (`context.Deployment`).
     pub deployment: Deployment,
+    /// Kernel-plane rules (XDP maps) and the per-IP request limit that feeds them.
+    pub xdp: crate::xdp::XdpRules,
 }
 
 /// `context.Deployment`.

@@ -4,10 +4,12 @@
 //! - [`protocol`]: the request and response types and their parsing.
 //! - [`status`]: the status object (publisher state + the shared stats region) and its table rendering.
 //! - [`server`]: the server `portcullis up` runs.
+//! - [`xdp`]: the XDP commands, forwarded to the data plane's `run/xdp.sock`.
 
 pub mod protocol;
 pub mod server;
 pub mod status;
+pub mod xdp;
 
 pub use protocol::{Request, Response};
 pub use status::Status;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use portcullis_contract::layout::DataDir;
 
+pub mod xdp;
+
 use crate::admin::protocol::RESPONSE_LINE_BYTES_MAX;
 use crate::admin::server::APPLY_TIMEOUT_MS;
 use crate::admin::{Request, Response, status};
@@ -28,7 +30,7 @@ pub enum CtlError {
 }
 
 /// Sends one request to the gateway running with `data_dir` and returns its response.
-pub fn request(data_dir: &DataDir, request: Request) -> Result<Response, CtlError> {
+pub fn request(data_dir: &DataDir, request: &Request) -> Result<Response, CtlError> {
     let path = data_dir.admin_socket();
     let io_error = |source| CtlError::Io { path: path.clone(), source };
     let mut stream = UnixStream::connect(&path).map_err(|error| match error.kind() {
@@ -49,7 +51,7 @@ pub fn request(data_dir: &DataDir, request: Request) -> Result<Response, CtlErro
 
 /// `ctl status`: the rendered table, or the status object as JSON.
 pub fn status(data_dir: &DataDir, json: bool) -> Result<String, CtlError> {
-    let response = succeeded(request(data_dir, Request::Status)?)?;
+    let response = succeeded(request(data_dir, &Request::Status)?)?;
     let Some(status) = response.status else {
         return Err(CtlError::Protocol("a status response without a status".to_owned()));
     };
@@ -62,12 +64,12 @@ pub fn status(data_dir: &DataDir, json: bool) -> Result<String, CtlError> {
 
 /// `ctl reload`: `reloaded: generation N applied by the data plane`.
 pub fn reload(data_dir: &DataDir) -> Result<String, CtlError> {
-    let response = succeeded(request(data_dir, Request::Reload)?)?;
+    let response = succeeded(request(data_dir, &Request::Reload)?)?;
     let generation = response.generation.map_or_else(|| "?".to_owned(), |g| g.to_string());
     Ok(format!("reloaded: generation {generation} applied by the data plane"))
 }
 
-fn succeeded(response: Response) -> Result<Response, CtlError> {
+pub(crate) fn succeeded(response: Response) -> Result<Response, CtlError> {
     if response.ok {
         Ok(response)
     } else {
@@ -82,7 +84,7 @@ mod tests {
     #[test]
     fn no_socket_says_what_to_do() {
         let data_dir = DataDir::new("/nonexistent/portcullis-ctl");
-        let error = request(&data_dir, Request::Status).unwrap_err();
+        let error = request(&data_dir, &Request::Status).unwrap_err();
         assert_eq!(
             error.to_string(),
             "no gateway is running with data dir /nonexistent/portcullis-ctl (start one with `portcullis up`, or pass --data-dir)"

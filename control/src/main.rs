@@ -61,6 +61,34 @@ enum CtlCommand {
     },
     /// Reload the config directory and publish it to the data plane.
     Reload,
+    /// The XDP pre-filter.
+    Xdp {
+        #[command(subcommand)]
+        command: XdpCommand,
+    },
+    /// Drop traffic from an address or CIDR (at the NIC when XDP is attached).
+    Block {
+        /// IP address or CIDR prefix.
+        target: String,
+        /// How long (90s, 15m, 2h, 1d); default: until `ctl unblock`.
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+    },
+    /// Lift a block set by `ctl block` or by the per-IP request limit.
+    Unblock {
+        /// IP address or CIDR prefix, exactly as blocked.
+        target: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum XdpCommand {
+    /// Interfaces and attach mode, packet counters by reason, map fill, blocks.
+    Status {
+        /// Print the data plane's status object as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +142,9 @@ fn run(command: Command) -> anyhow::Result<()> {
             let output = match command {
                 CtlCommand::Status { json } => ctl::status(&data_dir, json)?,
                 CtlCommand::Reload => ctl::reload(&data_dir)?,
+                CtlCommand::Xdp { command: XdpCommand::Status { json } } => ctl::xdp::status(&data_dir, json)?,
+                CtlCommand::Block { target, duration } => ctl::xdp::block(&data_dir, &target, duration.as_deref())?,
+                CtlCommand::Unblock { target } => ctl::xdp::unblock(&data_dir, &target)?,
             };
             println!("{output}");
             Ok(())

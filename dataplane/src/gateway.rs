@@ -18,6 +18,7 @@ use crate::channel::{self, ChannelTask};
 use crate::drain::Drain;
 use crate::snapshot::{self, SnapshotCell};
 use crate::worker::{self, WorkerSetup};
+use crate::xdp::{XdpOptions, XdpPlane};
 use crate::{io, last_good, listener};
 
 /// How often the main thread checks whether draining workers have finished.
@@ -34,6 +35,15 @@ pub enum IoChoice {
     Epoll,
 }
 
+/// `--xdp on|off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdpSwitch {
+    /// Load the XDP pre-filter when the process may (CAP_BPF, CAP_NET_ADMIN).
+    On,
+    /// Enforce the `[xdp]` rules in user space only.
+    Off,
+}
+
 /// Everything the command line sets.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -47,6 +57,8 @@ pub struct Options {
     pub io: IoChoice,
     /// Longest wait for in-flight requests after SIGTERM/SIGINT.
     pub drain_timeout: Duration,
+    /// The XDP pre-filter: interfaces, or off.
+    pub xdp: XdpOptions,
 }
 
 /// Runs the data plane until SIGTERM/SIGINT, then drains. Returns once drained (or timed out).
@@ -73,6 +85,9 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         .with_context(|| format!("binding {} ({} sockets)", options.listen, options.workers))?;
     let local = listeners.first().map(|l| l.local_addr()).transpose()?.context("no worker to listen")?;
     tracing::info!("listening on {local} ({} workers, io={})", options.workers, backend.as_str());
+    let xdp = Arc::new(XdpPlane::start(&options.xdp, data_dir.xdp_blocks(), &[local]).context("starting XDP")?);
+    crate::xdp::service::spawn(Arc::clone(&xdp), Arc::clone(&cell), data_dir.xdp_socket())
+        .context("starting the XDP threads")?;
 
     channel::spawn(ChannelTask {
         socket: data_dir.snapshot_socket(),
@@ -86,9 +101,10 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     .context("starting the snapshot channel thread")?;
 
     let drain = Arc::new(Drain::new());
-    let (workers, listener_handles) = spawn_workers(backend, listeners, &cell, &stats, &drain)?;
+    let (workers, listener_handles) = spawn_workers(backend, listeners, &cell, &stats, &drain, &xdp)?;
     let _ = signals.forever().next();
     drain_and_wait(&stats, &drain, listener_handles, workers, options.drain_timeout);
+    xdp.shutdown();
     Ok(())
 }
 
@@ -140,6 +156,7 @@ fn spawn_workers(
     cell: &Arc<SnapshotCell>,
     stats: &Arc<StatsRegion>,
     drain: &Arc<Drain>,
+    xdp: &Arc<XdpPlane>,
 ) -> anyhow::Result<Workers> {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut handles = Vec::with_capacity(listeners.len());
@@ -153,6 +170,7 @@ fn spawn_workers(
             cell: Arc::clone(cell),
             stats: Arc::clone(stats),
             drain: Arc::clone(drain),
+            xdp: Arc::clone(xdp),
             core: cores.get(index % cores.len().max(1)).copied(),
         };
         handles.push(worker::spawn(backend, setup).with_context(|| format!("starting worker {index}"))?);

@@ -66,6 +66,7 @@ mod tests {
             limits: Limits::default(),
             programs: vec![portcullis_contract::program::Program::empty()],
             deployment: Default::default(),
+            xdp: Default::default(),
         };
         store(&path, &snapshot::encode(9, &config).unwrap()).unwrap();
         let (header, loaded) = load(&path).unwrap().unwrap();

@@ -30,6 +30,12 @@ struct Args {
     /// Longest wait for in-flight requests after SIGTERM/SIGINT, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     drain_timeout_ms: u64,
+    /// Attach the XDP pre-filter to this interface (repeatable; more from `[xdp] interfaces`).
+    #[arg(long = "xdp-iface", value_name = "IFACE")]
+    xdp_iface: Vec<String>,
+    /// `off`: no XDP pre-filter; its rules are then enforced in user space.
+    #[arg(long, value_enum, default_value_t = gateway::XdpSwitch::On)]
+    xdp: gateway::XdpSwitch,
 }
 
 fn main() -> ExitCode {
@@ -46,6 +52,10 @@ fn main() -> ExitCode {
         workers,
         io: args.io,
         drain_timeout: Duration::from_millis(args.drain_timeout_ms),
+        xdp: portcullis_dataplane::xdp::XdpOptions {
+            disabled: args.xdp == gateway::XdpSwitch::Off,
+            interfaces: args.xdp_iface,
+        },
     };
     match gateway::run(&options) {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,7 @@
 
 mod error;
 mod exchange;
+mod ip_limit;
 mod policies;
 mod relay;
 
@@ -304,6 +305,7 @@ impl<S: Stream> Connection<S> {
         };
         self.policy.reset();
         let outcome = match self.inbound(&mut ctx) {
+            _ if self.over_ip_limit(&mut ctx, worker).await => Ok(()),
             Verdict::Respond(response) => Err(ProxyError::Rejected(response)),
             Verdict::Continue => match self.run_section(&ctx, Section::Inbound, false, None).await {
                 SectionEnd::Continue => self.forward(worker, &mut ctx).await,

@@ -185,6 +185,7 @@ mod tests {
             limits: Limits::default(),
             programs: vec![portcullis_contract::program::Program::empty()],
             deployment: Default::default(),
+            xdp: Default::default(),
         };
         let snapshot = Snapshot::build(4, config).unwrap();
         assert_eq!(snapshot.backends[0], Some("127.0.0.1:80".parse().unwrap()));

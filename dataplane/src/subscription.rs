@@ -169,6 +169,7 @@ mod tests {
             limits: Limits::default(),
             programs: vec![portcullis_contract::program::Program::empty()],
             deployment: Default::default(),
+            xdp: Default::default(),
         }
     }
 

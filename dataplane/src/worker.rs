@@ -49,6 +49,8 @@ pub struct WorkerSetup {
     pub stats: Arc<StatsRegion>,
     /// The draining signal.
     pub drain: Arc<Drain>,
+    /// The XDP pre-filter's user-space side (admission, per-IP limit).
+    pub xdp: Arc<crate::xdp::XdpPlane>,
     /// Core to pin the thread to.
     pub core: Option<core_affinity::CoreId>,
 }
@@ -83,6 +85,7 @@ fn run<R: Runtime>(setup: WorkerSetup) -> std::io::Result<()> {
             cached_generation: Cell::new(0),
             pool: UpstreamPool::new(),
             drain: setup.drain,
+            xdp: setup.xdp,
             connections: Cell::new(0),
             idle: tokio::sync::Notify::new(),
         });
@@ -111,6 +114,12 @@ async fn accept_loop<L: Listener>(worker: &Rc<WorkerCtx<L::Stream>>, listener: &
                 continue;
             }
         };
+        if !worker.xdp.admit(peer.ip()) {
+            // Refused by the [xdp] rules in user space (counted there): the kernel plane is off,
+            // or this traffic came on an interface without it.
+            stream.shutdown();
+            continue;
+        }
         let slot = worker.slot();
         WorkerSlot::add(&slot.connections_accepted, 1);
         if worker.connections.get() >= CONNECTIONS_PER_WORKER_MAX {
@@ -140,6 +149,8 @@ pub(crate) struct WorkerCtx<S> {
     pub(crate) pool: UpstreamPool<S>,
     /// The draining signal.
     pub(crate) drain: Arc<Drain>,
+    /// The XDP pre-filter's user-space side.
+    pub(crate) xdp: Arc<crate::xdp::XdpPlane>,
     connections: Cell<usize>,
     /// Woken when the last connection closes.
     idle: tokio::sync::Notify,

@@ -17,8 +17,13 @@ pub fn bin_dir() -> PathBuf {
         }
         // The test executable lives in <target>/<profile>/deps/.
         let exe = std::env::current_exe().expect("current exe");
-        let profile_dir =
-            exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps layout").to_path_buf();
+        // Tests live in <target>/<profile>/deps/, binaries of this package (xdp-bench) in <profile>/.
+        let parent = exe.parent().expect("the executable's directory");
+        let profile_dir = if parent.file_name().is_some_and(|name| name == "deps") {
+            parent.parent().expect("target/<profile>/deps layout").to_path_buf()
+        } else {
+            parent.to_path_buf()
+        };
         let release = profile_dir.file_name().is_some_and(|name| name == "release");
         let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

@@ -25,11 +25,22 @@ pub struct GatewayOptions {
     pub config: Option<PathBuf>,
     pub workers: usize,
     pub extra_args: Vec<String>,
+    /// `--listen` (default `127.0.0.1:0`).
+    pub listen: String,
+    /// Run `up` inside this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
 }
 
 impl GatewayOptions {
     pub fn new(io: &str) -> Self {
-        Self { io: io.to_owned(), config: None, workers: 2, extra_args: Vec::new() }
+        Self {
+            io: io.to_owned(),
+            config: None,
+            workers: 2,
+            extra_args: Vec::new(),
+            listen: "127.0.0.1:0".to_owned(),
+            netns: None,
+        }
     }
 
     pub fn config(mut self, dir: &Path) -> Self {
@@ -57,12 +68,19 @@ impl Gateway {
         let data_dir = TempDir::new("gw");
         let log_path = data_dir.path().join("up.log");
         let log = std::fs::File::create(&log_path).expect("create log");
-        let mut command = Command::new(bins::portcullis());
+        let mut command = match &options.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(bins::portcullis());
+                command
+            }
+            None => Command::new(bins::portcullis()),
+        };
         command
             .arg("up")
             .arg("--data-dir")
             .arg(data_dir.path().join("data"))
-            .args(["--listen", "127.0.0.1:0", "--io", &options.io, "--workers", &options.workers.to_string()])
+            .args(["--listen", &options.listen, "--io", &options.io, "--workers", &options.workers.to_string()])
             .args(["--drain-timeout-ms", "5000"]);
         if let Some(config) = &options.config {
             command.arg("--config").arg(config);

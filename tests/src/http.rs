@@ -40,7 +40,11 @@ pub struct Connection {
 
 impl Connection {
     pub fn open(addr: SocketAddr) -> std::io::Result<Self> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        Self::from_stream(TcpStream::connect_timeout(&addr, Duration::from_secs(5))?)
+    }
+
+    /// Wraps a stream connected elsewhere (e.g. from a chosen source address).
+    pub fn from_stream(stream: TcpStream) -> std::io::Result<Self> {
         stream.set_read_timeout(Some(RESPONSE_TIMEOUT))?;
         stream.set_nodelay(true)?;
         Ok(Self { stream, buffer: Vec::new() })

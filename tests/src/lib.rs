@@ -9,6 +9,8 @@
 pub mod bins;
 pub mod gateway;
 pub mod http;
+pub mod netns;
+pub mod packet;
 pub mod tempdir;
 
 pub use gateway::{Gateway, GatewayOptions};

@@ -2,18 +2,24 @@
 //!
 //! - `lint`: rustfmt check and clippy with warnings denied, over the whole workspace.
 //! - `bench-micro`: the criterion micro-benchmarks of the sans-IO cores.
+//! - `build-ebpf`: the XDP objects (nightly + rust-src + llvm-tools), written to `ebpf/*.bpf.o`.
+//! - `bench-xdp`: the XDP flood benchmark and DDoS test (root; see docs/benchmarks.md).
 
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <lint|bench-micro>";
+mod ebpf;
+
+const USAGE: &str = "usage: cargo xtask <lint|bench-micro|build-ebpf|bench-xdp>";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
     let result = match task.as_deref() {
         Some("lint") => lint(),
         Some("bench-micro") => cargo(&["bench", "-p", "portcullis-benches"]),
+        Some("build-ebpf") => ebpf::build(&workspace_root()),
+        Some("bench-xdp") => cargo(&["run", "--release", "--quiet", "-p", "portcullis-tests", "--bin", "xdp-bench"]),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             Ok(())
@@ -30,8 +36,10 @@ fn main() -> ExitCode {
 }
 
 fn lint() -> Result<()> {
-    eprintln!("xtask: [1/2] rustfmt --check");
+    eprintln!("xtask: [1/2] rustfmt --check (workspace and ebpf/xdp)");
     cargo(&["fmt", "--all", "--check"]).context("formatting differs: run `cargo fmt --all`")?;
+    cargo(&["fmt", "--check", "--manifest-path", "ebpf/xdp/Cargo.toml"])
+        .context("formatting differs: run `cargo fmt --manifest-path ebpf/xdp/Cargo.toml`")?;
     eprintln!("xtask: [2/2] clippy -D warnings");
     cargo(&["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"])
 }
@@ -43,4 +51,10 @@ fn cargo(args: &[&str]) -> Result<()> {
         bail!("`cargo {}` failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+/// The workspace root (xtask lives one level below it).
+fn workspace_root() -> std::path::PathBuf {
+    let manifest_dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().map_or_else(|| manifest_dir.clone(), std::path::Path::to_path_buf)
 }

@@ -1,4 +1,5 @@
-//! Admin socket messages: `{"command":"status"}` / `{"command":"reload"}` in, one JSON object out.
+//! Admin socket messages: `{"command":"status"}` / `{"command":"reload"}` (and the XDP commands
+//! `xdp-status`, `block`, `unblock`, forwarded to the data plane) in, one JSON object out.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,13 +11,23 @@ pub const REQUEST_LINE_BYTES_MAX: usize = 4 * 1024;
 pub const RESPONSE_LINE_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// One request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Request {
     /// The gateway's state and per-worker counters.
     Status,
     /// Reload the config directory and publish it.
     Reload,
+    /// The XDP pre-filter: interfaces, counters, maps, blocks (answered by the data plane).
+    XdpStatus,
+    /// Drop traffic from `prefix` (an address or CIDR) for `seconds`, or until unblocked.
+    Block {
+        prefix: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seconds: Option<u64>,
+    },
+    /// Lift the block on exactly `prefix`.
+    Unblock { prefix: String },
 }
 
 /// One response. `ok` says whether the request succeeded; the other fields depend on the request.
@@ -32,6 +43,9 @@ pub struct Response {
     /// For `reload`: whether the data plane applied it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied: Option<bool>,
+    /// For the XDP commands: the data plane's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdp: Option<serde_json::Value>,
     /// When `ok` is false: what went wrong (config diagnostics are rendered in full).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -74,12 +88,11 @@ impl Response {
 
 impl Request {
     /// The request as one line, newline included.
-    pub fn to_line(self) -> Vec<u8> {
-        let command = match self {
-            Request::Status => "status",
-            Request::Reload => "reload",
-        };
-        format!("{{\"command\":\"{command}\"}}\n").into_bytes()
+    pub fn to_line(&self) -> Vec<u8> {
+        // Serializing an enum of strings and numbers cannot fail; fall back to a status request.
+        let mut line = serde_json::to_vec(self).unwrap_or_else(|_| br#"{"command":"status"}"#.to_vec());
+        line.push(b'\n');
+        line
     }
 }
 
@@ -100,6 +113,15 @@ mod tests {
         assert_eq!(parse_request(b"{\"command\":\"status\"}\n").unwrap(), Request::Status);
         assert_eq!(parse_request(b" {\"command\": \"reload\"} ").unwrap(), Request::Reload);
         assert_eq!(parse_request(&Request::Reload.to_line()).unwrap(), Request::Reload);
+        assert_eq!(Request::Status.to_line(), b"{\"command\":\"status\"}\n");
+        let block = Request::Block { prefix: "192.0.2.0/24".into(), seconds: Some(60) };
+        assert_eq!(block.to_line(), b"{\"command\":\"block\",\"prefix\":\"192.0.2.0/24\",\"seconds\":60}\n");
+        assert_eq!(parse_request(&block.to_line()).unwrap(), block);
+        assert_eq!(
+            parse_request(b"{\"command\":\"unblock\",\"prefix\":\"::1\"}").unwrap(),
+            Request::Unblock { prefix: "::1".into() }
+        );
+        assert_eq!(parse_request(b"{\"command\":\"xdp-status\"}").unwrap(), Request::XdpStatus);
         assert!(parse_request(b"{\"command\":\"restart\"}").unwrap_err().to_string().contains("unknown variant"));
         assert!(matches!(parse_request(b"{\"cmd\":\"status\"}"), Err(ProtocolError::Json(_))));
         assert!(matches!(parse_request(b"status"), Err(ProtocolError::Json(_))));

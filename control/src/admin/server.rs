@@ -122,6 +122,9 @@ pub async fn respond(line: &[u8], context: &AdminContext) -> Response {
             Response::status(status::collect(&view, &context.data_dir.stats_region(), &context.config_dir, now))
         }
         Ok(Request::Reload) => reload(context).await,
+        Ok(request @ (Request::XdpStatus | Request::Block { .. } | Request::Unblock { .. })) => {
+            super::xdp::forward(&context.data_dir, request).await
+        }
         Err(error) => Response::failure(error.to_string()),
     }
 }

@@ -35,6 +35,7 @@ pub(crate) fn compile(
         .gateway
         .as_ref()
         .map_or_else(Limits::default, |item| limits(&item.file.limits, &item.source, diagnostics));
+    let xdp = parsed.gateway.as_ref().map(|item| super::xdp::compile(&item.file.xdp, &item.source, diagnostics));
     let values = named_values(parsed.named_values.as_ref(), provided, diagnostics);
     let mut apis = apis(&parsed.apis, &values, diagnostics);
     let compiled = super::policies::compile(&parsed, &mut apis, &values, policy_options(&parsed), diagnostics);
@@ -61,6 +62,7 @@ pub(crate) fn compile(
         limits,
         programs: compiled.programs,
         deployment,
+        xdp: xdp.unwrap_or_default(),
     };
     if let Err(error) = config.validate() {
         diagnostics.push(Diagnostic::at_path(dir, format!("the compiled config is inconsistent: {error}")));

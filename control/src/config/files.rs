@@ -15,6 +15,8 @@ pub(crate) struct GatewayFile {
     pub(crate) deployment: DeploymentTable,
     #[serde(default)]
     pub(crate) policies: PoliciesTable,
+    #[serde(default)]
+    pub(crate) xdp: super::xdp::XdpTable,
 }
 
 /// `[policies]` in `gateway.toml`.

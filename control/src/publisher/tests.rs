@@ -15,6 +15,7 @@ fn config(source: &str) -> Config {
         limits: Limits::default(),
         programs: vec![portcullis_contract::program::Program::empty()],
         deployment: Default::default(),
+        xdp: Default::default(),
     }
 }
 

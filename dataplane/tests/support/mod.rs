@@ -86,6 +86,7 @@ pub fn config(backend: SocketAddr, echo_path: &str) -> Config {
             portcullis_contract::program::Program::forward_only(),
         ],
         deployment: Default::default(),
+        xdp: Default::default(),
     }
 }
 

@@ -1,41 +1,258 @@
-//! Types shared with the XDP program: map keys and values, `#[repr(C)]`, explicit padding,
-//! no `bool`. The XDP program itself arrives with the kernel-plane issue; the verdict reasons
-//! are fixed here so that counters have one definition on both sides.
+//! Types shared with the XDP program: map names, keys and values, `#[repr(C)]`, explicit
+//! padding, no `bool`. The program (`ebpf/xdp`) and the data plane's loader both use these
+//! definitions, so the two sides cannot disagree on a layout or a counter index.
 #![no_std]
 
-/// Key of the IPv4 allow/deny LPM tries (`prefix_len` first, as the kernel's LPM trie requires).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// ---------------------------------------------------------------------------------------------
+// Limits (map sizes). Each is a `max_entries`; the LPM tries allocate per entry, the rest is
+// preallocated by the kernel.
+
+/// Prefixes per lists trie (allow and deny together) and family: room for large lists (the
+/// benchmark loads 10k of each).
+pub const PREFIXES_MAX: u32 = 131_072;
+/// Blocked prefixes per family (L7 feedback and `ctl block`).
+pub const BLOCKED_MAX: u32 = 65_536;
+/// Sources tracked by the token buckets; the least recently seen is evicted (LRU), so a flood
+/// of spoofed sources costs memory up to this bound and no more.
+pub const BUCKETS_MAX: u32 = 131_072;
+/// Exact (address, port, protocol) listeners; wildcard listeners live in [`LISTEN_PORTS`].
+pub const LISTENERS_MAX: u32 = 256;
+/// One slot per TCP/UDP port.
+pub const PORTS: u32 = 65_536;
+/// Configuration generations: the program reads the active one, user space fills the other
+/// and then switches (so a reload never shows a half-filled set of maps).
+pub const GENERATIONS: u32 = 2;
+
+/// One token in the buckets' fixed-point representation: tokens are counted in billionths, so
+/// that `elapsed_ns * rate_per_second` is the refill with no division in the kernel.
+pub const TOKEN_SCALE: u64 = 1_000_000_000;
+/// Largest rate (per second) user space may configure: `ELAPSED_CAP_NS * RATE_MAX_PER_SECOND`
+/// and `BURST_MAX * TOKEN_SCALE` must fit in a `u64`.
+pub const RATE_MAX_PER_SECOND: u64 = 100_000_000;
+/// Largest burst user space may configure.
+pub const BURST_MAX: u64 = 1_000_000_000;
+/// Refill computed over at most this gap; a source silent for longer starts with a full bucket.
+pub const ELAPSED_CAP_NS: u64 = 10_000_000_000;
+const _: () = assert!(ELAPSED_CAP_NS.checked_mul(RATE_MAX_PER_SECOND).is_some());
+const _: () = assert!(BURST_MAX.checked_mul(TOKEN_SCALE).is_some());
+
+/// IPv6 extension headers the parser walks before it gives up and passes the packet.
+pub const IPV6_EXTENSION_HEADERS_MAX: u32 = 6;
+/// VLAN tags (802.1Q / 802.1ad) the parser skips.
+pub const VLAN_TAGS_MAX: u32 = 2;
+
+// ---------------------------------------------------------------------------------------------
+// Map names (the symbols in the object; the kernel keeps the first 15 bytes).
+
+/// `Array<u32>`, one entry: the active generation (0 or 1).
+pub const MAP_ACTIVE: &str = "ACTIVE";
+/// `Array<FilterConfig>`, [`GENERATIONS`] entries.
+pub const MAP_CONFIG: &str = "CONFIG";
+/// The allow and deny lists of one family and generation, merged into one LPM trie
+/// (`LpmTrie<[u8; 4 or 16], u32>`, value: [`LIST_DENY`] | [`LIST_ALLOW`]), so that one lookup
+/// answers both questions. User space stores in each prefix's value whether it, or a shorter
+/// prefix covering it, is in each list; the longest match then carries the exact answer,
+/// because every listed prefix that contains an address covers the longest one that does.
+pub const MAP_LISTS_V4: [&str; 2] = ["LISTS_V4_0", "LISTS_V4_1"];
+pub const MAP_LISTS_V6: [&str; 2] = ["LISTS_V6_0", "LISTS_V6_1"];
+/// A lists-trie value bit: the address is denylisted.
+pub const LIST_DENY: u32 = 1;
+/// A lists-trie value bit: the address is allowlisted.
+pub const LIST_ALLOW: u32 = 2;
+/// `LpmTrie<[u8; 4], u64>`: blocked prefix → `blocked_until` (CLOCK_MONOTONIC ns).
+pub const MAP_BLOCKED_V4: &str = "BLOCKED_V4";
+/// `LpmTrie<[u8; 16], u64>`: as [`MAP_BLOCKED_V4`].
+pub const MAP_BLOCKED_V6: &str = "BLOCKED_V6";
+/// `LruHashMap<SourceKey, Bucket>`.
+pub const MAP_BUCKETS: &str = "BUCKETS";
+/// `Array<u32>` indexed by port: [`ListenFlags`] bits.
+pub const MAP_LISTEN_PORTS: &str = "LISTEN_PORTS";
+/// `HashMap<ListenKey, u32>`: exact-address listeners.
+pub const MAP_LISTENERS: &str = "LISTENERS";
+/// `PerCpuArray<u64>` indexed by [`VerdictReason`].
+pub const MAP_COUNTERS: &str = "COUNTERS";
+/// The program's name in the object.
+pub const PROGRAM_NAME: &str = "portcullis_xdp";
+
+// ---------------------------------------------------------------------------------------------
+// Keys and values.
+
+/// Per-generation settings, one [`MAP_CONFIG`] entry per generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[repr(C)]
-pub struct Ipv4LpmKey {
-    pub prefix_len: u32,
-    /// Address in network byte order.
-    pub addr: [u8; 4],
+pub struct FilterConfig {
+    /// [`FILTER_ALLOWLIST`] and friends.
+    pub flags: u32,
+    pub _pad: u32,
+    /// New TCP connections (SYN without ACK) per second per source; 0: unlimited.
+    pub syn_rate_per_second: u64,
+    /// SYN bucket depth, in SYNs.
+    pub syn_burst: u64,
+    /// Packets per second per source; 0: unlimited.
+    pub packet_rate_per_second: u64,
+    /// Packet bucket depth, in packets.
+    pub packet_burst: u64,
 }
 
-/// Key of the IPv6 allow/deny LPM tries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// [`FilterConfig::flags`]: an allowlist is set; sources outside it (either family) are dropped.
+pub const FILTER_ALLOWLIST: u32 = 1;
+
+/// Key of [`MAP_BUCKETS`]: the source address, IPv4 as v4-mapped IPv6 (`::ffff:a.b.c.d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[repr(C)]
-pub struct Ipv6LpmKey {
-    pub prefix_len: u32,
+pub struct SourceKey {
     pub addr: [u8; 16],
 }
 
-/// Why a packet got its verdict; the index into the per-CPU counter array.
+/// A source's token buckets, in [`TOKEN_SCALE`] units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct Bucket {
+    pub syn_tokens: u64,
+    pub packet_tokens: u64,
+    /// CLOCK_MONOTONIC ns of the last refill.
+    pub refilled_ns: u64,
+}
+
+/// Key of [`MAP_LISTENERS`]: one listening socket address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct ListenKey {
+    /// IPv4 as v4-mapped IPv6.
+    pub addr: [u8; 16],
+    /// Port in network byte order, as read from the packet.
+    pub port_be: u16,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub protocol: u8,
+    pub _pad: u8,
+}
+
+/// Bits of a [`MAP_LISTEN_PORTS`] entry: which listeners use this port.
+#[derive(Debug)]
+pub struct ListenFlags;
+
+impl ListenFlags {
+    /// A wildcard listener (`0.0.0.0` / `::`) of this family and protocol: judge every packet.
+    pub const fn any(ipv6: u32, udp: u32) -> u32 {
+        1 << (ipv6 * 2 + udp)
+    }
+    /// An exact-address listener of this family and protocol: look in [`MAP_LISTENERS`].
+    pub const fn exact(ipv6: u32, udp: u32) -> u32 {
+        16 << (ipv6 * 2 + udp)
+    }
+}
+
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// Why a packet got its verdict: the index into the per-CPU counter array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum VerdictReason {
-    /// Not addressed to a gateway listener: passed untouched.
+    /// Not IP, not TCP/UDP, or not addressed to a gateway listener: passed untouched.
     NotJudged = 0,
+    /// Addressed to a gateway listener and within every rule: passed.
     Passed = 1,
     Denylisted = 2,
     NotAllowlisted = 3,
+    /// In the blocked map with an expiry still ahead.
     Blocked = 4,
-    OverRate = 5,
-    Malformed = 6,
+    /// Over its per-source SYN (new connection) bucket.
+    SynOverRate = 5,
+    /// Over its per-source packet bucket.
+    PacketOverRate = 6,
+    /// Truncated or inconsistent headers (the kernel would discard it too): dropped.
+    Malformed = 7,
+    /// A non-first IP fragment: it has no ports to judge; passed (its first fragment was judged).
+    Fragment = 8,
+    /// More VLAN tags or IPv6 extension headers than the parser walks, or an ESP payload: passed.
+    TooDeep = 9,
 }
 
 /// Number of [`VerdictReason`]s: the length of the counter array.
-pub const VERDICT_REASONS: u32 = 7;
+pub const VERDICT_REASONS: u32 = 10;
 
-const _: () = assert!(core::mem::size_of::<Ipv4LpmKey>() == 8);
-const _: () = assert!(core::mem::size_of::<Ipv6LpmKey>() == 20);
+/// Every reason, in counter order.
+pub const VERDICT_REASONS_ALL: [VerdictReason; VERDICT_REASONS as usize] = [
+    VerdictReason::NotJudged,
+    VerdictReason::Passed,
+    VerdictReason::Denylisted,
+    VerdictReason::NotAllowlisted,
+    VerdictReason::Blocked,
+    VerdictReason::SynOverRate,
+    VerdictReason::PacketOverRate,
+    VerdictReason::Malformed,
+    VerdictReason::Fragment,
+    VerdictReason::TooDeep,
+];
+
+/// `XDP_DROP` from the kernel's UAPI.
+pub const XDP_DROP: u32 = 1;
+/// `XDP_PASS` from the kernel's UAPI.
+pub const XDP_PASS: u32 = 2;
+
+impl VerdictReason {
+    /// The XDP action for this reason.
+    pub const fn action(self) -> u32 {
+        if self.drops() { XDP_DROP } else { XDP_PASS }
+    }
+
+    /// Whether packets with this reason are dropped.
+    pub const fn drops(self) -> bool {
+        matches!(
+            self,
+            VerdictReason::Denylisted
+                | VerdictReason::NotAllowlisted
+                | VerdictReason::Blocked
+                | VerdictReason::SynOverRate
+                | VerdictReason::PacketOverRate
+                | VerdictReason::Malformed
+        )
+    }
+
+    /// Name used in status output and docs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            VerdictReason::NotJudged => "not-judged",
+            VerdictReason::Passed => "passed",
+            VerdictReason::Denylisted => "denylisted",
+            VerdictReason::NotAllowlisted => "not-allowlisted",
+            VerdictReason::Blocked => "blocked",
+            VerdictReason::SynOverRate => "syn-over-rate",
+            VerdictReason::PacketOverRate => "packet-over-rate",
+            VerdictReason::Malformed => "malformed",
+            VerdictReason::Fragment => "fragment",
+            VerdictReason::TooDeep => "too-deep",
+        }
+    }
+}
+
+const _: () = {
+    let mut i = 0;
+    while i < VERDICT_REASONS_ALL.len() {
+        assert!(VERDICT_REASONS_ALL[i] as usize == i);
+        i += 1;
+    }
+};
+const _: () = assert!(core::mem::size_of::<FilterConfig>() == 40);
+const _: () = assert!(core::mem::size_of::<Bucket>() == 24);
+const _: () = assert!(core::mem::size_of::<ListenKey>() == 20);
+const _: () = assert!(core::mem::size_of::<SourceKey>() == 16);
+
+/// v4-mapped IPv6 form of an IPv4 address (`::ffff:a.b.c.d`), the key form for both families.
+pub const fn v4_mapped(addr: [u8; 4]) -> [u8; 16] {
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3]]
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: each type is `#[repr(C)]`, `Copy`, made only of integers and byte arrays, with
+    // every padding byte an explicit field, so any bit pattern is valid and none is uninit.
+    unsafe impl aya::Pod for super::FilterConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SourceKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Bucket {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ListenKey {}
+}

@@ -26,6 +26,7 @@ fn view(connected: bool) -> PublisherView {
             limits: Limits::default(),
             programs: vec![portcullis_contract::program::Program::empty()],
             deployment: Default::default(),
+            xdp: Default::default(),
         }),
     }
 }
