@@ -54,15 +54,18 @@ pub(crate) fn compile(
             return None;
         }
     };
+    let apis: Vec<Api> = apis.into_iter().map(|(api, _)| api).collect();
+    let mut xdp = xdp.unwrap_or_default();
+    super::xdp::add_global_ip_filters(&mut xdp, &apis, &compiled.programs);
     let config = Config {
         source: dir.display().to_string(),
-        apis: apis.into_iter().map(|(api, _)| api).collect(),
+        apis,
         subscriptions,
         key_index,
         limits,
         programs: compiled.programs,
         deployment,
-        xdp: xdp.unwrap_or_default(),
+        xdp,
     };
     if let Err(error) = config.validate() {
         diagnostics.push(Diagnostic::at_path(dir, format!("the compiled config is inconsistent: {error}")));

@@ -358,3 +358,29 @@ fn policies_compile_with_the_config() {
             .any(|op| matches!(op, portcullis_contract::program::Op::SetHeader { .. }))
     );
 }
+
+#[test]
+fn a_global_ip_filter_every_operation_runs_fills_the_xdp_lists() {
+    use portcullis_contract::xdp::IpPrefix;
+    let config = TempConfig::valid();
+    config.write(
+        "policy.xml",
+        r#"<policies><inbound>
+  <ip-filter action="forbid"><address>10.9.9.9</address><address-range from="192.168.0.0" to="192.168.0.255"/></ip-filter>
+  <ip-filter action="allow"><address-range from="10.0.0.0" to="10.255.255.255"/></ip-filter>
+  <choose><when condition="@(true)"><ip-filter action="forbid"><address>10.1.1.1</address></ip-filter></when></choose>
+</inbound></policies>"#,
+    );
+    let compiled = load(&config.0, &NamedValues::default()).unwrap();
+    let prefix = |text: &str| IpPrefix::parse(text).unwrap();
+    assert_eq!(compiled.xdp.deny, [prefix("10.9.9.9/32"), prefix("192.168.0.0/24")]);
+    assert_eq!(compiled.xdp.allow, [prefix("10.0.0.0/8")]);
+
+    // An API whose inbound section drops <base/> does not run them: XDP must not drop for it.
+    config.write(
+        "apis/echo/policy.xml",
+        "<policies><inbound><set-header name=\"x\"><value>1</value></set-header></inbound></policies>",
+    );
+    let compiled = load(&config.0, &NamedValues::default()).unwrap();
+    assert!(compiled.xdp.deny.is_empty() && compiled.xdp.allow.is_empty(), "{:?}", compiled.xdp);
+}

@@ -1,9 +1,11 @@
 //! The `[xdp]` section of `gateway.toml`: source allow/deny lists, per-source buckets for the
 //! XDP pre-filter, and the per-IP request limit whose offenders the data plane blocks at the NIC.
 //!
-//! It compiles into `contract::xdp::XdpRules`; the global `ip-filter` policy will fill the same
-//! prefix lists when the policy engine lands (see `contract::xdp`).
+//! It compiles into `contract::xdp::XdpRules`; a global `ip-filter` that every operation runs adds
+//! its prefixes to the same lists ([`add_global_ip_filters`]).
 
+use portcullis_contract::model::Api;
+use portcullis_contract::program::{IpFilter, IpRange, Op, Program, ScopeKind, Site};
 use portcullis_contract::xdp::{
     self, BLOCK_SECONDS_DEFAULT, BLOCK_SECONDS_MAX, IpPrefix, RATE_MAX_PER_SECOND, XdpRules,
 };
@@ -101,6 +103,67 @@ fn prefixes(entries: &[Spanned<String>], source: &SourceFile, diagnostics: &mut 
         }
     }
     out
+}
+
+/// Adds the global `ip-filter`s to the XDP lists, so that what they refuse dies at the NIC.
+///
+/// A global filter counts only where it is unconditional for every request: a top-level statement
+/// of the global inbound section that every operation's merged inbound section runs (an API or
+/// operation without `<base/>` in its inbound section drops it, and then so does XDP). `forbid`
+/// ranges join the deny list. An `allow` filter becomes the allowlist only when `[xdp] allow` is
+/// empty and it is the only global allow filter (XDP cannot intersect lists; the data plane still
+/// enforces every filter at L7). The pre-filter may pass what L7 refuses, never the reverse.
+pub(crate) fn add_global_ip_filters(rules: &mut XdpRules, apis: &[Api], programs: &[Program]) {
+    let mut universal: Option<Vec<&IpFilter>> = None;
+    for operation in apis.iter().flat_map(|api| &api.operations) {
+        let Some(program) = programs.get(operation.policies.inbound as usize) else { return };
+        let here = global_filters(program);
+        universal = Some(match universal {
+            None => here,
+            Some(seen) => seen.into_iter().filter(|filter| here.contains(filter)).collect(),
+        });
+    }
+    let filters = universal.unwrap_or_default();
+    for filter in filters.iter().filter(|filter| !filter.allow) {
+        rules.deny.extend(filter.ranges.iter().flat_map(range_prefixes));
+    }
+    let allows: Vec<&&IpFilter> = filters.iter().filter(|filter| filter.allow).collect();
+    if let [only] = allows.as_slice() {
+        if rules.allow.is_empty() {
+            rules.allow = only.ranges.iter().flat_map(range_prefixes).collect();
+        }
+    }
+    rules.deny.sort_unstable();
+    rules.deny.dedup();
+}
+
+/// The top-level global `ip-filter`s a program runs.
+fn global_filters(program: &Program) -> Vec<&IpFilter> {
+    let mut filters = Vec::new();
+    let mut site: Option<&Site> = None;
+    for op in &program.ops {
+        match *op {
+            Op::Site(index) => site = program.sites.get(index as usize),
+            Op::IpFilter(index) => {
+                let top_level_global =
+                    site.is_some_and(|site| site.scope == ScopeKind::Global && !site.path.contains('/'));
+                if let (true, Some(filter)) = (top_level_global, program.ip_filters.get(index as usize)) {
+                    filters.push(filter);
+                }
+            }
+            _ => {}
+        }
+    }
+    filters
+}
+
+/// The prefixes covering an inclusive range of the policy engine (IPv4 as IPv4-mapped IPv6).
+fn range_prefixes(range: &IpRange) -> Vec<IpPrefix> {
+    let address = |bits: u128| {
+        let v6 = std::net::Ipv6Addr::from(bits);
+        v6.to_ipv4_mapped().map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4)
+    };
+    xdp::prefixes_of_range(address(range.first), address(range.last)).unwrap_or_default()
 }
 
 #[cfg(test)]
