@@ -307,7 +307,7 @@ impl<S: Stream> Connection<S> {
         let outcome = match self.inbound(&mut ctx) {
             _ if self.over_ip_limit(&mut ctx, worker).await => Ok(()),
             Verdict::Respond(response) => Err(ProxyError::Rejected(response)),
-            Verdict::Continue => match self.run_section(&ctx, Section::Inbound, false, None).await {
+            Verdict::Continue => match self.inbound_policies(&mut ctx).await {
                 SectionEnd::Continue => self.forward(worker, &mut ctx).await,
                 SectionEnd::Respond => Err(ProxyError::PolicyResponse),
                 SectionEnd::Failed(error) => Err(error),
@@ -374,6 +374,15 @@ impl<S: Stream> Connection<S> {
         }
         ctx.matched = Some(matched);
         Verdict::Continue
+    }
+
+    /// The inbound policy section, after the request body is read in when a section uses it.
+    async fn inbound_policies(&mut self, ctx: &mut RequestCtx) -> SectionEnd {
+        let limits = ctx.snapshot.as_deref().map(|snapshot| snapshot.config.limits).unwrap_or_default();
+        if let Err(error) = self.buffer_request_body(ctx, &limits).await {
+            return SectionEnd::Failed(error);
+        }
+        self.run_section(ctx, Section::Inbound, false, None).await
     }
 
     /// The on-error phase: runs the operation's on-error policies (when an operation was

@@ -89,6 +89,12 @@ fn config() -> TempDir {
     write(dir.path(), "apis/echo/operations/user.toml", USER_OPERATION);
     write(dir.path(), "apis/echo/operations/user.xml", USER_POLICY);
     write(dir.path(), "apis/echo/operations/other.toml", "method = \"*\"\nurl-template = \"/*\"\n");
+    write(dir.path(), "apis/echo/operations/upload.toml", "method = \"POST\"\nurl-template = \"/upload\"\n");
+    write(
+        dir.path(),
+        "apis/echo/operations/upload.xml",
+        "<policies><inbound><base /><find-and-replace from=\"cat\" to=\"dog\" /></inbound></policies>",
+    );
     dir
 }
 
@@ -147,6 +153,24 @@ fn every_section(io: &str) {
     let body = user.json();
     assert_eq!(body["user"], "42");
     assert_eq!(body["backendPath"], "/api/people/42/profile");
+
+    // A request body the policies rewrite is read in whole first (here 300 KB, many reads), and
+    // the backend gets the replacement with its own length.
+    let body = "cat ".repeat(75_000);
+    let mut upload = Connection::open(gateway.addr).unwrap();
+    let head = format!(
+        "POST /echo/upload HTTP/1.1\r\nHost: gateway.test\r\nOcp-Apim-Subscription-Key: {key}\r\nX-Client: web\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    upload.send_raw(head.as_bytes()).unwrap();
+    upload.send_raw(body.as_bytes()).unwrap();
+    let uploaded = upload.read_response(false).unwrap();
+    assert_eq!(uploaded.status, 201, "{}", uploaded.text());
+    let echoed = uploaded.json();
+    assert_eq!(echoed["body_bytes"], body.len());
+    assert!(echoed["body"].as_str().unwrap().starts_with("dog dog "), "{}", &echoed["body"].as_str().unwrap()[..40]);
+    // The connection still serves the next request.
+    assert_eq!(upload.get("/echo/x", &[auth, ("X-Client", "web")]).unwrap().status, 201);
 
     // The key check runs before policies; its 401 keeps APIM's body.
     let missing = http::get(gateway.addr, "/echo/hello", &[]).unwrap();

@@ -19,7 +19,7 @@ use crate::upstream;
 use crate::worker::WorkerCtx;
 
 /// What the gateway answers to `Expect: 100-continue` once the inbound phase has let the request through.
-const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 fn millis(ms: u32) -> Duration {
     Duration::from_millis(u64::from(ms))
@@ -248,7 +248,7 @@ impl<S: Stream> Connection<S> {
         addr: SocketAddr,
         limits: &Limits,
     ) -> Result<(), ProxyError> {
-        let body = match self.outbound_needs_body(ctx) {
+        let body = match crate::proxy::policies::uses_body(ctx, &[Section::Outbound], false) {
             true => match self.buffer_response_body(ctx, response, &mut upstream, limits).await {
                 Ok(body) => body,
                 Err(error) => {
@@ -275,21 +275,6 @@ impl<S: Stream> Connection<S> {
                 Err(error)
             }
         }
-    }
-
-    /// Whether the outbound program reads or replaces the response body.
-    fn outbound_needs_body(&self, ctx: &RequestCtx) -> bool {
-        let (Some(snapshot), Some(matched)) = (ctx.snapshot.as_deref(), ctx.matched) else { return false };
-        let program = snapshot
-            .config
-            .apis
-            .get(matched.api as usize)
-            .and_then(|api| api.operations.get(matched.found.operation as usize))
-            .and_then(|operation| snapshot.programs.get(operation.policies.outbound));
-        program.is_some_and(|program| {
-            let bodies = program.bodies();
-            bodies.reads_response || bodies.replaces_response
-        })
     }
 
     /// Reads the whole `Content-Length` response body into `upstream_buf` (after the head), up

@@ -10,6 +10,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use portcullis_contract::model::Limits;
 use portcullis_contract::program::Section;
 
 use crate::http::response::ResponseHead;
@@ -133,6 +134,45 @@ impl<S: Stream> Connection<S> {
         }
     }
 
+    /// Reads the rest of a `Content-Length` request body into the connection buffer (up to
+    /// [`REQUEST_BODY_BUFFERED_BYTES_MAX`]) when the operation's policies read or replace it.
+    pub(crate) async fn buffer_request_body(
+        &mut self,
+        ctx: &mut RequestCtx,
+        limits: &Limits,
+    ) -> Result<(), ProxyError> {
+        let all = [Section::Inbound, Section::Backend, Section::Outbound, Section::OnError];
+        let crate::http::BodyFraming::Length(len) = ctx.head.framing() else { return Ok(()) };
+        let Ok(len) = usize::try_from(len) else { return Ok(()) };
+        if len == 0 || len > REQUEST_BODY_BUFFERED_BYTES_MAX || !uses_body(ctx, &all, true) {
+            return Ok(());
+        }
+        let end = ctx.head.head_len() + len;
+        if self.buf.len() >= end {
+            return Ok(());
+        }
+        if ctx.head.expects_continue() && !ctx.sent_continue {
+            ctx.sent_continue = true;
+            self.out.clear();
+            self.out.extend_from_slice(crate::proxy::exchange::CONTINUE);
+            self.write_out().await.map_err(ProxyError::ClientWrite)?;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_millis(u64::from(limits.request_header_timeout_ms));
+        while self.buf.len() < end {
+            self.buf.reserve(end - self.buf.len());
+            let buf = std::mem::take(&mut self.buf);
+            let limit = deadline.saturating_duration_since(std::time::Instant::now());
+            let (result, buf) = crate::io::read_within(&mut self.client, buf, limit).await;
+            self.buf = buf;
+            match result {
+                Ok(0) => return Err(ProxyError::ClientBodyTruncated),
+                Ok(_) => {}
+                Err(error) => return Err(ProxyError::ClientBody(error)),
+            }
+        }
+        Ok(())
+    }
+
     /// Records a proxy error as `context.LastError` (policy errors record themselves), so that
     /// `on-error` sees it.
     pub(crate) fn record_last_error(&mut self, error: &ProxyError, section: Section) {
@@ -145,6 +185,10 @@ impl<S: Stream> Connection<S> {
         self.policy.set_last_error(LastError::new(source, reason, &message, section, status));
     }
 }
+
+/// Request bodies that policies read or replace are buffered up to this size (APIM buffers
+/// bodies it reads too); larger ones stream past the policies, which see none.
+pub(crate) const REQUEST_BODY_BUFFERED_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// A `retry` never sleeps longer than this between attempts, whatever its interval says.
 const RETRY_WAIT_MAX: Duration = Duration::from_secs(300);
@@ -162,6 +206,20 @@ fn apim_reason(error: &ProxyError) -> (&'static str, &'static str) {
     }
 }
 
+/// Whether any of the matched operation's `sections` reads or replaces the request body
+/// (`request`) or the response body.
+pub(crate) fn uses_body(ctx: &RequestCtx, sections: &[Section], request: bool) -> bool {
+    let (Some(snapshot), Some(matched)) = (ctx.snapshot.as_deref(), ctx.matched) else { return false };
+    sections.iter().filter_map(|&section| program_of(snapshot, &matched, section)).any(|program| {
+        let bodies = program.bodies();
+        if request {
+            bodies.reads_request || bodies.replaces_request
+        } else {
+            bodies.reads_response || bodies.replaces_response
+        }
+    })
+}
+
 fn program_of<'s>(snapshot: &'s Snapshot, matched: &Matched, section: Section) -> Option<&'s policy::LoadedProgram> {
     let api = snapshot.config.apis.get(matched.api as usize)?;
     let operation = api.operations.get(matched.found.operation as usize)?;
@@ -169,7 +227,8 @@ fn program_of<'s>(snapshot: &'s Snapshot, matched: &Matched, section: Section) -
 }
 
 /// The whole request body, when it is all in the buffer and framed by `Content-Length` (the
-/// bytes are then the body as sent). Chunked or not yet received bodies are not buffered yet.
+/// bytes are then the body as sent; [`Connection::buffer_request_body`] reads it in when a
+/// section uses it). Chunked bodies are not decoded for policies yet.
 fn request_body<'b>(ctx: &RequestCtx, buf: &'b [u8]) -> Option<&'b [u8]> {
     let start = ctx.head.head_len();
     match ctx.head.framing() {
