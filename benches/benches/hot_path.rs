@@ -75,6 +75,8 @@ fn config() -> Config {
         limits: Limits::default(),
         programs: vec![portcullis_contract::program::Program::empty()],
         deployment: Default::default(),
+        products: Vec::new(),
+        product_policies: Vec::new(),
         xdp: Default::default(),
     }
 }

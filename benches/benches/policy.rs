@@ -170,6 +170,7 @@ impl Fixture {
             operation: &self.operation,
             subscription: None,
             subscription_key: None,
+            product: None,
             deployment: &self.deployment,
             matched,
             request_id: 0x1234,

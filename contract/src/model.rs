@@ -32,6 +32,33 @@ pub struct Config {
     pub deployment: Deployment,
     /// Kernel-plane rules (XDP maps) and the per-IP request limit that feeds them.
     pub xdp: crate::xdp::XdpRules,
+    pub products: Vec<Product>,
+    /// The sections operations run when the request comes through a product that has policies of
+    /// its own (APIM applies product-scope policies only then).
+    pub product_policies: Vec<ProductPolicies>,
+}
+
+/// A product: APIs offered together, which subscriptions can be scoped to (`context.Product`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    /// Stable identifier (the product's directory name).
+    pub id: String,
+    pub name: String,
+    /// Indices into [`Config::apis`].
+    pub apis: Vec<u32>,
+    /// `false`: an open product; requests without a key to its APIs come through it.
+    pub subscription_required: bool,
+    /// `context.Product.State` is `Published` (else `NotPublished`).
+    pub published: bool,
+}
+
+/// The sections operation `operation` of API `api` runs for requests through `product`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductPolicies {
+    pub product: u32,
+    pub api: u32,
+    pub operation: u32,
+    pub policies: Policies,
 }
 
 /// `context.Deployment`.
@@ -160,6 +187,8 @@ pub enum SubscriptionScope {
     AllApis,
     /// One API: an index into [`Config::apis`].
     Api(u32),
+    /// The APIs of one product: an index into [`Config::products`].
+    Product(u32),
 }
 
 /// Subscription states as APIM names them. Only `Active` opens anything.
@@ -223,6 +252,12 @@ pub enum ConfigError {
     ProgramOutOfRange { api: String, operation: String, program: u32, programs: usize },
     #[error("program {index}: {error}")]
     Program { index: usize, error: crate::program::VerifyError },
+    #[error("product {product:?} refers to API index {api}, but there are only {apis} APIs")]
+    ProductApiOutOfRange { product: String, api: u32, apis: usize },
+    #[error("subscription {subscription:?} is scoped to product index {product}, but there are only {products}")]
+    ProductOutOfRange { subscription: String, product: u32, products: usize },
+    #[error("product policies {index} refer to a product, API, operation or program that does not exist")]
+    ProductPoliciesOutOfRange { index: usize },
 }
 
 impl Config {
@@ -260,14 +295,40 @@ impl Config {
             return Err(ConfigError::DuplicatePath { path: pair[0].to_owned() });
         }
         for subscription in &self.subscriptions {
-            if let SubscriptionScope::Api(api) = subscription.scope {
-                if api as usize >= self.apis.len() {
+            match subscription.scope {
+                SubscriptionScope::Api(api) if api as usize >= self.apis.len() => {
                     return Err(ConfigError::ScopeOutOfRange {
                         subscription: subscription.id.clone(),
                         api,
                         apis: self.apis.len(),
                     });
                 }
+                SubscriptionScope::Product(product) if product as usize >= self.products.len() => {
+                    return Err(ConfigError::ProductOutOfRange {
+                        subscription: subscription.id.clone(),
+                        product,
+                        products: self.products.len(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        for product in &self.products {
+            if let Some(&api) = product.apis.iter().find(|&&api| api as usize >= self.apis.len()) {
+                return Err(ConfigError::ProductApiOutOfRange {
+                    product: product.id.clone(),
+                    api,
+                    apis: self.apis.len(),
+                });
+            }
+        }
+        for (index, entry) in self.product_policies.iter().enumerate() {
+            let operation_exists =
+                self.apis.get(entry.api as usize).is_some_and(|api| (entry.operation as usize) < api.operations.len());
+            let programs_exist =
+                Section::ALL.iter().all(|&section| (entry.policies.program(section) as usize) < self.programs.len());
+            if entry.product as usize >= self.products.len() || !operation_exists || !programs_exist {
+                return Err(ConfigError::ProductPoliciesOutOfRange { index });
             }
         }
         self.key_index.validate(self.subscriptions.len())?;

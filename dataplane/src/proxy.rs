@@ -351,6 +351,7 @@ impl<S: Stream> Connection<S> {
             api: route.api,
             found,
             subscription: None,
+            product: None,
             request_id: policies::next_request_id(),
             timestamp: chrono::Utc::now(),
         };
@@ -368,10 +369,14 @@ impl<S: Stream> Connection<S> {
             ctx.matched = Some(matched);
             match checked {
                 Ok(subscription) => matched.subscription = Some(subscription),
+                // Without a key, an open product containing the API lets the request in (APIM).
+                Err(KeyRejection::Missing) if subscription::product_of(&snapshot.config, route.api, None).is_some() => {
+                }
                 Err(KeyRejection::Missing) => return Verdict::Respond(error_response::MISSING_KEY),
                 Err(KeyRejection::Invalid) => return Verdict::Respond(error_response::INVALID_KEY),
             }
         }
+        matched.product = subscription::product_of(&snapshot.config, route.api, matched.subscription);
         ctx.matched = Some(matched);
         Verdict::Continue
     }

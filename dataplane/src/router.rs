@@ -132,6 +132,8 @@ mod tests {
             limits: Limits::default(),
             programs: vec![portcullis_contract::program::Program::empty()],
             deployment: Default::default(),
+            products: Vec::new(),
+            product_policies: Vec::new(),
             xdp: Default::default(),
         }
     }

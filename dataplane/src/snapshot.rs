@@ -4,8 +4,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ahash::AHashMap;
 use arc_swap::ArcSwapOption;
-use portcullis_contract::model::{Config, Scheme};
+use portcullis_contract::model::{Config, Policies, Scheme};
 use portcullis_contract::stats::StatsRegion;
 
 use crate::policy::{LoadError, Programs};
@@ -32,6 +33,8 @@ pub struct Snapshot {
     /// Hosts of literal `set-backend-service base-url`s, resolved here so that no worker ever
     /// waits on DNS.
     resolved: Vec<(String, u16, SocketAddr)>,
+    /// (product, API, operation) → the sections for requests through that product.
+    product_policies: AHashMap<(u32, u32, u32), Policies>,
 }
 
 impl Snapshot {
@@ -49,7 +52,21 @@ impl Snapshot {
         let backends = config.apis.iter().map(|api| resolve(&api.id, &api.backend)).collect();
         let operations = config.apis.iter().map(Operations::new).collect();
         let resolved = resolve_policy_backends(&config.programs);
-        Ok(Self { generation, config, router, backends, operations, programs, resolved })
+        let product_policies = config
+            .product_policies
+            .iter()
+            .map(|entry| ((entry.product, entry.api, entry.operation), entry.policies))
+            .collect();
+        Ok(Self { generation, config, router, backends, operations, programs, resolved, product_policies })
+    }
+
+    /// The sections operation `operation` of API `api` runs for a request through `product`.
+    pub fn policies(&self, product: Option<u32>, api: u32, operation: u32) -> Option<Policies> {
+        if let Some(policies) = product.and_then(|product| self.product_policies.get(&(product, api, operation))) {
+            return Some(*policies);
+        }
+        let api = self.config.apis.get(api as usize)?;
+        Some(api.operations.get(operation as usize)?.policies)
     }
 
     /// The address of `host:port` when a policy names it literally (see [`Self::build`]).
@@ -185,6 +202,8 @@ mod tests {
             limits: Limits::default(),
             programs: vec![portcullis_contract::program::Program::empty()],
             deployment: Default::default(),
+            products: Vec::new(),
+            product_policies: Vec::new(),
             xdp: Default::default(),
         };
         let snapshot = Snapshot::build(4, config).unwrap();

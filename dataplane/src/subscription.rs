@@ -71,11 +71,31 @@ pub fn check(config: &Config, api: u32, key: FoundKey<'_>) -> Result<u32, KeyRej
     let in_scope = match subscription.scope {
         SubscriptionScope::AllApis => true,
         SubscriptionScope::Api(scoped) => scoped == api,
+        SubscriptionScope::Product(product) => {
+            config.products.get(product as usize).is_some_and(|product| product.apis.contains(&api))
+        }
     };
     if subscription.state != SubscriptionState::Active || !in_scope {
         return Err(KeyRejection::Invalid);
     }
     Ok(entry.subscription)
+}
+
+/// The product a request to `api` comes through: the product of its subscription, or, without a
+/// subscription, the open product (one that requires none) that contains the API, as APIM
+/// resolves keyless requests. Product-scope policies run only for requests through a product.
+pub fn product_of(config: &Config, api: u32, subscription: Option<u32>) -> Option<u32> {
+    match subscription.and_then(|index| config.subscriptions.get(index as usize)) {
+        Some(subscription) => match subscription.scope {
+            SubscriptionScope::Product(product) => Some(product),
+            SubscriptionScope::Api(_) | SubscriptionScope::AllApis => None,
+        },
+        None => config
+            .products
+            .iter()
+            .position(|product| !product.subscription_required && product.apis.contains(&api))
+            .map(|index| index as u32),
+    }
 }
 
 /// Decodes `%XX` escapes of `input` into `out`; `None` if the result does not fit. A `%` not
@@ -109,7 +129,7 @@ mod tests {
     use super::*;
     use crate::http::request;
     use portcullis_contract::key_index::{KeyEntry, KeyIndex, KeySlot};
-    use portcullis_contract::model::{Limits, Subscription};
+    use portcullis_contract::model::{Limits, Product, Subscription};
 
     const HEADER: &str = "Ocp-Apim-Subscription-Key";
     const QUERY: &str = "subscription-key";
@@ -155,8 +175,9 @@ mod tests {
             subscription("all", SubscriptionScope::AllApis, SubscriptionState::Active),
             subscription("api1", SubscriptionScope::Api(1), SubscriptionState::Active),
             subscription("off", SubscriptionScope::AllApis, SubscriptionState::Suspended),
+            subscription("gold", SubscriptionScope::Product(0), SubscriptionState::Active),
         ];
-        let entries = ["all", "api1", "off"]
+        let entries = ["all", "api1", "off", "gold"]
             .iter()
             .enumerate()
             .map(|(i, key)| KeyEntry { key: (*key).into(), subscription: i as u32, slot: KeySlot::Primary })
@@ -169,8 +190,36 @@ mod tests {
             limits: Limits::default(),
             programs: vec![portcullis_contract::program::Program::empty()],
             deployment: Default::default(),
+            products: vec![
+                Product {
+                    id: "gold".into(),
+                    name: "Gold".into(),
+                    apis: vec![2],
+                    subscription_required: true,
+                    published: true,
+                },
+                Product {
+                    id: "free".into(),
+                    name: "Free".into(),
+                    apis: vec![3],
+                    subscription_required: false,
+                    published: true,
+                },
+            ],
+            product_policies: Vec::new(),
             xdp: Default::default(),
         }
+    }
+
+    #[test]
+    fn products_open_their_apis_and_carry_keyless_requests() {
+        let config = config();
+        assert_eq!(check(&config, 2, FoundKey::Present(b"gold")), Ok(3));
+        assert_eq!(check(&config, 1, FoundKey::Present(b"gold")), Err(KeyRejection::Invalid));
+        assert_eq!(product_of(&config, 2, Some(3)), Some(0));
+        assert_eq!(product_of(&config, 0, Some(0)), None, "an all-APIs subscription is not through a product");
+        assert_eq!(product_of(&config, 3, None), Some(1), "keyless requests come through the open product");
+        assert_eq!(product_of(&config, 2, None), None, "a product that requires a key is not open");
     }
 
     #[test]

@@ -165,6 +165,7 @@ fn typical_inbound_section_allocates_nothing_once_warm() {
         operation: &operation,
         subscription: None,
         subscription_key: None,
+        product: None,
         deployment: &deployment,
         matched: &matched,
         request_id: 1,

@@ -89,6 +89,18 @@ fn config() -> TempDir {
     write(dir.path(), "apis/echo/operations/user.toml", USER_OPERATION);
     write(dir.path(), "apis/echo/operations/user.xml", USER_POLICY);
     write(dir.path(), "apis/echo/operations/other.toml", "method = \"*\"\nurl-template = \"/*\"\n");
+    // A product with policies of its own, a subscription to it, and an open product.
+    write(dir.path(), "products/gold/product.toml", "name = \"Gold\"\napis = [\"echo\"]\n");
+    write(
+        dir.path(),
+        "products/gold/policy.xml",
+        r#"<policies><inbound><base /><set-header name="X-Product" exists-action="override"><value>@(context.Product.Name)</value></set-header></inbound></policies>"#,
+    );
+    write(
+        dir.path(),
+        "subscriptions/gold.toml",
+        "name = \"Gold customer\"\nscope = \"/products/gold\"\nprimary-key = \"gold-primary-key\"\nsecondary-key = \"gold-secondary-key\"\n",
+    );
     write(dir.path(), "apis/echo/operations/upload.toml", "method = \"POST\"\nurl-template = \"/upload\"\n");
     write(
         dir.path(),
@@ -171,6 +183,20 @@ fn every_section(io: &str) {
     assert!(echoed["body"].as_str().unwrap().starts_with("dog dog "), "{}", &echoed["body"].as_str().unwrap()[..40]);
     // The connection still serves the next request.
     assert_eq!(upload.get("/echo/x", &[auth, ("X-Client", "web")]).unwrap().status, 201);
+
+    // Product-scope policies run for requests through the product (its subscription's key), and
+    // only for those.
+    let gold = http::get(
+        gateway.addr,
+        "/echo/hello",
+        &[("Ocp-Apim-Subscription-Key", "gold-primary-key"), ("X-Client", "web")],
+    )
+    .unwrap();
+    assert_eq!(gold.status, 201, "{}", gold.text());
+    assert_eq!(gold.json()["headers"]["x-product"][0], "Gold");
+    assert_eq!(gold.json()["headers"]["x-global"][0], "g");
+    let direct = http::get(gateway.addr, "/echo/hello", &[auth, ("X-Client", "web")]).unwrap();
+    assert!(direct.json()["headers"].get("x-product").is_none(), "{}", direct.text());
 
     // The key check runs before policies; its 401 keeps APIM's body.
     let missing = http::get(gateway.addr, "/echo/hello", &[]).unwrap();

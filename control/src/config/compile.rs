@@ -7,7 +7,7 @@ use std::path::Path;
 
 use portcullis_contract::key_index::{KEY_BYTES_MAX, KeyEntry, KeyIndex, KeySlot};
 use portcullis_contract::model::{
-    Api, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Deployment, Limits, Scheme,
+    Api, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Deployment, Limits, Product, Scheme,
     Subscription, SubscriptionScope, SubscriptionState, is_valid_api_path,
 };
 use toml::Spanned;
@@ -38,12 +38,14 @@ pub(crate) fn compile(
     let xdp = parsed.gateway.as_ref().map(|item| super::xdp::compile(&item.file.xdp, &item.source, diagnostics));
     let values = named_values(parsed.named_values.as_ref(), provided, diagnostics);
     let mut apis = apis(&parsed.apis, &values, diagnostics);
-    let compiled = super::policies::compile(&parsed, &mut apis, &values, policy_options(&parsed), diagnostics);
+    let products = products(&parsed, &apis, diagnostics);
+    let compiled =
+        super::policies::compile(&parsed, &mut apis, &products, &values, policy_options(&parsed), diagnostics);
     for warning in &compiled.warnings.items {
         tracing::warn!("{warning}");
     }
     let deployment = deployment(&parsed);
-    let (subscriptions, keys) = subscriptions(&parsed, &apis, diagnostics);
+    let (subscriptions, keys) = subscriptions(&parsed, &apis, &products, diagnostics);
     if !diagnostics.is_empty() {
         return None;
     }
@@ -66,6 +68,8 @@ pub(crate) fn compile(
         programs: compiled.programs,
         deployment,
         xdp,
+        products,
+        product_policies: compiled.product_policies,
     };
     if let Err(error) = config.validate() {
         diagnostics.push(Diagnostic::at_path(dir, format!("the compiled config is inconsistent: {error}")));
@@ -267,10 +271,13 @@ fn is_query_name(name: &str) -> bool {
 fn subscriptions(
     parsed: &Parsed,
     apis: &[(Api, String)],
+    products: &[Product],
     diagnostics: &mut Diagnostics,
 ) -> (Vec<Subscription>, Vec<KeyEntry>) {
     let api_index: HashMap<&str, u32> =
         apis.iter().enumerate().map(|(index, (_, id))| (id.as_str(), index as u32)).collect();
+    let product_index: HashMap<&str, u32> =
+        products.iter().enumerate().map(|(index, product)| (product.id.as_str(), index as u32)).collect();
     let mut subscriptions = Vec::new();
     let mut keys = Vec::new();
     let mut owners: HashMap<&str, &str> = HashMap::new();
@@ -281,7 +288,7 @@ fn subscriptions(
         if file.name.get_ref().trim().is_empty() {
             diagnostics.push(source.error(file.name.span(), "a subscription needs a name"));
         }
-        let scope = scope(file, source, &api_index, parsed, diagnostics);
+        let scope = scope(file, source, &api_index, &product_index, parsed, diagnostics);
         for key in [&file.primary_key, &file.secondary_key] {
             let text = key.get_ref().as_str();
             if text.is_empty() || text.len() > KEY_BYTES_MAX || !text.bytes().all(|b| b.is_ascii_graphic()) {
@@ -315,6 +322,7 @@ fn scope(
     file: &SubscriptionFile,
     source: &SourceFile,
     api_index: &HashMap<&str, u32>,
+    product_index: &HashMap<&str, u32>,
     parsed: &Parsed,
     diagnostics: &mut Diagnostics,
 ) -> Option<SubscriptionScope> {
@@ -332,13 +340,52 @@ fn scope(
         }
         return None;
     }
-    let message = if text.starts_with("/products/") {
-        "product scopes arrive with products (a later issue); use \"/apis/<api-id>\" or \"/apis\" for now".to_owned()
-    } else {
-        format!("bad scope {text:?}: use \"/apis/<api-id>\" for one API or \"/apis\" for all APIs")
-    };
+    if let Some(id) = text.strip_prefix("/products/") {
+        if let Some(&index) = product_index.get(id) {
+            return Some(SubscriptionScope::Product(index));
+        }
+        if !parsed.broken_product_ids.contains(id) && !parsed.products.iter().any(|(item, _)| item.id == id) {
+            diagnostics.push(source.error(file.scope.span(), format!("unknown product {id:?} in subscription scope")));
+        }
+        return None;
+    }
+    let message = format!(
+        "bad scope {text:?}: use \"/apis/<api-id>\" for one API, \"/products/<product-id>\" for a product or \"/apis\" for all APIs"
+    );
     diagnostics.push(source.error(file.scope.span(), message));
     None
+}
+
+/// The products, in directory order (the order of `parsed.products`); an unknown API id in a
+/// product is an error at its position.
+fn products(parsed: &Parsed, apis: &[(Api, String)], diagnostics: &mut Diagnostics) -> Vec<Product> {
+    let mut products = Vec::new();
+    for (item, _) in &parsed.products {
+        let file = &item.file;
+        if file.name.get_ref().trim().is_empty() {
+            diagnostics.push(item.source.error(file.name.span(), "a product needs a name"));
+        }
+        let mut indices = Vec::new();
+        for api in &file.apis {
+            match apis.iter().position(|(_, id)| id == api.get_ref()) {
+                Some(index) if indices.contains(&(index as u32)) => {
+                    diagnostics.push(item.source.error(api.span(), format!("API {:?} is listed twice", api.get_ref())));
+                }
+                Some(index) => indices.push(index as u32),
+                None if parsed.broken_api_ids.contains(api.get_ref()) => {}
+                None => diagnostics
+                    .push(item.source.error(api.span(), format!("unknown API {:?} in product", api.get_ref()))),
+            }
+        }
+        products.push(Product {
+            id: item.id.clone(),
+            name: file.name.get_ref().clone(),
+            apis: indices,
+            subscription_required: file.subscription_required,
+            published: file.state == super::files::ProductState::Published,
+        });
+    }
+    products
 }
 
 fn state(name: StateName) -> SubscriptionState {

@@ -98,6 +98,30 @@ pub(crate) struct OperationFile {
     pub(crate) url_template: Spanned<String>,
 }
 
+/// `products/<product-id>/product.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct ProductFile {
+    pub(crate) name: Spanned<String>,
+    /// Ids of the APIs in the product.
+    #[serde(default)]
+    pub(crate) apis: Vec<Spanned<String>>,
+    /// `false`: an open product (requests need no key).
+    #[serde(default = "subscription_required_default")]
+    pub(crate) subscription_required: bool,
+    #[serde(default)]
+    pub(crate) state: ProductState,
+}
+
+/// Product states as APIM names them, in lower case.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum ProductState {
+    #[default]
+    Published,
+    NotPublished,
+}
+
 /// `subscriptions/<sub-id>.toml`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use super::diagnostic::{Diagnostic, Diagnostics, SourceFile};
-use super::files::{ApiFile, GatewayFile, NamedValuesFile, OperationFile, SubscriptionFile};
+use super::files::{ApiFile, GatewayFile, NamedValuesFile, OperationFile, ProductFile, SubscriptionFile};
 
 /// A config file is written by hand; anything past 1 MiB is a mistake, not a config.
 pub const FILE_BYTES_MAX: u64 = 1024 * 1024;
@@ -27,6 +27,10 @@ pub const API_FILE: &str = "api.toml";
 pub const SUBSCRIPTIONS_DIR: &str = "subscriptions";
 /// The policy document of a scope: the config directory (global) or an API's directory.
 pub const POLICY_FILE: &str = "policy.xml";
+/// The directory of products, one sub-directory each (`product.toml`, optional `policy.xml`).
+pub const PRODUCTS_DIR: &str = "products";
+/// The file describing one product, inside its directory.
+pub const PRODUCT_FILE: &str = "product.toml";
 /// The directory of policy fragments, one `<fragment-id>.xml` each.
 pub const FRAGMENTS_DIR: &str = "fragments";
 /// An API's operations: `<operation-id>.toml`, with an optional `<operation-id>.xml` policy.
@@ -56,6 +60,10 @@ pub(crate) struct Parsed {
     pub(crate) fragments: Vec<(String, SourceFile)>,
     /// Per API id: its policy and operations.
     pub(crate) api_parts: std::collections::BTreeMap<String, ApiParts>,
+    /// `products/<id>/product.toml` with its optional `policy.xml`.
+    pub(crate) products: Vec<(Item<ProductFile>, Option<SourceFile>)>,
+    /// Products whose directory exists but whose file did not parse.
+    pub(crate) broken_product_ids: BTreeSet<String>,
 }
 
 /// The files of an API directory besides `api.toml`.
@@ -95,12 +103,13 @@ pub(crate) fn read(dir: &Path, diagnostics: &mut Diagnostics) -> Parsed {
             (SUBSCRIPTIONS_DIR, true) => read_subscriptions(&entry.path, &mut parsed, diagnostics),
             (POLICY_FILE, false) => parsed.global_policy = read_text(&entry.path, diagnostics),
             (FRAGMENTS_DIR, true) => read_fragments(&entry.path, &mut parsed, diagnostics),
+            (PRODUCTS_DIR, true) => read_products(&entry.path, &mut parsed, diagnostics),
             (name, _) if is_ignored(name) => {}
             (name, is_dir) => diagnostics.push(Diagnostic::at_path(
                 &entry.path,
                 format!(
                     "unexpected {} {name:?} in the config directory: expected {GATEWAY_FILE}, {NAMED_VALUES_FILE}, \
-                     {POLICY_FILE}, {APIS_DIR}/, {SUBSCRIPTIONS_DIR}/ or {FRAGMENTS_DIR}/ \
+                     {POLICY_FILE}, {APIS_DIR}/, {PRODUCTS_DIR}/, {SUBSCRIPTIONS_DIR}/ or {FRAGMENTS_DIR}/ \
                      (names starting with '.' and *.md files are ignored)",
                     if is_dir { "directory" } else { "file" }
                 ),
@@ -158,6 +167,55 @@ fn read_apis(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
             Some(item) => parsed.apis.push(item),
             None => {
                 parsed.broken_api_ids.insert(entry.name);
+            }
+        }
+    }
+}
+
+fn read_products(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
+    for entry in entries(dir, diagnostics) {
+        if is_ignored(&entry.name) {
+            continue;
+        }
+        if !entry.is_dir {
+            diagnostics.push(Diagnostic::at_path(
+                &entry.path,
+                format!(
+                    "unexpected file {:?}: each product is a directory products/<product-id>/ holding {PRODUCT_FILE}",
+                    entry.name
+                ),
+            ));
+            continue;
+        }
+        if !check_id(&entry.name, &entry.path, diagnostics) {
+            continue;
+        }
+        let mut policy = None;
+        let mut has_file = false;
+        for inner in entries(&entry.path, diagnostics) {
+            match (inner.name.as_str(), inner.is_dir) {
+                (PRODUCT_FILE, false) => has_file = true,
+                (POLICY_FILE, false) => policy = read_text(&inner.path, diagnostics),
+                (name, _) if is_ignored(name) => {}
+                _ => diagnostics.push(Diagnostic::at_path(
+                    &inner.path,
+                    format!(
+                        "unexpected {:?} in a product directory: expected {PRODUCT_FILE} or {POLICY_FILE}",
+                        inner.name
+                    ),
+                )),
+            }
+        }
+        let item = if has_file {
+            parse_file(&entry.name, &entry.path.join(PRODUCT_FILE), diagnostics)
+        } else {
+            diagnostics.push(Diagnostic::at_path(&entry.path, format!("the product directory has no {PRODUCT_FILE}")));
+            None
+        };
+        match item {
+            Some(item) => parsed.products.push((item, policy)),
+            None => {
+                parsed.broken_product_ids.insert(entry.name);
             }
         }
     }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use portcullis_contract::model::{Api, CATCH_ALL_METHOD, Operation, Policies};
+use portcullis_contract::model::{Api, CATCH_ALL_METHOD, Operation, Policies, Product, ProductPolicies};
 use portcullis_contract::program::{Program, ScopeKind, Section};
 
 use super::diagnostic::{Diagnostics, SourceFile};
@@ -13,10 +13,10 @@ use super::named_values::NamedValues;
 use crate::policy::compile::{self, Environment, Options, Report};
 use crate::policy::scope::{self, Document, Fragment, Fragments};
 
-/// Operations of one API (in an API without operation files: the catch-all) and the programs
-/// they use, appended to `programs`.
+/// The programs operations use, and the sections they run through products with policies.
 pub(crate) struct Compiled {
     pub(crate) programs: Vec<Program>,
+    pub(crate) product_policies: Vec<ProductPolicies>,
     /// Warnings (skipped unsupported policies); errors go to the diagnostics.
     pub(crate) warnings: Diagnostics,
 }
@@ -43,9 +43,12 @@ impl ProgramTable {
 }
 
 /// Fills `apis[i].operations` and returns the programs; every problem goes to `diagnostics`.
+/// `products` are the compiled products, in the order of `parsed.products` (whose policy
+/// documents they use).
 pub(crate) fn compile(
     parsed: &Parsed,
     apis: &mut [(Api, String)],
+    products: &[Product],
     values: &NamedValues,
     options: Options,
     diagnostics: &mut Diagnostics,
@@ -59,33 +62,66 @@ pub(crate) fn compile(
     .unwrap_or_else(|| {
         scope::inherit_all(Arc::new(SourceFile::new("<built-in global policy>", "")), ScopeKind::Global)
     });
+    // Products with a policy document of their own, with their index.
+    let product_documents: Vec<(u32, &Product, Document)> = products
+        .iter()
+        .zip(&parsed.products)
+        .enumerate()
+        .filter_map(|(index, (product, (_, policy)))| {
+            let document = parse_document(policy.as_ref()?, ScopeKind::Product, &mut report)?;
+            Some((index as u32, product, document))
+        })
+        .collect();
     let env = Environment { named_values: values, fragments: &fragments, options };
     let mut table = ProgramTable::default();
-    for (api, id) in apis.iter_mut() {
+    let mut product_policies = Vec::new();
+    for (api_index, (api, id)) in apis.iter_mut().enumerate() {
+        let api_index = api_index as u32;
         let parts = parsed.api_parts.get(id.as_str());
         let api_document = parts
             .and_then(|parts| parts.policy.as_ref())
             .and_then(|source| parse_document(source, ScopeKind::Api, &mut report));
         let operation_items: &[OperationItem] = parts.map_or(&[], |parts| parts.operations.as_slice());
-        let mut operations = Vec::new();
+        // (operation, its policy document) in order; an API without operation files gets the catch-all.
+        let mut operations: Vec<(Operation, Option<Document>)> = Vec::new();
         if operation_items.is_empty() {
-            let chain: Vec<&Document> = [Some(&global), api_document.as_ref()].into_iter().flatten().collect();
-            let policies = compile_chain(&chain, env, &mut report, &mut table);
-            operations.push(Operation::catch_all(policies));
+            operations.push((Operation::catch_all(Policies::all(0)), None));
         }
         for item in operation_items {
-            let Some(mut operation) = operation(item, &mut report) else { continue };
-            let operation_document =
+            let Some(operation) = operation(item, &mut report) else { continue };
+            let document =
                 item.policy.as_ref().and_then(|source| parse_document(source, ScopeKind::Operation, &mut report));
-            let chain: Vec<&Document> =
-                [Some(&global), api_document.as_ref(), operation_document.as_ref()].into_iter().flatten().collect();
-            operation.policies = compile_chain(&chain, env, &mut report, &mut table);
-            operations.push(operation);
+            operations.push((operation, document));
         }
-        api.operations = operations;
+        for (operation_index, (operation, document)) in operations.iter_mut().enumerate() {
+            let chain = |product| chain(&global, product, api_document.as_ref(), document.as_ref());
+            operation.policies = compile_chain(&chain(None), env, &mut report, &mut table);
+            for (product, _, product_document) in
+                product_documents.iter().filter(|(_, product, _)| product.apis.contains(&api_index))
+            {
+                let policies = compile_chain(&chain(Some(product_document)), env, &mut report, &mut table);
+                product_policies.push(ProductPolicies {
+                    product: *product,
+                    api: api_index,
+                    operation: operation_index as u32,
+                    policies,
+                });
+            }
+        }
+        api.operations = operations.into_iter().map(|(operation, _)| operation).collect();
     }
     diagnostics.items.extend(report.errors);
-    Compiled { programs: table.programs, warnings: Diagnostics { items: report.warnings } }
+    Compiled { programs: table.programs, product_policies, warnings: Diagnostics { items: report.warnings } }
+}
+
+/// The documents an operation's sections merge, broadest scope first.
+fn chain<'d>(
+    global: &'d Document,
+    product: Option<&'d Document>,
+    api: Option<&'d Document>,
+    operation: Option<&'d Document>,
+) -> Vec<&'d Document> {
+    [Some(global), product, api, operation].into_iter().flatten().collect()
 }
 
 pub(crate) fn fragments(parsed: &Parsed, report: &mut Report) -> Fragments {

@@ -241,7 +241,7 @@ fn scope_state_and_key_errors() {
         "subscriptions/demo.toml",
         "name = \"D\"\nscope = \"/products/p\"\nprimary-key = \"k1\"\nsecondary-key = \"k2\"\n",
     );
-    assert!(config.error().0.starts_with("product scopes arrive"));
+    assert_eq!(config.error().0, "unknown product \"p\" in subscription scope");
     config.write(
         "subscriptions/demo.toml",
         "name = \"D\"\nscope = \"apis\"\nprimary-key = \"k1\"\nsecondary-key = \"k2\"\n",
@@ -383,4 +383,44 @@ fn a_global_ip_filter_every_operation_runs_fills_the_xdp_lists() {
     );
     let compiled = load(&config.0, &NamedValues::default()).unwrap();
     assert!(compiled.xdp.deny.is_empty() && compiled.xdp.allow.is_empty(), "{:?}", compiled.xdp);
+}
+
+#[test]
+fn products_scope_subscriptions_and_carry_policies() {
+    use portcullis_contract::model::SubscriptionScope;
+    let config = TempConfig::valid();
+    config.write("products/gold/product.toml", "name = \"Gold\"\napis = [\"echo\"]\nsubscription-required = false\n");
+    config.write(
+        "products/gold/policy.xml",
+        "<policies><inbound><base/><set-header name=\"x\"><value>1</value></set-header></inbound></policies>",
+    );
+    config.write(
+        "subscriptions/gold.toml",
+        "name = \"G\"\nscope = \"/products/gold\"\nprimary-key = \"g1\"\nsecondary-key = \"g2\"\n",
+    );
+    let compiled = load(&config.0, &NamedValues::default()).unwrap();
+    assert_eq!(compiled.products.len(), 1);
+    assert_eq!(compiled.products[0].apis, [0]);
+    assert!(!compiled.products[0].subscription_required);
+    let gold = compiled.subscriptions.iter().find(|s| s.id == "gold").unwrap();
+    assert_eq!(gold.scope, SubscriptionScope::Product(0));
+    // The product's sections differ from the operation's own.
+    assert_eq!(compiled.product_policies.len(), 1);
+    let entry = compiled.product_policies[0];
+    assert_ne!(entry.policies.inbound, compiled.apis[0].operations[0].policies.inbound);
+
+    config.write("products/gold/product.toml", "name = \"Gold\"\napis = [\"ech\"]\n");
+    let errors = config.errors();
+    assert!(
+        errors
+            .iter()
+            .any(|(m, at)| m.contains("unknown API \"ech\" in product") && at == "products/gold/product.toml:2:9"),
+        "{errors:?}"
+    );
+    config.write("products/gold/product.toml", "name = \"Gold\"\napis = [\"echo\"]\n");
+    config.write(
+        "subscriptions/gold.toml",
+        "name = \"G\"\nscope = \"/products/silver\"\nprimary-key = \"g1\"\nsecondary-key = \"g2\"\n",
+    );
+    assert!(config.errors().iter().any(|(m, _)| m.contains("unknown product \"silver\"")), "{:?}", config.errors());
 }

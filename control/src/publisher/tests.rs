@@ -15,6 +15,8 @@ fn config(source: &str) -> Config {
         limits: Limits::default(),
         programs: vec![portcullis_contract::program::Program::empty()],
         deployment: Default::default(),
+        products: Vec::new(),
+        product_policies: Vec::new(),
         xdp: Default::default(),
     }
 }

@@ -98,6 +98,11 @@ pub fn demo_lines(config: &Config, listen: &str) -> Vec<String> {
     let api = match demo.scope {
         SubscriptionScope::Api(api) => config.apis.get(api as usize),
         SubscriptionScope::AllApis => config.apis.first(),
+        SubscriptionScope::Product(product) => config
+            .products
+            .get(product as usize)
+            .and_then(|product| product.apis.first())
+            .and_then(|&api| config.apis.get(api as usize)),
     };
     let mut lines = vec![format!("demo subscription key: {}", key.key)];
     if let Some(api) = api {

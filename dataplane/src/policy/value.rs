@@ -98,6 +98,8 @@ pub enum Handle {
     Api,
     Operation,
     Subscription,
+    /// `context.Product`: present only for requests through a product.
+    Product,
     Deployment,
     LastError,
     /// `context.Api.SubscriptionKeyParameterNames`.

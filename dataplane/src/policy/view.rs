@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use portcullis_contract::model::{Api, Deployment, Operation, Subscription};
+use portcullis_contract::model::{Api, Deployment, Operation, Product, Subscription};
 
 use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
@@ -51,6 +51,8 @@ pub struct View<'a> {
     /// The subscription the key opened, if any, and the key it was opened with.
     pub subscription: Option<&'a Subscription>,
     pub subscription_key: Option<&'a str>,
+    /// The product the request comes through (`context.Product`), if any.
+    pub product: Option<&'a Product>,
     pub deployment: &'a Deployment,
     pub matched: &'a [MatchedParam<'a>],
     /// `context.RequestId`.

@@ -31,6 +31,8 @@ pub(crate) struct Matched {
     pub(crate) found: OperationMatch,
     /// Index into `Config::subscriptions` of the subscription the key opened.
     pub(crate) subscription: Option<u32>,
+    /// Index into `Config::products` of the product the request comes through.
+    pub(crate) product: Option<u32>,
     /// `context.RequestId`.
     pub(crate) request_id: u128,
     /// `context.Timestamp`.
@@ -221,9 +223,8 @@ pub(crate) fn uses_body(ctx: &RequestCtx, sections: &[Section], request: bool) -
 }
 
 fn program_of<'s>(snapshot: &'s Snapshot, matched: &Matched, section: Section) -> Option<&'s policy::LoadedProgram> {
-    let api = snapshot.config.apis.get(matched.api as usize)?;
-    let operation = api.operations.get(matched.found.operation as usize)?;
-    snapshot.programs.get(operation.policies.program(section))
+    let policies = snapshot.policies(matched.product, matched.api, matched.found.operation)?;
+    snapshot.programs.get(policies.program(section))
 }
 
 /// The whole request body, when it is all in the buffer and framed by `Content-Length` (the
@@ -302,6 +303,7 @@ fn view<'a>(
     let api = snapshot.config.apis.get(matched.api as usize)?;
     let operation = api.operations.get(matched.found.operation as usize)?;
     let subscription = matched.subscription.and_then(|index| snapshot.config.subscriptions.get(index as usize));
+    let product = matched.product.and_then(|index| snapshot.config.products.get(index as usize));
     let subscription_key = match subscription {
         Some(_) => {
             match subscription::find_key(
@@ -327,6 +329,7 @@ fn view<'a>(
         operation,
         subscription,
         subscription_key,
+        product,
         deployment: &snapshot.config.deployment,
         matched: params,
         request_id: matched.request_id,

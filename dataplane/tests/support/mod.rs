@@ -86,6 +86,8 @@ pub fn config(backend: SocketAddr, echo_path: &str) -> Config {
             portcullis_contract::program::Program::forward_only(),
         ],
         deployment: Default::default(),
+        products: Vec::new(),
+        product_policies: Vec::new(),
         xdp: Default::default(),
     }
 }

@@ -26,6 +26,8 @@ fn view(connected: bool) -> PublisherView {
             limits: Limits::default(),
             programs: vec![portcullis_contract::program::Program::empty()],
             deployment: Default::default(),
+            products: Vec::new(),
+            product_policies: Vec::new(),
             xdp: Default::default(),
         }),
     }

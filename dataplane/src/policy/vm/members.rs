@@ -286,7 +286,11 @@ impl<'r, 'a> Machine<'r, 'a> {
                 }
             }
             (Handle::Context, Prop::Operation) => Value::Handle(Handle::Operation),
-            (Handle::Context, Prop::Product | Prop::User) => Value::Null,
+            (Handle::Context, Prop::Product) => match view.product {
+                Some(_) => Value::Handle(Handle::Product),
+                None => Value::Null,
+            },
+            (Handle::Context, Prop::User) => Value::Null,
             (Handle::Context, Prop::Request) => Value::Handle(Handle::Request),
             (Handle::Context, Prop::RequestId) => Value::Guid(view.request_id),
             (Handle::Context, Prop::Response) => Value::Handle(Handle::Response),
@@ -345,6 +349,10 @@ impl<'r, 'a> Machine<'r, 'a> {
             // Only key hashes reach the data plane; dates are not in the model yet.
             (Handle::Subscription, Prop::PrimaryKey | Prop::SecondaryKey) => Value::Null,
             (Handle::Subscription, Prop::CreatedDate | Prop::StartDate | Prop::EndDate) => Value::Null,
+            (Handle::Product, Prop::Id) => return view.product.map(|p| Value::str(&p.id)),
+            (Handle::Product, Prop::Name) => return view.product.map(|p| Value::str(&p.name)),
+            // Groups arrive with users and groups.
+            (Handle::Product, Prop::Groups) => Value::array(Vec::new()),
             (Handle::Deployment, Prop::GatewayId) => return text(&view.deployment.gateway_id),
             (Handle::Deployment, Prop::Region) => return text(&view.deployment.region),
             (Handle::Deployment, Prop::ServiceName) => return text(&view.deployment.service_name),
