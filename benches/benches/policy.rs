@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use chrono::{TimeZone as _, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
-use portcullis_contract::model::{Api, BackendUrl, Deployment, Operation, Policies, Scheme};
+use portcullis_contract::model::{Api, Deployment, Operation, Policies};
 use portcullis_contract::program::{Program, ScopeKind, Section};
 use portcullis_control::config::{NamedValues, SourceFile};
 use portcullis_control::policy::compile::{self, Environment, Options, Report};
@@ -127,31 +127,8 @@ impl Fixture {
             programs,
             buf,
             head,
-            api: Api {
-                id: "echo".into(),
-                name: "Echo".into(),
-                path: "echo".into(),
-                backend: BackendUrl {
-                    scheme: Scheme::Http,
-                    host: "backend".into(),
-                    port: 8081,
-                    base_path: "/api".into(),
-                    authority: "backend:8081".into(),
-                },
-                subscription_required: false,
-                subscription_key_header: "Ocp-Apim-Subscription-Key".into(),
-                subscription_key_query: "subscription-key".into(),
-                version: String::new(),
-                revision: "1".into(),
-                operations: Vec::new(),
-            },
-            operation: Operation {
-                id: "get-user".into(),
-                name: "Get user".into(),
-                method: "GET".into(),
-                url_template: "/users/{id}".into(),
-                policies: Policies::all(INBOUND),
-            },
+            api: portcullis_dataplane::policy::sample::api(),
+            operation: portcullis_dataplane::policy::sample::operation(Policies::all(INBOUND)),
             deployment: Deployment { gateway_id: "gw".into(), region: "east us".into(), service_name: "svc".into() },
             limits: ConcurrencyLimits::new(),
             peer: "10.1.2.3".parse().expect("ip"),

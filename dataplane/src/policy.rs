@@ -25,6 +25,8 @@ mod builtins;
 pub mod concurrency;
 mod error;
 pub mod load;
+#[doc(hidden)]
+pub mod sample;
 pub mod state;
 pub mod value;
 pub mod view;

@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{TimeZone as _, Utc};
-use portcullis_contract::model::{Api, BackendUrl, Deployment, Operation, Policies, Scheme};
+use portcullis_contract::model::{Deployment, Policies};
 use portcullis_contract::program::{
     self, Builtin, Const, ExistsAction, Op, Program, Prop, ScopeKind, Section, Side, Site,
 };
@@ -126,31 +126,8 @@ fn typical_inbound_section_allocates_nothing_once_warm() {
     let buf = b"GET /echo/users/42?page=2 HTTP/1.1\r\nHost: gw.example\r\nX-Env: prod\r\nAccept: */*\r\n\r\n".to_vec();
     let head = request::parse(&buf).unwrap().unwrap();
     let programs = Programs::from_loaded(vec![LoadedProgram::load(0, inbound()).unwrap()]);
-    let api = Api {
-        id: "echo".into(),
-        name: "Echo".into(),
-        path: "echo".into(),
-        backend: BackendUrl {
-            scheme: Scheme::Http,
-            host: "backend".into(),
-            port: 8081,
-            base_path: "/api".into(),
-            authority: "backend:8081".into(),
-        },
-        subscription_required: false,
-        subscription_key_header: "Ocp-Apim-Subscription-Key".into(),
-        subscription_key_query: "subscription-key".into(),
-        version: String::new(),
-        revision: "1".into(),
-        operations: Vec::new(),
-    };
-    let operation = Operation {
-        id: "get-user".into(),
-        name: "Get user".into(),
-        method: "GET".into(),
-        url_template: "/users/{id}".into(),
-        policies: Policies::all(0),
-    };
+    let api = portcullis_dataplane::policy::sample::api();
+    let operation = portcullis_dataplane::policy::sample::operation(Policies::all(0));
     let deployment = Deployment::default();
     let limits = ConcurrencyLimits::new();
     let matched = [MatchedParam { name: "id", value: "42" }];

@@ -125,19 +125,36 @@ pub(crate) fn read_named_values(dir: &Path, diagnostics: &mut Diagnostics) -> Op
     path.is_file().then(|| parse_file("named-values", &path, diagnostics)).flatten()
 }
 
+/// Whether `entry` of `dir` is a resource directory to read (`apis/<id>/`, `products/<id>/`):
+/// ignored names are skipped, a stray file or a bad id reported.
+fn is_resource_dir(
+    entry: &Entry,
+    dir: &Path,
+    what: &str,
+    id: &str,
+    main_file: &str,
+    diagnostics: &mut Diagnostics,
+) -> bool {
+    if is_ignored(&entry.name) {
+        return false;
+    }
+    if !entry.is_dir {
+        let folder = dir.file_name().and_then(|name| name.to_str()).unwrap_or_default();
+        diagnostics.push(Diagnostic::at_path(
+            &entry.path,
+            format!(
+                "unexpected file {:?}: each {what} is a directory {folder}/<{id}-id>/ holding {main_file}",
+                entry.name
+            ),
+        ));
+        return false;
+    }
+    check_id(&entry.name, &entry.path, diagnostics)
+}
+
 fn read_apis(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
     for entry in entries(dir, diagnostics) {
-        if is_ignored(&entry.name) {
-            continue;
-        }
-        if !entry.is_dir {
-            diagnostics.push(Diagnostic::at_path(
-                &entry.path,
-                format!("unexpected file {:?}: each API is a directory apis/<api-id>/ holding {API_FILE}", entry.name),
-            ));
-            continue;
-        }
-        if !check_id(&entry.name, &entry.path, diagnostics) {
+        if !is_resource_dir(&entry, dir, "API", "api", API_FILE, diagnostics) {
             continue;
         }
         let mut has_api_file = false;
@@ -174,20 +191,7 @@ fn read_apis(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
 
 fn read_products(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
     for entry in entries(dir, diagnostics) {
-        if is_ignored(&entry.name) {
-            continue;
-        }
-        if !entry.is_dir {
-            diagnostics.push(Diagnostic::at_path(
-                &entry.path,
-                format!(
-                    "unexpected file {:?}: each product is a directory products/<product-id>/ holding {PRODUCT_FILE}",
-                    entry.name
-                ),
-            ));
-            continue;
-        }
-        if !check_id(&entry.name, &entry.path, diagnostics) {
+        if !is_resource_dir(&entry, dir, "product", "product", PRODUCT_FILE, diagnostics) {
             continue;
         }
         let mut policy = None;

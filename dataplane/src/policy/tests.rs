@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use chrono::{TimeZone as _, Utc};
-use portcullis_contract::model::{Api, BackendUrl, Deployment, Operation, Policies, Scheme};
+use portcullis_contract::model::{Api, Deployment, Operation, Policies};
 use portcullis_contract::program::{self, Const, Op, Program, ScopeKind, Section, Site};
 
 use super::*;
@@ -63,31 +63,8 @@ impl Fixture {
             .collect();
         Self {
             programs: Programs::from_loaded(loaded),
-            api: Api {
-                id: "echo".into(),
-                name: "Echo".into(),
-                path: "echo".into(),
-                backend: BackendUrl {
-                    scheme: Scheme::Http,
-                    host: "backend".into(),
-                    port: 8081,
-                    base_path: "/api".into(),
-                    authority: "backend:8081".into(),
-                },
-                subscription_required: false,
-                subscription_key_header: "Ocp-Apim-Subscription-Key".into(),
-                subscription_key_query: "subscription-key".into(),
-                version: String::new(),
-                revision: "1".into(),
-                operations: Vec::new(),
-            },
-            operation: Operation {
-                id: "get-user".into(),
-                name: "Get user".into(),
-                method: "GET".into(),
-                url_template: "/users/{id}".into(),
-                policies: Policies::all(0),
-            },
+            api: crate::policy::sample::api(),
+            operation: crate::policy::sample::operation(Policies::all(0)),
             deployment: Deployment { gateway_id: "gw".into(), region: "east us".into(), service_name: "svc".into() },
             buf,
             head,
