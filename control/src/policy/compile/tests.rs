@@ -211,3 +211,16 @@ fn return_response_builds_a_response() {
     assert!(inbound.ops.contains(&Op::SetBody { side: Side::Returned }));
     assert_eq!(inbound.ops.last(), Some(&Op::Respond));
 }
+
+#[test]
+fn forward_request_options_not_implemented_are_refused() {
+    for attribute in ["follow-redirects", "fail-on-error-status-code"] {
+        let text = format!("<policies><backend><forward-request {attribute}=\"true\"/></backend></policies>");
+        let error = first_error(&text);
+        assert!(error.contains(&format!("{attribute}=\"true\" is not supported yet")), "{error}");
+    }
+    // false is the default behaviour, and accepted.
+    let compiled =
+        compile("<policies><backend><forward-request follow-redirects=\"false\" timeout=\"20\"/></backend></policies>");
+    assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
+}
