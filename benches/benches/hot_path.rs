@@ -1,5 +1,6 @@
-//! Micro-benchmarks of the per-request cores, on byte slices (no sockets): request-head parse,
-//! route match, subscription-key lookup, chunked-body scanning, and snapshot decode (the reload
+//! Micro-benchmarks of the per-request cores, on byte slices (no sockets): request-head and
+//! response-head parse, route match, header rewrite (the forwarded request head and the relayed
+//! response head), subscription-key lookup, chunked-body scanning, and snapshot decode (the reload
 //! path). Run with `cargo xtask bench-micro`; figures are in docs/benchmarks.md.
 
 #![allow(clippy::expect_used, reason = "benchmark fixtures are built from constants; a failure is a bug in the bench")]
@@ -14,7 +15,8 @@ use portcullis_contract::model::{
 };
 use portcullis_contract::snapshot;
 use portcullis_dataplane::http::chunked::ChunkedScanner;
-use portcullis_dataplane::http::request;
+use portcullis_dataplane::http::forward::{self, ClientConnection, Forwarding};
+use portcullis_dataplane::http::{request, response};
 use portcullis_dataplane::router::Router;
 
 /// A typical API client request: 8 headers, a subscription key, a query string.
@@ -27,6 +29,18 @@ Ocp-Apim-Subscription-Key: 0123456789abcdef0123456789abcdef\r\n\
 X-Request-Id: 8d7f0a4e-3b8c-4c55-a1de-5f3a2b9c7e10\r\n\
 Connection: keep-alive\r\n\
 Cookie: session=abc123; theme=dark\r\n\r\n";
+
+/// A typical backend response: 6 headers (nginx's, plus a hop-by-hop `Keep-Alive`).
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\n\
+Server: nginx/1.22.1\r\n\
+Date: Fri, 27 Nov 2026 12:00:00 GMT\r\n\
+Content-Type: application/json\r\n\
+Content-Length: 1024\r\n\
+Connection: keep-alive\r\n\
+Keep-Alive: timeout=60\r\n\r\n";
+
+/// Where `REQUEST`'s path continues after the API prefix `/orders/v2`.
+const REMAINDER_START: usize = "/orders/v2".len();
 
 /// APIs and keys in the benchmark config: a large estate.
 const APIS: usize = 500;
@@ -88,6 +102,41 @@ fn parse(c: &mut Criterion) {
     group.finish();
 }
 
+fn parse_response(c: &mut Criterion) {
+    let mut group = c.benchmark_group("response_head");
+    group.throughput(Throughput::Bytes(RESPONSE.len() as u64));
+    group.bench_function("parse_6_headers", |b| b.iter(|| response::parse(black_box(RESPONSE))));
+    group.finish();
+}
+
+/// Writing the heads the gateway sends on: the request to the backend (hop-by-hop headers
+/// dropped, `Host` and `X-Forwarded-*` set, target rewritten) and the response to the client.
+fn header_rewrite(c: &mut Criterion) {
+    let request = request::parse(REQUEST).expect("valid request").expect("complete request");
+    let response = response::parse(RESPONSE).expect("valid response").expect("complete response");
+    let forwarding = Forwarding {
+        base_path: "/api",
+        authority: "127.0.0.1:9000",
+        remainder_start: REMAINDER_START,
+        client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+    };
+    let mut out = Vec::with_capacity(4096);
+    let mut group = c.benchmark_group("header_rewrite");
+    group.bench_function("forward_request_head_8_headers", |b| {
+        b.iter(|| {
+            forward::write_request_head(&mut out, &request, REQUEST, black_box(&forwarding));
+            out.len()
+        })
+    });
+    group.bench_function("relay_response_head_6_headers", |b| {
+        b.iter(|| {
+            forward::write_response_head(&mut out, &response, RESPONSE, black_box(ClientConnection::KeepAlive));
+            out.len()
+        })
+    });
+    group.finish();
+}
+
 fn route(c: &mut Criterion) {
     let config = config();
     let router = Router::new(&config);
@@ -130,5 +179,5 @@ fn chunked_scan(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse, route, key_lookup, snapshot_decode, chunked_scan);
+criterion_group!(benches, parse, parse_response, header_rewrite, route, key_lookup, snapshot_decode, chunked_scan);
 criterion_main!(benches);

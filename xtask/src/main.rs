@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: developer and CI tasks that are more than one cargo command.
 //!
 //! - `lint`: rustfmt check and clippy with warnings denied, over the whole workspace.
+//! - `bench`: the macro benchmark against nginx and HAProxy (root; see docs/benchmarks.md).
 //! - `bench-micro`: the criterion micro-benchmarks of the sans-IO cores.
 //! - `build-ebpf`: the XDP objects (nightly + rust-src + llvm-tools), written to `ebpf/*.bpf.o`.
 //! - `bench-xdp`: the XDP flood benchmark and DDoS test (root; see docs/benchmarks.md).
@@ -11,12 +12,13 @@ use anyhow::{Context, Result, bail};
 
 mod ebpf;
 
-const USAGE: &str = "usage: cargo xtask <lint|bench-micro|build-ebpf|bench-xdp>";
+const USAGE: &str = "usage: cargo xtask <lint|bench [--quick] [--help]|bench-micro|build-ebpf|bench-xdp>";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
     let result = match task.as_deref() {
         Some("lint") => lint(),
+        Some("bench") => bench(),
         Some("bench-micro") => cargo(&["bench", "-p", "portcullis-benches"]),
         Some("build-ebpf") => ebpf::build(&workspace_root()),
         Some("bench-xdp") => cargo(&["run", "--release", "--quiet", "-p", "portcullis-tests", "--bin", "xdp-bench"]),
@@ -42,6 +44,16 @@ fn lint() -> Result<()> {
         .context("formatting differs: run `cargo fmt --manifest-path ebpf/xdp/Cargo.toml`")?;
     eprintln!("xtask: [2/2] clippy -D warnings");
     cargo(&["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"])
+}
+
+/// Builds the gateway and the driver in release, then runs the driver with the arguments after `bench`.
+fn bench() -> Result<()> {
+    eprintln!("xtask: building portcullis, portcullis-dataplane and proxy-bench (release)");
+    cargo(&["build", "--release", "--quiet", "-p", "portcullis-control", "-p", "portcullis-dataplane"])?;
+    let mut args = vec!["run", "--release", "--quiet", "-p", "portcullis-tests", "--bin", "proxy-bench", "--"];
+    let rest: Vec<String> = std::env::args().skip(2).collect();
+    args.extend(rest.iter().map(String::as_str));
+    cargo(&args)
 }
 
 fn cargo(args: &[&str]) -> Result<()> {

@@ -1,0 +1,145 @@
+//! What the kernel tells about CPU and memory: on-CPU time of processes (the first field of
+//! `/proc/PID/task/*/schedstat`, ns), the machine's busy time (`/proc/stat`), resident memory
+//! (`VmRSS`), and syscalls counted by `perf stat -e raw_syscalls:sys_enter`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::procs::{self, Proc};
+
+/// On-CPU ns of every thread of `pids` (threads that exited earlier are not counted: every
+/// process measured here keeps its threads for its whole life).
+pub(crate) fn cpu_ns(pids: &[i32]) -> u64 {
+    pids.iter().map(|&pid| process_cpu_ns(pid)).sum()
+}
+
+fn process_cpu_ns(pid: i32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|text| parse_schedstat(&text))
+        .sum()
+}
+
+/// The first field of a schedstat line: time spent on the CPU, ns.
+pub(crate) fn parse_schedstat(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// The machine's CPU time that other processes could have used, ns: user + nice + system +
+/// steal from the `cpu` line of `/proc/stat`. Interrupt and softirq time are left out: loopback
+/// TCP runs its receive path in softirq, which the benchmark causes but schedstat does not count.
+pub(crate) fn machine_busy_ns() -> Result<u64> {
+    let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    parse_proc_stat_busy(&text, clock_ticks_per_second()).context("parsing /proc/stat")
+}
+
+/// user + nice + system + steal of the aggregate `cpu` line, in ns.
+pub(crate) fn parse_proc_stat_busy(text: &str, ticks_per_second: u64) -> Option<u64> {
+    let line = text.lines().find(|line| line.starts_with("cpu "))?;
+    let fields: Vec<u64> = line.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
+    // user nice system idle iowait irq softirq steal
+    let ticks = fields.first()? + fields.get(1)? + fields.get(2)? + fields.get(7).copied().unwrap_or(0);
+    Some(ticks * (1_000_000_000 / ticks_per_second.max(1)))
+}
+
+fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).unwrap_or(100)
+}
+
+/// Resident memory of `pids`, bytes (sum of `VmRSS`).
+pub(crate) fn rss_bytes(pids: &[i32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter_map(|text| parse_vm_rss_kib(&text))
+        .sum::<u64>()
+        * 1024
+}
+
+/// `VmRSS:   1234 kB` -> 1234.
+pub(crate) fn parse_vm_rss_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A running `perf stat -e raw_syscalls:sys_enter -p PIDS`, writing to a file.
+#[derive(Debug)]
+pub(crate) struct SyscallCounter {
+    perf: Proc,
+    output: std::path::PathBuf,
+}
+
+impl SyscallCounter {
+    /// Attaches to every thread of `pids`; counting starts once perf has attached (~100 ms).
+    pub(crate) fn start(perf: &Path, pids: &[i32], output: &Path) -> Result<Self> {
+        let list: Vec<String> = pids.iter().map(ToString::to_string).collect();
+        let mut command = Command::new(perf);
+        command
+            .args(["stat", "-x,", "-e", "raw_syscalls:sys_enter", "-o"])
+            .arg(output)
+            .args(["-p", &list.join(",")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let perf = procs::spawn("perf", &mut command, procs::CLIENT_CPU)?;
+        procs::sleep(Duration::from_millis(300))?;
+        Ok(Self { perf, output: output.to_owned() })
+    }
+
+    /// Stops counting (SIGINT makes perf print its totals) and returns the count.
+    pub(crate) fn finish(mut self) -> Result<u64> {
+        self.perf.signal_group(libc::SIGINT);
+        let _ = self.perf.wait_with_cpu(Duration::from_secs(10))?;
+        let text = std::fs::read_to_string(&self.output).context("reading perf's output")?;
+        match parse_perf_count(&text) {
+            Some(count) => Ok(count),
+            None => bail!("no raw_syscalls:sys_enter count in perf's output: {text:?}"),
+        }
+    }
+}
+
+/// The count from `perf stat -x,` output: `12345,,raw_syscalls:sys_enter,...`.
+pub(crate) fn parse_perf_count(text: &str) -> Option<u64> {
+    text.lines()
+        .filter(|line| line.contains("raw_syscalls:sys_enter"))
+        .find_map(|line| line.split(',').next()?.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedstat_first_field() {
+        assert_eq!(parse_schedstat("123456789 2345 67\n"), Some(123_456_789));
+        assert_eq!(parse_schedstat(""), None);
+        assert_eq!(parse_schedstat("x 1 2"), None);
+    }
+
+    #[test]
+    fn proc_stat_busy_leaves_out_idle_and_interrupts() {
+        let text = "cpu  100 5 50 9000 7 3 40 2 0 0\ncpu0 50 2 25 4500 3 1 20 1 0 0\nintr 1\n";
+        // (100 + 5 + 50 + 2) ticks of 10 ms
+        assert_eq!(parse_proc_stat_busy(text, 100), Some(157 * 10_000_000));
+        assert_eq!(parse_proc_stat_busy("intr 1\n", 100), None);
+    }
+
+    #[test]
+    fn vm_rss() {
+        let status = "Name:\tnginx\nVmPeak:\t  20000 kB\nVmRSS:\t    8120 kB\nThreads:\t1\n";
+        assert_eq!(parse_vm_rss_kib(status), Some(8120));
+        assert_eq!(parse_vm_rss_kib("Name: x\n"), None);
+    }
+
+    #[test]
+    fn perf_count() {
+        let text = "# started on Fri Nov 27 13:00:00 2026\n\n84213,,raw_syscalls:sys_enter,2004150233,100.00,,\n";
+        assert_eq!(parse_perf_count(text), Some(84_213));
+        assert_eq!(parse_perf_count("<not counted>,,raw_syscalls:sys_enter,0,0.00,,\n"), None);
+    }
+}

@@ -1,0 +1,301 @@
+//! The gateways under test and the origin behind them, with their configurations: the same
+//! routes everywhere (`/api/*` proxied to the origin with upstream keep-alive, `/keyed/*` answered
+//! 401 with API Management's JSON body by the gateway itself), one worker, no access log, TLS 1.3
+//! with one ECDSA P-256 certificate and no session resumption (every handshake is a full one).
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::procs::{self, Proc};
+
+/// The origin's two responses.
+pub(crate) const SMALL_PATH: &str = "/api/5b";
+pub(crate) const LARGE_PATH: &str = "/api/1k";
+pub(crate) const SMALL_BODY: &str = "hello";
+pub(crate) const LARGE_BODY_BYTES: usize = 1024;
+/// Answered 401 by the gateway (Portcullis: an API that requires a subscription key).
+pub(crate) const REJECT_PATH: &str = "/keyed/5b";
+/// Portcullis's body for a request without a key; nginx and HAProxy send the same bytes.
+pub(crate) const REJECT_BODY: &str = "{ \"statusCode\": 401, \"message\": \"Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API.\" }";
+/// Open files a peer may use: under the hard limit of 20,000 here, above 2 × 8,000 connections.
+const FILES_MAX: u32 = 19_500;
+/// nginx and HAProxy reuse up to this many idle upstream connections (as in benchmarks.md).
+const UPSTREAM_KEEPALIVE: u32 = 64;
+/// How long a gateway may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peer {
+    Portcullis,
+    Nginx,
+    Haproxy,
+}
+
+impl Peer {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Peer::Portcullis => "Portcullis",
+            Peer::Nginx => "nginx",
+            Peer::Haproxy => "HAProxy",
+        }
+    }
+}
+
+/// Where everything lives for this run.
+#[derive(Debug, Clone)]
+pub(crate) struct Environment {
+    pub(crate) dir: PathBuf,
+    pub(crate) nginx: PathBuf,
+    pub(crate) haproxy: Option<PathBuf>,
+    pub(crate) portcullis: PathBuf,
+    /// The Portcullis build has `up --listen-tls`.
+    pub(crate) portcullis_tls: bool,
+    pub(crate) io: String,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) cert_and_key: PathBuf,
+    pub(crate) origin_port: u16,
+}
+
+/// A started gateway.
+#[derive(Debug)]
+pub(crate) struct Running {
+    pub(crate) http: SocketAddr,
+    pub(crate) tls: Option<SocketAddr>,
+    /// Every process of the gateway (Portcullis: control and data plane).
+    pub(crate) pids: Vec<i32>,
+    process: Proc,
+    /// The data plane's own process group (Portcullis).
+    extra_group: Option<i32>,
+}
+
+impl Running {
+    /// SIGTERM, then SIGKILL after a grace period; every process of the gateway is gone after.
+    pub(crate) fn stop(mut self) {
+        self.process.stop();
+        if let Some(group) = self.extra_group.take() {
+            procs::kill_group(group);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(group) = self.extra_group.take() {
+            procs::kill_group(group);
+        }
+    }
+}
+
+/// A free loopback port (bound and released; nothing else on this machine binds fixed ports
+/// in the ephemeral range).
+pub(crate) fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts the origin: nginx, one worker on cpu0, `return 200` for both responses.
+pub(crate) fn start_origin(env: &Environment) -> Result<Proc> {
+    let large = "x".repeat(LARGE_BODY_BYTES);
+    let config = format!(
+        "{}http {{\n  access_log off;\n  keepalive_requests 1000000;\n  keepalive_timeout 300s;\n  default_type text/plain;\n  \
+         server {{\n    listen 127.0.0.1:{};\n    location = {SMALL_PATH} {{ return 200 \"{SMALL_BODY}\"; }}\n    \
+         location = {LARGE_PATH} {{ return 200 \"{large}\"; }}\n  }}\n}}\n",
+        nginx_main(&env.dir, "origin"),
+        env.origin_port
+    );
+    let path = env.dir.join("origin.conf");
+    std::fs::write(&path, config)?;
+    let mut command = nginx_command(env, &path, "origin");
+    let process = procs::spawn("origin nginx", &mut command, procs::CLIENT_CPU)?;
+    wait_listening(SocketAddr::from(([127, 0, 0, 1], env.origin_port)), || Ok(()))?;
+    Ok(process)
+}
+
+/// Starts `peer` with one worker pinned to cpu1, on fresh ports.
+pub(crate) fn start(env: &Environment, peer: Peer) -> Result<Running> {
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let tls = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    match peer {
+        Peer::Portcullis => start_portcullis(env, http, tls),
+        Peer::Nginx => {
+            let path = env.dir.join("gateway-nginx.conf");
+            std::fs::write(&path, nginx_gateway_config(env, http, tls))?;
+            let mut command = nginx_command(env, &path, "gateway");
+            let mut process = procs::spawn("nginx", &mut command, procs::GATEWAY_CPU)?;
+            wait_listening(http, || exited(&mut process, &env.dir.join("gateway.err")))?;
+            wait_listening(tls, || exited(&mut process, &env.dir.join("gateway.err")))?;
+            Ok(Running { http, tls: Some(tls), pids: vec![process.pid], process, extra_group: None })
+        }
+        Peer::Haproxy => {
+            let binary = env.haproxy.as_ref().context("HAProxy is not installed")?;
+            let path = env.dir.join("haproxy.cfg");
+            std::fs::write(&path, haproxy_config(env, http, tls))?;
+            let log = env.dir.join("haproxy.log");
+            let mut command = Command::new(binary);
+            command.arg("-db").arg("-f").arg(&path).stdout(Stdio::null()).stderr(std::fs::File::create(&log)?);
+            let mut process = procs::spawn("haproxy", &mut command, procs::GATEWAY_CPU)?;
+            wait_listening(http, || exited(&mut process, &log))?;
+            wait_listening(tls, || exited(&mut process, &log))?;
+            Ok(Running { http, tls: Some(tls), pids: vec![process.pid], process, extra_group: None })
+        }
+    }
+}
+
+fn start_portcullis(env: &Environment, http: SocketAddr, tls: SocketAddr) -> Result<Running> {
+    let config = env.dir.join("portcullis-config");
+    write_portcullis_config(env, &config)?;
+    let data = env.dir.join("portcullis-data");
+    let _ = std::fs::remove_dir_all(&data);
+    let stdout_path = env.dir.join("portcullis.out");
+    let log = env.dir.join("portcullis.log");
+    let mut command = Command::new(&env.portcullis);
+    command
+        .arg("up")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--no-echo-backend", "--listen", &http.to_string(), "--workers", "1", "--io", &env.io])
+        .args(["--drain-timeout-ms", "1000"])
+        .env("PORTCULLIS_LOG", "warn")
+        .stdout(std::fs::File::create(&stdout_path)?)
+        .stderr(std::fs::File::create(&log)?);
+    if env.portcullis_tls {
+        command.args(["--listen-tls", &tls.to_string()]);
+    }
+    let mut process = procs::spawn("portcullis up", &mut command, procs::GATEWAY_CPU)?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !std::fs::read_to_string(&stdout_path).unwrap_or_default().contains("portcullis: gateway listening on") {
+        exited(&mut process, &log)?;
+        if Instant::now() > deadline {
+            bail!("portcullis up did not start within {START_TIMEOUT:?}: {}", read_tail(&log));
+        }
+        procs::sleep(Duration::from_millis(20))?;
+    }
+    let pid_file = data.join("run/dataplane.pid");
+    let dataplane: i32 = std::fs::read_to_string(&pid_file)
+        .with_context(|| format!("reading {}", pid_file.display()))?
+        .trim()
+        .parse()
+        .context("the data plane's pid")?;
+    // The data plane runs in its own process group (control stops it in order on SIGTERM).
+    procs::adopt_group(dataplane);
+    let tls = env.portcullis_tls.then_some(tls);
+    if let Some(tls) = tls {
+        wait_listening(tls, || exited(&mut process, &log))?;
+    }
+    Ok(Running { http, tls, pids: vec![process.pid, dataplane], process, extra_group: Some(dataplane) })
+}
+
+/// `/api` proxied without a key; `/keyed` requires one (none is configured: every request is 401).
+fn write_portcullis_config(env: &Environment, dir: &Path) -> Result<()> {
+    let backend = format!("http://127.0.0.1:{}/api", env.origin_port);
+    for (id, path, required) in [("plain", "api", false), ("keyed", "keyed", true)] {
+        let api = dir.join("apis").join(id);
+        std::fs::create_dir_all(&api)?;
+        std::fs::write(
+            api.join("api.toml"),
+            format!(
+                "name = \"{id}\"\npath = \"{path}\"\nbackend-url = \"{backend}\"\nsubscription-required = {required}\n"
+            ),
+        )?;
+    }
+    if env.portcullis_tls {
+        std::fs::write(
+            dir.join("gateway.toml"),
+            format!(
+                "[[tls.certificate]]\ncert-file = \"{}\"\nkey-file = \"{}\"\n",
+                env.cert.display(),
+                env.key.display()
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// The main context shared by both nginx configurations: one process (no master), one worker.
+fn nginx_main(dir: &Path, name: &str) -> String {
+    format!(
+        "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {dir}/{name}.pid;\nerror_log {dir}/{name}.err warn;\n\
+         worker_rlimit_nofile {FILES_MAX};\nevents {{ worker_connections {FILES_MAX}; }}\n",
+        dir = dir.display()
+    )
+}
+
+fn nginx_command(env: &Environment, config: &Path, name: &str) -> Command {
+    let mut command = Command::new(&env.nginx);
+    command
+        .arg("-p")
+        .arg(&env.dir)
+        .arg("-e")
+        .arg(env.dir.join(format!("{name}.err")))
+        .arg("-c")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+fn nginx_gateway_config(env: &Environment, http: SocketAddr, tls: SocketAddr) -> String {
+    let mut config = nginx_main(&env.dir, "gateway");
+    let _ = write!(
+        config,
+        "http {{\n  access_log off;\n  keepalive_requests 1000000;\n  keepalive_timeout 300s;\n  \
+         upstream origin {{ server 127.0.0.1:{origin}; keepalive {UPSTREAM_KEEPALIVE}; keepalive_requests 1000000; }}\n  \
+         server {{\n    listen {http};\n    listen {tls} ssl;\n    \
+         ssl_certificate {cert};\n    ssl_certificate_key {key};\n    ssl_protocols TLSv1.3;\n    \
+         ssl_session_cache off;\n    ssl_session_tickets off;\n    \
+         location /api/ {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n    \
+         location /keyed/ {{ default_type application/json; return 401 '{REJECT_BODY}'; }}\n  }}\n}}\n",
+        origin = env.origin_port,
+        cert = env.cert.display(),
+        key = env.key.display(),
+    );
+    config
+}
+
+fn haproxy_config(env: &Environment, http: SocketAddr, tls: SocketAddr) -> String {
+    format!(
+        "global\n  nbthread 1\n  maxconn 9000\n  tune.ssl.cachesize 0\n  \
+         ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets\n\
+         defaults\n  mode http\n  maxconn 9000\n  timeout connect 5s\n  timeout client 300s\n  timeout server 300s\n  \
+         timeout http-keep-alive 300s\n  http-reuse always\n\
+         frontend gateway\n  bind {http}\n  bind {tls} ssl crt {pem}\n  \
+         http-request return status 401 content-type application/json string '{REJECT_BODY}' if {{ path_beg /keyed/ }}\n  \
+         default_backend origin\n\
+         backend origin\n  server origin 127.0.0.1:{origin}\n",
+        pem = env.cert_and_key.display(),
+        origin = env.origin_port,
+    )
+}
+
+/// Waits until `addr` accepts connections; `check` fails when the process died meanwhile.
+fn wait_listening(addr: SocketAddr, mut check: impl FnMut() -> Result<()>) -> Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        check()?;
+        if Instant::now() > deadline {
+            bail!("nothing listens on {addr} after {START_TIMEOUT:?}");
+        }
+        procs::sleep(Duration::from_millis(20))?;
+    }
+    Ok(())
+}
+
+fn exited(process: &mut Proc, log: &Path) -> Result<()> {
+    if process.running() {
+        return Ok(());
+    }
+    bail!("{} exited during start-up: {}", process.name, read_tail(log))
+}
+
+fn read_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
