@@ -31,6 +31,8 @@ pub(crate) struct Options {
     pub(crate) quick: bool,
     pub(crate) write_docs: bool,
     pub(crate) install: bool,
+    /// Scenario ids to run (empty: all).
+    pub(crate) scenarios: Vec<String>,
     /// Portcullis's `--io` (`auto`, `uring`, `epoll`).
     pub(crate) io: String,
     /// The command line as typed, for the docs.
@@ -42,6 +44,8 @@ const USAGE: &str =
   --quick       one short round (1 s warm-up, 2 s per measurement), no retries, docs not written
   --rounds N    interleaved rounds (default 3, at least 3 for a result that goes into the docs)
   --seconds S   length of one measurement (default 8)
+  --scenarios A,B  only these (proxy-5b, proxy-1k, fixed-load, reject-401, tls-keepalive,
+                tls-handshake, idle, busy-1k, busy-8k); docs not written
   --io MODE     Portcullis data plane I/O backend (default auto: io_uring where the kernel allows it)
   --no-docs     do not rewrite the bench section of docs/benchmarks.md
   --no-install  do not apt-get install missing peers (their rows are skipped)";
@@ -56,6 +60,7 @@ fn parse_options() -> Result<Options> {
         quick: false,
         write_docs: true,
         install: true,
+        scenarios: Vec::new(),
         io: "auto".to_owned(),
         command: format!("cargo xtask bench {}", args.join(" ")).trim_end().to_owned(),
     };
@@ -74,6 +79,14 @@ fn parse_options() -> Result<Options> {
             "--rounds" => options.rounds = value("--rounds")?.parse()?,
             "--seconds" => options.measure = Duration::from_secs(value("--seconds")?.parse()?),
             "--io" => options.io = value("--io")?,
+            "--scenarios" => {
+                options.scenarios = value("--scenarios")?.split(',').map(str::to_owned).collect();
+                let known: Vec<&str> = run::Scenario::ALL.iter().map(|s| s.id()).collect();
+                if let Some(unknown) = options.scenarios.iter().find(|id| !known.contains(&id.as_str())) {
+                    bail!("unknown scenario {unknown:?}: one of {}", known.join(", "));
+                }
+                options.write_docs = false;
+            }
             "--no-docs" => options.write_docs = false,
             "--no-install" => options.install = false,
             "-h" | "--help" => {

@@ -24,8 +24,14 @@ pub(crate) const REJECT_PATH: &str = "/keyed/5b";
 pub(crate) const REJECT_BODY: &str = "{ \"statusCode\": 401, \"message\": \"Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API.\" }";
 /// Open files a peer may use: under the hard limit of 20,000 here, above 2 × 8,000 connections.
 const FILES_MAX: u32 = 19_500;
-/// nginx and HAProxy reuse up to this many idle upstream connections (as in benchmarks.md).
-const UPSTREAM_KEEPALIVE: u32 = 64;
+/// nginx keeps up to this many idle upstream connections: enough for every client connection of
+/// the busiest scenario, as HAProxy's pool (unbounded by default) and Portcullis's do; with fewer,
+/// nginx would open and close an upstream connection for most requests at 8,000 connections.
+const UPSTREAM_KEEPALIVE: u32 = 8_192;
+/// The origin listens on this many ports and each sample uses the next one: a gateway that
+/// stops closes its upstream connections, leaving them in TIME_WAIT for 60 s, and a few thousand
+/// of those towards one port would run the next gateway out of ephemeral ports.
+pub(crate) const ORIGIN_PORTS: usize = 16;
 /// How long a gateway may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -59,7 +65,7 @@ pub(crate) struct Environment {
     pub(crate) cert: PathBuf,
     pub(crate) key: PathBuf,
     pub(crate) cert_and_key: PathBuf,
-    pub(crate) origin_port: u16,
+    pub(crate) origin_ports: Vec<u16>,
 }
 
 /// A started gateway.
@@ -101,30 +107,32 @@ pub(crate) fn free_port() -> Result<u16> {
 /// Starts the origin: nginx, one worker on cpu0, `return 200` for both responses.
 pub(crate) fn start_origin(env: &Environment) -> Result<Proc> {
     let large = "x".repeat(LARGE_BODY_BYTES);
+    let listen: String = env.origin_ports.iter().map(|port| format!("    listen 127.0.0.1:{port};\n")).collect();
     let config = format!(
         "{}http {{\n  access_log off;\n  keepalive_requests 1000000;\n  keepalive_timeout 300s;\n  default_type text/plain;\n  \
-         server {{\n    listen 127.0.0.1:{};\n    location = {SMALL_PATH} {{ return 200 \"{SMALL_BODY}\"; }}\n    \
+         server {{\n{listen}    location = {SMALL_PATH} {{ return 200 \"{SMALL_BODY}\"; }}\n    \
          location = {LARGE_PATH} {{ return 200 \"{large}\"; }}\n  }}\n}}\n",
         nginx_main(&env.dir, "origin"),
-        env.origin_port
     );
     let path = env.dir.join("origin.conf");
     std::fs::write(&path, config)?;
     let mut command = nginx_command(env, &path, "origin");
     let process = procs::spawn("origin nginx", &mut command, procs::CLIENT_CPU)?;
-    wait_listening(SocketAddr::from(([127, 0, 0, 1], env.origin_port)), || Ok(()))?;
+    for &port in &env.origin_ports {
+        wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), || Ok(()))?;
+    }
     Ok(process)
 }
 
-/// Starts `peer` with one worker pinned to cpu1, on fresh ports.
-pub(crate) fn start(env: &Environment, peer: Peer) -> Result<Running> {
+/// Starts `peer` with one worker pinned to cpu1, on fresh ports, proxying to the origin's `origin` port.
+pub(crate) fn start(env: &Environment, peer: Peer, origin: u16) -> Result<Running> {
     let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let tls = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     match peer {
-        Peer::Portcullis => start_portcullis(env, http, tls),
+        Peer::Portcullis => start_portcullis(env, http, tls, origin),
         Peer::Nginx => {
             let path = env.dir.join("gateway-nginx.conf");
-            std::fs::write(&path, nginx_gateway_config(env, http, tls))?;
+            std::fs::write(&path, nginx_gateway_config(env, http, tls, origin))?;
             let mut command = nginx_command(env, &path, "gateway");
             let mut process = procs::spawn("nginx", &mut command, procs::GATEWAY_CPU)?;
             wait_listening(http, || exited(&mut process, &env.dir.join("gateway.err")))?;
@@ -134,7 +142,7 @@ pub(crate) fn start(env: &Environment, peer: Peer) -> Result<Running> {
         Peer::Haproxy => {
             let binary = env.haproxy.as_ref().context("HAProxy is not installed")?;
             let path = env.dir.join("haproxy.cfg");
-            std::fs::write(&path, haproxy_config(env, http, tls))?;
+            std::fs::write(&path, haproxy_config(env, http, tls, origin))?;
             let log = env.dir.join("haproxy.log");
             let mut command = Command::new(binary);
             command.arg("-db").arg("-f").arg(&path).stdout(Stdio::null()).stderr(std::fs::File::create(&log)?);
@@ -146,9 +154,10 @@ pub(crate) fn start(env: &Environment, peer: Peer) -> Result<Running> {
     }
 }
 
-fn start_portcullis(env: &Environment, http: SocketAddr, tls: SocketAddr) -> Result<Running> {
+fn start_portcullis(env: &Environment, http: SocketAddr, tls: SocketAddr, origin: u16) -> Result<Running> {
     let config = env.dir.join("portcullis-config");
-    write_portcullis_config(env, &config)?;
+    let _ = std::fs::remove_dir_all(&config);
+    write_portcullis_config(env, &config, origin)?;
     let data = env.dir.join("portcullis-data");
     let _ = std::fs::remove_dir_all(&data);
     let stdout_path = env.dir.join("portcullis.out");
@@ -193,8 +202,8 @@ fn start_portcullis(env: &Environment, http: SocketAddr, tls: SocketAddr) -> Res
 }
 
 /// `/api` proxied without a key; `/keyed` requires one (none is configured: every request is 401).
-fn write_portcullis_config(env: &Environment, dir: &Path) -> Result<()> {
-    let backend = format!("http://127.0.0.1:{}/api", env.origin_port);
+fn write_portcullis_config(env: &Environment, dir: &Path, origin: u16) -> Result<()> {
+    let backend = format!("http://127.0.0.1:{origin}/api");
     for (id, path, required) in [("plain", "api", false), ("keyed", "keyed", true)] {
         let api = dir.join("apis").join(id);
         std::fs::create_dir_all(&api)?;
@@ -241,7 +250,7 @@ fn nginx_command(env: &Environment, config: &Path, name: &str) -> Command {
     command
 }
 
-fn nginx_gateway_config(env: &Environment, http: SocketAddr, tls: SocketAddr) -> String {
+fn nginx_gateway_config(env: &Environment, http: SocketAddr, tls: SocketAddr, origin: u16) -> String {
     let mut config = nginx_main(&env.dir, "gateway");
     let _ = write!(
         config,
@@ -252,14 +261,13 @@ fn nginx_gateway_config(env: &Environment, http: SocketAddr, tls: SocketAddr) ->
          ssl_session_cache off;\n    ssl_session_tickets off;\n    \
          location /api/ {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n    \
          location /keyed/ {{ default_type application/json; return 401 '{REJECT_BODY}'; }}\n  }}\n}}\n",
-        origin = env.origin_port,
         cert = env.cert.display(),
         key = env.key.display(),
     );
     config
 }
 
-fn haproxy_config(env: &Environment, http: SocketAddr, tls: SocketAddr) -> String {
+fn haproxy_config(env: &Environment, http: SocketAddr, tls: SocketAddr, origin: u16) -> String {
     format!(
         "global\n  nbthread 1\n  maxconn 9000\n  tune.ssl.cachesize 0\n  \
          ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets\n\
@@ -270,7 +278,6 @@ fn haproxy_config(env: &Environment, http: SocketAddr, tls: SocketAddr) -> Strin
          default_backend origin\n\
          backend origin\n  server origin 127.0.0.1:{origin}\n",
         pem = env.cert_and_key.display(),
-        origin = env.origin_port,
     )
 }
 

@@ -53,6 +53,21 @@ impl Scenario {
         Scenario::Busy8K,
     ];
 
+    /// The name `--scenarios` takes.
+    pub(crate) fn id(self) -> &'static str {
+        match self {
+            Scenario::Proxy5B => "proxy-5b",
+            Scenario::Proxy1K => "proxy-1k",
+            Scenario::FixedLoad => "fixed-load",
+            Scenario::Reject401 => "reject-401",
+            Scenario::TlsKeepAlive => "tls-keepalive",
+            Scenario::TlsHandshake => "tls-handshake",
+            Scenario::Idle => "idle",
+            Scenario::Busy1K => "busy-1k",
+            Scenario::Busy8K => "busy-8k",
+        }
+    }
+
     pub(crate) fn label(self) -> &'static str {
         match self {
             Scenario::Proxy5B => "keep-alive proxy, 5 B, 64 conns",
@@ -156,7 +171,7 @@ impl Setup {
             cert,
             key,
             cert_and_key,
-            origin_port: peers::free_port()?,
+            origin_ports: (0..peers::ORIGIN_PORTS).map(|_| peers::free_port()).collect::<Result<_>>()?,
         };
         let origin = peers::start_origin(&env)?;
         let mut peers = vec![Peer::Portcullis, Peer::Nginx];
@@ -167,9 +182,12 @@ impl Setup {
         Ok(Self { tools, env, generators, peers, commit: commit(), machine: machine(), origin, _dir: dir })
     }
 
-    /// Processes that belong to the benchmark besides the gateway under test and the generator.
+    /// Processes that belong to the benchmark besides the gateway under test and the generator:
+    /// the origin, this driver, and the softirq threads that carry part of the loopback traffic.
     fn support_pids(&self) -> Vec<i32> {
-        vec![self.origin.pid, std::process::id() as i32]
+        let mut pids = vec![self.origin.pid, std::process::id() as i32];
+        pids.extend(measure::softirq_threads());
+        pids
     }
 }
 
@@ -177,8 +195,12 @@ impl Setup {
 pub(crate) fn all(options: &Options, setup: &Setup) -> Result<Results> {
     let peers = &setup.peers;
     let mut plan = Vec::new();
+    let scenarios: Vec<Scenario> = Scenario::ALL
+        .into_iter()
+        .filter(|s| options.scenarios.is_empty() || options.scenarios.iter().any(|id| id == s.id()))
+        .collect();
     for round in 0..options.rounds {
-        for scenario in Scenario::ALL {
+        for &scenario in &scenarios {
             for index in 0..peers.len() {
                 plan.push((round, scenario, peers[(index + round) % peers.len()]));
             }
@@ -196,7 +218,7 @@ pub(crate) fn all(options: &Options, setup: &Setup) -> Result<Results> {
         "proxy-bench: {} rounds × {} scenarios × {} gateways ({}), {:?} per measurement after {:?} warm-up; \
          gateways on cpu{}, origin + load generator on cpu{}",
         options.rounds,
-        Scenario::ALL.len(),
+        scenarios.len(),
         peers.len(),
         peers.iter().map(|p| p.label()).collect::<Vec<_>>().join(", "),
         options.measure,
@@ -222,7 +244,8 @@ pub(crate) fn all(options: &Options, setup: &Setup) -> Result<Results> {
             peer.label(),
             format_duration(per_sample * left as u32)
         );
-        let sample = measure_sample(options, setup, scenario, peer, round, &mut results.discarded)?;
+        let origin = setup.env.origin_ports[done % setup.env.origin_ports.len()];
+        let sample = measure_sample(options, setup, (scenario, peer, origin), round, &mut results.discarded)?;
         println!("        {}", describe(scenario, &sample));
         results.samples.push((scenario, peer, round, sample));
     }
@@ -233,12 +256,11 @@ pub(crate) fn all(options: &Options, setup: &Setup) -> Result<Results> {
 fn measure_sample(
     options: &Options,
     setup: &Setup,
-    scenario: Scenario,
-    peer: Peer,
+    (scenario, peer, origin): (Scenario, Peer, u16),
     round: usize,
     discarded: &mut usize,
 ) -> Result<Sample> {
-    let gateway = peers::start(&setup.env, peer)?;
+    let gateway = peers::start(&setup.env, peer, origin)?;
     let sample = match scenario.load(&gateway, options.measure) {
         None => measure_idle(options, setup, &gateway),
         Some(spec) => measure_load(options, setup, scenario, &gateway, &spec, round, discarded),
@@ -256,7 +278,10 @@ fn measure_load(
     round: usize,
     discarded: &mut usize,
 ) -> Result<Sample> {
-    setup.generators.run(&LoadSpec { duration: options.warmup, ..spec.clone() })?;
+    // The busy scenarios warm up with 64 connections: every connection wrk closes stays in
+    // TIME_WAIT for 60 s, and three runs of 8,000 towards one port would exhaust the ephemeral ports.
+    let connections = spec.connections.min(CONNECTIONS);
+    setup.generators.run(&LoadSpec { duration: options.warmup, connections, ..spec.clone() })?;
     let support = setup.support_pids();
     let mut attempt = 0;
     let mut sample = loop {
@@ -349,7 +374,9 @@ fn describe(scenario: Scenario, sample: &Sample) -> String {
     if let Some(syscalls) = sample.syscalls_per_request {
         line.push_str(&format!(", {syscalls:.2} syscalls/req"));
     }
-    if load.errors > 0 || sample.unexpected_status > 0 {
+    if load.requests == 0 {
+        line.push_str(" — WARNING: no request completed (left out of the medians)");
+    } else if load.errors > 0 || sample.unexpected_status > 0 {
         line.push_str(&format!(
             " — WARNING: {} socket errors, {} unexpected statuses",
             load.errors, sample.unexpected_status
