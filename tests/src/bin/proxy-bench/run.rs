@@ -232,6 +232,7 @@ pub(crate) fn all(options: &Options, setup: &Setup) -> Result<Results> {
     let started = Instant::now();
     let estimate = options.warmup + options.measure + Duration::from_millis(1500);
     for (done, &(round, scenario, peer)) in plan.iter().enumerate() {
+        procs::check_interrupted()?;
         let left = plan.len() - done;
         let per_sample = if done == 0 { estimate } else { started.elapsed() / done as u32 };
         println!(
