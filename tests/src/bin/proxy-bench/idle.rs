@@ -130,6 +130,26 @@ fn advance(stream: &mut TcpStream, state: &mut State, request: &[u8]) -> std::io
     }
 }
 
+/// One blocking `GET path` on a new connection: the status and the body (`Content-Length` framed).
+pub(crate) fn fetch(addr: SocketAddr, path: &str) -> Result<(u16, Vec<u8>)> {
+    let mut stream = TcpStream::connect_timeout(&addr, BATCH_TIMEOUT)?;
+    stream.set_read_timeout(Some(BATCH_TIMEOUT))?;
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(status) = response_complete(&buffer) {
+            let head = buffer.windows(4).position(|w| w == b"\r\n\r\n").map_or(buffer.len(), |at| at + 4);
+            return Ok((status, buffer.split_off(head)));
+        }
+        match stream.read(&mut chunk)? {
+            0 => bail!("{addr} closed before a whole response to GET {path}"),
+            n if buffer.len() + n > RESPONSE_BYTES_MAX => bail!("response to GET {path} too large"),
+            n => buffer.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 /// The status once `buffer` holds a whole response (head and `Content-Length` body).
 pub(crate) fn response_complete(buffer: &[u8]) -> Option<u16> {
     let mut headers = [httparse::EMPTY_HEADER; 32];

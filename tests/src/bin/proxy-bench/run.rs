@@ -262,6 +262,7 @@ fn measure_sample(
     discarded: &mut usize,
 ) -> Result<Sample> {
     let gateway = peers::start(&setup.env, peer, origin)?;
+    check_responses(&gateway, peer)?;
     let sample = match scenario.load(&gateway, options.measure) {
         None => measure_idle(options, setup, &gateway),
         Some(spec) => measure_load(options, setup, scenario, &gateway, &spec, round, discarded),
@@ -350,6 +351,28 @@ fn measure_idle(options: &Options, setup: &Setup, gateway: &Running) -> Result<S
         sample.rss_bytes = after;
     }
     Ok(sample)
+}
+
+/// Every gateway must answer the same bytes: the origin's bodies through the proxy, and
+/// Portcullis's 401 body from the gateway itself.
+fn check_responses(gateway: &Running, peer: Peer) -> Result<()> {
+    let large = "x".repeat(peers::LARGE_BODY_BYTES);
+    let expected = [
+        (peers::SMALL_PATH, 200, peers::SMALL_BODY),
+        (peers::LARGE_PATH, 200, &large),
+        (peers::REJECT_PATH, 401, peers::REJECT_BODY),
+    ];
+    for (path, status, body) in expected {
+        let (got_status, got_body) = idle::fetch(gateway.http, path)?;
+        if got_status != status || got_body != body.as_bytes() {
+            anyhow::bail!(
+                "{} answered GET {path} with {got_status} {:?}, expected {status} {body:?}",
+                peer.label(),
+                String::from_utf8_lossy(&got_body)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// One line about a sample, for the progress output.
