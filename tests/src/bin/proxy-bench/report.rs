@@ -136,7 +136,7 @@ fn render(options: &Options, setup: &Setup, results: &Results) -> String {
     let _ = writeln!(out, "- peers and load: {}", setup.tools.versions.join("; "));
     let _ = writeln!(
         out,
-        "- {} rounds, interleaved, {:?} per measurement after {:?} warm-up; Portcullis `--io {}`; {} samples discarded \
+        "- rounds: {}, interleaved, {:?} per measurement after {:?} warm-up; Portcullis `--io {}`; {} samples discarded \
          for other load > {:.0}% of a core",
         options.rounds,
         options.measure,
@@ -162,7 +162,12 @@ fn render(options: &Options, setup: &Setup, results: &Results) -> String {
             Some(false) => "**missed**",
             None => "n/a",
         };
-        let _ = writeln!(out, "- {}: {} — {verdict}", target.what, fmt(target.measured, 2));
+        let measured = match target.measured {
+            Some(bytes) if target.what.contains("KiB") => format!("{bytes:.0} B"),
+            Some(ratio) => format!("{ratio:.2}×"),
+            None => "n/a".to_owned(),
+        };
+        let _ = writeln!(out, "- {}: {measured} — {verdict}", target.what);
     }
     out
 }
@@ -173,7 +178,7 @@ fn render_measurements(out: &mut String, setup: &Setup, results: &Results) {
         "| scenario | gateway | CPU µs/req | rps | p50 µs | p99 µs | p99.9 µs | syscalls/req | RSS MiB |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
-    for scenario in Scenario::ALL.into_iter().filter(|s| *s != Scenario::Idle) {
+    for scenario in load_scenarios(results) {
         for &peer in &setup.peers {
             if let Some((_, _, reason)) = results.skipped.iter().find(|(s, p, _)| *s == scenario && *p == peer) {
                 let _ = writeln!(out, "| {} | {} | {reason} | | | | | | |", scenario.label(), peer.label());
@@ -221,7 +226,7 @@ fn render_ratios(out: &mut String, setup: &Setup, results: &Results) {
         "\nPortcullis ÷ peer (below 1: Portcullis uses less CPU per request, has the lower p99; above 1: more rps):\n"
     );
     let _ = writeln!(out, "{header}\n|---|{}", "---|".repeat(others.len() * 3));
-    for scenario in Scenario::ALL.into_iter().filter(|s| *s != Scenario::Idle) {
+    for scenario in load_scenarios(results) {
         let ours = summarize(results, scenario, Peer::Portcullis);
         let mut row = format!("| {} |", scenario.label());
         for &peer in &others {
@@ -268,6 +273,17 @@ fn render_memory_and_busy(out: &mut String, setup: &Setup, results: &Results) {
             fmt(ratio(busy8k, base), 2)
         );
     }
+}
+
+/// The load scenarios this run measured (or skipped), in the order of [`Scenario::ALL`].
+fn load_scenarios(results: &Results) -> Vec<Scenario> {
+    Scenario::ALL
+        .into_iter()
+        .filter(|&scenario| scenario != Scenario::Idle)
+        .filter(|&scenario| {
+            results.samples.iter().any(|(s, ..)| *s == scenario) || results.skipped.iter().any(|(s, ..)| *s == scenario)
+        })
+        .collect()
 }
 
 fn fmt(value: Option<f64>, decimals: usize) -> String {
