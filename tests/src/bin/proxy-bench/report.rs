@@ -244,6 +244,10 @@ fn render_ratios(out: &mut String, setup: &Setup, results: &Results) {
 }
 
 fn render_memory_and_busy(out: &mut String, setup: &Setup, results: &Results) {
+    let measured = |scenario: Scenario| results.samples.iter().any(|(s, ..)| *s == scenario);
+    if !measured(Scenario::Idle) && !measured(Scenario::Busy1K) && !measured(Scenario::Busy8K) {
+        return;
+    }
     let _ = writeln!(
         out,
         "\nMemory per idle keep-alive connection (RSS growth of the gateway's processes ÷ connections; each \
