@@ -169,8 +169,10 @@ pub(crate) fn parse_oha(text: &str) -> Option<LoadResult> {
         .filter(|(code, _)| code.parse::<u16>().is_ok_and(|code| code >= 400))
         .filter_map(|(_, count)| count.as_u64())
         .sum();
-    let errors: u64 =
-        json["errorDistribution"].as_object().map_or(0, |errors| errors.values().filter_map(|v| v.as_u64()).sum());
+    // Requests still in flight when `-z` ends are reported as "aborted due to deadline": not errors.
+    let errors: u64 = json["errorDistribution"].as_object().map_or(0, |errors| {
+        errors.iter().filter(|(kind, _)| !kind.contains("deadline")).filter_map(|(_, count)| count.as_u64()).sum()
+    });
     Some(LoadResult {
         requests,
         seconds: json["summary"]["total"].as_f64()?,
@@ -208,7 +210,8 @@ connect_errors=0 read_errors=1 write_errors=0 status_errors=2 timeouts=3\n";
     fn oha_json() {
         let text = r#"{"summary":{"successRate":1.0,"total":8.001,"requestsPerSec":16000.5},
             "latencyPercentiles":{"p10":0.0001,"p50":0.00025,"p90":0.0004,"p99":0.0009,"p99.9":0.002,"p99.99":0.004},
-            "statusCodeDistribution":{"200":127990,"401":10},"errorDistribution":{"connection closed":2}}"#;
+            "statusCodeDistribution":{"200":127990,"401":10},
+            "errorDistribution":{"connection closed":2,"aborted due to deadline":64}}"#;
         let result = parse_oha(text).unwrap();
         assert_eq!(result.requests, 128_000);
         assert_eq!((result.status_errors, result.errors), (10, 2));

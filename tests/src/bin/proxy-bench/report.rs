@@ -136,14 +136,17 @@ fn render(options: &Options, setup: &Setup, results: &Results) -> String {
     let _ = writeln!(out, "- peers and load: {}", setup.tools.versions.join("; "));
     let _ = writeln!(
         out,
-        "- rounds: {}, interleaved, {:?} per measurement after {:?} warm-up; Portcullis `--io {}`; {} samples discarded \
-         for other load > {:.0}% of a core",
+        "- rounds: {}, interleaved, {:?} per measurement after {:?} warm-up; Portcullis `--io {}`; other load over \
+         {:.0}% of a core: {} samples discarded and measured again, {} kept after {} retries{}",
         options.rounds,
         options.measure,
         options.warmup,
         options.io,
+        run::OTHER_CPU_MAX * 100.0,
         results.discarded,
-        run::OTHER_CPU_MAX * 100.0
+        results.disturbed,
+        options.retries,
+        if results.disturbed > 0 { " (**disturbed: not a result**)" } else { "" }
     );
     if options.quick {
         let _ = writeln!(out, "- **quick run: one short round, not a result**");

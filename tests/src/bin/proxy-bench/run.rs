@@ -137,6 +137,8 @@ pub(crate) struct Results {
     /// (scenario, gateway, why it was not measured)
     pub(crate) skipped: Vec<(Scenario, Peer, String)>,
     pub(crate) discarded: usize,
+    /// Samples kept although other load exceeded the limit (the retries ran out).
+    pub(crate) disturbed: usize,
 }
 
 /// What the run needs before the first sample; dropping it stops the origin and removes the directory.
@@ -247,6 +249,9 @@ pub(crate) fn all(options: &Options, setup: &Setup) -> Result<Results> {
         );
         let origin = setup.env.origin_ports[done % setup.env.origin_ports.len()];
         let sample = measure_sample(options, setup, (scenario, peer, origin), round, &mut results.discarded)?;
+        if sample.other_cores > OTHER_CPU_MAX {
+            results.disturbed += 1;
+        }
         println!("        {}", describe(scenario, &sample));
         results.samples.push((scenario, peer, round, sample));
     }
