@@ -154,6 +154,9 @@ fn render(options: &Options, setup: &Setup, results: &Results) -> String {
     for note in &setup.tools.notes {
         let _ = writeln!(out, "- {note}");
     }
+    for (scenario, peer, error) in &results.failed {
+        let _ = writeln!(out, "- **failed sample**: {} · {}: {error}", scenario.label(), peer.label());
+    }
     let _ = writeln!(out);
     render_measurements(&mut out, setup, results);
     render_ratios(&mut out, setup, results);

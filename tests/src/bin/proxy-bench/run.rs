@@ -137,6 +137,8 @@ pub(crate) struct Results {
     /// (scenario, gateway, why it was not measured)
     pub(crate) skipped: Vec<(Scenario, Peer, String)>,
     pub(crate) discarded: usize,
+    /// (scenario, gateway, error) of samples that failed.
+    pub(crate) failed: Vec<(Scenario, Peer, String)>,
     /// Samples kept although other load exceeded the limit (the retries ran out).
     pub(crate) disturbed: usize,
 }
@@ -248,7 +250,17 @@ pub(crate) fn all(options: &Options, setup: &Setup) -> Result<Results> {
             format_duration(per_sample * left as u32)
         );
         let origin = setup.env.origin_ports[done % setup.env.origin_ports.len()];
-        let sample = measure_sample(options, setup, (scenario, peer, origin), round, &mut results.discarded)?;
+        // One failed sample (a peer that did not start, a generator that failed) costs its row,
+        // not the whole run; an interruption ends the run.
+        let sample = match measure_sample(options, setup, (scenario, peer, origin), round, &mut results.discarded) {
+            Ok(sample) => sample,
+            Err(error) if !procs::interrupted() => {
+                println!("        FAILED: {error:#}");
+                results.failed.push((scenario, peer, format!("{error:#}")));
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         if sample.other_cores > OTHER_CPU_MAX {
             results.disturbed += 1;
         }
