@@ -74,10 +74,18 @@ pub(crate) struct Generators {
 impl Generators {
     /// Runs `spec` to completion on cpu0; returns the result and the generator's CPU time, ns.
     pub(crate) fn run(&self, spec: &LoadSpec) -> Result<(LoadResult, u64)> {
-        match (&self.oha, spec.rate) {
-            (Some(oha), Some(rate)) => self.run_oha(oha, spec, rate),
-            _ => self.run_wrk(spec),
-        }
+        self.start(spec)?.finish()
+    }
+
+    /// Starts `spec` on cpu0 without waiting for it.
+    pub(crate) fn start(&self, spec: &LoadSpec) -> Result<Started> {
+        let (name, mut command, output) = match (&self.oha, spec.rate) {
+            (Some(oha), Some(rate)) => ("oha", self.oha_command(oha, spec, rate), self.dir.join("oha.json")),
+            _ => ("wrk", self.wrk_command(spec)?, self.dir.join("wrk.out")),
+        };
+        command.stdout(std::fs::File::create(&output)?).stderr(Stdio::null());
+        let process = procs::spawn(name, &mut command, procs::CLIENT_CPU)?;
+        Ok(Started { process, output, duration: spec.duration })
     }
 
     /// Which generator runs `spec`, for the report.
@@ -89,14 +97,13 @@ impl Generators {
         }
     }
 
-    fn run_wrk(&self, spec: &LoadSpec) -> Result<(LoadResult, u64)> {
+    fn wrk_command(&self, spec: &LoadSpec) -> Result<Command> {
         let script = self.dir.join("wrk.lua");
         let mut lua = WRK_DONE_LUA.to_owned();
         if spec.rate.is_some() {
             lua.push_str(&format!("delay = function() return {PACED_DELAY_MS} end\n"));
         }
         std::fs::write(&script, lua)?;
-        let output = self.dir.join("wrk.out");
         let mut command = Command::new(&self.wrk);
         command
             .args(["-t1", "-c", &spec.connections.to_string()])
@@ -106,17 +113,11 @@ impl Generators {
         for header in &spec.headers {
             command.args(["-H", header]);
         }
-        command.arg(&spec.url).stdout(std::fs::File::create(&output)?).stderr(Stdio::null());
-        let (success, cpu) = run_to_end("wrk", &mut command, spec.duration)?;
-        let text = std::fs::read_to_string(&output)?;
-        if !success {
-            bail!("wrk failed: {text}");
-        }
-        Ok((parse_wrk(&text).with_context(|| format!("no {WRK_RESULT_TAG} line in wrk's output: {text}"))?, cpu))
+        command.arg(&spec.url);
+        Ok(command)
     }
 
-    fn run_oha(&self, oha: &Path, spec: &LoadSpec, rate: u32) -> Result<(LoadResult, u64)> {
-        let output = self.dir.join("oha.json");
+    fn oha_command(&self, oha: &Path, spec: &LoadSpec, rate: u32) -> Command {
         let mut command = Command::new(oha);
         command
             .args(["-z", &format!("{}s", spec.duration.as_secs().max(1))])
@@ -125,19 +126,34 @@ impl Generators {
         for header in &spec.headers {
             command.args(["-H", header]);
         }
-        command.arg(&spec.url).stdout(std::fs::File::create(&output)?).stderr(Stdio::null());
-        let (success, cpu) = run_to_end("oha", &mut command, spec.duration)?;
-        let text = std::fs::read_to_string(&output)?;
-        if !success {
-            bail!("oha failed: {text}");
-        }
-        Ok((parse_oha(&text).with_context(|| format!("oha's JSON output: {text}"))?, cpu))
+        command.arg(&spec.url);
+        command
     }
 }
 
-fn run_to_end(name: &str, command: &mut Command, duration: Duration) -> Result<(bool, u64)> {
-    let mut process = procs::spawn(name, command, procs::CLIENT_CPU)?;
-    process.wait_with_cpu(duration + Duration::from_secs(30))
+/// A load generator that is running.
+#[derive(Debug)]
+pub(crate) struct Started {
+    process: procs::Proc,
+    output: PathBuf,
+    duration: Duration,
+}
+
+impl Started {
+    pub(crate) fn pid(&self) -> i32 {
+        self.process.pid
+    }
+
+    /// Waits for the end of the run; returns the result and the generator's CPU time, ns.
+    pub(crate) fn finish(mut self) -> Result<(LoadResult, u64)> {
+        let (success, cpu) = self.process.wait_with_cpu(self.duration + Duration::from_secs(30))?;
+        let text = std::fs::read_to_string(&self.output)?;
+        if !success {
+            bail!("{} failed: {text}", self.process.name);
+        }
+        let result = if self.process.name == "oha" { parse_oha(&text) } else { parse_wrk(&text) };
+        Ok((result.with_context(|| format!("no result in {}'s output: {text}", self.process.name))?, cpu))
+    }
 }
 
 /// Parses the `bench-result` line of [`WRK_DONE_LUA`].

@@ -124,6 +124,13 @@ pub(crate) fn parse_perf_count(text: &str) -> Option<u64> {
         .find_map(|line| line.split(',').next()?.trim().parse().ok())
 }
 
+/// Requests served so far, from nginx's `stub_status` page:
+/// `Active connections: 2\nserver accepts handled requests\n 10 10 345\nReading: …`.
+pub(crate) fn parse_stub_status_requests(text: &str) -> Option<u64> {
+    let mut lines = text.lines().skip_while(|line| !line.starts_with("server accepts handled requests"));
+    lines.nth(1)?.split_whitespace().nth(2)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +156,13 @@ mod tests {
         let status = "Name:\tnginx\nVmPeak:\t  20000 kB\nVmRSS:\t    8120 kB\nThreads:\t1\n";
         assert_eq!(parse_vm_rss_kib(status), Some(8120));
         assert_eq!(parse_vm_rss_kib("Name: x\n"), None);
+    }
+
+    #[test]
+    fn stub_status() {
+        let text = "Active connections: 65 \nserver accepts handled requests\n 130 130 412345 \nReading: 0 Writing: 1 Waiting: 64 \n";
+        assert_eq!(parse_stub_status_requests(text), Some(412_345));
+        assert_eq!(parse_stub_status_requests("Active connections: 1\n"), None);
     }
 
     #[test]

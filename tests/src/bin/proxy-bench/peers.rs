@@ -18,6 +18,9 @@ pub(crate) const SMALL_PATH: &str = "/api/5b";
 pub(crate) const LARGE_PATH: &str = "/api/1k";
 pub(crate) const SMALL_BODY: &str = "hello";
 pub(crate) const LARGE_BODY_BYTES: usize = 1024;
+/// The origin's `stub_status`: its request counter measures the busy scenarios' throughput
+/// after every connection is up (wrk's own count includes the connection phase).
+pub(crate) const ORIGIN_STATUS_PATH: &str = "/origin-status";
 /// Answered 401 by the gateway (Portcullis: an API that requires a subscription key).
 pub(crate) const REJECT_PATH: &str = "/keyed/5b";
 /// Portcullis's body for a request without a key; nginx and HAProxy send the same bytes.
@@ -111,7 +114,8 @@ pub(crate) fn start_origin(env: &Environment) -> Result<Proc> {
     let config = format!(
         "{}http {{\n  access_log off;\n  keepalive_requests 1000000;\n  keepalive_timeout 300s;\n  default_type text/plain;\n  \
          server {{\n{listen}    location = {SMALL_PATH} {{ return 200 \"{SMALL_BODY}\"; }}\n    \
-         location = {LARGE_PATH} {{ return 200 \"{large}\"; }}\n  }}\n}}\n",
+         location = {LARGE_PATH} {{ return 200 \"{large}\"; }}\n    \
+         location = {ORIGIN_STATUS_PATH} {{ stub_status; }}\n  }}\n}}\n",
         nginx_main(&env.dir, "origin"),
     );
     let path = env.dir.join("origin.conf");

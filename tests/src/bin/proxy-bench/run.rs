@@ -2,7 +2,7 @@
 //! interleaved (the gateway order rotates each round: A B C, B C A, C A B), each sample on a
 //! freshly started gateway, with progress and an estimate of the time left.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,8 @@ pub(crate) const IDLE_STEPS: [usize; 2] = [1_000, 8_000];
 pub(crate) const OTHER_CPU_MAX: f64 = 0.05;
 /// Syscalls are counted in a separate pass (perf's tracepoint costs CPU), this long.
 const SYSCALL_PASS: Duration = Duration::from_secs(2);
+/// A windowed measurement ends this long before the generator stops (and closes its connections).
+const WINDOW_TAIL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Scenario {
@@ -297,54 +299,144 @@ fn measure_load(
     round: usize,
     discarded: &mut usize,
 ) -> Result<Sample> {
-    // The busy scenarios warm up with 64 connections: every connection wrk closes stays in
-    // TIME_WAIT for 60 s, and three runs of 8,000 towards one port would exhaust the ephemeral ports.
-    let connections = spec.connections.min(CONNECTIONS);
-    setup.generators.run(&LoadSpec { duration: options.warmup, connections, ..spec.clone() })?;
-    let support = setup.support_pids();
+    let windowed = matches!(scenario, Scenario::Busy1K | Scenario::Busy8K);
+    if !windowed {
+        setup.generators.run(&LoadSpec { duration: options.warmup, ..spec.clone() })?;
+    }
     let mut attempt = 0;
     let mut sample = loop {
-        let wall = Instant::now();
-        let (busy, gateway_cpu, support_cpu) =
-            (measure::machine_busy_ns()?, measure::cpu_ns(&gateway.pids), measure::cpu_ns(&support));
-        let (load, generator_cpu) = setup.generators.run(spec)?;
-        let gateway_cpu = measure::cpu_ns(&gateway.pids).saturating_sub(gateway_cpu);
-        let support_cpu = measure::cpu_ns(&support).saturating_sub(support_cpu);
-        let busy = measure::machine_busy_ns()?.saturating_sub(busy);
-        let ours = gateway_cpu + support_cpu + generator_cpu;
-        let other_cores = busy.saturating_sub(ours) as f64 / wall.elapsed().as_nanos().max(1) as f64;
+        let measured = match windowed {
+            false => measure_whole_run(setup, gateway, spec)?,
+            true => measure_window(setup, gateway, spec, options.warmup, options.measure)?,
+        };
+        let load = measured.load;
         let sample = Sample {
-            cpu_us_per_request: gateway_cpu as f64 / 1e3 / load.requests.max(1) as f64,
+            cpu_us_per_request: measured.gateway_cpu_ns as f64 / 1e3 / load.requests.max(1) as f64,
             load,
-            other_cores,
+            other_cores: measured.other_cores,
             unexpected_status: match scenario {
                 Scenario::Reject401 => load.requests.saturating_sub(load.status_errors),
                 _ => load.status_errors,
             },
             ..Sample::default()
         };
-        if other_cores <= OTHER_CPU_MAX || attempt >= options.retries {
+        if sample.other_cores <= OTHER_CPU_MAX || attempt >= options.retries {
             break sample;
         }
         attempt += 1;
         *discarded += 1;
         println!(
             "        discarded: other load {:.0}% of a core (limit {:.0}%); retry {attempt}/{}",
-            other_cores * 100.0,
+            sample.other_cores * 100.0,
             OTHER_CPU_MAX * 100.0,
             options.retries
         );
     };
     sample.rss_bytes = measure::rss_bytes(&gateway.pids);
     if let (0, Some(perf)) = (round, &setup.tools.perf) {
-        let output = setup.env.dir.join("perf.out");
-        let counter = measure::SyscallCounter::start(perf, &gateway.pids, &output)?;
-        let (load, _) =
-            setup.generators.run(&LoadSpec { duration: SYSCALL_PASS.min(options.measure), ..spec.clone() })?;
-        let syscalls = counter.finish()?;
-        sample.syscalls_per_request = Some(syscalls as f64 / load.requests.max(1) as f64);
+        sample.syscalls_per_request = Some(count_syscalls(setup, perf, gateway, spec, windowed)?);
     }
     Ok(sample)
+}
+
+/// What one measured stretch of load gave.
+struct Measured {
+    /// For a window: requests the origin served in it and its length.
+    load: LoadResult,
+    gateway_cpu_ns: u64,
+    other_cores: f64,
+}
+
+/// CPU counters of everything the "other load" check needs.
+struct Counters {
+    at: Instant,
+    busy: u64,
+    gateway: u64,
+    support: u64,
+    generator: u64,
+}
+
+impl Counters {
+    fn read(setup: &Setup, gateway: &Running, generator: Option<i32>) -> Result<Self> {
+        Ok(Self {
+            at: Instant::now(),
+            busy: measure::machine_busy_ns()?,
+            gateway: measure::cpu_ns(&gateway.pids),
+            support: measure::cpu_ns(&setup.support_pids()),
+            generator: generator.map_or(0, |pid| measure::cpu_ns(&[pid])),
+        })
+    }
+
+    /// (gateway CPU, other load in cores) from `self` to `later`, plus `generator_ns` if the
+    /// generator's CPU was not in the counters.
+    fn until(&self, later: &Counters, generator_ns: u64) -> (u64, f64) {
+        let gateway = later.gateway.saturating_sub(self.gateway);
+        let ours = gateway
+            + later.support.saturating_sub(self.support)
+            + later.generator.saturating_sub(self.generator)
+            + generator_ns;
+        let wall = later.at.duration_since(self.at).as_nanos().max(1) as f64;
+        (gateway, later.busy.saturating_sub(self.busy).saturating_sub(ours) as f64 / wall)
+    }
+}
+
+/// The whole generator run is the measurement (keep-alive scenarios: connections are up at once).
+fn measure_whole_run(setup: &Setup, gateway: &Running, spec: &LoadSpec) -> Result<Measured> {
+    let before = Counters::read(setup, gateway, None)?;
+    let (load, generator_ns) = setup.generators.run(spec)?;
+    let (gateway_cpu_ns, other_cores) = before.until(&Counters::read(setup, gateway, None)?, generator_ns);
+    Ok(Measured { load, gateway_cpu_ns, other_cores })
+}
+
+/// Busy scenarios: one generator run of warm-up + measurement; only the stretch after the
+/// warm-up counts (every connection is up by then; opening thousands may take SYN retries),
+/// with the requests counted by the origin. Latency percentiles are wrk's, over the whole run.
+fn measure_window(
+    setup: &Setup,
+    gateway: &Running,
+    spec: &LoadSpec,
+    warmup: Duration,
+    length: Duration,
+) -> Result<Measured> {
+    let started = setup.generators.start(&LoadSpec { duration: warmup + length + WINDOW_TAIL, ..spec.clone() })?;
+    procs::sleep(warmup)?;
+    let (requests_before, before) = (origin_requests(setup)?, Counters::read(setup, gateway, Some(started.pid()))?);
+    procs::sleep(length)?;
+    let after = Counters::read(setup, gateway, Some(started.pid()))?;
+    // Each status request counts itself; the second one is inside the window.
+    let requests = origin_requests(setup)?.saturating_sub(requests_before + 1);
+    let (mut load, _) = started.finish()?;
+    load.requests = requests;
+    load.seconds = after.at.duration_since(before.at).as_secs_f64();
+    let (gateway_cpu_ns, other_cores) = before.until(&after, 0);
+    Ok(Measured { load, gateway_cpu_ns, other_cores })
+}
+
+/// Requests the origin has served so far.
+fn origin_requests(setup: &Setup) -> Result<u64> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], setup.env.origin_ports[0]));
+    let (_, body) = idle::fetch(addr, peers::ORIGIN_STATUS_PATH)?;
+    measure::parse_stub_status_requests(&String::from_utf8_lossy(&body)).context("the origin's stub_status page")
+}
+
+/// Syscalls per request in a separate pass under perf (whose tracepoint costs CPU).
+fn count_syscalls(setup: &Setup, perf: &Path, gateway: &Running, spec: &LoadSpec, windowed: bool) -> Result<f64> {
+    let output = setup.env.dir.join("perf.out");
+    if !windowed {
+        let counter = measure::SyscallCounter::start(perf, &gateway.pids, &output)?;
+        let (load, _) = setup.generators.run(&LoadSpec { duration: SYSCALL_PASS, ..spec.clone() })?;
+        return Ok(counter.finish()? as f64 / load.requests.max(1) as f64);
+    }
+    let lead = Duration::from_secs(1);
+    let started = setup.generators.start(&LoadSpec { duration: lead + SYSCALL_PASS + WINDOW_TAIL, ..spec.clone() })?;
+    procs::sleep(lead)?;
+    let counter = measure::SyscallCounter::start(perf, &gateway.pids, &output)?;
+    let before = origin_requests(setup)?;
+    procs::sleep(SYSCALL_PASS)?;
+    let syscalls = counter.finish()?;
+    let requests = origin_requests(setup)?.saturating_sub(before + 1);
+    started.finish()?;
+    Ok(syscalls as f64 / requests.max(1) as f64)
 }
 
 fn measure_idle(options: &Options, setup: &Setup, gateway: &Running) -> Result<Sample> {
