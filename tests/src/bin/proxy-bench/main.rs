@@ -39,8 +39,11 @@ pub(crate) struct Options {
     pub(crate) command: String,
 }
 
+/// Fewer rounds than this never write the docs.
+const ROUNDS_FOR_DOCS: usize = 3;
+
 const USAGE: &str =
-    "usage: cargo xtask bench [--quick] [--rounds N] [--seconds S] [--io auto|uring|epoll] [--no-docs] [--no-install]
+    "usage: cargo xtask bench [--quick] [--rounds N] [--seconds S] [--scenarios A,B] [--io auto|uring|epoll] [--no-docs] [--no-install]
   --quick       one short round (1 s warm-up, 2 s per measurement), no retries, docs not written
   --rounds N    interleaved rounds (default 3, at least 3 for a result that goes into the docs)
   --seconds S   length of one measurement (default 8)
@@ -98,6 +101,10 @@ fn parse_options() -> Result<Options> {
     }
     if options.rounds == 0 {
         bail!("--rounds must be at least 1");
+    }
+    if options.rounds < ROUNDS_FOR_DOCS {
+        // Medians of fewer rounds are not a result (../shared/design/benchmarks.md).
+        options.write_docs = false;
     }
     Ok(options)
 }
