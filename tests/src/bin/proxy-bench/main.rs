@@ -13,6 +13,8 @@ mod peers;
 mod procs;
 mod report;
 mod run;
+mod sample;
+mod scenario;
 mod stats;
 mod tools;
 
@@ -84,7 +86,7 @@ fn parse_options() -> Result<Options> {
             "--io" => options.io = value("--io")?,
             "--scenarios" => {
                 options.scenarios = value("--scenarios")?.split(',').map(str::to_owned).collect();
-                let known: Vec<&str> = run::Scenario::ALL.iter().map(|s| s.id()).collect();
+                let known: Vec<&str> = scenario::Scenario::ALL.iter().map(|s| s.id()).collect();
                 if let Some(unknown) = options.scenarios.iter().find(|id| !known.contains(&id.as_str())) {
                     bail!("unknown scenario {unknown:?}: one of {}", known.join(", "));
                 }

@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 use anyhow::{Context as _, Result, bail};
 
 use crate::peers::Peer;
-use crate::run::{self, IDLE_STEPS, Results, Sample, Scenario, Setup};
+use crate::run::{self, Results, Setup};
+use crate::sample::{self, Sample};
+use crate::scenario::{self, IDLE_STEPS, Scenario};
 use crate::stats::{median, ratio};
 use crate::{Options, load};
 
@@ -142,7 +144,7 @@ fn render(options: &Options, setup: &Setup, results: &Results) -> String {
         options.measure,
         options.warmup,
         options.io,
-        run::OTHER_CPU_MAX * 100.0,
+        sample::OTHER_CPU_MAX * 100.0,
         results.discarded,
         results.disturbed,
         options.retries,
@@ -213,10 +215,10 @@ fn render_measurements(out: &mut String, setup: &Setup, results: &Results) {
 fn describe_load(setup: &Setup, fixed: bool) -> String {
     let spec = load::LoadSpec {
         url: String::new(),
-        connections: run::CONNECTIONS,
+        connections: scenario::CONNECTIONS,
         duration: std::time::Duration::ZERO,
         headers: Vec::new(),
-        rate: fixed.then_some(run::FIXED_RATE),
+        rate: fixed.then_some(scenario::FIXED_RATE),
     };
     setup.generators.describe(&spec)
 }
