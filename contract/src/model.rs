@@ -213,6 +213,18 @@ pub struct Limits {
     pub request_header_timeout_ms: u32,
     /// Time an idle keep-alive client connection is kept open.
     pub keepalive_idle_timeout_ms: u32,
+    /// Largest request head, request line and headers (431; 414 when the request line alone is larger).
+    pub request_head_bytes_max: u32,
+    /// Longest request target (414).
+    pub request_uri_bytes_max: u32,
+    /// Most request headers (431).
+    pub request_headers_max: u32,
+    /// Largest request body (413): a larger Content-Length is refused before anything is
+    /// forwarded; a chunked body that grows past it is cut off.
+    pub request_body_bytes_max: u64,
+    /// Open client connections per worker; beyond it new connections are closed at once, so a
+    /// flood cannot exhaust file descriptors or memory.
+    pub connections_per_worker_max: u32,
 }
 
 /// A backend that does not accept a connection in 10 s is treated as down.
@@ -223,6 +235,24 @@ pub const BACKEND_RESPONSE_TIMEOUT_MS_DEFAULT: u32 = 300_000;
 pub const REQUEST_HEADER_TIMEOUT_MS_DEFAULT: u32 = 60_000;
 /// nginx's `keepalive_timeout` default is 75 s; we keep idle clients for 60 s.
 pub const KEEPALIVE_IDLE_TIMEOUT_MS_DEFAULT: u32 = 60_000;
+/// 16 KiB: twice nginx's default `large_client_header_buffers` line; real clients stay far below.
+pub const REQUEST_HEAD_BYTES_MAX_DEFAULT: u32 = 16 * 1024;
+/// The most `request-head-bytes-max` may allow: a head is buffered whole, per connection.
+pub const REQUEST_HEAD_BYTES_CEILING: u32 = 64 * 1024;
+/// 8 KiB, nginx's default limit for a request line.
+pub const REQUEST_URI_BYTES_MAX_DEFAULT: u32 = 8 * 1024;
+/// 100 headers: nginx's practical ceiling for real clients.
+pub const REQUEST_HEADERS_MAX_DEFAULT: u32 = 100;
+/// The most `request-headers-max` may allow: the parser's fixed header array.
+pub const REQUEST_HEADERS_CEILING: u32 = 100;
+/// 100 MiB: large uploads pass (bodies are streamed, never held), abuse does not.
+pub const REQUEST_BODY_BYTES_MAX_DEFAULT: u64 = 100 * 1024 * 1024;
+/// 16,384 connections per worker: well under the open-file limit with two fds per proxied request.
+pub const CONNECTIONS_PER_WORKER_MAX_DEFAULT: u32 = 16_384;
+
+const _: () = assert!(REQUEST_HEAD_BYTES_MAX_DEFAULT <= REQUEST_HEAD_BYTES_CEILING);
+const _: () = assert!(REQUEST_URI_BYTES_MAX_DEFAULT < REQUEST_HEAD_BYTES_MAX_DEFAULT);
+const _: () = assert!(REQUEST_HEADERS_MAX_DEFAULT <= REQUEST_HEADERS_CEILING);
 
 impl Default for Limits {
     fn default() -> Self {
@@ -231,6 +261,11 @@ impl Default for Limits {
             backend_response_timeout_ms: BACKEND_RESPONSE_TIMEOUT_MS_DEFAULT,
             request_header_timeout_ms: REQUEST_HEADER_TIMEOUT_MS_DEFAULT,
             keepalive_idle_timeout_ms: KEEPALIVE_IDLE_TIMEOUT_MS_DEFAULT,
+            request_head_bytes_max: REQUEST_HEAD_BYTES_MAX_DEFAULT,
+            request_uri_bytes_max: REQUEST_URI_BYTES_MAX_DEFAULT,
+            request_headers_max: REQUEST_HEADERS_MAX_DEFAULT,
+            request_body_bytes_max: REQUEST_BODY_BYTES_MAX_DEFAULT,
+            connections_per_worker_max: CONNECTIONS_PER_WORKER_MAX_DEFAULT,
         }
     }
 }

@@ -24,10 +24,10 @@ use portcullis_contract::model::Limits;
 use portcullis_contract::program::Section;
 use portcullis_contract::stats::WorkerSlot;
 
-use crate::http::HEAD_BYTES_INITIAL;
+use crate::http::{BodyFraming, HEAD_BYTES_INITIAL};
 use crate::http::error_response::{self, ErrorResponse};
 use crate::http::forward::ClientConnection;
-use crate::http::request::{self, RequestHead};
+use crate::http::request::{self, HeadLimits, RequestHead};
 use crate::http::response::ResponseHead;
 use crate::io::{ReadError, Stream, read_within};
 use crate::policy::{RequestState, apply};
@@ -232,7 +232,7 @@ impl<S: Stream> Connection<S> {
         let mut deadline: Option<Instant> = None;
         loop {
             if !self.buf.is_empty() {
-                match request::parse(&self.buf) {
+                match request::parse_within(&self.buf, &HeadLimits::of(limits)) {
                     Ok(Some(head)) => return HeadRead::Head(self.request_heads.fill(head)),
                     Ok(None) => {}
                     Err(error) => return HeadRead::Failed(error.into()),
@@ -330,6 +330,11 @@ impl<S: Stream> Connection<S> {
         let Some(snapshot) = ctx.snapshot.as_deref() else {
             return Verdict::Respond(error_response::NO_CONFIGURATION);
         };
+        // A declared body over the limit is refused before anything is forwarded.
+        if matches!(ctx.head.framing(), BodyFraming::Length(length) if length > snapshot.config.limits.request_body_bytes_max)
+        {
+            return Verdict::Respond(error_response::PAYLOAD_TOO_LARGE);
+        }
         let target = ctx.head.target(&self.buf);
         let Some(route) = snapshot.router.route(target) else {
             return Verdict::Respond(error_response::NOT_FOUND);

@@ -16,9 +16,6 @@ use crate::proxy;
 use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::upstream::UpstreamPool;
 
-/// Open client connections per worker; beyond it new connections are closed at once, so a
-/// flood cannot exhaust file descriptors or memory (each connection holds a few buffers).
-pub const CONNECTIONS_PER_WORKER_MAX: usize = 16_384;
 /// Pause after an accept error other than draining (EMFILE, ENOBUFS): lets resources free up
 /// instead of spinning.
 pub const ACCEPT_ERROR_PAUSE_MS: u64 = 10;
@@ -122,7 +119,11 @@ async fn accept_loop<L: Listener>(worker: &Rc<WorkerCtx<L::Stream>>, listener: &
         }
         let slot = worker.slot();
         WorkerSlot::add(&slot.connections_accepted, 1);
-        if worker.connections.get() >= CONNECTIONS_PER_WORKER_MAX {
+        let connections_max = worker.snapshot().map_or(
+            portcullis_contract::model::CONNECTIONS_PER_WORKER_MAX_DEFAULT,
+            |snapshot| snapshot.config.limits.connections_per_worker_max,
+        );
+        if worker.connections.get() >= connections_max as usize {
             stream.shutdown();
             continue;
         }

@@ -107,22 +107,58 @@ pub(crate) const DEPLOYMENT_REGION_DEFAULT: &str = "local";
 pub(crate) const DEPLOYMENT_SERVICE_NAME_DEFAULT: &str = "portcullis";
 
 fn limits(table: &LimitsTable, source: &SourceFile, diagnostics: &mut Diagnostics) -> Limits {
+    use portcullis_contract::model::{REQUEST_HEAD_BYTES_CEILING, REQUEST_HEADERS_CEILING};
     let mut limits = Limits::default();
-    let mut set = |value: &Option<Spanned<u32>>, target: &mut u32| {
-        if let Some(value) = value {
-            if *value.get_ref() == 0 {
-                diagnostics.push(source.error(value.span(), "a timeout must be at least 1 ms"));
-            } else {
-                *target = *value.get_ref();
-            }
+    let mut set = |value: &Option<Spanned<u64>>, range: std::ops::RangeInclusive<u64>, what: &str| {
+        let value = value.as_ref()?;
+        let number = *value.get_ref();
+        if range.contains(&number) {
+            return Some(number);
         }
+        diagnostics.push(source.error(
+            value.span(),
+            &format!("{what} must be between {} and {}", range.start(), range.end()),
+        ));
+        None
     };
-    set(&table.backend_connect_timeout_ms, &mut limits.backend_connect_timeout_ms);
-    set(&table.backend_response_timeout_ms, &mut limits.backend_response_timeout_ms);
-    set(&table.request_header_timeout_ms, &mut limits.request_header_timeout_ms);
-    set(&table.keepalive_idle_timeout_ms, &mut limits.keepalive_idle_timeout_ms);
+    let timeout = 1..=u64::from(u32::MAX);
+    let as_u32 = |value: u64| u32::try_from(value).unwrap_or(u32::MAX);
+    if let Some(ms) = set(&table.backend_connect_timeout_ms, timeout.clone(), "backend-connect-timeout-ms") {
+        limits.backend_connect_timeout_ms = as_u32(ms);
+    }
+    if let Some(ms) = set(&table.backend_response_timeout_ms, timeout.clone(), "backend-response-timeout-ms") {
+        limits.backend_response_timeout_ms = as_u32(ms);
+    }
+    if let Some(ms) = set(&table.request_header_timeout_ms, timeout.clone(), "request-header-timeout-ms") {
+        limits.request_header_timeout_ms = as_u32(ms);
+    }
+    if let Some(ms) = set(&table.keepalive_idle_timeout_ms, timeout, "keepalive-idle-timeout-ms") {
+        limits.keepalive_idle_timeout_ms = as_u32(ms);
+    }
+    let head_bytes = 1024..=u64::from(REQUEST_HEAD_BYTES_CEILING);
+    if let Some(bytes) = set(&table.request_head_bytes_max, head_bytes, "request-head-bytes-max") {
+        limits.request_head_bytes_max = as_u32(bytes);
+    }
+    let uri_bytes = 16..=u64::from(REQUEST_HEAD_BYTES_CEILING);
+    if let Some(bytes) = set(&table.request_uri_bytes_max, uri_bytes, "request-uri-bytes-max") {
+        limits.request_uri_bytes_max = as_u32(bytes);
+    }
+    if let Some(count) = set(&table.request_headers_max, 1..=u64::from(REQUEST_HEADERS_CEILING), "request-headers-max") {
+        limits.request_headers_max = as_u32(count);
+    }
+    if let Some(bytes) = set(&table.request_body_bytes_max, 0..=i64::MAX as u64, "request-body-bytes-max") {
+        limits.request_body_bytes_max = bytes;
+    }
+    let connections = 1..=u64::from(CONNECTIONS_PER_WORKER_CEILING);
+    if let Some(count) = set(&table.connections_per_worker_max, connections, "connections-per-worker-max") {
+        limits.connections_per_worker_max = as_u32(count);
+    }
     limits
 }
+
+/// The most `connections-per-worker-max` may allow: one million, far above what the open-file
+/// limit of any host lets a worker hold.
+const CONNECTIONS_PER_WORKER_CEILING: u32 = 1_000_000;
 
 pub(crate) fn named_values(
     file: Option<&Item<super::files::NamedValuesFile>>,

@@ -41,10 +41,15 @@ pub(crate) struct DeploymentTable {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct LimitsTable {
-    pub(crate) backend_connect_timeout_ms: Option<Spanned<u32>>,
-    pub(crate) backend_response_timeout_ms: Option<Spanned<u32>>,
-    pub(crate) request_header_timeout_ms: Option<Spanned<u32>>,
-    pub(crate) keepalive_idle_timeout_ms: Option<Spanned<u32>>,
+    pub(crate) backend_connect_timeout_ms: Option<Spanned<u64>>,
+    pub(crate) backend_response_timeout_ms: Option<Spanned<u64>>,
+    pub(crate) request_header_timeout_ms: Option<Spanned<u64>>,
+    pub(crate) keepalive_idle_timeout_ms: Option<Spanned<u64>>,
+    pub(crate) request_head_bytes_max: Option<Spanned<u64>>,
+    pub(crate) request_uri_bytes_max: Option<Spanned<u64>>,
+    pub(crate) request_headers_max: Option<Spanned<u64>>,
+    pub(crate) request_body_bytes_max: Option<Spanned<u64>>,
+    pub(crate) connections_per_worker_max: Option<Spanned<u64>>,
 }
 
 /// `named-values.toml`: values substituted into `{{name}}` placeholders.

@@ -85,7 +85,7 @@ pub(crate) fn write_proxy_headers(
     // Writing into a Vec cannot fail.
     let _ = write!(out, "{client_ip}\r\n");
     out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
-    if let Some(host) = head.header(buf, b"host") {
+    if let Some(host) = head.host(buf) {
         write_header(out, b"X-Forwarded-Host", host);
     }
     out.extend_from_slice(b"\r\n");

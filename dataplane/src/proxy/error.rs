@@ -40,6 +40,8 @@ pub(crate) enum ProxyError {
     ClientBodyTruncated,
     #[error("invalid chunked request body: {0}")]
     ClientChunked(ChunkedError),
+    #[error("the request body is larger than request-body-bytes-max")]
+    ClientBodyTooLarge,
     #[error("writing to the client: {0}")]
     ClientWrite(std::io::Error),
     #[error("the API's backend has no usable address")]
@@ -80,6 +82,7 @@ impl ProxyError {
             | ProxyError::ClientBody(_)
             | ProxyError::ClientBodyTruncated
             | ProxyError::ClientChunked(_)
+            | ProxyError::ClientBodyTooLarge
             | ProxyError::ClientWrite(_) => ErrorSource::Client,
             ProxyError::Connect(_)
             | ProxyError::BackendWrite(_)
@@ -111,6 +114,12 @@ impl ProxyError {
             ProxyError::Request(RequestError::TooLarge | RequestError::TooManyHeaders) => {
                 Some(error_response::HEADERS_TOO_LARGE)
             }
+            ProxyError::Request(RequestError::UriTooLong) => Some(error_response::URI_TOO_LONG),
+            ProxyError::Request(
+                RequestError::MethodNotSupported(_)
+                | RequestError::Framing(crate::http::FramingError::UnsupportedTransferEncoding),
+            ) => Some(error_response::NOT_IMPLEMENTED),
+            ProxyError::ClientBodyTooLarge => Some(error_response::PAYLOAD_TOO_LARGE),
             ProxyError::Request(_) | ProxyError::ClientChunked(_) => Some(error_response::BAD_REQUEST),
             ProxyError::HeaderTimeout => Some(error_response::REQUEST_TIMEOUT),
             ProxyError::ClientBody(_) | ProxyError::ClientBodyTruncated | ProxyError::ClientWrite(_) => None,
@@ -147,6 +156,11 @@ mod tests {
         assert!(ProxyError::BackendClosedEarly.retryable());
         assert_eq!(ProxyError::Request(RequestError::TooLarge).response(), Some(error_response::HEADERS_TOO_LARGE));
         assert_eq!(ProxyError::HeaderTimeout.response(), Some(error_response::REQUEST_TIMEOUT));
+        assert_eq!(ProxyError::Request(RequestError::UriTooLong).response(), Some(error_response::URI_TOO_LONG));
+        assert_eq!(ProxyError::Request(RequestError::MissingHost).response(), Some(error_response::BAD_REQUEST));
+        let gzip = RequestError::Framing(crate::http::FramingError::UnsupportedTransferEncoding);
+        assert_eq!(ProxyError::Request(gzip).response(), Some(error_response::NOT_IMPLEMENTED));
+        assert_eq!(ProxyError::ClientBodyTooLarge.response(), Some(error_response::PAYLOAD_TOO_LARGE));
         assert_eq!(ProxyError::ClientBodyTruncated.response(), None);
         assert_eq!(ProxyError::ClientBodyTruncated.source(), ErrorSource::Client);
         assert_eq!(ProxyError::Rejected(error_response::NOT_FOUND).source(), ErrorSource::Gateway);

@@ -174,13 +174,16 @@ impl<S: Stream> Connection<S> {
             }
             let buf = std::mem::take(&mut self.buf);
             let read_limit = millis(limits.request_header_timeout_ms);
-            let (result, buf) = relay::relay(&mut self.client, upstream, buf, head_len, framing, read_limit).await;
+            let body_max = limits.request_body_bytes_max;
+            let (result, buf) =
+                relay::relay(&mut self.client, upstream, buf, head_len, framing, read_limit, body_max).await;
             self.buf = buf;
             match result {
                 Ok(end) => ctx.request_end = Some(end),
                 Err(error) => {
-                    if !fully_buffered {
-                        // The buffer was compacted mid-body: this connection cannot serve another request.
+                    // The buffer was compacted mid-body, or the body's framing cannot be trusted
+                    // (RFC 9112 §11.2) or is over the limit: the connection serves no other request.
+                    if !fully_buffered || matches!(error, RelayError::Chunked(_) | RelayError::TooLarge) {
                         ctx.client_keep_alive = false;
                     }
                     return Err(request_relay_error(error));
@@ -370,7 +373,7 @@ impl<S: Stream> Connection<S> {
         let buf = std::mem::take(&mut self.upstream_buf);
         let read_limit = millis(limits.backend_response_timeout_ms);
         let (result, buf) =
-            relay::relay(&mut upstream, &mut self.client, buf, response.head_len(), framing, read_limit).await;
+            relay::relay(&mut upstream, &mut self.client, buf, response.head_len(), framing, read_limit, u64::MAX).await;
         self.upstream_buf = buf;
         match result {
             Ok(end)
@@ -434,6 +437,7 @@ fn request_relay_error(error: RelayError) -> ProxyError {
         RelayError::Truncated => ProxyError::ClientBodyTruncated,
         RelayError::Write(error) => ProxyError::BackendWrite(error),
         RelayError::Chunked(error) => ProxyError::ClientChunked(error),
+        RelayError::TooLarge => ProxyError::ClientBodyTooLarge,
     }
 }
 
@@ -444,5 +448,7 @@ fn response_relay_error(error: RelayError) -> ProxyError {
         RelayError::Truncated => ProxyError::BackendBodyTruncated,
         RelayError::Write(error) => ProxyError::ClientWrite(error),
         RelayError::Chunked(error) => ProxyError::BackendChunked(error),
+        // Response bodies are relayed without a size limit.
+        RelayError::TooLarge => ProxyError::BackendBodyTruncated,
     }
 }
