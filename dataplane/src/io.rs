@@ -29,6 +29,13 @@ pub(crate) trait Stream: Sized + 'static {
     async fn write_range(&mut self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>);
     /// Shuts both directions down now, so an operation still in flight completes and the fd can close.
     fn shutdown(&self);
+    /// Like [`Stream::read`], but through a shared reference, so that a read and a write can be
+    /// in flight at once (tunnels of upgraded connections copy both ways concurrently).
+    async fn read_shared(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
+    /// Like [`Stream::write_range`], through a shared reference.
+    async fn write_shared(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>);
+    /// Shuts the sending direction down (half-close): the peer reads end of stream.
+    fn shutdown_write(&self);
 }
 
 /// A listening TCP socket.

@@ -15,6 +15,7 @@ mod exchange;
 mod ip_limit;
 mod policies;
 mod relay;
+mod tunnel;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

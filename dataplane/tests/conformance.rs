@@ -48,6 +48,25 @@ HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
             "/trailers" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n\
 4\r\nbody\r\n0\r\nX-Checksum: abc\r\n\r\n"
                 .to_vec(),
+            "/ws" | "/ws-unasked" => {
+                let upgrade = request.header("upgrade").unwrap_or_default();
+                let connection = request.header("connection").unwrap_or_default();
+                let head = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: {upgrade}\r\nConnection: Upgrade\r\nX-Seen-Connection: {connection}\r\n\r\n"
+                );
+                if writer.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                // The switched protocol: upper-case every byte back until the client half-closes.
+                let mut byte = [0u8; 1];
+                while let Ok(1) = reader.read(&mut byte) {
+                    if writer.write_all(&[byte[0].to_ascii_uppercase()]).is_err() {
+                        return;
+                    }
+                }
+                let _ = writer.write_all(b"<bye>");
+                return;
+            }
             "/big" => {
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG_RESPONSE_BYTES}\r\n\r\n");
                 if writer.write_all(head.as_bytes()).is_err() {
@@ -225,6 +244,43 @@ GET /open/p3 HTTP/1.1\r\nHost: g\r\n\r\n",
     assert_eq!(dp.terminate().code(), Some(0));
 }
 
+/// `Upgrade: websocket` is asked of the backend; its 101 is relayed and bytes flow both ways,
+/// including a half-close; an upgrade the backend declines is an ordinary response on a
+/// connection that goes on; a 101 nobody asked for is a 502.
+fn tunnels_upgrades(io: &str) {
+    let (_dir, dp) = start(io);
+    let mut client = dp.connect();
+    client
+        .writer
+        .write_all(
+            b"GET /open/ws HTTP/1.1\r\nHost: g\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nearly",
+        )
+        .unwrap();
+    let mut head = Vec::new();
+    read_head(&mut client.reader, &mut head);
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{head}");
+    assert!(head.contains("\r\nUpgrade: websocket\r\n") && head.contains("\r\nConnection: upgrade\r\n"), "{head}");
+    assert!(head.contains("X-Seen-Connection: upgrade\r\n"), "the backend is asked to upgrade: {head}");
+    client.writer.write_all(b" and later").unwrap();
+    client.writer.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    client.reader.read_to_end(&mut rest).unwrap();
+    assert_eq!(String::from_utf8_lossy(&rest), "EARLY AND LATER<bye>");
+
+    // The backend declines (answers 200): an ordinary response, and the connection goes on.
+    let mut client = dp.connect();
+    let declined =
+        client.send(b"GET /open/plain HTTP/1.1\r\nHost: g\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    assert_eq!(declined.status(), 200);
+    assert!(client.send(b"GET /open/after HTTP/1.1\r\nHost: g\r\n\r\n").text().contains("target=/after\n"));
+
+    let unasked = dp.request("GET /open/ws-unasked HTTP/1.1\r\nHost: g\r\n\r\n");
+    assert_eq!(unasked.status(), 502, "{unasked:?}");
+    assert_eq!(dp.terminate().code(), Some(0));
+}
+
 /// A client that does not read a 64 MiB response must not make the gateway hold it: the
 /// relay writes each read before the next one, so at most one read buffer plus the socket
 /// buffers are in flight.
@@ -296,4 +352,14 @@ fn uring_slow_client_backpressure() {
 #[test]
 fn epoll_slow_client_backpressure() {
     slow_client_backpressure("epoll");
+}
+
+#[test]
+fn uring_tunnels_upgrades() {
+    tunnels_upgrades("uring");
+}
+
+#[test]
+fn epoll_tunnels_upgrades() {
+    tunnels_upgrades("epoll");
 }

@@ -23,6 +23,8 @@ pub enum ClientConnection {
     KeepAliveHttp10,
     /// The gateway closes after this response: `Connection: close`.
     Close,
+    /// A `101 Switching Protocols`: `Connection: upgrade` and the backend's `Upgrade`.
+    Upgrade,
 }
 
 /// Appends the backend request target: `base_path` + the rest of the path after the API prefix
@@ -84,6 +86,11 @@ pub(crate) fn write_proxy_headers(
     }
     // Writing into a Vec cannot fail.
     let _ = write!(out, "{client_ip}\r\n");
+    // A protocol switch is asked of the backend again (Upgrade and Connection are hop-by-hop).
+    if let (true, Some(upgrade)) = (head.wants_upgrade(), head.header(buf, b"upgrade")) {
+        write_header(out, b"Upgrade", upgrade);
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    }
     out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
     if let Some(host) = head.host(buf) {
         write_header(out, b"X-Forwarded-Host", host);
@@ -105,6 +112,12 @@ pub fn write_response_head(out: &mut Vec<u8>, head: &ResponseHead, buf: &[u8], c
             write_header(out, name, header.value.of(buf));
         }
     }
+    if connection == ClientConnection::Upgrade {
+        let upgrade = headers.iter().find(|header| header.name.of(buf).eq_ignore_ascii_case(b"upgrade"));
+        if let Some(upgrade) = upgrade {
+            write_header(out, b"Upgrade", upgrade.value.of(buf));
+        }
+    }
     write_connection(out, connection);
     out.extend_from_slice(b"\r\n");
 }
@@ -115,6 +128,7 @@ pub(crate) fn write_connection(out: &mut Vec<u8>, connection: ClientConnection) 
         ClientConnection::KeepAlive => {}
         ClientConnection::KeepAliveHttp10 => out.extend_from_slice(b"Connection: keep-alive\r\n"),
         ClientConnection::Close => out.extend_from_slice(b"Connection: close\r\n"),
+        ClientConnection::Upgrade => out.extend_from_slice(b"Connection: upgrade\r\n"),
     }
 }
 

@@ -60,6 +60,8 @@ pub(crate) enum ProxyError {
     BackendHeadTimeout,
     #[error("invalid backend response head: {0}")]
     BackendResponse(#[from] ResponseError),
+    #[error("the backend switched protocols (101) though the client did not ask to")]
+    UnrequestedUpgrade,
     #[error("reading the backend response body: {0}")]
     BackendBody(ReadError),
     #[error("the backend closed before sending the whole body")]
@@ -91,6 +93,7 @@ impl ProxyError {
             | ProxyError::BackendHeadTruncated
             | ProxyError::BackendHeadTimeout
             | ProxyError::BackendResponse(_)
+            | ProxyError::UnrequestedUpgrade
             | ProxyError::BackendBody(_)
             | ProxyError::BackendBodyTruncated
             | ProxyError::BackendChunked(_) => ErrorSource::Backend,
@@ -134,6 +137,7 @@ impl ProxyError {
             | ProxyError::BackendHeadRead(_)
             | ProxyError::BackendHeadTruncated
             | ProxyError::BackendResponse(_)
+            | ProxyError::UnrequestedUpgrade
             | ProxyError::BackendBody(ReadError::Io(_))
             | ProxyError::BackendBodyTruncated
             | ProxyError::BackendChunked(_) => Some(error_response::BAD_GATEWAY),

@@ -14,6 +14,7 @@ use crate::io::{ReadError, Stream, read_within};
 use crate::policy::apply;
 use crate::proxy::policies::{Response, SectionEnd};
 use crate::proxy::relay::{self, RelayError};
+use crate::proxy::tunnel;
 use crate::proxy::{Connection, ProxyError, RequestCtx};
 use crate::upstream;
 use crate::worker::WorkerCtx;
@@ -323,6 +324,9 @@ impl<S: Stream> Connection<S> {
         addr: SocketAddr,
         limits: &Limits,
     ) -> Result<(), ProxyError> {
+        if response.status() == 101 {
+            return self.switch_protocols(ctx, response, upstream).await;
+        }
         let framing = response.framing(ctx.is_head);
         let close = !ctx.client_keep_alive || worker.drain.is_draining() || framing == BodyFraming::UntilClose;
         let connection = match (close, ctx.head.version()) {
@@ -391,6 +395,38 @@ impl<S: Stream> Connection<S> {
                 Err(response_relay_error(error))
             }
         }
+    }
+}
+
+impl<S: Stream> Connection<S> {
+    /// A `101 Switching Protocols`: relays the 101 (with `Upgrade` and `Connection: upgrade`),
+    /// then tunnels bytes both ways until both sides are done; the connection then closes. A 101
+    /// the client did not ask for is the backend's error (502): the client could not read it.
+    async fn switch_protocols(
+        &mut self,
+        ctx: &mut RequestCtx,
+        response: &ResponseHead,
+        upstream: S,
+    ) -> Result<(), ProxyError> {
+        ctx.client_keep_alive = false;
+        if !ctx.head.wants_upgrade() {
+            upstream.shutdown();
+            return Err(ProxyError::UnrequestedUpgrade);
+        }
+        forward::write_response_head(&mut self.out, response, &self.upstream_buf, ClientConnection::Upgrade);
+        if let Err(error) = self.write_out().await {
+            upstream.shutdown();
+            return Err(ProxyError::ClientWrite(error));
+        }
+        ctx.response_started = true;
+        ctx.status = 101;
+        // Bytes either side sent after its head (already read) are the tunnel's first bytes.
+        let early_client = ctx.request_end.and_then(|end| self.buf.get(end..)).unwrap_or(&[]);
+        let early_backend = self.upstream_buf.get(response.head_len()..).unwrap_or(&[]);
+        let moved = tunnel::tunnel(&self.client, &upstream, early_client, early_backend).await;
+        tracing::debug!(?moved, "upgraded connection closed");
+        upstream.shutdown();
+        Ok(())
     }
 }
 
