@@ -306,6 +306,12 @@ pub struct Client {
 }
 
 impl Client {
+    pub fn connect_to(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Client { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream }
+    }
+
     pub fn send(&mut self, raw: &[u8]) -> Message {
         self.writer.write_all(raw).unwrap();
         self.receive()
