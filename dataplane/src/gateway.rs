@@ -122,7 +122,9 @@ fn choose_backend(choice: IoChoice) -> anyhow::Result<IoBackend> {
         IoChoice::Epoll => Ok(IoBackend::Epoll),
         IoChoice::Uring => match io::probe_uring() {
             Ok(()) => Ok(IoBackend::Uring),
-            Err(error) => bail!("--io uring: io_uring is unavailable on this host ({error}); use --io auto (falls back to epoll) or --io epoll"),
+            Err(error) => bail!(
+                "--io uring: io_uring is unavailable on this host ({error}); use --io auto (falls back to epoll) or --io epoll"
+            ),
         },
         IoChoice::Auto => match io::probe_uring() {
             Ok(()) => Ok(IoBackend::Uring),

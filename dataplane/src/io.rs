@@ -13,8 +13,9 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::Duration;
 
-/// A read always offers at least this much spare capacity (a read into no space would look like EOF).
-pub(crate) const READ_SPARE_BYTES_MIN: usize = 4 * 1024;
+/// A read always offers at least this much spare capacity (a read into no space would look like
+/// EOF); callers that want larger reads reserve more themselves.
+pub(crate) const READ_SPARE_BYTES_MIN: usize = 512;
 /// Submission-queue entries per worker ring: one in-flight op per connection side fits
 /// thousands of connections; the completion queue is twice this.
 pub(crate) const RING_ENTRIES: u32 = 1024;

@@ -9,9 +9,12 @@ use std::time::Duration;
 use portcullis_contract::stats::{IoBackend, StatsRegion, WorkerSlot};
 
 use crate::drain::{self, Drain};
+use crate::http::request::RequestHead;
+use crate::http::response::ResponseHead;
 use crate::io::epoll::Epoll;
 use crate::io::uring::Uring;
 use crate::io::{Listener, Runtime, Stream};
+use crate::policy::RequestState;
 use crate::proxy;
 use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::upstream::UpstreamPool;
@@ -81,6 +84,7 @@ fn run<R: Runtime>(setup: WorkerSetup) -> std::io::Result<()> {
             cached: RefCell::new(None),
             cached_generation: Cell::new(0),
             pool: UpstreamPool::new(),
+            spares: Spares::default(),
             drain: setup.drain,
             xdp: setup.xdp,
             connections: Cell::new(0),
@@ -119,10 +123,10 @@ async fn accept_loop<L: Listener>(worker: &Rc<WorkerCtx<L::Stream>>, listener: &
         }
         let slot = worker.slot();
         WorkerSlot::add(&slot.connections_accepted, 1);
-        let connections_max = worker.snapshot().map_or(
-            portcullis_contract::model::CONNECTIONS_PER_WORKER_MAX_DEFAULT,
-            |snapshot| snapshot.config.limits.connections_per_worker_max,
-        );
+        let connections_max =
+            worker.snapshot().map_or(portcullis_contract::model::CONNECTIONS_PER_WORKER_MAX_DEFAULT, |snapshot| {
+                snapshot.config.limits.connections_per_worker_max
+            });
         if worker.connections.get() >= connections_max as usize {
             stream.shutdown();
             continue;
@@ -137,6 +141,74 @@ async fn accept_loop<L: Listener>(worker: &Rc<WorkerCtx<L::Stream>>, listener: &
     }
 }
 
+/// Spare buffers kept per worker: a connection borrows them while it serves a request and hands
+/// them back when it goes idle, so an idle keep-alive connection pins none of them.
+pub const SPARE_BUFFERS_MAX: usize = 256;
+/// A buffer that grew past this (a large head, a buffered body) is freed, not kept as a spare.
+pub const SPARE_BUFFER_BYTES_MAX: usize = 64 * 1024;
+
+/// What a connection borrows from its worker while it serves a request (style item 3: per-core
+/// state, never shared across cores).
+#[derive(Debug, Default)]
+#[allow(clippy::vec_box)] // reason: the boxes are what connections hold; pooling them moves pointers, not kilobytes
+pub(crate) struct Spares {
+    request_heads: RefCell<Vec<Box<RequestHead>>>,
+    response_heads: RefCell<Vec<Box<ResponseHead>>>,
+    buffers: RefCell<Vec<Vec<u8>>>,
+    policy_states: RefCell<Vec<Box<RequestState>>>,
+}
+
+impl Spares {
+    /// A spare request-head box, if there is one.
+    pub(crate) fn request_head(&self) -> Option<Box<RequestHead>> {
+        self.request_heads.borrow_mut().pop()
+    }
+
+    /// A spare response-head box, if there is one.
+    pub(crate) fn response_head(&self) -> Option<Box<ResponseHead>> {
+        self.response_heads.borrow_mut().pop()
+    }
+
+    /// A policy state (reset by the request that takes it).
+    pub(crate) fn policy_state(&self) -> Box<RequestState> {
+        self.policy_states.borrow_mut().pop().unwrap_or_else(|| Box::new(RequestState::new()))
+    }
+
+    /// An empty buffer (with capacity, when a spare one is there).
+    pub(crate) fn buffer(&self) -> Vec<u8> {
+        self.buffers.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Keeps what a connection no longer needs, within [`SPARE_BUFFERS_MAX`] of each kind.
+    pub(crate) fn put_back(
+        &self,
+        request_head: Option<Box<RequestHead>>,
+        response_head: Option<Box<ResponseHead>>,
+        policy_state: Box<RequestState>,
+        buffers: [Vec<u8>; 2],
+    ) {
+        let mut states = self.policy_states.borrow_mut();
+        if states.len() < SPARE_BUFFERS_MAX {
+            states.push(policy_state);
+        }
+        let mut heads = self.request_heads.borrow_mut();
+        if heads.len() < SPARE_BUFFERS_MAX {
+            heads.extend(request_head);
+        }
+        let mut heads = self.response_heads.borrow_mut();
+        if heads.len() < SPARE_BUFFERS_MAX {
+            heads.extend(response_head);
+        }
+        let mut spare = self.buffers.borrow_mut();
+        for mut buffer in buffers {
+            if buffer.capacity() > 0 && buffer.capacity() <= SPARE_BUFFER_BYTES_MAX && spare.len() < SPARE_BUFFERS_MAX {
+                buffer.clear();
+                spare.push(buffer);
+            }
+        }
+    }
+}
+
 /// A worker's own state, shared by its connections (on its thread only).
 pub(crate) struct WorkerCtx<S> {
     index: usize,
@@ -148,6 +220,8 @@ pub(crate) struct WorkerCtx<S> {
     cached_generation: Cell<u64>,
     /// Idle backend connections.
     pub(crate) pool: UpstreamPool<S>,
+    /// Buffers, head boxes and policy states lent to connections while they serve a request.
+    pub(crate) spares: Spares,
     /// The draining signal.
     pub(crate) drain: Arc<Drain>,
     /// The XDP pre-filter's user-space side.

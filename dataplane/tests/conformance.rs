@@ -116,8 +116,10 @@ fn start(io: &str) -> (TempDir, DataPlane) {
 fn refused() -> Vec<(&'static str, Vec<u8>, u16)> {
     let long_target = format!("GET /open/{} HTTP/1.1\r\nHost: g\r\n\r\n", "a".repeat(9000));
     let big_header = format!("GET /open HTTP/1.1\r\nHost: g\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
-    let many_headers =
-        format!("GET /open HTTP/1.1\r\nHost: g\r\n{}\r\n", (0..101).map(|i| format!("h{i}: v\r\n")).collect::<String>());
+    let many_headers = format!(
+        "GET /open HTTP/1.1\r\nHost: g\r\n{}\r\n",
+        (0..101).map(|i| format!("h{i}: v\r\n")).collect::<String>()
+    );
     let chunked_over_limit = format!(
         "POST /open HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{}\r\n0\r\n\r\n",
         BODY_LIMIT + 1,
@@ -127,21 +129,53 @@ fn refused() -> Vec<(&'static str, Vec<u8>, u16)> {
         ("no Host in HTTP/1.1", "GET /open HTTP/1.1\r\n\r\n".into(), 400),
         ("two Host headers", "GET /open HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".into(), 400),
         ("invalid Host", "GET /open HTTP/1.1\r\nHost: a b\r\n\r\n".into(), 400),
-        ("CL with TE", "POST /open HTTP/1.1\r\nHost: g\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(), 400),
-        ("TE with CL", "POST /open HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n".into(), 400),
-        ("differing CLs", "POST /open HTTP/1.1\r\nHost: g\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".into(), 400),
+        (
+            "CL with TE",
+            "POST /open HTTP/1.1\r\nHost: g\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "TE with CL",
+            "POST /open HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "differing CLs",
+            "POST /open HTTP/1.1\r\nHost: g\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".into(),
+            400,
+        ),
         ("unknown coding", "POST /open HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: gzip\r\n\r\n".into(), 501),
         ("chunked not final", "POST /open HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked, gzip\r\n\r\n".into(), 400),
-        ("chunked twice", "POST /open HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n".into(), 400),
+        (
+            "chunked twice",
+            "POST /open HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n".into(),
+            400,
+        ),
         ("TE in HTTP/1.0", "POST /open HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(), 400),
         ("obs-fold", "GET /open HTTP/1.1\r\nHost: g\r\nX-A: one\r\n two\r\n\r\n".into(), 400),
         ("bare CR in a value", "GET /open HTTP/1.1\r\nHost: g\r\nX-A: a\rb\r\n\r\n".into(), 400),
         ("space before colon", "GET /open HTTP/1.1\r\nHost: g\r\nX-A : a\r\n\r\n".into(), 400),
         ("invalid header name", "GET /open HTTP/1.1\r\nHost: g\r\nX/A: a\r\n\r\n".into(), 400),
-        ("invalid chunk size", "POST /open HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n".into(), 400),
-        ("chunk size with a sign", "POST /open HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n+3\r\nabc\r\n0\r\n\r\n".into(), 400),
-        ("invalid chunk extension", "POST /open HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n3;=x\r\nabc\r\n0\r\n\r\n".into(), 400),
-        ("bare LF after a chunk size", "POST /open HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n".into(), 400),
+        (
+            "invalid chunk size",
+            "POST /open HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "chunk size with a sign",
+            "POST /open HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n+3\r\nabc\r\n0\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "invalid chunk extension",
+            "POST /open HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n3;=x\r\nabc\r\n0\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "bare LF after a chunk size",
+            "POST /open HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n".into(),
+            400,
+        ),
         ("absolute-form with userinfo", "GET http://user@gw/open HTTP/1.1\r\nHost: gw\r\n\r\n".into(), 400),
         ("absolute-form, other scheme", "GET ftp://gw/open HTTP/1.1\r\nHost: gw\r\n\r\n".into(), 400),
         ("asterisk-form with GET", "GET * HTTP/1.1\r\nHost: g\r\n\r\n".into(), 400),
@@ -149,7 +183,11 @@ fn refused() -> Vec<(&'static str, Vec<u8>, u16)> {
         ("target over the limit", long_target, 414),
         ("head over the limit", big_header, 431),
         ("101 headers", many_headers, 431),
-        ("Content-Length over the limit", format!("POST /open HTTP/1.1\r\nHost: g\r\nContent-Length: {}\r\n\r\n", BODY_LIMIT + 1), 413),
+        (
+            "Content-Length over the limit",
+            format!("POST /open HTTP/1.1\r\nHost: g\r\nContent-Length: {}\r\n\r\n", BODY_LIMIT + 1),
+            413,
+        ),
         ("chunked body over the limit", chunked_over_limit, 413),
     ];
     cases.into_iter().map(|(name, raw, status)| (name, raw.into_bytes(), status)).collect()
@@ -228,7 +266,10 @@ GET /open/p3 HTTP/1.1\r\nHost: g\r\n\r\n",
 
     // Expect: 100-continue is answered before the client sends its body.
     let mut client = dp.connect();
-    client.writer.write_all(b"PUT /open/up HTTP/1.1\r\nHost: g\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n").unwrap();
+    client
+        .writer
+        .write_all(b"PUT /open/up HTTP/1.1\r\nHost: g\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
     let mut interim = Vec::new();
     read_head(&mut client.reader, &mut interim);
     assert_eq!(interim, b"HTTP/1.1 100 Continue\r\n\r\n");

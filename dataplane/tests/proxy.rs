@@ -60,7 +60,8 @@ fn refuses_bad_requests(io: &str) {
         "{ \"statusCode\": 401, \"message\": \"Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API.\" }"
     );
     for key in ["wrong", SUSPENDED_KEY] {
-        let invalid = dp.request(&format!("GET /echo/x HTTP/1.1\r\nHost: g\r\nOcp-Apim-Subscription-Key: {key}\r\n\r\n"));
+        let invalid =
+            dp.request(&format!("GET /echo/x HTTP/1.1\r\nHost: g\r\nOcp-Apim-Subscription-Key: {key}\r\n\r\n"));
         assert_eq!(invalid.status(), 401);
         assert_eq!(
             invalid.text(),
@@ -76,7 +77,8 @@ fn refuses_bad_requests(io: &str) {
     assert_eq!(bad.status(), 400);
     assert!(client.is_closed());
     let mut client = dp.connect();
-    let both = client.send(b"POST /open HTTP/1.1\r\nHost: g\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let both =
+        client.send(b"POST /open HTTP/1.1\r\nHost: g\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
     assert_eq!(both.status(), 400);
     let mut client = dp.connect();
     let mut huge = b"GET /open HTTP/1.1\r\nHost: g\r\nX-Big: ".to_vec();

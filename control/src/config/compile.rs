@@ -115,10 +115,8 @@ fn limits(table: &LimitsTable, source: &SourceFile, diagnostics: &mut Diagnostic
         if range.contains(&number) {
             return Some(number);
         }
-        diagnostics.push(source.error(
-            value.span(),
-            &format!("{what} must be between {} and {}", range.start(), range.end()),
-        ));
+        diagnostics
+            .push(source.error(value.span(), format!("{what} must be between {} and {}", range.start(), range.end())));
         None
     };
     let timeout = 1..=u64::from(u32::MAX);
@@ -143,7 +141,8 @@ fn limits(table: &LimitsTable, source: &SourceFile, diagnostics: &mut Diagnostic
     if let Some(bytes) = set(&table.request_uri_bytes_max, uri_bytes, "request-uri-bytes-max") {
         limits.request_uri_bytes_max = as_u32(bytes);
     }
-    if let Some(count) = set(&table.request_headers_max, 1..=u64::from(REQUEST_HEADERS_CEILING), "request-headers-max") {
+    if let Some(count) = set(&table.request_headers_max, 1..=u64::from(REQUEST_HEADERS_CEILING), "request-headers-max")
+    {
         limits.request_headers_max = as_u32(count);
     }
     if let Some(bytes) = set(&table.request_body_bytes_max, 0..=i64::MAX as u64, "request-body-bytes-max") {

@@ -316,9 +316,10 @@ fn stray_files_missing_files_bad_ids_and_limits() {
     std::fs::write(config.0.join("gateway.toml"), "[limits]\nkeepalive-idle-timeout-ms = 0\n").unwrap();
     std::fs::remove_file(config.0.join("apis/echo/README.txt")).unwrap();
     assert!(
-        config
-            .errors()
-            .contains(&("keepalive-idle-timeout-ms must be between 1 and 4294967295".into(), "gateway.toml:2:29".into()))
+        config.errors().contains(&(
+            "keepalive-idle-timeout-ms must be between 1 and 4294967295".into(),
+            "gateway.toml:2:29".into()
+        ))
     );
 }
 

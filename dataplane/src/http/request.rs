@@ -180,8 +180,14 @@ pub fn parse_within(buf: &[u8], limits: &HeadLimits) -> Result<Option<RequestHea
 /// `HTTP/1.1` and CRLF. A partial line longer than the target limit plus this cannot end well.
 const REQUEST_LINE_EXTRA_BYTES: usize = 32;
 
+/// A target's form, its origin-form part and (absolute-form) its authority.
+type ClassifiedTarget<'b> = (TargetForm, &'b [u8], Option<&'b [u8]>);
+
 /// Splits the target into its form, its origin-form part and (absolute-form) its authority.
-fn classify_target<'b>(method: &[u8], target: &'b [u8]) -> Result<(TargetForm, &'b [u8], Option<&'b [u8]>), RequestError> {
+fn classify_target<'b>(
+    method: &[u8],
+    target: &'b [u8],
+) -> Result<ClassifiedTarget<'b>, RequestError> {
     if target.first() == Some(&b'/') {
         return Ok((TargetForm::Origin, target, None));
     }
@@ -237,8 +243,7 @@ pub(crate) fn is_authority(authority: &[u8]) -> bool {
         Some(_) => false,
     };
     let host_ok = host.first() == Some(&b'[')
-        || (!host.is_empty()
-            && host.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b)));
+        || (!host.is_empty() && host.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b)));
     port_ok && host_ok
 }
 

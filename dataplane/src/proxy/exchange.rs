@@ -377,7 +377,8 @@ impl<S: Stream> Connection<S> {
         let buf = std::mem::take(&mut self.upstream_buf);
         let read_limit = millis(limits.backend_response_timeout_ms);
         let (result, buf) =
-            relay::relay(&mut upstream, &mut self.client, buf, response.head_len(), framing, read_limit, u64::MAX).await;
+            relay::relay(&mut upstream, &mut self.client, buf, response.head_len(), framing, read_limit, u64::MAX)
+                .await;
         self.upstream_buf = buf;
         match result {
             Ok(end)

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::io::{Stream, reserve_spare};
+use crate::io::Stream;
 
 /// A direction that moves no byte for 5 minutes ends the tunnel (Envoy's default stream idle
 /// timeout): long enough for WebSocket pings, short enough to free abandoned connections.
@@ -54,7 +54,7 @@ async fn copy<F: Stream, T: Stream>(from: &F, to: &T, early: &[u8], idle: Durati
             moved += len as u64;
             buf.clear();
         }
-        reserve_spare(&mut buf);
+        buf.reserve(TUNNEL_READ_BYTES);
         match tokio::time::timeout(idle, from.read_shared(buf)).await {
             Ok((Ok(0), _)) => {
                 to.shutdown_write();

@@ -105,11 +105,17 @@ fn framing() {
         Err(RequestError::Framing(error)) => error,
         other => panic!("{raw:?} gave {other:?}"),
     };
-    assert_eq!(framing_error("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"), Conflicting);
+    assert_eq!(
+        framing_error("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        Conflicting
+    );
     assert_eq!(framing_error("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"), UnsupportedTransferEncoding);
     assert_eq!(framing_error("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), InvalidTransferEncoding);
     assert_eq!(framing_error("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), InvalidTransferEncoding);
-    assert_eq!(framing_error("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"), InvalidTransferEncoding);
+    assert_eq!(
+        framing_error("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"),
+        InvalidTransferEncoding
+    );
     assert_eq!(
         framing_error("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
         InvalidTransferEncoding
@@ -118,7 +124,10 @@ fn framing() {
     assert_eq!(framing_error("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), TransferEncodingHttp10);
     assert_eq!(framing_error("POST / HTTP/1.1\r\nContent-Length: 5x\r\n\r\n"), InvalidContentLength);
     assert_eq!(framing_error("POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n"), InvalidContentLength);
-    assert_eq!(framing_error("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"), InvalidContentLength);
+    assert_eq!(
+        framing_error("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
+        InvalidContentLength
+    );
     assert_eq!(framing_error("POST / HTTP/1.1\r\nContent-Length: \r\n\r\n"), InvalidContentLength);
     let same = with_host("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n").unwrap().unwrap();
     assert_eq!(same.framing(), BodyFraming::Length(5));
