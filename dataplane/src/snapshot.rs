@@ -170,6 +170,7 @@ mod tests {
             id: host.into(),
             name: host.into(),
             path: host.replace('.', "-"),
+            backend_id: None,
             backend: BackendUrl {
                 scheme,
                 host: host.into(),
@@ -204,6 +205,7 @@ mod tests {
             deployment: Default::default(),
             products: Vec::new(),
             product_policies: Vec::new(),
+            backends: Vec::new(),
             xdp: Default::default(),
         };
         let snapshot = Snapshot::build(4, config).unwrap();

@@ -207,6 +207,7 @@ mod tests {
                 },
             ],
             product_policies: Vec::new(),
+            backends: Vec::new(),
             xdp: Default::default(),
         }
     }

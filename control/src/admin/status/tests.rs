@@ -28,6 +28,7 @@ fn view(connected: bool) -> PublisherView {
             deployment: Default::default(),
             products: Vec::new(),
             product_policies: Vec::new(),
+            backends: Vec::new(),
             xdp: Default::default(),
         }),
     }
