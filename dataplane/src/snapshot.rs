@@ -6,12 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ahash::AHashMap;
 use arc_swap::ArcSwapOption;
-use portcullis_contract::model::{Config, Policies, Scheme};
+use portcullis_contract::model::{Config, Policies};
 use portcullis_contract::stats::StatsRegion;
 
 use crate::policy::{LoadError, Programs};
 use crate::router::Router;
 use crate::router::operation::Operations;
+use crate::upstream::resolved::ResolvedBackend;
 
 /// One configuration generation, ready for the hot path: nothing in it is parsed per request.
 #[derive(Debug)]
@@ -22,10 +23,13 @@ pub struct Snapshot {
     pub config: Config,
     /// Path → API.
     pub router: Router,
-    /// Per API (same index as `config.apis`): the backend address, or `None` when the backend
-    /// cannot be used (unresolvable host, or https which this build does not speak yet): its
-    /// requests are answered 502.
-    pub backends: Vec<Option<SocketAddr>>,
+    /// The backends requests go to: first the named ones (same index as `config.backends`), then
+    /// one single-endpoint backend per API with a usable `backend-url`. Endpoint hosts resolved.
+    pub upstreams: Vec<ResolvedBackend>,
+    /// Per API (same index as `config.apis`): its entry in `upstreams`, or `None` when its
+    /// backend cannot be used (unresolvable host, or https which this build does not speak
+    /// yet): its requests are answered 502.
+    pub api_upstreams: Vec<Option<u32>>,
     /// Per API (same index as `config.apis`): its operations, ready for matching.
     pub operations: Vec<Operations>,
     /// The policy programs, verified again and with their regexes compiled.
@@ -49,7 +53,7 @@ impl Snapshot {
                 tracing::warn!(api = %api.id, path = %api.path, "API path is too deep to route; its requests get 404");
             }
         }
-        let backends = config.apis.iter().map(|api| resolve(&api.id, &api.backend)).collect();
+        let (upstreams, api_upstreams) = upstreams(&config);
         let operations = config.apis.iter().map(Operations::new).collect();
         let resolved = resolve_policy_backends(&config.programs);
         let product_policies = config
@@ -57,7 +61,17 @@ impl Snapshot {
             .iter()
             .map(|entry| ((entry.product, entry.api, entry.operation), entry.policies))
             .collect();
-        Ok(Self { generation, config, router, backends, operations, programs, resolved, product_policies })
+        Ok(Self {
+            generation,
+            config,
+            router,
+            upstreams,
+            api_upstreams,
+            operations,
+            programs,
+            resolved,
+            product_policies,
+        })
     }
 
     /// The sections operation `operation` of API `api` runs for a request through `product`.
@@ -67,6 +81,11 @@ impl Snapshot {
         }
         let api = self.config.apis.get(api as usize)?;
         Some(api.operations.get(operation as usize)?.policies)
+    }
+
+    /// The backend an API's requests go to unless a policy chooses another.
+    pub fn api_upstream(&self, api: u32) -> Option<u32> {
+        self.api_upstreams.get(api as usize).copied().flatten()
     }
 
     /// The address of `host:port` when a policy names it literally (see [`Self::build`]).
@@ -109,22 +128,22 @@ fn resolve_policy_backends(programs: &[portcullis_contract::program::Program]) -
     resolved
 }
 
-fn resolve(api: &str, backend: &portcullis_contract::model::BackendUrl) -> Option<SocketAddr> {
-    if backend.scheme == Scheme::Https {
-        tracing::warn!(api, host = %backend.host, "https backends are not supported yet; requests to this API get 502");
-        return None;
+/// The named backends, then one backend per API with a usable `backend-url`; and per API, its
+/// backend's index.
+fn upstreams(config: &Config) -> (Vec<ResolvedBackend>, Vec<Option<u32>>) {
+    let mut upstreams: Vec<ResolvedBackend> = config.backends.iter().map(ResolvedBackend::named).collect();
+    let mut per_api = Vec::with_capacity(config.apis.len());
+    for api in &config.apis {
+        let index = match api.backend_id {
+            Some(named) => Some(named),
+            None => ResolvedBackend::from_url(&api.id, &api.backend).map(|backend| {
+                upstreams.push(backend);
+                (upstreams.len() - 1) as u32
+            }),
+        };
+        per_api.push(index);
     }
-    match (backend.host.as_str(), backend.port).to_socket_addrs().map(|mut addrs| addrs.next()) {
-        Ok(Some(addr)) => Some(addr),
-        Ok(None) => {
-            tracing::warn!(api, host = %backend.host, "backend host has no address; requests to this API get 502");
-            None
-        }
-        Err(error) => {
-            tracing::warn!(api, host = %backend.host, %error, "backend host does not resolve; requests to this API get 502");
-            None
-        }
-    }
+    (upstreams, per_api)
 }
 
 /// Where the current snapshot is published; workers read it between requests.
@@ -163,7 +182,7 @@ impl SnapshotCell {
 mod tests {
     use super::*;
     use portcullis_contract::key_index::KeyIndex;
-    use portcullis_contract::model::{Api, BackendUrl, Limits};
+    use portcullis_contract::model::{Api, BackendUrl, Limits, Scheme};
 
     fn api(host: &str, scheme: Scheme) -> Api {
         Api {
@@ -209,9 +228,8 @@ mod tests {
             xdp: Default::default(),
         };
         let snapshot = Snapshot::build(4, config).unwrap();
-        assert_eq!(snapshot.backends[0], Some("127.0.0.1:80".parse().unwrap()));
-        assert_eq!(snapshot.backends[1], None);
-        assert_eq!(snapshot.backends[2], None);
+        assert_eq!(snapshot.api_upstreams, [Some(0), None, None]);
+        assert_eq!(snapshot.upstreams[0].endpoints[0].addr, Some("127.0.0.1:80".parse().unwrap()));
 
         let cell = SnapshotCell::new();
         assert_eq!(cell.generation(), 0);

@@ -44,6 +44,8 @@ pub(crate) enum ProxyError {
     ClientWrite(std::io::Error),
     #[error("the API's backend has no usable address")]
     BackendUnavailable,
+    #[error("set-backend-service names backend {0:?}, which the configuration does not define")]
+    UnknownBackend(String),
     #[error("{0}")]
     Connect(#[from] ConnectError),
     #[error("writing to the backend: {0}")]
@@ -72,6 +74,7 @@ impl ProxyError {
         match self {
             ProxyError::Rejected(_)
             | ProxyError::BackendUnavailable
+            | ProxyError::UnknownBackend(_)
             | ProxyError::Policy(_)
             | ProxyError::PolicyResponse
             | ProxyError::RetryNotReplayable => ErrorSource::Gateway,
@@ -107,7 +110,7 @@ impl ProxyError {
             ProxyError::Rejected(response) => Some(*response),
             // Written from the policy state, not from a fixed response.
             ProxyError::Policy(_) | ProxyError::PolicyResponse => None,
-            ProxyError::RetryNotReplayable => Some(error_response::INTERNAL_ERROR),
+            ProxyError::RetryNotReplayable | ProxyError::UnknownBackend(_) => Some(error_response::INTERNAL_ERROR),
             ProxyError::Request(RequestError::TooLarge | RequestError::TooManyHeaders) => {
                 Some(error_response::HEADERS_TOO_LARGE)
             }
