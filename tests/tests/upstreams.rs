@@ -119,7 +119,10 @@ fn round_robin_alternates_and_weights_distribute() {
     write(
         config.path(),
         "backends/rr.toml",
-        &format!("load-balancing = \"round-robin\"\nbase-path = \"/base\"\n{}", endpoints(&[(&a.addr, 1), (&b.addr, 1)])),
+        &format!(
+            "load-balancing = \"round-robin\"\nbase-path = \"/base\"\n{}",
+            endpoints(&[(&a.addr, 1), (&b.addr, 1)])
+        ),
     );
     write(
         config.path(),
@@ -207,7 +210,6 @@ fn a_dead_endpoint_is_ejected_without_client_errors_and_comes_back() {
         assert_eq!(connection.get("/pool/x", &[]).unwrap().status, 200);
     }
     assert_eq!((live.hits() - before.0, reborn.hits() - before.1), (5, 5));
-
 }
 
 #[test]
@@ -287,11 +289,8 @@ fn config_errors_name_file_line_and_column() {
         "name = \"b\"\npath = \"both\"\nbackend-url = \"http://127.0.0.1:9\"\nbackend-id = \"pool\"\n",
     );
     write(config.path(), "apis/unknown/api.toml", "name = \"u\"\npath = \"u\"\nbackend-id = \"poll\"\n");
-    let output = Command::new(bins::portcullis())
-        .args(["config", "check", "--config"])
-        .arg(config.path())
-        .output()
-        .unwrap();
+    let output =
+        Command::new(bins::portcullis()).args(["config", "check", "--config"]).arg(config.path()).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("give backend-url or backend-id, not both"), "{stderr}");

@@ -160,11 +160,13 @@ fn is_host_header(text: &str) -> bool {
 fn base_path(value: Option<&Spanned<String>>, source: &SourceFile, diagnostics: &mut Diagnostics) -> Option<String> {
     let Some(value) = value else { return Some(String::new()) };
     let text = value.get_ref().trim_end_matches('/');
-    if text.is_empty() || (text.starts_with('/') && text.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#'))
+    if text.is_empty()
+        || (text.starts_with('/') && text.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#'))
     {
         Some(text.to_owned())
     } else {
-        diagnostics.push(source.error(value.span(), "a base path starts with '/' and is visible ASCII without '?' or '#'"));
+        diagnostics
+            .push(source.error(value.span(), "a base path starts with '/' and is visible ASCII without '?' or '#'"));
         None
     }
 }
@@ -180,7 +182,8 @@ fn pool(item: &Item<BackendFile>, diagnostics: &mut Diagnostics) -> PoolSettings
             pool.max_idle_per_endpoint = *max.get_ref();
         }
     }
-    pool.idle_timeout_ms = at_least_one(table.idle_timeout_ms.as_ref(), pool.idle_timeout_ms, &item.source, diagnostics);
+    pool.idle_timeout_ms =
+        at_least_one(table.idle_timeout_ms.as_ref(), pool.idle_timeout_ms, &item.source, diagnostics);
     pool
 }
 
@@ -201,8 +204,7 @@ fn active(table: &ActiveTable, source: &SourceFile, diagnostics: &mut Diagnostic
         diagnostics.push(source.error(table.path.span(), "a health check path starts with '/' and has no spaces"));
     }
     let interval_ms = at_least_one(table.interval_ms.as_ref(), ACTIVE_INTERVAL_MS_DEFAULT, source, diagnostics);
-    if let Some(interval) = table.interval_ms.as_ref().filter(|interval| *interval.get_ref() < ACTIVE_INTERVAL_MS_MIN)
-    {
+    if let Some(interval) = table.interval_ms.as_ref().filter(|interval| *interval.get_ref() < ACTIVE_INTERVAL_MS_MIN) {
         let message = format!("health checks run at most every {ACTIVE_INTERVAL_MS_MIN} ms");
         diagnostics.push(source.error(interval.span(), message));
     }

@@ -12,10 +12,10 @@ use crate::http::response::{self, ResponseHead};
 use crate::http::{BodyFraming, HEAD_BYTES_INITIAL, Version};
 use crate::io::{ReadError, Stream, read_within};
 use crate::policy::apply;
+use crate::proxy::ErrorSource;
 use crate::proxy::policies::{Response, SectionEnd};
 use crate::proxy::relay::{self, RelayError};
 use crate::proxy::{Connection, ProxyError, RequestCtx};
-use crate::proxy::ErrorSource;
 use crate::snapshot::Snapshot;
 use crate::upstream::balance::{InFlight, Outcome};
 use crate::upstream::{self, Dest};
@@ -506,11 +506,7 @@ fn target<'s>(
 ) -> Result<Target<'s>, ProxyError> {
     let upstream = |index: u32| {
         let backend = snapshot.upstreams.get(index as usize).ok_or(ProxyError::BackendUnavailable)?;
-        Ok(Target {
-            kind: TargetKind::Upstream(index),
-            base_path: &backend.base_path,
-            authority: &backend.authority,
-        })
+        Ok(Target { kind: TargetKind::Upstream(index), base_path: &backend.base_path, authority: &backend.authority })
     };
     if let Some(id) = policy.backend_id() {
         let index = snapshot.config.backend_index(id).ok_or_else(|| ProxyError::UnknownBackend(id.to_owned()))?;

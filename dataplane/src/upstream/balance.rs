@@ -77,7 +77,9 @@ impl BalanceState {
             Some(picked) => picked,
             // Panic mode: the endpoint ejected longest ago (never-ejected ones, failing active
             // checks only, come first).
-            None => (0..backend.endpoints.len()).filter(|&i| usable(i)).min_by_key(|&i| self.circuits[i].ejected_since())?,
+            None => {
+                (0..backend.endpoints.len()).filter(|&i| usable(i)).min_by_key(|&i| self.circuits[i].ejected_since())?
+            }
         };
         self.circuits[picked].on_pick(now);
         Some(picked)
@@ -109,11 +111,11 @@ impl BalanceState {
 
 /// The algorithm over the eligible endpoints.
 fn select(
-cursor: &mut usize,
-current: &mut [i64],
-outstanding: &[Cell<u32>],
-backend: &ResolvedBackend,
-eligible: impl Fn(usize) -> bool,
+    cursor: &mut usize,
+    current: &mut [i64],
+    outstanding: &[Cell<u32>],
+    backend: &ResolvedBackend,
+    eligible: impl Fn(usize) -> bool,
 ) -> Option<usize> {
     let count = backend.endpoints.len();
     match backend.load_balancing {
@@ -148,7 +150,6 @@ eligible: impl Fn(usize) -> bool,
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -406,8 +406,7 @@ fn set_backend_service(c: &mut SectionCompiler<'_>, element: &Element, place: &P
         }
         let literal = !crate::policy::expr::is_expression(attr.value.trim()) && !attr.value.contains("{{");
         if literal && !c.env.backends.contains(attr.value.trim()) {
-            let message =
-                format!("unknown backend {:?} (add backends/{}.toml)", attr.value.trim(), attr.value.trim());
+            let message = format!("unknown backend {:?} (add backends/{}.toml)", attr.value.trim(), attr.value.trim());
             if c.env.options.allow_unknown_references {
                 c.warning(place, attr.value_span.clone(), message);
             } else {
