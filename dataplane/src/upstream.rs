@@ -76,7 +76,8 @@ impl<S: Stream> UpstreamPool<S> {
         let resolved = snapshot.upstreams.get(backend as usize)?;
         let mut guard = self.balance.borrow_mut();
         let (generation, states) = &mut *guard;
-        if snapshot.generation > *generation || states.len() != snapshot.upstreams.len() {
+        let current = *generation == snapshot.generation && states.len() == snapshot.upstreams.len();
+        if snapshot.generation > *generation || (snapshot.generation == *generation && !current) {
             *generation = snapshot.generation;
             *states = snapshot.upstreams.iter().map(|backend| BalanceState::new(backend.endpoints.len())).collect();
         }
@@ -121,7 +122,11 @@ impl<S: Stream> UpstreamPool<S> {
     /// An idle connection to `dest` that has not expired; expired ones are closed.
     pub(crate) fn take(&self, dest: Dest) -> Option<S> {
         let mut expired = Vec::new();
-        let stream = self.idle.borrow_mut().take(dest.addr, dest.pool, Instant::now(), &mut expired);
+        let now = Instant::now();
+        let mut idle = self.idle.borrow_mut();
+        idle.sweep(now, &mut expired);
+        let stream = idle.take(dest.addr, dest.pool, now, &mut expired);
+        drop(idle);
         for stale in expired {
             stale.shutdown();
         }

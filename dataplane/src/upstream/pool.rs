@@ -13,21 +13,41 @@ use portcullis_contract::model::PoolSettings;
 /// Endpoints whose idle queues are kept at most (per worker): beyond it, the emptiest queues are
 /// dropped, so `set-backend-service` to ever new addresses cannot grow the map without bound.
 pub(crate) const ENDPOINTS_TRACKED_MAX: usize = 4_096;
+/// Every endpoint's queue is swept for expired connections at most this often, on the worker's
+/// next use of the pool: endpoints no longer picked do not keep their sockets open for long.
+pub(crate) const SWEEP_INTERVAL_MS: u64 = 1_000;
 
 struct Idle<S> {
     stream: S,
     since: Instant,
+    expires: Instant,
 }
 
 /// Idle connections per endpoint; most recently used first out (warm sockets, and the oldest
 /// ones age out at the front).
 pub(crate) struct IdlePool<S> {
     idle: AHashMap<SocketAddr, VecDeque<Idle<S>>>,
+    swept: Option<Instant>,
 }
 
 impl<S> IdlePool<S> {
     pub(crate) fn new() -> Self {
-        Self { idle: AHashMap::new() }
+        Self { idle: AHashMap::new(), swept: None }
+    }
+
+    /// Closes (hands back in `expired`) the expired connections of every endpoint, at most once
+    /// per [`SWEEP_INTERVAL_MS`].
+    pub(crate) fn sweep(&mut self, now: Instant, expired: &mut Vec<S>) {
+        if self.swept.is_some_and(|at| now.saturating_duration_since(at) < Duration::from_millis(SWEEP_INTERVAL_MS)) {
+            return;
+        }
+        self.swept = Some(now);
+        for queue in self.idle.values_mut() {
+            while queue.front().is_some_and(|entry| entry.expires <= now) {
+                expired.extend(queue.pop_front().map(|entry| entry.stream));
+            }
+        }
+        self.idle.retain(|_, queue| !queue.is_empty());
     }
 
     /// Endpoints with a queue (for debugging output).
@@ -85,7 +105,7 @@ impl<S> IdlePool<S> {
         while queue.len() >= settings.max_idle_per_endpoint as usize {
             closed.extend(queue.pop_front().map(|entry| entry.stream));
         }
-        queue.push_back(Idle { stream, since: now });
+        queue.push_back(Idle { stream, since: now, expires: now + timeout });
     }
 }
 
@@ -130,6 +150,23 @@ mod tests {
         assert_eq!(closed, [1], "put drops the expired one at the front");
         assert_eq!(pool.take(addr, SETTINGS, t0 + Duration::from_millis(2_500), &mut expired), None);
         assert_eq!(expired, [3]);
+    }
+
+    #[test]
+    fn sweeps_every_endpoint_at_most_once_a_second() {
+        let mut pool = IdlePool::new();
+        let t0 = Instant::now();
+        let mut closed = Vec::new();
+        pool.put("127.0.0.1:1".parse().unwrap(), 1, SETTINGS, t0, &mut closed);
+        pool.put("127.0.0.1:2".parse().unwrap(), 2, SETTINGS, t0 + Duration::from_millis(900), &mut closed);
+        let mut expired = Vec::new();
+        pool.sweep(t0 + Duration::from_millis(100), &mut expired);
+        assert!(expired.is_empty());
+        pool.sweep(t0 + Duration::from_millis(1_050), &mut expired);
+        assert!(expired.is_empty(), "swept 950 ms ago: not yet");
+        pool.sweep(t0 + Duration::from_millis(1_100), &mut expired);
+        assert_eq!(expired, [1]);
+        assert_eq!(pool.endpoints(), 1);
     }
 
     #[test]
