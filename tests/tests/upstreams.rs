@@ -112,8 +112,9 @@ fn closed_port() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").unwrap()
 }
 
-#[test]
-fn round_robin_alternates_and_weights_distribute() {
+portcullis_tests::on_both_io_backends!(round_robin_alternates_and_weights_distribute, super::balancing);
+
+fn balancing(io: &str) {
     let (a, b) = (NamedServer::start("A"), NamedServer::start("B"));
     let config = TempDir::new("config");
     write(
@@ -137,7 +138,7 @@ fn round_robin_alternates_and_weights_distribute() {
     api(config.path(), "rr", "rr");
     api(config.path(), "weighted", "weighted");
     api(config.path(), "least", "least");
-    let gateway = Gateway::start(GatewayOptions::new("epoll").config(config.path()));
+    let gateway = Gateway::start(GatewayOptions::new(io).config(config.path()));
 
     // One client connection stays on one worker, whose round robin alternates.
     let mut connection = Connection::open(gateway.addr).unwrap();
@@ -162,8 +163,12 @@ fn round_robin_alternates_and_weights_distribute() {
     assert_eq!(counts, [5, 5]);
 }
 
-#[test]
-fn a_dead_endpoint_is_ejected_without_client_errors_and_comes_back() {
+portcullis_tests::on_both_io_backends!(
+    a_dead_endpoint_is_ejected_without_client_errors_and_comes_back,
+    super::ejection
+);
+
+fn ejection(io: &str) {
     let live = NamedServer::start("live");
     let dead = closed_port();
     let dead_addr = dead.local_addr().unwrap();
@@ -180,7 +185,7 @@ fn a_dead_endpoint_is_ejected_without_client_errors_and_comes_back() {
     api(config.path(), "pool", "pool");
     write(config.path(), "backends/down.toml", &endpoints(&[(&dead_addr, 1)]));
     api(config.path(), "down", "down");
-    let gateway = Gateway::start(GatewayOptions::new("epoll").config(config.path()));
+    let gateway = Gateway::start(GatewayOptions::new(io).config(config.path()));
 
     // Every GET succeeds: a connect failure moves the request to the live endpoint.
     for round in 0..30 {
