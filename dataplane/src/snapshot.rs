@@ -83,6 +83,22 @@ impl Snapshot {
         Some(api.operations.get(operation as usize)?.policies)
     }
 
+    /// Copies the active-health verdicts of `previous` for the endpoints (same backend id and
+    /// address, both checked) that this snapshot still has, so a reload does not send traffic
+    /// to an endpoint known to fail its checks.
+    pub fn keep_active_health(&self, previous: &Snapshot) {
+        for backend in self.upstreams.iter().filter(|backend| backend.active.is_some() && !backend.id.is_empty()) {
+            let Some(old) = previous.upstreams.iter().find(|old| old.id == backend.id && old.active.is_some()) else {
+                continue;
+            };
+            for endpoint in &backend.endpoints {
+                if let Some(same) = old.endpoints.iter().find(|e| e.addr.is_some() && e.addr == endpoint.addr) {
+                    endpoint.set_healthy(same.healthy());
+                }
+            }
+        }
+    }
+
     /// The backend an API's requests go to unless a policy chooses another.
     pub fn api_upstream(&self, api: u32) -> Option<u32> {
         self.api_upstreams.get(api as usize).copied().flatten()
@@ -99,7 +115,11 @@ impl Snapshot {
 /// call it from the snapshot-channel or start-up thread, never from a worker. On error nothing
 /// changes: the current snapshot keeps serving.
 pub fn install(cell: &SnapshotCell, stats: &StatsRegion, generation: u64, config: Config) -> Result<(), LoadError> {
-    cell.publish(Arc::new(Snapshot::build(generation, config)?));
+    let snapshot = Snapshot::build(generation, config)?;
+    if let Some(previous) = cell.load() {
+        snapshot.keep_active_health(&previous);
+    }
+    cell.publish(Arc::new(snapshot));
     stats.header().generation.store(generation, Ordering::Relaxed);
     Ok(())
 }
@@ -237,5 +257,54 @@ mod tests {
         cell.publish(Arc::new(snapshot));
         assert_eq!(cell.generation(), 4);
         assert_eq!(cell.load().unwrap().generation, 4);
+    }
+
+    #[test]
+    fn named_backends_come_first_and_keep_their_active_verdicts_across_reloads() {
+        use portcullis_contract::model::{ActiveHealth, Backend, Endpoint, LoadBalancing, PassiveHealth, PoolSettings};
+        let endpoint = |port| Endpoint { host: "127.0.0.1".into(), port, weight: 1 };
+        let backend = |endpoints| Backend {
+            id: "pool".into(),
+            scheme: Scheme::Http,
+            base_path: String::new(),
+            authority: "pool".into(),
+            load_balancing: LoadBalancing::RoundRobin,
+            endpoints,
+            pool: PoolSettings::default(),
+            passive_health: PassiveHealth::default(),
+            active_health: Some(ActiveHealth {
+                path: "/h".into(),
+                interval_ms: 100,
+                timeout_ms: 100,
+                healthy_threshold: 1,
+                unhealthy_threshold: 1,
+                expected_status_min: 200,
+                expected_status_max: 299,
+            }),
+        };
+        let config = |endpoints| {
+            let mut named = api("127.0.0.3", Scheme::Http);
+            named.backend_id = Some(0);
+            Config {
+                source: "t".into(),
+                apis: vec![api("127.0.0.1", Scheme::Http), named],
+                subscriptions: Vec::new(),
+                key_index: KeyIndex::default(),
+                limits: Limits::default(),
+                programs: vec![portcullis_contract::program::Program::empty()],
+                deployment: Default::default(),
+                products: Vec::new(),
+                product_policies: Vec::new(),
+                backends: vec![backend(endpoints)],
+                xdp: Default::default(),
+            }
+        };
+        let old = Snapshot::build(1, config(vec![endpoint(1), endpoint(2)])).unwrap();
+        assert_eq!(old.api_upstreams, [Some(1), Some(0)]);
+        old.upstreams[0].endpoints[1].set_healthy(false);
+        let new = Snapshot::build(2, config(vec![endpoint(2), endpoint(3)])).unwrap();
+        new.keep_active_health(&old);
+        assert!(!new.upstreams[0].endpoints[0].healthy(), "127.0.0.1:2 failed its checks before the reload");
+        assert!(new.upstreams[0].endpoints[1].healthy(), "a new endpoint starts healthy");
     }
 }

@@ -80,8 +80,10 @@ fn schedule(snapshot: &Snapshot) -> Vec<Check> {
         if resolved.active.is_none() {
             continue;
         }
-        for endpoint in 0..resolved.endpoints.len() {
-            checks.push(Check { backend, endpoint, due: now, counter: HealthCounter::default() });
+        for (endpoint, flag) in resolved.endpoints.iter().enumerate() {
+            // Continues from the verdict a reload carried over (see `Snapshot::keep_active_health`).
+            let counter = HealthCounter { healthy: flag.healthy(), streak: 0 };
+            checks.push(Check { backend, endpoint, due: now, counter });
         }
     }
     checks

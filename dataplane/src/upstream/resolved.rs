@@ -46,7 +46,7 @@ impl ResolvedEndpoint {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    /// Written only by the health thread.
+    /// Written by the health thread, and when a reload carries a verdict over.
     pub(crate) fn set_healthy(&self, healthy: bool) {
         self.healthy.store(healthy, Ordering::Relaxed);
     }
