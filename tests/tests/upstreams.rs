@@ -194,6 +194,26 @@ fn ejection(io: &str) {
         assert_eq!(response.text(), "live");
     }
 
+    // `ctl status` shows the ejection (the data plane's report is rewritten every second).
+    let dead_name = dead_addr.to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = gateway.status();
+        let ejected = status["backends"].as_array().into_iter().flatten().any(|backend| {
+            backend["id"] == "pool"
+                && backend["endpoints"].as_array().into_iter().flatten().any(|endpoint| {
+                    endpoint["address"] == dead_name.as_str() && endpoint["ejected_on_workers"].as_u64() >= Some(1)
+                })
+        });
+        if ejected {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ctl status never showed the ejection: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let table = String::from_utf8_lossy(&gateway.ctl(&["status"]).stdout).into_owned();
+    assert!(table.contains(&dead_name), "{table}");
+
     // With no endpoint left (panic mode picks the dead one), the client gets APIM's 502.
     let down = http::get(gateway.addr, "/down/x", &[]).unwrap();
     assert_eq!(down.status, 502, "{}", down.text());

@@ -96,10 +96,17 @@ impl BalanceState {
     /// Records what the attempt on `endpoint` said about it.
     pub(crate) fn report(&mut self, backend: &ResolvedBackend, endpoint: usize, outcome: Outcome, now: Instant) {
         let Some(circuit) = self.circuits.get_mut(endpoint) else { return };
+        let was_ejected = circuit.ejected_since().is_some();
         match outcome {
             Outcome::Success => circuit.on_success(),
             Outcome::Failure => circuit.on_failure(now, backend.passive),
             Outcome::Released => circuit.on_release(),
+        }
+        let ejected = circuit.ejected_since().is_some();
+        if ejected != was_ejected {
+            if let Some(resolved) = backend.endpoints.get(endpoint) {
+                resolved.count_ejection(ejected);
+            }
         }
     }
 

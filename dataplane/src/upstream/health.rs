@@ -5,13 +5,18 @@
 //! serve traffic, the probes never share a worker's ring or delay its requests, and the verdict
 //! every worker reads is the same. Probes are blocking and sequential, each bounded by its
 //! `timeout-ms` (at most its interval); a new snapshot restarts the schedule with fresh flags.
+//!
+//! The same thread writes the health report `ctl status` shows (`run/upstreams.json`, about once
+//! a second, write then rename), so no worker ever does file I/O for it.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis_contract::model::ActiveHealth;
+use portcullis_contract::model::{ActiveHealth, LoadBalancing};
+use portcullis_contract::upstreams::{BackendHealth, EndpointHealth, UpstreamsReport};
 
 use crate::snapshot::{Snapshot, SnapshotCell};
 
@@ -19,10 +24,13 @@ use crate::snapshot::{Snapshot, SnapshotCell};
 pub const SNAPSHOT_POLL_MS: u64 = 200;
 /// Bytes of a check's response read at most: the status line is all we need.
 pub const RESPONSE_BYTES_MAX: usize = 1024;
+/// The status report is rewritten this often: fresh enough for a human, cheap for the disk.
+pub const REPORT_INTERVAL_MS: u64 = 1_000;
 
-/// Starts the health-check thread; it runs until the process exits.
-pub fn spawn(cell: Arc<SnapshotCell>) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("health".into()).spawn(move || run(&cell))
+/// Starts the health-check thread, which also writes the report to `report`; it runs until the
+/// process exits.
+pub fn spawn(cell: Arc<SnapshotCell>, report: PathBuf) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("health".into()).spawn(move || run(&cell, &report))
 }
 
 /// One endpoint's checks: when the next is due, and the verdict's hysteresis.
@@ -34,10 +42,11 @@ struct Check {
     counter: HealthCounter,
 }
 
-fn run(cell: &SnapshotCell) {
+fn run(cell: &SnapshotCell, report_path: &Path) {
     let mut generation = 0;
     let mut snapshot: Option<Arc<Snapshot>> = None;
     let mut checks: Vec<Check> = Vec::new();
+    let mut reported: Option<Instant> = None;
     loop {
         if cell.generation() != generation {
             generation = cell.generation();
@@ -48,6 +57,12 @@ fn run(cell: &SnapshotCell) {
             std::thread::sleep(Duration::from_millis(SNAPSHOT_POLL_MS));
             continue;
         };
+        if reported.is_none_or(|at| at.elapsed() >= Duration::from_millis(REPORT_INTERVAL_MS)) {
+            reported = Some(Instant::now());
+            if let Err(error) = write_report(report_path, &report(current)) {
+                tracing::debug!(%error, path = %report_path.display(), "cannot write the upstreams report");
+            }
+        }
         for check in &mut checks {
             if Instant::now() < check.due {
                 continue;
@@ -87,6 +102,43 @@ fn schedule(snapshot: &Snapshot) -> Vec<Check> {
         }
     }
     checks
+}
+
+/// The named backends of `snapshot` and their endpoints' health.
+pub fn report(snapshot: &Snapshot) -> UpstreamsReport {
+    let backends = snapshot
+        .upstreams
+        .iter()
+        .filter(|backend| !backend.id.is_empty())
+        .map(|backend| BackendHealth {
+            id: backend.id.clone(),
+            load_balancing: match backend.load_balancing {
+                LoadBalancing::RoundRobin => "round-robin",
+                LoadBalancing::Weighted => "weighted",
+                LoadBalancing::LeastRequests => "least-requests",
+            }
+            .to_owned(),
+            endpoints: backend
+                .endpoints
+                .iter()
+                .map(|endpoint| EndpointHealth {
+                    address: endpoint.name.clone(),
+                    resolved: endpoint.addr.is_some(),
+                    active_healthy: backend.active.as_ref().map(|_| endpoint.healthy()),
+                    ejected_on_workers: endpoint.ejected_workers(),
+                })
+                .collect(),
+        })
+        .collect();
+    UpstreamsReport { generation: snapshot.generation, backends }
+}
+
+/// Writes `report` as JSON next to `path`, then renames it over `path` (readers never see half).
+fn write_report(path: &Path, report: &UpstreamsReport) -> std::io::Result<()> {
+    let json = serde_json::to_vec(report).map_err(std::io::Error::other)?;
+    let temporary = path.with_extension("json.tmp");
+    std::fs::write(&temporary, json)?;
+    std::fs::rename(&temporary, path)
 }
 
 /// `GET path` on a fresh connection; passes when the status is in the expected range.

@@ -3,7 +3,7 @@
 //! every worker with one relaxed atomic load.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use portcullis_contract::model::{
     ActiveHealth, Backend, BackendUrl, LoadBalancing, PassiveHealth, PoolSettings, Scheme,
@@ -34,16 +34,33 @@ pub struct ResolvedEndpoint {
     pub name: String,
     /// The active health checks' verdict; `true` without checks.
     healthy: AtomicBool,
+    /// Workers whose circuit breaker has this endpoint ejected: written only when a circuit opens
+    /// or closes (rare), read for the status report.
+    ejected_workers: AtomicU32,
 }
 
 impl ResolvedEndpoint {
     pub fn new(addr: Option<SocketAddr>, weight: u32, name: String) -> Self {
-        Self { addr, weight, name, healthy: AtomicBool::new(true) }
+        Self { addr, weight, name, healthy: AtomicBool::new(true), ejected_workers: AtomicU32::new(0) }
     }
 
     /// Whether active checks (if any) pass. Relaxed: a verdict a moment late is harmless.
     pub fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Workers that have this endpoint ejected (passive health).
+    pub fn ejected_workers(&self) -> u32 {
+        self.ejected_workers.load(Ordering::Relaxed)
+    }
+
+    /// A worker's circuit for this endpoint opened (`true`) or closed (`false`).
+    pub(crate) fn count_ejection(&self, ejected: bool) {
+        if ejected {
+            self.ejected_workers.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let _ = self.ejected_workers.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
     }
 
     /// Written by the health thread, and when a reload carries a verdict over.

@@ -100,11 +100,13 @@ fn ejected_endpoints_get_no_traffic_until_their_probe() {
     state.report(&backend, 0, Outcome::Failure, t0);
     state.report(&backend, 0, Outcome::Failure, t0);
     assert!(matches!(state.circuit(0).state(), CircuitState::Open { .. }));
+    assert_eq!(backend.endpoints[0].ejected_workers(), 1, "counted for the status report");
     assert_eq!(counts(&backend, &mut state, 10, t0 + Duration::from_millis(500)), [0, 10]);
     // After the ejection, endpoint 0 gets exactly one probe until it reports.
     let later = t0 + Duration::from_millis(1_000);
     assert_eq!(counts(&backend, &mut state, 10, later), [1, 9]);
     state.report(&backend, 0, Outcome::Success, later);
+    assert_eq!(backend.endpoints[0].ejected_workers(), 0);
     assert_eq!(counts(&backend, &mut state, 10, later), [5, 5]);
 }
 
