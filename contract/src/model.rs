@@ -378,7 +378,7 @@ pub enum ConfigError {
     #[error("API {api:?} refers to backend index {backend}, but there are only {backends}")]
     BackendOutOfRange { api: String, backend: u32, backends: usize },
     #[error("backend {backend:?}: {problem}")]
-    Backend { backend: String, problem: &'static str },
+    Backend { backend: String, problem: String },
     #[error("two backends share the id {id:?}")]
     DuplicateBackend { id: String },
 }
@@ -484,18 +484,20 @@ impl Config {
 
 impl Backend {
     /// The facts the data plane's selection relies on.
-    fn validate(&self) -> Result<(), &'static str> {
+    fn validate(&self) -> Result<(), String> {
         if self.endpoints.is_empty() || self.endpoints.len() > ENDPOINTS_PER_BACKEND_MAX {
-            return Err("a backend has 1 to ENDPOINTS_PER_BACKEND_MAX endpoints");
+            return Err(format!("{} endpoints; a backend has 1 to {ENDPOINTS_PER_BACKEND_MAX}", self.endpoints.len()));
         }
         if self.endpoints.iter().any(|endpoint| endpoint.weight == 0 || endpoint.weight > ENDPOINT_WEIGHT_MAX) {
-            return Err("an endpoint weight is 1 to ENDPOINT_WEIGHT_MAX");
+            return Err(format!("an endpoint weight is 1 to {ENDPOINT_WEIGHT_MAX}"));
         }
         if self.pool.max_idle_per_endpoint > POOL_IDLE_PER_ENDPOINT_MAX || self.pool.idle_timeout_ms == 0 {
-            return Err("pool limits out of range");
+            return Err(format!(
+                "pool: at most {POOL_IDLE_PER_ENDPOINT_MAX} idle connections per endpoint, idle timeout at least 1 ms"
+            ));
         }
         if self.passive_health.consecutive_failures > 0 && self.passive_health.ejection_ms == 0 {
-            return Err("an ejection lasts at least 1 ms");
+            return Err("an ejection lasts at least 1 ms".to_owned());
         }
         if let Some(active) = &self.active_health {
             let valid = active.path.starts_with('/')
@@ -507,7 +509,7 @@ impl Backend {
                 && active.unhealthy_threshold > 0
                 && active.expected_status_min <= active.expected_status_max;
             if !valid {
-                return Err("active health check settings out of range");
+                return Err("active health check settings out of range".to_owned());
             }
         }
         Ok(())
@@ -536,5 +538,38 @@ mod tests {
         assert!(!is_valid_api_path("a//b"));
         assert!(!is_valid_api_path("a b"));
         assert!(!is_valid_api_path("a?b"));
+    }
+
+    #[test]
+    fn backends_are_checked() {
+        let backend = Backend {
+            id: "pool".into(),
+            scheme: Scheme::Http,
+            base_path: String::new(),
+            authority: "pool".into(),
+            load_balancing: LoadBalancing::Weighted,
+            endpoints: vec![Endpoint { host: "127.0.0.1".into(), port: 1, weight: 1 }],
+            pool: PoolSettings::default(),
+            passive_health: PassiveHealth::default(),
+            active_health: None,
+        };
+        assert_eq!(backend.validate(), Ok(()));
+        let mut broken = backend.clone();
+        broken.endpoints.clear();
+        assert!(broken.validate().unwrap_err().contains("0 endpoints"));
+        let mut broken = backend.clone();
+        broken.endpoints[0].weight = 0;
+        assert!(broken.validate().is_err());
+        let mut broken = backend;
+        broken.active_health = Some(ActiveHealth {
+            path: "/h".into(),
+            interval_ms: 100,
+            timeout_ms: 200,
+            healthy_threshold: 1,
+            unhealthy_threshold: 1,
+            expected_status_min: 200,
+            expected_status_max: 299,
+        });
+        assert!(broken.validate().is_err(), "a timeout longer than the interval");
     }
 }
