@@ -55,7 +55,7 @@ pub(crate) struct Pick {
 pub(crate) struct UpstreamPool<S> {
     idle: RefCell<IdlePool<S>>,
     /// Selection state for the snapshot of `generation`, one per [`Snapshot::upstreams`] entry;
-    /// rebuilt when a newer snapshot is first used (health starts fresh with new config).
+    /// rebuilt when a newer snapshot is first used, keeping the circuits of endpoints that stay.
     balance: RefCell<(u64, Vec<BalanceState>)>,
 }
 
@@ -79,7 +79,7 @@ impl<S: Stream> UpstreamPool<S> {
         let current = *generation == snapshot.generation && states.len() == snapshot.upstreams.len();
         if snapshot.generation > *generation || (snapshot.generation == *generation && !current) {
             *generation = snapshot.generation;
-            *states = snapshot.upstreams.iter().map(|backend| BalanceState::new(backend.endpoints.len())).collect();
+            *states = snapshot.upstreams.iter().map(|backend| BalanceState::carried_over(backend, states)).collect();
         }
         let now = Instant::now();
         let mut scratch;
@@ -87,7 +87,7 @@ impl<S: Stream> UpstreamPool<S> {
             // A request still on an older snapshot (during a reload): selection without memory.
             Some(state) if *generation == snapshot.generation => state,
             _ => {
-                scratch = BalanceState::new(resolved.endpoints.len());
+                scratch = BalanceState::new(resolved);
                 &mut scratch
             }
         };

@@ -18,6 +18,9 @@ use super::resolved::ResolvedBackend;
 /// One backend's selection state on one worker.
 #[derive(Debug)]
 pub(crate) struct BalanceState {
+    /// The backend's id and endpoint addresses, to carry circuits over a reload.
+    id: String,
+    addrs: Vec<Option<std::net::SocketAddr>>,
     /// Where round robin (and least-requests' tie-break) starts next.
     cursor: usize,
     /// Smooth weighted round robin's current weights.
@@ -54,13 +57,37 @@ pub(crate) enum Outcome {
 }
 
 impl BalanceState {
-    pub(crate) fn new(endpoints: usize) -> Self {
+    /// Fresh state for `backend`: every circuit closed.
+    pub(crate) fn new(backend: &ResolvedBackend) -> Self {
+        let endpoints = backend.endpoints.len();
         Self {
+            id: backend.id.clone(),
+            addrs: backend.endpoints.iter().map(|endpoint| endpoint.addr).collect(),
             cursor: 0,
             current: vec![0; endpoints],
             outstanding: (0..endpoints).map(|_| Cell::new(0)).collect(),
             circuits: vec![Circuit::default(); endpoints],
         }
+    }
+
+    /// State for `backend` of a new snapshot that keeps the circuits of the endpoints `previous`
+    /// states had (same named backend, same address), so a reload does not readmit ejected
+    /// endpoints before their probe. Counters and cursors start afresh.
+    pub(crate) fn carried_over(backend: &ResolvedBackend, previous: &[BalanceState]) -> Self {
+        let mut state = Self::new(backend);
+        let Some(old) = previous.iter().find(|old| !backend.id.is_empty() && old.id == backend.id) else {
+            return state;
+        };
+        for (index, endpoint) in backend.endpoints.iter().enumerate() {
+            let Some(position) = old.addrs.iter().position(|addr| addr.is_some() && *addr == endpoint.addr) else {
+                continue;
+            };
+            state.circuits[index] = old.circuits[position];
+            if state.circuits[index].ejected_since().is_some() {
+                endpoint.count_ejection(true);
+            }
+        }
+        state
     }
 
     /// Picks an endpoint of `backend` other than those in `tried`, or `None` when every
