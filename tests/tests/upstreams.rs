@@ -302,6 +302,12 @@ fn set_backend_service_backend_id_routes_to_the_named_backend() {
     let unknown = http::get(gateway.addr, "/svc/x", &[("X-Backend", "nope")]).unwrap();
     assert_eq!(unknown.status, 500, "{}", unknown.text());
     assert_eq!(unknown.json()["statusCode"], 500);
+
+    // A reload moves the backend to other endpoints without a restart.
+    write(config.path(), "backends/first.toml", &endpoints(&[(&b.addr, 1)]));
+    let output = gateway.ctl(&["reload"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(http::get(gateway.addr, "/svc/x", &[]).unwrap().text(), "B");
 }
 
 #[test]
