@@ -38,6 +38,7 @@ fn config() -> Config {
             id: format!("api-{i}"),
             name: format!("API {i}"),
             path: if i == 0 { "orders/v2".to_owned() } else { format!("service-{i}/v{}", i % 3) },
+            backend_id: None,
             backend: BackendUrl {
                 scheme: Scheme::Http,
                 host: "127.0.0.1".into(),
@@ -77,6 +78,7 @@ fn config() -> Config {
         deployment: Default::default(),
         products: Vec::new(),
         product_policies: Vec::new(),
+        backends: Vec::new(),
         xdp: Default::default(),
     }
 }

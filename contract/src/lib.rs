@@ -7,6 +7,7 @@
 //! - [`channel`]: the messages on the snapshot channel (a `SOCK_SEQPACKET` Unix socket carrying memfds).
 //! - [`layout`]: where each file lives inside the data directory.
 //! - [`xdp`]: the kernel-plane rules a snapshot carries (prefix lists, buckets, per-IP limit).
+//! - [`upstreams`]: the backend health report the data plane writes for `ctl status`.
 //!
 //! Neither process links the other's runtime: this crate has no I/O beyond mapping a file.
 
@@ -17,4 +18,5 @@ pub mod model;
 pub mod program;
 pub mod snapshot;
 pub mod stats;
+pub mod upstreams;
 pub mod xdp;

@@ -707,6 +707,9 @@ pub enum Op {
     },
     /// Pops a base URL (`https://host[:port][/path]`).
     SetBackendUrl,
+    /// Pops a named backend's id (`set-backend-service backend-id`); an unknown id fails the
+    /// request when it is forwarded.
+    SetBackendId,
     /// Pops a body value (string, bytes, JSON); replaces the side's body.
     SetBody {
         side: Side,
@@ -804,6 +807,7 @@ impl Op {
             Op::Site(_) => (0, 0),
             Op::SetHeader { values, .. } | Op::SetQueryParameter { values, .. } => (values, 0),
             Op::SetVariable { .. } | Op::SetMethod | Op::RewriteUri { .. } | Op::SetBackendUrl => (1, 0),
+            Op::SetBackendId => (1, 0),
             Op::SetBody { .. } | Op::Trace { .. } | Op::LimitConcurrencyEnter { .. } => (1, 0),
             Op::SetStatus { .. } | Op::FindAndReplace { .. } | Op::CheckHeader { .. } => (2, 0),
             Op::AuthenticationBasic => (2, 0),

@@ -99,6 +99,8 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         listen: vec![local.to_string()],
     })
     .context("starting the snapshot channel thread")?;
+    crate::upstream::health::spawn(Arc::clone(&cell), data_dir.upstreams_report())
+        .context("starting the health-check thread")?;
 
     let drain = Arc::new(Drain::new());
     let (workers, listener_handles) = spawn_workers(backend, listeners, &cell, &stats, &drain, &xdp)?;

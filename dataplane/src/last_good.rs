@@ -68,6 +68,7 @@ mod tests {
             deployment: Default::default(),
             products: Vec::new(),
             product_policies: Vec::new(),
+            backends: Vec::new(),
             xdp: Default::default(),
         };
         store(&path, &snapshot::encode(9, &config).unwrap()).unwrap();

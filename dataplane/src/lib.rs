@@ -20,9 +20,8 @@ mod proxy;
 pub mod router;
 pub mod snapshot;
 pub mod subscription;
-mod upstream;
+pub mod upstream;
 pub mod worker;
 pub mod xdp;
 
 pub use io::probe_uring;
-pub use upstream::{IDLE_PER_BACKEND_MAX, IDLE_TIMEOUT_MS};

@@ -107,6 +107,7 @@ mod tests {
                 id: (*path).to_owned(),
                 name: (*path).to_owned(),
                 path: (*path).to_owned(),
+                backend_id: None,
                 backend: BackendUrl {
                     scheme: Scheme::Http,
                     host: "127.0.0.1".into(),
@@ -134,6 +135,7 @@ mod tests {
             deployment: Default::default(),
             products: Vec::new(),
             product_policies: Vec::new(),
+            backends: Vec::new(),
             xdp: Default::default(),
         }
     }

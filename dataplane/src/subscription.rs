@@ -209,6 +209,7 @@ mod tests {
                 },
             ],
             product_policies: Vec::new(),
+            backends: Vec::new(),
             xdp: Default::default(),
         }
     }

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use portcullis_contract::stats::{StatsRegion, WorkerCounters};
+use portcullis_contract::upstreams::{BackendHealth, UpstreamsReport};
 use serde::{Deserialize, Serialize};
 
 use crate::publisher::PublisherView;
@@ -24,6 +25,9 @@ pub struct Status {
     /// Why the stats region could not be read, when it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats_error: Option<String>,
+    /// Named backends and their endpoints' health, from the data plane's report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<BackendHealth>,
 }
 
 /// The data plane as seen through the channel (hello) and the stats region header.
@@ -87,6 +91,15 @@ pub fn collect(view: &PublisherView, stats_path: &Path, config_dir: &Path, now_u
     status
 }
 
+/// The named backends in the data plane's health report at `path` (none when it has not written
+/// one, or it cannot be read).
+pub fn backends(path: &Path) -> Vec<BackendHealth> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<UpstreamsReport>(&bytes).ok())
+        .map_or_else(Vec::new, |report| report.backends)
+}
+
 /// The human-readable table `portcullis ctl status` prints.
 pub fn render(status: &Status) -> String {
     let dataplane = &status.dataplane;
@@ -128,7 +141,40 @@ pub fn render(status: &Status) -> String {
             c.generation
         );
     }
+    render_backends(&mut out, &status.backends);
     out
+}
+
+/// One line per endpoint of each named backend.
+fn render_backends(out: &mut String, backends: &[BackendHealth]) {
+    if backends.is_empty() {
+        return;
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<20}  {:<15}  {:<28}  {:<9}  {:<10}  ejected on",
+        "backend", "balancing", "endpoint", "resolved", "checks"
+    );
+    for backend in backends {
+        for endpoint in &backend.endpoints {
+            let checks = match endpoint.active_healthy {
+                None => "-",
+                Some(true) => "passing",
+                Some(false) => "FAILING",
+            };
+            let _ = writeln!(
+                out,
+                "{:<20}  {:<15}  {:<28}  {:<9}  {:<10}  {} workers",
+                backend.id,
+                backend.load_balancing,
+                endpoint.address,
+                if endpoint.resolved { "yes" } else { "NO" },
+                checks,
+                endpoint.ejected_on_workers
+            );
+        }
+    }
 }
 
 /// `1d 02h 03m 04s`, leaving out leading zero units.

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use portcullis_contract::key_index::{KEY_BYTES_MAX, KeyEntry, KeyIndex, KeySlot};
 use portcullis_contract::model::{
-    Api, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Deployment, Limits, Product, Scheme,
-    Subscription, SubscriptionScope, SubscriptionState, is_valid_api_path,
+    Api, Backend, BackendUrl, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Deployment,
+    Limits, Product, Scheme, Subscription, SubscriptionScope, SubscriptionState, is_valid_api_path,
 };
 use toml::Spanned;
 
@@ -37,10 +37,19 @@ pub(crate) fn compile(
         .map_or_else(Limits::default, |item| limits(&item.file.limits, &item.source, diagnostics));
     let xdp = parsed.gateway.as_ref().map(|item| super::xdp::compile(&item.file.xdp, &item.source, diagnostics));
     let values = named_values(parsed.named_values.as_ref(), provided, diagnostics);
-    let mut apis = apis(&parsed.apis, &values, diagnostics);
+    let backends = super::backends::compile(&parsed, &values, diagnostics);
+    let mut apis = apis(&parsed, &backends, &values, diagnostics);
     let products = products(&parsed, &apis, diagnostics);
-    let compiled =
-        super::policies::compile(&parsed, &mut apis, &products, &values, policy_options(&parsed), diagnostics);
+    let backend_ids = super::backends::known_ids(&parsed);
+    let compiled = super::policies::compile(
+        &parsed,
+        &mut apis,
+        &products,
+        &values,
+        &backend_ids,
+        policy_options(&parsed),
+        diagnostics,
+    );
     for warning in &compiled.warnings.items {
         tracing::warn!("{warning}");
     }
@@ -70,6 +79,7 @@ pub(crate) fn compile(
         xdp,
         products,
         product_policies: compiled.product_policies,
+        backends,
     };
     if let Err(error) = config.validate() {
         diagnostics.push(Diagnostic::at_path(dir, format!("the compiled config is inconsistent: {error}")));
@@ -187,7 +197,13 @@ pub(crate) fn named_values(
 }
 
 /// Compiled APIs with the id each came from, in directory order; broken ones are left out.
-fn apis(items: &[Item<ApiFile>], values: &NamedValues, diagnostics: &mut Diagnostics) -> Vec<(Api, String)> {
+fn apis(
+    parsed: &Parsed,
+    backends: &[Backend],
+    values: &NamedValues,
+    diagnostics: &mut Diagnostics,
+) -> Vec<(Api, String)> {
+    let items: &[Item<ApiFile>] = &parsed.apis;
     let mut apis = Vec::new();
     let mut paths: HashMap<String, String> = HashMap::new();
     for item in items {
@@ -212,7 +228,20 @@ fn apis(items: &[Item<ApiFile>], values: &NamedValues, diagnostics: &mut Diagnos
         } else {
             paths.insert(path.clone(), item.id.clone());
         }
-        let backend = backend(&file.backend_url, source, values, diagnostics);
+        let (backend, backend_id) = match (&file.backend_url, &file.backend_id) {
+            (Some(url), None) => (backend(url, source, values, diagnostics), None),
+            (None, Some(id)) => named_backend(id, source, parsed, backends, diagnostics),
+            (Some(_), Some(id)) => {
+                diagnostics.push(source.error(id.span(), "give backend-url or backend-id, not both"));
+                (None, None)
+            }
+            (None, None) => {
+                diagnostics.push(source.error_at_start(
+                    "an API needs backend-url = \"http://...\" or backend-id = \"<id of backends/<id>.toml>\"",
+                ));
+                (None, None)
+            }
+        };
         let header = key_name(file.subscription_key.header.as_ref(), DEFAULT_SUBSCRIPTION_KEY_HEADER, is_token);
         let query = key_name(file.subscription_key.query.as_ref(), DEFAULT_SUBSCRIPTION_KEY_QUERY, is_query_name);
         if let Err(span) = &header {
@@ -227,6 +256,7 @@ fn apis(items: &[Item<ApiFile>], values: &NamedValues, diagnostics: &mut Diagnos
                 name: file.name.get_ref().clone(),
                 path,
                 backend,
+                backend_id,
                 subscription_required: file.subscription_required,
                 subscription_key_header: header,
                 subscription_key_query: query,
@@ -239,6 +269,37 @@ fn apis(items: &[Item<ApiFile>], values: &NamedValues, diagnostics: &mut Diagnos
         }
     }
     apis
+}
+
+/// An API's named backend: its index, and the service URL it stands for (scheme, first endpoint,
+/// base path, `Host`).
+fn named_backend(
+    id: &Spanned<String>,
+    source: &SourceFile,
+    parsed: &Parsed,
+    backends: &[Backend],
+    diagnostics: &mut Diagnostics,
+) -> (Option<BackendUrl>, Option<u32>) {
+    let Some(index) = backends.iter().position(|backend| backend.id == *id.get_ref()) else {
+        // A backend with errors of its own is reported there, not here.
+        if !parsed.backends.iter().any(|item| item.id == *id.get_ref())
+            && !parsed.broken_backend_ids.contains(id.get_ref())
+        {
+            let message = format!("unknown backend {:?} (add backends/{}.toml)", id.get_ref(), id.get_ref());
+            diagnostics.push(source.error(id.span(), message));
+        }
+        return (None, None);
+    };
+    let backend = &backends[index];
+    let Some(first) = backend.endpoints.first() else { return (None, None) };
+    let url = BackendUrl {
+        scheme: backend.scheme,
+        host: first.host.clone(),
+        port: first.port,
+        base_path: backend.base_path.clone(),
+        authority: backend.authority.clone(),
+    };
+    (Some(url), Some(index as u32))
 }
 
 fn backend(

@@ -17,6 +17,7 @@ fn config(source: &str) -> Config {
         deployment: Default::default(),
         products: Vec::new(),
         product_policies: Vec::new(),
+        backends: Vec::new(),
         xdp: Default::default(),
     }
 }

@@ -9,6 +9,7 @@ pub fn api() -> Api {
         id: "echo".into(),
         name: "Echo".into(),
         path: "echo".into(),
+        backend_id: None,
         backend: BackendUrl {
             scheme: Scheme::Http,
             host: "backend".into(),

@@ -46,6 +46,8 @@ pub(crate) enum ProxyError {
     ClientWrite(std::io::Error),
     #[error("the API's backend has no usable address")]
     BackendUnavailable,
+    #[error("set-backend-service names backend {0:?}, which the configuration does not define")]
+    UnknownBackend(String),
     #[error("{0}")]
     Connect(#[from] ConnectError),
     #[error("writing to the backend: {0}")]
@@ -76,6 +78,7 @@ impl ProxyError {
         match self {
             ProxyError::Rejected(_)
             | ProxyError::BackendUnavailable
+            | ProxyError::UnknownBackend(_)
             | ProxyError::Policy(_)
             | ProxyError::PolicyResponse
             | ProxyError::RetryNotReplayable => ErrorSource::Gateway,
@@ -113,7 +116,7 @@ impl ProxyError {
             ProxyError::Rejected(response) => Some(*response),
             // Written from the policy state, not from a fixed response.
             ProxyError::Policy(_) | ProxyError::PolicyResponse => None,
-            ProxyError::RetryNotReplayable => Some(error_response::INTERNAL_ERROR),
+            ProxyError::RetryNotReplayable | ProxyError::UnknownBackend(_) => Some(error_response::INTERNAL_ERROR),
             ProxyError::Request(RequestError::TooLarge | RequestError::TooManyHeaders) => {
                 Some(error_response::HEADERS_TOO_LARGE)
             }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use portcullis_contract::model::Limits;
+use portcullis_contract::model::{Limits, PoolSettings};
 use portcullis_contract::program::Section;
 use portcullis_contract::stats::WorkerSlot;
 
@@ -12,11 +12,14 @@ use crate::http::response::{self, ResponseHead};
 use crate::http::{BodyFraming, HEAD_BYTES_INITIAL, Version};
 use crate::io::{ReadError, Stream, read_within};
 use crate::policy::apply;
+use crate::proxy::ErrorSource;
 use crate::proxy::policies::{Response, SectionEnd};
 use crate::proxy::relay::{self, RelayError};
 use crate::proxy::tunnel;
 use crate::proxy::{Connection, ProxyError, RequestCtx};
-use crate::upstream;
+use crate::snapshot::Snapshot;
+use crate::upstream::balance::{InFlight, Outcome};
+use crate::upstream::{self, Dest};
 use crate::worker::WorkerCtx;
 
 /// What the gateway answers to `Expect: 100-continue` once the inbound phase has let the request through.
@@ -45,10 +48,10 @@ impl<S: Stream> Connection<S> {
             let mut limits = snapshot.config.limits;
             // forward-request's timeout, within the gateway's own bound.
             limits.backend_response_timeout_ms = limits.backend_response_timeout_ms.min(forward.timeout_ms.max(1));
-            let addr = backend_address(&snapshot, route.api, self.policy.backend_override())?;
+            let target = target(&snapshot, api, route.api, &self.policy)?;
             let forwarding = Forwarding {
-                base_path: &api.backend.base_path,
-                authority: &api.backend.authority,
+                base_path: target.base_path,
+                authority: target.authority,
                 remainder_start: route.remainder,
                 client_ip: self.peer.ip(),
             };
@@ -68,7 +71,8 @@ impl<S: Stream> Connection<S> {
             } else {
                 forward::write_request_head(&mut self.out, &ctx.head, &self.buf, &forwarding);
             }
-            let (response, upstream) = self.backend(worker, ctx, addr, &limits).await?;
+            let (response, upstream, dest, in_flight) =
+                self.backend(worker, ctx, &snapshot, target.kind, &limits).await?;
             let replayable = ctx.request_body_replaced
                 || relay::buffered_end(&self.buf, ctx.head.head_len(), ctx.head.framing()).is_some();
             let resumed =
@@ -91,8 +95,10 @@ impl<S: Stream> Connection<S> {
                     upstream.shutdown();
                     result
                 }
-                None => self.outbound(worker, ctx, &response, upstream, addr, &limits).await,
+                None => self.outbound(worker, ctx, &response, upstream, dest, &limits).await,
             };
+            // The request is no longer outstanding on its endpoint (least-requests).
+            drop(in_flight);
             self.response_heads.put_back(response);
             return relayed;
         }
@@ -109,28 +115,90 @@ impl<S: Stream> Connection<S> {
         Err(ProxyError::PolicyResponse)
     }
 
-    /// Backend phase: sends the request (head in `out`, then the body) and reads the final
-    /// response head. A reused connection that fails before any response byte is replaced
-    /// once, when the whole request body is still buffered (a stale keep-alive connection).
+    /// Backend phase: picks an endpoint, sends the request (head in `out`, then the body) and
+    /// reads the final response head. A connect failure moves an idempotent request whose body
+    /// is all buffered to another endpoint (at most [`CONNECT_RETRY_ENDPOINTS_MAX`] more); a
+    /// reused connection that fails before any response byte is replaced once on the same
+    /// endpoint, when the whole request body is still buffered (a stale keep-alive connection).
     async fn backend(
         &mut self,
         worker: &WorkerCtx<S>,
         ctx: &mut RequestCtx,
-        addr: SocketAddr,
+        snapshot: &Snapshot,
+        kind: TargetKind,
+        limits: &Limits,
+    ) -> Result<(Box<ResponseHead>, S, Dest, Option<InFlight>), ProxyError> {
+        let replayable = relay::buffered_end(&self.buf, ctx.head.head_len(), ctx.head.framing()).is_some();
+        let may_try_another = replayable && is_idempotent(ctx.head.method(&self.buf));
+        let mut tried = [0usize; CONNECT_RETRY_ENDPOINTS_MAX + 1];
+        let mut attempts = 0;
+        let mut last_error = None;
+        loop {
+            let pick = match kind {
+                TargetKind::Address(_) => None,
+                TargetKind::Upstream(backend) => match worker.pool.pick(snapshot, backend, &tried[..attempts]) {
+                    Some(pick) => Some(pick),
+                    // Every endpoint tried: the last attempt's error.
+                    None => return Err(last_error.unwrap_or(ProxyError::BackendUnavailable)),
+                },
+            };
+            let dest = match (&pick, kind) {
+                (Some(pick), _) => pick.dest,
+                (None, TargetKind::Address(addr)) => Dest { addr, pool: PoolSettings::default() },
+                (None, TargetKind::Upstream(_)) => return Err(ProxyError::BackendUnavailable),
+            };
+            let (upstream, reused) = match worker.pool.take(dest) {
+                Some(stream) => (stream, true),
+                None => match connect(worker, dest.addr, limits).await {
+                    Ok(stream) => (stream, false),
+                    Err(error) => {
+                        let Some(pick) = pick else { return Err(error) };
+                        worker.pool.report(snapshot, &pick, Outcome::Failure);
+                        if may_try_another && attempts < CONNECT_RETRY_ENDPOINTS_MAX {
+                            tracing::debug!(%error, addr = %dest.addr, "backend endpoint failed to connect; trying another");
+                            tried[attempts] = pick.endpoint;
+                            attempts += 1;
+                            last_error = Some(error);
+                            continue;
+                        }
+                        return Err(error);
+                    }
+                },
+            };
+            let result = self.exchange_on(worker, ctx, upstream, reused, replayable, dest, limits).await;
+            if let Some(pick) = pick {
+                let outcome = match &result {
+                    Ok(_) => Outcome::Success,
+                    Err(error) if error.source() == ErrorSource::Backend => Outcome::Failure,
+                    Err(_) => Outcome::Released,
+                };
+                worker.pool.report(snapshot, &pick, outcome);
+                return result.map(|(head, stream)| (head, stream, dest, Some(pick.in_flight)));
+            }
+            return result.map(|(head, stream)| (head, stream, dest, None));
+        }
+    }
+
+    /// One attempt on `dest`'s connection `upstream`: replaced once by a fresh one when it was a
+    /// reused connection that failed before responding and the request can be sent again.
+    #[allow(clippy::too_many_arguments, reason = "the attempt's state, passed down rather than bundled")]
+    async fn exchange_on(
+        &mut self,
+        worker: &WorkerCtx<S>,
+        ctx: &mut RequestCtx,
+        mut upstream: S,
+        mut reused: bool,
+        replayable: bool,
+        dest: Dest,
         limits: &Limits,
     ) -> Result<(Box<ResponseHead>, S), ProxyError> {
-        let replayable = relay::buffered_end(&self.buf, ctx.head.head_len(), ctx.head.framing()).is_some();
-        let (mut upstream, mut reused) = match worker.pool.take(addr) {
-            Some(stream) => (stream, true),
-            None => (connect(worker, addr, limits).await?, false),
-        };
         loop {
             match self.exchange_head(ctx, &mut upstream, limits).await {
                 Ok(head) => return Ok((head, upstream)),
                 Err(error) if reused && replayable && error.retryable() => {
-                    tracing::debug!(%error, %addr, "reused backend connection failed before responding; retrying");
+                    tracing::debug!(%error, addr = %dest.addr, "reused backend connection failed before responding; retrying");
                     upstream.shutdown();
-                    upstream = connect(worker, addr, limits).await?;
+                    upstream = connect(worker, dest.addr, limits).await?;
                     reused = false;
                 }
                 Err(error) => {
@@ -249,7 +317,7 @@ impl<S: Stream> Connection<S> {
         ctx: &mut RequestCtx,
         response: &ResponseHead,
         mut upstream: S,
-        addr: SocketAddr,
+        dest: Dest,
         limits: &Limits,
     ) -> Result<(), ProxyError> {
         let body = match crate::proxy::policies::uses_body(ctx, &[Section::Outbound], false) {
@@ -268,7 +336,7 @@ impl<S: Stream> Connection<S> {
             .await;
         match end {
             SectionEnd::Continue | SectionEnd::Forward(_) => {
-                self.relay_response(worker, ctx, response, upstream, addr, limits).await
+                self.relay_response(worker, ctx, response, upstream, dest, limits).await
             }
             SectionEnd::Respond => {
                 upstream.shutdown();
@@ -321,7 +389,7 @@ impl<S: Stream> Connection<S> {
         ctx: &mut RequestCtx,
         response: &ResponseHead,
         mut upstream: S,
-        addr: SocketAddr,
+        dest: Dest,
         limits: &Limits,
     ) -> Result<(), ProxyError> {
         if response.status() == 101 {
@@ -368,7 +436,7 @@ impl<S: Stream> Connection<S> {
             let whole = matches!(framing, BodyFraming::Length(_) | BodyFraming::None)
                 && self.upstream_buf.len() == response.head_len() + framing_len(framing);
             if whole && response.keep_alive() {
-                worker.pool.put(addr, upstream);
+                worker.pool.put(dest, upstream);
             } else {
                 upstream.shutdown();
             }
@@ -384,7 +452,7 @@ impl<S: Stream> Connection<S> {
             Ok(end)
                 if framing != BodyFraming::UntilClose && response.keep_alive() && end == self.upstream_buf.len() =>
             {
-                worker.pool.put(addr, upstream);
+                worker.pool.put(dest, upstream);
                 Ok(())
             }
             Ok(_) => {
@@ -442,23 +510,59 @@ fn framing_len(framing: BodyFraming) -> usize {
     }
 }
 
-/// Where the backend request goes: `set-backend-service`'s URL if a policy set one (an IP
-/// literal, or a host resolved when the snapshot was loaded), else the API's backend.
-fn backend_address(
-    snapshot: &crate::snapshot::Snapshot,
-    api: u32,
-    backend_override: Option<&crate::policy::state::BackendOverride>,
-) -> Result<SocketAddr, ProxyError> {
-    let Some(target) = backend_override else {
-        return snapshot.backends.get(api as usize).copied().flatten().ok_or(ProxyError::BackendUnavailable);
+/// Endpoints tried after the first one when connecting fails, for requests that may be sent
+/// again (idempotent, body all buffered): bounded so that a dead backend costs a client at most
+/// three connect attempts, not one per endpoint (nginx's `proxy_next_upstream_tries` idea).
+pub(crate) const CONNECT_RETRY_ENDPOINTS_MAX: usize = 2;
+
+/// Methods RFC 9110 calls idempotent: sending them twice has the effect of sending them once.
+fn is_idempotent(method: &[u8]) -> bool {
+    matches!(method, b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE")
+}
+
+/// Where a request goes and what its forwarded head says about the backend.
+struct Target<'s> {
+    kind: TargetKind,
+    base_path: &'s str,
+    authority: &'s str,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TargetKind {
+    /// A backend of [`Snapshot::upstreams`]: an endpoint is picked per attempt.
+    Upstream(u32),
+    /// `set-backend-service base-url`: one address.
+    Address(SocketAddr),
+}
+
+/// Where the backend request goes: the named backend of `set-backend-service backend-id`, or
+/// its `base-url` (an IP literal, or a host resolved when the snapshot was loaded; its base path
+/// and `Host` are written by the policy head writer), else the API's backend.
+fn target<'s>(
+    snapshot: &'s Snapshot,
+    api: &'s portcullis_contract::model::Api,
+    api_index: u32,
+    policy: &crate::policy::RequestState,
+) -> Result<Target<'s>, ProxyError> {
+    let upstream = |index: u32| {
+        let backend = snapshot.upstreams.get(index as usize).ok_or(ProxyError::BackendUnavailable)?;
+        Ok(Target { kind: TargetKind::Upstream(index), base_path: &backend.base_path, authority: &backend.authority })
+    };
+    if let Some(id) = policy.backend_id() {
+        let index = snapshot.config.backend_index(id).ok_or_else(|| ProxyError::UnknownBackend(id.to_owned()))?;
+        return upstream(index);
+    }
+    let Some(target) = policy.backend_override() else {
+        return upstream(snapshot.api_upstream(api_index).ok_or(ProxyError::BackendUnavailable)?);
     };
     if target.scheme == portcullis_contract::model::Scheme::Https {
         return Err(ProxyError::BackendUnavailable);
     }
-    if let Ok(ip) = target.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
-        return Ok(SocketAddr::new(ip, target.port));
-    }
-    snapshot.resolved_host(&target.host, target.port).ok_or(ProxyError::BackendUnavailable)
+    let addr = match target.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, target.port),
+        Err(_) => snapshot.resolved_host(&target.host, target.port).ok_or(ProxyError::BackendUnavailable)?,
+    };
+    Ok(Target { kind: TargetKind::Address(addr), base_path: &api.backend.base_path, authority: &api.backend.authority })
 }
 
 /// Opens a fresh backend connection, counting it.

@@ -191,6 +191,7 @@ mod tests {
             id: "a".into(),
             name: "a".into(),
             path: "a".into(),
+            backend_id: None,
             backend: portcullis_contract::model::BackendUrl {
                 scheme: portcullis_contract::model::Scheme::Http,
                 host: "h".into(),

@@ -48,6 +48,7 @@ pub fn config(backend: SocketAddr, echo_path: &str) -> Config {
         id: id.into(),
         name: id.into(),
         path: path.into(),
+        backend_id: None,
         backend: BackendUrl {
             scheme: Scheme::Http,
             host: backend.ip().to_string(),
@@ -88,6 +89,7 @@ pub fn config(backend: SocketAddr, echo_path: &str) -> Config {
         deployment: Default::default(),
         products: Vec::new(),
         product_policies: Vec::new(),
+        backends: Vec::new(),
         xdp: Default::default(),
     }
 }
