@@ -49,6 +49,7 @@ fn config() -> Config {
             subscription_required: true,
             subscription_key_header: DEFAULT_SUBSCRIPTION_KEY_HEADER.into(),
             subscription_key_query: DEFAULT_SUBSCRIPTION_KEY_QUERY.into(),
+            preserve_host: false,
             version: String::new(),
             revision: "1".into(),
             operations: vec![portcullis_contract::model::Operation::catch_all(

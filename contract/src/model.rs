@@ -150,6 +150,9 @@ pub struct Api {
     pub subscription_key_header: String,
     /// Query parameter that carries the key when the header is absent.
     pub subscription_key_query: String,
+    /// Send the client's `Host` (the host it asked for) to the backend instead of the backend's
+    /// own authority (Kong's `preserve_host`).
+    pub preserve_host: bool,
     /// `context.Api.Version` (empty when the API is not versioned).
     pub version: String,
     /// `context.Api.Revision`.

@@ -118,6 +118,7 @@ mod tests {
                 subscription_required: false,
                 subscription_key_header: String::new(),
                 subscription_key_query: String::new(),
+                preserve_host: false,
                 version: String::new(),
                 revision: "1".into(),
                 operations: vec![portcullis_contract::model::Operation::catch_all(

@@ -106,6 +106,8 @@ fn start(io: &str) -> (TempDir, DataPlane) {
     let dir = TempDir::new(&format!("conformance-{io}"));
     let mut config = support::config(scripted_backend(), "echo");
     config.limits.request_body_bytes_max = BODY_LIMIT;
+    // API `open` passes the client's Host on (api.toml `preserve-host = true`).
+    config.apis[1].preserve_host = true;
     std::fs::create_dir_all(dir.0.join("snapshots")).unwrap();
     std::fs::write(dir.0.join("snapshots/last-good.snap"), snapshot::encode(1, &config).unwrap()).unwrap();
     let dataplane = DataPlane::start(&dir.0, io);
@@ -214,6 +216,9 @@ fn proxies_edge_cases(io: &str) {
     assert_eq!(response.status(), 200, "{response:?}");
     assert!(response.text().contains("target=/x?q=1\n"), "{}", response.text());
     assert!(response.text().contains("xfh=GW.example:8080\n"), "{}", response.text());
+    assert!(response.text().contains("host=GW.example:8080\n"), "preserve-host: {}", response.text());
+    let response = dp.request("GET /open/y HTTP/1.1\r\nHost: api.example\r\n\r\n");
+    assert!(response.text().contains("host=api.example\n"), "preserve-host: {}", response.text());
     assert!(response.text().contains("xfp=http\n"), "{}", response.text());
 
     let mut client = dp.connect();

@@ -260,6 +260,7 @@ fn apis(
                 subscription_required: file.subscription_required,
                 subscription_key_header: header,
                 subscription_key_query: query,
+                preserve_host: file.preserve_host,
                 version: String::new(),
                 revision: "1".to_owned(),
                 // Filled by the policy compiler.

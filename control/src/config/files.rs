@@ -80,6 +80,9 @@ pub(crate) struct ApiFile {
     pub(crate) backend_url: Option<Spanned<String>>,
     /// A named backend: `backends/<backend-id>.toml`.
     pub(crate) backend_id: Option<Spanned<String>>,
+    /// Forward the client's `Host` instead of the backend's authority.
+    #[serde(default)]
+    pub(crate) preserve_host: bool,
     #[serde(default = "subscription_required_default")]
     pub(crate) subscription_required: bool,
     #[serde(default)]

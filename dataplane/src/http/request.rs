@@ -184,10 +184,7 @@ const REQUEST_LINE_EXTRA_BYTES: usize = 32;
 type ClassifiedTarget<'b> = (TargetForm, &'b [u8], Option<&'b [u8]>);
 
 /// Splits the target into its form, its origin-form part and (absolute-form) its authority.
-fn classify_target<'b>(
-    method: &[u8],
-    target: &'b [u8],
-) -> Result<ClassifiedTarget<'b>, RequestError> {
+fn classify_target<'b>(method: &[u8], target: &'b [u8]) -> Result<ClassifiedTarget<'b>, RequestError> {
     if target.first() == Some(&b'/') {
         return Ok((TargetForm::Origin, target, None));
     }

@@ -20,6 +20,7 @@ pub fn api() -> Api {
         subscription_required: false,
         subscription_key_header: "Ocp-Apim-Subscription-Key".into(),
         subscription_key_query: "subscription-key".into(),
+        preserve_host: false,
         version: String::new(),
         revision: "1".into(),
         operations: Vec::new(),

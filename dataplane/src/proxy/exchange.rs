@@ -49,9 +49,11 @@ impl<S: Stream> Connection<S> {
             // forward-request's timeout, within the gateway's own bound.
             limits.backend_response_timeout_ms = limits.backend_response_timeout_ms.min(forward.timeout_ms.max(1));
             let target = target(&snapshot, api, route.api, &self.policy)?;
+            // The host the client asked for, when the API passes it on (validated by the parser).
+            let client_host = ctx.head.host(&self.buf).and_then(|host| std::str::from_utf8(host).ok());
             let forwarding = Forwarding {
                 base_path: target.base_path,
-                authority: target.authority,
+                authority: client_host.filter(|_| api.preserve_host).unwrap_or(target.authority),
                 remainder_start: route.remainder,
                 client_ip: self.peer.ip(),
             };

@@ -59,6 +59,7 @@ pub fn config(backend: SocketAddr, echo_path: &str) -> Config {
         subscription_required: required,
         subscription_key_header: DEFAULT_SUBSCRIPTION_KEY_HEADER.into(),
         subscription_key_query: DEFAULT_SUBSCRIPTION_KEY_QUERY.into(),
+        preserve_host: false,
         version: String::new(),
         revision: "1".into(),
         // Program 0 (nothing) for every section but the backend's, program 1 (forward-request).
