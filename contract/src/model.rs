@@ -189,8 +189,10 @@ pub const ENDPOINT_WEIGHT_MAX: u32 = 10_000;
 /// Idle connections kept per endpoint and worker unless the backend says otherwise: enough for
 /// bursts, bounded so a quiet worker does not hold hundreds of backend sockets.
 pub const POOL_IDLE_PER_ENDPOINT_DEFAULT: u32 = 64;
-/// Idle connections per endpoint and worker at most (file descriptors are per process).
-pub const POOL_IDLE_PER_ENDPOINT_MAX: u32 = 4_096;
+/// Idle connections per endpoint and worker at most: as many as a worker may have clients
+/// (`CONNECTIONS_PER_WORKER_MAX_DEFAULT`), so a pool can match a busy worker's concurrency (as
+/// nginx's `keepalive N` can); the open-file limit is the real bound.
+pub const POOL_IDLE_PER_ENDPOINT_MAX: u32 = 16_384;
 /// An idle connection older than this is closed rather than reused: below the 5 s keep-alive
 /// timeout of common backends (Node.js, many load balancers), so we rarely race their close.
 pub const POOL_IDLE_TIMEOUT_MS_DEFAULT: u32 = 4_000;
