@@ -78,6 +78,7 @@ fn config() -> Config {
         products: Vec::new(),
         product_policies: Vec::new(),
         xdp: Default::default(),
+        tls: Default::default(),
     }
 }
 

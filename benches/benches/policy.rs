@@ -166,6 +166,7 @@ impl Fixture {
             authority: &self.api.backend.authority,
             remainder_start: REMAINDER_START,
             client_ip: self.peer,
+            tls: false,
         }
     }
 

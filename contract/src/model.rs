@@ -36,6 +36,8 @@ pub struct Config {
     /// The sections operations run when the request comes through a product that has policies of
     /// its own (APIM applies product-scope policies only then).
     pub product_policies: Vec<ProductPolicies>,
+    /// TLS termination: certificates and keys (DER) and client authentication.
+    pub tls: crate::tls::TlsSettings,
 }
 
 /// A product: APIs offered together, which subscriptions can be scoped to (`context.Product`).
@@ -258,6 +260,8 @@ pub enum ConfigError {
     ProductOutOfRange { subscription: String, product: u32, products: usize },
     #[error("product policies {index} refer to a product, API, operation or program that does not exist")]
     ProductPoliciesOutOfRange { index: usize },
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsSettingsError),
 }
 
 impl Config {
@@ -332,6 +336,7 @@ impl Config {
             }
         }
         self.key_index.validate(self.subscriptions.len())?;
+        self.tls.check()?;
         Ok(())
     }
 }

@@ -4,7 +4,9 @@
 //! them after the call returns), so the same generic proxy code runs on both backends,
 //! monomorphised, without `dyn`. Timers come from tokio, which both runtimes drive.
 
+pub(crate) mod client;
 pub(crate) mod epoll;
+pub(crate) mod tls;
 pub(crate) mod uring;
 
 use std::future::Future;

@@ -69,6 +69,7 @@ mod tests {
             products: Vec::new(),
             product_policies: Vec::new(),
             xdp: Default::default(),
+            tls: Default::default(),
         };
         store(&path, &snapshot::encode(9, &config).unwrap()).unwrap();
         let (header, loaded) = load(&path).unwrap().unwrap();

@@ -29,6 +29,7 @@ use crate::http::error_response::{self, ErrorResponse};
 use crate::http::forward::ClientConnection;
 use crate::http::request::{self, RequestHead};
 use crate::http::response::ResponseHead;
+use crate::io::client::ClientStream;
 use crate::io::{ReadError, Stream, read_within};
 use crate::policy::{RequestState, apply};
 use crate::router::Route;
@@ -49,7 +50,8 @@ pub(crate) enum Verdict {
 
 /// One client connection and its worker-owned buffers.
 pub(crate) struct Connection<S: Stream> {
-    pub(crate) client: S,
+    /// The client: plain TCP or TLS over `S`; backends are always plain `S` (the pool's type).
+    pub(crate) client: ClientStream<S>,
     pub(crate) peer: SocketAddr,
     /// Client bytes: the current request head (at offset 0), then whatever followed it.
     pub(crate) buf: Vec<u8>,
@@ -126,7 +128,7 @@ pub(crate) struct RequestCtx {
 }
 
 /// Serves one client connection until it closes, fails, times out or the worker drains.
-pub(crate) async fn serve_connection<S: Stream>(worker: Rc<WorkerCtx<S>>, client: S, peer: SocketAddr) {
+pub(crate) async fn serve_connection<S: Stream>(worker: Rc<WorkerCtx<S>>, client: ClientStream<S>, peer: SocketAddr) {
     let mut conn = Connection {
         client,
         peer,
@@ -159,7 +161,7 @@ pub(crate) async fn serve_connection<S: Stream>(worker: Rc<WorkerCtx<S>>, client
             break;
         }
     }
-    conn.client.shutdown();
+    conn.client.close().await;
 }
 
 /// The on-error phase: turns an error into the client's response, if it can still get one.

@@ -135,6 +135,7 @@ mod tests {
             products: Vec::new(),
             product_policies: Vec::new(),
             xdp: Default::default(),
+            tls: Default::default(),
         }
     }
 

@@ -10,6 +10,7 @@ use portcullis_contract::model::{Config, Policies, Scheme};
 use portcullis_contract::stats::StatsRegion;
 
 use crate::policy::{LoadError, Programs};
+use crate::tls::TlsConfigError;
 use crate::router::Router;
 use crate::router::operation::Operations;
 
@@ -35,14 +36,27 @@ pub struct Snapshot {
     resolved: Vec<(String, u16, SocketAddr)>,
     /// (product, API, operation) → the sections for requests through that product.
     product_policies: AHashMap<(u32, u32, u32), Policies>,
+    /// The TLS server configuration new TLS connections get (certificates, client auth).
+    pub tls: Arc<rustls::ServerConfig>,
+}
+
+/// Why a snapshot cannot be built; the current one keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("a policy program was refused: {0}")]
+    Policy(#[from] LoadError),
+    #[error("the TLS settings were refused: {0}")]
+    Tls(#[from] TlsConfigError),
 }
 
 impl Snapshot {
     /// Builds the in-memory form: routing table, operations, programs and resolved backends.
     /// Resolution blocks (DNS), so this runs on the snapshot-channel or start-up thread, never
-    /// on a worker. A program that does not verify or load refuses the whole snapshot.
-    pub fn build(generation: u64, config: Config) -> Result<Self, LoadError> {
+    /// on a worker. A program that does not verify or load, or TLS settings rustls refuses,
+    /// refuse the whole snapshot.
+    pub fn build(generation: u64, config: Config) -> Result<Self, BuildError> {
         let programs = Programs::load(&config.programs)?;
+        let tls = crate::tls::server_config(&config.tls)?;
         let router = Router::new(&config);
         for &api in router.unroutable() {
             if let Some(api) = config.apis.get(api as usize) {
@@ -57,7 +71,7 @@ impl Snapshot {
             .iter()
             .map(|entry| ((entry.product, entry.api, entry.operation), entry.policies))
             .collect();
-        Ok(Self { generation, config, router, backends, operations, programs, resolved, product_policies })
+        Ok(Self { generation, config, router, backends, operations, programs, resolved, product_policies, tls })
     }
 
     /// The sections operation `operation` of API `api` runs for a request through `product`.
@@ -79,7 +93,7 @@ impl Snapshot {
 /// and records the generation in the stats header (where `ctl status` reads it). Blocks on DNS:
 /// call it from the snapshot-channel or start-up thread, never from a worker. On error nothing
 /// changes: the current snapshot keeps serving.
-pub fn install(cell: &SnapshotCell, stats: &StatsRegion, generation: u64, config: Config) -> Result<(), LoadError> {
+pub fn install(cell: &SnapshotCell, stats: &StatsRegion, generation: u64, config: Config) -> Result<(), BuildError> {
     cell.publish(Arc::new(Snapshot::build(generation, config)?));
     stats.header().generation.store(generation, Ordering::Relaxed);
     Ok(())
@@ -205,6 +219,7 @@ mod tests {
             products: Vec::new(),
             product_policies: Vec::new(),
             xdp: Default::default(),
+            tls: Default::default(),
         };
         let snapshot = Snapshot::build(4, config).unwrap();
         assert_eq!(snapshot.backends[0], Some("127.0.0.1:80".parse().unwrap()));

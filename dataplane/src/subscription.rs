@@ -208,6 +208,7 @@ mod tests {
             ],
             product_policies: Vec::new(),
             xdp: Default::default(),
+            tls: Default::default(),
         }
     }
 

@@ -36,6 +36,11 @@ pub(crate) fn compile(
         .as_ref()
         .map_or_else(Limits::default, |item| limits(&item.file.limits, &item.source, diagnostics));
     let xdp = parsed.gateway.as_ref().map(|item| super::xdp::compile(&item.file.xdp, &item.source, diagnostics));
+    let tls = parsed
+        .gateway
+        .as_ref()
+        .map(|item| super::tls::compile(&item.file.tls, &item.source, dir, diagnostics))
+        .unwrap_or_default();
     let values = named_values(parsed.named_values.as_ref(), provided, diagnostics);
     let mut apis = apis(&parsed.apis, &values, diagnostics);
     let products = products(&parsed, &apis, diagnostics);
@@ -68,6 +73,7 @@ pub(crate) fn compile(
         programs: compiled.programs,
         deployment,
         xdp,
+        tls,
         products,
         product_policies: compiled.product_policies,
     };

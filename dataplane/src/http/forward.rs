@@ -46,6 +46,8 @@ pub struct Forwarding<'a> {
     pub remainder_start: usize,
     /// The client's address, appended to `X-Forwarded-For`.
     pub client_ip: IpAddr,
+    /// The client came over TLS: `X-Forwarded-Proto: https`.
+    pub tls: bool,
 }
 
 /// Writes (replacing `out`'s contents) the request head sent to the backend.
@@ -64,7 +66,7 @@ pub fn write_request_head(out: &mut Vec<u8>, head: &RequestHead, buf: &[u8], for
         }
         write_header(out, name, header.value.of(buf));
     }
-    write_proxy_headers(out, head, buf, forwarding.authority, forwarding.client_ip);
+    write_proxy_headers(out, head, buf, forwarding.authority, forwarding.client_ip, forwarding.tls);
 }
 
 /// Appends the headers the gateway sets on every forwarded request (`Host`, `X-Forwarded-For`
@@ -75,6 +77,7 @@ pub(crate) fn write_proxy_headers(
     buf: &[u8],
     authority: &str,
     client_ip: IpAddr,
+    tls: bool,
 ) {
     write_header(out, b"Host", authority.as_bytes());
     out.extend_from_slice(b"X-Forwarded-For: ");
@@ -84,7 +87,7 @@ pub(crate) fn write_proxy_headers(
     }
     // Writing into a Vec cannot fail.
     let _ = write!(out, "{client_ip}\r\n");
-    out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
+    out.extend_from_slice(if tls { b"X-Forwarded-Proto: https\r\n" } else { b"X-Forwarded-Proto: http\r\n" });
     if let Some(host) = head.header(buf, b"host") {
         write_header(out, b"X-Forwarded-Host", host);
     }
@@ -168,6 +171,7 @@ Transfer-Encoding: chunked\r\nOcp-Apim-Subscription-Key: k\r\nExpect: 100-contin
             authority: "backend:8081",
             remainder_start: 5,
             client_ip: "127.0.0.1".parse().unwrap(),
+            tls: false,
         };
         write_request_head(&mut out, &head, buf, &forwarding);
         assert_eq!(

@@ -50,6 +50,7 @@ impl<S: Stream> Connection<S> {
                 authority: &api.backend.authority,
                 remainder_start: route.remainder,
                 client_ip: self.peer.ip(),
+                tls: self.client.is_tls(),
             };
             if self.policy.edits_request() {
                 apply::write_request_head(

@@ -89,6 +89,7 @@ pub fn config(backend: SocketAddr, echo_path: &str) -> Config {
         products: Vec::new(),
         product_policies: Vec::new(),
         xdp: Default::default(),
+        tls: Default::default(),
     }
 }
 

@@ -17,6 +17,7 @@ fn view(connected: bool) -> PublisherView {
             workers: 2,
             io_backend: "uring".into(),
             listen: vec!["127.0.0.1:8080".into()],
+            listen_tls: None,
         }),
         config: std::sync::Arc::new(Config {
             source: "/cfg".into(),
@@ -29,6 +30,7 @@ fn view(connected: bool) -> PublisherView {
             products: Vec::new(),
             product_policies: Vec::new(),
             xdp: Default::default(),
+            tls: Default::default(),
         }),
     }
 }

@@ -1,0 +1,71 @@
+//! The client side of a proxied connection: plain TCP or TLS over the worker's stream type.
+//!
+//! An enum rather than a second type parameter keeps `Connection<S>` and the backend pool
+//! (always plain `S`) as they are; the match per read or write costs a branch, never a `dyn`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use rustls::pki_types::CertificateDer;
+
+use crate::io::Stream;
+use crate::io::tls::TlsStream;
+
+/// A client connection as the proxy sees it.
+#[derive(Debug)]
+pub(crate) enum ClientStream<S> {
+    Plain(S),
+    Tls(Box<TlsStream<S>>),
+}
+
+impl<S: Stream> ClientStream<S> {
+    /// Whether the client came over TLS (`X-Forwarded-Proto: https`).
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls(_))
+    }
+
+    /// The verified client certificate (end entity, DER) of an mTLS connection.
+    pub(crate) fn peer_certificate(&self) -> Option<&CertificateDer<'static>> {
+        match self {
+            Self::Plain(_) => None,
+            Self::Tls(stream) => stream.peer_certificate(),
+        }
+    }
+
+    /// Closes the connection: TLS sends `close_notify` first.
+    pub(crate) async fn close(&mut self) {
+        match self {
+            Self::Plain(stream) => stream.shutdown(),
+            Self::Tls(stream) => stream.close().await,
+        }
+    }
+}
+
+impl<S: Stream> Stream for ClientStream<S> {
+    /// Client streams are accepted, never opened; this opens a plain one for completeness.
+    async fn connect(addr: SocketAddr) -> io::Result<Self> {
+        S::connect(addr).await.map(Self::Plain)
+    }
+
+    async fn read(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        match self {
+            Self::Plain(stream) => stream.read(buf).await,
+            Self::Tls(stream) => stream.read(buf).await,
+        }
+    }
+
+    async fn write_range(&mut self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
+        match self {
+            Self::Plain(stream) => stream.write_range(buf, range).await,
+            Self::Tls(stream) => stream.write_range(buf, range).await,
+        }
+    }
+
+    fn shutdown(&self) {
+        match self {
+            Self::Plain(stream) => stream.shutdown(),
+            Self::Tls(stream) => stream.shutdown(),
+        }
+    }
+}

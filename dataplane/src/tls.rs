@@ -1,0 +1,148 @@
+//! The TLS server configuration of a snapshot: certificates chosen by SNI, TLS 1.2 and 1.3, ALPN
+//! `http/1.1`, session resumption and client authentication, built from the snapshot's DER bytes.
+//!
+//! Built once per snapshot on the channel (or start-up) thread, never on a worker; workers
+//! share the result read-only and hand it to each new TLS connection.
+
+mod names;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use portcullis_contract::tls::{ClientAuth, KeyFormat, TlsCertificate, TlsSettings};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert, StoresServerSessions, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{RootCertStore, ServerConfig};
+
+pub(crate) use names::NameTable;
+
+/// The one application protocol spoken over TLS.
+pub const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
+/// TLS 1.2 sessions (by session id) remembered for resumption, per process: about 100 bytes
+/// each, so this bounds the cache near 2 MiB. TLS 1.3 and ticket-capable TLS 1.2 clients
+/// resume from stateless tickets instead.
+pub const SESSION_CACHE_ENTRIES_MAX: usize = 16_384;
+
+/// Why a snapshot's TLS settings cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    #[error("certificate {file}: {error}")]
+    Certificate { file: String, error: rustls::Error },
+    #[error("client CA certificate {index}: {error}")]
+    ClientCa { index: usize, error: rustls::Error },
+    #[error("client certificate verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("TLS settings: {0}")]
+    Settings(#[from] rustls::Error),
+}
+
+/// Resumption state that outlives snapshots, so a reload does not force every client back to a
+/// full handshake: the ticket keys (rotated by rustls) and the TLS 1.2 session cache. The cache
+/// takes a lock per handshake, never per request.
+#[derive(Debug)]
+struct Sessions {
+    ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
+    cache: Arc<dyn StoresServerSessions>,
+}
+
+fn sessions() -> &'static Sessions {
+    static SESSIONS: OnceLock<Sessions> = OnceLock::new();
+    SESSIONS.get_or_init(|| {
+        let ticketer = match rustls::crypto::aws_lc_rs::Ticketer::new() {
+            Ok(ticketer) => Some(ticketer),
+            Err(error) => {
+                tracing::warn!(%error, "no TLS session tickets (resumption by session cache only)");
+                None
+            }
+        };
+        Sessions { ticketer, cache: rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES_MAX) }
+    })
+}
+
+/// Builds the server configuration for `settings`. Without certificates every handshake fails
+/// with an alert (logged once per snapshot) while plain HTTP keeps serving.
+pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match settings.client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        auth @ (ClientAuth::Optional | ClientAuth::Required) => {
+            let mut roots = RootCertStore::empty();
+            for (index, der) in settings.client_cas.iter().enumerate() {
+                roots
+                    .add(CertificateDer::from(der.clone()))
+                    .map_err(|error| TlsConfigError::ClientCa { index, error })?;
+            }
+            let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider));
+            if auth == ClientAuth::Optional {
+                verifier = verifier.allow_unauthenticated();
+            }
+            builder.with_client_cert_verifier(verifier.build()?)
+        }
+    };
+    let resolver = SniResolver::new(&settings.certificates, &provider)?;
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+    let sessions = sessions();
+    config.session_storage = Arc::clone(&sessions.cache);
+    if let Some(ticketer) = &sessions.ticketer {
+        config.ticketer = Arc::clone(ticketer);
+    }
+    Ok(Arc::new(config))
+}
+
+fn certified_key(
+    certificate: &TlsCertificate,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<CertifiedKey, TlsConfigError> {
+    let chain = certificate.chain.iter().map(|der| CertificateDer::from(der.clone())).collect();
+    let der = certificate.key.der.clone();
+    let key = match certificate.key.format {
+        KeyFormat::Pkcs8 => PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der)),
+        KeyFormat::Pkcs1 => PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der)),
+        KeyFormat::Sec1 => PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(der)),
+    };
+    CertifiedKey::from_der(chain, key, provider)
+        .map_err(|error| TlsConfigError::Certificate { file: certificate.source.clone(), error })
+}
+
+/// Picks the certificate for a handshake from its SNI name (see [`NameTable`]).
+#[derive(Debug)]
+struct SniResolver {
+    keys: Vec<Arc<CertifiedKey>>,
+    names: NameTable,
+    /// A handshake found no certificate at all (none configured): logged once per snapshot.
+    missing_logged: AtomicBool,
+}
+
+impl SniResolver {
+    fn new(
+        certificates: &[TlsCertificate],
+        provider: &rustls::crypto::CryptoProvider,
+    ) -> Result<Self, TlsConfigError> {
+        let keys = certificates
+            .iter()
+            .map(|certificate| certified_key(certificate, provider).map(Arc::new))
+            .collect::<Result<_, _>>()?;
+        let names = NameTable::new(certificates.iter().map(|certificate| certificate.names.as_slice()));
+        Ok(Self { keys, names, missing_logged: AtomicBool::new(false) })
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let index = hello.server_name().and_then(|name| self.names.find(name)).unwrap_or(0);
+        let key = self.keys.get(index).cloned();
+        if key.is_none() && !self.missing_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "TLS handshake refused: the config has no [[tls.certificate]] (plain HTTP keeps serving; logged once per config generation)"
+            );
+        }
+        key
+    }
+}
+
+#[cfg(test)]
+mod tests;
