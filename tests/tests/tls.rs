@@ -1,0 +1,335 @@
+//! TLS termination end to end: `--listen-tls` with certificates from the config directory, a
+//! rustls client over real sockets. SNI picks the certificate, TLS 1.2 and 1.3 both work, ALPN is
+//! `http/1.1`, sessions resume, requests reach the backend with `X-Forwarded-Proto: https`, a
+//! reload serves a new certificate, a bad key is refused while the old one keeps serving, and
+//! client authentication admits only clients with a certificate from the configured CA.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed step fails the test")]
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_tests::http::{Connection, RESPONSE_TIMEOUT};
+use portcullis_tests::tempdir::copy_tree;
+use portcullis_tests::{Gateway, GatewayOptions, TempDir, bins, on_both_io_backends};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, RootCertStore, StreamOwned};
+
+type TlsConnection = Connection<StreamOwned<ClientConnection, TcpStream>>;
+
+/// A test CA and what it issues.
+struct Pki {
+    ca_pem: String,
+    ca_der: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A certificate (PEM and DER) with its private key (PEM).
+struct Issued {
+    cert_pem: String,
+    key_pem: String,
+    der: CertificateDer<'static>,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "Portcullis test CA");
+        let key = KeyPair::generate().unwrap();
+        let ca = params.self_signed(&key).unwrap();
+        Self { ca_pem: ca.pem(), ca_der: ca.der().clone(), issuer: Issuer::new(params, key) }
+    }
+
+    fn issue(&self, names: &[&str]) -> Issued {
+        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("client"));
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone() }
+    }
+
+    fn roots(&self) -> Arc<RootCertStore> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca_der.clone()).unwrap();
+        Arc::new(roots)
+    }
+}
+
+/// The quickstart config plus `certs/` and a `[tls]` section appended to `gateway.toml`.
+fn config_with_tls(certificates: &[(&str, &Issued)], tls_table: &str) -> TempDir {
+    let dir = TempDir::new("config");
+    copy_tree(&bins::repo_root().join("examples/quickstart"), dir.path()).unwrap();
+    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+    let mut gateway = std::fs::read_to_string(dir.path().join("gateway.toml")).unwrap();
+    gateway.push_str(&format!("\n[tls]\n{tls_table}\n"));
+    for (name, issued) in certificates {
+        write_certificate(dir.path(), name, issued);
+        gateway.push_str(&format!(
+            "\n[[tls.certificate]]\ncert-file = \"certs/{name}.pem\"\nkey-file = \"certs/{name}.key\"\n"
+        ));
+    }
+    std::fs::write(dir.path().join("gateway.toml"), gateway).unwrap();
+    dir
+}
+
+fn write_certificate(config: &Path, name: &str, issued: &Issued) {
+    std::fs::write(config.join(format!("certs/{name}.pem")), &issued.cert_pem).unwrap();
+    std::fs::write(config.join(format!("certs/{name}.key")), &issued.key_pem).unwrap();
+}
+
+fn client_config(roots: Arc<RootCertStore>, versions: &[&'static rustls::SupportedProtocolVersion]) -> ClientConfig {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
+}
+
+fn all_versions() -> Vec<&'static rustls::SupportedProtocolVersion> {
+    vec![&rustls::version::TLS13, &rustls::version::TLS12]
+}
+
+/// Connects and completes the handshake.
+fn connect(addr: SocketAddr, config: &Arc<ClientConfig>, name: &str) -> std::io::Result<TlsConnection> {
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    tcp.set_read_timeout(Some(RESPONSE_TIMEOUT))?;
+    tcp.set_nodelay(true)?;
+    let server_name = ServerName::try_from(name.to_owned()).unwrap();
+    let tls = ClientConnection::new(Arc::clone(config), server_name).map_err(std::io::Error::other)?;
+    let mut stream = StreamOwned::new(tls, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(Connection::over(stream))
+}
+
+fn peer_certificate(connection: &TlsConnection) -> CertificateDer<'static> {
+    connection.stream().conn.peer_certificates().expect("server certificate")[0].clone()
+}
+
+fn get_echo(connection: &mut TlsConnection, key: &str) -> serde_json::Value {
+    let response = connection.get("/echo/hello", &[("Ocp-Apim-Subscription-Key", key)]).unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.json()
+}
+
+/// A verifier that accepts any server certificate: for the cases where the name deliberately
+/// does not match (no SNI, an unknown name), to see which certificate the gateway picked.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn unverified_config(sni: bool) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        .with_no_client_auth();
+    config.enable_sni = sni;
+    Arc::new(config)
+}
+
+fn start(config: &TempDir, io: &str) -> Gateway {
+    let mut options = GatewayOptions::new(io).config(config.path());
+    options.extra_args = vec!["--listen-tls".into(), "127.0.0.1:0".into()];
+    Gateway::start(options)
+}
+
+/// SNI, versions, ALPN, keep-alive proxying with `X-Forwarded-Proto: https`, resumption.
+fn serves_https(io: &str) {
+    let pki = Pki::new();
+    let api = pki.issue(&["api.test"]);
+    let admin = pki.issue(&["admin.test", "*.admin.test"]);
+    let config = config_with_tls(&[("api", &api), ("admin", &admin)], "");
+    let gateway = start(&config, io);
+    let addr = gateway.tls_addr.expect("the https ready line");
+    let key = gateway.demo_key.clone().expect("demo key");
+
+    // Each name gets its own certificate; no SNI or an unknown name gets the first.
+    let verified = Arc::new(client_config(pki.roots(), &all_versions()));
+    assert_eq!(peer_certificate(&connect(addr, &verified, "api.test").unwrap()), api.der);
+    assert_eq!(peer_certificate(&connect(addr, &verified, "admin.test").unwrap()), admin.der);
+    assert_eq!(peer_certificate(&connect(addr, &verified, "eu.admin.test").unwrap()), admin.der);
+    assert_eq!(peer_certificate(&connect(addr, &unverified_config(false), "admin.test").unwrap()), api.der);
+    assert_eq!(peer_certificate(&connect(addr, &unverified_config(true), "other.test").unwrap()), api.der);
+
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let client = Arc::new(client_config(pki.roots(), &[version]));
+        let mut first = connect(addr, &client, "api.test").unwrap();
+        let conn = &first.stream().conn;
+        assert_eq!(conn.protocol_version(), Some(version.version));
+        assert_eq!(conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+        assert_eq!(conn.handshake_kind(), Some(HandshakeKind::Full));
+        // Keep-alive: two requests on one connection, proxied to the echo backend.
+        for _ in 0..2 {
+            let echoed = get_echo(&mut first, &key);
+            assert_eq!(echoed["headers"]["x-forwarded-proto"][0], "https", "{echoed}");
+        }
+        // The second connection resumes the first one's session (the client config keeps it).
+        let mut second = connect(addr, &client, "api.test").unwrap();
+        assert_eq!(second.stream().conn.handshake_kind(), Some(HandshakeKind::Resumed), "{version:?}");
+        get_echo(&mut second, &key);
+    }
+
+    // Plain HTTP keeps working next to TLS, and says so.
+    let plain = portcullis_tests::http::get(gateway.addr, "/echo/hello", &[("Ocp-Apim-Subscription-Key", &key)]);
+    assert_eq!(plain.unwrap().json()["headers"]["x-forwarded-proto"][0], "http");
+}
+
+on_both_io_backends!(serves_https_by_sni, crate::serves_https);
+
+#[test]
+fn reload_serves_new_certificates_and_refuses_bad_keys() {
+    let pki = Pki::new();
+    let old = pki.issue(&["api.test"]);
+    let config = config_with_tls(&[("api", &old)], "");
+    let gateway = start(&config, "epoll");
+    let addr = gateway.tls_addr.expect("the https ready line");
+    let client = Arc::new(client_config(pki.roots(), &all_versions()));
+    let mut kept = connect(addr, &client, "api.test").unwrap();
+    assert_eq!(peer_certificate(&kept), old.der);
+
+    let new = pki.issue(&["api.test"]);
+    write_certificate(config.path(), "api", &new);
+    let reload = gateway.ctl(&["reload"]);
+    assert!(reload.status.success(), "reload failed: {}", String::from_utf8_lossy(&reload.stderr));
+    let fresh = Arc::new(client_config(pki.roots(), &all_versions()));
+    assert_eq!(peer_certificate(&connect(addr, &fresh, "api.test").unwrap()), new.der);
+    // A connection opened before the reload goes on.
+    get_echo(&mut kept, gateway.demo_key.as_deref().unwrap());
+
+    // A key that is not the certificate's, then one that is not a key at all: both refused with
+    // the file named, and the running certificate keeps serving.
+    let stranger = pki.issue(&["api.test"]);
+    std::fs::write(config.path().join("certs/api.key"), &stranger.key_pem).unwrap();
+    for (case, expected) in [
+        ("mismatched key", "the private key is not the certificate's key"),
+        ("not a key", "no private key found"),
+    ] {
+        if case == "not a key" {
+            std::fs::write(config.path().join("certs/api.key"), "hello\n").unwrap();
+        }
+        let check = std::process::Command::new(bins::portcullis())
+            .args(["config", "check", "--config"])
+            .arg(config.path())
+            .output()
+            .unwrap();
+        let check_text = String::from_utf8_lossy(&check.stderr).into_owned() + &String::from_utf8_lossy(&check.stdout);
+        assert!(!check.status.success(), "{case}: config check passed: {check_text}");
+        assert!(check_text.contains("certs/api.key") && check_text.contains(expected), "{case}: {check_text}");
+        assert!(check_text.contains("gateway.toml:"), "{case}: no file:line:col: {check_text}");
+
+        let reload = gateway.ctl(&["reload"]);
+        let reload_text = String::from_utf8_lossy(&reload.stderr).into_owned() + &String::from_utf8_lossy(&reload.stdout);
+        assert!(!reload.status.success(), "{case}: reload passed: {reload_text}");
+        assert!(reload_text.contains(expected), "{case}: {reload_text}");
+        let fresh = Arc::new(client_config(pki.roots(), &all_versions()));
+        assert_eq!(peer_certificate(&connect(addr, &fresh, "api.test").unwrap()), new.der, "{case}");
+    }
+}
+
+#[test]
+fn client_auth_required_admits_only_certificates_from_the_ca() {
+    let pki = Pki::new();
+    let server = pki.issue(&["api.test"]);
+    let config = config_with_tls(&[("api", &server)], "client-auth = \"required\"\nclient-ca-file = \"certs/ca.pem\"");
+    std::fs::write(config.path().join("certs/ca.pem"), &pki.ca_pem).unwrap();
+    let gateway = start(&config, "epoll");
+    let addr = gateway.tls_addr.expect("the https ready line");
+    let key = gateway.demo_key.clone().expect("demo key");
+
+    // Without a certificate: the handshake (TLS 1.2) or the first exchange (TLS 1.3, where the
+    // server's verdict arrives after the client's Finished) fails.
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let anonymous = Arc::new(client_config(pki.roots(), &[version]));
+        let refused = connect(addr, &anonymous, "api.test")
+            .and_then(|mut connection| connection.get("/echo/hello", &[("Ocp-Apim-Subscription-Key", &key)]));
+        assert!(refused.is_err(), "{version:?}: a client without a certificate got {refused:?}");
+    }
+
+    // A certificate from another CA is refused too.
+    let other_pki = Pki::new();
+    for (pki_used, admitted) in [(&other_pki, false), (&pki, true)] {
+        let client_cert = pki_used.issue(&["client.test"]);
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let chain = vec![client_cert.der.clone()];
+        let key_der = PrivateKeyDer::from_pem_slice(client_cert.key_pem.as_bytes()).unwrap();
+        let mut client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(pki.roots())
+            .with_client_auth_cert(chain, key_der)
+            .unwrap();
+        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let client = Arc::new(client);
+        let result = connect(addr, &client, "api.test")
+            .and_then(|mut connection| connection.get("/echo/hello", &[("Ocp-Apim-Subscription-Key", &key)]));
+        match admitted {
+            true => assert_eq!(result.unwrap().status, 200),
+            false => assert!(result.is_err(), "a certificate from another CA got {result:?}"),
+        }
+    }
+}
+
+#[test]
+fn without_certificates_tls_fails_cleanly_and_http_serves() {
+    let config = TempDir::new("config");
+    copy_tree(&bins::repo_root().join("examples/quickstart"), config.path()).unwrap();
+    let gateway = start(&config, "epoll");
+    let addr = gateway.tls_addr.expect("the https ready line");
+    let pki = Pki::new();
+    let client = Arc::new(client_config(pki.roots(), &all_versions()));
+    let error = connect(addr, &client, "api.test").expect_err("no certificate to serve");
+    assert!(error.to_string().contains("alert") || error.kind() != std::io::ErrorKind::TimedOut, "{error}");
+    let key = gateway.demo_key.clone().expect("demo key");
+    let plain = portcullis_tests::http::get(gateway.addr, "/echo/hello", &[("Ocp-Apim-Subscription-Key", &key)]);
+    assert_eq!(plain.unwrap().status, 200);
+    // A second refused handshake: the warning is logged once.
+    let _ = connect(addr, &client, "api.test");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(gateway.log().matches("has no [[tls.certificate]]").count(), 1, "{}", gateway.log());
+}
