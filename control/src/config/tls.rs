@@ -179,8 +179,8 @@ pub(crate) fn parse_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, St
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| format!("not a valid PEM certificate file ({error})"))?;
     if chain.is_empty() {
-        return Err("no -----BEGIN CERTIFICATE----- block found: expected the certificate chain in PEM, \
-             end entity first"
+        return Err("no -----BEGIN CERTIFICATE----- block found: expected PEM certificates (for a server \
+             certificate, its chain with the end entity first)"
             .to_owned());
     }
     Ok(chain)
@@ -277,3 +277,6 @@ pub(crate) fn inspect(der: &CertificateDer<'_>, now_unix: i64) -> Result<Inspect
     }
     Ok(Inspected { names, warnings })
 }
+
+#[cfg(test)]
+mod tests;
