@@ -143,6 +143,7 @@ impl Fixture {
             request_buf: &self.buf,
             remainder_start: REMAINDER_START,
             peer: self.peer,
+            client_certificate: None,
             api: &self.api,
             operation: &self.operation,
             subscription: None,

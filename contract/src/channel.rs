@@ -142,7 +142,14 @@ mod tests {
     fn messages_and_fds_cross() {
         let (a, b) =
             rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None).unwrap();
-        let hello = ToControl::Hello { pid: 1, workers: 2, io_backend: "epoll".into(), listen: vec![], listen_tls: None, generation: 0 };
+        let hello = ToControl::Hello {
+            pid: 1,
+            workers: 2,
+            io_backend: "epoll".into(),
+            listen: vec![],
+            listen_tls: None,
+            generation: 0,
+        };
         send(&a, &hello, None).unwrap();
         let (got, fd) = recv::<ToControl>(&b).unwrap().unwrap();
         assert_eq!(got, hello);

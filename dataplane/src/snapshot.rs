@@ -10,9 +10,9 @@ use portcullis_contract::model::{Config, Policies, Scheme};
 use portcullis_contract::stats::StatsRegion;
 
 use crate::policy::{LoadError, Programs};
-use crate::tls::TlsConfigError;
 use crate::router::Router;
 use crate::router::operation::Operations;
+use crate::tls::TlsConfigError;
 
 /// One configuration generation, ready for the hot path: nothing in it is parsed per request.
 #[derive(Debug)]

@@ -118,10 +118,7 @@ struct SniResolver {
 }
 
 impl SniResolver {
-    fn new(
-        certificates: &[TlsCertificate],
-        provider: &rustls::crypto::CryptoProvider,
-    ) -> Result<Self, TlsConfigError> {
+    fn new(certificates: &[TlsCertificate], provider: &rustls::crypto::CryptoProvider) -> Result<Self, TlsConfigError> {
         let keys = certificates
             .iter()
             .map(|certificate| certified_key(certificate, provider).map(Arc::new))

@@ -9,10 +9,10 @@ use std::time::Duration;
 use portcullis_contract::stats::{IoBackend, StatsRegion, WorkerSlot};
 
 use crate::drain::{self, Drain};
-use crate::io::epoll::Epoll;
-use crate::io::uring::Uring;
 use crate::io::client::ClientStream;
+use crate::io::epoll::Epoll;
 use crate::io::tls::TlsStream;
+use crate::io::uring::Uring;
 use crate::io::{Listener, Runtime, Stream};
 use crate::proxy;
 use crate::snapshot::{Snapshot, SnapshotCell};
@@ -151,7 +151,9 @@ async fn accept_loop<L: Listener>(worker: &Rc<WorkerCtx<L::Stream>>, listener: &
         let worker = Rc::clone(worker);
         tokio::task::spawn_local(async move {
             match transport {
-                Transport::Plain => proxy::serve_connection(Rc::clone(&worker), ClientStream::Plain(stream), peer).await,
+                Transport::Plain => {
+                    proxy::serve_connection(Rc::clone(&worker), ClientStream::Plain(stream), peer).await
+                }
                 Transport::Tls => serve_tls(Rc::clone(&worker), stream, peer).await,
             }
             worker.connection_closed();

@@ -241,15 +241,20 @@ fn reload_serves_new_certificates_and_refuses_bad_keys() {
     assert_eq!(peer_certificate(&connect(addr, &fresh, "api.test").unwrap()), new.der);
     // A connection opened before the reload goes on.
     get_echo(&mut kept, gateway.demo_key.as_deref().unwrap());
+    // The last-good snapshot on disk now holds private keys: owner-only, in an owner-only directory.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&gateway.data().join("snapshots/last-good.snap")), 0o600);
+    assert_eq!(mode(&gateway.data().join("snapshots")), 0o700);
+    assert_eq!(mode(&gateway.data()), 0o700);
 
     // A key that is not the certificate's, then one that is not a key at all: both refused with
     // the file named, and the running certificate keeps serving.
     let stranger = pki.issue(&["api.test"]);
     std::fs::write(config.path().join("certs/api.key"), &stranger.key_pem).unwrap();
-    for (case, expected) in [
-        ("mismatched key", "the private key is not the certificate's key"),
-        ("not a key", "no private key found"),
-    ] {
+    for (case, expected) in
+        [("mismatched key", "the private key is not the certificate's key"), ("not a key", "no private key found")]
+    {
         if case == "not a key" {
             std::fs::write(config.path().join("certs/api.key"), "hello\n").unwrap();
         }
@@ -264,7 +269,8 @@ fn reload_serves_new_certificates_and_refuses_bad_keys() {
         assert!(check_text.contains("gateway.toml:"), "{case}: no file:line:col: {check_text}");
 
         let reload = gateway.ctl(&["reload"]);
-        let reload_text = String::from_utf8_lossy(&reload.stderr).into_owned() + &String::from_utf8_lossy(&reload.stdout);
+        let reload_text =
+            String::from_utf8_lossy(&reload.stderr).into_owned() + &String::from_utf8_lossy(&reload.stdout);
         assert!(!reload.status.success(), "{case}: reload passed: {reload_text}");
         assert!(reload_text.contains(expected), "{case}: {reload_text}");
         let fresh = Arc::new(client_config(pki.roots(), &all_versions()));

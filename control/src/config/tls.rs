@@ -83,7 +83,8 @@ pub(crate) fn compile(table: &TlsTable, source: &SourceFile, dir: &Path, diagnos
     if client_auth != ClientAuthName::None && table.certificate.is_empty() {
         if let Some(auth) = &table.client_auth {
             diagnostics.push(
-                source.error(auth.span(), "client authentication needs a server certificate: add a [[tls.certificate]]"),
+                source
+                    .error(auth.span(), "client authentication needs a server certificate: add a [[tls.certificate]]"),
             );
         }
     }
@@ -149,7 +150,9 @@ fn client_cas(file: &Spanned<String>, source: &SourceFile, dir: &Path, diagnosti
     let parsed = read_pem(&path).and_then(|bytes| parse_chain(&bytes)).and_then(|cas| {
         let mut roots = rustls::RootCertStore::empty();
         for ca in &cas {
-            roots.add(ca.clone()).map_err(|error| format!("a CA certificate is not usable as a trust anchor: {error}"))?;
+            roots
+                .add(ca.clone())
+                .map_err(|error| format!("a CA certificate is not usable as a trust anchor: {error}"))?;
         }
         Ok(cas)
     });
@@ -202,17 +205,16 @@ pub(crate) fn check_pair(
     key: &PrivateKeyDer<'static>,
     provider: &rustls::crypto::CryptoProvider,
 ) -> Result<(), String> {
-    let signing_key = provider
-        .key_provider
-        .load_private_key(key.clone_key())
-        .map_err(|error| format!("the private key is not usable ({error}); supported: RSA, ECDSA P-256/P-384, Ed25519"))?;
+    let signing_key = provider.key_provider.load_private_key(key.clone_key()).map_err(|error| {
+        format!("the private key is not usable ({error}); supported: RSA, ECDSA P-256/P-384, Ed25519")
+    })?;
     let certified = rustls::sign::CertifiedKey::new(chain.to_vec(), Arc::clone(&signing_key));
     match certified.keys_match() {
         Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(()),
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => Err(
-            "the private key is not the certificate's key: use the key file generated with this certificate"
-                .to_owned(),
-        ),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            Err("the private key is not the certificate's key: use the key file generated with this certificate"
+                .to_owned())
+        }
         Err(error) => Err(format!("the certificate cannot be used ({error})")),
     }
 }
@@ -254,7 +256,8 @@ pub(crate) fn inspect(der: &CertificateDer<'_>, now_unix: i64) -> Result<Inspect
     }
     let mut warnings = Vec::new();
     if now_unix < not_before {
-        warnings.push(format!("the certificate is not valid before {}: clients refuse it until then", validity.not_before));
+        warnings
+            .push(format!("the certificate is not valid before {}: clients refuse it until then", validity.not_before));
     }
     let days_left = (not_after - now_unix) / 86_400;
     if days_left < EXPIRY_WARNING_DAYS {

@@ -175,11 +175,17 @@ Transfer-Encoding: chunked\r\nOcp-Apim-Subscription-Key: k\r\nExpect: 100-contin
         };
         write_request_head(&mut out, &head, buf, &forwarding);
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            String::from_utf8(out.clone()).unwrap(),
             "POST /api/hello?x=1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\nOcp-Apim-Subscription-Key: k\r\n\
 Host: backend:8081\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\
 X-Forwarded-Host: gw.example\r\n\r\n"
         );
+        // Over TLS, the client-facing scheme is https (whatever the client claimed).
+        let buf = b"GET /echo/x HTTP/1.1\r\nX-Forwarded-Proto: http\r\n\r\n";
+        let head = request::parse(buf).unwrap().unwrap();
+        write_request_head(&mut out, &head, buf, &Forwarding { tls: true, ..forwarding });
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\r\nX-Forwarded-Proto: https\r\n") && !text.contains("Proto: http\r\n"), "{text}");
     }
 
     #[test]

@@ -81,6 +81,7 @@ impl Fixture {
             request_buf: &self.buf,
             remainder_start: 5,
             peer: self.peer,
+            client_certificate: None,
             api: &self.api,
             operation: &self.operation,
             subscription: None,

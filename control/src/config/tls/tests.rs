@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use super::*;
 use crate::config::NamedValues;
 
-
 struct Pair {
     cert_pem: String,
     key_pem: String,
@@ -72,8 +71,11 @@ impl Dir {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("apis/echo")).unwrap();
         std::fs::create_dir_all(dir.join("certs")).unwrap();
-        std::fs::write(dir.join("apis/echo/api.toml"), "name = \"E\"\npath = \"echo\"\nbackend-url = \"http://127.0.0.1:9/\"\n")
-            .unwrap();
+        std::fs::write(
+            dir.join("apis/echo/api.toml"),
+            "name = \"E\"\npath = \"echo\"\nbackend-url = \"http://127.0.0.1:9/\"\n",
+        )
+        .unwrap();
         std::fs::write(dir.join("gateway.toml"), gateway).unwrap();
         for (name, text) in files {
             std::fs::write(dir.join(name), text).unwrap();
@@ -137,16 +139,31 @@ fn every_problem_names_the_file_and_its_line() {
     );
     let errors = dir.load().unwrap_err();
     assert_eq!(errors.len(), 4, "{errors:#?}");
-    assert!(errors[0].starts_with("gateway.toml:3:12: ") && errors[0].contains("certs/a.key does not go with"), "{}", errors[0]);
-    assert!(errors[1].starts_with("gateway.toml:5:13: ") && errors[1].contains("certs/b.pem: no -----BEGIN"), "{}", errors[1]);
-    assert!(errors[2].starts_with("gateway.toml:6:12: ") && errors[2].contains("certs/b.key: cannot read"), "{}", errors[2]);
+    assert!(
+        errors[0].starts_with("gateway.toml:3:12: ") && errors[0].contains("certs/a.key does not go with"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].starts_with("gateway.toml:5:13: ") && errors[1].contains("certs/b.pem: no -----BEGIN"),
+        "{}",
+        errors[1]
+    );
+    assert!(
+        errors[2].starts_with("gateway.toml:6:12: ") && errors[2].contains("certs/b.key: cannot read"),
+        "{}",
+        errors[2]
+    );
     assert!(errors[3].starts_with("gateway.toml:9:18: ") && errors[3].contains("certs/ca.pem"), "{}", errors[3]);
 }
 
 #[test]
 fn client_auth_needs_a_ca_and_a_ca_needs_client_auth() {
     let errors = Dir::new("[tls]\nclient-auth = \"required\"\n", &[]).load().unwrap_err();
-    assert!(errors.iter().any(|e| e.starts_with("gateway.toml:2:15: ") && e.contains("add client-ca-file")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.starts_with("gateway.toml:2:15: ") && e.contains("add client-ca-file")),
+        "{errors:?}"
+    );
     let errors = Dir::new("[tls]\nclient-ca-file = \"certs/ca.pem\"\n", &[]).load().unwrap_err();
     assert!(errors[0].contains("client-auth is \"none\""), "{errors:?}");
     let errors = Dir::new("[tls]\nclient-auth = \"sometimes\"\n", &[]).load().unwrap_err();
