@@ -204,3 +204,18 @@ fn reports_a_client_that_leaves_during_the_handshake() {
     let result = run(TlsStream::accept(MemoryStream(server_io), Arc::clone(&fixture.server)));
     assert!(matches!(result, Err(HandshakeError::Closed)), "{result:?}");
 }
+
+#[test]
+fn times_out_a_silent_client() {
+    let fixture = fixture();
+    let (server_io, _client_io) = tokio::io::duplex(64 * 1024);
+    // Paused time jumps ahead whenever the runtime is idle: the test takes no real 10 s.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+    let (result, waited) = runtime.block_on(async {
+        let started = tokio::time::Instant::now();
+        let result = TlsStream::accept(MemoryStream(server_io), Arc::clone(&fixture.server)).await;
+        (result, started.elapsed())
+    });
+    assert!(matches!(result, Err(HandshakeError::TimedOut)), "{result:?}");
+    assert!(waited >= std::time::Duration::from_millis(HANDSHAKE_TIMEOUT_MS), "{waited:?}");
+}
