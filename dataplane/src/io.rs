@@ -4,8 +4,8 @@
 //! them after the call returns), so the same generic proxy code runs on both backends,
 //! monomorphised, without `dyn`. Timers come from tokio, which both runtimes drive.
 
-pub(crate) mod client;
 pub(crate) mod epoll;
+pub(crate) mod maybe_tls;
 pub(crate) mod tls;
 pub(crate) mod uring;
 

@@ -29,7 +29,7 @@ use crate::http::error_response::{self, ErrorResponse};
 use crate::http::forward::ClientConnection;
 use crate::http::request::{self, RequestHead};
 use crate::http::response::ResponseHead;
-use crate::io::client::ClientStream;
+use crate::io::maybe_tls::MaybeTls;
 use crate::io::{ReadError, Stream, read_within};
 use crate::policy::{RequestState, apply};
 use crate::router::Route;
@@ -51,7 +51,7 @@ pub(crate) enum Verdict {
 /// One client connection and its worker-owned buffers.
 pub(crate) struct Connection<S: Stream> {
     /// The client: plain TCP or TLS over `S`; backends are always plain `S` (the pool's type).
-    pub(crate) client: ClientStream<S>,
+    pub(crate) client: MaybeTls<S>,
     pub(crate) peer: SocketAddr,
     /// Client bytes: the current request head (at offset 0), then whatever followed it.
     pub(crate) buf: Vec<u8>,
@@ -128,7 +128,7 @@ pub(crate) struct RequestCtx {
 }
 
 /// Serves one client connection until it closes, fails, times out or the worker drains.
-pub(crate) async fn serve_connection<S: Stream>(worker: Rc<WorkerCtx<S>>, client: ClientStream<S>, peer: SocketAddr) {
+pub(crate) async fn serve_connection<S: Stream>(worker: Rc<WorkerCtx<S>>, client: MaybeTls<S>, peer: SocketAddr) {
     let mut conn = Connection {
         client,
         peer,

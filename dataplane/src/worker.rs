@@ -9,8 +9,8 @@ use std::time::Duration;
 use portcullis_contract::stats::{IoBackend, StatsRegion, WorkerSlot};
 
 use crate::drain::{self, Drain};
-use crate::io::client::ClientStream;
 use crate::io::epoll::Epoll;
+use crate::io::maybe_tls::MaybeTls;
 use crate::io::tls::TlsStream;
 use crate::io::uring::Uring;
 use crate::io::{Listener, Runtime, Stream};
@@ -151,9 +151,7 @@ async fn accept_loop<L: Listener>(worker: &Rc<WorkerCtx<L::Stream>>, listener: &
         let worker = Rc::clone(worker);
         tokio::task::spawn_local(async move {
             match transport {
-                Transport::Plain => {
-                    proxy::serve_connection(Rc::clone(&worker), ClientStream::Plain(stream), peer).await
-                }
+                Transport::Plain => proxy::serve_connection(Rc::clone(&worker), MaybeTls::Plain(stream), peer).await,
                 Transport::Tls => serve_tls(Rc::clone(&worker), stream, peer).await,
             }
             worker.connection_closed();
@@ -175,7 +173,7 @@ async fn serve_tls<S: Stream>(worker: Rc<WorkerCtx<S>>, stream: S, peer: std::ne
     match TlsStream::accept(stream, config).await {
         Ok(tls) => {
             tracing::debug!(%peer, version = ?tls.protocol_version(), "TLS handshake complete");
-            proxy::serve_connection(worker, ClientStream::Tls(Box::new(tls)), peer).await;
+            proxy::serve_connection(worker, MaybeTls::Tls(Box::new(tls)), peer).await;
         }
         Err(error) => tracing::debug!(%peer, %error, "TLS handshake failed"),
     }

@@ -1,4 +1,5 @@
-//! TLS over any [`Stream`]: a `rustls::ServerConnection` driven over owned buffers.
+//! TLS over any [`Stream`]: a rustls connection (server side for clients, client side for
+//! HTTPS backends) driven over owned buffers.
 //!
 //! rustls is sans-IO: it takes ciphertext in (`read_tls`), hands plaintext out (`reader`), takes
 //! plaintext in (`writer`) and hands ciphertext out (`write_tls`). This file moves bytes between
@@ -10,8 +11,8 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::ServerConnection;
 use rustls::pki_types::CertificateDer;
+use rustls::{ClientConnection, Connection, ServerConnection};
 
 use crate::io::{Stream, reserve_spare};
 
@@ -39,10 +40,10 @@ pub(crate) enum HandshakeError {
     Io(#[from] io::Error),
 }
 
-/// A server-side TLS connection over `S`.
+/// A TLS connection over `S`: accepted from a client, or opened to an HTTPS backend.
 pub(crate) struct TlsStream<S> {
     inner: S,
-    tls: ServerConnection,
+    tls: Connection,
     /// Ciphertext read from `inner` and not yet given to rustls: `incoming[incoming_start..]`.
     incoming: Vec<u8>,
     incoming_start: usize,
@@ -59,7 +60,20 @@ impl<S> std::fmt::Debug for TlsStream<S> {
 impl<S: Stream> TlsStream<S> {
     /// Runs the server side of a handshake on `inner` within [`HANDSHAKE_TIMEOUT_MS`].
     pub(crate) async fn accept(inner: S, config: Arc<rustls::ServerConfig>) -> Result<Self, HandshakeError> {
-        let mut tls = ServerConnection::new(config)?;
+        Self::handshake_within(inner, Connection::Server(ServerConnection::new(config)?)).await
+    }
+
+    /// Runs the client side of a handshake with an HTTPS backend named `server_name` on `inner`,
+    /// within [`HANDSHAKE_TIMEOUT_MS`].
+    pub(crate) async fn open(
+        inner: S,
+        config: Arc<rustls::ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+    ) -> Result<Self, HandshakeError> {
+        Self::handshake_within(inner, Connection::Client(ClientConnection::new(config, server_name)?)).await
+    }
+
+    async fn handshake_within(inner: S, mut tls: Connection) -> Result<Self, HandshakeError> {
         tls.set_buffer_limit(Some(PLAINTEXT_BUFFERED_BYTES_MAX));
         let mut stream = Self { inner, tls, incoming: Vec::new(), incoming_start: 0, outgoing: Vec::new() };
         let limit = Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
@@ -86,13 +100,13 @@ impl<S: Stream> TlsStream<S> {
                 return Err(HandshakeError::Closed);
             }
         }
-        // TLS 1.3 session tickets go out right after the handshake.
+        // TLS 1.3 session tickets go out right after the handshake (client side: its Finished).
         self.flush().await?;
         Ok(())
     }
 
-    /// The client's certificate (end entity, DER), when it presented one; rustls verified it
-    /// against the configured CAs during the handshake.
+    /// The peer's certificate (end entity, DER): a client's when it presented one (rustls
+    /// verified it against the configured CAs during the handshake), always a backend's.
     pub(crate) fn peer_certificate(&self) -> Option<&CertificateDer<'static>> {
         self.tls.peer_certificates().and_then(|chain| chain.first())
     }
@@ -171,9 +185,9 @@ impl<S: Stream> TlsStream<S> {
 }
 
 impl<S: Stream> Stream for TlsStream<S> {
-    /// Client side is not needed: backends are plain (see `ClientStream`).
+    /// A TLS connection needs a server name and a configuration: see [`TlsStream::open`].
     async fn connect(_addr: std::net::SocketAddr) -> io::Result<Self> {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "TLS client connections are not implemented"))
+        Err(io::Error::new(io::ErrorKind::Unsupported, "open TLS connections with TlsStream::open"))
     }
 
     async fn read(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {

@@ -219,3 +219,39 @@ fn times_out_a_silent_client() {
     assert!(matches!(result, Err(HandshakeError::TimedOut)), "{result:?}");
     assert!(waited >= std::time::Duration::from_millis(HANDSHAKE_TIMEOUT_MS), "{waited:?}");
 }
+
+#[test]
+fn opens_to_a_server_and_verifies_its_name() {
+    let fixture = fixture();
+    let name = ServerName::try_from("gw.test").unwrap();
+    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    run(async {
+        let server = async {
+            let mut stream = TlsStream::accept(MemoryStream(server_io), Arc::clone(&fixture.server)).await.unwrap();
+            let (result, buf) = stream.read(Vec::new()).await;
+            assert_eq!(&buf[..result.unwrap()], b"ping");
+            let (result, _) = stream.write_range(b"pong".to_vec(), 0..4).await;
+            result.unwrap();
+        };
+        let client = async {
+            let mut stream =
+                TlsStream::open(MemoryStream(client_io), Arc::clone(&fixture.client), name.clone()).await.unwrap();
+            assert!(stream.peer_certificate().is_some());
+            let (result, _) = stream.write_range(b"ping".to_vec(), 0..4).await;
+            result.unwrap();
+            let (result, buf) = stream.read(Vec::new()).await;
+            assert_eq!(&buf[..result.unwrap()], b"pong");
+        };
+        tokio::join!(server, client);
+    });
+    // A name the certificate does not carry: the client refuses the server.
+    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    let other = ServerName::try_from("other.test").unwrap();
+    let (_, client) = run(async {
+        tokio::join!(
+            TlsStream::accept(MemoryStream(server_io), Arc::clone(&fixture.server)),
+            TlsStream::open(MemoryStream(client_io), Arc::clone(&fixture.client), other)
+        )
+    });
+    assert!(matches!(client, Err(HandshakeError::Tls(rustls::Error::InvalidCertificate(_)))), "{client:?}");
+}

@@ -1,7 +1,9 @@
-//! The client side of a proxied connection: plain TCP or TLS over the worker's stream type.
+//! A connection that is plain TCP or TLS over the worker's stream type: the client side of a
+//! proxied connection (TLS when accepted on `--listen-tls`) and backend connections (TLS to
+//! `https://` backends).
 //!
-//! An enum rather than a second type parameter keeps `Connection<S>` and the backend pool
-//! (always plain `S`) as they are; the match per read or write costs a branch, never a `dyn`.
+//! An enum rather than a second type parameter keeps `Connection<S>` and the backend pool as
+//! they are; the match per read or write costs a branch, never a `dyn`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,20 +14,20 @@ use rustls::pki_types::CertificateDer;
 use crate::io::Stream;
 use crate::io::tls::TlsStream;
 
-/// A client connection as the proxy sees it.
+/// A connection as the proxy sees it.
 #[derive(Debug)]
-pub(crate) enum ClientStream<S> {
+pub(crate) enum MaybeTls<S> {
     Plain(S),
     Tls(Box<TlsStream<S>>),
 }
 
-impl<S: Stream> ClientStream<S> {
-    /// Whether the client came over TLS (`X-Forwarded-Proto: https`).
+impl<S: Stream> MaybeTls<S> {
+    /// Whether it is TLS (for a client: `X-Forwarded-Proto: https`).
     pub(crate) fn is_tls(&self) -> bool {
         matches!(self, Self::Tls(_))
     }
 
-    /// The verified client certificate (end entity, DER) of an mTLS connection.
+    /// The peer's verified certificate (end entity, DER): a client's over mTLS, a backend's.
     pub(crate) fn peer_certificate(&self) -> Option<&CertificateDer<'static>> {
         match self {
             Self::Plain(_) => None,
@@ -42,8 +44,8 @@ impl<S: Stream> ClientStream<S> {
     }
 }
 
-impl<S: Stream> Stream for ClientStream<S> {
-    /// Client streams are accepted, never opened; this opens a plain one for completeness.
+impl<S: Stream> Stream for MaybeTls<S> {
+    /// Opens a plain connection (TLS is added on top with [`TlsStream::open`]).
     async fn connect(addr: SocketAddr) -> io::Result<Self> {
         S::connect(addr).await.map(Self::Plain)
     }
