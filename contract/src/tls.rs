@@ -13,6 +13,9 @@ pub struct TlsSettings {
     /// DER certificates of the CAs client certificates must chain to (empty when
     /// `client_auth` is [`ClientAuth::None`]).
     pub client_cas: Vec<Vec<u8>>,
+    /// DER certificates of the CAs `https://` backends' certificates must chain to; empty: the
+    /// host's system roots.
+    pub backend_cas: Vec<Vec<u8>>,
 }
 
 /// One certificate chain, its private key and the DNS names it serves.

@@ -8,6 +8,7 @@ use ahash::AHashMap;
 use arc_swap::ArcSwapOption;
 use portcullis_contract::model::{Config, Policies, Scheme};
 use portcullis_contract::stats::StatsRegion;
+use rustls::pki_types::ServerName;
 
 use crate::policy::{LoadError, Programs};
 use crate::router::Router;
@@ -24,9 +25,11 @@ pub struct Snapshot {
     /// Path → API.
     pub router: Router,
     /// Per API (same index as `config.apis`): the backend address, or `None` when the backend
-    /// cannot be used (unresolvable host, or https which this build does not speak yet): its
-    /// requests are answered 502.
+    /// cannot be used (unresolvable host): its requests are answered 502.
     pub backends: Vec<Option<SocketAddr>>,
+    /// Per API (same index as `config.apis`): for an `https://` backend, the name its certificate
+    /// is verified against (and sent as SNI); `None` for plain HTTP.
+    pub backend_names: Vec<Option<ServerName<'static>>>,
     /// Per API (same index as `config.apis`): its operations, ready for matching.
     pub operations: Vec<Operations>,
     /// The policy programs, verified again and with their regexes compiled.
@@ -38,6 +41,8 @@ pub struct Snapshot {
     product_policies: AHashMap<(u32, u32, u32), Policies>,
     /// The TLS server configuration new TLS connections get (certificates, client auth).
     pub tls: Arc<rustls::ServerConfig>,
+    /// The TLS client configuration of connections to `https://` backends.
+    pub backend_tls: Arc<rustls::ClientConfig>,
 }
 
 /// Why a snapshot cannot be built; the current one keeps serving.
@@ -57,6 +62,7 @@ impl Snapshot {
     pub fn build(generation: u64, config: Config) -> Result<Self, BuildError> {
         let programs = Programs::load(&config.programs)?;
         let tls = crate::tls::server_config(&config.tls)?;
+        let backend_tls = crate::tls::backend_client_config(&config.tls)?;
         let router = Router::new(&config);
         for &api in router.unroutable() {
             if let Some(api) = config.apis.get(api as usize) {
@@ -64,6 +70,7 @@ impl Snapshot {
             }
         }
         let backends = config.apis.iter().map(|api| resolve(&api.id, &api.backend)).collect();
+        let backend_names = config.apis.iter().map(|api| server_name(&api.id, &api.backend)).collect();
         let operations = config.apis.iter().map(Operations::new).collect();
         let resolved = resolve_policy_backends(&config.programs);
         let product_policies = config
@@ -71,7 +78,19 @@ impl Snapshot {
             .iter()
             .map(|entry| ((entry.product, entry.api, entry.operation), entry.policies))
             .collect();
-        Ok(Self { generation, config, router, backends, operations, programs, resolved, product_policies, tls })
+        Ok(Self {
+            generation,
+            config,
+            router,
+            backends,
+            backend_names,
+            operations,
+            programs,
+            resolved,
+            product_policies,
+            tls,
+            backend_tls,
+        })
     }
 
     /// The sections operation `operation` of API `api` runs for a request through `product`.
@@ -123,11 +142,22 @@ fn resolve_policy_backends(programs: &[portcullis_contract::program::Program]) -
     resolved
 }
 
-fn resolve(api: &str, backend: &portcullis_contract::model::BackendUrl) -> Option<SocketAddr> {
-    if backend.scheme == Scheme::Https {
-        tracing::warn!(api, host = %backend.host, "https backends are not supported yet; requests to this API get 502");
+/// The name an `https://` backend's certificate must carry: its host (a DNS name or an IP).
+fn server_name(api: &str, backend: &portcullis_contract::model::BackendUrl) -> Option<ServerName<'static>> {
+    if backend.scheme != Scheme::Https {
         return None;
     }
+    let host = backend.host.trim_start_matches('[').trim_end_matches(']');
+    match ServerName::try_from(host.to_owned()) {
+        Ok(name) => Some(name),
+        Err(error) => {
+            tracing::warn!(api, host = %backend.host, %error, "https backend host is not a valid server name");
+            None
+        }
+    }
+}
+
+fn resolve(api: &str, backend: &portcullis_contract::model::BackendUrl) -> Option<SocketAddr> {
     match (backend.host.as_str(), backend.port).to_socket_addrs().map(|mut addrs| addrs.next()) {
         Ok(Some(addr)) => Some(addr),
         Ok(None) => {
@@ -224,7 +254,9 @@ mod tests {
         let snapshot = Snapshot::build(4, config).unwrap();
         assert_eq!(snapshot.backends[0], Some("127.0.0.1:80".parse().unwrap()));
         assert_eq!(snapshot.backends[1], None);
-        assert_eq!(snapshot.backends[2], None);
+        assert_eq!(snapshot.backends[2], Some("127.0.0.2:80".parse().unwrap()));
+        assert_eq!(snapshot.backend_names[0], None);
+        assert_eq!(snapshot.backend_names[2], Some(ServerName::try_from("127.0.0.2").unwrap()));
 
         let cell = SnapshotCell::new();
         assert_eq!(cell.generation(), 0);

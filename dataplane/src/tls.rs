@@ -1,5 +1,7 @@
-//! The TLS server configuration of a snapshot: certificates chosen by SNI, TLS 1.2 and 1.3, ALPN
-//! `http/1.1`, session resumption and client authentication, built from the snapshot's DER bytes.
+//! The TLS configurations of a snapshot, built from its DER bytes: the server side (certificates
+//! chosen by SNI, TLS 1.2 and 1.3, ALPN `http/1.1`, session resumption, client authentication)
+//! and the client side for `https://` backends (verified against `backend-ca-file` or the
+//! host's system roots).
 //!
 //! Built once per snapshot on the channel (or start-up) thread, never on a worker; workers
 //! share the result read-only and hand it to each new TLS connection.
@@ -13,7 +15,7 @@ use portcullis_contract::tls::{ClientAuth, KeyFormat, TlsCertificate, TlsSetting
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, StoresServerSessions, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 pub(crate) use names::NameTable;
 
@@ -31,6 +33,8 @@ pub enum TlsConfigError {
     Certificate { file: String, error: rustls::Error },
     #[error("client CA certificate {index}: {error}")]
     ClientCa { index: usize, error: rustls::Error },
+    #[error("backend CA certificate {index}: {error}")]
+    BackendCa { index: usize, error: rustls::Error },
     #[error("client certificate verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
     #[error("TLS settings: {0}")]
@@ -91,6 +95,49 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsCon
         config.ticketer = Arc::clone(ticketer);
     }
     Ok(Arc::new(config))
+}
+
+/// Builds the client configuration for `https://` backends: ALPN `http/1.1`, TLS 1.2 and 1.3,
+/// rustls' in-memory session resumption, server certificates verified against the snapshot's
+/// backend CAs, or the host's system roots when it has none.
+pub fn backend_client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsConfigError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let roots = if settings.backend_cas.is_empty() {
+        Arc::clone(system_roots())
+    } else {
+        let mut roots = RootCertStore::empty();
+        for (index, der) in settings.backend_cas.iter().enumerate() {
+            roots.add(CertificateDer::from(der.clone())).map_err(|error| TlsConfigError::BackendCa { index, error })?;
+        }
+        Arc::new(roots)
+    };
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The host's trusted CAs (`/etc/ssl/certs` and the other places OpenSSL looks), read once per
+/// process, on the first snapshot's thread (never a worker).
+fn system_roots() -> &'static Arc<RootCertStore> {
+    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        let mut roots = RootCertStore::empty();
+        let (added, ignored) = roots.add_parsable_certificates(found.certs);
+        if let Some(error) = found.errors.first() {
+            tracing::warn!(%error, "some system CA certificates could not be read");
+        }
+        if added == 0 {
+            tracing::warn!(
+                "no system CA certificates found: https backends fail verification unless [tls] backend-ca-file is set"
+            );
+        }
+        tracing::debug!(added, ignored, "system CA certificates for https backends");
+        Arc::new(roots)
+    })
 }
 
 fn certified_key(

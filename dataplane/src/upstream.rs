@@ -8,8 +8,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
+use rustls::pki_types::ServerName;
 
 use crate::io::Stream;
+use crate::io::tls::HandshakeError;
 
 /// Idle connections kept per backend and worker: enough for bursts, bounded so a quiet worker
 /// does not hold hundreds of backend sockets.
@@ -25,6 +27,17 @@ pub(crate) enum ConnectError {
     Refused(#[from] std::io::Error),
     #[error("backend connect timed out")]
     TimedOut,
+    #[error("backend {0}")]
+    Tls(#[from] HandshakeError),
+}
+
+/// Which pooled connections a request may use: the same address, and for `https://` backends
+/// the same server name (a connection verified for one name never serves another).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct BackendKey {
+    pub(crate) addr: SocketAddr,
+    /// `Some`: TLS, verified for this name.
+    pub(crate) tls: Option<ServerName<'static>>,
 }
 
 struct Idle<S> {
@@ -34,7 +47,7 @@ struct Idle<S> {
 
 /// One worker's idle backend connections.
 pub(crate) struct UpstreamPool<S> {
-    idle: RefCell<AHashMap<SocketAddr, VecDeque<Idle<S>>>>,
+    idle: RefCell<AHashMap<BackendKey, VecDeque<Idle<S>>>>,
 }
 
 impl<S> std::fmt::Debug for UpstreamPool<S> {
@@ -49,10 +62,10 @@ impl<S: Stream> UpstreamPool<S> {
         Self { idle: RefCell::new(AHashMap::new()) }
     }
 
-    /// The most recently used idle connection to `addr` that has not expired.
-    pub(crate) fn take(&self, addr: SocketAddr) -> Option<S> {
+    /// The most recently used idle connection to `key` that has not expired.
+    pub(crate) fn take(&self, key: &BackendKey) -> Option<S> {
         let mut idle = self.idle.borrow_mut();
-        let queue = idle.get_mut(&addr)?;
+        let queue = idle.get_mut(key)?;
         let now = Instant::now();
         while let Some(entry) = queue.pop_back() {
             if now.duration_since(entry.since) < Duration::from_millis(IDLE_TIMEOUT_MS) {
@@ -65,9 +78,9 @@ impl<S: Stream> UpstreamPool<S> {
     }
 
     /// Returns a connection after a complete keep-alive response; closes it if the pool is full.
-    pub(crate) fn put(&self, addr: SocketAddr, stream: S) {
+    pub(crate) fn put(&self, key: BackendKey, stream: S) {
         let mut idle = self.idle.borrow_mut();
-        let queue = idle.entry(addr).or_default();
+        let queue = idle.entry(key).or_default();
         let now = Instant::now();
         while queue
             .front()

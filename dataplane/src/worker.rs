@@ -188,8 +188,8 @@ pub(crate) struct WorkerCtx<S> {
     /// a cache line shared with other cores).
     cached: RefCell<Option<Rc<LocalSnapshot>>>,
     cached_generation: Cell<u64>,
-    /// Idle backend connections.
-    pub(crate) pool: UpstreamPool<S>,
+    /// Idle backend connections (plain, or TLS to `https://` backends).
+    pub(crate) pool: UpstreamPool<MaybeTls<S>>,
     /// The draining signal.
     pub(crate) drain: Arc<Drain>,
     /// The XDP pre-filter's user-space side.

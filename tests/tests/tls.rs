@@ -1,8 +1,9 @@
 //! TLS termination end to end: `--listen-tls` with certificates from the config directory, a
 //! rustls client over real sockets. SNI picks the certificate, TLS 1.2 and 1.3 both work, ALPN is
 //! `http/1.1`, sessions resume, requests reach the backend with `X-Forwarded-Proto: https`, a
-//! reload serves a new certificate, a bad key is refused while the old one keeps serving, and
-//! client authentication admits only clients with a certificate from the configured CA.
+//! reload serves a new certificate, a bad key is refused while the old one keeps serving,
+//! client authentication admits only clients with a certificate from the configured CA, and
+//! `https://` backends are verified against `backend-ca-file`.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed step fails the test")]
 
 use std::net::{SocketAddr, TcpStream};
@@ -10,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_tests::http::{Connection, RESPONSE_TIMEOUT};
+use portcullis_tests::http::{self, Connection, RESPONSE_TIMEOUT};
 use portcullis_tests::tempdir::copy_tree;
 use portcullis_tests::{Gateway, GatewayOptions, TempDir, bins, on_both_io_backends};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
@@ -339,3 +340,48 @@ fn without_certificates_tls_fails_cleanly_and_http_serves() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(gateway.log().matches("has no [[tls.certificate]]").count(), 1, "{}", gateway.log());
 }
+
+/// An `https://` backend: gateway A proxies to gateway B's TLS listener, verifying B's
+/// certificate against `backend-ca-file`; without that CA (system roots only) it answers 502.
+fn proxies_to_https_backends(io: &str) {
+    let pki = Pki::new();
+    let backend_cert = pki.issue(&["backend.test", "127.0.0.1"]);
+    let backend_config = config_with_tls(&[("backend", &backend_cert)], "");
+    let backend = start(&backend_config, io);
+    let backend_tls = backend.tls_addr.expect("the backend's https ready line");
+    let backend_key = backend.demo_key.clone().expect("the backend's demo key");
+
+    let front_config = config_with_tls(&[], "backend-ca-file = \"certs/ca.pem\"");
+    std::fs::write(front_config.path().join("certs/ca.pem"), &pki.ca_pem).unwrap();
+    std::fs::create_dir_all(front_config.path().join("apis/secure")).unwrap();
+    std::fs::write(
+        front_config.path().join("apis/secure/api.toml"),
+        format!(
+            "name = \"Secure\"\npath = \"secure\"\nbackend-url = \"https://127.0.0.1:{}/echo\"\nsubscription-required = false\n",
+            backend_tls.port()
+        ),
+    )
+    .unwrap();
+    let front = Gateway::start(GatewayOptions::new(io).config(front_config.path()));
+
+    let mut connection = Connection::open(front.addr).unwrap();
+    for _ in 0..2 {
+        let response = connection.get("/secure/hello", &[("Ocp-Apim-Subscription-Key", &backend_key)]).unwrap();
+        assert_eq!(response.status, 200, "{}\n{}", response.text(), front.log());
+        let echoed = response.json();
+        assert_eq!(echoed["path"], "/api/hello", "{echoed}");
+        // B saw a TLS client (A), so it tells its backend https.
+        assert_eq!(echoed["headers"]["x-forwarded-proto"][0], "https", "{echoed}");
+    }
+
+    // Without the CA (system roots only), B's certificate does not verify: 502.
+    let gateway_toml = front_config.path().join("gateway.toml");
+    let text = std::fs::read_to_string(&gateway_toml).unwrap().replace("backend-ca-file = \"certs/ca.pem\"", "");
+    std::fs::write(&gateway_toml, text).unwrap();
+    let reload = front.ctl(&["reload"]);
+    assert!(reload.status.success(), "{}", String::from_utf8_lossy(&reload.stderr));
+    let refused = http::get(front.addr, "/secure/hello", &[("Ocp-Apim-Subscription-Key", &backend_key)]).unwrap();
+    assert_eq!(refused.status, 502, "{}", refused.text());
+}
+
+on_both_io_backends!(https_backends, crate::proxies_to_https_backends);

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use portcullis_contract::key_index::{KEY_BYTES_MAX, KeyEntry, KeyIndex, KeySlot};
 use portcullis_contract::model::{
-    Api, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Deployment, Limits, Product, Scheme,
+    Api, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Deployment, Limits, Product,
     Subscription, SubscriptionScope, SubscriptionState, is_valid_api_path,
 };
 use toml::Spanned;
@@ -18,7 +18,7 @@ use super::files::{ApiFile, LimitsTable, StateName, SubscriptionFile};
 use super::load::{Item, Parsed};
 use super::named_values::{self, NamedValue, NamedValues};
 
-/// Backends over TLS arrive with this piece of the roadmap; until then an https URL is refused.
+/// The roadmap piece that brought backends over TLS (`https://` backend URLs, see docs/tls.md).
 pub const HTTPS_BACKEND_ISSUE: &str = "issue 3 (production HTTP/1.1, upstreams and TLS)";
 /// Scope of a subscription to every API.
 pub const ALL_APIS_SCOPE: &str = "/apis";
@@ -226,13 +226,6 @@ fn backend(
         }
     };
     match backend_url::parse(&resolved.text) {
-        Ok(backend) if backend.scheme == Scheme::Https => {
-            diagnostics.push(source.error(
-                url.span(),
-                format!("https backends are not supported yet: TLS to backends arrives with {HTTPS_BACKEND_ISSUE}"),
-            ));
-            None
-        }
         Ok(backend) => Some(backend),
         Err(error) => {
             // The message never quotes the resolved URL when a secret went into it.

@@ -1,8 +1,10 @@
 //! `[tls]` and `[[tls.certificate]]` of `gateway.toml`: reads the PEM files they name, checks
 //! them (chain and key parse, key matches certificate, validity dates) and compiles them into
-//! `contract::tls::TlsSettings` (DER bytes and the DNS names each certificate serves).
+//! `contract::tls::TlsSettings` (DER bytes and the DNS names each certificate serves), with the
+//! CAs that client certificates (`client-ca-file`) and `https://` backends (`backend-ca-file`)
+//! are verified against.
 //!
-//! Every problem points at the `cert-file`/`key-file`/`client-ca-file` value in `gateway.toml`
+//! Every problem points at the `cert-file`/`key-file`/`client-ca-file`/`backend-ca-file` value in `gateway.toml`
 //! and names the file it read, what is wrong and what to do.
 
 use std::path::{Path, PathBuf};
@@ -32,6 +34,7 @@ pub(crate) struct TlsTable {
     certificate: Vec<CertificateEntry>,
     client_auth: Option<Spanned<ClientAuthName>>,
     client_ca_file: Option<Spanned<String>>,
+    backend_ca_file: Option<Spanned<String>>,
 }
 
 /// One `[[tls.certificate]]`.
@@ -68,7 +71,7 @@ pub(crate) fn compile(table: &TlsTable, source: &SourceFile, dir: &Path, diagnos
     };
     match (&table.client_ca_file, table.client_auth.as_ref()) {
         (Some(file), _) if client_auth != ClientAuthName::None => {
-            settings.client_cas = client_cas(file, source, dir, diagnostics);
+            settings.client_cas = ca_file(file, source, dir, diagnostics);
         }
         (Some(file), _) => diagnostics.push(source.error(
             file.span(),
@@ -79,6 +82,9 @@ pub(crate) fn compile(table: &TlsTable, source: &SourceFile, dir: &Path, diagnos
             "client authentication needs the CA that signs client certificates: add client-ca-file = \"certs/ca.pem\" to [tls]",
         )),
         (None, _) => {}
+    }
+    if let Some(file) = &table.backend_ca_file {
+        settings.backend_cas = ca_file(file, source, dir, diagnostics);
     }
     if client_auth != ClientAuthName::None && table.certificate.is_empty() {
         if let Some(auth) = &table.client_auth {
@@ -145,7 +151,8 @@ fn certificate(
     })
 }
 
-fn client_cas(file: &Spanned<String>, source: &SourceFile, dir: &Path, diagnostics: &mut Diagnostics) -> Vec<Vec<u8>> {
+/// The CA certificates of a `client-ca-file` or `backend-ca-file`, checked as trust anchors.
+fn ca_file(file: &Spanned<String>, source: &SourceFile, dir: &Path, diagnostics: &mut Diagnostics) -> Vec<Vec<u8>> {
     let path = dir.join(file.get_ref());
     let parsed = read_pem(&path).and_then(|bytes| parse_chain(&bytes)).and_then(|cas| {
         let mut roots = rustls::RootCertStore::empty();

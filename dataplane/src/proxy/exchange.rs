@@ -6,16 +6,19 @@ use std::time::{Duration, Instant};
 use portcullis_contract::model::Limits;
 use portcullis_contract::program::Section;
 use portcullis_contract::stats::WorkerSlot;
+use rustls::pki_types::ServerName;
 
 use crate::http::forward::{self, ClientConnection, Forwarding};
 use crate::http::response::{self, ResponseHead};
 use crate::http::{BodyFraming, HEAD_BYTES_INITIAL, Version};
+use crate::io::maybe_tls::MaybeTls;
+use crate::io::tls::TlsStream;
 use crate::io::{ReadError, Stream, read_within};
 use crate::policy::apply;
 use crate::proxy::policies::{Response, SectionEnd};
 use crate::proxy::relay::{self, RelayError};
 use crate::proxy::{Connection, ProxyError, RequestCtx};
-use crate::upstream;
+use crate::upstream::{self, BackendKey, ConnectError};
 use crate::worker::WorkerCtx;
 
 /// What the gateway answers to `Expect: 100-continue` once the inbound phase has let the request through.
@@ -44,7 +47,7 @@ impl<S: Stream> Connection<S> {
             let mut limits = snapshot.config.limits;
             // forward-request's timeout, within the gateway's own bound.
             limits.backend_response_timeout_ms = limits.backend_response_timeout_ms.min(forward.timeout_ms.max(1));
-            let addr = backend_address(&snapshot, route.api, self.policy.backend_override())?;
+            let key = backend_key(&snapshot, route.api, self.policy.backend_override())?;
             let forwarding = Forwarding {
                 base_path: &api.backend.base_path,
                 authority: &api.backend.authority,
@@ -68,7 +71,7 @@ impl<S: Stream> Connection<S> {
             } else {
                 forward::write_request_head(&mut self.out, &ctx.head, &self.buf, &forwarding);
             }
-            let (response, upstream) = self.backend(worker, ctx, addr, &limits).await?;
+            let (response, upstream) = self.backend(worker, ctx, &key, &limits).await?;
             let replayable = ctx.request_body_replaced
                 || relay::buffered_end(&self.buf, ctx.head.head_len(), ctx.head.framing()).is_some();
             let resumed =
@@ -91,7 +94,7 @@ impl<S: Stream> Connection<S> {
                     upstream.shutdown();
                     result
                 }
-                None => self.outbound(worker, ctx, &response, upstream, addr, &limits).await,
+                None => self.outbound(worker, ctx, &response, upstream, key, &limits).await,
             };
             self.response_heads.put_back(response);
             return relayed;
@@ -116,21 +119,21 @@ impl<S: Stream> Connection<S> {
         &mut self,
         worker: &WorkerCtx<S>,
         ctx: &mut RequestCtx,
-        addr: SocketAddr,
+        key: &BackendKey,
         limits: &Limits,
-    ) -> Result<(Box<ResponseHead>, S), ProxyError> {
+    ) -> Result<(Box<ResponseHead>, MaybeTls<S>), ProxyError> {
         let replayable = relay::buffered_end(&self.buf, ctx.head.head_len(), ctx.head.framing()).is_some();
-        let (mut upstream, mut reused) = match worker.pool.take(addr) {
+        let (mut upstream, mut reused) = match worker.pool.take(key) {
             Some(stream) => (stream, true),
-            None => (connect(worker, addr, limits).await?, false),
+            None => (connect(worker, key, limits, ctx.snapshot.as_deref().map(|local| &**local)).await?, false),
         };
         loop {
             match self.exchange_head(ctx, &mut upstream, limits).await {
                 Ok(head) => return Ok((head, upstream)),
                 Err(error) if reused && replayable && error.retryable() => {
-                    tracing::debug!(%error, %addr, "reused backend connection failed before responding; retrying");
+                    tracing::debug!(%error, addr = %key.addr, "reused backend connection failed before responding; retrying");
                     upstream.shutdown();
-                    upstream = connect(worker, addr, limits).await?;
+                    upstream = connect(worker, key, limits, ctx.snapshot.as_deref().map(|local| &**local)).await?;
                     reused = false;
                 }
                 Err(error) => {
@@ -145,7 +148,7 @@ impl<S: Stream> Connection<S> {
     async fn exchange_head(
         &mut self,
         ctx: &mut RequestCtx,
-        upstream: &mut S,
+        upstream: &mut MaybeTls<S>,
         limits: &Limits,
     ) -> Result<Box<ResponseHead>, ProxyError> {
         let out = std::mem::take(&mut self.out);
@@ -195,7 +198,7 @@ impl<S: Stream> Connection<S> {
     async fn read_response_head(
         &mut self,
         ctx: &RequestCtx,
-        upstream: &mut S,
+        upstream: &mut MaybeTls<S>,
         limits: &Limits,
     ) -> Result<Box<ResponseHead>, ProxyError> {
         let deadline = Instant::now() + millis(limits.backend_response_timeout_ms);
@@ -245,8 +248,8 @@ impl<S: Stream> Connection<S> {
         worker: &WorkerCtx<S>,
         ctx: &mut RequestCtx,
         response: &ResponseHead,
-        mut upstream: S,
-        addr: SocketAddr,
+        mut upstream: MaybeTls<S>,
+        key: BackendKey,
         limits: &Limits,
     ) -> Result<(), ProxyError> {
         let body = match crate::proxy::policies::uses_body(ctx, &[Section::Outbound], false) {
@@ -265,7 +268,7 @@ impl<S: Stream> Connection<S> {
             .await;
         match end {
             SectionEnd::Continue | SectionEnd::Forward(_) => {
-                self.relay_response(worker, ctx, response, upstream, addr, limits).await
+                self.relay_response(worker, ctx, response, upstream, key, limits).await
             }
             SectionEnd::Respond => {
                 upstream.shutdown();
@@ -285,7 +288,7 @@ impl<S: Stream> Connection<S> {
         &mut self,
         ctx: &RequestCtx,
         response: &ResponseHead,
-        upstream: &mut S,
+        upstream: &mut MaybeTls<S>,
         limits: &Limits,
     ) -> Result<Option<std::ops::Range<usize>>, ProxyError> {
         let BodyFraming::Length(len) = response.framing(ctx.is_head) else { return Ok(None) };
@@ -317,8 +320,8 @@ impl<S: Stream> Connection<S> {
         worker: &WorkerCtx<S>,
         ctx: &mut RequestCtx,
         response: &ResponseHead,
-        mut upstream: S,
-        addr: SocketAddr,
+        mut upstream: MaybeTls<S>,
+        key: BackendKey,
         limits: &Limits,
     ) -> Result<(), ProxyError> {
         let framing = response.framing(ctx.is_head);
@@ -362,7 +365,7 @@ impl<S: Stream> Connection<S> {
             let whole = matches!(framing, BodyFraming::Length(_) | BodyFraming::None)
                 && self.upstream_buf.len() == response.head_len() + framing_len(framing);
             if whole && response.keep_alive() {
-                worker.pool.put(addr, upstream);
+                worker.pool.put(key, upstream);
             } else {
                 upstream.shutdown();
             }
@@ -377,7 +380,7 @@ impl<S: Stream> Connection<S> {
             Ok(end)
                 if framing != BodyFraming::UntilClose && response.keep_alive() && end == self.upstream_buf.len() =>
             {
-                worker.pool.put(addr, upstream);
+                worker.pool.put(key, upstream);
                 Ok(())
             }
             Ok(_) => {
@@ -404,28 +407,52 @@ fn framing_len(framing: BodyFraming) -> usize {
 }
 
 /// Where the backend request goes: `set-backend-service`'s URL if a policy set one (an IP
-/// literal, or a host resolved when the snapshot was loaded), else the API's backend.
-fn backend_address(
+/// literal, or a host resolved when the snapshot was loaded), else the API's backend; over TLS
+/// for `https://`, verified for the URL's host.
+fn backend_key(
     snapshot: &crate::snapshot::Snapshot,
     api: u32,
     backend_override: Option<&crate::policy::state::BackendOverride>,
-) -> Result<SocketAddr, ProxyError> {
+) -> Result<BackendKey, ProxyError> {
     let Some(target) = backend_override else {
-        return snapshot.backends.get(api as usize).copied().flatten().ok_or(ProxyError::BackendUnavailable);
+        let addr = snapshot.backends.get(api as usize).copied().flatten().ok_or(ProxyError::BackendUnavailable)?;
+        let tls = snapshot.backend_names.get(api as usize).cloned().flatten();
+        return Ok(BackendKey { addr, tls });
     };
-    if target.scheme == portcullis_contract::model::Scheme::Https {
-        return Err(ProxyError::BackendUnavailable);
-    }
-    if let Ok(ip) = target.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
-        return Ok(SocketAddr::new(ip, target.port));
-    }
-    snapshot.resolved_host(&target.host, target.port).ok_or(ProxyError::BackendUnavailable)
+    let host = target.host.trim_start_matches('[').trim_end_matches(']');
+    let addr = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, target.port),
+        Err(_) => snapshot.resolved_host(&target.host, target.port).ok_or(ProxyError::BackendUnavailable)?,
+    };
+    let tls = match target.scheme {
+        portcullis_contract::model::Scheme::Http => None,
+        portcullis_contract::model::Scheme::Https => {
+            Some(ServerName::try_from(host.to_owned()).map_err(|_| ProxyError::BackendUnavailable)?)
+        }
+    };
+    Ok(BackendKey { addr, tls })
 }
 
-/// Opens a fresh backend connection, counting it.
-async fn connect<S: Stream>(worker: &WorkerCtx<S>, addr: SocketAddr, limits: &Limits) -> Result<S, ProxyError> {
+/// Opens a fresh backend connection, counting it; for an `https://` backend, completes the TLS
+/// handshake (within the connect timeout) with the snapshot's backend client configuration.
+async fn connect<S: Stream>(
+    worker: &WorkerCtx<S>,
+    key: &BackendKey,
+    limits: &Limits,
+    snapshot: Option<&crate::snapshot::Snapshot>,
+) -> Result<MaybeTls<S>, ProxyError> {
     WorkerSlot::add(&worker.slot().backend_connects, 1);
-    Ok(upstream::connect(addr, millis(limits.backend_connect_timeout_ms)).await?)
+    let limit = millis(limits.backend_connect_timeout_ms);
+    let plain: S = upstream::connect(key.addr, limit).await?;
+    let (Some(name), Some(snapshot)) = (&key.tls, snapshot) else {
+        return Ok(MaybeTls::Plain(plain));
+    };
+    let config = std::sync::Arc::clone(&snapshot.backend_tls);
+    match tokio::time::timeout(limit, TlsStream::open(plain, config, name.clone())).await {
+        Ok(Ok(stream)) => Ok(MaybeTls::Tls(Box::new(stream))),
+        Ok(Err(error)) => Err(ProxyError::Connect(ConnectError::Tls(error))),
+        Err(_) => Err(ProxyError::Connect(ConnectError::TimedOut)),
+    }
 }
 
 /// Client → backend relay errors: reads are the client's fault, writes the backend's.

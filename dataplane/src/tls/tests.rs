@@ -55,6 +55,7 @@ fn client_auth_needs_a_valid_ca() {
         certificates: vec![server],
         client_auth: ClientAuth::Required,
         client_cas: vec![ca.chain[0].clone()],
+        backend_cas: Vec::new(),
     };
     assert!(server_config(&settings).is_ok());
     settings.client_auth = ClientAuth::Optional;
@@ -63,4 +64,15 @@ fn client_auth_needs_a_valid_ca() {
     assert!(server_config(&settings).is_err());
     settings.client_cas.clear();
     assert!(server_config(&settings).is_err(), "no trust anchor");
+}
+
+#[test]
+fn backend_client_config_uses_the_configured_cas_or_the_system_roots() {
+    let (ca, _) = certificate(&[]);
+    let settings = TlsSettings { backend_cas: vec![ca.chain[0].clone()], ..TlsSettings::default() };
+    let config = backend_client_config(&settings).unwrap();
+    assert_eq!(config.alpn_protocols, vec![ALPN_HTTP_1_1.to_vec()]);
+    assert!(backend_client_config(&TlsSettings::default()).is_ok(), "system roots (possibly none)");
+    let broken = TlsSettings { backend_cas: vec![b"not DER".to_vec()], ..TlsSettings::default() };
+    assert!(matches!(backend_client_config(&broken), Err(TlsConfigError::BackendCa { index: 0, .. })));
 }

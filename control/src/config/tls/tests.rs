@@ -176,3 +176,13 @@ fn no_tls_table_means_no_certificates() {
     assert!(tls.certificates.is_empty());
     assert_eq!(tls.client_auth, ClientAuth::None);
 }
+
+#[test]
+fn backend_ca_file_is_read_and_checked() {
+    let ca = pair(&[]);
+    let tls =
+        Dir::new("[tls]\nbackend-ca-file = \"certs/ca.pem\"\n", &[("certs/ca.pem", &ca.cert_pem)]).load().unwrap().tls;
+    assert_eq!(tls.backend_cas.len(), 1);
+    let errors = Dir::new("[tls]\nbackend-ca-file = \"certs/missing.pem\"\n", &[]).load().unwrap_err();
+    assert!(errors[0].starts_with("gateway.toml:2:19: ") && errors[0].contains("cannot read"), "{errors:?}");
+}
