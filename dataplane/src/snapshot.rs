@@ -42,7 +42,7 @@ pub struct Snapshot {
     /// The TLS server configuration new TLS connections get (certificates, client auth).
     pub tls: Arc<rustls::ServerConfig>,
     /// The TLS client configuration of connections to `https://` backends.
-    pub backend_tls: Arc<rustls::ClientConfig>,
+    pub backend_tls: crate::tls::BackendTls,
 }
 
 /// Why a snapshot cannot be built; the current one keeps serving.

@@ -8,8 +8,8 @@
 
 mod names;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use portcullis_contract::tls::{ClientAuth, KeyFormat, TlsCertificate, TlsSettings};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer};
@@ -64,6 +64,10 @@ fn sessions() -> &'static Sessions {
     })
 }
 
+/// Backend client configurations kept for reuse by later snapshots (one per distinct
+/// `backend-ca-file` content): a few, so switching back and forth keeps pooled connections.
+pub const BACKEND_CONFIGS_KEPT_MAX: usize = 4;
+
 /// Builds the server configuration for `settings`. Without certificates every handshake fails
 /// with an alert (logged once per snapshot) while plain HTTP keeps serving.
 pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsConfigError> {
@@ -97,10 +101,28 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsCon
     Ok(Arc::new(config))
 }
 
-/// Builds the client configuration for `https://` backends: ALPN `http/1.1`, TLS 1.2 and 1.3,
-/// rustls' in-memory session resumption, server certificates verified against the snapshot's
-/// backend CAs, or the host's system roots when it has none.
-pub fn backend_client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsConfigError> {
+/// The client side towards `https://` backends, with an identity: pooled backend connections
+/// are keyed by it, so a connection verified under other trust anchors is never reused.
+#[derive(Debug, Clone)]
+pub struct BackendTls {
+    pub config: Arc<ClientConfig>,
+    /// Changes exactly when the trust anchors change (process-unique).
+    pub id: u64,
+}
+
+/// The client configuration for `https://` backends: ALPN `http/1.1`, TLS 1.2 and 1.3, rustls'
+/// in-memory session resumption, server certificates verified against the snapshot's backend
+/// CAs, or the host's system roots when it has none. A snapshot with the same backend CAs as an
+/// earlier one gets the same configuration back (same id, same resumption cache), so a reload
+/// does not drop pooled TLS connections; new CAs get a new one.
+pub fn backend_client_config(settings: &TlsSettings) -> Result<BackendTls, TlsConfigError> {
+    static BUILT: Mutex<Vec<(Vec<Vec<u8>>, BackendTls)>> = Mutex::new(Vec::new());
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    // Only snapshot builds (channel or start-up thread) take this lock, never a worker.
+    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, backend)) = built.iter().find(|(cas, _)| *cas == settings.backend_cas) {
+        return Ok(backend.clone());
+    }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let roots = if settings.backend_cas.is_empty() {
         Arc::clone(system_roots())
@@ -116,7 +138,12 @@ pub fn backend_client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
-    Ok(Arc::new(config))
+    let backend = BackendTls { config: Arc::new(config), id: NEXT_ID.fetch_add(1, Ordering::Relaxed) };
+    if built.len() >= BACKEND_CONFIGS_KEPT_MAX {
+        built.remove(0);
+    }
+    built.push((settings.backend_cas.clone(), backend.clone()));
+    Ok(backend)
 }
 
 /// The host's trusted CAs (`/etc/ssl/certs` and the other places OpenSSL looks), read once per

@@ -32,12 +32,14 @@ pub(crate) enum ConnectError {
 }
 
 /// Which pooled connections a request may use: the same address, and for `https://` backends
-/// the same server name (a connection verified for one name never serves another).
+/// the same server name and trust anchors (a connection verified for one name, or under CAs a
+/// reload removed, never serves another request).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct BackendKey {
     pub(crate) addr: SocketAddr,
-    /// `Some`: TLS, verified for this name.
-    pub(crate) tls: Option<ServerName<'static>>,
+    /// `Some`: TLS, verified for this name under the configuration with this id
+    /// (`crate::tls::BackendTls::id`).
+    pub(crate) tls: Option<(ServerName<'static>, u64)>,
 }
 
 struct Idle<S> {

@@ -416,8 +416,8 @@ fn backend_key(
 ) -> Result<BackendKey, ProxyError> {
     let Some(target) = backend_override else {
         let addr = snapshot.backends.get(api as usize).copied().flatten().ok_or(ProxyError::BackendUnavailable)?;
-        let tls = snapshot.backend_names.get(api as usize).cloned().flatten();
-        return Ok(BackendKey { addr, tls });
+        let name = snapshot.backend_names.get(api as usize).cloned().flatten();
+        return Ok(BackendKey { addr, tls: name.map(|name| (name, snapshot.backend_tls.id)) });
     };
     let host = target.host.trim_start_matches('[').trim_end_matches(']');
     let addr = match host.parse::<std::net::IpAddr>() {
@@ -426,9 +426,10 @@ fn backend_key(
     };
     let tls = match target.scheme {
         portcullis_contract::model::Scheme::Http => None,
-        portcullis_contract::model::Scheme::Https => {
-            Some(ServerName::try_from(host.to_owned()).map_err(|_| ProxyError::BackendUnavailable)?)
-        }
+        portcullis_contract::model::Scheme::Https => Some((
+            ServerName::try_from(host.to_owned()).map_err(|_| ProxyError::BackendUnavailable)?,
+            snapshot.backend_tls.id,
+        )),
     };
     Ok(BackendKey { addr, tls })
 }
@@ -444,10 +445,10 @@ async fn connect<S: Stream>(
     WorkerSlot::add(&worker.slot().backend_connects, 1);
     let limit = millis(limits.backend_connect_timeout_ms);
     let plain: S = upstream::connect(key.addr, limit).await?;
-    let (Some(name), Some(snapshot)) = (&key.tls, snapshot) else {
+    let (Some((name, _)), Some(snapshot)) = (&key.tls, snapshot) else {
         return Ok(MaybeTls::Plain(plain));
     };
-    let config = std::sync::Arc::clone(&snapshot.backend_tls);
+    let config = std::sync::Arc::clone(&snapshot.backend_tls.config);
     match tokio::time::timeout(limit, TlsStream::open(plain, config, name.clone())).await {
         Ok(Ok(stream)) => Ok(MaybeTls::Tls(Box::new(stream))),
         Ok(Err(error)) => Err(ProxyError::Connect(ConnectError::Tls(error))),

@@ -70,9 +70,12 @@ fn client_auth_needs_a_valid_ca() {
 fn backend_client_config_uses_the_configured_cas_or_the_system_roots() {
     let (ca, _) = certificate(&[]);
     let settings = TlsSettings { backend_cas: vec![ca.chain[0].clone()], ..TlsSettings::default() };
-    let config = backend_client_config(&settings).unwrap();
-    assert_eq!(config.alpn_protocols, vec![ALPN_HTTP_1_1.to_vec()]);
-    assert!(backend_client_config(&TlsSettings::default()).is_ok(), "system roots (possibly none)");
+    let backend = backend_client_config(&settings).unwrap();
+    assert_eq!(backend.config.alpn_protocols, vec![ALPN_HTTP_1_1.to_vec()]);
+    // The same CAs again (the next snapshot): the same configuration, so pooled connections stay.
+    assert_eq!(backend_client_config(&settings).unwrap().id, backend.id);
+    let system = backend_client_config(&TlsSettings::default()).expect("system roots (possibly none)");
+    assert_ne!(system.id, backend.id, "other trust anchors, another identity");
     let broken = TlsSettings { backend_cas: vec![b"not DER".to_vec()], ..TlsSettings::default() };
     assert!(matches!(backend_client_config(&broken), Err(TlsConfigError::BackendCa { index: 0, .. })));
 }
