@@ -50,7 +50,7 @@ pub(crate) enum Verdict {
 
 /// One client connection and its worker-owned buffers.
 pub(crate) struct Connection<S: Stream> {
-    /// The client: plain TCP or TLS over `S`; backends are always plain `S` (the pool's type).
+    /// The client: plain TCP or TLS over `S` (backend connections are `MaybeTls<S>` too).
     pub(crate) client: MaybeTls<S>,
     pub(crate) peer: SocketAddr,
     /// Client bytes: the current request head (at offset 0), then whatever followed it.
