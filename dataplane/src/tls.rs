@@ -6,6 +6,7 @@
 //! Built once per snapshot on the channel (or start-up) thread, never on a worker; workers
 //! share the result read-only and hand it to each new TLS connection.
 
+mod client_certificate;
 mod names;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +18,7 @@ use rustls::server::{ClientHello, ResolvesServerCert, StoresServerSessions, WebP
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
+pub use client_certificate::ClientCertificate;
 pub(crate) use names::NameTable;
 
 /// The one application protocol spoken over TLS.

@@ -322,6 +322,53 @@ fn client_auth_required_admits_only_certificates_from_the_ca() {
     }
 }
 
+/// Reads the client's certificate in a policy, as `context.Request.Certificate`.
+const CERTIFICATE_POLICY: &str = r#"<policies>
+  <inbound>
+    <set-header name="X-Client-Thumbprint" exists-action="override">
+      <value>@(context.Request.Certificate == null ? "none" : context.Request.Certificate.Thumbprint)</value>
+    </set-header>
+    <set-header name="X-Client-Subject" exists-action="override">
+      <value>@(context.Request.Certificate == null ? "none" : context.Request.Certificate.Subject)</value>
+    </set-header>
+  </inbound>
+  <backend><base /></backend>
+  <outbound />
+  <on-error />
+</policies>"#;
+
+#[test]
+fn client_auth_optional_shows_the_certificate_to_policies() {
+    let pki = Pki::new();
+    let server = pki.issue(&["api.test"]);
+    let config = config_with_tls(&[("api", &server)], "client-auth = \"optional\"\nclient-ca-file = \"certs/ca.pem\"");
+    std::fs::write(config.path().join("certs/ca.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(config.path().join("policy.xml"), CERTIFICATE_POLICY).unwrap();
+    let gateway = start(&config, "epoll");
+    let addr = gateway.tls_addr.expect("the https ready line");
+    let key = gateway.demo_key.clone().expect("demo key");
+
+    let anonymous = Arc::new(client_config(pki.roots(), &all_versions()));
+    let echoed = get_echo(&mut connect(addr, &anonymous, "api.test").unwrap(), &key);
+    assert_eq!(echoed["headers"]["x-client-thumbprint"][0], "none", "{echoed}");
+
+    let client_cert = pki.issue(&["client.test"]);
+    let key_der = PrivateKeyDer::from_pem_slice(client_cert.key_pem.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut certified = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(pki.roots())
+        .with_client_auth_cert(vec![client_cert.der.clone()], key_der)
+        .unwrap();
+    certified.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let echoed = get_echo(&mut connect(addr, &Arc::new(certified), "api.test").unwrap(), &key);
+    use sha1::Digest as _;
+    let thumbprint: String = sha1::Sha1::digest(client_cert.der.as_ref()).iter().map(|b| format!("{b:02X}")).collect();
+    assert_eq!(echoed["headers"]["x-client-thumbprint"][0], thumbprint.as_str(), "{echoed}");
+    assert_eq!(echoed["headers"]["x-client-subject"][0], "CN=client.test", "{echoed}");
+}
+
 #[test]
 fn without_certificates_tls_fails_cleanly_and_http_serves() {
     let config = TempDir::new("config");

@@ -9,10 +9,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
 
-use rustls::pki_types::CertificateDer;
-
 use crate::io::Stream;
 use crate::io::tls::TlsStream;
+use crate::tls::ClientCertificate;
 
 /// A connection as the proxy sees it.
 #[derive(Debug)]
@@ -27,11 +26,11 @@ impl<S: Stream> MaybeTls<S> {
         matches!(self, Self::Tls(_))
     }
 
-    /// The peer's verified certificate (end entity, DER): a client's over mTLS, a backend's.
-    pub(crate) fn peer_certificate(&self) -> Option<&CertificateDer<'static>> {
+    /// The client's verified certificate (mTLS), as policies read it.
+    pub(crate) fn client_certificate(&self) -> Option<&ClientCertificate> {
         match self {
             Self::Plain(_) => None,
-            Self::Tls(stream) => stream.peer_certificate(),
+            Self::Tls(stream) => stream.client_certificate(),
         }
     }
 

@@ -15,6 +15,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::{ClientConnection, Connection, ServerConnection};
 
 use crate::io::{Stream, reserve_spare};
+use crate::tls::ClientCertificate;
 
 /// A client has this long to complete its handshake, from the accepted connection: like the
 /// request-header timeout, it stops a slow or silent client from holding a connection slot.
@@ -49,6 +50,8 @@ pub(crate) struct TlsStream<S> {
     incoming_start: usize,
     /// Ciphertext rustls produced, on its way to `inner`.
     outgoing: Vec<u8>,
+    /// An accepted client's verified certificate, parsed once for policies.
+    client_certificate: Option<ClientCertificate>,
 }
 
 impl<S> std::fmt::Debug for TlsStream<S> {
@@ -60,7 +63,9 @@ impl<S> std::fmt::Debug for TlsStream<S> {
 impl<S: Stream> TlsStream<S> {
     /// Runs the server side of a handshake on `inner` within [`HANDSHAKE_TIMEOUT_MS`].
     pub(crate) async fn accept(inner: S, config: Arc<rustls::ServerConfig>) -> Result<Self, HandshakeError> {
-        Self::handshake_within(inner, Connection::Server(ServerConnection::new(config)?)).await
+        let mut stream = Self::handshake_within(inner, Connection::Server(ServerConnection::new(config)?)).await?;
+        stream.client_certificate = stream.peer_certificate().and_then(|der| ClientCertificate::parse(der));
+        Ok(stream)
     }
 
     /// Runs the client side of a handshake with an HTTPS backend named `server_name` on `inner`,
@@ -75,7 +80,14 @@ impl<S: Stream> TlsStream<S> {
 
     async fn handshake_within(inner: S, mut tls: Connection) -> Result<Self, HandshakeError> {
         tls.set_buffer_limit(Some(PLAINTEXT_BUFFERED_BYTES_MAX));
-        let mut stream = Self { inner, tls, incoming: Vec::new(), incoming_start: 0, outgoing: Vec::new() };
+        let mut stream = Self {
+            inner,
+            tls,
+            incoming: Vec::new(),
+            incoming_start: 0,
+            outgoing: Vec::new(),
+            client_certificate: None,
+        };
         let limit = Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
         match tokio::time::timeout(limit, stream.handshake()).await {
             Ok(Ok(())) => Ok(stream),
@@ -109,6 +121,11 @@ impl<S: Stream> TlsStream<S> {
     /// verified it against the configured CAs during the handshake), always a backend's.
     pub(crate) fn peer_certificate(&self) -> Option<&CertificateDer<'static>> {
         self.tls.peer_certificates().and_then(|chain| chain.first())
+    }
+
+    /// An accepted client's verified certificate (mTLS), as policies read it.
+    pub(crate) fn client_certificate(&self) -> Option<&ClientCertificate> {
+        self.client_certificate.as_ref()
     }
 
     /// The negotiated protocol version, for logs and tests.

@@ -114,7 +114,7 @@ impl<S: Stream> Connection<S> {
                 else {
                     return SectionEnd::Continue;
                 };
-                view.client_certificate = client.peer_certificate().map(|der| der.as_ref());
+                view.client_certificate = client.client_certificate();
                 if resume {
                     policy::resume(section, program, &view, policy)
                 } else {
