@@ -322,6 +322,61 @@ fn client_auth_required_admits_only_certificates_from_the_ca() {
     }
 }
 
+/// Keys live in the last-good snapshot: a data plane started while control is down serves TLS
+/// from disk, with the same certificate.
+#[test]
+fn cold_start_without_control_serves_tls_from_the_last_good_snapshot() {
+    let pki = Pki::new();
+    let api = pki.issue(&["api.test"]);
+    let config = config_with_tls(&[("api", &api)], "");
+    let mut gateway = start(&config, "epoll");
+    let addr = gateway.tls_addr.expect("the https ready line");
+    let key = gateway.demo_key.clone().expect("demo key");
+    let dataplane = gateway.dataplane_pid();
+    gateway.signal_control(libc::SIGKILL);
+    gateway.wait_exit(Duration::from_secs(10)).expect("control died");
+    portcullis_tests::gateway::kill(dataplane, libc::SIGTERM);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while portcullis_tests::gateway::alive(dataplane) {
+        assert!(std::time::Instant::now() < deadline, "the data plane did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let log = std::fs::File::create(gateway.data().join("cold-dataplane.log")).unwrap();
+    let _cold = KilledOnDrop(
+        std::process::Command::new(bins::dataplane())
+            .arg("--data-dir")
+            .arg(gateway.data())
+            .args(["--listen", "127.0.0.1:0", "--listen-tls", &addr.to_string(), "--io", "epoll", "--workers", "1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    );
+    let client = Arc::new(client_config(pki.roots(), &all_versions()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut connection = loop {
+        match connect(addr, &client, "api.test") {
+            Ok(connection) => break connection,
+            Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(error) => panic!("the cold data plane never served TLS: {error}"),
+        }
+    };
+    assert_eq!(peer_certificate(&connection), api.der);
+    let echoed = get_echo(&mut connection, &key);
+    assert_eq!(echoed["headers"]["x-forwarded-proto"][0], "https");
+}
+
+/// A process the test started itself, killed when the test ends (also when it fails).
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Reads the client's certificate in a policy, as `context.Request.Certificate`.
 const CERTIFICATE_POLICY: &str = r#"<policies>
   <inbound>
