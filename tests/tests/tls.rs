@@ -216,6 +216,9 @@ fn serves_https(io: &str) {
         get_echo(&mut second, &key);
     }
 
+    // `ctl status` shows the TLS listener.
+    assert_eq!(gateway.status()["dataplane"]["listen_tls"], addr.to_string());
+
     // Plain HTTP keeps working next to TLS, and says so.
     let plain = portcullis_tests::http::get(gateway.addr, "/echo/hello", &[("Ocp-Apim-Subscription-Key", &key)]);
     assert_eq!(plain.unwrap().json()["headers"]["x-forwarded-proto"][0], "http");
