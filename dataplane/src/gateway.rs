@@ -88,6 +88,8 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let local = listeners.first().map(|l| l.local_addr()).transpose()?.context("no worker to listen")?;
     tracing::info!("listening on {local} ({} workers, io={})", options.workers, backend.as_str());
     let tls_listeners = match options.listen_tls {
+        // SO_REUSEPORT would let both bind and the kernel would mix plain and TLS connections.
+        Some(addr) if addr.port() != 0 && addr == local => bail!("--listen-tls {addr} is the --listen address"),
         Some(addr) => listener::bind_all(addr, options.workers)
             .with_context(|| format!("binding --listen-tls {addr} ({} sockets)", options.workers))?,
         None => Vec::new(),
