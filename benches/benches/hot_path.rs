@@ -81,6 +81,7 @@ fn config() -> Config {
         product_policies: Vec::new(),
         backends: Vec::new(),
         xdp: Default::default(),
+        tls: Default::default(),
     }
 }
 

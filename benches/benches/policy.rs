@@ -149,6 +149,7 @@ impl Fixture {
             request_buf: &self.buf,
             remainder_start: REMAINDER_START,
             peer: self.peer,
+            client_certificate: None,
             api: &self.api,
             operation: &self.operation,
             subscription: None,
@@ -172,6 +173,7 @@ impl Fixture {
             authority: &self.api.backend.authority,
             remainder_start: REMAINDER_START,
             client_ip: self.peer,
+            tls: false,
         }
     }
 

@@ -39,6 +39,8 @@ pub struct Config {
     /// Named backends (`backends/<backend-id>.toml`), referenced by [`Api::backend_id`] and by
     /// `set-backend-service backend-id` (by id, at run time).
     pub backends: Vec<Backend>,
+    /// TLS termination: certificates and keys (DER) and client authentication.
+    pub tls: crate::tls::TlsSettings,
 }
 
 /// A product: APIs offered together, which subscriptions can be scoped to (`context.Product`).
@@ -421,6 +423,8 @@ pub enum ConfigError {
     Backend { backend: String, problem: String },
     #[error("two backends share the id {id:?}")]
     DuplicateBackend { id: String },
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsSettingsError),
 }
 
 impl Config {
@@ -513,6 +517,7 @@ impl Config {
             return Err(ConfigError::DuplicateBackend { id: pair[0].to_owned() });
         }
         self.key_index.validate(self.subscriptions.len())?;
+        self.tls.check()?;
         Ok(())
     }
 

@@ -353,6 +353,10 @@ pub enum Prop {
     // JProperty
     PropertyName,
     PropertyValue,
+    // X509Certificate2 (`context.Request.Certificate`; also Subject, Issuer, NotBefore)
+    Thumbprint,
+    NotAfter,
+    SerialNumber,
 }
 
 /// A library function or method. Instance methods take the receiver as their first argument;

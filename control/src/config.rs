@@ -12,6 +12,7 @@ mod files;
 pub mod load;
 pub mod named_values;
 mod policies;
+pub mod tls;
 mod xdp;
 
 use std::path::Path;

@@ -5,6 +5,8 @@
 //! monomorphised, without `dyn`. Timers come from tokio, which both runtimes drive.
 
 pub(crate) mod epoll;
+pub(crate) mod maybe_tls;
+pub(crate) mod tls;
 pub(crate) mod uring;
 
 use std::future::Future;

@@ -30,6 +30,7 @@ use crate::http::forward::ClientConnection;
 use crate::http::request::{self, HeadLimits, RequestHead};
 use crate::http::response::ResponseHead;
 use crate::http::{BodyFraming, HEAD_BYTES_INITIAL};
+use crate::io::maybe_tls::MaybeTls;
 use crate::io::{ReadError, Stream, read_within};
 use crate::policy::{RequestState, apply};
 use crate::router::Route;
@@ -50,7 +51,8 @@ pub(crate) enum Verdict {
 
 /// One client connection and its worker-owned buffers.
 pub(crate) struct Connection<S: Stream> {
-    pub(crate) client: S,
+    /// The client: plain TCP or TLS over `S` (backend connections are `MaybeTls<S>` too).
+    pub(crate) client: MaybeTls<S>,
     pub(crate) peer: SocketAddr,
     /// Client bytes: the current request head (at offset 0), then whatever followed it.
     pub(crate) buf: Vec<u8>,
@@ -71,7 +73,7 @@ pub(crate) struct Connection<S: Stream> {
 /// ([`Connection::open`]) and handed back when it is answered ([`Connection::park`]), so an
 /// idle keep-alive connection costs little more than its pending read.
 struct Idle<S> {
-    client: S,
+    client: MaybeTls<S>,
     buf: Vec<u8>,
     drain: tokio::sync::watch::Receiver<bool>,
 }
@@ -144,7 +146,7 @@ pub(crate) struct RequestCtx {
 }
 
 /// Serves one client connection until it closes, fails, times out or the worker drains.
-pub(crate) async fn serve_connection<S: Stream>(worker: Rc<WorkerCtx<S>>, client: S, peer: SocketAddr) {
+pub(crate) async fn serve_connection<S: Stream>(worker: Rc<WorkerCtx<S>>, client: MaybeTls<S>, peer: SocketAddr) {
     let mut idle = Idle { client, buf: Vec::with_capacity(IDLE_READ_BYTES), drain: worker.drain.subscribe() };
     loop {
         let limits = worker.snapshot().map(|snapshot| snapshot.config.limits).unwrap_or_default();
@@ -172,7 +174,7 @@ pub(crate) async fn serve_connection<S: Stream>(worker: Rc<WorkerCtx<S>>, client
             break;
         }
     }
-    idle.client.shutdown();
+    idle.client.close().await;
 }
 
 /// The on-error phase: turns an error into the client's response, if it can still get one.
@@ -380,6 +382,10 @@ impl<S: Stream> Connection<S> {
         let Some(snapshot) = ctx.snapshot.as_deref() else {
             return Verdict::Respond(error_response::NO_CONFIGURATION);
         };
+        if ctx.head.wants_upgrade() && !self.client.can_tunnel() {
+            // WebSocket over TLS needs both directions in flight on one rustls connection.
+            return Verdict::Respond(error_response::NOT_IMPLEMENTED);
+        }
         // A declared body over the limit is refused before anything is forwarded.
         if matches!(ctx.head.framing(), BodyFraming::Length(length) if length > snapshot.config.limits.request_body_bytes_max)
         {

@@ -12,6 +12,7 @@ use portcullis_contract::stats::StatsRegion;
 use crate::policy::{LoadError, Programs};
 use crate::router::Router;
 use crate::router::operation::Operations;
+use crate::tls::TlsConfigError;
 use crate::upstream::resolved::ResolvedBackend;
 
 /// One configuration generation, ready for the hot path: nothing in it is parsed per request.
@@ -39,14 +40,30 @@ pub struct Snapshot {
     resolved: Vec<(String, u16, SocketAddr)>,
     /// (product, API, operation) → the sections for requests through that product.
     product_policies: AHashMap<(u32, u32, u32), Policies>,
+    /// The TLS server configuration new TLS connections get (certificates, client auth).
+    pub tls: Arc<rustls::ServerConfig>,
+    /// The TLS client configuration of connections to `https://` backends.
+    pub backend_tls: crate::tls::BackendTls,
+}
+
+/// Why a snapshot cannot be built; the current one keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("a policy program was refused: {0}")]
+    Policy(#[from] LoadError),
+    #[error("the TLS settings were refused: {0}")]
+    Tls(#[from] TlsConfigError),
 }
 
 impl Snapshot {
     /// Builds the in-memory form: routing table, operations, programs and resolved backends.
     /// Resolution blocks (DNS), so this runs on the snapshot-channel or start-up thread, never
-    /// on a worker. A program that does not verify or load refuses the whole snapshot.
-    pub fn build(generation: u64, config: Config) -> Result<Self, LoadError> {
+    /// on a worker. A program that does not verify or load, or TLS settings rustls refuses,
+    /// refuse the whole snapshot.
+    pub fn build(generation: u64, config: Config) -> Result<Self, BuildError> {
         let programs = Programs::load(&config.programs)?;
+        let tls = crate::tls::server_config(&config.tls)?;
+        let backend_tls = crate::tls::backend_client_config(&config.tls)?;
         let router = Router::new(&config);
         for &api in router.unroutable() {
             if let Some(api) = config.apis.get(api as usize) {
@@ -71,6 +88,8 @@ impl Snapshot {
             programs,
             resolved,
             product_policies,
+            tls,
+            backend_tls,
         })
     }
 
@@ -114,7 +133,7 @@ impl Snapshot {
 /// and records the generation in the stats header (where `ctl status` reads it). Blocks on DNS:
 /// call it from the snapshot-channel or start-up thread, never from a worker. On error nothing
 /// changes: the current snapshot keeps serving.
-pub fn install(cell: &SnapshotCell, stats: &StatsRegion, generation: u64, config: Config) -> Result<(), LoadError> {
+pub fn install(cell: &SnapshotCell, stats: &StatsRegion, generation: u64, config: Config) -> Result<(), BuildError> {
     let snapshot = Snapshot::build(generation, config)?;
     if let Some(previous) = cell.load() {
         snapshot.keep_active_health(&previous);
@@ -247,9 +266,12 @@ mod tests {
             product_policies: Vec::new(),
             backends: Vec::new(),
             xdp: Default::default(),
+            tls: Default::default(),
         };
         let snapshot = Snapshot::build(4, config).unwrap();
-        assert_eq!(snapshot.api_upstreams, [Some(0), None, None]);
+        // The https backend is usable: its certificate is verified for its host.
+        assert_eq!(snapshot.api_upstreams, [Some(0), None, Some(1)]);
+        assert_eq!(snapshot.upstreams[1].tls_name, Some(rustls::pki_types::ServerName::try_from("127.0.0.2").unwrap()));
         assert_eq!(snapshot.upstreams[0].endpoints[0].addr, Some("127.0.0.1:80".parse().unwrap()));
 
         let cell = SnapshotCell::new();
@@ -298,6 +320,7 @@ mod tests {
                 product_policies: Vec::new(),
                 backends: vec![backend(endpoints)],
                 xdp: Default::default(),
+                tls: Default::default(),
             }
         };
         let old = Snapshot::build(1, config(vec![endpoint(1), endpoint(2)])).unwrap();

@@ -211,6 +211,7 @@ mod tests {
             product_policies: Vec::new(),
             backends: Vec::new(),
             xdp: Default::default(),
+            tls: Default::default(),
         }
     }
 

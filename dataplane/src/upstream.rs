@@ -17,8 +17,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use portcullis_contract::model::PoolSettings;
+use rustls::pki_types::ServerName;
 
 use crate::io::Stream;
+use crate::io::tls::HandshakeError;
 use crate::snapshot::Snapshot;
 use balance::{BalanceState, InFlight, Outcome};
 use pool::IdlePool;
@@ -30,12 +32,25 @@ pub(crate) enum ConnectError {
     Refused(#[from] std::io::Error),
     #[error("backend connect timed out")]
     TimedOut,
+    #[error("backend {0}")]
+    Tls(#[from] HandshakeError),
+}
+
+/// Which pooled connections a request may use: the same address, and for `https://` backends
+/// the same server name and trust anchors (a connection verified for one name, or under CAs a
+/// reload removed, never serves another request).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct BackendKey {
+    pub(crate) addr: SocketAddr,
+    /// `Some`: TLS, verified for this name under the configuration with this id
+    /// (`crate::tls::BackendTls::id`).
+    pub(crate) tls: Option<(ServerName<'static>, u64)>,
 }
 
 /// Where one attempt goes and how its connection is pooled afterwards.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Dest {
-    pub(crate) addr: SocketAddr,
+    pub(crate) key: BackendKey,
     pub(crate) pool: PoolSettings,
 }
 
@@ -97,7 +112,10 @@ impl<S: Stream> UpstreamPool<S> {
             generation: snapshot.generation,
             backend,
             endpoint,
-            dest: Dest { addr, pool: resolved.pool },
+            dest: Dest {
+                key: BackendKey { addr, tls: resolved.tls_name.clone().map(|name| (name, snapshot.backend_tls.id)) },
+                pool: resolved.pool,
+            },
             in_flight: state.in_flight(endpoint),
         })
     }
@@ -120,12 +138,12 @@ impl<S: Stream> UpstreamPool<S> {
     }
 
     /// An idle connection to `dest` that has not expired; expired ones are closed.
-    pub(crate) fn take(&self, dest: Dest) -> Option<S> {
+    pub(crate) fn take(&self, dest: &Dest) -> Option<S> {
         let mut expired = Vec::new();
         let now = Instant::now();
         let mut idle = self.idle.borrow_mut();
         idle.sweep(now, &mut expired);
-        let stream = idle.take(dest.addr, dest.pool, now, &mut expired);
+        let stream = idle.take(&dest.key, dest.pool, now, &mut expired);
         drop(idle);
         for stale in expired {
             stale.shutdown();
@@ -137,7 +155,7 @@ impl<S: Stream> UpstreamPool<S> {
     /// queue is full (and closes any that expired).
     pub(crate) fn put(&self, dest: Dest, stream: S) {
         let mut closed = Vec::new();
-        self.idle.borrow_mut().put(dest.addr, stream, dest.pool, Instant::now(), &mut closed);
+        self.idle.borrow_mut().put(dest.key, stream, dest.pool, Instant::now(), &mut closed);
         for stream in closed {
             stream.shutdown();
         }

@@ -12,6 +12,8 @@ use crate::drain::{self, Drain};
 use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
 use crate::io::epoll::Epoll;
+use crate::io::maybe_tls::MaybeTls;
+use crate::io::tls::TlsStream;
 use crate::io::uring::Uring;
 use crate::io::{Listener, Runtime, Stream};
 use crate::policy::RequestState;
@@ -43,6 +45,8 @@ pub struct WorkerSetup {
     pub index: usize,
     /// Its own SO_REUSEPORT listener.
     pub listener: std::net::TcpListener,
+    /// Its own SO_REUSEPORT listener for TLS (`--listen-tls`), if any.
+    pub tls_listener: Option<std::net::TcpListener>,
     /// Published snapshots.
     pub cell: Arc<SnapshotCell>,
     /// The stats region.
@@ -77,6 +81,7 @@ type StreamOf<R> = <<R as Runtime>::Listener as Listener>::Stream;
 fn run<R: Runtime>(setup: WorkerSetup) -> std::io::Result<()> {
     R::block_on(async move {
         let listener = R::Listener::adopt(setup.listener)?;
+        let tls_listener = setup.tls_listener.map(R::Listener::adopt).transpose()?;
         let worker: Rc<WorkerCtx<StreamOf<R>>> = Rc::new(WorkerCtx {
             index: setup.index,
             stats: setup.stats,
@@ -90,8 +95,16 @@ fn run<R: Runtime>(setup: WorkerSetup) -> std::io::Result<()> {
             connections: Cell::new(0),
             idle: tokio::sync::Notify::new(),
         });
-        accept_loop(&worker, &listener).await;
-        drop(listener);
+        match &tls_listener {
+            Some(tls_listener) => {
+                tokio::join!(
+                    accept_loop(&worker, &listener, Transport::Plain),
+                    accept_loop(&worker, tls_listener, Transport::Tls)
+                );
+            }
+            None => accept_loop(&worker, &listener, Transport::Plain).await,
+        }
+        drop((listener, tls_listener));
         while worker.connections.get() > 0 {
             worker.idle.notified().await;
         }
@@ -99,7 +112,14 @@ fn run<R: Runtime>(setup: WorkerSetup) -> std::io::Result<()> {
     })?
 }
 
-async fn accept_loop<L: Listener>(worker: &Rc<WorkerCtx<L::Stream>>, listener: &L) {
+/// What a listener's connections speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Plain,
+    Tls,
+}
+
+async fn accept_loop<L: Listener>(worker: &Rc<WorkerCtx<L::Stream>>, listener: &L, transport: Transport) {
     let mut drain_signal = worker.drain.subscribe();
     while !worker.drain.is_draining() {
         let accepted = tokio::select! {
@@ -135,7 +155,10 @@ async fn accept_loop<L: Listener>(worker: &Rc<WorkerCtx<L::Stream>>, listener: &
         WorkerSlot::add(&slot.connections_active, 1);
         let worker = Rc::clone(worker);
         tokio::task::spawn_local(async move {
-            proxy::serve_connection(Rc::clone(&worker), stream, peer).await;
+            match transport {
+                Transport::Plain => proxy::serve_connection(Rc::clone(&worker), MaybeTls::Plain(stream), peer).await,
+                Transport::Tls => serve_tls(Rc::clone(&worker), stream, peer).await,
+            }
             worker.connection_closed();
         });
     }
@@ -209,6 +232,26 @@ impl Spares {
     }
 }
 
+/// Completes the TLS handshake with the current snapshot's certificates, then serves the
+/// connection like a plain one.
+async fn serve_tls<S: Stream>(worker: Rc<WorkerCtx<S>>, stream: S, peer: std::net::SocketAddr) {
+    static NO_SNAPSHOT_LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let Some(config) = worker.snapshot().map(|snapshot| Arc::clone(&snapshot.tls)) else {
+        if !NO_SNAPSHOT_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!("TLS connection closed: no configuration yet (logged once)");
+        }
+        stream.shutdown();
+        return;
+    };
+    match TlsStream::accept(stream, config).await {
+        Ok(tls) => {
+            tracing::debug!(%peer, version = ?tls.protocol_version(), "TLS handshake complete");
+            proxy::serve_connection(worker, MaybeTls::Tls(Box::new(tls)), peer).await;
+        }
+        Err(error) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+    }
+}
+
 /// A worker's own state, shared by its connections (on its thread only).
 pub(crate) struct WorkerCtx<S> {
     index: usize,
@@ -218,8 +261,8 @@ pub(crate) struct WorkerCtx<S> {
     /// a cache line shared with other cores).
     cached: RefCell<Option<Rc<LocalSnapshot>>>,
     cached_generation: Cell<u64>,
-    /// Idle backend connections.
-    pub(crate) pool: UpstreamPool<S>,
+    /// Idle backend connections (plain, or TLS to `https://` backends).
+    pub(crate) pool: UpstreamPool<MaybeTls<S>>,
     /// Buffers, head boxes and policy states lent to connections while they serve a request.
     pub(crate) spares: Spares,
     /// The draining signal.

@@ -38,6 +38,9 @@ pub struct DataPlaneStatus {
     pub io_backend: Option<String>,
     pub workers: Option<u32>,
     pub listen: Vec<String>,
+    /// The TLS listener (`--listen-tls`), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_tls: Option<String>,
     pub started_unix_ms: Option<u64>,
     pub uptime_seconds: Option<u64>,
     pub draining: bool,
@@ -67,6 +70,7 @@ pub fn collect(view: &PublisherView, stats_path: &Path, config_dir: &Path, now_u
         status.dataplane.io_backend = Some(hello.io_backend.clone());
         status.dataplane.workers = Some(hello.workers);
         status.dataplane.listen = hello.listen.clone();
+        status.dataplane.listen_tls = hello.listen_tls.clone();
     }
     match StatsRegion::open(stats_path) {
         Ok(region) => {
@@ -117,6 +121,9 @@ pub fn render(status: &Status) -> String {
     );
     let listen = if dataplane.listen.is_empty() { "unknown".to_owned() } else { dataplane.listen.join(", ") };
     let _ = writeln!(out, "listen        {listen}");
+    if let Some(listen_tls) = &dataplane.listen_tls {
+        let _ = writeln!(out, "listen tls    {listen_tls}");
+    }
     let workers = or_unknown(dataplane.workers.map(|n| n.to_string()));
     let _ = writeln!(out, "io backend    {}, {workers} workers", or_unknown(dataplane.io_backend.clone()));
     let _ = writeln!(out, "uptime        {}", or_unknown(dataplane.uptime_seconds.map(duration)));

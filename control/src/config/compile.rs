@@ -8,7 +8,7 @@ use std::path::Path;
 use portcullis_contract::key_index::{KEY_BYTES_MAX, KeyEntry, KeyIndex, KeySlot};
 use portcullis_contract::model::{
     Api, Backend, BackendUrl, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Deployment,
-    Limits, Product, Scheme, Subscription, SubscriptionScope, SubscriptionState, is_valid_api_path,
+    Limits, Product, Subscription, SubscriptionScope, SubscriptionState, is_valid_api_path,
 };
 use toml::Spanned;
 
@@ -18,7 +18,7 @@ use super::files::{ApiFile, LimitsTable, StateName, SubscriptionFile};
 use super::load::{Item, Parsed};
 use super::named_values::{self, NamedValue, NamedValues};
 
-/// Backends over TLS arrive with this piece of the roadmap; until then an https URL is refused.
+/// The roadmap piece that brought backends over TLS (`https://` backend URLs, see docs/tls.md).
 pub const HTTPS_BACKEND_ISSUE: &str = "issue 3 (production HTTP/1.1, upstreams and TLS)";
 /// Scope of a subscription to every API.
 pub const ALL_APIS_SCOPE: &str = "/apis";
@@ -36,6 +36,11 @@ pub(crate) fn compile(
         .as_ref()
         .map_or_else(Limits::default, |item| limits(&item.file.limits, &item.source, diagnostics));
     let xdp = parsed.gateway.as_ref().map(|item| super::xdp::compile(&item.file.xdp, &item.source, diagnostics));
+    let tls = parsed
+        .gateway
+        .as_ref()
+        .map(|item| super::tls::compile(&item.file.tls, &item.source, dir, diagnostics))
+        .unwrap_or_default();
     let values = named_values(parsed.named_values.as_ref(), provided, diagnostics);
     let backends = super::backends::compile(&parsed, &values, diagnostics);
     let mut apis = apis(&parsed, &backends, &values, diagnostics);
@@ -77,6 +82,7 @@ pub(crate) fn compile(
         programs: compiled.programs,
         deployment,
         xdp,
+        tls,
         products,
         product_policies: compiled.product_policies,
         backends,
@@ -317,13 +323,6 @@ fn backend(
         }
     };
     match backend_url::parse(&resolved.text) {
-        Ok(backend) if backend.scheme == Scheme::Https => {
-            diagnostics.push(source.error(
-                url.span(),
-                format!("https backends are not supported yet: TLS to backends arrives with {HTTPS_BACKEND_ISSUE}"),
-            ));
-            None
-        }
         Ok(backend) => Some(backend),
         Err(error) => {
             // The message never quotes the resolved URL when a secret went into it.

@@ -17,6 +17,8 @@ pub(crate) struct GatewayFile {
     pub(crate) policies: PoliciesTable,
     #[serde(default)]
     pub(crate) xdp: super::xdp::XdpTable,
+    #[serde(default)]
+    pub(crate) tls: super::tls::TlsTable,
 }
 
 /// `[policies]` in `gateway.toml`.

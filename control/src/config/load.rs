@@ -111,14 +111,17 @@ pub(crate) fn read(dir: &Path, diagnostics: &mut Diagnostics) -> Parsed {
             (FRAGMENTS_DIR, true) => read_fragments(&entry.path, &mut parsed, diagnostics),
             (PRODUCTS_DIR, true) => read_products(&entry.path, &mut parsed, diagnostics),
             (BACKENDS_DIR, true) => read_backends(&entry.path, &mut parsed, diagnostics),
+            // Certificates and keys, read where `[tls]` names them.
+            (super::tls::CERTS_DIR, true) => {}
             (name, _) if is_ignored(name) => {}
             (name, is_dir) => diagnostics.push(Diagnostic::at_path(
                 &entry.path,
                 format!(
                     "unexpected {} {name:?} in the config directory: expected {GATEWAY_FILE}, {NAMED_VALUES_FILE}, \
-                     {POLICY_FILE}, {APIS_DIR}/, {BACKENDS_DIR}/, {PRODUCTS_DIR}/, {SUBSCRIPTIONS_DIR}/ or {FRAGMENTS_DIR}/ \
+                     {POLICY_FILE}, {APIS_DIR}/, {BACKENDS_DIR}/, {PRODUCTS_DIR}/, {SUBSCRIPTIONS_DIR}/, {FRAGMENTS_DIR}/ or {certs}/ \
                      (names starting with '.' and *.md files are ignored)",
-                    if is_dir { "directory" } else { "file" }
+                    if is_dir { "directory" } else { "file" },
+                    certs = super::tls::CERTS_DIR,
                 ),
             )),
         }

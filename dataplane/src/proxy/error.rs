@@ -6,6 +6,7 @@ use crate::http::error_response::{self, ErrorResponse};
 use crate::http::request::RequestError;
 use crate::http::response::ResponseError;
 use crate::io::ReadError;
+use crate::io::tls::HandshakeError;
 use crate::upstream::ConnectError;
 
 /// Which side an error came from.
@@ -129,12 +130,11 @@ impl ProxyError {
             ProxyError::Request(_) | ProxyError::ClientChunked(_) => Some(error_response::BAD_REQUEST),
             ProxyError::HeaderTimeout => Some(error_response::REQUEST_TIMEOUT),
             ProxyError::ClientBody(_) | ProxyError::ClientBodyTruncated | ProxyError::ClientWrite(_) => None,
-            ProxyError::Connect(ConnectError::TimedOut) | ProxyError::BackendHeadTimeout => {
-                Some(error_response::GATEWAY_TIMEOUT)
-            }
+            ProxyError::Connect(ConnectError::TimedOut | ConnectError::Tls(HandshakeError::TimedOut))
+            | ProxyError::BackendHeadTimeout => Some(error_response::GATEWAY_TIMEOUT),
             ProxyError::BackendBody(ReadError::TimedOut) => Some(error_response::GATEWAY_TIMEOUT),
             ProxyError::BackendUnavailable
-            | ProxyError::Connect(ConnectError::Refused(_))
+            | ProxyError::Connect(ConnectError::Refused(_) | ConnectError::Tls(_))
             | ProxyError::BackendWrite(_)
             | ProxyError::BackendClosedEarly
             | ProxyError::BackendHeadRead(_)

@@ -6,10 +6,13 @@ use std::time::{Duration, Instant};
 use portcullis_contract::model::{Limits, PoolSettings};
 use portcullis_contract::program::Section;
 use portcullis_contract::stats::WorkerSlot;
+use rustls::pki_types::ServerName;
 
 use crate::http::forward::{self, ClientConnection, Forwarding};
 use crate::http::response::{self, ResponseHead};
 use crate::http::{BodyFraming, HEAD_BYTES_INITIAL, Version};
+use crate::io::maybe_tls::MaybeTls;
+use crate::io::tls::TlsStream;
 use crate::io::{ReadError, Stream, read_within};
 use crate::policy::apply;
 use crate::proxy::ErrorSource;
@@ -19,7 +22,7 @@ use crate::proxy::tunnel;
 use crate::proxy::{Connection, ProxyError, RequestCtx};
 use crate::snapshot::Snapshot;
 use crate::upstream::balance::{InFlight, Outcome};
-use crate::upstream::{self, Dest};
+use crate::upstream::{self, BackendKey, ConnectError, Dest};
 use crate::worker::WorkerCtx;
 
 /// What the gateway answers to `Expect: 100-continue` once the inbound phase has let the request through.
@@ -56,6 +59,7 @@ impl<S: Stream> Connection<S> {
                 authority: client_host.filter(|_| api.preserve_host).unwrap_or(target.authority),
                 remainder_start: route.remainder,
                 client_ip: self.peer.ip(),
+                tls: self.client.is_tls(),
             };
             if self.policy.edits_request() {
                 apply::write_request_head(
@@ -129,35 +133,35 @@ impl<S: Stream> Connection<S> {
         snapshot: &Snapshot,
         kind: TargetKind,
         limits: &Limits,
-    ) -> Result<(Box<ResponseHead>, S, Dest, Option<InFlight>), ProxyError> {
+    ) -> Result<(Box<ResponseHead>, MaybeTls<S>, Dest, Option<InFlight>), ProxyError> {
         let replayable = relay::buffered_end(&self.buf, ctx.head.head_len(), ctx.head.framing()).is_some();
         let may_try_another = replayable && is_idempotent(ctx.head.method(&self.buf));
         let mut tried = [0usize; CONNECT_RETRY_ENDPOINTS_MAX + 1];
         let mut attempts = 0;
         let mut last_error = None;
         loop {
-            let pick = match kind {
+            let pick = match &kind {
                 TargetKind::Address(_) => None,
-                TargetKind::Upstream(backend) => match worker.pool.pick(snapshot, backend, &tried[..attempts]) {
+                &TargetKind::Upstream(backend) => match worker.pool.pick(snapshot, backend, &tried[..attempts]) {
                     Some(pick) => Some(pick),
                     // Every endpoint tried: the last attempt's error.
                     None => return Err(last_error.unwrap_or(ProxyError::BackendUnavailable)),
                 },
             };
-            let dest = match (&pick, kind) {
-                (Some(pick), _) => pick.dest,
-                (None, TargetKind::Address(addr)) => Dest { addr, pool: PoolSettings::default() },
+            let dest = match (&pick, &kind) {
+                (Some(pick), _) => pick.dest.clone(),
+                (None, TargetKind::Address(key)) => Dest { key: key.clone(), pool: PoolSettings::default() },
                 (None, TargetKind::Upstream(_)) => return Err(ProxyError::BackendUnavailable),
             };
-            let (upstream, reused) = match worker.pool.take(dest) {
+            let (upstream, reused) = match worker.pool.take(&dest) {
                 Some(stream) => (stream, true),
-                None => match connect(worker, dest.addr, limits).await {
+                None => match connect(worker, &dest.key, limits, Some(snapshot)).await {
                     Ok(stream) => (stream, false),
                     Err(error) => {
                         let Some(pick) = pick else { return Err(error) };
                         worker.pool.report(snapshot, &pick, Outcome::Failure);
                         if may_try_another && attempts < CONNECT_RETRY_ENDPOINTS_MAX {
-                            tracing::debug!(%error, addr = %dest.addr, "backend endpoint failed to connect; trying another");
+                            tracing::debug!(%error, addr = %dest.key.addr, "backend endpoint failed to connect; trying another");
                             tried[attempts] = pick.endpoint;
                             attempts += 1;
                             last_error = Some(error);
@@ -167,7 +171,7 @@ impl<S: Stream> Connection<S> {
                     }
                 },
             };
-            let result = self.exchange_on(worker, ctx, upstream, reused, replayable, dest, limits).await;
+            let result = self.exchange_on(worker, ctx, upstream, reused, replayable, &dest, limits).await;
             if let Some(pick) = pick {
                 let outcome = match &result {
                     Ok(_) => Outcome::Success,
@@ -188,19 +192,20 @@ impl<S: Stream> Connection<S> {
         &mut self,
         worker: &WorkerCtx<S>,
         ctx: &mut RequestCtx,
-        mut upstream: S,
+        mut upstream: MaybeTls<S>,
         mut reused: bool,
         replayable: bool,
-        dest: Dest,
+        dest: &Dest,
         limits: &Limits,
-    ) -> Result<(Box<ResponseHead>, S), ProxyError> {
+    ) -> Result<(Box<ResponseHead>, MaybeTls<S>), ProxyError> {
         loop {
             match self.exchange_head(ctx, &mut upstream, limits).await {
                 Ok(head) => return Ok((head, upstream)),
                 Err(error) if reused && replayable && error.retryable() => {
-                    tracing::debug!(%error, addr = %dest.addr, "reused backend connection failed before responding; retrying");
+                    tracing::debug!(%error, addr = %dest.key.addr, "reused backend connection failed before responding; retrying");
                     upstream.shutdown();
-                    upstream = connect(worker, dest.addr, limits).await?;
+                    let snapshot = ctx.snapshot.clone();
+                    upstream = connect(worker, &dest.key, limits, snapshot.as_deref().map(|local| &**local)).await?;
                     reused = false;
                 }
                 Err(error) => {
@@ -215,7 +220,7 @@ impl<S: Stream> Connection<S> {
     async fn exchange_head(
         &mut self,
         ctx: &mut RequestCtx,
-        upstream: &mut S,
+        upstream: &mut MaybeTls<S>,
         limits: &Limits,
     ) -> Result<Box<ResponseHead>, ProxyError> {
         let out = std::mem::take(&mut self.out);
@@ -268,7 +273,7 @@ impl<S: Stream> Connection<S> {
     async fn read_response_head(
         &mut self,
         ctx: &RequestCtx,
-        upstream: &mut S,
+        upstream: &mut MaybeTls<S>,
         limits: &Limits,
     ) -> Result<Box<ResponseHead>, ProxyError> {
         let deadline = Instant::now() + millis(limits.backend_response_timeout_ms);
@@ -318,7 +323,7 @@ impl<S: Stream> Connection<S> {
         worker: &WorkerCtx<S>,
         ctx: &mut RequestCtx,
         response: &ResponseHead,
-        mut upstream: S,
+        mut upstream: MaybeTls<S>,
         dest: Dest,
         limits: &Limits,
     ) -> Result<(), ProxyError> {
@@ -358,7 +363,7 @@ impl<S: Stream> Connection<S> {
         &mut self,
         ctx: &RequestCtx,
         response: &ResponseHead,
-        upstream: &mut S,
+        upstream: &mut MaybeTls<S>,
         limits: &Limits,
     ) -> Result<Option<std::ops::Range<usize>>, ProxyError> {
         let BodyFraming::Length(len) = response.framing(ctx.is_head) else { return Ok(None) };
@@ -390,7 +395,7 @@ impl<S: Stream> Connection<S> {
         worker: &WorkerCtx<S>,
         ctx: &mut RequestCtx,
         response: &ResponseHead,
-        mut upstream: S,
+        mut upstream: MaybeTls<S>,
         dest: Dest,
         limits: &Limits,
     ) -> Result<(), ProxyError> {
@@ -477,12 +482,17 @@ impl<S: Stream> Connection<S> {
         &mut self,
         ctx: &mut RequestCtx,
         response: &ResponseHead,
-        upstream: S,
+        upstream: MaybeTls<S>,
     ) -> Result<(), ProxyError> {
         ctx.client_keep_alive = false;
         if !ctx.head.wants_upgrade() {
             upstream.shutdown();
             return Err(ProxyError::UnrequestedUpgrade);
+        }
+        if !upstream.can_tunnel() {
+            // An https backend: nothing was sent to the client yet, so it gets an answer.
+            upstream.shutdown();
+            return Err(ProxyError::Rejected(crate::http::error_response::NOT_IMPLEMENTED));
         }
         forward::write_response_head(&mut self.out, response, &self.upstream_buf, ClientConnection::Upgrade);
         if let Err(error) = self.write_out().await {
@@ -529,12 +539,12 @@ struct Target<'s> {
     authority: &'s str,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum TargetKind {
     /// A backend of [`Snapshot::upstreams`]: an endpoint is picked per attempt.
     Upstream(u32),
-    /// `set-backend-service base-url`: one address.
-    Address(SocketAddr),
+    /// `set-backend-service base-url`: one address (over TLS for `https://`).
+    Address(BackendKey),
 }
 
 /// Where the backend request goes: the named backend of `set-backend-service backend-id`, or
@@ -557,20 +567,42 @@ fn target<'s>(
     let Some(target) = policy.backend_override() else {
         return upstream(snapshot.api_upstream(api_index).ok_or(ProxyError::BackendUnavailable)?);
     };
-    if target.scheme == portcullis_contract::model::Scheme::Https {
-        return Err(ProxyError::BackendUnavailable);
-    }
-    let addr = match target.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+    let host = target.host.trim_start_matches('[').trim_end_matches(']');
+    let addr = match host.parse::<std::net::IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, target.port),
         Err(_) => snapshot.resolved_host(&target.host, target.port).ok_or(ProxyError::BackendUnavailable)?,
     };
-    Ok(Target { kind: TargetKind::Address(addr), base_path: &api.backend.base_path, authority: &api.backend.authority })
+    let tls = match target.scheme {
+        portcullis_contract::model::Scheme::Http => None,
+        portcullis_contract::model::Scheme::Https => Some((
+            ServerName::try_from(host.to_owned()).map_err(|_| ProxyError::BackendUnavailable)?,
+            snapshot.backend_tls.id,
+        )),
+    };
+    let kind = TargetKind::Address(BackendKey { addr, tls });
+    Ok(Target { kind, base_path: &api.backend.base_path, authority: &api.backend.authority })
 }
 
-/// Opens a fresh backend connection, counting it.
-async fn connect<S: Stream>(worker: &WorkerCtx<S>, addr: SocketAddr, limits: &Limits) -> Result<S, ProxyError> {
+/// Opens a fresh backend connection, counting it; for an `https://` backend, completes the TLS
+/// handshake (within the connect timeout) with the snapshot's backend client configuration.
+async fn connect<S: Stream>(
+    worker: &WorkerCtx<S>,
+    key: &BackendKey,
+    limits: &Limits,
+    snapshot: Option<&crate::snapshot::Snapshot>,
+) -> Result<MaybeTls<S>, ProxyError> {
     WorkerSlot::add(&worker.slot().backend_connects, 1);
-    Ok(upstream::connect(addr, millis(limits.backend_connect_timeout_ms)).await?)
+    let limit = millis(limits.backend_connect_timeout_ms);
+    let plain: S = upstream::connect(key.addr, limit).await?;
+    let (Some((name, _)), Some(snapshot)) = (&key.tls, snapshot) else {
+        return Ok(MaybeTls::Plain(plain));
+    };
+    let config = std::sync::Arc::clone(&snapshot.backend_tls.config);
+    match tokio::time::timeout(limit, TlsStream::open(plain, config, name.clone())).await {
+        Ok(Ok(stream)) => Ok(MaybeTls::Tls(Box::new(stream))),
+        Ok(Err(error)) => Err(ProxyError::Connect(ConnectError::Tls(error))),
+        Err(_) => Err(ProxyError::Connect(ConnectError::TimedOut)),
+    }
 }
 
 /// Client → backend relay errors: reads are the client's fault, writes the backend's.

@@ -1,14 +1,16 @@
-//! Idle keep-alive connections of one worker, keyed by endpoint address, bounded and expiring.
+//! Idle keep-alive connections of one worker, keyed by endpoint (address, and for TLS the server
+//! name and trust anchors), bounded and expiring.
 //!
 //! Sans-IO apart from holding the streams: the caller passes the time, so expiry is tested
 //! without sleeping.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 use portcullis_contract::model::PoolSettings;
+
+use super::BackendKey;
 
 /// Endpoints whose idle queues are kept at most (per worker): beyond it, the emptiest queues are
 /// dropped, so `set-backend-service` to ever new addresses cannot grow the map without bound.
@@ -26,7 +28,7 @@ struct Idle<S> {
 /// Idle connections per endpoint; most recently used first out (warm sockets, and the oldest
 /// ones age out at the front).
 pub(crate) struct IdlePool<S> {
-    idle: AHashMap<SocketAddr, VecDeque<Idle<S>>>,
+    idle: AHashMap<BackendKey, VecDeque<Idle<S>>>,
     swept: Option<Instant>,
 }
 
@@ -59,12 +61,12 @@ impl<S> IdlePool<S> {
     /// ones are handed back in `expired` to be closed (never reused).
     pub(crate) fn take(
         &mut self,
-        addr: SocketAddr,
+        key: &BackendKey,
         settings: PoolSettings,
         now: Instant,
         expired: &mut Vec<S>,
     ) -> Option<S> {
-        let queue = self.idle.get_mut(&addr)?;
+        let queue = self.idle.get_mut(key)?;
         let timeout = Duration::from_millis(u64::from(settings.idle_timeout_ms));
         while let Some(entry) = queue.pop_back() {
             if now.saturating_duration_since(entry.since) < timeout {
@@ -80,7 +82,7 @@ impl<S> IdlePool<S> {
     /// Keeps `stream` for reuse; expired and surplus connections come back in `closed`.
     pub(crate) fn put(
         &mut self,
-        addr: SocketAddr,
+        key: BackendKey,
         stream: S,
         settings: PoolSettings,
         now: Instant,
@@ -90,14 +92,14 @@ impl<S> IdlePool<S> {
             closed.push(stream);
             return;
         }
-        if self.idle.len() >= ENDPOINTS_TRACKED_MAX && !self.idle.contains_key(&addr) {
+        if self.idle.len() >= ENDPOINTS_TRACKED_MAX && !self.idle.contains_key(&key) {
             self.idle.retain(|_, queue| !queue.is_empty());
             if self.idle.len() >= ENDPOINTS_TRACKED_MAX {
                 closed.push(stream);
                 return;
             }
         }
-        let queue = self.idle.entry(addr).or_default();
+        let queue = self.idle.entry(key).or_default();
         let timeout = Duration::from_millis(u64::from(settings.idle_timeout_ms));
         while queue.front().is_some_and(|entry| now.saturating_duration_since(entry.since) >= timeout) {
             closed.extend(queue.pop_front().map(|entry| entry.stream));
@@ -113,42 +115,47 @@ impl<S> IdlePool<S> {
 mod tests {
     use super::*;
 
+    /// A plain endpoint's pool key.
+    fn key(addr: &str) -> BackendKey {
+        BackendKey { addr: addr.parse().unwrap(), tls: None }
+    }
+
     const SETTINGS: PoolSettings = PoolSettings { max_idle_per_endpoint: 2, idle_timeout_ms: 1_000 };
 
     #[test]
     fn reuses_newest_first_and_bounds_each_endpoint() {
         let mut pool = IdlePool::new();
-        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let addr = key("127.0.0.1:1");
         let t0 = Instant::now();
         let mut closed = Vec::new();
         for stream in 1..=3 {
-            pool.put(addr, stream, SETTINGS, t0, &mut closed);
+            pool.put(addr.clone(), stream, SETTINGS, t0, &mut closed);
         }
         assert_eq!(closed, [1], "the oldest goes when the endpoint is full");
         let mut expired = Vec::new();
-        assert_eq!(pool.take(addr, SETTINGS, t0, &mut expired), Some(3));
-        assert_eq!(pool.take(addr, SETTINGS, t0, &mut expired), Some(2));
-        assert_eq!(pool.take(addr, SETTINGS, t0, &mut expired), None);
+        assert_eq!(pool.take(&addr, SETTINGS, t0, &mut expired), Some(3));
+        assert_eq!(pool.take(&addr, SETTINGS, t0, &mut expired), Some(2));
+        assert_eq!(pool.take(&addr, SETTINGS, t0, &mut expired), None);
         assert!(expired.is_empty());
-        let other: SocketAddr = "127.0.0.1:2".parse().unwrap();
-        assert_eq!(pool.take(other, SETTINGS, t0, &mut expired), None);
+        let other = key("127.0.0.1:2");
+        assert_eq!(pool.take(&other, SETTINGS, t0, &mut expired), None);
     }
 
     #[test]
     fn expired_connections_are_closed_not_reused() {
         let mut pool = IdlePool::new();
-        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let addr = key("127.0.0.1:1");
         let t0 = Instant::now();
         let mut closed = Vec::new();
-        pool.put(addr, 1, SETTINGS, t0, &mut closed);
-        pool.put(addr, 2, SETTINGS, t0 + Duration::from_millis(500), &mut closed);
+        pool.put(addr.clone(), 1, SETTINGS, t0, &mut closed);
+        pool.put(addr.clone(), 2, SETTINGS, t0 + Duration::from_millis(500), &mut closed);
         let mut expired = Vec::new();
         // At 1.2 s the first has been idle 1.2 s (expired), the second 0.7 s (fresh).
-        assert_eq!(pool.take(addr, SETTINGS, t0 + Duration::from_millis(1_200), &mut expired), Some(2));
+        assert_eq!(pool.take(&addr, SETTINGS, t0 + Duration::from_millis(1_200), &mut expired), Some(2));
         assert!(expired.is_empty());
-        pool.put(addr, 3, SETTINGS, t0 + Duration::from_millis(1_200), &mut closed);
+        pool.put(addr.clone(), 3, SETTINGS, t0 + Duration::from_millis(1_200), &mut closed);
         assert_eq!(closed, [1], "put drops the expired one at the front");
-        assert_eq!(pool.take(addr, SETTINGS, t0 + Duration::from_millis(2_500), &mut expired), None);
+        assert_eq!(pool.take(&addr, SETTINGS, t0 + Duration::from_millis(2_500), &mut expired), None);
         assert_eq!(expired, [3]);
     }
 
@@ -157,8 +164,8 @@ mod tests {
         let mut pool = IdlePool::new();
         let t0 = Instant::now();
         let mut closed = Vec::new();
-        pool.put("127.0.0.1:1".parse().unwrap(), 1, SETTINGS, t0, &mut closed);
-        pool.put("127.0.0.1:2".parse().unwrap(), 2, SETTINGS, t0 + Duration::from_millis(900), &mut closed);
+        pool.put(key("127.0.0.1:1"), 1, SETTINGS, t0, &mut closed);
+        pool.put(key("127.0.0.1:2"), 2, SETTINGS, t0 + Duration::from_millis(900), &mut closed);
         let mut expired = Vec::new();
         pool.sweep(t0 + Duration::from_millis(100), &mut expired);
         assert!(expired.is_empty());
@@ -174,7 +181,7 @@ mod tests {
         let mut pool = IdlePool::new();
         let mut closed = Vec::new();
         let settings = PoolSettings { max_idle_per_endpoint: 0, ..SETTINGS };
-        pool.put("127.0.0.1:1".parse().unwrap(), 1, settings, Instant::now(), &mut closed);
+        pool.put(key("127.0.0.1:1"), 1, settings, Instant::now(), &mut closed);
         assert_eq!(closed, [1]);
         assert_eq!(pool.endpoints(), 0);
     }

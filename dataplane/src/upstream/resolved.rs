@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use portcullis_contract::model::{
     ActiveHealth, Backend, BackendUrl, LoadBalancing, PassiveHealth, PoolSettings, Scheme,
 };
+use rustls::pki_types::ServerName;
 
 /// One backend: a named one, or the single endpoint of an API's `backend-url`.
 #[derive(Debug)]
@@ -22,6 +23,8 @@ pub struct ResolvedBackend {
     pub pool: PoolSettings,
     pub passive: PassiveHealth,
     pub active: Option<ActiveHealth>,
+    /// `https://` backends: the name their certificates are verified against (and sent as SNI).
+    pub tls_name: Option<ServerName<'static>>,
 }
 
 /// One endpoint of a [`ResolvedBackend`].
@@ -90,16 +93,18 @@ impl ResolvedBackend {
             pool: backend.pool,
             passive: backend.passive_health,
             active: backend.active_health.clone(),
+            // Control refuses https named backends until their health checks speak TLS.
+            tls_name: None,
         }
     }
 
     /// An API's `backend-url` as a backend of one endpoint without health checks; `None` when it
-    /// cannot be used (unresolvable host, or https which this build does not speak yet).
+    /// cannot be used (unresolvable host, or an https host that is no valid server name).
     pub fn from_url(api: &str, url: &BackendUrl) -> Option<Self> {
-        if url.scheme == Scheme::Https {
-            tracing::warn!(api, host = %url.host, "https backends are not supported yet; requests to this API get 502");
-            return None;
-        }
+        let tls_name = match url.scheme {
+            Scheme::Http => None,
+            Scheme::Https => Some(server_name(api, &url.host)?),
+        };
         let addr = resolve(&url.host, url.port, api)?;
         Some(Self {
             id: String::new(),
@@ -110,7 +115,20 @@ impl ResolvedBackend {
             pool: PoolSettings::default(),
             passive: PassiveHealth::OFF,
             active: None,
+            tls_name,
         })
+    }
+}
+
+/// The name an `https://` backend's certificate must carry: its host (a DNS name or an IP).
+fn server_name(owner: &str, host: &str) -> Option<ServerName<'static>> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match ServerName::try_from(host.to_owned()) {
+        Ok(name) => Some(name),
+        Err(error) => {
+            tracing::warn!(owner, host, %error, "https backend host is not a valid server name; it gets no requests");
+            None
+        }
     }
 }
 

@@ -92,6 +92,7 @@ pub fn config(backend: SocketAddr, echo_path: &str) -> Config {
         product_policies: Vec::new(),
         backends: Vec::new(),
         xdp: Default::default(),
+        tls: Default::default(),
     }
 }
 

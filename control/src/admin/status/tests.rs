@@ -17,6 +17,7 @@ fn view(connected: bool) -> PublisherView {
             workers: 2,
             io_backend: "uring".into(),
             listen: vec!["127.0.0.1:8080".into()],
+            listen_tls: None,
         }),
         config: std::sync::Arc::new(Config {
             source: "/cfg".into(),
@@ -30,6 +31,7 @@ fn view(connected: bool) -> PublisherView {
             product_policies: Vec::new(),
             backends: Vec::new(),
             xdp: Default::default(),
+            tls: Default::default(),
         }),
     }
 }

@@ -14,6 +14,7 @@ fn forwarding() -> Forwarding<'static> {
         authority: "backend:8081",
         remainder_start: 5,
         client_ip: "10.1.2.3".parse().expect("ip"),
+        tls: false,
     }
 }
 
