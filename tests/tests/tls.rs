@@ -216,6 +216,13 @@ fn serves_https(io: &str) {
         get_echo(&mut second, &key);
     }
 
+    // WebSocket over TLS is refused before anything reaches the backend (not yet supported).
+    let mut connection = connect(addr, &verified, "api.test").unwrap();
+    let upgrade = connection
+        .get("/echo/ws", &[("Ocp-Apim-Subscription-Key", &key), ("Connection", "Upgrade"), ("Upgrade", "websocket")])
+        .unwrap();
+    assert_eq!(upgrade.status, 501, "{}", upgrade.text());
+
     // `ctl status` shows the TLS listener.
     assert_eq!(gateway.status()["dataplane"]["listen_tls"], addr.to_string());
 
