@@ -52,6 +52,7 @@ fn config() -> Config {
             id: format!("api-{i}"),
             name: format!("API {i}"),
             path: if i == 0 { "orders/v2".to_owned() } else { format!("service-{i}/v{}", i % 3) },
+            backend_id: None,
             backend: BackendUrl {
                 scheme: Scheme::Http,
                 host: "127.0.0.1".into(),
@@ -62,6 +63,7 @@ fn config() -> Config {
             subscription_required: true,
             subscription_key_header: DEFAULT_SUBSCRIPTION_KEY_HEADER.into(),
             subscription_key_query: DEFAULT_SUBSCRIPTION_KEY_QUERY.into(),
+            preserve_host: false,
             version: String::new(),
             revision: "1".into(),
             operations: vec![portcullis_contract::model::Operation::catch_all(
@@ -91,7 +93,9 @@ fn config() -> Config {
         deployment: Default::default(),
         products: Vec::new(),
         product_policies: Vec::new(),
+        backends: Vec::new(),
         xdp: Default::default(),
+        tls: Default::default(),
     }
 }
 

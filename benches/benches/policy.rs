@@ -81,7 +81,13 @@ fn compile_document(path: &str, text: &str) -> Result<Vec<Program>, String> {
     let document = Document::parse(file, ScopeKind::Api).map_err(|errors| render(&errors))?;
     let named_values = NamedValues::default();
     let fragments = Fragments::default();
-    let env = Environment { named_values: &named_values, fragments: &fragments, options: Options::default() };
+    let backends = std::collections::BTreeSet::new();
+    let env = Environment {
+        named_values: &named_values,
+        fragments: &fragments,
+        backends: &backends,
+        options: Options::default(),
+    };
     let mut report = Report::default();
     let mut programs = Vec::with_capacity(Section::ALL.len());
     for section in Section::ALL {
@@ -143,6 +149,7 @@ impl Fixture {
             request_buf: &self.buf,
             remainder_start: REMAINDER_START,
             peer: self.peer,
+            client_certificate: None,
             api: &self.api,
             operation: &self.operation,
             subscription: None,
@@ -166,6 +173,7 @@ impl Fixture {
             authority: &self.api.backend.authority,
             remainder_start: REMAINDER_START,
             client_ip: self.peer,
+            tls: false,
         }
     }
 

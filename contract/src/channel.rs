@@ -34,6 +34,9 @@ pub enum ToControl {
         io_backend: String,
         /// Addresses the workers listen on, as `ip:port`.
         listen: Vec<String>,
+        /// Address the workers listen on for TLS (`--listen-tls`), as `ip:port`.
+        #[serde(default)]
+        listen_tls: Option<String>,
         /// Generation being served (from disk or an earlier control), 0 if none.
         generation: u64,
     },
@@ -139,7 +142,14 @@ mod tests {
     fn messages_and_fds_cross() {
         let (a, b) =
             rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None).unwrap();
-        let hello = ToControl::Hello { pid: 1, workers: 2, io_backend: "epoll".into(), listen: vec![], generation: 0 };
+        let hello = ToControl::Hello {
+            pid: 1,
+            workers: 2,
+            io_backend: "epoll".into(),
+            listen: vec![],
+            listen_tls: None,
+            generation: 0,
+        };
         send(&a, &hello, None).unwrap();
         let (got, fd) = recv::<ToControl>(&b).unwrap().unwrap();
         assert_eq!(got, hello);

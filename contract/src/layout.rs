@@ -13,6 +13,8 @@ pub const STATS_REGION: &str = "run/stats.shm";
 /// The data plane's process id, written at start.
 pub const DATAPLANE_PID: &str = "run/dataplane.pid";
 
+/// Backend endpoint health, written by the data plane's health thread (write, rename) for `ctl status`.
+pub const UPSTREAMS_REPORT: &str = "run/upstreams.json";
 /// The data plane's XDP socket (status, block, unblock); control forwards `ctl xdp` to it. Mode 0600.
 pub const XDP_SOCKET: &str = "run/xdp.sock";
 /// Blocked sources (`ctl block` and per-IP limit offenders), kept across data-plane restarts.
@@ -51,6 +53,10 @@ impl DataDir {
 
     pub fn dataplane_pid(&self) -> PathBuf {
         self.root.join(DATAPLANE_PID)
+    }
+
+    pub fn upstreams_report(&self) -> PathBuf {
+        self.root.join(UPSTREAMS_REPORT)
     }
 
     pub fn xdp_socket(&self) -> PathBuf {

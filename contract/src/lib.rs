@@ -6,7 +6,9 @@
 //! - [`stats`]: the shared-memory stats region, one slot per worker, written only by that worker.
 //! - [`channel`]: the messages on the snapshot channel (a `SOCK_SEQPACKET` Unix socket carrying memfds).
 //! - [`layout`]: where each file lives inside the data directory.
+//! - [`tls`]: the TLS settings a snapshot carries (certificate chains and keys as DER, client auth).
 //! - [`xdp`]: the kernel-plane rules a snapshot carries (prefix lists, buckets, per-IP limit).
+//! - [`upstreams`]: the backend health report the data plane writes for `ctl status`.
 //!
 //! Neither process links the other's runtime: this crate has no I/O beyond mapping a file.
 
@@ -17,4 +19,6 @@ pub mod model;
 pub mod program;
 pub mod snapshot;
 pub mod stats;
+pub mod tls;
+pub mod upstreams;
 pub mod xdp;

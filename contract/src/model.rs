@@ -36,6 +36,11 @@ pub struct Config {
     /// The sections operations run when the request comes through a product that has policies of
     /// its own (APIM applies product-scope policies only then).
     pub product_policies: Vec<ProductPolicies>,
+    /// Named backends (`backends/<backend-id>.toml`), referenced by [`Api::backend_id`] and by
+    /// `set-backend-service backend-id` (by id, at run time).
+    pub backends: Vec<Backend>,
+    /// TLS termination: certificates and keys (DER) and client authentication.
+    pub tls: crate::tls::TlsSettings,
 }
 
 /// A product: APIs offered together, which subscriptions can be scoped to (`context.Product`).
@@ -136,12 +141,20 @@ pub struct Api {
     /// Path prefix without leading or trailing slash; empty for an API mounted at the root.
     /// Matched on whole segments: `echo` matches `/echo` and `/echo/x`, not `/echoes`.
     pub path: String,
+    /// The service URL (`context.Api.ServiceUrl`), and where requests go when `backend_id` is
+    /// `None`. For an API on a named backend: the backend's scheme, first endpoint, base path
+    /// and `Host`.
     pub backend: BackendUrl,
+    /// The named backend (index into [`Config::backends`]) that serves this API, if any.
+    pub backend_id: Option<u32>,
     pub subscription_required: bool,
     /// Header that carries the key for this API.
     pub subscription_key_header: String,
     /// Query parameter that carries the key when the header is absent.
     pub subscription_key_query: String,
+    /// Send the client's `Host` (the host it asked for) to the backend instead of the backend's
+    /// own authority (Kong's `preserve_host`).
+    pub preserve_host: bool,
     /// `context.Api.Version` (empty when the API is not versioned).
     pub version: String,
     /// `context.Api.Revision`.
@@ -169,6 +182,117 @@ pub struct BackendUrl {
 pub enum Scheme {
     Http,
     Https,
+}
+
+/// Endpoints of one named backend at most: selection scans them per request.
+pub const ENDPOINTS_PER_BACKEND_MAX: usize = 256;
+/// An endpoint's weight at most: keeps smooth weighted round robin's sums far from overflow.
+pub const ENDPOINT_WEIGHT_MAX: u32 = 10_000;
+/// Idle connections kept per endpoint and worker unless the backend says otherwise: enough for
+/// bursts, bounded so a quiet worker does not hold hundreds of backend sockets.
+pub const POOL_IDLE_PER_ENDPOINT_DEFAULT: u32 = 64;
+/// Idle connections per endpoint and worker at most: as many as a worker may have clients
+/// (`CONNECTIONS_PER_WORKER_MAX_DEFAULT`), so a pool can match a busy worker's concurrency (as
+/// nginx's `keepalive N` can); the open-file limit is the real bound.
+pub const POOL_IDLE_PER_ENDPOINT_MAX: u32 = 16_384;
+/// An idle connection older than this is closed rather than reused: below the 5 s keep-alive
+/// timeout of common backends (Node.js, many load balancers), so we rarely race their close.
+pub const POOL_IDLE_TIMEOUT_MS_DEFAULT: u32 = 4_000;
+/// Consecutive transport failures that eject an endpoint, unless the backend says otherwise
+/// (Envoy's outlier detection defaults to 5 consecutive errors).
+pub const PASSIVE_CONSECUTIVE_FAILURES_DEFAULT: u32 = 5;
+/// How long an ejected endpoint gets no traffic before one probe request (Envoy: 30 s base).
+pub const PASSIVE_EJECTION_MS_DEFAULT: u32 = 30_000;
+
+/// A named backend: a pool of endpoints behind one load-balancing algorithm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backend {
+    /// Stable identifier (the file name without `.toml`).
+    pub id: String,
+    pub scheme: Scheme,
+    /// Base path without trailing slash (`""` or `/v1`), as in [`BackendUrl::base_path`].
+    pub base_path: String,
+    /// The `Host` header sent to every endpoint.
+    pub authority: String,
+    pub load_balancing: LoadBalancing,
+    /// At least one, at most [`ENDPOINTS_PER_BACKEND_MAX`].
+    pub endpoints: Vec<Endpoint>,
+    pub pool: PoolSettings,
+    pub passive_health: PassiveHealth,
+    pub active_health: Option<ActiveHealth>,
+}
+
+/// One server of a named backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Host name or IP literal (IPv6 without brackets); names are resolved by the data plane
+    /// when the snapshot is loaded, never on a worker.
+    pub host: String,
+    pub port: u16,
+    /// 1 to [`ENDPOINT_WEIGHT_MAX`]; used by [`LoadBalancing::Weighted`].
+    pub weight: u32,
+}
+
+/// How a worker picks an endpoint for each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoadBalancing {
+    /// Each endpoint in turn.
+    RoundRobin,
+    /// Smooth weighted round robin (nginx): endpoint `i` gets `weight_i / sum` of the requests,
+    /// interleaved rather than in bursts.
+    Weighted,
+    /// The endpoint with the fewest requests in flight on this worker.
+    LeastRequests,
+}
+
+/// Keep-alive connections to each endpoint, per worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolSettings {
+    pub max_idle_per_endpoint: u32,
+    pub idle_timeout_ms: u32,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self { max_idle_per_endpoint: POOL_IDLE_PER_ENDPOINT_DEFAULT, idle_timeout_ms: POOL_IDLE_TIMEOUT_MS_DEFAULT }
+    }
+}
+
+/// Circuit breaking from the requests themselves (per worker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassiveHealth {
+    /// Consecutive connect or transport failures that eject an endpoint; 0 turns it off.
+    pub consecutive_failures: u32,
+    /// How long an ejected endpoint gets no requests before one probe is let through.
+    pub ejection_ms: u32,
+}
+
+impl PassiveHealth {
+    /// Never ejects (the single endpoint of a `backend-url` API).
+    pub const OFF: Self = Self { consecutive_failures: 0, ejection_ms: PASSIVE_EJECTION_MS_DEFAULT };
+}
+
+impl Default for PassiveHealth {
+    fn default() -> Self {
+        Self { consecutive_failures: PASSIVE_CONSECUTIVE_FAILURES_DEFAULT, ejection_ms: PASSIVE_EJECTION_MS_DEFAULT }
+    }
+}
+
+/// Health checks the data plane sends to every endpoint, whatever the traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveHealth {
+    /// Request target of the check (`/health`): starts with `/`, visible ASCII.
+    pub path: String,
+    pub interval_ms: u32,
+    /// At most `interval_ms`.
+    pub timeout_ms: u32,
+    /// Consecutive passed checks that mark an unhealthy endpoint healthy again.
+    pub healthy_threshold: u32,
+    /// Consecutive failed checks that mark a healthy endpoint unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Statuses that pass, inclusive.
+    pub expected_status_min: u16,
+    pub expected_status_max: u16,
 }
 
 /// A subscription: a named grant with two keys (primary and secondary) and a state.
@@ -213,6 +337,18 @@ pub struct Limits {
     pub request_header_timeout_ms: u32,
     /// Time an idle keep-alive client connection is kept open.
     pub keepalive_idle_timeout_ms: u32,
+    /// Largest request head, request line and headers (431; 414 when the request line alone is larger).
+    pub request_head_bytes_max: u32,
+    /// Longest request target (414).
+    pub request_uri_bytes_max: u32,
+    /// Most request headers (431).
+    pub request_headers_max: u32,
+    /// Largest request body (413): a larger Content-Length is refused before anything is
+    /// forwarded; a chunked body that grows past it is cut off.
+    pub request_body_bytes_max: u64,
+    /// Open client connections per worker; beyond it new connections are closed at once, so a
+    /// flood cannot exhaust file descriptors or memory.
+    pub connections_per_worker_max: u32,
 }
 
 /// A backend that does not accept a connection in 10 s is treated as down.
@@ -223,6 +359,24 @@ pub const BACKEND_RESPONSE_TIMEOUT_MS_DEFAULT: u32 = 300_000;
 pub const REQUEST_HEADER_TIMEOUT_MS_DEFAULT: u32 = 60_000;
 /// nginx's `keepalive_timeout` default is 75 s; we keep idle clients for 60 s.
 pub const KEEPALIVE_IDLE_TIMEOUT_MS_DEFAULT: u32 = 60_000;
+/// 16 KiB: twice nginx's default `large_client_header_buffers` line; real clients stay far below.
+pub const REQUEST_HEAD_BYTES_MAX_DEFAULT: u32 = 16 * 1024;
+/// The most `request-head-bytes-max` may allow: a head is buffered whole, per connection.
+pub const REQUEST_HEAD_BYTES_CEILING: u32 = 64 * 1024;
+/// 8 KiB, nginx's default limit for a request line.
+pub const REQUEST_URI_BYTES_MAX_DEFAULT: u32 = 8 * 1024;
+/// 100 headers: nginx's practical ceiling for real clients.
+pub const REQUEST_HEADERS_MAX_DEFAULT: u32 = 100;
+/// The most `request-headers-max` may allow: the parser's fixed header array.
+pub const REQUEST_HEADERS_CEILING: u32 = 100;
+/// 100 MiB: large uploads pass (bodies are streamed, never held), abuse does not.
+pub const REQUEST_BODY_BYTES_MAX_DEFAULT: u64 = 100 * 1024 * 1024;
+/// 16,384 connections per worker: well under the open-file limit with two fds per proxied request.
+pub const CONNECTIONS_PER_WORKER_MAX_DEFAULT: u32 = 16_384;
+
+const _: () = assert!(REQUEST_HEAD_BYTES_MAX_DEFAULT <= REQUEST_HEAD_BYTES_CEILING);
+const _: () = assert!(REQUEST_URI_BYTES_MAX_DEFAULT < REQUEST_HEAD_BYTES_MAX_DEFAULT);
+const _: () = assert!(REQUEST_HEADERS_MAX_DEFAULT <= REQUEST_HEADERS_CEILING);
 
 impl Default for Limits {
     fn default() -> Self {
@@ -231,6 +385,11 @@ impl Default for Limits {
             backend_response_timeout_ms: BACKEND_RESPONSE_TIMEOUT_MS_DEFAULT,
             request_header_timeout_ms: REQUEST_HEADER_TIMEOUT_MS_DEFAULT,
             keepalive_idle_timeout_ms: KEEPALIVE_IDLE_TIMEOUT_MS_DEFAULT,
+            request_head_bytes_max: REQUEST_HEAD_BYTES_MAX_DEFAULT,
+            request_uri_bytes_max: REQUEST_URI_BYTES_MAX_DEFAULT,
+            request_headers_max: REQUEST_HEADERS_MAX_DEFAULT,
+            request_body_bytes_max: REQUEST_BODY_BYTES_MAX_DEFAULT,
+            connections_per_worker_max: CONNECTIONS_PER_WORKER_MAX_DEFAULT,
         }
     }
 }
@@ -258,6 +417,14 @@ pub enum ConfigError {
     ProductOutOfRange { subscription: String, product: u32, products: usize },
     #[error("product policies {index} refer to a product, API, operation or program that does not exist")]
     ProductPoliciesOutOfRange { index: usize },
+    #[error("API {api:?} refers to backend index {backend}, but there are only {backends}")]
+    BackendOutOfRange { api: String, backend: u32, backends: usize },
+    #[error("backend {backend:?}: {problem}")]
+    Backend { backend: String, problem: String },
+    #[error("two backends share the id {id:?}")]
+    DuplicateBackend { id: String },
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsSettingsError),
 }
 
 impl Config {
@@ -331,7 +498,65 @@ impl Config {
                 return Err(ConfigError::ProductPoliciesOutOfRange { index });
             }
         }
+        for api in &self.apis {
+            if let Some(backend) = api.backend_id.filter(|&backend| backend as usize >= self.backends.len()) {
+                return Err(ConfigError::BackendOutOfRange {
+                    api: api.id.clone(),
+                    backend,
+                    backends: self.backends.len(),
+                });
+            }
+        }
+        let mut ids: Vec<&str> = Vec::with_capacity(self.backends.len());
+        for backend in &self.backends {
+            backend.validate().map_err(|problem| ConfigError::Backend { backend: backend.id.clone(), problem })?;
+            ids.push(&backend.id);
+        }
+        ids.sort_unstable();
+        if let Some(pair) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(ConfigError::DuplicateBackend { id: pair[0].to_owned() });
+        }
         self.key_index.validate(self.subscriptions.len())?;
+        self.tls.check()?;
+        Ok(())
+    }
+
+    /// The index of the backend named `id`.
+    pub fn backend_index(&self, id: &str) -> Option<u32> {
+        self.backends.iter().position(|backend| backend.id == id).map(|index| index as u32)
+    }
+}
+
+impl Backend {
+    /// The facts the data plane's selection relies on.
+    fn validate(&self) -> Result<(), String> {
+        if self.endpoints.is_empty() || self.endpoints.len() > ENDPOINTS_PER_BACKEND_MAX {
+            return Err(format!("{} endpoints; a backend has 1 to {ENDPOINTS_PER_BACKEND_MAX}", self.endpoints.len()));
+        }
+        if self.endpoints.iter().any(|endpoint| endpoint.weight == 0 || endpoint.weight > ENDPOINT_WEIGHT_MAX) {
+            return Err(format!("an endpoint weight is 1 to {ENDPOINT_WEIGHT_MAX}"));
+        }
+        if self.pool.max_idle_per_endpoint > POOL_IDLE_PER_ENDPOINT_MAX || self.pool.idle_timeout_ms == 0 {
+            return Err(format!(
+                "pool: at most {POOL_IDLE_PER_ENDPOINT_MAX} idle connections per endpoint, idle timeout at least 1 ms"
+            ));
+        }
+        if self.passive_health.consecutive_failures > 0 && self.passive_health.ejection_ms == 0 {
+            return Err("an ejection lasts at least 1 ms".to_owned());
+        }
+        if let Some(active) = &self.active_health {
+            let valid = active.path.starts_with('/')
+                && active.path.bytes().all(|b| b.is_ascii_graphic())
+                && active.interval_ms > 0
+                && active.timeout_ms > 0
+                && active.timeout_ms <= active.interval_ms
+                && active.healthy_threshold > 0
+                && active.unhealthy_threshold > 0
+                && active.expected_status_min <= active.expected_status_max;
+            if !valid {
+                return Err("active health check settings out of range".to_owned());
+            }
+        }
         Ok(())
     }
 }
@@ -358,5 +583,38 @@ mod tests {
         assert!(!is_valid_api_path("a//b"));
         assert!(!is_valid_api_path("a b"));
         assert!(!is_valid_api_path("a?b"));
+    }
+
+    #[test]
+    fn backends_are_checked() {
+        let backend = Backend {
+            id: "pool".into(),
+            scheme: Scheme::Http,
+            base_path: String::new(),
+            authority: "pool".into(),
+            load_balancing: LoadBalancing::Weighted,
+            endpoints: vec![Endpoint { host: "127.0.0.1".into(), port: 1, weight: 1 }],
+            pool: PoolSettings::default(),
+            passive_health: PassiveHealth::default(),
+            active_health: None,
+        };
+        assert_eq!(backend.validate(), Ok(()));
+        let mut broken = backend.clone();
+        broken.endpoints.clear();
+        assert!(broken.validate().unwrap_err().contains("0 endpoints"));
+        let mut broken = backend.clone();
+        broken.endpoints[0].weight = 0;
+        assert!(broken.validate().is_err());
+        let mut broken = backend;
+        broken.active_health = Some(ActiveHealth {
+            path: "/h".into(),
+            interval_ms: 100,
+            timeout_ms: 200,
+            healthy_threshold: 1,
+            unhealthy_threshold: 1,
+            expected_status_min: 200,
+            expected_status_max: 299,
+        });
+        assert!(broken.validate().is_err(), "a timeout longer than the interval");
     }
 }

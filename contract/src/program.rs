@@ -353,6 +353,10 @@ pub enum Prop {
     // JProperty
     PropertyName,
     PropertyValue,
+    // X509Certificate2 (`context.Request.Certificate`; also Subject, Issuer, NotBefore)
+    Thumbprint,
+    NotAfter,
+    SerialNumber,
 }
 
 /// A library function or method. Instance methods take the receiver as their first argument;
@@ -707,6 +711,9 @@ pub enum Op {
     },
     /// Pops a base URL (`https://host[:port][/path]`).
     SetBackendUrl,
+    /// Pops a named backend's id (`set-backend-service backend-id`); an unknown id fails the
+    /// request when it is forwarded.
+    SetBackendId,
     /// Pops a body value (string, bytes, JSON); replaces the side's body.
     SetBody {
         side: Side,
@@ -804,6 +811,7 @@ impl Op {
             Op::Site(_) => (0, 0),
             Op::SetHeader { values, .. } | Op::SetQueryParameter { values, .. } => (values, 0),
             Op::SetVariable { .. } | Op::SetMethod | Op::RewriteUri { .. } | Op::SetBackendUrl => (1, 0),
+            Op::SetBackendId => (1, 0),
             Op::SetBody { .. } | Op::Trace { .. } | Op::LimitConcurrencyEnter { .. } => (1, 0),
             Op::SetStatus { .. } | Op::FindAndReplace { .. } | Op::CheckHeader { .. } => (2, 0),
             Op::AuthenticationBasic => (2, 0),

@@ -5,12 +5,14 @@
 //! ([`Diagnostics`]). The layout is documented in `docs/configuration.md`.
 
 pub mod backend_url;
+pub mod backends;
 mod compile;
 pub mod diagnostic;
 mod files;
 pub mod load;
 pub mod named_values;
 mod policies;
+pub mod tls;
 mod xdp;
 
 use std::path::Path;
@@ -54,6 +56,11 @@ pub fn policy_references(dir: &Path) -> Result<(NamedValues, crate::policy::scop
     let fragments = policies::fragments(&parsed, &mut report);
     diagnostics.items.extend(report.errors);
     if diagnostics.is_empty() { Ok((values, fragments)) } else { Err(diagnostics) }
+}
+
+/// Ids of the named backends of the config directory `dir` (file names only; for policy checks).
+pub fn backend_ids(dir: &Path) -> std::collections::BTreeSet<String> {
+    load::backend_ids(dir)
 }
 
 /// A fresh key-index seed, so nobody can aim hash collisions at a snapshot they have not seen.

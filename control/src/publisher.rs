@@ -26,6 +26,8 @@ pub struct DataPlaneInfo {
     pub io_backend: String,
     /// Addresses the workers listen on (`ip:port`).
     pub listen: Vec<String>,
+    /// Address the workers listen on for TLS (`ip:port`), if any.
+    pub listen_tls: Option<String>,
 }
 
 /// How a published generation ended.
@@ -185,12 +187,13 @@ impl Publisher {
     fn handle(&self, message: ToControl, connection: &Arc<OwnedFd>) {
         let mut state = self.lock();
         match message {
-            ToControl::Hello { pid, workers, io_backend, listen, generation } => {
+            ToControl::Hello { pid, workers, io_backend, listen, listen_tls, generation } => {
                 tracing::info!(
-                    "data plane connected: pid {pid}, {workers} workers, io={io_backend}, listening on {}, serving generation {generation}",
-                    listen.join(", ")
+                    "data plane connected: pid {pid}, {workers} workers, io={io_backend}, listening on {}{}, serving generation {generation}",
+                    listen.join(", "),
+                    listen_tls.as_deref().map(|addr| format!(" and {addr} (TLS)")).unwrap_or_default()
                 );
-                state.dataplane = Some(DataPlaneInfo { pid, workers, io_backend, listen });
+                state.dataplane = Some(DataPlaneInfo { pid, workers, io_backend, listen, listen_tls });
                 state.connection = Some(Arc::clone(connection));
                 if generation >= state.generation {
                     // Generations only rise: a data plane that served a newer one (from disk or an

@@ -54,6 +54,9 @@ pub struct UpOptions {
     /// Address the gateway listens on (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Also listen for TLS (HTTPS) here, with the certificates of `[tls]` (port 0: any free port).
+    #[arg(long)]
+    pub listen_tls: Option<String>,
     /// Data plane worker threads (default: one per core).
     #[arg(long)]
     pub workers: Option<u32>,
@@ -114,7 +117,8 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
     let context = AdminContext::new(Arc::clone(&publisher), plan.data_dir.clone(), plan.config_dir.clone(), provided);
     tokio::spawn(admin_server::serve(admin, Arc::new(context)));
 
-    let mut dataplane = children::spawn_dataplane(&plan.dataplane_bin, &dataplane_args(&plan, &plan.options.listen))?;
+    let first_listen = Listening { plain: plan.options.listen.clone(), tls: plan.options.listen_tls.clone() };
+    let mut dataplane = children::spawn_dataplane(&plan.dataplane_bin, &dataplane_args(&plan, &first_listen))?;
     let started = tokio::select! {
         outcome = wait_first_apply(&publisher) => outcome,
         status = dataplane.child.wait() => Err(anyhow::anyhow!("the data plane exited during start-up ({})", describe(status))),
@@ -131,12 +135,22 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The data plane's arguments; `listen` is the address it bound the first time, so a restarted
-/// data plane listens where the first one did even when --listen asked for port 0.
-fn dataplane_args(plan: &Plan, listen: &str) -> Vec<OsString> {
+/// Where the data plane listens: plain HTTP and, with --listen-tls, HTTPS.
+#[derive(Debug, Clone)]
+struct Listening {
+    plain: String,
+    tls: Option<String>,
+}
+
+/// The data plane's arguments; `listen` holds the addresses it bound the first time, so a
+/// restarted data plane listens where the first one did even when --listen asked for port 0.
+fn dataplane_args(plan: &Plan, listen: &Listening) -> Vec<OsString> {
     let options = &plan.options;
     let mut args: Vec<OsString> = vec!["--data-dir".into(), plan.data_dir.root().into()];
-    args.extend(["--listen".into(), listen.into()]);
+    args.extend(["--listen".into(), listen.plain.as_str().into()]);
+    if let Some(tls) = &listen.tls {
+        args.extend(["--listen-tls".into(), tls.into()]);
+    }
     if let Some(workers) = options.workers {
         args.extend(["--workers".into(), workers.to_string().into()]);
     }
@@ -163,26 +177,31 @@ async fn wait_first_apply(publisher: &Arc<Publisher>) -> anyhow::Result<()> {
     }
 }
 
-/// Prints the lines tests and users read (stdout, flushed); returns the address the gateway listens on.
-fn announce(plan: &Plan, publisher: &Publisher) -> std::io::Result<String> {
+/// Prints the lines tests and users read (stdout, flushed); returns the addresses the gateway listens on.
+fn announce(plan: &Plan, publisher: &Publisher) -> std::io::Result<Listening> {
     let view = publisher.view();
     let listen = view.dataplane.as_ref().and_then(|hello| hello.listen.first().cloned());
     let listen = listen.unwrap_or_else(|| plan.options.listen.clone());
+    let listen_tls = view.dataplane.as_ref().and_then(|hello| hello.listen_tls.clone());
+    let listen_tls = listen_tls.or_else(|| plan.options.listen_tls.clone());
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "portcullis: gateway listening on http://{listen}")?;
+    if let Some(listen_tls) = &listen_tls {
+        writeln!(stdout, "portcullis: gateway listening on https://{listen_tls}")?;
+    }
     writeln!(stdout, "portcullis: admin socket {}", plan.data_dir.admin_socket().display())?;
     writeln!(stdout, "portcullis: config {} (generation {})", plan.config_dir.display(), view.applied_generation)?;
     for line in demo_lines(&view.config, &listen) {
         writeln!(stdout, "{line}")?;
     }
     stdout.flush()?;
-    Ok(listen)
+    Ok(Listening { plain: listen, tls: listen_tls })
 }
 
 /// Restarts children that exit until a signal arrives; returns the signal's name.
 async fn supervise(
     plan: &Plan,
-    listen: &str,
+    listen: &Listening,
     signals: &mut Signals,
     dataplane: &mut Supervised,
     echo: &mut Option<(Supervised, SocketAddr)>,

@@ -38,6 +38,8 @@ pub struct ChannelTask {
     pub io_backend: &'static str,
     /// Listening addresses, for the hello.
     pub listen: Vec<String>,
+    /// The TLS listening address, for the hello.
+    pub listen_tls: Option<String>,
 }
 
 /// Starts the channel thread. It never returns: the data plane outlives control.
@@ -85,6 +87,7 @@ impl ChannelTask {
             workers: self.workers,
             io_backend: self.io_backend.to_owned(),
             listen: self.listen.clone(),
+            listen_tls: self.listen_tls.clone(),
             generation: self.cell.generation(),
         };
         channel::send(socket, &hello, None)?;
@@ -110,7 +113,7 @@ impl ChannelTask {
             return Err(format!("message announces generation {announced} but the snapshot is {}", header.generation));
         }
         snapshot_cell::install(&self.cell, &self.stats, header.generation, config)
-            .map_err(|error| format!("a policy program was refused: {error}"))?;
+            .map_err(|error| error.to_string())?;
         tracing::info!(generation = header.generation, "applied snapshot");
         if let Err(error) = last_good::store(&self.last_good, &raw) {
             // The snapshot serves; only a cold start without control would miss it.

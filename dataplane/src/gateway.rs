@@ -51,6 +51,8 @@ pub struct Options {
     pub data_dir: PathBuf,
     /// Address every worker listens on.
     pub listen: SocketAddr,
+    /// Address every worker also listens on for TLS (`--listen-tls`), if any.
+    pub listen_tls: Option<SocketAddr>,
     /// Worker threads.
     pub workers: usize,
     /// I/O backend choice.
@@ -85,7 +87,19 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         .with_context(|| format!("binding {} ({} sockets)", options.listen, options.workers))?;
     let local = listeners.first().map(|l| l.local_addr()).transpose()?.context("no worker to listen")?;
     tracing::info!("listening on {local} ({} workers, io={})", options.workers, backend.as_str());
-    let xdp = Arc::new(XdpPlane::start(&options.xdp, data_dir.xdp_blocks(), &[local]).context("starting XDP")?);
+    let tls_listeners = match options.listen_tls {
+        // SO_REUSEPORT would let both bind and the kernel would mix plain and TLS connections.
+        Some(addr) if addr.port() != 0 && addr == local => bail!("--listen-tls {addr} is the --listen address"),
+        Some(addr) => listener::bind_all(addr, options.workers)
+            .with_context(|| format!("binding --listen-tls {addr} ({} sockets)", options.workers))?,
+        None => Vec::new(),
+    };
+    let local_tls = tls_listeners.first().map(|l| l.local_addr()).transpose()?;
+    if let Some(local_tls) = local_tls {
+        tracing::info!("listening for TLS on {local_tls}");
+    }
+    let listening: Vec<SocketAddr> = std::iter::once(local).chain(local_tls).collect();
+    let xdp = Arc::new(XdpPlane::start(&options.xdp, data_dir.xdp_blocks(), &listening).context("starting XDP")?);
     crate::xdp::service::spawn(Arc::clone(&xdp), Arc::clone(&cell), data_dir.xdp_socket())
         .context("starting the XDP threads")?;
 
@@ -97,11 +111,14 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         workers: options.workers as u32,
         io_backend: backend.as_str(),
         listen: vec![local.to_string()],
+        listen_tls: local_tls.map(|addr| addr.to_string()),
     })
     .context("starting the snapshot channel thread")?;
+    crate::upstream::health::spawn(Arc::clone(&cell), data_dir.upstreams_report())
+        .context("starting the health-check thread")?;
 
     let drain = Arc::new(Drain::new());
-    let (workers, listener_handles) = spawn_workers(backend, listeners, &cell, &stats, &drain, &xdp)?;
+    let (workers, listener_handles) = spawn_workers(backend, listeners, tls_listeners, &cell, &stats, &drain, &xdp)?;
     let _ = signals.forever().next();
     drain_and_wait(&stats, &drain, listener_handles, workers, options.drain_timeout);
     xdp.shutdown();
@@ -122,7 +139,9 @@ fn choose_backend(choice: IoChoice) -> anyhow::Result<IoBackend> {
         IoChoice::Epoll => Ok(IoBackend::Epoll),
         IoChoice::Uring => match io::probe_uring() {
             Ok(()) => Ok(IoBackend::Uring),
-            Err(error) => bail!("--io uring: io_uring is unavailable on this host ({error})"),
+            Err(error) => bail!(
+                "--io uring: io_uring is unavailable on this host ({error}); use --io auto (falls back to epoll) or --io epoll"
+            ),
         },
         IoChoice::Auto => match io::probe_uring() {
             Ok(()) => Ok(IoBackend::Uring),
@@ -153,6 +172,7 @@ type Workers = (Vec<JoinHandle<()>>, Vec<OwnedFd>);
 fn spawn_workers(
     backend: IoBackend,
     listeners: Vec<std::net::TcpListener>,
+    tls_listeners: Vec<std::net::TcpListener>,
     cell: &Arc<SnapshotCell>,
     stats: &Arc<StatsRegion>,
     drain: &Arc<Drain>,
@@ -160,13 +180,19 @@ fn spawn_workers(
 ) -> anyhow::Result<Workers> {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut handles = Vec::with_capacity(listeners.len());
-    let mut listener_handles = Vec::with_capacity(listeners.len());
+    let mut listener_handles = Vec::with_capacity(listeners.len() + tls_listeners.len());
+    let mut tls_listeners = tls_listeners.into_iter();
     for (index, listener) in listeners.into_iter().enumerate() {
+        let tls_listener = tls_listeners.next();
         // Kept so draining can shut each socket down whatever its worker is doing.
         listener_handles.push(OwnedFd::from(listener.try_clone()?));
+        if let Some(tls_listener) = &tls_listener {
+            listener_handles.push(OwnedFd::from(tls_listener.try_clone()?));
+        }
         let setup = WorkerSetup {
             index,
             listener,
+            tls_listener,
             cell: Arc::clone(cell),
             stats: Arc::clone(stats),
             drain: Arc::clone(drain),

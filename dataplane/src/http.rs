@@ -9,16 +9,20 @@ pub mod forward;
 pub mod request;
 pub mod response;
 
-/// Headers per head: httparse needs a fixed array; 100 is nginx's practical ceiling for real clients.
-pub const HEADERS_MAX: usize = 100;
-/// Largest request or response head: 16 KiB is twice nginx's default `large_client_header_buffers` line.
-pub const HEAD_BYTES_MAX: usize = 16 * 1024;
+/// Headers per head: httparse needs a fixed array, so `[limits] request-headers-max` can lower
+/// this but not raise it.
+pub const HEADERS_MAX: usize = portcullis_contract::model::REQUEST_HEADERS_CEILING as usize;
+/// Largest response head, and the default for requests: 16 KiB is twice nginx's default
+/// `large_client_header_buffers` line.
+pub const HEAD_BYTES_MAX: usize = portcullis_contract::model::REQUEST_HEAD_BYTES_MAX_DEFAULT as usize;
+/// Largest request head `[limits] request-head-bytes-max` may allow.
+pub const HEAD_BYTES_CEILING: usize = portcullis_contract::model::REQUEST_HEAD_BYTES_CEILING as usize;
 /// A connection's buffer starts this small; most heads fit, and it grows up to [`HEAD_BYTES_MAX`].
 pub const HEAD_BYTES_INITIAL: usize = 4 * 1024;
 
 const _: () = assert!(HEAD_BYTES_INITIAL <= HEAD_BYTES_MAX);
 // Spans are u32: every head fits many times over.
-const _: () = assert!(HEAD_BYTES_MAX < u32::MAX as usize);
+const _: () = assert!(HEAD_BYTES_MAX <= HEAD_BYTES_CEILING && HEAD_BYTES_CEILING < u32::MAX as usize);
 
 /// A byte range of the connection's buffer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -91,8 +95,12 @@ pub enum FramingError {
     Conflicting,
     #[error("Content-Length is not a decimal number, or two of them disagree")]
     InvalidContentLength,
-    #[error("Transfer-Encoding does not end in chunked")]
+    #[error("Transfer-Encoding names a coding other than chunked")]
     UnsupportedTransferEncoding,
+    #[error("Transfer-Encoding is empty, applies chunked twice, or does not end in chunked")]
+    InvalidTransferEncoding,
+    #[error("Transfer-Encoding in an HTTP/1.0 message")]
+    TransferEncodingHttp10,
 }
 
 /// What the framing and connection headers of a head say.
@@ -103,8 +111,13 @@ pub(crate) struct HeaderFacts {
     pub(crate) transfer_encoding: bool,
     /// The last transfer coding is `chunked`.
     pub(crate) chunked: bool,
+    /// Transfer codings named, over all Transfer-Encoding headers.
+    pub(crate) transfer_codings: u32,
+    /// Of those, how many are `chunked`.
+    pub(crate) chunked_codings: u32,
     pub(crate) connection_close: bool,
     pub(crate) connection_keep_alive: bool,
+    pub(crate) connection_upgrade: bool,
     pub(crate) expect_continue: bool,
 }
 
@@ -128,13 +141,17 @@ pub(crate) fn header_facts(buf: &[u8], headers: &[HeaderSpan]) -> Result<HeaderF
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             facts.transfer_encoding = true;
             // Only the last coding of the last header decides whether the body is chunked.
-            if let Some(last) = tokens(value).last() {
-                facts.chunked = last.eq_ignore_ascii_case(b"chunked");
+            for coding in tokens(value) {
+                let chunked = coding.eq_ignore_ascii_case(b"chunked");
+                facts.chunked = chunked;
+                facts.transfer_codings = facts.transfer_codings.saturating_add(1);
+                facts.chunked_codings = facts.chunked_codings.saturating_add(u32::from(chunked));
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in tokens(value) {
                 facts.connection_close |= token.eq_ignore_ascii_case(b"close");
                 facts.connection_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                facts.connection_upgrade |= token.eq_ignore_ascii_case(b"upgrade");
             }
         } else if name.eq_ignore_ascii_case(b"expect") {
             facts.expect_continue |= trim(value).eq_ignore_ascii_case(b"100-continue");

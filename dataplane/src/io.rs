@@ -5,6 +5,8 @@
 //! monomorphised, without `dyn`. Timers come from tokio, which both runtimes drive.
 
 pub(crate) mod epoll;
+pub(crate) mod maybe_tls;
+pub(crate) mod tls;
 pub(crate) mod uring;
 
 use std::future::Future;
@@ -13,8 +15,9 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::Duration;
 
-/// A read always offers at least this much spare capacity (a read into no space would look like EOF).
-pub(crate) const READ_SPARE_BYTES_MIN: usize = 4 * 1024;
+/// A read always offers at least this much spare capacity (a read into no space would look like
+/// EOF); callers that want larger reads reserve more themselves.
+pub(crate) const READ_SPARE_BYTES_MIN: usize = 512;
 /// Submission-queue entries per worker ring: one in-flight op per connection side fits
 /// thousands of connections; the completion queue is twice this.
 pub(crate) const RING_ENTRIES: u32 = 1024;
@@ -29,6 +32,13 @@ pub(crate) trait Stream: Sized + 'static {
     async fn write_range(&mut self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>);
     /// Shuts both directions down now, so an operation still in flight completes and the fd can close.
     fn shutdown(&self);
+    /// Like [`Stream::read`], but through a shared reference, so that a read and a write can be
+    /// in flight at once (tunnels of upgraded connections copy both ways concurrently).
+    async fn read_shared(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
+    /// Like [`Stream::write_range`], through a shared reference.
+    async fn write_shared(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>);
+    /// Shuts the sending direction down (half-close): the peer reads end of stream.
+    fn shutdown_write(&self);
 }
 
 /// A listening TCP socket.

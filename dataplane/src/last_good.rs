@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
 
 use portcullis_contract::model::Config;
@@ -30,12 +30,14 @@ pub fn load(path: &Path) -> Result<Option<(Header, Config)>, LastGoodError> {
 }
 
 /// Replaces the last-good snapshot with `bytes`: write aside, fsync, rename, fsync the directory,
-/// so a crash leaves either the old or the new file, never a torn one.
+/// so a crash leaves either the old or the new file, never a torn one. The file is 0600 whatever
+/// a leftover staging file had: snapshots hold subscription keys and TLS private keys.
 pub fn store(path: &Path, bytes: &[u8]) -> Result<(), LastGoodError> {
     let io_error = |source| LastGoodError::Io { path: path.display().to_string(), source };
     let staging = path.with_extension("snap.tmp");
     let mut file =
         OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&staging).map_err(io_error)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io_error)?;
     file.write_all(bytes).map_err(io_error)?;
     file.sync_all().map_err(io_error)?;
     drop(file);
@@ -68,12 +70,20 @@ mod tests {
             deployment: Default::default(),
             products: Vec::new(),
             product_policies: Vec::new(),
+            backends: Vec::new(),
             xdp: Default::default(),
+            tls: Default::default(),
         };
         store(&path, &snapshot::encode(9, &config).unwrap()).unwrap();
         let (header, loaded) = load(&path).unwrap().unwrap();
         assert_eq!(header.generation, 9);
         assert_eq!(loaded, config);
+        // Private, even when a leftover staging file was not.
+        let staging = path.with_extension("snap.tmp");
+        std::fs::write(&staging, b"").unwrap();
+        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o644)).unwrap();
+        store(&path, &snapshot::encode(10, &config).unwrap()).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         std::fs::write(&path, b"garbage").unwrap();
         assert!(matches!(load(&path), Err(LastGoodError::Invalid { .. })));
         assert!(matches!(store(&dir.join("missing/x.snap"), b"x"), Err(LastGoodError::Io { .. })));

@@ -4,7 +4,8 @@
 //! Sans-IO cores (usable from benches and fuzzers): [`http`] (parsers, chunked scanner, the heads
 //! we write), [`router`], [`subscription`]. Around them: [`snapshot`] (the in-memory form and
 //! its publication), [`channel`] (the thread that talks to control), [`worker`] and the
-//! internal `io` seam (tokio-uring or epoll), the request lifecycle in `proxy`, and [`gateway`]
+//! internal `io` seam (tokio-uring or epoll, and TLS over either), [`tls`] (the rustls server
+//! configuration a snapshot carries), the request lifecycle in `proxy`, and [`gateway`]
 //! (start-up and draining).
 
 pub mod channel;
@@ -20,9 +21,9 @@ mod proxy;
 pub mod router;
 pub mod snapshot;
 pub mod subscription;
-mod upstream;
+pub mod tls;
+pub mod upstream;
 pub mod worker;
 pub mod xdp;
 
 pub use io::probe_uring;
-pub use upstream::{IDLE_PER_BACKEND_MAX, IDLE_TIMEOUT_MS};

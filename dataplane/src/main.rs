@@ -21,6 +21,9 @@ struct Args {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Also listen for TLS (HTTPS) here, with the certificates of `[tls]`; port 0 picks a free port.
+    #[arg(long)]
+    listen_tls: Option<SocketAddr>,
     /// Worker threads (default: available parallelism).
     #[arg(long)]
     workers: Option<usize>,
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
     let options = Options {
         data_dir: args.data_dir,
         listen: args.listen,
+        listen_tls: args.listen_tls,
         workers,
         io: args.io,
         drain_timeout: Duration::from_millis(args.drain_timeout_ms),

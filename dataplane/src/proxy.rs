@@ -15,6 +15,7 @@ mod exchange;
 mod ip_limit;
 mod policies;
 mod relay;
+mod tunnel;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -24,11 +25,12 @@ use portcullis_contract::model::Limits;
 use portcullis_contract::program::Section;
 use portcullis_contract::stats::WorkerSlot;
 
-use crate::http::HEAD_BYTES_INITIAL;
 use crate::http::error_response::{self, ErrorResponse};
 use crate::http::forward::ClientConnection;
-use crate::http::request::{self, RequestHead};
+use crate::http::request::{self, HeadLimits, RequestHead};
 use crate::http::response::ResponseHead;
+use crate::http::{BodyFraming, HEAD_BYTES_INITIAL};
+use crate::io::maybe_tls::MaybeTls;
 use crate::io::{ReadError, Stream, read_within};
 use crate::policy::{RequestState, apply};
 use crate::router::Route;
@@ -49,7 +51,8 @@ pub(crate) enum Verdict {
 
 /// One client connection and its worker-owned buffers.
 pub(crate) struct Connection<S: Stream> {
-    pub(crate) client: S,
+    /// The client: plain TCP or TLS over `S` (backend connections are `MaybeTls<S>` too).
+    pub(crate) client: MaybeTls<S>,
     pub(crate) peer: SocketAddr,
     /// Client bytes: the current request head (at offset 0), then whatever followed it.
     pub(crate) buf: Vec<u8>,
@@ -61,12 +64,29 @@ pub(crate) struct Connection<S: Stream> {
     request_heads: HeadSlot<RequestHead>,
     pub(crate) response_heads: HeadSlot<ResponseHead>,
     /// Policy state of the current request; reset, not reallocated, between requests.
-    pub(crate) policy: RequestState,
+    pub(crate) policy: Box<RequestState>,
     drain: tokio::sync::watch::Receiver<bool>,
 }
 
+/// A connection between requests: its socket, one small read buffer and the drain signal.
+/// Everything else a request needs is borrowed from the worker when its head has arrived
+/// ([`Connection::open`]) and handed back when it is answered ([`Connection::park`]), so an
+/// idle keep-alive connection costs little more than its pending read.
+struct Idle<S> {
+    client: MaybeTls<S>,
+    buf: Vec<u8>,
+    drain: tokio::sync::watch::Receiver<bool>,
+}
+
+/// A connection waiting for its next request reads into a buffer this small (a pending
+/// io_uring read owns its buffer for as long as the client is silent): typical API request heads
+/// fit; a larger head grows it.
+pub(crate) const IDLE_READ_BYTES: usize = 512;
+
 /// How reading the next request head ended.
 enum HeadRead {
+    /// Boxed (from the worker's spares): a head is kilobytes, and a connection future should
+    /// not reserve room for one while it waits.
     Head(Box<RequestHead>),
     /// Nothing more to serve: clean close, idle timeout or drain.
     Closed,
@@ -126,21 +146,11 @@ pub(crate) struct RequestCtx {
 }
 
 /// Serves one client connection until it closes, fails, times out or the worker drains.
-pub(crate) async fn serve_connection<S: Stream>(worker: Rc<WorkerCtx<S>>, client: S, peer: SocketAddr) {
-    let mut conn = Connection {
-        client,
-        peer,
-        buf: Vec::with_capacity(HEAD_BYTES_INITIAL),
-        upstream_buf: Vec::new(),
-        out: Vec::new(),
-        request_heads: HeadSlot::default(),
-        response_heads: HeadSlot::default(),
-        policy: RequestState::new(),
-        drain: worker.drain.subscribe(),
-    };
+pub(crate) async fn serve_connection<S: Stream>(worker: Rc<WorkerCtx<S>>, client: MaybeTls<S>, peer: SocketAddr) {
+    let mut idle = Idle { client, buf: Vec::with_capacity(IDLE_READ_BYTES), drain: worker.drain.subscribe() };
     loop {
         let limits = worker.snapshot().map(|snapshot| snapshot.config.limits).unwrap_or_default();
-        let head = match conn.read_head(&worker, &limits).await {
+        let head = match idle.read_head(&worker, &limits).await {
             HeadRead::Head(head) => head,
             HeadRead::Closed => {
                 tracing::debug!("client connection closed while waiting for a request");
@@ -148,18 +158,23 @@ pub(crate) async fn serve_connection<S: Stream>(worker: Rc<WorkerCtx<S>>, client
             }
             HeadRead::Failed(error) => {
                 if let Some(response) = on_error(&error) {
-                    let _ = conn.send_error(response, true).await;
+                    let _ = idle.send_error(response).await;
                     record_response(worker.slot(), response.status);
                 }
                 break;
             }
         };
-        if !conn.serve_request(&worker, head).await || worker.drain.is_draining() {
+        let mut conn = Connection::open(idle, peer, &worker);
+        // Boxed: the request's state machine (phases, policies, relays) is large, and an idle
+        // keep-alive connection should not carry its space between requests.
+        let keep_alive = Box::pin(conn.serve_request(&worker, head)).await;
+        idle = conn.park(&worker);
+        if !keep_alive || worker.drain.is_draining() {
             tracing::debug!("closing client connection after a request");
             break;
         }
     }
-    conn.client.shutdown();
+    idle.client.close().await;
 }
 
 /// The on-error phase: turns an error into the client's response, if it can still get one.
@@ -226,14 +241,18 @@ fn record_response(slot: &WorkerSlot, status: u16) {
     }
 }
 
-impl<S: Stream> Connection<S> {
+impl<S: Stream> Idle<S> {
     /// Reads until a complete request head is buffered at the start of `buf`.
     async fn read_head(&mut self, worker: &WorkerCtx<S>, limits: &Limits) -> HeadRead {
         let mut deadline: Option<Instant> = None;
         loop {
             if !self.buf.is_empty() {
-                match request::parse(&self.buf) {
-                    Ok(Some(head)) => return HeadRead::Head(self.request_heads.fill(head)),
+                match request::parse_within(&self.buf, &HeadLimits::of(limits)) {
+                    Ok(Some(head)) => return HeadRead::Head(HeadSlot(worker.spares.request_head()).fill(head)),
+                    // Part of a head: read more, in reads of a useful size.
+                    Ok(None) if self.buf.capacity() - self.buf.len() < HEAD_BYTES_INITIAL => {
+                        self.buf.reserve(HEAD_BYTES_INITIAL);
+                    }
                     Ok(None) => {}
                     Err(error) => return HeadRead::Failed(error.into()),
                 }
@@ -269,11 +288,44 @@ impl<S: Stream> Connection<S> {
         }
     }
 
-    /// Writes a gateway response to the client.
-    async fn send_error(&mut self, response: ErrorResponse, close: bool) -> std::io::Result<()> {
-        self.out.clear();
-        response.write(&mut self.out, close);
-        self.write_out().await
+    /// Answers a request whose head could not be read, then the connection closes.
+    async fn send_error(&mut self, response: ErrorResponse) -> std::io::Result<()> {
+        let mut out = Vec::new();
+        response.write(&mut out, true);
+        let len = out.len();
+        self.client.write_range(out, 0..len).await.0
+    }
+}
+
+impl<S: Stream> Connection<S> {
+    /// A connection serving a request: the idle parts plus what it borrows from the worker.
+    fn open(idle: Idle<S>, peer: SocketAddr, worker: &WorkerCtx<S>) -> Self {
+        let spares = &worker.spares;
+        Connection {
+            client: idle.client,
+            peer,
+            buf: idle.buf,
+            upstream_buf: spares.buffer(),
+            out: spares.buffer(),
+            request_heads: HeadSlot::default(),
+            response_heads: HeadSlot(spares.response_head()),
+            policy: spares.policy_state(),
+            drain: idle.drain,
+        }
+    }
+
+    /// After a request: hands what it borrowed back to the worker, and shrinks an empty read
+    /// buffer to [`IDLE_READ_BYTES`].
+    fn park(mut self, worker: &WorkerCtx<S>) -> Idle<S> {
+        // Releases what the request held (limit-concurrency slots among them) now, not when
+        // the state is next used.
+        self.policy.reset();
+        worker.spares.put_back(self.request_heads.0, self.response_heads.0, self.policy, [self.out, self.upstream_buf]);
+        let mut buf = self.buf;
+        if buf.is_empty() && buf.capacity() > IDLE_READ_BYTES {
+            buf = Vec::with_capacity(IDLE_READ_BYTES);
+        }
+        Idle { client: self.client, buf, drain: self.drain }
     }
 
     /// Writes `out` to the client.
@@ -330,6 +382,15 @@ impl<S: Stream> Connection<S> {
         let Some(snapshot) = ctx.snapshot.as_deref() else {
             return Verdict::Respond(error_response::NO_CONFIGURATION);
         };
+        if ctx.head.wants_upgrade() && !self.client.can_tunnel() {
+            // WebSocket over TLS needs both directions in flight on one rustls connection.
+            return Verdict::Respond(error_response::NOT_IMPLEMENTED);
+        }
+        // A declared body over the limit is refused before anything is forwarded.
+        if matches!(ctx.head.framing(), BodyFraming::Length(length) if length > snapshot.config.limits.request_body_bytes_max)
+        {
+            return Verdict::Respond(error_response::PAYLOAD_TOO_LARGE);
+        }
         let target = ctx.head.target(&self.buf);
         let Some(route) = snapshot.router.route(target) else {
             return Verdict::Respond(error_response::NOT_FOUND);

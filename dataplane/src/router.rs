@@ -107,6 +107,7 @@ mod tests {
                 id: (*path).to_owned(),
                 name: (*path).to_owned(),
                 path: (*path).to_owned(),
+                backend_id: None,
                 backend: BackendUrl {
                     scheme: Scheme::Http,
                     host: "127.0.0.1".into(),
@@ -117,6 +118,7 @@ mod tests {
                 subscription_required: false,
                 subscription_key_header: String::new(),
                 subscription_key_query: String::new(),
+                preserve_host: false,
                 version: String::new(),
                 revision: "1".into(),
                 operations: vec![portcullis_contract::model::Operation::catch_all(
@@ -134,7 +136,9 @@ mod tests {
             deployment: Default::default(),
             products: Vec::new(),
             product_policies: Vec::new(),
+            backends: Vec::new(),
             xdp: Default::default(),
+            tls: Default::default(),
         }
     }
 

@@ -6,12 +6,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ahash::AHashMap;
 use arc_swap::ArcSwapOption;
-use portcullis_contract::model::{Config, Policies, Scheme};
+use portcullis_contract::model::{Config, Policies};
 use portcullis_contract::stats::StatsRegion;
 
 use crate::policy::{LoadError, Programs};
 use crate::router::Router;
 use crate::router::operation::Operations;
+use crate::tls::TlsConfigError;
+use crate::upstream::resolved::ResolvedBackend;
 
 /// One configuration generation, ready for the hot path: nothing in it is parsed per request.
 #[derive(Debug)]
@@ -22,10 +24,13 @@ pub struct Snapshot {
     pub config: Config,
     /// Path → API.
     pub router: Router,
-    /// Per API (same index as `config.apis`): the backend address, or `None` when the backend
-    /// cannot be used (unresolvable host, or https which this build does not speak yet): its
-    /// requests are answered 502.
-    pub backends: Vec<Option<SocketAddr>>,
+    /// The backends requests go to: first the named ones (same index as `config.backends`), then
+    /// one single-endpoint backend per API with a usable `backend-url`. Endpoint hosts resolved.
+    pub upstreams: Vec<ResolvedBackend>,
+    /// Per API (same index as `config.apis`): its entry in `upstreams`, or `None` when its
+    /// backend cannot be used (unresolvable host, or https which this build does not speak
+    /// yet): its requests are answered 502.
+    pub api_upstreams: Vec<Option<u32>>,
     /// Per API (same index as `config.apis`): its operations, ready for matching.
     pub operations: Vec<Operations>,
     /// The policy programs, verified again and with their regexes compiled.
@@ -35,21 +40,37 @@ pub struct Snapshot {
     resolved: Vec<(String, u16, SocketAddr)>,
     /// (product, API, operation) → the sections for requests through that product.
     product_policies: AHashMap<(u32, u32, u32), Policies>,
+    /// The TLS server configuration new TLS connections get (certificates, client auth).
+    pub tls: Arc<rustls::ServerConfig>,
+    /// The TLS client configuration of connections to `https://` backends.
+    pub backend_tls: crate::tls::BackendTls,
+}
+
+/// Why a snapshot cannot be built; the current one keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("a policy program was refused: {0}")]
+    Policy(#[from] LoadError),
+    #[error("the TLS settings were refused: {0}")]
+    Tls(#[from] TlsConfigError),
 }
 
 impl Snapshot {
     /// Builds the in-memory form: routing table, operations, programs and resolved backends.
     /// Resolution blocks (DNS), so this runs on the snapshot-channel or start-up thread, never
-    /// on a worker. A program that does not verify or load refuses the whole snapshot.
-    pub fn build(generation: u64, config: Config) -> Result<Self, LoadError> {
+    /// on a worker. A program that does not verify or load, or TLS settings rustls refuses,
+    /// refuse the whole snapshot.
+    pub fn build(generation: u64, config: Config) -> Result<Self, BuildError> {
         let programs = Programs::load(&config.programs)?;
+        let tls = crate::tls::server_config(&config.tls)?;
+        let backend_tls = crate::tls::backend_client_config(&config.tls)?;
         let router = Router::new(&config);
         for &api in router.unroutable() {
             if let Some(api) = config.apis.get(api as usize) {
                 tracing::warn!(api = %api.id, path = %api.path, "API path is too deep to route; its requests get 404");
             }
         }
-        let backends = config.apis.iter().map(|api| resolve(&api.id, &api.backend)).collect();
+        let (upstreams, api_upstreams) = upstreams(&config);
         let operations = config.apis.iter().map(Operations::new).collect();
         let resolved = resolve_policy_backends(&config.programs);
         let product_policies = config
@@ -57,7 +78,19 @@ impl Snapshot {
             .iter()
             .map(|entry| ((entry.product, entry.api, entry.operation), entry.policies))
             .collect();
-        Ok(Self { generation, config, router, backends, operations, programs, resolved, product_policies })
+        Ok(Self {
+            generation,
+            config,
+            router,
+            upstreams,
+            api_upstreams,
+            operations,
+            programs,
+            resolved,
+            product_policies,
+            tls,
+            backend_tls,
+        })
     }
 
     /// The sections operation `operation` of API `api` runs for a request through `product`.
@@ -67,6 +100,27 @@ impl Snapshot {
         }
         let api = self.config.apis.get(api as usize)?;
         Some(api.operations.get(operation as usize)?.policies)
+    }
+
+    /// Copies the active-health verdicts of `previous` for the endpoints (same backend id and
+    /// address, both checked) that this snapshot still has, so a reload does not send traffic
+    /// to an endpoint known to fail its checks.
+    pub fn keep_active_health(&self, previous: &Snapshot) {
+        for backend in self.upstreams.iter().filter(|backend| backend.active.is_some() && !backend.id.is_empty()) {
+            let Some(old) = previous.upstreams.iter().find(|old| old.id == backend.id && old.active.is_some()) else {
+                continue;
+            };
+            for endpoint in &backend.endpoints {
+                if let Some(same) = old.endpoints.iter().find(|e| e.addr.is_some() && e.addr == endpoint.addr) {
+                    endpoint.set_healthy(same.healthy());
+                }
+            }
+        }
+    }
+
+    /// The backend an API's requests go to unless a policy chooses another.
+    pub fn api_upstream(&self, api: u32) -> Option<u32> {
+        self.api_upstreams.get(api as usize).copied().flatten()
     }
 
     /// The address of `host:port` when a policy names it literally (see [`Self::build`]).
@@ -79,8 +133,12 @@ impl Snapshot {
 /// and records the generation in the stats header (where `ctl status` reads it). Blocks on DNS:
 /// call it from the snapshot-channel or start-up thread, never from a worker. On error nothing
 /// changes: the current snapshot keeps serving.
-pub fn install(cell: &SnapshotCell, stats: &StatsRegion, generation: u64, config: Config) -> Result<(), LoadError> {
-    cell.publish(Arc::new(Snapshot::build(generation, config)?));
+pub fn install(cell: &SnapshotCell, stats: &StatsRegion, generation: u64, config: Config) -> Result<(), BuildError> {
+    let snapshot = Snapshot::build(generation, config)?;
+    if let Some(previous) = cell.load() {
+        snapshot.keep_active_health(&previous);
+    }
+    cell.publish(Arc::new(snapshot));
     stats.header().generation.store(generation, Ordering::Relaxed);
     Ok(())
 }
@@ -109,22 +167,22 @@ fn resolve_policy_backends(programs: &[portcullis_contract::program::Program]) -
     resolved
 }
 
-fn resolve(api: &str, backend: &portcullis_contract::model::BackendUrl) -> Option<SocketAddr> {
-    if backend.scheme == Scheme::Https {
-        tracing::warn!(api, host = %backend.host, "https backends are not supported yet; requests to this API get 502");
-        return None;
+/// The named backends, then one backend per API with a usable `backend-url`; and per API, its
+/// backend's index.
+fn upstreams(config: &Config) -> (Vec<ResolvedBackend>, Vec<Option<u32>>) {
+    let mut upstreams: Vec<ResolvedBackend> = config.backends.iter().map(ResolvedBackend::named).collect();
+    let mut per_api = Vec::with_capacity(config.apis.len());
+    for api in &config.apis {
+        let index = match api.backend_id {
+            Some(named) => Some(named),
+            None => ResolvedBackend::from_url(&api.id, &api.backend).map(|backend| {
+                upstreams.push(backend);
+                (upstreams.len() - 1) as u32
+            }),
+        };
+        per_api.push(index);
     }
-    match (backend.host.as_str(), backend.port).to_socket_addrs().map(|mut addrs| addrs.next()) {
-        Ok(Some(addr)) => Some(addr),
-        Ok(None) => {
-            tracing::warn!(api, host = %backend.host, "backend host has no address; requests to this API get 502");
-            None
-        }
-        Err(error) => {
-            tracing::warn!(api, host = %backend.host, %error, "backend host does not resolve; requests to this API get 502");
-            None
-        }
-    }
+    (upstreams, per_api)
 }
 
 /// Where the current snapshot is published; workers read it between requests.
@@ -163,13 +221,14 @@ impl SnapshotCell {
 mod tests {
     use super::*;
     use portcullis_contract::key_index::KeyIndex;
-    use portcullis_contract::model::{Api, BackendUrl, Limits};
+    use portcullis_contract::model::{Api, BackendUrl, Limits, Scheme};
 
     fn api(host: &str, scheme: Scheme) -> Api {
         Api {
             id: host.into(),
             name: host.into(),
             path: host.replace('.', "-"),
+            backend_id: None,
             backend: BackendUrl {
                 scheme,
                 host: host.into(),
@@ -180,6 +239,7 @@ mod tests {
             subscription_required: false,
             subscription_key_header: String::new(),
             subscription_key_query: String::new(),
+            preserve_host: false,
             version: String::new(),
             revision: "1".into(),
             operations: vec![portcullis_contract::model::Operation::catch_all(
@@ -204,12 +264,15 @@ mod tests {
             deployment: Default::default(),
             products: Vec::new(),
             product_policies: Vec::new(),
+            backends: Vec::new(),
             xdp: Default::default(),
+            tls: Default::default(),
         };
         let snapshot = Snapshot::build(4, config).unwrap();
-        assert_eq!(snapshot.backends[0], Some("127.0.0.1:80".parse().unwrap()));
-        assert_eq!(snapshot.backends[1], None);
-        assert_eq!(snapshot.backends[2], None);
+        // The https backend is usable: its certificate is verified for its host.
+        assert_eq!(snapshot.api_upstreams, [Some(0), None, Some(1)]);
+        assert_eq!(snapshot.upstreams[1].tls_name, Some(rustls::pki_types::ServerName::try_from("127.0.0.2").unwrap()));
+        assert_eq!(snapshot.upstreams[0].endpoints[0].addr, Some("127.0.0.1:80".parse().unwrap()));
 
         let cell = SnapshotCell::new();
         assert_eq!(cell.generation(), 0);
@@ -217,5 +280,55 @@ mod tests {
         cell.publish(Arc::new(snapshot));
         assert_eq!(cell.generation(), 4);
         assert_eq!(cell.load().unwrap().generation, 4);
+    }
+
+    #[test]
+    fn named_backends_come_first_and_keep_their_active_verdicts_across_reloads() {
+        use portcullis_contract::model::{ActiveHealth, Backend, Endpoint, LoadBalancing, PassiveHealth, PoolSettings};
+        let endpoint = |port| Endpoint { host: "127.0.0.1".into(), port, weight: 1 };
+        let backend = |endpoints| Backend {
+            id: "pool".into(),
+            scheme: Scheme::Http,
+            base_path: String::new(),
+            authority: "pool".into(),
+            load_balancing: LoadBalancing::RoundRobin,
+            endpoints,
+            pool: PoolSettings::default(),
+            passive_health: PassiveHealth::default(),
+            active_health: Some(ActiveHealth {
+                path: "/h".into(),
+                interval_ms: 100,
+                timeout_ms: 100,
+                healthy_threshold: 1,
+                unhealthy_threshold: 1,
+                expected_status_min: 200,
+                expected_status_max: 299,
+            }),
+        };
+        let config = |endpoints| {
+            let mut named = api("127.0.0.3", Scheme::Http);
+            named.backend_id = Some(0);
+            Config {
+                source: "t".into(),
+                apis: vec![api("127.0.0.1", Scheme::Http), named],
+                subscriptions: Vec::new(),
+                key_index: KeyIndex::default(),
+                limits: Limits::default(),
+                programs: vec![portcullis_contract::program::Program::empty()],
+                deployment: Default::default(),
+                products: Vec::new(),
+                product_policies: Vec::new(),
+                backends: vec![backend(endpoints)],
+                xdp: Default::default(),
+                tls: Default::default(),
+            }
+        };
+        let old = Snapshot::build(1, config(vec![endpoint(1), endpoint(2)])).unwrap();
+        assert_eq!(old.api_upstreams, [Some(1), Some(0)]);
+        old.upstreams[0].endpoints[1].set_healthy(false);
+        let new = Snapshot::build(2, config(vec![endpoint(2), endpoint(3)])).unwrap();
+        new.keep_active_health(&old);
+        assert!(!new.upstreams[0].endpoints[0].healthy(), "127.0.0.1:2 failed its checks before the reload");
+        assert!(new.upstreams[0].endpoints[1].healthy(), "a new endpoint starts healthy");
     }
 }

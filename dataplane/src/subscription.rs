@@ -135,6 +135,8 @@ mod tests {
     const QUERY: &str = "subscription-key";
 
     fn found(raw: &[u8]) -> Result<Vec<u8>, FoundKey<'static>> {
+        let line_end = raw.windows(2).position(|pair| pair == b"\r\n").unwrap() + 2;
+        let raw = &[&raw[..line_end], b"Host: a\r\n", &raw[line_end..]].concat();
         let head = request::parse(raw).unwrap().unwrap();
         let mut scratch = [0; KEY_BYTES_MAX];
         match find_key(&head, raw, HEADER, QUERY, &mut scratch) {
@@ -207,7 +209,9 @@ mod tests {
                 },
             ],
             product_policies: Vec::new(),
+            backends: Vec::new(),
             xdp: Default::default(),
+            tls: Default::default(),
         }
     }
 

@@ -1,22 +1,29 @@
-//! The per-worker upstream pool: idle keep-alive connections to backends, keyed by address.
+//! Backends from one worker's side: endpoint selection and passive health (`balance`,
+//! `circuit`), idle keep-alive connections (`pool`), the resolved form the snapshot holds
+//! (`resolved`), active health checks (`health`) and connecting.
 //!
-//! Worker-local (never shared between cores), bounded per backend, with idle expiry.
+//! Everything here except `resolved` and `health` is worker-local: no state crosses cores on the
+//! hot path. The one shared thing a worker reads per pick is an endpoint's active-health flag
+//! (a relaxed atomic load).
+
+pub(crate) mod balance;
+pub(crate) mod circuit;
+pub mod health;
+pub(crate) mod pool;
+pub mod resolved;
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ahash::AHashMap;
+use portcullis_contract::model::PoolSettings;
+use rustls::pki_types::ServerName;
 
 use crate::io::Stream;
-
-/// Idle connections kept per backend and worker: enough for bursts, bounded so a quiet worker
-/// does not hold hundreds of backend sockets.
-pub const IDLE_PER_BACKEND_MAX: usize = 64;
-/// An idle connection older than this is closed rather than reused: below the 5 s keep-alive
-/// timeout of common backends (Node.js, many load balancers), so we rarely race their close.
-pub const IDLE_TIMEOUT_MS: u64 = 4_000;
+use crate::io::tls::HandshakeError;
+use crate::snapshot::Snapshot;
+use balance::{BalanceState, InFlight, Outcome};
+use pool::IdlePool;
 
 /// Why a backend connection could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -25,60 +32,133 @@ pub(crate) enum ConnectError {
     Refused(#[from] std::io::Error),
     #[error("backend connect timed out")]
     TimedOut,
+    #[error("backend {0}")]
+    Tls(#[from] HandshakeError),
 }
 
-struct Idle<S> {
-    stream: S,
-    since: Instant,
+/// Which pooled connections a request may use: the same address, and for `https://` backends
+/// the same server name and trust anchors (a connection verified for one name, or under CAs a
+/// reload removed, never serves another request).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct BackendKey {
+    pub(crate) addr: SocketAddr,
+    /// `Some`: TLS, verified for this name under the configuration with this id
+    /// (`crate::tls::BackendTls::id`).
+    pub(crate) tls: Option<(ServerName<'static>, u64)>,
 }
 
-/// One worker's idle backend connections.
+/// Where one attempt goes and how its connection is pooled afterwards.
+#[derive(Debug, Clone)]
+pub(crate) struct Dest {
+    pub(crate) key: BackendKey,
+    pub(crate) pool: PoolSettings,
+}
+
+/// An endpoint picked for one attempt; report its outcome with [`UpstreamPool::report`].
+#[derive(Debug)]
+pub(crate) struct Pick {
+    generation: u64,
+    backend: u32,
+    pub(crate) endpoint: usize,
+    pub(crate) dest: Dest,
+    /// Counts the request on its endpoint (least-requests) until dropped.
+    pub(crate) in_flight: InFlight,
+}
+
+/// One worker's view of the backends: selection state per backend of the current snapshot, and
+/// idle connections per endpoint.
 pub(crate) struct UpstreamPool<S> {
-    idle: RefCell<AHashMap<SocketAddr, VecDeque<Idle<S>>>>,
+    idle: RefCell<IdlePool<S>>,
+    /// Selection state for the snapshot of `generation`, one per [`Snapshot::upstreams`] entry;
+    /// rebuilt when a newer snapshot is first used, keeping the circuits of endpoints that stay.
+    balance: RefCell<(u64, Vec<BalanceState>)>,
 }
 
 impl<S> std::fmt::Debug for UpstreamPool<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamPool").field("backends", &self.idle.borrow().len()).finish()
+        f.debug_struct("UpstreamPool").field("endpoints", &self.idle.borrow().endpoints()).finish()
     }
 }
 
 impl<S: Stream> UpstreamPool<S> {
     /// An empty pool.
     pub(crate) fn new() -> Self {
-        Self { idle: RefCell::new(AHashMap::new()) }
+        Self { idle: RefCell::new(IdlePool::new()), balance: RefCell::new((0, Vec::new())) }
     }
 
-    /// The most recently used idle connection to `addr` that has not expired.
-    pub(crate) fn take(&self, addr: SocketAddr) -> Option<S> {
-        let mut idle = self.idle.borrow_mut();
-        let queue = idle.get_mut(&addr)?;
+    /// Picks an endpoint of backend `backend` of `snapshot`, not one of `tried`.
+    pub(crate) fn pick(&self, snapshot: &Snapshot, backend: u32, tried: &[usize]) -> Option<Pick> {
+        let resolved = snapshot.upstreams.get(backend as usize)?;
+        let mut guard = self.balance.borrow_mut();
+        let (generation, states) = &mut *guard;
+        let current = *generation == snapshot.generation && states.len() == snapshot.upstreams.len();
+        if snapshot.generation > *generation || (snapshot.generation == *generation && !current) {
+            *generation = snapshot.generation;
+            *states = snapshot.upstreams.iter().map(|backend| BalanceState::carried_over(backend, states)).collect();
+        }
         let now = Instant::now();
-        while let Some(entry) = queue.pop_back() {
-            if now.duration_since(entry.since) < Duration::from_millis(IDLE_TIMEOUT_MS) {
-                return Some(entry.stream);
+        let mut scratch;
+        let state = match states.get_mut(backend as usize) {
+            // A request still on an older snapshot (during a reload): selection without memory.
+            Some(state) if *generation == snapshot.generation => state,
+            _ => {
+                scratch = BalanceState::new(resolved);
+                &mut scratch
             }
-            // Older entries sit in front of this one: all of them have expired too.
-            queue.clear();
-        }
-        None
+        };
+        let endpoint = state.pick(resolved, tried, now)?;
+        let addr = resolved.endpoints.get(endpoint)?.addr?;
+        Some(Pick {
+            generation: snapshot.generation,
+            backend,
+            endpoint,
+            dest: Dest {
+                key: BackendKey { addr, tls: resolved.tls_name.clone().map(|name| (name, snapshot.backend_tls.id)) },
+                pool: resolved.pool,
+            },
+            in_flight: state.in_flight(endpoint),
+        })
     }
 
-    /// Returns a connection after a complete keep-alive response; closes it if the pool is full.
-    pub(crate) fn put(&self, addr: SocketAddr, stream: S) {
-        let mut idle = self.idle.borrow_mut();
-        let queue = idle.entry(addr).or_default();
-        let now = Instant::now();
-        while queue
-            .front()
-            .is_some_and(|entry| now.duration_since(entry.since) >= Duration::from_millis(IDLE_TIMEOUT_MS))
+    /// Records what the attempt on `pick` said about its endpoint (passive health).
+    pub(crate) fn report(&self, snapshot: &Snapshot, pick: &Pick, outcome: Outcome) {
+        let mut guard = self.balance.borrow_mut();
+        let (generation, states) = &mut *guard;
+        if *generation != pick.generation {
+            return;
+        }
+        if let (Some(state), Some(resolved)) =
+            (states.get_mut(pick.backend as usize), snapshot.upstreams.get(pick.backend as usize))
         {
-            queue.pop_front();
+            if outcome == Outcome::Failure {
+                tracing::debug!(backend = %resolved.id, endpoint = pick.endpoint, "backend endpoint failed");
+            }
+            state.report(resolved, pick.endpoint, outcome, Instant::now());
         }
-        if queue.len() >= IDLE_PER_BACKEND_MAX {
-            queue.pop_front();
+    }
+
+    /// An idle connection to `dest` that has not expired; expired ones are closed.
+    pub(crate) fn take(&self, dest: &Dest) -> Option<S> {
+        let mut expired = Vec::new();
+        let now = Instant::now();
+        let mut idle = self.idle.borrow_mut();
+        idle.sweep(now, &mut expired);
+        let stream = idle.take(&dest.key, dest.pool, now, &mut expired);
+        drop(idle);
+        for stale in expired {
+            stale.shutdown();
         }
-        queue.push_back(Idle { stream, since: now });
+        stream
+    }
+
+    /// Returns a connection after a complete keep-alive response; closes it if the endpoint's
+    /// queue is full (and closes any that expired).
+    pub(crate) fn put(&self, dest: Dest, stream: S) {
+        let mut closed = Vec::new();
+        self.idle.borrow_mut().put(dest.key, stream, dest.pool, Instant::now(), &mut closed);
+        for stream in closed {
+            stream.shutdown();
+        }
     }
 }
 

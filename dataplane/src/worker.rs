@@ -9,16 +9,18 @@ use std::time::Duration;
 use portcullis_contract::stats::{IoBackend, StatsRegion, WorkerSlot};
 
 use crate::drain::{self, Drain};
+use crate::http::request::RequestHead;
+use crate::http::response::ResponseHead;
 use crate::io::epoll::Epoll;
+use crate::io::maybe_tls::MaybeTls;
+use crate::io::tls::TlsStream;
 use crate::io::uring::Uring;
 use crate::io::{Listener, Runtime, Stream};
+use crate::policy::RequestState;
 use crate::proxy;
 use crate::snapshot::{Snapshot, SnapshotCell};
 use crate::upstream::UpstreamPool;
 
-/// Open client connections per worker; beyond it new connections are closed at once, so a
-/// flood cannot exhaust file descriptors or memory (each connection holds a few buffers).
-pub const CONNECTIONS_PER_WORKER_MAX: usize = 16_384;
 /// Pause after an accept error other than draining (EMFILE, ENOBUFS): lets resources free up
 /// instead of spinning.
 pub const ACCEPT_ERROR_PAUSE_MS: u64 = 10;
@@ -43,6 +45,8 @@ pub struct WorkerSetup {
     pub index: usize,
     /// Its own SO_REUSEPORT listener.
     pub listener: std::net::TcpListener,
+    /// Its own SO_REUSEPORT listener for TLS (`--listen-tls`), if any.
+    pub tls_listener: Option<std::net::TcpListener>,
     /// Published snapshots.
     pub cell: Arc<SnapshotCell>,
     /// The stats region.
@@ -77,6 +81,7 @@ type StreamOf<R> = <<R as Runtime>::Listener as Listener>::Stream;
 fn run<R: Runtime>(setup: WorkerSetup) -> std::io::Result<()> {
     R::block_on(async move {
         let listener = R::Listener::adopt(setup.listener)?;
+        let tls_listener = setup.tls_listener.map(R::Listener::adopt).transpose()?;
         let worker: Rc<WorkerCtx<StreamOf<R>>> = Rc::new(WorkerCtx {
             index: setup.index,
             stats: setup.stats,
@@ -84,13 +89,22 @@ fn run<R: Runtime>(setup: WorkerSetup) -> std::io::Result<()> {
             cached: RefCell::new(None),
             cached_generation: Cell::new(0),
             pool: UpstreamPool::new(),
+            spares: Spares::default(),
             drain: setup.drain,
             xdp: setup.xdp,
             connections: Cell::new(0),
             idle: tokio::sync::Notify::new(),
         });
-        accept_loop(&worker, &listener).await;
-        drop(listener);
+        match &tls_listener {
+            Some(tls_listener) => {
+                tokio::join!(
+                    accept_loop(&worker, &listener, Transport::Plain),
+                    accept_loop(&worker, tls_listener, Transport::Tls)
+                );
+            }
+            None => accept_loop(&worker, &listener, Transport::Plain).await,
+        }
+        drop((listener, tls_listener));
         while worker.connections.get() > 0 {
             worker.idle.notified().await;
         }
@@ -98,7 +112,14 @@ fn run<R: Runtime>(setup: WorkerSetup) -> std::io::Result<()> {
     })?
 }
 
-async fn accept_loop<L: Listener>(worker: &Rc<WorkerCtx<L::Stream>>, listener: &L) {
+/// What a listener's connections speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Plain,
+    Tls,
+}
+
+async fn accept_loop<L: Listener>(worker: &Rc<WorkerCtx<L::Stream>>, listener: &L, transport: Transport) {
     let mut drain_signal = worker.drain.subscribe();
     while !worker.drain.is_draining() {
         let accepted = tokio::select! {
@@ -122,7 +143,11 @@ async fn accept_loop<L: Listener>(worker: &Rc<WorkerCtx<L::Stream>>, listener: &
         }
         let slot = worker.slot();
         WorkerSlot::add(&slot.connections_accepted, 1);
-        if worker.connections.get() >= CONNECTIONS_PER_WORKER_MAX {
+        let connections_max =
+            worker.snapshot().map_or(portcullis_contract::model::CONNECTIONS_PER_WORKER_MAX_DEFAULT, |snapshot| {
+                snapshot.config.limits.connections_per_worker_max
+            });
+        if worker.connections.get() >= connections_max as usize {
             stream.shutdown();
             continue;
         }
@@ -130,9 +155,100 @@ async fn accept_loop<L: Listener>(worker: &Rc<WorkerCtx<L::Stream>>, listener: &
         WorkerSlot::add(&slot.connections_active, 1);
         let worker = Rc::clone(worker);
         tokio::task::spawn_local(async move {
-            proxy::serve_connection(Rc::clone(&worker), stream, peer).await;
+            match transport {
+                Transport::Plain => proxy::serve_connection(Rc::clone(&worker), MaybeTls::Plain(stream), peer).await,
+                Transport::Tls => serve_tls(Rc::clone(&worker), stream, peer).await,
+            }
             worker.connection_closed();
         });
+    }
+}
+
+/// Spare buffers kept per worker: a connection borrows them while it serves a request and hands
+/// them back when it goes idle, so an idle keep-alive connection pins none of them.
+pub const SPARE_BUFFERS_MAX: usize = 256;
+/// A buffer that grew past this (a large head, a buffered body) is freed, not kept as a spare.
+pub const SPARE_BUFFER_BYTES_MAX: usize = 64 * 1024;
+
+/// What a connection borrows from its worker while it serves a request (style item 3: per-core
+/// state, never shared across cores).
+#[derive(Debug, Default)]
+#[allow(clippy::vec_box)] // reason: the boxes are what connections hold; pooling them moves pointers, not kilobytes
+pub(crate) struct Spares {
+    request_heads: RefCell<Vec<Box<RequestHead>>>,
+    response_heads: RefCell<Vec<Box<ResponseHead>>>,
+    buffers: RefCell<Vec<Vec<u8>>>,
+    policy_states: RefCell<Vec<Box<RequestState>>>,
+}
+
+impl Spares {
+    /// A spare request-head box, if there is one.
+    pub(crate) fn request_head(&self) -> Option<Box<RequestHead>> {
+        self.request_heads.borrow_mut().pop()
+    }
+
+    /// A spare response-head box, if there is one.
+    pub(crate) fn response_head(&self) -> Option<Box<ResponseHead>> {
+        self.response_heads.borrow_mut().pop()
+    }
+
+    /// A policy state (reset by the request that takes it).
+    pub(crate) fn policy_state(&self) -> Box<RequestState> {
+        self.policy_states.borrow_mut().pop().unwrap_or_else(|| Box::new(RequestState::new()))
+    }
+
+    /// An empty buffer (with capacity, when a spare one is there).
+    pub(crate) fn buffer(&self) -> Vec<u8> {
+        self.buffers.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Keeps what a connection no longer needs, within [`SPARE_BUFFERS_MAX`] of each kind.
+    pub(crate) fn put_back(
+        &self,
+        request_head: Option<Box<RequestHead>>,
+        response_head: Option<Box<ResponseHead>>,
+        policy_state: Box<RequestState>,
+        buffers: [Vec<u8>; 2],
+    ) {
+        let mut states = self.policy_states.borrow_mut();
+        if states.len() < SPARE_BUFFERS_MAX {
+            states.push(policy_state);
+        }
+        let mut heads = self.request_heads.borrow_mut();
+        if heads.len() < SPARE_BUFFERS_MAX {
+            heads.extend(request_head);
+        }
+        let mut heads = self.response_heads.borrow_mut();
+        if heads.len() < SPARE_BUFFERS_MAX {
+            heads.extend(response_head);
+        }
+        let mut spare = self.buffers.borrow_mut();
+        for mut buffer in buffers {
+            if buffer.capacity() > 0 && buffer.capacity() <= SPARE_BUFFER_BYTES_MAX && spare.len() < SPARE_BUFFERS_MAX {
+                buffer.clear();
+                spare.push(buffer);
+            }
+        }
+    }
+}
+
+/// Completes the TLS handshake with the current snapshot's certificates, then serves the
+/// connection like a plain one.
+async fn serve_tls<S: Stream>(worker: Rc<WorkerCtx<S>>, stream: S, peer: std::net::SocketAddr) {
+    static NO_SNAPSHOT_LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let Some(config) = worker.snapshot().map(|snapshot| Arc::clone(&snapshot.tls)) else {
+        if !NO_SNAPSHOT_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!("TLS connection closed: no configuration yet (logged once)");
+        }
+        stream.shutdown();
+        return;
+    };
+    match TlsStream::accept(stream, config).await {
+        Ok(tls) => {
+            tracing::debug!(%peer, version = ?tls.protocol_version(), "TLS handshake complete");
+            proxy::serve_connection(worker, MaybeTls::Tls(Box::new(tls)), peer).await;
+        }
+        Err(error) => tracing::debug!(%peer, %error, "TLS handshake failed"),
     }
 }
 
@@ -145,8 +261,10 @@ pub(crate) struct WorkerCtx<S> {
     /// a cache line shared with other cores).
     cached: RefCell<Option<Rc<LocalSnapshot>>>,
     cached_generation: Cell<u64>,
-    /// Idle backend connections.
-    pub(crate) pool: UpstreamPool<S>,
+    /// Idle backend connections (plain, or TLS to `https://` backends).
+    pub(crate) pool: UpstreamPool<MaybeTls<S>>,
+    /// Buffers, head boxes and policy states lent to connections while they serve a request.
+    pub(crate) spares: Spares,
     /// The draining signal.
     pub(crate) drain: Arc<Drain>,
     /// The XDP pre-filter's user-space side.

@@ -39,7 +39,7 @@ fn applies_good_snapshots_and_rejects_damaged_ones() {
 
     let (hello, fd) = channel::recv::<ToControl>(&socket).unwrap().unwrap();
     assert!(fd.is_none());
-    let ToControl::Hello { pid, workers, io_backend, listen, generation } = hello else { panic!("{hello:?}") };
+    let ToControl::Hello { pid, workers, io_backend, listen, generation, .. } = hello else { panic!("{hello:?}") };
     assert_eq!((pid, workers, io_backend.as_str(), generation), (dp.child.id(), 2, "uring", 0));
     assert_eq!(listen, vec![dp.addr.to_string()]);
     assert_eq!(echo_status(&dp, "/echo"), 503);

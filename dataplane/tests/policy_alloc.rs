@@ -138,6 +138,7 @@ fn typical_inbound_section_allocates_nothing_once_warm() {
         request_buf: &buf,
         remainder_start: 5,
         peer: "127.0.0.1".parse().unwrap(),
+        client_certificate: None,
         api: &api,
         operation: &operation,
         subscription: None,
@@ -158,6 +159,7 @@ fn typical_inbound_section_allocates_nothing_once_warm() {
         authority: "backend:8081",
         remainder_start: 5,
         client_ip: "127.0.0.1".parse().unwrap(),
+        tls: false,
     };
     let program = programs.get(0).unwrap();
     let mut state = RequestState::new();

@@ -60,7 +60,8 @@ fn refuses_bad_requests(io: &str) {
         "{ \"statusCode\": 401, \"message\": \"Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API.\" }"
     );
     for key in ["wrong", SUSPENDED_KEY] {
-        let invalid = dp.request(&format!("GET /echo/x HTTP/1.1\r\nOcp-Apim-Subscription-Key: {key}\r\n\r\n"));
+        let invalid =
+            dp.request(&format!("GET /echo/x HTTP/1.1\r\nHost: g\r\nOcp-Apim-Subscription-Key: {key}\r\n\r\n"));
         assert_eq!(invalid.status(), 401);
         assert_eq!(
             invalid.text(),
@@ -76,10 +77,11 @@ fn refuses_bad_requests(io: &str) {
     assert_eq!(bad.status(), 400);
     assert!(client.is_closed());
     let mut client = dp.connect();
-    let both = client.send(b"POST /open HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let both =
+        client.send(b"POST /open HTTP/1.1\r\nHost: g\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
     assert_eq!(both.status(), 400);
     let mut client = dp.connect();
-    let mut huge = b"GET /open HTTP/1.1\r\nX-Big: ".to_vec();
+    let mut huge = b"GET /open HTTP/1.1\r\nHost: g\r\nX-Big: ".to_vec();
     huge.resize(20_000, b'a');
     huge.extend_from_slice(b"\r\n\r\n");
     let too_large = client.send(&huge);
@@ -136,7 +138,7 @@ fn backend_down_is_502(io: &str) {
     let bytes = snapshot::encode(1, &support::config(closed, "echo")).unwrap();
     std::fs::write(dir.0.join("snapshots/last-good.snap"), bytes).unwrap();
     let dp = DataPlane::start(&dir.0, io);
-    let response = dp.request("GET /open HTTP/1.1\r\n\r\n");
+    let response = dp.request("GET /open HTTP/1.1\r\nHost: g\r\n\r\n");
     assert_eq!(response.status(), 502);
     assert_eq!(
         response.text(),
@@ -189,7 +191,7 @@ fn epoll_backend_down_is_502() {
 fn no_snapshot_is_503_and_a_corrupt_one_is_ignored() {
     let dir = TempDir::new("empty");
     let dp = DataPlane::start(&dir.0, "epoll");
-    let response = dp.request("GET /anything HTTP/1.1\r\n\r\n");
+    let response = dp.request("GET /anything HTTP/1.1\r\nHost: g\r\n\r\n");
     assert_eq!(response.status(), 503);
     assert_eq!(
         response.text(),
@@ -201,7 +203,7 @@ fn no_snapshot_is_503_and_a_corrupt_one_is_ignored() {
     std::fs::write(dir.0.join("snapshots/last-good.snap"), b"garbage").unwrap();
     let dp = DataPlane::start(&dir.0, "auto");
     assert!(dp.log_contains("ignoring the last-good snapshot"));
-    assert_eq!(dp.request("GET / HTTP/1.1\r\n\r\n").status(), 503);
+    assert_eq!(dp.request("GET / HTTP/1.1\r\nHost: g\r\n\r\n").status(), 503);
     assert_eq!(dp.terminate().code(), Some(0));
 }
 

@@ -56,6 +56,8 @@ pub struct Gateway {
     pgid: i32,
     pub data_dir: TempDir,
     pub addr: SocketAddr,
+    /// The `https://` address, when started with `--listen-tls`.
+    pub tls_addr: Option<SocketAddr>,
     pub admin_socket: PathBuf,
     /// The `demo subscription key:` line, when the config has an active `demo` subscription.
     pub demo_key: Option<String>,
@@ -106,6 +108,7 @@ impl Gateway {
             admin_socket: data_dir.path().join("data").join("admin.sock"),
             data_dir,
             addr: "0.0.0.0:0".parse().expect("placeholder addr"),
+            tls_addr: None,
             demo_key: None,
             stdout_lines: Vec::new(),
             log_path,
@@ -124,6 +127,8 @@ impl Gateway {
                 Ok(line) => {
                     if let Some(url) = line.strip_prefix("portcullis: gateway listening on http://") {
                         self.addr = url.trim().parse().expect("listen address");
+                    } else if let Some(url) = line.strip_prefix("portcullis: gateway listening on https://") {
+                        self.tls_addr = Some(url.trim().parse().expect("TLS listen address"));
                     } else if let Some(path) = line.strip_prefix("portcullis: admin socket ") {
                         self.admin_socket = PathBuf::from(path.trim());
                     } else if let Some(key) = line.strip_prefix("demo subscription key: ") {

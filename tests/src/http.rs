@@ -31,10 +31,11 @@ impl Response {
     }
 }
 
-/// One client connection, kept alive across requests.
+/// One client connection, kept alive across requests; plain TCP unless built with [`Connection::over`]
+/// (e.g. on a TLS stream).
 #[derive(Debug)]
-pub struct Connection {
-    stream: TcpStream,
+pub struct Connection<S = TcpStream> {
+    stream: S,
     buffer: Vec<u8>,
 }
 
@@ -48,6 +49,27 @@ impl Connection {
         stream.set_read_timeout(Some(RESPONSE_TIMEOUT))?;
         stream.set_nodelay(true)?;
         Ok(Self { stream, buffer: Vec::new() })
+    }
+
+    /// True when the server has closed this connection (EOF on read within `wait`).
+    pub fn is_closed_by_peer(&mut self, wait: Duration) -> bool {
+        let _ = self.stream.set_read_timeout(Some(wait));
+        let mut byte = [0u8; 1];
+        let closed = matches!(self.stream.read(&mut byte), Ok(0) | Err(_));
+        let _ = self.stream.set_read_timeout(Some(RESPONSE_TIMEOUT));
+        closed
+    }
+}
+
+impl<S: Read + Write> Connection<S> {
+    /// Speaks HTTP over an already connected stream (set its timeouts first).
+    pub fn over(stream: S) -> Self {
+        Self { stream, buffer: Vec::new() }
+    }
+
+    /// The stream underneath.
+    pub fn stream(&self) -> &S {
+        &self.stream
     }
 
     /// Sends raw bytes (for malformed or pipelined requests).
@@ -149,15 +171,6 @@ impl Connection {
         let mut body = std::mem::take(&mut self.buffer);
         self.stream.read_to_end(&mut body)?;
         Ok(body)
-    }
-
-    /// True when the server has closed this connection (EOF on read within `wait`).
-    pub fn is_closed_by_peer(&mut self, wait: Duration) -> bool {
-        let _ = self.stream.set_read_timeout(Some(wait));
-        let mut byte = [0u8; 1];
-        let closed = matches!(self.stream.read(&mut byte), Ok(0) | Err(_));
-        let _ = self.stream.set_read_timeout(Some(RESPONSE_TIMEOUT));
-        closed
     }
 }
 

@@ -119,7 +119,9 @@ pub async fn respond(line: &[u8], context: &AdminContext) -> Response {
         Ok(Request::Status) => {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
             let view = context.publisher.view();
-            Response::status(status::collect(&view, &context.data_dir.stats_region(), &context.config_dir, now))
+            let mut status = status::collect(&view, &context.data_dir.stats_region(), &context.config_dir, now);
+            status.backends = status::backends(&context.data_dir.upstreams_report());
+            Response::status(status)
         }
         Ok(Request::Reload) => reload(context).await,
         Ok(request @ (Request::XdpStatus | Request::Block { .. } | Request::Unblock { .. })) => {

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use portcullis_contract::stats::{StatsRegion, WorkerCounters};
+use portcullis_contract::upstreams::{BackendHealth, UpstreamsReport};
 use serde::{Deserialize, Serialize};
 
 use crate::publisher::PublisherView;
@@ -24,6 +25,9 @@ pub struct Status {
     /// Why the stats region could not be read, when it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats_error: Option<String>,
+    /// Named backends and their endpoints' health, from the data plane's report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<BackendHealth>,
 }
 
 /// The data plane as seen through the channel (hello) and the stats region header.
@@ -34,6 +38,9 @@ pub struct DataPlaneStatus {
     pub io_backend: Option<String>,
     pub workers: Option<u32>,
     pub listen: Vec<String>,
+    /// The TLS listener (`--listen-tls`), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_tls: Option<String>,
     pub started_unix_ms: Option<u64>,
     pub uptime_seconds: Option<u64>,
     pub draining: bool,
@@ -63,6 +70,7 @@ pub fn collect(view: &PublisherView, stats_path: &Path, config_dir: &Path, now_u
         status.dataplane.io_backend = Some(hello.io_backend.clone());
         status.dataplane.workers = Some(hello.workers);
         status.dataplane.listen = hello.listen.clone();
+        status.dataplane.listen_tls = hello.listen_tls.clone();
     }
     match StatsRegion::open(stats_path) {
         Ok(region) => {
@@ -87,6 +95,15 @@ pub fn collect(view: &PublisherView, stats_path: &Path, config_dir: &Path, now_u
     status
 }
 
+/// The named backends in the data plane's health report at `path` (none when it has not written
+/// one, or it cannot be read).
+pub fn backends(path: &Path) -> Vec<BackendHealth> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<UpstreamsReport>(&bytes).ok())
+        .map_or_else(Vec::new, |report| report.backends)
+}
+
 /// The human-readable table `portcullis ctl status` prints.
 pub fn render(status: &Status) -> String {
     let dataplane = &status.dataplane;
@@ -104,6 +121,9 @@ pub fn render(status: &Status) -> String {
     );
     let listen = if dataplane.listen.is_empty() { "unknown".to_owned() } else { dataplane.listen.join(", ") };
     let _ = writeln!(out, "listen        {listen}");
+    if let Some(listen_tls) = &dataplane.listen_tls {
+        let _ = writeln!(out, "listen tls    {listen_tls}");
+    }
     let workers = or_unknown(dataplane.workers.map(|n| n.to_string()));
     let _ = writeln!(out, "io backend    {}, {workers} workers", or_unknown(dataplane.io_backend.clone()));
     let _ = writeln!(out, "uptime        {}", or_unknown(dataplane.uptime_seconds.map(duration)));
@@ -128,7 +148,40 @@ pub fn render(status: &Status) -> String {
             c.generation
         );
     }
+    render_backends(&mut out, &status.backends);
     out
+}
+
+/// One line per endpoint of each named backend.
+fn render_backends(out: &mut String, backends: &[BackendHealth]) {
+    if backends.is_empty() {
+        return;
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<20}  {:<15}  {:<28}  {:<9}  {:<10}  ejected on",
+        "backend", "balancing", "endpoint", "resolved", "checks"
+    );
+    for backend in backends {
+        for endpoint in &backend.endpoints {
+            let checks = match endpoint.active_healthy {
+                None => "-",
+                Some(true) => "passing",
+                Some(false) => "FAILING",
+            };
+            let _ = writeln!(
+                out,
+                "{:<20}  {:<15}  {:<28}  {:<9}  {:<10}  {} workers",
+                backend.id,
+                backend.load_balancing,
+                endpoint.address,
+                if endpoint.resolved { "yes" } else { "NO" },
+                checks,
+                endpoint.ejected_on_workers
+            );
+        }
+    }
 }
 
 /// `1d 02h 03m 04s`, leaving out leading zero units.

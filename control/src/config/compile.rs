@@ -7,8 +7,8 @@ use std::path::Path;
 
 use portcullis_contract::key_index::{KEY_BYTES_MAX, KeyEntry, KeyIndex, KeySlot};
 use portcullis_contract::model::{
-    Api, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Deployment, Limits, Product, Scheme,
-    Subscription, SubscriptionScope, SubscriptionState, is_valid_api_path,
+    Api, Backend, BackendUrl, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Deployment,
+    Limits, Product, Subscription, SubscriptionScope, SubscriptionState, is_valid_api_path,
 };
 use toml::Spanned;
 
@@ -18,7 +18,7 @@ use super::files::{ApiFile, LimitsTable, StateName, SubscriptionFile};
 use super::load::{Item, Parsed};
 use super::named_values::{self, NamedValue, NamedValues};
 
-/// Backends over TLS arrive with this piece of the roadmap; until then an https URL is refused.
+/// The roadmap piece that brought backends over TLS (`https://` backend URLs, see docs/tls.md).
 pub const HTTPS_BACKEND_ISSUE: &str = "issue 3 (production HTTP/1.1, upstreams and TLS)";
 /// Scope of a subscription to every API.
 pub const ALL_APIS_SCOPE: &str = "/apis";
@@ -36,11 +36,25 @@ pub(crate) fn compile(
         .as_ref()
         .map_or_else(Limits::default, |item| limits(&item.file.limits, &item.source, diagnostics));
     let xdp = parsed.gateway.as_ref().map(|item| super::xdp::compile(&item.file.xdp, &item.source, diagnostics));
+    let tls = parsed
+        .gateway
+        .as_ref()
+        .map(|item| super::tls::compile(&item.file.tls, &item.source, dir, diagnostics))
+        .unwrap_or_default();
     let values = named_values(parsed.named_values.as_ref(), provided, diagnostics);
-    let mut apis = apis(&parsed.apis, &values, diagnostics);
+    let backends = super::backends::compile(&parsed, &values, diagnostics);
+    let mut apis = apis(&parsed, &backends, &values, diagnostics);
     let products = products(&parsed, &apis, diagnostics);
-    let compiled =
-        super::policies::compile(&parsed, &mut apis, &products, &values, policy_options(&parsed), diagnostics);
+    let backend_ids = super::backends::known_ids(&parsed);
+    let compiled = super::policies::compile(
+        &parsed,
+        &mut apis,
+        &products,
+        &values,
+        &backend_ids,
+        policy_options(&parsed),
+        diagnostics,
+    );
     for warning in &compiled.warnings.items {
         tracing::warn!("{warning}");
     }
@@ -68,8 +82,10 @@ pub(crate) fn compile(
         programs: compiled.programs,
         deployment,
         xdp,
+        tls,
         products,
         product_policies: compiled.product_policies,
+        backends,
     };
     if let Err(error) = config.validate() {
         diagnostics.push(Diagnostic::at_path(dir, format!("the compiled config is inconsistent: {error}")));
@@ -107,22 +123,57 @@ pub(crate) const DEPLOYMENT_REGION_DEFAULT: &str = "local";
 pub(crate) const DEPLOYMENT_SERVICE_NAME_DEFAULT: &str = "portcullis";
 
 fn limits(table: &LimitsTable, source: &SourceFile, diagnostics: &mut Diagnostics) -> Limits {
+    use portcullis_contract::model::{REQUEST_HEAD_BYTES_CEILING, REQUEST_HEADERS_CEILING};
     let mut limits = Limits::default();
-    let mut set = |value: &Option<Spanned<u32>>, target: &mut u32| {
-        if let Some(value) = value {
-            if *value.get_ref() == 0 {
-                diagnostics.push(source.error(value.span(), "a timeout must be at least 1 ms"));
-            } else {
-                *target = *value.get_ref();
-            }
+    let mut set = |value: &Option<Spanned<u64>>, range: std::ops::RangeInclusive<u64>, what: &str| {
+        let value = value.as_ref()?;
+        let number = *value.get_ref();
+        if range.contains(&number) {
+            return Some(number);
         }
+        diagnostics
+            .push(source.error(value.span(), format!("{what} must be between {} and {}", range.start(), range.end())));
+        None
     };
-    set(&table.backend_connect_timeout_ms, &mut limits.backend_connect_timeout_ms);
-    set(&table.backend_response_timeout_ms, &mut limits.backend_response_timeout_ms);
-    set(&table.request_header_timeout_ms, &mut limits.request_header_timeout_ms);
-    set(&table.keepalive_idle_timeout_ms, &mut limits.keepalive_idle_timeout_ms);
+    let timeout = 1..=u64::from(u32::MAX);
+    let as_u32 = |value: u64| u32::try_from(value).unwrap_or(u32::MAX);
+    if let Some(ms) = set(&table.backend_connect_timeout_ms, timeout.clone(), "backend-connect-timeout-ms") {
+        limits.backend_connect_timeout_ms = as_u32(ms);
+    }
+    if let Some(ms) = set(&table.backend_response_timeout_ms, timeout.clone(), "backend-response-timeout-ms") {
+        limits.backend_response_timeout_ms = as_u32(ms);
+    }
+    if let Some(ms) = set(&table.request_header_timeout_ms, timeout.clone(), "request-header-timeout-ms") {
+        limits.request_header_timeout_ms = as_u32(ms);
+    }
+    if let Some(ms) = set(&table.keepalive_idle_timeout_ms, timeout, "keepalive-idle-timeout-ms") {
+        limits.keepalive_idle_timeout_ms = as_u32(ms);
+    }
+    let head_bytes = 1024..=u64::from(REQUEST_HEAD_BYTES_CEILING);
+    if let Some(bytes) = set(&table.request_head_bytes_max, head_bytes, "request-head-bytes-max") {
+        limits.request_head_bytes_max = as_u32(bytes);
+    }
+    let uri_bytes = 16..=u64::from(REQUEST_HEAD_BYTES_CEILING);
+    if let Some(bytes) = set(&table.request_uri_bytes_max, uri_bytes, "request-uri-bytes-max") {
+        limits.request_uri_bytes_max = as_u32(bytes);
+    }
+    if let Some(count) = set(&table.request_headers_max, 1..=u64::from(REQUEST_HEADERS_CEILING), "request-headers-max")
+    {
+        limits.request_headers_max = as_u32(count);
+    }
+    if let Some(bytes) = set(&table.request_body_bytes_max, 0..=i64::MAX as u64, "request-body-bytes-max") {
+        limits.request_body_bytes_max = bytes;
+    }
+    let connections = 1..=u64::from(CONNECTIONS_PER_WORKER_CEILING);
+    if let Some(count) = set(&table.connections_per_worker_max, connections, "connections-per-worker-max") {
+        limits.connections_per_worker_max = as_u32(count);
+    }
     limits
 }
+
+/// The most `connections-per-worker-max` may allow: one million, far above what the open-file
+/// limit of any host lets a worker hold.
+const CONNECTIONS_PER_WORKER_CEILING: u32 = 1_000_000;
 
 pub(crate) fn named_values(
     file: Option<&Item<super::files::NamedValuesFile>>,
@@ -152,7 +203,13 @@ pub(crate) fn named_values(
 }
 
 /// Compiled APIs with the id each came from, in directory order; broken ones are left out.
-fn apis(items: &[Item<ApiFile>], values: &NamedValues, diagnostics: &mut Diagnostics) -> Vec<(Api, String)> {
+fn apis(
+    parsed: &Parsed,
+    backends: &[Backend],
+    values: &NamedValues,
+    diagnostics: &mut Diagnostics,
+) -> Vec<(Api, String)> {
+    let items: &[Item<ApiFile>] = &parsed.apis;
     let mut apis = Vec::new();
     let mut paths: HashMap<String, String> = HashMap::new();
     for item in items {
@@ -177,7 +234,20 @@ fn apis(items: &[Item<ApiFile>], values: &NamedValues, diagnostics: &mut Diagnos
         } else {
             paths.insert(path.clone(), item.id.clone());
         }
-        let backend = backend(&file.backend_url, source, values, diagnostics);
+        let (backend, backend_id) = match (&file.backend_url, &file.backend_id) {
+            (Some(url), None) => (backend(url, source, values, diagnostics), None),
+            (None, Some(id)) => named_backend(id, source, parsed, backends, diagnostics),
+            (Some(_), Some(id)) => {
+                diagnostics.push(source.error(id.span(), "give backend-url or backend-id, not both"));
+                (None, None)
+            }
+            (None, None) => {
+                diagnostics.push(source.error_at_start(
+                    "an API needs backend-url = \"http://...\" or backend-id = \"<id of backends/<id>.toml>\"",
+                ));
+                (None, None)
+            }
+        };
         let header = key_name(file.subscription_key.header.as_ref(), DEFAULT_SUBSCRIPTION_KEY_HEADER, is_token);
         let query = key_name(file.subscription_key.query.as_ref(), DEFAULT_SUBSCRIPTION_KEY_QUERY, is_query_name);
         if let Err(span) = &header {
@@ -192,9 +262,11 @@ fn apis(items: &[Item<ApiFile>], values: &NamedValues, diagnostics: &mut Diagnos
                 name: file.name.get_ref().clone(),
                 path,
                 backend,
+                backend_id,
                 subscription_required: file.subscription_required,
                 subscription_key_header: header,
                 subscription_key_query: query,
+                preserve_host: file.preserve_host,
                 version: String::new(),
                 revision: "1".to_owned(),
                 // Filled by the policy compiler.
@@ -204,6 +276,37 @@ fn apis(items: &[Item<ApiFile>], values: &NamedValues, diagnostics: &mut Diagnos
         }
     }
     apis
+}
+
+/// An API's named backend: its index, and the service URL it stands for (scheme, first endpoint,
+/// base path, `Host`).
+fn named_backend(
+    id: &Spanned<String>,
+    source: &SourceFile,
+    parsed: &Parsed,
+    backends: &[Backend],
+    diagnostics: &mut Diagnostics,
+) -> (Option<BackendUrl>, Option<u32>) {
+    let Some(index) = backends.iter().position(|backend| backend.id == *id.get_ref()) else {
+        // A backend with errors of its own is reported there, not here.
+        if !parsed.backends.iter().any(|item| item.id == *id.get_ref())
+            && !parsed.broken_backend_ids.contains(id.get_ref())
+        {
+            let message = format!("unknown backend {:?} (add backends/{}.toml)", id.get_ref(), id.get_ref());
+            diagnostics.push(source.error(id.span(), message));
+        }
+        return (None, None);
+    };
+    let backend = &backends[index];
+    let Some(first) = backend.endpoints.first() else { return (None, None) };
+    let url = BackendUrl {
+        scheme: backend.scheme,
+        host: first.host.clone(),
+        port: first.port,
+        base_path: backend.base_path.clone(),
+        authority: backend.authority.clone(),
+    };
+    (Some(url), Some(index as u32))
 }
 
 fn backend(
@@ -220,13 +323,6 @@ fn backend(
         }
     };
     match backend_url::parse(&resolved.text) {
-        Ok(backend) if backend.scheme == Scheme::Https => {
-            diagnostics.push(source.error(
-                url.span(),
-                format!("https backends are not supported yet: TLS to backends arrives with {HTTPS_BACKEND_ISSUE}"),
-            ));
-            None
-        }
         Ok(backend) => Some(backend),
         Err(error) => {
             // The message never quotes the resolved URL when a secret went into it.

@@ -17,6 +17,8 @@ pub(crate) struct GatewayFile {
     pub(crate) policies: PoliciesTable,
     #[serde(default)]
     pub(crate) xdp: super::xdp::XdpTable,
+    #[serde(default)]
+    pub(crate) tls: super::tls::TlsTable,
 }
 
 /// `[policies]` in `gateway.toml`.
@@ -41,10 +43,15 @@ pub(crate) struct DeploymentTable {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct LimitsTable {
-    pub(crate) backend_connect_timeout_ms: Option<Spanned<u32>>,
-    pub(crate) backend_response_timeout_ms: Option<Spanned<u32>>,
-    pub(crate) request_header_timeout_ms: Option<Spanned<u32>>,
-    pub(crate) keepalive_idle_timeout_ms: Option<Spanned<u32>>,
+    pub(crate) backend_connect_timeout_ms: Option<Spanned<u64>>,
+    pub(crate) backend_response_timeout_ms: Option<Spanned<u64>>,
+    pub(crate) request_header_timeout_ms: Option<Spanned<u64>>,
+    pub(crate) keepalive_idle_timeout_ms: Option<Spanned<u64>>,
+    pub(crate) request_head_bytes_max: Option<Spanned<u64>>,
+    pub(crate) request_uri_bytes_max: Option<Spanned<u64>>,
+    pub(crate) request_headers_max: Option<Spanned<u64>>,
+    pub(crate) request_body_bytes_max: Option<Spanned<u64>>,
+    pub(crate) connections_per_worker_max: Option<Spanned<u64>>,
 }
 
 /// `named-values.toml`: values substituted into `{{name}}` placeholders.
@@ -71,7 +78,13 @@ pub(crate) struct NamedValueEntry {
 pub(crate) struct ApiFile {
     pub(crate) name: Spanned<String>,
     pub(crate) path: Spanned<String>,
-    pub(crate) backend_url: Spanned<String>,
+    /// Exactly one of `backend-url` and `backend-id`.
+    pub(crate) backend_url: Option<Spanned<String>>,
+    /// A named backend: `backends/<backend-id>.toml`.
+    pub(crate) backend_id: Option<Spanned<String>>,
+    /// Forward the client's `Host` instead of the backend's authority.
+    #[serde(default)]
+    pub(crate) preserve_host: bool,
     #[serde(default = "subscription_required_default")]
     pub(crate) subscription_required: bool,
     #[serde(default)]
@@ -84,6 +97,90 @@ pub(crate) struct ApiFile {
 pub(crate) struct SubscriptionKeyTable {
     pub(crate) header: Option<Spanned<String>>,
     pub(crate) query: Option<Spanned<String>>,
+}
+
+/// `backends/<backend-id>.toml`: a named backend (endpoints, load balancing, pool, health).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct BackendFile {
+    pub(crate) protocol: Option<Spanned<ProtocolName>>,
+    #[serde(default)]
+    pub(crate) load_balancing: LoadBalancingName,
+    /// Path prefix on every endpoint (`/api`).
+    pub(crate) base_path: Option<Spanned<String>>,
+    /// `Host` header sent to the endpoints; the first endpoint's address when absent.
+    pub(crate) host_header: Option<Spanned<String>>,
+    /// `[[endpoint]]` tables.
+    #[serde(default)]
+    pub(crate) endpoint: Vec<EndpointEntry>,
+    #[serde(default)]
+    pub(crate) pool: PoolTable,
+    #[serde(default)]
+    pub(crate) health: HealthTable,
+}
+
+/// `protocol` of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum ProtocolName {
+    Http,
+    Https,
+}
+
+/// The load-balancing algorithms, as written.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum LoadBalancingName {
+    #[default]
+    RoundRobin,
+    Weighted,
+    LeastRequests,
+}
+
+/// One `[[endpoint]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct EndpointEntry {
+    /// `host:port` (`[v6]:port`); named values allowed.
+    pub(crate) address: Spanned<String>,
+    pub(crate) weight: Option<Spanned<u32>>,
+}
+
+/// `[pool]` of a backend.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct PoolTable {
+    pub(crate) max_idle_per_endpoint: Option<Spanned<u32>>,
+    pub(crate) idle_timeout_ms: Option<Spanned<u32>>,
+}
+
+/// `[health]` of a backend.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct HealthTable {
+    #[serde(default)]
+    pub(crate) passive: PassiveTable,
+    pub(crate) active: Option<ActiveTable>,
+}
+
+/// `[health.passive]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct PassiveTable {
+    pub(crate) consecutive_failures: Option<Spanned<u32>>,
+    pub(crate) ejection_ms: Option<Spanned<u32>>,
+}
+
+/// `[health.active]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct ActiveTable {
+    pub(crate) path: Spanned<String>,
+    pub(crate) interval_ms: Option<Spanned<u32>>,
+    pub(crate) timeout_ms: Option<Spanned<u32>>,
+    pub(crate) healthy_threshold: Option<Spanned<u32>>,
+    pub(crate) unhealthy_threshold: Option<Spanned<u32>>,
+    pub(crate) expected_status: Option<Spanned<String>>,
 }
 
 /// `apis/<api-id>/operations/<operation-id>.toml`.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use super::diagnostic::{Diagnostic, Diagnostics, SourceFile};
-use super::files::{ApiFile, GatewayFile, NamedValuesFile, OperationFile, ProductFile, SubscriptionFile};
+use super::files::{ApiFile, BackendFile, GatewayFile, NamedValuesFile, OperationFile, ProductFile, SubscriptionFile};
 
 /// A config file is written by hand; anything past 1 MiB is a mistake, not a config.
 pub const FILE_BYTES_MAX: u64 = 1024 * 1024;
@@ -33,6 +33,8 @@ pub const PRODUCTS_DIR: &str = "products";
 pub const PRODUCT_FILE: &str = "product.toml";
 /// The directory of policy fragments, one `<fragment-id>.xml` each.
 pub const FRAGMENTS_DIR: &str = "fragments";
+/// The directory of named backends, one `<backend-id>.toml` each.
+pub const BACKENDS_DIR: &str = "backends";
 /// An API's operations: `<operation-id>.toml`, with an optional `<operation-id>.xml` policy.
 pub const OPERATIONS_DIR: &str = "operations";
 
@@ -64,6 +66,10 @@ pub(crate) struct Parsed {
     pub(crate) products: Vec<(Item<ProductFile>, Option<SourceFile>)>,
     /// Products whose directory exists but whose file did not parse.
     pub(crate) broken_product_ids: BTreeSet<String>,
+    /// `backends/<id>.toml`.
+    pub(crate) backends: Vec<Item<BackendFile>>,
+    /// Backends whose file exists but did not parse: references to them are not reported again.
+    pub(crate) broken_backend_ids: BTreeSet<String>,
 }
 
 /// The files of an API directory besides `api.toml`.
@@ -104,14 +110,18 @@ pub(crate) fn read(dir: &Path, diagnostics: &mut Diagnostics) -> Parsed {
             (POLICY_FILE, false) => parsed.global_policy = read_text(&entry.path, diagnostics),
             (FRAGMENTS_DIR, true) => read_fragments(&entry.path, &mut parsed, diagnostics),
             (PRODUCTS_DIR, true) => read_products(&entry.path, &mut parsed, diagnostics),
+            (BACKENDS_DIR, true) => read_backends(&entry.path, &mut parsed, diagnostics),
+            // Certificates and keys, read where `[tls]` names them.
+            (super::tls::CERTS_DIR, true) => {}
             (name, _) if is_ignored(name) => {}
             (name, is_dir) => diagnostics.push(Diagnostic::at_path(
                 &entry.path,
                 format!(
                     "unexpected {} {name:?} in the config directory: expected {GATEWAY_FILE}, {NAMED_VALUES_FILE}, \
-                     {POLICY_FILE}, {APIS_DIR}/, {PRODUCTS_DIR}/, {SUBSCRIPTIONS_DIR}/ or {FRAGMENTS_DIR}/ \
+                     {POLICY_FILE}, {APIS_DIR}/, {BACKENDS_DIR}/, {PRODUCTS_DIR}/, {SUBSCRIPTIONS_DIR}/, {FRAGMENTS_DIR}/ or {certs}/ \
                      (names starting with '.' and *.md files are ignored)",
-                    if is_dir { "directory" } else { "file" }
+                    if is_dir { "directory" } else { "file" },
+                    certs = super::tls::CERTS_DIR,
                 ),
             )),
         }
@@ -278,6 +288,40 @@ pub(crate) fn read_fragments(dir: &Path, parsed: &mut Parsed, diagnostics: &mut 
             }
         }
     }
+}
+
+fn read_backends(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
+    for entry in entries(dir, diagnostics) {
+        if is_ignored(&entry.name) {
+            continue;
+        }
+        let Some(id) = entry.name.strip_suffix(".toml").filter(|_| !entry.is_dir) else {
+            diagnostics.push(Diagnostic::at_path(
+                &entry.path,
+                format!("unexpected {:?}: each backend is a file {BACKENDS_DIR}/<backend-id>.toml", entry.name),
+            ));
+            continue;
+        };
+        if check_id(id, &entry.path, diagnostics) {
+            match parse_file(id, &entry.path, diagnostics) {
+                Some(item) => parsed.backends.push(item),
+                None => {
+                    parsed.broken_backend_ids.insert(id.to_owned());
+                }
+            }
+        }
+    }
+}
+
+/// The ids of `dir/backends/*.toml` (for policy checks outside a full load).
+pub(crate) fn backend_ids(dir: &Path) -> BTreeSet<String> {
+    let Ok(read) = std::fs::read_dir(dir.join(BACKENDS_DIR)) else { return BTreeSet::new() };
+    read.filter_map(|entry| {
+        let name = entry.ok()?.file_name().into_string().ok()?;
+        let id = name.strip_suffix(".toml")?;
+        is_valid_id(id).then(|| id.to_owned())
+    })
+    .collect()
 }
 
 fn read_subscriptions(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {

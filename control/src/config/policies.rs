@@ -50,6 +50,7 @@ pub(crate) fn compile(
     apis: &mut [(Api, String)],
     products: &[Product],
     values: &NamedValues,
+    backends: &std::collections::BTreeSet<String>,
     options: Options,
     diagnostics: &mut Diagnostics,
 ) -> Compiled {
@@ -72,7 +73,7 @@ pub(crate) fn compile(
             Some((index as u32, product, document))
         })
         .collect();
-    let env = Environment { named_values: values, fragments: &fragments, options };
+    let env = Environment { named_values: values, fragments: &fragments, backends, options };
     let mut table = ProgramTable::default();
     let mut product_policies = Vec::new();
     for (api_index, (api, id)) in apis.iter_mut().enumerate() {

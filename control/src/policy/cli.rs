@@ -111,6 +111,8 @@ fn warning_text(diagnostic: &Diagnostic) -> String {
 pub struct Context {
     pub named_values: NamedValues,
     pub fragments: Fragments,
+    /// Ids of the config directory's named backends.
+    pub backends: std::collections::BTreeSet<String>,
     pub options: Options,
 }
 
@@ -190,8 +192,12 @@ fn fragment_document(fragment: &Fragment) -> Document {
 
 /// Compiles the four sections of one standalone document.
 fn compile_document(document: &Document, context: &Context, report: &mut Report) -> Vec<(Section, Option<Program>)> {
-    let env =
-        Environment { named_values: &context.named_values, fragments: &context.fragments, options: context.options };
+    let env = Environment {
+        named_values: &context.named_values,
+        fragments: &context.fragments,
+        backends: &context.backends,
+        options: context.options,
+    };
     Section::ALL
         .into_iter()
         .map(|section| {
@@ -326,6 +332,7 @@ pub fn context_from(dir: Option<&Path>, options: Options) -> Result<Context, Str
             crate::config::policy_references(dir).map_err(|diagnostics| diagnostics.to_string())?;
         context.named_values = named_values;
         context.fragments = fragments;
+        context.backends = crate::config::backend_ids(dir);
     }
     Ok(context)
 }

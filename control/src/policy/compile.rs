@@ -35,6 +35,8 @@ pub struct Options {
 pub struct Environment<'a> {
     pub named_values: &'a NamedValues,
     pub fragments: &'a Fragments,
+    /// Ids of the named backends (`set-backend-service backend-id` must name one).
+    pub backends: &'a std::collections::BTreeSet<String>,
     pub options: Options,
 }
 

@@ -17,7 +17,9 @@ fn config(source: &str) -> Config {
         deployment: Default::default(),
         products: Vec::new(),
         product_policies: Vec::new(),
+        backends: Vec::new(),
         xdp: Default::default(),
+        tls: Default::default(),
     }
 }
 
@@ -28,7 +30,14 @@ fn socket_path(name: &str) -> PathBuf {
 }
 
 fn hello(generation: u64) -> ToControl {
-    ToControl::Hello { pid: 7, workers: 2, io_backend: "epoll".into(), listen: vec!["127.0.0.1:1".into()], generation }
+    ToControl::Hello {
+        pid: 7,
+        workers: 2,
+        io_backend: "epoll".into(),
+        listen: vec!["127.0.0.1:1".into()],
+        listen_tls: None,
+        generation,
+    }
 }
 
 /// Receives one snapshot and returns its generation and decoded config.

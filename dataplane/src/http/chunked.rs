@@ -18,6 +18,12 @@ pub enum ChunkedError {
     MissingCrlf,
     #[error("chunk-size or trailer line longer than {LINE_BYTES_MAX} bytes")]
     LineTooLong,
+    #[error("invalid chunk extension")]
+    InvalidExtension,
+    #[error("a chunk-size or trailer line does not end in CRLF")]
+    BareLineEnd,
+    #[error("invalid trailer field")]
+    InvalidTrailer,
 }
 
 /// Where the scanner is in the body.
@@ -48,6 +54,8 @@ pub struct Scan {
 #[derive(Debug, Clone)]
 pub struct ChunkedScanner {
     state: State,
+    /// Chunk data bytes seen so far (the body's decoded size).
+    data_bytes: u64,
 }
 
 impl Default for ChunkedScanner {
@@ -59,7 +67,12 @@ impl Default for ChunkedScanner {
 impl ChunkedScanner {
     /// A scanner at the start of a body.
     pub fn new() -> Self {
-        Self { state: State::Size }
+        Self { state: State::Size, data_bytes: 0 }
+    }
+
+    /// Chunk data bytes seen so far: the size of the decoded body, for body-size limits.
+    pub fn data_bytes(&self) -> u64 {
+        self.data_bytes
     }
 
     /// Whether the body has ended.
@@ -76,20 +89,19 @@ impl ChunkedScanner {
             match self.state {
                 State::Done => return Ok(Scan { consumed: at, done: true }),
                 _ if rest.is_empty() => return Ok(Scan { consumed: at, done: false }),
-                State::Size => match httparse::parse_chunk_size(rest) {
-                    Ok(httparse::Status::Complete((line_len, size))) => {
-                        if line_len > LINE_BYTES_MAX {
-                            return Err(ChunkedError::LineTooLong);
-                        }
-                        at += line_len;
+                State::Size => match rest.iter().position(|&b| b == b'\n') {
+                    Some(newline) if newline >= LINE_BYTES_MAX => return Err(ChunkedError::LineTooLong),
+                    Some(newline) => {
+                        let size = size_line(&rest[..newline])?;
+                        at += newline + 1;
                         self.state = if size == 0 { State::Trailer } else { State::Data(size) };
                     }
-                    Ok(httparse::Status::Partial) => return self.partial_line(at, rest),
-                    Err(httparse::InvalidChunkSize) => return Err(ChunkedError::InvalidSize),
+                    None => return self.partial_line(at, rest),
                 },
                 State::Data(left) => {
                     let take = left.min(rest.len() as u64);
                     at += take as usize;
+                    self.data_bytes = self.data_bytes.saturating_add(take);
                     self.state =
                         if take == left { State::DataEnd { seen_cr: false } } else { State::Data(left - take) };
                 }
@@ -106,10 +118,12 @@ impl ChunkedScanner {
                         if newline >= LINE_BYTES_MAX {
                             return Err(ChunkedError::LineTooLong);
                         }
-                        let line = &rest[..newline];
+                        let line = strip_cr(&rest[..newline])?;
                         at += newline + 1;
-                        if line.is_empty() || line == b"\r" {
+                        if line.is_empty() {
                             self.state = State::Done;
+                        } else if !is_field_line(line) {
+                            return Err(ChunkedError::InvalidTrailer);
                         }
                     }
                     None => return self.partial_line(at, rest),
@@ -123,6 +137,88 @@ impl ChunkedScanner {
             return Err(ChunkedError::LineTooLong);
         }
         Ok(Scan { consumed: at, done: false })
+    }
+}
+
+/// A line without its final CR; a line that does not end in CRLF is refused (no bare LF: a
+/// backend that reads lines differently must never see a different body than we do).
+fn strip_cr(line: &[u8]) -> Result<&[u8], ChunkedError> {
+    match line.split_last() {
+        Some((b'\r', content)) if !content.contains(&b'\r') => Ok(content),
+        _ => Err(ChunkedError::BareLineEnd),
+    }
+}
+
+/// Parses `chunk-size *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ) CR` (RFC 9112 §7.1):
+/// 1 to 16 hex digits, nothing before them, extensions well-formed.
+fn size_line(line: &[u8]) -> Result<u64, ChunkedError> {
+    let line = strip_cr(line)?;
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 16 {
+        return Err(ChunkedError::InvalidSize);
+    }
+    let size = line[..digits].iter().fold(0u64, |acc, &b| (acc << 4) | u64::from(hex_value(b)));
+    let mut rest = &line[digits..];
+    loop {
+        rest = skip_whitespace(rest);
+        let Some((b';', after)) = rest.split_first() else {
+            return if rest.is_empty() { Ok(size) } else { Err(ChunkedError::InvalidSize) };
+        };
+        let after = skip_whitespace(after);
+        let name = after.iter().take_while(|&&b| is_tchar(b)).count();
+        if name == 0 {
+            return Err(ChunkedError::InvalidExtension);
+        }
+        rest = skip_whitespace(&after[name..]);
+        if let Some((b'=', value)) = rest.split_first() {
+            let value = skip_whitespace(value);
+            let len = extension_value_len(value).ok_or(ChunkedError::InvalidExtension)?;
+            rest = &value[len..];
+        }
+    }
+}
+
+/// Length of a token or quoted-string at the start of `value`.
+fn extension_value_len(value: &[u8]) -> Option<usize> {
+    if value.first() != Some(&b'"') {
+        let token = value.iter().take_while(|&&b| is_tchar(b)).count();
+        return (token > 0).then_some(token);
+    }
+    let mut at = 1;
+    while let Some(&b) = value.get(at) {
+        match b {
+            b'"' => return Some(at + 1),
+            b'\\' if value.get(at + 1).is_some_and(|&next| next == b'\t' || next >= 0x20 && next != 0x7f) => at += 2,
+            b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff => at += 1,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// A trailer `name: value` line: a token name, a colon, then no control bytes but HTAB.
+fn is_field_line(line: &[u8]) -> bool {
+    let name = line.iter().take_while(|&&b| is_tchar(b)).count();
+    name > 0
+        && line.get(name) == Some(&b':')
+        && line[name + 1..].iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+fn skip_whitespace(bytes: &[u8]) -> &[u8] {
+    let spaces = bytes.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    &bytes[spaces..]
+}
+
+/// RFC 9110 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn hex_value(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        _ => b.wrapping_sub(b'A').wrapping_add(10) & 0x0f,
     }
 }
 
@@ -193,5 +289,36 @@ mod tests {
         assert_eq!(feed(&[&long_ext]), Err(ChunkedError::LineTooLong));
         let long_trailer = [&b"0\r\n"[..], &vec![b'a'; LINE_BYTES_MAX][..]].concat();
         assert_eq!(feed(&[&long_trailer]), Err(ChunkedError::LineTooLong));
+    }
+
+    #[test]
+    fn strict_lines_refuse_what_backends_could_read_differently() {
+        // Sizes: no sign, no prefix, no leading whitespace, at most 16 digits.
+        for bad in [&b" 5\r\n"[..], b"+5\r\n", b"0x5\r\n", b"5 x\r\n", b"\r\n", b"00000000000000005\r\n"] {
+            assert_eq!(feed(&[bad]), Err(ChunkedError::InvalidSize), "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(feed(&[b"0000000000000005\r\nhello\r\n0\r\n\r\n"]).unwrap(), Some(30));
+        assert_eq!(feed(&[b"A\r\n0123456789\r\n0\r\n\r\n"]).unwrap(), Some(20));
+        // Bare LF or bare CR in size and trailer lines.
+        assert_eq!(feed(&[b"5\nhello\r\n"]), Err(ChunkedError::BareLineEnd));
+        assert_eq!(feed(&[b"5;a=b\rc\r\n"]), Err(ChunkedError::BareLineEnd));
+        assert_eq!(feed(&[b"0\r\n\n"]), Err(ChunkedError::BareLineEnd));
+        assert_eq!(feed(&[b"0\r\nT: v\n\r\n"]), Err(ChunkedError::BareLineEnd));
+        // Extensions: names are tokens, values tokens or quoted strings.
+        assert_eq!(feed(&[b"1 ; a = \"q \\\" s\" ; b\r\nx\r\n0\r\n\r\n"]).unwrap().map(|_| ()), Some(()));
+        for bad in [&b"1;\r\n"[..], b"1;=x\r\n", b"1;a=\r\n", b"1;a=\"open\r\n", b"1;a=b c\r\n", b"1;a\x00\r\n"] {
+            assert!(feed(&[bad]).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        // Trailers are field lines.
+        assert_eq!(feed(&[b"0\r\nno colon\r\n\r\n"]), Err(ChunkedError::InvalidTrailer));
+        assert_eq!(feed(&[b"0\r\n: v\r\n\r\n"]), Err(ChunkedError::InvalidTrailer));
+        assert_eq!(feed(&[b"0\r\nX: a\x01\r\n\r\n"]), Err(ChunkedError::InvalidTrailer));
+    }
+
+    #[test]
+    fn counts_decoded_bytes() {
+        let mut scanner = ChunkedScanner::new();
+        scanner.scan(BODY).unwrap();
+        assert_eq!(scanner.data_bytes(), 5 + 26);
     }
 }

@@ -62,6 +62,19 @@ pub const HEADERS_TOO_LARGE: ErrorResponse = ErrorResponse {
     message: "Request header fields too large.",
 };
 
+/// The request target (or the request line) is longer than the limit.
+pub const URI_TOO_LONG: ErrorResponse =
+    ErrorResponse { status: 414, reason: "URI Too Long", message: "Request URI too long." };
+/// The request body is larger than the limit.
+pub const PAYLOAD_TOO_LARGE: ErrorResponse =
+    ErrorResponse { status: 413, reason: "Content Too Large", message: "Request entity too large." };
+/// The request uses a transfer coding or method the gateway does not implement.
+pub const NOT_IMPLEMENTED: ErrorResponse = ErrorResponse {
+    status: 501,
+    reason: "Not Implemented",
+    message: "Not implemented: the request uses a method or transfer coding the gateway does not support.",
+};
+
 impl ErrorResponse {
     /// Appends the whole response (head and body) to `out`; `close` adds `Connection: close`.
     pub fn write(&self, out: &mut Vec<u8>, close: bool) {

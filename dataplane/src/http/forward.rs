@@ -23,6 +23,8 @@ pub enum ClientConnection {
     KeepAliveHttp10,
     /// The gateway closes after this response: `Connection: close`.
     Close,
+    /// A `101 Switching Protocols`: `Connection: upgrade` and the backend's `Upgrade`.
+    Upgrade,
 }
 
 /// Appends the backend request target: `base_path` + the rest of the path after the API prefix
@@ -46,6 +48,8 @@ pub struct Forwarding<'a> {
     pub remainder_start: usize,
     /// The client's address, appended to `X-Forwarded-For`.
     pub client_ip: IpAddr,
+    /// The client came over TLS: `X-Forwarded-Proto: https`.
+    pub tls: bool,
 }
 
 /// Writes (replacing `out`'s contents) the request head sent to the backend.
@@ -64,7 +68,7 @@ pub fn write_request_head(out: &mut Vec<u8>, head: &RequestHead, buf: &[u8], for
         }
         write_header(out, name, header.value.of(buf));
     }
-    write_proxy_headers(out, head, buf, forwarding.authority, forwarding.client_ip);
+    write_proxy_headers(out, head, buf, forwarding.authority, forwarding.client_ip, forwarding.tls);
 }
 
 /// Appends the headers the gateway sets on every forwarded request (`Host`, `X-Forwarded-For`
@@ -75,6 +79,7 @@ pub(crate) fn write_proxy_headers(
     buf: &[u8],
     authority: &str,
     client_ip: IpAddr,
+    tls: bool,
 ) {
     write_header(out, b"Host", authority.as_bytes());
     out.extend_from_slice(b"X-Forwarded-For: ");
@@ -84,8 +89,13 @@ pub(crate) fn write_proxy_headers(
     }
     // Writing into a Vec cannot fail.
     let _ = write!(out, "{client_ip}\r\n");
-    out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
-    if let Some(host) = head.header(buf, b"host") {
+    // A protocol switch is asked of the backend again (Upgrade and Connection are hop-by-hop).
+    if let (true, Some(upgrade)) = (head.wants_upgrade(), head.header(buf, b"upgrade")) {
+        write_header(out, b"Upgrade", upgrade);
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    }
+    out.extend_from_slice(if tls { b"X-Forwarded-Proto: https\r\n" } else { b"X-Forwarded-Proto: http\r\n" });
+    if let Some(host) = head.host(buf) {
         write_header(out, b"X-Forwarded-Host", host);
     }
     out.extend_from_slice(b"\r\n");
@@ -105,6 +115,12 @@ pub fn write_response_head(out: &mut Vec<u8>, head: &ResponseHead, buf: &[u8], c
             write_header(out, name, header.value.of(buf));
         }
     }
+    if connection == ClientConnection::Upgrade {
+        let upgrade = headers.iter().find(|header| header.name.of(buf).eq_ignore_ascii_case(b"upgrade"));
+        if let Some(upgrade) = upgrade {
+            write_header(out, b"Upgrade", upgrade.value.of(buf));
+        }
+    }
     write_connection(out, connection);
     out.extend_from_slice(b"\r\n");
 }
@@ -115,6 +131,7 @@ pub(crate) fn write_connection(out: &mut Vec<u8>, connection: ClientConnection) 
         ClientConnection::KeepAlive => {}
         ClientConnection::KeepAliveHttp10 => out.extend_from_slice(b"Connection: keep-alive\r\n"),
         ClientConnection::Close => out.extend_from_slice(b"Connection: close\r\n"),
+        ClientConnection::Upgrade => out.extend_from_slice(b"Connection: upgrade\r\n"),
     }
 }
 
@@ -168,14 +185,21 @@ Transfer-Encoding: chunked\r\nOcp-Apim-Subscription-Key: k\r\nExpect: 100-contin
             authority: "backend:8081",
             remainder_start: 5,
             client_ip: "127.0.0.1".parse().unwrap(),
+            tls: false,
         };
         write_request_head(&mut out, &head, buf, &forwarding);
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            String::from_utf8(out.clone()).unwrap(),
             "POST /api/hello?x=1 HTTP/1.1\r\nTransfer-Encoding: chunked\r\nOcp-Apim-Subscription-Key: k\r\n\
 Host: backend:8081\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\
 X-Forwarded-Host: gw.example\r\n\r\n"
         );
+        // Over TLS, the client-facing scheme is https (whatever the client claimed).
+        let buf = b"GET /echo/x HTTP/1.1\r\nHost: gw\r\nX-Forwarded-Proto: http\r\n\r\n";
+        let head = request::parse(buf).unwrap().unwrap();
+        write_request_head(&mut out, &head, buf, &Forwarding { tls: true, ..forwarding });
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\r\nX-Forwarded-Proto: https\r\n") && !text.contains("Proto: http\r\n"), "{text}");
     }
 
     #[test]

@@ -1,15 +1,60 @@
 //! Request heads: parsed from the connection's buffer, kept as offsets into it.
 
 use crate::http::{
-    BodyFraming, FramingError, HEAD_BYTES_MAX, HEADERS_MAX, HeaderSpan, Span, Version, collect_headers, find_header,
-    header_facts,
+    BodyFraming, FramingError, HEAD_BYTES_CEILING, HEADERS_MAX, HeaderSpan, Span, Version, collect_headers,
+    find_header, header_facts,
 };
+
+/// How the request target was written (RFC 9112 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetForm {
+    /// `/path?query`: what clients send to an origin.
+    Origin,
+    /// `http://authority/path?query`: what clients send to a proxy; servers must accept it, and
+    /// its authority replaces the `Host` header.
+    Absolute,
+    /// `*`, only with `OPTIONS`: the server as a whole.
+    Asterisk,
+}
+
+/// The limits a request head is parsed under (`[limits]` in the config; defaults in
+/// `contract::model`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// Largest head, request line and headers (431, or 414 when the request line alone is larger).
+    pub head_bytes_max: usize,
+    /// Longest request target (414).
+    pub uri_bytes_max: usize,
+    /// Most headers (431); at most [`HEADERS_MAX`], the parser's array.
+    pub headers_max: usize,
+}
+
+impl HeadLimits {
+    /// The limits of `[limits]`, clamped to what the parser can hold.
+    pub fn of(limits: &portcullis_contract::model::Limits) -> Self {
+        Self {
+            head_bytes_max: (limits.request_head_bytes_max as usize).min(HEAD_BYTES_CEILING),
+            uri_bytes_max: limits.request_uri_bytes_max as usize,
+            headers_max: (limits.request_headers_max as usize).min(HEADERS_MAX),
+        }
+    }
+}
+
+impl Default for HeadLimits {
+    fn default() -> Self {
+        Self::of(&portcullis_contract::model::Limits::default())
+    }
+}
 
 /// A parsed request head. Every accessor that returns bytes takes the buffer it was parsed from.
 #[derive(Debug, Clone)]
 pub struct RequestHead {
     method: Span,
+    /// The origin-form part of the target (`/path?query`), also for absolute-form requests.
     target: Span,
+    form: TargetForm,
+    /// The effective host: the absolute-form target's authority, else the `Host` header.
+    host: Option<Span>,
     version: Version,
     head_len: usize,
     headers: [HeaderSpan; HEADERS_MAX],
@@ -18,30 +63,67 @@ pub struct RequestHead {
     connection_close: bool,
     connection_keep_alive: bool,
     expect_continue: bool,
+    upgrade: bool,
 }
 
-/// Why a request head is refused (each maps to one client response in the proxy's on-error phase).
+/// Why a request head is refused (each maps to one client response in the proxy's on-error
+/// phase; the connection is closed after it, since what follows cannot be trusted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
     #[error("malformed request head: {0}")]
     Malformed(httparse::Error),
-    #[error("request head is larger than {HEAD_BYTES_MAX} bytes")]
+    #[error("request head is larger than the limit")]
     TooLarge,
-    #[error("request has more than {HEADERS_MAX} headers")]
+    #[error("request line or target is longer than the limit")]
+    UriTooLong,
+    #[error("request has more headers than the limit")]
     TooManyHeaders,
     #[error("request framing: {0}")]
     Framing(#[from] FramingError),
+    #[error("HTTP/1.1 request without a Host header")]
+    MissingHost,
+    #[error("more than one Host header")]
+    DuplicateHost,
+    #[error("Host header or target authority is not a valid host[:port]")]
+    InvalidHost,
+    #[error("request target is neither origin-form, absolute-form (http/https) nor * with OPTIONS")]
+    InvalidTarget,
+    #[error("method {0} is not supported by the gateway")]
+    MethodNotSupported(&'static str),
+}
+
+/// Parses the request head at the start of `buf` under the default limits.
+pub fn parse(buf: &[u8]) -> Result<Option<RequestHead>, RequestError> {
+    parse_within(buf, &HeadLimits::default())
 }
 
 /// Parses the request head at the start of `buf`. `Ok(None)`: incomplete, read more.
-pub fn parse(buf: &[u8]) -> Result<Option<RequestHead>, RequestError> {
-    let window = buf.get(..HEAD_BYTES_MAX).unwrap_or(buf);
+///
+/// Beyond httparse's syntax checks (token methods and header names, no whitespace before the
+/// colon, no obs-fold, no bare CR or control bytes in values), this refuses every request a
+/// proxy could disagree about with its backend (RFC 9112 §6.3, §11.2): Content-Length with
+/// Transfer-Encoding, disagreeing Content-Lengths, codings other than a single `chunked`,
+/// Transfer-Encoding in HTTP/1.0, missing or repeated `Host`, malformed authorities.
+pub fn parse_within(buf: &[u8], limits: &HeadLimits) -> Result<Option<RequestHead>, RequestError> {
+    let window = buf.get(..limits.head_bytes_max).unwrap_or(buf);
     let mut parsed_headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
-    let mut request = httparse::Request::new(&mut parsed_headers);
+    let parsed_headers = parsed_headers.get_mut(..limits.headers_max.max(1)).unwrap_or_default();
+    let mut request = httparse::Request::new(parsed_headers);
     let head_len = match request.parse(window) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if window.len() >= HEAD_BYTES_MAX => return Err(RequestError::TooLarge),
-        Ok(httparse::Status::Partial) => return Ok(None),
+        Ok(httparse::Status::Partial) if window.len() >= limits.head_bytes_max => {
+            return Err(match window.contains(&b'\n') {
+                true => RequestError::TooLarge,
+                false => RequestError::UriTooLong,
+            });
+        }
+        Ok(httparse::Status::Partial) => {
+            // A request line longer than the target limit is refused before it is complete.
+            return match window.contains(&b'\n') || window.len() <= limits.uri_bytes_max + REQUEST_LINE_EXTRA_BYTES {
+                true => Ok(None),
+                false => Err(RequestError::UriTooLong),
+            };
+        }
         Err(httparse::Error::TooManyHeaders) => return Err(RequestError::TooManyHeaders),
         Err(error) => return Err(RequestError::Malformed(error)),
     };
@@ -49,10 +131,20 @@ pub fn parse(buf: &[u8]) -> Result<Option<RequestHead>, RequestError> {
     let (Some(method), Some(target)) = (request.method, request.path) else {
         return Err(RequestError::Malformed(httparse::Error::Token));
     };
+    if target.len() > limits.uri_bytes_max {
+        return Err(RequestError::UriTooLong);
+    }
+    if method == "CONNECT" {
+        return Err(RequestError::MethodNotSupported("CONNECT"));
+    }
+    let version = Version::from_minor(request.version);
+    let (form, path, authority) = classify_target(method.as_bytes(), target.as_bytes())?;
     let mut head = RequestHead {
         method: Span::within(buf, method.as_bytes()),
-        target: Span::within(buf, target.as_bytes()),
-        version: Version::from_minor(request.version),
+        target: Span::within(buf, path),
+        form,
+        host: authority.map(|authority| Span::within(buf, authority)),
+        version,
         head_len,
         headers: [HeaderSpan::default(); HEADERS_MAX],
         header_count: 0,
@@ -60,32 +152,137 @@ pub fn parse(buf: &[u8]) -> Result<Option<RequestHead>, RequestError> {
         connection_close: false,
         connection_keep_alive: false,
         expect_continue: false,
+        upgrade: false,
     };
     head.header_count = collect_headers(buf, request.headers, &mut head.headers);
+    head.check_host(buf)?;
     let facts = header_facts(buf, head.headers())?;
     head.framing = match (facts.content_length, facts.transfer_encoding) {
+        (_, true) if version == Version::Http10 => return Err(FramingError::TransferEncodingHttp10.into()),
         (Some(_), true) => return Err(FramingError::Conflicting.into()),
-        (None, true) if facts.chunked => BodyFraming::Chunked,
-        // A request body that is not chunked-last has no knowable end (RFC 9112 §6.3 item 4).
-        (None, true) => return Err(FramingError::UnsupportedTransferEncoding.into()),
+        (None, true) if facts.transfer_codings == 1 && facts.chunked => BodyFraming::Chunked,
+        // Any other coding has no knowable end for us (RFC 9112 §6.3 item 4): 501 per §6.1.
+        (None, true) if facts.chunked_codings == 0 && facts.transfer_codings > 0 => {
+            return Err(FramingError::UnsupportedTransferEncoding.into());
+        }
+        (None, true) => return Err(FramingError::InvalidTransferEncoding.into()),
         (Some(0), false) | (None, false) => BodyFraming::None,
         (Some(length), false) => BodyFraming::Length(length),
     };
     head.connection_close = facts.connection_close;
     head.connection_keep_alive = facts.connection_keep_alive;
     head.expect_continue = facts.expect_continue;
+    head.upgrade = facts.connection_upgrade && head.header(buf, b"upgrade").is_some();
     Ok(Some(head))
 }
 
+/// Request-line bytes besides the target: the longest method we expect, two spaces,
+/// `HTTP/1.1` and CRLF. A partial line longer than the target limit plus this cannot end well.
+const REQUEST_LINE_EXTRA_BYTES: usize = 32;
+
+/// A target's form, its origin-form part and (absolute-form) its authority.
+type ClassifiedTarget<'b> = (TargetForm, &'b [u8], Option<&'b [u8]>);
+
+/// Splits the target into its form, its origin-form part and (absolute-form) its authority.
+fn classify_target<'b>(method: &[u8], target: &'b [u8]) -> Result<ClassifiedTarget<'b>, RequestError> {
+    if target.first() == Some(&b'/') {
+        return Ok((TargetForm::Origin, target, None));
+    }
+    if target == b"*" {
+        return match method {
+            b"OPTIONS" => Ok((TargetForm::Asterisk, target, None)),
+            _ => Err(RequestError::InvalidTarget),
+        };
+    }
+    let rest = strip_prefix_ignore_case(target, b"http://")
+        .or_else(|| strip_prefix_ignore_case(target, b"https://"))
+        .ok_or(RequestError::InvalidTarget)?;
+    let authority_end = rest.iter().position(|&b| b == b'/' || b == b'?' || b == b'#').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    if !is_authority(authority) {
+        return Err(RequestError::InvalidHost);
+    }
+    // `http://host` and `http://host?q` mean path `/`; the origin-form part must start with one.
+    if path.first() != Some(&b'/') {
+        return Err(RequestError::InvalidTarget);
+    }
+    Ok((TargetForm::Absolute, path, Some(authority)))
+}
+
+fn strip_prefix_ignore_case<'b>(bytes: &'b [u8], prefix: &[u8]) -> Option<&'b [u8]> {
+    let head = bytes.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then(|| bytes.get(prefix.len()..).unwrap_or(&[]))
+}
+
+/// `host[:port]` as RFC 3986 allows it, without userinfo: a reg-name or IPv4 address (letters,
+/// digits, `-._~`, percent-encoding and sub-delims) or a bracketed IPv6 literal, then an
+/// optional port of at most 5 digits.
+pub(crate) fn is_authority(authority: &[u8]) -> bool {
+    let (host, port) = match authority.first() {
+        Some(b'[') => match authority.iter().position(|&b| b == b']') {
+            Some(close) => {
+                let literal = &authority[1..close];
+                if literal.is_empty() || !literal.iter().all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+                    return false;
+                }
+                (&authority[..=close], &authority[close + 1..])
+            }
+            None => return false,
+        },
+        _ => match authority.iter().position(|&b| b == b':') {
+            Some(colon) => authority.split_at(colon),
+            None => (authority, &authority[authority.len()..]),
+        },
+    };
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    let host_ok = host.first() == Some(&b'[')
+        || (!host.is_empty() && host.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b)));
+    port_ok && host_ok
+}
+
 impl RequestHead {
+    /// Checks `Host` (RFC 9112 §3.2): exactly one in HTTP/1.1, at most one in HTTP/1.0, a valid
+    /// authority; an absolute-form target's authority wins over it.
+    fn check_host(&mut self, buf: &[u8]) -> Result<(), RequestError> {
+        let mut hosts = self.headers().iter().filter(|header| header.name.of(buf).eq_ignore_ascii_case(b"host"));
+        let first = hosts.next();
+        if hosts.next().is_some() {
+            return Err(RequestError::DuplicateHost);
+        }
+        match first {
+            None if self.version == Version::Http11 => Err(RequestError::MissingHost),
+            None => Ok(()),
+            Some(host) if !is_authority(host.value.of(buf)) => Err(RequestError::InvalidHost),
+            Some(host) => {
+                self.host.get_or_insert(host.value);
+                Ok(())
+            }
+        }
+    }
+
     /// The method, e.g. `GET`.
     pub fn method<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
         self.method.of(buf)
     }
 
-    /// The request target as sent: path with query.
+    /// The request target's path with query (for an absolute-form target, the part after its
+    /// authority; for `OPTIONS *`, `*`).
     pub fn target<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
         self.target.of(buf)
+    }
+
+    /// How the target was written.
+    pub fn target_form(&self) -> TargetForm {
+        self.form
+    }
+
+    /// The host the client asked for: the absolute-form target's authority, else `Host`.
+    pub fn host<'b>(&self, buf: &'b [u8]) -> Option<&'b [u8]> {
+        self.host.map(|span| span.of(buf))
     }
 
     /// The HTTP version.
@@ -126,6 +323,11 @@ impl RequestHead {
         self.expect_continue
     }
 
+    /// The client asks to switch protocols (`Connection: upgrade` with an `Upgrade` header).
+    pub fn wants_upgrade(&self) -> bool {
+        self.upgrade
+    }
+
     /// A `HEAD` request: its response never has a body.
     pub fn is_head(&self, buf: &[u8]) -> bool {
         self.method(buf) == b"HEAD"
@@ -133,83 +335,4 @@ impl RequestHead {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn complete_request() {
-        let buf = b"GET /echo/x?q=1 HTTP/1.1\r\nHost: a\r\nX-Y:  z \r\n\r\nleftover";
-        let head = parse(buf).unwrap().unwrap();
-        assert_eq!(head.method(buf), b"GET");
-        assert_eq!(head.target(buf), b"/echo/x?q=1");
-        assert_eq!(head.version(), Version::Http11);
-        assert_eq!(&buf[head.head_len()..], b"leftover");
-        assert_eq!(head.headers().len(), 2);
-        assert_eq!(head.header(buf, b"host"), Some(&b"a"[..]));
-        assert_eq!(head.header(buf, b"x-y"), Some(&b"z"[..]));
-        assert_eq!(head.header(buf, b"missing"), None);
-        assert_eq!(head.framing(), BodyFraming::None);
-        assert!(head.keep_alive());
-    }
-
-    #[test]
-    fn incomplete_request() {
-        assert!(parse(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none());
-        assert!(parse(b"").unwrap().is_none());
-        assert!(parse(b"GE").unwrap().is_none());
-    }
-
-    #[test]
-    fn malformed_request() {
-        assert!(matches!(parse(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"), Err(RequestError::Malformed(_))));
-        assert!(matches!(parse(b"\x01GET / HTTP/1.1\r\n\r\n"), Err(RequestError::Malformed(_))));
-        assert!(matches!(parse(b"GET / HTTP/2.0\r\n\r\n"), Err(RequestError::Malformed(_))));
-    }
-
-    #[test]
-    fn too_many_headers_and_too_large() {
-        let mut buf = b"GET / HTTP/1.1\r\n".to_vec();
-        for i in 0..=HEADERS_MAX {
-            buf.extend_from_slice(format!("h{i}: v\r\n").as_bytes());
-        }
-        buf.extend_from_slice(b"\r\n");
-        assert_eq!(parse(&buf).unwrap_err(), RequestError::TooManyHeaders);
-
-        let mut big = b"GET / HTTP/1.1\r\nx: ".to_vec();
-        big.resize(HEAD_BYTES_MAX + 10, b'a');
-        assert_eq!(parse(&big).unwrap_err(), RequestError::TooLarge);
-        // Just under the limit and still incomplete: read more.
-        big.truncate(HEAD_BYTES_MAX - 1);
-        assert!(parse(&big).unwrap().is_none());
-    }
-
-    #[test]
-    fn framing() {
-        let head = parse(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n").unwrap().unwrap();
-        assert_eq!(head.framing(), BodyFraming::Length(5));
-        let head = parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap().unwrap();
-        assert_eq!(head.framing(), BodyFraming::Chunked);
-        let conflicting = parse(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
-        assert_eq!(conflicting.unwrap_err(), RequestError::Framing(FramingError::Conflicting));
-        let gzip = parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n");
-        assert_eq!(gzip.unwrap_err(), RequestError::Framing(FramingError::UnsupportedTransferEncoding));
-        let bad = parse(b"POST / HTTP/1.1\r\nContent-Length: 5x\r\n\r\n");
-        assert_eq!(bad.unwrap_err(), RequestError::Framing(FramingError::InvalidContentLength));
-        let disagree = parse(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n");
-        assert_eq!(disagree.unwrap_err(), RequestError::Framing(FramingError::InvalidContentLength));
-        let same = parse(b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n").unwrap().unwrap();
-        assert_eq!(same.framing(), BodyFraming::Length(5));
-    }
-
-    #[test]
-    fn keep_alive_rules() {
-        let close = parse(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap().unwrap();
-        assert!(!close.keep_alive());
-        let old = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
-        assert!(!old.keep_alive());
-        let old_kept = parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap().unwrap();
-        assert!(old_kept.keep_alive());
-        let expect = parse(b"PUT / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n").unwrap().unwrap();
-        assert!(expect.expects_continue());
-    }
-}
+mod tests;

@@ -56,6 +56,42 @@ impl Stream for EpollStream {
         // Best effort: the peer may already be gone.
         let _ = socket2::SockRef::from(&self.0).shutdown(std::net::Shutdown::Both);
     }
+
+    fn shutdown_write(&self) {
+        // Best effort: the peer may already be gone.
+        let _ = socket2::SockRef::from(&self.0).shutdown(std::net::Shutdown::Write);
+    }
+
+    async fn read_shared(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        reserve_spare(&mut buf);
+        loop {
+            if let Err(error) = self.0.readable().await {
+                return (Err(error), buf);
+            }
+            match self.0.try_read_buf(&mut buf) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return (result, buf),
+            }
+        }
+    }
+
+    async fn write_shared(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
+        let Some(mut rest) = buf.get(range) else {
+            return (Err(io::Error::new(io::ErrorKind::InvalidInput, "write range outside the buffer")), buf);
+        };
+        while !rest.is_empty() {
+            if let Err(error) = self.0.writable().await {
+                return (Err(error), buf);
+            }
+            match self.0.try_write(rest) {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(written) => rest = &rest[written..],
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return (Err(error), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
 }
 
 impl Listener for EpollListener {

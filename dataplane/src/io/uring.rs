@@ -50,7 +50,25 @@ impl Stream for UringStream {
         Ok(Self(stream))
     }
 
-    async fn read(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    async fn read(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        self.read_shared(buf).await
+    }
+
+    async fn write_range(&mut self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
+        self.write_shared(buf, range).await
+    }
+
+    fn shutdown(&self) {
+        // Best effort: the peer may already be gone.
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn shutdown_write(&self) {
+        // Best effort: the peer may already be gone.
+        let _ = self.0.shutdown(std::net::Shutdown::Write);
+    }
+
+    async fn read_shared(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         reserve_spare(&mut buf);
         let len = buf.len();
         // The slice is the spare capacity; on completion tokio-uring sets the Vec's length to len + n.
@@ -58,7 +76,7 @@ impl Stream for UringStream {
         (result, slice.into_inner())
     }
 
-    async fn write_range(&mut self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
+    async fn write_shared(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
         if range.is_empty() {
             return (Ok(()), buf);
         }
@@ -67,11 +85,6 @@ impl Stream for UringStream {
         }
         let (result, slice) = self.0.write_all(buf.slice(range)).await;
         (result, slice.into_inner())
-    }
-
-    fn shutdown(&self) {
-        // Best effort: the peer may already be gone.
-        let _ = self.0.shutdown(std::net::Shutdown::Both);
     }
 }
 

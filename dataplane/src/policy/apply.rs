@@ -85,7 +85,7 @@ pub fn write_request_head(
         let _ = write!(out, "Content-Length: {}\r\n", body.len());
     }
     let authority = state.backend.as_ref().map_or(forwarding.authority, |backend| backend.authority.as_str());
-    write_proxy_headers(out, head, buf, authority, forwarding.client_ip);
+    write_proxy_headers(out, head, buf, authority, forwarding.client_ip, forwarding.tls);
 }
 
 /// Writes (replacing `out`'s contents) the response head relayed to the client, with the

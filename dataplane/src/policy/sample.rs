@@ -9,6 +9,7 @@ pub fn api() -> Api {
         id: "echo".into(),
         name: "Echo".into(),
         path: "echo".into(),
+        backend_id: None,
         backend: BackendUrl {
             scheme: Scheme::Http,
             host: "backend".into(),
@@ -19,6 +20,7 @@ pub fn api() -> Api {
         subscription_required: false,
         subscription_key_header: "Ocp-Apim-Subscription-Key".into(),
         subscription_key_query: "subscription-key".into(),
+        preserve_host: false,
         version: String::new(),
         revision: "1".into(),
         operations: Vec::new(),

@@ -257,6 +257,8 @@ pub struct RequestState {
     pub(crate) rewrite: bool,
     pub(crate) rewritten: String,
     pub(crate) backend: Option<BackendOverride>,
+    /// `set-backend-service backend-id`: the named backend's id (looked up when forwarding).
+    pub(crate) backend_id: Option<String>,
     pub(crate) authorization: Option<StoredText>,
     pub(crate) request_body: BodyEdit,
     pub(crate) status: Option<(u16, Option<StoredText>)>,
@@ -284,6 +286,7 @@ impl RequestState {
         self.rewrite = false;
         self.rewritten.clear();
         self.backend = None;
+        self.backend_id = None;
         self.authorization = None;
         self.request_body = BodyEdit::Unchanged;
         self.status = None;
@@ -365,9 +368,14 @@ impl RequestState {
         self.traces_dropped
     }
 
-    /// `set-backend-service` chose another backend.
+    /// `set-backend-service base-url` chose another backend.
     pub fn backend_override(&self) -> Option<&BackendOverride> {
         self.backend.as_ref()
+    }
+
+    /// `set-backend-service backend-id` chose a named backend (the last of the two kinds wins).
+    pub fn backend_id(&self) -> Option<&str> {
+        self.backend_id.as_deref()
     }
 
     /// The body the backend should get instead of the client's (`None`: relay the client's).

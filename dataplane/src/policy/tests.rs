@@ -50,6 +50,7 @@ pub(super) struct Fixture {
     pub(super) limits: Arc<ConcurrencyLimits>,
     pub(super) peer: IpAddr,
     pub(super) body: Option<Vec<u8>>,
+    pub(super) client_certificate: Option<crate::tls::ClientCertificate>,
 }
 
 impl Fixture {
@@ -71,6 +72,7 @@ impl Fixture {
             limits: ConcurrencyLimits::new(),
             peer: "10.1.2.3".parse().expect("ip"),
             body: None,
+            client_certificate: None,
         }
     }
 
@@ -81,6 +83,7 @@ impl Fixture {
             request_buf: &self.buf,
             remainder_start: 5,
             peer: self.peer,
+            client_certificate: self.client_certificate.as_ref(),
             api: &self.api,
             operation: &self.operation,
             subscription: None,
@@ -111,12 +114,22 @@ pub(super) const GET: &str =
 
 /// Runs `ops` and returns variable `result`.
 pub(super) fn eval(ops: Vec<Op>, consts: Vec<Const>) -> Result<String, Box<PolicyError>> {
+    eval_with(|_| {}, ops, consts)
+}
+
+/// As [`eval`], on a fixture `prepare` adjusts first.
+pub(super) fn eval_with(
+    prepare: impl FnOnce(&mut Fixture),
+    ops: Vec<Op>,
+    consts: Vec<Const>,
+) -> Result<String, Box<PolicyError>> {
     let mut consts = consts;
     let name = consts.len() as u32;
     consts.push(s("result"));
     let mut ops = ops;
     ops.push(Op::SetVariable { name });
-    let fixture = Fixture::new(GET, vec![program(ops, consts)]);
+    let mut fixture = Fixture::new(GET, vec![program(ops, consts)]);
+    prepare(&mut fixture);
     let mut state = RequestState::new();
     match fixture.run(&mut state) {
         Exit::Continue => {}

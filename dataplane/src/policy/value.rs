@@ -104,6 +104,8 @@ pub enum Handle {
     LastError,
     /// `context.Api.SubscriptionKeyParameterNames`.
     KeyNames,
+    /// `context.Request.Certificate`: present only when the client presented a verified one.
+    Certificate,
 }
 
 /// A parsed JWT (claims only: signatures are `validate-jwt`'s job).

@@ -46,6 +46,9 @@ pub struct View<'a> {
     pub remainder_start: usize,
     /// The client's address (`context.Request.IpAddress`, `ip-filter`).
     pub peer: IpAddr,
+    /// The client's certificate when it presented one over mTLS and it was verified against
+    /// `[tls] client-ca-file` (`context.Request.Certificate`).
+    pub client_certificate: Option<&'a crate::tls::ClientCertificate>,
     pub api: &'a Api,
     pub operation: &'a Operation,
     /// The subscription the key opened, if any, and the key it was opened with.

@@ -6,6 +6,7 @@ use crate::http::error_response::{self, ErrorResponse};
 use crate::http::request::RequestError;
 use crate::http::response::ResponseError;
 use crate::io::ReadError;
+use crate::io::tls::HandshakeError;
 use crate::upstream::ConnectError;
 
 /// Which side an error came from.
@@ -40,10 +41,14 @@ pub(crate) enum ProxyError {
     ClientBodyTruncated,
     #[error("invalid chunked request body: {0}")]
     ClientChunked(ChunkedError),
+    #[error("the request body is larger than request-body-bytes-max")]
+    ClientBodyTooLarge,
     #[error("writing to the client: {0}")]
     ClientWrite(std::io::Error),
     #[error("the API's backend has no usable address")]
     BackendUnavailable,
+    #[error("set-backend-service names backend {0:?}, which the configuration does not define")]
+    UnknownBackend(String),
     #[error("{0}")]
     Connect(#[from] ConnectError),
     #[error("writing to the backend: {0}")]
@@ -58,6 +63,8 @@ pub(crate) enum ProxyError {
     BackendHeadTimeout,
     #[error("invalid backend response head: {0}")]
     BackendResponse(#[from] ResponseError),
+    #[error("the backend switched protocols (101) though the client did not ask to")]
+    UnrequestedUpgrade,
     #[error("reading the backend response body: {0}")]
     BackendBody(ReadError),
     #[error("the backend closed before sending the whole body")]
@@ -72,6 +79,7 @@ impl ProxyError {
         match self {
             ProxyError::Rejected(_)
             | ProxyError::BackendUnavailable
+            | ProxyError::UnknownBackend(_)
             | ProxyError::Policy(_)
             | ProxyError::PolicyResponse
             | ProxyError::RetryNotReplayable => ErrorSource::Gateway,
@@ -80,6 +88,7 @@ impl ProxyError {
             | ProxyError::ClientBody(_)
             | ProxyError::ClientBodyTruncated
             | ProxyError::ClientChunked(_)
+            | ProxyError::ClientBodyTooLarge
             | ProxyError::ClientWrite(_) => ErrorSource::Client,
             ProxyError::Connect(_)
             | ProxyError::BackendWrite(_)
@@ -88,6 +97,7 @@ impl ProxyError {
             | ProxyError::BackendHeadTruncated
             | ProxyError::BackendHeadTimeout
             | ProxyError::BackendResponse(_)
+            | ProxyError::UnrequestedUpgrade
             | ProxyError::BackendBody(_)
             | ProxyError::BackendBodyTruncated
             | ProxyError::BackendChunked(_) => ErrorSource::Backend,
@@ -107,24 +117,30 @@ impl ProxyError {
             ProxyError::Rejected(response) => Some(*response),
             // Written from the policy state, not from a fixed response.
             ProxyError::Policy(_) | ProxyError::PolicyResponse => None,
-            ProxyError::RetryNotReplayable => Some(error_response::INTERNAL_ERROR),
+            ProxyError::RetryNotReplayable | ProxyError::UnknownBackend(_) => Some(error_response::INTERNAL_ERROR),
             ProxyError::Request(RequestError::TooLarge | RequestError::TooManyHeaders) => {
                 Some(error_response::HEADERS_TOO_LARGE)
             }
+            ProxyError::Request(RequestError::UriTooLong) => Some(error_response::URI_TOO_LONG),
+            ProxyError::Request(
+                RequestError::MethodNotSupported(_)
+                | RequestError::Framing(crate::http::FramingError::UnsupportedTransferEncoding),
+            ) => Some(error_response::NOT_IMPLEMENTED),
+            ProxyError::ClientBodyTooLarge => Some(error_response::PAYLOAD_TOO_LARGE),
             ProxyError::Request(_) | ProxyError::ClientChunked(_) => Some(error_response::BAD_REQUEST),
             ProxyError::HeaderTimeout => Some(error_response::REQUEST_TIMEOUT),
             ProxyError::ClientBody(_) | ProxyError::ClientBodyTruncated | ProxyError::ClientWrite(_) => None,
-            ProxyError::Connect(ConnectError::TimedOut) | ProxyError::BackendHeadTimeout => {
-                Some(error_response::GATEWAY_TIMEOUT)
-            }
+            ProxyError::Connect(ConnectError::TimedOut | ConnectError::Tls(HandshakeError::TimedOut))
+            | ProxyError::BackendHeadTimeout => Some(error_response::GATEWAY_TIMEOUT),
             ProxyError::BackendBody(ReadError::TimedOut) => Some(error_response::GATEWAY_TIMEOUT),
             ProxyError::BackendUnavailable
-            | ProxyError::Connect(ConnectError::Refused(_))
+            | ProxyError::Connect(ConnectError::Refused(_) | ConnectError::Tls(_))
             | ProxyError::BackendWrite(_)
             | ProxyError::BackendClosedEarly
             | ProxyError::BackendHeadRead(_)
             | ProxyError::BackendHeadTruncated
             | ProxyError::BackendResponse(_)
+            | ProxyError::UnrequestedUpgrade
             | ProxyError::BackendBody(ReadError::Io(_))
             | ProxyError::BackendBodyTruncated
             | ProxyError::BackendChunked(_) => Some(error_response::BAD_GATEWAY),
@@ -147,6 +163,11 @@ mod tests {
         assert!(ProxyError::BackendClosedEarly.retryable());
         assert_eq!(ProxyError::Request(RequestError::TooLarge).response(), Some(error_response::HEADERS_TOO_LARGE));
         assert_eq!(ProxyError::HeaderTimeout.response(), Some(error_response::REQUEST_TIMEOUT));
+        assert_eq!(ProxyError::Request(RequestError::UriTooLong).response(), Some(error_response::URI_TOO_LONG));
+        assert_eq!(ProxyError::Request(RequestError::MissingHost).response(), Some(error_response::BAD_REQUEST));
+        let gzip = RequestError::Framing(crate::http::FramingError::UnsupportedTransferEncoding);
+        assert_eq!(ProxyError::Request(gzip).response(), Some(error_response::NOT_IMPLEMENTED));
+        assert_eq!(ProxyError::ClientBodyTooLarge.response(), Some(error_response::PAYLOAD_TOO_LARGE));
         assert_eq!(ProxyError::ClientBodyTruncated.response(), None);
         assert_eq!(ProxyError::ClientBodyTruncated.source(), ErrorSource::Client);
         assert_eq!(ProxyError::Rejected(error_response::NOT_FOUND).source(), ErrorSource::Gateway);

@@ -3,19 +3,26 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use portcullis_contract::model::Limits;
+use portcullis_contract::model::{Limits, PoolSettings};
 use portcullis_contract::program::Section;
 use portcullis_contract::stats::WorkerSlot;
+use rustls::pki_types::ServerName;
 
 use crate::http::forward::{self, ClientConnection, Forwarding};
 use crate::http::response::{self, ResponseHead};
 use crate::http::{BodyFraming, HEAD_BYTES_INITIAL, Version};
+use crate::io::maybe_tls::MaybeTls;
+use crate::io::tls::TlsStream;
 use crate::io::{ReadError, Stream, read_within};
 use crate::policy::apply;
+use crate::proxy::ErrorSource;
 use crate::proxy::policies::{Response, SectionEnd};
 use crate::proxy::relay::{self, RelayError};
+use crate::proxy::tunnel;
 use crate::proxy::{Connection, ProxyError, RequestCtx};
-use crate::upstream;
+use crate::snapshot::Snapshot;
+use crate::upstream::balance::{InFlight, Outcome};
+use crate::upstream::{self, BackendKey, ConnectError, Dest};
 use crate::worker::WorkerCtx;
 
 /// What the gateway answers to `Expect: 100-continue` once the inbound phase has let the request through.
@@ -44,12 +51,15 @@ impl<S: Stream> Connection<S> {
             let mut limits = snapshot.config.limits;
             // forward-request's timeout, within the gateway's own bound.
             limits.backend_response_timeout_ms = limits.backend_response_timeout_ms.min(forward.timeout_ms.max(1));
-            let addr = backend_address(&snapshot, route.api, self.policy.backend_override())?;
+            let target = target(&snapshot, api, route.api, &self.policy)?;
+            // The host the client asked for, when the API passes it on (validated by the parser).
+            let client_host = ctx.head.host(&self.buf).and_then(|host| std::str::from_utf8(host).ok());
             let forwarding = Forwarding {
-                base_path: &api.backend.base_path,
-                authority: &api.backend.authority,
+                base_path: target.base_path,
+                authority: client_host.filter(|_| api.preserve_host).unwrap_or(target.authority),
                 remainder_start: route.remainder,
                 client_ip: self.peer.ip(),
+                tls: self.client.is_tls(),
             };
             if self.policy.edits_request() {
                 apply::write_request_head(
@@ -67,7 +77,8 @@ impl<S: Stream> Connection<S> {
             } else {
                 forward::write_request_head(&mut self.out, &ctx.head, &self.buf, &forwarding);
             }
-            let (response, upstream) = self.backend(worker, ctx, addr, &limits).await?;
+            let (response, upstream, dest, in_flight) =
+                self.backend(worker, ctx, &snapshot, target.kind, &limits).await?;
             let replayable = ctx.request_body_replaced
                 || relay::buffered_end(&self.buf, ctx.head.head_len(), ctx.head.framing()).is_some();
             let resumed =
@@ -90,8 +101,10 @@ impl<S: Stream> Connection<S> {
                     upstream.shutdown();
                     result
                 }
-                None => self.outbound(worker, ctx, &response, upstream, addr, &limits).await,
+                None => self.outbound(worker, ctx, &response, upstream, dest, &limits).await,
             };
+            // The request is no longer outstanding on its endpoint (least-requests).
+            drop(in_flight);
             self.response_heads.put_back(response);
             return relayed;
         }
@@ -108,28 +121,91 @@ impl<S: Stream> Connection<S> {
         Err(ProxyError::PolicyResponse)
     }
 
-    /// Backend phase: sends the request (head in `out`, then the body) and reads the final
-    /// response head. A reused connection that fails before any response byte is replaced
-    /// once, when the whole request body is still buffered (a stale keep-alive connection).
+    /// Backend phase: picks an endpoint, sends the request (head in `out`, then the body) and
+    /// reads the final response head. A connect failure moves an idempotent request whose body
+    /// is all buffered to another endpoint (at most [`CONNECT_RETRY_ENDPOINTS_MAX`] more); a
+    /// reused connection that fails before any response byte is replaced once on the same
+    /// endpoint, when the whole request body is still buffered (a stale keep-alive connection).
     async fn backend(
         &mut self,
         worker: &WorkerCtx<S>,
         ctx: &mut RequestCtx,
-        addr: SocketAddr,
+        snapshot: &Snapshot,
+        kind: TargetKind,
         limits: &Limits,
-    ) -> Result<(Box<ResponseHead>, S), ProxyError> {
+    ) -> Result<(Box<ResponseHead>, MaybeTls<S>, Dest, Option<InFlight>), ProxyError> {
         let replayable = relay::buffered_end(&self.buf, ctx.head.head_len(), ctx.head.framing()).is_some();
-        let (mut upstream, mut reused) = match worker.pool.take(addr) {
-            Some(stream) => (stream, true),
-            None => (connect(worker, addr, limits).await?, false),
-        };
+        let may_try_another = replayable && is_idempotent(ctx.head.method(&self.buf));
+        let mut tried = [0usize; CONNECT_RETRY_ENDPOINTS_MAX + 1];
+        let mut attempts = 0;
+        let mut last_error = None;
+        loop {
+            let pick = match &kind {
+                TargetKind::Address(_) => None,
+                &TargetKind::Upstream(backend) => match worker.pool.pick(snapshot, backend, &tried[..attempts]) {
+                    Some(pick) => Some(pick),
+                    // Every endpoint tried: the last attempt's error.
+                    None => return Err(last_error.unwrap_or(ProxyError::BackendUnavailable)),
+                },
+            };
+            let dest = match (&pick, &kind) {
+                (Some(pick), _) => pick.dest.clone(),
+                (None, TargetKind::Address(key)) => Dest { key: key.clone(), pool: PoolSettings::default() },
+                (None, TargetKind::Upstream(_)) => return Err(ProxyError::BackendUnavailable),
+            };
+            let (upstream, reused) = match worker.pool.take(&dest) {
+                Some(stream) => (stream, true),
+                None => match connect(worker, &dest.key, limits, Some(snapshot)).await {
+                    Ok(stream) => (stream, false),
+                    Err(error) => {
+                        let Some(pick) = pick else { return Err(error) };
+                        worker.pool.report(snapshot, &pick, Outcome::Failure);
+                        if may_try_another && attempts < CONNECT_RETRY_ENDPOINTS_MAX {
+                            tracing::debug!(%error, addr = %dest.key.addr, "backend endpoint failed to connect; trying another");
+                            tried[attempts] = pick.endpoint;
+                            attempts += 1;
+                            last_error = Some(error);
+                            continue;
+                        }
+                        return Err(error);
+                    }
+                },
+            };
+            let result = self.exchange_on(worker, ctx, upstream, reused, replayable, &dest, limits).await;
+            if let Some(pick) = pick {
+                let outcome = match &result {
+                    Ok(_) => Outcome::Success,
+                    Err(error) if error.source() == ErrorSource::Backend => Outcome::Failure,
+                    Err(_) => Outcome::Released,
+                };
+                worker.pool.report(snapshot, &pick, outcome);
+                return result.map(|(head, stream)| (head, stream, dest, Some(pick.in_flight)));
+            }
+            return result.map(|(head, stream)| (head, stream, dest, None));
+        }
+    }
+
+    /// One attempt on `dest`'s connection `upstream`: replaced once by a fresh one when it was a
+    /// reused connection that failed before responding and the request can be sent again.
+    #[allow(clippy::too_many_arguments, reason = "the attempt's state, passed down rather than bundled")]
+    async fn exchange_on(
+        &mut self,
+        worker: &WorkerCtx<S>,
+        ctx: &mut RequestCtx,
+        mut upstream: MaybeTls<S>,
+        mut reused: bool,
+        replayable: bool,
+        dest: &Dest,
+        limits: &Limits,
+    ) -> Result<(Box<ResponseHead>, MaybeTls<S>), ProxyError> {
         loop {
             match self.exchange_head(ctx, &mut upstream, limits).await {
                 Ok(head) => return Ok((head, upstream)),
                 Err(error) if reused && replayable && error.retryable() => {
-                    tracing::debug!(%error, %addr, "reused backend connection failed before responding; retrying");
+                    tracing::debug!(%error, addr = %dest.key.addr, "reused backend connection failed before responding; retrying");
                     upstream.shutdown();
-                    upstream = connect(worker, addr, limits).await?;
+                    let snapshot = ctx.snapshot.clone();
+                    upstream = connect(worker, &dest.key, limits, snapshot.as_deref().map(|local| &**local)).await?;
                     reused = false;
                 }
                 Err(error) => {
@@ -144,7 +220,7 @@ impl<S: Stream> Connection<S> {
     async fn exchange_head(
         &mut self,
         ctx: &mut RequestCtx,
-        upstream: &mut S,
+        upstream: &mut MaybeTls<S>,
         limits: &Limits,
     ) -> Result<Box<ResponseHead>, ProxyError> {
         let out = std::mem::take(&mut self.out);
@@ -174,13 +250,16 @@ impl<S: Stream> Connection<S> {
             }
             let buf = std::mem::take(&mut self.buf);
             let read_limit = millis(limits.request_header_timeout_ms);
-            let (result, buf) = relay::relay(&mut self.client, upstream, buf, head_len, framing, read_limit).await;
+            let body_max = limits.request_body_bytes_max;
+            let (result, buf) =
+                relay::relay(&mut self.client, upstream, buf, head_len, framing, read_limit, body_max).await;
             self.buf = buf;
             match result {
                 Ok(end) => ctx.request_end = Some(end),
                 Err(error) => {
-                    if !fully_buffered {
-                        // The buffer was compacted mid-body: this connection cannot serve another request.
+                    // The buffer was compacted mid-body, or the body's framing cannot be trusted
+                    // (RFC 9112 §11.2) or is over the limit: the connection serves no other request.
+                    if !fully_buffered || matches!(error, RelayError::Chunked(_) | RelayError::TooLarge) {
                         ctx.client_keep_alive = false;
                     }
                     return Err(request_relay_error(error));
@@ -194,7 +273,7 @@ impl<S: Stream> Connection<S> {
     async fn read_response_head(
         &mut self,
         ctx: &RequestCtx,
-        upstream: &mut S,
+        upstream: &mut MaybeTls<S>,
         limits: &Limits,
     ) -> Result<Box<ResponseHead>, ProxyError> {
         let deadline = Instant::now() + millis(limits.backend_response_timeout_ms);
@@ -244,8 +323,8 @@ impl<S: Stream> Connection<S> {
         worker: &WorkerCtx<S>,
         ctx: &mut RequestCtx,
         response: &ResponseHead,
-        mut upstream: S,
-        addr: SocketAddr,
+        mut upstream: MaybeTls<S>,
+        dest: Dest,
         limits: &Limits,
     ) -> Result<(), ProxyError> {
         let body = match crate::proxy::policies::uses_body(ctx, &[Section::Outbound], false) {
@@ -264,7 +343,7 @@ impl<S: Stream> Connection<S> {
             .await;
         match end {
             SectionEnd::Continue | SectionEnd::Forward(_) => {
-                self.relay_response(worker, ctx, response, upstream, addr, limits).await
+                self.relay_response(worker, ctx, response, upstream, dest, limits).await
             }
             SectionEnd::Respond => {
                 upstream.shutdown();
@@ -284,7 +363,7 @@ impl<S: Stream> Connection<S> {
         &mut self,
         ctx: &RequestCtx,
         response: &ResponseHead,
-        upstream: &mut S,
+        upstream: &mut MaybeTls<S>,
         limits: &Limits,
     ) -> Result<Option<std::ops::Range<usize>>, ProxyError> {
         let BodyFraming::Length(len) = response.framing(ctx.is_head) else { return Ok(None) };
@@ -316,10 +395,13 @@ impl<S: Stream> Connection<S> {
         worker: &WorkerCtx<S>,
         ctx: &mut RequestCtx,
         response: &ResponseHead,
-        mut upstream: S,
-        addr: SocketAddr,
+        mut upstream: MaybeTls<S>,
+        dest: Dest,
         limits: &Limits,
     ) -> Result<(), ProxyError> {
+        if response.status() == 101 {
+            return self.switch_protocols(ctx, response, upstream).await;
+        }
         let framing = response.framing(ctx.is_head);
         let close = !ctx.client_keep_alive || worker.drain.is_draining() || framing == BodyFraming::UntilClose;
         let connection = match (close, ctx.head.version()) {
@@ -361,7 +443,7 @@ impl<S: Stream> Connection<S> {
             let whole = matches!(framing, BodyFraming::Length(_) | BodyFraming::None)
                 && self.upstream_buf.len() == response.head_len() + framing_len(framing);
             if whole && response.keep_alive() {
-                worker.pool.put(addr, upstream);
+                worker.pool.put(dest, upstream);
             } else {
                 upstream.shutdown();
             }
@@ -370,13 +452,14 @@ impl<S: Stream> Connection<S> {
         let buf = std::mem::take(&mut self.upstream_buf);
         let read_limit = millis(limits.backend_response_timeout_ms);
         let (result, buf) =
-            relay::relay(&mut upstream, &mut self.client, buf, response.head_len(), framing, read_limit).await;
+            relay::relay(&mut upstream, &mut self.client, buf, response.head_len(), framing, read_limit, u64::MAX)
+                .await;
         self.upstream_buf = buf;
         match result {
             Ok(end)
                 if framing != BodyFraming::UntilClose && response.keep_alive() && end == self.upstream_buf.len() =>
             {
-                worker.pool.put(addr, upstream);
+                worker.pool.put(dest, upstream);
                 Ok(())
             }
             Ok(_) => {
@@ -391,6 +474,43 @@ impl<S: Stream> Connection<S> {
     }
 }
 
+impl<S: Stream> Connection<S> {
+    /// A `101 Switching Protocols`: relays the 101 (with `Upgrade` and `Connection: upgrade`),
+    /// then tunnels bytes both ways until both sides are done; the connection then closes. A 101
+    /// the client did not ask for is the backend's error (502): the client could not read it.
+    async fn switch_protocols(
+        &mut self,
+        ctx: &mut RequestCtx,
+        response: &ResponseHead,
+        upstream: MaybeTls<S>,
+    ) -> Result<(), ProxyError> {
+        ctx.client_keep_alive = false;
+        if !ctx.head.wants_upgrade() {
+            upstream.shutdown();
+            return Err(ProxyError::UnrequestedUpgrade);
+        }
+        if !upstream.can_tunnel() {
+            // An https backend: nothing was sent to the client yet, so it gets an answer.
+            upstream.shutdown();
+            return Err(ProxyError::Rejected(crate::http::error_response::NOT_IMPLEMENTED));
+        }
+        forward::write_response_head(&mut self.out, response, &self.upstream_buf, ClientConnection::Upgrade);
+        if let Err(error) = self.write_out().await {
+            upstream.shutdown();
+            return Err(ProxyError::ClientWrite(error));
+        }
+        ctx.response_started = true;
+        ctx.status = 101;
+        // Bytes either side sent after its head (already read) are the tunnel's first bytes.
+        let early_client = ctx.request_end.and_then(|end| self.buf.get(end..)).unwrap_or(&[]);
+        let early_backend = self.upstream_buf.get(response.head_len()..).unwrap_or(&[]);
+        let moved = tunnel::tunnel(&self.client, &upstream, early_client, early_backend).await;
+        tracing::debug!(?moved, "upgraded connection closed");
+        upstream.shutdown();
+        Ok(())
+    }
+}
+
 /// Response bodies that outbound policies read or replace are buffered up to this size (the
 /// brief's "buffered up to a named limit"); larger ones are streamed and the policies see none.
 pub(crate) const RESPONSE_BODY_BUFFERED_BYTES_MAX: usize = 4 * 1024 * 1024;
@@ -402,29 +522,87 @@ fn framing_len(framing: BodyFraming) -> usize {
     }
 }
 
-/// Where the backend request goes: `set-backend-service`'s URL if a policy set one (an IP
-/// literal, or a host resolved when the snapshot was loaded), else the API's backend.
-fn backend_address(
-    snapshot: &crate::snapshot::Snapshot,
-    api: u32,
-    backend_override: Option<&crate::policy::state::BackendOverride>,
-) -> Result<SocketAddr, ProxyError> {
-    let Some(target) = backend_override else {
-        return snapshot.backends.get(api as usize).copied().flatten().ok_or(ProxyError::BackendUnavailable);
-    };
-    if target.scheme == portcullis_contract::model::Scheme::Https {
-        return Err(ProxyError::BackendUnavailable);
-    }
-    if let Ok(ip) = target.host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
-        return Ok(SocketAddr::new(ip, target.port));
-    }
-    snapshot.resolved_host(&target.host, target.port).ok_or(ProxyError::BackendUnavailable)
+/// Endpoints tried after the first one when connecting fails, for requests that may be sent
+/// again (idempotent, body all buffered): bounded so that a dead backend costs a client at most
+/// three connect attempts, not one per endpoint (nginx's `proxy_next_upstream_tries` idea).
+pub(crate) const CONNECT_RETRY_ENDPOINTS_MAX: usize = 2;
+
+/// Methods RFC 9110 calls idempotent: sending them twice has the effect of sending them once.
+fn is_idempotent(method: &[u8]) -> bool {
+    matches!(method, b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE")
 }
 
-/// Opens a fresh backend connection, counting it.
-async fn connect<S: Stream>(worker: &WorkerCtx<S>, addr: SocketAddr, limits: &Limits) -> Result<S, ProxyError> {
+/// Where a request goes and what its forwarded head says about the backend.
+struct Target<'s> {
+    kind: TargetKind,
+    base_path: &'s str,
+    authority: &'s str,
+}
+
+#[derive(Debug, Clone)]
+enum TargetKind {
+    /// A backend of [`Snapshot::upstreams`]: an endpoint is picked per attempt.
+    Upstream(u32),
+    /// `set-backend-service base-url`: one address (over TLS for `https://`).
+    Address(BackendKey),
+}
+
+/// Where the backend request goes: the named backend of `set-backend-service backend-id`, or
+/// its `base-url` (an IP literal, or a host resolved when the snapshot was loaded; its base path
+/// and `Host` are written by the policy head writer), else the API's backend.
+fn target<'s>(
+    snapshot: &'s Snapshot,
+    api: &'s portcullis_contract::model::Api,
+    api_index: u32,
+    policy: &crate::policy::RequestState,
+) -> Result<Target<'s>, ProxyError> {
+    let upstream = |index: u32| {
+        let backend = snapshot.upstreams.get(index as usize).ok_or(ProxyError::BackendUnavailable)?;
+        Ok(Target { kind: TargetKind::Upstream(index), base_path: &backend.base_path, authority: &backend.authority })
+    };
+    if let Some(id) = policy.backend_id() {
+        let index = snapshot.config.backend_index(id).ok_or_else(|| ProxyError::UnknownBackend(id.to_owned()))?;
+        return upstream(index);
+    }
+    let Some(target) = policy.backend_override() else {
+        return upstream(snapshot.api_upstream(api_index).ok_or(ProxyError::BackendUnavailable)?);
+    };
+    let host = target.host.trim_start_matches('[').trim_end_matches(']');
+    let addr = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, target.port),
+        Err(_) => snapshot.resolved_host(&target.host, target.port).ok_or(ProxyError::BackendUnavailable)?,
+    };
+    let tls = match target.scheme {
+        portcullis_contract::model::Scheme::Http => None,
+        portcullis_contract::model::Scheme::Https => Some((
+            ServerName::try_from(host.to_owned()).map_err(|_| ProxyError::BackendUnavailable)?,
+            snapshot.backend_tls.id,
+        )),
+    };
+    let kind = TargetKind::Address(BackendKey { addr, tls });
+    Ok(Target { kind, base_path: &api.backend.base_path, authority: &api.backend.authority })
+}
+
+/// Opens a fresh backend connection, counting it; for an `https://` backend, completes the TLS
+/// handshake (within the connect timeout) with the snapshot's backend client configuration.
+async fn connect<S: Stream>(
+    worker: &WorkerCtx<S>,
+    key: &BackendKey,
+    limits: &Limits,
+    snapshot: Option<&crate::snapshot::Snapshot>,
+) -> Result<MaybeTls<S>, ProxyError> {
     WorkerSlot::add(&worker.slot().backend_connects, 1);
-    Ok(upstream::connect(addr, millis(limits.backend_connect_timeout_ms)).await?)
+    let limit = millis(limits.backend_connect_timeout_ms);
+    let plain: S = upstream::connect(key.addr, limit).await?;
+    let (Some((name, _)), Some(snapshot)) = (&key.tls, snapshot) else {
+        return Ok(MaybeTls::Plain(plain));
+    };
+    let config = std::sync::Arc::clone(&snapshot.backend_tls.config);
+    match tokio::time::timeout(limit, TlsStream::open(plain, config, name.clone())).await {
+        Ok(Ok(stream)) => Ok(MaybeTls::Tls(Box::new(stream))),
+        Ok(Err(error)) => Err(ProxyError::Connect(ConnectError::Tls(error))),
+        Err(_) => Err(ProxyError::Connect(ConnectError::TimedOut)),
+    }
 }
 
 /// Client → backend relay errors: reads are the client's fault, writes the backend's.
@@ -434,6 +612,7 @@ fn request_relay_error(error: RelayError) -> ProxyError {
         RelayError::Truncated => ProxyError::ClientBodyTruncated,
         RelayError::Write(error) => ProxyError::BackendWrite(error),
         RelayError::Chunked(error) => ProxyError::ClientChunked(error),
+        RelayError::TooLarge => ProxyError::ClientBodyTooLarge,
     }
 }
 
@@ -444,5 +623,7 @@ fn response_relay_error(error: RelayError) -> ProxyError {
         RelayError::Truncated => ProxyError::BackendBodyTruncated,
         RelayError::Write(error) => ProxyError::ClientWrite(error),
         RelayError::Chunked(error) => ProxyError::BackendChunked(error),
+        // Response bodies are relayed without a size limit.
+        RelayError::TooLarge => ProxyError::BackendBodyTruncated,
     }
 }

@@ -99,7 +99,7 @@ impl<S: Stream> Connection<S> {
         }
         loop {
             let exit = {
-                let Connection { buf, upstream_buf, policy, peer, .. } = &mut *self;
+                let Connection { buf, upstream_buf, policy, peer, client, .. } = &mut *self;
                 let request_body = request_body(ctx, buf);
                 let response = response.map(|response| ResponseView {
                     head: response.head,
@@ -109,11 +109,12 @@ impl<S: Stream> Connection<S> {
                 let mut decoded = Vec::new();
                 let params = matched_params(snapshot, &matched, ctx.head.target(buf), &mut decoded);
                 let mut scratch = [0u8; portcullis_contract::key_index::KEY_BYTES_MAX];
-                let Some(view) =
+                let Some(mut view) =
                     view(snapshot, ctx, &matched, buf, *peer, &params, request_body, response, &mut scratch)
                 else {
                     return SectionEnd::Continue;
                 };
+                view.client_certificate = client.client_certificate();
                 if resume {
                     policy::resume(section, program, &view, policy)
                 } else {
@@ -325,6 +326,7 @@ fn view<'a>(
         request_buf: buf,
         remainder_start: ctx.route.map_or(0, |route| route.remainder),
         peer: peer.ip(),
+        client_certificate: None,
         api,
         operation,
         subscription,

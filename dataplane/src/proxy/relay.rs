@@ -21,12 +21,16 @@ pub(crate) enum RelayError {
     Write(std::io::Error),
     #[error("chunked framing: {0}")]
     Chunked(ChunkedError),
+    #[error("the body is larger than the limit")]
+    TooLarge,
 }
 
 /// Relays the body that starts at `buf[start..]` (bytes already read) and continues on `source`.
 /// Returns the buffer and the offset in it where the body ended (what follows belongs to the
 /// next message). The buffer may have been compacted: bytes before `start` are gone unless the
-/// body was entirely buffered already.
+/// body was entirely buffered already. A chunked body is cut off (before the chunk that crosses
+/// it is relayed) once its decoded size passes `body_bytes_max`; a Content-Length body was
+/// checked against the limit before.
 pub(crate) async fn relay<R: Stream, W: Stream>(
     source: &mut R,
     sink: &mut W,
@@ -34,6 +38,7 @@ pub(crate) async fn relay<R: Stream, W: Stream>(
     mut start: usize,
     framing: BodyFraming,
     read_limit: Duration,
+    body_bytes_max: u64,
 ) -> (Result<usize, RelayError>, Vec<u8>) {
     let mut remaining = match framing {
         BodyFraming::Length(length) => length,
@@ -50,6 +55,7 @@ pub(crate) async fn relay<R: Stream, W: Stream>(
                 (take as usize, remaining == 0)
             }
             BodyFraming::Chunked => match scanner.scan(available) {
+                Ok(_) if scanner.data_bytes() > body_bytes_max => return (Err(RelayError::TooLarge), buf),
                 Ok(scan) => (scan.consumed, scan.done),
                 Err(error) => return (Err(RelayError::Chunked(error)), buf),
             },

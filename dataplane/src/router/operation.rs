@@ -191,6 +191,7 @@ mod tests {
             id: "a".into(),
             name: "a".into(),
             path: "a".into(),
+            backend_id: None,
             backend: portcullis_contract::model::BackendUrl {
                 scheme: portcullis_contract::model::Scheme::Http,
                 host: "h".into(),
@@ -201,6 +202,7 @@ mod tests {
             subscription_required: false,
             subscription_key_header: String::new(),
             subscription_key_query: String::new(),
+            preserve_host: false,
             version: String::new(),
             revision: "1".into(),
             operations: operations

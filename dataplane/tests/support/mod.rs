@@ -48,6 +48,7 @@ pub fn config(backend: SocketAddr, echo_path: &str) -> Config {
         id: id.into(),
         name: id.into(),
         path: path.into(),
+        backend_id: None,
         backend: BackendUrl {
             scheme: Scheme::Http,
             host: backend.ip().to_string(),
@@ -58,6 +59,7 @@ pub fn config(backend: SocketAddr, echo_path: &str) -> Config {
         subscription_required: required,
         subscription_key_header: DEFAULT_SUBSCRIPTION_KEY_HEADER.into(),
         subscription_key_query: DEFAULT_SUBSCRIPTION_KEY_QUERY.into(),
+        preserve_host: false,
         version: String::new(),
         revision: "1".into(),
         // Program 0 (nothing) for every section but the backend's, program 1 (forward-request).
@@ -88,7 +90,9 @@ pub fn config(backend: SocketAddr, echo_path: &str) -> Config {
         deployment: Default::default(),
         products: Vec::new(),
         product_policies: Vec::new(),
+        backends: Vec::new(),
         xdp: Default::default(),
+        tls: Default::default(),
     }
 }
 
@@ -306,6 +310,12 @@ pub struct Client {
 }
 
 impl Client {
+    pub fn connect_to(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Client { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream }
+    }
+
     pub fn send(&mut self, raw: &[u8]) -> Message {
         self.writer.write_all(raw).unwrap();
         self.receive()

@@ -17,6 +17,7 @@ fn view(connected: bool) -> PublisherView {
             workers: 2,
             io_backend: "uring".into(),
             listen: vec!["127.0.0.1:8080".into()],
+            listen_tls: None,
         }),
         config: std::sync::Arc::new(Config {
             source: "/cfg".into(),
@@ -28,7 +29,9 @@ fn view(connected: bool) -> PublisherView {
             deployment: Default::default(),
             products: Vec::new(),
             product_policies: Vec::new(),
+            backends: Vec::new(),
             xdp: Default::default(),
+            tls: Default::default(),
         }),
     }
 }
@@ -99,4 +102,37 @@ worker  requests       4xx       5xx  active conns  in flight  generation
     assert_eq!(duration(5), "5s");
     assert_eq!(duration(65), "1m 05s");
     assert_eq!(duration(90_061), "1d 01h 01m 01s");
+}
+
+#[test]
+fn backends_come_from_the_data_planes_report() {
+    use portcullis_contract::upstreams::EndpointHealth;
+    let dir = std::env::temp_dir().join(format!("portcullis-upstreams-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("upstreams.json");
+    assert!(backends(&path).is_empty(), "no report yet");
+    let report = UpstreamsReport {
+        generation: 2,
+        backends: vec![BackendHealth {
+            id: "pool".into(),
+            load_balancing: "weighted".into(),
+            endpoints: vec![EndpointHealth {
+                address: "127.0.0.1:9001".into(),
+                resolved: true,
+                active_healthy: Some(false),
+                ejected_on_workers: 1,
+            }],
+        }],
+    };
+    std::fs::write(&path, serde_json::to_vec(&report).unwrap()).unwrap();
+    let mut status = collect(&view(true), Path::new("/nonexistent"), Path::new("/cfg"), 0);
+    status.stats_error = None;
+    status.backends = backends(&path);
+    assert_eq!(status.backends, report.backends);
+    let table = render(&status);
+    assert!(table.contains("pool"), "{table}");
+    assert!(table.contains("127.0.0.1:9001"), "{table}");
+    assert!(table.contains("FAILING"), "{table}");
+    assert!(table.contains("1 workers"), "{table}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

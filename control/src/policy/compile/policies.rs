@@ -400,15 +400,30 @@ fn rewrite_uri(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) {
 fn set_backend_service(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) {
     no_children(c, element, place);
     if let Some(attr) = element.attr("backend-id") {
-        c.error(
-            place,
-            attr.name_span.clone(),
-            "backend-id needs named backends, which arrive with the upstreams work (issue 3); use base-url",
-        );
+        if let Some(other) = element.attr("base-url") {
+            c.error(place, other.name_span.clone(), "give base-url or backend-id, not both");
+            return;
+        }
+        let literal = !crate::policy::expr::is_expression(attr.value.trim()) && !attr.value.contains("{{");
+        if literal && !c.env.backends.contains(attr.value.trim()) {
+            let message = format!("unknown backend {:?} (add backends/{}.toml)", attr.value.trim(), attr.value.trim());
+            if c.env.options.allow_unknown_references {
+                c.warning(place, attr.value_span.clone(), message);
+            } else {
+                c.error(place, attr.value_span.clone(), message);
+                return;
+            }
+        }
+        if literal {
+            c.code.push_str(attr.value.trim());
+        } else {
+            c.value(&attr.value, &attr.value_span, Expect::String, place);
+        }
+        c.code.emit(Op::SetBackendId);
         return;
     }
     let Some(attr) = element.attr("base-url") else {
-        c.error(place, element.name_span.clone(), "<set-backend-service> needs base-url=\"...\"");
+        c.error(place, element.name_span.clone(), "<set-backend-service> needs base-url=\"...\" or backend-id=\"...\"");
         return;
     };
     if !crate::policy::expr::is_expression(attr.value.trim()) && !attr.value.contains("{{") {

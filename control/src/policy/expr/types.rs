@@ -91,6 +91,8 @@ pub enum ContextObject {
     Group,
     /// `context.Api.SubscriptionKeyParameterNames`.
     KeyParameterNames,
+    /// `context.Request.Certificate`: the client's verified certificate (mTLS), or null.
+    Certificate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +175,7 @@ impl fmt::Display for StaticType {
                 ContextObject::MessageBody => "IMessageBody",
                 ContextObject::Group => "IGroup",
                 ContextObject::KeyParameterNames => "ISubscriptionKeyParameterNames",
+                ContextObject::Certificate => "X509Certificate2",
             }),
             Self::Enum(e) => write!(f, "{e:?}"),
             Self::Hasher(h) => write!(f, "{}", hash_name(*h)),
@@ -332,7 +335,6 @@ pub(crate) enum Ret {
     Int,
     Bool,
     Double,
-    Object,
     /// The receiver's own type.
     Same,
     /// The receiver's element type.
@@ -390,7 +392,7 @@ impl Ret {
             Self::Int => T::Int,
             Self::Bool => T::Bool,
             Self::Double => T::Double,
-            Self::Object | Self::Void => T::Object,
+            Self::Void => T::Object,
             Self::Same => receiver.clone(),
             Self::Element => element(),
             Self::ElementArray => T::array_of(element()),

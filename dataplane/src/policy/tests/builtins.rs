@@ -286,3 +286,29 @@ fn jobject_add_takes_properties_once() {
     let error = eval(twice, vec![s("a")]).expect_err("duplicate");
     assert!(error.last_error.message.contains("same name"), "{}", error.last_error.message);
 }
+
+#[test]
+fn request_certificate_is_null_without_mtls_and_has_its_members_with() {
+    let read = |certificate: Option<crate::tls::ClientCertificate>, prop: Option<Prop>| {
+        let mut ops = vec![Op::Context, Op::Prop(Prop::Request), Op::Prop(Prop::Certificate)];
+        ops.extend(prop.map(Op::Prop));
+        eval_with(|fixture| fixture.client_certificate = certificate, ops, vec![])
+    };
+    assert_eq!(read(None, None).expect("ok"), "null");
+    let certificate = crate::tls::ClientCertificate {
+        thumbprint: "AB12".into(),
+        subject: "CN=client".into(),
+        issuer: "CN=ca".into(),
+        serial_number: "01".into(),
+        not_before: chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("date"),
+        not_after: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("date"),
+    };
+    let member = |prop| read(Some(certificate.clone()), Some(prop)).expect("ok");
+    assert_eq!(member(Prop::Thumbprint), "AB12");
+    assert_eq!(member(Prop::Subject), "CN=client");
+    assert_eq!(member(Prop::Issuer), "CN=ca");
+    assert_eq!(member(Prop::SerialNumber), "01");
+    assert!(member(Prop::NotAfter).starts_with("DateTime:"), "{}", member(Prop::NotAfter));
+    // Reading a member of a missing certificate fails as a null dereference does in APIM.
+    assert!(read(None, Some(Prop::Thumbprint)).is_err());
+}

@@ -14,6 +14,7 @@ fn forwarding() -> Forwarding<'static> {
         authority: "backend:8081",
         remainder_start: 5,
         client_ip: "10.1.2.3".parse().expect("ip"),
+        tls: false,
     }
 }
 
@@ -357,6 +358,26 @@ fn step_limit_and_runtime_type_errors_fail_the_request() {
     assert!(error.last_error.message.contains("Unable to cast"), "{}", error.last_error.message);
     let error = eval(vec![Op::Null, Op::Call(Builtin::StrToLower, 1)], vec![]).expect_err("null");
     assert!(error.last_error.message.contains("StrToLower"), "{}", error.last_error.message);
+}
+
+#[test]
+fn backend_id_and_base_url_replace_each_other() {
+    let ops = vec![Op::Const(0), Op::SetBackendUrl, Op::Const(1), Op::SetBackendId];
+    let mut fixture =
+        Fixture::new("GET /echo/x HTTP/1.1\r\nHost: gw\r\n\r\n", vec![program(ops, vec![s("http://a"), s("pool")])]);
+    let mut state = RequestState::new();
+    assert_eq!(fixture.run(&mut state), Exit::Continue);
+    assert_eq!(state.backend_id(), Some("pool"));
+    assert!(state.backend_override().is_none(), "the last set-backend-service wins");
+    let ops = vec![Op::Const(1), Op::SetBackendId, Op::Const(0), Op::SetBackendUrl];
+    fixture =
+        Fixture::new("GET /echo/x HTTP/1.1\r\nHost: gw\r\n\r\n", vec![program(ops, vec![s("http://a"), s("pool")])]);
+    let mut state = RequestState::new();
+    assert_eq!(fixture.run(&mut state), Exit::Continue);
+    assert_eq!(state.backend_id(), None);
+    assert!(state.backend_override().is_some());
+    state.reset();
+    assert_eq!(state.backend_id(), None);
 }
 
 #[test]

@@ -305,7 +305,11 @@ impl<'r, 'a> Machine<'r, 'a> {
             (Handle::Context, Prop::Tracing) => Value::Bool(view.tracing),
             (Handle::Context, Prop::Variables) => Value::Handle(Handle::Variables),
             (Handle::Request, Prop::Body) => Value::Handle(Handle::Body(Message::Request)),
-            (Handle::Request, Prop::Certificate) => Value::Null,
+            (Handle::Request, Prop::Certificate) => match view.client_certificate {
+                Some(_) => Value::Handle(Handle::Certificate),
+                None => Value::Null,
+            },
+            (Handle::Certificate, prop) => certificate_member(view.client_certificate?, prop)?,
             (Handle::Request, Prop::Headers) => Value::Handle(Handle::Headers(Message::Request)),
             (Handle::Request, Prop::IpAddress) => Value::string(client_ip(view.peer)),
             (Handle::Request, Prop::MatchedParameters) => Value::Handle(Handle::MatchedParameters),
@@ -659,6 +663,19 @@ fn group_member<'a>(data: &crate::policy::value::MatchData, index: u32, prop: Pr
             .cloned()
             .flatten()
             .map_or_else(|| Value::string(index.to_string()), |n| Value::Str(Text::Shared(n))),
+        _ => return None,
+    })
+}
+
+/// `X509Certificate2` members of the client's certificate.
+fn certificate_member<'a>(certificate: &'a crate::tls::ClientCertificate, prop: Prop) -> Option<Value<'a>> {
+    Some(match prop {
+        Prop::Thumbprint => Value::str(&certificate.thumbprint),
+        Prop::Subject => Value::str(&certificate.subject),
+        Prop::Issuer => Value::str(&certificate.issuer),
+        Prop::SerialNumber => Value::str(&certificate.serial_number),
+        Prop::NotBefore => Value::DateTime(certificate.not_before),
+        Prop::NotAfter => Value::DateTime(certificate.not_after),
         _ => return None,
     })
 }

@@ -47,6 +47,13 @@ impl<'r, 'a> Machine<'r, 'a> {
             Op::SetBackendUrl => {
                 let url = self.pop_text("set-backend-service")?;
                 self.state.backend = Some(parse_backend_url(url.as_str())?);
+                self.state.backend_id = None;
+                Ok(Flow::Next)
+            }
+            Op::SetBackendId => {
+                let id = self.pop_text("set-backend-service")?;
+                self.state.backend_id = Some(id.as_str().to_owned());
+                self.state.backend = None;
                 Ok(Flow::Next)
             }
             Op::SetBody { side } => {

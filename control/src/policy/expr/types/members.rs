@@ -40,7 +40,7 @@ const CONTEXT: &[MemberRow] = &[
 ];
 const REQUEST: &[MemberRow] = &[
     p("Body", Prop::Body, Ret::Context(C::MessageBody)),
-    p("Certificate", Prop::Certificate, Ret::Object),
+    p("Certificate", Prop::Certificate, Ret::Context(C::Certificate)),
     p("Headers", Prop::Headers, Ret::Dictionary(Value::StrArray)),
     p("IpAddress", Prop::IpAddress, Ret::Str),
     p("MatchedParameters", Prop::MatchedParameters, Ret::Dictionary(Value::Str)),
@@ -71,6 +71,15 @@ const API: &[MemberRow] = &[
     p("Version", Prop::Version, Ret::Str),
     p("ServiceUrl", Prop::ServiceUrl, Ret::Context(C::Url)),
     p("SubscriptionKeyParameterNames", Prop::SubscriptionKeyParameterNames, Ret::Context(C::KeyParameterNames)),
+];
+/// `X509Certificate2`, as far as the gateway reads it from the client's certificate.
+const CERTIFICATE: &[MemberRow] = &[
+    p("Issuer", Prop::Issuer, Ret::Str),
+    p("NotAfter", Prop::NotAfter, Ret::DateTime),
+    p("NotBefore", Prop::NotBefore, Ret::DateTime),
+    p("SerialNumber", Prop::SerialNumber, Ret::Str),
+    p("Subject", Prop::Subject, Ret::Str),
+    p("Thumbprint", Prop::Thumbprint, Ret::Str),
 ];
 const KEY_PARAMETER_NAMES: &[MemberRow] =
     &[p("Header", Prop::HeaderName, Ret::Str), p("Query", Prop::QueryName, Ret::Str)];
@@ -220,6 +229,7 @@ fn member_table(ty: &StaticType) -> &'static [MemberRow] {
             C::MessageBody => &[],
             C::Group => GROUP,
             C::KeyParameterNames => KEY_PARAMETER_NAMES,
+            C::Certificate => CERTIFICATE,
         },
         T::Jwt => JWT,
         T::BasicCredentials => BASIC,

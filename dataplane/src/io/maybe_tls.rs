@@ -1,0 +1,101 @@
+//! A connection that is plain TCP or TLS over the worker's stream type: the client side of a
+//! proxied connection (TLS when accepted on `--listen-tls`) and backend connections (TLS to
+//! `https://` backends).
+//!
+//! An enum rather than a second type parameter keeps `Connection<S>` and the backend pool as
+//! they are; the match per read or write costs a branch, never a `dyn`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use crate::io::Stream;
+use crate::io::tls::TlsStream;
+use crate::tls::ClientCertificate;
+
+/// A connection as the proxy sees it.
+#[derive(Debug)]
+pub(crate) enum MaybeTls<S> {
+    Plain(S),
+    Tls(Box<TlsStream<S>>),
+}
+
+impl<S: Stream> MaybeTls<S> {
+    /// Whether it is TLS (for a client: `X-Forwarded-Proto: https`).
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls(_))
+    }
+
+    /// The client's verified certificate (mTLS), as policies read it.
+    pub(crate) fn client_certificate(&self) -> Option<&ClientCertificate> {
+        match self {
+            Self::Plain(_) => None,
+            Self::Tls(stream) => stream.client_certificate(),
+        }
+    }
+
+    /// Closes the connection: TLS sends `close_notify` first.
+    pub(crate) async fn close(&mut self) {
+        match self {
+            Self::Plain(stream) => stream.shutdown(),
+            Self::Tls(stream) => stream.close().await,
+        }
+    }
+}
+
+impl<S> MaybeTls<S> {
+    /// Whether bytes can flow both ways at once (a tunnel after `101 Switching Protocols`):
+    /// plain TCP only, for now.
+    pub(crate) fn can_tunnel(&self) -> bool {
+        matches!(self, Self::Plain(_))
+    }
+}
+
+impl<S: Stream> Stream for MaybeTls<S> {
+    /// Opens a plain connection (TLS is added on top with [`TlsStream::open`]).
+    async fn connect(addr: SocketAddr) -> io::Result<Self> {
+        S::connect(addr).await.map(Self::Plain)
+    }
+
+    async fn read(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        match self {
+            Self::Plain(stream) => stream.read(buf).await,
+            Self::Tls(stream) => stream.read(buf).await,
+        }
+    }
+
+    async fn write_range(&mut self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
+        match self {
+            Self::Plain(stream) => stream.write_range(buf, range).await,
+            Self::Tls(stream) => stream.write_range(buf, range).await,
+        }
+    }
+
+    fn shutdown(&self) {
+        match self {
+            Self::Plain(stream) => stream.shutdown(),
+            Self::Tls(stream) => stream.shutdown(),
+        }
+    }
+
+    async fn read_shared(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        match self {
+            Self::Plain(stream) => stream.read_shared(buf).await,
+            Self::Tls(stream) => stream.read_shared(buf).await,
+        }
+    }
+
+    async fn write_shared(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
+        match self {
+            Self::Plain(stream) => stream.write_shared(buf, range).await,
+            Self::Tls(stream) => stream.write_shared(buf, range).await,
+        }
+    }
+
+    fn shutdown_write(&self) {
+        match self {
+            Self::Plain(stream) => stream.shutdown_write(),
+            Self::Tls(stream) => stream.shutdown_write(),
+        }
+    }
+}

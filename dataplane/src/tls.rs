@@ -1,0 +1,221 @@
+//! The TLS configurations of a snapshot, built from its DER bytes: the server side (certificates
+//! chosen by SNI, TLS 1.2 and 1.3, ALPN `http/1.1`, session resumption, client authentication)
+//! and the client side for `https://` backends (verified against `backend-ca-file` or the
+//! host's system roots).
+//!
+//! Built once per snapshot on the channel (or start-up) thread, never on a worker; workers
+//! share the result read-only and hand it to each new TLS connection.
+
+mod client_certificate;
+mod names;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use portcullis_contract::tls::{ClientAuth, KeyFormat, TlsCertificate, TlsSettings};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert, StoresServerSessions, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+pub use client_certificate::ClientCertificate;
+pub(crate) use names::NameTable;
+
+/// The one application protocol spoken over TLS.
+pub const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
+/// TLS 1.2 sessions (by session id) remembered for resumption, per process: about 100 bytes
+/// each, so this bounds the cache near 2 MiB. TLS 1.3 and ticket-capable TLS 1.2 clients
+/// resume from stateless tickets instead.
+pub const SESSION_CACHE_ENTRIES_MAX: usize = 16_384;
+
+/// Why a snapshot's TLS settings cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    #[error("certificate {file}: {error}")]
+    Certificate { file: String, error: rustls::Error },
+    #[error("client CA certificate {index}: {error}")]
+    ClientCa { index: usize, error: rustls::Error },
+    #[error("backend CA certificate {index}: {error}")]
+    BackendCa { index: usize, error: rustls::Error },
+    #[error("client certificate verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("TLS settings: {0}")]
+    Settings(#[from] rustls::Error),
+}
+
+/// Resumption state that outlives snapshots, so a reload does not force every client back to a
+/// full handshake: the ticket keys (rotated by rustls) and the TLS 1.2 session cache. The cache
+/// takes a lock per handshake, never per request.
+#[derive(Debug)]
+struct Sessions {
+    ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
+    cache: Arc<dyn StoresServerSessions>,
+}
+
+fn sessions() -> &'static Sessions {
+    static SESSIONS: OnceLock<Sessions> = OnceLock::new();
+    SESSIONS.get_or_init(|| {
+        let ticketer = match rustls::crypto::aws_lc_rs::Ticketer::new() {
+            Ok(ticketer) => Some(ticketer),
+            Err(error) => {
+                tracing::warn!(%error, "no TLS session tickets (resumption by session cache only)");
+                None
+            }
+        };
+        Sessions { ticketer, cache: rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES_MAX) }
+    })
+}
+
+/// Backend client configurations kept for reuse by later snapshots (one per distinct
+/// `backend-ca-file` content): a few, so switching back and forth keeps pooled connections.
+pub const BACKEND_CONFIGS_KEPT_MAX: usize = 4;
+
+/// Builds the server configuration for `settings`. Without certificates every handshake fails
+/// with an alert (logged once per snapshot) while plain HTTP keeps serving.
+pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match settings.client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        auth @ (ClientAuth::Optional | ClientAuth::Required) => {
+            let mut roots = RootCertStore::empty();
+            for (index, der) in settings.client_cas.iter().enumerate() {
+                roots
+                    .add(CertificateDer::from(der.clone()))
+                    .map_err(|error| TlsConfigError::ClientCa { index, error })?;
+            }
+            let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider));
+            if auth == ClientAuth::Optional {
+                verifier = verifier.allow_unauthenticated();
+            }
+            builder.with_client_cert_verifier(verifier.build()?)
+        }
+    };
+    let resolver = SniResolver::new(&settings.certificates, &provider)?;
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+    let sessions = sessions();
+    config.session_storage = Arc::clone(&sessions.cache);
+    if let Some(ticketer) = &sessions.ticketer {
+        config.ticketer = Arc::clone(ticketer);
+    }
+    Ok(Arc::new(config))
+}
+
+/// The client side towards `https://` backends, with an identity: pooled backend connections
+/// are keyed by it, so a connection verified under other trust anchors is never reused.
+#[derive(Debug, Clone)]
+pub struct BackendTls {
+    pub config: Arc<ClientConfig>,
+    /// Changes exactly when the trust anchors change (process-unique).
+    pub id: u64,
+}
+
+/// The client configuration for `https://` backends: ALPN `http/1.1`, TLS 1.2 and 1.3, rustls'
+/// in-memory session resumption, server certificates verified against the snapshot's backend
+/// CAs, or the host's system roots when it has none. A snapshot with the same backend CAs as an
+/// earlier one gets the same configuration back (same id, same resumption cache), so a reload
+/// does not drop pooled TLS connections; new CAs get a new one.
+pub fn backend_client_config(settings: &TlsSettings) -> Result<BackendTls, TlsConfigError> {
+    static BUILT: Mutex<Vec<(Vec<Vec<u8>>, BackendTls)>> = Mutex::new(Vec::new());
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    // Only snapshot builds (channel or start-up thread) take this lock, never a worker.
+    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, backend)) = built.iter().find(|(cas, _)| *cas == settings.backend_cas) {
+        return Ok(backend.clone());
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let roots = if settings.backend_cas.is_empty() {
+        Arc::clone(system_roots())
+    } else {
+        let mut roots = RootCertStore::empty();
+        for (index, der) in settings.backend_cas.iter().enumerate() {
+            roots.add(CertificateDer::from(der.clone())).map_err(|error| TlsConfigError::BackendCa { index, error })?;
+        }
+        Arc::new(roots)
+    };
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+    let backend = BackendTls { config: Arc::new(config), id: NEXT_ID.fetch_add(1, Ordering::Relaxed) };
+    if built.len() >= BACKEND_CONFIGS_KEPT_MAX {
+        built.remove(0);
+    }
+    built.push((settings.backend_cas.clone(), backend.clone()));
+    Ok(backend)
+}
+
+/// The host's trusted CAs (`/etc/ssl/certs` and the other places OpenSSL looks), read once per
+/// process, on the first snapshot's thread (never a worker).
+fn system_roots() -> &'static Arc<RootCertStore> {
+    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        let mut roots = RootCertStore::empty();
+        let (added, ignored) = roots.add_parsable_certificates(found.certs);
+        if let Some(error) = found.errors.first() {
+            tracing::warn!(%error, "some system CA certificates could not be read");
+        }
+        if added == 0 {
+            tracing::warn!(
+                "no system CA certificates found: https backends fail verification unless [tls] backend-ca-file is set"
+            );
+        }
+        tracing::debug!(added, ignored, "system CA certificates for https backends");
+        Arc::new(roots)
+    })
+}
+
+fn certified_key(
+    certificate: &TlsCertificate,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<CertifiedKey, TlsConfigError> {
+    let chain = certificate.chain.iter().map(|der| CertificateDer::from(der.clone())).collect();
+    let der = certificate.key.der.clone();
+    let key = match certificate.key.format {
+        KeyFormat::Pkcs8 => PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(der)),
+        KeyFormat::Pkcs1 => PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der)),
+        KeyFormat::Sec1 => PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(der)),
+    };
+    CertifiedKey::from_der(chain, key, provider)
+        .map_err(|error| TlsConfigError::Certificate { file: certificate.source.clone(), error })
+}
+
+/// Picks the certificate for a handshake from its SNI name (see [`NameTable`]).
+#[derive(Debug)]
+struct SniResolver {
+    keys: Vec<Arc<CertifiedKey>>,
+    names: NameTable,
+    /// A handshake found no certificate at all (none configured): logged once per snapshot.
+    missing_logged: AtomicBool,
+}
+
+impl SniResolver {
+    fn new(certificates: &[TlsCertificate], provider: &rustls::crypto::CryptoProvider) -> Result<Self, TlsConfigError> {
+        let keys = certificates
+            .iter()
+            .map(|certificate| certified_key(certificate, provider).map(Arc::new))
+            .collect::<Result<_, _>>()?;
+        let names = NameTable::new(certificates.iter().map(|certificate| certificate.names.as_slice()));
+        Ok(Self { keys, names, missing_logged: AtomicBool::new(false) })
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let index = hello.server_name().and_then(|name| self.names.find(name)).unwrap_or(0);
+        let key = self.keys.get(index).cloned();
+        if key.is_none() && !self.missing_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "TLS handshake refused: the config has no [[tls.certificate]] (plain HTTP keeps serving; logged once per config generation)"
+            );
+        }
+        key
+    }
+}
+
+#[cfg(test)]
+mod tests;

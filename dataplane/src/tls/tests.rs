@@ -1,0 +1,81 @@
+//! Building the server configuration from snapshot settings.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed step fails the test")]
+
+use portcullis_contract::tls::PrivateKey;
+
+use super::*;
+
+fn certificate(names: &[&str]) -> (TlsCertificate, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let certificate = TlsCertificate {
+        source: "certs/test.pem".into(),
+        chain: vec![cert.der().to_vec()],
+        key: PrivateKey { format: KeyFormat::Pkcs8, der: key.serialize_der() },
+        names: names.iter().map(|n| n.to_string()).collect(),
+    };
+    (certificate, key)
+}
+
+#[test]
+fn builds_with_alpn_resumption_and_certificates() {
+    let (first, _) = certificate(&["a.test"]);
+    let (second, _) = certificate(&["b.test"]);
+    let settings = TlsSettings { certificates: vec![first, second], ..TlsSettings::default() };
+    let config = server_config(&settings).unwrap();
+    assert_eq!(config.alpn_protocols, vec![ALPN_HTTP_1_1.to_vec()]);
+    assert!(config.ticketer.enabled(), "stateless tickets");
+    // The resumption state is the process's, so it survives a new snapshot.
+    let again = server_config(&settings).unwrap();
+    assert!(Arc::ptr_eq(&config.ticketer, &again.ticketer));
+}
+
+#[test]
+fn builds_without_certificates() {
+    assert!(server_config(&TlsSettings::default()).is_ok());
+}
+
+#[test]
+fn refuses_a_key_that_is_not_the_certificates() {
+    let (mut first, _) = certificate(&["a.test"]);
+    let (_, other_key) = certificate(&["a.test"]);
+    first.key.der = other_key.serialize_der();
+    let settings = TlsSettings { certificates: vec![first], ..TlsSettings::default() };
+    let error = server_config(&settings).unwrap_err();
+    assert!(matches!(error, TlsConfigError::Certificate { .. }), "{error}");
+}
+
+#[test]
+fn client_auth_needs_a_valid_ca() {
+    let (server, _) = certificate(&["a.test"]);
+    let (ca, _) = certificate(&[]);
+    let mut settings = TlsSettings {
+        certificates: vec![server],
+        client_auth: ClientAuth::Required,
+        client_cas: vec![ca.chain[0].clone()],
+        backend_cas: Vec::new(),
+    };
+    assert!(server_config(&settings).is_ok());
+    settings.client_auth = ClientAuth::Optional;
+    assert!(server_config(&settings).is_ok());
+    settings.client_cas = vec![b"not DER".to_vec()];
+    assert!(server_config(&settings).is_err());
+    settings.client_cas.clear();
+    assert!(server_config(&settings).is_err(), "no trust anchor");
+}
+
+#[test]
+fn backend_client_config_uses_the_configured_cas_or_the_system_roots() {
+    let (ca, _) = certificate(&[]);
+    let settings = TlsSettings { backend_cas: vec![ca.chain[0].clone()], ..TlsSettings::default() };
+    let backend = backend_client_config(&settings).unwrap();
+    assert_eq!(backend.config.alpn_protocols, vec![ALPN_HTTP_1_1.to_vec()]);
+    // The same CAs again (the next snapshot): the same configuration, so pooled connections stay.
+    assert_eq!(backend_client_config(&settings).unwrap().id, backend.id);
+    let system = backend_client_config(&TlsSettings::default()).expect("system roots (possibly none)");
+    assert_ne!(system.id, backend.id, "other trust anchors, another identity");
+    let broken = TlsSettings { backend_cas: vec![b"not DER".to_vec()], ..TlsSettings::default() };
+    assert!(matches!(backend_client_config(&broken), Err(TlsConfigError::BackendCa { index: 0, .. })));
+}

@@ -1,0 +1,499 @@
+//! TLS termination end to end: `--listen-tls` with certificates from the config directory, a
+//! rustls client over real sockets. SNI picks the certificate, TLS 1.2 and 1.3 both work, ALPN is
+//! `http/1.1`, sessions resume, requests reach the backend with `X-Forwarded-Proto: https`, a
+//! reload serves a new certificate, a bad key is refused while the old one keeps serving,
+//! client authentication admits only clients with a certificate from the configured CA, and
+//! `https://` backends are verified against `backend-ca-file`.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed step fails the test")]
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_tests::http::{self, Connection, RESPONSE_TIMEOUT};
+use portcullis_tests::tempdir::copy_tree;
+use portcullis_tests::{Gateway, GatewayOptions, TempDir, bins, on_both_io_backends};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, RootCertStore, StreamOwned};
+
+type TlsConnection = Connection<StreamOwned<ClientConnection, TcpStream>>;
+
+/// A test CA and what it issues.
+struct Pki {
+    ca_pem: String,
+    ca_der: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A certificate (PEM and DER) with its private key (PEM).
+struct Issued {
+    cert_pem: String,
+    key_pem: String,
+    der: CertificateDer<'static>,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "Portcullis test CA");
+        let key = KeyPair::generate().unwrap();
+        let ca = params.self_signed(&key).unwrap();
+        Self { ca_pem: ca.pem(), ca_der: ca.der().clone(), issuer: Issuer::new(params, key) }
+    }
+
+    fn issue(&self, names: &[&str]) -> Issued {
+        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("client"));
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone() }
+    }
+
+    fn roots(&self) -> Arc<RootCertStore> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca_der.clone()).unwrap();
+        Arc::new(roots)
+    }
+}
+
+/// The quickstart config plus `certs/` and a `[tls]` section appended to `gateway.toml`.
+fn config_with_tls(certificates: &[(&str, &Issued)], tls_table: &str) -> TempDir {
+    let dir = TempDir::new("config");
+    copy_tree(&bins::repo_root().join("examples/quickstart"), dir.path()).unwrap();
+    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+    let mut gateway = std::fs::read_to_string(dir.path().join("gateway.toml")).unwrap();
+    gateway.push_str(&format!("\n[tls]\n{tls_table}\n"));
+    for (name, issued) in certificates {
+        write_certificate(dir.path(), name, issued);
+        gateway.push_str(&format!(
+            "\n[[tls.certificate]]\ncert-file = \"certs/{name}.pem\"\nkey-file = \"certs/{name}.key\"\n"
+        ));
+    }
+    std::fs::write(dir.path().join("gateway.toml"), gateway).unwrap();
+    dir
+}
+
+fn write_certificate(config: &Path, name: &str, issued: &Issued) {
+    std::fs::write(config.join(format!("certs/{name}.pem")), &issued.cert_pem).unwrap();
+    std::fs::write(config.join(format!("certs/{name}.key")), &issued.key_pem).unwrap();
+}
+
+fn client_config(roots: Arc<RootCertStore>, versions: &[&'static rustls::SupportedProtocolVersion]) -> ClientConfig {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
+}
+
+fn all_versions() -> Vec<&'static rustls::SupportedProtocolVersion> {
+    vec![&rustls::version::TLS13, &rustls::version::TLS12]
+}
+
+/// Connects and completes the handshake.
+fn connect(addr: SocketAddr, config: &Arc<ClientConfig>, name: &str) -> std::io::Result<TlsConnection> {
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    tcp.set_read_timeout(Some(RESPONSE_TIMEOUT))?;
+    tcp.set_nodelay(true)?;
+    let server_name = ServerName::try_from(name.to_owned()).unwrap();
+    let tls = ClientConnection::new(Arc::clone(config), server_name).map_err(std::io::Error::other)?;
+    let mut stream = StreamOwned::new(tls, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(Connection::over(stream))
+}
+
+fn peer_certificate(connection: &TlsConnection) -> CertificateDer<'static> {
+    connection.stream().conn.peer_certificates().expect("server certificate")[0].clone()
+}
+
+fn get_echo(connection: &mut TlsConnection, key: &str) -> serde_json::Value {
+    let response = connection.get("/echo/hello", &[("Ocp-Apim-Subscription-Key", key)]).unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.json()
+}
+
+/// A verifier that accepts any server certificate: for the cases where the name deliberately
+/// does not match (no SNI, an unknown name), to see which certificate the gateway picked.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn unverified_config(sni: bool) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        .with_no_client_auth();
+    config.enable_sni = sni;
+    Arc::new(config)
+}
+
+fn start(config: &TempDir, io: &str) -> Gateway {
+    let mut options = GatewayOptions::new(io).config(config.path());
+    options.extra_args = vec!["--listen-tls".into(), "127.0.0.1:0".into()];
+    Gateway::start(options)
+}
+
+/// SNI, versions, ALPN, keep-alive proxying with `X-Forwarded-Proto: https`, resumption.
+fn serves_https(io: &str) {
+    let pki = Pki::new();
+    let api = pki.issue(&["api.test"]);
+    let admin = pki.issue(&["admin.test", "*.admin.test"]);
+    let config = config_with_tls(&[("api", &api), ("admin", &admin)], "");
+    let gateway = start(&config, io);
+    let addr = gateway.tls_addr.expect("the https ready line");
+    let key = gateway.demo_key.clone().expect("demo key");
+
+    // Each name gets its own certificate; no SNI or an unknown name gets the first.
+    let verified = Arc::new(client_config(pki.roots(), &all_versions()));
+    assert_eq!(peer_certificate(&connect(addr, &verified, "api.test").unwrap()), api.der);
+    assert_eq!(peer_certificate(&connect(addr, &verified, "admin.test").unwrap()), admin.der);
+    assert_eq!(peer_certificate(&connect(addr, &verified, "eu.admin.test").unwrap()), admin.der);
+    assert_eq!(peer_certificate(&connect(addr, &unverified_config(false), "admin.test").unwrap()), api.der);
+    assert_eq!(peer_certificate(&connect(addr, &unverified_config(true), "other.test").unwrap()), api.der);
+
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let client = Arc::new(client_config(pki.roots(), &[version]));
+        let mut first = connect(addr, &client, "api.test").unwrap();
+        let conn = &first.stream().conn;
+        assert_eq!(conn.protocol_version(), Some(version.version));
+        assert_eq!(conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+        assert_eq!(conn.handshake_kind(), Some(HandshakeKind::Full));
+        // Keep-alive: two requests on one connection, proxied to the echo backend.
+        for _ in 0..2 {
+            let echoed = get_echo(&mut first, &key);
+            assert_eq!(echoed["headers"]["x-forwarded-proto"][0], "https", "{echoed}");
+        }
+        // The second connection resumes the first one's session (the client config keeps it).
+        let mut second = connect(addr, &client, "api.test").unwrap();
+        assert_eq!(second.stream().conn.handshake_kind(), Some(HandshakeKind::Resumed), "{version:?}");
+        get_echo(&mut second, &key);
+    }
+
+    // WebSocket over TLS is refused before anything reaches the backend (not yet supported).
+    let mut connection = connect(addr, &verified, "api.test").unwrap();
+    let upgrade = connection
+        .get("/echo/ws", &[("Ocp-Apim-Subscription-Key", &key), ("Connection", "Upgrade"), ("Upgrade", "websocket")])
+        .unwrap();
+    assert_eq!(upgrade.status, 501, "{}", upgrade.text());
+
+    // `ctl status` shows the TLS listener.
+    assert_eq!(gateway.status()["dataplane"]["listen_tls"], addr.to_string());
+
+    // Plain HTTP keeps working next to TLS, and says so.
+    let plain = portcullis_tests::http::get(gateway.addr, "/echo/hello", &[("Ocp-Apim-Subscription-Key", &key)]);
+    assert_eq!(plain.unwrap().json()["headers"]["x-forwarded-proto"][0], "http");
+}
+
+on_both_io_backends!(serves_https_by_sni, crate::serves_https);
+
+#[test]
+fn reload_serves_new_certificates_and_refuses_bad_keys() {
+    let pki = Pki::new();
+    let old = pki.issue(&["api.test"]);
+    let config = config_with_tls(&[("api", &old)], "");
+    let gateway = start(&config, "epoll");
+    let addr = gateway.tls_addr.expect("the https ready line");
+    let client = Arc::new(client_config(pki.roots(), &all_versions()));
+    let mut kept = connect(addr, &client, "api.test").unwrap();
+    assert_eq!(peer_certificate(&kept), old.der);
+
+    let new = pki.issue(&["api.test"]);
+    write_certificate(config.path(), "api", &new);
+    let reload = gateway.ctl(&["reload"]);
+    assert!(reload.status.success(), "reload failed: {}", String::from_utf8_lossy(&reload.stderr));
+    let fresh = Arc::new(client_config(pki.roots(), &all_versions()));
+    assert_eq!(peer_certificate(&connect(addr, &fresh, "api.test").unwrap()), new.der);
+    // A connection opened before the reload goes on.
+    get_echo(&mut kept, gateway.demo_key.as_deref().unwrap());
+    // The last-good snapshot on disk now holds private keys: owner-only, in an owner-only directory.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&gateway.data().join("snapshots/last-good.snap")), 0o600);
+    assert_eq!(mode(&gateway.data().join("snapshots")), 0o700);
+    assert_eq!(mode(&gateway.data()), 0o700);
+
+    // A key that is not the certificate's, then one that is not a key at all: both refused with
+    // the file named, and the running certificate keeps serving.
+    let stranger = pki.issue(&["api.test"]);
+    std::fs::write(config.path().join("certs/api.key"), &stranger.key_pem).unwrap();
+    for (case, expected) in
+        [("mismatched key", "the private key is not the certificate's key"), ("not a key", "no private key found")]
+    {
+        if case == "not a key" {
+            std::fs::write(config.path().join("certs/api.key"), "hello\n").unwrap();
+        }
+        let check = std::process::Command::new(bins::portcullis())
+            .args(["config", "check", "--config"])
+            .arg(config.path())
+            .output()
+            .unwrap();
+        let check_text = String::from_utf8_lossy(&check.stderr).into_owned() + &String::from_utf8_lossy(&check.stdout);
+        assert!(!check.status.success(), "{case}: config check passed: {check_text}");
+        assert!(check_text.contains("certs/api.key") && check_text.contains(expected), "{case}: {check_text}");
+        assert!(check_text.contains("gateway.toml:"), "{case}: no file:line:col: {check_text}");
+
+        let reload = gateway.ctl(&["reload"]);
+        let reload_text =
+            String::from_utf8_lossy(&reload.stderr).into_owned() + &String::from_utf8_lossy(&reload.stdout);
+        assert!(!reload.status.success(), "{case}: reload passed: {reload_text}");
+        assert!(reload_text.contains(expected), "{case}: {reload_text}");
+        let fresh = Arc::new(client_config(pki.roots(), &all_versions()));
+        assert_eq!(peer_certificate(&connect(addr, &fresh, "api.test").unwrap()), new.der, "{case}");
+    }
+}
+
+#[test]
+fn client_auth_required_admits_only_certificates_from_the_ca() {
+    let pki = Pki::new();
+    let server = pki.issue(&["api.test"]);
+    let config = config_with_tls(&[("api", &server)], "client-auth = \"required\"\nclient-ca-file = \"certs/ca.pem\"");
+    std::fs::write(config.path().join("certs/ca.pem"), &pki.ca_pem).unwrap();
+    let gateway = start(&config, "epoll");
+    let addr = gateway.tls_addr.expect("the https ready line");
+    let key = gateway.demo_key.clone().expect("demo key");
+
+    // Without a certificate: the handshake (TLS 1.2) or the first exchange (TLS 1.3, where the
+    // server's verdict arrives after the client's Finished) fails.
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let anonymous = Arc::new(client_config(pki.roots(), &[version]));
+        let refused = connect(addr, &anonymous, "api.test")
+            .and_then(|mut connection| connection.get("/echo/hello", &[("Ocp-Apim-Subscription-Key", &key)]));
+        assert!(refused.is_err(), "{version:?}: a client without a certificate got {refused:?}");
+    }
+
+    // A certificate from another CA is refused too.
+    let other_pki = Pki::new();
+    for (pki_used, admitted) in [(&other_pki, false), (&pki, true)] {
+        let client_cert = pki_used.issue(&["client.test"]);
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let chain = vec![client_cert.der.clone()];
+        let key_der = PrivateKeyDer::from_pem_slice(client_cert.key_pem.as_bytes()).unwrap();
+        let mut client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(pki.roots())
+            .with_client_auth_cert(chain, key_der)
+            .unwrap();
+        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let client = Arc::new(client);
+        let result = connect(addr, &client, "api.test")
+            .and_then(|mut connection| connection.get("/echo/hello", &[("Ocp-Apim-Subscription-Key", &key)]));
+        match admitted {
+            true => assert_eq!(result.unwrap().status, 200),
+            false => assert!(result.is_err(), "a certificate from another CA got {result:?}"),
+        }
+    }
+}
+
+/// Keys live in the last-good snapshot: a data plane started while control is down serves TLS
+/// from disk, with the same certificate.
+#[test]
+fn cold_start_without_control_serves_tls_from_the_last_good_snapshot() {
+    let pki = Pki::new();
+    let api = pki.issue(&["api.test"]);
+    let config = config_with_tls(&[("api", &api)], "");
+    let mut gateway = start(&config, "epoll");
+    let addr = gateway.tls_addr.expect("the https ready line");
+    let key = gateway.demo_key.clone().expect("demo key");
+    let dataplane = gateway.dataplane_pid();
+    gateway.signal_control(libc::SIGKILL);
+    gateway.wait_exit(Duration::from_secs(10)).expect("control died");
+    portcullis_tests::gateway::kill(dataplane, libc::SIGTERM);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while portcullis_tests::gateway::alive(dataplane) {
+        assert!(std::time::Instant::now() < deadline, "the data plane did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let log = std::fs::File::create(gateway.data().join("cold-dataplane.log")).unwrap();
+    let _cold = KilledOnDrop(
+        std::process::Command::new(bins::dataplane())
+            .arg("--data-dir")
+            .arg(gateway.data())
+            .args(["--listen", "127.0.0.1:0", "--listen-tls", &addr.to_string(), "--io", "epoll", "--workers", "1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    );
+    let client = Arc::new(client_config(pki.roots(), &all_versions()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut connection = loop {
+        match connect(addr, &client, "api.test") {
+            Ok(connection) => break connection,
+            Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(error) => panic!("the cold data plane never served TLS: {error}"),
+        }
+    };
+    assert_eq!(peer_certificate(&connection), api.der);
+    let echoed = get_echo(&mut connection, &key);
+    assert_eq!(echoed["headers"]["x-forwarded-proto"][0], "https");
+}
+
+/// A process the test started itself, killed when the test ends (also when it fails).
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads the client's certificate in a policy, as `context.Request.Certificate`.
+const CERTIFICATE_POLICY: &str = r#"<policies>
+  <inbound>
+    <set-header name="X-Client-Thumbprint" exists-action="override">
+      <value>@(context.Request.Certificate == null ? "none" : context.Request.Certificate.Thumbprint)</value>
+    </set-header>
+    <set-header name="X-Client-Subject" exists-action="override">
+      <value>@(context.Request.Certificate == null ? "none" : context.Request.Certificate.Subject)</value>
+    </set-header>
+  </inbound>
+  <backend><base /></backend>
+  <outbound />
+  <on-error />
+</policies>"#;
+
+#[test]
+fn client_auth_optional_shows_the_certificate_to_policies() {
+    let pki = Pki::new();
+    let server = pki.issue(&["api.test"]);
+    let config = config_with_tls(&[("api", &server)], "client-auth = \"optional\"\nclient-ca-file = \"certs/ca.pem\"");
+    std::fs::write(config.path().join("certs/ca.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(config.path().join("policy.xml"), CERTIFICATE_POLICY).unwrap();
+    let gateway = start(&config, "epoll");
+    let addr = gateway.tls_addr.expect("the https ready line");
+    let key = gateway.demo_key.clone().expect("demo key");
+
+    let anonymous = Arc::new(client_config(pki.roots(), &all_versions()));
+    let echoed = get_echo(&mut connect(addr, &anonymous, "api.test").unwrap(), &key);
+    assert_eq!(echoed["headers"]["x-client-thumbprint"][0], "none", "{echoed}");
+
+    let client_cert = pki.issue(&["client.test"]);
+    let key_der = PrivateKeyDer::from_pem_slice(client_cert.key_pem.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut certified = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(pki.roots())
+        .with_client_auth_cert(vec![client_cert.der.clone()], key_der)
+        .unwrap();
+    certified.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let echoed = get_echo(&mut connect(addr, &Arc::new(certified), "api.test").unwrap(), &key);
+    use sha1::Digest as _;
+    let thumbprint: String = sha1::Sha1::digest(client_cert.der.as_ref()).iter().map(|b| format!("{b:02X}")).collect();
+    assert_eq!(echoed["headers"]["x-client-thumbprint"][0], thumbprint.as_str(), "{echoed}");
+    assert_eq!(echoed["headers"]["x-client-subject"][0], "CN=client.test", "{echoed}");
+}
+
+#[test]
+fn without_certificates_tls_fails_cleanly_and_http_serves() {
+    let config = TempDir::new("config");
+    copy_tree(&bins::repo_root().join("examples/quickstart"), config.path()).unwrap();
+    let gateway = start(&config, "epoll");
+    let addr = gateway.tls_addr.expect("the https ready line");
+    let pki = Pki::new();
+    let client = Arc::new(client_config(pki.roots(), &all_versions()));
+    let error = connect(addr, &client, "api.test").expect_err("no certificate to serve");
+    assert!(error.to_string().contains("alert") || error.kind() != std::io::ErrorKind::TimedOut, "{error}");
+    let key = gateway.demo_key.clone().expect("demo key");
+    let plain = portcullis_tests::http::get(gateway.addr, "/echo/hello", &[("Ocp-Apim-Subscription-Key", &key)]);
+    assert_eq!(plain.unwrap().status, 200);
+    // A second refused handshake: the warning is logged once.
+    let _ = connect(addr, &client, "api.test");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(gateway.log().matches("has no [[tls.certificate]]").count(), 1, "{}", gateway.log());
+}
+
+/// An `https://` backend: gateway A proxies to gateway B's TLS listener, verifying B's
+/// certificate against `backend-ca-file`; without that CA (system roots only) it answers 502.
+fn proxies_to_https_backends(io: &str) {
+    let pki = Pki::new();
+    let backend_cert = pki.issue(&["backend.test", "127.0.0.1"]);
+    let backend_config = config_with_tls(&[("backend", &backend_cert)], "");
+    let backend = start(&backend_config, io);
+    let backend_tls = backend.tls_addr.expect("the backend's https ready line");
+    let backend_key = backend.demo_key.clone().expect("the backend's demo key");
+
+    let front_config = config_with_tls(&[], "backend-ca-file = \"certs/ca.pem\"");
+    std::fs::write(front_config.path().join("certs/ca.pem"), &pki.ca_pem).unwrap();
+    std::fs::create_dir_all(front_config.path().join("apis/secure")).unwrap();
+    std::fs::write(
+        front_config.path().join("apis/secure/api.toml"),
+        format!(
+            "name = \"Secure\"\npath = \"secure\"\nbackend-url = \"https://127.0.0.1:{}/echo\"\nsubscription-required = false\n",
+            backend_tls.port()
+        ),
+    )
+    .unwrap();
+    let front = Gateway::start(GatewayOptions::new(io).config(front_config.path()));
+
+    let mut connection = Connection::open(front.addr).unwrap();
+    for _ in 0..2 {
+        let response = connection.get("/secure/hello", &[("Ocp-Apim-Subscription-Key", &backend_key)]).unwrap();
+        assert_eq!(response.status, 200, "{}\n{}", response.text(), front.log());
+        let echoed = response.json();
+        assert_eq!(echoed["path"], "/api/hello", "{echoed}");
+        // B saw a TLS client (A), so it tells its backend https.
+        assert_eq!(echoed["headers"]["x-forwarded-proto"][0], "https", "{echoed}");
+    }
+
+    // Without the CA (system roots only), B's certificate does not verify: 502.
+    let gateway_toml = front_config.path().join("gateway.toml");
+    let text = std::fs::read_to_string(&gateway_toml).unwrap().replace("backend-ca-file = \"certs/ca.pem\"", "");
+    std::fs::write(&gateway_toml, text).unwrap();
+    let reload = front.ctl(&["reload"]);
+    assert!(reload.status.success(), "{}", String::from_utf8_lossy(&reload.stderr));
+    let refused = http::get(front.addr, "/secure/hello", &[("Ocp-Apim-Subscription-Key", &backend_key)]).unwrap();
+    assert_eq!(refused.status, 502, "{}", refused.text());
+}
+
+on_both_io_backends!(https_backends, crate::proxies_to_https_backends);
