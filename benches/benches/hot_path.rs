@@ -123,6 +123,7 @@ fn header_rewrite(c: &mut Criterion) {
         authority: "127.0.0.1:9000",
         remainder_start: REMAINDER_START,
         client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        tls: false,
     };
     let mut out = Vec::with_capacity(4096);
     let mut group = c.benchmark_group("header_rewrite");
