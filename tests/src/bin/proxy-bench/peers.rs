@@ -1,7 +1,8 @@
 //! The gateways under test and the origin behind them, with their configurations: the same
 //! routes everywhere (`/api/*` proxied to the origin with upstream keep-alive, `/keyed/*` answered
 //! 401 with API Management's JSON body by the gateway itself), one worker, no access log, TLS 1.3
-//! with one ECDSA P-256 certificate and no session resumption (every handshake is a full one).
+//! with one ECDSA P-256 certificate; session tickets as each gateway issues them by default (wrk
+//! never resumes, so every handshake of the handshake scenario is a full one).
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpStream};
@@ -262,7 +263,6 @@ fn nginx_gateway_config(env: &Environment, http: SocketAddr, tls: SocketAddr, or
          upstream origin {{ server 127.0.0.1:{origin}; keepalive {UPSTREAM_KEEPALIVE}; keepalive_requests 1000000; }}\n  \
          server {{\n    listen {http};\n    listen {tls} ssl;\n    \
          ssl_certificate {cert};\n    ssl_certificate_key {key};\n    ssl_protocols TLSv1.3;\n    \
-         ssl_session_cache off;\n    ssl_session_tickets off;\n    \
          location /api/ {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n    \
          location /keyed/ {{ default_type application/json; return 401 '{REJECT_BODY}'; }}\n  }}\n}}\n",
         cert = env.cert.display(),
@@ -273,8 +273,8 @@ fn nginx_gateway_config(env: &Environment, http: SocketAddr, tls: SocketAddr, or
 
 fn haproxy_config(env: &Environment, http: SocketAddr, tls: SocketAddr, origin: u16) -> String {
     format!(
-        "global\n  nbthread 1\n  maxconn 9000\n  tune.ssl.cachesize 0\n  \
-         ssl-default-bind-options ssl-min-ver TLSv1.3 no-tls-tickets\n\
+        "global\n  nbthread 1\n  maxconn 9000\n  \
+         ssl-default-bind-options ssl-min-ver TLSv1.3\n\
          defaults\n  mode http\n  maxconn 9000\n  timeout connect 5s\n  timeout client 300s\n  timeout server 300s\n  \
          timeout http-keep-alive 300s\n  http-reuse always\n\
          frontend gateway\n  bind {http}\n  bind {tls} ssl crt {pem}\n  \
