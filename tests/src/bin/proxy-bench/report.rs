@@ -33,10 +33,12 @@ pub(crate) struct Summary {
 
 /// Medians of the samples of `scenario` × `peer`.
 pub(crate) fn summarize(results: &Results, scenario: Scenario, peer: Peer) -> Summary {
+    let load = scenario != Scenario::Idle;
+    // A load run that completed no request says nothing about CPU per request.
     let samples: Vec<&Sample> = results
         .samples
         .iter()
-        .filter(|(s, p, _, _)| *s == scenario && *p == peer)
+        .filter(|(s, p, _, sample)| *s == scenario && *p == peer && (!load || sample.load.requests > 0))
         .map(|(_, _, _, sample)| sample)
         .collect();
     let of = |field: fn(&Sample) -> f64| median(&samples.iter().map(|s| field(s)).collect::<Vec<_>>());
@@ -44,7 +46,6 @@ pub(crate) fn summarize(results: &Results, scenario: Scenario, peer: Peer) -> Su
     let idle = |step: usize| {
         median(&samples.iter().filter_map(|s| s.idle_bytes_per_connection.get(step).copied()).collect::<Vec<_>>())
     };
-    let load = scenario != Scenario::Idle;
     Summary {
         cpu_us: of(|s| s.cpu_us_per_request).filter(|_| load),
         rps: of(|s| s.load.rps()).filter(|_| load),
@@ -341,6 +342,8 @@ mod tests {
         results.samples.push((Scenario::Busy8K, Peer::Portcullis, 0, sample(10.0, 45_000, 9000.0)));
         let idle = Sample { idle_bytes_per_connection: vec![900.0, 700.0], ..Sample::default() };
         results.samples.push((Scenario::Idle, Peer::Portcullis, 0, idle));
+        // A run without any completed request is left out of the medians.
+        results.samples.push((Scenario::Proxy5B, Peer::Nginx, 3, sample(9000.0, 0, 0.0)));
         let ours = summarize(&results, Scenario::Proxy5B, Peer::Portcullis);
         assert_eq!((ours.cpu_us, ours.rps), (Some(12.0), Some(50_000.0)));
         let targets = targets(&results);
