@@ -54,6 +54,9 @@ impl GatewayOptions {
 pub struct Gateway {
     child: Option<Child>,
     pgid: i32,
+    /// `up`'s children when it was ready (data plane, echo backend): they run in process groups
+    /// of their own and outlive a killed `up` by design, so the test kills them itself.
+    children: Vec<i32>,
     pub data_dir: TempDir,
     pub addr: SocketAddr,
     /// The `https://` address, when started with `--listen-tls`.
@@ -105,6 +108,7 @@ impl Gateway {
         let mut gateway = Self {
             child: Some(child),
             pgid,
+            children: Vec::new(),
             admin_socket: data_dir.path().join("data").join("admin.sock"),
             data_dir,
             addr: "0.0.0.0:0".parse().expect("placeholder addr"),
@@ -114,6 +118,7 @@ impl Gateway {
             log_path,
         };
         gateway.wait_ready(&lines_rx);
+        gateway.children = children_of(pgid);
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || while lines_rx.recv().is_ok() {});
         gateway
@@ -224,12 +229,29 @@ impl Drop for Gateway {
         if std::thread::panicking() {
             eprintln!("---- gateway log ({}) ----\n{}", self.log_path.display(), self.log());
         }
+        // `up` starts the data plane and the echo backend in process groups of their own (so a
+        // Ctrl-C reaches control only): kill those groups too, or they outlive the test.
+        let mut children = children_of(self.pgid);
+        children.extend(&self.children);
+        for child in children {
+            // SAFETY: kill(2) on a child's process group; no memory is involved.
+            unsafe { libc::kill(-child, libc::SIGKILL) };
+        }
         // SAFETY: kill(2) on the process group we created; no memory is involved.
         unsafe { libc::kill(-self.pgid, libc::SIGKILL) };
         if let Some(mut child) = self.child.take() {
             let _ = child.wait();
         }
     }
+}
+
+/// The children of process `pid` (from every thread's `/proc/PID/task/TID/children`).
+fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("children")).ok())
+        .flat_map(|list| list.split_whitespace().filter_map(|pid| pid.parse().ok()).collect::<Vec<i32>>())
+        .collect()
 }
 
 /// Kills a process by pid (for orphans left on purpose, such as a data plane outliving control).
