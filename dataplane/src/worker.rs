@@ -95,6 +95,7 @@ fn run<R: Runtime>(setup: WorkerSetup) -> std::io::Result<()> {
             connections: Cell::new(0),
             idle: tokio::sync::Notify::new(),
         });
+        tokio::task::spawn_local(release_freed_memory_periodically());
         match &tls_listener {
             Some(tls_listener) => {
                 tokio::join!(
@@ -229,6 +230,24 @@ impl Spares {
                 spare.push(buffer);
             }
         }
+    }
+}
+
+/// How often a worker hands memory it freed back to the operating system.
+pub const FREED_MEMORY_RELEASE_INTERVAL_MS: u64 = 1_000;
+
+/// mimalloc purges pages a thread freed only when that thread allocates again, so a worker that
+/// served a burst (thousands of requests in flight) and then goes quiet would keep the burst's
+/// memory resident. Once a second each worker collects its own heap: the resident size follows
+/// what is live, not the highest it has been.
+async fn release_freed_memory_periodically() {
+    let mut interval = tokio::time::interval(Duration::from_millis(FREED_MEMORY_RELEASE_INTERVAL_MS));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        // SAFETY: mi_collect takes no pointers; it frees and purges pages of the calling
+        // thread's own heap, which only this thread uses.
+        unsafe { libmimalloc_sys::mi_collect(false) };
     }
 }
 

@@ -16,8 +16,14 @@ pub(crate) struct Uring;
 /// A tokio-uring TCP stream.
 pub(crate) struct UringStream(tokio_uring::net::TcpStream);
 
-/// A tokio-uring TCP listener.
-pub(crate) struct UringListener(tokio_uring::net::TcpListener);
+/// A tokio-uring TCP listener, plus a non-blocking handle on the same socket: connections
+/// already waiting in the accept queue are taken with plain `accept4` calls, and only an empty
+/// queue costs an io_uring accept (one per ring round trip). A burst of thousands of connects is
+/// then accepted in one go instead of one per event-loop turn.
+pub(crate) struct UringListener {
+    ring: tokio_uring::net::TcpListener,
+    queued: std::net::TcpListener,
+}
 
 impl std::fmt::Debug for UringStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,11 +98,17 @@ impl Listener for UringListener {
     type Stream = UringStream;
 
     fn adopt(listener: std::net::TcpListener) -> io::Result<Self> {
-        Ok(Self(tokio_uring::net::TcpListener::from_std(listener)))
+        // The listener is non-blocking (see `listener::bind`), and so is this handle on it.
+        let queued = listener.try_clone()?;
+        Ok(Self { ring: tokio_uring::net::TcpListener::from_std(listener), queued })
     }
 
     async fn accept(&self) -> io::Result<(UringStream, SocketAddr)> {
-        let (stream, peer) = self.0.accept().await?;
+        let (stream, peer) = match self.queued.accept() {
+            Ok((stream, peer)) => (tokio_uring::net::TcpStream::from_std(stream), peer),
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => self.ring.accept().await?,
+            Err(error) => return Err(error),
+        };
         stream.set_nodelay(true)?;
         Ok((UringStream(stream), peer))
     }

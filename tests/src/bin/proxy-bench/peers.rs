@@ -207,15 +207,25 @@ fn start_portcullis(env: &Environment, http: SocketAddr, tls: SocketAddr, origin
 }
 
 /// `/api` proxied without a key; `/keyed` requires one (none is configured: every request is 401).
+/// The origin is a named backend whose keep-alive pool matches nginx's `keepalive
+/// {UPSTREAM_KEEPALIVE}` (and its 60 s upstream idle timeout), so no gateway pays for new
+/// upstream connections that another one reuses.
 fn write_portcullis_config(env: &Environment, dir: &Path, origin: u16) -> Result<()> {
-    let backend = format!("http://127.0.0.1:{origin}/api");
+    std::fs::create_dir_all(dir.join("backends"))?;
+    std::fs::write(
+        dir.join("backends/origin.toml"),
+        format!(
+            "base-path = \"/api\"\n[[endpoint]]\naddress = \"127.0.0.1:{origin}\"\n\
+             [pool]\nmax-idle-per-endpoint = {UPSTREAM_KEEPALIVE}\nidle-timeout-ms = 60000\n"
+        ),
+    )?;
     for (id, path, required) in [("plain", "api", false), ("keyed", "keyed", true)] {
         let api = dir.join("apis").join(id);
         std::fs::create_dir_all(&api)?;
         std::fs::write(
             api.join("api.toml"),
             format!(
-                "name = \"{id}\"\npath = \"{path}\"\nbackend-url = \"{backend}\"\nsubscription-required = {required}\n"
+                "name = \"{id}\"\npath = \"{path}\"\nbackend-id = \"origin\"\nsubscription-required = {required}\n"
             ),
         )?;
     }
