@@ -165,9 +165,13 @@ pub(crate) async fn serve_connection<S: Stream>(worker: Rc<WorkerCtx<S>>, client
             }
         };
         let mut conn = Connection::open(idle, peer, &worker);
-        // Boxed: the request's state machine (phases, policies, relays) is large, and an idle
-        // keep-alive connection should not carry its space between requests.
-        let keep_alive = Box::pin(conn.serve_request(&worker, head)).await;
+        // Boxed, with the connection moved in: the request's state machine (phases, policies,
+        // relays) is large, and an idle keep-alive connection should not carry its space.
+        let (keep_alive, conn) = Box::pin(async {
+            let keep_alive = conn.serve_request(&worker, head).await;
+            (keep_alive, conn)
+        })
+        .await;
         idle = conn.park(&worker);
         if !keep_alive || worker.drain.is_draining() {
             tracing::debug!("closing client connection after a request");

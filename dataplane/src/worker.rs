@@ -158,7 +158,9 @@ async fn accept_loop<L: Listener>(worker: &Rc<WorkerCtx<L::Stream>>, listener: &
         tokio::task::spawn_local(async move {
             match transport {
                 Transport::Plain => proxy::serve_connection(Rc::clone(&worker), MaybeTls::Plain(stream), peer).await,
-                Transport::Tls => serve_tls(Rc::clone(&worker), stream, peer).await,
+                // Boxed: a TLS handshake's state is kilobytes, and every plain connection's task
+                // would otherwise be sized for it.
+                Transport::Tls => Box::pin(serve_tls(Rc::clone(&worker), stream, peer)).await,
             }
             worker.connection_closed();
         });
@@ -262,7 +264,8 @@ async fn serve_tls<S: Stream>(worker: Rc<WorkerCtx<S>>, stream: S, peer: std::ne
         stream.shutdown();
         return;
     };
-    match TlsStream::accept(stream, config).await {
+    // Boxed: the handshake's state is freed once it is done, not kept for the connection's life.
+    match Box::pin(TlsStream::accept(stream, config)).await {
         Ok(tls) => {
             tracing::debug!(%peer, version = ?tls.protocol_version(), "TLS handshake complete");
             proxy::serve_connection(worker, MaybeTls::Tls(Box::new(tls)), peer).await;
