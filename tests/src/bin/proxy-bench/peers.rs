@@ -102,10 +102,11 @@ impl Drop for Running {
     }
 }
 
-/// A free loopback port (bound and released; nothing else on this machine binds fixed ports
-/// in the ephemeral range).
-pub(crate) fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// `count` distinct free loopback ports (bound together, then released; nothing else on this
+/// machine binds fixed ports in the ephemeral range).
+pub(crate) fn free_ports(count: usize) -> Result<Vec<u16>> {
+    let listeners = (0..count).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<Vec<_>, _>>()?;
+    listeners.iter().map(|listener| Ok(listener.local_addr()?.port())).collect()
 }
 
 /// Starts the origin: nginx, one worker on cpu0, `return 200` for both responses.
@@ -131,8 +132,10 @@ pub(crate) fn start_origin(env: &Environment) -> Result<Proc> {
 
 /// Starts `peer` with one worker pinned to cpu1, on fresh ports, proxying to the origin's `origin` port.
 pub(crate) fn start(env: &Environment, peer: Peer, origin: u16) -> Result<Running> {
-    let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    let tls = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    // Both bound at once: two ports picked one after the other can be the same one.
+    let pair = [std::net::TcpListener::bind("127.0.0.1:0")?, std::net::TcpListener::bind("127.0.0.1:0")?];
+    let (http, tls) = (pair[0].local_addr()?, pair[1].local_addr()?);
+    drop(pair);
     match peer {
         Peer::Portcullis => start_portcullis(env, http, tls, origin),
         Peer::Nginx => {

@@ -62,7 +62,7 @@ impl Setup {
             cert,
             key,
             cert_and_key,
-            origin_ports: (0..peers::ORIGIN_PORTS).map(|_| peers::free_port()).collect::<Result<_>>()?,
+            origin_ports: peers::free_ports(peers::ORIGIN_PORTS)?,
         };
         let origin = peers::start_origin(&env)?;
         let mut peers = vec![Peer::Portcullis, Peer::Nginx];
