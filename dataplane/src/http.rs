@@ -160,6 +160,11 @@ pub(crate) fn header_facts(buf: &[u8], headers: &[HeaderSpan]) -> Result<HeaderF
     Ok(facts)
 }
 
+/// RFC 9110 `tchar`: a byte of a token (methods, header names, chunk-extension names).
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 /// The comma-separated, trimmed, non-empty items of a header value.
 pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(trim).filter(|item| !item.is_empty())

@@ -213,25 +213,23 @@ impl Spares {
         policy_state: Box<RequestState>,
         buffers: [Vec<u8>; 2],
     ) {
-        let mut states = self.policy_states.borrow_mut();
-        if states.len() < SPARE_BUFFERS_MAX {
-            states.push(policy_state);
-        }
-        let mut heads = self.request_heads.borrow_mut();
-        if heads.len() < SPARE_BUFFERS_MAX {
-            heads.extend(request_head);
-        }
-        let mut heads = self.response_heads.borrow_mut();
-        if heads.len() < SPARE_BUFFERS_MAX {
-            heads.extend(response_head);
-        }
-        let mut spare = self.buffers.borrow_mut();
+        keep(&self.policy_states, Some(policy_state));
+        keep(&self.request_heads, request_head);
+        keep(&self.response_heads, response_head);
         for mut buffer in buffers {
-            if buffer.capacity() > 0 && buffer.capacity() <= SPARE_BUFFER_BYTES_MAX && spare.len() < SPARE_BUFFERS_MAX {
+            if buffer.capacity() > 0 && buffer.capacity() <= SPARE_BUFFER_BYTES_MAX {
                 buffer.clear();
-                spare.push(buffer);
+                keep(&self.buffers, Some(buffer));
             }
         }
+    }
+}
+
+/// Keeps `spare` in `spares` unless [`SPARE_BUFFERS_MAX`] are kept already.
+fn keep<T>(spares: &RefCell<Vec<T>>, spare: Option<T>) {
+    let mut spares = spares.borrow_mut();
+    if spares.len() < SPARE_BUFFERS_MAX {
+        spares.extend(spare);
     }
 }
 

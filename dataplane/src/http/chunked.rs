@@ -5,6 +5,8 @@
 //! and trailer lines only: when a line is split across reads it reports the bytes before it as
 //! consumed and the caller keeps the partial line buffered (bounded by [`LINE_BYTES_MAX`]).
 
+use crate::http::is_tchar;
+
 /// Longest chunk-size or trailer line: sizes are ≤ 16 hex digits, so the rest is extensions or a
 /// trailer field; 4 KiB is generous for both and bounds what a caller must buffer.
 pub const LINE_BYTES_MAX: usize = 4 * 1024;
@@ -207,11 +209,6 @@ fn is_field_line(line: &[u8]) -> bool {
 fn skip_whitespace(bytes: &[u8]) -> &[u8] {
     let spaces = bytes.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
     &bytes[spaces..]
-}
-
-/// RFC 9110 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn hex_value(b: u8) -> u8 {

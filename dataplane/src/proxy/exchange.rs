@@ -449,11 +449,7 @@ impl<S: Stream> Connection<S> {
         ctx.response_started = true;
         ctx.status = self.policy.status_code().unwrap_or_else(|| response.status());
         if let Some(end) = coalesced {
-            if framing != BodyFraming::UntilClose && response.keep_alive() && end == self.upstream_buf.len() {
-                worker.pool.put(dest, upstream);
-            } else {
-                upstream.shutdown();
-            }
+            self.release_backend(worker, response, framing, end, dest, upstream);
             return Ok(());
         }
         if replaced {
@@ -475,14 +471,8 @@ impl<S: Stream> Connection<S> {
                 .await;
         self.upstream_buf = buf;
         match result {
-            Ok(end)
-                if framing != BodyFraming::UntilClose && response.keep_alive() && end == self.upstream_buf.len() =>
-            {
-                worker.pool.put(dest, upstream);
-                Ok(())
-            }
-            Ok(_) => {
-                upstream.shutdown();
+            Ok(end) => {
+                self.release_backend(worker, response, framing, end, dest, upstream);
                 Ok(())
             }
             Err(error) => {
@@ -491,9 +481,26 @@ impl<S: Stream> Connection<S> {
             }
         }
     }
-}
 
-impl<S: Stream> Connection<S> {
+    /// After a response relayed up to `end` of `upstream_buf`: the backend connection goes back
+    /// to the pool when the response was delimited, the backend keeps the connection open and
+    /// nothing follows the body; else it is closed.
+    fn release_backend(
+        &self,
+        worker: &WorkerCtx<S>,
+        response: &ResponseHead,
+        framing: BodyFraming,
+        end: usize,
+        dest: Dest,
+        upstream: MaybeTls<S>,
+    ) {
+        if framing != BodyFraming::UntilClose && response.keep_alive() && end == self.upstream_buf.len() {
+            worker.pool.put(dest, upstream);
+        } else {
+            upstream.shutdown();
+        }
+    }
+
     /// A `101 Switching Protocols`: relays the 101 (with `Upgrade` and `Connection: upgrade`),
     /// then tunnels bytes both ways until both sides are done; the connection then closes. A 101
     /// the client did not ask for is the backend's error (502): the client could not read it.

@@ -266,9 +266,7 @@ impl DataPlane {
     }
 
     pub fn connect(&self) -> Client {
-        let stream = TcpStream::connect(self.addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        Client { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream }
+        Client::connect_to(self.addr)
     }
 
     /// One request on a fresh connection.

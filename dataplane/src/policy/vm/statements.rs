@@ -30,7 +30,7 @@ impl<'r, 'a> Machine<'r, 'a> {
             Op::SetVariable { name } => self.set_variable(name),
             Op::SetMethod => {
                 let method = self.pop_text("set-method")?;
-                if method.as_str().is_empty() || !method.as_str().bytes().all(is_token_byte) {
+                if method.as_str().is_empty() || !method.as_str().bytes().all(crate::http::is_tchar) {
                     return Err(Fault::eval(format!(
                         "Expression evaluation failed. Invalid method '{}'.",
                         method.as_str()
@@ -570,11 +570,6 @@ fn allow_origin(rule: &Cors, origin: &str) -> String {
     } else {
         origin.to_owned()
     }
-}
-
-/// A byte allowed in a method (an HTTP token).
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// A header value that cannot split the head: no CR, LF or NUL.
