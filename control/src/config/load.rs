@@ -271,46 +271,51 @@ fn read_operations(dir: &Path, diagnostics: &mut Diagnostics) -> Vec<OperationIt
 }
 
 pub(crate) fn read_fragments(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
-    for entry in entries(dir, diagnostics) {
-        if is_ignored(&entry.name) {
-            continue;
-        }
-        let Some(id) = entry.name.strip_suffix(".xml").filter(|_| !entry.is_dir) else {
-            diagnostics.push(Diagnostic::at_path(
-                &entry.path,
-                format!("unexpected {:?}: each fragment is a file {FRAGMENTS_DIR}/<fragment-id>.xml", entry.name),
-            ));
-            continue;
-        };
-        if check_id(id, &entry.path, diagnostics) {
-            if let Some(source) = read_text(&entry.path, diagnostics) {
-                parsed.fragments.push((id.to_owned(), source));
-            }
+    for (id, path) in files_by_id(dir, FRAGMENTS_DIR, "fragment", "xml", diagnostics) {
+        if let Some(source) = read_text(&path, diagnostics) {
+            parsed.fragments.push((id, source));
         }
     }
 }
 
 fn read_backends(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
+    for (id, path) in files_by_id(dir, BACKENDS_DIR, "backend", "toml", diagnostics) {
+        match parse_file(&id, &path, diagnostics) {
+            Some(item) => parsed.backends.push(item),
+            None => {
+                parsed.broken_backend_ids.insert(id);
+            }
+        }
+    }
+}
+
+/// The files `<kind>-id.<extension>` of `dir` (named `dir_name` in messages) with valid ids;
+/// anything else there is reported.
+fn files_by_id(
+    dir: &Path,
+    dir_name: &str,
+    kind: &str,
+    extension: &str,
+    diagnostics: &mut Diagnostics,
+) -> Vec<(String, PathBuf)> {
+    let mut files = Vec::new();
     for entry in entries(dir, diagnostics) {
         if is_ignored(&entry.name) {
             continue;
         }
-        let Some(id) = entry.name.strip_suffix(".toml").filter(|_| !entry.is_dir) else {
+        let id = entry.name.strip_suffix(extension).and_then(|stem| stem.strip_suffix('.'));
+        let Some(id) = id.filter(|_| !entry.is_dir) else {
             diagnostics.push(Diagnostic::at_path(
                 &entry.path,
-                format!("unexpected {:?}: each backend is a file {BACKENDS_DIR}/<backend-id>.toml", entry.name),
+                format!("unexpected {:?}: each {kind} is a file {dir_name}/<{kind}-id>.{extension}", entry.name),
             ));
             continue;
         };
         if check_id(id, &entry.path, diagnostics) {
-            match parse_file(id, &entry.path, diagnostics) {
-                Some(item) => parsed.backends.push(item),
-                None => {
-                    parsed.broken_backend_ids.insert(id.to_owned());
-                }
-            }
+            files.push((id.to_owned(), entry.path.clone()));
         }
     }
+    files
 }
 
 /// The ids of `dir/backends/*.toml` (for policy checks outside a full load).
@@ -325,24 +330,9 @@ pub(crate) fn backend_ids(dir: &Path) -> BTreeSet<String> {
 }
 
 fn read_subscriptions(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
-    for entry in entries(dir, diagnostics) {
-        if is_ignored(&entry.name) {
-            continue;
-        }
-        let Some(id) = entry.name.strip_suffix(".toml").filter(|_| !entry.is_dir) else {
-            diagnostics.push(Diagnostic::at_path(
-                &entry.path,
-                format!(
-                    "unexpected {:?}: each subscription is a file subscriptions/<subscription-id>.toml",
-                    entry.name
-                ),
-            ));
-            continue;
-        };
-        if check_id(id, &entry.path, diagnostics) {
-            if let Some(item) = parse_file(id, &entry.path, diagnostics) {
-                parsed.subscriptions.push(item);
-            }
+    for (id, path) in files_by_id(dir, SUBSCRIPTIONS_DIR, "subscription", "toml", diagnostics) {
+        if let Some(item) = parse_file(&id, &path, diagnostics) {
+            parsed.subscriptions.push(item);
         }
     }
 }
