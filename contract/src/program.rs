@@ -674,6 +674,13 @@ pub enum Op {
     Call(Builtin, u8),
     /// Pops n values; pushes an array of them (`new [] { ... }`, `new string[] { ... }`).
     MakeArray(u16),
+    /// Pushes `context.Request.Headers.GetValueOrDefault(consts[name])` (edits applied, values
+    /// comma-joined), or, when the request has no such header, `consts[default]` (null without
+    /// one): the fused form of the five or six ops that expression compiles to.
+    RequestHeader {
+        name: u32,
+        default: Option<u32>,
+    },
 
     // ---- iteration (`foreach`, and LINQ lambdas, which the compiler lowers into loops)
     /// Pops an enumerable (array, list, JArray, JObject, string, dictionary: pairs with
@@ -692,6 +699,15 @@ pub enum Op {
         name: u32,
         values: u16,
     },
+    /// `SetHeader` of one constant string (`Const(value); SetHeader { values: 1 }` fused by the
+    /// compiler): nothing goes through the stack. The verifier checks the value is a string a
+    /// header can carry (no CR, LF or NUL), so the VM does not check it per request.
+    SetHeaderConst {
+        side: Side,
+        action: ExistsAction,
+        name: u32,
+        value: u32,
+    },
     /// As `SetHeader`, on the backend request's query string.
     SetQueryParameter {
         action: ExistsAction,
@@ -707,6 +723,11 @@ pub enum Op {
     /// Pops a template (`/users/{id}?x={q}`); the `{name}` placeholders take the operation's
     /// matched parameters. `copy_unmatched`: copy query parameters the template does not use.
     RewriteUri {
+        copy_unmatched: bool,
+    },
+    /// `RewriteUri` of the constant template `consts[template]` (fused `Const; RewriteUri`).
+    RewriteUriConst {
+        template: u32,
         copy_unmatched: bool,
     },
     /// Pops a base URL (`https://host[:port][/path]`).
@@ -733,6 +754,16 @@ pub enum Op {
         values_first: u32,
         values: u16,
         ignore_case: bool,
+    },
+    /// `CheckHeader` whose status and message are constants (fused `Int; Const|Null;
+    /// CheckHeader`): `status` in 100..=599, `message` a string constant or none.
+    CheckHeaderConst {
+        name: u32,
+        values_first: u32,
+        values: u16,
+        ignore_case: bool,
+        status: u16,
+        message: Option<u32>,
     },
     /// Checks the caller's address against `ip_filters[i]`.
     IpFilter(u32),
@@ -803,12 +834,15 @@ impl Op {
             Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => (2, 1),
             Op::Neg | Op::Not | Op::Cast(_) | Op::As(_) | Op::Prop(_) => (1, 1),
             Op::Concat(n) | Op::MakeArray(n) => (n, 1),
+            Op::RequestHeader { .. } => (0, 1),
             Op::Index => (2, 1),
             Op::Call(_, argc) => (u16::from(argc), 1),
             Op::IterInit(_) => (1, 0),
             // The element is pushed only on the fall-through path; see `verify`.
             Op::IterNext(_, _) => (0, 1),
-            Op::Site(_) => (0, 0),
+            Op::Site(_) | Op::SetHeaderConst { .. } | Op::RewriteUriConst { .. } | Op::CheckHeaderConst { .. } => {
+                (0, 0)
+            }
             Op::SetHeader { values, .. } | Op::SetQueryParameter { values, .. } => (values, 0),
             Op::SetVariable { .. } | Op::SetMethod | Op::RewriteUri { .. } | Op::SetBackendUrl => (1, 0),
             Op::SetBackendId => (1, 0),
@@ -947,8 +981,41 @@ fn check_operands(program: &Program, at: usize, op: &Op) -> Result<(), VerifyErr
                 return Err(VerifyError::Operand { at, what: "too many values" });
             }
         }
-        Op::SetVariable { name } | Op::BeginResponseFrom { name } | Op::Trace { source: name, .. } => {
-            string_const(name)?
+        Op::SetHeaderConst { name, value, .. } => {
+            string_const(name)?;
+            string_const(value)?;
+            if let Some(Const::Str(text)) = program.consts.get(value as usize) {
+                if !is_header_value(text) {
+                    return Err(VerifyError::Operand { at, what: "a header value constant holds CR, LF or NUL" });
+                }
+            }
+        }
+        Op::SetVariable { name }
+        | Op::BeginResponseFrom { name }
+        | Op::Trace { source: name, .. }
+        | Op::RewriteUriConst { template: name, .. } => string_const(name)?,
+        Op::RequestHeader { name, default } => {
+            string_const(name)?;
+            if let Some(index) = default {
+                if index as usize >= program.consts.len() {
+                    return Err(VerifyError::ConstOutOfRange { at, index, len: program.consts.len() });
+                }
+            }
+        }
+        Op::CheckHeaderConst { name, values_first, values, status, message, .. } => {
+            string_const(name)?;
+            if values > VALUES_PER_POLICY_MAX {
+                return Err(VerifyError::Operand { at, what: "too many values" });
+            }
+            for index in values_first..values_first.saturating_add(u32::from(values)) {
+                string_const(index)?;
+            }
+            if !(100..=599).contains(&status) {
+                return Err(VerifyError::Operand { at, what: "status code out of 100..=599" });
+            }
+            if let Some(message) = message {
+                string_const(message)?;
+            }
         }
         Op::CheckHeader { name, values_first, values, .. } => {
             string_const(name)?;
@@ -974,6 +1041,12 @@ fn check_operands(program: &Program, at: usize, op: &Op) -> Result<(), VerifyErr
         _ => {}
     }
     Ok(())
+}
+
+/// Whether `text` may be a header field value: no CR, LF or NUL (RFC 9110 §5.5). The VM checks
+/// computed values per request; constants are checked once, here.
+pub fn is_header_value(text: &str) -> bool {
+    !text.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
 }
 
 /// The deepest stack `ops` reach, by abstract interpretation of the depth over every path;

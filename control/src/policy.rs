@@ -6,5 +6,6 @@ pub mod cli;
 pub mod code;
 pub mod compile;
 pub mod expr;
+mod fuse;
 pub mod scope;
 pub mod xml;

@@ -43,6 +43,32 @@ fn refuses_bad_operands() {
 }
 
 #[test]
+fn refuses_bad_operands_of_fused_ops() {
+    let set = |value| Op::SetHeaderConst { side: Side::Request, action: ExistsAction::Override, name: 0, value };
+    let consts = || vec![Const::Str("X-A".into()), Const::Str("one\r\nX-Injected: two".into()), Const::Int(1)];
+    assert_eq!(verify(&program(vec![set(0)], consts(), 0)), Ok(()));
+    // A constant header value must be one a header can carry: the VM does not check it again.
+    assert!(matches!(verify(&program(vec![set(1)], consts(), 0)), Err(VerifyError::Operand { .. })));
+    assert!(matches!(verify(&program(vec![set(2)], consts(), 0)), Err(VerifyError::ConstKind { .. })));
+    let check = |status, message| Op::CheckHeaderConst {
+        name: 0,
+        values_first: 0,
+        values: 1,
+        ignore_case: false,
+        status,
+        message,
+    };
+    assert_eq!(verify(&program(vec![check(403, Some(0))], consts(), 0)), Ok(()));
+    assert!(matches!(verify(&program(vec![check(42, None)], consts(), 0)), Err(VerifyError::Operand { .. })));
+    assert!(matches!(verify(&program(vec![check(403, Some(2))], consts(), 0)), Err(VerifyError::ConstKind { .. })));
+    let read = |default| vec![Op::RequestHeader { name: 0, default }, Op::Pop];
+    assert_eq!(verify(&program(read(Some(2)), consts(), 1)), Ok(()));
+    assert!(matches!(verify(&program(read(Some(7)), consts(), 1)), Err(VerifyError::ConstOutOfRange { .. })));
+    let rewrite = |template| vec![Op::RewriteUriConst { template, copy_unmatched: true }];
+    assert!(matches!(verify(&program(rewrite(2), consts(), 0)), Err(VerifyError::ConstKind { .. })));
+}
+
+#[test]
 fn refuses_underflow_overflow_and_leftovers() {
     assert!(matches!(verify(&program(vec![Op::Pop], vec![], 1)), Err(VerifyError::StackUnderflow { at: 0 })));
     assert!(matches!(

@@ -361,7 +361,7 @@ fn policies_compile_with_the_config() {
         compiled.programs[inbound]
             .ops
             .iter()
-            .any(|op| matches!(op, portcullis_contract::program::Op::SetHeader { .. }))
+            .any(|op| matches!(op, portcullis_contract::program::Op::SetHeaderConst { .. }))
     );
 }
 

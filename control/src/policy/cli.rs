@@ -279,6 +279,16 @@ pub fn render_program(section: Section, program: &Program, secrets: &[String]) -
             Op::SetHeader { side, action, name, values } => {
                 format!("set-header {side:?} {action:?} {} ({values} values)", constant(name))
             }
+            Op::SetHeaderConst { side, action, name, value } => {
+                format!("set-header {side:?} {action:?} {} = {}", constant(name), constant(value))
+            }
+            Op::RewriteUriConst { template, copy_unmatched } => {
+                format!("rewrite-uri {}{}", constant(template), if copy_unmatched { " copy-unmatched" } else { "" })
+            }
+            Op::RequestHeader { name, default } => match default {
+                Some(default) => format!("request-header {} or {}", constant(name), constant(default)),
+                None => format!("request-header {}", constant(name)),
+            },
             Op::SetQueryParameter { action, name, values } => {
                 format!("set-query-parameter {action:?} {} ({values} values)", constant(name))
             }
@@ -290,6 +300,16 @@ pub fn render_program(section: Section, program: &Program, secrets: &[String]) -
                     constant(name),
                     allowed.join(", "),
                     if ignore_case { " ignore-case" } else { "" }
+                )
+            }
+            Op::CheckHeaderConst { name, values_first, values, ignore_case, status, message } => {
+                let allowed: Vec<String> = (values_first..values_first + u32::from(values)).map(constant).collect();
+                format!(
+                    "check-header {} allowed [{}]{} else {status}{}",
+                    constant(name),
+                    allowed.join(", "),
+                    if ignore_case { " ignore-case" } else { "" },
+                    message.map_or(String::new(), |message| format!(" {}", constant(message)))
                 )
             }
             Op::IpFilter(i) => match program.ip_filters.get(i as usize) {

@@ -144,16 +144,18 @@ impl CodeBuilder {
         (self.cors.len() - 1) as u32
     }
 
-    /// Patches the jumps, computes the stack bound and verifies the program.
+    /// Patches the jumps, fuses constant operands into their ops (see [`super::fuse`]), computes
+    /// the stack bound and verifies the program.
     pub fn finish(mut self) -> Result<Program, VerifyError> {
         for (at, label) in std::mem::take(&mut self.fixups) {
             // A label used but never placed is a compiler bug; the verifier refuses the target.
             let target = self.labels.get(label.0).copied().flatten().unwrap_or(UNPLACED);
             self.ops[at] = with_target(self.ops[at], target);
         }
-        let max_stack = program::stack_depth_max(&self.ops)?;
+        let ops = super::fuse::fuse(&self.ops, &self.consts);
+        let max_stack = program::stack_depth_max(&ops)?;
         let program = Program {
-            ops: self.ops,
+            ops,
             consts: self.consts,
             locals: self.locals,
             max_stack: u16::try_from(max_stack).unwrap_or(u16::MAX),
@@ -168,7 +170,7 @@ impl CodeBuilder {
 }
 
 /// `op` with its jump target replaced (ops without a target are returned unchanged).
-fn with_target(op: Op, target: u32) -> Op {
+pub(crate) fn with_target(op: Op, target: u32) -> Op {
     match op {
         Op::Jump(_) => Op::Jump(target),
         Op::JumpIfFalse(_) => Op::JumpIfFalse(target),

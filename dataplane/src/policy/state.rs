@@ -167,6 +167,17 @@ pub struct Edit {
     values: (u32, u32),
 }
 
+impl Edit {
+    /// Whether this edit changes `name` on `target`: header names compare ASCII-case-insensitively,
+    /// query parameter names exactly.
+    fn changes(&self, target: EditTarget, name: &[u8], programs: &Programs) -> bool {
+        self.target == target && {
+            let edited = self.name.resolve(programs).as_bytes();
+            if target == EditTarget::Query { edited == name } else { edited.eq_ignore_ascii_case(name) }
+        }
+    }
+}
+
 /// A body as a policy left it.
 #[derive(Debug, Clone, Default)]
 pub enum BodyEdit {
@@ -440,12 +451,7 @@ impl RequestState {
         programs: &'s Programs,
         mut emit: impl FnMut(&'s StoredText),
     ) -> bool {
-        let matches = |edit: &Edit| {
-            edit.target == target && {
-                let edited = edit.name.resolve(programs).as_bytes();
-                if target == EditTarget::Query { edited == name } else { edited.eq_ignore_ascii_case(name) }
-            }
-        };
+        let matches = |edit: &Edit| edit.changes(target, name, programs);
         let last_reset = self
             .edits
             .iter()
@@ -470,9 +476,14 @@ impl RequestState {
         keep_originals
     }
 
-    /// Whether any edit targets `name` (so a reader must fold).
+    /// Whether any edit targets `target` (so a reader must fold).
     pub(crate) fn has_edits(&self, target: EditTarget) -> bool {
         self.edits.iter().any(|edit| edit.target == target)
+    }
+
+    /// Whether any edit changes `name` on `target` (a reader of other names need not fold).
+    pub(crate) fn edits_name(&self, target: EditTarget, name: &[u8], programs: &Programs) -> bool {
+        self.edits.iter().any(|edit| edit.changes(target, name, programs))
     }
 }
 

@@ -16,7 +16,7 @@ use crate::policy::builtins;
 use crate::policy::error::{Fault, PolicyError};
 use crate::policy::load::{LoadedConst, LoadedProgram};
 use crate::policy::state::{RequestState, Stored, Suspension};
-use crate::policy::value::{self, Arith, Handle, IterState, Text, Value};
+use crate::policy::value::{self, Arith, Handle, IterState, Message, Text, Value};
 use crate::policy::view::View;
 
 /// Stack slots kept inline on the native stack; deeper programs get a heap stack.
@@ -190,7 +190,7 @@ impl<'r, 'a> Machine<'r, 'a> {
         }
     }
 
-    fn execute(mut self, mut pc: usize) -> Exit {
+    fn execute(&mut self, mut pc: usize) -> Exit {
         let code = self.program.program();
         let limit = code.step_limit;
         loop {
@@ -226,7 +226,7 @@ impl<'r, 'a> Machine<'r, 'a> {
         }
     }
 
-    fn suspend(self, pc: u32, exit: Exit) -> Exit {
+    fn suspend(&mut self, pc: u32, exit: Exit) -> Exit {
         let program = self.program;
         let regex_origin = |regex: &regex::Regex| regex_origin(program, regex);
         let locals: Result<Vec<Stored>, Fault> =
@@ -256,13 +256,7 @@ impl<'r, 'a> Machine<'r, 'a> {
     fn step(&mut self, op: Op) -> Result<Flow, Fault> {
         match op {
             Op::Const(index) => {
-                let value = match self.program.consts().get(index as usize) {
-                    Some(LoadedConst::Str(text)) => Value::Str(Text::Const(text)),
-                    Some(LoadedConst::Int(value)) => Value::Int(*value),
-                    Some(LoadedConst::Double(value)) => Value::Double(*value),
-                    Some(LoadedConst::Regex(regex)) => Value::Regex(regex),
-                    None => return Err(internal("constant out of range")),
-                };
+                let value = self.constant(index)?;
                 self.push(value)
             }
             Op::Null => self.push(Value::Null),
@@ -347,6 +341,17 @@ impl<'r, 'a> Machine<'r, 'a> {
                 };
                 self.push(result?)
             }
+            Op::RequestHeader { name, default } => {
+                let name = self.program.const_str(name).ok_or_else(|| internal("header name"))?.as_str();
+                let value = match self.header_value(Message::Request, name) {
+                    Some(value) => Value::Str(value),
+                    None => match default {
+                        Some(index) => self.constant(index)?,
+                        None => Value::Null,
+                    },
+                };
+                self.push(value)
+            }
             Op::MakeArray(count) => {
                 let items = self.stack.top_n(usize::from(count))?.iter_mut().map(std::mem::take).collect();
                 self.stack.drop_n(usize::from(count));
@@ -379,6 +384,16 @@ impl<'r, 'a> Machine<'r, 'a> {
             }
             other => self.statement(other),
         }
+    }
+
+    fn constant(&self, index: u32) -> Result<Value<'a>, Fault> {
+        Ok(match self.program.consts().get(index as usize) {
+            Some(LoadedConst::Str(text)) => Value::Str(Text::Const(text)),
+            Some(LoadedConst::Int(value)) => Value::Int(*value),
+            Some(LoadedConst::Double(value)) => Value::Double(*value),
+            Some(LoadedConst::Regex(regex)) => Value::Regex(regex),
+            None => return Err(internal("constant out of range")),
+        })
     }
 
     fn binary(&mut self, op: impl FnOnce(Value<'a>, Value<'a>) -> Result<Value<'a>, Fault>) -> Result<Flow, Fault> {

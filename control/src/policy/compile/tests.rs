@@ -49,7 +49,21 @@ fn a_typical_inbound_section_compiles_to_verified_ops() {
     );
     assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
     let inbound = compiled.programs[0].as_ref().unwrap();
-    assert!(inbound.ops.iter().any(|op| matches!(op, Op::CheckHeader { values: 2, ignore_case: true, .. })));
+    // Literal operands are fused into the policy ops (see policy::fuse).
+    assert!(inbound.ops.iter().any(|op| matches!(
+        op,
+        Op::CheckHeaderConst { values: 2, ignore_case: true, status: 403, message: Some(_), .. }
+    )));
+    assert!(inbound.ops.contains(&Op::SetHeaderConst {
+        side: Side::Request,
+        action: ExistsAction::Override,
+        name: inbound_const(inbound, "X-A"),
+        value: inbound_const(inbound, "1"),
+    }));
+    assert!(inbound.ops.contains(&Op::RequestHeader {
+        name: inbound_const(inbound, "X-Env"),
+        default: Some(inbound_const(inbound, "")),
+    }));
     assert!(inbound.ops.contains(&Op::SetHeader {
         side: Side::Request,
         action: ExistsAction::Append,
@@ -62,7 +76,11 @@ fn a_typical_inbound_section_compiles_to_verified_ops() {
         name: inbound_const(inbound, "X-C"),
         values: 0
     }));
-    assert!(inbound.ops.contains(&Op::RewriteUri { copy_unmatched: false }));
+    assert!(
+        inbound
+            .ops
+            .contains(&Op::RewriteUriConst { template: inbound_const(inbound, "/v2/{id}"), copy_unmatched: false })
+    );
     assert_eq!(
         inbound.sites.iter().map(|s| s.path.as_str()).collect::<Vec<_>>(),
         [

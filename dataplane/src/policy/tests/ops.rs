@@ -72,8 +72,9 @@ Host: backend:8081\r\nX-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Proto: http\r\nX-
 
 #[test]
 fn header_reads_see_edits_and_join_values() {
-    // context.Request.Headers.GetValueOrDefault("Accept", "") after appending "c".
-    let ops = vec![
+    // context.Request.Headers.GetValueOrDefault("Accept", "") after appending "c": the stack form
+    // and the forms control's fusion pass makes of it agree.
+    let stack = vec![
         Op::Const(1),
         Op::SetHeader { side: Side::Request, action: ExistsAction::Append, name: 0, values: 1 },
         Op::Context,
@@ -83,12 +84,23 @@ fn header_reads_see_edits_and_join_values() {
         Op::Const(2),
         Op::Call(Builtin::GetValueOrDefaultWith, 3),
     ];
-    assert_eq!(eval(ops, vec![s("accept"), s("c"), s("")]).expect("runs"), "a,b,c");
+    let fused = vec![
+        Op::SetHeaderConst { side: Side::Request, action: ExistsAction::Append, name: 0, value: 1 },
+        Op::RequestHeader { name: 0, default: Some(2) },
+    ];
+    for ops in [stack, fused] {
+        assert_eq!(eval(ops, vec![s("accept"), s("c"), s("")]).expect("runs"), "a,b,c");
+    }
+    // A missing header: the default, or null without one.
+    let missing = |default| vec![Op::RequestHeader { name: 0, default }, Op::Call(Builtin::StrIsNullOrEmpty, 1)];
+    assert_eq!(eval(missing(Some(1)), vec![s("x-none"), s("fallback")]).expect("runs"), "Boolean:False");
+    assert_eq!(eval(missing(None), vec![s("x-none")]).expect("runs"), "Boolean:True");
 }
 
 #[test]
 fn check_header_failures() {
-    let ops = |name: u32| {
+    // The stack form (status and message computed) and the fused form (constants) agree.
+    let stack = |name: u32| {
         vec![
             Op::Site(0),
             Op::Int(401),
@@ -96,6 +108,17 @@ fn check_header_failures() {
             Op::CheckHeader { name, values_first: 1, values: 1, ignore_case: true },
         ]
     };
+    let fused = |name: u32| {
+        let check =
+            Op::CheckHeaderConst { name, values_first: 1, values: 1, ignore_case: true, status: 401, message: Some(2) };
+        vec![Op::Site(0), check]
+    };
+    for ops in [stack, fused] {
+        check_header_failures_of(ops);
+    }
+}
+
+fn check_header_failures_of(ops: fn(u32) -> Vec<Op>) {
     let consts = vec![s("X-Missing"), s("PROD"), s("Denied by policy")];
     let fixture = Fixture::new(GET, vec![program(ops(0), consts.clone())]);
     let mut state = RequestState::new();
@@ -147,19 +170,18 @@ fn ip_filter_allow_and_forbid() {
 
 #[test]
 fn rewrite_uri_fills_parameters_and_copies_unmatched_query() {
-    let ops = vec![
-        Op::Const(0),
-        Op::RewriteUri { copy_unmatched: true },
-        Op::Const(1),
-        Op::Const(2),
-        Op::SetQueryParameter { action: ExistsAction::Override, name: 3, values: 2 },
-    ];
-    let consts = vec![s("/v2/people/{id}?keep={x}"), s("a b"), s("c"), s("added")];
-    let fixture = Fixture::new(GET, vec![program(ops, consts)]);
-    let mut state = RequestState::new();
-    assert_eq!(fixture.run(&mut state), Exit::Continue);
-    let head = request_head(&fixture, &state);
-    assert!(head.starts_with("GET /api/v2/people/42?keep=1&y=two&added=a%20b&added=c HTTP/1.1\r\n"), "{head}");
+    let set_query =
+        [Op::Const(1), Op::Const(2), Op::SetQueryParameter { action: ExistsAction::Override, name: 3, values: 2 }];
+    let stack = [&[Op::Const(0), Op::RewriteUri { copy_unmatched: true }][..], &set_query].concat();
+    let fused = [&[Op::RewriteUriConst { template: 0, copy_unmatched: true }][..], &set_query].concat();
+    for ops in [stack, fused] {
+        let consts = vec![s("/v2/people/{id}?keep={x}"), s("a b"), s("c"), s("added")];
+        let fixture = Fixture::new(GET, vec![program(ops, consts)]);
+        let mut state = RequestState::new();
+        assert_eq!(fixture.run(&mut state), Exit::Continue);
+        let head = request_head(&fixture, &state);
+        assert!(head.starts_with("GET /api/v2/people/42?keep=1&y=two&added=a%20b&added=c HTTP/1.1\r\n"), "{head}");
+    }
 }
 
 #[test]

@@ -118,13 +118,13 @@ impl<'r, 'a> Machine<'r, 'a> {
         let side = if message == Message::Request { Side::Request } else { Side::Response };
         let target = EditTarget::Header(side);
         let mut joiner = Joiner::new(",");
-        if !self.state.has_edits(target) {
+        let programs = self.view.programs;
+        if !self.state.edits_name(target, name.as_bytes(), programs) {
             for header in originals {
                 joiner.add(wire_text(header.value.of(buf)));
             }
             return joiner.finish();
         }
-        let programs = self.view.programs;
         let present = originals.clone().next().is_some();
         let keep = self.state.fold_edits(target, name.as_bytes(), present, programs, |_| {});
         if keep {

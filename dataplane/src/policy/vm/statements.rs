@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use portcullis_contract::model::Scheme;
-use portcullis_contract::program::{Cors, ExistsAction, Op, Side};
+use portcullis_contract::program::{Cors, ExistsAction, Op, Side, is_header_value};
 
 use super::{Exit, Flow, Machine, internal};
 use crate::policy::error::Fault;
@@ -26,6 +26,13 @@ impl<'r, 'a> Machine<'r, 'a> {
             Op::SetHeader { side, action, name, values } => {
                 self.set_values(EditTarget::Header(side), action, name, values)
             }
+            Op::SetHeaderConst { side, action, name, value } => {
+                // The verifier checked that the constant is a valid header value.
+                let name = StoredText::Literal(self.literal(name)?);
+                let value = StoredText::Literal(self.literal(value)?);
+                self.state.push_edit(EditTarget::Header(side), action, name, std::iter::once(value))?;
+                Ok(Flow::Next)
+            }
             Op::SetQueryParameter { action, name, values } => self.set_values(EditTarget::Query, action, name, values),
             Op::SetVariable { name } => self.set_variable(name),
             Op::SetMethod => {
@@ -41,6 +48,11 @@ impl<'r, 'a> Machine<'r, 'a> {
             }
             Op::RewriteUri { copy_unmatched } => {
                 let template = self.pop_text("rewrite-uri")?;
+                self.rewrite_uri(template.as_str(), copy_unmatched)?;
+                Ok(Flow::Next)
+            }
+            Op::RewriteUriConst { template, copy_unmatched } => {
+                let template = self.program.const_str(template).ok_or_else(|| internal("rewrite-uri template"))?;
                 self.rewrite_uri(template.as_str(), copy_unmatched)?;
                 Ok(Flow::Next)
             }
@@ -65,7 +77,27 @@ impl<'r, 'a> Machine<'r, 'a> {
             Op::SetStatus { side } => self.set_status(side),
             Op::FindAndReplace { side } => self.find_and_replace(side),
             Op::CheckHeader { name, values_first, values, ignore_case } => {
-                self.check_header(name, values_first, values, ignore_case)
+                let message = self.pop()?;
+                let status = match self.pop()? {
+                    Value::Int(status) if (100..=599).contains(&status) => status as u16,
+                    _ => 401,
+                };
+                let message = match message {
+                    Value::Str(text) => Some(text),
+                    _ => None,
+                };
+                let allowed = Allowed { first: values_first, count: values, ignore_case };
+                self.check_header(name, allowed, status, message)
+            }
+            Op::CheckHeaderConst { name, values_first, values, ignore_case, status, message } => {
+                let message = match message {
+                    Some(index) => Some(Text::Const(
+                        self.program.const_str(index).ok_or_else(|| internal("check-header message"))?,
+                    )),
+                    None => None,
+                };
+                let allowed = Allowed { first: values_first, count: values, ignore_case };
+                self.check_header(name, allowed, status, message)
             }
             Op::IpFilter(index) => self.ip_filter(index),
             Op::Cors(index) => self.cors(index),
@@ -338,16 +370,18 @@ impl<'r, 'a> Machine<'r, 'a> {
         Ok(Flow::Next)
     }
 
-    fn check_header(&mut self, name: u32, first: u32, count: u16, ignore_case: bool) -> Result<Flow, Fault> {
-        let message = self.pop()?;
-        let status = match self.pop()? {
-            Value::Int(status) if (100..=599).contains(&status) => status as u16,
-            _ => 401,
-        };
+    fn check_header(
+        &mut self,
+        name: u32,
+        allowed: Allowed,
+        status: u16,
+        message: Option<Text<'a>>,
+    ) -> Result<Flow, Fault> {
+        let Allowed { first, count, ignore_case } = allowed;
         let name = self.program.const_str(name).ok_or_else(|| internal("header name"))?.as_str();
         // Built only on failure: the passing path allocates nothing.
         let response_message = || match &message {
-            Value::Str(text) if !text.as_str().is_empty() => Some(Cow::Owned(text.as_str().to_owned())),
+            Some(text) if !text.as_str().is_empty() => Some(Cow::Owned(text.as_str().to_owned())),
             _ => None,
         };
         let Some(value) = self.header_value(Message::Request, name) else {
@@ -518,6 +552,14 @@ impl<'r, 'a> Machine<'r, 'a> {
     }
 }
 
+/// The values `check-header` allows: the constants `first..first + count`.
+#[derive(Debug, Clone, Copy)]
+struct Allowed {
+    first: u32,
+    count: u16,
+    ignore_case: bool,
+}
+
 /// `retry`'s wait before attempt `n` (1-based), per APIM's documented rules: fixed `interval`;
 /// with `delta`, linear (`interval + (n-1)·delta`), or with `max-interval` as well, exponential
 /// (`interval + (2^(n-1) - 1)·delta`, without APIM's ±20 % jitter so runs are reproducible),
@@ -573,10 +615,6 @@ fn allow_origin(rule: &Cors, origin: &str) -> String {
 }
 
 /// A header value that cannot split the head: no CR, LF or NUL.
-pub(crate) fn is_header_value(value: &str) -> bool {
-    !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
-}
-
 /// Percent-encodes `value` for a path or query component (RFC 3986 unreserved bytes stay).
 pub(crate) fn percent_encode_into(value: &str, out: &mut String) {
     for b in value.bytes() {
