@@ -107,8 +107,44 @@ fn config() -> TempDir {
         "apis/echo/operations/upload.xml",
         "<policies><inbound><base /><find-and-replace from=\"cat\" to=\"dog\" /></inbound></policies>",
     );
+    // An operation with documented responses: mock-response returns their examples.
+    write(dir.path(), "apis/echo/operations/catalog.toml", CATALOG_OPERATION);
+    write(dir.path(), "apis/echo/operations/catalog.xml", CATALOG_POLICY);
     dir
 }
+
+const CATALOG_OPERATION: &str = r#"method = "GET"
+url-template = "/catalog"
+
+[[response]]
+status = 200
+content-type = "application/json"
+example = '{ "items": ["tea", "coffee"] }'
+
+[[response]]
+status = 200
+content-type = "text/plain"
+example = "tea, coffee"
+
+[[response]]
+status = 404
+content-type = "application/problem+json"
+"#;
+
+const CATALOG_POLICY: &str = r#"<policies>
+  <inbound>
+    <base />
+    <choose>
+      <when condition="@(context.Request.Headers.GetValueOrDefault("X-Want", "") == "text")">
+        <mock-response status-code="200" content-type="text/plain" />
+      </when>
+      <when condition="@(context.Request.Headers.GetValueOrDefault("X-Want", "") == "missing")">
+        <mock-response status-code="404" />
+      </when>
+    </choose>
+    <mock-response />
+  </inbound>
+</policies>"#;
 
 fn write(root: &Path, relative: &str, text: &str) {
     let path = root.join(relative);
@@ -148,6 +184,19 @@ fn every_section(io: &str) {
     let mocked = http::get(gateway.addr, "/echo/hello", &[auth, ("X-Mode", "mock")]).unwrap();
     assert_eq!((mocked.status, mocked.header("x-mocked")), (418, Some("yes")));
     assert_eq!(mocked.text(), "mocked GET for Demo subscription");
+
+    // mock-response: the operation's documented example for the status (the first media type, or
+    // the one asked for); a documented response without an example has an empty body.
+    let client = ("X-Client", "web");
+    let json = http::get(gateway.addr, "/echo/catalog", &[auth, client]).unwrap();
+    assert_eq!((json.status, json.header("content-type")), (200, Some("application/json")), "{}", json.text());
+    assert_eq!(json.text(), r#"{ "items": ["tea", "coffee"] }"#);
+    let text = http::get(gateway.addr, "/echo/catalog", &[auth, client, ("X-Want", "text")]).unwrap();
+    assert_eq!((text.status, text.header("content-type")), (200, Some("text/plain")));
+    assert_eq!(text.text(), "tea, coffee");
+    let missing = http::get(gateway.addr, "/echo/catalog", &[auth, client, ("X-Want", "missing")]).unwrap();
+    assert_eq!((missing.status, missing.header("content-type")), (404, Some("application/problem+json")));
+    assert_eq!(missing.text(), "");
 
     // An expression that throws goes to on-error, which answers with LastError's facts.
     let failed = http::get(gateway.addr, "/echo/hello", &[auth, ("X-Mode", "fail")]).unwrap();

@@ -193,6 +193,20 @@ pub(crate) struct OperationFile {
     pub(crate) method: Spanned<String>,
     /// Path template below the API path: `/users/{id}`, `/files/*`.
     pub(crate) url_template: Spanned<String>,
+    /// `[[response]]`: the operation's documented responses, with examples for `mock-response`.
+    #[serde(default)]
+    pub(crate) response: Vec<ResponseFile>,
+}
+
+/// One `[[response]]` of an operation file: a status, a representation and its example.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct ResponseFile {
+    pub(crate) status: Spanned<i64>,
+    /// The representation's media type; `application/json` when absent.
+    pub(crate) content_type: Option<Spanned<String>>,
+    /// The example body `mock-response` returns.
+    pub(crate) example: Option<Spanned<String>>,
 }
 
 /// `products/<product-id>/product.toml`.

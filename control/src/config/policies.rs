@@ -10,7 +10,7 @@ use portcullis_contract::program::{Program, ScopeKind, Section};
 use super::diagnostic::{Diagnostics, SourceFile};
 use super::load::{OperationItem, Parsed};
 use super::named_values::NamedValues;
-use crate::policy::compile::{self, Environment, Options, Report};
+use crate::policy::compile::{self, Environment, Options, Report, ResponseExample};
 use crate::policy::scope::{self, Document, Fragment, Fragments};
 
 /// The programs operations use, and the sections they run through products with policies.
@@ -73,7 +73,7 @@ pub(crate) fn compile(
             Some((index as u32, product, document))
         })
         .collect();
-    let env = Environment { named_values: values, fragments: &fragments, backends, options };
+    let env = Environment { named_values: values, fragments: &fragments, backends, responses: &[], options };
     let mut table = ProgramTable::default();
     let mut product_policies = Vec::new();
     for (api_index, (api, id)) in apis.iter_mut().enumerate() {
@@ -84,17 +84,18 @@ pub(crate) fn compile(
             .and_then(|source| parse_document(source, ScopeKind::Api, &mut report));
         let operation_items: &[OperationItem] = parts.map_or(&[], |parts| parts.operations.as_slice());
         // (operation, its policy document) in order; an API without operation files gets the catch-all.
-        let mut operations: Vec<(Operation, Option<Document>)> = Vec::new();
+        let mut operations: Vec<(Operation, Vec<ResponseExample>, Option<Document>)> = Vec::new();
         if operation_items.is_empty() {
-            operations.push((Operation::catch_all(Policies::all(0)), None));
+            operations.push((Operation::catch_all(Policies::all(0)), Vec::new(), None));
         }
         for item in operation_items {
-            let Some(operation) = operation(item, &mut report) else { continue };
+            let Some((operation, responses)) = operation(item, &mut report) else { continue };
             let document =
                 item.policy.as_ref().and_then(|source| parse_document(source, ScopeKind::Operation, &mut report));
-            operations.push((operation, document));
+            operations.push((operation, responses, document));
         }
-        for (operation_index, (operation, document)) in operations.iter_mut().enumerate() {
+        for (operation_index, (operation, responses, document)) in operations.iter_mut().enumerate() {
+            let env = Environment { responses, ..env };
             let chain = |product| chain(&global, product, api_document.as_ref(), document.as_ref());
             operation.policies = compile_chain(&chain(None), env, &mut report, &mut table);
             for (product, _, product_document) in
@@ -109,7 +110,7 @@ pub(crate) fn compile(
                 });
             }
         }
-        api.operations = operations.into_iter().map(|(operation, _)| operation).collect();
+        api.operations = operations.into_iter().map(|(operation, _, _)| operation).collect();
     }
     diagnostics.items.extend(report.errors);
     Compiled { programs: table.programs, product_policies, warnings: Diagnostics { items: report.warnings } }
@@ -162,8 +163,8 @@ fn compile_chain(chain: &[&Document], env: Environment<'_>, report: &mut Report,
     Policies { inbound: indices[0], backend: indices[1], outbound: indices[2], on_error: indices[3] }
 }
 
-/// Checks one operation file.
-fn operation(item: &OperationItem, report: &mut Report) -> Option<Operation> {
+/// Checks one operation file; returns the operation and its documented responses.
+fn operation(item: &OperationItem, report: &mut Report) -> Option<(Operation, Vec<ResponseExample>)> {
     let file = &item.item.file;
     let source = &item.item.source;
     let method = file.method.get_ref().trim().to_ascii_uppercase();
@@ -179,13 +180,50 @@ fn operation(item: &OperationItem, report: &mut Report) -> Option<Operation> {
         report.errors.push(source.error(file.url_template.span(), message));
         ok = false;
     }
-    ok.then(|| Operation {
+    let mut responses = Vec::with_capacity(file.response.len());
+    for response in &file.response {
+        let status = *response.status.get_ref();
+        let Some(status) = u16::try_from(status).ok().filter(|status| (100..=599).contains(status)) else {
+            report.errors.push(source.error(response.status.span(), "a status code is between 100 and 599"));
+            ok = false;
+            continue;
+        };
+        let content_type = match &response.content_type {
+            Some(content_type) => {
+                let media_type = crate::policy::compile::media_type(content_type.get_ref());
+                if !is_media_type(&media_type) {
+                    let message = format!("{:?} is not a media type (type/subtype)", content_type.get_ref());
+                    report.errors.push(source.error(content_type.span(), message));
+                    ok = false;
+                    continue;
+                }
+                media_type
+            }
+            None => "application/json".to_owned(),
+        };
+        if responses.iter().any(|seen: &ResponseExample| seen.status == status && seen.content_type == content_type) {
+            let message = format!("a second response {status} {content_type}: one per status and media type");
+            report.errors.push(source.error(response.status.span(), message));
+            ok = false;
+            continue;
+        }
+        let example = response.example.as_ref().map(|example| example.get_ref().clone());
+        responses.push(ResponseExample { status, content_type, example });
+    }
+    let operation = Operation {
         id: item.item.id.clone(),
         name: file.name.as_ref().map_or_else(|| item.item.id.clone(), |name| name.get_ref().clone()),
         method,
         url_template: template,
         policies: Policies::all(0),
-    })
+    };
+    ok.then_some((operation, responses))
+}
+
+/// `type/subtype` made of RFC 9110 tokens.
+fn is_media_type(text: &str) -> bool {
+    let is_token = crate::policy::compile::is_method;
+    text.split_once('/').is_some_and(|(kind, subtype)| is_token(kind) && is_token(subtype))
 }
 
 /// A URL template: `/` then segments that are literal, `{name}`, or a final `*`.

@@ -366,6 +366,51 @@ fn policies_compile_with_the_config() {
 }
 
 #[test]
+fn operation_responses_give_mock_response_its_examples() {
+    use portcullis_contract::program::{Const, Op};
+    let config = TempConfig::valid();
+    config.write(
+        "apis/echo/operations/item.toml",
+        "method = \"GET\"\nurl-template = \"/item\"\n\n[[response]]\nstatus = 200\ncontent-type = \"Application/XML; charset=utf-8\"\nexample = \"<item/>\"\n\n[[response]]\nstatus = 200\nexample = '{}'\n",
+    );
+    config.write(
+        "apis/echo/operations/item.xml",
+        "<policies><inbound><mock-response content-type=\"application/json\" /></inbound></policies>",
+    );
+    let compiled = load(&config.0, &NamedValues::default()).unwrap();
+    let operation = &compiled.apis[0].operations[0];
+    let inbound = &compiled.programs[operation.policies.inbound as usize];
+    let mock = inbound.ops.iter().find_map(|op| match op {
+        Op::MockResponse { status, content_type, example } => Some((*status, *content_type, *example)),
+        _ => None,
+    });
+    let (status, content_type, example) = mock.expect("a mock-response op");
+    let text = |index: u32| match &inbound.consts[index as usize] {
+        Const::Str(text) => text.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((status, text(content_type), example.map(text)), (200, "application/json".into(), Some("{}".into())));
+    // Without content-type, the first documented media type (normalised) and its example.
+    config.write("apis/echo/operations/item.xml", "<policies><inbound><mock-response /></inbound></policies>");
+    let compiled = load(&config.0, &NamedValues::default()).unwrap();
+    let inbound = &compiled.programs[compiled.apis[0].operations[0].policies.inbound as usize];
+    assert!(inbound.consts.contains(&Const::Str("application/xml".into())), "{:?}", inbound.consts);
+    assert!(inbound.consts.contains(&Const::Str("<item/>".into())), "{:?}", inbound.consts);
+
+    // Bad responses are refused where they are written.
+    config.write(
+        "apis/echo/operations/item.toml",
+        "method = \"GET\"\nurl-template = \"/item\"\n[[response]]\nstatus = 99\n[[response]]\nstatus = 200\ncontent-type = \"json\"\n[[response]]\nstatus = 201\n[[response]]\nstatus = 201\n",
+    );
+    let errors = config.errors();
+    let messages: Vec<&str> = errors.iter().map(|(message, _)| message.as_str()).collect();
+    assert!(messages.iter().any(|m| m.contains("between 100 and 599")), "{errors:?}");
+    assert!(messages.iter().any(|m| m.contains("\"json\" is not a media type")), "{errors:?}");
+    assert!(messages.iter().any(|m| m.contains("a second response 201 application/json")), "{errors:?}");
+    assert!(errors.iter().all(|(_, at)| at.starts_with("apis/echo/operations/item.toml:")), "{errors:?}");
+}
+
+#[test]
 fn a_global_ip_filter_every_operation_runs_fills_the_xdp_lists() {
     use portcullis_contract::xdp::IpPrefix;
     let config = TempConfig::valid();

@@ -196,6 +196,7 @@ fn compile_document(document: &Document, context: &Context, report: &mut Report)
         named_values: &context.named_values,
         fragments: &context.fragments,
         backends: &context.backends,
+        responses: &[],
         options: context.options,
     };
     Section::ALL

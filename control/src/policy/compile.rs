@@ -30,6 +30,16 @@ pub struct Options {
     pub allow_unknown_references: bool,
 }
 
+/// One documented response of the operation being compiled (`[[response]]` in its file): what
+/// `mock-response` returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseExample {
+    pub status: u16,
+    /// Media type, lower case (`application/json`).
+    pub content_type: String,
+    pub example: Option<String>,
+}
+
 /// What statements may refer to.
 #[derive(Debug, Clone, Copy)]
 pub struct Environment<'a> {
@@ -37,6 +47,8 @@ pub struct Environment<'a> {
     pub fragments: &'a Fragments,
     /// Ids of the named backends (`set-backend-service backend-id` must name one).
     pub backends: &'a std::collections::BTreeSet<String>,
+    /// The operation's documented responses (none outside an operation, e.g. `policy check`).
+    pub responses: &'a [ResponseExample],
     pub options: Options,
 }
 
@@ -400,6 +412,11 @@ impl SectionCompiler<'_> {
 /// An HTTP method name (an RFC 9110 token).
 pub fn is_method(text: &str) -> bool {
     policies::is_token(text)
+}
+
+/// The media type of a `Content-Type` value, lower case, without parameters.
+pub fn media_type(content_type: &str) -> String {
+    content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
 }
 
 fn parse_bool(text: &str) -> Option<bool> {

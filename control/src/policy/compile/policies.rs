@@ -514,13 +514,19 @@ fn mock_response(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) 
         }
         return;
     }
-    let content_type = match element.attr("content-type") {
-        Some(attr) => c.literal(attr, place).unwrap_or_default(),
-        None => "application/json".to_owned(),
-    };
+    let content_type = element.attr("content-type").map(|attr| c.literal(attr, place).unwrap_or_default());
+    // As APIM: the operation's response for the status (and the media type, when given; else
+    // the first one documented) supplies the example; without one the content is empty.
+    let documented = c.env.responses.iter().find(|response| {
+        response.status == status
+            && content_type.as_deref().is_none_or(|wanted| super::media_type(wanted) == response.content_type)
+    });
+    let content_type = content_type
+        .or_else(|| documented.map(|response| response.content_type.clone()))
+        .unwrap_or_else(|| "application/json".to_owned());
+    let example = documented.and_then(|response| response.example.as_deref()).map(|example| c.code.str_const(example));
     let content_type = c.code.str_const(&content_type);
-    // Examples come from the operation's OpenAPI definition, which the config does not carry yet.
-    c.code.emit(Op::MockResponse { status, content_type, example: None });
+    c.code.emit(Op::MockResponse { status, content_type, example });
 }
 
 /// APIM's retry interval bounds are seconds; we keep milliseconds internally.

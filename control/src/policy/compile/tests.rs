@@ -14,7 +14,7 @@ struct Compiled {
 fn compile_with(text: &str, values: &NamedValues, fragments: &Fragments, options: Options) -> Compiled {
     let document = Document::parse(Arc::new(SourceFile::new("api/policy.xml", text)), ScopeKind::Api).unwrap();
     let backends = std::collections::BTreeSet::from(["pool".to_owned()]);
-    let env = Environment { named_values: values, fragments, backends: &backends, options };
+    let env = Environment { named_values: values, fragments, backends: &backends, responses: &[], options };
     let mut report = Report::default();
     let programs = Section::ALL
         .into_iter()
