@@ -1,6 +1,7 @@
 //! Backends from one worker's side: endpoint selection and passive health (`balance`,
 //! `circuit`), idle keep-alive connections (`pool`), the resolved form the snapshot holds
-//! (`resolved`), active health checks (`health`) and connecting.
+//! (`resolved`), host names computed per request (`dns`), active health checks (`health`) and
+//! connecting.
 //!
 //! Everything here except `resolved` and `health` is worker-local: no state crosses cores on the
 //! hot path. The one shared thing a worker reads per pick is an endpoint's active-health flag
@@ -8,6 +9,7 @@
 
 pub(crate) mod balance;
 pub(crate) mod circuit;
+pub(crate) mod dns;
 pub mod health;
 pub(crate) mod pool;
 pub mod resolved;
@@ -34,6 +36,8 @@ pub(crate) enum ConnectError {
     TimedOut,
     #[error("backend {0}")]
     Tls(#[from] HandshakeError),
+    #[error("backend host {0}")]
+    Resolve(#[from] dns::ResolveError),
 }
 
 /// Which pooled connections a request may use: the same address, and for `https://` backends

@@ -89,6 +89,7 @@ fn run<R: Runtime>(setup: WorkerSetup) -> std::io::Result<()> {
             cached: RefCell::new(None),
             cached_generation: Cell::new(0),
             pool: UpstreamPool::new(),
+            dns: crate::upstream::dns::Resolver::system(),
             spares: Spares::default(),
             drain: setup.drain,
             xdp: setup.xdp,
@@ -283,6 +284,8 @@ pub(crate) struct WorkerCtx<S> {
     cached_generation: Cell<u64>,
     /// Idle backend connections (plain, or TLS to `https://` backends).
     pub(crate) pool: UpstreamPool<MaybeTls<S>>,
+    /// Backend host names computed per request, resolved and cached.
+    pub(crate) dns: crate::upstream::dns::Resolver,
     /// Buffers, head boxes and policy states lent to connections while they serve a request.
     pub(crate) spares: Spares,
     /// The draining signal.

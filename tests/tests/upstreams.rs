@@ -310,6 +310,54 @@ fn set_backend_service_backend_id_routes_to_the_named_backend() {
     assert_eq!(http::get(gateway.addr, "/svc/x", &[]).unwrap().text(), "B");
 }
 
+portcullis_tests::on_both_io_backends!(
+    set_backend_service_base_url_computed_per_request_resolves_host_names,
+    super::computed_base_url
+);
+
+/// `base-url` from an expression naming a host the config never mentions: the worker resolves
+/// it (the system resolver, here `/etc/hosts`'s `localhost`) and caches the answer; a name that
+/// does not resolve is APIM's 502 and does not stop the next request.
+fn computed_base_url(io: &str) {
+    use std::net::ToSocketAddrs as _;
+    // Listen where the system resolver sends `localhost` first (127.0.0.1 or ::1 per gai.conf).
+    let localhost = ("localhost", 0).to_socket_addrs().unwrap().next().unwrap();
+    let server = NamedServer::on(TcpListener::bind(localhost).unwrap(), "L");
+    let port = server.addr.port();
+    let other = NamedServer::start("O");
+    let config = TempDir::new("config");
+    write(config.path(), "backends/other.toml", &endpoints(&[(&other.addr, 1)]));
+    api(config.path(), "svc", "other");
+    write(
+        config.path(),
+        "apis/svc/policy.xml",
+        &format!(
+            r#"<policies>
+  <inbound>
+    <base />
+    <set-backend-service base-url="@("http://" + context.Request.Headers.GetValueOrDefault("X-Host", "") + ":{port}/base")" />
+  </inbound>
+  <backend><base /></backend>
+</policies>"#
+        ),
+    );
+    let gateway = Gateway::start(GatewayOptions::new(io).config(config.path()));
+    let mut connection = Connection::open(gateway.addr).unwrap();
+    for _ in 0..3 {
+        let answer = connection.get("/svc/x", &[("X-Host", "LocalHost")]).unwrap();
+        assert_eq!((answer.status, answer.text()), (200, "L".to_owned()));
+        assert_eq!(answer.header("x-path"), Some("/base/x"));
+    }
+    assert_eq!(server.hits(), 3);
+    let unresolvable = connection.get("/svc/x", &[("X-Host", "no-such-host.invalid")]).unwrap();
+    // 502; 504 only if this machine's resolver takes longer than the lookup timeout to say no.
+    assert!(matches!(unresolvable.status, 502 | 504), "{} {}", unresolvable.status, unresolvable.text());
+    assert_eq!(unresolvable.json()["statusCode"], unresolvable.status);
+    let again = http::get(gateway.addr, "/svc/x", &[("X-Host", "localhost")]).unwrap();
+    assert_eq!(again.text(), "L");
+    assert_eq!(other.hits(), 0);
+}
+
 #[test]
 fn config_errors_name_file_line_and_column() {
     let config = TempDir::new("config");

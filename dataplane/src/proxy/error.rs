@@ -8,6 +8,7 @@ use crate::http::response::ResponseError;
 use crate::io::ReadError;
 use crate::io::tls::HandshakeError;
 use crate::upstream::ConnectError;
+use crate::upstream::dns::ResolveError;
 
 /// Which side an error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,11 +131,15 @@ impl ProxyError {
             ProxyError::Request(_) | ProxyError::ClientChunked(_) => Some(error_response::BAD_REQUEST),
             ProxyError::HeaderTimeout => Some(error_response::REQUEST_TIMEOUT),
             ProxyError::ClientBody(_) | ProxyError::ClientBodyTruncated | ProxyError::ClientWrite(_) => None,
-            ProxyError::Connect(ConnectError::TimedOut | ConnectError::Tls(HandshakeError::TimedOut))
+            ProxyError::Connect(
+                ConnectError::TimedOut
+                | ConnectError::Tls(HandshakeError::TimedOut)
+                | ConnectError::Resolve(ResolveError::TimedOut { .. }),
+            )
             | ProxyError::BackendHeadTimeout => Some(error_response::GATEWAY_TIMEOUT),
             ProxyError::BackendBody(ReadError::TimedOut) => Some(error_response::GATEWAY_TIMEOUT),
             ProxyError::BackendUnavailable
-            | ProxyError::Connect(ConnectError::Refused(_) | ConnectError::Tls(_))
+            | ProxyError::Connect(ConnectError::Refused(_) | ConnectError::Tls(_) | ConnectError::Resolve(_))
             | ProxyError::BackendWrite(_)
             | ProxyError::BackendClosedEarly
             | ProxyError::BackendHeadRead(_)

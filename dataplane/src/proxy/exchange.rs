@@ -51,7 +51,7 @@ impl<S: Stream> Connection<S> {
             let mut limits = snapshot.config.limits;
             // forward-request's timeout, within the gateway's own bound.
             limits.backend_response_timeout_ms = limits.backend_response_timeout_ms.min(forward.timeout_ms.max(1));
-            let target = target(&snapshot, api, route.api, &self.policy)?;
+            let target = target(worker, &snapshot, api, route.api, &self.policy).await?;
             // The host the client asked for, when the API passes it on (validated by the parser).
             let client_host = ctx.head.host(&self.buf).and_then(|host| std::str::from_utf8(host).ok());
             let forwarding = Forwarding {
@@ -578,9 +578,11 @@ enum TargetKind {
 }
 
 /// Where the backend request goes: the named backend of `set-backend-service backend-id`, or
-/// its `base-url` (an IP literal, or a host resolved when the snapshot was loaded; its base path
-/// and `Host` are written by the policy head writer), else the API's backend.
-fn target<'s>(
+/// its `base-url` (an IP literal, a host resolved when the snapshot was loaded, or else one the
+/// worker resolves and caches; its base path and `Host` are written by the policy head writer),
+/// else the API's backend.
+async fn target<'s, S>(
+    worker: &WorkerCtx<S>,
     snapshot: &'s Snapshot,
     api: &'s portcullis_contract::model::Api,
     api_index: u32,
@@ -600,7 +602,10 @@ fn target<'s>(
     let host = target.host.trim_start_matches('[').trim_end_matches(']');
     let addr = match host.parse::<std::net::IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, target.port),
-        Err(_) => snapshot.resolved_host(&target.host, target.port).ok_or(ProxyError::BackendUnavailable)?,
+        Err(_) => match snapshot.resolved_host(&target.host, target.port) {
+            Some(addr) => addr,
+            None => SocketAddr::new(worker.dns.resolve(host).await.map_err(ConnectError::from)?, target.port),
+        },
     };
     let tls = match target.scheme {
         portcullis_contract::model::Scheme::Http => None,
