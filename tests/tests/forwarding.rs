@@ -29,7 +29,11 @@ fn write(root: &Path, relative: &str, text: &str) {
 }
 
 fn operation(root: &Path, id: &str, method: &str, template: &str, policy: &str) {
-    write(root, &format!("apis/fwd/operations/{id}.toml"), &format!("method = \"{method}\"\nurl-template = \"{template}\"\n"));
+    write(
+        root,
+        &format!("apis/fwd/operations/{id}.toml"),
+        &format!("method = \"{method}\"\nurl-template = \"{template}\"\n"),
+    );
     write(root, &format!("apis/fwd/operations/{id}.xml"), policy);
 }
 
@@ -309,7 +313,8 @@ fn chunked_bodies_for_policies(gateway: &Gateway, a: &ScriptedBackend) {
     let mut writer = stream.try_clone().unwrap();
     let chunks: Vec<Vec<u8>> = over.iter().map(|chunk| chunk.to_vec()).collect();
     let sender = std::thread::spawn(move || {
-        let _ = writer.write_all(b"POST /fwd/upload HTTP/1.1\r\nHost: gateway.test\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let _ =
+            writer.write_all(b"POST /fwd/upload HTTP/1.1\r\nHost: gateway.test\r\nTransfer-Encoding: chunked\r\n\r\n");
         for chunk in chunks {
             let framed = [format!("{:x}\r\n", chunk.len()).into_bytes(), chunk, b"\r\n".to_vec()].concat();
             if writer.write_all(&framed).is_err() {
