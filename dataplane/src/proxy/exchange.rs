@@ -56,35 +56,7 @@ impl<S: Stream> Connection<S> {
             // forward-request's timeout, within the gateway's own bound.
             limits.backend_response_timeout_ms = limits.backend_response_timeout_ms.min(forward.timeout_ms.max(1));
             let target = target(&snapshot, api, route.api, &self.policy)?;
-            // The host the client asked for, when the API passes it on (validated by the parser).
-            let client_host = ctx.head.host(&self.buf).and_then(|host| std::str::from_utf8(host).ok());
-            let forwarding = Forwarding {
-                base_path: target.base_path,
-                authority: client_host.filter(|_| api.preserve_host).unwrap_or(target.authority),
-                remainder_start: route.remainder,
-                client_ip: self.peer.ip(),
-                tls: self.client.is_tls(),
-            };
-            ctx.request_body_dropped = false;
-            let head_end = if self.policy.edits_request() {
-                apply::write_request_head(
-                    &mut self.out,
-                    &ctx.head,
-                    &self.buf,
-                    &forwarding,
-                    &self.policy,
-                    &snapshot.programs,
-                );
-                let head_end = self.out.len();
-                if let Some(body) = self.policy.request_body_replacement(&snapshot.programs) {
-                    self.out.extend_from_slice(body);
-                    ctx.request_body_replaced = true;
-                }
-                head_end
-            } else {
-                forward::write_request_head(&mut self.out, &ctx.head, &self.buf, &forwarding);
-                self.out.len()
-            };
+            let head_end = self.write_forwarded_head(ctx, &snapshot, api, route.remainder, &target);
             let replayable = body_buffered || ctx.request_body_replaced;
             // The head as sent, for the request that follows a redirect.
             let sent = forward.follow_redirects.then(|| self.out.get(..head_end).unwrap_or(&[]).to_vec());
@@ -126,6 +98,39 @@ impl<S: Stream> Connection<S> {
             self.response_heads.put_back(response);
             return relayed;
         }
+    }
+
+    /// Writes the request to the backend into `out`: its head (with the policies' edits) and a
+    /// body a policy replaced. Returns where the head ends.
+    fn write_forwarded_head(
+        &mut self,
+        ctx: &mut RequestCtx,
+        snapshot: &Snapshot,
+        api: &portcullis_contract::model::Api,
+        remainder_start: usize,
+        target: &Target<'_>,
+    ) -> usize {
+        // The host the client asked for, when the API passes it on (validated by the parser).
+        let client_host = ctx.head.host(&self.buf).and_then(|host| std::str::from_utf8(host).ok());
+        let forwarding = Forwarding {
+            base_path: target.base_path,
+            authority: client_host.filter(|_| api.preserve_host).unwrap_or(target.authority),
+            remainder_start,
+            client_ip: self.peer.ip(),
+            tls: self.client.is_tls(),
+        };
+        ctx.request_body_dropped = false;
+        if !self.policy.edits_request() {
+            forward::write_request_head(&mut self.out, &ctx.head, &self.buf, &forwarding);
+            return self.out.len();
+        }
+        apply::write_request_head(&mut self.out, &ctx.head, &self.buf, &forwarding, &self.policy, &snapshot.programs);
+        let head_end = self.out.len();
+        if let Some(body) = self.policy.request_body_replacement(&snapshot.programs) {
+            self.out.extend_from_slice(body);
+            ctx.request_body_replaced = true;
+        }
+        head_end
     }
 
     /// `forward-request follow-redirects="true"`: while the response is a redirect the gateway
