@@ -110,6 +110,7 @@ fn backend_a(listener: TcpListener, other: std::net::SocketAddr) -> ScriptedBack
             "/api/follow/relative" => Reply::new(302).header("Location", "../landing?from=relative"),
             "/api/follow/absolute" => Reply::new(307).header("Location", &format!("http://{other}/elsewhere?x=1")),
             "/api/follow/see-other" => Reply::new(303).header("Location", "/api/landing?from=303"),
+            "/api/follow/chain" => Reply::new(303).header("Location", "/api/follow/temporary"),
             "/api/follow/temporary" => Reply::new(307).header("Location", "/api/landing?from=307"),
             "/api/follow/loop" => Reply::new(302).header("Location", "/api/follow/loop").body("again"),
             "/api/follow/ftp" => Reply::new(301).header("Location", "ftp://files.test/x"),
@@ -255,6 +256,12 @@ fn follow_redirects(gateway: &Gateway, a: &ScriptedBackend, b: &ScriptedBackend)
     // again; the redirect is relayed as it is.
     let large = send_large(gateway, "/fwd/follow/temporary", vec![b'x'; BUFFERED_BYTES_MAX + 1]);
     assert_eq!((large.status, large.header("location")), (307, Some("/api/landing?from=307")));
+
+    // A 303 drops even a streamed body for good: the 307 after it is followed (as a GET).
+    let chain = send_large(gateway, "/fwd/follow/chain", vec![b'z'; BUFFERED_BYTES_MAX + 1]);
+    assert_eq!((chain.status, chain.header("x-method")), (200, Some("GET")), "{}", chain.text());
+    assert_eq!(chain.header("x-target"), Some("/api/landing?from=307"));
+    assert_eq!(chain.body, b"");
 
     // Without follow-redirects (the default), a redirect reaches the client.
     let plain = http::get(gateway.addr, "/fwd/plain/redirect", &[]).unwrap();

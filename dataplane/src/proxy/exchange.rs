@@ -150,8 +150,10 @@ impl<S: Stream> Connection<S> {
         mut exchange: Exchange<S>,
         limits: &Limits,
     ) -> Result<Exchange<S>, ProxyError> {
-        let has_body = ctx.head.framing() != BodyFraming::None || ctx.request_body_replaced;
         for _ in 0..REDIRECTS_FOLLOWED_MAX {
+            // A redirect to GET earlier on left the body out for good.
+            let has_body =
+                !ctx.request_body_dropped && (ctx.head.framing() != BodyFraming::None || ctx.request_body_replaced);
             let scheme = if exchange.dest.key.tls.is_some() { redirect::Scheme::Https } else { redirect::Scheme::Http };
             let Some(current) = redirect::sent_url(&sent, scheme) else { break };
             let response = &exchange.response;
@@ -178,7 +180,7 @@ impl<S: Stream> Connection<S> {
             self.response_heads.put_back(response);
             self.out.clear();
             self.out.extend_from_slice(&head);
-            if next.becomes_get {
+            if next.becomes_get || ctx.request_body_dropped {
                 ctx.request_body_dropped = true;
             } else if let Some(body) =
                 ctx.request_body_replaced.then(|| self.policy.request_body_replacement(&snapshot.programs)).flatten()
