@@ -6,6 +6,7 @@
 pub mod chunked;
 pub mod error_response;
 pub mod forward;
+pub mod redirect;
 pub mod request;
 pub mod response;
 

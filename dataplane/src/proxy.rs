@@ -143,6 +143,12 @@ pub(crate) struct RequestCtx {
     pub(crate) sent_continue: bool,
     /// A policy replaced the request body: the replacement is sent, the client's is skipped.
     pub(crate) request_body_replaced: bool,
+    /// A followed redirect turned the request into a `GET`: no body is sent, the client's is skipped.
+    pub(crate) request_body_dropped: bool,
+    /// A chunked request body buffered for the policies, decoded (its data without the framing).
+    pub(crate) decoded_request_body: Option<Vec<u8>>,
+    /// The on-error section ran already (after `fail-on-error-status-code`); it runs once.
+    pub(crate) on_error_ran: bool,
 }
 
 /// Serves one client connection until it closes, fails, times out or the worker drains.
@@ -358,6 +364,9 @@ impl<S: Stream> Connection<S> {
             request_end: None,
             sent_continue: false,
             request_body_replaced: false,
+            request_body_dropped: false,
+            decoded_request_body: None,
+            on_error_ran: false,
         };
         self.policy.reset();
         let outcome = match self.inbound(&mut ctx) {
@@ -466,7 +475,11 @@ impl<S: Stream> Connection<S> {
             tracing::debug!(%error, source = ?error.source(), "request failed");
         }
         let mut answer = Answer::of(error);
-        if answer != Answer::Built && ctx.matched.is_some() && error.source() != ErrorSource::Client {
+        if answer != Answer::Built
+            && ctx.matched.is_some()
+            && error.source() != ErrorSource::Client
+            && !ctx.on_error_ran
+        {
             self.record_last_error(error, Section::OnError);
             match self.run_section(ctx, Section::OnError, false, None).await {
                 SectionEnd::Respond => answer = Answer::Built,

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test harness: a failed setup step fails the test")]
 
+pub mod backend;
 pub mod bins;
 pub mod gateway;
 pub mod http;

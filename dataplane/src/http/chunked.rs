@@ -142,6 +142,33 @@ impl ChunkedScanner {
     }
 }
 
+/// The data of a whole chunked body (what [`ChunkedScanner`] found complete and valid), without
+/// its framing, extensions and trailers: what policies read as the request body. `size_hint` is
+/// the scanner's [`ChunkedScanner::data_bytes`], to allocate once.
+pub fn decode(body: &[u8], size_hint: usize) -> Result<Vec<u8>, ChunkedError> {
+    let mut data = Vec::with_capacity(size_hint);
+    let mut rest = body;
+    loop {
+        let newline = rest.iter().position(|&b| b == b'\n').ok_or(ChunkedError::BareLineEnd)?;
+        if newline >= LINE_BYTES_MAX {
+            return Err(ChunkedError::LineTooLong);
+        }
+        let size = size_line(&rest[..newline])?;
+        rest = &rest[newline + 1..];
+        if size == 0 {
+            // Trailers are not part of the body.
+            return Ok(data);
+        }
+        let size = usize::try_from(size).map_err(|_| ChunkedError::InvalidSize)?;
+        let chunk = rest.get(..size).ok_or(ChunkedError::MissingCrlf)?;
+        if rest.get(size..size + 2) != Some(b"\r\n") {
+            return Err(ChunkedError::MissingCrlf);
+        }
+        data.extend_from_slice(chunk);
+        rest = &rest[size + 2..];
+    }
+}
+
 /// A line without its final CR; a line that does not end in CRLF is refused (no bare LF: a
 /// backend that reads lines differently must never see a different body than we do).
 fn strip_cr(line: &[u8]) -> Result<&[u8], ChunkedError> {
@@ -310,6 +337,16 @@ mod tests {
         assert_eq!(feed(&[b"0\r\nno colon\r\n\r\n"]), Err(ChunkedError::InvalidTrailer));
         assert_eq!(feed(&[b"0\r\n: v\r\n\r\n"]), Err(ChunkedError::InvalidTrailer));
         assert_eq!(feed(&[b"0\r\nX: a\x01\r\n\r\n"]), Err(ChunkedError::InvalidTrailer));
+    }
+
+    #[test]
+    fn decodes_the_data_of_a_whole_body() {
+        assert_eq!(decode(BODY, 31).unwrap(), b"helloabcdefghijklmnopqrstuvwxyz");
+        assert_eq!(decode(b"0\r\n\r\n", 0).unwrap(), b"");
+        assert_eq!(decode(b"3\r\nabc\r\n", 3), Err(ChunkedError::BareLineEnd), "no last chunk");
+        assert_eq!(decode(b"3\r\nab", 3), Err(ChunkedError::MissingCrlf));
+        assert_eq!(decode(b"3\r\nabcX\r\n0\r\n\r\n", 3), Err(ChunkedError::MissingCrlf));
+        assert_eq!(decode(b"x\r\n", 0), Err(ChunkedError::InvalidSize));
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub struct BodyUse {
     pub replaces_request: bool,
     /// May replace the response body.
     pub replaces_response: bool,
+    /// May send the request to the backend more than once (a `retry` around `forward-request`,
+    /// or `follow-redirects="true"`): the proxy buffers the request body so it can send it again.
+    pub replays_request: bool,
 }
 
 /// One verified program with its constants compiled.
@@ -179,7 +182,24 @@ fn body_use(ops: &[Op]) -> BodyUse {
         }
         previous = Some(*op);
     }
+    bodies.replays_request = replays_request(ops);
     bodies
+}
+
+/// Whether `ops` may call the backend more than once: a `forward-request` that follows
+/// redirects, or one inside a `retry` (between the jump target of a `RetryNext` and itself).
+fn replays_request(ops: &[Op]) -> bool {
+    let forwards = || {
+        ops.iter().enumerate().filter_map(|(at, op)| match op {
+            Op::ForwardRequest { follow_redirects, .. } => Some((at, *follow_redirects)),
+            _ => None,
+        })
+    };
+    forwards().any(|(_, follows)| follows)
+        || ops.iter().enumerate().any(|(at, op)| match *op {
+            Op::RetryNext { target, .. } => forwards().any(|(forward, _)| (target as usize) <= forward && forward < at),
+            _ => false,
+        })
 }
 
 /// Every program of one snapshot, in `Config::programs` order.

@@ -173,3 +173,49 @@ fn loading_verifies_and_compiles_regexes() {
     assert!(body.bodies().reads_response && !body.bodies().reads_request);
     assert!(LoadedProgram::load(0, Program::empty()).expect("loads").is_empty());
 }
+
+#[test]
+fn programs_that_may_send_the_request_again_ask_for_its_body_buffered() {
+    let forward = |follow_redirects| Op::ForwardRequest {
+        timeout_ms: 1000,
+        follow_redirects,
+        buffer_response: true,
+        fail_on_error_status: false,
+    };
+    let replays = |ops: Vec<Op>| LoadedProgram::load(0, program(ops, vec![])).expect("loads").bodies().replays_request;
+    // As the compiler lays out <retry>: init, body, condition, exit jump, RetryNext back to the body.
+    let retry = |body: Vec<Op>| {
+        let end = body.len() as u32 + 4;
+        let mut ops = vec![Op::RetryInit(0)];
+        ops.extend(body);
+        ops.extend([
+            Op::Bool(true),
+            Op::JumpIfFalse(end),
+            Op::RetryNext {
+                local: 0,
+                count: 2,
+                interval_ms: 0,
+                max_interval_ms: 0,
+                delta_ms: 0,
+                first_fast_retry: false,
+                target: 1,
+            },
+        ]);
+        ops
+    };
+    assert!(!replays(vec![forward(false)]));
+    assert!(replays(vec![forward(true)]), "follow-redirects may send the body to the redirect's target");
+    assert!(replays(retry(vec![forward(false)])), "retry around forward-request");
+    let mut after = retry(vec![Op::Null, Op::Pop]);
+    after.push(forward(false));
+    assert!(!replays(after), "a retry before forward-request sends it once");
+    let mut before = vec![forward(false)];
+    let mut looped = retry(vec![Op::Null, Op::Pop]);
+    for op in &mut looped {
+        if let Op::JumpIfFalse(target) | Op::RetryNext { target, .. } = op {
+            *target += 1;
+        }
+    }
+    before.extend(looped);
+    assert!(!replays(before), "a retry after forward-request sends it once");
+}

@@ -30,7 +30,7 @@ pub(crate) enum ProxyError {
     Policy(Box<crate::policy::PolicyError>),
     #[error("answered by a policy")]
     PolicyResponse,
-    #[error("retry would send the request again, but its body was streamed and is gone")]
+    #[error("retry would send the request again, but its body was larger than the buffering limit and streamed")]
     RetryNotReplayable,
     #[error("bad request head: {0}")]
     Request(#[from] RequestError),

@@ -9,8 +9,9 @@ use portcullis_contract::stats::WorkerSlot;
 use rustls::pki_types::ServerName;
 
 use crate::http::forward::{self, ClientConnection, Forwarding};
+use crate::http::redirect::{self, REDIRECTS_FOLLOWED_MAX};
 use crate::http::response::{self, ResponseHead};
-use crate::http::{BodyFraming, HEAD_BYTES_INITIAL, Version};
+use crate::http::{BodyFraming, HEAD_BYTES_INITIAL, Version, find_header};
 use crate::io::maybe_tls::MaybeTls;
 use crate::io::tls::TlsStream;
 use crate::io::{ReadError, Stream, read_within};
@@ -47,40 +48,29 @@ impl<S: Stream> Connection<S> {
             SectionEnd::Respond => return Err(ProxyError::PolicyResponse),
             SectionEnd::Failed(error) => return Err(error),
         };
+        // Whether the client's body can be sent again (retry, redirect): decided before the first
+        // send, while the buffer still holds all of it (a streamed body is gone once relayed).
+        let body_buffered = relay::buffered_end(&self.buf, ctx.head.head_len(), ctx.head.framing()).is_some();
         loop {
             let mut limits = snapshot.config.limits;
             // forward-request's timeout, within the gateway's own bound.
             limits.backend_response_timeout_ms = limits.backend_response_timeout_ms.min(forward.timeout_ms.max(1));
             let target = target(worker, &snapshot, api, route.api, &self.policy).await?;
-            // The host the client asked for, when the API passes it on (validated by the parser).
-            let client_host = ctx.head.host(&self.buf).and_then(|host| std::str::from_utf8(host).ok());
-            let forwarding = Forwarding {
-                base_path: target.base_path,
-                authority: client_host.filter(|_| api.preserve_host).unwrap_or(target.authority),
-                remainder_start: route.remainder,
-                client_ip: self.peer.ip(),
-                tls: self.client.is_tls(),
-            };
-            if self.policy.edits_request() {
-                apply::write_request_head(
-                    &mut self.out,
-                    &ctx.head,
-                    &self.buf,
-                    &forwarding,
-                    &self.policy,
-                    &snapshot.programs,
-                );
-                if let Some(body) = self.policy.request_body_replacement(&snapshot.programs) {
-                    self.out.extend_from_slice(body);
-                    ctx.request_body_replaced = true;
-                }
-            } else {
-                forward::write_request_head(&mut self.out, &ctx.head, &self.buf, &forwarding);
+            let head_end = self.write_forwarded_head(ctx, &snapshot, api, route.remainder, &target);
+            let replayable = body_buffered || ctx.request_body_replaced;
+            // The head as sent, for the request that follows a redirect.
+            let sent = forward.follow_redirects.then(|| self.out.get(..head_end).unwrap_or(&[]).to_vec());
+            let mut exchange = self.backend(worker, ctx, &snapshot, target.kind, &limits).await?;
+            if let Some(sent) = sent {
+                exchange = self.follow_redirects(worker, ctx, &snapshot, sent, replayable, exchange, &limits).await?;
             }
-            let (response, upstream, dest, in_flight) =
-                self.backend(worker, ctx, &snapshot, target.kind, &limits).await?;
-            let replayable = ctx.request_body_replaced
-                || relay::buffered_end(&self.buf, ctx.head.head_len(), ctx.head.framing()).is_some();
+            let Exchange { response, upstream, dest, in_flight } = exchange;
+            if forward.fail_on_error_status && ERROR_STATUSES.contains(&response.status()) {
+                let failed = self.fail_on_error_status(worker, ctx, &response, upstream, dest, &limits).await;
+                drop(in_flight);
+                self.response_heads.put_back(response);
+                return failed;
+            }
             let resumed =
                 self.run_section(ctx, Section::Backend, true, Some(Response { head: &response, body: None })).await;
             let end = match resumed {
@@ -110,6 +100,160 @@ impl<S: Stream> Connection<S> {
         }
     }
 
+    /// Writes the request to the backend into `out`: its head (with the policies' edits) and a
+    /// body a policy replaced. Returns where the head ends.
+    fn write_forwarded_head(
+        &mut self,
+        ctx: &mut RequestCtx,
+        snapshot: &Snapshot,
+        api: &portcullis_contract::model::Api,
+        remainder_start: usize,
+        target: &Target<'_>,
+    ) -> usize {
+        // The host the client asked for, when the API passes it on (validated by the parser).
+        let client_host = ctx.head.host(&self.buf).and_then(|host| std::str::from_utf8(host).ok());
+        let forwarding = Forwarding {
+            base_path: target.base_path,
+            authority: client_host.filter(|_| api.preserve_host).unwrap_or(target.authority),
+            remainder_start,
+            client_ip: self.peer.ip(),
+            tls: self.client.is_tls(),
+        };
+        ctx.request_body_dropped = false;
+        if !self.policy.edits_request() {
+            forward::write_request_head(&mut self.out, &ctx.head, &self.buf, &forwarding);
+            return self.out.len();
+        }
+        apply::write_request_head(&mut self.out, &ctx.head, &self.buf, &forwarding, &self.policy, &snapshot.programs);
+        let head_end = self.out.len();
+        if let Some(body) = self.policy.request_body_replacement(&snapshot.programs) {
+            self.out.extend_from_slice(body);
+            ctx.request_body_replaced = true;
+        }
+        head_end
+    }
+
+    /// `forward-request follow-redirects="true"`: while the response is a redirect the gateway
+    /// follows ([`redirect::plan`]), at most [`REDIRECTS_FOLLOWED_MAX`] times, sends the request
+    /// to its `Location` (the same endpoint for the same origin, else the address the URL names:
+    /// an IP address, or a host the snapshot resolved when it loaded). A redirect that keeps the
+    /// body is followed only when the body can be sent again (`replayable`); one that is not
+    /// followed, or the last, is returned as the response.
+    #[allow(clippy::too_many_arguments, reason = "the forward's state, passed down rather than bundled")]
+    async fn follow_redirects(
+        &mut self,
+        worker: &WorkerCtx<S>,
+        ctx: &mut RequestCtx,
+        snapshot: &Snapshot,
+        mut sent: Vec<u8>,
+        replayable: bool,
+        mut exchange: Exchange<S>,
+        limits: &Limits,
+    ) -> Result<Exchange<S>, ProxyError> {
+        for _ in 0..REDIRECTS_FOLLOWED_MAX {
+            // A redirect to GET earlier on left the body out for good.
+            let has_body =
+                !ctx.request_body_dropped && (ctx.head.framing() != BodyFraming::None || ctx.request_body_replaced);
+            let scheme = if exchange.dest.key.tls.is_some() { redirect::Scheme::Https } else { redirect::Scheme::Http };
+            let Some(current) = redirect::sent_url(&sent, scheme) else { break };
+            let response = &exchange.response;
+            let Some(location) = find_header(&self.upstream_buf, response.headers(), b"location") else { break };
+            let method = sent.split(|&b| b == b' ').next().unwrap_or(b"");
+            let Some(next) = redirect::plan(response.status(), method, location, &current) else { break };
+            if has_body && !next.becomes_get && !replayable {
+                tracing::debug!(status = response.status(), "redirect not followed: the request body was streamed");
+                break;
+            }
+            let Some(dest) = redirect_dest(worker, snapshot, &next.url, &current, &exchange.dest).await? else {
+                tracing::debug!(location = %next.url, "redirect not followed: its host is not one a request can go to");
+                break;
+            };
+            let mut head = Vec::with_capacity(sent.len());
+            if !redirect::write_head(&sent, &next, &mut head) {
+                break;
+            }
+            tracing::debug!(status = response.status(), location = %next.url, "following a backend redirect");
+            // The redirect's own body is not wanted: its connection is closed rather than drained.
+            let Exchange { response, upstream, in_flight, .. } = exchange;
+            upstream.shutdown();
+            drop(in_flight);
+            self.response_heads.put_back(response);
+            self.out.clear();
+            self.out.extend_from_slice(&head);
+            if next.becomes_get || ctx.request_body_dropped {
+                ctx.request_body_dropped = true;
+            } else if let Some(body) =
+                ctx.request_body_replaced.then(|| self.policy.request_body_replacement(&snapshot.programs)).flatten()
+            {
+                self.out.extend_from_slice(body);
+            }
+            sent = head;
+            let (upstream, reused) = match worker.pool.take(&dest) {
+                Some(stream) => (stream, true),
+                None => (connect(worker, &dest.key, limits, Some(snapshot)).await?, false),
+            };
+            let may_resend = replayable || ctx.request_body_dropped;
+            let (response, upstream) =
+                self.exchange_on(worker, ctx, upstream, reused, may_resend, &dest, limits).await?;
+            exchange = Exchange { response, upstream, dest, in_flight: None };
+        }
+        Ok(exchange)
+    }
+
+    /// `forward-request fail-on-error-status-code="true"` and a 4xx or 5xx from the backend: the
+    /// request goes to on-error, as APIM does (the rest of the backend section and the outbound
+    /// section do not run). `context.LastError` says `forward-request` / `BackendErrorStatusCode`
+    /// and on-error sees the backend's response as `context.Response`; the client gets what
+    /// on-error makes of it: its `return-response`, its error, or else the backend's response
+    /// with on-error's edits (status, headers, body).
+    async fn fail_on_error_status(
+        &mut self,
+        worker: &WorkerCtx<S>,
+        ctx: &mut RequestCtx,
+        response: &ResponseHead,
+        mut upstream: MaybeTls<S>,
+        dest: Dest,
+        limits: &Limits,
+    ) -> Result<(), ProxyError> {
+        let status = response.status();
+        let message = format!("Backend service responded with status code {status}.");
+        self.policy.set_last_error(crate::policy::LastError::new(
+            "forward-request",
+            "BackendErrorStatusCode",
+            &message,
+            Section::Backend,
+            status,
+        ));
+        ctx.on_error_ran = true;
+        let body = match crate::proxy::policies::uses_body(ctx, &[Section::OnError], false) {
+            true => match self.buffer_response_body(ctx, response, &mut upstream, limits).await {
+                Ok(body) => body,
+                Err(error) => {
+                    upstream.shutdown();
+                    return Err(error);
+                }
+            },
+            false => None,
+        };
+        let body = body.and_then(|range| self.upstream_buf.get(range).map(<[u8]>::to_vec));
+        let end = self
+            .run_section(ctx, Section::OnError, false, Some(Response { head: response, body: body.as_deref() }))
+            .await;
+        match end {
+            SectionEnd::Continue | SectionEnd::Forward(_) => {
+                self.relay_response(worker, ctx, response, upstream, dest, limits).await
+            }
+            SectionEnd::Respond => {
+                upstream.shutdown();
+                Err(ProxyError::PolicyResponse)
+            }
+            SectionEnd::Failed(error) => {
+                upstream.shutdown();
+                Err(error)
+            }
+        }
+    }
+
     /// A backend section without `forward-request` ran to its end: the response is what the
     /// policies made of an empty 200 (status, body), after the outbound section.
     async fn answer_without_backend(&mut self, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
@@ -133,7 +277,7 @@ impl<S: Stream> Connection<S> {
         snapshot: &Snapshot,
         kind: TargetKind,
         limits: &Limits,
-    ) -> Result<(Box<ResponseHead>, MaybeTls<S>, Dest, Option<InFlight>), ProxyError> {
+    ) -> Result<Exchange<S>, ProxyError> {
         let replayable = relay::buffered_end(&self.buf, ctx.head.head_len(), ctx.head.framing()).is_some();
         let may_try_another = replayable && is_idempotent(ctx.head.method(&self.buf));
         let mut tried = [0usize; CONNECT_RETRY_ENDPOINTS_MAX + 1];
@@ -179,9 +323,10 @@ impl<S: Stream> Connection<S> {
                     Err(_) => Outcome::Released,
                 };
                 worker.pool.report(snapshot, &pick, outcome);
-                return result.map(|(head, stream)| (head, stream, dest, Some(pick.in_flight)));
+                let in_flight = Some(pick.in_flight);
+                return result.map(|(response, upstream)| Exchange { response, upstream, dest, in_flight });
             }
-            return result.map(|(head, stream)| (head, stream, dest, None));
+            return result.map(|(response, upstream)| Exchange { response, upstream, dest, in_flight: None });
         }
     }
 
@@ -230,13 +375,16 @@ impl<S: Stream> Connection<S> {
         result.map_err(ProxyError::BackendWrite)?;
         let head_len = ctx.head.head_len();
         let framing = ctx.head.framing();
-        if ctx.request_body_replaced {
-            // The replacement went out with the head; the client's body is skipped, which keeps
-            // the connection only when it is all buffered.
-            ctx.request_end = relay::buffered_end(&self.buf, head_len, framing);
+        if ctx.request_body_replaced || ctx.request_body_dropped {
+            // The replacement (or no body) went out with the head; the client's body is skipped,
+            // which keeps the connection only when it is all buffered. An earlier attempt that
+            // relayed it has found its end already.
             if ctx.request_end.is_none() {
-                ctx.client_keep_alive = false;
-                ctx.request_end = Some(head_len);
+                ctx.request_end = relay::buffered_end(&self.buf, head_len, framing);
+                if ctx.request_end.is_none() {
+                    ctx.client_keep_alive = false;
+                    ctx.request_end = Some(head_len);
+                }
             }
         } else if framing == BodyFraming::None {
             ctx.request_end = Some(head_len);
@@ -550,6 +698,51 @@ fn framing_len(framing: BodyFraming) -> usize {
         BodyFraming::Length(len) => usize::try_from(len).unwrap_or(usize::MAX),
         _ => 0,
     }
+}
+
+/// Statuses that `fail-on-error-status-code="true"` sends to on-error (APIM: "400 to 599 inclusive").
+const ERROR_STATUSES: std::ops::RangeInclusive<u16> = 400..=599;
+
+/// One backend round trip's result: the final response head, the connection it came on (its
+/// body not read yet), where that connection goes back to, and the endpoint's in-flight count.
+pub(super) struct Exchange<S: Stream> {
+    response: Box<ResponseHead>,
+    upstream: MaybeTls<S>,
+    dest: Dest,
+    in_flight: Option<InFlight>,
+}
+
+/// Where a followed redirect goes: the endpoint that answered when it stays on the same origin,
+/// else the address its URL names (an IP literal, a host the snapshot resolved when it was
+/// loaded, or one the worker resolves and caches), over TLS for `https`. `None`: the URL names
+/// no host a request can go to (the redirect is relayed as it is); a name that does not resolve
+/// fails the request as a connect failure would.
+async fn redirect_dest<S>(
+    worker: &WorkerCtx<S>,
+    snapshot: &Snapshot,
+    url: &redirect::Url,
+    current: &redirect::Url,
+    answered: &Dest,
+) -> Result<Option<Dest>, ProxyError> {
+    if url.same_origin(current) {
+        return Ok(Some(answered.clone()));
+    }
+    let host = url.bare_host();
+    let tls = match url.scheme {
+        redirect::Scheme::Http => None,
+        redirect::Scheme::Https => match ServerName::try_from(host.to_owned()) {
+            Ok(name) => Some((name, snapshot.backend_tls.id)),
+            Err(_) => return Ok(None),
+        },
+    };
+    let addr = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, url.port),
+        Err(_) => match snapshot.resolved_host(host, url.port) {
+            Some(addr) => addr,
+            None => SocketAddr::new(worker.dns.resolve(host).await.map_err(ConnectError::from)?, url.port),
+        },
+    };
+    Ok(Some(Dest { key: BackendKey { addr, tls }, pool: PoolSettings::default() }))
 }
 
 /// Endpoints tried after the first one when connecting fails, for requests that may be sent

@@ -7,15 +7,18 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use portcullis_contract::model::Limits;
 use portcullis_contract::program::Section;
 
+use crate::http::BodyFraming;
+use crate::http::chunked::{self, ChunkedScanner};
 use crate::http::response::ResponseHead;
 use crate::io::Stream;
 use crate::policy::{self, ConcurrencyLimits, Exit, Forward, LastError, MatchedParam, ResponseView, View};
+use crate::proxy::relay::BODY_READ_BYTES;
 use crate::proxy::{Connection, ProxyError, RequestCtx};
 use crate::router::operation::OperationMatch;
 use crate::snapshot::Snapshot;
@@ -137,43 +140,104 @@ impl<S: Stream> Connection<S> {
         }
     }
 
-    /// Reads the rest of a `Content-Length` request body into the connection buffer (up to
-    /// [`REQUEST_BODY_BUFFERED_BYTES_MAX`]) when the operation's policies read or replace it.
+    /// Reads the rest of the request body into the connection buffer when the operation's
+    /// policies read or replace it, or its backend section may send it more than once (a `retry`
+    /// around `forward-request`, `follow-redirects`): a `Content-Length` body up to
+    /// [`REQUEST_BODY_BUFFERED_BYTES_MAX`], a chunked one until it ends or its data passes that
+    /// limit (then the rest streams and policies see no body, as for a larger `Content-Length`).
     pub(crate) async fn buffer_request_body(
         &mut self,
         ctx: &mut RequestCtx,
         limits: &Limits,
     ) -> Result<(), ProxyError> {
         let all = [Section::Inbound, Section::Backend, Section::Outbound, Section::OnError];
-        let crate::http::BodyFraming::Length(len) = ctx.head.framing() else { return Ok(()) };
-        let Ok(len) = usize::try_from(len) else { return Ok(()) };
-        if len == 0 || len > REQUEST_BODY_BUFFERED_BYTES_MAX || !uses_body(ctx, &all, true) {
+        let read_by_policies = uses_body(ctx, &all, true);
+        if !read_by_policies && !replays_request(ctx) {
             return Ok(());
         }
-        let end = ctx.head.head_len() + len;
-        if self.buf.len() >= end {
-            return Ok(());
+        match ctx.head.framing() {
+            BodyFraming::Length(len) => {
+                let Ok(len) = usize::try_from(len) else { return Ok(()) };
+                if len == 0 || len > REQUEST_BODY_BUFFERED_BYTES_MAX {
+                    return Ok(());
+                }
+                let end = ctx.head.head_len() + len;
+                let deadline = Instant::now() + Duration::from_millis(u64::from(limits.request_header_timeout_ms));
+                while self.buf.len() < end {
+                    self.read_request_body(ctx, end - self.buf.len(), deadline).await?;
+                }
+                Ok(())
+            }
+            BodyFraming::Chunked => self.buffer_chunked_request_body(ctx, limits, read_by_policies).await,
+            BodyFraming::None | BodyFraming::UntilClose => Ok(()),
         }
+    }
+
+    /// [`Self::buffer_request_body`] for a chunked body: scans it as it arrives (the bytes stay as
+    /// they came, so the relay sends them on unchanged) and, once it is whole, decodes its data
+    /// for the policies (`read_by_policies`) into [`RequestCtx::decoded_request_body`].
+    async fn buffer_chunked_request_body(
+        &mut self,
+        ctx: &mut RequestCtx,
+        limits: &Limits,
+        read_by_policies: bool,
+    ) -> Result<(), ProxyError> {
+        let start = ctx.head.head_len();
+        let deadline = Instant::now() + Duration::from_millis(u64::from(limits.request_header_timeout_ms));
+        let mut scanner = ChunkedScanner::new();
+        let mut scanned = start;
+        loop {
+            let scan = match scanner.scan(self.buf.get(scanned..).unwrap_or(&[])) {
+                Ok(scan) => scan,
+                Err(error) => return Err(ProxyError::ClientChunked(error)),
+            };
+            scanned += scan.consumed;
+            if scanner.data_bytes() > limits.request_body_bytes_max {
+                // As the relay does: the body is refused (413) once it passes the limit.
+                return Err(ProxyError::ClientBodyTooLarge);
+            }
+            if scan.done {
+                if read_by_policies {
+                    let size = usize::try_from(scanner.data_bytes()).unwrap_or(0);
+                    let wire = self.buf.get(start..scanned).unwrap_or(&[]);
+                    ctx.decoded_request_body = Some(chunked::decode(wire, size).map_err(ProxyError::ClientChunked)?);
+                }
+                return Ok(());
+            }
+            let over = scanner.data_bytes() > REQUEST_BODY_BUFFERED_BYTES_MAX as u64
+                || self.buf.len() - start > CHUNKED_REQUEST_BUFFERED_WIRE_BYTES_MAX;
+            if over {
+                // Streamed from here: the relay carries on from what is buffered.
+                return Ok(());
+            }
+            self.read_request_body(ctx, BODY_READ_BYTES, deadline).await?;
+        }
+    }
+
+    /// One read of request body bytes into the connection buffer (at least `room` bytes of room),
+    /// answering `Expect: 100-continue` before the first.
+    async fn read_request_body(
+        &mut self,
+        ctx: &mut RequestCtx,
+        room: usize,
+        deadline: Instant,
+    ) -> Result<(), ProxyError> {
         if ctx.head.expects_continue() && !ctx.sent_continue {
             ctx.sent_continue = true;
             self.out.clear();
             self.out.extend_from_slice(crate::proxy::exchange::CONTINUE);
             self.write_out().await.map_err(ProxyError::ClientWrite)?;
         }
-        let deadline = std::time::Instant::now() + Duration::from_millis(u64::from(limits.request_header_timeout_ms));
-        while self.buf.len() < end {
-            self.buf.reserve(end - self.buf.len());
-            let buf = std::mem::take(&mut self.buf);
-            let limit = deadline.saturating_duration_since(std::time::Instant::now());
-            let (result, buf) = crate::io::read_within(&mut self.client, buf, limit).await;
-            self.buf = buf;
-            match result {
-                Ok(0) => return Err(ProxyError::ClientBodyTruncated),
-                Ok(_) => {}
-                Err(error) => return Err(ProxyError::ClientBody(error)),
-            }
+        self.buf.reserve(room);
+        let buf = std::mem::take(&mut self.buf);
+        let limit = deadline.saturating_duration_since(Instant::now());
+        let (result, buf) = crate::io::read_within(&mut self.client, buf, limit).await;
+        self.buf = buf;
+        match result {
+            Ok(0) => Err(ProxyError::ClientBodyTruncated),
+            Ok(_) => Ok(()),
+            Err(error) => Err(ProxyError::ClientBody(error)),
         }
-        Ok(())
     }
 
     /// Records a proxy error as `context.LastError` (policy errors record themselves), so that
@@ -184,14 +248,23 @@ impl<S: Stream> Connection<S> {
         }
         let status = error.response().map_or(500, |response| response.status);
         let (source, reason) = apim_reason(error);
-        let message = error.response().map_or_else(|| error.to_string(), |response| response.message.to_owned());
+        let message = match (error, error.response()) {
+            (ProxyError::RetryNotReplayable, _) | (_, None) => error.to_string(),
+            (_, Some(response)) => response.message.to_owned(),
+        };
         self.policy.set_last_error(LastError::new(source, reason, &message, section, status));
     }
 }
 
-/// Request bodies that policies read or replace are buffered up to this size (APIM buffers
-/// bodies it reads too); larger ones stream past the policies, which see none.
+/// Request bodies that policies read or replace, or that the backend section may send twice,
+/// are buffered up to this size (APIM buffers bodies it reads too); larger ones stream past the
+/// policies, which see none, and cannot be sent again.
 pub(crate) const REQUEST_BODY_BUFFERED_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// A chunked body being buffered stops being buffered (and streams) when its bytes on the wire
+/// pass this, whatever its data: tiny chunks with long extensions carry more framing than data,
+/// and the buffer is bounded by what arrives, not by what it decodes to.
+pub(crate) const CHUNKED_REQUEST_BUFFERED_WIRE_BYTES_MAX: usize = 2 * REQUEST_BODY_BUFFERED_BYTES_MAX;
 
 /// A `retry` never sleeps longer than this between attempts, whatever its interval says.
 const RETRY_WAIT_MAX: Duration = Duration::from_secs(300);
@@ -199,6 +272,9 @@ const RETRY_WAIT_MAX: Duration = Duration::from_secs(300);
 /// `LastError.Source` and `.Reason` for the proxy's own errors, as APIM names them.
 fn apim_reason(error: &ProxyError) -> (&'static str, &'static str) {
     use crate::http::error_response as e;
+    if matches!(error, ProxyError::RetryNotReplayable) {
+        return ("forward-request", "RequestBodyNotBuffered");
+    }
     match error.response() {
         Some(response) if response == e::MISSING_KEY => ("authorization", "SubscriptionKeyNotFound"),
         Some(response) if response == e::INVALID_KEY => ("authorization", "SubscriptionKeyInvalid"),
@@ -207,6 +283,12 @@ fn apim_reason(error: &ProxyError) -> (&'static str, &'static str) {
         Some(response) if response.status == 502 => ("forward-request", "BackendConnectionFailure"),
         _ => ("gateway", "ClientConnectionFailure"),
     }
+}
+
+/// Whether the matched operation's backend section may send the request more than once.
+pub(crate) fn replays_request(ctx: &RequestCtx) -> bool {
+    let (Some(snapshot), Some(matched)) = (ctx.snapshot.as_deref(), ctx.matched) else { return false };
+    program_of(snapshot, &matched, Section::Backend).is_some_and(|program| program.bodies().replays_request)
 }
 
 /// Whether any of the matched operation's `sections` reads or replaces the request body
@@ -228,18 +310,19 @@ fn program_of<'s>(snapshot: &'s Snapshot, matched: &Matched, section: Section) -
     snapshot.programs.get(policies.program(section))
 }
 
-/// The whole request body, when it is all in the buffer and framed by `Content-Length` (the
-/// bytes are then the body as sent; [`Connection::buffer_request_body`] reads it in when a
-/// section uses it). Chunked bodies are not decoded for policies yet.
-fn request_body<'b>(ctx: &RequestCtx, buf: &'b [u8]) -> Option<&'b [u8]> {
+/// The whole request body, when it was buffered ([`Connection::buffer_request_body`] reads it
+/// in when a section uses it): a `Content-Length` body is its bytes in the buffer, a chunked one
+/// its decoded data.
+fn request_body<'b>(ctx: &'b RequestCtx, buf: &'b [u8]) -> Option<&'b [u8]> {
     let start = ctx.head.head_len();
     match ctx.head.framing() {
-        crate::http::BodyFraming::None => Some(&[]),
-        crate::http::BodyFraming::Length(len) => {
+        BodyFraming::None => Some(&[]),
+        BodyFraming::Length(len) => {
             let end = start.checked_add(usize::try_from(len).ok()?)?;
             buf.get(start..end)
         }
-        _ => None,
+        BodyFraming::Chunked => ctx.decoded_request_body.as_deref(),
+        BodyFraming::UntilClose => None,
     }
 }
 

@@ -462,19 +462,9 @@ fn forward_request(c: &mut SectionCompiler<'_>, element: &Element, place: &Place
     let follow_redirects = c.literal_bool(element, "follow-redirects", false, place);
     let buffer_response = c.literal_bool(element, "buffer-response", true, place);
     let fail_on_error_status = c.literal_bool(element, "fail-on-error-status-code", false, place);
-    // Refused rather than ignored: the data plane does not follow redirects or turn error
-    // statuses into on-error yet, and a policy must never be skipped silently.
-    for (name, set) in [("follow-redirects", follow_redirects), ("fail-on-error-status-code", fail_on_error_status)] {
-        if set {
-            if let Some(attr) = element.attr(name) {
-                c.error(
-                    place,
-                    attr.name_span.clone(),
-                    format!("forward-request {name}=\"true\" is not supported yet (see docs/policies.md)"),
-                );
-            }
-        }
-    }
+    // Checked, and otherwise implied: the data plane buffers the request body (up to its limit)
+    // whenever the backend section may send it twice (a retry around forward-request, or
+    // follow-redirects), whatever this says.
     let _ = c.literal_bool(element, "buffer-request-body", false, place);
     c.code.emit(Op::ForwardRequest { timeout_ms, follow_redirects, buffer_response, fail_on_error_status });
 }

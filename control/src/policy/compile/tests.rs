@@ -232,14 +232,23 @@ fn return_response_builds_a_response() {
 }
 
 #[test]
-fn forward_request_options_not_implemented_are_refused() {
-    for attribute in ["follow-redirects", "fail-on-error-status-code"] {
-        let text = format!("<policies><backend><forward-request {attribute}=\"true\"/></backend></policies>");
-        let error = first_error(&text);
-        assert!(error.contains(&format!("{attribute}=\"true\" is not supported yet")), "{error}");
-    }
-    // false is the default behaviour, and accepted.
+fn forward_request_options_compile_into_the_op() {
+    let compiled = compile(
+        "<policies><backend><forward-request timeout=\"20\" follow-redirects=\"true\" fail-on-error-status-code=\"true\" buffer-request-body=\"true\" buffer-response=\"false\"/></backend></policies>",
+    );
+    assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
+    let backend = compiled.programs[1].as_ref().unwrap();
+    assert!(backend.ops.contains(&Op::ForwardRequest {
+        timeout_ms: 20_000,
+        follow_redirects: true,
+        buffer_response: false,
+        fail_on_error_status: true,
+    }));
+    // false is the default behaviour, and accepted; anything but a boolean is an error.
     let compiled =
         compile("<policies><backend><forward-request follow-redirects=\"false\" timeout=\"20\"/></backend></policies>");
     assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
+    let error =
+        first_error("<policies><backend><forward-request fail-on-error-status-code=\"yes\"/></backend></policies>");
+    assert_ne!(error, "no error");
 }

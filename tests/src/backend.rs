@@ -1,0 +1,183 @@
+//! A small keep-alive HTTP/1.1 backend whose answers a test scripts: it reads each request
+//! (a `Content-Length` or chunked body, decoded), records it, and answers with what the test's
+//! handler returns. For redirects, error statuses and bodies the built-in echo backend cannot
+//! produce.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+/// One request as the backend received it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// The request target (path and query).
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    /// The body, decoded when it came chunked.
+    pub body: Vec<u8>,
+    /// It came with `Transfer-Encoding: chunked`.
+    pub chunked: bool,
+}
+
+impl Request {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// What the backend answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn new(status: u16) -> Self {
+        Self { status, headers: Vec::new(), body: Vec::new() }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+}
+
+type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
+
+/// A running scripted backend; its threads end with the test process.
+#[derive(Clone)]
+pub struct ScriptedBackend {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl std::fmt::Debug for ScriptedBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScriptedBackend").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl ScriptedBackend {
+    /// Serves on a fresh loopback port.
+    pub fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Self {
+        Self::on(TcpListener::bind("127.0.0.1:0").expect("bind a loopback port"), handler)
+    }
+
+    /// Serves on `listener` (bound first when the handler must know its own address).
+    pub fn on(listener: TcpListener, handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Self {
+        let addr = listener.local_addr().expect("local address");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let recorded = Arc::clone(&requests);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let (handler, recorded) = (Arc::clone(&handler), Arc::clone(&recorded));
+                std::thread::spawn(move || serve(stream, &*handler, &recorded));
+            }
+        });
+        Self { addr, requests }
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().expect("requests lock").clone()
+    }
+
+    /// The requests whose target starts with `prefix`.
+    pub fn requests_to(&self, prefix: &str) -> Vec<Request> {
+        self.requests().into_iter().filter(|request| request.target.starts_with(prefix)).collect()
+    }
+}
+
+fn serve(stream: TcpStream, handler: &Handler, recorded: &Mutex<Vec<Request>>) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+    let mut writer = stream;
+    while let Some(request) = read_request(&mut reader) {
+        let reply = handler(&request);
+        let head_only = request.method == "HEAD";
+        let close = request.header("connection").is_some_and(|value| value.eq_ignore_ascii_case("close"));
+        recorded.lock().expect("requests lock").push(request);
+        let mut out = format!("HTTP/1.1 {} Scripted\r\n", reply.status);
+        for (name, value) in &reply.headers {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        out.push_str(&format!("Content-Length: {}\r\n\r\n", reply.body.len()));
+        let mut bytes = out.into_bytes();
+        if !head_only {
+            bytes.extend_from_slice(&reply.body);
+        }
+        if writer.write_all(&bytes).is_err() || close {
+            return;
+        }
+    }
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.trim_end().split(' ');
+    let (method, target) = (parts.next()?.to_owned(), parts.next()?.to_owned());
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':')?;
+        headers.push((name.to_owned(), value.trim().to_owned()));
+    }
+    let find = |name: &str| headers.iter().find(|(n, _): &&(String, String)| n.eq_ignore_ascii_case(name));
+    let chunked = find("transfer-encoding").is_some_and(|(_, value)| value.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        read_chunked(reader)?
+    } else {
+        let length: usize = find("content-length").map_or(Some(0), |(_, value)| value.parse().ok())?;
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).ok()?;
+        body
+    };
+    Some(Request { method, target, headers, body, chunked })
+}
+
+fn read_chunked(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let size = usize::from_str_radix(line.trim_end().split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            // Trailers, up to the empty line.
+            loop {
+                let mut trailer = String::new();
+                reader.read_line(&mut trailer).ok()?;
+                if trailer.trim_end().is_empty() {
+                    return Some(body);
+                }
+            }
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..]).ok()?;
+        let mut crlf = [0; 2];
+        reader.read_exact(&mut crlf).ok()?;
+    }
+}
