@@ -107,6 +107,13 @@ fn config() -> TempDir {
         "apis/echo/operations/upload.xml",
         "<policies><inbound><base /><find-and-replace from=\"cat\" to=\"dog\" /></inbound></policies>",
     );
+    // Outbound reads a request header after the request body was streamed to the backend.
+    write(dir.path(), "apis/echo/operations/stream.toml", "method = \"POST\"\nurl-template = \"/stream\"\n");
+    write(
+        dir.path(),
+        "apis/echo/operations/stream.xml",
+        r#"<policies><outbound><base /><set-header name="X-Seen-Tag" exists-action="override"><value>@(context.Request.Headers.GetValueOrDefault("X-Tag", "none") + " " + context.Request.Url.Path)</value></set-header></outbound></policies>"#,
+    );
     // An operation with documented responses: mock-response returns their examples.
     write(dir.path(), "apis/echo/operations/catalog.toml", CATALOG_OPERATION);
     write(dir.path(), "apis/echo/operations/catalog.xml", CATALOG_POLICY);
@@ -232,6 +239,30 @@ fn every_section(io: &str) {
     assert!(echoed["body"].as_str().unwrap().starts_with("dog dog "), "{}", &echoed["body"].as_str().unwrap()[..40]);
     // The connection still serves the next request.
     assert_eq!(upload.get("/echo/x", &[auth, ("X-Client", "web")]).unwrap().status, 201);
+
+    // A body streamed to the backend (2 MiB, written in pieces while the gateway relays it) leaves
+    // the request head intact for the outbound section; the connection serves the next request.
+    let stream = std::net::TcpStream::connect(gateway.addr).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let head = format!(
+        "POST /echo/stream HTTP/1.1\r\nHost: gateway.test\r\nOcp-Apim-Subscription-Key: {key}\r\nX-Client: web\r\nX-Tag: tag-123\r\nContent-Length: {}\r\n\r\n",
+        2 << 20
+    );
+    let sender = std::thread::spawn(move || {
+        use std::io::Write as _;
+        writer.write_all(head.as_bytes()).unwrap();
+        for _ in 0..32 {
+            writer.write_all(&[b'x'; 64 << 10]).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    });
+    let mut streamed = Connection::from_stream(stream).unwrap();
+    let response = streamed.read_response(false).unwrap();
+    sender.join().unwrap();
+    assert_eq!(response.status, 201, "{}", response.text());
+    assert_eq!(response.json()["body_bytes"], 2 << 20);
+    assert_eq!(response.header("x-seen-tag"), Some("tag-123 /api/stream"));
+    assert_eq!(streamed.get("/echo/x", &[auth, ("X-Client", "web")]).unwrap().status, 201);
 
     // Product-scope policies run for requests through the product (its subscription's key), and
     // only for those.

@@ -27,10 +27,11 @@ pub(crate) enum RelayError {
 
 /// Relays the body that starts at `buf[start..]` (bytes already read) and continues on `source`.
 /// Returns the buffer and the offset in it where the body ended (what follows belongs to the
-/// next message). The buffer may have been compacted: bytes before `start` are gone unless the
-/// body was entirely buffered already. A chunked body is cut off (before the chunk that crosses
-/// it is relayed) once its decoded size passes `body_bytes_max`; a Content-Length body was
-/// checked against the limit before.
+/// next message). The message head before `start` stays where it is (later phases read it
+/// through the parsed head's offsets); relayed body bytes are dropped from the buffer as it
+/// goes, so a large body streams through a bounded buffer. A chunked body is cut off (before the
+/// chunk that crosses it is relayed) once its decoded size passes `body_bytes_max`; a
+/// Content-Length body was checked against the limit before.
 pub(crate) async fn relay<R: Stream, W: Stream>(
     source: &mut R,
     sink: &mut W,
@@ -45,6 +46,7 @@ pub(crate) async fn relay<R: Stream, W: Stream>(
         _ => 0,
     };
     let mut scanner = ChunkedScanner::new();
+    let head_end = start;
     loop {
         let available = buf.get(start..).unwrap_or(&[]);
         let (take, done) = match framing {
@@ -72,10 +74,10 @@ pub(crate) async fn relay<R: Stream, W: Stream>(
         if done {
             return (Ok(start), buf);
         }
-        // Everything before `start` is relayed; what is left is a split chunk line.
-        buf.drain(..start);
-        start = 0;
-        if buf.len() >= chunked::LINE_BYTES_MAX {
+        // The body before `start` is relayed; what is left of it is a split chunk line.
+        buf.drain(head_end..start);
+        start = head_end;
+        if buf.len() - head_end >= chunked::LINE_BYTES_MAX {
             return (Err(RelayError::Chunked(ChunkedError::LineTooLong)), buf);
         }
         if buf.capacity() - buf.len() < BODY_READ_BYTES {
