@@ -466,6 +466,9 @@ fn forward_request(c: &mut SectionCompiler<'_>, element: &Element, place: &Place
     // whenever the backend section may send it twice (a retry around forward-request, or
     // follow-redirects), whatever this says.
     let _ = c.literal_bool(element, "buffer-request-body", false, place);
+    // Checked, then moot: the gateway answers `Expect: 100-continue` itself and never sends
+    // `Expect` to the backend, so there is no `100 Continue` to wait for (docs/policies.md).
+    let _ = c.literal_parsed::<u32>(element, "continue-timeout", "a number of seconds", place);
     c.code.emit(Op::ForwardRequest { timeout_ms, follow_redirects, buffer_response, fail_on_error_status });
 }
 
