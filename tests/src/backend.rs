@@ -37,11 +37,14 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Sent as these chunks (`Transfer-Encoding: chunked`, each written on its own) instead of
+    /// `body` with a `Content-Length`.
+    pub chunks: Option<Vec<Vec<u8>>>,
 }
 
 impl Reply {
     pub fn new(status: u16) -> Self {
-        Self { status, headers: Vec::new(), body: Vec::new() }
+        Self { status, headers: Vec::new(), body: Vec::new(), chunks: None }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -51,6 +54,12 @@ impl Reply {
 
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();
+        self
+    }
+
+    /// A chunked body of these chunks.
+    pub fn chunked(mut self, chunks: Vec<Vec<u8>>) -> Self {
+        self.chunks = Some(chunks);
         self
     }
 }
@@ -114,15 +123,38 @@ fn serve(stream: TcpStream, handler: &Handler, recorded: &Mutex<Vec<Request>>) {
         for (name, value) in &reply.headers {
             out.push_str(&format!("{name}: {value}\r\n"));
         }
-        out.push_str(&format!("Content-Length: {}\r\n\r\n", reply.body.len()));
-        let mut bytes = out.into_bytes();
-        if !head_only {
-            bytes.extend_from_slice(&reply.body);
-        }
-        if writer.write_all(&bytes).is_err() || close {
+        let written = match &reply.chunks {
+            Some(chunks) => {
+                out.push_str("Transfer-Encoding: chunked\r\n\r\n");
+                write_chunked(&mut writer, out.as_bytes(), chunks, head_only)
+            }
+            None => {
+                out.push_str(&format!("Content-Length: {}\r\n\r\n", reply.body.len()));
+                let mut bytes = out.into_bytes();
+                if !head_only {
+                    bytes.extend_from_slice(&reply.body);
+                }
+                writer.write_all(&bytes)
+            }
+        };
+        if written.is_err() || close {
             return;
         }
     }
+}
+
+/// The head, then each chunk in a write of its own (so the gateway reads them apart).
+fn write_chunked(writer: &mut TcpStream, head: &[u8], chunks: &[Vec<u8>], head_only: bool) -> std::io::Result<()> {
+    writer.write_all(head)?;
+    if head_only {
+        return Ok(());
+    }
+    for chunk in chunks.iter().filter(|chunk| !chunk.is_empty()) {
+        writer.write_all(&[format!("{:x}\r\n", chunk.len()).into_bytes(), chunk.clone(), b"\r\n".to_vec()].concat())?;
+        writer.flush()?;
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    writer.write_all(b"0\r\n\r\n")
 }
 
 fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {

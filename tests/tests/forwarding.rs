@@ -85,6 +85,22 @@ const UPLOAD: &str = r#"<policies>
   </on-error>
 </policies>"#;
 
+/// Outbound reads the backend's body (buffered, a chunked one decoded) and replaces it.
+const SHAPE: &str = r#"<policies>
+  <inbound><base /></inbound>
+  <backend><base /></backend>
+  <outbound>
+    <base />
+    <set-body>@(context.Response.Body.As<string>().ToUpper())</set-body>
+  </outbound>
+  <on-error>
+    <return-response>
+      <set-status code="500" reason="Failed" />
+      <set-body>@(context.LastError.Reason + ": " + context.LastError.Message)</set-body>
+    </return-response>
+  </on-error>
+</policies>"#;
+
 const RETRY: &str = r#"<policies>
   <inbound><base /></inbound>
   <backend>
@@ -130,6 +146,10 @@ fn backend_a(listener: TcpListener, other: std::net::SocketAddr, named_port: u16
             "/api/retry/flaky" if flaky.fetch_add(1, Ordering::SeqCst) % 3 != 2 => Reply::new(503).body("busy"),
             "/api/retry/flaky" => Reply::new(200).body(request.body.clone()),
             "/api/retry/down" => Reply::new(503).body("down"),
+            "/api/shape/chunked" => {
+                Reply::new(200).chunked((0..20).map(|i| format!("part {i};").into_bytes()).collect())
+            }
+            "/api/shape/large" => Reply::new(200).chunked(vec![vec![b'z'; 512 * 1024]; 9]),
             "/api/upload" => Reply::new(200)
                 .header("X-Chunked", if request.chunked { "yes" } else { "no" })
                 .header("X-Body-Length", request.header("x-body-length").unwrap_or("none"))
@@ -151,6 +171,7 @@ fn config(a: std::net::SocketAddr) -> TempDir {
     operation(root, "strict", "*", "/strict/*", STRICT);
     operation(root, "upload", "POST", "/upload", UPLOAD);
     operation(root, "retry", "*", "/retry/*", RETRY);
+    operation(root, "shape", "GET", "/shape/*", SHAPE);
     operation(root, "other", "*", "/*", "<policies><inbound><base /></inbound></policies>");
     config
 }
@@ -352,6 +373,24 @@ fn chunked_bodies_for_policies(gateway: &Gateway, a: &ScriptedBackend) {
         "ExpressionValueEvaluationFailure: Expression evaluation failed. The message body was not buffered."
     );
     assert_eq!(a.requests_to("/api/upload").len(), before, "nothing reached the backend");
+
+    // A chunked response the outbound section reads and replaces: buffered whole (decoded), and
+    // the client gets the replacement with a Content-Length; the connection carries on.
+    let mut connection = Connection::open(gateway.addr).unwrap();
+    for _ in 0..2 {
+        let shaped = connection.get("/fwd/shape/chunked", &[]).unwrap();
+        assert_eq!(shaped.status, 200, "{}", shaped.text());
+        let expected: String = (0..20).map(|i| format!("PART {i};")).collect();
+        assert_eq!(shaped.text(), expected);
+        assert_eq!(shaped.header("content-length"), Some(expected.len().to_string().as_str()));
+    }
+    // Past the buffering limit the response streams past the policies, and reading it fails.
+    let large = connection.get("/fwd/shape/large", &[]).unwrap();
+    assert_eq!(large.status, 500, "{}", large.text());
+    assert_eq!(
+        large.text(),
+        "ExpressionValueEvaluationFailure: Expression evaluation failed. The message body was not buffered."
+    );
 }
 
 fn retry_sends_a_buffered_body_again(gateway: &Gateway, a: &ScriptedBackend) {

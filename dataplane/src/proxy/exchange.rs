@@ -8,6 +8,7 @@ use portcullis_contract::program::Section;
 use portcullis_contract::stats::WorkerSlot;
 use rustls::pki_types::ServerName;
 
+use crate::http::chunked::{self, ChunkedScanner};
 use crate::http::forward::{self, ClientConnection, Forwarding};
 use crate::http::redirect::{self, REDIRECTS_FOLLOWED_MAX};
 use crate::http::response::{self, ResponseHead};
@@ -18,7 +19,7 @@ use crate::io::{ReadError, Stream, read_within};
 use crate::policy::apply;
 use crate::proxy::ErrorSource;
 use crate::proxy::policies::{Response, SectionEnd};
-use crate::proxy::relay::{self, RelayError};
+use crate::proxy::relay::{self, BODY_READ_BYTES, RelayError};
 use crate::proxy::tunnel;
 use crate::proxy::{Connection, ProxyError, RequestCtx};
 use crate::snapshot::Snapshot;
@@ -235,7 +236,6 @@ impl<S: Stream> Connection<S> {
             },
             false => None,
         };
-        let body = body.and_then(|range| self.upstream_buf.get(range).map(<[u8]>::to_vec));
         let end = self
             .run_section(ctx, Section::OnError, false, Some(Response { head: response, body: body.as_deref() }))
             .await;
@@ -485,7 +485,6 @@ impl<S: Stream> Connection<S> {
             },
             false => None,
         };
-        let body = body.and_then(|range| self.upstream_buf.get(range).map(<[u8]>::to_vec));
         let end = self
             .run_section(ctx, Section::Outbound, false, Some(Response { head: response, body: body.as_deref() }))
             .await;
@@ -504,36 +503,73 @@ impl<S: Stream> Connection<S> {
         }
     }
 
-    /// Reads the whole `Content-Length` response body into `upstream_buf` (after the head), up
-    /// to [`RESPONSE_BODY_BUFFERED_BYTES_MAX`]; returns its range. Other framings are not
-    /// buffered yet: policies then see no body.
+    /// Reads the whole response body into `upstream_buf` (after the head, as it came, so the
+    /// relay sends it on unchanged) for the policies, up to [`RESPONSE_BODY_BUFFERED_BYTES_MAX`]
+    /// of data; returns the body the policies see (a chunked body's data). `None`: larger, or
+    /// delimited by the connection's close; it streams past the policies, which see no body.
     async fn buffer_response_body(
         &mut self,
         ctx: &RequestCtx,
         response: &ResponseHead,
         upstream: &mut MaybeTls<S>,
         limits: &Limits,
-    ) -> Result<Option<std::ops::Range<usize>>, ProxyError> {
-        let BodyFraming::Length(len) = response.framing(ctx.is_head) else { return Ok(None) };
-        let Ok(len) = usize::try_from(len) else { return Ok(None) };
-        if len > RESPONSE_BODY_BUFFERED_BYTES_MAX {
-            return Ok(None);
-        }
+    ) -> Result<Option<Vec<u8>>, ProxyError> {
         let start = response.head_len();
-        let end = start + len;
         let deadline = Instant::now() + millis(limits.backend_response_timeout_ms);
-        while self.upstream_buf.len() < end {
-            self.upstream_buf.reserve(end - self.upstream_buf.len());
-            let buf = std::mem::take(&mut self.upstream_buf);
-            let (result, buf) = read_within(upstream, buf, deadline.saturating_duration_since(Instant::now())).await;
-            self.upstream_buf = buf;
-            match result {
-                Ok(0) => return Err(ProxyError::BackendBodyTruncated),
-                Ok(_) => {}
-                Err(error) => return Err(ProxyError::BackendBody(error)),
+        match response.framing(ctx.is_head) {
+            BodyFraming::None => Ok(Some(Vec::new())),
+            BodyFraming::UntilClose => Ok(None),
+            BodyFraming::Length(len) => {
+                let Some(len) = usize::try_from(len).ok().filter(|&len| len <= RESPONSE_BODY_BUFFERED_BYTES_MAX) else {
+                    return Ok(None);
+                };
+                let end = start + len;
+                while self.upstream_buf.len() < end {
+                    self.read_response_body(upstream, end - self.upstream_buf.len(), deadline).await?;
+                }
+                Ok(self.upstream_buf.get(start..end).map(<[u8]>::to_vec))
+            }
+            BodyFraming::Chunked => {
+                let mut scanner = ChunkedScanner::new();
+                let mut scanned = start;
+                loop {
+                    let scan = scanner
+                        .scan(self.upstream_buf.get(scanned..).unwrap_or(&[]))
+                        .map_err(ProxyError::BackendChunked)?;
+                    scanned += scan.consumed;
+                    if scan.done {
+                        let size = usize::try_from(scanner.data_bytes()).unwrap_or(0);
+                        let wire = self.upstream_buf.get(start..scanned).unwrap_or(&[]);
+                        return chunked::decode(wire, size).map(Some).map_err(ProxyError::BackendChunked);
+                    }
+                    let over = scanner.data_bytes() > RESPONSE_BODY_BUFFERED_BYTES_MAX as u64
+                        || self.upstream_buf.len() - start > CHUNKED_RESPONSE_BUFFERED_WIRE_BYTES_MAX;
+                    if over {
+                        // Streamed from here: the relay carries on from what is buffered.
+                        return Ok(None);
+                    }
+                    self.read_response_body(upstream, BODY_READ_BYTES, deadline).await?;
+                }
             }
         }
-        Ok(Some(start..end))
+    }
+
+    /// One read of response body bytes into `upstream_buf` (at least `room` bytes of room).
+    async fn read_response_body(
+        &mut self,
+        upstream: &mut MaybeTls<S>,
+        room: usize,
+        deadline: Instant,
+    ) -> Result<(), ProxyError> {
+        self.upstream_buf.reserve(room);
+        let buf = std::mem::take(&mut self.upstream_buf);
+        let (result, buf) = read_within(upstream, buf, deadline.saturating_duration_since(Instant::now())).await;
+        self.upstream_buf = buf;
+        match result {
+            Ok(0) => Err(ProxyError::BackendBodyTruncated),
+            Ok(_) => Ok(()),
+            Err(error) => Err(ProxyError::BackendBody(error)),
+        }
     }
 
     /// Writes the response head to the client and streams the body; pools the backend
@@ -692,6 +728,10 @@ pub(crate) const COALESCED_BODY_BYTES_MAX: usize = 16 * 1024;
 /// Response bodies that outbound policies read or replace are buffered up to this size (the
 /// brief's "buffered up to a named limit"); larger ones are streamed and the policies see none.
 pub(crate) const RESPONSE_BODY_BUFFERED_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// A chunked response being buffered for policies streams instead once its bytes on the wire
+/// pass this, whatever its data (as [`crate::proxy::policies::CHUNKED_REQUEST_BUFFERED_WIRE_BYTES_MAX`]).
+pub(crate) const CHUNKED_RESPONSE_BUFFERED_WIRE_BYTES_MAX: usize = 2 * RESPONSE_BODY_BUFFERED_BYTES_MAX;
 
 fn framing_len(framing: BodyFraming) -> usize {
     match framing {
