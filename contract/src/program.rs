@@ -57,6 +57,9 @@ pub struct Program {
 
 /// APIM's `forward-request` default timeout: 300 s.
 pub const FORWARD_TIMEOUT_MS_DEFAULT: u32 = 300_000;
+/// A computed `forward-request` timeout above this fails the request (an expression gone wrong;
+/// the gateway's own `backend-response-timeout-ms` bounds every timeout anyway).
+pub const FORWARD_TIMEOUT_MS_MAX: i64 = 24 * 3600 * 1000;
 
 impl Program {
     /// A program with no statements: the section does nothing.
@@ -804,6 +807,12 @@ pub enum Op {
         buffer_response: bool,
         fail_on_error_status: bool,
     },
+    /// `forward-request` whose timeout, `follow-redirects` or `fail-on-error-status-code` is a
+    /// policy expression: pops `fail_on_error_status` (bool), `follow_redirects` (bool) and
+    /// `timeout_ms` (int, 0 to [`FORWARD_TIMEOUT_MS_MAX`]), then acts as `ForwardRequest`.
+    ForwardRequestComputed {
+        buffer_response: bool,
+    },
     /// Sets the local (a retry's attempt counter) to 0.
     RetryInit(u16),
     /// After a retry body whose condition held: counts the attempt in the local; if fewer than
@@ -852,6 +861,7 @@ impl Op {
             Op::IpFilter(_) | Op::Cors(_) | Op::BeginResponse | Op::BeginResponseFrom { .. } => (0, 0),
             Op::Respond | Op::MockResponse { .. } | Op::LimitConcurrencyExit => (0, 0),
             Op::ForwardRequest { .. } | Op::RetryInit(_) | Op::RetryNext { .. } => (0, 0),
+            Op::ForwardRequestComputed { .. } => (3, 0),
         }
     }
 
@@ -1084,6 +1094,10 @@ pub fn stack_depth_max(ops: &[Op]) -> Result<u32, VerifyError> {
         }
         let (pops, pushes) = op.stack_effect();
         let after_pop = entry.checked_sub(u32::from(pops)).ok_or(VerifyError::StackUnderflow { at })?;
+        // A suspension keeps the locals, not the stack: nothing may be left under its operands.
+        if matches!(op, Op::ForwardRequestComputed { .. }) && after_pop != 0 {
+            return Err(VerifyError::StackNotEmpty { at, depth: entry });
+        }
         let after = after_pop + u32::from(pushes);
         if after > max {
             return Err(VerifyError::StackOverflow { at, depth: after, max: STACK_DEPTH_MAX });

@@ -44,6 +44,16 @@ const FOLLOW: &str = r#"<policies>
   <on-error><base /></on-error>
 </policies>"#;
 
+/// follow-redirects and the timeout computed per request (APIM allows expressions there).
+const COMPUTED: &str = r#"<policies>
+  <inbound><base /></inbound>
+  <backend>
+    <forward-request follow-redirects="@(context.Request.Headers.GetValueOrDefault("X-Follow", "") == "yes")" timeout-ms="@(2 * 2500)" />
+  </backend>
+  <outbound><base /></outbound>
+  <on-error><base /></on-error>
+</policies>"#;
+
 const STRICT: &str = r#"<policies>
   <inbound><base /></inbound>
   <backend><forward-request fail-on-error-status-code="true" /></backend>
@@ -139,7 +149,9 @@ fn backend_a(listener: TcpListener, other: std::net::SocketAddr, named_port: u16
                 .header("X-Target", &request.target)
                 .header("X-Authorization", request.header("authorization").unwrap_or("none"))
                 .body(request.body.clone()),
-            "/api/plain/redirect" => Reply::new(302).header("Location", "/api/plain/landing"),
+            "/api/plain/redirect" | "/api/computed/redirect" => {
+                Reply::new(302).header("Location", "/api/plain/landing")
+            }
             "/api/strict/ok" => Reply::new(200).body("fine"),
             "/api/strict/missing" => Reply::new(404).header("X-Backend", "a").body("no such thing"),
             "/api/strict/broken" => Reply::new(500).body("backend exploded"),
@@ -172,6 +184,7 @@ fn config(a: std::net::SocketAddr) -> TempDir {
     operation(root, "upload", "POST", "/upload", UPLOAD);
     operation(root, "retry", "*", "/retry/*", RETRY);
     operation(root, "shape", "GET", "/shape/*", SHAPE);
+    operation(root, "computed", "GET", "/computed/*", COMPUTED);
     operation(root, "other", "*", "/*", "<policies><inbound><base /></inbound></policies>");
     config
 }
@@ -301,6 +314,11 @@ fn follow_redirects(gateway: &Gateway, a: &ScriptedBackend, b: &ScriptedBackend)
     // Without follow-redirects (the default), a redirect reaches the client.
     let plain = http::get(gateway.addr, "/fwd/plain/redirect", &[]).unwrap();
     assert_eq!((plain.status, plain.header("location")), (302, Some("/api/plain/landing")));
+    // follow-redirects from an expression, decided per request.
+    let followed = http::get(gateway.addr, "/fwd/computed/redirect", &[("X-Follow", "yes")]).unwrap();
+    assert_eq!((followed.status, followed.header("x-target")), (200, Some("/api/plain/landing")));
+    let relayed = http::get(gateway.addr, "/fwd/computed/redirect", &[("X-Follow", "no")]).unwrap();
+    assert_eq!((relayed.status, relayed.header("location")), (302, Some("/api/plain/landing")));
     let _ = b.requests();
 }
 

@@ -69,6 +69,16 @@ fn refuses_bad_operands_of_fused_ops() {
 }
 
 #[test]
+fn a_computed_forward_request_leaves_nothing_under_its_operands() {
+    let forward = Op::ForwardRequestComputed { buffer_response: true };
+    let p = program(vec![Op::Int(1), Op::Bool(true), Op::Bool(false), forward], vec![], 3);
+    assert_eq!(verify(&p), Ok(()));
+    // A value under the three operands would be lost across the suspension.
+    let p = program(vec![Op::Null, Op::Int(1), Op::Bool(true), Op::Bool(false), forward, Op::Pop], vec![], 4);
+    assert!(matches!(verify(&p), Err(VerifyError::StackNotEmpty { .. })));
+}
+
+#[test]
 fn refuses_underflow_overflow_and_leftovers() {
     assert!(matches!(verify(&program(vec![Op::Pop], vec![], 1)), Err(VerifyError::StackUnderflow { at: 0 })));
     assert!(matches!(

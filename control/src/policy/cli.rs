@@ -290,6 +290,11 @@ pub fn render_program(section: Section, program: &Program, secrets: &[String]) -
                 Some(default) => format!("request-header {} or {}", constant(name), constant(default)),
                 None => format!("request-header {}", constant(name)),
             },
+            Op::ForwardRequestComputed { buffer_response } => {
+                format!(
+                    "forward-request (timeout-ms, follow-redirects, fail-on-error-status-code from the stack) buffer-response={buffer_response}"
+                )
+            }
             Op::SetQueryParameter { action, name, values } => {
                 format!("set-query-parameter {action:?} {} ({values} values)", constant(name))
             }

@@ -192,6 +192,8 @@ fn replays_request(ops: &[Op]) -> bool {
     let forwards = || {
         ops.iter().enumerate().filter_map(|(at, op)| match op {
             Op::ForwardRequest { follow_redirects, .. } => Some((at, *follow_redirects)),
+            // Computed per request: it may follow redirects.
+            Op::ForwardRequestComputed { .. } => Some((at, true)),
             _ => None,
         })
     };

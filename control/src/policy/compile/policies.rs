@@ -439,17 +439,6 @@ fn set_backend_service(c: &mut SectionCompiler<'_>, element: &Element, place: &P
 
 fn forward_request(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) {
     no_children(c, element, place);
-    let seconds: Option<u32> = c.literal_parsed(element, "timeout", "a number of seconds", place).flatten();
-    let millis: Option<u32> = c.literal_parsed(element, "timeout-ms", "a number of milliseconds", place).flatten();
-    let timeout_ms = match (seconds, millis) {
-        (Some(_), Some(_)) => {
-            c.error(place, element.name_span.clone(), "give timeout or timeout-ms, not both");
-            FORWARD_TIMEOUT_MS_DEFAULT
-        }
-        (Some(s), None) => s.saturating_mul(1000),
-        (None, Some(ms)) => ms,
-        (None, None) => FORWARD_TIMEOUT_MS_DEFAULT,
-    };
     if let Some(attr) = element.attr("http-version") {
         if attr.value.trim() != "1" {
             c.error(
@@ -459,16 +448,53 @@ fn forward_request(c: &mut SectionCompiler<'_>, element: &Element, place: &Place
             );
         }
     }
-    let follow_redirects = c.literal_bool(element, "follow-redirects", false, place);
+    if element.attr("timeout").is_some() && element.attr("timeout-ms").is_some() {
+        c.error(place, element.name_span.clone(), "give timeout or timeout-ms, not both");
+    }
     let buffer_response = c.literal_bool(element, "buffer-response", true, place);
-    let fail_on_error_status = c.literal_bool(element, "fail-on-error-status-code", false, place);
     // Checked, and otherwise implied: the data plane buffers the request body (up to its limit)
     // whenever the backend section may send it twice (a retry around forward-request, or
     // follow-redirects), whatever this says.
     let _ = c.literal_bool(element, "buffer-request-body", false, place);
     // Checked, then moot: the gateway answers `Expect: 100-continue` itself and never sends
     // `Expect` to the backend, so there is no `100 Continue` to wait for (docs/policies.md).
-    let _ = c.literal_parsed::<u32>(element, "continue-timeout", "a number of seconds", place);
+    let continue_timeout =
+        element.attr("continue-timeout").is_some_and(|attr| crate::policy::expr::is_expression(attr.value.trim()));
+    if continue_timeout {
+        c.attr_value(element, "continue-timeout", Expect::Int, place);
+        c.code.emit(Op::Pop);
+    } else {
+        let _ = c.literal_parsed::<u32>(element, "continue-timeout", "a number of seconds", place);
+    }
+    // As APIM, the timeouts and both flags may be policy expressions: then they are computed per
+    // request and the op takes them from the stack.
+    let computed = ["timeout", "timeout-ms", "follow-redirects", "fail-on-error-status-code"]
+        .iter()
+        .any(|name| element.attr(name).is_some_and(|attr| crate::policy::expr::is_expression(attr.value.trim())));
+    if computed {
+        if c.attr_value(element, "timeout", Expect::Int, place).is_some() {
+            c.code.push_int(1000);
+            c.code.emit(Op::Mul);
+        } else if c.attr_value(element, "timeout-ms", Expect::Int, place).is_none() {
+            c.code.push_int(i64::from(FORWARD_TIMEOUT_MS_DEFAULT));
+        }
+        for name in ["follow-redirects", "fail-on-error-status-code"] {
+            if c.attr_value(element, name, Expect::Bool, place).is_none() {
+                c.code.emit(Op::Bool(false));
+            }
+        }
+        c.code.emit(Op::ForwardRequestComputed { buffer_response });
+        return;
+    }
+    let seconds: Option<u32> = c.literal_parsed(element, "timeout", "a number of seconds", place).flatten();
+    let millis: Option<u32> = c.literal_parsed(element, "timeout-ms", "a number of milliseconds", place).flatten();
+    let timeout_ms = match (seconds, millis) {
+        (Some(s), _) => s.saturating_mul(1000),
+        (None, Some(ms)) => ms,
+        (None, None) => FORWARD_TIMEOUT_MS_DEFAULT,
+    };
+    let follow_redirects = c.literal_bool(element, "follow-redirects", false, place);
+    let fail_on_error_status = c.literal_bool(element, "fail-on-error-status-code", false, place);
     c.code.emit(Op::ForwardRequest { timeout_ms, follow_redirects, buffer_response, fail_on_error_status });
 }
 

@@ -251,4 +251,16 @@ fn forward_request_options_compile_into_the_op() {
     let error =
         first_error("<policies><backend><forward-request fail-on-error-status-code=\"yes\"/></backend></policies>");
     assert_ne!(error, "no error");
+    // Expressions (as APIM allows) are computed per request: the op takes them from the stack,
+    // the timeout in seconds scaled to milliseconds, the flags not given as false.
+    let compiled = compile(
+        "<policies><backend><forward-request timeout=\"@(3 + 4)\" follow-redirects=\"@(true)\" buffer-response=\"false\"/></backend></policies>",
+    );
+    assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
+    let backend = compiled.programs[1].as_ref().unwrap();
+    let tail = &backend.ops[backend.ops.len() - 4..];
+    assert_eq!(tail, [Op::Mul, Op::Bool(true), Op::Bool(false), Op::ForwardRequestComputed { buffer_response: false }]);
+    let error =
+        first_error("<policies><backend><forward-request timeout=\"@(1)\" timeout-ms=\"@(2)\"/></backend></policies>");
+    assert!(error.contains("not both"), "{error}");
 }

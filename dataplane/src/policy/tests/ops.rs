@@ -513,3 +513,23 @@ fn a_lone_forward_request_is_recognised() {
     let shaped = LoadedProgram::load(0, shaped).expect("loads");
     assert!(shaped.plain_forward().is_none());
 }
+
+#[test]
+fn a_computed_forward_request_takes_its_settings_from_the_stack() {
+    let ops = |timeout: Op| {
+        vec![timeout, Op::Bool(true), Op::Bool(false), Op::ForwardRequestComputed { buffer_response: true }]
+    };
+    let fixture = Fixture::new(GET, vec![program(ops(Op::Int(1500)), vec![])]);
+    let mut state = RequestState::new();
+    let expected =
+        Forward { timeout_ms: 1500, follow_redirects: true, buffer_response: true, fail_on_error_status: false };
+    assert_eq!(fixture.run(&mut state).forward(), Some(expected));
+    // A program that computes flags is one that may send the request twice.
+    assert!(fixture.programs.get(0).expect("program").bodies().replays_request);
+    // A negative timeout is an expression failure, as a wrong type is.
+    let fixture = Fixture::new(GET, vec![program(ops(Op::Int(-1)), vec![])]);
+    let Exit::Error(error) = fixture.run(&mut RequestState::new()) else { panic!("must fail") };
+    assert_eq!(&*error.last_error.reason, "ExpressionValueEvaluationFailure");
+    let fixture = Fixture::new(GET, vec![program(ops(Op::Null), vec![])]);
+    assert!(matches!(fixture.run(&mut RequestState::new()), Exit::Error(_)));
+}

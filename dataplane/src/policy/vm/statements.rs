@@ -186,6 +186,33 @@ impl<'r, 'a> Machine<'r, 'a> {
                     Exit::Forward { timeout_ms, follow_redirects, buffer_response, fail_on_error_status },
                 ))
             }
+            Op::ForwardRequestComputed { buffer_response } => {
+                let flag = |value: Value<'a>, name: &str| match value {
+                    Value::Bool(flag) => Ok(flag),
+                    other => Err(Fault::eval(format!(
+                        "Expression evaluation failed. forward-request {name}: '{}' is not a bool.",
+                        other.type_name()
+                    ))),
+                };
+                let fail_on_error_status = flag(self.pop()?, "fail-on-error-status-code")?;
+                let follow_redirects = flag(self.pop()?, "follow-redirects")?;
+                let timeout_ms = match self.pop()? {
+                    Value::Int(ms) if (0..=portcullis_contract::program::FORWARD_TIMEOUT_MS_MAX).contains(&ms) => {
+                        ms as u32
+                    }
+                    other => {
+                        let mut shown = String::new();
+                        other.write_display(&mut shown);
+                        return Err(Fault::eval(format!(
+                            "Expression evaluation failed. forward-request timeout: {shown} is not a timeout."
+                        )));
+                    }
+                };
+                Ok(Flow::Suspend(
+                    None,
+                    Exit::Forward { timeout_ms, follow_redirects, buffer_response, fail_on_error_status },
+                ))
+            }
             Op::RetryInit(local) => {
                 *self.locals.slots_mut().get_mut(usize::from(local)).ok_or_else(|| internal("local"))? = Value::Int(0);
                 Ok(Flow::Next)
