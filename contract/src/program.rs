@@ -14,7 +14,8 @@
 //! - at the end of the program, and at every [`Op::Site`], the stack is empty;
 //! - falling off the end means [`Exit::Continue`]-style completion (the section finished).
 //!
-//! The VM counts every op it executes and fails the request with
+//! The VM counts every op it executes (but the [`Op::Site`] markers, which cannot loop on their
+//! own: every loop has a counted jump) and fails the request with
 //! `ExpressionValueEvaluationFailure` past [`Program::step_limit`] (which is ≤ [`STEPS_MAX`]):
 //! backward jumps (loops, `retry`) are legal, so termination is a runtime bound.
 

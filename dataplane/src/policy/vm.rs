@@ -20,9 +20,9 @@ use crate::policy::value::{self, Arith, Handle, IterState, Message, Text, Value}
 use crate::policy::view::View;
 
 /// Stack slots kept inline on the native stack; deeper programs get a heap stack.
-pub const STACK_INLINE: usize = 32;
+pub const STACK_INLINE: usize = 8;
 /// Local slots kept inline.
-pub const LOCALS_INLINE: usize = 16;
+pub const LOCALS_INLINE: usize = 8;
 /// Builtin arguments moved off the stack into an inline array (more go to the heap).
 pub const ARGS_INLINE: usize = 8;
 
@@ -104,6 +104,8 @@ struct Slots<'a, const N: usize> {
 
 impl<'a, const N: usize> Slots<'a, N> {
     /// Room for `capacity` values; `filled`: all of them present (null), as locals are.
+    /// Inlined so the inline array is built in place, not copied out of a return value.
+    #[inline(always)]
     fn new(capacity: usize, filled: bool) -> Self {
         let mut items = SmallVec::with_capacity(capacity);
         if filled {
@@ -176,6 +178,7 @@ pub(crate) enum Flow {
 }
 
 impl<'r, 'a> Machine<'r, 'a> {
+    #[inline(always)]
     fn new(section: Section, program: &'a LoadedProgram, view: &'r View<'a>, state: &'r mut RequestState) -> Self {
         let code = program.program();
         Self {
@@ -198,6 +201,13 @@ impl<'r, 'a> Machine<'r, 'a> {
                 self.state.guards.clear();
                 return Exit::Continue;
             };
+            // A statement boundary only names the statement that follows (for errors and
+            // traces): a third of a typical section's ops, so it skips the dispatch below.
+            if let Op::Site(site) = *op {
+                self.site = Some(site);
+                pc += 1;
+                continue;
+            }
             self.steps += 1;
             let flow = if self.steps > limit {
                 Err(Fault::eval(format!(
@@ -379,6 +389,7 @@ impl<'r, 'a> Machine<'r, 'a> {
                 }
             }
             Op::Site(site) => {
+                // Handled by the loop in `execute`; kept so every op has one meaning here.
                 self.site = Some(site);
                 Ok(Flow::Next)
             }
