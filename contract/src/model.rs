@@ -220,6 +220,9 @@ pub struct Backend {
     pub pool: PoolSettings,
     pub passive_health: PassiveHealth,
     pub active_health: Option<ActiveHealth>,
+    /// `https` backends: the name every endpoint's certificate is verified against and sent as
+    /// SNI; each endpoint's own host when `None`.
+    pub tls_server_name: Option<String>,
 }
 
 /// One server of a named backend.
@@ -541,6 +544,9 @@ impl Backend {
                 "pool: at most {POOL_IDLE_PER_ENDPOINT_MAX} idle connections per endpoint, idle timeout at least 1 ms"
             ));
         }
+        if self.scheme == Scheme::Http && self.tls_server_name.is_some() {
+            return Err("a TLS server name on a plain-HTTP backend".to_owned());
+        }
         if self.passive_health.consecutive_failures > 0 && self.passive_health.ejection_ms == 0 {
             return Err("an ejection lasts at least 1 ms".to_owned());
         }
@@ -597,6 +603,7 @@ mod tests {
             pool: PoolSettings::default(),
             passive_health: PassiveHealth::default(),
             active_health: None,
+            tls_server_name: None,
         };
         assert_eq!(backend.validate(), Ok(()));
         let mut broken = backend.clone();
@@ -605,6 +612,9 @@ mod tests {
         let mut broken = backend.clone();
         broken.endpoints[0].weight = 0;
         assert!(broken.validate().is_err());
+        let mut broken = backend.clone();
+        broken.tls_server_name = Some("a.test".into());
+        assert!(broken.validate().unwrap_err().contains("TLS server name"));
         let mut broken = backend;
         broken.active_health = Some(ActiveHealth {
             path: "/h".into(),

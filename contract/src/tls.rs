@@ -16,6 +16,9 @@ pub struct TlsSettings {
     /// DER certificates of the CAs `https://` backends' certificates must chain to; empty: the
     /// host's system roots.
     pub backend_cas: Vec<Vec<u8>>,
+    /// The certificate the gateway presents to `https://` backends that ask for one (mTLS);
+    /// `names` is empty (it serves no name).
+    pub backend_client: Option<TlsCertificate>,
 }
 
 /// One certificate chain, its private key and the DNS names it serves.

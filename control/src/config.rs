@@ -19,7 +19,7 @@ use std::path::Path;
 
 use portcullis_contract::model::Config;
 
-pub use compile::{ALL_APIS_SCOPE, HTTPS_BACKEND_ISSUE};
+pub use compile::ALL_APIS_SCOPE;
 pub use diagnostic::{Diagnostic, Diagnostics, SourceFile};
 pub use named_values::{NamedValue, NamedValues};
 

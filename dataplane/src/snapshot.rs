@@ -271,7 +271,10 @@ mod tests {
         let snapshot = Snapshot::build(4, config).unwrap();
         // The https backend is usable: its certificate is verified for its host.
         assert_eq!(snapshot.api_upstreams, [Some(0), None, Some(1)]);
-        assert_eq!(snapshot.upstreams[1].tls_name, Some(rustls::pki_types::ServerName::try_from("127.0.0.2").unwrap()));
+        assert_eq!(
+            snapshot.upstreams[1].endpoints[0].tls_name,
+            Some(rustls::pki_types::ServerName::try_from("127.0.0.2").unwrap())
+        );
         assert_eq!(snapshot.upstreams[0].endpoints[0].addr, Some("127.0.0.1:80".parse().unwrap()));
 
         let cell = SnapshotCell::new();
@@ -304,6 +307,7 @@ mod tests {
                 expected_status_min: 200,
                 expected_status_max: 299,
             }),
+            tls_server_name: None,
         };
         let config = |endpoints| {
             let mut named = api("127.0.0.3", Scheme::Http);

@@ -67,7 +67,8 @@ fn sessions() -> &'static Sessions {
 }
 
 /// Backend client configurations kept for reuse by later snapshots (one per distinct
-/// `backend-ca-file` content): a few, so switching back and forth keeps pooled connections.
+/// `backend-ca-file` content and client identity): a few, so switching back and forth keeps
+/// pooled connections.
 pub const BACKEND_CONFIGS_KEPT_MAX: usize = 4;
 
 /// Builds the server configuration for `settings`. Without certificates every handshake fails
@@ -108,21 +109,24 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsCon
 #[derive(Debug, Clone)]
 pub struct BackendTls {
     pub config: Arc<ClientConfig>,
-    /// Changes exactly when the trust anchors change (process-unique).
+    /// Changes exactly when the trust anchors or the client identity change (process-unique).
     pub id: u64,
 }
 
 /// The client configuration for `https://` backends: ALPN `http/1.1`, TLS 1.2 and 1.3, rustls'
 /// in-memory session resumption, server certificates verified against the snapshot's backend
-/// CAs, or the host's system roots when it has none. A snapshot with the same backend CAs as an
-/// earlier one gets the same configuration back (same id, same resumption cache), so a reload
-/// does not drop pooled TLS connections; new CAs get a new one.
+/// CAs, or the host's system roots when it has none, and the gateway's client certificate for
+/// backends that ask for one (`backend-client-cert-file`). A snapshot with the same backend CAs
+/// and identity as an earlier one gets the same configuration back (same id, same resumption
+/// cache), so a reload does not drop pooled TLS connections; a change gets a new one.
 pub fn backend_client_config(settings: &TlsSettings) -> Result<BackendTls, TlsConfigError> {
-    static BUILT: Mutex<Vec<(Vec<Vec<u8>>, BackendTls)>> = Mutex::new(Vec::new());
+    type Built = Vec<((Vec<Vec<u8>>, Option<TlsCertificate>), BackendTls)>;
+    static BUILT: Mutex<Built> = Mutex::new(Vec::new());
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     // Only snapshot builds (channel or start-up thread) take this lock, never a worker.
     let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((_, backend)) = built.iter().find(|(cas, _)| *cas == settings.backend_cas) {
+    let key = (settings.backend_cas.clone(), settings.backend_client.clone());
+    if let Some((_, backend)) = built.iter().find(|(built_for, _)| *built_for == key) {
         return Ok(backend.clone());
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -135,16 +139,25 @@ pub fn backend_client_config(settings: &TlsSettings) -> Result<BackendTls, TlsCo
         }
         Arc::new(roots)
     };
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    // The gateway's own certificate, for backends that ask for one (mTLS).
+    let mut config = match &settings.backend_client {
+        Some(identity) => {
+            let (chain, key) = chain_and_key(identity);
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|error| TlsConfigError::Certificate { file: identity.source.clone(), error })?
+        }
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
     let backend = BackendTls { config: Arc::new(config), id: NEXT_ID.fetch_add(1, Ordering::Relaxed) };
     if built.len() >= BACKEND_CONFIGS_KEPT_MAX {
         built.remove(0);
     }
-    built.push((settings.backend_cas.clone(), backend.clone()));
+    built.push((key, backend.clone()));
     Ok(backend)
 }
 
@@ -173,6 +186,13 @@ fn certified_key(
     certificate: &TlsCertificate,
     provider: &rustls::crypto::CryptoProvider,
 ) -> Result<CertifiedKey, TlsConfigError> {
+    let (chain, key) = chain_and_key(certificate);
+    CertifiedKey::from_der(chain, key, provider)
+        .map_err(|error| TlsConfigError::Certificate { file: certificate.source.clone(), error })
+}
+
+/// A certificate's chain and private key in rustls' types.
+fn chain_and_key(certificate: &TlsCertificate) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
     let chain = certificate.chain.iter().map(|der| CertificateDer::from(der.clone())).collect();
     let der = certificate.key.der.clone();
     let key = match certificate.key.format {
@@ -180,8 +200,7 @@ fn certified_key(
         KeyFormat::Pkcs1 => PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der)),
         KeyFormat::Sec1 => PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(der)),
     };
-    CertifiedKey::from_der(chain, key, provider)
-        .map_err(|error| TlsConfigError::Certificate { file: certificate.source.clone(), error })
+    (chain, key)
 }
 
 /// Picks the certificate for a handshake from its SNI name (see [`NameTable`]).

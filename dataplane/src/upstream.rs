@@ -111,15 +111,14 @@ impl<S: Stream> UpstreamPool<S> {
             }
         };
         let endpoint = state.pick(resolved, tried, now)?;
-        let addr = resolved.endpoints.get(endpoint)?.addr?;
+        let picked = resolved.endpoints.get(endpoint)?;
+        let addr = picked.addr?;
+        let tls = picked.tls_name.clone().map(|name| (name, snapshot.backend_tls.id));
         Some(Pick {
             generation: snapshot.generation,
             backend,
             endpoint,
-            dest: Dest {
-                key: BackendKey { addr, tls: resolved.tls_name.clone().map(|name| (name, snapshot.backend_tls.id)) },
-                pool: resolved.pool,
-            },
+            dest: Dest { key: BackendKey { addr, tls }, pool: resolved.pool },
             in_flight: state.in_flight(endpoint),
         })
     }

@@ -497,3 +497,83 @@ fn proxies_to_https_backends(io: &str) {
 }
 
 on_both_io_backends!(https_backends, crate::proxies_to_https_backends);
+
+/// A named `https` backend that requires client certificates: gateway A presents
+/// `backend-client-cert-file` to gateway B (client-auth required), verifies B by
+/// `tls-server-name` against `backend-ca-file`, and checks B's health over TLS. Without the
+/// client certificate B refuses the handshake: requests get 502 and the health checks fail.
+fn named_https_backends_with_client_certificates(io: &str) {
+    let pki = Pki::new();
+    let backend_cert = pki.issue(&["backend.test"]);
+    let backend_config =
+        config_with_tls(&[("backend", &backend_cert)], "client-auth = \"required\"\nclient-ca-file = \"certs/ca.pem\"");
+    std::fs::write(backend_config.path().join("certs/ca.pem"), &pki.ca_pem).unwrap();
+    let backend = start(&backend_config, io);
+    let backend_tls = backend.tls_addr.expect("the backend's https ready line");
+    let backend_key = backend.demo_key.clone().expect("the backend's demo key");
+
+    let client_identity = pki.issue(&[]);
+    let identity_lines =
+        "backend-client-cert-file = \"certs/client.pem\"\nbackend-client-key-file = \"certs/client.key\"\n";
+    let front_config = config_with_tls(&[], &format!("backend-ca-file = \"certs/ca.pem\"\n{identity_lines}"));
+    std::fs::write(front_config.path().join("certs/ca.pem"), &pki.ca_pem).unwrap();
+    write_certificate(front_config.path(), "client", &client_identity);
+    std::fs::create_dir_all(front_config.path().join("backends")).unwrap();
+    std::fs::write(
+        front_config.path().join("backends/secure.toml"),
+        format!(
+            "protocol = \"https\"\ntls-server-name = \"backend.test\"\nbase-path = \"/echo\"\n\
+             [[endpoint]]\naddress = \"{backend_tls}\"\n\
+             [health.active]\npath = \"/health\"\ninterval-ms = 200\ntimeout-ms = 200\nexpected-status = \"200-499\"\n\
+             healthy-threshold = 1\nunhealthy-threshold = 1\n"
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(front_config.path().join("apis/secure")).unwrap();
+    std::fs::write(
+        front_config.path().join("apis/secure/api.toml"),
+        "name = \"Secure\"\npath = \"secure\"\nbackend-id = \"secure\"\nsubscription-required = false\n",
+    )
+    .unwrap();
+    let front = Gateway::start(GatewayOptions::new(io).config(front_config.path()));
+
+    let mut connection = Connection::open(front.addr).unwrap();
+    for _ in 0..2 {
+        let response = connection.get("/secure/hello", &[("Ocp-Apim-Subscription-Key", &backend_key)]).unwrap();
+        assert_eq!(response.status, 200, "{}\n{}", response.text(), front.log());
+        assert_eq!(response.json()["path"], "/api/hello");
+    }
+    let endpoint_health = |front: &Gateway| {
+        let status = front.status();
+        status["backends"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|b| b["id"] == "secure")
+            .map(|backend| backend["endpoints"][0]["active_healthy"].as_bool())
+    };
+    wait_for(|| endpoint_health(&front) == Some(Some(true)), "the TLS health check to pass", &front);
+
+    // Without its client certificate, B refuses A: 502, and the health check fails.
+    let gateway_toml = front_config.path().join("gateway.toml");
+    let text = std::fs::read_to_string(&gateway_toml).unwrap().replace(identity_lines, "");
+    std::fs::write(&gateway_toml, text).unwrap();
+    let reload = front.ctl(&["reload"]);
+    assert!(reload.status.success(), "{}", String::from_utf8_lossy(&reload.stderr));
+    let refused = http::get(front.addr, "/secure/hello", &[("Ocp-Apim-Subscription-Key", &backend_key)]).unwrap();
+    assert_eq!(refused.status, 502, "{}", refused.text());
+    wait_for(|| endpoint_health(&front) == Some(Some(false)), "the TLS health check to fail", &front);
+}
+
+on_both_io_backends!(
+    named_https_backends_present_client_certificates,
+    crate::named_https_backends_with_client_certificates
+);
+
+fn wait_for(mut condition: impl FnMut() -> bool, what: &str, gateway: &Gateway) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}: {}", gateway.status());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -10,7 +10,6 @@ use portcullis_contract::model::{
 use toml::Spanned;
 
 use super::backend_url;
-use super::compile::HTTPS_BACKEND_ISSUE;
 use super::diagnostic::{Diagnostics, SourceFile};
 use super::files::{ActiveTable, BackendFile, LoadBalancingName, ProtocolName};
 use super::load::{Item, Parsed};
@@ -52,12 +51,21 @@ pub(crate) fn known_ids(parsed: &Parsed) -> BTreeSet<String> {
 fn backend(item: &Item<BackendFile>, values: &NamedValues, diagnostics: &mut Diagnostics) -> Option<Backend> {
     let source = &item.source;
     let file = &item.file;
-    if let Some(protocol) = file.protocol.as_ref().filter(|protocol| *protocol.get_ref() == ProtocolName::Https) {
-        diagnostics.push(source.error(
-            protocol.span(),
-            format!("https backends are not supported yet: TLS to backends arrives with {HTTPS_BACKEND_ISSUE}"),
-        ));
-    }
+    let https = file.protocol.as_ref().is_some_and(|protocol| *protocol.get_ref() == ProtocolName::Https);
+    let tls_server_name = match &file.tls_server_name {
+        Some(name) if !https => {
+            diagnostics
+                .push(source.error(name.span(), "tls-server-name is for https backends: add protocol = \"https\""));
+            None
+        }
+        Some(name) if rustls::pki_types::ServerName::try_from(name.get_ref().as_str()).is_err() => {
+            diagnostics
+                .push(source.error(name.span(), format!("{:?} is not a DNS name or an IP address", name.get_ref())));
+            None
+        }
+        Some(name) => Some(name.get_ref().to_ascii_lowercase()),
+        None => None,
+    };
     if file.endpoint.is_empty() {
         diagnostics.push(source.error_at_start("a backend needs at least one [[endpoint]] with an address"));
     }
@@ -76,7 +84,7 @@ fn backend(item: &Item<BackendFile>, values: &NamedValues, diagnostics: &mut Dia
                 continue;
             }
         };
-        if let Some((host, port)) = address(&entry.address, source, values, diagnostics) {
+        if let Some((host, port)) = address(&entry.address, https, source, values, diagnostics) {
             if !seen.insert((host.to_ascii_lowercase(), port)) {
                 let message = "this endpoint is listed twice (use weight to give it more traffic)";
                 diagnostics.push(source.error(entry.address.span(), message));
@@ -91,7 +99,7 @@ fn backend(item: &Item<BackendFile>, values: &NamedValues, diagnostics: &mut Dia
             diagnostics.push(source.error(host.span(), "a Host header is visible ASCII without spaces or '/'"));
             String::new()
         }
-        (None, Some(first)) => authority(&first.host, first.port),
+        (None, Some(first)) => authority(&first.host, first.port, https),
         (None, None) => String::new(),
     };
     let pool = pool(item, diagnostics);
@@ -99,7 +107,7 @@ fn backend(item: &Item<BackendFile>, values: &NamedValues, diagnostics: &mut Dia
     let active_health = file.health.active.as_ref().and_then(|table| active(table, source, diagnostics));
     Some(Backend {
         id: item.id.clone(),
-        scheme: Scheme::Http,
+        scheme: if https { Scheme::Https } else { Scheme::Http },
         base_path: base_path?,
         authority,
         load_balancing: match file.load_balancing {
@@ -111,12 +119,15 @@ fn backend(item: &Item<BackendFile>, values: &NamedValues, diagnostics: &mut Dia
         pool,
         passive_health,
         active_health,
+        tls_server_name,
     })
 }
 
-/// `host:port` of an endpoint, named values substituted.
+/// `host:port` of an endpoint, named values substituted; without a port, the scheme's (80 for
+/// http, 443 for https).
 fn address(
     value: &Spanned<String>,
+    https: bool,
     source: &SourceFile,
     values: &NamedValues,
     diagnostics: &mut Diagnostics,
@@ -132,24 +143,27 @@ fn address(
     let parsed = if text.contains(['/', '?', '#', '@']) || text.contains("://") {
         None
     } else {
-        backend_url::parse(&format!("http://{text}")).ok()
+        let scheme = if https { "https" } else { "http" };
+        backend_url::parse(&format!("{scheme}://{text}")).ok()
     };
     match parsed {
         Some(url) => Some((url.host, url.port)),
         None => {
             let shown = if resolved.secret { "(secret)".to_owned() } else { format!("{text:?}") };
-            let message =
-                format!("bad endpoint address {shown}: use host:port, [ipv6]:port or host (port 80), without a scheme");
+            let message = format!(
+                "bad endpoint address {shown}: use host:port, [ipv6]:port or host (port 80, https 443), without a scheme"
+            );
             diagnostics.push(source.error(value.span(), message));
             None
         }
     }
 }
 
-/// `Host` for `host:port` (the port only when it is not 80).
-fn authority(host: &str, port: u16) -> String {
+/// `Host` for `host:port` (the port only when it is not the scheme's default).
+fn authority(host: &str, port: u16, https: bool) -> String {
     let host = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
-    if port == backend_url::HTTP_PORT_DEFAULT { host } else { format!("{host}:{port}") }
+    let default = if https { backend_url::HTTPS_PORT_DEFAULT } else { backend_url::HTTP_PORT_DEFAULT };
+    if port == default { host } else { format!("{host}:{port}") }
 }
 
 fn is_host_header(text: &str) -> bool {
@@ -274,8 +288,10 @@ mod tests {
 
     #[test]
     fn authorities() {
-        assert_eq!(authority("a", 80), "a");
-        assert_eq!(authority("a", 81), "a:81");
-        assert_eq!(authority("::1", 81), "[::1]:81");
+        assert_eq!(authority("a", 80, false), "a");
+        assert_eq!(authority("a", 81, false), "a:81");
+        assert_eq!(authority("::1", 81, false), "[::1]:81");
+        assert_eq!(authority("a", 443, true), "a");
+        assert_eq!(authority("a", 80, true), "a:80");
     }
 }

@@ -18,8 +18,6 @@ use super::files::{ApiFile, LimitsTable, StateName, SubscriptionFile};
 use super::load::{Item, Parsed};
 use super::named_values::{self, NamedValue, NamedValues};
 
-/// The roadmap piece that brought backends over TLS (`https://` backend URLs, see docs/tls.md).
-pub const HTTPS_BACKEND_ISSUE: &str = "issue 3 (production HTTP/1.1, upstreams and TLS)";
 /// Scope of a subscription to every API.
 pub const ALL_APIS_SCOPE: &str = "/apis";
 

@@ -110,6 +110,9 @@ pub(crate) struct BackendFile {
     pub(crate) base_path: Option<Spanned<String>>,
     /// `Host` header sent to the endpoints; the first endpoint's address when absent.
     pub(crate) host_header: Option<Spanned<String>>,
+    /// `https` backends: the name certificates are verified against (and SNI); each endpoint's
+    /// host when absent.
+    pub(crate) tls_server_name: Option<Spanned<String>>,
     /// `[[endpoint]]` tables.
     #[serde(default)]
     pub(crate) endpoint: Vec<EndpointEntry>,

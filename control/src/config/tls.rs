@@ -35,10 +35,13 @@ pub(crate) struct TlsTable {
     client_auth: Option<Spanned<ClientAuthName>>,
     client_ca_file: Option<Spanned<String>>,
     backend_ca_file: Option<Spanned<String>>,
+    /// The certificate presented to `https://` backends that ask for one (mTLS), and its key.
+    backend_client_cert_file: Option<Spanned<String>>,
+    backend_client_key_file: Option<Spanned<String>>,
 }
 
-/// One `[[tls.certificate]]`.
-#[derive(Debug, Deserialize)]
+/// One `[[tls.certificate]]` (and the backend client identity, which has the same two files).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct CertificateEntry {
     cert_file: Spanned<String>,
@@ -59,7 +62,7 @@ pub(crate) fn compile(table: &TlsTable, source: &SourceFile, dir: &Path, diagnos
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     let mut settings = TlsSettings::default();
     for entry in &table.certificate {
-        if let Some(certificate) = certificate(entry, source, dir, &provider, diagnostics) {
+        if let Some(certificate) = certificate(entry, false, source, dir, &provider, diagnostics) {
             settings.certificates.push(certificate);
         }
     }
@@ -86,6 +89,21 @@ pub(crate) fn compile(table: &TlsTable, source: &SourceFile, dir: &Path, diagnos
     if let Some(file) = &table.backend_ca_file {
         settings.backend_cas = ca_file(file, source, dir, diagnostics);
     }
+    match (&table.backend_client_cert_file, &table.backend_client_key_file) {
+        (Some(cert_file), Some(key_file)) => {
+            let entry = CertificateEntry { cert_file: cert_file.clone(), key_file: key_file.clone() };
+            settings.backend_client = certificate(&entry, true, source, dir, &provider, diagnostics);
+        }
+        (Some(file), None) => diagnostics.push(source.error(
+            file.span(),
+            "backend-client-cert-file needs its key: add backend-client-key-file = \"certs/client.key\"",
+        )),
+        (None, Some(file)) => diagnostics.push(source.error(
+            file.span(),
+            "backend-client-key-file needs its certificate: add backend-client-cert-file = \"certs/client.pem\"",
+        )),
+        (None, None) => {}
+    }
     if client_auth != ClientAuthName::None && table.certificate.is_empty() {
         if let Some(auth) = &table.client_auth {
             diagnostics.push(
@@ -97,8 +115,10 @@ pub(crate) fn compile(table: &TlsTable, source: &SourceFile, dir: &Path, diagnos
     settings
 }
 
+/// `client`: the gateway's identity towards backends (serves no name, so no SAN warning).
 fn certificate(
     entry: &CertificateEntry,
+    client: bool,
     source: &SourceFile,
     dir: &Path,
     provider: &rustls::crypto::CryptoProvider,
@@ -133,10 +153,12 @@ fn certificate(
     let now_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let names = match inspect(end_entity, now_unix) {
         Ok(inspected) => {
-            for warning in &inspected.warnings {
+            // The missing-SAN warning is about serving names, which a client identity does not.
+            let warnings = inspected.warnings.iter().filter(|warning| !client || !warning.contains("alternative name"));
+            for warning in warnings {
                 tracing::warn!("{}: {warning}", cert_path.display());
             }
-            inspected.names
+            if client { Vec::new() } else { inspected.names }
         }
         Err(problem) => {
             diagnostics.push(source.error(entry.cert_file.span(), format!("{}: {problem}", cert_path.display())));

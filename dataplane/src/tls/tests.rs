@@ -56,6 +56,7 @@ fn client_auth_needs_a_valid_ca() {
         client_auth: ClientAuth::Required,
         client_cas: vec![ca.chain[0].clone()],
         backend_cas: Vec::new(),
+        backend_client: None,
     };
     assert!(server_config(&settings).is_ok());
     settings.client_auth = ClientAuth::Optional;
@@ -78,4 +79,12 @@ fn backend_client_config_uses_the_configured_cas_or_the_system_roots() {
     assert_ne!(system.id, backend.id, "other trust anchors, another identity");
     let broken = TlsSettings { backend_cas: vec![b"not DER".to_vec()], ..TlsSettings::default() };
     assert!(matches!(backend_client_config(&broken), Err(TlsConfigError::BackendCa { index: 0, .. })));
+    // A client identity (mTLS to backends) is part of what a configuration is: another id.
+    let (client, _) = certificate(&[]);
+    let with_identity =
+        TlsSettings { backend_cas: vec![ca.chain[0].clone()], backend_client: Some(client), ..TlsSettings::default() };
+    let identified = backend_client_config(&with_identity).unwrap();
+    assert!(identified.config.client_auth_cert_resolver.has_certs());
+    assert_ne!(identified.id, backend.id);
+    assert!(!backend.config.client_auth_cert_resolver.has_certs());
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_contract::model::{ActiveHealth, LoadBalancing};
 use portcullis_contract::upstreams::{BackendHealth, EndpointHealth, UpstreamsReport};
+use rustls::pki_types::ServerName;
 
 use crate::snapshot::{Snapshot, SnapshotCell};
 
@@ -72,7 +73,9 @@ fn run(cell: &SnapshotCell, report_path: &Path) {
                 continue;
             };
             let Some(addr) = endpoint.addr else { continue };
-            let passed = probe(addr, &backend.authority, active);
+            // An https endpoint is checked over TLS, verified as requests are.
+            let tls = endpoint.tls_name.clone().map(|name| (name, Arc::clone(&current.backend_tls.config)));
+            let passed = probe(addr, tls, &backend.authority, active);
             let healthy = check.counter.record(passed, active);
             if healthy != endpoint.healthy() {
                 tracing::info!(backend = %backend.id, endpoint = %endpoint.name, healthy, "active health check verdict changed");
@@ -141,17 +144,37 @@ fn write_report(path: &Path, report: &UpstreamsReport) -> std::io::Result<()> {
     std::fs::rename(&temporary, path)
 }
 
-/// `GET path` on a fresh connection; passes when the status is in the expected range.
-fn probe(addr: SocketAddr, authority: &str, active: &ActiveHealth) -> bool {
+/// `GET path` on a fresh connection (over TLS for an https endpoint: `tls` is its server name
+/// and the backend client configuration); passes when the status is in the expected range.
+fn probe(
+    addr: SocketAddr,
+    tls: Option<(ServerName<'static>, Arc<rustls::ClientConfig>)>,
+    authority: &str,
+    active: &ActiveHealth,
+) -> bool {
     let timeout = Duration::from_millis(u64::from(active.timeout_ms));
     let deadline = Instant::now() + timeout;
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else { return false };
+    let Ok(stream) = TcpStream::connect_timeout(&addr, timeout) else { return false };
+    if stream.set_write_timeout(Some(timeout)).is_err() || stream.set_read_timeout(Some(timeout)).is_err() {
+        return false;
+    }
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: portcullis-health-check\r\nConnection: close\r\n\r\n",
         active.path
     );
-    let _ = stream.set_write_timeout(Some(timeout));
-    if stream.write_all(request.as_bytes()).is_err() {
+    match tls {
+        None => exchange(stream, &request, deadline, active),
+        Some((name, config)) => {
+            let Ok(connection) = rustls::ClientConnection::new(config, name) else { return false };
+            // The handshake runs inside the first write and read, within the socket timeouts.
+            exchange(rustls::StreamOwned::new(connection, stream), &request, deadline, active)
+        }
+    }
+}
+
+/// Sends `request` on `stream` and reads until the status line, by `deadline`.
+fn exchange<S: Read + Write + Timed>(mut stream: S, request: &str, deadline: Instant, active: &ActiveHealth) -> bool {
+    if stream.write_all(request.as_bytes()).and_then(|()| stream.flush()).is_err() {
         return false;
     }
     let mut response = Vec::with_capacity(RESPONSE_BYTES_MAX);
@@ -161,13 +184,30 @@ fn probe(addr: SocketAddr, authority: &str, active: &ActiveHealth) -> bool {
             return (active.expected_status_min..=active.expected_status_max).contains(&status);
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || response.len() >= RESPONSE_BYTES_MAX || stream.set_read_timeout(Some(left)).is_err() {
+        if left.is_zero() || response.len() >= RESPONSE_BYTES_MAX || stream.read_timeout(left).is_err() {
             return false;
         }
         match stream.read(&mut chunk[..RESPONSE_BYTES_MAX - response.len()]) {
             Ok(0) | Err(_) => return false,
             Ok(read) => response.extend_from_slice(&chunk[..read]),
         }
+    }
+}
+
+/// A probe's stream whose reads can be bounded by what is left of the check's time.
+trait Timed {
+    fn read_timeout(&self, left: Duration) -> std::io::Result<()>;
+}
+
+impl Timed for TcpStream {
+    fn read_timeout(&self, left: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(left))
+    }
+}
+
+impl Timed for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    fn read_timeout(&self, left: Duration) -> std::io::Result<()> {
+        self.sock.set_read_timeout(Some(left))
     }
 }
 
@@ -270,10 +310,10 @@ mod tests {
                 stream.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").as_bytes()).unwrap();
             }
         });
-        assert!(probe(addr, "h", &active()));
-        assert!(!probe(addr, "h", &active()));
+        assert!(probe(addr, None, "h", &active()));
+        assert!(!probe(addr, None, "h", &active()));
         server.join().unwrap();
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        assert!(!probe(closed, "h", &active()), "nothing listens");
+        assert!(!probe(closed, None, "h", &active()), "nothing listens");
     }
 }

@@ -23,8 +23,6 @@ pub struct ResolvedBackend {
     pub pool: PoolSettings,
     pub passive: PassiveHealth,
     pub active: Option<ActiveHealth>,
-    /// `https://` backends: the name their certificates are verified against (and sent as SNI).
-    pub tls_name: Option<ServerName<'static>>,
 }
 
 /// One endpoint of a [`ResolvedBackend`].
@@ -35,6 +33,9 @@ pub struct ResolvedEndpoint {
     pub weight: u32,
     /// As written (`host:port`), for logs and status.
     pub name: String,
+    /// `https` backends: the name this endpoint's certificate is verified against (and sent as
+    /// SNI); `None` for plain HTTP.
+    pub tls_name: Option<ServerName<'static>>,
     /// The active health checks' verdict; `true` without checks.
     healthy: AtomicBool,
     /// Workers whose circuit breaker has this endpoint ejected: written only when a circuit opens
@@ -43,8 +44,8 @@ pub struct ResolvedEndpoint {
 }
 
 impl ResolvedEndpoint {
-    pub fn new(addr: Option<SocketAddr>, weight: u32, name: String) -> Self {
-        Self { addr, weight, name, healthy: AtomicBool::new(true), ejected_workers: AtomicU32::new(0) }
+    pub fn new(addr: Option<SocketAddr>, weight: u32, name: String, tls_name: Option<ServerName<'static>>) -> Self {
+        Self { addr, weight, name, tls_name, healthy: AtomicBool::new(true), ejected_workers: AtomicU32::new(0) }
     }
 
     /// Whether active checks (if any) pass. Relaxed: a verdict a moment late is harmless.
@@ -80,8 +81,19 @@ impl ResolvedBackend {
             .iter()
             .map(|endpoint| {
                 let name = format!("{}:{}", endpoint.host, endpoint.port);
-                let addr = resolve(&endpoint.host, endpoint.port, &backend.id);
-                ResolvedEndpoint::new(addr, endpoint.weight, name)
+                // An https endpoint whose name is no valid server name gets no requests, as one
+                // whose host does not resolve.
+                let (addr, tls_name) = match backend.scheme {
+                    Scheme::Http => (resolve(&endpoint.host, endpoint.port, &backend.id), None),
+                    Scheme::Https => {
+                        let host = backend.tls_server_name.as_deref().unwrap_or(&endpoint.host);
+                        match server_name(&backend.id, host) {
+                            Some(tls_name) => (resolve(&endpoint.host, endpoint.port, &backend.id), Some(tls_name)),
+                            None => (None, None),
+                        }
+                    }
+                };
+                ResolvedEndpoint::new(addr, endpoint.weight, name, tls_name)
             })
             .collect();
         Self {
@@ -93,8 +105,6 @@ impl ResolvedBackend {
             pool: backend.pool,
             passive: backend.passive_health,
             active: backend.active_health.clone(),
-            // Control refuses https named backends until their health checks speak TLS.
-            tls_name: None,
         }
     }
 
@@ -111,11 +121,10 @@ impl ResolvedBackend {
             base_path: url.base_path.clone(),
             authority: url.authority.clone(),
             load_balancing: LoadBalancing::RoundRobin,
-            endpoints: vec![ResolvedEndpoint::new(Some(addr), 1, url.authority.clone())],
+            endpoints: vec![ResolvedEndpoint::new(Some(addr), 1, url.authority.clone(), tls_name)],
             pool: PoolSettings::default(),
             passive: PassiveHealth::OFF,
             active: None,
-            tls_name,
         })
     }
 }

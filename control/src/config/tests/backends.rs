@@ -1,6 +1,6 @@
 //! Named backends: `backends/<id>.toml`, `backend-id` in `api.toml` and in `set-backend-service`.
 
-use portcullis_contract::model::{LoadBalancing, PassiveHealth};
+use portcullis_contract::model::{LoadBalancing, PassiveHealth, Scheme};
 
 use super::*;
 
@@ -44,6 +44,23 @@ fn compiles_named_backends() {
 }
 
 #[test]
+fn https_backends_compile_with_their_server_name() {
+    let config = with_pool();
+    config.write(
+        "backends/secure.toml",
+        "protocol = \"https\"\ntls-server-name = \"Backend.Test\"\n[[endpoint]]\naddress = \"127.0.0.1:9443\"\n",
+    );
+    config.write("backends/plain.toml", "protocol = \"https\"\n[[endpoint]]\naddress = \"api.test:443\"\n");
+    let compiled = config.load().unwrap();
+    let secure = compiled.backends.iter().find(|backend| backend.id == "secure").unwrap();
+    assert_eq!((secure.scheme, secure.tls_server_name.as_deref()), (Scheme::Https, Some("backend.test")));
+    let plain = compiled.backends.iter().find(|backend| backend.id == "plain").unwrap();
+    assert_eq!((plain.scheme, plain.tls_server_name.as_deref()), (Scheme::Https, None));
+    let pool = compiled.backends.iter().find(|backend| backend.id == "pool").unwrap();
+    assert_eq!(pool.scheme, Scheme::Http);
+}
+
+#[test]
 fn api_needs_exactly_one_backend() {
     let config = with_pool();
     config.write(
@@ -79,10 +96,18 @@ fn backend_file_errors_point_at_their_key() {
     config.write("backends/pool.toml", "[[endpoint]]\naddress = \"a:1\"\nweight = 0\n");
     assert_eq!(config.error().1, "backends/pool.toml:3:10");
 
-    config.write("backends/pool.toml", "protocol = \"https\"\n[[endpoint]]\naddress = \"a:1\"\n");
+    config.write("backends/pool.toml", "tls-server-name = \"a.test\"\n[[endpoint]]\naddress = \"a:1\"\n");
     let (message, at) = config.error();
-    assert!(message.contains(HTTPS_BACKEND_ISSUE), "{message}");
-    assert_eq!(at, "backends/pool.toml:1:12");
+    assert!(message.contains("add protocol = \"https\""), "{message}");
+    assert_eq!(at, "backends/pool.toml:1:19");
+
+    config.write(
+        "backends/pool.toml",
+        "protocol = \"https\"\ntls-server-name = \"not a name\"\n[[endpoint]]\naddress = \"a:1\"\n",
+    );
+    let (message, at) = config.error();
+    assert!(message.contains("is not a DNS name or an IP address"), "{message}");
+    assert_eq!(at, "backends/pool.toml:2:19");
 
     config.write("backends/pool.toml", "base-path = \"/x\"\n");
     assert!(config.error().0.contains("at least one [[endpoint]]"));

@@ -186,3 +186,24 @@ fn backend_ca_file_is_read_and_checked() {
     let errors = Dir::new("[tls]\nbackend-ca-file = \"certs/missing.pem\"\n", &[]).load().unwrap_err();
     assert!(errors[0].starts_with("gateway.toml:2:19: ") && errors[0].contains("cannot read"), "{errors:?}");
 }
+
+#[test]
+fn the_backend_client_identity_is_read_and_checked() {
+    let client = pair(&[]);
+    let other = pair(&[]);
+    let files = [("certs/client.pem", client.cert_pem.as_str()), ("certs/client.key", client.key_pem.as_str())];
+    let table =
+        "[tls]\nbackend-client-cert-file = \"certs/client.pem\"\nbackend-client-key-file = \"certs/client.key\"\n";
+    let tls = Dir::new(table, &files).load().unwrap().tls;
+    let identity = tls.backend_client.expect("the backend client identity");
+    assert_eq!(identity.chain.len(), 1);
+    assert!(identity.names.is_empty(), "a client identity serves no name");
+    // A key that is not the certificate's, or one file without the other, is refused where written.
+    let files = [("certs/client.pem", client.cert_pem.as_str()), ("certs/client.key", other.key_pem.as_str())];
+    let errors = Dir::new(table, &files).load().unwrap_err();
+    assert!(errors[0].starts_with("gateway.toml:3:27: ") && errors[0].contains("does not go with"), "{errors:?}");
+    let errors = Dir::new("[tls]\nbackend-client-cert-file = \"certs/client.pem\"\n", &files).load().unwrap_err();
+    assert!(errors[0].contains("add backend-client-key-file"), "{errors:?}");
+    let errors = Dir::new("[tls]\nbackend-client-key-file = \"certs/client.key\"\n", &files).load().unwrap_err();
+    assert!(errors[0].contains("add backend-client-cert-file"), "{errors:?}");
+}

@@ -19,13 +19,12 @@ fn backend(algorithm: LoadBalancing, weights: &[u32]) -> ResolvedBackend {
             .enumerate()
             .map(|(i, &weight)| {
                 let addr = format!("127.0.0.1:{}", 9000 + i).parse().ok();
-                ResolvedEndpoint::new(addr, weight, format!("e{i}"))
+                ResolvedEndpoint::new(addr, weight, format!("e{i}"), None)
             })
             .collect(),
         pool: PoolSettings::default(),
         passive: PassiveHealth { consecutive_failures: 2, ejection_ms: 1_000 },
         active: None,
-        tls_name: None,
     }
 }
 
@@ -145,7 +144,7 @@ fn a_reload_keeps_the_circuits_of_endpoints_that_stay() {
     // The new config drops endpoint 0 and adds another: 127.0.0.1:9001 keeps its open circuit.
     let mut new = backend(LoadBalancing::RoundRobin, &[1, 1]);
     new.endpoints.swap(0, 1);
-    new.endpoints[1] = ResolvedEndpoint::new("127.0.0.1:9100".parse().ok(), 1, "e9".into());
+    new.endpoints[1] = ResolvedEndpoint::new("127.0.0.1:9100".parse().ok(), 1, "e9".into(), None);
     let carried = BalanceState::carried_over(&new, &[state]);
     assert!(matches!(carried.circuit(0).state(), CircuitState::Open { .. }));
     assert_eq!(carried.circuit(1).state(), CircuitState::Closed { failures: 0 });
