@@ -38,7 +38,7 @@ pub(crate) trait Stream: Sized + 'static {
     /// Like [`Stream::write_range`], through a shared reference.
     async fn write_shared(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>);
     /// Shuts the sending direction down (half-close): the peer reads end of stream.
-    fn shutdown_write(&self);
+    async fn shutdown_write(&self);
 }
 
 /// A listening TCP socket.

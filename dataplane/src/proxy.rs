@@ -395,10 +395,6 @@ impl<S: Stream> Connection<S> {
         let Some(snapshot) = ctx.snapshot.as_deref() else {
             return Verdict::Respond(error_response::NO_CONFIGURATION);
         };
-        if ctx.head.wants_upgrade() && !self.client.can_tunnel() {
-            // WebSocket over TLS needs both directions in flight on one rustls connection.
-            return Verdict::Respond(error_response::NOT_IMPLEMENTED);
-        }
         // A declared body over the limit is refused before anything is forwarded.
         if matches!(ctx.head.framing(), BodyFraming::Length(length) if length > snapshot.config.limits.request_body_bytes_max)
         {

@@ -72,6 +72,11 @@ impl<S: Read + Write> Connection<S> {
         &self.stream
     }
 
+    /// The stream underneath, to speak something other than HTTP on it (after an upgrade).
+    pub fn into_stream(self) -> S {
+        self.stream
+    }
+
     /// Sends raw bytes (for malformed or pipelined requests).
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)

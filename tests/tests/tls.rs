@@ -216,13 +216,6 @@ fn serves_https(io: &str) {
         get_echo(&mut second, &key);
     }
 
-    // WebSocket over TLS is refused before anything reaches the backend (not yet supported).
-    let mut connection = connect(addr, &verified, "api.test").unwrap();
-    let upgrade = connection
-        .get("/echo/ws", &[("Ocp-Apim-Subscription-Key", &key), ("Connection", "Upgrade"), ("Upgrade", "websocket")])
-        .unwrap();
-    assert_eq!(upgrade.status, 501, "{}", upgrade.text());
-
     // `ctl status` shows the TLS listener.
     assert_eq!(gateway.status()["dataplane"]["listen_tls"], addr.to_string());
 
@@ -577,3 +570,97 @@ fn wait_for(mut condition: impl FnMut() -> bool, what: &str, gateway: &Gateway) 
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// A backend that accepts any upgrade: answers 101, then echoes what it reads in upper case;
+/// at end of stream it sends `BYE` and closes.
+fn upgrade_backend() -> SocketAddr {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+                stream.write_all(answer).unwrap();
+                let mut buf = [0u8; 4096];
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => stream.write_all(&buf[..n].to_ascii_uppercase()).unwrap(),
+                    }
+                }
+                let _ = stream.write_all(b"BYE");
+            });
+        }
+    });
+    addr
+}
+
+/// WebSocket over TLS on both sides of the tunnel: a TLS client → gateway A (TLS listener) →
+/// `https://` gateway B (TLS listener) → a plain upgrade backend. Bytes flow both ways through
+/// two rustls connections per gateway hop, and a half-close (the client's `close_notify`)
+/// reaches the backend, whose last words still come back.
+fn tunnels_upgrades_over_tls(io: &str) {
+    use std::io::{Read as _, Write as _};
+    let pki = Pki::new();
+    let backend_addr = upgrade_backend();
+    let api = |dir: &Path, url: &str| {
+        std::fs::create_dir_all(dir.join("apis/ws")).unwrap();
+        std::fs::write(
+            dir.join("apis/ws/api.toml"),
+            format!("name = \"WS\"\npath = \"ws\"\nbackend-url = \"{url}\"\nsubscription-required = false\n"),
+        )
+        .unwrap();
+    };
+    let b_cert = pki.issue(&["b.test", "127.0.0.1"]);
+    let b_config = config_with_tls(&[("b", &b_cert)], "");
+    api(b_config.path(), &format!("http://{backend_addr}"));
+    let b = start(&b_config, io);
+    let b_tls = b.tls_addr.expect("B's https ready line");
+
+    let a_cert = pki.issue(&["a.test"]);
+    let a_config = config_with_tls(&[("a", &a_cert)], "backend-ca-file = \"certs/ca.pem\"");
+    std::fs::write(a_config.path().join("certs/ca.pem"), &pki.ca_pem).unwrap();
+    api(a_config.path(), &format!("https://127.0.0.1:{}/ws", b_tls.port()));
+    let a = start(&a_config, io);
+    let a_tls = a.tls_addr.expect("A's https ready line");
+
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let client = Arc::new(client_config(pki.roots(), &[version]));
+        let connection = connect(a_tls, &client, "a.test").unwrap();
+        let mut stream = connection.into_stream();
+        stream
+            .write_all(b"GET /ws/chat HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(stream.read(&mut byte).unwrap(), 1, "{version:?}: {}", String::from_utf8_lossy(&head));
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 101 "), "{version:?}: {head}\n{}", a.log());
+        for message in ["hello", "over two tls hops"] {
+            stream.write_all(message.as_bytes()).unwrap();
+            let mut echoed = vec![0u8; message.len()];
+            stream.read_exact(&mut echoed).unwrap();
+            assert_eq!(echoed, message.to_ascii_uppercase().as_bytes(), "{version:?}");
+        }
+        // Half-close: close_notify; the backend sees end of stream and answers BYE.
+        stream.conn.send_close_notify();
+        stream.conn.complete_io(&mut stream.sock).unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        assert_eq!(rest, b"BYE", "{version:?}");
+    }
+}
+
+on_both_io_backends!(websocket_over_tls, crate::tunnels_upgrades_over_tls);

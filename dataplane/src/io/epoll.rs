@@ -57,7 +57,7 @@ impl Stream for EpollStream {
         let _ = socket2::SockRef::from(&self.0).shutdown(std::net::Shutdown::Both);
     }
 
-    fn shutdown_write(&self) {
+    async fn shutdown_write(&self) {
         // Best effort: the peer may already be gone.
         let _ = socket2::SockRef::from(&self.0).shutdown(std::net::Shutdown::Write);
     }

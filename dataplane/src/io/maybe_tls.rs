@@ -43,14 +43,6 @@ impl<S: Stream> MaybeTls<S> {
     }
 }
 
-impl<S> MaybeTls<S> {
-    /// Whether bytes can flow both ways at once (a tunnel after `101 Switching Protocols`):
-    /// plain TCP only, for now.
-    pub(crate) fn can_tunnel(&self) -> bool {
-        matches!(self, Self::Plain(_))
-    }
-}
-
 impl<S: Stream> Stream for MaybeTls<S> {
     /// Opens a plain connection (TLS is added on top with [`TlsStream::open`]).
     async fn connect(addr: SocketAddr) -> io::Result<Self> {
@@ -92,10 +84,10 @@ impl<S: Stream> Stream for MaybeTls<S> {
         }
     }
 
-    fn shutdown_write(&self) {
+    async fn shutdown_write(&self) {
         match self {
-            Self::Plain(stream) => stream.shutdown_write(),
-            Self::Tls(stream) => stream.shutdown_write(),
+            Self::Plain(stream) => stream.shutdown_write().await,
+            Self::Tls(stream) => stream.shutdown_write().await,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! it and the inner stream's owned-buffer reads and writes, so TLS runs the same on io_uring
 //! and epoll, with no adapter crate and no `dyn`.
 
+use std::cell::RefCell;
 use std::io::{self, BufRead as _, Write as _};
 use std::ops::Range;
 use std::sync::Arc;
@@ -42,21 +43,34 @@ pub(crate) enum HandshakeError {
 }
 
 /// A TLS connection over `S`: accepted from a client, or opened to an HTTPS backend.
+///
+/// The rustls state sits in a `RefCell` so that a tunnel (an upgraded connection) can read and
+/// write at once through shared references; the request path goes through `&mut self` and
+/// `RefCell::get_mut`, which costs nothing. No borrow is ever held across an await.
 pub(crate) struct TlsStream<S> {
     inner: S,
+    state: RefCell<State>,
+    /// Serializes ciphertext writes of the shared (tunnel) operations, so records leave in the
+    /// order rustls sealed them.
+    write_turn: tokio::sync::Mutex<()>,
+    /// An accepted client's verified certificate, parsed once for policies.
+    client_certificate: Option<ClientCertificate>,
+}
+
+/// The rustls connection and its ciphertext buffers.
+struct State {
     tls: Connection,
     /// Ciphertext read from `inner` and not yet given to rustls: `incoming[incoming_start..]`.
     incoming: Vec<u8>,
     incoming_start: usize,
     /// Ciphertext rustls produced, on its way to `inner`.
     outgoing: Vec<u8>,
-    /// An accepted client's verified certificate, parsed once for policies.
-    client_certificate: Option<ClientCertificate>,
 }
 
 impl<S> std::fmt::Debug for TlsStream<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsStream").field("handshaking", &self.tls.is_handshaking()).finish()
+        let handshaking = self.state.try_borrow().map(|state| state.tls.is_handshaking()).ok();
+        f.debug_struct("TlsStream").field("handshaking", &handshaking).finish()
     }
 }
 
@@ -82,10 +96,8 @@ impl<S: Stream> TlsStream<S> {
         tls.set_buffer_limit(Some(PLAINTEXT_BUFFERED_BYTES_MAX));
         let mut stream = Self {
             inner,
-            tls,
-            incoming: Vec::new(),
-            incoming_start: 0,
-            outgoing: Vec::new(),
+            state: RefCell::new(State { tls, incoming: Vec::new(), incoming_start: 0, outgoing: Vec::new() }),
+            write_turn: tokio::sync::Mutex::new(()),
             client_certificate: None,
         };
         let limit = Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
@@ -103,8 +115,8 @@ impl<S: Stream> TlsStream<S> {
     }
 
     async fn handshake(&mut self) -> Result<(), HandshakeError> {
-        while self.tls.is_handshaking() {
-            if self.tls.wants_write() {
+        while self.state.get_mut().tls.is_handshaking() {
+            if self.state.get_mut().tls.wants_write() {
                 self.flush().await?;
                 continue;
             }
@@ -119,8 +131,8 @@ impl<S: Stream> TlsStream<S> {
 
     /// The peer's certificate (end entity, DER): a client's when it presented one (rustls
     /// verified it against the configured CAs during the handshake), always a backend's.
-    pub(crate) fn peer_certificate(&self) -> Option<&CertificateDer<'static>> {
-        self.tls.peer_certificates().and_then(|chain| chain.first())
+    pub(crate) fn peer_certificate(&mut self) -> Option<&CertificateDer<'static>> {
+        self.state.get_mut().tls.peer_certificates().and_then(|chain| chain.first())
     }
 
     /// An accepted client's verified certificate (mTLS), as policies read it.
@@ -130,13 +142,13 @@ impl<S: Stream> TlsStream<S> {
 
     /// The negotiated protocol version, for logs and tests.
     pub(crate) fn protocol_version(&self) -> Option<rustls::ProtocolVersion> {
-        self.tls.protocol_version()
+        self.state.try_borrow().ok().and_then(|state| state.tls.protocol_version())
     }
 
     /// Sends `close_notify` (bounded by [`CLOSE_NOTIFY_TIMEOUT_MS`]), then shuts the inner
     /// stream down.
     pub(crate) async fn close(&mut self) {
-        self.tls.send_close_notify();
+        self.state.get_mut().tls.send_close_notify();
         let limit = Duration::from_millis(CLOSE_NOTIFY_TIMEOUT_MS);
         let _ = tokio::time::timeout(limit, self.flush()).await;
         self.inner.shutdown();
@@ -146,39 +158,78 @@ impl<S: Stream> TlsStream<S> {
     /// buffered, and processes it. Returns `false` at end of stream. Any alert rustls queues
     /// on an error is sent before the error returns.
     async fn feed(&mut self) -> Result<bool, HandshakeError> {
-        if self.incoming_start >= self.incoming.len() {
-            self.incoming.clear();
-            self.incoming_start = 0;
-            if self.incoming.capacity() < CIPHERTEXT_READ_BYTES_MIN {
-                self.incoming.reserve(CIPHERTEXT_READ_BYTES_MIN);
-            }
-            let (result, buf) = self.inner.read(std::mem::take(&mut self.incoming)).await;
-            self.incoming = buf;
+        let state = self.state.get_mut();
+        if state.incoming_start >= state.incoming.len() {
+            let mut incoming = std::mem::take(&mut state.incoming);
+            prepare_ciphertext_read(&mut incoming);
+            let (result, buf) = self.inner.read(incoming).await;
+            let state = self.state.get_mut();
+            state.incoming = buf;
+            state.incoming_start = 0;
             if result? == 0 {
                 return Ok(false);
             }
         }
-        let mut pending = self.incoming.get(self.incoming_start..).unwrap_or_default();
-        let consumed = self.tls.read_tls(&mut pending)?;
-        self.incoming_start += consumed;
-        if let Err(error) = self.tls.process_new_packets() {
-            // rustls queued an alert that tells the client why; best effort.
+        if let Err(error) = self.state.get_mut().process_incoming() {
+            // rustls queued an alert that tells the peer why; best effort.
             let _ = self.flush().await;
-            return Err(error.into());
+            return Err(error);
         }
         Ok(true)
     }
 
     /// Writes all ciphertext rustls has queued to `inner`.
     async fn flush(&mut self) -> io::Result<()> {
-        while self.tls.wants_write() {
-            self.outgoing.clear();
-            self.tls.write_tls(&mut self.outgoing)?;
-            let len = self.outgoing.len();
-            let (result, buf) = self.inner.write_range(std::mem::take(&mut self.outgoing), 0..len).await;
-            self.outgoing = buf;
+        loop {
+            let state = self.state.get_mut();
+            if !state.tls.wants_write() {
+                return Ok(());
+            }
+            state.outgoing.clear();
+            state.tls.write_tls(&mut state.outgoing)?;
+            let outgoing = std::mem::take(&mut state.outgoing);
+            let len = outgoing.len();
+            let (result, buf) = self.inner.write_range(outgoing, 0..len).await;
+            self.state.get_mut().outgoing = buf;
             result?;
         }
+    }
+
+    /// [`Self::flush`] through a shared reference: one flush at a time (`write_turn`), and the
+    /// rustls queue is drained only once it is this flush's turn, so records go out in order.
+    async fn flush_shared(&self) -> io::Result<()> {
+        let _turn = self.write_turn.lock().await;
+        loop {
+            let outgoing = {
+                let mut state = self.state.borrow_mut();
+                if !state.tls.wants_write() {
+                    return Ok(());
+                }
+                let mut outgoing = std::mem::take(&mut state.outgoing);
+                outgoing.clear();
+                state.tls.write_tls(&mut outgoing)?;
+                outgoing
+            };
+            let len = outgoing.len();
+            let (result, buf) = self.inner.write_shared(outgoing, 0..len).await;
+            self.state.borrow_mut().outgoing = buf;
+            result?;
+        }
+    }
+
+    /// Moves decrypted bytes into `buf`'s spare capacity. `None`: nothing buffered yet.
+    fn take_plaintext(&mut self, buf: &mut Vec<u8>) -> Option<io::Result<usize>> {
+        self.state.get_mut().take_plaintext(buf)
+    }
+}
+
+impl State {
+    /// Gives the buffered ciphertext to rustls and processes it.
+    fn process_incoming(&mut self) -> Result<(), HandshakeError> {
+        let mut pending = self.incoming.get(self.incoming_start..).unwrap_or_default();
+        let consumed = self.tls.read_tls(&mut pending)?;
+        self.incoming_start += consumed;
+        self.tls.process_new_packets()?;
         Ok(())
     }
 
@@ -192,12 +243,20 @@ impl<S: Stream> TlsStream<S> {
                 let n = chunk.len().min(spare);
                 buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
                 reader.consume(n);
-                // Ok(0) here means the client sent close_notify: end of stream.
+                // Ok(0) here means the peer sent close_notify: end of stream.
                 Some(Ok(n))
             }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
             Err(error) => Some(Err(error)),
         }
+    }
+}
+
+/// An emptied ciphertext buffer, with room for a full record.
+fn prepare_ciphertext_read(incoming: &mut Vec<u8>) {
+    incoming.clear();
+    if incoming.capacity() < CIPHERTEXT_READ_BYTES_MIN {
+        incoming.reserve(CIPHERTEXT_READ_BYTES_MIN);
     }
 }
 
@@ -233,7 +292,7 @@ impl<S: Stream> Stream for TlsStream<S> {
             return (Err(io::Error::new(io::ErrorKind::InvalidInput, "write range outside the buffer")), buf);
         }
         while start < end {
-            let written = match self.tls.writer().write(buf.get(start..end).unwrap_or_default()) {
+            let written = match self.state.get_mut().tls.writer().write(buf.get(start..end).unwrap_or_default()) {
                 Ok(written) => written,
                 Err(error) => return (Err(error), buf),
             };
@@ -241,7 +300,7 @@ impl<S: Stream> Stream for TlsStream<S> {
             if let Err(error) = self.flush().await {
                 return (Err(error), buf);
             }
-            if written == 0 && !self.tls.wants_write() {
+            if written == 0 && !self.state.get_mut().tls.wants_write() {
                 return (Err(io::Error::new(io::ErrorKind::WriteZero, "TLS connection refuses more data")), buf);
             }
         }
@@ -252,19 +311,79 @@ impl<S: Stream> Stream for TlsStream<S> {
         self.inner.shutdown();
     }
 
-    /// Reading and writing at once would share the rustls connection across two operations in
-    /// flight; upgraded connections (tunnels) over TLS are refused before they start instead
-    /// ([`MaybeTls::can_tunnel`](crate::io::maybe_tls::MaybeTls::can_tunnel)).
-    async fn read_shared(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        (Err(io::Error::new(io::ErrorKind::Unsupported, "tunnels over TLS are not supported yet")), buf)
+    /// A tunnel's read: plaintext rustls holds, else ciphertext read from `inner` (the rustls
+    /// state is borrowed only between awaits). Answers post-handshake messages (key updates)
+    /// through [`Self::flush_shared`].
+    async fn read_shared(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        loop {
+            let incoming = {
+                let mut state = self.state.borrow_mut();
+                if let Some(result) = state.take_plaintext(&mut buf) {
+                    return (result, buf);
+                }
+                if state.incoming_start < state.incoming.len() {
+                    // Ciphertext read before the tunnel began.
+                    None
+                } else {
+                    let mut incoming = std::mem::take(&mut state.incoming);
+                    prepare_ciphertext_read(&mut incoming);
+                    Some(incoming)
+                }
+            };
+            if let Some(incoming) = incoming {
+                let (result, returned) = self.inner.read_shared(incoming).await;
+                let mut state = self.state.borrow_mut();
+                state.incoming = returned;
+                state.incoming_start = 0;
+                match result {
+                    // A peer that closes TCP without close_notify: end of stream all the same.
+                    Ok(0) => return (Ok(0), buf),
+                    Ok(_) => {}
+                    Err(error) => return (Err(error), buf),
+                }
+            }
+            let processed = self.state.borrow_mut().process_incoming();
+            if let Err(error) = processed {
+                let _ = self.flush_shared().await;
+                return (Err(io::Error::new(io::ErrorKind::InvalidData, error)), buf);
+            }
+            if let Err(error) = self.flush_shared().await {
+                return (Err(error), buf);
+            }
+        }
     }
 
-    async fn write_shared(&self, buf: Vec<u8>, _range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
-        (Err(io::Error::new(io::ErrorKind::Unsupported, "tunnels over TLS are not supported yet")), buf)
+    /// A tunnel's write: sealed into records by rustls, then sent in turn.
+    async fn write_shared(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
+        let Range { mut start, end } = range;
+        if start > end || end > buf.len() {
+            return (Err(io::Error::new(io::ErrorKind::InvalidInput, "write range outside the buffer")), buf);
+        }
+        while start < end {
+            let (written, pending) = {
+                let mut state = self.state.borrow_mut();
+                match state.tls.writer().write(buf.get(start..end).unwrap_or_default()) {
+                    Ok(written) => (written, state.tls.wants_write()),
+                    Err(error) => return (Err(error), buf),
+                }
+            };
+            start += written;
+            if let Err(error) = self.flush_shared().await {
+                return (Err(error), buf);
+            }
+            if written == 0 && !pending {
+                return (Err(io::Error::new(io::ErrorKind::WriteZero, "TLS connection refuses more data")), buf);
+            }
+        }
+        (Ok(()), buf)
     }
 
-    fn shutdown_write(&self) {
-        self.inner.shutdown_write();
+    /// Half-close: `close_notify`, then the TCP sending direction.
+    async fn shutdown_write(&self) {
+        self.state.borrow_mut().tls.send_close_notify();
+        let limit = Duration::from_millis(CLOSE_NOTIFY_TIMEOUT_MS);
+        let _ = tokio::time::timeout(limit, self.flush_shared()).await;
+        self.inner.shutdown_write().await;
     }
 }
 

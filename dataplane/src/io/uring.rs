@@ -69,7 +69,7 @@ impl Stream for UringStream {
         let _ = self.0.shutdown(std::net::Shutdown::Both);
     }
 
-    fn shutdown_write(&self) {
+    async fn shutdown_write(&self) {
         // Best effort: the peer may already be gone.
         let _ = self.0.shutdown(std::net::Shutdown::Write);
     }

@@ -699,11 +699,6 @@ impl<S: Stream> Connection<S> {
             upstream.shutdown();
             return Err(ProxyError::UnrequestedUpgrade);
         }
-        if !upstream.can_tunnel() {
-            // An https backend: nothing was sent to the client yet, so it gets an answer.
-            upstream.shutdown();
-            return Err(ProxyError::Rejected(crate::http::error_response::NOT_IMPLEMENTED));
-        }
         forward::write_response_head(&mut self.out, response, &self.upstream_buf, ClientConnection::Upgrade);
         if let Err(error) = self.write_out().await {
             upstream.shutdown();

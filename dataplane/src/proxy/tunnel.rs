@@ -57,7 +57,7 @@ async fn copy<F: Stream, T: Stream>(from: &F, to: &T, early: &[u8], idle: Durati
         buf.reserve(TUNNEL_READ_BYTES);
         match tokio::time::timeout(idle, from.read_shared(buf)).await {
             Ok((Ok(0), _)) => {
-                to.shutdown_write();
+                to.shutdown_write().await;
                 return moved;
             }
             Ok((Ok(_), returned)) => buf = returned,

@@ -43,7 +43,7 @@ impl Stream for MemoryStream {
         (Err(io::ErrorKind::Unsupported.into()), buf)
     }
 
-    fn shutdown_write(&self) {}
+    async fn shutdown_write(&self) {}
 }
 
 struct Fixture {
