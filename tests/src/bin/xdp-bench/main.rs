@@ -22,11 +22,13 @@ use portcullis_dataplane::xdp::kernel::Kernel;
 use portcullis_tests::netns::{CLIENT_IPS, GATEWAY_IP, NetnsPair, connect_from, in_netns};
 use portcullis_tests::{Gateway, GatewayOptions, TempDir, http, packet};
 
+mod profile;
+
 /// The generator and reference programs (`ebpf/xdp/src/bench.rs`).
-static BENCH_OBJECT: &[u8] =
+pub(crate) static BENCH_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("CARGO_MANIFEST_DIR"), "/../ebpf/portcullis-xdp-bench.bpf.o"));
 
-const PORT: u16 = 8080;
+pub(crate) const PORT: u16 = 8080;
 /// Frames per `BPF_PROG_RUN` call and per batch inside it.
 const FRAMES_PER_CALL: u32 = 1 << 20;
 const LIVE_FRAMES_BATCH: u32 = 64;
@@ -39,9 +41,9 @@ const LIST_PREFIXES: usize = 10_000;
 /// Flood sources rotate over this many addresses.
 const FLOOD_SOURCES: u32 = 1_024;
 /// Denylisted flood sources: 198.18.0.0/22.
-const DENIED_BASE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
+pub(crate) const DENIED_BASE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
 /// Allowlisted but rate-limited flood sources: 198.19.0.0/22.
-const LIMITED_BASE: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 0);
+pub(crate) const LIMITED_BASE: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 0);
 /// The CPU the generator is pinned to (the receive softirq follows it).
 const GENERATOR_CPU: usize = 1;
 /// Flood rates of the DDoS test, as fractions of the generator's unpaced rate.
@@ -91,8 +93,11 @@ fn main() -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("bench-xdp needs root (network namespaces, XDP attach, BPF_PROG_RUN): run it as root");
     }
-    let pair = NetnsPair::create();
     let rules = full_rules();
+    if std::env::args().any(|arg| arg == "--profile") {
+        return profile::run(&rules);
+    }
+    let pair = NetnsPair::create();
     let mut generator = Generator::load(&pair)?;
     println!(
         "flood: TCP SYN to {GATEWAY_IP}:{PORT} from {FLOOD_SOURCES} rotating sources; {ROUNDS} rounds of {RUN:?} per peer, interleaved"
