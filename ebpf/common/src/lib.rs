@@ -23,9 +23,9 @@ pub const PORTS: u32 = 65_536;
 /// and then switches (so a reload never shows a half-filled set of maps).
 pub const GENERATIONS: u32 = 2;
 /// Entries of each CPU's verdict cache (direct-mapped, a power of two). 16 Ki entries of 64
-/// bytes: 1 MiB per CPU. With hashed slots, `n` active sources collide in about
-/// `n / (2 * VERDICT_CACHE_ENTRIES)` of their lookups (1,024 sources: ~3%), and a collision
-/// costs only the tries' lookup the cache saves.
+/// bytes: 1 MiB per CPU. With hashed slots, about `n / VERDICT_CACHE_ENTRIES` of `n`
+/// sources that take turns share a slot and miss (1,024 sources: ~6%); a miss costs only the
+/// tries' lookups the cache saves.
 pub const VERDICT_CACHE_ENTRIES: u32 = 16_384;
 const _: () = assert!(VERDICT_CACHE_ENTRIES.is_power_of_two());
 
