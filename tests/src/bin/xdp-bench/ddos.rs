@@ -50,34 +50,26 @@ pub(crate) fn run(pair: &NetnsPair, generator: &mut Generator, rules: &XdpRules,
     }
     system::unpin();
     println!(
-        "| flood offered | with XDP: flood received | requests/s | kept | cpu{GENERATOR_CPU} softirq | cpu{APPLICATION_CPU} busy | without XDP: flood received | requests/s | kept | cpu{GENERATOR_CPU} softirq | cpu{APPLICATION_CPU} busy |"
+        "| XDP | flood offered | flood received | requests/s | kept | cpu{GENERATOR_CPU} softirq | cpu{GENERATOR_CPU} busy | cpu{APPLICATION_CPU} busy |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    // The share of the generator's CPU spent in softirq: the host's receive cost of the flood.
-    let share = |cell: &Cell| {
-        let seconds = cell.flood.seconds.max(f64::MIN_POSITIVE);
-        100.0 * cell.flood.generator_cpu.softirq as f64 * system::tick_ns() / 1e9 / seconds
+    println!("|---|---|---|---|---|---|---|---|");
+    // Shares of one CPU over the measurement, from /proc/stat ticks.
+    let percent = |ticks: u64, cell: &Cell| {
+        100.0 * ticks as f64 * system::tick_ns() / 1e9 / cell.flood.seconds.max(f64::MIN_POSITIVE)
     };
-    let busy = |cell: &Cell| {
-        let seconds = cell.flood.seconds.max(f64::MIN_POSITIVE);
-        100.0 * cell.flood.other_cpu.busy as f64 * system::tick_ns() / 1e9 / seconds
-    };
-    for (index, fraction) in DDOS_RATES.iter().enumerate() {
-        let (with, without) = (table[0][index], table[1][index]);
-        println!(
-            "| {:.2} M | {:.2} M | {:.0} | {:.0}% | {:.0}% | {:.0}% | {:.2} M | {:.0} | {:.0}% | {:.0}% | {:.0}% |",
-            fraction * max_rate / 1e6,
-            with.flood.packets_per_second / 1e6,
-            with.requests_per_second,
-            100.0 * with.requests_per_second / table[0][0].requests_per_second,
-            share(&with),
-            busy(&with),
-            without.flood.packets_per_second / 1e6,
-            without.requests_per_second,
-            100.0 * without.requests_per_second / table[1][0].requests_per_second,
-            share(&without),
-            busy(&without),
-        );
+    for (cells, label) in table.iter().zip(["on", "off"]) {
+        for (cell, fraction) in cells.iter().zip(DDOS_RATES) {
+            println!(
+                "| {label} | {:.2} M | {:.2} M | {:.0} | {:.0}% | {:.0}% | {:.0}% | {:.0}% |",
+                fraction * max_rate / 1e6,
+                cell.flood.packets_per_second / 1e6,
+                cell.requests_per_second,
+                100.0 * cell.requests_per_second / cells[0].requests_per_second,
+                percent(cell.flood.generator_cpu.softirq, cell),
+                percent(cell.flood.generator_cpu.busy, cell),
+                percent(cell.flood.other_cpu.busy, cell),
+            );
+        }
     }
     Ok(())
 }
@@ -117,7 +109,7 @@ fn phase(
         let cell = std::thread::scope(|scope| -> Result<Cell> {
             let client = scope.spawn(|| legitimate_load(pair, DDOS_RUN));
             let flood =
-                if rate > 0.0 { generator.measure(pair, flood, DDOS_RUN, Some(rate))? } else { Sample::default() };
+                if rate > 0.0 { generator.measure(pair, flood, DDOS_RUN, Some(rate))? } else { idle(DDOS_RUN)? };
             let requests_per_second = client.join().map_err(|_| anyhow::anyhow!("client thread panicked"))??;
             Ok(Cell { flood, requests_per_second })
         })?;
@@ -126,6 +118,20 @@ fn phase(
     // SIGTERM: control stops the data plane, which detaches its program before the next phase.
     gateway.terminate();
     Ok(cells)
+}
+
+/// The CPU account of a run without flood.
+fn idle(duration: Duration) -> Result<Sample> {
+    let (generator_before, other_before) =
+        (system::cpu_ticks(Some(GENERATOR_CPU))?, system::cpu_ticks(Some(APPLICATION_CPU))?);
+    let started = Instant::now();
+    std::thread::sleep(duration);
+    Ok(Sample {
+        generator_cpu: system::cpu_ticks(Some(GENERATOR_CPU))?.since(generator_before),
+        other_cpu: system::cpu_ticks(Some(APPLICATION_CPU))?.since(other_before),
+        seconds: started.elapsed().as_secs_f64(),
+        ..Sample::default()
+    })
 }
 
 /// Keep-alive GETs for `duration` from the first client address; returns requests/s.
