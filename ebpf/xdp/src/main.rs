@@ -186,36 +186,59 @@ fn tries(addresses: &Addresses, slot: u32) -> (u32, u64) {
 /// if every bucket that limits it holds a token, and only then are tokens taken. A refusal
 /// leaves in this CPU's cache entry the times each short bucket gets its next token: until
 /// then the same refusal needs neither the shared bucket nor a write to it (tokens come back
-/// only with time, and other CPUs can only take them). Updates from two CPUs may race and lose a
-/// decrement: the limit is approximate by up to one token per CPU, the price of no lock here.
+/// only with time, and other CPUs can only take them).
 #[inline(always)]
 fn rate(config: &FilterConfig, packet: &parse::Packet, now: u64, entry: Option<*mut CachedRules>) -> VerdictReason {
-    let limits_syns = config.syn_rate_per_second != 0 && packet.is_syn;
-    let limits_packets = config.packet_rate_per_second != 0;
-    if !limits_packets && !limits_syns {
+    let limits =
+        Limits { syns: config.syn_rate_per_second != 0 && packet.is_syn, packets: config.packet_rate_per_second != 0 };
+    if !limits.packets && !limits.syns {
         return VerdictReason::Passed;
     }
     if let Some(entry) = entry {
         // SAFETY: this CPU's verdict-cache entry for this source (see `source_rules`).
         let memo = unsafe { &*entry };
-        if limits_syns && now < memo.syn_refused_until {
+        if limits.syns && now < memo.syn_refused_until {
             return VerdictReason::SynOverRate;
         }
-        // Both memos come from the same refusal, and while the packet bucket is short no packet
-        // of this source is admitted anywhere, so no SYN token is taken: a SYN past its own memo
+        // Both times come from the same refusal, and while the packet bucket is short no packet
+        // of this source is admitted anywhere, so no SYN token is taken: a SYN past its own time
         // still has its token and is refused by the packet bucket alone.
-        if limits_packets && now < memo.packet_refused_until {
+        if limits.packets && now < memo.packet_refused_until {
             return VerdictReason::PacketOverRate;
         }
     }
+    take_tokens(config, packet, now, limits, entry)
+}
+
+/// Which buckets limit a packet.
+#[derive(Clone, Copy)]
+struct Limits {
+    /// A SYN without ACK, with a SYN rate set.
+    syns: bool,
+    /// A packet rate is set.
+    packets: bool,
+}
+
+/// Refills the source's shared buckets and takes a token from each that limits the packet, or
+/// refuses it (taking none) and remembers until when in this CPU's cache entry. Updates from two
+/// CPUs may race and lose a decrement: the limit is approximate by up to one token per CPU, the
+/// price of no lock here.
+#[inline(always)]
+fn take_tokens(
+    config: &FilterConfig,
+    packet: &parse::Packet,
+    now: u64,
+    limits: Limits,
+    entry: Option<*mut CachedRules>,
+) -> VerdictReason {
     let key = SourceKey { addr: packet.addresses.source_mapped() };
     let syn_full = config.syn_burst * TOKEN_SCALE;
     let packet_full = config.packet_burst * TOKEN_SCALE;
     let Some(bucket) = BUCKETS.get_ptr_mut(&key) else {
         // First packet of this source: full buckets, minus this packet.
         let fresh = Bucket {
-            syn_tokens: syn_full.saturating_sub(if limits_syns { TOKEN_SCALE } else { 0 }),
-            packet_tokens: packet_full.saturating_sub(if limits_packets { TOKEN_SCALE } else { 0 }),
+            syn_tokens: syn_full.saturating_sub(if limits.syns { TOKEN_SCALE } else { 0 }),
+            packet_tokens: packet_full.saturating_sub(if limits.packets { TOKEN_SCALE } else { 0 }),
             refilled_ns: now,
         };
         let _ = BUCKETS.insert(&key, &fresh, 0);
@@ -232,25 +255,30 @@ fn rate(config: &FilterConfig, packet: &parse::Packet, now: u64, entry: Option<*
     bucket.syn_tokens = syns;
     bucket.packet_tokens = packets;
     let syn_short = config.syn_rate_per_second != 0 && syns < TOKEN_SCALE;
-    let packet_short = limits_packets && packets < TOKEN_SCALE;
-    if (limits_syns && syn_short) || packet_short {
+    let packet_short = limits.packets && packets < TOKEN_SCALE;
+    if (limits.syns && syn_short) || packet_short {
         if let Some(entry) = entry {
-            // SAFETY: as above.
+            // SAFETY: this CPU's verdict-cache entry for this source (see `source_rules`).
             let memo = unsafe { &mut *entry };
-            memo.syn_refused_until =
-                if syn_short { now + (TOKEN_SCALE - syns).div_ceil(config.syn_rate_per_second) } else { 0 };
+            memo.syn_refused_until = if syn_short { next_token(now, syns, config.syn_rate_per_second) } else { 0 };
             memo.packet_refused_until =
-                if packet_short { now + (TOKEN_SCALE - packets).div_ceil(config.packet_rate_per_second) } else { 0 };
+                if packet_short { next_token(now, packets, config.packet_rate_per_second) } else { 0 };
         }
-        return if limits_syns && syn_short { VerdictReason::SynOverRate } else { VerdictReason::PacketOverRate };
+        return if limits.syns && syn_short { VerdictReason::SynOverRate } else { VerdictReason::PacketOverRate };
     }
-    if limits_syns {
+    if limits.syns {
         bucket.syn_tokens = syns - TOKEN_SCALE;
     }
-    if limits_packets {
+    if limits.packets {
         bucket.packet_tokens = packets - TOKEN_SCALE;
     }
     VerdictReason::Passed
+}
+
+/// When a bucket holding `tokens` (less than one) at `now` holds one at `rate_per_second` (not 0).
+#[inline(always)]
+fn next_token(now: u64, tokens: u64, rate_per_second: u64) -> u64 {
+    now + (TOKEN_SCALE - tokens).div_ceil(rate_per_second)
 }
 
 /// A token bucket's content after `elapsed_ns` at `rate_per_second`: `min(full, tokens +
