@@ -19,7 +19,7 @@ use portcullis_tests::{Gateway, GatewayOptions, TempDir, http};
 use crate::generator::{Flood, GENERATOR_CPU, Generator, Sample};
 use crate::sink::attach_program;
 use crate::system;
-use crate::{DENIED_BASE, FLOOD_SOURCES, GATEWAY_IP, PORT};
+use crate::{DENIED_BASE, GATEWAY_IP, PORT, SPREAD_SOURCES};
 
 /// Flood rates, as fractions of the generator's unpaced rate into the gateway's program.
 const DDOS_RATES: [f64; 4] = [0.0, 0.25, 0.5, 1.0];
@@ -33,12 +33,15 @@ const APPLICATION_CPU: usize = 1 - GENERATOR_CPU;
 struct Cell {
     flood: Sample,
     requests_per_second: f64,
+    /// SYN cookies the gateway's stack sent, per second (the flood that reached TCP).
+    syn_cookies_per_second: f64,
 }
 
-/// Runs the test and prints its table; `max_rate` is the unpaced rate of the denylisted flood.
+/// Runs the test and prints its table; `max_rate` is the unpaced rate of the denylisted flood
+/// from 65,536 sources into the gateway's program.
 pub(crate) fn run(pair: &NetnsPair, generator: &mut Generator, rules: &XdpRules, max_rate: f64) -> Result<()> {
     println!(
-        "\nDDoS: closed-loop keep-alive GETs from {} through the gateway (1 worker) while a denylisted SYN flood runs;\n\
+        "\nDDoS: closed-loop keep-alive GETs from {} through the gateway (1 worker) while a denylisted SYN flood from {SPREAD_SOURCES} sources runs;\n\
          generator + receive softirq on cpu{GENERATOR_CPU}, gateway + echo backend + client on cpu{APPLICATION_CPU}",
         CLIENT_IPS[0]
     );
@@ -50,9 +53,9 @@ pub(crate) fn run(pair: &NetnsPair, generator: &mut Generator, rules: &XdpRules,
     }
     system::unpin();
     println!(
-        "| XDP | flood offered | flood received | requests/s | kept | cpu{GENERATOR_CPU} softirq | cpu{GENERATOR_CPU} busy | cpu{APPLICATION_CPU} busy |"
+        "| XDP | flood offered | flood received | SYN cookies sent | requests/s | kept | cpu{GENERATOR_CPU} softirq | cpu{GENERATOR_CPU} busy | cpu{APPLICATION_CPU} busy |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     // Shares of one CPU over the measurement, from /proc/stat ticks.
     let percent = |ticks: u64, cell: &Cell| {
         100.0 * ticks as f64 * system::tick_ns() / 1e9 / cell.flood.seconds.max(f64::MIN_POSITIVE)
@@ -60,9 +63,10 @@ pub(crate) fn run(pair: &NetnsPair, generator: &mut Generator, rules: &XdpRules,
     for (cells, label) in table.iter().zip(["on", "off"]) {
         for (cell, fraction) in cells.iter().zip(DDOS_RATES) {
             println!(
-                "| {label} | {:.2} M | {:.2} M | {:.0} | {:.0}% | {:.0}% | {:.0}% | {:.0}% |",
+                "| {label} | {:.2} M | {:.2} M | {:.2} M | {:.0} | {:.0}% | {:.0}% | {:.0}% | {:.0}% |",
                 fraction * max_rate / 1e6,
                 cell.flood.packets_per_second / 1e6,
+                cell.syn_cookies_per_second / 1e6,
                 cell.requests_per_second,
                 100.0 * cell.requests_per_second / cells[0].requests_per_second,
                 percent(cell.flood.generator_cpu.softirq, cell),
@@ -102,16 +106,20 @@ fn phase(
     // Without the gateway's program the veth still needs one to take redirected frames.
     let _pass = if xdp_on { None } else { Some(attach_program(pair, "pass_all")?) };
     std::thread::sleep(Duration::from_millis(500)); // the sync thread attaches within 50 ms
-    let flood = Flood { base: DENIED_BASE, sources: FLOOD_SOURCES, udp: false };
+    // A spoofed flood's sources are many: more than the gateway's SYN queue and the verdict cache.
+    let flood = Flood { base: DENIED_BASE, sources: SPREAD_SOURCES, udp: false };
     let mut cells = Vec::new();
     for fraction in DDOS_RATES {
         let rate = fraction * max_rate;
+        let cookies_before = system::stack_counter(&pair.gateway_ns, "TcpExt", "SyncookiesSent")?;
         let cell = std::thread::scope(|scope| -> Result<Cell> {
             let client = scope.spawn(|| legitimate_load(pair, DDOS_RUN));
             let flood =
                 if rate > 0.0 { generator.measure(pair, flood, DDOS_RUN, Some(rate))? } else { idle(DDOS_RUN)? };
             let requests_per_second = client.join().map_err(|_| anyhow::anyhow!("client thread panicked"))??;
-            Ok(Cell { flood, requests_per_second })
+            let cookies = system::stack_counter(&pair.gateway_ns, "TcpExt", "SyncookiesSent")? - cookies_before;
+            let syn_cookies_per_second = cookies as f64 / flood.seconds.max(f64::MIN_POSITIVE);
+            Ok(Cell { flood, requests_per_second, syn_cookies_per_second })
         })?;
         cells.push(cell);
     }

@@ -34,7 +34,7 @@ pub(crate) static BENCH_OBJECT: &[u8] =
 pub(crate) use portcullis_tests::netns::GATEWAY_IP;
 pub(crate) const PORT: u16 = 8080;
 /// Each measurement floods this long.
-const RUN: Duration = Duration::from_secs(3);
+const RUN: Duration = Duration::from_secs(5);
 /// Interleaved rounds (medians reported).
 const ROUNDS: usize = 3;
 /// Prefixes per allow and deny list in the full configuration.
@@ -66,8 +66,8 @@ fn main() -> Result<()> {
     let _replies = sink::reply_route(&pair)?;
     let mut generator = Generator::load(&pair)?;
     if std::env::args().any(|arg| arg == "--ddos") {
-        let sink = Sink::start(&pair, Peer::XdpDenylisted, &rules)?;
-        let sample = generator.measure(&pair, Peer::XdpDenylisted.flood(), RUN, None)?;
+        let sink = Sink::start(&pair, Peer::XdpDenylistedSpread, &rules)?;
+        let sample = generator.measure(&pair, Peer::XdpDenylistedSpread.flood(), RUN, None)?;
         drop(sink);
         return ddos::run(&pair, &mut generator, &rules, sample.packets_per_second);
     }
@@ -92,7 +92,7 @@ fn main() -> Result<()> {
         }
     }
     report(&samples);
-    let max_rate = median(&samples, Peer::XdpDenylisted, |s| s.packets_per_second);
+    let max_rate = median(&samples, Peer::XdpDenylistedSpread, |s| s.packets_per_second);
     ddos::run(&pair, &mut generator, &rules, max_rate)
 }
 
