@@ -29,6 +29,13 @@ impl NetnsPair {
     /// Creates the namespaces, the veth pair, addresses and routes; panics with the failing
     /// command's output when the host refuses.
     pub fn create() -> Self {
+        Self::with_queues(1)
+    }
+
+    /// As [`NetnsPair::create`], with `queues` receive and transmit queues on each veth end (a
+    /// multi-queue NIC: veth picks the receive queue of a redirected frame by the sending CPU,
+    /// and of a packet by the transmit queue it left by).
+    pub fn with_queues(queues: usize) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let tag = format!("{}{}", std::process::id() % 100_000, COUNTER.fetch_add(1, Ordering::Relaxed));
         let pair = Self {
@@ -39,7 +46,15 @@ impl NetnsPair {
         };
         run(&["ip", "netns", "add", &pair.gateway_ns]);
         run(&["ip", "netns", "add", &pair.client_ns]);
-        run(&["ip", "link", "add", &pair.gateway_if, "type", "veth", "peer", "name", &pair.client_if]);
+        let queues = queues.to_string();
+        let counts = ["numtxqueues", &queues, "numrxqueues", &queues];
+        run(&[
+            &["ip", "link", "add", &pair.gateway_if],
+            &counts[..],
+            &["type", "veth", "peer", "name", &pair.client_if],
+            &counts[..],
+        ]
+        .concat());
         run(&["ip", "link", "set", &pair.gateway_if, "netns", &pair.gateway_ns]);
         run(&["ip", "link", "set", &pair.client_if, "netns", &pair.client_ns]);
         let gw = |args: &[&str]| run(&[&["ip", "-n", &pair.gateway_ns], args].concat());

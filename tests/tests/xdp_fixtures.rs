@@ -273,3 +273,63 @@ fn buckets_limit_syns_and_packets() {
     // Denylisted sources are dropped before they reach (or fill) the buckets.
     expect(&mut kernel, "denylisted", &v4_tcp(DENIED_V4, PORT, TCP_SYN), VerdictReason::Denylisted);
 }
+
+#[test]
+#[cfg_attr(no_bpf, ignore = "BPF is unavailable here (no CAP_BPF): cannot load the XDP program")]
+fn verdict_cache_follows_reloads_blocks_and_families() {
+    let mut kernel = loaded();
+    let denied = v4_tcp(DENIED_V4, PORT, TCP_SYN);
+    expect(&mut kernel, "denylisted (now cached)", &denied, VerdictReason::Denylisted);
+    expect(&mut kernel, "denylisted again (from the cache)", &denied, VerdictReason::Denylisted);
+    // Generation 2 (slot 0) drops the deny; generation 3 (slot 1 again, as when the verdict
+    // was cached) brings it back: the cache keys on the counter, not the slot.
+    kernel.apply(&XdpRules::default()).unwrap();
+    expect(&mut kernel, "deny gone after a reload", &denied, VerdictReason::Passed);
+    kernel.apply(&XdpRules { deny: vec![prefix("198.51.100.0/24")], ..XdpRules::default() }).unwrap();
+    expect(&mut kernel, "deny back after another reload", &denied, VerdictReason::Denylisted);
+
+    let client = v4_tcp(CLIENT_V4, PORT, TCP_SYN);
+    expect(&mut kernel, "passed (now cached)", &client, VerdictReason::Passed);
+    kernel.block(prefix("203.0.113.0/24"), u64::MAX).unwrap();
+    expect(&mut kernel, "blocked after its pass was cached", &client, VerdictReason::Blocked);
+    kernel.unblock(prefix("203.0.113.0/24")).unwrap();
+    expect(&mut kernel, "unblocked", &client, VerdictReason::Passed);
+
+    // An IPv6 packet from the v4-mapped form of a cached IPv4 source asks the IPv6 tries.
+    let mapped = v6_tcp(DENIED_V4.to_ipv6_mapped(), &[], TCP_SYN);
+    let mut fresh = loaded();
+    expect(&mut fresh, "v4-mapped source, nothing cached", &mapped, VerdictReason::Passed);
+    expect(&mut kernel, "v4-mapped source after its IPv4 form was cached", &mapped, VerdictReason::Passed);
+    expect(&mut kernel, "and the IPv4 form is still denied", &denied, VerdictReason::Denylisted);
+}
+
+#[test]
+#[cfg_attr(no_bpf, ignore = "BPF is unavailable here (no CAP_BPF): cannot load the XDP program")]
+fn refusals_are_remembered_until_the_next_token() {
+    let mut kernel = loaded();
+    // Packets: 50 per second (a token every 20 ms), burst 1; SYNs: burst 3.
+    let rules = XdpRules {
+        syn_rate_per_second: 1,
+        syn_burst: 3,
+        packet_rate_per_second: 50,
+        packet_burst: 1,
+        ..XdpRules::default()
+    };
+    kernel.apply(&rules).unwrap();
+    let syn = v4_tcp(CLIENT_V4, PORT, TCP_SYN);
+    let ack = v4_tcp(CLIENT_V4, PORT, TCP_ACK);
+    expect(&mut kernel, "syn 1", &syn, VerdictReason::Passed);
+    // The packet bucket is short, the SYN bucket is not: refused by the packet bucket, and a
+    // SYN refused that way takes no SYN token.
+    expect(&mut kernel, "syn 2: packet bucket short", &syn, VerdictReason::PacketOverRate);
+    expect(&mut kernel, "syn 3: remembered", &syn, VerdictReason::PacketOverRate);
+    expect(&mut kernel, "ack: remembered", &ack, VerdictReason::PacketOverRate);
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    expect(&mut kernel, "syn after a packet token came back", &syn, VerdictReason::Passed);
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    expect(&mut kernel, "syn 3 of the burst of 3", &syn, VerdictReason::Passed);
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    expect(&mut kernel, "syn 4: SYN bucket short", &syn, VerdictReason::SynOverRate);
+    expect(&mut kernel, "syn 5: remembered", &syn, VerdictReason::SynOverRate);
+    expect(&mut kernel, "ack: the SYN bucket does not limit it", &ack, VerdictReason::Passed);
+}

@@ -74,7 +74,10 @@ pub struct Kernel {
     listen_ports: Array<MapData, u32>,
     listeners: HashMap<MapData, ListenKey, u32>,
     counters: PerCpuArray<MapData, u64>,
+    /// The lists generation counter in `ACTIVE` (its low bit: the active slot of `filled`).
     generation: u32,
+    /// The blocked tries' version in `ACTIVE`, bumped after every change to them.
+    blocks_version: u32,
     filled: [Filled; 2],
     attached: Vec<(String, AttachMode, aya::programs::xdp::XdpLinkId)>,
 }
@@ -127,6 +130,7 @@ impl Kernel {
             listeners,
             counters,
             generation: 0,
+            blocks_version: 0,
             filled: [Filled::default(), Filled::default()],
             attached: Vec::new(),
         })
@@ -211,9 +215,12 @@ impl Kernel {
 
     /// Makes `rules` the active generation: fills the inactive generation's tries and config,
     /// then switches. A packet sees either the old rules or the new ones, never a mix.
+    /// The generation counter only grows, so verdicts the program cached under the old one
+    /// are never taken for the new one's.
     pub fn apply(&mut self, rules: &XdpRules) -> Result<(), KernelError> {
-        let next = 1 - self.generation;
-        let index = next as usize;
+        let next = self.generation.wrapping_add(1);
+        let slot = next & 1;
+        let index = slot as usize;
         let want = merged_lists(&rules.allow, &rules.deny);
         sync(&mut self.lists_v4[index], &mut self.lists_v6[index], &mut self.filled[index].entries, &want)?;
         self.filled[index].allow = rules.allow.len();
@@ -225,10 +232,20 @@ impl Kernel {
             syn_burst: u64::from(rules.syn_burst),
             packet_rate_per_second: u64::from(rules.packet_rate_per_second),
             packet_burst: u64::from(rules.packet_burst),
+            syn_fill_ns: common::fill_ns(u64::from(rules.syn_burst), u64::from(rules.syn_rate_per_second)),
+            packet_fill_ns: common::fill_ns(u64::from(rules.packet_burst), u64::from(rules.packet_rate_per_second)),
         };
-        self.config.set(next, config, 0)?;
-        self.active.set(0, next, 0)?;
+        self.config.set(slot, config, 0)?;
+        self.active.set(common::ACTIVE_GENERATION, next, 0)?;
         self.generation = next;
+        Ok(())
+    }
+
+    /// Tells the program's verdict caches that the blocked tries changed (after the change, so
+    /// a verdict cached under the new version saw it).
+    fn blocks_changed(&mut self) -> Result<(), KernelError> {
+        self.blocks_version = self.blocks_version.wrapping_add(1);
+        self.active.set(common::ACTIVE_BLOCKS, self.blocks_version, 0)?;
         Ok(())
     }
 
@@ -242,7 +259,7 @@ impl Kernel {
                 self.blocked_v6.insert(&Key::new(u32::from(prefix.len), v6.octets()), until_monotonic_ns, 0)?
             }
         }
-        Ok(())
+        self.blocks_changed()
     }
 
     /// Removes a block (no error when there is none).
@@ -252,7 +269,8 @@ impl Kernel {
             IpAddr::V6(v6) => self.blocked_v6.remove(&Key::new(u32::from(prefix.len), v6.octets())),
         };
         match result {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Ok(()) => self.blocks_changed(),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(error) => Err(error.into()),
         }
     }
@@ -268,7 +286,7 @@ impl Kernel {
 
     /// Entries in the active generation's tries, the blocked tries and the buckets.
     pub fn fill(&self) -> Fill {
-        let filled = &self.filled[self.generation as usize];
+        let filled = &self.filled[(self.generation & 1) as usize];
         Fill {
             allow: filled.allow,
             deny: filled.deny,
@@ -284,6 +302,17 @@ impl Kernel {
         options.data_in = Some(packet);
         options.repeat = 1;
         Ok(program.test_run(options)?.return_value)
+    }
+
+    /// Runs the program `repeat` times on `packet` (`BPF_PROG_TEST_RUN`): its XDP action and the
+    /// kernel's mean time per run (the program alone, no driver): for profiling.
+    pub fn time_run(&mut self, packet: &[u8], repeat: u32) -> Result<(u32, std::time::Duration), KernelError> {
+        let program = self.program()?;
+        let mut options = TestRunOptions::new();
+        options.data_in = Some(packet);
+        options.repeat = repeat;
+        let result = program.test_run(options)?;
+        Ok((result.return_value, result.duration))
     }
 }
 

@@ -22,19 +22,24 @@ pub const PORTS: u32 = 65_536;
 /// Configuration generations: the program reads the active one, user space fills the other
 /// and then switches (so a reload never shows a half-filled set of maps).
 pub const GENERATIONS: u32 = 2;
+/// Entries of each CPU's verdict cache (direct-mapped, a power of two). 16 Ki entries of 64
+/// bytes: 1 MiB per CPU. With hashed slots, about `n / VERDICT_CACHE_ENTRIES` of `n`
+/// sources that take turns share a slot and miss (1,024 sources: ~6%); a miss costs only the
+/// tries' lookups the cache saves.
+pub const VERDICT_CACHE_ENTRIES: u32 = 16_384;
+const _: () = assert!(VERDICT_CACHE_ENTRIES.is_power_of_two());
 
 /// One token in the buckets' fixed-point representation: tokens are counted in billionths, so
 /// that `elapsed_ns * rate_per_second` is the refill with no division in the kernel.
 pub const TOKEN_SCALE: u64 = 1_000_000_000;
-/// Largest rate (per second) user space may configure: `ELAPSED_CAP_NS * RATE_MAX_PER_SECOND`
-/// and `BURST_MAX * TOKEN_SCALE` must fit in a `u64`.
+/// Largest rate (per second) user space may configure.
 pub const RATE_MAX_PER_SECOND: u64 = 100_000_000;
-/// Largest burst user space may configure.
-pub const BURST_MAX: u64 = 1_000_000_000;
-/// Refill computed over at most this gap; a source silent for longer starts with a full bucket.
-pub const ELAPSED_CAP_NS: u64 = 10_000_000_000;
-const _: () = assert!(ELAPSED_CAP_NS.checked_mul(RATE_MAX_PER_SECOND).is_some());
+/// Largest burst user space may configure (`u32::MAX`: bursts are `u32` in the contract).
+pub const BURST_MAX: u64 = u32::MAX as u64;
+// A full bucket in tokens fits, and so does a refill `elapsed_ns * rate` for any
+// `elapsed_ns < fill_ns` (at most a full bucket plus one rate's worth).
 const _: () = assert!(BURST_MAX.checked_mul(TOKEN_SCALE).is_some());
+const _: () = assert!((BURST_MAX * TOKEN_SCALE).checked_add(RATE_MAX_PER_SECOND).is_some());
 
 /// IPv6 extension headers the parser walks before it gives up and passes the packet.
 pub const IPV6_EXTENSION_HEADERS_MAX: u32 = 6;
@@ -44,8 +49,17 @@ pub const VLAN_TAGS_MAX: u32 = 2;
 // ---------------------------------------------------------------------------------------------
 // Map names (the symbols in the object; the kernel keeps the first 15 bytes).
 
-/// `Array<u32>`, one entry: the active generation (0 or 1).
+/// `Array<u32>`, [`ACTIVE_ENTRIES`] entries: the rules' versions. [`ACTIVE_GENERATION`] counts
+/// list reloads (its low bit is the generation whose `CONFIG` and lists tries are active);
+/// [`ACTIVE_BLOCKS`] counts changes to the blocked tries. Both only grow, so a cached verdict
+/// that carries them is current exactly when they still match.
 pub const MAP_ACTIVE: &str = "ACTIVE";
+/// Index in [`MAP_ACTIVE`]: the lists generation counter.
+pub const ACTIVE_GENERATION: u32 = 0;
+/// Index in [`MAP_ACTIVE`]: the blocked-tries version.
+pub const ACTIVE_BLOCKS: u32 = 1;
+/// Entries of [`MAP_ACTIVE`].
+pub const ACTIVE_ENTRIES: u32 = 2;
 /// `Array<FilterConfig>`, [`GENERATIONS`] entries.
 pub const MAP_CONFIG: &str = "CONFIG";
 /// The allow and deny lists of one family and generation, merged into one LPM trie
@@ -71,6 +85,9 @@ pub const MAP_LISTEN_PORTS: &str = "LISTEN_PORTS";
 pub const MAP_LISTENERS: &str = "LISTENERS";
 /// `PerCpuArray<u64>` indexed by [`VerdictReason`].
 pub const MAP_COUNTERS: &str = "COUNTERS";
+/// `PerCpuArray<CachedRules>`, [`VERDICT_CACHE_ENTRIES`] per CPU: what the tries said about a
+/// recent source, in front of them (slot: [`CachedRules::slot`]).
+pub const MAP_VERDICT_CACHE: &str = "VERDICT_CACHE";
 /// The program's name in the object.
 pub const PROGRAM_NAME: &str = "portcullis_xdp";
 
@@ -92,6 +109,18 @@ pub struct FilterConfig {
     pub packet_rate_per_second: u64,
     /// Packet bucket depth, in packets.
     pub packet_burst: u64,
+    /// Time an empty SYN bucket takes to fill: `ceil(syn_burst * TOKEN_SCALE / syn_rate)` ns
+    /// ([`fill_ns`]); a longer gap refills it whole, a shorter one by `elapsed * rate`.
+    pub syn_fill_ns: u64,
+    /// As `syn_fill_ns`, for the packet bucket.
+    pub packet_fill_ns: u64,
+}
+
+/// The time an empty bucket of `burst` tokens takes to fill at `rate_per_second` (0 for no
+/// rate): with it the program refills exactly like a token bucket (`min(full, tokens + elapsed
+/// * rate)`) without an overflowing product.
+pub const fn fill_ns(burst: u64, rate_per_second: u64) -> u64 {
+    if rate_per_second == 0 { 0 } else { (burst * TOKEN_SCALE).div_ceil(rate_per_second) }
 }
 
 /// [`FilterConfig::flags`]: an allowlist is set; sources outside it (either family) are dropped.
@@ -112,6 +141,48 @@ pub struct Bucket {
     pub packet_tokens: u64,
     /// CLOCK_MONOTONIC ns of the last refill.
     pub refilled_ns: u64,
+}
+
+/// One entry of a CPU's verdict cache: the lists bits and `blocked_until` of `source`, as the
+/// tries answered them at lists generation `generation` and blocked version `blocks_version`.
+/// Valid while both versions are the active ones; the clock and the buckets are still checked
+/// for every packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct CachedRules {
+    /// The source, v4-mapped, as two native-order words (compared without a `memcmp`).
+    pub source: [u64; 2],
+    pub generation: u32,
+    pub blocks_version: u32,
+    /// [`LIST_DENY`] | [`LIST_ALLOW`].
+    pub lists: u32,
+    /// 4 or 6: the family whose tries answered (an IPv6 packet from a v4-mapped source asks
+    /// the IPv6 tries); 0 in a never-written entry, which therefore never matches.
+    pub family: u32,
+    /// CLOCK_MONOTONIC ns; 0: not blocked.
+    pub blocked_until: u64,
+    /// Until this time (CLOCK_MONOTONIC ns) the source's SYN bucket holds less than one token,
+    /// as this CPU computed when it last refused a SYN (0: unknown). Tokens only come back
+    /// with time, so SYNs before it are refused without touching the shared bucket.
+    pub syn_refused_until: u64,
+    /// As `syn_refused_until`, for the packet bucket (used for packets that are not SYNs).
+    pub packet_refused_until: u64,
+    pub _pad: u64,
+}
+
+impl CachedRules {
+    /// The cache slot of `source` (two native-order words of the v4-mapped address): the
+    /// murmur3 finalizer of the folded address, so nearby addresses spread like random ones.
+    pub const fn slot(source: [u64; 2]) -> u32 {
+        let folded = source[0] ^ source[1];
+        let mut h = (folded ^ (folded >> 32)) as u32;
+        h ^= h >> 16;
+        h = h.wrapping_mul(0x85eb_ca6b);
+        h ^= h >> 13;
+        h = h.wrapping_mul(0xc2b2_ae35);
+        h ^= h >> 16;
+        h & (VERDICT_CACHE_ENTRIES - 1)
+    }
 }
 
 /// Key of [`MAP_LISTENERS`]: one listening socket address.
@@ -234,10 +305,11 @@ const _: () = {
         i += 1;
     }
 };
-const _: () = assert!(core::mem::size_of::<FilterConfig>() == 40);
+const _: () = assert!(core::mem::size_of::<FilterConfig>() == 56);
 const _: () = assert!(core::mem::size_of::<Bucket>() == 24);
 const _: () = assert!(core::mem::size_of::<ListenKey>() == 20);
 const _: () = assert!(core::mem::size_of::<SourceKey>() == 16);
+const _: () = assert!(core::mem::size_of::<CachedRules>() == 64);
 
 /// v4-mapped IPv6 form of an IPv4 address (`::ffff:a.b.c.d`), the key form for both families.
 pub const fn v4_mapped(addr: [u8; 4]) -> [u8; 16] {
@@ -255,4 +327,6 @@ mod user {
     unsafe impl aya::Pod for super::Bucket {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ListenKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CachedRules {}
 }

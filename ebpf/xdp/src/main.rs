@@ -16,15 +16,15 @@ use aya_ebpf::maps::lpm_trie::Key;
 use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray};
 use aya_ebpf::programs::XdpContext;
 use portcullis_ebpf_common::{
-    BLOCKED_MAX, BUCKETS_MAX, Bucket, ELAPSED_CAP_NS, FILTER_ALLOWLIST, FilterConfig, GENERATIONS, LIST_ALLOW,
-    LIST_DENY, LISTENERS_MAX, ListenFlags, ListenKey, PORTS, PREFIXES_MAX, SourceKey, TOKEN_SCALE, VERDICT_REASONS,
-    VerdictReason,
+    ACTIVE_BLOCKS, ACTIVE_ENTRIES, ACTIVE_GENERATION, BLOCKED_MAX, BUCKETS_MAX, Bucket, CachedRules, FILTER_ALLOWLIST,
+    FilterConfig, GENERATIONS, LIST_ALLOW, LIST_DENY, LISTENERS_MAX, ListenFlags, ListenKey, PORTS, PREFIXES_MAX,
+    SourceKey, TOKEN_SCALE, VERDICT_CACHE_ENTRIES, VERDICT_REASONS, VerdictReason,
 };
 
 use crate::parse::{Addresses, Parsed};
 
 #[map]
-static ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
+static ACTIVE: Array<u32> = Array::with_max_entries(ACTIVE_ENTRIES, 0);
 #[map]
 static CONFIG: Array<FilterConfig> = Array::with_max_entries(GENERATIONS, 0);
 #[map]
@@ -47,6 +47,8 @@ static LISTEN_PORTS: Array<u32> = Array::with_max_entries(PORTS, 0);
 static LISTENERS: HashMap<ListenKey, u32> = HashMap::with_max_entries(LISTENERS_MAX, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(VERDICT_REASONS, 0);
+#[map]
+static VERDICT_CACHE: PerCpuArray<CachedRules> = PerCpuArray::with_max_entries(VERDICT_CACHE_ENTRIES, 0);
 
 /// The XDP entry point: one verdict per packet, counted by reason.
 #[xdp]
@@ -97,23 +99,14 @@ fn is_listener(packet: &parse::Packet) -> bool {
 /// The verdict for a packet to a listener, by the active generation's rules.
 #[inline(always)]
 fn judge(packet: &parse::Packet) -> VerdictReason {
-    let generation = ACTIVE.get(0).map_or(0, |active| *active & 1);
-    let Some(config) = CONFIG.get(generation) else {
+    // The versions are read before any trie: a verdict cached under them was computed from
+    // tries at least as new (user space changes a trie first, then bumps its version).
+    let generation = ACTIVE.get(ACTIVE_GENERATION).map_or(0, |version| *version);
+    let blocks_version = ACTIVE.get(ACTIVE_BLOCKS).map_or(0, |version| *version);
+    let Some(config) = CONFIG.get(generation & 1) else {
         return VerdictReason::Passed;
     };
-    // One LPM lookup answers deny and allow; the clock is read only for what needs it.
-    let (lists, blocked) = match packet.addresses {
-        Addresses::V4 { source, .. } => {
-            let key = Key::new(32, source);
-            let lists = if generation == 0 { LISTS_V4_0.get(&key) } else { LISTS_V4_1.get(&key) };
-            (lists.map_or(0, |flags| *flags), BLOCKED_V4.get(&key).map_or(0, |until| *until))
-        }
-        Addresses::V6 { source, .. } => {
-            let key = Key::new(128, source);
-            let lists = if generation == 0 { LISTS_V6_0.get(&key) } else { LISTS_V6_1.get(&key) };
-            (lists.map_or(0, |flags| *flags), BLOCKED_V6.get(&key).map_or(0, |until| *until))
-        }
-    };
+    let (lists, blocked, entry) = source_rules(&packet.addresses, generation, blocks_version);
     if lists & LIST_DENY != 0 {
         return VerdictReason::Denylisted;
     }
@@ -128,25 +121,124 @@ fn judge(packet: &parse::Packet) -> VerdictReason {
     if blocked > now {
         return VerdictReason::Blocked;
     }
-    rate(config, packet, now)
+    rate(config, packet, now, entry)
 }
 
-/// The per-source token buckets. Updates from two CPUs may race and lose a decrement: the
-/// limit is approximate by up to one token per CPU, which is the price of no lock here.
+/// The lists bits and `blocked_until` of the packet's source, and this CPU's verdict-cache
+/// entry for it: from the cache when it holds the source for the active versions, else from
+/// the tries (and then cached, with no bucket memo). A repeat source skips both LPM lookups;
+/// `blocked_until` is still compared with the clock.
 #[inline(always)]
-fn rate(config: &FilterConfig, packet: &parse::Packet, now: u64) -> VerdictReason {
-    let limits_syns = config.syn_rate_per_second != 0 && packet.is_syn;
-    if config.packet_rate_per_second == 0 && !limits_syns {
+fn source_rules(addresses: &Addresses, generation: u32, blocks_version: u32) -> (u32, u64, Option<*mut CachedRules>) {
+    let (source, family) = addresses.source_words();
+    let entry = VERDICT_CACHE.get_ptr_mut(CachedRules::slot(source));
+    if let Some(entry) = entry {
+        // SAFETY: this CPU's slot of a per-CPU array, valid for the whole run; XDP runs are not
+        // preempted on their CPU, so no other run writes it meanwhile.
+        let cached = unsafe { &*entry };
+        if cached.source[0] == source[0]
+            && cached.source[1] == source[1]
+            && cached.family == family
+            && cached.generation == generation
+            && cached.blocks_version == blocks_version
+        {
+            return (cached.lists, cached.blocked_until, Some(entry));
+        }
+    }
+    let (lists, blocked_until) = tries(addresses, generation & 1);
+    if let Some(entry) = entry {
+        let fresh = CachedRules {
+            source,
+            generation,
+            blocks_version,
+            lists,
+            family,
+            blocked_until,
+            syn_refused_until: 0,
+            packet_refused_until: 0,
+            _pad: 0,
+        };
+        // SAFETY: as above.
+        unsafe { *entry = fresh };
+    }
+    (lists, blocked_until, entry)
+}
+
+/// One LPM lookup answers deny and allow (the merged lists trie of generation `slot`), one
+/// more the blocked trie.
+#[inline(always)]
+fn tries(addresses: &Addresses, slot: u32) -> (u32, u64) {
+    match *addresses {
+        Addresses::V4 { source, .. } => {
+            let key = Key::new(32, source);
+            let lists = if slot == 0 { LISTS_V4_0.get(&key) } else { LISTS_V4_1.get(&key) };
+            (lists.map_or(0, |flags| *flags), BLOCKED_V4.get(&key).map_or(0, |until| *until))
+        }
+        Addresses::V6 { source, .. } => {
+            let key = Key::new(128, source);
+            let lists = if slot == 0 { LISTS_V6_0.get(&key) } else { LISTS_V6_1.get(&key) };
+            (lists.map_or(0, |flags| *flags), BLOCKED_V6.get(&key).map_or(0, |until| *until))
+        }
+    }
+}
+
+/// The per-source token buckets (shared by all CPUs, in the LRU map). A packet is admitted only
+/// if every bucket that limits it holds a token, and only then are tokens taken. A refusal
+/// leaves in this CPU's cache entry the times each short bucket gets its next token: until
+/// then the same refusal needs neither the shared bucket nor a write to it (tokens come back
+/// only with time, and other CPUs can only take them).
+#[inline(always)]
+fn rate(config: &FilterConfig, packet: &parse::Packet, now: u64, entry: Option<*mut CachedRules>) -> VerdictReason {
+    let limits =
+        Limits { syns: config.syn_rate_per_second != 0 && packet.is_syn, packets: config.packet_rate_per_second != 0 };
+    if !limits.packets && !limits.syns {
         return VerdictReason::Passed;
     }
+    if let Some(entry) = entry {
+        // SAFETY: this CPU's verdict-cache entry for this source (see `source_rules`).
+        let memo = unsafe { &*entry };
+        if limits.syns && now < memo.syn_refused_until {
+            return VerdictReason::SynOverRate;
+        }
+        // Both times come from the same refusal, and while the packet bucket is short no packet
+        // of this source is admitted anywhere, so no SYN token is taken: a SYN past its own time
+        // still has its token and is refused by the packet bucket alone.
+        if limits.packets && now < memo.packet_refused_until {
+            return VerdictReason::PacketOverRate;
+        }
+    }
+    take_tokens(config, packet, now, limits, entry)
+}
+
+/// Which buckets limit a packet.
+#[derive(Clone, Copy)]
+struct Limits {
+    /// A SYN without ACK, with a SYN rate set.
+    syns: bool,
+    /// A packet rate is set.
+    packets: bool,
+}
+
+/// Refills the source's shared buckets and takes a token from each that limits the packet, or
+/// refuses it (taking none) and remembers until when in this CPU's cache entry. Updates from two
+/// CPUs may race and lose a decrement: the limit is approximate by up to one token per CPU, the
+/// price of no lock here.
+#[inline(always)]
+fn take_tokens(
+    config: &FilterConfig,
+    packet: &parse::Packet,
+    now: u64,
+    limits: Limits,
+    entry: Option<*mut CachedRules>,
+) -> VerdictReason {
     let key = SourceKey { addr: packet.addresses.source_mapped() };
     let syn_full = config.syn_burst * TOKEN_SCALE;
     let packet_full = config.packet_burst * TOKEN_SCALE;
     let Some(bucket) = BUCKETS.get_ptr_mut(&key) else {
         // First packet of this source: full buckets, minus this packet.
         let fresh = Bucket {
-            syn_tokens: syn_full.saturating_sub(if packet.is_syn { TOKEN_SCALE } else { 0 }),
-            packet_tokens: packet_full.saturating_sub(TOKEN_SCALE),
+            syn_tokens: syn_full.saturating_sub(if limits.syns { TOKEN_SCALE } else { 0 }),
+            packet_tokens: packet_full.saturating_sub(if limits.packets { TOKEN_SCALE } else { 0 }),
             refilled_ns: now,
         };
         let _ = BUCKETS.insert(&key, &fresh, 0);
@@ -156,29 +248,44 @@ fn rate(config: &FilterConfig, packet: &parse::Packet, now: u64) -> VerdictReaso
     // entry is evicted concurrently (RCU), and a racing writer can only cost a token.
     let bucket = unsafe { &mut *bucket };
     let elapsed = now.saturating_sub(bucket.refilled_ns);
+    let syns = refill(bucket.syn_tokens, elapsed, config.syn_rate_per_second, config.syn_fill_ns, syn_full);
+    let packets =
+        refill(bucket.packet_tokens, elapsed, config.packet_rate_per_second, config.packet_fill_ns, packet_full);
     bucket.refilled_ns = now;
-    let (syn_add, packet_add) = if elapsed >= ELAPSED_CAP_NS {
-        (syn_full, packet_full)
-    } else {
-        (elapsed * config.syn_rate_per_second, elapsed * config.packet_rate_per_second)
-    };
-    let syns = (bucket.syn_tokens + syn_add).min(syn_full);
-    let packets = (bucket.packet_tokens + packet_add).min(packet_full);
     bucket.syn_tokens = syns;
     bucket.packet_tokens = packets;
-    if limits_syns {
-        if syns < TOKEN_SCALE {
-            return VerdictReason::SynOverRate;
+    let syn_short = config.syn_rate_per_second != 0 && syns < TOKEN_SCALE;
+    let packet_short = limits.packets && packets < TOKEN_SCALE;
+    if (limits.syns && syn_short) || packet_short {
+        if let Some(entry) = entry {
+            // SAFETY: this CPU's verdict-cache entry for this source (see `source_rules`).
+            let memo = unsafe { &mut *entry };
+            memo.syn_refused_until = if syn_short { next_token(now, syns, config.syn_rate_per_second) } else { 0 };
+            memo.packet_refused_until =
+                if packet_short { next_token(now, packets, config.packet_rate_per_second) } else { 0 };
         }
+        return if limits.syns && syn_short { VerdictReason::SynOverRate } else { VerdictReason::PacketOverRate };
+    }
+    if limits.syns {
         bucket.syn_tokens = syns - TOKEN_SCALE;
     }
-    if config.packet_rate_per_second != 0 {
-        if packets < TOKEN_SCALE {
-            return VerdictReason::PacketOverRate;
-        }
+    if limits.packets {
         bucket.packet_tokens = packets - TOKEN_SCALE;
     }
     VerdictReason::Passed
+}
+
+/// When a bucket holding `tokens` (less than one) at `now` holds one at `rate_per_second` (not 0).
+#[inline(always)]
+fn next_token(now: u64, tokens: u64, rate_per_second: u64) -> u64 {
+    now + (TOKEN_SCALE - tokens).div_ceil(rate_per_second)
+}
+
+/// A token bucket's content after `elapsed_ns` at `rate_per_second`: `min(full, tokens +
+/// elapsed * rate)`, computed without overflow because a gap of `fill_ns` or more fills it.
+#[inline(always)]
+fn refill(tokens: u64, elapsed_ns: u64, rate_per_second: u64, fill_ns: u64, full: u64) -> u64 {
+    if elapsed_ns >= fill_ns { full } else { (tokens + elapsed_ns * rate_per_second).min(full) }
 }
 
 #[cfg(not(test))]

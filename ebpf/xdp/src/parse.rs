@@ -60,6 +60,22 @@ impl Addresses {
         }
     }
 
+    /// The source as the verdict cache keys it: the v4-mapped address in two native-order
+    /// words, and the family (4 or 6).
+    #[inline(always)]
+    pub(crate) fn source_words(&self) -> ([u64; 2], u32) {
+        match *self {
+            Addresses::V4 { source: [a, b, c, d], .. } => ([0, u64::from_ne_bytes([0, 0, 0xff, 0xff, a, b, c, d])], 4),
+            Addresses::V6 { source: s, .. } => (
+                [
+                    u64::from_ne_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]),
+                    u64::from_ne_bytes([s[8], s[9], s[10], s[11], s[12], s[13], s[14], s[15]]),
+                ],
+                6,
+            ),
+        }
+    }
+
     /// The source, IPv4 as v4-mapped IPv6.
     #[inline(always)]
     pub(crate) fn source_mapped(&self) -> [u8; 16] {

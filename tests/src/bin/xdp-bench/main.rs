@@ -1,0 +1,222 @@
+//! `cargo xtask bench-xdp`: what a packet flood costs the receiving host with the gateway's XDP
+//! pre-filter, against a bare `XDP_DROP`, nftables netdev ingress, rejection by the data plane in
+//! user space and the kernel's TCP stack, all in one run, interleaved; then the DDoS test:
+//! legitimate requests/s through the gateway while the flood runs at rising rates, with and
+//! without the XDP stage. `--profile` instead times each path through the program alone;
+//! `--quick` runs one round; `--ddos` only the DDoS test (its top rate from one quick flood).
+//!
+//! The flood is real XDP frames: a generator program returning `bpf_redirect` into the client
+//! end of a veth pair, driven by `BPF_PROG_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES` (pktgen is not
+//! available here; socket-layer senders would make veth build an skb per packet first).
+//! Needs root. Everything lives in two network namespaces this program creates and deletes.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark: a failed step aborts the run")]
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use portcullis_contract::xdp::{IpPrefix, XdpRules};
+use portcullis_tests::netns::NetnsPair;
+
+mod ddos;
+mod generator;
+mod profile;
+mod sink;
+mod system;
+
+use generator::{Generator, Sample};
+use sink::{Peer, Sink};
+
+/// The generator and reference programs (`ebpf/xdp/src/bench.rs`).
+pub(crate) static BENCH_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("CARGO_MANIFEST_DIR"), "/../ebpf/portcullis-xdp-bench.bpf.o"));
+
+pub(crate) use portcullis_tests::netns::GATEWAY_IP;
+pub(crate) const PORT: u16 = 8080;
+/// Each measurement floods this long.
+const RUN: Duration = Duration::from_secs(5);
+/// Interleaved rounds (medians reported).
+const ROUNDS: usize = 3;
+/// Prefixes per allow and deny list in the full configuration.
+const LIST_PREFIXES: usize = 10_000;
+/// Flood sources rotate over this many addresses (each CPU's verdict cache holds them).
+pub(crate) const FLOOD_SOURCES: u32 = 1_024;
+/// The spread flood's sources: four times the verdict cache, so nearly every packet misses it.
+pub(crate) const SPREAD_SOURCES: u32 = 65_536;
+/// Denylisted flood sources: 198.18.0.0/16 (one deny prefix).
+pub(crate) const DENIED_BASE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
+/// Allowlisted but rate-limited flood sources: 198.19.0.0/22.
+pub(crate) const LIMITED_BASE: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 0);
+
+fn main() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("bench-xdp needs root (network namespaces, XDP attach, BPF_PROG_RUN): run it as root");
+    }
+    let rules = full_rules();
+    if std::env::args().any(|arg| arg == "--profile") {
+        return profile::run(&rules);
+    }
+    // Two queues per veth end, transmit queue n used from cpu n (XPS): the generator's frames
+    // land on queue GENERATOR_CPU and are received there; the client's packets take the other.
+    let pair = NetnsPair::with_queues(2);
+    for (ns, interface) in [(&pair.client_ns, &pair.client_if), (&pair.gateway_ns, &pair.gateway_if)] {
+        system::steer_transmit_queues(ns, interface, 2)?;
+    }
+    let _replies = sink::reply_route(&pair)?;
+    let mut generator = Generator::load(&pair)?;
+    if std::env::args().any(|arg| arg == "--ddos") {
+        let sink = Sink::start(&pair, Peer::XdpDenylistedSpread, &rules)?;
+        let sample = generator.measure(&pair, Peer::XdpDenylistedSpread.flood(), RUN, None)?;
+        drop(sink);
+        return ddos::run(&pair, &mut generator, &rules, sample.packets_per_second);
+    }
+    let rounds = if std::env::args().any(|arg| arg == "--quick") { 1 } else { ROUNDS };
+    println!(
+        "flood: TCP SYNs (UDP for the user-space row) to {GATEWAY_IP}:{PORT}; {rounds} rounds of {RUN:?} per peer, interleaved"
+    );
+    let mut samples: Vec<(Peer, Sample)> = Vec::new();
+    for round in 1..=rounds {
+        for peer in Peer::ALL {
+            let sample = measure(&pair, &mut generator, peer, &rules)?;
+            println!(
+                "round {round}: {:<72} {:>5.2} Mpps  softirq {:>6.1} ns/pkt  user {:>6.1} ns/read ({:>3.0}% read)  all CPU {:>6.1} ns/pkt",
+                peer.label(),
+                sample.packets_per_second / 1e6,
+                sample.softirq_ns,
+                sample.user_ns,
+                100.0 * sample.read_share,
+                sample.busy_ns
+            );
+            samples.push((peer, sample));
+        }
+    }
+    report(&samples);
+    let max_rate = median(&samples, Peer::XdpDenylistedSpread, |s| s.packets_per_second);
+    ddos::run(&pair, &mut generator, &rules, max_rate)
+}
+
+/// One flood into one peer.
+fn measure(pair: &NetnsPair, generator: &mut Generator, peer: Peer, rules: &XdpRules) -> Result<Sample> {
+    let ns = &pair.gateway_ns;
+    let counters = || -> Result<[u64; 3]> {
+        Ok([
+            system::stack_counter(ns, "TcpExt", "SyncookiesSent")?,
+            system::stack_counter(ns, "Ip", "InHdrErrors")? + system::stack_counter(ns, "IpExt", "InCsumErrors")?,
+            system::stack_counter(ns, "Udp", "RcvbufErrors")?,
+        ])
+    };
+    let before = counters()?;
+    let mut sink = Sink::start(pair, peer, rules)?;
+    let mut sample = generator.measure(pair, peer.flood(), RUN, None)?;
+    if let Some((read, cpu_ns)) = sink.finish()? {
+        let received = sample.packets_per_second * sample.seconds;
+        sample.user_ns = cpu_ns as f64 / (read.max(1) as f64);
+        sample.read_share = read as f64 / received.max(1.0);
+    }
+    drop(sink);
+    let after = counters()?;
+    if matches!(peer, Peer::KernelStack | Peer::UserSpace) {
+        println!(
+            "         stack: SYN cookies sent {}, IP header/checksum errors {}, UDP receive-buffer drops {}",
+            after[0] - before[0],
+            after[1] - before[1],
+            after[2] - before[2]
+        );
+    }
+    Ok(sample)
+}
+
+fn median(samples: &[(Peer, Sample)], peer: Peer, field: fn(&Sample) -> f64) -> f64 {
+    let mut values: Vec<f64> = samples.iter().filter(|(p, _)| *p == peer).map(|(_, s)| field(s)).collect();
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The receive cost of one packet: its softirq time, plus for the user-space peer what the
+/// reader spent per datagram it read.
+fn cost_ns(sample: &Sample) -> f64 {
+    sample.softirq_ns + sample.user_ns
+}
+
+/// The flood table (medians) and the ratios the targets are stated in.
+fn report(samples: &[(Peer, Sample)]) {
+    println!(
+        "\n| peer | packets/s received | receive softirq ns/packet | user space ns/packet read | receive cost ns/packet | × bare drop |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let bare = median(samples, Peer::BareDrop, cost_ns);
+    for peer in Peer::ALL {
+        let cost = median(samples, peer, cost_ns);
+        let user = median(samples, peer, |s| s.user_ns);
+        println!(
+            "| {} | {:.2} M | {:.1} | {} | {:.1} | {:.2} |",
+            peer.label(),
+            median(samples, peer, |s| s.packets_per_second) / 1e6,
+            median(samples, peer, |s| s.softirq_ns),
+            if user > 0.0 {
+                format!("{user:.1} ({:.0}% read)", 100.0 * median(samples, peer, |s| s.read_share))
+            } else {
+                "–".to_owned()
+            },
+            cost,
+            cost / bare
+        );
+    }
+    let nftables = median(samples, Peer::Nftables, cost_ns);
+    let user_space = median(samples, Peer::UserSpace, cost_ns);
+    println!("\nratios per portcullis row (target: <= 1.3 x bare drop, nftables >= 4 x, user space >= 10 x):");
+    for peer in Peer::ALL.into_iter().filter(|peer| peer.is_portcullis()) {
+        let cost = median(samples, peer, cost_ns);
+        println!(
+            "  {}: {:.2} x bare drop; nftables / it {:.1}; user space / it {:.1}",
+            peer.label(),
+            cost / bare,
+            nftables / cost,
+            user_space / cost
+        );
+    }
+}
+
+/// The full configuration: 10k-prefix allow and deny lists, per-source buckets.
+fn full_rules() -> XdpRules {
+    let mut seed: u64 = 0x5eed_1234;
+    let mut random = move || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 32) as u32
+    };
+    let reserved = |addr: u32| {
+        let first = addr >> 24;
+        first == 0
+            || first == 127
+            || first >= 224
+            || (addr >> 17) == (u32::from(DENIED_BASE) >> 17)
+            || (addr >> 8) == (u32::from(GATEWAY_IP) >> 8)
+    };
+    let mut list = |count: usize, first: IpPrefix| {
+        let mut prefixes = vec![first];
+        while prefixes.len() < count {
+            let addr = random();
+            let len = 16 + (random() % 17) as u8;
+            if !reserved(addr) {
+                prefixes.push(IpPrefix::new(Ipv4Addr::from(addr).into(), len));
+            }
+        }
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        prefixes
+    };
+    let mut allow = list(LIST_PREFIXES - 1, IpPrefix::new(LIMITED_BASE.into(), 22));
+    allow.push(IpPrefix::new(GATEWAY_IP.into(), 24)); // the legitimate clients
+    let deny = list(LIST_PREFIXES, IpPrefix::new(DENIED_BASE.into(), 16));
+    XdpRules {
+        allow,
+        deny,
+        // Low per-source rates, so the over-rate flood (1,024 sources) is almost all dropped.
+        syn_rate_per_second: 10,
+        syn_burst: 20,
+        packet_rate_per_second: 10,
+        packet_burst: 10,
+        ..XdpRules::default()
+    }
+}
