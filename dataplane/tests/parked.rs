@@ -147,6 +147,43 @@ fn clients_closing_while_parked_are_counted_out(io: &str) {
     assert_eq!(dp.terminate().code(), Some(0));
 }
 
+/// `connections-per-worker-max` counts parked connections: two workers with room for one each.
+fn parked_connections_count_against_the_worker_limit(io: &str) {
+    let limits = Limits { connections_per_worker_max: 1, ..Limits::default() };
+    let (dir, _backend, dp) = start(io, limits);
+    let served = |client: &mut support::Client| {
+        client.writer.write_all(&request("fill")).unwrap();
+        support::read_message(&mut client.reader, false).is_some_and(|response| response.status() == 200)
+    };
+    // The kernel spreads connections over the workers' listeners: fill both.
+    let mut open = Vec::new();
+    for _ in 0..100 {
+        let mut client = dp.connect();
+        if served(&mut client) {
+            open.push(client);
+        }
+        if open.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(open.len(), 2, "one connection per worker");
+    eventually("both park", || dp.log_count(PARKED) >= 2);
+    for _ in 0..5 {
+        assert!(!served(&mut dp.connect()), "a full worker refuses new connections while its one is parked");
+    }
+    drop(open.pop());
+    eventually("the closed one is counted out", || connections_active(&dir.0) == 1);
+    let mut admitted = false;
+    for _ in 0..100 {
+        if served(&mut dp.connect()) {
+            admitted = true;
+            break;
+        }
+    }
+    assert!(admitted, "the worker whose connection closed admits a new one");
+    assert_eq!(dp.terminate().code(), Some(0));
+}
+
 macro_rules! on_both_io_backends {
     ($($scenario:ident),* $(,)?) => {
         $(
@@ -171,4 +208,5 @@ on_both_io_backends!(
     parked_connections_close_at_the_idle_timeout,
     drain_closes_parked_connections,
     clients_closing_while_parked_are_counted_out,
+    parked_connections_count_against_the_worker_limit,
 );
