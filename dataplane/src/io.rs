@@ -13,7 +13,12 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::os::fd::{AsRawFd, RawFd};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
 /// A read always offers at least this much spare capacity (a read into no space would look like
 /// EOF); callers that want larger reads reserve more themselves.
@@ -41,10 +46,94 @@ pub(crate) trait Stream: Sized + 'static {
     async fn shutdown_write(&self);
 }
 
+/// A worker's own plain TCP stream, which an idle keep-alive connection can park: leave its task
+/// and its read buffer and wait in the worker's registry (`worker::parked`), watched for
+/// readability through tokio's reactor.
+pub(crate) trait Park: Stream {
+    /// Reads like [`read_within`] with `limit`, except that when no byte has come after `quiet`
+    /// (shorter than `limit`) the read is withdrawn without losing a byte and
+    /// [`IdleRead::Quiet`] is returned; bytes that arrived while it was being withdrawn are
+    /// returned as a read.
+    async fn read_idle(
+        &mut self,
+        buf: Vec<u8>,
+        quiet: Duration,
+        limit: Duration,
+    ) -> (Result<IdleRead, ReadError>, Vec<u8>);
+    /// The fd to add to tokio's reactor while the stream is parked; `None` when the stream is in
+    /// the reactor for its whole life already ([`Park::poll_read_ready`] asks it then).
+    fn parked_fd(&self) -> Option<RawFd>;
+    /// Readability of a stream that is in tokio's reactor by itself (`parked_fd` is `None`).
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+/// How an idle read ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdleRead {
+    /// This many bytes were appended (0: end of stream).
+    Read(usize),
+    /// Nothing came: the read was withdrawn and took no byte.
+    Quiet,
+}
+
+/// A parked stream, watched for readability (bytes, or the peer's close) through tokio's reactor.
+/// An epoll stream is in the reactor for its whole life already; an io_uring stream's fd is added
+/// while it is parked and removed (never closed) when it leaves, so that epoll_ctl pair is paid
+/// per park, not per request.
+#[derive(Debug)]
+pub(crate) struct Watched<S> {
+    /// Declared before `stream`, so dropped (the fd leaves the reactor) before the stream closes
+    /// the fd; [`Watched::into_stream`] drops it first too.
+    added: Option<AsyncFd<WatchedFd>>,
+    stream: S,
+}
+
+/// A borrowed fd in an [`AsyncFd`]: dropping it deregisters the fd and does not close it.
+#[derive(Debug)]
+struct WatchedFd(RawFd);
+
+impl AsRawFd for WatchedFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+impl<S: Park> Watched<S> {
+    /// Starts watching `stream`; gives it back if the reactor refuses its fd.
+    pub(crate) fn new(stream: S) -> Result<Self, S> {
+        let Some(fd) = stream.parked_fd() else {
+            return Ok(Self { added: None, stream });
+        };
+        // SAFETY: `fd` is `stream`'s open socket, and `stream` lives in this struct, which drops
+        // the AsyncFd before the stream (field order; `into_stream` drops it first), so the fd
+        // stays open and the same for the AsyncFd's whole life.
+        let added = unsafe { AsyncFd::register_with_interest(WatchedFd(fd), Interest::READABLE) };
+        match added {
+            Ok(added) => Ok(Self { added: Some(added), stream }),
+            Err(_) => Err(stream),
+        }
+    }
+
+    /// Whether the stream has become readable; wakes `cx` when it does.
+    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &self.added {
+            Some(added) => added.poll_read_ready(cx).map_ok(drop),
+            None => self.stream.poll_read_ready(cx),
+        }
+    }
+
+    /// Stops watching and gives the stream back.
+    pub(crate) fn into_stream(self) -> S {
+        let Self { added, stream } = self;
+        drop(added);
+        stream
+    }
+}
+
 /// A listening TCP socket.
 pub(crate) trait Listener: Sized + 'static {
     /// Its streams.
-    type Stream: Stream;
+    type Stream: Park;
     /// Adopts a bound, listening, non-blocking socket (inside the runtime).
     fn adopt(listener: std::net::TcpListener) -> io::Result<Self>;
     /// Accepts one connection.

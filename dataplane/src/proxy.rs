@@ -31,7 +31,7 @@ use crate::http::request::{self, HeadLimits, RequestHead};
 use crate::http::response::ResponseHead;
 use crate::http::{BodyFraming, HEAD_BYTES_INITIAL};
 use crate::io::maybe_tls::MaybeTls;
-use crate::io::{ReadError, Stream, read_within};
+use crate::io::{IdleRead, Park, ReadError, Stream, read_within};
 use crate::policy::{RequestState, apply};
 use crate::router::Route;
 use crate::subscription::{self, KeyRejection};
@@ -72,16 +72,39 @@ pub(crate) struct Connection<S: Stream> {
 /// Everything else a request needs is borrowed from the worker when its head has arrived
 /// ([`Connection::open`]) and handed back when it is answered ([`Connection::park`]), so an
 /// idle keep-alive connection costs little more than its pending read.
+///
+/// A plain connection that stays idle for [`IDLE_PARK_AFTER_MS`] leaves even that: its read is
+/// withdrawn, the buffer freed and the socket parked in the worker's registry
+/// ([`crate::worker::parked`]) until it is readable again.
 struct Idle<S> {
     client: MaybeTls<S>,
     buf: Vec<u8>,
     drain: tokio::sync::watch::Receiver<bool>,
+    /// When a connection woken from the parked registry went idle (its keep-alive timeout runs
+    /// from then); `None`: when its current read began.
+    idle_since: Option<Instant>,
 }
 
 /// A connection waiting for its next request reads into a buffer this small (a pending
 /// io_uring read owns its buffer for as long as the client is silent): typical API request heads
 /// fit; a larger head grows it.
 pub(crate) const IDLE_READ_BYTES: usize = 512;
+
+/// A plain keep-alive connection that has had no byte of a next request for this long is parked:
+/// it leaves its task (about 1.6 KB) and its [`IDLE_READ_BYTES`] buffer and waits in its worker's
+/// registry as a small entry watched by tokio's reactor (`worker::parked`), the way event-loop
+/// servers keep idle connections. Why 250 ms: a client that keeps a connection busy sends its next
+/// request within milliseconds (a pool under load, a pipeline, a page's burst of API calls), so
+/// busy connections never park and their requests cost exactly what they did; a connection quiet
+/// for a quarter of a second is mostly quiet for seconds (a pool between bursts, a person between
+/// clicks). Parking and waking cost a few microseconds (an io_uring cancel and an epoll_ctl pair
+/// on io_uring, a task spawned on wake), so a client that sends one request every few hundred
+/// milliseconds pays them at most once per request. TLS connections never park: their rustls
+/// state and ciphertext buffer stay with their task.
+pub(crate) const IDLE_PARK_AFTER_MS: u64 = 250;
+
+// A connection parks before the default keep-alive timeout closes it.
+const _: () = assert!(IDLE_PARK_AFTER_MS < portcullis_contract::model::KEEPALIVE_IDLE_TIMEOUT_MS_DEFAULT as u64);
 
 /// How reading the next request head ended.
 enum HeadRead {
@@ -90,7 +113,19 @@ enum HeadRead {
     Head(Box<RequestHead>),
     /// Nothing more to serve: clean close, idle timeout or drain.
     Closed,
+    /// Idle for [`IDLE_PARK_AFTER_MS`] with no read in flight and no byte buffered: the
+    /// connection may park. Carries when it went idle.
+    Quiet(Instant),
     Failed(ProxyError),
+}
+
+/// How a connection's task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// The connection is closed: its worker counts it out.
+    Closed,
+    /// The connection is parked in its worker's registry: still open, still counted.
+    Parked,
 }
 
 /// A parsed head's home on the heap. Heads hold fixed arrays of header spans (kilobytes), so they
@@ -151,9 +186,16 @@ pub(crate) struct RequestCtx {
     pub(crate) on_error_ran: bool,
 }
 
-/// Serves one client connection until it closes, fails, times out or the worker drains.
-pub(crate) async fn serve_connection<S: Stream>(worker: Rc<WorkerCtx<S>>, client: MaybeTls<S>, peer: SocketAddr) {
-    let mut idle = Idle { client, buf: Vec::with_capacity(IDLE_READ_BYTES), drain: worker.drain.subscribe() };
+/// Serves one client connection until it closes, fails, times out, the worker drains or it
+/// parks. `resumed`: the connection comes from the parked registry and went idle then.
+pub(crate) async fn serve_connection<S: Park>(
+    worker: Rc<WorkerCtx<S>>,
+    client: MaybeTls<S>,
+    peer: SocketAddr,
+    resumed: Option<Instant>,
+) -> Ended {
+    let mut idle =
+        Idle { client, buf: Vec::with_capacity(IDLE_READ_BYTES), drain: worker.drain.subscribe(), idle_since: resumed };
     loop {
         let limits = worker.snapshot().map(|snapshot| snapshot.config.limits).unwrap_or_default();
         let head = match idle.read_head(&worker, &limits).await {
@@ -162,6 +204,14 @@ pub(crate) async fn serve_connection<S: Stream>(worker: Rc<WorkerCtx<S>>, client
                 tracing::debug!("client connection closed while waiting for a request");
                 break;
             }
+            HeadRead::Quiet(idle_since) => match idle.park_in(&worker, peer, idle_since) {
+                Ok(()) => return Ended::Parked,
+                // Draining, or the reactor refused the fd: the connection stays in its task.
+                Err(kept) => {
+                    idle = kept;
+                    continue;
+                }
+            },
             HeadRead::Failed(error) => {
                 if let Some(response) = on_error(&error) {
                     let _ = idle.send_error(response).await;
@@ -185,6 +235,25 @@ pub(crate) async fn serve_connection<S: Stream>(worker: Rc<WorkerCtx<S>>, client
         }
     }
     idle.client.close().await;
+    Ended::Closed
+}
+
+/// The next read of a request head. An idle plain connection's read is withdrawn after
+/// [`IDLE_PARK_AFTER_MS`] so that it can park; the bytes of a head already begun are awaited until
+/// `limit` (its header timeout).
+async fn read_next<S: Park>(
+    client: &mut MaybeTls<S>,
+    buf: Vec<u8>,
+    idle: bool,
+    limit: Duration,
+) -> (Result<IdleRead, ReadError>, Vec<u8>) {
+    let park_after = Duration::from_millis(IDLE_PARK_AFTER_MS);
+    if idle && limit > park_after {
+        client.read_idle(buf, park_after, limit).await
+    } else {
+        let (result, buf) = read_within(client, buf, limit).await;
+        (result.map(IdleRead::Read), buf)
+    }
 }
 
 /// The on-error phase: turns an error into the client's response, if it can still get one.
@@ -251,7 +320,7 @@ fn record_response(slot: &WorkerSlot, status: u16) {
     }
 }
 
-impl<S: Stream> Idle<S> {
+impl<S: Park> Idle<S> {
     /// Reads until a complete request head is buffered at the start of `buf`.
     async fn read_head(&mut self, worker: &WorkerCtx<S>, limits: &Limits) -> HeadRead {
         let mut deadline: Option<Instant> = None;
@@ -272,7 +341,8 @@ impl<S: Stream> Idle<S> {
                 return HeadRead::Closed;
             }
             let limit = if idle {
-                Duration::from_millis(u64::from(limits.keepalive_idle_timeout_ms))
+                let timeout = Duration::from_millis(u64::from(limits.keepalive_idle_timeout_ms));
+                self.idle_since.map_or(timeout, |since| timeout.saturating_sub(since.elapsed()))
             } else {
                 // The header timeout runs from the request's first byte.
                 let deadline = *deadline.get_or_insert_with(|| {
@@ -282,7 +352,7 @@ impl<S: Stream> Idle<S> {
             };
             let buf = std::mem::take(&mut self.buf);
             let read = tokio::select! {
-                read = read_within(&mut self.client, buf, limit) => Some(read),
+                read = read_next(&mut self.client, buf, idle, limit) => Some(read),
                 () = crate::drain::signalled(&mut self.drain), if idle => None,
             };
             let Some((result, buf)) = read else {
@@ -290,12 +360,32 @@ impl<S: Stream> Idle<S> {
             };
             self.buf = buf;
             match result {
-                Ok(0) | Err(ReadError::Io(_)) => return HeadRead::Closed,
-                Ok(_) => {}
+                Ok(IdleRead::Read(0)) | Err(ReadError::Io(_)) => return HeadRead::Closed,
+                Ok(IdleRead::Read(_)) => {}
+                Ok(IdleRead::Quiet) => {
+                    // The read began when the connection went idle, IDLE_PARK_AFTER_MS ago.
+                    let park_after = Duration::from_millis(IDLE_PARK_AFTER_MS);
+                    let now = Instant::now();
+                    return HeadRead::Quiet(self.idle_since.unwrap_or(now.checked_sub(park_after).unwrap_or(now)));
+                }
                 Err(ReadError::TimedOut) if idle => return HeadRead::Closed,
                 Err(ReadError::TimedOut) => return HeadRead::Failed(ProxyError::HeaderTimeout),
             }
         }
+    }
+
+    /// Parks a plain connection in the worker's registry; gives it back when that is not possible
+    /// (a TLS connection, a draining worker, a reactor that refused the fd).
+    fn park_in(self, worker: &WorkerCtx<S>, peer: SocketAddr, idle_since: Instant) -> Result<(), Self> {
+        let Idle { client, buf, drain, .. } = self;
+        let client = match client {
+            MaybeTls::Plain(stream) => match worker.parked.park(stream, peer, idle_since, &worker.drain) {
+                Ok(()) => return Ok(()),
+                Err(stream) => MaybeTls::Plain(stream),
+            },
+            tls @ MaybeTls::Tls(_) => tls,
+        };
+        Err(Idle { client, buf, drain, idle_since: Some(idle_since) })
     }
 
     /// Answers a request whose head could not be read, then the connection closes.
@@ -335,7 +425,7 @@ impl<S: Stream> Connection<S> {
         if buf.is_empty() && buf.capacity() > IDLE_READ_BYTES {
             buf = Vec::with_capacity(IDLE_READ_BYTES);
         }
-        Idle { client: self.client, buf, drain: self.drain }
+        Idle { client: self.client, buf, drain: self.drain, idle_since: None }
     }
 
     /// Writes `out` to the client.

@@ -1,10 +1,12 @@
 //! Worker threads: one per core, each with its own runtime, listener, upstream pool and buffers.
 
+pub(crate) mod parked;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use portcullis_contract::stats::{IoBackend, StatsRegion, WorkerSlot};
 
@@ -15,7 +17,7 @@ use crate::io::epoll::Epoll;
 use crate::io::maybe_tls::MaybeTls;
 use crate::io::tls::TlsStream;
 use crate::io::uring::Uring;
-use crate::io::{Listener, Runtime, Stream};
+use crate::io::{Listener, Park, Runtime, Stream};
 use crate::policy::RequestState;
 use crate::proxy;
 use crate::snapshot::{Snapshot, SnapshotCell};
@@ -91,12 +93,14 @@ fn run<R: Runtime>(setup: WorkerSetup) -> std::io::Result<()> {
             pool: UpstreamPool::new(),
             dns: crate::upstream::dns::Resolver::system(),
             spares: Spares::default(),
+            parked: parked::Parked::default(),
             drain: setup.drain,
             xdp: setup.xdp,
             connections: Cell::new(0),
             idle: tokio::sync::Notify::new(),
         });
         tokio::task::spawn_local(release_freed_memory_periodically());
+        tokio::task::spawn_local(parked::watch(Rc::clone(&worker)));
         match &tls_listener {
             Some(tls_listener) => {
                 tokio::join!(
@@ -155,17 +159,37 @@ async fn accept_loop<L: Listener>(worker: &Rc<WorkerCtx<L::Stream>>, listener: &
         }
         worker.connections.set(worker.connections.get() + 1);
         WorkerSlot::add(&slot.connections_active, 1);
-        let worker = Rc::clone(worker);
-        tokio::task::spawn_local(async move {
-            match transport {
-                Transport::Plain => proxy::serve_connection(Rc::clone(&worker), MaybeTls::Plain(stream), peer).await,
-                // Boxed: a TLS handshake's state is kilobytes, and every plain connection's task
-                // would otherwise be sized for it.
-                Transport::Tls => Box::pin(serve_tls(Rc::clone(&worker), stream, peer)).await,
+        match transport {
+            Transport::Plain => spawn_connection(worker, MaybeTls::Plain(stream), peer, None),
+            Transport::Tls => {
+                let worker = Rc::clone(worker);
+                tokio::task::spawn_local(async move {
+                    // Boxed: a TLS handshake's state is kilobytes, and every plain connection's
+                    // task would otherwise be sized for it.
+                    if Box::pin(serve_tls(Rc::clone(&worker), stream, peer)).await == proxy::Ended::Closed {
+                        worker.connection_closed();
+                    }
+                });
             }
-            worker.connection_closed();
-        });
+        }
     }
+}
+
+/// Starts the task of a connection the worker counts as open already: just accepted (`resumed`
+/// `None`), or woken from the parked registry (`resumed`: when it went idle). The connection is
+/// counted out when its task closes it, not when it parks.
+fn spawn_connection<S: Park>(
+    worker: &Rc<WorkerCtx<S>>,
+    client: MaybeTls<S>,
+    peer: std::net::SocketAddr,
+    resumed: Option<Instant>,
+) {
+    let worker = Rc::clone(worker);
+    tokio::task::spawn_local(async move {
+        if proxy::serve_connection(Rc::clone(&worker), client, peer, resumed).await == proxy::Ended::Closed {
+            worker.connection_closed();
+        }
+    });
 }
 
 /// Spare buffers kept per worker: a connection borrows them while it serves a request and hands
@@ -254,22 +278,25 @@ async fn release_freed_memory_periodically() {
 
 /// Completes the TLS handshake with the current snapshot's certificates, then serves the
 /// connection like a plain one.
-async fn serve_tls<S: Stream>(worker: Rc<WorkerCtx<S>>, stream: S, peer: std::net::SocketAddr) {
+async fn serve_tls<S: Park>(worker: Rc<WorkerCtx<S>>, stream: S, peer: std::net::SocketAddr) -> proxy::Ended {
     static NO_SNAPSHOT_LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let Some(config) = worker.snapshot().map(|snapshot| Arc::clone(&snapshot.tls)) else {
         if !NO_SNAPSHOT_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
             tracing::warn!("TLS connection closed: no configuration yet (logged once)");
         }
         stream.shutdown();
-        return;
+        return proxy::Ended::Closed;
     };
     // Boxed: the handshake's state is freed once it is done, not kept for the connection's life.
     match Box::pin(TlsStream::accept(stream, config)).await {
         Ok(tls) => {
             tracing::debug!(%peer, version = ?tls.protocol_version(), "TLS handshake complete");
-            proxy::serve_connection(worker, MaybeTls::Tls(Box::new(tls)), peer).await;
+            proxy::serve_connection(worker, MaybeTls::Tls(Box::new(tls)), peer, None).await
         }
-        Err(error) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+        Err(error) => {
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+            proxy::Ended::Closed
+        }
     }
 }
 
@@ -288,6 +315,8 @@ pub(crate) struct WorkerCtx<S> {
     pub(crate) dns: crate::upstream::dns::Resolver,
     /// Buffers, head boxes and policy states lent to connections while they serve a request.
     pub(crate) spares: Spares,
+    /// Idle plain connections that left their task (counted in `connections`).
+    pub(crate) parked: parked::Parked<S>,
     /// The draining signal.
     pub(crate) drain: Arc<Drain>,
     /// The XDP pre-filter's user-space side.
@@ -299,7 +328,11 @@ pub(crate) struct WorkerCtx<S> {
 
 impl<S> std::fmt::Debug for WorkerCtx<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerCtx").field("index", &self.index).field("connections", &self.connections).finish()
+        f.debug_struct("WorkerCtx")
+            .field("index", &self.index)
+            .field("connections", &self.connections)
+            .field("parked", &self.parked)
+            .finish()
     }
 }
 

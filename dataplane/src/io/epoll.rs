@@ -4,10 +4,12 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::io::{Listener, Runtime, Stream, reserve_spare};
+use crate::io::{IdleRead, Listener, Park, ReadError, Runtime, Stream, reserve_spare};
 
 /// The epoll runtime.
 #[derive(Debug)]
@@ -91,6 +93,31 @@ impl Stream for EpollStream {
             }
         }
         (Ok(()), buf)
+    }
+}
+
+impl Park for EpollStream {
+    async fn read_idle(
+        &mut self,
+        mut buf: Vec<u8>,
+        quiet: Duration,
+        _limit: Duration,
+    ) -> (Result<IdleRead, ReadError>, Vec<u8>) {
+        reserve_spare(&mut buf);
+        let result = match tokio::time::timeout(quiet, self.0.read_buf(&mut buf)).await {
+            Ok(result) => result.map(IdleRead::Read).map_err(ReadError::Io),
+            // tokio's read takes bytes only in the poll that returns them: dropping it loses none.
+            Err(_) => Ok(IdleRead::Quiet),
+        };
+        (result, buf)
+    }
+
+    fn parked_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_read_ready(cx)
     }
 }
 

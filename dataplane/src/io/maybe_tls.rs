@@ -8,9 +8,10 @@
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::time::Duration;
 
-use crate::io::Stream;
 use crate::io::tls::TlsStream;
+use crate::io::{IdleRead, Park, ReadError, Stream, read_within};
 use crate::tls::ClientCertificate;
 
 /// A connection as the proxy sees it.
@@ -39,6 +40,27 @@ impl<S: Stream> MaybeTls<S> {
         match self {
             Self::Plain(stream) => stream.shutdown(),
             Self::Tls(stream) => stream.close().await,
+        }
+    }
+}
+
+impl<S: Park> MaybeTls<S> {
+    /// A read while the connection waits for its next request: a plain connection's read is
+    /// withdrawn after `quiet` so that the connection can park ([`Park::read_idle`]); a TLS
+    /// connection keeps its read (rustls state and ciphertext buffer stay with its task) until
+    /// `limit`.
+    pub(crate) async fn read_idle(
+        &mut self,
+        buf: Vec<u8>,
+        quiet: Duration,
+        limit: Duration,
+    ) -> (Result<IdleRead, ReadError>, Vec<u8>) {
+        match self {
+            Self::Plain(stream) => stream.read_idle(buf, quiet, limit).await,
+            Self::Tls(_) => {
+                let (result, buf) = read_within(self, buf, limit).await;
+                (result.map(IdleRead::Read), buf)
+            }
         }
     }
 }

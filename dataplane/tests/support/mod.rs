@@ -238,10 +238,15 @@ pub struct DataPlane {
 
 impl DataPlane {
     pub fn start(data_dir: &Path, io: &str) -> Self {
+        Self::start_logging(data_dir, io, &std::env::var("PORTCULLIS_LOG").unwrap_or_else(|_| "info".into()))
+    }
+
+    /// Like [`DataPlane::start`], with this log filter (`PORTCULLIS_LOG` syntax).
+    pub fn start_logging(data_dir: &Path, io: &str, filter: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis-dataplane"))
             .args(["--data-dir", data_dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--workers", "2", "--io", io])
             .args(["--drain-timeout-ms", "5000"])
-            .env("PORTCULLIS_LOG", std::env::var("PORTCULLIS_LOG").unwrap_or_else(|_| "info".into()))
+            .env("PORTCULLIS_LOG", filter)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -291,6 +296,11 @@ impl DataPlane {
 
     pub fn log_contains(&self, needle: &str) -> bool {
         self.log.lock().unwrap().iter().any(|line| line.contains(needle))
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log.lock().unwrap().iter().filter(|line| line.contains(needle)).count()
     }
 }
 

@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use crate::load::{LoadResult, LoadSpec};
 use crate::peers::{self, Peer, Running};
 use crate::run::Setup;
-use crate::scenario::{CONNECTIONS, IDLE_STEPS, Scenario};
+use crate::scenario::{CONNECTIONS, IDLE_SETTLE, IDLE_STEPS, Scenario};
 use crate::{Options, idle, measure, procs};
 
 /// "Other" CPU (not the benchmark's processes) above which a sample is discarded, in cores.
@@ -218,7 +218,7 @@ fn measure_idle(options: &Options, setup: &Setup, gateway: &Running) -> Result<S
     let mut sample = Sample::default();
     for step in IDLE_STEPS {
         connections.extend(idle::open(gateway.http, peers::SMALL_PATH, step - connections.len())?);
-        procs::sleep(Duration::from_secs(1))?;
+        procs::sleep(IDLE_SETTLE)?;
         let after = measure::rss_bytes(&gateway.pids);
         sample.idle_bytes_per_connection.push(after.saturating_sub(before) as f64 / step as f64);
         sample.rss_bytes = after;

@@ -12,6 +12,12 @@ pub(crate) const CONNECTIONS: usize = 64;
 pub(crate) const FIXED_RATE: u32 = 16_000;
 /// Idle connections opened, in two steps, for the memory measurement.
 pub(crate) const IDLE_STEPS: [usize; 2] = [1_000, 8_000];
+/// How long the idle connections of a step stay silent before the gateway's RSS is read. Portcullis
+/// parks a connection after 250 ms of silence (its task and buffer are freed) and each worker hands
+/// freed memory back to the system once a second, so its RSS settles within ~1.25 s of the last
+/// connection's request; read after 1 s, the figure depended on where that once-a-second release
+/// fell (2.8 KB or 0.6 KB per connection in rounds of one run). nginx and HAProxy settle at once.
+pub(crate) const IDLE_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Scenario {

@@ -1,0 +1,282 @@
+//! Parked connections: a worker's idle plain keep-alive connections that left their task.
+//!
+//! A connection quiet for [`crate::proxy::IDLE_PARK_AFTER_MS`] gives up its task and its read
+//! buffer and becomes an entry here: its socket, peer address, when it went idle and a waker.
+//! One task per worker ([`watch`]) waits for three things: a parked socket becoming readable (a
+//! request, or the peer closing), the oldest entry reaching the keep-alive idle timeout, and
+//! drain. A readable socket leaves the registry and gets a fresh connection task, as if it had
+//! just been accepted; an expired one is closed.
+//!
+//! Each entry has its own waker, registered with tokio's reactor for its socket; waking it queues
+//! the entry's key, so a wake polls the sockets that became ready and never scans the registry.
+//! All entries share the keep-alive timeout, so their deadlines come in the order they went idle:
+//! the entries form one list in that order and one timer waits for its head.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::drain::{self, Drain};
+use crate::io::maybe_tls::MaybeTls;
+use crate::io::{Park, Watched};
+use crate::worker::WorkerCtx;
+
+/// A worker's parked connections (on its thread only).
+pub(crate) struct Parked<S> {
+    entries: RefCell<Slab<Entry<S>>>,
+    /// The entry that went idle first (the next to expire) and the one that went idle last.
+    oldest: Cell<Option<u32>>,
+    newest: Cell<Option<u32>>,
+    /// Keys whose socket woke, for the watching task.
+    ready: Arc<ReadyKeys>,
+    /// The watching task's copy of `ready`'s keys (kept, so that a wake allocates nothing).
+    scratch: RefCell<Vec<usize>>,
+}
+
+/// One parked connection.
+struct Entry<S> {
+    stream: Watched<S>,
+    peer: SocketAddr,
+    /// When the connection went idle: its keep-alive timeout runs from then.
+    idle_since: Instant,
+    /// Queues this entry's key in [`ReadyKeys`] when its socket becomes readable.
+    waker: Waker,
+    /// Neighbours in idle order (`older` is closer to expiring).
+    older: Option<u32>,
+    newer: Option<u32>,
+}
+
+/// Keys of entries whose socket woke, shared with their wakers (which tokio's reactor may call
+/// from its driver; on these single-threaded runtimes that is the worker's own thread).
+#[derive(Debug, Default)]
+struct ReadyKeys {
+    keys: Mutex<Vec<usize>>,
+    notify: tokio::sync::Notify,
+}
+
+/// The waker of one parked entry.
+#[derive(Debug)]
+struct EntryWaker {
+    key: usize,
+    ready: Arc<ReadyKeys>,
+}
+
+impl Wake for EntryWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.push(self.key);
+    }
+}
+
+impl ReadyKeys {
+    /// Queues `key` and wakes the watching task. A key can be stale (its entry left, or the slot
+    /// holds a newer entry): polling that entry once more is harmless.
+    fn push(&self, key: usize) {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner).push(key);
+        self.notify.notify_one();
+    }
+}
+
+impl<S> Default for Parked<S> {
+    fn default() -> Self {
+        Self {
+            entries: RefCell::new(Slab::new()),
+            oldest: Cell::new(None),
+            newest: Cell::new(None),
+            ready: Arc::default(),
+            scratch: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for Parked<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parked").field("len", &self.len()).finish()
+    }
+}
+
+impl<S> Parked<S> {
+    /// How many connections are parked.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.borrow().len()
+    }
+
+    /// When the connection that went idle first did, if any is parked.
+    fn oldest_idle_since(&self) -> Option<Instant> {
+        let oldest = self.oldest.get()?;
+        self.entries.borrow().get(oldest as usize).map(|entry| entry.idle_since)
+    }
+
+    /// Links the entry at `key` into the idle order: after the last entry that went idle no later
+    /// than it (connections park IDLE_PARK_AFTER_MS after going idle, so that is almost always the
+    /// newest; the walk is bounded by the entries that went idle within the timer's jitter).
+    fn link(&self, entries: &mut Slab<Entry<S>>, key: u32) {
+        let idle_since = entries[key as usize].idle_since;
+        let mut older = self.newest.get();
+        while let Some(candidate) = older {
+            let entry = &entries[candidate as usize];
+            if entry.idle_since <= idle_since {
+                break;
+            }
+            older = entry.older;
+        }
+        let newer = match older {
+            Some(older) => entries[older as usize].newer.replace(key),
+            None => self.oldest.replace(Some(key)),
+        };
+        match newer {
+            Some(newer) => entries[newer as usize].older = Some(key),
+            None => self.newest.set(Some(key)),
+        }
+        let entry = &mut entries[key as usize];
+        entry.older = older;
+        entry.newer = newer;
+    }
+
+    /// Takes the entry at `key` out of the registry and the idle order.
+    fn remove(&self, key: usize) -> Option<Entry<S>> {
+        let mut entries = self.entries.borrow_mut();
+        let entry = entries.try_remove(key)?;
+        match entry.older {
+            Some(older) => entries[older as usize].newer = entry.newer,
+            None => self.oldest.set(entry.newer),
+        }
+        match entry.newer {
+            Some(newer) => entries[newer as usize].older = entry.older,
+            None => self.newest.set(entry.older),
+        }
+        Some(entry)
+    }
+}
+
+impl<S: Park> Parked<S> {
+    /// Parks `stream`, idle since `idle_since`. Gives it back when the worker is draining (drain
+    /// closes parked connections at once, and may have done so already) or the reactor refused it.
+    pub(crate) fn park(&self, stream: S, peer: SocketAddr, idle_since: Instant, drain: &Drain) -> Result<(), S> {
+        if drain.is_draining() {
+            return Err(stream);
+        }
+        let mut entries = self.entries.borrow_mut();
+        let vacant = entries.vacant_entry();
+        let key = vacant.key();
+        let Ok(key32) = u32::try_from(key) else {
+            // More than 4 billion parked connections: cannot happen under the per-worker
+            // connection limit (a u32); the connection stays in its task.
+            return Err(stream);
+        };
+        let stream = Watched::new(stream)?;
+        let waker = Waker::from(Arc::new(EntryWaker { key, ready: Arc::clone(&self.ready) }));
+        vacant.insert(Entry { stream, peer, idle_since, waker, older: None, newer: None });
+        self.link(&mut entries, key32);
+        drop(entries);
+        // The watching task polls the new entry once, which registers its waker.
+        self.ready.push(key);
+        tracing::debug!(%peer, "connection parked");
+        Ok(())
+    }
+
+    /// Polls the entries whose sockets woke: a readable one leaves for a fresh connection task.
+    fn wake_ready(&self, worker: &Rc<WorkerCtx<S>>) {
+        let mut keys = self.scratch.take();
+        std::mem::swap(&mut keys, &mut *self.ready.keys.lock().unwrap_or_else(PoisonError::into_inner));
+        for key in keys.drain(..) {
+            let readable = {
+                let entries = self.entries.borrow();
+                let Some(entry) = entries.get(key) else { continue };
+                entry.stream.poll_readable(&mut Context::from_waker(&entry.waker))
+            };
+            let Poll::Ready(readable) = readable else { continue };
+            let Some(entry) = self.remove(key) else { continue };
+            let Entry { stream, peer, idle_since, .. } = entry;
+            let stream = stream.into_stream();
+            match readable {
+                Ok(()) => {
+                    tracing::debug!(%peer, "parked connection woke");
+                    super::spawn_connection(worker, MaybeTls::Plain(stream), peer, Some(idle_since));
+                }
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "parked connection failed");
+                    close(worker, stream);
+                }
+            }
+        }
+        *self.scratch.borrow_mut() = keys;
+    }
+
+    /// Closes the connections idle for `timeout` or longer at `now`.
+    fn close_expired(&self, worker: &WorkerCtx<S>, now: Instant, timeout: Duration) {
+        while let Some(oldest) = self.oldest.get() {
+            let expired =
+                self.entries.borrow().get(oldest as usize).is_some_and(|entry| entry.idle_since + timeout <= now);
+            if !expired {
+                break;
+            }
+            if let Some(entry) = self.remove(oldest as usize) {
+                tracing::debug!(peer = %entry.peer, "parked connection reached the keep-alive idle timeout");
+                close(worker, entry.stream.into_stream());
+            }
+        }
+    }
+
+    /// Closes every parked connection (drain).
+    fn close_all(&self, worker: &WorkerCtx<S>) {
+        while let Some(oldest) = self.oldest.get() {
+            if let Some(entry) = self.remove(oldest as usize) {
+                close(worker, entry.stream.into_stream());
+            }
+        }
+    }
+}
+
+/// Closes a parked connection quietly (as an idle one is closed) and counts it out.
+fn close<S: Park>(worker: &WorkerCtx<S>, stream: S) {
+    stream.shutdown();
+    drop(stream);
+    worker.connection_closed();
+}
+
+/// The watching task wakes at least this often, even with nothing due. tokio's timer driver wakes
+/// itself (an eventfd write) whenever a timer is registered that is due before every timer it had
+/// when it last went to sleep; on a busy worker the idle reads' [`IDLE_PARK_AFTER_MS`] timers would
+/// be that once per event-loop turn (measured: 0.15 `write` calls per proxied request, none before
+/// parking, when the 1 s memory-release interval was the nearest timer). A timer always due within
+/// this tick keeps every idle read's timer behind it; ten wakes a second per worker cost nothing
+/// measurable.
+///
+/// [`IDLE_PARK_AFTER_MS`]: crate::proxy::IDLE_PARK_AFTER_MS
+pub(crate) const WATCH_TICK_MS: u64 = 100;
+
+// The tick is due before any idle read's timer registered after it.
+const _: () = assert!(WATCH_TICK_MS < crate::proxy::IDLE_PARK_AFTER_MS);
+
+/// The worker's one task that watches its parked connections: wakes readable ones into fresh
+/// connection tasks, closes those idle past the keep-alive timeout, and all of them on drain.
+pub(crate) async fn watch<S: Park>(worker: Rc<WorkerCtx<S>>) {
+    let parked = &worker.parked;
+    let mut drain_signal = worker.drain.subscribe();
+    loop {
+        // Read per turn: a reload that changes the timeout applies from the next wake.
+        let limits = worker.snapshot().map(|snapshot| snapshot.config.limits).unwrap_or_default();
+        let timeout = Duration::from_millis(u64::from(limits.keepalive_idle_timeout_ms));
+        let tick = Instant::now() + Duration::from_millis(WATCH_TICK_MS);
+        let deadline = parked.oldest_idle_since().map_or(tick, |since| tick.min(since + timeout));
+        tokio::select! {
+            () = parked.ready.notify.notified() => {}
+            () = tokio::time::sleep_until(deadline.into()) => {}
+            () = drain::signalled(&mut drain_signal) => {
+                parked.close_all(&worker);
+                return;
+            }
+        }
+        parked.wake_ready(&worker);
+        parked.close_expired(&worker, Instant::now(), timeout);
+    }
+}
