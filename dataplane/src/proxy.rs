@@ -566,7 +566,7 @@ impl<S: Stream> Connection<S> {
             && error.source() != ErrorSource::Client
             && !ctx.on_error_ran
         {
-            self.record_last_error(error, Section::OnError);
+            self.record_last_error(error, error.section());
             match self.run_section(ctx, Section::OnError, false, None).await {
                 SectionEnd::Respond => answer = Answer::Built,
                 SectionEnd::Failed(ProxyError::Policy(failed)) => answer = Answer::Policy(failed.status()),

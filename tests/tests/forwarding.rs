@@ -122,7 +122,7 @@ const RETRY: &str = r#"<policies>
   <on-error>
     <return-response>
       <set-status code="500" reason="Failed" />
-      <set-body>@(context.LastError.Source + "/" + context.LastError.Reason)</set-body>
+      <set-body>@(context.LastError.Source + "/" + context.LastError.Reason + "/" + context.LastError.Section)</set-body>
     </return-response>
   </on-error>
 </policies>"#;
@@ -427,7 +427,7 @@ fn retry_sends_a_buffered_body_again(gateway: &Gateway, a: &ScriptedBackend) {
     let before = a.requests_to("/api/retry/down").len();
     let streamed = send_large(gateway, "/fwd/retry/down", vec![b'y'; BUFFERED_BYTES_MAX + 1]);
     assert_eq!(streamed.status, 500, "{}", streamed.text());
-    assert_eq!(streamed.text(), "forward-request/RequestBodyNotBuffered");
+    assert_eq!(streamed.text(), "forward-request/RequestBodyNotBuffered/backend");
     assert_eq!(a.requests_to("/api/retry/down").len() - before, 1);
     assert_eq!(a.requests_to("/api/retry/down").last().unwrap().body.len(), BUFFERED_BYTES_MAX + 1);
 }

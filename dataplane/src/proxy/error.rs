@@ -1,6 +1,8 @@
 //! Errors of the request path, each knowing its source, whether a retry is allowed, and the
 //! client response it becomes (decided in one place: [`ProxyError::response`]).
 
+use portcullis_contract::program::Section;
+
 use crate::http::chunked::ChunkedError;
 use crate::http::error_response::{self, ErrorResponse};
 use crate::http::request::RequestError;
@@ -105,6 +107,38 @@ impl ProxyError {
         }
     }
 
+    /// The policy section an error belongs to, as `context.LastError.Section`: calling the backend
+    /// (`forward-request` and the backend it picks) is the backend section's; everything before it
+    /// (routing, keys, the request itself) is the inbound section's.
+    pub(crate) fn section(&self) -> Section {
+        match self {
+            ProxyError::RetryNotReplayable
+            | ProxyError::BackendUnavailable
+            | ProxyError::UnknownBackend(_)
+            | ProxyError::Connect(_)
+            | ProxyError::BackendWrite(_)
+            | ProxyError::BackendClosedEarly
+            | ProxyError::BackendHeadRead(_)
+            | ProxyError::BackendHeadTruncated
+            | ProxyError::BackendHeadTimeout
+            | ProxyError::BackendResponse(_)
+            | ProxyError::UnrequestedUpgrade
+            | ProxyError::BackendBody(_)
+            | ProxyError::BackendBodyTruncated
+            | ProxyError::BackendChunked(_) => Section::Backend,
+            ProxyError::Rejected(_)
+            | ProxyError::Policy(_)
+            | ProxyError::PolicyResponse
+            | ProxyError::Request(_)
+            | ProxyError::HeaderTimeout
+            | ProxyError::ClientBody(_)
+            | ProxyError::ClientBodyTruncated
+            | ProxyError::ClientChunked(_)
+            | ProxyError::ClientBodyTooLarge
+            | ProxyError::ClientWrite(_) => Section::Inbound,
+        }
+    }
+
     /// The backend failed before any response byte, so the request may be sent again on a fresh
     /// connection (if the connection was a reused one and the whole body is still buffered).
     pub(crate) fn retryable(&self) -> bool {
@@ -176,5 +210,8 @@ mod tests {
         assert_eq!(ProxyError::ClientBodyTruncated.response(), None);
         assert_eq!(ProxyError::ClientBodyTruncated.source(), ErrorSource::Client);
         assert_eq!(ProxyError::Rejected(error_response::NOT_FOUND).source(), ErrorSource::Gateway);
+        assert_eq!(ProxyError::RetryNotReplayable.section(), Section::Backend);
+        assert_eq!(refused.section(), Section::Backend);
+        assert_eq!(ProxyError::Rejected(error_response::NOT_FOUND).section(), Section::Inbound);
     }
 }
