@@ -368,13 +368,31 @@ impl<S: Stream> Connection<S> {
         upstream: &mut MaybeTls<S>,
         limits: &Limits,
     ) -> Result<Box<ResponseHead>, ProxyError> {
-        let out = std::mem::take(&mut self.out);
-        let len = out.len();
-        let (result, out) = upstream.write_range(out, 0..len).await;
-        self.out = out;
-        result.map_err(ProxyError::BackendWrite)?;
         let head_len = ctx.head.head_len();
         let framing = ctx.head.framing();
+        // A small body that is all buffered goes out in the head's write (one segment to the
+        // backend instead of two), as small response bodies do towards the client. `out` keeps
+        // only the head, so a retry on a fresh connection sends head and body once again.
+        let coalesced = match framing {
+            BodyFraming::None | BodyFraming::UntilClose => None,
+            _ if ctx.request_body_replaced || ctx.request_body_dropped => None,
+            _ => relay::buffered_end(&self.buf, head_len, framing)
+                .filter(|&end| end - head_len <= COALESCED_BODY_BYTES_MAX),
+        };
+        let mut out = std::mem::take(&mut self.out);
+        let head_bytes = out.len();
+        if let Some(body) = coalesced.and_then(|end| self.buf.get(head_len..end)) {
+            out.extend_from_slice(body);
+        }
+        let len = out.len();
+        let (result, mut out) = upstream.write_range(out, 0..len).await;
+        out.truncate(head_bytes);
+        self.out = out;
+        result.map_err(ProxyError::BackendWrite)?;
+        if let Some(end) = coalesced {
+            ctx.request_end = Some(end);
+            return self.read_response_head(ctx, upstream, limits).await;
+        }
         if ctx.request_body_replaced || ctx.request_body_dropped {
             // The replacement (or no body) went out with the head; the client's body is skipped,
             // which keeps the connection only when it is all buffered. An earlier attempt that
@@ -716,8 +734,9 @@ impl<S: Stream> Connection<S> {
     }
 }
 
-/// A response body at most this large that is already buffered with its head is copied behind the
-/// head and sent with it (one write, one segment); larger ones are relayed from the buffer.
+/// A body at most this large that is already buffered with its head (a response towards the
+/// client, a request towards the backend) is copied behind the head and sent with it (one write,
+/// one segment); larger ones are relayed from the buffer.
 pub(crate) const COALESCED_BODY_BYTES_MAX: usize = 16 * 1024;
 
 /// Response bodies that outbound policies read or replace are buffered up to this size (the
