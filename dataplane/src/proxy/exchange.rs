@@ -212,7 +212,7 @@ impl<S: Stream> Connection<S> {
         worker: &WorkerCtx<S>,
         ctx: &mut RequestCtx,
         response: &ResponseHead,
-        mut upstream: MaybeTls<S>,
+        upstream: MaybeTls<S>,
         dest: Dest,
         limits: &Limits,
     ) -> Result<(), ProxyError> {
@@ -226,32 +226,7 @@ impl<S: Stream> Connection<S> {
             status,
         ));
         ctx.on_error_ran = true;
-        let body = match crate::proxy::policies::uses_body(ctx, &[Section::OnError], false) {
-            true => match self.buffer_response_body(ctx, response, &mut upstream, limits).await {
-                Ok(body) => body,
-                Err(error) => {
-                    upstream.shutdown();
-                    return Err(error);
-                }
-            },
-            false => None,
-        };
-        let end = self
-            .run_section(ctx, Section::OnError, false, Some(Response { head: response, body: body.as_deref() }))
-            .await;
-        match end {
-            SectionEnd::Continue | SectionEnd::Forward(_) => {
-                self.relay_response(worker, ctx, response, upstream, dest, limits).await
-            }
-            SectionEnd::Respond => {
-                upstream.shutdown();
-                Err(ProxyError::PolicyResponse)
-            }
-            SectionEnd::Failed(error) => {
-                upstream.shutdown();
-                Err(error)
-            }
-        }
+        self.response_section(worker, ctx, Section::OnError, response, upstream, dest, limits).await
     }
 
     /// A backend section without `forward-request` ran to its end: the response is what the
@@ -482,18 +457,34 @@ impl<S: Stream> Connection<S> {
         }
     }
 
-    /// Outbound phase: the operation's outbound policies on the response (its body buffered
-    /// first when they read or replace it), then the relay.
+    /// Outbound phase: the operation's outbound policies on the response, then the relay.
     async fn outbound(
         &mut self,
         worker: &WorkerCtx<S>,
         ctx: &mut RequestCtx,
         response: &ResponseHead,
+        upstream: MaybeTls<S>,
+        dest: Dest,
+        limits: &Limits,
+    ) -> Result<(), ProxyError> {
+        self.response_section(worker, ctx, Section::Outbound, response, upstream, dest, limits).await
+    }
+
+    /// Runs `section` (outbound, or on-error after `fail-on-error-status-code`) on the backend's
+    /// response, its body buffered first when the section reads or replaces it, then relays the
+    /// response as the section left it; a section that answers or fails closes the backend.
+    #[allow(clippy::too_many_arguments, reason = "the exchange's state, passed down rather than bundled")]
+    async fn response_section(
+        &mut self,
+        worker: &WorkerCtx<S>,
+        ctx: &mut RequestCtx,
+        section: Section,
+        response: &ResponseHead,
         mut upstream: MaybeTls<S>,
         dest: Dest,
         limits: &Limits,
     ) -> Result<(), ProxyError> {
-        let body = match crate::proxy::policies::uses_body(ctx, &[Section::Outbound], false) {
+        let body = match crate::proxy::policies::uses_body(ctx, &[section], false) {
             true => match self.buffer_response_body(ctx, response, &mut upstream, limits).await {
                 Ok(body) => body,
                 Err(error) => {
@@ -503,9 +494,7 @@ impl<S: Stream> Connection<S> {
             },
             false => None,
         };
-        let end = self
-            .run_section(ctx, Section::Outbound, false, Some(Response { head: response, body: body.as_deref() }))
-            .await;
+        let end = self.run_section(ctx, section, false, Some(Response { head: response, body: body.as_deref() })).await;
         match end {
             SectionEnd::Continue | SectionEnd::Forward(_) => {
                 self.relay_response(worker, ctx, response, upstream, dest, limits).await
