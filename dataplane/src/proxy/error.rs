@@ -112,30 +112,12 @@ impl ProxyError {
     /// (routing, keys, the request itself) is the inbound section's.
     pub(crate) fn section(&self) -> Section {
         match self {
-            ProxyError::RetryNotReplayable
-            | ProxyError::BackendUnavailable
-            | ProxyError::UnknownBackend(_)
-            | ProxyError::Connect(_)
-            | ProxyError::BackendWrite(_)
-            | ProxyError::BackendClosedEarly
-            | ProxyError::BackendHeadRead(_)
-            | ProxyError::BackendHeadTruncated
-            | ProxyError::BackendHeadTimeout
-            | ProxyError::BackendResponse(_)
-            | ProxyError::UnrequestedUpgrade
-            | ProxyError::BackendBody(_)
-            | ProxyError::BackendBodyTruncated
-            | ProxyError::BackendChunked(_) => Section::Backend,
-            ProxyError::Rejected(_)
-            | ProxyError::Policy(_)
-            | ProxyError::PolicyResponse
-            | ProxyError::Request(_)
-            | ProxyError::HeaderTimeout
-            | ProxyError::ClientBody(_)
-            | ProxyError::ClientBodyTruncated
-            | ProxyError::ClientChunked(_)
-            | ProxyError::ClientBodyTooLarge
-            | ProxyError::ClientWrite(_) => Section::Inbound,
+            // The gateway's own refusals of the backend phase.
+            ProxyError::RetryNotReplayable | ProxyError::BackendUnavailable | ProxyError::UnknownBackend(_) => {
+                Section::Backend
+            }
+            _ if self.source() == ErrorSource::Backend => Section::Backend,
+            _ => Section::Inbound,
         }
     }
 
