@@ -351,8 +351,7 @@ impl<S: Stream> Connection<S> {
         let coalesced = match framing {
             BodyFraming::None | BodyFraming::UntilClose => None,
             _ if ctx.request_body_replaced || ctx.request_body_dropped => None,
-            _ => relay::buffered_end(&self.buf, head_len, framing)
-                .filter(|&end| end - head_len <= COALESCED_BODY_BYTES_MAX),
+            _ => coalescible_end(&self.buf, head_len, framing),
         };
         let mut out = std::mem::take(&mut self.out);
         let head_bytes = out.len();
@@ -627,8 +626,7 @@ impl<S: Stream> Connection<S> {
         let head_len = response.head_len();
         let coalesced = match replaced {
             true => None,
-            false => relay::buffered_end(&self.upstream_buf, head_len, framing)
-                .filter(|&end| end - head_len <= COALESCED_BODY_BYTES_MAX),
+            false => coalescible_end(&self.upstream_buf, head_len, framing),
         };
         if let Some(body) = coalesced.and_then(|end| self.upstream_buf.get(head_len..end)) {
             self.out.extend_from_slice(body);
@@ -728,6 +726,12 @@ impl<S: Stream> Connection<S> {
 /// one segment); larger ones are relayed from the buffer.
 pub(crate) const COALESCED_BODY_BYTES_MAX: usize = 16 * 1024;
 
+/// Where the body after the head (`buf[head_len..]`) ends, when all of it is buffered and small
+/// enough to go out in the head's write.
+fn coalescible_end(buf: &[u8], head_len: usize, framing: BodyFraming) -> Option<usize> {
+    relay::buffered_end(buf, head_len, framing).filter(|&end| end - head_len <= COALESCED_BODY_BYTES_MAX)
+}
+
 /// Response bodies that outbound policies read or replace are buffered up to this size (the
 /// brief's "buffered up to a named limit"); larger ones are streamed and the policies see none.
 pub(crate) const RESPONSE_BODY_BUFFERED_BYTES_MAX: usize = 4 * 1024 * 1024;
@@ -755,6 +759,23 @@ pub(super) struct Exchange<S: Stream> {
     in_flight: Option<InFlight>,
 }
 
+/// The address of a backend `host` (bare, no brackets) known only per request: an IP literal
+/// as is, a name the snapshot resolved when it loaded, else one the worker resolves and caches.
+async fn host_address<S>(
+    worker: &WorkerCtx<S>,
+    snapshot: &Snapshot,
+    host: &str,
+    port: u16,
+) -> Result<SocketAddr, ProxyError> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    match snapshot.resolved_host(host, port) {
+        Some(addr) => Ok(addr),
+        None => Ok(SocketAddr::new(worker.dns.resolve(host).await.map_err(ConnectError::from)?, port)),
+    }
+}
+
 /// Where a followed redirect goes: the endpoint that answered when it stays on the same origin,
 /// else the address its URL names (an IP literal, a host the snapshot resolved when it was
 /// loaded, or one the worker resolves and caches), over TLS for `https`. `None`: the URL names
@@ -778,13 +799,7 @@ async fn redirect_dest<S>(
             Err(_) => return Ok(None),
         },
     };
-    let addr = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => SocketAddr::new(ip, url.port),
-        Err(_) => match snapshot.resolved_host(host, url.port) {
-            Some(addr) => addr,
-            None => SocketAddr::new(worker.dns.resolve(host).await.map_err(ConnectError::from)?, url.port),
-        },
-    };
+    let addr = host_address(worker, snapshot, host, url.port).await?;
     Ok(Some(Dest { key: BackendKey { addr, tls }, pool: PoolSettings::default() }))
 }
 
@@ -836,13 +851,7 @@ async fn target<'s, S>(
         return upstream(snapshot.api_upstream(api_index).ok_or(ProxyError::BackendUnavailable)?);
     };
     let host = target.host.trim_start_matches('[').trim_end_matches(']');
-    let addr = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => SocketAddr::new(ip, target.port),
-        Err(_) => match snapshot.resolved_host(&target.host, target.port) {
-            Some(addr) => addr,
-            None => SocketAddr::new(worker.dns.resolve(host).await.map_err(ConnectError::from)?, target.port),
-        },
-    };
+    let addr = host_address(worker, snapshot, host, target.port).await?;
     let tls = match target.scheme {
         portcullis_contract::model::Scheme::Http => None,
         portcullis_contract::model::Scheme::Https => Some((
