@@ -45,8 +45,8 @@ pub(crate) enum HandshakeError {
 /// A TLS connection over `S`: accepted from a client, or opened to an HTTPS backend.
 ///
 /// The rustls state sits in a `RefCell` so that a tunnel (an upgraded connection) can read and
-/// write at once through shared references; the request path goes through `&mut self` and
-/// `RefCell::get_mut`, which costs nothing. No borrow is ever held across an await.
+/// write at once through shared references; requests and tunnels run the same read and write
+/// code. No borrow is ever held across an await.
 pub(crate) struct TlsStream<S> {
     inner: S,
     state: RefCell<State>,
@@ -178,26 +178,10 @@ impl<S: Stream> TlsStream<S> {
         Ok(true)
     }
 
-    /// Writes all ciphertext rustls has queued to `inner`.
-    async fn flush(&mut self) -> io::Result<()> {
-        loop {
-            let state = self.state.get_mut();
-            if !state.tls.wants_write() {
-                return Ok(());
-            }
-            state.outgoing.clear();
-            state.tls.write_tls(&mut state.outgoing)?;
-            let outgoing = std::mem::take(&mut state.outgoing);
-            let len = outgoing.len();
-            let (result, buf) = self.inner.write_range(outgoing, 0..len).await;
-            self.state.get_mut().outgoing = buf;
-            result?;
-        }
-    }
-
-    /// [`Self::flush`] through a shared reference: one flush at a time (`write_turn`), and the
-    /// rustls queue is drained only once it is this flush's turn, so records go out in order.
-    async fn flush_shared(&self) -> io::Result<()> {
+    /// Writes all ciphertext rustls has queued to `inner`, through a shared reference (a
+    /// tunnel's two directions both write): one flush at a time (`write_turn`), and the rustls
+    /// queue is drained only once it is this flush's turn, so records go out in order.
+    async fn flush(&self) -> io::Result<()> {
         let _turn = self.write_turn.lock().await;
         loop {
             let outgoing = {
@@ -215,11 +199,6 @@ impl<S: Stream> TlsStream<S> {
             self.state.borrow_mut().outgoing = buf;
             result?;
         }
-    }
-
-    /// Moves decrypted bytes into `buf`'s spare capacity. `None`: nothing buffered yet.
-    fn take_plaintext(&mut self, buf: &mut Vec<u8>) -> Option<io::Result<usize>> {
-        self.state.get_mut().take_plaintext(buf)
     }
 }
 
@@ -266,54 +245,24 @@ impl<S: Stream> Stream for TlsStream<S> {
         Err(io::Error::new(io::ErrorKind::Unsupported, "open TLS connections with TlsStream::open"))
     }
 
-    async fn read(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        loop {
-            if let Some(result) = self.take_plaintext(&mut buf) {
-                return (result, buf);
-            }
-            match self.feed().await {
-                // A peer that closes TCP without close_notify: end of stream all the same (HTTP
-                // framing tells truncation apart).
-                Ok(false) => return (Ok(0), buf),
-                Ok(true) => {}
-                Err(HandshakeError::Io(error)) => return (Err(error), buf),
-                Err(error) => return (Err(io::Error::new(io::ErrorKind::InvalidData, error)), buf),
-            }
-            // Post-handshake messages (key updates, alerts) may need an answer.
-            if let Err(error) = self.flush().await {
-                return (Err(error), buf);
-            }
-        }
+    /// The request path reads and writes through the same code as a tunnel (the shared
+    /// operations below); with one operation in flight their borrows and turns never wait.
+    async fn read(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        self.read_shared(buf).await
     }
 
     async fn write_range(&mut self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
-        let Range { mut start, end } = range;
-        if start > end || end > buf.len() {
-            return (Err(io::Error::new(io::ErrorKind::InvalidInput, "write range outside the buffer")), buf);
-        }
-        while start < end {
-            let written = match self.state.get_mut().tls.writer().write(buf.get(start..end).unwrap_or_default()) {
-                Ok(written) => written,
-                Err(error) => return (Err(error), buf),
-            };
-            start += written;
-            if let Err(error) = self.flush().await {
-                return (Err(error), buf);
-            }
-            if written == 0 && !self.state.get_mut().tls.wants_write() {
-                return (Err(io::Error::new(io::ErrorKind::WriteZero, "TLS connection refuses more data")), buf);
-            }
-        }
-        (Ok(()), buf)
+        self.write_shared(buf, range).await
     }
 
     fn shutdown(&self) {
         self.inner.shutdown();
     }
 
-    /// A tunnel's read: plaintext rustls holds, else ciphertext read from `inner` (the rustls
-    /// state is borrowed only between awaits). Answers post-handshake messages (key updates)
-    /// through [`Self::flush_shared`].
+    /// Plaintext rustls holds, else ciphertext read from `inner` (the rustls state is borrowed
+    /// only between awaits, so a tunnel's write may run meanwhile). A peer that closes TCP
+    /// without close_notify is end of stream all the same (HTTP framing tells truncation apart).
+    /// Answers post-handshake messages (key updates) through [`Self::flush`].
     async fn read_shared(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         loop {
             let incoming = {
@@ -344,16 +293,20 @@ impl<S: Stream> Stream for TlsStream<S> {
             }
             let processed = self.state.borrow_mut().process_incoming();
             if let Err(error) = processed {
-                let _ = self.flush_shared().await;
-                return (Err(io::Error::new(io::ErrorKind::InvalidData, error)), buf);
+                // rustls queued an alert that tells the peer why; best effort.
+                let _ = self.flush().await;
+                return match error {
+                    HandshakeError::Io(error) => (Err(error), buf),
+                    error => (Err(io::Error::new(io::ErrorKind::InvalidData, error)), buf),
+                };
             }
-            if let Err(error) = self.flush_shared().await {
+            if let Err(error) = self.flush().await {
                 return (Err(error), buf);
             }
         }
     }
 
-    /// A tunnel's write: sealed into records by rustls, then sent in turn.
+    /// Sealed into records by rustls, then sent in turn.
     async fn write_shared(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
         let Range { mut start, end } = range;
         if start > end || end > buf.len() {
@@ -368,7 +321,7 @@ impl<S: Stream> Stream for TlsStream<S> {
                 }
             };
             start += written;
-            if let Err(error) = self.flush_shared().await {
+            if let Err(error) = self.flush().await {
                 return (Err(error), buf);
             }
             if written == 0 && !pending {
@@ -382,7 +335,7 @@ impl<S: Stream> Stream for TlsStream<S> {
     async fn shutdown_write(&self) {
         self.state.borrow_mut().tls.send_close_notify();
         let limit = Duration::from_millis(CLOSE_NOTIFY_TIMEOUT_MS);
-        let _ = tokio::time::timeout(limit, self.flush_shared()).await;
+        let _ = tokio::time::timeout(limit, self.flush()).await;
         self.inner.shutdown_write().await;
     }
 }

@@ -14,33 +14,44 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
 
 use super::*;
 
-/// One end of an in-memory pipe as a [`Stream`].
-struct MemoryStream(DuplexStream);
+/// One end of an in-memory pipe as a [`Stream`]; its halves sit behind async locks so that the
+/// shared operations (which `TlsStream` reads and writes through) work too.
+struct MemoryStream {
+    reader: tokio::sync::Mutex<tokio::io::ReadHalf<DuplexStream>>,
+    writer: tokio::sync::Mutex<tokio::io::WriteHalf<DuplexStream>>,
+}
+
+impl MemoryStream {
+    fn new(io: DuplexStream) -> Self {
+        let (reader, writer) = tokio::io::split(io);
+        Self { reader: tokio::sync::Mutex::new(reader), writer: tokio::sync::Mutex::new(writer) }
+    }
+}
 
 impl Stream for MemoryStream {
     async fn connect(_addr: SocketAddr) -> io::Result<Self> {
         Err(io::ErrorKind::Unsupported.into())
     }
 
-    async fn read(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        reserve_spare(&mut buf);
-        let result = self.0.read_buf(&mut buf).await;
-        (result, buf)
+    async fn read(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        self.read_shared(buf).await
     }
 
     async fn write_range(&mut self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
-        let result = self.0.write_all(&buf[range]).await;
-        (result, buf)
+        self.write_shared(buf, range).await
     }
 
     fn shutdown(&self) {}
 
-    async fn read_shared(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        (Err(io::ErrorKind::Unsupported.into()), buf)
+    async fn read_shared(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        reserve_spare(&mut buf);
+        let result = self.reader.lock().await.read_buf(&mut buf).await;
+        (result, buf)
     }
 
-    async fn write_shared(&self, buf: Vec<u8>, _range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
-        (Err(io::ErrorKind::Unsupported.into()), buf)
+    async fn write_shared(&self, buf: Vec<u8>, range: Range<usize>) -> (io::Result<()>, Vec<u8>) {
+        let result = self.writer.lock().await.write_all(&buf[range]).await;
+        (result, buf)
     }
 
     async fn shutdown_write(&self) {}
@@ -159,7 +170,8 @@ fn carries_bytes_both_ways_then_closes_with_close_notify() {
     let large: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     run(async {
         let server = async {
-            let mut stream = TlsStream::accept(MemoryStream(server_io), Arc::clone(&fixture.server)).await.unwrap();
+            let mut stream =
+                TlsStream::accept(MemoryStream::new(server_io), Arc::clone(&fixture.server)).await.unwrap();
             let mut buf = Vec::new();
             while buf.len() < 5 {
                 let (result, returned) = stream.read(buf).await;
@@ -192,7 +204,7 @@ fn refuses_a_client_that_does_not_speak_tls() {
     let fixture = fixture();
     let (server_io, mut client_io) = tokio::io::duplex(64 * 1024);
     run(async {
-        let server = TlsStream::accept(MemoryStream(server_io), Arc::clone(&fixture.server));
+        let server = TlsStream::accept(MemoryStream::new(server_io), Arc::clone(&fixture.server));
         let client = async {
             client_io.write_all(b"GET / HTTP/1.1\r\nHost: gw.test\r\n\r\n").await.unwrap();
             // The server answers with an alert record (content type 21) before giving up.
@@ -211,7 +223,7 @@ fn reports_a_client_that_leaves_during_the_handshake() {
     let fixture = fixture();
     let (server_io, client_io) = tokio::io::duplex(64 * 1024);
     drop(client_io);
-    let result = run(TlsStream::accept(MemoryStream(server_io), Arc::clone(&fixture.server)));
+    let result = run(TlsStream::accept(MemoryStream::new(server_io), Arc::clone(&fixture.server)));
     assert!(matches!(result, Err(HandshakeError::Closed)), "{result:?}");
 }
 
@@ -223,7 +235,7 @@ fn times_out_a_silent_client() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
     let (result, waited) = runtime.block_on(async {
         let started = tokio::time::Instant::now();
-        let result = TlsStream::accept(MemoryStream(server_io), Arc::clone(&fixture.server)).await;
+        let result = TlsStream::accept(MemoryStream::new(server_io), Arc::clone(&fixture.server)).await;
         (result, started.elapsed())
     });
     assert!(matches!(result, Err(HandshakeError::TimedOut)), "{result:?}");
@@ -237,7 +249,8 @@ fn opens_to_a_server_and_verifies_its_name() {
     let (server_io, client_io) = tokio::io::duplex(64 * 1024);
     run(async {
         let server = async {
-            let mut stream = TlsStream::accept(MemoryStream(server_io), Arc::clone(&fixture.server)).await.unwrap();
+            let mut stream =
+                TlsStream::accept(MemoryStream::new(server_io), Arc::clone(&fixture.server)).await.unwrap();
             let (result, buf) = stream.read(Vec::new()).await;
             assert_eq!(&buf[..result.unwrap()], b"ping");
             let (result, _) = stream.write_range(b"pong".to_vec(), 0..4).await;
@@ -245,7 +258,7 @@ fn opens_to_a_server_and_verifies_its_name() {
         };
         let client = async {
             let mut stream =
-                TlsStream::open(MemoryStream(client_io), Arc::clone(&fixture.client), name.clone()).await.unwrap();
+                TlsStream::open(MemoryStream::new(client_io), Arc::clone(&fixture.client), name.clone()).await.unwrap();
             assert!(stream.peer_certificate().is_some());
             let (result, _) = stream.write_range(b"ping".to_vec(), 0..4).await;
             result.unwrap();
@@ -259,8 +272,8 @@ fn opens_to_a_server_and_verifies_its_name() {
     let other = ServerName::try_from("other.test").unwrap();
     let (_, client) = run(async {
         tokio::join!(
-            TlsStream::accept(MemoryStream(server_io), Arc::clone(&fixture.server)),
-            TlsStream::open(MemoryStream(client_io), Arc::clone(&fixture.client), other)
+            TlsStream::accept(MemoryStream::new(server_io), Arc::clone(&fixture.server)),
+            TlsStream::open(MemoryStream::new(client_io), Arc::clone(&fixture.client), other)
         )
     });
     assert!(matches!(client, Err(HandshakeError::Tls(rustls::Error::InvalidCertificate(_)))), "{client:?}");
