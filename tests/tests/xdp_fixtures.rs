@@ -333,3 +333,77 @@ fn refusals_are_remembered_until_the_next_token() {
     expect(&mut kernel, "syn 5: remembered", &syn, VerdictReason::SynOverRate);
     expect(&mut kernel, "ack: the SYN bucket does not limit it", &ack, VerdictReason::Passed);
 }
+
+#[test]
+#[cfg_attr(no_bpf, ignore = "BPF is unavailable here (no CAP_BPF): cannot load the XDP program")]
+fn ipv4_cells_defer_to_the_trie_inside_mixed_24s() {
+    let mut kernel = loaded();
+    // 203.0.113.0/24 is mixed (one denied address in an allowed /16): its cell sends the lookup
+    // to the trie. 203.0.114.0/24 is whole (allowed), 198.51.0.0/16 whole (denied).
+    let rules = XdpRules {
+        allow: vec![prefix("203.0.0.0/16"), prefix("198.51.100.0/24")],
+        deny: vec![prefix("203.0.113.7/32"), prefix("198.51.0.0/16"), prefix("192.0.2.128/25")],
+        ..XdpRules::default()
+    };
+    kernel.apply(&rules).unwrap();
+    let syn = |source| v4_tcp(source, PORT, TCP_SYN);
+    let cases = [
+        ("the denied /32 in a mixed /24", Ipv4Addr::new(203, 0, 113, 7), VerdictReason::Denylisted),
+        ("its neighbour in the mixed /24", Ipv4Addr::new(203, 0, 113, 8), VerdictReason::Passed),
+        ("a whole allowed /24", Ipv4Addr::new(203, 0, 114, 1), VerdictReason::Passed),
+        ("an allowed /24 in a denied /16: deny wins", Ipv4Addr::new(198, 51, 100, 9), VerdictReason::Denylisted),
+        ("a denied /25 alone in its /24", Ipv4Addr::new(192, 0, 2, 200), VerdictReason::Denylisted),
+        ("the other half of that /24", Ipv4Addr::new(192, 0, 2, 100), VerdictReason::NotAllowlisted),
+        ("in no list", Ipv4Addr::new(192, 0, 3, 1), VerdictReason::NotAllowlisted),
+    ];
+    for (name, source, reason) in cases {
+        expect(&mut kernel, name, &syn(source), reason);
+    }
+    // The same sources once cached, then after a reload that swaps the lists' roles.
+    for (name, source, reason) in cases {
+        expect(&mut kernel, &format!("{name}, again"), &syn(source), reason);
+    }
+    let swapped = XdpRules {
+        allow: vec![prefix("203.0.113.7/32"), prefix("198.51.0.0/16")],
+        deny: vec![prefix("203.0.0.0/16")],
+        ..XdpRules::default()
+    };
+    kernel.apply(&swapped).unwrap();
+    expect(&mut kernel, "allowed /32 in a denied /16", &syn(Ipv4Addr::new(203, 0, 113, 7)), VerdictReason::Denylisted);
+    expect(&mut kernel, "was denied, now allowed", &syn(Ipv4Addr::new(198, 51, 7, 7)), VerdictReason::Passed);
+    expect(
+        &mut kernel,
+        "was mixed, now in no list",
+        &syn(Ipv4Addr::new(192, 0, 2, 200)),
+        VerdictReason::NotAllowlisted,
+    );
+}
+
+#[test]
+#[cfg_attr(no_bpf, ignore = "BPF is unavailable here (no CAP_BPF): cannot load the XDP program")]
+fn the_jiffies_bound_never_refuses_past_a_deadline() {
+    let mut kernel = loaded();
+    // A token every 200 ms, burst 1: refusals are remembered for ~200 ms, long enough for the
+    // program to settle most of them from jiffies; past the deadline the packet must pass.
+    let rules = XdpRules { packet_rate_per_second: 5, packet_burst: 1, ..XdpRules::default() };
+    kernel.apply(&rules).unwrap();
+    let ack = v4_tcp(CLIENT_V4, PORT, TCP_ACK);
+    for round in 0..3 {
+        expect(&mut kernel, &format!("round {round}: a token"), &ack, VerdictReason::Passed);
+        for n in 0..15 {
+            expect(&mut kernel, &format!("round {round}: refusal {n}"), &ack, VerdictReason::PacketOverRate);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // ~75 ms after the refusals began (more under load); the next token is at 200 ms.
+        std::thread::sleep(std::time::Duration::from_millis(130));
+    }
+    // A block 300 ms long: blocked (settled by the bound for most of it), then not.
+    kernel.block(prefix("203.0.113.0/24"), monotonic_ns() + 300_000_000).unwrap();
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(250) {
+        expect(&mut kernel, "blocked", &v4_tcp(CLIENT_V4, PORT, TCP_SYN), VerdictReason::Blocked);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    expect(&mut kernel, "the block expired", &ack, VerdictReason::Passed);
+}

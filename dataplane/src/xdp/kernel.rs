@@ -10,7 +10,7 @@ use aya::maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray};
 use aya::programs::{TestRun as _, TestRunOptions, Xdp, XdpMode};
 use portcullis_contract::xdp::{IpPrefix, XdpRules};
 use portcullis_ebpf_common as common;
-use portcullis_ebpf_common::{FilterConfig, ListenFlags, ListenKey, VERDICT_REASONS};
+use portcullis_ebpf_common::{FilterConfig, ListenFlags, ListenKey, V4CellRow, VERDICT_REASONS};
 
 /// The program, built by `cargo xtask build-ebpf` and committed (stable builds need no BPF toolchain).
 pub static OBJECT: &[u8] =
@@ -52,11 +52,13 @@ impl AttachMode {
 type V4Trie = LpmTrie<MapData, [u8; 4], u32>;
 type V6Trie = LpmTrie<MapData, [u8; 16], u32>;
 
-/// What one generation's lists tries hold (prefix → `LIST_*` bits), so a refill writes only
-/// the difference; and the list sizes it came from, for status.
+/// What one generation's lists tries (prefix → `LIST_*` bits) and IPv4 cell table (its rows
+/// that are not all [`common::CELL_NONE`]) hold, so a refill writes only the difference; and
+/// the list sizes it came from, for status.
 #[derive(Debug, Default)]
 struct Filled {
     entries: BTreeMap<IpPrefix, u32>,
+    cells: BTreeMap<u32, V4CellRow>,
     allow: usize,
     deny: usize,
 }
@@ -68,6 +70,7 @@ pub struct Kernel {
     config: Array<MapData, FilterConfig>,
     lists_v4: [V4Trie; 2],
     lists_v6: [V6Trie; 2],
+    v4_cells: [Array<MapData, V4CellRow>; 2],
     blocked_v4: LpmTrie<MapData, [u8; 4], u64>,
     blocked_v6: LpmTrie<MapData, [u8; 16], u64>,
     buckets: HashMap<MapData, common::SourceKey, common::Bucket>,
@@ -78,6 +81,8 @@ pub struct Kernel {
     generation: u32,
     /// The blocked tries' version in `ACTIVE`, bumped after every change to them.
     blocks_version: u32,
+    /// The prefixes in the blocked tries (their count goes to `ACTIVE` too).
+    blocked: BTreeSet<IpPrefix>,
     filled: [Filled; 2],
     attached: Vec<(String, AttachMode, aya::programs::xdp::XdpLinkId)>,
 }
@@ -111,6 +116,8 @@ impl Kernel {
             [LpmTrie::try_from(take(common::MAP_LISTS_V4[0])?)?, LpmTrie::try_from(take(common::MAP_LISTS_V4[1])?)?];
         let lists_v6 =
             [LpmTrie::try_from(take(common::MAP_LISTS_V6[0])?)?, LpmTrie::try_from(take(common::MAP_LISTS_V6[1])?)?];
+        let v4_cells =
+            [Array::try_from(take(common::MAP_V4_CELLS[0])?)?, Array::try_from(take(common::MAP_V4_CELLS[1])?)?];
         let blocked_v4 = LpmTrie::try_from(take(common::MAP_BLOCKED_V4)?)?;
         let blocked_v6 = LpmTrie::try_from(take(common::MAP_BLOCKED_V6)?)?;
         let buckets = HashMap::try_from(take(common::MAP_BUCKETS)?)?;
@@ -123,6 +130,7 @@ impl Kernel {
             config,
             lists_v4,
             lists_v6,
+            v4_cells,
             blocked_v4,
             blocked_v6,
             buckets,
@@ -131,6 +139,7 @@ impl Kernel {
             counters,
             generation: 0,
             blocks_version: 0,
+            blocked: BTreeSet::new(),
             filled: [Filled::default(), Filled::default()],
             attached: Vec::new(),
         })
@@ -223,6 +232,7 @@ impl Kernel {
         let index = slot as usize;
         let want = merged_lists(&rules.allow, &rules.deny);
         sync(&mut self.lists_v4[index], &mut self.lists_v6[index], &mut self.filled[index].entries, &want)?;
+        sync_cells(&mut self.v4_cells[index], &mut self.filled[index].cells, v4_cells(&want))?;
         self.filled[index].allow = rules.allow.len();
         self.filled[index].deny = rules.deny.len();
         let config = FilterConfig {
@@ -234,6 +244,7 @@ impl Kernel {
             packet_burst: u64::from(rules.packet_burst),
             syn_fill_ns: common::fill_ns(u64::from(rules.syn_burst), u64::from(rules.syn_rate_per_second)),
             packet_fill_ns: common::fill_ns(u64::from(rules.packet_burst), u64::from(rules.packet_rate_per_second)),
+            tick_ns: tick_ns(),
         };
         self.config.set(slot, config, 0)?;
         self.active.set(common::ACTIVE_GENERATION, next, 0)?;
@@ -244,6 +255,8 @@ impl Kernel {
     /// Tells the program's verdict caches that the blocked tries changed (after the change, so
     /// a verdict cached under the new version saw it).
     fn blocks_changed(&mut self) -> Result<(), KernelError> {
+        let count = u32::try_from(self.blocked.len()).unwrap_or(u32::MAX);
+        self.active.set(common::ACTIVE_BLOCKED_PREFIXES, count, 0)?;
         self.blocks_version = self.blocks_version.wrapping_add(1);
         self.active.set(common::ACTIVE_BLOCKS, self.blocks_version, 0)?;
         Ok(())
@@ -259,6 +272,7 @@ impl Kernel {
                 self.blocked_v6.insert(&Key::new(u32::from(prefix.len), v6.octets()), until_monotonic_ns, 0)?
             }
         }
+        self.blocked.insert(prefix);
         self.blocks_changed()
     }
 
@@ -269,7 +283,10 @@ impl Kernel {
             IpAddr::V6(v6) => self.blocked_v6.remove(&Key::new(u32::from(prefix.len), v6.octets())),
         };
         match result {
-            Ok(()) => self.blocks_changed(),
+            Ok(()) => {
+                self.blocked.remove(&prefix);
+                self.blocks_changed()
+            }
             Err(aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(error) => Err(error.into()),
         }
@@ -290,7 +307,7 @@ impl Kernel {
         Fill {
             allow: filled.allow,
             deny: filled.deny,
-            blocked: self.blocked_v4.keys().count() + self.blocked_v6.keys().count(),
+            blocked: self.blocked.len(),
             buckets: self.buckets.keys().count(),
         }
     }
@@ -367,10 +384,182 @@ fn sync(
     Ok(())
 }
 
+/// The IPv4 cell table for the merged lists `want`: the rows that are not all
+/// [`common::CELL_NONE`]. Each /24 takes the class of the longest listed prefix of length 24 or
+/// less that covers it (painted shortest first), unless a longer prefix inside it answers
+/// differently: then the trie must ([`common::CELL_TRIE`]).
+fn v4_cells(want: &BTreeMap<IpPrefix, u32>) -> BTreeMap<u32, V4CellRow> {
+    let cells_per_row = common::V4_CELLS_PER_ROW as usize;
+    let mut rows: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    let mut v4: Vec<(u32, u8, u64)> = want
+        .iter()
+        .filter_map(|(prefix, lists)| match prefix.addr {
+            IpAddr::V4(addr) => Some((u32::from(addr), prefix.len, common::lists_cell(*lists))),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    v4.sort_by_key(|&(_, len, _)| len);
+    let (short, long) = v4.split_at(v4.partition_point(|&(_, len, _)| len <= 24));
+    for &(addr, len, class) in short {
+        let first = u64::from(addr >> 8);
+        let end = first + (1u64 << (24 - len));
+        for cell in first..end {
+            let row = rows.entry((cell >> 8) as u32).or_insert_with(|| vec![common::CELL_NONE as u8; cells_per_row]);
+            row[(cell & 0xff) as usize] = class as u8;
+        }
+    }
+    for &(addr, _, class) in long {
+        let (row, cell) = (addr >> 16, ((addr >> 8) & 0xff) as usize);
+        let row = rows.entry(row).or_insert_with(|| vec![common::CELL_NONE as u8; cells_per_row]);
+        if u64::from(row[cell]) != class {
+            row[cell] = common::CELL_TRIE as u8;
+        }
+    }
+    rows.into_iter()
+        .filter_map(|(index, cells)| {
+            let mut packed = V4CellRow::default();
+            for (cell, class) in cells.iter().enumerate() {
+                packed.words[cell / 32] |= u64::from(*class) << ((cell % 32) * 2);
+            }
+            (packed != V4CellRow::default()).then_some((index, packed))
+        })
+        .collect()
+}
+
+/// Makes one generation's IPv4 cell table hold exactly `want` (absent rows: all zero), writing
+/// only the rows that change.
+fn sync_cells(
+    table: &mut Array<MapData, V4CellRow>,
+    have: &mut BTreeMap<u32, V4CellRow>,
+    want: BTreeMap<u32, V4CellRow>,
+) -> Result<(), KernelError> {
+    for row in have.keys().filter(|row| !want.contains_key(row)) {
+        table.set(*row, V4CellRow::default(), 0)?;
+    }
+    for (row, cells) in want.iter().filter(|(row, cells)| have.get(row) != Some(cells)) {
+        table.set(*row, *cells, 0)?;
+    }
+    *have = want;
+    Ok(())
+}
+
+/// The kernel's tick in ns (the resolution of the coarse clock, which advances once a tick),
+/// for the program's jiffies bound on the time; 0 (the bound unused) if the kernel will not say.
+fn tick_ns() -> u64 {
+    let mut resolution = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `resolution` is a valid, writable timespec for the call's duration.
+    if unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut resolution) } != 0 {
+        return 0;
+    }
+    let ns =
+        u64::try_from(resolution.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(resolution.tv_nsec).unwrap_or(0);
+    // A resolution finer than 100 µs is not a tick (HZ is at most 1000 on Linux, 10 k elsewhere).
+    if ns < 100_000 { 0 } else { ns }
+}
+
 /// The key form of an address: IPv4 as v4-mapped IPv6.
 fn mapped(ip: IpAddr) -> [u8; 16] {
     match ip {
         IpAddr::V4(v4) => common::v4_mapped(v4.octets()),
         IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    /// The cell an address falls in, as the program reads it.
+    fn cell(table: &BTreeMap<u32, V4CellRow>, addr: u32) -> u64 {
+        let (row, word, shift) = common::v4_cell_position(addr);
+        table.get(&row).map_or(common::CELL_NONE, |row| (row.words[word] >> shift) & 3)
+    }
+
+    /// What the merged trie answers for `addr` (its longest matching prefix).
+    fn longest_match(merged: &BTreeMap<IpPrefix, u32>, addr: u32) -> u32 {
+        (0..=32u8)
+            .rev()
+            .find_map(|len| merged.get(&IpPrefix::new(Ipv4Addr::from(addr).into(), len)))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn prefix(text: &str) -> IpPrefix {
+        IpPrefix::parse(text).unwrap_or_else(|error| panic!("{text}: {error}"))
+    }
+
+    #[test]
+    fn cells_agree_with_the_trie_wherever_they_answer() {
+        // Overlapping random lists inside 10.0.0.0/8, lengths 14 to 32, so that every kind of
+        // nesting (deny in allow, allow in deny, long prefixes in short ones) occurs.
+        let mut seed: u64 = 0x1234_5678;
+        let mut random = move || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 32) as u32
+        };
+        let mut list = |count: usize| -> Vec<IpPrefix> {
+            (0..count)
+                .map(|_| {
+                    let addr = 0x0a00_0000 | (random() & 0x00ff_ffff);
+                    let len = 14 + (random() % 19) as u8;
+                    IpPrefix::new(Ipv4Addr::from(addr).into(), len)
+                })
+                .collect()
+        };
+        let (allow, deny) = (list(400), list(400));
+        let merged = merged_lists(&allow, &deny);
+        let table = v4_cells(&merged);
+        let listed: Vec<&IpPrefix> = merged.keys().collect();
+        let mut classes = [0usize; 4];
+        let samples = 100_000;
+        for n in 0..samples {
+            // Half anywhere around the lists, half inside a listed prefix (long ones included).
+            let addr = if n % 2 == 0 {
+                0x0900_0000 + (random() % 0x0200_0000) // 9.0.0.0 - 10.255.255.255
+            } else {
+                let prefix = listed[random() as usize % listed.len()];
+                let IpAddr::V4(base) = prefix.addr else { unreachable!("IPv4 lists only") };
+                u32::from(base) | (random() & u32::MAX.checked_shr(u32::from(prefix.len)).unwrap_or(0))
+            };
+            let class = cell(&table, addr);
+            classes[class as usize] += 1;
+            if class != common::CELL_TRIE {
+                let want = common::lists_cell(longest_match(&merged, addr));
+                assert_eq!(class, want, "{}: cell {class}, trie {want}", Ipv4Addr::from(addr));
+            }
+        }
+        // Every class occurs (the lists are not one big prefix), and the table answers most
+        // lookups itself, or it saves nothing.
+        assert!(classes.iter().all(|&count| count > samples / 100), "cells by class: {classes:?}");
+        assert!(classes[common::CELL_TRIE as usize] < samples / 4, "cells by class: {classes:?}");
+    }
+
+    #[test]
+    fn a_long_prefix_sends_its_cell_to_the_trie_only_when_it_answers_differently() {
+        let cells = |allow: &[&str], deny: &[&str]| {
+            let allow: Vec<IpPrefix> = allow.iter().map(|text| prefix(text)).collect();
+            let deny: Vec<IpPrefix> = deny.iter().map(|text| prefix(text)).collect();
+            v4_cells(&merged_lists(&allow, &deny))
+        };
+        let at =
+            |table: &BTreeMap<u32, V4CellRow>, text: &str| cell(table, u32::from(text.parse::<Ipv4Addr>().unwrap()));
+
+        let table = cells(&[], &["198.51.0.0/16", "198.51.100.9/32"]);
+        assert_eq!(at(&table, "198.51.100.1"), common::CELL_DENY, "a deny inside a deny changes nothing");
+        let table = cells(&["198.51.100.9/32"], &["198.51.0.0/16"]);
+        assert_eq!(at(&table, "198.51.100.1"), common::CELL_DENY, "an allow inside a deny: deny wins");
+        let table = cells(&["198.51.0.0/16"], &["198.51.100.9/32"]);
+        assert_eq!(at(&table, "198.51.100.1"), common::CELL_TRIE, "a deny inside an allow");
+        assert_eq!(at(&table, "198.51.101.1"), common::CELL_ALLOW, "the next /24 is whole");
+        let table = cells(&[], &["203.0.113.128/25"]);
+        assert_eq!(at(&table, "203.0.113.1"), common::CELL_TRIE, "a /25 alone in an empty /24");
+        assert_eq!(at(&table, "203.0.112.1"), common::CELL_NONE);
+        let table = cells(&["0.0.0.0/0"], &["10.0.0.0/8"]);
+        assert_eq!(at(&table, "10.200.1.1"), common::CELL_DENY);
+        assert_eq!(at(&table, "11.0.0.1"), common::CELL_ALLOW);
+        assert_eq!(at(&table, "255.255.255.255"), common::CELL_ALLOW);
+        assert!(cells(&[], &[]).is_empty(), "no lists: no rows to write");
     }
 }

@@ -58,10 +58,15 @@ pub const MAP_ACTIVE: &str = "ACTIVE";
 pub const ACTIVE_GENERATION: u32 = 0;
 /// Index in [`MAP_ACTIVE`]: the blocked-tries version.
 pub const ACTIVE_BLOCKS: u32 = 1;
+/// Index in [`MAP_ACTIVE`]: how many prefixes the blocked tries hold (both families). While it
+/// is 0 the program skips their lookup.
+pub const ACTIVE_BLOCKED_PREFIXES: u32 = 2;
 /// Entries of [`MAP_ACTIVE`].
-pub const ACTIVE_ENTRIES: u32 = 2;
+pub const ACTIVE_ENTRIES: u32 = 3;
 /// `Array<FilterConfig>`, [`GENERATIONS`] entries.
 pub const MAP_CONFIG: &str = "CONFIG";
+/// `PerCpuArray<ClockAnchor>`, one entry: the last (jiffies, monotonic ns) pair this CPU read.
+pub const MAP_CLOCK: &str = "CLOCK";
 /// The allow and deny lists of one family and generation, merged into one LPM trie
 /// (`LpmTrie<[u8; 4 or 16], u32>`, value: [`LIST_DENY`] | [`LIST_ALLOW`]), so that one lookup
 /// answers both questions. User space stores in each prefix's value whether it, or a shorter
@@ -69,6 +74,61 @@ pub const MAP_CONFIG: &str = "CONFIG";
 /// because every listed prefix that contains an address covers the longest one that does.
 pub const MAP_LISTS_V4: [&str; 2] = ["LISTS_V4_0", "LISTS_V4_1"];
 pub const MAP_LISTS_V6: [&str; 2] = ["LISTS_V6_0", "LISTS_V6_1"];
+/// The IPv4 lists of one generation as a direct table in front of the trie (`Array<V4CellRow>`,
+/// [`V4_CELL_ROWS`] rows): one 2-bit cell per /24, [`V4_CELLS_PER_ROW`] cells (a /16) per
+/// 64-byte row. A cell says what every address of its /24 gets from the lists
+/// ([`CELL_NONE`], [`CELL_DENY`], [`CELL_ALLOW`]) or that they differ within it and the trie
+/// must answer ([`CELL_TRIE`]). One array read instead of an LPM walk: for a flood from many
+/// sources, which misses the verdict cache, that is most of the program's cost.
+pub const MAP_V4_CELLS: [&str; 2] = ["V4_CELLS_0", "V4_CELLS_1"];
+/// Rows of a [`MAP_V4_CELLS`] table: one per /16.
+pub const V4_CELL_ROWS: u32 = 1 << 16;
+/// Cells (/24s) per row.
+pub const V4_CELLS_PER_ROW: u32 = 256;
+/// No listed prefix covers any address of the /24.
+pub const CELL_NONE: u64 = 0;
+/// Every address of the /24 is denylisted (whether or not also allowlisted: deny wins).
+pub const CELL_DENY: u64 = 1;
+/// Every address of the /24 is allowlisted and none is denylisted.
+pub const CELL_ALLOW: u64 = 2;
+/// The /24 holds addresses with different answers: ask the lists trie.
+pub const CELL_TRIE: u64 = 3;
+
+/// One row of a [`MAP_V4_CELLS`] table: 256 cells of 2 bits, cell `n` at bits `2 * (n % 32)` of
+/// word `n / 32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct V4CellRow {
+    pub words: [u64; 8],
+}
+
+/// Where the cell of IPv4 address `addr` (host order) lives: its row, the word in the row and
+/// the shift of its two bits in the word.
+pub const fn v4_cell_position(addr: u32) -> (u32, usize, u32) {
+    let cell = (addr >> 8) & (V4_CELLS_PER_ROW - 1);
+    (addr >> 16, (cell / 32) as usize, (cell % 32) * 2)
+}
+
+/// The `LIST_*` bits a non-[`CELL_TRIE`] cell stands for.
+pub const fn cell_lists(cell: u64) -> u32 {
+    match cell {
+        CELL_DENY => LIST_DENY,
+        CELL_ALLOW => LIST_ALLOW,
+        _ => 0,
+    }
+}
+
+/// The cell class of a lists-trie value (what matters for the verdict: deny wins over allow).
+pub const fn lists_cell(lists: u32) -> u64 {
+    if lists & LIST_DENY != 0 {
+        CELL_DENY
+    } else if lists & LIST_ALLOW != 0 {
+        CELL_ALLOW
+    } else {
+        CELL_NONE
+    }
+}
+
 /// A lists-trie value bit: the address is denylisted.
 pub const LIST_DENY: u32 = 1;
 /// A lists-trie value bit: the address is allowlisted.
@@ -114,6 +174,9 @@ pub struct FilterConfig {
     pub syn_fill_ns: u64,
     /// As `syn_fill_ns`, for the packet bucket.
     pub packet_fill_ns: u64,
+    /// The kernel's tick (one jiffy) in ns, from `clock_getres(CLOCK_MONOTONIC_COARSE)`; 0:
+    /// unknown, and the program then reads the precise clock for every timed decision.
+    pub tick_ns: u64,
 }
 
 /// The time an empty bucket of `burst` tokens takes to fill at `rate_per_second` (0 for no
@@ -121,6 +184,39 @@ pub struct FilterConfig {
 /// * rate)`) without an overflowing product.
 pub const fn fill_ns(burst: u64, rate_per_second: u64) -> u64 {
     if rate_per_second == 0 { 0 } else { (burst * TOKEN_SCALE).div_ceil(rate_per_second) }
+}
+
+/// How many ticks jiffies may lag the monotonic clock on a CPU that runs the program. The kernel
+/// advances jiffies on the tick of whichever CPU keeps time, and on interrupt entry after idle,
+/// so a running CPU sees them at most about one tick behind; two leave a margin.
+pub const JIFFIES_LAG_TICKS: u64 = 2;
+
+/// A (jiffies, CLOCK_MONOTONIC ns) pair read together, jiffies first. Jiffies advance once per
+/// tick on a fixed grid of the monotonic clock and never ahead of it, so with a pair read at
+/// any time before, jiffies read now bound the time from above without the ~35 ns clock read:
+/// `now < ns + (jiffies_now - jiffies + 1 + JIFFIES_LAG_TICKS) * tick_ns` ([`time_at_most`]).
+/// Enough to keep refusing what a refusal or a block still covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct ClockAnchor {
+    pub jiffies: u64,
+    /// 0: never set.
+    pub ns: u64,
+}
+
+/// An upper bound of CLOCK_MONOTONIC ns now, from `jiffies_now` and an `anchor` read on this
+/// CPU earlier (see [`ClockAnchor`]); `u64::MAX` when there is no bound (no anchor, no tick).
+pub const fn time_at_most(anchor: ClockAnchor, jiffies_now: u64, tick_ns: u64) -> u64 {
+    if anchor.ns == 0 || tick_ns == 0 || jiffies_now < anchor.jiffies {
+        return u64::MAX;
+    }
+    let ticks = jiffies_now - anchor.jiffies + 1 + JIFFIES_LAG_TICKS;
+    // Bounded so that the product fits in 64 bits without a 128-bit multiply (which BPF lacks):
+    // an anchor 2^24 ticks old (46 days at 250 Hz) is no use anyway.
+    if ticks >= 1 << 24 || tick_ns >= 1 << 34 {
+        return u64::MAX;
+    }
+    anchor.ns.saturating_add(ticks * tick_ns)
 }
 
 /// [`FilterConfig::flags`]: an allowlist is set; sources outside it (either family) are dropped.
@@ -305,7 +401,9 @@ const _: () = {
         i += 1;
     }
 };
-const _: () = assert!(core::mem::size_of::<FilterConfig>() == 56);
+const _: () = assert!(core::mem::size_of::<FilterConfig>() == 64);
+const _: () = assert!(core::mem::size_of::<V4CellRow>() == 64);
+const _: () = assert!(core::mem::size_of::<ClockAnchor>() == 16);
 const _: () = assert!(core::mem::size_of::<Bucket>() == 24);
 const _: () = assert!(core::mem::size_of::<ListenKey>() == 20);
 const _: () = assert!(core::mem::size_of::<SourceKey>() == 16);
@@ -329,4 +427,8 @@ mod user {
     unsafe impl aya::Pod for super::ListenKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CachedRules {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::V4CellRow {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ClockAnchor {}
 }

@@ -10,15 +10,16 @@
 mod parse;
 
 use aya_ebpf::bindings::xdp_action;
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_ns};
 use aya_ebpf::macros::{map, xdp};
 use aya_ebpf::maps::lpm_trie::Key;
 use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray};
 use aya_ebpf::programs::XdpContext;
 use portcullis_ebpf_common::{
-    ACTIVE_BLOCKS, ACTIVE_ENTRIES, ACTIVE_GENERATION, BLOCKED_MAX, BUCKETS_MAX, Bucket, CachedRules, FILTER_ALLOWLIST,
-    FilterConfig, GENERATIONS, LIST_ALLOW, LIST_DENY, LISTENERS_MAX, ListenFlags, ListenKey, PORTS, PREFIXES_MAX,
-    SourceKey, TOKEN_SCALE, VERDICT_CACHE_ENTRIES, VERDICT_REASONS, VerdictReason,
+    ACTIVE_BLOCKED_PREFIXES, ACTIVE_BLOCKS, ACTIVE_ENTRIES, ACTIVE_GENERATION, BLOCKED_MAX, BUCKETS_MAX, Bucket,
+    CELL_TRIE, CachedRules, ClockAnchor, FILTER_ALLOWLIST, FilterConfig, GENERATIONS, LIST_ALLOW, LIST_DENY,
+    LISTENERS_MAX, ListenFlags, ListenKey, PORTS, PREFIXES_MAX, SourceKey, TOKEN_SCALE, V4_CELL_ROWS, V4CellRow,
+    VERDICT_CACHE_ENTRIES, VERDICT_REASONS, VerdictReason, cell_lists, time_at_most, v4_cell_position,
 };
 
 use crate::parse::{Addresses, Parsed};
@@ -31,6 +32,10 @@ static CONFIG: Array<FilterConfig> = Array::with_max_entries(GENERATIONS, 0);
 static LISTS_V4_0: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(PREFIXES_MAX, 0);
 #[map]
 static LISTS_V4_1: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(PREFIXES_MAX, 0);
+#[map]
+static V4_CELLS_0: Array<V4CellRow> = Array::with_max_entries(V4_CELL_ROWS, 0);
+#[map]
+static V4_CELLS_1: Array<V4CellRow> = Array::with_max_entries(V4_CELL_ROWS, 0);
 #[map]
 static LISTS_V6_0: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(PREFIXES_MAX, 0);
 #[map]
@@ -47,6 +52,8 @@ static LISTEN_PORTS: Array<u32> = Array::with_max_entries(PORTS, 0);
 static LISTENERS: HashMap<ListenKey, u32> = HashMap::with_max_entries(LISTENERS_MAX, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(VERDICT_REASONS, 0);
+#[map]
+static CLOCK: PerCpuArray<ClockAnchor> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static VERDICT_CACHE: PerCpuArray<CachedRules> = PerCpuArray::with_max_entries(VERDICT_CACHE_ENTRIES, 0);
 
@@ -99,37 +106,128 @@ fn is_listener(packet: &parse::Packet) -> bool {
 /// The verdict for a packet to a listener, by the active generation's rules.
 #[inline(always)]
 fn judge(packet: &parse::Packet) -> VerdictReason {
-    // The versions are read before any trie: a verdict cached under them was computed from
-    // tries at least as new (user space changes a trie first, then bumps its version).
+    // The versions are read before any list: a verdict cached under them was computed from
+    // lists at least as new (user space changes a list first, then bumps its version).
     let generation = ACTIVE.get(ACTIVE_GENERATION).map_or(0, |version| *version);
     let blocks_version = ACTIVE.get(ACTIVE_BLOCKS).map_or(0, |version| *version);
     let Some(config) = CONFIG.get(generation & 1) else {
         return VerdictReason::Passed;
     };
-    let (lists, blocked, entry) = source_rules(&packet.addresses, generation, blocks_version);
-    if lists & LIST_DENY != 0 {
-        return VerdictReason::Denylisted;
+    // An IPv4 source's /24 usually settles the lists by itself: a refusal then needs nothing more.
+    let cell = match packet.addresses {
+        Addresses::V4 { source, .. } => v4_cell(source, generation & 1),
+        Addresses::V6 { .. } => CELL_TRIE,
+    };
+    if cell != CELL_TRIE {
+        if let Some(refusal) = lists_refusal(config, cell_lists(cell)) {
+            return refusal;
+        }
     }
-    if config.flags & FILTER_ALLOWLIST != 0 && lists & LIST_ALLOW == 0 {
-        return VerdictReason::NotAllowlisted;
+    let (lists, blocked, entry) = source_rules(&packet.addresses, generation, blocks_version, cell);
+    if let Some(refusal) = lists_refusal(config, lists) {
+        return refusal;
     }
     if blocked == 0 && config.syn_rate_per_second == 0 && config.packet_rate_per_second == 0 {
         return VerdictReason::Passed;
     }
-    // SAFETY: a helper without arguments or preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    if blocked > now {
+    let mut clock = Clock::new(config.tick_ns);
+    if clock.before(blocked) {
         return VerdictReason::Blocked;
     }
-    rate(config, packet, now, entry)
+    rate(config, packet, &mut clock, entry)
+}
+
+/// The refusal the lists bits call for, if any.
+#[inline(always)]
+fn lists_refusal(config: &FilterConfig, lists: u32) -> Option<VerdictReason> {
+    if lists & LIST_DENY != 0 {
+        Some(VerdictReason::Denylisted)
+    } else if config.flags & FILTER_ALLOWLIST != 0 && lists & LIST_ALLOW == 0 {
+        Some(VerdictReason::NotAllowlisted)
+    } else {
+        None
+    }
+}
+
+/// The cell of an IPv4 source's /24 in generation `slot`'s direct table ([`CELL_TRIE`]: ask the trie).
+#[inline(always)]
+fn v4_cell(source: [u8; 4], slot: u32) -> u64 {
+    let (row, word, shift) = v4_cell_position(u32::from_be_bytes(source));
+    let row = if slot == 0 { V4_CELLS_0.get(row) } else { V4_CELLS_1.get(row) };
+    match row {
+        Some(row) => (row.words[word & 7] >> shift) & 3,
+        None => CELL_TRIE,
+    }
+}
+
+/// This run's view of CLOCK_MONOTONIC. A deadline still well ahead is settled by an upper bound
+/// from jiffies (see [`ClockAnchor`]); the precise clock (~35 ns in a VM) is read only when the
+/// bound cannot decide or a bucket needs the time, and each read re-anchors this CPU's bound.
+struct Clock {
+    tick_ns: u64,
+    /// 0 until computed.
+    at_most: u64,
+    /// 0 until read.
+    now: u64,
+}
+
+impl Clock {
+    #[inline(always)]
+    fn new(tick_ns: u64) -> Self {
+        Self { tick_ns, at_most: 0, now: 0 }
+    }
+
+    /// Whether now is before `deadline` (0: none). Exact: the bound only answers "yes".
+    #[inline(always)]
+    fn before(&mut self, deadline: u64) -> bool {
+        if deadline == 0 {
+            return false;
+        }
+        if self.now == 0 {
+            if self.at_most == 0 {
+                self.at_most = match CLOCK.get(0) {
+                    // SAFETY: a helper without arguments or preconditions.
+                    Some(anchor) => time_at_most(*anchor, unsafe { bpf_jiffies64() }, self.tick_ns),
+                    None => u64::MAX,
+                };
+            }
+            if self.at_most <= deadline {
+                return true;
+            }
+        }
+        self.now() < deadline
+    }
+
+    /// CLOCK_MONOTONIC ns, read once per run; the read also re-anchors this CPU's bound.
+    #[inline(always)]
+    fn now(&mut self) -> u64 {
+        if self.now == 0 {
+            // Jiffies first, so that the pair's jiffies are never ahead of its time.
+            // SAFETY: helpers without arguments or preconditions.
+            let jiffies = unsafe { bpf_jiffies64() };
+            // SAFETY: as above.
+            self.now = unsafe { bpf_ktime_get_ns() };
+            if let Some(anchor) = CLOCK.get_ptr_mut(0) {
+                // SAFETY: this CPU's slot of a per-CPU array, valid for the whole run; XDP runs
+                // are not preempted on their CPU.
+                unsafe { *anchor = ClockAnchor { jiffies, ns: self.now } };
+            }
+        }
+        self.now
+    }
 }
 
 /// The lists bits and `blocked_until` of the packet's source, and this CPU's verdict-cache
 /// entry for it: from the cache when it holds the source for the active versions, else from
-/// the tries (and then cached, with no bucket memo). A repeat source skips both LPM lookups;
-/// `blocked_until` is still compared with the clock.
+/// the direct table's `cell` or the lists trie, and the blocked trie when it holds anything
+/// (and then cached, with no bucket memo). A repeat source skips every lookup but this one.
 #[inline(always)]
-fn source_rules(addresses: &Addresses, generation: u32, blocks_version: u32) -> (u32, u64, Option<*mut CachedRules>) {
+fn source_rules(
+    addresses: &Addresses,
+    generation: u32,
+    blocks_version: u32,
+    cell: u64,
+) -> (u32, u64, Option<*mut CachedRules>) {
     let (source, family) = addresses.source_words();
     let entry = VERDICT_CACHE.get_ptr_mut(CachedRules::slot(source));
     if let Some(entry) = entry {
@@ -145,7 +243,9 @@ fn source_rules(addresses: &Addresses, generation: u32, blocks_version: u32) -> 
             return (cached.lists, cached.blocked_until, Some(entry));
         }
     }
-    let (lists, blocked_until) = tries(addresses, generation & 1);
+    let lists = if cell == CELL_TRIE { lists_trie(addresses, generation & 1) } else { cell_lists(cell) };
+    let any_blocked = ACTIVE.get(ACTIVE_BLOCKED_PREFIXES).is_some_and(|count| *count != 0);
+    let blocked_until = if any_blocked { blocked_trie(addresses) } else { 0 };
     if let Some(entry) = entry {
         let fresh = CachedRules {
             source,
@@ -164,22 +264,30 @@ fn source_rules(addresses: &Addresses, generation: u32, blocks_version: u32) -> 
     (lists, blocked_until, entry)
 }
 
-/// One LPM lookup answers deny and allow (the merged lists trie of generation `slot`), one
-/// more the blocked trie.
+/// One LPM lookup answers deny and allow: the merged lists trie of generation `slot`.
 #[inline(always)]
-fn tries(addresses: &Addresses, slot: u32) -> (u32, u64) {
-    match *addresses {
+fn lists_trie(addresses: &Addresses, slot: u32) -> u32 {
+    let lists = match *addresses {
         Addresses::V4 { source, .. } => {
             let key = Key::new(32, source);
-            let lists = if slot == 0 { LISTS_V4_0.get(&key) } else { LISTS_V4_1.get(&key) };
-            (lists.map_or(0, |flags| *flags), BLOCKED_V4.get(&key).map_or(0, |until| *until))
+            if slot == 0 { LISTS_V4_0.get(&key) } else { LISTS_V4_1.get(&key) }
         }
         Addresses::V6 { source, .. } => {
             let key = Key::new(128, source);
-            let lists = if slot == 0 { LISTS_V6_0.get(&key) } else { LISTS_V6_1.get(&key) };
-            (lists.map_or(0, |flags| *flags), BLOCKED_V6.get(&key).map_or(0, |until| *until))
+            if slot == 0 { LISTS_V6_0.get(&key) } else { LISTS_V6_1.get(&key) }
         }
-    }
+    };
+    lists.map_or(0, |flags| *flags)
+}
+
+/// The source's `blocked_until` (0: not blocked), from the blocked trie of its family.
+#[inline(always)]
+fn blocked_trie(addresses: &Addresses) -> u64 {
+    let until = match *addresses {
+        Addresses::V4 { source, .. } => BLOCKED_V4.get(&Key::new(32, source)),
+        Addresses::V6 { source, .. } => BLOCKED_V6.get(&Key::new(128, source)),
+    };
+    until.map_or(0, |until| *until)
 }
 
 /// The per-source token buckets (shared by all CPUs, in the LRU map). A packet is admitted only
@@ -188,7 +296,7 @@ fn tries(addresses: &Addresses, slot: u32) -> (u32, u64) {
 /// then the same refusal needs neither the shared bucket nor a write to it (tokens come back
 /// only with time, and other CPUs can only take them).
 #[inline(always)]
-fn rate(config: &FilterConfig, packet: &parse::Packet, now: u64, entry: Option<*mut CachedRules>) -> VerdictReason {
+fn rate(config: &FilterConfig, packet: &parse::Packet, clock: &mut Clock, entry: Option<*mut CachedRules>) -> VerdictReason {
     let limits =
         Limits { syns: config.syn_rate_per_second != 0 && packet.is_syn, packets: config.packet_rate_per_second != 0 };
     if !limits.packets && !limits.syns {
@@ -197,17 +305,17 @@ fn rate(config: &FilterConfig, packet: &parse::Packet, now: u64, entry: Option<*
     if let Some(entry) = entry {
         // SAFETY: this CPU's verdict-cache entry for this source (see `source_rules`).
         let memo = unsafe { &*entry };
-        if limits.syns && now < memo.syn_refused_until {
+        if limits.syns && clock.before(memo.syn_refused_until) {
             return VerdictReason::SynOverRate;
         }
         // Both times come from the same refusal, and while the packet bucket is short no packet
         // of this source is admitted anywhere, so no SYN token is taken: a SYN past its own time
         // still has its token and is refused by the packet bucket alone.
-        if limits.packets && now < memo.packet_refused_until {
+        if limits.packets && clock.before(memo.packet_refused_until) {
             return VerdictReason::PacketOverRate;
         }
     }
-    take_tokens(config, packet, now, limits, entry)
+    take_tokens(config, packet, clock.now(), limits, entry)
 }
 
 /// Which buckets limit a packet.
