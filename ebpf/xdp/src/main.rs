@@ -296,7 +296,12 @@ fn blocked_trie(addresses: &Addresses) -> u64 {
 /// then the same refusal needs neither the shared bucket nor a write to it (tokens come back
 /// only with time, and other CPUs can only take them).
 #[inline(always)]
-fn rate(config: &FilterConfig, packet: &parse::Packet, clock: &mut Clock, entry: Option<*mut CachedRules>) -> VerdictReason {
+fn rate(
+    config: &FilterConfig,
+    packet: &parse::Packet,
+    clock: &mut Clock,
+    entry: Option<*mut CachedRules>,
+) -> VerdictReason {
     let limits =
         Limits { syns: config.syn_rate_per_second != 0 && packet.is_syn, packets: config.packet_rate_per_second != 0 };
     if !limits.packets && !limits.syns {
