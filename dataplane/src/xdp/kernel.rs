@@ -27,6 +27,8 @@ pub enum KernelError {
     Map(#[from] aya::maps::MapError),
     #[error("the XDP object has no map or program named {0}")]
     Missing(&'static str),
+    #[error("the kernel's tick length (the XDP buckets' time unit): {0}")]
+    Tick(String),
     #[error("interface {0}: neither native nor generic XDP attach worked: {1}")]
     Attach(String, aya::programs::ProgramError),
 }
@@ -81,6 +83,8 @@ pub struct Kernel {
     generation: u32,
     /// The blocked tries' version in `ACTIVE`, bumped after every change to them.
     blocks_version: u32,
+    /// The kernel's tick, for `CONFIG`.
+    tick_ns: u64,
     /// The prefixes in the blocked tries (their count goes to `ACTIVE` too).
     blocked: BTreeSet<IpPrefix>,
     filled: [Filled; 2],
@@ -105,6 +109,7 @@ pub struct Fill {
 impl Kernel {
     /// Loads the program into the kernel (verifier included) and takes its maps; attaches nothing.
     pub fn load() -> Result<Self, KernelError> {
+        let tick_ns = tick_ns()?;
         let mut ebpf = Ebpf::load(OBJECT)?;
         let program: &mut Xdp =
             ebpf.program_mut(common::PROGRAM_NAME).ok_or(KernelError::Missing(common::PROGRAM_NAME))?.try_into()?;
@@ -139,6 +144,7 @@ impl Kernel {
             counters,
             generation: 0,
             blocks_version: 0,
+            tick_ns,
             blocked: BTreeSet::new(),
             filled: [Filled::default(), Filled::default()],
             attached: Vec::new(),
@@ -244,7 +250,7 @@ impl Kernel {
             packet_burst: u64::from(rules.packet_burst),
             syn_fill_ns: common::fill_ns(u64::from(rules.syn_burst), u64::from(rules.syn_rate_per_second)),
             packet_fill_ns: common::fill_ns(u64::from(rules.packet_burst), u64::from(rules.packet_rate_per_second)),
-            tick_ns: tick_ns(),
+            tick_ns: self.tick_ns,
         };
         self.config.set(slot, config, 0)?;
         self.active.set(common::ACTIVE_GENERATION, next, 0)?;
@@ -443,18 +449,23 @@ fn sync_cells(
     Ok(())
 }
 
-/// The kernel's tick in ns (the resolution of the coarse clock, which advances once a tick),
-/// for the program's jiffies bound on the time; 0 (the bound unused) if the kernel will not say.
-fn tick_ns() -> u64 {
+/// The kernel's tick in ns: the resolution of the coarse clocks, which advance once a tick.
+fn tick_ns() -> Result<u64, KernelError> {
     let mut resolution = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `resolution` is a valid, writable timespec for the call's duration.
     if unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut resolution) } != 0 {
-        return 0;
+        return Err(KernelError::Tick(std::io::Error::last_os_error().to_string()));
     }
-    let ns =
-        u64::try_from(resolution.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(resolution.tv_nsec).unwrap_or(0);
-    // A resolution finer than 100 µs is not a tick (HZ is at most 1000 on Linux, 10 k elsewhere).
-    if ns < 100_000 { 0 } else { ns }
+    let ns = u64::try_from(resolution.tv_sec)
+        .ok()
+        .and_then(|seconds| seconds.checked_mul(1_000_000_000))
+        .and_then(|ns| ns.checked_add(u64::try_from(resolution.tv_nsec).ok()?))
+        .unwrap_or(u64::MAX);
+    if (common::TICK_NS_MIN..=common::TICK_NS_MAX).contains(&ns) {
+        Ok(ns)
+    } else {
+        Err(KernelError::Tick(format!("CLOCK_MONOTONIC_COARSE has a resolution of {ns} ns, not a kernel tick")))
+    }
 }
 
 /// The key form of an address: IPv4 as v4-mapped IPv6.

@@ -174,8 +174,9 @@ pub struct FilterConfig {
     pub syn_fill_ns: u64,
     /// As `syn_fill_ns`, for the packet bucket.
     pub packet_fill_ns: u64,
-    /// The kernel's tick (one jiffy) in ns, from `clock_getres(CLOCK_MONOTONIC_COARSE)`; 0:
-    /// unknown, and the program then reads the precise clock for every timed decision.
+    /// The kernel's tick (one jiffy) in ns, from `clock_getres(CLOCK_MONOTONIC_COARSE)`: the
+    /// buckets' time unit (they refill by whole ticks) and the jiffies bound's. User space
+    /// writes it with any rate, between [`TICK_NS_MIN`] and [`TICK_NS_MAX`].
     pub tick_ns: u64,
 }
 
@@ -186,6 +187,12 @@ pub const fn fill_ns(burst: u64, rate_per_second: u64) -> u64 {
     if rate_per_second == 0 { 0 } else { (burst * TOKEN_SCALE).div_ceil(rate_per_second) }
 }
 
+/// The shortest kernel tick accepted (HZ = 10,000).
+pub const TICK_NS_MIN: u64 = 100_000;
+/// The longest kernel tick accepted (HZ = 10; Linux has 100 at least).
+pub const TICK_NS_MAX: u64 = 100_000_000;
+const _: () = assert!(TICK_NS_MAX < 1 << 34);
+
 /// How many ticks jiffies may lag the monotonic clock on a CPU that runs the program. The kernel
 /// advances jiffies on the tick of whichever CPU keeps time, and on interrupt entry after idle,
 /// so a running CPU sees them at most about one tick behind; two leave a margin.
@@ -195,7 +202,7 @@ pub const JIFFIES_LAG_TICKS: u64 = 2;
 /// tick on a fixed grid of the monotonic clock and never ahead of it, so with a pair read at
 /// any time before, jiffies read now bound the time from above without the ~35 ns clock read:
 /// `now < ns + (jiffies_now - jiffies + 1 + JIFFIES_LAG_TICKS) * tick_ns` ([`time_at_most`]).
-/// Enough to keep refusing what a refusal or a block still covers.
+/// Enough to keep refusing what a block still covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[repr(C)]
 pub struct ClockAnchor {
@@ -235,8 +242,8 @@ pub struct SourceKey {
 pub struct Bucket {
     pub syn_tokens: u64,
     pub packet_tokens: u64,
-    /// CLOCK_MONOTONIC ns of the last refill.
-    pub refilled_ns: u64,
+    /// The jiffies of the last refill.
+    pub refilled_jiffies: u64,
 }
 
 /// One entry of a CPU's verdict cache: the lists bits and `blocked_until` of `source`, as the
@@ -257,9 +264,9 @@ pub struct CachedRules {
     pub family: u32,
     /// CLOCK_MONOTONIC ns; 0: not blocked.
     pub blocked_until: u64,
-    /// Until this time (CLOCK_MONOTONIC ns) the source's SYN bucket holds less than one token,
-    /// as this CPU computed when it last refused a SYN (0: unknown). Tokens only come back
-    /// with time, so SYNs before it are refused without touching the shared bucket.
+    /// Until this tick (jiffies) the source's SYN bucket holds less than one token, as this CPU
+    /// computed when it last refused a SYN (0: unknown). Tokens only come back with time, so
+    /// SYNs before it are refused without touching the shared bucket.
     pub syn_refused_until: u64,
     /// As `syn_refused_until`, for the packet bucket (used for packets that are not SYNs).
     pub packet_refused_until: u64,

@@ -130,11 +130,10 @@ fn judge(packet: &parse::Packet) -> VerdictReason {
     if blocked == 0 && config.syn_rate_per_second == 0 && config.packet_rate_per_second == 0 {
         return VerdictReason::Passed;
     }
-    let mut clock = Clock::new(config.tick_ns);
-    if clock.before(blocked) {
+    if Clock::new(config.tick_ns).before(blocked) {
         return VerdictReason::Blocked;
     }
-    rate(config, packet, &mut clock, entry)
+    rate(config, packet, entry)
 }
 
 /// The refusal the lists bits call for, if any.
@@ -160,9 +159,10 @@ fn v4_cell(source: [u8; 4], slot: u32) -> u64 {
     }
 }
 
-/// This run's view of CLOCK_MONOTONIC. A deadline still well ahead is settled by an upper bound
-/// from jiffies (see [`ClockAnchor`]); the precise clock (~35 ns in a VM) is read only when the
-/// bound cannot decide or a bucket needs the time, and each read re-anchors this CPU's bound.
+/// This run's view of CLOCK_MONOTONIC, for `blocked_until` (set by user space in ns). A deadline
+/// still well ahead is settled by an upper bound from jiffies (see [`ClockAnchor`]); the precise
+/// clock (~35 ns in a VM) is read only when the bound cannot decide, and each read re-anchors
+/// this CPU's bound.
 struct Clock {
     tick_ns: u64,
     /// 0 until computed.
@@ -290,37 +290,36 @@ fn blocked_trie(addresses: &Addresses) -> u64 {
     until.map_or(0, |until| *until)
 }
 
-/// The per-source token buckets (shared by all CPUs, in the LRU map). A packet is admitted only
-/// if every bucket that limits it holds a token, and only then are tokens taken. A refusal
-/// leaves in this CPU's cache entry the times each short bucket gets its next token: until
-/// then the same refusal needs neither the shared bucket nor a write to it (tokens come back
-/// only with time, and other CPUs can only take them).
+/// The per-source token buckets (shared by all CPUs, in the LRU map), timed in jiffies: one
+/// load, where the precise clock costs ~35 ns. A packet is admitted only if every bucket that
+/// limits it holds a token, and only then are tokens taken. A refusal leaves in this CPU's cache
+/// entry the tick at which each short bucket gets its next token: until then the same refusal
+/// needs neither the shared bucket nor a write to it (tokens come back only with time, and other
+/// CPUs can only take them).
 #[inline(always)]
-fn rate(
-    config: &FilterConfig,
-    packet: &parse::Packet,
-    clock: &mut Clock,
-    entry: Option<*mut CachedRules>,
-) -> VerdictReason {
+fn rate(config: &FilterConfig, packet: &parse::Packet, entry: Option<*mut CachedRules>) -> VerdictReason {
     let limits =
         Limits { syns: config.syn_rate_per_second != 0 && packet.is_syn, packets: config.packet_rate_per_second != 0 };
-    if !limits.packets && !limits.syns {
+    // A rate always comes with the tick (user space writes both); without it nothing is limited.
+    if !limits.packets && !limits.syns || config.tick_ns == 0 {
         return VerdictReason::Passed;
     }
+    // SAFETY: a helper without arguments or preconditions.
+    let jiffies = unsafe { bpf_jiffies64() };
     if let Some(entry) = entry {
         // SAFETY: this CPU's verdict-cache entry for this source (see `source_rules`).
         let memo = unsafe { &*entry };
-        if limits.syns && clock.before(memo.syn_refused_until) {
+        if limits.syns && jiffies < memo.syn_refused_until {
             return VerdictReason::SynOverRate;
         }
-        // Both times come from the same refusal, and while the packet bucket is short no packet
-        // of this source is admitted anywhere, so no SYN token is taken: a SYN past its own time
+        // Both ticks come from the same refusal, and while the packet bucket is short no packet
+        // of this source is admitted anywhere, so no SYN token is taken: a SYN past its own tick
         // still has its token and is refused by the packet bucket alone.
-        if limits.packets && clock.before(memo.packet_refused_until) {
+        if limits.packets && jiffies < memo.packet_refused_until {
             return VerdictReason::PacketOverRate;
         }
     }
-    take_tokens(config, packet, clock.now(), limits, entry)
+    take_tokens(config, packet, jiffies, limits, entry)
 }
 
 /// Which buckets limit a packet.
@@ -333,14 +332,14 @@ struct Limits {
 }
 
 /// Refills the source's shared buckets and takes a token from each that limits the packet, or
-/// refuses it (taking none) and remembers until when in this CPU's cache entry. Updates from two
-/// CPUs may race and lose a decrement: the limit is approximate by up to one token per CPU, the
-/// price of no lock here.
+/// refuses it (taking none) and remembers until which tick in this CPU's cache entry. Updates
+/// from two CPUs may race and lose a decrement: the limit is approximate by up to one token per
+/// CPU, the price of no lock here.
 #[inline(always)]
 fn take_tokens(
     config: &FilterConfig,
     packet: &parse::Packet,
-    now: u64,
+    jiffies: u64,
     limits: Limits,
     entry: Option<*mut CachedRules>,
 ) -> VerdictReason {
@@ -352,7 +351,7 @@ fn take_tokens(
         let fresh = Bucket {
             syn_tokens: syn_full.saturating_sub(if limits.syns { TOKEN_SCALE } else { 0 }),
             packet_tokens: packet_full.saturating_sub(if limits.packets { TOKEN_SCALE } else { 0 }),
-            refilled_ns: now,
+            refilled_jiffies: jiffies,
         };
         let _ = BUCKETS.insert(&key, &fresh, 0);
         return VerdictReason::Passed;
@@ -360,11 +359,11 @@ fn take_tokens(
     // SAFETY: a live LRU entry; the kernel keeps the memory valid for this run even if the
     // entry is evicted concurrently (RCU), and a racing writer can only cost a token.
     let bucket = unsafe { &mut *bucket };
-    let elapsed = now.saturating_sub(bucket.refilled_ns);
+    let elapsed = elapsed_ns(jiffies.saturating_sub(bucket.refilled_jiffies), config.tick_ns);
     let syns = refill(bucket.syn_tokens, elapsed, config.syn_rate_per_second, config.syn_fill_ns, syn_full);
     let packets =
         refill(bucket.packet_tokens, elapsed, config.packet_rate_per_second, config.packet_fill_ns, packet_full);
-    bucket.refilled_ns = now;
+    bucket.refilled_jiffies = jiffies;
     bucket.syn_tokens = syns;
     bucket.packet_tokens = packets;
     let syn_short = config.syn_rate_per_second != 0 && syns < TOKEN_SCALE;
@@ -373,9 +372,13 @@ fn take_tokens(
         if let Some(entry) = entry {
             // SAFETY: this CPU's verdict-cache entry for this source (see `source_rules`).
             let memo = unsafe { &mut *entry };
-            memo.syn_refused_until = if syn_short { next_token(now, syns, config.syn_rate_per_second) } else { 0 };
-            memo.packet_refused_until =
-                if packet_short { next_token(now, packets, config.packet_rate_per_second) } else { 0 };
+            memo.syn_refused_until =
+                if syn_short { next_token(jiffies, syns, config.syn_rate_per_second, config.tick_ns) } else { 0 };
+            memo.packet_refused_until = if packet_short {
+                next_token(jiffies, packets, config.packet_rate_per_second, config.tick_ns)
+            } else {
+                0
+            };
         }
         return if limits.syns && syn_short { VerdictReason::SynOverRate } else { VerdictReason::PacketOverRate };
     }
@@ -388,10 +391,19 @@ fn take_tokens(
     VerdictReason::Passed
 }
 
-/// When a bucket holding `tokens` (less than one) at `now` holds one at `rate_per_second` (not 0).
+/// `ticks` of `tick_ns` (below 2^34 ns, checked by user space) in ns; past 2^24 ticks (a day and
+/// more) every bucket is full anyway, and `u64::MAX` says so without a 128-bit product.
 #[inline(always)]
-fn next_token(now: u64, tokens: u64, rate_per_second: u64) -> u64 {
-    now + (TOKEN_SCALE - tokens).div_ceil(rate_per_second)
+fn elapsed_ns(ticks: u64, tick_ns: u64) -> u64 {
+    if ticks >= 1 << 24 { u64::MAX } else { ticks * tick_ns }
+}
+
+/// The tick at which a bucket holding `tokens` (less than one) at tick `jiffies` holds one, at
+/// `rate_per_second` (not 0): buckets refill by whole ticks, so after `ceil((10⁹ − tokens) /
+/// (rate × tick_ns))` of them.
+#[inline(always)]
+fn next_token(jiffies: u64, tokens: u64, rate_per_second: u64, tick_ns: u64) -> u64 {
+    jiffies + (TOKEN_SCALE - tokens).div_ceil(rate_per_second).div_ceil(tick_ns)
 }
 
 /// A token bucket's content after `elapsed_ns` at `rate_per_second`: `min(full, tokens +

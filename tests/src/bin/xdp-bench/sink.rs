@@ -119,6 +119,14 @@ impl Sink {
         })
     }
 
+    /// The gateway program's counters by verdict reason, for the gateway's rows.
+    pub(crate) fn program_counters(&self) -> Result<Option<[u64; portcullis_ebpf_common::VERDICT_REASONS as usize]>> {
+        match self {
+            Sink::Gateway(kernel) => Ok(Some(kernel.counters()?)),
+            _ => Ok(None),
+        }
+    }
+
     /// Stops the user-space reader, if any: (datagrams read, its CPU time in ns).
     pub(crate) fn finish(&mut self) -> Result<Option<(u64, u64)>> {
         match self {
