@@ -124,8 +124,10 @@ fn judge(packet: &parse::Packet) -> VerdictReason {
         }
     }
     let (lists, blocked, entry) = source_rules(&packet.addresses, generation, blocks_version, cell);
-    if let Some(refusal) = lists_refusal(config, lists) {
-        return refusal;
+    if cell == CELL_TRIE {
+        if let Some(refusal) = lists_refusal(config, lists) {
+            return refusal;
+        }
     }
     if blocked == 0 && config.syn_rate_per_second == 0 && config.packet_rate_per_second == 0 {
         return VerdictReason::Passed;
