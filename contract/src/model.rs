@@ -223,6 +223,9 @@ pub struct Backend {
     /// `https` backends: the name every endpoint's certificate is verified against and sent as
     /// SNI; each endpoint's own host when `None`.
     pub tls_server_name: Option<String>,
+    /// `https` backends: the certificate the gateway presents to this backend's endpoints when
+    /// they ask for one (mTLS), instead of `[tls]`'s `backend-client-cert-file`.
+    pub client_certificate: Option<crate::tls::TlsCertificate>,
 }
 
 /// One server of a named backend.
@@ -547,6 +550,9 @@ impl Backend {
         if self.scheme == Scheme::Http && self.tls_server_name.is_some() {
             return Err("a TLS server name on a plain-HTTP backend".to_owned());
         }
+        if self.scheme == Scheme::Http && self.client_certificate.is_some() {
+            return Err("a TLS client certificate on a plain-HTTP backend".to_owned());
+        }
         if self.passive_health.consecutive_failures > 0 && self.passive_health.ejection_ms == 0 {
             return Err("an ejection lasts at least 1 ms".to_owned());
         }
@@ -604,6 +610,7 @@ mod tests {
             passive_health: PassiveHealth::default(),
             active_health: None,
             tls_server_name: None,
+            client_certificate: None,
         };
         assert_eq!(backend.validate(), Ok(()));
         let mut broken = backend.clone();

@@ -42,7 +42,8 @@ pub struct Snapshot {
     product_policies: AHashMap<(u32, u32, u32), Policies>,
     /// The TLS server configuration new TLS connections get (certificates, client auth).
     pub tls: Arc<rustls::ServerConfig>,
-    /// The TLS client configuration of connections to `https://` backends.
+    /// The TLS client configuration of connections to `https://` backends (a named backend
+    /// with its own client certificate has its own: [`ResolvedBackend::tls`]).
     pub backend_tls: crate::tls::BackendTls,
 }
 
@@ -63,14 +64,21 @@ impl Snapshot {
     pub fn build(generation: u64, config: Config) -> Result<Self, BuildError> {
         let programs = Programs::load(&config.programs)?;
         let tls = crate::tls::server_config(&config.tls)?;
-        let backend_tls = crate::tls::backend_client_config(&config.tls)?;
+        let backend_tls =
+            crate::tls::backend_client_config(&config.tls.backend_cas, config.tls.backend_client.as_ref())?;
         let router = Router::new(&config);
         for &api in router.unroutable() {
             if let Some(api) = config.apis.get(api as usize) {
                 tracing::warn!(api = %api.id, path = %api.path, "API path is too deep to route; its requests get 404");
             }
         }
-        let (upstreams, api_upstreams) = upstreams(&config);
+        let (mut upstreams, api_upstreams) = upstreams(&config);
+        // Named backends come first, in config order.
+        for (resolved, backend) in upstreams.iter_mut().zip(&config.backends) {
+            if let Some(identity) = &backend.client_certificate {
+                resolved.tls = Some(crate::tls::backend_client_config(&config.tls.backend_cas, Some(identity))?);
+            }
+        }
         let operations = config.apis.iter().map(Operations::new).collect();
         let resolved = resolve_policy_backends(&config.programs);
         let product_policies = config
@@ -91,6 +99,17 @@ impl Snapshot {
             tls,
             backend_tls,
         })
+    }
+
+    /// The backend client configuration whose identity is `id` (a [`BackendKey`]'s): the
+    /// snapshot's, or a named backend's own.
+    ///
+    /// [`BackendKey`]: crate::upstream::BackendKey
+    pub fn backend_tls_config(&self, id: u64) -> Option<&Arc<rustls::ClientConfig>> {
+        if id == self.backend_tls.id {
+            return Some(&self.backend_tls.config);
+        }
+        self.upstreams.iter().filter_map(|backend| backend.tls.as_ref()).find(|tls| tls.id == id).map(|tls| &tls.config)
     }
 
     /// The sections operation `operation` of API `api` runs for a request through `product`.
@@ -308,6 +327,7 @@ mod tests {
                 expected_status_max: 299,
             }),
             tls_server_name: None,
+            client_certificate: None,
         };
         let config = |endpoints| {
             let mut named = api("127.0.0.3", Scheme::Http);

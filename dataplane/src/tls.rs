@@ -67,9 +67,9 @@ fn sessions() -> &'static Sessions {
 }
 
 /// Backend client configurations kept for reuse by later snapshots (one per distinct
-/// `backend-ca-file` content and client identity): a few, so switching back and forth keeps
-/// pooled connections.
-pub const BACKEND_CONFIGS_KEPT_MAX: usize = 4;
+/// `backend-ca-file` content and client identity: `[tls]`'s and each backend's own), so that a
+/// reload keeps pooled connections, also after switching back and forth.
+pub const BACKEND_CONFIGS_KEPT_MAX: usize = 64;
 
 /// Builds the server configuration for `settings`. Without certificates every handshake fails
 /// with an alert (logged once per snapshot) while plain HTTP keeps serving.
@@ -114,27 +114,28 @@ pub struct BackendTls {
 }
 
 /// The client configuration for `https://` backends: ALPN `http/1.1`, TLS 1.2 and 1.3, rustls'
-/// in-memory session resumption, server certificates verified against the snapshot's backend
-/// CAs, or the host's system roots when it has none, and the gateway's client certificate for
-/// backends that ask for one (`backend-client-cert-file`). A snapshot with the same backend CAs
-/// and identity as an earlier one gets the same configuration back (same id, same resumption
-/// cache), so a reload does not drop pooled TLS connections; a change gets a new one.
-pub fn backend_client_config(settings: &TlsSettings) -> Result<BackendTls, TlsConfigError> {
+/// in-memory session resumption, server certificates verified against the backend CAs `cas`
+/// (DER), or the host's system roots when there are none, and `identity`, the client
+/// certificate for backends that ask for one (`[tls] backend-client-cert-file`, or a backend's
+/// own `tls-client-cert-file`). The same CAs and identity as an earlier snapshot's give the same
+/// configuration back (same id, same resumption cache), so a reload does not drop pooled TLS
+/// connections; a change gets a new one.
+pub fn backend_client_config(cas: &[Vec<u8>], identity: Option<&TlsCertificate>) -> Result<BackendTls, TlsConfigError> {
     type Built = Vec<((Vec<Vec<u8>>, Option<TlsCertificate>), BackendTls)>;
     static BUILT: Mutex<Built> = Mutex::new(Vec::new());
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     // Only snapshot builds (channel or start-up thread) take this lock, never a worker.
     let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let key = (settings.backend_cas.clone(), settings.backend_client.clone());
+    let key = (cas.to_vec(), identity.cloned());
     if let Some((_, backend)) = built.iter().find(|(built_for, _)| *built_for == key) {
         return Ok(backend.clone());
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let roots = if settings.backend_cas.is_empty() {
+    let roots = if cas.is_empty() {
         Arc::clone(system_roots())
     } else {
         let mut roots = RootCertStore::empty();
-        for (index, der) in settings.backend_cas.iter().enumerate() {
+        for (index, der) in cas.iter().enumerate() {
             roots.add(CertificateDer::from(der.clone())).map_err(|error| TlsConfigError::BackendCa { index, error })?;
         }
         Arc::new(roots)
@@ -143,7 +144,7 @@ pub fn backend_client_config(settings: &TlsSettings) -> Result<BackendTls, TlsCo
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_root_certificates(roots);
     // The gateway's own certificate, for backends that ask for one (mTLS).
-    let mut config = match &settings.backend_client {
+    let mut config = match identity {
         Some(identity) => {
             let (chain, key) = chain_and_key(identity);
             builder

@@ -113,7 +113,8 @@ impl<S: Stream> UpstreamPool<S> {
         let endpoint = state.pick(resolved, tried, now)?;
         let picked = resolved.endpoints.get(endpoint)?;
         let addr = picked.addr?;
-        let tls = picked.tls_name.clone().map(|name| (name, snapshot.backend_tls.id));
+        let identity = resolved.tls.as_ref().unwrap_or(&snapshot.backend_tls).id;
+        let tls = picked.tls_name.clone().map(|name| (name, identity));
         Some(Pick {
             generation: snapshot.generation,
             backend,

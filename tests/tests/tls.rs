@@ -496,7 +496,8 @@ on_both_io_backends!(https_backends, crate::proxies_to_https_backends);
 /// A named `https` backend that requires client certificates: gateway A presents
 /// `backend-client-cert-file` to gateway B (client-auth required), verifies B by
 /// `tls-server-name` against `backend-ca-file`, and checks B's health over TLS. Without the
-/// client certificate B refuses the handshake: requests get 502 and the health checks fail.
+/// client certificate B refuses the handshake: requests get 502 and the health checks fail; with
+/// the backend's own `tls-client-cert-file` they pass again, and only for that backend.
 fn named_https_backends_with_client_certificates(io: &str) {
     let pki = Pki::new();
     let backend_cert = pki.issue(&["backend.test"]);
@@ -558,6 +559,36 @@ fn named_https_backends_with_client_certificates(io: &str) {
     let refused = http::get(front.addr, "/secure/hello", &[("Ocp-Apim-Subscription-Key", &backend_key)]).unwrap();
     assert_eq!(refused.status, 502, "{}", refused.text());
     wait_for(|| endpoint_health(&front) == Some(Some(false)), "the TLS health check to fail", &front);
+
+    // The backend's own certificate (`tls-client-cert-file` in its file) brings both back, with
+    // no identity in [tls]; another named backend to B without one still gets 502.
+    let backend_file = front_config.path().join("backends/secure.toml");
+    let text = std::fs::read_to_string(&backend_file).unwrap().replace(
+        "protocol = \"https\"\n",
+        "protocol = \"https\"\ntls-client-cert-file = \"certs/client.pem\"\ntls-client-key-file = \"certs/client.key\"\n",
+    );
+    std::fs::write(&backend_file, text).unwrap();
+    std::fs::write(
+        front_config.path().join("backends/anonymous.toml"),
+        format!("protocol = \"https\"\ntls-server-name = \"backend.test\"\nbase-path = \"/echo\"\n[[endpoint]]\naddress = \"{backend_tls}\"\n"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(front_config.path().join("apis/anonymous")).unwrap();
+    std::fs::write(
+        front_config.path().join("apis/anonymous/api.toml"),
+        "name = \"Anonymous\"\npath = \"anonymous\"\nbackend-id = \"anonymous\"\nsubscription-required = false\n",
+    )
+    .unwrap();
+    let reload = front.ctl(&["reload"]);
+    assert!(reload.status.success(), "{}", String::from_utf8_lossy(&reload.stderr));
+    let mut connection = Connection::open(front.addr).unwrap();
+    for _ in 0..2 {
+        let response = connection.get("/secure/hello", &[("Ocp-Apim-Subscription-Key", &backend_key)]).unwrap();
+        assert_eq!(response.status, 200, "{}\n{}", response.text(), front.log());
+    }
+    wait_for(|| endpoint_health(&front) == Some(Some(true)), "the TLS health check to pass again", &front);
+    let anonymous = http::get(front.addr, "/anonymous/hello", &[("Ocp-Apim-Subscription-Key", &backend_key)]).unwrap();
+    assert_eq!(anonymous.status, 502, "{}", anonymous.text());
 }
 
 on_both_io_backends!(

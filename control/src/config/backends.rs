@@ -2,6 +2,7 @@
 //! endpoint addresses, load balancing, pool and health settings, each checked with its span.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use portcullis_contract::model::{
     ActiveHealth, Backend, ENDPOINT_WEIGHT_MAX, ENDPOINTS_PER_BACKEND_MAX, Endpoint, LoadBalancing,
@@ -31,11 +32,17 @@ pub const ACTIVE_EXPECTED_STATUS_DEFAULT: (u16, u16) = (200, 399);
 pub const ENDPOINT_WEIGHT_DEFAULT: u32 = 1;
 
 /// The named backends that compiled, in directory order.
-pub(crate) fn compile(parsed: &Parsed, values: &NamedValues, diagnostics: &mut Diagnostics) -> Vec<Backend> {
+/// `dir` is the config directory that certificate paths are relative to.
+pub(crate) fn compile(
+    parsed: &Parsed,
+    values: &NamedValues,
+    dir: &Path,
+    diagnostics: &mut Diagnostics,
+) -> Vec<Backend> {
     let mut backends = Vec::new();
     for item in &parsed.backends {
         let before = diagnostics.len();
-        let backend = backend(item, values, diagnostics);
+        let backend = backend(item, values, dir, diagnostics);
         if diagnostics.len() == before {
             backends.extend(backend);
         }
@@ -48,7 +55,12 @@ pub(crate) fn known_ids(parsed: &Parsed) -> BTreeSet<String> {
     parsed.backends.iter().map(|item| item.id.clone()).chain(parsed.broken_backend_ids.iter().cloned()).collect()
 }
 
-fn backend(item: &Item<BackendFile>, values: &NamedValues, diagnostics: &mut Diagnostics) -> Option<Backend> {
+fn backend(
+    item: &Item<BackendFile>,
+    values: &NamedValues,
+    dir: &Path,
+    diagnostics: &mut Diagnostics,
+) -> Option<Backend> {
     let source = &item.source;
     let file = &item.file;
     let https = file.protocol.as_ref().is_some_and(|protocol| *protocol.get_ref() == ProtocolName::Https);
@@ -65,6 +77,23 @@ fn backend(item: &Item<BackendFile>, values: &NamedValues, diagnostics: &mut Dia
         }
         Some(name) => Some(name.get_ref().to_ascii_lowercase()),
         None => None,
+    };
+    let client_certificate = match (&file.tls_client_cert_file, &file.tls_client_key_file) {
+        (Some(file), _) | (None, Some(file)) if !https => {
+            let message = "a TLS client certificate is for https backends: add protocol = \"https\"";
+            diagnostics.push(source.error(file.span(), message));
+            None
+        }
+        (cert_file, key_file) => super::tls::client_identity(
+            super::tls::ClientIdentityKeys {
+                cert_file: cert_file.as_ref(),
+                key_file: key_file.as_ref(),
+                names: ("tls-client-cert-file", "tls-client-key-file"),
+            },
+            source,
+            dir,
+            diagnostics,
+        ),
     };
     if file.endpoint.is_empty() {
         diagnostics.push(source.error_at_start("a backend needs at least one [[endpoint]] with an address"));
@@ -120,6 +149,7 @@ fn backend(item: &Item<BackendFile>, values: &NamedValues, diagnostics: &mut Dia
         passive_health,
         active_health,
         tls_server_name,
+        client_certificate,
     })
 }
 

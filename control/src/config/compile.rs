@@ -40,7 +40,7 @@ pub(crate) fn compile(
         .map(|item| super::tls::compile(&item.file.tls, &item.source, dir, diagnostics))
         .unwrap_or_default();
     let values = named_values(parsed.named_values.as_ref(), provided, diagnostics);
-    let backends = super::backends::compile(&parsed, &values, diagnostics);
+    let backends = super::backends::compile(&parsed, &values, dir, diagnostics);
     let mut apis = apis(&parsed, &backends, &values, diagnostics);
     let products = products(&parsed, &apis, diagnostics);
     let backend_ids = super::backends::known_ids(&parsed);

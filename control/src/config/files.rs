@@ -113,6 +113,10 @@ pub(crate) struct BackendFile {
     /// `https` backends: the name certificates are verified against (and SNI); each endpoint's
     /// host when absent.
     pub(crate) tls_server_name: Option<Spanned<String>>,
+    /// `https` backends: the certificate (PEM chain) and key the gateway presents when the
+    /// endpoints ask for one; `[tls]`'s `backend-client-cert-file` when absent.
+    pub(crate) tls_client_cert_file: Option<Spanned<String>>,
+    pub(crate) tls_client_key_file: Option<Spanned<String>>,
     /// `[[endpoint]]` tables.
     #[serde(default)]
     pub(crate) endpoint: Vec<EndpointEntry>,

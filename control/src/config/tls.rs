@@ -89,21 +89,16 @@ pub(crate) fn compile(table: &TlsTable, source: &SourceFile, dir: &Path, diagnos
     if let Some(file) = &table.backend_ca_file {
         settings.backend_cas = ca_file(file, source, dir, diagnostics);
     }
-    match (&table.backend_client_cert_file, &table.backend_client_key_file) {
-        (Some(cert_file), Some(key_file)) => {
-            let entry = CertificateEntry { cert_file: cert_file.clone(), key_file: key_file.clone() };
-            settings.backend_client = certificate(&entry, true, source, dir, &provider, diagnostics);
-        }
-        (Some(file), None) => diagnostics.push(source.error(
-            file.span(),
-            "backend-client-cert-file needs its key: add backend-client-key-file = \"certs/client.key\"",
-        )),
-        (None, Some(file)) => diagnostics.push(source.error(
-            file.span(),
-            "backend-client-key-file needs its certificate: add backend-client-cert-file = \"certs/client.pem\"",
-        )),
-        (None, None) => {}
-    }
+    settings.backend_client = client_identity(
+        ClientIdentityKeys {
+            cert_file: table.backend_client_cert_file.as_ref(),
+            key_file: table.backend_client_key_file.as_ref(),
+            names: ("backend-client-cert-file", "backend-client-key-file"),
+        },
+        source,
+        dir,
+        diagnostics,
+    );
     if client_auth != ClientAuthName::None && table.certificate.is_empty() {
         if let Some(auth) = &table.client_auth {
             diagnostics.push(
@@ -113,6 +108,44 @@ pub(crate) fn compile(table: &TlsTable, source: &SourceFile, dir: &Path, diagnos
         }
     }
     settings
+}
+
+/// A client identity's two file keys as written (either may be missing) and their names in
+/// messages: `[tls]`'s `backend-client-*` or a backend's `tls-client-*`.
+pub(crate) struct ClientIdentityKeys<'a> {
+    pub(crate) cert_file: Option<&'a Spanned<String>>,
+    pub(crate) key_file: Option<&'a Spanned<String>>,
+    pub(crate) names: (&'static str, &'static str),
+}
+
+/// The certificate the gateway presents to backends that ask for one, from a certificate file
+/// and a key file that must come together; `None` when neither is set or either is wrong (with
+/// file:line:col in `diagnostics`).
+pub(crate) fn client_identity(
+    keys: ClientIdentityKeys<'_>,
+    source: &SourceFile,
+    dir: &Path,
+    diagnostics: &mut Diagnostics,
+) -> Option<TlsCertificate> {
+    let (cert_name, key_name) = keys.names;
+    match (keys.cert_file, keys.key_file) {
+        (Some(cert_file), Some(key_file)) => {
+            let entry = CertificateEntry { cert_file: cert_file.clone(), key_file: key_file.clone() };
+            let provider = rustls::crypto::aws_lc_rs::default_provider();
+            certificate(&entry, true, source, dir, &provider, diagnostics)
+        }
+        (Some(file), None) => {
+            let message = format!("{cert_name} needs its key: add {key_name} = \"certs/client.key\"");
+            diagnostics.push(source.error(file.span(), message));
+            None
+        }
+        (None, Some(file)) => {
+            let message = format!("{key_name} needs its certificate: add {cert_name} = \"certs/client.pem\"");
+            diagnostics.push(source.error(file.span(), message));
+            None
+        }
+        (None, None) => None,
+    }
 }
 
 /// `client`: the gateway's identity towards backends (serves no name, so no SAN warning).

@@ -874,10 +874,11 @@ async fn connect<S: Stream>(
     WorkerSlot::add(&worker.slot().backend_connects, 1);
     let limit = millis(limits.backend_connect_timeout_ms);
     let plain: S = upstream::connect(key.addr, limit).await?;
-    let (Some((name, _)), Some(snapshot)) = (&key.tls, snapshot) else {
+    let (Some((name, identity)), Some(snapshot)) = (&key.tls, snapshot) else {
         return Ok(MaybeTls::Plain(plain));
     };
-    let config = std::sync::Arc::clone(&snapshot.backend_tls.config);
+    // The key came from this snapshot, so its identity is one of the snapshot's.
+    let config = std::sync::Arc::clone(snapshot.backend_tls_config(*identity).ok_or(ProxyError::BackendUnavailable)?);
     match tokio::time::timeout(limit, TlsStream::open(plain, config, name.clone())).await {
         Ok(Ok(stream)) => Ok(MaybeTls::Tls(Box::new(stream))),
         Ok(Err(error)) => Err(ProxyError::Connect(ConnectError::Tls(error))),

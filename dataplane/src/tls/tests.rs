@@ -70,21 +70,24 @@ fn client_auth_needs_a_valid_ca() {
 #[test]
 fn backend_client_config_uses_the_configured_cas_or_the_system_roots() {
     let (ca, _) = certificate(&[]);
-    let settings = TlsSettings { backend_cas: vec![ca.chain[0].clone()], ..TlsSettings::default() };
-    let backend = backend_client_config(&settings).unwrap();
+    let cas = vec![ca.chain[0].clone()];
+    let backend = backend_client_config(&cas, None).unwrap();
     assert_eq!(backend.config.alpn_protocols, vec![ALPN_HTTP_1_1.to_vec()]);
     // The same CAs again (the next snapshot): the same configuration, so pooled connections stay.
-    assert_eq!(backend_client_config(&settings).unwrap().id, backend.id);
-    let system = backend_client_config(&TlsSettings::default()).expect("system roots (possibly none)");
+    assert_eq!(backend_client_config(&cas, None).unwrap().id, backend.id);
+    let system = backend_client_config(&[], None).expect("system roots (possibly none)");
     assert_ne!(system.id, backend.id, "other trust anchors, another identity");
-    let broken = TlsSettings { backend_cas: vec![b"not DER".to_vec()], ..TlsSettings::default() };
-    assert!(matches!(backend_client_config(&broken), Err(TlsConfigError::BackendCa { index: 0, .. })));
+    let broken = vec![b"not DER".to_vec()];
+    assert!(matches!(backend_client_config(&broken, None), Err(TlsConfigError::BackendCa { index: 0, .. })));
     // A client identity (mTLS to backends) is part of what a configuration is: another id.
     let (client, _) = certificate(&[]);
-    let with_identity =
-        TlsSettings { backend_cas: vec![ca.chain[0].clone()], backend_client: Some(client), ..TlsSettings::default() };
-    let identified = backend_client_config(&with_identity).unwrap();
+    let identified = backend_client_config(&cas, Some(&client)).unwrap();
     assert!(identified.config.client_auth_cert_resolver.has_certs());
     assert_ne!(identified.id, backend.id);
     assert!(!backend.config.client_auth_cert_resolver.has_certs());
+    // Another identity (a backend's own certificate) under the same CAs: another id again.
+    let (other, _) = certificate(&[]);
+    let other = backend_client_config(&cas, Some(&other)).unwrap();
+    assert_ne!(other.id, identified.id);
+    assert_eq!(backend_client_config(&cas, Some(&client)).unwrap().id, identified.id, "kept for reuse");
 }

@@ -74,7 +74,8 @@ fn run(cell: &SnapshotCell, report_path: &Path) {
             };
             let Some(addr) = endpoint.addr else { continue };
             // An https endpoint is checked over TLS, verified as requests are.
-            let tls = endpoint.tls_name.clone().map(|name| (name, Arc::clone(&current.backend_tls.config)));
+            let config = &backend.tls.as_ref().unwrap_or(&current.backend_tls).config;
+            let tls = endpoint.tls_name.clone().map(|name| (name, Arc::clone(config)));
             let passed = probe(addr, tls, &backend.authority, active);
             let healthy = check.counter.record(passed, active);
             if healthy != endpoint.healthy() {

@@ -23,6 +23,9 @@ pub struct ResolvedBackend {
     pub pool: PoolSettings,
     pub passive: PassiveHealth,
     pub active: Option<ActiveHealth>,
+    /// This backend's own TLS client configuration (its `tls-client-cert-file`); the snapshot's
+    /// when `None`. Set by [`crate::snapshot::Snapshot::build`], which has the backend CAs.
+    pub tls: Option<crate::tls::BackendTls>,
 }
 
 /// One endpoint of a [`ResolvedBackend`].
@@ -105,6 +108,7 @@ impl ResolvedBackend {
             pool: backend.pool,
             passive: backend.passive_health,
             active: backend.active_health.clone(),
+            tls: None,
         }
     }
 
@@ -125,6 +129,7 @@ impl ResolvedBackend {
             pool: PoolSettings::default(),
             passive: PassiveHealth::OFF,
             active: None,
+            tls: None,
         })
     }
 }

@@ -109,6 +109,22 @@ fn backend_file_errors_point_at_their_key() {
     assert!(message.contains("is not a DNS name or an IP address"), "{message}");
     assert_eq!(at, "backends/pool.toml:2:19");
 
+    config.write(
+        "backends/pool.toml",
+        "tls-client-cert-file = \"certs/c.pem\"\ntls-client-key-file = \"certs/c.key\"\n[[endpoint]]\naddress = \"a:1\"\n",
+    );
+    let (message, at) = config.error();
+    assert!(message.contains("for https backends: add protocol = \"https\""), "{message}");
+    assert_eq!(at, "backends/pool.toml:1:24");
+
+    config.write(
+        "backends/pool.toml",
+        "protocol = \"https\"\ntls-client-cert-file = \"certs/c.pem\"\n[[endpoint]]\naddress = \"a:1\"\n",
+    );
+    let (message, at) = config.error();
+    assert!(message.contains("tls-client-cert-file needs its key: add tls-client-key-file"), "{message}");
+    assert_eq!(at, "backends/pool.toml:2:24");
+
     config.write("backends/pool.toml", "base-path = \"/x\"\n");
     assert!(config.error().0.contains("at least one [[endpoint]]"));
 

@@ -25,6 +25,7 @@ fn backend(algorithm: LoadBalancing, weights: &[u32]) -> ResolvedBackend {
         pool: PoolSettings::default(),
         passive: PassiveHealth { consecutive_failures: 2, ejection_ms: 1_000 },
         active: None,
+        tls: None,
     }
 }
 
