@@ -268,7 +268,8 @@ fn render_memory_and_busy(out: &mut String, setup: &Setup, results: &Results) {
         IDLE_STEPS[0], IDLE_STEPS[1], IDLE_STEPS[1], IDLE_STEPS[0], IDLE_STEPS[1], IDLE_STEPS[1]
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
-    for &peer in &setup.peers {
+    let plain = [Scenario::Idle, Scenario::Busy1K, Scenario::Busy8K].into_iter().any(measured);
+    for &peer in setup.peers.iter().filter(|_| plain) {
         let idle = summarize(results, Scenario::Idle, peer);
         let base = summarize(results, Scenario::Proxy5B, peer).rps;
         let busy1k = summarize(results, Scenario::Busy1K, peer).rps;
