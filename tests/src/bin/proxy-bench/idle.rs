@@ -145,8 +145,9 @@ pub(crate) fn open_tls(addr: SocketAddr, path: &str, count: usize) -> Result<Vec
         if open.len() % BATCH == 0 {
             procs::check_interrupted()?;
         }
-        let tcp = TcpStream::connect_timeout(&addr, BATCH_TIMEOUT)
-            .map_err(|error| anyhow::anyhow!("connect to {addr}: {error} (open-file limit {})", procs::open_file_limit()))?;
+        let tcp = TcpStream::connect_timeout(&addr, BATCH_TIMEOUT).map_err(|error| {
+            anyhow::anyhow!("connect to {addr}: {error} (open-file limit {})", procs::open_file_limit())
+        })?;
         tcp.set_read_timeout(Some(BATCH_TIMEOUT))?;
         tcp.set_nodelay(true)?;
         let name = rustls::pki_types::ServerName::try_from("localhost")?;
