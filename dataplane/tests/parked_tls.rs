@@ -156,34 +156,36 @@ fn versions() -> [&'static rustls::SupportedProtocolVersion; 2] {
 fn parked_tls_connections_are_served_again(io: &str) {
     let gateway = start(io, Limits::default());
     let dp = &gateway.dp;
-    let mut parked = 0;
     for version in versions() {
         let mut client = gateway.connect(&gateway.client_config(version));
         assert_eq!(client.version(), Some(version.version));
+        // This connection's lines (the log arrives through a pipe: waited for, not read once).
+        let parked_line = format!("{PARKED} peer={}", client.local_addr());
+        let woke_line = format!("{WOKE} peer={}", client.local_addr());
+        let parks = |count| eventually("the idle TLS connection parks", || dp.log_count(&parked_line) == count);
+        let wakes = |count| eventually("served after waking from the registry", || dp.log_count(&woke_line) == count);
         assert_eq!(client.send(&request("first")).status(), 200);
-        for _ in 0..2 {
-            parked += 1;
-            eventually("the idle TLS connection parks", || dp.log_count(PARKED) >= parked);
+        for round in 1..=2 {
+            parks(round);
             std::thread::sleep(IDLE_PAST_PARKING);
             assert_eq!(connections_active(&gateway.dir.0), 1, "a parked connection is still open");
-            let woke = dp.log_count(WOKE);
             let response = client.send(&request("again"));
             assert_eq!(response.status(), 200, "{response:?}");
             assert!(response.text().contains("target=/again\n"), "{}", response.text());
-            assert_eq!(dp.log_count(WOKE), woke + 1, "served after waking from the registry");
+            wakes(round);
         }
         // Pipelined requests on a woken connection, in one record and in two, are answered in order.
-        parked += 1;
-        eventually("the idle TLS connection parks", || dp.log_count(PARKED) >= parked);
+        parks(3);
         client.write(&[request("p1"), request("p2")].concat());
         assert!(client.receive().text().contains("target=/p1\n"));
         assert!(client.receive().text().contains("target=/p2\n"));
-        parked += 1;
-        eventually("the idle TLS connection parks", || dp.log_count(PARKED) >= parked);
+        wakes(3);
+        parks(4);
         let records = [client.seal(&request("p3")), client.seal(&request("p4"))].concat();
         client.write_ciphertext(&records);
         assert!(client.receive().text().contains("target=/p3\n"));
         assert!(client.receive().text().contains("target=/p4\n"));
+        wakes(4);
         drop(client);
         eventually("the closed connection is counted out", || connections_active(&gateway.dir.0) == 0);
     }
@@ -220,7 +222,7 @@ fn records_split_while_parking_are_not_lost(io: &str) {
         })
         .collect();
     let _clients: Vec<_> = clients.into_iter().map(|client| client.join().unwrap()).collect();
-    assert!(gateway.dp.log_count(PARKED) >= 30, "every connection parked at least once");
+    eventually("every connection parked at least once", || gateway.dp.log_count(PARKED) >= 30);
     assert_eq!(connections_active(&gateway.dir.0), 30);
 
     // A request's record, then the first bytes of the next one: once the first is answered, the
@@ -259,7 +261,8 @@ fn clients_closing_parked_tls_connections_are_counted_out(io: &str) {
         }
     }
     eventually("closed parked connections are counted out", || connections_active(&gateway.dir.0) == 0);
-    assert_eq!(dp.log_count(WOKE), 10, "a peer's close wakes its parked connection, which then closes");
+    // A peer's close wakes its parked connection, which then closes.
+    eventually("every closed connection woke", || dp.log_count(WOKE) == 10);
     let mut client = gateway.connect(&gateway.client_config(&rustls::version::TLS13));
     assert_eq!(client.send(&request("after")).status(), 200);
     drop(client);
@@ -281,7 +284,7 @@ fn parked_tls_connections_close_at_the_idle_timeout(io: &str) {
         eventually("the closed connection is counted out", || connections_active(&gateway.dir.0) == 0);
     }
     let closed = "parked connection reached the keep-alive idle timeout";
-    assert_eq!(gateway.dp.log_count(closed), 2, "the registry closed them");
+    eventually("the registry closed both", || gateway.dp.log_count(closed) == 2);
     assert_eq!(gateway.dp.terminate().code(), Some(0));
 }
 
