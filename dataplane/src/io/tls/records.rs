@@ -4,7 +4,8 @@
 //!
 //! Only the record header's length is read (RFC 8446 §5.1, RFC 5246 §6.2: content type, legacy
 //! version, then a 16-bit length); rustls checks everything else and fails a stream that is not
-//! records, so a wrong answer here can only delay parking, never lose a byte.
+//! records. A parked connection keeps its rustls state whole, so a wrong answer here could only
+//! change when a connection parks, never lose a byte.
 
 /// A record header: content type (1), legacy version (2), length (2).
 pub(crate) const RECORD_HEADER_BYTES: usize = 5;
