@@ -46,9 +46,9 @@ pub(crate) trait Stream: Sized + 'static {
     async fn shutdown_write(&self);
 }
 
-/// A worker's own plain TCP stream, which an idle keep-alive connection can park: leave its task
-/// and its read buffer and wait in the worker's registry (`worker::parked`), watched for
-/// readability through tokio's reactor.
+/// A client connection that can park while idle: leave its task and its read buffer and wait in
+/// the worker's registry (`worker::parked`), watched for readability through tokio's reactor. A
+/// worker's own TCP stream, and TLS over it (`io/tls`), which parks through its TCP stream.
 pub(crate) trait Park: Stream {
     /// Reads like [`read_within`] with `limit`, except that when no byte has come after `quiet`
     /// (shorter than `limit`) the read is withdrawn without losing a byte and

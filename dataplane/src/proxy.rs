@@ -73,9 +73,9 @@ pub(crate) struct Connection<S: Stream> {
 /// ([`Connection::open`]) and handed back when it is answered ([`Connection::park`]), so an
 /// idle keep-alive connection costs little more than its pending read.
 ///
-/// A plain connection that stays idle for [`IDLE_PARK_AFTER_MS`] leaves even that: its read is
-/// withdrawn, the buffer freed and the socket parked in the worker's registry
-/// ([`crate::worker::parked`]) until it is readable again.
+/// A connection that stays idle for [`IDLE_PARK_AFTER_MS`] leaves even that: its read is
+/// withdrawn, the buffer freed (a TLS connection's ciphertext buffers too) and the connection
+/// parked in the worker's registry ([`crate::worker::parked`]) until it is readable again.
 struct Idle<S> {
     client: MaybeTls<S>,
     buf: Vec<u8>,
@@ -90,7 +90,7 @@ struct Idle<S> {
 /// fit; a larger head grows it.
 pub(crate) const IDLE_READ_BYTES: usize = 512;
 
-/// A plain keep-alive connection that has had no byte of a next request for this long is parked:
+/// A keep-alive connection that has had no byte of a next request for this long is parked:
 /// it leaves its task (about 1.6 KB) and its [`IDLE_READ_BYTES`] buffer and waits in its worker's
 /// registry as a small entry watched by tokio's reactor (`worker::parked`), the way event-loop
 /// servers keep idle connections. Why 250 ms: a client that keeps a connection busy sends its next
@@ -99,8 +99,9 @@ pub(crate) const IDLE_READ_BYTES: usize = 512;
 /// for a quarter of a second is mostly quiet for seconds (a pool between bursts, a person between
 /// clicks). Parking and waking cost a few microseconds (an io_uring cancel and an epoll_ctl pair
 /// on io_uring, a task spawned on wake), so a client that sends one request every few hundred
-/// milliseconds pays them at most once per request. TLS connections never park: their rustls
-/// state and ciphertext buffer stay with their task.
+/// milliseconds pays them at most once per request. A TLS connection parks the same way once rustls
+/// holds no plaintext and no part of a record; its rustls state (keys, and the 4 KiB deframer
+/// buffer rustls keeps) stays in the entry, its ciphertext buffers are freed.
 pub(crate) const IDLE_PARK_AFTER_MS: u64 = 250;
 
 // A connection parks before the default keep-alive timeout closes it.
@@ -238,7 +239,7 @@ pub(crate) async fn serve_connection<S: Park>(
     Ended::Closed
 }
 
-/// The next read of a request head. An idle plain connection's read is withdrawn after
+/// The next read of a request head. An idle connection's read is withdrawn after
 /// [`IDLE_PARK_AFTER_MS`] so that it can park; the bytes of a head already begun are awaited until
 /// `limit` (its header timeout).
 async fn read_next<S: Park>(
@@ -374,18 +375,14 @@ impl<S: Park> Idle<S> {
         }
     }
 
-    /// Parks a plain connection in the worker's registry; gives it back when that is not possible
-    /// (a TLS connection, a draining worker, a reactor that refused the fd).
+    /// Parks the connection in the worker's registry; gives it back when that is not possible
+    /// (a draining worker, a reactor that refused the fd).
     fn park_in(self, worker: &WorkerCtx<S>, peer: SocketAddr, idle_since: Instant) -> Result<(), Self> {
         let Idle { client, buf, drain, .. } = self;
-        let client = match client {
-            MaybeTls::Plain(stream) => match worker.parked.park(stream, peer, idle_since, &worker.drain) {
-                Ok(()) => return Ok(()),
-                Err(stream) => MaybeTls::Plain(stream),
-            },
-            tls @ MaybeTls::Tls(_) => tls,
-        };
-        Err(Idle { client, buf, drain, idle_since: Some(idle_since) })
+        match worker.parked.park(client, peer, idle_since, &worker.drain) {
+            Ok(()) => Ok(()),
+            Err(client) => Err(Idle { client, buf, drain, idle_since: Some(idle_since) }),
+        }
     }
 
     /// Answers a request whose head could not be read, then the connection closes.

@@ -315,7 +315,7 @@ pub(crate) struct WorkerCtx<S> {
     pub(crate) dns: crate::upstream::dns::Resolver,
     /// Buffers, head boxes and policy states lent to connections while they serve a request.
     pub(crate) spares: Spares,
-    /// Idle plain connections that left their task (counted in `connections`).
+    /// Idle client connections that left their task (counted in `connections`).
     pub(crate) parked: parked::Parked<S>,
     /// The draining signal.
     pub(crate) drain: Arc<Drain>,

@@ -7,14 +7,11 @@
 mod support;
 
 use std::io::Write as _;
-use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use portcullis_contract::model::Limits;
 use portcullis_contract::snapshot;
-use portcullis_contract::stats::StatsRegion;
-use support::{Backend, DataPlane, TempDir, eventually};
+use support::{Backend, DataPlane, TempDir, connections_active, eventually};
 
 /// The data plane's debug lines about parked connections.
 const PARKED_LOG: &str = "info,portcullis_dataplane::worker::parked=debug";
@@ -32,12 +29,6 @@ fn start(io: &str, limits: Limits) -> (TempDir, Backend, DataPlane) {
     std::fs::write(dir.0.join("snapshots/last-good.snap"), snapshot::encode(1, &config).unwrap()).unwrap();
     let dataplane = DataPlane::start_logging(&dir.0, io, PARKED_LOG);
     (dir, backend, dataplane)
-}
-
-/// Open client connections, as the workers count them (`ctl status` reads the same counters).
-fn connections_active(data_dir: &Path) -> u64 {
-    let stats = StatsRegion::open(&data_dir.join("run/stats.shm")).unwrap();
-    (0..stats.worker_count()).map(|i| stats.worker(i).unwrap().connections_active.load(Ordering::Relaxed)).sum()
 }
 
 fn request(path: &str) -> Vec<u8> {

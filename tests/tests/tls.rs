@@ -206,7 +206,7 @@ fn serves_https(io: &str) {
         assert_eq!(conn.alpn_protocol(), Some(&b"http/1.1"[..]));
         assert_eq!(conn.handshake_kind(), Some(HandshakeKind::Full));
         // Keep-alive: two requests on one connection, proxied to the echo backend; the second after
-        // the connection was idle for longer than a plain one takes to park (TLS ones keep their task).
+        // the connection was idle for longer than it takes to park (dataplane/tests/parked_tls.rs).
         for _ in 0..2 {
             let echoed = get_echo(&mut first, &key);
             assert_eq!(echoed["headers"]["x-forwarded-proto"][0], "https", "{echoed}");

@@ -8,10 +8,12 @@
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::os::fd::RawFd;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::io::tls::TlsStream;
-use crate::io::{IdleRead, Park, ReadError, Stream, read_within};
+use crate::io::{IdleRead, Park, ReadError, Stream};
 use crate::tls::ClientCertificate;
 
 /// A connection as the proxy sees it.
@@ -44,12 +46,10 @@ impl<S: Stream> MaybeTls<S> {
     }
 }
 
-impl<S: Park> MaybeTls<S> {
-    /// A read while the connection waits for its next request: a plain connection's read is
-    /// withdrawn after `quiet` so that the connection can park ([`Park::read_idle`]); a TLS
-    /// connection keeps its read (rustls state and ciphertext buffer stay with its task) until
-    /// `limit`.
-    pub(crate) async fn read_idle(
+/// Plain and TLS connections park alike: a TLS one through its inner stream ([`TlsStream`]'s
+/// `Park`), once rustls holds nothing in flight.
+impl<S: Park> Park for MaybeTls<S> {
+    async fn read_idle(
         &mut self,
         buf: Vec<u8>,
         quiet: Duration,
@@ -57,10 +57,21 @@ impl<S: Park> MaybeTls<S> {
     ) -> (Result<IdleRead, ReadError>, Vec<u8>) {
         match self {
             Self::Plain(stream) => stream.read_idle(buf, quiet, limit).await,
-            Self::Tls(_) => {
-                let (result, buf) = read_within(self, buf, limit).await;
-                (result.map(IdleRead::Read), buf)
-            }
+            Self::Tls(stream) => stream.read_idle(buf, quiet, limit).await,
+        }
+    }
+
+    fn parked_fd(&self) -> Option<RawFd> {
+        match self {
+            Self::Plain(stream) => stream.parked_fd(),
+            Self::Tls(stream) => stream.parked_fd(),
+        }
+    }
+
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Self::Plain(stream) => stream.poll_read_ready(cx),
+            Self::Tls(stream) => stream.poll_read_ready(cx),
         }
     }
 }

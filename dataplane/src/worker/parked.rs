@@ -1,11 +1,13 @@
-//! Parked connections: a worker's idle plain keep-alive connections that left their task.
+//! Parked connections: a worker's idle keep-alive client connections that left their task.
 //!
 //! A connection quiet for [`crate::proxy::IDLE_PARK_AFTER_MS`] gives up its task and its read
-//! buffer and becomes an entry here: its socket, peer address, when it went idle and a waker.
+//! buffer and becomes an entry here: its socket (plain, or TLS with its rustls state but no
+//! ciphertext buffer), peer address, when it went idle and a waker.
 //! One task per worker ([`watch`]) waits for three things: a parked socket becoming readable (a
 //! request, or the peer closing), the oldest entry reaching the keep-alive idle timeout, and
 //! drain. A readable socket leaves the registry and gets a fresh connection task, as if it had
-//! just been accepted; an expired one is closed.
+//! just been accepted (a TLS one resumes its session); an expired one is closed (a TLS one with
+//! close_notify, as a connection closed from its task).
 //!
 //! Each entry has its own waker, registered with tokio's reactor for its socket; waking it queues
 //! the entry's key, so a wake polls the sockets that became ready and never scans the registry.
@@ -23,7 +25,7 @@ use slab::Slab;
 
 use crate::drain::{self, Drain};
 use crate::io::maybe_tls::MaybeTls;
-use crate::io::{Park, Watched};
+use crate::io::{Park, Stream as _, Watched};
 use crate::worker::WorkerCtx;
 
 /// A worker's parked connections (on its thread only).
@@ -40,7 +42,7 @@ pub(crate) struct Parked<S> {
 
 /// One parked connection.
 struct Entry<S> {
-    stream: Watched<S>,
+    stream: Watched<MaybeTls<S>>,
     peer: SocketAddr,
     /// When the connection went idle: its keep-alive timeout runs from then.
     idle_since: Instant,
@@ -160,7 +162,13 @@ impl<S> Parked<S> {
 impl<S: Park> Parked<S> {
     /// Parks `stream`, idle since `idle_since`. Gives it back when the worker is draining (drain
     /// closes parked connections at once, and may have done so already) or the reactor refused it.
-    pub(crate) fn park(&self, stream: S, peer: SocketAddr, idle_since: Instant, drain: &Drain) -> Result<(), S> {
+    pub(crate) fn park(
+        &self,
+        stream: MaybeTls<S>,
+        peer: SocketAddr,
+        idle_since: Instant,
+        drain: &Drain,
+    ) -> Result<(), MaybeTls<S>> {
         if drain.is_draining() {
             return Err(stream);
         }
@@ -200,7 +208,7 @@ impl<S: Park> Parked<S> {
             match readable {
                 Ok(()) => {
                     tracing::debug!(%peer, "parked connection woke");
-                    super::spawn_connection(worker, MaybeTls::Plain(stream), peer, Some(idle_since));
+                    super::spawn_connection(worker, stream, peer, Some(idle_since));
                 }
                 Err(error) => {
                     tracing::debug!(%peer, %error, "parked connection failed");
@@ -212,7 +220,7 @@ impl<S: Park> Parked<S> {
     }
 
     /// Closes the connections idle for `timeout` or longer at `now`.
-    fn close_expired(&self, worker: &WorkerCtx<S>, now: Instant, timeout: Duration) {
+    fn close_expired(&self, worker: &Rc<WorkerCtx<S>>, now: Instant, timeout: Duration) {
         while let Some(oldest) = self.oldest.get() {
             let expired =
                 self.entries.borrow().get(oldest as usize).is_some_and(|entry| entry.idle_since + timeout <= now);
@@ -227,7 +235,7 @@ impl<S: Park> Parked<S> {
     }
 
     /// Closes every parked connection (drain).
-    fn close_all(&self, worker: &WorkerCtx<S>) {
+    fn close_all(&self, worker: &Rc<WorkerCtx<S>>) {
         while let Some(oldest) = self.oldest.get() {
             if let Some(entry) = self.remove(oldest as usize) {
                 close(worker, entry.stream.into_stream());
@@ -236,8 +244,20 @@ impl<S: Park> Parked<S> {
     }
 }
 
-/// Closes a parked connection quietly (as an idle one is closed) and counts it out.
-fn close<S: Park>(worker: &WorkerCtx<S>, stream: S) {
+/// Closes a parked connection as an idle one is closed, and counts it out: a plain one at once, a
+/// TLS one after sending close_notify (bounded by [`CLOSE_NOTIFY_TIMEOUT_MS`]) in a task of its own.
+///
+/// [`CLOSE_NOTIFY_TIMEOUT_MS`]: crate::io::tls::CLOSE_NOTIFY_TIMEOUT_MS
+fn close<S: Park>(worker: &Rc<WorkerCtx<S>>, mut stream: MaybeTls<S>) {
+    if stream.is_tls() {
+        let worker = Rc::clone(worker);
+        tokio::task::spawn_local(async move {
+            stream.close().await;
+            drop(stream);
+            worker.connection_closed();
+        });
+        return;
+    }
     stream.shutdown();
     drop(stream);
     worker.connection_closed();

@@ -233,6 +233,8 @@ pub fn read_message(reader: &mut impl BufRead, is_request: bool) -> Option<Messa
 pub struct DataPlane {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The `--listen-tls` address, when started with one.
+    pub tls_addr: Option<SocketAddr>,
     pub log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -243,9 +245,16 @@ impl DataPlane {
 
     /// Like [`DataPlane::start`], with this log filter (`PORTCULLIS_LOG` syntax).
     pub fn start_logging(data_dir: &Path, io: &str, filter: &str) -> Self {
+        Self::start_with(data_dir, io, filter, false)
+    }
+
+    /// Like [`DataPlane::start_logging`], also listening for TLS (`--listen-tls`) when `tls`.
+    pub fn start_with(data_dir: &Path, io: &str, filter: &str, tls: bool) -> Self {
+        let tls_args: &[&str] = if tls { &["--listen-tls", "127.0.0.1:0"] } else { &[] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis-dataplane"))
             .args(["--data-dir", data_dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--workers", "2", "--io", io])
             .args(["--drain-timeout-ms", "5000"])
+            .args(tls_args)
             .env("PORTCULLIS_LOG", filter)
             .stderr(Stdio::piped())
             .spawn()
@@ -253,21 +262,30 @@ impl DataPlane {
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (sender, receiver) = mpsc::channel();
+        let (tls_sender, tls_receiver) = mpsc::channel();
         let lines = Arc::clone(&log);
         std::thread::spawn(move || {
+            let first_word = |rest: &str| rest.split(' ').next().unwrap_or("").to_owned();
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 eprintln!("{line}");
-                let addr =
-                    line.split("listening on ").nth(1).map(|rest| rest.split(' ').next().unwrap_or("").to_owned());
+                let addr = line.split("listening on ").nth(1).map(first_word);
+                let tls_addr = line.split("listening for TLS on ").nth(1).map(first_word);
                 lines.lock().unwrap().push(line);
                 if let Some(addr) = addr {
                     let _ = sender.send(addr);
                 }
+                if let Some(tls_addr) = tls_addr {
+                    let _ = tls_sender.send(tls_addr);
+                }
             }
         });
         let addr = receiver.recv_timeout(Duration::from_secs(10)).expect("data plane did not start listening");
-        Self { child, addr: addr.parse().unwrap(), log }
+        let tls_addr = tls.then(|| {
+            let addr = tls_receiver.recv_timeout(Duration::from_secs(10)).expect("data plane did not listen for TLS");
+            addr.parse().unwrap()
+        });
+        Self { child, addr: addr.parse().unwrap(), tls_addr, log }
     }
 
     pub fn connect(&self) -> Client {
@@ -343,6 +361,12 @@ impl Client {
         let mut byte = [0u8; 1];
         matches!(self.reader.read(&mut byte), Ok(0) | Err(_))
     }
+}
+
+/// Open client connections, as the workers count them (`ctl status` reads the same counters).
+pub fn connections_active(data_dir: &Path) -> u64 {
+    let stats = portcullis_contract::stats::StatsRegion::open(&data_dir.join("run/stats.shm")).unwrap();
+    (0..stats.worker_count()).map(|i| stats.worker(i).unwrap().connections_active.load(Ordering::Relaxed)).sum()
 }
 
 /// Polls `condition` for up to 10 s.

@@ -1,5 +1,6 @@
 //! `TlsStream` against a rustls client over an in-memory pipe: handshake, both directions,
-//! writes larger than rustls' plaintext buffer, close_notify and refused handshakes.
+//! writes larger than rustls' plaintext buffer, close_notify, refused handshakes, and idle reads
+//! (parking frees the ciphertext buffers, part of a record keeps them).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed step fails the test")]
 
@@ -55,6 +56,32 @@ impl Stream for MemoryStream {
     }
 
     async fn shutdown_write(&self) {}
+}
+
+impl Park for MemoryStream {
+    async fn read_idle(
+        &mut self,
+        mut buf: Vec<u8>,
+        quiet: std::time::Duration,
+        _limit: std::time::Duration,
+    ) -> (Result<IdleRead, ReadError>, Vec<u8>) {
+        reserve_spare(&mut buf);
+        let mut reader = self.reader.lock().await;
+        // tokio's read takes bytes only in the poll that returns them: dropping it loses none.
+        let result = match tokio::time::timeout(quiet, reader.read_buf(&mut buf)).await {
+            Ok(result) => result.map(IdleRead::Read).map_err(ReadError::Io),
+            Err(_) => Ok(IdleRead::Quiet),
+        };
+        (result, buf)
+    }
+
+    fn parked_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+
+    fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
+    }
 }
 
 struct Fixture {
@@ -277,4 +304,55 @@ fn opens_to_a_server_and_verifies_its_name() {
         )
     });
     assert!(matches!(client, Err(HandshakeError::Tls(rustls::Error::InvalidCertificate(_)))), "{client:?}");
+}
+
+#[test]
+fn an_idle_read_frees_the_ciphertext_buffers_only_between_records() {
+    let fixture = fixture();
+    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    let quiet = std::time::Duration::from_millis(20);
+    let limit = std::time::Duration::from_secs(5);
+    run(async {
+        let (server, client) =
+            tokio::join!(TlsStream::accept(MemoryStream::new(server_io), Arc::clone(&fixture.server)), async {
+                let mut client = Client::new(&fixture, client_io);
+                client.handshake().await.unwrap();
+                client
+            });
+        let (mut server, mut client) = (server.unwrap(), client);
+        client.send(b"one").await.unwrap();
+        let (result, buf) = server.read_idle(Vec::new(), quiet, limit).await;
+        assert_eq!(result.unwrap(), IdleRead::Read(3));
+        assert_eq!(buf, b"one");
+        assert!(server.state.get_mut().incoming.capacity() > 0, "a ciphertext buffer while busy");
+
+        // Nothing comes: quiet, and the connection keeps no ciphertext buffer.
+        let (result, buf) = server.read_idle(Vec::new(), quiet, limit).await;
+        assert_eq!(result.unwrap(), IdleRead::Quiet);
+        assert!(buf.is_empty());
+        let state = server.state.get_mut();
+        assert_eq!((state.incoming.capacity(), state.outgoing.capacity()), (0, 0));
+
+        // The same session goes on.
+        client.send(b"two").await.unwrap();
+        let (result, buf) = server.read_idle(Vec::new(), quiet, limit).await;
+        assert_eq!(result.unwrap(), IdleRead::Read(3));
+        assert_eq!(buf, b"two");
+
+        // A whole record, then part of the next: once the first is read, the second's first
+        // bytes sit inside rustls, and the idle read waits for the rest instead of going quiet.
+        client.tls.writer().write_all(b"three").unwrap();
+        let mut ciphertext = Vec::new();
+        client.tls.write_tls(&mut ciphertext).unwrap();
+        client.tls.writer().write_all(b"four").unwrap();
+        let first_len = ciphertext.len();
+        client.tls.write_tls(&mut ciphertext).unwrap();
+        client.io.write_all(&ciphertext[..first_len + 3]).await.unwrap();
+        let (result, buf) = server.read_idle(Vec::new(), quiet, limit).await;
+        assert_eq!(result.unwrap(), IdleRead::Read(5));
+        assert_eq!(buf, b"three");
+        let short = std::time::Duration::from_millis(100);
+        let (result, _) = server.read_idle(Vec::new(), quiet, short).await;
+        assert!(matches!(result, Err(ReadError::TimedOut)), "not quiet with part of a record: {result:?}");
+    });
 }

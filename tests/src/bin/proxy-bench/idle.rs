@@ -1,10 +1,12 @@
 //! Idle keep-alive connections for the memory measurement: opened in batches with non-blocking
 //! sockets, each sends one request and reads its whole response (so the connection went through
-//! the proxy, and the proxy did whatever it does per connection), then stays open, silent.
+//! the proxy, and the proxy did whatever it does per connection), then stays open, silent. TLS ones
+//! are opened one after another with blocking sockets (rustls, TLS 1.3, a full handshake each).
 
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -127,6 +129,100 @@ fn advance(stream: &mut TcpStream, state: &mut State, request: &[u8]) -> std::io
             }
             State::Done => return Ok(()),
         }
+    }
+}
+
+/// An idle TLS client connection (dropping it closes the socket without close_notify).
+pub(crate) type TlsIdle = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// Opens `count` TLS 1.3 connections to `addr` (full handshakes, no resumption), each having
+/// completed `GET path`; they stay open until dropped.
+pub(crate) fn open_tls(addr: SocketAddr, path: &str, count: usize) -> Result<Vec<TlsIdle>> {
+    let config = Arc::new(tls_client_config()?);
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: proxy-bench\r\n\r\n").into_bytes();
+    let mut open = Vec::with_capacity(count);
+    for _ in 0..count {
+        if open.len() % BATCH == 0 {
+            procs::check_interrupted()?;
+        }
+        let tcp = TcpStream::connect_timeout(&addr, BATCH_TIMEOUT).map_err(|error| {
+            anyhow::anyhow!("connect to {addr}: {error} (open-file limit {})", procs::open_file_limit())
+        })?;
+        tcp.set_read_timeout(Some(BATCH_TIMEOUT))?;
+        tcp.set_nodelay(true)?;
+        let name = rustls::pki_types::ServerName::try_from("localhost")?;
+        let mut stream = rustls::StreamOwned::new(rustls::ClientConnection::new(Arc::clone(&config), name)?, tcp);
+        stream.write_all(&request)?;
+        let mut buffer = Vec::with_capacity(512);
+        let mut chunk = [0u8; 4096];
+        loop {
+            match response_complete(&buffer) {
+                Some(200) => break,
+                Some(status) => bail!("TLS connection to {addr}: status {status}"),
+                None => {}
+            }
+            match stream.read(&mut chunk)? {
+                0 => bail!("TLS connection to {addr} closed before the response"),
+                n if buffer.len() + n > RESPONSE_BYTES_MAX => bail!("TLS connection to {addr}: response too large"),
+                n => buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+        open.push(stream);
+    }
+    Ok(open)
+}
+
+/// TLS 1.3 only, as every gateway is configured; the benchmark's certificate is not verified
+/// (what is measured is the gateways' memory, and wrk does not verify it either).
+fn tls_client_config() -> Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // No resumption: every connection is a full handshake, as wrk's are.
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(config)
+}
+
+/// Accepts any server certificate (checking its signatures only).
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

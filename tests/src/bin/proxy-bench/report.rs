@@ -33,7 +33,7 @@ pub(crate) struct Summary {
 
 /// Medians of the samples of `scenario` × `peer`.
 pub(crate) fn summarize(results: &Results, scenario: Scenario, peer: Peer) -> Summary {
-    let load = scenario != Scenario::Idle;
+    let load = !scenario.idle();
     // A load run that completed no request says nothing about CPU per request.
     let samples: Vec<&Sample> = results
         .samples
@@ -254,7 +254,7 @@ fn render_ratios(out: &mut String, setup: &Setup, results: &Results) {
 
 fn render_memory_and_busy(out: &mut String, setup: &Setup, results: &Results) {
     let measured = |scenario: Scenario| results.samples.iter().any(|(s, ..)| *s == scenario);
-    if !measured(Scenario::Idle) && !measured(Scenario::Busy1K) && !measured(Scenario::Busy8K) {
+    if ![Scenario::Idle, Scenario::IdleTls, Scenario::Busy1K, Scenario::Busy8K].into_iter().any(measured) {
         return;
     }
     let _ = writeln!(
@@ -268,7 +268,8 @@ fn render_memory_and_busy(out: &mut String, setup: &Setup, results: &Results) {
         IDLE_STEPS[0], IDLE_STEPS[1], IDLE_STEPS[1], IDLE_STEPS[0], IDLE_STEPS[1], IDLE_STEPS[1]
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
-    for &peer in &setup.peers {
+    let plain = [Scenario::Idle, Scenario::Busy1K, Scenario::Busy8K].into_iter().any(measured);
+    for &peer in setup.peers.iter().filter(|_| plain) {
         let idle = summarize(results, Scenario::Idle, peer);
         let base = summarize(results, Scenario::Proxy5B, peer).rps;
         let busy1k = summarize(results, Scenario::Busy1K, peer).rps;
@@ -286,13 +287,27 @@ fn render_memory_and_busy(out: &mut String, setup: &Setup, results: &Results) {
             fmt(ratio(busy8k, base), 2)
         );
     }
+    // Idle TLS connections: a row per gateway, memory only.
+    if measured(Scenario::IdleTls) {
+        for &peer in &setup.peers {
+            let idle = summarize(results, Scenario::IdleTls, peer);
+            let _ = writeln!(
+                out,
+                "| {}, TLS 1.3 | {} | {} | {} | | | | |",
+                peer.label(),
+                fmt(idle.idle_bytes[0], 0),
+                fmt(idle.idle_bytes[1], 0),
+                fmt(idle.rss_bytes.map(|b| b / 1_048_576.0), 1),
+            );
+        }
+    }
 }
 
 /// The load scenarios this run measured (or skipped), in the order of [`Scenario::ALL`].
 fn load_scenarios(results: &Results) -> Vec<Scenario> {
     Scenario::ALL
         .into_iter()
-        .filter(|&scenario| scenario != Scenario::Idle)
+        .filter(|&scenario| !scenario.idle())
         .filter(|&scenario| {
             results.samples.iter().any(|(s, ..)| *s == scenario) || results.skipped.iter().any(|(s, ..)| *s == scenario)
         })

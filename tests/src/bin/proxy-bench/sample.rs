@@ -47,7 +47,7 @@ pub(crate) fn measure_sample(
     let gateway = peers::start(&setup.env, peer, origin)?;
     check_responses(&gateway, peer)?;
     let sample = match scenario.load(&gateway, options.measure) {
-        None => measure_idle(options, setup, &gateway),
+        None => measure_idle(options, setup, scenario, &gateway),
         Some(spec) => measure_load(options, setup, scenario, &gateway, &spec, round, discarded),
     };
     gateway.stop();
@@ -203,9 +203,18 @@ fn count_syscalls(setup: &Setup, perf: &Path, gateway: &Running, spec: &LoadSpec
     Ok(syscalls as f64 / requests.max(1) as f64)
 }
 
-fn measure_idle(options: &Options, setup: &Setup, gateway: &Running) -> Result<Sample> {
+fn measure_idle(options: &Options, setup: &Setup, scenario: Scenario, gateway: &Running) -> Result<Sample> {
+    let tls = match scenario {
+        Scenario::IdleTls => Some(gateway.tls.context("the gateway has no TLS listener")?),
+        _ => None,
+    };
+    // The warm-up speaks what the idle connections will, so the TLS code paths are warm too.
+    let base = match tls {
+        Some(tls) => format!("https://{tls}"),
+        None => format!("http://{}", gateway.http),
+    };
     let warmup = LoadSpec {
-        url: format!("http://{}{}", gateway.http, peers::SMALL_PATH),
+        url: format!("{base}{}", peers::SMALL_PATH),
         connections: CONNECTIONS,
         duration: options.warmup,
         headers: Vec::new(),
@@ -214,10 +223,15 @@ fn measure_idle(options: &Options, setup: &Setup, gateway: &Running) -> Result<S
     setup.generators.run(&warmup)?;
     procs::sleep(Duration::from_millis(500))?;
     let before = measure::rss_bytes(&gateway.pids);
-    let mut connections = Vec::new();
+    let mut plain = Vec::new();
+    let mut encrypted = Vec::new();
     let mut sample = Sample::default();
     for step in IDLE_STEPS {
-        connections.extend(idle::open(gateway.http, peers::SMALL_PATH, step - connections.len())?);
+        let more = step - plain.len() - encrypted.len();
+        match tls {
+            Some(tls) => encrypted.extend(idle::open_tls(tls, peers::SMALL_PATH, more)?),
+            None => plain.extend(idle::open(gateway.http, peers::SMALL_PATH, more)?),
+        }
         procs::sleep(IDLE_SETTLE)?;
         let after = measure::rss_bytes(&gateway.pids);
         sample.idle_bytes_per_connection.push(after.saturating_sub(before) as f64 / step as f64);
@@ -250,7 +264,7 @@ fn check_responses(gateway: &Running, peer: Peer) -> Result<()> {
 
 /// One line about a sample, for the progress output.
 pub(crate) fn describe(scenario: Scenario, sample: &Sample) -> String {
-    if scenario == Scenario::Idle {
+    if scenario.idle() {
         let steps: Vec<String> = IDLE_STEPS
             .iter()
             .zip(&sample.idle_bytes_per_connection)

@@ -28,13 +28,15 @@ pub(crate) enum Scenario {
     TlsKeepAlive,
     TlsHandshake,
     Idle,
+    IdleTls,
     Busy1K,
     Busy8K,
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Scenario; 9] = [
+    pub(crate) const ALL: [Scenario; 10] = [
         Scenario::Idle,
+        Scenario::IdleTls,
         Scenario::Proxy5B,
         Scenario::Proxy1K,
         Scenario::FixedLoad,
@@ -55,6 +57,7 @@ impl Scenario {
             Scenario::TlsKeepAlive => "tls-keepalive",
             Scenario::TlsHandshake => "tls-handshake",
             Scenario::Idle => "idle",
+            Scenario::IdleTls => "idle-tls",
             Scenario::Busy1K => "busy-1k",
             Scenario::Busy8K => "busy-8k",
         }
@@ -69,13 +72,19 @@ impl Scenario {
             Scenario::TlsKeepAlive => "TLS 1.3 keep-alive proxy, 5 B, 64 conns",
             Scenario::TlsHandshake => "TLS 1.3 full handshake + TCP per request",
             Scenario::Idle => "idle keep-alive connections (memory)",
+            Scenario::IdleTls => "idle TLS 1.3 keep-alive connections (memory)",
             Scenario::Busy1K => "busy keep-alive, 1,000 conns",
             Scenario::Busy8K => "busy keep-alive, 8,000 conns",
         }
     }
 
     pub(crate) fn tls(self) -> bool {
-        matches!(self, Scenario::TlsKeepAlive | Scenario::TlsHandshake)
+        matches!(self, Scenario::TlsKeepAlive | Scenario::TlsHandshake | Scenario::IdleTls)
+    }
+
+    /// Whether it measures memory per idle connection (no load).
+    pub(crate) fn idle(self) -> bool {
+        matches!(self, Scenario::Idle | Scenario::IdleTls)
     }
 
     /// The load of this scenario against `gateway` (`None` for the idle scenario).
@@ -90,7 +99,7 @@ impl Scenario {
             rate: None,
         };
         Some(match self {
-            Scenario::Idle => return None,
+            Scenario::Idle | Scenario::IdleTls => return None,
             Scenario::Proxy5B => spec(&http, peers::SMALL_PATH, CONNECTIONS),
             Scenario::Proxy1K => spec(&http, peers::LARGE_PATH, CONNECTIONS),
             Scenario::FixedLoad => LoadSpec { rate: Some(FIXED_RATE), ..spec(&http, peers::SMALL_PATH, CONNECTIONS) },
