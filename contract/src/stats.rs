@@ -13,7 +13,7 @@ use memmap2::MmapMut;
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"PRTCLSTA");
 /// Bumped on any change to [`StatsHeader`] or [`WorkerSlot`].
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Bound on workers: far beyond any core count we run on, small enough to keep the region tiny.
 pub const WORKERS_MAX: usize = 1024;
 
@@ -75,6 +75,9 @@ pub struct WorkerSlot {
     pub generation: AtomicU64,
     /// New connections opened to backends (the rest were reused from the keep-alive pool).
     pub backend_connects: AtomicU64,
+    /// Of `connections_active`, the idle keep-alive connections parked in the worker's registry
+    /// (no task, no buffers); published by the registry's watcher, at most ~100 ms late.
+    pub connections_parked: AtomicU64,
 }
 
 const _: () = assert!(size_of::<StatsHeader>() == 128);
@@ -85,6 +88,12 @@ impl WorkerSlot {
     #[inline]
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.store(counter.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// Sets a gauge of this slot. Only the owning worker may call it.
+    #[inline]
+    pub fn set(gauge: &AtomicU64, value: u64) {
+        gauge.store(value, Ordering::Relaxed);
     }
 
     /// Subtracts `n` from a gauge of this slot. Only the owning worker may call it.
@@ -104,6 +113,7 @@ impl WorkerSlot {
             in_flight: self.in_flight.load(Ordering::Relaxed),
             generation: self.generation.load(Ordering::Relaxed),
             backend_connects: self.backend_connects.load(Ordering::Relaxed),
+            connections_parked: self.connections_parked.load(Ordering::Relaxed),
         }
     }
 }
@@ -119,6 +129,9 @@ pub struct WorkerCounters {
     pub in_flight: u64,
     pub generation: u64,
     pub backend_connects: u64,
+    /// Older data planes do not publish it: 0.
+    #[serde(default)]
+    pub connections_parked: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

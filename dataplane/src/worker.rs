@@ -38,6 +38,7 @@ static DETACHED_SLOT: WorkerSlot = WorkerSlot {
     in_flight: AtomicU64::new(0),
     generation: AtomicU64::new(0),
     backend_connects: AtomicU64::new(0),
+    connections_parked: AtomicU64::new(0),
 };
 
 /// Everything one worker thread starts with.

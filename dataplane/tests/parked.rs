@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_contract::model::Limits;
 use portcullis_contract::snapshot;
-use support::{Backend, DataPlane, TempDir, connections_active, eventually};
+use support::{Backend, DataPlane, TempDir, connections_active, connections_parked, eventually};
 
 /// The data plane's debug lines about parked connections.
 const PARKED_LOG: &str = "info,portcullis_dataplane::worker::parked=debug";
@@ -43,10 +43,12 @@ fn parked_connections_are_served_again(io: &str) {
         eventually("the idle connection parks", || dp.log_count(PARKED) >= round);
         std::thread::sleep(IDLE_PAST_PARKING);
         assert_eq!(connections_active(&dir.0), 1, "a parked connection is still open");
+        eventually("it is counted parked", || connections_parked(&dir.0) == 1);
         let response = client.send(&request("again"));
         assert_eq!(response.status(), 200, "{response:?}");
         assert!(response.text().contains("target=/again\n"), "{}", response.text());
         assert_eq!(dp.log_count(WOKE), round, "served after waking from the registry");
+        eventually("a woken connection is no longer counted parked", || connections_parked(&dir.0) == 0);
     }
     // Pipelined requests on a woken connection are answered in order.
     std::thread::sleep(IDLE_PAST_PARKING);
@@ -130,8 +132,10 @@ fn clients_closing_while_parked_are_counted_out(io: &str) {
     }
     eventually("the idle connections park", || dp.log_count(PARKED) >= 20);
     assert_eq!(connections_active(&dir.0), 20, "parked connections are still open");
+    eventually("ctl status counts them parked", || connections_parked(&dir.0) == 20);
     drop(clients);
     eventually("closed parked connections are counted out", || connections_active(&dir.0) == 0);
+    eventually("and out of the parked gauge", || connections_parked(&dir.0) == 0);
     assert_eq!(dp.log_count(WOKE), 20, "a peer's close wakes its parked connection, which then closes");
     // And the worker still serves.
     assert_eq!(dp.request(std::str::from_utf8(&request("after")).unwrap()).status(), 200);

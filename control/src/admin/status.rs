@@ -133,17 +133,18 @@ pub fn render(status: &Status) -> String {
         return out;
     }
     let _ = writeln!(out);
-    let _ = writeln!(out, "worker  requests       4xx       5xx  active conns  in flight  generation");
+    let _ = writeln!(out, "worker  requests       4xx       5xx  active conns  (parked)  in flight  generation");
     for worker in &status.workers {
         let c = &worker.counters;
         let _ = writeln!(
             out,
-            "{:>6}  {:>8}  {:>8}  {:>8}  {:>12}  {:>9}  {:>10}",
+            "{:>6}  {:>8}  {:>8}  {:>8}  {:>12}  {:>8}  {:>9}  {:>10}",
             worker.worker,
             c.requests,
             c.responses_4xx,
             c.responses_5xx,
             c.connections_active,
+            c.connections_parked,
             c.in_flight,
             c.generation
         );

@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use portcullis_contract::stats::WorkerSlot;
+
 use crate::drain::{self, Drain};
 use crate::io::maybe_tls::MaybeTls;
 use crate::io::{Park, Stream as _, Watched};
@@ -293,10 +295,13 @@ pub(crate) async fn watch<S: Park>(worker: Rc<WorkerCtx<S>>) {
             () = tokio::time::sleep_until(deadline.into()) => {}
             () = drain::signalled(&mut drain_signal) => {
                 parked.close_all(&worker);
+                WorkerSlot::set(&worker.slot().connections_parked, 0);
                 return;
             }
         }
         parked.wake_ready(&worker);
         parked.close_expired(&worker, Instant::now(), timeout);
+        // Every park queues its entry for this task, so each change is published on its turn.
+        WorkerSlot::set(&worker.slot().connections_parked, parked.len() as u64);
     }
 }

@@ -369,6 +369,12 @@ pub fn connections_active(data_dir: &Path) -> u64 {
     (0..stats.worker_count()).map(|i| stats.worker(i).unwrap().connections_active.load(Ordering::Relaxed)).sum()
 }
 
+/// Of those, the parked ones (idle keep-alive connections in the workers' registries).
+pub fn connections_parked(data_dir: &Path) -> u64 {
+    let stats = portcullis_contract::stats::StatsRegion::open(&data_dir.join("run/stats.shm")).unwrap();
+    (0..stats.worker_count()).map(|i| stats.worker(i).unwrap().connections_parked.load(Ordering::Relaxed)).sum()
+}
+
 /// Polls `condition` for up to 10 s.
 pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -83,6 +83,7 @@ fn renders_a_table() {
             requests: 12,
             responses_4xx: 1,
             connections_active: 3,
+            connections_parked: 2,
             generation: 3,
             ..Default::default()
         },
@@ -95,8 +96,8 @@ io backend    uring, 2 workers
 uptime        1h 02m 03s
 draining      no
 
-worker  requests       4xx       5xx  active conns  in flight  generation
-     0        12         1         0             3          0           3
+worker  requests       4xx       5xx  active conns  (parked)  in flight  generation
+     0        12         1         0             3         2          0           3
 ";
     assert!(table.ends_with(expected), "{table}");
     assert_eq!(duration(5), "5s");
