@@ -79,7 +79,7 @@ fn main() -> Result<()> {
     let mut samples: Vec<(Peer, Sample)> = Vec::new();
     for round in 1..=rounds {
         for peer in Peer::ALL {
-            let sample = measure(&pair, &mut generator, peer, &rules)?;
+            let (sample, details) = measure(&pair, &mut generator, peer, &rules)?;
             println!(
                 "round {round}: {:<72} {:>5.2} Mpps  softirq {:>6.1} ns/pkt  user {:>6.1} ns/read ({:>3.0}% read)  all CPU {:>6.1} ns/pkt",
                 peer.label(),
@@ -89,6 +89,9 @@ fn main() -> Result<()> {
                 100.0 * sample.read_share,
                 sample.busy_ns
             );
+            for line in details {
+                println!("         {line}");
+            }
             samples.push((peer, sample));
         }
     }
@@ -97,8 +100,8 @@ fn main() -> Result<()> {
     ddos::run(&pair, &mut generator, &rules, max_rate)
 }
 
-/// One flood into one peer.
-fn measure(pair: &NetnsPair, generator: &mut Generator, peer: Peer, rules: &XdpRules) -> Result<Sample> {
+/// One flood into one peer, and lines about what it did to print under its row.
+fn measure(pair: &NetnsPair, generator: &mut Generator, peer: Peer, rules: &XdpRules) -> Result<(Sample, Vec<String>)> {
     let ns = &pair.gateway_ns;
     let counters = || -> Result<[u64; 3]> {
         Ok([
@@ -110,15 +113,14 @@ fn measure(pair: &NetnsPair, generator: &mut Generator, peer: Peer, rules: &XdpR
     let before = counters()?;
     let mut sink = Sink::start(pair, peer, rules)?;
     let mut sample = generator.measure(pair, peer.flood(), RUN, None)?;
+    let mut details = Vec::new();
     if let Some(counters) = sink.program_counters()? {
         // What the program let through goes on to the TCP stack (a SYN-ACK each, ~2.6 µs): part
         // of the row's receive cost that is the stack's work on admitted traffic, not the filter's.
         let passed = counters[VerdictReason::Passed as usize];
         let judged: u64 = counters.iter().sum();
-        println!(
-            "         program: passed {passed} of {judged} ({:.2}%)",
-            passed as f64 * 100.0 / judged.max(1) as f64
-        );
+        let share = passed as f64 * 100.0 / judged.max(1) as f64;
+        details.push(format!("program: passed {passed} of {judged} ({share:.2}%)"));
     }
     if let Some((read, cpu_ns)) = sink.finish()? {
         let received = sample.packets_per_second * sample.seconds;
@@ -128,14 +130,14 @@ fn measure(pair: &NetnsPair, generator: &mut Generator, peer: Peer, rules: &XdpR
     drop(sink);
     let after = counters()?;
     if matches!(peer, Peer::KernelStack | Peer::UserSpace) {
-        println!(
-            "         stack: SYN cookies sent {}, IP header/checksum errors {}, UDP receive-buffer drops {}",
+        details.push(format!(
+            "stack: SYN cookies sent {}, IP header/checksum errors {}, UDP receive-buffer drops {}",
             after[0] - before[0],
             after[1] - before[1],
             after[2] - before[2]
-        );
+        ));
     }
-    Ok(sample)
+    Ok((sample, details))
 }
 
 fn median(samples: &[(Peer, Sample)], peer: Peer, field: fn(&Sample) -> f64) -> f64 {
