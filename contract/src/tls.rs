@@ -32,6 +32,10 @@ pub struct TlsCertificate {
     /// Lower-case DNS names from the end entity's subject alternative names; `*.example.com`
     /// serves exactly one label in place of the `*`.
     pub names: Vec<String>,
+    /// Client authentication for handshakes that get this certificate, when it differs from
+    /// [`TlsSettings::client_auth`] (mTLS per host); `None` for that default, and for a client
+    /// identity.
+    pub client_auth: Option<ClientAuth>,
 }
 
 /// A private key's DER encoding. Its `Debug` never shows the bytes.

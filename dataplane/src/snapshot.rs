@@ -40,8 +40,8 @@ pub struct Snapshot {
     resolved: Vec<(String, u16, SocketAddr)>,
     /// (product, API, operation) → the sections for requests through that product.
     product_policies: AHashMap<(u32, u32, u32), Policies>,
-    /// The TLS server configuration new TLS connections get (certificates, client auth).
-    pub tls: Arc<rustls::ServerConfig>,
+    /// The TLS server configurations new TLS connections get (certificates, client auth).
+    pub tls: Arc<crate::tls::ServerTls>,
     /// The TLS client configuration of connections to `https://` backends (a named backend
     /// with its own client certificate has its own: [`ResolvedBackend::tls`]).
     pub backend_tls: crate::tls::BackendTls,

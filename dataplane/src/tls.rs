@@ -71,13 +71,77 @@ fn sessions() -> &'static Sessions {
 /// reload keeps pooled connections, also after switching back and forth.
 pub const BACKEND_CONFIGS_KEPT_MAX: usize = 64;
 
-/// Builds the server configuration for `settings`. Without certificates every handshake fails
-/// with an alert (logged once per snapshot) while plain HTTP keeps serving.
-pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsConfigError> {
+/// The server side of a snapshot's TLS: the configuration every handshake gets, or, when
+/// certificates differ in client authentication (`client-auth` per `[[tls.certificate]]`: mTLS
+/// per host), the one for the certificate the ClientHello's SNI name picks.
+#[derive(Debug)]
+pub struct ServerTls {
+    /// Every handshake's configuration when all certificates share one client-auth setting;
+    /// else the default certificate's (the first: no SNI, or a name no certificate serves).
+    pub default: Arc<ServerConfig>,
+    /// When certificates differ: the table of the names they serve and each one's configuration
+    /// (in settings order).
+    by_name: Option<(NameTable, Vec<Arc<ServerConfig>>)>,
+}
+
+impl ServerTls {
+    /// Whether a handshake's configuration depends on its SNI name (the ClientHello must be read
+    /// before the configuration is chosen).
+    pub fn by_name(&self) -> bool {
+        self.by_name.is_some()
+    }
+
+    /// The configuration for a ClientHello that names `server_name`.
+    pub fn for_name(&self, server_name: Option<&str>) -> Arc<ServerConfig> {
+        let Some((names, configs)) = &self.by_name else {
+            return Arc::clone(&self.default);
+        };
+        let index = server_name.and_then(|name| names.find(name)).unwrap_or(0);
+        Arc::clone(configs.get(index).unwrap_or(&self.default))
+    }
+}
+
+/// Builds the server side for `settings`: one configuration per client-auth setting in use.
+/// Without certificates every handshake fails with an alert (logged once per snapshot) while
+/// plain HTTP keeps serving.
+pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerTls>, TlsConfigError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+    let resolver: Arc<dyn ResolvesServerCert> = Arc::new(SniResolver::new(&settings.certificates, &provider)?);
+    let auth_of = |certificate: &TlsCertificate| certificate.client_auth.unwrap_or(settings.client_auth);
+    let mut built: Vec<(ClientAuth, Arc<ServerConfig>)> = Vec::new();
+    let mut config_for = |auth: ClientAuth| -> Result<Arc<ServerConfig>, TlsConfigError> {
+        if let Some((_, config)) = built.iter().find(|(built_for, _)| *built_for == auth) {
+            return Ok(Arc::clone(config));
+        }
+        let config = server_config_for(settings, auth, &provider, Arc::clone(&resolver))?;
+        built.push((auth, Arc::clone(&config)));
+        Ok(config)
+    };
+    let default_auth = settings.certificates.first().map_or(settings.client_auth, auth_of);
+    let default = config_for(default_auth)?;
+    let by_name = if settings.certificates.iter().all(|certificate| auth_of(certificate) == default_auth) {
+        None
+    } else {
+        let configs = settings
+            .certificates
+            .iter()
+            .map(|certificate| config_for(auth_of(certificate)))
+            .collect::<Result<_, _>>()?;
+        Some((NameTable::new(settings.certificates.iter().map(|certificate| certificate.names.as_slice())), configs))
+    };
+    Ok(Arc::new(ServerTls { default, by_name }))
+}
+
+/// One server configuration: every certificate (chosen by SNI), client authentication `auth`.
+fn server_config_for(
+    settings: &TlsSettings,
+    auth: ClientAuth,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+    resolver: Arc<dyn ResolvesServerCert>,
+) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let builder = ServerConfig::builder_with_provider(Arc::clone(provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-    let builder = match settings.client_auth {
+    let builder = match auth {
         ClientAuth::None => builder.with_no_client_auth(),
         auth @ (ClientAuth::Optional | ClientAuth::Required) => {
             let mut roots = RootCertStore::empty();
@@ -86,15 +150,14 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsCon
                     .add(CertificateDer::from(der.clone()))
                     .map_err(|error| TlsConfigError::ClientCa { index, error })?;
             }
-            let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider));
+            let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider));
             if auth == ClientAuth::Optional {
                 verifier = verifier.allow_unauthenticated();
             }
             builder.with_client_cert_verifier(verifier.build()?)
         }
     };
-    let resolver = SniResolver::new(&settings.certificates, &provider)?;
-    let mut config = builder.with_cert_resolver(Arc::new(resolver));
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
     let sessions = sessions();
     config.session_storage = Arc::clone(&sessions.cache);

@@ -281,7 +281,7 @@ async fn release_freed_memory_periodically() {
 /// connection like a plain one.
 async fn serve_tls<S: Park>(worker: Rc<WorkerCtx<S>>, stream: S, peer: std::net::SocketAddr) -> proxy::Ended {
     static NO_SNAPSHOT_LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    let Some(config) = worker.snapshot().map(|snapshot| Arc::clone(&snapshot.tls)) else {
+    let Some(tls) = worker.snapshot().map(|snapshot| Arc::clone(&snapshot.tls)) else {
         if !NO_SNAPSHOT_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
             tracing::warn!("TLS connection closed: no configuration yet (logged once)");
         }
@@ -289,7 +289,7 @@ async fn serve_tls<S: Park>(worker: Rc<WorkerCtx<S>>, stream: S, peer: std::net:
         return proxy::Ended::Closed;
     };
     // Boxed: the handshake's state is freed once it is done, not kept for the connection's life.
-    match Box::pin(TlsStream::accept(stream, config)).await {
+    match Box::pin(TlsStream::accept_with(stream, tls)).await {
         Ok(tls) => {
             tracing::debug!(%peer, version = ?tls.protocol_version(), "TLS handshake complete");
             proxy::serve_connection(worker, MaybeTls::Tls(Box::new(tls)), peer, None).await

@@ -50,6 +50,7 @@ fn start(io: &str, limits: Limits) -> Gateway {
             chain: vec![cert.der().to_vec()],
             key: PrivateKey { format: KeyFormat::Pkcs8, der: key.serialize_der() },
             names: vec![SERVER_NAME.into()],
+            client_auth: None,
         }],
         ..TlsSettings::default()
     };

@@ -327,6 +327,54 @@ fn client_auth_required_admits_only_certificates_from_the_ca() {
     }
 }
 
+/// `client-auth` per `[[tls.certificate]]` (mTLS per host): the certificate a client's SNI
+/// name picks decides whether the gateway asks for a client certificate. `strict.test` requires
+/// one; `open.test` (the default certificate, and `[tls]`'s setting) does not ask.
+fn client_auth_per_certificate(io: &str) {
+    let pki = Pki::new();
+    let open = pki.issue(&["open.test"]);
+    let strict = pki.issue(&["strict.test"]);
+    let config = config_with_tls(&[("open", &open), ("strict", &strict)], "client-ca-file = \"certs/ca.pem\"");
+    std::fs::write(config.path().join("certs/ca.pem"), &pki.ca_pem).unwrap();
+    let gateway_toml = config.path().join("gateway.toml");
+    let text = std::fs::read_to_string(&gateway_toml)
+        .unwrap()
+        .replace("key-file = \"certs/strict.key\"\n", "key-file = \"certs/strict.key\"\nclient-auth = \"required\"\n");
+    std::fs::write(&gateway_toml, text).unwrap();
+    let gateway = start(&config, io);
+    let addr = gateway.tls_addr.expect("the https ready line");
+    let key = gateway.demo_key.clone().expect("demo key");
+
+    let client_cert = pki.issue(&["client.test"]);
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let key_der = PrivateKeyDer::from_pem_slice(client_cert.key_pem.as_bytes()).unwrap();
+    let mut certified = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(pki.roots())
+        .with_client_auth_cert(vec![client_cert.der.clone()], key_der)
+        .unwrap();
+    certified.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let certified = Arc::new(certified);
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let anonymous = Arc::new(client_config(pki.roots(), &[version]));
+        let mut served = connect(addr, &anonymous, "open.test").unwrap();
+        get_echo(&mut served, &key);
+        assert_eq!(peer_certificate(&served), open.der, "{version:?}: open.test's certificate");
+        let refused = connect(addr, &anonymous, "strict.test")
+            .and_then(|mut connection| connection.get("/echo/hello", &[("Ocp-Apim-Subscription-Key", &key)]));
+        assert!(refused.is_err(), "{version:?}: strict.test served a client without a certificate: {refused:?}");
+    }
+    let mut strict_served = connect(addr, &certified, "strict.test").unwrap();
+    get_echo(&mut strict_served, &key);
+    assert_eq!(peer_certificate(&strict_served), strict.der, "strict.test's certificate");
+    // open.test does not ask, so the certified client presents nothing there and is served.
+    let mut open_served = connect(addr, &certified, "open.test").unwrap();
+    get_echo(&mut open_served, &key);
+}
+
+on_both_io_backends!(client_auth_differs_per_certificate, crate::client_auth_per_certificate);
+
 /// Keys live in the last-good snapshot: a data plane started while control is down serves TLS
 /// from disk, with the same certificate.
 #[test]

@@ -46,6 +46,10 @@ pub(crate) struct TlsTable {
 struct CertificateEntry {
     cert_file: Spanned<String>,
     key_file: Spanned<String>,
+    /// Client authentication for handshakes that get this certificate (by SNI), instead of
+    /// `[tls] client-auth`.
+    #[serde(default)]
+    client_auth: Option<Spanned<ClientAuthName>>,
 }
 
 /// `client-auth` values.
@@ -62,29 +66,31 @@ pub(crate) fn compile(table: &TlsTable, source: &SourceFile, dir: &Path, diagnos
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     let mut settings = TlsSettings::default();
     for entry in &table.certificate {
-        if let Some(certificate) = certificate(entry, false, source, dir, &provider, diagnostics) {
+        if let Some(mut certificate) = certificate(entry, false, source, dir, &provider, diagnostics) {
+            certificate.client_auth = entry.client_auth.as_ref().map(|auth| client_auth(*auth.get_ref()));
             settings.certificates.push(certificate);
         }
     }
-    let client_auth = table.client_auth.as_ref().map_or(ClientAuthName::None, |auth| *auth.get_ref());
-    settings.client_auth = match client_auth {
-        ClientAuthName::None => ClientAuth::None,
-        ClientAuthName::Optional => ClientAuth::Optional,
-        ClientAuthName::Required => ClientAuth::Required,
-    };
-    match (&table.client_ca_file, table.client_auth.as_ref()) {
-        (Some(file), _) if client_auth != ClientAuthName::None => {
-            settings.client_cas = ca_file(file, source, dir, diagnostics);
-        }
-        (Some(file), _) => diagnostics.push(source.error(
+    let default_auth = table.client_auth.as_ref().map_or(ClientAuthName::None, |auth| *auth.get_ref());
+    settings.client_auth = client_auth(default_auth);
+    // Where client authentication is asked for: `[tls]` itself, or certificates of their own.
+    let asked: Vec<&Spanned<ClientAuthName>> = table
+        .client_auth
+        .iter()
+        .chain(table.certificate.iter().filter_map(|entry| entry.client_auth.as_ref()))
+        .filter(|auth| *auth.get_ref() != ClientAuthName::None)
+        .collect();
+    match (&table.client_ca_file, asked.first()) {
+        (Some(file), Some(_)) => settings.client_cas = ca_file(file, source, dir, diagnostics),
+        (Some(file), None) => diagnostics.push(source.error(
             file.span(),
             "client-ca-file is set but client-auth is \"none\": set client-auth = \"optional\" or \"required\", or remove client-ca-file",
         )),
-        (None, Some(auth)) if client_auth != ClientAuthName::None => diagnostics.push(source.error(
+        (None, Some(auth)) => diagnostics.push(source.error(
             auth.span(),
             "client authentication needs the CA that signs client certificates: add client-ca-file = \"certs/ca.pem\" to [tls]",
         )),
-        (None, _) => {}
+        (None, None) => {}
     }
     if let Some(file) = &table.backend_ca_file {
         settings.backend_cas = ca_file(file, source, dir, diagnostics);
@@ -99,7 +105,7 @@ pub(crate) fn compile(table: &TlsTable, source: &SourceFile, dir: &Path, diagnos
         dir,
         diagnostics,
     );
-    if client_auth != ClientAuthName::None && table.certificate.is_empty() {
+    if default_auth != ClientAuthName::None && table.certificate.is_empty() {
         if let Some(auth) = &table.client_auth {
             diagnostics.push(
                 source
@@ -130,7 +136,8 @@ pub(crate) fn client_identity(
     let (cert_name, key_name) = keys.names;
     match (keys.cert_file, keys.key_file) {
         (Some(cert_file), Some(key_file)) => {
-            let entry = CertificateEntry { cert_file: cert_file.clone(), key_file: key_file.clone() };
+            let entry =
+                CertificateEntry { cert_file: cert_file.clone(), key_file: key_file.clone(), client_auth: None };
             let provider = rustls::crypto::aws_lc_rs::default_provider();
             certificate(&entry, true, source, dir, &provider, diagnostics)
         }
@@ -145,6 +152,14 @@ pub(crate) fn client_identity(
             None
         }
         (None, None) => None,
+    }
+}
+
+fn client_auth(name: ClientAuthName) -> ClientAuth {
+    match name {
+        ClientAuthName::None => ClientAuth::None,
+        ClientAuthName::Optional => ClientAuth::Optional,
+        ClientAuthName::Required => ClientAuth::Required,
     }
 }
 
@@ -203,6 +218,7 @@ fn certificate(
         chain: chain.iter().map(|der| der.as_ref().to_vec()).collect(),
         key: private_key(&key),
         names,
+        client_auth: None,
     })
 }
 

@@ -23,7 +23,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::{ClientConnection, Connection, ServerConnection};
 
 use crate::io::{IdleRead, Park, ReadError, Stream, read_within, reserve_spare};
-use crate::tls::ClientCertificate;
+use crate::tls::{ClientCertificate, ServerTls};
 use records::RecordBoundary;
 
 mod records;
@@ -89,7 +89,33 @@ impl<S> std::fmt::Debug for TlsStream<S> {
 impl<S: Stream> TlsStream<S> {
     /// Runs the server side of a handshake on `inner` within [`HANDSHAKE_TIMEOUT_MS`].
     pub(crate) async fn accept(inner: S, config: Arc<rustls::ServerConfig>) -> Result<Self, HandshakeError> {
-        let mut stream = Self::handshake_within(inner, Connection::Server(ServerConnection::new(config)?)).await?;
+        let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+        let state = State::new(Connection::Server(ServerConnection::new(config)?));
+        let mut stream = Self::handshake_until(inner, state, deadline).await?;
+        stream.client_certificate = stream.peer_certificate().and_then(|der| ClientCertificate::parse(der));
+        Ok(stream)
+    }
+
+    /// Runs the server side of a handshake with the snapshot's server side `tls`: when its
+    /// configuration depends on the SNI name (client authentication per certificate), the
+    /// ClientHello is read first (rustls' `Acceptor`) and picks it. Within [`HANDSHAKE_TIMEOUT_MS`].
+    pub(crate) async fn accept_with(mut inner: S, tls: Arc<ServerTls>) -> Result<Self, HandshakeError> {
+        if !tls.by_name() {
+            return Self::accept(inner, Arc::clone(&tls.default)).await;
+        }
+        let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+        let state = match tokio::time::timeout_at(deadline.into(), read_client_hello(&mut inner, &tls)).await {
+            Ok(Ok(state)) => state,
+            Ok(Err(error)) => {
+                inner.shutdown();
+                return Err(error);
+            }
+            Err(_) => {
+                inner.shutdown();
+                return Err(HandshakeError::TimedOut);
+            }
+        };
+        let mut stream = Self::handshake_until(inner, state, deadline).await?;
         stream.client_certificate = stream.peer_certificate().and_then(|der| ClientCertificate::parse(der));
         Ok(stream)
     }
@@ -101,25 +127,20 @@ impl<S: Stream> TlsStream<S> {
         config: Arc<rustls::ClientConfig>,
         server_name: rustls::pki_types::ServerName<'static>,
     ) -> Result<Self, HandshakeError> {
-        Self::handshake_within(inner, Connection::Client(ClientConnection::new(config, server_name)?)).await
+        let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+        let state = State::new(Connection::Client(ClientConnection::new(config, server_name)?));
+        Self::handshake_until(inner, state, deadline).await
     }
 
-    async fn handshake_within(inner: S, mut tls: Connection) -> Result<Self, HandshakeError> {
-        tls.set_buffer_limit(Some(PLAINTEXT_BUFFERED_BYTES_MAX));
+    async fn handshake_until(inner: S, mut state: State, deadline: Instant) -> Result<Self, HandshakeError> {
+        state.tls.set_buffer_limit(Some(PLAINTEXT_BUFFERED_BYTES_MAX));
         let mut stream = Self {
             inner,
-            state: RefCell::new(State {
-                tls,
-                incoming: Vec::new(),
-                incoming_start: 0,
-                given: RecordBoundary::default(),
-                outgoing: Vec::new(),
-            }),
+            state: RefCell::new(state),
             write_turn: tokio::sync::Mutex::new(()),
             client_certificate: None,
         };
-        let limit = Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
-        match tokio::time::timeout(limit, stream.handshake()).await {
+        match tokio::time::timeout_at(deadline.into(), stream.handshake()).await {
             Ok(Ok(())) => Ok(stream),
             Ok(Err(error)) => {
                 stream.inner.shutdown();
@@ -220,7 +241,61 @@ impl<S: Stream> TlsStream<S> {
     }
 }
 
+/// Reads a client's ClientHello with rustls' `Acceptor` and starts the server connection with the
+/// configuration `tls` has for its SNI name. What the acceptor took counts as given to rustls
+/// (it moves into the connection), and bytes read past it stay buffered for the handshake. An
+/// alert rustls has for a bad hello is sent before the error returns.
+async fn read_client_hello<S: Stream>(inner: &mut S, tls: &ServerTls) -> Result<State, HandshakeError> {
+    let mut acceptor = rustls::server::Acceptor::default();
+    let mut given = RecordBoundary::default();
+    let mut incoming = Vec::new();
+    loop {
+        prepare_ciphertext_read(&mut incoming);
+        let (result, buf) = inner.read(incoming).await;
+        incoming = buf;
+        if result? == 0 {
+            return Err(HandshakeError::Closed);
+        }
+        let mut consumed = 0;
+        while consumed < incoming.len() {
+            let taken = acceptor.read_tls(&mut incoming.get(consumed..).unwrap_or_default())?;
+            if taken == 0 {
+                break; // the acceptor's buffer is full: a hello that large is refused below
+            }
+            given.advance(incoming.get(consumed..consumed + taken).unwrap_or_default());
+            consumed += taken;
+        }
+        let (error, mut alert) = match acceptor.accept() {
+            Ok(None) => continue,
+            Ok(Some(accepted)) => {
+                let config = tls.for_name(accepted.client_hello().server_name());
+                match accepted.into_connection(config) {
+                    Ok(connection) => {
+                        let mut state = State::new(Connection::Server(connection));
+                        state.incoming = incoming;
+                        state.incoming_start = consumed;
+                        state.given = given;
+                        return Ok(state);
+                    }
+                    Err(refused) => refused,
+                }
+            }
+            Err(refused) => refused,
+        };
+        let mut out = Vec::new();
+        if alert.write_all(&mut out).is_ok() && !out.is_empty() {
+            let len = out.len();
+            let _ = inner.write_range(out, 0..len).await;
+        }
+        return Err(error.into());
+    }
+}
+
 impl State {
+    fn new(tls: Connection) -> Self {
+        Self { tls, incoming: Vec::new(), incoming_start: 0, given: RecordBoundary::default(), outgoing: Vec::new() }
+    }
+
     /// Gives the buffered ciphertext to rustls and processes it.
     fn process_incoming(&mut self) -> Result<(), HandshakeError> {
         let pending = self.incoming.get(self.incoming_start..).unwrap_or_default();

@@ -15,6 +15,7 @@ fn certificate(names: &[&str]) -> (TlsCertificate, rcgen::KeyPair) {
         chain: vec![cert.der().to_vec()],
         key: PrivateKey { format: KeyFormat::Pkcs8, der: key.serialize_der() },
         names: names.iter().map(|n| n.to_string()).collect(),
+        client_auth: None,
     };
     (certificate, key)
 }
@@ -24,12 +25,38 @@ fn builds_with_alpn_resumption_and_certificates() {
     let (first, _) = certificate(&["a.test"]);
     let (second, _) = certificate(&["b.test"]);
     let settings = TlsSettings { certificates: vec![first, second], ..TlsSettings::default() };
-    let config = server_config(&settings).unwrap();
+    let tls = server_config(&settings).unwrap();
+    assert!(!tls.by_name(), "one client-auth setting: one configuration for every handshake");
+    let config = &tls.default;
     assert_eq!(config.alpn_protocols, vec![ALPN_HTTP_1_1.to_vec()]);
     assert!(config.ticketer.enabled(), "stateless tickets");
     // The resumption state is the process's, so it survives a new snapshot.
     let again = server_config(&settings).unwrap();
-    assert!(Arc::ptr_eq(&config.ticketer, &again.ticketer));
+    assert!(Arc::ptr_eq(&config.ticketer, &again.default.ticketer));
+}
+
+#[test]
+fn client_auth_per_certificate_picks_a_configuration_by_name() {
+    let (default, _) = certificate(&["a.test"]);
+    let (mut strict, _) = certificate(&["b.test", "*.b.test"]);
+    strict.client_auth = Some(ClientAuth::Required);
+    let (mut same, _) = certificate(&["c.test"]);
+    same.client_auth = Some(ClientAuth::None);
+    let (ca, _) = certificate(&[]);
+    let settings = TlsSettings {
+        certificates: vec![default, strict, same],
+        client_cas: vec![ca.chain[0].clone()],
+        ..TlsSettings::default()
+    };
+    let tls = server_config(&settings).unwrap();
+    assert!(tls.by_name());
+    // The default certificate's configuration for its names, no name and unknown names; the
+    // strict one for its own (wildcard included); one configuration per setting.
+    let is_default = |name: Option<&str>| Arc::ptr_eq(&tls.for_name(name), &tls.default);
+    assert!(is_default(Some("a.test")) && is_default(Some("c.test")) && is_default(None));
+    assert!(is_default(Some("other.test")));
+    assert!(!is_default(Some("b.test")) && !is_default(Some("x.b.test")));
+    assert!(Arc::ptr_eq(&tls.for_name(Some("b.test")), &tls.for_name(Some("x.b.test"))));
 }
 
 #[test]

@@ -171,6 +171,32 @@ fn client_auth_needs_a_ca_and_a_ca_needs_client_auth() {
 }
 
 #[test]
+fn client_auth_per_certificate() {
+    let (a, b, ca) = (pair(&["a.test"]), pair(&["b.test"]), pair(&[]));
+    let files = [
+        ("certs/a.pem", a.cert_pem.as_str()),
+        ("certs/a.key", a.key_pem.as_str()),
+        ("certs/b.pem", b.cert_pem.as_str()),
+        ("certs/b.key", b.key_pem.as_str()),
+        ("certs/ca.pem", ca.cert_pem.as_str()),
+    ];
+    let strict_b = "[[tls.certificate]]\ncert-file = \"certs/a.pem\"\nkey-file = \"certs/a.key\"\n\
+[[tls.certificate]]\ncert-file = \"certs/b.pem\"\nkey-file = \"certs/b.key\"\nclient-auth = \"required\"\n";
+    // A certificate of its own asks for client certificates: the CA is needed, and is not
+    // "set without client-auth" although [tls] says none.
+    let tls = Dir::new(&format!("{strict_b}[tls]\nclient-ca-file = \"certs/ca.pem\"\n"), &files).load().unwrap().tls;
+    assert_eq!(tls.client_auth, ClientAuth::None);
+    assert_eq!(tls.certificates[0].client_auth, None, "the default: [tls]'s");
+    assert_eq!(tls.certificates[1].client_auth, Some(ClientAuth::Required));
+    assert_eq!(tls.client_cas.len(), 1);
+    let errors = Dir::new(strict_b, &files).load().unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.starts_with("gateway.toml:7:15: ") && e.contains("add client-ca-file")),
+        "{errors:?}"
+    );
+}
+
+#[test]
 fn no_tls_table_means_no_certificates() {
     let tls = Dir::new("", &[]).load().unwrap().tls;
     assert!(tls.certificates.is_empty());
