@@ -4,6 +4,7 @@
 //! and counted out when the client closes it.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // reason: test helpers fail the test by panicking
 
+#[macro_use]
 mod support;
 
 use std::io::Write as _;
@@ -177,24 +178,6 @@ fn parked_connections_count_against_the_worker_limit(io: &str) {
     }
     assert!(admitted, "the worker whose connection closed admits a new one");
     assert_eq!(dp.terminate().code(), Some(0));
-}
-
-macro_rules! on_both_io_backends {
-    ($($scenario:ident),* $(,)?) => {
-        $(
-            mod $scenario {
-                #[test]
-                fn uring() {
-                    super::$scenario("uring");
-                }
-
-                #[test]
-                fn epoll() {
-                    super::$scenario("epoll");
-                }
-            }
-        )*
-    };
 }
 
 on_both_io_backends!(

@@ -6,6 +6,7 @@
 //! keep-alive timeout and drain close a parked connection, the gateway's closes with close_notify.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // reason: test helpers fail the test by panicking
 
+#[macro_use]
 mod support;
 
 use std::io::{BufReader, Read as _, Write as _};
@@ -306,24 +307,6 @@ fn drain_closes_parked_tls_connections(io: &str) {
     }
     assert!(started.elapsed() < Duration::from_secs(2), "at once, not at the drain timeout");
     assert_eq!(gateway.dp.terminate().code(), Some(0));
-}
-
-macro_rules! on_both_io_backends {
-    ($($scenario:ident),* $(,)?) => {
-        $(
-            mod $scenario {
-                #[test]
-                fn uring() {
-                    super::$scenario("uring");
-                }
-
-                #[test]
-                fn epoll() {
-                    super::$scenario("epoll");
-                }
-            }
-        )*
-    };
 }
 
 on_both_io_backends!(

@@ -94,6 +94,20 @@ fn client_config(roots: Arc<RootCertStore>, versions: &[&'static rustls::Support
     config
 }
 
+/// A client that trusts `roots` and presents `certificate` (mTLS), ALPN `http/1.1`.
+fn certified_client(roots: Arc<RootCertStore>, certificate: &Issued) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let key = PrivateKeyDer::from_pem_slice(certificate.key_pem.as_bytes()).unwrap();
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![certificate.der.clone()], key)
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
 fn all_versions() -> Vec<&'static rustls::SupportedProtocolVersion> {
     vec![&rustls::version::TLS13, &rustls::version::TLS12]
 }
@@ -306,18 +320,7 @@ fn client_auth_required_admits_only_certificates_from_the_ca() {
     // A certificate from another CA is refused too.
     let other_pki = Pki::new();
     for (pki_used, admitted) in [(&other_pki, false), (&pki, true)] {
-        let client_cert = pki_used.issue(&["client.test"]);
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let chain = vec![client_cert.der.clone()];
-        let key_der = PrivateKeyDer::from_pem_slice(client_cert.key_pem.as_bytes()).unwrap();
-        let mut client = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(pki.roots())
-            .with_client_auth_cert(chain, key_der)
-            .unwrap();
-        client.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let client = Arc::new(client);
+        let client = certified_client(pki.roots(), &pki_used.issue(&["client.test"]));
         let result = connect(addr, &client, "api.test")
             .and_then(|mut connection| connection.get("/echo/hello", &[("Ocp-Apim-Subscription-Key", &key)]));
         match admitted {
@@ -345,17 +348,7 @@ fn client_auth_per_certificate(io: &str) {
     let addr = gateway.tls_addr.expect("the https ready line");
     let key = gateway.demo_key.clone().expect("demo key");
 
-    let client_cert = pki.issue(&["client.test"]);
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let key_der = PrivateKeyDer::from_pem_slice(client_cert.key_pem.as_bytes()).unwrap();
-    let mut certified = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(pki.roots())
-        .with_client_auth_cert(vec![client_cert.der.clone()], key_der)
-        .unwrap();
-    certified.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let certified = Arc::new(certified);
+    let certified = certified_client(pki.roots(), &pki.issue(&["client.test"]));
     for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
         let anonymous = Arc::new(client_config(pki.roots(), &[version]));
         let mut served = connect(addr, &anonymous, "open.test").unwrap();
@@ -461,16 +454,8 @@ fn client_auth_optional_shows_the_certificate_to_policies() {
     assert_eq!(echoed["headers"]["x-client-thumbprint"][0], "none", "{echoed}");
 
     let client_cert = pki.issue(&["client.test"]);
-    let key_der = PrivateKeyDer::from_pem_slice(client_cert.key_pem.as_bytes()).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut certified = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(pki.roots())
-        .with_client_auth_cert(vec![client_cert.der.clone()], key_der)
-        .unwrap();
-    certified.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let echoed = get_echo(&mut connect(addr, &Arc::new(certified), "api.test").unwrap(), &key);
+    let certified = certified_client(pki.roots(), &client_cert);
+    let echoed = get_echo(&mut connect(addr, &certified, "api.test").unwrap(), &key);
     use sha1::Digest as _;
     let thumbprint: String = sha1::Sha1::digest(client_cert.der.as_ref()).iter().map(|b| format!("{b:02X}")).collect();
     assert_eq!(echoed["headers"]["x-client-thumbprint"][0], thumbprint.as_str(), "{echoed}");

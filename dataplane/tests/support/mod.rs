@@ -16,6 +16,27 @@ use portcullis_contract::model::{
     Subscription, SubscriptionScope, SubscriptionState,
 };
 
+/// A test module per scenario with an `uring` and an `epoll` test, each running
+/// `scenario(io)` (the files that use it declare `#[macro_use] mod support;`).
+#[allow(unused_macros)] // reason: each test binary uses a different subset
+macro_rules! on_both_io_backends {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[test]
+                fn uring() {
+                    super::$scenario("uring");
+                }
+
+                #[test]
+                fn epoll() {
+                    super::$scenario("epoll");
+                }
+            }
+        )*
+    };
+}
+
 pub const KEY: &str = "0123456789abcdef0123456789abcdef";
 pub const SUSPENDED_KEY: &str = "suspended-suspended-suspended-00";
 
