@@ -395,7 +395,7 @@ fn sync(
 /// less that covers it (painted shortest first), unless a longer prefix inside it answers
 /// differently: then the trie must ([`common::CELL_TRIE`]).
 fn v4_cells(want: &BTreeMap<IpPrefix, u32>) -> BTreeMap<u32, V4CellRow> {
-    let cells_per_row = common::V4_CELLS_PER_ROW as usize;
+    let empty_row = || vec![common::CELL_NONE as u8; common::V4_CELLS_PER_ROW as usize];
     let mut rows: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
     let mut v4: Vec<(u32, u8, u64)> = want
         .iter()
@@ -410,13 +410,13 @@ fn v4_cells(want: &BTreeMap<IpPrefix, u32>) -> BTreeMap<u32, V4CellRow> {
         let first = u64::from(addr >> 8);
         let end = first + (1u64 << (24 - len));
         for cell in first..end {
-            let row = rows.entry((cell >> 8) as u32).or_insert_with(|| vec![common::CELL_NONE as u8; cells_per_row]);
+            let row = rows.entry((cell >> 8) as u32).or_insert_with(empty_row);
             row[(cell & 0xff) as usize] = class as u8;
         }
     }
     for &(addr, _, class) in long {
         let (row, cell) = (addr >> 16, ((addr >> 8) & 0xff) as usize);
-        let row = rows.entry(row).or_insert_with(|| vec![common::CELL_NONE as u8; cells_per_row]);
+        let row = rows.entry(row).or_insert_with(empty_row);
         if u64::from(row[cell]) != class {
             row[cell] = common::CELL_TRIE as u8;
         }

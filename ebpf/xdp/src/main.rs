@@ -132,7 +132,7 @@ fn judge(packet: &parse::Packet) -> VerdictReason {
     if blocked == 0 && config.syn_rate_per_second == 0 && config.packet_rate_per_second == 0 {
         return VerdictReason::Passed;
     }
-    if Clock::new(config.tick_ns).before(blocked) {
+    if still_before(blocked, config.tick_ns) {
         return VerdictReason::Blocked;
     }
     rate(config, packet, entry)
@@ -161,62 +161,29 @@ fn v4_cell(source: [u8; 4], slot: u32) -> u64 {
     }
 }
 
-/// This run's view of CLOCK_MONOTONIC, for `blocked_until` (set by user space in ns). A deadline
-/// still well ahead is settled by an upper bound from jiffies (see [`ClockAnchor`]); the precise
-/// clock (~35 ns in a VM) is read only when the bound cannot decide, and each read re-anchors
-/// this CPU's bound.
-struct Clock {
-    tick_ns: u64,
-    /// 0 until computed.
-    at_most: u64,
-    /// 0 until read.
-    now: u64,
-}
-
-impl Clock {
-    #[inline(always)]
-    fn new(tick_ns: u64) -> Self {
-        Self { tick_ns, at_most: 0, now: 0 }
+/// Whether CLOCK_MONOTONIC is still before `until` (a block's expiry, set by user space in ns;
+/// 0: none). A block still well ahead is settled by an upper bound from jiffies (see
+/// [`ClockAnchor`]), which only ever answers "yes"; the precise clock (~35 ns in a VM) is read
+/// only when the bound cannot decide, and that read re-anchors this CPU's bound.
+#[inline(always)]
+fn still_before(until: u64, tick_ns: u64) -> bool {
+    if until == 0 {
+        return false;
     }
-
-    /// Whether now is before `deadline` (0: none). Exact: the bound only answers "yes".
-    #[inline(always)]
-    fn before(&mut self, deadline: u64) -> bool {
-        if deadline == 0 {
-            return false;
-        }
-        if self.now == 0 {
-            if self.at_most == 0 {
-                self.at_most = match CLOCK.get(0) {
-                    // SAFETY: a helper without arguments or preconditions.
-                    Some(anchor) => time_at_most(*anchor, unsafe { bpf_jiffies64() }, self.tick_ns),
-                    None => u64::MAX,
-                };
-            }
-            if self.at_most <= deadline {
-                return true;
-            }
-        }
-        self.now() < deadline
+    // SAFETY: a helper without arguments or preconditions.
+    let jiffies = unsafe { bpf_jiffies64() };
+    if CLOCK.get(0).is_some_and(|anchor| time_at_most(*anchor, jiffies, tick_ns) <= until) {
+        return true;
     }
-
-    /// CLOCK_MONOTONIC ns, read once per run; the read also re-anchors this CPU's bound.
-    #[inline(always)]
-    fn now(&mut self) -> u64 {
-        if self.now == 0 {
-            // Jiffies first, so that the pair's jiffies are never ahead of its time.
-            // SAFETY: helpers without arguments or preconditions.
-            let jiffies = unsafe { bpf_jiffies64() };
-            // SAFETY: as above.
-            self.now = unsafe { bpf_ktime_get_ns() };
-            if let Some(anchor) = CLOCK.get_ptr_mut(0) {
-                // SAFETY: this CPU's slot of a per-CPU array, valid for the whole run; XDP runs
-                // are not preempted on their CPU.
-                unsafe { *anchor = ClockAnchor { jiffies, ns: self.now } };
-            }
-        }
-        self.now
+    // Jiffies read before the clock, so that the pair's jiffies are never ahead of its time.
+    // SAFETY: a helper without arguments or preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(anchor) = CLOCK.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot of a per-CPU array, valid for the whole run; XDP runs are not
+        // preempted on their CPU.
+        unsafe { *anchor = ClockAnchor { jiffies, ns: now } };
     }
+    now < until
 }
 
 /// The lists bits and `blocked_until` of the packet's source, and this CPU's verdict-cache
