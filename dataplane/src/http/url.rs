@@ -35,15 +35,16 @@ pub enum Coding {
 /// A request target split at its first `?` and first `#` (RFC 3986 §3): origin-form (`/p?q`),
 /// absolute-form (`http://host/p?q`: scheme and authority as well) or anything else (`*` is a
 /// path of one byte). Splitting never fails; what a part may contain is the caller's check.
+/// Parsing finds where the path ends; the query and fragment are found when asked for, so that a
+/// caller who wants only the path (the router) reads no byte past it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target<'a> {
     scheme: Option<&'a [u8]>,
     authority: Option<&'a [u8]>,
     /// From the path to the end: the origin-form part of an absolute-form target.
     rest: &'a [u8],
-    path: &'a [u8],
-    query: Option<&'a [u8]>,
-    fragment: Option<&'a [u8]>,
+    /// Where the path ends in `rest` (so at most its length): at the first `?` or `#`, or the end.
+    path_end: usize,
 }
 
 impl<'a> Target<'a> {
@@ -60,16 +61,7 @@ impl<'a> Target<'a> {
             None => (None, None, target),
         };
         let path_end = rest.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(rest.len());
-        let (path, after_path) = rest.split_at(path_end);
-        let (query, fragment) = match after_path.split_first() {
-            Some((b'?', after)) => match after.iter().position(|&b| b == b'#') {
-                Some(hash) => (Some(&after[..hash]), Some(&after[hash + 1..])),
-                None => (Some(after), None),
-            },
-            Some((_, fragment)) => (None, Some(fragment)),
-            None => (None, None),
-        };
-        Self { scheme, authority, rest, path, query, fragment }
+        Self { scheme, authority, rest, path_end }
     }
 
     /// The scheme of an absolute-form target (`http`, as written).
@@ -84,18 +76,23 @@ impl<'a> Target<'a> {
 
     /// The path, still percent-encoded (empty for `http://host?q`).
     pub fn path(&self) -> &'a [u8] {
-        self.path
+        &self.rest[..self.path_end]
     }
 
     /// The query without its `?`, still percent-encoded; `None` without a `?`, `Some("")` for a
     /// bare `?`.
     pub fn query(&self) -> Option<&'a [u8]> {
-        self.query
+        match self.rest[self.path_end..].split_first() {
+            Some((b'?', after)) => Some(&after[..after.iter().position(|&b| b == b'#').unwrap_or(after.len())]),
+            _ => None,
+        }
     }
 
     /// The fragment without its `#`; `None` without a `#`.
     pub fn fragment(&self) -> Option<&'a [u8]> {
-        self.fragment
+        let after_path = &self.rest[self.path_end..];
+        let hash = after_path.iter().position(|&b| b == b'#')?;
+        Some(&after_path[hash + 1..])
     }
 
     /// Everything from the path on (path, `?query`, `#fragment`): the whole target unless it is
@@ -239,7 +236,8 @@ pub fn percent_decode_into(input: &[u8], coding: Coding, out: &mut [u8]) -> Opti
 
 /// Whether `input` decodes under `coding` to exactly `expected` (no allocation).
 pub fn decodes_to(input: &[u8], coding: Coding, expected: &[u8]) -> bool {
-    decoded(input, coding).eq(expected.iter().copied())
+    // Decoding never lengthens: a longer `expected` is answered without reading `input`.
+    expected.len() <= input.len() && decoded(input, coding).eq(expected.iter().copied())
 }
 
 /// `input` percent-encoded under `coding`, to be written with `write!` into a `String` or a
