@@ -212,8 +212,9 @@ pub fn percent_decode(input: &[u8], coding: Coding) -> Cow<'_, [u8]> {
     if needs_decoding(input, coding) { Cow::Owned(decoded(input, coding).collect()) } else { Cow::Borrowed(input) }
 }
 
-/// `input` percent-decoded under `coding` as text (invalid UTF-8 becomes U+FFFD, as .NET's
-/// decoders do): borrowed when nothing in it is encoded and it is UTF-8.
+/// `input` percent-decoded under `coding` as text: borrowed when nothing in it is encoded and it
+/// is UTF-8. Invalid UTF-8 becomes U+FFFD, as `WebUtility.UrlDecode` does (.NET's
+/// `Uri.UnescapeDataString` keeps such escapes as written instead: not modelled).
 pub fn percent_decode_str(input: &[u8], coding: Coding) -> Cow<'_, str> {
     match percent_decode(input, coding) {
         Cow::Borrowed(bytes) => String::from_utf8_lossy(bytes),
