@@ -70,11 +70,6 @@ fn null_reference() -> Fault {
     Fault::eval("Expression evaluation failed. Object reference not set to an instance of an object.")
 }
 
-/// A query name or value as `Url.Query` reads it ([`Coding::Form`]): borrowed when nothing is encoded.
-pub(crate) fn query_text(raw: &[u8]) -> Text<'_> {
-    url::percent_decode_str(raw, Coding::Form).into()
-}
-
 impl<'r, 'a> Machine<'r, 'a> {
     /// The headers of `message` as the policies left them so far.
     fn message_headers(&self, message: Message) -> (&'a [HeaderSpan], &'a [u8]) {
@@ -127,7 +122,8 @@ impl<'r, 'a> Machine<'r, 'a> {
         }
     }
 
-    /// `Url.Query.GetValueOrDefault(name)`: values comma-joined, query edits applied to the current URL.
+    /// `Url.Query.GetValueOrDefault(name)`: values comma-joined, query edits applied to the current URL;
+    /// names and values read as forms ([`Coding::Form`]).
     pub(crate) fn query_value(&self, kind: UrlKind, name: &str) -> Option<Text<'a>> {
         let base = self.base_query(kind);
         let programs = self.view.programs;
@@ -145,12 +141,12 @@ impl<'r, 'a> Machine<'r, 'a> {
             match base.borrowed() {
                 Some(query) => {
                     for (_, value) in url::query_pairs(query.as_bytes()).filter(|(key, _)| matches(key)) {
-                        joiner.add(query_text(value));
+                        joiner.add(url::percent_decode_str(value, Coding::Form).into());
                     }
                 }
                 None => {
                     for (_, value) in url::query_pairs(base.as_str().as_bytes()).filter(|(key, _)| matches(key)) {
-                        joiner.add(Text::from(query_text(value).as_str().to_owned()));
+                        joiner.add(Text::from(url::percent_decode_str(value, Coding::Form).into_owned()));
                     }
                 }
             }
