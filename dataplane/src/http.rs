@@ -1,4 +1,5 @@
-//! HTTP/1.x wire handling, sans-IO: request and response heads, chunked framing, and the heads we write.
+//! HTTP/1.x wire handling, sans-IO: request and response heads, chunked framing, URL targets and
+//! percent-coding, and the heads we write.
 //!
 //! Heads are parsed with httparse straight from the connection's buffer and kept as [`Span`]s
 //! (offsets into that buffer), so nothing is copied into owned strings on the hot path.
@@ -9,6 +10,7 @@ pub mod forward;
 pub mod redirect;
 pub mod request;
 pub mod response;
+pub mod url;
 
 /// Headers per head: httparse needs a fixed array, so `[limits] request-headers-max` can lower
 /// this but not raise it.

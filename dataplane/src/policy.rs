@@ -32,7 +32,6 @@ pub mod value;
 pub mod view;
 pub mod vm;
 
-pub(crate) use builtins::url_decode;
 pub use concurrency::{ConcurrencyGuard, ConcurrencyLimits};
 pub use error::{Fault, LastError, PolicyError};
 pub use load::{LoadError, LoadedProgram, Programs};

@@ -495,7 +495,7 @@ impl<S: Stream> Connection<S> {
         let Some(api) = snapshot.config.apis.get(route.api as usize) else {
             return Verdict::Respond(error_response::NOT_FOUND);
         };
-        let path_end = target.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(target.len());
+        let path_end = crate::http::url::Target::parse(target).path().len();
         let path = target.get(route.remainder..path_end).unwrap_or(&[]);
         let found = snapshot
             .operations

@@ -8,6 +8,8 @@ pub mod operation;
 use ahash::AHashMap;
 use portcullis_contract::model::Config;
 
+use crate::http::url::Target;
+
 /// Deepest API path (in segments) the router matches; deeper API paths are unroutable and
 /// reported by [`Router::unroutable`]. Bounds the probes per request; real API paths have 1–4.
 pub const ROUTE_DEPTH_MAX: usize = 32;
@@ -55,12 +57,12 @@ impl Router {
 
     /// The API for `target` (a request target: path with optional query), longest prefix first.
     pub fn route(&self, target: &[u8]) -> Option<Route> {
-        let Some(path) = target.strip_prefix(b"/") else {
-            // Only origin-form targets are routed; `*` and absolute forms match nothing.
-            return None;
+        let target = Target::parse(target);
+        // Only origin-form targets are routed; `*` and absolute forms match nothing.
+        let path = match target.scheme() {
+            None => target.path().strip_prefix(b"/")?,
+            Some(_) => return None,
         };
-        let path_len = path.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(path.len());
-        let path = &path[..path_len];
         // Ends of the first `depth` segments, as offsets into `path`.
         let mut ends = [0usize; ROUTE_DEPTH_MAX];
         let mut count = 0;
@@ -158,6 +160,10 @@ mod tests {
         assert_eq!(route(&router, "/"), None);
         assert_eq!(route(&router, "echo"), None);
         assert_eq!(route(&router, "*"), None);
+        // The path ends at the first `?` or `#` (http::url::Target); absolute forms are not routed.
+        assert_eq!(route(&router, "/echo#x/y?z"), Some((0, "#x/y?z".into())));
+        assert_eq!(route(&router, "/echo/a#?q"), Some((0, "/a#?q".into())));
+        assert_eq!(route(&router, "http://h/echo"), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use portcullis_contract::key_index::KEY_BYTES_MAX;
 use portcullis_contract::model::{Config, SubscriptionScope, SubscriptionState};
 
 use crate::http::request::RequestHead;
+use crate::http::url::{self, Coding, Target};
 
 /// A key as found in a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +27,9 @@ pub enum KeyRejection {
 }
 
 /// Finds the key: from header `header_name` (case-insensitive); only if that header is absent,
-/// from query parameter `query_name`, percent-decoded into `scratch`.
+/// from the first query parameter named `query_name`, decoded as APIM reads query parameters
+/// ([`Coding::Form`]: names and values percent-decoded, `+` is a space, malformed escapes kept)
+/// into `scratch`.
 pub fn find_key<'a>(
     head: &RequestHead,
     buf: &'a [u8],
@@ -37,25 +40,17 @@ pub fn find_key<'a>(
     if let Some(value) = head.header(buf, header_name.as_bytes()) {
         return if value.len() > KEY_BYTES_MAX { FoundKey::TooLong } else { FoundKey::Present(value) };
     }
-    let target = head.target(buf);
-    let Some(query_start) = target.iter().position(|&b| b == b'?') else {
+    let Some(query) = Target::parse(head.target(buf)).query() else {
         return FoundKey::Absent;
     };
-    let query = &target[query_start + 1..];
-    let query = &query[..query.iter().position(|&b| b == b'#').unwrap_or(query.len())];
-    for pair in query.split(|&b| b == b'&') {
-        let (name, value) = match pair.iter().position(|&b| b == b'=') {
-            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
-            None => (pair, &[][..]),
-        };
-        if name == query_name.as_bytes() {
-            return match percent_decode(value, scratch) {
-                Some(len) => FoundKey::Present(&scratch[..len]),
-                None => FoundKey::TooLong,
-            };
-        }
+    let found = url::query_pairs(query).find(|(name, _)| url::decodes_to(name, Coding::Form, query_name.as_bytes()));
+    match found {
+        None => FoundKey::Absent,
+        Some((_, value)) => match url::percent_decode_into(value, Coding::Form, scratch) {
+            Some(len) => FoundKey::Present(&scratch[..len]),
+            None => FoundKey::TooLong,
+        },
     }
-    FoundKey::Absent
 }
 
 /// Checks `key` against the config for API `api`; returns the subscription index.
@@ -98,32 +93,6 @@ pub fn product_of(config: &Config, api: u32, subscription: Option<u32>) -> Optio
     }
 }
 
-/// Decodes `%XX` escapes of `input` into `out`; `None` if the result does not fit. A `%` not
-/// followed by two hex digits is kept as is (as browsers and .NET do).
-fn percent_decode(input: &[u8], out: &mut [u8; KEY_BYTES_MAX]) -> Option<usize> {
-    let mut read = 0;
-    let mut written = 0;
-    while let Some(&byte) = input.get(read) {
-        let escaped = match (byte, input.get(read + 1), input.get(read + 2)) {
-            (b'%', Some(&high), Some(&low)) => hex(high).zip(hex(low)).map(|(h, l)| h << 4 | l),
-            _ => None,
-        };
-        *out.get_mut(written)? = escaped.unwrap_or(byte);
-        written += 1;
-        read += if escaped.is_some() { 3 } else { 1 };
-    }
-    Some(written)
-}
-
-fn hex(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +132,16 @@ mod tests {
     #[test]
     fn percent_decoding() {
         assert_eq!(found(b"GET /a?subscription-key=a%2Bb%3d%zz%4 HTTP/1.1\r\n\r\n").unwrap(), b"a+b=%zz%4");
+        // As APIM reads query parameters: `+` is a space (it was kept as `+` before the URL module).
+        assert_eq!(found(b"GET /a?subscription-key=a+b HTTP/1.1\r\n\r\n").unwrap(), b"a b");
+        // Malformed escapes are kept literally, as before; the `+` after the `%` is a space.
+        assert_eq!(found(b"GET /a?subscription-key=%+F%G1%-1%1 HTTP/1.1\r\n\r\n").unwrap(), b"% F%G1%-1%1");
+        assert_eq!(found(b"GET /a?subscription-key=k% HTTP/1.1\r\n\r\n").unwrap(), b"k%");
+        // The parameter's name is decoded too, and the first parameter of that name wins.
+        assert_eq!(found(b"GET /a?subscription%2Dkey=k1&subscription-key=k2 HTTP/1.1\r\n\r\n").unwrap(), b"k1");
+        // A `?` in the fragment starts no query.
+        assert_eq!(found(b"GET /a#?subscription-key=k HTTP/1.1\r\n\r\n"), Err(FoundKey::Absent));
+        assert_eq!(found(b"GET /a?x=1#&subscription-key=k HTTP/1.1\r\n\r\n"), Err(FoundKey::Absent));
         let long = format!("GET /a?subscription-key={} HTTP/1.1\r\n\r\n", "%41".repeat(KEY_BYTES_MAX + 1));
         assert_eq!(found(long.as_bytes()), Err(FoundKey::TooLong));
         let exact = format!("GET /a?subscription-key={} HTTP/1.1\r\n\r\n", "%41".repeat(KEY_BYTES_MAX));

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
-use crate::http::{HeaderSpan, tokens};
+use crate::http::{HeaderSpan, tokens, url};
 
 /// Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1), besides those a
 /// `Connection` header names.
@@ -25,16 +25,6 @@ pub enum ClientConnection {
     Close,
     /// A `101 Switching Protocols`: `Connection: upgrade` and the backend's `Upgrade`.
     Upgrade,
-}
-
-/// Appends the backend request target: `base_path` + the rest of the path after the API prefix
-/// (with its query); `/` when both are empty.
-pub fn write_target(out: &mut Vec<u8>, base_path: &str, remainder: &[u8]) {
-    out.extend_from_slice(base_path.as_bytes());
-    if base_path.is_empty() && remainder.first() != Some(&b'/') {
-        out.push(b'/');
-    }
-    out.extend_from_slice(remainder);
 }
 
 /// Where a forwarded request goes and who sent it.
@@ -58,7 +48,7 @@ pub fn write_request_head(out: &mut Vec<u8>, head: &RequestHead, buf: &[u8], for
     out.extend_from_slice(head.method(buf));
     out.push(b' ');
     let target = head.target(buf);
-    write_target(out, forwarding.base_path, target.get(forwarding.remainder_start..).unwrap_or(&[]));
+    url::write_backend_target(out, forwarding.base_path, target.get(forwarding.remainder_start..).unwrap_or(&[]));
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let headers = head.headers();
     for header in headers {
@@ -155,23 +145,6 @@ pub(crate) fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 mod tests {
     use super::*;
     use crate::http::{request, response};
-
-    fn target(base: &str, remainder: &str) -> String {
-        let mut out = Vec::new();
-        write_target(&mut out, base, remainder.as_bytes());
-        String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn target_paths() {
-        assert_eq!(target("/api", "/hello?x=1"), "/api/hello?x=1");
-        assert_eq!(target("/api", ""), "/api");
-        assert_eq!(target("/api", "?x=1"), "/api?x=1");
-        assert_eq!(target("/api", "/"), "/api/");
-        assert_eq!(target("", ""), "/");
-        assert_eq!(target("", "?q"), "/?q");
-        assert_eq!(target("", "/x"), "/x");
-    }
 
     #[test]
     fn request_head_rewrite() {

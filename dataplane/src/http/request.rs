@@ -1,5 +1,6 @@
 //! Request heads: parsed from the connection's buffer, kept as offsets into it.
 
+use crate::http::url::Target;
 use crate::http::{
     BodyFraming, FramingError, HEAD_BYTES_CEILING, HEADERS_MAX, HeaderSpan, Span, Version, collect_headers,
     find_header, header_facts,
@@ -194,24 +195,22 @@ fn classify_target<'b>(method: &[u8], target: &'b [u8]) -> Result<ClassifiedTarg
             _ => Err(RequestError::InvalidTarget),
         };
     }
-    let rest = strip_prefix_ignore_case(target, b"http://")
-        .or_else(|| strip_prefix_ignore_case(target, b"https://"))
-        .ok_or(RequestError::InvalidTarget)?;
-    let authority_end = rest.iter().position(|&b| b == b'/' || b == b'?' || b == b'#').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
+    let parsed = Target::parse(target);
+    let (Some(scheme), Some(authority)) = (parsed.scheme(), parsed.authority()) else {
+        return Err(RequestError::InvalidTarget);
+    };
+    if !scheme.eq_ignore_ascii_case(b"http") && !scheme.eq_ignore_ascii_case(b"https") {
+        return Err(RequestError::InvalidTarget);
+    }
     if !is_authority(authority) {
         return Err(RequestError::InvalidHost);
     }
     // `http://host` and `http://host?q` mean path `/`; the origin-form part must start with one.
+    let path = parsed.origin_form();
     if path.first() != Some(&b'/') {
         return Err(RequestError::InvalidTarget);
     }
     Ok((TargetForm::Absolute, path, Some(authority)))
-}
-
-fn strip_prefix_ignore_case<'b>(bytes: &'b [u8], prefix: &[u8]) -> Option<&'b [u8]> {
-    let head = bytes.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| bytes.get(prefix.len()..).unwrap_or(&[]))
 }
 
 /// `host[:port]` as RFC 3986 allows it, without userinfo: a reg-name or IPv4 address (letters,

@@ -12,14 +12,14 @@ use portcullis_contract::program::Side;
 use crate::http::HeaderSpan;
 use crate::http::forward::{
     ClientConnection, Forwarding, REPLACED_ON_REQUEST, is_hop_by_hop, write_connection, write_header,
-    write_proxy_headers, write_target,
+    write_proxy_headers,
 };
 use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
+use crate::http::url::{self, Coding, Target, write_backend_target};
 use crate::policy::error::PolicyError;
 use crate::policy::load::Programs;
 use crate::policy::state::{EditTarget, RequestState};
-use crate::policy::vm::members::{path_of, query_of, query_pairs};
 
 /// Response headers the gateway writes itself when a policy replaced the body.
 const FRAMING: [&[u8]; 2] = [b"content-length", b"transfer-encoding"];
@@ -49,15 +49,16 @@ pub fn write_request_head(
         target.get(forwarding.remainder_start..).unwrap_or(&[])
     };
     if state.has_edits(EditTarget::Query) {
-        write_target(out, base_path, path_of(rest));
+        let rest = Target::parse(rest);
+        write_backend_target(out, base_path, rest.path());
         let mark = out.len();
         out.push(b'?');
-        write_query(out, query_of(rest), state, programs);
+        write_query(out, rest.query().unwrap_or_default(), state, programs);
         if out.len() == mark + 1 {
             out.truncate(mark);
         }
     } else {
-        write_target(out, base_path, rest);
+        write_backend_target(out, base_path, rest);
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let body = state.request_body_replacement(programs);
@@ -169,7 +170,9 @@ pub fn write_error_response(out: &mut Vec<u8>, error: &PolicyError, close: bool)
     crate::http::error_response::write(out, status, reason_phrase(status), error.body_message(), close);
 }
 
-/// Appends the query string (without `?`) `query` with the query edits applied.
+/// Appends the query string (without `?`) `query` with the query edits applied: parameters are
+/// matched by their names as `Url.Query` reads them ([`Coding::Form`]); the values the edits add are
+/// written with [`Coding::Rfc3986`] (a space is `%20`).
 pub fn write_query(out: &mut Vec<u8>, query: &[u8], state: &RequestState, programs: &Programs) {
     let mut first = true;
     let mut separator = |out: &mut Vec<u8>| {
@@ -178,9 +181,9 @@ pub fn write_query(out: &mut Vec<u8>, query: &[u8], state: &RequestState, progra
         }
         first = false;
     };
-    for (name, value) in query_pairs(query) {
-        let decoded = crate::policy::vm::members::decode_component(name);
-        if !state.fold_edits(EditTarget::Query, decoded.as_str().as_bytes(), true, programs, |_| {}) {
+    for (name, value) in url::query_pairs(query) {
+        let decoded = url::percent_decode(name, Coding::Form);
+        if !state.fold_edits(EditTarget::Query, &decoded, true, programs, |_| {}) {
             continue;
         }
         separator(out);
@@ -195,15 +198,12 @@ pub fn write_query(out: &mut Vec<u8>, query: &[u8], state: &RequestState, progra
             continue;
         }
         let name = edit.name.resolve(programs);
-        let present =
-            query_pairs(query).any(|(key, _)| crate::policy::vm::members::decode_component(key).as_str() == name);
+        let present = url::query_pairs(query).any(|(key, _)| url::decodes_to(key, Coding::Form, name.as_bytes()));
         state.fold_edits(EditTarget::Query, name.as_bytes(), present, programs, |value| {
             separator(out);
-            let mut encoded = String::new();
-            crate::policy::vm::statements::percent_encode_into(name, &mut encoded);
-            encoded.push('=');
-            crate::policy::vm::statements::percent_encode_into(value.resolve(programs), &mut encoded);
-            out.extend_from_slice(encoded.as_bytes());
+            let name = url::percent_encode(name.as_bytes(), Coding::Rfc3986);
+            let value = url::percent_encode(value.resolve(programs).as_bytes(), Coding::Rfc3986);
+            let _ = write!(out, "{name}={value}");
         });
     }
 }

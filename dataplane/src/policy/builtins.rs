@@ -4,7 +4,6 @@
 mod collections;
 mod context;
 mod convert;
-pub(crate) use convert::url_decode;
 mod crypto;
 mod json;
 mod regex;

@@ -65,6 +65,15 @@ impl From<String> for Text<'_> {
     }
 }
 
+impl<'a> From<std::borrow::Cow<'a, str>> for Text<'a> {
+    fn from(text: std::borrow::Cow<'a, str>) -> Self {
+        match text {
+            std::borrow::Cow::Borrowed(text) => Text::Borrowed(text),
+            std::borrow::Cow::Owned(text) => text.into(),
+        }
+    }
+}
+
 /// Which message a handle reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message {

@@ -356,7 +356,9 @@ fn matched_params<'a>(
         let raw = value_of(binding);
         if raw.contains('%') {
             // Path segments: `+` is a plus sign, not a space.
-            decoded.push(crate::policy::url_decode(raw, false));
+            decoded.push(
+                crate::http::url::percent_decode_str(raw.as_bytes(), crate::http::url::Coding::Rfc3986).into_owned(),
+            );
         }
     }
     let mut decoded = decoded.iter();

@@ -6,6 +6,7 @@ use base64::Engine as _;
 use portcullis_contract::program::{Builtin, Side, ValueType};
 
 use super::Args;
+use crate::http::url::{self, Coding};
 use crate::policy::error::Fault;
 use crate::policy::state::{BodyEdit, StoredText, TRACES_MAX, TraceEntry};
 use crate::policy::value::{BasicAuth, Handle, Jwt, Message, Text, Value};
@@ -76,10 +77,11 @@ pub(super) fn call<'a>(m: &mut Machine<'_, 'a>, mut a: Args<'_, 'a>) -> Result<V
             let preserve = a.boolean(1)?;
             let body = m.read_body(message, preserve)?;
             if a.builtin == B::BodyAsForm {
-                let entries = crate::policy::vm::members::query_pairs(body.as_str().as_bytes())
+                // A form body decodes as a query does.
+                let entries = url::query_pairs(body.as_str().as_bytes())
                     .map(|(k, v)| {
-                        let key = crate::policy::vm::members::decode_component(k).as_str().into();
-                        let value = Value::string(crate::policy::vm::members::decode_component(v).as_str().to_owned());
+                        let key: Rc<str> = url::percent_decode_str(k, Coding::Form).into();
+                        let value = Value::string(url::percent_decode_str(v, Coding::Form).into_owned());
                         (key, value)
                     })
                     .collect();

@@ -4,6 +4,7 @@ use base64::Engine as _;
 use portcullis_contract::program::Builtin;
 
 use super::Args;
+use crate::http::url::{self, Coding};
 use crate::policy::error::Fault;
 use crate::policy::value::{Value, format_double};
 
@@ -66,49 +67,13 @@ fn parse_int(a: &Args<'_, '_>, text: &str) -> Result<i64, Fault> {
     })
 }
 
-/// `WebUtility.UrlEncode`: spaces become `+`, unreserved bytes stay, the rest `%XX` (upper case).
-fn url_encode(text: &str, space_plus: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        match b {
-            b' ' if space_plus => out.push('+'),
-            b if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || (space_plus && b"!*()".contains(&b)) => {
-                out.push(char::from(b))
-            }
-            b => {
-                out.push('%');
-                out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
-                out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
-            }
-        }
+/// `WebUtility.UrlEncode` / `UrlDecode` are the form coding (`+` is a space, `~` is escaped);
+/// `Uri.EscapeDataString` / `UnescapeDataString` are RFC 3986's.
+fn coding_of(builtin: Builtin) -> Coding {
+    match builtin {
+        Builtin::WebUtilityUrlEncode | Builtin::WebUtilityUrlDecode => Coding::Form,
+        _ => Coding::Rfc3986,
     }
-    out
-}
-
-/// Percent-decodes `text` (`+` is a space when `plus_space`, as in forms and query strings);
-/// an invalid escape is kept as written and invalid UTF-8 becomes U+FFFD.
-pub(crate) fn url_decode(text: impl AsRef<[u8]>, plus_space: bool) -> String {
-    let bytes = text.as_ref();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while let Some(&b) = bytes.get(at) {
-        match b {
-            b'+' if plus_space => out.push(b' '),
-            b'%' => {
-                match bytes.get(at + 1..at + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
-                {
-                    Some(byte) => {
-                        out.push(byte);
-                        at += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        at += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn html_encode(text: &str) -> String {
@@ -287,7 +252,7 @@ pub(super) fn call<'a>(a: Args<'_, 'a>) -> Result<Value<'a>, Fault> {
             match a.opt_text(0)? {
                 None if b == B::WebUtilityUrlEncode => Ok(Value::Null),
                 None => Err(a.fail("Value cannot be null. (Parameter 'stringToEscape')")),
-                Some(text) => Ok(Value::string(url_encode(text, b == B::WebUtilityUrlEncode))),
+                Some(text) => Ok(Value::string(url::percent_encode(text.as_bytes(), coding_of(b)).to_string())),
             }
         }
         B::WebUtilityUrlDecode | B::UriUnescapeDataString => {
@@ -295,7 +260,7 @@ pub(super) fn call<'a>(a: Args<'_, 'a>) -> Result<Value<'a>, Fault> {
             match a.opt_text(0)? {
                 None if b == B::WebUtilityUrlDecode => Ok(Value::Null),
                 None => Err(a.fail("Value cannot be null.")),
-                Some(text) => Ok(Value::string(url_decode(text, b == B::WebUtilityUrlDecode))),
+                Some(text) => Ok(Value::string(url::percent_decode_str(text.as_bytes(), coding_of(b)).into_owned())),
             }
         }
         B::WebUtilityHtmlEncode | B::WebUtilityHtmlDecode => {

@@ -93,6 +93,48 @@ fn parsing_encoding_and_hashes() {
     assert_eq!(call(Builtin::UriEscapeDataString, &[s("a b")]).expect("ok"), "a%20b");
 }
 
+/// The URL builtins follow http::url: `WebUtility` is the form coding, `Uri` RFC 3986's, and
+/// malformed escapes are kept as written by both (`%+F` was decoded as `%0F` before the URL module).
+#[test]
+fn url_builtins_keep_malformed_escapes() {
+    let malformed = "%+F%G1%-1+a%2b%1";
+    assert_eq!(call(Builtin::WebUtilityUrlDecode, &[s(malformed)]).expect("ok"), "% F%G1%-1 a+%1");
+    assert_eq!(call(Builtin::UriUnescapeDataString, &[s(malformed)]).expect("ok"), "%+F%G1%-1+a+%1");
+    assert_eq!(call(Builtin::WebUtilityUrlDecode, &[s("%")]).expect("ok"), "%");
+    // WebUtility.UrlEncode escapes `~` (RFC 1738's safe set, as .NET); it was kept before the URL module.
+    assert_eq!(call(Builtin::WebUtilityUrlEncode, &[s("~!*()")]).expect("ok"), "%7E!*()");
+    assert_eq!(call(Builtin::UriEscapeDataString, &[s("~!*()")]).expect("ok"), "~%21%2A%28%29");
+}
+
+/// `Url.Query` decodes names and values as forms do, malformed escapes kept; a `?` in the fragment
+/// starts no query.
+#[test]
+fn url_query_decodes_as_forms() {
+    let query = |name: &str| {
+        eval_with(
+            |fixture| {
+                let request = "GET /echo/q?k=%+F%G1+a&k%2B=b&x%20y=z&x+y=w#&f=1 HTTP/1.1\r\nHost: g\r\n\r\n";
+                fixture.buf = request.as_bytes().to_vec();
+                fixture.head = request::parse(&fixture.buf).expect("valid").expect("complete");
+            },
+            vec![
+                Op::Context,
+                Op::Prop(Prop::Request),
+                Op::Prop(Prop::OriginalUrl),
+                Op::Prop(Prop::Query),
+                Op::Const(0),
+                Op::Call(Builtin::GetValueOrDefault, 2),
+            ],
+            vec![s(name)],
+        )
+        .expect("ok")
+    };
+    assert_eq!(query("k"), "% F%G1 a");
+    assert_eq!(query("k+"), "b");
+    assert_eq!(query("x y"), "z,w");
+    assert_eq!(query("f"), "null");
+}
+
 #[test]
 fn json_shared_mutation() {
     // var o = JObject.Parse(...); o.Property("a").Remove(); o["n"]["x"] = 2; result = o.ToString(Formatting.None)

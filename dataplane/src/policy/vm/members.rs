@@ -10,6 +10,7 @@ use portcullis_contract::program::{Prop, Side};
 
 use super::Machine;
 use crate::http::HeaderSpan;
+use crate::http::url::{self, Coding, Target};
 use crate::policy::error::Fault;
 use crate::policy::state::EditTarget;
 use crate::policy::value::json::from_primitive;
@@ -69,36 +70,6 @@ fn null_reference() -> Fault {
     Fault::eval("Expression evaluation failed. Object reference not set to an instance of an object.")
 }
 
-/// The query part of a target (after `?`, before `#`), or "".
-pub(crate) fn query_of(target: &[u8]) -> &[u8] {
-    let Some(start) = target.iter().position(|&b| b == b'?') else { return b"" };
-    let query = &target[start + 1..];
-    let end = query.iter().position(|&b| b == b'#').unwrap_or(query.len());
-    &query[..end]
-}
-
-/// The path part of a target.
-pub(crate) fn path_of(target: &[u8]) -> &[u8] {
-    let end = target.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(target.len());
-    &target[..end]
-}
-
-/// `(name, value)` pairs of a query string, raw (still percent-encoded).
-pub(crate) fn query_pairs(query: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    query.split(|&b| b == b'&').filter(|pair| !pair.is_empty()).map(|pair| match pair.iter().position(|&b| b == b'=') {
-        Some(at) => (&pair[..at], &pair[at + 1..]),
-        None => (pair, &b""[..]),
-    })
-}
-
-/// A query component percent-decoded (`+` is a space): borrowed when nothing is encoded.
-pub(crate) fn decode_component(raw: &[u8]) -> Text<'_> {
-    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
-        return wire_text(raw);
-    }
-    crate::policy::builtins::url_decode(raw, true).into()
-}
-
 impl<'r, 'a> Machine<'r, 'a> {
     /// The headers of `message` as the policies left them so far.
     fn message_headers(&self, message: Message) -> (&'a [HeaderSpan], &'a [u8]) {
@@ -138,25 +109,29 @@ impl<'r, 'a> Machine<'r, 'a> {
 
     /// The query string (without `?`) of a URL, before edits.
     fn base_query(&self, kind: UrlKind) -> Text<'a> {
+        let view = self.view;
+        let request_query = || Target::parse(view.request.target(view.request_buf)).query().unwrap_or_default();
         match kind {
-            UrlKind::Original => wire_text(query_of(self.view.request.target(self.view.request_buf))),
+            UrlKind::Original => wire_text(request_query()),
             UrlKind::Current if self.state.rewrite => {
-                Text::Shared(Rc::from(std::str::from_utf8(query_of(self.state.rewritten.as_bytes())).unwrap_or("")))
+                let query = Target::parse(self.state.rewritten.as_bytes()).query().unwrap_or_default();
+                Text::Shared(Rc::from(std::str::from_utf8(query).unwrap_or("")))
             }
-            UrlKind::Current => wire_text(query_of(self.view.request.target(self.view.request_buf))),
+            UrlKind::Current => wire_text(request_query()),
             UrlKind::Service => Text::Borrowed(""),
         }
     }
 
-    /// `Url.Query.GetValueOrDefault(name)`: values comma-joined, query edits applied to the current URL.
+    /// `Url.Query.GetValueOrDefault(name)`: values comma-joined, query edits applied to the current URL;
+    /// names and values read as forms ([`Coding::Form`]).
     pub(crate) fn query_value(&self, kind: UrlKind, name: &str) -> Option<Text<'a>> {
         let base = self.base_query(kind);
         let programs = self.view.programs;
         let edits = kind == UrlKind::Current && self.state.has_edits(EditTarget::Query);
-        let matches = |key: &[u8]| decode_component(key).as_str() == name;
+        let matches = |key: &[u8]| url::decodes_to(key, Coding::Form, name.as_bytes());
         let mut present = false;
         let keep = if edits {
-            present = query_pairs(base.as_str().as_bytes()).any(|(key, _)| matches(key));
+            present = url::query_pairs(base.as_str().as_bytes()).any(|(key, _)| matches(key));
             self.state.fold_edits(EditTarget::Query, name.as_bytes(), present, programs, |_| {})
         } else {
             true
@@ -165,13 +140,13 @@ impl<'r, 'a> Machine<'r, 'a> {
         if keep {
             match base.borrowed() {
                 Some(query) => {
-                    for (_, value) in query_pairs(query.as_bytes()).filter(|(key, _)| matches(key)) {
-                        joiner.add(decode_component(value));
+                    for (_, value) in url::query_pairs(query.as_bytes()).filter(|(key, _)| matches(key)) {
+                        joiner.add(url::percent_decode_str(value, Coding::Form).into());
                     }
                 }
                 None => {
-                    for (_, value) in query_pairs(base.as_str().as_bytes()).filter(|(key, _)| matches(key)) {
-                        joiner.add(Text::from(decode_component(value).as_str().to_owned()));
+                    for (_, value) in url::query_pairs(base.as_str().as_bytes()).filter(|(key, _)| matches(key)) {
+                        joiner.add(Text::from(url::percent_decode_str(value, Coding::Form).into_owned()));
                     }
                 }
             }
@@ -417,18 +392,18 @@ impl<'r, 'a> Machine<'r, 'a> {
         let view = self.view;
         let target = view.request.target(view.request_buf);
         match kind {
-            UrlKind::Original => wire_text(path_of(target)),
+            UrlKind::Original => wire_text(Target::parse(target).path()),
             UrlKind::Service => Text::Borrowed(&view.api.backend.base_path),
             UrlKind::Current => {
                 let base = self.state.backend.as_ref().map_or(view.api.backend.base_path.as_str(), |b| &b.base_path);
                 if !self.state.rewrite {
-                    let rest: &'a [u8] = path_of(target.get(view.remainder_start..).unwrap_or(b""));
+                    let rest: &'a [u8] = Target::parse(target.get(view.remainder_start..).unwrap_or(b"")).path();
                     if base.is_empty() && rest.first() == Some(&b'/') {
                         return wire_text(rest);
                     }
                     return joined_path(base, rest);
                 }
-                joined_path(base, path_of(self.state.rewritten.as_bytes()))
+                joined_path(base, Target::parse(self.state.rewritten.as_bytes()).path())
             }
         }
     }
@@ -574,7 +549,7 @@ impl<'r, 'a> Machine<'r, 'a> {
 /// `base` + `rest` as the forwarded target joins them.
 fn joined_path<'a>(base: &str, rest: &[u8]) -> Text<'a> {
     let mut path = Vec::with_capacity(base.len() + rest.len() + 1);
-    crate::http::forward::write_target(&mut path, base, rest);
+    url::write_backend_target(&mut path, base, rest);
     String::from_utf8_lossy(&path).into_owned().into()
 }
 

@@ -1,6 +1,7 @@
 //! Policy statements: the ops that change the request state or end the section.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -9,13 +10,14 @@ use portcullis_contract::model::Scheme;
 use portcullis_contract::program::{Cors, ExistsAction, Op, Side, is_header_value};
 
 use super::{Exit, Flow, Machine, internal};
+use crate::http::url::{self, Coding, Target};
 use crate::policy::error::Fault;
 use crate::policy::state::{
     BackendOverride, BodyEdit, BuiltResponse, CONCURRENCY_NESTING_MAX, CorsMark, EditTarget, StoredBody, StoredText,
     TRACES_MAX, TraceEntry,
 };
 use crate::policy::value::{Message, Text, Value};
-use crate::policy::vm::members::{query_of, query_pairs, wire_text};
+use crate::policy::vm::members::wire_text;
 
 /// Longest `set-backend-service` URL: a URL past this is a configuration mistake.
 pub(crate) const BACKEND_URL_BYTES_MAX: usize = 2048;
@@ -519,7 +521,7 @@ impl<'r, 'a> Machine<'r, 'a> {
 
     fn rewrite_uri(&mut self, template: &str, copy_unmatched: bool) -> Result<(), Fault> {
         let view = self.view;
-        let original_query = query_of(view.request.target(view.request_buf));
+        let original_query = Target::parse(view.request.target(view.request_buf)).query().unwrap_or_default();
         let mut out = std::mem::take(&mut self.state.rewritten);
         out.clear();
         if !template.starts_with('/') {
@@ -538,22 +540,23 @@ impl<'r, 'a> Machine<'r, 'a> {
             let name = &after[..close];
             let value = match self.matched(name) {
                 Some(value) => Cow::Borrowed(value),
-                None => query_pairs(original_query)
+                // A query parameter's value as `Url.Query` reads it.
+                None => url::query_pairs(original_query)
                     .find(|(key, _)| *key == name.as_bytes())
-                    .map(|(_, value)| Cow::Owned(super::members::decode_component(value).as_str().to_owned()))
+                    .map(|(_, value)| url::percent_decode_str(value, Coding::Form))
                     .unwrap_or(Cow::Borrowed("")),
             };
-            percent_encode_into(&value, &mut out);
+            let _ = write!(out, "{}", url::percent_encode(value.as_bytes(), Coding::Rfc3986));
             rest = &after[close + 1..];
         }
         out.push_str(rest);
         if copy_unmatched {
-            let template_query = query_of(template.as_bytes());
+            let template_query = Target::parse(template.as_bytes()).query().unwrap_or_default();
             let mut has_query = out.contains('?');
-            for (key, value) in query_pairs(original_query) {
+            for (key, value) in url::query_pairs(original_query) {
                 let placeholder =
                     |w: &[u8]| w.first() == Some(&b'{') && w.last() == Some(&b'}') && &w[1..w.len() - 1] == key;
-                let used = query_pairs(template_query).any(|(name, _)| name == key)
+                let used = url::query_pairs(template_query).any(|(name, _)| name == key)
                     || template.as_bytes().windows(key.len() + 2).any(placeholder);
                 if used {
                     continue;
@@ -638,20 +641,6 @@ fn allow_origin(rule: &Cors, origin: &str) -> String {
         "*".to_owned()
     } else {
         origin.to_owned()
-    }
-}
-
-/// A header value that cannot split the head: no CR, LF or NUL.
-/// Percent-encodes `value` for a path or query component (RFC 3986 unreserved bytes stay).
-pub(crate) fn percent_encode_into(value: &str, out: &mut String) {
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
-            out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
-        }
     }
 }
 
