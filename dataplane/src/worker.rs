@@ -114,6 +114,7 @@ async fn accept_loop<L: Listener>(worker: &Rc<WorkerCtx<L::Stream>>, listener: &
         };
         match proxy::admit(worker, peer) {
             Verdict::Continue(()) => worker.connection_opened(),
+            // Refused ([xdp] rules in user space, connections-per-worker-max): closed at once.
             Verdict::Respond(_) | Verdict::Fail(_) | Verdict::Done | Verdict::Close => {
                 stream.shutdown();
                 continue;

@@ -327,27 +327,21 @@ impl<S: Stream> Connection<S> {
                 },
             };
             let result = self.exchange_on(worker, ctx, upstream, reused, replayable, &dest, limits).await;
-            if let Some(pick) = pick {
+            // The endpoint's outcome feeds its circuit breaker; the request stays in flight on it.
+            let in_flight = pick.map(|pick| {
                 let outcome = match &result {
                     Ok(_) => Outcome::Success,
                     Err(error) if error.source() == ErrorSource::Backend => Outcome::Failure,
                     Err(_) => Outcome::Released,
                 };
                 worker.pool.report(snapshot, &pick, outcome);
-                let in_flight = Some(pick.in_flight);
-                return result.map(|(response, upstream)| Exchange {
-                    response,
-                    upstream,
-                    dest,
-                    in_flight,
-                    limits: *limits,
-                });
-            }
+                pick.in_flight
+            });
             return result.map(|(response, upstream)| Exchange {
                 response,
                 upstream,
                 dest,
-                in_flight: None,
+                in_flight,
                 limits: *limits,
             });
         }
@@ -429,32 +423,48 @@ impl<S: Stream> Connection<S> {
         } else if framing == BodyFraming::None {
             ctx.request_end = Some(head_len);
         } else {
-            // A body that is all buffered is relayed without compacting the buffer (and can be replayed).
-            let fully_buffered = relay::buffered_end(&self.buf, head_len, framing).is_some();
-            if ctx.head.expects_continue() && !ctx.sent_continue && !fully_buffered {
-                ctx.sent_continue = true;
-                let (result, _) = self.client.write_range(CONTINUE.to_vec(), 0..CONTINUE.len()).await;
-                result.map_err(ProxyError::ClientWrite)?;
-            }
-            let buf = std::mem::take(&mut self.buf);
-            let read_limit = millis(limits.request_header_timeout_ms);
-            let body_max = limits.request_body_bytes_max;
-            let (result, buf) =
-                relay::relay(&mut self.client, upstream, buf, head_len, framing, read_limit, body_max).await;
-            self.buf = buf;
-            match result {
-                Ok(end) => ctx.request_end = Some(end),
-                Err(error) => {
-                    // The buffer was compacted mid-body, or the body's framing cannot be trusted
-                    // (RFC 9112 §11.2) or is over the limit: the connection serves no other request.
-                    if !fully_buffered || matches!(error, RelayError::Chunked(_) | RelayError::TooLarge) {
-                        ctx.client_keep_alive = false;
-                    }
-                    return Err(request_relay_error(error));
-                }
-            }
+            self.send_request_body(ctx, upstream, limits).await?;
         }
         self.read_response_head(ctx, upstream, limits).await
+    }
+
+    /// Relays the client's request body to `upstream` after its head (answering `Expect:
+    /// 100-continue` first when the body is not all here yet), and records where it ended.
+    async fn send_request_body(
+        &mut self,
+        ctx: &mut RequestCtx,
+        upstream: &mut MaybeTls<S>,
+        limits: &Limits,
+    ) -> Result<(), ProxyError> {
+        let head_len = ctx.head.head_len();
+        let framing = ctx.head.framing();
+        // A body that is all buffered is relayed without compacting the buffer (and can be replayed).
+        let fully_buffered = relay::buffered_end(&self.buf, head_len, framing).is_some();
+        if ctx.head.expects_continue() && !ctx.sent_continue && !fully_buffered {
+            ctx.sent_continue = true;
+            let (result, _) = self.client.write_range(CONTINUE.to_vec(), 0..CONTINUE.len()).await;
+            result.map_err(ProxyError::ClientWrite)?;
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let read_limit = millis(limits.request_header_timeout_ms);
+        let body_max = limits.request_body_bytes_max;
+        let (result, buf) =
+            relay::relay(&mut self.client, upstream, buf, head_len, framing, read_limit, body_max).await;
+        self.buf = buf;
+        match result {
+            Ok(end) => {
+                ctx.request_end = Some(end);
+                Ok(())
+            }
+            Err(error) => {
+                // The buffer was compacted mid-body, or the body's framing cannot be trusted
+                // (RFC 9112 §11.2) or is over the limit: the connection serves no other request.
+                if !fully_buffered || matches!(error, RelayError::Chunked(_) | RelayError::TooLarge) {
+                    ctx.client_keep_alive = false;
+                }
+                Err(request_relay_error(error))
+            }
+        }
     }
 
     /// Reads the backend's final response head into `upstream_buf`, forwarding interim (1xx) ones.
