@@ -482,3 +482,35 @@ fn record_response(slot: &WorkerSlot, status: u16) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verdict_continues_with_its_value_or_stops_as_it_is() {
+        let continued: Verdict<u32> = Verdict::Continue(7);
+        assert!(matches!(continued.into_continue::<()>(), Ok(7)));
+        let stop = Verdict::<u32>::Respond(error_response::NOT_FOUND).into_continue::<()>();
+        assert!(matches!(stop, Err(Verdict::Respond(response)) if response == error_response::NOT_FOUND));
+        assert!(matches!(Verdict::<u32>::Done.into_continue::<()>(), Err(Verdict::Done)));
+        assert!(matches!(Verdict::<u32>::Close.into_continue::<()>(), Err(Verdict::Close)));
+        let failed = Verdict::<u32>::Fail(ProxyError::BackendClosedEarly).into_continue::<()>();
+        assert!(matches!(failed, Err(Verdict::Fail(ProxyError::BackendClosedEarly))));
+    }
+
+    #[test]
+    fn a_phase_that_sends_the_response_is_done_or_failed() {
+        assert!(matches!(Verdict::<()>::from(Ok(())), Verdict::Done));
+        assert!(matches!(
+            Verdict::<()>::from(Err(ProxyError::HeaderTimeout)),
+            Verdict::Fail(ProxyError::HeaderTimeout)
+        ));
+    }
+
+    #[test]
+    fn verdicts_stay_small() {
+        // Returned by every phase on the hot path: no larger than the error it may carry.
+        assert!(size_of::<Verdict>() <= size_of::<ProxyError>() + size_of::<usize>());
+    }
+}

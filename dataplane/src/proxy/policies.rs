@@ -451,3 +451,17 @@ pub(crate) fn log_traces(state: &policy::RequestState, programs: &policy::Progra
         tracing::warn!(target: "portcullis::trace", dropped = state.traces_dropped(), "trace entries over the per-request limit were dropped");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::error_response;
+
+    #[test]
+    fn gateway_answers_have_apim_last_error_names() {
+        let limited = ProxyError::Rejected(error_response::too_many_requests(3));
+        assert_eq!(apim_reason(&limited), ("rate-limit-by-key", "RateLimitExceeded"));
+        let missing = ProxyError::Rejected(error_response::MISSING_KEY);
+        assert_eq!(apim_reason(&missing), ("authorization", "SubscriptionKeyNotFound"));
+    }
+}
