@@ -588,16 +588,18 @@ impl<S: Stream> Connection<S> {
                         .scan(self.upstream_buf.get(scanned..).unwrap_or(&[]))
                         .map_err(ProxyError::BackendChunked)?;
                     scanned += scan.consumed;
-                    if scan.done {
-                        let size = usize::try_from(scanner.data_bytes()).unwrap_or(0);
-                        let wire = self.upstream_buf.get(start..scanned).unwrap_or(&[]);
-                        return chunked::decode(wire, size).map(Some).map_err(ProxyError::BackendChunked);
-                    }
+                    // Checked before the end: a large body that arrived in few reads is over the
+                    // limit all the same.
                     let over = scanner.data_bytes() > RESPONSE_BODY_BUFFERED_BYTES_MAX as u64
                         || self.upstream_buf.len() - start > CHUNKED_RESPONSE_BUFFERED_WIRE_BYTES_MAX;
                     if over {
                         // Streamed from here: the relay carries on from what is buffered.
                         return Ok(None);
+                    }
+                    if scan.done {
+                        let size = usize::try_from(scanner.data_bytes()).unwrap_or(0);
+                        let wire = self.upstream_buf.get(start..scanned).unwrap_or(&[]);
+                        return chunked::decode(wire, size).map(Some).map_err(ProxyError::BackendChunked);
                     }
                     self.read_response_body(upstream, BODY_READ_BYTES, deadline).await?;
                 }

@@ -196,18 +196,20 @@ impl<S: Stream> Connection<S> {
                 // As the relay does: the body is refused (413) once it passes the limit.
                 return Err(ProxyError::ClientBodyTooLarge);
             }
+            // Checked before the end: a large body that arrived in few reads is over the limit
+            // all the same.
+            let over = scanner.data_bytes() > REQUEST_BODY_BUFFERED_BYTES_MAX as u64
+                || self.buf.len() - start > CHUNKED_REQUEST_BUFFERED_WIRE_BYTES_MAX;
+            if over {
+                // Streamed from here: the relay carries on from what is buffered.
+                return Ok(());
+            }
             if scan.done {
                 if read_by_policies {
                     let size = usize::try_from(scanner.data_bytes()).unwrap_or(0);
                     let wire = self.buf.get(start..scanned).unwrap_or(&[]);
                     ctx.decoded_request_body = Some(chunked::decode(wire, size).map_err(ProxyError::ClientChunked)?);
                 }
-                return Ok(());
-            }
-            let over = scanner.data_bytes() > REQUEST_BODY_BUFFERED_BYTES_MAX as u64
-                || self.buf.len() - start > CHUNKED_REQUEST_BUFFERED_WIRE_BYTES_MAX;
-            if over {
-                // Streamed from here: the relay carries on from what is buffered.
                 return Ok(());
             }
             self.read_request_body(ctx, BODY_READ_BYTES, deadline).await?;
