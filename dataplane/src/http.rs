@@ -20,7 +20,9 @@ pub const HEADERS_MAX: usize = portcullis_contract::model::REQUEST_HEADERS_CEILI
 pub const HEAD_BYTES_MAX: usize = portcullis_contract::model::REQUEST_HEAD_BYTES_MAX_DEFAULT as usize;
 /// Largest request head `[limits] request-head-bytes-max` may allow.
 pub const HEAD_BYTES_CEILING: usize = portcullis_contract::model::REQUEST_HEAD_BYTES_CEILING as usize;
-/// A connection's buffer starts this small; most heads fit, and it grows up to [`HEAD_BYTES_MAX`].
+/// Room a head read makes at a time: a request head that does not fit its connection's buffer
+/// (which starts at 512 bytes, the idle read's size) grows it by this much per read, up to the head
+/// limit; a backend response head is read into a buffer with this much room.
 pub const HEAD_BYTES_INITIAL: usize = 4 * 1024;
 
 const _: () = assert!(HEAD_BYTES_INITIAL <= HEAD_BYTES_MAX);

@@ -1,5 +1,7 @@
 //! The in-memory form of a snapshot (built once, off the hot path) and the cell that publishes it to workers.
 
+pub mod resolved;
+
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +15,7 @@ use crate::policy::{LoadError, Programs};
 use crate::router::Router;
 use crate::router::operation::Operations;
 use crate::tls::TlsConfigError;
-use crate::upstream::resolved::ResolvedBackend;
+use resolved::ResolvedBackend;
 
 /// One configuration generation, ready for the hot path: nothing in it is parsed per request.
 #[derive(Debug)]

@@ -1,10 +1,10 @@
 //! Backends from one worker's side: endpoint selection and passive health (`balance`,
-//! `circuit`), idle keep-alive connections (`pool`), the resolved form the snapshot holds
-//! (`resolved`), host names computed per request (`dns`), active health checks (`health`) and
-//! connecting.
+//! `circuit`), idle keep-alive connections (`pool`), host names computed per request (`dns`),
+//! active health checks (`health`) and connecting. The resolved form of backends is the
+//! snapshot's ([`crate::snapshot::resolved`]).
 //!
-//! Everything here except `resolved` and `health` is worker-local: no state crosses cores on the
-//! hot path. The one shared thing a worker reads per pick is an endpoint's active-health flag
+//! Everything here except `health` is worker-local: no state crosses cores on the hot path. The
+//! one shared thing a worker reads per pick is an endpoint's active-health flag in the snapshot
 //! (a relaxed atomic load).
 
 pub(crate) mod balance;
@@ -12,7 +12,6 @@ pub(crate) mod circuit;
 pub(crate) mod dns;
 pub mod health;
 pub(crate) mod pool;
-pub mod resolved;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;

@@ -1,45 +1,30 @@
-//! Worker threads: one per core, each with its own runtime, listener, upstream pool and buffers.
+//! Worker threads: one per core, each with its own runtime, listener, upstream pool and buffers,
+//! and the tasks each runs: the accept loop, the connections' tasks, the parked connections'
+//! watcher and the memory release.
 
+pub(crate) mod ctx;
 pub(crate) mod parked;
+pub mod spares;
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use portcullis_contract::stats::{IoBackend, StatsRegion, WorkerSlot};
 
 use crate::drain::{self, Drain};
-use crate::http::request::RequestHead;
-use crate::http::response::ResponseHead;
 use crate::io::epoll::Epoll;
 use crate::io::maybe_tls::MaybeTls;
 use crate::io::tls::TlsStream;
 use crate::io::uring::Uring;
 use crate::io::{Listener, Park, Runtime, Stream};
-use crate::policy::RequestState;
-use crate::proxy;
-use crate::snapshot::{Snapshot, SnapshotCell};
-use crate::upstream::UpstreamPool;
+use crate::proxy::{self, Verdict};
+use crate::snapshot::SnapshotCell;
+use ctx::WorkerCtx;
 
 /// Pause after an accept error other than draining (EMFILE, ENOBUFS): lets resources free up
 /// instead of spinning.
 pub const ACCEPT_ERROR_PAUSE_MS: u64 = 10;
-
-/// Counters for a worker index past the stats region (cannot happen: the region is created
-/// for exactly `--workers` slots); keeps the hot path free of `Option` checks.
-static DETACHED_SLOT: WorkerSlot = WorkerSlot {
-    requests: AtomicU64::new(0),
-    responses_4xx: AtomicU64::new(0),
-    responses_5xx: AtomicU64::new(0),
-    connections_accepted: AtomicU64::new(0),
-    connections_active: AtomicU64::new(0),
-    in_flight: AtomicU64::new(0),
-    generation: AtomicU64::new(0),
-    backend_connects: AtomicU64::new(0),
-    connections_parked: AtomicU64::new(0),
-};
 
 /// Everything one worker thread starts with.
 #[derive(Debug)]
@@ -85,23 +70,10 @@ fn run<R: Runtime>(setup: WorkerSetup) -> std::io::Result<()> {
     R::block_on(async move {
         let listener = R::Listener::adopt(setup.listener)?;
         let tls_listener = setup.tls_listener.map(R::Listener::adopt).transpose()?;
-        let worker: Rc<WorkerCtx<StreamOf<R>>> = Rc::new(WorkerCtx {
-            index: setup.index,
-            stats: setup.stats,
-            cell: setup.cell,
-            cached: RefCell::new(None),
-            cached_generation: Cell::new(0),
-            pool: UpstreamPool::new(),
-            dns: crate::upstream::dns::Resolver::system(),
-            spares: Spares::default(),
-            parked: parked::Parked::default(),
-            drain: setup.drain,
-            xdp: setup.xdp,
-            connections: Cell::new(0),
-            idle: tokio::sync::Notify::new(),
-        });
+        let worker: Rc<WorkerCtx<StreamOf<R>>> =
+            Rc::new(WorkerCtx::new(setup.index, setup.stats, setup.cell, setup.drain, setup.xdp));
         tokio::task::spawn_local(release_freed_memory_periodically());
-        tokio::task::spawn_local(parked::watch(Rc::clone(&worker)));
+        tokio::task::spawn_local(watch_parked(Rc::clone(&worker)));
         match &tls_listener {
             Some(tls_listener) => {
                 tokio::join!(
@@ -112,9 +84,7 @@ fn run<R: Runtime>(setup: WorkerSetup) -> std::io::Result<()> {
             None => accept_loop(&worker, &listener, Transport::Plain).await,
         }
         drop((listener, tls_listener));
-        while worker.connections.get() > 0 {
-            worker.idle.notified().await;
-        }
+        worker.all_closed().await;
         Ok(())
     })?
 }
@@ -137,29 +107,19 @@ async fn accept_loop<L: Listener>(worker: &Rc<WorkerCtx<L::Stream>>, listener: &
             Ok(accepted) => accepted,
             Err(_) if worker.drain.is_draining() => break,
             Err(error) => {
-                tracing::warn!(worker = worker.index, %error, "accept failed");
+                tracing::warn!(worker = worker.index(), %error, "accept failed");
                 tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_PAUSE_MS)).await;
                 continue;
             }
         };
-        if !worker.xdp.admit(peer.ip()) {
-            // Refused by the [xdp] rules in user space (counted there): the kernel plane is off,
-            // or this traffic came on an interface without it.
-            stream.shutdown();
-            continue;
+        match proxy::admit(worker, peer) {
+            Verdict::Continue(()) => worker.connection_opened(),
+            // Refused ([xdp] rules in user space, connections-per-worker-max): closed at once.
+            Verdict::Respond(_) | Verdict::Fail(_) | Verdict::Done | Verdict::Close => {
+                stream.shutdown();
+                continue;
+            }
         }
-        let slot = worker.slot();
-        WorkerSlot::add(&slot.connections_accepted, 1);
-        let connections_max =
-            worker.snapshot().map_or(portcullis_contract::model::CONNECTIONS_PER_WORKER_MAX_DEFAULT, |snapshot| {
-                snapshot.config.limits.connections_per_worker_max
-            });
-        if worker.connections.get() >= connections_max as usize {
-            stream.shutdown();
-            continue;
-        }
-        worker.connections.set(worker.connections.get() + 1);
-        WorkerSlot::add(&slot.connections_active, 1);
         match transport {
             Transport::Plain => spawn_connection(worker, MaybeTls::Plain(stream), peer, None),
             Transport::Tls => {
@@ -193,69 +153,67 @@ fn spawn_connection<S: Park>(
     });
 }
 
-/// Spare buffers kept per worker: a connection borrows them while it serves a request and hands
-/// them back when it goes idle, so an idle keep-alive connection pins none of them.
-pub const SPARE_BUFFERS_MAX: usize = 256;
-/// A buffer that grew past this (a large head, a buffered body) is freed, not kept as a spare.
-pub const SPARE_BUFFER_BYTES_MAX: usize = 64 * 1024;
-
-/// What a connection borrows from its worker while it serves a request (style item 3: per-core
-/// state, never shared across cores).
-#[derive(Debug, Default)]
-#[allow(clippy::vec_box)] // reason: the boxes are what connections hold; pooling them moves pointers, not kilobytes
-pub(crate) struct Spares {
-    request_heads: RefCell<Vec<Box<RequestHead>>>,
-    response_heads: RefCell<Vec<Box<ResponseHead>>>,
-    buffers: RefCell<Vec<Vec<u8>>>,
-    policy_states: RefCell<Vec<Box<RequestState>>>,
+/// Closes a parked connection as an idle one is closed, and counts it out: a plain one at once, a
+/// TLS one after sending close_notify (bounded by [`CLOSE_NOTIFY_TIMEOUT_MS`]) in a task of its own.
+///
+/// [`CLOSE_NOTIFY_TIMEOUT_MS`]: crate::io::tls::CLOSE_NOTIFY_TIMEOUT_MS
+fn close_parked<S: Park>(worker: &Rc<WorkerCtx<S>>, mut stream: MaybeTls<S>) {
+    if stream.is_tls() {
+        let worker = Rc::clone(worker);
+        tokio::task::spawn_local(async move {
+            stream.close().await;
+            drop(stream);
+            worker.connection_closed();
+        });
+        return;
+    }
+    stream.shutdown();
+    drop(stream);
+    worker.connection_closed();
 }
 
-impl Spares {
-    /// A spare request-head box, if there is one.
-    pub(crate) fn request_head(&self) -> Option<Box<RequestHead>> {
-        self.request_heads.borrow_mut().pop()
-    }
+/// The watching task wakes at least this often, even with nothing due. tokio's timer driver wakes
+/// itself (an eventfd write) whenever a timer is registered that is due before every timer it had
+/// when it last went to sleep; on a busy worker the idle reads' [`IDLE_PARK_AFTER_MS`] timers would
+/// be that once per event-loop turn (measured: 0.15 `write` calls per proxied request, none before
+/// parking, when the 1 s memory-release interval was the nearest timer). A timer always due within
+/// this tick keeps every idle read's timer behind it; ten wakes a second per worker cost nothing
+/// measurable.
+///
+/// [`IDLE_PARK_AFTER_MS`]: crate::proxy::IDLE_PARK_AFTER_MS
+pub(crate) const WATCH_TICK_MS: u64 = 100;
 
-    /// A spare response-head box, if there is one.
-    pub(crate) fn response_head(&self) -> Option<Box<ResponseHead>> {
-        self.response_heads.borrow_mut().pop()
-    }
+// The tick is due before any idle read's timer registered after it.
+const _: () = assert!(WATCH_TICK_MS < crate::proxy::IDLE_PARK_AFTER_MS);
 
-    /// A policy state (reset by the request that takes it).
-    pub(crate) fn policy_state(&self) -> Box<RequestState> {
-        self.policy_states.borrow_mut().pop().unwrap_or_else(|| Box::new(RequestState::new()))
-    }
-
-    /// An empty buffer (with capacity, when a spare one is there).
-    pub(crate) fn buffer(&self) -> Vec<u8> {
-        self.buffers.borrow_mut().pop().unwrap_or_default()
-    }
-
-    /// Keeps what a connection no longer needs, within [`SPARE_BUFFERS_MAX`] of each kind.
-    pub(crate) fn put_back(
-        &self,
-        request_head: Option<Box<RequestHead>>,
-        response_head: Option<Box<ResponseHead>>,
-        policy_state: Box<RequestState>,
-        buffers: [Vec<u8>; 2],
-    ) {
-        keep(&self.policy_states, Some(policy_state));
-        keep(&self.request_heads, request_head);
-        keep(&self.response_heads, response_head);
-        for mut buffer in buffers {
-            if buffer.capacity() > 0 && buffer.capacity() <= SPARE_BUFFER_BYTES_MAX {
-                buffer.clear();
-                keep(&self.buffers, Some(buffer));
+/// The worker's one task that watches its parked connections ([`parked`]): wakes readable ones
+/// into fresh connection tasks, closes those idle past the keep-alive timeout, and all of them on
+/// drain.
+async fn watch_parked<S: Park>(worker: Rc<WorkerCtx<S>>) {
+    let parked = &worker.parked;
+    let mut drain_signal = worker.drain.subscribe();
+    loop {
+        // Read per turn: a reload that changes the timeout applies from the next wake.
+        let limits = worker.snapshot().map(|snapshot| snapshot.config.limits).unwrap_or_default();
+        let timeout = Duration::from_millis(u64::from(limits.keepalive_idle_timeout_ms));
+        let tick = Instant::now() + Duration::from_millis(WATCH_TICK_MS);
+        let deadline = parked.oldest_idle_since().map_or(tick, |since| tick.min(since + timeout));
+        tokio::select! {
+            () = parked.woken() => {}
+            () = tokio::time::sleep_until(deadline.into()) => {}
+            () = drain::signalled(&mut drain_signal) => {
+                parked.close_all(|stream| close_parked(&worker, stream));
+                WorkerSlot::set(&worker.slot().connections_parked, 0);
+                return;
             }
         }
-    }
-}
-
-/// Keeps `spare` in `spares` unless [`SPARE_BUFFERS_MAX`] are kept already.
-fn keep<T>(spares: &RefCell<Vec<T>>, spare: Option<T>) {
-    let mut spares = spares.borrow_mut();
-    if spares.len() < SPARE_BUFFERS_MAX {
-        spares.extend(spare);
+        parked.wake_ready(
+            |stream, peer, idle_since| spawn_connection(&worker, stream, peer, Some(idle_since)),
+            |stream| close_parked(&worker, stream),
+        );
+        parked.close_expired(Instant::now(), timeout, |stream| close_parked(&worker, stream));
+        // Every park queues its entry for this task, so each change is published on its turn.
+        WorkerSlot::set(&worker.slot().connections_parked, parked.len() as u64);
     }
 }
 
@@ -298,81 +256,5 @@ async fn serve_tls<S: Park>(worker: Rc<WorkerCtx<S>>, stream: S, peer: std::net:
             tracing::debug!(%peer, %error, "TLS handshake failed");
             proxy::Ended::Closed
         }
-    }
-}
-
-/// A worker's own state, shared by its connections (on its thread only).
-pub(crate) struct WorkerCtx<S> {
-    index: usize,
-    stats: Arc<StatsRegion>,
-    cell: Arc<SnapshotCell>,
-    /// This worker's copy of the current snapshot (an `Rc` so requests clone it without touching
-    /// a cache line shared with other cores).
-    cached: RefCell<Option<Rc<LocalSnapshot>>>,
-    cached_generation: Cell<u64>,
-    /// Idle backend connections (plain, or TLS to `https://` backends).
-    pub(crate) pool: UpstreamPool<MaybeTls<S>>,
-    /// Backend host names computed per request, resolved and cached.
-    pub(crate) dns: crate::upstream::dns::Resolver,
-    /// Buffers, head boxes and policy states lent to connections while they serve a request.
-    pub(crate) spares: Spares,
-    /// Idle client connections that left their task (counted in `connections`).
-    pub(crate) parked: parked::Parked<S>,
-    /// The draining signal.
-    pub(crate) drain: Arc<Drain>,
-    /// The XDP pre-filter's user-space side.
-    pub(crate) xdp: Arc<crate::xdp::XdpPlane>,
-    connections: Cell<usize>,
-    /// Woken when the last connection closes.
-    idle: tokio::sync::Notify,
-}
-
-impl<S> std::fmt::Debug for WorkerCtx<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerCtx")
-            .field("index", &self.index)
-            .field("connections", &self.connections)
-            .field("parked", &self.parked)
-            .finish()
-    }
-}
-
-impl<S> WorkerCtx<S> {
-    /// This worker's stats slot.
-    pub(crate) fn slot(&self) -> &WorkerSlot {
-        self.stats.worker(self.index).unwrap_or(&DETACHED_SLOT)
-    }
-
-    /// The current snapshot; refreshed from the published cell only when its generation changed.
-    /// Called at the start of each request, which then keeps the one it got.
-    pub(crate) fn snapshot(&self) -> Option<Rc<LocalSnapshot>> {
-        let published = self.cell.generation();
-        if published != self.cached_generation.get() {
-            *self.cached.borrow_mut() = self.cell.load().map(|snapshot| Rc::new(LocalSnapshot(snapshot)));
-            self.cached_generation.set(published);
-        }
-        self.cached.borrow().clone()
-    }
-
-    fn connection_closed(&self) {
-        let open = self.connections.get().saturating_sub(1);
-        self.connections.set(open);
-        WorkerSlot::sub(&self.slot().connections_active, 1);
-        if open == 0 {
-            self.idle.notify_one();
-        }
-    }
-}
-
-/// A worker's handle on a published snapshot. Requests clone the `Rc` around it, which touches
-/// only this worker's memory; the shared `Arc` count changes once per worker per generation.
-#[derive(Debug)]
-pub(crate) struct LocalSnapshot(Arc<Snapshot>);
-
-impl std::ops::Deref for LocalSnapshot {
-    type Target = Snapshot;
-
-    fn deref(&self) -> &Snapshot {
-        &self.0
     }
 }

@@ -1,6 +1,6 @@
 //! The kernel plane, seen from the data plane: the XDP pre-filter (`kernel`), its rules in
-//! user space (`rules`), blocked sources (`blocks`), per-source limits in user space and the 429
-//! (`limit`), and the threads that keep them in step with snapshots and answer `ctl xdp`
+//! user space (`rules`), blocked sources (`blocks`), per-source limits in user space (`limit`),
+//! and the threads that keep them in step with snapshots and answer `ctl xdp`
 //! (`service`). [`XdpPlane`] ties them together; workers ask it at accept ([`XdpPlane::admit`])
 //! and per request ([`XdpPlane::limit_request`]).
 

@@ -14,6 +14,9 @@ const HOP_BY_HOP: [&[u8]; 5] = [b"connection", b"keep-alive", b"proxy-connection
 pub(crate) const REPLACED_ON_REQUEST: [&[u8]; 5] =
     [b"host", b"expect", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"];
 
+/// What the gateway answers to `Expect: 100-continue` once the inbound phase has let the request through.
+pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
 /// What the client connection does after this response, as the `Connection` header says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientConnection {

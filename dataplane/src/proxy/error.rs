@@ -196,4 +196,16 @@ mod tests {
         assert_eq!(refused.section(), Section::Backend);
         assert_eq!(ProxyError::Rejected(error_response::NOT_FOUND).section(), Section::Inbound);
     }
+
+    #[test]
+    fn a_rate_limit_is_a_gateway_answer_with_its_wait() {
+        // The per-IP limit's 429 goes where every gateway answer goes: on-error runs for it
+        // (a gateway error, not the client's), then this response.
+        let limited = ProxyError::Rejected(error_response::too_many_requests(3));
+        assert_eq!(limited.response(), Some(error_response::too_many_requests(3)));
+        assert_eq!(limited.response().and_then(|response| response.retry_after_seconds), Some(3));
+        assert_eq!(limited.source(), ErrorSource::Gateway);
+        assert_eq!(limited.section(), Section::Inbound);
+        assert!(!limited.retryable());
+    }
 }

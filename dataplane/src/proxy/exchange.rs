@@ -1,53 +1,55 @@
-//! The backend and outbound phases: forward the request, read the response head, relay the response.
+//! The exchange with a backend, for the backend and outbound phases: the round trips a
+//! `forward-request` makes (send the request and its body, read the response head, replace a
+//! stale connection, follow redirects) and the relay of the response to the client. Where the
+//! request goes and connecting are [`super::target`]'s.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use portcullis_contract::model::{Limits, PoolSettings};
 use portcullis_contract::program::Section;
-use portcullis_contract::stats::WorkerSlot;
-use rustls::pki_types::ServerName;
 
 use crate::http::chunked::{self, ChunkedScanner};
-use crate::http::forward::{self, ClientConnection, Forwarding};
+use crate::http::forward::{self, CONTINUE, ClientConnection, Forwarding};
 use crate::http::redirect::{self, REDIRECTS_FOLLOWED_MAX};
 use crate::http::response::{self, ResponseHead};
 use crate::http::{BodyFraming, HEAD_BYTES_INITIAL, Version, find_header};
 use crate::io::maybe_tls::MaybeTls;
-use crate::io::tls::TlsStream;
 use crate::io::{ReadError, Stream, read_within};
 use crate::policy::apply;
 use crate::proxy::ErrorSource;
 use crate::proxy::policies::{Response, SectionEnd};
 use crate::proxy::relay::{self, BODY_READ_BYTES, RelayError};
+use crate::proxy::target::{
+    CONNECT_RETRY_ENDPOINTS_MAX, Target, TargetKind, connect, is_idempotent, redirect_dest, target,
+};
 use crate::proxy::tunnel;
-use crate::proxy::{Connection, ProxyError, RequestCtx};
+use crate::proxy::{Connection, ProxyError, RequestCtx, Verdict};
 use crate::snapshot::Snapshot;
+use crate::upstream::Dest;
 use crate::upstream::balance::{InFlight, Outcome};
-use crate::upstream::{self, BackendKey, ConnectError, Dest};
-use crate::worker::WorkerCtx;
-
-/// What the gateway answers to `Expect: 100-continue` once the inbound phase has let the request through.
-pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+use crate::worker::ctx::WorkerCtx;
 
 fn millis(ms: u32) -> Duration {
     Duration::from_millis(u64::from(ms))
 }
 
 impl<S: Stream> Connection<S> {
-    /// Runs the backend phase (the operation's backend policies; their `forward-request` calls
-    /// the backend), the outbound phase and the response relay.
-    pub(super) async fn forward(&mut self, worker: &WorkerCtx<S>, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
-        // The inbound phase set both before returning Continue.
+    /// The backend phase ([`crate::proxy::lifecycle`], phase 6): the operation's backend section
+    /// until its `forward-request`, the round trips it asks for (retries, redirects), and the
+    /// section's rest on the response. Hands on the final response for outbound.
+    pub(super) async fn forward(&mut self, worker: &WorkerCtx<S>, ctx: &mut RequestCtx) -> Verdict<Exchange<S>> {
+        // The route phase set both before the request got here.
         let (Some(snapshot), Some(route)) = (ctx.snapshot.clone(), ctx.route) else {
-            return Err(ProxyError::BackendUnavailable);
+            return Verdict::Fail(ProxyError::BackendUnavailable);
         };
-        let api = snapshot.config.apis.get(route.api as usize).ok_or(ProxyError::BackendUnavailable)?;
+        let Some(api) = snapshot.config.apis.get(route.api as usize) else {
+            return Verdict::Fail(ProxyError::BackendUnavailable);
+        };
         let mut forward = match self.run_section(ctx, Section::Backend, false, None).await {
             SectionEnd::Forward(forward) => forward,
             SectionEnd::Continue => return self.answer_without_backend(ctx).await,
-            SectionEnd::Respond => return Err(ProxyError::PolicyResponse),
-            SectionEnd::Failed(error) => return Err(error),
+            SectionEnd::Respond => return Verdict::Fail(ProxyError::PolicyResponse),
+            SectionEnd::Failed(error) => return Verdict::Fail(error),
         };
         // Whether the client's body can be sent again (retry, redirect): decided before the first
         // send, while the buffer still holds all of it (a streamed body is gone once relayed).
@@ -56,49 +58,86 @@ impl<S: Stream> Connection<S> {
             let mut limits = snapshot.config.limits;
             // forward-request's timeout, within the gateway's own bound.
             limits.backend_response_timeout_ms = limits.backend_response_timeout_ms.min(forward.timeout_ms.max(1));
-            let target = target(worker, &snapshot, api, route.api, &self.policy).await?;
-            let head_end = self.write_forwarded_head(ctx, &snapshot, api, route.remainder, &target);
+            let exchange =
+                match self.round_trip(worker, ctx, &snapshot, api, route, &forward, body_buffered, &limits).await {
+                    Ok(exchange) => exchange,
+                    Err(error) => return Verdict::Fail(error),
+                };
+            // A body a policy replaced (set when the head was written) can always be sent again.
             let replayable = body_buffered || ctx.request_body_replaced;
-            // The head as sent, for the request that follows a redirect.
-            let sent = forward.follow_redirects.then(|| self.out.get(..head_end).unwrap_or(&[]).to_vec());
-            let mut exchange = self.backend(worker, ctx, &snapshot, target.kind, &limits).await?;
-            if let Some(sent) = sent {
-                exchange = self.follow_redirects(worker, ctx, &snapshot, sent, replayable, exchange, &limits).await?;
+            if forward.fail_on_error_status && ERROR_STATUSES.contains(&exchange.response.status()) {
+                return self.fail_on_error_status(worker, ctx, exchange).await.into();
             }
-            let Exchange { response, upstream, dest, in_flight } = exchange;
-            if forward.fail_on_error_status && ERROR_STATUSES.contains(&response.status()) {
-                let failed = self.fail_on_error_status(worker, ctx, &response, upstream, dest, &limits).await;
-                drop(in_flight);
-                self.response_heads.put_back(response);
-                return failed;
-            }
-            let resumed =
-                self.run_section(ctx, Section::Backend, true, Some(Response { head: &response, body: None })).await;
-            let end = match resumed {
-                SectionEnd::Continue => None,
+            let resumed = self
+                .run_section(ctx, Section::Backend, true, Some(Response { head: &exchange.response, body: None }))
+                .await;
+            let error = match resumed {
+                SectionEnd::Continue => return Verdict::Continue(exchange),
                 // A retry around forward-request: send the request again if it still can be.
                 SectionEnd::Forward(next) if replayable => {
-                    upstream.shutdown();
-                    self.response_heads.put_back(response);
+                    self.close_exchange(exchange);
                     forward = next;
                     continue;
                 }
-                SectionEnd::Forward(_) => Some(Err(ProxyError::RetryNotReplayable)),
-                SectionEnd::Respond => Some(Err(ProxyError::PolicyResponse)),
-                SectionEnd::Failed(error) => Some(Err(error)),
+                SectionEnd::Forward(_) => ProxyError::RetryNotReplayable,
+                SectionEnd::Respond => ProxyError::PolicyResponse,
+                SectionEnd::Failed(error) => error,
             };
-            let relayed = match end {
-                Some(result) => {
-                    upstream.shutdown();
-                    result
-                }
-                None => self.outbound(worker, ctx, &response, upstream, dest, &limits).await,
-            };
-            // The request is no longer outstanding on its endpoint (least-requests).
-            drop(in_flight);
-            self.response_heads.put_back(response);
-            return relayed;
+            self.close_exchange(exchange);
+            return Verdict::Fail(error);
         }
+    }
+
+    /// One `forward-request`: the target, the forwarded head, the exchange and the redirects it
+    /// follows. `body_buffered`: the client's whole body is in the buffer.
+    #[allow(clippy::too_many_arguments, reason = "the forward's state, passed down rather than bundled")]
+    async fn round_trip(
+        &mut self,
+        worker: &WorkerCtx<S>,
+        ctx: &mut RequestCtx,
+        snapshot: &Snapshot,
+        api: &portcullis_contract::model::Api,
+        route: crate::router::Route,
+        forward: &crate::policy::Forward,
+        body_buffered: bool,
+        limits: &Limits,
+    ) -> Result<Exchange<S>, ProxyError> {
+        let target = target(worker, snapshot, api, route.api, &self.policy).await?;
+        let head_end = self.write_forwarded_head(ctx, snapshot, api, route.remainder, &target);
+        let replayable = body_buffered || ctx.request_body_replaced;
+        // The head as sent, for the request that follows a redirect.
+        let sent = forward.follow_redirects.then(|| self.out.get(..head_end).unwrap_or(&[]).to_vec());
+        let exchange = self.call_backend(worker, ctx, snapshot, target.kind, limits).await?;
+        match sent {
+            Some(sent) => self.follow_redirects(worker, ctx, snapshot, sent, replayable, exchange, limits).await,
+            None => Ok(exchange),
+        }
+    }
+
+    /// Gives up an exchange whose response is not relayed: its connection is closed (its body
+    /// was not read), and its endpoint no longer counts the request in flight.
+    fn close_exchange(&mut self, exchange: Exchange<S>) {
+        let Exchange { response, upstream, in_flight, .. } = exchange;
+        upstream.shutdown();
+        drop(in_flight);
+        self.response_heads.put_back(response);
+    }
+
+    /// Runs `section` (outbound, or on-error after `fail-on-error-status-code`) on the
+    /// exchange's response and relays it; the endpoint's in-flight count ends with the relay.
+    pub(super) async fn respond_from_backend(
+        &mut self,
+        worker: &WorkerCtx<S>,
+        ctx: &mut RequestCtx,
+        exchange: Exchange<S>,
+        section: Section,
+    ) -> Result<(), ProxyError> {
+        let Exchange { response, upstream, dest, in_flight, limits } = exchange;
+        let relayed = self.response_section(worker, ctx, section, &response, upstream, dest, &limits).await;
+        // The request is no longer outstanding on its endpoint (least-requests).
+        drop(in_flight);
+        self.response_heads.put_back(response);
+        relayed
     }
 
     /// Writes the request to the backend into `out`: its head (with the policies' edits) and a
@@ -196,7 +235,7 @@ impl<S: Stream> Connection<S> {
             let may_resend = replayable || ctx.request_body_dropped;
             let (response, upstream) =
                 self.exchange_on(worker, ctx, upstream, reused, may_resend, &dest, limits).await?;
-            exchange = Exchange { response, upstream, dest, in_flight: None };
+            exchange = Exchange { response, upstream, dest, in_flight: None, limits: *limits };
         }
         Ok(exchange)
     }
@@ -211,12 +250,9 @@ impl<S: Stream> Connection<S> {
         &mut self,
         worker: &WorkerCtx<S>,
         ctx: &mut RequestCtx,
-        response: &ResponseHead,
-        upstream: MaybeTls<S>,
-        dest: Dest,
-        limits: &Limits,
+        exchange: Exchange<S>,
     ) -> Result<(), ProxyError> {
-        let status = response.status();
+        let status = exchange.response.status();
         let message = format!("Backend service responded with status code {status}.");
         self.policy.set_last_error(crate::policy::LastError::new(
             "forward-request",
@@ -226,26 +262,26 @@ impl<S: Stream> Connection<S> {
             status,
         ));
         ctx.on_error_ran = true;
-        self.response_section(worker, ctx, Section::OnError, response, upstream, dest, limits).await
+        self.respond_from_backend(worker, ctx, exchange, Section::OnError).await
     }
 
     /// A backend section without `forward-request` ran to its end: the response is what the
     /// policies made of an empty 200 (status, body), after the outbound section.
-    async fn answer_without_backend(&mut self, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
+    async fn answer_without_backend(&mut self, ctx: &mut RequestCtx) -> Verdict<Exchange<S>> {
         match self.run_section(ctx, Section::Outbound, false, None).await {
-            SectionEnd::Failed(error) => return Err(error),
+            SectionEnd::Failed(error) => return Verdict::Fail(error),
             SectionEnd::Continue | SectionEnd::Respond | SectionEnd::Forward(_) => {}
         }
         self.policy.respond_without_backend();
-        Err(ProxyError::PolicyResponse)
+        Verdict::Fail(ProxyError::PolicyResponse)
     }
 
-    /// Backend phase: picks an endpoint, sends the request (head in `out`, then the body) and
+    /// Picks an endpoint, sends the request (head in `out`, then the body) and
     /// reads the final response head. A connect failure moves an idempotent request whose body
     /// is all buffered to another endpoint (at most [`CONNECT_RETRY_ENDPOINTS_MAX`] more); a
     /// reused connection that fails before any response byte is replaced once on the same
     /// endpoint, when the whole request body is still buffered (a stale keep-alive connection).
-    async fn backend(
+    async fn call_backend(
         &mut self,
         worker: &WorkerCtx<S>,
         ctx: &mut RequestCtx,
@@ -291,17 +327,23 @@ impl<S: Stream> Connection<S> {
                 },
             };
             let result = self.exchange_on(worker, ctx, upstream, reused, replayable, &dest, limits).await;
-            if let Some(pick) = pick {
+            // The endpoint's outcome feeds its circuit breaker; the request stays in flight on it.
+            let in_flight = pick.map(|pick| {
                 let outcome = match &result {
                     Ok(_) => Outcome::Success,
                     Err(error) if error.source() == ErrorSource::Backend => Outcome::Failure,
                     Err(_) => Outcome::Released,
                 };
                 worker.pool.report(snapshot, &pick, outcome);
-                let in_flight = Some(pick.in_flight);
-                return result.map(|(response, upstream)| Exchange { response, upstream, dest, in_flight });
-            }
-            return result.map(|(response, upstream)| Exchange { response, upstream, dest, in_flight: None });
+                pick.in_flight
+            });
+            return result.map(|(response, upstream)| Exchange {
+                response,
+                upstream,
+                dest,
+                in_flight,
+                limits: *limits,
+            });
         }
     }
 
@@ -381,32 +423,48 @@ impl<S: Stream> Connection<S> {
         } else if framing == BodyFraming::None {
             ctx.request_end = Some(head_len);
         } else {
-            // A body that is all buffered is relayed without compacting the buffer (and can be replayed).
-            let fully_buffered = relay::buffered_end(&self.buf, head_len, framing).is_some();
-            if ctx.head.expects_continue() && !ctx.sent_continue && !fully_buffered {
-                ctx.sent_continue = true;
-                let (result, _) = self.client.write_range(CONTINUE.to_vec(), 0..CONTINUE.len()).await;
-                result.map_err(ProxyError::ClientWrite)?;
-            }
-            let buf = std::mem::take(&mut self.buf);
-            let read_limit = millis(limits.request_header_timeout_ms);
-            let body_max = limits.request_body_bytes_max;
-            let (result, buf) =
-                relay::relay(&mut self.client, upstream, buf, head_len, framing, read_limit, body_max).await;
-            self.buf = buf;
-            match result {
-                Ok(end) => ctx.request_end = Some(end),
-                Err(error) => {
-                    // The buffer was compacted mid-body, or the body's framing cannot be trusted
-                    // (RFC 9112 §11.2) or is over the limit: the connection serves no other request.
-                    if !fully_buffered || matches!(error, RelayError::Chunked(_) | RelayError::TooLarge) {
-                        ctx.client_keep_alive = false;
-                    }
-                    return Err(request_relay_error(error));
-                }
-            }
+            self.send_request_body(ctx, upstream, limits).await?;
         }
         self.read_response_head(ctx, upstream, limits).await
+    }
+
+    /// Relays the client's request body to `upstream` after its head (answering `Expect:
+    /// 100-continue` first when the body is not all here yet), and records where it ended.
+    async fn send_request_body(
+        &mut self,
+        ctx: &mut RequestCtx,
+        upstream: &mut MaybeTls<S>,
+        limits: &Limits,
+    ) -> Result<(), ProxyError> {
+        let head_len = ctx.head.head_len();
+        let framing = ctx.head.framing();
+        // A body that is all buffered is relayed without compacting the buffer (and can be replayed).
+        let fully_buffered = relay::buffered_end(&self.buf, head_len, framing).is_some();
+        if ctx.head.expects_continue() && !ctx.sent_continue && !fully_buffered {
+            ctx.sent_continue = true;
+            let (result, _) = self.client.write_range(CONTINUE.to_vec(), 0..CONTINUE.len()).await;
+            result.map_err(ProxyError::ClientWrite)?;
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let read_limit = millis(limits.request_header_timeout_ms);
+        let body_max = limits.request_body_bytes_max;
+        let (result, buf) =
+            relay::relay(&mut self.client, upstream, buf, head_len, framing, read_limit, body_max).await;
+        self.buf = buf;
+        match result {
+            Ok(end) => {
+                ctx.request_end = Some(end);
+                Ok(())
+            }
+            Err(error) => {
+                // The buffer was compacted mid-body, or the body's framing cannot be trusted
+                // (RFC 9112 §11.2) or is over the limit: the connection serves no other request.
+                if !fully_buffered || matches!(error, RelayError::Chunked(_) | RelayError::TooLarge) {
+                    ctx.client_keep_alive = false;
+                }
+                Err(request_relay_error(error))
+            }
+        }
     }
 
     /// Reads the backend's final response head into `upstream_buf`, forwarding interim (1xx) ones.
@@ -454,19 +512,6 @@ impl<S: Stream> Connection<S> {
                 Err(ReadError::Io(_)) => return Err(ProxyError::BackendHeadTruncated),
             }
         }
-    }
-
-    /// Outbound phase: the operation's outbound policies on the response, then the relay.
-    async fn outbound(
-        &mut self,
-        worker: &WorkerCtx<S>,
-        ctx: &mut RequestCtx,
-        response: &ResponseHead,
-        upstream: MaybeTls<S>,
-        dest: Dest,
-        limits: &Limits,
-    ) -> Result<(), ProxyError> {
-        self.response_section(worker, ctx, Section::Outbound, response, upstream, dest, limits).await
     }
 
     /// Runs `section` (outbound, or on-error after `fail-on-error-status-code`) on the backend's
@@ -543,16 +588,18 @@ impl<S: Stream> Connection<S> {
                         .scan(self.upstream_buf.get(scanned..).unwrap_or(&[]))
                         .map_err(ProxyError::BackendChunked)?;
                     scanned += scan.consumed;
-                    if scan.done {
-                        let size = usize::try_from(scanner.data_bytes()).unwrap_or(0);
-                        let wire = self.upstream_buf.get(start..scanned).unwrap_or(&[]);
-                        return chunked::decode(wire, size).map(Some).map_err(ProxyError::BackendChunked);
-                    }
+                    // Checked before the end: a large body that arrived in few reads is over the
+                    // limit all the same.
                     let over = scanner.data_bytes() > RESPONSE_BODY_BUFFERED_BYTES_MAX as u64
                         || self.upstream_buf.len() - start > CHUNKED_RESPONSE_BUFFERED_WIRE_BYTES_MAX;
                     if over {
                         // Streamed from here: the relay carries on from what is buffered.
                         return Ok(None);
+                    }
+                    if scan.done {
+                        let size = usize::try_from(scanner.data_bytes()).unwrap_or(0);
+                        let wire = self.upstream_buf.get(start..scanned).unwrap_or(&[]);
+                        return chunked::decode(wire, size).map(Some).map_err(ProxyError::BackendChunked);
                     }
                     self.read_response_body(upstream, BODY_READ_BYTES, deadline).await?;
                 }
@@ -585,7 +632,7 @@ impl<S: Stream> Connection<S> {
         worker: &WorkerCtx<S>,
         ctx: &mut RequestCtx,
         response: &ResponseHead,
-        mut upstream: MaybeTls<S>,
+        upstream: MaybeTls<S>,
         dest: Dest,
         limits: &Limits,
     ) -> Result<(), ProxyError> {
@@ -594,14 +641,43 @@ impl<S: Stream> Connection<S> {
         }
         let framing = response.framing(ctx.is_head);
         let close = !ctx.client_keep_alive || worker.drain.is_draining() || framing == BodyFraming::UntilClose;
+        ctx.client_keep_alive = !close;
         let connection = match (close, ctx.head.version()) {
             (true, _) => ClientConnection::Close,
             (false, Version::Http10) => ClientConnection::KeepAliveHttp10,
             (false, Version::Http11) => ClientConnection::KeepAlive,
         };
-        ctx.client_keep_alive = !close;
+        let body = self.write_relayed_head(ctx, response, framing, connection);
+        if let Err(error) = self.write_out().await {
+            upstream.shutdown();
+            return Err(ProxyError::ClientWrite(error));
+        }
+        ctx.response_started = true;
+        ctx.status = self.policy.status_code().unwrap_or_else(|| response.status());
+        match body {
+            RelayedBody::Coalesced(end) => {
+                self.release_backend(worker, response, framing, end, dest, upstream);
+                Ok(())
+            }
+            RelayedBody::Replaced => {
+                self.release_after_replaced_body(worker, response, framing, dest, upstream);
+                Ok(())
+            }
+            RelayedBody::Streamed => self.relay_body(worker, response, framing, upstream, dest, limits).await,
+        }
+    }
+
+    /// Writes the response head into `out` with the policies' edits, and behind it the body a
+    /// policy replaced it with, or a small body that arrived with the head: one segment to the
+    /// client instead of two (most API responses). Returns what happens to the backend's body.
+    fn write_relayed_head(
+        &mut self,
+        ctx: &RequestCtx,
+        response: &ResponseHead,
+        framing: BodyFraming,
+        connection: ClientConnection,
+    ) -> RelayedBody {
         let programs = ctx.snapshot.as_deref().map(|snapshot| &snapshot.programs);
-        let mut replaced = false;
         match programs {
             Some(programs) if self.policy.edits_response() => {
                 apply::write_response_head(
@@ -613,46 +689,54 @@ impl<S: Stream> Connection<S> {
                     programs,
                 );
                 if let Some(body) = self.policy.response_body_replacement(programs) {
-                    replaced = true;
                     if !ctx.is_head {
                         self.out.extend_from_slice(body);
                     }
+                    return RelayedBody::Replaced;
                 }
             }
             _ => forward::write_response_head(&mut self.out, response, &self.upstream_buf, connection),
         }
-        // A small body that arrived with the head goes out in the same write as the head: one
-        // segment to the client instead of two (most API responses).
         let head_len = response.head_len();
-        let coalesced = match replaced {
-            true => None,
-            false => coalescible_end(&self.upstream_buf, head_len, framing),
+        let Some(end) = coalescible_end(&self.upstream_buf, head_len, framing) else {
+            return RelayedBody::Streamed;
         };
-        if let Some(body) = coalesced.and_then(|end| self.upstream_buf.get(head_len..end)) {
+        if let Some(body) = self.upstream_buf.get(head_len..end) {
             self.out.extend_from_slice(body);
         }
-        if let Err(error) = self.write_out().await {
+        RelayedBody::Coalesced(end)
+    }
+
+    /// A response whose body a policy replaced: the backend's body is dropped, and its connection
+    /// kept only when that body is all in the buffer (read whole for the policies, or arrived
+    /// with the head).
+    fn release_after_replaced_body(
+        &self,
+        worker: &WorkerCtx<S>,
+        response: &ResponseHead,
+        framing: BodyFraming,
+        dest: Dest,
+        upstream: MaybeTls<S>,
+    ) {
+        let whole = matches!(framing, BodyFraming::Length(_) | BodyFraming::None)
+            && self.upstream_buf.len() == response.head_len() + framing_len(framing);
+        if whole && response.keep_alive() {
+            worker.pool.put(dest, upstream);
+        } else {
             upstream.shutdown();
-            return Err(ProxyError::ClientWrite(error));
         }
-        ctx.response_started = true;
-        ctx.status = self.policy.status_code().unwrap_or_else(|| response.status());
-        if let Some(end) = coalesced {
-            self.release_backend(worker, response, framing, end, dest, upstream);
-            return Ok(());
-        }
-        if replaced {
-            // The backend's body is dropped: its connection is kept only when the body is all in
-            // the buffer (read whole for the policies, or arrived with the head).
-            let whole = matches!(framing, BodyFraming::Length(_) | BodyFraming::None)
-                && self.upstream_buf.len() == response.head_len() + framing_len(framing);
-            if whole && response.keep_alive() {
-                worker.pool.put(dest, upstream);
-            } else {
-                upstream.shutdown();
-            }
-            return Ok(());
-        }
+    }
+
+    /// Streams the response body from the backend to the client, after its head went out.
+    async fn relay_body(
+        &mut self,
+        worker: &WorkerCtx<S>,
+        response: &ResponseHead,
+        framing: BodyFraming,
+        mut upstream: MaybeTls<S>,
+        dest: Dest,
+        limits: &Limits,
+    ) -> Result<(), ProxyError> {
         let buf = std::mem::take(&mut self.upstream_buf);
         let read_limit = millis(limits.backend_response_timeout_ms);
         let (result, buf) =
@@ -721,6 +805,17 @@ impl<S: Stream> Connection<S> {
     }
 }
 
+/// What happens to the backend's response body once the head is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RelayedBody {
+    /// All of it arrived with the head and went out with it; it ends at this offset of `upstream_buf`.
+    Coalesced(usize),
+    /// A policy replaced it: the replacement went out with the head, the backend's is dropped.
+    Replaced,
+    /// It is streamed after the head.
+    Streamed,
+}
+
 /// A body at most this large that is already buffered with its head (a response towards the
 /// client, a request towards the backend) is copied behind the head and sent with it (one write,
 /// one segment); larger ones are relayed from the buffer.
@@ -751,139 +846,14 @@ fn framing_len(framing: BodyFraming) -> usize {
 const ERROR_STATUSES: std::ops::RangeInclusive<u16> = 400..=599;
 
 /// One backend round trip's result: the final response head, the connection it came on (its
-/// body not read yet), where that connection goes back to, and the endpoint's in-flight count.
-pub(super) struct Exchange<S: Stream> {
+/// body not read yet), where that connection goes back to, the endpoint's in-flight count, and
+/// the limits the round trip ran under (with `forward-request`'s timeout), which its relay keeps.
+pub(crate) struct Exchange<S: Stream> {
     response: Box<ResponseHead>,
     upstream: MaybeTls<S>,
     dest: Dest,
     in_flight: Option<InFlight>,
-}
-
-/// The address of a backend `host` (bare, no brackets) known only per request: an IP literal
-/// as is, a name the snapshot resolved when it loaded, else one the worker resolves and caches.
-async fn host_address<S>(
-    worker: &WorkerCtx<S>,
-    snapshot: &Snapshot,
-    host: &str,
-    port: u16,
-) -> Result<SocketAddr, ProxyError> {
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    match snapshot.resolved_host(host, port) {
-        Some(addr) => Ok(addr),
-        None => Ok(SocketAddr::new(worker.dns.resolve(host).await.map_err(ConnectError::from)?, port)),
-    }
-}
-
-/// Where a followed redirect goes: the endpoint that answered when it stays on the same origin,
-/// else the address its URL names (an IP literal, a host the snapshot resolved when it was
-/// loaded, or one the worker resolves and caches), over TLS for `https`. `None`: the URL names
-/// no host a request can go to (the redirect is relayed as it is); a name that does not resolve
-/// fails the request as a connect failure would.
-async fn redirect_dest<S>(
-    worker: &WorkerCtx<S>,
-    snapshot: &Snapshot,
-    url: &redirect::Url,
-    current: &redirect::Url,
-    answered: &Dest,
-) -> Result<Option<Dest>, ProxyError> {
-    if url.same_origin(current) {
-        return Ok(Some(answered.clone()));
-    }
-    let host = url.bare_host();
-    let tls = match url.scheme {
-        redirect::Scheme::Http => None,
-        redirect::Scheme::Https => match ServerName::try_from(host.to_owned()) {
-            Ok(name) => Some((name, snapshot.backend_tls.id)),
-            Err(_) => return Ok(None),
-        },
-    };
-    let addr = host_address(worker, snapshot, host, url.port).await?;
-    Ok(Some(Dest { key: BackendKey { addr, tls }, pool: PoolSettings::default() }))
-}
-
-/// Endpoints tried after the first one when connecting fails, for requests that may be sent
-/// again (idempotent, body all buffered): bounded so that a dead backend costs a client at most
-/// three connect attempts, not one per endpoint (nginx's `proxy_next_upstream_tries` idea).
-pub(crate) const CONNECT_RETRY_ENDPOINTS_MAX: usize = 2;
-
-/// Methods RFC 9110 calls idempotent: sending them twice has the effect of sending them once.
-fn is_idempotent(method: &[u8]) -> bool {
-    matches!(method, b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE")
-}
-
-/// Where a request goes and what its forwarded head says about the backend.
-struct Target<'s> {
-    kind: TargetKind,
-    base_path: &'s str,
-    authority: &'s str,
-}
-
-#[derive(Debug, Clone)]
-enum TargetKind {
-    /// A backend of [`Snapshot::upstreams`]: an endpoint is picked per attempt.
-    Upstream(u32),
-    /// `set-backend-service base-url`: one address (over TLS for `https://`).
-    Address(BackendKey),
-}
-
-/// Where the backend request goes: the named backend of `set-backend-service backend-id`, or
-/// its `base-url` (an IP literal, a host resolved when the snapshot was loaded, or else one the
-/// worker resolves and caches; its base path and `Host` are written by the policy head writer),
-/// else the API's backend.
-async fn target<'s, S>(
-    worker: &WorkerCtx<S>,
-    snapshot: &'s Snapshot,
-    api: &'s portcullis_contract::model::Api,
-    api_index: u32,
-    policy: &crate::policy::RequestState,
-) -> Result<Target<'s>, ProxyError> {
-    let upstream = |index: u32| {
-        let backend = snapshot.upstreams.get(index as usize).ok_or(ProxyError::BackendUnavailable)?;
-        Ok(Target { kind: TargetKind::Upstream(index), base_path: &backend.base_path, authority: &backend.authority })
-    };
-    if let Some(id) = policy.backend_id() {
-        let index = snapshot.config.backend_index(id).ok_or_else(|| ProxyError::UnknownBackend(id.to_owned()))?;
-        return upstream(index);
-    }
-    let Some(target) = policy.backend_override() else {
-        return upstream(snapshot.api_upstream(api_index).ok_or(ProxyError::BackendUnavailable)?);
-    };
-    let host = target.host.trim_start_matches('[').trim_end_matches(']');
-    let addr = host_address(worker, snapshot, host, target.port).await?;
-    let tls = match target.scheme {
-        portcullis_contract::model::Scheme::Http => None,
-        portcullis_contract::model::Scheme::Https => Some((
-            ServerName::try_from(host.to_owned()).map_err(|_| ProxyError::BackendUnavailable)?,
-            snapshot.backend_tls.id,
-        )),
-    };
-    let kind = TargetKind::Address(BackendKey { addr, tls });
-    Ok(Target { kind, base_path: &api.backend.base_path, authority: &api.backend.authority })
-}
-
-/// Opens a fresh backend connection, counting it; for an `https://` backend, completes the TLS
-/// handshake (within the connect timeout) with the snapshot's backend client configuration.
-async fn connect<S: Stream>(
-    worker: &WorkerCtx<S>,
-    key: &BackendKey,
-    limits: &Limits,
-    snapshot: Option<&crate::snapshot::Snapshot>,
-) -> Result<MaybeTls<S>, ProxyError> {
-    WorkerSlot::add(&worker.slot().backend_connects, 1);
-    let limit = millis(limits.backend_connect_timeout_ms);
-    let plain: S = upstream::connect(key.addr, limit).await?;
-    let (Some((name, identity)), Some(snapshot)) = (&key.tls, snapshot) else {
-        return Ok(MaybeTls::Plain(plain));
-    };
-    // The key came from this snapshot, so its identity is one of the snapshot's.
-    let config = std::sync::Arc::clone(snapshot.backend_tls_config(*identity).ok_or(ProxyError::BackendUnavailable)?);
-    match tokio::time::timeout(limit, TlsStream::open(plain, config, name.clone())).await {
-        Ok(Ok(stream)) => Ok(MaybeTls::Tls(Box::new(stream))),
-        Ok(Err(error)) => Err(ProxyError::Connect(ConnectError::Tls(error))),
-        Err(_) => Err(ProxyError::Connect(ConnectError::TimedOut)),
-    }
+    limits: Limits,
 }
 
 /// Client → backend relay errors: reads are the client's fault, writes the backend's.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use portcullis_contract::model::Limits;
-use portcullis_contract::program::Section;
+use portcullis_contract::program::{Section, Severity};
 
 use crate::http::BodyFraming;
 use crate::http::chunked::{self, ChunkedScanner};
@@ -196,18 +196,20 @@ impl<S: Stream> Connection<S> {
                 // As the relay does: the body is refused (413) once it passes the limit.
                 return Err(ProxyError::ClientBodyTooLarge);
             }
+            // Checked before the end: a large body that arrived in few reads is over the limit
+            // all the same.
+            let over = scanner.data_bytes() > REQUEST_BODY_BUFFERED_BYTES_MAX as u64
+                || self.buf.len() - start > CHUNKED_REQUEST_BUFFERED_WIRE_BYTES_MAX;
+            if over {
+                // Streamed from here: the relay carries on from what is buffered.
+                return Ok(());
+            }
             if scan.done {
                 if read_by_policies {
                     let size = usize::try_from(scanner.data_bytes()).unwrap_or(0);
                     let wire = self.buf.get(start..scanned).unwrap_or(&[]);
                     ctx.decoded_request_body = Some(chunked::decode(wire, size).map_err(ProxyError::ClientChunked)?);
                 }
-                return Ok(());
-            }
-            let over = scanner.data_bytes() > REQUEST_BODY_BUFFERED_BYTES_MAX as u64
-                || self.buf.len() - start > CHUNKED_REQUEST_BUFFERED_WIRE_BYTES_MAX;
-            if over {
-                // Streamed from here: the relay carries on from what is buffered.
                 return Ok(());
             }
             self.read_request_body(ctx, BODY_READ_BYTES, deadline).await?;
@@ -225,7 +227,7 @@ impl<S: Stream> Connection<S> {
         if ctx.head.expects_continue() && !ctx.sent_continue {
             ctx.sent_continue = true;
             self.out.clear();
-            self.out.extend_from_slice(crate::proxy::exchange::CONTINUE);
+            self.out.extend_from_slice(crate::http::forward::CONTINUE);
             self.write_out().await.map_err(ProxyError::ClientWrite)?;
         }
         self.buf.reserve(room);
@@ -250,7 +252,7 @@ impl<S: Stream> Connection<S> {
         let (source, reason) = apim_reason(error);
         let message = match (error, error.response()) {
             (ProxyError::RetryNotReplayable, _) | (_, None) => error.to_string(),
-            (_, Some(response)) => response.message.to_owned(),
+            (_, Some(response)) => response.full_message().into_owned(),
         };
         self.policy.set_last_error(LastError::new(source, reason, &message, section, status));
     }
@@ -281,6 +283,8 @@ fn apim_reason(error: &ProxyError) -> (&'static str, &'static str) {
         Some(response) if response == e::NOT_FOUND => ("configuration", "OperationNotFound"),
         Some(response) if response == e::GATEWAY_TIMEOUT => ("forward-request", "Timeout"),
         Some(response) if response.status == 502 => ("forward-request", "BackendConnectionFailure"),
+        // The per-IP limit counts by the client's address, as `rate-limit-by-key` would.
+        Some(response) if response.status == 429 => ("rate-limit-by-key", "RateLimitExceeded"),
         _ => ("gateway", "ClientConnectionFailure"),
     }
 }
@@ -427,4 +431,41 @@ fn view<'a>(
         concurrency: &CONCURRENCY,
         tracing: false,
     })
+}
+
+/// Writes the `trace` policies' entries of one request to the log (target `portcullis::trace`).
+pub(crate) fn log_traces(state: &policy::RequestState, programs: &policy::Programs, matched: Option<&Matched>) {
+    let request_id = matched.map(|matched| matched.request_id).unwrap_or_default();
+    for entry in state.traces() {
+        let source = programs.literal(entry.source);
+        let message = entry.message.resolve(programs);
+        match entry.severity {
+            Severity::Error => {
+                tracing::error!(target: "portcullis::trace", source, request_id = %format_args!("{request_id:032x}"), "{message}");
+            }
+            Severity::Information => {
+                tracing::info!(target: "portcullis::trace", source, request_id = %format_args!("{request_id:032x}"), "{message}");
+            }
+            Severity::Verbose => {
+                tracing::debug!(target: "portcullis::trace", source, request_id = %format_args!("{request_id:032x}"), "{message}");
+            }
+        }
+    }
+    if state.traces_dropped() > 0 {
+        tracing::warn!(target: "portcullis::trace", dropped = state.traces_dropped(), "trace entries over the per-request limit were dropped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::error_response;
+
+    #[test]
+    fn gateway_answers_have_apim_last_error_names() {
+        let limited = ProxyError::Rejected(error_response::too_many_requests(3));
+        assert_eq!(apim_reason(&limited), ("rate-limit-by-key", "RateLimitExceeded"));
+        let missing = ProxyError::Rejected(error_response::MISSING_KEY);
+        assert_eq!(apim_reason(&missing), ("authorization", "SubscriptionKeyNotFound"));
+    }
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 use portcullis_contract::model::LoadBalancing;
 
 use super::circuit::Circuit;
-use super::resolved::ResolvedBackend;
+use crate::snapshot::resolved::ResolvedBackend;
 
 /// One backend's selection state on one worker.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 //! A connection quiet for [`crate::proxy::IDLE_PARK_AFTER_MS`] gives up its task and its read
 //! buffer and becomes an entry here: its socket (plain, or TLS with its rustls state but no
 //! ciphertext buffer), peer address, when it went idle and a waker.
-//! One task per worker ([`watch`]) waits for three things: a parked socket becoming readable (a
+//! One task per worker (the watcher in [`crate::worker`]) waits for three things: a parked socket becoming readable (a
 //! request, or the peer closing), the oldest entry reaching the keep-alive idle timeout, and
 //! drain. A readable socket leaves the registry and gets a fresh connection task, as if it had
 //! just been accepted (a TLS one resumes its session); an expired one is closed (a TLS one with
@@ -16,19 +16,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use portcullis_contract::stats::WorkerSlot;
-
-use crate::drain::{self, Drain};
+use crate::drain::Drain;
 use crate::io::maybe_tls::MaybeTls;
-use crate::io::{Park, Stream as _, Watched};
-use crate::worker::WorkerCtx;
+use crate::io::{Park, Watched};
 
 /// A worker's parked connections (on its thread only).
 pub(crate) struct Parked<S> {
@@ -113,8 +109,13 @@ impl<S> Parked<S> {
         self.entries.borrow().len()
     }
 
+    /// Returns when a parked socket woke (or a connection parked): then [`Self::wake_ready`].
+    pub(crate) async fn woken(&self) {
+        self.ready.notify.notified().await;
+    }
+
     /// When the connection that went idle first did, if any is parked.
-    fn oldest_idle_since(&self) -> Option<Instant> {
+    pub(crate) fn oldest_idle_since(&self) -> Option<Instant> {
         let oldest = self.oldest.get()?;
         self.entries.borrow().get(oldest as usize).map(|entry| entry.idle_since)
     }
@@ -193,8 +194,13 @@ impl<S: Park> Parked<S> {
         Ok(())
     }
 
-    /// Polls the entries whose sockets woke: a readable one leaves for a fresh connection task.
-    fn wake_ready(&self, worker: &Rc<WorkerCtx<S>>) {
+    /// Polls the entries whose sockets woke: a readable one leaves for `resume` (a fresh
+    /// connection task), a failed one for `close`.
+    pub(crate) fn wake_ready(
+        &self,
+        mut resume: impl FnMut(MaybeTls<S>, SocketAddr, Instant),
+        mut close: impl FnMut(MaybeTls<S>),
+    ) {
         let mut keys = self.scratch.take();
         std::mem::swap(&mut keys, &mut *self.ready.keys.lock().unwrap_or_else(PoisonError::into_inner));
         for key in keys.drain(..) {
@@ -210,19 +216,19 @@ impl<S: Park> Parked<S> {
             match readable {
                 Ok(()) => {
                     tracing::debug!(%peer, "parked connection woke");
-                    super::spawn_connection(worker, stream, peer, Some(idle_since));
+                    resume(stream, peer, idle_since);
                 }
                 Err(error) => {
                     tracing::debug!(%peer, %error, "parked connection failed");
-                    close(worker, stream);
+                    close(stream);
                 }
             }
         }
         *self.scratch.borrow_mut() = keys;
     }
 
-    /// Closes the connections idle for `timeout` or longer at `now`.
-    fn close_expired(&self, worker: &Rc<WorkerCtx<S>>, now: Instant, timeout: Duration) {
+    /// Hands `close` the connections idle for `timeout` or longer at `now`.
+    pub(crate) fn close_expired(&self, now: Instant, timeout: Duration, mut close: impl FnMut(MaybeTls<S>)) {
         while let Some(oldest) = self.oldest.get() {
             let expired =
                 self.entries.borrow().get(oldest as usize).is_some_and(|entry| entry.idle_since + timeout <= now);
@@ -231,77 +237,17 @@ impl<S: Park> Parked<S> {
             }
             if let Some(entry) = self.remove(oldest as usize) {
                 tracing::debug!(peer = %entry.peer, "parked connection reached the keep-alive idle timeout");
-                close(worker, entry.stream.into_stream());
+                close(entry.stream.into_stream());
             }
         }
     }
 
-    /// Closes every parked connection (drain).
-    fn close_all(&self, worker: &Rc<WorkerCtx<S>>) {
+    /// Hands `close` every parked connection (drain).
+    pub(crate) fn close_all(&self, mut close: impl FnMut(MaybeTls<S>)) {
         while let Some(oldest) = self.oldest.get() {
             if let Some(entry) = self.remove(oldest as usize) {
-                close(worker, entry.stream.into_stream());
+                close(entry.stream.into_stream());
             }
         }
-    }
-}
-
-/// Closes a parked connection as an idle one is closed, and counts it out: a plain one at once, a
-/// TLS one after sending close_notify (bounded by [`CLOSE_NOTIFY_TIMEOUT_MS`]) in a task of its own.
-///
-/// [`CLOSE_NOTIFY_TIMEOUT_MS`]: crate::io::tls::CLOSE_NOTIFY_TIMEOUT_MS
-fn close<S: Park>(worker: &Rc<WorkerCtx<S>>, mut stream: MaybeTls<S>) {
-    if stream.is_tls() {
-        let worker = Rc::clone(worker);
-        tokio::task::spawn_local(async move {
-            stream.close().await;
-            drop(stream);
-            worker.connection_closed();
-        });
-        return;
-    }
-    stream.shutdown();
-    drop(stream);
-    worker.connection_closed();
-}
-
-/// The watching task wakes at least this often, even with nothing due. tokio's timer driver wakes
-/// itself (an eventfd write) whenever a timer is registered that is due before every timer it had
-/// when it last went to sleep; on a busy worker the idle reads' [`IDLE_PARK_AFTER_MS`] timers would
-/// be that once per event-loop turn (measured: 0.15 `write` calls per proxied request, none before
-/// parking, when the 1 s memory-release interval was the nearest timer). A timer always due within
-/// this tick keeps every idle read's timer behind it; ten wakes a second per worker cost nothing
-/// measurable.
-///
-/// [`IDLE_PARK_AFTER_MS`]: crate::proxy::IDLE_PARK_AFTER_MS
-pub(crate) const WATCH_TICK_MS: u64 = 100;
-
-// The tick is due before any idle read's timer registered after it.
-const _: () = assert!(WATCH_TICK_MS < crate::proxy::IDLE_PARK_AFTER_MS);
-
-/// The worker's one task that watches its parked connections: wakes readable ones into fresh
-/// connection tasks, closes those idle past the keep-alive timeout, and all of them on drain.
-pub(crate) async fn watch<S: Park>(worker: Rc<WorkerCtx<S>>) {
-    let parked = &worker.parked;
-    let mut drain_signal = worker.drain.subscribe();
-    loop {
-        // Read per turn: a reload that changes the timeout applies from the next wake.
-        let limits = worker.snapshot().map(|snapshot| snapshot.config.limits).unwrap_or_default();
-        let timeout = Duration::from_millis(u64::from(limits.keepalive_idle_timeout_ms));
-        let tick = Instant::now() + Duration::from_millis(WATCH_TICK_MS);
-        let deadline = parked.oldest_idle_since().map_or(tick, |since| tick.min(since + timeout));
-        tokio::select! {
-            () = parked.ready.notify.notified() => {}
-            () = tokio::time::sleep_until(deadline.into()) => {}
-            () = drain::signalled(&mut drain_signal) => {
-                parked.close_all(&worker);
-                WorkerSlot::set(&worker.slot().connections_parked, 0);
-                return;
-            }
-        }
-        parked.wake_ready(&worker);
-        parked.close_expired(&worker, Instant::now(), timeout);
-        // Every park queues its entry for this task, so each change is published on its turn.
-        WorkerSlot::set(&worker.slot().connections_parked, parked.len() as u64);
     }
 }

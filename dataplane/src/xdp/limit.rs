@@ -1,6 +1,6 @@
 //! Per-source token buckets in user space: the per-IP request limit (whose offenders get a 429
 //! and are then blocked at the NIC) and, when the kernel plane is off, the new-connection rate.
-//! Also the 429 response itself, in API Management's shape with `Retry-After`.
+//! The 429 itself is the request lifecycle's ([`crate::http::error_response::too_many_requests`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -86,23 +86,6 @@ impl SourceLimiter {
     }
 }
 
-/// Appends APIM's 429 for a rate limit (`Rate limit is exceeded. Try again in N seconds.`) with
-/// `Retry-After: N`; `close` adds `Connection: close`.
-pub fn write_too_many_requests(out: &mut Vec<u8>, retry_after_seconds: u32, close: bool) {
-    use std::io::Write as _;
-    let body = format!(
-        "{{ \"statusCode\": 429, \"message\": \"Rate limit is exceeded. Try again in {retry_after_seconds} seconds.\" }}"
-    );
-    // Writing into a Vec cannot fail.
-    let _ = write!(
-        out,
-        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: {retry_after_seconds}\r\n\
-         Content-Length: {}\r\n{}\r\n{body}",
-        body.len(),
-        if close { "Connection: close\r\n" } else { "" },
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -122,20 +105,5 @@ mod tests {
         assert!(limiter.take(ip, 0, 0, start), "rate 0 means no limit");
         limiter.sweep(2, 3, start + Duration::from_secs(10));
         assert!(limiter.is_empty());
-    }
-
-    #[test]
-    fn too_many_requests_is_apim_shaped() {
-        let mut out = Vec::new();
-        write_too_many_requests(&mut out, 7, true);
-        let text = String::from_utf8(out).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 429 Too Many Requests\r\n"));
-        assert!(head.contains("\r\nRetry-After: 7\r\n"));
-        assert!(head.contains("\r\nConnection: close"));
-        assert!(head.contains(&format!("Content-Length: {}", body.len())));
-        let json: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(json["statusCode"], 429);
-        assert_eq!(json["message"], "Rate limit is exceeded. Try again in 7 seconds.");
     }
 }

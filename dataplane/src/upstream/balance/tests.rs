@@ -5,8 +5,8 @@ use std::time::Duration;
 use portcullis_contract::model::{PassiveHealth, PoolSettings};
 
 use super::*;
+use crate::snapshot::resolved::ResolvedEndpoint;
 use crate::upstream::circuit::CircuitState;
-use crate::upstream::resolved::ResolvedEndpoint;
 
 fn backend(algorithm: LoadBalancing, weights: &[u32]) -> ResolvedBackend {
     ResolvedBackend {
