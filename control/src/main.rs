@@ -156,7 +156,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 None => data_dir::resolve(data_dir.as_deref())?.join(quickstart::QUICKSTART_DIR),
             };
             // Checked as `up` runs it: with the echo backend providing {{echo-backend-url}}.
-            let compiled = config::load(&dir, &up::check_values(true))?;
+            let compiled = config::load(&dir, &config::check_values(true))?;
             println!(
                 "config OK: {} ({} APIs, {} subscriptions)",
                 compiled.source,

@@ -8,13 +8,13 @@ use portcullis_contract::model::{
     ActiveHealth, Backend, ENDPOINT_WEIGHT_MAX, ENDPOINTS_PER_BACKEND_MAX, Endpoint, LoadBalancing,
     POOL_IDLE_PER_ENDPOINT_MAX, PassiveHealth, PoolSettings, Scheme,
 };
+use portcullis_policy::named_values::{self, NamedValues};
 use toml::Spanned;
 
 use super::backend_url;
-use super::diagnostic::{Diagnostics, SourceFile};
 use super::files::{ActiveTable, BackendFile, LoadBalancingName, ProtocolName};
 use super::load::{Item, Parsed};
-use super::named_values::{self, NamedValues};
+use super::{Diagnostics, SourceFile};
 
 /// Active checks every 5 s unless the backend says otherwise (Envoy and HAProxy use 2-5 s).
 pub const ACTIVE_INTERVAL_MS_DEFAULT: u32 = 5_000;
