@@ -11,6 +11,8 @@ use portcullis_policy::explain::render_program;
 use portcullis_policy::scope::Document;
 use portcullis_policy::{Context, Diagnostic, SourceFile, compile_document};
 
+use crate::stdout::print_line;
+
 /// `portcullis policy ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -37,17 +39,14 @@ pub fn run(dir: Option<&Path>, command: Command) -> anyhow::Result<()> {
             let options = Options { skip_unsupported, allow_unknown_references: allow_unknown };
             let context = context_from(dir, options).map_err(anyhow::Error::msg)?;
             let outcome = check(&paths, &context);
-            println!("{}", outcome.render());
+            print_line(outcome.render())?;
             if outcome.failed() { Err(anyhow::anyhow!("the policy check failed")) } else { Ok(()) }
         }
         Command::Explain { file } => {
             let options = Options { skip_unsupported: false, allow_unknown_references: true };
             let context = context_from(dir, options).map_err(anyhow::Error::msg)?;
             match explain(&file, &context) {
-                Ok(text) => {
-                    println!("{text}");
-                    Ok(())
-                }
+                Ok(text) => Ok(print_line(text)?),
                 Err(diagnostics) => {
                     eprintln!("{diagnostics}");
                     Err(anyhow::anyhow!("the policy document does not compile"))
