@@ -2,25 +2,10 @@
 
 use std::path::PathBuf;
 
-use portcullis_contract::model::Limits;
-
 use super::*;
 
 fn config(source: &str) -> Config {
-    Config {
-        source: source.into(),
-        apis: Vec::new(),
-        subscriptions: Vec::new(),
-        key_index: KeyIndex::default(),
-        limits: Limits::default(),
-        programs: vec![portcullis_contract::program::Program::empty()],
-        deployment: Default::default(),
-        products: Vec::new(),
-        product_policies: Vec::new(),
-        backends: Vec::new(),
-        xdp: Default::default(),
-        tls: Default::default(),
-    }
+    Config::empty(source)
 }
 
 fn socket_path(name: &str) -> PathBuf {
