@@ -10,8 +10,8 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use portcullis_contract::key_index::{KeyEntry, KeyIndex, KeySlot};
 use portcullis_contract::model::{
-    Api, BackendUrl, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Limits, Scheme,
-    Subscription, SubscriptionScope, SubscriptionState,
+    Api, BackendUrl, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Scheme, Subscription,
+    SubscriptionScope, SubscriptionState,
 };
 use portcullis_contract::snapshot;
 use portcullis_dataplane::http::chunked::ChunkedScanner;
@@ -83,20 +83,7 @@ fn config() -> Config {
         .map(|i| KeyEntry { key: format!("{i:032x}"), subscription: i as u32, slot: KeySlot::Primary })
         .collect();
     let key_index = KeyIndex::build([0x5eed, 0xfeed], entries).expect("unique keys");
-    Config {
-        source: "bench".into(),
-        apis,
-        subscriptions,
-        key_index,
-        limits: Limits::default(),
-        programs: vec![portcullis_contract::program::Program::empty()],
-        deployment: Default::default(),
-        products: Vec::new(),
-        product_policies: Vec::new(),
-        backends: Vec::new(),
-        xdp: Default::default(),
-        tls: Default::default(),
-    }
+    Config { apis, subscriptions, key_index, ..Config::empty("bench") }
 }
 
 fn parse(c: &mut Criterion) {

@@ -1,7 +1,7 @@
-//! Micro-benchmarks of the policy engine, on policy XML compiled by the real control compiler:
+//! Micro-benchmarks of the policy engine, on policy XML compiled by the real compiler (`portcullis-policy`):
 //!
 //! - `policy_compile`: a 100-statement document (`benches/policies/compile-100.xml`) from XML
-//!   text to verified programs: parse, scope merge and compile of all four sections (control,
+//!   text to verified programs: parse, scope merge and compile of all four sections (the compiler,
 //!   off the hot path).
 //! - `policy_load`: the data plane loading those programs (verified again, regexes compiled;
 //!   the snapshot thread, off the hot path).
@@ -27,12 +27,12 @@ use chrono::{TimeZone as _, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use portcullis_contract::model::{Api, Deployment, Operation, Policies};
 use portcullis_contract::program::{Program, ScopeKind, Section};
-use portcullis_control::config::{NamedValues, SourceFile};
-use portcullis_control::policy::compile::{self, Environment, Options, Report};
-use portcullis_control::policy::scope::{self, Document, Fragments};
 use portcullis_dataplane::http::forward::{self, Forwarding};
 use portcullis_dataplane::http::request::{self, RequestHead};
 use portcullis_dataplane::policy::{self, ConcurrencyLimits, Exit, MatchedParam, Programs, RequestState, View};
+use portcullis_policy::compile::{self, Environment, Options, Report};
+use portcullis_policy::scope::{self, Document, Fragments};
+use portcullis_policy::{NamedValues, SourceFile};
 
 /// Both binaries (control and data plane) allocate with mimalloc; so does this bench.
 #[global_allocator]

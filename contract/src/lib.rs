@@ -10,7 +10,11 @@
 //! - [`xdp`]: the kernel-plane rules a snapshot carries (prefix lists, buckets, per-IP limit).
 //! - [`upstreams`]: the backend health report the data plane writes for `ctl status`.
 //!
-//! Neither process links the other's runtime: this crate has no I/O beyond mapping a file.
+//! Neither process links the other's runtime: this crate has no threads, no async runtime and no
+//! policy of its own. Its I/O is the few system calls both sides must make the same way:
+//! creating, sealing and mapping the snapshot memfd (`snapshot`), creating and mapping the stats
+//! region (`stats`), and the snapshot channel's socket (`channel`: bind, accept, connect,
+//! blocking send and receive with a descriptor attached).
 
 pub mod channel;
 pub mod key_index;

@@ -434,15 +434,54 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// A configuration with nothing in it: no APIs, subscriptions, products or backends, default
+    /// limits, an empty key index, and one program, the empty one at index 0 (which
+    /// `Policies::all(0)` points at). Tests and fixtures start here and set what they need
+    /// (`Config { apis, ..Config::empty("test") }`), so a new field is added in one place.
+    pub fn empty(source: impl Into<String>) -> Self {
+        Self {
+            source: source.into(),
+            apis: Vec::new(),
+            subscriptions: Vec::new(),
+            key_index: KeyIndex::default(),
+            limits: Limits::default(),
+            programs: vec![Program::empty()],
+            deployment: Deployment::default(),
+            xdp: crate::xdp::XdpRules::default(),
+            products: Vec::new(),
+            product_policies: Vec::new(),
+            backends: Vec::new(),
+            tls: crate::tls::TlsSettings::default(),
+        }
+    }
+
     /// Checks every cross-reference. Control calls this before publishing and the data plane
-    /// again after decoding: a snapshot that fails it is refused.
+    /// again after decoding: a snapshot that fails it is refused. The checks run in a fixed
+    /// order, so a config with several problems always reports the same one.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut paths: Vec<&str> = Vec::with_capacity(self.apis.len());
+        self.validate_apis()?;
+        for (index, program) in self.programs.iter().enumerate() {
+            crate::program::verify(program).map_err(|error| ConfigError::Program { index, error })?;
+        }
+        let mut paths: Vec<&str> = self.apis.iter().map(|api| api.path.as_str()).collect();
+        paths.sort_unstable();
+        if let Some(pair) = paths.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(ConfigError::DuplicatePath { path: pair[0].to_owned() });
+        }
+        self.validate_subscriptions()?;
+        self.validate_products()?;
+        self.validate_backends()?;
+        self.key_index.validate(self.subscriptions.len())?;
+        self.tls.check()?;
+        Ok(())
+    }
+
+    /// Each API: a valid path, at least one operation, and programs that exist.
+    fn validate_apis(&self) -> Result<(), ConfigError> {
         for api in &self.apis {
             if !is_valid_api_path(&api.path) {
                 return Err(ConfigError::InvalidPath { api: api.id.clone(), path: api.path.clone() });
             }
-            paths.push(&api.path);
             if api.operations.is_empty() {
                 return Err(ConfigError::NoOperation { api: api.id.clone() });
             }
@@ -460,13 +499,11 @@ impl Config {
                 }
             }
         }
-        for (index, program) in self.programs.iter().enumerate() {
-            crate::program::verify(program).map_err(|error| ConfigError::Program { index, error })?;
-        }
-        paths.sort_unstable();
-        if let Some(pair) = paths.windows(2).find(|pair| pair[0] == pair[1]) {
-            return Err(ConfigError::DuplicatePath { path: pair[0].to_owned() });
-        }
+        Ok(())
+    }
+
+    /// Each subscription's scope names an API or product that exists.
+    fn validate_subscriptions(&self) -> Result<(), ConfigError> {
         for subscription in &self.subscriptions {
             match subscription.scope {
                 SubscriptionScope::Api(api) if api as usize >= self.apis.len() => {
@@ -486,6 +523,12 @@ impl Config {
                 _ => {}
             }
         }
+        Ok(())
+    }
+
+    /// Products name APIs that exist; product policies name a product, an operation and
+    /// programs that exist.
+    fn validate_products(&self) -> Result<(), ConfigError> {
         for product in &self.products {
             if let Some(&api) = product.apis.iter().find(|&&api| api as usize >= self.apis.len()) {
                 return Err(ConfigError::ProductApiOutOfRange {
@@ -504,6 +547,11 @@ impl Config {
                 return Err(ConfigError::ProductPoliciesOutOfRange { index });
             }
         }
+        Ok(())
+    }
+
+    /// APIs name backends that exist; each backend is consistent and its id unique.
+    fn validate_backends(&self) -> Result<(), ConfigError> {
         for api in &self.apis {
             if let Some(backend) = api.backend_id.filter(|&backend| backend as usize >= self.backends.len()) {
                 return Err(ConfigError::BackendOutOfRange {
@@ -522,8 +570,6 @@ impl Config {
         if let Some(pair) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
             return Err(ConfigError::DuplicateBackend { id: pair[0].to_owned() });
         }
-        self.key_index.validate(self.subscriptions.len())?;
-        self.tls.check()?;
         Ok(())
     }
 
@@ -595,6 +641,38 @@ mod tests {
         assert!(!is_valid_api_path("a//b"));
         assert!(!is_valid_api_path("a b"));
         assert!(!is_valid_api_path("a?b"));
+    }
+
+    #[test]
+    fn the_empty_config_is_valid_and_its_program_zero_does_nothing() {
+        let config = Config::empty("t");
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.source, "t");
+        assert_eq!(config.programs, [Program::empty()]);
+        let api = Api {
+            id: "a".into(),
+            name: "a".into(),
+            path: "a".into(),
+            backend_id: None,
+            backend: BackendUrl {
+                scheme: Scheme::Http,
+                host: "127.0.0.1".into(),
+                port: 80,
+                base_path: String::new(),
+                authority: "127.0.0.1".into(),
+            },
+            subscription_required: false,
+            subscription_key_header: String::new(),
+            subscription_key_query: String::new(),
+            preserve_host: false,
+            version: String::new(),
+            revision: "1".into(),
+            operations: vec![Operation::catch_all(Policies::all(0))],
+        };
+        let with_api = Config { apis: vec![api.clone()], ..Config::empty("t") };
+        assert_eq!(with_api.validate(), Ok(()), "operations without policies point at program 0");
+        let twice = Config { apis: vec![api.clone(), api], ..Config::empty("t") };
+        assert_eq!(twice.validate(), Err(ConfigError::DuplicatePath { path: "a".into() }));
     }
 
     #[test]

@@ -181,24 +181,9 @@ pub fn read_sealed_memfd(fd: impl AsFd) -> Result<(Header, Config, Vec<u8>), Sna
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key_index::KeyIndex;
-    use crate::model::Limits;
 
     fn config() -> Config {
-        Config {
-            source: "test".into(),
-            apis: Vec::new(),
-            subscriptions: Vec::new(),
-            key_index: KeyIndex::default(),
-            limits: Limits::default(),
-            programs: vec![crate::program::Program::empty()],
-            deployment: Default::default(),
-            products: Vec::new(),
-            product_policies: Vec::new(),
-            backends: Vec::new(),
-            xdp: Default::default(),
-            tls: Default::default(),
-        }
+        Config::empty("test")
     }
 
     #[test]

@@ -2,26 +2,30 @@
 //!
 //! `load` reads every file (`load`), checks each against the others and compiles the result
 //! (`compile`). All problems of one load are collected, each with its file, line and column
-//! ([`Diagnostics`]). The layout is documented in `docs/configuration.md`.
+//! ([`Diagnostics`]). Policy documents are compiled by the `portcullis-policy` crate, which this
+//! module calls (never the other way round). The layout is documented in `docs/configuration.md`.
 
 pub mod backend_url;
 pub mod backends;
 mod compile;
-pub mod diagnostic;
+mod diagnostics;
 mod files;
 pub mod load;
-pub mod named_values;
 mod policies;
+pub mod provided;
 pub mod tls;
 mod xdp;
 
 use std::path::Path;
 
 use portcullis_contract::model::Config;
+use portcullis_policy::scope::Fragments;
 
 pub use compile::ALL_APIS_SCOPE;
-pub use diagnostic::{Diagnostic, Diagnostics, SourceFile};
-pub use named_values::{NamedValue, NamedValues};
+pub use diagnostics::Diagnostics;
+pub use portcullis_policy::diagnostic::{Diagnostic, Location, SourceFile};
+pub use portcullis_policy::named_values::{self, NamedValue, NamedValues};
+pub use provided::{ECHO_BACKEND_URL, ECHO_BACKEND_URL_PLACEHOLDER, check_values};
 
 /// Loads and compiles the config directory `dir`, with a fresh random key-index seed.
 /// `provided` holds values the running gateway supplies (a config value of the same name wins).
@@ -43,7 +47,7 @@ pub fn load_seeded(dir: &Path, provided: &NamedValues, seed: [u64; 2]) -> Result
 /// What policy documents outside a config may refer to in the config directory `dir`: its named
 /// values (with the values the running gateway provides) and its fragments, read and checked as
 /// a load reads them.
-pub fn policy_references(dir: &Path) -> Result<(NamedValues, crate::policy::scope::Fragments), Diagnostics> {
+pub fn policy_references(dir: &Path) -> Result<(NamedValues, Fragments), Diagnostics> {
     let mut diagnostics = Diagnostics::default();
     let mut parsed =
         load::Parsed { named_values: load::read_named_values(dir, &mut diagnostics), ..Default::default() };
@@ -51,8 +55,8 @@ pub fn policy_references(dir: &Path) -> Result<(NamedValues, crate::policy::scop
     if fragments_dir.is_dir() {
         load::read_fragments(&fragments_dir, &mut parsed, &mut diagnostics);
     }
-    let values = compile::named_values(parsed.named_values.as_ref(), &crate::up::check_values(true), &mut diagnostics);
-    let mut report = crate::policy::compile::Report::default();
+    let values = compile::named_values(parsed.named_values.as_ref(), &check_values(true), &mut diagnostics);
+    let mut report = portcullis_policy::compile::Report::default();
     let fragments = policies::fragments(&parsed, &mut report);
     diagnostics.items.extend(report.errors);
     if diagnostics.is_empty() { Ok((values, fragments)) } else { Err(diagnostics) }

@@ -9,9 +9,13 @@
 //! - [`admin`]: the admin socket protocol, server and status.
 //! - [`up`]: `portcullis up`: starts, supervises and stops everything.
 //! - [`ctl`]: `portcullis ctl`: the admin socket's client.
+//! - [`policy`]: `portcullis policy check|explain`, over the `portcullis-policy` compiler.
+//! - [`cli`]: the command line's verbs and options; [`stdout`]: printing results (a closed pipe
+//!   ends a command quietly).
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod data_dir;
@@ -19,4 +23,5 @@ pub mod echo;
 pub mod policy;
 pub mod publisher;
 pub mod quickstart;
+pub mod stdout;
 pub mod up;

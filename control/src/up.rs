@@ -16,11 +16,11 @@ use portcullis_contract::layout::DataDir;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::admin::server::{self as admin_server, AdminContext};
-use crate::config::{self, NamedValue, NamedValues, named_values::ECHO_BACKEND_URL};
+use crate::config::{self, ECHO_BACKEND_URL, NamedValue, NamedValues};
 use crate::publisher::{Outcome, Publisher};
 use children::{Backoff, Supervised};
 
-pub use startup::{ECHO_BACKEND_URL_PLACEHOLDER, check_values, demo_lines, next_generation};
+pub use startup::{demo_lines, next_generation};
 
 /// The data plane must apply the first snapshot within 30 s, or start-up fails.
 pub const FIRST_APPLY_TIMEOUT_MS: u64 = 30_000;

@@ -51,8 +51,6 @@ pub fn store(path: &Path, bytes: &[u8]) -> Result<(), LastGoodError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portcullis_contract::key_index::KeyIndex;
-    use portcullis_contract::model::Limits;
 
     #[test]
     fn round_trip_missing_and_invalid() {
@@ -60,20 +58,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("last-good.snap");
         assert!(load(&path).unwrap().is_none());
-        let config = Config {
-            source: "t".into(),
-            apis: Vec::new(),
-            subscriptions: Vec::new(),
-            key_index: KeyIndex::default(),
-            limits: Limits::default(),
-            programs: vec![portcullis_contract::program::Program::empty()],
-            deployment: Default::default(),
-            products: Vec::new(),
-            product_policies: Vec::new(),
-            backends: Vec::new(),
-            xdp: Default::default(),
-            tls: Default::default(),
-        };
+        let config = Config::empty("t");
         store(&path, &snapshot::encode(9, &config).unwrap()).unwrap();
         let (header, loaded) = load(&path).unwrap().unwrap();
         assert_eq!(header.generation, 9);

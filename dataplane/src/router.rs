@@ -99,8 +99,8 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portcullis_contract::key_index::KeyIndex;
-    use portcullis_contract::model::{Api, BackendUrl, Limits, Scheme};
+
+    use portcullis_contract::model::{Api, BackendUrl, Scheme};
 
     fn config(paths: &[&str]) -> Config {
         let apis = paths
@@ -128,20 +128,7 @@ mod tests {
                 )],
             })
             .collect();
-        Config {
-            source: "test".into(),
-            apis,
-            subscriptions: Vec::new(),
-            key_index: KeyIndex::default(),
-            limits: Limits::default(),
-            programs: vec![portcullis_contract::program::Program::empty()],
-            deployment: Default::default(),
-            products: Vec::new(),
-            product_policies: Vec::new(),
-            backends: Vec::new(),
-            xdp: Default::default(),
-            tls: Default::default(),
-        }
+        Config { apis, ..Config::empty("test") }
     }
 
     fn route(router: &Router, target: &str) -> Option<(u32, String)> {

@@ -241,8 +241,8 @@ impl SnapshotCell {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portcullis_contract::key_index::KeyIndex;
-    use portcullis_contract::model::{Api, BackendUrl, Limits, Scheme};
+
+    use portcullis_contract::model::{Api, BackendUrl, Scheme};
 
     fn api(host: &str, scheme: Scheme) -> Api {
         Api {
@@ -272,22 +272,12 @@ mod tests {
     #[test]
     fn resolves_backends_and_publishes() {
         let config = Config {
-            source: "t".into(),
             apis: vec![
                 api("127.0.0.1", Scheme::Http),
                 api("name.invalid", Scheme::Http),
                 api("127.0.0.2", Scheme::Https),
             ],
-            subscriptions: Vec::new(),
-            key_index: KeyIndex::default(),
-            limits: Limits::default(),
-            programs: vec![portcullis_contract::program::Program::empty()],
-            deployment: Default::default(),
-            products: Vec::new(),
-            product_policies: Vec::new(),
-            backends: Vec::new(),
-            xdp: Default::default(),
-            tls: Default::default(),
+            ..Config::empty("t")
         };
         let snapshot = Snapshot::build(4, config).unwrap();
         // The https backend is usable: its certificate is verified for its host.
@@ -335,18 +325,9 @@ mod tests {
             let mut named = api("127.0.0.3", Scheme::Http);
             named.backend_id = Some(0);
             Config {
-                source: "t".into(),
                 apis: vec![api("127.0.0.1", Scheme::Http), named],
-                subscriptions: Vec::new(),
-                key_index: KeyIndex::default(),
-                limits: Limits::default(),
-                programs: vec![portcullis_contract::program::Program::empty()],
-                deployment: Default::default(),
-                products: Vec::new(),
-                product_policies: Vec::new(),
                 backends: vec![backend(endpoints)],
-                xdp: Default::default(),
-                tls: Default::default(),
+                ..Config::empty("t")
             }
         };
         let old = Snapshot::build(1, config(vec![endpoint(1), endpoint(2)])).unwrap();

@@ -98,7 +98,7 @@ mod tests {
     use super::*;
     use crate::http::request;
     use portcullis_contract::key_index::{KeyEntry, KeyIndex, KeySlot};
-    use portcullis_contract::model::{Limits, Product, Subscription};
+    use portcullis_contract::model::{Product, Subscription};
 
     const HEADER: &str = "Ocp-Apim-Subscription-Key";
     const QUERY: &str = "subscription-key";
@@ -164,13 +164,8 @@ mod tests {
             .map(|(i, key)| KeyEntry { key: (*key).into(), subscription: i as u32, slot: KeySlot::Primary })
             .collect();
         Config {
-            source: "t".into(),
-            apis: Vec::new(),
             subscriptions,
             key_index: KeyIndex::build([1, 2], entries).unwrap(),
-            limits: Limits::default(),
-            programs: vec![portcullis_contract::program::Program::empty()],
-            deployment: Default::default(),
             products: vec![
                 Product {
                     id: "gold".into(),
@@ -187,10 +182,7 @@ mod tests {
                     published: true,
                 },
             ],
-            product_policies: Vec::new(),
-            backends: Vec::new(),
-            xdp: Default::default(),
-            tls: Default::default(),
+            ..Config::empty("t")
         }
     }
 

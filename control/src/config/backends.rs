@@ -8,13 +8,14 @@ use portcullis_contract::model::{
     ActiveHealth, Backend, ENDPOINT_WEIGHT_MAX, ENDPOINTS_PER_BACKEND_MAX, Endpoint, LoadBalancing,
     POOL_IDLE_PER_ENDPOINT_MAX, PassiveHealth, PoolSettings, Scheme,
 };
+use portcullis_contract::tls::TlsCertificate;
+use portcullis_policy::named_values::{self, NamedValues};
 use toml::Spanned;
 
 use super::backend_url;
-use super::diagnostic::{Diagnostics, SourceFile};
 use super::files::{ActiveTable, BackendFile, LoadBalancingName, ProtocolName};
 use super::load::{Item, Parsed};
-use super::named_values::{self, NamedValues};
+use super::{Diagnostics, SourceFile};
 
 /// Active checks every 5 s unless the backend says otherwise (Envoy and HAProxy use 2-5 s).
 pub const ACTIVE_INTERVAL_MS_DEFAULT: u32 = 5_000;
@@ -55,6 +56,8 @@ pub(crate) fn known_ids(parsed: &Parsed) -> BTreeSet<String> {
     parsed.backends.iter().map(|item| item.id.clone()).chain(parsed.broken_backend_ids.iter().cloned()).collect()
 }
 
+/// One backend file: each part is checked on its own (in file order, so diagnostics come in the
+/// order a reader meets them), then assembled.
 fn backend(
     item: &Item<BackendFile>,
     values: &NamedValues,
@@ -64,7 +67,41 @@ fn backend(
     let source = &item.source;
     let file = &item.file;
     let https = file.protocol.as_ref().is_some_and(|protocol| *protocol.get_ref() == ProtocolName::Https);
-    let tls_server_name = match &file.tls_server_name {
+    let tls_server_name = tls_server_name(file, https, source, diagnostics);
+    let client_certificate = client_certificate(file, https, source, dir, diagnostics);
+    let endpoints = endpoints(file, https, source, values, diagnostics);
+    let base_path = base_path(file.base_path.as_ref(), source, diagnostics);
+    let authority = host_header(file, endpoints.first(), https, source, diagnostics);
+    let pool = pool(item, diagnostics);
+    let passive_health = passive(item, diagnostics);
+    let active_health = file.health.active.as_ref().and_then(|table| active(table, source, diagnostics));
+    Some(Backend {
+        id: item.id.clone(),
+        scheme: if https { Scheme::Https } else { Scheme::Http },
+        base_path: base_path?,
+        authority,
+        load_balancing: match file.load_balancing {
+            LoadBalancingName::RoundRobin => LoadBalancing::RoundRobin,
+            LoadBalancingName::Weighted => LoadBalancing::Weighted,
+            LoadBalancingName::LeastRequests => LoadBalancing::LeastRequests,
+        },
+        endpoints,
+        pool,
+        passive_health,
+        active_health,
+        tls_server_name,
+        client_certificate,
+    })
+}
+
+/// `tls-server-name`, lower case: only for https backends, and a DNS name or an IP address.
+fn tls_server_name(
+    file: &BackendFile,
+    https: bool,
+    source: &SourceFile,
+    diagnostics: &mut Diagnostics,
+) -> Option<String> {
+    match &file.tls_server_name {
         Some(name) if !https => {
             diagnostics
                 .push(source.error(name.span(), "tls-server-name is for https backends: add protocol = \"https\""));
@@ -77,8 +114,19 @@ fn backend(
         }
         Some(name) => Some(name.get_ref().to_ascii_lowercase()),
         None => None,
-    };
-    let client_certificate = match (&file.tls_client_cert_file, &file.tls_client_key_file) {
+    }
+}
+
+/// The backend's own TLS client certificate and key (only for https backends), read and checked
+/// as a pair.
+fn client_certificate(
+    file: &BackendFile,
+    https: bool,
+    source: &SourceFile,
+    dir: &Path,
+    diagnostics: &mut Diagnostics,
+) -> Option<TlsCertificate> {
+    match (&file.tls_client_cert_file, &file.tls_client_key_file) {
         (Some(file), _) | (None, Some(file)) if !https => {
             let message = "a TLS client certificate is for https backends: add protocol = \"https\"";
             diagnostics.push(source.error(file.span(), message));
@@ -94,7 +142,17 @@ fn backend(
             dir,
             diagnostics,
         ),
-    };
+    }
+}
+
+/// The `[[endpoint]]`s: 1 to [`ENDPOINTS_PER_BACKEND_MAX`], each address once, weights in range.
+fn endpoints(
+    file: &BackendFile,
+    https: bool,
+    source: &SourceFile,
+    values: &NamedValues,
+    diagnostics: &mut Diagnostics,
+) -> Vec<Endpoint> {
     if file.endpoint.is_empty() {
         diagnostics.push(source.error_at_start("a backend needs at least one [[endpoint]] with an address"));
     }
@@ -121,8 +179,18 @@ fn backend(
             endpoints.push(Endpoint { host, port, weight });
         }
     }
-    let base_path = base_path(file.base_path.as_ref(), source, diagnostics);
-    let authority = match (&file.host_header, endpoints.first()) {
+    endpoints
+}
+
+/// The `Host` the backend is sent: `host-header` when given, else the first endpoint's authority.
+fn host_header(
+    file: &BackendFile,
+    first: Option<&Endpoint>,
+    https: bool,
+    source: &SourceFile,
+    diagnostics: &mut Diagnostics,
+) -> String {
+    match (&file.host_header, first) {
         (Some(host), _) if is_host_header(host.get_ref()) => host.get_ref().clone(),
         (Some(host), _) => {
             diagnostics.push(source.error(host.span(), "a Host header is visible ASCII without spaces or '/'"));
@@ -130,27 +198,7 @@ fn backend(
         }
         (None, Some(first)) => authority(&first.host, first.port, https),
         (None, None) => String::new(),
-    };
-    let pool = pool(item, diagnostics);
-    let passive_health = passive(item, diagnostics);
-    let active_health = file.health.active.as_ref().and_then(|table| active(table, source, diagnostics));
-    Some(Backend {
-        id: item.id.clone(),
-        scheme: if https { Scheme::Https } else { Scheme::Http },
-        base_path: base_path?,
-        authority,
-        load_balancing: match file.load_balancing {
-            LoadBalancingName::RoundRobin => LoadBalancing::RoundRobin,
-            LoadBalancingName::Weighted => LoadBalancing::Weighted,
-            LoadBalancingName::LeastRequests => LoadBalancing::LeastRequests,
-        },
-        endpoints,
-        pool,
-        passive_health,
-        active_health,
-        tls_server_name,
-        client_certificate,
-    })
+    }
 }
 
 /// `host:port` of an endpoint, named values substituted; without a port, the scheme's (80 for

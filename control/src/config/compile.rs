@@ -10,13 +10,13 @@ use portcullis_contract::model::{
     Api, Backend, BackendUrl, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Deployment,
     Limits, Product, Subscription, SubscriptionScope, SubscriptionState, is_valid_api_path,
 };
+use portcullis_policy::named_values::{self, NamedValue, NamedValues};
 use toml::Spanned;
 
 use super::backend_url;
-use super::diagnostic::{Diagnostic, Diagnostics, SourceFile};
 use super::files::{ApiFile, LimitsTable, StateName, SubscriptionFile};
 use super::load::{Item, Parsed};
-use super::named_values::{self, NamedValue, NamedValues};
+use super::{Diagnostic, Diagnostics, SourceFile};
 
 /// Scope of a subscription to every API.
 pub const ALL_APIS_SCOPE: &str = "/apis";
@@ -93,8 +93,8 @@ pub(crate) fn compile(
 }
 
 /// Policy compile options from `gateway.toml` (`[policies] skip-unsupported`).
-fn policy_options(parsed: &Parsed) -> crate::policy::compile::Options {
-    crate::policy::compile::Options {
+fn policy_options(parsed: &Parsed) -> portcullis_policy::compile::Options {
+    portcullis_policy::compile::Options {
         skip_unsupported: parsed.gateway.as_ref().is_some_and(|item| item.file.policies.skip_unsupported),
         allow_unknown_references: false,
     }

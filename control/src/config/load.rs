@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use super::diagnostic::{Diagnostic, Diagnostics, SourceFile};
 use super::files::{ApiFile, BackendFile, GatewayFile, NamedValuesFile, OperationFile, ProductFile, SubscriptionFile};
+use super::{Diagnostic, Diagnostics, SourceFile};
 
 /// A config file is written by hand; anything past 1 MiB is a mistake, not a config.
 pub const FILE_BYTES_MAX: u64 = 1024 * 1024;

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use portcullis_contract::model::{Api, CATCH_ALL_METHOD, Operation, Policies, Product, ProductPolicies};
 use portcullis_contract::program::{Program, ScopeKind, Section};
+use portcullis_policy::compile::{self, Environment, Options, Report, ResponseExample};
+use portcullis_policy::named_values::NamedValues;
+use portcullis_policy::scope::{self, Document, Fragment, Fragments};
 
-use super::diagnostic::{Diagnostics, SourceFile};
 use super::load::{OperationItem, Parsed};
-use super::named_values::NamedValues;
-use crate::policy::compile::{self, Environment, Options, Report, ResponseExample};
-use crate::policy::scope::{self, Document, Fragment, Fragments};
+use super::{Diagnostics, SourceFile};
 
 /// The programs operations use, and the sections they run through products with policies.
 pub(crate) struct Compiled {
@@ -169,7 +169,7 @@ fn operation(item: &OperationItem, report: &mut Report) -> Option<(Operation, Ve
     let source = &item.item.source;
     let method = file.method.get_ref().trim().to_ascii_uppercase();
     let mut ok = true;
-    if method != CATCH_ALL_METHOD && !crate::policy::compile::is_method(&method) {
+    if method != CATCH_ALL_METHOD && !portcullis_policy::compile::is_method(&method) {
         report
             .errors
             .push(source.error(file.method.span(), format!("{method:?} is not an HTTP method (or * for any)")));
@@ -190,7 +190,7 @@ fn operation(item: &OperationItem, report: &mut Report) -> Option<(Operation, Ve
         };
         let content_type = match &response.content_type {
             Some(content_type) => {
-                let media_type = crate::policy::compile::media_type(content_type.get_ref());
+                let media_type = portcullis_policy::compile::media_type(content_type.get_ref());
                 if !is_media_type(&media_type) {
                     let message = format!("{:?} is not a media type (type/subtype)", content_type.get_ref());
                     report.errors.push(source.error(content_type.span(), message));
@@ -222,7 +222,7 @@ fn operation(item: &OperationItem, report: &mut Report) -> Option<(Operation, Ve
 
 /// `type/subtype` made of RFC 9110 tokens.
 fn is_media_type(text: &str) -> bool {
-    let is_token = crate::policy::compile::is_method;
+    let is_token = portcullis_policy::compile::is_method;
     text.split_once('/').is_some_and(|(kind, subtype)| is_token(kind) && is_token(subtype))
 }
 

@@ -79,7 +79,7 @@ impl Drop for TempConfig {
 
 fn quickstart_values() -> NamedValues {
     let mut values = NamedValues::default();
-    values.insert(named_values::ECHO_BACKEND_URL, NamedValue { value: "http://127.0.0.1:4567".into(), secret: false });
+    values.insert(ECHO_BACKEND_URL, NamedValue { value: "http://127.0.0.1:4567".into(), secret: false });
     values
 }
 

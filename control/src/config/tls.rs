@@ -16,7 +16,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::diagnostic::{Diagnostics, SourceFile};
+use super::{Diagnostics, SourceFile};
 
 /// A PEM file of certificates or a key is a few kilobytes; a CA bundle maybe a few hundred.
 pub const PEM_FILE_BYTES_MAX: u64 = 1024 * 1024;

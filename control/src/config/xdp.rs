@@ -12,7 +12,7 @@ use portcullis_contract::xdp::{
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::diagnostic::{Diagnostics, SourceFile};
+use super::{Diagnostics, SourceFile};
 
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
 const INTERFACE_NAME_BYTES_MAX: usize = 15;

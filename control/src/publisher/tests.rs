@@ -2,26 +2,7 @@
 
 use std::path::PathBuf;
 
-use portcullis_contract::model::Limits;
-
 use super::*;
-
-fn config(source: &str) -> Config {
-    Config {
-        source: source.into(),
-        apis: Vec::new(),
-        subscriptions: Vec::new(),
-        key_index: KeyIndex::default(),
-        limits: Limits::default(),
-        programs: vec![portcullis_contract::program::Program::empty()],
-        deployment: Default::default(),
-        products: Vec::new(),
-        product_policies: Vec::new(),
-        backends: Vec::new(),
-        xdp: Default::default(),
-        tls: Default::default(),
-    }
-}
 
 fn socket_path(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("portcullis-publisher-{name}-{}", std::process::id()));
@@ -52,7 +33,7 @@ fn receive(connection: &OwnedFd) -> (u64, Config) {
 #[test]
 fn publishes_tracks_answers_and_renumbers_on_reconnect() {
     let path = socket_path("flow");
-    let publisher = Arc::new(Publisher::new(config("one"), 5).unwrap());
+    let publisher = Arc::new(Publisher::new(Config::empty("one"), 5).unwrap());
     let listener = channel::listen(&path).unwrap();
     let serving = Arc::clone(&publisher);
     std::thread::spawn(move || serving.serve(listener));
@@ -62,26 +43,35 @@ fn publishes_tracks_answers_and_renumbers_on_reconnect() {
 
     let dataplane = channel::connect(&path).unwrap();
     channel::send(&dataplane, &hello(0), None).unwrap();
-    assert_eq!(receive(&dataplane), (5, config("one")));
+    assert_eq!(receive(&dataplane), (5, Config::empty("one")));
     channel::send(&dataplane, &ToControl::Applied { generation: 5 }, None).unwrap();
     assert_eq!(publisher.wait(5, Duration::from_secs(5)), Outcome::Applied);
     let view = publisher.view();
     assert_eq!((view.generation, view.applied_generation, view.connected), (5, 5, true));
     assert_eq!(view.dataplane.unwrap().workers, 2);
 
-    let generation = publisher.publish(config("two")).unwrap();
+    let generation = publisher.publish(Config::empty("two")).unwrap();
     assert_eq!(generation, 6);
-    assert_eq!(receive(&dataplane), (6, config("two")));
+    assert_eq!(receive(&dataplane), (6, Config::empty("two")));
     channel::send(&dataplane, &ToControl::Rejected { generation: 6, reason: "bad".into() }, None).unwrap();
     assert_eq!(publisher.wait(6, Duration::from_secs(5)), Outcome::Rejected("bad".into()));
 
-    // A bad message is ignored, the connection stays.
+    // A bad message is ignored, the connection stays: the answer sent after it on the same
+    // connection is still read (were the connection dropped, the wait would time out).
+    assert_eq!(publisher.publish(Config::empty("three")).unwrap(), 7);
+    assert_eq!(receive(&dataplane), (7, Config::empty("three")));
     rustix::net::send(&dataplane, b"not json", rustix::net::SendFlags::empty()).unwrap();
+    channel::send(&dataplane, &ToControl::Applied { generation: 7 }, None).unwrap();
+    assert_eq!(publisher.wait(7, Duration::from_secs(5)), Outcome::Applied);
+    let view = publisher.view();
+    assert!(view.connected, "the bad message did not cost the connection");
+    assert_eq!((view.generation, view.applied_generation), (7, 7));
+
     drop(dataplane);
     let restarted = channel::connect(&path).unwrap();
     channel::send(&restarted, &hello(9), None).unwrap();
     let (generation, received) = receive(&restarted);
-    assert_eq!((generation, received.source.as_str()), (10, "two"));
+    assert_eq!((generation, received.source.as_str()), (10, "three"));
     assert_eq!(publisher.view().generation, 10);
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }

@@ -11,12 +11,8 @@ use portcullis_contract::snapshot::{self, HEADER_LEN};
 
 use super::{DATAPLANE_BIN, DATAPLANE_ENV, Plan, UpOptions};
 use crate::admin::server as admin_server;
-use crate::config::{self, NamedValue, NamedValues, named_values::ECHO_BACKEND_URL};
+use crate::config::{self, check_values};
 use crate::{data_dir, quickstart};
-
-/// Stands in for the echo backend's URL while checking the config before the echo backend
-/// runs (its port is not known yet); any valid http URL works, this one is never contacted.
-pub const ECHO_BACKEND_URL_PLACEHOLDER: &str = "http://127.0.0.1:9";
 
 /// Resolves directories and binaries and checks the config; starts nothing.
 pub(super) fn plan(options: UpOptions) -> anyhow::Result<Plan> {
@@ -41,16 +37,6 @@ pub(super) fn plan(options: UpOptions) -> anyhow::Result<Plan> {
     let dataplane_bin = dataplane_binary(options.dataplane_bin.as_deref(), &exe)?;
     config::load(&config_dir, &check_values(!options.no_echo_backend))?;
     Ok(Plan { options, data_dir, config_dir, dataplane_bin, exe })
-}
-
-/// The values `up` will provide, for checking a config before they are known.
-pub fn check_values(echo_backend: bool) -> NamedValues {
-    let mut values = NamedValues::default();
-    if echo_backend {
-        let value = NamedValue { value: ECHO_BACKEND_URL_PLACEHOLDER.to_owned(), secret: false };
-        values.insert(ECHO_BACKEND_URL, value);
-    }
-    values
 }
 
 fn dataplane_binary(explicit: Option<&Path>, exe: &Path) -> anyhow::Result<PathBuf> {

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use portcullis_contract::key_index::{KeyEntry, KeyIndex, KeySlot};
 use portcullis_contract::model::{
-    Api, BackendUrl, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Limits, Scheme,
-    Subscription, SubscriptionScope, SubscriptionState,
+    Api, BackendUrl, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Scheme, Subscription,
+    SubscriptionScope, SubscriptionState,
 };
 
 /// A test module per scenario with an `uring` and an `epoll` test, each running
@@ -96,24 +96,17 @@ pub fn config(backend: SocketAddr, echo_path: &str) -> Config {
         KeyEntry { key: SUSPENDED_KEY.into(), subscription: 1, slot: KeySlot::Primary },
     ];
     Config {
-        source: "test".into(),
         apis: vec![api("echo", echo_path, "/api", true), api("open", "open", "", false)],
         subscriptions: vec![
             subscription("active", SubscriptionState::Active),
             subscription("suspended", SubscriptionState::Suspended),
         ],
         key_index: KeyIndex::build([3, 4], entries).unwrap(),
-        limits: Limits::default(),
         programs: vec![
             portcullis_contract::program::Program::empty(),
             portcullis_contract::program::Program::forward_only(),
         ],
-        deployment: Default::default(),
-        products: Vec::new(),
-        product_policies: Vec::new(),
-        backends: Vec::new(),
-        xdp: Default::default(),
-        tls: Default::default(),
+        ..Config::empty("test")
     }
 }
 

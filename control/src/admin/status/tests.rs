@@ -1,7 +1,6 @@
 //! Tests of status collection (against a real stats region) and rendering.
 
-use portcullis_contract::key_index::KeyIndex;
-use portcullis_contract::model::{Config, Limits};
+use portcullis_contract::model::Config;
 use portcullis_contract::stats::{IoBackend, WorkerSlot};
 
 use super::*;
@@ -19,20 +18,7 @@ fn view(connected: bool) -> PublisherView {
             listen: vec!["127.0.0.1:8080".into()],
             listen_tls: None,
         }),
-        config: std::sync::Arc::new(Config {
-            source: "/cfg".into(),
-            apis: Vec::new(),
-            subscriptions: Vec::new(),
-            key_index: KeyIndex::default(),
-            limits: Limits::default(),
-            programs: vec![portcullis_contract::program::Program::empty()],
-            deployment: Default::default(),
-            products: Vec::new(),
-            product_policies: Vec::new(),
-            backends: Vec::new(),
-            xdp: Default::default(),
-            tls: Default::default(),
-        }),
+        config: std::sync::Arc::new(Config::empty("/cfg")),
     }
 }
 

@@ -18,7 +18,7 @@ use super::ExprError;
 use super::lexer::Span;
 use super::syntax::{AssignOp, BinaryOp, Expr, ExprKind, InterpolatedPart, Source, TypeName, UnaryOp};
 use super::types::{self, Access, StaticType};
-use crate::policy::code::{CodeBuilder, Label};
+use crate::code::{CodeBuilder, Label};
 
 type R<T> = Result<T, ExprError>;
 

@@ -1,4 +1,5 @@
-//! Config diagnostics: one message with its file, line and column, rendered with a caret excerpt.
+//! Diagnostics: one message with its file, line and column, rendered with a caret excerpt. The
+//! compiler reports its problems this way, and so does the config loader that calls it.
 
 use std::fmt;
 use std::ops::Range;
@@ -30,7 +31,7 @@ struct Excerpt {
     width: usize,
 }
 
-/// One problem found while loading a config directory.
+/// One problem found in a policy document or a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     /// What is wrong, in words that say what to do.
@@ -40,13 +41,6 @@ pub struct Diagnostic {
     /// Where in the file, when the problem is inside its text.
     pub location: Option<Location>,
     excerpt: Option<Excerpt>,
-}
-
-/// Every problem found in one load: a load reports all of them, not just the first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Diagnostics {
-    /// The problems, in the order they were found (files in name order).
-    pub items: Vec<Diagnostic>,
 }
 
 impl SourceFile {
@@ -86,23 +80,6 @@ impl Diagnostic {
     }
 }
 
-impl Diagnostics {
-    /// Adds one problem.
-    pub fn push(&mut self, diagnostic: Diagnostic) {
-        self.items.push(diagnostic);
-    }
-
-    /// True when nothing was found.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    /// Number of problems.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-}
-
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "error: {}", self.message)?;
@@ -117,19 +94,6 @@ impl fmt::Display for Diagnostic {
         write!(f, "{pad} | {}{}", " ".repeat(location.column - 1), "^".repeat(excerpt.width))
     }
 }
-
-impl fmt::Display for Diagnostics {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for diagnostic in &self.items {
-            writeln!(f, "{diagnostic}")?;
-            writeln!(f)?;
-        }
-        let plural = if self.items.len() == 1 { "" } else { "s" };
-        write!(f, "{} error{plural}: the config was not loaded", self.items.len())
-    }
-}
-
-impl std::error::Error for Diagnostics {}
 
 /// The largest char boundary at or below `at` (str::floor_char_boundary is not stable yet).
 fn floor_char_boundary(text: &str, mut at: usize) -> usize {
@@ -169,8 +133,5 @@ mod tests {
         assert_eq!(diagnostic.to_string(), "error: stray file\n  --> /cfg/x.txt");
         let source = SourceFile::new("f.toml", "a = 1");
         assert_eq!(source.error(99..120, "eof").location, Some(Location { line: 1, column: 6 }));
-        let mut all = Diagnostics::default();
-        all.push(diagnostic);
-        assert!(all.to_string().ends_with("1 error: the config was not loaded"));
     }
 }

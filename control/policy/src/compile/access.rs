@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use portcullis_contract::program::{Cors, IpFilter, IpRange, Op, VALUES_PER_POLICY_MAX};
 
 use super::{Place, SectionCompiler};
-use crate::policy::expr::Expect;
-use crate::policy::xml::Element;
+use crate::expr::Expect;
+use crate::xml::Element;
 
 /// APIM's default status for a failed `check-header`.
 const CHECK_HEADER_STATUS_DEFAULT: i64 = 401;

@@ -1,11 +1,9 @@
-//! Named values: `{{name}}` placeholders in config strings, filled from `named-values.toml`
-//! and from values the running gateway provides (such as the echo backend's address).
+//! Named values: `{{name}}` placeholders in policy and config strings, filled from the values
+//! a config defines (`named-values.toml`) and those the running gateway provides.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-/// The value `portcullis up` provides when it runs the echo backend: `http://<addr>`.
-pub const ECHO_BACKEND_URL: &str = "echo-backend-url";
 /// APIM limits named-value names to 256 characters; so do we.
 pub const NAME_CHARS_MAX: usize = 256;
 

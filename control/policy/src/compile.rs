@@ -17,8 +17,8 @@ use super::code::CodeBuilder;
 use super::expr::{self, Expect};
 use super::scope::{Fragments, Stmt};
 use super::xml::{Attr, Element};
-use crate::config::named_values::{self, NamedValues};
-use crate::config::{Diagnostic, SourceFile};
+use crate::diagnostic::{Diagnostic, SourceFile};
+use crate::named_values::{self, NamedValues};
 
 /// How strict a compile is.
 #[derive(Debug, Clone, Copy, Default)]

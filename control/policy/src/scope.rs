@@ -7,7 +7,7 @@ use std::sync::Arc;
 use portcullis_contract::program::{ScopeKind, Section};
 
 use super::xml::{self, Element, Node};
-use crate::config::{Diagnostic, SourceFile};
+use crate::diagnostic::{Diagnostic, SourceFile};
 
 /// Fragments larger than this are refused, as APIM refuses them (512 KB).
 pub const FRAGMENT_BYTES_MAX: usize = 512 * 1024;

@@ -8,7 +8,7 @@
 
 use portcullis_contract::program::{Builtin, Op};
 
-use crate::policy::code::Label;
+use crate::code::Label;
 
 use super::super::lexer::Span;
 use super::super::syntax::{Arg, Expr, ExprKind};

@@ -3,8 +3,8 @@ use std::sync::Arc;
 use portcullis_contract::program::{ExistsAction, Op, ScopeKind, Section, Side};
 
 use super::*;
-use crate::config::named_values::NamedValue;
-use crate::policy::scope::{self, Document, Fragment};
+use crate::named_values::NamedValue;
+use crate::scope::{self, Document, Fragment};
 
 struct Compiled {
     programs: Vec<Option<Program>>,
@@ -170,7 +170,7 @@ fn named_values_and_fragments() {
     inbound_const(inbound, "contoso");
     inbound_const(inbound, "Bearer s3cr3t");
     assert!(inbound.sites[0].location.starts_with("fragments/common.xml:1:"));
-    let rendered = crate::policy::cli::render_program(Section::Inbound, inbound, &values.secret_values());
+    let rendered = crate::explain::render_program(Section::Inbound, inbound, &values.secret_values());
     assert!(!rendered.contains("s3cr3t") && rendered.contains("Bearer ***"), "{rendered}");
 
     let error = first_error("<policies><inbound><include-fragment fragment-id=\"missing\"/></inbound></policies>");

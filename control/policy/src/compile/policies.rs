@@ -5,8 +5,8 @@ use portcullis_contract::program::{
 };
 
 use super::{Place, SectionCompiler, access};
-use crate::policy::expr::Expect;
-use crate::policy::xml::Element;
+use crate::expr::Expect;
+use crate::xml::Element;
 
 use Section::{Backend as B, Inbound as I, OnError as E, Outbound as O};
 
@@ -308,7 +308,7 @@ fn text_op(c: &mut SectionCompiler<'_>, element: &Element, place: &Place, op: Op
         c.error(place, element.name_span.clone(), format!("<{}> needs a value as its content", element.name));
         return;
     };
-    if !crate::policy::expr::is_expression(text.trim()) && !is_token(text.trim()) {
+    if !crate::expr::is_expression(text.trim()) && !is_token(text.trim()) {
         c.error(place, span, format!("{:?} is not a valid HTTP method", text.trim()));
         return;
     }
@@ -331,7 +331,7 @@ fn set_body(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) {
     match element.text() {
         Some((text, span)) => {
             let trimmed = text.trim();
-            if crate::policy::expr::is_expression(trimmed) {
+            if crate::expr::is_expression(trimmed) {
                 c.value(trimmed, &span, Expect::Any, place);
             } else {
                 c.value(&text, &span, Expect::String, place);
@@ -383,7 +383,7 @@ fn rewrite_uri(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) {
     let copy_unmatched = c.literal_bool(element, "copy-unmatched-params", true, place);
     match element.attr("template") {
         Some(attr) => {
-            let literal = !crate::policy::expr::is_expression(attr.value.trim());
+            let literal = !crate::expr::is_expression(attr.value.trim());
             if literal && !attr.value.starts_with('/') && !attr.value.contains("{{") {
                 c.error(place, attr.value_span.clone(), "a rewrite-uri template starts with '/'");
             }
@@ -404,7 +404,7 @@ fn set_backend_service(c: &mut SectionCompiler<'_>, element: &Element, place: &P
             c.error(place, other.name_span.clone(), "give base-url or backend-id, not both");
             return;
         }
-        let literal = !crate::policy::expr::is_expression(attr.value.trim()) && !attr.value.contains("{{");
+        let literal = !crate::expr::is_expression(attr.value.trim()) && !attr.value.contains("{{");
         if literal && !c.env.backends.contains(attr.value.trim()) {
             let message = format!("unknown backend {:?} (add backends/{}.toml)", attr.value.trim(), attr.value.trim());
             if c.env.options.allow_unknown_references {
@@ -426,7 +426,7 @@ fn set_backend_service(c: &mut SectionCompiler<'_>, element: &Element, place: &P
         c.error(place, element.name_span.clone(), "<set-backend-service> needs base-url=\"...\" or backend-id=\"...\"");
         return;
     };
-    if !crate::policy::expr::is_expression(attr.value.trim()) && !attr.value.contains("{{") {
+    if !crate::expr::is_expression(attr.value.trim()) && !attr.value.contains("{{") {
         let url = attr.value.trim();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             c.error(place, attr.value_span.clone(), format!("base-url {url:?} is not an http:// or https:// URL"));
@@ -459,7 +459,7 @@ fn forward_request(c: &mut SectionCompiler<'_>, element: &Element, place: &Place
     // Checked, then moot: the gateway answers `Expect: 100-continue` itself and never sends
     // `Expect` to the backend, so there is no `100 Continue` to wait for (docs/policies.md).
     let continue_timeout =
-        element.attr("continue-timeout").is_some_and(|attr| crate::policy::expr::is_expression(attr.value.trim()));
+        element.attr("continue-timeout").is_some_and(|attr| crate::expr::is_expression(attr.value.trim()));
     if continue_timeout {
         c.attr_value(element, "continue-timeout", Expect::Int, place);
         c.code.emit(Op::Pop);
@@ -470,7 +470,7 @@ fn forward_request(c: &mut SectionCompiler<'_>, element: &Element, place: &Place
     // request and the op takes them from the stack.
     let computed = ["timeout", "timeout-ms", "follow-redirects", "fail-on-error-status-code"]
         .iter()
-        .any(|name| element.attr(name).is_some_and(|attr| crate::policy::expr::is_expression(attr.value.trim())));
+        .any(|name| element.attr(name).is_some_and(|attr| crate::expr::is_expression(attr.value.trim())));
     if computed {
         if c.attr_value(element, "timeout", Expect::Int, place).is_some() {
             c.code.push_int(1000);

@@ -57,7 +57,7 @@ pub(crate) fn fuse(ops: &[Op], consts: &[Const]) -> Vec<Op> {
     for op in &mut out {
         if let Some(target) = op.jump_target() {
             let new = renumbered.get(target as usize).copied().unwrap_or(u32::MAX);
-            *op = crate::policy::code::with_target(*op, new);
+            *op = crate::code::with_target(*op, new);
         }
     }
     out

@@ -1,0 +1,119 @@
+//! A compiled program as text, for `portcullis policy explain`: ops with their constants
+//! resolved and sites named, secret values redacted.
+
+use std::fmt::Write as _;
+
+use portcullis_contract::program::{Const, Op, Program, Section};
+
+/// One program as text: ops with their constants resolved, sites named; secret values redacted.
+pub fn render_program(section: Section, program: &Program, secrets: &[String]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} ({} ops, {} constants, {} locals, stack {}):",
+        section.as_str(),
+        program.ops.len(),
+        program.consts.len(),
+        program.locals,
+        program.max_stack
+    );
+    if program.ops.is_empty() {
+        let _ = writeln!(out, "  (nothing)");
+    }
+    let constant = |index: u32| -> String {
+        let text = match program.consts.get(index as usize) {
+            Some(Const::Str(s)) => format!("{s:?}"),
+            Some(Const::Int(i)) => i.to_string(),
+            Some(Const::Double(d)) => d.to_string(),
+            Some(Const::Regex { pattern, ignore_case }) => {
+                format!("regex {pattern:?}{}", if *ignore_case { " (ignore case)" } else { "" })
+            }
+            None => format!("#{index}?"),
+        };
+        redact(&text, secrets)
+    };
+    for (at, op) in program.ops.iter().enumerate() {
+        let detail = match *op {
+            Op::Const(i) => format!("const {}", constant(i)),
+            Op::Site(i) => match program.sites.get(i as usize) {
+                Some(site) => format!(
+                    "── {} ({}, {}{})",
+                    site.path,
+                    site.scope.as_str(),
+                    site.location,
+                    site.policy_id.as_ref().map_or(String::new(), |id| format!(", id {id:?}"))
+                ),
+                None => format!("site #{i}?"),
+            },
+            Op::SetHeader { side, action, name, values } => {
+                format!("set-header {side:?} {action:?} {} ({values} values)", constant(name))
+            }
+            Op::SetHeaderConst { side, action, name, value } => {
+                format!("set-header {side:?} {action:?} {} = {}", constant(name), constant(value))
+            }
+            Op::RewriteUriConst { template, copy_unmatched } => {
+                format!("rewrite-uri {}{}", constant(template), if copy_unmatched { " copy-unmatched" } else { "" })
+            }
+            Op::RequestHeader { name, default } => match default {
+                Some(default) => format!("request-header {} or {}", constant(name), constant(default)),
+                None => format!("request-header {}", constant(name)),
+            },
+            Op::ForwardRequestComputed { buffer_response } => {
+                format!(
+                    "forward-request (timeout-ms, follow-redirects, fail-on-error-status-code from the stack) buffer-response={buffer_response}"
+                )
+            }
+            Op::SetQueryParameter { action, name, values } => {
+                format!("set-query-parameter {action:?} {} ({values} values)", constant(name))
+            }
+            Op::SetVariable { name } => format!("set-variable {}", constant(name)),
+            Op::CheckHeader { name, values_first, values, ignore_case } => {
+                let allowed: Vec<String> = (values_first..values_first + u32::from(values)).map(constant).collect();
+                format!(
+                    "check-header {} allowed [{}]{}",
+                    constant(name),
+                    allowed.join(", "),
+                    if ignore_case { " ignore-case" } else { "" }
+                )
+            }
+            Op::CheckHeaderConst { name, values_first, values, ignore_case, status, message } => {
+                let allowed: Vec<String> = (values_first..values_first + u32::from(values)).map(constant).collect();
+                format!(
+                    "check-header {} allowed [{}]{} else {status}{}",
+                    constant(name),
+                    allowed.join(", "),
+                    if ignore_case { " ignore-case" } else { "" },
+                    message.map_or(String::new(), |message| format!(" {}", constant(message)))
+                )
+            }
+            Op::IpFilter(i) => match program.ip_filters.get(i as usize) {
+                Some(filter) => format!(
+                    "ip-filter {} ({} ranges)",
+                    if filter.allow { "allow" } else { "forbid" },
+                    filter.ranges.len()
+                ),
+                None => format!("ip-filter #{i}?"),
+            },
+            Op::Cors(i) => match program.cors.get(i as usize) {
+                Some(cors) => format!("cors origins [{}]", cors.allowed_origins.join(", ")),
+                None => format!("cors #{i}?"),
+            },
+            Op::Trace { source, severity } => format!("trace {} {severity:?}", constant(source)),
+            Op::MockResponse { status, content_type, .. } => {
+                format!("mock-response {status} {}", constant(content_type))
+            }
+            Op::BeginResponseFrom { name } => format!("begin-response from {}", constant(name)),
+            other => format!("{other:?}"),
+        };
+        let _ = writeln!(out, "  {at:4}  {detail}");
+    }
+    out
+}
+
+fn redact(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
+        text = text.replace(secret.as_str(), "***");
+    }
+    text
+}
