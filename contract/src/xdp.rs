@@ -164,11 +164,13 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn mask32(len: u8) -> u32 {
+/// The network mask of an IPv4 prefix of `len` bits.
+pub fn mask32(len: u8) -> u32 {
     if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) }
 }
 
-fn mask128(len: u8) -> u128 {
+/// The network mask of an IPv6 prefix of `len` bits.
+pub fn mask128(len: u8) -> u128 {
     if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) }
 }
 
