@@ -19,7 +19,6 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-
 pub use local::LocalCounters;
 pub use table::{BUCKET_SLOTS, CAS_ATTEMPTS_MAX};
 
@@ -56,7 +55,8 @@ pub struct KeyHasher {
 
 impl Default for KeyHasher {
     fn default() -> Self {
-        let seed = || getrandom::u64().unwrap_or_else(|_| ahash::RandomState::new().hash_one(std::time::Instant::now()));
+        let seed =
+            || getrandom::u64().unwrap_or_else(|_| ahash::RandomState::new().hash_one(std::time::Instant::now()));
         Self { state: ahash::RandomState::with_seeds(seed(), seed(), seed(), seed()) }
     }
 }

@@ -4,9 +4,10 @@
 //! (`service`). [`XdpPlane`] ties them together; workers ask it at accept ([`XdpPlane::admit`])
 //! and per request ([`XdpPlane::limit_request`]).
 //!
-//! Workers take no lock here: they read the rules and the blocks through arc-swap, count in the
-//! lock-free counter store, and hand new blocks to the xdp-sync thread through a bounded queue.
-//! Only the xdp threads take the locks (the kernel maps, the block table and its file).
+//! Workers wait for no lock here: they read the rules and the blocks through arc-swap, count in
+//! the lock-free counter store, and hand new blocks to the xdp-sync thread through a bounded
+//! queue (writing the kernel map themselves only when its lock is free, `try_lock`). The xdp
+//! threads take the locks (the kernel maps, the block table and its file).
 
 pub mod blocks;
 pub mod kernel;
@@ -201,7 +202,8 @@ impl XdpPlane {
         let reason = reason.or_else(|| {
             let rules = self.current.load();
             let limited = !self.kernel_loaded() && rules.syn_rate_per_second != 0;
-            (limited && !self.sources.take_connection(peer, &rules, monotonic_ns())).then_some(VerdictReason::SynOverRate)
+            (limited && !self.sources.take_connection(peer, &rules, monotonic_ns()))
+                .then_some(VerdictReason::SynOverRate)
         });
         match reason {
             Some(reason) => {
@@ -214,8 +216,8 @@ impl XdpPlane {
 
     /// The per-IP request limit: `Some(retry_after_seconds)` when `peer` is over it (answer
     /// 429); the peer is then blocked for `block_seconds`, so its next packets die at the NIC.
-    /// Takes no lock: the block is installed by the xdp-sync thread within
-    /// [`service::SYNC_INTERVAL_MS`], and meanwhile the peer's bucket refuses it.
+    /// Waits for no lock: see [`XdpPlane::block_from_worker`]; until the block is in the table,
+    /// the peer's bucket refuses it for the same time.
     pub fn limit_request(&self, peer: IpAddr, rules: &XdpRules) -> Option<u32> {
         if rules.per_ip_requests_per_second == 0 {
             return None;
@@ -233,13 +235,30 @@ impl XdpPlane {
             return None;
         }
         if decision.penalty_started {
-            let host = IpPrefix::new(canonical(peer), if canonical(peer).is_ipv4() { 32 } else { 128 });
-            let pending = PendingBlock { prefix: host, seconds: rules.block_seconds.max(1) };
-            if let Err(TrySendError::Full(_)) = self.pending_blocks.try_send(pending) {
-                tracing::debug!(client = %peer, "per-IP request limit exceeded; the block queue is full");
-            }
+            self.block_offender(peer, rules.block_seconds.max(1));
         }
         Some(u32::try_from(decision.retry_after_seconds()).unwrap_or(u32::MAX))
+    }
+
+    /// Blocks `peer`'s address for `seconds` from a worker (a rate limit's offender): into the
+    /// kernel map at once if no xdp thread holds the kernel this instant (`try_lock`, never a
+    /// wait: the client's next packet then dies at the NIC, as its 429 is not written yet), and in
+    /// any case queued for the xdp-sync thread, which records it in the table (and the kernel, if
+    /// it was busy) within [`service::SYNC_INTERVAL_MS`].
+    pub fn block_offender(&self, peer: IpAddr, seconds: u32) {
+        let host = IpPrefix::new(canonical(peer), if canonical(peer).is_ipv4() { 32 } else { 128 });
+        let pending = PendingBlock { prefix: host, seconds };
+        if let Ok(mut kernel) = self.kernel.try_lock() {
+            if let Some(kernel) = kernel.as_mut() {
+                let until_unix_ms = unix_ms().saturating_add(u64::from(pending.seconds) * 1000);
+                if let Err(error) = kernel.block(pending.prefix, monotonic_deadline(Some(until_unix_ms))) {
+                    tracing::debug!(prefix = %pending.prefix, %error, "blocking at the NIC from a worker");
+                }
+            }
+        }
+        if let Err(TrySendError::Full(_)) = self.pending_blocks.try_send(pending) {
+            tracing::debug!(client = %pending.prefix.addr, "per-IP request limit exceeded; the block queue is full");
+        }
     }
 
     /// Installs the blocks workers asked for (the xdp-sync thread, every round).
@@ -250,8 +269,12 @@ impl XdpPlane {
         };
         for PendingBlock { prefix, seconds } in pending {
             match self.block(prefix, Some(Duration::from_secs(u64::from(seconds))), BlockOrigin::RateLimit) {
-                Ok(()) => tracing::info!(client = %prefix.addr, seconds, "per-IP request limit exceeded: 429, then blocked"),
-                Err(error) => tracing::warn!(client = %prefix.addr, %error, "per-IP request limit exceeded; could not block"),
+                Ok(()) => {
+                    tracing::info!(client = %prefix.addr, seconds, "per-IP request limit exceeded: 429, then blocked")
+                }
+                Err(error) => {
+                    tracing::warn!(client = %prefix.addr, %error, "per-IP request limit exceeded; could not block")
+                }
             }
         }
     }

@@ -196,6 +196,7 @@ fn sliding_retry(limit: u64, hits: u64, current: u64, previous: u64, elapsed: u6
         return at.saturating_sub(elapsed).max(1);
     }
     let room = limit - hits;
-    let at = period - (u128::from(room) * u128::from(period) / u128::from(current.max(1))).min(u128::from(period)) as u64;
+    let at =
+        period - (u128::from(room) * u128::from(period) / u128::from(current.max(1))).min(u128::from(period)) as u64;
     (period - elapsed) + at
 }

@@ -144,7 +144,9 @@ impl Table {
             }
             let (index, expected, written) = match found {
                 Some((index, value)) => match step(Some(value)) {
-                    Step::Keep(result) => return Applied { result, slot: Some(base * BUCKET_SLOTS + index), tracked: true },
+                    Step::Keep(result) => {
+                        return Applied { result, slot: Some(base * BUCKET_SLOTS + index), tracked: true };
+                    }
                     Step::Write(new, result) => (index, join(key, value), (join(key, new), result)),
                 },
                 None => match (step(None), free) {
@@ -186,7 +188,12 @@ impl Table {
 
     /// `key`'s value, if it has a slot.
     pub(crate) fn get(&self, key: u64) -> Option<u64> {
-        self.buckets[self.bucket_of(key)].0.iter().map(|slot| split(slot.load(Ordering::Acquire))).find(|(k, _)| *k == key).map(|(_, v)| v)
+        self.buckets[self.bucket_of(key)]
+            .0
+            .iter()
+            .map(|slot| split(slot.load(Ordering::Acquire)))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
     }
 
     /// Empties every idle slot; returns the slots still live.

@@ -2,7 +2,7 @@
 //! 429 with `Retry-After` and is blocked (at the NIC when the XDP pre-filter is attached).
 //!
 //! When `rate-limit-by-key` with `counter-key="@(context.Request.IpAddress)"` lands in the
-//! policy engine, its 429 path calls [`crate::xdp::XdpPlane::block`] the same way.
+//! policy engine, its 429 path calls [`crate::xdp::XdpPlane::block_offender`] the same way.
 
 use crate::io::Stream;
 use crate::proxy::{Connection, RequestCtx, relay};

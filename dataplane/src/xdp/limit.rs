@@ -100,7 +100,10 @@ mod tests {
         let rules = rules(2, 3);
         assert!((0..3).all(|_| limits.take_connection(ip, &rules, start)));
         assert!(!limits.take_connection(ip, &rules, start));
-        assert!(limits.take_connection("192.0.2.2".parse().unwrap(), &rules, start), "another source has its own bucket");
+        assert!(
+            limits.take_connection("192.0.2.2".parse().unwrap(), &rules, start),
+            "another source has its own bucket"
+        );
         let half = start + NS_PER_SECOND / 2;
         assert!(limits.take_connection(ip, &rules, half), "one token after half a second at 2/s");
         assert!(!limits.take_connection(ip, &rules, half));

@@ -77,7 +77,11 @@ fn lookups_find_v4_v6_and_mapped_sources_by_prefix() {
     assert!(lookup.is_blocked(ip("2001:db8:bad:ffff::1"), 1_000));
     assert!(!lookup.is_blocked(ip("2001:db8:bae::1"), 1_000));
     let (covering, lasting) = lookup.covering(ip("2001:db8:bad::7"), 1_000).unwrap();
-    assert_eq!((covering, lasting.until_unix_ms), (prefix("2001:db8:bad::7"), Some(9_000)), "the longest-lasting block");
+    assert_eq!(
+        (covering, lasting.until_unix_ms),
+        (prefix("2001:db8:bad::7"), Some(9_000)),
+        "the longest-lasting block"
+    );
     assert!(lookup.covering(ip("2001:db8:bad::7"), 9_500).is_none(), "both expired by 9.5 s");
     assert!(BlockLookup::default().covering(ip("192.0.2.1"), 0).is_none());
 }
