@@ -407,3 +407,6 @@ fn monotonic_deadline(until_unix_ms: Option<u64>) -> u64 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -82,10 +82,14 @@ impl CounterStore for LocalCounters {
             if ahead <= tolerance {
                 return Step::Write((start + interval).min(PENALTY_FLAG - 1), admitted((tolerance - ahead) / interval));
             }
-            let retry_after_ns = ahead - tolerance;
-            if bucket.penalty_ns == 0 || penalized {
-                return Step::Keep(refused(retry_after_ns));
+            if bucket.penalty_ns == 0 {
+                return Step::Keep(refused(ahead - tolerance));
             }
+            if penalized {
+                // The penalty runs until the bucket is full again.
+                return Step::Keep(refused(ahead));
+            }
+            let retry_after_ns = ahead - tolerance;
             let until = start.max(now.saturating_add(bucket.penalty_ns)).min(PENALTY_FLAG - 1);
             let decision = Decision { penalty_started: true, ..refused(retry_after_ns.max(bucket.penalty_ns)) };
             Step::Write(until | PENALTY_FLAG, decision)
