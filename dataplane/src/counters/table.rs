@@ -3,8 +3,8 @@
 //! of key and value together, and no thread ever waits for another.
 //!
 //! A key lives in one bucket of [`BUCKET_SLOTS`] slots (two cache lines) chosen by its hash; an
-//! operation scans the bucket, uses the first slot holding the key, else claims the first slot
-//! that is empty or idle (see [`idle`]). A full bucket answers "untracked" and the caller decides
+//! operation scans the bucket, uses the first slot holding the key, else claims the first empty
+//! slot, else the first idle one (see [`idle`]). A full bucket answers "untracked" and the caller decides
 //! what that means (the per-IP limits let the request through, `limit-concurrency` refuses it).
 
 use portable_atomic::{AtomicU128, Ordering};
@@ -130,7 +130,7 @@ impl Table {
         let bucket = &self.buckets[base];
         for _ in 0..CAS_ATTEMPTS_MAX {
             let mut found = None;
-            let mut free = None;
+            let (mut empty, mut reclaimable) = (None, None);
             for (index, slot) in bucket.0.iter().enumerate() {
                 let word = slot.load(Ordering::Acquire);
                 let (slot_key, value) = split(word);
@@ -138,10 +138,17 @@ impl Table {
                     found = Some((index, value));
                     break;
                 }
-                if free.is_none() && (slot_key == EMPTY || idle(slot_key, value, now_ns)) {
-                    free = Some((index, word));
+                if slot_key == EMPTY {
+                    empty = empty.or(Some((index, word)));
+                } else if idle(slot_key, value, now_ns) {
+                    reclaimable = reclaimable.or(Some((index, word)));
                 }
             }
+            // An empty slot first: slots only ever leave the empty state (unless `sweep` runs), so
+            // two threads inserting one key both pick the first empty slot, one claims it and the
+            // other then finds the key there. Idle slots, whose state changes with time, only when
+            // the bucket has no empty one left.
+            let free = empty.or(reclaimable);
             let (index, expected, written) = match found {
                 Some((index, value)) => match step(Some(value)) {
                     Step::Keep(result) => {
@@ -196,7 +203,9 @@ impl Table {
             .map(|(_, v)| v)
     }
 
-    /// Empties every idle slot; returns the slots still live.
+    /// Empties every idle slot; returns the slots still live. Slots turning empty again re-open
+    /// the insertion race that the empty-first rule of [`Table::update`] closes, so this is for
+    /// tests and tools, not a timer.
     pub(crate) fn sweep(&self, now_ns: u64) -> usize {
         let mut live = 0;
         for slot in self.buckets.iter().flat_map(|bucket| bucket.0.iter()) {

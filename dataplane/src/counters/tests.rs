@@ -283,3 +283,27 @@ fn threads_on_one_sliding_window_share_its_limit() {
     });
     assert_eq!(admitted.load(Ordering::Relaxed), 30_000);
 }
+
+#[test]
+fn threads_inserting_one_new_key_at_once_share_one_slot() {
+    const ROUNDS: usize = 300;
+    let store = Arc::new(LocalCounters::new(4 * ROUNDS));
+    let hasher = KeyHasher::default();
+    let keys: Arc<Vec<CounterKey>> =
+        Arc::new((0..ROUNDS).map(|i| hasher.key(Namespace::Concurrency, &(i as u64).to_le_bytes())).collect());
+    let start = Arc::new(std::sync::Barrier::new(THREADS));
+    let granted: Arc<Vec<AtomicU32>> = Arc::new((0..ROUNDS).map(|_| AtomicU32::new(0)).collect());
+    let (s, k, b, g) = (Arc::clone(&store), Arc::clone(&keys), Arc::clone(&start), Arc::clone(&granted));
+    hammer(move |_| {
+        for round in 0..ROUNDS {
+            b.wait();
+            // Every thread's first hit on a key nobody has used yet.
+            // Leases are kept (not released): the gauge shows every grant.
+            if s.acquire(k[round], 1).is_some() {
+                g[round].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    assert!(granted.iter().all(|count| count.load(Ordering::Relaxed) == 1), "one grant per key, one slot per key");
+    assert!(keys.iter().all(|&key| store.gauge(key) == 1));
+}
