@@ -2,6 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
+/// Directory of the data plane's runtime files (stats region, pid, reports, XDP socket).
+pub const RUN_DIR: &str = "run";
+/// Directory of saved snapshots.
+pub const SNAPSHOTS_DIR: &str = "snapshots";
+
 /// The admin socket served by control (`portcullis ctl` connects here). Mode 0600.
 pub const ADMIN_SOCKET: &str = "admin.sock";
 /// The snapshot channel served by control; the data plane connects here. Mode 0600.
@@ -20,6 +25,29 @@ pub const XDP_SOCKET: &str = "run/xdp.sock";
 /// Blocked sources (`ctl block` and per-IP limit offenders), kept across data-plane restarts.
 pub const XDP_BLOCKS: &str = "xdp-blocks.json";
 
+// Every file under a directory is named after its directory's constant.
+const _: () = assert!(is_inside(LAST_GOOD_SNAPSHOT, SNAPSHOTS_DIR));
+const _: () = assert!(is_inside(STATS_REGION, RUN_DIR));
+const _: () = assert!(is_inside(DATAPLANE_PID, RUN_DIR));
+const _: () = assert!(is_inside(UPSTREAMS_REPORT, RUN_DIR));
+const _: () = assert!(is_inside(XDP_SOCKET, RUN_DIR));
+
+/// Whether `path` is `directory/` followed by a name.
+const fn is_inside(path: &str, directory: &str) -> bool {
+    let (path, directory) = (path.as_bytes(), directory.as_bytes());
+    if path.len() <= directory.len() + 1 || path[directory.len()] != b'/' {
+        return false;
+    }
+    let mut at = 0;
+    while at < directory.len() {
+        if path[at] != directory[at] {
+            return false;
+        }
+        at += 1;
+    }
+    true
+}
+
 /// Paths inside one data directory.
 #[derive(Debug, Clone)]
 pub struct DataDir {
@@ -33,6 +61,11 @@ impl DataDir {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The directories both planes create (mode 0700): the root, [`SNAPSHOTS_DIR`], [`RUN_DIR`].
+    pub fn directories(&self) -> [PathBuf; 3] {
+        [self.root.clone(), self.root.join(SNAPSHOTS_DIR), self.root.join(RUN_DIR)]
     }
 
     pub fn admin_socket(&self) -> PathBuf {

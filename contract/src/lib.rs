@@ -6,6 +6,7 @@
 //! - [`stats`]: the shared-memory stats region, one slot per worker, written only by that worker.
 //! - [`channel`]: the messages on the snapshot channel (a `SOCK_SEQPACKET` Unix socket carrying memfds).
 //! - [`layout`]: where each file lives inside the data directory.
+//! - [`shutdown`]: the drain timeout's default, which both command lines show.
 //! - [`tls`]: the TLS settings a snapshot carries (certificate chains and keys as DER, client auth).
 //! - [`xdp`]: the kernel-plane rules a snapshot carries (prefix lists, buckets, per-IP limit).
 //! - [`upstreams`]: the backend health report the data plane writes for `ctl status`.
@@ -21,6 +22,7 @@ pub mod key_index;
 pub mod layout;
 pub mod model;
 pub mod program;
+pub mod shutdown;
 pub mod snapshot;
 pub mod stats;
 pub mod tls;

@@ -10,14 +10,17 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
-/// Largest allow or deny list (prefixes per family), the size of the kernel's tries.
-pub const PREFIXES_MAX: usize = 65_536;
+/// Largest allow or deny list (prefixes per family): the kernel keeps both lists of a family in
+/// one trie of [`portcullis_ebpf_common::PREFIXES_MAX`] entries, half for each.
+pub const PREFIXES_MAX: usize = portcullis_ebpf_common::PREFIXES_MAX as usize / 2;
 /// Longest block a client earns or an operator sets: one day.
 pub const BLOCK_SECONDS_MAX: u32 = 86_400;
 /// Default time a client that exceeded the per-IP limit stays blocked.
 pub const BLOCK_SECONDS_DEFAULT: u32 = 60;
-/// Highest per-source rate accepted (per second), bounded by the kernel's fixed-point buckets.
-pub const RATE_MAX_PER_SECOND: u32 = 100_000_000;
+/// Highest per-source rate accepted (per second), bounded by the kernel's fixed-point buckets
+/// (the kernel's limit, as the `u32` rates of [`XdpRules`]).
+pub const RATE_MAX_PER_SECOND: u32 = portcullis_ebpf_common::RATE_MAX_PER_SECOND as u32;
+const _: () = assert!(portcullis_ebpf_common::RATE_MAX_PER_SECOND <= u32::MAX as u64, "the cast keeps the value");
 
 /// The kernel-plane rules of one snapshot. All rates 0 mean "no limit".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,11 +167,13 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn mask32(len: u8) -> u32 {
+/// The network mask of an IPv4 prefix of `len` bits.
+pub fn mask32(len: u8) -> u32 {
     if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) }
 }
 
-fn mask128(len: u8) -> u128 {
+/// The network mask of an IPv6 prefix of `len` bits.
+pub fn mask128(len: u8) -> u128 {
     if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) }
 }
 

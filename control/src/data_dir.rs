@@ -39,7 +39,7 @@ fn resolve_with(explicit: Option<&Path>, env: impl Fn(&str) -> Option<PathBuf>) 
 /// Creates the data directory and its `snapshots/` and `run/` with mode 0700 where they are created.
 pub fn prepare(root: &Path) -> Result<DataDir, DataDirError> {
     let data_dir = DataDir::new(root);
-    for dir in [root.to_path_buf(), root.join("snapshots"), root.join("run")] {
+    for dir in data_dir.directories() {
         let created = !dir.exists();
         std::fs::DirBuilder::new()
             .recursive(true)

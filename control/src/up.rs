@@ -73,7 +73,7 @@ pub struct UpOptions {
     #[arg(long)]
     pub dataplane_bin: Option<PathBuf>,
     /// How long the data plane may drain in-flight requests on shutdown.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = portcullis_contract::shutdown::DRAIN_TIMEOUT_MS_DEFAULT)]
     pub drain_timeout_ms: u64,
 }
 

@@ -68,7 +68,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     // Registered first, so a signal during start-up drains instead of killing us mid-way.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
     let data_dir = DataDir::new(&options.data_dir);
-    for directory in [data_dir.root().to_path_buf(), data_dir.root().join("run"), data_dir.root().join("snapshots")] {
+    for directory in data_dir.directories() {
         create_private_dir(&directory)?;
     }
     let backend = choose_backend(options.io)?;

@@ -2,13 +2,15 @@
 //! proxy HTTP/1.1 to backends, configured by snapshots from control.
 //!
 //! Sans-IO cores (usable from benches and fuzzers): [`http`] (parsers, chunked scanner, URL
-//! targets and percent-coding in [`http::url`], the heads we write), [`router`], [`subscription`]. Around them: [`snapshot`] (the in-memory form and
+//! targets and percent-coding in [`http::url`], the heads we write), [`router`], [`subscription`],
+//! [`counters`] (the limits' counter store). Around them: [`snapshot`] (the in-memory form and
 //! its publication), [`channel`] (the thread that talks to control), [`worker`] and the
 //! internal `io` seam (tokio-uring or epoll, and TLS over either), [`tls`] (the rustls server
 //! configuration a snapshot carries), the request lifecycle in `proxy`, and [`gateway`]
 //! (start-up and draining).
 
 pub mod channel;
+pub mod counters;
 pub mod drain;
 pub mod gateway;
 pub mod http;

@@ -31,7 +31,7 @@ struct Args {
     #[arg(long, value_enum, default_value_t = IoChoice::Auto)]
     io: IoChoice,
     /// Longest wait for in-flight requests after SIGTERM/SIGINT, in milliseconds.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = portcullis_contract::shutdown::DRAIN_TIMEOUT_MS_DEFAULT)]
     drain_timeout_ms: u64,
     /// Attach the XDP pre-filter to this interface (repeatable; more from `[xdp] interfaces`).
     #[arg(long = "xdp-iface", value_name = "IFACE")]

@@ -2,8 +2,8 @@
 //! the client gets APIM's 429 with `Retry-After` (through on-error, like every gateway answer) and
 //! is blocked (at the NIC when the XDP pre-filter is attached).
 //!
-//! When `rate-limit-by-key` with `counter-key="@(context.Request.IpAddress)"` lands in the policy
-//! engine, its 429 path calls [`crate::xdp::XdpPlane::block`] the same way.
+//! When `rate-limit-by-key` with `counter-key="@(context.Request.IpAddress)"` lands in the
+//! policy engine, its 429 path calls [`crate::xdp::XdpPlane::block_offender`] the same way.
 
 use crate::http::error_response;
 use crate::io::Stream;

@@ -1,18 +1,23 @@
-//! Blocked sources: the table user space keeps (the XDP `BLOCKED_V4/V6` tries mirror it),
-//! persisted in the data directory so that blocks survive a data-plane restart.
+//! Blocked sources: the table the xdp threads keep (the XDP `BLOCKED_V4/V6` tries mirror it, and
+//! workers read its published [`BlockLookup`]), persisted in the data directory so that blocks
+//! survive a data-plane restart.
 //!
 //! Expiries are wall-clock (Unix ms) here and in the file, because monotonic time restarts with
 //! the machine; the kernel maps get the monotonic equivalent when a block is written.
 
+pub mod lookup;
+
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use portcullis_contract::xdp::IpPrefix;
 use serde_json::{Value, json};
 
-/// Blocks kept at most (the kernel tries hold [`portcullis_ebpf_common::BLOCKED_MAX`] per family).
-pub const BLOCKS_MAX: usize = 65_536;
+pub use self::lookup::BlockLookup;
+
+/// Blocks kept at most, both families together: the kernel's trie of each family holds
+/// [`portcullis_ebpf_common::BLOCKED_MAX`], so whatever the split, every block fits in the kernel.
+pub const BLOCKS_MAX: usize = portcullis_ebpf_common::BLOCKED_MAX as usize;
 
 /// Errors of the block table.
 #[derive(Debug, thiserror::Error)]
@@ -76,22 +81,6 @@ impl Blocks {
         removed
     }
 
-    /// The block covering `ip` now, if any (any covering prefix that has not expired).
-    pub fn covering(&self, ip: IpAddr, now_unix_ms: u64) -> Option<(IpPrefix, Block)> {
-        self.entries
-            .iter()
-            .filter(|(prefix, block)| {
-                prefix.contains(ip) && block.until_unix_ms.is_none_or(|until| until > now_unix_ms)
-            })
-            .map(|(prefix, block)| (*prefix, *block))
-            .next()
-    }
-
-    /// Whether `ip` is blocked now; cheap when the table is empty (the common case).
-    pub fn is_blocked(&self, ip: IpAddr, now_unix_ms: u64) -> bool {
-        !self.entries.is_empty() && self.covering(ip, now_unix_ms).is_some()
-    }
-
     /// Removes expired blocks and returns their prefixes (to remove from the kernel too).
     pub fn expire(&mut self, now_unix_ms: u64) -> Vec<IpPrefix> {
         let expired: Vec<IpPrefix> = self
@@ -135,20 +124,27 @@ impl Blocks {
         )
     }
 
-    /// Writes the table to `path` (write, fsync, rename), clearing the dirty mark.
-    pub fn persist(&mut self, path: &Path) -> Result<(), BlockError> {
-        let error = |source| BlockError::Persist { path: path.to_path_buf(), source };
-        let temporary = path.with_extension("json.tmp");
-        let text = serde_json::to_vec_pretty(&self.to_json()).map_err(|e| error(e.into()))?;
-        {
-            use std::io::Write as _;
-            let mut file = std::fs::File::create(&temporary).map_err(error)?;
-            file.write_all(&text).map_err(error)?;
-            file.sync_all().map_err(error)?;
+    /// The file's bytes if the table changed since it was last saved, marking it saved: the
+    /// caller writes them with [`write_file`] after letting go of the table, and calls
+    /// [`Blocks::mark_unsaved`] if that fails.
+    pub fn take_unsaved(&mut self) -> Option<Vec<u8>> {
+        if !self.dirty {
+            return None;
         }
-        std::fs::rename(&temporary, path).map_err(error)?;
         self.dirty = false;
-        Ok(())
+        // Serializing a `Value` to a Vec cannot fail.
+        Some(serde_json::to_vec_pretty(&self.to_json()).unwrap_or_default())
+    }
+
+    /// Marks the table changed (a save of it failed).
+    pub fn mark_unsaved(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Writes the table to `path` if it changed ([`Blocks::take_unsaved`], [`write_file`]).
+    pub fn persist(&mut self, path: &Path) -> Result<(), BlockError> {
+        let Some(bytes) = self.take_unsaved() else { return Ok(()) };
+        write_file(path, &bytes).inspect_err(|_| self.mark_unsaved())
     }
 
     /// Reads the table written by [`Blocks::persist`]; a missing file is an empty table.
@@ -181,43 +177,18 @@ impl Blocks {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn prefix(text: &str) -> IpPrefix {
-        IpPrefix::parse(text).unwrap()
+/// Writes a block table's bytes to `path`: write, fsync, rename.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), BlockError> {
+    use std::io::Write as _;
+    let error = |source| BlockError::Persist { path: path.to_path_buf(), source };
+    let temporary = path.with_extension("json.tmp");
+    {
+        let mut file = std::fs::File::create(&temporary).map_err(error)?;
+        file.write_all(bytes).map_err(error)?;
+        file.sync_all().map_err(error)?;
     }
-
-    #[test]
-    fn covers_expires_and_survives_a_restart() {
-        let dir = std::env::temp_dir().join(format!("portcullis-blocks-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("blocks.json");
-        let mut blocks = Blocks::default();
-        blocks.insert(prefix("10.0.0.0/8"), Block { until_unix_ms: None, origin: BlockOrigin::Operator }).unwrap();
-        blocks
-            .insert(prefix("192.0.2.7"), Block { until_unix_ms: Some(2_000), origin: BlockOrigin::RateLimit })
-            .unwrap();
-        blocks.insert(prefix("192.0.2.8"), Block { until_unix_ms: Some(500), origin: BlockOrigin::RateLimit }).unwrap();
-        assert!(blocks.is_blocked("10.9.9.9".parse().unwrap(), 1_000));
-        assert!(blocks.is_blocked("192.0.2.7".parse().unwrap(), 1_000));
-        assert!(!blocks.is_blocked("192.0.2.8".parse().unwrap(), 1_000));
-        assert!(blocks.is_dirty());
-        blocks.persist(&path).unwrap();
-        assert!(!blocks.is_dirty());
-
-        let restored = Blocks::restore(&path, 1_000).unwrap();
-        assert_eq!(restored.len(), 2, "the expired block is not restored");
-        assert_eq!(restored.covering("192.0.2.7".parse().unwrap(), 1_000).unwrap().1.origin, BlockOrigin::RateLimit);
-
-        let mut restored = restored;
-        assert_eq!(restored.expire(3_000), vec![prefix("192.0.2.7")]);
-        assert!(restored.remove(&prefix("10.0.0.0/8")));
-        assert!(restored.is_empty());
-        assert!(Blocks::restore(&dir.join("missing.json"), 0).unwrap().is_empty());
-        std::fs::write(&path, "{").unwrap();
-        assert!(matches!(Blocks::restore(&path, 0), Err(BlockError::Restore { .. })));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    std::fs::rename(&temporary, path).map_err(error)
 }
+
+#[cfg(test)]
+mod tests;

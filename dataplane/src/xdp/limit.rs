@@ -1,109 +1,112 @@
-//! Per-source token buckets in user space: the per-IP request limit (whose offenders get a 429
-//! and are then blocked at the NIC) and, when the kernel plane is off, the new-connection rate.
-//! The 429 itself is the request lifecycle's ([`crate::http::error_response::too_many_requests`]).
+//! Per-source token buckets in user space, in the counter store: the per-IP request limit (whose
+//! offenders get a 429 and are then blocked at the NIC) and, when the kernel plane is off, the
+//! new-connection rate. The 429 itself is the request lifecycle's
+//! ([`crate::http::error_response::too_many_requests`]).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::Instant;
 
-use portcullis_contract::xdp::canonical;
+use portcullis_contract::xdp::{XdpRules, canonical};
 
-/// Sources tracked per limiter; past it, idle sources are swept first and then new sources are
-/// let through untracked (a flood of addresses cannot grow the table without bound).
-pub const SOURCES_MAX: usize = 65_536;
-/// Shards of a limiter's table: workers rarely contend on one lock.
-pub const SHARDS: usize = 16;
+use crate::counters::{
+    CounterKey, CounterStore as _, Decision, KeyHasher, LocalCounters, NS_PER_SECOND, Namespace, TokenBucket,
+};
 
-/// A token bucket per source IP.
+/// Slots of the sources' counter table (16 bytes each: 8 MiB), for both limits. At 131,072 live
+/// sources (65,536 per limit, what the table held before it was lock-free) a bucket of slots is
+/// full with a probability near 0.1%; a source that finds no room is let through uncounted, so a
+/// flood of addresses cannot grow the table, and idle sources' slots are reused.
+pub const SOURCE_SLOTS: usize = 1 << 19;
+
+/// The per-source buckets, shared by every worker; none waits for another.
 #[derive(Debug)]
-pub struct SourceLimiter {
-    shards: [Mutex<HashMap<IpAddr, Bucket>>; SHARDS],
+pub struct SourceLimits {
+    store: LocalCounters,
+    keys: KeyHasher,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    refilled: Instant,
-}
-
-impl Default for SourceLimiter {
+impl Default for SourceLimits {
     fn default() -> Self {
-        Self { shards: std::array::from_fn(|_| Mutex::new(HashMap::new())) }
+        Self { store: LocalCounters::new(SOURCE_SLOTS), keys: KeyHasher::default() }
     }
 }
 
-impl SourceLimiter {
-    /// Takes one token from `ip`'s bucket (`rate` per second, `burst` deep). `false`: over the limit.
-    pub fn take(&self, ip: IpAddr, rate: u32, burst: u32, now: Instant) -> bool {
-        if rate == 0 {
-            return true;
-        }
-        let ip = canonical(ip);
-        let burst = f64::from(burst.max(1));
-        let Ok(mut shard) = self.shard(ip).lock() else {
-            return true;
+impl SourceLimits {
+    /// One request from `ip` against the per-IP limit, at `now_ns` (CLOCK_MONOTONIC). A refusal
+    /// keeps the source refused for `block_seconds` (the block the caller then installs).
+    pub fn take_request(&self, ip: IpAddr, rules: &XdpRules, now_ns: u64) -> Decision {
+        let bucket = TokenBucket {
+            rate_per_second: rules.per_ip_requests_per_second,
+            burst: rules.per_ip_burst,
+            penalty_ns: u64::from(rules.block_seconds.max(1)) * NS_PER_SECOND,
         };
-        if shard.len() >= SOURCES_MAX / SHARDS && !shard.contains_key(&ip) {
-            return true;
+        self.store.take(self.key(Namespace::SourceRequests, ip), bucket, now_ns)
+    }
+
+    /// One new connection from `ip` against `[xdp] syn-rate`; `false`: over it.
+    pub fn take_connection(&self, ip: IpAddr, rules: &XdpRules, now_ns: u64) -> bool {
+        let bucket = TokenBucket { rate_per_second: rules.syn_rate_per_second, burst: rules.syn_burst, penalty_ns: 0 };
+        self.store.take(self.key(Namespace::SourceConnections, ip), bucket, now_ns).admitted
+    }
+
+    /// Forgets sources idle long enough for their bucket to be full again; returns the others.
+    pub fn sweep(&self, now_ns: u64) -> usize {
+        self.store.sweep(now_ns)
+    }
+
+    fn key(&self, namespace: Namespace, ip: IpAddr) -> CounterKey {
+        match canonical(ip) {
+            IpAddr::V4(v4) => self.keys.key(namespace, &v4.octets()),
+            IpAddr::V6(v6) => self.keys.key(namespace, &v6.octets()),
         }
-        let bucket = shard.entry(ip).or_insert(Bucket { tokens: burst, refilled: now });
-        let elapsed = now.saturating_duration_since(bucket.refilled).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * f64::from(rate)).min(burst);
-        bucket.refilled = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Forgets sources idle long enough for their bucket to be full again.
-    pub fn sweep(&self, rate: u32, burst: u32, now: Instant) {
-        let refill_seconds = if rate == 0 { 0.0 } else { f64::from(burst.max(1)) / f64::from(rate) };
-        for shard in &self.shards {
-            if let Ok(mut shard) = shard.lock() {
-                shard.retain(|_, bucket| now.saturating_duration_since(bucket.refilled).as_secs_f64() < refill_seconds);
-            }
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.shards.iter().map(|shard| shard.lock().map_or(0, |s| s.len())).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn shard(&self, ip: IpAddr) -> &Mutex<HashMap<IpAddr, Bucket>> {
-        let index = match ip {
-            IpAddr::V4(v4) => u32::from(v4) as usize,
-            IpAddr::V6(v6) => (u128::from(v6) ^ (u128::from(v6) >> 64)) as usize,
-        };
-        &self.shards[index % SHARDS]
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
+
+    fn rules(rate: u32, burst: u32) -> XdpRules {
+        XdpRules {
+            per_ip_requests_per_second: rate,
+            per_ip_burst: burst,
+            syn_rate_per_second: rate,
+            syn_burst: burst,
+            block_seconds: 60,
+            ..XdpRules::default()
+        }
+    }
 
     #[test]
     fn buckets_refill_at_their_rate() {
-        let limiter = SourceLimiter::default();
+        let limits = SourceLimits::default();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let start = Instant::now();
-        assert!((0..3).all(|_| limiter.take(ip, 2, 3, start)));
-        assert!(!limiter.take(ip, 2, 3, start));
-        assert!(limiter.take("192.0.2.2".parse().unwrap(), 2, 3, start), "another source has its own bucket");
-        assert!(limiter.take(ip, 2, 3, start + Duration::from_millis(500)), "one token after half a second at 2/s");
-        assert!(!limiter.take(ip, 2, 3, start + Duration::from_millis(500)));
-        assert!(limiter.take(ip, 0, 0, start), "rate 0 means no limit");
-        limiter.sweep(2, 3, start + Duration::from_secs(10));
-        assert!(limiter.is_empty());
+        let start = 7 * NS_PER_SECOND;
+        let rules = rules(2, 3);
+        assert!((0..3).all(|_| limits.take_connection(ip, &rules, start)));
+        assert!(!limits.take_connection(ip, &rules, start));
+        assert!(
+            limits.take_connection("192.0.2.2".parse().unwrap(), &rules, start),
+            "another source has its own bucket"
+        );
+        let half = start + NS_PER_SECOND / 2;
+        assert!(limits.take_connection(ip, &rules, half), "one token after half a second at 2/s");
+        assert!(!limits.take_connection(ip, &rules, half));
+        assert!(limits.take_connection(ip, &XdpRules::default(), start), "rate 0 means no limit");
+        assert_eq!(limits.sweep(start + 10 * NS_PER_SECOND), 0, "idle sources are forgotten");
+    }
+
+    #[test]
+    fn a_refused_request_keeps_its_source_refused_for_the_block() {
+        let limits = SourceLimits::default();
+        let ip: IpAddr = "::ffff:198.51.100.4".parse().unwrap();
+        let rules = rules(1, 1);
+        assert!(limits.take_request(ip, &rules, 0).admitted);
+        let refused = limits.take_request("198.51.100.4".parse().unwrap(), &rules, 0);
+        assert!(!refused.admitted && refused.penalty_started, "a v4-mapped source is its v4 address");
+        assert_eq!(refused.retry_after_seconds(), 60);
+        let again = limits.take_request(ip, &rules, 30 * NS_PER_SECOND);
+        assert!(!again.admitted && !again.penalty_started);
+        assert!(limits.take_request(ip, &rules, 60 * NS_PER_SECOND).admitted);
+        assert!(limits.take_connection(ip, &rules, 0), "requests and connections are counted apart");
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use portcullis_contract::xdp::{IpPrefix, XdpRules, canonical};
+use portcullis_contract::xdp::{IpPrefix, XdpRules, canonical, mask32, mask128};
 use portcullis_ebpf_common::VerdictReason;
 
 /// Prefix sets by length: a lookup probes each length present (at most 33 or 129), a hash hit
@@ -85,14 +85,6 @@ impl SourceRules {
             None
         }
     }
-}
-
-fn mask32(len: u8) -> u32 {
-    if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) }
-}
-
-fn mask128(len: u8) -> u128 {
-    if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The XDP threads: `xdp-sync` follows the published snapshot (a new generation's `[xdp]`
-//! rules reach the maps within [`SYNC_INTERVAL_MS`]) and does the housekeeping; `xdp-admin`
-//! serves `run/xdp.sock`, to which control forwards `ctl xdp status`, `ctl block`, `ctl unblock`.
+//! rules reach the maps within [`SYNC_INTERVAL_MS`]), installs the blocks workers asked for
+//! (within the same interval) and does the housekeeping; `xdp-admin` serves `run/xdp.sock`, to
+//! which control forwards `ctl xdp status`, `ctl block`, `ctl unblock`.
 //!
 //! Protocol on `xdp.sock`: one JSON object per line each way, as on the admin socket:
 //! `{"command":"xdp-status"}`, `{"command":"block","prefix":"192.0.2.0/24","seconds":60}`
@@ -56,6 +57,7 @@ fn sync(plane: &XdpPlane, cell: &SnapshotCell) {
                 applied = snapshot.generation;
             }
         }
+        plane.apply_pending_blocks();
         if housekeeping.elapsed() >= Duration::from_millis(HOUSEKEEPING_INTERVAL_MS) {
             plane.tick();
             housekeeping = Instant::now();
