@@ -5,6 +5,7 @@
 //!   `BPF_F_TEST_XDP_LIVE_FRAMES`, redirecting XDP frames (no skb anywhere);
 //! - a packet socket ([`PacketSocket`]), where the kernel refuses live frames (or with
 //!   `--packet-socket`): one prebuilt frame per source, sent as skbs.
+
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -240,12 +241,12 @@ fn live_frames(frame: &[u8], repeat: u32) -> TestRunOptions<'_> {
 /// Asks the kernel to run the generator once with live frames: `None` if it does, what it
 /// refuses if it answers `EPERM` (other errors are errors).
 ///
-/// Some kernel builds refuse the flag itself: kernel 6.18.44-fc-v1300 (this machine's in
-/// 2026-12) answers `EPERM` to `BPF_PROG_TEST_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES` for any XDP
-/// program, even one returning `XDP_DROP` on one frame, as root, in the initial namespace, with
-/// no BPF LSM program loaded, while the same call without the flag works. Mainline's live-frames
-/// path returns no `EPERM`, so the refusal is that build's own policy (live frames let a caller
-/// transmit arbitrary frames on any interface without a socket).
+/// Kernel 6.18.44-fc-v1300 answers `EPERM` to `BPF_PROG_TEST_RUN` with
+/// `BPF_F_TEST_XDP_LIVE_FRAMES` for any XDP program (even two instructions returning `XDP_DROP`
+/// on one frame, as root, with no BPF program loaded that could hook `bpf()`), while the same
+/// call without the flag works; upstream's live-frames path has no `EPERM` of its own, so the
+/// refusal is that build's restriction (live frames transmit arbitrary frames on any interface
+/// without a socket). See docs/benchmarks.md.
 fn live_frames_refused(ebpf: &Ebpf) -> Result<Option<String>> {
     let program: &Xdp = ebpf.program("flood_redirect").context("program")?.try_into()?;
     // A frame too short for the generator to touch: it is redirected unchanged, or dropped.
@@ -256,9 +257,9 @@ fn live_frames_refused(ebpf: &Ebpf) -> Result<Option<String>> {
             if io_error.raw_os_error() == Some(libc::EPERM) =>
         {
             Ok(Some(format!(
-                "this kernel ({}) refuses BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES (EPERM) \
-                 for any XDP program; frames arrive as skbs, and the XDP side's cost per packet is \
-                 also read from the program's own run-time statistics",
+                "this kernel ({}) refuses BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES (EPERM for \
+                 any XDP program: this build's restriction, not upstream's); frames arrive as skbs, \
+                 so every row's receive cost includes veth's copy of each into an XDP page",
                 kernel_release()
             )))
         }
