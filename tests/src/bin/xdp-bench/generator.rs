@@ -131,18 +131,7 @@ impl Generator {
                 let mut map: Array<_, [u32; 4]> = Array::try_from(self.ebpf.map_mut("FLOOD").context("FLOOD map")?)?;
                 map.set(0, [self.ifindex, flood.sources, u32::from(flood.base), 0], 0)?;
             }
-            Feed::PacketSocket(socket) => {
-                let frames: Vec<Vec<u8>> = (0..flood.sources.max(1))
-                    .map(|offset| {
-                        let mut frame = template.clone();
-                        let source = u32::from(flood.base).wrapping_add(offset);
-                        frame[IPV4_SOURCE..IPV4_SOURCE + 4].copy_from_slice(&source.to_be_bytes());
-                        checksum(&mut frame);
-                        frame
-                    })
-                    .collect();
-                socket.set_frames(&frames);
-            }
+            Feed::PacketSocket(socket) => socket.set_frames(&flood_frames(template, flood)),
         }
         Ok(())
     }
@@ -274,6 +263,20 @@ fn kernel_release() -> String {
 /// Offset of the IPv4 source address in an untagged Ethernet frame.
 const IPV4_SOURCE: usize = 14 + 12;
 
+/// The packet socket's frames: `template` from each of the flood's sources in turn, checksums
+/// right (what `flood_redirect` makes of the template with live frames).
+fn flood_frames(template: &[u8], flood: Flood) -> Vec<Vec<u8>> {
+    (0..flood.sources.max(1))
+        .map(|offset| {
+            let mut frame = template.to_vec();
+            let source = u32::from(flood.base).wrapping_add(offset);
+            frame[IPV4_SOURCE..IPV4_SOURCE + 4].copy_from_slice(&source.to_be_bytes());
+            checksum(&mut frame);
+            frame
+        })
+        .collect()
+}
+
 /// Fills in the IPv4 header checksum and the TCP or UDP checksum of an untagged IPv4 frame
 /// (the generator then keeps them right as it rewrites the source).
 fn checksum(frame: &mut [u8]) {
@@ -311,4 +314,51 @@ fn internet_checksum(initial: u32, bytes: &[u8]) -> u16 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame whose IPv4 header and TCP checksums verify: one's-complement sums of 0.
+    fn checksums_verify(frame: &[u8]) -> bool {
+        const IP: usize = 14;
+        let l4 = IP + 20;
+        let mut pseudo = 0u32;
+        for pair in frame[IP + 12..IP + 20].chunks(2) {
+            pseudo += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+        }
+        pseudo += u32::from(frame[IP + 9]) + (frame.len() - l4) as u32;
+        internet_checksum(0, &frame[IP..l4]) == 0 && internet_checksum(pseudo, &frame[l4..]) == 0
+    }
+
+    #[test]
+    fn the_packet_socket_sends_one_right_frame_per_source() {
+        let mut template = packet::frame(&[
+            &packet::ethernet(&[], packet::ETH_P_IPV4),
+            &packet::ipv4(Ipv4Addr::new(198, 18, 0, 0), GATEWAY_IP, 6, 0, &packet::tcp(PORT, packet::TCP_SYN)),
+        ]);
+        checksum(&mut template);
+        let base = Ipv4Addr::new(198, 18, 255, 254);
+        let frames = flood_frames(&template, Flood { base, sources: 4, udp: false });
+        let sources: Vec<Ipv4Addr> =
+            frames.iter().map(|frame| Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29])).collect();
+        let expected = [[198, 18, 255, 254], [198, 18, 255, 255], [198, 19, 0, 0], [198, 19, 0, 1]];
+        assert_eq!(sources, expected.map(Ipv4Addr::from));
+        assert!(frames.iter().all(|frame| checksums_verify(frame)), "a frame's checksums do not verify");
+        // Only the source and the checksums differ from the template (header checksum at 24..26).
+        assert!(frames.iter().all(|frame| frame[..24] == template[..24] && frame[30..34] == template[30..34]));
+    }
+
+    #[test]
+    fn a_flood_from_one_source_is_one_frame() {
+        let mut template = packet::frame(&[
+            &packet::ethernet(&[], packet::ETH_P_IPV4),
+            &packet::ipv4(Ipv4Addr::new(198, 18, 0, 0), GATEWAY_IP, 6, 0, &packet::tcp(PORT, packet::TCP_SYN)),
+        ]);
+        checksum(&mut template);
+        let frames = flood_frames(&template, Flood { base: Ipv4Addr::new(198, 18, 0, 7), sources: 0, udp: false });
+        assert_eq!(frames.len(), 1);
+        assert!(checksums_verify(&frames[0]));
+    }
 }

@@ -3,30 +3,28 @@
 //! and gateway; a second one, for a run stuck elsewhere, ends the process at once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Set by the first SIGINT or SIGTERM.
+static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
-/// Installs the handler for SIGINT and SIGTERM.
-pub(crate) fn install() {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `on_signal` is an `extern "C" fn(c_int)` that only does async-signal-safe
-        // work (an atomic swap, `_exit`).
-        unsafe { libc::signal(signal, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t) };
+/// Installs the handlers for SIGINT and SIGTERM.
+pub(crate) fn install() -> Result<()> {
+    let flag = INTERRUPTED.get_or_init(|| Arc::new(AtomicBool::new(false)));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The exit first: it acts only once the flag is set, i.e. on the second signal.
+        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, Arc::clone(flag))
+            .context("installing a signal handler")?;
+        signal_hook::flag::register(signal, Arc::clone(flag)).context("installing a signal handler")?;
     }
-}
-
-extern "C" fn on_signal(signal: libc::c_int) {
-    if INTERRUPTED.swap(true, Ordering::Relaxed) {
-        // SAFETY: _exit is async-signal-safe and ends the process without unwinding.
-        unsafe { libc::_exit(128 + signal) };
-    }
+    Ok(())
 }
 
 /// An error once a signal came (the caller returns it, and the run unwinds).
 pub(crate) fn check() -> Result<()> {
-    if INTERRUPTED.load(Ordering::Relaxed) {
+    if INTERRUPTED.get().is_some_and(|flag| flag.load(Ordering::Relaxed)) {
         bail!("interrupted: namespaces and programs removed");
     }
     Ok(())

@@ -104,7 +104,7 @@ fn run() -> Result<()> {
     }
     // Ctrl-C or SIGTERM ends the run at the next step, by the same path as a failed step, so
     // that the namespaces are deleted (a second one kills the process).
-    interrupt::install();
+    interrupt::install()?;
     // Two queues per veth end, transmit queue n used from cpu n (XPS): the generator's frames
     // land on queue GENERATOR_CPU and are received there; the client's packets take the other.
     let pair = NetnsPair::with_queues(2);
