@@ -45,7 +45,8 @@ usage: cargo xtask bench-xdp [--quick | --ddos | --profile] [--packet-socket]   
   --packet-socket  feed the veth from an AF_PACKET socket even where live frames are allowed
   -h, --help       this text
 
-Two network namespaces and a veth pair are created for the run and removed after it.";
+Two network namespaces and a veth pair are created for the run and removed after it, also when a
+step fails or Ctrl-C stops it; a second Ctrl-C exits at once and leaves them (`ip netns list`).";
 const OPTIONS: [&str; 5] = ["--quick", "--ddos", "--profile", "--packet-socket", "--help"];
 
 /// The generator and reference programs (`ebpf/xdp/src/bench.rs`).
