@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 
 mod ebpf;
 
-const USAGE: &str = "usage: cargo xtask <lint|bench [--quick] [--help]|bench-micro|build-ebpf|bench-xdp>";
+const USAGE: &str = "usage: cargo xtask <lint|bench [--quick] [--help]|bench-micro|build-ebpf|bench-xdp [--help]>";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(),
         Some("bench-micro") => cargo(&["bench", "-p", "portcullis-benches"]),
         Some("build-ebpf") => ebpf::build(&workspace_root()),
-        Some("bench-xdp") => cargo(&["run", "--release", "--quiet", "-p", "portcullis-tests", "--bin", "xdp-bench"]),
+        Some("bench-xdp") => driver("xdp-bench"),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             Ok(())
@@ -50,7 +50,13 @@ fn lint() -> Result<()> {
 fn bench() -> Result<()> {
     eprintln!("xtask: building portcullis, portcullis-dataplane and proxy-bench (release)");
     cargo(&["build", "--release", "--quiet", "-p", "portcullis-control", "-p", "portcullis-dataplane"])?;
-    let mut args = vec!["run", "--release", "--quiet", "-p", "portcullis-tests", "--bin", "proxy-bench", "--"];
+    driver("proxy-bench")
+}
+
+/// Runs a benchmark driver of `portcullis-tests` in release with the arguments after the task's
+/// name (`--help` included: the driver prints its usage).
+fn driver(bin: &str) -> Result<()> {
+    let mut args = vec!["run", "--release", "--quiet", "-p", "portcullis-tests", "--bin", bin, "--"];
     let rest: Vec<String> = std::env::args().skip(2).collect();
     args.extend(rest.iter().map(String::as_str));
     cargo(&args)

@@ -17,7 +17,7 @@ use portcullis_tests::netns::{CLIENT_IPS, NetnsPair, connect_from};
 use portcullis_tests::{Gateway, GatewayOptions, TempDir, http};
 
 use crate::generator::{Flood, GENERATOR_CPU, Generator, Sample};
-use crate::sink::attach_program;
+use crate::sink::pass_for_redirects;
 use crate::system;
 use crate::{DENIED_BASE, GATEWAY_IP, PORT, SPREAD_SOURCES};
 
@@ -104,7 +104,7 @@ fn phase(
     options.workers = 1;
     let mut gateway = Gateway::start(options);
     // Without the gateway's program the veth still needs one to take redirected frames.
-    let _pass = if xdp_on { None } else { Some(attach_program(pair, "pass_all")?) };
+    let _pass = if xdp_on { None } else { pass_for_redirects(pair, generator.feeds_skbs())? };
     std::thread::sleep(Duration::from_millis(500)); // the sync thread attaches within 50 ms
     // A spoofed flood's sources are many: more than the gateway's SYN queue and the verdict cache.
     let flood = Flood { base: DENIED_BASE, sources: SPREAD_SOURCES, udp: false };

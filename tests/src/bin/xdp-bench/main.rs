@@ -5,13 +5,16 @@
 //! without the XDP stage. `--profile` instead times each path through the program alone;
 //! `--quick` runs one round; `--ddos` only the DDoS test (its top rate from one quick flood).
 //!
-//! The flood is real XDP frames: a generator program returning `bpf_redirect` into the client
-//! end of a veth pair, driven by `BPF_PROG_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES` (pktgen is not
-//! available here; socket-layer senders would make veth build an skb per packet first).
-//! Needs root. Everything lives in two network namespaces this program creates and deletes.
+//! The flood is real frames into the client end of a veth pair: XDP frames from a generator
+//! program returning `bpf_redirect`, driven by `BPF_PROG_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES`
+//! (pktgen is not available here), or, where the kernel refuses live frames, skbs from an
+//! `AF_PACKET` socket (see `generator.rs`); the program's own time per packet comes from the
+//! kernel's run-time statistics either way. Needs root. Everything lives in two network
+//! namespaces this program creates and deletes, also when a step fails or it is interrupted.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark: a failed step aborts the run")]
 
 use std::net::Ipv4Addr;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -21,12 +24,30 @@ use portcullis_tests::netns::NetnsPair;
 
 mod ddos;
 mod generator;
+mod interrupt;
+mod packet_socket;
 mod profile;
+mod run_stats;
 mod sink;
 mod system;
 
 use generator::{Generator, Sample};
+use run_stats::RunStats;
 use sink::{Peer, Sink};
+
+const USAGE: &str = "\
+usage: cargo xtask bench-xdp [--quick | --ddos | --profile] [--packet-socket]   (root)
+
+  (none)           the flood table (7 peers x 5 rounds of 5 s, interleaved), then the DDoS test
+  --quick          one round instead of five
+  --ddos           only the DDoS test (its top rate from one quick flood)
+  --profile        each path through the gateway's program alone (BPF_PROG_TEST_RUN, no veth)
+  --packet-socket  feed the veth from an AF_PACKET socket even where live frames are allowed
+  -h, --help       this text
+
+Two network namespaces and a veth pair are created for the run and removed after it, also when a
+step fails or Ctrl-C stops it; a second Ctrl-C exits at once and leaves them (`ip netns list`).";
+const OPTIONS: [&str; 5] = ["--quick", "--ddos", "--profile", "--packet-socket", "--help"];
 
 /// The generator and reference programs (`ebpf/xdp/src/bench.rs`).
 pub(crate) static BENCH_OBJECT: &[u8] =
@@ -36,6 +57,9 @@ pub(crate) use portcullis_tests::netns::GATEWAY_IP;
 pub(crate) const PORT: u16 = 8080;
 /// Each measurement floods this long.
 const RUN: Duration = Duration::from_secs(5);
+/// The flood that reads the program's run-time statistics, after each XDP row's measurement
+/// (apart from it: the statistics add two clock reads to every run).
+const STATS_RUN: Duration = Duration::from_secs(1);
 /// Interleaved rounds (medians reported). Five: softirq time is tick-sampled (about ±6% per 5 s
 /// sample here), and the over-rate row sits near its bound.
 const ROUNDS: usize = 5;
@@ -50,15 +74,38 @@ pub(crate) const DENIED_BASE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
 /// Allowlisted but rate-limited flood sources: 198.19.0.0/22.
 pub(crate) const LIMITED_BASE: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 0);
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // The error's chain in one line, not a backtrace: a refused step is an answer.
+            eprintln!("xdp-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|arg| arg == "--help" || arg == "-h") {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    if let Some(unknown) = args.iter().find(|arg| !OPTIONS.contains(&arg.as_str())) {
+        bail!("unknown option {unknown:?}\n{USAGE}");
+    }
+    let flag = |name: &str| args.iter().any(|arg| arg == name);
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("bench-xdp needs root (network namespaces, XDP attach, BPF_PROG_RUN): run it as root");
     }
     let rules = full_rules();
-    if std::env::args().any(|arg| arg == "--profile") {
+    if flag("--profile") {
         return profile::run(&rules);
     }
+    // Ctrl-C or SIGTERM ends the run at the next step, by the same path as a failed step, so
+    // that the namespaces are deleted (a second one kills the process).
+    interrupt::install()?;
     // Two queues per veth end, transmit queue n used from cpu n (XPS): the generator's frames
     // land on queue GENERATOR_CPU and are received there; the client's packets take the other.
     let pair = NetnsPair::with_queues(2);
@@ -66,14 +113,14 @@ fn main() -> Result<()> {
         system::steer_transmit_queues(ns, interface, 2)?;
     }
     let _replies = sink::reply_route(&pair)?;
-    let mut generator = Generator::load(&pair)?;
-    if std::env::args().any(|arg| arg == "--ddos") {
-        let sink = Sink::start(&pair, Peer::XdpDenylistedSpread, &rules)?;
+    let mut generator = Generator::load(&pair, flag("--packet-socket"))?;
+    if flag("--ddos") {
+        let sink = Sink::start(&pair, Peer::XdpDenylistedSpread, &rules, generator.feeds_skbs())?;
         let sample = generator.measure(&pair, Peer::XdpDenylistedSpread.flood(), RUN, None)?;
         drop(sink);
         return ddos::run(&pair, &mut generator, &rules, sample.packets_per_second);
     }
-    let rounds = if std::env::args().any(|arg| arg == "--quick") { 1 } else { ROUNDS };
+    let rounds = if flag("--quick") { 1 } else { ROUNDS };
     println!(
         "flood: TCP SYNs (UDP for the user-space row) to {GATEWAY_IP}:{PORT}; {rounds} rounds of {RUN:?} per peer, interleaved"
     );
@@ -82,13 +129,14 @@ fn main() -> Result<()> {
         for peer in Peer::ALL {
             let (sample, details) = measure(&pair, &mut generator, peer, &rules)?;
             println!(
-                "round {round}: {:<72} {:>5.2} Mpps  softirq {:>6.1} ns/pkt  user {:>6.1} ns/read ({:>3.0}% read)  all CPU {:>6.1} ns/pkt",
+                "round {round}: {:<72} {:>5.2} Mpps  softirq {:>6.1} ns/pkt  user {:>6.1} ns/read ({:>3.0}% read)  all CPU {:>6.1} ns/pkt  program {:>5.1} ns/run",
                 peer.label(),
                 sample.packets_per_second / 1e6,
                 sample.softirq_ns,
                 sample.user_ns,
                 100.0 * sample.read_share,
-                sample.busy_ns
+                sample.busy_ns,
+                sample.program_ns
             );
             for line in details {
                 println!("         {line}");
@@ -97,6 +145,12 @@ fn main() -> Result<()> {
         }
     }
     report(&samples);
+    if generator.feeds_skbs() {
+        println!(
+            "  (frames came as skbs from a packet socket: every row's receive cost includes veth's copy of each \
+             into an XDP page, which narrows the ratios; the program's own ns compare as they are)"
+        );
+    }
     let max_rate = median(&samples, Peer::XdpDenylistedSpread, |s| s.packets_per_second);
     ddos::run(&pair, &mut generator, &rules, max_rate)
 }
@@ -112,7 +166,7 @@ fn measure(pair: &NetnsPair, generator: &mut Generator, peer: Peer, rules: &XdpR
         ])
     };
     let before = counters()?;
-    let mut sink = Sink::start(pair, peer, rules)?;
+    let mut sink = Sink::start(pair, peer, rules, generator.feeds_skbs())?;
     let mut sample = generator.measure(pair, peer.flood(), RUN, None)?;
     let mut details = Vec::new();
     if let Some(counters) = sink.program_counters()? {
@@ -127,6 +181,15 @@ fn measure(pair: &NetnsPair, generator: &mut Generator, peer: Peer, rules: &XdpR
         let received = sample.packets_per_second * sample.seconds;
         sample.user_ns = cpu_ns as f64 / (read.max(1) as f64);
         sample.read_share = read as f64 / received.max(1.0);
+    }
+    if peer == Peer::BareDrop || peer.is_portcullis() {
+        let stats = RunStats::start(ns, &pair.gateway_if)?;
+        generator.measure(pair, peer.flood(), STATS_RUN, None)?;
+        let (runs, ns_per_run) = stats.finish()?;
+        sample.program_ns = ns_per_run;
+        details.push(format!(
+            "program: {ns_per_run:.1} ns a run over {runs} runs (bpf_stats, a {STATS_RUN:?} flood after)"
+        ));
     }
     drop(sink);
     let after = counters()?;
@@ -156,15 +219,16 @@ fn cost_ns(sample: &Sample) -> f64 {
 /// The flood table (medians) and the ratios the targets are stated in.
 fn report(samples: &[(Peer, Sample)]) {
     println!(
-        "\n| peer | packets/s received | receive softirq ns/packet | user space ns/packet read | receive cost ns/packet | × bare drop |"
+        "\n| peer | packets/s received | receive softirq ns/packet | user space ns/packet read | receive cost ns/packet | × bare drop | program ns/packet (bpf_stats) |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     let bare = median(samples, Peer::BareDrop, cost_ns);
     for peer in Peer::ALL {
         let cost = median(samples, peer, cost_ns);
         let user = median(samples, peer, |s| s.user_ns);
+        let program = median(samples, peer, |s| s.program_ns);
         println!(
-            "| {} | {:.2} M | {:.1} | {} | {:.1} | {:.2} |",
+            "| {} | {:.2} M | {:.1} | {} | {:.1} | {:.2} | {} |",
             peer.label(),
             median(samples, peer, |s| s.packets_per_second) / 1e6,
             median(samples, peer, |s| s.softirq_ns),
@@ -174,20 +238,24 @@ fn report(samples: &[(Peer, Sample)]) {
                 "–".to_owned()
             },
             cost,
-            cost / bare
+            cost / bare,
+            if program > 0.0 { format!("{program:.1}") } else { "–".to_owned() }
         );
     }
     let nftables = median(samples, Peer::Nftables, cost_ns);
     let user_space = median(samples, Peer::UserSpace, cost_ns);
     println!("\nratios per portcullis row (target: <= 1.3 x bare drop, nftables >= 4 x, user space >= 10 x):");
+    let bare_program = median(samples, Peer::BareDrop, |s| s.program_ns);
     for peer in Peer::ALL.into_iter().filter(|peer| peer.is_portcullis()) {
         let cost = median(samples, peer, cost_ns);
+        let program = median(samples, peer, |s| s.program_ns);
         println!(
-            "  {}: {:.2} x bare drop; nftables / it {:.1}; user space / it {:.1}",
+            "  {}: {:.2} x bare drop; nftables / it {:.1}; user space / it {:.1}; program +{:.1} ns over bare drop's",
             peer.label(),
             cost / bare,
             nftables / cost,
-            user_space / cost
+            user_space / cost,
+            program - bare_program
         );
     }
 }

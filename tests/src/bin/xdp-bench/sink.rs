@@ -81,13 +81,16 @@ impl Peer {
 pub(crate) enum Sink {
     Program(Ebpf),
     Gateway(Box<Kernel>),
-    Nftables(String, Ebpf),
-    UserSpace(Ebpf, Reader),
-    Stack(Ebpf, std::net::TcpListener),
+    Nftables(String, Option<Ebpf>),
+    UserSpace(Option<Ebpf>, Reader),
+    Stack(Option<Ebpf>, std::net::TcpListener),
 }
 
 impl Sink {
-    pub(crate) fn start(pair: &NetnsPair, peer: Peer, rules: &XdpRules) -> Result<Self> {
+    /// Starts what receives the flood for `peer`. `skbs`: the flood comes from a packet socket,
+    /// so the rows without a program of their own need none (with live frames they need
+    /// `pass_all` to take redirected frames at all).
+    pub(crate) fn start(pair: &NetnsPair, peer: Peer, rules: &XdpRules, skbs: bool) -> Result<Self> {
         let interface = pair.gateway_if.clone();
         Ok(match peer {
             Peer::BareDrop => Sink::Program(attach_program(pair, "bare_drop")?),
@@ -103,16 +106,16 @@ impl Sink {
                 Sink::Gateway(Box::new(kernel))
             }
             Peer::Nftables => {
-                let pass = attach_program(pair, "pass_all")?;
+                let pass = pass_for_redirects(pair, skbs)?;
                 nftables_deny(pair, rules)?;
                 Sink::Nftables(pair.gateway_ns.clone(), pass)
             }
             Peer::UserSpace => {
-                let pass = attach_program(pair, "pass_all")?;
+                let pass = pass_for_redirects(pair, skbs)?;
                 Sink::UserSpace(pass, Reader::start(pair, rules)?)
             }
             Peer::KernelStack => {
-                let pass = attach_program(pair, "pass_all")?;
+                let pass = pass_for_redirects(pair, skbs)?;
                 let listener = in_netns(&pair.gateway_ns, || std::net::TcpListener::bind((GATEWAY_IP, PORT)))?;
                 Sink::Stack(pass, listener)
             }
@@ -268,6 +271,12 @@ pub(crate) fn reply_route(pair: &NetnsPair) -> Result<Ebpf> {
         program.attach(&far, XdpMode::Driver)?;
         Ok(ebpf)
     })
+}
+
+/// `pass_all` on the gateway's veth end where the flood is redirected XDP frames (veth takes
+/// those only with a program attached); nothing where it is skbs (a host without XDP).
+pub(crate) fn pass_for_redirects(pair: &NetnsPair, skbs: bool) -> Result<Option<Ebpf>> {
+    if skbs { Ok(None) } else { attach_program(pair, "pass_all").map(Some) }
 }
 
 /// Loads `name` from the bench object and attaches it natively to the gateway's veth end.
