@@ -30,8 +30,8 @@ pub struct Snapshot {
     /// one single-endpoint backend per API with a usable `backend-url`. Endpoint hosts resolved.
     pub upstreams: Vec<ResolvedBackend>,
     /// Per API (same index as `config.apis`): its entry in `upstreams`, or `None` when its
-    /// backend cannot be used (unresolvable host, or https which this build does not speak
-    /// yet): its requests are answered 502.
+    /// backend cannot be used (unresolvable host, or an https host that is no valid server
+    /// name): its requests are answered 502.
     pub api_upstreams: Vec<Option<u32>>,
     /// Per API (same index as `config.apis`): its operations, ready for matching.
     pub operations: Vec<Operations>,
