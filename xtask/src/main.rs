@@ -5,14 +5,18 @@
 //! - `bench-micro`: the criterion micro-benchmarks of the sans-IO cores.
 //! - `build-ebpf`: the XDP objects (nightly + rust-src + llvm-tools), written to `ebpf/*.bpf.o`.
 //! - `bench-xdp`: the XDP flood benchmark and DDoS test (root; see docs/benchmarks.md).
+//! - `fuzz`: the cargo-fuzz targets, N seconds each, with a summary (nightly + cargo-fuzz; see
+//!   docs/fuzzing.md).
 
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
 mod ebpf;
+mod fuzz;
 
-const USAGE: &str = "usage: cargo xtask <lint|bench [--quick] [--help]|bench-micro|build-ebpf|bench-xdp [--help]>";
+const USAGE: &str = "usage: cargo xtask <lint|bench [--quick] [--help]|bench-micro|build-ebpf|bench-xdp [--help]|\
+                     fuzz [--seconds N] [TARGET...]>";
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
@@ -22,6 +26,7 @@ fn main() -> ExitCode {
         Some("bench-micro") => cargo(&["bench", "-p", "portcullis-benches"]),
         Some("build-ebpf") => ebpf::build(&workspace_root()),
         Some("bench-xdp") => driver("xdp-bench"),
+        Some("fuzz") => fuzz::run(&workspace_root(), &std::env::args().skip(2).collect::<Vec<_>>()),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             Ok(())
@@ -38,10 +43,13 @@ fn main() -> ExitCode {
 }
 
 fn lint() -> Result<()> {
-    eprintln!("xtask: [1/2] rustfmt --check (workspace and ebpf/xdp)");
+    eprintln!("xtask: [1/2] rustfmt --check (workspace, ebpf/xdp and fuzz)");
     cargo(&["fmt", "--all", "--check"]).context("formatting differs: run `cargo fmt --all`")?;
-    cargo(&["fmt", "--check", "--manifest-path", "ebpf/xdp/Cargo.toml"])
-        .context("formatting differs: run `cargo fmt --manifest-path ebpf/xdp/Cargo.toml`")?;
+    // The crates outside the workspace (they build only with nightly) are formatted all the same.
+    for manifest in ["ebpf/xdp/Cargo.toml", "fuzz/Cargo.toml"] {
+        cargo(&["fmt", "--check", "--manifest-path", manifest])
+            .with_context(|| format!("formatting differs: run `cargo fmt --manifest-path {manifest}`"))?;
+    }
     eprintln!("xtask: [2/2] clippy -D warnings");
     cargo(&["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"])
 }

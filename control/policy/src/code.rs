@@ -55,6 +55,15 @@ impl CodeBuilder {
         self.ops.len()
     }
 
+    /// Drops the ops from `position` on, with the jumps among them that wait for a label: what
+    /// an expression that failed half-way emitted. The constants, locals and labels it made stay,
+    /// unused (the section is discarded anyway; this keeps its stack accounting whole, so that
+    /// its remaining statements still verify).
+    pub fn truncate(&mut self, position: usize) {
+        self.ops.truncate(position);
+        self.fixups.retain(|&(at, _)| at < position);
+    }
+
     /// Index of a string constant (deduplicated).
     pub fn str_const(&mut self, value: &str) -> u32 {
         self.constant(Const::Str(value.to_owned()))

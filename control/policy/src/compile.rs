@@ -312,13 +312,18 @@ impl SectionCompiler<'_> {
             return false;
         };
         if expr::is_expression(&text) {
+            let start = self.code.position();
             match expr::compile(&mut self.code, &text, expect) {
                 Ok(_) => true,
                 Err(error) => {
                     let at = inner_span(place, span, &text, error.offset..error.offset + error.len.max(1));
                     self.error(place, at, error.message);
-                    // The program is discarded (an error was reported); the placeholder keeps the
-                    // stack accounting of the statement that follows consistent.
+                    // The program is discarded (an error was reported), but the rest of the
+                    // section is still compiled for its diagnostics: drop what the expression
+                    // emitted before it failed (values it left on the stack would make the
+                    // section fail to verify, reported as a compiler bug), and push the
+                    // placeholder the statement that follows consumes.
+                    self.code.truncate(start);
                     self.code.emit(Op::Null);
                     false
                 }

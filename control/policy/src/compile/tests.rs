@@ -148,6 +148,30 @@ fn expression_errors_point_into_the_attribute() {
 }
 
 #[test]
+fn an_expression_that_fails_half_way_is_reported_once_not_as_a_compiler_bug() {
+    // Found by the policy_compile fuzz target: a block that failed after emitting some ops left
+    // values on the stack, and the failed section then did not verify ("internal compiler
+    // error (please report)") on top of the real error.
+    for expression in [
+        "@{ var a = null; return 1; }",
+        "@{ int a = \"x\"; return a; }",
+        "@{ var a = 1; a = \"x\"; return a; }",
+        "@{ if (1) { return 1; } return 2; }",
+        "@{ foreach (var c in 5) { } return 1; }",
+    ] {
+        let text = format!(
+            "<policies><inbound><set-variable name=\"v\" value=\"{}\" /><set-header name=\"X-A\"><value>1</value></set-header></inbound></policies>",
+            expression.replace('"', "&quot;")
+        );
+        let compiled = compile(&text);
+        let messages: Vec<&str> = compiled.report.errors.iter().map(|error| error.message.as_str()).collect();
+        assert_eq!(messages.len(), 1, "{expression}: {messages:?}");
+        assert!(!messages[0].contains("internal compiler error"), "{expression}: {messages:?}");
+        assert!(compiled.programs[0].is_none(), "{expression}: a section with an error has no program");
+    }
+}
+
+#[test]
 fn named_values_and_fragments() {
     let mut values = NamedValues::default();
     values.insert("tenant", NamedValue { value: "contoso".into(), secret: false });

@@ -17,11 +17,19 @@ pub(crate) fn ticks_of(date: &DateTime<Utc>) -> i64 {
     UNIX_EPOCH_TICKS.saturating_add(micros.saturating_mul(10))
 }
 
+/// The fraction of the second in 100 ns ticks: seven digits at most (chrono's leap-second
+/// nanoseconds, 1e9 and above, have no .NET counterpart: they read as the last tick).
+fn fraction_ticks(date: &DateTime<Utc>) -> u32 {
+    (date.nanosecond() / 100).min(9_999_999)
+}
+
 /// `DateTime.ToString(format)` for the standard formats `o`, `s`, `u`, `r`, and custom
 /// patterns built of `yyyy MM dd HH hh mm ss fff… tt` and literals.
 pub(crate) fn format_datetime(date: &DateTime<Utc>, format: &str) -> String {
     match format {
-        "o" | "O" => return date.format("%Y-%m-%dT%H:%M:%S%.7fZ").to_string(),
+        // Seven fraction digits (100 ns ticks), which chrono has no specifier for: its `%.7f` is
+        // not one, and formatting with it fails (a panic in `to_string`).
+        "o" | "O" => return format!("{}.{:07}Z", date.format("%Y-%m-%dT%H:%M:%S"), fraction_ticks(date)),
         "s" => return date.format("%Y-%m-%dT%H:%M:%S").to_string(),
         "u" => return date.format("%Y-%m-%d %H:%M:%SZ").to_string(),
         "r" | "R" => return date.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
@@ -59,7 +67,7 @@ pub(crate) fn format_datetime(date: &DateTime<Utc>, format: &str) -> String {
             'm' => out.push_str(&if run == 1 { date.minute().to_string() } else { format!("{:02}", date.minute()) }),
             's' => out.push_str(&if run == 1 { date.second().to_string() } else { format!("{:02}", date.second()) }),
             'f' | 'F' => {
-                let fraction = format!("{:07}", date.nanosecond() / 100);
+                let fraction = format!("{:07}", fraction_ticks(date));
                 out.push_str(&fraction[..run.min(7)]);
             }
             't' => out.push_str(if date.hour() < 12 { "AM" } else { "PM" }),

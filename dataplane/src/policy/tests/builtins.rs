@@ -188,6 +188,23 @@ fn regex_and_dates() {
         vec![s("yyyy-MM-ddTHH:mm:ssZ")],
     );
     assert_eq!(date.expect("ok"), "2024-05-06T07:08:09Z");
+    // The round-trip format: seven fraction digits (found by the policy_compile fuzz target:
+    // it panicked, since chrono has no `%.7f`).
+    for format in ["o", "O"] {
+        let date = eval(
+            vec![Op::Context, Op::Prop(Prop::Timestamp), Op::Const(0), Op::Call(Builtin::ToStringFormat, 2)],
+            vec![s(format)],
+        );
+        assert_eq!(date.expect("ok"), "2024-05-06T07:08:09.0000000Z");
+    }
+    let fraction = chrono::DateTime::from_timestamp(1_700_000_000, 123_456_789).expect("date");
+    let format_datetime = crate::policy::builtins::time::format_datetime;
+    assert_eq!(format_datetime(&fraction, "o"), "2023-11-14T22:13:20.1234567Z");
+    assert_eq!(format_datetime(&fraction, "HH:mm:ss.fffffff"), "22:13:20.1234567");
+    let leap_second = chrono::DateTime::from_timestamp(1_700_000_039, 1_500_000_000).expect("date");
+    // chrono's leap-second nanoseconds (1e9 and above) still give seven fraction digits.
+    let leap = format_datetime(&leap_second, "o");
+    assert!(leap.starts_with("2023-11-14T22:13:") && leap.ends_with(".9999999Z") && leap.len() == 28, "{leap}");
     let elapsed = eval(vec![Op::Context, Op::Prop(Prop::Elapsed), Op::Prop(Prop::TotalMilliseconds)], vec![]);
     assert_eq!(elapsed.expect("ok"), "Double:1000");
 }
