@@ -1,16 +1,19 @@
 //! The data plane alone: `portcullis-dataplane` started on a test's data directory without
 //! control, serving the last good snapshot the test wrote there ([`crate::snapshot`]); its log
-//! captured, its connection counters read from its stats region; killed on drop.
+//! written to a file, its connection counters read from its stats region; killed on drop.
 //!
 //! For what needs no control (HTTP conformance, parking, the snapshot channel played by the test
 //! itself); [`crate::Gateway`] runs the whole gateway.
+//!
+//! The log goes to a file, not a pipe: a line the data plane wrote is in the file when its
+//! `write` returns, so a test that saw what came after it (a response, a counter in the stats
+//! region) finds the line. Through a pipe it would be in flight until a reader thread got to it.
 
-use std::io::{BufRead, BufReader};
+use std::fs::OpenOptions;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use portcullis_contract::layout::DataDir;
@@ -27,6 +30,10 @@ pub const DRAIN_TIMEOUT_MS: u64 = 5_000;
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long it may take to exit after SIGTERM (a drain ends well within it).
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The data plane's log (its stderr), in its data directory; each start begins it anew.
+pub const LOG_FILE: &str = "dataplane.log";
+/// How often the start-up looks for the listening lines.
+const START_POLL: Duration = Duration::from_millis(10);
 
 /// A running data plane.
 #[derive(Debug)]
@@ -37,7 +44,7 @@ pub struct DataPlane {
     pub addr: SocketAddr,
     /// The `--listen-tls` address, when started with one.
     pub tls_addr: Option<SocketAddr>,
-    log: Arc<Mutex<Vec<String>>>,
+    log_path: PathBuf,
 }
 
 impl DataPlane {
@@ -57,7 +64,12 @@ impl DataPlane {
     }
 
     fn spawn(data_dir: &Path, io: &str, filter: &str, tls: bool) -> Self {
-        let mut child = Command::new(bins::dataplane())
+        let log_path = data_dir.join(LOG_FILE);
+        // Emptied first (a data directory can serve more than one start), then appended to by
+        // the data plane's threads.
+        std::fs::write(&log_path, b"").expect("create the data plane's log");
+        let log = OpenOptions::new().append(true).open(&log_path).expect("open the data plane's log");
+        let child = Command::new(bins::dataplane())
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", "127.0.0.1:0", "--workers", &WORKERS.to_string(), "--io", io])
@@ -65,37 +77,34 @@ impl DataPlane {
             .args(if tls { &["--listen-tls", "127.0.0.1:0"][..] } else { &[] })
             .env("PORTCULLIS_LOG", filter)
             .stdin(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn portcullis-dataplane");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (listening, listening_rx) = mpsc::channel();
-        let lines = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("{line}");
-                let addr = listen_address(&line);
-                // Logged before announced: a test that has the address sees the line too.
-                lines.lock().expect("log lock").push(line);
-                if let Some(addr) = addr {
-                    let _ = listening.send(addr);
-                }
-            }
-        });
-        let mut addr = None;
-        let mut tls_addr = None;
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut dataplane = Self { child, data_dir: data_dir.to_owned(), addr: unspecified, tls_addr: None, log_path };
+        dataplane.wait_listening(tls);
+        dataplane
+    }
+
+    /// Waits for the `listening on` line (and `listening for TLS on`, with `tls`) and takes the
+    /// addresses from them.
+    fn wait_listening(&mut self, tls: bool) {
         let deadline = Instant::now() + START_TIMEOUT;
-        while addr.is_none() || (tls && tls_addr.is_none()) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match listening_rx.recv_timeout(left) {
-                Ok(Listening::Plain(plain)) => addr = Some(plain),
-                Ok(Listening::Tls(secure)) => tls_addr = Some(secure),
-                Err(_) => panic!("the data plane did not start listening (tls: {tls})"),
+        loop {
+            let log = self.log();
+            let mut announced = log.lines().filter_map(listen_address);
+            let addr = announced.clone().find_map(|listening| listening.plain());
+            let tls_addr = announced.find_map(|listening| listening.tls());
+            if let Some(addr) = addr.filter(|_| !tls || tls_addr.is_some()) {
+                (self.addr, self.tls_addr) = (addr, tls_addr);
+                return;
             }
+            if let Some(status) = self.child.try_wait().expect("wait for the data plane") {
+                panic!("the data plane exited ({status}) before listening; its log:\n{log}");
+            }
+            assert!(Instant::now() < deadline, "the data plane did not start listening (tls: {tls}); its log:\n{log}");
+            std::thread::sleep(START_POLL);
         }
-        let addr = addr.expect("the loop ends with an address");
-        Self { child, data_dir: data_dir.to_owned(), addr, tls_addr, log }
     }
 
     /// The process id.
@@ -113,7 +122,7 @@ impl DataPlane {
         self.connect().round_trip(raw.as_bytes()).unwrap_or_else(|error| panic!("no response to {raw:?}: {error}"))
     }
 
-    /// SIGTERM (unless it was sent already), then the exit status.
+    /// SIGTERM, then the exit status.
     pub fn terminate(mut self) -> ExitStatus {
         crate::gateway::kill(self.pid(), libc::SIGTERM);
         let deadline = Instant::now() + EXIT_TIMEOUT;
@@ -126,6 +135,11 @@ impl DataPlane {
         }
     }
 
+    /// Everything the data plane has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
     /// Whether a log line so far contains `needle`.
     pub fn log_contains(&self, needle: &str) -> bool {
         self.log_count(needle) > 0
@@ -133,7 +147,7 @@ impl DataPlane {
 
     /// How many log lines so far contain `needle`.
     pub fn log_count(&self, needle: &str) -> usize {
-        self.log.lock().expect("log lock").iter().filter(|line| line.contains(needle)).count()
+        self.log().lines().filter(|line| line.contains(needle)).count()
     }
 
     /// Open client connections, as the workers count them (`ctl status` reads the same counters).
@@ -156,15 +170,35 @@ impl DataPlane {
 
 impl Drop for DataPlane {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- data plane log ({}) ----\n{}", self.log_path.display(), self.log());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 /// A listener the data plane announced.
+#[derive(Debug, Clone, Copy)]
 enum Listening {
     Plain(SocketAddr),
     Tls(SocketAddr),
+}
+
+impl Listening {
+    fn plain(self) -> Option<SocketAddr> {
+        match self {
+            Listening::Plain(addr) => Some(addr),
+            Listening::Tls(_) => None,
+        }
+    }
+
+    fn tls(self) -> Option<SocketAddr> {
+        match self {
+            Listening::Tls(addr) => Some(addr),
+            Listening::Plain(_) => None,
+        }
+    }
 }
 
 /// The address in a `listening on ADDR …` or `listening for TLS on ADDR …` line.

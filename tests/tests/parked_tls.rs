@@ -159,7 +159,7 @@ fn parked_tls_connections_are_served_again(io: &str) {
     for version in versions() {
         let mut client = gateway.connect(&gateway.client_config(version));
         assert_eq!(client.version(), Some(version.version));
-        // This connection's lines (the log arrives through a pipe: waited for, not read once).
+        // This connection's lines (parking takes IDLE_PARK_AFTER_MS: waited for, not read once).
         let parked_line = format!("{PARKED} peer={}", client.local_addr());
         let woke_line = format!("{WOKE} peer={}", client.local_addr());
         let parks = |count| eventually("the idle TLS connection parks", || dp.log_count(&parked_line) == count);
@@ -247,10 +247,15 @@ fn records_split_while_parking_are_not_lost(io: &str) {
 fn clients_closing_parked_tls_connections_are_counted_out(io: &str) {
     let gateway = start(io, Limits::default());
     let dp = &gateway.dp;
-    let mut clients: Vec<_> = (0..10).map(|i| gateway.connect(&gateway.client_config(versions()[i % 2]))).collect();
-    for client in &mut clients {
-        assert_eq!(client.send(&request("warm")).status, 200);
-    }
+    // Each client sends its first request as soon as its handshake is done: a connection quiet for
+    // IDLE_PARK_AFTER_MS parks before its first request too, and would wake for it.
+    let clients: Vec<_> = (0..10)
+        .map(|i| {
+            let mut client = gateway.connect(&gateway.client_config(versions()[i % 2]));
+            assert_eq!(client.send(&request("warm")).status, 200);
+            client
+        })
+        .collect();
     eventually("the idle connections park", || dp.log_count(PARKED) >= 10);
     assert_eq!(gateway.dp.connections_active(), 10, "parked connections are still open");
     for (i, mut client) in clients.into_iter().enumerate() {
