@@ -1,10 +1,11 @@
 //! A small keep-alive HTTP/1.1 backend whose answers a test scripts: it reads each request
 //! (a `Content-Length` or chunked body, decoded), records it, and answers with what the test's
 //! handler returns. For redirects, error statuses and bodies the built-in echo backend cannot
-//! produce.
+//! produce; [`echo`] is a handler that shows a test what the gateway forwarded.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// One request as the backend received it.
@@ -18,6 +19,9 @@ pub struct Request {
     pub body: Vec<u8>,
     /// It came with `Transfer-Encoding: chunked`.
     pub chunked: bool,
+    /// Which of the backend's connections it came on (1 for the first one accepted; 0 when read
+    /// by [`read_request`] outside a [`ScriptedBackend`]).
+    pub connection: u64,
 }
 
 impl Request {
@@ -40,11 +44,14 @@ pub struct Reply {
     /// Sent as these chunks (`Transfer-Encoding: chunked`, each written on its own) instead of
     /// `body` with a `Content-Length`.
     pub chunks: Option<Vec<Vec<u8>>>,
+    /// Close the connection once this reply is written, without saying so: the gateway's pooled
+    /// connection goes stale.
+    pub close: bool,
 }
 
 impl Reply {
     pub fn new(status: u16) -> Self {
-        Self { status, headers: Vec::new(), body: Vec::new(), chunks: None }
+        Self { status, headers: Vec::new(), body: Vec::new(), chunks: None, close: false }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -62,6 +69,34 @@ impl Reply {
         self.chunks = Some(chunks);
         self
     }
+
+    /// Closes the connection after this reply, without a `Connection: close`.
+    pub fn then_close(mut self) -> Self {
+        self.close = true;
+        self
+    }
+}
+
+/// A handler that answers 200 with what the gateway forwarded, one `name=value` line each: the
+/// request target, `Host`, `X-Forwarded-For`, `X-Forwarded-Host`, the subscription key header,
+/// `Transfer-Encoding` and the (decoded) body; and the backend connection it came on in
+/// `X-Backend-Conn`, so a test sees rewrites and connection reuse.
+pub fn echo(request: &Request) -> Reply {
+    let header = |name: &str| request.header(name).unwrap_or_default();
+    let body = format!(
+        "target={}\nhost={}\nxff={}\nxfh={}\nkey={}\nte={}\nbody={}\n",
+        request.target,
+        header("host"),
+        header("x-forwarded-for"),
+        header("x-forwarded-host"),
+        header("ocp-apim-subscription-key"),
+        header("transfer-encoding"),
+        request.text(),
+    );
+    Reply::new(200)
+        .header("Content-Type", "text/plain")
+        .header("X-Backend-Conn", &request.connection.to_string())
+        .body(body)
 }
 
 type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
@@ -71,6 +106,7 @@ type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
 pub struct ScriptedBackend {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Request>>>,
+    connections: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ScriptedBackend {
@@ -89,15 +125,22 @@ impl ScriptedBackend {
     pub fn on(listener: TcpListener, handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Self {
         let addr = listener.local_addr().expect("local address");
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicU64::new(0));
         let handler: Arc<Handler> = Arc::new(handler);
-        let recorded = Arc::clone(&requests);
+        let (recorded, accepted) = (Arc::clone(&requests), Arc::clone(&connections));
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
+                let connection = accepted.fetch_add(1, Ordering::Relaxed) + 1;
                 let (handler, recorded) = (Arc::clone(&handler), Arc::clone(&recorded));
-                std::thread::spawn(move || serve(stream, &*handler, &recorded));
+                std::thread::spawn(move || serve(stream, connection, &*handler, &recorded));
             }
         });
-        Self { addr, requests }
+        Self { addr, requests, connections }
+    }
+
+    /// How many connections the backend has accepted.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// Every request received so far, in order.
@@ -111,10 +154,11 @@ impl ScriptedBackend {
     }
 }
 
-fn serve(stream: TcpStream, handler: &Handler, recorded: &Mutex<Vec<Request>>) {
+fn serve(stream: TcpStream, connection: u64, handler: &Handler, recorded: &Mutex<Vec<Request>>) {
     let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
     let mut writer = stream;
-    while let Some(request) = read_request(&mut reader) {
+    while let Some(mut request) = read_request(&mut reader) {
+        request.connection = connection;
         let reply = handler(&request);
         let head_only = request.method == "HEAD";
         let close = request.header("connection").is_some_and(|value| value.eq_ignore_ascii_case("close"));
@@ -137,7 +181,7 @@ fn serve(stream: TcpStream, handler: &Handler, recorded: &Mutex<Vec<Request>>) {
                 writer.write_all(&bytes)
             }
         };
-        if written.is_err() || close {
+        if written.is_err() || close || reply.close {
             return;
         }
     }
@@ -157,7 +201,9 @@ fn write_chunked(writer: &mut TcpStream, head: &[u8], chunks: &[Vec<u8>], head_o
     writer.write_all(b"0\r\n\r\n")
 }
 
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
+/// Reads one request (`None` at the end of the stream or on anything unreadable); for backends
+/// that answer with bytes of their own (interim responses, upgrades, huge bodies).
+pub fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
     let mut line = String::new();
     if reader.read_line(&mut line).ok()? == 0 {
         return None;
@@ -187,7 +233,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
         reader.read_exact(&mut body).ok()?;
         body
     };
-    Some(Request { method, target, headers, body, chunked })
+    Some(Request { method, target, headers, body, chunked, connection: 0 })
 }
 
 fn read_chunked(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {

@@ -72,6 +72,12 @@ impl<S: Read + Write> Connection<S> {
         &self.stream
     }
 
+    /// The stream underneath, mutably (a TLS test seals records itself); bytes already read stay
+    /// in this connection's buffer.
+    pub fn stream_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
     /// The stream underneath, to speak something other than HTTP on it (after an upgrade).
     pub fn into_stream(self) -> S {
         self.stream
@@ -80,6 +86,12 @@ impl<S: Read + Write> Connection<S> {
     /// Sends raw bytes (for malformed or pipelined requests).
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)
+    }
+
+    /// Sends raw bytes and reads one response.
+    pub fn round_trip(&mut self, bytes: &[u8]) -> std::io::Result<Response> {
+        self.send_raw(bytes)?;
+        self.read_response(false)
     }
 
     /// Sends a GET with the given extra headers and reads the response.
@@ -126,6 +138,36 @@ impl<S: Read + Write> Connection<S> {
         Ok(Response { status, headers, body })
     }
 
+    /// Reads raw bytes through the next empty line (CRLF CRLF): a head exactly as it was sent
+    /// (an interim 1xx, a 101, the head of a HEAD response), or a chunked body's last chunk and
+    /// trailers.
+    pub fn read_through_empty_line(&mut self) -> std::io::Result<Vec<u8>> {
+        loop {
+            if let Some(end) = self.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                return Ok(self.buffer.drain(..end + 4).collect());
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Reads what comes next into `out`, buffered bytes first; `Ok(0)` at the end of the stream.
+    pub fn read_some(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.buffer.is_empty() {
+            return self.stream.read(out);
+        }
+        let n = out.len().min(self.buffer.len());
+        out[..n].copy_from_slice(&self.buffer[..n]);
+        self.buffer.drain(..n);
+        Ok(n)
+    }
+
+    /// Reads everything until the peer closes (a tunnel's last bytes), buffered bytes first.
+    pub fn read_to_close(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut body = std::mem::take(&mut self.buffer);
+        self.stream.read_to_end(&mut body)?;
+        Ok(body)
+    }
+
     fn fill(&mut self) -> std::io::Result<()> {
         let mut chunk = [0u8; 16 * 1024];
         let n = self.stream.read(&mut chunk)?;
@@ -170,12 +212,6 @@ impl<S: Read + Write> Connection<S> {
                 return Err(invalid("chunk not followed by CRLF".into()));
             }
         }
-    }
-
-    fn read_to_close(&mut self) -> std::io::Result<Vec<u8>> {
-        let mut body = std::mem::take(&mut self.buffer);
-        self.stream.read_to_end(&mut body)?;
-        Ok(body)
     }
 }
 

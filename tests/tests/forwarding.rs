@@ -220,9 +220,9 @@ fn send_large(gateway: &Gateway, path: &str, body: Vec<u8>) -> http::Response {
     response
 }
 
-portcullis_tests::on_both_io_backends!(forward_request_options_and_bodies, super::scenario);
+portcullis_tests::on_both_io_backends!(forward_request_options_and_bodies);
 
-fn scenario(io: &str) {
+fn forward_request_options_and_bodies(io: &str) {
     let b = ScriptedBackend::start(|request: &Request| {
         Reply::new(200)
             .header("X-Served-By", "b")

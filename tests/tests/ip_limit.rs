@@ -59,9 +59,9 @@ fn wait_until_served(gateway: &Gateway) {
     std::thread::sleep(Duration::from_millis(2_500));
 }
 
-portcullis_tests::on_both_io_backends!(ip_limit_runs_on_error, super::on_error_runs_for_the_429);
+portcullis_tests::on_both_io_backends!(ip_limit_runs_on_error);
 
-fn on_error_runs_for_the_429(io: &str) {
+fn ip_limit_runs_on_error(io: &str) {
     let config = config();
     let gateway = Gateway::start(GatewayOptions::new(io).config(config.path()));
     let key = gateway.demo_key.clone().expect("demo key");

@@ -159,9 +159,9 @@ fn write(root: &Path, relative: &str, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-portcullis_tests::on_both_io_backends!(policies_run_in_every_section, super::every_section);
+portcullis_tests::on_both_io_backends!(policies_run_in_every_section);
 
-fn every_section(io: &str) {
+fn policies_run_in_every_section(io: &str) {
     let config = config();
     let gateway = Gateway::start(GatewayOptions::new(io).config(config.path()));
     let key = gateway.demo_key.clone().expect("demo key");

@@ -9,9 +9,9 @@ const MISSING_KEY: &str = r#"{ "statusCode": 401, "message": "Access denied due 
 const INVALID_KEY: &str = r#"{ "statusCode": 401, "message": "Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription." }"#;
 const NOT_FOUND: &str = r#"{ "statusCode": 404, "message": "Resource not found" }"#;
 
-portcullis_tests::on_both_io_backends!(quickstart_serves_checks_keys_and_reports_status, super::quickstart);
+portcullis_tests::on_both_io_backends!(quickstart_serves_checks_keys_and_reports_status);
 
-fn quickstart(io: &str) {
+fn quickstart_serves_checks_keys_and_reports_status(io: &str) {
     let mut gateway = Gateway::start(GatewayOptions::new(io));
     let key = gateway.demo_key.clone().expect("up prints the demo subscription key");
     assert_eq!(key.len(), 32, "demo key is 32 hex digits: {key}");

@@ -111,9 +111,9 @@ fn edits_apply_and_broken_config_is_refused() {
     assert_eq!(fixed.json()["path"], "/v3/y");
 }
 
-portcullis_tests::on_both_io_backends!(reloads_under_load_fail_no_request, super::reloads_under_load);
+portcullis_tests::on_both_io_backends!(reloads_under_load_fail_no_request);
 
-fn reloads_under_load(io: &str) {
+fn reloads_under_load_fail_no_request(io: &str) {
     let config = quickstart_copy();
     let gateway = Gateway::start(GatewayOptions::new(io).config(config.path()));
     let key = gateway.demo_key.clone().expect("demo key");

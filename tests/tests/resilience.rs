@@ -48,9 +48,9 @@ fn wait_for(what: &str, mut probe: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-portcullis_tests::on_both_io_backends!(data_plane_outlives_control_and_cold_starts_from_disk, super::outlives_control);
+portcullis_tests::on_both_io_backends!(data_plane_outlives_control_and_cold_starts_from_disk);
 
-fn outlives_control(io: &str) {
+fn data_plane_outlives_control_and_cold_starts_from_disk(io: &str) {
     let mut gateway = Gateway::start(GatewayOptions::new(io));
     let key = gateway.demo_key.clone().expect("demo key");
     let auth = [("Ocp-Apim-Subscription-Key", key.as_str())];

@@ -8,9 +8,9 @@ use portcullis_tests::gateway::alive;
 use portcullis_tests::http::Connection;
 use portcullis_tests::{Gateway, GatewayOptions};
 
-portcullis_tests::on_both_io_backends!(sigterm_drains_in_flight_requests_and_exits_zero, super::drains);
+portcullis_tests::on_both_io_backends!(sigterm_drains_in_flight_requests_and_exits_zero);
 
-fn drains(io: &str) {
+fn sigterm_drains_in_flight_requests_and_exits_zero(io: &str) {
     let mut gateway = Gateway::start(GatewayOptions::new(io));
     let key = gateway.demo_key.clone().expect("demo key");
     let dataplane = gateway.dataplane_pid();

@@ -195,7 +195,7 @@ fn start(config: &TempDir, io: &str) -> Gateway {
 }
 
 /// SNI, versions, ALPN, keep-alive proxying with `X-Forwarded-Proto: https`, resumption.
-fn serves_https(io: &str) {
+fn serves_https_by_sni(io: &str) {
     let pki = Pki::new();
     let api = pki.issue(&["api.test"]);
     let admin = pki.issue(&["admin.test", "*.admin.test"]);
@@ -220,7 +220,7 @@ fn serves_https(io: &str) {
         assert_eq!(conn.alpn_protocol(), Some(&b"http/1.1"[..]));
         assert_eq!(conn.handshake_kind(), Some(HandshakeKind::Full));
         // Keep-alive: two requests on one connection, proxied to the echo backend; the second after
-        // the connection was idle for longer than it takes to park (dataplane/tests/parked_tls.rs).
+        // the connection was idle for longer than it takes to park (tests/parked_tls.rs).
         for _ in 0..2 {
             let echoed = get_echo(&mut first, &key);
             assert_eq!(echoed["headers"]["x-forwarded-proto"][0], "https", "{echoed}");
@@ -240,7 +240,7 @@ fn serves_https(io: &str) {
     assert_eq!(plain.unwrap().json()["headers"]["x-forwarded-proto"][0], "http");
 }
 
-on_both_io_backends!(serves_https_by_sni, crate::serves_https);
+on_both_io_backends!(serves_https_by_sni);
 
 #[test]
 fn reload_serves_new_certificates_and_refuses_bad_keys() {
@@ -333,7 +333,7 @@ fn client_auth_required_admits_only_certificates_from_the_ca() {
 /// `client-auth` per `[[tls.certificate]]` (mTLS per host): the certificate a client's SNI
 /// name picks decides whether the gateway asks for a client certificate. `strict.test` requires
 /// one; `open.test` (the default certificate, and `[tls]`'s setting) does not ask.
-fn client_auth_per_certificate(io: &str) {
+fn client_auth_differs_per_certificate(io: &str) {
     let pki = Pki::new();
     let open = pki.issue(&["open.test"]);
     let strict = pki.issue(&["strict.test"]);
@@ -366,7 +366,7 @@ fn client_auth_per_certificate(io: &str) {
     get_echo(&mut open_served, &key);
 }
 
-on_both_io_backends!(client_auth_differs_per_certificate, crate::client_auth_per_certificate);
+on_both_io_backends!(client_auth_differs_per_certificate);
 
 /// Keys live in the last-good snapshot: a data plane started while control is down serves TLS
 /// from disk, with the same certificate.
@@ -483,7 +483,7 @@ fn without_certificates_tls_fails_cleanly_and_http_serves() {
 
 /// An `https://` backend: gateway A proxies to gateway B's TLS listener, verifying B's
 /// certificate against `backend-ca-file`; without that CA (system roots only) it answers 502.
-fn proxies_to_https_backends(io: &str) {
+fn https_backends(io: &str) {
     let pki = Pki::new();
     let backend_cert = pki.issue(&["backend.test", "127.0.0.1"]);
     let backend_config = config_with_tls(&[("backend", &backend_cert)], "");
@@ -524,14 +524,14 @@ fn proxies_to_https_backends(io: &str) {
     assert_eq!(refused.status, 502, "{}", refused.text());
 }
 
-on_both_io_backends!(https_backends, crate::proxies_to_https_backends);
+on_both_io_backends!(https_backends);
 
 /// A named `https` backend that requires client certificates: gateway A presents
 /// `backend-client-cert-file` to gateway B (client-auth required), verifies B by
 /// `tls-server-name` against `backend-ca-file`, and checks B's health over TLS. Without the
 /// client certificate B refuses the handshake: requests get 502 and the health checks fail; with
 /// the backend's own `tls-client-cert-file` they pass again, and only for that backend.
-fn named_https_backends_with_client_certificates(io: &str) {
+fn named_https_backends_present_client_certificates(io: &str) {
     let pki = Pki::new();
     let backend_cert = pki.issue(&["backend.test"]);
     let backend_config =
@@ -624,10 +624,7 @@ fn named_https_backends_with_client_certificates(io: &str) {
     assert_eq!(anonymous.status, 502, "{}", anonymous.text());
 }
 
-on_both_io_backends!(
-    named_https_backends_present_client_certificates,
-    crate::named_https_backends_with_client_certificates
-);
+on_both_io_backends!(named_https_backends_present_client_certificates);
 
 fn wait_for(mut condition: impl FnMut() -> bool, what: &str, gateway: &Gateway) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -674,7 +671,7 @@ fn upgrade_backend() -> SocketAddr {
 /// `https://` gateway B (TLS listener) → a plain upgrade backend. Bytes flow both ways through
 /// two rustls connections per gateway hop, and a half-close (the client's `close_notify`)
 /// reaches the backend, whose last words still come back.
-fn tunnels_upgrades_over_tls(io: &str) {
+fn websocket_over_tls(io: &str) {
     use std::io::{Read as _, Write as _};
     let pki = Pki::new();
     let backend_addr = upgrade_backend();
@@ -729,4 +726,4 @@ fn tunnels_upgrades_over_tls(io: &str) {
     }
 }
 
-on_both_io_backends!(websocket_over_tls, crate::tunnels_upgrades_over_tls);
+on_both_io_backends!(websocket_over_tls);

@@ -112,9 +112,9 @@ fn closed_port() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").unwrap()
 }
 
-portcullis_tests::on_both_io_backends!(round_robin_alternates_and_weights_distribute, super::balancing);
+portcullis_tests::on_both_io_backends!(round_robin_alternates_and_weights_distribute);
 
-fn balancing(io: &str) {
+fn round_robin_alternates_and_weights_distribute(io: &str) {
     let (a, b) = (NamedServer::start("A"), NamedServer::start("B"));
     let config = TempDir::new("config");
     write(
@@ -163,12 +163,9 @@ fn balancing(io: &str) {
     assert_eq!(counts, [5, 5]);
 }
 
-portcullis_tests::on_both_io_backends!(
-    a_dead_endpoint_is_ejected_without_client_errors_and_comes_back,
-    super::ejection
-);
+portcullis_tests::on_both_io_backends!(a_dead_endpoint_is_ejected_without_client_errors_and_comes_back);
 
-fn ejection(io: &str) {
+fn a_dead_endpoint_is_ejected_without_client_errors_and_comes_back(io: &str) {
     let live = NamedServer::start("live");
     let dead = closed_port();
     let dead_addr = dead.local_addr().unwrap();
@@ -310,15 +307,12 @@ fn set_backend_service_backend_id_routes_to_the_named_backend() {
     assert_eq!(http::get(gateway.addr, "/svc/x", &[]).unwrap().text(), "B");
 }
 
-portcullis_tests::on_both_io_backends!(
-    set_backend_service_base_url_computed_per_request_resolves_host_names,
-    super::computed_base_url
-);
+portcullis_tests::on_both_io_backends!(set_backend_service_base_url_computed_per_request_resolves_host_names);
 
 /// `base-url` from an expression naming a host the config never mentions: the worker resolves
 /// it (the system resolver, here `/etc/hosts`'s `localhost`) and caches the answer; a name that
 /// does not resolve is APIM's 502 and does not stop the next request.
-fn computed_base_url(io: &str) {
+fn set_backend_service_base_url_computed_per_request_resolves_host_names(io: &str) {
     use std::net::ToSocketAddrs as _;
     // Listen where the system resolver sends `localhost` first (127.0.0.1 or ::1 per gai.conf).
     let localhost = ("localhost", 0).to_socket_addrs().unwrap().next().unwrap();

@@ -6,20 +6,19 @@
 //! keep-alive timeout and drain close a parked connection, the gateway's closes with close_notify.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // reason: test helpers fail the test by panicking
 
-#[macro_use]
-mod support;
-
-use std::io::{BufReader, Read as _, Write as _};
+use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis_contract::model::Limits;
-use portcullis_contract::snapshot;
 use portcullis_contract::tls::{KeyFormat, PrivateKey, TlsCertificate, TlsSettings};
+use portcullis_tests::backend::{self, ScriptedBackend};
+use portcullis_tests::gateway::kill;
+use portcullis_tests::http::{Connection, Response};
+use portcullis_tests::{DataPlane, TempDir, eventually, on_both_io_backends, snapshot};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, ProtocolVersion, RootCertStore, StreamOwned};
-use support::{Backend, DataPlane, TempDir, connections_active, eventually};
 
 /// The data plane's debug lines about parked connections.
 const PARKED_LOG: &str = "info,portcullis_dataplane::worker::parked=debug";
@@ -32,18 +31,18 @@ const SERVER_NAME: &str = "gw.test";
 /// A data plane with `--listen-tls` and a certificate for [`SERVER_NAME`], and a client config
 /// that trusts it.
 struct Gateway {
-    dir: TempDir,
-    _backend: Backend,
+    _dir: TempDir,
+    _backend: ScriptedBackend,
     dp: DataPlane,
     certificate: CertificateDer<'static>,
 }
 
 fn start(io: &str, limits: Limits) -> Gateway {
     let dir = TempDir::new(io);
-    let backend = Backend::start();
+    let backend = ScriptedBackend::start(backend::echo);
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec![SERVER_NAME.to_owned()]).unwrap().self_signed(&key).unwrap();
-    let mut config = support::config(backend.addr, "echo");
+    let mut config = snapshot::two_apis(backend.addr, "echo");
     config.limits = limits;
     config.tls = TlsSettings {
         certificates: vec![TlsCertificate {
@@ -55,10 +54,9 @@ fn start(io: &str, limits: Limits) -> Gateway {
         }],
         ..TlsSettings::default()
     };
-    std::fs::create_dir_all(dir.0.join("snapshots")).unwrap();
-    std::fs::write(dir.0.join("snapshots/last-good.snap"), snapshot::encode(1, &config).unwrap()).unwrap();
-    let dp = DataPlane::start_with(&dir.0, io, PARKED_LOG, true);
-    Gateway { dir, _backend: backend, dp, certificate: cert.der().clone() }
+    snapshot::write_last_good(dir.path(), 1, &config);
+    let dp = DataPlane::start_tls(dir.path(), io, PARKED_LOG);
+    Gateway { _dir: dir, _backend: backend, dp, certificate: cert.der().clone() }
 }
 
 impl Gateway {
@@ -81,7 +79,7 @@ impl Gateway {
 
 /// A TLS keep-alive client over a blocking socket.
 struct TlsClient {
-    stream: BufReader<StreamOwned<ClientConnection, TcpStream>>,
+    connection: Connection<StreamOwned<ClientConnection, TcpStream>>,
 }
 
 impl TlsClient {
@@ -94,20 +92,20 @@ impl TlsClient {
         while stream.conn.is_handshaking() {
             stream.conn.complete_io(&mut stream.sock).unwrap();
         }
-        Self { stream: BufReader::new(stream) }
+        Self { connection: Connection::over(stream) }
     }
 
     fn local_addr(&self) -> SocketAddr {
-        self.stream.get_ref().sock.local_addr().unwrap()
+        self.connection.stream().sock.local_addr().unwrap()
     }
 
     fn version(&self) -> Option<ProtocolVersion> {
-        self.stream.get_ref().conn.protocol_version()
+        self.connection.stream().conn.protocol_version()
     }
 
     /// `plaintext` sealed into records, not yet sent.
     fn seal(&mut self, plaintext: &[u8]) -> Vec<u8> {
-        let stream = self.stream.get_mut();
+        let stream = self.connection.stream_mut();
         stream.conn.writer().write_all(plaintext).unwrap();
         let mut ciphertext = Vec::new();
         while stream.conn.wants_write() {
@@ -117,7 +115,7 @@ impl TlsClient {
     }
 
     fn write_ciphertext(&mut self, bytes: &[u8]) {
-        self.stream.get_mut().sock.write_all(bytes).unwrap();
+        self.connection.stream_mut().sock.write_all(bytes).unwrap();
     }
 
     fn write(&mut self, plaintext: &[u8]) {
@@ -125,20 +123,20 @@ impl TlsClient {
         self.write_ciphertext(&ciphertext);
     }
 
-    fn send(&mut self, plaintext: &[u8]) -> support::Message {
+    fn send(&mut self, plaintext: &[u8]) -> Response {
         self.write(plaintext);
         self.receive()
     }
 
-    fn receive(&mut self) -> support::Message {
-        support::read_message(&mut self.stream, false).expect("a response")
+    fn receive(&mut self) -> Response {
+        self.connection.read_response(false).expect("a response")
     }
 
     /// True when the gateway closed the connection with close_notify (rustls reports a close
     /// without it as an error).
     fn is_closed_with_close_notify(&mut self) -> bool {
         let mut byte = [0u8; 1];
-        match self.stream.read(&mut byte) {
+        match self.connection.read_some(&mut byte) {
             Ok(0) => true,
             Ok(_) => panic!("unexpected bytes from the gateway"),
             Err(error) => panic!("closed without close_notify: {error}"),
@@ -161,18 +159,18 @@ fn parked_tls_connections_are_served_again(io: &str) {
     for version in versions() {
         let mut client = gateway.connect(&gateway.client_config(version));
         assert_eq!(client.version(), Some(version.version));
-        // This connection's lines (the log arrives through a pipe: waited for, not read once).
+        // This connection's lines (parking takes IDLE_PARK_AFTER_MS: waited for, not read once).
         let parked_line = format!("{PARKED} peer={}", client.local_addr());
         let woke_line = format!("{WOKE} peer={}", client.local_addr());
         let parks = |count| eventually("the idle TLS connection parks", || dp.log_count(&parked_line) == count);
         let wakes = |count| eventually("served after waking from the registry", || dp.log_count(&woke_line) == count);
-        assert_eq!(client.send(&request("first")).status(), 200);
+        assert_eq!(client.send(&request("first")).status, 200);
         for round in 1..=2 {
             parks(round);
             std::thread::sleep(IDLE_PAST_PARKING);
-            assert_eq!(connections_active(&gateway.dir.0), 1, "a parked connection is still open");
+            assert_eq!(gateway.dp.connections_active(), 1, "a parked connection is still open");
             let response = client.send(&request("again"));
-            assert_eq!(response.status(), 200, "{response:?}");
+            assert_eq!(response.status, 200, "{response:?}");
             assert!(response.text().contains("target=/again\n"), "{}", response.text());
             wakes(round);
         }
@@ -189,7 +187,7 @@ fn parked_tls_connections_are_served_again(io: &str) {
         assert!(client.receive().text().contains("target=/p4\n"));
         wakes(4);
         drop(client);
-        eventually("the closed connection is counted out", || connections_active(&gateway.dir.0) == 0);
+        eventually("the closed connection is counted out", || gateway.dp.connections_active() == 0);
     }
     assert_eq!(gateway.dp.terminate().code(), Some(0));
 }
@@ -205,7 +203,7 @@ fn records_split_while_parking_are_not_lost(io: &str) {
             let config = gateway.client_config(versions()[i as usize % 2]);
             std::thread::spawn(move || {
                 let mut client = TlsClient::connect(addr, &config);
-                assert_eq!(client.send(&request("warm")).status(), 200);
+                assert_eq!(client.send(&request("warm")).status, 200);
                 // 220..=278 ms after the response, 2 ms apart: across IDLE_PARK_AFTER_MS.
                 std::thread::sleep(Duration::from_millis(220 + 2 * i));
                 let record = client.seal(&request(&format!("half{i}")));
@@ -214,7 +212,7 @@ fn records_split_while_parking_are_not_lost(io: &str) {
                 std::thread::sleep(Duration::from_millis(20));
                 client.write_ciphertext(rest);
                 let response = client.receive();
-                assert_eq!(response.status(), 200, "{response:?}");
+                assert_eq!(response.status, 200, "{response:?}");
                 assert!(response.text().contains(&format!("target=/half{i}\n")), "{}", response.text());
                 // And once more after a full park.
                 std::thread::sleep(IDLE_PAST_PARKING);
@@ -225,7 +223,7 @@ fn records_split_while_parking_are_not_lost(io: &str) {
         .collect();
     let _clients: Vec<_> = clients.into_iter().map(|client| client.join().unwrap()).collect();
     eventually("every connection parked at least once", || gateway.dp.log_count(PARKED) >= 30);
-    assert_eq!(connections_active(&gateway.dir.0), 30);
+    assert_eq!(gateway.dp.connections_active(), 30);
 
     // A request's record, then the first bytes of the next one: once the first is answered, the
     // connection holds part of a record (inside rustls) and waits for the rest in its task.
@@ -249,24 +247,29 @@ fn records_split_while_parking_are_not_lost(io: &str) {
 fn clients_closing_parked_tls_connections_are_counted_out(io: &str) {
     let gateway = start(io, Limits::default());
     let dp = &gateway.dp;
-    let mut clients: Vec<_> = (0..10).map(|i| gateway.connect(&gateway.client_config(versions()[i % 2]))).collect();
-    for client in &mut clients {
-        assert_eq!(client.send(&request("warm")).status(), 200);
-    }
+    // Each client sends its first request as soon as its handshake is done: a connection quiet for
+    // IDLE_PARK_AFTER_MS parks before its first request too, and would wake for it.
+    let clients: Vec<_> = (0..10)
+        .map(|i| {
+            let mut client = gateway.connect(&gateway.client_config(versions()[i % 2]));
+            assert_eq!(client.send(&request("warm")).status, 200);
+            client
+        })
+        .collect();
     eventually("the idle connections park", || dp.log_count(PARKED) >= 10);
-    assert_eq!(connections_active(&gateway.dir.0), 10, "parked connections are still open");
+    assert_eq!(gateway.dp.connections_active(), 10, "parked connections are still open");
     for (i, mut client) in clients.into_iter().enumerate() {
         if i % 2 == 0 {
-            let stream = client.stream.get_mut();
+            let stream = client.connection.stream_mut();
             stream.conn.send_close_notify();
             stream.conn.complete_io(&mut stream.sock).unwrap();
         }
     }
-    eventually("closed parked connections are counted out", || connections_active(&gateway.dir.0) == 0);
+    eventually("closed parked connections are counted out", || gateway.dp.connections_active() == 0);
     // A peer's close wakes its parked connection, which then closes.
     eventually("every closed connection woke", || dp.log_count(WOKE) == 10);
     let mut client = gateway.connect(&gateway.client_config(&rustls::version::TLS13));
-    assert_eq!(client.send(&request("after")).status(), 200);
+    assert_eq!(client.send(&request("after")).status, 200);
     drop(client);
     assert_eq!(gateway.dp.terminate().code(), Some(0));
 }
@@ -277,13 +280,13 @@ fn parked_tls_connections_close_at_the_idle_timeout(io: &str) {
     let gateway = start(io, limits);
     for version in versions() {
         let mut client = gateway.connect(&gateway.client_config(version));
-        assert_eq!(client.send(&request("once")).status(), 200);
+        assert_eq!(client.send(&request("once")).status, 200);
         let idle_since = Instant::now();
         assert!(client.is_closed_with_close_notify(), "the gateway closes the parked connection");
         let waited = idle_since.elapsed();
         assert!(waited >= Duration::from_millis(900), "closed after {waited:?}, before the timeout");
         assert!(waited < Duration::from_millis(3_000), "closed after {waited:?}");
-        eventually("the closed connection is counted out", || connections_active(&gateway.dir.0) == 0);
+        eventually("the closed connection is counted out", || gateway.dp.connections_active() == 0);
     }
     let closed = "parked connection reached the keep-alive idle timeout";
     eventually("the registry closed both", || gateway.dp.log_count(closed) == 2);
@@ -295,13 +298,11 @@ fn drain_closes_parked_tls_connections(io: &str) {
     let gateway = start(io, Limits::default());
     let mut clients: Vec<_> = (0..4).map(|i| gateway.connect(&gateway.client_config(versions()[i % 2]))).collect();
     for client in &mut clients {
-        assert_eq!(client.send(&request("warm")).status(), 200);
+        assert_eq!(client.send(&request("warm")).status, 200);
     }
     eventually("the idle connections park", || gateway.dp.log_count(PARKED) >= 4);
-    let pid = gateway.dp.child.id() as i32;
     let started = Instant::now();
-    // SAFETY: plain kill(2) on our own child's pid.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
+    kill(gateway.dp.pid(), libc::SIGTERM);
     for client in &mut clients {
         assert!(client.is_closed_with_close_notify(), "drain closes parked connections");
     }

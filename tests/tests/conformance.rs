@@ -5,21 +5,22 @@
 //! gateway buffer a large response.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // reason: test helpers fail the test by panicking
 
-mod support;
-
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use portcullis_contract::snapshot;
-use support::{DataPlane, TempDir, read_message};
+use portcullis_tests::backend::read_request;
+use portcullis_tests::http::{Connection, RESPONSE_TIMEOUT};
+use portcullis_tests::{DataPlane, TempDir, on_both_io_backends, snapshot};
 
 /// Request bodies above this are refused in these tests (`[limits] request-body-bytes-max`).
 const BODY_LIMIT: u64 = 1000;
 /// The response a slow client is sent: far more than any buffer the gateway should hold.
 const BIG_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
-/// A backend whose answer depends on the path, so each RFC case has its own response.
+/// A backend whose answer depends on the path, so each RFC case has its own response; it writes
+/// bytes of its own (interim responses, a 101 and its tunnel, trailers, a huge body), which a
+/// [`portcullis_tests::backend::ScriptedBackend`] reply cannot.
 fn scripted_backend() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -35,9 +36,9 @@ fn scripted_backend() -> SocketAddr {
 fn serve_scripted(stream: TcpStream) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
-    while let Some(request) = read_message(&mut reader, true) {
-        let target = request.start_line.split(' ').nth(1).unwrap_or("").to_owned();
-        let is_head = request.start_line.starts_with("HEAD ");
+    while let Some(request) = read_request(&mut reader) {
+        let target = request.target.clone();
+        let is_head = request.method == "HEAD";
         let response: Vec<u8> = match target.as_str() {
             "/s204" => b"HTTP/1.1 204 No Content\r\nX-Case: 204\r\n\r\n".to_vec(),
             // A 304 may carry the representation's Content-Length; it still has no body.
@@ -104,13 +105,12 @@ HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 fn start(io: &str) -> (TempDir, DataPlane) {
     let dir = TempDir::new(&format!("conformance-{io}"));
-    let mut config = support::config(scripted_backend(), "echo");
+    let mut config = snapshot::two_apis(scripted_backend(), "echo");
     config.limits.request_body_bytes_max = BODY_LIMIT;
     // API `open` passes the client's Host on (api.toml `preserve-host = true`).
     config.apis[1].preserve_host = true;
-    std::fs::create_dir_all(dir.0.join("snapshots")).unwrap();
-    std::fs::write(dir.0.join("snapshots/last-good.snap"), snapshot::encode(1, &config).unwrap()).unwrap();
-    let dataplane = DataPlane::start(&dir.0, io);
+    snapshot::write_last_good(dir.path(), 1, &config);
+    let dataplane = DataPlane::start(dir.path(), io);
     (dir, dataplane)
 }
 
@@ -199,12 +199,12 @@ fn refuses_malformed_and_ambiguous_requests(io: &str) {
     let (_dir, dp) = start(io);
     for (name, raw, status) in refused() {
         let mut client = dp.connect();
-        let response = client.send(&raw);
-        assert_eq!(response.status(), status, "{name}: {response:?}");
-        assert_eq!(response.header("content-type").as_deref(), Some("application/json"), "{name}");
+        let response = client.round_trip(&raw).unwrap();
+        assert_eq!(response.status, status, "{name}: {response:?}");
+        assert_eq!(response.header("content-type"), Some("application/json"), "{name}");
         assert!(response.text().starts_with(&format!("{{ \"statusCode\": {status}, \"message\": ")), "{name}");
-        assert_eq!(response.header("connection").as_deref(), Some("close"), "{name}");
-        assert!(client.is_closed(), "{name}: the connection must be closed after the error");
+        assert_eq!(response.header("connection"), Some("close"), "{name}");
+        assert!(client.is_closed_by_peer(RESPONSE_TIMEOUT), "{name}: the connection must be closed after the error");
     }
     assert_eq!(dp.terminate().code(), Some(0));
 }
@@ -213,7 +213,7 @@ fn proxies_edge_cases(io: &str) {
     let (_dir, dp) = start(io);
     // Absolute-form: routed on its path; its authority is the host the client asked for.
     let response = dp.request("GET http://GW.example:8080/open/x?q=1 HTTP/1.1\r\nHost: other\r\n\r\n");
-    assert_eq!(response.status(), 200, "{response:?}");
+    assert_eq!(response.status, 200, "{response:?}");
     assert!(response.text().contains("target=/x?q=1\n"), "{}", response.text());
     assert!(response.text().contains("xfh=GW.example:8080\n"), "{}", response.text());
     assert!(response.text().contains("host=GW.example:8080\n"), "preserve-host: {}", response.text());
@@ -224,69 +224,57 @@ fn proxies_edge_cases(io: &str) {
     let mut client = dp.connect();
     // Pipelined: three requests in one write, one with a body, answered in order.
     client
-        .writer
-        .write_all(
+        .send_raw(
             b"GET /open/p1 HTTP/1.1\r\nHost: g\r\n\r\nPOST /open/p2 HTTP/1.1\r\nHost: g\r\nContent-Length: 3\r\n\r\nabc\
 GET /open/p3 HTTP/1.1\r\nHost: g\r\n\r\n",
         )
         .unwrap();
-    assert!(client.receive().text().contains("target=/p1\n"));
-    let second = client.receive().text();
+    assert!(client.read_response(false).unwrap().text().contains("target=/p1\n"));
+    let second = client.read_response(false).unwrap().text();
     assert!(second.contains("target=/p2\n") && second.contains("body=abc\n"), "{second}");
-    assert!(client.receive().text().contains("target=/p3\n"));
+    assert!(client.read_response(false).unwrap().text().contains("target=/p3\n"));
 
     // HEAD, 204 and 304 have no body, and the connection goes on.
-    let mut raw = Vec::new();
-    client.writer.write_all(b"HEAD /open/h HTTP/1.1\r\nHost: g\r\n\r\n").unwrap();
-    read_head(&mut client.reader, &mut raw);
+    client.send_raw(b"HEAD /open/h HTTP/1.1\r\nHost: g\r\n\r\n").unwrap();
+    let raw = read_head(&mut client);
     let text = String::from_utf8_lossy(&raw).into_owned();
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n") && text.contains("Content-Length: "), "{text}");
-    let no_content = client.send(b"GET /open/s204 HTTP/1.1\r\nHost: g\r\n\r\n");
-    assert_eq!((no_content.status(), no_content.body.len()), (204, 0));
-    raw.clear();
-    client.writer.write_all(b"GET /open/s304 HTTP/1.1\r\nHost: g\r\n\r\n").unwrap();
-    read_head(&mut client.reader, &mut raw);
+    let no_content = client.round_trip(b"GET /open/s204 HTTP/1.1\r\nHost: g\r\n\r\n").unwrap();
+    assert_eq!((no_content.status, no_content.body.len()), (204, 0));
+    client.send_raw(b"GET /open/s304 HTTP/1.1\r\nHost: g\r\n\r\n").unwrap();
+    let raw = read_head(&mut client);
     assert!(raw.starts_with(b"HTTP/1.1 304 Not Modified\r\n"), "{}", String::from_utf8_lossy(&raw));
     // 1xx interim responses are forwarded, then the final one.
-    raw.clear();
-    client.writer.write_all(b"GET /open/early HTTP/1.1\r\nHost: g\r\n\r\n").unwrap();
-    read_head(&mut client.reader, &mut raw);
+    client.send_raw(b"GET /open/early HTTP/1.1\r\nHost: g\r\n\r\n").unwrap();
+    let raw = read_head(&mut client);
     assert!(raw.starts_with(b"HTTP/1.1 103 Early Hints\r\n"), "{}", String::from_utf8_lossy(&raw));
-    let early = client.receive();
-    assert_eq!((early.status(), early.text().as_str()), (200, "ok"));
+    let early = client.read_response(false).unwrap();
+    assert_eq!((early.status, early.text().as_str()), (200, "ok"));
     // Chunked responses keep their trailers.
-    client.writer.write_all(b"GET /open/trailers HTTP/1.1\r\nHost: g\r\n\r\n").unwrap();
-    let mut body = Vec::new();
-    read_head(&mut client.reader, &mut body);
-    body.clear();
-    while !body.ends_with(b"\r\n\r\n") {
-        let mut line = Vec::new();
-        client.reader.read_until(b'\n', &mut line).unwrap();
-        assert!(!line.is_empty(), "connection closed inside the chunked body");
-        body.extend_from_slice(&line);
-    }
+    client.send_raw(b"GET /open/trailers HTTP/1.1\r\nHost: g\r\n\r\n").unwrap();
+    read_head(&mut client);
+    // The chunks as sent, through the trailers' empty line.
+    let body = client.read_through_empty_line().unwrap_or_else(|error| panic!("inside the chunked body: {error}"));
     assert_eq!(body, b"4\r\nbody\r\n0\r\nX-Checksum: abc\r\n\r\n");
     // Still usable after all of that.
-    assert!(client.send(b"GET /open/last HTTP/1.1\r\nHost: g\r\n\r\n").text().contains("target=/last\n"));
+    assert!(
+        client.round_trip(b"GET /open/last HTTP/1.1\r\nHost: g\r\n\r\n").unwrap().text().contains("target=/last\n")
+    );
 
     // Expect: 100-continue is answered before the client sends its body.
     let mut client = dp.connect();
-    client
-        .writer
-        .write_all(b"PUT /open/up HTTP/1.1\r\nHost: g\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
-        .unwrap();
-    let mut interim = Vec::new();
-    read_head(&mut client.reader, &mut interim);
+    client.send_raw(b"PUT /open/up HTTP/1.1\r\nHost: g\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n").unwrap();
+    let interim = read_head(&mut client);
     assert_eq!(interim, b"HTTP/1.1 100 Continue\r\n\r\n");
-    let put = client.send(b"hello");
+    let put = client.round_trip(b"hello").unwrap();
     assert!(put.text().contains("body=hello\n"), "{}", put.text());
 
     // HTTP/1.0 with keep-alive: kept, and told so.
     let mut old = dp.connect();
-    let response = old.send(b"GET /open/old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-    assert_eq!(response.header("connection").as_deref(), Some("keep-alive"));
-    assert_eq!(old.send(b"GET /open/old2 HTTP/1.0\r\n\r\n").header("connection").as_deref(), Some("close"));
-    assert!(old.is_closed());
+    let response = old.round_trip(b"GET /open/old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+    assert_eq!(response.header("connection"), Some("keep-alive"));
+    assert_eq!(old.round_trip(b"GET /open/old2 HTTP/1.0\r\n\r\n").unwrap().header("connection"), Some("close"));
+    assert!(old.is_closed_by_peer(RESPONSE_TIMEOUT));
     assert_eq!(dp.terminate().code(), Some(0));
 }
 
@@ -297,33 +285,32 @@ fn tunnels_upgrades(io: &str) {
     let (_dir, dp) = start(io);
     let mut client = dp.connect();
     client
-        .writer
-        .write_all(
+        .send_raw(
             b"GET /open/ws HTTP/1.1\r\nHost: g\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nearly",
         )
         .unwrap();
-    let mut head = Vec::new();
-    read_head(&mut client.reader, &mut head);
-    let head = String::from_utf8(head).unwrap();
+    let head = String::from_utf8(read_head(&mut client)).unwrap();
     assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{head}");
     assert!(head.contains("\r\nUpgrade: websocket\r\n") && head.contains("\r\nConnection: upgrade\r\n"), "{head}");
     assert!(head.contains("X-Seen-Connection: upgrade\r\n"), "the backend is asked to upgrade: {head}");
-    client.writer.write_all(b" and later").unwrap();
-    client.writer.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut rest = Vec::new();
-    client.reader.read_to_end(&mut rest).unwrap();
+    client.send_raw(b" and later").unwrap();
+    client.stream().shutdown(std::net::Shutdown::Write).unwrap();
+    let rest = client.read_to_close().unwrap();
     assert_eq!(String::from_utf8_lossy(&rest), "EARLY AND LATER<bye>");
 
     // The backend declines (answers 200): an ordinary response, and the connection goes on.
     let mut client = dp.connect();
-    let declined =
-        client.send(b"GET /open/plain HTTP/1.1\r\nHost: g\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
-    assert_eq!(declined.status(), 200);
-    assert!(client.send(b"GET /open/after HTTP/1.1\r\nHost: g\r\n\r\n").text().contains("target=/after\n"));
+    let declined = client
+        .round_trip(b"GET /open/plain HTTP/1.1\r\nHost: g\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .unwrap();
+    assert_eq!(declined.status, 200);
+    assert!(
+        client.round_trip(b"GET /open/after HTTP/1.1\r\nHost: g\r\n\r\n").unwrap().text().contains("target=/after\n")
+    );
 
     let unasked = dp.request("GET /open/ws-unasked HTTP/1.1\r\nHost: g\r\n\r\n");
-    assert_eq!(unasked.status(), 502, "{unasked:?}");
+    assert_eq!(unasked.status, 502, "{unasked:?}");
     assert_eq!(dp.terminate().code(), Some(0));
 }
 
@@ -332,22 +319,21 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
 /// buffers are in flight.
 fn slow_client_backpressure(io: &str) {
     let (_dir, dp) = start(io);
-    let pid = dp.child.id();
+    let pid = dp.pid();
     // The baseline is taken once start-up (rings, XDP maps, allocator arenas) has settled.
-    assert_eq!(dp.request("GET /open/warm-up HTTP/1.1\r\nHost: g\r\n\r\n").status(), 200);
+    assert_eq!(dp.request("GET /open/warm-up HTTP/1.1\r\nHost: g\r\n\r\n").status, 200);
     std::thread::sleep(Duration::from_millis(300));
     let rss_before = rss_bytes(pid);
     let mut client = dp.connect();
-    client.writer.write_all(b"GET /open/big HTTP/1.1\r\nHost: g\r\n\r\n").unwrap();
+    client.send_raw(b"GET /open/big HTTP/1.1\r\nHost: g\r\n\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     let growth = rss_bytes(pid).saturating_sub(rss_before);
     assert!(growth < 8 * 1024 * 1024, "the gateway grew by {growth} bytes while the client did not read");
-    let mut head = Vec::new();
-    read_head(&mut client.reader, &mut head);
+    read_head(&mut client);
     let mut received = 0usize;
     let mut block = vec![0; 1024 * 1024];
     while received < BIG_RESPONSE_BYTES {
-        let n = client.reader.read(&mut block).unwrap();
+        let n = client.read_some(&mut block).unwrap();
         assert!(n > 0, "closed after {received} bytes");
         received += n;
     }
@@ -355,57 +341,20 @@ fn slow_client_backpressure(io: &str) {
     assert_eq!(dp.terminate().code(), Some(0));
 }
 
-/// Reads one head (through the blank line) into `out`.
-fn read_head(reader: &mut BufReader<TcpStream>, out: &mut Vec<u8>) {
-    while !out.ends_with(b"\r\n\r\n") {
-        let before = out.len();
-        reader.read_until(b'\n', out).unwrap();
-        assert!(out.len() > before, "connection closed inside a head: {:?}", String::from_utf8_lossy(out));
-    }
+/// Reads one head (through the blank line), exactly as sent.
+fn read_head(client: &mut Connection) -> Vec<u8> {
+    client.read_through_empty_line().unwrap_or_else(|error| panic!("no complete head: {error}"))
 }
 
-fn rss_bytes(pid: u32) -> u64 {
+fn rss_bytes(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
 }
 
-#[test]
-fn uring_refuses_malformed_and_ambiguous_requests() {
-    refuses_malformed_and_ambiguous_requests("uring");
-}
-
-#[test]
-fn epoll_refuses_malformed_and_ambiguous_requests() {
-    refuses_malformed_and_ambiguous_requests("epoll");
-}
-
-#[test]
-fn uring_proxies_edge_cases() {
-    proxies_edge_cases("uring");
-}
-
-#[test]
-fn epoll_proxies_edge_cases() {
-    proxies_edge_cases("epoll");
-}
-
-#[test]
-fn uring_slow_client_backpressure() {
-    slow_client_backpressure("uring");
-}
-
-#[test]
-fn epoll_slow_client_backpressure() {
-    slow_client_backpressure("epoll");
-}
-
-#[test]
-fn uring_tunnels_upgrades() {
-    tunnels_upgrades("uring");
-}
-
-#[test]
-fn epoll_tunnels_upgrades() {
-    tunnels_upgrades("epoll");
-}
+on_both_io_backends!(
+    refuses_malformed_and_ambiguous_requests,
+    proxies_edge_cases,
+    tunnels_upgrades,
+    slow_client_backpressure,
+);

@@ -4,14 +4,13 @@
 //! process only, between fork and exec.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // reason: test helpers fail the test by panicking
 
-mod support;
-
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Stdio};
 
-use portcullis_contract::snapshot;
-use support::{Backend, TempDir};
+use portcullis_tests::backend::{self, ScriptedBackend};
+use portcullis_tests::http::Connection;
+use portcullis_tests::{TempDir, bins, snapshot};
 
 /// Installs a seccomp filter that fails `io_uring_setup` with EPERM and allows everything else.
 fn refuse_io_uring() -> std::io::Result<()> {
@@ -45,19 +44,19 @@ fn refuse_io_uring() -> std::io::Result<()> {
     Ok(())
 }
 
-fn data_dir() -> (TempDir, Backend) {
+fn data_dir() -> (TempDir, ScriptedBackend) {
     let dir = TempDir::new("io-fallback");
-    let backend = Backend::start();
-    std::fs::create_dir_all(dir.0.join("snapshots")).unwrap();
-    let bytes = snapshot::encode(1, &support::config(backend.addr, "echo")).unwrap();
-    std::fs::write(dir.0.join("snapshots/last-good.snap"), bytes).unwrap();
+    let backend = ScriptedBackend::start(backend::echo);
+    snapshot::write_last_good(dir.path(), 1, &snapshot::two_apis(backend.addr, "echo"));
     (dir, backend)
 }
 
 fn dataplane_under_seccomp(dir: &TempDir, io: &str) -> std::process::Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis-dataplane"));
+    let mut command = Command::new(bins::dataplane());
     command
-        .args(["--data-dir", dir.0.to_str().unwrap(), "--listen", "127.0.0.1:0", "--workers", "1", "--io", io])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--workers", "1", "--io", io])
         .args(["--xdp", "off"])
         .stderr(Stdio::piped());
     // SAFETY: the closure only calls async-signal-safe functions (prctl, seccomp).
@@ -85,9 +84,9 @@ fn auto_falls_back_to_epoll_when_seccomp_refuses_io_uring() {
     assert!(listening.contains("io=epoll"), "{listening}");
     let addr: std::net::SocketAddr = listening.split(' ').next().unwrap().parse().unwrap();
     std::thread::spawn(move || lines.for_each(drop));
-    let mut client = support::Client::connect_to(addr);
-    let response = client.send(b"GET /open/x HTTP/1.1\r\nHost: g\r\n\r\n");
-    assert_eq!(response.status(), 200, "{response:?}");
+    let mut client = Connection::open(addr).unwrap();
+    let response = client.round_trip(b"GET /open/x HTTP/1.1\r\nHost: g\r\n\r\n").unwrap();
+    assert_eq!(response.status, 200, "{response:?}");
     assert!(response.text().contains("target=/x\n"));
     let _ = child.kill();
     let _ = child.wait();
