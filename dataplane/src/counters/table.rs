@@ -7,6 +7,7 @@
 //! slot, else the first idle one (see [`idle`]). A full bucket answers "untracked" and the caller decides
 //! what that means (the per-IP limits let the request through, `limit-concurrency` refuses it).
 
+use crossbeam_utils::Backoff;
 use portable_atomic::{AtomicU128, Ordering};
 
 /// Slots of one bucket: eight 16-byte slots, two 64-byte cache lines (the adjacent-line prefetch
@@ -14,8 +15,10 @@ use portable_atomic::{AtomicU128, Ordering};
 /// at a quarter full, a bucket is full with a probability below 0.1%.
 pub const BUCKET_SLOTS: usize = 8;
 /// Compare-and-swap attempts per operation. Each failure means another thread's operation on the
-/// same bucket succeeded, so this is never reached unless dozens of threads hammer one bucket; the
-/// operation then answers "untracked" instead of retrying without bound.
+/// same bucket succeeded; after one, the thread backs off (crossbeam's exponential spin) before it
+/// tries again, so that two threads hammering one key take turns instead of one losing every race
+/// (without the back-off, the counter-store benchmark's two threads on one gauge hit this bound).
+/// Past it the operation answers "untracked" instead of retrying without bound.
 pub const CAS_ATTEMPTS_MAX: u32 = 1_024;
 
 /// What a slot's value means, in the key's top two bits: a reclaimer tells idle from live by it.
@@ -128,6 +131,7 @@ impl Table {
     pub(crate) fn update<R>(&self, key: u64, now_ns: u64, mut step: impl FnMut(Option<u64>) -> Step<R>) -> Applied<R> {
         let base = self.bucket_of(key);
         let bucket = &self.buckets[base];
+        let backoff = Backoff::new();
         for _ in 0..CAS_ATTEMPTS_MAX {
             let mut found = None;
             let (mut empty, mut reclaimable) = (None, None);
@@ -166,6 +170,7 @@ impl Table {
             if bucket.0[index].compare_exchange(expected, word, Ordering::AcqRel, Ordering::Acquire).is_ok() {
                 return Applied { result, slot: Some(base * BUCKET_SLOTS + index), tracked: true };
             }
+            backoff.spin();
         }
         let result = match step(None) {
             Step::Write(_, result) | Step::Keep(result) => result,
@@ -179,6 +184,7 @@ impl Table {
         let Some(cell) = self.buckets.get(slot / BUCKET_SLOTS).and_then(|b| b.0.get(slot % BUCKET_SLOTS)) else {
             return false;
         };
+        let backoff = Backoff::new();
         for _ in 0..CAS_ATTEMPTS_MAX {
             let word = cell.load(Ordering::Acquire);
             let (slot_key, value) = split(word);
@@ -189,6 +195,7 @@ impl Table {
             if cell.compare_exchange(word, new, Ordering::AcqRel, Ordering::Acquire).is_ok() {
                 return true;
             }
+            backoff.spin();
         }
         false
     }
