@@ -125,14 +125,7 @@ impl DataPlane {
     /// SIGTERM, then the exit status.
     pub fn terminate(mut self) -> ExitStatus {
         crate::gateway::kill(self.pid(), libc::SIGTERM);
-        let deadline = Instant::now() + EXIT_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for the data plane") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the data plane did not exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::wait::exit_within(&mut self.child, EXIT_TIMEOUT).expect("the data plane did not exit after SIGTERM")
     }
 
     /// Everything the data plane has logged so far.

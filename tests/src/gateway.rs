@@ -204,16 +204,9 @@ impl Gateway {
 
     /// Waits for the control process to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let child = self.child.as_mut()?;
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                self.child = None;
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        let status = crate::wait::exit_within(self.child.as_mut()?, timeout)?;
+        self.child = None;
+        Some(status)
     }
 
     /// SIGTERM to control and wait for it to exit.

@@ -6,10 +6,11 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use portcullis_tests::gateway::{alive, kill};
 use portcullis_tests::http;
+use portcullis_tests::wait::eventually_within;
 use portcullis_tests::{Gateway, GatewayOptions, bins};
 
 /// A data plane started by the test itself, killed on drop.
@@ -37,15 +38,11 @@ impl Drop for DataPlane {
     }
 }
 
-fn wait_for(what: &str, mut probe: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if probe() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
+/// Restarts and cold starts take longer than [`portcullis_tests::wait::eventually`]'s bound.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn wait_for(what: &str, probe: impl FnMut() -> bool) {
+    eventually_within(RESTART_TIMEOUT, what, probe);
 }
 
 portcullis_tests::on_both_io_backends!(data_plane_outlives_control_and_cold_starts_from_disk);
