@@ -151,6 +151,7 @@ impl Fixture {
             remainder_start: REMAINDER_START,
             peer: self.peer,
             client_certificate: None,
+            client_trust: &portcullis_dataplane::tls::NO_CLIENT_TRUST,
             api: &self.api,
             operation: &self.operation,
             subscription: None,

@@ -54,6 +54,9 @@ pub struct Program {
     pub ip_filters: Vec<IpFilter>,
     /// `cors` rules, referenced by [`Op::Cors`].
     pub cors: Vec<Cors>,
+    /// `validate-client-certificate` rules, referenced by [`Op::ValidateClientCertificate`].
+    #[serde(default)]
+    pub client_certificate_checks: Vec<ClientCertificateCheck>,
 }
 
 /// APIM's `forward-request` default timeout: 300 s.
@@ -199,6 +202,36 @@ pub struct IpRange {
     pub first: u128,
     pub last: u128,
 }
+
+/// One `validate-client-certificate`: the rules every certificate must pass, then the identities
+/// of which it must match one (all of that identity's claims); no identities: any identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientCertificateCheck {
+    pub validate_revocation: bool,
+    pub validate_trust: bool,
+    pub validate_not_before: bool,
+    pub validate_not_after: bool,
+    /// A failed check lets the request go on (and sets nothing) instead of failing it.
+    pub ignore_error: bool,
+    pub identities: Vec<CertificateIdentity>,
+}
+
+/// One `<identity>`: each claim given must match (thumbprints and serial numbers ignore case).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateIdentity {
+    pub thumbprint: Option<String>,
+    pub serial_number: Option<String>,
+    pub common_name: Option<String>,
+    pub subject: Option<String>,
+    pub dns_name: Option<String>,
+    pub issuer_subject: Option<String>,
+    pub issuer_thumbprint: Option<String>,
+    /// Resolved at load to the thumbprint of the named certificate it names.
+    pub issuer_certificate_id: Option<String>,
+}
+
+/// A `validate-client-certificate` or its table holds at most this many identities (APIM: 10).
+pub const CERTIFICATE_IDENTITIES_MAX: usize = 10;
 
 /// One `cors` policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -775,6 +808,13 @@ pub enum Op {
     Cors(u32),
     /// Pops username, password; sets the backend request's `Authorization: Basic ...`.
     AuthenticationBasic,
+    /// Checks the connection's client certificate against `client_certificate_checks[i]`.
+    ValidateClientCertificate(u32),
+    /// Pops a string: the id (`by_thumbprint` false) or thumbprint of a named certificate with a
+    /// key, which the backend connection presents (mTLS) instead of the configured identity.
+    AuthenticationCertificate {
+        by_thumbprint: bool,
+    },
     /// Pops message; logs it with `consts[source]` to the access log.
     Trace {
         source: u32,
@@ -859,6 +899,8 @@ impl Op {
             Op::SetBody { .. } | Op::Trace { .. } | Op::LimitConcurrencyEnter { .. } => (1, 0),
             Op::SetStatus { .. } | Op::FindAndReplace { .. } | Op::CheckHeader { .. } => (2, 0),
             Op::AuthenticationBasic => (2, 0),
+            Op::ValidateClientCertificate(_) => (0, 0),
+            Op::AuthenticationCertificate { .. } => (1, 0),
             Op::IpFilter(_) | Op::Cors(_) | Op::BeginResponse | Op::BeginResponseFrom { .. } => (0, 0),
             Op::Respond | Op::MockResponse { .. } | Op::LimitConcurrencyExit => (0, 0),
             Op::ForwardRequest { .. } | Op::RetryInit(_) | Op::RetryNext { .. } => (0, 0),
@@ -986,6 +1028,16 @@ fn check_operands(program: &Program, at: usize, op: &Op) -> Result<(), VerifyErr
         Op::Site(i) => table("site", i, program.sites.len())?,
         Op::IpFilter(i) => table("ip-filter", i, program.ip_filters.len())?,
         Op::Cors(i) => table("cors", i, program.cors.len())?,
+        Op::ValidateClientCertificate(i) => {
+            table("validate-client-certificate", i, program.client_certificate_checks.len())?;
+            if program
+                .client_certificate_checks
+                .get(i as usize)
+                .is_some_and(|c| c.identities.len() > CERTIFICATE_IDENTITIES_MAX)
+            {
+                return Err(VerifyError::Operand { at, what: "too many client certificate identities" });
+            }
+        }
         Op::SetHeader { name, values, .. } | Op::SetQueryParameter { name, values, .. } => {
             string_const(name)?;
             if values > VALUES_PER_POLICY_MAX {

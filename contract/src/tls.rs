@@ -19,6 +19,52 @@ pub struct TlsSettings {
     /// The certificate the gateway presents to `https://` backends that ask for one (mTLS);
     /// `names` is empty (it serves no name).
     pub backend_client: Option<TlsCertificate>,
+    /// DER certificate revocation lists of the client CAs (`client-crl-files`): the handshake
+    /// refuses revoked certificates when it verifies the chain, and `validate-client-certificate
+    /// validate-revocation` reads them.
+    pub client_crls: Vec<Vec<u8>>,
+    /// `[[tls.named-certificate]]`: APIM's certificate entities, which policies name by
+    /// `certificate-id` or thumbprint (`authentication-certificate`, `validate-client-certificate`
+    /// `issuer-certificate-id`, `validate-jwt` signing keys).
+    pub named: Vec<NamedCertificate>,
+}
+
+/// One named certificate: its id, thumbprint and chain, and its key when it has one (a client
+/// certificate presented to backends; a CA or a signing certificate has none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedCertificate {
+    pub id: String,
+    /// SHA-1 of the end entity's DER, upper-case hex (.NET's `Thumbprint`).
+    pub thumbprint: String,
+    /// The `cert-file` it came from, for logs.
+    pub source: String,
+    /// DER certificates, end entity first.
+    pub chain: Vec<Vec<u8>>,
+    /// Its private key (`key-file`), needed to present it to backends.
+    pub key: Option<PrivateKey>,
+}
+
+impl NamedCertificate {
+    /// The certificate as a client identity towards backends; `None` without a key.
+    pub fn identity(&self) -> Option<TlsCertificate> {
+        Some(TlsCertificate {
+            source: self.source.clone(),
+            chain: self.chain.clone(),
+            key: self.key.clone()?,
+            names: Vec::new(),
+            client_auth: None,
+        })
+    }
+}
+
+impl TlsSettings {
+    /// The named certificate `id`, or the one whose thumbprint is `thumbprint` (either case).
+    pub fn named_certificate(&self, id: Option<&str>, thumbprint: Option<&str>) -> Option<&NamedCertificate> {
+        self.named.iter().find(|named| {
+            id.is_some_and(|id| named.id == id)
+                || thumbprint.is_some_and(|thumbprint| named.thumbprint.eq_ignore_ascii_case(thumbprint))
+        })
+    }
 }
 
 /// One certificate chain, its private key and the DNS names it serves.
@@ -72,12 +118,16 @@ pub enum ClientAuth {
     Optional,
     /// Required: a client without a certificate signed by a configured CA fails the handshake.
     Required,
+    /// APIM's "negotiate client certificate": asked for, and any certificate the client proves it
+    /// holds the key of is let in, trusted or not; `validate-client-certificate` (or an expression
+    /// on `context.Request.Certificate`) decides per API.
+    Negotiate,
 }
 
 impl TlsSettings {
     /// Whether the cross-field rules hold (control guarantees them; the data plane checks again).
     pub fn check(&self) -> Result<(), TlsSettingsError> {
-        if self.client_auth != ClientAuth::None && self.client_cas.is_empty() {
+        if matches!(self.client_auth, ClientAuth::Optional | ClientAuth::Required) && self.client_cas.is_empty() {
             return Err(TlsSettingsError::NoClientCa);
         }
         if let Some(certificate) = self.certificates.iter().find(|c| c.chain.is_empty()) {

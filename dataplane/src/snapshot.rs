@@ -47,6 +47,11 @@ pub struct Snapshot {
     /// The TLS client configuration of connections to `https://` backends (a named backend
     /// with its own client certificate has its own: [`ResolvedBackend::tls`]).
     pub backend_tls: crate::tls::BackendTls,
+    /// What `validate-client-certificate` judges client certificates against.
+    pub client_trust: crate::tls::ClientTrust,
+    /// The backend client configuration of each named certificate that has a key (in settings
+    /// order, `None` for the others): `authentication-certificate` picks one per request.
+    pub named_tls: Vec<Option<crate::tls::BackendTls>>,
 }
 
 /// Why a snapshot cannot be built; the current one keeps serving.
@@ -81,6 +86,18 @@ impl Snapshot {
                 resolved.tls = Some(crate::tls::backend_client_config(&config.tls.backend_cas, Some(identity))?);
             }
         }
+        let named_tls = config
+            .tls
+            .named
+            .iter()
+            .map(|named| {
+                named
+                    .identity()
+                    .map(|identity| crate::tls::backend_client_config(&config.tls.backend_cas, Some(&identity)))
+                    .transpose()
+            })
+            .collect::<Result<_, _>>()?;
+        let client_trust = crate::tls::ClientTrust::new(generation, &config.tls);
         let operations = config.apis.iter().map(Operations::new).collect();
         let resolved = resolve_policy_backends(&config.programs);
         let product_policies = config
@@ -100,6 +117,8 @@ impl Snapshot {
             product_policies,
             tls,
             backend_tls,
+            client_trust,
+            named_tls,
         })
     }
 
@@ -111,7 +130,12 @@ impl Snapshot {
         if id == self.backend_tls.id {
             return Some(&self.backend_tls.config);
         }
-        self.upstreams.iter().filter_map(|backend| backend.tls.as_ref()).find(|tls| tls.id == id).map(|tls| &tls.config)
+        self.upstreams
+            .iter()
+            .filter_map(|backend| backend.tls.as_ref())
+            .chain(self.named_tls.iter().flatten())
+            .find(|tls| tls.id == id)
+            .map(|tls| &tls.config)
     }
 
     /// The sections operation `operation` of API `api` runs for a request through `product`.

@@ -7,7 +7,9 @@
 //! share the result read-only and hand it to each new TLS connection.
 
 mod client_certificate;
+pub(crate) mod client_trust;
 mod names;
+mod negotiate;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -19,6 +21,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 pub use client_certificate::ClientCertificate;
+pub use client_trust::{ClientTrust, NO_CLIENT_TRUST, Verdict};
 pub(crate) use names::NameTable;
 
 /// The one application protocol spoken over TLS.
@@ -143,6 +146,10 @@ fn server_config_for(
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
     let builder = match auth {
         ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::Negotiate => builder.with_client_cert_verifier(negotiate::AnyCertificate::new(
+            &settings.client_cas,
+            provider.signature_verification_algorithms,
+        )),
         auth @ (ClientAuth::Optional | ClientAuth::Required) => {
             let mut roots = RootCertStore::empty();
             for (index, der) in settings.client_cas.iter().enumerate() {
@@ -150,7 +157,13 @@ fn server_config_for(
                     .add(CertificateDer::from(der.clone()))
                     .map_err(|error| TlsConfigError::ClientCa { index, error })?;
             }
-            let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider));
+            let crls = settings
+                .client_crls
+                .iter()
+                .map(|der| rustls::pki_types::CertificateRevocationListDer::from(der.clone()));
+            let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
+                .with_crls(crls)
+                .allow_unknown_revocation_status();
             if auth == ClientAuth::Optional {
                 verifier = verifier.allow_unauthenticated();
             }

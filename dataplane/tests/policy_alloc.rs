@@ -139,6 +139,7 @@ fn typical_inbound_section_allocates_nothing_once_warm() {
         remainder_start: 5,
         peer: "127.0.0.1".parse().unwrap(),
         client_certificate: None,
+        client_trust: &portcullis_dataplane::tls::NO_CLIENT_TRUST,
         api: &api,
         operation: &operation,
         subscription: None,

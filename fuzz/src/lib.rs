@@ -69,6 +69,7 @@ pub fn run_loaded(program: LoadedProgram, section: Section) {
         remainder_start: 5,
         peer: IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
         client_certificate: None,
+        client_trust: &portcullis_dataplane::tls::NO_CLIENT_TRUST,
         api: &api,
         operation: &operation,
         subscription: None,
@@ -118,5 +119,5 @@ pub fn policy_context(options: Options) -> Context {
         Ok(fragment) => fragments.insert("common".into(), fragment),
         Err(errors) => panic!("the fuzz harness's fragment does not parse: {errors:?}"),
     }
-    Context { named_values, fragments, backends: ["b1".to_owned()].into(), options }
+    Context { named_values, fragments, backends: ["b1".to_owned()].into(), certificates: ["c1".to_owned()].into(), options }
 }

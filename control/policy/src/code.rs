@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 
-use portcullis_contract::program::{self, Const, Cors, IpFilter, Op, Program, STEPS_MAX, Site, VerifyError};
+use portcullis_contract::program::{
+    self, ClientCertificateCheck, Const, Cors, IpFilter, Op, Program, STEPS_MAX, Site, VerifyError,
+};
 
 /// A jump target that may not be placed yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +36,7 @@ pub struct CodeBuilder {
     sites: Vec<Site>,
     ip_filters: Vec<IpFilter>,
     cors: Vec<Cors>,
+    client_certificate_checks: Vec<ClientCertificateCheck>,
 }
 
 /// Placeholder target of a jump whose label is not placed yet.
@@ -153,6 +156,11 @@ impl CodeBuilder {
         (self.cors.len() - 1) as u32
     }
 
+    pub fn client_certificate_check(&mut self, check: ClientCertificateCheck) -> u32 {
+        self.client_certificate_checks.push(check);
+        (self.client_certificate_checks.len() - 1) as u32
+    }
+
     /// Patches the jumps, fuses constant operands into their ops (see [`super::fuse`]), computes
     /// the stack bound and verifies the program.
     pub fn finish(mut self) -> Result<Program, VerifyError> {
@@ -171,6 +179,7 @@ impl CodeBuilder {
             step_limit: STEPS_MAX,
             sites: self.sites,
             ip_filters: self.ip_filters,
+            client_certificate_checks: self.client_certificate_checks,
             cors: self.cors,
         };
         program::verify(&program)?;

@@ -6,6 +6,7 @@
 //! `limit-concurrency` become jumps around their children.
 
 mod access;
+mod certificates;
 mod policies;
 
 use std::ops::Range;
@@ -47,6 +48,8 @@ pub struct Environment<'a> {
     pub fragments: &'a Fragments,
     /// Ids of the named backends (`set-backend-service backend-id` must name one).
     pub backends: &'a std::collections::BTreeSet<String>,
+    /// Ids of the named certificates (`certificate-id`s must name one).
+    pub certificates: &'a std::collections::BTreeSet<String>,
     /// The operation's documented responses (none outside an operation, e.g. `policy check`).
     pub responses: &'a [ResponseExample],
     pub options: Options,

@@ -19,6 +19,8 @@ pub struct Context {
     pub fragments: Fragments,
     /// Ids of the named backends (`set-backend-service backend-id` must name one).
     pub backends: BTreeSet<String>,
+    /// Ids of the named certificates (`certificate-id`s must name one).
+    pub certificates: BTreeSet<String>,
     pub options: Options,
 }
 
@@ -59,6 +61,7 @@ pub fn compile_document(
         named_values: &context.named_values,
         fragments: &context.fragments,
         backends: &context.backends,
+        certificates: &context.certificates,
         responses: &[],
         options: context.options,
     };

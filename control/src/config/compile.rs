@@ -50,6 +50,7 @@ pub(crate) fn compile(
         &products,
         &values,
         &backend_ids,
+        &tls.named.iter().map(|named| named.id.clone()).collect(),
         policy_options(&parsed),
         diagnostics,
     );

@@ -51,6 +51,7 @@ pub(crate) fn compile(
     products: &[Product],
     values: &NamedValues,
     backends: &std::collections::BTreeSet<String>,
+    certificates: &std::collections::BTreeSet<String>,
     options: Options,
     diagnostics: &mut Diagnostics,
 ) -> Compiled {
@@ -73,7 +74,8 @@ pub(crate) fn compile(
             Some((index as u32, product, document))
         })
         .collect();
-    let env = Environment { named_values: values, fragments: &fragments, backends, responses: &[], options };
+    let env =
+        Environment { named_values: values, fragments: &fragments, backends, certificates, responses: &[], options };
     let mut table = ProgramTable::default();
     let mut product_policies = Vec::new();
     for (api_index, (api, id)) in apis.iter_mut().enumerate() {

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use portcullis_contract::tls::{ClientAuth, KeyFormat, PrivateKey, TlsCertificate, TlsSettings};
+use portcullis_contract::tls::{ClientAuth, KeyFormat, NamedCertificate, PrivateKey, TlsCertificate, TlsSettings};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
@@ -38,6 +38,22 @@ pub(crate) struct TlsTable {
     /// The certificate presented to `https://` backends that ask for one (mTLS), and its key.
     backend_client_cert_file: Option<Spanned<String>>,
     backend_client_key_file: Option<Spanned<String>>,
+    /// Certificate revocation lists (PEM or DER) of the client CAs.
+    #[serde(default)]
+    client_crl_files: Vec<Spanned<String>>,
+    /// APIM's certificate entities, named by policies.
+    #[serde(default)]
+    named_certificate: Vec<NamedEntry>,
+}
+
+/// One `[[tls.named-certificate]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct NamedEntry {
+    id: Spanned<String>,
+    cert_file: Spanned<String>,
+    /// Needed only to present the certificate to backends (`authentication-certificate`).
+    key_file: Option<Spanned<String>>,
 }
 
 /// One `[[tls.certificate]]` (and the backend client identity, which has the same two files).
@@ -59,6 +75,7 @@ enum ClientAuthName {
     None,
     Optional,
     Required,
+    Negotiate,
 }
 
 /// Compiles the table; `dir` is the config directory the file paths are relative to.
@@ -84,8 +101,9 @@ pub(crate) fn compile(table: &TlsTable, source: &SourceFile, dir: &Path, diagnos
         (Some(file), Some(_)) => settings.client_cas = ca_file(file, source, dir, diagnostics),
         (Some(file), None) => diagnostics.push(source.error(
             file.span(),
-            "client-ca-file is set but client-auth is \"none\": set client-auth = \"optional\" or \"required\", or remove client-ca-file",
+            "client-ca-file is set but client-auth is \"none\": set client-auth = \"optional\", \"required\" or \"negotiate\", or remove client-ca-file",
         )),
+        (None, Some(auth)) if *auth.get_ref() == ClientAuthName::Negotiate => {}
         (None, Some(auth)) => diagnostics.push(source.error(
             auth.span(),
             "client authentication needs the CA that signs client certificates: add client-ca-file = \"certs/ca.pem\" to [tls]",
@@ -95,6 +113,9 @@ pub(crate) fn compile(table: &TlsTable, source: &SourceFile, dir: &Path, diagnos
     if let Some(file) = &table.backend_ca_file {
         settings.backend_cas = ca_file(file, source, dir, diagnostics);
     }
+    settings.client_crls =
+        table.client_crl_files.iter().filter_map(|file| crl_file(file, source, dir, diagnostics)).collect();
+    settings.named = named_certificates(&table.named_certificate, source, dir, diagnostics);
     settings.backend_client = client_identity(
         ClientIdentityKeys {
             cert_file: table.backend_client_cert_file.as_ref(),
@@ -160,6 +181,7 @@ fn client_auth(name: ClientAuthName) -> ClientAuth {
         ClientAuthName::None => ClientAuth::None,
         ClientAuthName::Optional => ClientAuth::Optional,
         ClientAuthName::Required => ClientAuth::Required,
+        ClientAuthName::Negotiate => ClientAuth::Negotiate,
     }
 }
 
@@ -241,6 +263,83 @@ fn ca_file(file: &Spanned<String>, source: &SourceFile, dir: &Path, diagnostics:
             Vec::new()
         }
     }
+}
+
+/// A `client-crl-files` entry: one certificate revocation list, PEM (`X509 CRL`) or DER.
+fn crl_file(file: &Spanned<String>, source: &SourceFile, dir: &Path, diagnostics: &mut Diagnostics) -> Option<Vec<u8>> {
+    use rustls::pki_types::CertificateRevocationListDer;
+    let path = dir.join(file.get_ref());
+    let parsed = read_pem(&path).and_then(|bytes| {
+        let der = match CertificateRevocationListDer::from_pem_slice(&bytes) {
+            Ok(der) => der.as_ref().to_vec(),
+            Err(_) => bytes,
+        };
+        webpki::OwnedCertRevocationList::from_der(&der).map(|_| der).map_err(|error| {
+            format!("not a certificate revocation list in PEM (-----BEGIN X509 CRL-----) or DER ({error:?})")
+        })
+    });
+    match parsed {
+        Ok(der) => Some(der),
+        Err(problem) => {
+            diagnostics.push(source.error(file.span(), format!("{}: {problem}", path.display())));
+            None
+        }
+    }
+}
+
+/// `[[tls.named-certificate]]`: each id once, each certificate readable, each key its
+/// certificate's.
+fn named_certificates(
+    entries: &[NamedEntry],
+    source: &SourceFile,
+    dir: &Path,
+    diagnostics: &mut Diagnostics,
+) -> Vec<NamedCertificate> {
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let mut named: Vec<NamedCertificate> = Vec::new();
+    for entry in entries {
+        let id = entry.id.get_ref();
+        if id.is_empty() || named.iter().any(|other| other.id == *id) {
+            let problem = if id.is_empty() { "a named certificate needs an id" } else { "this id is already used" };
+            diagnostics.push(source.error(entry.id.span(), problem));
+            continue;
+        }
+        let identity = entry.key_file.as_ref().map(|key_file| {
+            let pair =
+                CertificateEntry { cert_file: entry.cert_file.clone(), key_file: key_file.clone(), client_auth: None };
+            certificate(&pair, true, source, dir, &provider, diagnostics)
+        });
+        let (chain, key) = match identity {
+            Some(Some(identity)) => (identity.chain, Some(identity.key)),
+            Some(None) => continue,
+            None => {
+                let path = dir.join(entry.cert_file.get_ref());
+                match read_pem(&path).and_then(|bytes| parse_chain(&bytes)) {
+                    Ok(chain) => (chain.iter().map(|der| der.as_ref().to_vec()).collect(), None),
+                    Err(problem) => {
+                        diagnostics
+                            .push(source.error(entry.cert_file.span(), format!("{}: {problem}", path.display())));
+                        continue;
+                    }
+                }
+            }
+        };
+        let Some(end_entity) = chain.first() else { continue };
+        named.push(NamedCertificate {
+            id: id.clone(),
+            thumbprint: thumbprint(end_entity),
+            source: dir.join(entry.cert_file.get_ref()).display().to_string(),
+            chain,
+            key,
+        });
+    }
+    named
+}
+
+/// .NET's `Thumbprint`: SHA-1 of the DER, upper-case hex.
+pub(crate) fn thumbprint(der: &[u8]) -> String {
+    use sha1::Digest as _;
+    sha1::Sha1::digest(der).iter().map(|byte| format!("{byte:02X}")).collect()
 }
 
 /// Reads a PEM file of at most [`PEM_FILE_BYTES_MAX`].

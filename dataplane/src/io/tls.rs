@@ -92,7 +92,7 @@ impl<S: Stream> TlsStream<S> {
         let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
         let state = State::new(Connection::Server(ServerConnection::new(config)?));
         let mut stream = Self::handshake_until(inner, state, deadline).await?;
-        stream.client_certificate = stream.peer_certificate().and_then(|der| ClientCertificate::parse(der));
+        stream.client_certificate = stream.peer_chain().and_then(ClientCertificate::parse_chain);
         Ok(stream)
     }
 
@@ -116,7 +116,7 @@ impl<S: Stream> TlsStream<S> {
             }
         };
         let mut stream = Self::handshake_until(inner, state, deadline).await?;
-        stream.client_certificate = stream.peer_certificate().and_then(|der| ClientCertificate::parse(der));
+        stream.client_certificate = stream.peer_chain().and_then(ClientCertificate::parse_chain);
         Ok(stream)
     }
 
@@ -170,8 +170,9 @@ impl<S: Stream> TlsStream<S> {
 
     /// The peer's certificate (end entity, DER): a client's when it presented one (rustls
     /// verified it against the configured CAs during the handshake), always a backend's.
-    pub(crate) fn peer_certificate(&mut self) -> Option<&CertificateDer<'static>> {
-        self.state.get_mut().tls.peer_certificates().and_then(|chain| chain.first())
+    /// The certificates the peer sent, end entity first.
+    pub(crate) fn peer_chain(&mut self) -> Option<&[CertificateDer<'static>]> {
+        self.state.get_mut().tls.peer_certificates()
     }
 
     /// An accepted client's verified certificate (mTLS), as policies read it.

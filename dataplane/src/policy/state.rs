@@ -271,6 +271,9 @@ pub struct RequestState {
     /// `set-backend-service backend-id`: the named backend's id (looked up when forwarding).
     pub(crate) backend_id: Option<String>,
     pub(crate) authorization: Option<StoredText>,
+    /// `authentication-certificate`: the named certificate (its index in the snapshot's named
+    /// certificates) the backend connection presents.
+    pub(crate) backend_certificate: Option<u32>,
     pub(crate) request_body: BodyEdit,
     pub(crate) status: Option<(u16, Option<StoredText>)>,
     pub(crate) response_body: BodyEdit,
@@ -298,6 +301,7 @@ impl RequestState {
         self.rewritten.clear();
         self.backend = None;
         self.backend_id = None;
+        self.backend_certificate = None;
         self.authorization = None;
         self.request_body = BodyEdit::Unchanged;
         self.status = None;

@@ -32,6 +32,7 @@ pub(super) fn program(ops: Vec<Op>, consts: Vec<Const>) -> Program {
         }],
         ip_filters: Vec::new(),
         cors: Vec::new(),
+        client_certificate_checks: Vec::new(),
     }
 }
 
@@ -51,6 +52,7 @@ pub(super) struct Fixture {
     pub(super) peer: IpAddr,
     pub(super) body: Option<Vec<u8>>,
     pub(super) client_certificate: Option<crate::tls::ClientCertificate>,
+    pub(super) client_trust: crate::tls::ClientTrust,
 }
 
 impl Fixture {
@@ -73,6 +75,7 @@ impl Fixture {
             peer: "10.1.2.3".parse().expect("ip"),
             body: None,
             client_certificate: None,
+            client_trust: crate::tls::ClientTrust::default(),
         }
     }
 
@@ -84,6 +87,7 @@ impl Fixture {
             remainder_start: 5,
             peer: self.peer,
             client_certificate: self.client_certificate.as_ref(),
+            client_trust: &self.client_trust,
             api: &self.api,
             operation: &self.operation,
             subscription: None,

@@ -49,6 +49,8 @@ pub struct View<'a> {
     /// The client's certificate when it presented one over mTLS and it was verified against
     /// `[tls] client-ca-file` (`context.Request.Certificate`).
     pub client_certificate: Option<&'a crate::tls::ClientCertificate>,
+    /// What client certificates are judged against, and the named certificates.
+    pub client_trust: &'a crate::tls::ClientTrust,
     pub api: &'a Api,
     pub operation: &'a Operation,
     /// The subscription the key opened, if any, and the key it was opened with.

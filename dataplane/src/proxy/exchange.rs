@@ -308,6 +308,7 @@ impl<S: Stream> Connection<S> {
                 (None, TargetKind::Address(key)) => Dest { key: key.clone(), pool: PoolSettings::default() },
                 (None, TargetKind::Upstream(_)) => return Err(ProxyError::BackendUnavailable),
             };
+            let dest = with_backend_certificate(dest, snapshot, self.policy.backend_certificate);
             let (upstream, reused) = match worker.pool.take(&dest) {
                 Some(stream) => (stream, true),
                 None => match connect(worker, &dest.key, limits, Some(snapshot)).await {
@@ -877,4 +878,14 @@ fn response_relay_error(error: RelayError) -> ProxyError {
         // Response bodies are relayed without a size limit.
         RelayError::TooLarge => ProxyError::BackendBodyTruncated,
     }
+}
+
+/// `dest` presenting the named certificate `authentication-certificate` chose (if any) when it is
+/// spoken to over TLS: its own client configuration, so its pooled connections are its own too.
+fn with_backend_certificate(mut dest: Dest, snapshot: &Snapshot, certificate: Option<u32>) -> Dest {
+    let named = certificate.and_then(|index| snapshot.named_tls.get(index as usize)).and_then(Option::as_ref);
+    if let (Some(named), Some((_, identity))) = (named, dest.key.tls.as_mut()) {
+        *identity = named.id;
+    }
+    dest
 }

@@ -416,6 +416,7 @@ fn view<'a>(
         remainder_start: ctx.route.map_or(0, |route| route.remainder),
         peer: peer.ip(),
         client_certificate: None,
+        client_trust: &snapshot.client_trust,
         api,
         operation,
         subscription,

@@ -1,5 +1,7 @@
-//! A client's verified certificate as policies read it (`context.Request.Certificate`, .NET's
-//! `X509Certificate2`): parsed once per connection, right after the handshake.
+//! A client's certificate as policies read it (`context.Request.Certificate`, .NET's
+//! `X509Certificate2`): parsed once per connection, right after the handshake. Whether it chains
+//! to a trusted CA and whether it is revoked is worked out only when a `validate-client-certificate`
+//! asks, once per connection and snapshot ([`super::client_trust`]).
 
 use chrono::{DateTime, Utc};
 use sha1::{Digest as _, Sha1};
@@ -18,13 +20,46 @@ pub struct ClientCertificate {
     pub serial_number: String,
     pub not_before: DateTime<Utc>,
     pub not_after: DateTime<Utc>,
+    /// The subject's common name (`GetNameInfo(X509NameType.SimpleName)`), if it has one.
+    pub common_name: Option<String>,
+    /// The DNS subject alternative names.
+    pub dns_names: Vec<String>,
+    /// The chain as the client sent it (DER), end entity first.
+    pub chain: Vec<Vec<u8>>,
+    /// The trust verdict for the snapshot generation that asked last (`Cell`: a connection lives
+    /// on one worker).
+    pub(crate) verdict: std::cell::Cell<Option<(u64, super::client_trust::Verdict)>>,
 }
 
 impl ClientCertificate {
-    /// Reads `der`; `None` if it is not X.509 (cannot happen after rustls verified it).
+    /// Reads the end entity of `chain` (DER, as the client sent it); `None` if it is not X.509.
+    pub fn parse_chain(chain: &[rustls::pki_types::CertificateDer<'_>]) -> Option<Self> {
+        let mut parsed = Self::parse(chain.first()?)?;
+        parsed.chain = chain.iter().map(|der| der.as_ref().to_vec()).collect();
+        Some(parsed)
+    }
+
+    /// Reads `der`, a certificate without its chain; `None` if it is not X.509.
     pub fn parse(der: &[u8]) -> Option<Self> {
         let (_, certificate) = X509Certificate::from_der(der).ok()?;
         let validity = certificate.validity();
+        let common_name =
+            certificate.subject().iter_common_name().next().and_then(|name| name.as_str().ok()).map(str::to_owned);
+        let dns_names = certificate
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|san| {
+                san.value
+                    .general_names
+                    .iter()
+                    .filter_map(|name| match name {
+                        x509_parser::extensions::GeneralName::DNSName(name) => Some((*name).to_owned()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Some(Self {
             thumbprint: upper_hex(&Sha1::digest(der)),
             subject: dotnet_name(certificate.subject()),
@@ -32,17 +67,21 @@ impl ClientCertificate {
             serial_number: upper_hex(certificate.raw_serial()),
             not_before: DateTime::from_timestamp(validity.not_before.timestamp(), 0)?,
             not_after: DateTime::from_timestamp(validity.not_after.timestamp(), 0)?,
+            common_name,
+            dns_names,
+            chain: vec![der.to_vec()],
+            verdict: std::cell::Cell::new(None),
         })
     }
 }
 
-fn upper_hex(bytes: &[u8]) -> String {
+pub(crate) fn upper_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02X}")).collect()
 }
 
 /// .NET's `X500DistinguishedName.Name`: relative names in reverse order of encoding, `, `
 /// between them, .NET's short names (`S` for a state, `E` for an e-mail address).
-fn dotnet_name(name: &X509Name<'_>) -> String {
+pub(crate) fn dotnet_name(name: &X509Name<'_>) -> String {
     let mut parts = Vec::new();
     for rdn in name.iter().collect::<Vec<_>>().into_iter().rev() {
         for attribute in rdn.iter() {

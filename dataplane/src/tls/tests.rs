@@ -84,6 +84,8 @@ fn client_auth_needs_a_valid_ca() {
         client_cas: vec![ca.chain[0].clone()],
         backend_cas: Vec::new(),
         backend_client: None,
+        client_crls: Vec::new(),
+        named: Vec::new(),
     };
     assert!(server_config(&settings).is_ok());
     settings.client_auth = ClientAuth::Optional;

@@ -4,7 +4,7 @@ use portcullis_contract::program::{
     ExistsAction, FORWARD_TIMEOUT_MS_DEFAULT, Op, RETRY_COUNT_MAX, Section, Severity, VALUES_PER_POLICY_MAX,
 };
 
-use super::{Place, SectionCompiler, access};
+use super::{Place, SectionCompiler, access, certificates};
 use crate::expr::Expect;
 use crate::xml::Element;
 
@@ -29,8 +29,6 @@ const UNSUPPORTED: &[&str] = &[
     "proxy",
     "validate-jwt",
     "validate-azure-ad-token",
-    "validate-client-certificate",
-    "authentication-certificate",
     "authentication-managed-identity",
     "get-authorization-context",
     "rate-limit",
@@ -83,6 +81,7 @@ pub(super) fn kind(name: &str) -> Kind {
         "mock-response" => &[I, O, E],
         "set-query-parameter" => &[I, B],
         "rewrite-uri" | "check-header" | "ip-filter" | "cors" | "authentication-basic" => &[I],
+        "validate-client-certificate" | "authentication-certificate" => &[I],
         "set-backend-service" => &[I, B],
         "forward-request" => &[B],
         _ if UNSUPPORTED.contains(&name) => return Kind::Unsupported,
@@ -120,6 +119,10 @@ pub(super) fn attributes(name: &str) -> &'static [&'static str] {
         "ip-filter" => &["action"],
         "cors" => &["allow-credentials", "terminate-unmatched-request"],
         "authentication-basic" => &["username", "password"],
+        "validate-client-certificate" => {
+            &["validate-revocation", "validate-trust", "validate-not-before", "validate-not-after", "ignore-error"]
+        }
+        "authentication-certificate" => &["thumbprint", "certificate-id", "body", "password"],
         "trace" => &["source", "severity"],
         "return-response" => &["response-variable-name"],
         "mock-response" => &["status-code", "content-type", "index"],
@@ -152,12 +155,14 @@ pub(super) fn compile(c: &mut SectionCompiler<'_>, element: &Element, place: &Pl
         "ip-filter" => access::ip_filter(c, element, place),
         "cors" => access::cors(c, element, place),
         "authentication-basic" => authentication_basic(c, element, place),
+        "validate-client-certificate" => certificates::validate_client_certificate(c, element, place),
+        "authentication-certificate" => certificates::authentication_certificate(c, element, place),
         other => c.error(place, element.name_span.clone(), format!("internal: no compiler for <{other}>")),
     }
 }
 
 /// Refuses child elements in a policy that has none.
-fn no_children(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) {
+pub(super) fn no_children(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) {
     for child in element.elements() {
         c.error(place, child.name_span.clone(), format!("<{}> cannot contain <{}>", element.name, child.name));
     }

@@ -14,7 +14,15 @@ struct Compiled {
 fn compile_with(text: &str, values: &NamedValues, fragments: &Fragments, options: Options) -> Compiled {
     let document = Document::parse(Arc::new(SourceFile::new("api/policy.xml", text)), ScopeKind::Api).unwrap();
     let backends = std::collections::BTreeSet::from(["pool".to_owned()]);
-    let env = Environment { named_values: values, fragments, backends: &backends, responses: &[], options };
+    let certificates = std::collections::BTreeSet::from(["ca".to_owned(), "client".to_owned()]);
+    let env = Environment {
+        named_values: values,
+        fragments,
+        backends: &backends,
+        certificates: &certificates,
+        responses: &[],
+        options,
+    };
     let mut report = Report::default();
     let programs = Section::ALL
         .into_iter()
@@ -287,4 +295,82 @@ fn forward_request_options_compile_into_the_op() {
     let error =
         first_error("<policies><backend><forward-request timeout=\"@(1)\" timeout-ms=\"@(2)\"/></backend></policies>");
     assert!(error.contains("not both"), "{error}");
+}
+
+#[test]
+fn validate_client_certificate_compiles_rules_and_identities() {
+    let compiled = compile(
+        r#"<policies><inbound>
+  <validate-client-certificate validate-revocation="false" validate-trust="true" ignore-error="false">
+    <identities>
+      <identity subject="CN=client" issuer-certificate-id="ca" />
+      <identity thumbprint="ab12" dns-name="api.test" />
+    </identities>
+  </validate-client-certificate>
+</inbound></policies>"#,
+    );
+    assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
+    let inbound = compiled.programs[0].as_ref().unwrap();
+    assert!(inbound.ops.contains(&Op::ValidateClientCertificate(0)), "{:?}", inbound.ops);
+    let check = &inbound.client_certificate_checks[0];
+    assert!(
+        !check.validate_revocation && check.validate_trust && check.validate_not_before && check.validate_not_after
+    );
+    assert!(!check.ignore_error);
+    assert_eq!(check.identities.len(), 2);
+    assert_eq!(check.identities[0].subject.as_deref(), Some("CN=client"));
+    assert_eq!(check.identities[0].issuer_certificate_id.as_deref(), Some("ca"));
+    assert_eq!(check.identities[1].thumbprint.as_deref(), Some("ab12"));
+    assert_eq!(check.identities[1].dns_name.as_deref(), Some("api.test"));
+}
+
+#[test]
+fn certificate_policies_refuse_what_apim_refuses() {
+    let error = first_error(
+        "<policies><inbound><validate-client-certificate>\n<identities><identity subjekt=\"CN=a\"/></identities></validate-client-certificate></inbound></policies>",
+    );
+    assert!(error.contains("no attribute \"subjekt\""), "{error}");
+    assert!(error.contains("api/policy.xml:2:23"), "{error}");
+    let error = first_error(
+        "<policies><inbound><validate-client-certificate><identities><identity issuer-certificate-id=\"nope\"/></identities></validate-client-certificate></inbound></policies>",
+    );
+    assert!(error.contains("unknown certificate \"nope\""), "{error}");
+    let error = first_error(
+        "<policies><inbound><validate-client-certificate validate-trust=\"@(true)\"/></inbound></policies>",
+    );
+    assert!(error.contains("does not accept policy expressions"), "{error}");
+    let eleven = "<identity common-name=\"a\"/>".repeat(11);
+    let error = first_error(&format!(
+        "<policies><inbound><validate-client-certificate><identities>{eleven}</identities></validate-client-certificate></inbound></policies>"
+    ));
+    assert!(error.contains("at most 10 <identity>"), "{error}");
+    let error = first_error("<policies><outbound><validate-client-certificate/></outbound></policies>");
+    assert!(error.contains("not allowed in the outbound section"), "{error}");
+    let error = first_error("<policies><inbound><authentication-certificate/></inbound></policies>");
+    assert!(error.contains("needs certificate-id"), "{error}");
+    let error = first_error(
+        "<policies><inbound><authentication-certificate certificate-id=\"client\" thumbprint=\"AB\"/></inbound></policies>",
+    );
+    assert!(error.contains("not several"), "{error}");
+    let error = first_error(
+        "<policies><inbound><authentication-certificate body=\"@(context.Variables[&quot;p12&quot;])\" password=\"x\"/></inbound></policies>",
+    );
+    assert!(error.contains("is not supported"), "{error}");
+    let error =
+        first_error("<policies><inbound><authentication-certificate certificate-id=\"other\"/></inbound></policies>");
+    assert!(error.contains("unknown certificate \"other\""), "{error}");
+}
+
+#[test]
+fn authentication_certificate_takes_an_id_a_thumbprint_or_an_expression() {
+    for (policy, by_thumbprint) in [
+        (r#"<authentication-certificate certificate-id="client" />"#, false),
+        (r#"<authentication-certificate thumbprint="AB12" />"#, true),
+        (r#"<authentication-certificate certificate-id="@(&quot;cli&quot; + &quot;ent&quot;)" />"#, false),
+    ] {
+        let compiled = compile(&format!("<policies><inbound>{policy}</inbound></policies>"));
+        assert!(compiled.report.errors.is_empty(), "{policy}: {:?}", compiled.report.errors);
+        let ops = &compiled.programs[0].as_ref().unwrap().ops;
+        assert!(ops.contains(&Op::AuthenticationCertificate { by_thumbprint }), "{policy}: {ops:?}");
+    }
 }

@@ -361,6 +361,10 @@ fn request_certificate_is_null_without_mtls_and_has_its_members_with() {
         serial_number: "01".into(),
         not_before: chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("date"),
         not_after: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("date"),
+        common_name: Some("client".into()),
+        dns_names: Vec::new(),
+        chain: Vec::new(),
+        verdict: std::cell::Cell::new(None),
     };
     let member = |prop| read(Some(certificate.clone()), Some(prop)).expect("ok");
     assert_eq!(member(Prop::Thumbprint), "AB12");

@@ -102,6 +102,8 @@ impl<'r, 'a> Machine<'r, 'a> {
                 self.check_header(name, allowed, status, message)
             }
             Op::IpFilter(index) => self.ip_filter(index),
+            Op::ValidateClientCertificate(index) => self.validate_client_certificate(index),
+            Op::AuthenticationCertificate { by_thumbprint } => self.authentication_certificate(by_thumbprint),
             Op::Cors(index) => self.cors(index),
             Op::AuthenticationBasic => {
                 let password = self.pop_text("authentication-basic")?;
@@ -240,7 +242,7 @@ impl<'r, 'a> Machine<'r, 'a> {
     }
 
     /// Pops a value as a string (`ToString()` of non-strings; null fails).
-    fn pop_text(&mut self, policy: &str) -> Result<Text<'a>, Fault> {
+    pub(super) fn pop_text(&mut self, policy: &str) -> Result<Text<'a>, Fault> {
         match self.pop()? {
             Value::Null => Err(Fault::eval(format!("Expression evaluation failed. {policy}: value cannot be null."))),
             other => other.to_text(),
