@@ -86,6 +86,7 @@ fn compile_document(path: &str, text: &str) -> Result<Vec<Program>, String> {
         named_values: &named_values,
         fragments: &fragments,
         backends: &backends,
+        certificates: &backends,
         responses: &[],
         options: Options::default(),
     };

@@ -67,6 +67,11 @@ pub fn backend_ids(dir: &Path) -> std::collections::BTreeSet<String> {
     load::backend_ids(dir)
 }
 
+/// The ids of the named certificates in the config directory `dir`.
+pub fn certificate_ids(dir: &Path) -> std::collections::BTreeSet<String> {
+    load::certificate_ids(dir)
+}
+
 /// A fresh key-index seed, so nobody can aim hash collisions at a snapshot they have not seen.
 pub fn random_seed() -> [u64; 2] {
     // getrandom only fails where the OS has no entropy source at all; the seed then falls back

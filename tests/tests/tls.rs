@@ -47,11 +47,37 @@ impl Pki {
     }
 
     fn issue(&self, names: &[&str]) -> Issued {
+        self.issue_with(names, |_| {})
+    }
+
+    /// Issues a certificate for `names` after `adjust` had its say (serial, dates).
+    fn issue_with(&self, names: &[&str], adjust: impl FnOnce(&mut CertificateParams)) -> Issued {
         let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
         params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("client"));
+        adjust(&mut params);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone() }
+    }
+
+    /// A revocation list (PEM) of this CA that revokes the serial numbers `serials`.
+    fn crl(&self, serials: &[u8]) -> String {
+        let now = time::OffsetDateTime::now_utc();
+        let revoked = serials.iter().map(|serial| rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from_slice(&[*serial]),
+            revocation_time: now,
+            reason_code: None,
+            invalidity_date: None,
+        });
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + time::Duration::days(7),
+            crl_number: rcgen::SerialNumber::from_slice(&[1]),
+            issuing_distribution_point: None,
+            revoked_certs: revoked.collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.issuer).unwrap().pem().unwrap()
     }
 
     fn roots(&self) -> Arc<RootCertStore> {
@@ -727,3 +753,112 @@ fn websocket_over_tls(io: &str) {
 }
 
 on_both_io_backends!(websocket_over_tls);
+
+/// `validate-client-certificate` behind `client-auth = "negotiate"`: any certificate gets through
+/// the handshake, the policy admits only current, trusted, unrevoked certificates of the listed
+/// identity, and answers the others 401 with the failed rule.
+const VALIDATE_POLICY: &str = r#"<policies>
+  <inbound>
+    <validate-client-certificate validate-revocation="true" validate-trust="true">
+      <identities>
+        <identity common-name="client.test" issuer-certificate-id="test-ca" />
+      </identities>
+    </validate-client-certificate>
+  </inbound>
+  <backend><base /></backend>
+  <outbound />
+  <on-error />
+</policies>"#;
+
+fn validate_client_certificate_when_negotiated(io: &str) {
+    let pki = Pki::new();
+    let server = pki.issue(&["api.test"]);
+    let tls_table = "client-auth = \"negotiate\"\nclient-ca-file = \"certs/ca.pem\"\n\
+                     client-crl-files = [\"certs/ca.crl\"]\n\n\
+                     [[tls.named-certificate]]\nid = \"test-ca\"\ncert-file = \"certs/ca.pem\"\n";
+    let config = config_with_tls(&[("api", &server)], tls_table);
+    std::fs::write(config.path().join("certs/ca.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(config.path().join("certs/ca.crl"), pki.crl(&[66])).unwrap();
+    std::fs::write(config.path().join("policy.xml"), VALIDATE_POLICY).unwrap();
+    let gateway = start(&config, io);
+    let addr = gateway.tls_addr.expect("the https ready line");
+    let key = gateway.demo_key.clone().expect("demo key");
+    let call = |client: &Arc<ClientConfig>| {
+        let mut connection = connect(addr, client, "api.test").expect("the handshake lets every client in");
+        connection.get("/echo/hello", &[("Ocp-Apim-Subscription-Key", &key)]).unwrap()
+    };
+    let refused = |client: &Arc<ClientConfig>, message: &str| {
+        let response = call(client);
+        assert_eq!(response.status, 401, "{}", response.text());
+        assert_eq!(response.text(), format!(r#"{{ "statusCode": 401, "message": "{message}" }}"#));
+    };
+
+    let days = |n: i64| time::OffsetDateTime::now_utc() + time::Duration::days(n);
+    let good = pki.issue(&["client.test"]);
+    let response = call(&certified_client(pki.roots(), &good));
+    assert_eq!(response.status, 200, "{}\n{}", response.text(), gateway.log());
+
+    refused(&Arc::new(client_config(pki.roots(), &all_versions())), "Client certificate is not present.");
+    let other = pki.issue(&["other.test"]);
+    refused(&certified_client(pki.roots(), &other), "Client certificate does not match any of the allowed identities.");
+    let stranger = Pki::new().issue(&["client.test"]);
+    refused(&certified_client(pki.roots(), &stranger), "Client certificate is not trusted.");
+    let expired = pki.issue_with(&["client.test"], |params| {
+        (params.not_before, params.not_after) = (days(-30), days(-1));
+    });
+    refused(&certified_client(pki.roots(), &expired), "Client certificate has expired.");
+    let early = pki.issue_with(&["client.test"], |params| (params.not_before, params.not_after) = (days(1), days(30)));
+    refused(&certified_client(pki.roots(), &early), "Client certificate is not valid yet.");
+    let revoked =
+        pki.issue_with(&["client.test"], |params| params.serial_number = Some(rcgen::SerialNumber::from_slice(&[66])));
+    refused(&certified_client(pki.roots(), &revoked), "Client certificate has been revoked.");
+}
+
+on_both_io_backends!(validate_client_certificate_when_negotiated);
+
+/// `authentication-certificate certificate-id`: gateway A presents a named certificate to gateway
+/// B (client-auth required) for one API only; without the policy B refuses A's handshake.
+fn authentication_certificate_presents_a_named_certificate(io: &str) {
+    let pki = Pki::new();
+    let backend_cert = pki.issue(&["127.0.0.1"]);
+    let backend_config =
+        config_with_tls(&[("backend", &backend_cert)], "client-auth = \"required\"\nclient-ca-file = \"certs/ca.pem\"");
+    std::fs::write(backend_config.path().join("certs/ca.pem"), &pki.ca_pem).unwrap();
+    let backend = start(&backend_config, io);
+    let backend_tls = backend.tls_addr.expect("the backend's https ready line");
+    let backend_key = backend.demo_key.clone().expect("the backend's demo key");
+
+    let identity = pki.issue(&["gateway-a"]);
+    let front_config = config_with_tls(
+        &[],
+        "backend-ca-file = \"certs/ca.pem\"\n\n[[tls.named-certificate]]\nid = \"to-b\"\n\
+         cert-file = \"certs/to-b.pem\"\nkey-file = \"certs/to-b.key\"\n",
+    );
+    std::fs::write(front_config.path().join("certs/ca.pem"), &pki.ca_pem).unwrap();
+    write_certificate(front_config.path(), "to-b", &identity);
+    for (api, policy) in [("with", r#"<authentication-certificate certificate-id="to-b" />"#), ("without", "")] {
+        let dir = front_config.path().join(format!("apis/{api}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("api.toml"),
+            format!(
+                "name = \"{api}\"\npath = \"{api}\"\nbackend-url = \"https://127.0.0.1:{}/echo\"\nsubscription-required = false\n",
+                backend_tls.port()
+            ),
+        )
+        .unwrap();
+        let document = format!(
+            "<policies><inbound><base />{policy}</inbound>\
+             <backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>"
+        );
+        std::fs::write(dir.join("policy.xml"), document).unwrap();
+    }
+    let front = Gateway::start(GatewayOptions::new(io).config(front_config.path()));
+    let with = http::get(front.addr, "/with/hello", &[("Ocp-Apim-Subscription-Key", &backend_key)]).unwrap();
+    assert_eq!(with.status, 200, "{}\n{}", with.text(), front.log());
+    assert_eq!(with.json()["path"], "/api/hello", "{}", with.text());
+    let without = http::get(front.addr, "/without/hello", &[("Ocp-Apim-Subscription-Key", &backend_key)]).unwrap();
+    assert_eq!(without.status, 502, "{}", without.text());
+}
+
+on_both_io_backends!(authentication_certificate_presents_a_named_certificate);

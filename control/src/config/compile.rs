@@ -44,13 +44,13 @@ pub(crate) fn compile(
     let mut apis = apis(&parsed, &backends, &values, diagnostics);
     let products = products(&parsed, &apis, diagnostics);
     let backend_ids = super::backends::known_ids(&parsed);
+    let certificate_ids = tls.named.iter().map(|named| named.id.clone()).collect();
     let compiled = super::policies::compile(
         &parsed,
         &mut apis,
         &products,
         &values,
-        &backend_ids,
-        &tls.named.iter().map(|named| named.id.clone()).collect(),
+        super::policies::Known { backends: &backend_ids, certificates: &certificate_ids },
         policy_options(&parsed),
         diagnostics,
     );

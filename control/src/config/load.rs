@@ -329,6 +329,14 @@ pub(crate) fn backend_ids(dir: &Path) -> BTreeSet<String> {
     .collect()
 }
 
+/// The ids of the `[[tls.named-certificate]]`s in `dir`'s gateway.toml (for standalone policy
+/// checks; an unreadable file names none, and `config check` reports it).
+pub(crate) fn certificate_ids(dir: &Path) -> BTreeSet<String> {
+    let Ok(text) = std::fs::read_to_string(dir.join(GATEWAY_FILE)) else { return BTreeSet::new() };
+    let Ok(file) = toml::from_str::<GatewayFile>(&text) else { return BTreeSet::new() };
+    file.tls.named_certificate_ids().collect()
+}
+
 fn read_subscriptions(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
     for (id, path) in files_by_id(dir, SUBSCRIPTIONS_DIR, "subscription", "toml", diagnostics) {
         if let Some(item) = parse_file(&id, &path, diagnostics) {

@@ -42,6 +42,13 @@ impl ProgramTable {
     }
 }
 
+/// The ids policies may name: named backends and named certificates.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Known<'a> {
+    pub(crate) backends: &'a std::collections::BTreeSet<String>,
+    pub(crate) certificates: &'a std::collections::BTreeSet<String>,
+}
+
 /// Fills `apis[i].operations` and returns the programs; every problem goes to `diagnostics`.
 /// `products` are the compiled products, in the order of `parsed.products` (whose policy
 /// documents they use).
@@ -50,8 +57,7 @@ pub(crate) fn compile(
     apis: &mut [(Api, String)],
     products: &[Product],
     values: &NamedValues,
-    backends: &std::collections::BTreeSet<String>,
-    certificates: &std::collections::BTreeSet<String>,
+    known: Known<'_>,
     options: Options,
     diagnostics: &mut Diagnostics,
 ) -> Compiled {
@@ -74,8 +80,14 @@ pub(crate) fn compile(
             Some((index as u32, product, document))
         })
         .collect();
-    let env =
-        Environment { named_values: values, fragments: &fragments, backends, certificates, responses: &[], options };
+    let env = Environment {
+        named_values: values,
+        fragments: &fragments,
+        backends: known.backends,
+        certificates: known.certificates,
+        responses: &[],
+        options,
+    };
     let mut table = ProgramTable::default();
     let mut product_policies = Vec::new();
     for (api_index, (api, id)) in apis.iter_mut().enumerate() {

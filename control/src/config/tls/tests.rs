@@ -233,3 +233,41 @@ fn the_backend_client_identity_is_read_and_checked() {
     let errors = Dir::new("[tls]\nbackend-client-key-file = \"certs/client.key\"\n", &files).load().unwrap_err();
     assert!(errors[0].contains("add backend-client-cert-file"), "{errors:?}");
 }
+
+#[test]
+fn named_certificates_negotiate_and_revocation_lists() {
+    let (server, ca, client) = (pair(&["a.test"]), pair(&[]), pair(&["client.test"]));
+    let gateway = "[[tls.certificate]]\ncert-file = \"certs/a.pem\"\nkey-file = \"certs/a.key\"\n\
+        [tls]\nclient-auth = \"negotiate\"\n\
+        [[tls.named-certificate]]\nid = \"ca\"\ncert-file = \"certs/ca.pem\"\n\
+        [[tls.named-certificate]]\nid = \"client\"\ncert-file = \"certs/client.pem\"\nkey-file = \"certs/client.key\"\n";
+    let files = [
+        ("certs/a.pem", server.cert_pem.as_str()),
+        ("certs/a.key", &server.key_pem),
+        ("certs/ca.pem", &ca.cert_pem),
+        ("certs/client.pem", &client.cert_pem),
+        ("certs/client.key", &client.key_pem),
+    ];
+    let tls = Dir::new(gateway, &files).load().unwrap().tls;
+    assert_eq!(tls.client_auth, ClientAuth::Negotiate, "negotiate needs no client-ca-file");
+    assert_eq!(tls.named.len(), 2);
+    assert_eq!((tls.named[0].id.as_str(), tls.named[0].key.is_some()), ("ca", false));
+    assert_eq!((tls.named[1].id.as_str(), tls.named[1].key.is_some()), ("client", true));
+    assert_eq!(tls.named[0].thumbprint, super::thumbprint(&tls.named[0].chain[0]));
+    assert_eq!(tls.named[0].thumbprint.len(), 40);
+
+    let twice = gateway.replace("id = \"client\"", "id = \"ca\"");
+    let errors = Dir::new(&twice, &files).load().unwrap_err();
+    assert!(errors.iter().any(|e| e.starts_with("gateway.toml:10:6: ") && e.contains("already used")), "{errors:?}");
+    let wrong_key = gateway.replace("certs/client.key", "certs/a.key");
+    let errors = Dir::new(&wrong_key, &files).load().unwrap_err();
+    assert!(errors.iter().any(|e| e.contains("is not the certificate's key")), "{errors:?}");
+
+    let crl_line = gateway.replace(
+        "client-auth = \"negotiate\"\n",
+        "client-auth = \"negotiate\"\nclient-crl-files = [\"certs/ca.crl\"]\n",
+    );
+    let errors =
+        Dir::new(&crl_line, &[files.as_slice(), &[("certs/ca.crl", "not a list")]].concat()).load().unwrap_err();
+    assert!(errors.iter().any(|e| e.contains("not a certificate revocation list")), "{errors:?}");
+}
