@@ -41,6 +41,36 @@ pub struct Config {
     pub backends: Vec<Backend>,
     /// TLS termination: certificates and keys (DER) and client authentication.
     pub tls: crate::tls::TlsSettings,
+    /// `[cache]`: the response and value caches (docs/cache.md).
+    pub cache: CacheSettings,
+}
+
+/// `[cache]` in `gateway.toml`: the internal cache's bounds and the external cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheSettings {
+    /// Bytes the internal cache holds at most (keys, heads, bodies and values); least useful
+    /// entries are evicted past it (TinyLFU admission, docs/cache.md).
+    pub internal_bytes_max: u64,
+    /// The largest response `cache-store` keeps: a larger one streams to the client unstored.
+    pub entry_bytes_max: u64,
+    /// The external cache (`redis://host:port[/db]`); `None`: `caching-type="external"` misses.
+    pub redis_url: Option<String>,
+}
+
+/// 64 MiB for the internal cache: thousands of typical API responses, a small share of a host.
+pub const CACHE_INTERNAL_SIZE_MB_DEFAULT: u64 = 64;
+/// 1 MiB per cached response, as nginx's `proxy_cache` keeps them whole: larger responses are
+/// rarely worth a cache slot and would evict many small ones.
+pub const CACHE_ENTRY_SIZE_KB_DEFAULT: u64 = 1024;
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            internal_bytes_max: CACHE_INTERNAL_SIZE_MB_DEFAULT * 1024 * 1024,
+            entry_bytes_max: CACHE_ENTRY_SIZE_KB_DEFAULT * 1024,
+            redis_url: None,
+        }
+    }
 }
 
 /// A product: APIs offered together, which subscriptions can be scoped to (`context.Product`).
@@ -452,6 +482,7 @@ impl Config {
             product_policies: Vec::new(),
             backends: Vec::new(),
             tls: crate::tls::TlsSettings::default(),
+            cache: CacheSettings::default(),
         }
     }
 

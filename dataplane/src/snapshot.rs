@@ -47,6 +47,8 @@ pub struct Snapshot {
     /// The TLS client configuration of connections to `https://` backends (a named backend
     /// with its own client certificate has its own: [`ResolvedBackend::tls`]).
     pub backend_tls: crate::tls::BackendTls,
+    /// The caches the caching policies use: the host's internal cache and the external one.
+    pub caches: crate::cache::Caches,
 }
 
 /// Why a snapshot cannot be built; the current one keeps serving.
@@ -82,6 +84,7 @@ impl Snapshot {
             }
         }
         let operations = config.apis.iter().map(Operations::new).collect();
+        let caches = crate::cache::Caches::for_settings(&config.cache);
         let resolved = resolve_policy_backends(&config.programs);
         let product_policies = config
             .product_policies
@@ -100,6 +103,7 @@ impl Snapshot {
             product_policies,
             tls,
             backend_tls,
+            caches,
         })
     }
 

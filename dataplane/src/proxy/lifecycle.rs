@@ -36,6 +36,7 @@ use crate::http::{BodyFraming, HEAD_BYTES_INITIAL};
 use crate::io::maybe_tls::MaybeTls;
 use crate::io::{IdleRead, Park, ReadError, Stream};
 use crate::proxy::answer::Answer;
+use crate::proxy::cache::Lookup;
 use crate::proxy::exchange::Exchange;
 use crate::proxy::policies::{self, Matched, SectionEnd};
 use crate::proxy::{
@@ -261,10 +262,11 @@ impl<S: Stream> Connection<S> {
         if let Err(stop) = decided.into_continue::<()>() {
             return stop;
         }
-        if let Err(stop) = self.inbound(ctx).await.into_continue::<()>() {
+        // The response cache's lookup runs inside inbound, where its cache-lookup stands; a hit
+        // answers there (`Done`), without the backend.
+        if let Err(stop) = self.inbound(worker, ctx).await.into_continue::<()>() {
             return stop;
         }
-        // Slot: the response cache's lookup (next issue) goes here; a hit answers without the backend.
         let exchange = match self.backend(worker, ctx).await.into_continue() {
             Ok(exchange) => exchange,
             Err(stop) => return stop,
@@ -366,17 +368,31 @@ impl<S: Stream> Connection<S> {
     /// first when a section of the operation reads or replaces it (or may send it twice), then runs
     /// the operation's inbound section in the VM; its `return-response` (and mock-response, CORS
     /// preflight) answers without the backend.
-    async fn inbound(&mut self, ctx: &mut RequestCtx) -> Verdict {
+    ///
+    /// The response cache's lookup runs here, where the section's `cache-lookup` stands (the
+    /// section suspends; docs/cache.md): a hit answers at once (`Done`: the rest of inbound,
+    /// backend and outbound do not run), a miss resumes the section.
+    async fn inbound(&mut self, worker: &WorkerCtx<S>, ctx: &mut RequestCtx) -> Verdict {
         let limits = ctx.snapshot.as_deref().map(|snapshot| snapshot.config.limits).unwrap_or_default();
         if let Err(error) = self.buffer_request_body(ctx, &limits).await {
             return Verdict::Fail(error);
         }
-        match self.run_section(ctx, Section::Inbound, false, None).await {
-            SectionEnd::Continue => Verdict::Continue(()),
-            SectionEnd::Respond => Verdict::Fail(ProxyError::PolicyResponse),
-            SectionEnd::Failed(error) => Verdict::Fail(error),
-            // The compiler allows forward-request only in the backend section.
-            SectionEnd::Forward(_) => Verdict::Fail(ProxyError::BackendUnavailable),
+        let mut resume = false;
+        loop {
+            return match self.run_section(ctx, Section::Inbound, resume, None).await {
+                SectionEnd::Continue => Verdict::Continue(()),
+                SectionEnd::Respond => Verdict::Fail(ProxyError::PolicyResponse),
+                SectionEnd::Failed(error) => Verdict::Fail(error),
+                SectionEnd::CacheLookup(lookup) => match self.cache_lookup(worker, ctx, &lookup).await {
+                    Lookup::Answered(sent) => sent.into(),
+                    Lookup::Continue => {
+                        resume = true;
+                        continue;
+                    }
+                },
+                // The compiler allows forward-request only in the backend section.
+                SectionEnd::Forward(_) => Verdict::Fail(ProxyError::BackendUnavailable),
+            };
         }
     }
 
@@ -443,7 +459,9 @@ impl<S: Stream> Connection<S> {
         match self.run_section(ctx, Section::OnError, false, None).await {
             SectionEnd::Respond => Answer::Built,
             SectionEnd::Failed(ProxyError::Policy(failed)) => Answer::Policy(failed.status()),
-            SectionEnd::Continue | SectionEnd::Forward(_) | SectionEnd::Failed(_) => answer,
+            SectionEnd::Continue | SectionEnd::Forward(_) | SectionEnd::Failed(_) | SectionEnd::CacheLookup(_) => {
+                answer
+            }
         }
     }
 
@@ -462,6 +480,7 @@ impl<S: Stream> Connection<S> {
             slot.generation.store(snapshot.generation, std::sync::atomic::Ordering::Relaxed);
             policies::log_traces(&self.policy, &snapshot.programs, ctx.matched.as_ref());
         }
+        ctx.cache_counts.record(slot);
         WorkerSlot::sub(&slot.in_flight, 1);
         match ctx.request_end {
             Some(end) if ctx.client_keep_alive && end <= self.buf.len() => {

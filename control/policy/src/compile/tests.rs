@@ -288,3 +288,5 @@ fn forward_request_options_compile_into_the_op() {
         first_error("<policies><backend><forward-request timeout=\"@(1)\" timeout-ms=\"@(2)\"/></backend></policies>");
     assert!(error.contains("not both"), "{error}");
 }
+
+mod cache;
