@@ -8,10 +8,10 @@
 //!  3  route              no config 503, body over limit 413, no API/operation 404 ──┐
 //!  4  authenticate       subscription key 401                [slot: JWT]            │
 //!  5a built-in limits    per-IP 429, counts every request    [slot: rate, quota]    │
-//!  5b inbound policies   the inbound section (VM)                                   │ Respond
-//!                                                            [slot: cache lookup]   │ or Fail
+//!  5b inbound policies   the inbound section (VM); cache-lookup: a hit ─► Done      │ Respond
+//!                                                                                   │ or Fail
 //!  6  backend            backend section, forward-request, retries, redirects       │
-//!  7  outbound           outbound section, relay or tunnel   [slot: cache store]    │
+//!  7  outbound           outbound section, relay (cache-store tees it) or tunnel    │
 //!  8  on-error           on-error section, then the one APIM answer ◄───────────────┘
 //!  9  done (always)      counters, traces, keep-alive or close [slot: access log]
 //! ```
@@ -19,8 +19,8 @@
 //! Phases 3 to 7 run in [`Connection::phases`]; the first that does not continue ends them, and
 //! every request then goes through on-error (when it ended in `Respond` or `Fail`) and done. Where
 //! the phases of later features go is named beside the phase they join: rate limits and quotas in
-//! 5a, JWT validation in 4, the response cache's lookup before 6 and its store in 7, the access log
-//! in 9.
+//! 5a, JWT validation in 4, the access log in 9. The response cache's lookup runs inside 5b (where
+//! the section's `cache-lookup` stands) and its store in 7 (docs/cache.md).
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -407,10 +407,8 @@ impl<S: Stream> Connection<S> {
 
     /// Phase 7, outbound: runs on the backend's final response head, before the client sees a byte
     /// of it. The outbound section (the body read in first when it reads or replaces it), then the
-    /// relay of head and body to the client (`Done`), or a 101's tunnel.
-    ///
-    /// Slot: the response cache's store (next issue) goes here, after the outbound section, on the
-    /// response as the client gets it.
+    /// relay of head and body to the client (`Done`), or a 101's tunnel. After a `cache-lookup`
+    /// miss, `cache-store` keeps the response as the client gets it (a bounded tee on the relay).
     async fn outbound(&mut self, worker: &WorkerCtx<S>, ctx: &mut RequestCtx, exchange: Exchange<S>) -> Verdict {
         self.respond_from_backend(worker, ctx, exchange, Section::Outbound).await.into()
     }
