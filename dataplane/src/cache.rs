@@ -84,3 +84,22 @@ impl Caches {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caching_types_pick_their_cache() {
+        let settings = CacheSettings { internal_bytes_max: 1 << 20, ..CacheSettings::default() };
+        let caches = Caches::for_settings(&settings);
+        assert!(matches!(caches.backing(CachingType::Internal), Backing::Internal(_)));
+        assert!(matches!(caches.backing(CachingType::PreferExternal), Backing::Internal(_)));
+        assert_eq!(caches.backing(CachingType::External), Backing::Nowhere);
+        let with_redis = CacheSettings { redis_url: Some("redis://127.0.0.1:1".into()), ..settings };
+        let caches = Caches::for_settings(&with_redis);
+        assert!(matches!(caches.backing(CachingType::PreferExternal), Backing::External(_)));
+        assert!(matches!(caches.backing(CachingType::External), Backing::External(_)));
+        assert!(matches!(caches.backing(CachingType::Internal), Backing::Internal(_)));
+    }
+}

@@ -342,7 +342,8 @@ fn redis_is_the_external_cache(io: &str) {
 
 fn a_redis_that_is_down_is_a_miss_never_an_error(io: &str) {
     let backend = numbering_backend();
-    let down = format!("redis://127.0.0.1:{}", free_port());
+    // With a password: it appears in no log line.
+    let down = format!("redis://:pa55-w0rd-secret@127.0.0.1:{}", free_port());
     let config = config(&backend, Some(&down));
     let gateway = Gateway::start(GatewayOptions::new(io).config(config.path()));
     let mut connection = Connection::open(gateway.addr).unwrap();
@@ -367,4 +368,5 @@ fn a_redis_that_is_down_is_a_miss_never_an_error(io: &str) {
     let warnings = log.matches("external cache").count();
     assert!(warnings >= 1, "logged: {log}");
     assert!(warnings <= 2, "logged once per outage, not per request: {log}");
+    assert!(!log.contains("pa55-w0rd-secret"), "the password is never logged: {log}");
 }
