@@ -159,7 +159,9 @@ fn a_hit_is_served_without_the_backend_and_varies_by_what_is_listed(io: &str) {
 
     let first = connection.get("/c/items?version=1&other=a", &[("Accept", "text/plain")]).unwrap();
     assert_eq!((first.status, first.text()), (200, "n=1 /b/items?version=1&other=a".to_owned()));
-    assert_eq!(first.header("cache-control"), Some("max-age=5"), "a miss relays the backend's response as it is");
+    // The miss stored the response: its client gets the downstream Cache-Control a hit gets
+    // (the backend's `max-age=5` replaced), with the whole duration.
+    assert_eq!(first.header("cache-control"), Some("public, max-age=60, must-revalidate"));
     // The hit: the same bytes, with the downstream Cache-Control, and the backend never sees it.
     connection
         .send_raw(b"GET /c/items?other=b&version=1 HTTP/1.1\r\nHost: gateway.test\r\nAccept: text/plain\r\n\r\n")
@@ -197,6 +199,8 @@ fn a_hit_is_served_without_the_backend_and_varies_by_what_is_listed(io: &str) {
     assert_eq!(backend_hits(&backend, "/b/items"), 3);
 
     // Conditional headers do not reach the backend on a miss: it must send a whole response.
+    let unstored = connection.get("/c/nostore", &[]).unwrap();
+    assert_eq!(unstored.header("cache-control"), Some("no-store"), "a response not stored is relayed as it came");
     let fresh = connection.get("/c/cond", &[("If-None-Match", "\"x\""), ("Cache-Control", "no-cache")]).unwrap();
     assert_eq!(fresh.status, 200);
     let sent = backend.requests_to("/b/cond");

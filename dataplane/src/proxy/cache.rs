@@ -18,7 +18,7 @@ use crate::cache::{Backing, CachedResponse, Caches, Entry};
 use crate::http::Version;
 use crate::http::forward::ClientConnection;
 use crate::io::Stream;
-use crate::policy::{CacheCall, CachedValue, ResponseLookup, StoreMark};
+use crate::policy::{CacheCall, CachedValue, DownstreamCaching, ResponseLookup, StoreMark};
 use crate::proxy::{Connection, ProxyError, RequestCtx, relay};
 use crate::snapshot::Snapshot;
 use crate::worker::ctx::WorkerCtx;
@@ -28,6 +28,9 @@ use crate::worker::ctx::WorkerCtx;
 pub(crate) struct PendingStore {
     pub(crate) key: String,
     pub(crate) caching: CachingType,
+    /// `downstream-caching-type` and `must-revalidate`, for the stored response's first client.
+    pub(crate) downstream: DownstreamCaching,
+    pub(crate) must_revalidate: bool,
 }
 
 /// One request's cache events, added to the worker's stats slot when it is done.
@@ -100,7 +103,12 @@ impl<S: Stream> Connection<S> {
         let Some(response) = found else {
             CacheCounts::bump(&ctx.cache_counts.misses);
             self.policy.remove_request_headers(&key::CONDITIONAL_HEADERS, &ctx.head, &self.buf);
-            ctx.cache_store = Some(Box::new(PendingStore { key, caching: lookup.caching }));
+            ctx.cache_store = Some(Box::new(PendingStore {
+                key,
+                caching: lookup.caching,
+                downstream: lookup.downstream,
+                must_revalidate: lookup.must_revalidate,
+            }));
             return Lookup::Continue;
         };
         CacheCounts::bump(&ctx.cache_counts.hits);
@@ -239,6 +247,19 @@ impl<S: Stream> Connection<S> {
         Some(Tee::new(limit))
     }
 
+    /// The `Cache-Control` the response being stored carries to its first client (the one whose
+    /// request missed), as a hit would: `None` when downstream caching is `none`.
+    pub(crate) fn miss_cache_control(&self, ctx: &RequestCtx) -> Option<String> {
+        let pending = ctx.cache_store.as_ref()?;
+        let mark = self.policy.cache_store()?;
+        let downstream = Downstream {
+            caching: pending.downstream,
+            must_revalidate: pending.must_revalidate,
+            max_age_s: mark.duration_s,
+        };
+        downstream.cache_control()
+    }
+
     /// Keeps the response whose head is `head` and whose body the tee collected, if whole.
     pub(crate) fn store_response(&self, ctx: &RequestCtx, head: &[u8], tee: Tee) {
         let (Some(pending), Some(mark), Some(snapshot)) =
@@ -279,6 +300,25 @@ async fn lookup_value(caches: &Caches, caching: CachingType, key: &str, counts: 
     }
 }
 
+/// Replaces the `Cache-Control` fields of the head at the start of `out` (through its blank line,
+/// `head_end`) with one holding `value`, keeping what follows the head; returns the new head end.
+pub(crate) fn replace_cache_control(out: &mut Vec<u8>, head_end: usize, value: &str) -> usize {
+    let Some(head) = out.get(..head_end.saturating_sub(2)) else { return head_end };
+    let mut rewritten = Vec::with_capacity(out.len() + value.len() + 16);
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        if !(line.len() >= 14 && line[..14].eq_ignore_ascii_case(b"cache-control:")) {
+            rewritten.extend_from_slice(line);
+        }
+    }
+    rewritten.extend_from_slice(b"Cache-Control: ");
+    rewritten.extend_from_slice(value.as_bytes());
+    rewritten.extend_from_slice(b"\r\n\r\n");
+    let new_end = rewritten.len();
+    rewritten.extend_from_slice(out.get(head_end..).unwrap_or(&[]));
+    *out = rewritten;
+    new_end
+}
+
 /// The values of header `name` (lower case) in a head we wrote.
 fn header_values<'h>(head: &'h [u8], name: &[u8]) -> Vec<&'h [u8]> {
     head.split(|&b| b == b'\n')
@@ -289,4 +329,23 @@ fn header_values<'h>(head: &'h [u8], name: &[u8]) -> Vec<&'h [u8]> {
             field.eq_ignore_ascii_case(name).then(|| value[1..].trim_ascii())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_is_replaced_in_the_head_and_the_body_kept() {
+        let mut out =
+            b"HTTP/1.1 200 OK\r\nCache-Control: no-cache\r\nContent-Length: 2\r\ncache-control: x\r\n\r\nhi".to_vec();
+        let head_end = out.len() - 2;
+        let end = replace_cache_control(&mut out, head_end, "public, max-age=60");
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: public, max-age=60\r\n\r\nhi".to_vec()
+        );
+        assert_eq!(&out[end..], b"hi");
+        assert_eq!(header_values(&out[..end], b"cache-control"), [&b"public, max-age=60"[..]]);
+    }
 }

@@ -682,10 +682,14 @@ impl<S: Stream> Connection<S> {
 
     /// The head `out` holds and a tee holding the body bytes already behind it (a small body or
     /// a policy's replacement), when `cache-store` will keep this response.
-    fn begin_store(&self, ctx: &RequestCtx, status: u16, body: RelayedBody) -> Option<(Vec<u8>, Tee)> {
-        let head_end = self.out.windows(4).position(|window| window == b"\r\n\r\n")? + 4;
+    /// The response goes out with the `Cache-Control` a hit on it will carry.
+    fn begin_store(&mut self, ctx: &RequestCtx, status: u16, body: RelayedBody) -> Option<(Vec<u8>, Tee)> {
+        let mut head_end = self.out.windows(4).position(|window| window == b"\r\n\r\n")? + 4;
+        let mut tee = self.store_tee(ctx, status, self.out.get(..head_end)?)?;
+        if let Some(directive) = self.miss_cache_control(ctx) {
+            head_end = crate::proxy::cache::replace_cache_control(&mut self.out, head_end, &directive);
+        }
         let head = self.out.get(..head_end)?;
-        let mut tee = self.store_tee(ctx, status, head)?;
         if !matches!(body, RelayedBody::Streamed) {
             tee.push(self.out.get(head_end..).unwrap_or(&[]));
         }
