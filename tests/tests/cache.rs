@@ -124,6 +124,28 @@ fn config(backend: &ScriptedBackend, redis_url: Option<&str>) -> TempDir {
     cached_api(dir.path(), "any", backend, "internal", "must-revalidate=\"false\"", "cache-response=\"true\"");
     cached_api(dir.path(), "private", backend, "internal", "allow-private-response-caching=\"true\"", "");
     cached_api(dir.path(), "ext", backend, "external", "must-revalidate=\"true\"", "");
+    // Keyed by developer: each subscription (one developer each) has its own entries.
+    cached_api(dir.path(), "dev", backend, "internal", "must-revalidate=\"true\"", "");
+    let lookup =
+        LOOKUP.replace("CACHING", "internal").replace("vary-by-developer=\"false\"", "vary-by-developer=\"true\"");
+    let policy = std::fs::read_to_string(dir.path().join("apis/dev/policy.xml")).unwrap();
+    let policy = policy.replace(&LOOKUP.replace("CACHING", "internal"), &lookup);
+    write(dir.path(), "apis/dev/policy.xml", &policy);
+    let api = std::fs::read_to_string(dir.path().join("apis/dev/api.toml")).unwrap();
+    write(
+        dir.path(),
+        "apis/dev/api.toml",
+        &api.replace("subscription-required = false", "subscription-required = true"),
+    );
+    for developer in ["alice", "bob"] {
+        write(
+            dir.path(),
+            &format!("subscriptions/{developer}.toml"),
+            &format!(
+                "name = \"{developer}\"\nscope = \"/apis/dev\"\nprimary-key = \"{developer}-key-0123456789\"\nsecondary-key = \"{developer}-key-9876543210\"\n"
+            ),
+        );
+    }
     values_api(dir.path(), "values", "internal");
     values_api(dir.path(), "xvalues", "external");
     dir
@@ -144,6 +166,7 @@ fn cache_counter(gateway: &Gateway, name: &str) -> u64 {
 
 portcullis_tests::on_both_io_backends!(
     a_hit_is_served_without_the_backend_and_varies_by_what_is_listed,
+    vary_by_developer_keys_by_subscription,
     only_get_without_authorization_and_only_200_are_cached,
     a_large_response_streams_whole_and_unstored,
     value_policies_store_find_and_remove,
@@ -221,6 +244,25 @@ fn a_hit_is_served_without_the_backend_and_varies_by_what_is_listed(io: &str) {
     let text = gateway.ctl(&["status"]);
     let text = String::from_utf8_lossy(&text.stdout).into_owned();
     assert!(text.contains(" hits, "), "{text}");
+}
+
+fn vary_by_developer_keys_by_subscription(io: &str) {
+    let backend = numbering_backend();
+    let config = config(&backend, None);
+    let gateway = Gateway::start(GatewayOptions::new(io).config(config.path()));
+    let mut connection = Connection::open(gateway.addr).unwrap();
+    let as_developer = |connection: &mut Connection, developer: &str| {
+        let key = format!("{developer}-key-0123456789");
+        connection.get("/dev/profile", &[("Ocp-Apim-Subscription-Key", &key)]).unwrap().text()
+    };
+    assert_eq!(as_developer(&mut connection, "alice"), "n=1 /b/profile");
+    assert_eq!(as_developer(&mut connection, "alice"), "n=1 /b/profile");
+    assert_eq!(as_developer(&mut connection, "bob"), "n=2 /b/profile", "another developer, another entry");
+    assert_eq!(as_developer(&mut connection, "bob"), "n=2 /b/profile");
+    // The secondary key is the same subscription, so the same developer.
+    let secondary = connection.get("/dev/profile", &[("Ocp-Apim-Subscription-Key", "alice-key-9876543210")]).unwrap();
+    assert_eq!(secondary.text(), "n=1 /b/profile");
+    assert_eq!(backend_hits(&backend, "/b/profile"), 2);
 }
 
 fn only_get_without_authorization_and_only_200_are_cached(io: &str) {
