@@ -38,7 +38,19 @@ fn required_value(c: &mut SectionCompiler<'_>, element: &Element, name: &str, ex
     }
 }
 
+/// APIM: "This policy can only be used once in a policy section" (cache-lookup, cache-store).
+fn once_per_section(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) -> bool {
+    if c.code.sites_of(&element.name) > 1 {
+        c.error(place, element.name_span.clone(), format!("<{}> can be used only once in a section", element.name));
+        return false;
+    }
+    true
+}
+
 pub(super) fn cache_lookup(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) {
+    if !once_per_section(c, element, place) {
+        return;
+    }
     // APIM requires both vary-by-developer attributes.
     for name in ["vary-by-developer", "vary-by-developer-groups"] {
         if element.attr(name).is_none() {
@@ -112,6 +124,9 @@ pub(super) fn cache_lookup(c: &mut SectionCompiler<'_>, element: &Element, place
 }
 
 pub(super) fn cache_store(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) {
+    if !once_per_section(c, element, place) {
+        return;
+    }
     no_children(c, element, place);
     required_value(c, element, "duration", Expect::Int, place);
     if c.attr_value(element, "cache-response", Expect::Bool, place).is_none() {

@@ -98,6 +98,20 @@ fn cache_store_takes_a_duration_and_an_optional_cache_response() {
 }
 
 #[test]
+fn cache_lookup_and_cache_store_stand_once_per_section() {
+    let error = first_error(
+        "<policies><outbound><cache-store duration=\"1\" />\n<cache-store duration=\"2\" /></outbound></policies>",
+    );
+    assert!(error.contains("<cache-store> can be used only once in a section"), "{error}");
+    assert!(error.contains("api/policy.xml:2:2"), "{error}");
+    let lookup = "<cache-lookup vary-by-developer=\"false\" vary-by-developer-groups=\"false\" />";
+    let error = first_error(&format!(
+        "<policies><inbound>{lookup}<choose><when condition=\"@(true)\">{lookup}</when></choose></inbound></policies>"
+    ));
+    assert!(error.contains("<cache-lookup> can be used only once in a section"), "{error}");
+}
+
+#[test]
 fn value_policies_compile_in_every_section() {
     let text = r#"<policies>
   <inbound><cache-lookup-value key="@(&quot;p-&quot; + context.Request.IpAddress)" variable-name="profile" default-value="none" caching-type="external" /></inbound>
