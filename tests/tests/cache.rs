@@ -66,7 +66,8 @@ fn cached_api(dir: &Path, id: &str, backend: &ScriptedBackend, caching: &str, ex
             r#"<policies>
   <inbound><base />{lookup}</inbound>
   <backend><base /></backend>
-  <outbound><base /><cache-store duration="@(int.Parse(context.Request.Headers.GetValueOrDefault("X-Ttl", "60")))" {store} /></outbound>
+  <outbound><base /><cache-store duration="@(int.Parse(context.Request.Headers.GetValueOrDefault("X-Ttl", "60")))" {store} />
+    <cache-store-value key="k-last-{id}" value="@(&quot;status &quot; + context.Response.StatusCode + &quot; &quot; + context.Request.Url.Path)" duration="60" caching-type="internal" /></outbound>
   <on-error><base /></on-error>
 </policies>"#
         ),
@@ -337,6 +338,12 @@ fn value_policies_store_find_and_remove(io: &str) {
     let gateway = Gateway::start(GatewayOptions::new(io).config(config.path()));
     let mut connection = Connection::open(gateway.addr).unwrap();
     value_round_trips(&mut connection, "/values");
+
+    // A value stored by the outbound section of another API (the section suspends and resumes
+    // around it, then the response is relayed; the request URL is the backend's by then).
+    let response = connection.get("/c/outbound", &[]).unwrap();
+    assert_eq!((response.status, response.text()), (200, "n=1 /b/outbound".to_owned()));
+    assert_eq!(connection.get("/values/v", &[("X-Key", "last-c")]).unwrap().text(), "status 200 /b/outbound");
 }
 
 /// Stores, finds, expires and removes values through the values API at `prefix`.
