@@ -42,8 +42,10 @@ pub(crate) fn compile(table: &CacheTable, source: &SourceFile, diagnostics: &mut
     }
     if let Some(url) = &table.redis_url {
         let text = url.get_ref().trim();
-        let valid = (text.starts_with("redis://") || text.starts_with("rediss://")) && text.len() > "redis://".len();
-        if valid {
+        if text.starts_with("rediss://") {
+            // The redis crate is built without TLS: the URL would fail on the first request.
+            diagnostics.push(source.error(url.span(), "TLS to Redis (rediss://) is not supported yet; use redis://"));
+        } else if text.starts_with("redis://") && text.len() > "redis://".len() {
             settings.redis_url = Some(text.to_owned());
         } else {
             diagnostics.push(source.error(url.span(), "redis-url must be a redis://host:port[/db] URL"));
@@ -88,5 +90,7 @@ mod tests {
         assert!(rendered.contains("internal-size-mb must be between 1 and 65536"), "{rendered}");
         let (_, diagnostics) = compiled("[cache]\nredis-url = \"http://x\"\n");
         assert!(diagnostics.to_string().contains("redis-url must be"), "{diagnostics}");
+        let (_, diagnostics) = compiled("[cache]\nredis-url = \"rediss://cache:6380\"\n");
+        assert!(diagnostics.to_string().contains("TLS to Redis (rediss://) is not supported yet"), "{diagnostics}");
     }
 }
