@@ -7,7 +7,7 @@
 //! skips. The one place a writer can wait is a full write channel (thousands of writes queued
 //! faster than any thread drains them): moka then spins and sleeps for a few microseconds. quick_cache
 //! (the other well-kept candidate) takes a shard's lock for every read and write, which a worker
-//! could wait on behind another core. docs/cache.md has the measurements.
+//! could wait on behind another core. `benches/benches/cache.rs` measures a hit and a miss.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
