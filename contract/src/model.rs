@@ -41,6 +41,57 @@ pub struct Config {
     pub backends: Vec<Backend>,
     /// TLS termination: certificates and keys (DER) and client authentication.
     pub tls: crate::tls::TlsSettings,
+    /// `[cache]`: the response and value caches (docs/cache.md).
+    pub cache: CacheSettings,
+}
+
+/// `[cache]` in `gateway.toml`: the internal cache's bounds and the external cache. `Debug`
+/// leaves out the password a `redis-url` may carry.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheSettings {
+    /// Bytes the internal cache holds at most (keys, heads, bodies and values); least useful
+    /// entries are evicted past it (TinyLFU admission, docs/cache.md).
+    pub internal_bytes_max: u64,
+    /// The largest response `cache-store` keeps: a larger one streams to the client unstored.
+    pub entry_bytes_max: u64,
+    /// The external cache (`redis://host:port[/db]`); `None`: `caching-type="external"` misses.
+    pub redis_url: Option<String>,
+}
+
+/// 64 MiB for the internal cache: thousands of typical API responses, a small share of a host.
+pub const CACHE_INTERNAL_SIZE_MB_DEFAULT: u64 = 64;
+/// 1 MiB per cached response, as nginx's `proxy_cache` keeps them whole: larger responses are
+/// rarely worth a cache slot and would evict many small ones.
+pub const CACHE_ENTRY_SIZE_KB_DEFAULT: u64 = 1024;
+
+impl std::fmt::Debug for CacheSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheSettings")
+            .field("internal_bytes_max", &self.internal_bytes_max)
+            .field("entry_bytes_max", &self.entry_bytes_max)
+            .field("redis_url", &self.redis_url.as_deref().map(redacted_url))
+            .finish()
+    }
+}
+
+/// `url` with the user information (`user:password@`) replaced by `***@`.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            internal_bytes_max: CACHE_INTERNAL_SIZE_MB_DEFAULT * 1024 * 1024,
+            entry_bytes_max: CACHE_ENTRY_SIZE_KB_DEFAULT * 1024,
+            redis_url: None,
+        }
+    }
 }
 
 /// A product: APIs offered together, which subscriptions can be scoped to (`context.Product`).
@@ -452,6 +503,7 @@ impl Config {
             product_policies: Vec::new(),
             backends: Vec::new(),
             tls: crate::tls::TlsSettings::default(),
+            cache: CacheSettings::default(),
         }
     }
 
@@ -630,6 +682,19 @@ pub fn is_valid_api_path(path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_settings_never_show_the_redis_password() {
+        let settings = CacheSettings {
+            redis_url: Some("redis://user:s3cret@cache.example:6380/2".into()),
+            ..CacheSettings::default()
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("redis://***@cache.example:6380/2"), "{shown}");
+        assert_eq!(redacted_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redacted_url("rediss://:p@h/0"), "rediss://***@h/0");
+    }
 
     #[test]
     fn api_paths() {

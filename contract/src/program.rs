@@ -188,6 +188,20 @@ pub enum Severity {
     Error,
 }
 
+/// `caching-type` of the cache policies: which cache a policy uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CachingType {
+    /// The gateway's built-in cache (one per host, in memory).
+    Internal,
+    /// The external cache (`[cache] redis-url`); without one configured, every lookup misses.
+    External,
+    /// The external cache when one is configured, else the internal one (APIM's default).
+    PreferExternal,
+}
+
+/// The most `vary-by-header` or `vary-by-query-parameter` elements one `cache-lookup` may list.
+pub const CACHE_VARY_BY_MAX: u16 = 32;
+
 /// One `ip-filter`: its action and its address ranges (inclusive), both families.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpFilter {
@@ -854,6 +868,37 @@ pub enum Op {
     ForwardRequestComputed {
         buffer_response: bool,
     },
+    /// `cache-lookup`: pops `allow-private-response-caching` (bool), `must-revalidate` (bool),
+    /// `downstream-caching-type` (string), `vary-by-developer-groups` (bool) and
+    /// `vary-by-developer` (bool); the VM suspends and the proxy looks the response up. The
+    /// headers and query parameters the key varies by are the string constants
+    /// `consts[headers_first..headers_first + headers]` and likewise for `queries`.
+    CacheLookup {
+        caching: CachingType,
+        headers_first: u32,
+        headers: u16,
+        queries_first: u32,
+        queries: u16,
+    },
+    /// `cache-store`: pops `cache-response` (bool, or null when absent) and `duration` (int
+    /// seconds); marks the response for storing under the key `cache-lookup` computed.
+    CacheStore,
+    /// `cache-lookup-value`: pops the default value (when `has_default`) and the key; the VM
+    /// suspends, the proxy looks the value up and sets variable `consts[variable]`.
+    CacheLookupValue {
+        caching: CachingType,
+        variable: u32,
+        has_default: bool,
+    },
+    /// `cache-store-value`: pops duration (int seconds), value and key; the VM suspends while the
+    /// proxy stores it.
+    CacheStoreValue {
+        caching: CachingType,
+    },
+    /// `cache-remove-value`: pops the key; the VM suspends while the proxy removes it.
+    CacheRemoveValue {
+        caching: CachingType,
+    },
     /// Sets the local (a retry's attempt counter) to 0.
     RetryInit(u16),
     /// After a retry body whose condition held: counts the attempt in the local; if fewer than
@@ -905,6 +950,11 @@ impl Op {
             Op::Respond | Op::MockResponse { .. } | Op::LimitConcurrencyExit => (0, 0),
             Op::ForwardRequest { .. } | Op::RetryInit(_) | Op::RetryNext { .. } => (0, 0),
             Op::ForwardRequestComputed { .. } => (3, 0),
+            Op::CacheLookup { .. } => (5, 0),
+            Op::CacheStore => (2, 0),
+            Op::CacheLookupValue { has_default, .. } => (1 + u16::from(has_default), 0),
+            Op::CacheStoreValue { .. } => (3, 0),
+            Op::CacheRemoveValue { .. } => (1, 0),
         }
     }
 
@@ -920,6 +970,19 @@ impl Op {
             Op::RetryNext { target, .. } => Some(target),
             _ => None,
         }
+    }
+
+    /// Ops that suspend the VM (the proxy acts, then resumes it): their operands must be all
+    /// that is on the stack, since a suspension keeps the locals, not the stack.
+    pub fn suspends(&self) -> bool {
+        matches!(
+            self,
+            Op::ForwardRequestComputed { .. }
+                | Op::CacheLookup { .. }
+                | Op::CacheLookupValue { .. }
+                | Op::CacheStoreValue { .. }
+                | Op::CacheRemoveValue { .. }
+        )
     }
 
     /// Ops after which execution never reaches the next op.
@@ -1098,6 +1161,18 @@ fn check_operands(program: &Program, at: usize, op: &Op) -> Result<(), VerifyErr
                 string_const(example)?;
             }
         }
+        Op::CacheLookup { headers_first, headers, queries_first, queries, .. } => {
+            if headers > CACHE_VARY_BY_MAX || queries > CACHE_VARY_BY_MAX {
+                return Err(VerifyError::Operand { at, what: "too many vary-by elements" });
+            }
+            for index in headers_first..headers_first.saturating_add(u32::from(headers)) {
+                string_const(index)?;
+            }
+            for index in queries_first..queries_first.saturating_add(u32::from(queries)) {
+                string_const(index)?;
+            }
+        }
+        Op::CacheLookupValue { variable, .. } => string_const(variable)?,
         Op::LimitConcurrencyEnter { max: 0 } => {
             return Err(VerifyError::Operand { at, what: "limit-concurrency max-count must be at least 1" });
         }
@@ -1148,7 +1223,7 @@ pub fn stack_depth_max(ops: &[Op]) -> Result<u32, VerifyError> {
         let (pops, pushes) = op.stack_effect();
         let after_pop = entry.checked_sub(u32::from(pops)).ok_or(VerifyError::StackUnderflow { at })?;
         // A suspension keeps the locals, not the stack: nothing may be left under its operands.
-        if matches!(op, Op::ForwardRequestComputed { .. }) && after_pop != 0 {
+        if op.suspends() && after_pop != 0 {
             return Err(VerifyError::StackNotEmpty { at, depth: entry });
         }
         let after = after_pop + u32::from(pushes);

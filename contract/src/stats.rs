@@ -78,6 +78,14 @@ pub struct WorkerSlot {
     /// Of `connections_active`, the idle keep-alive connections parked in the worker's registry
     /// (no task, no buffers); published by the registry's watcher, at most ~100 ms late.
     pub connections_parked: AtomicU64,
+    /// Responses served from the response cache (`cache-lookup` hits: the backend was not called).
+    pub cache_hits: AtomicU64,
+    /// `cache-lookup` misses (the request went on to the backend).
+    pub cache_misses: AtomicU64,
+    /// Responses and values stored by `cache-store` and `cache-store-value`.
+    pub cache_stores: AtomicU64,
+    /// External cache (Redis) operations that failed or timed out; each was a miss.
+    pub cache_external_errors: AtomicU64,
 }
 
 const _: () = assert!(size_of::<StatsHeader>() == 128);
@@ -114,6 +122,10 @@ impl WorkerSlot {
             generation: self.generation.load(Ordering::Relaxed),
             backend_connects: self.backend_connects.load(Ordering::Relaxed),
             connections_parked: self.connections_parked.load(Ordering::Relaxed),
+            cache_hits: self.cache_hits.load(Ordering::Relaxed),
+            cache_misses: self.cache_misses.load(Ordering::Relaxed),
+            cache_stores: self.cache_stores.load(Ordering::Relaxed),
+            cache_external_errors: self.cache_external_errors.load(Ordering::Relaxed),
         }
     }
 }
@@ -132,6 +144,16 @@ pub struct WorkerCounters {
     /// Older data planes do not publish it: 0.
     #[serde(default)]
     pub connections_parked: u64,
+    /// The response cache's hits, misses and stores, and failed external-cache operations
+    /// (older data planes: 0).
+    #[serde(default)]
+    pub cache_hits: u64,
+    #[serde(default)]
+    pub cache_misses: u64,
+    #[serde(default)]
+    pub cache_stores: u64,
+    #[serde(default)]
+    pub cache_external_errors: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

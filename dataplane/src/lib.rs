@@ -9,6 +9,7 @@
 //! configuration a snapshot carries), the request lifecycle in `proxy`, and [`gateway`]
 //! (start-up and draining).
 
+pub mod cache;
 pub mod channel;
 pub mod counters;
 pub mod drain;

@@ -22,6 +22,7 @@
 
 pub mod apply;
 mod builtins;
+pub mod cache_call;
 pub mod concurrency;
 mod error;
 pub mod load;
@@ -32,6 +33,7 @@ pub mod value;
 pub mod view;
 pub mod vm;
 
+pub use cache_call::{CacheCall, CachedValue, DownstreamCaching, ResponseLookup, StoreMark};
 pub use concurrency::{ConcurrencyGuard, ConcurrencyLimits};
 pub use error::{Fault, LastError, PolicyError};
 pub use load::{LoadError, LoadedProgram, Programs};

@@ -3,6 +3,7 @@
 //! the policy sections run in the VM ([`crate::policy`]) through [`policies`].
 
 mod answer;
+mod cache;
 mod error;
 mod exchange;
 mod ip_limit;
@@ -166,6 +167,12 @@ pub(crate) struct RequestCtx {
     pub(crate) decoded_request_body: Option<Vec<u8>>,
     /// The on-error section ran already (after `fail-on-error-status-code`); it runs once.
     pub(crate) on_error_ran: bool,
+    /// `cache-lookup` missed: where `cache-store` keeps the response.
+    pub(crate) cache_store: Option<Box<cache::PendingStore>>,
+    /// The response came from the response cache (the backend was not called): for the access log.
+    pub(crate) cache_hit: bool,
+    /// The request's cache events, for the worker's stats slot.
+    pub(crate) cache_counts: cache::CacheCounts,
 }
 
 impl RequestCtx {
@@ -186,6 +193,9 @@ impl RequestCtx {
             request_body_dropped: false,
             decoded_request_body: None,
             on_error_ran: false,
+            cache_store: None,
+            cache_hit: false,
+            cache_counts: cache::CacheCounts::default(),
         }
     }
 }

@@ -52,6 +52,8 @@ pub struct Snapshot {
     /// The backend client configuration of each named certificate that has a key (in settings
     /// order, `None` for the others): `authentication-certificate` picks one per request.
     pub named_tls: Vec<Option<crate::tls::BackendTls>>,
+    /// The caches the caching policies use: the host's internal cache and the external one.
+    pub caches: crate::cache::Caches,
 }
 
 /// Why a snapshot cannot be built; the current one keeps serving.
@@ -99,6 +101,7 @@ impl Snapshot {
             .collect::<Result<_, _>>()?;
         let client_trust = crate::tls::ClientTrust::new(generation, &config.tls);
         let operations = config.apis.iter().map(Operations::new).collect();
+        let caches = crate::cache::Caches::for_settings(&config.cache);
         let resolved = resolve_policy_backends(&config.programs);
         let product_policies = config
             .product_policies
@@ -119,6 +122,7 @@ impl Snapshot {
             backend_tls,
             client_trust,
             named_tls,
+            caches,
         })
     }
 

@@ -91,7 +91,7 @@ pub fn run_loaded(program: LoadedProgram, section: Section) {
     let mut state = RequestState::new();
     let mut exit = run(section, program, &view, &mut state);
     for _ in 0..RESUMES_MAX {
-        if !matches!(exit, Exit::Forward { .. } | Exit::Wait(_)) {
+        if !matches!(exit, Exit::Forward { .. } | Exit::Wait(_) | Exit::Cache(_)) {
             break;
         }
         view.response = Some(ResponseView { head: &response_head, buf: RESPONSE, body: Some(RESPONSE_BODY) });

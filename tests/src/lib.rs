@@ -15,6 +15,7 @@ pub mod http;
 pub mod io_backends;
 pub mod netns;
 pub mod packet;
+pub mod redis;
 pub mod snapshot;
 pub mod tempdir;
 pub mod wait;

@@ -146,6 +146,11 @@ impl CodeBuilder {
         (self.sites.len() - 1) as u32
     }
 
+    /// How many statements of `policy` the program has so far (the current one included).
+    pub fn sites_of(&self, policy: &str) -> usize {
+        self.sites.iter().filter(|site| site.policy == policy).count()
+    }
+
     pub fn ip_filter(&mut self, filter: IpFilter) -> u32 {
         self.ip_filters.push(filter);
         (self.ip_filters.len() - 1) as u32

@@ -149,8 +149,23 @@ pub fn render(status: &Status) -> String {
             c.generation
         );
     }
+    render_cache(&mut out, &status.workers);
     render_backends(&mut out, &status.backends);
     out
+}
+
+/// The response cache's counters, summed over the workers, when anything used the cache.
+fn render_cache(out: &mut String, workers: &[WorkerStatus]) {
+    let sum = |field: fn(&portcullis_contract::stats::WorkerCounters) -> u64| {
+        workers.iter().map(|worker| field(&worker.counters)).sum::<u64>()
+    };
+    let (hits, misses) = (sum(|c| c.cache_hits), sum(|c| c.cache_misses));
+    let (stores, errors) = (sum(|c| c.cache_stores), sum(|c| c.cache_external_errors));
+    if hits + misses + stores + errors == 0 {
+        return;
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "cache         {hits} hits, {misses} misses, {stores} stores, {errors} external errors");
 }
 
 /// One line per endpoint of each named backend.

@@ -39,6 +39,11 @@ pub(crate) fn compile(
         .as_ref()
         .map(|item| super::tls::compile(&item.file.tls, &item.source, dir, diagnostics))
         .unwrap_or_default();
+    let cache = parsed
+        .gateway
+        .as_ref()
+        .map(|item| super::cache::compile(&item.file.cache, &item.source, diagnostics))
+        .unwrap_or_default();
     let values = named_values(parsed.named_values.as_ref(), provided, diagnostics);
     let backends = super::backends::compile(&parsed, &values, dir, diagnostics);
     let mut apis = apis(&parsed, &backends, &values, diagnostics);
@@ -85,6 +90,7 @@ pub(crate) fn compile(
         products,
         product_policies: compiled.product_policies,
         backends,
+        cache,
     };
     if let Err(error) = config.validate() {
         diagnostics.push(Diagnostic::at_path(dir, format!("the compiled config is inconsistent: {error}")));

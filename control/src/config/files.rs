@@ -19,6 +19,8 @@ pub(crate) struct GatewayFile {
     pub(crate) xdp: super::xdp::XdpTable,
     #[serde(default)]
     pub(crate) tls: super::tls::TlsTable,
+    #[serde(default)]
+    pub(crate) cache: super::cache::CacheTable,
 }
 
 /// `[policies]` in `gateway.toml`.

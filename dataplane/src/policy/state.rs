@@ -284,6 +284,8 @@ pub struct RequestState {
     pub(crate) traces: Vec<TraceEntry>,
     pub(crate) traces_dropped: u32,
     pub(crate) suspended: Option<Suspension>,
+    /// `cache-store` ran: store the response, if the rules let it in.
+    pub(crate) cache_store: Option<crate::policy::StoreMark>,
 }
 
 impl RequestState {
@@ -313,6 +315,43 @@ impl RequestState {
         self.traces.clear();
         self.traces_dropped = 0;
         self.suspended = None;
+        self.cache_store = None;
+    }
+
+    /// What `cache-store` asked for, if it ran.
+    pub fn cache_store(&self) -> Option<crate::policy::StoreMark> {
+        self.cache_store
+    }
+
+    /// Removes `names` (lower case) from the forwarded request, those it has: a `cache-lookup`
+    /// that missed asks the backend for a whole response, not one for the client's own cache.
+    pub fn remove_request_headers(
+        &mut self,
+        names: &[&'static str],
+        head: &crate::http::request::RequestHead,
+        buf: &[u8],
+    ) {
+        for &name in names {
+            if head.header(buf, name.as_bytes()).is_some() {
+                let target = EditTarget::Header(Side::Request);
+                // Past the edit bound the header stays: the backend may answer a 304 that is not stored.
+                let _ = self.push_edit(target, ExistsAction::Delete, StoredText::Static(name), std::iter::empty());
+            }
+        }
+    }
+
+    /// Sets `context.Variables[name]` to a value a `cache-lookup-value` found (or its default),
+    /// before the suspended section resumes. Past [`VARIABLES_MAX`] the value is dropped, as a
+    /// miss would be.
+    pub fn set_cached_variable(&mut self, name: LitRef, value: Value<'static>, programs: &Programs) {
+        let key = programs.literal(name);
+        let stored = Stored::Value(value);
+        let full = self.variables.len() >= VARIABLES_MAX;
+        match self.variables.iter_mut().find(|(existing, _)| existing.resolve(programs) == key) {
+            Some(slot) => slot.1 = stored,
+            None if full => {}
+            None => self.variables.push((StoredText::Literal(name), stored)),
+        }
     }
 
     /// Status of the response a policy built (`return-response`, `mock-response`, preflight).

@@ -40,6 +40,10 @@ pub enum Exit {
     Forward { timeout_ms: u32, follow_redirects: bool, buffer_response: bool, fail_on_error_status: bool },
     /// A `retry` waits this long before its next attempt; then [`resume`].
     Wait(Duration),
+    /// A caching policy asks the proxy to look up, store or remove: do it (for a value lookup,
+    /// record the result with [`RequestState::set_cached_variable`]), then [`resume`] (unless a
+    /// response lookup hit: then the cached response is the answer). Boxed: rare and large.
+    Cache(Box<crate::policy::CacheCall>),
     /// A policy or expression failed: `context.LastError` is recorded in the request state;
     /// run `on-error`, then answer with the error.
     /// Boxed: an error is rare, and every op returns its `Exit` by value.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use portcullis_contract::model::{Limits, PoolSettings};
 use portcullis_contract::program::Section;
 
+use crate::cache::entry::Tee;
 use crate::http::chunked::{self, ChunkedScanner};
 use crate::http::forward::{self, CONTINUE, ClientConnection, Forwarding};
 use crate::http::redirect::{self, REDIRECTS_FOLLOWED_MAX};
@@ -47,7 +48,7 @@ impl<S: Stream> Connection<S> {
         };
         let mut forward = match self.run_section(ctx, Section::Backend, false, None).await {
             SectionEnd::Forward(forward) => forward,
-            SectionEnd::Continue => return self.answer_without_backend(ctx).await,
+            SectionEnd::Continue | SectionEnd::CacheLookup(_) => return self.answer_without_backend(ctx).await,
             SectionEnd::Respond => return Verdict::Fail(ProxyError::PolicyResponse),
             SectionEnd::Failed(error) => return Verdict::Fail(error),
         };
@@ -72,7 +73,7 @@ impl<S: Stream> Connection<S> {
                 .run_section(ctx, Section::Backend, true, Some(Response { head: &exchange.response, body: None }))
                 .await;
             let error = match resumed {
-                SectionEnd::Continue => return Verdict::Continue(exchange),
+                SectionEnd::Continue | SectionEnd::CacheLookup(_) => return Verdict::Continue(exchange),
                 // A retry around forward-request: send the request again if it still can be.
                 SectionEnd::Forward(next) if replayable => {
                     self.close_exchange(exchange);
@@ -270,7 +271,7 @@ impl<S: Stream> Connection<S> {
     async fn answer_without_backend(&mut self, ctx: &mut RequestCtx) -> Verdict<Exchange<S>> {
         match self.run_section(ctx, Section::Outbound, false, None).await {
             SectionEnd::Failed(error) => return Verdict::Fail(error),
-            SectionEnd::Continue | SectionEnd::Respond | SectionEnd::Forward(_) => {}
+            SectionEnd::Continue | SectionEnd::Respond | SectionEnd::Forward(_) | SectionEnd::CacheLookup(_) => {}
         }
         self.policy.respond_without_backend();
         Verdict::Fail(ProxyError::PolicyResponse)
@@ -450,7 +451,7 @@ impl<S: Stream> Connection<S> {
         let read_limit = millis(limits.request_header_timeout_ms);
         let body_max = limits.request_body_bytes_max;
         let (result, buf) =
-            relay::relay(&mut self.client, upstream, buf, head_len, framing, read_limit, body_max).await;
+            relay::relay(&mut self.client, upstream, buf, head_len, framing, read_limit, body_max, None).await;
         self.buf = buf;
         match result {
             Ok(end) => {
@@ -541,7 +542,7 @@ impl<S: Stream> Connection<S> {
         };
         let end = self.run_section(ctx, section, false, Some(Response { head: response, body: body.as_deref() })).await;
         match end {
-            SectionEnd::Continue | SectionEnd::Forward(_) => {
+            SectionEnd::Continue | SectionEnd::Forward(_) | SectionEnd::CacheLookup(_) => {
                 self.relay_response(worker, ctx, response, upstream, dest, limits).await
             }
             SectionEnd::Respond => {
@@ -649,13 +650,18 @@ impl<S: Stream> Connection<S> {
             (false, Version::Http11) => ClientConnection::KeepAlive,
         };
         let body = self.write_relayed_head(ctx, response, framing, connection);
+        let status = self.policy.status_code().unwrap_or_else(|| response.status());
+        // `cache-store`: the response as the client gets it, when the rules let it in.
+        // A body delimited by the connection's close cannot be replayed on a kept-alive one.
+        let delimited = framing != BodyFraming::UntilClose;
+        let mut store = if ctx.cache_store.is_some() && delimited { self.begin_store(ctx, status, body) } else { None };
         if let Err(error) = self.write_out().await {
             upstream.shutdown();
             return Err(ProxyError::ClientWrite(error));
         }
         ctx.response_started = true;
-        ctx.status = self.policy.status_code().unwrap_or_else(|| response.status());
-        match body {
+        ctx.status = status;
+        let relayed = match body {
             RelayedBody::Coalesced(end) => {
                 self.release_backend(worker, response, framing, end, dest, upstream);
                 Ok(())
@@ -664,8 +670,31 @@ impl<S: Stream> Connection<S> {
                 self.release_after_replaced_body(worker, response, framing, dest, upstream);
                 Ok(())
             }
-            RelayedBody::Streamed => self.relay_body(worker, response, framing, upstream, dest, limits).await,
+            RelayedBody::Streamed => {
+                let tee = store.as_mut().map(|(_, tee)| tee);
+                self.relay_body(worker, response, framing, upstream, dest, limits, tee).await
+            }
+        };
+        if let (Ok(()), Some((head, tee))) = (&relayed, store) {
+            self.store_response(ctx, &head, tee);
         }
+        relayed
+    }
+
+    /// The head `out` holds and a tee holding the body bytes already behind it (a small body or
+    /// a policy's replacement), when `cache-store` will keep this response.
+    /// The response goes out with the `Cache-Control` a hit on it will carry.
+    fn begin_store(&mut self, ctx: &RequestCtx, status: u16, body: RelayedBody) -> Option<(Vec<u8>, Tee)> {
+        let mut head_end = self.out.windows(4).position(|window| window == b"\r\n\r\n")? + 4;
+        let mut tee = self.store_tee(ctx, status, self.out.get(..head_end)?)?;
+        if let Some(directive) = self.miss_cache_control(ctx) {
+            head_end = crate::proxy::cache::replace_cache_control(&mut self.out, head_end, &directive);
+        }
+        let head = self.out.get(..head_end)?;
+        if !matches!(body, RelayedBody::Streamed) {
+            tee.push(self.out.get(head_end..).unwrap_or(&[]));
+        }
+        Some((head.to_vec(), tee))
     }
 
     /// Writes the response head into `out` with the policies' edits, and behind it the body a
@@ -728,7 +757,9 @@ impl<S: Stream> Connection<S> {
         }
     }
 
-    /// Streams the response body from the backend to the client, after its head went out.
+    /// Streams the response body from the backend to the client, after its head went out
+    /// (copying it into `tee` for the response cache, when it keeps this response).
+    #[allow(clippy::too_many_arguments, reason = "the exchange's state, passed down rather than bundled")]
     async fn relay_body(
         &mut self,
         worker: &WorkerCtx<S>,
@@ -737,11 +768,12 @@ impl<S: Stream> Connection<S> {
         mut upstream: MaybeTls<S>,
         dest: Dest,
         limits: &Limits,
+        tee: Option<&mut Tee>,
     ) -> Result<(), ProxyError> {
         let buf = std::mem::take(&mut self.upstream_buf);
         let read_limit = millis(limits.backend_response_timeout_ms);
         let (result, buf) =
-            relay::relay(&mut upstream, &mut self.client, buf, response.head_len(), framing, read_limit, u64::MAX)
+            relay::relay(&mut upstream, &mut self.client, buf, response.head_len(), framing, read_limit, u64::MAX, tee)
                 .await;
         self.upstream_buf = buf;
         match result {

@@ -8,10 +8,10 @@
 //!  3  route              no config 503, body over limit 413, no API/operation 404 ──┐
 //!  4  authenticate       subscription key 401                [slot: JWT]            │
 //!  5a built-in limits    per-IP 429, counts every request    [slot: rate, quota]    │
-//!  5b inbound policies   the inbound section (VM)                                   │ Respond
-//!                                                            [slot: cache lookup]   │ or Fail
+//!  5b inbound policies   the inbound section (VM); cache-lookup: a hit ─► Done      │ Respond
+//!                                                                                   │ or Fail
 //!  6  backend            backend section, forward-request, retries, redirects       │
-//!  7  outbound           outbound section, relay or tunnel   [slot: cache store]    │
+//!  7  outbound           outbound section, relay (cache-store tees it) or tunnel    │
 //!  8  on-error           on-error section, then the one APIM answer ◄───────────────┘
 //!  9  done (always)      counters, traces, keep-alive or close [slot: access log]
 //! ```
@@ -19,8 +19,8 @@
 //! Phases 3 to 7 run in [`Connection::phases`]; the first that does not continue ends them, and
 //! every request then goes through on-error (when it ended in `Respond` or `Fail`) and done. Where
 //! the phases of later features go is named beside the phase they join: rate limits and quotas in
-//! 5a, JWT validation in 4, the response cache's lookup before 6 and its store in 7, the access log
-//! in 9.
+//! 5a, JWT validation in 4, the access log in 9. The response cache's lookup runs inside 5b (where
+//! the section's `cache-lookup` stands) and its store in 7 (docs/cache.md).
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -36,6 +36,7 @@ use crate::http::{BodyFraming, HEAD_BYTES_INITIAL};
 use crate::io::maybe_tls::MaybeTls;
 use crate::io::{IdleRead, Park, ReadError, Stream};
 use crate::proxy::answer::Answer;
+use crate::proxy::cache::Lookup;
 use crate::proxy::exchange::Exchange;
 use crate::proxy::policies::{self, Matched, SectionEnd};
 use crate::proxy::{
@@ -261,10 +262,11 @@ impl<S: Stream> Connection<S> {
         if let Err(stop) = decided.into_continue::<()>() {
             return stop;
         }
-        if let Err(stop) = self.inbound(ctx).await.into_continue::<()>() {
+        // The response cache's lookup runs inside inbound, where its cache-lookup stands; a hit
+        // answers there (`Done`), without the backend.
+        if let Err(stop) = self.inbound(worker, ctx).await.into_continue::<()>() {
             return stop;
         }
-        // Slot: the response cache's lookup (next issue) goes here; a hit answers without the backend.
         let exchange = match self.backend(worker, ctx).await.into_continue() {
             Ok(exchange) => exchange,
             Err(stop) => return stop,
@@ -366,17 +368,31 @@ impl<S: Stream> Connection<S> {
     /// first when a section of the operation reads or replaces it (or may send it twice), then runs
     /// the operation's inbound section in the VM; its `return-response` (and mock-response, CORS
     /// preflight) answers without the backend.
-    async fn inbound(&mut self, ctx: &mut RequestCtx) -> Verdict {
+    ///
+    /// The response cache's lookup runs here, where the section's `cache-lookup` stands (the
+    /// section suspends; docs/cache.md): a hit answers at once (`Done`: the rest of inbound,
+    /// backend and outbound do not run), a miss resumes the section.
+    async fn inbound(&mut self, worker: &WorkerCtx<S>, ctx: &mut RequestCtx) -> Verdict {
         let limits = ctx.snapshot.as_deref().map(|snapshot| snapshot.config.limits).unwrap_or_default();
         if let Err(error) = self.buffer_request_body(ctx, &limits).await {
             return Verdict::Fail(error);
         }
-        match self.run_section(ctx, Section::Inbound, false, None).await {
-            SectionEnd::Continue => Verdict::Continue(()),
-            SectionEnd::Respond => Verdict::Fail(ProxyError::PolicyResponse),
-            SectionEnd::Failed(error) => Verdict::Fail(error),
-            // The compiler allows forward-request only in the backend section.
-            SectionEnd::Forward(_) => Verdict::Fail(ProxyError::BackendUnavailable),
+        let mut resume = false;
+        loop {
+            return match self.run_section(ctx, Section::Inbound, resume, None).await {
+                SectionEnd::Continue => Verdict::Continue(()),
+                SectionEnd::Respond => Verdict::Fail(ProxyError::PolicyResponse),
+                SectionEnd::Failed(error) => Verdict::Fail(error),
+                SectionEnd::CacheLookup(lookup) => match self.cache_lookup(worker, ctx, &lookup).await {
+                    Lookup::Answered(sent) => sent.into(),
+                    Lookup::Continue => {
+                        resume = true;
+                        continue;
+                    }
+                },
+                // The compiler allows forward-request only in the backend section.
+                SectionEnd::Forward(_) => Verdict::Fail(ProxyError::BackendUnavailable),
+            };
         }
     }
 
@@ -391,10 +407,8 @@ impl<S: Stream> Connection<S> {
 
     /// Phase 7, outbound: runs on the backend's final response head, before the client sees a byte
     /// of it. The outbound section (the body read in first when it reads or replaces it), then the
-    /// relay of head and body to the client (`Done`), or a 101's tunnel.
-    ///
-    /// Slot: the response cache's store (next issue) goes here, after the outbound section, on the
-    /// response as the client gets it.
+    /// relay of head and body to the client (`Done`), or a 101's tunnel. After a `cache-lookup`
+    /// miss, `cache-store` keeps the response as the client gets it (a bounded tee on the relay).
     async fn outbound(&mut self, worker: &WorkerCtx<S>, ctx: &mut RequestCtx, exchange: Exchange<S>) -> Verdict {
         self.respond_from_backend(worker, ctx, exchange, Section::Outbound).await.into()
     }
@@ -443,7 +457,9 @@ impl<S: Stream> Connection<S> {
         match self.run_section(ctx, Section::OnError, false, None).await {
             SectionEnd::Respond => Answer::Built,
             SectionEnd::Failed(ProxyError::Policy(failed)) => Answer::Policy(failed.status()),
-            SectionEnd::Continue | SectionEnd::Forward(_) | SectionEnd::Failed(_) => answer,
+            SectionEnd::Continue | SectionEnd::Forward(_) | SectionEnd::Failed(_) | SectionEnd::CacheLookup(_) => {
+                answer
+            }
         }
     }
 
@@ -462,6 +478,7 @@ impl<S: Stream> Connection<S> {
             slot.generation.store(snapshot.generation, std::sync::atomic::Ordering::Relaxed);
             policies::log_traces(&self.policy, &snapshot.programs, ctx.matched.as_ref());
         }
+        ctx.cache_counts.record(slot);
         WorkerSlot::sub(&slot.in_flight, 1);
         match ctx.request_end {
             Some(end) if ctx.client_keep_alive && end <= self.buf.len() => {

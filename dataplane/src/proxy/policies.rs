@@ -51,6 +51,9 @@ pub(crate) enum SectionEnd {
     Forward(Forward),
     /// A policy answered (return-response, mock-response, CORS preflight): send the built response.
     Respond,
+    /// The inbound section's `cache-lookup` wants the request looked up (then resume it on a
+    /// miss; a hit answers the request).
+    CacheLookup(policy::ResponseLookup),
     Failed(ProxyError),
 }
 
@@ -132,6 +135,17 @@ impl<S: Stream> Connection<S> {
                     tokio::time::sleep(duration.min(RETRY_WAIT_MAX)).await;
                     resume = true;
                 }
+                Exit::Cache(call) => match *call {
+                    // The compiler allows cache-lookup in inbound only; elsewhere it would be a miss.
+                    policy::CacheCall::LookupResponse(lookup) if section == Section::Inbound => {
+                        return SectionEnd::CacheLookup(lookup);
+                    }
+                    policy::CacheCall::LookupResponse(_) => resume = true,
+                    call => {
+                        self.cache_value(ctx, call).await;
+                        resume = true;
+                    }
+                },
                 exit @ Exit::Forward { .. } => match exit.forward() {
                     Some(forward) => return SectionEnd::Forward(forward),
                     None => return SectionEnd::Continue,

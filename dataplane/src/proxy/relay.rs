@@ -31,7 +31,9 @@ pub(crate) enum RelayError {
 /// through the parsed head's offsets); relayed body bytes are dropped from the buffer as it
 /// goes, so a large body streams through a bounded buffer. A chunked body is cut off (before the
 /// chunk that crosses it is relayed) once its decoded size passes `body_bytes_max`; a
-/// Content-Length body was checked against the limit before.
+/// Content-Length body was checked against the limit before. `tee`: a copy of what went to the
+/// sink, bounded (the response cache's store); the sink never waits for it.
+#[allow(clippy::too_many_arguments, reason = "the relay's settings, each a plain value")]
 pub(crate) async fn relay<R: Stream, W: Stream>(
     source: &mut R,
     sink: &mut W,
@@ -40,6 +42,7 @@ pub(crate) async fn relay<R: Stream, W: Stream>(
     framing: BodyFraming,
     read_limit: Duration,
     body_bytes_max: u64,
+    mut tee: Option<&mut crate::cache::entry::Tee>,
 ) -> (Result<usize, RelayError>, Vec<u8>) {
     let mut remaining = match framing {
         BodyFraming::Length(length) => length,
@@ -68,6 +71,9 @@ pub(crate) async fn relay<R: Stream, W: Stream>(
             buf = returned;
             if let Err(error) = result {
                 return (Err(RelayError::Write(error)), buf);
+            }
+            if let (Some(tee), Some(sent)) = (tee.as_deref_mut(), buf.get(start..start + take)) {
+                tee.push(sent);
             }
             start += take;
         }

@@ -28,6 +28,10 @@ static DETACHED_SLOT: WorkerSlot = WorkerSlot {
     generation: AtomicU64::new(0),
     backend_connects: AtomicU64::new(0),
     connections_parked: AtomicU64::new(0),
+    cache_hits: AtomicU64::new(0),
+    cache_misses: AtomicU64::new(0),
+    cache_stores: AtomicU64::new(0),
+    cache_external_errors: AtomicU64::new(0),
 };
 
 /// A worker's own state, shared by its connections (on its thread only).

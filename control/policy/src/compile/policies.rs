@@ -4,7 +4,7 @@ use portcullis_contract::program::{
     ExistsAction, FORWARD_TIMEOUT_MS_DEFAULT, Op, RETRY_COUNT_MAX, Section, Severity, VALUES_PER_POLICY_MAX,
 };
 
-use super::{Place, SectionCompiler, access, certificates};
+use super::{Place, SectionCompiler, access, cache, certificates};
 use crate::expr::Expect;
 use crate::xml::Element;
 
@@ -35,11 +35,6 @@ const UNSUPPORTED: &[&str] = &[
     "rate-limit-by-key",
     "quota",
     "quota-by-key",
-    "cache-lookup",
-    "cache-store",
-    "cache-lookup-value",
-    "cache-store-value",
-    "cache-remove-value",
     "xml-to-json",
     "json-to-xml",
     "xsl-transform",
@@ -84,6 +79,9 @@ pub(super) fn kind(name: &str) -> Kind {
         "validate-client-certificate" | "authentication-certificate" => &[I],
         "set-backend-service" => &[I, B],
         "forward-request" => &[B],
+        "cache-lookup" => &[I],
+        "cache-store" => &[O],
+        "cache-lookup-value" | "cache-store-value" | "cache-remove-value" => ALL,
         _ if UNSUPPORTED.contains(&name) => return Kind::Unsupported,
         _ => return Kind::Unknown,
     };
@@ -128,6 +126,18 @@ pub(super) fn attributes(name: &str) -> &'static [&'static str] {
         "mock-response" => &["status-code", "content-type", "index"],
         "retry" => &["condition", "count", "interval", "max-interval", "delta", "first-fast-retry"],
         "limit-concurrency" => &["key", "max-count"],
+        "cache-lookup" => &[
+            "vary-by-developer",
+            "vary-by-developer-groups",
+            "caching-type",
+            "downstream-caching-type",
+            "must-revalidate",
+            "allow-private-response-caching",
+        ],
+        "cache-store" => &["duration", "cache-response"],
+        "cache-lookup-value" => &["key", "default-value", "variable-name", "caching-type"],
+        "cache-store-value" => &["key", "value", "duration", "caching-type"],
+        "cache-remove-value" => &["key", "caching-type"],
         _ => &[],
     }
 }
@@ -157,6 +167,11 @@ pub(super) fn compile(c: &mut SectionCompiler<'_>, element: &Element, place: &Pl
         "authentication-basic" => authentication_basic(c, element, place),
         "validate-client-certificate" => certificates::validate_client_certificate(c, element, place),
         "authentication-certificate" => certificates::authentication_certificate(c, element, place),
+        "cache-lookup" => cache::cache_lookup(c, element, place),
+        "cache-store" => cache::cache_store(c, element, place),
+        "cache-lookup-value" => cache::cache_lookup_value(c, element, place),
+        "cache-store-value" => cache::cache_store_value(c, element, place),
+        "cache-remove-value" => cache::cache_remove_value(c, element, place),
         other => c.error(place, element.name_span.clone(), format!("internal: no compiler for <{other}>")),
     }
 }

@@ -374,3 +374,4 @@ fn authentication_certificate_takes_an_id_a_thumbprint_or_an_expression() {
         assert!(ops.contains(&Op::AuthenticationCertificate { by_thumbprint }), "{policy}: {ops:?}");
     }
 }
+mod cache;

@@ -123,3 +123,24 @@ fn backends_come_from_the_data_planes_report() {
     assert!(table.contains("1 workers"), "{table}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_cache_line_sums_the_workers_and_shows_only_once_the_cache_was_used() {
+    let mut status = collect(&view(true), Path::new("/nonexistent"), Path::new("/cfg"), 0);
+    status.stats_error = None;
+    let worker = |worker, hits, misses, stores, errors| WorkerStatus {
+        worker,
+        counters: WorkerCounters {
+            cache_hits: hits,
+            cache_misses: misses,
+            cache_stores: stores,
+            cache_external_errors: errors,
+            ..Default::default()
+        },
+    };
+    status.workers = vec![worker(0, 0, 0, 0, 0)];
+    assert!(!render(&status).contains("cache  "), "{}", render(&status));
+    status.workers = vec![worker(0, 5, 2, 2, 0), worker(1, 1, 1, 1, 3)];
+    let table = render(&status);
+    assert!(table.contains("\ncache         6 hits, 3 misses, 3 stores, 3 external errors\n"), "{table}");
+}

@@ -11,6 +11,7 @@ use portcullis_contract::program::{Cors, ExistsAction, Op, Side, is_header_value
 
 use super::{Exit, Flow, Machine, internal};
 use crate::http::url::{self, Coding, Target};
+use crate::policy::cache_call::{CacheCall, CachedValue, DownstreamCaching, ResponseLookup, StoreMark};
 use crate::policy::error::Fault;
 use crate::policy::state::{
     BackendOverride, BodyEdit, BuiltResponse, CONCURRENCY_NESTING_MAX, CorsMark, EditTarget, StoredBody, StoredText,
@@ -18,6 +19,20 @@ use crate::policy::state::{
 };
 use crate::policy::value::{Message, Text, Value};
 use crate::policy::vm::members::wire_text;
+
+/// The longest a cache entry may live: a year (APIM's durations are seconds in an int; a
+/// negative or absurd one is an expression gone wrong).
+pub(crate) const CACHE_DURATION_S_MAX: i64 = 366 * 24 * 3600;
+
+/// A bool an attribute evaluated to, or the error naming the attribute.
+fn flag_of(value: Value<'_>, what: &str) -> Result<bool, Fault> {
+    match value {
+        Value::Bool(flag) => Ok(flag),
+        other => {
+            Err(Fault::eval(format!("Expression evaluation failed. {what}: '{}' is not a bool.", other.type_name())))
+        }
+    }
+}
 
 /// Longest `set-backend-service` URL: a URL past this is a configuration mistake.
 pub(crate) const BACKEND_URL_BYTES_MAX: usize = 2048;
@@ -217,6 +232,74 @@ impl<'r, 'a> Machine<'r, 'a> {
                     Exit::Forward { timeout_ms, follow_redirects, buffer_response, fail_on_error_status },
                 ))
             }
+            Op::CacheLookup { caching, headers_first, headers, queries_first, queries } => {
+                let allow_private = self.pop_flag("cache-lookup allow-private-response-caching")?;
+                let must_revalidate = self.pop_flag("cache-lookup must-revalidate")?;
+                let downstream = self.pop_text("cache-lookup downstream-caching-type")?;
+                let downstream = DownstreamCaching::parse(downstream.as_str()).ok_or_else(|| {
+                    Fault::eval(format!(
+                        "Expression evaluation failed. downstream-caching-type '{}' is not none, private or public.",
+                        downstream.as_str()
+                    ))
+                })?;
+                let vary_by_developer_groups = self.pop_flag("cache-lookup vary-by-developer-groups")?;
+                let vary_by_developer = self.pop_flag("cache-lookup vary-by-developer")?;
+                let lookup = ResponseLookup {
+                    caching,
+                    vary_by_developer,
+                    vary_by_developer_groups,
+                    downstream,
+                    must_revalidate,
+                    allow_private,
+                    program: self.program.index(),
+                    headers_first,
+                    headers,
+                    queries_first,
+                    queries,
+                };
+                Ok(Flow::Suspend(None, Exit::Cache(Box::new(CacheCall::LookupResponse(lookup)))))
+            }
+            Op::CacheStore => {
+                let any_status = match self.pop()? {
+                    Value::Null => false,
+                    other => flag_of(other, "cache-store cache-response")?,
+                };
+                let duration_s = self.pop_duration("cache-store")?;
+                self.state.cache_store = Some(StoreMark { duration_s, any_status });
+                Ok(Flow::Next)
+            }
+            Op::CacheLookupValue { caching, variable, has_default } => {
+                let default = if has_default {
+                    match self.pop()? {
+                        Value::Null => None,
+                        value => Some(CachedValue::of(&value)),
+                    }
+                } else {
+                    None
+                };
+                let key = self.pop_text("cache-lookup-value key")?.as_str().to_owned();
+                let variable = self.literal(variable)?;
+                let call = CacheCall::LookupValue { caching, key, variable, default };
+                Ok(Flow::Suspend(None, Exit::Cache(Box::new(call))))
+            }
+            Op::CacheStoreValue { caching } => {
+                let duration_s = self.pop_duration("cache-store-value")?;
+                let value = match self.pop()? {
+                    Value::Null => {
+                        return Err(Fault::eval(
+                            "Expression evaluation failed. cache-store-value: value cannot be null.",
+                        ));
+                    }
+                    value => CachedValue::of(&value),
+                };
+                let key = self.pop_text("cache-store-value key")?.as_str().to_owned();
+                let call = CacheCall::StoreValue { caching, key, value, duration_s };
+                Ok(Flow::Suspend(None, Exit::Cache(Box::new(call))))
+            }
+            Op::CacheRemoveValue { caching } => {
+                let key = self.pop_text("cache-remove-value key")?.as_str().to_owned();
+                Ok(Flow::Suspend(None, Exit::Cache(Box::new(CacheCall::RemoveValue { caching, key }))))
+            }
             Op::RetryInit(local) => {
                 *self.locals.slots_mut().get_mut(usize::from(local)).ok_or_else(|| internal("local"))? = Value::Int(0);
                 Ok(Flow::Next)
@@ -246,6 +329,26 @@ impl<'r, 'a> Machine<'r, 'a> {
         match self.pop()? {
             Value::Null => Err(Fault::eval(format!("Expression evaluation failed. {policy}: value cannot be null."))),
             other => other.to_text(),
+        }
+    }
+
+    /// Pops a bool an attribute evaluated to.
+    fn pop_flag(&mut self, what: &str) -> Result<bool, Fault> {
+        let value = self.pop()?;
+        flag_of(value, what)
+    }
+
+    /// Pops a duration in seconds (0 to [`CACHE_DURATION_S_MAX`]).
+    fn pop_duration(&mut self, policy: &str) -> Result<u64, Fault> {
+        match self.pop()? {
+            Value::Int(seconds) if (0..=CACHE_DURATION_S_MAX).contains(&seconds) => Ok(seconds as u64),
+            other => {
+                let mut shown = String::new();
+                other.write_display(&mut shown);
+                Err(Fault::eval(format!(
+                    "Expression evaluation failed. {policy} duration: '{shown}' is not a duration."
+                )))
+            }
         }
     }
 

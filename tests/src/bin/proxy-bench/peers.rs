@@ -1,6 +1,7 @@
 //! The gateways under test and the origin behind them, with their configurations: the same
 //! routes everywhere (`/api/*` proxied to the origin with upstream keep-alive, `/keyed/*` answered
-//! 401 with API Management's JSON body by the gateway itself), one worker, no access log, TLS 1.3
+//! 401 with API Management's JSON body by the gateway itself, `/cached/*` served from the response
+//! cache: Portcullis's `cache-lookup`, nginx's `proxy_cache`), one worker, no access log, TLS 1.3
 //! with one ECDSA P-256 certificate; session tickets as each gateway issues them by default (wrk
 //! never resumes, so every handshake of the handshake scenario is a full one).
 
@@ -19,6 +20,11 @@ pub(crate) const SMALL_PATH: &str = "/api/5b";
 pub(crate) const LARGE_PATH: &str = "/api/1k";
 pub(crate) const SMALL_BODY: &str = "hello";
 pub(crate) const LARGE_BODY_BYTES: usize = 1024;
+/// Served from each gateway's response cache (Portcullis: `cache-lookup`/`cache-store` on an API
+/// whose backend is the origin's `LARGE_PATH`; nginx: `proxy_cache`), after the first request.
+pub(crate) const CACHED_PATH: &str = "/cached/1k";
+/// How long the cached response lives: longer than any run.
+const CACHE_SECONDS: u32 = 3600;
 /// The origin's `stub_status`: its request counter measures the busy scenarios' throughput
 /// after every connection is up (wrk's own count includes the connection phase).
 pub(crate) const ORIGIN_STATUS_PATH: &str = "/origin-status";
@@ -222,7 +228,7 @@ fn write_portcullis_config(env: &Environment, dir: &Path, origin: u16) -> Result
              [pool]\nmax-idle-per-endpoint = {UPSTREAM_KEEPALIVE}\nidle-timeout-ms = 60000\n"
         ),
     )?;
-    for (id, path, required) in [("plain", "api", false), ("keyed", "keyed", true)] {
+    for (id, path, required) in [("plain", "api", false), ("keyed", "keyed", true), ("cached", "cached", false)] {
         let api = dir.join("apis").join(id);
         std::fs::create_dir_all(&api)?;
         std::fs::write(
@@ -232,6 +238,14 @@ fn write_portcullis_config(env: &Environment, dir: &Path, origin: u16) -> Result
             ),
         )?;
     }
+    std::fs::write(
+        dir.join("apis/cached/policy.xml"),
+        format!(
+            "<policies><inbound><base /><cache-lookup vary-by-developer=\"false\" vary-by-developer-groups=\"false\" \
+             caching-type=\"internal\" /></inbound><backend><base /></backend>\
+             <outbound><base /><cache-store duration=\"{CACHE_SECONDS}\" /></outbound><on-error><base /></on-error></policies>"
+        ),
+    )?;
     if env.portcullis_tls {
         std::fs::write(
             dir.join("gateway.toml"),
@@ -273,13 +287,17 @@ fn nginx_gateway_config(env: &Environment, http: SocketAddr, tls: SocketAddr, or
     let _ = write!(
         config,
         "http {{\n  access_log off;\n  keepalive_requests 1000000;\n  keepalive_timeout 300s;\n  \
+         proxy_cache_path {dir}/nginx-cache keys_zone=hits:10m;\n  \
          upstream origin {{ server 127.0.0.1:{origin}; keepalive {UPSTREAM_KEEPALIVE}; keepalive_requests 1000000; }}\n  \
          server {{\n    listen {http};\n    listen {tls} ssl;\n    \
          ssl_certificate {cert};\n    ssl_certificate_key {key};\n    ssl_protocols TLSv1.3;\n    \
          location /api/ {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n    \
-         location /keyed/ {{ default_type application/json; return 401 '{REJECT_BODY}'; }}\n  }}\n}}\n",
+         location /keyed/ {{ default_type application/json; return 401 '{REJECT_BODY}'; }}\n    \
+         location /cached/ {{ proxy_pass http://origin/api/; proxy_cache hits; proxy_cache_valid 200 {CACHE_SECONDS}s; \
+         proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n  }}\n}}\n",
         cert = env.cert.display(),
         key = env.key.display(),
+        dir = env.dir.display(),
     );
     config
 }

@@ -103,7 +103,11 @@ pub(crate) fn all(options: &Options, setup: &Setup) -> Result<Results> {
         if unsupported && round == 0 {
             results.skipped.push((scenario, peer, "n/a (no TLS in this build)".to_owned()));
         }
-        !unsupported
+        let compared = scenario.runs_on(peer);
+        if !compared && round == 0 {
+            results.skipped.push((scenario, peer, "n/a (compared with nginx proxy_cache)".to_owned()));
+        }
+        !unsupported && compared
     });
     println!(
         "proxy-bench: {} rounds × {} scenarios × {} gateways ({}), {:?} per measurement after {:?} warm-up; \

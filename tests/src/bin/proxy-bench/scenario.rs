@@ -31,10 +31,11 @@ pub(crate) enum Scenario {
     IdleTls,
     Busy1K,
     Busy8K,
+    CacheHit,
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Scenario; 10] = [
+    pub(crate) const ALL: [Scenario; 11] = [
         Scenario::Idle,
         Scenario::IdleTls,
         Scenario::Proxy5B,
@@ -45,6 +46,7 @@ impl Scenario {
         Scenario::TlsHandshake,
         Scenario::Busy1K,
         Scenario::Busy8K,
+        Scenario::CacheHit,
     ];
 
     /// The name `--scenarios` takes.
@@ -60,6 +62,7 @@ impl Scenario {
             Scenario::IdleTls => "idle-tls",
             Scenario::Busy1K => "busy-1k",
             Scenario::Busy8K => "busy-8k",
+            Scenario::CacheHit => "cache-hit",
         }
     }
 
@@ -75,11 +78,17 @@ impl Scenario {
             Scenario::IdleTls => "idle TLS 1.3 keep-alive connections (memory)",
             Scenario::Busy1K => "busy keep-alive, 1,000 conns",
             Scenario::Busy8K => "busy keep-alive, 8,000 conns",
+            Scenario::CacheHit => "1 KB served from the response cache, 64 conns",
         }
     }
 
     pub(crate) fn tls(self) -> bool {
         matches!(self, Scenario::TlsKeepAlive | Scenario::TlsHandshake | Scenario::IdleTls)
+    }
+
+    /// Whether `peer` runs it: the cache hit is measured against nginx's `proxy_cache` only.
+    pub(crate) fn runs_on(self, peer: crate::peers::Peer) -> bool {
+        !(self == Scenario::CacheHit && peer == crate::peers::Peer::Haproxy)
     }
 
     /// Whether it measures memory per idle connection (no load).
@@ -111,6 +120,7 @@ impl Scenario {
             },
             Scenario::Busy1K => spec(&http, peers::SMALL_PATH, IDLE_STEPS[0]),
             Scenario::Busy8K => spec(&http, peers::SMALL_PATH, IDLE_STEPS[1]),
+            Scenario::CacheHit => spec(&http, peers::CACHED_PATH, CONNECTIONS),
         })
     }
 }
