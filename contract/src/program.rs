@@ -636,6 +636,11 @@ pub enum Builtin {
     /// `s.TryParseJwt(out jwt)` is rewritten into `AsJwt` + null test by the compiler.
     /// `s.AsBasic()` → BasicAuthCredentials or null.
     AsBasic,
+    /// `context.Request.Certificate.Verify()`: current, chains to a client CA, not revoked by a
+    /// configured list.
+    CertificateVerify,
+    /// `context.Request.Certificate.VerifyNoRevocation()`: current and chains to a client CA.
+    CertificateVerifyNoRevocation,
 
     // --- context
     /// `context.Trace(message)`; returns null.

@@ -146,6 +146,7 @@ pub(crate) fn call<'a>(m: &mut Machine<'_, 'a>, builtin: Builtin, args: &mut [Va
         | B::JPropertyNew
         | B::JValueNew => json::call(a),
         B::BodyAs | B::BodyAsForm | B::AsJwt | B::AsBasic | B::ContextTrace | B::VariablesSet => context::call(m, a),
+        B::CertificateVerify | B::CertificateVerifyNoRevocation => context::verify_certificate(m, a),
     }
 }
 

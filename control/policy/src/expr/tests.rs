@@ -1245,3 +1245,13 @@ fn index_overloads_count_positions() {
     assert_eq!(program.ops[at + 1..at + 5], [Op::LoadLocal(1), Op::Int(1), Op::Add, Op::StoreLocal(1)]);
     assert_eq!(ty(r#"@(new[] {"a"}.Where((x, i) => i % 2 == 0).Count())"#), StaticType::Int);
 }
+
+#[test]
+fn client_certificates_verify_as_x509certificate2_does() {
+    let (program, t) = ok("@(context.Request.Certificate != null && context.Request.Certificate.Verify())");
+    assert_eq!(t, StaticType::Bool);
+    assert!(program.ops.contains(&Op::Call(Builtin::CertificateVerify, 1)));
+    let (program, _) = ok("@(context.Request.Certificate.VerifyNoRevocation())");
+    assert!(program.ops.contains(&Op::Call(Builtin::CertificateVerifyNoRevocation, 1)));
+    assert!(err(r#"@("text".Verify())"#).message.contains("Verify"));
+}

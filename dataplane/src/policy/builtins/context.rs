@@ -65,6 +65,21 @@ impl<'r, 'a> Machine<'r, 'a> {
     }
 }
 
+/// `X509Certificate2.Verify()` and `VerifyNoRevocation()` on the client's certificate: within its
+/// validity dates and chained to a CA of `[tls] client-ca-file`, and for `Verify()` not revoked by
+/// a list of `client-crl-files` (lists are never fetched: docs/policies.md).
+pub(super) fn verify_certificate<'a>(m: &mut Machine<'_, 'a>, a: Args<'_, 'a>) -> Result<Value<'a>, Fault> {
+    a.arity(&[1])?;
+    if !matches!(a.receiver()?, Value::Handle(Handle::Certificate)) {
+        return Err(a.fail("Verify is defined on X509Certificate2 only"));
+    }
+    let Some(certificate) = m.view.client_certificate else { return Ok(Value::Bool(false)) };
+    let current = certificate.not_before <= m.view.now && m.view.now <= certificate.not_after;
+    let verdict = m.view.client_trust.verdict(certificate);
+    let revoked = a.builtin == Builtin::CertificateVerify && verdict.revoked;
+    Ok(Value::Bool(current && verdict.trusted && !revoked))
+}
+
 pub(super) fn call<'a>(m: &mut Machine<'_, 'a>, mut a: Args<'_, 'a>) -> Result<Value<'a>, Fault> {
     use Builtin as B;
     match a.builtin {

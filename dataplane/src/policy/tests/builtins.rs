@@ -375,3 +375,37 @@ fn request_certificate_is_null_without_mtls_and_has_its_members_with() {
     // Reading a member of a missing certificate fails as a null dereference does in APIM.
     assert!(read(None, Some(Prop::Thumbprint)).is_err());
 }
+
+#[test]
+fn request_certificate_verify_checks_dates_trust_and_revocation() {
+    use crate::tls::client_trust::tests::{Pki, trust};
+    let pki = Pki::new("CA one");
+    let verify = |certificate: crate::tls::ClientCertificate, builtin: Builtin| {
+        let ops = vec![Op::Context, Op::Prop(Prop::Request), Op::Prop(Prop::Certificate), Op::Call(builtin, 1)];
+        let trust = trust(&pki, vec![pki.crl(&[9])]);
+        eval_with(
+            |fixture| {
+                fixture.client_certificate = Some(certificate);
+                fixture.client_trust = trust;
+            },
+            ops,
+            vec![],
+        )
+        .expect("ok")
+    };
+    // The fixture's clock is 2024-05-06: certificates valid from ten years back cover it.
+    let good = pki.issue("client", 1, (-3650, 30));
+    assert_eq!(verify(good.clone(), Builtin::CertificateVerify), "Boolean:True");
+    assert_eq!(verify(good, Builtin::CertificateVerifyNoRevocation), "Boolean:True");
+    let revoked = pki.issue("revoked", 9, (-3650, 30));
+    assert_eq!(verify(revoked.clone(), Builtin::CertificateVerify), "Boolean:False");
+    assert_eq!(verify(revoked, Builtin::CertificateVerifyNoRevocation), "Boolean:True");
+    let stranger = Pki::new("CA one").issue("client", 1, (-3650, 30));
+    assert_eq!(verify(stranger, Builtin::CertificateVerifyNoRevocation), "Boolean:False");
+    let expired_then = pki.issue("new", 2, (-1, 30));
+    assert_eq!(
+        verify(expired_then, Builtin::CertificateVerifyNoRevocation),
+        "Boolean:False",
+        "not valid on the fixture's date"
+    );
+}

@@ -19,6 +19,8 @@ pub(crate) enum Recv {
     /// Any JSON value.
     Json,
     DateTime,
+    /// `context.Request.Certificate` (`X509Certificate2`).
+    Certificate,
 }
 
 impl Recv {
@@ -33,6 +35,7 @@ impl Recv {
             Self::JObject => matches!(ty, T::JObject | T::JToken),
             Self::Json => matches!(ty, T::JObject | T::JArray | T::JToken | T::JProperty),
             Self::DateTime => matches!(ty, T::DateTime),
+            Self::Certificate => matches!(ty, T::Context(super::ContextObject::Certificate)),
         }
     }
 }
@@ -142,6 +145,8 @@ pub(crate) const METHODS: &[Method] = &[
     m(Recv::DateTime, "AddMilliseconds", &[P::Double], Builtin::DateTimeAddMilliseconds, Ret::DateTime),
     m(Recv::DateTime, "Subtract", &[P::Any], Builtin::DateTimeSubtract, Ret::TimeSpan),
     m(Recv::Any, "Equals", &[P::Any], Builtin::Equals, Ret::Bool),
+    m(Recv::Certificate, "Verify", &[], Builtin::CertificateVerify, Ret::Bool),
+    m(Recv::Certificate, "VerifyNoRevocation", &[], Builtin::CertificateVerifyNoRevocation, Ret::Bool),
     m(Recv::Any, "ToString", &[], Builtin::ToString, Ret::Str),
     m(Recv::Any, "ToString", &[P::Str], Builtin::ToStringFormat, Ret::Str),
 ];
