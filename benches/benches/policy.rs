@@ -120,6 +120,7 @@ struct Fixture {
     operation: Operation,
     deployment: Deployment,
     limits: Arc<ConcurrencyLimits>,
+    rate_limits: Arc<portcullis_dataplane::policy::RateLimits>,
     peer: IpAddr,
 }
 
@@ -138,6 +139,7 @@ impl Fixture {
             operation: portcullis_dataplane::policy::sample::operation(Policies::all(INBOUND)),
             deployment: Deployment { gateway_id: "gw".into(), region: "east us".into(), service_name: "svc".into() },
             limits: ConcurrencyLimits::new(),
+            rate_limits: portcullis_dataplane::policy::RateLimits::new(),
             peer: "10.1.2.3".parse().expect("ip"),
         }
     }
@@ -164,6 +166,7 @@ impl Fixture {
             request_body: None,
             response: None,
             concurrency: &self.limits,
+            limits: &self.rate_limits,
             tracing: false,
         }
     }

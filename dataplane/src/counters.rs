@@ -106,6 +106,9 @@ pub enum Charge {
     /// Count them whatever the limit says: an increment decided after the response
     /// (`increment-condition` reading the response, a quota's bandwidth).
     Always,
+    /// Count nothing; only say whether the hits would fit (a limit checked before the response
+    /// and counted after it, a quota key that this request counted already).
+    Never,
 }
 
 /// The answer to a hit.

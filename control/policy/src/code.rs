@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use portcullis_contract::program::{self, Const, Cors, IpFilter, Op, Program, STEPS_MAX, Site, VerifyError};
+use portcullis_contract::program::{self, Const, Cors, IpFilter, Limit, Op, Program, STEPS_MAX, Site, VerifyError};
 
 /// A jump target that may not be placed yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +34,7 @@ pub struct CodeBuilder {
     sites: Vec<Site>,
     ip_filters: Vec<IpFilter>,
     cors: Vec<Cors>,
+    limits: Vec<Limit>,
 }
 
 /// Placeholder target of a jump whose label is not placed yet.
@@ -148,6 +149,12 @@ impl CodeBuilder {
         (self.ip_filters.len() - 1) as u32
     }
 
+    /// Registers a rate limit or quota; returns its index for [`Op::Limit`].
+    pub fn limit(&mut self, limit: Limit) -> u32 {
+        self.limits.push(limit);
+        (self.limits.len() - 1) as u32
+    }
+
     pub fn cors(&mut self, cors: Cors) -> u32 {
         self.cors.push(cors);
         (self.cors.len() - 1) as u32
@@ -172,6 +179,7 @@ impl CodeBuilder {
             sites: self.sites,
             ip_filters: self.ip_filters,
             cors: self.cors,
+            limits: self.limits,
         };
         program::verify(&program)?;
         Ok(program)
@@ -190,6 +198,7 @@ pub(crate) fn with_target(op: Op, target: u32) -> Op {
         Op::RetryNext { local, count, interval_ms, max_interval_ms, delta_ms, first_fast_retry, .. } => {
             Op::RetryNext { local, count, interval_ms, max_interval_ms, delta_ms, first_fast_retry, target }
         }
+        Op::Limit { limit, .. } => Op::Limit { limit, resume: target },
         other => other,
     }
 }

@@ -6,6 +6,7 @@
 //! `limit-concurrency` become jumps around their children.
 
 mod access;
+mod limits;
 mod policies;
 
 use std::ops::Range;

@@ -121,7 +121,7 @@ impl CounterStore for LocalCounters {
                 refused(sliding_retry(limit, hits, current, previous, elapsed, period))
             };
             match (hits, decision.admitted, charge) {
-                (0, _, _) | (_, false, Charge::IfAdmitted) => Step::Keep(decision),
+                (0, _, _) | (_, false, Charge::IfAdmitted) | (_, _, Charge::Never) => Step::Keep(decision),
                 _ => Step::Write(window_value(until_current, current + hits), decision),
             }
         });
@@ -147,7 +147,7 @@ impl CounterStore for LocalCounters {
                 refused(end.filter(|_| hits <= limit).map_or(u64::MAX, |end| end.saturating_sub(now_ns)))
             };
             match (hits, decision.admitted, charge) {
-                (0, _, _) | (_, false, Charge::IfAdmitted) => Step::Keep(decision),
+                (0, _, _) | (_, false, Charge::IfAdmitted) | (_, _, Charge::Never) => Step::Keep(decision),
                 _ => Step::Write(window_value(until, current + hits), decision),
             }
         });

@@ -257,6 +257,25 @@ pub(crate) struct Suspension {
     pub(crate) locals: Vec<Stored>,
 }
 
+/// A limit checked inbound whose counter moves after the response (an increment condition that
+/// reads the response, a quota's bandwidth).
+#[derive(Debug, Clone)]
+pub(crate) struct PendingLimit {
+    pub(crate) section: Section,
+    pub(crate) program: u32,
+    /// Where the deferred increment condition starts (`None`: count unconditionally).
+    pub(crate) condition_pc: Option<u32>,
+    pub(crate) site: Option<u32>,
+    /// The call windows to count `hits` in.
+    pub(crate) calls: smallvec::SmallVec<[crate::policy::limits::Check; 2]>,
+    pub(crate) hits: u32,
+    /// The bandwidth windows to count the request's and response's kilobytes in.
+    pub(crate) bandwidth: smallvec::SmallVec<[crate::policy::limits::Check; 1]>,
+}
+
+/// Limits that one request may leave to count after its response.
+pub const PENDING_LIMITS_MAX: usize = 64;
+
 /// One request's policy state.
 #[derive(Debug, Default)]
 pub struct RequestState {
@@ -281,6 +300,13 @@ pub struct RequestState {
     pub(crate) traces: Vec<TraceEntry>,
     pub(crate) traces_dropped: u32,
     pub(crate) suspended: Option<Suspension>,
+    /// Limits to count after the response, in the order they were checked.
+    pub(crate) limits_pending: Vec<PendingLimit>,
+    /// Quota counters this request moved: APIM moves a key once per request, however many
+    /// quota policies count it.
+    pub(crate) quota_counted: Vec<crate::counters::CounterKey>,
+    /// The pending limit whose deferred condition is running.
+    pub(crate) committing: Option<usize>,
 }
 
 impl RequestState {
@@ -309,6 +335,9 @@ impl RequestState {
         self.traces.clear();
         self.traces_dropped = 0;
         self.suspended = None;
+        self.limits_pending.clear();
+        self.quota_counted.clear();
+        self.committing = None;
     }
 
     /// Status of the response a policy built (`return-response`, `mock-response`, preflight).
@@ -403,6 +432,11 @@ impl RequestState {
     /// A program of `section` is suspended (at `forward-request` or a retry wait).
     pub fn is_suspended(&self, section: Section) -> bool {
         self.suspended.as_ref().is_some_and(|suspension| suspension.section == section)
+    }
+
+    /// A limit left counters to move after the response ([`crate::policy::after_response`]).
+    pub fn counts_after_response(&self) -> bool {
+        !self.limits_pending.is_empty()
     }
 
     /// Requests inside `limit-concurrency` blocks right now.

@@ -32,6 +32,7 @@ pub(super) fn program(ops: Vec<Op>, consts: Vec<Const>) -> Program {
         }],
         ip_filters: Vec::new(),
         cors: Vec::new(),
+        limits: Vec::new(),
     }
 }
 
@@ -48,6 +49,7 @@ pub(super) struct Fixture {
     pub(super) buf: Vec<u8>,
     pub(super) head: RequestHead,
     pub(super) limits: Arc<ConcurrencyLimits>,
+    pub(super) rate_limits: Arc<crate::policy::RateLimits>,
     pub(super) peer: IpAddr,
     pub(super) body: Option<Vec<u8>>,
     pub(super) client_certificate: Option<crate::tls::ClientCertificate>,
@@ -70,6 +72,7 @@ impl Fixture {
             buf,
             head,
             limits: ConcurrencyLimits::new(),
+            rate_limits: Arc::new(crate::policy::RateLimits::with_slots(1024, 1024)),
             peer: "10.1.2.3".parse().expect("ip"),
             body: None,
             client_certificate: None,
@@ -97,6 +100,7 @@ impl Fixture {
             request_body: self.body.as_deref(),
             response: None,
             concurrency: &self.limits,
+            limits: &self.rate_limits,
             tracing: false,
         }
     }

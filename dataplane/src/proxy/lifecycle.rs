@@ -454,6 +454,8 @@ impl<S: Stream> Connection<S> {
     ///
     /// Slot: the access log (next issue) goes here, with the request's status and timings.
     fn done(&mut self, worker: &WorkerCtx<S>, ctx: &RequestCtx) -> Verdict {
+        // Limits waiting for a backend response that never came (an error, a policy's answer).
+        self.count_after_response(ctx, None);
         let slot = worker.slot();
         if ctx.status != 0 {
             record_response(slot, ctx.status);

@@ -33,10 +33,6 @@ const UNSUPPORTED: &[&str] = &[
     "authentication-certificate",
     "authentication-managed-identity",
     "get-authorization-context",
-    "rate-limit",
-    "rate-limit-by-key",
-    "quota",
-    "quota-by-key",
     "cache-lookup",
     "cache-store",
     "cache-lookup-value",
@@ -85,6 +81,7 @@ pub(super) fn kind(name: &str) -> Kind {
         "rewrite-uri" | "check-header" | "ip-filter" | "cors" | "authentication-basic" => &[I],
         "set-backend-service" => &[I, B],
         "forward-request" => &[B],
+        "rate-limit" | "rate-limit-by-key" | "quota" | "quota-by-key" => &[I],
         _ if UNSUPPORTED.contains(&name) => return Kind::Unsupported,
         _ => return Kind::Unknown,
     };
@@ -125,6 +122,7 @@ pub(super) fn attributes(name: &str) -> &'static [&'static str] {
         "mock-response" => &["status-code", "content-type", "index"],
         "retry" => &["condition", "count", "interval", "max-interval", "delta", "first-fast-retry"],
         "limit-concurrency" => &["key", "max-count"],
+        "rate-limit" | "rate-limit-by-key" | "quota" | "quota-by-key" => super::limits::attributes(name),
         _ => &[],
     }
 }
@@ -147,6 +145,7 @@ pub(super) fn compile(c: &mut SectionCompiler<'_>, element: &Element, place: &Pl
         "mock-response" => mock_response(c, element, place),
         "retry" => retry(c, element, place),
         "limit-concurrency" => limit_concurrency(c, element, place),
+        "rate-limit" | "rate-limit-by-key" | "quota" | "quota-by-key" => super::limits::limit(c, element, place),
         "trace" => trace(c, element, place),
         "check-header" => access::check_header(c, element, place),
         "ip-filter" => access::ip_filter(c, element, place),
