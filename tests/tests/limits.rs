@@ -39,6 +39,12 @@ const API_POLICY: &str = r#"<policies>
       <when condition="@(context.Request.Headers.GetValueOrDefault("X-Case", "") == "routed")">
         <quota-by-key calls="1" renewal-period="0" counter-key="@(context.Request.Headers.GetValueOrDefault("X-Key", ""))" remaining-calls-variable-name="left" />
       </when>
+      <when condition="@(context.Request.Headers.GetValueOrDefault("X-Case", "") == "hammer")">
+        <rate-limit-by-key calls="100" renewal-period="300" counter-key="hammer" />
+      </when>
+      <when condition="@(context.Request.Headers.GetValueOrDefault("X-Case", "") == "hammer-quota")">
+        <quota-by-key calls="100" renewal-period="0" counter-key="hammer" />
+      </when>
     </choose>
   </inbound>
   <backend><base /></backend>
@@ -218,4 +224,48 @@ fn routed_to_on_error(client: &Client<'_>, io: &str) {
         routed.text(),
         "quota-by-key|QuotaExceeded|Out of call volume quota. Quota will be replenished in 10675199.02:48:05.|0"
     );
+}
+
+/// Connections hammering one key at once, and requests on each.
+const HAMMER_CONNECTIONS: usize = 64;
+const HAMMER_REQUESTS_PER_CONNECTION: usize = 10;
+
+portcullis_tests::on_both_io_backends!(limits_are_exact_across_workers);
+
+/// Two workers, 64 connections on one key: exactly `calls` requests are admitted, however the
+/// connections spread over the workers. (The rate limit's window is 300 s and the run takes a
+/// few: the sliding estimate admits nothing more until the previous window's weight has faded
+/// by one call, 3 s into the next window.)
+fn limits_are_exact_across_workers(io: &str) {
+    let config = config();
+    let mut options = GatewayOptions::new(io).config(config.path());
+    options.workers = 2;
+    let gateway = Gateway::start(options);
+    let key = gateway.demo_key.clone().expect("demo key");
+    for case in ["hammer", "hammer-quota"] {
+        let statuses = hammer(&gateway, &key, case);
+        let admitted = statuses.iter().filter(|&&status| status == 200).count();
+        let refused = statuses.iter().filter(|&&status| status == 429 || status == 403).count();
+        assert_eq!(admitted, 100, "{case}: {statuses:?}");
+        assert_eq!(refused, HAMMER_CONNECTIONS * HAMMER_REQUESTS_PER_CONNECTION - 100, "{case}");
+    }
+}
+
+/// Every status of `HAMMER_CONNECTIONS` keep-alive connections sending at once.
+fn hammer(gateway: &Gateway, key: &str, case: &str) -> Vec<u16> {
+    let start = std::sync::Arc::new(std::sync::Barrier::new(HAMMER_CONNECTIONS));
+    let threads: Vec<_> = (0..HAMMER_CONNECTIONS)
+        .map(|_| {
+            let (addr, key, case, start) = (gateway.addr, key.to_owned(), case.to_owned(), start.clone());
+            std::thread::spawn(move || {
+                let mut connection = Connection::open(addr).unwrap();
+                start.wait();
+                let headers = [("Ocp-Apim-Subscription-Key", key.as_str()), ("X-Case", case.as_str())];
+                (0..HAMMER_REQUESTS_PER_CONNECTION)
+                    .map(|_| connection.get("/echo/h", &headers).unwrap().status)
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    threads.into_iter().flat_map(|thread| thread.join().unwrap()).collect()
 }
