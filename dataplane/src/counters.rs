@@ -51,17 +51,30 @@ pub enum Namespace {
 #[derive(Debug, Clone)]
 pub struct KeyHasher {
     state: ahash::RandomState,
+    seeds: [u64; 4],
 }
 
 impl Default for KeyHasher {
     fn default() -> Self {
         let seed =
             || getrandom::u64().unwrap_or_else(|_| ahash::RandomState::new().hash_one(std::time::Instant::now()));
-        Self { state: ahash::RandomState::with_seeds(seed(), seed(), seed(), seed()) }
+        Self::with_seeds([seed(), seed(), seed(), seed()])
     }
 }
 
 impl KeyHasher {
+    /// A hasher with these seeds: a store whose counters outlive the process (quotas) keeps its
+    /// seeds with them, so that a key hashes to the same counter after a restart.
+    pub fn with_seeds(seeds: [u64; 4]) -> Self {
+        let [a, b, c, d] = seeds;
+        Self { state: ahash::RandomState::with_seeds(a, b, c, d), seeds }
+    }
+
+    /// The seeds, to be kept as secret as the counters they key (they never leave the host).
+    pub fn seeds(&self) -> [u64; 4] {
+        self.seeds
+    }
+
     /// The counter of `bytes` in `namespace`.
     pub fn key(&self, namespace: Namespace, bytes: &[u8]) -> CounterKey {
         CounterKey(self.state.hash_one((namespace as u8, bytes)))

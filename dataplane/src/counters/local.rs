@@ -30,6 +30,18 @@ impl LocalCounters {
         self.table.capacity()
     }
 
+    /// Every live counter as (key word, value), for a store kept across restarts; a copy of a
+    /// moment (slots change while it is taken, each slot is read atomically).
+    pub fn entries(&self, now_ns: u64) -> Vec<(u64, u64)> {
+        self.table.entries(now_ns)
+    }
+
+    /// Puts back an entry of [`LocalCounters::entries`] (at start, before any worker runs);
+    /// `false` when its bucket has no room.
+    pub fn restore(&self, key: u64, value: u64, now_ns: u64) -> bool {
+        self.table.update(key, now_ns, |_| Step::Write(value, ())).tracked
+    }
+
     /// Whether this CPU does 128-bit compare-and-swap natively (cmpxchg16b, LSE); every x86-64
     /// since 2008 does. Otherwise the atomics fall back to a lock per operation.
     pub fn is_lock_free() -> bool {

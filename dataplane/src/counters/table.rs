@@ -210,6 +210,16 @@ impl Table {
             .map(|(_, v)| v)
     }
 
+    /// Every live slot's (key, value).
+    pub(crate) fn entries(&self, now_ns: u64) -> Vec<(u64, u64)> {
+        self.buckets
+            .iter()
+            .flat_map(|bucket| bucket.0.iter())
+            .map(|slot| split(slot.load(Ordering::Acquire)))
+            .filter(|&(key, value)| key != EMPTY && !idle(key, value, now_ns))
+            .collect()
+    }
+
     /// Empties every idle slot; returns the slots still live. Slots turning empty again re-open
     /// the insertion race that the empty-first rule of [`Table::update`] closes, so this is for
     /// tests and tools, not a timer.

@@ -55,6 +55,8 @@ pub struct RateLimits {
     quota: OnceLock<LocalCounters>,
     slots: (usize, usize),
     keys: KeyHasher,
+    /// The quotas' own seeds: kept with their counters across restarts ([`RateLimits::restore_quotas`]).
+    quota_keys: OnceLock<KeyHasher>,
 }
 
 impl Default for RateLimits {
@@ -70,7 +72,13 @@ impl RateLimits {
 
     /// Limits with tables of these sizes (tests use small ones).
     pub fn with_slots(rate: usize, quota: usize) -> Self {
-        Self { rate: OnceLock::new(), quota: OnceLock::new(), slots: (rate, quota), keys: KeyHasher::default() }
+        Self {
+            rate: OnceLock::new(),
+            quota: OnceLock::new(),
+            slots: (rate, quota),
+            keys: KeyHasher::default(),
+            quota_keys: OnceLock::new(),
+        }
     }
 
     /// Allocates both tables if they are not yet: called by the channel thread before it
@@ -87,12 +95,37 @@ impl RateLimits {
 
     /// The counter of `bytes` for a rate limit or a quota's calls or bandwidth.
     pub fn key(&self, quota: bool, counted: Counted, bytes: &[u8]) -> CounterKey {
+        let quota_keys = || self.quota_keys.get_or_init(KeyHasher::default);
         match (quota, counted) {
             (false, _) => self.keys.key(Namespace::RateLimit, bytes),
-            (true, Counted::Calls) => self.keys.key(Namespace::Quota, bytes),
-            // The same bytes as another namespace's would be: the bandwidth counter is apart.
-            (true, Counted::Bandwidth) => CounterKey(self.keys.key(Namespace::Quota, bytes).0 ^ BANDWIDTH_KEY_FLIP),
+            (true, Counted::Calls) => quota_keys().key(Namespace::Quota, bytes),
+            // The bandwidth counter of a key is another counter of the same table.
+            (true, Counted::Bandwidth) => CounterKey(quota_keys().key(Namespace::Quota, bytes).0 ^ BANDWIDTH_KEY_FLIP),
         }
+    }
+
+    /// The quota counters to keep (their hashes' seeds and live entries), `None` before a
+    /// snapshot had a limit (nothing to keep).
+    pub fn quota_state(&self, now_ns: u64) -> Option<QuotaState> {
+        let table = self.quota.get()?;
+        let seeds = self.quota_keys.get_or_init(KeyHasher::default).seeds();
+        Some(QuotaState { seeds, entries: table.entries(now_ns) })
+    }
+
+    /// Puts back quota counters kept by an earlier process: their seeds (so that keys hash as
+    /// before) and entries. At start, before any worker or snapshot: `false` if the seeds were
+    /// already chosen (the entries are then dropped, as their keys would not match).
+    pub fn restore_quotas(&self, state: &QuotaState, now_ns: u64) -> bool {
+        if self.quota_keys.set(KeyHasher::with_seeds(state.seeds)).is_err() {
+            return false;
+        }
+        self.allocate();
+        if let Some(table) = self.quota.get() {
+            for &(key, value) in &state.entries {
+                table.restore(key, value, now_ns);
+            }
+        }
+        true
     }
 
     /// Adds `hits` to `check`'s window at `now_ns` (ns since the Unix epoch).
@@ -109,6 +142,14 @@ impl RateLimits {
             store.hit_sliding(check.key, window, hits, charge, now_ns)
         }
     }
+}
+
+/// What outlives the process of the quota counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaState {
+    pub seeds: [u64; 4],
+    /// (key word, value) of every live slot.
+    pub entries: Vec<(u64, u64)>,
 }
 
 /// Flips bits of a quota key's hash for its bandwidth counter (kept within the 62 compared bits).
@@ -183,6 +224,23 @@ mod tests {
         assert_eq!(quota_origin_ns(1_800, 3_600), 1_800 * NS_PER_SECOND);
         assert_eq!(quota_origin_ns(1_800 - 3_600 * 1000, 3_600), 1_800 * NS_PER_SECOND);
         assert_eq!(quota_origin_ns(12_345, 0), 0);
+    }
+
+    #[test]
+    fn quota_counters_survive_a_restore_into_another_process() {
+        let now = 1_700_000_000 * NS_PER_SECOND;
+        let before = RateLimits::with_slots(64, 64);
+        let key = before.key(true, Counted::Calls, b"tenant");
+        let check = Check { key, quota: true, counted: Counted::Calls, limit: 3, period_seconds: 0, origin_ns: 0 };
+        before.hit(&check, 2, Charge::IfAdmitted, now);
+        let kept = before.quota_state(now).expect("allocated");
+        let after = RateLimits::with_slots(64, 64);
+        assert!(after.restore_quotas(&kept, now));
+        let key = after.key(true, Counted::Calls, b"tenant");
+        assert_eq!(key, check.key, "the same seeds hash the key the same");
+        assert_eq!(after.hit(&Check { key, ..check }, 0, Charge::IfAdmitted, now).remaining, 1);
+        // Seeds chosen already: nothing is restored.
+        assert!(!after.restore_quotas(&kept, now));
     }
 
     #[test]
