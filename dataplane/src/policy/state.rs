@@ -307,6 +307,9 @@ pub struct RequestState {
     pub(crate) quota_counted: Vec<crate::counters::CounterKey>,
     /// The pending limit whose deferred condition is running.
     pub(crate) committing: Option<usize>,
+    /// A `rate-limit-by-key` counted by the client's address refused it: block the address for
+    /// this many seconds (at the NIC when the XDP pre-filter is attached).
+    pub(crate) offender_seconds: Option<u32>,
 }
 
 impl RequestState {
@@ -338,6 +341,7 @@ impl RequestState {
         self.limits_pending.clear();
         self.quota_counted.clear();
         self.committing = None;
+        self.offender_seconds = None;
     }
 
     /// Status of the response a policy built (`return-response`, `mock-response`, preflight).
@@ -432,6 +436,11 @@ impl RequestState {
     /// A program of `section` is suspended (at `forward-request` or a retry wait).
     pub fn is_suspended(&self, section: Section) -> bool {
         self.suspended.as_ref().is_some_and(|suspension| suspension.section == section)
+    }
+
+    /// How long to block the client: a rate limit by its address refused it (once per request).
+    pub fn take_offender(&mut self) -> Option<u32> {
+        self.offender_seconds.take()
     }
 
     /// A limit left counters to move after the response ([`crate::policy::after_response`]).

@@ -261,7 +261,12 @@ impl<S: Stream> Connection<S> {
         if let Err(stop) = decided.into_continue::<()>() {
             return stop;
         }
-        if let Err(stop) = self.inbound(ctx).await.into_continue::<()>() {
+        let inbound = self.inbound(ctx).await;
+        if let Some(seconds) = self.policy.take_offender() {
+            // A rate limit by the client's address refused it: its next packets die at the NIC.
+            worker.xdp.block_offender(self.peer.ip(), seconds);
+        }
+        if let Err(stop) = inbound.into_continue::<()>() {
             return stop;
         }
         // Slot: the response cache's lookup (next issue) goes here; a hit answers without the backend.

@@ -63,6 +63,7 @@ impl<'r, 'a> Machine<'r, 'a> {
             };
             let decision = self.view.limits.hit(check, hits, charge, now_ns);
             if !decision.admitted {
+                self.note_offender(limit, &key, &decision);
                 return Err(self.refusal(limit, check, &decision));
             }
             if check.quota && charge == Charge::IfAdmitted {
@@ -135,6 +136,15 @@ impl<'r, 'a> Machine<'r, 'a> {
             other => Some(display(&other)),
         };
         Ok(Operands { calls, period_seconds, key, counted, hits })
+    }
+
+    /// A `rate-limit-by-key` whose key is the client's address (`@(context.Request.IpAddress)`)
+    /// asks the proxy to block the address for its retry-after time (docs/xdp.md).
+    fn note_offender(&mut self, limit: &Limit, key: &str, decision: &Decision) {
+        if limit.kind == LimitKind::RateLimit && limit.by_key && key == super::members::client_ip(self.view.peer) {
+            let seconds = u32::try_from(limits::retry_after_seconds(decision)).unwrap_or(u32::MAX);
+            self.state.offender_seconds = Some(seconds);
+        }
     }
 
     /// The error of a refusal by `check`: 429 for a rate limit, 403 for a quota, with
