@@ -31,10 +31,11 @@ pub(crate) enum Scenario {
     IdleTls,
     Busy1K,
     Busy8K,
+    PolicySet,
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Scenario; 10] = [
+    pub(crate) const ALL: [Scenario; 11] = [
         Scenario::Idle,
         Scenario::IdleTls,
         Scenario::Proxy5B,
@@ -45,6 +46,7 @@ impl Scenario {
         Scenario::TlsHandshake,
         Scenario::Busy1K,
         Scenario::Busy8K,
+        Scenario::PolicySet,
     ];
 
     /// The name `--scenarios` takes.
@@ -60,6 +62,7 @@ impl Scenario {
             Scenario::IdleTls => "idle-tls",
             Scenario::Busy1K => "busy-1k",
             Scenario::Busy8K => "busy-8k",
+            Scenario::PolicySet => "policy-set",
         }
     }
 
@@ -75,6 +78,7 @@ impl Scenario {
             Scenario::IdleTls => "idle TLS 1.3 keep-alive connections (memory)",
             Scenario::Busy1K => "busy keep-alive, 1,000 conns",
             Scenario::Busy8K => "busy keep-alive, 8,000 conns",
+            Scenario::PolicySet => "policy set (key, rate limit, quota, 3 headers), 5 B, 64 conns",
         }
     }
 
@@ -111,6 +115,10 @@ impl Scenario {
             },
             Scenario::Busy1K => spec(&http, peers::SMALL_PATH, IDLE_STEPS[0]),
             Scenario::Busy8K => spec(&http, peers::SMALL_PATH, IDLE_STEPS[1]),
+            Scenario::PolicySet => LoadSpec {
+                headers: vec![format!("Ocp-Apim-Subscription-Key: {}", peers::POLICY_KEY)],
+                ..spec(&http, peers::POLICY_PATH, CONNECTIONS)
+            },
         })
     }
 }
