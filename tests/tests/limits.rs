@@ -39,6 +39,9 @@ const API_POLICY: &str = r#"<policies>
       <when condition="@(context.Request.Headers.GetValueOrDefault("X-Case", "") == "routed")">
         <quota-by-key calls="1" renewal-period="0" counter-key="@(context.Request.Headers.GetValueOrDefault("X-Key", ""))" remaining-calls-variable-name="left" />
       </when>
+      <when condition="@(context.Request.Headers.GetValueOrDefault("X-Case", "") == "bandwidth")">
+        <quota-by-key bandwidth="1" renewal-period="0" counter-key="@(context.Request.Headers.GetValueOrDefault("X-Key", ""))" remaining-bandwidth-header-name="X-Kb-Left" />
+      </when>
       <when condition="@(context.Request.Headers.GetValueOrDefault("X-Case", "") == "hammer")">
         <rate-limit-by-key calls="100" renewal-period="300" counter-key="hammer" />
       </when>
@@ -120,6 +123,7 @@ fn limits_answer_as_apim(io: &str) {
     quota_counted_once_per_request(&client, io);
     quota_messages(&client, io);
     routed_to_on_error(&client, io);
+    bandwidth_quota(&client, io);
 }
 
 fn rate_limit_by_key(client: &Client<'_>, io: &str) {
@@ -268,4 +272,19 @@ fn hammer(gateway: &Gateway, key: &str, case: &str) -> Vec<u16> {
         })
         .collect();
     threads.into_iter().flat_map(|thread| thread.join().unwrap()).collect()
+}
+
+fn bandwidth_quota(client: &Client<'_>, io: &str) {
+    let counter = format!("bandwidth-{io}");
+    // One kilobyte: the first exchange (request and response, over a hundred bytes) uses it up,
+    // counted after its response.
+    let served = client.get("/echo/kb", "bandwidth", &counter);
+    assert_eq!((served.status, served.header("X-Kb-Left")), (200, Some("1")), "{}", served.text());
+    let raw = client.raw("/echo/kb", "bandwidth", &counter);
+    let body = r#"{ "statusCode": 403, "message": "Out of bandwidth quota. Quota will be replenished in 10675199.02:48:05." }"#;
+    let expected = format!(
+        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nRetry-After: 922337203685\r\nX-Kb-Left: 0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(raw, expected);
 }
