@@ -5,6 +5,7 @@
 //! [`Op::Limit`]: portcullis_contract::program::Op::Limit
 //! [`Op::LimitCommit`]: portcullis_contract::program::Op::LimitCommit
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use portcullis_contract::program::{ExistsAction, Limit, LimitKind, RATE_LIMIT_PERIOD_SECONDS_MAX, Side};
@@ -16,7 +17,7 @@ use crate::policy::error::Fault;
 use crate::policy::limits::{self, Check, Counted};
 use crate::policy::load::LoadedProgram;
 use crate::policy::state::{EditTarget, PENDING_LIMITS_MAX, PendingLimit, RequestState, Stored, StoredText};
-use crate::policy::value::Value;
+use crate::policy::value::{Text, Value};
 use crate::policy::view::View;
 
 /// A key's bytes before the per-subscription policies' subscription id: no counter-key
@@ -26,10 +27,10 @@ const SUBSCRIPTION_KEY_PREFIX: &str = "\0subscription\0";
 /// What one [`Op::Limit`] was given on the stack.
 ///
 /// [`Op::Limit`]: portcullis_contract::program::Op::Limit
-struct Operands {
+struct Operands<'a> {
     calls: Option<u32>,
     period_seconds: u32,
-    key: Option<String>,
+    key: Option<Text<'a>>,
     counted: bool,
     hits: u32,
 }
@@ -43,12 +44,12 @@ impl<'r, 'a> Machine<'r, 'a> {
         let program = self.program;
         let limit = program.program().limits.get(index as usize).ok_or_else(|| internal("limit"))?;
         let operands = self.limit_operands(limit)?;
-        let key = match (&operands.key, self.view.subscription) {
-            (Some(key), _) => key.clone(),
+        let key: Cow<'_, str> = match (&operands.key, self.view.subscription) {
+            (Some(key), _) => Cow::Borrowed(key.as_str()),
             // APIM's per-subscription limits depend on the subscription: without one (an open
             // product, an API that needs no key) there is nothing to count by.
             (None, None) => return Ok(Flow::Jump(resume)),
-            (None, Some(subscription)) => format!("{SUBSCRIPTION_KEY_PREFIX}{}", subscription.id),
+            (None, Some(subscription)) => Cow::Owned(format!("{SUBSCRIPTION_KEY_PREFIX}{}", subscription.id)),
         };
         let now_ns = now_ns(self.view);
         let (calls, bandwidth) = checks(self.view, limit, &operands, &key);
@@ -90,7 +91,7 @@ impl<'r, 'a> Machine<'r, 'a> {
     /// rate limit's (1 to 300 s).
     ///
     /// [`Op::Limit`]: portcullis_contract::program::Op::Limit
-    fn limit_operands(&mut self, limit: &Limit) -> Result<Operands, Fault> {
+    fn limit_operands(&mut self, limit: &Limit) -> Result<Operands<'a>, Fault> {
         let count = self.pop()?;
         let condition = self.pop()?;
         let key = self.pop()?;
@@ -129,11 +130,11 @@ impl<'r, 'a> Machine<'r, 'a> {
         };
         let key = match key {
             Value::Null if !limit.by_key => None,
-            Value::Str(text) => Some(text.as_str().to_owned()),
+            Value::Str(text) => Some(text),
             Value::Null => {
                 return Err(Fault::eval(format!("Expression evaluation failed. {name} counter-key is null.")));
             }
-            other => Some(display(&other)),
+            other => Some(Text::from(display(&other))),
         };
         Ok(Operands { calls, period_seconds, key, counted, hits })
     }
@@ -193,7 +194,7 @@ impl<'r, 'a> Machine<'r, 'a> {
     fn limit_outputs(
         &mut self,
         limit: &Limit,
-        operands: &Operands,
+        operands: &Operands<'_>,
         remaining: u64,
         bandwidth: u64,
     ) -> Result<(), Fault> {
@@ -231,7 +232,7 @@ impl<'r, 'a> Machine<'r, 'a> {
     fn defer(
         &mut self,
         limit: &Limit,
-        operands: &Operands,
+        operands: &Operands<'_>,
         calls: SmallVec<[Check; 2]>,
         bandwidth: SmallVec<[Check; 1]>,
         deferred: bool,
@@ -334,7 +335,7 @@ fn count_calls(view: &View<'_>, state: &mut RequestState, pending: &PendingLimit
 fn checks(
     view: &View<'_>,
     limit: &Limit,
-    operands: &Operands,
+    operands: &Operands<'_>,
     key: &str,
 ) -> (SmallVec<[Check; 2]>, SmallVec<[Check; 1]>) {
     let quota = limit.kind == LimitKind::Quota;
