@@ -271,6 +271,8 @@ pub(crate) struct PendingLimit {
     pub(crate) hits: u32,
     /// The bandwidth windows to count the request's and response's kilobytes in.
     pub(crate) bandwidth: smallvec::SmallVec<[crate::policy::limits::Check; 1]>,
+    /// The deferred condition ran and held (bandwidth is counted only then, or without one).
+    pub(crate) condition_held: bool,
 }
 
 /// Limits that one request may leave to count after its response.

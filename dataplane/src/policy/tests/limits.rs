@@ -194,3 +194,31 @@ fn operands_of_the_wrong_type_are_expression_failures() {
     assert_eq!((error.status(), &*error.last_error.reason), (500, "ExpressionValueEvaluationFailure"));
     assert!(error.last_error.message.contains("increment-count"), "{}", error.last_error.message);
 }
+
+#[test]
+fn bandwidth_counts_after_the_response_when_the_request_counts() {
+    let bandwidth = |counted: bool| {
+        let mut quota = limit(LimitKind::Quota, true, 0, 0);
+        quota.calls = None;
+        quota.bandwidth_kb = Some(1);
+        limit_program(vec![quota], Some("kb"), Some(counted))
+    };
+    let fixture = Fixture::new(GET, vec![bandwidth(false), bandwidth(true)]);
+    let matched = [MatchedParam { name: "id", value: "42" }];
+    let view = fixture.view(&matched);
+    let exchange = |index: u32| {
+        let mut state = RequestState::new();
+        let exit = run(Section::Inbound, fixture.programs.get(index).expect("program"), &view, &mut state);
+        crate::policy::after_response(&view, &mut state, 2_000);
+        exit
+    };
+    // A request the condition leaves out moves no bytes.
+    for _ in 0..3 {
+        assert_eq!(exchange(0), Exit::Continue);
+    }
+    // The first counted exchange is let in (nothing used yet) and counts 2 KB after its response.
+    assert_eq!(exchange(1), Exit::Continue);
+    let Exit::Error(error) = exchange(1) else { panic!("out of bandwidth") };
+    assert_eq!((error.status(), &*error.last_error.reason), (403, "QuotaExceeded"));
+    assert_eq!(&*error.last_error.message, "Out of bandwidth quota. Quota will be replenished in 10675199.02:48:05.");
+}

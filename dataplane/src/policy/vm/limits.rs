@@ -80,7 +80,7 @@ impl<'r, 'a> Machine<'r, 'a> {
             }
             bandwidth_left = bandwidth_left.min(decision.remaining + 1);
         }
-        if deferred || !bandwidth.is_empty() {
+        if deferred || (operands.counted && !bandwidth.is_empty()) {
             self.defer(limit, &operands, calls, bandwidth, deferred)?;
         }
         self.limit_outputs(limit, &operands, remaining, bandwidth_left)?;
@@ -249,6 +249,7 @@ impl<'r, 'a> Machine<'r, 'a> {
             calls: if deferred && operands.counted { calls } else { SmallVec::new() },
             hits: operands.hits,
             bandwidth,
+            condition_held: false,
         });
         Ok(())
     }
@@ -268,9 +269,10 @@ impl<'r, 'a> Machine<'r, 'a> {
                 )));
             }
         };
-        if let (true, Some(pending)) =
-            (counted, self.state.committing.and_then(|at| self.state.limits_pending.get(at)).cloned())
-        {
+        let committing = self.state.committing;
+        if let (true, Some(pending)) = (counted, committing.and_then(|at| self.state.limits_pending.get_mut(at))) {
+            pending.condition_held = true;
+            let pending = pending.clone();
             count_calls(self.view, self.state, &pending);
         }
         Ok(Flow::Exit(Exit::Continue))
@@ -293,6 +295,9 @@ pub fn after_response(view: &View<'_>, state: &mut RequestState, bytes: u64) {
             state.committing = Some(at);
             run_condition(pending.section, program, view, state, pc, pending.site);
             state.committing = None;
+            if !state.limits_pending.get(at).is_some_and(|pending| pending.condition_held) {
+                continue;
+            }
         }
         let kilobytes = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
         for check in &pending.bandwidth {
