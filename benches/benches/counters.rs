@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the counter store (`portcullis_dataplane::counters`): one increment and
-//! check, as a rate limit (sliding window), a per-IP limit (token bucket) and `limit-concurrency`
-//! (gauge acquire + release) do it per request, by 1 and 2 threads at once, on one key (every
+//! check, as a rate limit (sliding window), a quota (fixed window), a per-IP limit (token bucket)
+//! and `limit-concurrency` (gauge acquire + release) do it per request, by 1 and 2 threads at once, on one key (every
 //! thread on the same slot) and on 10k keys. With 2 threads the figure is the time per operation
 //! of each thread while the other runs too.
 
@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use portcullis_dataplane::counters::{
-    Charge, CounterKey, CounterStore as _, KeyHasher, LocalCounters, NS_PER_SECOND, Namespace, SlidingWindow,
-    TokenBucket,
+    Charge, CounterKey, CounterStore as _, FixedWindow, KeyHasher, LocalCounters, NS_PER_SECOND, Namespace,
+    SlidingWindow, TokenBucket,
 };
 
 /// Keys of the many-keys runs: a large estate of subscriptions or client addresses.
@@ -23,12 +23,15 @@ const SLOTS: usize = 1 << 17;
 
 /// A window no benchmark fills: every hit is admitted and counted.
 const WINDOW: SlidingWindow = SlidingWindow { limit: u32::MAX, period_seconds: 60, origin_ns: 0 };
+/// A quota window no benchmark fills (a day, from the epoch).
+const QUOTA: FixedWindow = FixedWindow { limit: u32::MAX, period_seconds: 86_400, origin_ns: 0 };
 /// A bucket no benchmark empties.
 const BUCKET: TokenBucket = TokenBucket { rate_per_second: 100_000_000, burst: u32::MAX, penalty_ns: 0 };
 
 #[derive(Clone, Copy)]
 enum Operation {
     Sliding,
+    Fixed,
     Bucket,
     Gauge,
 }
@@ -54,6 +57,9 @@ fn run(
                         Operation::Sliding => {
                             black_box(store.hit_sliding(key, WINDOW, 1, Charge::IfAdmitted, now));
                         }
+                        Operation::Fixed => {
+                            black_box(store.hit_fixed(key, QUOTA, 1, Charge::IfAdmitted, now));
+                        }
                         Operation::Bucket => {
                             black_box(store.take(key, BUCKET, now));
                         }
@@ -75,9 +81,12 @@ fn counters(c: &mut Criterion) {
         Arc::new((0..KEYS).map(|i| hasher.key(Namespace::RateLimit, format!("subscription-{i}").as_bytes())).collect());
     let one: Arc<Vec<CounterKey>> = Arc::new(vec![many[0]]);
     let mut group = c.benchmark_group("counters");
-    for (name, operation) in
-        [("sliding", Operation::Sliding), ("bucket", Operation::Bucket), ("gauge", Operation::Gauge)]
-    {
+    for (name, operation) in [
+        ("sliding", Operation::Sliding),
+        ("fixed", Operation::Fixed),
+        ("bucket", Operation::Bucket),
+        ("gauge", Operation::Gauge),
+    ] {
         for (keys_name, keys) in [("1 key", &one), ("10k keys", &many)] {
             for threads in [1, 2] {
                 let store = Arc::new(LocalCounters::new(SLOTS));

@@ -8,7 +8,9 @@
 //! - `policy_vm`: VM time per request. `inbound_typical` (`inbound-typical.xml`: check-header,
 //!   three literal set-header, a literal rewrite-uri, a choose on a header) is issue 4's target,
 //!   ≤ 300 ns; `inbound_expressions` (`inbound-expressions.xml`: AsJwt and claims, Regex.IsMatch,
-//!   string interpolation) is for context. Each iteration resets one reused request state and
+//!   string interpolation) is for context; `inbound_limits` (`inbound-limits.xml`: a
+//!   `rate-limit-by-key` and a `quota-by-key` on one key, three literal set-header) is the
+//!   policy-set scenario's section, its counters in the shared store. Each iteration resets one reused request state and
 //!   runs the inbound section against a parsed 10-header request, as a worker does.
 //! - `policy_head`: writing the forwarded request head with the typical section's edits, against
 //!   the same writer with no edits and the writer requests without policies use; and reset, run
@@ -45,6 +47,7 @@ const STATEMENTS_IN_DOCUMENT_100: usize = 100;
 const INBOUND_TYPICAL: &str = include_str!("../policies/inbound-typical.xml");
 /// AsJwt with claims, Regex.IsMatch, string interpolation.
 const INBOUND_EXPRESSIONS: &str = include_str!("../policies/inbound-expressions.xml");
+const INBOUND_LIMITS: &str = include_str!("../policies/inbound-limits.xml");
 
 /// Section index in `Section::ALL` (and so in the compiled program list).
 const INBOUND: u32 = 0;
@@ -121,6 +124,7 @@ struct Fixture {
     operation: Operation,
     deployment: Deployment,
     limits: Arc<ConcurrencyLimits>,
+    rate_limits: Arc<portcullis_dataplane::policy::RateLimits>,
     peer: IpAddr,
 }
 
@@ -139,6 +143,7 @@ impl Fixture {
             operation: portcullis_dataplane::policy::sample::operation(Policies::all(INBOUND)),
             deployment: Deployment { gateway_id: "gw".into(), region: "east us".into(), service_name: "svc".into() },
             limits: ConcurrencyLimits::new(),
+            rate_limits: portcullis_dataplane::policy::RateLimits::new(),
             peer: "10.1.2.3".parse().expect("ip"),
         }
     }
@@ -166,6 +171,7 @@ impl Fixture {
             request_body: None,
             response: None,
             concurrency: &self.limits,
+            limits: &self.rate_limits,
             tracing: false,
         }
     }
@@ -243,6 +249,19 @@ fn vm(c: &mut Criterion) {
     let view = expressions.view(&matched);
     let program = expressions.programs.get(INBOUND).expect("inbound program");
     group.bench_function("inbound_expressions", |b| {
+        b.iter(|| {
+            state.reset();
+            policy::run(Section::Inbound, program, black_box(&view), &mut state)
+        })
+    });
+
+    let limits = Fixture::new(load("inbound-limits.xml", INBOUND_LIMITS));
+    limits.rate_limits.allocate();
+    let view = limits.view(&matched);
+    let program = limits.programs.get(INBOUND).expect("inbound program");
+    state.reset();
+    assert_eq!(policy::run(Section::Inbound, program, &view, &mut state), Exit::Continue);
+    group.bench_function("inbound_limits", |b| {
         b.iter(|| {
             state.reset();
             policy::run(Section::Inbound, program, black_box(&view), &mut state)

@@ -24,6 +24,9 @@ pub const UPSTREAMS_REPORT: &str = "run/upstreams.json";
 pub const XDP_SOCKET: &str = "run/xdp.sock";
 /// Blocked sources (`ctl block` and per-IP limit offenders), kept across data-plane restarts.
 pub const XDP_BLOCKS: &str = "xdp-blocks.json";
+/// Quota counters and their key seeds, written by the data plane about once a second (write,
+/// fsync, rename) and read at its start, so that quotas outlive restarts. Mode 0600.
+pub const QUOTA_COUNTERS: &str = "quota-counters.bin";
 
 // Every file under a directory is named after its directory's constant.
 const _: () = assert!(is_inside(LAST_GOOD_SNAPSHOT, SNAPSHOTS_DIR));
@@ -98,5 +101,9 @@ impl DataDir {
 
     pub fn xdp_blocks(&self) -> PathBuf {
         self.root.join(XDP_BLOCKS)
+    }
+
+    pub fn quota_counters(&self) -> PathBuf {
+        self.root.join(QUOTA_COUNTERS)
     }
 }

@@ -57,6 +57,8 @@ pub struct Program {
     /// `validate-client-certificate` rules, referenced by [`Op::ValidateClientCertificate`].
     #[serde(default)]
     pub client_certificate_checks: Vec<ClientCertificateCheck>,
+    /// `rate-limit`, `rate-limit-by-key`, `quota`, `quota-by-key`, referenced by [`Op::Limit`].
+    pub limits: Vec<Limit>,
 }
 
 /// APIM's `forward-request` default timeout: 300 s.
@@ -246,6 +248,65 @@ pub struct CertificateIdentity {
 
 /// A `validate-client-certificate` or its table holds at most this many identities (APIM: 10).
 pub const CERTIFICATE_IDENTITIES_MAX: usize = 10;
+
+/// `rate-limit` / `rate-limit-by-key` (a sliding window) or `quota` / `quota-by-key` (a fixed one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LimitKind {
+    RateLimit,
+    Quota,
+}
+
+/// APIM's longest `rate-limit` renewal period (seconds).
+pub const RATE_LIMIT_PERIOD_SECONDS_MAX: u32 = 300;
+/// APIM's shortest `quota-by-key` renewal period (seconds); 0 (a lifetime quota) is allowed too.
+pub const QUOTA_PERIOD_SECONDS_MIN: u32 = 300;
+/// `<api>` and `<operation>` children one `rate-limit` / `quota` may have.
+pub const LIMIT_SCOPES_MAX: usize = 64;
+
+/// One `rate-limit`, `rate-limit-by-key`, `quota` or `quota-by-key` policy. Names (headers,
+/// variables) are string constants of the program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limit {
+    pub kind: LimitKind,
+    /// `*-by-key`: the counter key is the computed `counter-key`; otherwise the subscription's id
+    /// (and a request without a subscription is not limited).
+    pub by_key: bool,
+    /// `calls` when it is a literal (a computed one is on the stack); `None` with neither: no
+    /// call limit (a bandwidth-only quota).
+    pub calls: Option<u32>,
+    /// `bandwidth` in kilobytes (quotas only).
+    pub bandwidth_kb: Option<u32>,
+    /// `renewal-period` when it is a literal (seconds; a quota's 0: never renews).
+    pub period_seconds: u32,
+    /// `first-period-start` in seconds since the Unix epoch (windows are aligned on it).
+    pub first_period_start: i64,
+    /// The `increment-condition` reads `context.Response` (or `increment-after-response`): the
+    /// limit is checked inbound, the counter moves after the response. The condition's code
+    /// follows the [`Op::Limit`] and ends with [`Op::LimitCommit`].
+    pub count_after_response: bool,
+    pub retry_after_header: Option<u32>,
+    pub retry_after_variable: Option<u32>,
+    pub remaining_calls_header: Option<u32>,
+    pub remaining_calls_variable: Option<u32>,
+    pub total_calls_header: Option<u32>,
+    pub remaining_bandwidth_header: Option<u32>,
+    pub remaining_bandwidth_variable: Option<u32>,
+    /// `<api>` / `<operation>` children (per-subscription policies only).
+    pub scopes: Vec<LimitScope>,
+}
+
+/// An `<api>` or `<operation>` child of `rate-limit` / `quota`: its own limit, counted apart,
+/// for requests to that API (or operation of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitScope {
+    /// The API's id, else its name, as written.
+    pub api: String,
+    /// The operation's id, else its name (`None`: the whole API).
+    pub operation: Option<String>,
+    pub calls: Option<u32>,
+    pub bandwidth_kb: Option<u32>,
+    pub period_seconds: u32,
+}
 
 /// One `cors` policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -860,6 +921,20 @@ pub enum Op {
     },
     /// Leaves the innermost concurrency limit entered by this request.
     LimitConcurrencyExit,
+    /// Pops increment-count (int or null: 1), increment-condition (bool or null: true),
+    /// counter-key (string or null: the subscription), renewal-period and calls (int or null:
+    /// the table's); checks `limits[limit]` and counts the request (or, with
+    /// `count_after_response`, notes it for after the response), then jumps to `resume`: the ops
+    /// in between are the deferred condition, run after the response, ending in `LimitCommit`.
+    Limit {
+        limit: u32,
+        resume: u32,
+    },
+    /// Pops the deferred increment-condition (bool) of `limits[limit]`: moves its counter after
+    /// the response and ends that run. Only reached through a deferred run, never in order.
+    LimitCommit {
+        limit: u32,
+    },
     /// Calls the backend (the VM suspends; the proxy resumes it with the response).
     ForwardRequest {
         timeout_ms: u32,
@@ -960,6 +1035,8 @@ impl Op {
             Op::CacheLookupValue { has_default, .. } => (1 + u16::from(has_default), 0),
             Op::CacheStoreValue { .. } => (3, 0),
             Op::CacheRemoveValue { .. } => (1, 0),
+            Op::Limit { .. } => (5, 0),
+            Op::LimitCommit { .. } => (1, 0),
         }
     }
 
@@ -973,6 +1050,7 @@ impl Op {
             | Op::JumpIfNotNull(t)
             | Op::IterNext(_, t) => Some(t),
             Op::RetryNext { target, .. } => Some(target),
+            Op::Limit { resume, .. } => Some(resume),
             _ => None,
         }
     }
@@ -1178,10 +1256,44 @@ fn check_operands(program: &Program, at: usize, op: &Op) -> Result<(), VerifyErr
             }
         }
         Op::CacheLookupValue { variable, .. } => string_const(variable)?,
+        Op::Limit { limit, .. } | Op::LimitCommit { limit } => {
+            table("limit", limit, program.limits.len())?;
+            check_limit(program, at, &program.limits[limit as usize])?;
+        }
         Op::LimitConcurrencyEnter { max: 0 } => {
             return Err(VerifyError::Operand { at, what: "limit-concurrency max-count must be at least 1" });
         }
         _ => {}
+    }
+    Ok(())
+}
+
+/// A limit's names are string constants; its windows are in APIM's bounds.
+fn check_limit(program: &Program, at: usize, limit: &Limit) -> Result<(), VerifyError> {
+    let names = [
+        limit.retry_after_header,
+        limit.retry_after_variable,
+        limit.remaining_calls_header,
+        limit.remaining_calls_variable,
+        limit.total_calls_header,
+        limit.remaining_bandwidth_header,
+        limit.remaining_bandwidth_variable,
+    ];
+    for index in names.into_iter().flatten() {
+        match program.consts.get(index as usize) {
+            Some(Const::Str(_)) => {}
+            Some(_) => return Err(VerifyError::ConstKind { at, index }),
+            None => return Err(VerifyError::ConstOutOfRange { at, index, len: program.consts.len() }),
+        }
+    }
+    let periods = std::iter::once(limit.period_seconds).chain(limit.scopes.iter().map(|scope| scope.period_seconds));
+    for period in periods {
+        if limit.kind == LimitKind::RateLimit && !(1..=RATE_LIMIT_PERIOD_SECONDS_MAX).contains(&period) {
+            return Err(VerifyError::Operand { at, what: "a rate-limit renewal-period is 1 to 300 seconds" });
+        }
+    }
+    if limit.scopes.len() > LIMIT_SCOPES_MAX {
+        return Err(VerifyError::Operand { at, what: "too many <api>/<operation> limits" });
     }
     Ok(())
 }

@@ -12,7 +12,8 @@
 //! Every call on one store passes the same clock (`now_ns`, e.g. CLOCK_MONOTONIC): windows are
 //! aligned to an origin on that clock, and idle entries are told by it.
 
-#![forbid(unsafe_code)]
+// One `unsafe` block, in `table.rs`: the zeroed allocation of the table (see `zeroed_buckets`).
+#![deny(unsafe_code)]
 
 mod local;
 mod table;
@@ -51,17 +52,30 @@ pub enum Namespace {
 #[derive(Debug, Clone)]
 pub struct KeyHasher {
     state: ahash::RandomState,
+    seeds: [u64; 4],
 }
 
 impl Default for KeyHasher {
     fn default() -> Self {
         let seed =
             || getrandom::u64().unwrap_or_else(|_| ahash::RandomState::new().hash_one(std::time::Instant::now()));
-        Self { state: ahash::RandomState::with_seeds(seed(), seed(), seed(), seed()) }
+        Self::with_seeds([seed(), seed(), seed(), seed()])
     }
 }
 
 impl KeyHasher {
+    /// A hasher with these seeds: a store whose counters outlive the process (quotas) keeps its
+    /// seeds with them, so that a key hashes to the same counter after a restart.
+    pub fn with_seeds(seeds: [u64; 4]) -> Self {
+        let [a, b, c, d] = seeds;
+        Self { state: ahash::RandomState::with_seeds(a, b, c, d), seeds }
+    }
+
+    /// The seeds, to be kept as secret as the counters they key (they never leave the host).
+    pub fn seeds(&self) -> [u64; 4] {
+        self.seeds
+    }
+
     /// The counter of `bytes` in `namespace`.
     pub fn key(&self, namespace: Namespace, bytes: &[u8]) -> CounterKey {
         CounterKey(self.state.hash_one((namespace as u8, bytes)))
@@ -106,6 +120,9 @@ pub enum Charge {
     /// Count them whatever the limit says: an increment decided after the response
     /// (`increment-condition` reading the response, a quota's bandwidth).
     Always,
+    /// Count nothing; only say whether the hits would fit (a limit checked before the response
+    /// and counted after it, a quota key that this request counted already).
+    Never,
 }
 
 /// The answer to a hit.

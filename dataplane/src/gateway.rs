@@ -80,6 +80,14 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let pid_path = data_dir.dataplane_pid();
     std::fs::write(&pid_path, format!("{}\n", std::process::id()))
         .with_context(|| format!("writing {}", pid_path.display()))?;
+    let limits = Arc::clone(&crate::proxy::policies::LIMITS);
+    match crate::quota_state::load(&data_dir.quota_counters(), &limits) {
+        Ok(0) => {}
+        Ok(restored) => tracing::info!(restored, "quota counters restored"),
+        Err(error) => tracing::warn!(%error, "quota counters not restored; quotas start from zero"),
+    }
+    crate::quota_state::spawn(Arc::clone(&limits), data_dir.quota_counters())
+        .context("starting the quota-state thread")?;
     let cell = Arc::new(SnapshotCell::new());
     load_last_good(&data_dir.last_good_snapshot(), &cell, &stats);
 
@@ -121,6 +129,10 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let (workers, listener_handles) = spawn_workers(backend, listeners, tls_listeners, &cell, &stats, &drain, &xdp)?;
     let _ = signals.forever().next();
     drain_and_wait(&stats, &drain, listener_handles, workers, options.drain_timeout);
+    // The last counts of a clean stop are kept too.
+    if let Err(error) = crate::quota_state::save(&data_dir.quota_counters(), &limits, None) {
+        tracing::warn!(%error, "could not save the quota counters");
+    }
     xdp.shutdown();
     Ok(())
 }

@@ -21,6 +21,7 @@ pub mod listener;
 pub mod logging;
 pub mod policy;
 mod proxy;
+pub mod quota_state;
 pub mod router;
 pub mod snapshot;
 pub mod subscription;

@@ -12,6 +12,8 @@
 //! - [`apply`]: writes the heads the edits describe (forwarded request, relayed response,
 //!   built response).
 //! - [`concurrency`]: the `limit-concurrency` counters shared by every worker.
+//! - [`limits`]: the `rate-limit` / `quota` counters shared by every worker; [`after_response`]
+//!   moves the counters a section left for after the response.
 //!
 //! Per request the proxy calls: `run(Inbound)` → on `Continue`, write the forwarded head with
 //! [`apply::write_request_head`] → `run(Backend)` (which suspends with [`Exit::Forward`]; call
@@ -25,6 +27,7 @@ mod builtins;
 pub mod cache_call;
 pub mod concurrency;
 mod error;
+pub mod limits;
 pub mod load;
 #[doc(hidden)]
 pub mod sample;
@@ -36,9 +39,11 @@ pub mod vm;
 pub use cache_call::{CacheCall, CachedValue, DownstreamCaching, ResponseLookup, StoreMark};
 pub use concurrency::{ConcurrencyGuard, ConcurrencyLimits};
 pub use error::{Fault, LastError, PolicyError};
+pub use limits::RateLimits;
 pub use load::{LoadError, LoadedProgram, Programs};
 pub use state::RequestState;
 pub use view::{MatchedParam, ResponseView, View};
+pub use vm::limits::after_response;
 pub(crate) use vm::statements::parse_backend_url;
 pub use vm::{Exit, Forward, resume, run};
 

@@ -8,7 +8,7 @@ mod error;
 mod exchange;
 mod ip_limit;
 mod lifecycle;
-mod policies;
+pub(crate) mod policies;
 mod relay;
 mod target;
 mod tunnel;

@@ -72,6 +72,11 @@ impl Snapshot {
     /// refuse the whole snapshot.
     pub fn build(generation: u64, config: Config) -> Result<Self, BuildError> {
         let programs = Programs::load(&config.programs)?;
+        if config.programs.iter().any(|program| !program.limits.is_empty()) {
+            // The first snapshot with a rate limit or quota allocates their tables, here on the
+            // snapshot thread, before any worker can run one.
+            crate::proxy::policies::LIMITS.allocate();
+        }
         let tls = crate::tls::server_config(&config.tls)?;
         let backend_tls =
             crate::tls::backend_client_config(&config.tls.backend_cas, config.tls.backend_client.as_ref())?;

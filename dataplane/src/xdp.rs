@@ -270,10 +270,10 @@ impl XdpPlane {
         for PendingBlock { prefix, seconds } in pending {
             match self.block(prefix, Some(Duration::from_secs(u64::from(seconds))), BlockOrigin::RateLimit) {
                 Ok(()) => {
-                    tracing::info!(client = %prefix.addr, seconds, "per-IP request limit exceeded: 429, then blocked")
+                    tracing::info!(client = %prefix.addr, seconds, "request rate limit exceeded: 429, then blocked")
                 }
                 Err(error) => {
-                    tracing::warn!(client = %prefix.addr, %error, "per-IP request limit exceeded; could not block")
+                    tracing::warn!(client = %prefix.addr, %error, "request rate limit exceeded; could not block")
                 }
             }
         }

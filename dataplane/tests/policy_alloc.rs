@@ -130,6 +130,7 @@ fn typical_inbound_section_allocates_nothing_once_warm() {
     let operation = portcullis_dataplane::policy::sample::operation(Policies::all(0));
     let deployment = Deployment::default();
     let limits = ConcurrencyLimits::new();
+    let rate_limits = portcullis_dataplane::policy::RateLimits::new();
     let matched = [MatchedParam { name: "id", value: "42" }];
     let now = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single().unwrap();
     let view = View {
@@ -153,6 +154,7 @@ fn typical_inbound_section_allocates_nothing_once_warm() {
         request_body: None,
         response: None,
         concurrency: &limits,
+        limits: &rate_limits,
         tracing: false,
     };
     let forwarding = Forwarding {

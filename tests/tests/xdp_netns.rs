@@ -180,6 +180,45 @@ fn per_ip_limit_answers_429_then_drops_at_xdp_until_the_block_expires() {
     assert!(blocked_at.elapsed() >= Duration::from_millis(2_500), "served again only once the block expired");
 }
 
+/// `rate-limit-by-key` counted by the client's address: two calls in five seconds.
+const RATE_LIMIT_BY_IP: &str = r#"<policies>
+  <inbound>
+    <rate-limit-by-key calls="2" renewal-period="5" counter-key="@(context.Request.IpAddress)" />
+  </inbound>
+  <backend><forward-request /></backend>
+</policies>"#;
+
+#[test]
+#[cfg_attr(any(no_netns, no_bpf), ignore = "needs root (network namespaces) and CAP_BPF; see build.rs")]
+fn rate_limit_by_client_address_blocks_the_offender_at_xdp() {
+    let [_, client, other] = CLIENT_IPS;
+    let setup = start("");
+    std::fs::write(setup.config.path().join("apis/echo/policy.xml"), RATE_LIMIT_BY_IP).unwrap();
+    setup.reload("");
+    setup.wait_reachable(client, true); // the first call (or more, while the reload landed)
+    let limited = loop {
+        let response = setup.get_from(client).expect("connects before the limit");
+        if response.status == 429 {
+            break response;
+        }
+        assert_eq!(response.status, 200);
+    };
+    let seconds: u64 = limited.header("Retry-After").expect("Retry-After").parse().unwrap();
+    assert_eq!(limited.json()["message"], format!("Rate limit is exceeded. Try again in {seconds} seconds."));
+    let blocked_at = Instant::now();
+
+    // The policy's 429 put the address in the block table for its retry-after time.
+    let before = setup.counter("blocked");
+    assert!(setup.get_from(client).is_none(), "blocked at the NIC right after the 429");
+    assert!(setup.counter("blocked") > before);
+    let status = setup.xdp_status();
+    assert_eq!(status["blocks"][0]["origin"], "rate-limit", "{status:#}");
+    assert_eq!(setup.get_from(other).map(|response| response.status), Some(200), "another address is served");
+
+    setup.wait_reachable(client, true);
+    assert!(blocked_at.elapsed() >= Duration::from_millis(seconds * 1000 - 500), "served again once the block expired");
+}
+
 #[test]
 #[cfg_attr(any(no_netns, no_bpf), ignore = "needs root (network namespaces) and CAP_BPF; see build.rs")]
 fn ctl_block_survives_a_data_plane_restart_and_unblock_lifts_it() {

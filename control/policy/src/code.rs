@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use portcullis_contract::program::{
-    self, ClientCertificateCheck, Const, Cors, IpFilter, Op, Program, STEPS_MAX, Site, VerifyError,
+    self, ClientCertificateCheck, Const, Cors, IpFilter, Limit, Op, Program, STEPS_MAX, Site, VerifyError,
 };
 
 /// A jump target that may not be placed yet.
@@ -37,6 +37,7 @@ pub struct CodeBuilder {
     ip_filters: Vec<IpFilter>,
     cors: Vec<Cors>,
     client_certificate_checks: Vec<ClientCertificateCheck>,
+    limits: Vec<Limit>,
 }
 
 /// Placeholder target of a jump whose label is not placed yet.
@@ -156,6 +157,12 @@ impl CodeBuilder {
         (self.ip_filters.len() - 1) as u32
     }
 
+    /// Registers a rate limit or quota; returns its index for [`Op::Limit`].
+    pub fn limit(&mut self, limit: Limit) -> u32 {
+        self.limits.push(limit);
+        (self.limits.len() - 1) as u32
+    }
+
     pub fn cors(&mut self, cors: Cors) -> u32 {
         self.cors.push(cors);
         (self.cors.len() - 1) as u32
@@ -186,6 +193,7 @@ impl CodeBuilder {
             ip_filters: self.ip_filters,
             client_certificate_checks: self.client_certificate_checks,
             cors: self.cors,
+            limits: self.limits,
         };
         program::verify(&program)?;
         Ok(program)
@@ -204,6 +212,7 @@ pub(crate) fn with_target(op: Op, target: u32) -> Op {
         Op::RetryNext { local, count, interval_ms, max_interval_ms, delta_ms, first_fast_retry, .. } => {
             Op::RetryNext { local, count, interval_ms, max_interval_ms, delta_ms, first_fast_retry, target }
         }
+        Op::Limit { limit, .. } => Op::Limit { limit, resume: target },
         other => other,
     }
 }

@@ -8,6 +8,7 @@
 mod access;
 mod cache;
 mod certificates;
+mod limits;
 mod policies;
 
 use std::ops::Range;

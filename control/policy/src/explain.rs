@@ -103,6 +103,23 @@ pub fn render_program(section: Section, program: &Program, secrets: &[String]) -
                 format!("mock-response {status} {}", constant(content_type))
             }
             Op::BeginResponseFrom { name } => format!("begin-response from {}", constant(name)),
+            Op::Limit { limit, resume } => match program.limits.get(limit as usize) {
+                Some(entry) => format!(
+                    "{:?}{} calls={} bandwidth={}KB period={}s{}{} (then {resume})",
+                    entry.kind,
+                    if entry.by_key { " by key" } else { " per subscription" },
+                    entry.calls.map_or("(stack)".to_owned(), |calls| calls.to_string()),
+                    entry.bandwidth_kb.map_or("-".to_owned(), |kb| kb.to_string()),
+                    entry.period_seconds,
+                    if entry.scopes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" +{} api/operation limits", entry.scopes.len())
+                    },
+                    if entry.count_after_response { ", counted after the response" } else { "" },
+                ),
+                None => format!("limit #{limit}?"),
+            },
             other => format!("{other:?}"),
         };
         let _ = writeln!(out, "  {at:4}  {detail}");

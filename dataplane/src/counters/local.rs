@@ -30,6 +30,18 @@ impl LocalCounters {
         self.table.capacity()
     }
 
+    /// Every live counter as (key word, value), for a store kept across restarts; a copy of a
+    /// moment (slots change while it is taken, each slot is read atomically).
+    pub fn entries(&self, now_ns: u64) -> Vec<(u64, u64)> {
+        self.table.entries(now_ns)
+    }
+
+    /// Puts back an entry of [`LocalCounters::entries`] (at start, before any worker runs);
+    /// `false` when its bucket has no room.
+    pub fn restore(&self, key: u64, value: u64, now_ns: u64) -> bool {
+        self.table.update(key, now_ns, |_| Step::Write(value, ())).tracked
+    }
+
     /// Whether this CPU does 128-bit compare-and-swap natively (cmpxchg16b, LSE); every x86-64
     /// since 2008 does. Otherwise the atomics fall back to a lock per operation.
     pub fn is_lock_free() -> bool {
@@ -121,7 +133,7 @@ impl CounterStore for LocalCounters {
                 refused(sliding_retry(limit, hits, current, previous, elapsed, period))
             };
             match (hits, decision.admitted, charge) {
-                (0, _, _) | (_, false, Charge::IfAdmitted) => Step::Keep(decision),
+                (0, _, _) | (_, false, Charge::IfAdmitted) | (_, _, Charge::Never) => Step::Keep(decision),
                 _ => Step::Write(window_value(until_current, current + hits), decision),
             }
         });
@@ -147,7 +159,7 @@ impl CounterStore for LocalCounters {
                 refused(end.filter(|_| hits <= limit).map_or(u64::MAX, |end| end.saturating_sub(now_ns)))
             };
             match (hits, decision.admitted, charge) {
-                (0, _, _) | (_, false, Charge::IfAdmitted) => Step::Keep(decision),
+                (0, _, _) | (_, false, Charge::IfAdmitted) | (_, _, Charge::Never) => Step::Keep(decision),
                 _ => Step::Write(window_value(until, current + hits), decision),
             }
         });

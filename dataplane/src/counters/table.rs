@@ -91,15 +91,42 @@ pub(crate) struct Applied<R> {
     pub(crate) tracked: bool,
 }
 
-/// Eight slots, aligned to the two cache lines they fill.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Bucket([AtomicU128; BUCKET_SLOTS]);
-
-/// The table.
+/// The table: `buckets` buckets of [`BUCKET_SLOTS`] slots each, the first starting at `first`, a
+/// slot aligned to 128 bytes (the two cache lines a bucket fills).
 #[derive(Debug)]
 pub(crate) struct Table {
-    buckets: Box<[Bucket]>,
+    slots: Box<[AtomicU128]>,
+    first: usize,
+    buckets: usize,
+}
+
+/// Bytes a bucket is aligned to: the two cache lines it fills (the adjacent-line prefetch of x86
+/// brings the pair).
+const BUCKET_ALIGN: usize = 128;
+
+/// `count` empty slots, allocated zeroed (`calloc`): the allocator hands out pages the kernel maps
+/// on first touch, so a table costs resident memory only where keys land, not its whole size at
+/// start (written slot by slot, the per-IP and concurrency tables made an idle data plane 8 MiB
+/// larger). Slot alignment (16) stays within what `calloc` guarantees: a larger one (a bucket's
+/// 128) would make the allocator zero the memory itself and fault every page in.
+#[allow(unsafe_code, reason = "the one way to get a zeroed table without writing every slot")]
+fn zeroed_slots(count: usize) -> Box<[AtomicU128]> {
+    // `count` is at least one bucket, so the layout is never zero-sized.
+    let Ok(layout) = std::alloc::Layout::array::<AtomicU128>(count.max(1)) else {
+        panic!("a counter table of {count} slots overflows the address space");
+    };
+    // SAFETY: the layout is not zero-sized (above). The memory is zeroed, and an `AtomicU128` is
+    // valid with any bit pattern (all-zero is an empty slot: key `EMPTY`, value 0, what
+    // `AtomicU128::default()` holds), so it holds `count.max(1)` initialized slots; it was
+    // allocated by the global allocator with the layout of `[AtomicU128; count.max(1)]`, which is
+    // what `Box` frees it with.
+    unsafe {
+        let memory = std::alloc::alloc_zeroed(layout).cast::<AtomicU128>();
+        if memory.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Box::from_raw(std::ptr::slice_from_raw_parts_mut(memory, count.max(1)))
+    }
 }
 
 fn join(key: u64, value: u64) -> u128 {
@@ -114,28 +141,45 @@ impl Table {
     /// A table of at least `slots` slots (rounded up to a power-of-two number of buckets).
     pub(crate) fn new(slots: usize) -> Self {
         let buckets = slots.div_ceil(BUCKET_SLOTS).max(1).next_power_of_two();
-        Self { buckets: (0..buckets).map(|_| Bucket::default()).collect() }
+        let spare = BUCKET_ALIGN / size_of::<AtomicU128>();
+        let slots = zeroed_slots(buckets * BUCKET_SLOTS + spare);
+        // The first slot on a bucket boundary: within `spare` slots of the start, as slots are
+        // aligned to their size and a bucket boundary comes every `spare` of them.
+        let misaligned = (slots.as_ptr() as usize / size_of::<AtomicU128>()) % spare;
+        let first = (spare - misaligned) % spare;
+        Self { slots, first, buckets }
     }
 
     pub(crate) fn capacity(&self) -> usize {
-        self.buckets.len() * BUCKET_SLOTS
+        self.buckets * BUCKET_SLOTS
     }
 
-    /// The index of `key`'s bucket: in bounds, as the length is a power of two.
+    /// The index of `key`'s bucket: in bounds, as the count is a power of two.
     fn bucket_of(&self, key: u64) -> usize {
-        (key as usize) & (self.buckets.len() - 1)
+        (key as usize) & (self.buckets - 1)
+    }
+
+    /// Bucket `index`'s slots (`index` < `buckets`, so in bounds by construction).
+    fn bucket(&self, index: usize) -> &[AtomicU128] {
+        let start = self.first + index * BUCKET_SLOTS;
+        self.slots.get(start..start + BUCKET_SLOTS).unwrap_or(&[])
+    }
+
+    /// Every slot of every bucket.
+    fn all_slots(&self) -> &[AtomicU128] {
+        self.slots.get(self.first..self.first + self.buckets * BUCKET_SLOTS).unwrap_or(&[])
     }
 
     /// Runs `step` on `key`'s value and stores what it returns, atomically with respect to every
     /// other operation on the table. `step` may run more than once (after a lost race).
     pub(crate) fn update<R>(&self, key: u64, now_ns: u64, mut step: impl FnMut(Option<u64>) -> Step<R>) -> Applied<R> {
         let base = self.bucket_of(key);
-        let bucket = &self.buckets[base];
+        let bucket = self.bucket(base);
         let backoff = Backoff::new();
         for _ in 0..CAS_ATTEMPTS_MAX {
             let mut found = None;
             let (mut empty, mut reclaimable) = (None, None);
-            for (index, slot) in bucket.0.iter().enumerate() {
+            for (index, slot) in bucket.iter().enumerate() {
                 let word = slot.load(Ordering::Acquire);
                 let (slot_key, value) = split(word);
                 if slot_key == key {
@@ -167,7 +211,7 @@ impl Table {
                 },
             };
             let (word, result) = written;
-            if bucket.0[index].compare_exchange(expected, word, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            if bucket[index].compare_exchange(expected, word, Ordering::AcqRel, Ordering::Acquire).is_ok() {
                 return Applied { result, slot: Some(base * BUCKET_SLOTS + index), tracked: true };
             }
             backoff.spin();
@@ -181,7 +225,7 @@ impl Table {
     /// Runs `step` on the value in `slot` if it still holds `key` (a gauge's release); `false` if
     /// it does not or stays contended.
     pub(crate) fn update_slot(&self, slot: usize, key: u64, mut step: impl FnMut(u64) -> u64) -> bool {
-        let Some(cell) = self.buckets.get(slot / BUCKET_SLOTS).and_then(|b| b.0.get(slot % BUCKET_SLOTS)) else {
+        let Some(cell) = self.all_slots().get(slot) else {
             return false;
         };
         let backoff = Backoff::new();
@@ -202,12 +246,20 @@ impl Table {
 
     /// `key`'s value, if it has a slot.
     pub(crate) fn get(&self, key: u64) -> Option<u64> {
-        self.buckets[self.bucket_of(key)]
-            .0
+        self.bucket(self.bucket_of(key))
             .iter()
             .map(|slot| split(slot.load(Ordering::Acquire)))
             .find(|(k, _)| *k == key)
             .map(|(_, v)| v)
+    }
+
+    /// Every live slot's (key, value).
+    pub(crate) fn entries(&self, now_ns: u64) -> Vec<(u64, u64)> {
+        self.all_slots()
+            .iter()
+            .map(|slot| split(slot.load(Ordering::Acquire)))
+            .filter(|&(key, value)| key != EMPTY && !idle(key, value, now_ns))
+            .collect()
     }
 
     /// Empties every idle slot; returns the slots still live. Slots turning empty again re-open
@@ -215,7 +267,7 @@ impl Table {
     /// tests and tools, not a timer.
     pub(crate) fn sweep(&self, now_ns: u64) -> usize {
         let mut live = 0;
-        for slot in self.buckets.iter().flat_map(|bucket| bucket.0.iter()) {
+        for slot in self.all_slots() {
             let word = slot.load(Ordering::Acquire);
             let (key, value) = split(word);
             if key == EMPTY {
@@ -228,5 +280,23 @@ impl Table {
             }
         }
         live
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_start_on_their_two_cache_lines() {
+        for slots in [1, 8, 100, 1 << 12] {
+            let table = Table::new(slots);
+            assert!(table.capacity() >= slots);
+            for index in [0, table.buckets - 1] {
+                let bucket = table.bucket(index);
+                assert_eq!(bucket.len(), BUCKET_SLOTS);
+                assert_eq!(bucket.as_ptr() as usize % BUCKET_ALIGN, 0, "bucket {index} of {slots} slots");
+            }
+        }
     }
 }

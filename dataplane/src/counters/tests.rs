@@ -307,3 +307,25 @@ fn threads_inserting_one_new_key_at_once_share_one_slot() {
     assert!(granted.iter().all(|count| count.load(Ordering::Relaxed) == 1), "one grant per key, one slot per key");
     assert!(keys.iter().all(|&key| store.gauge(key) == 1));
 }
+
+/// Resident memory of this process, from `/proc/self/statm` (pages × 4 KiB).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|field| field.parse().ok()).expect("rss field");
+    pages * 4096
+}
+
+#[test]
+fn a_new_table_costs_no_resident_memory_until_keys_land() {
+    const SLOTS: usize = 1 << 22; // 64 MiB of slots
+    let before = resident_bytes();
+    let store = LocalCounters::new(SLOTS);
+    let after = resident_bytes();
+    // Other tests run meanwhile and allocate too: the bound is far below the table's 64 MiB.
+    assert!(after.saturating_sub(before) < 16 << 20, "grew {} bytes", after.saturating_sub(before));
+    // And the zeroed slots are empty slots.
+    assert_eq!(store.sweep(0), 0);
+    let window = FixedWindow { limit: 1, period_seconds: 0, origin_ns: 0 };
+    assert!(store.hit_fixed(CounterKey(7), window, 1, Charge::IfAdmitted, 1).admitted);
+    assert!(!store.hit_fixed(CounterKey(7), window, 1, Charge::IfAdmitted, 1).admitted);
+}

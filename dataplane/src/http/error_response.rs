@@ -149,6 +149,20 @@ impl ErrorResponse {
 /// status and message; the message is JSON-escaped when it needs it (this file's constants
 /// never do, so their responses allocate nothing).
 pub fn write(out: &mut Vec<u8>, status: u16, reason: &str, message: &str, close: bool) {
+    write_with_headers::<&str, &str>(out, status, reason, message, &[], close);
+}
+
+/// [`write`] with `headers` after `Content-Type` (a rate limit's `Retry-After` and remaining
+/// calls); their names and values are the caller's to keep valid (header names are checked by
+/// the compiler, values are numbers).
+pub fn write_with_headers<N: AsRef<str>, V: AsRef<str>>(
+    out: &mut Vec<u8>,
+    status: u16,
+    reason: &str,
+    message: &str,
+    headers: &[(N, V)],
+    close: bool,
+) {
     use std::io::Write as _;
     let needs_escape = message.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
     let escaped;
@@ -162,9 +176,13 @@ pub fn write(out: &mut Vec<u8>, status: u16, reason: &str, message: &str, close:
     let body_len =
         BODY_PREFIX.len() + decimal_digits(u32::from(status)) + BODY_MIDDLE.len() + message.len() + BODY_SUFFIX.len();
     // Writing into a Vec cannot fail.
+    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n");
+    for (name, value) in headers {
+        let _ = write!(out, "{}: {}\r\n", name.as_ref(), value.as_ref());
+    }
     let _ = write!(
         out,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {body_len}\r\n{}\r\n{BODY_PREFIX}{status}{BODY_MIDDLE}{message}{BODY_SUFFIX}",
+        "Content-Length: {body_len}\r\n{}\r\n{BODY_PREFIX}{status}{BODY_MIDDLE}{message}{BODY_SUFFIX}",
         if close { "Connection: close\r\n" } else { "" },
     );
 }

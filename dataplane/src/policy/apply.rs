@@ -167,7 +167,14 @@ pub fn write_built_response(
 /// `{ "statusCode": N, "message": "..." }`.
 pub fn write_error_response(out: &mut Vec<u8>, error: &PolicyError, close: bool) {
     let status = error.status();
-    crate::http::error_response::write(out, status, reason_phrase(status), error.body_message(), close);
+    crate::http::error_response::write_with_headers(
+        out,
+        status,
+        reason_phrase(status),
+        error.body_message(),
+        &error.headers,
+        close,
+    );
 }
 
 /// Appends the query string (without `?`) `query` with the query edits applied: parameters are

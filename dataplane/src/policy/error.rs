@@ -26,6 +26,9 @@ pub struct FaultDetail {
     /// The response body's message when it differs from `LastError.Message`
     /// (`check-header`'s `failed-check-error-message`).
     pub response_message: Option<Cow<'static, str>>,
+    /// Headers of the error response besides its content headers (a rate limit's
+    /// `Retry-After` and remaining calls).
+    pub headers: Vec<(Rc<str>, Rc<str>)>,
 }
 
 impl std::ops::Deref for Fault {
@@ -55,7 +58,13 @@ impl Fault {
 
     /// A policy refused the request (`check-header`, `ip-filter` ...).
     pub fn policy(status: u16, reason: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self(Box::new(FaultDetail { status, reason, message: message.into(), response_message: None }))
+        Self(Box::new(FaultDetail {
+            status,
+            reason,
+            message: message.into(),
+            response_message: None,
+            headers: Vec::new(),
+        }))
     }
 }
 
@@ -101,6 +110,8 @@ pub struct PolicyError {
     pub last_error: LastError,
     /// The response body's message, when it is not `LastError.Message`.
     pub response_message: Option<Rc<str>>,
+    /// Headers of the error response besides its content headers (`Retry-After` ...).
+    pub headers: Vec<(Rc<str>, Rc<str>)>,
 }
 
 impl PolicyError {
@@ -127,6 +138,7 @@ impl PolicyError {
                 status: fault.status,
             },
             response_message: fault.response_message.as_deref().map(Rc::from),
+            headers: fault.headers.clone(),
         }
     }
 

@@ -257,6 +257,27 @@ pub(crate) struct Suspension {
     pub(crate) locals: Vec<Stored>,
 }
 
+/// A limit checked inbound whose counter moves after the response (an increment condition that
+/// reads the response, a quota's bandwidth).
+#[derive(Debug, Clone)]
+pub(crate) struct PendingLimit {
+    pub(crate) section: Section,
+    pub(crate) program: u32,
+    /// Where the deferred increment condition starts (`None`: count unconditionally).
+    pub(crate) condition_pc: Option<u32>,
+    pub(crate) site: Option<u32>,
+    /// The call windows to count `hits` in.
+    pub(crate) calls: smallvec::SmallVec<[crate::policy::limits::Check; 2]>,
+    pub(crate) hits: u32,
+    /// The bandwidth windows to count the request's and response's kilobytes in.
+    pub(crate) bandwidth: smallvec::SmallVec<[crate::policy::limits::Check; 1]>,
+    /// The deferred condition ran and held (bandwidth is counted only then, or without one).
+    pub(crate) condition_held: bool,
+}
+
+/// Limits that one request may leave to count after its response.
+pub const PENDING_LIMITS_MAX: usize = 64;
+
 /// One request's policy state.
 #[derive(Debug, Default)]
 pub struct RequestState {
@@ -286,6 +307,16 @@ pub struct RequestState {
     pub(crate) suspended: Option<Suspension>,
     /// `cache-store` ran: store the response, if the rules let it in.
     pub(crate) cache_store: Option<crate::policy::StoreMark>,
+    /// Limits to count after the response, in the order they were checked.
+    pub(crate) limits_pending: Vec<PendingLimit>,
+    /// Quota counters this request moved: APIM moves a key once per request, however many
+    /// quota policies count it.
+    pub(crate) quota_counted: Vec<crate::counters::CounterKey>,
+    /// The pending limit whose deferred condition is running.
+    pub(crate) committing: Option<usize>,
+    /// A `rate-limit-by-key` counted by the client's address refused it: block the address for
+    /// this many seconds (at the NIC when the XDP pre-filter is attached).
+    pub(crate) offender_seconds: Option<u32>,
 }
 
 impl RequestState {
@@ -316,6 +347,10 @@ impl RequestState {
         self.traces_dropped = 0;
         self.suspended = None;
         self.cache_store = None;
+        self.limits_pending.clear();
+        self.quota_counted.clear();
+        self.committing = None;
+        self.offender_seconds = None;
     }
 
     /// What `cache-store` asked for, if it ran.
@@ -446,6 +481,16 @@ impl RequestState {
     /// A program of `section` is suspended (at `forward-request` or a retry wait).
     pub fn is_suspended(&self, section: Section) -> bool {
         self.suspended.as_ref().is_some_and(|suspension| suspension.section == section)
+    }
+
+    /// How long to block the client: a rate limit by its address refused it (once per request).
+    pub fn take_offender(&mut self) -> Option<u32> {
+        self.offender_seconds.take()
+    }
+
+    /// A limit left counters to move after the response ([`crate::policy::after_response`]).
+    pub fn counts_after_response(&self) -> bool {
+        !self.limits_pending.is_empty()
     }
 
     /// Requests inside `limit-concurrency` blocks right now.

@@ -2,6 +2,7 @@
 
 mod builtins;
 mod cache;
+mod limits;
 mod ops;
 
 use std::net::IpAddr;
@@ -34,6 +35,7 @@ pub(super) fn program(ops: Vec<Op>, consts: Vec<Const>) -> Program {
         ip_filters: Vec::new(),
         cors: Vec::new(),
         client_certificate_checks: Vec::new(),
+        limits: Vec::new(),
     }
 }
 
@@ -50,6 +52,7 @@ pub(super) struct Fixture {
     pub(super) buf: Vec<u8>,
     pub(super) head: RequestHead,
     pub(super) limits: Arc<ConcurrencyLimits>,
+    pub(super) rate_limits: Arc<crate::policy::RateLimits>,
     pub(super) peer: IpAddr,
     pub(super) body: Option<Vec<u8>>,
     pub(super) client_certificate: Option<crate::tls::ClientCertificate>,
@@ -73,6 +76,7 @@ impl Fixture {
             buf,
             head,
             limits: ConcurrencyLimits::new(),
+            rate_limits: Arc::new(crate::policy::RateLimits::with_slots(1024, 1024)),
             peer: "10.1.2.3".parse().expect("ip"),
             body: None,
             client_certificate: None,
@@ -102,6 +106,7 @@ impl Fixture {
             request_body: self.body.as_deref(),
             response: None,
             concurrency: &self.limits,
+            limits: &self.rate_limits,
             tracing: false,
         }
     }

@@ -12,6 +12,7 @@ use portcullis_contract::model::{Api, Deployment, Operation, Product, Subscripti
 use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
 use crate::policy::concurrency::ConcurrencyLimits;
+use crate::policy::limits::RateLimits;
 use crate::policy::load::Programs;
 
 /// One URL-template parameter the operation matched (`context.Request.MatchedParameters`).
@@ -72,6 +73,8 @@ pub struct View<'a> {
     pub response: Option<ResponseView<'a>>,
     /// `limit-concurrency` counters, shared by every worker.
     pub concurrency: &'a Arc<ConcurrencyLimits>,
+    /// `rate-limit` / `quota` counters, shared by every worker.
+    pub limits: &'a Arc<RateLimits>,
     /// `context.Tracing`.
     pub tracing: bool,
 }

@@ -5,6 +5,7 @@
 //! section allocates nothing. Every op counts against `Program::step_limit`.
 
 mod certificates;
+pub(crate) mod limits;
 pub(crate) mod members;
 pub(crate) mod statements;
 
@@ -171,6 +172,8 @@ pub(crate) struct Machine<'r, 'a> {
     locals: Slots<'a, LOCALS_INLINE>,
     pub(crate) site: Option<u32>,
     steps: u32,
+    /// The op being run (a limit notes where its deferred condition starts).
+    pc: u32,
 }
 
 /// What an op asks of the loop.
@@ -195,6 +198,7 @@ impl<'r, 'a> Machine<'r, 'a> {
             locals: Slots::new(usize::from(code.locals), true),
             site: None,
             steps: 0,
+            pc: 0,
         }
     }
 
@@ -214,6 +218,7 @@ impl<'r, 'a> Machine<'r, 'a> {
                 continue;
             }
             self.steps += 1;
+            self.pc = pc as u32;
             let flow = if self.steps > limit {
                 Err(Fault::eval(format!(
                     "Expression evaluation failed. The section exceeded its limit of {limit} steps."

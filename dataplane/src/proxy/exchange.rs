@@ -541,6 +541,8 @@ impl<S: Stream> Connection<S> {
             false => None,
         };
         let end = self.run_section(ctx, section, false, Some(Response { head: response, body: body.as_deref() })).await;
+        // The response is decided: the limits that count after it (by its status, its size) do.
+        self.count_after_response(ctx, Some(Response { head: response, body: body.as_deref() }));
         match end {
             SectionEnd::Continue | SectionEnd::Forward(_) | SectionEnd::CacheLookup(_) => {
                 self.relay_response(worker, ctx, response, upstream, dest, limits).await

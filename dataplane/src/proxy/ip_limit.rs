@@ -2,8 +2,9 @@
 //! the client gets APIM's 429 with `Retry-After` (through on-error, like every gateway answer) and
 //! is blocked (at the NIC when the XDP pre-filter is attached).
 //!
-//! When `rate-limit-by-key` with `counter-key="@(context.Request.IpAddress)"` lands in the
-//! policy engine, its 429 path calls [`crate::xdp::XdpPlane::block_offender`] the same way.
+//! A `rate-limit-by-key` whose key is the client's address (`@(context.Request.IpAddress)`) blocks
+//! its offenders the same way, through [`crate::xdp::XdpPlane::block_offender`] after the inbound
+//! section (`RequestState::take_offender`).
 
 use crate::http::error_response;
 use crate::io::Stream;

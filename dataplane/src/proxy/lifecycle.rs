@@ -262,9 +262,14 @@ impl<S: Stream> Connection<S> {
         if let Err(stop) = decided.into_continue::<()>() {
             return stop;
         }
+        let inbound = self.inbound(worker, ctx).await;
+        if let Some(seconds) = self.policy.take_offender() {
+            // A rate limit by the client's address refused it: its next packets die at the NIC.
+            worker.xdp.block_offender(self.peer.ip(), seconds);
+        }
         // The response cache's lookup runs inside inbound, where its cache-lookup stands; a hit
         // answers there (`Done`), without the backend.
-        if let Err(stop) = self.inbound(worker, ctx).await.into_continue::<()>() {
+        if let Err(stop) = inbound.into_continue::<()>() {
             return stop;
         }
         let exchange = match self.backend(worker, ctx).await.into_continue() {
@@ -470,6 +475,8 @@ impl<S: Stream> Connection<S> {
     ///
     /// Slot: the access log (next issue) goes here, with the request's status and timings.
     fn done(&mut self, worker: &WorkerCtx<S>, ctx: &RequestCtx) -> Verdict {
+        // Limits waiting for a backend response that never came (an error, a policy's answer).
+        self.count_after_response(ctx, None);
         let slot = worker.slot();
         if ctx.status != 0 {
             record_response(slot, ctx.status);

@@ -17,7 +17,7 @@ use crate::http::BodyFraming;
 use crate::http::chunked::{self, ChunkedScanner};
 use crate::http::response::ResponseHead;
 use crate::io::Stream;
-use crate::policy::{self, ConcurrencyLimits, Exit, Forward, LastError, MatchedParam, ResponseView, View};
+use crate::policy::{self, ConcurrencyLimits, Exit, Forward, LastError, MatchedParam, RateLimits, ResponseView, View};
 use crate::proxy::relay::BODY_READ_BYTES;
 use crate::proxy::{Connection, ProxyError, RequestCtx};
 use crate::router::operation::OperationMatch;
@@ -26,6 +26,9 @@ use crate::subscription;
 
 /// `limit-concurrency` counters: one table for the whole process, as APIM counts per gateway.
 static CONCURRENCY: LazyLock<Arc<ConcurrencyLimits>> = LazyLock::new(ConcurrencyLimits::new);
+/// `rate-limit` and `quota` counters: one store for the whole process (its tables allocated when
+/// a snapshot first has a limit, by the channel thread: [`RateLimits::allocate`]).
+pub(crate) static LIMITS: LazyLock<Arc<RateLimits>> = LazyLock::new(RateLimits::new);
 
 /// The operation a request matched and what the views of its runs need besides the buffers.
 #[derive(Debug, Clone, Copy)]
@@ -151,6 +154,28 @@ impl<S: Stream> Connection<S> {
                     None => return SectionEnd::Continue,
                 },
             }
+        }
+    }
+
+    /// Moves the counters the request's limits left for after its response (`response`: the
+    /// backend's, when there is one): runs their deferred increment conditions and counts the
+    /// request's and response's bytes in bandwidth quotas. Once per request; nothing to do for
+    /// most.
+    pub(crate) fn count_after_response(&mut self, ctx: &RequestCtx, response: Option<Response<'_>>) {
+        if !self.policy.counts_after_response() {
+            return;
+        }
+        let (Some(snapshot), Some(matched)) = (ctx.snapshot.as_deref(), ctx.matched) else { return };
+        let Connection { buf, upstream_buf, policy, peer, .. } = &mut *self;
+        let bytes = exchanged_bytes(ctx, response.as_ref());
+        let request_body = request_body(ctx, buf);
+        let response =
+            response.map(|response| ResponseView { head: response.head, buf: upstream_buf, body: response.body });
+        let mut decoded = Vec::new();
+        let params = matched_params(snapshot, &matched, ctx.head.target(buf), &mut decoded);
+        let mut scratch = [0u8; portcullis_contract::key_index::KEY_BYTES_MAX];
+        if let Some(view) = view(snapshot, ctx, &matched, buf, *peer, &params, request_body, response, &mut scratch) {
+            policy::after_response(&view, policy, bytes);
         }
     }
 
@@ -344,6 +369,19 @@ fn request_body<'b>(ctx: &'b RequestCtx, buf: &'b [u8]) -> Option<&'b [u8]> {
     }
 }
 
+/// The bytes a bandwidth quota counts: the request's head and declared body, the response's head
+/// and declared body (a body delimited by chunks or the close counts as its head alone).
+fn exchanged_bytes(ctx: &RequestCtx, response: Option<&Response<'_>>) -> u64 {
+    let declared = |framing: BodyFraming| match framing {
+        BodyFraming::Length(len) => len,
+        _ => 0,
+    };
+    let request = ctx.head.head_len() as u64 + declared(ctx.head.framing());
+    let response =
+        response.map_or(0, |response| response.head.head_len() as u64 + declared(response.head.framing(ctx.is_head)));
+    request + response
+}
+
 /// The operation's template parameters with their values from the request target (where the
 /// bindings point), percent-decoded (into `decoded` only when a value is encoded).
 fn matched_params<'a>(
@@ -444,6 +482,7 @@ fn view<'a>(
         request_body,
         response,
         concurrency: &CONCURRENCY,
+        limits: &LIMITS,
         tracing: false,
     })
 }

@@ -31,10 +31,6 @@ const UNSUPPORTED: &[&str] = &[
     "validate-azure-ad-token",
     "authentication-managed-identity",
     "get-authorization-context",
-    "rate-limit",
-    "rate-limit-by-key",
-    "quota",
-    "quota-by-key",
     "xml-to-json",
     "json-to-xml",
     "xsl-transform",
@@ -82,6 +78,7 @@ pub(super) fn kind(name: &str) -> Kind {
         "cache-lookup" => &[I],
         "cache-store" => &[O],
         "cache-lookup-value" | "cache-store-value" | "cache-remove-value" => ALL,
+        "rate-limit" | "rate-limit-by-key" | "quota" | "quota-by-key" => &[I],
         _ if UNSUPPORTED.contains(&name) => return Kind::Unsupported,
         _ => return Kind::Unknown,
     };
@@ -138,6 +135,7 @@ pub(super) fn attributes(name: &str) -> &'static [&'static str] {
         "cache-lookup-value" => &["key", "default-value", "variable-name", "caching-type"],
         "cache-store-value" => &["key", "value", "duration", "caching-type"],
         "cache-remove-value" => &["key", "caching-type"],
+        "rate-limit" | "rate-limit-by-key" | "quota" | "quota-by-key" => super::limits::attributes(name),
         _ => &[],
     }
 }
@@ -160,6 +158,7 @@ pub(super) fn compile(c: &mut SectionCompiler<'_>, element: &Element, place: &Pl
         "mock-response" => mock_response(c, element, place),
         "retry" => retry(c, element, place),
         "limit-concurrency" => limit_concurrency(c, element, place),
+        "rate-limit" | "rate-limit-by-key" | "quota" | "quota-by-key" => super::limits::limit(c, element, place),
         "trace" => trace(c, element, place),
         "check-header" => access::check_header(c, element, place),
         "ip-filter" => access::ip_filter(c, element, place),

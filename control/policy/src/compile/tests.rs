@@ -116,8 +116,8 @@ fn inbound_const(program: &Program, text: &str) -> u32 {
 #[test]
 fn unsupported_and_unknown_policies_are_errors_with_positions() {
     let error =
-        first_error("<policies><inbound>\n  <rate-limit calls=\"5\" renewal-period=\"60\" />\n</inbound></policies>");
-    assert!(error.contains("unsupported policy <rate-limit>"), "{error}");
+        first_error("<policies><inbound>\n  <xml-to-json kind=\"direct\" apply=\"always\" />\n</inbound></policies>");
+    assert!(error.contains("unsupported policy <xml-to-json>"), "{error}");
     assert!(error.contains("api/policy.xml:2:4"), "{error}");
     assert!(error.contains("--skip-unsupported"), "{error}");
     let error = first_error("<policies><inbound><set-heder name=\"x\"/></inbound></policies>");

@@ -195,6 +195,8 @@ impl<'r, 'a> Machine<'r, 'a> {
                     None => Err(Fault::policy(429, "ConcurrencyLimitExceeded", "Too many concurrent requests.")),
                 }
             }
+            Op::Limit { limit, resume } => self.limit(limit, resume),
+            Op::LimitCommit { .. } => self.limit_commit(),
             Op::LimitConcurrencyExit => {
                 self.state.guards.pop();
                 Ok(Flow::Next)
@@ -352,7 +354,7 @@ impl<'r, 'a> Machine<'r, 'a> {
         }
     }
 
-    fn literal(&self, index: u32) -> Result<crate::policy::load::LitRef, Fault> {
+    pub(super) fn literal(&self, index: u32) -> Result<crate::policy::load::LitRef, Fault> {
         self.program.const_str(index).map(|text| text.origin()).ok_or_else(|| internal("string constant"))
     }
 
@@ -385,6 +387,12 @@ impl<'r, 'a> Machine<'r, 'a> {
         let value = self.pop()?;
         let program = self.program;
         let stored = crate::policy::state::Stored::keep(&value, |regex| super::regex_origin(program, regex))?;
+        self.put_variable(name, stored)?;
+        Ok(Flow::Next)
+    }
+
+    /// Sets `context.Variables[name]`.
+    pub(super) fn put_variable(&mut self, name: StoredText, stored: crate::policy::state::Stored) -> Result<(), Fault> {
         let programs = self.view.programs;
         let key = name.resolve(programs);
         let full = self.state.variables.len() >= crate::policy::state::VARIABLES_MAX;
@@ -393,7 +401,7 @@ impl<'r, 'a> Machine<'r, 'a> {
             None if full => return Err(Fault::eval("Expression evaluation failed. Too many variables.")),
             None => self.state.variables.push((name, stored)),
         }
-        Ok(Flow::Next)
+        Ok(())
     }
 
     fn begin_response(&mut self, status: u16) {

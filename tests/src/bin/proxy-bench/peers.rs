@@ -32,6 +32,25 @@ pub(crate) const ORIGIN_STATUS_PATH: &str = "/origin-status";
 pub(crate) const REJECT_PATH: &str = "/keyed/5b";
 /// Portcullis's body for a request without a key; nginx and HAProxy send the same bytes.
 pub(crate) const REJECT_BODY: &str = "{ \"statusCode\": 401, \"message\": \"Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API.\" }";
+/// The policy-set scenario's route: a key (map), a rate limit and a quota per subscription
+/// (Portcullis: `rate-limit-by-key` and `quota-by-key`; nginx: two `limit_req` zones; HAProxy: a
+/// stick-table's request rate and count) and three request headers set, then the origin's 5 B.
+/// Limits far above the load: every request is counted and served.
+pub(crate) const POLICY_PATH: &str = "/limited/5b";
+/// The one subscription key the policy-set scenario sends.
+pub(crate) const POLICY_KEY: &str = "0123456789abcdef0123456789abcdef";
+/// Portcullis's policy for [`POLICY_PATH`].
+const POLICY_SET: &str = r#"<policies>
+  <inbound>
+    <base />
+    <rate-limit-by-key calls="2000000000" renewal-period="300" counter-key="@(context.Subscription.Id)" />
+    <quota-by-key calls="2000000000" renewal-period="86400" counter-key="@(context.Subscription.Id)" />
+    <set-header name="X-Policy-A" exists-action="override"><value>a</value></set-header>
+    <set-header name="X-Policy-B" exists-action="override"><value>b</value></set-header>
+    <set-header name="X-Policy-C" exists-action="override"><value>c</value></set-header>
+  </inbound>
+</policies>"#;
+
 /// Open files a peer may use: under the hard limit of 20,000 here, above 2 × 8,000 connections.
 const FILES_MAX: u32 = 19_500;
 /// nginx keeps up to this many idle upstream connections: enough for every client connection of
@@ -228,7 +247,9 @@ fn write_portcullis_config(env: &Environment, dir: &Path, origin: u16) -> Result
              [pool]\nmax-idle-per-endpoint = {UPSTREAM_KEEPALIVE}\nidle-timeout-ms = 60000\n"
         ),
     )?;
-    for (id, path, required) in [("plain", "api", false), ("keyed", "keyed", true), ("cached", "cached", false)] {
+    for (id, path, required) in
+        [("plain", "api", false), ("keyed", "keyed", true), ("cached", "cached", false), ("limited", "limited", true)]
+    {
         let api = dir.join("apis").join(id);
         std::fs::create_dir_all(&api)?;
         std::fs::write(
@@ -244,6 +265,14 @@ fn write_portcullis_config(env: &Environment, dir: &Path, origin: u16) -> Result
             "<policies><inbound><base /><cache-lookup vary-by-developer=\"false\" vary-by-developer-groups=\"false\" \
              caching-type=\"internal\" /></inbound><backend><base /></backend>\
              <outbound><base /><cache-store duration=\"{CACHE_SECONDS}\" /></outbound><on-error><base /></on-error></policies>"
+        ),
+    )?;
+    std::fs::write(dir.join("apis/limited/policy.xml"), POLICY_SET)?;
+    std::fs::create_dir_all(dir.join("subscriptions"))?;
+    std::fs::write(
+        dir.join("subscriptions/bench.toml"),
+        format!(
+            "name = \"bench\"\nscope = \"/apis/limited\"\nstate = \"active\"\nprimary-key = \"{POLICY_KEY}\"\nsecondary-key = \"fedcba9876543210fedcba9876543210\"\n"
         ),
     )?;
     if env.portcullis_tls {
@@ -289,12 +318,18 @@ fn nginx_gateway_config(env: &Environment, http: SocketAddr, tls: SocketAddr, or
         "http {{\n  access_log off;\n  keepalive_requests 1000000;\n  keepalive_timeout 300s;\n  \
          proxy_cache_path {dir}/nginx-cache keys_zone=hits:10m;\n  \
          upstream origin {{ server 127.0.0.1:{origin}; keepalive {UPSTREAM_KEEPALIVE}; keepalive_requests 1000000; }}\n  \
+         map $http_ocp_apim_subscription_key $subscription {{ default \"\"; \"{POLICY_KEY}\" bench; }}\n  \
+         limit_req_zone $subscription zone=rate:1m rate=1000000r/s;\n  \
+         limit_req_zone $subscription zone=quota:1m rate=1000000r/s;\n  \
          server {{\n    listen {http};\n    listen {tls} ssl;\n    \
          ssl_certificate {cert};\n    ssl_certificate_key {key};\n    ssl_protocols TLSv1.3;\n    \
          location /api/ {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n    \
          location /keyed/ {{ default_type application/json; return 401 '{REJECT_BODY}'; }}\n    \
          location /cached/ {{ proxy_pass http://origin/api/; proxy_cache hits; proxy_cache_valid 200 {CACHE_SECONDS}s; \
-         proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n  }}\n}}\n",
+         proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n    \
+         location /limited/ {{ if ($subscription = \"\") {{ return 401; }} limit_req zone=rate burst=1000000 nodelay; \
+         limit_req zone=quota burst=1000000 nodelay; proxy_set_header X-Policy-A a; proxy_set_header X-Policy-B b; \
+         proxy_set_header X-Policy-C c; proxy_pass http://origin/api/; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n  }}\n}}\n",
         cert = env.cert.display(),
         key = env.key.display(),
         dir = env.dir.display(),
@@ -310,10 +345,29 @@ fn haproxy_config(env: &Environment, http: SocketAddr, tls: SocketAddr, origin: 
          timeout http-keep-alive 300s\n  http-reuse always\n\
          frontend gateway\n  bind {http}\n  bind {tls} ssl crt {pem}\n  \
          http-request return status 401 content-type application/json string '{REJECT_BODY}' if {{ path_beg /keyed/ }}\n  \
+         stick-table type string len 64 size 100k expire 300s store http_req_rate(300s),http_req_cnt\n  \
+         http-request set-var(txn.subscription) req.hdr(ocp-apim-subscription-key),map({keys}) if {{ path_beg /limited/ }}\n  \
+         http-request return status 401 if {{ path_beg /limited/ }} !{{ var(txn.subscription) -m found }}\n  \
+         http-request track-sc0 var(txn.subscription) if {{ path_beg /limited/ }}\n  \
+         http-request deny deny_status 429 if {{ path_beg /limited/ }} {{ sc_http_req_rate(0) gt 2000000000 }}\n  \
+         http-request deny deny_status 403 if {{ path_beg /limited/ }} {{ sc_http_req_cnt(0) gt 2000000000 }}\n  \
+         http-request set-header X-Policy-A a if {{ path_beg /limited/ }}\n  \
+         http-request set-header X-Policy-B b if {{ path_beg /limited/ }}\n  \
+         http-request set-header X-Policy-C c if {{ path_beg /limited/ }}\n  \
+         http-request replace-path ^/limited(/.*) /api\\1\n  \
          default_backend origin\n\
          backend origin\n  server origin 127.0.0.1:{origin}\n",
         pem = env.cert_and_key.display(),
+        keys = haproxy_keys(env).display(),
     )
+}
+
+/// HAProxy's map of subscription keys (written next to its configuration).
+fn haproxy_keys(env: &Environment) -> PathBuf {
+    let path = env.dir.join("haproxy-keys.map");
+    // Written before HAProxy starts; a failure shows as HAProxy's own start-up error.
+    let _ = std::fs::write(&path, format!("{POLICY_KEY} bench\n"));
+    path
 }
 
 /// Waits until `addr` accepts connections; `check` fails when the process died meanwhile.

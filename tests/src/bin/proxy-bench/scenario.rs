@@ -32,10 +32,11 @@ pub(crate) enum Scenario {
     Busy1K,
     Busy8K,
     CacheHit,
+    PolicySet,
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Scenario; 11] = [
+    pub(crate) const ALL: [Scenario; 12] = [
         Scenario::Idle,
         Scenario::IdleTls,
         Scenario::Proxy5B,
@@ -47,6 +48,7 @@ impl Scenario {
         Scenario::Busy1K,
         Scenario::Busy8K,
         Scenario::CacheHit,
+        Scenario::PolicySet,
     ];
 
     /// The name `--scenarios` takes.
@@ -63,6 +65,7 @@ impl Scenario {
             Scenario::Busy1K => "busy-1k",
             Scenario::Busy8K => "busy-8k",
             Scenario::CacheHit => "cache-hit",
+            Scenario::PolicySet => "policy-set",
         }
     }
 
@@ -79,6 +82,7 @@ impl Scenario {
             Scenario::Busy1K => "busy keep-alive, 1,000 conns",
             Scenario::Busy8K => "busy keep-alive, 8,000 conns",
             Scenario::CacheHit => "1 KB served from the response cache, 64 conns",
+            Scenario::PolicySet => "policy set (key, rate limit, quota, 3 headers), 5 B, 64 conns",
         }
     }
 
@@ -121,6 +125,10 @@ impl Scenario {
             Scenario::Busy1K => spec(&http, peers::SMALL_PATH, IDLE_STEPS[0]),
             Scenario::Busy8K => spec(&http, peers::SMALL_PATH, IDLE_STEPS[1]),
             Scenario::CacheHit => spec(&http, peers::CACHED_PATH, CONNECTIONS),
+            Scenario::PolicySet => LoadSpec {
+                headers: vec![format!("Ocp-Apim-Subscription-Key: {}", peers::POLICY_KEY)],
+                ..spec(&http, peers::POLICY_PATH, CONNECTIONS)
+            },
         })
     }
 }
