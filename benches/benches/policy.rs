@@ -88,6 +88,7 @@ fn compile_document(path: &str, text: &str) -> Result<Vec<Program>, String> {
         backends: &backends,
         responses: &[],
         options: Options::default(),
+        certificates: &Default::default(),
     };
     let mut report = Report::default();
     let mut programs = Vec::with_capacity(Section::ALL.len());

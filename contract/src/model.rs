@@ -41,6 +41,8 @@ pub struct Config {
     pub backends: Vec<Backend>,
     /// TLS termination: certificates and keys (DER) and client authentication.
     pub tls: crate::tls::TlsSettings,
+    /// `[jwt]`, and the keys control fetched for the `<openid-config url>`s of the programs.
+    pub jwt: crate::jwt::JwtSettings,
 }
 
 /// A product: APIs offered together, which subscriptions can be scoped to (`context.Product`).
@@ -452,6 +454,7 @@ impl Config {
             product_policies: Vec::new(),
             backends: Vec::new(),
             tls: crate::tls::TlsSettings::default(),
+            jwt: crate::jwt::JwtSettings::default(),
         }
     }
 

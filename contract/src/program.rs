@@ -54,6 +54,8 @@ pub struct Program {
     pub ip_filters: Vec<IpFilter>,
     /// `cors` rules, referenced by [`Op::Cors`].
     pub cors: Vec<Cors>,
+    /// `validate-jwt` and `validate-azure-ad-token` rules, referenced by [`Op::ValidateJwt`].
+    pub jwt: Vec<crate::jwt::JwtRule>,
 }
 
 /// APIM's `forward-request` default timeout: 300 s.
@@ -773,6 +775,11 @@ pub enum Op {
     IpFilter(u32),
     /// Applies `cors[i]`: answers preflight requests, marks the response for CORS headers.
     Cors(u32),
+    /// Validates a JWT by `jwt[rule]`; with `token_on_stack` (`token-value`) it pops the token.
+    ValidateJwt {
+        rule: u32,
+        token_on_stack: bool,
+    },
     /// Pops username, password; sets the backend request's `Authorization: Basic ...`.
     AuthenticationBasic,
     /// Pops message; logs it with `consts[source]` to the access log.
@@ -859,6 +866,7 @@ impl Op {
             Op::SetBody { .. } | Op::Trace { .. } | Op::LimitConcurrencyEnter { .. } => (1, 0),
             Op::SetStatus { .. } | Op::FindAndReplace { .. } | Op::CheckHeader { .. } => (2, 0),
             Op::AuthenticationBasic => (2, 0),
+            Op::ValidateJwt { token_on_stack, .. } => (u16::from(token_on_stack), 0),
             Op::IpFilter(_) | Op::Cors(_) | Op::BeginResponse | Op::BeginResponseFrom { .. } => (0, 0),
             Op::Respond | Op::MockResponse { .. } | Op::LimitConcurrencyExit => (0, 0),
             Op::ForwardRequest { .. } | Op::RetryInit(_) | Op::RetryNext { .. } => (0, 0),
@@ -986,6 +994,7 @@ fn check_operands(program: &Program, at: usize, op: &Op) -> Result<(), VerifyErr
         Op::Site(i) => table("site", i, program.sites.len())?,
         Op::IpFilter(i) => table("ip-filter", i, program.ip_filters.len())?,
         Op::Cors(i) => table("cors", i, program.cors.len())?,
+        Op::ValidateJwt { rule, .. } => table("jwt", rule, program.jwt.len())?,
         Op::SetHeader { name, values, .. } | Op::SetQueryParameter { name, values, .. } => {
             string_const(name)?;
             if values > VALUES_PER_POLICY_MAX {

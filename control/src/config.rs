@@ -7,6 +7,7 @@
 
 pub mod backend_url;
 pub mod backends;
+mod certificates;
 mod compile;
 mod diagnostics;
 mod files;

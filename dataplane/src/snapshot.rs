@@ -64,7 +64,7 @@ impl Snapshot {
     /// on a worker. A program that does not verify or load, or TLS settings rustls refuses,
     /// refuse the whole snapshot.
     pub fn build(generation: u64, config: Config) -> Result<Self, BuildError> {
-        let programs = Programs::load(&config.programs)?;
+        let programs = Programs::load_with_keys(&config.programs, &config.jwt, generation)?;
         let tls = crate::tls::server_config(&config.tls)?;
         let backend_tls =
             crate::tls::backend_client_config(&config.tls.backend_cas, config.tls.backend_client.as_ref())?;

@@ -34,6 +34,7 @@ pub struct CodeBuilder {
     sites: Vec<Site>,
     ip_filters: Vec<IpFilter>,
     cors: Vec<Cors>,
+    jwt: Vec<portcullis_contract::jwt::JwtRule>,
 }
 
 /// Placeholder target of a jump whose label is not placed yet.
@@ -148,6 +149,11 @@ impl CodeBuilder {
         (self.ip_filters.len() - 1) as u32
     }
 
+    pub fn jwt(&mut self, rule: portcullis_contract::jwt::JwtRule) -> u32 {
+        self.jwt.push(rule);
+        (self.jwt.len() - 1) as u32
+    }
+
     pub fn cors(&mut self, cors: Cors) -> u32 {
         self.cors.push(cors);
         (self.cors.len() - 1) as u32
@@ -172,6 +178,7 @@ impl CodeBuilder {
             sites: self.sites,
             ip_filters: self.ip_filters,
             cors: self.cors,
+            jwt: self.jwt,
         };
         program::verify(&program)?;
         Ok(program)

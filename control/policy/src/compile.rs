@@ -6,6 +6,7 @@
 //! `limit-concurrency` become jumps around their children.
 
 mod access;
+mod jwt;
 mod policies;
 
 use std::ops::Range;
@@ -50,7 +51,13 @@ pub struct Environment<'a> {
     /// The operation's documented responses (none outside an operation, e.g. `policy check`).
     pub responses: &'a [ResponseExample],
     pub options: Options,
+    /// Public keys of the config directory's certificates by id (`validate-jwt`'s
+    /// `<key certificate-id>`).
+    pub certificates: &'a Certificates,
 }
+
+/// Public keys of certificates by certificate id.
+pub type Certificates = std::collections::BTreeMap<String, portcullis_contract::jwt::KeyMaterial>;
 
 /// Problems found while compiling, errors and warnings apart.
 #[derive(Debug, Default)]

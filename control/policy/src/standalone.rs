@@ -20,6 +20,8 @@ pub struct Context {
     /// Ids of the named backends (`set-backend-service backend-id` must name one).
     pub backends: BTreeSet<String>,
     pub options: Options,
+    /// Public keys of the certificates `<key certificate-id>` may name.
+    pub certificates: compile::Certificates,
 }
 
 /// The result of compiling one source: the program of each section that compiled, and every
@@ -61,6 +63,7 @@ pub fn compile_document(
         backends: &context.backends,
         responses: &[],
         options: context.options,
+        certificates: &context.certificates,
     };
     Section::ALL
         .into_iter()

@@ -44,12 +44,14 @@ pub(crate) fn compile(
     let mut apis = apis(&parsed, &backends, &values, diagnostics);
     let products = products(&parsed, &apis, diagnostics);
     let backend_ids = super::backends::known_ids(&parsed);
+    let certificates = super::certificates::read(dir, diagnostics);
     let compiled = super::policies::compile(
         &parsed,
         &mut apis,
         &products,
         &values,
         &backend_ids,
+        &certificates,
         policy_options(&parsed),
         diagnostics,
     );
@@ -69,6 +71,9 @@ pub(crate) fn compile(
         }
     };
     let apis: Vec<Api> = apis.into_iter().map(|(api, _)| api).collect();
+    let mut compiled = compiled;
+    let authority = parsed.gateway.as_ref().and_then(|item| item.file.jwt.azure_authority.clone());
+    set_azure_authority(&mut compiled.programs, authority.as_deref());
     let mut xdp = xdp.unwrap_or_default();
     super::xdp::add_global_ip_filters(&mut xdp, &apis, &compiled.programs);
     let config = Config {
@@ -84,12 +89,29 @@ pub(crate) fn compile(
         products,
         product_policies: compiled.product_policies,
         backends,
+        jwt: portcullis_contract::jwt::JwtSettings {
+            token_cache: parsed.gateway.as_ref().and_then(|item| item.file.jwt.token_cache).unwrap_or(true),
+            openid: Vec::new(),
+        },
     };
     if let Err(error) = config.validate() {
         diagnostics.push(Diagnostic::at_path(dir, format!("the compiled config is inconsistent: {error}")));
         return None;
     }
     Some(config)
+}
+
+/// Puts the Entra authority (`[jwt] azure-authority`) into `validate-azure-ad-token`'s OpenID
+/// URLs, which the policy compiler leaves as `{authority}/...`.
+fn set_azure_authority(programs: &mut [portcullis_contract::program::Program], authority: Option<&str>) {
+    let authority = authority.unwrap_or(super::files::AZURE_AUTHORITY_DEFAULT).trim_end_matches('/');
+    for rule in programs.iter_mut().flat_map(|program| program.jwt.iter_mut()) {
+        for url in &mut rule.openid_urls {
+            if let Some(rest) = url.strip_prefix("{authority}") {
+                *url = format!("{authority}{rest}");
+            }
+        }
+    }
 }
 
 /// Policy compile options from `gateway.toml` (`[policies] skip-unsupported`).

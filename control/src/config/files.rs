@@ -19,6 +19,22 @@ pub(crate) struct GatewayFile {
     pub(crate) xdp: super::xdp::XdpTable,
     #[serde(default)]
     pub(crate) tls: super::tls::TlsTable,
+    #[serde(default)]
+    pub(crate) jwt: JwtTable,
+}
+
+/// Entra's public cloud: where `validate-azure-ad-token` finds a tenant's keys by default.
+pub(crate) const AZURE_AUTHORITY_DEFAULT: &str = "https://login.microsoftonline.com";
+
+/// `[jwt]` in `gateway.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct JwtTable {
+    /// Base URL of Microsoft Entra (`validate-azure-ad-token`): a sovereign cloud, or a test
+    /// issuer. Default [`AZURE_AUTHORITY_DEFAULT`].
+    pub(crate) azure_authority: Option<String>,
+    /// Workers remember verified tokens (default true).
+    pub(crate) token_cache: Option<bool>,
 }
 
 /// `[policies]` in `gateway.toml`.

@@ -45,12 +45,14 @@ impl ProgramTable {
 /// Fills `apis[i].operations` and returns the programs; every problem goes to `diagnostics`.
 /// `products` are the compiled products, in the order of `parsed.products` (whose policy
 /// documents they use).
+#[allow(clippy::too_many_arguments)] // reason: each is one independent input of the compile, read once
 pub(crate) fn compile(
     parsed: &Parsed,
     apis: &mut [(Api, String)],
     products: &[Product],
     values: &NamedValues,
     backends: &std::collections::BTreeSet<String>,
+    certificates: &portcullis_policy::compile::Certificates,
     options: Options,
     diagnostics: &mut Diagnostics,
 ) -> Compiled {
@@ -73,7 +75,8 @@ pub(crate) fn compile(
             Some((index as u32, product, document))
         })
         .collect();
-    let env = Environment { named_values: values, fragments: &fragments, backends, responses: &[], options };
+    let env =
+        Environment { named_values: values, fragments: &fragments, backends, responses: &[], options, certificates };
     let mut table = ProgramTable::default();
     let mut product_policies = Vec::new();
     for (api_index, (api, id)) in apis.iter_mut().enumerate() {

@@ -32,6 +32,7 @@ pub(super) fn program(ops: Vec<Op>, consts: Vec<Const>) -> Program {
         }],
         ip_filters: Vec::new(),
         cors: Vec::new(),
+        jwt: Vec::new(),
     }
 }
 

@@ -4,6 +4,7 @@
 //! for programs that need more than [`STACK_INLINE`] / [`LOCALS_INLINE`] slots), so a typical
 //! section allocates nothing. Every op counts against `Program::step_limit`.
 
+mod jwt;
 pub(crate) mod members;
 pub(crate) mod statements;
 

@@ -27,8 +27,6 @@ const ALL: &[Section] = &[I, B, O, E];
 const UNSUPPORTED: &[&str] = &[
     "wait",
     "proxy",
-    "validate-jwt",
-    "validate-azure-ad-token",
     "validate-client-certificate",
     "authentication-certificate",
     "authentication-managed-identity",
@@ -85,6 +83,7 @@ pub(super) fn kind(name: &str) -> Kind {
         "rewrite-uri" | "check-header" | "ip-filter" | "cors" | "authentication-basic" => &[I],
         "set-backend-service" => &[I, B],
         "forward-request" => &[B],
+        "validate-jwt" | "validate-azure-ad-token" => &[I],
         _ if UNSUPPORTED.contains(&name) => return Kind::Unsupported,
         _ => return Kind::Unknown,
     };
@@ -125,6 +124,27 @@ pub(super) fn attributes(name: &str) -> &'static [&'static str] {
         "mock-response" => &["status-code", "content-type", "index"],
         "retry" => &["condition", "count", "interval", "max-interval", "delta", "first-fast-retry"],
         "limit-concurrency" => &["key", "max-count"],
+        "validate-jwt" => &[
+            "header-name",
+            "query-parameter-name",
+            "token-value",
+            "failed-validation-httpcode",
+            "failed-validation-error-message",
+            "require-expiration-time",
+            "require-scheme",
+            "require-signed-tokens",
+            "clock-skew",
+            "output-token-variable-name",
+        ],
+        "validate-azure-ad-token" => &[
+            "tenant-id",
+            "header-name",
+            "query-parameter-name",
+            "token-value",
+            "failed-validation-httpcode",
+            "failed-validation-error-message",
+            "output-token-variable-name",
+        ],
         _ => &[],
     }
 }
@@ -152,6 +172,8 @@ pub(super) fn compile(c: &mut SectionCompiler<'_>, element: &Element, place: &Pl
         "ip-filter" => access::ip_filter(c, element, place),
         "cors" => access::cors(c, element, place),
         "authentication-basic" => authentication_basic(c, element, place),
+        "validate-jwt" => super::jwt::validate_jwt(c, element, place),
+        "validate-azure-ad-token" => super::jwt::validate_azure_ad_token(c, element, place),
         other => c.error(place, element.name_span.clone(), format!("internal: no compiler for <{other}>")),
     }
 }

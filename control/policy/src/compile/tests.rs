@@ -14,7 +14,15 @@ struct Compiled {
 fn compile_with(text: &str, values: &NamedValues, fragments: &Fragments, options: Options) -> Compiled {
     let document = Document::parse(Arc::new(SourceFile::new("api/policy.xml", text)), ScopeKind::Api).unwrap();
     let backends = std::collections::BTreeSet::from(["pool".to_owned()]);
-    let env = Environment { named_values: values, fragments, backends: &backends, responses: &[], options };
+    let certificates = test_certificates();
+    let env = Environment {
+        named_values: values,
+        fragments,
+        backends: &backends,
+        responses: &[],
+        options,
+        certificates: &certificates,
+    };
     let mut report = Report::default();
     let programs = Section::ALL
         .into_iter()
@@ -287,4 +295,10 @@ fn forward_request_options_compile_into_the_op() {
     let error =
         first_error("<policies><backend><forward-request timeout=\"@(1)\" timeout-ms=\"@(2)\"/></backend></policies>");
     assert!(error.contains("not both"), "{error}");
+}
+
+/// The certificates the compile tests know: `signer` (an RSA public key).
+fn test_certificates() -> Certificates {
+    let material = portcullis_contract::jwt::KeyMaterial::RsaDer(vec![0x30, 0x00]);
+    Certificates::from([("signer".to_owned(), material)])
 }

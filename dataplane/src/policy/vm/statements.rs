@@ -103,6 +103,7 @@ impl<'r, 'a> Machine<'r, 'a> {
             }
             Op::IpFilter(index) => self.ip_filter(index),
             Op::Cors(index) => self.cors(index),
+            Op::ValidateJwt { rule, token_on_stack } => self.validate_jwt(rule, token_on_stack),
             Op::AuthenticationBasic => {
                 let password = self.pop_text("authentication-basic")?;
                 let user = self.pop_text("authentication-basic")?;
