@@ -302,3 +302,5 @@ fn test_certificates() -> Certificates {
     let material = portcullis_contract::jwt::KeyMaterial::RsaDer(vec![0x30, 0x00]);
     Certificates::from([("signer".to_owned(), material)])
 }
+
+mod jwt;
