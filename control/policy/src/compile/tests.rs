@@ -134,7 +134,7 @@ fn unsupported_and_unknown_policies_are_errors_with_positions() {
 fn skip_unsupported_turns_errors_into_warnings() {
     let options = Options { skip_unsupported: true, allow_unknown_references: false };
     let compiled = compile_with(
-        "<policies><inbound><validate-jwt header-name=\"a\"/><set-header name=\"x\"><value>1</value></set-header></inbound></policies>",
+        "<policies><inbound><log-to-eventhub logger-id=\"a\"/><set-header name=\"x\"><value>1</value></set-header></inbound></policies>",
         &NamedValues::default(),
         &Fragments::default(),
         options,
