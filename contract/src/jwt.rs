@@ -132,11 +132,25 @@ pub struct JwtSettings {
     /// The keys of each `<openid-config url>` control fetched at least once; a URL whose fetch
     /// never succeeded is absent.
     pub openid: Vec<OpenIdKeySet>,
+    /// Control re-fetches every OpenID configuration this often (`[jwt] openid-refresh-s`).
+    pub openid_refresh_s: u32,
+    /// ... and after a failure or an unknown `kid`, at most this often (`[jwt] openid-refetch-min-s`).
+    pub openid_refetch_min_s: u32,
 }
+
+/// APIM's refresh of OpenID configurations: "every 1 hour".
+pub const OPENID_REFRESH_S_DEFAULT: u32 = 3600;
+/// APIM's limit on re-fetches after a failure or an unknown `kid`: "at most once per 5 min".
+pub const OPENID_REFETCH_MIN_S_DEFAULT: u32 = 300;
 
 impl Default for JwtSettings {
     fn default() -> Self {
-        Self { token_cache: true, openid: Vec::new() }
+        Self {
+            token_cache: true,
+            openid: Vec::new(),
+            openid_refresh_s: OPENID_REFRESH_S_DEFAULT,
+            openid_refetch_min_s: OPENID_REFETCH_MIN_S_DEFAULT,
+        }
     }
 }
 

@@ -89,16 +89,25 @@ pub(crate) fn compile(
         products,
         product_policies: compiled.product_policies,
         backends,
-        jwt: portcullis_contract::jwt::JwtSettings {
-            token_cache: parsed.gateway.as_ref().and_then(|item| item.file.jwt.token_cache).unwrap_or(true),
-            openid: Vec::new(),
-        },
+        jwt: jwt_settings(&parsed),
     };
     if let Err(error) = config.validate() {
         diagnostics.push(Diagnostic::at_path(dir, format!("the compiled config is inconsistent: {error}")));
         return None;
     }
     Some(config)
+}
+
+/// `[jwt]` as the snapshot carries it (the OpenID keys are added by the publisher).
+fn jwt_settings(parsed: &Parsed) -> portcullis_contract::jwt::JwtSettings {
+    let defaults = portcullis_contract::jwt::JwtSettings::default();
+    let Some(table) = parsed.gateway.as_ref().map(|item| &item.file.jwt) else { return defaults };
+    portcullis_contract::jwt::JwtSettings {
+        token_cache: table.token_cache.unwrap_or(defaults.token_cache),
+        openid: Vec::new(),
+        openid_refresh_s: table.openid_refresh_s.unwrap_or(defaults.openid_refresh_s).max(1),
+        openid_refetch_min_s: table.openid_refetch_min_s.unwrap_or(defaults.openid_refetch_min_s),
+    }
 }
 
 /// Puts the Entra authority (`[jwt] azure-authority`) into `validate-azure-ad-token`'s OpenID

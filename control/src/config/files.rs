@@ -35,6 +35,10 @@ pub(crate) struct JwtTable {
     pub(crate) azure_authority: Option<String>,
     /// Workers remember verified tokens (default true).
     pub(crate) token_cache: Option<bool>,
+    /// Seconds between refreshes of OpenID keys (default 3600).
+    pub(crate) openid_refresh_s: Option<u32>,
+    /// Least seconds between re-fetches after a failure or an unknown `kid` (default 300).
+    pub(crate) openid_refetch_min_s: Option<u32>,
 }
 
 /// `[policies]` in `gateway.toml`.

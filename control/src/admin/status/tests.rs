@@ -19,6 +19,7 @@ fn view(connected: bool) -> PublisherView {
             listen_tls: None,
         }),
         config: std::sync::Arc::new(Config::empty("/cfg")),
+        openid: Vec::new(),
     }
 }
 
