@@ -1,6 +1,7 @@
 //! Tests of the policy VM on hand-built programs over a parsed request.
 
 mod builtins;
+mod jwt;
 mod ops;
 
 use std::net::IpAddr;
