@@ -164,3 +164,16 @@ pub struct OpenIdKeySet {
     /// The JWKS's keys that `jsonwebtoken` can use (others are skipped when fetched).
     pub keys: Vec<JwtKey>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let key = JwtKey { id: Some("k".into()), material: KeyMaterial::Symmetric(b"super-secret".to_vec()) };
+        let shown = format!("{key:?}");
+        assert!(!shown.contains("super") && !shown.contains("115, 117"), "{shown}");
+        assert!(shown.contains("12 bytes redacted"), "{shown}");
+    }
+}

@@ -121,10 +121,19 @@ impl Publisher {
 
     /// Publishes the current config again with the OpenID keys as they are now (after a
     /// refresh changed them). Returns the generation.
+    /// Done under the state lock, so a reload published meanwhile is never replaced by the
+    /// config it superseded.
     pub fn republish_keys(&self) -> Result<u64, PublishError> {
-        let mut config = Config::clone(&self.view().config);
+        let mut state = self.lock();
+        let mut config = Config::clone(&state.config);
+        config.jwt.openid = self.openid.sets_for(&config);
         config.key_index = KeyIndex::build(crate::config::random_seed(), config.key_index.entries().to_vec())?;
-        self.publish(config)
+        let generation = state.generation + 1;
+        state.snapshot = snapshot::encode(generation, &config)?;
+        state.generation = generation;
+        state.config = Arc::new(config);
+        send_current(&mut state);
+        Ok(generation)
     }
 
     /// Publishes `config` as the next generation and sends it to the connected data plane (if any;

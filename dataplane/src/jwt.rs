@@ -190,11 +190,12 @@ fn verify_signature(check: &Check<'_>, token: &str) -> Result<Decoded, Failure> 
     }
     let algorithm = Algorithm::from_str(alg).map_err(|_| failures::signature_invalid())?;
     let kid = jwt.header.get("kid").and_then(serde_json::Value::as_str);
-    let candidates = candidates(check.ring, kid, algorithm);
+    let (candidates, by_id) = candidates(check.ring, kid, algorithm);
+    if kid.is_some() && !by_id && check.ring.openid_bits != 0 {
+        // A `kid` no key answers to: the provider may have rotated its keys.
+        report_key_miss(check.ring.openid_bits);
+    }
     if candidates.is_empty() {
-        if kid.is_some() && check.ring.openid_bits != 0 {
-            report_key_miss(check.ring.openid_bits);
-        }
         return Err(failures::key_not_found());
     }
     for key in candidates {
@@ -206,16 +207,16 @@ fn verify_signature(check: &Check<'_>, token: &str) -> Result<Decoded, Failure> 
 }
 
 /// The keys to try: those whose `id` is the token's `kid`; with no such key (or no `kid`),
-/// those without an id; all for the token's algorithm.
-fn candidates<'r>(ring: &'r KeyRing, kid: Option<&str>, algorithm: Algorithm) -> Vec<&'r keys::VerifyKey> {
+/// those without an id; all for the token's algorithm. The flag: a key answered to the `kid`.
+fn candidates<'r>(ring: &'r KeyRing, kid: Option<&str>, algorithm: Algorithm) -> (Vec<&'r keys::VerifyKey>, bool) {
     let fits = |key: &&keys::VerifyKey| key.algorithms.contains(&algorithm);
     if let Some(kid) = kid {
         let by_id: Vec<_> = ring.keys.iter().filter(|key| key.id.as_deref() == Some(kid)).filter(fits).collect();
         if !by_id.is_empty() {
-            return by_id;
+            return (by_id, true);
         }
     }
-    ring.keys.iter().filter(|key| kid.is_none() || key.id.is_none()).filter(fits).collect()
+    (ring.keys.iter().filter(|key| kid.is_none() || key.id.is_none()).filter(fits).collect(), false)
 }
 
 fn report_key_miss(bits: u64) {

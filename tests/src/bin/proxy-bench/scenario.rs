@@ -31,10 +31,12 @@ pub(crate) enum Scenario {
     IdleTls,
     Busy1K,
     Busy8K,
+    Jwt,
+    JwtNoCache,
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Scenario; 10] = [
+    pub(crate) const ALL: [Scenario; 12] = [
         Scenario::Idle,
         Scenario::IdleTls,
         Scenario::Proxy5B,
@@ -45,6 +47,8 @@ impl Scenario {
         Scenario::TlsHandshake,
         Scenario::Busy1K,
         Scenario::Busy8K,
+        Scenario::Jwt,
+        Scenario::JwtNoCache,
     ];
 
     /// The name `--scenarios` takes.
@@ -60,6 +64,8 @@ impl Scenario {
             Scenario::IdleTls => "idle-tls",
             Scenario::Busy1K => "busy-1k",
             Scenario::Busy8K => "busy-8k",
+            Scenario::Jwt => "jwt",
+            Scenario::JwtNoCache => "jwt-nocache",
         }
     }
 
@@ -75,11 +81,18 @@ impl Scenario {
             Scenario::IdleTls => "idle TLS 1.3 keep-alive connections (memory)",
             Scenario::Busy1K => "busy keep-alive, 1,000 conns",
             Scenario::Busy8K => "busy keep-alive, 8,000 conns",
+            Scenario::Jwt => "JWT RS256+ES256 verified, 400 tokens reused, 64 conns",
+            Scenario::JwtNoCache => "JWT as jwt, Portcullis without its verified-token cache",
         }
     }
 
     pub(crate) fn tls(self) -> bool {
         matches!(self, Scenario::TlsKeepAlive | Scenario::TlsHandshake | Scenario::IdleTls)
+    }
+
+    /// Whether it validates JWTs (nginx, open source, cannot: it sits these out).
+    pub(crate) fn jwt(self) -> bool {
+        matches!(self, Scenario::Jwt | Scenario::JwtNoCache)
     }
 
     /// Whether it measures memory per idle connection (no load).
@@ -97,6 +110,7 @@ impl Scenario {
             duration,
             headers: Vec::new(),
             rate: None,
+            script: None,
         };
         Some(match self {
             Scenario::Idle | Scenario::IdleTls => return None,
@@ -111,6 +125,10 @@ impl Scenario {
             },
             Scenario::Busy1K => spec(&http, peers::SMALL_PATH, IDLE_STEPS[0]),
             Scenario::Busy8K => spec(&http, peers::SMALL_PATH, IDLE_STEPS[1]),
+            Scenario::Jwt | Scenario::JwtNoCache => LoadSpec {
+                script: Some(crate::jwt::wrk_script(peers::JWT_PATH)),
+                ..spec(&http, peers::JWT_PATH, CONNECTIONS)
+            },
         })
     }
 }
