@@ -30,11 +30,18 @@ pub(super) fn validate_jwt(c: &mut SectionCompiler<'_>, element: &Element, place
         }
         _ => 0,
     };
+    // A key source that failed to compile has its own error; no second one for its absence.
+    let mut key_sources = 0;
     for child in element.elements() {
         match child.name.as_str() {
-            "openid-config" => openid_config(c, child, place, &mut rule),
+            "openid-config" => {
+                key_sources += 1;
+                openid_config(c, child, place, &mut rule);
+            }
             "issuer-signing-keys" => {
-                for key in children(c, child, "key", place) {
+                let keys = children(c, child, "key", place);
+                key_sources += keys.len();
+                for key in keys {
                     if let Some(key) = signing_key(c, key, place) {
                         rule.keys.push(key);
                     }
@@ -54,7 +61,7 @@ pub(super) fn validate_jwt(c: &mut SectionCompiler<'_>, element: &Element, place
             ),
         }
     }
-    if rule.require_signed_tokens && rule.keys.is_empty() && rule.openid_urls.is_empty() {
+    if rule.require_signed_tokens && key_sources == 0 {
         c.error(
             place,
             element.name_span.clone(),

@@ -128,6 +128,8 @@ fn every_mistake_is_a_compile_error_at_its_place() {
     assert!(error.contains("needs one of header-name, query-parameter-name or token-value"), "{error}");
     let error = error_at(r#"<validate-jwt header-name="Authorization" />"#, "2:4");
     assert!(error.contains("needs <issuer-signing-keys> or <openid-config"), "{error}");
+    let error = error_at(r#"<validate-jwt header-name="Authorization"><issuer-signing-keys /></validate-jwt>"#, "2:4");
+    assert!(error.contains("needs <issuer-signing-keys> or <openid-config"), "{error}");
     let error = error_at(&format!(r#"<validate-jwt header-name="A b">{keys}</validate-jwt>"#), "2:30");
     assert!(error.contains("not a valid HTTP header name"), "{error}");
     let error = error_at(
