@@ -124,3 +124,40 @@ fn backends_come_from_the_data_planes_report() {
     assert!(table.contains("1 workers"), "{table}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn openid_keys_and_a_failed_refresh_are_shown() {
+    let entries = [
+        crate::openid::OpenIdStatus {
+            url: "https://a.test/.well-known/openid-configuration".into(),
+            keys: 2,
+            fetched_unix_s: Some(1_000),
+            last_error: None,
+        },
+        crate::openid::OpenIdStatus {
+            url: "https://b.test/.well-known/openid-configuration".into(),
+            keys: 1,
+            fetched_unix_s: Some(900),
+            last_error: Some("status 503 Service Unavailable".into()),
+        },
+        crate::openid::OpenIdStatus {
+            url: "https://c.test/.well-known/openid-configuration".into(),
+            keys: 0,
+            fetched_unix_s: None,
+            last_error: Some("connect: refused".into()),
+        },
+    ];
+    let mut out = String::new();
+    render_openid(&mut out, &entries, 1_065);
+    assert_eq!(
+        out,
+        "
+openid keys
+  https://a.test/.well-known/openid-configuration  2 keys, fetched 1m 05s ago
+  https://b.test/.well-known/openid-configuration  1 keys, fetched 2m 45s ago
+    LAST FETCH FAILED (serving the last good keys): status 503 Service Unavailable
+  https://c.test/.well-known/openid-configuration  0 keys
+    LAST FETCH FAILED (no keys yet): connect: refused
+"
+    );
+}
