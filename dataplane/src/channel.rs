@@ -120,11 +120,15 @@ impl ChannelTask {
                 }
             };
             channel::send(socket, &reply, None)?;
+            // Snapshots arriving more often than the timeout must not starve the reports.
+            self.report_key_misses(socket)?;
         }
     }
 
     /// Tells control which OpenID URLs saw tokens with a `kid` no key answers to
-    /// ([`crate::jwt::KEY_MISSES`]), so it fetches their keys again.
+    /// ([`crate::jwt::KEY_MISSES`]), so it fetches their keys again. The bits index the current
+    /// snapshot's URLs; a worker still on the previous one may name a URL by its old place, which
+    /// costs at most one needless (and rate-limited) fetch.
     fn report_key_misses(&self, socket: &OwnedFd) -> Result<(), ChannelError> {
         let bits = crate::jwt::KEY_MISSES.swap(0, std::sync::atomic::Ordering::Relaxed);
         if bits == 0 {
