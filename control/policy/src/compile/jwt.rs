@@ -106,40 +106,7 @@ pub(super) fn validate_azure_ad_token(c: &mut SectionCompiler<'_>, element: &Ele
 
 /// The token source and the attributes both policies share.
 fn common(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) -> Option<JwtRule> {
-    let sources: Vec<&str> = ["header-name", "query-parameter-name", "token-value"]
-        .into_iter()
-        .filter(|name| element.attr(name).is_some())
-        .collect();
-    if sources.len() > 1 {
-        c.error(
-            place,
-            element.name_span.clone(),
-            format!("<{}> reads the token from one place: {} are exclusive", element.name, sources.join(" and ")),
-        );
-        return None;
-    }
-    let source = match sources.first().copied() {
-        Some("query-parameter-name") => {
-            TokenSource::Query(c.required_literal(element, "query-parameter-name", place)?)
-        }
-        Some("token-value") => TokenSource::Value,
-        Some(_) => {
-            let name = header_name(c, element, place)?;
-            header_source(c, element, place, name)?
-        }
-        // `validate-azure-ad-token` reads `Authorization` unless told otherwise.
-        None if element.name == "validate-azure-ad-token" => {
-            header_source(c, element, place, "Authorization".to_owned())?
-        }
-        None => {
-            c.error(
-                place,
-                element.name_span.clone(),
-                "<validate-jwt> needs one of header-name, query-parameter-name or token-value",
-            );
-            return None;
-        }
-    };
+    let source = token_source(c, element, place)?;
     let status = match c.literal_parsed::<u16>(element, "failed-validation-httpcode", "an HTTP status", place)? {
         Some(status) if (100..=599).contains(&status) => status,
         Some(status) => {
@@ -173,6 +140,44 @@ fn common(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) -> Opti
         required_claims: Vec::new(),
         azure: None,
     })
+}
+
+/// Exactly one of `header-name`, `query-parameter-name` and `token-value`
+/// (`validate-azure-ad-token`: `Authorization` when none is given).
+fn token_source(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) -> Option<TokenSource> {
+    let sources: Vec<&str> = ["header-name", "query-parameter-name", "token-value"]
+        .into_iter()
+        .filter(|name| element.attr(name).is_some())
+        .collect();
+    if sources.len() > 1 {
+        c.error(
+            place,
+            element.name_span.clone(),
+            format!("<{}> reads the token from one place: {} are exclusive", element.name, sources.join(" and ")),
+        );
+        return None;
+    }
+    match sources.first().copied() {
+        Some("query-parameter-name") => {
+            Some(TokenSource::Query(c.required_literal(element, "query-parameter-name", place)?))
+        }
+        Some("token-value") => Some(TokenSource::Value),
+        Some(_) => {
+            let name = header_name(c, element, place)?;
+            header_source(c, element, place, name)
+        }
+        None if element.name == "validate-azure-ad-token" => {
+            header_source(c, element, place, "Authorization".to_owned())
+        }
+        None => {
+            c.error(
+                place,
+                element.name_span.clone(),
+                "<validate-jwt> needs one of header-name, query-parameter-name or token-value",
+            );
+            None
+        }
+    }
 }
 
 fn header_name(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) -> Option<String> {
