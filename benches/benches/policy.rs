@@ -89,9 +89,9 @@ fn compile_document(path: &str, text: &str) -> Result<Vec<Program>, String> {
         named_values: &named_values,
         fragments: &fragments,
         backends: &backends,
-        certificates: &backends,
         responses: &[],
         options: Options::default(),
+        certificates: &Default::default(),
     };
     let mut report = Report::default();
     let mut programs = Vec::with_capacity(Section::ALL.len());

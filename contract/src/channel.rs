@@ -44,6 +44,9 @@ pub enum ToControl {
     Applied { generation: u64 },
     /// The snapshot was refused; the previous one keeps serving.
     Rejected { generation: u64, reason: String },
+    /// Tokens named a `kid` that no key of these `<openid-config url>`s answers to (a key
+    /// rotation): control re-fetches them, at most once per 5 minutes each.
+    UnknownKid { urls: Vec<String> },
 }
 
 /// Control → data plane.

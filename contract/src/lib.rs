@@ -5,6 +5,7 @@
 //! - [`snapshot`]: the sealed snapshot file: header (magic, version, generation, length, checksum) and payload.
 //! - [`stats`]: the shared-memory stats region, one slot per worker, written only by that worker.
 //! - [`channel`]: the messages on the snapshot channel (a `SOCK_SEQPACKET` Unix socket carrying memfds).
+//! - [`jwt`]: compiled `validate-jwt` rules and the OpenID keys control fetched for them.
 //! - [`layout`]: where each file lives inside the data directory.
 //! - [`shutdown`]: the drain timeout's default, which both command lines show.
 //! - [`tls`]: the TLS settings a snapshot carries (certificate chains and keys as DER, client auth).
@@ -18,6 +19,7 @@
 //! blocking send and receive with a descriptor attached).
 
 pub mod channel;
+pub mod jwt;
 pub mod key_index;
 pub mod layout;
 pub mod model;

@@ -43,6 +43,8 @@ pub struct Config {
     pub tls: crate::tls::TlsSettings,
     /// `[cache]`: the response and value caches (docs/cache.md).
     pub cache: CacheSettings,
+    /// `[jwt]`, and the keys control fetched for the `<openid-config url>`s of the programs.
+    pub jwt: crate::jwt::JwtSettings,
 }
 
 /// `[cache]` in `gateway.toml`: the internal cache's bounds and the external cache. `Debug`
@@ -504,6 +506,7 @@ impl Config {
             backends: Vec::new(),
             tls: crate::tls::TlsSettings::default(),
             cache: CacheSettings::default(),
+            jwt: crate::jwt::JwtSettings::default(),
         }
     }
 

@@ -59,6 +59,8 @@ pub struct Program {
     pub client_certificate_checks: Vec<ClientCertificateCheck>,
     /// `rate-limit`, `rate-limit-by-key`, `quota`, `quota-by-key`, referenced by [`Op::Limit`].
     pub limits: Vec<Limit>,
+    /// `validate-jwt` and `validate-azure-ad-token` rules, referenced by [`Op::ValidateJwt`].
+    pub jwt: Vec<crate::jwt::JwtRule>,
 }
 
 /// APIM's `forward-request` default timeout: 300 s.
@@ -886,6 +888,11 @@ pub enum Op {
     IpFilter(u32),
     /// Applies `cors[i]`: answers preflight requests, marks the response for CORS headers.
     Cors(u32),
+    /// Validates a JWT by `jwt[rule]`; with `token_on_stack` (`token-value`) it pops the token.
+    ValidateJwt {
+        rule: u32,
+        token_on_stack: bool,
+    },
     /// Pops username, password; sets the backend request's `Authorization: Basic ...`.
     AuthenticationBasic,
     /// Checks the connection's client certificate against `client_certificate_checks[i]`.
@@ -1026,6 +1033,7 @@ impl Op {
             Op::AuthenticationBasic => (2, 0),
             Op::ValidateClientCertificate(_) => (0, 0),
             Op::AuthenticationCertificate { .. } => (1, 0),
+            Op::ValidateJwt { token_on_stack, .. } => (u16::from(token_on_stack), 0),
             Op::IpFilter(_) | Op::Cors(_) | Op::BeginResponse | Op::BeginResponseFrom { .. } => (0, 0),
             Op::Respond | Op::MockResponse { .. } | Op::LimitConcurrencyExit => (0, 0),
             Op::ForwardRequest { .. } | Op::RetryInit(_) | Op::RetryNext { .. } => (0, 0),
@@ -1184,6 +1192,7 @@ fn check_operands(program: &Program, at: usize, op: &Op) -> Result<(), VerifyErr
                 return Err(VerifyError::Operand { at, what: "too many client certificate identities" });
             }
         }
+        Op::ValidateJwt { rule, .. } => table("jwt", rule, program.jwt.len())?,
         Op::SetHeader { name, values, .. } | Op::SetQueryParameter { name, values, .. } => {
             string_const(name)?;
             if values > VALUES_PER_POLICY_MAX {

@@ -8,6 +8,7 @@
 pub mod backend_url;
 pub mod backends;
 mod cache;
+mod certificates;
 mod compile;
 mod diagnostics;
 mod files;
@@ -68,9 +69,14 @@ pub fn backend_ids(dir: &Path) -> std::collections::BTreeSet<String> {
     load::backend_ids(dir)
 }
 
-/// The ids of the named certificates in the config directory `dir`.
-pub fn certificate_ids(dir: &Path) -> std::collections::BTreeSet<String> {
-    load::certificate_ids(dir)
+/// The named certificates of the config directory `dir` (for standalone policy checks; files
+/// that do not read are left out, and `config check` reports them).
+pub fn certificates(dir: &Path) -> portcullis_policy::compile::Certificates {
+    let mut diagnostics = Diagnostics::default();
+    let Some(table) = load::gateway_tls(dir) else { return Default::default() };
+    let source = SourceFile::new(dir.join(load::GATEWAY_FILE).display().to_string(), "");
+    let settings = tls::compile(&table, &source, dir, &mut diagnostics);
+    certificates::read(&settings.named)
 }
 
 /// A fresh key-index seed, so nobody can aim hash collisions at a snapshot they have not seen.

@@ -20,6 +20,7 @@ pub mod config;
 pub mod ctl;
 pub mod data_dir;
 pub mod echo;
+pub mod openid;
 pub mod policy;
 pub mod publisher;
 pub mod quickstart;

@@ -54,6 +54,8 @@ pub struct PublisherView {
     pub dataplane: Option<DataPlaneInfo>,
     /// The latest compiled config (shared, not copied: it may hold many thousands of keys).
     pub config: Arc<Config>,
+    /// The `<openid-config>` URLs of the config and how their keys were fetched.
+    pub openid: Vec<crate::openid::OpenIdStatus>,
 }
 
 /// Why a snapshot could not be published.
@@ -70,6 +72,8 @@ pub enum PublishError {
 pub struct Publisher {
     state: Mutex<State>,
     changed: Condvar,
+    /// The OpenID keys every published config gets (`validate-jwt`'s `<openid-config>`).
+    openid: Arc<crate::openid::Store>,
 }
 
 #[derive(Debug)]
@@ -87,6 +91,16 @@ struct State {
 impl Publisher {
     /// A publisher whose first snapshot is `config` as `generation` (≥ 1).
     pub fn new(config: Config, generation: u64) -> Result<Self, PublishError> {
+        Self::with_openid(config, generation, Arc::default())
+    }
+
+    /// As [`Publisher::new`], with the OpenID keys fetched so far (they go into every snapshot).
+    pub fn with_openid(
+        mut config: Config,
+        generation: u64,
+        openid: Arc<crate::openid::Store>,
+    ) -> Result<Self, PublishError> {
+        config.jwt.openid = openid.sets_for(&config);
         let snapshot = snapshot::encode(generation, &config)?;
         let state = State {
             generation,
@@ -97,12 +111,35 @@ impl Publisher {
             applied_generation: 0,
             rejection: None,
         };
-        Ok(Self { state: Mutex::new(state), changed: Condvar::new() })
+        Ok(Self { state: Mutex::new(state), changed: Condvar::new(), openid })
+    }
+
+    /// The OpenID key store the snapshots take their keys from.
+    pub fn openid(&self) -> &Arc<crate::openid::Store> {
+        &self.openid
+    }
+
+    /// Publishes the current config again with the OpenID keys as they are now (after a
+    /// refresh changed them). Returns the generation.
+    /// Done under the state lock, so a reload published meanwhile is never replaced by the
+    /// config it superseded.
+    pub fn republish_keys(&self) -> Result<u64, PublishError> {
+        let mut state = self.lock();
+        let mut config = Config::clone(&state.config);
+        config.jwt.openid = self.openid.sets_for(&config);
+        config.key_index = KeyIndex::build(crate::config::random_seed(), config.key_index.entries().to_vec())?;
+        let generation = state.generation + 1;
+        state.snapshot = snapshot::encode(generation, &config)?;
+        state.generation = generation;
+        state.config = Arc::new(config);
+        send_current(&mut state);
+        Ok(generation)
     }
 
     /// Publishes `config` as the next generation and sends it to the connected data plane (if any;
     /// otherwise it gets it when it connects). Returns the generation.
-    pub fn publish(&self, config: Config) -> Result<u64, PublishError> {
+    pub fn publish(&self, mut config: Config) -> Result<u64, PublishError> {
+        config.jwt.openid = self.openid.sets_for(&config);
         let mut state = self.lock();
         let generation = state.generation + 1;
         state.snapshot = snapshot::encode(generation, &config)?;
@@ -144,6 +181,7 @@ impl Publisher {
             applied_generation: state.applied_generation,
             connected: state.connection.is_some(),
             dataplane: state.dataplane.clone(),
+            openid: self.openid.status(&state.config),
             config: Arc::clone(&state.config),
         }
     }
@@ -207,6 +245,10 @@ impl Publisher {
             ToControl::Applied { generation } => {
                 tracing::info!("data plane applied generation {generation}");
                 state.applied_generation = state.applied_generation.max(generation);
+            }
+            ToControl::UnknownKid { urls } => {
+                tracing::info!("the data plane saw tokens with an unknown kid for {}", urls.join(", "));
+                self.openid.report_misses(&urls);
             }
             ToControl::Rejected { generation, reason } => {
                 tracing::error!(

@@ -107,7 +107,11 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
     }
     let config = config::load(&plan.config_dir, &provided)?;
     let generation = next_generation(&plan.data_dir);
-    let publisher = Arc::new(Publisher::new(config, generation)?);
+    // OpenID keys are fetched before the first snapshot, so it can verify tokens from the start.
+    let openid = Arc::new(crate::openid::Store::default());
+    openid.refresh(&config).await;
+    let publisher = Arc::new(Publisher::with_openid(config, generation, openid)?);
+    tokio::spawn(refresh_openid_keys(Arc::clone(&publisher)));
     let channel_path = plan.data_dir.snapshot_socket();
     let channel = portcullis_contract::channel::listen(&channel_path)
         .with_context(|| format!("cannot bind the snapshot channel {}", channel_path.display()))?;
@@ -133,6 +137,24 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
     tracing::info!("{reason}: shutting down");
     stop(&plan, dataplane, echo.map(|(child, _)| child)).await;
     Ok(())
+}
+
+/// How often the refresher looks for OpenID keys that are due (the intervals themselves are
+/// `[jwt] openid-refresh-s` and `openid-refetch-min-s`).
+const OPENID_CHECK_INTERVAL_MS: u64 = 1_000;
+
+/// Keeps the OpenID keys of the current config fresh; publishes a new generation when they change.
+async fn refresh_openid_keys(publisher: Arc<Publisher>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(OPENID_CHECK_INTERVAL_MS)).await;
+        let config = publisher.view().config;
+        if publisher.openid().refresh(&config).await {
+            match publisher.republish_keys() {
+                Ok(generation) => tracing::info!("published generation {generation} with new OpenID keys"),
+                Err(error) => tracing::error!("cannot publish the new OpenID keys: {error}"),
+            }
+        }
+    }
 }
 
 /// Where the data plane listens: plain HTTP and, with --listen-tls, HTTPS.

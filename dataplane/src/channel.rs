@@ -20,6 +20,8 @@ use crate::snapshot::{self as snapshot_cell, SnapshotCell};
 pub const RECONNECT_DELAY_INITIAL_MS: u64 = 100;
 /// Reconnect delay ceiling: control restarts are noticed within 2 s.
 pub const RECONNECT_DELAY_MAX_MS: u64 = 2_000;
+/// How often the workers' reports of unknown `kid`s go to control (at most one message each).
+pub const KEY_MISS_REPORT_INTERVAL_MS: u64 = 1_000;
 
 /// What the channel thread needs.
 #[derive(Debug)]
@@ -91,7 +93,24 @@ impl ChannelTask {
             generation: self.cell.generation(),
         };
         channel::send(socket, &hello, None)?;
-        while let Some((message, fd)) = channel::recv::<ToDataPlane>(socket)? {
+        // Wake up every second to pass on the workers' key-miss reports (validate-jwt).
+        rustix::net::sockopt::set_socket_timeout(
+            socket,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(Duration::from_millis(KEY_MISS_REPORT_INTERVAL_MS)),
+        )
+        .map_err(std::io::Error::from)?;
+        loop {
+            let received = match channel::recv::<ToDataPlane>(socket) {
+                Ok(Some(received)) => received,
+                Ok(None) => return Ok(()),
+                Err(ChannelError::Io(error)) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.report_key_misses(socket)?;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            let (message, fd) = received;
             let ToDataPlane::Snapshot { generation } = message;
             let reply = match self.apply(generation, fd) {
                 Ok(()) => ToControl::Applied { generation },
@@ -101,8 +120,33 @@ impl ChannelTask {
                 }
             };
             channel::send(socket, &reply, None)?;
+            // Snapshots arriving more often than the timeout must not starve the reports.
+            self.report_key_misses(socket)?;
         }
-        Ok(())
+    }
+
+    /// Tells control which OpenID URLs saw tokens with a `kid` no key answers to
+    /// ([`crate::jwt::KEY_MISSES`]), so it fetches their keys again. The bits index the current
+    /// snapshot's URLs; a worker still on the previous one may name a URL by its old place, which
+    /// costs at most one needless (and rate-limited) fetch.
+    fn report_key_misses(&self, socket: &OwnedFd) -> Result<(), ChannelError> {
+        let bits = crate::jwt::KEY_MISSES.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if bits == 0 {
+            return Ok(());
+        }
+        let Some(snapshot) = self.cell.load() else { return Ok(()) };
+        let urls: Vec<String> = snapshot
+            .programs
+            .openid_urls()
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| bits & (1u64 << (*index).min(63)) != 0)
+            .map(|(_, url)| url.clone())
+            .collect();
+        if urls.is_empty() {
+            return Ok(());
+        }
+        channel::send(socket, &ToControl::UnknownKid { urls }, None)
     }
 
     /// Checks, builds and publishes one snapshot; the error is the reason sent back to control.

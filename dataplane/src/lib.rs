@@ -16,6 +16,7 @@ pub mod drain;
 pub mod gateway;
 pub mod http;
 mod io;
+pub mod jwt;
 pub mod last_good;
 pub mod listener;
 pub mod logging;

@@ -71,7 +71,7 @@ impl Snapshot {
     /// on a worker. A program that does not verify or load, or TLS settings rustls refuses,
     /// refuse the whole snapshot.
     pub fn build(generation: u64, config: Config) -> Result<Self, BuildError> {
-        let programs = Programs::load(&config.programs)?;
+        let programs = Programs::load_with_keys(&config.programs, &config.jwt, generation)?;
         if config.programs.iter().any(|program| !program.limits.is_empty()) {
             // The first snapshot with a rate limit or quota allocates their tables, here on the
             // snapshot thread, before any worker can run one.

@@ -119,5 +119,5 @@ pub fn policy_context(options: Options) -> Context {
         Ok(fragment) => fragments.insert("common".into(), fragment),
         Err(errors) => panic!("the fuzz harness's fragment does not parse: {errors:?}"),
     }
-    Context { named_values, fragments, backends: ["b1".to_owned()].into(), certificates: ["c1".to_owned()].into(), options }
+    Context { named_values, fragments, backends: ["b1".to_owned()].into(), options, ..Context::default() }
 }

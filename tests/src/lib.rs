@@ -13,6 +13,7 @@ pub mod dataplane;
 pub mod gateway;
 pub mod http;
 pub mod io_backends;
+pub mod jwt;
 pub mod netns;
 pub mod packet;
 pub mod redis;

@@ -38,6 +38,7 @@ pub struct CodeBuilder {
     cors: Vec<Cors>,
     client_certificate_checks: Vec<ClientCertificateCheck>,
     limits: Vec<Limit>,
+    jwt: Vec<portcullis_contract::jwt::JwtRule>,
 }
 
 /// Placeholder target of a jump whose label is not placed yet.
@@ -163,6 +164,12 @@ impl CodeBuilder {
         (self.limits.len() - 1) as u32
     }
 
+    /// Registers a `validate-jwt` rule; returns its index for [`Op::ValidateJwt`].
+    pub fn jwt(&mut self, rule: portcullis_contract::jwt::JwtRule) -> u32 {
+        self.jwt.push(rule);
+        (self.jwt.len() - 1) as u32
+    }
+
     pub fn cors(&mut self, cors: Cors) -> u32 {
         self.cors.push(cors);
         (self.cors.len() - 1) as u32
@@ -194,6 +201,7 @@ impl CodeBuilder {
             client_certificate_checks: self.client_certificate_checks,
             cors: self.cors,
             limits: self.limits,
+            jwt: self.jwt,
         };
         program::verify(&program)?;
         Ok(program)

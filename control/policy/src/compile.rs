@@ -8,6 +8,7 @@
 mod access;
 mod cache;
 mod certificates;
+mod jwt;
 mod limits;
 mod policies;
 
@@ -50,12 +51,17 @@ pub struct Environment<'a> {
     pub fragments: &'a Fragments,
     /// Ids of the named backends (`set-backend-service backend-id` must name one).
     pub backends: &'a std::collections::BTreeSet<String>,
-    /// Ids of the named certificates (`certificate-id`s must name one).
-    pub certificates: &'a std::collections::BTreeSet<String>,
     /// The operation's documented responses (none outside an operation, e.g. `policy check`).
     pub responses: &'a [ResponseExample],
     pub options: Options,
+    /// The named certificates (`[[tls.named-certificate]]`) by id, with their public keys
+    /// (`validate-jwt`'s `<key certificate-id>`; `authentication-certificate` and
+    /// `issuer-certificate-id` must name one).
+    pub certificates: &'a Certificates,
 }
+
+/// Public keys of certificates by certificate id.
+pub type Certificates = std::collections::BTreeMap<String, portcullis_contract::jwt::KeyMaterial>;
 
 /// Problems found while compiling, errors and warnings apart.
 #[derive(Debug, Default)]

@@ -19,9 +19,9 @@ pub struct Context {
     pub fragments: Fragments,
     /// Ids of the named backends (`set-backend-service backend-id` must name one).
     pub backends: BTreeSet<String>,
-    /// Ids of the named certificates (`certificate-id`s must name one).
-    pub certificates: BTreeSet<String>,
     pub options: Options,
+    /// Public keys of the certificates `<key certificate-id>` may name.
+    pub certificates: compile::Certificates,
 }
 
 /// The result of compiling one source: the program of each section that compiled, and every
@@ -61,9 +61,9 @@ pub fn compile_document(
         named_values: &context.named_values,
         fragments: &context.fragments,
         backends: &context.backends,
-        certificates: &context.certificates,
         responses: &[],
         options: context.options,
+        certificates: &context.certificates,
     };
     Section::ALL
         .into_iter()

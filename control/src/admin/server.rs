@@ -145,6 +145,8 @@ async fn reload(context: &AdminContext) -> Response {
         }
         Err(error) => return Response::failure(format!("the reload task failed: {error}")),
     };
+    // New `<openid-config>` URLs are fetched before the config that needs them is published.
+    context.publisher.openid().refresh(&config).await;
     let generation = match context.publisher.publish(config) {
         Ok(generation) => generation,
         Err(error) => return Response::failure(error.to_string()),

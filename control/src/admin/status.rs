@@ -28,6 +28,9 @@ pub struct Status {
     /// Named backends and their endpoints' health, from the data plane's report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<BackendHealth>,
+    /// `<openid-config>` URLs and their keys (validate-jwt).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub openid: Vec<crate::openid::OpenIdStatus>,
 }
 
 /// The data plane as seen through the channel (hello) and the stats region header.
@@ -62,6 +65,7 @@ pub fn collect(view: &PublisherView, stats_path: &Path, config_dir: &Path, now_u
         config_dir: config_dir.display().to_string(),
         generation: view.generation,
         applied_generation: view.applied_generation,
+        openid: view.openid.clone(),
         ..Status::default()
     };
     status.dataplane.connected = view.connected;
@@ -151,6 +155,7 @@ pub fn render(status: &Status) -> String {
     }
     render_cache(&mut out, &status.workers);
     render_backends(&mut out, &status.backends);
+    render_openid(&mut out, &status.openid, now_unix_s());
     out
 }
 
@@ -166,6 +171,28 @@ fn render_cache(out: &mut String, workers: &[WorkerStatus]) {
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "cache         {hits} hits, {misses} misses, {stores} stores, {errors} external errors");
+}
+
+/// One line per `<openid-config>` URL: its keys and their age, and a failed refresh (the last
+/// good keys keep serving: fail static).
+fn render_openid(out: &mut String, entries: &[crate::openid::OpenIdStatus], now_s: u64) {
+    if entries.is_empty() {
+        return;
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "openid keys");
+    for entry in entries {
+        let age = entry.fetched_unix_s.map(|at| format!(", fetched {} ago", duration(now_s.saturating_sub(at))));
+        let _ = writeln!(out, "  {}  {} keys{}", entry.url, entry.keys, age.unwrap_or_default());
+        if let Some(error) = &entry.last_error {
+            let kept = if entry.keys > 0 { "serving the last good keys" } else { "no keys yet" };
+            let _ = writeln!(out, "    LAST FETCH FAILED ({kept}): {error}");
+        }
+    }
+}
+
+fn now_unix_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// One line per endpoint of each named backend.

@@ -49,13 +49,13 @@ pub(crate) fn compile(
     let mut apis = apis(&parsed, &backends, &values, diagnostics);
     let products = products(&parsed, &apis, diagnostics);
     let backend_ids = super::backends::known_ids(&parsed);
-    let certificate_ids = tls.named.iter().map(|named| named.id.clone()).collect();
+    let certificates = super::certificates::read(&tls.named);
     let compiled = super::policies::compile(
         &parsed,
         &mut apis,
         &products,
         &values,
-        super::policies::Known { backends: &backend_ids, certificates: &certificate_ids },
+        super::policies::Known { backends: &backend_ids, certificates: &certificates },
         policy_options(&parsed),
         diagnostics,
     );
@@ -75,6 +75,9 @@ pub(crate) fn compile(
         }
     };
     let apis: Vec<Api> = apis.into_iter().map(|(api, _)| api).collect();
+    let mut compiled = compiled;
+    let authority = parsed.gateway.as_ref().and_then(|item| item.file.jwt.azure_authority.clone());
+    set_azure_authority(&mut compiled.programs, authority.as_deref());
     let mut xdp = xdp.unwrap_or_default();
     super::xdp::add_global_ip_filters(&mut xdp, &apis, &compiled.programs);
     let config = Config {
@@ -91,12 +94,38 @@ pub(crate) fn compile(
         product_policies: compiled.product_policies,
         backends,
         cache,
+        jwt: jwt_settings(&parsed),
     };
     if let Err(error) = config.validate() {
         diagnostics.push(Diagnostic::at_path(dir, format!("the compiled config is inconsistent: {error}")));
         return None;
     }
     Some(config)
+}
+
+/// `[jwt]` as the snapshot carries it (the OpenID keys are added by the publisher).
+fn jwt_settings(parsed: &Parsed) -> portcullis_contract::jwt::JwtSettings {
+    let defaults = portcullis_contract::jwt::JwtSettings::default();
+    let Some(table) = parsed.gateway.as_ref().map(|item| &item.file.jwt) else { return defaults };
+    portcullis_contract::jwt::JwtSettings {
+        token_cache: table.token_cache.unwrap_or(defaults.token_cache),
+        openid: Vec::new(),
+        openid_refresh_s: table.openid_refresh_s.unwrap_or(defaults.openid_refresh_s).max(1),
+        openid_refetch_min_s: table.openid_refetch_min_s.unwrap_or(defaults.openid_refetch_min_s),
+    }
+}
+
+/// Puts the Entra authority (`[jwt] azure-authority`) into `validate-azure-ad-token`'s OpenID
+/// URLs, which the policy compiler leaves as `{authority}/...`.
+fn set_azure_authority(programs: &mut [portcullis_contract::program::Program], authority: Option<&str>) {
+    let authority = authority.unwrap_or(super::files::AZURE_AUTHORITY_DEFAULT).trim_end_matches('/');
+    for rule in programs.iter_mut().flat_map(|program| program.jwt.iter_mut()) {
+        for url in &mut rule.openid_urls {
+            if let Some(rest) = url.strip_prefix("{authority}") {
+                *url = format!("{authority}{rest}");
+            }
+        }
+    }
 }
 
 /// Policy compile options from `gateway.toml` (`[policies] skip-unsupported`).

@@ -21,6 +21,26 @@ pub(crate) struct GatewayFile {
     pub(crate) tls: super::tls::TlsTable,
     #[serde(default)]
     pub(crate) cache: super::cache::CacheTable,
+    #[serde(default)]
+    pub(crate) jwt: JwtTable,
+}
+
+/// Entra's public cloud: where `validate-azure-ad-token` finds a tenant's keys by default.
+pub(crate) const AZURE_AUTHORITY_DEFAULT: &str = "https://login.microsoftonline.com";
+
+/// `[jwt]` in `gateway.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct JwtTable {
+    /// Base URL of Microsoft Entra (`validate-azure-ad-token`): a sovereign cloud, or a test
+    /// issuer. Default [`AZURE_AUTHORITY_DEFAULT`].
+    pub(crate) azure_authority: Option<String>,
+    /// Workers remember verified tokens (default true).
+    pub(crate) token_cache: Option<bool>,
+    /// Seconds between refreshes of OpenID keys (default 3600).
+    pub(crate) openid_refresh_s: Option<u32>,
+    /// Least seconds between re-fetches after a failure or an unknown `kid` (default 300).
+    pub(crate) openid_refetch_min_s: Option<u32>,
 }
 
 /// `[policies]` in `gateway.toml`.

@@ -329,12 +329,11 @@ pub(crate) fn backend_ids(dir: &Path) -> BTreeSet<String> {
     .collect()
 }
 
-/// The ids of the `[[tls.named-certificate]]`s in `dir`'s gateway.toml (for standalone policy
-/// checks; an unreadable file names none, and `config check` reports it).
-pub(crate) fn certificate_ids(dir: &Path) -> BTreeSet<String> {
-    let Ok(text) = std::fs::read_to_string(dir.join(GATEWAY_FILE)) else { return BTreeSet::new() };
-    let Ok(file) = toml::from_str::<GatewayFile>(&text) else { return BTreeSet::new() };
-    file.tls.named_certificate_ids().collect()
+/// `[tls]` of `dir`'s gateway.toml (for standalone policy checks: an unreadable file has none,
+/// and `config check` reports it).
+pub(crate) fn gateway_tls(dir: &Path) -> Option<super::tls::TlsTable> {
+    let text = std::fs::read_to_string(dir.join(GATEWAY_FILE)).ok()?;
+    Some(toml::from_str::<GatewayFile>(&text).ok()?.tls)
 }
 
 fn read_subscriptions(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {

@@ -46,12 +46,13 @@ impl ProgramTable {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Known<'a> {
     pub(crate) backends: &'a std::collections::BTreeSet<String>,
-    pub(crate) certificates: &'a std::collections::BTreeSet<String>,
+    pub(crate) certificates: &'a portcullis_policy::compile::Certificates,
 }
 
 /// Fills `apis[i].operations` and returns the programs; every problem goes to `diagnostics`.
 /// `products` are the compiled products, in the order of `parsed.products` (whose policy
 /// documents they use).
+#[allow(clippy::too_many_arguments)] // reason: each is one independent input of the compile, read once
 pub(crate) fn compile(
     parsed: &Parsed,
     apis: &mut [(Api, String)],

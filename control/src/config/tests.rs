@@ -477,3 +477,4 @@ fn products_scope_subscriptions_and_carry_policies() {
 }
 
 mod backends;
+mod jwt;

@@ -46,13 +46,6 @@ pub(crate) struct TlsTable {
     named_certificate: Vec<NamedEntry>,
 }
 
-impl TlsTable {
-    /// The ids `[[tls.named-certificate]]` declares.
-    pub(crate) fn named_certificate_ids(&self) -> impl Iterator<Item = String> + '_ {
-        self.named_certificate.iter().map(|entry| entry.id.get_ref().clone())
-    }
-}
-
 /// One `[[tls.named-certificate]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]

@@ -186,7 +186,7 @@ pub fn context_from(dir: Option<&Path>, options: Options) -> Result<Context, Str
         context.named_values = named_values;
         context.fragments = fragments;
         context.backends = crate::config::backend_ids(dir);
-        context.certificates = crate::config::certificate_ids(dir);
+        context.certificates = crate::config::certificates(dir);
     }
     Ok(context)
 }

@@ -208,25 +208,82 @@ fn replays_request(ops: &[Op]) -> bool {
 #[derive(Debug, Default)]
 pub struct Programs {
     programs: Vec<LoadedProgram>,
+    jwt: JwtKeys,
+}
+
+/// The key rings of a snapshot's `validate-jwt` rules (built here, on the channel thread).
+#[derive(Debug, Default)]
+pub struct JwtKeys {
+    rings: crate::jwt::keys::Rings,
+    /// Per program, per rule: the index of its ring.
+    rule_rings: Vec<Vec<u32>>,
+    /// The snapshot generation: cached verifications of another epoch are stale.
+    epoch: u64,
+    /// `[jwt] token-cache`.
+    token_cache: bool,
+}
+
+impl JwtKeys {
+    fn build(programs: &[Program], settings: &portcullis_contract::jwt::JwtSettings, epoch: u64) -> Self {
+        let rules = programs.iter().flat_map(|program| program.jwt.iter());
+        let (rings, flat) = crate::jwt::keys::Rings::build(rules, &settings.openid);
+        let mut flat = flat.into_iter();
+        let rule_rings = programs.iter().map(|program| flat.by_ref().take(program.jwt.len()).collect()).collect();
+        Self { rings, rule_rings, epoch, token_cache: settings.token_cache }
+    }
 }
 
 impl Programs {
     /// Loads every program; one bad program refuses them all (and so the snapshot).
     pub fn load(programs: &[Program]) -> Result<Self, LoadError> {
+        Self::load_with_keys(programs, &portcullis_contract::jwt::JwtSettings::default(), 0)
+    }
+
+    /// As [`Programs::load`], with the `validate-jwt` keys (`[jwt]` and the fetched OpenID keys)
+    /// of the snapshot of generation `epoch`.
+    pub fn load_with_keys(
+        programs: &[Program],
+        jwt: &portcullis_contract::jwt::JwtSettings,
+        epoch: u64,
+    ) -> Result<Self, LoadError> {
         if u32::try_from(programs.len()).is_err() {
             return Err(LoadError::TooMany(programs.len()));
         }
+        let jwt = JwtKeys::build(programs, jwt, epoch);
         let programs = programs
             .iter()
             .enumerate()
             .map(|(index, program)| LoadedProgram::load(index as u32, program.clone()))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { programs })
+        Ok(Self { programs, jwt })
     }
 
     /// From already loaded programs (tests, benches); their indices must be their positions.
     pub fn from_loaded(programs: Vec<LoadedProgram>) -> Self {
-        Self { programs }
+        let sources: Vec<Program> = programs.iter().map(|program| program.program().clone()).collect();
+        let jwt = JwtKeys::build(&sources, &portcullis_contract::jwt::JwtSettings::default(), 0);
+        Self { programs, jwt }
+    }
+
+    /// The key ring (and its index) of rule `rule` of program `program`.
+    pub fn jwt_ring(&self, program: u32, rule: u32) -> Option<(u32, &crate::jwt::keys::KeyRing)> {
+        let index = *self.jwt.rule_rings.get(program as usize)?.get(rule as usize)?;
+        Some((index, self.jwt.rings.rings.get(index as usize)?))
+    }
+
+    /// The generation the key rings belong to (the verified-token cache's epoch).
+    pub fn jwt_epoch(&self) -> u64 {
+        self.jwt.epoch
+    }
+
+    /// Whether workers may use the verified-token cache.
+    pub fn token_cache(&self) -> bool {
+        self.jwt.token_cache
+    }
+
+    /// Every `<openid-config url>` of the snapshot, in the order [`crate::jwt::KEY_MISSES`]'s bits use.
+    pub fn openid_urls(&self) -> &[String] {
+        &self.jwt.rings.openid_urls
     }
 
     pub fn get(&self, index: u32) -> Option<&LoadedProgram> {

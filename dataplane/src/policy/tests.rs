@@ -2,6 +2,7 @@
 
 mod builtins;
 mod cache;
+mod jwt;
 mod limits;
 mod ops;
 
@@ -36,6 +37,7 @@ pub(super) fn program(ops: Vec<Op>, consts: Vec<Const>) -> Program {
         cors: Vec::new(),
         client_certificate_checks: Vec::new(),
         limits: Vec::new(),
+        jwt: Vec::new(),
     }
 }
 

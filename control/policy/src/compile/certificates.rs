@@ -66,7 +66,7 @@ fn certificate_identity(c: &mut SectionCompiler<'_>, element: &Element, place: &
             continue;
         };
         let value = c.literal(attr, place)?.trim().to_owned();
-        if *claim == "issuer-certificate-id" && !c.env.certificates.contains(&value) {
+        if *claim == "issuer-certificate-id" && !c.env.certificates.contains_key(&value) {
             let message = format!("unknown certificate {value:?} (add a [[tls.named-certificate]] with this id)");
             if c.env.options.allow_unknown_references {
                 c.warning(place, attr.value_span.clone(), message);
@@ -113,7 +113,7 @@ pub(super) fn authentication_certificate(c: &mut SectionCompiler<'_>, element: &
             let by_thumbprint = *name == "thumbprint";
             let Some(attr) = element.attr(name) else { return };
             let literal = !expr::is_expression(attr.value.trim()) && !attr.value.contains("{{");
-            if literal && !by_thumbprint && !c.env.certificates.contains(attr.value.trim()) {
+            if literal && !by_thumbprint && !c.env.certificates.contains_key(attr.value.trim()) {
                 let message = format!(
                     "unknown certificate {:?} (add a [[tls.named-certificate]] with this id and its key-file)",
                     attr.value.trim()

@@ -27,8 +27,6 @@ const ALL: &[Section] = &[I, B, O, E];
 const UNSUPPORTED: &[&str] = &[
     "wait",
     "proxy",
-    "validate-jwt",
-    "validate-azure-ad-token",
     "authentication-managed-identity",
     "get-authorization-context",
     "xml-to-json",
@@ -79,6 +77,7 @@ pub(super) fn kind(name: &str) -> Kind {
         "cache-store" => &[O],
         "cache-lookup-value" | "cache-store-value" | "cache-remove-value" => ALL,
         "rate-limit" | "rate-limit-by-key" | "quota" | "quota-by-key" => &[I],
+        "validate-jwt" | "validate-azure-ad-token" => &[I],
         _ if UNSUPPORTED.contains(&name) => return Kind::Unsupported,
         _ => return Kind::Unknown,
     };
@@ -136,6 +135,27 @@ pub(super) fn attributes(name: &str) -> &'static [&'static str] {
         "cache-store-value" => &["key", "value", "duration", "caching-type"],
         "cache-remove-value" => &["key", "caching-type"],
         "rate-limit" | "rate-limit-by-key" | "quota" | "quota-by-key" => super::limits::attributes(name),
+        "validate-jwt" => &[
+            "header-name",
+            "query-parameter-name",
+            "token-value",
+            "failed-validation-httpcode",
+            "failed-validation-error-message",
+            "require-expiration-time",
+            "require-scheme",
+            "require-signed-tokens",
+            "clock-skew",
+            "output-token-variable-name",
+        ],
+        "validate-azure-ad-token" => &[
+            "tenant-id",
+            "header-name",
+            "query-parameter-name",
+            "token-value",
+            "failed-validation-httpcode",
+            "failed-validation-error-message",
+            "output-token-variable-name",
+        ],
         _ => &[],
     }
 }
@@ -171,6 +191,8 @@ pub(super) fn compile(c: &mut SectionCompiler<'_>, element: &Element, place: &Pl
         "cache-lookup-value" => cache::cache_lookup_value(c, element, place),
         "cache-store-value" => cache::cache_store_value(c, element, place),
         "cache-remove-value" => cache::cache_remove_value(c, element, place),
+        "validate-jwt" => super::jwt::validate_jwt(c, element, place),
+        "validate-azure-ad-token" => super::jwt::validate_azure_ad_token(c, element, place),
         other => c.error(place, element.name_span.clone(), format!("internal: no compiler for <{other}>")),
     }
 }

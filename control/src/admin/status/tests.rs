@@ -19,6 +19,7 @@ fn view(connected: bool) -> PublisherView {
             listen_tls: None,
         }),
         config: std::sync::Arc::new(Config::empty("/cfg")),
+        openid: Vec::new(),
     }
 }
 
@@ -143,4 +144,41 @@ fn the_cache_line_sums_the_workers_and_shows_only_once_the_cache_was_used() {
     status.workers = vec![worker(0, 5, 2, 2, 0), worker(1, 1, 1, 1, 3)];
     let table = render(&status);
     assert!(table.contains("\ncache         6 hits, 3 misses, 3 stores, 3 external errors\n"), "{table}");
+}
+
+#[test]
+fn openid_keys_and_a_failed_refresh_are_shown() {
+    let entries = [
+        crate::openid::OpenIdStatus {
+            url: "https://a.test/.well-known/openid-configuration".into(),
+            keys: 2,
+            fetched_unix_s: Some(1_000),
+            last_error: None,
+        },
+        crate::openid::OpenIdStatus {
+            url: "https://b.test/.well-known/openid-configuration".into(),
+            keys: 1,
+            fetched_unix_s: Some(900),
+            last_error: Some("status 503 Service Unavailable".into()),
+        },
+        crate::openid::OpenIdStatus {
+            url: "https://c.test/.well-known/openid-configuration".into(),
+            keys: 0,
+            fetched_unix_s: None,
+            last_error: Some("connect: refused".into()),
+        },
+    ];
+    let mut out = String::new();
+    render_openid(&mut out, &entries, 1_065);
+    assert_eq!(
+        out,
+        "
+openid keys
+  https://a.test/.well-known/openid-configuration  2 keys, fetched 1m 05s ago
+  https://b.test/.well-known/openid-configuration  1 keys, fetched 2m 45s ago
+    LAST FETCH FAILED (serving the last good keys): status 503 Service Unavailable
+  https://c.test/.well-known/openid-configuration  0 keys
+    LAST FETCH FAILED (no keys yet): connect: refused
+"
+    );
 }

@@ -120,6 +120,7 @@ impl<'r, 'a> Machine<'r, 'a> {
             Op::ValidateClientCertificate(index) => self.validate_client_certificate(index),
             Op::AuthenticationCertificate { by_thumbprint } => self.authentication_certificate(by_thumbprint),
             Op::Cors(index) => self.cors(index),
+            Op::ValidateJwt { rule, token_on_stack } => self.validate_jwt(rule, token_on_stack),
             Op::AuthenticationBasic => {
                 let password = self.pop_text("authentication-basic")?;
                 let user = self.pop_text("authentication-basic")?;

@@ -228,9 +228,15 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 
 /// One blocking `GET path` on a new connection: the status and the body (`Content-Length` framed).
 pub(crate) fn fetch(addr: SocketAddr, path: &str) -> Result<(u16, Vec<u8>)> {
+    fetch_with(addr, path, &[])
+}
+
+/// As [`fetch`], with extra request headers.
+pub(crate) fn fetch_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect_timeout(&addr, BATCH_TIMEOUT)?;
     stream.set_read_timeout(Some(BATCH_TIMEOUT))?;
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let extra: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n").as_bytes())?;
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {

@@ -60,6 +60,8 @@ pub(crate) struct LoadSpec {
     pub(crate) headers: Vec<String>,
     /// A fixed offered load (requests/s over all connections): oha `-q`, else paced wrk.
     pub(crate) rate: Option<u32>,
+    /// More Lua for wrk (e.g. a `request` function that varies the requests).
+    pub(crate) script: Option<String>,
 }
 
 /// The programs that generate load.
@@ -102,6 +104,9 @@ impl Generators {
         let mut lua = WRK_DONE_LUA.to_owned();
         if spec.rate.is_some() {
             lua.push_str(&format!("delay = function() return {PACED_DELAY_MS} end\n"));
+        }
+        if let Some(script) = &spec.script {
+            lua.push_str(script);
         }
         std::fs::write(&script, lua)?;
         let mut command = Command::new(&self.wrk);

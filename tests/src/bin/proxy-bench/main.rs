@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark driver: a failed setup step aborts the run")]
 
 mod idle;
+mod jwt;
 mod load;
 mod measure;
 mod peers;
@@ -50,7 +51,7 @@ const USAGE: &str =
   --rounds N    interleaved rounds (default 3, at least 3 for a result that goes into the docs)
   --seconds S   length of one measurement (default 8)
   --scenarios A,B  only these (proxy-5b, proxy-1k, fixed-load, reject-401, tls-keepalive,
-                tls-handshake, idle, idle-tls, busy-1k, busy-8k, cache-hit); docs not written
+                tls-handshake, idle, idle-tls, busy-1k, busy-8k, cache-hit, policy-set, jwt, jwt-nocache); docs not written
   --io MODE     Portcullis data plane I/O backend (default auto: io_uring where the kernel allows it)
   --no-docs     do not rewrite the bench section of docs/benchmarks.md
   --no-install  do not apt-get install missing peers (their rows are skipped)";

@@ -28,6 +28,8 @@ const CACHE_SECONDS: u32 = 3600;
 /// The origin's `stub_status`: its request counter measures the busy scenarios' throughput
 /// after every connection is up (wrk's own count includes the connection phase).
 pub(crate) const ORIGIN_STATUS_PATH: &str = "/origin-status";
+/// Proxied to the origin's small response once the request's JWT is verified (the `jwt` scenarios).
+pub(crate) const JWT_PATH: &str = "/jwt/5b";
 /// Answered 401 by the gateway (Portcullis: an API that requires a subscription key).
 pub(crate) const REJECT_PATH: &str = "/keyed/5b";
 /// Portcullis's body for a request without a key; nginx and HAProxy send the same bytes.
@@ -156,13 +158,14 @@ pub(crate) fn start_origin(env: &Environment) -> Result<Proc> {
 }
 
 /// Starts `peer` with one worker pinned to cpu1, on fresh ports, proxying to the origin's `origin` port.
-pub(crate) fn start(env: &Environment, peer: Peer, origin: u16) -> Result<Running> {
+/// `token_cache`: Portcullis remembers verified tokens (off for the `jwt-nocache` scenario).
+pub(crate) fn start(env: &Environment, peer: Peer, origin: u16, token_cache: bool) -> Result<Running> {
     // Both bound at once: two ports picked one after the other can be the same one.
     let pair = [std::net::TcpListener::bind("127.0.0.1:0")?, std::net::TcpListener::bind("127.0.0.1:0")?];
     let (http, tls) = (pair[0].local_addr()?, pair[1].local_addr()?);
     drop(pair);
     match peer {
-        Peer::Portcullis => start_portcullis(env, http, tls, origin),
+        Peer::Portcullis => start_portcullis(env, http, tls, origin, token_cache),
         Peer::Nginx => {
             let path = env.dir.join("gateway-nginx.conf");
             std::fs::write(&path, nginx_gateway_config(env, http, tls, origin))?;
@@ -187,10 +190,17 @@ pub(crate) fn start(env: &Environment, peer: Peer, origin: u16) -> Result<Runnin
     }
 }
 
-fn start_portcullis(env: &Environment, http: SocketAddr, tls: SocketAddr, origin: u16) -> Result<Running> {
+fn start_portcullis(
+    env: &Environment,
+    http: SocketAddr,
+    tls: SocketAddr,
+    origin: u16,
+    token_cache: bool,
+) -> Result<Running> {
     let config = env.dir.join("portcullis-config");
     let _ = std::fs::remove_dir_all(&config);
     write_portcullis_config(env, &config, origin)?;
+    write_portcullis_jwt(&config, token_cache)?;
     let data = env.dir.join("portcullis-data");
     let _ = std::fs::remove_dir_all(&data);
     let stdout_path = env.dir.join("portcullis.out");
@@ -288,6 +298,39 @@ fn write_portcullis_config(env: &Environment, dir: &Path, origin: u16) -> Result
     Ok(())
 }
 
+/// The `/jwt` API: `validate-jwt` with the fixture's RSA key (`n`, `e`) and EC certificate,
+/// checking signature, expiry, issuer and audience, as HAProxy's `jwt_verify` rules do.
+fn write_portcullis_jwt(dir: &Path, token_cache: bool) -> Result<()> {
+    let api = dir.join("apis/jwt");
+    std::fs::create_dir_all(&api)?;
+    std::fs::create_dir_all(dir.join("certs"))?;
+    std::fs::copy(portcullis_tests::jwt::fixtures().join("signer-ec256.pem"), dir.join("certs/bench-ec.pem"))?;
+    std::fs::write(
+        api.join("api.toml"),
+        "name = \"jwt\"\npath = \"jwt\"\nbackend-id = \"origin\"\nsubscription-required = false\n",
+    )?;
+    let rsa = portcullis_tests::jwt::jwk("rsa-a", "rsa");
+    std::fs::write(
+        api.join("policy.xml"),
+        format!(
+            "<policies><inbound><base /><validate-jwt header-name=\"Authorization\" require-scheme=\"Bearer\">\
+             <issuer-signing-keys><key id=\"rsa\" n=\"{}\" e=\"{}\" /><key id=\"ec\" certificate-id=\"bench-ec\" /></issuer-signing-keys>\
+             <audiences><audience>{}</audience></audiences><issuers><issuer>{}</issuer></issuers>\
+             </validate-jwt></inbound></policies>",
+            rsa["n"].as_str().unwrap_or_default(),
+            rsa["e"].as_str().unwrap_or_default(),
+            crate::jwt::AUDIENCE,
+            crate::jwt::ISSUER,
+        ),
+    )?;
+    let gateway_toml = dir.join("gateway.toml");
+    let mut text = std::fs::read_to_string(&gateway_toml).unwrap_or_default();
+    text.push_str("\n[[tls.named-certificate]]\nid = \"bench-ec\"\ncert-file = \"certs/bench-ec.pem\"\n");
+    text.push_str(&format!("\n[jwt]\ntoken-cache = {token_cache}\n"));
+    std::fs::write(gateway_toml, text)?;
+    Ok(())
+}
+
 /// The main context shared by both nginx configurations: one process (no master), one worker.
 fn nginx_main(dir: &Path, name: &str) -> String {
     format!(
@@ -354,11 +397,40 @@ fn haproxy_config(env: &Environment, http: SocketAddr, tls: SocketAddr, origin: 
          http-request set-header X-Policy-A a if {{ path_beg /limited/ }}\n  \
          http-request set-header X-Policy-B b if {{ path_beg /limited/ }}\n  \
          http-request set-header X-Policy-C c if {{ path_beg /limited/ }}\n  \
-         http-request replace-path ^/limited(/.*) /api\\1\n  \
-         default_backend origin\n\
+         http-request replace-path ^/limited(/.*) /api\\1\n\
+         {jwt}  default_backend origin\n\
          backend origin\n  server origin 127.0.0.1:{origin}\n",
         pem = env.cert_and_key.display(),
         keys = haproxy_keys(env).display(),
+        jwt = haproxy_jwt(),
+    )
+}
+
+/// HAProxy's `jwt_verify` doing the `/jwt` API's check: the signature (RS256 with the RSA key,
+/// ES256 with the EC one), then `exp`, `iss` and `aud`; the path then goes to the origin.
+fn haproxy_jwt() -> String {
+    let fixtures = portcullis_tests::jwt::fixtures();
+    // HAProxy 2.6 reads these with PEM_read_bio_PUBKEY: public keys, not certificates (its docs
+    // say certificate; a certificate is "file not found" and every token "Unknown certificate").
+    let (rsa, ec) = (fixtures.join("rsa-a.pub.pem"), fixtures.join("ec256.pub.pem"));
+    let deny = "http-request return status 401 content-type application/json string '{ \"statusCode\": 401, \"message\": \"Invalid JWT.\" }'";
+    format!(
+        "  acl jwt path_beg /jwt/\n  \
+         http-request set-var(txn.bearer) http_auth_bearer if jwt\n  \
+         http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg') if jwt\n  \
+         http-request set-var(txn.now) date() if jwt\n  \
+         http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('$.exp','int') if jwt\n  \
+         {deny} if jwt !{{ var(txn.alg) -m str RS256 ES256 }}\n  \
+         {deny} if jwt {{ var(txn.alg) -m str RS256 }} !{{ var(txn.bearer),jwt_verify(txn.alg,\"{rsa}\") -m int 1 }}\n  \
+         {deny} if jwt {{ var(txn.alg) -m str ES256 }} !{{ var(txn.bearer),jwt_verify(txn.alg,\"{ec}\") -m int 1 }}\n  \
+         {deny} if jwt {{ var(txn.exp),sub(txn.now) -m int lt 0 }}\n  \
+         {deny} if jwt !{{ var(txn.bearer),jwt_payload_query('$.iss') -m str {issuer} }}\n  \
+         {deny} if jwt !{{ var(txn.bearer),jwt_payload_query('$.aud') -m str {audience} }}\n  \
+         http-request replace-path /jwt/(.*) /api/\\1 if jwt\n",
+        rsa = rsa.display(),
+        ec = ec.display(),
+        issuer = crate::jwt::ISSUER,
+        audience = crate::jwt::AUDIENCE,
     )
 }
 

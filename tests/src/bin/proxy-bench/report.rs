@@ -220,6 +220,7 @@ fn describe_load(setup: &Setup, fixed: bool) -> String {
         duration: std::time::Duration::ZERO,
         headers: Vec::new(),
         rate: fixed.then_some(scenario::FIXED_RATE),
+        script: None,
     };
     setup.generators.describe(&spec)
 }

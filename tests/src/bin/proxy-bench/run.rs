@@ -99,15 +99,19 @@ pub(crate) fn all(options: &Options, setup: &Setup) -> Result<Results> {
     }
     let mut results = Results::default();
     plan.retain(|&(round, scenario, peer)| {
-        let unsupported = peer == Peer::Portcullis && scenario.tls() && !setup.env.portcullis_tls;
-        if unsupported && round == 0 {
-            results.skipped.push((scenario, peer, "n/a (no TLS in this build)".to_owned()));
+        let why = if peer == Peer::Portcullis && scenario.tls() && !setup.env.portcullis_tls {
+            Some("n/a (no TLS in this build)")
+        } else if peer == Peer::Nginx && scenario.jwt() {
+            Some("n/a (open-source nginx does not verify JWTs)")
+        } else if !scenario.runs_on(peer) {
+            Some("n/a (compared with nginx proxy_cache)")
+        } else {
+            None
+        };
+        if let Some(why) = why.filter(|_| round == 0) {
+            results.skipped.push((scenario, peer, why.to_owned()));
         }
-        let compared = scenario.runs_on(peer);
-        if !compared && round == 0 {
-            results.skipped.push((scenario, peer, "n/a (compared with nginx proxy_cache)".to_owned()));
-        }
-        !unsupported && compared
+        why.is_none()
     });
     println!(
         "proxy-bench: {} rounds × {} scenarios × {} gateways ({}), {:?} per measurement after {:?} warm-up; \

@@ -44,8 +44,11 @@ pub(crate) fn measure_sample(
     round: usize,
     discarded: &mut usize,
 ) -> Result<Sample> {
-    let gateway = peers::start(&setup.env, peer, origin)?;
+    let gateway = peers::start(&setup.env, peer, origin, scenario != Scenario::JwtNoCache)?;
     check_responses(&gateway, peer)?;
+    if scenario.jwt() {
+        check_jwt(&gateway, peer)?;
+    }
     let sample = match scenario.load(&gateway, options.measure) {
         None => measure_idle(options, setup, scenario, &gateway),
         Some(spec) => measure_load(options, setup, scenario, &gateway, &spec, round, discarded),
@@ -219,6 +222,7 @@ fn measure_idle(options: &Options, setup: &Setup, scenario: Scenario, gateway: &
         duration: options.warmup,
         headers: Vec::new(),
         rate: None,
+        script: None,
     };
     setup.generators.run(&warmup)?;
     procs::sleep(Duration::from_millis(500))?;
@@ -257,6 +261,19 @@ fn check_responses(gateway: &Running, peer: Peer) -> Result<()> {
                 peer.label(),
                 String::from_utf8_lossy(&got_body)
             );
+        }
+    }
+    Ok(())
+}
+
+/// The gateway verifies the scenario's tokens (200) and refuses a forged one (401).
+fn check_jwt(gateway: &Running, peer: Peer) -> Result<()> {
+    let token = &crate::jwt::tokens()[1];
+    for (bearer, expected) in [(token.clone(), 200), (format!("{token}x"), 401)] {
+        let (status, _) =
+            idle::fetch_with(gateway.http, peers::JWT_PATH, &[("Authorization", &format!("Bearer {bearer}"))])?;
+        if status != expected {
+            anyhow::bail!("{} answered a JWT request with {status}, expected {expected}", peer.label());
         }
     }
     Ok(())

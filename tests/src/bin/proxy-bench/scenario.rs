@@ -33,10 +33,12 @@ pub(crate) enum Scenario {
     Busy8K,
     CacheHit,
     PolicySet,
+    Jwt,
+    JwtNoCache,
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Scenario; 12] = [
+    pub(crate) const ALL: [Scenario; 14] = [
         Scenario::Idle,
         Scenario::IdleTls,
         Scenario::Proxy5B,
@@ -49,6 +51,8 @@ impl Scenario {
         Scenario::Busy8K,
         Scenario::CacheHit,
         Scenario::PolicySet,
+        Scenario::Jwt,
+        Scenario::JwtNoCache,
     ];
 
     /// The name `--scenarios` takes.
@@ -66,6 +70,8 @@ impl Scenario {
             Scenario::Busy8K => "busy-8k",
             Scenario::CacheHit => "cache-hit",
             Scenario::PolicySet => "policy-set",
+            Scenario::Jwt => "jwt",
+            Scenario::JwtNoCache => "jwt-nocache",
         }
     }
 
@@ -83,6 +89,8 @@ impl Scenario {
             Scenario::Busy8K => "busy keep-alive, 8,000 conns",
             Scenario::CacheHit => "1 KB served from the response cache, 64 conns",
             Scenario::PolicySet => "policy set (key, rate limit, quota, 3 headers), 5 B, 64 conns",
+            Scenario::Jwt => "JWT RS256+ES256 verified, 400 tokens reused, 64 conns",
+            Scenario::JwtNoCache => "JWT as jwt, Portcullis without its verified-token cache",
         }
     }
 
@@ -93,6 +101,11 @@ impl Scenario {
     /// Whether `peer` runs it: the cache hit is measured against nginx's `proxy_cache` only.
     pub(crate) fn runs_on(self, peer: crate::peers::Peer) -> bool {
         !(self == Scenario::CacheHit && peer == crate::peers::Peer::Haproxy)
+    }
+
+    /// Whether it validates JWTs (nginx, open source, cannot: it sits these out).
+    pub(crate) fn jwt(self) -> bool {
+        matches!(self, Scenario::Jwt | Scenario::JwtNoCache)
     }
 
     /// Whether it measures memory per idle connection (no load).
@@ -110,6 +123,7 @@ impl Scenario {
             duration,
             headers: Vec::new(),
             rate: None,
+            script: None,
         };
         Some(match self {
             Scenario::Idle | Scenario::IdleTls => return None,
@@ -128,6 +142,10 @@ impl Scenario {
             Scenario::PolicySet => LoadSpec {
                 headers: vec![format!("Ocp-Apim-Subscription-Key: {}", peers::POLICY_KEY)],
                 ..spec(&http, peers::POLICY_PATH, CONNECTIONS)
+            },
+            Scenario::Jwt | Scenario::JwtNoCache => LoadSpec {
+                script: Some(crate::jwt::wrk_script(peers::JWT_PATH)),
+                ..spec(&http, peers::JWT_PATH, CONNECTIONS)
             },
         })
     }

@@ -17,7 +17,7 @@ fn compile_sections(inbound: &str, outbound: &str) -> (Vec<Option<Program>>, Rep
         named_values: &values,
         fragments: &fragments,
         backends: &backends,
-        certificates: &backends,
+        certificates: &Default::default(),
         responses: &[],
         options: Options::default(),
     };
