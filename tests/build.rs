@@ -2,12 +2,14 @@
 //! reported as ignored, with the reason, on machines that refuse io_uring (e.g. Docker's default
 //! seccomp profile or `kernel.io_uring_disabled`), instead of failing or silently passing.
 //! Likewise for the XDP tests: `no_bpf` where BPF maps cannot be created (no CAP_BPF), and
-//! `no_netns` where network namespaces cannot be made (not root, or no `ip` command).
+//! `no_netns` where network namespaces cannot be made (not root, or no `ip` command), and
+//! `no_redis` where `redis-server` is not installed (the external cache's tests).
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(no_io_uring)");
     println!("cargo::rustc-check-cfg=cfg(no_bpf)");
     println!("cargo::rustc-check-cfg=cfg(no_netns)");
+    println!("cargo::rustc-check-cfg=cfg(no_redis)");
     println!("cargo::rerun-if-changed=build.rs");
     if !bpf_available() {
         println!("cargo::warning=BPF is unavailable here (no CAP_BPF): the XDP tests will be ignored");
@@ -19,10 +21,20 @@ fn main() {
         );
         println!("cargo::rustc-cfg=no_netns");
     }
+    if !redis_available() {
+        println!(
+            "cargo::warning=redis-server is not installed (apt-get install redis-server): the external cache tests will be ignored"
+        );
+        println!("cargo::rustc-cfg=no_redis");
+    }
     if !io_uring_available() {
         println!("cargo::warning=io_uring is unavailable here: the io_uring end-to-end variants will be ignored");
         println!("cargo::rustc-cfg=no_io_uring");
     }
+}
+
+fn redis_available() -> bool {
+    std::process::Command::new("redis-server").arg("--version").output().is_ok_and(|out| out.status.success())
 }
 
 fn io_uring_available() -> bool {

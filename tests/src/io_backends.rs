@@ -12,6 +12,26 @@
 /// `scenario("uring")`, and is ignored, with the reason, where the machine refuses io_uring.
 #[macro_export]
 macro_rules! on_both_io_backends {
+    // Scenarios that need something the machine may lack: ignored, with the reason, where the
+    // build found the cfg set (see tests/build.rs).
+    (ignore_if($cfg:meta, $reason:literal): $($scenario:ident),+ $(,)?) => {
+        $(
+            mod $scenario {
+                #[test]
+                #[cfg_attr($cfg, ignore = $reason)]
+                fn epoll() {
+                    super::$scenario("epoll");
+                }
+
+                #[test]
+                #[cfg_attr(any(no_io_uring, $cfg), ignore = $reason)]
+                fn uring() {
+                    $crate::io_backends::require_io_uring();
+                    super::$scenario("uring");
+                }
+            }
+        )+
+    };
     ($($scenario:ident),+ $(,)?) => {
         $(
             mod $scenario {

@@ -6,9 +6,11 @@
 //!  1  admit              [xdp] rules, connections-per-worker-max ────────────► Close
 //!  2  read head          limits, header timeout; quiet ─► park; error ──────► answer, close
 //!  3  route              no config 503, body over limit 413, no API/operation 404 ──┐
-//!  4  authenticate       subscription key 401                [slot: JWT]            │
-//!  5a built-in limits    per-IP 429, counts every request    [slot: rate, quota]    │
-//!  5b inbound policies   the inbound section (VM); cache-lookup: a hit ─► Done      │ Respond
+//!  4  authenticate       subscription key 401                                       │
+//!  5a built-in limits    per-IP 429, counts every request                           │
+//!  5b inbound policies   the inbound section (VM): validate-jwt, validate-client-   │ Respond
+//!                        certificate, rate limits and quotas where they stand;      │
+//!                        cache-lookup: a hit ─► Done                                │
 //!                                                                                   │ or Fail
 //!  6  backend            backend section, forward-request, retries, redirects       │
 //!  7  outbound           outbound section, relay (cache-store tees it) or tunnel    │
@@ -18,9 +20,11 @@
 //!
 //! Phases 3 to 7 run in [`Connection::phases`]; the first that does not continue ends them, and
 //! every request then goes through on-error (when it ended in `Respond` or `Fail`) and done. Where
-//! the phases of later features go is named beside the phase they join: rate limits and quotas in
-//! 5a, JWT validation in 4, the access log in 9. The response cache's lookup runs inside 5b (where
-//! the section's `cache-lookup` stands) and its store in 7 (docs/cache.md).
+//! the phases of later features go is named beside the phase they join: the access log in 9.
+//! Identity (JWT, client certificates), rate limits and quotas are inbound policies, run in 5b
+//! where the document puts them; counters an `increment-condition` moves after the response move
+//! after 7 (or in 9). The response cache's lookup runs inside 5b (where the section's
+//! `cache-lookup` stands) and its store in 7 (docs/cache.md).
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -325,8 +329,8 @@ impl<S: Stream> Connection<S> {
     /// containing the API lets a request without a key in, as APIM does); then finds the product
     /// the request comes through.
     ///
-    /// Slot: JWT validation (`validate-jwt` as a gateway phase, next issue) goes here, after the
-    /// key, with its 401 as another `Respond`.
+    /// `validate-jwt` and `validate-client-certificate` are not a phase: they are inbound policies
+    /// (5b), so that a document's order (a JWT checked before or after a `set-variable`) holds.
     fn authenticate(&self, ctx: &mut RequestCtx) -> Verdict {
         // Route continues only with all three set.
         let (Some(snapshot), Some(route), Some(mut matched)) = (ctx.snapshot.as_deref(), ctx.route, ctx.matched) else {
