@@ -173,6 +173,10 @@ pub(crate) struct RequestCtx {
     pub(crate) cache_hit: bool,
     /// The request's cache events, for the worker's stats slot.
     pub(crate) cache_counts: cache::CacheCounts,
+    /// Body bytes relayed to the backend and to the client, as on the wire (`None`: not relayed;
+    /// a bandwidth quota then counts the declared length).
+    pub(crate) request_body_bytes: Option<u64>,
+    pub(crate) response_body_bytes: Option<u64>,
 }
 
 impl RequestCtx {
@@ -195,6 +199,8 @@ impl RequestCtx {
             on_error_ran: false,
             cache_store: None,
             cache_hit: false,
+            request_body_bytes: None,
+            response_body_bytes: None,
             cache_counts: cache::CacheCounts::default(),
         }
     }

@@ -288,3 +288,46 @@ fn bandwidth_quota(client: &Client<'_>, io: &str) {
     );
     assert_eq!(raw, expected);
 }
+
+portcullis_tests::on_both_io_backends!(bandwidth_counts_chunked_bodies_as_relayed);
+
+/// A bandwidth quota counts the bytes that went both ways, also for a chunked response (its
+/// length is known only once relayed): 6 KB chunked use up a 4 KB quota in one exchange, so the
+/// next request is refused; counted as its head alone, three more would pass. The counter moves
+/// after the response went out, so a request sent at once may still pass: they are 50 ms apart,
+/// and one such is allowed.
+fn bandwidth_counts_chunked_bodies_as_relayed(io: &str) {
+    let backend = portcullis_tests::backend::ScriptedBackend::start(|_: &portcullis_tests::backend::Request| {
+        portcullis_tests::backend::Reply::new(200).chunked(vec![vec![b'x'; 3000], vec![b'y'; 3000]])
+    });
+    let dir = TempDir::new("config");
+    std::fs::create_dir_all(dir.path().join("apis/chunky")).unwrap();
+    std::fs::write(
+        dir.path().join("apis/chunky/api.toml"),
+        format!(
+            "name = \"chunky\"\npath = \"chunky\"\nbackend-url = \"http://{}/\"\nsubscription-required = false\n",
+            backend.addr
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("apis/chunky/policy.xml"),
+        r#"<policies><inbound><base /><quota-by-key bandwidth="4" renewal-period="0" counter-key="chunky" remaining-bandwidth-header-name="X-Kb-Left" /></inbound>
+<backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>"#,
+    )
+    .unwrap();
+    let gateway = Gateway::start(GatewayOptions::new(io).config(dir.path()));
+    let mut served = 0;
+    let refused = loop {
+        let response = http::get(gateway.addr, "/chunky/big", &[]).unwrap();
+        if response.status != 200 {
+            break response;
+        }
+        assert_eq!(response.body.len(), 6000);
+        served += 1;
+        assert!(served <= 2, "6 KB relayed must use up 4 KB: {served} responses served");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert!(refused.text().contains("Out of bandwidth quota."), "{}", refused.text());
+}

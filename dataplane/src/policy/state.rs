@@ -309,6 +309,8 @@ pub struct RequestState {
     pub(crate) cache_store: Option<crate::policy::StoreMark>,
     /// Limits to count after the response, in the order they were checked.
     pub(crate) limits_pending: Vec<PendingLimit>,
+    /// Bandwidth quotas whose limits counted, waiting for the bodies to be relayed.
+    pub(crate) bandwidth_due: smallvec::SmallVec<[crate::policy::limits::Check; 1]>,
     /// Quota counters this request moved: APIM moves a key once per request, however many
     /// quota policies count it.
     pub(crate) quota_counted: Vec<crate::counters::CounterKey>,
@@ -348,6 +350,7 @@ impl RequestState {
         self.suspended = None;
         self.cache_store = None;
         self.limits_pending.clear();
+        self.bandwidth_due.clear();
         self.quota_counted.clear();
         self.committing = None;
         self.offender_seconds = None;
@@ -490,7 +493,7 @@ impl RequestState {
 
     /// A limit left counters to move after the response ([`crate::policy::after_response`]).
     pub fn counts_after_response(&self) -> bool {
-        !self.limits_pending.is_empty()
+        !self.limits_pending.is_empty() || !self.bandwidth_due.is_empty()
     }
 
     /// Requests inside `limit-concurrency` blocks right now.

@@ -454,8 +454,9 @@ impl<S: Stream> Connection<S> {
             relay::relay(&mut self.client, upstream, buf, head_len, framing, read_limit, body_max, None).await;
         self.buf = buf;
         match result {
-            Ok(end) => {
+            Ok((end, relayed)) => {
                 ctx.request_end = Some(end);
+                ctx.request_body_bytes = Some(relayed);
                 Ok(())
             }
             Err(error) => {
@@ -541,9 +542,10 @@ impl<S: Stream> Connection<S> {
             false => None,
         };
         let end = self.run_section(ctx, section, false, Some(Response { head: response, body: body.as_deref() })).await;
-        // The response is decided: the limits that count after it (by its status, its size) do.
+        // The response is decided: the limits that count after it by its status do, before any
+        // of it goes out (a client's next request must find them counted).
         self.count_after_response(ctx, Some(Response { head: response, body: body.as_deref() }));
-        match end {
+        let result = match end {
             SectionEnd::Continue | SectionEnd::Forward(_) | SectionEnd::CacheLookup(_) => {
                 self.relay_response(worker, ctx, response, upstream, dest, limits).await
             }
@@ -555,7 +557,10 @@ impl<S: Stream> Connection<S> {
                 upstream.shutdown();
                 Err(error)
             }
-        }
+        };
+        // The bodies went out: bandwidth quotas count the bytes that went both ways.
+        self.count_bandwidth(ctx, Some(response));
+        result
     }
 
     /// Reads the whole response body into `upstream_buf` (after the head, as it came, so the
@@ -665,6 +670,7 @@ impl<S: Stream> Connection<S> {
         ctx.status = status;
         let relayed = match body {
             RelayedBody::Coalesced(end) => {
+                ctx.response_body_bytes = Some(end.saturating_sub(response.head_len()) as u64);
                 self.release_backend(worker, response, framing, end, dest, upstream);
                 Ok(())
             }
@@ -674,7 +680,8 @@ impl<S: Stream> Connection<S> {
             }
             RelayedBody::Streamed => {
                 let tee = store.as_mut().map(|(_, tee)| tee);
-                self.relay_body(worker, response, framing, upstream, dest, limits, tee).await
+                let relayed = self.relay_body(worker, response, framing, upstream, dest, limits, tee).await;
+                relayed.map(|bytes| ctx.response_body_bytes = Some(bytes))
             }
         };
         if let (Ok(()), Some((head, tee))) = (&relayed, store) {
@@ -771,7 +778,7 @@ impl<S: Stream> Connection<S> {
         dest: Dest,
         limits: &Limits,
         tee: Option<&mut Tee>,
-    ) -> Result<(), ProxyError> {
+    ) -> Result<u64, ProxyError> {
         let buf = std::mem::take(&mut self.upstream_buf);
         let read_limit = millis(limits.backend_response_timeout_ms);
         let (result, buf) =
@@ -779,9 +786,9 @@ impl<S: Stream> Connection<S> {
                 .await;
         self.upstream_buf = buf;
         match result {
-            Ok(end) => {
+            Ok((end, relayed)) => {
                 self.release_backend(worker, response, framing, end, dest, upstream);
-                Ok(())
+                Ok(relayed)
             }
             Err(error) => {
                 upstream.shutdown();

@@ -479,8 +479,10 @@ impl<S: Stream> Connection<S> {
     ///
     /// Slot: the access log (next issue) goes here, with the request's status and timings.
     fn done(&mut self, worker: &WorkerCtx<S>, ctx: &RequestCtx) -> Verdict {
-        // Limits waiting for a backend response that never came (an error, a policy's answer).
+        // Limits waiting for a backend response that never came (an error, a policy's answer),
+        // and bandwidth a relay that failed left uncounted.
         self.count_after_response(ctx, None);
+        self.count_bandwidth(ctx, None);
         let slot = worker.slot();
         if ctx.status != 0 {
             record_response(slot, ctx.status);

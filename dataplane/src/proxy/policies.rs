@@ -165,6 +165,8 @@ impl<S: Stream> Connection<S> {
         if !self.policy.counts_after_response() {
             return;
         }
+        // With a backend response its bodies are relayed next: bandwidth waits for them.
+        let relayed_next = response.is_some();
         let (Some(snapshot), Some(matched)) = (ctx.snapshot.as_deref(), ctx.matched) else { return };
         let Connection { buf, upstream_buf, policy, peer, .. } = &mut *self;
         let bytes = exchanged_bytes(ctx, response.as_ref());
@@ -175,8 +177,16 @@ impl<S: Stream> Connection<S> {
         let params = matched_params(snapshot, &matched, ctx.head.target(buf), &mut decoded);
         let mut scratch = [0u8; portcullis_contract::key_index::KEY_BYTES_MAX];
         if let Some(view) = view(snapshot, ctx, &matched, buf, *peer, &params, request_body, response, &mut scratch) {
-            policy::after_response(&view, policy, bytes);
+            policy::after_response(&view, policy, (!relayed_next).then_some(bytes));
         }
+    }
+
+    /// Counts the bytes that went both ways (`response`: the backend's head, its body as relayed)
+    /// in the bandwidth quotas that waited for the bodies.
+    pub(crate) fn count_bandwidth(&mut self, ctx: &RequestCtx, response: Option<&ResponseHead>) {
+        let response = response.map(|head| Response { head, body: None });
+        let bytes = exchanged_bytes(ctx, response.as_ref());
+        policy::count_bandwidth(&LIMITS, &mut self.policy, bytes, Utc::now());
     }
 
     /// Reads the rest of the request body into the connection buffer when the operation's
@@ -369,16 +379,19 @@ fn request_body<'b>(ctx: &'b RequestCtx, buf: &'b [u8]) -> Option<&'b [u8]> {
     }
 }
 
-/// The bytes a bandwidth quota counts: the request's head and declared body, the response's head
-/// and declared body (a body delimited by chunks or the close counts as its head alone).
+/// The bytes a bandwidth quota counts: the request's head and body, the response's head and body,
+/// the bodies as relayed (chunked with their framing, or to the backend's close), else as
+/// declared (`Content-Length`: a body buffered and answered by policies, or not sent).
 fn exchanged_bytes(ctx: &RequestCtx, response: Option<&Response<'_>>) -> u64 {
     let declared = |framing: BodyFraming| match framing {
         BodyFraming::Length(len) => len,
         _ => 0,
     };
-    let request = ctx.head.head_len() as u64 + declared(ctx.head.framing());
-    let response =
-        response.map_or(0, |response| response.head.head_len() as u64 + declared(response.head.framing(ctx.is_head)));
+    let request = ctx.head.head_len() as u64 + ctx.request_body_bytes.unwrap_or_else(|| declared(ctx.head.framing()));
+    let response = response.map_or(0, |response| {
+        let body = ctx.response_body_bytes.unwrap_or_else(|| declared(response.head.framing(ctx.is_head)));
+        response.head.head_len() as u64 + body
+    });
     request + response
 }
 

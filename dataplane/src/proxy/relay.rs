@@ -26,8 +26,9 @@ pub(crate) enum RelayError {
 }
 
 /// Relays the body that starts at `buf[start..]` (bytes already read) and continues on `source`.
-/// Returns the buffer and the offset in it where the body ended (what follows belongs to the
-/// next message). The message head before `start` stays where it is (later phases read it
+/// Returns the buffer, the offset in it where the body ended (what follows belongs to the next
+/// message) and the body bytes relayed (as on the wire: a chunked body with its framing; what a
+/// bandwidth quota counts). The message head before `start` stays where it is (later phases read it
 /// through the parsed head's offsets); relayed body bytes are dropped from the buffer as it
 /// goes, so a large body streams through a bounded buffer. A chunked body is cut off (before the
 /// chunk that crosses it is relayed) once its decoded size passes `body_bytes_max`; a
@@ -43,7 +44,8 @@ pub(crate) async fn relay<R: Stream, W: Stream>(
     read_limit: Duration,
     body_bytes_max: u64,
     mut tee: Option<&mut crate::cache::entry::Tee>,
-) -> (Result<usize, RelayError>, Vec<u8>) {
+) -> (Result<(usize, u64), RelayError>, Vec<u8>) {
+    let mut relayed = 0u64;
     let mut remaining = match framing {
         BodyFraming::Length(length) => length,
         _ => 0,
@@ -76,9 +78,10 @@ pub(crate) async fn relay<R: Stream, W: Stream>(
                 tee.push(sent);
             }
             start += take;
+            relayed += take as u64;
         }
         if done {
-            return (Ok(start), buf);
+            return (Ok((start, relayed)), buf);
         }
         // The body before `start` is relayed; what is left of it is a split chunk line.
         buf.drain(head_end..start);
@@ -92,7 +95,7 @@ pub(crate) async fn relay<R: Stream, W: Stream>(
         let (result, returned) = read_within(source, buf, read_limit).await;
         buf = returned;
         match result {
-            Ok(0) if framing == BodyFraming::UntilClose => return (Ok(0), buf),
+            Ok(0) if framing == BodyFraming::UntilClose => return (Ok((0, relayed)), buf),
             Ok(0) => return (Err(RelayError::Truncated), buf),
             Ok(_) => {}
             Err(error) => return (Err(RelayError::Read(error)), buf),

@@ -167,7 +167,7 @@ fn a_deferred_condition_counts_after_the_response() {
     let view = fixture.view(&matched);
     let run_program = |index: u32, state: &mut RequestState| {
         let exit = run(Section::Inbound, fixture.programs.get(index).expect("program"), &view, state);
-        crate::policy::after_response(&view, state, 0);
+        crate::policy::after_response(&view, state, Some(0));
         exit
     };
     // A condition that does not hold never counts.
@@ -178,7 +178,7 @@ fn a_deferred_condition_counts_after_the_response() {
     assert_eq!(run(Section::Inbound, fixture.programs.get(1).expect("program"), &view, &mut state), Exit::Continue);
     assert!(state.counts_after_response(), "checked, not counted yet");
     assert_eq!(run_program(1, &mut RequestState::new()), Exit::Continue, "the first is not counted yet");
-    crate::policy::after_response(&view, &mut state, 0);
+    crate::policy::after_response(&view, &mut state, Some(0));
     assert!(!state.counts_after_response());
     assert!(matches!(run_program(1, &mut RequestState::new()), Exit::Error(error) if error.status() == 429));
 }
@@ -209,7 +209,7 @@ fn bandwidth_counts_after_the_response_when_the_request_counts() {
     let exchange = |index: u32| {
         let mut state = RequestState::new();
         let exit = run(Section::Inbound, fixture.programs.get(index).expect("program"), &view, &mut state);
-        crate::policy::after_response(&view, &mut state, 2_000);
+        crate::policy::after_response(&view, &mut state, Some(2_000));
         exit
     };
     // A request the condition leaves out moves no bytes.

@@ -14,7 +14,7 @@ use smallvec::SmallVec;
 use super::{Exit, Flow, Machine, internal};
 use crate::counters::{Charge, Decision};
 use crate::policy::error::Fault;
-use crate::policy::limits::{self, Check, Counted};
+use crate::policy::limits::{self, Check, Counted, RateLimits};
 use crate::policy::load::LoadedProgram;
 use crate::policy::state::{EditTarget, PENDING_LIMITS_MAX, PendingLimit, RequestState, Stored, StoredText};
 use crate::policy::value::{Text, Value};
@@ -281,9 +281,10 @@ impl<'r, 'a> Machine<'r, 'a> {
 
 /// Moves the counters the request's limits left for after its response: runs each deferred
 /// increment condition (with the response in `view`) and counts the calls where it holds, then
-/// counts `bytes` (request and response) in every bandwidth quota. A condition that fails counts
-/// nothing and is not an error of the request (its response is out already).
-pub fn after_response(view: &View<'_>, state: &mut RequestState, bytes: u64) {
+/// counts `bytes` (request and response) in every bandwidth quota; `None`: the bodies are still
+/// to be relayed, so the bandwidth quotas wait in the state for [`count_bandwidth`]. A condition
+/// that fails counts nothing and is not an error of the request.
+pub fn after_response(view: &View<'_>, state: &mut RequestState, bytes: Option<u64>) {
     if state.limits_pending.is_empty() {
         return;
     }
@@ -299,13 +300,31 @@ pub fn after_response(view: &View<'_>, state: &mut RequestState, bytes: u64) {
                 continue;
             }
         }
-        let kilobytes = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
-        for check in &pending.bandwidth {
-            view.limits.hit(check, kilobytes, Charge::Always, now_ns);
+        match bytes {
+            Some(bytes) => count_bandwidth_in(view.limits, &pending.bandwidth, bytes, now_ns),
+            None => state.bandwidth_due.extend(pending.bandwidth.iter().cloned()),
         }
     }
     state.limits_pending.clear();
     state.last_error = last_error;
+}
+
+/// Counts `bytes` (the request's and the response's, as relayed) in the bandwidth quotas
+/// [`after_response`] left waiting for the bodies; `now` is the wall clock.
+pub fn count_bandwidth(limits: &RateLimits, state: &mut RequestState, bytes: u64, now: chrono::DateTime<chrono::Utc>) {
+    if state.bandwidth_due.is_empty() {
+        return;
+    }
+    let now_ns = now.timestamp_nanos_opt().and_then(|ns| u64::try_from(ns).ok()).unwrap_or(0);
+    let due = std::mem::take(&mut state.bandwidth_due);
+    count_bandwidth_in(limits, &due, bytes, now_ns);
+}
+
+fn count_bandwidth_in(limits: &RateLimits, checks: &[Check], bytes: u64, now_ns: u64) {
+    let kilobytes = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+    for check in checks {
+        limits.hit(check, kilobytes, Charge::Always, now_ns);
+    }
 }
 
 fn run_condition(
