@@ -552,6 +552,19 @@ fn https_backends(io: &str) {
 
 on_both_io_backends!(https_backends);
 
+/// Gateway B: HTTPS with a certificate of `pki` for `name`, requiring client certificates of
+/// `pki`; with its config dir (kept alive with the gateway), TLS address and demo key.
+fn mtls_backend(pki: &Pki, name: &str, io: &str) -> ((Gateway, TempDir), SocketAddr, String) {
+    let certificate = pki.issue(&[name]);
+    let config =
+        config_with_tls(&[("backend", &certificate)], "client-auth = \"required\"\nclient-ca-file = \"certs/ca.pem\"");
+    std::fs::write(config.path().join("certs/ca.pem"), &pki.ca_pem).unwrap();
+    let gateway = start(&config, io);
+    let tls = gateway.tls_addr.expect("the backend's https ready line");
+    let key = gateway.demo_key.clone().expect("the backend's demo key");
+    ((gateway, config), tls, key)
+}
+
 /// A named `https` backend that requires client certificates: gateway A presents
 /// `backend-client-cert-file` to gateway B (client-auth required), verifies B by
 /// `tls-server-name` against `backend-ca-file`, and checks B's health over TLS. Without the
@@ -559,13 +572,7 @@ on_both_io_backends!(https_backends);
 /// the backend's own `tls-client-cert-file` they pass again, and only for that backend.
 fn named_https_backends_present_client_certificates(io: &str) {
     let pki = Pki::new();
-    let backend_cert = pki.issue(&["backend.test"]);
-    let backend_config =
-        config_with_tls(&[("backend", &backend_cert)], "client-auth = \"required\"\nclient-ca-file = \"certs/ca.pem\"");
-    std::fs::write(backend_config.path().join("certs/ca.pem"), &pki.ca_pem).unwrap();
-    let backend = start(&backend_config, io);
-    let backend_tls = backend.tls_addr.expect("the backend's https ready line");
-    let backend_key = backend.demo_key.clone().expect("the backend's demo key");
+    let (_backend, backend_tls, backend_key) = mtls_backend(&pki, "backend.test", io);
 
     let client_identity = pki.issue(&[]);
     let identity_lines =
@@ -820,13 +827,7 @@ on_both_io_backends!(validate_client_certificate_when_negotiated);
 /// B (client-auth required) for one API only; without the policy B refuses A's handshake.
 fn authentication_certificate_presents_a_named_certificate(io: &str) {
     let pki = Pki::new();
-    let backend_cert = pki.issue(&["127.0.0.1"]);
-    let backend_config =
-        config_with_tls(&[("backend", &backend_cert)], "client-auth = \"required\"\nclient-ca-file = \"certs/ca.pem\"");
-    std::fs::write(backend_config.path().join("certs/ca.pem"), &pki.ca_pem).unwrap();
-    let backend = start(&backend_config, io);
-    let backend_tls = backend.tls_addr.expect("the backend's https ready line");
-    let backend_key = backend.demo_key.clone().expect("the backend's demo key");
+    let (_backend, backend_tls, backend_key) = mtls_backend(&pki, "127.0.0.1", io);
 
     let identity = pki.issue(&["gateway-a"]);
     let front_config = config_with_tls(
