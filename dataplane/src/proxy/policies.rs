@@ -165,8 +165,12 @@ impl<S: Stream> Connection<S> {
         if !self.policy.counts_after_response() {
             return;
         }
-        // With a backend response its bodies are relayed next: bandwidth waits for them.
-        let relayed_next = response.is_some();
+        // A response body whose length only its relay will tell (chunked, until the close): the
+        // bandwidth quotas wait for it. Otherwise they count now, before the response goes out,
+        // so that a client's next request finds them counted.
+        let sizes_known = response.as_ref().is_none_or(|response| {
+            matches!(response.head.framing(ctx.is_head), BodyFraming::Length(_) | BodyFraming::None)
+        });
         let (Some(snapshot), Some(matched)) = (ctx.snapshot.as_deref(), ctx.matched) else { return };
         let Connection { buf, upstream_buf, policy, peer, .. } = &mut *self;
         let bytes = exchanged_bytes(ctx, response.as_ref());
@@ -177,7 +181,7 @@ impl<S: Stream> Connection<S> {
         let params = matched_params(snapshot, &matched, ctx.head.target(buf), &mut decoded);
         let mut scratch = [0u8; portcullis_contract::key_index::KEY_BYTES_MAX];
         if let Some(view) = view(snapshot, ctx, &matched, buf, *peer, &params, request_body, response, &mut scratch) {
-            policy::after_response(&view, policy, (!relayed_next).then_some(bytes));
+            policy::after_response(&view, policy, sizes_known.then_some(bytes));
         }
     }
 
