@@ -41,20 +41,13 @@ fn keys(name: &str) -> (EncodingKey, KeyMaterial) {
 
 fn rule(material: KeyMaterial) -> JwtRule {
     JwtRule {
-        policy: "validate-jwt".into(),
-        source: TokenSource::Header { name: "Authorization".into(), scheme: Some("Bearer".into()) },
-        status: 401,
-        message: None,
-        require_expiration_time: true,
-        require_signed_tokens: true,
-        clock_skew_s: 0,
-        output_variable: None,
         keys: vec![JwtKey { id: Some("k1".into()), material }],
-        openid_urls: Vec::new(),
         audiences: vec!["api://orders".into()],
         issuers: vec!["https://issuer.test".into()],
-        required_claims: Vec::new(),
-        azure: None,
+        ..JwtRule::new(
+            "validate-jwt",
+            TokenSource::Header { name: "Authorization".into(), scheme: Some("Bearer".into()) },
+        )
     }
 }
 

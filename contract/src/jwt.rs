@@ -42,6 +42,33 @@ pub struct JwtRule {
     pub azure: Option<AzureRules>,
 }
 
+/// APIM's `failed-validation-httpcode` default.
+pub const FAILED_VALIDATION_STATUS_DEFAULT: u16 = 401;
+
+impl JwtRule {
+    /// A rule of `policy` reading the token from `source`, with APIM's defaults: status 401, the
+    /// failure's own message, `exp` and a signature required, no clock skew, and nothing else
+    /// checked until keys, audiences, issuers or claims are added.
+    pub fn new(policy: impl Into<String>, source: TokenSource) -> Self {
+        Self {
+            policy: policy.into(),
+            source,
+            status: FAILED_VALIDATION_STATUS_DEFAULT,
+            message: None,
+            require_expiration_time: true,
+            require_signed_tokens: true,
+            clock_skew_s: 0,
+            output_variable: None,
+            keys: Vec::new(),
+            openid_urls: Vec::new(),
+            audiences: Vec::new(),
+            issuers: Vec::new(),
+            required_claims: Vec::new(),
+            azure: None,
+        }
+    }
+}
+
 /// Where the token is read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TokenSource {

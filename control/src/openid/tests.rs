@@ -11,22 +11,8 @@ use super::*;
 const URL: &str = "https://idp.test/.well-known/openid-configuration";
 
 fn config() -> Config {
-    let rule = JwtRule {
-        policy: "validate-jwt".into(),
-        source: TokenSource::Value,
-        status: 401,
-        message: None,
-        require_expiration_time: true,
-        require_signed_tokens: true,
-        clock_skew_s: 0,
-        output_variable: None,
-        keys: Vec::new(),
-        openid_urls: vec![URL.into(), URL.into()],
-        audiences: Vec::new(),
-        issuers: Vec::new(),
-        required_claims: Vec::new(),
-        azure: None,
-    };
+    let rule =
+        JwtRule { openid_urls: vec![URL.into(), URL.into()], ..JwtRule::new("validate-jwt", TokenSource::Value) };
     let mut config = Config::empty("test");
     config.programs.push(Program { jwt: vec![rule], ..Program::empty() });
     config

@@ -43,20 +43,11 @@ fn key_pair(name: &str) -> (EncodingKey, KeyMaterial) {
 
 fn rule(keys: Vec<JwtKey>) -> JwtRule {
     JwtRule {
-        policy: "validate-jwt".into(),
-        source: TokenSource::Header { name: "Authorization".into(), scheme: Some("Bearer".into()) },
-        status: 401,
-        message: None,
-        require_expiration_time: true,
-        require_signed_tokens: true,
-        clock_skew_s: 0,
-        output_variable: None,
         keys,
-        openid_urls: Vec::new(),
-        audiences: Vec::new(),
-        issuers: Vec::new(),
-        required_claims: Vec::new(),
-        azure: None,
+        ..JwtRule::new(
+            "validate-jwt",
+            TokenSource::Header { name: "Authorization".into(), scheme: Some("Bearer".into()) },
+        )
     }
 }
 

@@ -12,8 +12,6 @@ use super::{Place, SectionCompiler};
 use crate::expr::Expect;
 use crate::xml::Element;
 
-/// APIM's default `failed-validation-httpcode`.
-const FAILED_VALIDATION_STATUS_DEFAULT: u16 = 401;
 /// Largest `clock-skew`: a day is already far beyond any clock drift.
 const CLOCK_SKEW_MAX_S: u32 = 86_400;
 
@@ -114,7 +112,7 @@ fn common(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) -> Opti
             c.error(place, span.unwrap_or(element.name_span.clone()), format!("{status} is not an HTTP status"));
             return None;
         }
-        None => FAILED_VALIDATION_STATUS_DEFAULT,
+        None => portcullis_contract::jwt::FAILED_VALIDATION_STATUS_DEFAULT,
     };
     let message = match element.attr("failed-validation-error-message") {
         Some(attr) => Some(c.literal(attr, place)?),
@@ -124,22 +122,7 @@ fn common(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) -> Opti
         Some(attr) => Some(c.literal(attr, place)?.trim().to_owned()),
         None => None,
     };
-    Some(JwtRule {
-        policy: element.name.clone(),
-        source,
-        status,
-        message,
-        require_expiration_time: true,
-        require_signed_tokens: true,
-        clock_skew_s: 0,
-        output_variable,
-        keys: Vec::new(),
-        openid_urls: Vec::new(),
-        audiences: Vec::new(),
-        issuers: Vec::new(),
-        required_claims: Vec::new(),
-        azure: None,
-    })
+    Some(JwtRule { status, message, output_variable, ..JwtRule::new(element.name.clone(), source) })
 }
 
 /// Exactly one of `header-name`, `query-parameter-name` and `token-value`
