@@ -128,25 +128,14 @@ impl Publisher {
         let mut config = Config::clone(&state.config);
         config.jwt.openid = self.openid.sets_for(&config);
         config.key_index = KeyIndex::build(crate::config::random_seed(), config.key_index.entries().to_vec())?;
-        let generation = state.generation + 1;
-        state.snapshot = snapshot::encode(generation, &config)?;
-        state.generation = generation;
-        state.config = Arc::new(config);
-        send_current(&mut state);
-        Ok(generation)
+        install(&mut state, config)
     }
 
     /// Publishes `config` as the next generation and sends it to the connected data plane (if any;
     /// otherwise it gets it when it connects). Returns the generation.
     pub fn publish(&self, mut config: Config) -> Result<u64, PublishError> {
         config.jwt.openid = self.openid.sets_for(&config);
-        let mut state = self.lock();
-        let generation = state.generation + 1;
-        state.snapshot = snapshot::encode(generation, &config)?;
-        state.generation = generation;
-        state.config = Arc::new(config);
-        send_current(&mut state);
-        Ok(generation)
+        install(&mut self.lock(), config)
     }
 
     /// Waits until the data plane applies `generation` (or a later one), rejects it, or `timeout` passes.
@@ -275,6 +264,17 @@ fn renumber(state: &mut State, generation: u64) -> Result<(), PublishError> {
     state.generation = generation;
     state.config = Arc::new(config);
     Ok(())
+}
+
+/// Encodes `config` as the next generation, makes it the current snapshot and sends it to the
+/// connected data plane (if any); returns the generation. Nothing changes when it does not encode.
+fn install(state: &mut State, config: Config) -> Result<u64, PublishError> {
+    let generation = state.generation + 1;
+    state.snapshot = snapshot::encode(generation, &config)?;
+    state.generation = generation;
+    state.config = Arc::new(config);
+    send_current(state);
+    Ok(generation)
 }
 
 /// Sends the current snapshot to the connected data plane, if any. A failed send drops the
