@@ -14,7 +14,8 @@ use portcullis_contract::program::{Program, Section};
 use portcullis_dataplane::counters::LocalCounters;
 use portcullis_dataplane::http::{request, response};
 use portcullis_dataplane::policy::{
-    ConcurrencyLimits, Exit, LoadedProgram, MatchedParam, Programs, RequestState, ResponseView, View, resume, run,
+    ConcurrencyLimits, Exit, LoadedProgram, MatchedParam, Programs, RateLimits, RequestState, ResponseView, View,
+    resume, run,
 };
 use portcullis_policy::compile::Options;
 use portcullis_policy::scope::{Fragment, Fragments};
@@ -83,6 +84,7 @@ pub fn run_loaded(program: LoadedProgram, section: Section) {
         request_body: Some(REQUEST_BODY),
         response: None,
         concurrency: concurrency(),
+        limits: rate_limits(),
         tracing: true,
     };
     if section != Section::Inbound {
@@ -103,6 +105,12 @@ pub fn run_loaded(program: LoadedProgram, section: Section) {
 fn concurrency() -> &'static Arc<ConcurrencyLimits> {
     static LIMITS: OnceLock<Arc<ConcurrencyLimits>> = OnceLock::new();
     LIMITS.get_or_init(|| Arc::new(ConcurrencyLimits::with_store(Box::new(LocalCounters::new(CONCURRENCY_SLOTS)))))
+}
+
+/// The `rate-limit` / `quota` counters the fuzzed programs count in, shared by every run.
+fn rate_limits() -> &'static Arc<RateLimits> {
+    static LIMITS: OnceLock<Arc<RateLimits>> = OnceLock::new();
+    LIMITS.get_or_init(RateLimits::new)
 }
 
 /// What fuzzed policy documents may refer to: two named values (`backend-url`, and `api-key`, a

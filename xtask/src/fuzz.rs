@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 /// The targets, in the order they run (the files of `fuzz/fuzz_targets/`).
-pub(crate) const TARGETS: [&str; 8] = [
+pub(crate) const TARGETS: [&str; 9] = [
     "request_head",
     "response_head",
     "chunked",
@@ -23,6 +23,7 @@ pub(crate) const TARGETS: [&str; 8] = [
     "verifier",
     "snapshot_decode",
     "admin_request",
+    "jwt",
 ];
 /// Seconds each target runs when `--seconds` is not given.
 const SECONDS_DEFAULT: u64 = 60;
