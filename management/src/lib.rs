@@ -1,0 +1,15 @@
+//! The Portcullis management plane: APIM's resource model in a real store.
+//!
+//! - [`resource`]: resource paths as APIM names them (`/apis/{id}`, `/apis/{id};rev=2/operations/{op}`,
+//!   `/products/{pid}/apis/{aid}` ...), the kind of each, and which resource it belongs to.
+//! - [`model`]: the typed `properties` of each kind, in APIM's JSON shape.
+//! - [`store`]: the store interface and its SQLite implementation (WAL, foreign keys, versioned
+//!   migrations); every change is one transaction.
+//! - [`service`]: the resources in memory and the one path every change takes (ownership,
+//!   would-be compile, commit, publish).
+#![forbid(unsafe_code)]
+
+pub mod model;
+pub mod resource;
+pub mod service;
+pub mod store;
