@@ -15,6 +15,7 @@ mod files;
 pub mod load;
 mod policies;
 pub mod provided;
+pub mod resources;
 pub mod tls;
 mod xdp;
 
@@ -40,6 +41,42 @@ pub fn load_seeded(dir: &Path, provided: &NamedValues, seed: [u64; 2]) -> Result
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut diagnostics = Diagnostics::default();
     let parsed = load::read(&dir, &mut diagnostics);
+    match compile::compile(parsed, provided, &dir, seed, &mut diagnostics) {
+        Some(config) if diagnostics.is_empty() => Ok(config),
+        _ => Err(diagnostics),
+    }
+}
+
+/// Loads and compiles the config directory `dir` as [`load`] does, and returns the resources it
+/// declares (for `apply`).
+pub fn load_declared(dir: &Path, provided: &NamedValues) -> Result<(Config, Vec<resources::Declared>), Diagnostics> {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut diagnostics = Diagnostics::default();
+    let parsed = load::read(&dir, &mut diagnostics);
+    let declared = resources::declared(&parsed, &dir);
+    match (compile::compile(parsed, provided, &dir, random_seed(), &mut diagnostics), declared) {
+        (Some(config), Ok(declared)) if diagnostics.is_empty() => Ok((config, declared)),
+        (_, Err(more)) => {
+            diagnostics.items.extend(more.items);
+            Err(diagnostics)
+        }
+        _ => Err(diagnostics),
+    }
+}
+
+/// Compiles the management store's resources. Gateway-wide settings (`gateway.toml`) and the
+/// certificates they name come from the config directory `dir`; diagnostics name resources.
+pub fn compile_state(
+    state: &portcullis_management::service::State,
+    dir: &Path,
+    provided: &NamedValues,
+    seed: [u64; 2],
+) -> Result<Config, Diagnostics> {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut diagnostics = Diagnostics::default();
+    let gateway = load::read_gateway(&dir, &mut diagnostics);
+    let (parsed, rendered) = resources::parsed(state, gateway);
+    diagnostics.items.extend(rendered.items);
     match compile::compile(parsed, provided, &dir, seed, &mut diagnostics) {
         Some(config) if diagnostics.is_empty() => Ok(config),
         _ => Err(diagnostics),

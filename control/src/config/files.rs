@@ -111,6 +111,10 @@ pub(crate) struct ApiFile {
     pub(crate) subscription_required: bool,
     #[serde(default)]
     pub(crate) subscription_key: SubscriptionKeyTable,
+    /// APIM properties Portcullis keeps but has no key for (written by `export`).
+    #[serde(default)]
+    #[expect(dead_code, reason = "config::resources reads it from the text; declared so the strict parse accepts it")]
+    pub(crate) apim: Option<toml::Table>,
 }
 
 /// `[subscription-key]` in `api.toml`: where callers put their key.
@@ -225,6 +229,10 @@ pub(crate) struct OperationFile {
     /// `[[response]]`: the operation's documented responses, with examples for `mock-response`.
     #[serde(default)]
     pub(crate) response: Vec<ResponseFile>,
+    /// APIM properties Portcullis keeps but has no key for (written by `export`).
+    #[serde(default)]
+    #[expect(dead_code, reason = "config::resources reads it from the text; declared so the strict parse accepts it")]
+    pub(crate) apim: Option<toml::Table>,
 }
 
 /// One `[[response]]` of an operation file: a status, a representation and its example.
@@ -251,6 +259,10 @@ pub(crate) struct ProductFile {
     pub(crate) subscription_required: bool,
     #[serde(default)]
     pub(crate) state: ProductState,
+    /// APIM properties Portcullis keeps but has no key for (written by `export`).
+    #[serde(default)]
+    #[expect(dead_code, reason = "config::resources reads it from the text; declared so the strict parse accepts it")]
+    pub(crate) apim: Option<toml::Table>,
 }
 
 /// Product states as APIM names them, in lower case.
@@ -272,6 +284,10 @@ pub(crate) struct SubscriptionFile {
     pub(crate) state: StateName,
     pub(crate) primary_key: Spanned<String>,
     pub(crate) secondary_key: Spanned<String>,
+    /// APIM properties Portcullis keeps but has no key for (written by `export`).
+    #[serde(default)]
+    #[expect(dead_code, reason = "config::resources reads it from the text; declared so the strict parse accepts it")]
+    pub(crate) apim: Option<toml::Table>,
 }
 
 /// Subscription states, spelled as APIM spells them in lower case.

@@ -129,6 +129,12 @@ pub(crate) fn read(dir: &Path, diagnostics: &mut Diagnostics) -> Parsed {
     parsed
 }
 
+/// Only `gateway.toml` of `dir`, if present.
+pub(crate) fn read_gateway(dir: &Path, diagnostics: &mut Diagnostics) -> Option<Item<GatewayFile>> {
+    let path = dir.join(GATEWAY_FILE);
+    path.is_file().then(|| parse_file("gateway", &path, diagnostics)).flatten()
+}
+
 /// Only `named-values.toml` of `dir`, if present.
 pub(crate) fn read_named_values(dir: &Path, diagnostics: &mut Diagnostics) -> Option<Item<NamedValuesFile>> {
     let path = dir.join(NAMED_VALUES_FILE);
@@ -404,6 +410,15 @@ fn entries(dir: &Path, diagnostics: &mut Diagnostics) -> Vec<Entry> {
 /// Reads and deserializes one TOML file; syntax errors and unknown keys point at their span.
 fn parse_file<T: DeserializeOwned>(id: &str, path: &Path, diagnostics: &mut Diagnostics) -> Option<Item<T>> {
     let source = read_text(path, diagnostics)?;
+    parse_source(id, source, diagnostics)
+}
+
+/// Deserializes one TOML text (a file, or a store resource rendered as its file).
+pub(crate) fn parse_source<T: DeserializeOwned>(
+    id: &str,
+    source: SourceFile,
+    diagnostics: &mut Diagnostics,
+) -> Option<Item<T>> {
     match toml::from_str::<T>(&source.text) {
         Ok(file) => Some(Item { id: id.to_owned(), source, file }),
         Err(error) => {

@@ -1,0 +1,552 @@
+//! The config directory as management resources, and back.
+//!
+//! - [`declared`]: what a loaded directory declares, as resources owned by their files (`apply`).
+//! - [`parsed`]: the store's resources as the parsed files the compiler reads: each resource is
+//!   rendered as the file that would declare it and parsed as that file, so a resource the API
+//!   wrote is checked exactly as a file is, and its diagnostics name the resource.
+//! - [`files`]: the store's resources as the files of a directory (`export`), which `apply`
+//!   reads back unchanged.
+//!
+//! Each file's keys map to APIM property names ([`Field`]); APIM properties a file has no key for
+//! are kept in the file's `[apim]` table, so nothing is lost on the way through a directory.
+
+use std::collections::BTreeMap;
+
+use portcullis_management::resource::{Kind, ResourcePath};
+use portcullis_management::service::State;
+use serde_json::{Map, Value};
+
+use super::load::{self, Item, OperationItem, Parsed};
+use super::{Diagnostic, Diagnostics, SourceFile};
+
+/// The table of a file that carries APIM properties Portcullis keeps but has no key for.
+pub(crate) const APIM_TABLE: &str = "apim";
+
+/// A file key (dotted for nested tables) and the APIM property (dotted likewise) it maps to.
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    file: &'static str,
+    json: &'static str,
+}
+
+const fn field(file: &'static str, json: &'static str) -> Field {
+    Field { file, json }
+}
+
+const API_FIELDS: &[Field] = &[
+    field("name", "displayName"),
+    field("path", "path"),
+    field("backend-url", "serviceUrl"),
+    field("backend-id", "backendId"),
+    field("preserve-host", "preserveHost"),
+    field("subscription-required", "subscriptionRequired"),
+    field("subscription-key.header", "subscriptionKeyParameterNames.header"),
+    field("subscription-key.query", "subscriptionKeyParameterNames.query"),
+];
+
+const OPERATION_FIELDS: &[Field] =
+    &[field("name", "displayName"), field("method", "method"), field("url-template", "urlTemplate")];
+
+const PRODUCT_FIELDS: &[Field] =
+    &[field("name", "displayName"), field("subscription-required", "subscriptionRequired")];
+
+const SUBSCRIPTION_FIELDS: &[Field] = &[
+    field("name", "displayName"),
+    field("scope", "scope"),
+    field("primary-key", "primaryKey"),
+    field("secondary-key", "secondaryKey"),
+];
+
+/// One resource a config directory declares, and the file (relative to the directory) that does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Declared {
+    pub path: ResourcePath,
+    pub properties: Value,
+    pub file: String,
+}
+
+/// The resources `parsed` declares (the directory `dir` loaded and checked).
+pub(crate) fn declared(parsed: &Parsed, dir: &std::path::Path) -> Result<Vec<Declared>, Diagnostics> {
+    let mut out = Declarations { dir, items: Vec::new(), diagnostics: Diagnostics::default() };
+    for item in &parsed.apis {
+        out.table(&format!("/apis/{}", item.id), &item.source, API_FIELDS, |_, _| {});
+        let parts = parsed.api_parts.get(&item.id);
+        if let Some(policy) = parts.and_then(|parts| parts.policy.as_ref()) {
+            out.policy(&format!("/apis/{}/policies/policy", item.id), policy);
+        }
+        for operation in parts.map(|parts| parts.operations.as_slice()).unwrap_or_default() {
+            out.operation(&item.id, operation);
+        }
+    }
+    for (item, policy) in &parsed.products {
+        out.product(item, policy.as_ref());
+    }
+    for item in &parsed.subscriptions {
+        out.table(&format!("/subscriptions/{}", item.id), &item.source, SUBSCRIPTION_FIELDS, |table, json| {
+            let state = table.get("state").and_then(toml::Value::as_str).unwrap_or("active");
+            json.insert("state".into(), Value::from(state));
+        });
+    }
+    if let Some(item) = &parsed.named_values {
+        out.named_values(item);
+    }
+    if let Some(policy) = &parsed.global_policy {
+        out.policy("/policies/policy", policy);
+    }
+    for (id, source) in &parsed.fragments {
+        let properties = serde_json::json!({"value": source.text, "format": "rawxml"});
+        out.push(&format!("/policyFragments/{id}"), properties, source);
+    }
+    for item in &parsed.backends {
+        out.backend(item);
+    }
+    if out.diagnostics.is_empty() { Ok(out.items) } else { Err(out.diagnostics) }
+}
+
+struct Declarations<'a> {
+    dir: &'a std::path::Path,
+    items: Vec<Declared>,
+    diagnostics: Diagnostics,
+}
+
+impl Declarations<'_> {
+    fn push(&mut self, path: &str, properties: Value, source: &SourceFile) {
+        let file = source.path.strip_prefix(self.dir).unwrap_or(&source.path).display().to_string();
+        match ResourcePath::parse(path) {
+            Ok(path) => self.items.push(Declared { path, properties, file }),
+            Err(error) => self.diagnostics.push(source.error_at_start(error.to_string())),
+        }
+    }
+
+    /// A TOML file mapped through `fields`, its `[apim]` table merged in; `special` adds what
+    /// the field table cannot say.
+    fn table(
+        &mut self,
+        path: &str,
+        source: &SourceFile,
+        fields: &[Field],
+        special: impl FnOnce(&toml::Table, &mut Map<String, Value>),
+    ) {
+        let table: toml::Table = match toml::from_str(&source.text) {
+            Ok(table) => table,
+            Err(error) => return self.diagnostics.push(source.error_at_start(error.message().to_owned())),
+        };
+        let mut json = apim_properties(&table);
+        for field in fields {
+            if let Some(value) = lookup(&table, field.file) {
+                set(&mut json, field.json, toml_to_json(value));
+            }
+        }
+        special(&table, &mut json);
+        self.push(path, Value::Object(json), source);
+    }
+
+    fn policy(&mut self, path: &str, source: &SourceFile) {
+        self.push(path, serde_json::json!({"value": source.text, "format": "rawxml"}), source);
+    }
+
+    fn operation(&mut self, api: &str, operation: &OperationItem) {
+        let id = &operation.item.id;
+        let path = format!("/apis/{api}/operations/{id}");
+        self.table(&path, &operation.item.source, OPERATION_FIELDS, |table, json| {
+            if let Some(responses) = table.get("response").and_then(toml::Value::as_array) {
+                json.insert("responses".into(), Value::Array(responses.iter().map(response_to_json).collect()));
+            }
+        });
+        if let Some(policy) = &operation.policy {
+            self.policy(&format!("{path}/policies/policy"), policy);
+        }
+    }
+
+    fn product(&mut self, item: &Item<super::files::ProductFile>, policy: Option<&SourceFile>) {
+        let id = &item.id;
+        self.table(&format!("/products/{id}"), &item.source, PRODUCT_FIELDS, |table, json| {
+            let state = table.get("state").and_then(toml::Value::as_str).unwrap_or("published");
+            let state = if state == "not-published" { "notPublished" } else { "published" };
+            json.insert("state".into(), Value::from(state));
+        });
+        for api in &item.file.apis {
+            self.push(&format!("/products/{id}/apis/{}", api.get_ref()), Value::Object(Map::new()), &item.source);
+        }
+        if let Some(policy) = policy {
+            self.policy(&format!("/products/{id}/policies/policy"), policy);
+        }
+    }
+
+    fn named_values(&mut self, item: &Item<super::files::NamedValuesFile>) {
+        for entry in &item.file.named_value {
+            let name = entry.name.get_ref();
+            let properties = serde_json::json!({
+                "displayName": name, "value": entry.value.get_ref(), "secret": entry.secret,
+            });
+            if !portcullis_management::resource::is_valid_id(name) {
+                let message = "this name cannot be a resource id (1 to 80 letters, digits, '-', '_' or '.')";
+                self.diagnostics.push(item.source.error(entry.name.span(), message));
+                continue;
+            }
+            self.push(&format!("/namedValues/{name}"), properties, &item.source);
+        }
+    }
+
+    fn backend(&mut self, item: &Item<super::files::BackendFile>) {
+        let table: toml::Table = toml::from_str(&item.source.text).unwrap_or_default();
+        let url = item.file.endpoint.first().map(|endpoint| endpoint.address.get_ref().clone()).unwrap_or_default();
+        let protocol = table.get("protocol").and_then(toml::Value::as_str).unwrap_or("http");
+        let properties = serde_json::json!({
+            "url": format!("{protocol}://{url}"), "protocol": "http", "portcullis": toml_to_json(&toml::Value::Table(table)),
+        });
+        self.push(&format!("/backends/{}", item.id), properties, &item.source);
+    }
+}
+
+/// The resources of `state` as the parsed files of a directory, for the compiler. `gateway`
+/// (gateway-wide settings) comes from the config directory, not the store.
+pub(crate) fn parsed(state: &State, gateway: Option<Item<super::files::GatewayFile>>) -> (Parsed, Diagnostics) {
+    let mut diagnostics = Diagnostics::default();
+    let mut parsed = Parsed { gateway, ..Parsed::default() };
+    // A product's policy.xml sorts before its product.toml: add policies once products are in.
+    let (product_policies, others): (Vec<_>, Vec<_>) =
+        files(state).into_iter().partition(|(file, _)| file.starts_with("products/") && file.ends_with(".xml"));
+    for (file, rendered) in others.into_iter().chain(product_policies) {
+        add_file(&mut parsed, &file, rendered, &mut diagnostics);
+    }
+    (parsed, diagnostics)
+}
+
+/// One rendered file: its text and the resource path diagnostics name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub resource: String,
+    pub text: String,
+}
+
+/// The files (path relative to the directory → text) that declare `state`'s resources.
+pub fn files(state: &State) -> BTreeMap<String, Rendered> {
+    let mut files = BTreeMap::new();
+    let mut named_values = toml::Table::new();
+    let mut entries = Vec::new();
+    for resource in state.iter() {
+        let path = &resource.path;
+        let properties = resource.properties.as_object().cloned().unwrap_or_default();
+        let rendered = match path.kind() {
+            Kind::Api => Some((format!("apis/{}/api.toml", path.name()), table_text(&properties, API_FIELDS, &[]))),
+            Kind::Operation => Some((operation_file(path), operation_text(&properties))),
+            Kind::Product => {
+                Some((format!("products/{}/product.toml", path.name()), product_text(state, path, &properties)))
+            }
+            Kind::Subscription => Some((format!("subscriptions/{}.toml", path.name()), subscription_text(&properties))),
+            Kind::ApiPolicy | Kind::ProductPolicy | Kind::GlobalPolicy | Kind::OperationPolicy => {
+                Some((policy_file(path), string(&properties, "value")))
+            }
+            Kind::PolicyFragment => Some((format!("fragments/{}.xml", path.name()), string(&properties, "value"))),
+            Kind::Backend => Some((format!("backends/{}.toml", path.name()), backend_text(&properties))),
+            Kind::NamedValue => {
+                entries.push(toml::Value::Table(named_value_entry(&properties)));
+                None
+            }
+            _ => None,
+        };
+        if let Some((file, text)) = rendered {
+            files.insert(file, Rendered { resource: path.to_string(), text });
+        }
+    }
+    if !entries.is_empty() {
+        named_values.insert("named-value".into(), toml::Value::Array(entries));
+        let text = toml::to_string(&named_values).unwrap_or_default();
+        files.insert(load::NAMED_VALUES_FILE.to_owned(), Rendered { resource: "/namedValues".into(), text });
+    }
+    files
+}
+
+fn add_file(parsed: &mut Parsed, file: &str, rendered: Rendered, diagnostics: &mut Diagnostics) {
+    let source = SourceFile::new(&rendered.resource, rendered.text);
+    let parts: Vec<&str> = file.split('/').collect();
+    match parts.as_slice() {
+        ["apis", id, "api.toml"] => match load::parse_source(id, source, diagnostics) {
+            Some(item) => parsed.apis.push(item),
+            None => {
+                parsed.broken_api_ids.insert((*id).to_owned());
+            }
+        },
+        ["apis", id, "policy.xml"] => parsed.api_parts.entry((*id).to_owned()).or_default().policy = Some(source),
+        ["apis", id, "operations", name] => add_operation(parsed, id, name, source, diagnostics),
+        ["products", id, "product.toml"] => match load::parse_source(id, source, diagnostics) {
+            Some(item) => parsed.products.push((item, None)),
+            None => {
+                parsed.broken_product_ids.insert((*id).to_owned());
+            }
+        },
+        ["products", id, "policy.xml"] => {
+            if let Some((_, policy)) = parsed.products.iter_mut().find(|(item, _)| item.id == *id) {
+                *policy = Some(source);
+            }
+        }
+        ["subscriptions", name] => {
+            let id = name.trim_end_matches(".toml");
+            parsed.subscriptions.extend(load::parse_source(id, source, diagnostics));
+        }
+        ["fragments", name] => parsed.fragments.push((name.trim_end_matches(".xml").to_owned(), source)),
+        ["backends", name] => {
+            let id = name.trim_end_matches(".toml");
+            match load::parse_source(id, source, diagnostics) {
+                Some(item) => parsed.backends.push(item),
+                None => {
+                    parsed.broken_backend_ids.insert(id.to_owned());
+                }
+            }
+        }
+        ["policy.xml"] => parsed.global_policy = Some(source),
+        ["named-values.toml"] => parsed.named_values = load::parse_source("named-values", source, diagnostics),
+        _ => diagnostics
+            .push(Diagnostic::at_path(std::path::Path::new(file), "internal: a resource rendered to an unknown file")),
+    }
+}
+
+fn add_operation(parsed: &mut Parsed, api: &str, name: &str, source: SourceFile, diagnostics: &mut Diagnostics) {
+    let parts = parsed.api_parts.entry(api.to_owned()).or_default();
+    if let Some(id) = name.strip_suffix(".toml") {
+        if let Some(item) = load::parse_source(id, source, diagnostics) {
+            parts.operations.push(OperationItem { item, policy: None });
+        }
+    } else if let Some(id) = name.strip_suffix(".xml") {
+        // Files come in path order: `<id>.toml` before `<id>.xml`.
+        if let Some(operation) = parts.operations.iter_mut().find(|operation| operation.item.id == id) {
+            operation.policy = Some(source);
+        }
+    }
+}
+
+fn operation_file(path: &ResourcePath) -> String {
+    format!("apis/{}/operations/{}.toml", api_segment(path), path.name())
+}
+
+/// The API segment of a path under an API, revision included (`echo;rev=2`).
+fn api_segment(path: &ResourcePath) -> &str {
+    path.segments().nth(1).unwrap_or_default()
+}
+
+fn policy_file(path: &ResourcePath) -> String {
+    match path.parent().map(ResourcePath::parse) {
+        Some(Ok(parent)) if parent.kind() == Kind::Operation => {
+            format!("apis/{}/operations/{}.xml", api_segment(&parent), parent.name())
+        }
+        Some(Ok(parent)) if parent.kind() == Kind::Api => format!("apis/{}/policy.xml", parent.name()),
+        Some(Ok(parent)) => format!("products/{}/policy.xml", parent.name()),
+        _ => load::POLICY_FILE.to_owned(),
+    }
+}
+
+/// A file's text: `fields` as keys, `specials` as given, every other property in `[apim]`.
+fn table_text(properties: &Map<String, Value>, fields: &[Field], specials: &[(&str, toml::Value)]) -> String {
+    let mut rest = properties.clone();
+    let mut table = toml::Table::new();
+    for field in fields {
+        if let Some(value) = take(&mut rest, field.json).and_then(|value| json_to_toml(&value)) {
+            insert(&mut table, field.file, value);
+        }
+    }
+    for (key, value) in specials {
+        table.insert((*key).to_owned(), value.clone());
+    }
+    let apim: toml::Table = rest.iter().filter_map(|(k, v)| Some((k.clone(), json_to_toml(v)?))).collect();
+    if !apim.is_empty() {
+        table.insert(APIM_TABLE.into(), toml::Value::Table(apim));
+    }
+    toml::to_string(&table).unwrap_or_default()
+}
+
+fn operation_text(properties: &Map<String, Value>) -> String {
+    let mut rest = properties.clone();
+    let responses = rest.get("responses").and_then(Value::as_array).and_then(|list| simple_responses(list));
+    let mut specials = Vec::new();
+    if let Some(responses) = responses {
+        rest.remove("responses");
+        specials.push(("response", toml::Value::Array(responses)));
+    }
+    table_text(&rest, OPERATION_FIELDS, &specials)
+}
+
+fn product_text(state: &State, path: &ResourcePath, properties: &Map<String, Value>) -> String {
+    let mut rest = properties.clone();
+    let state_name = match rest.remove("state").as_ref().and_then(Value::as_str) {
+        Some("published") => "published",
+        _ => "not-published",
+    };
+    let links = format!("{path}/apis/");
+    let apis: Vec<toml::Value> =
+        state.under(&links).map(|link| toml::Value::String(link.path.name().to_owned())).collect();
+    table_text(&rest, PRODUCT_FIELDS, &[("apis", toml::Value::Array(apis)), ("state", state_name.into())])
+}
+
+fn subscription_text(properties: &Map<String, Value>) -> String {
+    let mut rest = properties.clone();
+    let state = rest.remove("state").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_else(|| "submitted".into());
+    table_text(&rest, SUBSCRIPTION_FIELDS, &[("state", state.into())])
+}
+
+fn backend_text(properties: &Map<String, Value>) -> String {
+    let table = properties.get("portcullis").and_then(json_to_toml);
+    match table {
+        Some(toml::Value::Table(table)) => toml::to_string(&table).unwrap_or_default(),
+        // A backend written through the API with only APIM's `url`: one endpoint.
+        _ => {
+            let url = string(properties, "url");
+            let (protocol, address) = url.split_once("://").unwrap_or(("http", url.as_str()));
+            let address = address.trim_end_matches('/');
+            format!("protocol = {protocol:?}\n[[endpoint]]\naddress = {address:?}\n")
+        }
+    }
+}
+
+fn named_value_entry(properties: &Map<String, Value>) -> toml::Table {
+    let mut entry = toml::Table::new();
+    entry.insert("name".into(), string(properties, "displayName").into());
+    entry.insert("value".into(), string(properties, "value").into());
+    if properties.get("secret").and_then(Value::as_bool) == Some(true) {
+        entry.insert("secret".into(), true.into());
+    }
+    entry
+}
+
+/// `[[response]]` entries when `responses` say no more than they can (status, one
+/// representation's content type, its default example); `None` keeps them in `[apim]`.
+fn simple_responses(responses: &[Value]) -> Option<Vec<toml::Value>> {
+    responses
+        .iter()
+        .map(|response| {
+            let object = response.as_object()?;
+            if object.keys().any(|key| !matches!(key.as_str(), "statusCode" | "representations")) {
+                return None;
+            }
+            let mut entry = toml::Table::new();
+            entry.insert("status".into(), toml::Value::Integer(object.get("statusCode")?.as_i64()?));
+            let representations = object.get("representations").and_then(Value::as_array);
+            match representations.map(Vec::as_slice) {
+                None | Some([]) => {}
+                Some([representation]) => {
+                    let representation = representation.as_object()?;
+                    if representation.keys().any(|key| !matches!(key.as_str(), "contentType" | "examples")) {
+                        return None;
+                    }
+                    entry.insert("content-type".into(), representation.get("contentType")?.as_str()?.into());
+                    if let Some(examples) = representation.get("examples") {
+                        let examples = examples.as_object()?;
+                        let value = examples.get("default")?.as_object()?;
+                        if examples.len() != 1 || value.len() != 1 {
+                            return None;
+                        }
+                        entry.insert("example".into(), value.get("value")?.as_str()?.into());
+                    }
+                }
+                Some(_) => return None,
+            }
+            Some(toml::Value::Table(entry))
+        })
+        .collect()
+}
+
+fn response_to_json(response: &toml::Value) -> Value {
+    let status = response.get("status").and_then(toml::Value::as_integer).unwrap_or(200);
+    let mut representation = Map::new();
+    let content_type = response.get("content-type").and_then(toml::Value::as_str).unwrap_or("application/json");
+    representation.insert("contentType".into(), content_type.into());
+    if let Some(example) = response.get("example").and_then(toml::Value::as_str) {
+        representation.insert("examples".into(), serde_json::json!({"default": {"value": example}}));
+    }
+    serde_json::json!({"statusCode": status, "representations": [representation]})
+}
+
+fn apim_properties(table: &toml::Table) -> Map<String, Value> {
+    match table.get(APIM_TABLE).map(toml_to_json) {
+        Some(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
+
+fn string(properties: &Map<String, Value>, key: &str) -> String {
+    properties.get(key).and_then(Value::as_str).unwrap_or_default().to_owned()
+}
+
+fn lookup<'a>(table: &'a toml::Table, dotted: &str) -> Option<&'a toml::Value> {
+    let mut parts = dotted.split('.');
+    let mut value = table.get(parts.next()?)?;
+    for part in parts {
+        value = value.get(part)?;
+    }
+    Some(value)
+}
+
+fn insert(table: &mut toml::Table, dotted: &str, value: toml::Value) {
+    match dotted.split_once('.') {
+        None => {
+            table.insert(dotted.to_owned(), value);
+        }
+        Some((head, tail)) => {
+            let inner = table.entry(head).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(inner) = inner {
+                insert(inner, tail, value);
+            }
+        }
+    }
+}
+
+fn set(map: &mut Map<String, Value>, dotted: &str, value: Value) {
+    match dotted.split_once('.') {
+        None => {
+            map.insert(dotted.to_owned(), value);
+        }
+        Some((head, tail)) => {
+            let inner = map.entry(head).or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(inner) = inner {
+                set(inner, tail, value);
+            }
+        }
+    }
+}
+
+/// Removes the property at `dotted` (and a parent object it leaves empty).
+fn take(map: &mut Map<String, Value>, dotted: &str) -> Option<Value> {
+    match dotted.split_once('.') {
+        None => map.remove(dotted),
+        Some((head, tail)) => {
+            let inner = map.get_mut(head)?.as_object_mut()?;
+            let value = take(inner, tail);
+            if inner.is_empty() {
+                map.remove(head);
+            }
+            value
+        }
+    }
+}
+
+fn toml_to_json(value: &toml::Value) -> Value {
+    match value {
+        toml::Value::String(text) => Value::String(text.clone()),
+        toml::Value::Integer(number) => Value::from(*number),
+        toml::Value::Float(number) => Value::from(*number),
+        toml::Value::Boolean(flag) => Value::Bool(*flag),
+        toml::Value::Datetime(datetime) => Value::String(datetime.to_string()),
+        toml::Value::Array(items) => Value::Array(items.iter().map(toml_to_json).collect()),
+        toml::Value::Table(table) => Value::Object(table.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
+    }
+}
+
+/// JSON as TOML; `null` has no TOML form and is left out.
+fn json_to_toml(value: &Value) -> Option<toml::Value> {
+    Some(match value {
+        Value::Null => return None,
+        Value::Bool(flag) => toml::Value::Boolean(*flag),
+        Value::Number(number) => match number.as_i64() {
+            Some(integer) => toml::Value::Integer(integer),
+            None => toml::Value::Float(number.as_f64()?),
+        },
+        Value::String(text) => toml::Value::String(text.clone()),
+        Value::Array(items) => toml::Value::Array(items.iter().filter_map(json_to_toml).collect()),
+        Value::Object(map) => {
+            toml::Value::Table(map.iter().filter_map(|(k, v)| Some((k.clone(), json_to_toml(v)?))).collect())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;
