@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use portcullis_contract::layout::DataDir;
 
 use crate::stdout::print_line;
-use crate::{config, ctl, data_dir, echo, policy, quickstart, up};
+use crate::{config, ctl, data_dir, echo, management, policy, quickstart, up};
 
 /// Portcullis: an API gateway for Linux edge hosts.
 #[derive(Debug, Parser)]
@@ -55,6 +55,31 @@ pub enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: policy::cli::Command,
+    },
+    /// Make the management store hold what a config directory declares: prints the plan
+    /// (creates, updates, deletes per resource) and applies it (through the running gateway, or
+    /// straight into the store when none runs). Resources made through the management API stay.
+    Apply {
+        /// The config directory.
+        dir: PathBuf,
+        /// Print the plan, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+        /// The gateway's data directory (default: $XDG_STATE_HOME/portcullis).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Write the management store as a config directory that `apply` accepts unchanged.
+    Export {
+        /// A new (or empty) directory.
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// The gateway's data directory (default: $XDG_STATE_HOME/portcullis).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -135,6 +160,14 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             ))?)
         }
         Command::Policy { config: dir, command } => policy::cli::run(dir.as_deref(), command),
+        Command::Apply { dir, dry_run, json, data_dir } => {
+            let data_dir = DataDir::new(data_dir::resolve(data_dir.as_deref())?);
+            Ok(print_line(management::cli::apply(&data_dir, &dir, dry_run, json)?)?)
+        }
+        Command::Export { dir, json, data_dir } => {
+            let data_dir = DataDir::new(data_dir::resolve(data_dir.as_deref())?);
+            Ok(print_line(management::cli::export(&data_dir, &dir, json)?)?)
+        }
     }
 }
 

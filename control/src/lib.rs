@@ -4,6 +4,7 @@
 //! - [`config`]: the config directory → `contract::model::Config`, with file:line:col diagnostics.
 //! - [`quickstart`]: the built-in demo config, materialised into the data directory.
 //! - [`data_dir`]: which data directory a command uses.
+//! - [`management`]: the management store's compiler and `apply` (the config directory into the store).
 //! - [`echo`]: the echo backend (`portcullis echo-backend`), a real HTTP/1.1 server.
 //! - [`publisher`]: the snapshot channel server: publishes generations, tracks the data plane's answers.
 //! - [`admin`]: the admin socket protocol, server and status.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod ctl;
 pub mod data_dir;
 pub mod echo;
+pub mod management;
 pub mod openid;
 pub mod policy;
 pub mod publisher;

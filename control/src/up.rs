@@ -16,7 +16,8 @@ use portcullis_contract::layout::DataDir;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::admin::server::{self as admin_server, AdminContext};
-use crate::config::{self, ECHO_BACKEND_URL, NamedValue, NamedValues};
+use crate::config::{ECHO_BACKEND_URL, NamedValue, NamedValues};
+use crate::management;
 use crate::publisher::{Outcome, Publisher};
 use children::{Backoff, Supervised};
 
@@ -105,20 +106,23 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
         tracing::info!("echo backend listening on http://{addr}");
         provided.insert(ECHO_BACKEND_URL, NamedValue { value: format!("http://{addr}"), secret: false });
     }
-    let config = config::load(&plan.config_dir, &provided)?;
+    let (service, config, forward, forwarded) = management_store(&plan, &provided)?;
     let generation = next_generation(&plan.data_dir);
     // OpenID keys are fetched before the first snapshot, so it can verify tokens from the start.
     let openid = Arc::new(crate::openid::Store::default());
     openid.refresh(&config).await;
     let publisher = Arc::new(Publisher::with_openid(config, generation, openid)?);
     tokio::spawn(refresh_openid_keys(Arc::clone(&publisher)));
+    tokio::spawn(forward_configs(Arc::clone(&publisher), forwarded));
     let channel_path = plan.data_dir.snapshot_socket();
     let channel = portcullis_contract::channel::listen(&channel_path)
         .with_context(|| format!("cannot bind the snapshot channel {}", channel_path.display()))?;
     let serving = Arc::clone(&publisher);
     std::thread::Builder::new().name("snapshot-channel".into()).spawn(move || serving.serve(channel))?;
     let admin = admin_server::bind(&plan.data_dir.admin_socket())?;
-    let context = AdminContext::new(Arc::clone(&publisher), plan.data_dir.clone(), plan.config_dir.clone(), provided);
+    let management = crate::admin::server::Management { service, forward };
+    let context =
+        AdminContext::new(Arc::clone(&publisher), plan.data_dir.clone(), plan.config_dir.clone(), provided, management);
     tokio::spawn(admin_server::serve(admin, Arc::new(context)));
 
     let first_listen = Listening { plain: plan.options.listen.clone(), tls: plan.options.listen_tls.clone() };
@@ -137,6 +141,61 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
     tracing::info!("{reason}: shutting down");
     stop(&plan, dataplane, echo.map(|(child, _)| child)).await;
     Ok(())
+}
+
+/// The management store, with the config directory applied to it, and the first config to serve.
+#[allow(clippy::type_complexity)] // reason: the four parts `gateway` wires up, returned once
+fn management_store(
+    plan: &Plan,
+    provided: &NamedValues,
+) -> anyhow::Result<(
+    Arc<tokio::sync::Mutex<portcullis_management::service::Service>>,
+    portcullis_contract::model::Config,
+    tokio::sync::mpsc::UnboundedSender<management::Forward>,
+    tokio::sync::mpsc::UnboundedReceiver<management::Forward>,
+)> {
+    let (forward, mut forwarded) = tokio::sync::mpsc::unbounded_channel();
+    let compiler = management::StoreCompiler::new(plan.config_dir.clone(), provided.clone(), Some(forward.clone()));
+    let mut service = management::open(plan.data_dir.root(), compiler)?;
+    let applied = management::apply(&mut service, &plan.config_dir, provided, false).map_err(|error| {
+        anyhow::anyhow!("cannot apply {} to the management store:\n{error}", plan.config_dir.display())
+    })?;
+    if !applied.is_empty() {
+        tracing::info!("applied {} to the management store: {}", plan.config_dir.display(), applied.lines().join("; "));
+    }
+    let mut first = None;
+    while let Ok(message) = forwarded.try_recv() {
+        if let management::Forward::Config(config) = message {
+            first = Some(*config);
+        }
+    }
+    let Some(config) = first else {
+        anyhow::bail!("the management store does not compile (see the warnings above); fix the resources it names")
+    };
+    Ok((Arc::new(tokio::sync::Mutex::new(service)), config, forward, forwarded))
+}
+
+/// Publishes what the store's compiler hands on, in order; answers barriers once what came
+/// before them is published.
+async fn forward_configs(
+    publisher: Arc<Publisher>,
+    mut forwarded: tokio::sync::mpsc::UnboundedReceiver<management::Forward>,
+) {
+    while let Some(message) = forwarded.recv().await {
+        match message {
+            management::Forward::Config(config) => {
+                // New `<openid-config>` URLs are fetched before the config that needs them is published.
+                publisher.openid().refresh(&config).await;
+                match publisher.publish(*config) {
+                    Ok(generation) => tracing::info!("published generation {generation} from the management store"),
+                    Err(error) => tracing::error!("cannot publish the management store's config: {error}"),
+                }
+            }
+            management::Forward::Barrier(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
 }
 
 /// How often the refresher looks for OpenID keys that are due (the intervals themselves are

@@ -154,16 +154,22 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
-    /// Loads every resource of `store` and compiles them (a store that does not compile is an
-    /// error: nothing would serve).
-    pub fn open(store: Box<dyn Store>, mut compiler: Box<dyn Compiler>) -> Result<Self, OpenError> {
+    /// Loads every resource of `store` and compiles them. A store that does not compile (a
+    /// named value the running gateway no longer provides, say) still opens: its problems are
+    /// returned and nothing is published until a change compiles.
+    pub fn open(store: Box<dyn Store>, mut compiler: Box<dyn Compiler>) -> Result<(Self, Vec<Problem>), StoreError> {
         let mut state = State::default();
         for resource in store.resources()? {
             state.insert(resource);
         }
-        let compiled = compiler.compile(&state).map_err(OpenError::Invalid)?;
-        compiler.publish(compiled);
-        Ok(Self { store, state, compiler })
+        let problems = match compiler.compile(&state) {
+            Ok(compiled) => {
+                compiler.publish(compiled);
+                Vec::new()
+            }
+            Err(problems) => problems,
+        };
+        Ok((Self { store, state, compiler }, problems))
     }
 
     pub fn state(&self) -> &State {
@@ -297,15 +303,6 @@ impl Service {
             }
         }
     }
-}
-
-/// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the management store does not compile: {}", .0.first().map_or("", |p| p.message.as_str()))]
-    Invalid(Vec<Problem>),
 }
 
 /// Now, as RFC 3339 UTC with seconds (APIM's dates).

@@ -28,6 +28,12 @@ pub enum Request {
     },
     /// Lift the block on exactly `prefix`.
     Unblock { prefix: String },
+    /// Apply a config directory to the management store (`portcullis apply`).
+    Apply {
+        dir: String,
+        #[serde(default)]
+        dry_run: bool,
+    },
 }
 
 /// One response. `ok` says whether the request succeeded; the other fields depend on the request.
@@ -49,6 +55,9 @@ pub struct Response {
     /// When `ok` is false: what went wrong (config diagnostics are rendered in full).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What an apply (or reload) changed, resource by resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<serde_json::Value>,
 }
 
 /// Why a request line was refused.

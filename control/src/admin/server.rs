@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portcullis_contract::layout::DataDir;
+use portcullis_management::service::Service;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 
 use super::protocol::{self, REQUEST_LINE_BYTES_MAX, Request, Response};
 use super::status;
-use crate::config::{self, NamedValues};
+use crate::config::NamedValues;
+use crate::management::{self, Forward};
 use crate::publisher::{Outcome, Publisher};
 
 /// Owner-only: whoever can talk to the admin socket can reload the gateway.
@@ -40,14 +42,29 @@ pub struct AdminContext {
     pub config_dir: PathBuf,
     /// Values the running gateway provides to the config (such as `echo-backend-url`).
     pub provided: NamedValues,
+    pub management: Management,
     /// Reloads run one at a time.
     reload_lock: Mutex<()>,
 }
 
+/// The management store as the admin socket uses it (reloads and applies write through it).
+#[derive(Debug, Clone)]
+pub struct Management {
+    pub service: Arc<Mutex<Service>>,
+    /// The compiler's queue to the publisher, for barriers.
+    pub forward: mpsc::UnboundedSender<Forward>,
+}
+
 impl AdminContext {
     /// The context of one running gateway.
-    pub fn new(publisher: Arc<Publisher>, data_dir: DataDir, config_dir: PathBuf, provided: NamedValues) -> Self {
-        Self { publisher, data_dir, config_dir, provided, reload_lock: Mutex::new(()) }
+    pub fn new(
+        publisher: Arc<Publisher>,
+        data_dir: DataDir,
+        config_dir: PathBuf,
+        provided: NamedValues,
+        management: Management,
+    ) -> Self {
+        Self { publisher, data_dir, config_dir, provided, management, reload_lock: Mutex::new(()) }
     }
 }
 
@@ -123,7 +140,11 @@ pub async fn respond(line: &[u8], context: &AdminContext) -> Response {
             status.backends = status::backends(&context.data_dir.upstreams_report());
             Response::status(status)
         }
-        Ok(Request::Reload) => reload(context).await,
+        Ok(Request::Reload) => {
+            let config_dir = context.config_dir.clone();
+            apply(context, config_dir, false).await
+        }
+        Ok(Request::Apply { dir, dry_run }) => apply(context, PathBuf::from(dir), dry_run).await,
         Ok(request @ (Request::XdpStatus | Request::Block { .. } | Request::Unblock { .. })) => {
             super::xdp::forward(&context.data_dir, request).await
         }
@@ -131,31 +152,42 @@ pub async fn respond(line: &[u8], context: &AdminContext) -> Response {
     }
 }
 
-/// Reloads the config directory; on success publishes it and waits for the data plane's answer.
-async fn reload(context: &AdminContext) -> Response {
+/// Applies the config directory `dir` to the management store (a reload applies the one `up`
+/// was started with); once published, waits for the data plane's answer.
+async fn apply(context: &AdminContext, dir: PathBuf, dry_run: bool) -> Response {
     let _one_at_a_time = context.reload_lock.lock().await;
-    let config_dir = context.config_dir.clone();
+    let service = Arc::clone(&context.management.service);
     let provided = context.provided.clone();
-    let loaded = tokio::task::spawn_blocking(move || config::load(&config_dir, &provided)).await;
-    let config = match loaded {
-        Ok(Ok(config)) => config,
-        Ok(Err(diagnostics)) => {
-            tracing::warn!("reload refused; the current config keeps serving:\n{diagnostics}");
-            return Response::failure(diagnostics.to_string());
+    let applied = tokio::task::spawn_blocking(move || {
+        let mut service = service.blocking_lock();
+        management::apply(&mut service, &dir, &provided, dry_run)
+    })
+    .await;
+    let plan = match applied {
+        Ok(Ok(plan)) => plan,
+        Ok(Err(error)) => {
+            tracing::warn!("apply refused; the current config keeps serving:\n{error}");
+            return Response::failure(error.to_string());
         }
-        Err(error) => return Response::failure(format!("the reload task failed: {error}")),
+        Err(error) => return Response::failure(format!("the apply task failed: {error}")),
     };
-    // New `<openid-config>` URLs are fetched before the config that needs them is published.
-    context.publisher.openid().refresh(&config).await;
-    let generation = match context.publisher.publish(config) {
-        Ok(generation) => generation,
-        Err(error) => return Response::failure(error.to_string()),
-    };
+    let plan_json = serde_json::to_value(&plan).ok();
+    if dry_run || plan.is_empty() {
+        let generation = context.publisher.view().generation;
+        return Response { plan: plan_json, ..Response::reloaded(generation) };
+    }
+    tracing::info!("applied: {}", plan.lines().join("; "));
+    // Everything the compiler handed on before this point is published once the barrier answers.
+    let (done, published) = oneshot::channel();
+    if context.management.forward.send(Forward::Barrier(done)).is_err() || published.await.is_err() {
+        return Response::failure("the publisher has stopped");
+    }
+    let generation = context.publisher.view().generation;
     let publisher = Arc::clone(&context.publisher);
     let timeout = Duration::from_millis(APPLY_TIMEOUT_MS);
     let outcome = tokio::task::spawn_blocking(move || publisher.wait(generation, timeout)).await;
     match outcome {
-        Ok(Outcome::Applied) => Response::reloaded(generation),
+        Ok(Outcome::Applied) => Response { plan: plan_json, ..Response::reloaded(generation) },
         Ok(Outcome::Rejected(reason)) => Response {
             generation: Some(generation),
             applied: Some(false),

@@ -31,7 +31,7 @@ impl Compiler for Fake {
 fn service() -> (Service, Arc<AtomicUsize>) {
     let fake = Fake::default();
     let published = fake.published.clone();
-    let service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(fake)).unwrap();
+    let service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(fake)).unwrap().0;
     (service, published)
 }
 

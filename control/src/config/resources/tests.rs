@@ -94,7 +94,7 @@ fn actor() -> Actor {
 }
 
 fn store_of(declared: &[Declared]) -> Service {
-    let mut service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(Accept)).unwrap();
+    let mut service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(Accept)).unwrap().0;
     let writes = declared
         .iter()
         .map(|d| Write::Put {
@@ -156,7 +156,7 @@ fn an_exported_directory_declares_the_same_resources() {
 #[test]
 fn apim_properties_without_a_key_survive_the_directory() {
     let dir = TempDir::new("apim");
-    let mut service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(Accept)).unwrap();
+    let mut service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(Accept)).unwrap().0;
     let api = json!({"displayName": "A", "path": "a", "serviceUrl": "http://127.0.0.1:1", "description": "Shown in the portal",
                      "contact": {"name": "Team", "email": "team@example.com"}, "subscriptionRequired": true});
     let writes = vec![Write::Put {
