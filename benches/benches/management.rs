@@ -1,0 +1,88 @@
+//! The management plane at scale (issue 14's target): 1,000 APIs × 10 operations, each with a
+//! small policy, and 100,000 subscriptions in the store. Measures the compile of the whole store,
+//! the snapshot's encode and decode, and its size (printed once).
+//!
+//! `cargo bench -p portcullis-benches --bench management`
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use portcullis_control::config::{NamedValues, compile_state};
+use portcullis_contract::snapshot;
+use portcullis_management::resource::ResourcePath;
+use portcullis_management::service::{Authority, Compiled, Compiler, Problem, Service, State, put};
+use portcullis_management::store::{Actor, SqliteStore};
+use serde_json::json;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const APIS: usize = 1_000;
+const OPERATIONS_PER_API: usize = 10;
+const SUBSCRIPTIONS: usize = 100_000;
+
+struct Accept;
+
+impl Compiler for Accept {
+    fn compile(&mut self, _: &State) -> Result<Compiled, Vec<Problem>> {
+        Ok(Box::new(()))
+    }
+    fn publish(&mut self, _: Compiled) {}
+}
+
+fn path(text: &str) -> ResourcePath {
+    ResourcePath::parse(text).expect("a valid path")
+}
+
+/// The store of the target scale.
+pub fn store() -> Service {
+    let store = SqliteStore::in_memory().expect("an in-memory store");
+    let (mut service, _) = Service::open(Box::new(store), Box::new(Accept)).expect("open");
+    let mut writes = Vec::new();
+    for api in 0..APIS {
+        writes.push(put(
+            path(&format!("/apis/api{api}")),
+            json!({"displayName": format!("API {api}"), "path": format!("api{api}"), "serviceUrl": "http://127.0.0.1:9000"}),
+        ));
+        for operation in 0..OPERATIONS_PER_API {
+            let operation_path = format!("/apis/api{api}/operations/op{operation}");
+            writes.push(put(
+                path(&operation_path),
+                json!({"displayName": format!("Op {operation}"), "method": "GET", "urlTemplate": format!("/items{operation}/{{id}}")}),
+            ));
+            let policy = format!(
+                "<policies><inbound><base /><set-header name=\"x-op\" exists-action=\"override\"><value>{api}-{operation}</value></set-header></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>"
+            );
+            writes.push(put(path(&format!("{operation_path}/policies/policy")), json!({"value": policy, "format": "rawxml"})));
+        }
+    }
+    for subscription in 0..SUBSCRIPTIONS {
+        writes.push(put(
+            path(&format!("/subscriptions/s{subscription}")),
+            json!({"displayName": format!("S {subscription}"), "scope": format!("/apis/api{}", subscription % APIS), "state": "active",
+                   "primaryKey": format!("{subscription:032x}"), "secondaryKey": format!("{:032x}", subscription + SUBSCRIPTIONS)}),
+        ));
+    }
+    let actor = Actor { name: "bench".into(), action: "seed".into() };
+    service.write(writes, &[], Authority::Store, &actor).expect("seed");
+    service
+}
+
+fn management(c: &mut Criterion) {
+    let service = store();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let values = NamedValues::default();
+    let config = compile_state(service.state(), dir, &values, [1, 2]).expect("the store compiles");
+    let bytes = snapshot::encode(1, &config).expect("encode");
+    println!("snapshot at 1,000 APIs x 10 operations, 100,000 subscriptions: {} bytes", bytes.len());
+    let mut group = c.benchmark_group("management_1k_apis_10k_ops_100k_subs");
+    group.sample_size(10);
+    group.bench_function("compile_store", |b| b.iter(|| compile_state(black_box(service.state()), dir, &values, [1, 2])));
+    group.bench_function("snapshot_encode", |b| b.iter(|| snapshot::encode(1, black_box(&config))));
+    group.bench_function("snapshot_decode", |b| b.iter(|| snapshot::decode(black_box(&bytes))));
+    group.finish();
+}
+
+criterion_group!(benches, management);
+criterion_main!(benches);
