@@ -16,6 +16,7 @@ pub mod load;
 mod policies;
 pub mod provided;
 pub mod tls;
+pub mod users;
 mod xdp;
 
 use std::path::Path;
