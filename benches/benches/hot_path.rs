@@ -72,7 +72,14 @@ fn config() -> Config {
         })
         .collect();
     let subscriptions = (0..KEYS)
-        .map(|i| Subscription::new(format!("sub-{i}"), format!("Subscription {i}"), SubscriptionScope::AllApis, SubscriptionState::Active))
+        .map(|i| {
+            Subscription::new(
+                format!("sub-{i}"),
+                format!("Subscription {i}"),
+                SubscriptionScope::AllApis,
+                SubscriptionState::Active,
+            )
+        })
         .collect();
     let entries = (0..KEYS)
         .map(|i| KeyEntry { key: format!("{i:032x}"), subscription: i as u32, slot: KeySlot::Primary })

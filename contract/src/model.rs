@@ -421,7 +421,12 @@ pub struct Subscription {
 
 impl Subscription {
     /// A subscription without owner, dates or tracing (the fields a config may leave out).
-    pub fn new(id: impl Into<String>, name: impl Into<String>, scope: SubscriptionScope, state: SubscriptionState) -> Self {
+    pub fn new(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        scope: SubscriptionScope,
+        state: SubscriptionState,
+    ) -> Self {
         Self {
             id: id.into(),
             name: name.into(),

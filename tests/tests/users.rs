@@ -25,7 +25,8 @@ const POLICY: &str = r#"<policies>
   </inbound>
 </policies>"#;
 
-const ADA: &str = "email = \"ada@example.test\"\nfirst-name = \"Ada\"\nlast-name = \"Lovelace\"\ngroups = [\"partners\"]\n";
+const ADA: &str =
+    "email = \"ada@example.test\"\nfirst-name = \"Ada\"\nlast-name = \"Lovelace\"\ngroups = [\"partners\"]\n";
 
 fn write(root: &Path, relative: &str, text: &str) {
     let path = root.join(relative);
@@ -42,8 +43,16 @@ fn config() -> TempDir {
     write(root, "apis/echo/policy.xml", POLICY);
     write(root, "groups/partners.toml", "name = \"Partners\"\n");
     write(root, "users/ada.toml", ADA);
-    write(root, "users/bob.toml", "email = \"bob@example.test\"\nfirst-name = \"Bob\"\nlast-name = \"B\"\nstate = \"blocked\"\n");
-    write(root, "users/cy.toml", "email = \"cy@example.test\"\nfirst-name = \"Cy\"\nlast-name = \"C\"\nstate = \"pending\"\n");
+    write(
+        root,
+        "users/bob.toml",
+        "email = \"bob@example.test\"\nfirst-name = \"Bob\"\nlast-name = \"B\"\nstate = \"blocked\"\n",
+    );
+    write(
+        root,
+        "users/cy.toml",
+        "email = \"cy@example.test\"\nfirst-name = \"Cy\"\nlast-name = \"C\"\nstate = \"pending\"\n",
+    );
     write(root, "products/gold/product.toml", "name = \"Gold\"\napis = [\"echo\"]\nsubscriptions-limit = 3\n");
     for (id, owner) in [("ada-gold", "ada"), ("bob-gold", "bob"), ("cy-gold", "cy")] {
         write(

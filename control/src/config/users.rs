@@ -209,15 +209,21 @@ pub(crate) fn group_refs(
 
 /// An RFC 3339 date (`2024-05-01T12:00:00Z`) in milliseconds since the Unix epoch; anything else
 /// is an error at its position.
-pub(crate) fn date_ms(value: Option<&Spanned<String>>, source: &SourceFile, diagnostics: &mut Diagnostics) -> Option<i64> {
+pub(crate) fn date_ms(
+    value: Option<&Spanned<String>>,
+    source: &SourceFile,
+    diagnostics: &mut Diagnostics,
+) -> Option<i64> {
     let value = value?;
     match chrono::DateTime::parse_from_rfc3339(value.get_ref()) {
         Ok(date) => Some(date.timestamp_millis()),
         Err(error) => {
-            diagnostics.push(source.error(
-                value.span(),
-                format!("not an RFC 3339 date ({error}): write e.g. \"2024-05-01T12:00:00Z\""),
-            ));
+            diagnostics.push(
+                source.error(
+                    value.span(),
+                    format!("not an RFC 3339 date ({error}): write e.g. \"2024-05-01T12:00:00Z\""),
+                ),
+            );
             None
         }
     }

@@ -66,9 +66,13 @@ fn user_checks_point_at_their_values() {
     assert!(message.contains("user \"ada\" already has this email"), "{message}");
     assert_eq!(at, "users/eve.toml:1:9");
 
-    config.write("users/eve.toml", "email = \"eve\"\nfirst-name = \" \"\nlast-name = \"E\"\ngroups = [\"partners\", \"nobody\", \"partners\"]\n");
+    config.write(
+        "users/eve.toml",
+        "email = \"eve\"\nfirst-name = \" \"\nlast-name = \"E\"\ngroups = [\"partners\", \"nobody\", \"partners\"]\n",
+    );
     let errors = config.errors();
-    let found: Vec<_> = errors.iter().map(|(m, at)| (m.split(':').next().unwrap_or(m).to_owned(), at.as_str())).collect();
+    let found: Vec<_> =
+        errors.iter().map(|(m, at)| (m.split(':').next().unwrap_or(m).to_owned(), at.as_str())).collect();
     assert_eq!(
         found,
         [
@@ -80,7 +84,10 @@ fn user_checks_point_at_their_values() {
         "{errors:?}"
     );
 
-    config.write("users/eve.toml", "email = \"eve@x\"\nfirst-name = \"E\"\nlast-name = \"E\"\nregistration-date = \"yesterday\"\n");
+    config.write(
+        "users/eve.toml",
+        "email = \"eve@x\"\nfirst-name = \"E\"\nlast-name = \"E\"\nregistration-date = \"yesterday\"\n",
+    );
     let (message, at) = config.error();
     assert!(message.starts_with("not an RFC 3339 date"), "{message}");
     assert_eq!(at, "users/eve.toml:4:21");
@@ -117,7 +124,10 @@ fn product_and_subscription_checks_point_at_their_values() {
     let config = with_users();
     config.write(
         "products/gold/product.toml",
-        &format!("name = \"Gold\"\napis = [\"echo\"]\nsubscriptions-limit = -1\ngroups = [\"vips\"]\ndescription = \"{}\"\n", "x".repeat(1001)),
+        &format!(
+            "name = \"Gold\"\napis = [\"echo\"]\nsubscriptions-limit = -1\ngroups = [\"vips\"]\ndescription = \"{}\"\n",
+            "x".repeat(1001)
+        ),
     );
     let errors = config.errors();
     let places: Vec<_> = errors.iter().map(|(_, at)| at.as_str()).collect();
@@ -140,7 +150,10 @@ fn product_and_subscription_checks_point_at_their_values() {
     assert!(errors[0].0.contains("unknown user \"zoe\" (add users/zoe.toml)"), "{errors:?}");
 
     // An owner whose own file is broken is reported there only.
-    config.write("subscriptions/demo.toml", "name = \"Demo\"\nscope = \"/apis\"\nprimary-key = \"k1\"\nsecondary-key = \"k2\"\nowner = \"zoe\"\n");
+    config.write(
+        "subscriptions/demo.toml",
+        "name = \"Demo\"\nscope = \"/apis\"\nprimary-key = \"k1\"\nsecondary-key = \"k2\"\nowner = \"zoe\"\n",
+    );
     config.write("users/zoe.toml", "email = \"zoe@x\"\n");
     let (message, at) = config.error();
     assert!(message.contains("missing field `first-name`"), "{message}");

@@ -283,7 +283,9 @@ impl<'r, 'a> Machine<'r, 'a> {
                 None => Value::Null,
             },
             (Handle::User, prop) => return self.user_member(prop),
-            (Handle::Group(index), Prop::Id) => return view.caller.groups.get(index as usize).map(|g| Value::str(&g.id)),
+            (Handle::Group(index), Prop::Id) => {
+                return view.caller.groups.get(index as usize).map(|g| Value::str(&g.id));
+            }
             (Handle::Group(index), Prop::Name) => {
                 return view.caller.groups.get(index as usize).map(|g| Value::str(&g.name));
             }
