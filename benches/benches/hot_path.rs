@@ -72,11 +72,13 @@ fn config() -> Config {
         })
         .collect();
     let subscriptions = (0..KEYS)
-        .map(|i| Subscription {
-            id: format!("sub-{i}"),
-            name: format!("Subscription {i}"),
-            scope: SubscriptionScope::AllApis,
-            state: SubscriptionState::Active,
+        .map(|i| {
+            Subscription::new(
+                format!("sub-{i}"),
+                format!("Subscription {i}"),
+                SubscriptionScope::AllApis,
+                SubscriptionState::Active,
+            )
         })
         .collect();
     let entries = (0..KEYS)

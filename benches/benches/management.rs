@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use portcullis_control::config::{NamedValues, compile_state};
 use portcullis_contract::snapshot;
+use portcullis_control::config::{NamedValues, compile_state};
 use portcullis_management::resource::ResourcePath;
 use portcullis_management::service::{Authority, Compiled, Compiler, Problem, Service, State, put};
 use portcullis_management::store::{Actor, SqliteStore};
@@ -54,7 +54,10 @@ pub fn store() -> Service {
             let policy = format!(
                 "<policies><inbound><base /><set-header name=\"x-op\" exists-action=\"override\"><value>{api}-{operation}</value></set-header></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>"
             );
-            writes.push(put(path(&format!("{operation_path}/policies/policy")), json!({"value": policy, "format": "rawxml"})));
+            writes.push(put(
+                path(&format!("{operation_path}/policies/policy")),
+                json!({"value": policy, "format": "rawxml"}),
+            ));
         }
     }
     for subscription in 0..SUBSCRIPTIONS {
@@ -78,7 +81,9 @@ fn management(c: &mut Criterion) {
     println!("snapshot at 1,000 APIs x 10 operations, 100,000 subscriptions: {} bytes", bytes.len());
     let mut group = c.benchmark_group("management_1k_apis_10k_ops_100k_subs");
     group.sample_size(10);
-    group.bench_function("compile_store", |b| b.iter(|| compile_state(black_box(service.state()), dir, &values, [1, 2])));
+    group.bench_function("compile_store", |b| {
+        b.iter(|| compile_state(black_box(service.state()), dir, &values, [1, 2]))
+    });
     group.bench_function("snapshot_encode", |b| b.iter(|| snapshot::encode(1, black_box(&config))));
     group.bench_function("snapshot_decode", |b| b.iter(|| snapshot::decode(black_box(&bytes))));
     group.finish();

@@ -162,6 +162,7 @@ impl Fixture {
             operation: &self.operation,
             subscription: None,
             subscription_key: None,
+            caller: Default::default(),
             product: None,
             deployment: &self.deployment,
             matched,

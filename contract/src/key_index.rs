@@ -114,6 +114,16 @@ impl KeyIndex {
         &self.entries
     }
 
+    /// The `slot` key of subscription `subscription` (`context.Subscription.PrimaryKey`), found
+    /// in O(1) where the entries follow control's layout: two per subscription, in subscription
+    /// order, primary then secondary (`config::compile` builds them so). `None` for an index laid
+    /// out otherwise (hand-built test configs).
+    pub fn key_of(&self, subscription: u32, slot: KeySlot) -> Option<&str> {
+        let position = (subscription as usize).checked_mul(2)? + usize::from(slot == KeySlot::Secondary);
+        let entry = self.entries.get(position)?;
+        (entry.subscription == subscription && entry.slot == slot).then_some(entry.key.as_str())
+    }
+
     pub fn slot_count(&self) -> usize {
         self.slots.len()
     }
@@ -203,6 +213,24 @@ mod tests {
         let mut index = KeyIndex::build([3, 4], vec![entry("a", 0)]).unwrap();
         index.slots.push(0);
         assert!(matches!(index.validate(1), Err(KeyIndexError::TableSize { .. })));
+    }
+
+    #[test]
+    fn keys_of_a_subscription_are_found_in_control_s_layout_only() {
+        let pair = |key: &str, subscription, slot| KeyEntry { key: key.to_owned(), subscription, slot };
+        let entries = vec![
+            pair("a1", 0, KeySlot::Primary),
+            pair("a2", 0, KeySlot::Secondary),
+            pair("b1", 1, KeySlot::Primary),
+            pair("b2", 1, KeySlot::Secondary),
+        ];
+        let index = KeyIndex::build([5, 6], entries).unwrap();
+        assert_eq!(index.key_of(1, KeySlot::Primary), Some("b1"));
+        assert_eq!(index.key_of(0, KeySlot::Secondary), Some("a2"));
+        assert_eq!(index.key_of(2, KeySlot::Primary), None);
+        let other_layout = KeyIndex::build([5, 6], vec![entry("x", 0), entry("y", 1)]).unwrap();
+        assert_eq!(other_layout.key_of(1, KeySlot::Primary), None, "entry 2 does not exist");
+        assert_eq!(other_layout.key_of(0, KeySlot::Secondary), None, "entry 1 belongs to subscription 1");
     }
 
     #[test]

@@ -45,6 +45,11 @@ pub struct Config {
     pub cache: CacheSettings,
     /// `[jwt]`, and the keys control fetched for the `<openid-config url>`s of the programs.
     pub jwt: crate::jwt::JwtSettings,
+    /// Users (`context.User`): the owners of subscriptions, referenced by [`Subscription::owner`].
+    pub users: Vec<User>,
+    /// Groups, built-in and custom (`context.User.Groups`, `context.Product.Groups`), referenced
+    /// by [`User::groups`] and [`Product::groups`].
+    pub groups: Vec<Group>,
 }
 
 /// `[cache]` in `gateway.toml`: the internal cache's bounds and the external cache. `Debug`
@@ -108,6 +113,48 @@ pub struct Product {
     pub subscription_required: bool,
     /// `context.Product.State` is `Published` (else `NotPublished`).
     pub published: bool,
+    /// `context.Product.ApprovalRequired`: new subscriptions wait for an administrator.
+    pub approval_required: bool,
+    /// `context.Product.SubscriptionLimit`: subscriptions per user; `None` is unlimited.
+    pub subscriptions_limit: Option<u32>,
+    /// The groups that see the product in the portal (`context.Product.Groups`): indices into
+    /// [`Config::groups`].
+    pub groups: Vec<u32>,
+}
+
+/// A user: a developer (or the built-in administrator) who owns subscriptions (`context.User`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Stable identifier (the file name; `1` for the built-in administrator).
+    pub id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub note: Option<String>,
+    /// `context.User.RegistrationDate`, in milliseconds since the Unix epoch.
+    pub registration_unix_ms: Option<i64>,
+    /// Only an active user's keys open anything (APIM: a blocked account cannot call APIs).
+    pub state: UserState,
+    /// The user's groups, indices into [`Config::groups`] (`developers` for every registered user).
+    pub groups: Vec<u32>,
+}
+
+/// User states as APIM names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserState {
+    Active,
+    Blocked,
+    Pending,
+    Deleted,
+}
+
+/// A group of users (`IGroup`): the built-in `administrators`, `developers` and `guests`, and
+/// custom ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub id: String,
+    /// Display name (`context.User.Groups[i].Name`).
+    pub name: String,
 }
 
 /// The sections operation `operation` of API `api` runs for requests through `product`.
@@ -361,6 +408,37 @@ pub struct Subscription {
     pub name: String,
     pub scope: SubscriptionScope,
     pub state: SubscriptionState,
+    /// The user who owns it (`context.User`): an index into [`Config::users`].
+    pub owner: Option<u32>,
+    /// `context.Subscription.CreatedDate`, `StartDate` and `EndDate`, in milliseconds since the
+    /// Unix epoch. Audit only, as in APIM: no date changes what a key opens.
+    pub created_unix_ms: Option<i64>,
+    pub start_unix_ms: Option<i64>,
+    pub end_unix_ms: Option<i64>,
+    /// The subscription may ask for request tracing (APIM's `allowTracing`).
+    pub allow_tracing: bool,
+}
+
+impl Subscription {
+    /// A subscription without owner, dates or tracing (the fields a config may leave out).
+    pub fn new(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        scope: SubscriptionScope,
+        state: SubscriptionState,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+            scope,
+            state,
+            owner: None,
+            created_unix_ms: None,
+            start_unix_ms: None,
+            end_unix_ms: None,
+            allow_tracing: false,
+        }
+    }
 }
 
 /// Which APIs a subscription's keys open.
@@ -484,6 +562,10 @@ pub enum ConfigError {
     DuplicateBackend { id: String },
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsSettingsError),
+    #[error("subscription {subscription:?} is owned by user index {user}, but there are only {users} users")]
+    OwnerOutOfRange { subscription: String, user: u32, users: usize },
+    #[error("{what} {id:?} is in group index {group}, but there are only {groups} groups")]
+    GroupOutOfRange { what: &'static str, id: String, group: u32, groups: usize },
 }
 
 impl Config {
@@ -507,6 +589,8 @@ impl Config {
             tls: crate::tls::TlsSettings::default(),
             cache: CacheSettings::default(),
             jwt: crate::jwt::JwtSettings::default(),
+            users: Vec::new(),
+            groups: Vec::new(),
         }
     }
 
@@ -526,6 +610,7 @@ impl Config {
         self.validate_subscriptions()?;
         self.validate_products()?;
         self.validate_backends()?;
+        self.validate_users()?;
         self.key_index.validate(self.subscriptions.len())?;
         self.tls.check()?;
         Ok(())
@@ -624,6 +709,27 @@ impl Config {
         ids.sort_unstable();
         if let Some(pair) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
             return Err(ConfigError::DuplicateBackend { id: pair[0].to_owned() });
+        }
+        Ok(())
+    }
+
+    /// Subscriptions are owned by users that exist; users and products are in groups that exist.
+    fn validate_users(&self) -> Result<(), ConfigError> {
+        for subscription in &self.subscriptions {
+            if let Some(user) = subscription.owner.filter(|&user| user as usize >= self.users.len()) {
+                return Err(ConfigError::OwnerOutOfRange {
+                    subscription: subscription.id.clone(),
+                    user,
+                    users: self.users.len(),
+                });
+            }
+        }
+        let members = self.users.iter().map(|user| ("user", &user.id, &user.groups));
+        let products = self.products.iter().map(|product| ("product", &product.id, &product.groups));
+        for (what, id, groups) in members.chain(products) {
+            if let Some(&group) = groups.iter().find(|&&group| group as usize >= self.groups.len()) {
+                return Err(ConfigError::GroupOutOfRange { what, id: id.clone(), group, groups: self.groups.len() });
+            }
         }
         Ok(())
     }

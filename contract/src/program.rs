@@ -373,7 +373,7 @@ pub enum Prop {
     Subscription,
     Timestamp,
     Tracing,
-    /// `null` when the subscription has no user (always, until users exist).
+    /// `null` when the request has no subscription or its subscription has no owner.
     User,
     Variables,
     // context.Request / context.Response
@@ -471,6 +471,16 @@ pub enum Prop {
     Thumbprint,
     NotAfter,
     SerialNumber,
+    // context.User (also Id, Email, FirstName, LastName, Groups) and its identities
+    Note,
+    RegistrationDate,
+    Identities,
+    Provider,
+    // context.Product (also Id, Name, Groups)
+    ApprovalRequired,
+    State,
+    SubscriptionLimit,
+    SubscriptionRequired,
 }
 
 /// A library function or method. Instance methods take the receiver as their first argument;

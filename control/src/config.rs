@@ -17,6 +17,7 @@ mod policies;
 pub mod provided;
 pub mod resources;
 pub mod tls;
+pub mod users;
 mod xdp;
 
 use std::path::Path;

@@ -42,7 +42,7 @@ pub use error::{Fault, LastError, PolicyError};
 pub use limits::RateLimits;
 pub use load::{LoadError, LoadedProgram, Programs};
 pub use state::RequestState;
-pub use view::{MatchedParam, ResponseView, View};
+pub use view::{Caller, MatchedParam, ResponseView, View};
 pub use vm::limits::{after_response, count_bandwidth};
 pub(crate) use vm::statements::parse_backend_url;
 pub use vm::{Exit, Forward, resume, run};

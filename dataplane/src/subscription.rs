@@ -1,7 +1,7 @@
 //! Subscription keys: where a request carries its key, and whether that key opens the API. Sans-IO.
 
 use portcullis_contract::key_index::KEY_BYTES_MAX;
-use portcullis_contract::model::{Config, SubscriptionScope, SubscriptionState};
+use portcullis_contract::model::{Config, SubscriptionScope, SubscriptionState, UserState};
 
 use crate::http::request::RequestHead;
 use crate::http::url::{self, Coding, Target};
@@ -22,7 +22,7 @@ pub enum FoundKey<'a> {
 pub enum KeyRejection {
     #[error("no subscription key in the request")]
     Missing,
-    #[error("unknown subscription key, inactive subscription, or a subscription for another API")]
+    #[error("unknown subscription key, inactive subscription or owner, or a subscription for another API")]
     Invalid,
 }
 
@@ -53,7 +53,10 @@ pub fn find_key<'a>(
     }
 }
 
-/// Checks `key` against the config for API `api`; returns the subscription index.
+/// Checks `key` against the config for API `api`; returns the subscription index. A key opens
+/// the API when its subscription is active, scoped to it, and owned by nobody or by an active
+/// user: APIM's blocked (and pending or deleted) accounts cannot call APIs, and their keys get
+/// the invalid-key answer, the only built-in one for a key that exists but opens nothing.
 pub fn check(config: &Config, api: u32, key: FoundKey<'_>) -> Result<u32, KeyRejection> {
     let key = match key {
         FoundKey::Absent => return Err(KeyRejection::Missing),
@@ -70,7 +73,10 @@ pub fn check(config: &Config, api: u32, key: FoundKey<'_>) -> Result<u32, KeyRej
             config.products.get(product as usize).is_some_and(|product| product.apis.contains(&api))
         }
     };
-    if subscription.state != SubscriptionState::Active || !in_scope {
+    let owner_active = subscription
+        .owner
+        .is_none_or(|owner| config.users.get(owner as usize).is_some_and(|user| user.state == UserState::Active));
+    if subscription.state != SubscriptionState::Active || !in_scope || !owner_active {
         return Err(KeyRejection::Invalid);
     }
     Ok(entry.subscription)
@@ -98,7 +104,7 @@ mod tests {
     use super::*;
     use crate::http::request;
     use portcullis_contract::key_index::{KeyEntry, KeyIndex, KeySlot};
-    use portcullis_contract::model::{Product, Subscription};
+    use portcullis_contract::model::{Product, Subscription, User};
 
     const HEADER: &str = "Ocp-Apim-Subscription-Key";
     const QUERY: &str = "subscription-key";
@@ -151,20 +157,45 @@ mod tests {
     }
 
     fn config() -> Config {
-        let subscription = |id: &str, scope, state| Subscription { id: id.into(), name: id.into(), scope, state };
+        let subscription = |id: &str, scope, state| Subscription::new(id, id, scope, state);
+        let owned = |id: &str, owner| Subscription {
+            owner: Some(owner),
+            ..subscription(id, SubscriptionScope::AllApis, SubscriptionState::Active)
+        };
         let subscriptions = vec![
             subscription("all", SubscriptionScope::AllApis, SubscriptionState::Active),
             subscription("api1", SubscriptionScope::Api(1), SubscriptionState::Active),
             subscription("off", SubscriptionScope::AllApis, SubscriptionState::Suspended),
             subscription("gold", SubscriptionScope::Product(0), SubscriptionState::Active),
+            owned("alice", 0),
+            owned("bob", 1),
+            owned("carol", 2),
+            owned("dave", 3),
         ];
-        let entries = ["all", "api1", "off", "gold"]
+        let user = |id: &str, state| User {
+            id: id.into(),
+            email: format!("{id}@example.test"),
+            first_name: id.into(),
+            last_name: id.into(),
+            note: None,
+            registration_unix_ms: None,
+            state,
+            groups: Vec::new(),
+        };
+        let users = vec![
+            user("alice", UserState::Active),
+            user("bob", UserState::Blocked),
+            user("carol", UserState::Pending),
+            user("dave", UserState::Deleted),
+        ];
+        let entries = ["all", "api1", "off", "gold", "alice", "bob", "carol", "dave"]
             .iter()
             .enumerate()
             .map(|(i, key)| KeyEntry { key: (*key).into(), subscription: i as u32, slot: KeySlot::Primary })
             .collect();
         Config {
             subscriptions,
+            users,
             key_index: KeyIndex::build([1, 2], entries).unwrap(),
             products: vec![
                 Product {
@@ -173,6 +204,9 @@ mod tests {
                     apis: vec![2],
                     subscription_required: true,
                     published: true,
+                    approval_required: false,
+                    subscriptions_limit: None,
+                    groups: Vec::new(),
                 },
                 Product {
                     id: "free".into(),
@@ -180,6 +214,9 @@ mod tests {
                     apis: vec![3],
                     subscription_required: false,
                     published: true,
+                    approval_required: false,
+                    subscriptions_limit: None,
+                    groups: Vec::new(),
                 },
             ],
             ..Config::empty("t")
@@ -208,5 +245,14 @@ mod tests {
         assert_eq!(check(&config, 0, FoundKey::Present(b"")), Err(KeyRejection::Invalid));
         assert_eq!(check(&config, 0, FoundKey::TooLong), Err(KeyRejection::Invalid));
         assert_eq!(check(&config, 0, FoundKey::Absent), Err(KeyRejection::Missing));
+    }
+
+    #[test]
+    fn only_an_active_owner_s_keys_open_anything() {
+        let config = config();
+        assert_eq!(check(&config, 0, FoundKey::Present(b"alice")), Ok(4));
+        for key in [&b"bob"[..], b"carol", b"dave"] {
+            assert_eq!(check(&config, 0, FoundKey::Present(key)), Err(KeyRejection::Invalid), "{key:?}");
+        }
     }
 }

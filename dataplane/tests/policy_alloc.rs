@@ -145,6 +145,7 @@ fn typical_inbound_section_allocates_nothing_once_warm() {
         operation: &operation,
         subscription: None,
         subscription_key: None,
+        caller: Default::default(),
         product: None,
         deployment: &deployment,
         matched: &matched,

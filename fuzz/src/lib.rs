@@ -75,6 +75,7 @@ pub fn run_loaded(program: LoadedProgram, section: Section) {
         operation: &operation,
         subscription: None,
         subscription_key: None,
+        caller: Default::default(),
         product: None,
         deployment: &deployment,
         matched: &matched,

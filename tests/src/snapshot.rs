@@ -41,8 +41,7 @@ pub fn two_apis(backend: SocketAddr, echo_path: &str) -> Config {
         // Program 0 (nothing) for every section but the backend's, program 1 (forward-request).
         operations: vec![Operation::catch_all(Policies { backend: 1, ..Policies::all(0) })],
     };
-    let subscription =
-        |id: &str, state| Subscription { id: id.into(), name: id.into(), scope: SubscriptionScope::AllApis, state };
+    let subscription = |id: &str, state| Subscription::new(id, id, SubscriptionScope::AllApis, state);
     let entries = vec![
         KeyEntry { key: KEY.into(), subscription: 0, slot: KeySlot::Primary },
         KeyEntry { key: SUSPENDED_KEY.into(), subscription: 1, slot: KeySlot::Primary },

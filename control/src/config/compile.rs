@@ -14,8 +14,9 @@ use portcullis_policy::named_values::{self, NamedValue, NamedValues};
 use toml::Spanned;
 
 use super::backend_url;
-use super::files::{ApiFile, LimitsTable, StateName, SubscriptionFile};
+use super::files::{ApiFile, LimitsTable, ProductFile, StateName, SubscriptionFile};
 use super::load::{Item, Parsed};
+use super::users::Directory;
 use super::{Diagnostic, Diagnostics, SourceFile};
 
 /// Scope of a subscription to every API.
@@ -47,7 +48,8 @@ pub(crate) fn compile(
     let values = named_values(parsed.named_values.as_ref(), provided, diagnostics);
     let backends = super::backends::compile(&parsed, &values, dir, diagnostics);
     let mut apis = apis(&parsed, &backends, &values, diagnostics);
-    let products = products(&parsed, &apis, diagnostics);
+    let directory = super::users::compile(&parsed, diagnostics);
+    let products = products(&parsed, &apis, &directory, diagnostics);
     let backend_ids = super::backends::known_ids(&parsed);
     let certificates = super::certificates::read(&tls.named);
     let compiled = super::policies::compile(
@@ -63,7 +65,7 @@ pub(crate) fn compile(
         tracing::warn!("{warning}");
     }
     let deployment = deployment(&parsed);
-    let (subscriptions, keys) = subscriptions(&parsed, &apis, &products, diagnostics);
+    let (subscriptions, keys) = subscriptions(&parsed, &apis, &products, &directory, diagnostics);
     if !diagnostics.is_empty() {
         return None;
     }
@@ -95,6 +97,8 @@ pub(crate) fn compile(
         backends,
         cache,
         jwt: jwt_settings(&parsed),
+        users: directory.users,
+        groups: directory.groups,
     };
     if let Err(error) = config.validate() {
         diagnostics.push(Diagnostic::at_path(dir, format!("the compiled config is inconsistent: {error}")));
@@ -398,10 +402,13 @@ fn is_query_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
+/// The subscriptions, and their keys laid out as `KeyIndex::key_of` expects them: two per
+/// subscription, in subscription order, primary then secondary.
 fn subscriptions(
     parsed: &Parsed,
     apis: &[(Api, String)],
     products: &[Product],
+    directory: &Directory,
     diagnostics: &mut Diagnostics,
 ) -> (Vec<Subscription>, Vec<KeyEntry>) {
     let api_index: HashMap<&str, u32> =
@@ -433,6 +440,7 @@ fn subscriptions(
                 ));
             }
         }
+        let details = subscription_details(item, parsed, directory, diagnostics);
         if let (Some(scope), true) = (scope, diagnostics.len() == before) {
             let subscription = subscriptions.len() as u32;
             keys.push(KeyEntry { key: file.primary_key.get_ref().clone(), subscription, slot: KeySlot::Primary });
@@ -442,10 +450,44 @@ fn subscriptions(
                 name: file.name.get_ref().clone(),
                 scope,
                 state: state(file.state),
+                ..details
             });
         }
     }
     (subscriptions, keys)
+}
+
+/// A subscription's owner, dates and tracing flag (id, name, scope and state are left for the
+/// caller to set).
+fn subscription_details(
+    item: &Item<SubscriptionFile>,
+    parsed: &Parsed,
+    directory: &Directory,
+    diagnostics: &mut Diagnostics,
+) -> Subscription {
+    let (source, file) = (&item.source, &item.file);
+    let owner = file.owner.as_ref().and_then(|owner| {
+        let found = directory.user(owner.get_ref());
+        // A user whose own file is broken is reported there, not here.
+        if found.is_none() && !parsed.broken_user_ids.contains(owner.get_ref()) {
+            let id = owner.get_ref();
+            diagnostics.push(source.error(owner.span(), format!("unknown user {id:?} (add users/{id}.toml)")));
+        }
+        found
+    });
+    // The expiration date is audit only and the data plane never reads it: checked, not kept.
+    let _ = super::users::date_ms(file.expiration_date.as_ref(), source, diagnostics);
+    Subscription {
+        id: String::new(),
+        name: String::new(),
+        scope: SubscriptionScope::AllApis,
+        state: SubscriptionState::Active,
+        owner,
+        created_unix_ms: super::users::date_ms(file.created_date.as_ref(), source, diagnostics),
+        start_unix_ms: super::users::date_ms(file.start_date.as_ref(), source, diagnostics),
+        end_unix_ms: super::users::date_ms(file.end_date.as_ref(), source, diagnostics),
+        allow_tracing: file.allow_tracing,
+    }
 }
 
 fn scope(
@@ -488,7 +530,12 @@ fn scope(
 
 /// The products, in directory order (the order of `parsed.products`); an unknown API id in a
 /// product is an error at its position.
-fn products(parsed: &Parsed, apis: &[(Api, String)], diagnostics: &mut Diagnostics) -> Vec<Product> {
+fn products(
+    parsed: &Parsed,
+    apis: &[(Api, String)],
+    directory: &Directory,
+    diagnostics: &mut Diagnostics,
+) -> Vec<Product> {
     let mut products = Vec::new();
     for (item, _) in &parsed.products {
         let file = &item.file;
@@ -513,9 +560,35 @@ fn products(parsed: &Parsed, apis: &[(Api, String)], diagnostics: &mut Diagnosti
             apis: indices,
             subscription_required: file.subscription_required,
             published: file.state == super::files::ProductState::Published,
+            approval_required: file.approval_required,
+            subscriptions_limit: subscriptions_limit(file, &item.source, diagnostics),
+            groups: super::users::group_refs(
+                &file.groups,
+                &item.source,
+                directory,
+                &parsed.broken_group_ids,
+                diagnostics,
+            ),
         });
+        if let Some(description) = &file.description {
+            let max = super::users::DESCRIPTION_CHARS_MAX;
+            super::users::check_text(description, 0, max, "a description", &item.source, diagnostics);
+        }
     }
     products
+}
+
+/// `subscriptions-limit` of a product: 0 to APIM's int32 maximum.
+fn subscriptions_limit(file: &ProductFile, source: &SourceFile, diagnostics: &mut Diagnostics) -> Option<u32> {
+    let limit = file.subscriptions_limit.as_ref()?;
+    match u32::try_from(*limit.get_ref()) {
+        Ok(count) if count <= i32::MAX as u32 => Some(count),
+        _ => {
+            let message = format!("subscriptions-limit is 0 to {} (leave it out for no limit)", i32::MAX);
+            diagnostics.push(source.error(limit.span(), message));
+            None
+        }
+    }
 }
 
 fn state(name: StateName) -> SubscriptionState {

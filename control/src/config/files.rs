@@ -263,6 +263,19 @@ pub(crate) struct ProductFile {
     #[serde(default)]
     #[expect(dead_code, reason = "config::resources reads it from the text; declared so the strict parse accepts it")]
     pub(crate) apim: Option<toml::Table>,
+    /// Shown in the portal (at most 1000 characters, as APIM).
+    pub(crate) description: Option<Spanned<String>>,
+    /// Terms of use the portal asks subscribers to accept.
+    #[expect(dead_code, reason = "the developer portal's: parsed so that the file form is complete")]
+    pub(crate) terms: Option<String>,
+    /// New subscriptions wait for an administrator (`submitted`).
+    #[serde(default)]
+    pub(crate) approval_required: bool,
+    /// Subscriptions per user; absent is unlimited.
+    pub(crate) subscriptions_limit: Option<Spanned<i64>>,
+    /// Ids of the groups that see the product in the portal.
+    #[serde(default)]
+    pub(crate) groups: Vec<Spanned<String>>,
 }
 
 /// Product states as APIM names them, in lower case.
@@ -288,6 +301,76 @@ pub(crate) struct SubscriptionFile {
     #[serde(default)]
     #[expect(dead_code, reason = "config::resources reads it from the text; declared so the strict parse accepts it")]
     pub(crate) apim: Option<toml::Table>,
+    /// Id of the user who owns it (`users/<user-id>.toml`, or `1`, the administrator).
+    pub(crate) owner: Option<Spanned<String>>,
+    /// RFC 3339 dates, audit only: none of them changes the state (as in APIM).
+    pub(crate) created_date: Option<Spanned<String>>,
+    pub(crate) start_date: Option<Spanned<String>>,
+    pub(crate) expiration_date: Option<Spanned<String>>,
+    pub(crate) end_date: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) allow_tracing: bool,
+    /// Why the state is what it is (set on reject, for example).
+    #[expect(dead_code, reason = "the management API's: parsed so that the file form is complete")]
+    pub(crate) state_comment: Option<String>,
+}
+
+/// `users/<user-id>.toml`: a developer who owns subscriptions.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct UserFile {
+    /// Unique, compared case-insensitively.
+    pub(crate) email: Spanned<String>,
+    pub(crate) first_name: Spanned<String>,
+    pub(crate) last_name: Spanned<String>,
+    #[serde(default)]
+    pub(crate) state: UserStateName,
+    pub(crate) note: Option<String>,
+    /// Group ids besides `developers`, which every registered user is in.
+    #[serde(default)]
+    pub(crate) groups: Vec<Spanned<String>>,
+    /// RFC 3339.
+    pub(crate) registration_date: Option<Spanned<String>>,
+    /// APIM properties Portcullis keeps but has no key for (written by `export`).
+    #[serde(default)]
+    #[expect(dead_code, reason = "config::resources reads it from the text; declared so the strict parse accepts it")]
+    pub(crate) apim: Option<toml::Table>,
+}
+
+/// User states as APIM names them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum UserStateName {
+    #[default]
+    Active,
+    Blocked,
+    Pending,
+    Deleted,
+}
+
+/// `groups/<group-id>.toml`: a custom group of users.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct GroupFile {
+    pub(crate) name: Spanned<String>,
+    pub(crate) description: Option<Spanned<String>>,
+    #[serde(rename = "type")]
+    pub(crate) kind: Option<Spanned<GroupKind>>,
+    /// The group's id at the external identity provider (`type = "external"` only).
+    pub(crate) external_id: Option<Spanned<String>>,
+    /// APIM properties Portcullis keeps but has no key for (written by `export`).
+    #[serde(default)]
+    #[expect(dead_code, reason = "config::resources reads it from the text; declared so the strict parse accepts it")]
+    pub(crate) apim: Option<toml::Table>,
+}
+
+/// Group types a file may declare (APIM's third, `system`, is the built-in groups').
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum GroupKind {
+    #[default]
+    Custom,
+    External,
 }
 
 /// Subscription states, spelled as APIM spells them in lower case.

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use super::files::{ApiFile, BackendFile, GatewayFile, NamedValuesFile, OperationFile, ProductFile, SubscriptionFile};
+use super::files::{
+    ApiFile, BackendFile, GatewayFile, GroupFile, NamedValuesFile, OperationFile, ProductFile, SubscriptionFile,
+    UserFile,
+};
 use super::{Diagnostic, Diagnostics, SourceFile};
 
 /// A config file is written by hand; anything past 1 MiB is a mistake, not a config.
@@ -37,6 +40,10 @@ pub const FRAGMENTS_DIR: &str = "fragments";
 pub const BACKENDS_DIR: &str = "backends";
 /// An API's operations: `<operation-id>.toml`, with an optional `<operation-id>.xml` policy.
 pub const OPERATIONS_DIR: &str = "operations";
+/// The directory of users, one `<user-id>.toml` each.
+pub const USERS_DIR: &str = "users";
+/// The directory of custom groups, one `<group-id>.toml` each.
+pub const GROUPS_DIR: &str = "groups";
 
 /// One parsed file and the id its name gives it.
 #[derive(Debug)]
@@ -70,6 +77,14 @@ pub(crate) struct Parsed {
     pub(crate) backends: Vec<Item<BackendFile>>,
     /// Backends whose file exists but did not parse: references to them are not reported again.
     pub(crate) broken_backend_ids: BTreeSet<String>,
+    /// `users/<id>.toml`.
+    pub(crate) users: Vec<Item<UserFile>>,
+    /// `groups/<id>.toml`.
+    pub(crate) groups: Vec<Item<GroupFile>>,
+    /// Users and groups whose file exists but did not parse: references to them are not
+    /// reported again.
+    pub(crate) broken_user_ids: BTreeSet<String>,
+    pub(crate) broken_group_ids: BTreeSet<String>,
 }
 
 /// The files of an API directory besides `api.toml`.
@@ -111,6 +126,8 @@ pub(crate) fn read(dir: &Path, diagnostics: &mut Diagnostics) -> Parsed {
             (FRAGMENTS_DIR, true) => read_fragments(&entry.path, &mut parsed, diagnostics),
             (PRODUCTS_DIR, true) => read_products(&entry.path, &mut parsed, diagnostics),
             (BACKENDS_DIR, true) => read_backends(&entry.path, &mut parsed, diagnostics),
+            (USERS_DIR, true) => read_users(&entry.path, &mut parsed, diagnostics),
+            (GROUPS_DIR, true) => read_groups(&entry.path, &mut parsed, diagnostics),
             // Certificates and keys, read where `[tls]` names them.
             (super::tls::CERTS_DIR, true) => {}
             (name, _) if is_ignored(name) => {}
@@ -118,7 +135,8 @@ pub(crate) fn read(dir: &Path, diagnostics: &mut Diagnostics) -> Parsed {
                 &entry.path,
                 format!(
                     "unexpected {} {name:?} in the config directory: expected {GATEWAY_FILE}, {NAMED_VALUES_FILE}, \
-                     {POLICY_FILE}, {APIS_DIR}/, {BACKENDS_DIR}/, {PRODUCTS_DIR}/, {SUBSCRIPTIONS_DIR}/, {FRAGMENTS_DIR}/ or {certs}/ \
+                     {POLICY_FILE}, {APIS_DIR}/, {BACKENDS_DIR}/, {PRODUCTS_DIR}/, {SUBSCRIPTIONS_DIR}/, {USERS_DIR}/, \
+                     {GROUPS_DIR}/, {FRAGMENTS_DIR}/ or {certs}/ \
                      (names starting with '.' and *.md files are ignored)",
                     if is_dir { "directory" } else { "file" },
                     certs = super::tls::CERTS_DIR,
@@ -290,6 +308,28 @@ fn read_backends(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics)
             Some(item) => parsed.backends.push(item),
             None => {
                 parsed.broken_backend_ids.insert(id);
+            }
+        }
+    }
+}
+
+fn read_users(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
+    for (id, path) in files_by_id(dir, USERS_DIR, "user", "toml", diagnostics) {
+        match parse_file(&id, &path, diagnostics) {
+            Some(item) => parsed.users.push(item),
+            None => {
+                parsed.broken_user_ids.insert(id);
+            }
+        }
+    }
+}
+
+fn read_groups(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
+    for (id, path) in files_by_id(dir, GROUPS_DIR, "group", "toml", diagnostics) {
+        match parse_file(&id, &path, diagnostics) {
+            Some(item) => parsed.groups.push(item),
+            None => {
+                parsed.broken_group_ids.insert(id);
             }
         }
     }

@@ -47,15 +47,51 @@ const API_FIELDS: &[Field] = &[
 const OPERATION_FIELDS: &[Field] =
     &[field("name", "displayName"), field("method", "method"), field("url-template", "urlTemplate")];
 
-const PRODUCT_FIELDS: &[Field] =
-    &[field("name", "displayName"), field("subscription-required", "subscriptionRequired")];
+const PRODUCT_FIELDS: &[Field] = &[
+    field("name", "displayName"),
+    field("description", "description"),
+    field("terms", "terms"),
+    field("subscription-required", "subscriptionRequired"),
+    field("approval-required", "approvalRequired"),
+    field("subscriptions-limit", "subscriptionsLimit"),
+];
 
 const SUBSCRIPTION_FIELDS: &[Field] = &[
     field("name", "displayName"),
     field("scope", "scope"),
     field("primary-key", "primaryKey"),
     field("secondary-key", "secondaryKey"),
+    field("created-date", "createdDate"),
+    field("start-date", "startDate"),
+    field("expiration-date", "expirationDate"),
+    field("end-date", "endDate"),
+    field("allow-tracing", "allowTracing"),
+    field("state-comment", "stateComment"),
 ];
+
+const USER_FIELDS: &[Field] = &[
+    field("email", "email"),
+    field("first-name", "firstName"),
+    field("last-name", "lastName"),
+    field("state", "state"),
+    field("note", "note"),
+    field("registration-date", "registrationDate"),
+];
+
+const GROUP_FIELDS: &[Field] = &[
+    field("name", "displayName"),
+    field("description", "description"),
+    field("type", "type"),
+    field("external-id", "externalId"),
+];
+
+/// The groups every installation has, as APIM's (ids `administrators`, `developers`, `guests`):
+/// the store holds them, no file declares them.
+pub const BUILT_IN_GROUPS: [&str; 3] = ["administrators", "developers", "guests"];
+/// APIM's built-in administrator: the store holds it, no file declares it.
+pub const BUILT_IN_ADMINISTRATOR: &str = "1";
+/// The prefix of a subscription's `ownerId`.
+const USERS_PREFIX: &str = "/users/";
 
 /// One resource a config directory declares, and the file (relative to the directory) that does.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,7 +121,21 @@ pub(crate) fn declared(parsed: &Parsed, dir: &std::path::Path) -> Result<Vec<Dec
         out.table(&format!("/subscriptions/{}", item.id), &item.source, SUBSCRIPTION_FIELDS, |table, json| {
             let state = table.get("state").and_then(toml::Value::as_str).unwrap_or("active");
             json.insert("state".into(), Value::from(state));
+            if let Some(owner) = table.get("owner").and_then(toml::Value::as_str) {
+                json.insert("ownerId".into(), Value::from(format!("{USERS_PREFIX}{owner}")));
+            }
         });
+    }
+    for item in &parsed.groups {
+        out.table(&format!("/groups/{}", item.id), &item.source, GROUP_FIELDS, |_, _| {});
+    }
+    for item in &parsed.users {
+        let id = &item.id;
+        out.table(&format!("/users/{id}"), &item.source, USER_FIELDS, |_, _| {});
+        for group in &item.file.groups {
+            let link = format!("/groups/{}/users/{id}", group.get_ref());
+            out.push(&link, Value::Object(Map::new()), &item.source);
+        }
     }
     if let Some(item) = &parsed.named_values {
         out.named_values(item);
@@ -168,6 +218,9 @@ impl Declarations<'_> {
         for api in &item.file.apis {
             self.push(&format!("/products/{id}/apis/{}", api.get_ref()), Value::Object(Map::new()), &item.source);
         }
+        for group in &item.file.groups {
+            self.push(&format!("/products/{id}/groups/{}", group.get_ref()), Value::Object(Map::new()), &item.source);
+        }
         if let Some(policy) = policy {
             self.policy(&format!("/products/{id}/policies/policy"), policy);
         }
@@ -225,6 +278,7 @@ pub fn files(state: &State) -> BTreeMap<String, Rendered> {
     let mut files = BTreeMap::new();
     let mut named_values = toml::Table::new();
     let mut entries = Vec::new();
+    let memberships = memberships(state);
     for resource in state.iter() {
         let path = &resource.path;
         let properties = resource.properties.as_object().cloned().unwrap_or_default();
@@ -235,6 +289,19 @@ pub fn files(state: &State) -> BTreeMap<String, Rendered> {
                 Some((format!("products/{}/product.toml", path.name()), product_text(state, path, &properties)))
             }
             Kind::Subscription => Some((format!("subscriptions/{}.toml", path.name()), subscription_text(&properties))),
+            Kind::User if path.name() != BUILT_IN_ADMINISTRATOR => {
+                let groups = memberships.get(path.name()).cloned().unwrap_or_default();
+                let groups = toml::Value::Array(groups.into_iter().map(toml::Value::String).collect());
+                Some((
+                    format!("users/{}.toml", path.name()),
+                    table_text(&properties, USER_FIELDS, &[("groups", groups)]),
+                ))
+            }
+            Kind::Group if !BUILT_IN_GROUPS.contains(&path.name()) => {
+                let mut rest = properties.clone();
+                rest.remove("builtIn");
+                Some((format!("groups/{}.toml", path.name()), table_text(&rest, GROUP_FIELDS, &[])))
+            }
             Kind::ApiPolicy | Kind::ProductPolicy | Kind::GlobalPolicy | Kind::OperationPolicy => {
                 Some((policy_file(path), string(&properties, "value")))
             }
@@ -256,6 +323,16 @@ pub fn files(state: &State) -> BTreeMap<String, Rendered> {
         files.insert(load::NAMED_VALUES_FILE.to_owned(), Rendered { resource: "/namedValues".into(), text });
     }
     files
+}
+
+/// Per user id, the groups its links name (in path order).
+fn memberships(state: &State) -> std::collections::HashMap<String, Vec<String>> {
+    let mut memberships: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for link in state.under("/groups/").filter(|r| r.path.kind() == Kind::GroupUser) {
+        let group = link.path.segments().nth(1).unwrap_or_default().to_owned();
+        memberships.entry(link.path.name().to_owned()).or_default().push(group);
+    }
+    memberships
 }
 
 fn add_file(parsed: &mut Parsed, file: &str, rendered: Rendered, diagnostics: &mut Diagnostics) {
@@ -296,6 +373,10 @@ fn add_file(parsed: &mut Parsed, file: &str, rendered: Rendered, diagnostics: &m
             }
         }
         ["policy.xml"] => parsed.global_policy = Some(source),
+        ["users", name] => parsed.users.extend(load::parse_source(name.trim_end_matches(".toml"), source, diagnostics)),
+        ["groups", name] => {
+            parsed.groups.extend(load::parse_source(name.trim_end_matches(".toml"), source, diagnostics))
+        }
         ["named-values.toml"] => parsed.named_values = load::parse_source("named-values", source, diagnostics),
         _ => diagnostics
             .push(Diagnostic::at_path(std::path::Path::new(file), "internal: a resource rendered to an unknown file")),
@@ -372,16 +453,25 @@ fn product_text(state: &State, path: &ResourcePath, properties: &Map<String, Val
         Some("published") => "published",
         _ => "not-published",
     };
-    let links = format!("{path}/apis/");
-    let apis: Vec<toml::Value> =
-        state.under(&links).map(|link| toml::Value::String(link.path.name().to_owned())).collect();
-    table_text(&rest, PRODUCT_FIELDS, &[("apis", toml::Value::Array(apis)), ("state", state_name.into())])
+    let linked = |collection: &str| {
+        let links = format!("{path}/{collection}/");
+        toml::Value::Array(state.under(&links).map(|link| toml::Value::String(link.path.name().to_owned())).collect())
+    };
+    let specials = [("apis", linked("apis")), ("groups", linked("groups")), ("state", state_name.into())];
+    table_text(&rest, PRODUCT_FIELDS, &specials)
 }
 
 fn subscription_text(properties: &Map<String, Value>) -> String {
     let mut rest = properties.clone();
     let state = rest.remove("state").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_else(|| "submitted".into());
-    table_text(&rest, SUBSCRIPTION_FIELDS, &[("state", state.into())])
+    let mut specials = vec![("state", toml::Value::from(state))];
+    let owner =
+        rest.get("ownerId").and_then(Value::as_str).and_then(|id| id.strip_prefix(USERS_PREFIX)).map(str::to_owned);
+    if let Some(owner) = owner {
+        rest.remove("ownerId");
+        specials.push(("owner", owner.into()));
+    }
+    table_text(&rest, SUBSCRIPTION_FIELDS, &specials)
 }
 
 fn backend_text(properties: &Map<String, Value>) -> String {

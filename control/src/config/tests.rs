@@ -478,3 +478,4 @@ fn products_scope_subscriptions_and_carry_policies() {
 
 mod backends;
 mod jwt;
+mod users;

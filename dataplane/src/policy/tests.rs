@@ -5,6 +5,7 @@ mod cache;
 mod jwt;
 mod limits;
 mod ops;
+mod users;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -99,6 +100,7 @@ impl Fixture {
             operation: &self.operation,
             subscription: None,
             subscription_key: None,
+            caller: Default::default(),
             product: None,
             deployment: &self.deployment,
             matched,

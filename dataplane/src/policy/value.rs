@@ -109,6 +109,12 @@ pub enum Handle {
     Subscription,
     /// `context.Product`: present only for requests through a product.
     Product,
+    /// `context.User`: present only when the subscription has an owner.
+    User,
+    /// One of `context.User.Groups` or `context.Product.Groups`: an index into the snapshot's groups.
+    Group(u32),
+    /// The one identity of `context.User.Identities` (the user signs in with email and password).
+    Identity,
     Deployment,
     LastError,
     /// `context.Api.SubscriptionKeyParameterNames`.

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use portcullis_contract::model::{Api, Deployment, Operation, Product, Subscription};
+use portcullis_contract::model::{Api, Deployment, Group, Operation, Product, Subscription, User};
 
 use crate::http::request::RequestHead;
 use crate::http::response::ResponseHead;
@@ -57,6 +57,8 @@ pub struct View<'a> {
     /// The subscription the key opened, if any, and the key it was opened with.
     pub subscription: Option<&'a Subscription>,
     pub subscription_key: Option<&'a str>,
+    /// The subscription's owner and keys, and the groups table (`context.User`).
+    pub caller: Caller<'a>,
     /// The product the request comes through (`context.Product`), if any.
     pub product: Option<&'a Product>,
     pub deployment: &'a Deployment,
@@ -77,4 +79,28 @@ pub struct View<'a> {
     pub limits: &'a Arc<RateLimits>,
     /// `context.Tracing`.
     pub tracing: bool,
+}
+
+/// Who the request's subscription says is calling, for `context.User` and
+/// `context.Subscription.PrimaryKey`/`SecondaryKey`, and the snapshot's groups, which users and
+/// products name by index. `Debug` never shows the keys.
+#[derive(Clone, Copy, Default)]
+pub struct Caller<'a> {
+    /// The subscription's owner (`context.User`); `None` without a subscription or an owner.
+    pub user: Option<&'a User>,
+    /// The subscription's keys: secrets.
+    pub primary_key: Option<&'a str>,
+    pub secondary_key: Option<&'a str>,
+    /// The snapshot's groups (`Config::groups`).
+    pub groups: &'a [Group],
+}
+
+impl std::fmt::Debug for Caller<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("user", &self.user.map(|user| &user.id))
+            .field("keys", &self.primary_key.map(|_| "<redacted>"))
+            .field("groups", &self.groups.len())
+            .finish()
+    }
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use portcullis_contract::key_index::KeySlot;
 use portcullis_contract::model::Limits;
 use portcullis_contract::program::{Section, Severity};
 
@@ -17,7 +18,9 @@ use crate::http::BodyFraming;
 use crate::http::chunked::{self, ChunkedScanner};
 use crate::http::response::ResponseHead;
 use crate::io::Stream;
-use crate::policy::{self, ConcurrencyLimits, Exit, Forward, LastError, MatchedParam, RateLimits, ResponseView, View};
+use crate::policy::{
+    self, Caller, ConcurrencyLimits, Exit, Forward, LastError, MatchedParam, RateLimits, ResponseView, View,
+};
 use crate::proxy::relay::BODY_READ_BYTES;
 use crate::proxy::{Connection, ProxyError, RequestCtx};
 use crate::router::operation::OperationMatch;
@@ -478,6 +481,14 @@ fn view<'a>(
         }
         None => None,
     };
+    let caller = Caller {
+        user: subscription.and_then(|s| s.owner).and_then(|owner| snapshot.config.users.get(owner as usize)),
+        primary_key: matched.subscription.and_then(|index| snapshot.config.key_index.key_of(index, KeySlot::Primary)),
+        secondary_key: matched
+            .subscription
+            .and_then(|index| snapshot.config.key_index.key_of(index, KeySlot::Secondary)),
+        groups: &snapshot.config.groups,
+    };
     Some(View {
         programs: &snapshot.programs,
         request: &ctx.head,
@@ -490,6 +501,7 @@ fn view<'a>(
         operation,
         subscription,
         subscription_key,
+        caller,
         product,
         deployment: &snapshot.config.deployment,
         matched: params,

@@ -5,13 +5,14 @@
 
 use rusqlite_migration::{M, Migrations};
 
-/// Version 1: resources, the audit log, tokens.
+/// Version 1: resources, the audit log, tokens. References are checked when a change commits
+/// (deferred), so one change may write a link before the resource it points at.
 const V1: &str = "
 CREATE TABLE resources (
     path TEXT PRIMARY KEY NOT NULL,
     kind TEXT NOT NULL,
-    parent TEXT REFERENCES resources(path) ON DELETE CASCADE,
-    target TEXT REFERENCES resources(path) ON DELETE CASCADE,
+    parent TEXT REFERENCES resources(path) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
+    target TEXT REFERENCES resources(path) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
     properties TEXT NOT NULL,
     origin_file TEXT,
     version INTEGER NOT NULL,

@@ -1255,3 +1255,22 @@ fn client_certificates_verify_as_x509certificate2_does() {
     assert!(program.ops.contains(&Op::Call(Builtin::CertificateVerifyNoRevocation, 1)));
     assert!(err(r#"@("text".Verify())"#).message.contains("Verify"));
 }
+
+#[test]
+fn user_product_and_subscription_members_compile_with_their_types() {
+    assert_eq!(ty(r#"@(context.User.Email)"#), StaticType::String);
+    assert_eq!(ty(r#"@(context.User.Groups.Select(g => g.Name).Contains("partners"))"#), StaticType::Bool);
+    assert_eq!(ty(r#"@(context.User.Groups.Any(g => g.Id == "partners"))"#), StaticType::Bool);
+    assert_eq!(ty(r#"@(context.User.Identities.First().Provider)"#), StaticType::String);
+    assert_eq!(ty(r#"@(context.User.RegistrationDate)"#), StaticType::DateTime);
+    assert_eq!(ty(r#"@(context.User.Note)"#), StaticType::String);
+    assert_eq!(ty(r#"@(context.Product.ApprovalRequired || context.Product.SubscriptionRequired)"#), StaticType::Bool);
+    assert_eq!(ty(r#"@(context.Product.SubscriptionLimit ?? 0)"#), StaticType::Int);
+    assert_eq!(ty(r#"@(context.Product.State)"#), StaticType::String);
+    assert_eq!(ty(r#"@(context.Subscription?.StartDate)"#), StaticType::DateTime);
+    let (_, message) = blamed("@(context.Product.Apis)");
+    assert!(message.contains("IProduct.Apis is not supported yet"), "{message}");
+    let (text, message) = blamed("@(context.User.Emial)");
+    assert_eq!(text, "Emial");
+    assert!(message.contains("did you mean `Email`?"), "{message}");
+}

@@ -89,6 +89,8 @@ pub enum ContextObject {
     MessageBody,
     /// `IGroup` of `context.User.Groups`.
     Group,
+    /// `IUserIdentity` of `context.User.Identities`.
+    UserIdentity,
     /// `context.Api.SubscriptionKeyParameterNames`.
     KeyParameterNames,
     /// `context.Request.Certificate`: the client's verified certificate (mTLS), or null.
@@ -174,6 +176,7 @@ impl fmt::Display for StaticType {
                 ContextObject::LastError => "ILastError",
                 ContextObject::MessageBody => "IMessageBody",
                 ContextObject::Group => "IGroup",
+                ContextObject::UserIdentity => "IUserIdentity",
                 ContextObject::KeyParameterNames => "ISubscriptionKeyParameterNames",
                 ContextObject::Certificate => "X509Certificate2",
             }),
@@ -370,6 +373,7 @@ pub(crate) enum Value {
     StrArray,
     Object,
     Group,
+    Identity,
 }
 
 impl Value {
@@ -379,6 +383,7 @@ impl Value {
             Self::StrArray => StaticType::array_of(StaticType::String),
             Self::Object => StaticType::Object,
             Self::Group => StaticType::Context(ContextObject::Group),
+            Self::Identity => StaticType::Context(ContextObject::UserIdentity),
         }
     }
 }

@@ -44,7 +44,15 @@ const FILES: &[(&str, &str)] = &[
         "backends/two.toml",
         "load-balancing = \"weighted\"\n[[endpoint]]\naddress = \"127.0.0.1:9001\"\nweight = 3\n[[endpoint]]\naddress = \"127.0.0.1:9002\"\n",
     ),
-    ("products/starter/product.toml", "name = \"Starter\"\napis = [\"echo\"]\n"),
+    (
+        "products/starter/product.toml",
+        "name = \"Starter\"\napis = [\"echo\"]\ndescription = \"For trying things\"\napproval-required = true\nsubscriptions-limit = 2\ngroups = [\"partners\"]\n",
+    ),
+    ("groups/partners.toml", "name = \"Partners\"\ndescription = \"Our partners\"\n"),
+    (
+        "users/ada.toml",
+        "email = \"ada@example.com\"\nfirst-name = \"Ada\"\nlast-name = \"Lovelace\"\ngroups = [\"partners\"]\nnote = \"first\"\n",
+    ),
     (
         "products/starter/policy.xml",
         "<policies><inbound><base /></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>",
@@ -135,6 +143,8 @@ fn the_store_compiles_to_what_the_directory_compiles_to() {
     assert_eq!(from_store.programs[1].sites[0].location, "/policies/policy:1:122");
     assert_eq!(from_store.backends, from_files.backends);
     assert_eq!(from_store.key_index.entries(), from_files.key_index.entries());
+    assert_eq!(from_store.users, from_files.users);
+    assert_eq!(from_store.groups, from_files.groups);
 }
 
 #[test]

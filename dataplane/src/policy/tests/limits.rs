@@ -120,12 +120,7 @@ fn per_subscription_limits_count_by_subscription_and_scope() {
         LimitScope { api: "other".into(), operation: None, calls: Some(0), bandwidth_kb: None, period_seconds: 0 },
     ];
     let fixture = Fixture::new(GET, vec![limit_program(vec![scoped], None, None)]);
-    let subscription = Subscription {
-        id: "sub-1".into(),
-        name: "one".into(),
-        scope: SubscriptionScope::AllApis,
-        state: SubscriptionState::Active,
-    };
+    let subscription = Subscription::new("sub-1", "one", SubscriptionScope::AllApis, SubscriptionState::Active);
     let matched = [MatchedParam { name: "id", value: "42" }];
     let run = |state: &mut RequestState| {
         let view = View { subscription: Some(&subscription), ..fixture.view(&matched) };

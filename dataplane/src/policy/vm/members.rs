@@ -62,6 +62,19 @@ pub(crate) fn wire_text(bytes: &[u8]) -> Text<'_> {
     }
 }
 
+/// `IUserIdentity.Provider` of a user who signs in with email and password (APIM's name).
+const IDENTITY_PROVIDER: &str = "Basic";
+
+/// A date of the snapshot (milliseconds since the Unix epoch) as a `DateTime?`.
+fn date<'a>(unix_ms: Option<i64>) -> Value<'a> {
+    unix_ms.and_then(chrono::DateTime::from_timestamp_millis).map_or(Value::Null, Value::DateTime)
+}
+
+/// `IEnumerable<IGroup>` of the groups at `indices` of the snapshot's groups.
+fn group_array<'a>(indices: &[u32]) -> Value<'a> {
+    Value::array(indices.iter().map(|&index| Value::Handle(Handle::Group(index))).collect())
+}
+
 fn missing_key(key: &str) -> Fault {
     Fault::eval(format!("Expression evaluation failed. The given key '{key}' was not present in the dictionary."))
 }
@@ -265,7 +278,19 @@ impl<'r, 'a> Machine<'r, 'a> {
                 Some(_) => Value::Handle(Handle::Product),
                 None => Value::Null,
             },
-            (Handle::Context, Prop::User) => Value::Null,
+            (Handle::Context, Prop::User) => match view.caller.user {
+                Some(_) => Value::Handle(Handle::User),
+                None => Value::Null,
+            },
+            (Handle::User, prop) => return self.user_member(prop),
+            (Handle::Group(index), Prop::Id) => {
+                return view.caller.groups.get(index as usize).map(|g| Value::str(&g.id));
+            }
+            (Handle::Group(index), Prop::Name) => {
+                return view.caller.groups.get(index as usize).map(|g| Value::str(&g.name));
+            }
+            (Handle::Identity, Prop::Provider) => Value::str(IDENTITY_PROVIDER),
+            (Handle::Identity, Prop::Id) => return view.caller.user.map(|user| Value::str(&user.email)),
             (Handle::Context, Prop::Request) => Value::Handle(Handle::Request),
             (Handle::Context, Prop::RequestId) => Value::Guid(view.request_id),
             (Handle::Context, Prop::Response) => Value::Handle(Handle::Response),
@@ -325,13 +350,12 @@ impl<'r, 'a> Machine<'r, 'a> {
             (Handle::Subscription, Prop::Id) => return view.subscription.map(|s| Value::str(&s.id)),
             (Handle::Subscription, Prop::Name) => return view.subscription.map(|s| Value::str(&s.name)),
             (Handle::Subscription, Prop::Key) => view.subscription_key.map_or(Value::Null, Value::str),
-            // Only key hashes reach the data plane; dates are not in the model yet.
-            (Handle::Subscription, Prop::PrimaryKey | Prop::SecondaryKey) => Value::Null,
-            (Handle::Subscription, Prop::CreatedDate | Prop::StartDate | Prop::EndDate) => Value::Null,
-            (Handle::Product, Prop::Id) => return view.product.map(|p| Value::str(&p.id)),
-            (Handle::Product, Prop::Name) => return view.product.map(|p| Value::str(&p.name)),
-            // Groups arrive with users and groups.
-            (Handle::Product, Prop::Groups) => Value::array(Vec::new()),
+            (Handle::Subscription, Prop::PrimaryKey) => view.caller.primary_key.map_or(Value::Null, Value::str),
+            (Handle::Subscription, Prop::SecondaryKey) => view.caller.secondary_key.map_or(Value::Null, Value::str),
+            (Handle::Subscription, Prop::CreatedDate) => date(view.subscription?.created_unix_ms),
+            (Handle::Subscription, Prop::StartDate) => date(view.subscription?.start_unix_ms),
+            (Handle::Subscription, Prop::EndDate) => date(view.subscription?.end_unix_ms),
+            (Handle::Product, prop) => return self.product_member(prop),
             (Handle::Deployment, Prop::GatewayId) => return text(&view.deployment.gateway_id),
             (Handle::Deployment, Prop::Region) => return text(&view.deployment.region),
             (Handle::Deployment, Prop::ServiceName) => return text(&view.deployment.service_name),
@@ -351,6 +375,37 @@ impl<'r, 'a> Machine<'r, 'a> {
                 }
             }
             (Handle::Headers(message), Prop::Count) => Value::Int(self.message_headers(message).0.len() as i64),
+            _ => return None,
+        })
+    }
+
+    /// `context.User.<prop>`.
+    fn user_member(&self, prop: Prop) -> Option<Value<'a>> {
+        let user = self.view.caller.user?;
+        Some(match prop {
+            Prop::Id => Value::str(&user.id),
+            Prop::Email => Value::str(&user.email),
+            Prop::FirstName => Value::str(&user.first_name),
+            Prop::LastName => Value::str(&user.last_name),
+            Prop::Note => user.note.as_deref().map_or(Value::Null, Value::str),
+            Prop::RegistrationDate => date(user.registration_unix_ms),
+            Prop::Groups => group_array(&user.groups),
+            Prop::Identities => Value::array(vec![Value::Handle(Handle::Identity)]),
+            _ => return None,
+        })
+    }
+
+    /// `context.Product.<prop>`.
+    fn product_member(&self, prop: Prop) -> Option<Value<'a>> {
+        let product = self.view.product?;
+        Some(match prop {
+            Prop::Id => Value::str(&product.id),
+            Prop::Name => Value::str(&product.name),
+            Prop::Groups => group_array(&product.groups),
+            Prop::ApprovalRequired => Value::Bool(product.approval_required),
+            Prop::State => Value::str(if product.published { "Published" } else { "NotPublished" }),
+            Prop::SubscriptionLimit => product.subscriptions_limit.map_or(Value::Null, |n| Value::Int(i64::from(n))),
+            Prop::SubscriptionRequired => Value::Bool(product.subscription_required),
             _ => return None,
         })
     }

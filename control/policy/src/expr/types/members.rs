@@ -105,13 +105,23 @@ const USER: &[MemberRow] = &[
     p("LastName", Prop::LastName, Ret::Str),
     p("Groups", Prop::Groups, Ret::Array(Value::Group)),
     p("Id", Prop::Id, Ret::Str),
+    p("Identities", Prop::Identities, Ret::Array(Value::Identity)),
+    p("Note", Prop::Note, Ret::Str),
+    p("RegistrationDate", Prop::RegistrationDate, Ret::DateTime),
 ];
 const PRODUCT: &[MemberRow] = &[
     p("Id", Prop::Id, Ret::Str),
     p("Name", Prop::Name, Ret::Str),
     p("Groups", Prop::Groups, Ret::Array(Value::Group)),
+    p("ApprovalRequired", Prop::ApprovalRequired, Ret::Bool),
+    // `ProductState` as its name (`Published`, `NotPublished`): what `ToString()` gives in APIM.
+    p("State", Prop::State, Ret::Str),
+    // `int?`: null when the product has no limit.
+    p("SubscriptionLimit", Prop::SubscriptionLimit, Ret::Int),
+    p("SubscriptionRequired", Prop::SubscriptionRequired, Ret::Bool),
 ];
 const GROUP: &[MemberRow] = &[p("Id", Prop::Id, Ret::Str), p("Name", Prop::Name, Ret::Str)];
+const USER_IDENTITY: &[MemberRow] = &[p("Id", Prop::Id, Ret::Str), p("Provider", Prop::Provider, Ret::Str)];
 const DEPLOYMENT: &[MemberRow] = &[
     p("GatewayId", Prop::GatewayId, Ret::Str),
     p("Region", Prop::Region, Ret::Str),
@@ -196,6 +206,7 @@ const ALL_MEMBERS: &[&[MemberRow]] = &[
     USER,
     PRODUCT,
     GROUP,
+    USER_IDENTITY,
     DEPLOYMENT,
     LAST_ERROR,
     JWT,
@@ -228,6 +239,7 @@ fn member_table(ty: &StaticType) -> &'static [MemberRow] {
             C::LastError => LAST_ERROR,
             C::MessageBody => &[],
             C::Group => GROUP,
+            C::UserIdentity => USER_IDENTITY,
             C::KeyParameterNames => KEY_PARAMETER_NAMES,
             C::Certificate => CERTIFICATE,
         },
@@ -253,13 +265,6 @@ const KNOWN_UNSUPPORTED: &[(&str, &str)] = &[
     ("IDeployment", "ServiceId"),
     ("IDeployment", "Certificates"),
     ("IProduct", "Apis"),
-    ("IProduct", "ApprovalRequired"),
-    ("IProduct", "State"),
-    ("IProduct", "SubscriptionLimit"),
-    ("IProduct", "SubscriptionRequired"),
-    ("IUser", "Identities"),
-    ("IUser", "Note"),
-    ("IUser", "RegistrationDate"),
     ("IRequest", "PrivateEndpointConnection"),
     ("ILastError", "HttpErrorCode"),
 ];
