@@ -3,6 +3,7 @@
 //! - [`resource`]: resource paths as APIM names them (`/apis/{id}`, `/apis/{id};rev=2/operations/{op}`,
 //!   `/products/{pid}/apis/{aid}` ...), the kind of each, and which resource it belongs to.
 //! - [`model`]: the typed `properties` of each kind, in APIM's JSON shape.
+//! - [`revisions`]: making a revision (a copy of the current one) and releasing one (a swap).
 //! - [`store`]: the store interface and its SQLite implementation (WAL, foreign keys, versioned
 //!   migrations); every change is one transaction.
 //! - [`service`]: the resources in memory and the one path every change takes (ownership,
@@ -11,5 +12,6 @@
 
 pub mod model;
 pub mod resource;
+pub mod revisions;
 pub mod service;
 pub mod store;

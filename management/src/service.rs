@@ -87,10 +87,11 @@ impl State {
     }
 
     /// The resources whose path starts with `prefix` (`/subscriptions/`, `/apis/echo/operations/`).
-    pub fn under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Resource> + 'a {
+    pub fn under<'a>(&'a self, prefix: &str) -> impl Iterator<Item = &'a Resource> + 'a {
+        let owned = prefix.to_owned();
         self.resources
             .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
-            .take_while(move |(path, _)| path.starts_with(prefix))
+            .take_while(move |(path, _)| path.starts_with(owned.as_str()))
             .map(|(_, resource)| resource)
     }
 
