@@ -64,8 +64,13 @@ fn config() -> Config {
             subscription_key_header: DEFAULT_SUBSCRIPTION_KEY_HEADER.into(),
             subscription_key_query: DEFAULT_SUBSCRIPTION_KEY_QUERY.into(),
             preserve_host: false,
+            version_set: None,
             version: String::new(),
             revision: "1".into(),
+            revision_of: None,
+            online: true,
+            description: String::new(),
+            revision_description: String::new(),
             operations: vec![portcullis_contract::model::Operation::catch_all(
                 portcullis_contract::model::Policies::all(0),
             )],

@@ -16,6 +16,7 @@ pub mod load;
 mod policies;
 pub mod provided;
 pub mod tls;
+mod versions;
 mod xdp;
 
 use std::path::Path;

@@ -53,7 +53,7 @@ pub fn find_key<'a>(
     }
 }
 
-/// Checks `key` against the config for API `api`; returns the subscription index.
+/// Checks `key` against the config for API `api` (any revision); returns the subscription index.
 pub fn check(config: &Config, api: u32, key: FoundKey<'_>) -> Result<u32, KeyRejection> {
     let key = match key {
         FoundKey::Absent => return Err(KeyRejection::Missing),
@@ -65,7 +65,10 @@ pub fn check(config: &Config, api: u32, key: FoundKey<'_>) -> Result<u32, KeyRej
     let subscription = config.subscriptions.get(entry.subscription as usize).ok_or(KeyRejection::Invalid)?;
     let in_scope = match subscription.scope {
         SubscriptionScope::AllApis => true,
-        SubscriptionScope::Api(scoped) => scoped == api,
+        // A subscription to an API covers all its revisions.
+        SubscriptionScope::Api(scoped) => {
+            scoped == config.apis.get(api as usize).and_then(|api| api.revision_of).unwrap_or(api)
+        }
         SubscriptionScope::Product(product) => {
             config.products.get(product as usize).is_some_and(|product| product.apis.contains(&api))
         }
