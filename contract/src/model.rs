@@ -917,9 +917,15 @@ mod tests {
             revision_description: String::new(),
             operations: vec![Operation::catch_all(Policies::all(0))],
         };
-        let set = VersionSet { id: "s".into(), name: "S".into(), scheme: VersioningScheme::Segment, description: String::new() };
+        let set = VersionSet {
+            id: "s".into(),
+            name: "S".into(),
+            scheme: VersioningScheme::Segment,
+            description: String::new(),
+        };
         let config = |apis: Vec<Api>| Config { apis, version_sets: vec![set.clone()], ..base.clone() };
-        let (original, v1, v2) = (versioned(&api, Some(0), ""), versioned(&api, Some(0), "v1"), versioned(&api, Some(0), "v2"));
+        let (original, v1, v2) =
+            (versioned(&api, Some(0), ""), versioned(&api, Some(0), "v1"), versioned(&api, Some(0), "v2"));
         assert_eq!(config(vec![original.clone(), v1.clone(), v2.clone()]).validate(), Ok(()));
         let duplicate = Err(ConfigError::DuplicatePath { path: "a".into() });
         assert_eq!(config(vec![v1.clone(), v2.clone(), v1.clone()]).validate(), duplicate, "one version twice");
@@ -928,8 +934,14 @@ mod tests {
             config(vec![versioned(&api, Some(1), "v1")]).validate(),
             Err(ConfigError::VersionSetOutOfRange { version_set: 1, .. })
         ));
-        assert!(matches!(config(vec![versioned(&api, None, "v1")]).validate(), Err(ConfigError::InvalidVersioning { .. })));
-        assert!(matches!(config(vec![versioned(&api, Some(0), "v/1")]).validate(), Err(ConfigError::InvalidVersioning { .. })));
+        assert!(matches!(
+            config(vec![versioned(&api, None, "v1")]).validate(),
+            Err(ConfigError::InvalidVersioning { .. })
+        ));
+        assert!(matches!(
+            config(vec![versioned(&api, Some(0), "v/1")]).validate(),
+            Err(ConfigError::InvalidVersioning { .. })
+        ));
 
         let revision = Api { revision: "2".into(), revision_of: Some(0), online: false, ..api.clone() };
         assert_eq!(config(vec![api.clone(), revision.clone()]).validate(), Ok(()));
@@ -948,10 +960,16 @@ mod tests {
     #[test]
     fn versions_and_revisions_are_well_formed() {
         assert!(is_valid_version("v1") && is_valid_version("2024-05-01") && is_valid_version("1.0~beta_x"));
-        assert!(!is_valid_version("") && !is_valid_version("v 1") && !is_valid_version("v/1") && !is_valid_version("v;1"));
+        assert!(
+            !is_valid_version("") && !is_valid_version("v 1") && !is_valid_version("v/1") && !is_valid_version("v;1")
+        );
         assert!(!is_valid_version(&"v".repeat(VERSION_CHARS_MAX + 1)));
-        assert!(is_valid_revision("1") && is_valid_revision("42") && is_valid_revision(&"9".repeat(REVISION_DIGITS_MAX)));
-        assert!(!is_valid_revision("") && !is_valid_revision("0") && !is_valid_revision("07") && !is_valid_revision("1a"));
+        assert!(
+            is_valid_revision("1") && is_valid_revision("42") && is_valid_revision(&"9".repeat(REVISION_DIGITS_MAX))
+        );
+        assert!(
+            !is_valid_revision("") && !is_valid_revision("0") && !is_valid_revision("07") && !is_valid_revision("1a")
+        );
         assert!(!is_valid_revision(&"9".repeat(REVISION_DIGITS_MAX + 1)));
         assert!(!is_valid_api_path("customers;rev=3") && is_valid_api_path("customers;v=3"));
     }

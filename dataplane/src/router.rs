@@ -156,7 +156,8 @@ impl Router {
             }
         };
         let segments = if path.is_empty() { 0 } else { path.split('/').count() };
-        let version_segment = matches!(entry, Entry::Group(group) if matches!(self.groups[group as usize].scheme, Scheme::Segment));
+        let version_segment =
+            matches!(entry, Entry::Group(group) if matches!(self.groups[group as usize].scheme, Scheme::Segment));
         let depth = segments + usize::from(version_segment);
         if depth > ROUTE_DEPTH_MAX {
             self.unroutable.extend_from_slice(apis);
@@ -215,7 +216,9 @@ impl Router {
     ) -> Option<Route> {
         let group = match entry {
             Entry::Api(api) => {
-                let known = matched.revision.is_none_or(|number| self.numbers.get(api as usize).is_some_and(|n| **n == *number));
+                let known = matched
+                    .revision
+                    .is_none_or(|number| self.numbers.get(api as usize).is_some_and(|n| **n == *number));
                 return known.then_some(Route { api, remainder: matched.remainder });
             }
             Entry::Group(group) => self.groups.get(group as usize)?,

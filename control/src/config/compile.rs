@@ -262,7 +262,8 @@ fn apis(
         let Some(current) = apis.iter().position(|(_, dir)| dir == id) else {
             // A current revision with errors of its own is reported there, not here.
             if !parsed.broken_api_ids.contains(id) && !parsed.apis.iter().any(|other| other.id == id) {
-                let message = format!("revision {number} of an unknown API {id:?}: add its current revision, apis/{id}/");
+                let message =
+                    format!("revision {number} of an unknown API {id:?}: add its current revision, apis/{id}/");
                 diagnostics.push(item.source.error_at_start(message));
             }
             continue;
@@ -334,7 +335,10 @@ fn current_api(
         path,
         backend: endpoint.backend,
         backend_id: endpoint.backend_id,
-        subscription_required: file.subscription_required.as_ref().map_or_else(subscription_required_default, |v| *v.get_ref()),
+        subscription_required: file
+            .subscription_required
+            .as_ref()
+            .map_or_else(subscription_required_default, |v| *v.get_ref()),
         subscription_key_header: endpoint.key_header,
         subscription_key_query: endpoint.key_query,
         preserve_host: file.preserve_host,

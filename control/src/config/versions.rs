@@ -80,10 +80,13 @@ fn version_set(item: &Item<VersionSetFile>, diagnostics: &mut Diagnostics) -> Op
         SchemeName::Segment => Ok(VersioningScheme::Segment),
         SchemeName::Query => {
             let what = "not a valid query parameter name (letters, digits, -._~)";
-            name(&file.query_name, DEFAULT_VERSION_QUERY, super::compile::is_query_name, what).map(VersioningScheme::Query)
+            name(&file.query_name, DEFAULT_VERSION_QUERY, super::compile::is_query_name, what)
+                .map(VersioningScheme::Query)
         }
-        SchemeName::Header => name(&file.header_name, DEFAULT_VERSION_HEADER, super::compile::is_token, "not a valid HTTP header name")
-            .map(VersioningScheme::Header),
+        SchemeName::Header => {
+            name(&file.header_name, DEFAULT_VERSION_HEADER, super::compile::is_token, "not a valid HTTP header name")
+                .map(VersioningScheme::Header)
+        }
     };
     let scheme = match scheme {
         Ok(scheme) => scheme,
@@ -123,7 +126,8 @@ pub(crate) fn current(
             None => {
                 // A set with errors of its own is reported there, not here.
                 if !sets.broken.contains(id.get_ref()) {
-                    let message = format!("unknown version set {:?} (add version-sets/{}.toml)", id.get_ref(), id.get_ref());
+                    let message =
+                        format!("unknown version set {:?} (add version-sets/{}.toml)", id.get_ref(), id.get_ref());
                     diagnostics.push(source.error(id.span(), message));
                 }
                 return None;
@@ -133,7 +137,8 @@ pub(crate) fn current(
     let version = text(&file.version);
     if let Some(spanned) = &file.version {
         if version_set.is_none() && !version.is_empty() {
-            let message = "version needs version-set = \"<id of version-sets/<id>.toml>\": the set this API is a version of";
+            let message =
+                "version needs version-set = \"<id of version-sets/<id>.toml>\": the set this API is a version of";
             diagnostics.push(source.error(spanned.span(), message));
         } else if !version.is_empty() && !is_valid_version(&version) {
             let message = format!(
@@ -152,7 +157,8 @@ pub(crate) fn current(
         None => REVISION_DEFAULT.to_owned(),
     };
     if let Some(online) = &file.online {
-        let message = "online is only for a non-current revision (apis/<api-id>;rev=<n>/): the current revision is always online";
+        let message =
+            "online is only for a non-current revision (apis/<api-id>;rev=<n>/): the current revision is always online";
         diagnostics.push(source.error(online.span(), message));
     }
     (diagnostics.len() == before).then_some(Versioning { version_set, version, revision })
@@ -200,7 +206,9 @@ pub(crate) fn check_revision(
     same(version_set, "version-set", &set.map_or_else(|| "absent".to_owned(), |set| format!("{set:?}")));
     same(string(&file.version, &current.version), "version", &format!("{:?}", current.version));
     if let Some(revision) = file.revision.as_ref().filter(|revision| revision.get_ref() != number) {
-        let message = format!("this revision's number is {number:?}, from its directory name (;rev={number}): leave revision out");
+        let message = format!(
+            "this revision's number is {number:?}, from its directory name (;rev={number}): leave revision out"
+        );
         diagnostics.push(source.error(revision.span(), message));
     }
     if number == current.revision {
@@ -239,7 +247,13 @@ pub(crate) struct Claim<'a> {
 
 impl PathClaims {
     /// Records `claim`, reporting a clash with an earlier one at its position.
-    pub(crate) fn claim(&mut self, claim: &Claim<'_>, sets: &VersionSets, source: &SourceFile, diagnostics: &mut Diagnostics) {
+    pub(crate) fn claim(
+        &mut self,
+        claim: &Claim<'_>,
+        sets: &VersionSets,
+        source: &SourceFile,
+        diagnostics: &mut Diagnostics,
+    ) {
         let set = claim.versioning.version_set;
         if let Some((other, other_set)) = self.by_path.get(claim.path) {
             if set.is_none() || *other_set != set {
@@ -257,7 +271,8 @@ impl PathClaims {
         let set_id = sets.id(Some(set)).unwrap_or_default();
         match self.set_paths.get(&set) {
             Some((path, other)) if path != claim.path => {
-                let message = format!("the versions of version set {set_id:?} share one path: API {other:?} has path {path:?}");
+                let message =
+                    format!("the versions of version set {set_id:?} share one path: API {other:?} has path {path:?}");
                 diagnostics.push(source.error(claim.path_span.clone(), message));
                 return;
             }
