@@ -15,7 +15,7 @@ use ahash::AHashMap;
 use portcullis_contract::model::{Config, REVISION_MARKER, VERSION_CHARS_MAX};
 
 use crate::http::url::Target;
-use versions::{Group, Scheme};
+use versions::{Group, OtherRevisions, Scheme};
 
 /// Deepest API path (in segments) the router matches; deeper API paths are unroutable and
 /// reported by [`Router::unroutable`]. Bounds the probes per request; real API paths have 1–4.
@@ -55,24 +55,19 @@ pub struct Router {
     unroutable: Vec<u32>,
 }
 
-/// A segment with no `;` (see `Scan::marks`).
-const NO_MARK: usize = usize::MAX;
-
 /// The first segments of a request path, as the router scans them once.
 struct Scan<'p> {
     /// The path without its leading `/`.
     path: &'p [u8],
     /// Ends of the first segments, as offsets into `path`.
     ends: [usize; ROUTE_DEPTH_MAX],
-    /// Per segment: where its first `;` is, or [`NO_MARK`].
-    marks: [usize; ROUTE_DEPTH_MAX],
     count: usize,
 }
 
 impl<'p> Scan<'p> {
     /// Scans at most `depth` segments of `path`.
     fn new(path: &'p [u8], depth: usize) -> Self {
-        let mut scan = Scan { path, ends: [0; ROUTE_DEPTH_MAX], marks: [NO_MARK; ROUTE_DEPTH_MAX], count: 0 };
+        let mut scan = Scan { path, ends: [0; ROUTE_DEPTH_MAX], count: 0 };
         if depth == 0 {
             return scan;
         }
@@ -83,8 +78,6 @@ impl<'p> Scan<'p> {
                 if scan.count == depth {
                     return scan;
                 }
-            } else if b == b';' && scan.marks[scan.count] == NO_MARK {
-                scan.marks[scan.count] = at;
             }
         }
         scan.ends[scan.count] = path.len();
@@ -92,15 +85,20 @@ impl<'p> Scan<'p> {
         scan
     }
 
-    /// Segment `index` split at `;rev=`: where its name ends, and the revision it asks for.
+    /// Where segment `index` starts.
+    fn start(&self, index: usize) -> usize {
+        if index == 0 { 0 } else { self.ends[index - 1] + 1 }
+    }
+
+    /// Segment `index` split at `;rev=`: where its name ends, and the revision it asks for
+    /// (`None` when it asks for none: its name is all of it).
     fn segment(&self, index: usize) -> (usize, Option<&'p [u8]>) {
-        let end = self.ends[index];
-        match self.marks[index] {
-            NO_MARK => (end, None),
-            mark => match self.path[mark..end].strip_prefix(REVISION_MARKER.as_bytes()) {
-                Some(revision) => (mark, Some(revision)),
-                None => (end, None),
-            },
+        let (start, end) = (self.start(index), self.ends[index]);
+        let segment = &self.path[start..end];
+        let marker = REVISION_MARKER.as_bytes();
+        match segment.iter().position(|&b| b == b';') {
+            Some(at) if segment[at..].starts_with(marker) => (start + at, Some(&segment[at + marker.len()..])),
+            _ => (end, None),
         }
     }
 }
@@ -114,7 +112,7 @@ impl Router {
             ..Router::default()
         };
         // Current revision → its other online revisions; path → its current revisions.
-        let mut revisions: AHashMap<u32, Vec<(Box<[u8]>, u32)>> = AHashMap::new();
+        let mut revisions = OtherRevisions::new();
         let mut by_path: Vec<(&str, Vec<u32>)> = Vec::new();
         let mut path_index: AHashMap<&str, usize> = AHashMap::new();
         for (index, api) in config.apis.iter().enumerate() {
@@ -140,7 +138,7 @@ impl Router {
     }
 
     /// Adds the current revisions `apis` that share `path`.
-    fn add(&mut self, config: &Config, path: &str, apis: &[u32], revisions: &AHashMap<u32, Vec<(Box<[u8]>, u32)>>) {
+    fn add(&mut self, config: &Config, path: &str, apis: &[u32], revisions: &OtherRevisions) {
         let plain = match apis {
             [api] => {
                 let versioned = config.apis.get(*api as usize).is_some_and(|api| api.version_set.is_some());
@@ -188,16 +186,20 @@ impl Router {
         };
         let scan = Scan::new(path, self.depth);
         for index in (0..scan.count).rev() {
-            let (name_end, revision) = scan.segment(index);
-            let entry = match (name_end, revision) {
-                // `/;rev=N/...`: a revision of the API at the root.
-                (0, Some(_)) => self.root,
-                (0, None) => None,
-                _ => self.by_prefix.get(&path[..name_end]).copied(),
-            };
+            let end = scan.ends[index];
+            // +1 for the leading slash stripped above.
+            let mut matched = Matched { next: index + 1, remainder: end + 1, revision: None };
+            // The whole segment first (the common case); `;rev=N` only when that misses.
+            let mut entry = self.by_prefix.get(&path[..end]).copied();
+            if entry.is_none() {
+                let (name_end, revision) = scan.segment(index);
+                if revision.is_some() {
+                    matched.revision = revision;
+                    // `/;rev=N/...`: a revision of the API at the root.
+                    entry = if name_end == 0 { self.root } else { self.by_prefix.get(&path[..name_end]).copied() };
+                }
+            }
             if let Some(entry) = entry {
-                // +1 for the leading slash stripped above.
-                let matched = Matched { next: index + 1, remainder: scan.ends[index] + 1, revision };
                 return self.resolve(entry, &scan, matched, &parsed, &header);
             }
         }
@@ -256,8 +258,7 @@ struct Matched<'r> {
 fn segment_version(group: &Group, scan: &Scan<'_>, matched: Matched<'_>) -> Option<Route> {
     if matched.revision.is_none() && matched.next < scan.count {
         let (name_end, revision) = scan.segment(matched.next);
-        let name_start = if matched.next == 0 { 0 } else { scan.ends[matched.next - 1] + 1 };
-        if let Some(version) = scan.path.get(name_start..name_end).and_then(|name| group.version(name)) {
+        if let Some(version) = scan.path.get(scan.start(matched.next)..name_end).and_then(|name| group.version(name)) {
             let api = version.pick(revision)?;
             return Some(Route { api, remainder: scan.ends[matched.next] + 1 });
         }

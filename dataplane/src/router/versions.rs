@@ -10,6 +10,9 @@ use portcullis_contract::model::{Config, VERSION_CHARS_MAX, VersioningScheme};
 
 use crate::http::url::{self, Coding};
 
+/// Current revision (index into `Config::apis`) → its other online revisions, by number.
+pub(super) type OtherRevisions = AHashMap<u32, Vec<(Box<[u8]>, u32)>>;
+
 /// The revisions of one API that requests can reach.
 #[derive(Debug, Clone)]
 pub(super) struct Revisions {
@@ -70,7 +73,7 @@ pub(super) enum Asked<'r> {
 impl Group {
     /// The group of the current revisions `apis` (one path; validated: one version set, distinct
     /// versions) with the online revisions of each (`revisions`: current → its others).
-    pub(super) fn new(config: &Config, apis: &[u32], revisions: &AHashMap<u32, Vec<(Box<[u8]>, u32)>>) -> Self {
+    pub(super) fn new(config: &Config, apis: &[u32], revisions: &OtherRevisions) -> Self {
         let set = apis.first().and_then(|&api| config.apis.get(api as usize)?.version_set);
         let scheme = match set.and_then(|set| config.version_sets.get(set as usize)).map(|set| &set.scheme) {
             None => Scheme::Unversioned,
