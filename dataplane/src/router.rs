@@ -85,6 +85,14 @@ impl<'p> Scan<'p> {
         scan
     }
 
+    /// The scanned segments.
+    fn scanned(&self) -> &'p [u8] {
+        match self.count {
+            0 => &[],
+            count => &self.path[..self.ends[count - 1]],
+        }
+    }
+
     /// Where segment `index` starts.
     fn start(&self, index: usize) -> usize {
         if index == 0 { 0 } else { self.ends[index - 1] + 1 }
@@ -185,29 +193,50 @@ impl Router {
             Some(_) => return None,
         };
         let scan = Scan::new(path, self.depth);
+        // Whether the scanned segments hold a `;` (looked at once, after the first miss).
+        let mut semicolon = None;
         for index in (0..scan.count).rev() {
             let end = scan.ends[index];
             // +1 for the leading slash stripped above.
-            let mut matched = Matched { next: index + 1, remainder: end + 1, revision: None };
-            // The whole segment first (the common case); `;rev=N` only when that misses.
-            let mut entry = self.by_prefix.get(&path[..end]).copied();
-            if entry.is_none() {
-                let (name_end, revision) = scan.segment(index);
-                if revision.is_some() {
-                    matched.revision = revision;
-                    // `/;rev=N/...`: a revision of the API at the root.
-                    entry = if name_end == 0 { self.root } else { self.by_prefix.get(&path[..name_end]).copied() };
-                }
+            let matched = Matched { next: index + 1, remainder: end + 1, revision: None };
+            // The whole segment first (the common case): a plain API is decided here.
+            match self.by_prefix.get(&path[..end]) {
+                Some(&Entry::Api(api)) => return Some(Route { api, remainder: matched.remainder }),
+                Some(&entry) => return self.resolve(entry, &scan, matched, &parsed, &header),
+                None => {}
             }
-            if let Some(entry) = entry {
-                return self.resolve(entry, &scan, matched, &parsed, &header);
+            if *semicolon.get_or_insert_with(|| scan.scanned().contains(&b';')) {
+                if let Some(found) = self.with_revision(&scan, index) {
+                    return self.resolve(
+                        found,
+                        &scan,
+                        Matched { revision: scan.segment(index).1, ..matched },
+                        &parsed,
+                        &header,
+                    );
+                }
             }
         }
         let matched = Matched { next: 0, remainder: 0, revision: None };
-        self.resolve(self.root?, &scan, matched, &parsed, &header)
+        match self.root? {
+            Entry::Api(api) => Some(Route { api, remainder: 0 }),
+            entry => self.resolve(entry, &scan, matched, &parsed, &header),
+        }
     }
 
-    /// The API `entry` leads to for this request.
+    /// What segment `index` leads to when it ends in `;rev=N`: the entry of the prefix without it
+    /// (`/;rev=N/...`: the API at the root).
+    fn with_revision(&self, scan: &Scan<'_>, index: usize) -> Option<Entry> {
+        match scan.segment(index) {
+            (_, None) => None,
+            (0, Some(_)) => self.root,
+            (name_end, Some(_)) => self.by_prefix.get(&scan.path[..name_end]).copied(),
+        }
+    }
+
+    /// The API `entry` leads to for this request. Out of line: most requests reach a plain API,
+    /// decided in [`Router::route_with`] itself.
+    #[inline(never)]
     fn resolve<'r>(
         &self,
         entry: Entry,
