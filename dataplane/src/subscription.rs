@@ -101,7 +101,7 @@ mod tests {
     use super::*;
     use crate::http::request;
     use portcullis_contract::key_index::{KeyEntry, KeyIndex, KeySlot};
-    use portcullis_contract::model::{Product, Subscription};
+    use portcullis_contract::model::{Api, Product, Subscription};
 
     const HEADER: &str = "Ocp-Apim-Subscription-Key";
     const QUERY: &str = "subscription-key";
@@ -198,6 +198,16 @@ mod tests {
         assert_eq!(product_of(&config, 0, Some(0)), None, "an all-APIs subscription is not through a product");
         assert_eq!(product_of(&config, 3, None), Some(1), "keyless requests come through the open product");
         assert_eq!(product_of(&config, 2, None), None, "a product that requires a key is not open");
+    }
+
+    #[test]
+    fn a_subscription_to_an_api_opens_all_its_revisions() {
+        let api = crate::policy::sample::api();
+        let revision = Api { revision: "2".into(), revision_of: Some(1), ..api.clone() };
+        let config = Config { apis: vec![api.clone(), api, revision], ..config() };
+        assert_eq!(check(&config, 2, FoundKey::Present(b"api1")), Ok(1), "revision 2 of API 1");
+        assert_eq!(check(&config, 1, FoundKey::Present(b"api1")), Ok(1));
+        assert_eq!(check(&config, 0, FoundKey::Present(b"api1")), Err(KeyRejection::Invalid));
     }
 
     #[test]
