@@ -206,14 +206,9 @@ impl Router {
                 None => {}
             }
             if *semicolon.get_or_insert_with(|| scan.scanned().contains(&b';')) {
-                if let Some(found) = self.with_revision(&scan, index) {
-                    return self.resolve(
-                        found,
-                        &scan,
-                        Matched { revision: scan.segment(index).1, ..matched },
-                        &parsed,
-                        &header,
-                    );
+                if let Some((entry, revision)) = self.with_revision(&scan, index) {
+                    let matched = Matched { revision: Some(revision), ..matched };
+                    return self.resolve(entry, &scan, matched, &parsed, &header);
                 }
             }
         }
@@ -225,13 +220,12 @@ impl Router {
     }
 
     /// What segment `index` leads to when it ends in `;rev=N`: the entry of the prefix without it
-    /// (`/;rev=N/...`: the API at the root).
-    fn with_revision(&self, scan: &Scan<'_>, index: usize) -> Option<Entry> {
-        match scan.segment(index) {
-            (_, None) => None,
-            (0, Some(_)) => self.root,
-            (name_end, Some(_)) => self.by_prefix.get(&scan.path[..name_end]).copied(),
-        }
+    /// (`/;rev=N/...`: the API at the root), and N.
+    fn with_revision<'p>(&self, scan: &Scan<'p>, index: usize) -> Option<(Entry, &'p [u8])> {
+        let (name_end, revision) = scan.segment(index);
+        let revision = revision?;
+        let entry = if name_end == 0 { self.root } else { self.by_prefix.get(&scan.path[..name_end]).copied() };
+        Some((entry?, revision))
     }
 
     /// The API `entry` leads to for this request. Out of line: most requests reach a plain API,

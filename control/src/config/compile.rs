@@ -292,17 +292,7 @@ fn current_api(
 ) -> Option<Api> {
     let before = diagnostics.len();
     let (source, file) = (&item.source, &item.file);
-    let name = match &file.name {
-        Some(name) if name.get_ref().trim().is_empty() => {
-            diagnostics.push(source.error(name.span(), "an API needs a name"));
-            String::new()
-        }
-        Some(name) => name.get_ref().clone(),
-        None => {
-            diagnostics.push(source.error_at_start("an API needs a name: name = \"...\""));
-            String::new()
-        }
-    };
+    let name = api_name(file.name.as_ref(), source, diagnostics);
     let versioning = versions::current(file, source, inputs.sets, diagnostics);
     let path = match &file.path {
         Some(spanned) => {
@@ -352,6 +342,21 @@ fn current_api(
         // Filled by the policy compiler.
         operations: Vec::new(),
     })
+}
+
+/// The `name` of a current revision: required, not blank.
+fn api_name(name: Option<&Spanned<String>>, source: &SourceFile, diagnostics: &mut Diagnostics) -> String {
+    match name {
+        Some(name) if name.get_ref().trim().is_empty() => {
+            diagnostics.push(source.error(name.span(), "an API needs a name"));
+            String::new()
+        }
+        Some(name) => name.get_ref().clone(),
+        None => {
+            diagnostics.push(source.error_at_start("an API needs a name: name = \"...\""));
+            String::new()
+        }
+    }
 }
 
 /// Revision `number` of the API whose current revision is `current` (and its index), from
