@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the per-request cores, on byte slices (no sockets): request-head and
-//! response-head parse, route match, header rewrite (the forwarded request head and the relayed
+//! response-head parse, route match (500 plain APIs; 1,000 with versions and revisions), header rewrite (the forwarded request head and the relayed
 //! response head), subscription-key lookup, chunked-body scanning, and snapshot decode (the reload
 //! path). Run with `cargo xtask bench-micro`; figures are in docs/benchmarks.md.
 
@@ -10,8 +10,8 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use portcullis_contract::key_index::{KeyEntry, KeyIndex, KeySlot};
 use portcullis_contract::model::{
-    Api, BackendUrl, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Scheme, Subscription,
-    SubscriptionScope, SubscriptionState,
+    Api, BackendUrl, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, DEFAULT_VERSION_HEADER,
+    DEFAULT_VERSION_QUERY, Scheme, Subscription, SubscriptionScope, SubscriptionState, VersionSet, VersioningScheme,
 };
 use portcullis_contract::snapshot;
 use portcullis_dataplane::http::chunked::ChunkedScanner;
@@ -64,8 +64,13 @@ fn config() -> Config {
             subscription_key_header: DEFAULT_SUBSCRIPTION_KEY_HEADER.into(),
             subscription_key_query: DEFAULT_SUBSCRIPTION_KEY_QUERY.into(),
             preserve_host: false,
+            version_set: None,
             version: String::new(),
             revision: "1".into(),
+            revision_of: None,
+            online: true,
+            description: String::new(),
+            revision_description: String::new(),
             operations: vec![portcullis_contract::model::Operation::catch_all(
                 portcullis_contract::model::Policies::all(0),
             )],
@@ -140,6 +145,73 @@ fn route(c: &mut Criterion) {
     c.bench_function("route/500_apis_miss", |b| b.iter(|| router.route(black_box(b"/nothing/here/at/all"))));
 }
 
+/// Version sets in the versioned estate: a third each by segment, query and header.
+const VERSION_SETS: usize = 250;
+/// Versions per set: v1, v2 and v3.
+const VERSIONS_PER_SET: usize = 3;
+
+/// 1,000 APIs: 250 version sets of three versions each (750 APIs), and a second revision of
+/// each set's v2 (250 more).
+fn versioned_config() -> Config {
+    let template = config().apis.remove(0);
+    let schemes = [
+        VersioningScheme::Segment,
+        VersioningScheme::Query(DEFAULT_VERSION_QUERY.into()),
+        VersioningScheme::Header(DEFAULT_VERSION_HEADER.into()),
+    ];
+    let version_sets: Vec<VersionSet> = (0..VERSION_SETS)
+        .map(|set| VersionSet {
+            id: format!("set-{set}"),
+            name: format!("Set {set}"),
+            scheme: schemes[set % schemes.len()].clone(),
+            description: String::new(),
+        })
+        .collect();
+    let mut apis = Vec::with_capacity(VERSION_SETS * (VERSIONS_PER_SET + 1));
+    for set in 0..VERSION_SETS {
+        for version in 1..=VERSIONS_PER_SET {
+            apis.push(Api {
+                id: format!("api-{set}-v{version}"),
+                path: format!("service-{set}/orders"),
+                version_set: Some(set as u32),
+                version: format!("v{version}"),
+                ..template.clone()
+            });
+        }
+    }
+    for set in 0..VERSION_SETS {
+        let current = (set * VERSIONS_PER_SET + 1) as u32;
+        let api = apis[current as usize].clone();
+        apis.push(Api { revision: "2".into(), revision_of: Some(current), ..api });
+    }
+    let config = Config { apis, version_sets, ..Config::empty("bench") };
+    assert_eq!(config.validate(), Ok(()), "the versioned estate is a valid config");
+    config
+}
+
+/// Route lookups among 1,000 APIs with versions and revisions: a version by path segment, by
+/// query parameter and by header, and a non-current revision (`;rev=2`).
+fn route_versioned(c: &mut Criterion) {
+    let config = versioned_config();
+    let router = Router::new(&config);
+    let header = |name: &[u8]| name.eq_ignore_ascii_case(b"api-version").then_some(&b"v2"[..]);
+    let none = |_: &[u8]| None;
+    let mut group = c.benchmark_group("route/1000_apis_versions_revisions");
+    // Set 120 is by segment, 121 by query, 122 by header (120 % 3 == 0).
+    let segment: &[u8] = b"/service-120/orders/v2/customers/42/orders?status=open&page=3";
+    let query: &[u8] = b"/service-121/orders/customers/42/orders?status=open&page=3&api-version=v2";
+    let by_header: &[u8] = b"/service-122/orders/customers/42/orders?status=open&page=3";
+    let revision: &[u8] = b"/service-120/orders/v2;rev=2/customers/42/orders?status=open&page=3";
+    for (name, target) in [("segment", segment), ("query", query), ("revision", revision)] {
+        assert!(router.route_with(target, none).is_some(), "{name} routes");
+        group.bench_function(name, |b| b.iter(|| router.route_with(black_box(target), none)));
+    }
+    assert!(router.route_with(by_header, header).is_some(), "header routes");
+    group.bench_function("header", |b| b.iter(|| router.route_with(black_box(by_header), header)));
+    group.bench_function("miss", |b| b.iter(|| router.route_with(black_box(b"/nothing/here/at/all"), none)));
+    group.finish();
+}
+
 fn key_lookup(c: &mut Criterion) {
     let config = config();
     let hit = format!("{:032x}", KEYS / 2);
@@ -173,5 +245,15 @@ fn chunked_scan(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse, parse_response, header_rewrite, route, key_lookup, snapshot_decode, chunked_scan);
+criterion_group!(
+    benches,
+    parse,
+    parse_response,
+    header_rewrite,
+    route,
+    route_versioned,
+    key_lookup,
+    snapshot_decode,
+    chunked_scan
+);
 criterion_main!(benches);

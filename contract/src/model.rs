@@ -50,6 +50,55 @@ pub struct Config {
     /// Groups, built-in and custom (`context.User.Groups`, `context.Product.Groups`), referenced
     /// by [`User::groups`] and [`Product::groups`].
     pub groups: Vec<Group>,
+    /// Version sets (`version-sets/<id>.toml`), referenced by [`Api::version_set`].
+    pub version_sets: Vec<VersionSet>,
+}
+
+/// A version set: the versions of one API, each an [`Api`] of its own, told apart by one scheme.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionSet {
+    /// Stable identifier (the file name without `.toml`).
+    pub id: String,
+    pub name: String,
+    pub scheme: VersioningScheme,
+    pub description: String,
+}
+
+/// Where a request names the version it wants (APIM's `versioningScheme`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VersioningScheme {
+    /// The path segment after the API path: `/{path}/{version}/...`.
+    Segment,
+    /// A query parameter of this name (`?api-version=v1`).
+    Query(String),
+    /// A request header of this name (`Api-Version: v1`).
+    Header(String),
+}
+
+/// Query parameter of a query-versioned set unless it names another one (APIM's default).
+pub const DEFAULT_VERSION_QUERY: &str = "api-version";
+/// Header of a header-versioned set unless it names another one (APIM's default).
+pub const DEFAULT_VERSION_HEADER: &str = "Api-Version";
+/// Characters of a version identifier at most (APIM's `apiVersion`).
+pub const VERSION_CHARS_MAX: usize = 100;
+/// Digits of a revision number at most (APIM's `apiRevision` is 1 to 100 characters).
+pub const REVISION_DIGITS_MAX: usize = 100;
+/// What a request appends to the API path to ask for a revision (`/customers;rev=3/leads`).
+pub const REVISION_MARKER: &str = ";rev=";
+
+/// A version identifier: 1 to [`VERSION_CHARS_MAX`] URL-unreserved characters (letters, digits,
+/// `-._~`), so it reads the same in a path segment, a query string and a header.
+pub fn is_valid_version(version: &str) -> bool {
+    (1..=VERSION_CHARS_MAX).contains(&version.len())
+        && version.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+/// A revision number: 1 to [`REVISION_DIGITS_MAX`] digits without a leading zero, so one
+/// revision has one spelling in URLs (`;rev=3`, never `;rev=03`).
+pub fn is_valid_revision(revision: &str) -> bool {
+    (1..=REVISION_DIGITS_MAX).contains(&revision.len())
+        && revision.bytes().all(|b| b.is_ascii_digit())
+        && !revision.starts_with('0')
 }
 
 /// `[cache]` in `gateway.toml`: the internal cache's bounds and the external cache. `Debug`
@@ -107,7 +156,7 @@ pub struct Product {
     /// Stable identifier (the product's directory name).
     pub id: String,
     pub name: String,
-    /// Indices into [`Config::apis`].
+    /// Indices into [`Config::apis`]: every revision of each API the product lists.
     pub apis: Vec<u32>,
     /// `false`: an open product; requests without a key to its APIs come through it.
     pub subscription_required: bool,
@@ -255,10 +304,22 @@ pub struct Api {
     /// Send the client's `Host` (the host it asked for) to the backend instead of the backend's
     /// own authority (Kong's `preserve_host`).
     pub preserve_host: bool,
-    /// `context.Api.Version` (empty when the API is not versioned).
+    /// The version set this API is a version of (index into [`Config::version_sets`]).
+    pub version_set: Option<u32>,
+    /// `context.Api.Version`: empty when the API is not versioned, and for the `Original`
+    /// version of a set (which answers when a request names no version).
     pub version: String,
-    /// `context.Api.Revision`.
+    /// `context.Api.Revision`: this revision's number ([`is_valid_revision`]).
     pub revision: String,
+    /// `None` for the current revision (`context.Api.IsCurrentRevision`), which answers URLs
+    /// without `;rev=`. For another revision: the index into [`Config::apis`] of the current
+    /// one, with the same id, path, version set and version.
+    pub revision_of: Option<u32>,
+    /// `false`: an offline revision, which answers 404 even with `;rev=` (always `true` for the
+    /// current revision).
+    pub online: bool,
+    pub description: String,
+    pub revision_description: String,
     /// The API's operations. An API written without operations gets one catch-all operation
     /// (`*` on `/*`), so every routed request matches exactly one operation.
     pub operations: Vec<Operation>,
@@ -446,7 +507,7 @@ impl Subscription {
 pub enum SubscriptionScope {
     /// Every API (APIM's all-APIs / built-in all-access subscription).
     AllApis,
-    /// One API: an index into [`Config::apis`].
+    /// One API, all its revisions: the index into [`Config::apis`] of its current revision.
     Api(u32),
     /// The APIs of one product: an index into [`Config::products`].
     Product(u32),
@@ -536,10 +597,18 @@ impl Default for Limits {
 pub enum ConfigError {
     #[error("subscription {subscription:?} is scoped to API index {api}, but there are only {apis} APIs")]
     ScopeOutOfRange { subscription: String, api: u32, apis: usize },
-    #[error("two APIs share the path {path:?}")]
+    #[error("two APIs share the path {path:?} (only versions of one version set may)")]
     DuplicatePath { path: String },
-    #[error("API {api:?} has path {path:?}: a path has no leading or trailing slash, no empty segment, no '?' or '#'")]
+    #[error(
+        "API {api:?} has path {path:?}: a path has no leading or trailing slash, no empty segment, no '?', '#' or ';rev='"
+    )]
     InvalidPath { api: String, path: String },
+    #[error("API {api:?} refers to version set index {version_set}, but there are only {version_sets}")]
+    VersionSetOutOfRange { api: String, version_set: u32, version_sets: usize },
+    #[error("API {api:?} has version {version:?} or revision {revision:?}, which is not well-formed")]
+    InvalidVersioning { api: String, version: String, revision: String },
+    #[error("revision {revision:?} of API {api:?} does not match its current revision (index {current})")]
+    RevisionMismatch { api: String, revision: String, current: u32 },
     #[error("key index: {0}")]
     KeyIndex(#[from] crate::key_index::KeyIndexError),
     #[error("API {api:?} has no operation")]
@@ -591,6 +660,7 @@ impl Config {
             jwt: crate::jwt::JwtSettings::default(),
             users: Vec::new(),
             groups: Vec::new(),
+            version_sets: Vec::new(),
         }
     }
 
@@ -602,11 +672,7 @@ impl Config {
         for (index, program) in self.programs.iter().enumerate() {
             crate::program::verify(program).map_err(|error| ConfigError::Program { index, error })?;
         }
-        let mut paths: Vec<&str> = self.apis.iter().map(|api| api.path.as_str()).collect();
-        paths.sort_unstable();
-        if let Some(pair) = paths.windows(2).find(|pair| pair[0] == pair[1]) {
-            return Err(ConfigError::DuplicatePath { path: pair[0].to_owned() });
-        }
+        self.validate_versions()?;
         self.validate_subscriptions()?;
         self.validate_products()?;
         self.validate_backends()?;
@@ -638,6 +704,67 @@ impl Config {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Version sets exist; current revisions share a path only as different versions of one set;
+    /// every other revision matches its current one and has a number of its own.
+    fn validate_versions(&self) -> Result<(), ConfigError> {
+        for api in &self.apis {
+            if let Some(version_set) = api.version_set.filter(|&set| set as usize >= self.version_sets.len()) {
+                return Err(ConfigError::VersionSetOutOfRange {
+                    api: api.id.clone(),
+                    version_set,
+                    version_sets: self.version_sets.len(),
+                });
+            }
+            let version_ok = api.version.is_empty() || (api.version_set.is_some() && is_valid_version(&api.version));
+            if !version_ok || !is_valid_revision(&api.revision) {
+                return Err(ConfigError::InvalidVersioning {
+                    api: api.id.clone(),
+                    version: api.version.clone(),
+                    revision: api.revision.clone(),
+                });
+            }
+        }
+        // (path, version set, version) of the current revisions, sorted: same-path APIs are
+        // neighbours, and so are two with the same set and version.
+        let mut routes: Vec<(&str, Option<u32>, &str)> = self
+            .apis
+            .iter()
+            .filter(|api| api.revision_of.is_none())
+            .map(|api| (api.path.as_str(), api.version_set, api.version.as_str()))
+            .collect();
+        routes.sort_unstable();
+        if let Some(pair) = routes.windows(2).find(|pair| {
+            pair[0].0 == pair[1].0 && (pair[0].1.is_none() || pair[0].1 != pair[1].1 || pair[0].2 == pair[1].2)
+        }) {
+            return Err(ConfigError::DuplicatePath { path: pair[0].0.to_owned() });
+        }
+        let mut revisions: Vec<(u32, &str)> = Vec::with_capacity(self.apis.len());
+        for (index, api) in self.apis.iter().enumerate() {
+            let current = api.revision_of.unwrap_or(index as u32);
+            let matches = self.apis.get(current as usize).is_some_and(|head| {
+                head.revision_of.is_none()
+                    && head.id == api.id
+                    && head.path == api.path
+                    && head.version_set == api.version_set
+                    && head.version == api.version
+            });
+            if !matches || (api.revision_of.is_none() && !api.online) {
+                return Err(ConfigError::RevisionMismatch {
+                    api: api.id.clone(),
+                    revision: api.revision.clone(),
+                    current,
+                });
+            }
+            revisions.push((current, api.revision.as_str()));
+        }
+        revisions.sort_unstable();
+        if let Some(pair) = revisions.windows(2).find(|pair| pair[0] == pair[1]) {
+            let api = self.apis.get(pair[0].0 as usize).map_or_else(String::new, |api| api.id.clone());
+            return Err(ConfigError::RevisionMismatch { api, revision: pair[0].1.to_owned(), current: pair[0].0 });
         }
         Ok(())
     }
@@ -780,12 +907,22 @@ impl Backend {
     }
 }
 
-/// An API path: segments of visible ASCII separated by single slashes, or empty.
+/// An API path: segments of visible ASCII separated by single slashes, or empty. No segment
+/// holds [`REVISION_MARKER`], which in a request asks for a revision.
 pub fn is_valid_api_path(path: &str) -> bool {
     path.is_empty()
         || path.split('/').all(|segment| {
-            !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
+            !segment.is_empty()
+                && segment.bytes().all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
+                && !segment.contains(REVISION_MARKER)
         })
+}
+
+impl Api {
+    /// Whether this is the API's current revision (`context.Api.IsCurrentRevision`).
+    pub fn is_current(&self) -> bool {
+        self.revision_of.is_none()
+    }
 }
 
 #[cfg(test)]
@@ -839,14 +976,108 @@ mod tests {
             subscription_key_header: String::new(),
             subscription_key_query: String::new(),
             preserve_host: false,
+            version_set: None,
             version: String::new(),
             revision: "1".into(),
+            revision_of: None,
+            online: true,
+            description: String::new(),
+            revision_description: String::new(),
             operations: vec![Operation::catch_all(Policies::all(0))],
         };
         let with_api = Config { apis: vec![api.clone()], ..Config::empty("t") };
         assert_eq!(with_api.validate(), Ok(()), "operations without policies point at program 0");
         let twice = Config { apis: vec![api.clone(), api], ..Config::empty("t") };
         assert_eq!(twice.validate(), Err(ConfigError::DuplicatePath { path: "a".into() }));
+    }
+
+    fn versioned(api: &Api, version_set: Option<u32>, version: &str) -> Api {
+        Api { version_set, version: version.into(), ..api.clone() }
+    }
+
+    #[test]
+    fn versions_share_a_path_and_revisions_follow_their_current_one() {
+        let base = Config::empty("t");
+        let api = Api {
+            id: "a".into(),
+            name: "a".into(),
+            path: "a".into(),
+            backend_id: None,
+            backend: BackendUrl {
+                scheme: Scheme::Http,
+                host: "127.0.0.1".into(),
+                port: 80,
+                base_path: String::new(),
+                authority: "127.0.0.1".into(),
+            },
+            subscription_required: false,
+            subscription_key_header: String::new(),
+            subscription_key_query: String::new(),
+            preserve_host: false,
+            version_set: None,
+            version: String::new(),
+            revision: "1".into(),
+            revision_of: None,
+            online: true,
+            description: String::new(),
+            revision_description: String::new(),
+            operations: vec![Operation::catch_all(Policies::all(0))],
+        };
+        let set = VersionSet {
+            id: "s".into(),
+            name: "S".into(),
+            scheme: VersioningScheme::Segment,
+            description: String::new(),
+        };
+        let config = |apis: Vec<Api>| Config { apis, version_sets: vec![set.clone()], ..base.clone() };
+        let (original, v1, v2) =
+            (versioned(&api, Some(0), ""), versioned(&api, Some(0), "v1"), versioned(&api, Some(0), "v2"));
+        assert_eq!(config(vec![original.clone(), v1.clone(), v2.clone()]).validate(), Ok(()));
+        let duplicate = Err(ConfigError::DuplicatePath { path: "a".into() });
+        assert_eq!(config(vec![v1.clone(), v2.clone(), v1.clone()]).validate(), duplicate, "one version twice");
+        assert_eq!(config(vec![api.clone(), v1.clone()]).validate(), duplicate, "an unversioned API and a version");
+        assert!(matches!(
+            config(vec![versioned(&api, Some(1), "v1")]).validate(),
+            Err(ConfigError::VersionSetOutOfRange { version_set: 1, .. })
+        ));
+        assert!(matches!(
+            config(vec![versioned(&api, None, "v1")]).validate(),
+            Err(ConfigError::InvalidVersioning { .. })
+        ));
+        assert!(matches!(
+            config(vec![versioned(&api, Some(0), "v/1")]).validate(),
+            Err(ConfigError::InvalidVersioning { .. })
+        ));
+
+        let revision = Api { revision: "2".into(), revision_of: Some(0), online: false, ..api.clone() };
+        assert_eq!(config(vec![api.clone(), revision.clone()]).validate(), Ok(()));
+        let mismatch = |apis| matches!(config(apis).validate(), Err(ConfigError::RevisionMismatch { .. }));
+        assert!(mismatch(vec![api.clone(), Api { revision: "1".into(), ..revision.clone() }]), "the current's number");
+        assert!(mismatch(vec![api.clone(), Api { path: "b".into(), ..revision.clone() }]), "another path");
+        assert!(mismatch(vec![api.clone(), Api { revision_of: Some(1), ..revision.clone() }]), "its own current");
+        assert!(mismatch(vec![api.clone(), revision.clone(), revision.clone()]), "one number twice");
+        assert!(mismatch(vec![Api { online: false, ..api.clone() }]), "an offline current revision");
+        assert!(matches!(
+            config(vec![Api { revision: "01".into(), ..api.clone() }]).validate(),
+            Err(ConfigError::InvalidVersioning { .. })
+        ));
+    }
+
+    #[test]
+    fn versions_and_revisions_are_well_formed() {
+        assert!(is_valid_version("v1") && is_valid_version("2024-05-01") && is_valid_version("1.0~beta_x"));
+        assert!(
+            !is_valid_version("") && !is_valid_version("v 1") && !is_valid_version("v/1") && !is_valid_version("v;1")
+        );
+        assert!(!is_valid_version(&"v".repeat(VERSION_CHARS_MAX + 1)));
+        assert!(
+            is_valid_revision("1") && is_valid_revision("42") && is_valid_revision(&"9".repeat(REVISION_DIGITS_MAX))
+        );
+        assert!(
+            !is_valid_revision("") && !is_valid_revision("0") && !is_valid_revision("07") && !is_valid_revision("1a")
+        );
+        assert!(!is_valid_revision(&"9".repeat(REVISION_DIGITS_MAX + 1)));
+        assert!(!is_valid_api_path("customers;rev=3") && is_valid_api_path("customers;v=3"));
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod provided;
 pub mod resources;
 pub mod tls;
 pub mod users;
+mod versions;
 mod xdp;
 
 use std::path::Path;

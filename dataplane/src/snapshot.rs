@@ -294,8 +294,13 @@ mod tests {
             subscription_key_header: String::new(),
             subscription_key_query: String::new(),
             preserve_host: false,
+            version_set: None,
             version: String::new(),
             revision: "1".into(),
+            revision_of: None,
+            online: true,
+            description: String::new(),
+            revision_description: String::new(),
             operations: vec![portcullis_contract::model::Operation::catch_all(
                 portcullis_contract::model::Policies::all(0),
             )],

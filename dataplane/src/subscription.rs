@@ -53,7 +53,7 @@ pub fn find_key<'a>(
     }
 }
 
-/// Checks `key` against the config for API `api`; returns the subscription index. A key opens
+/// Checks `key` against the config for API `api` (any revision); returns the subscription index. A key opens
 /// the API when its subscription is active, scoped to it, and owned by nobody or by an active
 /// user: APIM's blocked (and pending or deleted) accounts cannot call APIs, and their keys get
 /// the invalid-key answer, the only built-in one for a key that exists but opens nothing.
@@ -68,7 +68,10 @@ pub fn check(config: &Config, api: u32, key: FoundKey<'_>) -> Result<u32, KeyRej
     let subscription = config.subscriptions.get(entry.subscription as usize).ok_or(KeyRejection::Invalid)?;
     let in_scope = match subscription.scope {
         SubscriptionScope::AllApis => true,
-        SubscriptionScope::Api(scoped) => scoped == api,
+        // A subscription to an API covers all its revisions.
+        SubscriptionScope::Api(scoped) => {
+            scoped == config.apis.get(api as usize).and_then(|api| api.revision_of).unwrap_or(api)
+        }
         SubscriptionScope::Product(product) => {
             config.products.get(product as usize).is_some_and(|product| product.apis.contains(&api))
         }
@@ -104,7 +107,7 @@ mod tests {
     use super::*;
     use crate::http::request;
     use portcullis_contract::key_index::{KeyEntry, KeyIndex, KeySlot};
-    use portcullis_contract::model::{Product, Subscription, User};
+    use portcullis_contract::model::{Api, Product, Subscription, User};
 
     const HEADER: &str = "Ocp-Apim-Subscription-Key";
     const QUERY: &str = "subscription-key";
@@ -232,6 +235,16 @@ mod tests {
         assert_eq!(product_of(&config, 0, Some(0)), None, "an all-APIs subscription is not through a product");
         assert_eq!(product_of(&config, 3, None), Some(1), "keyless requests come through the open product");
         assert_eq!(product_of(&config, 2, None), None, "a product that requires a key is not open");
+    }
+
+    #[test]
+    fn a_subscription_to_an_api_opens_all_its_revisions() {
+        let api = crate::policy::sample::api();
+        let revision = Api { revision: "2".into(), revision_of: Some(1), ..api.clone() };
+        let config = Config { apis: vec![api.clone(), api, revision], ..config() };
+        assert_eq!(check(&config, 2, FoundKey::Present(b"api1")), Ok(1), "revision 2 of API 1");
+        assert_eq!(check(&config, 1, FoundKey::Present(b"api1")), Ok(1));
+        assert_eq!(check(&config, 0, FoundKey::Present(b"api1")), Err(KeyRejection::Invalid));
     }
 
     #[test]

@@ -36,8 +36,13 @@ pub fn two_apis(backend: SocketAddr, echo_path: &str) -> Config {
         subscription_key_header: DEFAULT_SUBSCRIPTION_KEY_HEADER.into(),
         subscription_key_query: DEFAULT_SUBSCRIPTION_KEY_QUERY.into(),
         preserve_host: false,
+        version_set: None,
         version: String::new(),
         revision: "1".into(),
+        revision_of: None,
+        online: true,
+        description: String::new(),
+        revision_description: String::new(),
         // Program 0 (nothing) for every section but the backend's, program 1 (forward-request).
         operations: vec![Operation::catch_all(Policies { backend: 1, ..Policies::all(0) })],
     };

@@ -14,9 +14,10 @@ use portcullis_policy::named_values::{self, NamedValue, NamedValues};
 use toml::Spanned;
 
 use super::backend_url;
-use super::files::{ApiFile, LimitsTable, ProductFile, StateName, SubscriptionFile};
-use super::load::{Item, Parsed};
+use super::files::{ApiFile, LimitsTable, ProductFile, StateName, SubscriptionFile, subscription_required_default};
+use super::load::{Item, Parsed, split_revision};
 use super::users::Directory;
+use super::versions::{self, Claim, PathClaims, VersionSets};
 use super::{Diagnostic, Diagnostics, SourceFile};
 
 /// Scope of a subscription to every API.
@@ -47,7 +48,8 @@ pub(crate) fn compile(
         .unwrap_or_default();
     let values = named_values(parsed.named_values.as_ref(), provided, diagnostics);
     let backends = super::backends::compile(&parsed, &values, dir, diagnostics);
-    let mut apis = apis(&parsed, &backends, &values, diagnostics);
+    let version_sets = versions::compile_sets(&parsed, diagnostics);
+    let mut apis = apis(&parsed, &backends, &values, &version_sets, diagnostics);
     let directory = super::users::compile(&parsed, diagnostics);
     let products = products(&parsed, &apis, &directory, diagnostics);
     let backend_ids = super::backends::known_ids(&parsed);
@@ -99,6 +101,7 @@ pub(crate) fn compile(
         jwt: jwt_settings(&parsed),
         users: directory.users,
         groups: directory.groups,
+        version_sets: version_sets.sets,
     };
     if let Err(error) = config.validate() {
         diagnostics.push(Diagnostic::at_path(dir, format!("the compiled config is inconsistent: {error}")));
@@ -240,80 +243,187 @@ pub(crate) fn named_values(
     values
 }
 
-/// Compiled APIs with the id each came from, in directory order; broken ones are left out.
+/// Compiled APIs with the directory each came from (`<id>`, or `<id>;rev=<n>` for a non-current
+/// revision): the current revisions in directory order, then the other revisions; broken ones
+/// are left out.
 fn apis(
     parsed: &Parsed,
     backends: &[Backend],
     values: &NamedValues,
+    sets: &VersionSets,
     diagnostics: &mut Diagnostics,
 ) -> Vec<(Api, String)> {
-    let items: &[Item<ApiFile>] = &parsed.apis;
+    let inputs = ApiInputs { parsed, backends, values, sets };
     let mut apis = Vec::new();
-    let mut paths: HashMap<String, String> = HashMap::new();
-    for item in items {
-        let before = diagnostics.len();
-        let source = &item.source;
-        let file = &item.file;
-        if file.name.get_ref().trim().is_empty() {
-            diagnostics.push(source.error(file.name.span(), "an API needs a name"));
+    let mut claims = PathClaims::default();
+    for item in parsed.apis.iter().filter(|item| split_revision(&item.id).1.is_none()) {
+        if let Some(api) = current_api(item, &inputs, &mut claims, diagnostics) {
+            apis.push((api, item.id.clone()));
         }
-        let path = file.path.get_ref().trim_matches('/').to_owned();
-        if !is_valid_api_path(&path) {
-            diagnostics.push(source.error(
-                file.path.span(),
-                "bad API path: use segments of visible ASCII separated by single '/', without '?' or '#' \
-                 (\"\" mounts the API at the root)",
-            ));
-        } else if let Some(other) = paths.get(&path) {
-            diagnostics.push(source.error(
-                file.path.span(),
-                format!("API path {path:?} is already used by API {other:?}; every API needs its own path"),
-            ));
-        } else {
-            paths.insert(path.clone(), item.id.clone());
-        }
-        let (backend, backend_id) = match (&file.backend_url, &file.backend_id) {
-            (Some(url), None) => (backend(url, source, values, diagnostics), None),
-            (None, Some(id)) => named_backend(id, source, parsed, backends, diagnostics),
-            (Some(_), Some(id)) => {
-                diagnostics.push(source.error(id.span(), "give backend-url or backend-id, not both"));
-                (None, None)
+    }
+    for item in &parsed.apis {
+        let (id, Some(number)) = split_revision(&item.id) else { continue };
+        let Some(current) = apis.iter().position(|(_, dir)| dir == id) else {
+            // A current revision with errors of its own is reported there, not here.
+            if !parsed.broken_api_ids.contains(id) && !parsed.apis.iter().any(|other| other.id == id) {
+                let message =
+                    format!("revision {number} of an unknown API {id:?}: add its current revision, apis/{id}/");
+                diagnostics.push(item.source.error_at_start(message));
             }
-            (None, None) => {
-                diagnostics.push(source.error_at_start(
-                    "an API needs backend-url = \"http://...\" or backend-id = \"<id of backends/<id>.toml>\"",
-                ));
-                (None, None)
-            }
+            continue;
         };
-        let header = key_name(file.subscription_key.header.as_ref(), DEFAULT_SUBSCRIPTION_KEY_HEADER, is_token);
-        let query = key_name(file.subscription_key.query.as_ref(), DEFAULT_SUBSCRIPTION_KEY_QUERY, is_query_name);
-        if let Err(span) = &header {
-            diagnostics.push(source.error(span.clone(), "not a valid HTTP header name"));
-        }
-        if let Err(span) = &query {
-            diagnostics.push(source.error(span.clone(), "not a valid query parameter name (letters, digits, -._~)"));
-        }
-        if let (Some(backend), Ok(header), Ok(query), true) = (backend, header, query, diagnostics.len() == before) {
-            let api = Api {
-                id: item.id.clone(),
-                name: file.name.get_ref().clone(),
-                path,
-                backend,
-                backend_id,
-                subscription_required: file.subscription_required,
-                subscription_key_header: header,
-                subscription_key_query: query,
-                preserve_host: file.preserve_host,
-                version: String::new(),
-                revision: "1".to_owned(),
-                // Filled by the policy compiler.
-                operations: Vec::new(),
-            };
+        if let Some(api) = revision_api(item, number, (&apis[current].0, current as u32), &inputs, diagnostics) {
             apis.push((api, item.id.clone()));
         }
     }
     apis
+}
+
+/// What compiling one `api.toml` reads besides the file.
+struct ApiInputs<'a> {
+    parsed: &'a Parsed,
+    backends: &'a [Backend],
+    values: &'a NamedValues,
+    sets: &'a VersionSets,
+}
+
+/// A current revision (`apis/<id>/api.toml`); `None` after reporting its problems.
+fn current_api(
+    item: &Item<ApiFile>,
+    inputs: &ApiInputs<'_>,
+    claims: &mut PathClaims,
+    diagnostics: &mut Diagnostics,
+) -> Option<Api> {
+    let before = diagnostics.len();
+    let (source, file) = (&item.source, &item.file);
+    let name = api_name(file.name.as_ref(), source, diagnostics);
+    let versioning = versions::current(file, source, inputs.sets, diagnostics);
+    let path = match &file.path {
+        Some(spanned) => {
+            let path = spanned.get_ref().trim_matches('/').to_owned();
+            if !is_valid_api_path(&path) {
+                diagnostics.push(source.error(
+                    spanned.span(),
+                    "bad API path: use segments of visible ASCII separated by single '/', without '?', '#' or ';rev=' \
+                     (\"\" mounts the API at the root)",
+                ));
+            } else if let Some(versioning) = &versioning {
+                let version_span = file.version.as_ref().or(file.version_set.as_ref()).map_or(0..0, Spanned::span);
+                let claim = Claim { api: &item.id, path: &path, path_span: spanned.span(), versioning, version_span };
+                claims.claim(&claim, inputs.sets, source, diagnostics);
+            }
+            path
+        }
+        None => {
+            diagnostics.push(source.error_at_start("an API needs a path: path = \"orders\" (\"\" for the root)"));
+            String::new()
+        }
+    };
+    let endpoint = endpoint(item, inputs, diagnostics);
+    let (Some(endpoint), Some(versioning), true) = (endpoint, versioning, diagnostics.len() == before) else {
+        return None;
+    };
+    Some(Api {
+        id: item.id.clone(),
+        name,
+        path,
+        backend: endpoint.backend,
+        backend_id: endpoint.backend_id,
+        subscription_required: file
+            .subscription_required
+            .as_ref()
+            .map_or_else(subscription_required_default, |v| *v.get_ref()),
+        subscription_key_header: endpoint.key_header,
+        subscription_key_query: endpoint.key_query,
+        preserve_host: file.preserve_host,
+        version_set: versioning.version_set,
+        version: versioning.version,
+        revision: versioning.revision,
+        revision_of: None,
+        online: true,
+        description: versions::text(&file.description),
+        revision_description: versions::text(&file.revision_description),
+        // Filled by the policy compiler.
+        operations: Vec::new(),
+    })
+}
+
+/// The `name` of a current revision: required, not blank.
+fn api_name(name: Option<&Spanned<String>>, source: &SourceFile, diagnostics: &mut Diagnostics) -> String {
+    match name {
+        Some(name) if name.get_ref().trim().is_empty() => {
+            diagnostics.push(source.error(name.span(), "an API needs a name"));
+            String::new()
+        }
+        Some(name) => name.get_ref().clone(),
+        None => {
+            diagnostics.push(source.error_at_start("an API needs a name: name = \"...\""));
+            String::new()
+        }
+    }
+}
+
+/// Revision `number` of the API whose current revision is `current` (and its index), from
+/// `apis/<id>;rev=<number>/api.toml`; `None` after reporting its problems.
+fn revision_api(
+    item: &Item<ApiFile>,
+    number: &str,
+    (current, current_index): (&Api, u32),
+    inputs: &ApiInputs<'_>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Api> {
+    let (source, file) = (&item.source, &item.file);
+    let consistent = versions::check_revision(file, source, number, current, inputs.sets, diagnostics);
+    let endpoint = endpoint(item, inputs, diagnostics)?;
+    consistent.then(|| Api {
+        backend: endpoint.backend,
+        backend_id: endpoint.backend_id,
+        subscription_key_header: endpoint.key_header,
+        subscription_key_query: endpoint.key_query,
+        preserve_host: file.preserve_host,
+        revision: number.to_owned(),
+        revision_of: Some(current_index),
+        online: file.online.as_ref().is_none_or(|online| *online.get_ref()),
+        revision_description: versions::text(&file.revision_description),
+        operations: Vec::new(),
+        ..current.clone()
+    })
+}
+
+/// What each revision's `api.toml` says for itself: where requests go and where keys are.
+struct Endpoint {
+    backend: BackendUrl,
+    backend_id: Option<u32>,
+    key_header: String,
+    key_query: String,
+}
+
+/// The backend and key names of one `api.toml`; `None` after reporting a problem.
+fn endpoint(item: &Item<ApiFile>, inputs: &ApiInputs<'_>, diagnostics: &mut Diagnostics) -> Option<Endpoint> {
+    let (source, file) = (&item.source, &item.file);
+    let (backend, backend_id) = match (&file.backend_url, &file.backend_id) {
+        (Some(url), None) => (backend(url, source, inputs.values, diagnostics), None),
+        (None, Some(id)) => named_backend(id, source, inputs.parsed, inputs.backends, diagnostics),
+        (Some(_), Some(id)) => {
+            diagnostics.push(source.error(id.span(), "give backend-url or backend-id, not both"));
+            (None, None)
+        }
+        (None, None) => {
+            diagnostics.push(source.error_at_start(
+                "an API needs backend-url = \"http://...\" or backend-id = \"<id of backends/<id>.toml>\"",
+            ));
+            (None, None)
+        }
+    };
+    let header = key_name(file.subscription_key.header.as_ref(), DEFAULT_SUBSCRIPTION_KEY_HEADER, is_token);
+    let query = key_name(file.subscription_key.query.as_ref(), DEFAULT_SUBSCRIPTION_KEY_QUERY, is_query_name);
+    if let Err(span) = &header {
+        diagnostics.push(source.error(span.clone(), "not a valid HTTP header name"));
+    }
+    if let Err(span) = &query {
+        diagnostics.push(source.error(span.clone(), "not a valid query parameter name (letters, digits, -._~)"));
+    }
+    Some(Endpoint { backend: backend?, backend_id, key_header: header.ok()?, key_query: query.ok()? })
 }
 
 /// An API's named backend: its index, and the service URL it stands for (scheme, first endpoint,
@@ -393,12 +503,12 @@ fn key_name(value: Option<&Spanned<String>>, default: &str, valid: fn(&str) -> b
 }
 
 /// RFC 9110 token: the characters of a header name.
-fn is_token(name: &str) -> bool {
+pub(crate) fn is_token(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// RFC 3986 unreserved characters, so the name never needs percent-encoding.
-fn is_query_name(name: &str) -> bool {
+pub(crate) fn is_query_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
@@ -411,8 +521,13 @@ fn subscriptions(
     directory: &Directory,
     diagnostics: &mut Diagnostics,
 ) -> (Vec<Subscription>, Vec<KeyEntry>) {
-    let api_index: HashMap<&str, u32> =
-        apis.iter().enumerate().map(|(index, (_, id))| (id.as_str(), index as u32)).collect();
+    // Current revisions only: a subscription to an API covers all its revisions.
+    let api_index: HashMap<&str, u32> = apis
+        .iter()
+        .enumerate()
+        .filter(|(_, (api, _))| api.is_current())
+        .map(|(index, (_, id))| (id.as_str(), index as u32))
+        .collect();
     let product_index: HashMap<&str, u32> =
         products.iter().enumerate().map(|(index, product)| (product.id.as_str(), index as u32)).collect();
     let mut subscriptions = Vec::new();
@@ -506,6 +621,11 @@ fn scope(
         if let Some(&index) = api_index.get(id) {
             return Some(SubscriptionScope::Api(index));
         }
+        if let (base, Some(_)) = split_revision(id) {
+            let message = format!("a subscription to an API covers all its revisions: use scope = \"/apis/{base}\"");
+            diagnostics.push(source.error(file.scope.span(), message));
+            return None;
+        }
         // An API that exists but has errors of its own is reported there, not here.
         if !parsed.broken_api_ids.contains(id) && !parsed.apis.iter().any(|api| api.id == id) {
             diagnostics.push(source.error(file.scope.span(), format!("unknown API {id:?} in subscription scope")));
@@ -544,11 +664,23 @@ fn products(
         }
         let mut indices = Vec::new();
         for api in &file.apis {
-            match apis.iter().position(|(_, id)| id == api.get_ref()) {
+            let current = apis.iter().position(|(compiled, id)| compiled.is_current() && id == api.get_ref());
+            match current {
                 Some(index) if indices.contains(&(index as u32)) => {
                     diagnostics.push(item.source.error(api.span(), format!("API {:?} is listed twice", api.get_ref())));
                 }
-                Some(index) => indices.push(index as u32),
+                // The API and all its revisions.
+                Some(index) => indices.extend(
+                    apis.iter()
+                        .enumerate()
+                        .filter(|(other, (compiled, _))| *other == index || compiled.revision_of == Some(index as u32))
+                        .map(|(other, _)| other as u32),
+                ),
+                None if split_revision(api.get_ref()).1.is_some() => {
+                    let (base, _) = split_revision(api.get_ref());
+                    let message = format!("a product lists API ids, each with all its revisions: use {base:?}");
+                    diagnostics.push(item.source.error(api.span(), message));
+                }
                 None if parsed.broken_api_ids.contains(api.get_ref()) => {}
                 None => diagnostics
                     .push(item.source.error(api.span(), format!("unknown API {:?} in product", api.get_ref()))),

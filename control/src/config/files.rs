@@ -94,12 +94,17 @@ pub(crate) struct NamedValueEntry {
     pub(crate) secret: bool,
 }
 
-/// `apis/<api-id>/api.toml`.
+/// `apis/<api-id>/api.toml` (the current revision), or `apis/<api-id>;rev=<n>/api.toml` (another
+/// revision, which inherits `name`, `path`, `description`, `version-set`, `version` and
+/// `subscription-required` from the current one and may not change them).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct ApiFile {
-    pub(crate) name: Spanned<String>,
-    pub(crate) path: Spanned<String>,
+    /// Required in the current revision.
+    pub(crate) name: Option<Spanned<String>>,
+    /// Required in the current revision.
+    pub(crate) path: Option<Spanned<String>>,
+    pub(crate) description: Option<Spanned<String>>,
     /// Exactly one of `backend-url` and `backend-id`.
     pub(crate) backend_url: Option<Spanned<String>>,
     /// A named backend: `backends/<backend-id>.toml`.
@@ -107,14 +112,49 @@ pub(crate) struct ApiFile {
     /// Forward the client's `Host` instead of the backend's authority.
     #[serde(default)]
     pub(crate) preserve_host: bool,
-    #[serde(default = "subscription_required_default")]
-    pub(crate) subscription_required: bool,
+    /// `true` when absent (APIM's default).
+    pub(crate) subscription_required: Option<Spanned<bool>>,
     #[serde(default)]
     pub(crate) subscription_key: SubscriptionKeyTable,
     /// APIM properties Portcullis keeps but has no key for (written by `export`).
     #[serde(default)]
     #[expect(dead_code, reason = "config::resources reads it from the text; declared so the strict parse accepts it")]
     pub(crate) apim: Option<toml::Table>,
+    /// The version set this API is a version of: `version-sets/<id>.toml`.
+    pub(crate) version_set: Option<Spanned<String>>,
+    /// The version identifier; absent or empty in a version set: the `Original` version.
+    pub(crate) version: Option<Spanned<String>>,
+    /// The current revision's number (`"1"` when absent); in another revision, its directory's.
+    pub(crate) revision: Option<Spanned<String>>,
+    pub(crate) revision_description: Option<Spanned<String>>,
+    /// Only in a non-current revision: `false` takes it offline (404 even with `;rev=`).
+    pub(crate) online: Option<Spanned<bool>>,
+}
+
+/// `version-sets/<version-set-id>.toml`: the versions of one API and how requests name them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct VersionSetFile {
+    pub(crate) name: Spanned<String>,
+    pub(crate) scheme: Spanned<SchemeName>,
+    /// Only with `scheme = "query"`; `api-version` when absent.
+    pub(crate) query_name: Option<Spanned<String>>,
+    /// Only with `scheme = "header"`; `Api-Version` when absent.
+    pub(crate) header_name: Option<Spanned<String>>,
+    pub(crate) description: Option<Spanned<String>>,
+    /// APIM properties Portcullis keeps but has no key for (written by `export`).
+    #[serde(default)]
+    #[expect(dead_code, reason = "config::resources reads it from the text; declared so the strict parse accepts it")]
+    pub(crate) apim: Option<toml::Table>,
+}
+
+/// Versioning schemes as APIM names them, in lower case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SchemeName {
+    Segment,
+    Query,
+    Header,
 }
 
 /// `[subscription-key]` in `api.toml`: where callers put their key.
@@ -386,7 +426,7 @@ pub(crate) enum StateName {
     Expired,
 }
 
-/// APIM requires a subscription unless an API says otherwise.
-fn subscription_required_default() -> bool {
+/// APIM requires a subscription unless an API or product says otherwise.
+pub(crate) fn subscription_required_default() -> bool {
     true
 }

@@ -5,11 +5,12 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use portcullis_contract::model::{REVISION_DIGITS_MAX, REVISION_MARKER, is_valid_revision};
 use serde::de::DeserializeOwned;
 
 use super::files::{
     ApiFile, BackendFile, GatewayFile, GroupFile, NamedValuesFile, OperationFile, ProductFile, SubscriptionFile,
-    UserFile,
+    UserFile, VersionSetFile,
 };
 use super::{Diagnostic, Diagnostics, SourceFile};
 
@@ -44,6 +45,8 @@ pub const OPERATIONS_DIR: &str = "operations";
 pub const USERS_DIR: &str = "users";
 /// The directory of custom groups, one `<group-id>.toml` each.
 pub const GROUPS_DIR: &str = "groups";
+/// The directory of version sets, one `<version-set-id>.toml` each.
+pub const VERSION_SETS_DIR: &str = "version-sets";
 
 /// One parsed file and the id its name gives it.
 #[derive(Debug)]
@@ -85,6 +88,10 @@ pub(crate) struct Parsed {
     /// reported again.
     pub(crate) broken_user_ids: BTreeSet<String>,
     pub(crate) broken_group_ids: BTreeSet<String>,
+    /// `version-sets/<id>.toml`.
+    pub(crate) version_sets: Vec<Item<VersionSetFile>>,
+    /// Version sets whose file exists but did not parse.
+    pub(crate) broken_version_set_ids: BTreeSet<String>,
 }
 
 /// The files of an API directory besides `api.toml`.
@@ -128,6 +135,7 @@ pub(crate) fn read(dir: &Path, diagnostics: &mut Diagnostics) -> Parsed {
             (BACKENDS_DIR, true) => read_backends(&entry.path, &mut parsed, diagnostics),
             (USERS_DIR, true) => read_users(&entry.path, &mut parsed, diagnostics),
             (GROUPS_DIR, true) => read_groups(&entry.path, &mut parsed, diagnostics),
+            (VERSION_SETS_DIR, true) => read_version_sets(&entry.path, &mut parsed, diagnostics),
             // Certificates and keys, read where `[tls]` names them.
             (super::tls::CERTS_DIR, true) => {}
             (name, _) if is_ignored(name) => {}
@@ -136,7 +144,7 @@ pub(crate) fn read(dir: &Path, diagnostics: &mut Diagnostics) -> Parsed {
                 format!(
                     "unexpected {} {name:?} in the config directory: expected {GATEWAY_FILE}, {NAMED_VALUES_FILE}, \
                      {POLICY_FILE}, {APIS_DIR}/, {BACKENDS_DIR}/, {PRODUCTS_DIR}/, {SUBSCRIPTIONS_DIR}/, {USERS_DIR}/, \
-                     {GROUPS_DIR}/, {FRAGMENTS_DIR}/ or {certs}/ \
+                     {GROUPS_DIR}/, {VERSION_SETS_DIR}/, {FRAGMENTS_DIR}/ or {certs}/ \
                      (names starting with '.' and *.md files are ignored)",
                     if is_dir { "directory" } else { "file" },
                     certs = super::tls::CERTS_DIR,
@@ -159,8 +167,8 @@ pub(crate) fn read_named_values(dir: &Path, diagnostics: &mut Diagnostics) -> Op
     path.is_file().then(|| parse_file("named-values", &path, diagnostics)).flatten()
 }
 
-/// Whether `entry` of `dir` is a resource directory to read (`apis/<id>/`, `products/<id>/`):
-/// ignored names are skipped, a stray file or a bad id reported.
+/// Whether `entry` of `dir` is a resource directory to read (`apis/<id>/`, `apis/<id>;rev=<n>/`,
+/// `products/<id>/`): ignored names are skipped, a stray file or a bad id reported.
 fn is_resource_dir(
     entry: &Entry,
     dir: &Path,
@@ -183,7 +191,11 @@ fn is_resource_dir(
         ));
         return false;
     }
-    check_id(&entry.name, &entry.path, diagnostics)
+    match split_revision(&entry.name) {
+        // Only API directories have revisions: elsewhere the name is checked as a whole.
+        (id, Some(revision)) if main_file == API_FILE => check_revision_dir(id, revision, &entry.path, diagnostics),
+        _ => check_id(&entry.name, &entry.path, diagnostics),
+    }
 }
 
 fn read_apis(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
@@ -302,6 +314,17 @@ pub(crate) fn read_fragments(dir: &Path, parsed: &mut Parsed, diagnostics: &mut 
     }
 }
 
+fn read_version_sets(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
+    for (id, path) in files_by_id(dir, VERSION_SETS_DIR, "version set", "toml", diagnostics) {
+        match parse_file(&id, &path, diagnostics) {
+            Some(item) => parsed.version_sets.push(item),
+            None => {
+                parsed.broken_version_set_ids.insert(id);
+            }
+        }
+    }
+}
+
 fn read_backends(dir: &Path, parsed: &mut Parsed, diagnostics: &mut Diagnostics) {
     for (id, path) in files_by_id(dir, BACKENDS_DIR, "backend", "toml", diagnostics) {
         match parse_file(&id, &path, diagnostics) {
@@ -400,6 +423,33 @@ pub(crate) fn is_valid_id(id: &str) -> bool {
     id.len() <= ID_CHARS_MAX
         && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// An API directory's name split into the API id and, for `<api-id>;rev=<n>`, the revision
+/// number as written (checked by [`check_revision_dir`]).
+pub(crate) fn split_revision(name: &str) -> (&str, Option<&str>) {
+    match name.split_once(REVISION_MARKER) {
+        Some((id, revision)) => (id, Some(revision)),
+        None => (name, None),
+    }
+}
+
+/// `<api-id>;rev=<n>`: a valid API id and a revision number.
+fn check_revision_dir(id: &str, revision: &str, path: &Path, diagnostics: &mut Diagnostics) -> bool {
+    if !check_id(id, path, diagnostics) {
+        return false;
+    }
+    let valid = is_valid_revision(revision);
+    if !valid {
+        diagnostics.push(Diagnostic::at_path(
+            path,
+            format!(
+                "{revision:?} is not a revision number: a revision directory is <api-id>{REVISION_MARKER}<n>, n being 1 to \
+                 {REVISION_DIGITS_MAX} digits without a leading zero"
+            ),
+        ));
+    }
+    valid
 }
 
 fn check_id(id: &str, path: &Path, diagnostics: &mut Diagnostics) -> bool {

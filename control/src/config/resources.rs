@@ -36,6 +36,11 @@ const fn field(file: &'static str, json: &'static str) -> Field {
 const API_FIELDS: &[Field] = &[
     field("name", "displayName"),
     field("path", "path"),
+    field("description", "description"),
+    field("version", "apiVersion"),
+    field("revision", "apiRevision"),
+    field("revision-description", "apiRevisionDescription"),
+    field("online", "isOnline"),
     field("backend-url", "serviceUrl"),
     field("backend-id", "backendId"),
     field("preserve-host", "preserveHost"),
@@ -85,6 +90,16 @@ const GROUP_FIELDS: &[Field] = &[
     field("external-id", "externalId"),
 ];
 
+const VERSION_SET_FIELDS: &[Field] = &[
+    field("name", "displayName"),
+    field("query-name", "versionQueryName"),
+    field("header-name", "versionHeaderName"),
+    field("description", "description"),
+];
+
+/// The prefix of an API's `apiVersionSetId`.
+const VERSION_SETS_PREFIX: &str = "/apiVersionSets/";
+
 /// The groups every installation has, as APIM's (ids `administrators`, `developers`, `guests`):
 /// the store holds them, no file declares them.
 pub const BUILT_IN_GROUPS: [&str; 3] = ["administrators", "developers", "guests"];
@@ -105,7 +120,11 @@ pub struct Declared {
 pub(crate) fn declared(parsed: &Parsed, dir: &std::path::Path) -> Result<Vec<Declared>, Diagnostics> {
     let mut out = Declarations { dir, items: Vec::new(), diagnostics: Diagnostics::default() };
     for item in &parsed.apis {
-        out.table(&format!("/apis/{}", item.id), &item.source, API_FIELDS, |_, _| {});
+        out.table(&format!("/apis/{}", item.id), &item.source, API_FIELDS, |table, json| {
+            if let Some(set) = table.get("version-set").and_then(toml::Value::as_str) {
+                json.insert("apiVersionSetId".into(), Value::from(format!("{VERSION_SETS_PREFIX}{set}")));
+            }
+        });
         let parts = parsed.api_parts.get(&item.id);
         if let Some(policy) = parts.and_then(|parts| parts.policy.as_ref()) {
             out.policy(&format!("/apis/{}/policies/policy", item.id), policy);
@@ -124,6 +143,16 @@ pub(crate) fn declared(parsed: &Parsed, dir: &std::path::Path) -> Result<Vec<Dec
             if let Some(owner) = table.get("owner").and_then(toml::Value::as_str) {
                 json.insert("ownerId".into(), Value::from(format!("{USERS_PREFIX}{owner}")));
             }
+        });
+    }
+    for item in &parsed.version_sets {
+        out.table(&format!("/apiVersionSets/{}", item.id), &item.source, VERSION_SET_FIELDS, |table, json| {
+            let scheme = match table.get("scheme").and_then(toml::Value::as_str) {
+                Some("query") => "Query",
+                Some("header") => "Header",
+                _ => "Segment",
+            };
+            json.insert("versioningScheme".into(), Value::from(scheme));
         });
     }
     for item in &parsed.groups {
@@ -263,6 +292,7 @@ pub(crate) fn parsed(state: &State, gateway: Option<Item<super::files::GatewayFi
     for (file, rendered) in others.into_iter().chain(product_policies) {
         add_file(&mut parsed, &file, rendered, &mut diagnostics);
     }
+    in_directory_order(&mut parsed);
     (parsed, diagnostics)
 }
 
@@ -283,7 +313,8 @@ pub fn files(state: &State) -> BTreeMap<String, Rendered> {
         let path = &resource.path;
         let properties = resource.properties.as_object().cloned().unwrap_or_default();
         let rendered = match path.kind() {
-            Kind::Api => Some((format!("apis/{}/api.toml", path.name()), table_text(&properties, API_FIELDS, &[]))),
+            Kind::Api => Some((format!("apis/{}/api.toml", path.name()), api_text(&properties))),
+            Kind::VersionSet => Some((format!("version-sets/{}.toml", path.name()), version_set_text(&properties))),
             Kind::Operation => Some((operation_file(path), operation_text(&properties))),
             Kind::Product => {
                 Some((format!("products/{}/product.toml", path.name()), product_text(state, path, &properties)))
@@ -362,6 +393,15 @@ fn add_file(parsed: &mut Parsed, file: &str, rendered: Rendered, diagnostics: &m
             let id = name.trim_end_matches(".toml");
             parsed.subscriptions.extend(load::parse_source(id, source, diagnostics));
         }
+        ["version-sets", name] => {
+            let id = name.trim_end_matches(".toml");
+            match load::parse_source(id, source, diagnostics) {
+                Some(item) => parsed.version_sets.push(item),
+                None => {
+                    parsed.broken_version_set_ids.insert(id.to_owned());
+                }
+            }
+        }
         ["fragments", name] => parsed.fragments.push((name.trim_end_matches(".xml").to_owned(), source)),
         ["backends", name] => {
             let id = name.trim_end_matches(".toml");
@@ -380,6 +420,23 @@ fn add_file(parsed: &mut Parsed, file: &str, rendered: Rendered, diagnostics: &m
         ["named-values.toml"] => parsed.named_values = load::parse_source("named-values", source, diagnostics),
         _ => diagnostics
             .push(Diagnostic::at_path(std::path::Path::new(file), "internal: a resource rendered to an unknown file")),
+    }
+}
+
+/// Orders what `parsed` holds as a directory read lists it (entries sorted by file name), so
+/// the store compiles to the same indices as the directory it came from.
+fn in_directory_order(parsed: &mut Parsed) {
+    let toml = |id: &str| format!("{id}.toml");
+    parsed.apis.sort_by(|a, b| a.id.cmp(&b.id));
+    parsed.products.sort_by(|(a, _), (b, _)| a.id.cmp(&b.id));
+    parsed.subscriptions.sort_by_key(|item| toml(&item.id));
+    parsed.backends.sort_by_key(|item| toml(&item.id));
+    parsed.users.sort_by_key(|item| toml(&item.id));
+    parsed.groups.sort_by_key(|item| toml(&item.id));
+    parsed.version_sets.sort_by_key(|item| toml(&item.id));
+    parsed.fragments.sort_by_key(|(id, _)| format!("{id}.xml"));
+    for parts in parsed.api_parts.values_mut() {
+        parts.operations.sort_by_key(|operation| toml(&operation.item.id));
     }
 }
 
@@ -434,6 +491,28 @@ fn table_text(properties: &Map<String, Value>, fields: &[Field], specials: &[(&s
         table.insert(APIM_TABLE.into(), toml::Value::Table(apim));
     }
     toml::to_string(&table).unwrap_or_default()
+}
+
+fn api_text(properties: &Map<String, Value>) -> String {
+    let mut rest = properties.clone();
+    let mut specials = Vec::new();
+    let set =
+        rest.get("apiVersionSetId").and_then(Value::as_str).and_then(|id| id.rsplit('/').next()).map(str::to_owned);
+    if let Some(set) = set {
+        rest.remove("apiVersionSetId");
+        specials.push(("version-set", toml::Value::from(set)));
+    }
+    table_text(&rest, API_FIELDS, &specials)
+}
+
+fn version_set_text(properties: &Map<String, Value>) -> String {
+    let mut rest = properties.clone();
+    let scheme = match rest.remove("versioningScheme").as_ref().and_then(Value::as_str) {
+        Some("Query") => "query",
+        Some("Header") => "header",
+        _ => "segment",
+    };
+    table_text(&rest, VERSION_SET_FIELDS, &[("scheme", scheme.into())])
 }
 
 fn operation_text(properties: &Map<String, Value>) -> String {

@@ -21,8 +21,13 @@ pub fn api() -> Api {
         subscription_key_header: "Ocp-Apim-Subscription-Key".into(),
         subscription_key_query: "subscription-key".into(),
         preserve_host: false,
+        version_set: None,
         version: String::new(),
         revision: "1".into(),
+        revision_of: None,
+        online: true,
+        description: String::new(),
+        revision_description: String::new(),
         operations: Vec::new(),
     }
 }

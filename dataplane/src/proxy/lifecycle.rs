@@ -285,8 +285,8 @@ impl<S: Stream> Connection<S> {
 
     /// Phase 3, route: runs once the head is parsed, before anything reaches the backend. Refuses a
     /// declared body over `request-body-bytes-max` (413), then finds the API (longest whole-segment
-    /// prefix) and its operation (method and URL template); none is a 404, and no configuration yet
-    /// a 503. From a matched operation on, on-error runs its policies.
+    /// prefix, then the version and `;rev=` revision asked for) and its operation (method and URL
+    /// template); none is a 404, and no configuration yet a 503. From a matched operation on, on-error runs its policies.
     fn route(&self, ctx: &mut RequestCtx) -> Verdict {
         let Some(snapshot) = ctx.snapshot.as_deref() else {
             return Verdict::Respond(error_response::NO_CONFIGURATION);
@@ -297,7 +297,8 @@ impl<S: Stream> Connection<S> {
             return Verdict::Respond(error_response::PAYLOAD_TOO_LARGE);
         }
         let target = ctx.head.target(&self.buf);
-        let Some(route) = snapshot.router.route(target) else {
+        let head = &ctx.head;
+        let Some(route) = snapshot.router.route_with(target, |name| head.header(&self.buf, name)) else {
             return Verdict::Respond(error_response::NOT_FOUND);
         };
         ctx.route = Some(route);

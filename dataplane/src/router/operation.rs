@@ -203,8 +203,13 @@ mod tests {
             subscription_key_header: String::new(),
             subscription_key_query: String::new(),
             preserve_host: false,
+            version_set: None,
             version: String::new(),
             revision: "1".into(),
+            revision_of: None,
+            online: true,
+            description: String::new(),
+            revision_description: String::new(),
             operations: operations
                 .iter()
                 .enumerate()

@@ -39,6 +39,19 @@ const FILES: &[(&str, &str)] = &[
         "apis/echo/operations/get-user.xml",
         "<policies><inbound><base /><mock-response status-code=\"200\" /></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>",
     ),
+    ("version-sets/books.toml", "name = \"Books\"\nscheme = \"query\"\nquery-name = \"v\"\n"),
+    (
+        "apis/books/api.toml",
+        "name = \"Books\"\npath = \"books\"\nbackend-url = \"http://127.0.0.1:9003\"\nversion-set = \"books\"\n",
+    ),
+    (
+        "apis/books-v2/api.toml",
+        "name = \"Books\"\npath = \"books\"\nbackend-url = \"http://127.0.0.1:9004\"\nversion-set = \"books\"\nversion = \"v2\"\nrevision = \"3\"\n",
+    ),
+    (
+        "apis/books-v2;rev=1/api.toml",
+        "backend-url = \"http://127.0.0.1:9005\"\nonline = false\nrevision-description = \"the old one\"\n",
+    ),
     ("apis/pool/api.toml", "name = \"Pool\"\npath = \"pool\"\nbackend-id = \"two\"\nsubscription-required = false\n"),
     (
         "backends/two.toml",
@@ -144,6 +157,8 @@ fn the_store_compiles_to_what_the_directory_compiles_to() {
     assert_eq!(from_store.backends, from_files.backends);
     assert_eq!(from_store.key_index.entries(), from_files.key_index.entries());
     assert_eq!(from_store.users, from_files.users);
+    assert_eq!(from_store.version_sets, from_files.version_sets);
+    assert!(from_store.apis.iter().any(|api| api.revision == "1" && api.version == "v2"), "{:?}", from_store.apis);
     assert_eq!(from_store.groups, from_files.groups);
 }
 
@@ -179,7 +194,7 @@ fn apim_properties_without_a_key_survive_the_directory() {
         dir.write(&file, &rendered.text);
     }
     let text = std::fs::read_to_string(dir.0.join("apis/a/api.toml")).unwrap();
-    assert!(text.contains("[apim]"), "{text}");
+    assert!(text.contains("[apim.contact]"), "{text}");
     let (_, declared) = load_declared(&dir.0, &NamedValues::default()).unwrap();
     assert_eq!(declared[0].properties, api);
 }

@@ -533,3 +533,17 @@ fn a_computed_forward_request_takes_its_settings_from_the_stack() {
     let fixture = Fixture::new(GET, vec![program(ops(Op::Null), vec![])]);
     assert!(matches!(fixture.run(&mut RequestState::new()), Exit::Error(_)));
 }
+
+#[test]
+fn api_members_name_the_version_and_revision_the_request_reached() {
+    let member = |prop| vec![Op::Context, Op::Prop(Prop::Api), Op::Prop(prop)];
+    assert_eq!(eval(member(Prop::IsCurrentRevision), vec![]).expect("runs"), "Boolean:True");
+    let revision = |fixture: &mut Fixture| {
+        fixture.api.version = "v2".into();
+        fixture.api.revision = "3".into();
+        fixture.api.revision_of = Some(0);
+    };
+    assert_eq!(eval_with(revision, member(Prop::IsCurrentRevision), vec![]).expect("runs"), "Boolean:False");
+    assert_eq!(eval_with(revision, member(Prop::Revision), vec![]).expect("runs"), "3");
+    assert_eq!(eval_with(revision, member(Prop::Version), vec![]).expect("runs"), "v2");
+}

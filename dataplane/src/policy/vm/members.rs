@@ -338,7 +338,7 @@ impl<'r, 'a> Machine<'r, 'a> {
             (Handle::Api, Prop::Path) => return text(&view.api.path),
             (Handle::Api, Prop::Version) => return text(&view.api.version),
             (Handle::Api, Prop::Revision) => return text(&view.api.revision),
-            (Handle::Api, Prop::IsCurrentRevision) => Value::Bool(true),
+            (Handle::Api, Prop::IsCurrentRevision) => Value::Bool(view.api.is_current()),
             (Handle::Api, Prop::ServiceUrl) => Value::Handle(Handle::Url(UrlKind::Service)),
             (Handle::Api, Prop::SubscriptionKeyParameterNames) => Value::Handle(Handle::KeyNames),
             (Handle::KeyNames, Prop::HeaderName) => return text(&view.api.subscription_key_header),
