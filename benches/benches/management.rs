@@ -7,9 +7,11 @@
 use std::hint::black_box;
 use std::path::Path;
 
+use std::time::{Duration, Instant};
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use portcullis_contract::snapshot;
-use portcullis_control::config::{NamedValues, compile_state};
+use portcullis_control::config::{NamedValues, StoreCache, compile_state};
 use portcullis_management::resource::ResourcePath;
 use portcullis_management::service::{Authority, Compiled, Compiler, Problem, Service, State, put};
 use portcullis_management::store::{Actor, SqliteStore};
@@ -72,21 +74,70 @@ pub fn store() -> Service {
     service
 }
 
-fn management(c: &mut Criterion) {
-    let service = store();
+/// One committed change: a new active subscription (`n` keeps keys unique).
+fn new_subscription(service: &mut Service, n: u64) {
+    let properties = json!({"displayName": "New", "scope": "/apis", "state": "active",
+                            "primaryKey": format!("new-{n}-1"), "secondaryKey": format!("new-{n}-2")});
+    let write = put(path(&format!("/subscriptions/new{n}")), properties);
+    let actor = Actor { name: "bench".into(), action: "change".into() };
+    service.write(vec![write], &[], Authority::Store, &actor).expect("a new subscription");
+}
+
+/// One committed change: operation 0 of API 0 gets a new policy.
+fn changed_policy(service: &mut Service, n: u64) {
+    let policy = format!(
+        "<policies><inbound><base /><set-header name=\"x-change\" exists-action=\"override\"><value>{n}</value></set-header></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>"
+    );
+    let write = put(path("/apis/api0/operations/op0/policies/policy"), json!({"value": policy, "format": "rawxml"}));
+    let actor = Actor { name: "bench".into(), action: "change".into() };
+    service.write(vec![write], &[], Authority::Store, &actor).expect("a changed policy");
+}
+
+/// The compile after each change, with the cache earlier compiles left.
+fn incremental(c: &mut Criterion, name: &str, service: &mut Service, change: fn(&mut Service, u64)) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let values = NamedValues::default();
-    let config = compile_state(service.state(), dir, &values, [1, 2]).expect("the store compiles");
+    let mut cache = StoreCache::default();
+    compile_state(service.state(), dir, &values, [1, 2], &mut cache).expect("the store compiles");
+    let mut n = 0;
+    c.bench_function(name, |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                n += 1;
+                change(service, n);
+                let started = Instant::now();
+                black_box(compile_state(service.state(), dir, &values, [1, 2], &mut cache).expect("compiles"));
+                total += started.elapsed();
+            }
+            total
+        })
+    });
+}
+
+fn management(c: &mut Criterion) {
+    let mut service = store();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let values = NamedValues::default();
+    let config =
+        compile_state(service.state(), dir, &values, [1, 2], &mut StoreCache::default()).expect("the store compiles");
     let bytes = snapshot::encode(1, &config).expect("encode");
     println!("snapshot at 1,000 APIs x 10 operations, 100,000 subscriptions: {} bytes", bytes.len());
     let mut group = c.benchmark_group("management_1k_apis_10k_ops_100k_subs");
     group.sample_size(10);
     group.bench_function("compile_store", |b| {
-        b.iter(|| compile_state(black_box(service.state()), dir, &values, [1, 2]))
+        b.iter(|| compile_state(black_box(service.state()), dir, &values, [1, 2], &mut StoreCache::default()))
     });
     group.bench_function("snapshot_encode", |b| b.iter(|| snapshot::encode(1, black_box(&config))));
     group.bench_function("snapshot_decode", |b| b.iter(|| snapshot::decode(black_box(&bytes))));
     group.finish();
+    incremental(
+        c,
+        "management_1k_apis_10k_ops_100k_subs/compile_after_new_subscription",
+        &mut service,
+        new_subscription,
+    );
+    incremental(c, "management_1k_apis_10k_ops_100k_subs/compile_after_changed_policy", &mut service, changed_policy);
 }
 
 criterion_group!(benches, management);

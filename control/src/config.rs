@@ -13,7 +13,7 @@ mod compile;
 mod diagnostics;
 mod files;
 pub mod load;
-mod policies;
+pub mod policies;
 pub mod provided;
 pub mod resources;
 pub mod tls;
@@ -43,7 +43,7 @@ pub fn load_seeded(dir: &Path, provided: &NamedValues, seed: [u64; 2]) -> Result
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut diagnostics = Diagnostics::default();
     let parsed = load::read(&dir, &mut diagnostics);
-    match compile::compile(parsed, provided, &dir, seed, &mut diagnostics) {
+    match compile::compile(parsed, provided, &dir, seed, &mut Default::default(), &mut diagnostics) {
         Some(config) if diagnostics.is_empty() => Ok(config),
         _ => Err(diagnostics),
     }
@@ -56,7 +56,8 @@ pub fn load_declared(dir: &Path, provided: &NamedValues) -> Result<(Config, Vec<
     let mut diagnostics = Diagnostics::default();
     let parsed = load::read(&dir, &mut diagnostics);
     let declared = resources::declared(&parsed, &dir);
-    match (compile::compile(parsed, provided, &dir, random_seed(), &mut diagnostics), declared) {
+    match (compile::compile(parsed, provided, &dir, random_seed(), &mut Default::default(), &mut diagnostics), declared)
+    {
         (Some(config), Ok(declared)) if diagnostics.is_empty() => Ok((config, declared)),
         (_, Err(more)) => {
             diagnostics.items.extend(more.items);
@@ -73,16 +74,25 @@ pub fn compile_state(
     dir: &Path,
     provided: &NamedValues,
     seed: [u64; 2],
+    cache: &mut StoreCache,
 ) -> Result<Config, Diagnostics> {
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut diagnostics = Diagnostics::default();
     let gateway = load::read_gateway(&dir, &mut diagnostics);
-    let (parsed, rendered) = resources::parsed(state, gateway);
+    let (parsed, rendered) = resources::parsed(state, gateway, &mut cache.files);
     diagnostics.items.extend(rendered.items);
-    match compile::compile(parsed, provided, &dir, seed, &mut diagnostics) {
+    match compile::compile(parsed, provided, &dir, seed, &mut cache.programs, &mut diagnostics) {
         Some(config) if diagnostics.is_empty() => Ok(config),
         _ => Err(diagnostics),
     }
+}
+
+/// What [`compile_state`] keeps between compiles of one store: the parsed files and the compiled
+/// policy sections, each by what they came from.
+#[derive(Debug, Default)]
+pub struct StoreCache {
+    pub files: resources::RenderCache,
+    pub programs: policies::ProgramCache,
 }
 
 /// What policy documents outside a config may refer to in the config directory `dir`: its named

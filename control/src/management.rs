@@ -31,17 +31,19 @@ pub struct StoreCompiler {
     provided: NamedValues,
     /// Where compiled configs go, in order (`None`: checks only, as in an offline `apply`).
     forward: Option<mpsc::UnboundedSender<Forward>>,
+    /// Parsed files of earlier compiles: a change re-renders only what it touches.
+    cache: config::StoreCache,
 }
 
 impl StoreCompiler {
     pub fn new(config_dir: PathBuf, provided: NamedValues, forward: Option<mpsc::UnboundedSender<Forward>>) -> Self {
-        Self { config_dir, provided, forward }
+        Self { config_dir, provided, forward, cache: Default::default() }
     }
 }
 
 impl Compiler for StoreCompiler {
     fn compile(&mut self, state: &State) -> Result<Compiled, Vec<Problem>> {
-        match config::compile_state(state, &self.config_dir, &self.provided, config::random_seed()) {
+        match config::compile_state(state, &self.config_dir, &self.provided, config::random_seed(), &mut self.cache) {
             Ok(config) => Ok(Box::new(config)),
             Err(diagnostics) => Err(problems(&diagnostics)),
         }

@@ -29,6 +29,7 @@ pub(crate) fn compile(
     provided: &NamedValues,
     dir: &Path,
     seed: [u64; 2],
+    programs: &mut super::policies::ProgramCache,
     diagnostics: &mut Diagnostics,
 ) -> Option<Config> {
     let limits = parsed
@@ -61,6 +62,7 @@ pub(crate) fn compile(
         &values,
         super::policies::Known { backends: &backend_ids, certificates: &certificates },
         policy_options(&parsed),
+        programs,
         diagnostics,
     );
     for warning in &compiled.warnings.items {

@@ -29,7 +29,7 @@ pub(crate) struct GatewayFile {
 pub(crate) const AZURE_AUTHORITY_DEFAULT: &str = "https://login.microsoftonline.com";
 
 /// `[jwt]` in `gateway.toml`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct JwtTable {
     /// Base URL of Microsoft Entra (`validate-azure-ad-token`): a sovereign cloud, or a test
@@ -44,7 +44,7 @@ pub(crate) struct JwtTable {
 }
 
 /// `[policies]` in `gateway.toml`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct PoliciesTable {
     /// Policies the engine does not implement are skipped with a warning instead of refused.
@@ -53,7 +53,7 @@ pub(crate) struct PoliciesTable {
 }
 
 /// `[deployment]` in `gateway.toml`: what policies read as `context.Deployment`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct DeploymentTable {
     pub(crate) gateway_id: Option<String>,
@@ -62,7 +62,7 @@ pub(crate) struct DeploymentTable {
 }
 
 /// `[limits]` in `gateway.toml`; each absent key keeps the default from `contract::model`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct LimitsTable {
     pub(crate) backend_connect_timeout_ms: Option<Spanned<u64>>,
@@ -77,7 +77,7 @@ pub(crate) struct LimitsTable {
 }
 
 /// `named-values.toml`: values substituted into `{{name}}` placeholders.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct NamedValuesFile {
     #[serde(default)]
@@ -85,7 +85,7 @@ pub(crate) struct NamedValuesFile {
 }
 
 /// One `[[named-value]]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct NamedValueEntry {
     pub(crate) name: Spanned<String>,
@@ -97,7 +97,7 @@ pub(crate) struct NamedValueEntry {
 /// `apis/<api-id>/api.toml` (the current revision), or `apis/<api-id>;rev=<n>/api.toml` (another
 /// revision, which inherits `name`, `path`, `description`, `version-set`, `version` and
 /// `subscription-required` from the current one and may not change them).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct ApiFile {
     /// Required in the current revision.
@@ -132,7 +132,7 @@ pub(crate) struct ApiFile {
 }
 
 /// `version-sets/<version-set-id>.toml`: the versions of one API and how requests name them.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct VersionSetFile {
     pub(crate) name: Spanned<String>,
@@ -158,7 +158,7 @@ pub(crate) enum SchemeName {
 }
 
 /// `[subscription-key]` in `api.toml`: where callers put their key.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct SubscriptionKeyTable {
     pub(crate) header: Option<Spanned<String>>,
@@ -166,7 +166,7 @@ pub(crate) struct SubscriptionKeyTable {
 }
 
 /// `backends/<backend-id>.toml`: a named backend (endpoints, load balancing, pool, health).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct BackendFile {
     pub(crate) protocol: Option<Spanned<ProtocolName>>,
@@ -211,7 +211,7 @@ pub(crate) enum LoadBalancingName {
 }
 
 /// One `[[endpoint]]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct EndpointEntry {
     /// `host:port` (`[v6]:port`); named values allowed.
@@ -220,7 +220,7 @@ pub(crate) struct EndpointEntry {
 }
 
 /// `[pool]` of a backend.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct PoolTable {
     pub(crate) max_idle_per_endpoint: Option<Spanned<u32>>,
@@ -228,7 +228,7 @@ pub(crate) struct PoolTable {
 }
 
 /// `[health]` of a backend.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct HealthTable {
     #[serde(default)]
@@ -237,7 +237,7 @@ pub(crate) struct HealthTable {
 }
 
 /// `[health.passive]`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct PassiveTable {
     pub(crate) consecutive_failures: Option<Spanned<u32>>,
@@ -245,7 +245,7 @@ pub(crate) struct PassiveTable {
 }
 
 /// `[health.active]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct ActiveTable {
     pub(crate) path: Spanned<String>,
@@ -257,7 +257,7 @@ pub(crate) struct ActiveTable {
 }
 
 /// `apis/<api-id>/operations/<operation-id>.toml`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct OperationFile {
     /// Display name; the id when absent.
@@ -276,7 +276,7 @@ pub(crate) struct OperationFile {
 }
 
 /// One `[[response]]` of an operation file: a status, a representation and its example.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct ResponseFile {
     pub(crate) status: Spanned<i64>,
@@ -287,7 +287,7 @@ pub(crate) struct ResponseFile {
 }
 
 /// `products/<product-id>/product.toml`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct ProductFile {
     pub(crate) name: Spanned<String>,
@@ -328,7 +328,7 @@ pub(crate) enum ProductState {
 }
 
 /// `subscriptions/<sub-id>.toml`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct SubscriptionFile {
     pub(crate) name: Spanned<String>,
@@ -356,7 +356,7 @@ pub(crate) struct SubscriptionFile {
 }
 
 /// `users/<user-id>.toml`: a developer who owns subscriptions.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct UserFile {
     /// Unique, compared case-insensitively.
@@ -389,7 +389,7 @@ pub(crate) enum UserStateName {
 }
 
 /// `groups/<group-id>.toml`: a custom group of users.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct GroupFile {
     pub(crate) name: Spanned<String>,

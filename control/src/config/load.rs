@@ -49,7 +49,7 @@ pub const GROUPS_DIR: &str = "groups";
 pub const VERSION_SETS_DIR: &str = "version-sets";
 
 /// One parsed file and the id its name gives it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Item<T> {
     pub(crate) id: String,
     pub(crate) source: SourceFile,

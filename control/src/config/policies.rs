@@ -30,6 +30,12 @@ struct ProgramTable {
 }
 
 impl ProgramTable {
+    /// Adds the four sections of an operation.
+    fn add_all(&mut self, sections: [Program; 4]) -> Policies {
+        let [inbound, backend, outbound, on_error] = sections.map(|program| self.add(program));
+        Policies { inbound, backend, outbound, on_error }
+    }
+
     fn add(&mut self, program: Program) -> u32 {
         let key = postcard::to_stdvec(&program).unwrap_or_default();
         if let Some(&index) = self.index.get(&key) {
@@ -60,10 +66,12 @@ pub(crate) fn compile(
     values: &NamedValues,
     known: Known<'_>,
     options: Options,
+    cache: &mut ProgramCache,
     diagnostics: &mut Diagnostics,
 ) -> Compiled {
     let mut report = Report::default();
     let fragments = fragments(parsed, &mut report);
+    cache.start(EnvKey::of(parsed, values, known, options));
     let global = match &parsed.global_policy {
         Some(source) => parse_document(source, ScopeKind::Global, &mut report),
         None => None,
@@ -72,13 +80,14 @@ pub(crate) fn compile(
         scope::inherit_all(Arc::new(SourceFile::new("<built-in global policy>", "")), ScopeKind::Global)
     });
     // Products with a policy document of their own, with their index.
-    let product_documents: Vec<(u32, &Product, Document)> = products
+    let product_documents: Vec<(u32, &Product, &SourceFile, Document)> = products
         .iter()
         .zip(&parsed.products)
         .enumerate()
         .filter_map(|(index, (product, (_, policy)))| {
-            let document = parse_document(policy.as_ref()?, ScopeKind::Product, &mut report)?;
-            Some((index as u32, product, document))
+            let source = policy.as_ref()?;
+            let document = parse_document(source, ScopeKind::Product, &mut report)?;
+            Some((index as u32, product, source, document))
         })
         .collect();
     let env = Environment {
@@ -98,25 +107,34 @@ pub(crate) fn compile(
             .and_then(|parts| parts.policy.as_ref())
             .and_then(|source| parse_document(source, ScopeKind::Api, &mut report));
         let operation_items: &[OperationItem] = parts.map_or(&[], |parts| parts.operations.as_slice());
-        // (operation, its policy document) in order; an API without operation files gets the catch-all.
-        let mut operations: Vec<(Operation, Vec<ResponseExample>, Option<Document>)> = Vec::new();
+        let api_source = parts.and_then(|parts| parts.policy.as_ref());
+        // (operation, its responses, its policy source) in order; an API without operation files gets the catch-all.
+        let mut operations: Vec<(Operation, Vec<ResponseExample>, Option<&SourceFile>)> = Vec::new();
         if operation_items.is_empty() {
             operations.push((Operation::catch_all(Policies::all(0)), Vec::new(), None));
         }
         for item in operation_items {
             let Some((operation, responses)) = operation(item, &mut report) else { continue };
-            let document =
-                item.policy.as_ref().and_then(|source| parse_document(source, ScopeKind::Operation, &mut report));
-            operations.push((operation, responses, document));
+            operations.push((operation, responses, item.policy.as_ref()));
         }
-        for (operation_index, (operation, responses, document)) in operations.iter_mut().enumerate() {
+        for (operation_index, (operation, responses, source)) in operations.iter_mut().enumerate() {
             let env = Environment { responses, ..env };
-            let chain = |product| chain(&global, product, api_document.as_ref(), document.as_ref());
-            operation.policies = compile_chain(&chain(None), env, &mut report, &mut table);
-            for (product, _, product_document) in
-                product_documents.iter().filter(|(_, product, _)| product.apis.contains(&api_index))
+            let mut document = None;
+            let mut sections = |product: Option<(&SourceFile, &Document)>, report: &mut Report| {
+                let key = ChainKey::of(product.map(|(source, _)| source), api_source, *source, responses);
+                cache.sections(key, report, |report| {
+                    let document = document.get_or_insert_with(|| {
+                        source.and_then(|source| parse_document(source, ScopeKind::Operation, report))
+                    });
+                    let chain = chain(&global, product.map(|(_, d)| d), api_document.as_ref(), document.as_ref());
+                    compile_chain(&chain, env, report)
+                })
+            };
+            operation.policies = table.add_all(sections(None, &mut report));
+            for (product, _, product_source, product_document) in
+                product_documents.iter().filter(|(_, product, _, _)| product.apis.contains(&api_index))
             {
-                let policies = compile_chain(&chain(Some(product_document)), env, &mut report, &mut table);
+                let policies = table.add_all(sections(Some((product_source, product_document)), &mut report));
                 product_policies.push(ProductPolicies {
                     product: *product,
                     api: api_index,
@@ -127,6 +145,7 @@ pub(crate) fn compile(
         }
         api.operations = operations.into_iter().map(|(operation, _, _)| operation).collect();
     }
+    cache.finish();
     diagnostics.items.extend(report.errors);
     Compiled { programs: table.programs, product_policies, warnings: Diagnostics { items: report.warnings } }
 }
@@ -163,9 +182,8 @@ fn parse_document(source: &SourceFile, scope: ScopeKind, report: &mut Report) ->
 }
 
 /// Merges and compiles the four sections of one operation.
-fn compile_chain(chain: &[&Document], env: Environment<'_>, report: &mut Report, table: &mut ProgramTable) -> Policies {
-    let mut indices = [0u32; 4];
-    for (slot, section) in indices.iter_mut().zip(Section::ALL) {
+fn compile_chain(chain: &[&Document], env: Environment<'_>, report: &mut Report) -> [Program; 4] {
+    Section::ALL.map(|section| {
         let program = match scope::merge(chain, section) {
             Ok(statements) => compile::compile_section(&statements, section, env, report),
             Err(errors) => {
@@ -173,9 +191,113 @@ fn compile_chain(chain: &[&Document], env: Environment<'_>, report: &mut Report,
                 None
             }
         };
-        *slot = table.add(program.unwrap_or_else(Program::empty));
+        program.unwrap_or_else(Program::empty)
+    })
+}
+
+/// Compiled sections of earlier compiles, by the documents they came from: a change recompiles
+/// only the operations whose documents it touched. Everything is dropped when something every
+/// operation depends on changes (named values, fragments, backends, certificates, options, the
+/// global policy); sections that compiled with errors or warnings are never kept.
+#[derive(Debug, Default)]
+pub struct ProgramCache {
+    env: Option<EnvKey>,
+    sections: HashMap<ChainKey, [Program; 4]>,
+    used: std::collections::HashSet<ChainKey>,
+}
+
+impl ProgramCache {
+    /// Sections held.
+    pub fn len(&self) -> usize {
+        self.sections.len()
     }
-    Policies { inbound: indices[0], backend: indices[1], outbound: indices[2], on_error: indices[3] }
+
+    pub fn is_empty(&self) -> bool {
+        self.sections.is_empty()
+    }
+
+    fn start(&mut self, env: EnvKey) {
+        if self.env.as_ref() != Some(&env) {
+            self.sections.clear();
+            self.env = Some(env);
+        }
+        self.used.clear();
+    }
+
+    /// The sections for `key`, from the cache or compiled by `compile`.
+    fn sections(
+        &mut self,
+        key: ChainKey,
+        report: &mut Report,
+        compile: impl FnOnce(&mut Report) -> [Program; 4],
+    ) -> [Program; 4] {
+        if let Some(sections) = self.sections.get(&key) {
+            self.used.insert(key);
+            return sections.clone();
+        }
+        let (errors, warnings) = (report.errors.len(), report.warnings.len());
+        let sections = compile(report);
+        if report.errors.len() == errors && report.warnings.len() == warnings {
+            self.sections.insert(key.clone(), sections.clone());
+            self.used.insert(key);
+        }
+        sections
+    }
+
+    /// Forgets the sections no operation used this time (deleted or changed operations).
+    fn finish(&mut self) {
+        let used = std::mem::take(&mut self.used);
+        self.sections.retain(|key, _| used.contains(key));
+    }
+}
+
+/// What every operation's compile depends on.
+#[derive(Debug, PartialEq)]
+struct EnvKey {
+    values: NamedValues,
+    fragments: Vec<(String, String)>,
+    backends: std::collections::BTreeSet<String>,
+    certificates: portcullis_policy::compile::Certificates,
+    skip_unsupported: bool,
+    allow_unknown_references: bool,
+    global: Option<(std::path::PathBuf, String)>,
+}
+
+impl EnvKey {
+    fn of(parsed: &Parsed, values: &NamedValues, known: Known<'_>, options: Options) -> Self {
+        Self {
+            values: values.clone(),
+            fragments: parsed.fragments.iter().map(|(id, source)| (id.clone(), source.text.clone())).collect(),
+            backends: known.backends.clone(),
+            certificates: known.certificates.clone(),
+            skip_unsupported: options.skip_unsupported,
+            allow_unknown_references: options.allow_unknown_references,
+            global: parsed.global_policy.as_ref().map(|source| (source.path.clone(), source.text.clone())),
+        }
+    }
+}
+
+/// The documents (name and text) of one operation's chain below the global scope, and its
+/// documented responses.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ChainKey {
+    documents: [Option<(std::path::PathBuf, String)>; 3],
+    responses: Vec<(u16, String, Option<String>)>,
+}
+
+impl ChainKey {
+    fn of(
+        product: Option<&SourceFile>,
+        api: Option<&SourceFile>,
+        operation: Option<&SourceFile>,
+        responses: &[ResponseExample],
+    ) -> Self {
+        let named = |source: Option<&SourceFile>| source.map(|s| (s.path.clone(), s.text.clone()));
+        Self {
+            documents: [named(product), named(api), named(operation)],
+            responses: responses.iter().map(|r| (r.status, r.content_type.clone(), r.example.clone())).collect(),
+        }
+    }
 }
 
 /// Checks one operation file; returns the operation and its documented responses.

@@ -10,10 +10,11 @@
 //! Each file's keys map to APIM property names ([`Field`]); APIM properties a file has no key for
 //! are kept in the file's `[apim]` table, so nothing is lost on the way through a directory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use portcullis_management::resource::{Kind, ResourcePath};
 use portcullis_management::service::State;
+use portcullis_management::store::Resource;
 use serde_json::{Map, Value};
 
 use super::load::{self, Item, OperationItem, Parsed};
@@ -281,16 +282,78 @@ impl Declarations<'_> {
     }
 }
 
+/// What [`parsed`] keeps between compiles: each file's parse, by the versions of the resources
+/// it was rendered from. A change re-renders and re-parses only the files it touches.
+#[derive(Debug, Default)]
+pub struct RenderCache {
+    pieces: HashMap<String, (u64, Piece)>,
+}
+
+impl RenderCache {
+    /// Files held.
+    pub fn len(&self) -> usize {
+        self.pieces.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pieces.is_empty()
+    }
+}
+
+/// One file of the directory a store renders to, parsed.
+#[derive(Debug, Clone)]
+enum Piece {
+    Api(Item<super::files::ApiFile>),
+    ApiPolicy(String, SourceFile),
+    Operation(String, Item<super::files::OperationFile>),
+    OperationPolicy(String, String, SourceFile),
+    Product(Item<super::files::ProductFile>),
+    ProductPolicy(String, SourceFile),
+    Subscription(Item<super::files::SubscriptionFile>),
+    VersionSet(Item<super::files::VersionSetFile>),
+    Fragment(String, SourceFile),
+    Backend(Item<super::files::BackendFile>),
+    GlobalPolicy(SourceFile),
+    NamedValues(Item<super::files::NamedValuesFile>),
+    User(Item<super::files::UserFile>),
+    Group(Item<super::files::GroupFile>),
+}
+
 /// The resources of `state` as the parsed files of a directory, for the compiler. `gateway`
 /// (gateway-wide settings) comes from the config directory, not the store.
-pub(crate) fn parsed(state: &State, gateway: Option<Item<super::files::GatewayFile>>) -> (Parsed, Diagnostics) {
+pub(crate) fn parsed(
+    state: &State,
+    gateway: Option<Item<super::files::GatewayFile>>,
+    cache: &mut RenderCache,
+) -> (Parsed, Diagnostics) {
     let mut diagnostics = Diagnostics::default();
     let mut parsed = Parsed { gateway, ..Parsed::default() };
+    let memberships = memberships(state);
+    let mut pieces = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (file, contributors) in grouped(state) {
+        let stamp = stamp(&contributors);
+        let cached = stamp.and_then(|stamp| cache.pieces.get(&file).filter(|(at, _)| *at == stamp));
+        let piece = match cached {
+            Some((_, piece)) => Some(piece.clone()),
+            None => {
+                let rendered = render(state, &file, &contributors, &memberships);
+                let piece = parse_piece(&file, rendered, &mut parsed, &mut diagnostics);
+                if let (Some(stamp), Some(piece)) = (stamp, &piece) {
+                    cache.pieces.insert(file.clone(), (stamp, piece.clone()));
+                }
+                piece
+            }
+        };
+        seen.insert(file);
+        pieces.extend(piece);
+    }
+    cache.pieces.retain(|file, _| seen.contains(file));
     // A product's policy.xml sorts before its product.toml: add policies once products are in.
     let (product_policies, others): (Vec<_>, Vec<_>) =
-        files(state).into_iter().partition(|(file, _)| file.starts_with("products/") && file.ends_with(".xml"));
-    for (file, rendered) in others.into_iter().chain(product_policies) {
-        add_file(&mut parsed, &file, rendered, &mut diagnostics);
+        pieces.into_iter().partition(|piece| matches!(piece, Piece::ProductPolicy(..)));
+    for piece in others.into_iter().chain(product_policies) {
+        add_piece(&mut parsed, piece);
     }
     in_directory_order(&mut parsed);
     (parsed, diagnostics)
@@ -305,60 +368,113 @@ pub struct Rendered {
 
 /// The files (path relative to the directory → text) that declare `state`'s resources.
 pub fn files(state: &State) -> BTreeMap<String, Rendered> {
-    let mut files = BTreeMap::new();
-    let mut named_values = toml::Table::new();
-    let mut entries = Vec::new();
     let memberships = memberships(state);
+    grouped(state)
+        .into_iter()
+        .map(|(file, contributors)| {
+            let rendered = render(state, &file, &contributors, &memberships);
+            (file, rendered)
+        })
+        .collect()
+}
+
+/// The resources of `state` by the file that declares them (links and named values go to the
+/// file of what they belong to).
+fn grouped(state: &State) -> BTreeMap<String, Vec<&Resource>> {
+    let mut files: BTreeMap<String, Vec<&Resource>> = BTreeMap::new();
     for resource in state.iter() {
-        let path = &resource.path;
-        let properties = resource.properties.as_object().cloned().unwrap_or_default();
-        let rendered = match path.kind() {
-            Kind::Api => Some((format!("apis/{}/api.toml", path.name()), api_text(&properties))),
-            Kind::VersionSet => Some((format!("version-sets/{}.toml", path.name()), version_set_text(&properties))),
-            Kind::Operation => Some((operation_file(path), operation_text(&properties))),
-            Kind::Product => {
-                Some((format!("products/{}/product.toml", path.name()), product_text(state, path, &properties)))
-            }
-            Kind::Subscription => Some((format!("subscriptions/{}.toml", path.name()), subscription_text(&properties))),
-            Kind::User if path.name() != BUILT_IN_ADMINISTRATOR => {
-                let groups = memberships.get(path.name()).cloned().unwrap_or_default();
-                let groups = toml::Value::Array(groups.into_iter().map(toml::Value::String).collect());
-                Some((
-                    format!("users/{}.toml", path.name()),
-                    table_text(&properties, USER_FIELDS, &[("groups", groups)]),
-                ))
-            }
-            Kind::Group if !BUILT_IN_GROUPS.contains(&path.name()) => {
-                let mut rest = properties.clone();
-                rest.remove("builtIn");
-                Some((format!("groups/{}.toml", path.name()), table_text(&rest, GROUP_FIELDS, &[])))
-            }
-            Kind::ApiPolicy | Kind::ProductPolicy | Kind::GlobalPolicy | Kind::OperationPolicy => {
-                Some((policy_file(path), string(&properties, "value")))
-            }
-            Kind::PolicyFragment => Some((format!("fragments/{}.xml", path.name()), string(&properties, "value"))),
-            Kind::Backend => Some((format!("backends/{}.toml", path.name()), backend_text(&properties))),
-            Kind::NamedValue => {
-                entries.push(toml::Value::Table(named_value_entry(&properties)));
-                None
-            }
-            _ => None,
-        };
-        if let Some((file, text)) = rendered {
-            files.insert(file, Rendered { resource: path.to_string(), text });
+        if let Some(file) = file_of(&resource.path) {
+            files.entry(file).or_default().push(resource);
         }
-    }
-    if !entries.is_empty() {
-        named_values.insert("named-value".into(), toml::Value::Array(entries));
-        let text = toml::to_string(&named_values).unwrap_or_default();
-        files.insert(load::NAMED_VALUES_FILE.to_owned(), Rendered { resource: "/namedValues".into(), text });
     }
     files
 }
 
+/// The file that declares `path`, if a directory can.
+fn file_of(path: &ResourcePath) -> Option<String> {
+    let name = path.name();
+    let owner = || path.segments().nth(1).unwrap_or_default().to_owned();
+    Some(match path.kind() {
+        Kind::Api => format!("apis/{name}/api.toml"),
+        Kind::VersionSet => format!("version-sets/{name}.toml"),
+        Kind::Operation => operation_file(path),
+        Kind::Product => format!("products/{name}/product.toml"),
+        Kind::ProductApi | Kind::ProductGroup => format!("products/{}/product.toml", owner()),
+        Kind::Subscription => format!("subscriptions/{name}.toml"),
+        Kind::User if name != BUILT_IN_ADMINISTRATOR => format!("users/{name}.toml"),
+        Kind::GroupUser if name != BUILT_IN_ADMINISTRATOR => format!("users/{name}.toml"),
+        Kind::Group if !BUILT_IN_GROUPS.contains(&name) => format!("groups/{name}.toml"),
+        Kind::ApiPolicy | Kind::ProductPolicy | Kind::GlobalPolicy | Kind::OperationPolicy => policy_file(path),
+        Kind::PolicyFragment => format!("fragments/{name}.xml"),
+        Kind::Backend => format!("backends/{name}.toml"),
+        Kind::NamedValue => load::NAMED_VALUES_FILE.to_owned(),
+        _ => return None,
+    })
+}
+
+/// What a file's parse depends on: its resources' paths and versions; `None` while one of them
+/// is not committed yet (version 0), so a refused change never enters the cache.
+fn stamp(contributors: &[&Resource]) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for resource in contributors {
+        if resource.version == 0 {
+            return None;
+        }
+        resource.path.as_str().hash(&mut hasher);
+        resource.version.hash(&mut hasher);
+    }
+    Some(hasher.finish())
+}
+
+/// The text of `file`, from the resources that declare it.
+fn render(
+    state: &State,
+    file: &str,
+    contributors: &[&Resource],
+    memberships: &HashMap<String, Vec<String>>,
+) -> Rendered {
+    let primary = contributors.iter().find(|r| !r.path.kind().is_link()).copied();
+    let Some(primary) = primary else {
+        return Rendered { resource: file.to_owned(), text: String::new() };
+    };
+    let path = &primary.path;
+    let properties = primary.properties.as_object().cloned().unwrap_or_default();
+    let text = match path.kind() {
+        Kind::Api => api_text(&properties),
+        Kind::VersionSet => version_set_text(&properties),
+        Kind::Operation => operation_text(&properties),
+        Kind::Product => product_text(state, path, &properties),
+        Kind::Subscription => subscription_text(&properties),
+        Kind::User => {
+            let groups = memberships.get(path.name()).cloned().unwrap_or_default();
+            let groups = toml::Value::Array(groups.into_iter().map(toml::Value::String).collect());
+            table_text(&properties, USER_FIELDS, &[("groups", groups)])
+        }
+        Kind::Group => {
+            let mut rest = properties;
+            rest.remove("builtIn");
+            table_text(&rest, GROUP_FIELDS, &[])
+        }
+        Kind::Backend => backend_text(&properties),
+        Kind::NamedValue => {
+            let entries = contributors
+                .iter()
+                .filter_map(|r| r.properties.as_object())
+                .map(|properties| toml::Value::Table(named_value_entry(properties)))
+                .collect();
+            let mut table = toml::Table::new();
+            table.insert("named-value".into(), toml::Value::Array(entries));
+            return Rendered { resource: "/namedValues".into(), text: toml::to_string(&table).unwrap_or_default() };
+        }
+        _ => string(&properties, "value"),
+    };
+    Rendered { resource: path.to_string(), text }
+}
+
 /// Per user id, the groups its links name (in path order).
-fn memberships(state: &State) -> std::collections::HashMap<String, Vec<String>> {
-    let mut memberships: std::collections::HashMap<String, Vec<String>> = Default::default();
+fn memberships(state: &State) -> HashMap<String, Vec<String>> {
+    let mut memberships: HashMap<String, Vec<String>> = HashMap::new();
     for link in state.under("/groups/").filter(|r| r.path.kind() == Kind::GroupUser) {
         let group = link.path.segments().nth(1).unwrap_or_default().to_owned();
         memberships.entry(link.path.name().to_owned()).or_default().push(group);
@@ -366,60 +482,90 @@ fn memberships(state: &State) -> std::collections::HashMap<String, Vec<String>> 
     memberships
 }
 
-fn add_file(parsed: &mut Parsed, file: &str, rendered: Rendered, diagnostics: &mut Diagnostics) {
+/// Parses one rendered file; a file that does not parse is reported (and its id marked broken,
+/// so references to it are not reported again).
+fn parse_piece(file: &str, rendered: Rendered, parsed: &mut Parsed, diagnostics: &mut Diagnostics) -> Option<Piece> {
     let source = SourceFile::new(&rendered.resource, rendered.text);
     let parts: Vec<&str> = file.split('/').collect();
-    match parts.as_slice() {
-        ["apis", id, "api.toml"] => match load::parse_source(id, source, diagnostics) {
-            Some(item) => parsed.apis.push(item),
-            None => {
+    let toml_id = |name: &str| name.trim_end_matches(".toml").to_owned();
+    let piece = match parts.as_slice() {
+        ["apis", id, "api.toml"] => {
+            let item = load::parse_source(id, source, diagnostics);
+            if item.is_none() {
                 parsed.broken_api_ids.insert((*id).to_owned());
             }
+            Piece::Api(item?)
+        }
+        ["apis", id, "policy.xml"] => Piece::ApiPolicy((*id).to_owned(), source),
+        ["apis", api, "operations", name] => match name.strip_suffix(".xml") {
+            Some(id) => Piece::OperationPolicy((*api).to_owned(), id.to_owned(), source),
+            None => Piece::Operation((*api).to_owned(), load::parse_source(&toml_id(name), source, diagnostics)?),
         },
-        ["apis", id, "policy.xml"] => parsed.api_parts.entry((*id).to_owned()).or_default().policy = Some(source),
-        ["apis", id, "operations", name] => add_operation(parsed, id, name, source, diagnostics),
-        ["products", id, "product.toml"] => match load::parse_source(id, source, diagnostics) {
-            Some(item) => parsed.products.push((item, None)),
-            None => {
+        ["products", id, "product.toml"] => {
+            let item = load::parse_source(id, source, diagnostics);
+            if item.is_none() {
                 parsed.broken_product_ids.insert((*id).to_owned());
             }
-        },
-        ["products", id, "policy.xml"] => {
-            if let Some((_, policy)) = parsed.products.iter_mut().find(|(item, _)| item.id == *id) {
+            Piece::Product(item?)
+        }
+        ["products", id, "policy.xml"] => Piece::ProductPolicy((*id).to_owned(), source),
+        ["subscriptions", name] => Piece::Subscription(load::parse_source(&toml_id(name), source, diagnostics)?),
+        ["version-sets", name] => {
+            let item = load::parse_source(&toml_id(name), source, diagnostics);
+            if item.is_none() {
+                parsed.broken_version_set_ids.insert(toml_id(name));
+            }
+            Piece::VersionSet(item?)
+        }
+        ["fragments", name] => Piece::Fragment(name.trim_end_matches(".xml").to_owned(), source),
+        ["backends", name] => {
+            let item = load::parse_source(&toml_id(name), source, diagnostics);
+            if item.is_none() {
+                parsed.broken_backend_ids.insert(toml_id(name));
+            }
+            Piece::Backend(item?)
+        }
+        ["policy.xml"] => Piece::GlobalPolicy(source),
+        ["users", name] => Piece::User(load::parse_source(&toml_id(name), source, diagnostics)?),
+        ["groups", name] => Piece::Group(load::parse_source(&toml_id(name), source, diagnostics)?),
+        ["named-values.toml"] => Piece::NamedValues(load::parse_source("named-values", source, diagnostics)?),
+        _ => {
+            let message = "internal: a resource rendered to an unknown file";
+            diagnostics.push(Diagnostic::at_path(std::path::Path::new(file), message));
+            return None;
+        }
+    };
+    Some(piece)
+}
+
+fn add_piece(parsed: &mut Parsed, piece: Piece) {
+    match piece {
+        Piece::Api(item) => parsed.apis.push(item),
+        Piece::ApiPolicy(api, source) => parsed.api_parts.entry(api).or_default().policy = Some(source),
+        Piece::Operation(api, item) => {
+            parsed.api_parts.entry(api).or_default().operations.push(OperationItem { item, policy: None });
+        }
+        Piece::OperationPolicy(api, id, source) => {
+            // Files come in path order: `<id>.toml` before `<id>.xml`.
+            let parts = parsed.api_parts.entry(api).or_default();
+            if let Some(operation) = parts.operations.iter_mut().find(|operation| operation.item.id == id) {
+                operation.policy = Some(source);
+            }
+        }
+        Piece::Product(item) => parsed.products.push((item, None)),
+        Piece::ProductPolicy(id, source) => {
+            if let Some((_, policy)) = parsed.products.iter_mut().find(|(item, _)| item.id == id) {
                 *policy = Some(source);
             }
         }
-        ["subscriptions", name] => {
-            let id = name.trim_end_matches(".toml");
-            parsed.subscriptions.extend(load::parse_source(id, source, diagnostics));
-        }
-        ["version-sets", name] => {
-            let id = name.trim_end_matches(".toml");
-            match load::parse_source(id, source, diagnostics) {
-                Some(item) => parsed.version_sets.push(item),
-                None => {
-                    parsed.broken_version_set_ids.insert(id.to_owned());
-                }
-            }
-        }
-        ["fragments", name] => parsed.fragments.push((name.trim_end_matches(".xml").to_owned(), source)),
-        ["backends", name] => {
-            let id = name.trim_end_matches(".toml");
-            match load::parse_source(id, source, diagnostics) {
-                Some(item) => parsed.backends.push(item),
-                None => {
-                    parsed.broken_backend_ids.insert(id.to_owned());
-                }
-            }
-        }
-        ["policy.xml"] => parsed.global_policy = Some(source),
-        ["users", name] => parsed.users.extend(load::parse_source(name.trim_end_matches(".toml"), source, diagnostics)),
-        ["groups", name] => {
-            parsed.groups.extend(load::parse_source(name.trim_end_matches(".toml"), source, diagnostics))
-        }
-        ["named-values.toml"] => parsed.named_values = load::parse_source("named-values", source, diagnostics),
-        _ => diagnostics
-            .push(Diagnostic::at_path(std::path::Path::new(file), "internal: a resource rendered to an unknown file")),
+        Piece::Subscription(item) => parsed.subscriptions.push(item),
+        Piece::VersionSet(item) => parsed.version_sets.push(item),
+        Piece::Fragment(id, source) => parsed.fragments.push((id, source)),
+        Piece::Backend(item) => parsed.backends.push(item),
+        Piece::GlobalPolicy(source) => parsed.global_policy = Some(source),
+        Piece::NamedValues(item) => parsed.named_values = Some(item),
+        Piece::User(item) => parsed.users.push(item),
+        Piece::Group(item) => parsed.groups.push(item),
     }
 }
 
@@ -437,20 +583,6 @@ fn in_directory_order(parsed: &mut Parsed) {
     parsed.fragments.sort_by_key(|(id, _)| format!("{id}.xml"));
     for parts in parsed.api_parts.values_mut() {
         parts.operations.sort_by_key(|operation| toml(&operation.item.id));
-    }
-}
-
-fn add_operation(parsed: &mut Parsed, api: &str, name: &str, source: SourceFile, diagnostics: &mut Diagnostics) {
-    let parts = parsed.api_parts.entry(api.to_owned()).or_default();
-    if let Some(id) = name.strip_suffix(".toml") {
-        if let Some(item) = load::parse_source(id, source, diagnostics) {
-            parts.operations.push(OperationItem { item, policy: None });
-        }
-    } else if let Some(id) = name.strip_suffix(".xml") {
-        // Files come in path order: `<id>.toml` before `<id>.xml`.
-        if let Some(operation) = parts.operations.iter_mut().find(|operation| operation.item.id == id) {
-            operation.policy = Some(source);
-        }
     }
 }
 

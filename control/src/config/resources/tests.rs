@@ -141,7 +141,8 @@ fn the_store_compiles_to_what_the_directory_compiles_to() {
     let dir = directory();
     let (_, declared) = load_declared(&dir.0, &NamedValues::default()).unwrap();
     let service = store_of(&declared);
-    let from_store = compile_state(service.state(), &dir.0, &NamedValues::default(), [1, 2]).unwrap();
+    let from_store =
+        compile_state(service.state(), &dir.0, &NamedValues::default(), [1, 2], &mut Default::default()).unwrap();
     let from_files = load_seeded(&dir.0, &NamedValues::default(), [1, 2]).unwrap();
     assert_eq!(from_store.apis, from_files.apis);
     assert_eq!(from_store.subscriptions, from_files.subscriptions);
@@ -211,9 +212,45 @@ fn a_bad_policy_in_the_store_is_reported_at_its_resource_line_and_column() {
         origin: Origin::Store,
     }];
     service.write(writes, &[], Authority::ConfigDirectory, &actor()).unwrap();
-    let diagnostics = compile_state(service.state(), &dir.0, &NamedValues::default(), [1, 2]).unwrap_err();
+    let diagnostics =
+        compile_state(service.state(), &dir.0, &NamedValues::default(), [1, 2], &mut Default::default()).unwrap_err();
     let first = &diagnostics.items[0];
     assert_eq!(first.file, Path::new("/apis/echo/policies/policy"), "{diagnostics}");
     let location = first.location.expect("a position in the policy");
     assert_eq!((location.line, location.column), (3, 6), "{diagnostics}");
+}
+
+#[test]
+fn a_cached_compile_after_a_change_equals_a_fresh_one() {
+    let dir = directory();
+    let (_, declared) = load_declared(&dir.0, &NamedValues::default()).unwrap();
+    let mut service = store_of(&declared);
+    let mut cache = crate::config::StoreCache::default();
+    let first = compile_state(service.state(), &dir.0, &NamedValues::default(), [1, 2], &mut cache).unwrap();
+    assert!(!cache.files.is_empty() && !cache.programs.is_empty());
+    let again = compile_state(service.state(), &dir.0, &NamedValues::default(), [1, 2], &mut cache).unwrap();
+    assert_eq!(again, first, "an unchanged store compiles to the same config from the cache");
+
+    let policy = "<policies><inbound><base /><set-header name=\"x-changed\" exists-action=\"override\"><value>yes</value></set-header></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>";
+    let subscription =
+        json!({"displayName": "New", "scope": "/apis", "state": "active", "primaryKey": "k9", "secondaryKey": "k10"});
+    let writes = vec![
+        Write::Put {
+            path: ResourcePath::parse("/apis/echo/operations/get-user/policies/policy").unwrap(),
+            properties: json!({"value": policy, "format": "rawxml"}),
+            origin: Origin::Store,
+        },
+        Write::Put {
+            path: ResourcePath::parse("/subscriptions/new").unwrap(),
+            properties: subscription,
+            origin: Origin::Store,
+        },
+    ];
+    service.write(writes, &[], Authority::ConfigDirectory, &actor()).unwrap();
+    let cached = compile_state(service.state(), &dir.0, &NamedValues::default(), [1, 2], &mut cache).unwrap();
+    let fresh =
+        compile_state(service.state(), &dir.0, &NamedValues::default(), [1, 2], &mut Default::default()).unwrap();
+    assert_eq!(cached, fresh);
+    assert_ne!(cached.programs, first.programs);
+    assert_eq!(cached.subscriptions.len(), first.subscriptions.len() + 1);
 }
