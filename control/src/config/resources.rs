@@ -575,14 +575,14 @@ fn in_directory_order(parsed: &mut Parsed) {
     let toml = |id: &str| format!("{id}.toml");
     parsed.apis.sort_by(|a, b| a.id.cmp(&b.id));
     parsed.products.sort_by(|(a, _), (b, _)| a.id.cmp(&b.id));
-    parsed.subscriptions.sort_by_key(|item| toml(&item.id));
-    parsed.backends.sort_by_key(|item| toml(&item.id));
-    parsed.users.sort_by_key(|item| toml(&item.id));
-    parsed.groups.sort_by_key(|item| toml(&item.id));
-    parsed.version_sets.sort_by_key(|item| toml(&item.id));
-    parsed.fragments.sort_by_key(|(id, _)| format!("{id}.xml"));
+    parsed.subscriptions.sort_by_cached_key(|item| toml(&item.id));
+    parsed.backends.sort_by_cached_key(|item| toml(&item.id));
+    parsed.users.sort_by_cached_key(|item| toml(&item.id));
+    parsed.groups.sort_by_cached_key(|item| toml(&item.id));
+    parsed.version_sets.sort_by_cached_key(|item| toml(&item.id));
+    parsed.fragments.sort_by_cached_key(|(id, _)| format!("{id}.xml"));
     for parts in parsed.api_parts.values_mut() {
-        parts.operations.sort_by_key(|operation| toml(&operation.item.id));
+        parts.operations.sort_by_cached_key(|operation| toml(&operation.item.id));
     }
 }
 
