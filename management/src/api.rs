@@ -24,6 +24,7 @@ use tokio::sync::Mutex;
 use crate::service::Service;
 use crate::store::Token;
 
+mod conform;
 mod envelope;
 mod error;
 mod filter;
@@ -69,7 +70,7 @@ pub fn router(service: Arc<Mutex<Service>>, settings: ApiSettings) -> Router {
 }
 
 /// The OpenAPI 3 document of this API (no token needed: it holds nothing secret).
-pub fn openapi() -> serde_json::Value {
+pub fn openapi() -> &'static serde_json::Value {
     openapi::document()
 }
 

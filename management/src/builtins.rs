@@ -28,16 +28,20 @@ pub fn seed_builtins(service: &mut Service) -> Result<bool, WriteError> {
 }
 
 fn builtins() -> Vec<(&'static str, Value)> {
-    let group = |name: &str, description: &str| {
-        json!({"displayName": name, "description": description, "builtIn": true, "type": "system"})
-    };
+    let group = |name: &str, description: &str| json!({"displayName": name, "description": description, "builtIn": true, "type": "system"});
     vec![
         (
             "/users/1",
             json!({"email": ADMIN_EMAIL, "firstName": "Administrator", "lastName": "", "state": "active",
                    "registrationDate": now()}),
         ),
-        ("/groups/administrators", group("Administrators", "Administrators is a built-in group: its members are the service's administrators.")),
+        (
+            "/groups/administrators",
+            group(
+                "Administrators",
+                "Administrators is a built-in group: its members are the service's administrators.",
+            ),
+        ),
         ("/groups/developers", group("Developers", "Developers is a built-in group: every signed-up user is in it.")),
         ("/groups/guests", group("Guests", "Guests is a built-in group: visitors who have not signed in.")),
         ("/groups/administrators/users/1", json!({})),

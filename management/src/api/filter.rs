@@ -143,7 +143,9 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
             }
             c if c.is_ascii_alphanumeric() || "_/.-$".contains(c) => {
                 let mut word = String::from(c);
-                while let Some((_, c)) = chars.peek().copied().filter(|(_, c)| c.is_ascii_alphanumeric() || "_/.-$".contains(*c)) {
+                while let Some((_, c)) =
+                    chars.peek().copied().filter(|(_, c)| c.is_ascii_alphanumeric() || "_/.-$".contains(*c))
+                {
                     word.push(c);
                     chars.next();
                 }
@@ -269,10 +271,9 @@ fn literal(word: &str) -> Result<Value, String> {
         "true" => Ok(Value::Bool(true)),
         "false" => Ok(Value::Bool(false)),
         "null" => Ok(Value::Null),
-        number => number
-            .parse::<i64>()
-            .map(Value::from)
-            .map_err(|_| format!("{word} is not a value: quote strings ('text'), or use true, false, null or a number")),
+        number => number.parse::<i64>().map(Value::from).map_err(|_| {
+            format!("{word} is not a value: quote strings ('text'), or use true, false, null or a number")
+        }),
     }
 }
 
@@ -310,7 +311,16 @@ mod tests {
 
     #[test]
     fn bad_filters_say_why() {
-        for bad in ["name", "name eq", "secretKey eq 'x'", "name gt 'a'", "foo(name,'a')", "name eq 'a", "(name eq 'a'", "name eq x"] {
+        for bad in [
+            "name",
+            "name eq",
+            "secretKey eq 'x'",
+            "name gt 'a'",
+            "foo(name,'a')",
+            "name eq 'a",
+            "(name eq 'a'",
+            "name eq x",
+        ] {
             assert!(Filter::parse(bad).is_err(), "{bad}");
         }
         assert!(Filter::parse(&"(".repeat(100)).is_err());

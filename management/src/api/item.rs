@@ -61,7 +61,9 @@ fn resource_path(text: &str) -> Result<ResourcePath, ApiError> {
 fn read(service: &Service, request: &Request, path: &ResourcePath) -> Result<Response, ApiError> {
     let resource = service.state().get(path.as_str()).ok_or_else(|| ApiError::not_found(path.as_str()))?;
     let mut body = shown(service, resource);
-    if path.kind().is_policy() && let Some(format) = request.query("format") {
+    if path.kind().is_policy()
+        && let Some(format) = request.query("format")
+    {
         if !crate::model::POLICY_FORMATS.contains(&format) {
             return Err(ApiError::validation("format", "format must be xml or rawxml"));
         }
@@ -79,6 +81,7 @@ fn shown(service: &Service, resource: &Resource) -> Value {
 fn put(service: &mut Service, request: &Request, path: &ResourcePath) -> Result<Response, ApiError> {
     check_writable(request)?;
     let properties = body_properties(request, path.kind().is_link())?;
+    conform(path.kind(), false, &properties)?;
     let existing = service.state().get(path.as_str()).cloned();
     let properties = rules::prepare(service.state(), path, existing.as_ref(), properties)?;
     let expected = if_match(request, path, false)?;
@@ -89,8 +92,10 @@ fn patch(service: &mut Service, request: &Request, path: &ResourcePath) -> Resul
     check_writable(request)?;
     let expected = if_match(request, path, true)?;
     let existing = service.state().get(path.as_str()).cloned().ok_or_else(|| ApiError::not_found(path.as_str()))?;
+    let changes = body_properties(request, false)?;
+    conform(path.kind(), true, &changes)?;
     let mut properties = existing.properties.clone();
-    rules::merge(&mut properties, body_properties(request, false)?);
+    rules::merge(&mut properties, changes);
     let properties = rules::prepare(service.state(), path, Some(&existing), properties)?;
     write(service, request, path, properties, expected, false)
 }
@@ -140,6 +145,17 @@ fn if_match(request: &Request, path: &ResourcePath, required: bool) -> Result<Ve
         )),
         _ => Ok(Vec::new()),
     }
+}
+
+/// 400 unless `properties` fit the document's schema for `kind` (links take any body).
+fn conform(kind: Kind, patch: bool, properties: &Value) -> Result<(), ApiError> {
+    if kind.is_link() {
+        return Ok(());
+    }
+    super::openapi::conform(kind, patch, properties).map_err(|message| {
+        let target = message.split(':').next().unwrap_or("properties").to_owned();
+        ApiError::validation(&target, message)
+    })
 }
 
 /// An ETag as the service writes it: `"3"` for `3`, `"3"` or `W/"3"`; `*` as is.

@@ -27,7 +27,9 @@ pub(super) fn answer(app: &App, service: &Service, request: &Request, listing: L
         return changes(service, request, top, skip);
     }
     let filter = match request.query("$filter") {
-        Some(text) if !text.trim().is_empty() => Some(Filter::parse(text).map_err(|m| ApiError::validation("$filter", m))?),
+        Some(text) if !text.trim().is_empty() => {
+            Some(Filter::parse(text).map_err(|m| ApiError::validation("$filter", m))?)
+        }
         _ => None,
     };
     let path = request.matched.path.as_str();
@@ -63,11 +65,9 @@ fn paging(request: &Request) -> Result<(u64, u64), ApiError> {
 fn items(state: &State, listing: Listing, path: &str, owner: &str, gateway_url: &str) -> Vec<Value> {
     let below = format!("{path}/");
     match listing {
-        Listing::Top(Kind::Api) => state
-            .of_kind(Kind::Api)
-            .filter(|api| split_revision(api.path.name()).1.is_none())
-            .map(envelope)
-            .collect(),
+        Listing::Top(Kind::Api) => {
+            state.of_kind(Kind::Api).filter(|api| split_revision(api.path.name()).1.is_none()).map(envelope).collect()
+        }
         Listing::Top(kind) => state.of_kind(kind).map(envelope).collect(),
         Listing::Children(kind) => state.under(&below).filter(|r| r.path.kind() == kind).map(envelope).collect(),
         Listing::Targets(kind) => state

@@ -12,8 +12,28 @@ use super::routes::{Action, Endpoint, Listing, ROUTES, Route, example_path};
 use crate::model;
 use crate::resource::{ID_CHARS_MAX, Kind, ResourcePath};
 
-/// The document.
-pub(super) fn document() -> Value {
+/// The document, built once.
+pub(super) fn document() -> &'static Value {
+    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(build)
+}
+
+/// Checks the `properties` of a PUT (or, with `patch`, a PATCH) of a `kind` resource against the
+/// document's schema for them.
+pub(super) fn conform(kind: Kind, patch: bool, properties: &Value) -> Result<(), String> {
+    let document = document();
+    let empty = Map::new();
+    let components = document["components"]["schemas"].as_object().unwrap_or(&empty);
+    let name = if patch {
+        format!("{}Patch", component(kind))
+    } else {
+        properties_ref(kind)["$ref"].as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_owned()
+    };
+    let schema = components.get(&name).cloned().unwrap_or(Value::Bool(true));
+    super::conform::check(properties, &schema, components, "properties")
+}
+
+fn build() -> Value {
     let mut generator = SchemaSettings::openapi3().into_generator();
     let mut kinds = Map::new();
     for kind in KINDS {
@@ -133,7 +153,8 @@ fn add_envelopes(schemas: &mut Map<String, Value>) {
             }),
         );
         schemas.insert(format!("{name}List"), list_of(json!({"$ref": format!("#/components/schemas/{name}")})));
-        let properties_name = properties_ref["$ref"].as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default();
+        let properties_name =
+            properties_ref["$ref"].as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default();
         if let Some(mut patch) = schemas.get(properties_name).cloned() {
             if let Some(object) = patch.as_object_mut() {
                 object.remove("required");
@@ -245,7 +266,11 @@ fn operation(route: &Route, method: &str) -> Value {
         }
         (Endpoint::Item, "GET" | "HEAD") => {
             if route.shows.is_policy() {
-                parameters.push(query("format", json!({"type": "string", "enum": model::POLICY_FORMATS}), "Policy format of the reply."));
+                parameters.push(query(
+                    "format",
+                    json!({"type": "string", "enum": model::POLICY_FORMATS}),
+                    "Policy format of the reply.",
+                ));
             }
             let body = method == "GET";
             responses.insert("200".into(), if body { json_response("The resource", shows, true) } else { etag_only() });
@@ -287,12 +312,23 @@ fn operation(route: &Route, method: &str) -> Value {
 fn shows_properties(route: &Route) -> String {
     let path = ResourcePath::parse(&example_path(route.template));
     let kind = path.map(|p| p.kind()).unwrap_or(route.shows);
-    properties_ref(kind)["$ref"].as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default().trim_end_matches("Properties").to_owned()
+    properties_ref(kind)["$ref"]
+        .as_str()
+        .unwrap_or_default()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches("Properties")
+        .to_owned()
 }
 
 fn list_parameters(listing: Listing) -> Vec<Value> {
     let mut parameters = vec![
-        query("$top", json!({"type": "integer", "minimum": 1, "maximum": PAGE_ITEMS_MAX}), "Items per page (default 100)."),
+        query(
+            "$top",
+            json!({"type": "integer", "minimum": 1, "maximum": PAGE_ITEMS_MAX}),
+            "Items per page (default 100).",
+        ),
         query("$skip", json!({"type": "integer", "minimum": 0, "maximum": SKIP_MAX}), "Items to skip."),
     ];
     if listing != Listing::Changes {
@@ -310,11 +346,17 @@ fn action_response(action: Action) -> (&'static str, Value) {
     match action {
         Action::ListSecrets => (
             "200",
-            inline_response("The keys", json!({"type": "object", "required": ["primaryKey", "secondaryKey"], "properties": {"primaryKey": secret, "secondaryKey": secret}})),
+            inline_response(
+                "The keys",
+                json!({"type": "object", "required": ["primaryKey", "secondaryKey"], "properties": {"primaryKey": secret, "secondaryKey": secret}}),
+            ),
         ),
         Action::ListValue => (
             "200",
-            inline_response("The value", json!({"type": "object", "required": ["value"], "properties": {"value": secret}})),
+            inline_response(
+                "The value",
+                json!({"type": "object", "required": ["value"], "properties": {"value": secret}}),
+            ),
         ),
         Action::RegeneratePrimaryKey | Action::RegenerateSecondaryKey => ("204", json!({"description": "Regenerated"})),
     }
@@ -339,7 +381,8 @@ fn error_statuses(route: &Route, method: &str) -> Vec<(&'static str, &'static st
 
 fn path_parameter(route: &Route, name: &str) -> Value {
     let id = format!("[A-Za-z0-9][A-Za-z0-9._-]{{0,{}}}", ID_CHARS_MAX - 1);
-    let pattern = if accepts_revision(route, name) { format!("^{id}(;rev=[1-9][0-9]{{0,3}})?$") } else { format!("^{id}$") };
+    let pattern =
+        if accepts_revision(route, name) { format!("^{id}(;rev=[1-9][0-9]{{0,3}})?$") } else { format!("^{id}$") };
     json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "pattern": pattern}})
 }
 
@@ -356,7 +399,7 @@ fn accepts_revision(route: &Route, name: &str) -> bool {
     let parsed = ResourcePath::parse(&resource);
     // A list of children needs its owner to be a resource, and the children to take the revision too.
     match route.endpoint {
-            Endpoint::List(Listing::Children(_) | Listing::Targets(_)) => {
+        Endpoint::List(Listing::Children(_) | Listing::Targets(_)) => {
             parsed.is_ok() && ResourcePath::parse(&example_path(&format!("{with_revision}/x"))).is_ok()
         }
         _ => parsed.is_ok(),

@@ -75,7 +75,8 @@ impl Route {
 
     /// Whether the route's items are links (no properties of their own).
     pub(crate) fn is_link(&self) -> bool {
-        self.endpoint == Endpoint::Item && crate::resource::ResourcePath::parse(&example_path(self.template)).is_ok_and(|p| p.kind().is_link())
+        self.endpoint == Endpoint::Item
+            && crate::resource::ResourcePath::parse(&example_path(self.template)).is_ok_and(|p| p.kind().is_link())
     }
 
     /// The `{name}`s of the template, in order.
@@ -113,7 +114,12 @@ pub(crate) const ROUTES: &[Route] = &[
     item("/apis/{apiId}/operations/{operationId}", Kind::Operation, "operations"),
     list("/apis/{apiId}/policies", Children(Kind::ApiPolicy), Kind::ApiPolicy, "policies"),
     item("/apis/{apiId}/policies/policy", Kind::ApiPolicy, "policies"),
-    list("/apis/{apiId}/operations/{operationId}/policies", Children(Kind::OperationPolicy), Kind::OperationPolicy, "policies"),
+    list(
+        "/apis/{apiId}/operations/{operationId}/policies",
+        Children(Kind::OperationPolicy),
+        Kind::OperationPolicy,
+        "policies",
+    ),
     item("/apis/{apiId}/operations/{operationId}/policies/policy", Kind::OperationPolicy, "policies"),
     list("/apis/{apiId}/releases", Children(Kind::Release), Kind::Release, "apis"),
     item("/apis/{apiId}/releases/{releaseId}", Kind::Release, "apis"),
@@ -205,9 +211,10 @@ fn strip_service_prefix<'a, 'b>(segments: &'b [&'a str]) -> &'b [&'a str] {
 fn matches(template: &str, segments: &[String]) -> bool {
     let wanted: Vec<&str> = template[1..].split('/').collect();
     wanted.len() == segments.len()
-        && wanted.iter().zip(segments).all(|(want, got)| {
-            if want.starts_with('{') { !got.is_empty() && !got.contains('/') } else { *want == got }
-        })
+        && wanted
+            .iter()
+            .zip(segments)
+            .all(|(want, got)| if want.starts_with('{') { !got.is_empty() && !got.contains('/') } else { *want == got })
 }
 
 /// `%XX`-decodes one path segment; `None` when it is not valid UTF-8 or a `%` is malformed.
@@ -244,10 +251,17 @@ mod tests {
     #[test]
     fn requests_match_with_and_without_the_service_prefix() {
         let found = find("/apis/echo%3Brev%3D2/operations/get").unwrap();
-        assert_eq!((found.route.template, found.path.as_str()), ("/apis/{apiId}/operations/{operationId}", "/apis/echo;rev=2/operations/get"));
-        let prefixed = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ApiManagement/service/apim/subscriptions/k1";
+        assert_eq!(
+            (found.route.template, found.path.as_str()),
+            ("/apis/{apiId}/operations/{operationId}", "/apis/echo;rev=2/operations/get")
+        );
+        let prefixed =
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ApiManagement/service/apim/subscriptions/k1";
         let found = find(prefixed).unwrap();
-        assert_eq!((found.route.template, found.path.as_str()), ("/subscriptions/{subscriptionId}", "/subscriptions/k1"));
+        assert_eq!(
+            (found.route.template, found.path.as_str()),
+            ("/subscriptions/{subscriptionId}", "/subscriptions/k1")
+        );
         assert_eq!(find("/subscriptions/k1").unwrap().path, "/subscriptions/k1");
         assert!(find("/apis/echo/unknown").is_none());
         assert!(find("/apis/%zz").is_none());

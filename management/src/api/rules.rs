@@ -78,8 +78,14 @@ fn field_target(message: &str) -> String {
     }
 }
 
-fn fill_subscription(properties: &mut Map<String, Value>, existing: Option<&Resource>, now: &str) -> Result<(), ApiError> {
-    for (name, field) in [("primaryKey", "primaryKey"), ("secondaryKey", "secondaryKey"), ("createdDate", "createdDate")] {
+fn fill_subscription(
+    properties: &mut Map<String, Value>,
+    existing: Option<&Resource>,
+    now: &str,
+) -> Result<(), ApiError> {
+    for (name, field) in
+        [("primaryKey", "primaryKey"), ("secondaryKey", "secondaryKey"), ("createdDate", "createdDate")]
+    {
         if properties.get(name).is_none_or(Value::is_null) {
             let kept = existing.and_then(|r| r.properties.get(field)).filter(|v| !v.is_null()).cloned();
             let value = match (kept, name) {
@@ -141,7 +147,10 @@ fn fill_release(
         let relative = crate::model::relative_to_service(api_id);
         let released = relative.strip_prefix("/apis/").map(|id| split_revision(id).0);
         if released != Some(api) {
-            return Err(ApiError::validation("properties.apiId", format!("a release of {api} must name /apis/{api};rev=N")));
+            return Err(ApiError::validation(
+                "properties.apiId",
+                format!("a release of {api} must name /apis/{api};rev=N"),
+            ));
         }
     }
     let created = existing.and_then(|r| r.properties.get("createdDateTime")).cloned();
@@ -181,7 +190,11 @@ fn check(state: &State, path: &ResourcePath, existing: Option<&Resource>, typed:
         Properties::User(user) => {
             let taken = state.of_kind(Kind::User).any(|other| {
                 other.path != *path
-                    && other.properties.get("email").and_then(Value::as_str).is_some_and(|e| e.eq_ignore_ascii_case(&user.email))
+                    && other
+                        .properties
+                        .get("email")
+                        .and_then(Value::as_str)
+                        .is_some_and(|e| e.eq_ignore_ascii_case(&user.email))
             });
             if taken {
                 return Err(ApiError::conflict(format!("another user has the email {}", user.email)));

@@ -19,7 +19,12 @@ impl Compiler for Fake {
         for api in state.of_kind(Kind::Api) {
             if api.properties["path"] == "bad" {
                 let target = format!("{}/policies/policy", api.path);
-                return Err(vec![Problem { target, message: "unknown policy <nope>".into(), line: Some(3), column: Some(7) }]);
+                return Err(vec![Problem {
+                    target,
+                    message: "unknown policy <nope>".into(),
+                    line: Some(3),
+                    column: Some(7),
+                }]);
             }
         }
         Ok(Box::new(()))
@@ -52,7 +57,14 @@ impl Harness {
         Self { router: router(service.clone(), settings), service, admin, reader }
     }
 
-    async fn send(&self, method: &str, uri: &str, token: Option<&str>, headers: &[(&str, &str)], body: Option<Value>) -> Reply {
+    async fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Reply {
         let mut request = HttpRequest::builder().method(method).uri(uri).header("host", "mgmt.test");
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
@@ -129,7 +141,9 @@ async fn lists_filter_and_page_with_a_next_link() {
     let last = h.call("GET", &next.replace("http://mgmt.test", ""), None).await;
     assert_eq!(last.body["value"][0]["name"], "starter");
     assert_eq!(last.body["nextLink"], Value::Null);
-    let filtered = h.call("GET", "/products?$filter=startswith(properties/displayName,'s')%20and%20name%20ne%20'starter'", None).await;
+    let filtered = h
+        .call("GET", "/products?$filter=startswith(properties/displayName,'s')%20and%20name%20ne%20'starter'", None)
+        .await;
     assert_eq!(filtered.body["value"].as_array().unwrap().len(), 1, "{}", filtered.body);
     assert_eq!(filtered.body["value"][0]["name"], "silver");
     let bad = h.call("GET", "/products?$filter=primaryKey%20eq%20'x'", None).await;
@@ -145,7 +159,10 @@ async fn patch_and_delete_need_if_match_and_a_stale_one_is_412() {
     let etag = h.call("PUT", "/tags/t", Some(json!({"properties": {"displayName": "T"}}))).await.etag().to_owned();
     let patch = Some(json!({"properties": {"displayName": "U"}}));
     let missing = h.call("PATCH", "/tags/t", patch.clone()).await;
-    assert_eq!((missing.status, missing.body["error"]["details"][0]["target"].as_str()), (StatusCode::BAD_REQUEST, Some("If-Match")));
+    assert_eq!(
+        (missing.status, missing.body["error"]["details"][0]["target"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("If-Match"))
+    );
     let patched = h.with("PATCH", "/tags/t", &[("if-match", &etag)], patch.clone()).await;
     assert_eq!((patched.status, &patched.body["properties"]["displayName"]), (StatusCode::OK, &json!("U")));
     let stale = h.with("PATCH", "/tags/t", &[("if-match", &etag)], patch).await;
@@ -163,7 +180,8 @@ async fn tokens_are_required_and_read_only_ones_cannot_write() {
         let reply = h.send("GET", "/apis", token, &[], None).await;
         assert_eq!((reply.status, reply.code()), (StatusCode::UNAUTHORIZED, "Unauthorized"), "{token:?}");
     }
-    let sas = h.send("GET", "/apis", None, &[("authorization", &format!("SharedAccessSignature {}", h.admin))], None).await;
+    let sas =
+        h.send("GET", "/apis", None, &[("authorization", &format!("SharedAccessSignature {}", h.admin))], None).await;
     assert_eq!(sas.status, StatusCode::OK);
     assert_eq!(h.send("GET", "/apis", Some(&h.reader), &[], None).await.status, StatusCode::OK);
     let write = h.send("PUT", "/apis/echo", Some(&h.reader), &[], api("echo")).await;
@@ -189,7 +207,10 @@ async fn subscriptions_get_keys_and_a_state_that_changes_as_apim_allows() {
     let primary = secrets["primaryKey"].as_str().unwrap().to_owned();
     assert!(primary.len() == 32 && primary.bytes().all(|b| b.is_ascii_hexdigit()), "{primary}");
     assert_ne!(secrets["primaryKey"], secrets["secondaryKey"]);
-    assert_eq!(h.send("POST", "/subscriptions/s1/listSecrets", Some(&h.reader), &[], None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        h.send("POST", "/subscriptions/s1/listSecrets", Some(&h.reader), &[], None).await.status,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(h.call("POST", "/subscriptions/s1/regeneratePrimaryKey", None).await.status, StatusCode::NO_CONTENT);
     let again = h.call("POST", "/subscriptions/s1/listSecrets", None).await.body;
     assert_ne!(again["primaryKey"], json!(primary));
@@ -198,8 +219,13 @@ async fn subscriptions_get_keys_and_a_state_that_changes_as_apim_allows() {
     assert_eq!(h.with("PATCH", "/subscriptions/s1", &[("if-match", "*")], activate).await.status, StatusCode::OK);
     let keys = h.call("POST", "/subscriptions/s1/listSecrets", None).await.body;
     assert_eq!(keys, again, "a PATCH keeps the keys");
-    let back = h.with("PATCH", "/subscriptions/s1", &[("if-match", "*")], Some(json!({"properties": {"state": "submitted"}}))).await;
-    assert_eq!((back.status, back.body["error"]["details"][0]["target"].as_str()), (StatusCode::BAD_REQUEST, Some("properties.state")));
+    let back = h
+        .with("PATCH", "/subscriptions/s1", &[("if-match", "*")], Some(json!({"properties": {"state": "submitted"}})))
+        .await;
+    assert_eq!(
+        (back.status, back.body["error"]["details"][0]["target"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("properties.state"))
+    );
     assert_eq!(h.call("GET", "/users/1/subscriptions", None).await.body["count"], 1);
     assert_eq!(h.call("GET", "/products/starter/subscriptions", None).await.body["count"], 1);
 }
@@ -214,8 +240,13 @@ async fn other_secrets_are_write_only_too() {
     assert_eq!(h.call("POST", "/namedValues/key/listValue", None).await.body["value"], "s3cret");
     let renamed = json!({"properties": {"displayName": "backend-key2", "secret": true}});
     h.call("PUT", "/namedValues/key", Some(renamed)).await;
-    assert_eq!(h.call("POST", "/namedValues/key/listValue", None).await.body["value"], "s3cret", "a PUT without value keeps it");
-    let user = json!({"properties": {"email": "dev@example.com", "firstName": "D", "lastName": "V", "password": "hunter2"}});
+    assert_eq!(
+        h.call("POST", "/namedValues/key/listValue", None).await.body["value"],
+        "s3cret",
+        "a PUT without value keeps it"
+    );
+    let user =
+        json!({"properties": {"email": "dev@example.com", "firstName": "D", "lastName": "V", "password": "hunter2"}});
     let created = h.call("PUT", "/users/dev", Some(user.clone())).await;
     assert_eq!(created.status, StatusCode::CREATED);
     assert!(!h.call("GET", "/users/dev", None).await.body.to_string().contains("hunter2"));
@@ -249,7 +280,9 @@ async fn config_owned_resources_are_409_naming_the_file() {
         let actor = Actor { name: "apply".into(), action: "apply".into() };
         service.write(vec![write], &[], Authority::ConfigDirectory, &actor).unwrap();
     }
-    let reply = h.call("PUT", "/apis/echo/operations/get", Some(json!({"properties": {"method": "GET", "urlTemplate": "/"}}))).await;
+    let reply = h
+        .call("PUT", "/apis/echo/operations/get", Some(json!({"properties": {"method": "GET", "urlTemplate": "/"}})))
+        .await;
     assert_eq!((reply.status, reply.code()), (StatusCode::CONFLICT, "Conflict"));
     assert!(reply.body["error"]["message"].as_str().unwrap().contains("apis/echo/api.toml"), "{}", reply.body);
 }
@@ -268,7 +301,12 @@ async fn invalid_changes_are_400_with_details() {
     let typed = h.call("PUT", "/products/p", Some(json!({"properties": {"displayName": 3}}))).await;
     assert_eq!(typed.status, StatusCode::BAD_REQUEST);
     assert_eq!(h.call("PUT", "/apis/e%20cho", api("x")).await.status, StatusCode::BAD_REQUEST);
-    assert_eq!(h.call("PUT", "/apis/none/operations/get", Some(json!({"properties": {"method": "GET", "urlTemplate": "/"}}))).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        h.call("PUT", "/apis/none/operations/get", Some(json!({"properties": {"method": "GET", "urlTemplate": "/"}})))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(h.call("PUT", "/products/none/apis/none", None).await.status, StatusCode::NOT_FOUND);
 }
 
@@ -276,7 +314,8 @@ async fn invalid_changes_are_400_with_details() {
 async fn policies_revisions_and_links_work_as_apim() {
     let h = Harness::new();
     h.call("PUT", "/apis/echo", api("echo")).await;
-    let policy = json!({"properties": {"value": "<policies><inbound><base /></inbound></policies>", "format": "rawxml"}});
+    let policy =
+        json!({"properties": {"value": "<policies><inbound><base /></inbound></policies>", "format": "rawxml"}});
     assert_eq!(h.call("PUT", "/apis/echo/policies/policy", Some(policy)).await.status, StatusCode::CREATED);
     let raw = h.call("GET", "/apis/echo/policies/policy?format=rawxml", None).await;
     assert_eq!(raw.body["properties"]["value"], "<policies><inbound><base /></inbound></policies>");
@@ -287,7 +326,10 @@ async fn policies_revisions_and_links_work_as_apim() {
     let revisions = h.call("GET", "/apis/echo/revisions", None).await.body;
     assert_eq!(revisions["count"], 2);
     let second = &revisions["value"][1];
-    assert_eq!((&second["apiId"], &second["isCurrent"], &second["privateUrl"]), (&json!("/apis/echo;rev=2"), &json!(false), &json!("https://gw.example/echo;rev=2")));
+    assert_eq!(
+        (&second["apiId"], &second["isCurrent"], &second["privateUrl"]),
+        (&json!("/apis/echo;rev=2"), &json!(false), &json!("https://gw.example/echo;rev=2"))
+    );
     assert_eq!(h.call("GET", "/apis", None).await.body["count"], 1, "lists show current revisions only");
     h.call("PUT", "/products/starter", Some(json!({"properties": {"displayName": "Starter"}}))).await;
     let linked = h.call("PUT", "/products/starter/apis/echo", None).await;
