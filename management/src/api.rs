@@ -62,11 +62,7 @@ struct App {
 /// The management API over `service`. Serve it with `axum::serve` on its own listener.
 pub fn router(service: Arc<Mutex<Service>>, settings: ApiSettings) -> Router {
     let app = App { service, settings: Arc::new(settings) };
-    Router::new()
-        .route("/openapi.json", get(openapi_document))
-        .fallback(dispatch)
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
-        .with_state(app)
+    Router::new().route("/openapi.json", get(openapi_document)).fallback(dispatch).with_state(app)
 }
 
 /// The OpenAPI 3 document of this API (no token needed: it holds nothing secret).
@@ -103,8 +99,11 @@ impl Request {
     }
 }
 
-async fn dispatch(Extract(app): Extract<App>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn dispatch(Extract(app): Extract<App>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let head = method == Method::HEAD;
+    let Ok(body) = axum::body::to_bytes(body, BODY_BYTES_MAX).await else {
+        return ApiError::too_large(BODY_BYTES_MAX).into_response();
+    };
     let mut service = app.service.lock().await;
     let response = match answer(&app, &mut service, method, &uri, headers, body) {
         Ok(response) => response,

@@ -64,6 +64,14 @@ impl ApiError {
         Self { allow: Some(allow), ..Self::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message) }
     }
 
+    pub fn too_large(bytes_max: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestTooLarge",
+            format!("the body is longer than {bytes_max} bytes"),
+        )
+    }
+
     /// 500 without the cause in the body (it may name store internals); the cause is logged.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(%cause, "the management API failed a request");

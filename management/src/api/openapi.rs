@@ -412,7 +412,8 @@ fn query(name: &str, schema: Value, description: &str) -> Value {
 
 fn if_match(required: bool) -> Value {
     json!({
-        "name": "If-Match", "in": "header", "required": required, "schema": {"type": "string"},
+        "name": "If-Match", "in": "header", "required": required,
+        "schema": {"type": "string", "minLength": 1, "pattern": "\\S"},
         "description": "The ETag of the version read, or * for any.",
     })
 }

@@ -249,6 +249,14 @@ mod tests {
     }
 
     #[test]
+    fn every_route_is_found_at_its_own_template() {
+        for route in ROUTES {
+            let found = find(&example_path(route.template)).unwrap_or_else(|| panic!("{}", route.template));
+            assert_eq!(found.route.template, route.template);
+        }
+    }
+
+    #[test]
     fn requests_match_with_and_without_the_service_prefix() {
         let found = find("/apis/echo%3Brev%3D2/operations/get").unwrap();
         assert_eq!(

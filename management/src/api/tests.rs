@@ -308,6 +308,14 @@ async fn invalid_changes_are_400_with_details() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(h.call("PUT", "/products/none/apis/none", None).await.status, StatusCode::NOT_FOUND);
+    let huge = json!({"properties": {"displayName": "x".repeat(BODY_BYTES_MAX)}});
+    let refused = h.call("PUT", "/tags/big", Some(huge)).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::PAYLOAD_TOO_LARGE, "RequestTooLarge"));
+    let array = h
+        .call("PUT", "/apis/echo", Some(json!({"properties": {"path": "e", "subscriptionKeyParameterNames": ["h"]}})))
+        .await;
+    let detail = &array.body["error"]["details"][0];
+    assert_eq!(detail["target"], "properties.subscriptionKeyParameterNames", "serde alone would read the array");
 }
 
 #[tokio::test]
