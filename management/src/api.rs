@@ -31,6 +31,7 @@ mod filter;
 mod item;
 mod list;
 mod openapi;
+mod release;
 mod routes;
 mod rules;
 

@@ -85,7 +85,9 @@ fn put(service: &mut Service, request: &Request, path: &ResourcePath) -> Result<
     let existing = service.state().get(path.as_str()).cloned();
     let properties = rules::prepare(service.state(), path, existing.as_ref(), properties)?;
     let expected = if_match(request, path, false)?;
-    write(service, request, path, properties, expected, existing.is_none())
+    let mut writes = super::release::promotion(service.state(), path, &properties);
+    writes.push(crate::service::put(path.clone(), properties));
+    write(service, request, path, writes, expected, existing.is_none())
 }
 
 fn patch(service: &mut Service, request: &Request, path: &ResourcePath) -> Result<Response, ApiError> {
@@ -97,19 +99,20 @@ fn patch(service: &mut Service, request: &Request, path: &ResourcePath) -> Resul
     let mut properties = existing.properties.clone();
     rules::merge(&mut properties, changes);
     let properties = rules::prepare(service.state(), path, Some(&existing), properties)?;
-    write(service, request, path, properties, expected, false)
+    let mut writes = super::release::promotion(service.state(), path, &properties);
+    writes.push(crate::service::put(path.clone(), properties));
+    write(service, request, path, writes, expected, false)
 }
 
 fn write(
     service: &mut Service,
     request: &Request,
     path: &ResourcePath,
-    properties: Value,
+    writes: Vec<Write>,
     expected: Vec<(String, String)>,
     created: bool,
 ) -> Result<Response, ApiError> {
-    let write = crate::service::put(path.clone(), properties);
-    service.write(vec![write], &expected, Authority::Store, &request.actor())?;
+    service.write(writes, &expected, Authority::Store, &request.actor())?;
     let resource = service.state().get(path.as_str()).ok_or_else(|| ApiError::not_found(path.as_str()))?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(json(status, shown(service, resource), Some(resource.etag())))
@@ -137,13 +140,17 @@ fn is_built_in(service: &Service, path: &ResourcePath) -> bool {
 
 /// `If-Match` as the service's precondition list; `required` makes its absence a 400.
 fn if_match(request: &Request, path: &ResourcePath, required: bool) -> Result<Vec<(String, String)>, ApiError> {
-    match request.header(header::IF_MATCH) {
-        Some(etag) if !etag.trim().is_empty() => Ok(vec![(path.to_string(), quoted(etag))]),
-        _ if required => Err(ApiError::validation(
+    let blank = || ApiError::validation("If-Match", "If-Match is blank: send the ETag of the version you read, or *");
+    match request.headers.get(header::IF_MATCH) {
+        Some(value) => match value.to_str() {
+            Ok(etag) if !etag.trim().is_empty() => Ok(vec![(path.to_string(), quoted(etag))]),
+            _ => Err(blank()),
+        },
+        None if required => Err(ApiError::validation(
             "If-Match",
             "If-Match is required: send the ETag of the version you read, or * to match any",
         )),
-        _ => Ok(Vec::new()),
+        None => Ok(Vec::new()),
     }
 }
 

@@ -168,6 +168,8 @@ async fn patch_and_delete_need_if_match_and_a_stale_one_is_412() {
     let stale = h.with("PATCH", "/tags/t", &[("if-match", &etag)], patch).await;
     assert_eq!((stale.status, stale.code()), (StatusCode::PRECONDITION_FAILED, "PreconditionFailed"));
     assert_eq!(h.call("DELETE", "/tags/t", None).await.status, StatusCode::BAD_REQUEST);
+    let blank = h.with("PUT", "/tags/t", &[("if-match", " ")], Some(json!({"properties": {"displayName": "T"}}))).await;
+    assert_eq!(blank.status, StatusCode::BAD_REQUEST, "a blank If-Match is refused even where it is optional");
     assert_eq!(h.with("DELETE", "/tags/t", &[("if-match", &etag)], None).await.status, StatusCode::PRECONDITION_FAILED);
     assert_eq!(h.with("DELETE", "/tags/t", &[("if-match", "*")], None).await.status, StatusCode::OK);
     assert_eq!(h.with("DELETE", "/tags/t", &[("if-match", "*")], None).await.status, StatusCode::NO_CONTENT);
@@ -345,6 +347,36 @@ async fn policies_revisions_and_links_work_as_apim() {
     assert_eq!(h.call("GET", "/products/starter/apis", None).await.body["value"][0]["name"], "echo");
     assert_eq!(h.call("GET", "/apis/echo/products", None).await.body["value"][0]["name"], "starter");
     assert_eq!(h.call("DELETE", "/products/starter/apis/echo", None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn releasing_a_revision_makes_it_current_with_its_children() {
+    let h = Harness::new();
+    let operation =
+        |name: &str| Some(json!({"properties": {"displayName": name, "method": "GET", "urlTemplate": "/"}}));
+    h.call("PUT", "/apis/echo", api("echo")).await;
+    h.call("PUT", "/apis/echo/operations/old", operation("old")).await;
+    h.call("PUT", "/apis/echo;rev=2", Some(json!({"properties": {"path": "echo", "description": "two"}}))).await;
+    h.call("PUT", "/apis/echo;rev=2/operations/new", operation("new")).await;
+    h.call("PUT", "/products/p", Some(json!({"properties": {"displayName": "P"}}))).await;
+    h.call("PUT", "/products/p/apis/echo", None).await;
+    let release = json!({"properties": {"apiId": "/apis/echo;rev=2", "notes": "two is out"}});
+    let released = h.call("PUT", "/apis/echo/releases/r2", Some(release)).await;
+    assert_eq!(released.status, StatusCode::CREATED, "{}", released.body);
+    let current = h.call("GET", "/apis/echo", None).await.body;
+    assert_eq!(
+        (&current["properties"]["apiRevision"], &current["properties"]["description"]),
+        (&json!("2"), &json!("two"))
+    );
+    assert_eq!(h.call("GET", "/apis/echo/operations", None).await.body["value"][0]["name"], "new");
+    assert_eq!(h.call("GET", "/apis/echo;rev=1/operations", None).await.body["value"][0]["name"], "old");
+    assert_eq!(h.call("GET", "/apis/echo;rev=2", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(h.call("GET", "/products/p/apis", None).await.body["count"], 1, "links to the API stay");
+    assert_eq!(h.call("GET", "/apis/echo/releases", None).await.body["count"], 1);
+    let revisions = h.call("GET", "/apis/echo/revisions", None).await.body;
+    let current: Vec<(&Value, &Value)> =
+        revisions["value"].as_array().unwrap().iter().map(|r| (&r["apiRevision"], &r["isCurrent"])).collect();
+    assert_eq!(current, [(&json!("2"), &json!(true)), (&json!("1"), &json!(false))]);
 }
 
 #[tokio::test]
