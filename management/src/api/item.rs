@@ -43,7 +43,9 @@ pub(super) fn act(service: &mut Service, request: &Request, action: Action) -> R
         Action::RegeneratePrimaryKey | Action::RegenerateSecondaryKey => {
             let name = if action == Action::RegeneratePrimaryKey { "primaryKey" } else { "secondaryKey" };
             let mut properties = resource.properties.clone();
-            properties[name] = Value::String(rules::random_key()?);
+            let object =
+                properties.as_object_mut().ok_or_else(|| ApiError::internal(&"a subscription is not an object"))?;
+            object.insert(name.to_owned(), Value::String(rules::random_key()?));
             let write = crate::service::put(path, properties);
             service.write(vec![write], &[], Authority::Store, &request.actor())?;
             Ok(StatusCode::NO_CONTENT.into_response())
@@ -67,7 +69,9 @@ fn read(service: &Service, request: &Request, path: &ResourcePath) -> Result<Res
         if !crate::model::POLICY_FORMATS.contains(&format) {
             return Err(ApiError::validation("format", "format must be xml or rawxml"));
         }
-        body["properties"]["format"] = Value::String(format.to_owned());
+        if let Some(properties) = body.get_mut("properties").and_then(Value::as_object_mut) {
+            properties.insert("format".to_owned(), Value::String(format.to_owned()));
+        }
     }
     Ok(json(StatusCode::OK, body, Some(resource.etag())))
 }
