@@ -281,7 +281,9 @@ fn operation(route: &Route, method: &str) -> Value {
                 operation.insert("requestBody".into(), request_body(&format!("{}Properties", shows_properties(route))));
             }
             responses.insert("200".into(), json_response("Replaced", shows, true));
-            responses.insert("201".into(), json_response("Created", shows, true));
+            let mut created = json_response("Created", shows, true);
+            created["links"] = links_from(route);
+            responses.insert("201".into(), created);
         }
         (Endpoint::Item, "PATCH") => {
             parameters.push(if_match(true));
@@ -320,6 +322,30 @@ fn shows_properties(route: &Route) -> String {
         .unwrap_or_default()
         .trim_end_matches("Properties")
         .to_owned()
+}
+
+/// OpenAPI links from a created resource to what can be done with it and below it (schemathesis
+/// follows them in its stateful phase): the same ids, and the ETag as `If-Match`.
+fn links_from(route: &Route) -> Value {
+    let mut links = Map::new();
+    let ids: Vec<&str> = route.parameters().collect();
+    let below = format!("{}/", route.template);
+    for target in ROUTES.iter().filter(|r| r.template == route.template || r.template.starts_with(&below)) {
+        for method in
+            target.methods().iter().filter(|m| **m != "HEAD" && !(target.template == route.template && **m == "PUT"))
+        {
+            let mut parameters = Map::new();
+            for id in target.parameters().filter(|id| ids.contains(id)) {
+                parameters.insert(format!("path.{id}"), Value::String(format!("$request.path.{id}")));
+            }
+            if target.template == route.template && matches!(*method, "PATCH" | "DELETE") {
+                parameters.insert("header.If-Match".to_owned(), Value::String("$response.header.ETag".to_owned()));
+            }
+            let name = operation_id(target, method);
+            links.insert(name.clone(), json!({"operationId": name, "parameters": parameters}));
+        }
+    }
+    Value::Object(links)
 }
 
 fn list_parameters(listing: Listing) -> Vec<Value> {
