@@ -1,6 +1,8 @@
 //! The management API served by axum on a real loopback socket, spoken to as raw HTTP/1.1: what
 //! `portcullis up --listen-management` does, without the rest of `up`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed step fails the test")]
+
 use std::sync::Arc;
 
 use portcullis_management::api::{ApiSettings, router};
