@@ -4,7 +4,7 @@
 //! [`router`] is what `portcullis up` serves on `--listen-management`. Every request but
 //! `GET /openapi.json` needs `Authorization: Bearer <token>` (or `SharedAccessSignature <token>`,
 //! see [`crate::tokens`]); every write goes through [`Service::write`] as the token's name, so the
-//! audit log (`GET /changes`) says who changed what. The route table ([`routes::ROUTES`]) drives
+//! audit log (`GET /changes`) says who changed what. The route table (`routes::ROUTES`) drives
 //! both the dispatcher and the OpenAPI document, so the document lists exactly what exists.
 //!
 //! The service is behind one async mutex: requests are served one at a time. A write compiles the
