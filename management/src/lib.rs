@@ -8,10 +8,17 @@
 //!   migrations); every change is one transaction.
 //! - [`service`]: the resources in memory and the one path every change takes (ownership,
 //!   would-be compile, commit, publish).
+//! - [`api`]: the management REST API (axum) over the service; [`tokens`]: its access tokens;
+//!   [`seed_builtins`]: the administrator and the system groups every service has.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod builtins;
 pub mod model;
 pub mod resource;
 pub mod revisions;
 pub mod service;
 pub mod store;
+pub mod tokens;
+
+pub use builtins::seed_builtins;

@@ -20,35 +20,41 @@ pub use api::{
     VersionSetProperties, VersioningScheme,
 };
 pub use identity::{GroupProperties, GroupType, UserProperties, UserState};
+pub(crate) use product::relative_to_service;
 pub use product::{ProductProperties, ProductState, SubscriptionProperties, SubscriptionState};
+
+/// The policy formats the store accepts (`xml-link` and `rawxml-link` would fetch a URL: not offered).
+pub const POLICY_FORMATS: [&str; 2] = ["xml", "rawxml"];
 
 /// Properties the model does not name, kept as written.
 pub type Extra = Map<String, Value>;
 
 /// A policy document at any scope (`/policies/policy`, `/apis/{id}/policies/policy` ...).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyProperties {
     /// The XML document.
     pub value: String,
     /// `xml` (XML escaped in JSON, the default) or `rawxml`; the store keeps the XML either way.
     #[serde(default = "policy_format_default")]
+    #[schemars(extend("enum" = POLICY_FORMATS))]
     pub format: String,
 }
 
 /// A policy fragment (`/policyFragments/{id}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FragmentProperties {
     pub value: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default = "policy_format_default")]
+    #[schemars(extend("enum" = POLICY_FORMATS))]
     pub format: String,
 }
 
 /// A named value (`/namedValues/{id}`): `{{displayName}}` in policies and URLs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NamedValueProperties {
     pub display_name: String,
@@ -65,7 +71,7 @@ pub struct NamedValueProperties {
 
 /// A backend (`/backends/{id}`): APIM's single-URL form. Pools, health checks and the other
 /// settings of the config directory's `backends/<id>.toml` are kept under `portcullis`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackendProperties {
     /// The backend's base URL; for a pool, the first endpoint's.
@@ -85,7 +91,7 @@ pub struct BackendProperties {
 }
 
 /// A tag (`/tags/{id}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TagProperties {
     pub display_name: String,

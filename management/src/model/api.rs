@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::Extra;
 
 /// `properties` of `/apis/{apiId}` (and `/apis/{apiId};rev=N`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiProperties {
     #[serde(default)]
@@ -77,7 +77,7 @@ impl ApiProperties {
 }
 
 /// `type` of an API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ApiType {
     Http,
@@ -89,7 +89,7 @@ pub enum ApiType {
 }
 
 /// `subscriptionKeyParameterNames`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyParameterNames {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,7 +98,7 @@ pub struct KeyParameterNames {
     pub query: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiContact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,7 +109,7 @@ pub struct ApiContact {
     pub email: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiLicense {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,7 +119,7 @@ pub struct ApiLicense {
 }
 
 /// `properties` of `/apis/{apiId}/operations/{operationId}`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OperationProperties {
     #[serde(default)]
@@ -141,7 +141,7 @@ pub struct OperationProperties {
 }
 
 /// A parameter of a URL template, query or header.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ParameterContract {
     pub name: String,
@@ -167,7 +167,7 @@ pub struct ParameterContract {
 }
 
 /// `request` of an operation.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestContract {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -181,7 +181,7 @@ pub struct RequestContract {
 }
 
 /// One of an operation's `responses`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResponseContract {
     pub status_code: u16,
@@ -194,7 +194,7 @@ pub struct ResponseContract {
 }
 
 /// A body's representation: its media type, schema and examples.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RepresentationContract {
     pub content_type: String,
@@ -211,7 +211,7 @@ pub struct RepresentationContract {
 }
 
 /// `properties` of `/apis/{apiId}/schemas/{schemaId}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SchemaProperties {
     /// `application/vnd.oai.openapi.components+json` (OpenAPI 3) or
@@ -222,7 +222,7 @@ pub struct SchemaProperties {
 }
 
 /// `properties` of `/apis/{apiId}/releases/{releaseId}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseProperties {
     /// `/apis/{apiId};rev=N`: the revision this release made current.
@@ -236,7 +236,7 @@ pub struct ReleaseProperties {
 }
 
 /// `properties` of `/apiVersionSets/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionSetProperties {
     pub display_name: String,
@@ -250,7 +250,7 @@ pub struct VersionSetProperties {
 }
 
 /// Where a version set reads the version from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum VersioningScheme {
     Segment,
     Query,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::Extra;
 
 /// `properties` of `/users/{userId}`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserProperties {
     pub email: String,
@@ -27,7 +27,7 @@ pub struct UserProperties {
 }
 
 /// A user's state: only `active` users sign in and call APIs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UserState {
     #[default]
@@ -49,7 +49,7 @@ impl UserState {
 }
 
 /// `properties` of `/groups/{groupId}`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupProperties {
     pub display_name: String,
@@ -68,7 +68,7 @@ pub struct GroupProperties {
 
 /// `custom` groups are made by publishers; `system` ones are built in; `external` come from an
 /// identity provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GroupType {
     #[default]

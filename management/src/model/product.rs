@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::Extra;
 
 /// `properties` of `/products/{productId}`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductProperties {
     pub display_name: String,
@@ -28,7 +28,7 @@ pub struct ProductProperties {
 }
 
 /// Only published products are offered in the portal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ProductState {
     #[default]
@@ -37,7 +37,7 @@ pub enum ProductState {
 }
 
 /// `properties` of `/subscriptions/{sid}`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriptionProperties {
     /// `/products/{pid}`, `/apis/{apiId}` or `/apis` (APIM writes full ARM ids; the tail counts).
@@ -87,7 +87,7 @@ impl SubscriptionProperties {
 }
 
 /// Subscription states; only `active` keys pass the gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SubscriptionState {
     #[default]
