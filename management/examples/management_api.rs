@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:0".to_owned());
     let token_file = args.next().ok_or_else(|| anyhow::anyhow!("usage: management_api ADDR TOKEN_FILE"))?;
-    let mut service = Service::open(Box::new(SqliteStore::in_memory()?), Box::new(AcceptAll))?;
+    let mut service = Service::open(Box::new(SqliteStore::in_memory()?), Box::new(AcceptAll))?.0;
     portcullis_management::seed_builtins(&mut service)?;
     let secret = portcullis_management::tokens::create(service.store_mut(), "schemathesis", None, false)?;
     std::fs::write(&token_file, secret)?;

@@ -37,7 +37,7 @@ async fn exchange(address: std::net::SocketAddr, head: &str) -> String {
 
 #[tokio::test]
 async fn the_api_answers_over_tcp_with_tokens_etags_and_head() {
-    let mut service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(AcceptAll)).unwrap();
+    let mut service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(AcceptAll)).unwrap().0;
     portcullis_management::seed_builtins(&mut service).unwrap();
     let token = portcullis_management::tokens::create(service.store_mut(), "e2e", None, false).unwrap();
     let app = router(Arc::new(tokio::sync::Mutex::new(service)), ApiSettings::default());

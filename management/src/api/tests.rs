@@ -48,7 +48,7 @@ struct Reply {
 
 impl Harness {
     fn new() -> Self {
-        let mut service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(Fake)).unwrap();
+        let mut service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(Fake)).unwrap().0;
         crate::seed_builtins(&mut service).unwrap();
         let admin = crate::tokens::create(service.store_mut(), "alice", None, false).unwrap();
         let reader = crate::tokens::create(service.store_mut(), "auditor", None, true).unwrap();
