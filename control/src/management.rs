@@ -9,6 +9,7 @@ use portcullis_management::store::{Actor, Origin, Write};
 use tokio::sync::{mpsc, oneshot};
 
 pub mod cli;
+pub mod listener;
 
 use crate::config::resources::Declared;
 use crate::config::{self, Diagnostics, NamedValues};
@@ -74,7 +75,8 @@ pub fn problems(diagnostics: &Diagnostics) -> Vec<Problem> {
 pub fn open(data_dir: &Path, compiler: StoreCompiler) -> anyhow::Result<Service> {
     let path = data_dir.join(STORE_FILE);
     let store = portcullis_management::store::open(&path)?;
-    let (service, problems) = Service::open(Box::new(store), Box::new(compiler))?;
+    let (mut service, problems) = Service::open(Box::new(store), Box::new(compiler))?;
+    portcullis_management::seed_builtins(&mut service)?;
     for problem in &problems {
         tracing::warn!("the management store does not compile yet: {}: {}", problem.target, problem.message);
     }

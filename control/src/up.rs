@@ -58,6 +58,10 @@ pub struct UpOptions {
     /// Also listen for TLS (HTTPS) here, with the certificates of `[tls]` (port 0: any free port).
     #[arg(long)]
     pub listen_tls: Option<String>,
+    /// Address of the management REST API (port 0: any free port; keep it on loopback or a
+    /// management network).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub listen_management: String,
     /// Data plane worker threads (default: one per core).
     #[arg(long)]
     pub workers: Option<u32>,
@@ -120,7 +124,7 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
     let serving = Arc::clone(&publisher);
     std::thread::Builder::new().name("snapshot-channel".into()).spawn(move || serving.serve(channel))?;
     let admin = admin_server::bind(&plan.data_dir.admin_socket())?;
-    let management = crate::admin::server::Management { service, forward };
+    let management = crate::admin::server::Management { service: Arc::clone(&service), forward };
     let context =
         AdminContext::new(Arc::clone(&publisher), plan.data_dir.clone(), plan.config_dir.clone(), provided, management);
     tokio::spawn(admin_server::serve(admin, Arc::new(context)));
@@ -136,7 +140,14 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
         stop(&plan, dataplane, echo.map(|(child, _)| child)).await;
         return Err(error);
     }
-    let listen = announce(&plan, &publisher)?;
+    let gateway_url = format!("http://{}", gateway_listen(&plan, &publisher));
+    let service_for_api = Arc::clone(&service);
+    let (addr, data_dir) = (plan.options.listen_management.clone(), plan.data_dir.clone());
+    let management_url = tokio::task::spawn_blocking(move || {
+        management::listener::start(service_for_api, &addr, gateway_url, &data_dir)
+    })
+    .await??;
+    let listen = announce(&plan, &publisher, &management_url)?;
     let reason = supervise(&plan, &listen, &mut signals, &mut dataplane, &mut echo).await;
     tracing::info!("{reason}: shutting down");
     stop(&plan, dataplane, echo.map(|(child, _)| child)).await;
@@ -259,10 +270,16 @@ async fn wait_first_apply(publisher: &Arc<Publisher>) -> anyhow::Result<()> {
 }
 
 /// Prints the lines tests and users read (stdout, flushed); returns the addresses the gateway listens on.
-fn announce(plan: &Plan, publisher: &Publisher) -> std::io::Result<Listening> {
+/// Where the data plane listens for plain HTTP (what it bound, port 0 resolved).
+fn gateway_listen(plan: &Plan, publisher: &Publisher) -> String {
     let view = publisher.view();
     let listen = view.dataplane.as_ref().and_then(|hello| hello.listen.first().cloned());
-    let listen = listen.unwrap_or_else(|| plan.options.listen.clone());
+    listen.unwrap_or_else(|| plan.options.listen.clone())
+}
+
+fn announce(plan: &Plan, publisher: &Publisher, management_url: &str) -> std::io::Result<Listening> {
+    let view = publisher.view();
+    let listen = gateway_listen(plan, publisher);
     let listen_tls = view.dataplane.as_ref().and_then(|hello| hello.listen_tls.clone());
     let listen_tls = listen_tls.or_else(|| plan.options.listen_tls.clone());
     let mut stdout = std::io::stdout().lock();
@@ -270,6 +287,10 @@ fn announce(plan: &Plan, publisher: &Publisher) -> std::io::Result<Listening> {
     if let Some(listen_tls) = &listen_tls {
         writeln!(stdout, "portcullis: gateway listening on https://{listen_tls}")?;
     }
+    writeln!(
+        stdout,
+        "portcullis: management API on {management_url} (tokens: portcullis ctl token create --name NAME)"
+    )?;
     writeln!(stdout, "portcullis: admin socket {}", plan.data_dir.admin_socket().display())?;
     writeln!(stdout, "portcullis: config {} (generation {})", plan.config_dir.display(), view.applied_generation)?;
     for line in demo_lines(&view.config, &listen) {

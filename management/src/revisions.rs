@@ -77,7 +77,10 @@ pub fn release(state: &State, api: &str, revision: u32) -> Result<Vec<Write>, Re
         let mut properties = resource.properties.clone();
         if resource.path.as_str() == released {
             set(&mut properties, "isCurrent", Value::Bool(true));
-            set(&mut properties, "isOnline", Value::Bool(true));
+            // The current revision is always online.
+            if let Value::Object(map) = &mut properties {
+                map.remove("isOnline");
+            }
         }
         writes.extend(moved(resource, &released, &current, properties, Origin::Store));
     }

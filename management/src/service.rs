@@ -196,6 +196,10 @@ impl Service {
         actor: &Actor,
     ) -> Result<Change, WriteError> {
         self.check_preconditions(expected)?;
+        if authority == Authority::Store {
+            // What was asked for first, so a refusal names it rather than something it takes along.
+            self.check_ownership(&writes)?;
+        }
         let writes = self.expand(writes);
         if authority == Authority::Store {
             self.check_ownership(&writes)?;

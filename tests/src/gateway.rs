@@ -59,6 +59,8 @@ pub struct Gateway {
     children: Vec<i32>,
     pub data_dir: TempDir,
     pub addr: SocketAddr,
+    /// The management API's base URL (`http://127.0.0.1:PORT`).
+    pub management_url: String,
     /// The `https://` address, when started with `--listen-tls`.
     pub tls_addr: Option<SocketAddr>,
     pub admin_socket: PathBuf,
@@ -86,7 +88,7 @@ impl Gateway {
             .arg("--data-dir")
             .arg(data_dir.path().join("data"))
             .args(["--listen", &options.listen, "--io", &options.io, "--workers", &options.workers.to_string()])
-            .args(["--drain-timeout-ms", "5000"]);
+            .args(["--drain-timeout-ms", "5000", "--listen-management", "127.0.0.1:0"]);
         if let Some(config) = &options.config {
             command.arg("--config").arg(config);
         }
@@ -112,6 +114,7 @@ impl Gateway {
             admin_socket: data_dir.path().join("data").join("admin.sock"),
             data_dir,
             addr: "0.0.0.0:0".parse().expect("placeholder addr"),
+            management_url: String::new(),
             tls_addr: None,
             demo_key: None,
             stdout_lines: Vec::new(),
@@ -134,6 +137,8 @@ impl Gateway {
                         self.addr = url.trim().parse().expect("listen address");
                     } else if let Some(url) = line.strip_prefix("portcullis: gateway listening on https://") {
                         self.tls_addr = Some(url.trim().parse().expect("TLS listen address"));
+                    } else if let Some(rest) = line.strip_prefix("portcullis: management API on ") {
+                        self.management_url = rest.split_whitespace().next().unwrap_or_default().to_owned();
                     } else if let Some(path) = line.strip_prefix("portcullis: admin socket ") {
                         self.admin_socket = PathBuf::from(path.trim());
                     } else if let Some(key) = line.strip_prefix("demo subscription key: ") {

@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod http;
 pub mod io_backends;
 pub mod jwt;
+pub mod management;
 pub mod netns;
 pub mod packet;
 pub mod redis;
