@@ -363,7 +363,9 @@ fn components(document: &mut Map<String, Value>) -> &mut Map<String, Value> {
 }
 
 /// The distinct content types of `representations`, in order.
-fn content_types<'a>(representations: impl IntoIterator<Item = &'a crate::model::RepresentationContract>) -> Vec<String> {
+fn content_types<'a>(
+    representations: impl IntoIterator<Item = &'a crate::model::RepresentationContract>,
+) -> Vec<String> {
     let mut types: Vec<String> = Vec::new();
     for representation in representations {
         if !types.contains(&representation.content_type) {

@@ -1,6 +1,8 @@
 //! OpenAPI (3.x shape) → APIM: the API's properties, its operations and its schema resource
 //! (management-reference §2.2).
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
 
 use super::document::{self, Document, MediaType, Operation, Parameter, PathItem, RequestBody, Response, join, read};
@@ -62,7 +64,15 @@ pub(super) fn map(
         Flavor::OpenApi3 => std::mem::take(&mut parsed.components.schemas),
         Flavor::Swagger2 => value.get("definitions").and_then(Value::as_object).cloned().unwrap_or_default(),
     };
-    let mut mapper = Mapper { document: value, flavor, options, warnings, schemas, ids: OperationIds::default() };
+    let mut mapper = Mapper {
+        document: value,
+        flavor,
+        options,
+        warnings,
+        schemas,
+        hoisted: HashMap::new(),
+        ids: OperationIds::default(),
+    };
     let api = mapper.api(&parsed)?;
     mapper.warn_top_level(&parsed);
     let mut operations = Vec::new();
@@ -84,6 +94,9 @@ struct Mapper<'a> {
     warnings: &'a mut Warnings,
     /// The schema resource's schemas: the definition's, then those hoisted out of operations.
     schemas: Map<String, Value>,
+    /// Hoisted schemas by operation, status and JSON text: one schema serves every content type
+    /// of a body.
+    hoisted: HashMap<(String, String), String>,
     ids: OperationIds,
 }
 
@@ -214,13 +227,7 @@ impl Mapper<'_> {
         Ok((id, properties))
     }
 
-    fn operation_id(
-        &mut self,
-        given: Option<&str>,
-        method: &str,
-        path: &str,
-        at: &str,
-    ) -> Result<String, ImportError> {
+    fn operation_id(&mut self, given: Option<&str>, method: &str, path: &str, at: &str) -> Result<String, ImportError> {
         let normalized = given.map(names::normalize_operation_id).filter(|id| !id.is_empty());
         let base = normalized.unwrap_or_else(|| names::generated_operation_id(method, path));
         // A path of only punctuation (`/`) still names its method.
@@ -453,6 +460,15 @@ impl Mapper<'_> {
         if let Some(name) = self.component_name(schema) {
             return Ok(name);
         }
+        // The parts without the content type (always second to last): the operation and status.
+        let content_type_at = parts.len().saturating_sub(2);
+        let owner: Vec<&str> =
+            parts.iter().enumerate().filter(|(index, _)| *index != content_type_at).map(|(_, part)| *part).collect();
+        let owner = owner.join("/");
+        let key = (owner, schema.to_string());
+        if let Some(name) = self.hoisted.get(&key) {
+            return Ok(name.clone());
+        }
         let base = names::hoisted_schema_name(parts);
         let mut name = base.clone();
         let mut suffix = 1;
@@ -461,6 +477,7 @@ impl Mapper<'_> {
             name = format!("{base}{suffix}");
         }
         self.schemas.insert(name.clone(), schema.clone());
+        self.hoisted.insert(key, name.clone());
         Ok(name)
     }
 }

@@ -130,7 +130,10 @@ mod tests {
     fn template_names_and_schema_names() {
         assert_eq!(template_names("/a/{x}/b/{y}?q={q}"), ["x", "y", "q"]);
         assert_eq!(template_names("/a/{unclosed"), Vec::<&str>::new());
-        assert_eq!(hoisted_schema_name(&["listpets", "200", "application/json", "response"]), "Listpets200ApplicationJsonResponse");
+        assert_eq!(
+            hoisted_schema_name(&["listpets", "200", "application/json", "response"]),
+            "Listpets200ApplicationJsonResponse"
+        );
         assert_eq!(truncate_chars("héllo", 2), "hé");
     }
 }

@@ -45,7 +45,8 @@ pub fn reimport_writes(
                 && old.method.eq_ignore_ascii_case(&properties.method)
                 && old.url_template == properties.url_template
         });
-        let policy = same.and_then(|(old_id, _)| state.get(&format!("{operations_prefix}{old_id}/policies/{POLICY_ID}")));
+        let policy =
+            same.and_then(|(old_id, _)| state.get(&format!("{operations_prefix}{old_id}/policies/{POLICY_ID}")));
         if let Some(policy) = policy {
             let path = ResourcePath::parse(&format!("{path}/policies/{POLICY_ID}"))?;
             writes.push(put(path, policy.properties.clone()));

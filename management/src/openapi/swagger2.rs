@@ -9,7 +9,8 @@ use super::document::{self, join};
 use super::{ImportError, Warnings};
 
 /// Top-level keys consumed here; every other key goes on for the mapping to read or report.
-const CONSUMED: [&str; 8] = ["swagger", "host", "basePath", "schemes", "consumes", "produces", "parameters", "responses"];
+const CONSUMED: [&str; 8] =
+    ["swagger", "host", "basePath", "schemes", "consumes", "produces", "parameters", "responses"];
 /// A parameter's keys that describe its value: they move into its `schema`.
 const SCHEMA_KEYS: [&str; 16] = [
     "type",
