@@ -102,7 +102,7 @@ pub(super) fn pointer<'a>(document: &'a Value, reference: &str) -> Option<&'a Va
     document.pointer(&decoded)
 }
 
-fn percent_decode(text: &str) -> String {
+pub(super) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;

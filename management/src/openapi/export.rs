@@ -326,8 +326,18 @@ impl Exporter {
         merged
     }
 
+    /// `#/components/schemas/{name}`: the name as a JSON pointer segment in a URI fragment.
     fn reference(&self, name: &str) -> String {
-        format!("{}{}", self.flavor.reference_prefix(), name.replace('~', "~0").replace('/', "~1"))
+        let segment = name.replace('~', "~0").replace('/', "~1");
+        let mut reference = self.flavor.reference_prefix().to_owned();
+        for byte in segment.bytes() {
+            if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&byte) {
+                reference.push(char::from(byte));
+            } else {
+                reference.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        reference
     }
 }
 

@@ -356,8 +356,13 @@ impl Mapper<'_> {
         let map = schema.as_object()?;
         let reference = map.get("$ref")?.as_str()?;
         let name = reference.strip_prefix(self.flavor.reference_prefix())?;
-        let name = name.replace("~1", "/").replace("~0", "~");
-        (map.len() == 1 && !name.contains('/') && self.schemas.contains_key(&name)).then_some(name)
+        let segment = document::percent_decode(name);
+        // One pointer segment: a reference into a schema (`Pet/properties/id`) is not a component.
+        if segment.contains('/') {
+            return None;
+        }
+        let name = segment.replace("~1", "/").replace("~0", "~");
+        (map.len() == 1 && self.schemas.contains_key(&name)).then_some(name)
     }
 
     /// APIM's examples: the `examples` map (references resolved), or `example` as `default`.

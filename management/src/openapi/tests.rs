@@ -487,3 +487,20 @@ fn reimport_into_a_new_api_or_a_revision() {
     assert!(writes.iter().all(|w| matches!(w, Write::Put { .. })));
     assert!(reimport_writes(&state, "bad id", &api).is_err());
 }
+
+#[test]
+fn schema_names_that_need_escaping_survive_a_round_trip() {
+    let document = json!({
+        "openapi": "3.0.0",
+        "info": {"title": "t"},
+        "paths": {"/a": {"get": {"responses": {"200": {"description": "ok", "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/a%20b~1c"}}
+        }}}}}},
+        "components": {"schemas": {"a b/c": {"type": "string"}}}
+    });
+    let first = import(&document.to_string(), &options()).unwrap();
+    assert_eq!(first.operations[0].1.responses[0].representations[0].type_name.as_deref(), Some("a b/c"));
+    let exported = export(&first.api, &first.operations, &first.schemas, GATEWAY, ExportFormat::OpenApi3Json);
+    assert!(exported.contains("#/components/schemas/a%20b~1c"), "{exported}");
+    assert_eq!(import(&exported, &options()).unwrap().operations, first.operations);
+}
