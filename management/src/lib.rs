@@ -5,11 +5,13 @@
 //! - [`model`]: the typed `properties` of each kind, in APIM's JSON shape.
 //! - [`store`]: the store interface and its SQLite implementation (WAL, foreign keys, versioned
 //!   migrations); every change is one transaction.
+//! - [`apiops`]: APIOps extracts (the layout Azure's extractor writes) imported and exported.
 //! - [`openapi`]: OpenAPI 2.0/3.0/3.1 import (APIM's mapping and re-import) and export.
 //! - [`service`]: the resources in memory and the one path every change takes (ownership,
 //!   would-be compile, commit, publish).
 #![forbid(unsafe_code)]
 
+pub mod apiops;
 pub mod model;
 pub mod openapi;
 pub mod resource;
