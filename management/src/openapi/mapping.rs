@@ -142,7 +142,7 @@ impl Mapper<'_> {
             })
         });
         let mut urls = urls.collect::<Vec<_>>().into_iter();
-        let https = urls.find(|url| url.len() > 8 && url[..8].eq_ignore_ascii_case("https://"));
+        let https = urls.find(|url| url.len() > 8 && url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")));
         if https.is_none() && !parsed.servers.is_empty() {
             self.warnings.push("servers", "no absolute HTTPS server: the API's serviceUrl is left empty");
         }

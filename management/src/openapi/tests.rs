@@ -218,7 +218,7 @@ fn operation_ids_are_normalised_deduplicated_and_valid() {
     let document = json!({
         "openapi": "3.0.0",
         "info": {"title": "ids"},
-        "servers": [{"url": "http://only-http.example.com"}],
+        "servers": [{"url": "aéééé"}, {"url": "http://only-http.example.com"}],
         "paths": {
             "/a": {"get": {"operationId": "Get Thing!", "responses": {}}},
             "/b": {"get": {"operationId": "get_thing", "responses": {}}},
