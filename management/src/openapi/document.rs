@@ -50,8 +50,25 @@ fn unsupported(version: String) -> Result<Version, ImportError> {
     Err(ImportError::UnsupportedVersion(version))
 }
 
+/// `paths` and `x-ms-paths` of the document, in that order: `(key, path, item)`.
+pub(super) fn paths(document: &Value) -> Result<Vec<(&'static str, &String, &Value)>, ImportError> {
+    let mut paths = Vec::new();
+    for key in ["paths", "x-ms-paths"] {
+        match document.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(map)) => paths.extend(map.iter().map(|(path, item)| (key, path, item))),
+            Some(_) => return Err(ImportError::Invalid { at: key.to_owned(), message: "expected a map".to_owned() }),
+        }
+    }
+    Ok(paths)
+}
+
 /// Refuses external references (`other.yaml#/Pet`, `https://...`): nothing is fetched.
 pub(super) fn check_references(document: &Value) -> Result<(), ImportError> {
+    // Most documents have none: look first without building the places' names.
+    if !has_external_reference(document) {
+        return Ok(());
+    }
     let mut pending = vec![(String::new(), document)];
     while let Some((at, value)) = pending.pop() {
         match value {
@@ -71,6 +88,23 @@ pub(super) fn check_references(document: &Value) -> Result<(), ImportError> {
         }
     }
     Ok(())
+}
+
+fn has_external_reference(document: &Value) -> bool {
+    let mut pending = vec![document];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(map) => {
+                if map.get("$ref").and_then(Value::as_str).is_some_and(|reference| !reference.starts_with('#')) {
+                    return true;
+                }
+                pending.extend(map.values());
+            }
+            Value::Array(items) => pending.extend(items),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// `at.key`, the way warnings and errors name a place in the document.
@@ -133,9 +167,10 @@ pub(super) fn read<T: DeserializeOwned>(value: &Value, at: &str) -> Result<T, Im
 pub(super) struct Document {
     pub(super) info: Info,
     pub(super) servers: Vec<Server>,
-    pub(super) paths: Map<String, Value>,
+    /// Read from the value itself (see [`paths`]): not copied here.
+    pub(super) paths: serde::de::IgnoredAny,
     #[serde(rename = "x-ms-paths")]
-    pub(super) ms_paths: Map<String, Value>,
+    pub(super) ms_paths: serde::de::IgnoredAny,
     pub(super) components: Components,
     #[serde(flatten)]
     pub(super) other: Map<String, Value>,

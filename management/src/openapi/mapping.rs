@@ -76,8 +76,8 @@ pub(super) fn map(
     let api = mapper.api(&parsed)?;
     mapper.warn_top_level(&parsed);
     let mut operations = Vec::new();
-    for (path, item) in parsed.paths.iter().chain(parsed.ms_paths.iter()) {
-        mapper.path_item(path, item, &mut operations)?;
+    for (key, path, item) in document::paths(value)? {
+        mapper.path_item(key, path, item, &mut operations)?;
     }
     let schemas = if mapper.schemas.is_empty() {
         Vec::new()
@@ -171,13 +171,17 @@ impl Mapper<'_> {
 
     fn path_item(
         &mut self,
+        key: &str,
         path: &str,
         item: &Value,
         operations: &mut Vec<(String, OperationProperties)>,
     ) -> Result<(), ImportError> {
-        let at = join("paths", path);
+        let at = join(key, path);
         if !path.starts_with('/') {
             return Err(ImportError::Invalid { at, message: "a path must start with '/'".to_owned() });
+        }
+        if let Err(message) = names::check_template(path) {
+            return Err(ImportError::Invalid { at, message: message.to_owned() });
         }
         let item: PathItem = read(document::resolve(self.document, item, &at)?, &at)?;
         self.warn_other(&item.other, &at, &[]);
@@ -275,6 +279,10 @@ impl Mapper<'_> {
                 "query" if parameter.required && self.translate_required() => {
                     if in_path.contains(&parameter.name) {
                         let message = "has the name of a path parameter: kept as a query parameter";
+                        self.warnings.push(at, message);
+                        request.query_parameters.push(contract);
+                    } else if !names::is_template_name(&parameter.name) {
+                        let message = "a name that cannot stand in a URL template: kept as a query parameter";
                         self.warnings.push(at, message);
                         request.query_parameters.push(contract);
                     } else {

@@ -71,6 +71,29 @@ pub(super) fn template_names(template: &str) -> Vec<&str> {
     names
 }
 
+/// Checks that every `{` of a URL template opens a `{name}` (not empty, no braces, `/`, `?`, `&`,
+/// `=` or `#` inside), so that the template's parameter names are the same however it is split.
+pub(super) fn check_template(template: &str) -> Result<(), &'static str> {
+    let mut name_chars: Option<usize> = None;
+    for character in template.chars() {
+        name_chars = match (name_chars, character) {
+            (None, '{') => Some(0),
+            (None, '}') => return Err("a '}' closes no '{'"),
+            (None, _) => None,
+            (Some(0), '}') => return Err("an empty {} in the path"),
+            (Some(_), '}') => None,
+            (Some(_), '{' | '/' | '?' | '&' | '=' | '#') => return Err("a '{' without its '}'"),
+            (Some(count), _) => Some(count + 1),
+        };
+    }
+    if name_chars.is_some() { Err("a '{' without its '}'") } else { Ok(()) }
+}
+
+/// Whether `name` can stand in a template as `{name}` (see [`check_template`]).
+pub(super) fn is_template_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['{', '}', '/', '?', '&', '=', '#'])
+}
+
 /// `text` cut to at most `max` characters (on a character boundary).
 pub(super) fn truncate_chars(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
@@ -130,6 +153,10 @@ mod tests {
     fn template_names_and_schema_names() {
         assert_eq!(template_names("/a/{x}/b/{y}?q={q}"), ["x", "y", "q"]);
         assert_eq!(template_names("/a/{unclosed"), Vec::<&str>::new());
+        assert_eq!(check_template("/a/{x}/b?q={q}&r={r}"), Ok(()));
+        for bad in ["/a/{x", "/a/x}", "/a/{}", "/a/{x/y}", "/a/{x?q={q}", "/a/{{x}}"] {
+            assert!(check_template(bad).is_err(), "{bad}");
+        }
         assert_eq!(
             hoisted_schema_name(&["listpets", "200", "application/json", "response"]),
             "Listpets200ApplicationJsonResponse"

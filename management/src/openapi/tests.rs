@@ -282,9 +282,15 @@ fn every_error_says_what_and_where() {
     let cycle = "openapi: 3.0.0\ninfo: {title: t}\npaths:\n  /a:\n    get:\n      parameters:\n        - $ref: '#/components/parameters/a'\ncomponents:\n  parameters:\n    a: {$ref: '#/components/parameters/b'}\n    b: {$ref: '#/components/parameters/a'}\n";
     assert!(matches!(import(cycle), ImportError::Invalid { ref message, .. } if message.contains("$ref")));
     let not_object = "openapi: 3.0.0\ninfo: {title: t}\npaths: [1]\n";
-    assert!(matches!(import(not_object), ImportError::Invalid { ref at, .. } if at == "(document)"));
+    assert!(matches!(import(not_object), ImportError::Invalid { ref at, .. } if at == "paths"));
     let relative = "openapi: 3.0.0\ninfo: {title: t}\npaths:\n  pets: {}\n";
     assert!(matches!(import(relative), ImportError::Invalid { ref at, .. } if at == "paths.pets"));
+    let unbalanced = "openapi: 3.0.0\ninfo: {title: t}\npaths:\n  /a/{x?y={y}: {}\n";
+    assert!(matches!(import(unbalanced), ImportError::Invalid { ref message, .. } if message.contains("'{'")));
+    let odd_query = "openapi: 3.0.0\ninfo: {title: t}\npaths:\n  /a:\n    get:\n      parameters:\n        - {name: 'a=b', in: query, required: true}\n";
+    let odd = super::import(odd_query, &options()).unwrap();
+    assert_eq!(odd.operations[0].1.url_template, "/a", "found by fuzzing: a name that breaks the template");
+    assert!(warned(&odd, "paths./a.get.parameters.a=b"));
     let nameless =
         "openapi: 3.0.0\ninfo: {title: t}\npaths:\n  /a:\n    get:\n      parameters:\n        - in: query\n";
     assert!(matches!(import(nameless), ImportError::Invalid { ref message, .. } if message.contains("name")));
