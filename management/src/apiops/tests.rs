@@ -274,3 +274,12 @@ fn what_cannot_be_stored_is_skipped_with_a_line() {
     assert!(report_has(&import, ".git", NotModelled, "hidden"));
     committed(import.writes);
 }
+
+#[test]
+fn an_export_into_a_file_fails_with_the_path() {
+    let dir = TempDir::new("export-error");
+    dir.file("taken", "a file, not a folder");
+    let service = committed(super::import(&fixture()).unwrap().writes);
+    let error = super::export(service.state(), &dir.0.join("taken")).unwrap_err();
+    assert!(matches!(error, ApiOpsError::Io { ref path, .. } if path.contains("taken")), "{error}");
+}
