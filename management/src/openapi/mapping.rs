@@ -47,8 +47,9 @@ impl Flavor {
     }
 }
 
-/// Top-level keys the mapping reads through other means (the version, Swagger's definitions).
-const TOP_LEVEL_READ: [&str; 3] = ["openapi", "swagger", "definitions"];
+/// Top-level keys the mapping reads through other means: the version (and, for Swagger 2.0,
+/// `definitions`, see [`Flavor::Swagger2`]).
+const TOP_LEVEL_READ: [&str; 2] = ["openapi", "swagger"];
 /// Methods whose request body APIM drops.
 const BODILESS_METHODS: [&str; 3] = ["GET", "HEAD", "OPTIONS"];
 
@@ -150,7 +151,11 @@ impl Mapper<'_> {
     }
 
     fn warn_top_level(&mut self, parsed: &Document) {
-        self.warn_other(&parsed.other, "", &TOP_LEVEL_READ);
+        let read: &[&str] = match self.flavor {
+            Flavor::OpenApi3 => &TOP_LEVEL_READ,
+            Flavor::Swagger2 => &["openapi", "swagger", "definitions"],
+        };
+        self.warn_other(&parsed.other, "", read);
         for key in parsed.components.other.keys() {
             let message = match key.as_str() {
                 "parameters" | "requestBodies" | "responses" | "headers" | "examples" => {
