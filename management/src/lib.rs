@@ -6,6 +6,8 @@
 //! - [`revisions`]: making a revision (a copy of the current one) and releasing one (a swap).
 //! - [`store`]: the store interface and its SQLite implementation (WAL, foreign keys, versioned
 //!   migrations); every change is one transaction.
+//! - [`apiops`]: APIOps extracts (the layout Azure's extractor writes) imported and exported.
+//! - [`openapi`]: OpenAPI 2.0/3.0/3.1 import (APIM's mapping and re-import) and export.
 //! - [`service`]: the resources in memory and the one path every change takes (ownership,
 //!   would-be compile, commit, publish).
 //! - [`api`]: the management REST API (axum) over the service; [`tokens`]: its access tokens;
@@ -13,8 +15,10 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod apiops;
 pub mod builtins;
 pub mod model;
+pub mod openapi;
 pub mod resource;
 pub mod revisions;
 pub mod service;

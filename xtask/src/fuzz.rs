@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 /// The targets, in the order they run (the files of `fuzz/fuzz_targets/`).
-pub(crate) const TARGETS: [&str; 9] = [
+pub(crate) const TARGETS: [&str; 10] = [
     "request_head",
     "response_head",
     "chunked",
@@ -24,6 +24,7 @@ pub(crate) const TARGETS: [&str; 9] = [
     "snapshot_decode",
     "admin_request",
     "jwt",
+    "openapi_import",
 ];
 /// Seconds each target runs when `--seconds` is not given.
 const SECONDS_DEFAULT: u64 = 60;
