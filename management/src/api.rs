@@ -25,6 +25,7 @@ use crate::service::Service;
 use crate::store::Token;
 
 mod conform;
+mod definition;
 mod envelope;
 mod error;
 mod filter;
@@ -133,7 +134,7 @@ fn answer(
     let request = Request { method, matched, query, headers, body, token };
     match route.endpoint {
         routes::Endpoint::List(listing) => list::answer(app, service, &request, listing),
-        routes::Endpoint::Item => item::answer(service, &request),
+        routes::Endpoint::Item => item::answer(service, &request, &app.settings.gateway_url),
         routes::Endpoint::Action(action) => item::act(service, &request, action),
     }
 }

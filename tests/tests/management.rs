@@ -194,3 +194,58 @@ fn kill_9_during_a_burst_of_writes_loses_no_acknowledged_write() {
         assert!(file.is_file(), "acknowledged write {n} of {} is missing after kill -9", acknowledged.len());
     }
 }
+
+#[test]
+fn an_imported_openapi_definition_serves_and_round_trips_through_export() {
+    let gateway = Gateway::start(GatewayOptions::new("epoll"));
+    let api = Management::of(&gateway);
+    let definition =
+        std::fs::read_to_string(bins::repo_root().join("management/tests/fixtures/openapi/petstore-3.0.yaml")).unwrap();
+    let imported = api.put(
+        "/apis/petstore",
+        json!({"format": "openapi", "value": definition, "path": "petstore", "serviceUrl": format!("{ECHO}/v3")}),
+    );
+    assert_eq!(imported.status, 201, "{}", imported.text());
+    let operations = api.get("/apis/petstore/operations").json();
+    assert!(operations["count"].as_u64().unwrap() >= 3, "{operations}");
+    let ids: Vec<String> =
+        operations["value"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap().to_owned()).collect();
+    assert!(ids.contains(&"updatepet".to_owned()), "APIM's operation ids: {ids:?}");
+
+    api.put("/products/pets", json!({"displayName": "Pets", "state": "published"}));
+    api.put("/products/pets/apis/petstore", json!({}));
+    api.put("/subscriptions/pets", json!({"displayName": "Pets", "scope": "/products/pets", "state": "active"}));
+    let key = api.post("/subscriptions/pets/listSecrets").json()["primaryKey"].as_str().unwrap().to_owned();
+    expect(
+        &gateway,
+        "/petstore/pet/findByStatus?status=sold",
+        &[("Ocp-Apim-Subscription-Key", &key)],
+        200,
+        Some("/v3/pet/findByStatus"),
+    );
+    // A path no operation of the definition matches.
+    expect(&gateway, "/petstore/nothing-here", &[("Ocp-Apim-Subscription-Key", &key)], 404, None);
+
+    let exported = api.get("/apis/petstore?export=true&format=openapi%2Bjson");
+    assert_eq!(exported.status, 200, "{}", exported.text());
+    let document = exported.json()["value"].clone();
+    assert_eq!(document["servers"][0]["url"].as_str().unwrap(), format!("http://{}/petstore", gateway.addr));
+    let again = api.put(
+        "/apis/petstore-copy",
+        json!({"format": "openapi+json", "value": document.to_string(), "path": "petstore-copy", "serviceUrl": format!("{ECHO}/v3")}),
+    );
+    assert_eq!(again.status, 201, "{}", again.text());
+    let strip = |value: serde_json::Value| -> Vec<(String, serde_json::Value)> {
+        value["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| (o["name"].as_str().unwrap().to_owned(), o["properties"].clone()))
+            .collect()
+    };
+    assert_eq!(
+        strip(api.get("/apis/petstore-copy/operations").json()),
+        strip(operations),
+        "export then import: the same operations"
+    );
+}

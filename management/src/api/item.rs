@@ -15,10 +15,10 @@ use crate::service::{Authority, Service};
 use crate::store::{Resource, Write};
 
 /// A resource route.
-pub(super) fn answer(service: &mut Service, request: &Request) -> Result<Response, ApiError> {
+pub(super) fn answer(service: &mut Service, request: &Request, gateway_url: &str) -> Result<Response, ApiError> {
     let path = resource_path(&request.matched.path)?;
     match request.method {
-        Method::GET | Method::HEAD => read(service, request, &path),
+        Method::GET | Method::HEAD => read(service, request, &path, gateway_url),
         Method::PUT => put(service, request, &path),
         Method::PATCH => patch(service, request, &path),
         Method::DELETE => delete(service, request, &path),
@@ -60,7 +60,15 @@ fn resource_path(text: &str) -> Result<ResourcePath, ApiError> {
     })
 }
 
-fn read(service: &Service, request: &Request, path: &ResourcePath) -> Result<Response, ApiError> {
+fn read(service: &Service, request: &Request, path: &ResourcePath, gateway_url: &str) -> Result<Response, ApiError> {
+    if path.kind() == Kind::Api && request.query("export") == Some("true") {
+        return super::definition::export(
+            service,
+            path,
+            request.query("format").unwrap_or("openapi+json"),
+            gateway_url,
+        );
+    }
     let resource = service.state().get(path.as_str()).ok_or_else(|| ApiError::not_found(path.as_str()))?;
     let mut body = shown(service, resource);
     if path.kind().is_policy()
@@ -85,6 +93,9 @@ fn shown(service: &Service, resource: &Resource) -> Value {
 fn put(service: &mut Service, request: &Request, path: &ResourcePath) -> Result<Response, ApiError> {
     check_writable(request)?;
     let properties = body_properties(request, path.kind().is_link())?;
+    if super::definition::is_import(path, &properties) {
+        return super::definition::import(service, request, path, &properties);
+    }
     conform(path.kind(), false, &properties)?;
     let existing = service.state().get(path.as_str()).cloned();
     let properties = rules::prepare(service.state(), path, existing.as_ref(), properties)?;
