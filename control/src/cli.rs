@@ -71,15 +71,51 @@ pub enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Write the management store as a config directory that `apply` accepts unchanged.
+    /// Write the management store as a config directory that `apply` accepts unchanged, or as
+    /// an APIOps extract (`--format apiops`) to take back to Azure.
     Export {
         /// A new (or empty) directory.
         dir: PathBuf,
+        /// `dir` (a config directory) or `apiops`.
+        #[arg(long, default_value = "dir")]
+        format: String,
         #[arg(long)]
         json: bool,
         /// The gateway's data directory (default: $XDG_STATE_HOME/portcullis).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+    },
+    /// APIs of the running gateway's management API: list, import an OpenAPI definition, export one.
+    Api {
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        command: management::verbs::ApiCommand,
+    },
+    /// Subscriptions of the running gateway's management API: list, create, show keys.
+    Subscription {
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        command: management::verbs::SubscriptionCommand,
+    },
+    /// Import from another system into the running gateway's store.
+    Import {
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// An APIOps extract of an Azure API Management instance (apis/, products/, named values/ ...),
+    /// as one change; every file it read or could not model is listed.
+    Apiops {
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -111,6 +147,11 @@ pub enum CtlCommand {
         /// IP address or CIDR prefix, exactly as blocked.
         target: String,
     },
+    /// Management API tokens: create (the secret is shown once), list, delete.
+    Token {
+        #[command(subcommand)]
+        command: management::verbs::TokenCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,6 +182,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 CtlCommand::Xdp { command: XdpCommand::Status { json } } => ctl::xdp::status(&data_dir, json)?,
                 CtlCommand::Block { target, duration } => ctl::xdp::block(&data_dir, &target, duration.as_deref())?,
                 CtlCommand::Unblock { target } => ctl::xdp::unblock(&data_dir, &target)?,
+                CtlCommand::Token { command } => management::verbs::token(&data_dir, command)?,
             };
             Ok(print_line(output)?)
         }
@@ -164,9 +206,21 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             let data_dir = DataDir::new(data_dir::resolve(data_dir.as_deref())?);
             Ok(print_line(management::cli::apply(&data_dir, &dir, dry_run, json)?)?)
         }
-        Command::Export { dir, json, data_dir } => {
+        Command::Export { dir, format, json, data_dir } => {
             let data_dir = DataDir::new(data_dir::resolve(data_dir.as_deref())?);
-            Ok(print_line(management::cli::export(&data_dir, &dir, json)?)?)
+            Ok(print_line(management::cli::export(&data_dir, &dir, &format, json)?)?)
+        }
+        Command::Api { data_dir, command } => {
+            let data_dir = DataDir::new(data_dir::resolve(data_dir.as_deref())?);
+            Ok(print_line(management::verbs::api(&data_dir, command)?)?)
+        }
+        Command::Subscription { data_dir, command } => {
+            let data_dir = DataDir::new(data_dir::resolve(data_dir.as_deref())?);
+            Ok(print_line(management::verbs::subscription(&data_dir, command)?)?)
+        }
+        Command::Import { data_dir, command: ImportCommand::Apiops { dir, json } } => {
+            let data_dir = DataDir::new(data_dir::resolve(data_dir.as_deref())?);
+            Ok(print_line(management::verbs::import_apiops(&data_dir, &dir, json)?)?)
         }
     }
 }

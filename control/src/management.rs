@@ -9,7 +9,9 @@ use portcullis_management::store::{Actor, Origin, Write};
 use tokio::sync::{mpsc, oneshot};
 
 pub mod cli;
+pub mod client;
 pub mod listener;
+pub mod verbs;
 
 use crate::config::resources::Declared;
 use crate::config::{self, Diagnostics, NamedValues};

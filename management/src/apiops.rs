@@ -106,9 +106,36 @@ pub enum ApiOpsError {
     TooManyFiles,
 }
 
-/// Reads the APIOps extract in `dir`.
+/// Reads the APIOps extract in `dir`. Extracts hold no secrets: a subscription without keys gets
+/// two generated ones (as APIM does for a subscription created without them).
 pub fn import(dir: &Path) -> Result<ApiOpsImport, ApiOpsError> {
-    read::import(dir)
+    let mut import = read::import(dir)?;
+    for write in &mut import.writes {
+        let Write::Put { path, properties, .. } = write else { continue };
+        if path.kind() != crate::resource::Kind::Subscription {
+            continue;
+        }
+        let Some(object) = properties.as_object_mut() else { continue };
+        let mut generated = false;
+        for name in ["primaryKey", "secondaryKey"] {
+            if object.get(name).and_then(serde_json::Value::as_str).is_none_or(str::is_empty) {
+                let key = crate::tokens::subscription_key().map_err(|error| ApiOpsError::File {
+                    file: path.to_string(),
+                    message: format!("cannot generate a key: {error}"),
+                })?;
+                object.insert(name.to_owned(), serde_json::Value::String(key));
+                generated = true;
+            }
+        }
+        if generated {
+            import.report.push(ReportLine {
+                file: format!("subscriptions/{}", path.name()),
+                kind: ReportKind::Imported,
+                message: "the extract holds no keys: new ones were generated (portcullis subscription keys ID)".into(),
+            });
+        }
+    }
+    Ok(import)
 }
 
 /// Writes `state`'s resources into `dir` in the APIOps layout (creating it); returns a line per

@@ -20,7 +20,7 @@ pub use api::{
     VersionSetProperties, VersioningScheme,
 };
 pub use identity::{GroupProperties, GroupType, UserProperties, UserState};
-pub(crate) use product::relative_to_service;
+pub use product::relative_to_service;
 pub use product::{ProductProperties, ProductState, SubscriptionProperties, SubscriptionState};
 
 /// The policy formats the store accepts (`xml-link` and `rawxml-link` would fetch a URL: not offered).

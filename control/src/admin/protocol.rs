@@ -28,6 +28,8 @@ pub enum Request {
     },
     /// Lift the block on exactly `prefix`.
     Unblock { prefix: String },
+    /// Import an APIOps extract into the management store, as one change (`portcullis import apiops`).
+    ImportApiops { dir: String },
     /// Apply a config directory to the management store (`portcullis apply`).
     Apply {
         dir: String,

@@ -145,10 +145,52 @@ pub async fn respond(line: &[u8], context: &AdminContext) -> Response {
             apply(context, config_dir, false).await
         }
         Ok(Request::Apply { dir, dry_run }) => apply(context, PathBuf::from(dir), dry_run).await,
+        Ok(Request::ImportApiops { dir }) => import_apiops(context, PathBuf::from(dir)).await,
         Ok(request @ (Request::XdpStatus | Request::Block { .. } | Request::Unblock { .. })) => {
             super::xdp::forward(&context.data_dir, request).await
         }
         Err(error) => Response::failure(error.to_string()),
+    }
+}
+
+/// Imports the APIOps extract `dir` as one change of the store; answers with its report.
+async fn import_apiops(context: &AdminContext, dir: PathBuf) -> Response {
+    let service = Arc::clone(&context.management.service);
+    let imported = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
+        let import = portcullis_management::apiops::import(&dir).map_err(|error| error.to_string())?;
+        let mut report: Vec<String> = import.report.iter().map(ToString::to_string).collect();
+        let actor = portcullis_management::store::Actor {
+            name: "import".to_owned(),
+            action: format!("import apiops {}", dir.display()),
+        };
+        let mut service = service.blocking_lock();
+        let authority = portcullis_management::service::Authority::Store;
+        let change = service.write(import.writes, &[], authority, &actor).map_err(|error| write_error(&error))?;
+        report.push(format!("{} resources written in change {}", change.writes.len(), change.id));
+        Ok(report)
+    })
+    .await;
+    match imported {
+        Ok(Ok(report)) => Response { ok: true, plan: Some(serde_json::json!(report)), ..Response::default() },
+        Ok(Err(error)) => Response::failure(error),
+        Err(error) => Response::failure(format!("the import task failed: {error}")),
+    }
+}
+
+/// A refused write with every problem on its own line.
+fn write_error(error: &portcullis_management::service::WriteError) -> String {
+    match error {
+        portcullis_management::service::WriteError::Invalid(problems) => {
+            let lines: Vec<String> = problems
+                .iter()
+                .map(|p| match (p.line, p.column) {
+                    (Some(line), Some(column)) => format!("error: {} ({}:{line}:{column})", p.message, p.target),
+                    _ => format!("error: {} ({})", p.message, p.target),
+                })
+                .collect();
+            format!("the import would not compile; nothing was changed:\n{}", lines.join("\n"))
+        }
+        other => other.to_string(),
     }
 }
 

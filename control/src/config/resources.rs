@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use portcullis_management::model::relative_to_service;
 use portcullis_management::resource::{Kind, ResourcePath};
 use portcullis_management::service::State;
 use portcullis_management::store::Resource;
@@ -676,8 +677,16 @@ fn subscription_text(properties: &Map<String, Value>) -> String {
     let mut rest = properties.clone();
     let state = rest.remove("state").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_else(|| "submitted".into());
     let mut specials = vec![("state", toml::Value::from(state))];
-    let owner =
-        rest.get("ownerId").and_then(Value::as_str).and_then(|id| id.strip_prefix(USERS_PREFIX)).map(str::to_owned);
+    // APIM (and APIOps extracts) write full ARM ids; a directory names resources relative to the service.
+    if let Some(scope) = rest.get("scope").and_then(Value::as_str).map(|scope| relative_to_service(scope).to_owned()) {
+        rest.insert("scope".into(), Value::String(scope));
+    }
+    let owner = rest
+        .get("ownerId")
+        .and_then(Value::as_str)
+        .map(relative_to_service)
+        .and_then(|id| id.strip_prefix(USERS_PREFIX))
+        .map(str::to_owned);
     if let Some(owner) = owner {
         rest.remove("ownerId");
         specials.push(("owner", owner.into()));

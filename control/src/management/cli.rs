@@ -44,7 +44,10 @@ fn apply_offline(data_dir: &DataDir, dir: &Path, dry_run: bool) -> anyhow::Resul
 
 /// `export`: writes the store's resources as a config directory `apply` accepts unchanged.
 /// `dir` must not exist or be empty (nothing is overwritten).
-pub fn export(data_dir: &DataDir, dir: &Path, json: bool) -> anyhow::Result<String> {
+pub fn export(data_dir: &DataDir, dir: &Path, format: &str, json: bool) -> anyhow::Result<String> {
+    if !matches!(format, "dir" | "apiops") {
+        anyhow::bail!("unknown export format {format:?}: use dir (a config directory) or apiops (an APIOps extract)");
+    }
     let store_path = data_dir.root().join(STORE_FILE);
     if !store_path.is_file() {
         anyhow::bail!("no management store at {} (start the gateway once, or pass --data-dir)", store_path.display());
@@ -54,6 +57,14 @@ pub fn export(data_dir: &DataDir, dir: &Path, json: bool) -> anyhow::Result<Stri
     }
     let store = portcullis_management::store::open(&store_path)?;
     let (service, _) = Service::open(Box::new(store), Box::new(ReadOnly))?;
+    if format == "apiops" {
+        let report = portcullis_management::apiops::export(service.state(), dir)?;
+        let lines: Vec<String> = report.iter().map(ToString::to_string).collect();
+        if json {
+            return Ok(serde_json::to_string_pretty(&lines)?);
+        }
+        return Ok(format!("{}\nexported an APIOps extract into {}", lines.join("\n"), dir.display()));
+    }
     let files = resources::files(service.state());
     for (file, rendered) in &files {
         let path = dir.join(file);

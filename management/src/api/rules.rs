@@ -12,7 +12,6 @@ use crate::service::State;
 use crate::store::Resource;
 
 /// Random bytes of a generated subscription key (APIM's keys are 32 hex digits, as quickstart's).
-const KEY_BYTES: usize = 16;
 /// Ids of the built-in user and groups (they cannot be deleted).
 pub(crate) const BUILT_IN_USER: &str = "/users/1";
 
@@ -51,9 +50,7 @@ pub(crate) fn prepare(
 
 /// A fresh subscription key: 32 lowercase hex digits.
 pub(crate) fn random_key() -> Result<String, ApiError> {
-    let mut bytes = [0u8; KEY_BYTES];
-    getrandom::fill(&mut bytes).map_err(|error| ApiError::internal(&error))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    crate::tokens::subscription_key().map_err(|error| ApiError::internal(&error))
 }
 
 /// A child needs its parent, a link its target, a revision its API.

@@ -129,7 +129,7 @@ impl SubscriptionState {
 }
 
 /// The part of an ARM id after `/providers/Microsoft.ApiManagement/service/{name}`, or `id`.
-pub(crate) fn relative_to_service(id: &str) -> &str {
+pub fn relative_to_service(id: &str) -> &str {
     const SERVICE: &str = "/providers/Microsoft.ApiManagement/service/";
     match id.find(SERVICE) {
         Some(at) => {
