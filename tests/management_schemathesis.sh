@@ -2,9 +2,11 @@
 # Fuzzes the management API against its own OpenAPI document with schemathesis: every operation,
 # every check (zero 5xx, zero responses that violate the document).
 #
-# By default it builds and starts management/examples/management_api.rs on loopback (in-memory
-# store, a compiler that accepts everything, a fresh read-write token). To fuzz a running
-# `portcullis up` instead, set MANAGEMENT_URL (http://127.0.0.1:PORT) and MANAGEMENT_TOKEN.
+# By default it builds and starts a real `portcullis up` on loopback (a fresh data directory, the
+# quickstart config, the real compiler and SQLite store) and uses the CLI token `up` writes.
+# MANAGEMENT_TARGET=example runs management/examples/management_api.rs instead (in-memory store,
+# a compiler that accepts everything). To fuzz another running gateway, set MANAGEMENT_URL
+# (http://127.0.0.1:PORT) and MANAGEMENT_TOKEN.
 #
 # Env: SCHEMATHESIS_MAX_EXAMPLES (default 30 per operation), SCHEMATHESIS_SEED (default a fixed
 # seed, so CI is reproducible; set it to `random` to explore).
@@ -23,9 +25,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [[ -z "${MANAGEMENT_URL:-}" ]]; then
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+if [[ -z "${MANAGEMENT_URL:-}" && "${MANAGEMENT_TARGET:-gateway}" == gateway ]]; then
+    cargo build --quiet --bin portcullis --bin portcullis-dataplane
+    "$target_dir/debug/portcullis" up --data-dir "$workdir/data" --listen 127.0.0.1:0 \
+        --listen-management 127.0.0.1:0 --workers 1 >"$workdir/server.log" 2>&1 &
+    server_pid=$!
+    for _ in $(seq 1 300); do
+        [[ -s "$workdir/data/run/management.json" ]] && grep -q 'management API on' "$workdir/server.log" && break
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    [[ -s "$workdir/data/run/management.json" ]] || { echo "portcullis up did not start:"; cat "$workdir/server.log"; exit 1; }
+    MANAGEMENT_URL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$workdir/data/run/management.json")
+    MANAGEMENT_TOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"])' "$workdir/data/run/management.json")
+elif [[ -z "${MANAGEMENT_URL:-}" ]]; then
     cargo build --quiet -p portcullis-management --example management_api
-    target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
     "$target_dir/debug/examples/management_api" 127.0.0.1:0 "$workdir/token" >"$workdir/server.log" 2>&1 &
     server_pid=$!
     for _ in $(seq 1 100); do
