@@ -123,6 +123,16 @@ fn management(c: &mut Criterion) {
         compile_state(service.state(), dir, &values, [1, 2], &mut StoreCache::default()).expect("the store compiles");
     let bytes = snapshot::encode(1, &config).expect("encode");
     println!("snapshot at 1,000 APIs x 10 operations, 100,000 subscriptions: {} bytes", bytes.len());
+    // For measuring a data plane that serves it: it starts from a last-good snapshot file.
+    if let Some(path) = std::env::var_os("PORTCULLIS_SNAPSHOT_OUT") {
+        std::fs::write(&path, &bytes).expect("write the snapshot");
+    }
+    // What holding the decoded config costs a process (the data plane holds one, two during a swap).
+    let before = resident_kib();
+    let decoded = snapshot::decode(&bytes).expect("decode");
+    let after = resident_kib();
+    println!("decoded config resident: {} KiB (VmRSS {before} -> {after} KiB)", after.saturating_sub(before));
+    drop(decoded);
     let mut group = c.benchmark_group("management_1k_apis_10k_ops_100k_subs");
     group.sample_size(10);
     group.bench_function("compile_store", |b| {
@@ -138,6 +148,16 @@ fn management(c: &mut Criterion) {
         new_subscription,
     );
     incremental(c, "management_1k_apis_10k_ops_100k_subs/compile_after_changed_policy", &mut service, changed_policy);
+}
+
+/// VmRSS of this process, KiB (Linux).
+fn resident_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 criterion_group!(benches, management);

@@ -29,6 +29,8 @@ mod definition;
 mod envelope;
 mod error;
 mod filter;
+
+pub use filter::Filter;
 mod item;
 mod list;
 mod openapi;

@@ -25,6 +25,7 @@ pub(crate) const TARGETS: [&str; 10] = [
     "admin_request",
     "jwt",
     "openapi_import",
+    "management_filter",
 ];
 /// Seconds each target runs when `--seconds` is not given.
 const SECONDS_DEFAULT: u64 = 60;

@@ -44,9 +44,10 @@ pub(crate) const FILTER_FIELDS: &[&str] = &[
     "action",
 ];
 
-/// A parsed filter.
+/// A parsed OData `$filter` (`eq`, `ne`, `contains()`, `startswith()`, `endswith()`, `and`, `or`,
+/// `not`); public for its fuzz target.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Filter {
+pub enum Filter {
     And(Box<Filter>, Box<Filter>),
     Or(Box<Filter>, Box<Filter>),
     Not(Box<Filter>),
@@ -59,7 +60,7 @@ pub(crate) enum Filter {
 
 impl Filter {
     /// Parses `text`; the error says what was expected where.
-    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, String> {
         if text.len() > FILTER_BYTES_MAX {
             return Err(format!("$filter is longer than {FILTER_BYTES_MAX} bytes"));
         }
@@ -73,7 +74,7 @@ impl Filter {
     }
 
     /// Whether `item` (an envelope, or a flat item such as a revision) passes.
-    pub(crate) fn accepts(&self, item: &Value) -> bool {
+    pub fn accepts(&self, item: &Value) -> bool {
         match self {
             Filter::And(a, b) => a.accepts(item) && b.accepts(item),
             Filter::Or(a, b) => a.accepts(item) || b.accepts(item),
