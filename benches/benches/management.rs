@@ -3,6 +3,7 @@
 //! the snapshot's encode and decode, and its size (printed once).
 //!
 //! `cargo bench -p portcullis-benches --bench management`
+#![allow(clippy::expect_used, reason = "benchmark fixtures are built from constants; a failure is a bug in the bench")]
 
 use std::hint::black_box;
 use std::path::Path;

@@ -129,6 +129,16 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// Bytes of a generated subscription key (32 hex digits, as the quickstart's).
+pub const SUBSCRIPTION_KEY_BYTES: usize = 16;
+
+/// A fresh subscription key: 32 random hex digits.
+pub fn subscription_key() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; SUBSCRIPTION_KEY_BYTES];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,14 +183,4 @@ mod tests {
         let mut store = SqliteStore::in_memory().unwrap();
         assert!(matches!(create(&mut store, "a b", None, false), Err(TokenError::BadName(_))));
     }
-}
-
-/// Bytes of a generated subscription key (32 hex digits, as the quickstart's).
-pub const SUBSCRIPTION_KEY_BYTES: usize = 16;
-
-/// A fresh subscription key: 32 random hex digits.
-pub fn subscription_key() -> Result<String, getrandom::Error> {
-    let mut bytes = [0u8; SUBSCRIPTION_KEY_BYTES];
-    getrandom::fill(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
