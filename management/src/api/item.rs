@@ -101,8 +101,34 @@ fn put(service: &mut Service, request: &Request, path: &ResourcePath) -> Result<
     let properties = rules::prepare(service.state(), path, existing.as_ref(), properties)?;
     let expected = if_match(request, path, false)?;
     let mut writes = super::release::promotion(service.state(), path, &properties);
+    let (properties, copied) = revision_copy(service, path, existing.is_none(), properties)?;
+    writes.extend(copied);
     writes.push(crate::service::put(path.clone(), properties));
     write(service, request, path, writes, expected, existing.is_none())
+}
+
+/// A new revision with `sourceApiId` starts as a copy of the current revision (its operations,
+/// policies and schemas), as APIM makes revisions; the request's properties win over the copy's.
+fn revision_copy(
+    service: &Service,
+    path: &ResourcePath,
+    creating: bool,
+    properties: Value,
+) -> Result<(Value, Vec<Write>), ApiError> {
+    let revision = path.api().and_then(|(api, revision)| Some((api, revision?)));
+    let (Some((api, number)), true, true) = (revision, creating, properties.get("sourceApiId").is_some()) else {
+        return Ok((properties, Vec::new()));
+    };
+    let description = properties.get("apiRevisionDescription").and_then(Value::as_str);
+    let mut copy = crate::revisions::create(service.state(), api, number, description)
+        .map_err(|error| ApiError::validation("sourceApiId", error.to_string()))?;
+    let mut merged = match copy.first() {
+        Some(Write::Put { path: first, properties: copied, .. }) if first == path => copied.clone(),
+        _ => return Ok((properties, copy)),
+    };
+    copy.remove(0);
+    rules::merge(&mut merged, properties);
+    Ok((merged, copy))
 }
 
 fn patch(service: &mut Service, request: &Request, path: &ResourcePath) -> Result<Response, ApiError> {

@@ -411,3 +411,23 @@ fn the_document_lists_every_route_and_only_those() {
         assert!(schemas.contains_key(name), "dangling $ref {name}");
     }
 }
+
+#[tokio::test]
+async fn a_revision_made_from_its_source_starts_as_a_copy() {
+    let h = Harness::new();
+    let operation =
+        |name: &str| Some(json!({"properties": {"displayName": name, "method": "GET", "urlTemplate": "/"}}));
+    h.call("PUT", "/apis/echo", api("echo")).await;
+    h.call("PUT", "/apis/echo/operations/get", operation("get")).await;
+    let revision =
+        json!({"properties": {"path": "echo", "sourceApiId": "/apis/echo", "apiRevisionDescription": "try"}});
+    let made = h.call("PUT", "/apis/echo;rev=3", Some(revision)).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    assert_eq!(
+        (&made.body["properties"]["apiRevision"], &made.body["properties"]["serviceUrl"]),
+        (&json!("3"), &json!("http://backend"))
+    );
+    assert_eq!(h.call("GET", "/apis/echo;rev=3/operations", None).await.body["value"][0]["name"], "get");
+    let again = json!({"properties": {"path": "echo", "sourceApiId": "/apis/missing"}});
+    assert_eq!(h.call("PUT", "/apis/other;rev=2", Some(again)).await.status, StatusCode::NOT_FOUND, "no API to copy");
+}
