@@ -52,12 +52,21 @@ fn committed(writes: Vec<Write>) -> Service {
     service
 }
 
+/// The puts of an import, without the subscription keys it generates (fresh each time: extracts
+/// carry none).
 fn puts(import: &ApiOpsImport) -> Vec<(String, Value)> {
     import
         .writes
         .iter()
         .map(|write| match write {
-            Write::Put { path, properties, .. } => (path.to_string(), properties.clone()),
+            Write::Put { path, properties, .. } => {
+                let mut properties = properties.clone();
+                if let Some(object) = properties.as_object_mut() {
+                    object.remove("primaryKey");
+                    object.remove("secondaryKey");
+                }
+                (path.to_string(), properties)
+            }
             Write::Delete { path } => panic!("an import deletes nothing: {path}"),
         })
         .collect()
@@ -282,4 +291,25 @@ fn an_export_into_a_file_fails_with_the_path() {
     let service = committed(super::import(&fixture()).unwrap().writes);
     let error = super::export(service.state(), &dir.0.join("taken")).unwrap_err();
     assert!(matches!(error, ApiOpsError::Io { ref path, .. } if path.contains("taken")), "{error}");
+}
+
+#[test]
+fn subscriptions_without_keys_get_generated_ones() {
+    let import = super::import(&fixture()).unwrap();
+    let keys: Vec<(&str, &str)> = import
+        .writes
+        .iter()
+        .filter_map(|write| match write {
+            Write::Put { path, properties, .. } if path.kind() == crate::resource::Kind::Subscription => {
+                Some((properties["primaryKey"].as_str()?, properties["secondaryKey"].as_str()?))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(!keys.is_empty());
+    for (primary, secondary) in keys {
+        assert_eq!((primary.len(), secondary.len()), (32, 32));
+        assert_ne!(primary, secondary);
+    }
+    assert!(import.report.iter().any(|line| line.message.contains("new ones were generated")));
 }
