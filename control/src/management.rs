@@ -173,7 +173,12 @@ pub enum ApplyError {
 pub fn apply(service: &mut Service, dir: &Path, provided: &NamedValues, dry_run: bool) -> Result<Plan, ApplyError> {
     let (_, declared) = config::load_declared(dir, provided).map_err(ApplyError::Invalid)?;
     let (plan, writes) = plan(service.state(), &declared);
-    if dry_run || writes.is_empty() {
+    if dry_run {
+        return Ok(plan);
+    }
+    if writes.is_empty() {
+        // No resource changed, but gateway-wide settings (gateway.toml, certificates) may have.
+        service.republish()?;
         return Ok(plan);
     }
     let actor = Actor { name: "apply".to_owned(), action: format!("apply {}", dir.display()) };

@@ -225,6 +225,14 @@ impl Service {
         Ok(change)
     }
 
+    /// Compiles and publishes the current state again, for what changed outside the store (the
+    /// gateway-wide settings a reload reads from the config directory).
+    pub fn republish(&mut self) -> Result<(), WriteError> {
+        let compiled = self.compiler.compile(&self.state).map_err(WriteError::Invalid)?;
+        self.compiler.publish(compiled);
+        Ok(())
+    }
+
     fn check_preconditions(&self, expected: &[(String, String)]) -> Result<(), WriteError> {
         for (path, etag) in expected {
             let current = self.state.get(path).map(Resource::etag);

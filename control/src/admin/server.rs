@@ -214,11 +214,13 @@ async fn apply(context: &AdminContext, dir: PathBuf, dry_run: bool) -> Response 
         Err(error) => return Response::failure(format!("the apply task failed: {error}")),
     };
     let plan_json = serde_json::to_value(&plan).ok();
-    if dry_run || plan.is_empty() {
+    if dry_run {
         let generation = context.publisher.view().generation;
         return Response { plan: plan_json, ..Response::reloaded(generation) };
     }
-    tracing::info!("applied: {}", plan.lines().join("; "));
+    if !plan.is_empty() {
+        tracing::info!("applied: {}", plan.lines().join("; "));
+    }
     // Everything the compiler handed on before this point is published once the barrier answers.
     let (done, published) = oneshot::channel();
     if context.management.forward.send(Forward::Barrier(done)).is_err() || published.await.is_err() {
