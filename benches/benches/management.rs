@@ -14,7 +14,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use portcullis_contract::snapshot;
 use portcullis_control::config::{NamedValues, StoreCache, compile_state};
 use portcullis_management::resource::ResourcePath;
-use portcullis_management::service::{Authority, Compiled, Compiler, Problem, Service, State, put};
+use portcullis_management::service::{AcceptAll, Authority, Service, put};
 use portcullis_management::store::{Actor, SqliteStore};
 use serde_json::json;
 
@@ -25,15 +25,6 @@ const APIS: usize = 1_000;
 const OPERATIONS_PER_API: usize = 10;
 const SUBSCRIPTIONS: usize = 100_000;
 
-struct Accept;
-
-impl Compiler for Accept {
-    fn compile(&mut self, _: &State) -> Result<Compiled, Vec<Problem>> {
-        Ok(Box::new(()))
-    }
-    fn publish(&mut self, _: Compiled) {}
-}
-
 fn path(text: &str) -> ResourcePath {
     ResourcePath::parse(text).expect("a valid path")
 }
@@ -41,7 +32,7 @@ fn path(text: &str) -> ResourcePath {
 /// The store of the target scale.
 pub fn store() -> Service {
     let store = SqliteStore::in_memory().expect("an in-memory store");
-    let (mut service, _) = Service::open(Box::new(store), Box::new(Accept)).expect("open");
+    let (mut service, _) = Service::open(Box::new(store), Box::new(AcceptAll)).expect("open");
     let mut writes = Vec::new();
     for api in 0..APIS {
         writes.push(put(

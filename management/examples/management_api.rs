@@ -7,19 +7,8 @@
 use std::sync::Arc;
 
 use portcullis_management::api::{ApiSettings, router};
-use portcullis_management::service::{Compiled, Compiler, Problem, Service, State};
+use portcullis_management::service::{AcceptAll, Service};
 use portcullis_management::store::SqliteStore;
-
-/// Accepts every state (the real compiler lives in control).
-struct AcceptAll;
-
-impl Compiler for AcceptAll {
-    fn compile(&mut self, state: &State) -> Result<Compiled, Vec<Problem>> {
-        Ok(Box::new(state.len()))
-    }
-
-    fn publish(&mut self, _compiled: Compiled) {}
-}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {

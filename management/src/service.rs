@@ -21,6 +21,19 @@ pub trait Compiler: Send {
     fn publish(&mut self, compiled: Compiled);
 }
 
+/// A compiler that accepts every state and publishes nothing: for reading a store (`portcullis
+/// export`), for benches, and for tests of what sits above the compiler.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AcceptAll;
+
+impl Compiler for AcceptAll {
+    fn compile(&mut self, _state: &State) -> Result<Compiled, Vec<Problem>> {
+        Ok(Box::new(()))
+    }
+
+    fn publish(&mut self, _compiled: Compiled) {}
+}
+
 /// What a [`Compiler`] made of a state, handed back to it to publish.
 pub type Compiled = Box<dyn std::any::Any + Send>;
 

@@ -6,19 +6,9 @@
 use std::sync::Arc;
 
 use portcullis_management::api::{ApiSettings, router};
-use portcullis_management::service::{Compiled, Compiler, Problem, Service, State};
+use portcullis_management::service::{AcceptAll, Service};
 use portcullis_management::store::SqliteStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct AcceptAll;
-
-impl Compiler for AcceptAll {
-    fn compile(&mut self, _state: &State) -> Result<Compiled, Vec<Problem>> {
-        Ok(Box::new(()))
-    }
-
-    fn publish(&mut self, _compiled: Compiled) {}
-}
 
 /// Sends the request line and headers `head`, then `body`, on a fresh connection and returns the
 /// whole response.

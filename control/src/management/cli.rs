@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use portcullis_contract::layout::DataDir;
-use portcullis_management::service::{Compiled, Compiler, Problem, Service, State};
+use portcullis_management::service::{AcceptAll, Service};
 
 use super::{Plan, STORE_FILE, StoreCompiler};
 use crate::admin::Request;
@@ -56,7 +56,7 @@ pub fn export(data_dir: &DataDir, dir: &Path, format: &str, json: bool) -> anyho
         anyhow::bail!("{} is not empty: export into a new directory", dir.display());
     }
     let store = portcullis_management::store::open(&store_path)?;
-    let (service, _) = Service::open(Box::new(store), Box::new(ReadOnly))?;
+    let (service, _) = Service::open(Box::new(store), Box::new(AcceptAll))?;
     if format == "apiops" {
         let report = portcullis_management::apiops::export(service.state(), dir)?;
         let lines: Vec<String> = report.iter().map(ToString::to_string).collect();
@@ -78,17 +78,6 @@ pub fn export(data_dir: &DataDir, dir: &Path, format: &str, json: bool) -> anyho
         return Ok(serde_json::to_string_pretty(&serde_json::json!({"directory": dir, "files": written}))?);
     }
     Ok(format!("exported {} resources into {} files under {}", service.state().len(), files.len(), dir.display()))
-}
-
-/// Reading the store needs no compile.
-struct ReadOnly;
-
-impl Compiler for ReadOnly {
-    fn compile(&mut self, _: &State) -> Result<Compiled, Vec<Problem>> {
-        Ok(Box::new(()))
-    }
-
-    fn publish(&mut self, _: Compiled) {}
 }
 
 /// A plan as the admin socket sends it.

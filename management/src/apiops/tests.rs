@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::service::{Authority, Compiled, Compiler, Problem, Service, State};
+use crate::service::{AcceptAll, Authority, Service};
 use crate::store::{Actor, SqliteStore};
 
 fn fixture() -> PathBuf {
@@ -34,19 +34,9 @@ impl Drop for TempDir {
     }
 }
 
-struct Accept;
-
-impl Compiler for Accept {
-    fn compile(&mut self, _state: &State) -> Result<Compiled, Vec<Problem>> {
-        Ok(Box::new(()))
-    }
-
-    fn publish(&mut self, _compiled: Compiled) {}
-}
-
 /// The writes committed to a real (in-memory SQLite) store: its foreign keys check the order.
 fn committed(writes: Vec<Write>) -> Service {
-    let mut service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(Accept)).unwrap().0;
+    let mut service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(AcceptAll)).unwrap().0;
     let actor = Actor { name: "test".into(), action: "apiops import".into() };
     service.write(writes, &[], Authority::Store, &actor).unwrap_or_else(|error| panic!("{error}"));
     service

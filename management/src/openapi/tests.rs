@@ -3,7 +3,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::model::OperationProperties;
 use crate::resource::ResourcePath;
-use crate::service::{Authority, Compiled, Compiler, Problem, Service, State, put};
+use crate::service::{AcceptAll, Authority, Service, State, put};
 use crate::store::{Actor, SqliteStore, Write};
 
 const PETSTORE_2: &str = include_str!("../../tests/fixtures/openapi/petstore-2.0.json");
@@ -415,19 +415,8 @@ fn template_parameters(template: &str) -> Vec<crate::model::ParameterContract> {
         .collect()
 }
 
-/// A compiler that accepts everything (the re-import writes are what is tested).
-struct Accept;
-
-impl Compiler for Accept {
-    fn compile(&mut self, _state: &State) -> Result<Compiled, Vec<Problem>> {
-        Ok(Box::new(()))
-    }
-
-    fn publish(&mut self, _compiled: Compiled) {}
-}
-
 fn service_with(writes: Vec<Write>) -> Service {
-    let mut service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(Accept)).unwrap().0;
+    let mut service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(AcceptAll)).unwrap().0;
     let actor = Actor { name: "test".into(), action: "test".into() };
     service.write(writes, &[], Authority::Store, &actor).unwrap();
     service

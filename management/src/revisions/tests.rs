@@ -1,17 +1,8 @@
 use serde_json::json;
 
 use super::*;
-use crate::service::{Authority, Compiled, Compiler, Problem, Service, put};
+use crate::service::{AcceptAll, Authority, Service, put};
 use crate::store::{Actor, SqliteStore};
-
-struct Accept;
-
-impl Compiler for Accept {
-    fn compile(&mut self, _: &State) -> Result<Compiled, Vec<Problem>> {
-        Ok(Box::new(()))
-    }
-    fn publish(&mut self, _: Compiled) {}
-}
 
 fn actor() -> Actor {
     Actor { name: "test".into(), action: "test".into() }
@@ -22,7 +13,7 @@ fn path(text: &str) -> ResourcePath {
 }
 
 fn service() -> Service {
-    let mut service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(Accept)).unwrap().0;
+    let mut service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(AcceptAll)).unwrap().0;
     let writes = vec![
         put(path("/apis/a"), json!({"path": "a", "serviceUrl": "http://one"})),
         put(path("/apis/a/operations/get"), json!({"method": "GET", "urlTemplate": "/"})),

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use portcullis_management::service::{Authority, Compiled, Compiler, Problem, Service};
+use portcullis_management::service::{AcceptAll, Authority, Service};
 use portcullis_management::store::{Actor, Origin, SqliteStore, Write};
 use serde_json::json;
 
@@ -101,21 +101,12 @@ impl Drop for TempDir {
     }
 }
 
-struct Accept;
-
-impl Compiler for Accept {
-    fn compile(&mut self, _: &State) -> Result<Compiled, Vec<Problem>> {
-        Ok(Box::new(()))
-    }
-    fn publish(&mut self, _: Compiled) {}
-}
-
 fn actor() -> Actor {
     Actor { name: "test".into(), action: "test".into() }
 }
 
 fn store_of(declared: &[Declared]) -> Service {
-    let mut service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(Accept)).unwrap().0;
+    let mut service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(AcceptAll)).unwrap().0;
     let writes = declared
         .iter()
         .map(|d| Write::Put {
@@ -182,7 +173,7 @@ fn an_exported_directory_declares_the_same_resources() {
 #[test]
 fn apim_properties_without_a_key_survive_the_directory() {
     let dir = TempDir::new("apim");
-    let mut service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(Accept)).unwrap().0;
+    let mut service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(AcceptAll)).unwrap().0;
     let api = json!({"displayName": "A", "path": "a", "serviceUrl": "http://127.0.0.1:1", "description": "Shown in the portal",
                      "contact": {"name": "Team", "email": "team@example.com"}, "subscriptionRequired": true});
     let writes = vec![Write::Put {
