@@ -47,6 +47,10 @@ pub enum ToControl {
     /// Tokens named a `kid` that no key of these `<openid-config url>`s answers to (a key
     /// rotation): control re-fetches them, at most once per 5 minutes each.
     UnknownKid { urls: Vec<String> },
+    /// A [`crate::telemetry::Batch`] is attached as a sealed memfd (postcard); control answers
+    /// [`ToDataPlane::TelemetryAck`] once it has committed it. Sent again after a reconnect until
+    /// acknowledged.
+    Telemetry { sequence: u64 },
 }
 
 /// Control → data plane.
@@ -55,6 +59,10 @@ pub enum ToControl {
 pub enum ToDataPlane {
     /// A sealed memfd holding this generation is attached.
     Snapshot { generation: u64 },
+    /// Control has committed every telemetry batch up to and including `sequence`.
+    TelemetryAck { sequence: u64 },
+    /// Reopen the access-log file (`ctl logs reopen`, after logrotate moved it).
+    ReopenLogs,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -27,6 +27,7 @@ pub mod program;
 pub mod shutdown;
 pub mod snapshot;
 pub mod stats;
+pub mod telemetry;
 pub mod tls;
 pub mod upstreams;
 pub mod xdp;

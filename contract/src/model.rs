@@ -52,6 +52,8 @@ pub struct Config {
     pub groups: Vec<Group>,
     /// Version sets (`version-sets/<id>.toml`), referenced by [`Api::version_set`].
     pub version_sets: Vec<VersionSet>,
+    /// `[access-log]`, `[metrics]`, `[tracing]` and `[analytics]` (docs/observability.md).
+    pub observability: crate::telemetry::ObservabilitySettings,
 }
 
 /// A version set: the versions of one API, each an [`Api`] of its own, told apart by one scheme.
@@ -661,6 +663,7 @@ impl Config {
             users: Vec::new(),
             groups: Vec::new(),
             version_sets: Vec::new(),
+            observability: crate::telemetry::ObservabilitySettings::default(),
         }
     }
 

@@ -13,7 +13,7 @@ use memmap2::MmapMut;
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"PRTCLSTA");
 /// Bumped on any change to [`StatsHeader`] or [`WorkerSlot`].
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Bound on workers: far beyond any core count we run on, small enough to keep the region tiny.
 pub const WORKERS_MAX: usize = 1024;
 
@@ -86,6 +86,8 @@ pub struct WorkerSlot {
     pub cache_stores: AtomicU64,
     /// External cache (Redis) operations that failed or timed out; each was a miss.
     pub cache_external_errors: AtomicU64,
+    /// Access-log records dropped because this worker's queue to the writer was full.
+    pub log_records_dropped: AtomicU64,
 }
 
 const _: () = assert!(size_of::<StatsHeader>() == 128);
@@ -126,6 +128,7 @@ impl WorkerSlot {
             cache_misses: self.cache_misses.load(Ordering::Relaxed),
             cache_stores: self.cache_stores.load(Ordering::Relaxed),
             cache_external_errors: self.cache_external_errors.load(Ordering::Relaxed),
+            log_records_dropped: self.log_records_dropped.load(Ordering::Relaxed),
         }
     }
 }
@@ -154,6 +157,9 @@ pub struct WorkerCounters {
     pub cache_stores: u64,
     #[serde(default)]
     pub cache_external_errors: u64,
+    /// Access-log records dropped (older data planes: 0).
+    #[serde(default)]
+    pub log_records_dropped: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -13,6 +13,7 @@ mod compile;
 mod diagnostics;
 mod files;
 pub mod load;
+mod observability;
 pub mod policies;
 pub mod provided;
 pub mod resources;

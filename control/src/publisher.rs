@@ -235,6 +235,10 @@ impl Publisher {
                 tracing::info!("data plane applied generation {generation}");
                 state.applied_generation = state.applied_generation.max(generation);
             }
+            ToControl::Telemetry { sequence } => {
+                // Not consumed yet (issue 15 in progress): left unacknowledged.
+                tracing::debug!("telemetry batch {sequence} ignored");
+            }
             ToControl::UnknownKid { urls } => {
                 tracing::info!("the data plane saw tokens with an unknown kid for {}", urls.join(", "));
                 self.openid.report_misses(&urls);

@@ -111,7 +111,11 @@ impl ChannelTask {
                 Err(error) => return Err(error),
             };
             let (message, fd) = received;
-            let ToDataPlane::Snapshot { generation } = message;
+            let generation = match message {
+                ToDataPlane::Snapshot { generation } => generation,
+                // Telemetry is not sent yet (issue 15 in progress): nothing to acknowledge or reopen.
+                ToDataPlane::TelemetryAck { .. } | ToDataPlane::ReopenLogs => continue,
+            };
             let reply = match self.apply(generation, fd) {
                 Ok(()) => ToControl::Applied { generation },
                 Err(reason) => {

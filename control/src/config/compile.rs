@@ -47,6 +47,7 @@ pub(crate) fn compile(
         .as_ref()
         .map(|item| super::cache::compile(&item.file.cache, &item.source, diagnostics))
         .unwrap_or_default();
+    let observability = parsed.gateway.as_ref().map(|item| observability(&item.file, &item.source, diagnostics));
     let values = named_values(parsed.named_values.as_ref(), provided, diagnostics);
     let backends = super::backends::compile(&parsed, &values, dir, diagnostics);
     let version_sets = versions::compile_sets(&parsed, diagnostics);
@@ -104,12 +105,28 @@ pub(crate) fn compile(
         users: directory.users,
         groups: directory.groups,
         version_sets: version_sets.sets,
+        observability: observability.unwrap_or_default(),
     };
     if let Err(error) = config.validate() {
         diagnostics.push(Diagnostic::at_path(dir, format!("the compiled config is inconsistent: {error}")));
         return None;
     }
     Some(config)
+}
+
+/// `[access-log]`, `[metrics]`, `[tracing]` and `[analytics]`.
+fn observability(
+    file: &super::files::GatewayFile,
+    source: &SourceFile,
+    diagnostics: &mut Diagnostics,
+) -> portcullis_contract::telemetry::ObservabilitySettings {
+    let tables = super::observability::Tables {
+        access_log: &file.access_log,
+        metrics: &file.metrics,
+        tracing: file.tracing.as_ref(),
+        analytics: &file.analytics,
+    };
+    super::observability::compile(tables, source, diagnostics)
 }
 
 /// `[jwt]` as the snapshot carries it (the OpenID keys are added by the publisher).

@@ -23,6 +23,13 @@ pub(crate) struct GatewayFile {
     pub(crate) cache: super::cache::CacheTable,
     #[serde(default)]
     pub(crate) jwt: JwtTable,
+    #[serde(default)]
+    pub(crate) access_log: super::observability::AccessLogTable,
+    #[serde(default)]
+    pub(crate) metrics: super::observability::MetricsTable,
+    pub(crate) tracing: Option<super::observability::TracingTable>,
+    #[serde(default)]
+    pub(crate) analytics: super::observability::AnalyticsTable,
 }
 
 /// Entra's public cloud: where `validate-azure-ad-token` finds a tenant's keys by default.

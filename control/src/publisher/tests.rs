@@ -24,7 +24,7 @@ fn hello(generation: u64) -> ToControl {
 /// Receives one snapshot and returns its generation and decoded config.
 fn receive(connection: &OwnedFd) -> (u64, Config) {
     let (message, fd) = channel::recv::<ToDataPlane>(connection).unwrap().unwrap();
-    let ToDataPlane::Snapshot { generation } = message;
+    let ToDataPlane::Snapshot { generation } = message else { panic!("expected a snapshot, got {message:?}") };
     let (header, config, _) = snapshot::read_sealed_memfd(fd.unwrap()).unwrap();
     assert_eq!(header.generation, generation);
     (generation, config)

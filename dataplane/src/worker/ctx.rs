@@ -32,6 +32,7 @@ static DETACHED_SLOT: WorkerSlot = WorkerSlot {
     cache_misses: AtomicU64::new(0),
     cache_stores: AtomicU64::new(0),
     cache_external_errors: AtomicU64::new(0),
+    log_records_dropped: AtomicU64::new(0),
 };
 
 /// A worker's own state, shared by its connections (on its thread only).
