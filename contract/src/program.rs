@@ -33,6 +33,8 @@ pub const LOCALS_MAX: u16 = 256;
 pub const STEPS_MAX: u32 = 1_000_000;
 /// Values one `set-header` / `set-query-parameter` / `check-header` may list.
 pub const VALUES_PER_POLICY_MAX: u16 = 64;
+/// Dimensions one `emit-metric` may have (APIM's limit, from Azure Monitor's dimension keys).
+pub const EMIT_METRIC_DIMENSIONS_MAX: usize = 10;
 /// `retry count` upper bound, as APIM documents (1–50).
 pub const RETRY_COUNT_MAX: u32 = 50;
 
@@ -917,6 +919,15 @@ pub enum Op {
         source: u32,
         severity: Severity,
     },
+    /// `emit-metric`: pops `dimensions` dimension values (the last on top), then the value (a
+    /// number); adds it to the custom metric `consts[namespace]`/`consts[name]` with the
+    /// dimension names `consts[names_first..names_first + dimensions]`.
+    EmitMetric {
+        name: u32,
+        namespace: u32,
+        names_first: u32,
+        dimensions: u8,
+    },
     /// Starts a new response for `return-response` (status 200, no headers, empty body).
     BeginResponse,
     /// Starts `return-response` from the response stored in variable `consts[name]`.
@@ -1041,6 +1052,7 @@ impl Op {
             Op::SetBody { .. } | Op::Trace { .. } | Op::LimitConcurrencyEnter { .. } => (1, 0),
             Op::SetStatus { .. } | Op::FindAndReplace { .. } | Op::CheckHeader { .. } => (2, 0),
             Op::AuthenticationBasic => (2, 0),
+            Op::EmitMetric { dimensions, .. } => (1 + u16::from(dimensions), 0),
             Op::ValidateClientCertificate(_) => (0, 0),
             Op::AuthenticationCertificate { .. } => (1, 0),
             Op::ValidateJwt { token_on_stack, .. } => (u16::from(token_on_stack), 0),
@@ -1222,6 +1234,16 @@ fn check_operands(program: &Program, at: usize, op: &Op) -> Result<(), VerifyErr
         | Op::BeginResponseFrom { name }
         | Op::Trace { source: name, .. }
         | Op::RewriteUriConst { template: name, .. } => string_const(name)?,
+        Op::EmitMetric { name, namespace, names_first, dimensions } => {
+            string_const(name)?;
+            string_const(namespace)?;
+            if usize::from(dimensions) > EMIT_METRIC_DIMENSIONS_MAX {
+                return Err(VerifyError::Operand { at, what: "too many emit-metric dimensions" });
+            }
+            for index in names_first..names_first.saturating_add(u32::from(dimensions)) {
+                string_const(index)?;
+            }
+        }
         Op::RequestHeader { name, default } => {
             string_const(name)?;
             if let Some(index) = default {

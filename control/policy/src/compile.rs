@@ -10,6 +10,7 @@ mod cache;
 mod certificates;
 mod jwt;
 mod limits;
+mod metrics;
 mod policies;
 
 use std::ops::Range;

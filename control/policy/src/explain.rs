@@ -99,6 +99,9 @@ pub fn render_program(section: Section, program: &Program, secrets: &[String]) -
                 None => format!("cors #{i}?"),
             },
             Op::Trace { source, severity } => format!("trace {} {severity:?}", constant(source)),
+            Op::EmitMetric { name, namespace, dimensions, .. } => {
+                format!("emit-metric {}/{} ({dimensions} dimensions)", constant(namespace), constant(name))
+            }
             Op::MockResponse { status, content_type, .. } => {
                 format!("mock-response {status} {}", constant(content_type))
             }

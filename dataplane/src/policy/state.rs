@@ -24,6 +24,9 @@ pub const EDIT_VALUES_MAX: usize = 4096;
 pub const VARIABLES_MAX: usize = 1024;
 /// Trace entries per request (more are dropped, counted in [`RequestState::traces_dropped`]).
 pub const TRACES_MAX: usize = 256;
+/// `emit-metric` values one request may emit (more are dropped, counted in
+/// [`RequestState::metrics_dropped`]).
+pub const METRICS_MAX: usize = 64;
 /// `limit-concurrency` blocks one request may be inside at once (nesting depth).
 pub const CONCURRENCY_NESTING_MAX: usize = 16;
 
@@ -247,6 +250,16 @@ pub struct TraceEntry {
     pub message: StoredText,
 }
 
+/// One value an `emit-metric` emitted: its namespace, name and dimension names are constants of
+/// the program; the dimension values were computed.
+#[derive(Debug, Clone)]
+pub struct EmittedMetric {
+    pub namespace: LitRef,
+    pub name: LitRef,
+    pub dimensions: smallvec::SmallVec<[(LitRef, StoredText); 4]>,
+    pub value: f64,
+}
+
 /// A program stopped at `forward-request` or a retry wait.
 #[derive(Debug)]
 pub(crate) struct Suspension {
@@ -304,6 +317,8 @@ pub struct RequestState {
     pub(crate) guards: Vec<ConcurrencyGuard>,
     pub(crate) traces: Vec<TraceEntry>,
     pub(crate) traces_dropped: u32,
+    pub(crate) metrics: Vec<EmittedMetric>,
+    pub(crate) metrics_dropped: u32,
     pub(crate) suspended: Option<Suspension>,
     /// `cache-store` ran: store the response, if the rules let it in.
     pub(crate) cache_store: Option<crate::policy::StoreMark>,
@@ -347,6 +362,8 @@ impl RequestState {
         self.guards.clear();
         self.traces.clear();
         self.traces_dropped = 0;
+        self.metrics.clear();
+        self.metrics_dropped = 0;
         self.suspended = None;
         self.cache_store = None;
         self.limits_pending.clear();
@@ -458,6 +475,15 @@ impl RequestState {
 
     pub fn traces_dropped(&self) -> u32 {
         self.traces_dropped
+    }
+
+    /// `emit-metric` values, in order, for the worker's telemetry.
+    pub fn metrics(&self) -> &[EmittedMetric] {
+        &self.metrics
+    }
+
+    pub fn metrics_dropped(&self) -> u32 {
+        self.metrics_dropped
     }
 
     /// `set-backend-service base-url` chose another backend.

@@ -38,7 +38,6 @@ const UNSUPPORTED: &[&str] = &[
     "send-request",
     "send-one-way-request",
     "log-to-eventhub",
-    "emit-metric",
     "send-service-bus-message",
     "validate-content",
     "validate-parameters",
@@ -66,6 +65,7 @@ const UNSUPPORTED: &[&str] = &[
 pub(super) fn kind(name: &str) -> Kind {
     let sections: &'static [Section] = match name {
         "choose" | "set-variable" | "retry" | "return-response" | "limit-concurrency" | "trace" => ALL,
+        "emit-metric" => ALL,
         "set-header" | "set-body" | "set-status" | "find-and-replace" | "set-method" => ALL,
         "mock-response" => &[I, O, E],
         "set-query-parameter" => &[I, B],
@@ -118,6 +118,7 @@ pub(super) fn attributes(name: &str) -> &'static [&'static str] {
         }
         "authentication-certificate" => &["thumbprint", "certificate-id", "body", "password"],
         "trace" => &["source", "severity"],
+        "emit-metric" => &["name", "namespace", "value"],
         "return-response" => &["response-variable-name"],
         "mock-response" => &["status-code", "content-type", "index"],
         "retry" => &["condition", "count", "interval", "max-interval", "delta", "first-fast-retry"],
@@ -180,6 +181,7 @@ pub(super) fn compile(c: &mut SectionCompiler<'_>, element: &Element, place: &Pl
         "limit-concurrency" => limit_concurrency(c, element, place),
         "rate-limit" | "rate-limit-by-key" | "quota" | "quota-by-key" => super::limits::limit(c, element, place),
         "trace" => trace(c, element, place),
+        "emit-metric" => super::metrics::emit_metric(c, element, place),
         "check-header" => access::check_header(c, element, place),
         "ip-filter" => access::ip_filter(c, element, place),
         "cors" => access::cors(c, element, place),

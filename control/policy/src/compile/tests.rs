@@ -131,6 +131,66 @@ fn unsupported_and_unknown_policies_are_errors_with_positions() {
 }
 
 #[test]
+fn emit_metric_compiles_default_and_computed_dimensions() {
+    let compiled = compile(
+        r#"<policies><inbound>
+  <emit-metric name="Request" value="1" namespace="shop">
+    <dimension name="API ID" />
+    <dimension name="Client IP" value="@(context.Request.IpAddress)" />
+  </emit-metric>
+  <emit-metric name="Calls" />
+</inbound></policies>"#,
+    );
+    assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
+    let inbound = compiled.programs[0].as_ref().unwrap();
+    let emits: Vec<(u32, u32, Vec<String>)> = inbound
+        .ops
+        .iter()
+        .filter_map(|op| match *op {
+            Op::EmitMetric { name, namespace, names_first, dimensions } => {
+                let names: Vec<String> =
+                    (0..u32::from(dimensions)).map(|n| inbound_string(inbound, names_first + n)).collect();
+                Some((name, namespace, names))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(emits.len(), 2);
+    assert_eq!(emits[0].2, ["API ID", "Client IP"]);
+    assert_eq!(
+        (inbound_string(inbound, emits[0].0), inbound_string(inbound, emits[0].1)),
+        ("Request".into(), "shop".into())
+    );
+    assert_eq!(inbound_string(inbound, emits[1].1), "API Management");
+    assert!(emits[1].2.is_empty());
+
+    for (text, expected) in [
+        (r#"<emit-metric value="1" />"#, "needs name="),
+        (r#"<emit-metric name="x" value="many" />"#, "value must be a number"),
+        (r#"<emit-metric name="x"><dimension name="Color" /></emit-metric>"#, "needs a value (only API ID"),
+        (r#"<emit-metric name="x"><dimension name="@(&quot;a&quot;)" value="1" /></emit-metric>"#, "fixed names"),
+        (r#"<emit-metric name="x"><value>1</value></emit-metric>"#, "holds <dimension>"),
+    ] {
+        let error = first_error(&format!("<policies><inbound>{text}</inbound></policies>"));
+        assert!(error.contains(expected), "{text}: {error}");
+        assert!(error.contains("api/policy.xml:1:"), "{error}");
+    }
+    let eleven: String = (0..11).map(|n| format!(r#"<dimension name="d{n}" value="v" />"#)).collect();
+    let error = first_error(&format!(
+        r#"<policies><inbound><emit-metric name="x">{eleven}</emit-metric></inbound></policies>"#
+    ));
+    assert!(error.contains("at most 10"), "{error}");
+}
+
+/// The string constant at `index` (any constant that is not a string: empty).
+fn inbound_string(program: &Program, index: u32) -> String {
+    match &program.consts.get(index as usize) {
+        Some(portcullis_contract::program::Const::Str(text)) => text.clone(),
+        _ => String::new(),
+    }
+}
+
+#[test]
 fn skip_unsupported_turns_errors_into_warnings() {
     let options = Options { skip_unsupported: true, allow_unknown_references: false };
     let compiled = compile_with(

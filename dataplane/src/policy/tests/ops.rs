@@ -502,6 +502,37 @@ fn traces_are_collected() {
 }
 
 #[test]
+fn emitted_metrics_keep_their_value_and_dimensions() {
+    let ops = vec![
+        Op::Const(2),
+        Op::Const(3),
+        Op::Int(7),
+        Op::EmitMetric { name: 0, namespace: 1, names_first: 4, dimensions: 2 },
+    ];
+    let consts = vec![s("Requests"), s("shop"), s("2.5"), s("eu-west"), s("Region"), s("Tier")];
+    let fixture = Fixture::new(GET, vec![program(ops, consts)]);
+    let mut state = RequestState::new();
+    assert_eq!(fixture.run(&mut state), Exit::Continue);
+    let [metric] = state.metrics() else { panic!("one metric: {:?}", state.metrics()) };
+    assert_eq!(metric.value, 2.5);
+    assert_eq!(fixture.programs.literal(metric.namespace), "shop");
+    assert_eq!(fixture.programs.literal(metric.name), "Requests");
+    let dimensions: Vec<(&str, String)> = metric
+        .dimensions
+        .iter()
+        .map(|(name, value)| (fixture.programs.literal(*name), value.resolve(&fixture.programs).to_string()))
+        .collect();
+    assert_eq!(dimensions, [("Region", "eu-west".to_owned()), ("Tier", "7".to_owned())]);
+
+    // A value that is not a number fails the expression, as APIM's double conversion does.
+    let ops = vec![Op::Const(1), Op::EmitMetric { name: 0, namespace: 0, names_first: 0, dimensions: 0 }];
+    let fixture = Fixture::new(GET, vec![program(ops, vec![s("Requests"), s("lots")])]);
+    let mut state = RequestState::new();
+    assert!(matches!(fixture.run(&mut state), Exit::Error(_)), "a non-number fails");
+    assert!(state.metrics().is_empty());
+}
+
+#[test]
 fn a_lone_forward_request_is_recognised() {
     let plain = LoadedProgram::load(0, Program::forward_only()).expect("loads");
     assert_eq!(plain.plain_forward().map(|forward| forward.timeout_ms), Some(300_000));

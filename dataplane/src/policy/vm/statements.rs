@@ -14,8 +14,8 @@ use crate::http::url::{self, Coding, Target};
 use crate::policy::cache_call::{CacheCall, CachedValue, DownstreamCaching, ResponseLookup, StoreMark};
 use crate::policy::error::Fault;
 use crate::policy::state::{
-    BackendOverride, BodyEdit, BuiltResponse, CONCURRENCY_NESTING_MAX, CorsMark, EditTarget, StoredBody, StoredText,
-    TRACES_MAX, TraceEntry,
+    BackendOverride, BodyEdit, BuiltResponse, CONCURRENCY_NESTING_MAX, CorsMark, EditTarget, EmittedMetric,
+    METRICS_MAX, StoredBody, StoredText, TRACES_MAX, TraceEntry,
 };
 use crate::policy::value::{Message, Text, Value};
 use crate::policy::vm::members::wire_text;
@@ -149,6 +149,9 @@ impl<'r, 'a> Machine<'r, 'a> {
                     self.state.traces_dropped += 1;
                 }
                 Ok(Flow::Next)
+            }
+            Op::EmitMetric { name, namespace, names_first, dimensions } => {
+                self.emit_metric(name, namespace, names_first, dimensions)
             }
             Op::BeginResponse => {
                 self.begin_response(200);
@@ -333,6 +336,47 @@ impl<'r, 'a> Machine<'r, 'a> {
             Value::Null => Err(Fault::eval(format!("Expression evaluation failed. {policy}: value cannot be null."))),
             other => other.to_text(),
         }
+    }
+
+    /// `emit-metric`: pops the dimension values and the value and keeps them for the worker's
+    /// telemetry (bounded per request: past [`METRICS_MAX`] values are dropped and counted).
+    fn emit_metric(&mut self, name: u32, namespace: u32, names_first: u32, dimensions: u8) -> Result<Flow, Fault> {
+        let mut values = smallvec::SmallVec::<[StoredText; 4]>::new();
+        for _ in 0..dimensions {
+            let text = match self.pop()? {
+                Value::Null => Text::from(String::new()),
+                other => other.to_text()?,
+            };
+            values.push(StoredText::keep(&text));
+        }
+        values.reverse();
+        let value = match self.pop()? {
+            Value::Int(n) => n as f64,
+            Value::Double(x) => x,
+            Value::Str(text) => text.as_str().trim().parse::<f64>().map_err(|_| {
+                Fault::eval(format!(
+                    "Expression evaluation failed. emit-metric: value {:?} is not a number.",
+                    text.as_str()
+                ))
+            })?,
+            _ => return Err(Fault::eval("Expression evaluation failed. emit-metric: value is not a number.")),
+        };
+        if self.state.metrics.len() >= METRICS_MAX {
+            self.state.metrics_dropped += 1;
+            return Ok(Flow::Next);
+        }
+        let mut dimensions_named = smallvec::SmallVec::new();
+        for (offset, value) in values.into_iter().enumerate() {
+            dimensions_named.push((self.literal(names_first + offset as u32)?, value));
+        }
+        let metric = EmittedMetric {
+            namespace: self.literal(namespace)?,
+            name: self.literal(name)?,
+            dimensions: dimensions_named,
+            value,
+        };
+        self.state.metrics.push(metric);
+        Ok(Flow::Next)
     }
 
     /// Pops a bool an attribute evaluated to.
