@@ -16,6 +16,7 @@ mod report;
 mod run;
 mod sample;
 mod scenario;
+mod sink;
 mod stats;
 mod tools;
 
@@ -51,7 +52,7 @@ const USAGE: &str =
   --rounds N    interleaved rounds (default 3, at least 3 for a result that goes into the docs)
   --seconds S   length of one measurement (default 8)
   --scenarios A,B  only these (proxy-5b, proxy-1k, fixed-load, reject-401, tls-keepalive,
-                tls-handshake, idle, idle-tls, busy-1k, busy-8k, cache-hit, policy-set, jwt, jwt-nocache); docs not written
+                tls-handshake, idle, idle-tls, busy-1k, busy-8k, cache-hit, policy-set, jwt, jwt-nocache, observed); docs not written
   --io MODE     Portcullis data plane I/O backend (default auto: io_uring where the kernel allows it)
   --no-docs     do not rewrite the bench section of docs/benchmarks.md
   --no-install  do not apt-get install missing peers (their rows are skipped)";

@@ -97,6 +97,8 @@ pub(crate) struct Environment {
     pub(crate) key: PathBuf,
     pub(crate) cert_and_key: PathBuf,
     pub(crate) origin_ports: Vec<u16>,
+    /// Where Portcullis exports spans in the `observed` scenario.
+    pub(crate) span_sink: SocketAddr,
 }
 
 /// A started gateway.
@@ -157,18 +159,31 @@ pub(crate) fn start_origin(env: &Environment) -> Result<Proc> {
     Ok(process)
 }
 
+/// How a scenario configures the gateway.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Variant {
+    /// Portcullis remembers verified tokens (off for the `jwt-nocache` scenario).
+    pub(crate) token_cache: bool,
+    /// An access log to a file (nginx's default format; Portcullis's JSON records), and for
+    /// Portcullis spans of 1% of the requests exported to a sink on loopback (the `observed`
+    /// scenario; its metrics are always on).
+    pub(crate) observed: bool,
+}
+
+/// Share of requests traced in the `observed` scenario.
+pub(crate) const OBSERVED_SAMPLING: f64 = 0.01;
+
 /// Starts `peer` with one worker pinned to cpu1, on fresh ports, proxying to the origin's `origin` port.
-/// `token_cache`: Portcullis remembers verified tokens (off for the `jwt-nocache` scenario).
-pub(crate) fn start(env: &Environment, peer: Peer, origin: u16, token_cache: bool) -> Result<Running> {
+pub(crate) fn start(env: &Environment, peer: Peer, origin: u16, variant: Variant) -> Result<Running> {
     // Both bound at once: two ports picked one after the other can be the same one.
     let pair = [std::net::TcpListener::bind("127.0.0.1:0")?, std::net::TcpListener::bind("127.0.0.1:0")?];
     let (http, tls) = (pair[0].local_addr()?, pair[1].local_addr()?);
     drop(pair);
     match peer {
-        Peer::Portcullis => start_portcullis(env, http, tls, origin, token_cache),
+        Peer::Portcullis => start_portcullis(env, http, tls, origin, variant),
         Peer::Nginx => {
             let path = env.dir.join("gateway-nginx.conf");
-            std::fs::write(&path, nginx_gateway_config(env, http, tls, origin))?;
+            std::fs::write(&path, nginx_gateway_config(env, http, tls, origin, variant.observed))?;
             let mut command = nginx_command(env, &path, "gateway");
             let mut process = procs::spawn("nginx", &mut command, procs::GATEWAY_CPU)?;
             wait_listening(http, || exited(&mut process, &env.dir.join("gateway.err")))?;
@@ -195,12 +210,15 @@ fn start_portcullis(
     http: SocketAddr,
     tls: SocketAddr,
     origin: u16,
-    token_cache: bool,
+    variant: Variant,
 ) -> Result<Running> {
     let config = env.dir.join("portcullis-config");
     let _ = std::fs::remove_dir_all(&config);
     write_portcullis_config(env, &config, origin)?;
-    write_portcullis_jwt(&config, token_cache)?;
+    write_portcullis_jwt(&config, variant.token_cache)?;
+    if variant.observed {
+        write_portcullis_observed(&config, env.span_sink)?;
+    }
     let data = env.dir.join("portcullis-data");
     let _ = std::fs::remove_dir_all(&data);
     let stdout_path = env.dir.join("portcullis.out");
@@ -331,6 +349,19 @@ fn write_portcullis_jwt(dir: &Path, token_cache: bool) -> Result<()> {
     Ok(())
 }
 
+/// `[access-log]` to a file in the data directory and `[tracing]` at [`OBSERVED_SAMPLING`] to the
+/// span sink.
+fn write_portcullis_observed(dir: &Path, sink: SocketAddr) -> Result<()> {
+    let gateway_toml = dir.join("gateway.toml");
+    let mut text = std::fs::read_to_string(&gateway_toml).unwrap_or_default();
+    text.push_str(&format!(
+        "\n[access-log]\ndestination = \"file\"\npath = \"access.log\"\n\
+         \n[tracing]\nendpoint = \"http://{sink}/v1/traces\"\nsampling-ratio = {OBSERVED_SAMPLING}\n"
+    ));
+    std::fs::write(gateway_toml, text)?;
+    Ok(())
+}
+
 /// The main context shared by both nginx configurations: one process (no master), one worker.
 fn nginx_main(dir: &Path, name: &str) -> String {
     format!(
@@ -354,11 +385,12 @@ fn nginx_command(env: &Environment, config: &Path, name: &str) -> Command {
     command
 }
 
-fn nginx_gateway_config(env: &Environment, http: SocketAddr, tls: SocketAddr, origin: u16) -> String {
+fn nginx_gateway_config(env: &Environment, http: SocketAddr, tls: SocketAddr, origin: u16, logged: bool) -> String {
     let mut config = nginx_main(&env.dir, "gateway");
+    let access_log = if logged { format!("{}/nginx-access.log", env.dir.display()) } else { "off".to_owned() };
     let _ = write!(
         config,
-        "http {{\n  access_log off;\n  keepalive_requests 1000000;\n  keepalive_timeout 300s;\n  \
+        "http {{\n  access_log {access_log};\n  keepalive_requests 1000000;\n  keepalive_timeout 300s;\n  \
          proxy_cache_path {dir}/nginx-cache keys_zone=hits:10m;\n  \
          upstream origin {{ server 127.0.0.1:{origin}; keepalive {UPSTREAM_KEEPALIVE}; keepalive_requests 1000000; }}\n  \
          map $http_ocp_apim_subscription_key $subscription {{ default \"\"; \"{POLICY_KEY}\" bench; }}\n  \

@@ -63,6 +63,7 @@ impl Setup {
             key,
             cert_and_key,
             origin_ports: peers::free_ports(peers::ORIGIN_PORTS)?,
+            span_sink: crate::sink::start()?,
         };
         let origin = peers::start_origin(&env)?;
         let mut peers = vec![Peer::Portcullis, Peer::Nginx];
@@ -104,7 +105,11 @@ pub(crate) fn all(options: &Options, setup: &Setup) -> Result<Results> {
         } else if peer == Peer::Nginx && scenario.jwt() {
             Some("n/a (open-source nginx does not verify JWTs)")
         } else if !scenario.runs_on(peer) {
-            Some("n/a (compared with nginx proxy_cache)")
+            Some(if scenario == Scenario::Observed {
+                "n/a (compared with nginx's access log; HAProxy logs to syslog only)"
+            } else {
+                "n/a (compared with nginx proxy_cache)"
+            })
         } else {
             None
         };

@@ -44,7 +44,7 @@ pub(crate) fn measure_sample(
     round: usize,
     discarded: &mut usize,
 ) -> Result<Sample> {
-    let gateway = peers::start(&setup.env, peer, origin, scenario != Scenario::JwtNoCache)?;
+    let gateway = peers::start(&setup.env, peer, origin, scenario.variant())?;
     check_responses(&gateway, peer)?;
     if scenario.jwt() {
         check_jwt(&gateway, peer)?;

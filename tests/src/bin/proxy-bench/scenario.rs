@@ -35,10 +35,11 @@ pub(crate) enum Scenario {
     PolicySet,
     Jwt,
     JwtNoCache,
+    Observed,
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Scenario; 14] = [
+    pub(crate) const ALL: [Scenario; 15] = [
         Scenario::Idle,
         Scenario::IdleTls,
         Scenario::Proxy5B,
@@ -53,6 +54,7 @@ impl Scenario {
         Scenario::PolicySet,
         Scenario::Jwt,
         Scenario::JwtNoCache,
+        Scenario::Observed,
     ];
 
     /// The name `--scenarios` takes.
@@ -72,6 +74,7 @@ impl Scenario {
             Scenario::PolicySet => "policy-set",
             Scenario::Jwt => "jwt",
             Scenario::JwtNoCache => "jwt-nocache",
+            Scenario::Observed => "observed",
         }
     }
 
@@ -91,6 +94,7 @@ impl Scenario {
             Scenario::PolicySet => "policy set (key, rate limit, quota, 3 headers), 5 B, 64 conns",
             Scenario::Jwt => "JWT RS256+ES256 verified, 400 tokens reused, 64 conns",
             Scenario::JwtNoCache => "JWT as jwt, Portcullis without its verified-token cache",
+            Scenario::Observed => "proxy-5b with access log to a file (+ Portcullis: metrics, traces at 1%)",
         }
     }
 
@@ -98,9 +102,15 @@ impl Scenario {
         matches!(self, Scenario::TlsKeepAlive | Scenario::TlsHandshake | Scenario::IdleTls)
     }
 
-    /// Whether `peer` runs it: the cache hit is measured against nginx's `proxy_cache` only.
+    /// Whether `peer` runs it: the cache hit is measured against nginx's `proxy_cache` only, the
+    /// access log against nginx's (HAProxy logs through syslog only).
     pub(crate) fn runs_on(self, peer: crate::peers::Peer) -> bool {
-        !(self == Scenario::CacheHit && peer == crate::peers::Peer::Haproxy)
+        !(matches!(self, Scenario::CacheHit | Scenario::Observed) && peer == crate::peers::Peer::Haproxy)
+    }
+
+    /// How the gateway is configured for it.
+    pub(crate) fn variant(self) -> crate::peers::Variant {
+        crate::peers::Variant { token_cache: self != Scenario::JwtNoCache, observed: self == Scenario::Observed }
     }
 
     /// Whether it validates JWTs (nginx, open source, cannot: it sits these out).
@@ -127,7 +137,7 @@ impl Scenario {
         };
         Some(match self {
             Scenario::Idle | Scenario::IdleTls => return None,
-            Scenario::Proxy5B => spec(&http, peers::SMALL_PATH, CONNECTIONS),
+            Scenario::Proxy5B | Scenario::Observed => spec(&http, peers::SMALL_PATH, CONNECTIONS),
             Scenario::Proxy1K => spec(&http, peers::LARGE_PATH, CONNECTIONS),
             Scenario::FixedLoad => LoadSpec { rate: Some(FIXED_RATE), ..spec(&http, peers::SMALL_PATH, CONNECTIONS) },
             Scenario::Reject401 => spec(&http, peers::REJECT_PATH, CONNECTIONS),
