@@ -385,6 +385,39 @@ pub fn decode_histogram(bytes: &[u8]) -> Option<hdrhistogram::Histogram<u64>> {
     hdrhistogram::serialization::Deserializer::new().deserialize(&mut std::io::Cursor::new(bytes)).ok()
 }
 
+/// A batch memfd larger than this is refused (a batch is kilobytes to a few megabytes).
+pub const BATCH_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// Why a received batch was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("telemetry batch memfd: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("telemetry batch memfd is not sealed")]
+    Unsealed,
+    #[error("telemetry batch of {0} bytes is over {BATCH_BYTES_MAX}")]
+    TooLarge(u64),
+    #[error("telemetry batch does not decode: {0}")]
+    Decode(#[from] postcard::Error),
+}
+
+/// Reads and decodes a batch from its sealed memfd.
+pub fn read_batch_memfd(fd: impl std::os::fd::AsFd) -> Result<Batch, BatchError> {
+    use std::os::unix::fs::FileExt as _;
+    let seals = rustix::fs::fcntl_get_seals(&fd).map_err(std::io::Error::from)?;
+    if !seals.contains(crate::snapshot::REQUIRED_SEALS) {
+        return Err(BatchError::Unsealed);
+    }
+    let len = rustix::fs::fstat(&fd).map_err(std::io::Error::from)?.st_size as u64;
+    if len > BATCH_BYTES_MAX {
+        return Err(BatchError::TooLarge(len));
+    }
+    let file = std::fs::File::from(fd.as_fd().try_clone_to_owned()?);
+    let mut bytes = vec![0u8; len as usize];
+    file.read_exact_at(&mut bytes, 0)?;
+    Ok(decode_batch(&bytes)?)
+}
+
 /// Encodes a batch for its memfd.
 pub fn encode_batch(batch: &Batch) -> Result<Vec<u8>, postcard::Error> {
     postcard::to_allocvec(batch)
@@ -444,6 +477,13 @@ mod tests {
             ..Batch::default()
         };
         assert_eq!(decode_batch(&encode_batch(&batch).unwrap()).unwrap(), batch);
+    }
+
+    #[test]
+    fn a_batch_travels_in_a_sealed_memfd() {
+        let batch = Batch { sequence: 3, log_records_dropped: 2, ..Batch::default() };
+        let fd = crate::snapshot::sealed_memfd("test", &encode_batch(&batch).unwrap()).unwrap();
+        assert_eq!(read_batch_memfd(&fd).unwrap(), batch);
     }
 
     #[test]

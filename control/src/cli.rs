@@ -152,6 +152,22 @@ pub enum CtlCommand {
         #[command(subcommand)]
         command: management::verbs::TokenCommand,
     },
+    /// The access log.
+    Logs {
+        #[command(subcommand)]
+        command: LogsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// Reopen the access-log file (run it after logrotate moved the file; SIGUSR1 to the data
+    /// plane does the same).
+    Reopen {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,6 +199,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 CtlCommand::Block { target, duration } => ctl::xdp::block(&data_dir, &target, duration.as_deref())?,
                 CtlCommand::Unblock { target } => ctl::xdp::unblock(&data_dir, &target)?,
                 CtlCommand::Token { command } => management::verbs::token(&data_dir, command)?,
+                CtlCommand::Logs { command: LogsCommand::Reopen { json } } => ctl::reopen_logs(&data_dir, json)?,
             };
             Ok(print_line(output)?)
         }

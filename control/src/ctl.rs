@@ -69,6 +69,12 @@ pub fn reload(data_dir: &DataDir) -> Result<String, CtlError> {
     Ok(format!("reloaded: generation {generation} applied by the data plane"))
 }
 
+/// `ctl logs reopen`: the data plane reopens its access-log file.
+pub fn reopen_logs(data_dir: &DataDir, json: bool) -> Result<String, CtlError> {
+    succeeded(request(data_dir, &Request::ReopenLogs)?)?;
+    Ok(if json { serde_json::json!({ "reopened": true }).to_string() } else { "access log reopened".to_owned() })
+}
+
 pub(crate) fn succeeded(response: Response) -> Result<Response, CtlError> {
     if response.ok {
         Ok(response)

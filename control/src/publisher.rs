@@ -12,6 +12,7 @@ use portcullis_contract::channel::{self, ChannelError, ToControl, ToDataPlane};
 use portcullis_contract::key_index::KeyIndex;
 use portcullis_contract::model::Config;
 use portcullis_contract::snapshot::{self, SnapshotError};
+use portcullis_contract::telemetry::Batch;
 use serde::{Deserialize, Serialize};
 
 /// Pause after a failed accept, so a persistent failure does not spin the thread.
@@ -67,13 +68,26 @@ pub enum PublishError {
     KeyIndex(#[from] portcullis_contract::key_index::KeyIndexError),
 }
 
+/// What control does with each telemetry batch the data plane sends (fold it into the metrics
+/// and the analytics); `Err` leaves the batch unacknowledged, so the data plane sends it again.
+pub type TelemetryHandler = Box<dyn Fn(&Batch) -> Result<(), String> + Send + Sync>;
+
 /// The current snapshot and the data plane's view of it. Shared by the channel thread and the admin socket.
-#[derive(Debug)]
 pub struct Publisher {
     state: Mutex<State>,
     changed: Condvar,
     /// The OpenID keys every published config gets (`validate-jwt`'s `<openid-config>`).
     openid: Arc<crate::openid::Store>,
+    /// Set once by `up`; batches that arrive before are acknowledged unhandled.
+    telemetry: std::sync::OnceLock<TelemetryHandler>,
+    /// The last batch handled: (data-plane pid, sequence), so a batch sent again is not counted twice.
+    last_batch: Mutex<(u32, u64)>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").field("state", &self.state).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -111,7 +125,18 @@ impl Publisher {
             applied_generation: 0,
             rejection: None,
         };
-        Ok(Self { state: Mutex::new(state), changed: Condvar::new(), openid })
+        Ok(Self {
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+            openid,
+            telemetry: std::sync::OnceLock::new(),
+            last_batch: Mutex::new((0, 0)),
+        })
+    }
+
+    /// Sets what is done with each telemetry batch (once; later calls are ignored).
+    pub fn set_telemetry_handler(&self, handler: TelemetryHandler) {
+        let _ = self.telemetry.set(handler);
     }
 
     /// The OpenID key store the snapshots take their keys from.
@@ -191,6 +216,7 @@ impl Publisher {
     fn serve_connection(&self, connection: Arc<OwnedFd>) {
         loop {
             match channel::recv::<ToControl>(connection.as_fd()) {
+                Ok(Some((ToControl::Telemetry { sequence }, fd))) => self.receive_telemetry(sequence, fd, &connection),
                 Ok(Some((message, _))) => self.handle(message, &connection),
                 Ok(None) => break,
                 Err(error @ (ChannelError::Decode(_) | ChannelError::Truncated)) => {
@@ -235,10 +261,7 @@ impl Publisher {
                 tracing::info!("data plane applied generation {generation}");
                 state.applied_generation = state.applied_generation.max(generation);
             }
-            ToControl::Telemetry { sequence } => {
-                // Not consumed yet (issue 15 in progress): left unacknowledged.
-                tracing::debug!("telemetry batch {sequence} ignored");
-            }
+            ToControl::Telemetry { .. } => {} // handled by `receive_telemetry`, outside the state lock
             ToControl::UnknownKid { urls } => {
                 tracing::info!("the data plane saw tokens with an unknown kid for {}", urls.join(", "));
                 self.openid.report_misses(&urls);
@@ -252,6 +275,53 @@ impl Publisher {
         }
         drop(state);
         self.changed.notify_all();
+    }
+
+    /// One telemetry batch: decoded, handed to the handler unless it was handled before (sent
+    /// again after a lost acknowledgement), and acknowledged once handled. A batch that cannot be
+    /// read is acknowledged too (sending it again would fail again), and said so.
+    fn receive_telemetry(&self, sequence: u64, fd: Option<OwnedFd>, connection: &Arc<OwnedFd>) {
+        let batch = match fd.map(portcullis_contract::telemetry::read_batch_memfd) {
+            Some(Ok(batch)) => batch,
+            Some(Err(error)) => {
+                tracing::warn!("telemetry batch {sequence} cannot be read ({error}); its interval is lost");
+                return self.acknowledge(sequence, connection);
+            }
+            None => {
+                tracing::warn!("telemetry batch {sequence} came without its memfd; its interval is lost");
+                return self.acknowledge(sequence, connection);
+            }
+        };
+        let mut last = self.last_batch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let seen = last.0 == batch.data_plane_pid && batch.sequence <= last.1;
+        if !seen {
+            if let Some(handler) = self.telemetry.get() {
+                if let Err(error) = handler(&batch) {
+                    tracing::warn!(
+                        "telemetry batch {sequence} not recorded ({error}); the data plane will send it again"
+                    );
+                    return;
+                }
+            }
+            *last = (batch.data_plane_pid, batch.sequence);
+        }
+        drop(last);
+        self.acknowledge(sequence, connection);
+    }
+
+    fn acknowledge(&self, sequence: u64, connection: &Arc<OwnedFd>) {
+        if let Err(error) = channel::send(connection.as_fd(), &ToDataPlane::TelemetryAck { sequence }, None) {
+            tracing::warn!("cannot acknowledge telemetry batch {sequence}: {error}");
+        }
+    }
+
+    /// Asks the data plane to reopen its access log (`ctl logs reopen`). `false`: no data plane
+    /// is connected.
+    pub fn reopen_logs(&self) -> bool {
+        let state = self.lock();
+        let Some(connection) = state.connection.clone() else { return false };
+        drop(state);
+        channel::send(connection.as_fd(), &ToDataPlane::ReopenLogs, None).is_ok()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -26,6 +26,8 @@ pub const KEY_MISS_REPORT_INTERVAL_MS: u64 = 1_000;
 /// What the channel thread needs.
 #[derive(Debug)]
 pub struct ChannelTask {
+    /// The telemetry thread's outbox (batches for control) and access-log reopen flag.
+    pub telemetry: Arc<crate::telemetry::thread::Shared>,
     /// `snapshot.sock` in the data directory.
     pub socket: PathBuf,
     /// `snapshots/last-good.snap` in the data directory.
@@ -93,6 +95,8 @@ impl ChannelTask {
             generation: self.cell.generation(),
         };
         channel::send(socket, &hello, None)?;
+        // Batches control has not acknowledged go again on this connection.
+        self.telemetry.outbox.reconnected();
         // Wake up every second to pass on the workers' key-miss reports (validate-jwt).
         rustix::net::sockopt::set_socket_timeout(
             socket,
@@ -106,6 +110,7 @@ impl ChannelTask {
                 Ok(None) => return Ok(()),
                 Err(ChannelError::Io(error)) if error.kind() == std::io::ErrorKind::WouldBlock => {
                     self.report_key_misses(socket)?;
+                    self.send_telemetry(socket)?;
                     continue;
                 }
                 Err(error) => return Err(error),
@@ -113,8 +118,15 @@ impl ChannelTask {
             let (message, fd) = received;
             let generation = match message {
                 ToDataPlane::Snapshot { generation } => generation,
-                // Telemetry is not sent yet (issue 15 in progress): nothing to acknowledge or reopen.
-                ToDataPlane::TelemetryAck { .. } | ToDataPlane::ReopenLogs => continue,
+                ToDataPlane::TelemetryAck { sequence } => {
+                    self.telemetry.outbox.acknowledged(sequence);
+                    self.send_telemetry(socket)?;
+                    continue;
+                }
+                ToDataPlane::ReopenLogs => {
+                    self.telemetry.reopen.store(true, std::sync::atomic::Ordering::Relaxed);
+                    continue;
+                }
             };
             let reply = match self.apply(generation, fd) {
                 Ok(()) => ToControl::Applied { generation },
@@ -126,7 +138,24 @@ impl ChannelTask {
             channel::send(socket, &reply, None)?;
             // Snapshots arriving more often than the timeout must not starve the reports.
             self.report_key_misses(socket)?;
+            self.send_telemetry(socket)?;
         }
+    }
+
+    /// Sends control the telemetry batches not sent on this connection yet, each as a sealed
+    /// memfd; they stay in the outbox until control acknowledges them.
+    fn send_telemetry(&self, socket: &OwnedFd) -> Result<(), ChannelError> {
+        for (sequence, encoded) in self.telemetry.outbox.take_unsent() {
+            let fd = match snapshot::sealed_memfd("portcullis-telemetry", &encoded) {
+                Ok(fd) => fd,
+                Err(error) => {
+                    tracing::warn!(%error, sequence, "cannot seal a telemetry batch; it goes after the next reconnect");
+                    continue;
+                }
+            };
+            channel::send(socket, &ToControl::Telemetry { sequence }, Some(fd.as_fd()))?;
+        }
+        Ok(())
     }
 
     /// Tells control which OpenID URLs saw tokens with a `kid` no key answers to

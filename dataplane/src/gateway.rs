@@ -111,7 +111,9 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     crate::xdp::service::spawn(Arc::clone(&xdp), Arc::clone(&cell), data_dir.xdp_socket())
         .context("starting the XDP threads")?;
 
+    let telemetry = start_telemetry(&cell, &stats, options.workers, data_dir.root())?;
     channel::spawn(ChannelTask {
+        telemetry: Arc::clone(&telemetry),
         socket: data_dir.snapshot_socket(),
         last_good: data_dir.last_good_snapshot(),
         cell: Arc::clone(&cell),
@@ -126,7 +128,14 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         .context("starting the health-check thread")?;
 
     let drain = Arc::new(Drain::new());
-    let (workers, listener_handles) = spawn_workers(backend, listeners, tls_listeners, &cell, &stats, &drain, &xdp)?;
+    let shared = Shared {
+        cell,
+        stats: Arc::clone(&stats),
+        drain: Arc::clone(&drain),
+        xdp: Arc::clone(&xdp),
+        queues: Arc::clone(&telemetry.queues),
+    };
+    let (workers, listener_handles) = spawn_workers(backend, listeners, tls_listeners, &shared)?;
     let _ = signals.forever().next();
     drain_and_wait(&stats, &drain, listener_handles, workers, options.drain_timeout);
     // The last counts of a clean stop are kept too.
@@ -181,14 +190,45 @@ fn load_last_good(path: &Path, cell: &SnapshotCell, stats: &StatsRegion) {
 
 type Workers = (Vec<JoinHandle<()>>, Vec<OwnedFd>);
 
+/// Starts the telemetry thread (docs/observability.md), with per-worker record queues sized by
+/// the last-good snapshot's `[access-log] queue-records` (the default without one; a reload
+/// that changes it applies at the next start), and SIGUSR1 reopening the access log.
+fn start_telemetry(
+    cell: &Arc<SnapshotCell>,
+    stats: &Arc<StatsRegion>,
+    workers: usize,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<crate::telemetry::thread::Shared>> {
+    let records = cell.load().map_or(portcullis_contract::telemetry::ACCESS_LOG_QUEUE_RECORDS_DEFAULT, |snapshot| {
+        snapshot.config.observability.access_log.queue_records
+    });
+    let shared = Arc::new(crate::telemetry::thread::Shared::new(workers, records as usize));
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&shared.reopen))
+        .context("installing the SIGUSR1 handler (access-log reopen)")?;
+    crate::telemetry::thread::spawn(crate::telemetry::thread::TelemetryTask {
+        shared: Arc::clone(&shared),
+        cell: Arc::clone(cell),
+        stats: Arc::clone(stats),
+        data_dir: data_dir.to_path_buf(),
+    })
+    .context("starting the telemetry thread")?;
+    Ok(shared)
+}
+
+/// What every worker shares with the other threads.
+struct Shared {
+    cell: Arc<SnapshotCell>,
+    stats: Arc<StatsRegion>,
+    drain: Arc<Drain>,
+    xdp: Arc<XdpPlane>,
+    queues: Arc<crate::telemetry::Queues>,
+}
+
 fn spawn_workers(
     backend: IoBackend,
     listeners: Vec<std::net::TcpListener>,
     tls_listeners: Vec<std::net::TcpListener>,
-    cell: &Arc<SnapshotCell>,
-    stats: &Arc<StatsRegion>,
-    drain: &Arc<Drain>,
-    xdp: &Arc<XdpPlane>,
+    shared: &Shared,
 ) -> anyhow::Result<Workers> {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut handles = Vec::with_capacity(listeners.len());
@@ -205,10 +245,11 @@ fn spawn_workers(
             index,
             listener,
             tls_listener,
-            cell: Arc::clone(cell),
-            stats: Arc::clone(stats),
-            drain: Arc::clone(drain),
-            xdp: Arc::clone(xdp),
+            cell: Arc::clone(&shared.cell),
+            stats: Arc::clone(&shared.stats),
+            drain: Arc::clone(&shared.drain),
+            xdp: Arc::clone(&shared.xdp),
+            queues: Arc::clone(&shared.queues),
             core: cores.get(index % cores.len().max(1)).copied(),
         };
         handles.push(worker::spawn(backend, setup).with_context(|| format!("starting worker {index}"))?);

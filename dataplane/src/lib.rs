@@ -26,6 +26,7 @@ pub mod quota_state;
 pub mod router;
 pub mod snapshot;
 pub mod subscription;
+pub mod telemetry;
 pub mod tls;
 pub mod upstream;
 pub mod worker;

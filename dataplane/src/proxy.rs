@@ -8,6 +8,7 @@ mod error;
 mod exchange;
 mod ip_limit;
 mod lifecycle;
+mod observe;
 pub(crate) mod policies;
 mod relay;
 mod target;
@@ -177,6 +178,14 @@ pub(crate) struct RequestCtx {
     /// a bandwidth quota then counts the declared length).
     pub(crate) request_body_bytes: Option<u64>,
     pub(crate) response_body_bytes: Option<u64>,
+    /// Bytes of the response head the client got (of the whole answer when the gateway wrote it).
+    pub(crate) response_head_bytes: u64,
+    /// When the head was read: for the request's total time and the access log's timestamp.
+    pub(crate) started: Instant,
+    pub(crate) started_at: std::time::SystemTime,
+    /// The backend's status (0: not called, or no answer) and the time until its head arrived.
+    pub(crate) backend_status: u16,
+    pub(crate) backend_us: Option<u64>,
 }
 
 impl RequestCtx {
@@ -201,6 +210,11 @@ impl RequestCtx {
             cache_hit: false,
             request_body_bytes: None,
             response_body_bytes: None,
+            response_head_bytes: 0,
+            started: Instant::now(),
+            started_at: std::time::SystemTime::now(),
+            backend_status: 0,
+            backend_us: None,
             cache_counts: cache::CacheCounts::default(),
         }
     }

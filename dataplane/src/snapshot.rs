@@ -245,7 +245,14 @@ pub struct SnapshotCell {
     current: ArcSwapOption<Snapshot>,
     /// Generation of `current` (0: none), checked by workers before they touch the ArcSwap.
     generation: AtomicU64,
+    /// Snapshots published since the telemetry thread last looked, so it can name what workers
+    /// counted under each generation (even one replaced before it looked). Written by the
+    /// publisher, taken by the telemetry thread; never touched by a worker.
+    published: std::sync::Mutex<Vec<Arc<Snapshot>>>,
 }
+
+/// Published snapshots waiting for the telemetry thread at most (it takes them every 100 ms).
+const PUBLISHED_KEPT: usize = 4;
 
 impl SnapshotCell {
     /// An empty cell: requests get 503 until a snapshot is published.
@@ -256,6 +263,12 @@ impl SnapshotCell {
     /// Makes `snapshot` current for every request that starts from now on.
     pub fn publish(&self, snapshot: Arc<Snapshot>) {
         let generation = snapshot.generation;
+        {
+            let mut published = self.published.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            published.push(Arc::clone(&snapshot));
+            let excess = published.len().saturating_sub(PUBLISHED_KEPT);
+            published.drain(..excess);
+        }
         self.current.store(Some(snapshot));
         self.generation.store(generation, Ordering::Release);
     }
@@ -268,6 +281,11 @@ impl SnapshotCell {
     /// The current snapshot.
     pub fn load(&self) -> Option<Arc<Snapshot>> {
         self.current.load_full()
+    }
+
+    /// The snapshots published since the last call, oldest first (the telemetry thread's).
+    pub fn take_published(&self) -> Vec<Arc<Snapshot>> {
+        std::mem::take(&mut *self.published.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 }
 

@@ -43,6 +43,8 @@ pub struct WorkerSetup {
     pub drain: Arc<Drain>,
     /// The XDP pre-filter's user-space side (admission, per-IP limit).
     pub xdp: Arc<crate::xdp::XdpPlane>,
+    /// The queues to the telemetry thread.
+    pub queues: Arc<crate::telemetry::Queues>,
     /// Core to pin the thread to.
     pub core: Option<core_affinity::CoreId>,
 }
@@ -71,8 +73,9 @@ fn run<R: Runtime>(setup: WorkerSetup) -> std::io::Result<()> {
         let listener = R::Listener::adopt(setup.listener)?;
         let tls_listener = setup.tls_listener.map(R::Listener::adopt).transpose()?;
         let worker: Rc<WorkerCtx<StreamOf<R>>> =
-            Rc::new(WorkerCtx::new(setup.index, setup.stats, setup.cell, setup.drain, setup.xdp));
+            Rc::new(WorkerCtx::new(setup.index, setup.stats, setup.cell, setup.drain, setup.xdp, setup.queues));
         tokio::task::spawn_local(release_freed_memory_periodically());
+        tokio::task::spawn_local(hand_over_telemetry_periodically(Rc::clone(&worker)));
         tokio::task::spawn_local(watch_parked(Rc::clone(&worker)));
         match &tls_listener {
             Some(tls_listener) => {
@@ -224,6 +227,17 @@ pub const FREED_MEMORY_RELEASE_INTERVAL_MS: u64 = 1_000;
 /// served a burst (thousands of requests in flight) and then goes quiet would keep the burst's
 /// memory resident. Once a second each worker collects its own heap: the resident size follows
 /// what is live, not the highest it has been.
+/// Hands the worker's counts to the telemetry thread once a batch interval.
+async fn hand_over_telemetry_periodically<S>(worker: Rc<WorkerCtx<S>>) {
+    let period = Duration::from_millis(portcullis_contract::telemetry::BATCH_INTERVAL_MS);
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        worker.telemetry.borrow_mut().hand_over(&worker.queues);
+    }
+}
+
 async fn release_freed_memory_periodically() {
     let mut interval = tokio::time::interval(Duration::from_millis(FREED_MEMORY_RELEASE_INTERVAL_MS));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

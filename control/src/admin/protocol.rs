@@ -36,6 +36,8 @@ pub enum Request {
         #[serde(default)]
         dry_run: bool,
     },
+    /// Reopen the access-log file (after logrotate moved it).
+    ReopenLogs,
 }
 
 /// One response. `ok` says whether the request succeeded; the other fields depend on the request.

@@ -146,6 +146,13 @@ pub async fn respond(line: &[u8], context: &AdminContext) -> Response {
         }
         Ok(Request::Apply { dir, dry_run }) => apply(context, PathBuf::from(dir), dry_run).await,
         Ok(Request::ImportApiops { dir }) => import_apiops(context, PathBuf::from(dir)).await,
+        Ok(Request::ReopenLogs) => {
+            if context.publisher.reopen_logs() {
+                Response { ok: true, ..Response::default() }
+            } else {
+                Response::failure("no data plane is connected; its access log reopens on SIGUSR1 too".to_owned())
+            }
+        }
         Ok(request @ (Request::XdpStatus | Request::Block { .. } | Request::Unblock { .. })) => {
             super::xdp::forward(&context.data_dir, request).await
         }

@@ -154,6 +154,10 @@ pub fn render(status: &Status) -> String {
         );
     }
     render_cache(&mut out, &status.workers);
+    let dropped: u64 = status.workers.iter().map(|worker| worker.counters.log_records_dropped).sum();
+    if dropped > 0 {
+        let _ = writeln!(out, "access log    {dropped} records dropped (the writer could not keep up)");
+    }
     render_backends(&mut out, &status.backends);
     render_openid(&mut out, &status.openid, now_unix_s());
     out

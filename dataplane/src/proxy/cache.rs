@@ -183,6 +183,7 @@ impl<S: Stream> Connection<S> {
         response.write_to(&mut self.out, connection, downstream, ctx.is_head);
         ctx.response_started = true;
         ctx.status = response.status();
+        ctx.response_head_bytes = self.out.len() as u64;
         self.write_out().await.map_err(ProxyError::ClientWrite)
     }
 

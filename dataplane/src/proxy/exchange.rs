@@ -254,6 +254,7 @@ impl<S: Stream> Connection<S> {
         exchange: Exchange<S>,
     ) -> Result<(), ProxyError> {
         let status = exchange.response.status();
+        ctx.backend_status = status;
         let message = format!("Backend service responded with status code {status}.");
         self.policy.set_last_error(crate::policy::LastError::new(
             "forward-request",
@@ -668,6 +669,7 @@ impl<S: Stream> Connection<S> {
         }
         ctx.response_started = true;
         ctx.status = status;
+        ctx.response_head_bytes = response.head_len() as u64;
         let relayed = match body {
             RelayedBody::Coalesced(end) => {
                 ctx.response_body_bytes = Some(end.saturating_sub(response.head_len()) as u64);
@@ -896,6 +898,13 @@ pub(crate) struct Exchange<S: Stream> {
     dest: Dest,
     in_flight: Option<InFlight>,
     limits: Limits,
+}
+
+impl<S: Stream> Exchange<S> {
+    /// The backend's status.
+    pub(crate) fn status(&self) -> u16 {
+        self.response.status()
+    }
 }
 
 /// Client → backend relay errors: reads are the client's fault, writes the backend's.

@@ -15,7 +15,7 @@
 //!  6  backend            backend section, forward-request, retries, redirects       │
 //!  7  outbound           outbound section, relay (cache-store tees it) or tunnel    │
 //!  8  on-error           on-error section, then the one APIM answer ◄───────────────┘
-//!  9  done (always)      counters, traces, keep-alive or close [slot: access log]
+//!  9  done (always)      counters, telemetry (access log, metrics), keep-alive or close
 //! ```
 //!
 //! Phases 3 to 7 run in [`Connection::phases`]; the first that does not continue ends them, and
@@ -412,7 +412,13 @@ impl<S: Stream> Connection<S> {
     /// may forward again). Hands outbound the response, its body not read yet. A backend section
     /// without `forward-request`, and `fail-on-error-status-code`, answer here.
     async fn backend(&mut self, worker: &WorkerCtx<S>, ctx: &mut RequestCtx) -> Verdict<Exchange<S>> {
-        self.forward(worker, ctx).await
+        let started = Instant::now();
+        let verdict = self.forward(worker, ctx).await;
+        ctx.backend_us = Some(started.elapsed().as_micros() as u64);
+        if let Verdict::Continue(exchange) = &verdict {
+            ctx.backend_status = exchange.status();
+        }
+        verdict
     }
 
     /// Phase 7, outbound: runs on the backend's final response head, before the client sees a byte
@@ -450,6 +456,7 @@ impl<S: Stream> Connection<S> {
         ctx.client_keep_alive = !close;
         ctx.response_started = true;
         ctx.status = self.write_answer(ctx, answer, error, close);
+        ctx.response_head_bytes = self.out.len() as u64;
         if self.write_out().await.is_err() {
             ctx.client_keep_alive = false;
         }
@@ -474,11 +481,11 @@ impl<S: Stream> Connection<S> {
     }
 
     /// Phase 9, done: always runs, last, whatever the request's verdict. Counts the response
-    /// (requests, 4xx, 5xx, in flight, the generation served), writes the `trace` policies' entries
-    /// to the log, and drops the request's bytes from the buffer (pipelined bytes stay).
-    /// `Continue`: the connection serves another request; `Close`: it closes.
-    ///
-    /// Slot: the access log (next issue) goes here, with the request's status and timings.
+    /// (requests, 4xx, 5xx, in flight, the generation served; the worker's telemetry: series,
+    /// latencies, emitted metrics) and offers its access-log record (with the `trace` policies'
+    /// entries; without the access log they go to the log), then drops the request's bytes from
+    /// the buffer (pipelined bytes stay). `Continue`: the connection serves another request;
+    /// `Close`: it closes.
     fn done(&mut self, worker: &WorkerCtx<S>, ctx: &RequestCtx) -> Verdict {
         // Limits waiting for a backend response that never came (an error, a policy's answer),
         // and bandwidth a relay that failed left uncounted.
@@ -490,8 +497,13 @@ impl<S: Stream> Connection<S> {
         }
         if let Some(snapshot) = ctx.snapshot.as_deref() {
             slot.generation.store(snapshot.generation, std::sync::atomic::Ordering::Relaxed);
-            policies::log_traces(&self.policy, &snapshot.programs, ctx.matched.as_ref());
+            if snapshot.config.observability.access_log.destination
+                == portcullis_contract::telemetry::AccessLogDestination::Off
+            {
+                policies::log_traces(&self.policy, &snapshot.programs, ctx.matched.as_ref());
+            }
         }
+        self.observe(worker, ctx);
         ctx.cache_counts.record(slot);
         WorkerSlot::sub(&slot.in_flight, 1);
         match ctx.request_end {

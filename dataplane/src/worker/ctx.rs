@@ -56,6 +56,10 @@ pub(crate) struct WorkerCtx<S> {
     pub(crate) drain: Arc<Drain>,
     /// The XDP pre-filter's user-space side.
     pub(crate) xdp: Arc<crate::xdp::XdpPlane>,
+    /// What this worker counted for the telemetry thread since its last hand-over.
+    pub(crate) telemetry: RefCell<crate::telemetry::worker::WorkerTelemetry>,
+    /// Its queues to the telemetry thread (records, hand-overs).
+    pub(crate) queues: Arc<crate::telemetry::Queues>,
     connections: Cell<usize>,
     /// Woken when the last connection closes.
     idle: tokio::sync::Notify,
@@ -79,6 +83,7 @@ impl<S: Stream> WorkerCtx<S> {
         cell: Arc<SnapshotCell>,
         drain: Arc<Drain>,
         xdp: Arc<crate::xdp::XdpPlane>,
+        queues: Arc<crate::telemetry::Queues>,
     ) -> Self {
         WorkerCtx {
             index,
@@ -92,6 +97,8 @@ impl<S: Stream> WorkerCtx<S> {
             parked: Parked::default(),
             drain,
             xdp,
+            telemetry: RefCell::default(),
+            queues,
             connections: Cell::new(0),
             idle: tokio::sync::Notify::new(),
         }
