@@ -40,7 +40,8 @@ impl Ops {
 /// Binds `addr` (port 0: any free port); `up` binds before it starts anything, so a taken port
 /// fails the start-up at once.
 pub fn bind(addr: &str) -> anyhow::Result<std::net::TcpListener> {
-    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot bind the ops listener on {addr}"))?;
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("cannot bind the ops listener on {addr}"))?;
     listener.set_nonblocking(true)?;
     Ok(listener)
 }

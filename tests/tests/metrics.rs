@@ -36,7 +36,11 @@ fn ops_listener_serves_health_readiness_and_metrics(io: &str) {
     assert_eq!(client.get("/echo/hello", &[("Ocp-Apim-Subscription-Key", &key)]).unwrap().status, 200);
     let response = http::get(ops, "/metrics", &[]).unwrap();
     assert_eq!(response.status, 200);
-    assert!(response.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"), "{:?}", response.headers);
+    assert!(
+        response.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"),
+        "{:?}",
+        response.headers
+    );
     let page = parse(&response.text());
     let dataplane = gateway.dataplane_pid().to_string();
 
@@ -105,7 +109,9 @@ fn traffic_families_count_what_was_served() {
     }
     assert_eq!(client.get("/not-an-api", &[]).unwrap().status, 404);
     let ops = gateway.ops_addr();
-    let requests = |page: &Scrape, class: &str| sum(page, "portcullis_requests_total", &[("api", "echo"), ("status_class", class)]);
+    let requests = |page: &Scrape, class: &str| {
+        sum(page, "portcullis_requests_total", &[("api", "echo"), ("status_class", class)])
+    };
     eventually_within(Duration::from_secs(10), "the batches reach the metrics", || {
         let page = scrape(ops);
         requests(&page, "2xx") == 5.0 && requests(&page, "4xx") == 3.0
@@ -115,7 +121,8 @@ fn traffic_families_count_what_was_served() {
     assert_eq!(sum(&page, "portcullis_requests_total", &[("subscription", "demo")]), 0.0, "per-subscription is off");
     assert!(sum(&page, "portcullis_bandwidth_bytes_total", &[("api", "echo"), ("direction", "ingress")]) > 0.0);
     assert!(sum(&page, "portcullis_bandwidth_bytes_total", &[("api", "echo"), ("direction", "egress")]) > 0.0);
-    let histogram = find(&page, "portcullis_request_duration_seconds", &[("api", "echo")]).expect("a latency histogram");
+    let histogram =
+        find(&page, "portcullis_request_duration_seconds", &[("api", "echo")]).expect("a latency histogram");
     let Value::Histogram(buckets) = &histogram.value else { panic!("{histogram:?}") };
     assert_eq!(buckets.last().map(|bucket| bucket.count), Some(8.0), "every echo request, +Inf bucket");
     assert_eq!(value(&page, "portcullis_telemetry_batches_total", &[("result", "bad-histogram")]), 0.0);
@@ -206,7 +213,9 @@ fn scalar(sample: &Sample) -> f64 {
 /// The one sample `name` with `labels` (among its labels); fails the test when there is none.
 fn value(page: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     let names: BTreeSet<&str> = page.samples.iter().map(|sample| sample.metric.as_str()).collect();
-    find(page, name, labels).map(scalar).unwrap_or_else(|| panic!("no sample {name} {labels:?}; the page has {names:?}"))
+    find(page, name, labels)
+        .map(scalar)
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}; the page has {names:?}"))
 }
 
 /// The sum of every sample `name` with `labels` among its labels (0 when none).

@@ -52,9 +52,8 @@ pub async fn forward(data_dir: &DataDir, request: Request) -> Response {
 /// Sends `request` to the data plane's XDP socket at `path` and reads its one-line JSON answer,
 /// waiting at most `timeout` for each read and write. Blocking.
 pub fn ask(path: &Path, request: &Request, timeout: Duration) -> Result<serde_json::Value, String> {
-    let mut stream = UnixStream::connect(path).map_err(|error| {
-        format!("the data plane is not running or has no XDP socket ({}: {error})", path.display())
-    })?;
+    let mut stream = UnixStream::connect(path)
+        .map_err(|error| format!("the data plane is not running or has no XDP socket ({}: {error})", path.display()))?;
     stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     stream.write_all(&request.to_line()).map_err(|e| e.to_string())?;

@@ -26,7 +26,8 @@ impl Buckets {
         for value in histogram.iter_recorded() {
             let (us, n) = (value.value_iterated_to(), value.count_at_value());
             let lowest = histogram.lowest_equivalent(us);
-            let bucket = BUCKET_BOUNDS_MS.iter().position(|&ms| lowest <= ms * US_PER_MS).unwrap_or(BUCKET_BOUNDS_MS.len());
+            let bucket =
+                BUCKET_BOUNDS_MS.iter().position(|&ms| lowest <= ms * US_PER_MS).unwrap_or(BUCKET_BOUNDS_MS.len());
             self.counts[bucket] += n;
             self.count += n;
             self.sum_seconds += histogram.median_equivalent(us) as f64 * n as f64 / US_PER_S;

@@ -21,6 +21,8 @@ use crate::publisher::{Publisher, PublisherHealth};
 
 const MS_PER_S: f64 = 1_000.0;
 type NoLabels = Vec<(&'static str, String)>;
+/// A family read from one field of `T`: name, help, the field.
+type FieldFamily<T> = (&'static str, &'static str, fn(&T) -> u64);
 
 /// Where the scrape-time families come from.
 #[derive(Debug, Clone)]
@@ -90,13 +92,14 @@ fn encode_workers(encoder: &mut DescriptorEncoder<'_>, data_dir: &DataDir) -> st
     let region = StatsRegion::open(&data_dir.stats_region()).ok();
     let counters: Vec<WorkerCounters> = region
         .as_ref()
-        .map(|region| (0..region.worker_count()).filter_map(|index| region.worker(index).map(|slot| slot.read())).collect())
+        .map(|region| {
+            (0..region.worker_count()).filter_map(|index| region.worker(index).map(|slot| slot.read())).collect()
+        })
         .unwrap_or_default();
     let present = region.is_some();
-    let sum = |field: fn(&WorkerCounters) -> u64| {
-        present.then(|| (NoLabels::new(), counters.iter().map(field).sum::<u64>()))
-    };
-    let gauges: [(&str, &str, fn(&WorkerCounters) -> u64); 3] = [
+    let sum =
+        |field: fn(&WorkerCounters) -> u64| present.then(|| (NoLabels::new(), counters.iter().map(field).sum::<u64>()));
+    let gauges: [FieldFamily<WorkerCounters>; 3] = [
         ("connections_active", "Client connections open, idle keep-alive ones included.", |c| c.connections_active),
         ("connections_parked", "Of the open connections, the idle keep-alive ones parked without a task.", |c| {
             c.connections_parked
@@ -136,7 +139,8 @@ fn encode_upstreams(encoder: &mut DescriptorEncoder<'_>, data_dir: &DataDir) -> 
         encoder,
         "upstream_endpoint_healthy",
         "The active health checks' verdict (1 passing, 0 failing); only endpoints with active checks.",
-        endpoints().filter_map(|(labels, endpoint)| endpoint.active_healthy.map(|healthy| (labels, u64::from(healthy)))),
+        endpoints()
+            .filter_map(|(labels, endpoint)| endpoint.active_healthy.map(|healthy| (labels, u64::from(healthy)))),
     )?;
     encode::gauges(
         encoder,
@@ -154,7 +158,9 @@ fn encode_xdp(encoder: &mut DescriptorEncoder<'_>, data_dir: &DataDir) -> std::f
     let xdp = status.as_ref().and_then(|answer| answer.get("xdp"));
     let by_reason = |plane: &'static str, key: &str| {
         xdp.and_then(|xdp| xdp.get(key)).and_then(serde_json::Value::as_object).into_iter().flat_map(move |map| {
-            map.iter().filter_map(move |(reason, n)| Some((vec![label("plane", plane), label("reason", reason)], n.as_u64()?)))
+            map.iter().filter_map(move |(reason, n)| {
+                Some((vec![label("plane", plane), label("reason", reason)], n.as_u64()?))
+            })
         })
     };
     let kernel_loaded = xdp.and_then(|xdp| xdp.get("kernel")).and_then(serde_json::Value::as_bool) == Some(true);
@@ -175,16 +181,20 @@ fn encode_processes(encoder: &mut DescriptorEncoder<'_>, dataplane_pid: Option<u
     let each = |value: fn(&process::ProcessStats) -> f64| {
         processes.iter().map(move |(name, stats)| ([("process", *name)], value(stats))).collect::<Vec<_>>()
     };
+    let whole = |value: fn(&process::ProcessStats) -> u64| {
+        processes.iter().map(move |(name, stats)| ([("process", *name)], value(stats))).collect::<Vec<_>>()
+    };
     encode::counters(encoder, "process_cpu_seconds", "User and system CPU time spent.", each(|s| s.cpu_seconds))?;
-    let gauges: [(&str, &str, fn(&process::ProcessStats) -> f64); 5] = [
-        ("process_resident_memory_bytes", "Resident memory size.", |s| s.resident_memory_bytes as f64),
-        ("process_virtual_memory_bytes", "Virtual memory size.", |s| s.virtual_memory_bytes as f64),
-        ("process_open_fds", "Open file descriptors.", |s| s.open_fds as f64),
-        ("process_threads", "Threads.", |s| s.threads as f64),
-        ("process_start_time_seconds", "When the process started, in Unix seconds.", |s| s.start_time_seconds),
+    let gauges: [FieldFamily<process::ProcessStats>; 4] = [
+        ("process_resident_memory_bytes", "Resident memory size.", |s| s.resident_memory_bytes),
+        ("process_virtual_memory_bytes", "Virtual memory size.", |s| s.virtual_memory_bytes),
+        ("process_open_fds", "Open file descriptors.", |s| s.open_fds),
+        ("process_threads", "Threads.", |s| s.threads),
     ];
     for (name, help, value) in gauges {
-        encode::gauges(encoder, name, help, each(value))?;
+        encode::gauges(encoder, name, help, whole(value))?;
     }
+    let started = each(|s| s.start_time_seconds);
+    encode::gauges(encoder, "process_start_time_seconds", "When the process started, in Unix seconds.", started)?;
     Ok(())
 }

@@ -58,7 +58,7 @@ fn label_names(scrape: &Scrape, name: &str) -> Vec<Vec<String>> {
         .samples
         .iter()
         .filter(|sample| sample.metric == name)
-        .map(|sample| sample.labels.iter().map(|(label, _)| label.clone()).collect::<std::collections::BTreeSet<_>>())
+        .map(|sample| sample.labels.keys().cloned().collect::<std::collections::BTreeSet<_>>())
         .map(|names| names.into_iter().collect())
         .collect()
 }
@@ -81,7 +81,8 @@ fn requests_and_bandwidth_add_up_over_batches_and_repeats_are_skipped() {
         value(&scrape, "portcullis_requests_total", &[("operation", "get"), ("product", "starter"), ("cache", "none")]),
         Some(5.0)
     );
-    let bytes = |direction| value(&scrape, "portcullis_bandwidth_bytes_total", &[("api", "echo"), ("direction", direction)]);
+    let bytes =
+        |direction| value(&scrape, "portcullis_bandwidth_bytes_total", &[("api", "echo"), ("direction", direction)]);
     assert_eq!(bytes("ingress"), Some(65.0));
     assert_eq!(bytes("egress"), Some(555.0));
     assert_eq!(value(&scrape, "portcullis_telemetry_batches_total", &[("result", "recorded")]), Some(2.0));
@@ -154,15 +155,22 @@ fn rejections_and_policy_errors_by_source_and_reason() {
         ],
     ));
     let scrape = scrape(&metrics);
-    let rejections = |policy| value(&scrape, "portcullis_limit_rejections_total", &[("api", "echo"), ("policy", policy)]);
+    let rejections =
+        |policy| value(&scrape, "portcullis_limit_rejections_total", &[("api", "echo"), ("policy", policy)]);
     assert_eq!(rejections("rate-limit"), Some(4.0));
     assert_eq!(rejections("rate-limit-by-key"), Some(1.0));
     assert_eq!(rejections("quota"), Some(2.0));
     assert_eq!(rejections("validate-jwt"), None);
-    let errors = |source, reason| value(&scrape, "portcullis_policy_errors_total", &[("source", source), ("reason", reason)]);
+    let errors =
+        |source, reason| value(&scrape, "portcullis_policy_errors_total", &[("source", source), ("reason", reason)]);
     assert_eq!(errors("validate-jwt", "TokenExpired"), Some(3.0));
     assert_eq!(errors("quota", "QuotaExceeded"), Some(2.0));
-    let total: f64 = scrape.samples.iter().filter(|s| s.metric == "portcullis_policy_errors_total").map(|s| value_of(&s.value)).sum();
+    let total: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "portcullis_policy_errors_total")
+        .map(|s| value_of(&s.value))
+        .sum();
     assert_eq!(total, 10.0);
 }
 
@@ -184,15 +192,22 @@ fn latency_histograms_have_apim_buckets_and_accumulate() {
         metrics.record_batch(&Batch { latencies: vec![latencies.clone()], ..batch(sequence, Vec::new()) });
     }
     let text = encode(&registry(Arc::clone(&metrics), None)).unwrap();
-    let line = |sample: &str| text.lines().find(|line| line.starts_with(sample)).map(|line| line.rsplit(' ').next().unwrap().to_owned());
-    let bucket = |le: &str| line(&format!("portcullis_request_duration_seconds_bucket{{api=\"echo\",operation=\"get\",le=\"{le}\"}}"));
+    let line = |sample: &str| {
+        text.lines().find(|line| line.starts_with(sample)).map(|line| line.rsplit(' ').next().unwrap().to_owned())
+    };
+    let bucket = |le: &str| {
+        line(&format!("portcullis_request_duration_seconds_bucket{{api=\"echo\",operation=\"get\",le=\"{le}\"}}"))
+    };
     assert_eq!(bucket("0.005").as_deref(), Some("2"));
     assert_eq!(bucket("0.01").as_deref(), Some("6"));
     assert_eq!(bucket("0.25").as_deref(), Some("6"));
     assert_eq!(bucket("0.5").as_deref(), Some("8"));
     assert_eq!(bucket("10").as_deref(), Some("8"));
     assert_eq!(bucket("+Inf").as_deref(), Some("10"));
-    assert_eq!(line("portcullis_request_duration_seconds_count{api=\"echo\",operation=\"get\"}").as_deref(), Some("10"));
+    assert_eq!(
+        line("portcullis_request_duration_seconds_count{api=\"echo\",operation=\"get\"}").as_deref(),
+        Some("10")
+    );
     let sum: f64 = line("portcullis_request_duration_seconds_sum{").unwrap().parse().unwrap();
     assert!((sum - 2.0 * 15.316).abs() < 0.05, "{sum}");
     let backend_bucket = line("portcullis_backend_duration_seconds_bucket{api=\"echo\",operation=\"get\",le=\"0.01\"}");
@@ -227,7 +242,9 @@ fn emit_metric_values_become_families_of_their_own() {
 fn dropped_log_records_add_up_and_empty_families_are_described() {
     let metrics = Arc::new(Metrics::new(&MetricsSettings::default()));
     let scrape_before = scrape(&metrics);
-    for family in ["portcullis_requests_total", "portcullis_request_duration_seconds", "portcullis_limit_rejections_total"] {
+    for family in
+        ["portcullis_requests_total", "portcullis_request_duration_seconds", "portcullis_limit_rejections_total"]
+    {
         assert!(scrape_before.docs.contains_key(family), "{family} has no HELP line");
     }
     metrics.record_batch(&Batch { log_records_dropped: 7, ..batch(1, Vec::new()) });
@@ -238,7 +255,8 @@ fn dropped_log_records_add_up_and_empty_families_are_described() {
 #[test]
 fn a_bad_histogram_is_counted_not_fatal() {
     let metrics = Arc::new(Metrics::new(&MetricsSettings::default()));
-    let latencies = Latencies { api_id: "a".into(), operation_id: "o".into(), total: b"junk".to_vec(), backend: Vec::new() };
+    let latencies =
+        Latencies { api_id: "a".into(), operation_id: "o".into(), total: b"junk".to_vec(), backend: Vec::new() };
     metrics.record_batch(&Batch { latencies: vec![latencies], ..batch(1, Vec::new()) });
     let scrape = scrape(&metrics);
     assert_eq!(value(&scrape, "portcullis_telemetry_batches_total", &[("result", "bad-histogram")]), Some(1.0));

@@ -49,7 +49,12 @@ impl Traffic {
         self.batches_recorded += 1;
         let series_max = self.settings.series_max as usize;
         for series in &batch.series {
-            self.record_series(&series.key, series.values.count, series.values.request_bytes, series.values.response_bytes);
+            self.record_series(
+                &series.key,
+                series.values.count,
+                series.values.request_bytes,
+                series.values.response_bytes,
+            );
         }
         for latencies in &batch.latencies {
             let labels = || vec![label("api", &latencies.api_id), label("operation", &latencies.operation_id)];
