@@ -73,6 +73,15 @@ fn ops_listener_serves_health_readiness_and_metrics(io: &str) {
     assert_eq!(value(&page, "portcullis_config_reloads_total", &[("result", "applied")]), 1.0);
     let applied = value(&page, "portcullis_snapshot_generation", &[("plane", "dataplane")]);
     assert!(applied >= published, "{applied} after {published}");
+    // A reload of a config that does not compile is counted as refused.
+    let policy = gateway.data().join("quickstart/apis/echo/policy.xml");
+    let good = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, "<policies><inbound><no-such-policy /></inbound></policies>").unwrap();
+    assert!(!gateway.ctl(&["reload"]).status.success(), "{io}: the broken config is refused");
+    std::fs::write(&policy, good).unwrap();
+    let page = scrape(ops);
+    assert_eq!(value(&page, "portcullis_config_reloads_total", &[("result", "refused")]), 1.0);
+    assert_eq!(value(&page, "portcullis_config_reloads_total", &[("result", "applied")]), 1.0);
     drop(client);
 
     // With the data plane gone the gateway is not ready; it is again once the restarted one applies.

@@ -236,6 +236,11 @@ fn emit_metric_values_become_families_of_their_own() {
     assert_eq!(value(&scrape, "api_management_orders_total", &labels), Some(4.0));
     assert_eq!(value(&scrape, "api_management_orders_events_total", &labels), Some(4.0));
     assert_eq!(value(&scrape, "api_management_orders_total", &[("client_id", "c2")]), Some(1.0));
+
+    // Dimension values come from policy expressions: quotes and newlines are escaped, not injected.
+    metrics.record_batch(&Batch { custom: vec![custom(1.0, "a\"b\nc")], ..batch(3, Vec::new()) });
+    let text = encode(&registry(Arc::clone(&metrics), None)).unwrap();
+    assert!(text.contains(r#"api_management_orders_total{api_id="shop",client_id="a\"b\nc"} 1.0"#), "{text}");
 }
 
 #[test]
