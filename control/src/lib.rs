@@ -8,6 +8,8 @@
 //! - [`echo`]: the echo backend (`portcullis echo-backend`), a real HTTP/1.1 server.
 //! - [`publisher`]: the snapshot channel server: publishes generations, tracks the data plane's answers.
 //! - [`admin`]: the admin socket protocol, server and status.
+//! - [`metrics`]: the Prometheus families (telemetry batches folded in, scrape-time readings);
+//!   [`ops`]: the ops listener serving them with `/healthz` and `/readyz`.
 //! - [`up`]: `portcullis up`: starts, supervises and stops everything.
 //! - [`ctl`]: `portcullis ctl`: the admin socket's client.
 //! - [`policy`]: `portcullis policy check|explain`, over the `portcullis-policy` compiler.
@@ -22,7 +24,9 @@ pub mod ctl;
 pub mod data_dir;
 pub mod echo;
 pub mod management;
+pub mod metrics;
 pub mod openid;
+pub mod ops;
 pub mod policy;
 pub mod publisher;
 pub mod quickstart;

@@ -15,6 +15,10 @@ use portcullis_contract::snapshot::{self, SnapshotError};
 use portcullis_contract::telemetry::Batch;
 use serde::{Deserialize, Serialize};
 
+mod reloads;
+
+pub use reloads::{ReloadResult, Reloads};
+
 /// Pause after a failed accept, so a persistent failure does not spin the thread.
 pub const ACCEPT_RETRY_DELAY_MS: u64 = 100;
 
@@ -59,6 +63,23 @@ pub struct PublisherView {
     pub openid: Vec<crate::openid::OpenIdStatus>,
 }
 
+/// What the ops listener reads at every probe and scrape: cheap to take (no config, no keys).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublisherHealth {
+    /// The generation control has published.
+    pub generation: u64,
+    /// The latest generation a data plane acknowledged (0: none yet).
+    pub applied_generation: u64,
+    /// When the data plane last acknowledged a generation (Unix ms; 0: never).
+    pub applied_unix_ms: u64,
+    /// Generations the data plane refused (it kept serving the previous one).
+    pub rejections: u64,
+    /// Whether a data plane is connected to the channel now.
+    pub connected: bool,
+    /// The connected (or last connected) data plane.
+    pub dataplane: Option<DataPlaneInfo>,
+}
+
 /// Why a snapshot could not be published.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -82,6 +103,8 @@ pub struct Publisher {
     telemetry: std::sync::OnceLock<TelemetryHandler>,
     /// The last batch handled: (data-plane pid, sequence), so a batch sent again is not counted twice.
     last_batch: Mutex<(u32, u64)>,
+    /// Reloads by result (`portcullis_config_reloads_total`).
+    reloads: Reloads,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -99,6 +122,8 @@ struct State {
     connection: Option<Arc<OwnedFd>>,
     dataplane: Option<DataPlaneInfo>,
     applied_generation: u64,
+    applied_unix_ms: u64,
+    rejections: u64,
     rejection: Option<(u64, String)>,
 }
 
@@ -123,6 +148,8 @@ impl Publisher {
             connection: None,
             dataplane: None,
             applied_generation: 0,
+            applied_unix_ms: 0,
+            rejections: 0,
             rejection: None,
         };
         Ok(Self {
@@ -131,6 +158,7 @@ impl Publisher {
             openid,
             telemetry: std::sync::OnceLock::new(),
             last_batch: Mutex::new((0, 0)),
+            reloads: Reloads::default(),
         })
     }
 
@@ -142,6 +170,24 @@ impl Publisher {
     /// The OpenID key store the snapshots take their keys from.
     pub fn openid(&self) -> &Arc<crate::openid::Store> {
         &self.openid
+    }
+
+    /// The reload counters (the admin socket's reloads and applies, the store's publishes).
+    pub fn reloads(&self) -> &Reloads {
+        &self.reloads
+    }
+
+    /// Generations, the data plane's answers and its hello, without the config.
+    pub fn health(&self) -> PublisherHealth {
+        let state = self.lock();
+        PublisherHealth {
+            generation: state.generation,
+            applied_generation: state.applied_generation,
+            applied_unix_ms: state.applied_unix_ms,
+            rejections: state.rejections,
+            connected: state.connection.is_some(),
+            dataplane: state.dataplane.clone(),
+        }
     }
 
     /// Publishes the current config again with the OpenID keys as they are now (after a
@@ -260,6 +306,7 @@ impl Publisher {
             ToControl::Applied { generation } => {
                 tracing::info!("data plane applied generation {generation}");
                 state.applied_generation = state.applied_generation.max(generation);
+                state.applied_unix_ms = unix_ms();
             }
             ToControl::Telemetry { .. } => {} // handled by `receive_telemetry`, outside the state lock
             ToControl::UnknownKid { urls } => {
@@ -271,6 +318,7 @@ impl Publisher {
                     "DATA PLANE REJECTED generation {generation}: {reason}; it keeps serving the previous one"
                 );
                 state.rejection = Some((generation, reason));
+                state.rejections += 1;
             }
         }
         drop(state);
@@ -328,6 +376,10 @@ impl Publisher {
         // Every update leaves the state consistent before it can panic, so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Re-encodes the current config as `generation`, with a fresh key-index seed (one seed per snapshot).

@@ -18,7 +18,8 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use crate::admin::server::{self as admin_server, AdminContext};
 use crate::config::{ECHO_BACKEND_URL, NamedValue, NamedValues};
 use crate::management;
-use crate::publisher::{Outcome, Publisher};
+use crate::metrics::Metrics;
+use crate::publisher::{Outcome, Publisher, ReloadResult};
 use children::{Backoff, Supervised};
 
 pub use startup::{demo_lines, next_generation};
@@ -62,6 +63,10 @@ pub struct UpOptions {
     /// management network).
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub listen_management: String,
+    /// Address of the ops listener: Prometheus `/metrics`, `/healthz`, `/readyz` (port 0: any
+    /// free port; keep it on loopback or a monitoring network).
+    #[arg(long, default_value = crate::ops::LISTEN_OPS_DEFAULT)]
+    pub listen_ops: String,
     /// Data plane worker threads (default: one per core).
     #[arg(long)]
     pub workers: Option<u32>,
@@ -101,6 +106,7 @@ pub fn run(options: UpOptions) -> anyhow::Result<()> {
 
 async fn gateway(plan: Plan) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
+    let ops_listener = crate::ops::bind(&plan.options.listen_ops)?;
     let mut echo = match plan.options.no_echo_backend {
         true => None,
         false => Some(children::spawn_echo(&plan.exe, plan.options.echo_listen).await?),
@@ -115,9 +121,15 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
     // OpenID keys are fetched before the first snapshot, so it can verify tokens from the start.
     let openid = Arc::new(crate::openid::Store::default());
     openid.refresh(&config).await;
+    let metrics = Arc::new(Metrics::new(&config.observability.metrics));
     let publisher = Arc::new(Publisher::with_openid(config, generation, openid)?);
+    let folded = Arc::clone(&metrics);
+    publisher.set_telemetry_handler(Box::new(move |batch| {
+        folded.record_batch(batch);
+        Ok(())
+    }));
     tokio::spawn(refresh_openid_keys(Arc::clone(&publisher)));
-    tokio::spawn(forward_configs(Arc::clone(&publisher), forwarded));
+    tokio::spawn(forward_configs(Arc::clone(&publisher), Arc::clone(&metrics), forwarded));
     let channel_path = plan.data_dir.snapshot_socket();
     let channel = portcullis_contract::channel::listen(&channel_path)
         .with_context(|| format!("cannot bind the snapshot channel {}", channel_path.display()))?;
@@ -128,6 +140,9 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
     let context =
         AdminContext::new(Arc::clone(&publisher), plan.data_dir.clone(), plan.config_dir.clone(), provided, management);
     tokio::spawn(admin_server::serve(admin, Arc::new(context)));
+    // Up before the data plane, so probes see 503 until it has applied the first snapshot.
+    let ops = crate::ops::Ops::new(Arc::clone(&metrics), Arc::clone(&publisher), plan.data_dir.clone());
+    let ops_url = crate::ops::start(ops_listener, ops)?;
 
     let first_listen = Listening { plain: plan.options.listen.clone(), tls: plan.options.listen_tls.clone() };
     let mut dataplane = children::spawn_dataplane(&plan.dataplane_bin, &dataplane_args(&plan, &first_listen))?;
@@ -147,7 +162,7 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
         management::listener::start(service_for_api, &addr, gateway_url, &data_dir)
     })
     .await??;
-    let listen = announce(&plan, &publisher, &management_url)?;
+    let listen = announce(&plan, &publisher, &management_url, &ops_url)?;
     let reason = supervise(&plan, &listen, &mut signals, &mut dataplane, &mut echo).await;
     tracing::info!("{reason}: shutting down");
     stop(&plan, dataplane, echo.map(|(child, _)| child)).await;
@@ -186,10 +201,11 @@ fn management_store(
     Ok((Arc::new(tokio::sync::Mutex::new(service)), config, forward, forwarded))
 }
 
-/// Publishes what the store's compiler hands on, in order; answers barriers once what came
-/// before them is published.
+/// Publishes what the store's compiler hands on, in order (and gives the metrics the settings of
+/// each config published); answers barriers once what came before them is published.
 async fn forward_configs(
     publisher: Arc<Publisher>,
+    metrics: Arc<Metrics>,
     mut forwarded: tokio::sync::mpsc::UnboundedReceiver<management::Forward>,
 ) {
     while let Some(message) = forwarded.recv().await {
@@ -197,9 +213,16 @@ async fn forward_configs(
             management::Forward::Config(config) => {
                 // New `<openid-config>` URLs are fetched before the config that needs them is published.
                 publisher.openid().refresh(&config).await;
+                let settings = config.observability.metrics.clone();
                 match publisher.publish(*config) {
-                    Ok(generation) => tracing::info!("published generation {generation} from the management store"),
-                    Err(error) => tracing::error!("cannot publish the management store's config: {error}"),
+                    Ok(generation) => {
+                        metrics.configure(&settings);
+                        tracing::info!("published generation {generation} from the management store");
+                    }
+                    Err(error) => {
+                        publisher.reloads().count(ReloadResult::Refused);
+                        tracing::error!("cannot publish the management store's config: {error}");
+                    }
                 }
             }
             management::Forward::Barrier(done) => {
@@ -277,7 +300,7 @@ fn gateway_listen(plan: &Plan, publisher: &Publisher) -> String {
     listen.unwrap_or_else(|| plan.options.listen.clone())
 }
 
-fn announce(plan: &Plan, publisher: &Publisher, management_url: &str) -> std::io::Result<Listening> {
+fn announce(plan: &Plan, publisher: &Publisher, management_url: &str, ops_url: &str) -> std::io::Result<Listening> {
     let view = publisher.view();
     let listen = gateway_listen(plan, publisher);
     let listen_tls = view.dataplane.as_ref().and_then(|hello| hello.listen_tls.clone());
@@ -291,6 +314,7 @@ fn announce(plan: &Plan, publisher: &Publisher, management_url: &str) -> std::io
         stdout,
         "portcullis: management API on {management_url} (tokens: portcullis ctl token create --name NAME)"
     )?;
+    writeln!(stdout, "portcullis: ops (metrics, health) on {ops_url}")?;
     writeln!(stdout, "portcullis: admin socket {}", plan.data_dir.admin_socket().display())?;
     writeln!(stdout, "portcullis: config {} (generation {})", plan.config_dir.display(), view.applied_generation)?;
     for line in demo_lines(&view.config, &listen) {

@@ -61,6 +61,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     /// The management API's base URL (`http://127.0.0.1:PORT`).
     pub management_url: String,
+    /// The ops listener's base URL (`http://127.0.0.1:PORT`: `/metrics`, `/healthz`, `/readyz`).
+    pub ops_url: String,
     /// The `https://` address, when started with `--listen-tls`.
     pub tls_addr: Option<SocketAddr>,
     pub admin_socket: PathBuf,
@@ -88,7 +90,8 @@ impl Gateway {
             .arg("--data-dir")
             .arg(data_dir.path().join("data"))
             .args(["--listen", &options.listen, "--io", &options.io, "--workers", &options.workers.to_string()])
-            .args(["--drain-timeout-ms", "5000", "--listen-management", "127.0.0.1:0"]);
+            .args(["--drain-timeout-ms", "5000", "--listen-management", "127.0.0.1:0"])
+            .args(["--listen-ops", "127.0.0.1:0"]);
         if let Some(config) = &options.config {
             command.arg("--config").arg(config);
         }
@@ -115,6 +118,7 @@ impl Gateway {
             data_dir,
             addr: "0.0.0.0:0".parse().expect("placeholder addr"),
             management_url: String::new(),
+            ops_url: String::new(),
             tls_addr: None,
             demo_key: None,
             stdout_lines: Vec::new(),
@@ -139,6 +143,8 @@ impl Gateway {
                         self.tls_addr = Some(url.trim().parse().expect("TLS listen address"));
                     } else if let Some(rest) = line.strip_prefix("portcullis: management API on ") {
                         self.management_url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    } else if let Some(rest) = line.strip_prefix("portcullis: ops (metrics, health) on ") {
+                        self.ops_url = rest.trim().to_owned();
                     } else if let Some(path) = line.strip_prefix("portcullis: admin socket ") {
                         self.admin_socket = PathBuf::from(path.trim());
                     } else if let Some(key) = line.strip_prefix("demo subscription key: ") {
@@ -160,6 +166,12 @@ impl Gateway {
                 Err(_) => panic!("gateway did not become ready; stdout: {:?}\nlog:\n{}", self.stdout_lines, self.log()),
             }
         }
+    }
+
+    /// The ops listener's address.
+    pub fn ops_addr(&self) -> SocketAddr {
+        let addr = self.ops_url.strip_prefix("http://").expect("the ops line was printed");
+        addr.parse().expect("ops listener address")
     }
 
     /// The data directory passed to `up`.

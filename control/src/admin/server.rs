@@ -16,7 +16,7 @@ use super::protocol::{self, REQUEST_LINE_BYTES_MAX, Request, Response};
 use super::status;
 use crate::config::NamedValues;
 use crate::management::{self, Forward};
-use crate::publisher::{Outcome, Publisher};
+use crate::publisher::{Outcome, Publisher, ReloadResult};
 
 /// Owner-only: whoever can talk to the admin socket can reload the gateway.
 pub const ADMIN_SOCKET_MODE: u32 = 0o600;
@@ -216,6 +216,9 @@ async fn apply(context: &AdminContext, dir: PathBuf, dry_run: bool) -> Response 
         Ok(Ok(plan)) => plan,
         Ok(Err(error)) => {
             tracing::warn!("apply refused; the current config keeps serving:\n{error}");
+            if !dry_run {
+                context.publisher.reloads().count(ReloadResult::Refused);
+            }
             return Response::failure(error.to_string());
         }
         Err(error) => return Response::failure(format!("the apply task failed: {error}")),
@@ -237,6 +240,12 @@ async fn apply(context: &AdminContext, dir: PathBuf, dry_run: bool) -> Response 
     let publisher = Arc::clone(&context.publisher);
     let timeout = Duration::from_millis(APPLY_TIMEOUT_MS);
     let outcome = tokio::task::spawn_blocking(move || publisher.wait(generation, timeout)).await;
+    let result = match &outcome {
+        Ok(Outcome::Applied) => ReloadResult::Applied,
+        Ok(Outcome::Rejected(_)) => ReloadResult::Rejected,
+        Ok(Outcome::TimedOut { .. }) | Err(_) => ReloadResult::TimedOut,
+    };
+    context.publisher.reloads().count(result);
     match outcome {
         Ok(Outcome::Applied) => Response { plan: plan_json, ..Response::reloaded(generation) },
         Ok(Outcome::Rejected(reason)) => Response {
