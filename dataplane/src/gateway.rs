@@ -190,18 +190,19 @@ fn load_last_good(path: &Path, cell: &SnapshotCell, stats: &StatsRegion) {
 
 type Workers = (Vec<JoinHandle<()>>, Vec<OwnedFd>);
 
-/// Starts the telemetry thread (docs/observability.md), with per-worker record queues sized by
-/// the last-good snapshot's `[access-log] queue-records` (the default without one; a reload
-/// that changes it applies at the next start), and SIGUSR1 reopening the access log.
+/// Starts the telemetry thread (docs/observability.md), with per-worker record queues of the
+/// default size or the last-good snapshot's `[access-log] queue-records` if larger (a smaller
+/// setting applies at once, a larger one from the next start), and SIGUSR1 reopening the access
+/// log.
 fn start_telemetry(
     cell: &Arc<SnapshotCell>,
     stats: &Arc<StatsRegion>,
     workers: usize,
     data_dir: &Path,
 ) -> anyhow::Result<Arc<crate::telemetry::thread::Shared>> {
-    let records = cell.load().map_or(portcullis_contract::telemetry::ACCESS_LOG_QUEUE_RECORDS_DEFAULT, |snapshot| {
-        snapshot.config.observability.access_log.queue_records
-    });
+    let default = portcullis_contract::telemetry::ACCESS_LOG_QUEUE_RECORDS_DEFAULT;
+    let records =
+        cell.load().map_or(default, |snapshot| snapshot.config.observability.access_log.queue_records.max(default));
     let shared = Arc::new(crate::telemetry::thread::Shared::new(workers, records as usize));
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&shared.reopen))
         .context("installing the SIGUSR1 handler (access-log reopen)")?;

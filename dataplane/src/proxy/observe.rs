@@ -78,7 +78,8 @@ impl<S: Stream> Connection<S> {
             traces: traces(&self.policy, &snapshot.programs),
             trace_id: 0,
         };
-        if !offer(&worker.queues, worker.index(), record) && access_log {
+        let limit = snapshot.config.observability.access_log.queue_records as usize;
+        if !offer(&worker.queues, worker.index(), record, limit) && access_log {
             WorkerSlot::add(&worker.slot().log_records_dropped, 1);
         }
     }

@@ -115,9 +115,11 @@ impl WorkerTelemetry {
     }
 }
 
-/// Offers `record` to this worker's queue; `false` when it is full (the record is dropped).
-pub(crate) fn offer(queues: &Queues, worker: usize, record: RawRecord) -> bool {
-    queues.records.get(worker).is_some_and(|queue| queue.push(record).is_ok())
+/// Offers `record` to this worker's queue; `false` when it holds `limit` records already or is
+/// full (the record is dropped). The queue's capacity was fixed at start; `limit` is
+/// `[access-log] queue-records` of the current snapshot, which may ask for less.
+pub(crate) fn offer(queues: &Queues, worker: usize, record: RawRecord, limit: usize) -> bool {
+    queues.records.get(worker).is_some_and(|queue| queue.len() < limit && queue.push(record).is_ok())
 }
 
 #[cfg(test)]
