@@ -163,4 +163,4 @@ pub(crate) fn sql_int(value: u64) -> i64 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
