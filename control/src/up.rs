@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use portcullis_contract::layout::DataDir;
+use portcullis_management::analytics::{Analytics, COMPACTION_INTERVAL_MS, SharedAnalytics};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::admin::server::{self as admin_server, AdminContext};
@@ -123,8 +124,14 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
         .with_context(|| format!("cannot bind the snapshot channel {}", channel_path.display()))?;
     let serving = Arc::clone(&publisher);
     std::thread::Builder::new().name("snapshot-channel".into()).spawn(move || serving.serve(channel))?;
+    let analytics = open_analytics(&plan)?;
+    tokio::spawn(compact_analytics(Arc::clone(&analytics), Arc::clone(&publisher)));
     let admin = admin_server::bind(&plan.data_dir.admin_socket())?;
-    let management = crate::admin::server::Management { service: Arc::clone(&service), forward };
+    let management = crate::admin::server::Management {
+        service: Arc::clone(&service),
+        forward,
+        analytics: Some(Arc::clone(&analytics)),
+    };
     let context =
         AdminContext::new(Arc::clone(&publisher), plan.data_dir.clone(), plan.config_dir.clone(), provided, management);
     tokio::spawn(admin_server::serve(admin, Arc::new(context)));
@@ -143,8 +150,9 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
     let gateway_url = format!("http://{}", gateway_listen(&plan, &publisher));
     let service_for_api = Arc::clone(&service);
     let (addr, data_dir) = (plan.options.listen_management.clone(), plan.data_dir.clone());
+    let analytics_for_api = Arc::clone(&analytics);
     let management_url = tokio::task::spawn_blocking(move || {
-        management::listener::start(service_for_api, &addr, gateway_url, &data_dir)
+        management::listener::start(service_for_api, &addr, gateway_url, &data_dir, analytics_for_api)
     })
     .await??;
     let listen = announce(&plan, &publisher, &management_url)?;
@@ -184,6 +192,34 @@ fn management_store(
         anyhow::bail!("the management store does not compile (see the warnings above); fix the resources it names")
     };
     Ok((Arc::new(tokio::sync::Mutex::new(service)), config, forward, forwarded))
+}
+
+/// Analytics on the management store's file (its own connection; WAL lets both write).
+fn open_analytics(plan: &Plan) -> anyhow::Result<SharedAnalytics> {
+    let path = plan.data_dir.root().join(management::STORE_FILE);
+    Ok(Analytics::open(&path)?.shared())
+}
+
+/// Folds old minute rollups into hours and applies the retention of the current config's
+/// `[analytics]`, every `COMPACTION_INTERVAL_MS` (the first time right after start).
+async fn compact_analytics(analytics: SharedAnalytics, publisher: Arc<Publisher>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(COMPACTION_INTERVAL_MS));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let settings = publisher.view().config.observability.analytics.clone();
+        let analytics = Arc::clone(&analytics);
+        let compacted = tokio::task::spawn_blocking(move || {
+            let mut analytics = analytics.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            analytics.compact(portcullis_management::analytics::now_ms(), &settings)
+        })
+        .await;
+        match compacted {
+            Ok(Ok(done)) => tracing::debug!("analytics compacted: {done:?}"),
+            Ok(Err(error)) => tracing::error!("cannot compact the analytics rollups: {error}"),
+            Err(error) => tracing::error!("the analytics compaction task failed: {error}"),
+        }
+    }
 }
 
 /// Publishes what the store's compiler hands on, in order; answers barriers once what came

@@ -120,8 +120,7 @@ impl Live {
         let mut totals: BTreeMap<&str, (ApiSlice, hdrhistogram::Histogram<u64>)> = BTreeMap::new();
         for slice in &recent {
             for (api, part) in &slice.apis {
-                let (sum, histogram) =
-                    totals.entry(api).or_insert_with(|| (ApiSlice::default(), sample_histogram()));
+                let (sum, histogram) = totals.entry(api).or_insert_with(|| (ApiSlice::default(), sample_histogram()));
                 sum.count += part.count;
                 sum.failed += part.failed;
                 sum.cache_hit += part.cache_hit;
@@ -131,10 +130,8 @@ impl Live {
                 }
             }
         }
-        let mut apis: Vec<ApiSample> = totals
-            .into_iter()
-            .map(|(api, (sum, histogram))| api_sample(api, &sum, &histogram, covered_ms))
-            .collect();
+        let mut apis: Vec<ApiSample> =
+            totals.into_iter().map(|(api, (sum, histogram))| api_sample(api, &sum, &histogram, covered_ms)).collect();
         apis.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| a.api_id.cmp(&b.api_id)));
         TopSample { at_ms: now_ms, window_ms, apis }
     }

@@ -17,7 +17,9 @@ pub enum Dimension {
     Subscription,
     User,
     /// Intervals of `interval_ms` aligned to the Unix epoch.
-    Time { interval_ms: i64 },
+    Time {
+        interval_ms: i64,
+    },
 }
 
 impl Dimension {
@@ -165,7 +167,8 @@ pub(super) fn report(
 }
 
 fn metrics(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Metrics> {
-    let count = |index: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, Option<i64>>(at + index)?.unwrap_or(0) as u64) };
+    let count =
+        |index: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, Option<i64>>(at + index)?.unwrap_or(0) as u64) };
     let optional = |index: usize| -> rusqlite::Result<Option<u64>> {
         Ok(row.get::<_, Option<i64>>(at + index)?.map(|value| value as u64))
     };

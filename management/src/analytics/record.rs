@@ -86,7 +86,8 @@ impl Rollup {
 }
 
 /// The columns of a rollup row, in the order of [`UPSERT_ROLLUP`]'s values.
-pub(super) const ROLLUP_COLUMNS: &str = "bucket_ms, span_ms, api_id, operation_id, product_id, subscription_id, user_id,
+pub(super) const ROLLUP_COLUMNS: &str =
+    "bucket_ms, span_ms, api_id, operation_id, product_id, subscription_id, user_id,
     call_success, call_blocked, call_failed, call_other, call_total, bandwidth, cache_hit, cache_miss,
     api_time_count, api_time_sum_us, api_time_min_us, api_time_max_us,
     service_time_count, service_time_sum_us, service_time_min_us, service_time_max_us";
@@ -251,14 +252,7 @@ pub(super) fn merge_latencies(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (bucket_ms, span_ms, api_id, operation_id) DO UPDATE SET
              total = excluded.total, backend = excluded.backend",
-        params![
-            bucket_ms,
-            span_ms,
-            api,
-            operation,
-            encode_histogram(&merged_total),
-            encode_histogram(&merged_backend)
-        ],
+        params![bucket_ms, span_ms, api, operation, encode_histogram(&merged_total), encode_histogram(&merged_backend)],
     )?;
     Ok(())
 }

@@ -74,7 +74,8 @@ pub(super) fn answer(app: &App, service: &Service, request: &Request, report: Re
         Report::Subscription => Dimension::Subscription,
         Report::User => Dimension::User,
         Report::Time => {
-            let interval_ms = parse_interval(request.query("interval")).map_err(|m| ApiError::validation("interval", m))?;
+            let interval_ms =
+                parse_interval(request.query("interval")).map_err(|m| ApiError::validation("interval", m))?;
             Dimension::Time { interval_ms }
         }
     };
@@ -202,7 +203,9 @@ fn add_percentiles(
     }
     let (api, operation, from, to) = match dimension {
         Dimension::Api => (Some(row.api_id.as_str()), query.operation_id.as_deref(), query.from_ms, query.to_ms),
-        Dimension::Operation => (Some(row.api_id.as_str()), Some(row.operation_id.as_str()), query.from_ms, query.to_ms),
+        Dimension::Operation => {
+            (Some(row.api_id.as_str()), Some(row.operation_id.as_str()), query.from_ms, query.to_ms)
+        }
         Dimension::Time { interval_ms } => {
             let start = row.interval_start_ms.unwrap_or(query.from_ms);
             let end = start.saturating_add(interval_ms - 1);

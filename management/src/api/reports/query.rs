@@ -62,7 +62,8 @@ fn clause_parts(clause: &[Token]) -> Result<(&'static str, String, String), Stri
         Some(Token::Word(word)) => Some(word.clone()),
         _ => None,
     };
-    let field = word(clause.first()).ok_or_else(|| format!("expected a field in $filter, found {:?}", clause.first()))?;
+    let field =
+        word(clause.first()).ok_or_else(|| format!("expected a field in $filter, found {:?}", clause.first()))?;
     let name = field.strip_prefix("properties/").unwrap_or(&field);
     let field = REPORT_FILTER_FIELDS.iter().find(|known| known.eq_ignore_ascii_case(name)).ok_or_else(|| {
         format!("{field} cannot be filtered on in a report (fields: {})", REPORT_FILTER_FIELDS.join(", "))
@@ -134,7 +135,9 @@ pub(crate) fn parse_interval(text: Option<&str>) -> Result<i64, String> {
         return Err(invalid());
     }
     let mut total: i64 = 0;
-    for (part, units) in [(days, &[('W', 7 * 24 * 60), ('D', 24 * 60)][..]), (time, &[('H', 60), ('M', 1), ('S', 0)][..])] {
+    for (part, units) in
+        [(days, &[('W', 7 * 24 * 60), ('D', 24 * 60)][..]), (time, &[('H', 60), ('M', 1), ('S', 0)][..])]
+    {
         let mut number = String::new();
         let mut allowed = units.iter();
         for c in part.chars() {
@@ -152,7 +155,8 @@ pub(crate) fn parse_interval(text: Option<&str>) -> Result<i64, String> {
                 }
                 total = total.checked_add(value / 60 * MINUTE_MS).ok_or_else(invalid)?;
             } else {
-                total = value.checked_mul(minutes * MINUTE_MS).and_then(|ms| total.checked_add(ms)).ok_or_else(invalid)?;
+                total =
+                    value.checked_mul(minutes * MINUTE_MS).and_then(|ms| total.checked_add(ms)).ok_or_else(invalid)?;
             }
         }
         if !number.is_empty() {
@@ -191,9 +195,10 @@ pub(crate) fn parse_orderby(text: &str, fields: &[&'static str]) -> Result<Vec<(
     for part in text.split(',').map(str::trim) {
         let mut words = part.split_whitespace();
         let name = words.next().ok_or("$orderby names no field")?;
-        let field = fields.iter().find(|field| field.eq_ignore_ascii_case(name)).ok_or_else(|| {
-            format!("{name} cannot be ordered by (fields: {})", fields.join(", "))
-        })?;
+        let field = fields
+            .iter()
+            .find(|field| field.eq_ignore_ascii_case(name))
+            .ok_or_else(|| format!("{name} cannot be ordered by (fields: {})", fields.join(", ")))?;
         let descending = match words.next().map(str::to_ascii_lowercase).as_deref() {
             None | Some("asc") => false,
             Some("desc") => true,
@@ -217,7 +222,9 @@ mod tests {
     fn filters_take_a_time_range_and_entity_ids() {
         let query = parse_filter(Some(RANGE)).unwrap();
         assert_eq!(query.to_ms - query.from_ms, 24 * 60 * MINUTE_MS);
-        let text = format!("{RANGE} and apiId eq '/apis/echo' and operationId eq '/apis/echo/operations/get' and userId eq '1' and subscriptionId eq '/subscriptions/s' and productId eq 'p' and apiRegion eq 'West Europe'");
+        let text = format!(
+            "{RANGE} and apiId eq '/apis/echo' and operationId eq '/apis/echo/operations/get' and userId eq '1' and subscriptionId eq '/subscriptions/s' and productId eq 'p' and apiRegion eq 'West Europe'"
+        );
         let query = parse_filter(Some(&text)).unwrap();
         assert_eq!(query.api_id.as_deref(), Some("echo"));
         assert_eq!(query.operation_id.as_deref(), Some("get"));
@@ -249,12 +256,28 @@ mod tests {
 
     #[test]
     fn intervals_are_multiples_of_15_minutes() {
-        for (text, minutes) in
-            [("PT15M", 15), ("PT1H", 60), ("pt45m", 45), ("P1D", 1440), ("P1DT1H30M", 1530), ("PT900S", 15), ("P1W", 10080)]
-        {
+        for (text, minutes) in [
+            ("PT15M", 15),
+            ("PT1H", 60),
+            ("pt45m", 45),
+            ("P1D", 1440),
+            ("P1DT1H30M", 1530),
+            ("PT900S", 15),
+            ("P1W", 10080),
+        ] {
             assert_eq!(parse_interval(Some(text)), Ok(minutes * MINUTE_MS), "{text}");
         }
-        for bad in [None, Some("PT0M"), Some("PT10M"), Some("15"), Some("P1M"), Some("PT"), Some("PT15"), Some("PT1H1H"), Some("P9999999999999D")] {
+        for bad in [
+            None,
+            Some("PT0M"),
+            Some("PT10M"),
+            Some("15"),
+            Some("P1M"),
+            Some("PT"),
+            Some("PT15"),
+            Some("PT1H1H"),
+            Some("P9999999999999D"),
+        ] {
             assert!(parse_interval(bad).is_err(), "{bad:?}");
         }
         assert_eq!(format_interval(15 * MINUTE_MS), "PT15M");
@@ -265,7 +288,10 @@ mod tests {
     #[test]
     fn orderby_names_fields_and_directions() {
         let fields = &["name", "callCountTotal"];
-        assert_eq!(parse_orderby("callCountTotal desc, name", fields), Ok(vec![("callCountTotal", true), ("name", false)]));
+        assert_eq!(
+            parse_orderby("callCountTotal desc, name", fields),
+            Ok(vec![("callCountTotal", true), ("name", false)])
+        );
         assert!(parse_orderby("bandwidth", fields).is_err());
         assert!(parse_orderby("name sideways", fields).is_err());
         assert!(parse_orderby("", fields).is_err());

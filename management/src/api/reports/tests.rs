@@ -27,13 +27,19 @@ impl Harness {
         let mut service = Service::open(Box::new(SqliteStore::in_memory().unwrap()), Box::new(AcceptAll)).unwrap().0;
         crate::seed_builtins(&mut service).unwrap();
         let writes = vec![
-            put(crate::resource::ResourcePath::parse("/apis/echo").unwrap(), json!({"displayName": "Echo API", "path": "echo"})),
+            put(
+                crate::resource::ResourcePath::parse("/apis/echo").unwrap(),
+                json!({"displayName": "Echo API", "path": "echo"}),
+            ),
             put(
                 crate::resource::ResourcePath::parse("/apis/echo/operations/get").unwrap(),
                 json!({"displayName": "Get", "method": "GET", "urlTemplate": "/"}),
             ),
             put(crate::resource::ResourcePath::parse("/products/starter").unwrap(), json!({"displayName": "Starter"})),
-            put(crate::resource::ResourcePath::parse("/users/1").unwrap(), json!({"email": "ada@example.com", "firstName": "Ada", "lastName": "L"})),
+            put(
+                crate::resource::ResourcePath::parse("/users/1").unwrap(),
+                json!({"email": "ada@example.com", "firstName": "Ada", "lastName": "L"}),
+            ),
         ];
         let actor = Actor { name: "test".into(), action: "seed".into() };
         service.write(writes, &[], Authority::Store, &actor).unwrap();
@@ -101,7 +107,10 @@ async fn reports_filter_by_entity_and_time() {
     assert!(body["value"][0].get("apiTimeP50").is_none(), "no percentiles per user: {body}");
     let (_, body) = harness.get(&format!("/reports/bySubscription?$filter={RANGE}")).await;
     let row = &body["value"][0];
-    assert_eq!((&row["subscriptionId"], &row["productId"]), (&json!("/subscriptions/sub1"), &json!("/products/starter")));
+    assert_eq!(
+        (&row["subscriptionId"], &row["productId"]),
+        (&json!("/subscriptions/sub1"), &json!("/products/starter"))
+    );
 }
 
 #[tokio::test]
@@ -196,7 +205,8 @@ async fn by_geo_is_empty_and_users_see_their_own_calls() {
 async fn reports_are_in_the_openapi_document() {
     let document = crate::api::openapi();
     let by_time = &document["paths"]["/reports/byTime"]["get"];
-    let names: Vec<&str> = by_time["parameters"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    let names: Vec<&str> =
+        by_time["parameters"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
     assert!(names.contains(&"$filter") && names.contains(&"interval") && names.contains(&"$orderby"), "{names:?}");
     assert!(document["paths"]["/users/{userId}/reports/byRequest"]["get"].is_object());
     assert!(document["components"]["schemas"]["ReportList"].is_object());
