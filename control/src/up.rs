@@ -112,6 +112,9 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
         provided.insert(ECHO_BACKEND_URL, NamedValue { value: format!("http://{addr}"), secret: false });
     }
     let (service, config, forward, forwarded) = management_store(&plan, &provided)?;
+    // Opened before the snapshot channel serves: every telemetry batch goes to
+    // `portcullis_management::analytics::record_batch(&analytics, &batch)` before its ack.
+    let analytics = open_analytics(&plan)?;
     let generation = next_generation(&plan.data_dir);
     // OpenID keys are fetched before the first snapshot, so it can verify tokens from the start.
     let openid = Arc::new(crate::openid::Store::default());
@@ -124,7 +127,6 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
         .with_context(|| format!("cannot bind the snapshot channel {}", channel_path.display()))?;
     let serving = Arc::clone(&publisher);
     std::thread::Builder::new().name("snapshot-channel".into()).spawn(move || serving.serve(channel))?;
-    let analytics = open_analytics(&plan)?;
     tokio::spawn(compact_analytics(Arc::clone(&analytics), Arc::clone(&publisher)));
     let admin = admin_server::bind(&plan.data_dir.admin_socket())?;
     let management = crate::admin::server::Management {

@@ -1,6 +1,6 @@
 //! Analytics: APIM's usage reports, kept in the management store from the data plane's telemetry.
 //!
-//! Control hands every telemetry [`Batch`] to [`Analytics::record`]: in one SQLite transaction it
+//! Control hands every telemetry [`Batch`] to [`Analytics::record`] (through [`record_batch`]): in one SQLite transaction it
 //! adds the batch's series into per-minute rollups keyed by (bucket, API, operation, product,
 //! subscription, user), merges its latency histograms into per-minute histograms per operation,
 //! keeps its request records for `/reports/byRequest`, and remembers the batch's sequence for its
@@ -145,6 +145,13 @@ impl Analytics {
     pub fn top(&self, now_ms: i64, window_ms: i64) -> TopSample {
         self.live.sample(now_ms, window_ms)
     }
+}
+
+/// [`Analytics::record`] on the shared analytics: what control calls for every telemetry batch,
+/// acknowledging the batch when it returns `Ok` (either variant). A poisoned lock is still
+/// consistent (a transaction commits or rolls back as a whole), so it is used.
+pub fn record_batch(analytics: &SharedAnalytics, batch: &Batch) -> Result<Recorded, AnalyticsError> {
+    analytics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).record(batch)
 }
 
 /// Now, in Unix milliseconds.

@@ -132,13 +132,8 @@ pub(super) fn record(connection: &mut Connection, batch: &Batch, now_ms: i64) ->
         upsert_rollup(&transaction, bucket, MINUTE_MS, &entities, &rollup)?;
     }
     for latencies in &batch.latencies {
-        let (Some(total), Some(backend)) = (decode_histogram(&latencies.total), decode_histogram(&latencies.backend))
-        else {
-            tracing::warn!("a telemetry batch carried a latency histogram that does not decode; skipped");
-            continue;
-        };
         let key = (bucket, MINUTE_MS, latencies.api_id.as_str(), latencies.operation_id.as_str());
-        merge_latencies(&transaction, key, &total, &backend)?;
+        add_latencies(&transaction, key, &latencies.total, &latencies.backend)?;
     }
     for request in &batch.requests {
         insert_request(&transaction, request, sql_int(batch.start_unix_ms))?;
@@ -224,6 +219,29 @@ pub(super) fn upsert_rollup(
 /// (bucket, span, API, operation): what a latency row is keyed by.
 pub(super) type LatencyKey<'a> = (i64, i64, &'a str, &'a str);
 
+/// Adds two encoded histograms into the row of `key`: stored as they are when the row is new (the
+/// first batch of a minute), else decoded into the row's (a decoded histogram is ~170 KiB, so the
+/// fewer the better).
+fn add_latencies(
+    transaction: &Transaction<'_>,
+    key: LatencyKey<'_>,
+    total: &[u8],
+    backend: &[u8],
+) -> rusqlite::Result<()> {
+    let (Some(total_histogram), Some(backend_histogram)) = (decode_histogram(total), decode_histogram(backend)) else {
+        tracing::warn!("a telemetry batch carried a latency histogram that does not decode; skipped");
+        return Ok(());
+    };
+    match existing_latencies(transaction, key)? {
+        None => store_latencies(transaction, key, total, backend),
+        Some((mut old_total, mut old_backend)) => {
+            add(&mut old_total, &total_histogram);
+            add(&mut old_backend, &backend_histogram);
+            store_latencies(transaction, key, &encode_histogram(&old_total), &encode_histogram(&old_backend))
+        }
+    }
+}
+
 /// Adds two histograms into the row of `key` (creating it).
 pub(super) fn merge_latencies(
     transaction: &Transaction<'_>,
@@ -231,6 +249,22 @@ pub(super) fn merge_latencies(
     total: &hdrhistogram::Histogram<u64>,
     backend: &hdrhistogram::Histogram<u64>,
 ) -> rusqlite::Result<()> {
+    let (merged_total, merged_backend) = match existing_latencies(transaction, key)? {
+        Some((mut old_total, mut old_backend)) => {
+            add(&mut old_total, total);
+            add(&mut old_backend, backend);
+            (old_total, old_backend)
+        }
+        None => (total.clone(), backend.clone()),
+    };
+    store_latencies(transaction, key, &encode_histogram(&merged_total), &encode_histogram(&merged_backend))
+}
+
+/// The row's histograms, decoded (an undecodable one reads as empty).
+fn existing_latencies(
+    transaction: &Transaction<'_>,
+    key: LatencyKey<'_>,
+) -> rusqlite::Result<Option<(hdrhistogram::Histogram<u64>, hdrhistogram::Histogram<u64>)>> {
     let (bucket_ms, span_ms, api, operation) = key;
     let existing: Option<(Vec<u8>, Vec<u8>)> = transaction
         .query_row(
@@ -240,19 +274,25 @@ pub(super) fn merge_latencies(
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?;
-    let (mut merged_total, mut merged_backend) = (latency_histogram(), latency_histogram());
-    if let Some((old_total, old_backend)) = existing {
-        add_encoded(&mut merged_total, &old_total);
-        add_encoded(&mut merged_backend, &old_backend);
-    }
-    add(&mut merged_total, total);
-    add(&mut merged_backend, backend);
+    Ok(existing.map(|(total, backend)| {
+        let decode = |bytes: &[u8]| decode_histogram(bytes).unwrap_or_else(latency_histogram);
+        (decode(&total), decode(&backend))
+    }))
+}
+
+fn store_latencies(
+    transaction: &Transaction<'_>,
+    key: LatencyKey<'_>,
+    total: &[u8],
+    backend: &[u8],
+) -> rusqlite::Result<()> {
+    let (bucket_ms, span_ms, api, operation) = key;
     transaction.execute(
         "INSERT INTO analytics_latencies (bucket_ms, span_ms, api_id, operation_id, total, backend)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (bucket_ms, span_ms, api_id, operation_id) DO UPDATE SET
              total = excluded.total, backend = excluded.backend",
-        params![bucket_ms, span_ms, api, operation, encode_histogram(&merged_total), encode_histogram(&merged_backend)],
+        params![bucket_ms, span_ms, api, operation, total, backend],
     )?;
     Ok(())
 }

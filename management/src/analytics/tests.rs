@@ -250,3 +250,42 @@ fn the_live_window_samples_per_api() {
     assert_eq!(sample.apis[0].api_id, "echo", "busiest first");
     assert!(analytics.top(T0 + 120_000, 10_000).apis.is_empty(), "old batches fall out of the window");
 }
+
+#[test]
+fn recording_a_busy_batch_into_the_store_file_is_fast_enough_for_one_a_second() {
+    let dir = std::env::temp_dir().join(format!("portcullis-analytics-busy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("management.db");
+    let _ = std::fs::remove_file(&file);
+    let shared = Analytics::open(&file).unwrap().shared();
+    // 200 operations x 5 statuses, a histogram per operation, 1,000 request records.
+    let mut busy = batch(1, T0);
+    busy.series = (0..1_000)
+        .map(|i| Series {
+            key: key("api", &format!("op{}", i / 5), [200, 201, 404, 429, 500][i % 5], CacheResult::None),
+            values: SeriesValues::one(100, 1_000, 2_000, Some(1_500)),
+        })
+        .collect();
+    busy.latencies = (0..200)
+        .map(|i| Latencies {
+            api_id: "api".into(),
+            operation_id: format!("op{i}"),
+            total: histogram(&[2_000, 3_000]),
+            backend: histogram(&[1_500]),
+        })
+        .collect();
+    let one = busy.requests[0].clone();
+    busy.requests = (0..1_000).map(|i| RequestRecord { correlation_id: format!("r{i}"), ..one.clone() }).collect();
+    let started = std::time::Instant::now();
+    for sequence in 1..=5 {
+        let next = Batch { sequence, start_unix_ms: (T0 + sequence as i64 * 1_000) as u64, ..busy.clone() };
+        assert_eq!(record_batch(&shared, &next).unwrap(), Recorded::Committed);
+    }
+    let per_batch = started.elapsed() / 5;
+    eprintln!("a busy batch takes {per_batch:?} to record");
+    assert!(per_batch < std::time::Duration::from_millis(900), "{per_batch:?} per one-second batch");
+    let rows = shared.lock().unwrap().report(Dimension::Operation, &all_time()).unwrap();
+    assert_eq!(rows.len(), 200);
+    assert!(rows.iter().all(|row| row.metrics.call_count_total == 25));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
