@@ -37,6 +37,12 @@ fn a_known_mix_comes_back_in_the_reports_and_top(io: &str) {
         until.format("%Y-%m-%dT%H:%M:%SZ")
     );
     let api = Management::of(&gateway);
+    // What works without the transport: the reports and `ctl top` answer.
+    let first = api.get(&format!("/reports/byApi?$filter={range}"));
+    assert_eq!(first.status, 200, "{}", first.text());
+    let refused = api.get("/reports/byApi");
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(gateway.ctl(&["top", "--json"]).status.success());
     let mut last = Value::Null;
     eventually("byApi to count the mix", || {
         last = api.get(&format!("/reports/byApi?$filter={range}")).json();

@@ -42,37 +42,39 @@ CREATE TABLE tokens (
 /// 3,600,000 for hours) and entity, times in microseconds (`NULL` minimum and maximum: no request
 /// of the row had one); latency histograms per bucket and operation (HdrHistogram V2 encodings);
 /// recent requests as their JSON record; the last batch committed per data-plane process.
+/// Milliseconds and sums are BIGINT (SQLite gives it INTEGER affinity; PostgreSQL's INTEGER is 32
+/// bits); histograms are BLOB (BYTEA in PostgreSQL).
 const V2: &str = "
 CREATE TABLE analytics_rollups (
-    bucket_ms INTEGER NOT NULL,
-    span_ms INTEGER NOT NULL,
+    bucket_ms BIGINT NOT NULL,
+    span_ms BIGINT NOT NULL,
     api_id TEXT NOT NULL,
     operation_id TEXT NOT NULL,
     product_id TEXT NOT NULL,
     subscription_id TEXT NOT NULL,
     user_id TEXT NOT NULL,
-    call_success INTEGER NOT NULL,
-    call_blocked INTEGER NOT NULL,
-    call_failed INTEGER NOT NULL,
-    call_other INTEGER NOT NULL,
-    call_total INTEGER NOT NULL,
-    bandwidth INTEGER NOT NULL,
-    cache_hit INTEGER NOT NULL,
-    cache_miss INTEGER NOT NULL,
-    api_time_count INTEGER NOT NULL,
-    api_time_sum_us INTEGER NOT NULL,
-    api_time_min_us INTEGER,
-    api_time_max_us INTEGER,
-    service_time_count INTEGER NOT NULL,
-    service_time_sum_us INTEGER NOT NULL,
-    service_time_min_us INTEGER,
-    service_time_max_us INTEGER,
+    call_success BIGINT NOT NULL,
+    call_blocked BIGINT NOT NULL,
+    call_failed BIGINT NOT NULL,
+    call_other BIGINT NOT NULL,
+    call_total BIGINT NOT NULL,
+    bandwidth BIGINT NOT NULL,
+    cache_hit BIGINT NOT NULL,
+    cache_miss BIGINT NOT NULL,
+    api_time_count BIGINT NOT NULL,
+    api_time_sum_us BIGINT NOT NULL,
+    api_time_min_us BIGINT,
+    api_time_max_us BIGINT,
+    service_time_count BIGINT NOT NULL,
+    service_time_sum_us BIGINT NOT NULL,
+    service_time_min_us BIGINT,
+    service_time_max_us BIGINT,
     PRIMARY KEY (bucket_ms, span_ms, api_id, operation_id, product_id, subscription_id, user_id)
 );
 CREATE INDEX analytics_rollups_by_span ON analytics_rollups(span_ms, bucket_ms);
 CREATE TABLE analytics_latencies (
-    bucket_ms INTEGER NOT NULL,
-    span_ms INTEGER NOT NULL,
+    bucket_ms BIGINT NOT NULL,
+    span_ms BIGINT NOT NULL,
     api_id TEXT NOT NULL,
     operation_id TEXT NOT NULL,
     total BLOB NOT NULL,
@@ -81,7 +83,7 @@ CREATE TABLE analytics_latencies (
 );
 CREATE INDEX analytics_latencies_by_span ON analytics_latencies(span_ms, bucket_ms);
 CREATE TABLE analytics_requests (
-    time_ms INTEGER NOT NULL,
+    time_ms BIGINT NOT NULL,
     request_id TEXT NOT NULL,
     api_id TEXT NOT NULL,
     operation_id TEXT NOT NULL,
@@ -93,9 +95,9 @@ CREATE TABLE analytics_requests (
 );
 CREATE TABLE analytics_batches (
     data_plane_pid INTEGER PRIMARY KEY NOT NULL,
-    sequence INTEGER NOT NULL,
-    start_ms INTEGER NOT NULL,
-    recorded_ms INTEGER NOT NULL
+    sequence BIGINT NOT NULL,
+    start_ms BIGINT NOT NULL,
+    recorded_ms BIGINT NOT NULL
 );
 ";
 
