@@ -40,6 +40,7 @@ mod routes;
 mod rules;
 
 pub use error::{ApiError, Detail};
+pub use reports::query::{parse_filter as parse_report_filter, parse_interval as parse_report_interval};
 
 /// Longest request body accepted, in bytes (an API with a large OpenAPI schema fits; more is a 413).
 pub const BODY_BYTES_MAX: usize = 4 * 1024 * 1024;

@@ -18,8 +18,8 @@ pub(crate) const REPORT_FILTER_FIELDS: &[&str] =
 const REQUIRED: &str = "$filter must hold timestamp ge <start> and timestamp le <end>, e.g. \
     timestamp ge datetime'2026-12-01T00:00:00Z' and timestamp le datetime'2026-12-02T00:00:00Z'";
 
-/// Parses a report's `$filter`; the error says what is wrong.
-pub(crate) fn parse_filter(text: Option<&str>) -> Result<ReportQuery, String> {
+/// Parses a report's `$filter`; the error says what is wrong (public for its fuzz target).
+pub fn parse_filter(text: Option<&str>) -> Result<ReportQuery, String> {
     let text = text.map(str::trim).filter(|text| !text.is_empty()).ok_or_else(|| REQUIRED.to_owned())?;
     if text.len() > FILTER_BYTES_MAX {
         return Err(format!("$filter is longer than {FILTER_BYTES_MAX} bytes"));
@@ -124,8 +124,8 @@ fn set_entity(query: &mut ReportQuery, field: &str, value: &str) {
     }
 }
 
-/// `interval`: `PT15M`, `PT1H`, `P1D`, `P1DT12H` ... in milliseconds.
-pub(crate) fn parse_interval(text: Option<&str>) -> Result<i64, String> {
+/// `interval`: `PT15M`, `PT1H`, `P1D`, `P1DT12H` ... in milliseconds (public for its fuzz target).
+pub fn parse_interval(text: Option<&str>) -> Result<i64, String> {
     let text = text.map(str::trim).filter(|t| !t.is_empty()).ok_or("interval is required (PT15M, PT1H, P1D ...)")?;
     let invalid = || format!("interval {text:?} is not a non-zero multiple of 15 minutes (PT15M, PT1H, P1D ...)");
     let upper = text.to_ascii_uppercase();
