@@ -152,7 +152,9 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
     let gateway_url = format!("http://{}", gateway_listen(&plan, &publisher));
     let service_for_api = Arc::clone(&service);
     let (addr, data_dir) = (plan.options.listen_management.clone(), plan.data_dir.clone());
-    let analytics_for_api = Arc::clone(&analytics);
+    // The reports read on a connection of their own: a long report never holds up a batch's commit
+    // (WAL readers do not block the writer).
+    let analytics_for_api = open_analytics(&plan)?;
     let management_url = tokio::task::spawn_blocking(move || {
         management::listener::start(service_for_api, &addr, gateway_url, &data_dir, analytics_for_api)
     })
