@@ -147,6 +147,16 @@ pub enum CtlCommand {
         /// IP address or CIDR prefix, exactly as blocked.
         target: String,
     },
+    /// Live traffic per API: requests per second, error rate, p50/p99, cache hit ratio
+    /// (refreshed every second; Ctrl-C to quit).
+    Top {
+        /// Print one sample as JSON and exit.
+        #[arg(long)]
+        json: bool,
+        /// The window each line covers, in seconds (1 to 60).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60))]
+        window: u64,
+    },
     /// Management API tokens: create (the secret is shown once), list, delete.
     Token {
         #[command(subcommand)]
@@ -200,6 +210,10 @@ pub fn run(command: Command) -> anyhow::Result<()> {
                 CtlCommand::Unblock { target } => ctl::xdp::unblock(&data_dir, &target)?,
                 CtlCommand::Token { command } => management::verbs::token(&data_dir, command)?,
                 CtlCommand::Logs { command: LogsCommand::Reopen { json } } => ctl::reopen_logs(&data_dir, json)?,
+                CtlCommand::Top { json: true, window } => ctl::top::json(&data_dir, Some(window * 1_000))?,
+                CtlCommand::Top { json: false, window } => {
+                    return Ok(ctl::top::watch(&data_dir, Some(window * 1_000))?);
+                }
             };
             Ok(print_line(output)?)
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use portcullis_contract::layout::DataDir;
 
+pub mod top;
 pub mod xdp;
 
 use crate::admin::protocol::RESPONSE_LINE_BYTES_MAX;

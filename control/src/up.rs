@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use portcullis_contract::layout::DataDir;
+use portcullis_management::analytics::{Analytics, COMPACTION_INTERVAL_MS, SharedAnalytics};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::admin::server::{self as admin_server, AdminContext};
@@ -117,14 +118,20 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
         provided.insert(ECHO_BACKEND_URL, NamedValue { value: format!("http://{addr}"), secret: false });
     }
     let (service, config, forward, forwarded) = management_store(&plan, &provided)?;
+    // Opened before the snapshot channel serves: every telemetry batch is committed to it before
+    // its ack.
+    let analytics = open_analytics(&plan)?;
     let generation = next_generation(&plan.data_dir);
     // OpenID keys are fetched before the first snapshot, so it can verify tokens from the start.
     let openid = Arc::new(crate::openid::Store::default());
     openid.refresh(&config).await;
     let metrics = Arc::new(Metrics::new(&config.observability.metrics));
     let publisher = Arc::new(Publisher::with_openid(config, generation, openid)?);
-    let folded = Arc::clone(&metrics);
+    let (folded, rolled_up) = (Arc::clone(&metrics), Arc::clone(&analytics));
     publisher.set_telemetry_handler(Box::new(move |batch| {
+        // The rollups first: if they cannot commit, the batch is not acknowledged and comes again,
+        // and the metrics have not counted it yet.
+        portcullis_management::analytics::record_batch(&rolled_up, batch).map_err(|error| error.to_string())?;
         folded.record_batch(batch);
         Ok(())
     }));
@@ -135,8 +142,13 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
         .with_context(|| format!("cannot bind the snapshot channel {}", channel_path.display()))?;
     let serving = Arc::clone(&publisher);
     std::thread::Builder::new().name("snapshot-channel".into()).spawn(move || serving.serve(channel))?;
+    tokio::spawn(compact_analytics(Arc::clone(&analytics), Arc::clone(&publisher)));
     let admin = admin_server::bind(&plan.data_dir.admin_socket())?;
-    let management = crate::admin::server::Management { service: Arc::clone(&service), forward };
+    let management = crate::admin::server::Management {
+        service: Arc::clone(&service),
+        forward,
+        analytics: Some(Arc::clone(&analytics)),
+    };
     let context =
         AdminContext::new(Arc::clone(&publisher), plan.data_dir.clone(), plan.config_dir.clone(), provided, management);
     tokio::spawn(admin_server::serve(admin, Arc::new(context)));
@@ -158,8 +170,11 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
     let gateway_url = format!("http://{}", gateway_listen(&plan, &publisher));
     let service_for_api = Arc::clone(&service);
     let (addr, data_dir) = (plan.options.listen_management.clone(), plan.data_dir.clone());
+    // The reports read on a connection of their own: a long report never holds up a batch's commit
+    // (WAL readers do not block the writer).
+    let analytics_for_api = open_analytics(&plan)?;
     let management_url = tokio::task::spawn_blocking(move || {
-        management::listener::start(service_for_api, &addr, gateway_url, &data_dir)
+        management::listener::start(service_for_api, &addr, gateway_url, &data_dir, analytics_for_api)
     })
     .await??;
     let listen = announce(&plan, &publisher, &management_url, &ops_url)?;
@@ -199,6 +214,34 @@ fn management_store(
         anyhow::bail!("the management store does not compile (see the warnings above); fix the resources it names")
     };
     Ok((Arc::new(tokio::sync::Mutex::new(service)), config, forward, forwarded))
+}
+
+/// Analytics on the management store's file (its own connection; WAL lets both write).
+fn open_analytics(plan: &Plan) -> anyhow::Result<SharedAnalytics> {
+    let path = plan.data_dir.root().join(management::STORE_FILE);
+    Ok(Analytics::open(&path)?.shared())
+}
+
+/// Folds old minute rollups into hours and applies the retention of the current config's
+/// `[analytics]`, every `COMPACTION_INTERVAL_MS` (the first time right after start).
+async fn compact_analytics(analytics: SharedAnalytics, publisher: Arc<Publisher>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(COMPACTION_INTERVAL_MS));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let settings = publisher.view().config.observability.analytics.clone();
+        let analytics = Arc::clone(&analytics);
+        let compacted = tokio::task::spawn_blocking(move || {
+            let mut analytics = analytics.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            analytics.compact(portcullis_management::analytics::now_ms(), &settings)
+        })
+        .await;
+        match compacted {
+            Ok(Ok(done)) => tracing::debug!("analytics compacted: {done:?}"),
+            Ok(Err(error)) => tracing::error!("cannot compact the analytics rollups: {error}"),
+            Err(error) => tracing::error!("the analytics compaction task failed: {error}"),
+        }
+    }
 }
 
 /// Publishes what the store's compiler hands on, in order (and gives the metrics the settings of

@@ -35,10 +35,12 @@ mod item;
 mod list;
 mod openapi;
 mod release;
+mod reports;
 mod routes;
 mod rules;
 
 pub use error::{ApiError, Detail};
+pub use reports::query::{parse_filter as parse_report_filter, parse_interval as parse_report_interval};
 
 /// Longest request body accepted, in bytes (an API with a large OpenAPI schema fits; more is a 413).
 pub const BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
@@ -48,11 +50,13 @@ pub const BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
 pub struct ApiSettings {
     /// The gateway's public base URL (`https://gw.example.com`): the `privateUrl` of revisions.
     pub gateway_url: String,
+    /// Where `/reports/*` read from (`None`: every report is empty).
+    pub analytics: Option<crate::analytics::SharedAnalytics>,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        Self { gateway_url: "http://127.0.0.1:8080".to_owned() }
+        Self { gateway_url: "http://127.0.0.1:8080".to_owned(), analytics: None }
     }
 }
 
@@ -138,6 +142,7 @@ fn answer(
         routes::Endpoint::List(listing) => list::answer(app, service, &request, listing),
         routes::Endpoint::Item => item::answer(service, &request, &app.settings.gateway_url),
         routes::Endpoint::Action(action) => item::act(service, &request, action),
+        routes::Endpoint::Report(report) => reports::answer(app, service, &request, report),
     }
 }
 

@@ -10,10 +10,13 @@
 //! - [`openapi`]: OpenAPI 2.0/3.0/3.1 import (APIM's mapping and re-import) and export.
 //! - [`service`]: the resources in memory and the one path every change takes (ownership,
 //!   would-be compile, commit, publish).
+//! - [`analytics`]: APIM's usage reports: per-minute and hourly rollups of the data plane's
+//!   telemetry, latency histograms, recent requests, and the live window of `ctl top`.
 //! - [`api`]: the management REST API (axum) over the service; [`tokens`]: its access tokens;
 //!   [`seed_builtins`]: the administrator and the system groups every service has.
 #![forbid(unsafe_code)]
 
+pub mod analytics;
 pub mod api;
 pub mod apiops;
 pub mod builtins;

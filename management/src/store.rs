@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::resource::{PathError, ResourcePath};
 
-mod schema;
+pub(crate) mod schema;
 mod sqlite;
 
 pub use sqlite::SqliteStore;

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 /// The targets, in the order they run (the files of `fuzz/fuzz_targets/`).
-pub(crate) const TARGETS: [&str; 11] = [
+pub(crate) const TARGETS: [&str; 12] = [
     "request_head",
     "response_head",
     "chunked",
@@ -26,6 +26,7 @@ pub(crate) const TARGETS: [&str; 11] = [
     "jwt",
     "openapi_import",
     "management_filter",
+    "management_report_query",
 ];
 /// Seconds each target runs when `--seconds` is not given.
 const SECONDS_DEFAULT: u64 = 60;

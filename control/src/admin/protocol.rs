@@ -1,5 +1,6 @@
 //! Admin socket messages: `{"command":"status"}` / `{"command":"reload"}` (and the XDP commands
-//! `xdp-status`, `block`, `unblock`, forwarded to the data plane) in, one JSON object out.
+//! `xdp-status`, `block`, `unblock`, forwarded to the data plane; `top`, the live traffic window)
+//! in, one JSON object out.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,12 @@ pub enum Request {
     },
     /// Reopen the access-log file (after logrotate moved it).
     ReopenLogs,
+    /// One sample of the live traffic window per API (`portcullis ctl top`), over the last
+    /// `window_ms` (default 10 s, at most 60 s).
+    Top {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        window_ms: Option<u64>,
+    },
 }
 
 /// One response. `ok` says whether the request succeeded; the other fields depend on the request.
@@ -62,6 +69,9 @@ pub struct Response {
     /// What an apply (or reload) changed, resource by resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<serde_json::Value>,
+    /// For `top`: `portcullis_management::analytics::TopSample`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top: Option<serde_json::Value>,
 }
 
 /// Why a request line was refused.
@@ -135,6 +145,9 @@ mod tests {
             Request::Unblock { prefix: "::1".into() }
         );
         assert_eq!(parse_request(b"{\"command\":\"xdp-status\"}").unwrap(), Request::XdpStatus);
+        assert_eq!(parse_request(b"{\"command\":\"top\"}").unwrap(), Request::Top { window_ms: None });
+        let top = Request::Top { window_ms: Some(5_000) };
+        assert_eq!(top.to_line(), b"{\"command\":\"top\",\"window_ms\":5000}\n");
         assert!(parse_request(b"{\"command\":\"restart\"}").unwrap_err().to_string().contains("unknown variant"));
         assert!(matches!(parse_request(b"{\"cmd\":\"status\"}"), Err(ProtocolError::Json(_))));
         assert!(matches!(parse_request(b"status"), Err(ProtocolError::Json(_))));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portcullis_contract::layout::DataDir;
+use portcullis_management::analytics::SharedAnalytics;
 use portcullis_management::service::Service;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -53,6 +54,8 @@ pub struct Management {
     pub service: Arc<Mutex<Service>>,
     /// The compiler's queue to the publisher, for barriers.
     pub forward: mpsc::UnboundedSender<Forward>,
+    /// The rollups and the live window (`top`); `None`: `top` answers that analytics is off.
+    pub analytics: Option<SharedAnalytics>,
 }
 
 impl AdminContext {
@@ -156,8 +159,20 @@ pub async fn respond(line: &[u8], context: &AdminContext) -> Response {
         Ok(request @ (Request::XdpStatus | Request::Block { .. } | Request::Unblock { .. })) => {
             super::xdp::forward(&context.data_dir, request).await
         }
+        Ok(Request::Top { window_ms }) => top(context, window_ms),
         Err(error) => Response::failure(error.to_string()),
     }
+}
+
+/// One sample of the live window (a lock held for microseconds: the window is in memory).
+fn top(context: &AdminContext, window_ms: Option<u64>) -> Response {
+    use portcullis_management::analytics::{live::TOP_WINDOW_MS_DEFAULT, now_ms};
+    let Some(analytics) = &context.management.analytics else {
+        return Response::failure("this gateway runs without analytics");
+    };
+    let window_ms = window_ms.map_or(TOP_WINDOW_MS_DEFAULT, |ms| i64::try_from(ms).unwrap_or(i64::MAX));
+    let sample = analytics.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).top(now_ms(), window_ms);
+    Response { ok: true, top: serde_json::to_value(sample).ok(), ..Response::default() }
 }
 
 /// Imports the APIOps extract `dir` as one change of the store; answers with its report.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use portcullis_contract::layout::DataDir;
+use portcullis_management::analytics::SharedAnalytics;
 use portcullis_management::api::{ApiSettings, router};
 use portcullis_management::service::Service;
 use portcullis_management::tokens;
@@ -42,20 +43,21 @@ impl CliAccess {
     }
 }
 
-/// Binds `addr`, serves the management API there from its own thread, and writes the CLI's
-/// access file with a fresh token. Returns the API's URL.
+/// Binds `addr`, serves the management API there from its own thread (its reports read
+/// `analytics`), and writes the CLI's access file with a fresh token. Returns the API's URL.
 pub fn start(
     service: Arc<Mutex<Service>>,
     addr: &str,
     gateway_url: String,
     data_dir: &DataDir,
+    analytics: SharedAnalytics,
 ) -> anyhow::Result<String> {
     let listener =
         std::net::TcpListener::bind(addr).with_context(|| format!("cannot bind the management API on {addr}"))?;
     listener.set_nonblocking(true)?;
     let url = format!("http://{}", listener.local_addr()?);
     write_cli_access(&service, &url, data_dir)?;
-    let app = router(service, ApiSettings { gateway_url });
+    let app = router(service, ApiSettings { gateway_url, analytics: Some(analytics) });
     std::thread::Builder::new().name("management-api".into()).spawn(move || {
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime,

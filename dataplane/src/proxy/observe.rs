@@ -55,7 +55,10 @@ impl<S: Stream> Connection<S> {
         drop(telemetry);
         let record = RawRecord {
             started: ctx.started_at,
-            request_id: ctx.matched.as_ref().map_or(0, |matched| matched.request_id),
+            request_id: ctx
+                .matched
+                .as_ref()
+                .map_or_else(crate::proxy::policies::next_request_id, |matched| matched.request_id),
             ix,
             method: String::from_utf8_lossy(ctx.head.method(&self.buf)).into_owned(),
             url: redacted_url(ctx.head.target(&self.buf), key_query(ctx)),

@@ -152,7 +152,8 @@ impl TelemetryTask {
         };
         state.interval_start = now;
         state.dropped_seen = dropped_total;
-        if batch.series.is_empty() && batch.custom.is_empty() && batch.log_records_dropped == 0 {
+        let empty = batch.series.is_empty() && batch.custom.is_empty() && batch.requests.is_empty();
+        if empty && batch.log_records_dropped == 0 {
             // Nothing happened: no batch (control needs none to know that).
             return;
         }

@@ -39,6 +39,11 @@ pub(crate) struct WorkerTelemetry {
 }
 
 impl WorkerTelemetry {
+    /// A worker's telemetry, one of `workers`.
+    pub(crate) fn new(workers: usize) -> Self {
+        WorkerTelemetry { samples_left: samples_per_interval(workers), ..Self::default() }
+    }
+
     /// Counts one request.
     pub(crate) fn count(&mut self, sample: Sample) {
         let key = Key { ix: sample.ix, error: sample.error };
@@ -77,7 +82,7 @@ impl WorkerTelemetry {
     /// Gives the telemetry thread what was counted. When its queue is full the counts stay here
     /// and go with the next hand-over: nothing counted is lost.
     pub(crate) fn hand_over(&mut self, queues: &Queues) {
-        self.samples_left = BATCH_REQUESTS_MAX / queues.records.len().max(1);
+        self.samples_left = samples_per_interval(queues.records.len());
         if self.series.is_empty() && self.custom.is_empty() {
             return;
         }
@@ -113,6 +118,11 @@ impl WorkerTelemetry {
             entry.1 += sum;
         }
     }
+}
+
+/// A worker's share of the records a batch carries when the access log is off.
+fn samples_per_interval(workers: usize) -> usize {
+    BATCH_REQUESTS_MAX / workers.max(1)
 }
 
 /// Offers `record` to this worker's queue; `false` when it holds `limit` records already or is
@@ -184,11 +194,11 @@ mod tests {
     #[test]
     fn without_the_access_log_only_a_share_of_requests_is_recorded() {
         let queues = Queues::new(4, 4);
-        let mut telemetry = WorkerTelemetry::default();
-        assert!(!telemetry.wants_record(false), "nothing before the first interval");
-        assert!(telemetry.wants_record(true));
-        telemetry.hand_over(&queues);
+        let mut telemetry = WorkerTelemetry::new(4);
         let share = BATCH_REQUESTS_MAX / 4;
         assert_eq!((0..share * 2).filter(|_| telemetry.wants_record(false)).count(), share);
+        assert!(telemetry.wants_record(true), "with the access log on, every request");
+        telemetry.hand_over(&queues);
+        assert_eq!((0..share * 2).filter(|_| telemetry.wants_record(false)).count(), share, "a new interval");
     }
 }

@@ -97,7 +97,7 @@ impl<S: Stream> WorkerCtx<S> {
             parked: Parked::default(),
             drain,
             xdp,
-            telemetry: RefCell::default(),
+            telemetry: RefCell::new(crate::telemetry::worker::WorkerTelemetry::new(queues.records.len())),
             queues,
             connections: Cell::new(0),
             idle: tokio::sync::Notify::new(),

@@ -110,7 +110,7 @@ fn equal(found: &Value, wanted: &Value) -> bool {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum Token {
+pub(super) enum Token {
     Word(String),
     Text(String),
     Open,
@@ -118,7 +118,7 @@ enum Token {
     Comma,
 }
 
-fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+pub(super) fn tokenize(text: &str) -> Result<Vec<Token>, String> {
     let mut tokens = Vec::new();
     let mut chars = text.char_indices().peekable();
     while let Some((at, c)) = chars.next() {

@@ -48,7 +48,7 @@ pub(super) fn answer(app: &App, service: &Service, request: &Request, listing: L
     Ok(super::json(StatusCode::OK, json!({"value": page, "count": count, "nextLink": next}), None))
 }
 
-fn paging(request: &Request) -> Result<(u64, u64), ApiError> {
+pub(super) fn paging(request: &Request) -> Result<(u64, u64), ApiError> {
     let number = |name: &str, low: u64, high: u64, default: u64| match request.query(name) {
         None => Ok(default),
         Some(text) => text
@@ -150,7 +150,7 @@ fn changes(service: &Service, request: &Request, top: u64, skip: u64) -> Result<
 }
 
 /// The request's URL with `$top` and `$skip` set for the next page.
-fn next_link(request: &Request, top: u64, skip: u64) -> String {
+pub(super) fn next_link(request: &Request, top: u64, skip: u64) -> String {
     let mut query: Vec<(String, String)> =
         request.query.iter().filter(|(key, _)| key != "$top" && key != "$skip").cloned().collect();
     query.push(("$top".to_owned(), top.to_string()));

@@ -8,7 +8,9 @@ use serde_json::{Map, Value, json};
 
 use super::filter::FILTER_FIELDS;
 use super::list::{PAGE_ITEMS_MAX, SKIP_MAX};
-use super::routes::{Action, Endpoint, Listing, ROUTES, Route, example_path};
+use super::reports::ORDERBY_FIELDS;
+use super::reports::query::REPORT_FILTER_FIELDS;
+use super::routes::{Action, Endpoint, Listing, ROUTES, Report, Route, example_path};
 use crate::model;
 use crate::resource::{ID_CHARS_MAX, Kind, ResourcePath};
 
@@ -165,6 +167,53 @@ fn add_envelopes(schemas: &mut Map<String, Value>) {
     schemas.insert("ApiRevisionList".to_owned(), list_of(revision_schema()));
     schemas.insert("ChangeList".to_owned(), list_of(change_schema()));
     schemas.insert("Error".to_owned(), error_schema());
+    schemas.insert("ReportList".to_owned(), list_of(report_schema()));
+    schemas.insert("RequestReportList".to_owned(), list_of(request_report_schema()));
+}
+
+/// APIM's `ReportRecordContract` (the fields Portcullis fills), plus latency percentiles.
+fn report_schema() -> Value {
+    let mut properties = Map::new();
+    for text in ["name", "timestamp", "interval", "apiId", "operationId", "productId", "subscriptionId", "userId"] {
+        properties.insert(text.to_owned(), json!({"type": "string"}));
+    }
+    for count in [
+        "callCountSuccess",
+        "callCountBlocked",
+        "callCountFailed",
+        "callCountOther",
+        "callCountTotal",
+        "bandwidth",
+        "cacheHitCount",
+        "cacheMissCount",
+    ] {
+        properties.insert(count.to_owned(), json!({"type": "integer", "minimum": 0}));
+    }
+    for time in ["api", "service"] {
+        for statistic in ["Avg", "Min", "Max", "P50", "P95", "P99"] {
+            properties.insert(format!("{time}Time{statistic}"), json!({"type": "number", "minimum": 0}));
+        }
+    }
+    json!({"type": "object", "required": ["callCountTotal", "bandwidth", "apiTimeAvg"], "properties": properties})
+}
+
+/// APIM's `RequestReportRecordContract`.
+fn request_report_schema() -> Value {
+    let nullable = json!({"type": "string", "nullable": true});
+    let text = json!({"type": "string"});
+    let integer = json!({"type": "integer", "minimum": 0});
+    let number = json!({"type": "number"});
+    json!({
+        "type": "object",
+        "required": ["method", "url", "responseCode", "timestamp", "requestId"],
+        "properties": {
+            "apiId": nullable, "operationId": nullable, "productId": nullable, "userId": nullable,
+            "subscriptionId": nullable, "method": text, "url": text, "ipAddress": text,
+            "backendResponseCode": text, "responseCode": integer, "responseSize": integer,
+            "requestSize": integer, "timestamp": text, "cache": {"type": "string", "enum": ["none", "hit", "miss"]},
+            "apiTime": number, "serviceTime": number, "apiRegion": text, "requestId": text,
+        },
+    })
 }
 
 fn properties_ref(kind: Kind) -> Value {
@@ -299,6 +348,11 @@ fn operation(route: &Route, method: &str) -> Value {
             let (status, response) = action_response(action);
             responses.insert(status.into(), response);
         }
+        (Endpoint::Report(report), _) => {
+            parameters.extend(report_parameters(report));
+            let schema = if report == Report::Request { "RequestReportList" } else { "ReportList" };
+            responses.insert("200".into(), json_response("The report", schema, false));
+        }
     }
     for (status, description) in error_statuses(route, method) {
         responses.insert(status.into(), error_response(description));
@@ -363,6 +417,41 @@ fn list_parameters(listing: Listing) -> Vec<Value> {
             FILTER_FIELDS.join(", ")
         );
         parameters.push(query("$filter", json!({"type": "string"}), &description));
+    }
+    parameters
+}
+
+fn report_parameters(report: Report) -> Vec<Value> {
+    let mut filter = query(
+        "$filter",
+        json!({"type": "string", "minLength": 1}),
+        &format!(
+            "Required: timestamp ge <start> and timestamp le <end> (RFC 3339), and eq on {}.",
+            REPORT_FILTER_FIELDS[1..].join(", ")
+        ),
+    );
+    filter["required"] = Value::Bool(true);
+    let mut parameters = vec![
+        filter,
+        query(
+            "$top",
+            json!({"type": "integer", "minimum": 1, "maximum": PAGE_ITEMS_MAX}),
+            "Rows per page (default 100).",
+        ),
+        query("$skip", json!({"type": "integer", "minimum": 0, "maximum": SKIP_MAX}), "Rows to skip."),
+    ];
+    if !matches!(report, Report::Request | Report::Geo) {
+        let description = format!("field [asc|desc], comma-separated, on {}.", ORDERBY_FIELDS.join(", "));
+        parameters.push(query("$orderby", json!({"type": "string"}), &description));
+    }
+    if report == Report::Time {
+        let mut interval = query(
+            "interval",
+            json!({"type": "string", "pattern": "^[Pp]"}),
+            "ISO 8601 duration, a non-zero multiple of 15 minutes (PT15M, PT1H, P1D).",
+        );
+        interval["required"] = Value::Bool(true);
+        parameters.push(interval);
     }
     parameters
 }

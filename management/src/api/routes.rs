@@ -39,6 +39,20 @@ pub(crate) enum Action {
     ListValue,
 }
 
+/// APIM's reports (`/reports/byApi` ...), from [`crate::analytics`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Report {
+    Api,
+    Operation,
+    Product,
+    Subscription,
+    User,
+    Time,
+    Request,
+    /// No geography is recorded: always an empty list.
+    Geo,
+}
+
 /// What answers a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Endpoint {
@@ -48,6 +62,8 @@ pub(crate) enum Endpoint {
     Item,
     /// `POST` an action on the resource the path names without its last segment.
     Action(Action),
+    /// `GET` a report; below `/users/{userId}` for that user's calls only.
+    Report(Report),
 }
 
 /// One route.
@@ -66,7 +82,7 @@ impl Route {
     /// The methods the route answers.
     pub(crate) fn methods(&self) -> &'static [&'static str] {
         match self.endpoint {
-            Endpoint::List(_) => &["GET", "HEAD"],
+            Endpoint::List(_) | Endpoint::Report(_) => &["GET", "HEAD"],
             Endpoint::Item if self.is_link() => &["GET", "HEAD", "PUT", "DELETE"],
             Endpoint::Item => &["GET", "HEAD", "PUT", "PATCH", "DELETE"],
             Endpoint::Action(_) => &["POST"],
@@ -100,6 +116,10 @@ const fn item(template: &'static str, shows: Kind, tag: &'static str) -> Route {
 
 const fn action(template: &'static str, action: Action, shows: Kind, tag: &'static str) -> Route {
     Route { template, endpoint: Endpoint::Action(action), shows, tag }
+}
+
+const fn report(template: &'static str, report: Report) -> Route {
+    Route { template, endpoint: Endpoint::Report(report), shows: Kind::Api, tag: "reports" }
 }
 
 use Listing::*;
@@ -178,6 +198,20 @@ pub(crate) const ROUTES: &[Route] = &[
     list("/tags", Top(Kind::Tag), Kind::Tag, "tags"),
     item("/tags/{tagId}", Kind::Tag, "tags"),
     list("/changes", Changes, Kind::Api, "changes"),
+    report("/reports/byApi", Report::Api),
+    report("/reports/byOperation", Report::Operation),
+    report("/reports/byProduct", Report::Product),
+    report("/reports/bySubscription", Report::Subscription),
+    report("/reports/byUser", Report::User),
+    report("/reports/byTime", Report::Time),
+    report("/reports/byRequest", Report::Request),
+    report("/reports/byGeo", Report::Geo),
+    report("/users/{userId}/reports/byApi", Report::Api),
+    report("/users/{userId}/reports/byOperation", Report::Operation),
+    report("/users/{userId}/reports/byProduct", Report::Product),
+    report("/users/{userId}/reports/bySubscription", Report::Subscription),
+    report("/users/{userId}/reports/byTime", Report::Time),
+    report("/users/{userId}/reports/byRequest", Report::Request),
 ];
 
 /// The ARM prefix a request may carry before the service-relative path.

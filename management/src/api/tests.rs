@@ -53,7 +53,7 @@ impl Harness {
         let admin = crate::tokens::create(service.store_mut(), "alice", None, false).unwrap();
         let reader = crate::tokens::create(service.store_mut(), "auditor", None, true).unwrap();
         let service = Arc::new(Mutex::new(service));
-        let settings = ApiSettings { gateway_url: "https://gw.example".into() };
+        let settings = ApiSettings { gateway_url: "https://gw.example".into(), ..ApiSettings::default() };
         Self { router: router(service.clone(), settings), service, admin, reader }
     }
 

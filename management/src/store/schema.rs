@@ -38,9 +38,72 @@ CREATE TABLE tokens (
 );
 ";
 
+/// Version 2: analytics (`crate::analytics`). Rollups per bucket (`span_ms` 60,000 for minutes,
+/// 3,600,000 for hours) and entity, times in microseconds (`NULL` minimum and maximum: no request
+/// of the row had one); latency histograms per bucket and operation (HdrHistogram V2 encodings);
+/// recent requests as their JSON record; the last batch committed per data-plane process.
+/// Milliseconds and sums are BIGINT (SQLite gives it INTEGER affinity; PostgreSQL's INTEGER is 32
+/// bits); histograms are BLOB (BYTEA in PostgreSQL).
+const V2: &str = "
+CREATE TABLE analytics_rollups (
+    bucket_ms BIGINT NOT NULL,
+    span_ms BIGINT NOT NULL,
+    api_id TEXT NOT NULL,
+    operation_id TEXT NOT NULL,
+    product_id TEXT NOT NULL,
+    subscription_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    call_success BIGINT NOT NULL,
+    call_blocked BIGINT NOT NULL,
+    call_failed BIGINT NOT NULL,
+    call_other BIGINT NOT NULL,
+    call_total BIGINT NOT NULL,
+    bandwidth BIGINT NOT NULL,
+    cache_hit BIGINT NOT NULL,
+    cache_miss BIGINT NOT NULL,
+    api_time_count BIGINT NOT NULL,
+    api_time_sum_us BIGINT NOT NULL,
+    api_time_min_us BIGINT,
+    api_time_max_us BIGINT,
+    service_time_count BIGINT NOT NULL,
+    service_time_sum_us BIGINT NOT NULL,
+    service_time_min_us BIGINT,
+    service_time_max_us BIGINT,
+    PRIMARY KEY (bucket_ms, span_ms, api_id, operation_id, product_id, subscription_id, user_id)
+);
+CREATE INDEX analytics_rollups_by_span ON analytics_rollups(span_ms, bucket_ms);
+CREATE TABLE analytics_latencies (
+    bucket_ms BIGINT NOT NULL,
+    span_ms BIGINT NOT NULL,
+    api_id TEXT NOT NULL,
+    operation_id TEXT NOT NULL,
+    total BLOB NOT NULL,
+    backend BLOB NOT NULL,
+    PRIMARY KEY (bucket_ms, span_ms, api_id, operation_id)
+);
+CREATE INDEX analytics_latencies_by_span ON analytics_latencies(span_ms, bucket_ms);
+CREATE TABLE analytics_requests (
+    time_ms BIGINT NOT NULL,
+    request_id TEXT NOT NULL,
+    api_id TEXT NOT NULL,
+    operation_id TEXT NOT NULL,
+    product_id TEXT NOT NULL,
+    subscription_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (time_ms, request_id)
+);
+CREATE TABLE analytics_batches (
+    data_plane_pid INTEGER PRIMARY KEY NOT NULL,
+    sequence BIGINT NOT NULL,
+    start_ms BIGINT NOT NULL,
+    recorded_ms BIGINT NOT NULL
+);
+";
+
 /// Every migration, oldest first.
-pub(super) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1)])
+pub(crate) fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(V1), M::up(V2)])
 }
 
 #[cfg(test)]
