@@ -16,9 +16,18 @@ use portcullis_tests::http::Connection;
 use portcullis_tests::snapshot::{KEY, two_apis};
 use portcullis_tests::{DataPlane, TempDir, eventually, on_both_io_backends};
 
+/// Sends a snapshot and returns the data plane's answer to it. Telemetry batches that come in
+/// between (once a second under load) are acknowledged, as control does.
 fn send_snapshot(socket: &OwnedFd, generation: u64, fd: Option<OwnedFd>) -> ToControl {
     channel::send(socket, &ToDataPlane::Snapshot { generation }, fd.as_ref().map(|fd| fd.as_fd())).unwrap();
-    channel::recv::<ToControl>(socket).unwrap().expect("data plane closed the channel").0
+    loop {
+        match channel::recv::<ToControl>(socket).unwrap().expect("data plane closed the channel").0 {
+            ToControl::Telemetry { sequence } => {
+                channel::send(socket, &ToDataPlane::TelemetryAck { sequence }, None).unwrap();
+            }
+            reply => return reply,
+        }
+    }
 }
 
 fn unsealed_memfd(bytes: &[u8]) -> OwnedFd {

@@ -252,7 +252,8 @@ fn the_live_window_samples_per_api() {
 }
 
 #[test]
-fn recording_a_busy_batch_into_the_store_file_is_fast_enough_for_one_a_second() {
+fn a_busy_batch_recorded_into_the_store_file_rolls_up_every_operation() {
+    // Its cost is measured by `cargo bench -p portcullis-benches --bench analytics`.
     let dir = std::env::temp_dir().join(format!("portcullis-analytics-busy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("management.db");
@@ -276,14 +277,10 @@ fn recording_a_busy_batch_into_the_store_file_is_fast_enough_for_one_a_second() 
         .collect();
     let one = busy.requests[0].clone();
     busy.requests = (0..1_000).map(|i| RequestRecord { correlation_id: format!("r{i}"), ..one.clone() }).collect();
-    let started = std::time::Instant::now();
     for sequence in 1..=5 {
         let next = Batch { sequence, start_unix_ms: (T0 + sequence as i64 * 1_000) as u64, ..busy.clone() };
         assert_eq!(record_batch(&shared, &next).unwrap(), Recorded::Committed);
     }
-    let per_batch = started.elapsed() / 5;
-    eprintln!("a busy batch takes {per_batch:?} to record");
-    assert!(per_batch < std::time::Duration::from_millis(900), "{per_batch:?} per one-second batch");
     let rows = shared.lock().unwrap().report(Dimension::Operation, &all_time()).unwrap();
     assert_eq!(rows.len(), 200);
     assert!(rows.iter().all(|row| row.metrics.call_count_total == 25));
