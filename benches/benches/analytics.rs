@@ -2,6 +2,7 @@
 //! 1,000 series, 200 latency histograms, 1,000 request records), folded into the analytics rollups
 //! in the store file and into the Prometheus families. It must stay well under the batch interval
 //! (one second), since batches are recorded one after another.
+#![allow(clippy::expect_used, reason = "benchmark fixtures are built from constants; a failure is a bug in the bench")]
 
 use std::hint::black_box;
 
