@@ -13,7 +13,7 @@ use memmap2::MmapMut;
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"PRTCLSTA");
 /// Bumped on any change to [`StatsHeader`] or [`WorkerSlot`].
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Bound on workers: far beyond any core count we run on, small enough to keep the region tiny.
 pub const WORKERS_MAX: usize = 1024;
 
@@ -57,6 +57,9 @@ pub struct StatsHeader {
     pub generation: AtomicU64,
     /// 1 once the data plane has started draining (stopped accepting).
     pub draining: AtomicU32,
+    /// Access-log records the telemetry thread dropped because the writer thread could not keep
+    /// up (written only by the telemetry thread; the workers' own drops are in their slots).
+    pub log_records_dropped: AtomicU64,
 }
 
 /// One worker's counters. Written only by that worker.

@@ -22,6 +22,10 @@ pub struct Status {
     pub applied_generation: u64,
     pub dataplane: DataPlaneStatus,
     pub workers: Vec<WorkerStatus>,
+    /// Access-log records dropped because the writer could not keep up: the workers' (in their
+    /// counters) and the telemetry thread's.
+    #[serde(default)]
+    pub log_records_dropped: u64,
     /// Why the stats region could not be read, when it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats_error: Option<String>,
@@ -93,6 +97,8 @@ pub fn collect(view: &PublisherView, stats_path: &Path, config_dir: &Path, now_u
                 .filter_map(|index| region.worker(index).map(|slot| (index, slot.read())))
                 .map(|(index, counters)| WorkerStatus { worker: index as u32, counters })
                 .collect();
+            status.log_records_dropped = header.log_records_dropped.load(Ordering::Relaxed)
+                + status.workers.iter().map(|worker| worker.counters.log_records_dropped).sum::<u64>();
         }
         Err(error) => status.stats_error = Some(error.to_string()),
     }
@@ -154,7 +160,7 @@ pub fn render(status: &Status) -> String {
         );
     }
     render_cache(&mut out, &status.workers);
-    let dropped: u64 = status.workers.iter().map(|worker| worker.counters.log_records_dropped).sum();
+    let dropped = status.log_records_dropped;
     if dropped > 0 {
         let _ = writeln!(out, "access log    {dropped} records dropped (the writer could not keep up)");
     }

@@ -1,5 +1,6 @@
 //! The access log: one JSON object per line per request, to stdout or a file, written by the
-//! telemetry thread (never a worker). A file is opened for appending and reopened on request
+//! `access-log` thread (never a worker, nor the telemetry thread: a stuck disk or pipe stops
+//! only the log, never the batches). A file is opened for appending and reopened on request
 //! (`ctl logs reopen`, SIGUSR1) so logrotate can move it away.
 
 use std::fs::{File, OpenOptions};
@@ -10,6 +11,72 @@ use portcullis_contract::telemetry::{AccessLogDestination, RequestRecord};
 
 /// Bytes buffered before a write; the thread also flushes every loop turn (≤ 100 ms).
 pub const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Messages the writer thread's queue holds at most; the telemetry thread stops sending records
+/// earlier, when `[access-log] queue-records` of them wait ([`Writer::offer`]).
+pub const WRITER_QUEUE_MESSAGES: usize = 1 << 20;
+
+/// What the telemetry thread tells the writer thread.
+#[derive(Debug)]
+pub enum ToWriter {
+    Record(Box<RequestRecord>),
+    /// The destination of the current snapshot.
+    Configure(AccessLogDestination),
+    Reopen,
+    Flush,
+}
+
+/// The telemetry thread's end of the writer thread's queue.
+#[derive(Debug)]
+pub struct Writer {
+    sender: std::sync::mpsc::SyncSender<ToWriter>,
+    /// Records sent and not yet written.
+    waiting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Writer {
+    /// Sends a record unless `limit` records wait already (or the queue is full): `false` then,
+    /// and the record is dropped.
+    pub fn offer(&self, record: RequestRecord, limit: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.waiting.load(Ordering::Relaxed) >= limit {
+            return false;
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        if self.sender.try_send(ToWriter::Record(Box::new(record))).is_err() {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Sends a control message; `false` when the queue is full.
+    pub fn tell(&self, message: ToWriter) -> bool {
+        self.sender.try_send(message).is_ok()
+    }
+}
+
+/// Starts the writer thread; it writes what comes through the returned [`Writer`].
+pub fn spawn_writer(data_dir: &Path) -> std::io::Result<Writer> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel(WRITER_QUEUE_MESSAGES);
+    let waiting = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let written = std::sync::Arc::clone(&waiting);
+    let mut log = AccessLog::new(data_dir);
+    std::thread::Builder::new().name("access-log".into()).spawn(move || {
+        for message in receiver {
+            match message {
+                ToWriter::Record(record) => {
+                    log.write(&record);
+                    written.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                ToWriter::Configure(destination) => log.configure(&destination),
+                ToWriter::Reopen => log.reopen(),
+                ToWriter::Flush => log.flush(),
+            }
+        }
+    })?;
+    Ok(Writer { sender, waiting })
+}
 
 /// Where records are written now.
 #[derive(Debug)]

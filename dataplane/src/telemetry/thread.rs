@@ -10,11 +10,11 @@ use std::time::{Duration, Instant, SystemTime};
 use ahash::AHashMap;
 use portcullis_contract::stats::StatsRegion;
 use portcullis_contract::telemetry::{
-    BATCH_INTERVAL_MS, BATCH_REQUESTS_MAX, Batch, CustomMetric, Latencies, RequestRecord, Series, SeriesKey,
-    SeriesValues, encode_batch, encode_histogram,
+    AccessLogDestination, BATCH_INTERVAL_MS, BATCH_REQUESTS_MAX, Batch, CustomMetric, Latencies, RequestRecord, Series,
+    SeriesKey, SeriesValues, encode_batch, encode_histogram,
 };
 
-use super::access_log::AccessLog;
+use super::access_log::{self, ToWriter};
 use super::names::{self, Generations};
 use super::outbox::Outbox;
 use super::{HandedCustom, Handover, Latency, Queues};
@@ -68,9 +68,18 @@ struct Pending {
 
 impl TelemetryTask {
     fn run(self) {
+        let writer = match access_log::spawn_writer(&self.data_dir) {
+            Ok(writer) => Some(writer),
+            Err(error) => {
+                tracing::error!(%error, "cannot start the access-log thread; no access log");
+                None
+            }
+        };
         let mut state = State {
             generations: Generations::default(),
-            log: AccessLog::new(&self.data_dir),
+            writer,
+            destination: AccessLogDestination::Off,
+            writer_dropped: 0,
             pending: Pending::default(),
             sequence: 0,
             interval_start: SystemTime::now(),
@@ -92,11 +101,16 @@ impl TelemetryTask {
         for snapshot in self.cell.take_published() {
             state.generations.add(snapshot);
         }
-        if let Some(config) = state.generations.latest() {
-            state.log.configure(&config.observability.access_log.destination);
+        if let Some(destination) = state.generations.latest().map(|config| &config.observability.access_log.destination)
+        {
+            if *destination != state.destination {
+                state.destination = destination.clone();
+                state.tell_writer(ToWriter::Configure(destination.clone()));
+            }
         }
-        if self.shared.reopen.swap(false, Ordering::Relaxed) {
-            state.log.reopen();
+        if self.shared.reopen.swap(false, Ordering::Relaxed) && !state.tell_writer(ToWriter::Reopen) {
+            // The writer is behind: ask again next turn.
+            self.shared.reopen.store(true, Ordering::Relaxed);
         }
         while let Some(handover) = self.shared.queues.handovers.pop() {
             state.merge(handover);
@@ -105,11 +119,17 @@ impl TelemetryTask {
             while let Some(raw) = queue.pop() {
                 let config = state.generations.config(raw.ix.generation);
                 let record = names::request_record(config, raw);
-                state.log.write(&record);
+                if state.destination != AccessLogDestination::Off {
+                    let limit = config.map_or(0, |config| config.observability.access_log.queue_records as usize);
+                    if !state.writer.as_ref().is_some_and(|writer| writer.offer(record.clone(), limit)) {
+                        state.writer_dropped += 1;
+                        self.stats.header().log_records_dropped.store(state.writer_dropped, Ordering::Relaxed);
+                    }
+                }
                 state.pending.keep_recent(record);
             }
         }
-        state.log.flush();
+        state.tell_writer(ToWriter::Flush);
     }
 
     /// Turns the interval's aggregates into a batch for control.
@@ -117,7 +137,8 @@ impl TelemetryTask {
         let dropped_total: u64 = (0..self.stats.worker_count())
             .filter_map(|index| self.stats.worker(index))
             .map(|slot| slot.log_records_dropped.load(Ordering::Relaxed))
-            .sum();
+            .sum::<u64>()
+            + state.writer_dropped;
         let pending = std::mem::take(&mut state.pending);
         let now = SystemTime::now();
         let batch = Batch {
@@ -170,7 +191,12 @@ impl TelemetryTask {
 /// The thread's own state.
 struct State {
     generations: Generations,
-    log: AccessLog,
+    /// The access-log thread's queue (`None`: it could not start).
+    writer: Option<access_log::Writer>,
+    /// The destination the writer was last told.
+    destination: AccessLogDestination,
+    /// Records dropped because the writer's queue was full.
+    writer_dropped: u64,
     pending: Pending,
     sequence: u64,
     interval_start: SystemTime,
@@ -179,6 +205,11 @@ struct State {
 }
 
 impl State {
+    /// Passes `message` to the writer thread without waiting; `false` when its queue is full.
+    fn tell_writer(&self, message: ToWriter) -> bool {
+        self.writer.as_ref().is_some_and(|writer| writer.tell(message))
+    }
+
     /// Names one worker's hand-over and adds it to the interval.
     fn merge(&mut self, handover: Handover) {
         for (series, values) in handover.series {
