@@ -118,6 +118,7 @@ fn header_rewrite(c: &mut Criterion) {
         remainder_start: REMAINDER_START,
         client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
         tls: false,
+        traceparent: None,
     };
     let mut out = Vec::with_capacity(4096);
     let mut group = c.benchmark_group("header_rewrite");

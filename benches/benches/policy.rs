@@ -184,6 +184,7 @@ impl Fixture {
             remainder_start: REMAINDER_START,
             client_ip: self.peer,
             tls: false,
+            traceparent: None,
         }
     }
 

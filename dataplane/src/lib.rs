@@ -27,6 +27,7 @@ pub mod router;
 pub mod snapshot;
 pub mod subscription;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 pub mod worker;
 pub mod xdp;

@@ -177,12 +177,18 @@ pub(crate) struct RequestCtx {
     /// a bandwidth quota then counts the declared length).
     pub(crate) request_body_bytes: Option<u64>,
     pub(crate) response_body_bytes: Option<u64>,
+    /// The request's W3C trace context (continued from the client's `traceparent` or new), the
+    /// gateway's span ids, and its timings when sampled (docs/observability.md "Traces").
+    pub(crate) trace: crate::trace::RequestTrace,
 }
 
 impl RequestCtx {
     /// A request whose head was just read from `buf`, served on `snapshot`.
     fn new(head: Box<RequestHead>, snapshot: Option<Rc<LocalSnapshot>>, buf: &[u8]) -> Self {
+        let tracing = snapshot.as_deref().and_then(|snapshot| snapshot.config.observability.tracing.as_ref());
+        let trace = crate::trace::RequestTrace::begin(&head, buf, tracing);
         RequestCtx {
+            trace,
             is_head: head.is_head(buf),
             client_keep_alive: head.keep_alive(),
             head,
@@ -203,6 +209,12 @@ impl RequestCtx {
             response_body_bytes: None,
             cache_counts: cache::CacheCounts::default(),
         }
+    }
+
+    /// The request's trace id as 32 lowercase hex characters (the access log's trace id).
+    #[allow(dead_code, reason = "read by the access-log record, wired when issue 15's branches merge")]
+    pub(crate) fn trace_id_hex(&self) -> [u8; 32] {
+        self.trace.trace_id_hex()
     }
 }
 
