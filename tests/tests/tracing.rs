@@ -44,10 +44,9 @@ fn receiver() -> (SocketAddr, mpsc::Receiver<Export>) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            match read_export(stream) {
-                Some(export) if tx.send(export).is_ok() => {}
-                Some(_) => return,
-                None => {}
+            let Some(export) = read_export(stream) else { continue };
+            if tx.send(export).is_err() {
+                return;
             }
         }
     });
