@@ -195,3 +195,72 @@ fn open_queue() -> Option<Receiver<SpanRecord>> {
     let (sender, receiver) = std::sync::mpsc::sync_channel(SPAN_QUEUE_SPANS);
     QUEUE.set(sender).ok().map(|()| receiver)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request;
+
+    fn settings(ratio: f64) -> TracingSettings {
+        TracingSettings {
+            endpoint: "http://127.0.0.1:4318/v1/traces".into(),
+            sampling_ratio: ratio,
+            service_name: "gw".into(),
+        }
+    }
+
+    fn begin(buf: &[u8], settings: Option<&TracingSettings>) -> RequestTrace {
+        RequestTrace::begin(&request::parse(buf).unwrap().unwrap(), buf, settings)
+    }
+
+    const SAMPLED: &[u8] =
+        b"GET / HTTP/1.1\r\nHost: gw\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\
+tracestate: a=1\r\n\r\n";
+    const UNSAMPLED: &[u8] =
+        b"GET / HTTP/1.1\r\nHost: gw\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00\r\n\r\n";
+    const NONE: &[u8] = b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n";
+
+    #[test]
+    fn the_clients_flag_is_obeyed_and_new_traces_sampled_by_ratio() {
+        let continued = begin(SAMPLED, Some(&settings(0.0)));
+        assert!(continued.sampled && continued.timing.is_some());
+        assert_eq!(&continued.trace_id_hex(), b"4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(continued.parent_span_id, Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]));
+        assert_eq!(continued.tracestate.map(|span| span.of(SAMPLED)), Some(&b"a=1"[..]));
+        let traceparent = continued.traceparent();
+        assert!(traceparent.starts_with(b"00-4bf92f3577b34da6a3ce929d0e0e4736-") && traceparent.ends_with(b"-01"));
+        assert_ne!(&traceparent[36..52], b"00f067aa0ba902b7", "the backend's parent is the gateway's span");
+
+        let unsampled = begin(UNSAMPLED, Some(&settings(1.0)));
+        assert!(!unsampled.sampled && unsampled.timing.is_none());
+        assert!(unsampled.traceparent().ends_with(b"-00"));
+
+        assert!(begin(NONE, Some(&settings(1.0))).timing.is_some());
+        let fresh = begin(NONE, Some(&settings(0.0)));
+        assert!(!fresh.sampled && fresh.parent_span_id.is_none() && fresh.timing.is_none());
+        // Propagate only: the client's flag passes on, nothing is recorded.
+        let propagated = begin(SAMPLED, None);
+        assert!(propagated.sampled && propagated.timing.is_none());
+        assert!(!begin(NONE, None).sampled);
+    }
+
+    #[test]
+    fn only_recorded_requests_leave_a_span() {
+        let finished = Finished {
+            method: b"GET",
+            path: b"/",
+            status: 200,
+            api_id: None,
+            operation_id: None,
+            product_id: None,
+            tracestate: None,
+        };
+        assert!(SpanRecord::finish(&begin(UNSAMPLED, Some(&settings(1.0))), &finished).is_none());
+        let mut trace = begin(SAMPLED, Some(&settings(1.0)));
+        trace.exchange_started();
+        trace.exchange_ended();
+        let record = SpanRecord::finish(&trace, &finished).unwrap();
+        let (offset, duration) = record.exchange.unwrap();
+        assert!(offset + duration <= record.duration_nanos);
+    }
+}

@@ -208,3 +208,74 @@ Content-Length: {}\r\nConnection: close\r\n\r\n",
         _ => Err(ExportError::Status(status_line.lines().next().unwrap_or_default().to_owned())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+
+    fn record(exchange: Option<(u64, u64)>, status: u16) -> SpanRecord {
+        SpanRecord {
+            trace_id: [7; 16],
+            parent_span_id: Some([1; 8]),
+            span_id: [2; 8],
+            exchange_span_id: [3; 8],
+            tracestate: Some("vendor=1".into()),
+            started_unix_nanos: 1_000,
+            duration_nanos: 500,
+            exchange,
+            method: "GET".into(),
+            path: "/echo/x".into(),
+            status,
+            api_id: Some("echo".into()),
+            operation_id: Some("all".into()),
+            product_id: None,
+        }
+    }
+
+    fn settings() -> TracingSettings {
+        TracingSettings { endpoint: String::new(), sampling_ratio: 1.0, service_name: "gw".into() }
+    }
+
+    #[test]
+    fn a_request_is_a_server_span_and_its_backend_call_a_client_child() {
+        let request = encode(&settings(), &[record(Some((100, 200)), 200), record(None, 503)]);
+        let decoded = ExportTraceServiceRequest::decode(request.encode_to_vec().as_slice()).unwrap();
+        let spans = &decoded.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(spans.len(), 3, "two SERVER spans, one CLIENT span");
+        let (server, client) = (&spans[0], &spans[1]);
+        assert_eq!((server.kind, client.kind), (SpanKind::Server as i32, SpanKind::Client as i32));
+        assert_eq!(server.name, "GET echo");
+        assert_eq!((server.parent_span_id.as_slice(), client.parent_span_id.as_slice()), (&[1; 8][..], &[2; 8][..]));
+        assert_eq!(client.span_id, vec![3; 8]);
+        assert_eq!((client.start_time_unix_nano, client.end_time_unix_nano), (1_100, 1_300));
+        assert_eq!(server.end_time_unix_nano, 1_500);
+        assert!(server.status.is_none());
+        assert_eq!(spans[2].status.as_ref().map(|status| status.code), Some(StatusCode::Error as i32));
+        assert!(server.attributes.iter().all(|kv| kv.key != "apim.product.id"), "unknown: left out");
+    }
+
+    #[test]
+    fn post_waits_for_a_2xx() {
+        for (answer, ok) in [("HTTP/1.1 200 OK\r\n\r\n", true), ("HTTP/1.1 503 Busy\r\n\r\n", false)] {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let endpoint = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+            let server = std::thread::spawn(move || {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut request = vec![0u8; 4096];
+                let mut read = 0;
+                while !request[..read].ends_with(b"body") {
+                    read += stream.read(&mut request[read..]).unwrap();
+                }
+                stream.write_all(answer.as_bytes()).unwrap();
+                String::from_utf8_lossy(&request[..read]).into_owned()
+            });
+            assert_eq!(post(&endpoint, b"body").is_ok(), ok);
+            let request = server.join().unwrap();
+            assert!(request.starts_with("POST /v1/traces HTTP/1.1\r\n"), "{request}");
+            assert!(request.contains("Content-Type: application/x-protobuf\r\nContent-Length: 4\r\n"), "{request}");
+        }
+        assert!(matches!(post("https://collector/v1/traces", b""), Err(ExportError::Endpoint(_))));
+    }
+}
