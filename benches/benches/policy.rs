@@ -174,6 +174,7 @@ impl Fixture {
             concurrency: &self.limits,
             limits: &self.rate_limits,
             tracing: false,
+            traceparent: None,
         }
     }
 

@@ -39,6 +39,9 @@ pub struct RequestTrace {
     pub exchange_span_id: [u8; 8],
     /// The sampled flag propagated (the client's, else this gateway's decision).
     pub sampled: bool,
+    /// The `traceparent` the backend gets (this trace, the CLIENT span as parent), formatted once:
+    /// what the forwarded head carries and policies read.
+    pub traceparent: [u8; context::TRACEPARENT_BYTES],
     /// The client's `tracestate` (forwarded unchanged with the other headers).
     pub tracestate: Option<Span>,
     /// Timings, when the request is sampled and an exporter is configured.
@@ -76,12 +79,16 @@ impl RequestTrace {
             .iter()
             .find(|header| header.name.of(buf).eq_ignore_ascii_case(b"tracestate"))
             .map(|header| header.value);
+        let trace_id = parent.map_or_else(context::new_trace_id, |parent| parent.trace_id);
+        let exchange_span_id = context::new_span_id();
+        let flags = if sampled { context::FLAG_SAMPLED } else { 0 };
         RequestTrace {
-            trace_id: parent.map_or_else(context::new_trace_id, |parent| parent.trace_id),
+            trace_id,
             parent_span_id: parent.map(|parent| parent.span_id),
             span_id: context::new_span_id(),
-            exchange_span_id: context::new_span_id(),
+            exchange_span_id,
             sampled,
+            traceparent: context::format(&trace_id, &exchange_span_id, flags),
             tracestate,
             timing,
         }
@@ -92,11 +99,6 @@ impl RequestTrace {
         let mut out = [0u8; 32];
         context::encode_hex(&self.trace_id, &mut out);
         out
-    }
-
-    /// The `traceparent` the backend gets: this trace, the CLIENT span as parent.
-    pub fn traceparent(&self) -> [u8; context::TRACEPARENT_BYTES] {
-        context::format(&self.trace_id, &self.exchange_span_id, if self.sampled { context::FLAG_SAMPLED } else { 0 })
     }
 
     /// The backend exchange began (the first send; a retry keeps the first start).
@@ -227,13 +229,13 @@ tracestate: a=1\r\n\r\n";
         assert_eq!(&continued.trace_id_hex(), b"4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(continued.parent_span_id, Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]));
         assert_eq!(continued.tracestate.map(|span| span.of(SAMPLED)), Some(&b"a=1"[..]));
-        let traceparent = continued.traceparent();
+        let traceparent = continued.traceparent;
         assert!(traceparent.starts_with(b"00-4bf92f3577b34da6a3ce929d0e0e4736-") && traceparent.ends_with(b"-01"));
         assert_ne!(&traceparent[36..52], b"00f067aa0ba902b7", "the backend's parent is the gateway's span");
 
         let unsampled = begin(UNSAMPLED, Some(&settings(1.0)));
         assert!(!unsampled.sampled && unsampled.timing.is_none());
-        assert!(unsampled.traceparent().ends_with(b"-00"));
+        assert!(unsampled.traceparent.ends_with(b"-00"));
 
         assert!(begin(NONE, Some(&settings(1.0))).timing.is_some());
         let fresh = begin(NONE, Some(&settings(0.0)));

@@ -157,6 +157,7 @@ fn typical_inbound_section_allocates_nothing_once_warm() {
         concurrency: &limits,
         limits: &rate_limits,
         tracing: false,
+        traceparent: None,
     };
     let forwarding = Forwarding {
         base_path: "/api",

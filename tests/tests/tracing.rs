@@ -107,6 +107,16 @@ fn config(receiver: SocketAddr, ratio: &str) -> TempDir {
         "\n[tracing]\nendpoint = \"http://{receiver}/v1/traces\"\nsampling-ratio = {ratio}\nservice-name = \"gw-under-test\"\n"
     ));
     std::fs::write(&gateway_toml, text).unwrap();
+    // A policy reads the traceparent: it sees the value the backend gets.
+    let policy_path = dir.path().join("apis/echo/policy.xml");
+    let policy = std::fs::read_to_string(&policy_path).unwrap().replacen(
+        "  </inbound>",
+        "    <set-header name=\"X-Seen-Traceparent\" exists-action=\"override\">\n\
+         <value>@(context.Request.Headers.GetValueOrDefault(\"traceparent\", \"none\"))</value>\n\
+         </set-header>\n  </inbound>",
+        1,
+    );
+    std::fs::write(&policy_path, policy).unwrap();
     dir
 }
 
@@ -141,6 +151,7 @@ fn backend_traceparent(response: &http::Response) -> Vec<String> {
     let echoed = response.json();
     let values = echoed["headers"]["traceparent"].as_array().expect("the backend got a traceparent").clone();
     assert_eq!(values.len(), 1, "exactly one traceparent: {values:?}");
+    assert_eq!(echoed["headers"]["x-seen-traceparent"][0], values[0], "policies read what the backend gets");
     values[0].as_str().unwrap().split('-').map(str::to_owned).collect()
 }
 

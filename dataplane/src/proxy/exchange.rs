@@ -155,7 +155,7 @@ impl<S: Stream> Connection<S> {
     ) -> usize {
         // The host the client asked for, when the API passes it on (validated by the parser).
         let client_host = ctx.head.host(&self.buf).and_then(|host| std::str::from_utf8(host).ok());
-        let traceparent = ctx.trace.traceparent();
+        let traceparent = ctx.trace.traceparent;
         let forwarding = Forwarding {
             traceparent: Some(&traceparent),
             base_path: target.base_path,
