@@ -118,6 +118,7 @@ fn header_rewrite(c: &mut Criterion) {
         remainder_start: REMAINDER_START,
         client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
         tls: false,
+        traceparent: None,
     };
     let mut out = Vec::with_capacity(4096);
     let mut group = c.benchmark_group("header_rewrite");
@@ -245,8 +246,26 @@ fn chunked_scan(c: &mut Criterion) {
     group.finish();
 }
 
+/// W3C Trace Context per request: the client's `traceparent` parsed, ids drawn, the backend's
+/// formatted (docs/observability.md "Traces").
+fn trace_context(c: &mut Criterion) {
+    use portcullis_dataplane::trace::context;
+    let header = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut group = c.benchmark_group("trace_context");
+    group.bench_function("parse_traceparent", |b| b.iter(|| context::parse(black_box(header))));
+    group.bench_function("new_ids_and_format", |b| {
+        b.iter(|| {
+            let trace_id = context::new_trace_id();
+            let span_id = context::new_span_id();
+            context::format(black_box(&trace_id), &span_id, context::FLAG_SAMPLED)
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    trace_context,
     parse,
     parse_response,
     header_rewrite,

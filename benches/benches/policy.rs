@@ -174,6 +174,7 @@ impl Fixture {
             concurrency: &self.limits,
             limits: &self.rate_limits,
             tracing: false,
+            traceparent: None,
         }
     }
 
@@ -184,6 +185,7 @@ impl Fixture {
             remainder_start: REMAINDER_START,
             client_ip: self.peer,
             tls: false,
+            traceparent: None,
         }
     }
 

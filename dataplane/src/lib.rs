@@ -6,7 +6,8 @@
 //! [`counters`] (the limits' counter store). Around them: [`snapshot`] (the in-memory form and
 //! its publication), [`channel`] (the thread that talks to control), [`worker`] and the
 //! internal `io` seam (tokio-uring or epoll, and TLS over either), [`tls`] (the rustls server
-//! configuration a snapshot carries), the request lifecycle in `proxy`, and [`gateway`]
+//! configuration a snapshot carries), [`trace`] (W3C trace context, spans and their OTLP
+//! exporter thread), the request lifecycle in `proxy`, and [`gateway`]
 //! (start-up and draining).
 
 pub mod cache;
@@ -28,6 +29,7 @@ pub mod snapshot;
 pub mod subscription;
 pub mod telemetry;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 pub mod worker;
 pub mod xdp;

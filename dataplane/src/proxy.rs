@@ -186,12 +186,18 @@ pub(crate) struct RequestCtx {
     /// The backend's status (0: not called, or no answer) and the time until its head arrived.
     pub(crate) backend_status: u16,
     pub(crate) backend_us: Option<u64>,
+    /// The request's W3C trace context (continued from the client's `traceparent` or new), the
+    /// gateway's span ids, and its timings when sampled (docs/observability.md "Traces").
+    pub(crate) trace: crate::trace::RequestTrace,
 }
 
 impl RequestCtx {
     /// A request whose head was just read from `buf`, served on `snapshot`.
     fn new(head: Box<RequestHead>, snapshot: Option<Rc<LocalSnapshot>>, buf: &[u8]) -> Self {
+        let tracing = snapshot.as_deref().and_then(|snapshot| snapshot.config.observability.tracing.as_ref());
+        let trace = crate::trace::RequestTrace::begin(&head, buf, tracing);
         RequestCtx {
+            trace,
             is_head: head.is_head(buf),
             client_keep_alive: head.keep_alive(),
             head,
@@ -217,6 +223,11 @@ impl RequestCtx {
             backend_us: None,
             cache_counts: cache::CacheCounts::default(),
         }
+    }
+
+    /// The request's trace id as a number (the access log prints it as 32 hex digits).
+    pub(crate) fn trace_id(&self) -> u128 {
+        u128::from_be_bytes(self.trace.trace_id)
     }
 }
 

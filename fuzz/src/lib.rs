@@ -87,6 +87,7 @@ pub fn run_loaded(program: LoadedProgram, section: Section) {
         concurrency: concurrency(),
         limits: rate_limits(),
         tracing: true,
+        traceparent: None,
     };
     if section != Section::Inbound {
         view.response = Some(ResponseView { head: &response_head, buf: RESPONSE, body: Some(RESPONSE_BODY) });

@@ -90,6 +90,9 @@ fn every_request_gets_one_record_with_apim_fields(io: &str) {
     let id = one["correlationId"].as_str().unwrap();
     assert_eq!((id.len(), id.matches('-').count()), (36, 4), "a GUID: {id}");
     assert!(one["backendTime"].as_f64().unwrap() > 0.0);
+    let trace_id = one["traceId"].as_str().unwrap();
+    assert!(trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()), "{trace_id}");
+    assert_ne!(one["traceId"], two["traceId"], "every request starts its own trace");
     assert_eq!(one["traces"][0]["source"], "access-log-test");
     assert_eq!(one["traces"][0]["message"], "hello GET");
     assert_eq!(two["url"], "/echo/two?subscription-key=***&x=1", "the key in the query is redacted");

@@ -122,8 +122,17 @@ fn tracing(table: &TracingTable, source: &SourceFile, diagnostics: &mut Diagnost
         return None;
     };
     let url = endpoint.get_ref().trim();
-    if !(url.starts_with("http://") || url.starts_with("https://")) || url.parse::<hyper::Uri>().is_err() {
-        diagnostics.push(source.error(endpoint.span(), "endpoint must be an http:// or https:// OTLP/HTTP URL"));
+    if url.starts_with("https://") {
+        // The data plane's exporter is a plain HTTP/1.1 client (docs/observability.md "Traces").
+        diagnostics.push(source.error(
+            endpoint.span(),
+            "https:// trace endpoints are not supported yet: export to an OpenTelemetry collector on http:// \
+             (e.g. one on loopback that forwards over TLS)",
+        ));
+        return None;
+    }
+    if !url.starts_with("http://") || url.parse::<hyper::Uri>().is_err() {
+        diagnostics.push(source.error(endpoint.span(), "endpoint must be an http:// OTLP/HTTP URL"));
         return None;
     }
     let ratio = table.sampling_ratio.as_ref().map_or(1.0, |ratio| *ratio.get_ref());
@@ -223,6 +232,7 @@ mod tests {
             ("[access-log]\nqueue-records = 0\n", "queue-records must be"),
             ("[metrics]\nseries-max = 0\n", "series-max must be"),
             ("[tracing]\nendpoint = \"grpc://collector\"\n", "OTLP/HTTP URL"),
+            ("[tracing]\nendpoint = \"https://collector/v1/traces\"\n", "https:// trace endpoints are not supported"),
             ("[tracing]\nendpoint = \"http://127.0.0.1:4318/v1/traces\"\nsampling-ratio = 1.5\n", "sampling-ratio"),
             ("[analytics]\nretention-days = 0\n", "retention-days must be"),
             ("[analytics]\nretention-days = 5\nhourly-after-days = 6\n", "hourly-after-days"),

@@ -43,6 +43,9 @@ pub struct Forwarding<'a> {
     pub client_ip: IpAddr,
     /// The client came over TLS: `X-Forwarded-Proto: https`.
     pub tls: bool,
+    /// The gateway's `traceparent` (W3C Trace Context), replacing the client's; `tracestate`
+    /// passes unchanged with the other headers.
+    pub traceparent: Option<&'a [u8]>,
 }
 
 /// Writes (replacing `out`'s contents) the request head sent to the backend.
@@ -56,16 +59,31 @@ pub fn write_request_head(out: &mut Vec<u8>, head: &RequestHead, buf: &[u8], for
     let headers = head.headers();
     for header in headers {
         let name = header.name.of(buf);
-        if is_hop_by_hop(name, buf, headers) || REPLACED_ON_REQUEST.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+        if is_hop_by_hop(name, buf, headers)
+            || REPLACED_ON_REQUEST.iter().any(|r| name.eq_ignore_ascii_case(r))
+            || (forwarding.traceparent.is_some() && name.eq_ignore_ascii_case(TRACEPARENT))
+        {
             continue;
         }
         write_header(out, name, header.value.of(buf));
     }
-    write_proxy_headers(out, head, buf, forwarding.authority, forwarding.client_ip, forwarding.tls);
+    write_proxy_headers(
+        out,
+        head,
+        buf,
+        forwarding.authority,
+        forwarding.client_ip,
+        forwarding.tls,
+        forwarding.traceparent,
+    );
 }
 
+/// The W3C Trace Context header the gateway replaces.
+pub(crate) const TRACEPARENT: &[u8] = b"traceparent";
+
 /// Appends the headers the gateway sets on every forwarded request (`Host`, `X-Forwarded-For`
-/// with the client appended, `X-Forwarded-Proto`, `X-Forwarded-Host`) and ends the head.
+/// with the client appended, `X-Forwarded-Proto`, `X-Forwarded-Host`, `traceparent`) and ends the
+/// head.
 pub(crate) fn write_proxy_headers(
     out: &mut Vec<u8>,
     head: &RequestHead,
@@ -73,6 +91,7 @@ pub(crate) fn write_proxy_headers(
     authority: &str,
     client_ip: IpAddr,
     tls: bool,
+    traceparent: Option<&[u8]>,
 ) {
     write_header(out, b"Host", authority.as_bytes());
     out.extend_from_slice(b"X-Forwarded-For: ");
@@ -90,6 +109,9 @@ pub(crate) fn write_proxy_headers(
     out.extend_from_slice(if tls { b"X-Forwarded-Proto: https\r\n" } else { b"X-Forwarded-Proto: http\r\n" });
     if let Some(host) = head.host(buf) {
         write_header(out, b"X-Forwarded-Host", host);
+    }
+    if let Some(traceparent) = traceparent {
+        write_header(out, b"traceparent", traceparent);
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -162,6 +184,7 @@ Transfer-Encoding: chunked\r\nOcp-Apim-Subscription-Key: k\r\nExpect: 100-contin
             remainder_start: 5,
             client_ip: "127.0.0.1".parse().unwrap(),
             tls: false,
+            traceparent: None,
         };
         write_request_head(&mut out, &head, buf, &forwarding);
         assert_eq!(
@@ -176,6 +199,28 @@ X-Forwarded-Host: gw.example\r\n\r\n"
         write_request_head(&mut out, &head, buf, &Forwarding { tls: true, ..forwarding });
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("\r\nX-Forwarded-Proto: https\r\n") && !text.contains("Proto: http\r\n"), "{text}");
+    }
+
+    #[test]
+    fn the_gateways_traceparent_replaces_the_clients() {
+        let buf = b"GET /echo/x HTTP/1.1\r\nHost: gw\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\
+tracestate: vendor=1\r\n\r\n";
+        let head = request::parse(buf).unwrap().unwrap();
+        let ours = b"00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01";
+        let forwarding = Forwarding {
+            base_path: "",
+            authority: "backend",
+            remainder_start: 5,
+            client_ip: "127.0.0.1".parse().unwrap(),
+            tls: false,
+            traceparent: Some(ours),
+        };
+        let mut out = Vec::new();
+        write_request_head(&mut out, &head, buf, &forwarding);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("traceparent").count(), 1, "{text}");
+        assert!(text.contains("traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01\r\n"), "{text}");
+        assert!(text.contains("tracestate: vendor=1\r\n"), "{text}");
     }
 
     #[test]

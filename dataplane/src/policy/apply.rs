@@ -11,7 +11,7 @@ use portcullis_contract::program::Side;
 
 use crate::http::HeaderSpan;
 use crate::http::forward::{
-    ClientConnection, Forwarding, REPLACED_ON_REQUEST, is_hop_by_hop, write_connection, write_header,
+    ClientConnection, Forwarding, REPLACED_ON_REQUEST, TRACEPARENT, is_hop_by_hop, write_connection, write_header,
     write_proxy_headers,
 };
 use crate::http::request::RequestHead;
@@ -64,10 +64,13 @@ pub fn write_request_head(
     let body = state.request_body_replacement(programs);
     let headers = head.headers();
     let target = EditTarget::Header(Side::Request);
+    // A policy that sets `traceparent` itself wins over the gateway's.
+    let traceparent = forwarding.traceparent.filter(|_| !state.edits_name(target, TRACEPARENT, programs));
     for header in headers {
         let name = header.name.of(buf);
         if is_hop_by_hop(name, buf, headers)
             || REPLACED_ON_REQUEST.iter().any(|r| name.eq_ignore_ascii_case(r))
+            || (traceparent.is_some() && name.eq_ignore_ascii_case(TRACEPARENT))
             || (state.authorization.is_some() && name.eq_ignore_ascii_case(b"authorization"))
             || (body.is_some() && FRAMING.iter().any(|f| name.eq_ignore_ascii_case(f)))
             || !keeps_originals(state, target, name, programs)
@@ -86,7 +89,7 @@ pub fn write_request_head(
         let _ = write!(out, "Content-Length: {}\r\n", body.len());
     }
     let authority = state.backend.as_ref().map_or(forwarding.authority, |backend| backend.authority.as_str());
-    write_proxy_headers(out, head, buf, authority, forwarding.client_ip, forwarding.tls);
+    write_proxy_headers(out, head, buf, authority, forwarding.client_ip, forwarding.tls, traceparent);
 }
 
 /// Writes (replacing `out`'s contents) the response head relayed to the client, with the

@@ -112,6 +112,7 @@ impl Fixture {
             concurrency: &self.limits,
             limits: &self.rate_limits,
             tracing: false,
+            traceparent: None,
         }
     }
 

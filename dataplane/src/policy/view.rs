@@ -79,6 +79,9 @@ pub struct View<'a> {
     pub limits: &'a Arc<RateLimits>,
     /// `context.Tracing`.
     pub tracing: bool,
+    /// The gateway's `traceparent`, which replaces the client's on the forwarded request: what
+    /// `context.Request.Headers` gives for `traceparent` (unless a policy set it).
+    pub traceparent: Option<&'a [u8]>,
 }
 
 /// Who the request's subscription says is calling, for `context.User` and

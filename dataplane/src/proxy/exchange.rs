@@ -59,11 +59,12 @@ impl<S: Stream> Connection<S> {
             let mut limits = snapshot.config.limits;
             // forward-request's timeout, within the gateway's own bound.
             limits.backend_response_timeout_ms = limits.backend_response_timeout_ms.min(forward.timeout_ms.max(1));
-            let exchange =
-                match self.round_trip(worker, ctx, &snapshot, api, route, &forward, body_buffered, &limits).await {
-                    Ok(exchange) => exchange,
-                    Err(error) => return Verdict::Fail(error),
-                };
+            let exchange = self.round_trip(worker, ctx, &snapshot, api, route, &forward, body_buffered, &limits).await;
+            ctx.trace.exchange_ended();
+            let exchange = match exchange {
+                Ok(exchange) => exchange,
+                Err(error) => return Verdict::Fail(error),
+            };
             // A body a policy replaced (set when the head was written) can always be sent again.
             let replayable = body_buffered || ctx.request_body_replaced;
             if forward.fail_on_error_status && ERROR_STATUSES.contains(&exchange.response.status()) {
@@ -108,6 +109,7 @@ impl<S: Stream> Connection<S> {
         let replayable = body_buffered || ctx.request_body_replaced;
         // The head as sent, for the request that follows a redirect.
         let sent = forward.follow_redirects.then(|| self.out.get(..head_end).unwrap_or(&[]).to_vec());
+        ctx.trace.exchange_started();
         let exchange = self.call_backend(worker, ctx, snapshot, target.kind, limits).await?;
         match sent {
             Some(sent) => self.follow_redirects(worker, ctx, snapshot, sent, replayable, exchange, limits).await,
@@ -153,7 +155,9 @@ impl<S: Stream> Connection<S> {
     ) -> usize {
         // The host the client asked for, when the API passes it on (validated by the parser).
         let client_host = ctx.head.host(&self.buf).and_then(|host| std::str::from_utf8(host).ok());
+        let traceparent = ctx.trace.traceparent;
         let forwarding = Forwarding {
+            traceparent: Some(&traceparent),
             base_path: target.base_path,
             authority: client_host.filter(|_| api.preserve_host).unwrap_or(target.authority),
             remainder_start,

@@ -15,7 +15,8 @@
 //!  6  backend            backend section, forward-request, retries, redirects       │
 //!  7  outbound           outbound section, relay (cache-store tees it) or tunnel    │
 //!  8  on-error           on-error section, then the one APIM answer ◄───────────────┘
-//!  9  done (always)      counters, telemetry (access log, metrics), keep-alive or close
+//!  9  done (always)      counters, telemetry (access log, metrics), span to the exporter,
+//!                        keep-alive or close
 //! ```
 //!
 //! Phases 3 to 7 run in [`Connection::phases`]; the first that does not continue ends them, and
@@ -48,6 +49,7 @@ use crate::proxy::{
     RequestCtx, read_next, relay,
 };
 use crate::subscription::{self, KeyRejection};
+use crate::trace;
 use crate::worker::ctx::WorkerCtx;
 
 /// What a phase decided: the lifecycle's one verdict type. `T` is what a phase hands on when it
@@ -505,6 +507,7 @@ impl<S: Stream> Connection<S> {
         }
         self.observe(worker, ctx);
         ctx.cache_counts.record(slot);
+        self.finish_span(ctx);
         WorkerSlot::sub(&slot.in_flight, 1);
         match ctx.request_end {
             Some(end) if ctx.client_keep_alive && end <= self.buf.len() => {
@@ -512,6 +515,36 @@ impl<S: Stream> Connection<S> {
                 Verdict::Continue(())
             }
             _ => Verdict::Close,
+        }
+    }
+}
+
+impl<S: Stream> Connection<S> {
+    /// A sampled request's span goes to the exporter (a full queue drops it; nothing waits).
+    fn finish_span(&self, ctx: &RequestCtx) {
+        if ctx.trace.timing.is_none() {
+            return;
+        }
+        let snapshot = ctx.snapshot.as_deref();
+        let api = snapshot
+            .zip(ctx.matched.as_ref())
+            .and_then(|(snapshot, matched)| snapshot.config.apis.get(matched.api as usize).map(|api| (api, matched)));
+        let operation = api.and_then(|(api, matched)| api.operations.get(matched.found.operation as usize));
+        let product = snapshot
+            .zip(ctx.matched.and_then(|matched| matched.product))
+            .and_then(|(snapshot, product)| snapshot.config.products.get(product as usize));
+        let target = ctx.head.target(&self.buf);
+        let finished = trace::Finished {
+            method: ctx.head.method(&self.buf),
+            path: crate::http::url::Target::parse(target).path(),
+            status: ctx.status,
+            api_id: api.map(|(api, _)| api.id.as_str()),
+            operation_id: operation.map(|operation| operation.id.as_str()),
+            product_id: product.map(|product| product.id.as_str()),
+            tracestate: ctx.trace.tracestate.map(|span| span.of(&self.buf)),
+        };
+        if let Some(record) = trace::SpanRecord::finish(&ctx.trace, &finished) {
+            trace::submit(record);
         }
     }
 }

@@ -79,7 +79,7 @@ impl<S: Stream> Connection<S> {
                 })
             }),
             traces: traces(&self.policy, &snapshot.programs),
-            trace_id: 0,
+            trace_id: ctx.trace_id(),
         };
         let limit = snapshot.config.observability.access_log.queue_records as usize;
         if !offer(&worker.queues, worker.index(), record, limit) && access_log {

@@ -513,6 +513,7 @@ fn view<'a>(
         concurrency: &CONCURRENCY,
         limits: &LIMITS,
         tracing: false,
+        traceparent: Some(&ctx.trace.traceparent),
     })
 }
 

@@ -15,6 +15,7 @@ fn forwarding() -> Forwarding<'static> {
         remainder_start: 5,
         client_ip: "10.1.2.3".parse().expect("ip"),
         tls: false,
+        traceparent: None,
     }
 }
 

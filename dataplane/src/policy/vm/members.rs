@@ -10,6 +10,7 @@ use portcullis_contract::program::{Prop, Side};
 
 use super::Machine;
 use crate::http::HeaderSpan;
+use crate::http::forward::TRACEPARENT;
 use crate::http::url::{self, Coding, Target};
 use crate::policy::error::Fault;
 use crate::policy::state::EditTarget;
@@ -104,6 +105,14 @@ impl<'r, 'a> Machine<'r, 'a> {
         let mut joiner = Joiner::new(",");
         let programs = self.view.programs;
         if !self.state.edits_name(target, name.as_bytes(), programs) {
+            // The gateway's traceparent replaces the client's on the forwarded request.
+            let gateways = self
+                .view
+                .traceparent
+                .filter(|_| message == Message::Request && name.as_bytes().eq_ignore_ascii_case(TRACEPARENT));
+            if let Some(traceparent) = gateways {
+                return Some(wire_text(traceparent));
+            }
             for header in originals {
                 joiner.add(wire_text(header.value.of(buf)));
             }
