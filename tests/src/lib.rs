@@ -16,6 +16,7 @@ pub mod io_backends;
 pub mod jwt;
 pub mod management;
 pub mod netns;
+pub mod otlp;
 pub mod packet;
 pub mod redis;
 pub mod snapshot;
