@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 /// The targets, in the order they run (the files of `fuzz/fuzz_targets/`).
-pub(crate) const TARGETS: [&str; 12] = [
+pub(crate) const TARGETS: [&str; 13] = [
     "request_head",
     "response_head",
     "chunked",
@@ -27,6 +27,7 @@ pub(crate) const TARGETS: [&str; 12] = [
     "openapi_import",
     "management_filter",
     "management_report_query",
+    "traceparent",
 ];
 /// Seconds each target runs when `--seconds` is not given.
 const SECONDS_DEFAULT: u64 = 60;
