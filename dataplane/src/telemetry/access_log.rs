@@ -12,9 +12,8 @@ use portcullis_contract::telemetry::{AccessLogDestination, RequestRecord};
 /// Bytes buffered before a write; the thread also flushes every loop turn (≤ 100 ms).
 pub const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
-/// Messages the writer thread's queue holds at most; the telemetry thread stops sending records
-/// earlier, when `[access-log] queue-records` of them wait ([`Writer::offer`]).
-pub const WRITER_QUEUE_MESSAGES: usize = 1 << 20;
+/// Control messages (configure, reopen, flush) the writer's queue holds besides its records.
+const WRITER_QUEUE_CONTROL_MESSAGES: usize = 64;
 
 /// What the telemetry thread tells the writer thread.
 #[derive(Debug)]
@@ -56,9 +55,11 @@ impl Writer {
     }
 }
 
-/// Starts the writer thread; it writes what comes through the returned [`Writer`].
-pub fn spawn_writer(data_dir: &Path) -> std::io::Result<Writer> {
-    let (sender, receiver) = std::sync::mpsc::sync_channel(WRITER_QUEUE_MESSAGES);
+/// Starts the writer thread; it writes what comes through the returned [`Writer`], whose queue
+/// holds `records` records (the telemetry thread stops sending earlier when
+/// `[access-log] queue-records` of them wait, [`Writer::offer`]).
+pub fn spawn_writer(data_dir: &Path, records: usize) -> std::io::Result<Writer> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel(records + WRITER_QUEUE_CONTROL_MESSAGES);
     let waiting = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let written = std::sync::Arc::clone(&waiting);
     let mut log = AccessLog::new(data_dir);

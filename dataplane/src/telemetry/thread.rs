@@ -29,6 +29,8 @@ pub const TICK_MS: u64 = 100;
 #[derive(Debug)]
 pub struct Shared {
     pub queues: Arc<Queues>,
+    /// Records each queue (the workers', the writer's) holds: fixed at start.
+    pub records: usize,
     pub outbox: Outbox,
     /// Set by SIGUSR1 and by control's `ReopenLogs`: reopen the access log.
     pub reopen: Arc<AtomicBool>,
@@ -37,7 +39,7 @@ pub struct Shared {
 impl Shared {
     /// For `workers` workers whose record queues hold `records` each.
     pub fn new(workers: usize, records: usize) -> Self {
-        Shared { queues: Queues::new(workers, records), outbox: Outbox::default(), reopen: Arc::default() }
+        Shared { queues: Queues::new(workers, records), records, outbox: Outbox::default(), reopen: Arc::default() }
     }
 }
 
@@ -68,7 +70,7 @@ struct Pending {
 
 impl TelemetryTask {
     fn run(self) {
-        let writer = match access_log::spawn_writer(&self.data_dir) {
+        let writer = match access_log::spawn_writer(&self.data_dir, self.shared.records) {
             Ok(writer) => Some(writer),
             Err(error) => {
                 tracing::error!(%error, "cannot start the access-log thread; no access log");
