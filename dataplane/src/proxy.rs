@@ -225,6 +225,16 @@ impl RequestCtx {
         }
     }
 
+    /// The request's bytes: its head, and its body as relayed (chunked with its framing) or else
+    /// as declared (`Content-Length`: a body buffered and answered by policies, or not sent).
+    pub(crate) fn request_bytes(&self) -> u64 {
+        let declared = match self.head.framing() {
+            crate::http::BodyFraming::Length(length) => length,
+            _ => 0,
+        };
+        self.head.head_len() as u64 + self.request_body_bytes.unwrap_or(declared)
+    }
+
     /// The request's trace id as a number (the access log prints it as 32 hex digits).
     pub(crate) fn trace_id(&self) -> u128 {
         u128::from_be_bytes(self.trace.trace_id)

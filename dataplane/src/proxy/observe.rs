@@ -6,7 +6,6 @@ use std::rc::Rc;
 use portcullis_contract::stats::WorkerSlot;
 use portcullis_contract::telemetry::{AccessLogDestination, CacheResult, LastErrorRecord, TraceEntry};
 
-use crate::http::BodyFraming;
 use crate::io::Stream;
 use crate::policy::Programs;
 use crate::proxy::{Connection, RequestCtx};
@@ -24,11 +23,7 @@ impl<S: Stream> Connection<S> {
     pub(super) fn observe(&self, worker: &WorkerCtx<S>, ctx: &RequestCtx) {
         let ix = series_ix(ctx);
         let error = self.policy.last_error().map(|error| (Rc::clone(&error.source), Rc::clone(&error.reason)));
-        let request_bytes = ctx.head.head_len() as u64
-            + ctx.request_body_bytes.unwrap_or(match ctx.head.framing() {
-                BodyFraming::Length(length) => length,
-                _ => 0,
-            });
+        let request_bytes = ctx.request_bytes();
         let response_bytes = ctx.response_head_bytes + ctx.response_body_bytes.unwrap_or(0);
         let total_us = ctx.started.elapsed().as_micros() as u64;
         let mut telemetry = worker.telemetry.borrow_mut();

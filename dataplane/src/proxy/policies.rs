@@ -394,7 +394,7 @@ fn exchanged_bytes(ctx: &RequestCtx, response: Option<&Response<'_>>) -> u64 {
         BodyFraming::Length(len) => len,
         _ => 0,
     };
-    let request = ctx.head.head_len() as u64 + ctx.request_body_bytes.unwrap_or_else(|| declared(ctx.head.framing()));
+    let request = ctx.request_bytes();
     let response = response.map_or(0, |response| {
         let body = ctx.response_body_bytes.unwrap_or_else(|| declared(response.head.framing(ctx.is_head)));
         response.head.head_len() as u64 + body
