@@ -40,6 +40,11 @@ pub struct Batch {
     pub requests: Vec<RequestRecord>,
     /// Access-log records dropped in this interval because the writer could not keep up.
     pub log_records_dropped: u64,
+    /// Spans dropped in this interval: the span queue was full, tracing was off when the batch
+    /// left, or their export failed.
+    pub spans_dropped: u64,
+    /// OTLP span exports that failed in this interval (collector unreachable or answering an error).
+    pub span_exports_failed: u64,
 }
 
 /// What a series counts requests by. Empty strings: the request got no such entity (a 404 has no

@@ -24,7 +24,8 @@ const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
 portcullis_tests::on_both_io_backends!(
     sampled_requests_export_server_and_client_spans,
-    unsampled_traces_propagate_only
+    unsampled_traces_propagate_only,
+    a_collector_that_is_down_costs_spans_not_requests
 );
 
 /// The quickstart configuration exporting to `endpoint` at `ratio`.
@@ -188,4 +189,38 @@ fn unsampled_traces_propagate_only(io: &str) {
     assert_eq!(backend_traceparent(&response)[3], "01");
     let spans = spans_of(&exports, CLIENT_TRACE, 2);
     assert!(spans.iter().any(|s| s.kind == SpanKind::Server as i32 && hex(&s.parent_span_id) == CLIENT_SPAN));
+}
+
+/// A counter's value on the ops listener's `/metrics` page (0 when absent).
+fn counter(gateway: &Gateway, name: &str) -> f64 {
+    let ops: SocketAddr = gateway.ops_url.trim_start_matches("http://").parse().unwrap();
+    let page = http::get(ops, "/metrics", &[]).unwrap().text();
+    page.lines()
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+fn a_collector_that_is_down_costs_spans_not_requests(io: &str) {
+    // A port nothing listens on: bound, then closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let config = config(closed, "1.0");
+    let gateway = Gateway::start(GatewayOptions::new(io).config(config.path()));
+    let key = gateway.demo_key.clone().expect("demo key");
+    for n in 0..5 {
+        let response = http::get(gateway.addr, &format!("/echo/{n}"), &[("Ocp-Apim-Subscription-Key", &key)]).unwrap();
+        assert_eq!(response.status, 200, "requests go on while the collector is down");
+    }
+    // The exporter's batch (1 s) fails, then the telemetry batch (1 s) carries the counts.
+    let deadline = Instant::now() + SPAN_TIMEOUT;
+    loop {
+        let (failed, dropped) = (
+            counter(&gateway, "portcullis_span_exports_failed_total"),
+            counter(&gateway, "portcullis_spans_dropped_total"),
+        );
+        if failed >= 1.0 && dropped >= 5.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "failed exports {failed}, dropped spans {dropped}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -258,6 +258,19 @@ fn dropped_log_records_add_up_and_empty_families_are_described() {
 }
 
 #[test]
+fn span_drops_and_failed_exports_add_up() {
+    let metrics = Arc::new(Metrics::new(&MetricsSettings::default()));
+    assert_eq!(value(&scrape(&metrics), "portcullis_spans_dropped_total", &[]), Some(0.0));
+    metrics.record_batch(&Batch { spans_dropped: 4, span_exports_failed: 1, ..batch(1, Vec::new()) });
+    metrics.record_batch(&Batch { spans_dropped: 6, span_exports_failed: 2, ..batch(2, Vec::new()) });
+    // A batch sent again is not counted twice.
+    metrics.record_batch(&Batch { spans_dropped: 6, span_exports_failed: 2, ..batch(2, Vec::new()) });
+    let page = scrape(&metrics);
+    assert_eq!(value(&page, "portcullis_spans_dropped_total", &[]), Some(10.0));
+    assert_eq!(value(&page, "portcullis_span_exports_failed_total", &[]), Some(3.0));
+}
+
+#[test]
 fn a_bad_histogram_is_counted_not_fatal() {
     let metrics = Arc::new(Metrics::new(&MetricsSettings::default()));
     let latencies =

@@ -31,6 +31,8 @@ pub(crate) struct Traffic {
     policy_errors: Family<u64>,
     custom: CustomFamilies,
     log_records_dropped: u64,
+    spans_dropped: u64,
+    span_exports_failed: u64,
     batches_recorded: u64,
     batches_repeated: u64,
     batches_bad_histograms: u64,
@@ -74,6 +76,8 @@ impl Traffic {
             self.custom.record(metric, series_max);
         }
         self.log_records_dropped += batch.log_records_dropped;
+        self.spans_dropped += batch.spans_dropped;
+        self.span_exports_failed += batch.span_exports_failed;
     }
 
     fn first_time(&mut self, batch: &Batch) -> bool {
@@ -173,6 +177,18 @@ impl Traffic {
             "access_log_records_dropped",
             "Access-log records dropped because the writer could not keep up.",
             [(Vec::<(&str, &str)>::new(), self.log_records_dropped)],
+        )?;
+        encode::counters(
+            encoder,
+            "spans_dropped",
+            "Spans dropped: the exporter's queue was full, tracing was turned off, or their export failed.",
+            [(Vec::<(&str, &str)>::new(), self.spans_dropped)],
+        )?;
+        encode::counters(
+            encoder,
+            "span_exports_failed",
+            "OTLP span exports that failed (collector unreachable or answering an error); their spans are dropped.",
+            [(Vec::<(&str, &str)>::new(), self.span_exports_failed)],
         )?;
         self.encode_bookkeeping(encoder)
     }

@@ -86,6 +86,8 @@ impl TelemetryTask {
             sequence: 0,
             interval_start: SystemTime::now(),
             dropped_seen: 0,
+            spans_dropped_seen: 0,
+            exports_failed_seen: 0,
         };
         let mut next_batch = Instant::now() + Duration::from_millis(BATCH_INTERVAL_MS);
         loop {
@@ -141,6 +143,8 @@ impl TelemetryTask {
             .map(|slot| slot.log_records_dropped.load(Ordering::Relaxed))
             .sum::<u64>()
             + state.writer_dropped;
+        let spans_dropped = crate::trace::SPANS_DROPPED.load(Ordering::Relaxed);
+        let exports_failed = crate::trace::export::EXPORTS_FAILED.load(Ordering::Relaxed);
         let pending = std::mem::take(&mut state.pending);
         let now = SystemTime::now();
         let batch = Batch {
@@ -172,11 +176,15 @@ impl TelemetryTask {
                 .collect(),
             requests: pending.requests.into(),
             log_records_dropped: dropped_total.saturating_sub(state.dropped_seen),
+            spans_dropped: spans_dropped.saturating_sub(state.spans_dropped_seen),
+            span_exports_failed: exports_failed.saturating_sub(state.exports_failed_seen),
         };
         state.interval_start = now;
         state.dropped_seen = dropped_total;
+        state.spans_dropped_seen = spans_dropped;
+        state.exports_failed_seen = exports_failed;
         let empty = batch.series.is_empty() && batch.custom.is_empty() && batch.requests.is_empty();
-        if empty && batch.log_records_dropped == 0 {
+        if empty && batch.log_records_dropped == 0 && batch.spans_dropped == 0 && batch.span_exports_failed == 0 {
             // Nothing happened: no batch (control needs none to know that).
             return;
         }
@@ -204,6 +212,9 @@ struct State {
     interval_start: SystemTime,
     /// The workers' dropped-record counts at the last batch.
     dropped_seen: u64,
+    /// The span exporter's counts (process totals) at the last batch.
+    spans_dropped_seen: u64,
+    exports_failed_seen: u64,
 }
 
 impl State {
