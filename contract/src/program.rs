@@ -878,6 +878,22 @@ pub enum Op {
     FindAndReplace {
         side: Side,
     },
+    /// `xml-to-json`: pops kind, apply, consider-accept-header, always-array-child-elements;
+    /// converts the side's body from XML to JSON when `apply` and the `Accept` header say so.
+    XmlToJson {
+        side: Side,
+    },
+    /// `json-to-xml`: pops apply, consider-accept-header, namespace-separator, namespace-prefix,
+    /// attribute-block-name (null: not set); `parse-date` is literal, as APIM documents.
+    JsonToXml {
+        side: Side,
+        parse_date: bool,
+    },
+    /// `jsonp`: pops callback-parameter-name; wraps the response body in the call the request's
+    /// query parameter of that name names.
+    Jsonp {
+        side: Side,
+    },
     /// Pops status (int), message (string). Checks header `consts[name]` against the constant
     /// strings `consts[values_first..values_first + values]` (any value allowed when 0).
     CheckHeader {
@@ -1051,6 +1067,9 @@ impl Op {
             Op::SetBackendId => (1, 0),
             Op::SetBody { .. } | Op::Trace { .. } | Op::LimitConcurrencyEnter { .. } => (1, 0),
             Op::SetStatus { .. } | Op::FindAndReplace { .. } | Op::CheckHeader { .. } => (2, 0),
+            Op::XmlToJson { .. } => (4, 0),
+            Op::JsonToXml { .. } => (5, 0),
+            Op::Jsonp { .. } => (1, 0),
             Op::AuthenticationBasic => (2, 0),
             Op::EmitMetric { dimensions, .. } => (1 + u16::from(dimensions), 0),
             Op::ValidateClientCertificate(_) => (0, 0),

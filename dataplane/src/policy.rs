@@ -32,6 +32,7 @@ pub mod load;
 #[doc(hidden)]
 pub mod sample;
 pub mod state;
+pub mod transform;
 pub mod value;
 pub mod view;
 pub mod vm;

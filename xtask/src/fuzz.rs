@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 /// The targets, in the order they run (the files of `fuzz/fuzz_targets/`).
-pub(crate) const TARGETS: [&str; 13] = [
+pub(crate) const TARGETS: [&str; 14] = [
     "request_head",
     "response_head",
     "chunked",
@@ -28,6 +28,7 @@ pub(crate) const TARGETS: [&str; 13] = [
     "management_filter",
     "management_report_query",
     "traceparent",
+    "body_transform",
 ];
 /// Seconds each target runs when `--seconds` is not given.
 const SECONDS_DEFAULT: u64 = 60;

@@ -12,6 +12,7 @@ mod jwt;
 mod limits;
 mod metrics;
 mod policies;
+mod transform;
 
 use std::ops::Range;
 use std::sync::Arc;

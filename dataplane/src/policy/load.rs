@@ -167,17 +167,19 @@ fn body_use(ops: &[Op]) -> BodyUse {
                 Side::Response => bodies.replaces_response = true,
                 Side::Returned => {}
             },
-            Op::FindAndReplace { side } => match side {
-                Side::Request => {
-                    bodies.reads_request = true;
-                    bodies.replaces_request = true;
+            Op::FindAndReplace { side } | Op::XmlToJson { side } | Op::JsonToXml { side, .. } | Op::Jsonp { side } => {
+                match side {
+                    Side::Request => {
+                        bodies.reads_request = true;
+                        bodies.replaces_request = true;
+                    }
+                    Side::Response => {
+                        bodies.reads_response = true;
+                        bodies.replaces_response = true;
+                    }
+                    Side::Returned => {}
                 }
-                Side::Response => {
-                    bodies.reads_response = true;
-                    bodies.replaces_response = true;
-                }
-                Side::Returned => {}
-            },
+            }
             _ => {}
         }
         previous = Some(*op);

@@ -29,12 +29,9 @@ const UNSUPPORTED: &[&str] = &[
     "proxy",
     "authentication-managed-identity",
     "get-authorization-context",
-    "xml-to-json",
-    "json-to-xml",
     "xsl-transform",
     "redirect-content-urls",
     "cross-domain",
-    "jsonp",
     "send-request",
     "send-one-way-request",
     "log-to-eventhub",
@@ -78,6 +75,8 @@ pub(super) fn kind(name: &str) -> Kind {
         "cache-lookup-value" | "cache-store-value" | "cache-remove-value" => ALL,
         "rate-limit" | "rate-limit-by-key" | "quota" | "quota-by-key" => &[I],
         "validate-jwt" | "validate-azure-ad-token" => &[I],
+        "xml-to-json" | "json-to-xml" => &[I, O, E],
+        "jsonp" => &[O],
         _ if UNSUPPORTED.contains(&name) => return Kind::Unsupported,
         _ => return Kind::Unknown,
     };
@@ -148,6 +147,9 @@ pub(super) fn attributes(name: &str) -> &'static [&'static str] {
             "clock-skew",
             "output-token-variable-name",
         ],
+        "xml-to-json" => super::transform::XML_TO_JSON_ATTRIBUTES,
+        "json-to-xml" => super::transform::JSON_TO_XML_ATTRIBUTES,
+        "jsonp" => &["callback-parameter-name"],
         "validate-azure-ad-token" => &[
             "tenant-id",
             "header-name",
@@ -195,6 +197,9 @@ pub(super) fn compile(c: &mut SectionCompiler<'_>, element: &Element, place: &Pl
         "cache-remove-value" => cache::cache_remove_value(c, element, place),
         "validate-jwt" => super::jwt::validate_jwt(c, element, place),
         "validate-azure-ad-token" => super::jwt::validate_azure_ad_token(c, element, place),
+        "xml-to-json" => super::transform::xml_to_json(c, element, place),
+        "json-to-xml" => super::transform::json_to_xml(c, element, place),
+        "jsonp" => super::transform::jsonp(c, element, place),
         other => c.error(place, element.name_span.clone(), format!("internal: no compiler for <{other}>")),
     }
 }

@@ -116,8 +116,8 @@ fn inbound_const(program: &Program, text: &str) -> u32 {
 #[test]
 fn unsupported_and_unknown_policies_are_errors_with_positions() {
     let error =
-        first_error("<policies><inbound>\n  <xml-to-json kind=\"direct\" apply=\"always\" />\n</inbound></policies>");
-    assert!(error.contains("unsupported policy <xml-to-json>"), "{error}");
+        first_error("<policies><inbound>\n  <xsl-transform><xsl:stylesheet /></xsl-transform>\n</inbound></policies>");
+    assert!(error.contains("unsupported policy <xsl-transform>"), "{error}");
     assert!(error.contains("api/policy.xml:2:4"), "{error}");
     assert!(error.contains("--skip-unsupported"), "{error}");
     let error = first_error("<policies><inbound><set-heder name=\"x\"/></inbound></policies>");
@@ -293,6 +293,30 @@ fn retry_and_limit_concurrency_wrap_their_children() {
         first_error("<policies><backend><retry condition=\"@(true)\" count=\"51\"/></backend></policies>")
             .contains("1 to 50")
     );
+}
+
+#[test]
+fn conversions_check_their_literal_attributes() {
+    let compiled = compile(
+        r##"<policies><inbound><xml-to-json kind="direct" apply="always" consider-accept-header="false" />
+<json-to-xml apply="@(context.Variables.GetValueOrDefault<string>(&quot;apply&quot;, &quot;always&quot;))" namespace-prefix="xmlns" attribute-block-name="#attrs" parse-date="false" /></inbound>
+<outbound><jsonp callback-parameter-name="cb" /></outbound></policies>"##,
+    );
+    assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
+    let ops = &compiled.programs[0].as_ref().unwrap().ops;
+    assert!(ops.iter().any(|op| matches!(op, Op::XmlToJson { side: Side::Request })), "{ops:?}");
+    assert!(ops.iter().any(|op| matches!(op, Op::JsonToXml { side: Side::Request, parse_date: false })), "{ops:?}");
+    let error =
+        first_error("<policies><inbound>\n<xml-to-json kind=\"friendly\" apply=\"always\" /></inbound></policies>");
+    assert!(error.contains("kind: \"friendly\" is not one of javascript-friendly, direct"), "{error}");
+    assert!(error.contains(":2:20"), "{error}");
+    let error = first_error("<policies><inbound><json-to-xml consider-accept-header=\"false\" /></inbound></policies>");
+    assert!(error.contains("<json-to-xml> needs apply=\"...\""), "{error}");
+    let error =
+        first_error("<policies><inbound><json-to-xml apply=\"always\" parse-date=\"@(true)\" /></inbound></policies>");
+    assert!(error.contains("does not accept policy expressions"), "{error}");
+    let error = first_error("<policies><inbound><jsonp callback-parameter-name=\"cb\" /></inbound></policies>");
+    assert!(error.contains("not allowed in the inbound section"), "{error}");
 }
 
 #[test]

@@ -17,7 +17,8 @@ use crate::policy::state::{
     BackendOverride, BodyEdit, BuiltResponse, CONCURRENCY_NESTING_MAX, CorsMark, EditTarget, EmittedMetric,
     METRICS_MAX, StoredBody, StoredText, TRACES_MAX, TraceEntry,
 };
-use crate::policy::value::{Message, Text, Value};
+use crate::policy::transform::{self, XmlToJsonKind};
+use crate::policy::value::{Message, Text, UrlKind, Value};
 use crate::policy::vm::members::wire_text;
 
 /// The longest a cache entry may live: a year (APIM's durations are seconds in an int; a
@@ -93,6 +94,9 @@ impl<'r, 'a> Machine<'r, 'a> {
             }
             Op::SetStatus { side } => self.set_status(side),
             Op::FindAndReplace { side } => self.find_and_replace(side),
+            Op::XmlToJson { side } => self.xml_to_json(side),
+            Op::JsonToXml { side, parse_date } => self.json_to_xml(side, parse_date),
+            Op::Jsonp { side } => self.jsonp(side),
             Op::CheckHeader { name, values_first, values, ignore_case } => {
                 let message = self.pop()?;
                 let status = match self.pop()? {
@@ -554,6 +558,172 @@ impl<'r, 'a> Machine<'r, 'a> {
         to.write_display(&mut to_text);
         let body = String::from_utf8_lossy(&self.current_body(side)?).replace(from.as_str(), &to_text);
         self.set_body(side, StoredBody::Text(StoredText::Owned(body.into())))?;
+        Ok(Flow::Next)
+    }
+
+    /// `xml-to-json`: pops kind, apply, consider-accept-header, always-array-child-elements.
+    fn xml_to_json(&mut self, side: Side) -> Result<Flow, Fault> {
+        let always_array = self.pop_switch("xml-to-json", "always-array-child-elements")?;
+        let consider_accept = self.pop_switch("xml-to-json", "consider-accept-header")?;
+        let apply = self.pop_text("xml-to-json")?;
+        let kind = match self.pop_text("xml-to-json")?.as_str() {
+            "direct" => XmlToJsonKind::Direct,
+            "javascript-friendly" => XmlToJsonKind::JavascriptFriendly,
+            other => {
+                return Err(Fault::eval(format!(
+                    "Expression evaluation failed. xml-to-json: kind '{other}' is not direct or javascript-friendly."
+                )));
+            }
+        };
+        let only_xml = match apply.as_str() {
+            "always" => false,
+            "content-type-xml" => true,
+            other => {
+                return Err(Fault::eval(format!(
+                    "Expression evaluation failed. xml-to-json: apply '{other}' is not always or content-type-xml."
+                )));
+            }
+        };
+        if (only_xml && !self.content_type_has(side, "xml")) || (consider_accept && !self.accepts("json")) {
+            return Ok(Flow::Next);
+        }
+        let json = transform::xml_to_json(&self.current_body(side)?, kind, always_array)
+            .map_err(|error| Fault::policy(500, "XmlToJsonConversionFailed", error.0))?;
+        self.replace_converted(side, json, "application/json")
+    }
+
+    /// `json-to-xml`: pops apply, consider-accept-header, namespace-separator, namespace-prefix,
+    /// attribute-block-name.
+    fn json_to_xml(&mut self, side: Side, parse_date: bool) -> Result<Flow, Fault> {
+        let optional = |value: Value<'a>| -> Result<Option<Text<'a>>, Fault> {
+            match value {
+                Value::Null => Ok(None),
+                other => other.to_text().map(Some),
+            }
+        };
+        let attribute_block = optional(self.pop()?)?;
+        let prefix = optional(self.pop()?)?;
+        let separator = optional(self.pop()?)?;
+        let consider_accept = self.pop_switch("json-to-xml", "consider-accept-header")?;
+        let apply = self.pop_text("json-to-xml")?;
+        let only_json = match apply.as_str() {
+            "always" => false,
+            "content-type-json" => true,
+            other => {
+                return Err(Fault::eval(format!(
+                    "Expression evaluation failed. json-to-xml: apply '{other}' is not always or content-type-json."
+                )));
+            }
+        };
+        if (only_json && !self.content_type_has(side, "json")) || (consider_accept && !self.accepts("xml")) {
+            return Ok(Flow::Next);
+        }
+        let separator = match separator.as_ref().map(|text| text.as_str()) {
+            None => Some('_'),
+            Some(text) => {
+                let mut chars = text.chars();
+                match (chars.next(), chars.next()) {
+                    (None, _) => None,
+                    (Some(c), None) => Some(c),
+                    _ => {
+                        return Err(Fault::eval(format!(
+                            "Expression evaluation failed. json-to-xml: namespace-separator '{text}' is not one character."
+                        )));
+                    }
+                }
+            }
+        };
+        let settings = transform::JsonToXml {
+            parse_date,
+            namespace_separator: separator,
+            namespace_prefix: prefix.as_ref().map(|text| text.as_str()),
+            attribute_block_name: attribute_block.as_ref().map(|text| text.as_str()),
+        };
+        let xml = transform::json_to_xml(&self.current_body(side)?, &settings)
+            .map_err(|error| Fault::policy(500, "JsonToXmlConversionFailed", error.0))?;
+        self.replace_converted(side, xml, "application/xml")
+    }
+
+    /// `jsonp`: the body becomes `callback(body)` when the request names a callback.
+    fn jsonp(&mut self, side: Side) -> Result<Flow, Fault> {
+        let parameter = self.pop_text("jsonp")?;
+        let Some(callback) = self.query_value(UrlKind::Original, parameter.as_str()) else {
+            return Ok(Flow::Next);
+        };
+        if !transform::is_callback_name(callback.as_str()) {
+            return Err(Fault::policy(
+                400,
+                "CallbackParameterInvalid",
+                format!("Value of the {} query parameter is not a valid JavaScript function name.", parameter.as_str()),
+            ));
+        }
+        let body = self.current_body(side)?;
+        let mut wrapped = String::with_capacity(body.len() + callback.as_str().len() + 2);
+        wrapped.push_str(callback.as_str());
+        wrapped.push('(');
+        wrapped.push_str(&String::from_utf8_lossy(&body));
+        wrapped.push(')');
+        self.replace_converted(side, wrapped, "application/javascript")
+    }
+
+    /// A bool attribute: a bool, or the text `true`/`false` (either case).
+    fn pop_switch(&mut self, policy: &str, attribute: &str) -> Result<bool, Fault> {
+        match self.pop()? {
+            Value::Bool(flag) => Ok(flag),
+            other => {
+                let text = other.to_text()?;
+                match text.as_str().to_ascii_lowercase().as_str() {
+                    "true" => Ok(true),
+                    "false" => Ok(false),
+                    _ => Err(Fault::eval(format!(
+                        "Expression evaluation failed. {policy}: {attribute} '{}' is not true or false.",
+                        text.as_str()
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// The side's `Content-Type` (as policies left it) names `kind` (`xml`: `text/xml`,
+    /// `application/soap+xml` ...; `json`: `application/json`, `application/problem+json` ...).
+    fn content_type_has(&self, side: Side, kind: &str) -> bool {
+        let message = if side == Side::Request { Message::Request } else { Message::Response };
+        self.header_value(message, "Content-Type").is_some_and(|value| {
+            let essence = value.as_str().split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            essence.split('/').nth(1).is_some_and(|subtype| subtype == kind || subtype.ends_with(&format!("+{kind}")))
+        })
+    }
+
+    /// The request's `Accept` takes `application/<kind>`: absent, `*/*`, `application/*`, or a
+    /// range naming it (`application/json`, `text/xml`, `...+json`) with a non-zero quality.
+    fn accepts(&self, kind: &str) -> bool {
+        let Some(accept) = self.header_value(Message::Request, "Accept") else { return true };
+        accept.as_str().split(',').any(|range| {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let refused = parts.any(|parameter| {
+                parameter.trim().strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+            });
+            let subtype = media.split('/').nth(1).unwrap_or_default();
+            !refused
+                && (media == "*/*"
+                    || media == "application/*"
+                    || subtype == kind
+                    || subtype.ends_with(&format!("+{kind}")))
+        })
+    }
+
+    /// Sets a converted body and its `Content-Type`.
+    fn replace_converted(&mut self, side: Side, body: String, content_type: &'static str) -> Result<Flow, Fault> {
+        self.set_body(side, StoredBody::Text(StoredText::Owned(body.into())))?;
+        let target = EditTarget::Header(side);
+        let value = StoredText::Static(content_type);
+        self.state.push_edit(
+            target,
+            ExistsAction::Override,
+            StoredText::Static("Content-Type"),
+            std::iter::once(value),
+        )?;
         Ok(Flow::Next)
     }
 
