@@ -839,6 +839,14 @@ pub enum Op {
         name: u32,
         value: u32,
     },
+    /// `SetHeader` (`query`: `SetQueryParameter`) whose name an expression computes: pops the
+    /// values, then the name (pushed first).
+    SetNamedComputed {
+        side: Side,
+        query: bool,
+        action: ExistsAction,
+        values: u16,
+    },
     /// As `SetHeader`, on the backend request's query string.
     SetQueryParameter {
         action: ExistsAction,
@@ -1063,6 +1071,7 @@ impl Op {
                 (0, 0)
             }
             Op::SetHeader { values, .. } | Op::SetQueryParameter { values, .. } => (values, 0),
+            Op::SetNamedComputed { values, .. } => (values + 1, 0),
             Op::SetVariable { .. } | Op::SetMethod | Op::RewriteUri { .. } | Op::SetBackendUrl => (1, 0),
             Op::SetBackendId => (1, 0),
             Op::SetBody { .. } | Op::Trace { .. } | Op::LimitConcurrencyEnter { .. } => (1, 0),
@@ -1239,6 +1248,9 @@ fn check_operands(program: &Program, at: usize, op: &Op) -> Result<(), VerifyErr
             if values > VALUES_PER_POLICY_MAX {
                 return Err(VerifyError::Operand { at, what: "too many values" });
             }
+        }
+        Op::SetNamedComputed { values, .. } if values > VALUES_PER_POLICY_MAX => {
+            return Err(VerifyError::Operand { at, what: "too many values" });
         }
         Op::SetHeaderConst { name, value, .. } => {
             string_const(name)?;

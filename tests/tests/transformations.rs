@@ -26,6 +26,8 @@ const XML_BACKEND: &str = r#"<policies><inbound><base /></inbound><outbound><bas
   <set-body>&lt;quote symbol="ACME"&gt;&lt;price&gt;10.5&lt;/price&gt;&lt;price&gt;11&lt;/price&gt;&lt;/quote&gt;</set-body>
   <set-header name="Content-Type" exists-action="override"><value>text/xml; charset=utf-8</value></set-header>
   <xml-to-json kind="javascript-friendly" apply="content-type-xml" consider-accept-header="true" />
+  <set-header name="@(&quot;X-Quote-&quot; + context.Request.Method)" exists-action="override"><value>yes</value></set-header>
+  <set-header name="@(context.Request.Headers.GetValueOrDefault(&quot;X-Name&quot;, &quot;X-Default&quot;))" exists-action="append"><value>a</value><value>b</value></set-header>
 </outbound></policies>"#;
 
 const JSONP: &str = r#"<policies><inbound><base /></inbound><outbound><base />
@@ -105,6 +107,18 @@ fn bodies_are_converted_both_ways(io: &str) {
     let as_json = http::get(gateway.addr, "/echo/quote", &[auth, ("Accept", "application/json")]).unwrap();
     assert_eq!((as_json.status, as_json.header("content-type")), (200, Some("application/json")), "{}", as_json.text());
     assert_eq!(as_json.text(), r#"{"quote":{"@symbol":"ACME","price":["10.5","11"]}}"#);
+    // set-header with a computed name (APIM accepts an expression there), checked per request.
+    assert_eq!(as_json.header("x-quote-get"), Some("yes"));
+    let appended: Vec<&str> = as_json
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("x-default"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert!(appended == ["a", "b"] || appended == ["a, b"], "{appended:?}");
+    let bad_name = http::get(gateway.addr, "/echo/quote", &[auth, ("X-Name", "not a token")]).unwrap();
+    assert_eq!(bad_name.status, 500, "{}", bad_name.text());
+    assert!(bad_name.text().contains("'not a token' is not a valid name"), "{}", bad_name.text());
     let as_xml = http::get(gateway.addr, "/echo/quote", &[auth, ("Accept", "text/xml")]).unwrap();
     assert_eq!(as_xml.header("content-type"), Some("text/xml; charset=utf-8"));
     assert_eq!(as_xml.text(), r#"<quote symbol="ACME"><price>10.5</price><price>11</price></quote>"#);

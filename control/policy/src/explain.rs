@@ -63,6 +63,10 @@ pub fn render_program(section: Section, program: &Program, secrets: &[String]) -
                     "forward-request (timeout-ms, follow-redirects, fail-on-error-status-code from the stack) buffer-response={buffer_response}"
                 )
             }
+            Op::SetNamedComputed { side, query, action, values } => {
+                let what = if query { "set-query-parameter".to_owned() } else { format!("set-header {side:?}") };
+                format!("{what} {action:?} (name from the stack, {values} values)")
+            }
             Op::SetQueryParameter { action, name, values } => {
                 format!("set-query-parameter {action:?} {} ({values} values)", constant(name))
             }

@@ -288,8 +288,18 @@ fn exists_action(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) 
 }
 
 fn set_header(c: &mut SectionCompiler<'_>, element: &Element, place: &Place, query: bool) {
-    let Some(name) = c.required_literal(element, "name", place) else { return };
-    let valid = if query { !name.is_empty() } else { is_token(&name) };
+    // APIM accepts an expression for the name: it goes on the stack first, checked per request.
+    let computed = element.attr("name").is_some_and(|attr| crate::expr::is_expression(&attr.value));
+    if computed {
+        c.attr_value(element, "name", Expect::String, place);
+    }
+    let name = if computed {
+        String::new()
+    } else {
+        let Some(name) = c.required_literal(element, "name", place) else { return };
+        name
+    };
+    let valid = computed || if query { !name.is_empty() } else { is_token(&name) };
     if !valid {
         let what = if query { "a query parameter name" } else { "a valid HTTP header name" };
         if let Some(attr) = element.attr("name") {
@@ -335,8 +345,12 @@ fn set_header(c: &mut SectionCompiler<'_>, element: &Element, place: &Place, que
         }
         values = 0;
     }
-    let name = c.code.str_const(&name);
     let side = c.side(place);
+    if computed {
+        c.code.emit(Op::SetNamedComputed { side, query, action, values });
+        return;
+    }
+    let name = c.code.str_const(&name);
     if query {
         c.code.emit(Op::SetQueryParameter { action, name, values });
     } else {

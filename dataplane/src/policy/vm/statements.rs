@@ -52,6 +52,10 @@ impl<'r, 'a> Machine<'r, 'a> {
                 Ok(Flow::Next)
             }
             Op::SetQueryParameter { action, name, values } => self.set_values(EditTarget::Query, action, name, values),
+            Op::SetNamedComputed { side, query, action, values } => {
+                let target = if query { EditTarget::Query } else { EditTarget::Header(side) };
+                self.set_computed_name(target, action, values)
+            }
             Op::SetVariable { name } => self.set_variable(name),
             Op::SetMethod => {
                 let method = self.pop_text("set-method")?;
@@ -428,6 +432,48 @@ impl<'r, 'a> Machine<'r, 'a> {
         });
         let pushed = self.state.push_edit(target, action, name, values);
         self.stack.drop_n(count);
+        pushed.map(|()| Flow::Next)
+    }
+
+    /// `set-header`/`set-query-parameter` with a computed name: the name lies under the values.
+    fn set_computed_name(&mut self, target: EditTarget, action: ExistsAction, count: u16) -> Result<Flow, Fault> {
+        let name = match self.stack.top_n(usize::from(count) + 1)?.first() {
+            Some(Value::Null) | None => None,
+            Some(value) => Some(value.to_text()?),
+        };
+        let policy = if target == EditTarget::Query { "set-query-parameter" } else { "set-header" };
+        let valid = match (&name, target) {
+            (Some(name), EditTarget::Query) => !name.as_str().is_empty(),
+            (Some(name), _) => !name.as_str().is_empty() && name.as_str().bytes().all(crate::http::is_tchar),
+            (None, _) => false,
+        };
+        let name = match name {
+            Some(name) if valid => StoredText::keep(&name),
+            other => {
+                let shown = other.as_ref().map_or("null", |name| name.as_str());
+                return Err(Fault::eval(format!(
+                    "Expression evaluation failed. {policy}: '{shown}' is not a valid name."
+                )));
+            }
+        };
+        let count = usize::from(count);
+        let slots = self.stack.top_n(count)?;
+        for slot in slots.iter_mut() {
+            if !matches!(slot, Value::Str(_) | Value::Null) {
+                *slot = Value::Str(slot.to_text()?);
+            }
+            if let (EditTarget::Header(_), Value::Str(text)) = (target, &*slot) {
+                if !is_header_value(text.as_str()) {
+                    return Err(Fault::eval("Expression evaluation failed. A header value contains CR, LF or NUL."));
+                }
+            }
+        }
+        let values = slots.iter().filter_map(|value| match value {
+            Value::Str(text) => Some(StoredText::keep(text)),
+            _ => None,
+        });
+        let pushed = self.state.push_edit(target, action, name, values);
+        self.stack.drop_n(count + 1);
         pushed.map(|()| Flow::Next)
     }
 
