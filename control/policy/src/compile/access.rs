@@ -30,7 +30,14 @@ pub(super) fn check_header(c: &mut SectionCompiler<'_>, element: &Element, place
             );
             continue;
         }
-        let text = child.text().map(|(text, _)| text).unwrap_or_default();
+        // Named values are substituted in the allowed values, as everywhere in a document.
+        let text = match child.text() {
+            Some((text, span)) => match c.substitute(&text, &span, place) {
+                Some(text) => text,
+                None => continue,
+            },
+            None => String::new(),
+        };
         values.push(text);
     }
     if values.len() > usize::from(VALUES_PER_POLICY_MAX) {
@@ -72,6 +79,7 @@ pub(super) fn ip_filter(c: &mut SectionCompiler<'_>, element: &Element, place: &
                     c.error(place, child.name_span.clone(), "<address> needs an IP address as its content");
                     continue;
                 };
+                let Some(text) = c.substitute(&text, &span, place) else { continue };
                 match text.trim().parse::<IpAddr>() {
                     Ok(ip) => ranges.push(IpRange { first: ip_bits(ip), last: ip_bits(ip) }),
                     Err(_) => c.error(place, span, format!("{:?} is not an IPv4 or IPv6 address", text.trim())),
@@ -82,7 +90,8 @@ pub(super) fn ip_filter(c: &mut SectionCompiler<'_>, element: &Element, place: &
                     c.error(place, child.name_span.clone(), "<address-range> needs from=\"...\" and to=\"...\"");
                     continue;
                 };
-                let parsed = (from.value.trim().parse::<IpAddr>(), to.value.trim().parse::<IpAddr>());
+                let (Some(from_text), Some(to_text)) = (c.literal(from, place), c.literal(to, place)) else { continue };
+                let parsed = (from_text.trim().parse::<IpAddr>(), to_text.trim().parse::<IpAddr>());
                 match parsed {
                     (Ok(first), Ok(last)) if first.is_ipv4() == last.is_ipv4() && ip_bits(first) <= ip_bits(last) => {
                         ranges.push(IpRange { first: ip_bits(first), last: ip_bits(last) });
@@ -187,7 +196,12 @@ fn list(c: &mut SectionCompiler<'_>, element: &Element, item: &str, place: &Plac
             continue;
         }
         match child.text() {
-            Some((text, _)) if !text.trim().is_empty() => items.push(text.trim().to_owned()),
+            Some((text, span)) if !text.trim().is_empty() => {
+                // Named values are substituted (`<origin>https://{{portal-host}}</origin>`).
+                if let Some(text) = c.substitute(&text, &span, place) {
+                    items.push(text.trim().to_owned());
+                }
+            }
             _ => c.error(place, child.name_span.clone(), format!("<{item}> is empty")),
         }
     }

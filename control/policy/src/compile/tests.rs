@@ -274,6 +274,53 @@ fn named_values_and_fragments() {
 }
 
 #[test]
+fn named_values_are_substituted_in_the_texts_of_access_policies() {
+    // check-header values, cors lists and ip-filter addresses are element texts; APIM substitutes
+    // named values there as anywhere in a document (found by the issue-17 corpus: a partner key
+    // check against `{{partner-key}}` compared with the placeholder itself).
+    let mut values = NamedValues::default();
+    values.insert("key", NamedValue { value: "k-123".into(), secret: true });
+    values.insert("portal", NamedValue { value: "portal.contoso.example".into(), secret: false });
+    values.insert("office", NamedValue { value: "10.1.2.3".into(), secret: false });
+    values.insert("last", NamedValue { value: "10.1.2.9".into(), secret: false });
+    let compiled = compile_with(
+        r#"<policies><inbound>
+          <check-header name="X-Key"><value>{{key}}</value><value>fixed</value></check-header>
+          <cors><allowed-origins><origin>https://{{portal}}</origin></allowed-origins><allowed-headers><header>X-{{portal}}</header></allowed-headers></cors>
+          <ip-filter action="allow"><address>{{office}}</address><address-range from="{{office}}" to="{{last}}" /></ip-filter>
+        </inbound></policies>"#,
+        &values,
+        &Fragments::default(),
+        Options::default(),
+    );
+    assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
+    let inbound = compiled.programs[0].as_ref().unwrap();
+    inbound_const(inbound, "k-123");
+    inbound_const(inbound, "fixed");
+    assert_eq!(inbound.cors[0].allowed_origins, ["https://portal.contoso.example"]);
+    assert_eq!(inbound.cors[0].allowed_headers, ["x-portal.contoso.example"]);
+    let office = access::ip_bits("10.1.2.3".parse().unwrap());
+    let last = access::ip_bits("10.1.2.9".parse().unwrap());
+    let ranges: Vec<(u128, u128)> = inbound.ip_filters[0].ranges.iter().map(|r| (r.first, r.last)).collect();
+    assert_eq!(ranges, [(office, office), (office, last)]);
+    let rendered = crate::explain::render_program(Section::Inbound, inbound, &values.secret_values());
+    assert!(!rendered.contains("k-123"), "{rendered}");
+
+    // An unknown name is an error there too, or a warning with --allow-unknown.
+    let error = first_error(
+        "<policies><inbound><check-header name=\"X-Key\"><value>{{nope}}</value></check-header></inbound></policies>",
+    );
+    assert!(error.contains("unknown named value \"nope\""), "{error}");
+    let lenient = compile_with(
+        "<policies><inbound><ip-filter action=\"allow\"><address>{{nope}}</address></ip-filter></inbound></policies>",
+        &NamedValues::default(),
+        &Fragments::default(),
+        Options { allow_unknown_references: true, ..Options::default() },
+    );
+    assert!(lenient.report.warnings.iter().any(|w| w.to_string().contains("nope")), "{:?}", lenient.report.warnings);
+}
+
+#[test]
 fn retry_and_limit_concurrency_wrap_their_children() {
     let compiled = compile(
         r#"<policies><backend><retry condition="@(context.Response.StatusCode >= 500)" count="3" interval="1" first-fast-retry="true"><limit-concurrency key="@(context.Request.IpAddress)" max-count="2"><forward-request timeout="5"/></limit-concurrency></retry></backend></policies>"#,
