@@ -723,7 +723,81 @@ pub enum Builtin {
     /// `context.Variables["x"] = v` inside a block is not C# APIM allows; kept for set-variable
     /// lowering symmetry: `(name, value)`; returns null.
     VariablesSet,
+
+    // --- more of APIM's allowed .NET members (real-world documents)
+    /// `new DateTime(y, M, d, h, m, s, ms)` (the compiler fills the omitted ones with 0):
+    /// `(y, M, d, h, m, s, ms)` → DateTime (UTC; an out-of-range part fails as .NET's does).
+    DateTimeNew,
+    /// `guid.ToByteArray()`: the 16 bytes in .NET's order (first three fields little-endian).
+    GuidToByteArray,
+    /// `s.Split(separators, count[, options])`: `(s, separators-array, count, options)`.
+    StrSplitCount,
+    /// `seq.Single()`: the only element; fails on none or several.
+    SeqSingle,
+    /// `seq.SingleOrDefault()`: the only element, null on none; fails on several.
+    SeqSingleOrDefault,
+    SeqMin,
+    SeqMax,
+    SeqAverage,
+    /// `token.Type`: Newtonsoft's `JTokenType` as its number (see [`JTOKEN_TYPES`]).
+    JTokenType,
+    /// `token.HasValues`: a container with at least one child.
+    JTokenHasValues,
+    /// `new Uri(s)`: checks `s` is an absolute URI; → the URI as a string.
+    UriNew,
+    /// `(uri, part)`: a member of a `Uri` (part numbers in [`URI_PARTS`]).
+    UriPart,
+    /// `random.Next(min, max)` (the compiler supplies 0 and `int.MaxValue` when omitted).
+    RandomNext,
+    RandomNextDouble,
+    /// `new T[n]`: `(n, default)` → an array of n copies of `default`.
+    ArrayNew,
+    /// `array[i] = v` / `list[i] = v` / `dict[k] = v`: `(container, key, value)`; returns null.
+    ElementSet,
+    /// `new StringBuilder()` and the builder's `ToString()` are a list and `string.Concat`;
+    /// `sb.Append(x)` adds `x` as text: `(list, value)` → the list (for chaining).
+    BuilderAppend,
 }
+
+/// `JTokenType` member names in Newtonsoft's numbering (the index is the value).
+pub const JTOKEN_TYPES: [&str; 18] = [
+    "None",
+    "Object",
+    "Array",
+    "Constructor",
+    "Property",
+    "Comment",
+    "Integer",
+    "Float",
+    "String",
+    "Boolean",
+    "Null",
+    "Undefined",
+    "Date",
+    "Raw",
+    "Bytes",
+    "Guid",
+    "Uri",
+    "TimeSpan",
+];
+
+/// `Uri` members [`Builtin::UriPart`] reads (the index is the part number).
+pub const URI_PARTS: [&str; 11] = [
+    "AbsoluteUri",
+    "Scheme",
+    "Host",
+    "Port",
+    "AbsolutePath",
+    "Query",
+    "PathAndQuery",
+    "Fragment",
+    "Authority",
+    "Segments",
+    "OriginalString",
+];
+
+/// `try` statements one expression may nest (the VM's handler stack is this deep at most).
+pub const TRY_DEPTH_MAX: usize = 16;
 
 /// `StringComparison` values, as .NET numbers them (passed as an Int).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -1031,6 +1105,16 @@ pub enum Op {
     CacheRemoveValue {
         caching: CachingType,
     },
+    /// Enters a `try`: a failing expression (`ExpressionValueEvaluationFailure`, not the step
+    /// limit) until the matching [`Op::TryExit`] truncates the stack to its depth here, pushes
+    /// the exception's message and jumps to `handler`. At most [`TRY_DEPTH_MAX`] nest.
+    TryEnter {
+        handler: u32,
+    },
+    /// Leaves the innermost `try`.
+    TryExit,
+    /// Pops a message (a string; null: a default one) and fails the expression with it (`throw`).
+    Throw,
     /// Sets the local (a retry's attempt counter) to 0.
     RetryInit(u16),
     /// After a retry body whose condition held: counts the attempt in the local; if fewer than
@@ -1095,6 +1179,8 @@ impl Op {
             Op::CacheRemoveValue { .. } => (1, 0),
             Op::Limit { .. } => (5, 0),
             Op::LimitCommit { .. } => (1, 0),
+            Op::TryEnter { .. } | Op::TryExit => (0, 0),
+            Op::Throw => (1, 0),
         }
     }
 
@@ -1109,6 +1195,7 @@ impl Op {
             | Op::IterNext(_, t) => Some(t),
             Op::RetryNext { target, .. } => Some(target),
             Op::Limit { resume, .. } => Some(resume),
+            Op::TryEnter { handler } => Some(handler),
             _ => None,
         }
     }
@@ -1128,7 +1215,7 @@ impl Op {
 
     /// Ops after which execution never reaches the next op.
     pub fn ends_flow(&self) -> bool {
-        matches!(self, Op::Jump(_) | Op::Respond | Op::MockResponse { .. })
+        matches!(self, Op::Jump(_) | Op::Respond | Op::MockResponse { .. } | Op::Throw)
     }
 }
 
@@ -1424,11 +1511,17 @@ pub fn stack_depth_max(ops: &[Op]) -> Result<u32, VerifyError> {
             if target as usize > len {
                 return Err(VerifyError::JumpOutOfRange { at, target, len });
             }
-            // IterNext jumps without pushing; JumpIfNull/NotNull jump keeping the value.
+            // IterNext jumps without pushing; JumpIfNull/NotNull jump keeping the value; a
+            // try's handler starts with the exception's message on the try's stack.
             let on_jump = match op {
                 Op::IterNext(..) => entry,
+                Op::TryEnter { .. } => entry + 1,
                 _ => after,
             };
+            if on_jump > max {
+                return Err(VerifyError::StackOverflow { at, depth: on_jump, max: STACK_DEPTH_MAX });
+            }
+            deepest = deepest.max(on_jump);
             reach(&mut depth, &mut work, at, target as usize, on_jump)?;
         }
         if !op.ends_flow() {

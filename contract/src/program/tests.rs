@@ -129,3 +129,35 @@ fn refuses_bad_limits() {
     );
     assert!(matches!(verify(&p), Err(VerifyError::Operand { .. })));
 }
+
+#[test]
+fn a_try_handler_starts_with_the_exception_on_the_try_stack() {
+    // `@{ try { return 1; } catch (Exception ex) { return ex.Message; } }` into set-variable:
+    // TryEnter; Int 1; StoreLocal; TryExit; Jump end; handler: (message) StoreLocal; end.
+    let p = program(
+        vec![
+            Op::TryEnter { handler: 5 },
+            Op::Int(1),
+            Op::StoreLocal(0),
+            Op::TryExit,
+            Op::Jump(6),
+            Op::StoreLocal(0),
+            Op::LoadLocal(0),
+            Op::SetVariable { name: 0 },
+        ],
+        vec![Const::Str("v".into())],
+        1,
+    );
+    assert_eq!(verify(&p), Ok(()));
+    // A handler that does not consume the message leaves the stack unbalanced at the join.
+    let mut bad = p.clone();
+    bad.ops[5] = Op::Dup;
+    assert!(verify(&bad).is_err());
+    // `throw` never falls through: a Throw path needs no value at the join.
+    let p = program(
+        vec![Op::Null, Op::JumpIfNotNull(5), Op::Pop, Op::Const(0), Op::Throw, Op::SetVariable { name: 0 }],
+        vec![Const::Str("v".into())],
+        1,
+    );
+    assert_eq!(verify(&p), Ok(()));
+}

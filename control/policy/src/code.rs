@@ -221,6 +221,7 @@ pub(crate) fn with_target(op: Op, target: u32) -> Op {
             Op::RetryNext { local, count, interval_ms, max_interval_ms, delta_ms, first_fast_retry, target }
         }
         Op::Limit { limit, .. } => Op::Limit { limit, resume: target },
+        Op::TryEnter { .. } => Op::TryEnter { handler: target },
         other => other,
     }
 }

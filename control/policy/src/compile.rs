@@ -299,19 +299,41 @@ impl SectionCompiler<'_> {
 
     /// `{{named values}}` substituted; `None` (with a diagnostic) when one is unknown.
     fn substitute(&mut self, text: &str, span: &Range<usize>, place: &Place) -> Option<String> {
-        match named_values::substitute(text, self.env.named_values) {
-            Ok(substituted) => Some(substituted.text),
+        self.substitute_mapped(text, span, place).map(|(text, _)| text)
+    }
+
+    /// As [`Self::substitute`], with the replacements made (to trace offsets back). With
+    /// unknown references allowed, an unknown name inside C# code (not inside a string literal)
+    /// becomes a placeholder of type `object`, so the code around it still compiles and its own
+    /// errors are reported; elsewhere it is left as written.
+    fn substitute_mapped(
+        &mut self,
+        text: &str,
+        span: &Range<usize>,
+        place: &Place,
+    ) -> Option<(String, Vec<named_values::Replacement>)> {
+        let allow = self.env.options.allow_unknown_references;
+        let expression = expr::is_expression(text);
+        let mut unknown = Vec::new();
+        let result = named_values::substitute_with(text, self.env.named_values, |name, range| {
+            if !allow {
+                return None;
+            }
+            let in_code = expression && !expr::in_string_literal(text, range.start);
+            unknown.push((name.to_owned(), range.clone(), in_code));
+            Some(if in_code { format!("((object)\"{{{{{name}}}}}\")") } else { text[range].to_owned() })
+        });
+        for (name, range, in_code) in unknown {
+            let at = inner_span(place, span, text, range);
+            let what = if in_code { "replaced by a placeholder of type object" } else { "left as written" };
+            self.warning(place, at, format!("unknown named value {name:?} (define it in named-values.toml); {what}"));
+        }
+        match result {
+            Ok((substituted, replacements)) => Some((substituted.text, replacements)),
             Err(error) => {
                 let at = inner_span(place, span, text, error.range());
-                if self.env.options.allow_unknown_references
-                    && matches!(error, named_values::TemplateError::Unknown { .. })
-                {
-                    self.warning(place, at, format!("{error}; left as written"));
-                    Some(text.to_owned())
-                } else {
-                    self.error(place, at, error.to_string());
-                    None
-                }
+                self.error(place, at, error.to_string());
+                None
             }
         }
     }
@@ -320,7 +342,8 @@ impl SectionCompiler<'_> {
     /// Returns false (with a diagnostic) when it could not be compiled; a placeholder null is
     /// pushed then, so the stack stays balanced.
     fn value(&mut self, text: &str, span: &Range<usize>, expect: Expect, place: &Place) -> bool {
-        let Some(text) = self.substitute(text, span, place) else {
+        let original = text;
+        let Some((text, replacements)) = self.substitute_mapped(text, span, place) else {
             self.code.emit(Op::Null);
             return false;
         };
@@ -329,7 +352,10 @@ impl SectionCompiler<'_> {
             match expr::compile(&mut self.code, &text, expect) {
                 Ok(_) => true,
                 Err(error) => {
-                    let at = inner_span(place, span, &text, error.offset..error.offset + error.len.max(1));
+                    let from = named_values::template_offset(&replacements, error.offset);
+                    let to =
+                        named_values::template_offset(&replacements, error.offset + error.len.max(1)).max(from + 1);
+                    let at = inner_span(place, span, original, from..to);
                     self.error(place, at, error.message);
                     // The program is discarded (an error was reported), but the rest of the
                     // section is still compiled for its diagnostics: drop what the expression
@@ -445,15 +471,66 @@ fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
-/// The span in the file of `range` inside a value whose text is `text` and whose span is
-/// `span`; exact when the file holds the value as is, else the whole value.
+/// The span in the file of `range` inside a value whose (unescaped) text is `text` and whose
+/// span is `span`: exact when the file holds the value as is or with entities (`&quot;`,
+/// `&lt;`, `&#10;`) standing for some of its characters, else the whole value.
 fn inner_span(place: &Place, span: &Range<usize>, text: &str, range: Range<usize>) -> Range<usize> {
-    let raw = place.file.text.get(span.clone());
-    if raw == Some(text) && range.end <= text.len() {
-        span.start + range.start..span.start + range.end
-    } else {
-        span.clone()
+    let Some(raw) = place.file.text.get(span.clone()) else { return span.clone() };
+    if range.end > text.len() {
+        return span.clone();
     }
+    if raw == text {
+        return span.start + range.start..span.start + range.end;
+    }
+    match raw_offsets(raw, text) {
+        Some(offsets) => {
+            span.start + offsets[range.start]..span.start + offsets[range.end].max(offsets[range.start] + 1)
+        }
+        None => span.clone(),
+    }
+}
+
+/// For each byte offset of `text` (and its end), the offset in `raw` it was decoded from, where
+/// `raw` is `text` as written in XML (entities and character references); `None` when `raw`
+/// does not decode to `text`.
+fn raw_offsets(raw: &str, text: &str) -> Option<Vec<usize>> {
+    let mut offsets = vec![0; text.len() + 1];
+    let (mut i, mut j) = (0, 0);
+    while j < text.len() {
+        let ch = text[j..].chars().next()?;
+        let consumed = match decode_entity(&raw[i..]) {
+            Some((decoded, len)) if decoded == ch => len,
+            _ if raw[i..].starts_with(ch) => ch.len_utf8(),
+            _ => return None,
+        };
+        offsets[j..j + ch.len_utf8()].fill(i);
+        i += consumed;
+        j += ch.len_utf8();
+    }
+    offsets[text.len()] = i;
+    Some(offsets)
+}
+
+/// The character an XML entity or character reference at the start of `raw` stands for, and
+/// its length.
+fn decode_entity(raw: &str) -> Option<(char, usize)> {
+    let end = raw.strip_prefix('&')?.find(';')? + 2;
+    let ch = match &raw[1..end - 1] {
+        "lt" => '<',
+        "gt" => '>',
+        "amp" => '&',
+        "quot" => '"',
+        "apos" => '\'',
+        reference => {
+            let number = reference.strip_prefix('#')?;
+            let code = match number.strip_prefix('x') {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => number.parse().ok()?,
+            };
+            char::from_u32(code)?
+        }
+    };
+    Some((ch, end))
 }
 
 #[cfg(test)]

@@ -87,6 +87,49 @@ pub fn is_expression(text: &str) -> bool {
     text.starts_with("@(") || text.starts_with("@{")
 }
 
+/// Whether byte `offset` of the expression `text` is inside a C# string or character literal
+/// (interpolated strings count as literals, holes included).
+pub fn in_string_literal(text: &str, offset: usize) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < offset.min(bytes.len()) {
+        match bytes[i] {
+            b'"' => {
+                let verbatim =
+                    i > 0 && (bytes[i - 1] == b'@' || (bytes[i - 1] == b'$' && i > 1 && bytes[i - 2] == b'@'));
+                let mut j = i + 1;
+                loop {
+                    match bytes.get(j) {
+                        None => return true,
+                        Some(b'\\') if !verbatim => j += 2,
+                        Some(b'"') if verbatim && bytes.get(j + 1) == Some(&b'"') => j += 2,
+                        Some(b'"') => break,
+                        Some(_) => j += 1,
+                    }
+                }
+                if offset <= j {
+                    return true;
+                }
+                i = j + 1;
+            }
+            b'\'' => {
+                let close = text[i + 1..].find('\'').map_or(bytes.len(), |at| i + 1 + at);
+                let close = if bytes.get(i + 1) == Some(&b'\\') && close == i + 2 {
+                    text[i + 3..].find('\'').map_or(bytes.len(), |at| i + 3 + at)
+                } else {
+                    close
+                };
+                if offset <= close {
+                    return true;
+                }
+                i = close + 1;
+            }
+            _ => i += 1,
+        }
+    }
+    false
+}
+
 fn check_expected(ty: &StaticType, expect: Expect, span: Span) -> Result<(), ExprError> {
     use StaticType as T;
     let ok = match expect {

@@ -79,7 +79,27 @@ pub fn is_valid_name(name: &str) -> bool {
 
 /// Replaces every `{{name}}` in `template` (spaces inside the braces are allowed).
 pub fn substitute(template: &str, values: &NamedValues) -> Result<Substituted, TemplateError> {
+    substitute_with(template, values, |_, _| None).map(|(substituted, _)| substituted)
+}
+
+/// One placeholder that [`substitute_with`] replaced: where its text is in the output and
+/// where the placeholder was in the template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacement {
+    pub output: Range<usize>,
+    pub template: Range<usize>,
+}
+
+/// As [`substitute`], but an unknown name is given to `unknown` (with its range in the
+/// template), which may supply the text to put in its place; `None` fails as `substitute` does.
+/// Also returns every replacement made, in order, so offsets in the output can be traced back.
+pub fn substitute_with(
+    template: &str,
+    values: &NamedValues,
+    mut unknown: impl FnMut(&str, Range<usize>) -> Option<String>,
+) -> Result<(Substituted, Vec<Replacement>), TemplateError> {
     let mut text = String::with_capacity(template.len());
+    let mut replacements = Vec::new();
     let mut secret = false;
     let mut rest = 0;
     while let Some(found) = template[rest..].find("{{") {
@@ -93,15 +113,38 @@ pub fn substitute(template: &str, values: &NamedValues) -> Result<Substituted, T
         if !is_valid_name(name) {
             return Err(TemplateError::InvalidName { name: name.to_owned(), range });
         }
-        let Some(value) = values.get(name) else {
-            return Err(TemplateError::Unknown { name: name.to_owned(), range });
-        };
-        text.push_str(&value.value);
-        secret |= value.secret;
+        let start = text.len();
+        match values.get(name) {
+            Some(value) => {
+                text.push_str(&value.value);
+                secret |= value.secret;
+            }
+            None => match unknown(name, range.clone()) {
+                Some(placeholder) => text.push_str(&placeholder),
+                None => return Err(TemplateError::Unknown { name: name.to_owned(), range }),
+            },
+        }
+        replacements.push(Replacement { output: start..text.len(), template: range });
         rest = close + 2;
     }
     text.push_str(&template[rest..]);
-    Ok(Substituted { text, secret })
+    Ok((Substituted { text, secret }, replacements))
+}
+
+/// The template offset an output offset of [`substitute_with`] came from (a replaced
+/// placeholder's text maps to the placeholder's start).
+pub fn template_offset(replacements: &[Replacement], offset: usize) -> usize {
+    let mut shift: isize = 0;
+    for replacement in replacements {
+        if offset < replacement.output.start {
+            break;
+        }
+        if offset < replacement.output.end {
+            return replacement.template.start;
+        }
+        shift = replacement.template.end as isize - replacement.output.end as isize;
+    }
+    offset.saturating_add_signed(shift)
 }
 
 #[cfg(test)]
@@ -133,6 +176,18 @@ mod tests {
         assert_eq!(substitute("a{{host", &values()).unwrap_err(), TemplateError::Unterminated { range: 1..7 });
         assert!(matches!(substitute("{{a b}}", &values()), Err(TemplateError::InvalidName { .. })));
         assert!(matches!(substitute("{{}}", &values()), Err(TemplateError::InvalidName { .. })));
+    }
+
+    #[test]
+    fn unknown_names_may_be_replaced_and_offsets_traced_back() {
+        let (out, replacements) =
+            substitute_with("a{{host}}b{{nope}}c", &values(), |name, _| Some(format!("<{name}>"))).unwrap();
+        assert_eq!(out.text, "a10.0.0.1b<nope>c");
+        assert_eq!(template_offset(&replacements, 0), 0);
+        assert_eq!(template_offset(&replacements, 3), 1);
+        assert_eq!(template_offset(&replacements, 9), 9);
+        assert_eq!(template_offset(&replacements, 11), 10);
+        assert_eq!(template_offset(&replacements, 16), 18);
     }
 
     #[test]

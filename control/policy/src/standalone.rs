@@ -39,7 +39,9 @@ pub struct Compiled {
 pub fn compile_source(source: SourceFile, context: &Context) -> Compiled {
     let source = Arc::new(source);
     let mut compiled = Compiled::default();
-    let document = if source.text.trim_start().starts_with("<fragment") {
+    // By the root element, not the first characters: a fragment may start with a byte-order
+    // mark, an XML declaration or a comment.
+    let document = if crate::xml::root_name(&source.text).as_deref() == Some("fragment") {
         Fragment::parse(source).map(|fragment| fragment_document(&fragment))
     } else {
         Document::parse(source, ScopeKind::Api)
@@ -111,6 +113,27 @@ mod tests {
         assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
         let inbound = compiled.programs.first().and_then(|(_, program)| program.as_ref());
         assert!(inbound.is_some_and(|program| !program.ops.is_empty()));
+    }
+
+    #[test]
+    fn a_fragment_is_known_by_its_root_element_after_a_bom_declaration_or_comment() {
+        for prefix in
+            ["\u{feff}", "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n", "<!-- shared -->\n", "\u{feff}<!-- a -->"]
+        {
+            let text = format!("{prefix}<fragment><set-header name=\"X-A\"><value>1</value></set-header></fragment>");
+            let compiled = compile(&text);
+            assert!(compiled.report.errors.is_empty(), "{prefix:?}: {:?}", compiled.report.errors);
+            let inbound = compiled.programs.first().and_then(|(_, program)| program.as_ref());
+            assert!(inbound.is_some_and(|program| !program.ops.is_empty()), "{prefix:?}");
+        }
+    }
+
+    #[test]
+    fn positions_in_a_file_with_a_byte_order_mark_count_from_its_first_character() {
+        let text = "\u{feff}<policies>\n  <inbound>\n    <foo />\n  </inbound>\n</policies>";
+        let compiled = compile(text);
+        let error = &compiled.report.errors[0];
+        assert_eq!(error.location.map(|l| (l.line, l.column)), Some((3, 6)), "{error}");
     }
 
     #[test]

@@ -81,10 +81,31 @@ impl Element {
     }
 }
 
+/// The byte-order mark some editors put at the start of UTF-8 files.
+const BOM: char = '\u{feff}';
+
+/// The name of the root element of `source` (after any byte-order mark, XML declaration,
+/// comments and processing instructions), or `None` when it has none that parses.
+pub fn root_name(source: &str) -> Option<String> {
+    let mut reader = Reader::from_str(source.strip_prefix(BOM).unwrap_or(source));
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(start) | Event::Empty(start) => {
+                return Some(String::from_utf8_lossy(start.name().as_ref()).into_owned());
+            }
+            Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
 /// Parses `source` into its root element.
 pub fn parse(source: &str) -> Result<Element, XmlError> {
-    let escaped = escape_expressions(source);
-    let map = |offset: usize| escaped.original(offset);
+    // quick-xml skips a byte-order mark without counting it in its positions, so the BOM is
+    // cut here and its length added back to every offset.
+    let bom = if source.starts_with(BOM) { BOM.len_utf8() } else { 0 };
+    let escaped = escape_expressions(&source[bom..]);
+    let map = |offset: usize| escaped.original(offset) + bom;
     let text = escaped.text.as_str();
     let mut reader = Reader::from_str(text);
     reader.config_mut().trim_text(false);

@@ -23,7 +23,9 @@ pub enum Command {
         /// Skip policies Portcullis does not implement, with a warning, instead of failing.
         #[arg(long)]
         skip_unsupported: bool,
-        /// Report unknown {{named values}} and fragments as warnings instead of errors.
+        /// Report unknown {{named values}}, fragments, backends (set-backend-service backend-id) and
+        /// certificates as warnings instead of errors; an unknown named value inside C# code
+        /// becomes a placeholder of type object, so the rest of the expression is still checked.
         #[arg(long)]
         allow_unknown: bool,
     },

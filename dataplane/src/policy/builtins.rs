@@ -6,6 +6,7 @@ mod context;
 mod convert;
 mod crypto;
 mod json;
+mod more;
 mod regex;
 mod string;
 pub(crate) mod time;
@@ -147,6 +148,23 @@ pub(crate) fn call<'a>(m: &mut Machine<'_, 'a>, builtin: Builtin, args: &mut [Va
         | B::JValueNew => json::call(a),
         B::BodyAs | B::BodyAsForm | B::AsJwt | B::AsBasic | B::ContextTrace | B::VariablesSet => context::call(m, a),
         B::CertificateVerify | B::CertificateVerifyNoRevocation => context::verify_certificate(m, a),
+        B::DateTimeNew
+        | B::GuidToByteArray
+        | B::StrSplitCount
+        | B::SeqSingle
+        | B::SeqSingleOrDefault
+        | B::SeqMin
+        | B::SeqMax
+        | B::SeqAverage
+        | B::JTokenType
+        | B::JTokenHasValues
+        | B::UriNew
+        | B::UriPart
+        | B::RandomNext
+        | B::RandomNextDouble
+        | B::ArrayNew
+        | B::ElementSet
+        | B::BuilderAppend => more::call(m, a),
     }
 }
 

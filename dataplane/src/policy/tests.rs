@@ -2,6 +2,7 @@
 
 mod builtins;
 mod cache;
+mod expressions;
 mod jwt;
 mod limits;
 mod ops;

@@ -12,15 +12,18 @@ pub(crate) mod statements;
 
 use std::time::Duration;
 
-use portcullis_contract::program::{Op, Section};
+use portcullis_contract::program::{Op, Section, TRY_DEPTH_MAX};
 use smallvec::SmallVec;
 
 use crate::policy::builtins;
-use crate::policy::error::{Fault, PolicyError};
+use crate::policy::error::{EXPRESSION_FAILURE, Fault, PolicyError};
 use crate::policy::load::{LoadedConst, LoadedProgram};
 use crate::policy::state::{RequestState, Stored, Suspension};
 use crate::policy::value::{self, Arith, Handle, IterState, Message, Text, Value};
 use crate::policy::view::View;
+
+/// How every expression failure's message starts; `ex.Message` in a `catch` is what follows.
+const THROWN_PREFIX: &str = "Expression evaluation failed. ";
 
 /// Stack slots kept inline on the native stack; deeper programs get a heap stack.
 pub const STACK_INLINE: usize = 8;
@@ -175,6 +178,8 @@ pub(crate) struct Machine<'r, 'a> {
     steps: u32,
     /// The op being run (a limit notes where its deferred condition starts).
     pc: u32,
+    /// The `try`s entered and not left: (handler op, stack depth at the `try`), innermost last.
+    handlers: SmallVec<[(u32, usize); 2]>,
 }
 
 /// What an op asks of the loop.
@@ -200,6 +205,7 @@ impl<'r, 'a> Machine<'r, 'a> {
             site: None,
             steps: 0,
             pc: 0,
+            handlers: SmallVec::new(),
         }
     }
 
@@ -220,12 +226,21 @@ impl<'r, 'a> Machine<'r, 'a> {
             }
             self.steps += 1;
             self.pc = pc as u32;
-            let flow = if self.steps > limit {
+            let over_limit = self.steps > limit;
+            let flow = if over_limit {
                 Err(Fault::eval(format!(
                     "Expression evaluation failed. The section exceeded its limit of {limit} steps."
                 )))
             } else {
                 self.step(*op)
+            };
+            // A failing expression inside a `try` goes to its handler (the step limit does not:
+            // it bounds the whole run).
+            let flow = match flow {
+                Err(fault) if !over_limit && fault.reason == EXPRESSION_FAILURE && !self.handlers.is_empty() => {
+                    self.catch(&fault)
+                }
+                other => other,
             };
             match flow {
                 Ok(Flow::Next) => pc += 1,
@@ -245,6 +260,15 @@ impl<'r, 'a> Machine<'r, 'a> {
                 }
             }
         }
+    }
+
+    /// Unwinds to the innermost `try`'s handler with the exception's message on its stack.
+    fn catch(&mut self, fault: &Fault) -> Result<Flow, Fault> {
+        let Some((handler, depth)) = self.handlers.pop() else { return Err(internal("no try to catch in")) };
+        self.stack.drop_n(self.stack.slots().len().saturating_sub(depth));
+        let message = fault.message.strip_prefix(THROWN_PREFIX).unwrap_or(&fault.message);
+        self.stack.push(Value::string(message.to_owned()))?;
+        Ok(Flow::Jump(handler))
     }
 
     fn suspend(&mut self, pc: u32, exit: Exit) -> Exit {
@@ -398,6 +422,24 @@ impl<'r, 'a> Machine<'r, 'a> {
                     Some(value) => self.push(value),
                     None => Ok(Flow::Jump(target)),
                 }
+            }
+            Op::TryEnter { handler } => {
+                if self.handlers.len() >= TRY_DEPTH_MAX {
+                    return Err(internal("try statements nest too deeply"));
+                }
+                self.handlers.push((handler, self.stack.slots().len()));
+                Ok(Flow::Next)
+            }
+            Op::TryExit => {
+                self.handlers.pop().ok_or_else(|| internal("TryExit without a try"))?;
+                Ok(Flow::Next)
+            }
+            Op::Throw => {
+                let message = match self.pop()? {
+                    Value::Null => "Exception of type 'System.Exception' was thrown.".to_owned(),
+                    value => value.to_text()?.as_str().to_owned(),
+                };
+                Err(Fault::eval(format!("{THROWN_PREFIX}{message}")))
             }
             Op::Site(site) => {
                 // Handled by the loop in `execute`; kept so every op has one meaning here.

@@ -513,3 +513,4 @@ fn test_certificates() -> Certificates {
 }
 
 mod jwt;
+mod positions;

@@ -9,6 +9,7 @@
 mod creation;
 mod linq;
 mod methods;
+mod objects;
 mod statements;
 mod statics;
 
@@ -24,7 +25,15 @@ type R<T> = Result<T, ExprError>;
 
 /// Lowers a parsed expression or block; returns its type and the span to blame for it.
 pub(crate) fn lower(code: &mut CodeBuilder, text: &str, source: &Source) -> R<(StaticType, Span)> {
-    let mut lowerer = Lowerer { code, text, scopes: vec![Vec::new()], chain: None, loops: Vec::new(), block: None };
+    let mut lowerer = Lowerer {
+        code,
+        text,
+        scopes: vec![Vec::new()],
+        chain: None,
+        loops: Vec::new(),
+        block: None,
+        tries: Vec::new(),
+    };
     match source {
         Source::Expression(expr) => Ok((lowerer.expr(expr)?, expr.span)),
         Source::Block(statements, close) => {
@@ -43,11 +52,24 @@ struct Local {
     ty: StaticType,
 }
 
-/// Where `break` and `continue` go in the innermost loop.
+/// Where `break` and `continue` go in the innermost loop (or `switch`: no `continue` of its
+/// own), and how many `try`s were open when it began (to leave the ones inside it).
 #[derive(Debug, Clone, Copy)]
 struct LoopLabels {
     exit: Label,
-    next: Label,
+    next: Option<Label>,
+    tries: usize,
+}
+
+/// A `try` statement being lowered: how many of its handlers are entered at this point (the
+/// `catch` one and the `finally` one) and its `finally` block, which a `return`, `break` or
+/// `continue` leaving it runs on the way out.
+#[derive(Debug, Clone)]
+struct TryFrame {
+    handlers: usize,
+    finally: Option<Vec<super::syntax::Stmt>>,
+    /// The local holding the caught exception inside its `catch` (for `throw;`).
+    exception: Option<u16>,
 }
 
 /// The `@{}` block being lowered: `return` stores into `result` and jumps to `end`.
@@ -67,6 +89,7 @@ struct Lowerer<'c> {
     chain: Option<Label>,
     loops: Vec<LoopLabels>,
     block: Option<BlockState>,
+    tries: Vec<TryFrame>,
 }
 
 fn error<T>(span: Span, message: impl Into<String>) -> R<T> {
@@ -199,6 +222,9 @@ impl Lowerer<'_> {
     }
 
     fn member(&mut self, receiver: &StaticType, name: &str, name_span: Span, span: Span) -> R<StaticType> {
+        if let Some(ty) = self.object_member(receiver, name, name_span, span)? {
+            return Ok(ty);
+        }
         if matches!(receiver, StaticType::Hasher(_) | StaticType::Hmac(_) | StaticType::Regex) {
             return error(name_span, format!("`{}`: {receiver} has no readable members here", self.quote(span)));
         }
@@ -288,6 +314,12 @@ impl Lowerer<'_> {
                 "lambdas are only supported as the argument of LINQ methods (Any, All, Where, Select, FirstOrDefault, Count, ...) and Array.Exists",
             ),
             ExprKind::New { ty, args, init } => self.creation(ty, args, init.as_deref(), e.span),
+            ExprKind::NewSizedArray { element, size } => self.new_sized_array(element, size, e.span),
+            ExprKind::NewAnonymous(members) => self.new_anonymous(members, e.span),
+            ExprKind::Throw(operand) => {
+                self.throw_value(operand)?;
+                Ok(StaticType::Null)
+            }
             ExprKind::NewArray { element, items } => self.new_array(element.as_ref(), items, e.span),
             ExprKind::Assign { op, target, value } => self.assign(*op, target, value, true, e.span),
             ExprKind::Step { increment, prefix, target } => self.step(*increment, *prefix, target, true, e.span),
@@ -572,6 +604,21 @@ impl Lowerer<'_> {
                     target_span,
                     "context.Variables is read-only in expressions; use the set-variable policy",
                 );
+            }
+            StaticType::Array(_) | StaticType::List(_) | StaticType::Dictionary(_) | StaticType::Bytes => {
+                let (element, key) = ty.indexer().unwrap_or((StaticType::Object, StaticType::Object));
+                let key_ty = self.expr(index)?;
+                if !key_ty.assignable_to(&key) {
+                    return error(index.span, format!("a {ty} is indexed by {key}, not {key_ty}"));
+                }
+                let value_ty = self.expr(value)?;
+                let char_to_string = element == StaticType::String && value_ty == StaticType::Char;
+                if !(value_ty.assignable_to(&element) || char_to_string) {
+                    return error(value.span, format!("cannot assign {value_ty} to an element of {ty}"));
+                }
+                self.call(Builtin::ElementSet, 3, span)?;
+                self.emit(Op::Pop);
+                return Ok(());
             }
             _ => {
                 return error(

@@ -196,6 +196,15 @@ pub(crate) enum ExprKind {
         element: Option<TypeName>,
         items: Vec<Expr>,
     },
+    /// `new T[n]`: `n` default elements.
+    NewSizedArray {
+        element: TypeName,
+        size: Box<Expr>,
+    },
+    /// `new { a = 1, b }`: an anonymous object (members in order, names inferred where omitted).
+    NewAnonymous(Vec<(String, Span, Expr)>),
+    /// `throw e` as an expression (`x ?? throw new Exception(..)`).
+    Throw(Box<Expr>),
     Assign {
         op: AssignOp,
         target: Box<Expr>,
@@ -262,6 +271,34 @@ pub(crate) enum StmtKind {
     Continue,
     Block(Vec<Stmt>),
     Empty,
+    /// `try { } catch (T name) { } finally { }`.
+    Try {
+        body: Vec<Stmt>,
+        catches: Vec<Catch>,
+        finally: Option<Vec<Stmt>>,
+    },
+    /// `throw e;` (`None`: a rethrow, `throw;`).
+    Throw(Option<Expr>),
+    /// `switch (subject) { case a: case b: ... default: ... }`.
+    Switch {
+        subject: Expr,
+        sections: Vec<SwitchSection>,
+    },
+}
+
+/// One `catch` clause: its type and variable (both optional) and its statements.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Catch {
+    pub(crate) ty: Option<TypeName>,
+    pub(crate) name: Option<(String, Span)>,
+    pub(crate) body: Vec<Stmt>,
+}
+
+/// `case a: case b: statements` of a switch; a `None` label is `default`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SwitchSection {
+    pub(crate) labels: Vec<Option<Expr>>,
+    pub(crate) body: Vec<Stmt>,
 }
 
 /// A whole `@(...)` or `@{...}`.
@@ -985,7 +1022,12 @@ impl Parser {
                 "typeof" | "default" | "sizeof" | "checked" | "unchecked" | "nameof" | "await" | "stackalloc" => {
                     return Err(ExprError::new(span, format!("`{word}` is not supported in policy expressions")));
                 }
-                "this" | "base" | "throw" | "delegate" | "switch" => {
+                "throw" => {
+                    let operand = self.nested(0, Self::coalesce)?;
+                    let span = span.to(operand.span);
+                    return Ok(Expr { kind: ExprKind::Throw(Box::new(operand)), span });
+                }
+                "this" | "base" | "delegate" | "switch" => {
                     return Err(ExprError::new(span, format!("`{word}` is not supported in policy expressions")));
                 }
                 w if RESERVED.contains(&w) => {
@@ -1005,10 +1047,7 @@ impl Parser {
     /// After `new`.
     fn creation(&mut self, start: Span) -> PResult<Expr> {
         if self.is_punct("{") {
-            return Err(ExprError::new(
-                start.to(self.span()),
-                "anonymous types (`new { ... }`) are not supported in policy expressions; use `new JObject(...)`",
-            ));
+            return self.anonymous(start);
         }
         if self.is_punct("[") {
             self.expect_punct("[")?;
@@ -1029,11 +1068,16 @@ impl Parser {
                 span: start.to(self.previous_span()),
             });
         }
-        if self.is_punct("[") {
-            return Err(ExprError::new(
-                self.span(),
-                "arrays of a given size (`new T[n]`) are not supported; use `new T[] { ... }` or `new List<T>()`",
-            ));
+        if self.eat_punct("[") {
+            let size = self.expression()?;
+            self.expect_punct("]")?;
+            if self.is_punct("[") || self.is_punct("{") {
+                return Err(ExprError::new(self.span(), "jagged and initialized sized arrays are not supported"));
+            }
+            return Ok(Expr {
+                kind: ExprKind::NewSizedArray { element: ty, size: Box::new(size) },
+                span: start.to(self.previous_span()),
+            });
         }
         let args = if self.is_punct("(") { self.arguments()? } else { Vec::new() };
         let init = if self.is_punct("{") { Some(self.initializer()?) } else { None };
@@ -1044,6 +1088,44 @@ impl Parser {
             ));
         }
         Ok(Expr { kind: ExprKind::New { ty, args, init }, span: start.to(self.previous_span()) })
+    }
+
+    /// `{ a = 1, b, x.c }` after `new`: each member's name is given or, as C# infers it, the
+    /// last name of a simple or member expression.
+    fn anonymous(&mut self, start: Span) -> PResult<Expr> {
+        self.expect_punct("{")?;
+        let mut members = Vec::new();
+        while !self.eat_punct("}") {
+            let member = if self.ident_at(0).is_some() && self.is_punct_at(1, "=") {
+                let (name, span) = self.identifier()?;
+                self.pos += 1;
+                (name, span, self.expression()?)
+            } else {
+                let value = self.expression()?;
+                let name = match &value.kind {
+                    ExprKind::Name(name) => name.clone(),
+                    ExprKind::Member { name, .. } => name.clone(),
+                    _ => {
+                        return Err(ExprError::new(
+                            value.span,
+                            "an anonymous type member needs a name (`name = value`)",
+                        ));
+                    }
+                };
+                (name, value.span, value)
+            };
+            if members.iter().any(|(name, _, _): &(String, Span, Expr)| *name == member.0) {
+                return Err(ExprError::new(
+                    member.1,
+                    format!("the anonymous type has two members named `{}`", member.0),
+                ));
+            }
+            members.push(member);
+            if !self.is_punct("}") {
+                self.expect_punct(",")?;
+            }
+        }
+        Ok(Expr { kind: ExprKind::NewAnonymous(members), span: start.to(self.previous_span()) })
     }
 
     /// `{ a, b, }` of an array creation.
@@ -1145,12 +1227,28 @@ impl Parser {
                 if keyword == "break" { StmtKind::Break } else { StmtKind::Continue }
             }
             "using" if self.is_punct_at(1, "(") => return self.using_statement(),
-            "try" | "catch" | "finally" | "throw" | "switch" | "goto" | "lock" | "yield" | "checked" | "unchecked"
-            | "unsafe" | "fixed" | "const" => {
+            "try" => self.try_statement()?,
+            "throw" => {
+                self.pos += 1;
+                let value = if self.is_punct(";") { None } else { Some(self.expression()?) };
+                self.expect_punct(";")?;
+                StmtKind::Throw(value)
+            }
+            "switch" => self.switch_statement()?,
+            "const" => {
+                // `const T x = e;`: a local that is never assigned again (C# checks it; so do we,
+                // as any local: it is only ever read).
+                self.pos += 1;
+                let Some(kind) = self.try_declaration()? else {
+                    return Err(self.unexpected("a declaration after `const`"));
+                };
+                self.expect_punct(";")?;
+                kind
+            }
+            "catch" | "finally" | "case" | "goto" | "lock" | "yield" | "checked" | "unchecked" | "unsafe" | "fixed" => {
                 let message = match keyword.as_str() {
-                    "try" | "catch" | "finally" => {
-                        "`try`/`catch` is not supported in policy expressions yet; test for null or use `TryParse` instead".to_owned()
-                    }
+                    "catch" | "finally" => format!("`{keyword}` must follow a `try` block"),
+                    "case" => "`case` must be inside a `switch`".to_owned(),
                     _ => format!("`{keyword}` statements are not supported in policy expressions"),
                 };
                 return Err(ExprError::new(start, message));
@@ -1168,6 +1266,87 @@ impl Parser {
             },
         };
         Ok(Stmt { kind, span: start.to(self.previous_span()) })
+    }
+
+    /// `{ statements }` (the braces are required, as after `try`, `catch` and `finally`).
+    fn braced_block(&mut self) -> PResult<Vec<Stmt>> {
+        self.expect_punct("{")?;
+        let mut body = Vec::new();
+        while !self.eat_punct("}") {
+            if self.at_eof() {
+                return Err(self.unexpected("`}`"));
+            }
+            body.push(self.statement()?);
+        }
+        Ok(body)
+    }
+
+    fn try_statement(&mut self) -> PResult<StmtKind> {
+        self.pos += 1;
+        let body = self.braced_block()?;
+        let mut catches = Vec::new();
+        while self.is_keyword("catch") {
+            let at = self.advance().span;
+            let (mut ty, mut name) = (None, None);
+            if self.eat_punct("(") {
+                ty = Some(self.type_name().ok_or_else(|| self.unexpected("an exception type"))?);
+                if self.ident_at(0).is_some() {
+                    name = Some(self.identifier()?);
+                }
+                self.expect_punct(")")?;
+            }
+            if self.is_keyword("when") {
+                return Err(ExprError::new(self.span(), "exception filters (`catch ... when`) are not supported"));
+            }
+            if catches.iter().any(|c: &Catch| c.ty.is_none()) {
+                return Err(ExprError::new(at, "a general `catch` must be the last catch clause"));
+            }
+            catches.push(Catch { ty, name, body: self.braced_block()? });
+        }
+        let finally = if self.eat_keyword("finally") { Some(self.braced_block()?) } else { None };
+        if catches.is_empty() && finally.is_none() {
+            return Err(self.unexpected("`catch` or `finally` after the `try` block"));
+        }
+        Ok(StmtKind::Try { body, catches, finally })
+    }
+
+    fn switch_statement(&mut self) -> PResult<StmtKind> {
+        self.pos += 1;
+        let subject = self.parenthesized()?;
+        self.expect_punct("{")?;
+        let mut sections: Vec<SwitchSection> = Vec::new();
+        while !self.eat_punct("}") {
+            let mut labels = Vec::new();
+            loop {
+                if self.eat_keyword("default") {
+                    labels.push(None);
+                } else if self.eat_keyword("case") {
+                    let value = self.expression()?;
+                    if self.is_keyword("when") || self.ident_at(0).is_some() {
+                        return Err(ExprError::new(
+                            self.span(),
+                            "pattern cases (`case T x`, `when`) are not supported; use constant cases",
+                        ));
+                    }
+                    labels.push(Some(value));
+                } else {
+                    break;
+                }
+                self.expect_punct(":")?;
+            }
+            if labels.is_empty() {
+                return Err(self.unexpected("`case` or `default`"));
+            }
+            let mut body = Vec::new();
+            while !(self.is_keyword("case") || self.is_keyword("default") || self.is_punct("}")) {
+                if self.at_eof() {
+                    return Err(self.unexpected("`}`"));
+                }
+                body.push(self.statement()?);
+            }
+            sections.push(SwitchSection { labels, body });
+        }
+        Ok(StmtKind::Switch { subject, sections })
     }
 
     fn parenthesized(&mut self) -> PResult<Expr> {

@@ -69,6 +69,16 @@ pub enum StaticType {
     Hasher(HashKind),
     /// `new HMACSHA256(key)`: the run-time value is the key.
     Hmac(HashKind),
+    /// An exception (`new Exception(..)`, a `catch` variable): the run-time value is its message.
+    Exception,
+    /// `new { a = 1 }`: the run-time value is a JObject; the members and their types.
+    Anonymous(Vec<(String, StaticType)>),
+    /// `System.Uri`: the run-time value is the absolute URI as a string.
+    Uri,
+    /// `StringBuilder`: the run-time value is the list of appended pieces.
+    StringBuilder,
+    /// `System.Random`: no run-time value (the VM draws from the OS).
+    Random,
 }
 
 /// The interfaces of the `context` object graph (apim-reference §2.2).
@@ -103,6 +113,8 @@ pub enum EnumType {
     RegexOptions,
     StringSplitOptions,
     Formatting,
+    JTokenType,
+    DateTimeKind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +195,14 @@ impl fmt::Display for StaticType {
             Self::Enum(e) => write!(f, "{e:?}"),
             Self::Hasher(h) => write!(f, "{}", hash_name(*h)),
             Self::Hmac(h) => write!(f, "HMAC{}", hash_name(*h)),
+            Self::Exception => f.write_str("Exception"),
+            Self::Anonymous(members) => {
+                let names: Vec<&str> = members.iter().map(|(name, _)| name.as_str()).collect();
+                write!(f, "an anonymous type {{ {} }}", names.join(", "))
+            }
+            Self::Uri => f.write_str("Uri"),
+            Self::StringBuilder => f.write_str("StringBuilder"),
+            Self::Random => f.write_str("Random"),
         }
     }
 }
@@ -237,7 +257,7 @@ impl StaticType {
             Self::Char => Family::Char,
             Self::Int | Self::Double | Self::Enum(_) => Family::Number,
             Self::Bool => Family::Bool,
-            Self::JObject | Self::JArray | Self::JToken | Self::JProperty => Family::Json,
+            Self::JObject | Self::JArray | Self::JToken | Self::JProperty | Self::Anonymous(_) => Family::Json,
             Self::DateTime => Family::Time,
             Self::TimeSpan => Family::Span,
             Self::Guid => Family::Guid,
@@ -364,6 +384,8 @@ pub(crate) enum Ret {
     Context(ContextObject),
     Dictionary(Value),
     Array(Value),
+    /// `JTokenType`.
+    TokenType,
 }
 
 /// Element types usable in `const` tables.
@@ -421,6 +443,7 @@ impl Ret {
             Self::Context(c) => T::Context(c),
             Self::Dictionary(v) => T::Dictionary(Box::new(v.resolve())),
             Self::Array(v) => T::array_of(v.resolve()),
+            Self::TokenType => T::Enum(EnumType::JTokenType),
         }
     }
 }
@@ -494,6 +517,12 @@ pub(crate) fn resolve_type(ty: &TypeName) -> Result<StaticType, String> {
         ("RegexOptions", 0) => T::Enum(EnumType::RegexOptions),
         ("StringSplitOptions", 0) => T::Enum(EnumType::StringSplitOptions),
         ("Formatting", 0) => T::Enum(EnumType::Formatting),
+        ("JTokenType", 0) => T::Enum(EnumType::JTokenType),
+        ("DateTimeKind", 0) => T::Enum(EnumType::DateTimeKind),
+        ("Uri", 0) => T::Uri,
+        ("StringBuilder", 0) => T::StringBuilder,
+        ("Random", 0) => T::Random,
+        (exception, 0) if exception.ends_with("Exception") => T::Exception,
         ("SHA256" | "SHA256Managed", 0) => T::Hasher(HashKind::Sha256),
         ("SHA1" | "SHA1Managed", 0) => T::Hasher(HashKind::Sha1),
         ("SHA512" | "SHA512Managed", 0) => T::Hasher(HashKind::Sha512),
@@ -534,8 +563,10 @@ pub(crate) fn value_type(ty: &StaticType) -> Option<ValueType> {
         T::TimeSpan => ValueType::TimeSpan,
         T::Guid => ValueType::Guid,
         T::Bytes => ValueType::Bytes,
-        T::Array(_) | T::List(_) => ValueType::Array,
+        T::Array(_) | T::List(_) | T::StringBuilder => ValueType::Array,
         T::Object => ValueType::Object,
+        T::Anonymous(_) => ValueType::JObject,
+        T::Exception | T::Uri => ValueType::String,
         _ => return None,
     })
 }

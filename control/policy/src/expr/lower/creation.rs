@@ -22,7 +22,12 @@ impl Lowerer<'_> {
     ) -> R<StaticType> {
         let name = types::normalize_type_name(&ty.name);
         let what = format!("new {name}");
-        if init.is_some() && !matches!(name, "JObject" | "JArray" | "List") {
+        if init.is_none() {
+            if let Some(created) = self.object_creation(ty, args, span)? {
+                return Ok(created);
+            }
+        }
+        if init.is_some() && !matches!(name, "JObject" | "JArray" | "List" | "Dictionary") {
             return error(span, format!("initializers (`{{ .. }}`) are not supported for `{name}`"));
         }
         let init = init.unwrap_or_default();
@@ -123,13 +128,33 @@ impl Lowerer<'_> {
         let collection = self.resolve_type(ty)?;
         self.expect_plain(args, "new")?;
         if let StaticType::Dictionary(_) = collection {
-            if !args.is_empty() || !init.is_empty() {
-                return error(
-                    span,
-                    "dictionaries can only be created empty (`new Dictionary<string, T>()`): adding entries needs a dictionary-set builtin",
-                );
+            if !args.is_empty() {
+                return error(span, "`new Dictionary<string, T>(..)` takes no arguments (use an initializer)");
             }
             self.call(Builtin::DictionaryNew, 0, span)?;
+            if !init.is_empty() {
+                let dict = self.temp();
+                self.emit(Op::StoreLocal(dict));
+                for element in init {
+                    let (key, value) = match element {
+                        InitElement::Add(items) if items.len() == 2 => (&items[0], &items[1]),
+                        InitElement::Set { key, value } => (key, value),
+                        InitElement::Add(_) => {
+                            return error(
+                                span,
+                                "a dictionary initializer element is `{ key, value }` or `[key] = value`",
+                            );
+                        }
+                    };
+                    self.emit(Op::LoadLocal(dict));
+                    let key_ty = self.expr(key)?;
+                    self.expect_type(&key_ty, &StaticType::String, key.span, "a dictionary key")?;
+                    self.expr(value)?;
+                    self.call(Builtin::ElementSet, 3, span)?;
+                    self.emit(Op::Pop);
+                }
+                self.emit(Op::LoadLocal(dict));
+            }
             return Ok(collection);
         }
         match args {

@@ -93,11 +93,30 @@ impl Lowerer<'_> {
         if matches!(name, "OrderBy" | "OrderByDescending") {
             return self.order_by(name, &param.0, body, &element, span);
         }
+        // `Single(p)`, `Last(p)` ... are a `Where` loop then the plain builtin; `Max(f)`,
+        // `Average(f)` ... a `Select` loop then the builtin.
+        let then = match name {
+            "Single" => Some((Shape::Where, Builtin::SeqSingle)),
+            "SingleOrDefault" => Some((Shape::Where, Builtin::SeqSingleOrDefault)),
+            "Last" => Some((Shape::Where, Builtin::SeqLast)),
+            "Min" => Some((Shape::Select, Builtin::SeqMin)),
+            "Max" => Some((Shape::Select, Builtin::SeqMax)),
+            "Average" => Some((Shape::Select, Builtin::SeqAverage)),
+            _ => None,
+        };
+        if let Some((shape, builtin)) = then {
+            let list = self.lambda_loop(shape, element, param, index, body)?;
+            self.call(builtin, 1, span)?;
+            return Ok(match builtin {
+                Builtin::SeqAverage => StaticType::Double,
+                _ => list.element_or_object(),
+            });
+        }
         let Some(shape) = Shape::of(name) else {
             return error(
                 span,
                 format!(
-                    "`{name}` with a lambda is not supported (Any, All, Where, Select, First, FirstOrDefault, LastOrDefault, Count, Sum, Array.Exists)"
+                    "`{name}` with a lambda is not supported (Any, All, Where, Select, First, FirstOrDefault, Last, LastOrDefault, Single, SingleOrDefault, Count, Sum, Min, Max, Average, Array.Exists)"
                 ),
             );
         };

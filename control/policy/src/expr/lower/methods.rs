@@ -33,6 +33,9 @@ impl Lowerer<'_> {
         if args.iter().any(|a| matches!(a.value.kind, ExprKind::Lambda { .. })) {
             return self.linq(receiver, target_span, name, args, span);
         }
+        if let Some(ty) = self.object_method(receiver, name, args, span)? {
+            return Ok(ty);
+        }
         let dynamic = receiver.is_dynamic();
         let json = matches!(receiver, T::JObject | T::JArray | T::JToken | T::JProperty);
         match name {
@@ -76,6 +79,12 @@ impl Lowerer<'_> {
                 self.argument(&args[0], Param::Int, "ElementAt")?;
                 self.emit(Op::Index);
                 return Ok(receiver.element_or_object());
+            }
+            "Add" if matches!(receiver, T::Dictionary(_)) && args.len() == 2 => {
+                self.argument(&args[0], Param::Str, "Add")?;
+                self.argument(&args[1], Param::Any, "Add")?;
+                self.call(Builtin::ElementSet, 3, span)?;
+                return Ok(T::Object);
             }
             "Trace" if *receiver == T::Context(ContextObject::Context) => {
                 self.expect_args(args, 1, 1, "context.Trace", span)?;
@@ -342,6 +351,20 @@ impl Lowerer<'_> {
             _ => None,
         });
         let separators = if options.is_some() { &args[..args.len() - 1] } else { args };
+        // `Split(separators, count[, options])`: an int after the separators.
+        if let [first, count] = separators {
+            let is_int = |lowerer: &Self, e: &super::super::syntax::Expr| {
+                matches!(e.kind, ExprKind::Int(_))
+                    || matches!(&e.kind, ExprKind::Name(name) if lowerer.lookup(name).is_some_and(|l| l.ty == StaticType::Int))
+            };
+            if is_int(self, &count.value) {
+                self.params_array(std::slice::from_ref(first), "Split")?;
+                self.argument(count, Param::Int, "Split")?;
+                self.code.push_int(options.unwrap_or(0));
+                self.call(Builtin::StrSplitCount, 4, span)?;
+                return Ok(StaticType::array_of(StaticType::String));
+            }
+        }
         self.params_array(separators, "Split")?;
         match options {
             Some(value) => {

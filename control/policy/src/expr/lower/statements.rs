@@ -8,9 +8,9 @@
 use portcullis_contract::program::Op;
 
 use super::super::lexer::Span;
-use super::super::syntax::{Declarator, Expr, ExprKind, Stmt, StmtKind, TypeName};
+use super::super::syntax::{Catch, Declarator, Expr, ExprKind, Stmt, StmtKind, SwitchSection, TypeName};
 use super::super::types::{self, StaticType};
-use super::{BlockState, LoopLabels, Lowerer, R, error};
+use super::{BlockState, LoopLabels, Lowerer, R, TryFrame, error};
 
 impl Lowerer<'_> {
     /// Lowers a whole block; `close` is its closing brace.
@@ -56,7 +56,8 @@ impl Lowerer<'_> {
                 self.code.place(top);
                 self.condition(condition)?;
                 self.jump(Op::JumpIfFalse(0), exit);
-                self.loop_body(body, LoopLabels { exit, next: top })?;
+                let tries = self.tries.len();
+                self.loop_body(body, LoopLabels { exit, next: Some(top), tries })?;
                 self.jump(Op::Jump(0), top);
                 self.code.place(exit);
                 Ok(())
@@ -66,7 +67,8 @@ impl Lowerer<'_> {
                 let next = self.code.label();
                 let exit = self.code.label();
                 self.code.place(top);
-                self.loop_body(body, LoopLabels { exit, next })?;
+                let tries = self.tries.len();
+                self.loop_body(body, LoopLabels { exit, next: Some(next), tries })?;
                 self.code.place(next);
                 self.condition(condition)?;
                 self.jump(Op::JumpIfTrue(0), top);
@@ -74,16 +76,36 @@ impl Lowerer<'_> {
                 Ok(())
             }
             StmtKind::Return(value) => self.return_statement(value.as_ref(), statement.span),
-            StmtKind::Break | StmtKind::Continue => {
+            StmtKind::Break => {
                 let Some(labels) = self.loops.last().copied() else {
-                    return error(statement.span, "`break` and `continue` must be inside a loop");
+                    return error(statement.span, "`break` must be inside a loop or a switch");
                 };
-                let target = if matches!(statement.kind, StmtKind::Break) { labels.exit } else { labels.next };
-                self.jump(Op::Jump(0), target);
+                self.unwind(labels.tries)?;
+                self.jump(Op::Jump(0), labels.exit);
+                Ok(())
+            }
+            StmtKind::Continue => {
+                let Some((next, tries)) = self.loops.iter().rev().find_map(|l| l.next.map(|next| (next, l.tries)))
+                else {
+                    return error(statement.span, "`continue` must be inside a loop");
+                };
+                self.unwind(tries)?;
+                self.jump(Op::Jump(0), next);
                 Ok(())
             }
             StmtKind::Block(statements) => self.statements(statements),
             StmtKind::Empty => Ok(()),
+            StmtKind::Try { body, catches, finally } => self.try_statement(body, catches, finally.as_deref()),
+            StmtKind::Throw(Some(value)) => self.throw_value(value),
+            StmtKind::Throw(None) => {
+                let Some(slot) = self.tries.iter().rev().find_map(|frame| frame.exception) else {
+                    return error(statement.span, "`throw;` (a rethrow) must be inside a `catch`");
+                };
+                self.emit(Op::LoadLocal(slot));
+                self.emit(Op::Throw);
+                Ok(())
+            }
+            StmtKind::Switch { subject, sections } => self.switch_statement(subject, sections),
         }
     }
 
@@ -118,7 +140,8 @@ impl Lowerer<'_> {
             self.condition(condition)?;
             self.jump(Op::JumpIfFalse(0), exit);
         }
-        self.loop_body(body, LoopLabels { exit, next })?;
+        let tries = self.tries.len();
+        self.loop_body(body, LoopLabels { exit, next: Some(next), tries })?;
         self.code.place(next);
         for e in step {
             self.expression_statement(e)?;
@@ -141,7 +164,163 @@ impl Lowerer<'_> {
         block.returns.push(ty);
         let (result, end) = (block.result, block.end);
         self.emit(Op::StoreLocal(result));
+        self.unwind(0)?;
         self.jump(Op::Jump(0), end);
+        Ok(())
+    }
+
+    /// Leaves the `try`s above `depth` on the way to a `return`, `break` or `continue`: exits
+    /// their handlers and runs their `finally` blocks, innermost first.
+    fn unwind(&mut self, depth: usize) -> R<()> {
+        let frames = self.tries.clone();
+        for at in (depth..frames.len()).rev() {
+            let frame = &frames[at];
+            for _ in 0..frame.handlers {
+                self.emit(Op::TryExit);
+            }
+            if let Some(finally) = &frame.finally {
+                self.tries.truncate(at);
+                let lowered = self.statements(finally);
+                self.tries.clone_from(&frames);
+                lowered?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `try { body } catch (T e) { .. } finally { .. }`:
+    ///
+    /// ```text
+    ///   [TryEnter fin]  TryEnter catch  body  TryExit  Jump after
+    ///   catch: (message) StoreLocal e   catch body
+    ///   after: [TryExit  finally  Jump end
+    ///   fin: (message) StoreLocal t  finally  LoadLocal t  Throw]
+    ///   end:
+    /// ```
+    ///
+    /// The VM does not tell exception types apart: every failure goes to the first `catch`.
+    fn try_statement(&mut self, body: &[Stmt], catches: &[Catch], finally: Option<&[Stmt]>) -> R<()> {
+        if self.tries.len() >= portcullis_contract::program::TRY_DEPTH_MAX {
+            return error(body.first().map_or(Span::default(), |s| s.span), "`try` statements nest too deeply");
+        }
+        if finally.is_some_and(|f| f.iter().any(contains_exit)) {
+            return error(
+                finally.and_then(|f| f.first()).map_or(Span::default(), |s| s.span),
+                "control cannot leave the body of a `finally` clause (`return`, `break` or `continue`)",
+            );
+        }
+        let fin_handler = self.code.label();
+        let catch_handler = self.code.label();
+        let after = self.code.label();
+        let end = self.code.label();
+        if finally.is_some() {
+            self.jump(Op::TryEnter { handler: 0 }, fin_handler);
+        }
+        let catch = catches.first();
+        if catch.is_some() {
+            self.jump(Op::TryEnter { handler: 0 }, catch_handler);
+        }
+        let handlers = usize::from(finally.is_some()) + usize::from(catch.is_some());
+        self.tries.push(TryFrame { handlers, finally: finally.map(<[Stmt]>::to_vec), exception: None });
+        let lowered = self.try_body(body, catch, catch_handler, after);
+        self.tries.pop();
+        lowered?;
+        if let Some(finally) = finally {
+            self.emit(Op::TryExit);
+            self.statements(finally)?;
+            self.jump(Op::Jump(0), end);
+            self.code.place(fin_handler);
+            let exception = self.temp();
+            self.emit(Op::StoreLocal(exception));
+            self.statements(finally)?;
+            self.emit(Op::LoadLocal(exception));
+            self.emit(Op::Throw);
+            self.code.place(end);
+        }
+        Ok(())
+    }
+
+    /// The `try` body and its `catch` (with the try's frame pushed).
+    fn try_body(&mut self, body: &[Stmt], catch: Option<&Catch>, handler: super::Label, after: super::Label) -> R<()> {
+        self.statements(body)?;
+        let Some(catch) = catch else { return Ok(()) };
+        self.emit(Op::TryExit);
+        self.jump(Op::Jump(0), after);
+        self.code.place(handler);
+        if let Some(frame) = self.tries.last_mut() {
+            frame.handlers -= 1;
+        }
+        if let Some(ty) = &catch.ty {
+            let resolved = self.resolve_type(ty)?;
+            if resolved != StaticType::Exception {
+                return error(ty.span, format!("`catch` takes an exception type, not {resolved}"));
+            }
+        }
+        self.push_scope();
+        let slot = match &catch.name {
+            Some((name, span)) => self.declare(name, *span, StaticType::Exception)?,
+            None => self.temp(),
+        };
+        self.emit(Op::StoreLocal(slot));
+        if let Some(frame) = self.tries.last_mut() {
+            frame.exception = Some(slot);
+        }
+        let lowered = self.statements(&catch.body);
+        self.pop_scope();
+        lowered?;
+        self.code.place(after);
+        Ok(())
+    }
+
+    /// `switch (x) { case a: .. }`: the subject in a local, one equality test per label, then
+    /// the sections in order (`break` leaves the switch).
+    fn switch_statement(&mut self, subject: &Expr, sections: &[SwitchSection]) -> R<()> {
+        let subject_ty = self.expr(subject)?;
+        let value = self.temp();
+        self.emit(Op::StoreLocal(value));
+        let exit = self.code.label();
+        let targets: Vec<super::Label> = sections.iter().map(|_| self.code.label()).collect();
+        let mut default = None;
+        for (section, target) in sections.iter().zip(&targets) {
+            for label in &section.labels {
+                let Some(label) = label else {
+                    if default.is_some() {
+                        return error(
+                            section.body.first().map_or(subject.span, |s| s.span),
+                            "a switch has one `default`",
+                        );
+                    }
+                    default = Some(*target);
+                    continue;
+                };
+                self.emit(Op::LoadLocal(value));
+                let label_ty = self.expr(label)?;
+                let comparable = label_ty.assignable_to(&subject_ty)
+                    || subject_ty.assignable_to(&label_ty)
+                    || (subject_ty == StaticType::String && label_ty == StaticType::Char);
+                if !comparable {
+                    return error(label.span, format!("a case of {label_ty} cannot match a switch on {subject_ty}"));
+                }
+                self.emit(Op::Eq);
+                self.jump(Op::JumpIfTrue(0), *target);
+            }
+        }
+        self.jump(Op::Jump(0), default.unwrap_or(exit));
+        let tries = self.tries.len();
+        self.loops.push(LoopLabels { exit, next: None, tries });
+        let mut lowered = Ok(());
+        for (section, target) in sections.iter().zip(&targets) {
+            self.code.place(*target);
+            lowered = self.statements(&section.body);
+            if lowered.is_err() {
+                break;
+            }
+            // C# forbids falling into the next section; leave the switch as `break` would.
+            self.jump(Op::Jump(0), exit);
+        }
+        self.loops.pop();
+        lowered?;
+        self.code.place(exit);
         Ok(())
     }
 
@@ -262,7 +441,7 @@ impl Lowerer<'_> {
         self.push_scope();
         let slot = self.declare(name, name_span, element)?;
         self.emit(Op::StoreLocal(slot));
-        self.loop_body(body, LoopLabels { exit, next: top })?;
+        self.loop_body(body, LoopLabels { exit, next: Some(top), tries: self.tries.len() })?;
         self.pop_scope();
         self.jump(Op::Jump(0), top);
         self.code.place(exit);
@@ -275,7 +454,15 @@ impl Lowerer<'_> {
 /// loops without `break`).
 fn always_returns(statement: &Stmt) -> bool {
     match &statement.kind {
-        StmtKind::Return(_) => true,
+        StmtKind::Return(_) | StmtKind::Throw(_) => true,
+        StmtKind::Try { body, catches, finally } => {
+            finally.as_ref().is_some_and(|f| f.iter().any(always_returns))
+                || (body.iter().any(always_returns) && catches.iter().all(|c| c.body.iter().any(always_returns)))
+        }
+        StmtKind::Switch { sections, .. } => {
+            sections.iter().any(|s| s.labels.iter().any(Option::is_none))
+                && sections.iter().all(|s| s.body.iter().any(always_returns) && !s.body.iter().any(breaks))
+        }
         StmtKind::Block(statements) => statements.iter().any(always_returns),
         StmtKind::If { then, otherwise: Some(otherwise), .. } => always_returns(then) && always_returns(otherwise),
         StmtKind::While { condition, body } => is_true(condition) && !breaks(body),
@@ -295,6 +482,26 @@ fn breaks(statement: &Stmt) -> bool {
         StmtKind::Break => true,
         StmtKind::Block(statements) => statements.iter().any(breaks),
         StmtKind::If { then, otherwise, .. } => breaks(then) || otherwise.as_deref().is_some_and(breaks),
+        StmtKind::Try { body, catches, finally } => {
+            body.iter().any(breaks)
+                || catches.iter().any(|c| c.body.iter().any(breaks))
+                || finally.as_ref().is_some_and(|f| f.iter().any(breaks))
+        }
+        _ => false,
+    }
+}
+
+/// Whether `statement` has a `return`, `break` or `continue` that would leave a `finally`.
+fn contains_exit(statement: &Stmt) -> bool {
+    match &statement.kind {
+        StmtKind::Return(_) | StmtKind::Break | StmtKind::Continue => true,
+        StmtKind::Block(statements) => statements.iter().any(contains_exit),
+        StmtKind::If { then, otherwise, .. } => contains_exit(then) || otherwise.as_deref().is_some_and(contains_exit),
+        StmtKind::Try { body, catches, finally } => {
+            body.iter().any(contains_exit)
+                || catches.iter().any(|c| c.body.iter().any(contains_exit))
+                || finally.as_ref().is_some_and(|f| f.iter().any(contains_exit))
+        }
         _ => false,
     }
 }

@@ -51,6 +51,12 @@ const CLASSES: &[&str] = &[
     "StringComparison",
     "StringSplitOptions",
     "Formatting",
+    "JTokenType",
+    "DateTimeKind",
+    "Environment",
+    "StringBuilder",
+    "Random",
+    "Exception",
     "DateTime",
     "TimeSpan",
     "Guid",
@@ -160,6 +166,16 @@ fn enum_constant(class: &str, member: &str) -> Option<(i64, EnumType)> {
         "Formatting" => match member {
             "None" => Some((0, EnumType::Formatting)),
             "Indented" => Some((1, EnumType::Formatting)),
+            _ => None,
+        },
+        "JTokenType" => portcullis_contract::program::JTOKEN_TYPES
+            .iter()
+            .position(|name| *name == member)
+            .map(|at| (at as i64, EnumType::JTokenType)),
+        "DateTimeKind" => match member {
+            "Unspecified" => Some((0, EnumType::DateTimeKind)),
+            "Utc" => Some((1, EnumType::DateTimeKind)),
+            "Local" => Some((2, EnumType::DateTimeKind)),
             _ => None,
         },
         _ => None,
@@ -275,6 +291,12 @@ const SPECIAL_STATICS: &[(&str, &str)] = &[
     ("Regex", "Split"),
     ("DateTime", "UtcNow"),
     ("DateTime", "Now"),
+    ("DateTime", "MinValue"),
+    ("DateTime", "MaxValue"),
+    ("DateTime", "UnixEpoch"),
+    ("TimeSpan", "MaxValue"),
+    ("TimeSpan", "MinValue"),
+    ("Environment", "NewLine"),
     ("TimeSpan", "Zero"),
     ("Guid", "Empty"),
     ("SHA256", "Create"),
@@ -368,6 +390,31 @@ impl Lowerer<'_> {
                 self.emit(Op::Int(0));
                 self.call(Builtin::TimeSpanFromSeconds, 1, span)?;
                 Ok(StaticType::TimeSpan)
+            }
+            ("DateTime", "MinValue" | "MaxValue" | "UnixEpoch") => {
+                let (y, mo, d, h, mi, sec, ms) = match member {
+                    "MinValue" => (1, 1, 1, 0, 0, 0, 0),
+                    "UnixEpoch" => (1970, 1, 1, 0, 0, 0, 0),
+                    _ => (9999, 12, 31, 23, 59, 59, 999),
+                };
+                for part in [y, mo, d, h, mi, sec, ms] {
+                    self.emit(Op::Int(part));
+                }
+                self.call(Builtin::DateTimeNew, 7, span)?;
+                Ok(StaticType::DateTime)
+            }
+            ("TimeSpan", "MaxValue" | "MinValue") => {
+                self.push_const(Const::Double(if member == "MaxValue" {
+                    922_337_203_685.477
+                } else {
+                    -922_337_203_685.477
+                }));
+                self.call(Builtin::TimeSpanFromSeconds, 1, span)?;
+                Ok(StaticType::TimeSpan)
+            }
+            ("Environment", "NewLine") => {
+                self.code.push_str("\n");
+                Ok(StaticType::String)
             }
             ("Guid", "Empty") => {
                 self.code.push_str("00000000-0000-0000-0000-000000000000");
@@ -573,7 +620,7 @@ impl Lowerer<'_> {
         Ok(ty)
     }
 
-    fn string_format(&mut self, args: &[Arg], span: Span) -> R<StaticType> {
+    pub(super) fn string_format(&mut self, args: &[Arg], span: Span) -> R<StaticType> {
         self.expect_args(args, 1, usize::MAX, "string.Format", span)?;
         self.expect_plain(args, "string.Format")?;
         self.argument(&args[0], Param::Str, "string.Format")?;

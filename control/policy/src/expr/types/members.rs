@@ -187,6 +187,16 @@ const PAIR: &[MemberRow] = &[p("Key", Prop::Key, Ret::Str), p("Value", Prop::Val
 const STRING: &[MemberRow] = &[p("Length", Prop::Length, Ret::Int)];
 const ARRAY: &[MemberRow] = &[p("Length", Prop::Length, Ret::Int), p("Count", Prop::Count, Ret::Int)];
 const COUNTED: &[MemberRow] = &[p("Count", Prop::Count, Ret::Int)];
+/// Newtonsoft's `JToken` members (JObject and JArray add `Count`).
+const J_TOKEN: &[MemberRow] = &[
+    ("Type", Access::Call(Builtin::JTokenType), Ret::TokenType),
+    ("HasValues", Access::Call(Builtin::JTokenHasValues), Ret::Bool),
+];
+const J_CONTAINER: &[MemberRow] = &[
+    p("Count", Prop::Count, Ret::Int),
+    ("Type", Access::Call(Builtin::JTokenType), Ret::TokenType),
+    ("HasValues", Access::Call(Builtin::JTokenHasValues), Ret::Bool),
+];
 const DICTIONARY: &[MemberRow] = &[
     p("Count", Prop::Count, Ret::Int),
     ("Keys", Access::Call(Builtin::DictKeys), Ret::StrArray),
@@ -220,6 +230,7 @@ const ALL_MEMBERS: &[&[MemberRow]] = &[
     STRING,
     ARRAY,
     DICTIONARY,
+    J_TOKEN,
 ];
 
 fn member_table(ty: &StaticType) -> &'static [MemberRow] {
@@ -253,7 +264,9 @@ fn member_table(ty: &StaticType) -> &'static [MemberRow] {
         T::Pair(_) => PAIR,
         T::String => STRING,
         T::Array(_) | T::Bytes => ARRAY,
-        T::List(_) | T::JArray | T::JObject => COUNTED,
+        T::List(_) => COUNTED,
+        T::JArray | T::JObject => J_CONTAINER,
+        T::JToken => J_TOKEN,
         T::Dictionary(_) => DICTIONARY,
         _ => &[],
     }

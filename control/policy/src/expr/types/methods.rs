@@ -21,6 +21,7 @@ pub(crate) enum Recv {
     DateTime,
     /// `context.Request.Certificate` (`X509Certificate2`).
     Certificate,
+    Guid,
 }
 
 impl Recv {
@@ -36,6 +37,7 @@ impl Recv {
             Self::Json => matches!(ty, T::JObject | T::JArray | T::JToken | T::JProperty),
             Self::DateTime => matches!(ty, T::DateTime),
             Self::Certificate => matches!(ty, T::Context(super::ContextObject::Certificate)),
+            Self::Guid => matches!(ty, T::Guid),
         }
     }
 }
@@ -138,6 +140,12 @@ pub(crate) const METHODS: &[Method] = &[
     m(Recv::Seq, "Order", &[], Builtin::SeqOrder, Ret::ElementArray),
     m(Recv::Seq, "Any", &[], Builtin::SeqAny, Ret::Bool),
     m(Recv::Seq, "Sum", &[], Builtin::SeqSum, Ret::Element),
+    m(Recv::Seq, "Single", &[], Builtin::SeqSingle, Ret::Element),
+    m(Recv::Seq, "SingleOrDefault", &[], Builtin::SeqSingleOrDefault, Ret::Element),
+    m(Recv::Seq, "Min", &[], Builtin::SeqMin, Ret::Element),
+    m(Recv::Seq, "Max", &[], Builtin::SeqMax, Ret::Element),
+    m(Recv::Seq, "Average", &[], Builtin::SeqAverage, Ret::Double),
+    m(Recv::Guid, "ToByteArray", &[], Builtin::GuidToByteArray, Ret::Bytes),
     m(Recv::DateTime, "AddSeconds", &[P::Double], Builtin::DateTimeAddSeconds, Ret::DateTime),
     m(Recv::DateTime, "AddMinutes", &[P::Double], Builtin::DateTimeAddMinutes, Ret::DateTime),
     m(Recv::DateTime, "AddHours", &[P::Double], Builtin::DateTimeAddHours, Ret::DateTime),

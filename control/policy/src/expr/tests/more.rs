@@ -1,0 +1,109 @@
+//! The constructs real-world documents use that came later: `try`/`catch`/`finally`, `throw`,
+//! `switch`, `const`, anonymous objects, sized arrays, initializers and the added members.
+
+use portcullis_contract::program::{Builtin, Op};
+
+use super::{err, ok, ops, ty};
+use crate::expr::StaticType;
+
+#[test]
+fn try_catch_finally_and_throw_compile_to_handlers() {
+    let source =
+        r#"@{ try { return JObject.Parse("x").ToString(); } catch (JsonReaderException ex) { return ex.Message; } }"#;
+    let (program, t) = ok(source);
+    assert_eq!(t, StaticType::String);
+    assert_eq!(program.ops.iter().filter(|op| matches!(op, Op::TryEnter { .. })).count(), 1);
+    // The `return` inside the try leaves it first.
+    let exits = program.ops.iter().filter(|op| **op == Op::TryExit).count();
+    assert_eq!(exits, 2, "{:?}", program.ops);
+    // With a finally: two handlers, the finally inlined on the normal path, the return path and
+    // the exceptional one.
+    let source = r#"@{ var log = ""; try { log += "t"; if (log == "x") { return "early"; } } catch (Exception) { log += "c"; throw; } finally { log += "f"; } return log; }"#;
+    let (program, _) = ok(source);
+    assert_eq!(program.ops.iter().filter(|op| matches!(op, Op::TryEnter { .. })).count(), 2);
+    assert!(program.ops.contains(&Op::Throw));
+    // `throw` as an expression and as a statement.
+    assert_eq!(
+        ty(r#"@(context.Variables.GetValueOrDefault<string>("a") ?? throw new ArgumentException("no a"))"#),
+        StaticType::String
+    );
+    assert!(ops(r#"@{ if (true) { throw new InvalidOperationException("x"); } return 1; }"#).contains(&Op::Throw));
+    // A block ending in a try whose branches all return (or throw) returns on every path.
+    ok(r#"@{ try { return 1; } catch { throw; } }"#);
+    ok(r#"@{ try { } finally { } return 1; }"#);
+    // break and continue inside a try inside a loop leave it.
+    let (program, _) = ok(
+        r#"@{ var n = 0; foreach (var x in new [] {1, 2, 3}) { try { if (x == 2) { continue; } if (x == 3) { break; } n += x; } catch { } } return n; }"#,
+    );
+    assert!(program.ops.iter().filter(|op| **op == Op::TryExit).count() >= 3);
+}
+
+#[test]
+fn switch_compiles_to_equality_tests_and_breaks() {
+    let source = r#"@{ string r; switch (context.Request.Method) { case "GET": case "HEAD": r = "read"; break; case "DELETE": return "gone"; default: r = "write"; break; } return r; }"#;
+    let (program, t) = ok(source);
+    assert_eq!(t, StaticType::String);
+    assert_eq!(program.ops.iter().filter(|op| **op == Op::Eq).count(), 3);
+    // A switch with a default whose sections all return ends the block.
+    ok(r#"@{ switch (1 + 1) { case 1: return "one"; case 2: return "two"; default: return "many"; } }"#);
+    // continue inside a switch inside a loop goes to the loop.
+    ok(
+        r#"@{ var n = 0; for (var i = 0; i < 3; i++) { switch (i) { case 1: continue; default: n += i; break; } } return n; }"#,
+    );
+    assert!(err(r#"@{ switch (1) { case 1: continue; } return 1; }"#).message.contains("inside a loop"));
+}
+
+#[test]
+fn const_locals_and_anonymous_objects() {
+    assert_eq!(ty(r#"@{ const int limit = 5; const string name = "x"; return name + limit; }"#), StaticType::String);
+    let (program, t) = ok(r#"@(new { id = 1, name = "a", context.Request.Method })"#);
+    assert!(matches!(t, StaticType::Anonymous(ref members) if members.len() == 3 && members[2].0 == "Method"));
+    assert_eq!(program.ops.iter().filter(|op| **op == Op::Call(Builtin::JSet, 3)).count(), 3);
+    assert_eq!(ty(r#"@(new { a = "x" }.a.ToUpper())"#), StaticType::String);
+    assert_eq!(ty(r#"@(JsonConvert.SerializeObject(new { ok = true, items = new [] { 1, 2 } }))"#), StaticType::String);
+    assert_eq!(ty(r#"@(JObject.FromObject(new { a = 1 }))"#), StaticType::JObject);
+    assert!(err(r#"@(new { a = 1 }.b)"#).message.contains("has no member `b`"));
+}
+
+#[test]
+fn sized_arrays_element_assignment_and_dictionary_initializers() {
+    assert_eq!(ty(r#"@(new string[3])"#), StaticType::array_of(StaticType::String));
+    assert!(ops(r#"@{ var a = new int[2]; a[1] = 5; return a[1]; }"#).contains(&Op::Call(Builtin::ElementSet, 3)));
+    let source = r#"@{ var d = new Dictionary<string, string> { { "a", "1" }, ["b"] = "2" }; d["c"] = "3"; d.Add("e", "4"); return d["b"]; }"#;
+    assert_eq!(ty(source), StaticType::String);
+    assert_eq!(ops(source).iter().filter(|op| **op == Op::Call(Builtin::ElementSet, 3)).count(), 4);
+}
+
+#[test]
+fn added_members_and_types() {
+    for (source, expected) in [
+        (r#"@(new DateTime(2024, 1, 2))"#, StaticType::DateTime),
+        (r#"@(new DateTime(1970, 1, 1, 0, 0, 0, DateTimeKind.Utc))"#, StaticType::DateTime),
+        (r#"@(new DateTimeOffset(2024, 1, 2, 3, 4, 5, TimeSpan.Zero))"#, StaticType::DateTime),
+        (r#"@(DateTime.MinValue < DateTime.MaxValue)"#, StaticType::Bool),
+        (r#"@(new TimeSpan(1, 2, 3).TotalSeconds)"#, StaticType::Double),
+        (r#"@(Guid.NewGuid().ToByteArray())"#, StaticType::Bytes),
+        (r#"@(new [] {1, 2}.Single())"#, StaticType::Int),
+        (r#"@(new [] {1, 2}.SingleOrDefault(x => x > 1))"#, StaticType::Int),
+        (r#"@(new [] {1, 2}.Max())"#, StaticType::Int),
+        (r#"@(new [] {"a", "bb"}.Max(x => x.Length))"#, StaticType::Int),
+        (r#"@(new [] {1, 2}.Average())"#, StaticType::Double),
+        (
+            r#"@("a b  c".Split(new [] {' '}, 2, StringSplitOptions.RemoveEmptyEntries))"#,
+            StaticType::array_of(StaticType::String),
+        ),
+        (r#"@(JObject.Parse("{}").Type == JTokenType.Object)"#, StaticType::Bool),
+        (r#"@(((JToken)JObject.Parse("{}")).HasValues)"#, StaticType::Bool),
+        (r#"@(new Uri("https://a.example/x?y=1").Host)"#, StaticType::String),
+        (r#"@(new Uri(context.Request.Url.ToString()).Port)"#, StaticType::Int),
+        (r#"@(new StringBuilder().Append("a").Append(1).AppendLine().ToString())"#, StaticType::String),
+        (r#"@(new StringBuilder("x").AppendFormat("{0}-{1}", 1, 2).Length)"#, StaticType::Int),
+        (r#"@(new Random().Next(1, 7))"#, StaticType::Int),
+        (r#"@(new Random(42).NextDouble())"#, StaticType::Double),
+        (r#"@{ try { return 1; } catch (Exception e) { return e.Message.Length; } }"#, StaticType::Int),
+    ] {
+        assert_eq!(ty(source), expected, "{source}");
+    }
+    assert!(err(r#"@(new Uri("https://a.example").Nope)"#).message.contains("no supported member"));
+    assert!(err(r#"@(new StringBuilder().Clear())"#).message.contains("no supported method"));
+}

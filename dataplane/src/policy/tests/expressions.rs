@@ -1,0 +1,234 @@
+//! `try`/`catch`/`throw` in the VM and the builtins added for real-world documents.
+
+use portcullis_contract::program::{Builtin, Const, Op};
+
+use super::*;
+
+fn call(builtin: Builtin, args: &[Const]) -> Result<String, Box<PolicyError>> {
+    let ops = (0..args.len() as u32).map(Op::Const).chain([Op::Call(builtin, args.len() as u8)]).collect();
+    eval(ops, args.to_vec())
+}
+
+#[test]
+fn a_failure_inside_a_try_goes_to_its_handler_with_the_message() {
+    // try { int.Parse("x") } catch (e) { e } — the handler is the final SetVariable.
+    let ops = vec![
+        Op::Const(1),
+        Op::TryEnter { handler: 6 },
+        Op::Const(0),
+        Op::Call(Builtin::IntParse, 1),
+        Op::TryExit,
+        Op::Jump(6),
+        Op::Concat(2),
+    ];
+    // The value under the try ("caught: ") stays; what the try pushed is dropped.
+    let caught = eval(ops.clone(), vec![s("x"), s("caught: ")]).expect("caught");
+    assert!(caught.starts_with("caught: "), "{caught}");
+    assert!(!caught.contains("Expression evaluation failed."), "{caught}");
+    // Nothing fails: the handler is never entered.
+    let fine = eval(ops, vec![s("42"), s("ok: ")]).expect("ok");
+    assert_eq!(fine, "ok: 42");
+}
+
+#[test]
+fn throw_fails_the_expression_unless_caught() {
+    let error = eval(vec![Op::Const(0), Op::Throw], vec![s("boom")]).expect_err("thrown");
+    assert_eq!(&*error.last_error.message, "Expression evaluation failed. boom");
+    assert_eq!(&*error.last_error.reason, "ExpressionValueEvaluationFailure");
+    let error = eval(vec![Op::Null, Op::Throw], vec![]).expect_err("thrown");
+    assert!(error.last_error.message.contains("System.Exception"), "{}", error.last_error.message);
+    // Caught by the inner try; the outer one is left normally.
+    let ops = vec![
+        Op::TryEnter { handler: 7 },
+        Op::TryEnter { handler: 4 },
+        Op::Const(0),
+        Op::Throw,
+        Op::TryExit,
+        Op::Jump(7),
+        Op::Null,
+    ];
+    assert_eq!(eval(ops, vec![s("inner")]).expect("caught"), "inner");
+    // After TryExit a failure is not caught any more.
+    let ops = vec![Op::TryEnter { handler: 4 }, Op::TryExit, Op::Const(0), Op::Throw];
+    assert!(eval(ops, vec![s("late")]).is_err());
+}
+
+#[test]
+fn the_step_limit_is_not_an_exception() {
+    // try { while (true) {} } catch { "caught" }: the limit ends the run anyway.
+    let ops = vec![Op::TryEnter { handler: 3 }, Op::Jump(1), Op::Null, Op::Pop, Op::Const(0)];
+    let error = eval(ops, vec![s("caught")]).expect_err("over the limit");
+    assert!(error.last_error.message.contains("limit"), "{}", error.last_error.message);
+}
+
+#[test]
+fn dates_guids_and_sequences() {
+    let date = |parts: [i64; 7]| call(Builtin::DateTimeNew, &parts.map(Const::Int));
+    assert_eq!(date([2024, 2, 29, 13, 4, 5, 6]).expect("ok"), "DateTime:02/29/2024 13:04:05");
+    assert!(date([2023, 2, 29, 0, 0, 0, 0]).is_err());
+    assert!(date([0, 1, 1, 0, 0, 0, 0]).is_err());
+    assert!(date([2024, 1, 1, 24, 0, 0, 0]).is_err());
+    let bytes = eval(
+        vec![
+            Op::Const(0),
+            Op::Call(Builtin::GuidParse, 1),
+            Op::Call(Builtin::GuidToByteArray, 1),
+            Op::Call(Builtin::BitConverterToString, 1),
+        ],
+        vec![s("00112233-4455-6677-8899-aabbccddeeff")],
+    );
+    assert_eq!(bytes.expect("ok"), "33-22-11-00-55-44-77-66-88-99-AA-BB-CC-DD-EE-FF");
+    let seq = |builtin: Builtin, items: &[i64]| {
+        let mut ops: Vec<Op> = items.iter().map(|i| Op::Int(*i as i32)).collect();
+        ops.push(Op::MakeArray(items.len() as u16));
+        ops.push(Op::Call(builtin, 1));
+        eval(ops, vec![])
+    };
+    assert_eq!(seq(Builtin::SeqSingle, &[7]).expect("ok"), "Int32:7");
+    assert!(seq(Builtin::SeqSingle, &[]).is_err());
+    assert!(seq(Builtin::SeqSingle, &[1, 2]).is_err());
+    assert_eq!(seq(Builtin::SeqSingleOrDefault, &[]).expect("ok"), "null");
+    assert!(seq(Builtin::SeqSingleOrDefault, &[1, 2]).is_err());
+    assert_eq!(seq(Builtin::SeqMax, &[3, 9, 2]).expect("ok"), "Int32:9");
+    assert_eq!(seq(Builtin::SeqMin, &[3, 9, 2]).expect("ok"), "Int32:2");
+    assert_eq!(seq(Builtin::SeqAverage, &[1, 2]).expect("ok"), "Double:1.5");
+    assert!(seq(Builtin::SeqMax, &[]).is_err());
+}
+
+#[test]
+fn split_with_a_count() {
+    let second = |text: &str, count: i64, options: i64| {
+        eval(
+            vec![
+                Op::Const(0),
+                Op::Const(1),
+                Op::MakeArray(1),
+                Op::Const(2),
+                Op::Const(3),
+                Op::Call(Builtin::StrSplitCount, 4),
+                Op::Int(1),
+                Op::Index,
+            ],
+            vec![s(text), s("|"), Const::Int(count), Const::Int(options)],
+        )
+    };
+    // The last part holds the rest, separators included.
+    assert_eq!(second("a|b|c", 2, 0).expect("ok"), "b|c");
+    assert_eq!(second("||a||b", 2, 1).expect("ok"), "|b");
+    let count = |text: &str, count: i64, options: i64| {
+        eval(
+            vec![
+                Op::Const(0),
+                Op::Const(1),
+                Op::MakeArray(1),
+                Op::Const(2),
+                Op::Const(3),
+                Op::Call(Builtin::StrSplitCount, 4),
+                Op::Prop(portcullis_contract::program::Prop::Length),
+            ],
+            vec![s(text), s("|"), Const::Int(count), Const::Int(options)],
+        )
+    };
+    assert_eq!(count("a|b|c", 2, 0).expect("ok"), "Int32:2");
+    assert_eq!(count("a|b|c", 1, 0).expect("ok"), "Int32:1");
+    assert_eq!(count("a|b|c", 0, 0).expect("ok"), "Int32:0");
+    assert_eq!(count("||a||b", 2, 1).expect("ok"), "Int32:2");
+    assert!(count("a", -1, 0).is_err());
+}
+
+#[test]
+fn json_token_type_and_has_values() {
+    let token = |json: &str, builtin: Builtin| {
+        eval(vec![Op::Const(0), Op::Call(Builtin::JTokenParse, 1), Op::Call(builtin, 1)], vec![s(json)])
+    };
+    assert_eq!(token("{\"a\":1}", Builtin::JTokenType).expect("ok"), "Int32:1");
+    assert_eq!(token("[1]", Builtin::JTokenType).expect("ok"), "Int32:2");
+    assert_eq!(token("\"s\"", Builtin::JTokenType).expect("ok"), "Int32:8");
+    assert_eq!(token("1.5", Builtin::JTokenType).expect("ok"), "Int32:7");
+    assert_eq!(token("{}", Builtin::JTokenHasValues).expect("ok"), "Boolean:False");
+    assert_eq!(token("[0]", Builtin::JTokenHasValues).expect("ok"), "Boolean:True");
+}
+
+#[test]
+fn uris() {
+    let part = |uri: &str, name: &str| {
+        let at = portcullis_contract::program::URI_PARTS.iter().position(|p| *p == name).expect("a part") as i64;
+        call(Builtin::UriPart, &[s(uri), Const::Int(at)])
+    };
+    let uri = "HTTPS://Api.Example.com:8443/v1/users/42?x=1#top";
+    assert_eq!(part(uri, "Host").expect("ok"), "api.example.com");
+    assert_eq!(part(uri, "Scheme").expect("ok"), "https");
+    assert_eq!(part(uri, "Port").expect("ok"), "Int32:8443");
+    assert_eq!(part(uri, "AbsolutePath").expect("ok"), "/v1/users/42");
+    assert_eq!(part(uri, "Query").expect("ok"), "?x=1");
+    assert_eq!(part(uri, "PathAndQuery").expect("ok"), "/v1/users/42?x=1");
+    assert_eq!(part(uri, "Fragment").expect("ok"), "#top");
+    assert_eq!(part(uri, "Authority").expect("ok"), "api.example.com:8443");
+    assert_eq!(part("http://a.example", "Port").expect("ok"), "Int32:80");
+    assert_eq!(part("http://a.example", "AbsoluteUri").expect("ok"), "http://a.example/");
+    assert_eq!(call(Builtin::UriNew, &[s("https://a.example:443/p")]).expect("ok"), "https://a.example/p");
+    assert!(call(Builtin::UriNew, &[s("x")]).is_err());
+    assert!(call(Builtin::UriNew, &[s("/relative/path")]).is_err());
+}
+
+#[test]
+fn random_arrays_elements_and_builders() {
+    for _ in 0..20 {
+        let n = call(Builtin::RandomNext, &[Const::Int(1), Const::Int(3)]).expect("ok");
+        assert!(n == "Int32:1" || n == "Int32:2", "{n}");
+    }
+    assert_eq!(call(Builtin::RandomNext, &[Const::Int(5), Const::Int(5)]).expect("ok"), "Int32:5");
+    assert!(call(Builtin::RandomNext, &[Const::Int(5), Const::Int(1)]).is_err());
+    let d = eval(vec![Op::Call(Builtin::RandomNextDouble, 0)], vec![]).expect("ok");
+    let d: f64 = d.trim_start_matches("Double:").parse().expect("a number");
+    assert!((0.0..1.0).contains(&d));
+    // var a = new int[3]; a[1] = 5; string.Join(",", a)
+    let ops = vec![
+        Op::Int(3),
+        Op::Int(0),
+        Op::Call(Builtin::ArrayNew, 2),
+        Op::StoreLocal(0),
+        Op::LoadLocal(0),
+        Op::Int(1),
+        Op::Int(5),
+        Op::Call(Builtin::ElementSet, 3),
+        Op::Pop,
+        Op::Const(0),
+        Op::LoadLocal(0),
+        Op::Call(Builtin::StrJoin, 2),
+    ];
+    assert_eq!(eval(ops, vec![s(",")]).expect("ok"), "0,5,0");
+    assert!(call(Builtin::ArrayNew, &[Const::Int(-1), Const::Int(0)]).is_err());
+    assert!(call(Builtin::ArrayNew, &[Const::Int(1 << 40), Const::Int(0)]).is_err());
+    // A dictionary: set, overwrite, read.
+    let ops = vec![
+        Op::Call(Builtin::DictionaryNew, 0),
+        Op::StoreLocal(0),
+        Op::LoadLocal(0),
+        Op::Const(0),
+        Op::Int(1),
+        Op::Call(Builtin::ElementSet, 3),
+        Op::Pop,
+        Op::LoadLocal(0),
+        Op::Const(0),
+        Op::Int(2),
+        Op::Call(Builtin::ElementSet, 3),
+        Op::Pop,
+        Op::LoadLocal(0),
+        Op::Const(0),
+        Op::Index,
+    ];
+    assert_eq!(eval(ops, vec![s("k")]).expect("ok"), "Int32:2");
+    // new StringBuilder().Append("a").Append(1).Append(true).ToString()
+    let ops = vec![
+        Op::Call(Builtin::ListNew, 0),
+        Op::Const(0),
+        Op::Call(Builtin::BuilderAppend, 2),
+        Op::Int(1),
+        Op::Call(Builtin::BuilderAppend, 2),
+        Op::Bool(true),
+        Op::Call(Builtin::BuilderAppend, 2),
+        Op::Call(Builtin::StrConcat, 1),
+    ];
+    assert_eq!(eval(ops, vec![s("a")]).expect("ok"), "a1True");
+}
