@@ -5,6 +5,7 @@ mod cache;
 mod jwt;
 mod limits;
 mod ops;
+mod outbound;
 mod users;
 
 use std::net::IpAddr;

@@ -442,3 +442,4 @@ fn test_certificates() -> Certificates {
 }
 
 mod jwt;
+mod outbound;
