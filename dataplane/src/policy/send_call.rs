@@ -18,12 +18,15 @@ pub struct OutgoingRequest {
     /// In the order they go out; the proxy adds `Host` and the body's framing.
     pub headers: Vec<(String, String)>,
     pub body: Option<Rc<[u8]>>,
+    /// `authentication-certificate` inside the call: the named certificate (its index in the
+    /// snapshot's named certificates) an `https://` call presents.
+    pub certificate: Option<u32>,
 }
 
 impl OutgoingRequest {
     /// A `mode="new"` request: `GET`, nothing else.
     pub fn new() -> Self {
-        Self { method: "GET".to_owned(), url: String::new(), headers: Vec::new(), body: None }
+        Self { method: "GET".to_owned(), url: String::new(), headers: Vec::new(), body: None, certificate: None }
     }
 }
 

@@ -102,7 +102,12 @@ async fn exchange<S: Stream>(
     let tls = match url.scheme {
         Scheme::Http => None,
         Scheme::Https => {
-            Some((ServerName::try_from(host).map_err(|_| CallFailure::InvalidUrl)?, snapshot.backend_tls.id))
+            // `authentication-certificate` inside the call: its own client configuration (and so
+            // its own pooled connections), as for forward-request.
+            let named =
+                request.certificate.and_then(|index| snapshot.named_tls.get(index as usize)).and_then(Option::as_ref);
+            let identity = named.map_or(snapshot.backend_tls.id, |named| named.id);
+            Some((ServerName::try_from(host).map_err(|_| CallFailure::InvalidUrl)?, identity))
         }
     };
     let dest = Dest { key: BackendKey { addr, tls }, pool: PoolSettings::default() };
@@ -403,6 +408,7 @@ mod tests {
             url: "http://h:81/p?q".into(),
             headers: vec![("X-A".into(), "1".into()), ("Content-Length".into(), "99".into())],
             body: Some(Rc::from(&b"hi"[..])),
+            certificate: None,
         };
         let url = parse_url(&request.url).unwrap_or_else(|| panic!("parsed"));
         assert_eq!(

@@ -6,7 +6,7 @@
 
 use portcullis_contract::program::Op;
 
-use super::{Place, SectionCompiler, numbered, policies};
+use super::{Place, SectionCompiler, certificates, numbered, policies};
 use crate::expr::Expect;
 use crate::xml::Element;
 
@@ -71,14 +71,11 @@ pub(super) fn send_request(c: &mut SectionCompiler<'_>, element: &Element, place
                 child.name_span.clone(),
                 format!("<{name}> inside <{}> is not supported yet (see docs/policies.md)", element.name),
             ),
-            "authentication-certificate" => c.error(
-                place,
-                child.name_span.clone(),
-                format!(
-                    "<authentication-certificate> inside <{}> is not supported yet (see docs/policies.md)",
-                    element.name
-                ),
-            ),
+            "authentication-certificate" => {
+                let child_place = c.site(child, index, &inner);
+                c.check_attributes(child, &child_place);
+                certificates::authentication_certificate(c, child, &child_place);
+            }
             other => c.error(
                 place,
                 child.name_span.clone(),

@@ -75,7 +75,7 @@ impl<'r, 'a> Machine<'r, 'a> {
                 }
             }
         };
-        Ok(OutgoingRequest { method, url, headers, body })
+        Ok(OutgoingRequest { method, url, headers, body, certificate: None })
     }
 
     /// `context.Request.Method` (or another text member of the request) as the policies left it.

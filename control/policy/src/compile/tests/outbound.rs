@@ -62,6 +62,10 @@ fn defaults_copy_one_way_and_a_computed_timeout() {
     ));
     assert!(ops.contains(&Op::SendRequest { variable: None, ignore_error: false, one_way: true, deferred: false }));
     assert!(ops.windows(3).any(|w| matches!(w, [Op::Call(..), Op::Int(1000), Op::Mul])), "{ops:?}");
+    // `authentication-certificate` names the call's certificate, in any section the call stands.
+    let text = r#"<policies><outbound><send-request response-variable-name="r"><set-url>https://a/</set-url><authentication-certificate certificate-id="nope" /></send-request></outbound></policies>"#;
+    let error = compile(text).report.errors.first().map(ToString::to_string).unwrap_or_default();
+    assert!(error.contains("unknown certificate \"nope\""), "{error}");
     for section in ["outbound", "on-error"] {
         let text = format!(
             r#"<policies><{section}><send-request response-variable-name="r"><set-url>http://a/</set-url></send-request></{section}></policies>"#
