@@ -59,10 +59,12 @@ pub(super) fn send_request(c: &mut SectionCompiler<'_>, element: &Element, place
             "set-url" => {
                 has_url = true;
                 let child_place = c.site(child, index, &inner);
+                c.check_attributes(child, &child_place);
                 set_url(c, child, &child_place);
             }
             "set-method" => {
                 let child_place = c.site(child, index, &inner);
+                c.check_attributes(child, &child_place);
                 policies::text_op(c, child, &child_place, Op::OutgoingMethod);
             }
             "set-header" | "set-body" => c.statement(child, index, &inner),

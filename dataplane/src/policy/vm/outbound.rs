@@ -33,9 +33,10 @@ impl<'r, 'a> Machine<'r, 'a> {
     /// The current request as `mode="copy"` starts from: method, URL, headers (edits applied)
     /// and, outside the outbound section, body.
     fn copied_request(&self) -> Result<OutgoingRequest, Fault> {
-        let method = match self.handle_text(Value::Handle(crate::policy::value::Handle::Request), "Method") {
-            Some(method) => method,
-            None => "GET".to_owned(),
+        let request = Value::Handle(crate::policy::value::Handle::Request);
+        let method = match self.member(request, portcullis_contract::program::Prop::Method) {
+            Ok(Value::Str(text)) => text.as_str().to_owned(),
+            _ => "GET".to_owned(),
         };
         let url = self.current_url();
         let mut headers = Vec::new();
@@ -76,18 +77,6 @@ impl<'r, 'a> Machine<'r, 'a> {
             }
         };
         Ok(OutgoingRequest { method, url, headers, body, certificate: None })
-    }
-
-    /// `context.Request.Method` (or another text member of the request) as the policies left it.
-    fn handle_text(&self, receiver: Value<'a>, member: &str) -> Option<String> {
-        let prop = match member {
-            "Method" => portcullis_contract::program::Prop::Method,
-            _ => return None,
-        };
-        match self.member(receiver, prop) {
-            Ok(Value::Str(text)) => Some(text.as_str().to_owned()),
-            _ => None,
-        }
     }
 
     /// `context.Request.Url` as an absolute URL.

@@ -137,6 +137,10 @@ fn refusals_name_the_construct_and_its_position() {
             r#"<send-request response-variable-name="r"><set-url>http://a/</set-url><set-status code="200" /></send-request>"#,
             "not <set-status>",
         ),
+        (
+            r#"<send-request response-variable-name="r"><set-url encode="true">http://a/</set-url></send-request>"#,
+            "<set-url> takes no attribute \"encode\"",
+        ),
         (r#"<wait for="some" />"#, "for \"some\": expected all or any"),
         (r#"<wait><set-header name="x"><value>1</value></set-header></wait>"#, "<wait> holds send-request"),
         (r#"<wait><wait /></wait>"#, "not <wait>"),
