@@ -160,3 +160,21 @@ fn refusals_name_the_construct_and_its_position() {
         assert!(error.contains("api/policy.xml:1:"), "{inbound}: {error}");
     }
 }
+
+#[test]
+fn real_world_reads_of_a_response_compile() {
+    let reads = [
+        r#"@(((IResponse)context.Variables["r"]).Body.As<JObject>(preserveContent: true)["access_token"].ToString())"#,
+        r#"@(context.Variables.GetValueOrDefault<IResponse>("r").StatusCode.ToString())"#,
+        r#"@(((IResponse)context.Variables["r"]).Headers.GetValueOrDefault("Content-Type", ""))"#,
+        r#"@{ var response = (IResponse)context.Variables["r"]; return response.StatusCode == 200 ? response.Body.As<string>() : "none"; }"#,
+    ];
+    for read in reads {
+        let text = policies(&format!(
+            r#"<send-request mode="new" response-variable-name="r" timeout="20" ignore-error="true"><set-url>https://login.example.com/</set-url><set-method>POST</set-method></send-request>
+<set-header name="X-Out" exists-action="override"><value>{read}</value></set-header>"#
+        ));
+        let compiled = compile(&text);
+        assert!(compiled.report.errors.is_empty(), "{read}: {:?}", compiled.report.errors);
+    }
+}
