@@ -63,7 +63,9 @@ pub(super) fn kind(name: &str) -> Kind {
     let sections: &'static [Section] = match name {
         "choose" | "set-variable" | "retry" | "return-response" | "limit-concurrency" | "trace" => ALL,
         "emit-metric" => ALL,
-        "send-request" | "send-one-way-request" | "wait" => ALL,
+        "send-request" | "send-one-way-request" => ALL,
+        // APIM: not in on-error.
+        "wait" => &[I, B, O],
         "set-header" | "set-body" | "set-status" | "find-and-replace" | "set-method" => ALL,
         "mock-response" => &[I, O, E],
         "set-query-parameter" => &[I, B],

@@ -154,6 +154,10 @@ fn refusals_name_the_construct_and_its_position() {
         ),
         (r#"<set-url>http://a/</set-url>"#, "unknown policy <set-url>"),
     ];
+    let error = first_error(
+        r#"<policies><on-error><wait><send-request response-variable-name="a"><set-url>http://a/</set-url></send-request></wait></on-error></policies>"#,
+    );
+    assert!(error.contains("<wait> is not allowed in the on-error section"), "{error}");
     for (inbound, expected) in cases {
         let error = first_error(&policies(inbound));
         assert!(error.contains(expected), "{inbound}: {error}");
