@@ -171,6 +171,8 @@ pub enum Side {
     Response,
     /// The response being built by the enclosing `return-response`.
     Returned,
+    /// The request being built by the enclosing `send-request` / `send-one-way-request`.
+    Outgoing,
 }
 
 /// `exists-action` of `set-header` and `set-query-parameter`.
@@ -1115,6 +1117,34 @@ pub enum Op {
     TryExit,
     /// Pops a message (a string; null: a default one) and fails the expression with it (`throw`).
     Throw,
+    /// Starts the request a `send-request` or `send-one-way-request` builds: empty (`GET`, no
+    /// URL), or with `copy` the current request's method, URL, headers and (outside the outbound
+    /// section) body. Its children edit it ([`Side::Outgoing`], [`Op::OutgoingUrl`],
+    /// [`Op::OutgoingMethod`]) until [`Op::SendRequest`] sends it.
+    BeginOutgoing {
+        copy: bool,
+    },
+    /// Pops a URL (absolute `http://` or `https://`): where the built request goes.
+    OutgoingUrl,
+    /// Pops a method: the built request's method.
+    OutgoingMethod,
+    /// Sends the built request. Pops the timeout (int milliseconds); the VM suspends and the proxy
+    /// makes the call, then stores the response (`IResponse`) in variable `consts[variable]`, or
+    /// null when the call failed and `ignore_error` holds (else the section fails with
+    /// `LastError` source `send-request`). `one_way` (`send-one-way-request`): the proxy hands the
+    /// call off and resumes at once. `deferred` (inside `wait`): the proxy starts the call and
+    /// resumes at once; the [`Op::Wait`] that follows collects it.
+    SendRequest {
+        variable: Option<u32>,
+        ignore_error: bool,
+        one_way: bool,
+        deferred: bool,
+    },
+    /// `wait`: the VM suspends until every call started since the `wait` began completes (`any`:
+    /// the first one; the others are abandoned).
+    Wait {
+        any: bool,
+    },
     /// Sets the local (a retry's attempt counter) to 0.
     RetryInit(u16),
     /// After a retry body whose condition held: counts the attempt in the local; if fewer than
@@ -1181,6 +1211,8 @@ impl Op {
             Op::LimitCommit { .. } => (1, 0),
             Op::TryEnter { .. } | Op::TryExit => (0, 0),
             Op::Throw => (1, 0),
+            Op::BeginOutgoing { .. } | Op::Wait { .. } => (0, 0),
+            Op::OutgoingUrl | Op::OutgoingMethod | Op::SendRequest { .. } => (1, 0),
         }
     }
 
@@ -1210,6 +1242,8 @@ impl Op {
                 | Op::CacheLookupValue { .. }
                 | Op::CacheStoreValue { .. }
                 | Op::CacheRemoveValue { .. }
+                | Op::SendRequest { .. }
+                | Op::Wait { .. }
         )
     }
 
@@ -1415,6 +1449,7 @@ fn check_operands(program: &Program, at: usize, op: &Op) -> Result<(), VerifyErr
             }
         }
         Op::CacheLookupValue { variable, .. } => string_const(variable)?,
+        Op::SendRequest { variable: Some(variable), .. } => string_const(variable)?,
         Op::Limit { limit, .. } | Op::LimitCommit { limit } => {
             table("limit", limit, program.limits.len())?;
             check_limit(program, at, &program.limits[limit as usize])?;

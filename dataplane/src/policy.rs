@@ -31,6 +31,7 @@ pub mod limits;
 pub mod load;
 #[doc(hidden)]
 pub mod sample;
+pub mod send_call;
 pub mod state;
 pub mod transform;
 pub mod value;
@@ -42,6 +43,7 @@ pub use concurrency::{ConcurrencyGuard, ConcurrencyLimits};
 pub use error::{Fault, LastError, PolicyError};
 pub use limits::RateLimits;
 pub use load::{LoadError, LoadedProgram, Programs};
+pub use send_call::{CallFailure, CallMode, OutgoingRequest, SENT_RESPONSE_BYTES_MAX, SendCall, SentResponse};
 pub use state::RequestState;
 pub use view::{Caller, MatchedParam, ResponseView, View};
 pub use vm::limits::{after_response, count_bandwidth};

@@ -9,6 +9,7 @@ mod exchange;
 mod ip_limit;
 mod lifecycle;
 mod observe;
+pub(crate) mod outbound;
 pub(crate) mod policies;
 mod relay;
 mod target;

@@ -77,6 +77,7 @@ fn run<R: Runtime>(setup: WorkerSetup) -> std::io::Result<()> {
         tokio::task::spawn_local(release_freed_memory_periodically());
         tokio::task::spawn_local(hand_over_telemetry_periodically(Rc::clone(&worker)));
         tokio::task::spawn_local(watch_parked(Rc::clone(&worker)));
+        tokio::task::spawn_local(proxy::outbound::send_one_way_calls(Rc::clone(&worker)));
         match &tls_listener {
             Some(tls_listener) => {
                 tokio::join!(

@@ -863,3 +863,47 @@ fn authentication_certificate_presents_a_named_certificate(io: &str) {
 }
 
 on_both_io_backends!(authentication_certificate_presents_a_named_certificate);
+
+/// `authentication-certificate` inside `send-request`: the call to gateway B (client-auth
+/// required) presents the named certificate; the same call without it is refused (a null
+/// response with `ignore-error`).
+fn send_request_presents_a_named_certificate(io: &str) {
+    let pki = Pki::new();
+    let (_backend, backend_tls, backend_key) = mtls_backend(&pki, "127.0.0.1", io);
+    let identity = pki.issue(&["gateway-a"]);
+    let front_config = config_with_tls(
+        &[],
+        "backend-ca-file = \"certs/ca.pem\"\n\n[[tls.named-certificate]]\nid = \"to-b\"\n\
+         cert-file = \"certs/to-b.pem\"\nkey-file = \"certs/to-b.key\"\n",
+    );
+    std::fs::write(front_config.path().join("certs/ca.pem"), &pki.ca_pem).unwrap();
+    write_certificate(front_config.path(), "to-b", &identity);
+    let port = backend_tls.port();
+    for (api, certificate) in [("with", r#"<authentication-certificate certificate-id="to-b" />"#), ("without", "")] {
+        let dir = front_config.path().join(format!("apis/{api}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("api.toml"),
+            format!("name = \"{api}\"\npath = \"{api}\"\nbackend-url = \"http://127.0.0.1:9/\"\nsubscription-required = false\n"),
+        )
+        .unwrap();
+        let document = format!(
+            r#"<policies><inbound><base />
+  <send-request mode="new" response-variable-name="r" ignore-error="true">
+    <set-url>https://127.0.0.1:{port}/echo/hello</set-url>
+    <set-header name="Ocp-Apim-Subscription-Key" exists-action="override"><value>{backend_key}</value></set-header>
+    {certificate}
+  </send-request>
+  <return-response><set-body>@(context.Variables["r"] == null ? "failed" : (string)((IResponse)context.Variables["r"]).Body.As&lt;JObject&gt;()["path"])</set-body></return-response>
+</inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>"#
+        );
+        std::fs::write(dir.join("policy.xml"), document).unwrap();
+    }
+    let front = Gateway::start(GatewayOptions::new(io).config(front_config.path()));
+    let with = http::get(front.addr, "/with/x", &[]).unwrap();
+    assert_eq!((with.status, with.text()), (200, "/api/hello".to_owned()), "{}", front.log());
+    let without = http::get(front.addr, "/without/x", &[]).unwrap();
+    assert_eq!((without.status, without.text()), (200, "failed".to_owned()));
+}
+
+on_both_io_backends!(send_request_presents_a_named_certificate);

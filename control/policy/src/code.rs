@@ -55,6 +55,14 @@ impl CodeBuilder {
         self.ops.len() - 1
     }
 
+    /// The statement the last `Site` op emitted opened (the policy being compiled).
+    pub fn last_site(&self) -> Option<u32> {
+        self.ops.iter().rev().find_map(|op| match op {
+            Op::Site(site) => Some(*site),
+            _ => None,
+        })
+    }
+
     /// Index the next op will have.
     pub fn position(&self) -> usize {
         self.ops.len()

@@ -11,6 +11,7 @@ mod certificates;
 mod jwt;
 mod limits;
 mod metrics;
+mod outbound;
 mod policies;
 mod transform;
 
@@ -82,6 +83,10 @@ struct Place {
     path: String,
     /// Set inside `return-response`: shaping policies build the returned response.
     in_return_response: bool,
+    /// Set inside `send-request` / `send-one-way-request`: shaping policies build its request.
+    in_send_request: bool,
+    /// Set inside `wait`: its `send-request`s start at once and `wait` collects them.
+    in_wait: bool,
     /// Fragments being expanded (to refuse cycles and nesting).
     fragment_depth: usize,
 }
@@ -144,6 +149,8 @@ impl SectionCompiler<'_> {
                 section,
                 path: String::new(),
                 in_return_response: false,
+                in_send_request: false,
+                in_wait: false,
                 fragment_depth: 0,
             };
             self.statement(element, index, &place);
@@ -287,7 +294,9 @@ impl SectionCompiler<'_> {
 
     /// Side that shaping policies change here.
     fn side(&self, place: &Place) -> Side {
-        if place.in_return_response {
+        if place.in_send_request {
+            Side::Outgoing
+        } else if place.in_return_response {
             Side::Returned
         } else {
             match place.section {

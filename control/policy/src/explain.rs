@@ -110,6 +110,13 @@ pub fn render_program(section: Section, program: &Program, secrets: &[String]) -
                 format!("mock-response {status} {}", constant(content_type))
             }
             Op::BeginResponseFrom { name } => format!("begin-response from {}", constant(name)),
+            Op::SendRequest { variable, ignore_error, one_way, deferred } => format!(
+                "{}{}{}{}",
+                if one_way { "send-one-way-request" } else { "send-request" },
+                variable.map_or(String::new(), |name| format!(" into {}", constant(name))),
+                if ignore_error { ", ignore-error" } else { "" },
+                if deferred { ", in flight until the wait" } else { "" },
+            ),
             Op::Limit { limit, resume } => match program.limits.get(limit as usize) {
                 Some(entry) => format!(
                     "{:?}{} calls={} bandwidth={}KB period={}s{}{} (then {resume})",

@@ -165,8 +165,10 @@ fn body_use(ops: &[Op]) -> BodyUse {
             Op::SetBody { side } => match side {
                 Side::Request => bodies.replaces_request = true,
                 Side::Response => bodies.replaces_response = true,
-                Side::Returned => {}
+                Side::Returned | Side::Outgoing => {}
             },
+            // A copy of the request carries its body.
+            Op::BeginOutgoing { copy: true } => bodies.reads_request = true,
             Op::FindAndReplace { side } | Op::XmlToJson { side } | Op::JsonToXml { side, .. } | Op::Jsonp { side } => {
                 match side {
                     Side::Request => {
@@ -177,7 +179,7 @@ fn body_use(ops: &[Op]) -> BodyUse {
                         bodies.reads_response = true;
                         bodies.replaces_response = true;
                     }
-                    Side::Returned => {}
+                    Side::Returned | Side::Outgoing => {}
                 }
             }
             _ => {}

@@ -143,6 +143,9 @@ fn unborrowed<'b>(value: &Value<'_>) -> Result<Value<'b>, Fault> {
         Value::Groups(v) => Value::Groups(v.clone()),
         Value::Group(v, i) => Value::Group(v.clone(), *i),
         Value::Handle(v) => Value::Handle(*v),
+        Value::Response(v) => Value::Response(v.clone()),
+        Value::ResponseHeaders(v) => Value::ResponseHeaders(v.clone()),
+        Value::ResponseBody(v) => Value::ResponseBody(v.clone()),
         Value::Iter(iter) => Value::Iter(Rc::new(IterState {
             items: iter.items.iter().map(unborrowed).collect::<Result<_, _>>()?,
             next: iter.next.clone(),
@@ -334,6 +337,11 @@ pub struct RequestState {
     /// A `rate-limit-by-key` counted by the client's address refused it: block the address for
     /// this many seconds (at the NIC when the XDP pre-filter is attached).
     pub(crate) offender_seconds: Option<u32>,
+    /// The request a `send-request` is building (between `BeginOutgoing` and `SendRequest`).
+    pub(crate) outgoing: Option<Box<crate::policy::OutgoingRequest>>,
+    /// A call the section waited for failed: the fault and the `send-request` statement; the
+    /// section fails with it when it resumes.
+    pub(crate) failed_call: Option<(Fault, Option<u32>)>,
 }
 
 impl RequestState {
@@ -371,6 +379,38 @@ impl RequestState {
         self.quota_counted.clear();
         self.committing = None;
         self.offender_seconds = None;
+        self.outgoing = None;
+        self.failed_call = None;
+    }
+
+    /// Records the outcome of a call a section asked for, before it resumes: the response (or
+    /// null, when it failed and `ignore-error` holds) goes to its variable; any other failure
+    /// fails the section where the `send-request` stands.
+    pub fn finish_call(
+        &mut self,
+        call: &crate::policy::SendCall,
+        outcome: Result<crate::policy::SentResponse, crate::policy::CallFailure>,
+        programs: &Programs,
+    ) {
+        let response = match outcome {
+            Ok(response) => Some(response),
+            Err(_) if call.ignore_error => None,
+            Err(failure) => {
+                if self.failed_call.is_none() {
+                    self.failed_call = Some((failure.fault(call.timeout_ms), call.site));
+                }
+                return;
+            }
+        };
+        let Some(name) = call.variable else { return };
+        let stored = crate::policy::vm::stored_response(response);
+        let key = programs.literal(name);
+        let full = self.variables.len() >= VARIABLES_MAX;
+        match self.variables.iter_mut().find(|(existing, _)| existing.resolve(programs) == key) {
+            Some(slot) => slot.1 = stored,
+            None if full => {}
+            None => self.variables.push((StoredText::Literal(name), stored)),
+        }
     }
 
     /// What `cache-store` asked for, if it ran.

@@ -6,6 +6,7 @@ mod expressions;
 mod jwt;
 mod limits;
 mod ops;
+mod outbound;
 mod users;
 
 use std::net::IpAddr;

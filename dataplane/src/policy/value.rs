@@ -202,6 +202,12 @@ pub enum Value<'a> {
     Group(Rc<MatchData>, u32),
     Handle(Handle),
     Iter(Rc<IterState<'a>>),
+    /// An `IResponse` from `send-request`.
+    Response(Rc<crate::policy::SentResponse>),
+    /// Its `Headers`.
+    ResponseHeaders(Rc<crate::policy::SentResponse>),
+    /// Its `Body`.
+    ResponseBody(Rc<crate::policy::SentResponse>),
 }
 
 impl<'a> Value<'a> {
@@ -250,6 +256,9 @@ impl<'a> Value<'a> {
             Value::Group(..) => "Group",
             Value::Handle(_) => "context",
             Value::Iter(_) => "Enumerator",
+            Value::Response(_) => "IResponse",
+            Value::ResponseHeaders(_) => "IReadOnlyDictionary",
+            Value::ResponseBody(_) => "IMessageBody",
         }
     }
 
@@ -273,7 +282,7 @@ impl<'a> Value<'a> {
             ValueType::JArray => matches!(self, Value::Json(json) if json.is_array()),
             ValueType::JToken => matches!(self, Value::Json(_) | Value::JProperty(_)),
             ValueType::Jwt => matches!(self, Value::Jwt(_)),
-            ValueType::Response => false,
+            ValueType::Response => matches!(self, Value::Response(_)),
             ValueType::DateTime => matches!(self, Value::DateTime(_)),
             ValueType::TimeSpan => matches!(self, Value::TimeSpan(_)),
             ValueType::Guid => matches!(self, Value::Guid(_)),
@@ -354,6 +363,11 @@ impl<'a> Value<'a> {
             Value::Groups(_) => out.push_str("System.Text.RegularExpressions.GroupCollection"),
             Value::Handle(_) => out.push_str("context"),
             Value::Iter(_) => out.push_str("Enumerator"),
+            Value::Response(_) => out.push_str("Microsoft.WindowsAzure.ApiManagement.Proxy.Gateway.Policies.Response"),
+            Value::ResponseHeaders(_) => {
+                out.push_str("System.Collections.Generic.Dictionary`2[System.String,System.String[]]")
+            }
+            Value::ResponseBody(_) => out.push_str("MessageBody"),
         }
     }
 
@@ -376,6 +390,7 @@ impl<'a> Value<'a> {
             (Value::Dict(a), Value::Dict(b)) => Rc::ptr_eq(a, b),
             (Value::Json(a), Value::Json(b)) => a.same(b),
             (Value::Jwt(a), Value::Jwt(b)) => Rc::ptr_eq(a, b),
+            (Value::Response(a), Value::Response(b)) => Rc::ptr_eq(a, b),
             (Value::Handle(a), Value::Handle(b)) => a == b,
             _ => false,
         }

@@ -8,6 +8,8 @@ mod certificates;
 mod jwt;
 pub(crate) mod limits;
 pub(crate) mod members;
+mod outbound;
+pub(crate) use outbound::stored_response;
 pub(crate) mod statements;
 
 use std::time::Duration;
@@ -49,6 +51,14 @@ pub enum Exit {
     /// record the result with [`RequestState::set_cached_variable`]), then [`resume`] (unless a
     /// response lookup hit: then the cached response is the answer). Boxed: rare and large.
     Cache(Box<crate::policy::CacheCall>),
+    /// `send-request` / `send-one-way-request`: make the call (for [`CallMode::Now`], wait for
+    /// it), record its outcome with [`RequestState::finish_call`], then [`resume`]. Boxed: large.
+    ///
+    /// [`CallMode::Now`]: crate::policy::CallMode::Now
+    Send(Box<crate::policy::SendCall>),
+    /// `wait`: collect the deferred calls started since the section began (all, or with `any`
+    /// the first to complete; the others are abandoned), record them, then [`resume`].
+    WaitCalls { any: bool },
     /// A policy or expression failed: `context.LastError` is recorded in the request state;
     /// run `on-error`, then answer with the error.
     /// Boxed: an error is rare, and every op returns its `Exit` by value.
@@ -91,6 +101,11 @@ pub fn resume<'a>(section: Section, program: &'a LoadedProgram, view: &View<'a>,
             return fail(state, PolicyError::at(fault, None, section));
         }
     };
+    // A call the section waited for failed (without `ignore-error`): the section fails there.
+    if let Some((fault, site)) = state.failed_call.take() {
+        let site = site.and_then(|site| program.program().sites.get(site as usize));
+        return fail(state, PolicyError::at(fault, site, section));
+    }
     let mut machine = Machine::new(section, program, view, state);
     for (slot, stored) in machine.locals.slots_mut().iter_mut().zip(&suspension.locals) {
         *slot = stored.to_value(view.programs);

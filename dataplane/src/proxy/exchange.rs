@@ -46,9 +46,9 @@ impl<S: Stream> Connection<S> {
         let Some(api) = snapshot.config.apis.get(route.api as usize) else {
             return Verdict::Fail(ProxyError::BackendUnavailable);
         };
-        let mut forward = match self.run_section(ctx, Section::Backend, false, None).await {
+        let mut forward = match self.run_section(worker, ctx, Section::Backend, false, None).await {
             SectionEnd::Forward(forward) => forward,
-            SectionEnd::Continue | SectionEnd::CacheLookup(_) => return self.answer_without_backend(ctx).await,
+            SectionEnd::Continue | SectionEnd::CacheLookup(_) => return self.answer_without_backend(worker, ctx).await,
             SectionEnd::Respond => return Verdict::Fail(ProxyError::PolicyResponse),
             SectionEnd::Failed(error) => return Verdict::Fail(error),
         };
@@ -71,7 +71,13 @@ impl<S: Stream> Connection<S> {
                 return self.fail_on_error_status(worker, ctx, exchange).await.into();
             }
             let resumed = self
-                .run_section(ctx, Section::Backend, true, Some(Response { head: &exchange.response, body: None }))
+                .run_section(
+                    worker,
+                    ctx,
+                    Section::Backend,
+                    true,
+                    Some(Response { head: &exchange.response, body: None }),
+                )
                 .await;
             let error = match resumed {
                 SectionEnd::Continue | SectionEnd::CacheLookup(_) => return Verdict::Continue(exchange),
@@ -273,8 +279,8 @@ impl<S: Stream> Connection<S> {
 
     /// A backend section without `forward-request` ran to its end: the response is what the
     /// policies made of an empty 200 (status, body), after the outbound section.
-    async fn answer_without_backend(&mut self, ctx: &mut RequestCtx) -> Verdict<Exchange<S>> {
-        match self.run_section(ctx, Section::Outbound, false, None).await {
+    async fn answer_without_backend(&mut self, worker: &WorkerCtx<S>, ctx: &mut RequestCtx) -> Verdict<Exchange<S>> {
+        match self.run_section(worker, ctx, Section::Outbound, false, None).await {
             SectionEnd::Failed(error) => return Verdict::Fail(error),
             SectionEnd::Continue | SectionEnd::Respond | SectionEnd::Forward(_) | SectionEnd::CacheLookup(_) => {}
         }
@@ -546,7 +552,9 @@ impl<S: Stream> Connection<S> {
             },
             false => None,
         };
-        let end = self.run_section(ctx, section, false, Some(Response { head: response, body: body.as_deref() })).await;
+        let end = self
+            .run_section(worker, ctx, section, false, Some(Response { head: response, body: body.as_deref() }))
+            .await;
         // The response is decided: the limits that count after it by its status do, before any
         // of it goes out (a client's next request must find them counted).
         self.count_after_response(ctx, Some(Response { head: response, body: body.as_deref() }));

@@ -391,7 +391,7 @@ impl<S: Stream> Connection<S> {
         }
         let mut resume = false;
         loop {
-            return match self.run_section(ctx, Section::Inbound, resume, None).await {
+            return match self.run_section(worker, ctx, Section::Inbound, resume, None).await {
                 SectionEnd::Continue => Verdict::Continue(()),
                 SectionEnd::Respond => Verdict::Fail(ProxyError::PolicyResponse),
                 SectionEnd::Failed(error) => Verdict::Fail(error),
@@ -445,7 +445,7 @@ impl<S: Stream> Connection<S> {
         if error.source() != ErrorSource::Gateway {
             tracing::debug!(%error, source = ?error.source(), "request failed");
         }
-        let answer = self.on_error_section(ctx, error).await;
+        let answer = self.on_error_section(worker, ctx, error).await;
         if answer == Answer::None {
             ctx.client_keep_alive = false;
             return;
@@ -466,14 +466,14 @@ impl<S: Stream> Connection<S> {
 
     /// The operation's on-error section, when it runs for `error` (once per request), and the
     /// answer the client gets after it.
-    async fn on_error_section(&mut self, ctx: &mut RequestCtx, error: &ProxyError) -> Answer {
+    async fn on_error_section(&mut self, worker: &WorkerCtx<S>, ctx: &mut RequestCtx, error: &ProxyError) -> Answer {
         let answer = Answer::of(error);
         if answer == Answer::Built || ctx.matched.is_none() || error.source() == ErrorSource::Client || ctx.on_error_ran
         {
             return answer;
         }
         self.record_last_error(error, error.section());
-        match self.run_section(ctx, Section::OnError, false, None).await {
+        match self.run_section(worker, ctx, Section::OnError, false, None).await {
             SectionEnd::Respond => Answer::Built,
             SectionEnd::Failed(ProxyError::Policy(failed)) => Answer::Policy(failed.status()),
             SectionEnd::Continue | SectionEnd::Forward(_) | SectionEnd::Failed(_) | SectionEnd::CacheLookup(_) => {

@@ -18,14 +18,17 @@ use crate::http::BodyFraming;
 use crate::http::chunked::{self, ChunkedScanner};
 use crate::http::response::ResponseHead;
 use crate::io::Stream;
+use crate::policy::CallMode;
 use crate::policy::{
     self, Caller, ConcurrencyLimits, Exit, Forward, LastError, MatchedParam, RateLimits, ResponseView, View,
 };
+use crate::proxy::outbound;
 use crate::proxy::relay::BODY_READ_BYTES;
 use crate::proxy::{Connection, ProxyError, RequestCtx};
 use crate::router::operation::OperationMatch;
 use crate::snapshot::Snapshot;
 use crate::subscription;
+use crate::worker::ctx::WorkerCtx;
 
 /// `limit-concurrency` counters: one table for the whole process, as APIM counts per gateway.
 static CONCURRENCY: LazyLock<Arc<ConcurrencyLimits>> = LazyLock::new(ConcurrencyLimits::new);
@@ -93,6 +96,7 @@ impl<S: Stream> Connection<S> {
     /// suspended), sleeping through `retry` waits.
     pub(crate) async fn run_section(
         &mut self,
+        worker: &WorkerCtx<S>,
         ctx: &RequestCtx,
         section: Section,
         mut resume: bool,
@@ -109,6 +113,8 @@ impl<S: Stream> Connection<S> {
             // Nothing to run around the call: no view, no VM.
             return if resume { SectionEnd::Continue } else { SectionEnd::Forward(forward) };
         }
+        // Calls of a `wait` in flight (they borrow the worker and the snapshot, never `self`).
+        let mut pending: Vec<outbound::PendingCall<'_>> = Vec::new();
         loop {
             let exit = {
                 let Connection { buf, upstream_buf, policy, peer, client, .. } = &mut *self;
@@ -152,10 +158,54 @@ impl<S: Stream> Connection<S> {
                         resume = true;
                     }
                 },
+                Exit::Send(call) => {
+                    self.send(worker, ctx, snapshot, *call, &mut pending).await;
+                    resume = true;
+                }
+                Exit::WaitCalls { any } => {
+                    for (call, outcome) in outbound::collect(&mut pending, any).await {
+                        self.policy.finish_call(&call, outcome, &snapshot.programs);
+                    }
+                    resume = true;
+                }
                 exit @ Exit::Forward { .. } => match exit.forward() {
                     Some(forward) => return SectionEnd::Forward(forward),
                     None => return SectionEnd::Continue,
                 },
+            }
+        }
+    }
+
+    /// Makes (or starts, or hands off) a call a section asked for; records what is known now.
+    async fn send<'w>(
+        &mut self,
+        worker: &'w WorkerCtx<S>,
+        ctx: &RequestCtx,
+        snapshot: &'w Snapshot,
+        call: policy::SendCall,
+        pending: &mut Vec<outbound::PendingCall<'w>>,
+    ) {
+        let timeout = Duration::from_millis(call.timeout_ms);
+        match call.mode {
+            CallMode::Now => {
+                let outcome = outbound::call(worker, snapshot, &call.request, timeout).await;
+                self.policy.finish_call(&call, outcome, &snapshot.programs);
+            }
+            CallMode::Deferred if pending.len() < outbound::WAIT_CALLS_MAX => {
+                pending.push(Box::pin(async move {
+                    let outcome = outbound::call(worker, snapshot, &call.request, timeout).await;
+                    (call, outcome)
+                }));
+            }
+            CallMode::Deferred => {
+                tracing::debug!("a wait started more calls than {}", outbound::WAIT_CALLS_MAX);
+                self.policy.finish_call(&call, Err(policy::CallFailure::ConnectionFailure), &snapshot.programs);
+            }
+            CallMode::OneWay => {
+                let Some(local) = ctx.snapshot.clone() else { return };
+                if !worker.one_way.queue(local, call.request, timeout) {
+                    tracing::debug!("send-one-way-request dropped: {} calls queued", outbound::ONE_WAY_CALLS_MAX);
+                }
             }
         }
     }

@@ -104,7 +104,7 @@ pub(super) async fn connect<S: Stream>(
 
 /// The address of a backend `host` (bare, no brackets) known only per request: an IP literal as is,
 /// a name the snapshot resolved when it loaded, else one the worker resolves and caches.
-async fn host_address<S>(
+pub(super) async fn host_address<S>(
     worker: &WorkerCtx<S>,
     snapshot: &Snapshot,
     host: &str,

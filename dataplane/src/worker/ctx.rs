@@ -48,6 +48,8 @@ pub(crate) struct WorkerCtx<S> {
     pub(crate) pool: UpstreamPool<MaybeTls<S>>,
     /// Backend host names computed per request, resolved and cached.
     pub(crate) dns: crate::upstream::dns::Resolver,
+    /// `send-one-way-request` calls waiting for, or in, the worker's task that sends them.
+    pub(crate) one_way: crate::proxy::outbound::OneWayCalls,
     /// Buffers, head boxes and policy states lent to connections while they serve a request.
     pub(crate) spares: Spares,
     /// Idle client connections that left their task (counted in `connections`).
@@ -93,6 +95,7 @@ impl<S: Stream> WorkerCtx<S> {
             cached_generation: Cell::new(0),
             pool: UpstreamPool::new(),
             dns: crate::upstream::dns::Resolver::system(),
+            one_way: crate::proxy::outbound::OneWayCalls::default(),
             spares: Spares::default(),
             parked: Parked::default(),
             drain,

@@ -25,15 +25,12 @@ const ALL: &[Section] = &[I, B, O, E];
 
 /// Every policy of API Management that this engine does not implement (apim-reference §1.3).
 const UNSUPPORTED: &[&str] = &[
-    "wait",
     "proxy",
     "authentication-managed-identity",
     "get-authorization-context",
     "xsl-transform",
     "redirect-content-urls",
     "cross-domain",
-    "send-request",
-    "send-one-way-request",
     "log-to-eventhub",
     "send-service-bus-message",
     "validate-content",
@@ -63,6 +60,9 @@ pub(super) fn kind(name: &str) -> Kind {
     let sections: &'static [Section] = match name {
         "choose" | "set-variable" | "retry" | "return-response" | "limit-concurrency" | "trace" => ALL,
         "emit-metric" => ALL,
+        "send-request" | "send-one-way-request" => ALL,
+        // APIM: not in on-error.
+        "wait" => &[I, B, O],
         "set-header" | "set-body" | "set-status" | "find-and-replace" | "set-method" => ALL,
         "mock-response" => &[I, O, E],
         "set-query-parameter" => &[I, B],
@@ -119,6 +119,9 @@ pub(super) fn attributes(name: &str) -> &'static [&'static str] {
         "trace" => &["source", "severity"],
         "emit-metric" => &["name", "namespace", "value"],
         "return-response" => &["response-variable-name"],
+        "send-request" => &["mode", "response-variable-name", "timeout", "ignore-error"],
+        "send-one-way-request" => &["mode", "timeout"],
+        "wait" => &["for"],
         "mock-response" => &["status-code", "content-type", "index"],
         "retry" => &["condition", "count", "interval", "max-interval", "delta", "first-fast-retry"],
         "limit-concurrency" => &["key", "max-count"],
@@ -184,6 +187,9 @@ pub(super) fn compile(c: &mut SectionCompiler<'_>, element: &Element, place: &Pl
         "rate-limit" | "rate-limit-by-key" | "quota" | "quota-by-key" => super::limits::limit(c, element, place),
         "trace" => trace(c, element, place),
         "emit-metric" => super::metrics::emit_metric(c, element, place),
+        "send-request" => super::outbound::send_request(c, element, place, false),
+        "send-one-way-request" => super::outbound::send_request(c, element, place, true),
+        "wait" => super::outbound::wait(c, element, place),
         "check-header" => access::check_header(c, element, place),
         "ip-filter" => access::ip_filter(c, element, place),
         "cors" => access::cors(c, element, place),
@@ -364,7 +370,7 @@ pub(crate) fn is_token(text: &str) -> bool {
 }
 
 /// A policy whose text content is its one value (`set-method`).
-fn text_op(c: &mut SectionCompiler<'_>, element: &Element, place: &Place, op: Op) {
+pub(super) fn text_op(c: &mut SectionCompiler<'_>, element: &Element, place: &Place, op: Op) {
     no_children(c, element, place);
     let Some((text, span)) = element.text() else {
         c.error(place, element.name_span.clone(), format!("<{}> needs a value as its content", element.name));

@@ -514,3 +514,4 @@ fn test_certificates() -> Certificates {
 
 mod jwt;
 mod positions;
+mod outbound;

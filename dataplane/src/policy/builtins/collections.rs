@@ -19,6 +19,7 @@ fn lookup<'a>(m: &Machine<'_, 'a>, a: &Args<'_, 'a>, dict: &Value<'a>, name: &st
         Value::Handle(Handle::Query(kind)) => m.query_value(*kind, name).map(Value::Str),
         Value::Handle(Handle::MatchedParameters) => m.matched(name).map(Value::str),
         Value::Handle(Handle::Variables) => m.variable(name),
+        Value::ResponseHeaders(response) => response.header(name).map(Value::string),
         Value::Claims(jwt) => claim_values(jwt, name).map(|values| Value::string(values.join(","))),
         Value::Dict(entries) => entries.borrow().iter().find(|(key, _)| **key == *name).map(|(_, value)| value.clone()),
         Value::Json(json) if json.is_object() => {

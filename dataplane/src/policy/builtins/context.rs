@@ -85,12 +85,16 @@ pub(super) fn call<'a>(m: &mut Machine<'_, 'a>, mut a: Args<'_, 'a>) -> Result<V
     match a.builtin {
         B::BodyAs | B::BodyAsForm => {
             a.arity(if a.builtin == B::BodyAs { &[3] } else { &[2] })?;
-            let message = match a.receiver()? {
-                Value::Handle(Handle::Body(message)) => *message,
+            let preserve = a.boolean(1)?;
+            let body = match a.receiver()? {
+                Value::Handle(Handle::Body(message)) => {
+                    let message = *message;
+                    m.read_body(message, preserve)?
+                }
+                // An `IResponse` body reads as often as it is asked for (docs/policies.md).
+                Value::ResponseBody(response) => String::from_utf8_lossy(&response.body).into_owned().into(),
                 other => return Err(a.fail(&format!("As<T> is not defined on {}", other.type_name()))),
             };
-            let preserve = a.boolean(1)?;
-            let body = m.read_body(message, preserve)?;
             if a.builtin == B::BodyAsForm {
                 // A form body decodes as a query does.
                 let entries = url::query_pairs(body.as_str().as_bytes())

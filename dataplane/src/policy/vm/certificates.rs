@@ -35,7 +35,11 @@ impl Machine<'_, '_> {
             if by_thumbprint { trust.named_by_thumbprint(name.as_str()) } else { trust.named_by_id(name.as_str()) };
         match found {
             Some((index, true)) => {
-                self.state.backend_certificate = Some(index);
+                // Inside `send-request` (its request is being built) it is the call's certificate.
+                match self.state.outgoing.as_deref_mut() {
+                    Some(outgoing) => outgoing.certificate = Some(index),
+                    None => self.state.backend_certificate = Some(index),
+                }
                 Ok(Flow::Next)
             }
             Some((_, false)) => Err(Fault::eval(format!(

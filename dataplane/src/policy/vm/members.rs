@@ -232,6 +232,12 @@ impl<'r, 'a> Machine<'r, 'a> {
                 _ => Err(unknown(&receiver)),
             },
             Value::Jwt(ref jwt) => jwt_member(jwt, prop).ok_or_else(|| unknown(&receiver)),
+            Value::Response(ref response) => {
+                super::outbound::response_member(response, prop).ok_or_else(|| unknown(&receiver))
+            }
+            Value::ResponseHeaders(ref response) if matches!(prop, Prop::Count) => {
+                Ok(Value::Int(response.header_names().len() as i64))
+            }
             Value::Basic(ref basic) => match prop {
                 Prop::UserId => Ok(Value::Str(Text::Shared(basic.user_id.clone()))),
                 Prop::Password => Ok(Value::Str(Text::Shared(basic.password.clone()))),
@@ -499,6 +505,10 @@ impl<'r, 'a> Machine<'r, 'a> {
                 let value = self.header_value(*message, name.as_str()).ok_or_else(|| missing_key(name.as_str()))?;
                 Ok(Value::array(vec![Value::Str(value)]))
             }
+            (Value::ResponseHeaders(response), Value::Str(name)) => {
+                let value = response.header(name.as_str()).ok_or_else(|| missing_key(name.as_str()))?;
+                Ok(Value::array(vec![Value::string(value)]))
+            }
             (Value::Handle(Handle::Query(kind)), Value::Str(name)) => {
                 let value = self.query_value(*kind, name.as_str()).ok_or_else(|| missing_key(name.as_str()))?;
                 Ok(Value::array(vec![Value::Str(value)]))
@@ -589,6 +599,14 @@ impl<'r, 'a> Machine<'r, 'a> {
                     })
                     .collect()
             }
+            Value::ResponseHeaders(response) => response
+                .header_names()
+                .into_iter()
+                .map(|name| {
+                    let value = response.header(name).unwrap_or_default();
+                    pair(Value::string(name.to_owned()), Value::array(vec![Value::string(value)]))
+                })
+                .collect(),
             Value::Handle(Handle::Variables) => {
                 let programs = self.view.programs;
                 self.state

@@ -165,11 +165,14 @@ impl<'r, 'a> Machine<'r, 'a> {
                 self.begin_response(200);
                 Ok(Flow::Next)
             }
-            Op::BeginResponseFrom { .. } => Err(Fault::policy(
-                500,
-                "PolicyNotSupported",
-                "return-response with response-variable-name needs send-request, which this gateway does not run yet.",
-            )),
+            Op::BeginResponseFrom { name } => self.begin_response_from(name),
+            Op::BeginOutgoing { copy } => self.begin_outgoing(copy),
+            Op::OutgoingUrl => self.outgoing_url(),
+            Op::OutgoingMethod => self.outgoing_method(),
+            Op::SendRequest { variable, ignore_error, one_way, deferred } => {
+                self.send_request(variable, ignore_error, one_way, deferred)
+            }
+            Op::Wait { any } => Ok(Flow::Suspend(None, Exit::WaitCalls { any })),
             Op::Respond => {
                 if self.state.returned.is_none() {
                     self.begin_response(200);
@@ -499,7 +502,7 @@ impl<'r, 'a> Machine<'r, 'a> {
         Ok(())
     }
 
-    fn begin_response(&mut self, status: u16) {
+    pub(super) fn begin_response(&mut self, status: u16) {
         self.state.edits.retain(|edit| edit.target != EditTarget::Header(Side::Returned));
         self.state.returned = Some(BuiltResponse { status, reason: None, body: None });
     }
@@ -525,6 +528,13 @@ impl<'r, 'a> Machine<'r, 'a> {
                 Some(returned) => returned.body = Some(body),
                 None => return Err(internal("set-body outside return-response")),
             },
+            Side::Outgoing => {
+                let bytes: std::rc::Rc<[u8]> = std::rc::Rc::from(body.bytes(self.view.programs));
+                match self.state.outgoing.as_mut() {
+                    Some(outgoing) => outgoing.body = Some(bytes),
+                    None => return Err(internal("set-body outside send-request")),
+                }
+            }
         }
         Ok(())
     }
@@ -568,7 +578,7 @@ impl<'r, 'a> Machine<'r, 'a> {
                 }
                 None => return Err(internal("set-status outside return-response")),
             },
-            Side::Request => return Err(internal("set-status on the request")),
+            Side::Request | Side::Outgoing => return Err(internal("set-status on a request")),
         }
         Ok(Flow::Next)
     }
@@ -583,6 +593,9 @@ impl<'r, 'a> Machine<'r, 'a> {
                 return Ok(Cow::Borrowed(
                     self.state.returned.as_ref().and_then(|r| r.body.as_ref()).map_or(&[][..], |b| b.bytes(programs)),
                 ));
+            }
+            Side::Outgoing => {
+                return Ok(Cow::Borrowed(self.state.outgoing.as_ref().and_then(|o| o.body.as_deref()).unwrap_or(&[])));
             }
         };
         match edit {
