@@ -27,7 +27,6 @@ const ALL: &[Section] = &[I, B, O, E];
 const UNSUPPORTED: &[&str] = &[
     "wait",
     "proxy",
-    "authentication-managed-identity",
     "get-authorization-context",
     "xml-to-json",
     "json-to-xml",
@@ -47,8 +46,6 @@ const UNSUPPORTED: &[&str] = &[
     "validate-graphql-request",
     "llm-token-limit",
     "azure-openai-token-limit",
-    "llm-emit-token-metric",
-    "azure-openai-emit-token-metric",
     "llm-semantic-cache-lookup",
     "llm-semantic-cache-store",
     "azure-openai-semantic-cache-lookup",
@@ -78,10 +75,23 @@ pub(super) fn kind(name: &str) -> Kind {
         "cache-lookup-value" | "cache-store-value" | "cache-remove-value" => ALL,
         "rate-limit" | "rate-limit-by-key" | "quota" | "quota-by-key" => &[I],
         "validate-jwt" | "validate-azure-ad-token" => &[I],
+        "authentication-managed-identity" => &[I, B],
+        "llm-emit-token-metric" | "azure-openai-emit-token-metric" => &[I],
         _ if UNSUPPORTED.contains(&name) => return Kind::Unsupported,
         _ => return Kind::Unknown,
     };
     Kind::Supported(sections)
+}
+
+/// Why a policy stays refused, where the reason is not "not implemented yet".
+pub(super) fn refusal(name: &str) -> Option<&'static str> {
+    match name {
+        "get-authorization-context" => Some(
+            "it reads tokens from APIM's credential manager (connections an Azure portal user consented to), \
+             which has no counterpart outside Azure; use authentication-managed-identity or validate-jwt instead",
+        ),
+        _ => None,
+    }
 }
 
 /// Policies allowed as children of `return-response` wherever it stands.
@@ -119,6 +129,8 @@ pub(super) fn attributes(name: &str) -> &'static [&'static str] {
         "authentication-certificate" => &["thumbprint", "certificate-id", "body", "password"],
         "trace" => &["source", "severity"],
         "emit-metric" => &["name", "namespace", "value"],
+        "llm-emit-token-metric" | "azure-openai-emit-token-metric" => &["namespace"],
+        "authentication-managed-identity" => &["resource", "client-id", "output-token-variable-name", "ignore-error"],
         "return-response" => &["response-variable-name"],
         "mock-response" => &["status-code", "content-type", "index"],
         "retry" => &["condition", "count", "interval", "max-interval", "delta", "first-fast-retry"],
@@ -182,6 +194,10 @@ pub(super) fn compile(c: &mut SectionCompiler<'_>, element: &Element, place: &Pl
         "rate-limit" | "rate-limit-by-key" | "quota" | "quota-by-key" => super::limits::limit(c, element, place),
         "trace" => trace(c, element, place),
         "emit-metric" => super::metrics::emit_metric(c, element, place),
+        "llm-emit-token-metric" | "azure-openai-emit-token-metric" => {
+            super::metrics::emit_token_metric(c, element, place);
+        }
+        "authentication-managed-identity" => super::identity::authentication_managed_identity(c, element, place),
         "check-header" => access::check_header(c, element, place),
         "ip-filter" => access::ip_filter(c, element, place),
         "cors" => access::cors(c, element, place),
