@@ -37,10 +37,13 @@ impl Token {
     }
 }
 
-/// The tokens held: by resource, then by client id (`None`: the system-assigned identity).
+/// One resource's tokens, by client id (`None`: the system-assigned identity).
+type ByClient = Vec<(Option<Box<str>>, Arc<Token>)>;
+
+/// The tokens held: by resource, then by client id.
 #[derive(Debug, Default)]
 pub struct TokenTable {
-    by_resource: HashMap<Box<str>, Vec<(Option<Box<str>>, Arc<Token>)>>,
+    by_resource: HashMap<Box<str>, ByClient>,
 }
 
 impl TokenTable {
