@@ -19,6 +19,7 @@
 //! blocking send and receive with a descriptor attached).
 
 pub mod channel;
+pub mod identity;
 pub mod jwt;
 pub mod key_index;
 pub mod layout;

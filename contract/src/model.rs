@@ -54,6 +54,8 @@ pub struct Config {
     pub version_sets: Vec<VersionSet>,
     /// `[access-log]`, `[metrics]`, `[tracing]` and `[analytics]` (docs/observability.md).
     pub observability: crate::telemetry::ObservabilitySettings,
+    /// `[managed-identity]`: where `authentication-managed-identity` gets its tokens.
+    pub identity: crate::identity::IdentitySettings,
 }
 
 /// A version set: the versions of one API, each an [`Api`] of its own, told apart by one scheme.
@@ -664,6 +666,7 @@ impl Config {
             groups: Vec::new(),
             version_sets: Vec::new(),
             observability: crate::telemetry::ObservabilitySettings::default(),
+            identity: crate::identity::IdentitySettings::default(),
         }
     }
 

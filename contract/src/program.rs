@@ -1028,6 +1028,26 @@ pub enum Op {
         names_first: u32,
         dimensions: u8,
     },
+    /// `llm-emit-token-metric` / `azure-openai-emit-token-metric`: pops `dimensions` dimension
+    /// values (the last on top). Once the response's `usage` is read, its prompt, completion and
+    /// total tokens are added to the custom metrics `consts[namespace]`/`consts[names_first]`,
+    /// `consts[names_first + 1]` and `consts[names_first + 2]`, with the dimension names
+    /// `consts[names_first + 3..names_first + 3 + dimensions]`.
+    EmitTokenMetric {
+        namespace: u32,
+        names_first: u32,
+        dimensions: u8,
+    },
+    /// `authentication-managed-identity`: pushes the current access token the data plane holds
+    /// for the resource `consts[resource]` and the identity `consts[client_id]` (the
+    /// system-assigned one without), as `Bearer <token>` when `bearer`. Without a current token
+    /// it fails with APIM's error, or pushes null when `ignore_error`.
+    ManagedIdentityToken {
+        resource: u32,
+        client_id: Option<u32>,
+        bearer: bool,
+        ignore_error: bool,
+    },
     /// Starts a new response for `return-response` (status 200, no headers, empty body).
     BeginResponse,
     /// Starts `return-response` from the response stored in variable `consts[name]`.
@@ -1195,6 +1215,8 @@ impl Op {
             Op::Jsonp { .. } => (1, 0),
             Op::AuthenticationBasic => (2, 0),
             Op::EmitMetric { dimensions, .. } => (1 + u16::from(dimensions), 0),
+            Op::EmitTokenMetric { dimensions, .. } => (u16::from(dimensions), 0),
+            Op::ManagedIdentityToken { .. } => (0, 1),
             Op::ValidateClientCertificate(_) => (0, 0),
             Op::AuthenticationCertificate { .. } => (1, 0),
             Op::ValidateJwt { token_on_stack, .. } => (u16::from(token_on_stack), 0),
@@ -1394,6 +1416,21 @@ fn check_operands(program: &Program, at: usize, op: &Op) -> Result<(), VerifyErr
             }
             for index in names_first..names_first.saturating_add(u32::from(dimensions)) {
                 string_const(index)?;
+            }
+        }
+        Op::EmitTokenMetric { namespace, names_first, dimensions } => {
+            string_const(namespace)?;
+            if usize::from(dimensions) > EMIT_METRIC_DIMENSIONS_MAX {
+                return Err(VerifyError::Operand { at, what: "too many token metric dimensions" });
+            }
+            for index in names_first..names_first.saturating_add(3 + u32::from(dimensions)) {
+                string_const(index)?;
+            }
+        }
+        Op::ManagedIdentityToken { resource, client_id, .. } => {
+            string_const(resource)?;
+            if let Some(client_id) = client_id {
+                string_const(client_id)?;
             }
         }
         Op::RequestHeader { name, default } => {

@@ -12,6 +12,7 @@ mod certificates;
 mod compile;
 mod diagnostics;
 mod files;
+mod identity;
 pub mod load;
 mod observability;
 pub mod policies;

@@ -127,6 +127,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     crate::upstream::health::spawn(Arc::clone(&cell), data_dir.upstreams_report())
         .context("starting the health-check thread")?;
     crate::trace::export::spawn(Arc::clone(&cell)).context("starting the span exporter thread")?;
+    crate::identity::refresh::spawn(Arc::clone(&cell)).context("starting the identity thread")?;
 
     let drain = Arc::new(Drain::new());
     let shared = Shared {

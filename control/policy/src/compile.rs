@@ -8,6 +8,7 @@
 mod access;
 mod cache;
 mod certificates;
+mod identity;
 mod jwt;
 mod limits;
 mod metrics;
@@ -224,8 +225,12 @@ impl SectionCompiler<'_> {
                 policies::compile(self, element, &child);
             }
             policies::Kind::Unsupported => {
-                let message =
-                    format!("unsupported policy <{name}>: Portcullis does not implement it yet (see docs/policies.md)");
+                let message = match policies::refusal(name) {
+                    Some(reason) => format!("unsupported policy <{name}>: {reason} (see docs/policies.md)"),
+                    None => format!(
+                        "unsupported policy <{name}>: Portcullis does not implement it yet (see docs/policies.md)"
+                    ),
+                };
                 if self.env.options.skip_unsupported {
                     self.warning(
                         place,

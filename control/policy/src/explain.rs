@@ -106,6 +106,13 @@ pub fn render_program(section: Section, program: &Program, secrets: &[String]) -
             Op::EmitMetric { name, namespace, dimensions, .. } => {
                 format!("emit-metric {}/{} ({dimensions} dimensions)", constant(namespace), constant(name))
             }
+            Op::EmitTokenMetric { namespace, dimensions, .. } => {
+                format!("emit-token-metric {} ({dimensions} dimensions)", constant(namespace))
+            }
+            Op::ManagedIdentityToken { resource, client_id, .. } => match client_id {
+                Some(client_id) => format!("managed-identity {} client {}", constant(resource), constant(client_id)),
+                None => format!("managed-identity {}", constant(resource)),
+            },
             Op::MockResponse { status, content_type, .. } => {
                 format!("mock-response {status} {}", constant(content_type))
             }

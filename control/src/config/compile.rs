@@ -48,6 +48,11 @@ pub(crate) fn compile(
         .map(|item| super::cache::compile(&item.file.cache, &item.source, diagnostics))
         .unwrap_or_default();
     let observability = parsed.gateway.as_ref().map(|item| observability(&item.file, &item.source, diagnostics));
+    let identity = parsed
+        .gateway
+        .as_ref()
+        .map(|item| super::identity::compile(&item.file.managed_identity, &item.source, diagnostics))
+        .unwrap_or_default();
     let values = named_values(parsed.named_values.as_ref(), provided, diagnostics);
     let backends = super::backends::compile(&parsed, &values, dir, diagnostics);
     let version_sets = versions::compile_sets(&parsed, diagnostics);
@@ -106,6 +111,7 @@ pub(crate) fn compile(
         groups: directory.groups,
         version_sets: version_sets.sets,
         observability: observability.unwrap_or_default(),
+        identity,
     };
     if let Err(error) = config.validate() {
         diagnostics.push(Diagnostic::at_path(dir, format!("the compiled config is inconsistent: {error}")));

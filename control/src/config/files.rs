@@ -30,6 +30,8 @@ pub(crate) struct GatewayFile {
     pub(crate) tracing: Option<super::observability::TracingTable>,
     #[serde(default)]
     pub(crate) analytics: super::observability::AnalyticsTable,
+    #[serde(default)]
+    pub(crate) managed_identity: super::identity::IdentityTable,
 }
 
 /// Entra's public cloud: where `validate-azure-ad-token` finds a tenant's keys by default.

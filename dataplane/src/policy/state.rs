@@ -263,6 +263,27 @@ pub struct EmittedMetric {
     pub value: f64,
 }
 
+/// A token metric policy that ran: its namespace, metric names (prompt, completion, total) and
+/// dimension names are constants of the program; the dimension values were computed inbound.
+#[derive(Debug, Clone)]
+pub struct PendingTokenMetric {
+    pub namespace: LitRef,
+    pub names: [LitRef; 3],
+    pub dimensions: smallvec::SmallVec<[(LitRef, StoredText); 4]>,
+}
+
+/// Token metric policies one request may run (more are dropped, counted in
+/// [`RequestState::metrics_dropped`]).
+pub const TOKEN_METRICS_MAX: usize = 8;
+
+/// The token counts of an OpenAI-compatible response's `usage`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub prompt: u64,
+    pub completion: u64,
+    pub total: u64,
+}
+
 /// A program stopped at `forward-request` or a retry wait.
 #[derive(Debug)]
 pub(crate) struct Suspension {
@@ -322,6 +343,10 @@ pub struct RequestState {
     pub(crate) traces_dropped: u32,
     pub(crate) metrics: Vec<EmittedMetric>,
     pub(crate) metrics_dropped: u32,
+    /// Token metric policies waiting for the response's `usage`.
+    pub(crate) token_metrics: Vec<PendingTokenMetric>,
+    /// The response's `usage`, once relayed (read only when a token metric waits for it).
+    pub(crate) token_usage: Option<TokenUsage>,
     pub(crate) suspended: Option<Suspension>,
     /// `cache-store` ran: store the response, if the rules let it in.
     pub(crate) cache_store: Option<crate::policy::StoreMark>,
@@ -372,6 +397,8 @@ impl RequestState {
         self.traces_dropped = 0;
         self.metrics.clear();
         self.metrics_dropped = 0;
+        self.token_metrics.clear();
+        self.token_usage = None;
         self.suspended = None;
         self.cache_store = None;
         self.limits_pending.clear();
@@ -520,6 +547,20 @@ impl RequestState {
     /// `emit-metric` values, in order, for the worker's telemetry.
     pub fn metrics(&self) -> &[EmittedMetric] {
         &self.metrics
+    }
+
+    /// The relayed response's `usage` (the proxy's, after the body went out).
+    pub fn set_token_usage(&mut self, usage: Option<TokenUsage>) {
+        self.token_usage = usage;
+    }
+
+    pub fn token_usage(&self) -> Option<TokenUsage> {
+        self.token_usage
+    }
+
+    /// Token metric policies that ran, waiting for the response's `usage`.
+    pub fn token_metrics(&self) -> &[PendingTokenMetric] {
+        &self.token_metrics
     }
 
     pub fn metrics_dropped(&self) -> u32 {

@@ -682,9 +682,13 @@ impl<S: Stream> Connection<S> {
         ctx.response_started = true;
         ctx.status = status;
         ctx.response_head_bytes = response.head_len() as u64;
+        let mut usage = self.usage_scanner(response, framing);
         let relayed = match body {
             RelayedBody::Coalesced(end) => {
                 ctx.response_body_bytes = Some(end.saturating_sub(response.head_len()) as u64);
+                if let (Some(scanner), Some(body)) = (usage.as_mut(), self.upstream_buf.get(response.head_len()..end)) {
+                    scanner.push(body);
+                }
                 self.release_backend(worker, response, framing, end, dest, upstream);
                 Ok(())
             }
@@ -693,15 +697,36 @@ impl<S: Stream> Connection<S> {
                 Ok(())
             }
             RelayedBody::Streamed => {
-                let tee = store.as_mut().map(|(_, tee)| tee);
-                let relayed = self.relay_body(worker, response, framing, upstream, dest, limits, tee).await;
+                let mut tap = (store.as_mut().map(|(_, tee)| tee), usage.as_mut());
+                let relayed = self.relay_body(worker, response, framing, upstream, dest, limits, &mut tap).await;
                 relayed.map(|bytes| ctx.response_body_bytes = Some(bytes))
             }
         };
+        if let (Ok(()), Some(scanner)) = (&relayed, usage) {
+            self.policy.set_token_usage(scanner.finish());
+        }
         if let (Ok(()), Some((head, tee))) = (&relayed, store) {
             self.store_response(ctx, &head, tee);
         }
         relayed
+    }
+
+    /// A usage scanner for this response when a token metric policy waits for its `usage`: a
+    /// successful, uncompressed response (JSON, or an event stream).
+    fn usage_scanner(&self, response: &ResponseHead, framing: BodyFraming) -> Option<crate::llm::UsageScanner> {
+        if self.policy.token_metrics().is_empty() || !(200..300).contains(&response.status()) {
+            return None;
+        }
+        let buf = &self.upstream_buf;
+        let header = |name: &[u8]| {
+            response.headers().iter().find(|h| h.name.of(buf).eq_ignore_ascii_case(name)).map(|h| h.value.of(buf))
+        };
+        if header(b"content-encoding").is_some_and(|coding| !coding.eq_ignore_ascii_case(b"identity")) {
+            return None;
+        }
+        let events = header(b"content-type")
+            .is_some_and(|kind| kind.len() >= 17 && kind[..17].eq_ignore_ascii_case(b"text/event-stream"));
+        Some(crate::llm::UsageScanner::new(framing == BodyFraming::Chunked, events))
     }
 
     /// The head `out` holds and a tee holding the body bytes already behind it (a small body or
@@ -781,7 +806,8 @@ impl<S: Stream> Connection<S> {
     }
 
     /// Streams the response body from the backend to the client, after its head went out
-    /// (copying it into `tee` for the response cache, when it keeps this response).
+    /// (copying it into the response cache's tee, when it keeps this response, and through the
+    /// usage scanner, when a token metric waits for it).
     #[allow(clippy::too_many_arguments, reason = "the exchange's state, passed down rather than bundled")]
     async fn relay_body(
         &mut self,
@@ -791,13 +817,21 @@ impl<S: Stream> Connection<S> {
         mut upstream: MaybeTls<S>,
         dest: Dest,
         limits: &Limits,
-        tee: Option<&mut Tee>,
+        tap: &mut dyn relay::BodyTap,
     ) -> Result<u64, ProxyError> {
         let buf = std::mem::take(&mut self.upstream_buf);
         let read_limit = millis(limits.backend_response_timeout_ms);
-        let (result, buf) =
-            relay::relay(&mut upstream, &mut self.client, buf, response.head_len(), framing, read_limit, u64::MAX, tee)
-                .await;
+        let (result, buf) = relay::relay(
+            &mut upstream,
+            &mut self.client,
+            buf,
+            response.head_len(),
+            framing,
+            read_limit,
+            u64::MAX,
+            Some(tap),
+        )
+        .await;
         self.upstream_buf = buf;
         match result {
             Ok((end, relayed)) => {

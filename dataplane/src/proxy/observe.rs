@@ -43,6 +43,28 @@ impl<S: Stream> Connection<S> {
             };
             telemetry.emit(named, metric.value);
         }
+        if let Some(usage) = self.policy.token_usage() {
+            for metric in self.policy.token_metrics() {
+                let counts = [usage.prompt, usage.completion, usage.total];
+                for (name, count) in metric.names.iter().zip(counts) {
+                    let named = HandedCustom {
+                        namespace: snapshot.programs.literal(metric.namespace).to_owned(),
+                        name: snapshot.programs.literal(*name).to_owned(),
+                        dimensions: metric
+                            .dimensions
+                            .iter()
+                            .map(|(name, value)| {
+                                (
+                                    snapshot.programs.literal(*name).to_owned(),
+                                    value.resolve(&snapshot.programs).to_owned(),
+                                )
+                            })
+                            .collect(),
+                    };
+                    telemetry.emit(named, count as f64);
+                }
+            }
+        }
         let access_log = snapshot.config.observability.access_log.destination != AccessLogDestination::Off;
         if !telemetry.wants_record(access_log) {
             return;

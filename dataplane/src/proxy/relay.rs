@@ -10,6 +10,35 @@ use crate::io::{ReadError, Stream, read_within};
 /// Bytes read per body read: large enough for few syscalls, small enough per connection.
 pub(crate) const BODY_READ_BYTES: usize = 16 * 1024;
 
+/// What watches the body bytes a relay sends, without ever making the sink wait: the response
+/// cache's bounded tee, the token metrics' usage scanner.
+pub(crate) trait BodyTap {
+    fn push(&mut self, bytes: &[u8]);
+}
+
+impl BodyTap for crate::cache::entry::Tee {
+    fn push(&mut self, bytes: &[u8]) {
+        crate::cache::entry::Tee::push(self, bytes);
+    }
+}
+
+impl BodyTap for crate::llm::UsageScanner {
+    fn push(&mut self, bytes: &[u8]) {
+        crate::llm::UsageScanner::push(self, bytes);
+    }
+}
+
+impl<A: BodyTap, B: BodyTap> BodyTap for (Option<&mut A>, Option<&mut B>) {
+    fn push(&mut self, bytes: &[u8]) {
+        if let Some(a) = self.0.as_deref_mut() {
+            a.push(bytes);
+        }
+        if let Some(b) = self.1.as_deref_mut() {
+            b.push(bytes);
+        }
+    }
+}
+
 /// Why a relay stopped.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RelayError {
@@ -32,8 +61,9 @@ pub(crate) enum RelayError {
 /// through the parsed head's offsets); relayed body bytes are dropped from the buffer as it
 /// goes, so a large body streams through a bounded buffer. A chunked body is cut off (before the
 /// chunk that crosses it is relayed) once its decoded size passes `body_bytes_max`; a
-/// Content-Length body was checked against the limit before. `tee`: a copy of what went to the
-/// sink, bounded (the response cache's store); the sink never waits for it.
+/// Content-Length body was checked against the limit before. `tee`: what watches the bytes that
+/// went to the sink (the response cache's bounded copy, the usage scanner); the sink never waits
+/// for it.
 #[allow(clippy::too_many_arguments, reason = "the relay's settings, each a plain value")]
 pub(crate) async fn relay<R: Stream, W: Stream>(
     source: &mut R,
@@ -43,7 +73,7 @@ pub(crate) async fn relay<R: Stream, W: Stream>(
     framing: BodyFraming,
     read_limit: Duration,
     body_bytes_max: u64,
-    mut tee: Option<&mut crate::cache::entry::Tee>,
+    mut tee: Option<&mut dyn BodyTap>,
 ) -> (Result<(usize, u64), RelayError>, Vec<u8>) {
     let mut relayed = 0u64;
     let mut remaining = match framing {

@@ -26,7 +26,6 @@ const ALL: &[Section] = &[I, B, O, E];
 /// Every policy of API Management that this engine does not implement (apim-reference §1.3).
 const UNSUPPORTED: &[&str] = &[
     "proxy",
-    "authentication-managed-identity",
     "get-authorization-context",
     "xsl-transform",
     "redirect-content-urls",
@@ -41,8 +40,6 @@ const UNSUPPORTED: &[&str] = &[
     "validate-graphql-request",
     "llm-token-limit",
     "azure-openai-token-limit",
-    "llm-emit-token-metric",
-    "azure-openai-emit-token-metric",
     "llm-semantic-cache-lookup",
     "llm-semantic-cache-store",
     "azure-openai-semantic-cache-lookup",
@@ -77,10 +74,23 @@ pub(super) fn kind(name: &str) -> Kind {
         "validate-jwt" | "validate-azure-ad-token" => &[I],
         "xml-to-json" | "json-to-xml" => &[I, O, E],
         "jsonp" => &[O],
+        "authentication-managed-identity" => &[I, B],
+        "llm-emit-token-metric" | "azure-openai-emit-token-metric" => &[I],
         _ if UNSUPPORTED.contains(&name) => return Kind::Unsupported,
         _ => return Kind::Unknown,
     };
     Kind::Supported(sections)
+}
+
+/// Why a policy stays refused, where the reason is not "not implemented yet".
+pub(super) fn refusal(name: &str) -> Option<&'static str> {
+    match name {
+        "get-authorization-context" => Some(
+            "it reads tokens from APIM's credential manager (connections an Azure portal user consented to), \
+             which has no counterpart outside Azure; use authentication-managed-identity or validate-jwt instead",
+        ),
+        _ => None,
+    }
 }
 
 /// Policies allowed as children of `return-response` wherever it stands.
@@ -118,6 +128,8 @@ pub(super) fn attributes(name: &str) -> &'static [&'static str] {
         "authentication-certificate" => &["thumbprint", "certificate-id", "body", "password"],
         "trace" => &["source", "severity"],
         "emit-metric" => &["name", "namespace", "value"],
+        "llm-emit-token-metric" | "azure-openai-emit-token-metric" => &["namespace"],
+        "authentication-managed-identity" => &["resource", "client-id", "output-token-variable-name", "ignore-error"],
         "return-response" => &["response-variable-name"],
         "send-request" => &["mode", "response-variable-name", "timeout", "ignore-error"],
         "send-one-way-request" => &["mode", "timeout"],
@@ -190,6 +202,10 @@ pub(super) fn compile(c: &mut SectionCompiler<'_>, element: &Element, place: &Pl
         "send-request" => super::outbound::send_request(c, element, place, false),
         "send-one-way-request" => super::outbound::send_request(c, element, place, true),
         "wait" => super::outbound::wait(c, element, place),
+        "llm-emit-token-metric" | "azure-openai-emit-token-metric" => {
+            super::metrics::emit_token_metric(c, element, place);
+        }
+        "authentication-managed-identity" => super::identity::authentication_managed_identity(c, element, place),
         "check-header" => access::check_header(c, element, place),
         "ip-filter" => access::ip_filter(c, element, place),
         "cors" => access::cors(c, element, place),

@@ -161,6 +161,10 @@ impl<'r, 'a> Machine<'r, 'a> {
             Op::EmitMetric { name, namespace, names_first, dimensions } => {
                 self.emit_metric(name, namespace, names_first, dimensions)
             }
+            Op::EmitTokenMetric { namespace, names_first, dimensions } => {
+                self.emit_token_metric(namespace, names_first, dimensions)
+            }
+            Op::ManagedIdentityToken { .. } => self.managed_identity_token(op),
             Op::BeginResponse => {
                 self.begin_response(200);
                 Ok(Flow::Next)
