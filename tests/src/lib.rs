@@ -18,6 +18,7 @@ pub mod management;
 pub mod netns;
 pub mod otlp;
 pub mod packet;
+pub mod portal;
 pub mod redis;
 pub mod snapshot;
 pub mod tempdir;

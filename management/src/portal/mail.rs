@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use lettre::message::{Mailbox, Message, header::ContentType};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox, Message};
 use lettre::{SmtpTransport, Transport as _};
 
 /// Where mail goes.
@@ -79,12 +80,19 @@ impl Mailer {
     /// Sends `mail` (blocking: call it off the async runtime).
     pub fn send(&self, mail: &Mail) -> Result<(), MailError> {
         let to: Mailbox = mail.to.parse().map_err(|_| MailError::Address(mail.to.clone()))?;
+        // 7bit (8bit for non-ASCII names), never quoted-printable or base64 (lettre picks those for
+        // lines of 76 characters or more): a link stays whole on one line, readable in the outbox.
+        // Lines end in CRLF and stay far below RFC 5322's 998 characters (names are at most 100).
+        let text = mail.body.replace("\r\n", "\n").replace('\n', "\r\n");
+        let encoding =
+            if text.is_ascii() { ContentTransferEncoding::SevenBit } else { ContentTransferEncoding::EightBit };
+        let body = Body::dangerous_pre_encoded(text.into_bytes(), encoding);
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(mail.subject.as_str())
             .header(ContentType::TEXT_PLAIN)
-            .body(mail.body.clone())?;
+            .body(body)?;
         match &self.route {
             Route::Smtp(transport) => {
                 transport.send(&message)?;

@@ -25,6 +25,7 @@ impl Pages {
     /// Compiles every embedded template (HTML-escaped by default: their names end in `.html`).
     pub(super) fn new() -> Result<Self, minijinja::Error> {
         let mut environment = Environment::new();
+        environment.set_formatter(escape_html);
         for name in Files::iter().filter(|name| name.starts_with("templates/")) {
             let Some(file) = Files::get(&name) else { continue };
             let text = String::from_utf8_lossy(&file.data).into_owned();
@@ -37,6 +38,33 @@ impl Pages {
     /// Renders `template` with `context`.
     pub(super) fn render(&self, template: &str, context: &Value) -> Result<String, minijinja::Error> {
         self.environment.get_template(template)?.render(context)
+    }
+}
+
+/// minijinja's HTML escaping without `/` (its default turns every URL into `&#x2f;`): `&`, `<`,
+/// `>`, `"` and `'` are what HTML text and quoted attributes need.
+fn escape_html(
+    out: &mut minijinja::Output<'_>,
+    state: &minijinja::State<'_, '_>,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    match value.as_str() {
+        Some(text) if state.auto_escape() != minijinja::AutoEscape::None && !value.is_safe() => {
+            let mut escaped = String::with_capacity(text.len());
+            for c in text.chars() {
+                match c {
+                    '&' => escaped.push_str("&amp;"),
+                    '<' => escaped.push_str("&lt;"),
+                    '>' => escaped.push_str("&gt;"),
+                    '"' => escaped.push_str("&quot;"),
+                    '\'' => escaped.push_str("&#39;"),
+                    c => escaped.push(c),
+                }
+            }
+            out.write_str(&escaped)
+                .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "cannot write"))
+        }
+        _ => minijinja::escape_formatter(out, state, value),
     }
 }
 
