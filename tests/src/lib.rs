@@ -20,6 +20,7 @@ pub mod otlp;
 pub mod packet;
 pub mod portal;
 pub mod redis;
+pub mod smtp;
 pub mod snapshot;
 pub mod tempdir;
 pub mod wait;

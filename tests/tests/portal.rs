@@ -7,7 +7,8 @@
 
 use portcullis_tests::management::Management;
 use portcullis_tests::portal::{Visitor, attribute_after, link_in, mails_to};
-use portcullis_tests::{Gateway, GatewayOptions, eventually, http};
+use portcullis_tests::smtp::SmtpSink;
+use portcullis_tests::{Gateway, GatewayOptions, TempDir, eventually, http};
 use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -187,11 +188,40 @@ fn forgeries_other_developers_blocked_users_and_guessers_are_refused() {
 }
 
 #[test]
-fn a_password_reset_link_sets_a_new_password_once() {
+fn a_subscription_waits_for_approval_and_a_reset_link_works_once() {
     let gateway = gateway();
     let management = Management::of(&gateway);
     developer(&management, "dave", "dave@example.com");
+
+    // A product that needs approval: submitted, no key shown, none working, until approved.
+    management.put(
+        "/products/gold",
+        json!({"displayName": "Gold", "state": "published", "approvalRequired": true, "terms": "Be nice."}),
+    );
+    management.put("/products/gold/apis/echo", json!({}));
+    management.put("/products/gold/groups/developers", json!({}));
     let mut dave = Visitor::new(&gateway.portal_url);
+    assert_eq!(dave.get("/products/gold").status, 404, "Gold is not shown to guests");
+    dave.sign_in("dave@example.com", PASSWORD);
+    let gold = dave.get("/products/gold");
+    assert!(gold.body.contains("Be nice.") && gold.body.contains("<label for=\"acceptTerms\">"), "{}", gold.body);
+    assert_eq!(dave.post("/products/gold/subscribe", &[]).status, 400, "the terms must be accepted");
+    dave.get("/products/gold");
+    let submitted = dave.post("/products/gold/subscribe", &[("acceptTerms", "on")]);
+    assert_eq!(submitted.location.as_deref(), Some("/subscriptions?notice=submitted"));
+    let waiting = dave.get("/subscriptions");
+    assert!(waiting.body.contains("state-submitted") && !waiting.body.contains("data-key="), "{}", waiting.body);
+    let sid = subscription_id(&waiting.body);
+    let key =
+        management.post(&format!("/subscriptions/{sid}/listSecrets")).json()["primaryKey"].as_str().unwrap().to_owned();
+    assert_eq!(echo_with(&gateway, &key), 401, "a submitted key opens nothing");
+    assert_eq!(management.patch(&format!("/subscriptions/{sid}"), json!({"state": "active"})).status, 200);
+    assert_eq!(primary_key(&dave.get("/subscriptions").body), key);
+    eventually("the approved key opens the Echo API", || echo_with(&gateway, &key) == 200);
+
+    // Password reset: one link, used once; the old password stops working.
+    dave.get("/subscriptions");
+    dave.post("/signout", &[]);
     dave.get("/reset");
     assert_eq!(dave.post("/reset", &[("email", "dave@example.com")]).status, 200);
     assert_eq!(
@@ -215,6 +245,61 @@ fn a_password_reset_link_sets_a_new_password_once() {
     dave.get("/signin");
     assert_eq!(dave.post("/signin", &[("email", "dave@example.com"), ("password", PASSWORD)]).status, 401);
     dave.sign_in("dave@example.com", new_password);
-    let tampered = format!("{}x", &link);
-    assert_eq!(dave.get(&tampered).status, 400);
+    assert_eq!(dave.get(&format!("{link}x")).status, 400, "a tampered link");
+
+    // Reset requests are limited per address asked for: the sixth within the window waits.
+    dave.get("/reset");
+    for _ in 1..5 {
+        assert_eq!(dave.post("/reset", &[("email", "dave@example.com")]).status, 200);
+    }
+    assert_eq!(dave.post("/reset", &[("email", "dave@example.com")]).status, 429);
+}
+
+/// The quick start's files with `[portal]` sending mail to `smtp`.
+fn quickstart_with_smtp(smtp: &SmtpSink) -> TempDir {
+    let dir = TempDir::new("portal-smtp");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");
+    copy_dir(&source, dir.path());
+    let gateway_toml = dir.path().join("gateway.toml");
+    let mut text = std::fs::read_to_string(&gateway_toml).unwrap();
+    text.push_str(&format!(
+        "\n[portal]\nsmtp-url = \"smtp://{}\"\nmail-from = \"APIs <apis@example.com>\"\n",
+        smtp.addr
+    ));
+    std::fs::write(gateway_toml, text).unwrap();
+    dir
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn confirmation_mail_goes_through_a_real_smtp_server() {
+    let smtp = SmtpSink::start();
+    let config = quickstart_with_smtp(&smtp);
+    let gateway = Gateway::start(GatewayOptions::new("epoll").config(config.path()));
+    let mut erin = Visitor::new(&gateway.portal_url);
+    erin.get("/signup");
+    let fields = [("email", "erin@example.com"), ("firstName", "Érin"), ("lastName", "Doe"), ("password", PASSWORD)];
+    assert_eq!(erin.post("/signup", &fields).status, 200);
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 1, "one message through SMTP");
+    let mail = &messages[0];
+    assert!(mail.contains("<apis@example.com>") && mail.contains("To: erin@example.com"), "{mail}");
+    assert!(mail.contains("Hello Érin"), "8bit text arrives as written: {mail}");
+    assert!(mails_to(&gateway.data(), "erin@example.com").is_empty(), "nothing in the outbox");
+    let link = link_in(mail, "/confirm?ticket=").expect("a confirmation link");
+    assert!(!gateway.log().contains(&link), "with an SMTP server, links are not logged");
+    assert_eq!(erin.get(&link).status, 200);
+    erin.sign_in("erin@example.com", PASSWORD);
 }

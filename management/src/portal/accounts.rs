@@ -314,12 +314,34 @@ pub(super) async fn reset_form(State(app): State<App>, headers: HeaderMap) -> Re
 }
 
 /// `POST /reset`: mails a reset link to an active account (the page is the same either way).
-pub(super) async fn reset(State(app): State<App>, headers: HeaderMap, Form(form): Fields) -> Response {
+/// Requests count against the sign-in throttle's limits under a key of their own (per address
+/// asked for and per client), so the form cannot be used to flood a mailbox.
+pub(super) async fn reset(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Fields,
+) -> Response {
     let visitor = Visitor::of(&app, &headers).await;
     if !visitor.csrf_ok(app.sessions.signing_key(), form.get("csrf").map(String::as_str)) {
         return forged(&app, &visitor);
     }
     let email = field(&form, "email");
+    let (account, address, now) = (format!("reset:{email}"), format!("reset:{}", peer.ip()), super::now_ms());
+    if let Some(wait_s) = app.throttle.check(&account, &address, now) {
+        let mut response = message(
+            &app,
+            &visitor,
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            "Too many reset links were asked for. Wait a few minutes and try again.",
+        );
+        if let Ok(value) = HeaderValue::from_str(&wait_s.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    app.throttle.fail(&account, &address, now);
     let found = user_by_email(&*app.service.lock().await, email);
     if let Some((id, user)) = found.filter(|(_, user)| user.state == UserState::Active) {
         let stamp = password_stamp(user.password.as_deref());
