@@ -29,7 +29,7 @@ target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import js
 if [[ -z "${MANAGEMENT_URL:-}" && "${MANAGEMENT_TARGET:-gateway}" == gateway ]]; then
     cargo build --quiet --bin portcullis --bin portcullis-dataplane
     "$target_dir/debug/portcullis" up --data-dir "$workdir/data" --listen 127.0.0.1:0 \
-        --listen-management 127.0.0.1:0 --workers 1 >"$workdir/server.log" 2>&1 &
+        --listen-management 127.0.0.1:0 --listen-portal 127.0.0.1:0 --workers 1 >"$workdir/server.log" 2>&1 &
     server_pid=$!
     for _ in $(seq 1 300); do
         [[ -s "$workdir/data/run/management.json" ]] && grep -q 'management API on' "$workdir/server.log" && break

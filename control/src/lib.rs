@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod openid;
 pub mod ops;
 pub mod policy;
+pub mod portal;
 pub mod publisher;
 pub mod quickstart;
 pub mod stdout;

@@ -11,11 +11,12 @@ pub const DEMO_SUBSCRIPTION: &str = "demo";
 const EXAMPLE_KEYS: [&str; 2] = ["0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"];
 
 /// The embedded files, by path relative to the config directory.
-pub const FILES: [(&str, &str); 4] = [
+pub const FILES: [(&str, &str); 5] = [
     ("gateway.toml", include_str!("../../examples/quickstart/gateway.toml")),
     ("apis/echo/api.toml", include_str!("../../examples/quickstart/apis/echo/api.toml")),
     ("subscriptions/demo.toml", include_str!("../../examples/quickstart/subscriptions/demo.toml")),
     ("apis/echo/policy.xml", include_str!("../../examples/quickstart/apis/echo/policy.xml")),
+    ("products/starter/product.toml", include_str!("../../examples/quickstart/products/starter/product.toml")),
 ];
 
 /// Why the demo config could not be written.

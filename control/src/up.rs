@@ -68,6 +68,10 @@ pub struct UpOptions {
     /// free port; keep it on loopback or a monitoring network).
     #[arg(long, default_value = crate::ops::LISTEN_OPS_DEFAULT)]
     pub listen_ops: String,
+    /// Address of the developer portal (port 0: any free port; `[portal] public-url` in
+    /// gateway.toml names the URL developers see, when a proxy stands in front).
+    #[arg(long, default_value = portcullis_management::portal::LISTEN_PORTAL_DEFAULT)]
+    pub listen_portal: String,
     /// Data plane worker threads (default: one per core).
     #[arg(long)]
     pub workers: Option<u32>,
@@ -173,11 +177,15 @@ async fn gateway(plan: Plan) -> anyhow::Result<()> {
     // The reports read on a connection of their own: a long report never holds up a batch's commit
     // (WAL readers do not block the writer).
     let analytics_for_api = open_analytics(&plan)?;
+    let portal_table = crate::portal::read_table(&plan.config_dir)?;
+    let (service_for_portal, portal_addr) = (Arc::clone(&service), plan.options.listen_portal.clone());
+    let portal_url =
+        crate::portal::start(service_for_portal, &portal_addr, &gateway_url, &plan.data_dir, &portal_table)?;
     let management_url = tokio::task::spawn_blocking(move || {
         management::listener::start(service_for_api, &addr, gateway_url, &data_dir, analytics_for_api)
     })
     .await??;
-    let listen = announce(&plan, &publisher, &management_url, &ops_url)?;
+    let listen = announce(&plan, &publisher, &[&management_url, &ops_url, &portal_url])?;
     let reason = supervise(&plan, &listen, &mut signals, &mut dataplane, &mut echo).await;
     tracing::info!("{reason}: shutting down");
     stop(&plan, dataplane, echo.map(|(child, _)| child)).await;
@@ -343,7 +351,9 @@ fn gateway_listen(plan: &Plan, publisher: &Publisher) -> String {
     listen.unwrap_or_else(|| plan.options.listen.clone())
 }
 
-fn announce(plan: &Plan, publisher: &Publisher, management_url: &str, ops_url: &str) -> std::io::Result<Listening> {
+/// `urls`: the management API's, the ops listener's and the portal's.
+fn announce(plan: &Plan, publisher: &Publisher, urls: &[&str; 3]) -> std::io::Result<Listening> {
+    let [management_url, ops_url, portal_url] = *urls;
     let view = publisher.view();
     let listen = gateway_listen(plan, publisher);
     let listen_tls = view.dataplane.as_ref().and_then(|hello| hello.listen_tls.clone());
@@ -358,6 +368,7 @@ fn announce(plan: &Plan, publisher: &Publisher, management_url: &str, ops_url: &
         "portcullis: management API on {management_url} (tokens: portcullis ctl token create --name NAME)"
     )?;
     writeln!(stdout, "portcullis: ops (metrics, health) on {ops_url}")?;
+    writeln!(stdout, "portcullis: developer portal on {portal_url}")?;
     writeln!(stdout, "portcullis: admin socket {}", plan.data_dir.admin_socket().display())?;
     writeln!(stdout, "portcullis: config {} (generation {})", plan.config_dir.display(), view.applied_generation)?;
     for line in demo_lines(&view.config, &listen) {

@@ -37,7 +37,7 @@ mod openapi;
 mod release;
 mod reports;
 mod routes;
-mod rules;
+pub(crate) mod rules;
 
 pub use error::{ApiError, Detail};
 pub use reports::query::{parse_filter as parse_report_filter, parse_interval as parse_report_interval};

@@ -12,6 +12,7 @@
 //!   would-be compile, commit, publish).
 //! - [`analytics`]: APIM's usage reports: per-minute and hourly rollups of the data plane's
 //!   telemetry, latency histograms, recent requests, and the live window of `ctl top`.
+//! - [`portal`]: the developer portal (catalogue, accounts, subscriptions) over the same service.
 //! - [`api`]: the management REST API (axum) over the service; [`tokens`]: its access tokens;
 //!   [`seed_builtins`]: the administrator and the system groups every service has.
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod apiops;
 pub mod builtins;
 pub mod model;
 pub mod openapi;
+pub mod portal;
 pub mod resource;
 pub mod revisions;
 pub mod service;

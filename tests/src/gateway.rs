@@ -63,6 +63,8 @@ pub struct Gateway {
     pub management_url: String,
     /// The ops listener's base URL (`http://127.0.0.1:PORT`: `/metrics`, `/healthz`, `/readyz`).
     pub ops_url: String,
+    /// The developer portal's base URL (`http://127.0.0.1:PORT`).
+    pub portal_url: String,
     /// The `https://` address, when started with `--listen-tls`.
     pub tls_addr: Option<SocketAddr>,
     pub admin_socket: PathBuf,
@@ -91,7 +93,7 @@ impl Gateway {
             .arg(data_dir.path().join("data"))
             .args(["--listen", &options.listen, "--io", &options.io, "--workers", &options.workers.to_string()])
             .args(["--drain-timeout-ms", "5000", "--listen-management", "127.0.0.1:0"])
-            .args(["--listen-ops", "127.0.0.1:0"]);
+            .args(["--listen-ops", "127.0.0.1:0", "--listen-portal", "127.0.0.1:0"]);
         if let Some(config) = &options.config {
             command.arg("--config").arg(config);
         }
@@ -119,6 +121,7 @@ impl Gateway {
             addr: "0.0.0.0:0".parse().expect("placeholder addr"),
             management_url: String::new(),
             ops_url: String::new(),
+            portal_url: String::new(),
             tls_addr: None,
             demo_key: None,
             stdout_lines: Vec::new(),
@@ -145,6 +148,8 @@ impl Gateway {
                         self.management_url = rest.split_whitespace().next().unwrap_or_default().to_owned();
                     } else if let Some(rest) = line.strip_prefix("portcullis: ops (metrics, health) on ") {
                         self.ops_url = rest.trim().to_owned();
+                    } else if let Some(rest) = line.strip_prefix("portcullis: developer portal on ") {
+                        self.portal_url = rest.trim().to_owned();
                     } else if let Some(path) = line.strip_prefix("portcullis: admin socket ") {
                         self.admin_socket = PathBuf::from(path.trim());
                     } else if let Some(key) = line.strip_prefix("demo subscription key: ") {

@@ -37,33 +37,33 @@ fn a_product_user_and_subscription_made_through_the_api_serve_and_change_state()
     let gateway = Gateway::start(GatewayOptions::new("epoll"));
     let api = Management::of(&gateway);
     api.put("/apis/orders", json!({"displayName": "Orders", "path": "orders", "serviceUrl": format!("{ECHO}/orders")}));
-    api.put("/products/starter", json!({"displayName": "Starter", "state": "published"}));
-    api.put("/products/starter/apis/orders", json!({}));
+    api.put("/products/basic", json!({"displayName": "Basic", "state": "published"}));
+    api.put("/products/basic/apis/orders", json!({}));
     api.put("/users/ada", json!({"email": "ada@example.com", "firstName": "Ada", "lastName": "Lovelace"}));
     let created = api.put(
-        "/subscriptions/ada-starter",
-        json!({"displayName": "Ada's", "scope": "/products/starter", "ownerId": "/users/ada", "state": "active"}),
+        "/subscriptions/ada-basic",
+        json!({"displayName": "Ada's", "scope": "/products/basic", "ownerId": "/users/ada", "state": "active"}),
     );
     assert!(
         created.json()["properties"].get("primaryKey").is_none_or(|k| k.is_null() || k == ""),
         "no secret in a PUT's answer"
     );
-    let keys = api.post("/subscriptions/ada-starter/listSecrets").json();
+    let keys = api.post("/subscriptions/ada-basic/listSecrets").json();
     let primary = keys["primaryKey"].as_str().unwrap().to_owned();
     assert_eq!(primary.len(), 32);
 
     expect(&gateway, "/orders/1", &[("Ocp-Apim-Subscription-Key", &primary)], 200, Some("/orders/1"));
 
-    let suspended = api.patch("/subscriptions/ada-starter", json!({"state": "suspended"}));
+    let suspended = api.patch("/subscriptions/ada-basic", json!({"state": "suspended"}));
     assert_eq!(suspended.status, 200, "{}", suspended.text());
     expect(&gateway, "/orders/1", &[("Ocp-Apim-Subscription-Key", &primary)], 401, None);
     let refused = call(&gateway, "/orders/1", &[("Ocp-Apim-Subscription-Key", &primary)]);
     assert!(refused.text().contains("invalid subscription key"), "{}", refused.text());
 
-    assert_eq!(api.patch("/subscriptions/ada-starter", json!({"state": "active"})).status, 200);
-    assert_eq!(api.post("/subscriptions/ada-starter/regeneratePrimaryKey").status, 204);
+    assert_eq!(api.patch("/subscriptions/ada-basic", json!({"state": "active"})).status, 200);
+    assert_eq!(api.post("/subscriptions/ada-basic/regeneratePrimaryKey").status, 204);
     let new_primary =
-        api.post("/subscriptions/ada-starter/listSecrets").json()["primaryKey"].as_str().unwrap().to_owned();
+        api.post("/subscriptions/ada-basic/listSecrets").json()["primaryKey"].as_str().unwrap().to_owned();
     assert_ne!(new_primary, primary);
     expect(&gateway, "/orders/1", &[("Ocp-Apim-Subscription-Key", &new_primary)], 200, None);
     assert_eq!(call(&gateway, "/orders/1", &[("Ocp-Apim-Subscription-Key", &primary)]).status, 401, "the old key");

@@ -32,6 +32,10 @@ pub(crate) struct GatewayFile {
     pub(crate) analytics: super::observability::AnalyticsTable,
     #[serde(default)]
     pub(crate) managed_identity: super::identity::IdentityTable,
+    /// Read by the portal's listener (`crate::portal`); here so that the loader checks its keys.
+    #[serde(default)]
+    #[allow(dead_code, reason = "read by crate::portal::read_table, checked here")]
+    pub(crate) portal: crate::portal::PortalTable,
 }
 
 /// Entra's public cloud: where `validate-azure-ad-token` finds a tenant's keys by default.

@@ -41,11 +41,7 @@ pub(super) fn act(service: &mut Service, request: &Request, action: Action) -> R
         }
         Action::ListValue => Ok(json(StatusCode::OK, json!({"value": field("value")}), Some(resource.etag()))),
         Action::RegeneratePrimaryKey | Action::RegenerateSecondaryKey => {
-            let name = if action == Action::RegeneratePrimaryKey { "primaryKey" } else { "secondaryKey" };
-            let mut properties = resource.properties.clone();
-            let object =
-                properties.as_object_mut().ok_or_else(|| ApiError::internal(&"a subscription is not an object"))?;
-            object.insert(name.to_owned(), Value::String(rules::random_key()?));
+            let properties = rules::regenerated(resource, action == Action::RegeneratePrimaryKey)?;
             let write = crate::service::put(path, properties);
             service.write(vec![write], &[], Authority::Store, &request.actor())?;
             Ok(StatusCode::NO_CONTENT.into_response())

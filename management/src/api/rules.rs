@@ -33,7 +33,7 @@ pub(crate) fn prepare(
     let now = crate::service::now();
     match path.kind() {
         Kind::Subscription => fill_subscription(&mut properties, existing, &now)?,
-        Kind::User => fill_user(&mut properties, existing, &now),
+        Kind::User => fill_user(&mut properties, existing, &now)?,
         Kind::NamedValue => keep_secret_value(&mut properties, existing),
         Kind::Api => fill_api_revision(&mut properties, path)?,
         Kind::Release => fill_release(&mut properties, path, existing, &now)?,
@@ -46,6 +46,16 @@ pub(crate) fn prepare(
     })?;
     check(state, path, existing, &typed)?;
     Ok(typed.to_json())
+}
+
+/// The properties of `subscription` with a fresh `primaryKey` (`primary`) or `secondaryKey`: what
+/// `regeneratePrimaryKey` and the portal's "Regenerate" write.
+pub(crate) fn regenerated(subscription: &Resource, primary: bool) -> Result<Value, ApiError> {
+    let name = if primary { "primaryKey" } else { "secondaryKey" };
+    let mut properties = subscription.properties.clone();
+    let object = properties.as_object_mut().ok_or_else(|| ApiError::internal(&"a subscription is not an object"))?;
+    object.insert(name.to_owned(), Value::String(random_key()?));
+    Ok(properties)
 }
 
 /// A fresh subscription key: 32 lowercase hex digits.
@@ -96,7 +106,15 @@ fn fill_subscription(
     Ok(())
 }
 
-fn fill_user(properties: &mut Map<String, Value>, existing: Option<&Resource>, now: &str) {
+fn fill_user(properties: &mut Map<String, Value>, existing: Option<&Resource>, now: &str) -> Result<(), ApiError> {
+    // A password is stored as its argon2id hash only (the portal signs in with it); one written
+    // in clear through the API is hashed here.
+    if let Some(Value::String(given)) = properties.get("password")
+        && !crate::portal::password::is_hash(given)
+    {
+        let hashed = crate::portal::password::hash(given).map_err(|error| ApiError::internal(&error))?;
+        properties.insert("password".to_owned(), Value::String(hashed));
+    }
     for (name, default) in [("password", None), ("registrationDate", Some(now))] {
         if properties.get(name).is_none_or(Value::is_null) {
             let kept = existing.and_then(|r| r.properties.get(name)).filter(|v| !v.is_null()).cloned();
@@ -105,6 +123,7 @@ fn fill_user(properties: &mut Map<String, Value>, existing: Option<&Resource>, n
             }
         }
     }
+    Ok(())
 }
 
 /// A secret value is write-only: a PUT that read it back as null keeps it.

@@ -252,6 +252,13 @@ async fn other_secrets_are_write_only_too() {
     let created = h.call("PUT", "/users/dev", Some(user.clone())).await;
     assert_eq!(created.status, StatusCode::CREATED);
     assert!(!h.call("GET", "/users/dev", None).await.body.to_string().contains("hunter2"));
+    let stored = |service: &Service| service.state().get("/users/dev").unwrap().properties["password"].clone();
+    let hashed = stored(&*h.service.lock().await);
+    let hashed = hashed.as_str().unwrap().to_owned();
+    assert!(crate::portal::password::verify("hunter2", &hashed), "stored as its argon2id hash: {hashed}");
+    let patched = h.with("PATCH", "/users/dev", &[("If-Match", "*")], Some(json!({"properties": {"note": "n"}}))).await;
+    assert_eq!(patched.status, StatusCode::OK);
+    assert_eq!(stored(&*h.service.lock().await), hashed.as_str(), "a write without a password keeps the hash as is");
     let twin = h.call("PUT", "/users/twin", Some(json!({"properties": {"email": "DEV@example.com"}}))).await;
     assert_eq!((twin.status, twin.code()), (StatusCode::CONFLICT, "Conflict"));
 }

@@ -19,7 +19,8 @@ pub struct UserProperties {
     pub note: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_date: Option<String>,
-    /// Write-only: the portal's sign-in (stored as a hash by the portal; never returned).
+    /// Write-only: the portal's sign-in password, stored as its argon2id hash (one written in clear
+    /// is hashed on write); never returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     #[serde(flatten)]

@@ -101,9 +101,26 @@ CREATE TABLE analytics_batches (
 );
 ";
 
+/// Version 3: the developer portal (`crate::portal`). Sessions by the SHA-256 of their cookie's
+/// secret (the secret itself is never stored), and the portal's signing key (tickets, CSRF tokens),
+/// made once per store.
+const V3: &str = "
+CREATE TABLE portal_sessions (
+    hash TEXT PRIMARY KEY NOT NULL,
+    user_id TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
+CREATE INDEX portal_sessions_by_user ON portal_sessions(user_id);
+CREATE TABLE portal_secrets (
+    name TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
+";
+
 /// Every migration, oldest first.
 pub(crate) fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
 }
 
 #[cfg(test)]

@@ -232,6 +232,7 @@ fn start_portcullis(
         .arg(&data)
         .args(["--no-echo-backend", "--listen", &http.to_string(), "--workers", "1", "--io", &env.io])
         .args(["--drain-timeout-ms", "1000", "--listen-management", "127.0.0.1:0", "--listen-ops", "127.0.0.1:0"])
+        .args(["--listen-portal", "127.0.0.1:0"])
         .env("PORTCULLIS_LOG", "warn")
         .stdout(std::fs::File::create(&stdout_path)?)
         .stderr(std::fs::File::create(&log)?);
