@@ -208,6 +208,17 @@ fn client_credentials_tokens_are_refreshed_before_they_expire() {
     assert!(seen.len() >= 3, "the token was refreshed: {seen:?}");
     assert!(seen.iter().all(|token| token.starts_with("Bearer cc-token-")), "{seen:?}");
     assert!(fetches <= 10 && requests > 3 * fetches, "{fetches} fetches for {requests} requests");
+
+    // A reload that names another resource: its token is fetched with the new snapshot.
+    write(
+        dir.path(),
+        "apis/api/policy.xml",
+        r#"<policies><inbound><base /><authentication-managed-identity resource="api://other" /></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>"#,
+    );
+    assert!(gateway.ctl(&["reload"]).status.success());
+    eventually("the new resource's token is fetched after the reload", || {
+        issuer.requests().iter().any(|request| request.text().contains("scope=api%3A%2F%2Fother%2F.default"))
+    });
     assert_never_reported(&gateway, &["cc-token-", "issuer-secret-5e1f"]);
 }
 

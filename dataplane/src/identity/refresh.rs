@@ -55,22 +55,27 @@ pub fn spawn(cell: Arc<SnapshotCell>) -> std::io::Result<std::thread::JoinHandle
 async fn run(cell: &SnapshotCell) {
     let mut slots: HashMap<Key, Slot> = HashMap::new();
     let mut settings: Option<IdentitySettings> = None;
+    let mut generation = 0;
     loop {
         if let Some(snapshot) = cell.load() {
             let mut changed = false;
-            if settings.as_ref() != Some(&snapshot.config.identity) {
-                // Another source: what the old one issued is not what the new one would.
-                changed = !slots.is_empty();
-                slots.clear();
-                settings = Some(snapshot.config.identity.clone());
-            }
-            let wanted = wanted(&snapshot.config);
-            let before = slots.len();
-            slots.retain(|key, _| wanted.contains(key));
-            changed |= slots.len() != before;
-            let now = Instant::now();
-            for key in wanted {
-                slots.entry(key).or_insert(Slot { token: None, next_attempt: now, failures: 0 });
+            // The programs are scanned once per snapshot, not at every poll.
+            if snapshot.generation != generation {
+                generation = snapshot.generation;
+                if settings.as_ref() != Some(&snapshot.config.identity) {
+                    // Another source: what the old one issued is not what the new one would.
+                    changed = !slots.is_empty();
+                    slots.clear();
+                    settings = Some(snapshot.config.identity.clone());
+                }
+                let wanted = wanted(&snapshot.config);
+                let before = slots.len();
+                slots.retain(|key, _| wanted.contains(key));
+                changed |= slots.len() != before;
+                let now = Instant::now();
+                for key in wanted {
+                    slots.entry(key).or_insert(Slot { token: None, next_attempt: now, failures: 0 });
+                }
             }
             if let Some(settings) = &settings {
                 changed |= refresh_due(settings, &mut slots).await;
