@@ -39,7 +39,7 @@ pub struct Compiled {
 pub fn compile_source(source: SourceFile, context: &Context) -> Compiled {
     let source = Arc::new(source);
     let mut compiled = Compiled::default();
-    let document = if source.text.trim_start().starts_with("<fragment") {
+    let document = if root_is_fragment(&source.text) {
         Fragment::parse(source).map(|fragment| fragment_document(&fragment))
     } else {
         Document::parse(source, ScopeKind::Api)
@@ -80,6 +80,28 @@ pub fn compile_document(
         .collect()
 }
 
+/// Whether the root element is `<fragment>`: what precedes it (a byte-order mark, white space, the
+/// XML declaration, comments, processing instructions) is skipped, as the XML parser skips it.
+fn root_is_fragment(text: &str) -> bool {
+    let mut rest = text.trim_start_matches('\u{feff}');
+    loop {
+        rest = rest.trim_start();
+        let end = if rest.starts_with("<!--") {
+            rest.find("-->").map(|at| at + 3)
+        } else if rest.starts_with("<?") {
+            rest.find("?>").map(|at| at + 2)
+        } else {
+            break;
+        };
+        match end {
+            Some(end) => rest = &rest[end..],
+            None => return false,
+        }
+    }
+    rest.strip_prefix("<fragment")
+        .is_some_and(|after| after.starts_with(['>', '/']) || after.starts_with(char::is_whitespace))
+}
+
 /// A fragment wrapped in an inbound section, so its statements compile.
 fn fragment_document(fragment: &Fragment) -> Document {
     let mut document = scope::inherit_all(fragment.file.clone(), ScopeKind::Api);
@@ -111,6 +133,26 @@ mod tests {
         assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
         let inbound = compiled.programs.first().and_then(|(_, program)| program.as_ref());
         assert!(inbound.is_some_and(|program| !program.ops.is_empty()));
+    }
+
+    #[test]
+    fn a_fragment_is_recognised_behind_a_comment_a_declaration_or_a_byte_order_mark() {
+        // APIOps extracts and hand-written fragments often open with a comment (17 of the 252
+        // documents of the issue-17 yardstick); they were compiled as documents and refused.
+        for text in [
+            "<!-- what this fragment does -->\n<fragment><set-header name=\"X-A\"><value>1</value></set-header></fragment>",
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<!-- a -->\n<!-- b -->\n<fragment>\n<set-header name=\"X-A\"><value>1</value></set-header>\n</fragment>",
+            "\u{feff}<fragment><set-header name=\"X-A\"><value>1</value></set-header></fragment>",
+        ] {
+            let compiled = compile(text);
+            assert!(compiled.report.errors.is_empty(), "{text:?}: {:?}", compiled.report.errors);
+            let inbound = compiled.programs.first().and_then(|(_, program)| program.as_ref());
+            assert!(inbound.is_some_and(|program| !program.ops.is_empty()), "{text:?}");
+        }
+        // A document stays a document, and an element merely named like one is not a fragment.
+        assert!(!root_is_fragment("<!-- <fragment> -->\n<policies></policies>"));
+        assert!(!root_is_fragment("<fragments></fragments>"));
+        assert!(!root_is_fragment("<!-- never closed <fragment>"));
     }
 
     #[test]
