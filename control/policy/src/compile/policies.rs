@@ -428,7 +428,7 @@ fn rewrite_uri(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) {
         Some(attr) => {
             let literal = !crate::expr::is_expression(attr.value.trim());
             if literal && !attr.value.starts_with('/') && !attr.value.contains("{{") {
-                c.error(place, attr.value_span.clone(), "a rewrite-uri template starts with '/'");
+                c.error(place, attr.value_span.clone(), "a rewrite-uri template must start with '/'");
             }
             c.value(&attr.value, &attr.value_span, Expect::String, place);
         }

@@ -321,6 +321,12 @@ fn named_values_are_substituted_in_the_texts_of_access_policies() {
 }
 
 #[test]
+fn a_relative_rewrite_uri_template_says_what_it_must_be() {
+    let error = first_error("<policies><inbound><rewrite-uri template=\"v2/orders\"/></inbound></policies>");
+    assert!(error.contains("a rewrite-uri template must start with '/'"), "{error}");
+}
+
+#[test]
 fn retry_and_limit_concurrency_wrap_their_children() {
     let compiled = compile(
         r#"<policies><backend><retry condition="@(context.Response.StatusCode >= 500)" count="3" interval="1" first-fast-retry="true"><limit-concurrency key="@(context.Request.IpAddress)" max-count="2"><forward-request timeout="5"/></limit-concurrency></retry></backend></policies>"#,
