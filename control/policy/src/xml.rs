@@ -83,8 +83,11 @@ impl Element {
 
 /// Parses `source` into its root element.
 pub fn parse(source: &str) -> Result<Element, XmlError> {
-    let escaped = escape_expressions(source);
-    let map = |offset: usize| escaped.original(offset);
+    // A byte-order mark is skipped by the reader; it is parsed without it here and every offset
+    // moved past it, so that spans index `source` (they were 3 bytes early).
+    let bom = if source.starts_with('\u{feff}') { '\u{feff}'.len_utf8() } else { 0 };
+    let escaped = escape_expressions(&source[bom..]);
+    let map = |offset: usize| escaped.original(offset) + bom;
     let text = escaped.text.as_str();
     let mut reader = Reader::from_str(text);
     reader.config_mut().trim_text(false);
