@@ -447,12 +447,68 @@ fn parse_bool(text: &str) -> Option<bool> {
 /// The span in the file of `range` inside a value whose text is `text` and whose span is
 /// `span`; exact when the file holds the value as is, else the whole value.
 fn inner_span(place: &Place, span: &Range<usize>, text: &str, range: Range<usize>) -> Range<usize> {
-    let raw = place.file.text.get(span.clone());
-    if raw == Some(text) && range.end <= text.len() {
-        span.start + range.start..span.start + range.end
-    } else {
-        span.clone()
+    let Some(raw) = place.file.text.get(span.clone()) else { return span.clone() };
+    if raw == text && range.end <= text.len() {
+        return span.start + range.start..span.start + range.end;
     }
+    // The value was unescaped (`&quot;`, `&lt;`, `&#10;`...): walk both texts to find where the
+    // range lies in the file. A value that differs otherwise (a named value substituted) keeps
+    // the whole span.
+    match unescaped_offsets(raw, text) {
+        Some(offsets) if range.end < offsets.len() => {
+            let end = offsets[range.end].max(offsets[range.start] + 1);
+            span.start + offsets[range.start]..span.start + end
+        }
+        _ => span.clone(),
+    }
+}
+
+/// For each byte offset of `text` (and its end), the offset in `raw` it came from, when `text`
+/// is `raw` with XML entities unescaped; `None` when it is not.
+fn unescaped_offsets(raw: &str, text: &str) -> Option<Vec<usize>> {
+    let mut offsets = Vec::with_capacity(text.len() + 1);
+    let (mut r, mut t) = (0, 0);
+    while t < text.len() {
+        let rest = raw.get(r..)?;
+        let decoded = rest.strip_prefix('&').and_then(|after| {
+            let (name, _) = after.split_once(';')?;
+            let c = match name {
+                "amp" => '&',
+                "lt" => '<',
+                "gt" => '>',
+                "quot" => '"',
+                "apos" => '\'',
+                _ => {
+                    let code = match name.strip_prefix("#x").or_else(|| name.strip_prefix("#X")) {
+                        Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                        None => name.strip_prefix('#')?.parse().ok()?,
+                    };
+                    char::from_u32(code)?
+                }
+            };
+            Some((c, name.len() + 2))
+        });
+        match decoded {
+            Some((c, len)) if text[t..].starts_with(c) => {
+                offsets.extend(std::iter::repeat_n(r, c.len_utf8()));
+                r += len;
+                t += c.len_utf8();
+            }
+            _ => {
+                let c = rest.chars().next()?;
+                if !text[t..].starts_with(c) {
+                    return None;
+                }
+                offsets.extend((0..c.len_utf8()).map(|i| r + i));
+                r += c.len_utf8();
+                t += c.len_utf8();
+            }
+        }
+    }
+    (r == raw.len()).then(|| {
+        offsets.push(r);
+        offsets
+    })
 }
 
 #[cfg(test)]
