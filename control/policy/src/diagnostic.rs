@@ -56,9 +56,10 @@ impl SourceFile {
         let line_start = self.text[..start].rfind('\n').map_or(0, |at| at + 1);
         let line_end = self.text[start..].find('\n').map_or(self.text.len(), |at| start + at);
         let line = self.text[..start].matches('\n').count() + 1;
-        let column = self.text[line_start..start].chars().count() + 1;
+        // A byte-order mark is no column (editors do not show it).
+        let column = self.text[line_start..start].chars().filter(|c| *c != '\u{feff}').count() + 1;
         let underlined = self.text[start..end.min(line_end)].chars().count();
-        let text = self.text[line_start..line_end].trim_end_matches('\r').replace('\t', " ");
+        let text = self.text[line_start..line_end].trim_end_matches('\r').replace('\t', " ").replace('\u{feff}', "");
         Diagnostic {
             message: message.into(),
             file: self.path.clone(),
@@ -125,6 +126,18 @@ mod tests {
         let diagnostic = source.error(start..source.text.len(), "bad");
         assert_eq!(diagnostic.location, Some(Location { line: 12, column: 7 }));
         assert!(diagnostic.to_string().ends_with("\n    |\n 12 | key = \"é\"\n    |       ^^^"), "{diagnostic}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_no_column() {
+        let source = SourceFile::new("p.xml", "\u{feff}<policies><nope/></policies>\n<x/>");
+        let start = source.text.find("nope").unwrap();
+        let diagnostic = source.error(start..start + 4, "unknown");
+        assert_eq!(diagnostic.location, Some(Location { line: 1, column: 12 }));
+        assert!(
+            diagnostic.to_string().ends_with(" 1 | <policies><nope/></policies>\n   |            ^^^^"),
+            "{diagnostic}"
+        );
     }
 
     #[test]

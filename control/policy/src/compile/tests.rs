@@ -321,6 +321,32 @@ fn named_values_are_substituted_in_the_texts_of_access_policies() {
 }
 
 #[test]
+fn a_relative_rewrite_uri_template_says_what_it_must_be() {
+    let error = first_error("<policies><inbound><rewrite-uri template=\"v2/orders\"/></inbound></policies>");
+    assert!(error.contains("a rewrite-uri template must start with '/'"), "{error}");
+}
+
+#[test]
+fn an_error_inside_an_attribute_with_entities_points_at_its_own_line_and_column() {
+    // The value is unescaped before it compiles; the error's position is mapped back through the
+    // entities (it pointed at the start of the value).
+    let compiled = compile(
+        "<policies><inbound>\n<set-variable name=\"a\"\n  value=\"@{\n    var s = &quot;x&lt;y&quot;;\n    return s.Nope();\n  }\" />\n</inbound></policies>",
+    );
+    let error = compiled.report.errors.first().expect("an error");
+    assert!(error.message.contains("Nope"), "{error}");
+    assert_eq!(error.location, Some(crate::diagnostic::Location { line: 5, column: 14 }), "{error}");
+    assert!(error.to_string().ends_with(" 5 |     return s.Nope();\n   |              ^^^^"), "{error}");
+    // Character references too.
+    let compiled = compile(
+        "<policies><inbound><set-variable name=\"a\" value=\"@(&#34;&#x41;&#34;.Nope())\" /></inbound></policies>",
+    );
+    let error = compiled.report.errors.first().expect("an error");
+    let column = "<policies><inbound><set-variable name=\"a\" value=\"@(&#34;&#x41;&#34;.".chars().count() + 1;
+    assert_eq!(error.location, Some(crate::diagnostic::Location { line: 1, column }), "{error}");
+}
+
+#[test]
 fn retry_and_limit_concurrency_wrap_their_children() {
     let compiled = compile(
         r#"<policies><backend><retry condition="@(context.Response.StatusCode >= 500)" count="3" interval="1" first-fast-retry="true"><limit-concurrency key="@(context.Request.IpAddress)" max-count="2"><forward-request timeout="5"/></limit-concurrency></retry></backend></policies>"#,

@@ -21,6 +21,21 @@ fn parses_elements_attributes_and_text_with_spans() {
 }
 
 #[test]
+fn spans_index_the_source_behind_a_byte_order_mark() {
+    let source =
+        "\u{feff}<policies>\n<inbound>\n<set-header name=\"X-A\"><value>v1</value></set-header>\n</inbound></policies>";
+    let root = parse(source).unwrap();
+    assert_eq!(&source[root.name_span.clone()], "policies");
+    let set_header = root.elements().next().unwrap().elements().next().unwrap();
+    assert_eq!(&source[set_header.name_span.clone()], "set-header");
+    assert_eq!(&source[set_header.attr("name").unwrap().value_span.clone()], "X-A");
+    let (_, span) = set_header.elements().next().unwrap().text().unwrap();
+    assert_eq!(&source[span], "v1");
+    let error = parse("\u{feff}<policies>\n<inbound>\n</outbound></policies>").unwrap_err();
+    assert_eq!(&"\u{feff}<policies>\n<inbound>\n</outbound></policies>"[error.span], "<");
+}
+
+#[test]
 fn expressions_need_no_escaping() {
     let source = r#"<when condition="@(context.Request.Headers.GetValueOrDefault("X","") == "a" && 1 < 2)" id="w"><set-body>@{ var s = "<b>"; return s + '&'; }</set-body></when>"#;
     let root = parse(source).unwrap();
