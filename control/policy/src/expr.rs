@@ -20,13 +20,18 @@
 //! `JsonConvert`, `Array`, `SHA*`/`MD5`, `BitConverter` members; LINQ with lambdas (Any, All,
 //! Where, Select, First, FirstOrDefault, LastOrDefault, Count, Sum, OrderBy(x => x), index
 //! overloads); `out` arguments of `int.TryParse`, `TryParseJwt`, `TryParseBasic`, `TryGetValue`;
-//! blocks with typed and `var` locals, assignments, `++`/`--`, `if`, `foreach`, `for`, `while`,
-//! `do`, `break`, `continue`, `using`, `return`.
+//! blocks with typed, `var` and `const` locals, assignments (locals, JSON, array, list and
+//! dictionary elements), `++`/`--`, `if`, `foreach`, `for`, `while`, `do`, `switch`, `break`,
+//! `continue`, `using`, `return`, `try`/`catch`/`finally` and `throw` (the VM's `TryEnter`
+//! handlers; every failure goes to the first `catch`); anonymous objects (JObjects), sized
+//! arrays, dictionary initializers, `new DateTime`/`DateTimeOffset`/`TimeSpan`, `Uri`,
+//! `StringBuilder` (a list of pieces), `Random`, exceptions (their message) — see `lower/objects`.
 //!
-//! Refused with a message naming the construct: XML (`XElement`, ...), `try`/`catch`, `switch`,
-//! `throw`, lambdas with block bodies or outside LINQ calls, keyed `OrderBy`, dictionary writes,
-//! regex lookaround/backreferences/atomic groups, `typeof`/`default`/`nameof`, anonymous types,
-//! bitwise operators (except to combine enum flags), types outside the allow-list.
+//! Refused with a message naming the construct: XML (`XElement`, ...), exception filters,
+//! pattern cases, lambdas with block bodies or outside LINQ calls, local functions, keyed
+//! `OrderBy`, regex lookaround/backreferences/atomic groups, `typeof`/`default`/`nameof`, object
+//! initializers that set properties, bitwise operators (except to combine enum flags), types
+//! outside the allow-list.
 
 mod dotnet_regex;
 mod lexer;
