@@ -757,6 +757,9 @@ pub enum Builtin {
     /// `new StringBuilder()` and the builder's `ToString()` are a list and `string.Concat`;
     /// `sb.Append(x)` adds `x` as text: `(list, value)` → the list (for chaining).
     BuilderAppend,
+    /// `seq.OrderBy(x => key)`: `(items, keys)` → the items sorted (stably) by their keys, the
+    /// compiler having computed the keys with a `Select` loop.
+    SeqOrderByKeys,
 }
 
 /// `JTokenType` member names in Newtonsoft's numbering (the index is the value).

@@ -164,7 +164,8 @@ pub(crate) fn call<'a>(m: &mut Machine<'_, 'a>, builtin: Builtin, args: &mut [Va
         | B::RandomNextDouble
         | B::ArrayNew
         | B::ElementSet
-        | B::BuilderAppend => more::call(m, a),
+        | B::BuilderAppend
+        | B::SeqOrderByKeys => more::call(m, a),
     }
 }
 

@@ -106,6 +106,17 @@ pub(crate) fn call<'a>(m: &mut Machine<'_, 'a>, mut a: Args<'_, 'a>) -> Result<V
                 other => Err(a.fail(&format!("Append is not defined on {}", other.type_name()))),
             }
         }
+        B::SeqOrderByKeys => {
+            a.arity(&[2])?;
+            let (items, keys) = (a.take(0)?, a.take(1)?);
+            let (items, keys) = (m.elements(items)?, m.elements(keys)?);
+            if items.len() != keys.len() {
+                return Err(a.fail("keys and items differ in number"));
+            }
+            let mut pairs: Vec<(Value<'a>, Value<'a>)> = keys.into_iter().zip(items).collect();
+            pairs.sort_by(|x, y| super::collections::sort_key_cmp(&x.0, &y.0));
+            Ok(Value::array(pairs.into_iter().map(|(_, item)| item).collect()))
+        }
         _ => Err(a.fail("not one of the added members")),
     }
 }

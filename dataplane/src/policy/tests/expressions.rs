@@ -232,3 +232,50 @@ fn random_arrays_elements_and_builders() {
     ];
     assert_eq!(eval(ops, vec![s("a")]).expect("ok"), "a1True");
 }
+
+#[test]
+fn order_by_keys_sorts_the_items_stably_by_their_keys() {
+    // new [] {"bb", "a", "cc"}.OrderBy(x => x.Length): keys [2, 1, 2].
+    let ops = vec![
+        Op::Const(0),
+        Op::Const(1),
+        Op::Const(2),
+        Op::MakeArray(3),
+        Op::Int(2),
+        Op::Int(1),
+        Op::Int(2),
+        Op::MakeArray(3),
+        Op::Call(Builtin::SeqOrderByKeys, 2),
+        Op::StoreLocal(0),
+        Op::Const(3),
+        Op::LoadLocal(0),
+        Op::Call(Builtin::StrJoin, 2),
+    ];
+    assert_eq!(eval(ops, vec![s("bb"), s("a"), s("cc"), s(",")]).expect("ok"), "a,bb,cc");
+}
+
+#[test]
+fn try_parse_through_a_handler_gives_the_default_and_false() {
+    // double.TryParse(s, out d) as the compiler lowers it, then `parsed + ":" + d`.
+    let lowered = |input: &str| {
+        let ops = vec![
+            Op::TryEnter { handler: 7 },
+            Op::Const(0),
+            Op::Call(Builtin::DoubleParse, 1),
+            Op::StoreLocal(0),
+            Op::TryExit,
+            Op::Bool(true),
+            Op::Jump(11),
+            Op::Pop,
+            Op::Const(1),
+            Op::StoreLocal(0),
+            Op::Bool(false),
+            Op::Const(2),
+            Op::LoadLocal(0),
+            Op::Concat(3),
+        ];
+        eval(ops, vec![s(input), Const::Double(0.0), s(":")])
+    };
+    assert_eq!(lowered("1.5").expect("ok"), "True:1.5");
+    assert_eq!(lowered("x").expect("ok"), "False:0");
+}

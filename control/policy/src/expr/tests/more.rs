@@ -107,3 +107,21 @@ fn added_members_and_types() {
     assert!(err(r#"@(new Uri("https://a.example").Nope)"#).message.contains("no supported member"));
     assert!(err(r#"@(new StringBuilder().Clear())"#).message.contains("no supported method"));
 }
+
+#[test]
+fn order_by_a_key_try_parse_of_other_types_and_token_type_names() {
+    let (program, t) = ok(r#"@(new [] {"bb", "a", "ccc"}.OrderByDescending(x => x.Length))"#);
+    assert_eq!(t, StaticType::array_of(StaticType::String));
+    assert!(program.ops.contains(&Op::Call(Builtin::SeqOrderByKeys, 2)));
+    assert!(err(r#"@(new [] {"a"}.OrderBy(x => new JObject()))"#).message.contains("can be ordered"));
+    for source in [
+        r#"@(double.TryParse("1.5", out var d) ? d : 0.0)"#,
+        r#"@(bool.TryParse("x", out bool b) && b)"#,
+        r#"@(DateTime.TryParse("2024-01-01", out var when) ? when.Year : 0)"#,
+        r#"@(Guid.TryParse("x", out var g) ? g.ToString() : "none")"#,
+    ] {
+        let (program, _) = ok(source);
+        assert!(program.ops.iter().any(|op| matches!(op, Op::TryEnter { .. })), "{source}");
+    }
+    assert_eq!(ty(r#"@(JObject.Parse("{}").Type.ToString())"#), StaticType::String);
+}
