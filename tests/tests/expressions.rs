@@ -1,6 +1,7 @@
 //! Policy expressions that real-world APIM documents use, compiled by control and run by the
 //! data plane's VM through a real `portcullis up`: try/catch/finally, throw, switch, anonymous
-//! objects serialized as JSON, StringBuilder, Uri, new DateTime, LINQ Single and Split with a count.
+//! objects serialized as JSON, StringBuilder, Uri, new DateTime, LINQ Single and OrderBy with a key,
+//! Split with a count, double.TryParse and a local function.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed step fails the test")]
 
 use std::path::Path;
@@ -47,6 +48,13 @@ const OPERATION_POLICY: &str = r#"<policies>
           }
         }</value>
       </set-header>
+      <set-header name="X-Sorted" exists-action="override">
+        <value>@{
+          string Shout(string s) => s.ToUpper() + "!";
+          var words = new [] { "ccc", "a", "bb" }.OrderBy(w => w.Length).Select(w => Shout(w));
+          return string.Join(",", words) + (double.TryParse("x", out var d) ? "?" : ";" + d);
+        }</value>
+      </set-header>
       <set-body>@{
         var path = new StringBuilder();
         foreach (var segment in new Uri("https://API.example.com:8443/v1/a/b?q=1").Segments) { path.Append(segment); }
@@ -85,6 +93,7 @@ fn real_world_expressions_compile_and_run() {
     assert_eq!(response.header("x-kind"), Some("read"));
     assert_eq!(response.header("x-number"), Some("12!"));
     assert_eq!(response.header("x-thrown"), Some("fine"));
+    assert_eq!(response.header("x-sorted"), Some("A!,BB!,CCC!;0"));
     // Newtonsoft keeps the members' order; the VM's JSON objects order their keys.
     let body = response.json();
     assert_eq!(

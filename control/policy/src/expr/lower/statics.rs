@@ -440,6 +440,9 @@ impl Lowerer<'_> {
     pub(super) fn call_expr(&mut self, callee: &Expr, args: &[Arg], span: Span) -> R<StaticType> {
         let ExprKind::Member { target, name, name_span, null_conditional, type_args } = &callee.kind else {
             if let ExprKind::Name(name) = &callee.kind {
+                if let Some(function) = self.functions.iter().rev().find(|f| f.name == *name).cloned() {
+                    return self.inline_call(&function, args, span);
+                }
                 return error(
                     callee.span,
                     format!("`{name}` is not a method; call methods on values or on the allowed types"),

@@ -125,3 +125,28 @@ fn order_by_a_key_try_parse_of_other_types_and_token_type_names() {
     }
     assert_eq!(ty(r#"@(JObject.Parse("{}").Type.ToString())"#), StaticType::String);
 }
+
+#[test]
+fn local_functions_are_inlined_where_called() {
+    let source = r#"@{
+        string Normalize(string s) { if (s == null) { return ""; } return s.Trim().ToLower(); }
+        int Twice(int n) => n * 2;
+        void Nothing() { return; }
+        Nothing();
+        var s = "kept";
+        return Normalize(" A ") + Twice(21) + Normalize(s) + s;
+    }"#;
+    let (program, t) = ok(source);
+    assert_eq!(t, StaticType::String);
+    // Normalize's body is there twice, once per call.
+    assert_eq!(program.ops.iter().filter(|op| **op == Op::Call(Builtin::StrTrim, 1)).count(), 2);
+    // Called before its declaration, from another local function.
+    ok(r#"@{ int A(int x) => B(x) + 1; int B(int y) => y * 3; return A(1); }"#);
+    assert!(err(r#"@{ int F(int x) => F(x); return F(1); }"#).message.contains("recursive"));
+    assert!(
+        err(r#"@{ int F(int x) { if (x > 0) { return 1; } } return F(1); }"#).message.contains("not all code paths")
+    );
+    assert!(err(r#"@{ int F(int x) => x; return F("a"); }"#).message.contains("takes int here, not string"));
+    assert!(err(r#"@{ int F(int x) => x; return F(); }"#).message.contains("takes 1 argument"));
+    assert!(err(r#"@{ int F(int x) => "s"; return F(1); }"#).message.contains("returns int"));
+}
