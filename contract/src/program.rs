@@ -760,6 +760,11 @@ pub enum Builtin {
     /// `seq.OrderBy(x => key)`: `(items, keys)` → the items sorted (stably) by their keys, the
     /// compiler having computed the keys with a `Select` loop.
     SeqOrderByKeys,
+    /// APIM's `input.Encrypt(alg, key, iv)`: `(bytes, algorithm-name, key, iv)` → bytes. AES
+    /// (`"Aes"`, `"Rijndael"`, `Aes.Create()`) in CBC mode with PKCS#7 padding, as .NET's default.
+    BytesEncrypt,
+    /// `input.Decrypt(alg, key, iv)`, the inverse.
+    BytesDecrypt,
 }
 
 /// `JTokenType` member names in Newtonsoft's numbering (the index is the value).

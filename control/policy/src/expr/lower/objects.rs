@@ -200,6 +200,11 @@ impl Lowerer<'_> {
                 StaticType::Random
             }
             "DateTime" | "DateTimeOffset" => return self.new_date(written, args, span).map(Some),
+            "AesManaged" | "AesCryptoServiceProvider" | "RijndaelManaged" => {
+                self.expect_args(args, 0, 0, &what, span)?;
+                self.code.push_str("Aes");
+                StaticType::SymmetricAlgorithm
+            }
             "TimeSpan" => {
                 self.new_time_span(args, span)?;
                 StaticType::TimeSpan

@@ -57,6 +57,8 @@ const CLASSES: &[&str] = &[
     "StringBuilder",
     "Random",
     "Exception",
+    "Aes",
+    "Rijndael",
     "DateTime",
     "TimeSpan",
     "Guid",
@@ -307,6 +309,7 @@ const SPECIAL_STATICS: &[(&str, &str)] = &[
     ("SHA1", "Create"),
     ("SHA512", "Create"),
     ("MD5", "Create"),
+    ("Aes", "Create"),
     ("JsonConvert", "DeserializeObject"),
     ("Array", "Exists"),
     ("Array", "Find"),
@@ -538,6 +541,11 @@ impl Lowerer<'_> {
                 let b = self.argument(&args[1], Param::Double, &format!("Math.{method}"))?;
                 self.call(if method == "Min" { Builtin::MathMin } else { Builtin::MathMax }, 2, span)?;
                 types::unify(&a, &b)
+            }
+            ("Aes" | "Rijndael", "Create") => {
+                self.expect_args(args, 0, 0, &format!("{class}.Create"), span)?;
+                self.code.push_str("Aes");
+                StaticType::SymmetricAlgorithm
             }
             ("SHA256" | "SHA1" | "SHA512" | "MD5", "Create") => {
                 self.expect_args(args, 0, 0, &format!("{class}.Create"), span)?;

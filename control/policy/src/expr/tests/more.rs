@@ -150,3 +150,19 @@ fn local_functions_are_inlined_where_called() {
     assert!(err(r#"@{ int F(int x) => x; return F(); }"#).message.contains("takes 1 argument"));
     assert!(err(r#"@{ int F(int x) => "s"; return F(1); }"#).message.contains("returns int"));
 }
+
+#[test]
+fn apim_encrypt_and_decrypt_extensions() {
+    for source in [
+        r#"@(Encoding.UTF8.GetBytes("x").Encrypt("Aes", Convert.FromBase64String("a"), Convert.FromBase64String("b")))"#,
+        r#"@(Convert.FromBase64String("x").Decrypt(Aes.Create(), new byte[] { 1 }, new byte[] { 2 }))"#,
+        r#"@{ var aes = new AesManaged(); return Encoding.UTF8.GetBytes("x").Encrypt(aes, new byte[] { 1 }, new byte[] { 2 }); }"#,
+    ] {
+        let (program, t) = ok(source);
+        assert_eq!(t, StaticType::Bytes, "{source}");
+        assert!(
+            program.ops.iter().any(|op| matches!(op, Op::Call(Builtin::BytesEncrypt | Builtin::BytesDecrypt, 4))),
+            "{source}"
+        );
+    }
+}
