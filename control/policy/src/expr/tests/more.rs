@@ -166,3 +166,9 @@ fn apim_encrypt_and_decrypt_extensions() {
         );
     }
 }
+
+#[test]
+fn json_children() {
+    assert_eq!(ty(r#"@(JObject.Parse("{}").Children())"#), StaticType::array_of(StaticType::JProperty));
+    assert_eq!(ty(r#"@(JArray.Parse("[1]").Children().Count())"#), StaticType::Int);
+}
