@@ -172,3 +172,12 @@ fn json_children() {
     assert_eq!(ty(r#"@(JObject.Parse("{}").Children())"#), StaticType::array_of(StaticType::JProperty));
     assert_eq!(ty(r#"@(JArray.Parse("[1]").Children().Count())"#), StaticType::Int);
 }
+
+#[test]
+fn byte_arrays_of_constants_are_byte_values() {
+    assert_eq!(ty("@(new byte[16])"), StaticType::Bytes);
+    assert_eq!(ty("@(new byte[] { 1, 2, 255 })"), StaticType::Bytes);
+    assert_eq!(ops("@(new byte[] { 1, 2, 255 })"), [Op::Const(0), Op::Call(Builtin::ConvertFromBase64String, 1)]);
+    assert!(err("@(new byte[] { 256 })").message.contains("does not fit in a byte"));
+    assert_eq!(ty(r#"@(Encoding.UTF8.GetBytes("x").Encrypt("Aes", new byte[16], new byte[16]))"#), StaticType::Bytes);
+}
