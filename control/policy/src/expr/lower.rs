@@ -35,6 +35,7 @@ pub(crate) fn lower(code: &mut CodeBuilder, text: &str, source: &Source) -> R<(S
         tries: Vec::new(),
         functions: Vec::new(),
         inlining: Vec::new(),
+        open_handlers: 0,
     };
     match source {
         Source::Expression(expr) => Ok((lowerer.expr(expr)?, expr.span)),
@@ -98,6 +99,9 @@ struct Lowerer<'c> {
     functions: Vec<std::rc::Rc<super::syntax::LocalFunction>>,
     /// The local functions being inlined (to refuse recursion).
     inlining: Vec<String>,
+    /// `try` handlers that may be entered at this point, inlined local functions included
+    /// (bounded by the VM's handler stack).
+    open_handlers: usize,
 }
 
 fn error<T>(span: Span, message: impl Into<String>) -> R<T> {

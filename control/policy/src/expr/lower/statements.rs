@@ -295,9 +295,17 @@ impl Lowerer<'_> {
     ///
     /// The VM does not tell exception types apart: every failure goes to the first `catch`.
     fn try_statement(&mut self, body: &[Stmt], catches: &[Catch], finally: Option<&[Stmt]>) -> R<()> {
-        if self.tries.len() >= portcullis_contract::program::TRY_DEPTH_MAX {
+        let handlers = usize::from(finally.is_some()) + usize::from(!catches.is_empty());
+        if self.open_handlers + handlers > portcullis_contract::program::TRY_DEPTH_MAX {
             return error(body.first().map_or(Span::default(), |s| s.span), "`try` statements nest too deeply");
         }
+        self.open_handlers += handlers;
+        let lowered = self.try_statement_inner(body, catches, finally);
+        self.open_handlers -= handlers;
+        lowered
+    }
+
+    fn try_statement_inner(&mut self, body: &[Stmt], catches: &[Catch], finally: Option<&[Stmt]>) -> R<()> {
         if finally.is_some_and(|f| f.iter().any(contains_exit)) {
             return error(
                 finally.and_then(|f| f.first()).map_or(Span::default(), |s| s.span),

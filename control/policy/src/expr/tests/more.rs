@@ -181,3 +181,21 @@ fn byte_arrays_of_constants_are_byte_values() {
     assert!(err("@(new byte[] { 256 })").message.contains("does not fit in a byte"));
     assert_eq!(ty(r#"@(Encoding.UTF8.GetBytes("x").Encrypt("Aes", new byte[16], new byte[16]))"#), StaticType::Bytes);
 }
+
+#[test]
+fn try_nesting_is_bounded_by_the_vm_handler_stack() {
+    let nested = |depth: usize| {
+        let mut source = String::from("@{ ");
+        for _ in 0..depth {
+            source.push_str("try { ");
+        }
+        source.push_str("return 1; ");
+        for _ in 0..depth {
+            source.push_str("} catch { return 2; } finally { } ");
+        }
+        source.push('}');
+        source
+    };
+    ok(&nested(portcullis_contract::program::TRY_DEPTH_MAX / 2));
+    assert!(err(&nested(portcullis_contract::program::TRY_DEPTH_MAX / 2 + 1)).message.contains("nest too deeply"));
+}
