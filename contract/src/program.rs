@@ -765,6 +765,8 @@ pub enum Builtin {
     BytesEncrypt,
     /// `input.Decrypt(alg, key, iv)`, the inverse.
     BytesDecrypt,
+    /// `guid.GetHashCode()`: .NET's, the XOR of the four 32-bit words of `ToByteArray()`.
+    GuidHashCode,
 }
 
 /// `JTokenType` member names in Newtonsoft's numbering (the index is the value).

@@ -171,7 +171,8 @@ pub(crate) fn call<'a>(m: &mut Machine<'_, 'a>, builtin: Builtin, args: &mut [Va
         | B::ArrayNew
         | B::ElementSet
         | B::BuilderAppend
-        | B::SeqOrderByKeys => more::call(m, a),
+        | B::SeqOrderByKeys
+        | B::GuidHashCode => more::call(m, a),
     }
 }
 

@@ -28,6 +28,17 @@ pub(crate) fn call<'a>(m: &mut Machine<'_, 'a>, mut a: Args<'_, 'a>) -> Result<V
                 other => Err(a.fail(&format!("ToByteArray is not defined on {}", other.type_name()))),
             }
         }
+        B::GuidHashCode => {
+            a.arity(&[1])?;
+            match a.receiver()? {
+                Value::Guid(value) => {
+                    let bytes = guid_bytes(*value);
+                    let word = |at: usize| i32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+                    Ok(Value::Int(i64::from(word(0) ^ word(4) ^ word(8) ^ word(12))))
+                }
+                other => Err(a.fail(&format!("GetHashCode is not defined on {}", other.type_name()))),
+            }
+        }
         B::StrSplitCount => {
             a.arity(&[4])?;
             split_count(&a)

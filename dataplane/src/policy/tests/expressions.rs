@@ -321,3 +321,15 @@ fn aes_cbc_encrypt_and_decrypt_as_dotnet() {
     with_des.push(s("TripleDES"));
     assert!(eval(des, with_des).is_err());
 }
+
+#[test]
+fn guid_hash_code_is_dotnets() {
+    // The four little-endian words of ToByteArray() XORed: 0x00112233 ^ 0x66774455 ^ 0xBBAA9988 ^
+    // 0xFFEEDDCC, as an Int32.
+    let hash = eval(
+        vec![Op::Const(0), Op::Call(Builtin::GuidParse, 1), Op::Call(Builtin::GuidHashCode, 1)],
+        vec![s("00112233-4455-6677-8899-aabbccddeeff")],
+    );
+    let expected = 0x0011_2233u32 ^ 0x6677_4455 ^ 0xBBAA_9988 ^ 0xFFEE_DDCC;
+    assert_eq!(hash.expect("ok"), format!("Int32:{}", expected as i32));
+}

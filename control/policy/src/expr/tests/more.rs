@@ -83,6 +83,7 @@ fn added_members_and_types() {
         (r#"@(DateTime.MinValue < DateTime.MaxValue)"#, StaticType::Bool),
         (r#"@(new TimeSpan(1, 2, 3).TotalSeconds)"#, StaticType::Double),
         (r#"@(Guid.NewGuid().ToByteArray())"#, StaticType::Bytes),
+        (r#"@(Math.Abs(Guid.NewGuid().GetHashCode()) % 100)"#, StaticType::Int),
         (r#"@(new [] {1, 2}.Single())"#, StaticType::Int),
         (r#"@(new [] {1, 2}.SingleOrDefault(x => x > 1))"#, StaticType::Int),
         (r#"@(new [] {1, 2}.Max())"#, StaticType::Int),

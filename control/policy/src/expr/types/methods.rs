@@ -148,6 +148,7 @@ pub(crate) const METHODS: &[Method] = &[
     m(Recv::Seq, "Max", &[], Builtin::SeqMax, Ret::Element),
     m(Recv::Seq, "Average", &[], Builtin::SeqAverage, Ret::Double),
     m(Recv::Guid, "ToByteArray", &[], Builtin::GuidToByteArray, Ret::Bytes),
+    m(Recv::Guid, "GetHashCode", &[], Builtin::GuidHashCode, Ret::Int),
     m(Recv::Bytes, "Encrypt", &[P::Any, P::Any, P::Any], Builtin::BytesEncrypt, Ret::Bytes),
     m(Recv::Bytes, "Decrypt", &[P::Any, P::Any, P::Any], Builtin::BytesDecrypt, Ret::Bytes),
     m(Recv::DateTime, "AddSeconds", &[P::Double], Builtin::DateTimeAddSeconds, Ret::DateTime),
