@@ -759,6 +759,16 @@ pub enum Builtin {
     /// `new StringBuilder()` and the builder's `ToString()` are a list and `string.Concat`;
     /// `sb.Append(x)` adds `x` as text: `(list, value)` → the list (for chaining).
     BuilderAppend,
+    /// `seq.OrderBy(x => key)`: `(items, keys)` → the items sorted (stably) by their keys, the
+    /// compiler having computed the keys with a `Select` loop.
+    SeqOrderByKeys,
+    /// APIM's `input.Encrypt(alg, key, iv)`: `(bytes, algorithm-name, key, iv)` → bytes. AES
+    /// (`"Aes"`, `"Rijndael"`, `Aes.Create()`) in CBC mode with PKCS#7 padding, as .NET's default.
+    BytesEncrypt,
+    /// `input.Decrypt(alg, key, iv)`, the inverse.
+    BytesDecrypt,
+    /// `guid.GetHashCode()`: .NET's, the XOR of the four 32-bit words of `ToByteArray()`.
+    GuidHashCode,
 }
 
 /// `JTokenType` member names in Newtonsoft's numbering (the index is the value).

@@ -11,22 +11,27 @@
 //! Named values (`{{x}}`) are substituted by the caller before compiling; the caller also maps
 //! [`ExprError::offset`] to a file position.
 //!
-//! Supported (apim-reference §2.3 and more): literals (int/long/double/char, regular, verbatim
-//! and interpolated strings with `{x:format}`), arithmetic, comparisons, `&&`/`||`, `?:`, `??`,
+//! Supported (apim-reference §2.3 and more): literals (int/long/double/char, regular, verbatim and
+//! interpolated strings with `{x:format}`), arithmetic, comparisons, `&&`/`||`, `?:`, `??`,
 //! `?.`/`?[`, casts, `as`, `is` (with a binding), indexers, `new` for JSON values, lists, arrays,
 //! `Regex`, hash algorithms; the whole `context` graph; string, dictionary, sequence, JSON, date,
 //! body (`As<T>`), JWT and Basic methods; static `string`, `int`, `Convert`, `Math`, `Encoding`,
 //! `WebUtility`, `Uri`, `Regex`, `DateTime`/`DateTimeOffset`, `TimeSpan`, `Guid`, `JObject`,
 //! `JsonConvert`, `Array`, `SHA*`/`MD5`, `BitConverter` members; LINQ with lambdas (Any, All,
-//! Where, Select, First, FirstOrDefault, LastOrDefault, Count, Sum, OrderBy(x => x), index
+//! Where, Select, First, FirstOrDefault, Last, Single, Min, Max, Average, Count, Sum, OrderBy, index
 //! overloads); `out` arguments of `int.TryParse`, `TryParseJwt`, `TryParseBasic`, `TryGetValue`;
-//! blocks with typed and `var` locals, assignments, `++`/`--`, `if`, `foreach`, `for`, `while`,
-//! `do`, `break`, `continue`, `using`, `return`.
+//! blocks with typed, `var` and `const` locals, local functions (inlined at each call), assignments
+//! (locals, JSON, array, list and dictionary elements), `++`/`--`, `if`, `foreach`, `for`, `while`,
+//! `do`, `switch`, `break`, `continue`, `using`, `return`, `try`/`catch`/`finally` and `throw` (the
+//! VM's `TryEnter` handlers; every failure goes to the first `catch`); anonymous objects
+//! (JObjects), sized arrays, dictionary initializers, `new DateTime`/`DateTimeOffset`/`TimeSpan`,
+//! `Uri`, `StringBuilder` (a list of pieces), `Random`, exceptions (their message) — see
+//! `lower/objects`.
 //!
-//! Refused with a message naming the construct: XML (`XElement`, ...), `try`/`catch`, `switch`,
-//! `throw`, lambdas with block bodies or outside LINQ calls, keyed `OrderBy`, dictionary writes,
-//! regex lookaround/backreferences/atomic groups, `typeof`/`default`/`nameof`, anonymous types,
-//! bitwise operators (except to combine enum flags), types outside the allow-list.
+//! Refused with a message naming the construct: XML (`XElement`, ...), exception filters, pattern
+//! cases, lambdas with block bodies or outside LINQ calls, recursive local functions, regex
+//! lookaround/backreferences/atomic groups, `typeof`/`default`/`nameof`, object initializers that
+//! set properties, bitwise operators (except to combine enum flags), types outside the allow-list.
 
 mod dotnet_regex;
 mod lexer;

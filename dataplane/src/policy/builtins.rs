@@ -79,9 +79,15 @@ pub(crate) fn call<'a>(m: &mut Machine<'_, 'a>, builtin: Builtin, args: &mut [Va
         | B::UriEscapeDataString
         | B::UriUnescapeDataString
         | B::BitConverterToString => convert::call(a),
-        B::Sha256Hash | B::Sha1Hash | B::Md5Hash | B::Sha512Hash | B::HmacSha256 | B::HmacSha1 | B::HmacSha512 => {
-            crypto::call(a)
-        }
+        B::Sha256Hash
+        | B::Sha1Hash
+        | B::Md5Hash
+        | B::Sha512Hash
+        | B::HmacSha256
+        | B::HmacSha1
+        | B::HmacSha512
+        | B::BytesEncrypt
+        | B::BytesDecrypt => crypto::call(a),
         B::RegexIsMatch | B::RegexMatch | B::RegexMatches | B::RegexReplace | B::RegexSplit | B::RegexEscape => {
             regex::call(a)
         }
@@ -164,7 +170,9 @@ pub(crate) fn call<'a>(m: &mut Machine<'_, 'a>, builtin: Builtin, args: &mut [Va
         | B::RandomNextDouble
         | B::ArrayNew
         | B::ElementSet
-        | B::BuilderAppend => more::call(m, a),
+        | B::BuilderAppend
+        | B::SeqOrderByKeys
+        | B::GuidHashCode => more::call(m, a),
     }
 }
 

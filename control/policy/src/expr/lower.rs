@@ -33,6 +33,9 @@ pub(crate) fn lower(code: &mut CodeBuilder, text: &str, source: &Source) -> R<(S
         loops: Vec::new(),
         block: None,
         tries: Vec::new(),
+        functions: Vec::new(),
+        inlining: Vec::new(),
+        open_handlers: 0,
     };
     match source {
         Source::Expression(expr) => Ok((lowerer.expr(expr)?, expr.span)),
@@ -78,6 +81,8 @@ struct BlockState {
     result: u16,
     end: Label,
     returns: Vec<StaticType>,
+    /// A `void` local function: `return;` without a value.
+    void: bool,
 }
 
 struct Lowerer<'c> {
@@ -90,6 +95,13 @@ struct Lowerer<'c> {
     loops: Vec<LoopLabels>,
     block: Option<BlockState>,
     tries: Vec<TryFrame>,
+    /// Local functions in scope (innermost last), inlined where they are called.
+    functions: Vec<std::rc::Rc<super::syntax::LocalFunction>>,
+    /// The local functions being inlined (to refuse recursion).
+    inlining: Vec<String>,
+    /// `try` handlers that may be entered at this point, inlined local functions included
+    /// (bounded by the VM's handler stack).
+    open_handlers: usize,
 }
 
 fn error<T>(span: Span, message: impl Into<String>) -> R<T> {

@@ -284,6 +284,19 @@ pub(crate) enum StmtKind {
         subject: Expr,
         sections: Vec<SwitchSection>,
     },
+    /// `T name(T1 a, T2 b) { .. }` or `=> expr;`: a local function (inlined at each call).
+    LocalFunction(std::rc::Rc<LocalFunction>),
+}
+
+/// A local function: its return type (`void` allowed), name, parameters and body.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LocalFunction {
+    pub(crate) ret: TypeName,
+    pub(crate) name: String,
+    pub(crate) name_span: Span,
+    pub(crate) params: Vec<(TypeName, String, Span)>,
+    /// Statements of a block body, or the `return` of an expression body.
+    pub(crate) body: Vec<Stmt>,
 }
 
 /// One `catch` clause: its type and variable (both optional) and its statements.
@@ -1253,6 +1266,7 @@ impl Parser {
                 };
                 return Err(ExprError::new(start, message));
             }
+            _ if self.local_function_ahead() => self.local_function()?,
             _ => match self.try_declaration()? {
                 Some(kind) => {
                     self.expect_punct(";")?;
@@ -1347,6 +1361,45 @@ impl Parser {
             sections.push(SwitchSection { labels, body });
         }
         Ok(StmtKind::Switch { subject, sections })
+    }
+
+    /// At `T name(`: a local function declaration (a call `name(..)` has no type before it).
+    fn local_function_ahead(&mut self) -> bool {
+        let save = self.pos;
+        let ahead = self.try_type().is_some() && self.ident_at(0).is_some() && self.is_punct_at(1, "(");
+        self.pos = save;
+        ahead
+    }
+
+    fn local_function(&mut self) -> PResult<StmtKind> {
+        let ret = self.type_name().ok_or_else(|| self.unexpected("a return type"))?;
+        let (name, name_span) = self.identifier()?;
+        self.expect_punct("(")?;
+        let mut params = Vec::new();
+        while !self.eat_punct(")") {
+            if ["ref", "out", "in", "params", "this"].iter().any(|k| self.is_keyword(k)) {
+                return Err(ExprError::new(self.span(), "local function parameters are plain values here"));
+            }
+            let ty = self.type_name().ok_or_else(|| self.unexpected("a parameter type"))?;
+            let (param, span) = self.identifier()?;
+            if self.is_punct("=") {
+                return Err(ExprError::new(self.span(), "default parameter values are not supported"));
+            }
+            params.push((ty, param, span));
+            if !self.is_punct(")") {
+                self.expect_punct(",")?;
+            }
+        }
+        let body = if self.eat_punct("=>") {
+            let start = self.span();
+            let value = self.expression()?;
+            self.expect_punct(";")?;
+            let span = start.to(self.previous_span());
+            vec![Stmt { kind: StmtKind::Return(Some(value)), span }]
+        } else {
+            self.braced_block()?
+        };
+        Ok(StmtKind::LocalFunction(std::rc::Rc::new(LocalFunction { ret, name, name_span, params, body })))
     }
 
     fn parenthesized(&mut self) -> PResult<Expr> {

@@ -575,7 +575,7 @@ fn out_arguments_are_lowered() {
     assert_eq!(ty(r#"@(int.TryParse("1", out var n) ? n : -1)"#), StaticType::Int);
     assert!(ok(r#"@("x".TryParseBasic(out var c) ? c.UserId : "")"#).0.ops.contains(&Op::Call(Builtin::AsBasic, 1)));
     assert!(err(r#"@(int.TryParse("1", n))"#).message.contains("must be `out var name`"));
-    assert!(err(r#"@(double.TryParse("1", out var d))"#).message.contains("not supported yet"));
+    assert!(err(r#"@(double.TryParse("1", d))"#).message.contains("must be `out var name`"));
 }
 
 #[test]
@@ -680,7 +680,7 @@ fn object_creation() {
     assert_eq!(ty(r#"@(new Guid("00000000-0000-0000-0000-000000000000"))"#), StaticType::Guid);
     assert!(err("@(new { a = 1, a = 2 })").message.contains("two members named `a`"));
     assert!(err("@(new Foo())").message.contains("the type `Foo` is not supported"));
-    assert!(err("@(new byte[3])").message.contains("`new byte[n]` is not supported"));
+    assert!(err("@(new byte[context.Request.Url.Port])").message.contains("constant size"));
     assert!(err(r#"@(new string[] { 1 })"#).message.contains("cannot put int into an array of string"));
     assert!(err(r#"@(new Dictionary<string, string> { { "a" } })"#).message.contains("`{ key, value }`"));
 }
@@ -914,7 +914,7 @@ fn linq_errors() {
     assert!(message.contains("the lambda must return a bool"), "{message}");
     assert!(err(r#"@(new[] {"a"}.OrderBy((x, i) => x))"#).message.contains("one parameter"));
     assert!(err(r#"@(new[] {"a"}.Select((x, i, j) => x))"#).message.contains("one parameter"));
-    assert!(err(r#"@(new[] {"a"}.OrderBy(x => x.Length))"#).message.contains("identity lambda"));
+    assert!(err(r#"@(new[] {"a"}.OrderBy((x, i) => x))"#).message.contains("one parameter"));
     assert!(err(r#"@(new[] {"a"}.GroupBy(x => x))"#).message.contains("`GroupBy` with a lambda is not supported"));
     assert!(err(r#"@(context.Response.StatusCode.Any(x => true))"#).message.contains("not a sequence"));
     assert!(err(r#"@(new[] {"a"}.Any(x => { return true; }))"#).message.contains("block body"));

@@ -79,6 +79,8 @@ pub enum StaticType {
     StringBuilder,
     /// `System.Random`: no run-time value (the VM draws from the OS).
     Random,
+    /// `Aes.Create()`, `new AesManaged()`: the run-time value is the algorithm's name.
+    SymmetricAlgorithm,
 }
 
 /// The interfaces of the `context` object graph (apim-reference §2.2).
@@ -203,6 +205,7 @@ impl fmt::Display for StaticType {
             Self::Uri => f.write_str("Uri"),
             Self::StringBuilder => f.write_str("StringBuilder"),
             Self::Random => f.write_str("Random"),
+            Self::SymmetricAlgorithm => f.write_str("SymmetricAlgorithm"),
         }
     }
 }
@@ -522,6 +525,10 @@ pub(crate) fn resolve_type(ty: &TypeName) -> Result<StaticType, String> {
         ("Uri", 0) => T::Uri,
         ("StringBuilder", 0) => T::StringBuilder,
         ("Random", 0) => T::Random,
+        (
+            "Aes" | "AesManaged" | "AesCryptoServiceProvider" | "Rijndael" | "RijndaelManaged" | "SymmetricAlgorithm",
+            0,
+        ) => T::SymmetricAlgorithm,
         (exception, 0) if exception.ends_with("Exception") => T::Exception,
         ("SHA256" | "SHA256Managed", 0) => T::Hasher(HashKind::Sha256),
         ("SHA1" | "SHA1Managed", 0) => T::Hasher(HashKind::Sha1),

@@ -47,7 +47,7 @@ fn keys<'a>(m: &Machine<'_, 'a>, a: &Args<'_, 'a>, dict: Value<'a>, values: bool
     Ok(Value::array(out))
 }
 
-fn sort_key_cmp(a: &Value<'_>, b: &Value<'_>) -> std::cmp::Ordering {
+pub(super) fn sort_key_cmp(a: &Value<'_>, b: &Value<'_>) -> std::cmp::Ordering {
     match (a, b) {
         (Value::Str(x), Value::Str(y)) => x.as_str().cmp(y.as_str()),
         _ => a.compare(b).unwrap_or(std::cmp::Ordering::Equal),

@@ -28,6 +28,17 @@ pub(crate) fn call<'a>(m: &mut Machine<'_, 'a>, mut a: Args<'_, 'a>) -> Result<V
                 other => Err(a.fail(&format!("ToByteArray is not defined on {}", other.type_name()))),
             }
         }
+        B::GuidHashCode => {
+            a.arity(&[1])?;
+            match a.receiver()? {
+                Value::Guid(value) => {
+                    let bytes = guid_bytes(*value);
+                    let word = |at: usize| i32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+                    Ok(Value::Int(i64::from(word(0) ^ word(4) ^ word(8) ^ word(12))))
+                }
+                other => Err(a.fail(&format!("GetHashCode is not defined on {}", other.type_name()))),
+            }
+        }
         B::StrSplitCount => {
             a.arity(&[4])?;
             split_count(&a)
@@ -105,6 +116,17 @@ pub(crate) fn call<'a>(m: &mut Machine<'_, 'a>, mut a: Args<'_, 'a>) -> Result<V
                 }
                 other => Err(a.fail(&format!("Append is not defined on {}", other.type_name()))),
             }
+        }
+        B::SeqOrderByKeys => {
+            a.arity(&[2])?;
+            let (items, keys) = (a.take(0)?, a.take(1)?);
+            let (items, keys) = (m.elements(items)?, m.elements(keys)?);
+            if items.len() != keys.len() {
+                return Err(a.fail("keys and items differ in number"));
+            }
+            let mut pairs: Vec<(Value<'a>, Value<'a>)> = keys.into_iter().zip(items).collect();
+            pairs.sort_by(|x, y| super::collections::sort_key_cmp(&x.0, &y.0));
+            Ok(Value::array(pairs.into_iter().map(|(_, item)| item).collect()))
         }
         _ => Err(a.fail("not one of the added members")),
     }

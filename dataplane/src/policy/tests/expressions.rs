@@ -232,3 +232,104 @@ fn random_arrays_elements_and_builders() {
     ];
     assert_eq!(eval(ops, vec![s("a")]).expect("ok"), "a1True");
 }
+
+#[test]
+fn order_by_keys_sorts_the_items_stably_by_their_keys() {
+    // new [] {"bb", "a", "cc"}.OrderBy(x => x.Length): keys [2, 1, 2].
+    let ops = vec![
+        Op::Const(0),
+        Op::Const(1),
+        Op::Const(2),
+        Op::MakeArray(3),
+        Op::Int(2),
+        Op::Int(1),
+        Op::Int(2),
+        Op::MakeArray(3),
+        Op::Call(Builtin::SeqOrderByKeys, 2),
+        Op::StoreLocal(0),
+        Op::Const(3),
+        Op::LoadLocal(0),
+        Op::Call(Builtin::StrJoin, 2),
+    ];
+    assert_eq!(eval(ops, vec![s("bb"), s("a"), s("cc"), s(",")]).expect("ok"), "a,bb,cc");
+}
+
+#[test]
+fn try_parse_through_a_handler_gives_the_default_and_false() {
+    // double.TryParse(s, out d) as the compiler lowers it, then `parsed + ":" + d`.
+    let lowered = |input: &str| {
+        let ops = vec![
+            Op::TryEnter { handler: 7 },
+            Op::Const(0),
+            Op::Call(Builtin::DoubleParse, 1),
+            Op::StoreLocal(0),
+            Op::TryExit,
+            Op::Bool(true),
+            Op::Jump(11),
+            Op::Pop,
+            Op::Const(1),
+            Op::StoreLocal(0),
+            Op::Bool(false),
+            Op::Const(2),
+            Op::LoadLocal(0),
+            Op::Concat(3),
+        ];
+        eval(ops, vec![s(input), Const::Double(0.0), s(":")])
+    };
+    assert_eq!(lowered("1.5").expect("ok"), "True:1.5");
+    assert_eq!(lowered("x").expect("ok"), "False:0");
+}
+
+#[test]
+fn aes_cbc_encrypt_and_decrypt_as_dotnet() {
+    // NIST SP 800-38A F.2.1 (AES-128-CBC), first block; PKCS#7 adds a second.
+    let bytes = |at: u32| [Op::Const(at), Op::Call(Builtin::ConvertFromBase64String, 1)];
+    let mut encrypt: Vec<Op> = Vec::new();
+    encrypt.extend(bytes(0));
+    encrypt.push(Op::Const(3));
+    encrypt.extend(bytes(1));
+    encrypt.extend(bytes(2));
+    encrypt.push(Op::Call(Builtin::BytesEncrypt, 4));
+    let consts =
+        vec![s("a8G+4i5An5bpPX4Rc5MXKg=="), s("K34VFiiu0qar9xWICc9PPA=="), s("AAECAwQFBgcICQoLDA0ODw=="), s("Aes")];
+    let mut hex = encrypt.clone();
+    hex.push(Op::Call(Builtin::BitConverterToString, 1));
+    let cipher = eval(hex, consts.clone()).expect("encrypted");
+    assert!(cipher.starts_with("76-49-AB-AC-81-19-B2-46-CE-E9-8E-9B-12-E9-19-7D-"), "{cipher}");
+    assert_eq!(cipher.len(), 32 * 3 - 1);
+    // Decrypt(Encrypt(x)) == x.
+    let mut round = encrypt;
+    round.push(Op::Const(3));
+    round.extend(bytes(1));
+    round.extend(bytes(2));
+    round.push(Op::Call(Builtin::BytesDecrypt, 4));
+    round.push(Op::Call(Builtin::ConvertToBase64String, 1));
+    assert_eq!(eval(round, consts.clone()).expect("decrypted"), "a8G+4i5An5bpPX4Rc5MXKg==");
+    // A wrong key size, an unknown algorithm, bad padding.
+    let mut bad = bytes(0).to_vec();
+    bad.push(Op::Const(3));
+    bad.extend(bytes(0));
+    bad.extend(bytes(2));
+    bad.push(Op::Call(Builtin::BytesDecrypt, 4));
+    assert!(eval(bad, consts.clone()).is_err());
+    let mut des = bytes(0).to_vec();
+    des.push(Op::Const(4));
+    des.extend(bytes(1));
+    des.extend(bytes(2));
+    des.push(Op::Call(Builtin::BytesEncrypt, 4));
+    let mut with_des = consts;
+    with_des.push(s("TripleDES"));
+    assert!(eval(des, with_des).is_err());
+}
+
+#[test]
+fn guid_hash_code_is_dotnets() {
+    // The four little-endian words of ToByteArray() XORed: 0x00112233 ^ 0x66774455 ^ 0xBBAA9988 ^
+    // 0xFFEEDDCC, as an Int32.
+    let hash = eval(
+        vec![Op::Const(0), Op::Call(Builtin::GuidParse, 1), Op::Call(Builtin::GuidHashCode, 1)],
+        vec![s("00112233-4455-6677-8899-aabbccddeeff")],
+    );
+    let expected = 0x0011_2233u32 ^ 0x6677_4455 ^ 0xBBAA_9988 ^ 0xFFEE_DDCC;
+    assert_eq!(hash.expect("ok"), format!("Int32:{}", expected as i32));
+}

@@ -227,6 +227,11 @@ impl Lowerer<'_> {
             Some(ty) => Some(self.resolve_type(ty)?),
             None => None,
         };
+        if element.is_some_and(|ty| types::normalize_type_name(&ty.name) == "byte" && ty.array_rank == 0) {
+            if let Some(bytes) = self.constant_bytes(items, span)? {
+                return Ok(bytes);
+            }
+        }
         let mut unified: Option<StaticType> = None;
         for item in items {
             let ty = self.expr(item)?;

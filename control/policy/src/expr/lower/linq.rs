@@ -91,7 +91,7 @@ impl Lowerer<'_> {
             return error(sequence_span, format!("`{}` is {sequence}, not a sequence", self.quote(sequence_span)));
         };
         if matches!(name, "OrderBy" | "OrderByDescending") {
-            return self.order_by(name, &param.0, body, &element, span);
+            return self.order_by(name, param, body, &element, span);
         }
         // `Single(p)`, `Last(p)` ... are a `Where` loop then the plain builtin; `Max(f)`,
         // `Average(f)` ... a `Select` loop then the builtin.
@@ -282,18 +282,42 @@ impl Lowerer<'_> {
         Ok(ty)
     }
 
-    /// `OrderBy(x => x)` sorts by the elements themselves (`SeqOrder`); other keys would need a
-    /// keyed sort the instruction set does not have.
-    fn order_by(&mut self, name: &str, param: &str, body: &Expr, element: &StaticType, span: Span) -> R<StaticType> {
-        if !matches!(&body.kind, ExprKind::Name(n) if n == param) {
-            return error(
-                body.span,
-                format!(
-                    "`{name}` is only supported with the identity lambda (`x => x`); sorting by a key is not supported yet"
-                ),
-            );
+    /// `OrderBy(x => x)` sorts by the elements themselves (`SeqOrder`); `OrderBy(x => key)`
+    /// computes the keys with a `Select` loop over a copy of the sequence, then sorts the
+    /// elements by them (`SeqOrderByKeys`).
+    fn order_by(
+        &mut self,
+        name: &str,
+        param: &(String, Span),
+        body: &Expr,
+        element: &StaticType,
+        span: Span,
+    ) -> R<StaticType> {
+        if matches!(&body.kind, ExprKind::Name(n) if *n == param.0) {
+            self.call(Builtin::SeqOrder, 1, span)?;
+        } else {
+            self.emit(Op::Dup);
+            let keys = self.lambda_loop(Shape::Select, element.clone(), param, None, body)?;
+            let key = keys.element_or_object();
+            let ordered = |t: &StaticType| {
+                t.is_dynamic()
+                    || matches!(
+                        t,
+                        StaticType::String
+                            | StaticType::Int
+                            | StaticType::Double
+                            | StaticType::DateTime
+                            | StaticType::TimeSpan
+                            | StaticType::Char
+                            | StaticType::Bool
+                            | StaticType::JToken
+                    )
+            };
+            if !ordered(&key) {
+                return error(body.span, format!("`{name}` needs keys that can be ordered, not {key}"));
+            }
+            self.call(Builtin::SeqOrderByKeys, 2, span)?;
         }
-        self.call(Builtin::SeqOrder, 1, span)?;
         if name == "OrderByDescending" {
             self.call(Builtin::SeqReverse, 1, span)?;
         }

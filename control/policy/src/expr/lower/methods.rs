@@ -61,7 +61,25 @@ impl Lowerer<'_> {
             "Trim" | "TrimStart" | "TrimEnd" if !args.is_empty() && (dynamic || matches!(receiver, T::String)) => {
                 return self.trim_chars(name, args, span);
             }
+            "Children" if json && args.is_empty() => {
+                // A JObject's children are its properties; a JArray's, its items.
+                let builtin = if *receiver == T::JObject { Builtin::JObjectProperties } else { Builtin::SeqToArray };
+                self.call(builtin, 1, span)?;
+                return Ok(if *receiver == T::JObject { T::array_of(T::JProperty) } else { T::array_of(T::JToken) });
+            }
             "ToString" if json && args.len() == 1 => return self.json_to_string(args, span),
+            "ToString" if args.is_empty() && *receiver == T::Enum(types::EnumType::JTokenType) => {
+                // The member's name, as .NET prints an enum.
+                let value = self.temp();
+                self.emit(Op::StoreLocal(value));
+                for name in portcullis_contract::program::JTOKEN_TYPES {
+                    self.code.push_str(name);
+                }
+                self.emit(Op::MakeArray(portcullis_contract::program::JTOKEN_TYPES.len() as u16));
+                self.emit(Op::LoadLocal(value));
+                self.emit(Op::Index);
+                return Ok(T::String);
+            }
             "ComputeHash" => return self.compute_hash(receiver, target_span, args, span),
             "GetValue" if dynamic || json => {
                 // `obj.GetValue(name)` is the indexer.

@@ -13,6 +13,9 @@ use super::{Lowerer, R, error};
 /// self-hosted gateway).
 const NEW_LINE: &str = "\n";
 
+/// The largest `new byte[n]`: a buffer or an IV, never a payload.
+const BYTES_NEW_MAX: usize = 65_536;
+
 impl Lowerer<'_> {
     /// `receiver.name` on the types of this file; `None` for other receivers.
     pub(super) fn object_member(
@@ -200,6 +203,11 @@ impl Lowerer<'_> {
                 StaticType::Random
             }
             "DateTime" | "DateTimeOffset" => return self.new_date(written, args, span).map(Some),
+            "AesManaged" | "AesCryptoServiceProvider" | "RijndaelManaged" => {
+                self.expect_args(args, 0, 0, &what, span)?;
+                self.code.push_str("Aes");
+                StaticType::SymmetricAlgorithm
+            }
             "TimeSpan" => {
                 self.new_time_span(args, span)?;
                 StaticType::TimeSpan
@@ -284,10 +292,16 @@ impl Lowerer<'_> {
     pub(super) fn new_sized_array(&mut self, element: &TypeName, size: &Expr, span: Span) -> R<StaticType> {
         let ty = self.resolve_type(element)?;
         if types::normalize_type_name(&element.name) == "byte" && element.array_rank == 0 {
-            return error(
-                element.span,
-                "`new byte[n]` is not supported; use Encoding.UTF8.GetBytes or Convert.FromBase64String",
-            );
+            // `new byte[16]` (a zero IV, a buffer): a constant of n zero bytes.
+            let n = match size.kind {
+                super::super::syntax::ExprKind::Int(n) => usize::try_from(n).ok().filter(|n| *n <= BYTES_NEW_MAX),
+                _ => None,
+            };
+            let Some(n) = n else {
+                return error(size.span, format!("`new byte[n]` needs a constant size up to {BYTES_NEW_MAX}"));
+            };
+            self.push_bytes(&vec![0; n], span)?;
+            return Ok(StaticType::Bytes);
         }
         let size_ty = self.expr(size)?;
         if !size_ty.is_dynamic() && !matches!(size_ty, StaticType::Int | StaticType::JToken) {
@@ -302,6 +316,30 @@ impl Lowerer<'_> {
         }
         self.call(Builtin::ArrayNew, 2, span)?;
         Ok(StaticType::array_of(ty))
+    }
+
+    /// Pushes constant bytes (a base64 string constant, decoded by the VM).
+    pub(super) fn push_bytes(&mut self, bytes: &[u8], span: Span) -> R<()> {
+        use base64::Engine as _;
+        self.code.push_str(&base64::engine::general_purpose::STANDARD.encode(bytes));
+        self.call(Builtin::ConvertFromBase64String, 1, span)
+    }
+
+    /// `new byte[] { 1, 2 }` of constants: a `byte[]` value; `None` when an item is not a
+    /// constant byte (the caller builds an array then).
+    pub(super) fn constant_bytes(&mut self, items: &[Expr], span: Span) -> R<Option<StaticType>> {
+        let mut bytes = Vec::with_capacity(items.len());
+        for item in items {
+            match item.kind {
+                super::super::syntax::ExprKind::Int(n) => match u8::try_from(n) {
+                    Ok(byte) => bytes.push(byte),
+                    Err(_) => return error(item.span, format!("{n} does not fit in a byte")),
+                },
+                _ => return Ok(None),
+            }
+        }
+        self.push_bytes(&bytes, span)?;
+        Ok(Some(StaticType::Bytes))
     }
 
     /// `new { a = 1, b }`: a JObject with the members in order.

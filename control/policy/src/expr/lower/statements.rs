@@ -12,6 +12,9 @@ use super::super::syntax::{Catch, Declarator, Expr, ExprKind, Stmt, StmtKind, Sw
 use super::super::types::{self, StaticType};
 use super::{BlockState, LoopLabels, Lowerer, R, TryFrame, error};
 
+/// Local functions calling local functions, inlined: real ones nest one or two deep.
+const LOCAL_FUNCTION_DEPTH_MAX: usize = 8;
+
 impl Lowerer<'_> {
     /// Lowers a whole block; `close` is its closing brace.
     pub(super) fn block(&mut self, statements: &[Stmt], close: Span) -> R<StaticType> {
@@ -20,7 +23,7 @@ impl Lowerer<'_> {
         }
         let result = self.temp();
         let end = self.code.label();
-        self.block = Some(BlockState { result, end, returns: Vec::new() });
+        self.block = Some(BlockState { result, end, returns: Vec::new(), void: false });
         self.statements(statements)?;
         self.code.place(end);
         self.emit(Op::LoadLocal(result));
@@ -34,11 +37,95 @@ impl Lowerer<'_> {
 
     fn statements(&mut self, statements: &[Stmt]) -> R<()> {
         self.push_scope();
+        // A local function is visible in its whole block, before its declaration too.
+        let functions = self.functions.len();
         for statement in statements {
-            self.statement(statement)?;
+            if let StmtKind::LocalFunction(function) = &statement.kind {
+                if self.functions[functions..].iter().any(|f| f.name == function.name) {
+                    return error(
+                        function.name_span,
+                        format!("a local function named `{}` is already defined", function.name),
+                    );
+                }
+                self.functions.push(function.clone());
+            }
         }
+        let mut lowered = Ok(());
+        for statement in statements {
+            lowered = self.statement(statement);
+            if lowered.is_err() {
+                break;
+            }
+        }
+        self.functions.truncate(functions);
         self.pop_scope();
-        Ok(())
+        lowered
+    }
+
+    /// A call of the local function `function`: its arguments into fresh locals named by its
+    /// parameters, then its body inline (its `return`s end the call, not the block).
+    pub(super) fn inline_call(
+        &mut self,
+        function: &std::rc::Rc<super::super::syntax::LocalFunction>,
+        args: &[super::super::syntax::Arg],
+        span: Span,
+    ) -> R<StaticType> {
+        if self.inlining.contains(&function.name) {
+            return error(
+                span,
+                format!("`{}` calls itself: recursive local functions are not supported", function.name),
+            );
+        }
+        if self.inlining.len() >= LOCAL_FUNCTION_DEPTH_MAX {
+            return error(span, "local functions call each other too deeply");
+        }
+        let what = function.name.clone();
+        self.expect_args(args, function.params.len(), function.params.len(), &what, span)?;
+        self.expect_plain(args, &what)?;
+        let ret = match types::normalize_type_name(&function.ret.name) {
+            "void" => None,
+            _ => Some(self.resolve_type(&function.ret)?),
+        };
+        let mut bound = Vec::with_capacity(args.len());
+        for (arg, (ty, name, _)) in args.iter().zip(&function.params) {
+            let param = self.resolve_type(ty)?;
+            let arg_ty = self.expr(&arg.value)?;
+            let char_to_string = param == StaticType::String && arg_ty == StaticType::Char;
+            if !(arg_ty.assignable_to(&param) || char_to_string) {
+                return error(arg.value.span, format!("`{what}` takes {param} here, not {arg_ty}"));
+            }
+            let slot = self.temp();
+            self.emit(Op::StoreLocal(slot));
+            bound.push(super::Local { name: name.clone(), slot, ty: param });
+        }
+        if ret.is_some() && !function.body.iter().any(always_returns) {
+            return error(function.name_span, format!("not all code paths of `{what}` return a value"));
+        }
+        let result = self.temp();
+        let end = self.code.label();
+        let saved_block = self.block.replace(BlockState { result, end, returns: Vec::new(), void: ret.is_none() });
+        let saved_loops = std::mem::take(&mut self.loops);
+        let saved_tries = std::mem::take(&mut self.tries);
+        self.inlining.push(what.clone());
+        // The parameters shadow the caller's names (as C# lets them).
+        self.scopes.push(bound);
+        let lowered = self.statements(&function.body);
+        self.scopes.pop();
+        self.inlining.pop();
+        self.tries = saved_tries;
+        self.loops = saved_loops;
+        let returns = std::mem::replace(&mut self.block, saved_block).map(|b| b.returns).unwrap_or_default();
+        lowered?;
+        self.code.place(end);
+        self.emit(Op::LoadLocal(result));
+        let Some(ret) = ret else { return Ok(StaticType::Object) };
+        for ty in &returns {
+            let char_to_string = ret == StaticType::String && *ty == StaticType::Char;
+            if !(ty.assignable_to(&ret) || char_to_string) {
+                return error(function.ret.span, format!("`{what}` returns {ret}, but a `return` gives {ty}"));
+            }
+        }
+        Ok(ret)
     }
 
     fn statement(&mut self, statement: &Stmt) -> R<()> {
@@ -106,6 +193,8 @@ impl Lowerer<'_> {
                 Ok(())
             }
             StmtKind::Switch { subject, sections } => self.switch_statement(subject, sections),
+            // Registered by `statements`, lowered where called.
+            StmtKind::LocalFunction(_) => Ok(()),
         }
     }
 
@@ -155,6 +244,12 @@ impl Lowerer<'_> {
     /// `return e;`: stores `e` into the block's result and jumps to its end.
     fn return_statement(&mut self, value: Option<&Expr>, span: Span) -> R<()> {
         let Some(value) = value else {
+            if let Some(block) = self.block.as_ref().filter(|b| b.void) {
+                let end = block.end;
+                self.unwind(0)?;
+                self.jump(Op::Jump(0), end);
+                return Ok(());
+            }
             return error(span, "a policy expression block must return a value (`return x;`)");
         };
         let ty = self.expr(value)?;
@@ -200,9 +295,17 @@ impl Lowerer<'_> {
     ///
     /// The VM does not tell exception types apart: every failure goes to the first `catch`.
     fn try_statement(&mut self, body: &[Stmt], catches: &[Catch], finally: Option<&[Stmt]>) -> R<()> {
-        if self.tries.len() >= portcullis_contract::program::TRY_DEPTH_MAX {
+        let handlers = usize::from(finally.is_some()) + usize::from(!catches.is_empty());
+        if self.open_handlers + handlers > portcullis_contract::program::TRY_DEPTH_MAX {
             return error(body.first().map_or(Span::default(), |s| s.span), "`try` statements nest too deeply");
         }
+        self.open_handlers += handlers;
+        let lowered = self.try_statement_inner(body, catches, finally);
+        self.open_handlers -= handlers;
+        lowered
+    }
+
+    fn try_statement_inner(&mut self, body: &[Stmt], catches: &[Catch], finally: Option<&[Stmt]>) -> R<()> {
         if finally.is_some_and(|f| f.iter().any(contains_exit)) {
             return error(
                 finally.and_then(|f| f.first()).map_or(Span::default(), |s| s.span),

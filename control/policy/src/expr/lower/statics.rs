@@ -57,6 +57,8 @@ const CLASSES: &[&str] = &[
     "StringBuilder",
     "Random",
     "Exception",
+    "Aes",
+    "Rijndael",
     "DateTime",
     "TimeSpan",
     "Guid",
@@ -282,6 +284,10 @@ const SPECIAL_STATICS: &[(&str, &str)] = &[
     ("long", "MaxValue"),
     ("long", "MinValue"),
     ("long", "TryParse"),
+    ("double", "TryParse"),
+    ("bool", "TryParse"),
+    ("DateTime", "TryParse"),
+    ("Guid", "TryParse"),
     ("Math", "Min"),
     ("Math", "Max"),
     ("Regex", "IsMatch"),
@@ -303,6 +309,7 @@ const SPECIAL_STATICS: &[(&str, &str)] = &[
     ("SHA1", "Create"),
     ("SHA512", "Create"),
     ("MD5", "Create"),
+    ("Aes", "Create"),
     ("JsonConvert", "DeserializeObject"),
     ("Array", "Exists"),
     ("Array", "Find"),
@@ -436,6 +443,9 @@ impl Lowerer<'_> {
     pub(super) fn call_expr(&mut self, callee: &Expr, args: &[Arg], span: Span) -> R<StaticType> {
         let ExprKind::Member { target, name, name_span, null_conditional, type_args } = &callee.kind else {
             if let ExprKind::Name(name) = &callee.kind {
+                if let Some(function) = self.functions.iter().rev().find(|f| f.name == *name).cloned() {
+                    return self.inline_call(&function, args, span);
+                }
                 return error(
                     callee.span,
                     format!("`{name}` is not a method; call methods on values or on the allowed types"),
@@ -524,15 +534,18 @@ impl Lowerer<'_> {
                 StaticType::Bool
             }
             ("int" | "long", "TryParse") => self.int_try_parse(args, span)?,
-            ("double" | "bool" | "DateTime" | "Guid", "TryParse") => {
-                return error(span, format!("`{class}.TryParse` is not supported yet (only int.TryParse)"));
-            }
+            ("double" | "bool" | "DateTime" | "Guid", "TryParse") => self.try_parse(class, args, span)?,
             ("Math", "Min" | "Max") => {
                 self.expect_args(args, 2, 2, &format!("Math.{method}"), span)?;
                 let a = self.argument(&args[0], Param::Double, &format!("Math.{method}"))?;
                 let b = self.argument(&args[1], Param::Double, &format!("Math.{method}"))?;
                 self.call(if method == "Min" { Builtin::MathMin } else { Builtin::MathMax }, 2, span)?;
                 types::unify(&a, &b)
+            }
+            ("Aes" | "Rijndael", "Create") => {
+                self.expect_args(args, 0, 0, &format!("{class}.Create"), span)?;
+                self.code.push_str("Aes");
+                StaticType::SymmetricAlgorithm
             }
             ("SHA256" | "SHA1" | "SHA512" | "MD5", "Create") => {
                 self.expect_args(args, 0, 0, &format!("{class}.Create"), span)?;
@@ -690,6 +703,53 @@ impl Lowerer<'_> {
         self.code.place(parsed);
         self.emit(Op::StoreLocal(slot));
         self.emit(Op::Bool(true));
+        self.code.place(end);
+        Ok(StaticType::Bool)
+    }
+
+    /// `double.TryParse(s, out var x)` (and `bool`, `DateTime`, `Guid`): the parse inside a
+    /// `try` handler; on failure `x` gets the type's default and the expression is false.
+    fn try_parse(&mut self, class: &str, args: &[Arg], span: Span) -> R<StaticType> {
+        let what = format!("{class}.TryParse");
+        self.expect_args(args, 2, 2, &what, span)?;
+        let [input, out] = args else { return error(span, format!("{what} takes 2 arguments")) };
+        if input.out.is_some() || input.name.is_some() {
+            return error(input.value.span, format!("the first argument of {what} is the string to parse"));
+        }
+        let (parse, ty) = match class {
+            "double" => (Builtin::DoubleParse, StaticType::Double),
+            "bool" => (Builtin::BoolParse, StaticType::Bool),
+            "DateTime" => (Builtin::DateTimeParse, StaticType::DateTime),
+            _ => (Builtin::GuidParse, StaticType::Guid),
+        };
+        let slot = self.out_slot(out, ty.clone(), &what)?;
+        let failed = self.code.label();
+        let end = self.code.label();
+        self.jump(Op::TryEnter { handler: 0 }, failed);
+        self.argument(input, Param::Str, &what)?;
+        self.call(parse, 1, span)?;
+        self.emit(Op::StoreLocal(slot));
+        self.emit(Op::TryExit);
+        self.emit(Op::Bool(true));
+        self.jump(Op::Jump(0), end);
+        self.code.place(failed);
+        self.emit(Op::Pop);
+        match ty {
+            StaticType::Double => self.push_const(Const::Double(0.0)),
+            StaticType::Bool => self.emit(Op::Bool(false)),
+            StaticType::DateTime => {
+                for part in [1, 1, 1, 0, 0, 0, 0] {
+                    self.emit(Op::Int(part));
+                }
+                self.call(Builtin::DateTimeNew, 7, span)?;
+            }
+            _ => {
+                self.code.push_str("00000000-0000-0000-0000-000000000000");
+                self.call(Builtin::GuidParse, 1, span)?;
+            }
+        }
+        self.emit(Op::StoreLocal(slot));
+        self.emit(Op::Bool(false));
         self.code.place(end);
         Ok(StaticType::Bool)
     }

@@ -83,6 +83,7 @@ fn added_members_and_types() {
         (r#"@(DateTime.MinValue < DateTime.MaxValue)"#, StaticType::Bool),
         (r#"@(new TimeSpan(1, 2, 3).TotalSeconds)"#, StaticType::Double),
         (r#"@(Guid.NewGuid().ToByteArray())"#, StaticType::Bytes),
+        (r#"@(Math.Abs(Guid.NewGuid().GetHashCode()) % 100)"#, StaticType::Int),
         (r#"@(new [] {1, 2}.Single())"#, StaticType::Int),
         (r#"@(new [] {1, 2}.SingleOrDefault(x => x > 1))"#, StaticType::Int),
         (r#"@(new [] {1, 2}.Max())"#, StaticType::Int),
@@ -106,4 +107,96 @@ fn added_members_and_types() {
     }
     assert!(err(r#"@(new Uri("https://a.example").Nope)"#).message.contains("no supported member"));
     assert!(err(r#"@(new StringBuilder().Clear())"#).message.contains("no supported method"));
+}
+
+#[test]
+fn order_by_a_key_try_parse_of_other_types_and_token_type_names() {
+    let (program, t) = ok(r#"@(new [] {"bb", "a", "ccc"}.OrderByDescending(x => x.Length))"#);
+    assert_eq!(t, StaticType::array_of(StaticType::String));
+    assert!(program.ops.contains(&Op::Call(Builtin::SeqOrderByKeys, 2)));
+    assert!(err(r#"@(new [] {"a"}.OrderBy(x => new JObject()))"#).message.contains("can be ordered"));
+    for source in [
+        r#"@(double.TryParse("1.5", out var d) ? d : 0.0)"#,
+        r#"@(bool.TryParse("x", out bool b) && b)"#,
+        r#"@(DateTime.TryParse("2024-01-01", out var when) ? when.Year : 0)"#,
+        r#"@(Guid.TryParse("x", out var g) ? g.ToString() : "none")"#,
+    ] {
+        let (program, _) = ok(source);
+        assert!(program.ops.iter().any(|op| matches!(op, Op::TryEnter { .. })), "{source}");
+    }
+    assert_eq!(ty(r#"@(JObject.Parse("{}").Type.ToString())"#), StaticType::String);
+}
+
+#[test]
+fn local_functions_are_inlined_where_called() {
+    let source = r#"@{
+        string Normalize(string s) { if (s == null) { return ""; } return s.Trim().ToLower(); }
+        int Twice(int n) => n * 2;
+        void Nothing() { return; }
+        Nothing();
+        var s = "kept";
+        return Normalize(" A ") + Twice(21) + Normalize(s) + s;
+    }"#;
+    let (program, t) = ok(source);
+    assert_eq!(t, StaticType::String);
+    // Normalize's body is there twice, once per call.
+    assert_eq!(program.ops.iter().filter(|op| **op == Op::Call(Builtin::StrTrim, 1)).count(), 2);
+    // Called before its declaration, from another local function.
+    ok(r#"@{ int A(int x) => B(x) + 1; int B(int y) => y * 3; return A(1); }"#);
+    assert!(err(r#"@{ int F(int x) => F(x); return F(1); }"#).message.contains("recursive"));
+    assert!(
+        err(r#"@{ int F(int x) { if (x > 0) { return 1; } } return F(1); }"#).message.contains("not all code paths")
+    );
+    assert!(err(r#"@{ int F(int x) => x; return F("a"); }"#).message.contains("takes int here, not string"));
+    assert!(err(r#"@{ int F(int x) => x; return F(); }"#).message.contains("takes 1 argument"));
+    assert!(err(r#"@{ int F(int x) => "s"; return F(1); }"#).message.contains("returns int"));
+}
+
+#[test]
+fn apim_encrypt_and_decrypt_extensions() {
+    for source in [
+        r#"@(Encoding.UTF8.GetBytes("x").Encrypt("Aes", Convert.FromBase64String("a"), Convert.FromBase64String("b")))"#,
+        r#"@(Convert.FromBase64String("x").Decrypt(Aes.Create(), new byte[] { 1 }, new byte[] { 2 }))"#,
+        r#"@{ var aes = new AesManaged(); return Encoding.UTF8.GetBytes("x").Encrypt(aes, new byte[] { 1 }, new byte[] { 2 }); }"#,
+    ] {
+        let (program, t) = ok(source);
+        assert_eq!(t, StaticType::Bytes, "{source}");
+        assert!(
+            program.ops.iter().any(|op| matches!(op, Op::Call(Builtin::BytesEncrypt | Builtin::BytesDecrypt, 4))),
+            "{source}"
+        );
+    }
+}
+
+#[test]
+fn json_children() {
+    assert_eq!(ty(r#"@(JObject.Parse("{}").Children())"#), StaticType::array_of(StaticType::JProperty));
+    assert_eq!(ty(r#"@(JArray.Parse("[1]").Children().Count())"#), StaticType::Int);
+}
+
+#[test]
+fn byte_arrays_of_constants_are_byte_values() {
+    assert_eq!(ty("@(new byte[16])"), StaticType::Bytes);
+    assert_eq!(ty("@(new byte[] { 1, 2, 255 })"), StaticType::Bytes);
+    assert_eq!(ops("@(new byte[] { 1, 2, 255 })"), [Op::Const(0), Op::Call(Builtin::ConvertFromBase64String, 1)]);
+    assert!(err("@(new byte[] { 256 })").message.contains("does not fit in a byte"));
+    assert_eq!(ty(r#"@(Encoding.UTF8.GetBytes("x").Encrypt("Aes", new byte[16], new byte[16]))"#), StaticType::Bytes);
+}
+
+#[test]
+fn try_nesting_is_bounded_by_the_vm_handler_stack() {
+    let nested = |depth: usize| {
+        let mut source = String::from("@{ ");
+        for _ in 0..depth {
+            source.push_str("try { ");
+        }
+        source.push_str("return 1; ");
+        for _ in 0..depth {
+            source.push_str("} catch { return 2; } finally { } ");
+        }
+        source.push('}');
+        source
+    };
+    ok(&nested(portcullis_contract::program::TRY_DEPTH_MAX / 2));
+    assert!(err(&nested(portcullis_contract::program::TRY_DEPTH_MAX / 2 + 1)).message.contains("nest too deeply"));
 }

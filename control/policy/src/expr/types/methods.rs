@@ -22,6 +22,7 @@ pub(crate) enum Recv {
     /// `context.Request.Certificate` (`X509Certificate2`).
     Certificate,
     Guid,
+    Bytes,
 }
 
 impl Recv {
@@ -38,6 +39,7 @@ impl Recv {
             Self::DateTime => matches!(ty, T::DateTime),
             Self::Certificate => matches!(ty, T::Context(super::ContextObject::Certificate)),
             Self::Guid => matches!(ty, T::Guid),
+            Self::Bytes => matches!(ty, T::Bytes),
         }
     }
 }
@@ -146,6 +148,9 @@ pub(crate) const METHODS: &[Method] = &[
     m(Recv::Seq, "Max", &[], Builtin::SeqMax, Ret::Element),
     m(Recv::Seq, "Average", &[], Builtin::SeqAverage, Ret::Double),
     m(Recv::Guid, "ToByteArray", &[], Builtin::GuidToByteArray, Ret::Bytes),
+    m(Recv::Guid, "GetHashCode", &[], Builtin::GuidHashCode, Ret::Int),
+    m(Recv::Bytes, "Encrypt", &[P::Any, P::Any, P::Any], Builtin::BytesEncrypt, Ret::Bytes),
+    m(Recv::Bytes, "Decrypt", &[P::Any, P::Any, P::Any], Builtin::BytesDecrypt, Ret::Bytes),
     m(Recv::DateTime, "AddSeconds", &[P::Double], Builtin::DateTimeAddSeconds, Ret::DateTime),
     m(Recv::DateTime, "AddMinutes", &[P::Double], Builtin::DateTimeAddMinutes, Ret::DateTime),
     m(Recv::DateTime, "AddHours", &[P::Double], Builtin::DateTimeAddHours, Ret::DateTime),
