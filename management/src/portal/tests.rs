@@ -162,6 +162,12 @@ async fn a_guest_sees_only_published_products_granted_to_guests() {
             put("/products/draft/groups/guests", json!({})),
             put("/products/devs", json!({"displayName": "Developers only", "state": "published"})),
             put("/products/devs/groups/developers", json!({})),
+            put(
+                "/products/xss",
+                json!({"displayName": "<script>alert(\"x\")</script>", "state": "published",
+                "description": "a & b 'quoted'"}),
+            ),
+            put("/products/xss/groups/guests", json!({})),
         ];
         let actor = crate::store::Actor { name: "test".into(), action: "seed".into() };
         service.write(writes, &[], crate::service::Authority::Store, &actor).unwrap();
@@ -173,6 +179,10 @@ async fn a_guest_sees_only_published_products_granted_to_guests() {
         home.body
     );
     assert_eq!(send(&h.router, "GET", "/products/devs", None, None).await.status, StatusCode::NOT_FOUND);
+    // Names and descriptions are escaped (what a publisher writes never runs in a developer's browser).
+    assert!(!home.body.contains("<script>"), "{}", home.body);
+    assert!(home.body.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"), "{}", home.body);
+    assert!(home.body.contains("a &amp; b &#39;quoted&#39;"), "{}", home.body);
     let api = send(&h.router, "GET", "/apis/echo", None, None).await;
     assert_eq!(api.status, StatusCode::OK);
     assert!(api.body.contains("/items/{id}") && api.body.contains("http://gateway.test/echo"), "{}", api.body);
