@@ -346,10 +346,10 @@ fn policies_compile_with_the_config() {
     // A broken policy is refused with file:line:col.
     config.write(
         "apis/echo/policy.xml",
-        "<policies>\n<inbound>\n  <xml-to-json kind=\"direct\" apply=\"always\"/>\n</inbound></policies>",
+        "<policies>\n<inbound>\n  <xsl-transform><xsl:stylesheet /></xsl-transform>\n</inbound></policies>",
     );
     let errors = config.errors();
-    assert!(errors[0].0.contains("unsupported policy <xml-to-json>"), "{errors:?}");
+    assert!(errors[0].0.contains("unsupported policy <xsl-transform>"), "{errors:?}");
     assert_eq!(errors[0].1, "apis/echo/policy.xml:3:4");
     // A valid policy compiles into the operation's programs.
     config.write(

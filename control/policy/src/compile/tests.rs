@@ -540,5 +540,5 @@ fn test_certificates() -> Certificates {
 }
 
 mod jwt;
-mod positions;
 mod outbound;
+mod positions;
