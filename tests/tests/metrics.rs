@@ -62,7 +62,14 @@ fn ops_listener_serves_health_readiness_and_metrics(io: &str) {
     assert!(value(&page, "portcullis_snapshot_last_applied_timestamp_seconds", &[]) > 1.0e9);
     assert!(value(&page, "portcullis_connections_active", &[]) >= 1.0, "{io}: the client's connection is open");
     assert!(value(&page, "portcullis_connections_accepted_total", &[]) >= 1.0);
-    assert_eq!(value(&page, "portcullis_requests_in_flight", &[]), 0.0);
+    // The worker leaves the gauge once it has written the answer, which the client may read first.
+    let mut in_flight = value(&page, "portcullis_requests_in_flight", &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while in_flight != 0.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        in_flight = value(&scrape(ops), "portcullis_requests_in_flight", &[]);
+    }
+    assert_eq!(in_flight, 0.0, "{io}: the answered request is still in flight");
     assert_eq!(value(&page, "portcullis_config_reloads_total", &[("result", "applied")]), 0.0);
     assert_eq!(value(&page, "portcullis_build_info", &[]), 1.0);
 

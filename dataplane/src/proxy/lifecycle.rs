@@ -489,6 +489,9 @@ impl<S: Stream> Connection<S> {
     /// the buffer (pipelined bytes stay). `Continue`: the connection serves another request;
     /// `Close`: it closes.
     fn done(&mut self, worker: &WorkerCtx<S>, ctx: &RequestCtx) -> Verdict {
+        // The answer is complete: the request leaves the in-flight gauge before the bookkeeping
+        // below (a scrape between the client's last byte and here still sees it).
+        WorkerSlot::sub(&worker.slot().in_flight, 1);
         // Limits waiting for a backend response that never came (an error, a policy's answer),
         // and bandwidth a relay that failed left uncounted.
         self.count_after_response(ctx, None);
@@ -508,7 +511,6 @@ impl<S: Stream> Connection<S> {
         self.observe(worker, ctx);
         ctx.cache_counts.record(slot);
         self.finish_span(ctx);
-        WorkerSlot::sub(&slot.in_flight, 1);
         match ctx.request_end {
             Some(end) if ctx.client_keep_alive && end <= self.buf.len() => {
                 self.buf.drain(..end);
