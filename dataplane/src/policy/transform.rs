@@ -408,11 +408,22 @@ impl XmlWriter<'_, '_> {
                         children.push((member, member_value));
                     }
                 }
+                // A name given twice (`@a` and `a` in the attribute block, a block repeated): the
+                // last value wins, as the last of duplicate JSON members does; XML allows one.
+                let mut unique: Vec<(String, String)> = Vec::with_capacity(attributes.len());
+                for (attribute, value) in attributes {
+                    let written = self.element_name(&attribute, prefixes);
+                    match unique.iter_mut().find(|(existing, _)| *existing == written) {
+                        Some(slot) => slot.1 = value,
+                        None => unique.push((written, value)),
+                    }
+                }
+                let attributes = unique;
                 let name = self.element_name(name, prefixes);
                 out.push('<');
                 out.push_str(&name);
                 for (attribute, value) in &attributes {
-                    let _ = write!(out, " {}=\"", self.element_name(attribute, prefixes));
+                    let _ = write!(out, " {attribute}=\"");
                     escape(out, value, true);
                     out.push('"');
                 }

@@ -144,3 +144,13 @@ fn callback_names() {
         assert!(!is_callback_name(bad), "{bad}");
     }
 }
+
+#[test]
+fn an_attribute_named_twice_is_written_once_with_the_last_value() {
+    // Found by the body_transform fuzz target: `@a`, the attribute block and a repeated block.
+    let settings = JsonToXml { attribute_block_name: Some("#attrs"), ..JsonToXml::default() };
+    let json = r##"{"r":{"@a":"1","#attrs":{"a":"2","b":"x"},"#attrs":{"a":"3"}}}"##;
+    let xml = json_to_xml(json.as_bytes(), &settings).unwrap();
+    assert_eq!(xml, format!("{DECLARATION}<r a=\"3\" b=\"x\" />"));
+    xml_to_json(xml.as_bytes(), XmlToJsonKind::Direct, false).unwrap();
+}
