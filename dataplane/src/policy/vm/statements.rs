@@ -420,6 +420,17 @@ impl<'r, 'a> Machine<'r, 'a> {
 
     fn set_values(&mut self, target: EditTarget, action: ExistsAction, name: u32, count: u16) -> Result<Flow, Fault> {
         let name = StoredText::Literal(self.literal(name)?);
+        self.push_values(target, action, name, count)
+    }
+
+    /// Pops `count` values (nulls skipped, as APIM does) into an edit of `name`.
+    fn push_values(
+        &mut self,
+        target: EditTarget,
+        action: ExistsAction,
+        name: StoredText,
+        count: u16,
+    ) -> Result<Flow, Fault> {
         let count = usize::from(count);
         let slots = self.stack.top_n(count)?;
         for slot in slots.iter_mut() {
@@ -463,25 +474,10 @@ impl<'r, 'a> Machine<'r, 'a> {
                 )));
             }
         };
-        let count = usize::from(count);
-        let slots = self.stack.top_n(count)?;
-        for slot in slots.iter_mut() {
-            if !matches!(slot, Value::Str(_) | Value::Null) {
-                *slot = Value::Str(slot.to_text()?);
-            }
-            if let (EditTarget::Header(_), Value::Str(text)) = (target, &*slot) {
-                if !is_header_value(text.as_str()) {
-                    return Err(Fault::eval("Expression evaluation failed. A header value contains CR, LF or NUL."));
-                }
-            }
-        }
-        let values = slots.iter().filter_map(|value| match value {
-            Value::Str(text) => Some(StoredText::keep(text)),
-            _ => None,
-        });
-        let pushed = self.state.push_edit(target, action, name, values);
-        self.stack.drop_n(count + 1);
-        pushed.map(|()| Flow::Next)
+        let flow = self.push_values(target, action, name, count)?;
+        // The name, under the values.
+        self.stack.drop_n(1);
+        Ok(flow)
     }
 
     fn set_variable(&mut self, name: u32) -> Result<Flow, Fault> {
