@@ -485,6 +485,13 @@ pub enum Prop {
     State,
     SubscriptionLimit,
     SubscriptionRequired,
+    /// An `IUrl` as one absolute URL (`ToString()`, `ToUri()`): scheme, host, the port unless
+    /// it is the scheme's default, path and query.
+    AbsoluteUrl,
+    /// `context.Deployment.Gateway` (an `IGateway`: `Id`, `InstanceId`, `IsManaged`).
+    Gateway,
+    InstanceId,
+    IsManaged,
 }
 
 /// A library function or method. Instance methods take the receiver as their first argument;
@@ -769,6 +776,24 @@ pub enum Builtin {
     BytesDecrypt,
     /// `guid.GetHashCode()`: .NET's, the XOR of the four 32-bit words of `ToByteArray()`.
     GuidHashCode,
+    /// `list.Clear()`; returns null.
+    ListClear,
+    /// `list.Remove(value)`: removes the first equal element → whether one was removed.
+    ListRemove,
+    /// `list.RemoveAt(index)`; returns null (an index out of range fails as .NET's does).
+    ListRemoveAt,
+    /// `list.Insert(index, value)`; returns null (index ≤ Count).
+    ListInsert,
+    /// `list.AddRange(items)`; returns null.
+    ListAddRange,
+    /// `seq.IndexOf(value)` / `Array.IndexOf(array, value)` → the first equal element's
+    /// position, -1 when there is none.
+    SeqIndexOf,
+    /// `seq.ElementAtOrDefault(index)`: `(seq, index, default)` → the element, or `default` (the
+    /// element type's default, pushed by the compiler) out of range.
+    SeqElementAtOrDefault,
+    /// `seq.DefaultIfEmpty([value])`: `(seq, default)` → the items, or `[default]` when empty.
+    SeqDefaultIfEmpty,
 }
 
 /// `JTokenType` member names in Newtonsoft's numbering (the index is the value).

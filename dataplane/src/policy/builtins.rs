@@ -129,6 +129,14 @@ pub(crate) fn call<'a>(m: &mut Machine<'_, 'a>, builtin: Builtin, args: &mut [Va
         | B::SeqAny
         | B::SeqSum
         | B::ListAdd
+        | B::ListClear
+        | B::ListRemove
+        | B::ListRemoveAt
+        | B::ListInsert
+        | B::ListAddRange
+        | B::SeqIndexOf
+        | B::SeqElementAtOrDefault
+        | B::SeqDefaultIfEmpty
         | B::ListNew
         | B::DictionaryNew => collections::call(m, a),
         B::JObjectParse

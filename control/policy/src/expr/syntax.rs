@@ -105,12 +105,13 @@ pub(crate) enum OutTarget {
 
 /// `{ a, b }` element of a collection initializer, or `[k] = v` of an object initializer.
 #[derive(Debug, Clone, PartialEq)]
-#[expect(clippy::large_enum_variant, reason = "initializers are short-lived parse nodes; boxing buys nothing")]
 pub(crate) enum InitElement {
     /// `x` or `{ a, b }`: a call to `Add` with these arguments.
     Add(Vec<Expr>),
     /// `[key] = value`.
     Set { key: Expr, value: Expr },
+    /// `Name = value`: sets a property of the new object.
+    Property { name: String, name_span: Span, value: Expr },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -544,7 +545,27 @@ impl Parser {
             Tok::Str(_) | Tok::Interpolated(_) => "a string".to_owned(),
             Tok::Char(_) => "a character literal".to_owned(),
         };
-        ExprError::new(token.span, format!("expected {wanted}, found {found}"))
+        let mut message = format!("expected {wanted}, found {found}");
+        message.push_str(self.hint());
+        ExprError::new(token.span, message)
+    }
+
+    /// Why a document's author may have written what the parser stopped at.
+    fn hint(&self) -> &'static str {
+        let previous = self.pos.checked_sub(1).and_then(|at| self.tokens.get(at)).map(|token| &token.tok);
+        match (&self.token().tok, &self.peek_token(1).tok, &self.peek_token(2).tok) {
+            (Tok::Str(_) | Tok::Interpolated(_), _, _)
+                if matches!(previous, Some(Tok::Str(_) | Tok::Interpolated(_))) =>
+            {
+                " (C# does not join adjacent string literals: `\"a\" \"b\"` is an error in APIM too; use `+`, or `\"\"` inside a verbatim string)"
+            }
+            (Tok::Punct("&"), Tok::Ident(entity), Tok::Punct(";"))
+                if matches!(entity.as_str(), "quot" | "amp" | "lt" | "gt" | "apos") =>
+            {
+                " (an XML entity in the decoded expression: the document escapes it twice, e.g. `&amp;quot;`, which APIM refuses too)"
+            }
+            _ => "",
+        }
     }
 
     /// A name that is not a reserved keyword.
@@ -1168,10 +1189,10 @@ impl Parser {
                 let value = self.expression()?;
                 elements.push(InitElement::Set { key, value });
             } else if self.ident_at(0).is_some() && self.is_punct_at(1, "=") {
-                return Err(ExprError::new(
-                    self.span(),
-                    "object initializers that set properties are not supported in policy expressions",
-                ));
+                let (name, name_span) = self.identifier()?;
+                self.expect_punct("=")?;
+                let value = self.expression()?;
+                elements.push(InitElement::Property { name, name_span, value });
             } else {
                 elements.push(InitElement::Add(vec![self.expression()?]));
             }

@@ -1290,3 +1290,4 @@ fn user_product_and_subscription_members_compile_with_their_types() {
 }
 
 mod more;
+mod real_world;
