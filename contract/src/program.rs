@@ -794,7 +794,30 @@ pub enum Builtin {
     SeqElementAtOrDefault,
     /// `seq.DefaultIfEmpty([value])`: `(seq, default)` → the items, or `[default]` when empty.
     SeqDefaultIfEmpty,
+    /// `a & b`, `a | b`, `a ^ b` on integers (bitwise) or on bools (logical, both sides evaluated).
+    BitAnd,
+    BitOr,
+    BitXor,
+    /// `~a` on an integer.
+    BitNot,
+    /// `a << n` and `a >> n` (arithmetic): a value within `int`'s range shifts as a C# `int`
+    /// (32 bits, the count taken mod 32, wrapping), a larger one as a `long` (the count mod 64).
+    ShiftLeft,
+    ShiftRight,
+    /// `(short)x`, `(byte)x`, `Convert.ToByte(x)` ...: `(int, kind)` with a kind of
+    /// [`NARROW_KINDS`], plus [`NARROW_CHECKED`] to fail on a value out of range (`Convert`)
+    /// rather than keep its low bits (a cast).
+    IntNarrow,
+    /// `BitConverter.ToInt32(bytes, start)`: four bytes, little-endian, as a signed `int`.
+    BitConverterToInt32,
+    /// `new byte[] { a, b }` of computed items: `(array of ints)` → `byte[]` (each item 0..=255).
+    BytesFromArray,
 }
+
+/// The integer types [`Builtin::IntNarrow`] narrows to (the kind is the index).
+pub const NARROW_KINDS: [&str; 5] = ["sbyte", "byte", "short", "ushort", "uint"];
+/// Added to a [`Builtin::IntNarrow`] kind: an out-of-range value fails (`OverflowException`).
+pub const NARROW_CHECKED: i64 = 8;
 
 /// `JTokenType` member names in Newtonsoft's numbering (the index is the value).
 pub const JTOKEN_TYPES: [&str; 18] = [

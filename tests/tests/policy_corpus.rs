@@ -116,6 +116,7 @@ fn corpus_documents_produce_the_result_their_comment_states(io: &str) {
         "status-mapping",
         "strip-secrets-from-query",
         "priority-pick",
+        "cidr-match",
     ]);
     let gateway = Gateway::start(GatewayOptions::new(io).config(config.path()));
     let addr = gateway.addr;
@@ -188,4 +189,11 @@ fn corpus_documents_produce_the_result_their_comment_states(io: &str) {
     assert_eq!(echoed["headers"]["x-managed-gateway"][0], "False", "{echoed}");
     let short = http::get(addr, "/priority-pick/x", &[]).unwrap().json();
     assert_eq!(short["headers"]["x-tenant"][0], "none", "{short}");
+
+    // cidr-match: the test client is on 127.0.0.1; the masks as C#'s int arithmetic gives them.
+    let matched = http::get(addr, "/cidr-match/x", &[]).unwrap();
+    assert_eq!(matched.status, 200, "{}", matched.text());
+    let echoed = matched.json();
+    assert_eq!(echoed["headers"]["x-caller-network"][0], "loopback", "{echoed}");
+    assert_eq!(echoed["headers"]["x-caller-mask"][0], "FF000000/-3841/-241", "{echoed}");
 }

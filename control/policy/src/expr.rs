@@ -33,7 +33,8 @@
 //! Refused with a message naming the construct: XML (`XElement`, ...), exception filters, pattern
 //! cases, lambdas with block bodies or outside LINQ calls, recursive local functions, regex
 //! lookaround/backreferences/atomic groups, `typeof`/`default`/`nameof`, object initializers that
-//! set other properties, bitwise operators (except to combine enum flags), types outside the allow-list.
+//! set other properties, types outside the allow-list. Bitwise operators and shifts are builtins
+//! (`BitAnd` ... `ShiftLeft`), narrowing casts `IntNarrow`.
 
 mod dotnet_regex;
 mod lexer;

@@ -52,6 +52,9 @@ pub(crate) enum BinaryOp {
     BitAnd,
     BitOr,
     BitXor,
+    /// `<<` and `>>` (two adjacent `<` or `>` tokens: `>>` also closes nested generics).
+    Shl,
+    Shr,
     Coalesce,
 }
 
@@ -74,6 +77,8 @@ impl BinaryOp {
             Self::BitAnd => "&",
             Self::BitOr => "|",
             Self::BitXor => "^",
+            Self::Shl => "<<",
+            Self::Shr => ">>",
             Self::Coalesce => "??",
         }
     }
@@ -454,6 +459,8 @@ const NESTING_BUDGET: usize = 256;
 const LEVEL_COST: usize = 8;
 /// Precedence of relational operators (`<`, `is`, `as`).
 const RELATIONAL: u8 = 7;
+/// `<<` and `>>`: between relational and additive, as in C#.
+const SHIFT: u8 = 8;
 
 struct Parser {
     tokens: Vec<Token>,
@@ -804,6 +811,11 @@ impl Parser {
         Ok(binary(BinaryOp::Coalesce, lhs, rhs))
     }
 
+    /// Whether the token after the cursor is `p` written right after it (`<<`, `>>`).
+    fn adjacent_punct(&self, p: &str) -> bool {
+        self.is_punct_at(1, p) && self.peek_token(1).span.start == self.token().span.end
+    }
+
     /// The binary operator at the cursor and its precedence (higher binds tighter, as in C#).
     fn binary_operator(&self) -> Option<(BinaryOp, u8)> {
         let Tok::Punct(p) = self.token().tok else { return None };
@@ -815,15 +827,17 @@ impl Parser {
             "&" => (BinaryOp::BitAnd, 5),
             "==" => (BinaryOp::Eq, 6),
             "!=" => (BinaryOp::Ne, 6),
+            "<" if self.adjacent_punct("<") => (BinaryOp::Shl, SHIFT),
+            ">" if self.adjacent_punct(">") => (BinaryOp::Shr, SHIFT),
             "<" => (BinaryOp::Lt, RELATIONAL),
             ">" => (BinaryOp::Gt, RELATIONAL),
             "<=" => (BinaryOp::Le, RELATIONAL),
             ">=" => (BinaryOp::Ge, RELATIONAL),
-            "+" => (BinaryOp::Add, 8),
-            "-" => (BinaryOp::Sub, 8),
-            "*" => (BinaryOp::Mul, 9),
-            "/" => (BinaryOp::Div, 9),
-            "%" => (BinaryOp::Rem, 9),
+            "+" => (BinaryOp::Add, 9),
+            "-" => (BinaryOp::Sub, 9),
+            "*" => (BinaryOp::Mul, 10),
+            "/" => (BinaryOp::Div, 10),
+            "%" => (BinaryOp::Rem, 10),
             _ => return None,
         })
     }
@@ -848,7 +862,7 @@ impl Parser {
                 continue;
             }
             let Some((op, precedence)) = self.binary_operator().filter(|(_, p)| *p >= min) else { return Ok(lhs) };
-            self.pos += 1;
+            self.pos += if matches!(op, BinaryOp::Shl | BinaryOp::Shr) { 2 } else { 1 };
             let rhs = self.nested(links, |p| p.binary(precedence + 1))?;
             lhs = binary(op, lhs, rhs);
         }

@@ -1,7 +1,7 @@
 //! `List<T>` mutators, the LINQ element family and the `IUrl`/`IGateway` members that real
 //! documents use (issue 17's yardstick).
 
-use portcullis_contract::program::{Builtin, Op, Prop};
+use portcullis_contract::program::{Builtin, Const, Op, Prop};
 
 use super::*;
 
@@ -117,4 +117,68 @@ fn the_gateway_is_self_hosted_with_one_instance_id() {
     assert_eq!(first.len(), 36, "{first}");
     assert_eq!(first.as_bytes()[14], b'4', "a version 4 GUID: {first}");
     assert_eq!(read(Prop::InstanceId).expect("ok"), first, "one id per process");
+}
+
+fn binary(builtin: Builtin, x: i32, y: i32) -> Result<String, Box<PolicyError>> {
+    eval(vec![Op::Int(x), Op::Int(y), Op::Call(builtin, 2)], vec![])
+}
+
+#[test]
+fn bitwise_operators_and_shifts_follow_csharp_int() {
+    assert_eq!(binary(Builtin::BitAnd, 0x0F0F, 0x00FF).expect("ok"), "Int32:15");
+    assert_eq!(binary(Builtin::BitOr, 0x0F00, 0x00F0).expect("ok"), "Int32:4080");
+    assert_eq!(binary(Builtin::BitXor, 6, 3).expect("ok"), "Int32:5");
+    assert_eq!(eval(vec![Op::Int(0), Op::Call(Builtin::BitNot, 1)], vec![]).expect("ok"), "Int32:-1");
+    // An int shifts in 32 bits: the count is taken mod 32 and the bits past 31 are lost.
+    assert_eq!(binary(Builtin::ShiftLeft, -1, 24).expect("ok"), "Int32:-16777216");
+    assert_eq!(binary(Builtin::ShiftLeft, -1, 32).expect("ok"), "Int32:-1");
+    assert_eq!(binary(Builtin::ShiftLeft, 1, 31).expect("ok"), "Int32:-2147483648");
+    assert_eq!(binary(Builtin::ShiftRight, -256, 8).expect("ok"), "Int32:-1");
+    assert_eq!(binary(Builtin::ShiftRight, 0x7FFF_0000, 16).expect("ok"), "Int32:32767");
+    // A value beyond int's range is a long: 64 bits.
+    let long = eval(vec![Op::Const(0), Op::Int(4), Op::Call(Builtin::ShiftLeft, 2)], vec![Const::Int(1 << 40)]);
+    assert_eq!(long.expect("ok"), "Int32:17592186044416");
+    // Bools: the logical operators, both sides evaluated.
+    let logical = |builtin| eval(vec![Op::Bool(true), Op::Bool(false), Op::Call(builtin, 2)], vec![]);
+    assert_eq!(logical(Builtin::BitAnd).expect("ok"), "Boolean:False");
+    assert_eq!(logical(Builtin::BitOr).expect("ok"), "Boolean:True");
+    assert_eq!(logical(Builtin::BitXor).expect("ok"), "Boolean:True");
+    assert!(eval(vec![Op::Bool(true), Op::Int(1), Op::Call(Builtin::ShiftLeft, 2)], vec![]).is_err());
+}
+
+#[test]
+fn narrowing_keeps_the_low_bits_or_fails_when_checked() {
+    let narrow = |x: i32, kind: i32| binary(Builtin::IntNarrow, x, kind);
+    assert_eq!(narrow(0xF0FF, 2).expect("ok"), "Int32:-3841", "(short)0xF0FF");
+    assert_eq!(narrow(-1, 3).expect("ok"), "Int32:65535", "(ushort)-1");
+    assert_eq!(narrow(300, 1).expect("ok"), "Int32:44", "(byte)300");
+    assert_eq!(narrow(200, 0).expect("ok"), "Int32:-56", "(sbyte)200");
+    assert_eq!(narrow(-1, 4).expect("ok"), "Int32:4294967295", "(uint)-1");
+    // Convert.ToByte: in range passes, out of range is an OverflowException.
+    assert_eq!(narrow(255, 1 + 8).expect("ok"), "Int32:255");
+    let error = narrow(256, 1 + 8).expect_err("overflow");
+    assert!(
+        error.last_error.message.contains("too large or too small for an unsigned byte"),
+        "{}",
+        error.last_error.message
+    );
+    assert!(narrow(1, 7).is_err(), "an unknown kind");
+}
+
+#[test]
+fn computed_bytes_and_bit_converter() {
+    let bytes = |items: &[i32]| {
+        let mut ops: Vec<Op> = items.iter().map(|v| Op::Int(*v)).collect();
+        ops.push(Op::MakeArray(items.len() as u16));
+        ops.push(Op::Call(Builtin::BytesFromArray, 1));
+        ops
+    };
+    let mut ops = bytes(&[10, 0, 0, 200]);
+    ops.extend([Op::Int(0), Op::Call(Builtin::BitConverterToInt32, 2)]);
+    // Little-endian, signed: 0xC800000A.
+    assert_eq!(eval(ops, vec![]).expect("ok"), "Int32:-939524086");
+    let mut ops = bytes(&[1, 2, 3, 4]);
+    ops.extend([Op::Int(1), Op::Call(Builtin::BitConverterToInt32, 2)]);
+    assert!(eval(ops, vec![]).is_err(), "past the end");
+    assert!(eval(bytes(&[256]), vec![]).is_err(), "not a byte");
 }

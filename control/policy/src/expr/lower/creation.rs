@@ -265,6 +265,17 @@ impl Lowerer<'_> {
             if let Some(bytes) = self.constant_bytes(items, span)? {
                 return Ok(bytes);
             }
+            // Computed bytes (`Convert.ToByte(..)`): an array of ints made a `byte[]` value.
+            for item in items {
+                let ty = self.expr(item)?;
+                if !ty.is_dynamic() && !matches!(ty, StaticType::Int | StaticType::Char) {
+                    return error(item.span, format!("cannot put {ty} into an array of byte"));
+                }
+            }
+            let n = u16::try_from(items.len()).or_else(|_| error(span, "too many array elements"))?;
+            self.emit(Op::MakeArray(n));
+            self.call(Builtin::BytesFromArray, 1, span)?;
+            return Ok(StaticType::Bytes);
         }
         let mut unified: Option<StaticType> = None;
         for item in items {

@@ -259,6 +259,7 @@ const STATIC_CALLS: &[StaticRow] = &[
     ("SHA512", "HashData", &[P::Any], Builtin::Sha512Hash, Ret::Bytes),
     ("MD5", "HashData", &[P::Any], Builtin::Md5Hash, Ret::Bytes),
     ("BitConverter", "ToString", &[P::Any], Builtin::BitConverterToString, Ret::Str),
+    ("BitConverter", "ToInt32", &[P::Any, P::Int], Builtin::BitConverterToInt32, Ret::Int),
     ("Regex", "Escape", &[P::Str], Builtin::RegexEscape, Ret::Str),
     ("DateTime", "Parse", &[P::Str], Builtin::DateTimeParse, Ret::DateTime),
     ("TimeSpan", "FromSeconds", &[P::Double], Builtin::TimeSpanFromSeconds, Ret::TimeSpan),
@@ -295,6 +296,11 @@ const SPECIAL_STATICS: &[(&str, &str)] = &[
     ("bool", "TryParse"),
     ("DateTime", "TryParse"),
     ("Guid", "TryParse"),
+    ("Convert", "ToByte"),
+    ("Convert", "ToSByte"),
+    ("Convert", "ToInt16"),
+    ("Convert", "ToUInt16"),
+    ("Convert", "ToUInt32"),
     ("Math", "Min"),
     ("Math", "Max"),
     ("Regex", "IsMatch"),
@@ -564,6 +570,23 @@ impl Lowerer<'_> {
         span: Span,
     ) -> R<Option<StaticType>> {
         let ty = match (class, method) {
+            ("Convert", "ToByte" | "ToSByte" | "ToInt16" | "ToUInt16" | "ToUInt32") => {
+                // Convert.ToInt32's parsing and rounding, then a range check (OverflowException).
+                let what = format!("Convert.{method}");
+                self.expect_args(args, 1, 1, &what, span)?;
+                self.argument(&args[0], Param::Any, &what)?;
+                self.call(Builtin::ConvertToInt32, 1, span)?;
+                let kind = match method {
+                    "ToSByte" => 0,
+                    "ToByte" => 1,
+                    "ToInt16" => 2,
+                    "ToUInt16" => 3,
+                    _ => 4,
+                };
+                self.code.push_int(kind + portcullis_contract::program::NARROW_CHECKED);
+                self.call(Builtin::IntNarrow, 2, span)?;
+                StaticType::Int
+            }
             ("string", "Format") => self.string_format(args, span)?,
             ("string", "Join") => self.string_join(args, span)?,
             ("string", "Concat") => {

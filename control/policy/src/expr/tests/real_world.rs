@@ -105,3 +105,45 @@ fn what_apim_refuses_too_gets_a_hint() {
     let e = err(r#"@(context.Subscription?.Key ?? &quot;anonymous&quot;)"#);
     assert!(e.message.contains("escapes it twice"), "{}", e.message);
 }
+
+#[test]
+fn bitwise_operators_and_shifts() {
+    // Shifts bind between relational and additive operators, as in C#.
+    let ops = ops(r#"@(1 << 2 + 1 < 100)"#);
+    assert_eq!(
+        ops,
+        vec![Op::Int(1), Op::Int(2), Op::Int(1), Op::Add, Op::Call(Builtin::ShiftLeft, 2), Op::Int(100), Op::Lt]
+    );
+    assert_eq!(ty(r#"@(-1 << (32 - 8))"#), StaticType::Int);
+    assert_eq!(ty(r#"@((context.Request.Url.Port >> 8) & 0xFF)"#), StaticType::Int);
+    assert_eq!(ty(r#"@(~0x0F ^ 3 | 4)"#), StaticType::Int);
+    // On bools, `&` `|` `^` are the non-short-circuit logical operators.
+    assert_eq!(ty(r#"@(context.Request.Method == "GET" & context.Request.Url.Port == 80)"#), StaticType::Bool);
+    // Enum flags still fold to a constant.
+    assert_eq!(super::ops(r#"@(RegexOptions.IgnoreCase | RegexOptions.Multiline)"#).len(), 1);
+    assert!(err(r#"@(1.5 & 2)"#).message.contains("cannot be applied to double and int"));
+    assert!(err(r#"@(true << 1)"#).message.contains("cannot be applied to bool and int"));
+    assert!(err(r#"@(~"a")"#).message.contains("needs an integer"));
+    // `>` `>` apart is not a shift.
+    assert!(super::program("@(1 > > 2)", crate::expr::Expect::Any).is_err());
+    // Generic type arguments that end in `>>` still parse.
+    assert_eq!(ty(r#"@(new List<List<int>>().Count)"#), StaticType::Int);
+}
+
+#[test]
+fn narrowing_casts_and_conversions() {
+    let ops = ops(r#"@((short)70000)"#);
+    assert_eq!(ops, vec![Op::Int(70000), Op::Int(2), Op::Call(Builtin::IntNarrow, 2)]);
+    assert_eq!(ty(r#"@((byte)(300 & 0xFF))"#), StaticType::Int);
+    let ops = super::ops(r#"@(Convert.ToByte("12"))"#);
+    assert!(ops.contains(&Op::Call(Builtin::ConvertToInt32, 1)), "{ops:?}");
+    assert!(ops.ends_with(&[Op::Int(1 + 8), Op::Call(Builtin::IntNarrow, 2)]), "{ops:?}");
+    // Computed bytes make a byte[]; BitConverter reads an int back.
+    let source = r#"@{ var parts = "10.0.0.1".Split('.'); byte[] b = new byte[] { Convert.ToByte(int.Parse(parts[0])), Convert.ToByte(parts[1]), 0, 1 }; return BitConverter.ToInt32(b, 0); }"#;
+    let (program, t) = ok(source);
+    assert_eq!(t, StaticType::Int);
+    assert!(program.ops.contains(&Op::Call(Builtin::BytesFromArray, 1)), "{:?}", program.ops);
+    assert!(program.ops.contains(&Op::Call(Builtin::BitConverterToInt32, 2)), "{:?}", program.ops);
+    assert!(err(r#"@((short)"a")"#).message.contains("cannot convert string to short"));
+    assert!(err(r#"@(new byte[] { "a" + 1 })"#).message.contains("cannot put string into an array of byte"));
+}
