@@ -625,6 +625,11 @@ impl Lowerer<'_> {
                 self.code.place(end);
                 ty
             }
+            AssignOp::BitAnd | AssignOp::BitOr | AssignOp::BitXor => {
+                // `x &= y` is `x = x & y`, typed as the operator types it.
+                let lhs = Expr { kind: ExprKind::Name(name.to_owned()), span: name_span };
+                self.bitwise(compound_operator(op), &lhs, value, span)?
+            }
             _ => {
                 self.emit(Op::LoadLocal(local.slot));
                 let b = self.expr(value)?;
@@ -726,6 +731,9 @@ fn compound_operator(op: AssignOp) -> BinaryOp {
         AssignOp::Sub => BinaryOp::Sub,
         AssignOp::Mul => BinaryOp::Mul,
         AssignOp::Div => BinaryOp::Div,
+        AssignOp::BitAnd => BinaryOp::BitAnd,
+        AssignOp::BitOr => BinaryOp::BitOr,
+        AssignOp::BitXor => BinaryOp::BitXor,
         _ => BinaryOp::Rem,
     }
 }

@@ -128,6 +128,10 @@ pub(crate) enum AssignOp {
     Div,
     Rem,
     Coalesce,
+    /// `&=`, `|=`, `^=`.
+    BitAnd,
+    BitOr,
+    BitXor,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -718,12 +722,9 @@ impl Parser {
             Tok::Punct("/=") => AssignOp::Div,
             Tok::Punct("%=") => AssignOp::Rem,
             Tok::Punct("??=") => AssignOp::Coalesce,
-            Tok::Punct("&=" | "|=" | "^=") => {
-                return Err(ExprError::new(
-                    self.span(),
-                    "compound bitwise assignment is not supported in policy expressions",
-                ));
-            }
+            Tok::Punct("&=") => AssignOp::BitAnd,
+            Tok::Punct("|=") => AssignOp::BitOr,
+            Tok::Punct("^=") => AssignOp::BitXor,
             _ => return Ok(target),
         };
         self.pos += 1;

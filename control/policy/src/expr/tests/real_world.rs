@@ -126,6 +126,15 @@ fn bitwise_operators_and_shifts() {
     assert!(err(r#"@(~"a")"#).message.contains("needs an integer"));
     // `>` `>` apart is not a shift.
     assert!(super::program("@(1 > > 2)", crate::expr::Expect::Any).is_err());
+    // Compound assignments.
+    let (program, t) = ok(
+        r#"@{ int flags = 1; flags |= 4; flags &= ~1; flags ^= 2; bool all = true; all &= flags > 0; return all ? flags : 0; }"#,
+    );
+    assert_eq!(t, StaticType::Int);
+    for builtin in [Builtin::BitOr, Builtin::BitAnd, Builtin::BitXor, Builtin::BitNot] {
+        assert!(program.ops.iter().any(|op| matches!(op, Op::Call(b, _) if *b == builtin)), "{builtin:?}");
+    }
+    assert!(err(r#"@{ string s = "a"; s |= 1; return s; }"#).message.contains("cannot be applied to string and int"));
     // Generic type arguments that end in `>>` still parse.
     assert_eq!(ty(r#"@(new List<List<int>>().Count)"#), StaticType::Int);
 }
