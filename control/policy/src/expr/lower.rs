@@ -537,10 +537,7 @@ impl Lowerer<'_> {
         if let Some(kind) = narrow_kind(ty) {
             // `(short)x`, `(byte)x`: an integer keeps its low bits, as an unchecked C# cast does.
             if !source.is_dynamic()
-                && !matches!(
-                    source,
-                    StaticType::Int | StaticType::Double | StaticType::Char | StaticType::Enum(_) | StaticType::JToken
-                )
+                && !matches!(source, StaticType::Int | StaticType::Double | StaticType::Enum(_) | StaticType::JToken)
             {
                 return error(span, format!("cannot convert {source} to {}", ty.name));
             }
@@ -739,9 +736,10 @@ fn compound_operator(op: AssignOp) -> BinaryOp {
 }
 
 /// The result type of an arithmetic or comparison operator, or `None` when C# refuses it.
-/// Integers of every width (the VM holds them all as 64-bit), chars and enums.
+/// Integers of every width (the VM holds them all as 64-bit) and enums. Not chars: the VM holds
+/// a char as a one-character string, so bit operations on one are refused here.
 fn is_integral(ty: &StaticType) -> bool {
-    matches!(ty, StaticType::Int | StaticType::Char | StaticType::Enum(_))
+    matches!(ty, StaticType::Int | StaticType::Enum(_))
 }
 
 /// The [`NARROW_KINDS`] index a cast to `ty` narrows to, if it names a narrow integer type.

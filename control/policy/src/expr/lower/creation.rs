@@ -268,7 +268,7 @@ impl Lowerer<'_> {
             // Computed bytes (`Convert.ToByte(..)`): an array of ints made a `byte[]` value.
             for item in items {
                 let ty = self.expr(item)?;
-                if !ty.is_dynamic() && !matches!(ty, StaticType::Int | StaticType::Char) {
+                if !ty.is_dynamic() && ty != StaticType::Int {
                     return error(item.span, format!("cannot put {ty} into an array of byte"));
                 }
             }

@@ -154,5 +154,8 @@ fn narrowing_casts_and_conversions() {
     assert!(program.ops.contains(&Op::Call(Builtin::BytesFromArray, 1)), "{:?}", program.ops);
     assert!(program.ops.contains(&Op::Call(Builtin::BitConverterToInt32, 2)), "{:?}", program.ops);
     assert!(err(r#"@((short)"a")"#).message.contains("cannot convert string to short"));
+    // A char is a one-character string in the VM: refused rather than failing at run time.
+    assert!(err(r#"@((byte)'a')"#).message.contains("cannot convert char to byte"));
+    assert!(err(r#"@('a' & 1)"#).message.contains("cannot be applied to char and int"));
     assert!(err(r#"@(new byte[] { "a" + 1 })"#).message.contains("cannot put string into an array of byte"));
 }
