@@ -485,6 +485,13 @@ pub enum Prop {
     State,
     SubscriptionLimit,
     SubscriptionRequired,
+    /// An `IUrl` as one absolute URL (`ToString()`, `ToUri()`): scheme, host, the port unless
+    /// it is the scheme's default, path and query.
+    AbsoluteUrl,
+    /// `context.Deployment.Gateway` (an `IGateway`: `Id`, `InstanceId`, `IsManaged`).
+    Gateway,
+    InstanceId,
+    IsManaged,
 }
 
 /// A library function or method. Instance methods take the receiver as their first argument;
@@ -769,7 +776,48 @@ pub enum Builtin {
     BytesDecrypt,
     /// `guid.GetHashCode()`: .NET's, the XOR of the four 32-bit words of `ToByteArray()`.
     GuidHashCode,
+    /// `list.Clear()`; returns null.
+    ListClear,
+    /// `list.Remove(value)`: removes the first equal element → whether one was removed.
+    ListRemove,
+    /// `list.RemoveAt(index)`; returns null (an index out of range fails as .NET's does).
+    ListRemoveAt,
+    /// `list.Insert(index, value)`; returns null (index ≤ Count).
+    ListInsert,
+    /// `list.AddRange(items)`; returns null.
+    ListAddRange,
+    /// `seq.IndexOf(value)` / `Array.IndexOf(array, value)` → the first equal element's
+    /// position, -1 when there is none.
+    SeqIndexOf,
+    /// `seq.ElementAtOrDefault(index)`: `(seq, index, default)` → the element, or `default` (the
+    /// element type's default, pushed by the compiler) out of range.
+    SeqElementAtOrDefault,
+    /// `seq.DefaultIfEmpty([value])`: `(seq, default)` → the items, or `[default]` when empty.
+    SeqDefaultIfEmpty,
+    /// `a & b`, `a | b`, `a ^ b` on integers (bitwise) or on bools (logical, both sides evaluated).
+    BitAnd,
+    BitOr,
+    BitXor,
+    /// `~a` on an integer.
+    BitNot,
+    /// `a << n` and `a >> n` (arithmetic): a value within `int`'s range shifts as a C# `int`
+    /// (32 bits, the count taken mod 32, wrapping), a larger one as a `long` (the count mod 64).
+    ShiftLeft,
+    ShiftRight,
+    /// `(short)x`, `(byte)x`, `Convert.ToByte(x)` ...: `(int, kind)` with a kind of
+    /// [`NARROW_KINDS`], plus [`NARROW_CHECKED`] to fail on a value out of range (`Convert`)
+    /// rather than keep its low bits (a cast).
+    IntNarrow,
+    /// `BitConverter.ToInt32(bytes, start)`: four bytes, little-endian, as a signed `int`.
+    BitConverterToInt32,
+    /// `new byte[] { a, b }` of computed items: `(array of ints)` → `byte[]` (each item 0..=255).
+    BytesFromArray,
 }
+
+/// The integer types [`Builtin::IntNarrow`] narrows to (the kind is the index).
+pub const NARROW_KINDS: [&str; 5] = ["sbyte", "byte", "short", "ushort", "uint"];
+/// Added to a [`Builtin::IntNarrow`] kind: an out-of-range value fails (`OverflowException`).
+pub const NARROW_CHECKED: i64 = 8;
 
 /// `JTokenType` member names in Newtonsoft's numbering (the index is the value).
 pub const JTOKEN_TYPES: [&str; 18] = [

@@ -261,3 +261,66 @@ fn workload_identity_exchanges_the_federated_token() {
     assert_eq!(entra.requests().len(), 1);
     assert_never_reported(&gateway, &["wi-token-1", "federated-assertion-7c2d"]);
 }
+
+portcullis_tests::on_both_io_backends!(send_request_carries_the_managed_identity_token);
+
+/// `authentication-managed-identity` inside `send-request` (the Key Vault lookup of APIM's
+/// samples): the call carries `Authorization: Bearer <token>` for its resource, the backend
+/// request does not, and a token the source cannot issue fails the call with APIM's 500.
+fn send_request_carries_the_managed_identity_token(io: &str) {
+    const VAULT: &str = "https://vault.azure.net";
+    let imds = ScriptedBackend::start(|request: &Request| match query(&request.target, "resource") {
+        Some("https%3A%2F%2Fvault.azure.net") => {
+            json(200, &serde_json::json!({"access_token": "imds-token-vault", "expires_in": 3599}))
+        }
+        _ => json(400, &serde_json::json!({"error": "invalid_resource"})),
+    });
+    // A fake Key Vault: the secret's value is the Authorization it was asked with.
+    let vault = ScriptedBackend::start(|request: &Request| {
+        let seen = request.header("authorization").unwrap_or("none");
+        json(200, &serde_json::json!({"value": seen, "id": request.target}))
+    });
+    let backend = backend();
+    let identity = format!("[managed-identity]\nendpoint = \"http://{}/metadata/identity/oauth2/token\"\n", imds.addr);
+    let call = |resource: &str, then: &str| {
+        format!(
+            r#"<send-request mode="new" response-variable-name="secret" timeout="5">
+                 <set-url>http://{}/secrets/db-password?api-version=7.4</set-url>
+                 <set-method>GET</set-method>
+                 <authentication-managed-identity resource="{resource}" />
+               </send-request>{then}"#,
+            vault.addr
+        )
+    };
+    let answer = r#"<return-response><set-status code="200" reason="OK" /><set-body>@((string)((IResponse)context.Variables["secret"]).Body.As<JObject>()["value"])</set-body></return-response>"#;
+    let apis = [
+        ("vault", call(VAULT, answer)),
+        // The call's token does not leak onto the backend request.
+        ("forward", call(VAULT, "")),
+        ("refused", call("https://nothing.example", answer)),
+    ];
+    let apis: Vec<(&str, &str)> = apis.iter().map(|(name, policy)| (*name, policy.as_str())).collect();
+    let dir = config(&identity, &backend, &apis);
+    let gateway = Gateway::start(GatewayOptions::new(io).config(dir.path()));
+
+    eventually("the vault token is held", || http::get(gateway.addr, "/vault/x", &[]).unwrap().status == 200);
+    let response = http::get(gateway.addr, "/vault/x", &[]).unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "Bearer imds-token-vault");
+    let calls = vault.requests_to("/secrets/db-password");
+    assert!(calls.iter().all(|call| call.header("authorization") == Some("Bearer imds-token-vault")), "{calls:?}");
+    assert!(backend.requests().is_empty(), "return-response answered: the backend is never called");
+
+    let response = http::get(gateway.addr, "/forward/x", &[]).unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("X-Seen-Authorization"), Some("none"));
+
+    let response = http::get(gateway.addr, "/refused/x", &[]).unwrap();
+    assert_eq!(response.status, 500);
+    assert_eq!(response.json()["message"], "Internal server error");
+    assert!(
+        vault.requests().iter().all(|call| call.header("authorization").is_some()),
+        "a call without its token is never made"
+    );
+    assert_never_reported(&gateway, &["imds-token-vault"]);
+}

@@ -115,6 +115,8 @@ fn corpus_documents_produce_the_result_their_comment_states(io: &str) {
         "header-hygiene",
         "status-mapping",
         "strip-secrets-from-query",
+        "priority-pick",
+        "cidr-match",
     ]);
     let gateway = Gateway::start(GatewayOptions::new(io).config(config.path()));
     let addr = gateway.addr;
@@ -175,4 +177,23 @@ fn corpus_documents_produce_the_result_their_comment_states(io: &str) {
     assert_eq!(echoed["headers"]["x-api-key"][0], "abc", "{echoed}");
     let query = echoed["query"].as_str().unwrap_or_default();
     assert!(!query.contains("apikey") && query.contains("page=2"), "{echoed}");
+
+    // priority-pick: the first of the two priority-1 regions, the path's third segment (none
+    // when the path is short), the host the caller used, and a self-hosted gateway.
+    let picked = http::get(addr, "/priority-pick/tenants/contoso/orders", &[]).unwrap();
+    assert_eq!(picked.status, 200, "{}", picked.text());
+    let echoed = picked.json();
+    assert_eq!(echoed["headers"]["x-region"][0], "northeurope", "{echoed}");
+    assert_eq!(echoed["headers"]["x-tenant"][0], "contoso", "{echoed}");
+    assert_eq!(echoed["headers"]["x-caller-host"][0], "gateway.test", "{echoed}");
+    assert_eq!(echoed["headers"]["x-managed-gateway"][0], "False", "{echoed}");
+    let short = http::get(addr, "/priority-pick/x", &[]).unwrap().json();
+    assert_eq!(short["headers"]["x-tenant"][0], "none", "{short}");
+
+    // cidr-match: the test client is on 127.0.0.1; the masks as C#'s int arithmetic gives them.
+    let matched = http::get(addr, "/cidr-match/x", &[]).unwrap();
+    assert_eq!(matched.status, 200, "{}", matched.text());
+    let echoed = matched.json();
+    assert_eq!(echoed["headers"]["x-caller-network"][0], "loopback", "{echoed}");
+    assert_eq!(echoed["headers"]["x-caller-mask"][0], "FF000000/-3841/-241", "{echoed}");
 }

@@ -446,11 +446,27 @@ impl SectionCompiler<'_> {
         let text = self.literal(attr, place)?;
         match text.trim().parse::<T>() {
             Ok(value) => Some(Some(value)),
+            // `timeout="{{bff-timeout}}"` with the value unknown (`--allow-unknown`, warned
+            // about): checked as the default now, and for real where the value is defined.
+            Err(_) if self.unresolved(&text) => Some(None),
             Err(_) => {
                 self.error(place, attr.value_span.clone(), format!("{name}: {text:?} is not {what}"));
                 None
             }
         }
+    }
+
+    /// Whether `text` (named values substituted) still holds a `{{name}}` left as written
+    /// because the value is unknown and unknown references are allowed: then what the value
+    /// must be (a number, a URL) can only be checked where it is defined.
+    pub(crate) fn unresolved(&self, text: &str) -> bool {
+        self.env.options.allow_unknown_references
+            && text.split("{{").skip(1).any(|rest| {
+                rest.split_once("}}").is_some_and(|(name, _)| {
+                    let name = name.trim();
+                    named_values::is_valid_name(name) && self.env.named_values.get(name).is_none()
+                })
+            })
     }
 
     /// An optional literal boolean attribute (`true`/`false`, any case).
@@ -465,6 +481,20 @@ impl SectionCompiler<'_> {
             }
         }
     }
+}
+
+/// The first section in which every policy of `statements` (nested ones included) may stand:
+/// where a fragment checked on its own is compiled. A fragment has no section until a document
+/// includes it, and it is checked again, in that section, where it is included.
+pub fn fragment_section(statements: &[Element]) -> Section {
+    fn fits(element: &Element, section: Section) -> bool {
+        let here = match policies::kind(&element.name) {
+            policies::Kind::Supported(sections) => sections.contains(&section),
+            _ => true,
+        };
+        here && element.elements().all(|child| fits(child, section))
+    }
+    Section::ALL.into_iter().find(|section| statements.iter().all(|e| fits(e, *section))).unwrap_or(Section::Inbound)
 }
 
 /// An HTTP method name (an RFC 9110 token).

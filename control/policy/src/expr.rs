@@ -26,12 +26,15 @@
 //! VM's `TryEnter` handlers; every failure goes to the first `catch`); anonymous objects
 //! (JObjects), sized arrays, dictionary initializers, `new DateTime`/`DateTimeOffset`/`TimeSpan`,
 //! `Uri`, `StringBuilder` (a list of pieces), `Random`, exceptions (their message) — see
-//! `lower/objects`.
+//! `lower/objects`; `List<T>` mutators, `ElementAtOrDefault`/`DefaultIfEmpty`, `IUrl.ToUri()`,
+//! `context.Deployment.Gateway`, APIM's extension methods through `ExpressionSyntaxExtensions`,
+//! `new HMACSHA256 { Key = k }`.
 //!
 //! Refused with a message naming the construct: XML (`XElement`, ...), exception filters, pattern
 //! cases, lambdas with block bodies or outside LINQ calls, recursive local functions, regex
 //! lookaround/backreferences/atomic groups, `typeof`/`default`/`nameof`, object initializers that
-//! set properties, bitwise operators (except to combine enum flags), types outside the allow-list.
+//! set other properties, types outside the allow-list. Bitwise operators and shifts are builtins
+//! (`BitAnd` ... `ShiftLeft`), narrowing casts `IntNarrow`.
 
 mod dotnet_regex;
 mod lexer;

@@ -82,10 +82,11 @@ pub fn compile_document(
         .collect()
 }
 
-/// A fragment wrapped in an inbound section, so its statements compile.
+/// A fragment wrapped in a section, so its statements compile: the first section where all of
+/// them may stand (inbound when none fits, so the misplaced one is reported).
 fn fragment_document(fragment: &Fragment) -> Document {
     let mut document = scope::inherit_all(fragment.file.clone(), ScopeKind::Api);
-    document.set_section(Section::Inbound, fragment.statements.clone());
+    document.set_section(crate::compile::fragment_section(&fragment.statements), fragment.statements.clone());
     document
 }
 
@@ -113,6 +114,21 @@ mod tests {
         assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
         let inbound = compiled.programs.first().and_then(|(_, program)| program.as_ref());
         assert!(inbound.is_some_and(|program| !program.ops.is_empty()));
+    }
+
+    #[test]
+    fn a_fragment_compiles_in_the_first_section_its_policies_fit() {
+        // forward-request is a backend policy: a fragment that retries it is checked there.
+        let text = "<fragment><retry condition=\"@(context.Response.StatusCode == 429)\" count=\"2\" interval=\"1\"><forward-request timeout=\"5\" /></retry></fragment>";
+        let compiled = compile(text);
+        assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
+        // Outbound-only and inbound-only policies together fit no section: reported.
+        let text = "<fragment><rewrite-uri template=\"/a\" /><forward-request /></fragment>";
+        let errors = compile(text).report.errors;
+        assert!(
+            errors.iter().any(|e| e.message.contains("<forward-request> is not allowed in the inbound section")),
+            "{errors:?}"
+        );
     }
 
     #[test]

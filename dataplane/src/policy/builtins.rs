@@ -78,7 +78,10 @@ pub(crate) fn call<'a>(m: &mut Machine<'_, 'a>, builtin: Builtin, args: &mut [Va
         | B::WebUtilityHtmlDecode
         | B::UriEscapeDataString
         | B::UriUnescapeDataString
-        | B::BitConverterToString => convert::call(a),
+        | B::BitConverterToString
+        | B::BitConverterToInt32
+        | B::BytesFromArray => convert::call(a),
+        B::BitAnd | B::BitOr | B::BitXor | B::BitNot | B::ShiftLeft | B::ShiftRight | B::IntNarrow => convert::bits(a),
         B::Sha256Hash
         | B::Sha1Hash
         | B::Md5Hash
@@ -129,6 +132,14 @@ pub(crate) fn call<'a>(m: &mut Machine<'_, 'a>, builtin: Builtin, args: &mut [Va
         | B::SeqAny
         | B::SeqSum
         | B::ListAdd
+        | B::ListClear
+        | B::ListRemove
+        | B::ListRemoveAt
+        | B::ListInsert
+        | B::ListAddRange
+        | B::SeqIndexOf
+        | B::SeqElementAtOrDefault
+        | B::SeqDefaultIfEmpty
         | B::ListNew
         | B::DictionaryNew => collections::call(m, a),
         B::JObjectParse

@@ -116,6 +116,8 @@ pub enum Handle {
     /// The one identity of `context.User.Identities` (the user signs in with email and password).
     Identity,
     Deployment,
+    /// `context.Deployment.Gateway`.
+    Gateway,
     LastError,
     /// `context.Api.SubscriptionKeyParameterNames`.
     KeyNames,

@@ -1,6 +1,6 @@
 //! `authentication-managed-identity`: a token for a resource from the gateway's token source
 //! (`[managed-identity]` in gateway.toml), set as `Authorization: Bearer ...` on the backend
-//! request or stored in a variable. The data plane's token thread fetches and refreshes the
+//! request (inside `send-request`, on the request it sends) or stored in a variable. The data plane's token thread fetches and refreshes the
 //! tokens of every (resource, client-id) its programs name ahead of time, so the resource and
 //! client id must be known when the policy loads.
 //!
@@ -9,7 +9,7 @@
 //!     client-id="{{uami-client-id}}" output-token-variable-name="token" ignore-error="false" />
 //! ```
 
-use portcullis_contract::program::{ExistsAction, Op, Side};
+use portcullis_contract::program::{ExistsAction, Op};
 
 use super::policies::no_children;
 use super::{Place, SectionCompiler};
@@ -55,7 +55,9 @@ pub(super) fn authentication_managed_identity(c: &mut SectionCompiler<'_>, eleme
         }
         None => {
             let name = c.code.str_const(AUTHORIZATION);
-            c.code.emit(Op::SetHeader { side: Side::Request, action: ExistsAction::Override, name, values: 1 });
+            // The backend request, or inside `send-request` the request it builds.
+            let side = c.side(place);
+            c.code.emit(Op::SetHeader { side, action: ExistsAction::Override, name, values: 1 });
         }
     }
     c.code.emit_jump(Op::Jump(0), end);

@@ -196,7 +196,8 @@ fn emit(c: &mut SectionCompiler<'_>, element: &Element, place: &Place, rule: Jwt
 fn openid_config(c: &mut SectionCompiler<'_>, element: &Element, place: &Place, rule: &mut JwtRule) {
     let Some(url) = c.required_literal(element, "url", place) else { return };
     let url = url.trim();
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
+    // An unknown named value (allowed and warned about): the URL is checked where it is defined.
+    if !(url.starts_with("https://") || url.starts_with("http://") || c.unresolved(url)) {
         let span = element.attr("url").map_or(element.name_span.clone(), |a| a.value_span.clone());
         c.error(place, span, format!("openid-config url {url:?} is not an http(s) URL"));
         return;

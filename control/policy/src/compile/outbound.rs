@@ -6,7 +6,7 @@
 
 use portcullis_contract::program::Op;
 
-use super::{Place, SectionCompiler, certificates, numbered, policies};
+use super::{Place, SectionCompiler, certificates, identity, numbered, policies};
 use crate::expr::Expect;
 use crate::xml::Element;
 
@@ -14,7 +14,7 @@ use crate::xml::Element;
 pub(super) const SEND_TIMEOUT_SECONDS_DEFAULT: u32 = 60;
 
 /// Children of `send-request` this engine leaves to later work, with why.
-const NOT_YET: &[&str] = &["authentication-managed-identity", "proxy"];
+const NOT_YET: &[&str] = &["proxy"];
 
 /// `send-request` (`one_way` false) and `send-one-way-request`.
 pub(super) fn send_request(c: &mut SectionCompiler<'_>, element: &Element, place: &Place, one_way: bool) {
@@ -77,6 +77,12 @@ pub(super) fn send_request(c: &mut SectionCompiler<'_>, element: &Element, place
                 let child_place = c.site(child, index, &inner);
                 c.check_attributes(child, &child_place);
                 certificates::authentication_certificate(c, child, &child_place);
+            }
+            "authentication-managed-identity" => {
+                // The token goes on the request being built (or into a variable).
+                let child_place = c.site(child, index, &inner);
+                c.check_attributes(child, &child_place);
+                identity::authentication_managed_identity(c, child, &child_place);
             }
             other => c.error(
                 place,

@@ -427,7 +427,17 @@ impl Lowerer<'_> {
                 self.emit(Op::Not);
                 Ok(StaticType::Bool)
             }
-            UnaryOp::BitNot => error(span, "the bitwise operator `~` is not supported in policy expressions"),
+            UnaryOp::BitNot => {
+                let ty = self.expr(operand)?;
+                if !ty.is_dynamic() && !is_integral(&ty) {
+                    return error(
+                        operand.span,
+                        format!("operator `~` needs an integer, but `{}` is {ty}", self.quote(operand.span)),
+                    );
+                }
+                self.call(Builtin::BitNot, 1, span)?;
+                Ok(StaticType::Int)
+            }
         }
     }
 
@@ -452,18 +462,14 @@ impl Lowerer<'_> {
                 return Ok(types::unify(&a, &b));
             }
             BinaryOp::BitOr | BinaryOp::BitAnd | BinaryOp::BitXor => {
+                // Enum flags (`RegexOptions.IgnoreCase | RegexOptions.Multiline`) fold.
                 if let Some(value) = statics::constant_int(self, &binary_expr(op, lhs, rhs, span)) {
                     self.code.push_int(value.0);
                     return Ok(value.1);
                 }
-                return error(
-                    span,
-                    format!(
-                        "the operator `{}` is only supported to combine enum flags such as RegexOptions",
-                        op.symbol()
-                    ),
-                );
+                return self.bitwise(op, lhs, rhs, span);
             }
+            BinaryOp::Shl | BinaryOp::Shr => return self.bitwise(op, lhs, rhs, span),
             _ => {}
         }
         let a = self.expr(lhs)?;
@@ -487,6 +493,32 @@ impl Lowerer<'_> {
         Ok(result)
     }
 
+    /// `&`, `|`, `^` on integers (bitwise) or bools (logical, both sides evaluated), and the
+    /// shifts `<<`, `>>` on integers.
+    fn bitwise(&mut self, op: BinaryOp, lhs: &Expr, rhs: &Expr, span: Span) -> R<StaticType> {
+        let a = self.expr(lhs)?;
+        let b = self.expr(rhs)?;
+        let shift = matches!(op, BinaryOp::Shl | BinaryOp::Shr);
+        let boolean = |t: &StaticType| *t == StaticType::Bool || t.is_dynamic();
+        let integral = |t: &StaticType| is_integral(t) || t.is_dynamic();
+        let result = if !shift && boolean(&a) && boolean(&b) && (a == StaticType::Bool || b == StaticType::Bool) {
+            StaticType::Bool
+        } else if integral(&a) && integral(&b) {
+            if a.is_dynamic() && b.is_dynamic() && !shift { StaticType::Object } else { StaticType::Int }
+        } else {
+            return error(span, format!("operator `{}` cannot be applied to {a} and {b}", op.symbol()));
+        };
+        let builtin = match op {
+            BinaryOp::BitAnd => Builtin::BitAnd,
+            BinaryOp::BitOr => Builtin::BitOr,
+            BinaryOp::BitXor => Builtin::BitXor,
+            BinaryOp::Shl => Builtin::ShiftLeft,
+            _ => Builtin::ShiftRight,
+        };
+        self.call(builtin, 2, span)?;
+        Ok(result)
+    }
+
     /// `a && b`: a; Dup; JumpIfFalse(end); Pop; b; end (and `||` with JumpIfTrue).
     fn logical(&mut self, op: BinaryOp, lhs: &Expr, rhs: &Expr) -> R<StaticType> {
         self.condition(lhs)?;
@@ -502,6 +534,20 @@ impl Lowerer<'_> {
     fn cast(&mut self, ty: &TypeName, operand: &Expr, span: Span) -> R<StaticType> {
         let target = self.resolve_type(ty)?;
         let source = self.expr(operand)?;
+        if let Some(kind) = narrow_kind(ty) {
+            // `(short)x`, `(byte)x`: an integer keeps its low bits, as an unchecked C# cast does.
+            if !source.is_dynamic()
+                && !matches!(source, StaticType::Int | StaticType::Double | StaticType::Enum(_) | StaticType::JToken)
+            {
+                return error(span, format!("cannot convert {source} to {}", ty.name));
+            }
+            if source != StaticType::Int {
+                self.emit(Op::Cast(portcullis_contract::program::ValueType::Int));
+            }
+            self.code.push_int(kind);
+            self.call(Builtin::IntNarrow, 2, span)?;
+            return Ok(StaticType::Int);
+        }
         if !source.castable_to(&target) {
             return error(span, format!("cannot convert {source} to {target}"));
         }
@@ -575,6 +621,11 @@ impl Lowerer<'_> {
                 let ty = self.expr(value)?;
                 self.code.place(end);
                 ty
+            }
+            AssignOp::BitAnd | AssignOp::BitOr | AssignOp::BitXor => {
+                // `x &= y` is `x = x & y`, typed as the operator types it.
+                let lhs = Expr { kind: ExprKind::Name(name.to_owned()), span: name_span };
+                self.bitwise(compound_operator(op), &lhs, value, span)?
             }
             _ => {
                 self.emit(Op::LoadLocal(local.slot));
@@ -677,11 +728,38 @@ fn compound_operator(op: AssignOp) -> BinaryOp {
         AssignOp::Sub => BinaryOp::Sub,
         AssignOp::Mul => BinaryOp::Mul,
         AssignOp::Div => BinaryOp::Div,
+        AssignOp::BitAnd => BinaryOp::BitAnd,
+        AssignOp::BitOr => BinaryOp::BitOr,
+        AssignOp::BitXor => BinaryOp::BitXor,
         _ => BinaryOp::Rem,
     }
 }
 
 /// The result type of an arithmetic or comparison operator, or `None` when C# refuses it.
+/// Integers of every width (the VM holds them all as 64-bit) and enums. Not chars: the VM holds
+/// a char as a one-character string, so bit operations on one are refused here.
+fn is_integral(ty: &StaticType) -> bool {
+    matches!(ty, StaticType::Int | StaticType::Enum(_))
+}
+
+/// The [`NARROW_KINDS`] index a cast to `ty` narrows to, if it names a narrow integer type.
+///
+/// [`NARROW_KINDS`]: portcullis_contract::program::NARROW_KINDS
+pub(super) fn narrow_kind(ty: &TypeName) -> Option<i64> {
+    if ty.array_rank > 0 || !ty.args.is_empty() {
+        return None;
+    }
+    let kind = match ty.name.rsplit('.').next().unwrap_or(&ty.name) {
+        "sbyte" | "SByte" => 0,
+        "byte" | "Byte" => 1,
+        "short" | "Int16" => 2,
+        "ushort" | "UInt16" => 3,
+        "uint" | "UInt32" => 4,
+        _ => return None,
+    };
+    Some(kind)
+}
+
 fn binary_type(op: BinaryOp, a: &StaticType, b: &StaticType) -> Option<StaticType> {
     use StaticType as T;
     let numeric = |t: &T| matches!(t, T::Int | T::Double | T::Char | T::Enum(_));

@@ -52,6 +52,9 @@ pub(crate) enum BinaryOp {
     BitAnd,
     BitOr,
     BitXor,
+    /// `<<` and `>>` (two adjacent `<` or `>` tokens: `>>` also closes nested generics).
+    Shl,
+    Shr,
     Coalesce,
 }
 
@@ -74,6 +77,8 @@ impl BinaryOp {
             Self::BitAnd => "&",
             Self::BitOr => "|",
             Self::BitXor => "^",
+            Self::Shl => "<<",
+            Self::Shr => ">>",
             Self::Coalesce => "??",
         }
     }
@@ -105,12 +110,13 @@ pub(crate) enum OutTarget {
 
 /// `{ a, b }` element of a collection initializer, or `[k] = v` of an object initializer.
 #[derive(Debug, Clone, PartialEq)]
-#[expect(clippy::large_enum_variant, reason = "initializers are short-lived parse nodes; boxing buys nothing")]
 pub(crate) enum InitElement {
     /// `x` or `{ a, b }`: a call to `Add` with these arguments.
     Add(Vec<Expr>),
     /// `[key] = value`.
     Set { key: Expr, value: Expr },
+    /// `Name = value`: sets a property of the new object.
+    Property { name: String, name_span: Span, value: Expr },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +128,10 @@ pub(crate) enum AssignOp {
     Div,
     Rem,
     Coalesce,
+    /// `&=`, `|=`, `^=`.
+    BitAnd,
+    BitOr,
+    BitXor,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -453,6 +463,8 @@ const NESTING_BUDGET: usize = 256;
 const LEVEL_COST: usize = 8;
 /// Precedence of relational operators (`<`, `is`, `as`).
 const RELATIONAL: u8 = 7;
+/// `<<` and `>>`: between relational and additive, as in C#.
+const SHIFT: u8 = 8;
 
 struct Parser {
     tokens: Vec<Token>,
@@ -544,7 +556,27 @@ impl Parser {
             Tok::Str(_) | Tok::Interpolated(_) => "a string".to_owned(),
             Tok::Char(_) => "a character literal".to_owned(),
         };
-        ExprError::new(token.span, format!("expected {wanted}, found {found}"))
+        let mut message = format!("expected {wanted}, found {found}");
+        message.push_str(self.hint());
+        ExprError::new(token.span, message)
+    }
+
+    /// Why a document's author may have written what the parser stopped at.
+    fn hint(&self) -> &'static str {
+        let previous = self.pos.checked_sub(1).and_then(|at| self.tokens.get(at)).map(|token| &token.tok);
+        match (&self.token().tok, &self.peek_token(1).tok, &self.peek_token(2).tok) {
+            (Tok::Str(_) | Tok::Interpolated(_), _, _)
+                if matches!(previous, Some(Tok::Str(_) | Tok::Interpolated(_))) =>
+            {
+                " (C# does not join adjacent string literals: `\"a\" \"b\"` is an error in APIM too; use `+`, or `\"\"` inside a verbatim string)"
+            }
+            (Tok::Punct("&"), Tok::Ident(entity), Tok::Punct(";"))
+                if matches!(entity.as_str(), "quot" | "amp" | "lt" | "gt" | "apos") =>
+            {
+                " (an XML entity in the decoded expression: the document escapes it twice, e.g. `&amp;quot;`, which APIM refuses too)"
+            }
+            _ => "",
+        }
     }
 
     /// A name that is not a reserved keyword.
@@ -690,12 +722,9 @@ impl Parser {
             Tok::Punct("/=") => AssignOp::Div,
             Tok::Punct("%=") => AssignOp::Rem,
             Tok::Punct("??=") => AssignOp::Coalesce,
-            Tok::Punct("&=" | "|=" | "^=") => {
-                return Err(ExprError::new(
-                    self.span(),
-                    "compound bitwise assignment is not supported in policy expressions",
-                ));
-            }
+            Tok::Punct("&=") => AssignOp::BitAnd,
+            Tok::Punct("|=") => AssignOp::BitOr,
+            Tok::Punct("^=") => AssignOp::BitXor,
             _ => return Ok(target),
         };
         self.pos += 1;
@@ -783,6 +812,11 @@ impl Parser {
         Ok(binary(BinaryOp::Coalesce, lhs, rhs))
     }
 
+    /// Whether the token after the cursor is `p` written right after it (`<<`, `>>`).
+    fn adjacent_punct(&self, p: &str) -> bool {
+        self.is_punct_at(1, p) && self.peek_token(1).span.start == self.token().span.end
+    }
+
     /// The binary operator at the cursor and its precedence (higher binds tighter, as in C#).
     fn binary_operator(&self) -> Option<(BinaryOp, u8)> {
         let Tok::Punct(p) = self.token().tok else { return None };
@@ -794,15 +828,17 @@ impl Parser {
             "&" => (BinaryOp::BitAnd, 5),
             "==" => (BinaryOp::Eq, 6),
             "!=" => (BinaryOp::Ne, 6),
+            "<" if self.adjacent_punct("<") => (BinaryOp::Shl, SHIFT),
+            ">" if self.adjacent_punct(">") => (BinaryOp::Shr, SHIFT),
             "<" => (BinaryOp::Lt, RELATIONAL),
             ">" => (BinaryOp::Gt, RELATIONAL),
             "<=" => (BinaryOp::Le, RELATIONAL),
             ">=" => (BinaryOp::Ge, RELATIONAL),
-            "+" => (BinaryOp::Add, 8),
-            "-" => (BinaryOp::Sub, 8),
-            "*" => (BinaryOp::Mul, 9),
-            "/" => (BinaryOp::Div, 9),
-            "%" => (BinaryOp::Rem, 9),
+            "+" => (BinaryOp::Add, 9),
+            "-" => (BinaryOp::Sub, 9),
+            "*" => (BinaryOp::Mul, 10),
+            "/" => (BinaryOp::Div, 10),
+            "%" => (BinaryOp::Rem, 10),
             _ => return None,
         })
     }
@@ -827,7 +863,7 @@ impl Parser {
                 continue;
             }
             let Some((op, precedence)) = self.binary_operator().filter(|(_, p)| *p >= min) else { return Ok(lhs) };
-            self.pos += 1;
+            self.pos += if matches!(op, BinaryOp::Shl | BinaryOp::Shr) { 2 } else { 1 };
             let rhs = self.nested(links, |p| p.binary(precedence + 1))?;
             lhs = binary(op, lhs, rhs);
         }
@@ -1168,10 +1204,10 @@ impl Parser {
                 let value = self.expression()?;
                 elements.push(InitElement::Set { key, value });
             } else if self.ident_at(0).is_some() && self.is_punct_at(1, "=") {
-                return Err(ExprError::new(
-                    self.span(),
-                    "object initializers that set properties are not supported in policy expressions",
-                ));
+                let (name, name_span) = self.identifier()?;
+                self.expect_punct("=")?;
+                let value = self.expression()?;
+                elements.push(InitElement::Property { name, name_span, value });
             } else {
                 elements.push(InitElement::Add(vec![self.expression()?]));
             }

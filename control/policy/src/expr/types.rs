@@ -107,6 +107,8 @@ pub enum ContextObject {
     KeyParameterNames,
     /// `context.Request.Certificate`: the client's verified certificate (mTLS), or null.
     Certificate,
+    /// `IGateway` of `context.Deployment.Gateway`.
+    Gateway,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +195,7 @@ impl fmt::Display for StaticType {
                 ContextObject::UserIdentity => "IUserIdentity",
                 ContextObject::KeyParameterNames => "ISubscriptionKeyParameterNames",
                 ContextObject::Certificate => "X509Certificate2",
+                ContextObject::Gateway => "IGateway",
             }),
             Self::Enum(e) => write!(f, "{e:?}"),
             Self::Hasher(h) => write!(f, "{}", hash_name(*h)),

@@ -105,8 +105,54 @@ pub(super) fn call<'a>(m: &mut Machine<'_, 'a>, mut a: Args<'_, 'a>) -> Result<V
                 other => Err(a.fail(&format!("Add is not defined on {}", other.type_name()))),
             }
         }
+        B::ListClear | B::ListRemove | B::ListRemoveAt | B::ListInsert | B::ListAddRange => list(m, a),
         _ => sequence(m, a),
     }
+}
+
+/// `List<T>` mutators: the list is shared (`Rc<RefCell<..>>`), so every alias sees the change.
+fn list<'a>(m: &mut Machine<'_, 'a>, mut a: Args<'_, 'a>) -> Result<Value<'a>, Fault> {
+    use Builtin as B;
+    let b = a.builtin;
+    a.arity(match b {
+        B::ListClear => &[1],
+        B::ListInsert => &[3],
+        _ => &[2],
+    })?;
+    // Items to add are taken (and a sequence enumerated) before the list is borrowed.
+    let added = match b {
+        B::ListAddRange => Some(m.elements(a.take(1)?)?),
+        B::ListInsert => Some(vec![a.take(2)?]),
+        _ => None,
+    };
+    let Value::Array(items) = a.receiver()? else {
+        return Err(a.fail(&format!("not defined on {}", a.get(0)?.type_name())));
+    };
+    let mut items = items.borrow_mut();
+    let out_of_range =
+        || a.fail("Index was out of range. Must be non-negative and less than the size of the collection.");
+    match b {
+        B::ListClear => items.clear(),
+        B::ListRemove => {
+            let found = items.iter().position(|item| item.equals(a.get(1).unwrap_or(&Value::Null)));
+            if let Some(at) = found {
+                items.remove(at);
+            }
+            return Ok(Value::Bool(found.is_some()));
+        }
+        B::ListRemoveAt => {
+            let at = a.int(1)?;
+            let at = usize::try_from(at).ok().filter(|at| *at < items.len()).ok_or_else(out_of_range)?;
+            items.remove(at);
+        }
+        B::ListInsert => {
+            let at = a.int(1)?;
+            let at = usize::try_from(at).ok().filter(|at| *at <= items.len()).ok_or_else(out_of_range)?;
+            items.splice(at..at, added.unwrap_or_default());
+        }
+        _ => items.extend(added.unwrap_or_default()),
+    }
+    Ok(Value::Null)
 }
 
 fn sequence<'a>(m: &mut Machine<'_, 'a>, mut a: Args<'_, 'a>) -> Result<Value<'a>, Fault> {
@@ -122,6 +168,26 @@ fn sequence<'a>(m: &mut Machine<'_, 'a>, mut a: Args<'_, 'a>) -> Result<Value<'a
             Value::Bool(items.iter().any(|item| item.equals(needle)))
         }
         B::SeqCount => Value::Int(items.len() as i64),
+        B::SeqIndexOf => {
+            a.arity(&[2])?;
+            let needle = a.get(1)?;
+            Value::Int(items.iter().position(|item| item.equals(needle)).map_or(-1, |at| at as i64))
+        }
+        B::SeqElementAtOrDefault => {
+            a.arity(&[3])?;
+            let at = a.int(1)?;
+            match usize::try_from(at).ok().filter(|at| *at < items.len()) {
+                Some(at) => items.swap_remove(at),
+                None => a.take(2)?,
+            }
+        }
+        B::SeqDefaultIfEmpty => {
+            a.arity(&[2])?;
+            if items.is_empty() {
+                items.push(a.take(1)?);
+            }
+            Value::array(items)
+        }
         B::SeqAny => Value::Bool(!items.is_empty()),
         B::SeqFirst => items.into_iter().next().ok_or_else(empty)?,
         B::SeqFirstOrDefault => items.into_iter().next().unwrap_or_default(),

@@ -1,7 +1,7 @@
 //! Parsing and conversion: `int.Parse`, `Convert`, `Math`, `Encoding.UTF8`, `WebUtility`, `Uri`.
 
 use base64::Engine as _;
-use portcullis_contract::program::Builtin;
+use portcullis_contract::program::{Builtin, NARROW_CHECKED};
 
 use super::Args;
 use crate::http::url::{self, Coding};
@@ -277,6 +277,84 @@ pub(super) fn call<'a>(a: Args<'_, 'a>) -> Result<Value<'a>, Fault> {
             let hex: Vec<String> = a.bytes(0)?.iter().map(|b| format!("{b:02X}")).collect();
             Ok(Value::string(hex.join("-")))
         }
+        B::BitConverterToInt32 => {
+            a.arity(&[2])?;
+            let bytes = a.bytes(0)?;
+            let start = a.int(1)?;
+            let word = usize::try_from(start)
+                .ok()
+                .and_then(|start| bytes.get(start..start.checked_add(4)?))
+                .and_then(|word| <[u8; 4]>::try_from(word).ok())
+                .ok_or_else(|| a.fail("Index was out of range: startIndex + 4 passes the end of the array."))?;
+            Ok(Value::Int(i64::from(i32::from_le_bytes(word))))
+        }
+        B::BytesFromArray => {
+            a.arity(&[1])?;
+            let Value::Array(items) = a.receiver()? else { return Err(a.fail("expected an array")) };
+            let bytes: Option<Vec<u8>> = items
+                .borrow()
+                .iter()
+                .map(|item| match item {
+                    Value::Int(v) => u8::try_from(*v).ok(),
+                    _ => None,
+                })
+                .collect();
+            let bytes = bytes.ok_or_else(|| a.fail("Value was either too large or too small for an unsigned byte."))?;
+            Ok(Value::Bytes(bytes.into()))
+        }
         _ => Err(a.fail("not a conversion")),
     }
+}
+
+/// The bitwise operators, the shifts and the narrowing integer conversions.
+pub(super) fn bits<'a>(a: Args<'_, 'a>) -> Result<Value<'a>, Fault> {
+    use Builtin as B;
+    if a.builtin == B::BitNot {
+        a.arity(&[1])?;
+        return Ok(Value::Int(!a.int(0)?));
+    }
+    a.arity(&[2])?;
+    if let (Value::Bool(x), Value::Bool(y)) = (a.get(0)?, a.get(1)?) {
+        return match a.builtin {
+            B::BitAnd => Ok(Value::Bool(*x & *y)),
+            B::BitOr => Ok(Value::Bool(*x | *y)),
+            B::BitXor => Ok(Value::Bool(*x ^ *y)),
+            _ => Err(a.fail("expected integers")),
+        };
+    }
+    let x = a.int(0)?;
+    let y = a.int(1)?;
+    // A value within `int`'s range is a C# `int` (32-bit, the count mod 32); a larger one a `long`.
+    let int = i32::try_from(x).ok();
+    Ok(Value::Int(match a.builtin {
+        B::BitAnd => x & y,
+        B::BitOr => x | y,
+        B::BitXor => x ^ y,
+        B::ShiftLeft => match int {
+            Some(x) => i64::from(x.wrapping_shl((y & 31) as u32)),
+            None => x.wrapping_shl((y & 63) as u32),
+        },
+        B::ShiftRight => match int {
+            Some(x) => i64::from(x.wrapping_shr((y & 31) as u32)),
+            None => x.wrapping_shr((y & 63) as u32),
+        },
+        _ => return narrow(&a, x, y),
+    }))
+}
+
+/// `(short)x` keeps the low 16 bits, sign-extended; `Convert.ToInt16(x)` fails out of range.
+fn narrow<'a>(a: &Args<'_, 'a>, x: i64, kind: i64) -> Result<Value<'a>, Fault> {
+    let checked = kind & NARROW_CHECKED != 0;
+    let (narrowed, name) = match kind & !NARROW_CHECKED {
+        0 => (i64::from(x as i8), "a signed byte"),
+        1 => (i64::from(x as u8), "an unsigned byte"),
+        2 => (i64::from(x as i16), "an Int16"),
+        3 => (i64::from(x as u16), "a UInt16"),
+        4 => (i64::from(x as u32), "a UInt32"),
+        _ => return Err(a.fail("unknown integer type")),
+    };
+    if checked && narrowed != x {
+        return Err(a.fail(&format!("Value was either too large or too small for {name}.")));
+    }
+    Ok(Value::Int(narrowed))
 }

@@ -374,6 +374,11 @@ impl<'r, 'a> Machine<'r, 'a> {
             (Handle::Deployment, Prop::GatewayId) => return text(&view.deployment.gateway_id),
             (Handle::Deployment, Prop::Region) => return text(&view.deployment.region),
             (Handle::Deployment, Prop::ServiceName) => return text(&view.deployment.service_name),
+            (Handle::Deployment, Prop::Gateway) => Value::Handle(Handle::Gateway),
+            (Handle::Gateway, Prop::Id) => return text(&view.deployment.gateway_id),
+            (Handle::Gateway, Prop::InstanceId) => Value::str(gateway_instance_id()),
+            // Portcullis is always a self-hosted gateway.
+            (Handle::Gateway, Prop::IsManaged) => Value::Bool(false),
             (Handle::LastError, _) => {
                 let error = self.state.last_error.as_ref()?;
                 let shared = |text: &Rc<str>| Value::Str(Text::Shared(text.clone()));
@@ -426,6 +431,9 @@ impl<'r, 'a> Machine<'r, 'a> {
     }
 
     fn url_member(&self, kind: UrlKind, prop: Prop) -> Option<Value<'a>> {
+        if prop == Prop::AbsoluteUrl {
+            return Some(Value::string(self.url_string(kind)));
+        }
         let view = self.view;
         let (scheme, host, port): (&str, Text<'a>, u16) = match kind {
             UrlKind::Original => {
@@ -734,5 +742,26 @@ fn certificate_member<'a>(certificate: &'a crate::tls::ClientCertificate, prop: 
         Prop::NotBefore => Value::DateTime(certificate.not_before),
         Prop::NotAfter => Value::DateTime(certificate.not_after),
         _ => return None,
+    })
+}
+
+/// `context.Deployment.Gateway.InstanceId`: one GUID per gateway process, drawn at its first
+/// use (APIM gives each self-hosted gateway instance its own id).
+fn gateway_instance_id() -> &'static str {
+    static INSTANCE_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    INSTANCE_ID.get_or_init(|| {
+        let mut bytes = [0u8; 16];
+        if getrandom::fill(&mut bytes).is_err() {
+            // No entropy source: the process id and start time still tell instances apart.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_nanos());
+            bytes = (nanos ^ (u128::from(std::process::id()) << 96)).to_be_bytes();
+        }
+        // A version 4 GUID, formatted as .NET's `Guid.ToString()`.
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
     })
 }

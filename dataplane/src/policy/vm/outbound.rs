@@ -81,7 +81,12 @@ impl<'r, 'a> Machine<'r, 'a> {
 
     /// `context.Request.Url` as an absolute URL.
     fn current_url(&self) -> String {
-        let part = |prop| self.member(Value::Handle(crate::policy::value::Handle::Url(UrlKind::Current)), prop);
+        self.url_string(UrlKind::Current)
+    }
+
+    /// An `IUrl` as an absolute URL (what its `ToString()` gives).
+    pub(super) fn url_string(&self, kind: UrlKind) -> String {
+        let part = |prop| self.member(Value::Handle(crate::policy::value::Handle::Url(kind)), prop);
         use portcullis_contract::program::Prop;
         let text = |value: Result<Value<'a>, Fault>| match value {
             Ok(value) => {

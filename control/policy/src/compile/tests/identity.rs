@@ -93,3 +93,28 @@ fn token_metrics_name_the_three_counts_then_the_dimensions() {
     );
     assert!(error.contains("needs a value"), "{error}");
 }
+
+#[test]
+fn managed_identity_inside_send_request_authorizes_the_call() {
+    // In the outbound section too: the token goes on the request send-request builds.
+    let text = r#"<policies><outbound><send-request mode="new" response-variable-name="secret"><set-url>https://vault.example/secrets/s</set-url><authentication-managed-identity resource="https://vault.azure.net" /></send-request></outbound></policies>"#;
+    let compiled = compile(text);
+    assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
+    let outbound = compiled.programs[2].as_ref().expect("outbound");
+    let begin = outbound.ops.iter().position(|op| matches!(op, Op::BeginOutgoing { .. })).expect("begin");
+    let token = outbound.ops.iter().position(|op| matches!(op, Op::ManagedIdentityToken { .. })).expect("token");
+    let send = outbound.ops.iter().position(|op| matches!(op, Op::SendRequest { .. })).expect("send");
+    assert!(begin < token && token < send, "{:?}", outbound.ops);
+    let authorization = inbound_const(outbound, "Authorization");
+    assert!(outbound.ops[token..send].contains(&Op::SetHeader {
+        side: portcullis_contract::program::Side::Outgoing,
+        action: ExistsAction::Override,
+        name: authorization,
+        values: 1
+    }));
+    // Its attributes are checked as at the top level.
+    let error = first_error(
+        r#"<policies><inbound><send-request mode="new" response-variable-name="r"><set-url>https://a.example/</set-url><authentication-managed-identity /></send-request></inbound></policies>"#,
+    );
+    assert!(error.contains("needs resource="), "{error}");
+}

@@ -126,8 +126,8 @@ fn refusals_name_the_construct_and_its_position() {
             "at least 1 second",
         ),
         (
-            r#"<send-request response-variable-name="r"><set-url>http://a/</set-url><authentication-managed-identity resource="x" /></send-request>"#,
-            "<authentication-managed-identity> inside <send-request> is not supported yet",
+            r#"<send-request response-variable-name="r"><set-url>http://a/</set-url><authentication-managed-identity resource="x" ignore-error="maybe" /></send-request>"#,
+            "ignore-error: \"maybe\" is not true or false",
         ),
         (
             r#"<send-request response-variable-name="r"><set-url>http://a/</set-url><proxy url="http://p/" /></send-request>"#,

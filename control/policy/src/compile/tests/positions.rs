@@ -66,3 +66,27 @@ fn rewrite_uri_says_the_template_must_start_with_a_slash() {
     let error = first_error("<policies><inbound><rewrite-uri template=\"v2/x\" /></inbound></policies>");
     assert!(error.contains("must start with '/'"), "{error}");
 }
+
+#[test]
+fn unknown_named_values_in_numbers_and_urls_are_checked_where_they_are_defined() {
+    let allow = Options { allow_unknown_references: true, ..Options::default() };
+    let text = "<policies><inbound><send-request mode=\"new\" response-variable-name=\"r\" timeout=\"{{bff-timeout}}\"><set-url>https://a.example/</set-url></send-request><validate-jwt header-name=\"Authorization\"><openid-config url=\"{{metadata-url}}\" /></validate-jwt></inbound></policies>";
+    let compiled = compile_with(text, &NamedValues::default(), &Fragments::default(), allow);
+    assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
+    assert_eq!(compiled.report.warnings.len(), 2, "{:?}", compiled.report.warnings);
+    // Defined, the value is checked as if written in place.
+    let mut values = NamedValues::default();
+    values.insert("bff-timeout", NamedValue { value: "soon".into(), secret: false });
+    values.insert("metadata-url", NamedValue { value: "ftp://x".into(), secret: false });
+    let compiled = compile_with(text, &values, &Fragments::default(), allow);
+    let messages: Vec<&str> = compiled.report.errors.iter().map(|e| e.message.as_str()).collect();
+    assert!(messages.iter().any(|m| m.contains("timeout: \"soon\" is not a number of seconds")), "{messages:?}");
+    assert!(messages.iter().any(|m| m.contains("openid-config url \"ftp://x\" is not an http(s) URL")), "{messages:?}");
+    // Unknown and not allowed: the unknown name is the error.
+    let compiled = compile_with(text, &NamedValues::default(), &Fragments::default(), Options::default());
+    assert!(compiled.report.errors.iter().any(|e| e.message.contains("unknown named value \"bff-timeout\"")));
+    // A value that is not a named value at all is still checked.
+    let text = "<policies><inbound><send-request mode=\"new\" response-variable-name=\"r\" timeout=\"{{}}\"><set-url>https://a.example/</set-url></send-request></inbound></policies>";
+    let compiled = compile_with(text, &NamedValues::default(), &Fragments::default(), allow);
+    assert!(!compiled.report.errors.is_empty());
+}

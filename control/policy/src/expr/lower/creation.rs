@@ -27,6 +27,9 @@ impl Lowerer<'_> {
                 return Ok(created);
             }
         }
+        if let Some(init) = init.filter(|init| init.iter().any(|e| matches!(e, InitElement::Property { .. }))) {
+            return self.property_initializer(name, args, init, span);
+        }
         if init.is_some() && !matches!(name, "JObject" | "JArray" | "List" | "Dictionary") {
             return error(span, format!("initializers (`{{ .. }}`) are not supported for `{name}`"));
         }
@@ -123,6 +126,34 @@ impl Lowerer<'_> {
         }
     }
 
+    /// `new T { Name = value }`: the settable properties the types we model have, each the same
+    /// as a constructor argument — `new HMACSHA256 { Key = key }` is `new HMACSHA256(key)`.
+    fn property_initializer(&mut self, name: &str, args: &[Arg], init: &[InitElement], span: Span) -> R<StaticType> {
+        let hmac = matches!(name, "HMACSHA256" | "HMACSHA1" | "HMACSHA512");
+        match init {
+            [InitElement::Property { name: property, value, .. }] if hmac && property == "Key" && args.is_empty() => {
+                let what = format!("new {name} {{ Key = .. }}");
+                self.argument(&Arg { name: None, out: None, value: value.clone() }, Param::Any, &what)?;
+                Ok(StaticType::Hmac(hash_kind(name)))
+            }
+            _ => {
+                let (property, at) = init
+                    .iter()
+                    .find_map(|e| match e {
+                        InitElement::Property { name, name_span, .. } => Some((name.as_str(), *name_span)),
+                        _ => None,
+                    })
+                    .unwrap_or(("?", span));
+                error(
+                    at,
+                    format!(
+                        "`new {name} {{ {property} = .. }}`: object initializers set only `Key` of a new HMAC (`new HMACSHA256 {{ Key = key }}`) in policy expressions"
+                    ),
+                )
+            }
+        }
+    }
+
     /// `new List<T>()`, `new List<T>(sequence)`, `new List<T> { .. }`, `new Dictionary<string, T>()`.
     fn new_collection(&mut self, ty: &TypeName, args: &[Arg], init: &[InitElement], span: Span) -> R<StaticType> {
         let collection = self.resolve_type(ty)?;
@@ -139,7 +170,7 @@ impl Lowerer<'_> {
                     let (key, value) = match element {
                         InitElement::Add(items) if items.len() == 2 => (&items[0], &items[1]),
                         InitElement::Set { key, value } => (key, value),
-                        InitElement::Add(_) => {
+                        InitElement::Add(_) | InitElement::Property { .. } => {
                             return error(
                                 span,
                                 "a dictionary initializer element is `{ key, value }` or `[key] = value`",
@@ -214,6 +245,9 @@ impl Lowerer<'_> {
                     self.expr(value)?;
                     self.call(Builtin::JSet, 3, span)?;
                 }
+                InitElement::Property { name_span, .. } => {
+                    return error(*name_span, "object initializers that set properties are not supported here");
+                }
             }
             self.emit(Op::Pop);
         }
@@ -231,6 +265,17 @@ impl Lowerer<'_> {
             if let Some(bytes) = self.constant_bytes(items, span)? {
                 return Ok(bytes);
             }
+            // Computed bytes (`Convert.ToByte(..)`): an array of ints made a `byte[]` value.
+            for item in items {
+                let ty = self.expr(item)?;
+                if !ty.is_dynamic() && ty != StaticType::Int {
+                    return error(item.span, format!("cannot put {ty} into an array of byte"));
+                }
+            }
+            let n = u16::try_from(items.len()).or_else(|_| error(span, "too many array elements"))?;
+            self.emit(Op::MakeArray(n));
+            self.call(Builtin::BytesFromArray, 1, span)?;
+            return Ok(StaticType::Bytes);
         }
         let mut unified: Option<StaticType> = None;
         for item in items {

@@ -98,6 +98,37 @@ impl Lowerer<'_> {
                 self.emit(Op::Index);
                 return Ok(receiver.element_or_object());
             }
+            "ElementAtOrDefault" if dynamic || receiver.element().is_some() => {
+                self.expect_args(args, 1, 1, name, span)?;
+                self.argument(&args[0], Param::Int, name)?;
+                let element = receiver.element_or_object();
+                self.push_default(&element);
+                self.call(Builtin::SeqElementAtOrDefault, 3, span)?;
+                return Ok(element);
+            }
+            "DefaultIfEmpty" if dynamic || receiver.element().is_some() => {
+                self.expect_args(args, 0, 1, name, span)?;
+                let element = receiver.element_or_object();
+                match args.first() {
+                    Some(value) => {
+                        let ty = self.argument(value, Param::Any, name)?;
+                        self.expect_type(&ty, &element, value.value.span, "the default")?;
+                    }
+                    None => self.push_default(&element),
+                }
+                self.call(Builtin::SeqDefaultIfEmpty, 2, span)?;
+                return Ok(T::array_of(element));
+            }
+            "ToUri" if dynamic || *receiver == T::Context(ContextObject::Url) => {
+                // `IUrl.ToUri()`: a `System.Uri` of the whole URL, whose value is its string.
+                self.expect_args(args, 0, 0, name, span)?;
+                self.emit(Op::Prop(Prop::AbsoluteUrl));
+                return Ok(T::Uri);
+            }
+            "ToString" if args.is_empty() && *receiver == T::Context(ContextObject::Url) => {
+                self.emit(Op::Prop(Prop::AbsoluteUrl));
+                return Ok(T::String);
+            }
             "Add" if matches!(receiver, T::Dictionary(_)) && args.len() == 2 => {
                 self.argument(&args[0], Param::Str, "Add")?;
                 self.argument(&args[1], Param::Any, "Add")?;
@@ -141,8 +172,13 @@ impl Lowerer<'_> {
                 return error(span, format!("`{what}` takes {} argument(s), not {}", list.join(" or "), args.len()));
             }
             let mut message = format!("`{what}`: {receiver} has no method `{name}`");
-            if matches!(receiver, StaticType::Context(_)) {
-                message = format!("`{what}`: {receiver} has no method `{name}`");
+            if let Some((_, property)) = types::member(receiver, name).ok().filter(|_| !receiver.is_dynamic()) {
+                // `context.Request.MatchedParameters("id")`: a property called like a method.
+                message = format!("`{what}` is a property of type {property}, not a method");
+                if property.indexer().is_some() {
+                    message.push_str(&format!(": index it (`{what}[..]`) or call `{what}.GetValueOrDefault(..)`"));
+                }
+                return error(name_span, message);
             }
             if let Some(suggestion) = types::suggest(name, types::method_names(receiver)) {
                 message.push_str(&format!(" (did you mean `{suggestion}`?)"));

@@ -307,6 +307,13 @@ impl Lowerer<'_> {
         if !size_ty.is_dynamic() && !matches!(size_ty, StaticType::Int | StaticType::JToken) {
             return error(size.span, format!("an array size must be an int, not {size_ty}"));
         }
+        self.push_default(&ty);
+        self.call(Builtin::ArrayNew, 2, span)?;
+        Ok(StaticType::array_of(ty))
+    }
+
+    /// Pushes `default(T)`: 0, false, `'\0'`, or null for reference types.
+    pub(super) fn push_default(&mut self, ty: &StaticType) {
         match ty {
             StaticType::Int | StaticType::Enum(_) => self.emit(Op::Int(0)),
             StaticType::Double => self.push_const(Const::Double(0.0)),
@@ -314,8 +321,6 @@ impl Lowerer<'_> {
             StaticType::Char => self.code.push_str("\0"),
             _ => self.emit(Op::Null),
         }
-        self.call(Builtin::ArrayNew, 2, span)?;
-        Ok(StaticType::array_of(ty))
     }
 
     /// Pushes constant bytes (a base64 string constant, decoded by the VM).

@@ -80,7 +80,13 @@ const CLASSES: &[&str] = &[
     "List",
     "Dictionary",
     "Enumerable",
+    EXTENSIONS_CLASS,
 ];
+
+/// The class that declares APIM's extension methods, and those methods.
+const EXTENSIONS_CLASS: &str = "ExpressionSyntaxExtensions";
+const EXTENSION_METHODS: &[&str] =
+    &["AsJwt", "TryParseJwt", "AsBasic", "TryParseBasic", "Encrypt", "Decrypt", "VerifyNoRevocation"];
 
 /// LINQ to XML: in APIM's allow-list, not in the instruction set yet.
 const XML_CLASSES: &[&str] = &["XElement", "XDocument", "XNode", "XAttribute", "XName", "XNamespace"];
@@ -253,6 +259,7 @@ const STATIC_CALLS: &[StaticRow] = &[
     ("SHA512", "HashData", &[P::Any], Builtin::Sha512Hash, Ret::Bytes),
     ("MD5", "HashData", &[P::Any], Builtin::Md5Hash, Ret::Bytes),
     ("BitConverter", "ToString", &[P::Any], Builtin::BitConverterToString, Ret::Str),
+    ("BitConverter", "ToInt32", &[P::Any, P::Int], Builtin::BitConverterToInt32, Ret::Int),
     ("Regex", "Escape", &[P::Str], Builtin::RegexEscape, Ret::Str),
     ("DateTime", "Parse", &[P::Str], Builtin::DateTimeParse, Ret::DateTime),
     ("TimeSpan", "FromSeconds", &[P::Double], Builtin::TimeSpanFromSeconds, Ret::TimeSpan),
@@ -269,6 +276,7 @@ const STATIC_CALLS: &[StaticRow] = &[
     ("JArray", "FromObject", &[P::Any], Builtin::JTokenFromObject, Ret::JToken),
     ("JToken", "FromObject", &[P::Any], Builtin::JTokenFromObject, Ret::JToken),
     ("JsonConvert", "SerializeObject", &[P::Any], Builtin::JsonSerialize, Ret::Str),
+    ("Array", "IndexOf", &[P::Any, P::Any], Builtin::SeqIndexOf, Ret::Int),
 ];
 
 /// Static members and methods with special lowering, for suggestions.
@@ -288,6 +296,11 @@ const SPECIAL_STATICS: &[(&str, &str)] = &[
     ("bool", "TryParse"),
     ("DateTime", "TryParse"),
     ("Guid", "TryParse"),
+    ("Convert", "ToByte"),
+    ("Convert", "ToSByte"),
+    ("Convert", "ToInt16"),
+    ("Convert", "ToUInt16"),
+    ("Convert", "ToUInt32"),
     ("Math", "Min"),
     ("Math", "Max"),
     ("Regex", "IsMatch"),
@@ -455,12 +468,54 @@ impl Lowerer<'_> {
         };
         if let Some(path) = static_path(self, target) {
             let (class, rest) = split_class(&path)?;
+            if rest.is_empty() && class == EXTENSIONS_CLASS {
+                return self.extension_call(name, *name_span, type_args, args, span);
+            }
             if rest.is_empty() {
                 return self.static_call(&class, name, *name_span, type_args, args, span);
             }
         }
         let receiver = self.receiver(target, *null_conditional)?;
         self.method_call(&receiver, target.span, name, *name_span, type_args, args, span)
+    }
+
+    /// `ExpressionSyntaxExtensions.TryParseJwt(s, out jwt)`: APIM's extension methods called
+    /// through their class, as C# allows; lowered as the instance call `s.TryParseJwt(out jwt)`.
+    fn extension_call(
+        &mut self,
+        method: &str,
+        method_span: Span,
+        type_args: &[TypeName],
+        args: &[Arg],
+        span: Span,
+    ) -> R<StaticType> {
+        if !EXTENSION_METHODS.contains(&method) {
+            return error(
+                method_span,
+                format!(
+                    "`{EXTENSIONS_CLASS}.{method}` is not one of APIM's extension methods ({})",
+                    EXTENSION_METHODS.join(", ")
+                ),
+            );
+        }
+        let Some((first, rest)) = args.split_first().filter(|(first, _)| first.out.is_none() && first.name.is_none())
+        else {
+            return error(
+                span,
+                format!("`{EXTENSIONS_CLASS}.{method}` needs the value it extends as its first argument"),
+            );
+        };
+        let callee = Expr {
+            kind: ExprKind::Member {
+                target: Box::new(first.value.clone()),
+                name: method.to_owned(),
+                name_span: method_span,
+                null_conditional: false,
+                type_args: type_args.to_vec(),
+            },
+            span,
+        };
+        self.call_expr(&callee, rest, span)
     }
 
     fn static_call(
@@ -515,6 +570,23 @@ impl Lowerer<'_> {
         span: Span,
     ) -> R<Option<StaticType>> {
         let ty = match (class, method) {
+            ("Convert", "ToByte" | "ToSByte" | "ToInt16" | "ToUInt16" | "ToUInt32") => {
+                // Convert.ToInt32's parsing and rounding, then a range check (OverflowException).
+                let what = format!("Convert.{method}");
+                self.expect_args(args, 1, 1, &what, span)?;
+                self.argument(&args[0], Param::Any, &what)?;
+                self.call(Builtin::ConvertToInt32, 1, span)?;
+                let kind = match method {
+                    "ToSByte" => 0,
+                    "ToByte" => 1,
+                    "ToInt16" => 2,
+                    "ToUInt16" => 3,
+                    _ => 4,
+                };
+                self.code.push_int(kind + portcullis_contract::program::NARROW_CHECKED);
+                self.call(Builtin::IntNarrow, 2, span)?;
+                StaticType::Int
+            }
             ("string", "Format") => self.string_format(args, span)?,
             ("string", "Join") => self.string_join(args, span)?,
             ("string", "Concat") => {

@@ -123,9 +123,15 @@ const PRODUCT: &[MemberRow] = &[
 const GROUP: &[MemberRow] = &[p("Id", Prop::Id, Ret::Str), p("Name", Prop::Name, Ret::Str)];
 const USER_IDENTITY: &[MemberRow] = &[p("Id", Prop::Id, Ret::Str), p("Provider", Prop::Provider, Ret::Str)];
 const DEPLOYMENT: &[MemberRow] = &[
+    p("Gateway", Prop::Gateway, Ret::Context(C::Gateway)),
     p("GatewayId", Prop::GatewayId, Ret::Str),
     p("Region", Prop::Region, Ret::Str),
     p("ServiceName", Prop::ServiceName, Ret::Str),
+];
+const GATEWAY: &[MemberRow] = &[
+    p("Id", Prop::Id, Ret::Str),
+    p("InstanceId", Prop::InstanceId, Ret::Str),
+    p("IsManaged", Prop::IsManaged, Ret::Bool),
 ];
 const LAST_ERROR: &[MemberRow] = &[
     p("Source", Prop::Source, Ret::Str),
@@ -218,6 +224,7 @@ const ALL_MEMBERS: &[&[MemberRow]] = &[
     GROUP,
     USER_IDENTITY,
     DEPLOYMENT,
+    GATEWAY,
     LAST_ERROR,
     JWT,
     BASIC,
@@ -253,6 +260,7 @@ fn member_table(ty: &StaticType) -> &'static [MemberRow] {
             C::UserIdentity => USER_IDENTITY,
             C::KeyParameterNames => KEY_PARAMETER_NAMES,
             C::Certificate => CERTIFICATE,
+            C::Gateway => GATEWAY,
         },
         T::Jwt => JWT,
         T::BasicCredentials => BASIC,
