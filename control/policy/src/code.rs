@@ -39,6 +39,7 @@ pub struct CodeBuilder {
     client_certificate_checks: Vec<ClientCertificateCheck>,
     limits: Vec<Limit>,
     jwt: Vec<portcullis_contract::jwt::JwtRule>,
+    token_limits: Vec<portcullis_contract::program::TokenLimit>,
 }
 
 /// Placeholder target of a jump whose label is not placed yet.
@@ -172,6 +173,12 @@ impl CodeBuilder {
         (self.limits.len() - 1) as u32
     }
 
+    /// Registers a token limit; returns its index for [`Op::TokenLimit`].
+    pub fn token_limit(&mut self, limit: portcullis_contract::program::TokenLimit) -> u32 {
+        self.token_limits.push(limit);
+        (self.token_limits.len() - 1) as u32
+    }
+
     /// Registers a `validate-jwt` rule; returns its index for [`Op::ValidateJwt`].
     pub fn jwt(&mut self, rule: portcullis_contract::jwt::JwtRule) -> u32 {
         self.jwt.push(rule);
@@ -210,6 +217,7 @@ impl CodeBuilder {
             cors: self.cors,
             limits: self.limits,
             jwt: self.jwt,
+            token_limits: self.token_limits,
         };
         program::verify(&program)?;
         Ok(program)

@@ -12,6 +12,7 @@ mod identity;
 mod jwt;
 mod limits;
 mod metrics;
+mod token_limit;
 mod outbound;
 mod policies;
 mod transform;

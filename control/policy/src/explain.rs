@@ -109,6 +109,15 @@ pub fn render_program(section: Section, program: &Program, secrets: &[String]) -
             Op::EmitTokenMetric { namespace, dimensions, .. } => {
                 format!("emit-token-metric {} ({dimensions} dimensions)", constant(namespace))
             }
+            Op::TokenLimit { limit } => match program.token_limits.get(limit as usize) {
+                Some(token_limit) => format!(
+                    "token-limit per-minute {:?} quota {:?}{}",
+                    token_limit.tokens_per_minute,
+                    token_limit.quota,
+                    if token_limit.estimate_prompt_tokens { " (estimates prompts)" } else { "" }
+                ),
+                None => format!("token-limit #{limit}?"),
+            },
             Op::ManagedIdentityToken { resource, client_id, .. } => match client_id {
                 Some(client_id) => format!("managed-identity {} client {}", constant(resource), constant(client_id)),
                 None => format!("managed-identity {}", constant(resource)),
