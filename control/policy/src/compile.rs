@@ -12,9 +12,9 @@ mod identity;
 mod jwt;
 mod limits;
 mod metrics;
-mod token_limit;
 mod outbound;
 mod policies;
+mod token_limit;
 mod transform;
 
 use std::ops::Range;

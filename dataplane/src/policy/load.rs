@@ -105,7 +105,9 @@ impl LoadedProgram {
                 ),
             });
         }
-        let bodies = body_use(&program.ops);
+        let mut bodies = body_use(&program.ops);
+        // A token limit that estimates the prompt counts it from the request body.
+        bodies.reads_request |= program.token_limits.iter().any(|limit| limit.estimate_prompt_tokens);
         let plain_forward = plain_forward(&program.ops);
         Ok(Self { index, program, consts, bodies, plain_forward })
     }

@@ -7,6 +7,7 @@ mod jwt;
 mod limits;
 mod ops;
 mod outbound;
+mod token_limit;
 mod users;
 
 use std::net::IpAddr;
@@ -41,6 +42,7 @@ pub(super) fn program(ops: Vec<Op>, consts: Vec<Const>) -> Program {
         client_certificate_checks: Vec::new(),
         limits: Vec::new(),
         jwt: Vec::new(),
+        token_limits: Vec::new(),
     }
 }
 

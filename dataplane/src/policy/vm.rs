@@ -12,6 +12,7 @@ pub(crate) mod members;
 mod outbound;
 pub(crate) use outbound::stored_response;
 pub(crate) mod statements;
+pub(crate) mod token_limit;
 
 use std::time::Duration;
 

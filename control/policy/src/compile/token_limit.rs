@@ -54,9 +54,8 @@ fn table_entry(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) ->
             match quota_period(text.trim()) {
                 Some(period) => Some(period),
                 None => {
-                    let message = format!(
-                        "token-quota-period: {text:?} is not one of Hourly, Daily, Weekly, Monthly, Yearly"
-                    );
+                    let message =
+                        format!("token-quota-period: {text:?} is not one of Hourly, Daily, Weekly, Monthly, Yearly");
                     c.error(place, attr.value_span.clone(), message);
                     return None;
                 }

@@ -216,6 +216,7 @@ impl<'r, 'a> Machine<'r, 'a> {
             }
             Op::Limit { limit, resume } => self.limit(limit, resume),
             Op::LimitCommit { .. } => self.limit_commit(),
+            Op::TokenLimit { limit } => self.token_limit(limit),
             Op::LimitConcurrencyExit => {
                 self.state.guards.pop();
                 Ok(Flow::Next)

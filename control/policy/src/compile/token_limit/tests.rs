@@ -72,7 +72,8 @@ fn both_names_take_every_attribute() {
 
 #[test]
 fn defaults_are_apims() {
-    let program = inbound(r#"<llm-token-limit counter-key="k" tokens-per-minute="10" estimate-prompt-tokens="false" />"#);
+    let program =
+        inbound(r#"<llm-token-limit counter-key="k" tokens-per-minute="10" estimate-prompt-tokens="false" />"#);
     let limit = &program.token_limits[0];
     assert_eq!(name(&program, limit.retry_after_header), Some("Retry-After"));
     assert_eq!(limit.quota, None);
@@ -105,11 +106,7 @@ fn refusals_name_the_attribute_and_its_position() {
             "needs token-quota-period",
             "llm-",
         ),
-        (
-            r#"<llm-token-limit counter-key="k" estimate-prompt-tokens="false" />"#,
-            "needs tokens-per-minute",
-            "llm-",
-        ),
+        (r#"<llm-token-limit counter-key="k" estimate-prompt-tokens="false" />"#, "needs tokens-per-minute", "llm-"),
         (r#"<llm-token-limit counter-key="k" tokens-per-minute="10" />"#, "needs estimate-prompt-tokens", "llm-"),
         (
             r#"<llm-token-limit counter-key="k" tokens-per-minute="10" estimate-prompt-tokens="false" remaining-tokens-header-name="a b" />"#,
@@ -138,9 +135,7 @@ fn refusals_name_the_attribute_and_its_position() {
 
 #[test]
 fn only_inbound() {
-    let error = error_of(
-        "",
-        r#"<llm-token-limit counter-key="k" tokens-per-minute="10" estimate-prompt-tokens="false" />"#,
-    );
+    let error =
+        error_of("", r#"<llm-token-limit counter-key="k" tokens-per-minute="10" estimate-prompt-tokens="false" />"#);
     assert!(error.contains("llm-token-limit") && error.contains("inbound"), "{error}");
 }
