@@ -62,8 +62,8 @@ fn usage(c: &mut Criterion) {
 
 /// A chat request whose one user message is about `bytes` of English-like text.
 fn chat_request(bytes: usize) -> Vec<u8> {
-    let content = "The quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs. "
-        .repeat(bytes / 86 + 1);
+    let content =
+        "The quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs. ".repeat(bytes / 86 + 1);
     let content = &content[..bytes];
     format!(r#"{{"messages":[{{"role":"system","content":"You are a helpful assistant."}},{{"role":"user","content":"{content}"}}]}}"#)
         .into_bytes()

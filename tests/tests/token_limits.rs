@@ -88,7 +88,10 @@ fn config(chat: &ScriptedBackend) -> TempDir {
 
 fn chat_server() -> ScriptedBackend {
     ScriptedBackend::start(|request: &Request| {
-        if request.target.contains("stream") {
+        if request.target.contains("chunked-json") {
+            let (first, second) = COMPLETION.split_at(40);
+            Reply::new(200).header("Content-Type", "application/json").chunked(vec![first.into(), second.into()])
+        } else if request.target.contains("stream") {
             Reply::new(200).header("Content-Type", "text/event-stream").chunked(stream_chunks())
         } else {
             Reply::new(200).header("Content-Type", "application/json").body(COMPLETION)
@@ -149,6 +152,12 @@ fn token_limits_charge_usage_and_refuse_spent_keys(io: &str) {
         assert_eq!(response.header("x-consumed"), None);
     }
     assert_eq!(client.get("/rate/chat/completions?stream", &tenant).unwrap().status, 429);
+
+    // A JSON body in chunks: read in before the head, so that the consumed header goes with it.
+    let response = client.get("/rate/chat/completions?chunked-json", &[("X-Tenant", "c")]).unwrap();
+    assert_eq!((response.status, response.text().as_str()), (200, COMPLETION));
+    assert_eq!(response.header("x-consumed"), Some("42"));
+    assert_eq!(response.header("x-consumed-variable"), Some("42"));
 
     // A daily quota of 50: two completions (84 tokens), then 403.
     for remaining in ["50", "8"] {

@@ -587,6 +587,16 @@ impl RequestState {
         }
     }
 
+    /// A token limit that waits for the response's `usage` names a tokens-consumed header or
+    /// variable.
+    pub fn wants_consumed_tokens(&self, programs: &Programs) -> bool {
+        self.token_charges.iter().any(|charge| {
+            let limit = programs.get(charge.program).and_then(|p| p.program().token_limits.get(charge.limit as usize));
+            limit
+                .is_some_and(|limit| limit.tokens_consumed_header.is_some() || limit.tokens_consumed_variable.is_some())
+        })
+    }
+
     /// A token limit waits for the response's `usage`.
     pub fn charges_tokens(&self) -> bool {
         !self.token_charges.is_empty()

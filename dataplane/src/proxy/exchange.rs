@@ -544,7 +544,9 @@ impl<S: Stream> Connection<S> {
         dest: Dest,
         limits: &Limits,
     ) -> Result<(), ProxyError> {
-        let body = match crate::proxy::policies::uses_body(ctx, &[section], false) {
+        let read_body = crate::proxy::policies::uses_body(ctx, &[section], false)
+            || (section == Section::Outbound && self.consumed_tokens_before_head(ctx, response));
+        let body = match read_body {
             true => match self.buffer_response_body(ctx, response, &mut upstream, limits).await {
                 Ok(body) => body,
                 Err(error) => {
@@ -747,6 +749,14 @@ impl<S: Stream> Connection<S> {
             header(b"content-type")
                 .is_some_and(|kind| kind.len() >= 17 && kind[..17].eq_ignore_ascii_case(b"text/event-stream")),
         )
+    }
+
+    /// Whether a token limit names a tokens-consumed header or variable and the response is a JSON
+    /// body (not a stream): its body is then read in before the outbound section (up to the
+    /// policies' buffering limit, as when they read it), so that both are set as in APIM.
+    fn consumed_tokens_before_head(&self, ctx: &RequestCtx, response: &ResponseHead) -> bool {
+        let Some(snapshot) = ctx.snapshot.as_deref() else { return false };
+        self.policy.wants_consumed_tokens(&snapshot.programs) && self.usage_events(response) == Some(false)
     }
 
     /// Before the outbound section, when a token limit waits for the `usage` and the whole body
