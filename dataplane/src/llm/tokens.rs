@@ -25,6 +25,11 @@ const TOKENS_REPLY_PRIMING: u64 = 3;
 /// Bytes per token when the vocabularies are not loaded (never on a worker: the snapshot thread
 /// loads them before a snapshot with an estimating limit is published).
 const BYTES_PER_TOKEN_FALLBACK: u64 = 4;
+/// Text bytes one request has encoded by the vocabulary; the rest of a larger prompt counts at
+/// [`BYTES_PER_TOKEN_FALLBACK`]. Bounds the worker time one estimate takes (encoding runs on the
+/// worker that holds the request, in line with its other connections); a prompt this large is
+/// far past most models' windows anyway.
+pub const ENCODED_BYTES_MAX: usize = 64 * 1024;
 /// Nesting of `input` arrays looked into (an array of messages, each with parts).
 const DEPTH_MAX: usize = 4;
 
@@ -70,11 +75,14 @@ pub fn estimate_prompt_tokens(body: &[u8]) -> Option<u64> {
 /// Counts text in one vocabulary.
 struct Counter {
     bpe: Option<&'static CoreBPE>,
+    /// Bytes still to encode before counting falls back to bytes per token.
+    budget: std::cell::Cell<usize>,
 }
 
 impl Counter {
     fn for_model(model: &str) -> Self {
-        let Some(Some(tokenizers)) = TOKENIZERS.get() else { return Self { bpe: None } };
+        let budget = std::cell::Cell::new(ENCODED_BYTES_MAX);
+        let Some(Some(tokenizers)) = TOKENIZERS.get() else { return Self { bpe: None, budget } };
         let bpe = match tiktoken_rs::tokenizer::get_tokenizer(model) {
             Some(Tokenizer::Cl100kBase | Tokenizer::P50kBase | Tokenizer::R50kBase | Tokenizer::P50kEdit) => {
                 &tokenizers.cl100k
@@ -82,13 +90,17 @@ impl Counter {
             Some(Tokenizer::Gpt2) => &tokenizers.cl100k,
             Some(Tokenizer::O200kBase) | None => &tokenizers.o200k,
         };
-        Self { bpe: Some(bpe) }
+        Self { bpe: Some(bpe), budget }
     }
 
     fn text(&self, text: &str) -> u64 {
+        let budget = self.budget.get();
         match self.bpe {
-            Some(bpe) => bpe.encode_ordinary(text).len() as u64,
-            None => (text.len() as u64).div_ceil(BYTES_PER_TOKEN_FALLBACK),
+            Some(bpe) if text.len() <= budget => {
+                self.budget.set(budget - text.len());
+                bpe.encode_ordinary(text).len() as u64
+            }
+            _ => (text.len() as u64).div_ceil(BYTES_PER_TOKEN_FALLBACK),
         }
     }
 
@@ -166,6 +178,18 @@ mod tests {
         let long = format!(r#"{{"input":"{}"}}"#, "word ".repeat(100));
         let tokens = estimate_prompt_tokens(long.as_bytes()).expect("a JSON object");
         assert!((95..=105).contains(&tokens), "{tokens}");
+    }
+
+    #[test]
+    fn text_past_the_encoding_budget_counts_by_bytes() {
+        load_tokenizers();
+        // The first string is encoded; the second, past the budget, counts a token per 4 bytes.
+        let small = "Hello ".repeat(10);
+        let large = "x".repeat(ENCODED_BYTES_MAX + 4);
+        let body = format!(r#"{{"input":["{small}","{large}"]}}"#);
+        let small_tokens = estimate_prompt_tokens(format!(r#"{{"input":"{small}"}}"#).as_bytes()).expect("object");
+        let tokens = estimate_prompt_tokens(body.as_bytes()).expect("object");
+        assert_eq!(tokens, small_tokens + (ENCODED_BYTES_MAX as u64 + 4) / 4);
     }
 
     #[test]
