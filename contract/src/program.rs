@@ -66,6 +66,9 @@ pub struct Program {
     /// `llm-token-limit` / `azure-openai-token-limit`, referenced by [`Op::TokenLimit`].
     #[serde(default)]
     pub token_limits: Vec<TokenLimit>,
+    /// `llm-content-safety`, referenced by [`Op::ContentSafetyCall`] and [`Op::ContentSafetyVerdict`].
+    #[serde(default)]
+    pub content_safety: Vec<ContentSafety>,
 }
 
 /// APIM's `forward-request` default timeout: 300 s.
@@ -339,6 +342,22 @@ impl TokenLimit {
             self.tokens_consumed_variable,
         ]
     }
+}
+
+/// `llm-content-safety`: the Azure AI Content Safety resource behind a named backend, and what
+/// blocks a prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentSafety {
+    /// The named backend the calls go to (`{backend}/contentsafety/text:analyze`).
+    pub backend_id: String,
+    /// `shield-prompt`: also ask `text:shieldPrompt` whether the prompt is an attack.
+    pub shield_prompt: bool,
+    /// `output-type="EightSeverityLevels"` (else four: 0, 2, 4, 6).
+    pub eight_levels: bool,
+    /// `<category name threshold>`: a severity at or above the threshold blocks.
+    pub categories: Vec<(String, u8)>,
+    /// `<blocklists><id>`: a match in any blocks.
+    pub blocklists: Vec<String>,
 }
 
 /// `token-quota-period`: a quota's window is the UTC hour, day, week (from Monday), month or
@@ -1227,6 +1246,22 @@ pub enum Op {
     TokenLimit {
         limit: u32,
     },
+    /// `llm-content-safety`: starts the call of `content_safety[rule]` (`shield`: `text:shieldPrompt`,
+    /// else `text:analyze`) with the request's prompt, as `BeginOutgoing` and its children would;
+    /// a `SendRequest` follows. Without a prompt (no JSON body with messages, prompt or input) it
+    /// jumps to `skip`.
+    ContentSafetyCall {
+        rule: u32,
+        shield: bool,
+        skip: u32,
+    },
+    /// Reads the call's response from variable `consts[variable]` and fails with 403 when it
+    /// flags the prompt (or with 500 when the service did not answer 200 with a verdict).
+    ContentSafetyVerdict {
+        rule: u32,
+        shield: bool,
+        variable: u32,
+    },
     /// `wait`: the VM suspends until every call started since the `wait` began completes (`any`:
     /// the first one; the others are abandoned).
     Wait {
@@ -1299,6 +1334,7 @@ impl Op {
             Op::Limit { .. } => (5, 0),
             Op::LimitCommit { .. } => (1, 0),
             Op::TokenLimit { .. } => (1, 0),
+            Op::ContentSafetyCall { .. } | Op::ContentSafetyVerdict { .. } => (0, 0),
             Op::TryEnter { .. } | Op::TryExit => (0, 0),
             Op::Throw => (1, 0),
             Op::BeginOutgoing { .. } | Op::Wait { .. } => (0, 0),
@@ -1317,6 +1353,7 @@ impl Op {
             | Op::IterNext(_, t) => Some(t),
             Op::RetryNext { target, .. } => Some(target),
             Op::Limit { resume, .. } => Some(resume),
+            Op::ContentSafetyCall { skip, .. } => Some(skip),
             Op::TryEnter { handler } => Some(handler),
             _ => None,
         }
@@ -1568,6 +1605,11 @@ fn check_operands(program: &Program, at: usize, op: &Op) -> Result<(), VerifyErr
             if token_limit.tokens_per_minute.is_none() && token_limit.quota.is_none() {
                 return Err(VerifyError::Operand { at, what: "a token limit needs tokens-per-minute or token-quota" });
             }
+        }
+        Op::ContentSafetyCall { rule, .. } => table("content safety", rule, program.content_safety.len())?,
+        Op::ContentSafetyVerdict { rule, variable, .. } => {
+            table("content safety", rule, program.content_safety.len())?;
+            string_const(variable)?;
         }
         Op::LimitConcurrencyEnter { max: 0 } => {
             return Err(VerifyError::Operand { at, what: "limit-concurrency max-count must be at least 1" });

@@ -8,6 +8,7 @@
 mod access;
 mod cache;
 mod certificates;
+mod content_safety;
 mod identity;
 mod jwt;
 mod limits;

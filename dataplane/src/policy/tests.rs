@@ -43,6 +43,7 @@ pub(super) fn program(ops: Vec<Op>, consts: Vec<Const>) -> Program {
         limits: Vec::new(),
         jwt: Vec::new(),
         token_limits: Vec::new(),
+        content_safety: Vec::new(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! section allocates nothing. Every op counts against `Program::step_limit`.
 
 mod certificates;
+mod content_safety;
 mod identity;
 mod jwt;
 pub(crate) mod limits;
