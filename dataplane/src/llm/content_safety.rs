@@ -99,16 +99,25 @@ pub enum Blocked {
     Attack,
 }
 
-/// The verdict of `text:analyze`'s answer: `Ok(None)` passes; `Err(())` when it is not an answer.
-pub fn analyze_verdict(answer: &[u8], categories: &[(String, u8)]) -> Result<Option<Blocked>, ()> {
-    let answer: Value = serde_json::from_slice(answer).map_err(|_| ())?;
+/// What an answer says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Block(Blocked),
+    /// Not an answer of the API (no verdict in it).
+    Unreadable,
+}
+
+/// The verdict of `text:analyze`'s answer.
+pub fn analyze_verdict(answer: &[u8], categories: &[(String, u8)]) -> Verdict {
+    let Ok(answer) = serde_json::from_slice::<Value>(answer) else { return Verdict::Unreadable };
     if let Some(Value::Array(matches)) = answer.get("blocklistsMatch") {
         if let Some(first) = matches.first() {
             let name = first.get("blocklistName").and_then(Value::as_str).unwrap_or("");
-            return Ok(Some(Blocked::Blocklist(name.to_owned())));
+            return Verdict::Block(Blocked::Blocklist(name.to_owned()));
         }
     }
-    let Some(Value::Array(analysis)) = answer.get("categoriesAnalysis") else { return Err(()) };
+    let Some(Value::Array(analysis)) = answer.get("categoriesAnalysis") else { return Verdict::Unreadable };
     for entry in analysis {
         let (Some(name), Some(severity)) =
             (entry.get("category").and_then(Value::as_str), entry.get("severity").and_then(Value::as_u64))
@@ -118,21 +127,21 @@ pub fn analyze_verdict(answer: &[u8], categories: &[(String, u8)]) -> Result<Opt
         let threshold = categories.iter().find(|(category, _)| category.eq_ignore_ascii_case(name));
         if let Some((category, threshold)) = threshold {
             if severity >= u64::from(*threshold) {
-                return Ok(Some(Blocked::Category { name: category.clone(), severity }));
+                return Verdict::Block(Blocked::Category { name: category.clone(), severity });
             }
         }
     }
-    Ok(None)
+    Verdict::Pass
 }
 
 /// The verdict of `text:shieldPrompt`'s answer.
-pub fn shield_verdict(answer: &[u8]) -> Result<Option<Blocked>, ()> {
-    let answer: Value = serde_json::from_slice(answer).map_err(|_| ())?;
+pub fn shield_verdict(answer: &[u8]) -> Verdict {
+    let Ok(answer) = serde_json::from_slice::<Value>(answer) else { return Verdict::Unreadable };
     let attack = answer.get("userPromptAnalysis").and_then(|analysis| analysis.get("attackDetected"));
     match attack.and_then(Value::as_bool) {
-        Some(true) => Ok(Some(Blocked::Attack)),
-        Some(false) => Ok(None),
-        None => Err(()),
+        Some(true) => Verdict::Block(Blocked::Attack),
+        Some(false) => Verdict::Pass,
+        None => Verdict::Unreadable,
     }
 }
 
@@ -153,19 +162,22 @@ mod tests {
     fn verdicts() {
         let categories = [("Hate".to_owned(), 4), ("Violence".to_owned(), 2)];
         let calm = br#"{"blocklistsMatch":[],"categoriesAnalysis":[{"category":"Hate","severity":2},{"category":"Violence","severity":0}]}"#;
-        assert_eq!(analyze_verdict(calm, &categories), Ok(None));
+        assert_eq!(analyze_verdict(calm, &categories), Verdict::Pass);
         let hateful = br#"{"categoriesAnalysis":[{"category":"Hate","severity":4}]}"#;
         assert_eq!(
             analyze_verdict(hateful, &categories),
-            Ok(Some(Blocked::Category { name: "Hate".into(), severity: 4 }))
+            Verdict::Block(Blocked::Category { name: "Hate".into(), severity: 4 })
         );
         let listed =
             br#"{"blocklistsMatch":[{"blocklistName":"list1","blocklistItemText":"x"}],"categoriesAnalysis":[]}"#;
-        assert_eq!(analyze_verdict(listed, &categories), Ok(Some(Blocked::Blocklist("list1".into()))));
-        assert_eq!(analyze_verdict(b"{}", &categories), Err(()));
-        assert_eq!(shield_verdict(br#"{"userPromptAnalysis":{"attackDetected":true}}"#), Ok(Some(Blocked::Attack)));
-        assert_eq!(shield_verdict(br#"{"userPromptAnalysis":{"attackDetected":false}}"#), Ok(None));
-        assert_eq!(shield_verdict(b"[]"), Err(()));
+        assert_eq!(analyze_verdict(listed, &categories), Verdict::Block(Blocked::Blocklist("list1".into())));
+        assert_eq!(analyze_verdict(b"{}", &categories), Verdict::Unreadable);
+        assert_eq!(
+            shield_verdict(br#"{"userPromptAnalysis":{"attackDetected":true}}"#),
+            Verdict::Block(Blocked::Attack)
+        );
+        assert_eq!(shield_verdict(br#"{"userPromptAnalysis":{"attackDetected":false}}"#), Verdict::Pass);
+        assert_eq!(shield_verdict(b"[]"), Verdict::Unreadable);
         let body: Value =
             serde_json::from_slice(&analyze_body("t", &categories, &["l".into()], true)).unwrap_or_default();
         assert_eq!(body["categories"], json!(["Hate", "Violence"]));

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use portcullis_contract::program::Side;
 
 use super::{Flow, Machine, internal};
-use crate::llm::content_safety::{self, Blocked};
+use crate::llm::content_safety::{self, Blocked, Verdict};
 use crate::policy::OutgoingRequest;
 use crate::policy::error::Fault;
 use crate::policy::state::EditTarget;
@@ -76,11 +76,11 @@ impl<'r, 'a> Machine<'r, 'a> {
             false => content_safety::analyze_verdict(&response.body, &rule.categories),
         };
         let detail = match verdict {
-            Ok(None) => return Ok(Flow::Next),
-            Ok(Some(Blocked::Category { name, severity })) => format!("category {name} at severity {severity}"),
-            Ok(Some(Blocked::Blocklist(list))) => format!("blocklist {list} matched"),
-            Ok(Some(Blocked::Attack)) => "prompt attack detected".to_owned(),
-            Err(()) => return Err(unavailable("answer is not a verdict")),
+            Verdict::Pass => return Ok(Flow::Next),
+            Verdict::Block(Blocked::Category { name, severity }) => format!("category {name} at severity {severity}"),
+            Verdict::Block(Blocked::Blocklist(list)) => format!("blocklist {list} matched"),
+            Verdict::Block(Blocked::Attack) => "prompt attack detected".to_owned(),
+            Verdict::Unreadable => return Err(unavailable("answer is not a verdict")),
         };
         let mut fault =
             Fault::policy(403, "ContentSafetyBlocked", format!("Prompt blocked by content safety: {detail}."));
