@@ -2,6 +2,7 @@
 
 mod builtins;
 mod cache;
+mod content_safety;
 mod expressions;
 mod jwt;
 mod limits;
