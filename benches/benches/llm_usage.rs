@@ -1,7 +1,9 @@
 //! Micro-benchmark of the token metrics' usage scanner (`portcullis_dataplane::llm`): what reading
 //! an OpenAI-compatible response's `usage` adds to relaying it, per KiB of body, for a JSON
 //! completion and for a streamed one (event stream, chunked on the wire), fed in 16 KiB reads as
-//! the relay feeds it.
+//! the relay feeds it. And the token limits' prompt estimate (`portcullis_dataplane::llm::tokens`):
+//! parsing a chat request and counting its messages' tokens with tiktoken-rs (`o200k_base`), per
+//! KiB of prompt.
 
 use std::hint::black_box;
 
@@ -58,5 +60,29 @@ fn usage(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, usage);
+/// A chat request whose one user message is about `bytes` of English-like text.
+fn chat_request(bytes: usize) -> Vec<u8> {
+    let content =
+        "The quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs. ".repeat(bytes / 86 + 1);
+    let content = &content[..bytes];
+    format!(r#"{{"messages":[{{"role":"system","content":"You are a helpful assistant."}},{{"role":"user","content":"{content}"}}]}}"#)
+        .into_bytes()
+}
+
+fn prompt_tokens(c: &mut Criterion) {
+    portcullis_dataplane::llm::tokens::load_tokenizers();
+    let mut group = c.benchmark_group("prompt_tokens");
+    for kib in [1, 16] {
+        let request = chat_request(kib * 1024);
+        let tokens = portcullis_dataplane::llm::tokens::estimate_prompt_tokens(&request).unwrap_or(0);
+        assert!(tokens > 100 * kib as u64, "the fixture counts ({tokens} tokens)");
+        group.throughput(Throughput::Bytes(request.len() as u64));
+        group.bench_function(format!("chat_{kib}k"), |b| {
+            b.iter(|| portcullis_dataplane::llm::tokens::estimate_prompt_tokens(black_box(&request)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, usage, prompt_tokens);
 criterion_main!(benches);

@@ -63,6 +63,12 @@ pub struct Program {
     pub limits: Vec<Limit>,
     /// `validate-jwt` and `validate-azure-ad-token` rules, referenced by [`Op::ValidateJwt`].
     pub jwt: Vec<crate::jwt::JwtRule>,
+    /// `llm-token-limit` / `azure-openai-token-limit`, referenced by [`Op::TokenLimit`].
+    #[serde(default)]
+    pub token_limits: Vec<TokenLimit>,
+    /// `llm-content-safety`, referenced by [`Op::ContentSafetyCall`] and [`Op::ContentSafetyVerdict`].
+    #[serde(default)]
+    pub content_safety: Vec<ContentSafety>,
 }
 
 /// APIM's `forward-request` default timeout: 300 s.
@@ -299,6 +305,70 @@ pub struct Limit {
     pub remaining_bandwidth_variable: Option<u32>,
     /// `<api>` / `<operation>` children (per-subscription policies only).
     pub scopes: Vec<LimitScope>,
+}
+
+/// `llm-token-limit` / `azure-openai-token-limit`: a token rate per minute, a token quota per
+/// calendar period, or both, per counter key. The names are string constants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenLimit {
+    /// `tokens-per-minute` (a sliding window of 60 s).
+    pub tokens_per_minute: Option<u32>,
+    /// `token-quota` over `token-quota-period`.
+    pub quota: Option<(u32, TokenQuotaPeriod)>,
+    /// `estimate-prompt-tokens`: count the prompt's tokens from the request body and refuse
+    /// before forwarding when they do not fit.
+    pub estimate_prompt_tokens: bool,
+    pub retry_after_header: Option<u32>,
+    pub retry_after_variable: Option<u32>,
+    pub remaining_tokens_header: Option<u32>,
+    pub remaining_tokens_variable: Option<u32>,
+    pub remaining_quota_tokens_header: Option<u32>,
+    pub remaining_quota_tokens_variable: Option<u32>,
+    pub tokens_consumed_header: Option<u32>,
+    pub tokens_consumed_variable: Option<u32>,
+}
+
+impl TokenLimit {
+    /// Every name constant the limit refers to.
+    pub fn names(&self) -> [Option<u32>; 8] {
+        [
+            self.retry_after_header,
+            self.retry_after_variable,
+            self.remaining_tokens_header,
+            self.remaining_tokens_variable,
+            self.remaining_quota_tokens_header,
+            self.remaining_quota_tokens_variable,
+            self.tokens_consumed_header,
+            self.tokens_consumed_variable,
+        ]
+    }
+}
+
+/// `llm-content-safety`: the Azure AI Content Safety resource behind a named backend, and what
+/// blocks a prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentSafety {
+    /// The named backend the calls go to (`{backend}/contentsafety/text:analyze`).
+    pub backend_id: String,
+    /// `shield-prompt`: also ask `text:shieldPrompt` whether the prompt is an attack.
+    pub shield_prompt: bool,
+    /// `output-type="EightSeverityLevels"` (else four: 0, 2, 4, 6).
+    pub eight_levels: bool,
+    /// `<category name threshold>`: a severity at or above the threshold blocks.
+    pub categories: Vec<(String, u8)>,
+    /// `<blocklists><id>`: a match in any blocks.
+    pub blocklists: Vec<String>,
+}
+
+/// `token-quota-period`: a quota's window is the UTC hour, day, week (from Monday), month or
+/// year the request falls in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenQuotaPeriod {
+    Hourly,
+    Daily,
+    Weekly,
+    Monthly,
+    Yearly,
 }
 
 /// An `<api>` or `<operation>` child of `rate-limit` / `quota`: its own limit, counted apart,
@@ -1218,6 +1288,28 @@ pub enum Op {
         one_way: bool,
         deferred: bool,
     },
+    /// `llm-token-limit` / `azure-openai-token-limit`: pops the counter-key (string); checks
+    /// `token_limits[limit]` (with the prompt's estimated tokens when it estimates) or fails with
+    /// 429 (tokens per minute) / 403 (quota); the response's `usage` is charged after the relay.
+    TokenLimit {
+        limit: u32,
+    },
+    /// `llm-content-safety`: starts the call of `content_safety[rule]` (`shield`: `text:shieldPrompt`,
+    /// else `text:analyze`) with the request's prompt, as `BeginOutgoing` and its children would;
+    /// a `SendRequest` follows. Without a prompt (no JSON body with messages, prompt or input) it
+    /// jumps to `skip`.
+    ContentSafetyCall {
+        rule: u32,
+        shield: bool,
+        skip: u32,
+    },
+    /// Reads the call's response from variable `consts[variable]` and fails with 403 when it
+    /// flags the prompt (or with 500 when the service did not answer 200 with a verdict).
+    ContentSafetyVerdict {
+        rule: u32,
+        shield: bool,
+        variable: u32,
+    },
     /// `wait`: the VM suspends until every call started since the `wait` began completes (`any`:
     /// the first one; the others are abandoned).
     Wait {
@@ -1289,6 +1381,8 @@ impl Op {
             Op::CacheRemoveValue { .. } => (1, 0),
             Op::Limit { .. } => (5, 0),
             Op::LimitCommit { .. } => (1, 0),
+            Op::TokenLimit { .. } => (1, 0),
+            Op::ContentSafetyCall { .. } | Op::ContentSafetyVerdict { .. } => (0, 0),
             Op::TryEnter { .. } | Op::TryExit => (0, 0),
             Op::Throw => (1, 0),
             Op::BeginOutgoing { .. } | Op::Wait { .. } => (0, 0),
@@ -1307,6 +1401,7 @@ impl Op {
             | Op::IterNext(_, t) => Some(t),
             Op::RetryNext { target, .. } => Some(target),
             Op::Limit { resume, .. } => Some(resume),
+            Op::ContentSafetyCall { skip, .. } => Some(skip),
             Op::TryEnter { handler } => Some(handler),
             _ => None,
         }
@@ -1548,6 +1643,21 @@ fn check_operands(program: &Program, at: usize, op: &Op) -> Result<(), VerifyErr
         Op::Limit { limit, .. } | Op::LimitCommit { limit } => {
             table("limit", limit, program.limits.len())?;
             check_limit(program, at, &program.limits[limit as usize])?;
+        }
+        Op::TokenLimit { limit } => {
+            table("token limit", limit, program.token_limits.len())?;
+            let token_limit = &program.token_limits[limit as usize];
+            for index in token_limit.names().into_iter().flatten() {
+                string_const(index)?;
+            }
+            if token_limit.tokens_per_minute.is_none() && token_limit.quota.is_none() {
+                return Err(VerifyError::Operand { at, what: "a token limit needs tokens-per-minute or token-quota" });
+            }
+        }
+        Op::ContentSafetyCall { rule, .. } => table("content safety", rule, program.content_safety.len())?,
+        Op::ContentSafetyVerdict { rule, variable, .. } => {
+            table("content safety", rule, program.content_safety.len())?;
+            string_const(variable)?;
         }
         Op::LimitConcurrencyEnter { max: 0 } => {
             return Err(VerifyError::Operand { at, what: "limit-concurrency max-count must be at least 1" });

@@ -46,6 +46,10 @@ pub enum Namespace {
     RateLimit = 4,
     /// `quota` / `quota-by-key` counters (next issue).
     Quota = 5,
+    /// `llm-token-limit` / `azure-openai-token-limit`'s tokens per minute.
+    TokenRate = 6,
+    /// `llm-token-limit` / `azure-openai-token-limit`'s token quota.
+    TokenQuota = 7,
 }
 
 /// Hashes key bytes into [`CounterKey`]s with a seed drawn once per hasher from the OS.

@@ -5,6 +5,9 @@
 //! `data:` event with a `usage` wins (OpenAI sends it in the final event when asked to with
 //! `stream_options.include_usage`). Chunked framing is undone on the way.
 
+pub mod content_safety;
+pub mod tokens;
+
 use crate::policy::state::TokenUsage;
 
 /// The `usage` object is kept up to this size (real ones are about 100 bytes, 400 with details).

@@ -48,6 +48,7 @@ pub use state::RequestState;
 pub use view::{Caller, MatchedParam, ResponseView, View};
 pub use vm::limits::{after_response, count_bandwidth};
 pub(crate) use vm::statements::parse_backend_url;
+pub use vm::token_limit::charge_tokens;
 pub use vm::{Exit, Forward, resume, run};
 
 #[cfg(test)]

@@ -77,6 +77,14 @@ impl Snapshot {
             // snapshot thread, before any worker can run one.
             crate::proxy::policies::LIMITS.allocate();
         }
+        if config.programs.iter().any(|program| !program.token_limits.is_empty()) {
+            // Token limits count in the same tables.
+            crate::proxy::policies::LIMITS.allocate();
+        }
+        if config.programs.iter().flat_map(|program| &program.token_limits).any(|limit| limit.estimate_prompt_tokens) {
+            // The tokenizers' vocabularies load here (tens of milliseconds), never on a worker.
+            crate::llm::tokens::load_tokenizers();
+        }
         let tls = crate::tls::server_config(&config.tls)?;
         let backend_tls =
             crate::tls::backend_client_config(&config.tls.backend_cas, config.tls.backend_client.as_ref())?;

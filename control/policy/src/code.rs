@@ -39,6 +39,8 @@ pub struct CodeBuilder {
     client_certificate_checks: Vec<ClientCertificateCheck>,
     limits: Vec<Limit>,
     jwt: Vec<portcullis_contract::jwt::JwtRule>,
+    token_limits: Vec<portcullis_contract::program::TokenLimit>,
+    content_safety: Vec<portcullis_contract::program::ContentSafety>,
 }
 
 /// Placeholder target of a jump whose label is not placed yet.
@@ -172,6 +174,18 @@ impl CodeBuilder {
         (self.limits.len() - 1) as u32
     }
 
+    /// Registers a token limit; returns its index for [`Op::TokenLimit`].
+    pub fn token_limit(&mut self, limit: portcullis_contract::program::TokenLimit) -> u32 {
+        self.token_limits.push(limit);
+        (self.token_limits.len() - 1) as u32
+    }
+
+    /// Registers an `llm-content-safety` rule; returns its index for [`Op::ContentSafetyCall`].
+    pub fn content_safety(&mut self, rule: portcullis_contract::program::ContentSafety) -> u32 {
+        self.content_safety.push(rule);
+        (self.content_safety.len() - 1) as u32
+    }
+
     /// Registers a `validate-jwt` rule; returns its index for [`Op::ValidateJwt`].
     pub fn jwt(&mut self, rule: portcullis_contract::jwt::JwtRule) -> u32 {
         self.jwt.push(rule);
@@ -210,6 +224,8 @@ impl CodeBuilder {
             cors: self.cors,
             limits: self.limits,
             jwt: self.jwt,
+            token_limits: self.token_limits,
+            content_safety: self.content_safety,
         };
         program::verify(&program)?;
         Ok(program)
@@ -229,6 +245,7 @@ pub(crate) fn with_target(op: Op, target: u32) -> Op {
             Op::RetryNext { local, count, interval_ms, max_interval_ms, delta_ms, first_fast_retry, target }
         }
         Op::Limit { limit, .. } => Op::Limit { limit, resume: target },
+        Op::ContentSafetyCall { rule, shield, .. } => Op::ContentSafetyCall { rule, shield, skip: target },
         Op::TryEnter { .. } => Op::TryEnter { handler: target },
         other => other,
     }

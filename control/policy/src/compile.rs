@@ -8,12 +8,14 @@
 mod access;
 mod cache;
 mod certificates;
+mod content_safety;
 mod identity;
 mod jwt;
 mod limits;
 mod metrics;
 mod outbound;
 mod policies;
+mod token_limit;
 mod transform;
 
 use std::ops::Range;

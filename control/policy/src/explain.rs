@@ -109,6 +109,26 @@ pub fn render_program(section: Section, program: &Program, secrets: &[String]) -
             Op::EmitTokenMetric { namespace, dimensions, .. } => {
                 format!("emit-token-metric {} ({dimensions} dimensions)", constant(namespace))
             }
+            Op::TokenLimit { limit } => match program.token_limits.get(limit as usize) {
+                Some(token_limit) => format!(
+                    "token-limit per-minute {:?} quota {:?}{}",
+                    token_limit.tokens_per_minute,
+                    token_limit.quota,
+                    if token_limit.estimate_prompt_tokens { " (estimates prompts)" } else { "" }
+                ),
+                None => format!("token-limit #{limit}?"),
+            },
+            Op::ContentSafetyCall { rule, shield, .. } => match program.content_safety.get(rule as usize) {
+                Some(rule) => format!(
+                    "content-safety {} via backend {}",
+                    if shield { "shield-prompt" } else { "analyze" },
+                    rule.backend_id
+                ),
+                None => format!("content-safety #{rule}?"),
+            },
+            Op::ContentSafetyVerdict { shield, .. } => {
+                format!("content-safety verdict ({})", if shield { "shield-prompt" } else { "analyze" })
+            }
             Op::ManagedIdentityToken { resource, client_id, .. } => match client_id {
                 Some(client_id) => format!("managed-identity {} client {}", constant(resource), constant(client_id)),
                 None => format!("managed-identity {}", constant(resource)),

@@ -11,6 +11,9 @@
 
 use std::sync::{Arc, OnceLock};
 
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use portcullis_contract::program::TokenQuotaPeriod;
+
 use crate::counters::{
     Charge, CounterKey, CounterStore, Decision, FixedWindow, KeyHasher, LocalCounters, NS_PER_SECOND, Namespace,
     SlidingWindow,
@@ -104,6 +107,15 @@ impl RateLimits {
         }
     }
 
+    /// The counter of `bytes` for a token limit's tokens per minute or its token quota (apart
+    /// from every call counter of the same key; the quota's with the quotas, kept across restarts).
+    pub fn token_key(&self, quota: bool, bytes: &[u8]) -> CounterKey {
+        match quota {
+            false => self.keys.key(Namespace::TokenRate, bytes),
+            true => self.quota_keys.get_or_init(KeyHasher::default).key(Namespace::TokenQuota, bytes),
+        }
+    }
+
     /// The quota counters to keep (their hashes' seeds and live entries), `None` before a
     /// snapshot had a limit (nothing to keep).
     pub fn quota_state(&self, now_ns: u64) -> Option<QuotaState> {
@@ -142,6 +154,50 @@ impl RateLimits {
             store.hit_sliding(check.key, window, hits, charge, now_ns)
         }
     }
+}
+
+/// The window of a token quota at `now`: its length in seconds and where windows of that length
+/// start (ns since the Unix epoch), the UTC hour, day, week (from Monday), month or year `now`
+/// is in. A month's (or year's) window starts at its first day; the next one has another end, so
+/// its counter starts from 0.
+pub fn token_quota_window(period: TokenQuotaPeriod, now: DateTime<Utc>) -> (u32, u64) {
+    /// 1970-01-05, the first Monday after the epoch.
+    const FIRST_MONDAY_SECONDS: u64 = 4 * 86_400;
+    let calendar = |start: Option<NaiveDate>, end: Option<NaiveDate>| -> (u32, u64) {
+        let seconds = |date: Option<NaiveDate>| {
+            date.and_then(|date| date.and_hms_opt(0, 0, 0)).map(|at| at.and_utc().timestamp().max(0) as u64)
+        };
+        match (seconds(start), seconds(end)) {
+            (Some(start), Some(end)) if end > start => {
+                (u32::try_from(end - start).unwrap_or(u32::MAX), start * NS_PER_SECOND)
+            }
+            // Out of chrono's range: one day's window rather than none.
+            _ => (86_400, 0),
+        }
+    };
+    let (year, month) = (now.year(), now.month());
+    match period {
+        TokenQuotaPeriod::Hourly => (3_600, 0),
+        TokenQuotaPeriod::Daily => (86_400, 0),
+        TokenQuotaPeriod::Weekly => (7 * 86_400, FIRST_MONDAY_SECONDS * NS_PER_SECOND),
+        TokenQuotaPeriod::Monthly => {
+            let next = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+            calendar(NaiveDate::from_ymd_opt(year, month, 1), NaiveDate::from_ymd_opt(next.0, next.1, 1))
+        }
+        TokenQuotaPeriod::Yearly => {
+            calendar(NaiveDate::from_ymd_opt(year, 1, 1), NaiveDate::from_ymd_opt(year + 1, 1, 1))
+        }
+    }
+}
+
+/// APIM's 429 message of a token limit's tokens per minute.
+pub fn token_limit_message(seconds: u64) -> String {
+    format!("Token limit is exceeded. Try again in {seconds} seconds.")
+}
+
+/// APIM's 403 message of a token quota.
+pub fn token_quota_message(seconds: u64) -> String {
+    format!("Token quota is exceeded. Try again in {}.", time_span(seconds))
 }
 
 /// What outlives the process of the quota counters.
@@ -214,6 +270,27 @@ mod tests {
             quota_message(Counted::Bandwidth, 3_600),
             "Out of bandwidth quota. Quota will be replenished in 01:00:00."
         );
+    }
+
+    #[test]
+    fn token_quota_windows_are_calendar_periods() {
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).expect("a date").with_timezone(&Utc);
+        let ns = |text: &str| at(text).timestamp() as u64 * NS_PER_SECOND;
+        // February 2028 has 29 days.
+        let (seconds, origin) = token_quota_window(TokenQuotaPeriod::Monthly, at("2028-02-17T10:00:00Z"));
+        assert_eq!((seconds, origin), (29 * 86_400, ns("2028-02-01T00:00:00Z")));
+        let (seconds, origin) = token_quota_window(TokenQuotaPeriod::Monthly, at("2026-12-31T23:59:59Z"));
+        assert_eq!((seconds, origin), (31 * 86_400, ns("2026-12-01T00:00:00Z")));
+        let (seconds, origin) = token_quota_window(TokenQuotaPeriod::Yearly, at("2026-12-08T03:00:00Z"));
+        assert_eq!((seconds, origin), (365 * 86_400, ns("2026-01-01T00:00:00Z")));
+        // Weeks start on Monday: 2026-12-07 is one.
+        let (seconds, origin) = token_quota_window(TokenQuotaPeriod::Weekly, at("2026-12-08T03:00:00Z"));
+        let now = ns("2026-12-08T03:00:00Z");
+        let start = now - (now - origin) % (u64::from(seconds) * NS_PER_SECOND);
+        assert_eq!(start, ns("2026-12-07T00:00:00Z"));
+        assert_eq!(token_quota_window(TokenQuotaPeriod::Hourly, at("2026-12-08T03:00:00Z")), (3_600, 0));
+        assert_eq!(token_limit_message(7), "Token limit is exceeded. Try again in 7 seconds.");
+        assert_eq!(token_quota_message(3_600), "Token quota is exceeded. Try again in 01:00:00.");
     }
 
     #[test]

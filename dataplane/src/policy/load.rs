@@ -105,7 +105,11 @@ impl LoadedProgram {
                 ),
             });
         }
-        let bodies = body_use(&program.ops);
+        let mut bodies = body_use(&program.ops);
+        // A token limit that estimates the prompt counts it from the request body.
+        bodies.reads_request |= program.token_limits.iter().any(|limit| limit.estimate_prompt_tokens);
+        // Content safety sends the prompt.
+        bodies.reads_request |= !program.content_safety.is_empty();
         let plain_forward = plain_forward(&program.ops);
         Ok(Self { index, program, consts, bodies, plain_forward })
     }

@@ -21,12 +21,22 @@ pub struct OutgoingRequest {
     /// `authentication-certificate` inside the call: the named certificate (its index in the
     /// snapshot's named certificates) an `https://` call presents.
     pub certificate: Option<u32>,
+    /// A named backend the call goes to (`llm-content-safety`): `url` is then the path and query
+    /// after the backend's base path, sent to its first endpoint.
+    pub backend: Option<String>,
 }
 
 impl OutgoingRequest {
     /// A `mode="new"` request: `GET`, nothing else.
     pub fn new() -> Self {
-        Self { method: "GET".to_owned(), url: String::new(), headers: Vec::new(), body: None, certificate: None }
+        Self {
+            method: "GET".to_owned(),
+            url: String::new(),
+            headers: Vec::new(),
+            body: None,
+            certificate: None,
+            backend: None,
+        }
     }
 }
 

@@ -312,6 +312,19 @@ pub(crate) struct PendingLimit {
     pub(crate) condition_held: bool,
 }
 
+/// A token limit a request passed: the windows its response's tokens are charged to, the tokens
+/// charged already (the prompt's estimate) and where its names live.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenCharge {
+    pub(crate) program: u32,
+    pub(crate) limit: u32,
+    pub(crate) windows: smallvec::SmallVec<[crate::policy::limits::Check; 2]>,
+    pub(crate) charged: u32,
+}
+
+/// Token limits one request may pass (a document has one or two).
+pub const TOKEN_CHARGES_MAX: usize = 8;
+
 /// Limits that one request may leave to count after its response.
 pub const PENDING_LIMITS_MAX: usize = 64;
 
@@ -350,6 +363,8 @@ pub struct RequestState {
     pub(crate) suspended: Option<Suspension>,
     /// `cache-store` ran: store the response, if the rules let it in.
     pub(crate) cache_store: Option<crate::policy::StoreMark>,
+    /// Token limits waiting for the response's `usage`.
+    pub(crate) token_charges: Vec<TokenCharge>,
     /// Limits to count after the response, in the order they were checked.
     pub(crate) limits_pending: Vec<PendingLimit>,
     /// Bandwidth quotas whose limits counted, waiting for the bodies to be relayed.
@@ -402,6 +417,7 @@ impl RequestState {
         self.suspended = None;
         self.cache_store = None;
         self.limits_pending.clear();
+        self.token_charges.clear();
         self.bandwidth_due.clear();
         self.quota_counted.clear();
         self.committing = None;
@@ -559,6 +575,33 @@ impl RequestState {
     }
 
     /// Token metric policies that ran, waiting for the response's `usage`.
+    /// Sets variable `name` outside a VM run (a token limit's consumed tokens, after the
+    /// response); past the variables' limit it is dropped, as a run would fail the request.
+    pub(crate) fn set_variable(&mut self, name: StoredText, stored: Stored, programs: &Programs) {
+        let key = name.resolve(programs);
+        let full = self.variables.len() >= VARIABLES_MAX;
+        match self.variables.iter_mut().find(|(existing, _)| existing.resolve(programs) == key) {
+            Some(slot) => slot.1 = stored,
+            None if full => {}
+            None => self.variables.push((name, stored)),
+        }
+    }
+
+    /// A token limit that waits for the response's `usage` names a tokens-consumed header or
+    /// variable.
+    pub fn wants_consumed_tokens(&self, programs: &Programs) -> bool {
+        self.token_charges.iter().any(|charge| {
+            let limit = programs.get(charge.program).and_then(|p| p.program().token_limits.get(charge.limit as usize));
+            limit
+                .is_some_and(|limit| limit.tokens_consumed_header.is_some() || limit.tokens_consumed_variable.is_some())
+        })
+    }
+
+    /// A token limit waits for the response's `usage`.
+    pub fn charges_tokens(&self) -> bool {
+        !self.token_charges.is_empty()
+    }
+
     pub fn token_metrics(&self) -> &[PendingTokenMetric] {
         &self.token_metrics
     }

@@ -2,12 +2,14 @@
 
 mod builtins;
 mod cache;
+mod content_safety;
 mod expressions;
 mod jwt;
 mod limits;
 mod lists;
 mod ops;
 mod outbound;
+mod token_limit;
 mod users;
 
 use std::net::IpAddr;
@@ -42,6 +44,8 @@ pub(super) fn program(ops: Vec<Op>, consts: Vec<Const>) -> Program {
         client_certificate_checks: Vec::new(),
         limits: Vec::new(),
         jwt: Vec::new(),
+        token_limits: Vec::new(),
+        content_safety: Vec::new(),
     }
 }
 

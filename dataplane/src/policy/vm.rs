@@ -5,6 +5,7 @@
 //! section allocates nothing. Every op counts against `Program::step_limit`.
 
 mod certificates;
+mod content_safety;
 mod identity;
 mod jwt;
 pub(crate) mod limits;
@@ -12,6 +13,7 @@ pub(crate) mod members;
 mod outbound;
 pub(crate) use outbound::stored_response;
 pub(crate) mod statements;
+pub(crate) mod token_limit;
 
 use std::time::Duration;
 

@@ -16,8 +16,9 @@ use crate::http::response::{self, ResponseHead};
 use crate::http::{BodyFraming, HEAD_BYTES_INITIAL, Version, find_header};
 use crate::io::maybe_tls::MaybeTls;
 use crate::io::{ReadError, Stream, read_within};
-use crate::policy::apply;
+use crate::policy::{self, apply};
 use crate::proxy::ErrorSource;
+use crate::proxy::policies::LIMITS;
 use crate::proxy::policies::{Response, SectionEnd};
 use crate::proxy::relay::{self, BODY_READ_BYTES, RelayError};
 use crate::proxy::target::{
@@ -29,6 +30,7 @@ use crate::snapshot::Snapshot;
 use crate::upstream::Dest;
 use crate::upstream::balance::{InFlight, Outcome};
 use crate::worker::ctx::WorkerCtx;
+use chrono::Utc;
 
 fn millis(ms: u32) -> Duration {
     Duration::from_millis(u64::from(ms))
@@ -542,7 +544,9 @@ impl<S: Stream> Connection<S> {
         dest: Dest,
         limits: &Limits,
     ) -> Result<(), ProxyError> {
-        let body = match crate::proxy::policies::uses_body(ctx, &[section], false) {
+        let read_body = crate::proxy::policies::uses_body(ctx, &[section], false)
+            || (section == Section::Outbound && self.consumed_tokens_before_head(ctx, response));
+        let body = match read_body {
             true => match self.buffer_response_body(ctx, response, &mut upstream, limits).await {
                 Ok(body) => body,
                 Err(error) => {
@@ -552,6 +556,9 @@ impl<S: Stream> Connection<S> {
             },
             false => None,
         };
+        if section == Section::Outbound {
+            self.charge_tokens_before_head(ctx, response, body.as_deref());
+        }
         let end = self
             .run_section(worker, ctx, section, false, Some(Response { head: response, body: body.as_deref() }))
             .await;
@@ -705,16 +712,30 @@ impl<S: Stream> Connection<S> {
         if let (Ok(()), Some(scanner)) = (&relayed, usage) {
             self.policy.set_token_usage(scanner.finish());
         }
+        if let (true, Some(snapshot)) = (self.policy.charges_tokens(), ctx.snapshot.as_deref()) {
+            let usage = self.policy.token_usage();
+            policy::charge_tokens(&LIMITS, &snapshot.programs, &mut self.policy, usage, Utc::now(), false);
+        }
         if let (Ok(()), Some((head, tee))) = (&relayed, store) {
             self.store_response(ctx, &head, tee);
         }
         relayed
     }
 
-    /// A usage scanner for this response when a token metric policy waits for its `usage`: a
-    /// successful, uncompressed response (JSON, or an event stream).
+    /// A usage scanner for this response when a token metric or token limit policy waits for its
+    /// `usage`: a successful, uncompressed response (JSON, or an event stream).
     fn usage_scanner(&self, response: &ResponseHead, framing: BodyFraming) -> Option<crate::llm::UsageScanner> {
-        if self.policy.token_metrics().is_empty() || !(200..300).contains(&response.status()) {
+        if self.policy.token_metrics().is_empty() && !self.policy.charges_tokens() {
+            return None;
+        }
+        let events = self.usage_events(response)?;
+        Some(crate::llm::UsageScanner::new(framing == BodyFraming::Chunked, events))
+    }
+
+    /// Whether a response's `usage` can be read, and where: `Some(true)` an event stream,
+    /// `Some(false)` a JSON body, `None` not at all (not a success, or compressed).
+    fn usage_events(&self, response: &ResponseHead) -> Option<bool> {
+        if !(200..300).contains(&response.status()) {
             return None;
         }
         let buf = &self.upstream_buf;
@@ -724,9 +745,45 @@ impl<S: Stream> Connection<S> {
         if header(b"content-encoding").is_some_and(|coding| !coding.eq_ignore_ascii_case(b"identity")) {
             return None;
         }
-        let events = header(b"content-type")
-            .is_some_and(|kind| kind.len() >= 17 && kind[..17].eq_ignore_ascii_case(b"text/event-stream"));
-        Some(crate::llm::UsageScanner::new(framing == BodyFraming::Chunked, events))
+        Some(
+            header(b"content-type")
+                .is_some_and(|kind| kind.len() >= 17 && kind[..17].eq_ignore_ascii_case(b"text/event-stream")),
+        )
+    }
+
+    /// Whether a token limit names a tokens-consumed header or variable and the response is a JSON
+    /// body (not a stream): its body is then read in before the outbound section (up to the
+    /// policies' buffering limit, as when they read it), so that both are set as in APIM.
+    fn consumed_tokens_before_head(&self, ctx: &RequestCtx, response: &ResponseHead) -> bool {
+        let Some(snapshot) = ctx.snapshot.as_deref() else { return false };
+        self.policy.wants_consumed_tokens(&snapshot.programs) && self.usage_events(response) == Some(false)
+    }
+
+    /// Before the outbound section, when a token limit waits for the `usage` and the whole body
+    /// is already here (buffered for the policies, or a `Content-Length` body that came with the
+    /// head): charges it now, so that the tokens-consumed variable is there for the outbound
+    /// section and the header goes out with the head. A body still to come is charged after the
+    /// relay ([`Self::relay_response`]), when the head is gone (docs/policies.md "Token limits").
+    fn charge_tokens_before_head(&mut self, ctx: &RequestCtx, response: &ResponseHead, body: Option<&[u8]>) {
+        let Some(snapshot) = ctx.snapshot.as_deref() else { return };
+        if !self.policy.charges_tokens() {
+            return;
+        }
+        let Some(events) = self.usage_events(response) else { return };
+        let start = response.head_len();
+        let whole = match (body, response.framing(ctx.is_head)) {
+            (Some(body), _) => Some(body),
+            (None, BodyFraming::Length(len)) => usize::try_from(len)
+                .ok()
+                .and_then(|len| start.checked_add(len))
+                .and_then(|end| self.upstream_buf.get(start..end)),
+            (None, _) => None,
+        };
+        let Some(whole) = whole else { return };
+        let mut scanner = crate::llm::UsageScanner::new(false, events);
+        scanner.push(whole);
+        let usage = scanner.finish();
+        policy::charge_tokens(&LIMITS, &snapshot.programs, &mut self.policy, usage, Utc::now(), true);
     }
 
     /// The head `out` holds and a tee holding the body bytes already behind it (a small body or

@@ -89,6 +89,20 @@ fn parse_url(url: &str) -> Option<redirect::Url> {
     redirect::resolve(url.as_bytes(), &base).filter(|parsed| !parsed.host.is_empty())
 }
 
+/// The URL of a call to named backend `id`: its first endpoint, its base path, then `target`
+/// (a path and query); `None` when the snapshot has no such backend.
+fn backend_url(snapshot: &Snapshot, id: &str, target: &str) -> Option<redirect::Url> {
+    let backend = snapshot.config.backends.iter().find(|backend| backend.id == id)?;
+    let endpoint = backend.endpoints.first()?;
+    let scheme = match backend.scheme {
+        portcullis_contract::model::Scheme::Http => Scheme::Http,
+        portcullis_contract::model::Scheme::Https => Scheme::Https,
+    };
+    let host =
+        if endpoint.host.contains(':') { format!("[{}]", endpoint.host) } else { endpoint.host.to_ascii_lowercase() };
+    Some(redirect::Url { scheme, host, port: endpoint.port, target: format!("{}{target}", backend.base_path) })
+}
+
 /// The call: address, connection (pooled, else fresh), round trip; a reused connection that
 /// fails before any response byte is replaced once by a fresh one (a stale keep-alive).
 async fn exchange<S: Stream>(
@@ -96,7 +110,11 @@ async fn exchange<S: Stream>(
     snapshot: &Snapshot,
     request: &OutgoingRequest,
 ) -> Result<SentResponse, CallFailure> {
-    let url = parse_url(&request.url).ok_or(CallFailure::InvalidUrl)?;
+    let url = match &request.backend {
+        Some(id) => backend_url(snapshot, id, &request.url),
+        None => parse_url(&request.url),
+    };
+    let url = url.ok_or(CallFailure::InvalidUrl)?;
     let host = url.bare_host().to_owned();
     let addr = host_address(worker, snapshot, &host, url.port).await.map_err(|_| CallFailure::ConnectionFailure)?;
     let tls = match url.scheme {
@@ -409,6 +427,7 @@ mod tests {
             headers: vec![("X-A".into(), "1".into()), ("Content-Length".into(), "99".into())],
             body: Some(Rc::from(&b"hi"[..])),
             certificate: None,
+            backend: None,
         };
         let url = parse_url(&request.url).unwrap_or_else(|| panic!("parsed"));
         assert_eq!(

@@ -262,7 +262,7 @@ fn period(c: &mut SectionCompiler<'_>, element: &Element, place: &Place, kind: L
 }
 
 /// A literal header name attribute, as a constant.
-fn header_name(c: &mut SectionCompiler<'_>, element: &Element, name: &str, place: &Place) -> Option<u32> {
+pub(super) fn header_name(c: &mut SectionCompiler<'_>, element: &Element, name: &str, place: &Place) -> Option<u32> {
     let attr = element.attr(name)?;
     let text = c.literal(attr, place)?;
     if !super::policies::is_token(text.trim()) {
@@ -273,7 +273,7 @@ fn header_name(c: &mut SectionCompiler<'_>, element: &Element, name: &str, place
 }
 
 /// A literal variable name attribute, as a constant.
-fn variable_name(c: &mut SectionCompiler<'_>, element: &Element, name: &str, place: &Place) -> Option<u32> {
+pub(super) fn variable_name(c: &mut SectionCompiler<'_>, element: &Element, name: &str, place: &Place) -> Option<u32> {
     let attr = element.attr(name)?;
     let text = c.literal(attr, place)?;
     if text.trim().is_empty() {

@@ -38,13 +38,10 @@ const UNSUPPORTED: &[&str] = &[
     "validate-status-code",
     "validate-odata-request",
     "validate-graphql-request",
-    "llm-token-limit",
-    "azure-openai-token-limit",
     "llm-semantic-cache-lookup",
     "llm-semantic-cache-store",
     "azure-openai-semantic-cache-lookup",
     "azure-openai-semantic-cache-store",
-    "llm-content-safety",
     "publish-to-dapr",
     "invoke-dapr-binding",
     "sql-data-source",
@@ -76,6 +73,8 @@ pub(super) fn kind(name: &str) -> Kind {
         "jsonp" => &[O],
         "authentication-managed-identity" => &[I, B],
         "llm-emit-token-metric" | "azure-openai-emit-token-metric" => &[I],
+        "llm-token-limit" | "azure-openai-token-limit" => &[I],
+        "llm-content-safety" => &[I],
         _ if UNSUPPORTED.contains(&name) => return Kind::Unsupported,
         _ => return Kind::Unknown,
     };
@@ -129,6 +128,8 @@ pub(super) fn attributes(name: &str) -> &'static [&'static str] {
         "trace" => &["source", "severity"],
         "emit-metric" => &["name", "namespace", "value"],
         "llm-emit-token-metric" | "azure-openai-emit-token-metric" => &["namespace"],
+        "llm-token-limit" | "azure-openai-token-limit" => super::token_limit::ATTRIBUTES,
+        "llm-content-safety" => super::content_safety::ATTRIBUTES,
         "authentication-managed-identity" => &["resource", "client-id", "output-token-variable-name", "ignore-error"],
         "return-response" => &["response-variable-name"],
         "send-request" => &["mode", "response-variable-name", "timeout", "ignore-error"],
@@ -205,6 +206,8 @@ pub(super) fn compile(c: &mut SectionCompiler<'_>, element: &Element, place: &Pl
         "llm-emit-token-metric" | "azure-openai-emit-token-metric" => {
             super::metrics::emit_token_metric(c, element, place);
         }
+        "llm-token-limit" | "azure-openai-token-limit" => super::token_limit::token_limit(c, element, place),
+        "llm-content-safety" => super::content_safety::content_safety(c, element, place),
         "authentication-managed-identity" => super::identity::authentication_managed_identity(c, element, place),
         "check-header" => access::check_header(c, element, place),
         "ip-filter" => access::ip_filter(c, element, place),

@@ -76,7 +76,7 @@ impl<'r, 'a> Machine<'r, 'a> {
                 }
             }
         };
-        Ok(OutgoingRequest { method, url, headers, body, certificate: None })
+        Ok(OutgoingRequest { method, url, headers, body, certificate: None, backend: None })
     }
 
     /// `context.Request.Url` as an absolute URL.

@@ -216,6 +216,9 @@ impl<'r, 'a> Machine<'r, 'a> {
             }
             Op::Limit { limit, resume } => self.limit(limit, resume),
             Op::LimitCommit { .. } => self.limit_commit(),
+            Op::TokenLimit { limit } => self.token_limit(limit),
+            Op::ContentSafetyCall { rule, shield, skip } => self.content_safety_call(rule, shield, skip),
+            Op::ContentSafetyVerdict { rule, shield, variable } => self.content_safety_verdict(rule, shield, variable),
             Op::LimitConcurrencyExit => {
                 self.state.guards.pop();
                 Ok(Flow::Next)
