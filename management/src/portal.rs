@@ -9,7 +9,11 @@
 //!   confirmation and reset mails; `throttle` sign-in throttling; `mail` SMTP or the outbox.
 //! - `accounts`: sign-up, confirmation, sign-in, sign-out, password reset.
 //! - `catalogue`: products and APIs the visitor's groups may see, subscribing;
-//!   `subscriptions`: "My subscriptions" (keys, regenerate, cancel).
+//!   `subscriptions`: "My subscriptions" (keys, regenerate, cancel); `profile`: name, password,
+//!   closing the account.
+//! - `docs`: the OpenAPI viewer's page and definition downloads; `try_it`: the console that
+//!   sends an operation through the gateway with the member's key, and code samples; `data`: JSON
+//!   endpoints shaped after APIM's developer data API.
 //!
 //! Every change goes through [`Service::write`] with the management API's rules
 //! (`api::rules::prepare`): the portal adds who may do what, never its own idea of a valid resource.
@@ -27,13 +31,17 @@ use crate::service::Service;
 
 mod accounts;
 mod catalogue;
+mod data;
+mod docs;
 pub mod mail;
 mod pages;
 pub mod password;
+mod profile;
 pub mod sessions;
 mod subscriptions;
 pub mod throttle;
 pub mod ticket;
+pub mod try_it;
 mod visitor;
 
 pub use mail::{MailSettings, Mailer};
@@ -123,6 +131,20 @@ pub fn router(
         .route("/products/{product}", get(catalogue::product))
         .route("/products/{product}/subscribe", post(catalogue::subscribe))
         .route("/apis/{api}", get(catalogue::api))
+        .route("/apis/{api}/reference", get(docs::reference))
+        .route("/apis/{api}/{file}", get(docs::download))
+        .route(
+            "/apis/{api}/operations/{operation}/try",
+            post(try_it::send).layer(axum::extract::DefaultBodyLimit::max(try_it::TRY_FORM_BYTES_MAX)),
+        )
+        .route("/profile", get(profile::show).post(profile::rename))
+        .route("/profile/password", post(profile::change_password))
+        .route("/profile/close", post(profile::close))
+        .route("/developer/apis", get(data::apis))
+        .route("/developer/apis/{api}", get(docs::data_api))
+        .route("/developer/apis/{api}/operations", get(data::operations))
+        .route("/developer/products", get(data::products))
+        .route("/developer/users/{user}/subscriptions", get(data::subscriptions))
         .route("/signup", get(accounts::signup_form).post(accounts::signup))
         .route("/confirm", get(accounts::confirm))
         .route("/signin", get(accounts::signin_form).post(accounts::signin))
@@ -132,7 +154,7 @@ pub fn router(
         .route("/subscriptions", get(subscriptions::list))
         .route("/subscriptions/{subscription}/regenerate", post(subscriptions::regenerate))
         .route("/subscriptions/{subscription}/cancel", post(subscriptions::cancel))
-        .route("/assets/{file}", get(pages::asset))
+        .route("/assets/{*file}", get(pages::asset))
         .fallback(catalogue::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(FORM_BYTES_MAX))
         .layer(axum::middleware::map_response(security_headers))
