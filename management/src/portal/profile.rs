@@ -1,6 +1,6 @@
 //! The member's profile: change the name, change the password (the current one first; every
-//! other session ends), and close the account (its subscriptions are cancelled, the user is
-//! deleted, every session ends), as APIM's `PATCH` and `DELETE /users/{uid}` from the portal.
+//! other session ends), and close the account (the user and their subscriptions are deleted, so
+//! the keys stop working; every session ends), as APIM's `PATCH` and `DELETE /users/{uid}` from the portal.
 
 use std::net::SocketAddr;
 
@@ -15,7 +15,7 @@ use super::pages::page;
 use super::visitor::{Member, SESSION_COOKIE, Visitor, set_cookie};
 use super::{App, password, see_other};
 use crate::api::ApiError;
-use crate::model::{SubscriptionProperties, SubscriptionState, UserProperties};
+use crate::model::{SubscriptionProperties, UserProperties};
 use crate::resource::Kind;
 use crate::service::{Authority, Service};
 use crate::store::Write;
@@ -172,8 +172,8 @@ pub(super) async fn change_password(
     response
 }
 
-/// `POST /profile/close`: `current` (the password) and `confirm`. Cancels the member's
-/// subscriptions, deletes the user, ends every session.
+/// `POST /profile/close`: `current` (the password) and `confirm`. Deletes the member and their
+/// subscriptions, ends every session.
 pub(super) async fn close(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -205,7 +205,7 @@ pub(super) async fn close(
         &Visitor::anonymous(),
         StatusCode::OK,
         "Account closed",
-        "Your account is closed: its subscriptions are cancelled and you are signed out.",
+        "Your account is closed: its subscriptions and keys are gone and you are signed out.",
     );
     let cookie = set_cookie(SESSION_COOKIE, "", app.settings.secure_cookies(), Some(0));
     if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -214,24 +214,17 @@ pub(super) async fn close(
     response
 }
 
-/// One change: every subscription of `user` that can be cancelled is, and the user (with their
-/// group memberships) is deleted.
+/// One change: the user, their group memberships and every subscription they own are deleted
+/// (APIM's `DELETE /users/{uid}?deleteSubscriptions=true`): the keys stop working with the next
+/// snapshot. A subscription cannot outlive its owner (the compiler refuses an unknown owner).
 fn close_account(service: &mut Service, user: &str) -> Result<(), ApiError> {
-    let state = service.state();
     let mut writes = Vec::new();
-    for resource in state.of_kind(Kind::Subscription) {
-        let Ok(subscription) = serde_json::from_value::<SubscriptionProperties>(resource.properties.clone()) else {
-            continue;
-        };
-        let open = subscription.state != SubscriptionState::Cancelled
-            && subscription.state.can_become(SubscriptionState::Cancelled);
-        if subscription.owner() != Some(user) || !open {
-            continue;
+    for resource in service.state().of_kind(Kind::Subscription) {
+        let owned = serde_json::from_value::<SubscriptionProperties>(resource.properties.clone())
+            .is_ok_and(|subscription| subscription.owner() == Some(user));
+        if owned {
+            writes.push(Write::Delete { path: resource.path.clone() });
         }
-        let mut properties = resource.properties.clone();
-        crate::api::rules::merge(&mut properties, json!({"state": "cancelled"}));
-        let properties = crate::api::rules::prepare(state, &resource.path, Some(resource), properties)?;
-        writes.push(crate::service::put(resource.path.clone(), properties));
     }
     writes.push(Write::Delete { path: path(&format!("/users/{user}"))? });
     service.write(writes, &[], Authority::Store, &actor(user, "close the account"))?;
