@@ -145,3 +145,31 @@ pub fn publish_pet_store(management: &crate::management::Management, backend_url
         management.put(link, serde_json::json!({}));
     }
 }
+
+/// The quick start's files with `[portal]` sending mail to `smtp`.
+pub fn quickstart_with_smtp(smtp: &crate::smtp::SmtpSink) -> crate::TempDir {
+    let dir = crate::TempDir::new("portal-smtp");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");
+    copy_dir(&source, dir.path());
+    let gateway_toml = dir.path().join("gateway.toml");
+    let mut text = std::fs::read_to_string(&gateway_toml).expect("the quick start's files");
+    text.push_str(&format!(
+        "\n[portal]\nsmtp-url = \"smtp://{}\"\nmail-from = \"APIs <apis@example.com>\"\n",
+        smtp.addr
+    ));
+    std::fs::write(gateway_toml, text).expect("the quick start's files");
+    dir
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("the quick start's files");
+    for entry in std::fs::read_dir(from).expect("the quick start's files") {
+        let entry = entry.expect("the quick start's files");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("the quick start's files").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("the quick start's files");
+        }
+    }
+}
