@@ -191,6 +191,9 @@ enum Who {
     Anonymous,
     Owner,
     Other,
+    /// A member of `administrators`: sees every published product, but another developer's
+    /// subscriptions no more than anyone (the publisher console, not the portal, manages them).
+    Administrator,
 }
 
 #[test]
@@ -207,54 +210,59 @@ fn every_portal_route_answers_each_kind_of_visitor_as_expected() {
     let mut bob = Visitor::new(&gateway.portal_url);
     bob.sign_in("bob@example.com", PASSWORD);
     let mut anonymous = Visitor::new(&gateway.portal_url);
+    developer(&management, "root", "root@example.com");
+    management.put("/groups/administrators/users/root", json!({}));
+    let mut root = Visitor::new(&gateway.portal_url);
+    root.sign_in("root@example.com", PASSWORD);
 
-    // (method, path, [anonymous, owner (alice), other developer (bob)]); POSTs carry the
+    // (method, path, [anonymous, owner (alice), other developer (bob), administrator]); POSTs carry the
     // visitor's own valid CSRF token: what is tested is who may, not forgery (tests/portal.rs).
     let regenerate = format!("/subscriptions/{sid}/regenerate");
     let cancel = format!("/subscriptions/{sid}/cancel");
-    let matrix: Vec<(&str, &str, [u16; 3])> = vec![
-        ("GET", "/", [200, 200, 200]),
-        ("GET", "/products/starter", [200, 200, 200]),
-        ("GET", "/products/nope", [404, 404, 404]),
-        ("GET", "/apis/echo", [200, 200, 200]),
-        ("GET", "/apis/echo/reference", [200, 200, 200]),
-        ("GET", "/apis/echo/openapi.json", [200, 200, 200]),
-        ("GET", "/apis/echo/openapi.yaml", [200, 200, 200]),
-        ("GET", "/apis/echo/swagger.json", [200, 200, 200]),
-        ("GET", "/apis/nope", [404, 404, 404]),
-        ("GET", "/apis/nope/openapi.json", [404, 404, 404]),
-        ("GET", "/signup", [200, 200, 200]),
-        ("GET", "/signin", [200, 200, 200]),
-        ("GET", "/reset", [200, 200, 200]),
-        ("GET", "/reset/password?ticket=forged", [400, 400, 400]),
-        ("GET", "/confirm?ticket=forged", [400, 400, 400]),
-        ("GET", "/subscriptions", [303, 200, 200]),
-        ("GET", "/profile", [303, 200, 200]),
-        ("GET", "/developer/apis", [200, 200, 200]),
-        ("GET", "/developer/apis/echo", [200, 200, 200]),
-        ("GET", "/developer/apis/nope", [404, 404, 404]),
-        ("GET", "/developer/apis/echo/operations", [200, 200, 200]),
-        ("GET", "/developer/products", [200, 200, 200]),
-        ("GET", "/developer/users/alice/subscriptions", [401, 200, 404]),
-        ("GET", "/assets/portal.css", [200, 200, 200]),
-        ("GET", "/assets/nope.js", [404, 404, 404]),
-        ("GET", "/nowhere", [404, 404, 404]),
-        ("POST", "/products/nope/subscribe", [303, 404, 404]),
-        ("POST", "/apis/echo/operations/nope/try", [404, 404, 404]),
-        ("POST", &regenerate, [303, 303, 404]),
-        ("POST", "/profile", [303, 400, 400]),
-        ("POST", "/profile/password", [303, 400, 400]),
-        ("POST", "/profile/close", [303, 400, 400]),
-        ("POST", &cancel, [303, 303, 404]),
-        ("POST", "/signout", [303, 303, 303]),
+    let matrix: Vec<(&str, &str, [u16; 4])> = vec![
+        ("GET", "/", [200, 200, 200, 200]),
+        ("GET", "/products/starter", [200, 200, 200, 200]),
+        ("GET", "/products/nope", [404, 404, 404, 404]),
+        ("GET", "/apis/echo", [200, 200, 200, 200]),
+        ("GET", "/apis/echo/reference", [200, 200, 200, 200]),
+        ("GET", "/apis/echo/openapi.json", [200, 200, 200, 200]),
+        ("GET", "/apis/echo/openapi.yaml", [200, 200, 200, 200]),
+        ("GET", "/apis/echo/swagger.json", [200, 200, 200, 200]),
+        ("GET", "/apis/nope", [404, 404, 404, 404]),
+        ("GET", "/apis/nope/openapi.json", [404, 404, 404, 404]),
+        ("GET", "/signup", [200, 200, 200, 200]),
+        ("GET", "/signin", [200, 200, 200, 200]),
+        ("GET", "/reset", [200, 200, 200, 200]),
+        ("GET", "/reset/password?ticket=forged", [400, 400, 400, 400]),
+        ("GET", "/confirm?ticket=forged", [400, 400, 400, 400]),
+        ("GET", "/subscriptions", [303, 200, 200, 200]),
+        ("GET", "/profile", [303, 200, 200, 200]),
+        ("GET", "/developer/apis", [200, 200, 200, 200]),
+        ("GET", "/developer/apis/echo", [200, 200, 200, 200]),
+        ("GET", "/developer/apis/nope", [404, 404, 404, 404]),
+        ("GET", "/developer/apis/echo/operations", [200, 200, 200, 200]),
+        ("GET", "/developer/products", [200, 200, 200, 200]),
+        ("GET", "/developer/users/alice/subscriptions", [401, 200, 404, 404]),
+        ("GET", "/assets/portal.css", [200, 200, 200, 200]),
+        ("GET", "/assets/nope.js", [404, 404, 404, 404]),
+        ("GET", "/nowhere", [404, 404, 404, 404]),
+        ("POST", "/products/nope/subscribe", [303, 404, 404, 404]),
+        ("POST", "/apis/echo/operations/nope/try", [404, 404, 404, 404]),
+        ("POST", &regenerate, [303, 303, 404, 404]),
+        ("POST", "/profile", [303, 400, 400, 400]),
+        ("POST", "/profile/password", [303, 400, 400, 400]),
+        ("POST", "/profile/close", [303, 400, 400, 400]),
+        ("POST", &cancel, [303, 303, 404, 404]),
+        ("POST", "/signout", [303, 303, 303, 303]),
     ];
     let mut failures = Vec::new();
     for (method, path, expected) in &matrix {
-        for (who, expected) in [Who::Anonymous, Who::Owner, Who::Other].into_iter().zip(expected) {
+        for (who, expected) in [Who::Anonymous, Who::Owner, Who::Other, Who::Administrator].into_iter().zip(expected) {
             let visitor = match who {
                 Who::Anonymous => &mut anonymous,
                 Who::Owner => &mut alice,
                 Who::Other => &mut bob,
+                Who::Administrator => &mut root,
             };
             let page = if *method == "GET" {
                 visitor.get(path)
@@ -267,8 +275,8 @@ fn every_portal_route_answers_each_kind_of_visitor_as_expected() {
             if page.status != *expected {
                 failures.push(format!("{method} {path} as {who:?}: {} (expected {expected})", page.status));
             }
-            if who == Who::Other {
-                assert!(!page.body.contains(&sid) || path.contains(&sid), "{path} shows bob alice's subscription");
+            if matches!(who, Who::Other | Who::Administrator) {
+                assert!(!page.body.contains(&sid) || path.contains(&sid), "{path} shows {who:?} alice's subscription");
             }
         }
     }
