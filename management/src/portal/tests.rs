@@ -160,6 +160,8 @@ async fn a_guest_sees_only_published_products_granted_to_guests() {
             put("/products/open/groups/guests", json!({})),
             put("/products/draft", json!({"displayName": "Draft", "state": "notPublished"})),
             put("/products/draft/groups/guests", json!({})),
+            put("/apis/hidden", json!({"displayName": "Hidden API", "path": "hidden", "serviceUrl": "http://b"})),
+            put("/products/draft/apis/hidden", json!({})),
             put("/products/devs", json!({"displayName": "Developers only", "state": "published"})),
             put("/products/devs/groups/developers", json!({})),
             put(
@@ -187,4 +189,24 @@ async fn a_guest_sees_only_published_products_granted_to_guests() {
     assert_eq!(api.status, StatusCode::OK);
     assert!(api.body.contains("/items/{id}") && api.body.contains("http://gateway.test/echo"), "{}", api.body);
     assert_eq!(send(&h.router, "GET", "/apis/echo;rev=1", None, None).await.status, StatusCode::NOT_FOUND);
+
+    // Its definition downloads and the data API follow the same visibility.
+    let document = send(&h.router, "GET", "/apis/echo/openapi.json", None, None).await;
+    assert_eq!(document.status, StatusCode::OK);
+    let document: serde_json::Value = serde_json::from_str(&document.body).unwrap();
+    assert_eq!(document["servers"][0]["url"], "http://gateway.test/echo");
+    assert_eq!(document["paths"]["/items/{id}"]["get"]["operationId"], "get");
+    for path in ["/apis/hidden", "/apis/hidden/openapi.json", "/apis/hidden/reference", "/apis/echo/other.txt"] {
+        assert_eq!(send(&h.router, "GET", path, None, None).await.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let apis: serde_json::Value =
+        serde_json::from_str(&send(&h.router, "GET", "/developer/apis", None, None).await.body).unwrap();
+    assert_eq!((apis["count"].as_u64(), apis["value"][0]["id"].as_str()), (Some(1), Some("/apis/echo")), "{apis}");
+    assert_eq!(apis["value"][0]["properties"]["gatewayUrl"], "http://gateway.test/echo");
+    let hidden = send(&h.router, "GET", "/developer/apis/hidden", None, None).await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+    assert!(hidden.body.contains("\"ResourceNotFound\""), "{}", hidden.body);
+    // A guest reads code samples but gets no console.
+    assert!(api.body.contains("curl -X GET &#39;http://gateway.test/echo/items/{id}&#39;"), "{}", api.body);
+    assert!(!api.body.contains("data-try"));
 }
