@@ -62,8 +62,11 @@ pub struct PortalSettings {
     /// The portal's public base URL (`https://developer.example.com`): links in mails; an
     /// `https` URL makes cookies `Secure`.
     pub public_url: String,
-    /// The gateway's base URL, shown on API pages.
+    /// The gateway's base URL as developers reach it: shown on API pages, the server of the
+    /// definitions. Default: the gateway's own listener.
     pub gateway_url: String,
+    /// Where the try-it console sends requests: the gateway's own plain-HTTP listener.
+    pub gateway_listener_url: String,
     pub mail: MailSettings,
     /// The sender of the portal's mail.
     pub mail_from: String,
@@ -72,11 +75,13 @@ pub struct PortalSettings {
 }
 
 impl PortalSettings {
-    /// Settings for a portal at `public_url` that writes its mail to `outbox`.
+    /// Settings for a portal at `public_url` over the gateway at `gateway_url` (its listener, and
+    /// the URL shown until `gateway_url` is set otherwise) that writes its mail to `outbox`.
     pub fn new(public_url: &str, gateway_url: &str, outbox: PathBuf) -> Self {
         Self {
             public_url: public_url.trim_end_matches('/').to_owned(),
             gateway_url: gateway_url.trim_end_matches('/').to_owned(),
+            gateway_listener_url: gateway_url.trim_end_matches('/').to_owned(),
             mail: MailSettings::Outbox { dir: outbox },
             mail_from: "Portcullis developer portal <portal@portcullis.invalid>".to_owned(),
             title: "Portcullis developer portal".to_owned(),

@@ -148,15 +148,17 @@ pub fn publish_pet_store(management: &crate::management::Management, backend_url
 
 /// The quick start's files with `[portal]` sending mail to `smtp`.
 pub fn quickstart_with_smtp(smtp: &crate::smtp::SmtpSink) -> crate::TempDir {
-    let dir = crate::TempDir::new("portal-smtp");
+    quickstart_with_portal(&format!("smtp-url = \"smtp://{}\"\nmail-from = \"APIs <apis@example.com>\"\n", smtp.addr))
+}
+
+/// The quick start's files with `table` (TOML lines) as `gateway.toml`'s `[portal]`.
+pub fn quickstart_with_portal(table: &str) -> crate::TempDir {
+    let dir = crate::TempDir::new("portal-config");
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");
     copy_dir(&source, dir.path());
     let gateway_toml = dir.path().join("gateway.toml");
     let mut text = std::fs::read_to_string(&gateway_toml).expect("the quick start's files");
-    text.push_str(&format!(
-        "\n[portal]\nsmtp-url = \"smtp://{}\"\nmail-from = \"APIs <apis@example.com>\"\n",
-        smtp.addr
-    ));
+    text.push_str(&format!("\n[portal]\n{table}"));
     std::fs::write(gateway_toml, text).expect("the quick start's files");
     dir
 }

@@ -7,7 +7,7 @@
 
 use portcullis_tests::backend::{ScriptedBackend, echo};
 use portcullis_tests::management::Management;
-use portcullis_tests::portal::{Page, Visitor, attribute_after, publish_pet_store};
+use portcullis_tests::portal::{Page, Visitor, attribute_after, publish_pet_store, quickstart_with_portal};
 use portcullis_tests::{Gateway, GatewayOptions, eventually, http};
 use serde_json::{Value, json};
 
@@ -126,6 +126,29 @@ fn an_imported_api_is_documented_downloadable_and_tried_through_the_gateway() {
 
     // Keys never reach the logs.
     assert!(!gateway.log().contains(&key), "the key is not logged");
+}
+
+#[test]
+fn a_public_gateway_url_is_shown_while_the_console_sends_to_the_listener() {
+    let config = quickstart_with_portal("gateway-url = \"https://api.example.com/\"\n");
+    let gateway = Gateway::start(GatewayOptions::new("epoll").config(config.path()));
+    let management = Management::of(&gateway);
+    let backend = ScriptedBackend::start(echo);
+    publish_pet_store(&management, &format!("http://{}/api", backend.addr));
+    developer(&management, "dora", "dora@example.com");
+    let mut dora = Visitor::new(&gateway.portal_url);
+    let document: Value = serde_json::from_str(&dora.get("/apis/pets/openapi.json").body).unwrap();
+    assert_eq!(document["servers"][0]["url"], "https://api.example.com/pets");
+    assert!(dora.get("/apis/pets").body.contains("<code>https://api.example.com/pets</code>"));
+    dora.sign_in("dora@example.com", PASSWORD);
+    dora.get("/products/pets");
+    assert_eq!(dora.post("/products/pets/subscribe", &[]).status, 303);
+    let choice = attribute_after(&dora.get("/apis/pets").body, "<option value=\"").unwrap();
+    eventually("the console reaches the gateway's listener", || {
+        dora.get("/apis/pets");
+        try_status(&dora.post("/apis/pets/operations/get-pet/try", &[("key", &choice), ("path:petId", "7")]))
+            == "200 OK"
+    });
 }
 
 #[test]

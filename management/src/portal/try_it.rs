@@ -204,12 +204,12 @@ pub(super) async fn send(
                 state.get(&format!("/apis/{api_id}/operations/{operation_id}"))?.properties.clone(),
             )
             .ok()?;
-            Some(prepare(state, &visitor, &shown, &operation, &form, &app.settings.gateway_url))
+            Some(prepare(state, &visitor, &shown, &operation, &form, &app.settings.gateway_listener_url))
         })
     };
     let Some(prepared) = prepared else { return not_found_page(&app, &visitor) };
     let outcome = match prepared {
-        Ok(outgoing) => exchange(&app.settings.gateway_url, outgoing).await,
+        Ok(outgoing) => exchange(&app.settings.gateway_listener_url, outgoing).await,
         Err(error) => Err(error),
     };
     let (status, view) = match outcome {
