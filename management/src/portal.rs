@@ -37,6 +37,7 @@ pub mod mail;
 mod pages;
 pub mod password;
 mod profile;
+mod search;
 pub mod sessions;
 mod subscriptions;
 pub mod throttle;

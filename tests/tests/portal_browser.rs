@@ -205,6 +205,10 @@ fn a_visitor_signs_up_subscribes_tries_an_operation_and_rotates_the_key_in_chrom
         expect_heading(&client, "APIs and products").await;
         check(&client, "catalogue").await;
         screenshot(&client, "catalogue").await;
+        fill(&client, "#search", "pet").await;
+        click(&client, "form[role=search] button").await;
+        assert_eq!(text_of(&client, "[data-api=pets] a").await, "Pet store");
+        check(&client, "search results").await;
         client.goto(&format!("{portal}/products/pets")).await.unwrap();
         check(&client, "product").await;
         client.goto(&format!("{portal}/apis/pets/reference")).await.unwrap();

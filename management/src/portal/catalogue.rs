@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
@@ -76,15 +76,22 @@ pub(super) fn display<'a>(name: &'a str, id: &'a str) -> &'a str {
     if name.trim().is_empty() { id } else { name }
 }
 
-/// `GET /`: the catalogue.
-pub(super) async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
+/// `GET /?search=&tag=`: the catalogue, and the APIs that match a search.
+pub(super) async fn home(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(search): Query<super::search::Search>,
+) -> Response {
     let visitor = Visitor::of(&app, &headers).await;
-    let products: Vec<Value> = {
+    let (products, found) = {
         let service = app.service.lock().await;
         let state = service.state();
-        visible_products(state, &visitor).iter().map(|shown| product_view(state, shown)).collect()
+        let products: Vec<Value> =
+            visible_products(state, &visitor).iter().map(|shown| product_view(state, shown)).collect();
+        (products, super::search::results(state, &visitor, &search))
     };
-    page(&app, &visitor, StatusCode::OK, "home.html", json!({"title": "APIs and products", "products": products}))
+    let context = json!({"title": "APIs and products", "products": products, "found": found});
+    page(&app, &visitor, StatusCode::OK, "home.html", context)
 }
 
 /// `GET /products/{product}`.

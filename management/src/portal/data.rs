@@ -59,23 +59,33 @@ fn api_item(id: &str, api: &ApiProperties, base_url: &str) -> Value {
     })
 }
 
-/// `GET /developer/apis`: the APIs of the products the visitor sees.
-pub(super) async fn apis(State(app): State<App>, headers: HeaderMap) -> Response {
+#[derive(serde::Deserialize)]
+pub(super) struct ListQuery {
+    #[serde(rename = "$filter", default)]
+    filter: String,
+    #[serde(rename = "tags[0]", default)]
+    tag: String,
+}
+
+/// `GET /developer/apis[?$filter=contains(name,'x')][&tags[0]=t]`: the APIs of the products the
+/// visitor sees, as the catalogue's search finds them.
+pub(super) async fn apis(
+    State(app): State<App>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<ListQuery>,
+) -> Response {
     let visitor = Visitor::of(&app, &headers).await;
     let service = app.service.lock().await;
     let state = service.state();
-    let mut ids: Vec<String> = visible_products(state, &visitor)
-        .iter()
-        .flat_map(|shown| {
-            state
-                .under(&format!("/products/{}/apis/", shown.id))
-                .filter(|link| link.path.kind() == Kind::ProductApi)
-                .map(|link| link.path.name().to_owned())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    ids.sort();
-    ids.dedup();
+    let search = super::search::Search {
+        search: super::search::contains_filter(&query.filter).unwrap_or_default(),
+        tag: query.tag,
+    };
+    let found = super::search::results(state, &visitor, &search);
+    let ids: Vec<String> = match found["results"].as_array() {
+        Some(results) => results.iter().filter_map(|r| r["id"].as_str().map(str::to_owned)).collect(),
+        None => super::search::visible_api_ids(state, &visitor),
+    };
     let items = ids
         .iter()
         .filter_map(|id| visible_api(state, &visitor, id))

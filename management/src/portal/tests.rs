@@ -206,6 +206,30 @@ async fn a_guest_sees_only_published_products_granted_to_guests() {
     let hidden = send(&h.router, "GET", "/developer/apis/hidden", None, None).await;
     assert_eq!(hidden.status, StatusCode::NOT_FOUND);
     assert!(hidden.body.contains("\"ResourceNotFound\""), "{}", hidden.body);
+    // Search by name and by tag; the data API's `$filter=contains(name,'x')` and `tags[0]`.
+    {
+        let mut service = h.service.lock().await;
+        let put = |path: &str, properties: serde_json::Value| {
+            crate::service::put(crate::resource::ResourcePath::parse(path).unwrap(), properties)
+        };
+        let writes = vec![put("/tags/beta", json!({"displayName": "Beta"})), put("/apis/echo/tags/beta", json!({}))];
+        let actor = crate::store::Actor { name: "test".into(), action: "tag".into() };
+        service.write(writes, &[], crate::service::Authority::Store, &actor).unwrap();
+    }
+    let found = send(&h.router, "GET", "/?search=ECHO", None, None).await;
+    assert!(
+        found.body.contains("data-api=\"echo\"") && found.body.contains("<span class=\"tag\">Beta</span>"),
+        "{}",
+        found.body
+    );
+    let none = send(&h.router, "GET", "/?search=hidden", None, None).await;
+    assert!(none.body.contains("No API matches") && !none.body.contains("data-api=\"hidden\""), "{}", none.body);
+    assert!(send(&h.router, "GET", "/?tag=beta", None, None).await.body.contains("data-api=\"echo\""));
+    assert!(send(&h.router, "GET", "/?tag=gamma", None, None).await.body.contains("No API matches"));
+    let filtered = send(&h.router, "GET", "/developer/apis?$filter=contains(name,'nothing')", None, None).await;
+    assert!(filtered.body.contains("\"count\":0"), "{}", filtered.body);
+    let tagged = send(&h.router, "GET", "/developer/apis?tags%5B0%5D=beta", None, None).await;
+    assert!(tagged.body.contains("\"count\":1"), "{}", tagged.body);
     // A guest reads code samples but gets no console.
     assert!(api.body.contains("curl -X GET &#39;http://gateway.test/echo/items/{id}&#39;"), "{}", api.body);
     assert!(!api.body.contains("data-try"));
