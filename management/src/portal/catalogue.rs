@@ -209,6 +209,8 @@ fn api_view(state: &Resources, visitor: &Visitor, id: &str, gateway_url: &str) -
         .collect();
     let api = &shown.api;
     let names = api.subscription_key_parameter_names.clone().unwrap_or_default();
+    let versions = versions_of(state, visitor, &shown);
+    let changes = change_log(state, id);
     Some(json!({
         "id": id,
         "name": display(&api.display_name, id),
@@ -221,7 +223,48 @@ fn api_view(state: &Resources, visitor: &Visitor, id: &str, gateway_url: &str) -
         "products": shown.products,
         "keys": consoles,
         "operations": operations,
+        "versions": versions,
+        "changeLog": changes,
     }))
+}
+
+/// The version set's tail (`/apiVersionSets/{id}` or a full ARM id → `id`).
+fn version_set(id: &str) -> &str {
+    id.rsplit_once("apiVersionSets/").map_or(id, |(_, tail)| tail).trim_matches('/')
+}
+
+/// The visible versions of `shown`'s version set, side by side: `{id, name, version, current}`
+/// by version; empty when the API is in no set or alone in it.
+fn versions_of(state: &Resources, visitor: &Visitor, shown: &VisibleApi) -> Vec<Value> {
+    let Some(set) = shown.api.api_version_set_id.as_deref().map(version_set) else { return Vec::new() };
+    let mut versions: Vec<(String, Value)> = super::search::visible_api_ids(state, visitor)
+        .into_iter()
+        .filter_map(|id| visible_api(state, visitor, &id))
+        .filter(|other| other.api.api_version_set_id.as_deref().map(version_set) == Some(set))
+        .map(|other| {
+            let version = other.api.api_version.clone().unwrap_or_else(|| "Original".to_owned());
+            let view = json!({"id": other.id, "name": display(&other.api.display_name, &other.id), "version": version, "current": other.id == shown.id});
+            (version, view)
+        })
+        .collect();
+    versions.sort_by(|a, b| a.0.cmp(&b.0));
+    if versions.len() < 2 { Vec::new() } else { versions.into_iter().map(|(_, view)| view).collect() }
+}
+
+/// The API's releases, newest first: `{notes, date}` (APIM's change log).
+fn change_log(state: &Resources, id: &str) -> Vec<Value> {
+    let mut releases: Vec<(String, Value)> = state
+        .under(&format!("/apis/{id}/releases/"))
+        .filter(|r| r.path.kind() == Kind::Release)
+        .filter_map(|r| {
+            let release: crate::model::ReleaseProperties = serde_json::from_value(r.properties.clone()).ok()?;
+            let date = release.created_date_time.clone().unwrap_or_else(|| r.created_at.clone());
+            let revision = release.api_id.rsplit_once(";rev=").map(|(_, rev)| rev.to_owned());
+            Some((date.clone(), json!({"notes": release.notes, "date": date, "revision": revision})))
+        })
+        .collect();
+    releases.sort_by(|a, b| b.0.cmp(&a.0));
+    releases.into_iter().map(|(_, view)| view).collect()
 }
 
 fn operation_view(id: &str, operation: &OperationProperties) -> Value {

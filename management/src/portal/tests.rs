@@ -234,3 +234,44 @@ async fn a_guest_sees_only_published_products_granted_to_guests() {
     assert!(api.body.contains("curl -X GET &#39;http://gateway.test/echo/items/{id}&#39;"), "{}", api.body);
     assert!(!api.body.contains("data-try"));
 }
+
+#[tokio::test]
+async fn an_api_page_shows_its_versions_side_by_side_and_its_change_log() {
+    let h = harness("versions");
+    {
+        let mut service = h.service.lock().await;
+        let put = |path: &str, properties: serde_json::Value| {
+            crate::service::put(crate::resource::ResourcePath::parse(path).unwrap(), properties)
+        };
+        let writes = vec![
+            put("/apiVersionSets/orders", json!({"displayName": "Orders", "versioningScheme": "Segment"})),
+            put(
+                "/apis/orders-v1",
+                json!({"displayName": "Orders", "path": "orders", "serviceUrl": "http://b",
+                "apiVersion": "v1", "apiVersionSetId": "/apiVersionSets/orders"}),
+            ),
+            put(
+                "/apis/orders-v2",
+                json!({"displayName": "Orders", "path": "orders", "serviceUrl": "http://b",
+                "apiVersion": "v2", "apiVersionSetId": "/apiVersionSets/orders"}),
+            ),
+            put(
+                "/apis/orders-v1/releases/first",
+                json!({"apiId": "/apis/orders-v1;rev=1", "notes": "Orders can be listed."}),
+            ),
+            put("/products/shop", json!({"displayName": "Shop", "state": "published"})),
+            put("/products/shop/apis/orders-v1", json!({})),
+            put("/products/shop/apis/orders-v2", json!({})),
+            put("/products/shop/groups/guests", json!({})),
+        ];
+        let actor = crate::store::Actor { name: "test".into(), action: "seed".into() };
+        service.write(writes, &[], crate::service::Authority::Store, &actor).unwrap();
+    }
+    let v1 = send(&h.router, "GET", "/apis/orders-v1", None, None).await;
+    assert_eq!(v1.status, StatusCode::OK, "{}", v1.body);
+    assert!(v1.body.contains("<strong aria-current=\"page\">v1</strong>"), "{}", v1.body);
+    assert!(v1.body.contains("<a href=\"/apis/orders-v2\">v2</a>"), "{}", v1.body);
+    assert!(v1.body.contains("<h2>Change log</h2>") && v1.body.contains("(revision 1): Orders can be listed."));
+    let v2 = send(&h.router, "GET", "/apis/orders-v2", None, None).await;
+    assert!(v2.body.contains("<a href=\"/apis/orders-v1\">v1</a>") && !v2.body.contains("Change log"));
+}
