@@ -3,13 +3,15 @@
 //! seccomp profile or `kernel.io_uring_disabled`), instead of failing or silently passing.
 //! Likewise for the XDP tests: `no_bpf` where BPF maps cannot be created (no CAP_BPF), and
 //! `no_netns` where network namespaces cannot be made (not root, or no `ip` command), and
-//! `no_redis` where `redis-server` is not installed (the external cache's tests).
+//! `no_redis` where `redis-server` is not installed (the external cache's tests), and
+//! `no_chromium` where Debian's `chromium` and `chromedriver` are not (the portal's browser test).
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(no_io_uring)");
     println!("cargo::rustc-check-cfg=cfg(no_bpf)");
     println!("cargo::rustc-check-cfg=cfg(no_netns)");
     println!("cargo::rustc-check-cfg=cfg(no_redis)");
+    println!("cargo::rustc-check-cfg=cfg(no_chromium)");
     println!("cargo::rerun-if-changed=build.rs");
     if !bpf_available() {
         println!("cargo::warning=BPF is unavailable here (no CAP_BPF): the XDP tests will be ignored");
@@ -27,6 +29,12 @@ fn main() {
         );
         println!("cargo::rustc-cfg=no_redis");
     }
+    if !chromium_available() {
+        println!(
+            "cargo::warning=chromium or chromedriver is not installed (apt-get install chromium chromium-driver): the portal's browser test will be ignored"
+        );
+        println!("cargo::rustc-cfg=no_chromium");
+    }
     if !io_uring_available() {
         println!("cargo::warning=io_uring is unavailable here: the io_uring end-to-end variants will be ignored");
         println!("cargo::rustc-cfg=no_io_uring");
@@ -35,6 +43,12 @@ fn main() {
 
 fn redis_available() -> bool {
     std::process::Command::new("redis-server").arg("--version").output().is_ok_and(|out| out.status.success())
+}
+
+fn chromium_available() -> bool {
+    ["chromium", "chromedriver"].iter().all(|program| {
+        std::process::Command::new(program).arg("--version").output().is_ok_and(|out| out.status.success())
+    })
 }
 
 fn io_uring_available() -> bool {

@@ -22,6 +22,10 @@ pub struct PortalTable {
     /// The portal's public base URL (links in mail; `https://` makes cookies Secure). Default:
     /// the listener's own `http://` address.
     pub public_url: Option<String>,
+    /// The gateway's URL as developers reach it (API pages, the server of downloaded
+    /// definitions). Default: the gateway's listener. The try-it console always sends to the
+    /// listener itself.
+    pub gateway_url: Option<String>,
     /// The SMTP server: `smtp://host:25`, `smtp://host:587?tls=required`, `smtps://user:pass@host`.
     pub smtp_url: Option<String>,
     /// The sender of the portal's mail (`Name <address>`).
@@ -61,6 +65,9 @@ pub fn start(
     let sessions = Sessions::open(&data_dir.root().join(crate::management::STORE_FILE))?;
     let mut settings =
         PortalSettings::new(table.public_url.as_deref().unwrap_or(&url), gateway_url, data_dir.root().join(OUTBOX_DIR));
+    if let Some(gateway) = &table.gateway_url {
+        settings.gateway_url = gateway.trim_end_matches('/').to_owned();
+    }
     if let Some(smtp) = &table.smtp_url {
         settings.mail = MailSettings::Smtp { url: smtp.clone() };
     }

@@ -9,7 +9,11 @@
 //!   confirmation and reset mails; `throttle` sign-in throttling; `mail` SMTP or the outbox.
 //! - `accounts`: sign-up, confirmation, sign-in, sign-out, password reset.
 //! - `catalogue`: products and APIs the visitor's groups may see, subscribing;
-//!   `subscriptions`: "My subscriptions" (keys, regenerate, cancel).
+//!   `subscriptions`: "My subscriptions" (keys, regenerate, cancel); `profile`: name, password,
+//!   closing the account.
+//! - `docs`: the OpenAPI viewer's page and definition downloads; `try_it`: the console that
+//!   sends an operation through the gateway with the member's key, and code samples; `data`: JSON
+//!   endpoints shaped after APIM's developer data API.
 //!
 //! Every change goes through [`Service::write`] with the management API's rules
 //! (`api::rules::prepare`): the portal adds who may do what, never its own idea of a valid resource.
@@ -27,13 +31,18 @@ use crate::service::Service;
 
 mod accounts;
 mod catalogue;
+mod data;
+mod docs;
 pub mod mail;
 mod pages;
 pub mod password;
+mod profile;
+mod search;
 pub mod sessions;
 mod subscriptions;
 pub mod throttle;
 pub mod ticket;
+pub mod try_it;
 mod visitor;
 
 pub use mail::{MailSettings, Mailer};
@@ -54,8 +63,11 @@ pub struct PortalSettings {
     /// The portal's public base URL (`https://developer.example.com`): links in mails; an
     /// `https` URL makes cookies `Secure`.
     pub public_url: String,
-    /// The gateway's base URL, shown on API pages.
+    /// The gateway's base URL as developers reach it: shown on API pages, the server of the
+    /// definitions. Default: the gateway's own listener.
     pub gateway_url: String,
+    /// Where the try-it console sends requests: the gateway's own plain-HTTP listener.
+    pub gateway_listener_url: String,
     pub mail: MailSettings,
     /// The sender of the portal's mail.
     pub mail_from: String,
@@ -64,11 +76,13 @@ pub struct PortalSettings {
 }
 
 impl PortalSettings {
-    /// Settings for a portal at `public_url` that writes its mail to `outbox`.
+    /// Settings for a portal at `public_url` over the gateway at `gateway_url` (its listener, and
+    /// the URL shown until `gateway_url` is set otherwise) that writes its mail to `outbox`.
     pub fn new(public_url: &str, gateway_url: &str, outbox: PathBuf) -> Self {
         Self {
             public_url: public_url.trim_end_matches('/').to_owned(),
             gateway_url: gateway_url.trim_end_matches('/').to_owned(),
+            gateway_listener_url: gateway_url.trim_end_matches('/').to_owned(),
             mail: MailSettings::Outbox { dir: outbox },
             mail_from: "Portcullis developer portal <portal@portcullis.invalid>".to_owned(),
             title: "Portcullis developer portal".to_owned(),
@@ -123,6 +137,20 @@ pub fn router(
         .route("/products/{product}", get(catalogue::product))
         .route("/products/{product}/subscribe", post(catalogue::subscribe))
         .route("/apis/{api}", get(catalogue::api))
+        .route("/apis/{api}/reference", get(docs::reference))
+        .route("/apis/{api}/{file}", get(docs::download))
+        .route(
+            "/apis/{api}/operations/{operation}/try",
+            post(try_it::send).layer(axum::extract::DefaultBodyLimit::max(try_it::TRY_FORM_BYTES_MAX)),
+        )
+        .route("/profile", get(profile::show).post(profile::rename))
+        .route("/profile/password", post(profile::change_password))
+        .route("/profile/close", post(profile::close))
+        .route("/developer/apis", get(data::apis))
+        .route("/developer/apis/{api}", get(docs::data_api))
+        .route("/developer/apis/{api}/operations", get(data::operations))
+        .route("/developer/products", get(data::products))
+        .route("/developer/users/{user}/subscriptions", get(data::subscriptions))
         .route("/signup", get(accounts::signup_form).post(accounts::signup))
         .route("/confirm", get(accounts::confirm))
         .route("/signin", get(accounts::signin_form).post(accounts::signin))
@@ -132,7 +160,7 @@ pub fn router(
         .route("/subscriptions", get(subscriptions::list))
         .route("/subscriptions/{subscription}/regenerate", post(subscriptions::regenerate))
         .route("/subscriptions/{subscription}/cancel", post(subscriptions::cancel))
-        .route("/assets/{file}", get(pages::asset))
+        .route("/assets/{*file}", get(pages::asset))
         .fallback(catalogue::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(FORM_BYTES_MAX))
         .layer(axum::middleware::map_response(security_headers))

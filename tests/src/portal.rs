@@ -101,3 +101,77 @@ pub fn mails_to(data_dir: &Path, to: &str) -> Vec<String> {
 pub fn link_in(mail: &str, path: &str) -> Option<String> {
     mail.split_whitespace().find(|word| word.starts_with("http") && word.contains(path)).map(str::to_owned)
 }
+
+/// An OpenAPI 3 definition of a small pet store: `GET /pets/{petId}` (a path and a query
+/// parameter, a `Pet` schema with an example) and `POST /pets` (a JSON body).
+pub fn pet_store_definition() -> serde_json::Value {
+    serde_json::json!({
+        "openapi": "3.0.1",
+        "info": {"title": "Pet store", "version": "1.0", "description": "Pets, for the portal's tests."},
+        "paths": {
+            "/pets/{petId}": {"get": {
+                "operationId": "get-pet", "summary": "Get a pet",
+                "parameters": [
+                    {"name": "petId", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "verbose", "in": "query", "schema": {"type": "boolean"}}
+                ],
+                "responses": {"200": {"description": "The pet",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Pet"}}}}}
+            }},
+            "/pets": {"post": {
+                "operationId": "add-pet", "summary": "Add a pet",
+                "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Pet"}}}},
+                "responses": {"201": {"description": "Added"}}
+            }}
+        },
+        "components": {"schemas": {"Pet": {"type": "object", "properties": {"name": {"type": "string"}}, "example": {"name": "Rex"}}}}
+    })
+}
+
+/// Imports the pet store as API `pets` (path `pets`, backend `backend_url`) through the
+/// management API, in a published product `pets` ("Pet plan", no approval) that guests and
+/// developers see.
+pub fn publish_pet_store(management: &crate::management::Management, backend_url: &str) {
+    let definition = pet_store_definition().to_string();
+    management.put(
+        "/apis/pets",
+        serde_json::json!({"format": "openapi+json", "value": definition, "path": "pets", "serviceUrl": backend_url}),
+    );
+    management.put(
+        "/products/pets",
+        serde_json::json!({"displayName": "Pet plan", "state": "published", "subscriptionRequired": true}),
+    );
+    for link in ["/products/pets/apis/pets", "/products/pets/groups/guests", "/products/pets/groups/developers"] {
+        management.put(link, serde_json::json!({}));
+    }
+}
+
+/// The quick start's files with `[portal]` sending mail to `smtp`.
+pub fn quickstart_with_smtp(smtp: &crate::smtp::SmtpSink) -> crate::TempDir {
+    quickstart_with_portal(&format!("smtp-url = \"smtp://{}\"\nmail-from = \"APIs <apis@example.com>\"\n", smtp.addr))
+}
+
+/// The quick start's files with `table` (TOML lines) as `gateway.toml`'s `[portal]`.
+pub fn quickstart_with_portal(table: &str) -> crate::TempDir {
+    let dir = crate::TempDir::new("portal-config");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");
+    copy_dir(&source, dir.path());
+    let gateway_toml = dir.path().join("gateway.toml");
+    let mut text = std::fs::read_to_string(&gateway_toml).expect("the quick start's files");
+    text.push_str(&format!("\n[portal]\n{table}"));
+    std::fs::write(gateway_toml, text).expect("the quick start's files");
+    dir
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("the quick start's files");
+    for entry in std::fs::read_dir(from).expect("the quick start's files") {
+        let entry = entry.expect("the quick start's files");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("the quick start's files").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("the quick start's files");
+        }
+    }
+}

@@ -6,9 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a failed step fails the test")]
 
 use portcullis_tests::management::Management;
-use portcullis_tests::portal::{Visitor, attribute_after, link_in, mails_to};
+use portcullis_tests::portal::{Visitor, attribute_after, link_in, mails_to, quickstart_with_smtp};
 use portcullis_tests::smtp::SmtpSink;
-use portcullis_tests::{Gateway, GatewayOptions, TempDir, eventually, http};
+use portcullis_tests::{Gateway, GatewayOptions, eventually, http};
 use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -253,34 +253,6 @@ fn a_subscription_waits_for_approval_and_a_reset_link_works_once() {
         assert_eq!(dave.post("/reset", &[("email", "dave@example.com")]).status, 200);
     }
     assert_eq!(dave.post("/reset", &[("email", "dave@example.com")]).status, 429);
-}
-
-/// The quick start's files with `[portal]` sending mail to `smtp`.
-fn quickstart_with_smtp(smtp: &SmtpSink) -> TempDir {
-    let dir = TempDir::new("portal-smtp");
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");
-    copy_dir(&source, dir.path());
-    let gateway_toml = dir.path().join("gateway.toml");
-    let mut text = std::fs::read_to_string(&gateway_toml).unwrap();
-    text.push_str(&format!(
-        "\n[portal]\nsmtp-url = \"smtp://{}\"\nmail-from = \"APIs <apis@example.com>\"\n",
-        smtp.addr
-    ));
-    std::fs::write(gateway_toml, text).unwrap();
-    dir
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -23,13 +23,13 @@ use crate::service::{Authority, Service};
 use crate::store::Actor;
 
 /// Longest name, in characters (APIM's `firstName` and `lastName`).
-const NAME_CHARS_MAX: usize = 100;
+pub(super) const NAME_CHARS_MAX: usize = 100;
 /// Longest email, in characters (APIM's `email`).
 const EMAIL_CHARS_MAX: usize = 254;
 
-type Fields = Form<HashMap<String, String>>;
+pub(super) type Fields = Form<HashMap<String, String>>;
 
-fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
+pub(super) fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
     form.get(name).map_or("", |value| value.trim())
 }
 
@@ -39,7 +39,7 @@ pub(super) fn forged(app: &App, visitor: &Visitor) -> Response {
     page(app, visitor, StatusCode::FORBIDDEN, "message.html", context)
 }
 
-fn message(app: &App, visitor: &Visitor, status: StatusCode, title: &str, text: &str) -> Response {
+pub(super) fn message(app: &App, visitor: &Visitor, status: StatusCode, title: &str, text: &str) -> Response {
     page(app, visitor, status, "message.html", json!({"title": title, "message": text}))
 }
 
@@ -145,7 +145,7 @@ fn path_of_membership(id: &str) -> Result<ResourcePath, ApiError> {
     path(&format!("/groups/{DEVELOPERS}/users/{id}"))
 }
 
-fn path(text: &str) -> Result<ResourcePath, ApiError> {
+pub(super) fn path(text: &str) -> Result<ResourcePath, ApiError> {
     ResourcePath::parse(text).map_err(|error| ApiError::internal(&error))
 }
 
@@ -202,7 +202,7 @@ pub(super) async fn confirm(State(app): State<App>, headers: HeaderMap, Query(qu
 
 /// Applies `change(properties)` (a merge patch) to user `id` through the management rules; false
 /// when the user is absent or `change` declines.
-fn set_user(
+pub(super) fn set_user(
     service: &mut Service,
     id: &str,
     action: &str,
@@ -445,10 +445,10 @@ fn password_stamp(hash: Option<&str>) -> String {
     hex(&Sha256::digest(hash.unwrap_or("").as_bytes())[..8])
 }
 
-type Failure = fn(&App, &Visitor) -> Response;
+pub(super) type Failure = fn(&App, &Visitor) -> Response;
 
 /// Argon2id on the blocking pool (tens of milliseconds of CPU: not on the portal's runtime).
-async fn hash_off_runtime(secret: String) -> Result<String, Failure> {
+pub(super) async fn hash_off_runtime(secret: String) -> Result<String, Failure> {
     match tokio::task::spawn_blocking(move || password::hash(&secret)).await {
         Ok(Ok(hashed)) => Ok(hashed),
         _ => Err(|app: &App, visitor: &Visitor| {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
@@ -72,19 +72,26 @@ fn product_view(state: &Resources, shown: &Shown) -> Value {
     })
 }
 
-fn display<'a>(name: &'a str, id: &'a str) -> &'a str {
+pub(super) fn display<'a>(name: &'a str, id: &'a str) -> &'a str {
     if name.trim().is_empty() { id } else { name }
 }
 
-/// `GET /`: the catalogue.
-pub(super) async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
+/// `GET /?search=&tag=`: the catalogue, and the APIs that match a search.
+pub(super) async fn home(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(search): Query<super::search::Search>,
+) -> Response {
     let visitor = Visitor::of(&app, &headers).await;
-    let products: Vec<Value> = {
+    let (products, found) = {
         let service = app.service.lock().await;
         let state = service.state();
-        visible_products(state, &visitor).iter().map(|shown| product_view(state, shown)).collect()
+        let products: Vec<Value> =
+            visible_products(state, &visitor).iter().map(|shown| product_view(state, shown)).collect();
+        (products, super::search::results(state, &visitor, &search))
     };
-    page(&app, &visitor, StatusCode::OK, "home.html", json!({"title": "APIs and products", "products": products}))
+    let context = json!({"title": "APIs and products", "products": products, "found": found});
+    page(&app, &visitor, StatusCode::OK, "home.html", context)
 }
 
 /// `GET /products/{product}`.
@@ -126,7 +133,47 @@ pub(super) async fn api(State(app): State<App>, headers: HeaderMap, Path(id): Pa
     }
 }
 
-fn api_view(state: &Resources, visitor: &Visitor, id: &str, gateway_url: &str) -> Option<Value> {
+/// An API the visitor may see (the current revision, in a product they see).
+pub(super) struct VisibleApi {
+    pub(super) id: String,
+    pub(super) api: ApiProperties,
+    /// The products the visitor sees that contain it: `{id, name}`.
+    pub(super) products: Vec<Value>,
+}
+
+impl VisibleApi {
+    /// The API's base URL on the gateway at `gateway_url`.
+    pub(super) fn base_url(&self, gateway_url: &str) -> String {
+        let prefix = self.api.path.trim_matches('/');
+        if prefix.is_empty() { gateway_url.to_owned() } else { format!("{gateway_url}/{prefix}") }
+    }
+
+    /// The header that carries the subscription key.
+    pub(super) fn key_header(&self) -> String {
+        let names = self.api.subscription_key_parameter_names.clone().unwrap_or_default();
+        names.header.unwrap_or_else(|| KEY_HEADER_DEFAULT.to_owned())
+    }
+
+    /// Its operations, `(id, properties)`, by URL template and method.
+    pub(super) fn operations(&self, state: &Resources) -> Vec<(String, OperationProperties)> {
+        let mut operations: Vec<(String, OperationProperties)> = state
+            .under(&format!("/apis/{}/operations/", self.id))
+            .filter(|resource| resource.path.kind() == Kind::Operation)
+            .filter_map(|resource| {
+                Some((resource.path.name().to_owned(), serde_json::from_value(resource.properties.clone()).ok()?))
+            })
+            .collect();
+        operations.sort_by(|(_, a), (_, b)| (&a.url_template, &a.method).cmp(&(&b.url_template, &b.method)));
+        operations
+    }
+}
+
+/// APIM's default key header and query parameter (management-reference §1.1).
+pub(super) const KEY_HEADER_DEFAULT: &str = "Ocp-Apim-Subscription-Key";
+const KEY_QUERY_DEFAULT: &str = "subscription-key";
+
+/// API `id` if the visitor may see it: a current revision in a product they see.
+pub(super) fn visible_api(state: &Resources, visitor: &Visitor, id: &str) -> Option<VisibleApi> {
     if split_revision(id).1.is_some() {
         return None;
     }
@@ -139,19 +186,31 @@ fn api_view(state: &Resources, visitor: &Visitor, id: &str, gateway_url: &str) -
         return None;
     }
     let api: ApiProperties = serde_json::from_value(state.get(&format!("/apis/{id}"))?.properties.clone()).ok()?;
-    let mut operations: Vec<(String, Value)> = state
-        .under(&format!("/apis/{id}/operations/"))
-        .filter(|resource| resource.path.kind() == Kind::Operation)
-        .filter_map(|resource| {
-            let operation: OperationProperties = serde_json::from_value(resource.properties.clone()).ok()?;
-            let order = format!("{} {}", operation.url_template, operation.method);
-            Some((order, operation_view(resource.path.name(), &operation)))
+    Some(VisibleApi { id: id.to_owned(), api, products })
+}
+
+fn api_view(state: &Resources, visitor: &Visitor, id: &str, gateway_url: &str) -> Option<Value> {
+    let shown = visible_api(state, visitor, id)?;
+    let base = shown.base_url(gateway_url);
+    let key_header = shown.key_header();
+    let consoles = super::try_it::keys_for(state, visitor, &shown);
+    let operations: Vec<Value> = shown
+        .operations(state)
+        .iter()
+        .map(|(op_id, operation)| {
+            let mut view = operation_view(op_id, operation);
+            view["samples"] = super::try_it::samples(
+                &base,
+                operation,
+                shown.api.subscription_required.then_some(key_header.as_str()),
+            );
+            view
         })
         .collect();
-    operations.sort_by(|a, b| a.0.cmp(&b.0));
-    let prefix = api.path.trim_matches('/');
-    let base = if prefix.is_empty() { gateway_url.to_owned() } else { format!("{gateway_url}/{prefix}") };
+    let api = &shown.api;
     let names = api.subscription_key_parameter_names.clone().unwrap_or_default();
+    let versions = versions_of(state, visitor, &shown);
+    let changes = change_log(state, id);
     Some(json!({
         "id": id,
         "name": display(&api.display_name, id),
@@ -159,16 +218,60 @@ fn api_view(state: &Resources, visitor: &Visitor, id: &str, gateway_url: &str) -
         "version": api.api_version,
         "url": base,
         "subscriptionRequired": api.subscription_required,
-        "keyHeader": names.header.unwrap_or_else(|| "Ocp-Apim-Subscription-Key".to_owned()),
-        "keyQuery": names.query.unwrap_or_else(|| "subscription-key".to_owned()),
-        "products": products,
-        "operations": operations.into_iter().map(|(_, view)| view).collect::<Vec<_>>(),
+        "keyHeader": key_header,
+        "keyQuery": names.query.unwrap_or_else(|| KEY_QUERY_DEFAULT.to_owned()),
+        "products": shown.products,
+        "keys": consoles,
+        "operations": operations,
+        "versions": versions,
+        "changeLog": changes,
     }))
 }
 
+/// The version set's tail (`/apiVersionSets/{id}` or a full ARM id → `id`).
+fn version_set(id: &str) -> &str {
+    id.rsplit_once("apiVersionSets/").map_or(id, |(_, tail)| tail).trim_matches('/')
+}
+
+/// The visible versions of `shown`'s version set, side by side: `{id, name, version, current}`
+/// by version; empty when the API is in no set or alone in it.
+fn versions_of(state: &Resources, visitor: &Visitor, shown: &VisibleApi) -> Vec<Value> {
+    let Some(set) = shown.api.api_version_set_id.as_deref().map(version_set) else { return Vec::new() };
+    let mut versions: Vec<(String, Value)> = super::search::visible_api_ids(state, visitor)
+        .into_iter()
+        .filter_map(|id| visible_api(state, visitor, &id))
+        .filter(|other| other.api.api_version_set_id.as_deref().map(version_set) == Some(set))
+        .map(|other| {
+            let version = other.api.api_version.clone().unwrap_or_else(|| "Original".to_owned());
+            let view = json!({"id": other.id, "name": display(&other.api.display_name, &other.id), "version": version, "current": other.id == shown.id});
+            (version, view)
+        })
+        .collect();
+    versions.sort_by(|a, b| a.0.cmp(&b.0));
+    if versions.len() < 2 { Vec::new() } else { versions.into_iter().map(|(_, view)| view).collect() }
+}
+
+/// The API's releases, newest first: `{notes, date}` (APIM's change log).
+fn change_log(state: &Resources, id: &str) -> Vec<Value> {
+    let mut releases: Vec<(String, Value)> = state
+        .under(&format!("/apis/{id}/releases/"))
+        .filter(|r| r.path.kind() == Kind::Release)
+        .filter_map(|r| {
+            let release: crate::model::ReleaseProperties = serde_json::from_value(r.properties.clone()).ok()?;
+            let date = release.created_date_time.clone().unwrap_or_else(|| r.created_at.clone());
+            let revision = release.api_id.rsplit_once(";rev=").map(|(_, rev)| rev.to_owned());
+            Some((date.clone(), json!({"notes": release.notes, "date": date, "revision": revision})))
+        })
+        .collect();
+    releases.sort_by(|a, b| b.0.cmp(&a.0));
+    releases.into_iter().map(|(_, view)| view).collect()
+}
+
 fn operation_view(id: &str, operation: &OperationProperties) -> Value {
-    let parameter = |p: &crate::model::ParameterContract| json!({"name": p.name, "type": p.parameter_type, "required": p.required, "description": p.description});
+    let parameter = |p: &crate::model::ParameterContract| json!({"name": p.name, "type": p.parameter_type, "required": p.required, "description": p.description, "default": p.default_value, "values": p.values});
     let request = operation.request.clone().unwrap_or_default();
+    let body =
+        !matches!(operation.method.to_ascii_uppercase().as_str(), "GET" | "HEAD" | "DELETE" | "OPTIONS" | "TRACE");
     json!({
         "id": id,
         "name": display(&operation.display_name, id),
@@ -179,6 +282,7 @@ fn operation_view(id: &str, operation: &OperationProperties) -> Value {
         "queryParameters": request.query_parameters.iter().map(parameter).collect::<Vec<_>>(),
         "headers": request.headers.iter().map(parameter).collect::<Vec<_>>(),
         "requestTypes": request.representations.iter().map(|r| r.content_type.clone()).collect::<Vec<_>>(),
+        "hasBody": body,
         "responses": operation.responses.iter().map(|r| json!({"status": r.status_code, "description": r.description})).collect::<Vec<_>>(),
     })
 }

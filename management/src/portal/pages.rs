@@ -84,7 +84,8 @@ pub(super) fn page(app: &App, visitor: &Visitor, status: StatusCode, template: &
     visitor.finish(response, app.settings.secure_cookies())
 }
 
-/// `GET /assets/{file}`: the stylesheet and script, cached for an hour.
+/// `GET /assets/{*file}`: the stylesheet and scripts, the vendored viewer (and its licence
+/// files, as text), cached for an hour.
 pub(super) async fn asset(Path(file): Path<String>) -> Response {
     let Some(content) = Files::get(&format!("assets/{file}")) else {
         return (StatusCode::NOT_FOUND, "no such asset").into_response();
@@ -93,6 +94,8 @@ pub(super) async fn asset(Path(file): Path<String>) -> Response {
         Some("css") => "text/css; charset=utf-8",
         Some("js") => "text/javascript; charset=utf-8",
         Some("svg") => "image/svg+xml",
+        Some("txt") | Some("json") if file.starts_with("vendor/") => "text/plain; charset=utf-8",
+        _ if file.starts_with("vendor/") && !file.contains('.') => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
     };
     let mut response = content.data.into_owned().into_response();

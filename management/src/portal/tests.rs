@@ -160,6 +160,8 @@ async fn a_guest_sees_only_published_products_granted_to_guests() {
             put("/products/open/groups/guests", json!({})),
             put("/products/draft", json!({"displayName": "Draft", "state": "notPublished"})),
             put("/products/draft/groups/guests", json!({})),
+            put("/apis/hidden", json!({"displayName": "Hidden API", "path": "hidden", "serviceUrl": "http://b"})),
+            put("/products/draft/apis/hidden", json!({})),
             put("/products/devs", json!({"displayName": "Developers only", "state": "published"})),
             put("/products/devs/groups/developers", json!({})),
             put(
@@ -187,4 +189,89 @@ async fn a_guest_sees_only_published_products_granted_to_guests() {
     assert_eq!(api.status, StatusCode::OK);
     assert!(api.body.contains("/items/{id}") && api.body.contains("http://gateway.test/echo"), "{}", api.body);
     assert_eq!(send(&h.router, "GET", "/apis/echo;rev=1", None, None).await.status, StatusCode::NOT_FOUND);
+
+    // Its definition downloads and the data API follow the same visibility.
+    let document = send(&h.router, "GET", "/apis/echo/openapi.json", None, None).await;
+    assert_eq!(document.status, StatusCode::OK);
+    let document: serde_json::Value = serde_json::from_str(&document.body).unwrap();
+    assert_eq!(document["servers"][0]["url"], "http://gateway.test/echo");
+    assert_eq!(document["paths"]["/items/{id}"]["get"]["operationId"], "get");
+    for path in ["/apis/hidden", "/apis/hidden/openapi.json", "/apis/hidden/reference", "/apis/echo/other.txt"] {
+        assert_eq!(send(&h.router, "GET", path, None, None).await.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let apis: serde_json::Value =
+        serde_json::from_str(&send(&h.router, "GET", "/developer/apis", None, None).await.body).unwrap();
+    assert_eq!((apis["count"].as_u64(), apis["value"][0]["id"].as_str()), (Some(1), Some("/apis/echo")), "{apis}");
+    assert_eq!(apis["value"][0]["properties"]["gatewayUrl"], "http://gateway.test/echo");
+    let hidden = send(&h.router, "GET", "/developer/apis/hidden", None, None).await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+    assert!(hidden.body.contains("\"ResourceNotFound\""), "{}", hidden.body);
+    // Search by name and by tag; the data API's `$filter=contains(name,'x')` and `tags[0]`.
+    {
+        let mut service = h.service.lock().await;
+        let put = |path: &str, properties: serde_json::Value| {
+            crate::service::put(crate::resource::ResourcePath::parse(path).unwrap(), properties)
+        };
+        let writes = vec![put("/tags/beta", json!({"displayName": "Beta"})), put("/apis/echo/tags/beta", json!({}))];
+        let actor = crate::store::Actor { name: "test".into(), action: "tag".into() };
+        service.write(writes, &[], crate::service::Authority::Store, &actor).unwrap();
+    }
+    let found = send(&h.router, "GET", "/?search=ECHO", None, None).await;
+    assert!(
+        found.body.contains("data-api=\"echo\"") && found.body.contains("<span class=\"tag\">Beta</span>"),
+        "{}",
+        found.body
+    );
+    let none = send(&h.router, "GET", "/?search=hidden", None, None).await;
+    assert!(none.body.contains("No API matches") && !none.body.contains("data-api=\"hidden\""), "{}", none.body);
+    assert!(send(&h.router, "GET", "/?tag=beta", None, None).await.body.contains("data-api=\"echo\""));
+    assert!(send(&h.router, "GET", "/?tag=gamma", None, None).await.body.contains("No API matches"));
+    let filtered = send(&h.router, "GET", "/developer/apis?$filter=contains(name,'nothing')", None, None).await;
+    assert!(filtered.body.contains("\"count\":0"), "{}", filtered.body);
+    let tagged = send(&h.router, "GET", "/developer/apis?tags%5B0%5D=beta", None, None).await;
+    assert!(tagged.body.contains("\"count\":1"), "{}", tagged.body);
+    // A guest reads code samples but gets no console.
+    assert!(api.body.contains("curl -X GET &#39;http://gateway.test/echo/items/{id}&#39;"), "{}", api.body);
+    assert!(!api.body.contains("data-try"));
+}
+
+#[tokio::test]
+async fn an_api_page_shows_its_versions_side_by_side_and_its_change_log() {
+    let h = harness("versions");
+    {
+        let mut service = h.service.lock().await;
+        let put = |path: &str, properties: serde_json::Value| {
+            crate::service::put(crate::resource::ResourcePath::parse(path).unwrap(), properties)
+        };
+        let writes = vec![
+            put("/apiVersionSets/orders", json!({"displayName": "Orders", "versioningScheme": "Segment"})),
+            put(
+                "/apis/orders-v1",
+                json!({"displayName": "Orders", "path": "orders", "serviceUrl": "http://b",
+                "apiVersion": "v1", "apiVersionSetId": "/apiVersionSets/orders"}),
+            ),
+            put(
+                "/apis/orders-v2",
+                json!({"displayName": "Orders", "path": "orders", "serviceUrl": "http://b",
+                "apiVersion": "v2", "apiVersionSetId": "/apiVersionSets/orders"}),
+            ),
+            put(
+                "/apis/orders-v1/releases/first",
+                json!({"apiId": "/apis/orders-v1;rev=1", "notes": "Orders can be listed."}),
+            ),
+            put("/products/shop", json!({"displayName": "Shop", "state": "published"})),
+            put("/products/shop/apis/orders-v1", json!({})),
+            put("/products/shop/apis/orders-v2", json!({})),
+            put("/products/shop/groups/guests", json!({})),
+        ];
+        let actor = crate::store::Actor { name: "test".into(), action: "seed".into() };
+        service.write(writes, &[], crate::service::Authority::Store, &actor).unwrap();
+    }
+    let v1 = send(&h.router, "GET", "/apis/orders-v1", None, None).await;
+    assert_eq!(v1.status, StatusCode::OK, "{}", v1.body);
+    assert!(v1.body.contains("<strong aria-current=\"page\">v1</strong>"), "{}", v1.body);
+    assert!(v1.body.contains("<a href=\"/apis/orders-v2\">v2</a>"), "{}", v1.body);
+    assert!(v1.body.contains("<h2>Change log</h2>") && v1.body.contains("(revision 1): Orders can be listed."));
+    let v2 = send(&h.router, "GET", "/apis/orders-v2", None, None).await;
+    assert!(v2.body.contains("<a href=\"/apis/orders-v1\">v1</a>") && !v2.body.contains("Change log"));
 }

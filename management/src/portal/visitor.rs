@@ -90,6 +90,11 @@ impl Visitor {
         visitor
     }
 
+    /// A visitor with no session and no cookie (the page after an account is closed).
+    pub(super) fn anonymous() -> Self {
+        Visitor { member: None, session: None, anonymous: None, new_cookie: None, groups: vec![GUESTS.to_owned()] }
+    }
+
     /// The token this visitor's forms carry.
     pub(super) fn csrf_token(&self, key: &[u8]) -> String {
         let binding = match (&self.session, &self.anonymous) {
