@@ -102,6 +102,9 @@ pub enum Const {
         pattern: String,
         ignore_case: bool,
     },
+    /// A `set-body template="liquid"` template in APIM's dialect ([`crate::liquid`]), parsed
+    /// once when the data plane loads the snapshot (control parsed it too).
+    Liquid(String),
 }
 
 /// A policy statement in the source, in the terms of `context.LastError`.
@@ -968,6 +971,15 @@ pub enum Op {
     SetStatus {
         side: Side,
     },
+    /// `set-body template="liquid"`: renders the template `consts[template]` (a
+    /// [`Const::Liquid`]) with APIM's objects (`context`, and `body`: the body of message `body`
+    /// parsed as JSON or XML; `None` when the template never names `body`) and replaces the
+    /// side's body.
+    SetBodyLiquid {
+        side: Side,
+        template: u32,
+        body: Option<Side>,
+    },
     /// Pops from, to; replaces every occurrence in the side's body.
     FindAndReplace {
         side: Side,
@@ -1223,6 +1235,7 @@ impl Op {
             Op::XmlToJson { .. } => (4, 0),
             Op::JsonToXml { .. } => (5, 0),
             Op::Jsonp { .. } => (1, 0),
+            Op::SetBodyLiquid { .. } => (0, 0),
             Op::AuthenticationBasic => (2, 0),
             Op::EmitMetric { dimensions, .. } => (1 + u16::from(dimensions), 0),
             Op::EmitTokenMetric { dimensions, .. } => (u16::from(dimensions), 0),
@@ -1496,6 +1509,11 @@ fn check_operands(program: &Program, at: usize, op: &Op) -> Result<(), VerifyErr
             }
         }
         Op::CacheLookupValue { variable, .. } => string_const(variable)?,
+        Op::SetBodyLiquid { template, .. } => match program.consts.get(template as usize) {
+            None => return Err(VerifyError::ConstOutOfRange { at, index: template, len: program.consts.len() }),
+            Some(Const::Liquid(_)) => {}
+            Some(_) => return Err(VerifyError::ConstKind { at, index: template }),
+        },
         Op::SendRequest { variable: Some(variable), .. } => string_const(variable)?,
         Op::Limit { limit, .. } | Op::LimitCommit { limit } => {
             table("limit", limit, program.limits.len())?;

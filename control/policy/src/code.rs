@@ -21,6 +21,7 @@ enum ConstKey {
     Int(i64),
     Double(u64),
     Regex(String, bool),
+    Liquid(String),
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +90,7 @@ impl CodeBuilder {
             Const::Int(i) => ConstKey::Int(*i),
             Const::Double(d) => ConstKey::Double(d.to_bits()),
             Const::Regex { pattern, ignore_case } => ConstKey::Regex(pattern.clone(), *ignore_case),
+            Const::Liquid(source) => ConstKey::Liquid(source.clone()),
         };
         if let Some(&index) = self.const_index.get(&key) {
             return index;

@@ -17,6 +17,8 @@ pub enum LoadError {
     Verify { index: usize, error: VerifyError },
     #[error("program {index}, constant {constant}: bad regular expression: {error}")]
     Regex { index: usize, constant: usize, error: String },
+    #[error("program {index}, constant {constant}: bad liquid template: {error}")]
+    Liquid { index: usize, constant: usize, error: String },
     #[error("{0} programs, more than fit a u32 index")]
     TooMany(usize),
 }
@@ -53,6 +55,23 @@ pub enum LoadedConst {
     Int(i64),
     Double(f64),
     Regex(regex::Regex),
+    /// A `set-body template="liquid"` template, parsed once here.
+    Liquid(LiquidTemplate),
+}
+
+/// A parsed Liquid template (the `liquid` crate's type has no `Debug`).
+pub struct LiquidTemplate(liquid::Template);
+
+impl LiquidTemplate {
+    pub fn render(&self, globals: &dyn liquid::ObjectView) -> Result<String, liquid::Error> {
+        self.0.render(globals)
+    }
+}
+
+impl std::fmt::Debug for LiquidTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiquidTemplate")
+    }
 }
 
 /// Which bodies a program touches: the proxy buffers a body only when a program reads it.
@@ -103,6 +122,13 @@ impl LoadedProgram {
                         .build()
                         .map_err(|error| LoadError::Regex { index: at, constant, error: error.to_string() })?,
                 ),
+                Const::Liquid(source) => LoadedConst::Liquid(LiquidTemplate(
+                    portcullis_contract::liquid::parse(source).map_err(|error| LoadError::Liquid {
+                        index: at,
+                        constant,
+                        error,
+                    })?,
+                )),
             });
         }
         let bodies = body_use(&program.ops);
@@ -167,6 +193,18 @@ fn body_use(ops: &[Op]) -> BodyUse {
                 Side::Response => bodies.replaces_response = true,
                 Side::Returned | Side::Outgoing => {}
             },
+            Op::SetBodyLiquid { side, body, .. } => {
+                match side {
+                    Side::Request => bodies.replaces_request = true,
+                    Side::Response => bodies.replaces_response = true,
+                    Side::Returned | Side::Outgoing => {}
+                }
+                match body {
+                    Some(Side::Request) => bodies.reads_request = true,
+                    Some(Side::Response) => bodies.reads_response = true,
+                    _ => {}
+                }
+            }
             // A copy of the request carries its body.
             Op::BeginOutgoing { copy: true } => bodies.reads_request = true,
             Op::FindAndReplace { side } | Op::XmlToJson { side } | Op::JsonToXml { side, .. } | Op::Jsonp { side } => {

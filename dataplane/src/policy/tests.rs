@@ -5,6 +5,7 @@ mod cache;
 mod expressions;
 mod jwt;
 mod limits;
+mod liquid;
 mod ops;
 mod outbound;
 mod users;

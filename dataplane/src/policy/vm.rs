@@ -8,6 +8,7 @@ mod certificates;
 mod identity;
 mod jwt;
 pub(crate) mod limits;
+mod liquid;
 pub(crate) mod members;
 mod outbound;
 pub(crate) use outbound::stored_response;
@@ -472,7 +473,8 @@ impl<'r, 'a> Machine<'r, 'a> {
             Some(LoadedConst::Int(value)) => Value::Int(*value),
             Some(LoadedConst::Double(value)) => Value::Double(*value),
             Some(LoadedConst::Regex(regex)) => Value::Regex(regex),
-            None => return Err(internal("constant out of range")),
+            // The verifier lets only `SetBodyLiquid` name a template.
+            Some(LoadedConst::Liquid(_)) | None => return Err(internal("constant out of range")),
         })
     }
 

@@ -403,6 +403,9 @@ pub(super) fn text_op(c: &mut SectionCompiler<'_>, element: &Element, place: &Pl
 fn set_body(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) {
     no_children(c, element, place);
     if let Some(attr) = element.attr("template") {
+        if attr.value == "liquid" {
+            return super::transform::liquid_body(c, element, place);
+        }
         if attr.value != "none" {
             c.error(
                 place,

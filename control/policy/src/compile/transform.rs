@@ -8,7 +8,7 @@
 //! <jsonp callback-parameter-name="cb" />
 //! ```
 
-use portcullis_contract::program::Op;
+use portcullis_contract::program::{Const, Op, Section, Side};
 
 use super::policies::no_children;
 use super::{Place, SectionCompiler};
@@ -101,4 +101,86 @@ fn choice(
             }
         },
     }
+}
+
+/// `set-body template="liquid"`: the template is parsed here (a syntax error or an unknown
+/// filter is reported at its position) and again when the data plane loads the snapshot.
+/// `{{ name }}` is a named value only when one of that name exists; otherwise it is Liquid's.
+pub(super) fn liquid_body(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) {
+    let (text, span) = element.text().unwrap_or_else(|| (String::new(), element.name_span.clone()));
+    let source = named_values_in_liquid(&text, c.env.named_values);
+    if let Err(message) = portcullis_contract::liquid::parse(&source) {
+        let unknown_filter = message
+            .split("requested filter=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned);
+        let offset = match (portcullis_contract::liquid::error_position(&message), &unknown_filter) {
+            (Some((line, column)), _) => Some(offset_of(&source, line, column)),
+            (None, Some(name)) => source.find(name.as_str()),
+            (None, None) => None,
+        };
+        // Offsets are those of the template as written when no named value was replaced.
+        let at = match offset {
+            Some(offset) if source == text => super::inner_span(place, &span, &text, offset..offset + 1),
+            _ => span.clone(),
+        };
+        let what = match unknown_filter {
+            Some(name) => format!("unknown filter {name:?} (APIM's Pascal-case filters and Liquid's are known)"),
+            None => one_line(message.split(" available ").next().unwrap_or(&message)),
+        };
+        c.error(place, at, format!("set-body liquid template: {what}"));
+        return;
+    }
+    let body_side = match place.section {
+        Section::Inbound | Section::Backend => Side::Request,
+        Section::Outbound | Section::OnError => Side::Response,
+    };
+    let body = mentions_body(&source).then_some(body_side);
+    let template = c.code.constant(Const::Liquid(source));
+    let side = c.side(place);
+    c.code.emit(Op::SetBodyLiquid { side, template, body });
+}
+
+/// `{{ name }}` replaced by the named value `name` where one exists; the rest as written.
+fn named_values_in_liquid(text: &str, values: &crate::named_values::NamedValues) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        let Some(close) = rest[open + 2..].find("}}").map(|at| open + 2 + at) else { break };
+        let name = rest[open + 2..close].trim().trim_start_matches('-').trim_end_matches('-').trim();
+        out.push_str(&rest[..open]);
+        match values.get(name) {
+            Some(value) if crate::named_values::is_valid_name(name) => out.push_str(&value.value),
+            _ => out.push_str(&rest[open..close + 2]),
+        }
+        rest = &rest[close + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether the template may read `body` (a word `body` outside a longer identifier): the data
+/// plane buffers and parses the message body only then.
+fn mentions_body(source: &str) -> bool {
+    let bytes = source.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    source.match_indices("body").any(|(at, _)| {
+        let before = at.checked_sub(1).and_then(|i| bytes.get(i)).copied();
+        let after = bytes.get(at + 4).copied();
+        !before.is_some_and(|b| word(b) || b == b'.') && !after.is_some_and(word)
+    })
+}
+
+/// The byte offset of 1-based `line` and `column` (in characters) in `text`.
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let line_start: usize =
+        text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum::<usize>().min(text.len());
+    let rest = &text[line_start..];
+    line_start + rest.char_indices().nth(column.saturating_sub(1)).map_or(rest.len(), |(at, _)| at)
+}
+
+/// A multi-line parser message on one line.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -101,6 +101,7 @@ impl<'r, 'a> Machine<'r, 'a> {
             Op::XmlToJson { side } => self.xml_to_json(side),
             Op::JsonToXml { side, parse_date } => self.json_to_xml(side, parse_date),
             Op::Jsonp { side } => self.jsonp(side),
+            Op::SetBodyLiquid { .. } => self.set_body_liquid(op),
             Op::CheckHeader { name, values_first, values, ignore_case } => {
                 let message = self.pop()?;
                 let status = match self.pop()? {
@@ -520,7 +521,7 @@ impl<'r, 'a> Machine<'r, 'a> {
         })
     }
 
-    fn set_body(&mut self, side: Side, body: StoredBody) -> Result<(), Fault> {
+    pub(super) fn set_body(&mut self, side: Side, body: StoredBody) -> Result<(), Fault> {
         match side {
             Side::Request => self.state.request_body = BodyEdit::Replaced(body),
             Side::Response => self.state.response_body = BodyEdit::Replaced(body),
@@ -584,7 +585,7 @@ impl<'r, 'a> Machine<'r, 'a> {
     }
 
     /// The body of `side` as the policies left it, if it is available.
-    fn current_body(&self, side: Side) -> Result<Cow<'_, [u8]>, Fault> {
+    pub(super) fn current_body(&self, side: Side) -> Result<Cow<'_, [u8]>, Fault> {
         let programs = self.view.programs;
         let (edit, original) = match side {
             Side::Request => (&self.state.request_body, self.view.request_body),
@@ -745,7 +746,7 @@ impl<'r, 'a> Machine<'r, 'a> {
 
     /// The side's `Content-Type` (as policies left it) names `kind` (`xml`: `text/xml`,
     /// `application/soap+xml` ...; `json`: `application/json`, `application/problem+json` ...).
-    fn content_type_has(&self, side: Side, kind: &str) -> bool {
+    pub(super) fn content_type_has(&self, side: Side, kind: &str) -> bool {
         let message = if side == Side::Request { Message::Request } else { Message::Response };
         self.header_value(message, "Content-Type").is_some_and(|value| {
             let essence = value.as_str().split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
