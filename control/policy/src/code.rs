@@ -40,6 +40,7 @@ pub struct CodeBuilder {
     client_certificate_checks: Vec<ClientCertificateCheck>,
     limits: Vec<Limit>,
     jwt: Vec<portcullis_contract::jwt::JwtRule>,
+    content_validations: Vec<portcullis_contract::program::ContentValidation>,
 }
 
 /// Placeholder target of a jump whose label is not placed yet.
@@ -180,6 +181,11 @@ impl CodeBuilder {
         (self.jwt.len() - 1) as u32
     }
 
+    pub fn content_validation(&mut self, rule: portcullis_contract::program::ContentValidation) -> u32 {
+        self.content_validations.push(rule);
+        (self.content_validations.len() - 1) as u32
+    }
+
     pub fn cors(&mut self, cors: Cors) -> u32 {
         self.cors.push(cors);
         (self.cors.len() - 1) as u32
@@ -212,6 +218,7 @@ impl CodeBuilder {
             cors: self.cors,
             limits: self.limits,
             jwt: self.jwt,
+            content_validations: self.content_validations,
         };
         program::verify(&program)?;
         Ok(program)

@@ -15,6 +15,7 @@ mod metrics;
 mod outbound;
 mod policies;
 mod transform;
+mod validation;
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -9,6 +9,7 @@ mod liquid;
 mod ops;
 mod outbound;
 mod users;
+mod validation;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub(super) fn program(ops: Vec<Op>, consts: Vec<Const>) -> Program {
         client_certificate_checks: Vec::new(),
         limits: Vec::new(),
         jwt: Vec::new(),
+        content_validations: Vec::new(),
     }
 }
 

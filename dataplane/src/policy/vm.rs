@@ -13,6 +13,7 @@ pub(crate) mod members;
 mod outbound;
 pub(crate) use outbound::stored_response;
 pub(crate) mod statements;
+mod validation;
 
 use std::time::Duration;
 

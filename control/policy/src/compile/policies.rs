@@ -32,7 +32,6 @@ const UNSUPPORTED: &[&str] = &[
     "cross-domain",
     "log-to-eventhub",
     "send-service-bus-message",
-    "validate-content",
     "validate-parameters",
     "validate-headers",
     "validate-status-code",
@@ -74,6 +73,7 @@ pub(super) fn kind(name: &str) -> Kind {
         "validate-jwt" | "validate-azure-ad-token" => &[I],
         "xml-to-json" | "json-to-xml" => &[I, O, E],
         "jsonp" => &[O],
+        "validate-content" => &[I, O, E],
         "authentication-managed-identity" => &[I, B],
         "llm-emit-token-metric" | "azure-openai-emit-token-metric" => &[I],
         _ if UNSUPPORTED.contains(&name) => return Kind::Unsupported,
@@ -165,6 +165,7 @@ pub(super) fn attributes(name: &str) -> &'static [&'static str] {
         "xml-to-json" => super::transform::XML_TO_JSON_ATTRIBUTES,
         "json-to-xml" => super::transform::JSON_TO_XML_ATTRIBUTES,
         "jsonp" => &["callback-parameter-name"],
+        "validate-content" => super::validation::VALIDATE_CONTENT_ATTRIBUTES,
         "validate-azure-ad-token" => &[
             "tenant-id",
             "header-name",
@@ -222,6 +223,7 @@ pub(super) fn compile(c: &mut SectionCompiler<'_>, element: &Element, place: &Pl
         "xml-to-json" => super::transform::xml_to_json(c, element, place),
         "json-to-xml" => super::transform::json_to_xml(c, element, place),
         "jsonp" => super::transform::jsonp(c, element, place),
+        "validate-content" => super::validation::validate_content(c, element, place),
         other => c.error(place, element.name_span.clone(), format!("internal: no compiler for <{other}>")),
     }
 }

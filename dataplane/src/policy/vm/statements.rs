@@ -102,6 +102,7 @@ impl<'r, 'a> Machine<'r, 'a> {
             Op::JsonToXml { side, parse_date } => self.json_to_xml(side, parse_date),
             Op::Jsonp { side } => self.jsonp(side),
             Op::SetBodyLiquid { .. } => self.set_body_liquid(op),
+            Op::ValidateContent(index) => self.validate_content(index),
             Op::CheckHeader { name, values_first, values, ignore_case } => {
                 let message = self.pop()?;
                 let status = match self.pop()? {

@@ -1,6 +1,6 @@
 //! Content policies: `set-body template="liquid"` (and, below, the validation family).
 
-use portcullis_contract::program::{Const, Op, Side};
+use portcullis_contract::program::{Const, Op, Side, ValidateAs, ValidationAction};
 
 use super::{compile, compile_with, first_error};
 use crate::compile::{Fragments, Options};
@@ -55,4 +55,47 @@ fn a_bad_liquid_template_is_refused_at_its_position() {
     assert!(error.contains("set-body liquid template"), "{error}");
     let error = first_error(r#"<policies><inbound><set-body template="mustache">x</set-body></inbound></policies>"#);
     assert!(error.contains("\"mustache\" is not supported"), "{error}");
+}
+
+#[test]
+fn validate_content_compiles_to_its_rule() {
+    let compiled = compile(
+        r#"<policies><inbound><validate-content unspecified-content-type-action="prevent" max-size="102400" size-exceeded-action="detect" errors-variable-name="validationErrors">
+    <content type="Application/JSON" validate-as="json" action="prevent" allow-additional-properties="false" />
+    <content type="text/xml" validate-as="soap" action="detect" />
+</validate-content></inbound><outbound><validate-content unspecified-content-type-action="ignore"><content type="application/json" validate-as="json" action="detect" /></validate-content></outbound></policies>"#,
+    );
+    assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
+    let inbound = compiled.programs[0].clone().expect("inbound");
+    assert!(inbound.ops.contains(&Op::ValidateContent(0)));
+    let rule = &inbound.content_validations[0];
+    assert_eq!(rule.side, Side::Request);
+    assert_eq!((rule.max_size_bytes, rule.size_exceeded), (Some(102_400), ValidationAction::Detect));
+    assert_eq!(rule.errors_variable.as_deref(), Some("validationErrors"));
+    assert_eq!(rule.contents[0].content_type, "application/json");
+    assert_eq!(rule.contents[0].allow_additional_properties, Some(false));
+    assert_eq!(rule.contents[1].validate_as, ValidateAs::Soap);
+    let outbound = compiled.programs[2].clone().expect("outbound");
+    assert_eq!(outbound.content_validations[0].side, Side::Response);
+}
+
+#[test]
+fn validate_content_refusals_name_the_attribute() {
+    let doc = |inner: &str| format!("<policies><inbound>{inner}</inbound></policies>");
+    let error = first_error(&doc(r#"<validate-content unspecified-content-type-action="block" />"#));
+    assert!(error.contains("\"block\" is not ignore, prevent or detect"), "{error}");
+    let error = first_error(&doc(
+        r#"<validate-content unspecified-content-type-action="ignore"><content type="application/json" validate-as="json" schema-id="orders" action="prevent" /></validate-content>"#,
+    ));
+    assert!(error.contains("schema-id") && error.contains("not in Portcullis' configuration"), "{error}");
+    let error = first_error(&doc(
+        r#"<validate-content unspecified-content-type-action="ignore"><content type="application/json" validate-as="yaml" action="prevent" /></validate-content>"#,
+    ));
+    assert!(error.contains("\"yaml\" is not json, xml or soap"), "{error}");
+    let error = first_error(&doc(r#"<validate-content unspecified-content-type-action="ignore" max-size="10" />"#));
+    assert!(error.contains("max-size needs size-exceeded-action"), "{error}");
+    let error = first_error(
+        r#"<policies><inbound/><backend><validate-content unspecified-content-type-action="ignore" /></backend></policies>"#,
+    );
+    assert!(error.contains("validate-content"), "{error}");
 }
