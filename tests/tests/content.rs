@@ -19,11 +19,12 @@ const LIQUID_RESPONSE: &str = r#"<policies><inbound><base /></inbound><outbound>
   <set-body template="liquid">{"method": "{{ body.method }}", "path": "{{ body.path }}"{% if body.headers["x-env"] %}, "env": "{{ body.headers["x-env"][0] }}"{% endif %}}</set-body>
 </outbound></policies>"#;
 
-/// A response built in inbound: every request header, as the policy-snippets example lists them.
+/// A response built in inbound: request headers listed as the policy-snippets example does
+/// (DotLiquid's `header.Key`/`header.Value`).
 const LIQUID_RETURN: &str = r#"<policies><inbound><base />
   <return-response><set-status code="200" reason="OK" />
     <set-header name="Content-Type" exists-action="override"><value>text/plain</value></set-header>
-    <set-body template="liquid">{% for header in context.Request.Headers %}{% if header[0] == "X-Env" %}{{- header[0] }}: {{ header[1] }}{% endif %}{% endfor %}</set-body>
+    <set-body template="liquid">{% for header in context.Request.Headers %}{% if header.Key == "X-Env" %}{{- header.Key }}: {{ header.Value }}{% endif %}{% endfor %}</set-body>
   </return-response>
 </inbound></policies>"#;
 

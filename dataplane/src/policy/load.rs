@@ -65,6 +65,11 @@ pub enum LoadedConst {
 pub struct LiquidTemplate(liquid::Template);
 
 impl LiquidTemplate {
+    /// Parses `source` in APIM's dialect (as the snapshot loader does).
+    pub fn parse(source: &str) -> Result<Self, String> {
+        portcullis_contract::liquid::parse(source).map(Self)
+    }
+
     pub fn render(&self, globals: &dyn liquid::ObjectView) -> Result<String, liquid::Error> {
         self.0.render(globals)
     }

@@ -8,7 +8,7 @@ mod certificates;
 mod identity;
 mod jwt;
 pub(crate) mod limits;
-mod liquid;
+pub mod liquid;
 pub(crate) mod members;
 mod outbound;
 pub(crate) use outbound::stored_response;

@@ -137,9 +137,59 @@ pub(super) fn liquid_body(c: &mut SectionCompiler<'_>, element: &Element, place:
         Section::Outbound | Section::OnError => Side::Response,
     };
     let body = mentions_body(&source).then_some(body_side);
-    let template = c.code.constant(Const::Liquid(source));
+    let template = c.code.constant(Const::Liquid(dictionary_pairs(&source)));
     let side = c.side(place);
     c.code.emit(Op::SetBodyLiquid { side, template, body });
+}
+
+/// DotLiquid's dictionary entries in a `for` loop: `entry.Key` and `entry.Value` over
+/// `Headers`, `Variables`, `MatchedParameters` or `Query` are the `liquid` crate's `[key, value]`
+/// pairs, so they become `entry[0]` and `entry[1]` inside that loop.
+fn dictionary_pairs(source: &str) -> String {
+    static FOR: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let Some(for_tag) = FOR
+        .get_or_init(|| {
+            regex::Regex::new(
+                r"\{%-?\s*for\s+([A-Za-z_][A-Za-z0-9_]*)\s+in\s+[A-Za-z0-9_.\[\]'\x22]*\b(Headers|Variables|MatchedParameters|Query)\b\s*[^%]*-?%\}",
+            )
+            .ok()
+        })
+        .as_ref()
+    else {
+        return source.to_owned();
+    };
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(found) = for_tag.captures(rest) {
+        let (Some(whole), Some(name)) = (found.get(0), found.get(1)) else { break };
+        out.push_str(&rest[..whole.end()]);
+        let after = &rest[whole.end()..];
+        let end = after.find("endfor").unwrap_or(after.len());
+        let body = &after[..end];
+        let key = format!("{}.Key", name.as_str());
+        let value = format!("{}.Value", name.as_str());
+        let index = |text: &str, member: &str, replacement: &str| -> String {
+            let mut result = String::with_capacity(text.len());
+            let mut tail = text;
+            while let Some(at) = tail.find(member) {
+                let next = tail[at + member.len()..].chars().next();
+                let before = tail[..at].chars().next_back();
+                let whole_word = !next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+                result.push_str(&tail[..at]);
+                result.push_str(if whole_word { replacement } else { member });
+                tail = &tail[at + member.len()..];
+            }
+            result.push_str(tail);
+            result
+        };
+        let body =
+            index(&index(body, &key, &format!("{}[0]", name.as_str())), &value, &format!("{}[1]", name.as_str()));
+        out.push_str(&body);
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `{{ name }}` replaced by the named value `name` where one exists; the rest as written.

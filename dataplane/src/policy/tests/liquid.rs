@@ -104,3 +104,16 @@ fn the_template_reads_the_body_only_when_it_names_it() {
     let loaded = LoadedProgram::load(0, program(vec![blind], vec![Const::Liquid("x".into())])).expect("loads");
     assert!(!loaded.bodies().reads_response && loaded.bodies().replaces_response);
 }
+
+#[test]
+fn the_fuzz_entry_renders_a_body_alone() {
+    let template =
+        crate::policy::load::LiquidTemplate::parse("{% for x in body.a %}{{ x | Plus: 1 }}{% endfor %}{{ body.zz }}")
+            .expect("parses");
+    let out = crate::policy::vm::liquid::render_body(&template, br#"{"a":[1,2]}"#, false).expect("renders");
+    assert_eq!(out, "23");
+    // A loop over a string is Liquid's error, not a panic.
+    assert!(crate::policy::vm::liquid::render_body(&template, b"<a>5</a>", true).is_err());
+    let scalar = crate::policy::load::LiquidTemplate::parse("{{ body.a | Plus: 1 }}").expect("parses");
+    assert_eq!(crate::policy::vm::liquid::render_body(&scalar, b"<a>5</a>", true).expect("renders"), "6");
+}

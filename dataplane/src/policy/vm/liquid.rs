@@ -16,7 +16,7 @@ use portcullis_contract::program::{Op, Prop, Side};
 use super::{Flow, Machine, internal};
 use crate::http::url::{self, Coding};
 use crate::policy::error::Fault;
-use crate::policy::load::LoadedConst;
+use crate::policy::load::{LiquidTemplate, LoadedConst};
 use crate::policy::state::{StoredBody, StoredText};
 use crate::policy::transform::{self, XmlToJsonKind};
 use crate::policy::value::{Handle, Message, Value};
@@ -138,6 +138,14 @@ pub(crate) fn from_json(json: &serde_json::Value) -> LiquidValue {
             LiquidValue::Object(map.iter().map(|(k, v)| (k.clone().into(), from_json(v))).collect())
         }
     }
+}
+
+/// Renders `template` with `body` (untrusted bytes, read as `xml` or JSON) as its only object:
+/// the part of a render that depends on what clients and backends send (the fuzz target's entry).
+pub fn render_body(template: &LiquidTemplate, body: &[u8], xml: bool) -> Result<String, liquid::Error> {
+    let mut globals = Object::new();
+    globals.insert("body".into(), body_value(body, xml));
+    template.render(&lenient::Lenient::new(LiquidValue::Object(globals)))
 }
 
 impl<'r, 'a> Machine<'r, 'a> {

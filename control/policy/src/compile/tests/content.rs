@@ -99,3 +99,15 @@ fn validate_content_refusals_name_the_attribute() {
     );
     assert!(error.contains("validate-content"), "{error}");
 }
+
+#[test]
+fn dotliquid_dictionary_entries_become_liquid_pairs() {
+    let (_, source) = liquid_op(
+        r#"<policies><inbound><return-response><set-body template="liquid">{% for header in context.Request.Headers %}{{- header.Key }}: {{ header.Value }} {{ header.Keys }}{% endfor %}{{ header.Key }}{% for x in body.items %}{{ x.Key }}{% endfor %}</set-body></return-response></inbound></policies>"#,
+        0,
+    );
+    assert_eq!(
+        source,
+        "{% for header in context.Request.Headers %}{{- header[0] }}: {{ header[1] }} {{ header.Keys }}{% endfor %}{{ header.Key }}{% for x in body.items %}{{ x.Key }}{% endfor %}"
+    );
+}
