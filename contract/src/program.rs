@@ -1035,6 +1035,11 @@ pub enum Op {
         template: u32,
         body: Option<Side>,
     },
+    /// `redirect-content-urls`: in the response body, the backend's base URL becomes the
+    /// gateway's (the API's URL as the client called it); in the request body, the reverse.
+    RedirectContentUrls {
+        side: Side,
+    },
     /// `validate-content`: checks the message by `content_validations[i]`; records what it
     /// finds in the errors variable and fails the section for a `prevent` finding.
     ValidateContent(u32),
@@ -1293,7 +1298,7 @@ impl Op {
             Op::XmlToJson { .. } => (4, 0),
             Op::JsonToXml { .. } => (5, 0),
             Op::Jsonp { .. } => (1, 0),
-            Op::SetBodyLiquid { .. } | Op::ValidateContent(_) => (0, 0),
+            Op::SetBodyLiquid { .. } | Op::ValidateContent(_) | Op::RedirectContentUrls { .. } => (0, 0),
             Op::AuthenticationBasic => (2, 0),
             Op::EmitMetric { dimensions, .. } => (1 + u16::from(dimensions), 0),
             Op::EmitTokenMetric { dimensions, .. } => (u16::from(dimensions), 0),

@@ -28,6 +28,15 @@ const LIQUID_RETURN: &str = r#"<policies><inbound><base />
   </return-response>
 </inbound></policies>"#;
 
+/// Links in the request body point at the backend; links in the answer at the gateway again.
+const REDIRECT: &str = r#"<policies><inbound><base /><redirect-content-urls /></inbound>
+<outbound><base />
+  <set-variable name="seen" value="@(context.Response.Body.As<JObject>()["body"].ToString())" />
+  <set-header name="X-Backend-Saw" exists-action="override"><value>@((string)context.Variables["seen"])</value></set-header>
+  <set-body>@((string)context.Variables["seen"])</set-body>
+  <redirect-content-urls />
+</outbound></policies>"#;
+
 pub(crate) fn config(operations: &[(&str, &str, &str)]) -> TempDir {
     let dir = TempDir::new("config");
     copy_tree(&bins::repo_root().join("examples/quickstart"), dir.path()).unwrap();
@@ -67,6 +76,7 @@ fn liquid_templates_render_bodies(io: &str) {
         ("liquid-request", "POST", LIQUID_REQUEST),
         ("liquid-response", "GET", LIQUID_RESPONSE),
         ("liquid-return", "GET", LIQUID_RETURN),
+        ("links", "POST", REDIRECT),
     ]);
     let gateway = Gateway::start(GatewayOptions::new(io).config(config.path()));
     let key = gateway.demo_key.clone().expect("demo key");
@@ -93,6 +103,15 @@ fn liquid_templates_render_bodies(io: &str) {
     assert_eq!(answer.status, 200, "{}", answer.text());
     // The echo backend reports the path it was sent (the API's base path and the operation).
     assert_eq!(answer.text(), r#"{"method": "GET", "path": "/api/liquid-response", "env": "test"}"#);
+
+    // redirect-content-urls: the backend saw its own URL (127.0.0.1, the /api base path); the
+    // client gets the gateway's back.
+    let link = r#"{"next":"http://gateway.test/echo/users?page=2"}"#;
+    let echoed = post(&gateway, "/echo/links", "application/json", link);
+    assert_eq!(echoed.status, 200, "{}", echoed.text());
+    assert_eq!(echoed.text(), link);
+    let saw = echoed.header("x-backend-saw").expect("what the backend saw").to_owned();
+    assert!(saw.starts_with(r#"{"next":"http://127.0.0.1:"#) && saw.ends_with(r#"/api/users?page=2"}"#), "{saw}");
 
     let listed = http::get(
         gateway.addr,

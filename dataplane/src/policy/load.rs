@@ -269,19 +269,21 @@ fn body_use(ops: &[Op], validations: &[program::ContentValidation]) -> BodyUse {
             },
             // A copy of the request carries its body.
             Op::BeginOutgoing { copy: true } => bodies.reads_request = true,
-            Op::FindAndReplace { side } | Op::XmlToJson { side } | Op::JsonToXml { side, .. } | Op::Jsonp { side } => {
-                match side {
-                    Side::Request => {
-                        bodies.reads_request = true;
-                        bodies.replaces_request = true;
-                    }
-                    Side::Response => {
-                        bodies.reads_response = true;
-                        bodies.replaces_response = true;
-                    }
-                    Side::Returned | Side::Outgoing => {}
+            Op::FindAndReplace { side }
+            | Op::XmlToJson { side }
+            | Op::JsonToXml { side, .. }
+            | Op::Jsonp { side }
+            | Op::RedirectContentUrls { side } => match side {
+                Side::Request => {
+                    bodies.reads_request = true;
+                    bodies.replaces_request = true;
                 }
-            }
+                Side::Response => {
+                    bodies.reads_response = true;
+                    bodies.replaces_response = true;
+                }
+                Side::Returned | Side::Outgoing => {}
+            },
             _ => {}
         }
         previous = Some(*op);

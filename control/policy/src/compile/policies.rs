@@ -28,7 +28,6 @@ const UNSUPPORTED: &[&str] = &[
     "proxy",
     "get-authorization-context",
     "xsl-transform",
-    "redirect-content-urls",
     "cross-domain",
     "log-to-eventhub",
     "send-service-bus-message",
@@ -74,6 +73,7 @@ pub(super) fn kind(name: &str) -> Kind {
         "xml-to-json" | "json-to-xml" => &[I, O, E],
         "jsonp" => &[O],
         "validate-content" => &[I, O, E],
+        "redirect-content-urls" => &[I, O],
         "authentication-managed-identity" => &[I, B],
         "llm-emit-token-metric" | "azure-openai-emit-token-metric" => &[I],
         _ if UNSUPPORTED.contains(&name) => return Kind::Unsupported,
@@ -224,6 +224,7 @@ pub(super) fn compile(c: &mut SectionCompiler<'_>, element: &Element, place: &Pl
         "json-to-xml" => super::transform::json_to_xml(c, element, place),
         "jsonp" => super::transform::jsonp(c, element, place),
         "validate-content" => super::validation::validate_content(c, element, place),
+        "redirect-content-urls" => super::transform::redirect_content_urls(c, element, place),
         other => c.error(place, element.name_span.clone(), format!("internal: no compiler for <{other}>")),
     }
 }

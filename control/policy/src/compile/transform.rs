@@ -67,6 +67,17 @@ pub(super) fn jsonp(c: &mut SectionCompiler<'_>, element: &Element, place: &Plac
     c.code.emit(Op::Jsonp { side });
 }
 
+/// `redirect-content-urls`: no attributes, no children; rewrites the section's message body.
+pub(super) fn redirect_content_urls(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) {
+    no_children(c, element, place);
+    let side = c.side(place);
+    if !matches!(side, Side::Request | Side::Response) {
+        c.error(place, element.name_span.clone(), "<redirect-content-urls> rewrites the request or the response");
+        return;
+    }
+    c.code.emit(Op::RedirectContentUrls { side });
+}
+
 /// Pushes attribute `name`: one of `allowed` when literal (checked here), any string when an
 /// expression (checked by the data plane); `default` when absent, else it is required.
 fn choice(

@@ -117,3 +117,25 @@ fn the_fuzz_entry_renders_a_body_alone() {
     let scalar = crate::policy::load::LiquidTemplate::parse("{{ body.a | Plus: 1 }}").expect("parses");
     assert_eq!(crate::policy::vm::liquid::render_body(&scalar, b"<a>5</a>", true).expect("renders"), "6");
 }
+
+/// `redirect-content-urls` on the request (inbound): gateway URLs become the backend's.
+#[test]
+fn redirect_content_urls_swaps_gateway_and_backend_base_urls() {
+    let run = |side: Side, body: &[u8]| -> Option<Vec<u8>> {
+        let ops = vec![Op::RedirectContentUrls { side }];
+        let request = "POST /echo/links HTTP/1.1\r\nHost: gw.example:8080\r\nContent-Length: 1\r\n\r\n";
+        let mut fixture = Fixture::new(request, vec![program(ops, Vec::new())]);
+        fixture.body = Some(body.to_vec());
+        let mut state = RequestState::new();
+        assert_eq!(fixture.run(&mut state), Exit::Continue);
+        state.request_body_replacement(&fixture.programs).map(<[u8]>::to_vec)
+    };
+    let body = br#"{"next":"http://gw.example:8080/echo/users?page=2","other":"http://elsewhere/x"}"#;
+    assert_eq!(
+        run(Side::Request, body).as_deref(),
+        Some(&br#"{"next":"http://backend:8081/api/users?page=2","other":"http://elsewhere/x"}"#[..])
+    );
+    // Nothing to rewrite, or not text: the body is left as it is.
+    assert_eq!(run(Side::Request, b"no links"), None);
+    assert_eq!(run(Side::Request, b"\xff http://gw.example:8080/echo"), None);
+}

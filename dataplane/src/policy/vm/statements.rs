@@ -103,6 +103,7 @@ impl<'r, 'a> Machine<'r, 'a> {
             Op::Jsonp { side } => self.jsonp(side),
             Op::SetBodyLiquid { .. } => self.set_body_liquid(op),
             Op::ValidateContent(index) => self.validate_content(index),
+            Op::RedirectContentUrls { side } => self.redirect_content_urls(side),
             Op::CheckHeader { name, values_first, values, ignore_case } => {
                 let message = self.pop()?;
                 let status = match self.pop()? {
@@ -619,6 +620,56 @@ impl<'r, 'a> Machine<'r, 'a> {
         to.write_display(&mut to_text);
         let body = String::from_utf8_lossy(&self.current_body(side)?).replace(from.as_str(), &to_text);
         self.set_body(side, StoredBody::Text(StoredText::Owned(body.into())))?;
+        Ok(Flow::Next)
+    }
+
+    /// `redirect-content-urls`: the backend's base URL in the response body becomes the API's
+    /// URL as the client called it (in the request body, the reverse). A body that is not UTF-8
+    /// text is left alone.
+    fn redirect_content_urls(&mut self, side: Side) -> Result<Flow, Fault> {
+        let view = self.view;
+        let (scheme, host, port, base_path) = match &self.state.backend {
+            Some(backend) => (backend.scheme, backend.host.as_str(), backend.port, backend.base_path.as_str()),
+            None => (
+                view.api.backend.scheme,
+                view.api.backend.host.as_str(),
+                view.api.backend.port,
+                view.api.backend.base_path.as_str(),
+            ),
+        };
+        let scheme = match scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        let default_port = matches!((scheme, port), ("http", 80) | ("https", 443));
+        let host = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
+        let backend = if default_port {
+            format!("{scheme}://{host}{base_path}")
+        } else {
+            format!("{scheme}://{host}:{port}{base_path}")
+        };
+        let gateway_scheme = match self.member(
+            Value::Handle(crate::policy::value::Handle::Url(UrlKind::Original)),
+            portcullis_contract::program::Prop::Scheme,
+        )? {
+            Value::Str(text) => text.as_str().to_owned(),
+            _ => "http".to_owned(),
+        };
+        let authority = wire_text(view.request.header(view.request_buf, b"host").unwrap_or(b"")).as_str().to_owned();
+        let api_path = view.api.path.trim_matches('/');
+        let gateway = if api_path.is_empty() {
+            format!("{gateway_scheme}://{authority}")
+        } else {
+            format!("{gateway_scheme}://{authority}/{api_path}")
+        };
+        let (from, to) = if side == Side::Response { (backend, gateway) } else { (gateway, backend) };
+        let body = self.current_body(side)?;
+        let Ok(text) = std::str::from_utf8(&body) else { return Ok(Flow::Next) };
+        if from.is_empty() || !text.contains(from.as_str()) {
+            return Ok(Flow::Next);
+        }
+        let replaced = text.replace(from.as_str(), &to);
+        self.set_body(side, StoredBody::Text(StoredText::Owned(replaced.into())))?;
         Ok(Flow::Next)
     }
 

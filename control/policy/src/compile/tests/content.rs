@@ -111,3 +111,20 @@ fn dotliquid_dictionary_entries_become_liquid_pairs() {
         "{% for header in context.Request.Headers %}{{- header[0] }}: {{ header[1] }} {{ header.Keys }}{% endfor %}{{ header.Key }}{% for x in body.items %}{{ x.Key }}{% endfor %}"
     );
 }
+
+#[test]
+fn redirect_content_urls_rewrites_the_sections_message() {
+    let compiled = compile(
+        "<policies><inbound><redirect-content-urls /></inbound><backend/><outbound><redirect-content-urls /></outbound></policies>",
+    );
+    assert!(compiled.report.errors.is_empty(), "{:?}", compiled.report.errors);
+    assert!(
+        compiled.programs[0].clone().expect("inbound").ops.contains(&Op::RedirectContentUrls { side: Side::Request })
+    );
+    assert!(
+        compiled.programs[2].clone().expect("outbound").ops.contains(&Op::RedirectContentUrls { side: Side::Response })
+    );
+    let error =
+        first_error("<policies><inbound><redirect-content-urls><x/></redirect-content-urls></inbound></policies>");
+    assert!(error.contains("redirect-content-urls"), "{error}");
+}
