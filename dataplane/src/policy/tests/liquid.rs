@@ -43,6 +43,12 @@ fn body_and_context_render_as_apim_documents_them() {
 }
 
 #[test]
+fn a_url_prints_as_its_text() {
+    let out = render("{{ context.Request.OriginalUrl }} {{ context.Request.OriginalUrl.Path }}", POST_JSON, None);
+    assert_eq!(out, "http://gw.example/echo/users/42?x=1&y=two%20words /echo/users/42");
+}
+
+#[test]
 fn an_xml_body_is_read_as_xml_to_json_converts_it() {
     let request = POST_JSON.replace("application/json", "application/xml");
     let out = render(

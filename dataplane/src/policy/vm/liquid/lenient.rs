@@ -6,7 +6,7 @@ use std::fmt;
 use liquid::model::{ArrayView, DisplayCow, KStringCow, ObjectView, ScalarCow, State, Value as LiquidValue, ValueView};
 
 /// Nil, for lookups that find nothing.
-static NIL: Lenient = Lenient { plain: LiquidValue::Nil, children: Children::Missing };
+static NIL: Lenient = Lenient { plain: LiquidValue::Nil, children: Children::Missing, display: None };
 
 /// A Liquid value whose objects and arrays answer missing members with nil.
 #[derive(Debug)]
@@ -14,6 +14,10 @@ pub(crate) struct Lenient {
     /// The value itself (rendering, comparisons, `assign` copies).
     plain: LiquidValue,
     children: Children,
+    /// What an object with a `ToString` member (`context.Request.Url`) is as a value (printed,
+    /// filtered, assigned): its text, as DotLiquid prints a .NET object by its `ToString()`. Its
+    /// members are still read through the lookups (`context.Request.Url.Path`).
+    display: Option<LiquidValue>,
 }
 
 #[derive(Debug)]
@@ -34,7 +38,11 @@ impl Lenient {
             ),
             _ => Children::Leaf,
         };
-        Self { plain, children }
+        let display = match &plain {
+            LiquidValue::Object(object) => object.get("ToString").filter(|v| v.is_scalar()).cloned(),
+            _ => None,
+        };
+        Self { plain, children, display }
     }
 
     fn member(&self, key: &str) -> Option<&Lenient> {
@@ -50,7 +58,10 @@ impl ValueView for Lenient {
         self
     }
     fn render(&self) -> DisplayCow<'_> {
-        self.plain.render()
+        match &self.display {
+            Some(text) => text.render(),
+            None => self.plain.render(),
+        }
     }
     fn source(&self) -> DisplayCow<'_> {
         self.plain.source()
@@ -65,7 +76,7 @@ impl ValueView for Lenient {
         self.plain.to_kstr()
     }
     fn to_value(&self) -> LiquidValue {
-        self.plain.clone()
+        self.display.clone().unwrap_or_else(|| self.plain.clone())
     }
     fn as_scalar(&self) -> Option<ScalarCow<'_>> {
         self.plain.as_scalar()
