@@ -23,6 +23,7 @@ pub mod identity;
 pub mod jwt;
 pub mod key_index;
 pub mod layout;
+pub mod liquid;
 pub mod model;
 pub mod program;
 pub mod shutdown;

@@ -69,6 +69,9 @@ pub struct Program {
     /// `llm-content-safety`, referenced by [`Op::ContentSafetyCall`] and [`Op::ContentSafetyVerdict`].
     #[serde(default)]
     pub content_safety: Vec<ContentSafety>,
+    /// `validate-content` rules, referenced by [`Op::ValidateContent`].
+    #[serde(default)]
+    pub content_validations: Vec<ContentValidation>,
 }
 
 /// APIM's `forward-request` default timeout: 300 s.
@@ -108,6 +111,9 @@ pub enum Const {
         pattern: String,
         ignore_case: bool,
     },
+    /// A `set-body template="liquid"` template in APIM's dialect ([`crate::liquid`]), parsed
+    /// once when the data plane loads the snapshot (control parsed it too).
+    Liquid(String),
 }
 
 /// A policy statement in the source, in the terms of `context.LastError`.
@@ -211,6 +217,58 @@ pub enum CachingType {
     External,
     /// The external cache when one is configured, else the internal one (APIM's default).
     PreferExternal,
+}
+
+/// What a validation policy does with what it finds (APIM's actions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ValidationAction {
+    /// Not checked.
+    Ignore,
+    /// Recorded in the errors variable; the message goes on.
+    Detect,
+    /// Recorded, and the message is refused (400 for a request, 502 for a response).
+    Prevent,
+}
+
+/// `validate-as` of a `<content>` rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ValidateAs {
+    Json,
+    Xml,
+    Soap,
+}
+
+/// `<content>` rules one `validate-content` may list.
+pub const CONTENT_RULES_MAX: usize = 32;
+/// A JSON Schema in a snapshot past this is refused (APIM: 4 MB per API schema).
+pub const CONTENT_SCHEMA_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// One `validate-content`: the message of `side` (the request inbound, the response outbound
+/// and on-error) checked for size, content type and body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentValidation {
+    pub side: Side,
+    pub unspecified_content_type: ValidationAction,
+    /// `max-size` in bytes (APIM's limit is 4 MB with a schema; none here without one).
+    pub max_size_bytes: Option<u64>,
+    pub size_exceeded: ValidationAction,
+    /// `errors-variable-name`: the errors found go there as a JSON array.
+    pub errors_variable: Option<String>,
+    pub contents: Vec<ContentRule>,
+}
+
+/// One `<content>` element.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentRule {
+    /// The media type it applies to, lower case, without parameters (`application/json`).
+    pub content_type: String,
+    pub validate_as: ValidateAs,
+    pub action: ValidationAction,
+    /// A JSON Schema the body must match (`validate-as="json"`); without one the body must be
+    /// well-formed JSON. Compiled once when the data plane loads the snapshot.
+    pub schema: Option<String>,
+    /// `allow-additional-properties`: overrides the schema's `additionalProperties`.
+    pub allow_additional_properties: Option<bool>,
 }
 
 /// The most `vary-by-header` or `vary-by-query-parameter` elements one `cache-lookup` may list.
@@ -1086,6 +1144,23 @@ pub enum Op {
     SetStatus {
         side: Side,
     },
+    /// `set-body template="liquid"`: renders the template `consts[template]` (a
+    /// [`Const::Liquid`]) with APIM's objects (`context`, and `body`: the body of message `body`
+    /// parsed as JSON or XML; `None` when the template never names `body`) and replaces the
+    /// side's body.
+    SetBodyLiquid {
+        side: Side,
+        template: u32,
+        body: Option<Side>,
+    },
+    /// `redirect-content-urls`: in the response body, the backend's base URL becomes the
+    /// gateway's (the API's URL as the client called it); in the request body, the reverse.
+    RedirectContentUrls {
+        side: Side,
+    },
+    /// `validate-content`: checks the message by `content_validations[i]`; records what it
+    /// finds in the errors variable and fails the section for a `prevent` finding.
+    ValidateContent(u32),
     /// Pops from, to; replaces every occurrence in the side's body.
     FindAndReplace {
         side: Side,
@@ -1363,6 +1438,7 @@ impl Op {
             Op::XmlToJson { .. } => (4, 0),
             Op::JsonToXml { .. } => (5, 0),
             Op::Jsonp { .. } => (1, 0),
+            Op::SetBodyLiquid { .. } | Op::ValidateContent(_) | Op::RedirectContentUrls { .. } => (0, 0),
             Op::AuthenticationBasic => (2, 0),
             Op::EmitMetric { dimensions, .. } => (1 + u16::from(dimensions), 0),
             Op::EmitTokenMetric { dimensions, .. } => (u16::from(dimensions), 0),
@@ -1528,6 +1604,21 @@ fn check_operands(program: &Program, at: usize, op: &Op) -> Result<(), VerifyErr
         Op::Site(i) => table("site", i, program.sites.len())?,
         Op::IpFilter(i) => table("ip-filter", i, program.ip_filters.len())?,
         Op::Cors(i) => table("cors", i, program.cors.len())?,
+        Op::ValidateContent(i) => {
+            table("validate-content", i, program.content_validations.len())?;
+            let rule = &program.content_validations[i as usize];
+            if rule.contents.len() > CONTENT_RULES_MAX
+                || rule.contents.iter().any(|c| c.schema.as_ref().is_some_and(|s| s.len() > CONTENT_SCHEMA_BYTES_MAX))
+            {
+                return Err(VerifyError::Operand {
+                    at,
+                    what: "validate-content has too many rules or too large a schema",
+                });
+            }
+            if matches!(rule.side, Side::Returned | Side::Outgoing) {
+                return Err(VerifyError::Operand { at, what: "validate-content checks the request or the response" });
+            }
+        }
         Op::ValidateClientCertificate(i) => {
             table("validate-client-certificate", i, program.client_certificate_checks.len())?;
             if program
@@ -1639,6 +1730,11 @@ fn check_operands(program: &Program, at: usize, op: &Op) -> Result<(), VerifyErr
             }
         }
         Op::CacheLookupValue { variable, .. } => string_const(variable)?,
+        Op::SetBodyLiquid { template, .. } => match program.consts.get(template as usize) {
+            None => return Err(VerifyError::ConstOutOfRange { at, index: template, len: program.consts.len() }),
+            Some(Const::Liquid(_)) => {}
+            Some(_) => return Err(VerifyError::ConstKind { at, index: template }),
+        },
         Op::SendRequest { variable: Some(variable), .. } => string_const(variable)?,
         Op::Limit { limit, .. } | Op::LimitCommit { limit } => {
             table("limit", limit, program.limits.len())?;

@@ -30,7 +30,7 @@ use crate::model::{Config, ConfigError};
 
 pub const MAGIC: [u8; 8] = *b"PRTCLSNP";
 /// Bumped on any change to the header or to the types in [`crate::model`].
-pub const FORMAT_VERSION: u32 = 18;
+pub const FORMAT_VERSION: u32 = 19;
 pub const HEADER_LEN: usize = 64;
 /// A snapshot larger than this is refused before it is mapped: 256 MiB holds millions of keys.
 pub const SNAPSHOT_BYTES_MAX: u64 = 256 * 1024 * 1024;

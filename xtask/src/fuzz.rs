@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 /// The targets, in the order they run (the files of `fuzz/fuzz_targets/`).
-pub(crate) const TARGETS: [&str; 14] = [
+pub(crate) const TARGETS: [&str; 15] = [
     "request_head",
     "response_head",
     "chunked",
@@ -29,6 +29,7 @@ pub(crate) const TARGETS: [&str; 14] = [
     "management_report_query",
     "traceparent",
     "body_transform",
+    "liquid_body",
 ];
 /// Seconds each target runs when `--seconds` is not given.
 const SECONDS_DEFAULT: u64 = 60;

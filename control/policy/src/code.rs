@@ -21,6 +21,7 @@ enum ConstKey {
     Int(i64),
     Double(u64),
     Regex(String, bool),
+    Liquid(String),
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +42,7 @@ pub struct CodeBuilder {
     jwt: Vec<portcullis_contract::jwt::JwtRule>,
     token_limits: Vec<portcullis_contract::program::TokenLimit>,
     content_safety: Vec<portcullis_contract::program::ContentSafety>,
+    content_validations: Vec<portcullis_contract::program::ContentValidation>,
 }
 
 /// Placeholder target of a jump whose label is not placed yet.
@@ -91,6 +93,7 @@ impl CodeBuilder {
             Const::Int(i) => ConstKey::Int(*i),
             Const::Double(d) => ConstKey::Double(d.to_bits()),
             Const::Regex { pattern, ignore_case } => ConstKey::Regex(pattern.clone(), *ignore_case),
+            Const::Liquid(source) => ConstKey::Liquid(source.clone()),
         };
         if let Some(&index) = self.const_index.get(&key) {
             return index;
@@ -192,6 +195,11 @@ impl CodeBuilder {
         (self.jwt.len() - 1) as u32
     }
 
+    pub fn content_validation(&mut self, rule: portcullis_contract::program::ContentValidation) -> u32 {
+        self.content_validations.push(rule);
+        (self.content_validations.len() - 1) as u32
+    }
+
     pub fn cors(&mut self, cors: Cors) -> u32 {
         self.cors.push(cors);
         (self.cors.len() - 1) as u32
@@ -226,6 +234,7 @@ impl CodeBuilder {
             jwt: self.jwt,
             token_limits: self.token_limits,
             content_safety: self.content_safety,
+            content_validations: self.content_validations,
         };
         program::verify(&program)?;
         Ok(program)

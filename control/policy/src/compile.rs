@@ -17,6 +17,7 @@ mod outbound;
 mod policies;
 mod token_limit;
 mod transform;
+mod validation;
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -28,6 +28,7 @@ pub fn render_program(section: Section, program: &Program, secrets: &[String]) -
             Some(Const::Regex { pattern, ignore_case }) => {
                 format!("regex {pattern:?}{}", if *ignore_case { " (ignore case)" } else { "" })
             }
+            Some(Const::Liquid(source)) => format!("liquid {source:?}"),
             None => format!("#{index}?"),
         };
         redact(&text, secrets)

@@ -17,6 +17,10 @@ pub enum LoadError {
     Verify { index: usize, error: VerifyError },
     #[error("program {index}, constant {constant}: bad regular expression: {error}")]
     Regex { index: usize, constant: usize, error: String },
+    #[error("program {index}, constant {constant}: bad liquid template: {error}")]
+    Liquid { index: usize, constant: usize, error: String },
+    #[error("program {index}, validate-content {rule}: bad JSON schema: {error}")]
+    Schema { index: usize, rule: usize, error: String },
     #[error("{0} programs, more than fit a u32 index")]
     TooMany(usize),
 }
@@ -53,6 +57,28 @@ pub enum LoadedConst {
     Int(i64),
     Double(f64),
     Regex(regex::Regex),
+    /// A `set-body template="liquid"` template, parsed once here.
+    Liquid(LiquidTemplate),
+}
+
+/// A parsed Liquid template (the `liquid` crate's type has no `Debug`).
+pub struct LiquidTemplate(liquid::Template);
+
+impl LiquidTemplate {
+    /// Parses `source` in APIM's dialect (as the snapshot loader does).
+    pub fn parse(source: &str) -> Result<Self, String> {
+        portcullis_contract::liquid::parse(source).map(Self)
+    }
+
+    pub fn render(&self, globals: &dyn liquid::ObjectView) -> Result<String, liquid::Error> {
+        self.0.render(globals)
+    }
+}
+
+impl std::fmt::Debug for LiquidTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiquidTemplate")
+    }
 }
 
 /// Which bodies a program touches: the proxy buffers a body only when a program reads it.
@@ -78,6 +104,8 @@ pub struct LoadedProgram {
     program: Program,
     consts: Vec<LoadedConst>,
     bodies: BodyUse,
+    /// Per `validate-content` rule, per `<content>`: its compiled JSON Schema, if it has one.
+    content_schemas: Vec<Vec<Option<jsonschema::Validator>>>,
     /// The program is only `forward-request` (the backend section of most operations).
     plain_forward: Option<Forward>,
 }
@@ -103,15 +131,24 @@ impl LoadedProgram {
                         .build()
                         .map_err(|error| LoadError::Regex { index: at, constant, error: error.to_string() })?,
                 ),
+                Const::Liquid(source) => LoadedConst::Liquid(LiquidTemplate(
+                    portcullis_contract::liquid::parse(source).map_err(|error| LoadError::Liquid {
+                        index: at,
+                        constant,
+                        error,
+                    })?,
+                )),
             });
         }
-        let mut bodies = body_use(&program.ops);
+        let mut bodies = body_use(&program.ops, &program.content_validations);
         // A token limit that estimates the prompt counts it from the request body.
         bodies.reads_request |= program.token_limits.iter().any(|limit| limit.estimate_prompt_tokens);
         // Content safety sends the prompt.
         bodies.reads_request |= !program.content_safety.is_empty();
         let plain_forward = plain_forward(&program.ops);
-        Ok(Self { index, program, consts, bodies, plain_forward })
+        let content_schemas =
+            content_schemas(&program).map_err(|(rule, error)| LoadError::Schema { index: at, rule, error })?;
+        Ok(Self { index, program, consts, bodies, content_schemas, plain_forward })
     }
 
     /// Place in the snapshot's program list.
@@ -142,6 +179,11 @@ impl LoadedProgram {
         self.plain_forward
     }
 
+    /// The compiled schema of `<content>` `content` of `validate-content` rule `rule`.
+    pub fn content_schema(&self, rule: u32, content: usize) -> Option<&jsonschema::Validator> {
+        self.content_schemas.get(rule as usize)?.get(content)?.as_ref()
+    }
+
     /// The string constant `index`, if it is one.
     pub fn const_str(&self, index: u32) -> Option<&ConstStr> {
         match self.consts.get(index as usize) {
@@ -151,9 +193,50 @@ impl LoadedProgram {
     }
 }
 
+/// Every `validate-content` schema of `program` compiled (`allow-additional-properties`
+/// applied); the error names the rule.
+fn content_schemas(program: &Program) -> Result<Vec<Vec<Option<jsonschema::Validator>>>, (usize, String)> {
+    program
+        .content_validations
+        .iter()
+        .enumerate()
+        .map(|(at, rule)| {
+            rule.contents
+                .iter()
+                .map(|content| {
+                    let Some(source) = &content.schema else { return Ok(None) };
+                    let mut schema: serde_json::Value =
+                        serde_json::from_str(source).map_err(|error| (at, error.to_string()))?;
+                    if let Some(allow) = content.allow_additional_properties {
+                        set_additional_properties(&mut schema, allow);
+                    }
+                    jsonschema::validator_for(&schema).map(Some).map_err(|error| (at, error.to_string()))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `allow-additional-properties`: every object schema (one with `properties`) allows or
+/// refuses properties it does not list, whatever the schema said.
+fn set_additional_properties(schema: &mut serde_json::Value, allow: bool) {
+    match schema {
+        serde_json::Value::Object(map) => {
+            if map.contains_key("properties") {
+                map.insert("additionalProperties".into(), serde_json::Value::Bool(allow));
+            }
+            for value in map.values_mut() {
+                set_additional_properties(value, allow);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|item| set_additional_properties(item, allow)),
+        _ => {}
+    }
+}
+
 /// Which bodies `ops` touch. `Prop(Body)` belongs to the message read just before it; when
 /// that is not visible (a body kept in a local), both sides count.
-fn body_use(ops: &[Op]) -> BodyUse {
+fn body_use(ops: &[Op], validations: &[program::ContentValidation]) -> BodyUse {
     let mut bodies = BodyUse::default();
     let mut previous = None;
     for op in ops {
@@ -171,21 +254,40 @@ fn body_use(ops: &[Op]) -> BodyUse {
                 Side::Response => bodies.replaces_response = true,
                 Side::Returned | Side::Outgoing => {}
             },
-            // A copy of the request carries its body.
-            Op::BeginOutgoing { copy: true } => bodies.reads_request = true,
-            Op::FindAndReplace { side } | Op::XmlToJson { side } | Op::JsonToXml { side, .. } | Op::Jsonp { side } => {
+            Op::SetBodyLiquid { side, body, .. } => {
                 match side {
-                    Side::Request => {
-                        bodies.reads_request = true;
-                        bodies.replaces_request = true;
-                    }
-                    Side::Response => {
-                        bodies.reads_response = true;
-                        bodies.replaces_response = true;
-                    }
+                    Side::Request => bodies.replaces_request = true,
+                    Side::Response => bodies.replaces_response = true,
                     Side::Returned | Side::Outgoing => {}
                 }
+                match body {
+                    Some(Side::Request) => bodies.reads_request = true,
+                    Some(Side::Response) => bodies.reads_response = true,
+                    _ => {}
+                }
             }
+            Op::ValidateContent(index) => match validations.get(index as usize).map(|rule| rule.side) {
+                Some(Side::Request) => bodies.reads_request = true,
+                Some(Side::Response) => bodies.reads_response = true,
+                _ => {}
+            },
+            // A copy of the request carries its body.
+            Op::BeginOutgoing { copy: true } => bodies.reads_request = true,
+            Op::FindAndReplace { side }
+            | Op::XmlToJson { side }
+            | Op::JsonToXml { side, .. }
+            | Op::Jsonp { side }
+            | Op::RedirectContentUrls { side } => match side {
+                Side::Request => {
+                    bodies.reads_request = true;
+                    bodies.replaces_request = true;
+                }
+                Side::Response => {
+                    bodies.reads_response = true;
+                    bodies.replaces_response = true;
+                }
+                Side::Returned | Side::Outgoing => {}
+            },
             _ => {}
         }
         previous = Some(*op);

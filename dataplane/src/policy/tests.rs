@@ -7,10 +7,12 @@ mod expressions;
 mod jwt;
 mod limits;
 mod lists;
+mod liquid;
 mod ops;
 mod outbound;
 mod token_limit;
 mod users;
+mod validation;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -46,6 +48,7 @@ pub(super) fn program(ops: Vec<Op>, consts: Vec<Const>) -> Program {
         jwt: Vec::new(),
         token_limits: Vec::new(),
         content_safety: Vec::new(),
+        content_validations: Vec::new(),
     }
 }
 

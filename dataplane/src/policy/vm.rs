@@ -9,11 +9,13 @@ mod content_safety;
 mod identity;
 mod jwt;
 pub(crate) mod limits;
+pub mod liquid;
 pub(crate) mod members;
 mod outbound;
 pub(crate) use outbound::stored_response;
 pub(crate) mod statements;
 pub(crate) mod token_limit;
+mod validation;
 
 use std::time::Duration;
 
@@ -474,7 +476,8 @@ impl<'r, 'a> Machine<'r, 'a> {
             Some(LoadedConst::Int(value)) => Value::Int(*value),
             Some(LoadedConst::Double(value)) => Value::Double(*value),
             Some(LoadedConst::Regex(regex)) => Value::Regex(regex),
-            None => return Err(internal("constant out of range")),
+            // The verifier lets only `SetBodyLiquid` name a template.
+            Some(LoadedConst::Liquid(_)) | None => return Err(internal("constant out of range")),
         })
     }
 

@@ -28,11 +28,9 @@ const UNSUPPORTED: &[&str] = &[
     "proxy",
     "get-authorization-context",
     "xsl-transform",
-    "redirect-content-urls",
     "cross-domain",
     "log-to-eventhub",
     "send-service-bus-message",
-    "validate-content",
     "validate-parameters",
     "validate-headers",
     "validate-status-code",
@@ -71,6 +69,8 @@ pub(super) fn kind(name: &str) -> Kind {
         "validate-jwt" | "validate-azure-ad-token" => &[I],
         "xml-to-json" | "json-to-xml" => &[I, O, E],
         "jsonp" => &[O],
+        "validate-content" => &[I, O, E],
+        "redirect-content-urls" => &[I, O],
         "authentication-managed-identity" => &[I, B],
         "llm-emit-token-metric" | "azure-openai-emit-token-metric" => &[I],
         "llm-token-limit" | "azure-openai-token-limit" => &[I],
@@ -166,6 +166,7 @@ pub(super) fn attributes(name: &str) -> &'static [&'static str] {
         "xml-to-json" => super::transform::XML_TO_JSON_ATTRIBUTES,
         "json-to-xml" => super::transform::JSON_TO_XML_ATTRIBUTES,
         "jsonp" => &["callback-parameter-name"],
+        "validate-content" => super::validation::VALIDATE_CONTENT_ATTRIBUTES,
         "validate-azure-ad-token" => &[
             "tenant-id",
             "header-name",
@@ -225,6 +226,8 @@ pub(super) fn compile(c: &mut SectionCompiler<'_>, element: &Element, place: &Pl
         "xml-to-json" => super::transform::xml_to_json(c, element, place),
         "json-to-xml" => super::transform::json_to_xml(c, element, place),
         "jsonp" => super::transform::jsonp(c, element, place),
+        "validate-content" => super::validation::validate_content(c, element, place),
+        "redirect-content-urls" => super::transform::redirect_content_urls(c, element, place),
         other => c.error(place, element.name_span.clone(), format!("internal: no compiler for <{other}>")),
     }
 }
@@ -406,6 +409,9 @@ pub(super) fn text_op(c: &mut SectionCompiler<'_>, element: &Element, place: &Pl
 fn set_body(c: &mut SectionCompiler<'_>, element: &Element, place: &Place) {
     no_children(c, element, place);
     if let Some(attr) = element.attr("template") {
+        if attr.value == "liquid" {
+            return super::transform::liquid_body(c, element, place);
+        }
         if attr.value != "none" {
             c.error(
                 place,

@@ -532,6 +532,7 @@ fn authentication_certificate_takes_an_id_a_thumbprint_or_an_expression() {
     }
 }
 mod cache;
+mod content;
 mod identity;
 /// The certificates the compile tests know: `signer` (an RSA public key).
 fn test_certificates() -> Certificates {

@@ -101,6 +101,9 @@ impl<'r, 'a> Machine<'r, 'a> {
             Op::XmlToJson { side } => self.xml_to_json(side),
             Op::JsonToXml { side, parse_date } => self.json_to_xml(side, parse_date),
             Op::Jsonp { side } => self.jsonp(side),
+            Op::SetBodyLiquid { .. } => self.set_body_liquid(op),
+            Op::ValidateContent(index) => self.validate_content(index),
+            Op::RedirectContentUrls { side } => self.redirect_content_urls(side),
             Op::CheckHeader { name, values_first, values, ignore_case } => {
                 let message = self.pop()?;
                 let status = match self.pop()? {
@@ -523,7 +526,7 @@ impl<'r, 'a> Machine<'r, 'a> {
         })
     }
 
-    fn set_body(&mut self, side: Side, body: StoredBody) -> Result<(), Fault> {
+    pub(super) fn set_body(&mut self, side: Side, body: StoredBody) -> Result<(), Fault> {
         match side {
             Side::Request => self.state.request_body = BodyEdit::Replaced(body),
             Side::Response => self.state.response_body = BodyEdit::Replaced(body),
@@ -587,7 +590,7 @@ impl<'r, 'a> Machine<'r, 'a> {
     }
 
     /// The body of `side` as the policies left it, if it is available.
-    fn current_body(&self, side: Side) -> Result<Cow<'_, [u8]>, Fault> {
+    pub(super) fn current_body(&self, side: Side) -> Result<Cow<'_, [u8]>, Fault> {
         let programs = self.view.programs;
         let (edit, original) = match side {
             Side::Request => (&self.state.request_body, self.view.request_body),
@@ -620,6 +623,56 @@ impl<'r, 'a> Machine<'r, 'a> {
         to.write_display(&mut to_text);
         let body = String::from_utf8_lossy(&self.current_body(side)?).replace(from.as_str(), &to_text);
         self.set_body(side, StoredBody::Text(StoredText::Owned(body.into())))?;
+        Ok(Flow::Next)
+    }
+
+    /// `redirect-content-urls`: the backend's base URL in the response body becomes the API's
+    /// URL as the client called it (in the request body, the reverse). A body that is not UTF-8
+    /// text is left alone.
+    fn redirect_content_urls(&mut self, side: Side) -> Result<Flow, Fault> {
+        let view = self.view;
+        let (scheme, host, port, base_path) = match &self.state.backend {
+            Some(backend) => (backend.scheme, backend.host.as_str(), backend.port, backend.base_path.as_str()),
+            None => (
+                view.api.backend.scheme,
+                view.api.backend.host.as_str(),
+                view.api.backend.port,
+                view.api.backend.base_path.as_str(),
+            ),
+        };
+        let scheme = match scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        let default_port = matches!((scheme, port), ("http", 80) | ("https", 443));
+        let host = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
+        let backend = if default_port {
+            format!("{scheme}://{host}{base_path}")
+        } else {
+            format!("{scheme}://{host}:{port}{base_path}")
+        };
+        let gateway_scheme = match self.member(
+            Value::Handle(crate::policy::value::Handle::Url(UrlKind::Original)),
+            portcullis_contract::program::Prop::Scheme,
+        )? {
+            Value::Str(text) => text.as_str().to_owned(),
+            _ => "http".to_owned(),
+        };
+        let authority = wire_text(view.request.header(view.request_buf, b"host").unwrap_or(b"")).as_str().to_owned();
+        let api_path = view.api.path.trim_matches('/');
+        let gateway = if api_path.is_empty() {
+            format!("{gateway_scheme}://{authority}")
+        } else {
+            format!("{gateway_scheme}://{authority}/{api_path}")
+        };
+        let (from, to) = if side == Side::Response { (backend, gateway) } else { (gateway, backend) };
+        let body = self.current_body(side)?;
+        let Ok(text) = std::str::from_utf8(&body) else { return Ok(Flow::Next) };
+        if from.is_empty() || !text.contains(from.as_str()) {
+            return Ok(Flow::Next);
+        }
+        let replaced = text.replace(from.as_str(), &to);
+        self.set_body(side, StoredBody::Text(StoredText::Owned(replaced.into())))?;
         Ok(Flow::Next)
     }
 
@@ -748,7 +801,7 @@ impl<'r, 'a> Machine<'r, 'a> {
 
     /// The side's `Content-Type` (as policies left it) names `kind` (`xml`: `text/xml`,
     /// `application/soap+xml` ...; `json`: `application/json`, `application/problem+json` ...).
-    fn content_type_has(&self, side: Side, kind: &str) -> bool {
+    pub(super) fn content_type_has(&self, side: Side, kind: &str) -> bool {
         let message = if side == Side::Request { Message::Request } else { Message::Response };
         self.header_value(message, "Content-Type").is_some_and(|value| {
             let essence = value.as_str().split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
