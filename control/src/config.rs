@@ -18,6 +18,7 @@ mod observability;
 pub mod policies;
 pub mod provided;
 pub mod resources;
+mod subscriptions;
 pub mod tls;
 pub mod users;
 mod versions;
@@ -46,7 +47,7 @@ pub fn load_seeded(dir: &Path, provided: &NamedValues, seed: [u64; 2]) -> Result
     let mut diagnostics = Diagnostics::default();
     let parsed = load::read(&dir, &mut diagnostics);
     match compile::compile(parsed, provided, &dir, seed, &mut Default::default(), &mut diagnostics) {
-        Some(config) if diagnostics.is_empty() => Ok(config),
+        Some((config, _)) if diagnostics.is_empty() => Ok(config),
         _ => Err(diagnostics),
     }
 }
@@ -60,7 +61,7 @@ pub fn load_declared(dir: &Path, provided: &NamedValues) -> Result<(Config, Vec<
     let declared = resources::declared(&parsed, &dir);
     match (compile::compile(parsed, provided, &dir, random_seed(), &mut Default::default(), &mut diagnostics), declared)
     {
-        (Some(config), Ok(declared)) if diagnostics.is_empty() => Ok((config, declared)),
+        (Some((config, _)), Ok(declared)) if diagnostics.is_empty() => Ok((config, declared)),
         (_, Err(more)) => {
             diagnostics.items.extend(more.items);
             Err(diagnostics)
@@ -81,20 +82,127 @@ pub fn compile_state(
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut diagnostics = Diagnostics::default();
     let gateway = load::read_gateway(&dir, &mut diagnostics);
+    let gateway_text = gateway.as_ref().map(|item| item.source.text.clone());
     let (parsed, rendered) = resources::parsed(state, gateway, &mut cache.files);
     diagnostics.items.extend(rendered.items);
+    cache.pending = None;
     match compile::compile(parsed, provided, &dir, seed, &mut cache.programs, &mut diagnostics) {
-        Some(config) if diagnostics.is_empty() => Ok(config),
+        Some((mut config, (refs, kept))) if diagnostics.is_empty() => {
+            let patchable = subscriptions::Patchable::new(gateway_text, &mut config, refs, kept);
+            cache.pending = Some(Pending::Whole(Box::new(patchable)));
+            Ok(config)
+        }
         _ => Err(diagnostics),
     }
 }
 
+/// As [`compile_state`], for a state that differs from the last committed compile of `cache`
+/// (see [`StoreCache::commit`]) by the resources at `changed`. A change that touches only
+/// subscriptions is compiled by recompiling those and reusing the rest of that compile; any
+/// other change compiles the whole store.
+pub fn compile_change(
+    state: &portcullis_management::service::State,
+    changed: &[portcullis_management::resource::ResourcePath],
+    dir: &Path,
+    provided: &NamedValues,
+    seed: [u64; 2],
+    cache: &mut StoreCache,
+) -> Result<Config, Diagnostics> {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    // A compile that was not committed left the state as the committed one was.
+    cache.pending = None;
+    let gateway_text = std::fs::read_to_string(dir.join(load::GATEWAY_FILE)).ok();
+    let patchable = match &cache.committed {
+        Some(patchable)
+            if patchable.gateway_text == gateway_text
+                && !changed.is_empty()
+                && changed.iter().all(|path| path.kind() == portcullis_management::resource::Kind::Subscription) =>
+        {
+            patchable
+        }
+        _ => return compile_state(state, &dir, provided, seed, cache),
+    };
+    let mut diagnostics = Diagnostics::default();
+    let mut changes = std::collections::BTreeMap::new();
+    for path in changed {
+        let Some(resource) = state.get(path.as_str()) else {
+            changes.insert(subscriptions::file_key(path.name()), None);
+            continue;
+        };
+        let Some(item) = resources::subscription(state, resource, &mut diagnostics) else { continue };
+        changes.insert(subscriptions::file_key(&item.id), Some(item));
+    }
+    // Keys of the subscriptions being changed are free for any of them; keys of the others are taken.
+    let changed_ids: std::collections::HashSet<&str> = changed.iter().map(|path| path.name()).collect();
+    let mut claimed: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    let mut compiled = std::collections::BTreeMap::new();
+    for (file, item) in &changes {
+        let Some(item) = item else {
+            compiled.insert(file.clone(), None);
+            continue;
+        };
+        let mut claim = |key| match patchable.owners.get(key) {
+            Some(owner) if !changed_ids.contains(owner.as_str()) => Some(owner.clone()),
+            _ => claimed.insert(key, item.id.as_str()).map(str::to_owned),
+        };
+        if let Some(one) = subscriptions::compile_one(item, &patchable.refs, &mut claim, &mut diagnostics) {
+            compiled.insert(file.clone(), Some(one));
+        }
+    }
+    if !diagnostics.is_empty() {
+        return Err(diagnostics);
+    }
+    match patchable.patched(&compiled, seed) {
+        Ok(config) => {
+            cache.pending = Some(Pending::Patch(compiled));
+            cache.patches += 1;
+            Ok(config)
+        }
+        Err(error) => {
+            diagnostics.push(Diagnostic::at_path(&dir, format!("cannot index the subscription keys: {error}")));
+            Err(diagnostics)
+        }
+    }
+}
+
 /// What [`compile_state`] keeps between compiles of one store: the parsed files and the compiled
-/// policy sections, each by what they came from.
+/// policy sections, each by what they came from, and the last committed compile's subscriptions
+/// (for [`compile_change`]).
 #[derive(Debug, Default)]
 pub struct StoreCache {
     pub files: resources::RenderCache,
     pub programs: policies::ProgramCache,
+    committed: Option<Box<subscriptions::Patchable>>,
+    pending: Option<Pending>,
+    /// Compiles made by patching the last committed one.
+    patches: u64,
+}
+
+/// What the last compile would make the committed one.
+#[derive(Debug)]
+enum Pending {
+    Whole(Box<subscriptions::Patchable>),
+    Patch(std::collections::BTreeMap<String, Option<subscriptions::Compiled>>),
+}
+
+impl StoreCache {
+    /// How many compiles were made by patching the last committed one.
+    pub fn patches(&self) -> u64 {
+        self.patches
+    }
+
+    /// The last compile's state is committed: [`compile_change`] patches from it from now on.
+    pub fn commit(&mut self) {
+        match self.pending.take() {
+            Some(Pending::Whole(patchable)) => self.committed = Some(patchable),
+            Some(Pending::Patch(changes)) => {
+                if let Some(committed) = &mut self.committed {
+                    committed.apply(changes);
+                }
+            }
+            None => {}
+        }
+    }
 }
 
 /// What policy documents outside a config may refer to in the config directory `dir`: its named

@@ -360,6 +360,20 @@ pub(crate) fn parsed(
     (parsed, diagnostics)
 }
 
+/// One subscription resource as the file it renders to, parsed (for [`super::compile_change`]).
+pub(crate) fn subscription(
+    state: &State,
+    resource: &Resource,
+    diagnostics: &mut Diagnostics,
+) -> Option<Item<super::files::SubscriptionFile>> {
+    let file = file_of(&resource.path)?;
+    let rendered = render(state, &file, &[resource], &HashMap::new());
+    match parse_piece(&file, rendered, &mut Parsed::default(), diagnostics)? {
+        Piece::Subscription(item) => Some(item),
+        _ => None,
+    }
+}
+
 /// One rendered file: its text and the resource path diagnostics name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
