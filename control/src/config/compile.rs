@@ -24,16 +24,29 @@ use super::{Diagnostic, Diagnostics, SourceFile};
 pub const ALL_APIS_SCOPE: &str = "/apis";
 
 /// What a compile leaves besides the config: what its subscriptions may name, and each
-/// subscription as compiled (for patching the next compile of a store).
-pub(crate) type Kept = (super::subscriptions::Refs, Vec<super::subscriptions::Compiled>);
+/// subscription as compiled (for patching the next compile of a store); `None`: those of
+/// [`Subscriptions::Kept`], unchanged.
+pub(crate) type Kept = (super::subscriptions::Refs, Option<Vec<super::subscriptions::Compiled>>);
+
+/// Where a compile takes its subscriptions from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Subscriptions<'a> {
+    /// The subscription files of `parsed`.
+    Parsed,
+    /// The last committed compile's, when no subscription changed since (`parsed` holds none).
+    Kept(&'a super::subscriptions::Patchable),
+}
 
 /// Compiles `parsed`; `provided` are values the running gateway supplies (config values win).
+/// `None` with no diagnostic: the kept subscriptions name something that is gone, compile
+/// again with their files.
 pub(crate) fn compile(
     parsed: Parsed,
     provided: &NamedValues,
     dir: &Path,
     seed: [u64; 2],
     programs: &mut super::policies::ProgramCache,
+    subscriptions: Subscriptions<'_>,
     diagnostics: &mut Diagnostics,
 ) -> Option<(Config, Kept)> {
     let limits = parsed
@@ -80,8 +93,21 @@ pub(crate) fn compile(
     }
     let deployment = deployment(&parsed);
     let refs = super::subscriptions::Refs::new(&parsed, &apis, &products, &directory);
-    let kept = super::subscriptions::compile_all(&parsed, &refs, diagnostics);
-    let (subscriptions, keys) = super::subscriptions::table(kept.iter());
+    let (kept, (subscriptions, keys)) = match subscriptions {
+        Subscriptions::Parsed => {
+            let kept = super::subscriptions::compile_all(&parsed, &refs, diagnostics);
+            let table = super::subscriptions::table(kept.iter());
+            (Some(kept), table)
+        }
+        Subscriptions::Kept(patchable) if patchable.refs == refs => {
+            (None, super::subscriptions::table(patchable.subscriptions.values()))
+        }
+        Subscriptions::Kept(patchable) => {
+            let kept = patchable.resolved(&refs)?;
+            let table = super::subscriptions::table(kept.iter());
+            (Some(kept), table)
+        }
+    };
     if !diagnostics.is_empty() {
         return None;
     }

@@ -21,7 +21,7 @@ use super::{Diagnostics, SourceFile};
 
 /// What a subscription may name, by id: its scope (an API's current revision, a product) and
 /// its owner.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Refs {
     /// The current revision of each API (a subscription to an API covers all its revisions).
     apis: HashMap<String, u32>,
@@ -55,11 +55,42 @@ impl Refs {
     }
 }
 
-/// One compiled subscription and its two keys (primary, secondary).
+/// One compiled subscription and its two keys (primary, secondary), with the ids its indexes
+/// came from (to resolve them again when a change moves the APIs, products or users).
 #[derive(Debug, Clone)]
 pub(crate) struct Compiled {
     pub(crate) subscription: Subscription,
     pub(crate) keys: [String; 2],
+    scope: Named,
+    owner: Option<String>,
+}
+
+/// What a scope names.
+#[derive(Debug, Clone)]
+enum Named {
+    AllApis,
+    Api(String),
+    Product(String),
+}
+
+impl Compiled {
+    /// This subscription with its scope and owner looked up in `refs`; `None` when one of them
+    /// is gone (a compile of its file reports why).
+    fn resolved(&self, refs: &Refs) -> Option<Compiled> {
+        let scope = match &self.scope {
+            Named::AllApis => SubscriptionScope::AllApis,
+            Named::Api(id) => SubscriptionScope::Api(*refs.apis.get(id)?),
+            Named::Product(id) => SubscriptionScope::Product(*refs.products.get(id)?),
+        };
+        let owner = match &self.owner {
+            Some(id) => Some(*refs.users.get(id)?),
+            None => None,
+        };
+        let mut resolved = self.clone();
+        resolved.subscription.scope = scope;
+        resolved.subscription.owner = owner;
+        Some(resolved)
+    }
 }
 
 /// Checks and compiles one subscription; `claim` records a key for this subscription and
@@ -118,6 +149,12 @@ pub(crate) fn compile_one<'a>(
             allow_tracing: file.allow_tracing,
         },
         keys: [file.primary_key.get_ref().clone(), file.secondary_key.get_ref().clone()],
+        scope: match scope {
+            SubscriptionScope::AllApis => Named::AllApis,
+            SubscriptionScope::Api(_) => Named::Api(file.scope.get_ref()["/apis/".len()..].to_owned()),
+            SubscriptionScope::Product(_) => Named::Product(file.scope.get_ref()["/products/".len()..].to_owned()),
+        },
+        owner: file.owner.as_ref().map(|owner| owner.get_ref().clone()),
     })
 }
 
@@ -219,14 +256,20 @@ pub(crate) struct Patchable {
     pub(crate) owners: HashMap<String, String>,
 }
 
+/// `config` without its subscriptions and key index (moved out and back: no subscription is copied).
+pub(crate) fn template(config: &mut Config) -> Config {
+    let table = std::mem::take(&mut config.subscriptions);
+    let index = std::mem::take(&mut config.key_index);
+    let template = config.clone();
+    config.subscriptions = table;
+    config.key_index = index;
+    template
+}
+
 impl Patchable {
-    /// Keeps `config` (its table moved out and back, so the template copies no subscription).
+    /// Keeps `config` (as its [`template`]) and its subscriptions.
     pub(crate) fn new(gateway_text: Option<String>, config: &mut Config, refs: Refs, compiled: Vec<Compiled>) -> Self {
-        let table = std::mem::take(&mut config.subscriptions);
-        let index = std::mem::take(&mut config.key_index);
-        let template = config.clone();
-        config.subscriptions = table;
-        config.key_index = index;
+        let template = template(config);
         let mut owners = HashMap::with_capacity(compiled.len() * 2);
         let mut subscriptions = BTreeMap::new();
         for one in compiled {
@@ -249,6 +292,13 @@ impl Patchable {
         let (subscriptions, keys) = table(merged);
         let key_index = KeyIndex::build(seed, keys)?;
         Ok(Config { subscriptions, key_index, ..self.template.clone() })
+    }
+
+    /// The subscriptions of the last committed compile, their scopes and owners resolved in
+    /// `refs` (a compile after a change that touched no subscription); `None` when one names
+    /// something that is gone.
+    pub(crate) fn resolved(&self, refs: &Refs) -> Option<Vec<Compiled>> {
+        self.subscriptions.values().map(|one| one.resolved(refs)).collect()
     }
 
     /// Makes `changes` part of what later patches start from (once the change is committed).

@@ -350,6 +350,15 @@ fn subscription_changes_are_patched_into_the_last_compile_and_equal_a_full_compi
     let policy = "<policies><inbound><base /><set-header name=\"x-p\" exists-action=\"override\"><value>1</value></set-header></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>";
     step(&mut service, vec![put("/apis/echo/policies/policy", json!({"value": policy, "format": "rawxml"}))]).unwrap();
     step(&mut service, vec![put("/subscriptions/c", subscription("/apis/echo", "c1", "c2"))]).unwrap();
-    drop(step);
-    assert_eq!(cache.patches(), 10, "every subscription-only change that compiled was a patch");
+    // A new API moves the indexes of the others: the kept subscriptions are resolved again.
+    let api = json!({"displayName": "First", "path": "first", "serviceUrl": "http://127.0.0.1:9009"});
+    step(&mut service, vec![put("/apis/aaa", api)]).unwrap();
+    step(&mut service, vec![put("/subscriptions/d", subscription("/apis/aaa", "d1", "d2"))]).unwrap();
+    step(&mut service, vec![put("/subscriptions/e", subscription("/apis/pool", "e1", "e2"))]).unwrap();
+    // An API that a subscription names goes: whatever the store does with the subscription, the
+    // patched and the whole compile agree.
+    let _ = step(&mut service, vec![Write::Delete { path: ResourcePath::parse("/apis/pool").unwrap() }]);
+    step(&mut service, vec![put("/subscriptions/f", subscription("/apis", "f1", "f2"))]).unwrap();
+    assert_eq!(cache.patches(), 13, "every subscription-only change that compiled was a patch");
+    assert_eq!(cache.kept_subscriptions(), 2, "the policy and the new API took the subscriptions as they were");
 }
