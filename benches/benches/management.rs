@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use portcullis_contract::snapshot;
-use portcullis_control::config::{NamedValues, StoreCache, compile_state};
+use portcullis_control::config::{NamedValues, StoreCache, compile_change, compile_state};
 use portcullis_management::resource::ResourcePath;
 use portcullis_management::service::{AcceptAll, Authority, Service, put};
 use portcullis_management::store::{Actor, SqliteStore};
@@ -67,39 +67,73 @@ pub fn store() -> Service {
 }
 
 /// One committed change: a new active subscription (`n` keeps keys unique).
-fn new_subscription(service: &mut Service, n: u64) {
+fn new_subscription(service: &mut Service, n: u64) -> Vec<ResourcePath> {
     let properties = json!({"displayName": "New", "scope": "/apis", "state": "active",
                             "primaryKey": format!("new-{n}-1"), "secondaryKey": format!("new-{n}-2")});
     let write = put(path(&format!("/subscriptions/new{n}")), properties);
+    let changed = vec![write.path().clone()];
     let actor = Actor { name: "bench".into(), action: "change".into() };
     service.write(vec![write], &[], Authority::Store, &actor).expect("a new subscription");
+    changed
 }
 
 /// One committed change: operation 0 of API 0 gets a new policy.
-fn changed_policy(service: &mut Service, n: u64) {
+fn changed_policy(service: &mut Service, n: u64) -> Vec<ResourcePath> {
     let policy = format!(
         "<policies><inbound><base /><set-header name=\"x-change\" exists-action=\"override\"><value>{n}</value></set-header></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>"
     );
     let write = put(path("/apis/api0/operations/op0/policies/policy"), json!({"value": policy, "format": "rawxml"}));
+    let changed = vec![write.path().clone()];
     let actor = Actor { name: "bench".into(), action: "change".into() };
     service.write(vec![write], &[], Authority::Store, &actor).expect("a changed policy");
+    changed
+}
+
+/// How the compile after a change is made.
+#[derive(Clone, Copy)]
+enum Way {
+    /// `compile_state`: the whole store, from the parse and program caches.
+    Whole,
+    /// `compile_change` and a commit, as the management service compiles: a change to
+    /// subscriptions only is patched into the last compile.
+    Change,
 }
 
 /// The compile after each change, with the cache earlier compiles left.
-fn incremental(c: &mut Criterion, name: &str, service: &mut Service, change: fn(&mut Service, u64)) {
+fn incremental(
+    c: &mut Criterion,
+    name: &str,
+    service: &mut Service,
+    change: fn(&mut Service, u64) -> Vec<ResourcePath>,
+    way: Way,
+) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let values = NamedValues::default();
     let mut cache = StoreCache::default();
     compile_state(service.state(), dir, &values, [1, 2], &mut cache).expect("the store compiles");
-    let mut n = 0;
+    cache.commit();
+    // Distinct from earlier runs' changes (each run of this function starts from the same store).
+    let mut n = match way {
+        Way::Whole => 0,
+        Way::Change => 1_000_000,
+    };
     c.bench_function(name, |b| {
         b.iter_custom(|iterations| {
             let mut total = Duration::ZERO;
             for _ in 0..iterations {
                 n += 1;
-                change(service, n);
+                let changed = change(service, n);
                 let started = Instant::now();
-                black_box(compile_state(service.state(), dir, &values, [1, 2], &mut cache).expect("compiles"));
+                match way {
+                    Way::Whole => {
+                        black_box(compile_state(service.state(), dir, &values, [1, 2], &mut cache).expect("compiles"));
+                    }
+                    Way::Change => {
+                        let config = compile_change(service.state(), &changed, dir, &values, [1, 2], &mut cache);
+                        black_box(config.expect("compiles"));
+                        cache.commit();
+                    }
+                }
                 total += started.elapsed();
             }
             total
@@ -133,13 +167,11 @@ fn management(c: &mut Criterion) {
     group.bench_function("snapshot_encode", |b| b.iter(|| snapshot::encode(1, black_box(&config))));
     group.bench_function("snapshot_decode", |b| b.iter(|| snapshot::decode(black_box(&bytes))));
     group.finish();
-    incremental(
-        c,
-        "management_1k_apis_10k_ops_100k_subs/compile_after_new_subscription",
-        &mut service,
-        new_subscription,
-    );
-    incremental(c, "management_1k_apis_10k_ops_100k_subs/compile_after_changed_policy", &mut service, changed_policy);
+    let group = "management_1k_apis_10k_ops_100k_subs";
+    incremental(c, &format!("{group}/compile_after_new_subscription"), &mut service, new_subscription, Way::Whole);
+    incremental(c, &format!("{group}/compile_after_changed_policy"), &mut service, changed_policy, Way::Whole);
+    incremental(c, &format!("{group}/compile_change_new_subscription"), &mut service, new_subscription, Way::Change);
+    incremental(c, &format!("{group}/compile_change_changed_policy"), &mut service, changed_policy, Way::Change);
 }
 
 /// VmRSS of this process, KiB (Linux).

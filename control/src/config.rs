@@ -18,6 +18,7 @@ mod observability;
 pub mod policies;
 pub mod provided;
 pub mod resources;
+mod subscriptions;
 pub mod tls;
 pub mod users;
 mod versions;
@@ -27,6 +28,8 @@ use std::path::Path;
 
 use portcullis_contract::model::Config;
 use portcullis_policy::scope::Fragments;
+
+use compile::Subscriptions::Parsed;
 
 pub use compile::ALL_APIS_SCOPE;
 pub use diagnostics::Diagnostics;
@@ -45,8 +48,8 @@ pub fn load_seeded(dir: &Path, provided: &NamedValues, seed: [u64; 2]) -> Result
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut diagnostics = Diagnostics::default();
     let parsed = load::read(&dir, &mut diagnostics);
-    match compile::compile(parsed, provided, &dir, seed, &mut Default::default(), &mut diagnostics) {
-        Some(config) if diagnostics.is_empty() => Ok(config),
+    match compile::compile(parsed, provided, &dir, seed, &mut Default::default(), Parsed, &mut diagnostics) {
+        Some((config, _)) if diagnostics.is_empty() => Ok(config),
         _ => Err(diagnostics),
     }
 }
@@ -58,9 +61,10 @@ pub fn load_declared(dir: &Path, provided: &NamedValues) -> Result<(Config, Vec<
     let mut diagnostics = Diagnostics::default();
     let parsed = load::read(&dir, &mut diagnostics);
     let declared = resources::declared(&parsed, &dir);
-    match (compile::compile(parsed, provided, &dir, random_seed(), &mut Default::default(), &mut diagnostics), declared)
-    {
-        (Some(config), Ok(declared)) if diagnostics.is_empty() => Ok((config, declared)),
+    let compiled =
+        compile::compile(parsed, provided, &dir, random_seed(), &mut Default::default(), Parsed, &mut diagnostics);
+    match (compiled, declared) {
+        (Some((config, _)), Ok(declared)) if diagnostics.is_empty() => Ok((config, declared)),
         (_, Err(more)) => {
             diagnostics.items.extend(more.items);
             Err(diagnostics)
@@ -78,23 +82,185 @@ pub fn compile_state(
     seed: [u64; 2],
     cache: &mut StoreCache,
 ) -> Result<Config, Diagnostics> {
+    compile_whole(state, dir, provided, seed, cache, false)
+}
+
+/// [`compile_state`]; with `keep_subscriptions`, the subscriptions of the last committed compile
+/// are taken as they are (no subscription changed), their files neither rendered nor checked.
+fn compile_whole(
+    state: &portcullis_management::service::State,
+    dir: &Path,
+    provided: &NamedValues,
+    seed: [u64; 2],
+    cache: &mut StoreCache,
+    keep_subscriptions: bool,
+) -> Result<Config, Diagnostics> {
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut diagnostics = Diagnostics::default();
     let gateway = load::read_gateway(&dir, &mut diagnostics);
-    let (parsed, rendered) = resources::parsed(state, gateway, &mut cache.files);
+    let gateway_text = gateway.as_ref().map(|item| item.source.text.clone());
+    let committed = if keep_subscriptions { cache.committed.take() } else { None };
+    let (parsed, rendered) = resources::parsed(state, gateway, &mut cache.files, committed.is_some());
     diagnostics.items.extend(rendered.items);
-    match compile::compile(parsed, provided, &dir, seed, &mut cache.programs, &mut diagnostics) {
-        Some(config) if diagnostics.is_empty() => Ok(config),
+    cache.pending = None;
+    let subscriptions = match &committed {
+        Some(patchable) => compile::Subscriptions::Kept(patchable),
+        None => Parsed,
+    };
+    let compiled = compile::compile(parsed, provided, &dir, seed, &mut cache.programs, subscriptions, &mut diagnostics);
+    let resolved = compiled.is_some() || !diagnostics.is_empty();
+    if let Some(committed) = committed {
+        cache.committed = Some(committed);
+        if !resolved {
+            // A kept subscription names something the change removed: its file says what.
+            return compile_whole(state, &dir, provided, seed, cache, false);
+        }
+        cache.kept += u64::from(compiled.is_some());
+    }
+    match compiled {
+        Some((mut config, (refs, Some(kept)))) if diagnostics.is_empty() => {
+            let patchable = subscriptions::Patchable::new(gateway_text, &mut config, refs, kept);
+            cache.pending = Some(Pending::Whole(Box::new(patchable)));
+            Ok(config)
+        }
+        Some((mut config, (_, None))) if diagnostics.is_empty() => {
+            let template = Box::new(subscriptions::template(&mut config));
+            cache.pending = Some(Pending::Template { gateway_text, template });
+            Ok(config)
+        }
         _ => Err(diagnostics),
     }
 }
 
+/// As [`compile_state`], for a state that differs from the last committed compile of `cache`
+/// (see [`StoreCache::commit`]) by the resources at `changed`. A change that touches only
+/// subscriptions is compiled by recompiling those and reusing the rest of that compile; any
+/// other change compiles the whole store.
+pub fn compile_change(
+    state: &portcullis_management::service::State,
+    changed: &[portcullis_management::resource::ResourcePath],
+    dir: &Path,
+    provided: &NamedValues,
+    seed: [u64; 2],
+    cache: &mut StoreCache,
+) -> Result<Config, Diagnostics> {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    // A compile that was not committed left the state as the committed one was.
+    cache.pending = None;
+    let gateway_text = std::fs::read_to_string(dir.join(load::GATEWAY_FILE)).ok();
+    let is_subscription = |path: &portcullis_management::resource::ResourcePath| {
+        path.kind() == portcullis_management::resource::Kind::Subscription
+    };
+    let patchable = match &cache.committed {
+        Some(patchable)
+            if patchable.gateway_text == gateway_text && !changed.is_empty() && changed.iter().all(is_subscription) =>
+        {
+            patchable
+        }
+        Some(_) if !changed.iter().any(is_subscription) => {
+            return compile_whole(state, &dir, provided, seed, cache, true);
+        }
+        _ => return compile_state(state, &dir, provided, seed, cache),
+    };
+    let mut diagnostics = Diagnostics::default();
+    let mut changes = std::collections::BTreeMap::new();
+    for path in changed {
+        let Some(resource) = state.get(path.as_str()) else {
+            changes.insert(subscriptions::file_key(path.name()), None);
+            continue;
+        };
+        let Some(item) = resources::subscription(state, resource, &mut diagnostics) else { continue };
+        changes.insert(subscriptions::file_key(&item.id), Some(item));
+    }
+    // Keys of the subscriptions being changed are free for any of them; keys of the others are taken.
+    let changed_ids: std::collections::HashSet<&str> = changed.iter().map(|path| path.name()).collect();
+    let mut claimed: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    let mut compiled = std::collections::BTreeMap::new();
+    for (file, item) in &changes {
+        let Some(item) = item else {
+            compiled.insert(file.clone(), None);
+            continue;
+        };
+        let mut claim = |key| match patchable.owners.get(key) {
+            Some(owner) if !changed_ids.contains(owner.as_str()) => Some(owner.clone()),
+            _ => claimed.insert(key, item.id.as_str()).map(str::to_owned),
+        };
+        if let Some(one) = subscriptions::compile_one(item, &patchable.refs, &mut claim, &mut diagnostics) {
+            compiled.insert(file.clone(), Some(one));
+        }
+    }
+    if !diagnostics.is_empty() {
+        return Err(diagnostics);
+    }
+    match patchable.patched(&compiled, seed) {
+        Ok(config) => {
+            cache.pending = Some(Pending::Patch(compiled));
+            cache.patches += 1;
+            Ok(config)
+        }
+        Err(error) => {
+            diagnostics.push(Diagnostic::at_path(&dir, format!("cannot index the subscription keys: {error}")));
+            Err(diagnostics)
+        }
+    }
+}
+
 /// What [`compile_state`] keeps between compiles of one store: the parsed files and the compiled
-/// policy sections, each by what they came from.
+/// policy sections, each by what they came from, and the last committed compile's subscriptions
+/// (for [`compile_change`]).
 #[derive(Debug, Default)]
 pub struct StoreCache {
     pub files: resources::RenderCache,
     pub programs: policies::ProgramCache,
+    committed: Option<Box<subscriptions::Patchable>>,
+    pending: Option<Pending>,
+    /// Compiles made by patching the last committed one.
+    patches: u64,
+    /// Compiles of the whole store that took the committed subscriptions as they were.
+    kept: u64,
+}
+
+/// What the last compile would make the committed one.
+#[derive(Debug)]
+enum Pending {
+    Whole(Box<subscriptions::Patchable>),
+    /// The committed subscriptions stay; the rest of the config is this.
+    Template {
+        gateway_text: Option<String>,
+        template: Box<Config>,
+    },
+    Patch(std::collections::BTreeMap<String, Option<subscriptions::Compiled>>),
+}
+
+impl StoreCache {
+    /// How many compiles were made by patching the last committed one.
+    pub fn patches(&self) -> u64 {
+        self.patches
+    }
+
+    /// How many compiles of the whole store took the last committed subscriptions as they were.
+    pub fn kept_subscriptions(&self) -> u64 {
+        self.kept
+    }
+
+    /// The last compile's state is committed: [`compile_change`] patches from it from now on.
+    pub fn commit(&mut self) {
+        match self.pending.take() {
+            Some(Pending::Whole(patchable)) => self.committed = Some(patchable),
+            Some(Pending::Template { gateway_text, template }) => {
+                if let Some(committed) = &mut self.committed {
+                    committed.gateway_text = gateway_text;
+                    committed.template = *template;
+                }
+            }
+            Some(Pending::Patch(changes)) => {
+                if let Some(committed) = &mut self.committed {
+                    committed.apply(changes);
+                }
+            }
+            None => {}
+        }
+    }
 }
 
 /// What policy documents outside a config may refer to in the config directory `dir`: its named

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use portcullis_contract::model::Config;
+use portcullis_management::resource::ResourcePath;
 use portcullis_management::service::{Authority, Compiled, Compiler, Problem, Service, State, WriteError};
 use portcullis_management::store::{Actor, Origin, Write};
 use tokio::sync::{mpsc, oneshot};
@@ -52,7 +53,17 @@ impl Compiler for StoreCompiler {
         }
     }
 
+    fn compile_change(&mut self, state: &State, changed: &[ResourcePath]) -> Result<Compiled, Vec<Problem>> {
+        let seed = config::random_seed();
+        match config::compile_change(state, changed, &self.config_dir, &self.provided, seed, &mut self.cache) {
+            Ok(config) => Ok(Box::new(config)),
+            Err(diagnostics) => Err(problems(&diagnostics)),
+        }
+    }
+
     fn publish(&mut self, compiled: Compiled) {
+        // What later changes are compiled against.
+        self.cache.commit();
         let (Some(forward), Ok(config)) = (&self.forward, compiled.downcast::<Config>()) else { return };
         // The receiver lives as long as `up`; after it, nothing is left to publish to.
         let _ = forward.send(Forward::Config(config));

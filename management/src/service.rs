@@ -17,6 +17,13 @@ use crate::store::{Actor, Change, Origin, Resource, Store, StoreError, Write};
 pub trait Compiler: Send {
     /// Compiles `state` (policies included), or says why it cannot.
     fn compile(&mut self, state: &State) -> Result<Compiled, Vec<Problem>>;
+    /// Compiles `state`, which differs from the state of the last compile made the running one
+    /// ([`Compiler::publish`]) by the resources at `changed`; a compiler may use that to compile
+    /// only what changed.
+    fn compile_change(&mut self, state: &State, changed: &[ResourcePath]) -> Result<Compiled, Vec<Problem>> {
+        let _ = changed;
+        self.compile(state)
+    }
     /// Makes a compiled state the running one (publishes its snapshot).
     fn publish(&mut self, compiled: Compiled);
 }
@@ -219,7 +226,8 @@ impl Service {
         }
         let at = now();
         let undo = self.apply(&writes, &at);
-        let compiled = match self.compiler.compile(&self.state) {
+        let changed: Vec<ResourcePath> = writes.iter().map(|write| write.path().clone()).collect();
+        let compiled = match self.compiler.compile_change(&self.state, &changed) {
             Ok(compiled) => compiled,
             Err(problems) => {
                 self.undo(undo);

@@ -1,20 +1,20 @@
 //! Turning the parsed files into the `contract::model::Config` the data plane runs: cross-file
 //! checks (paths, scopes, keys), named values, URL splitting and the subscription-key index.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
-use portcullis_contract::key_index::{KEY_BYTES_MAX, KeyEntry, KeyIndex, KeySlot};
+use portcullis_contract::key_index::KeyIndex;
 use portcullis_contract::model::{
     Api, Backend, BackendUrl, Config, DEFAULT_SUBSCRIPTION_KEY_HEADER, DEFAULT_SUBSCRIPTION_KEY_QUERY, Deployment,
-    Limits, Product, Subscription, SubscriptionScope, SubscriptionState, is_valid_api_path,
+    Limits, Product, is_valid_api_path,
 };
 use portcullis_policy::named_values::{self, NamedValue, NamedValues};
 use toml::Spanned;
 
 use super::backend_url;
-use super::files::{ApiFile, LimitsTable, ProductFile, StateName, SubscriptionFile, subscription_required_default};
+use super::files::{ApiFile, LimitsTable, ProductFile, subscription_required_default};
 use super::load::{Item, Parsed, split_revision};
 use super::users::Directory;
 use super::versions::{self, Claim, PathClaims, VersionSets};
@@ -23,15 +23,32 @@ use super::{Diagnostic, Diagnostics, SourceFile};
 /// Scope of a subscription to every API.
 pub const ALL_APIS_SCOPE: &str = "/apis";
 
+/// What a compile leaves besides the config: what its subscriptions may name, and each
+/// subscription as compiled (for patching the next compile of a store); `None`: those of
+/// [`Subscriptions::Kept`], unchanged.
+pub(crate) type Kept = (super::subscriptions::Refs, Option<Vec<super::subscriptions::Compiled>>);
+
+/// Where a compile takes its subscriptions from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Subscriptions<'a> {
+    /// The subscription files of `parsed`.
+    Parsed,
+    /// The last committed compile's, when no subscription changed since (`parsed` holds none).
+    Kept(&'a super::subscriptions::Patchable),
+}
+
 /// Compiles `parsed`; `provided` are values the running gateway supplies (config values win).
+/// `None` with no diagnostic: the kept subscriptions name something that is gone, compile
+/// again with their files.
 pub(crate) fn compile(
     parsed: Parsed,
     provided: &NamedValues,
     dir: &Path,
     seed: [u64; 2],
     programs: &mut super::policies::ProgramCache,
+    subscriptions: Subscriptions<'_>,
     diagnostics: &mut Diagnostics,
-) -> Option<Config> {
+) -> Option<(Config, Kept)> {
     let limits = parsed
         .gateway
         .as_ref()
@@ -75,7 +92,22 @@ pub(crate) fn compile(
         tracing::warn!("{warning}");
     }
     let deployment = deployment(&parsed);
-    let (subscriptions, keys) = subscriptions(&parsed, &apis, &products, &directory, diagnostics);
+    let refs = super::subscriptions::Refs::new(&parsed, &apis, &products, &directory);
+    let (kept, (subscriptions, keys)) = match subscriptions {
+        Subscriptions::Parsed => {
+            let kept = super::subscriptions::compile_all(&parsed, &refs, diagnostics);
+            let table = super::subscriptions::table(kept.iter());
+            (Some(kept), table)
+        }
+        Subscriptions::Kept(patchable) if patchable.refs == refs => {
+            (None, super::subscriptions::table(patchable.subscriptions.values()))
+        }
+        Subscriptions::Kept(patchable) => {
+            let kept = patchable.resolved(&refs)?;
+            let table = super::subscriptions::table(kept.iter());
+            (Some(kept), table)
+        }
+    };
     if !diagnostics.is_empty() {
         return None;
     }
@@ -117,7 +149,7 @@ pub(crate) fn compile(
         diagnostics.push(Diagnostic::at_path(dir, format!("the compiled config is inconsistent: {error}")));
         return None;
     }
-    Some(config)
+    Some((config, (refs, kept)))
 }
 
 /// `[access-log]`, `[metrics]`, `[tracing]` and `[analytics]`.
@@ -537,142 +569,6 @@ pub(crate) fn is_query_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
-/// The subscriptions, and their keys laid out as `KeyIndex::key_of` expects them: two per
-/// subscription, in subscription order, primary then secondary.
-fn subscriptions(
-    parsed: &Parsed,
-    apis: &[(Api, String)],
-    products: &[Product],
-    directory: &Directory,
-    diagnostics: &mut Diagnostics,
-) -> (Vec<Subscription>, Vec<KeyEntry>) {
-    // Current revisions only: a subscription to an API covers all its revisions.
-    let api_index: HashMap<&str, u32> = apis
-        .iter()
-        .enumerate()
-        .filter(|(_, (api, _))| api.is_current())
-        .map(|(index, (_, id))| (id.as_str(), index as u32))
-        .collect();
-    let product_index: HashMap<&str, u32> =
-        products.iter().enumerate().map(|(index, product)| (product.id.as_str(), index as u32)).collect();
-    let mut subscriptions = Vec::new();
-    let mut keys = Vec::new();
-    let mut owners: HashMap<&str, &str> = HashMap::new();
-    for item in &parsed.subscriptions {
-        let before = diagnostics.len();
-        let source = &item.source;
-        let file = &item.file;
-        if file.name.get_ref().trim().is_empty() {
-            diagnostics.push(source.error(file.name.span(), "a subscription needs a name"));
-        }
-        let scope = scope(file, source, &api_index, &product_index, parsed, diagnostics);
-        for key in [&file.primary_key, &file.secondary_key] {
-            let text = key.get_ref().as_str();
-            if text.is_empty() || text.len() > KEY_BYTES_MAX || !text.bytes().all(|b| b.is_ascii_graphic()) {
-                diagnostics.push(source.error(
-                    key.span(),
-                    format!("a subscription key is 1 to {KEY_BYTES_MAX} visible ASCII characters (no spaces)"),
-                ));
-            } else if let Some(owner) = owners.insert(text, &item.id) {
-                diagnostics.push(source.error(
-                    key.span(),
-                    format!("this key is already used by subscription {owner:?}; every key must be unique"),
-                ));
-            }
-        }
-        let details = subscription_details(item, parsed, directory, diagnostics);
-        if let (Some(scope), true) = (scope, diagnostics.len() == before) {
-            let subscription = subscriptions.len() as u32;
-            keys.push(KeyEntry { key: file.primary_key.get_ref().clone(), subscription, slot: KeySlot::Primary });
-            keys.push(KeyEntry { key: file.secondary_key.get_ref().clone(), subscription, slot: KeySlot::Secondary });
-            subscriptions.push(Subscription {
-                id: item.id.clone(),
-                name: file.name.get_ref().clone(),
-                scope,
-                state: state(file.state),
-                ..details
-            });
-        }
-    }
-    (subscriptions, keys)
-}
-
-/// A subscription's owner, dates and tracing flag (id, name, scope and state are left for the
-/// caller to set).
-fn subscription_details(
-    item: &Item<SubscriptionFile>,
-    parsed: &Parsed,
-    directory: &Directory,
-    diagnostics: &mut Diagnostics,
-) -> Subscription {
-    let (source, file) = (&item.source, &item.file);
-    let owner = file.owner.as_ref().and_then(|owner| {
-        let found = directory.user(owner.get_ref());
-        // A user whose own file is broken is reported there, not here.
-        if found.is_none() && !parsed.broken_user_ids.contains(owner.get_ref()) {
-            let id = owner.get_ref();
-            diagnostics.push(source.error(owner.span(), format!("unknown user {id:?} (add users/{id}.toml)")));
-        }
-        found
-    });
-    // The expiration date is audit only and the data plane never reads it: checked, not kept.
-    let _ = super::users::date_ms(file.expiration_date.as_ref(), source, diagnostics);
-    Subscription {
-        id: String::new(),
-        name: String::new(),
-        scope: SubscriptionScope::AllApis,
-        state: SubscriptionState::Active,
-        owner,
-        created_unix_ms: super::users::date_ms(file.created_date.as_ref(), source, diagnostics),
-        start_unix_ms: super::users::date_ms(file.start_date.as_ref(), source, diagnostics),
-        end_unix_ms: super::users::date_ms(file.end_date.as_ref(), source, diagnostics),
-        allow_tracing: file.allow_tracing,
-    }
-}
-
-fn scope(
-    file: &SubscriptionFile,
-    source: &SourceFile,
-    api_index: &HashMap<&str, u32>,
-    product_index: &HashMap<&str, u32>,
-    parsed: &Parsed,
-    diagnostics: &mut Diagnostics,
-) -> Option<SubscriptionScope> {
-    let text = file.scope.get_ref().as_str();
-    if text == ALL_APIS_SCOPE {
-        return Some(SubscriptionScope::AllApis);
-    }
-    if let Some(id) = text.strip_prefix("/apis/") {
-        if let Some(&index) = api_index.get(id) {
-            return Some(SubscriptionScope::Api(index));
-        }
-        if let (base, Some(_)) = split_revision(id) {
-            let message = format!("a subscription to an API covers all its revisions: use scope = \"/apis/{base}\"");
-            diagnostics.push(source.error(file.scope.span(), message));
-            return None;
-        }
-        // An API that exists but has errors of its own is reported there, not here.
-        if !parsed.broken_api_ids.contains(id) && !parsed.apis.iter().any(|api| api.id == id) {
-            diagnostics.push(source.error(file.scope.span(), format!("unknown API {id:?} in subscription scope")));
-        }
-        return None;
-    }
-    if let Some(id) = text.strip_prefix("/products/") {
-        if let Some(&index) = product_index.get(id) {
-            return Some(SubscriptionScope::Product(index));
-        }
-        if !parsed.broken_product_ids.contains(id) && !parsed.products.iter().any(|(item, _)| item.id == id) {
-            diagnostics.push(source.error(file.scope.span(), format!("unknown product {id:?} in subscription scope")));
-        }
-        return None;
-    }
-    let message = format!(
-        "bad scope {text:?}: use \"/apis/<api-id>\" for one API, \"/products/<product-id>\" for a product or \"/apis\" for all APIs"
-    );
-    diagnostics.push(source.error(file.scope.span(), message));
-    None
-}
-
 /// The products, in directory order (the order of `parsed.products`); an unknown API id in a
 /// product is an error at its position.
 fn products(
@@ -745,16 +641,5 @@ fn subscriptions_limit(file: &ProductFile, source: &SourceFile, diagnostics: &mu
             diagnostics.push(source.error(limit.span(), message));
             None
         }
-    }
-}
-
-fn state(name: StateName) -> SubscriptionState {
-    match name {
-        StateName::Active => SubscriptionState::Active,
-        StateName::Suspended => SubscriptionState::Suspended,
-        StateName::Submitted => SubscriptionState::Submitted,
-        StateName::Rejected => SubscriptionState::Rejected,
-        StateName::Cancelled => SubscriptionState::Cancelled,
-        StateName::Expired => SubscriptionState::Expired,
     }
 }

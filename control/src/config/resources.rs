@@ -322,17 +322,23 @@ enum Piece {
 
 /// The resources of `state` as the parsed files of a directory, for the compiler. `gateway`
 /// (gateway-wide settings) comes from the config directory, not the store.
+/// Where subscription files go (`subscriptions/<id>.toml`).
+const SUBSCRIPTION_FILES: &str = "subscriptions/";
+
+/// With `without_subscriptions`, subscriptions are left out (the caller has them already) and
+/// their parses stay in the cache.
 pub(crate) fn parsed(
     state: &State,
     gateway: Option<Item<super::files::GatewayFile>>,
     cache: &mut RenderCache,
+    without_subscriptions: bool,
 ) -> (Parsed, Diagnostics) {
     let mut diagnostics = Diagnostics::default();
     let mut parsed = Parsed { gateway, ..Parsed::default() };
     let memberships = memberships(state);
     let mut pieces = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for (file, contributors) in grouped(state) {
+    for (file, contributors) in grouped(state, without_subscriptions) {
         let stamp = stamp(&contributors);
         let cached = stamp.and_then(|stamp| cache.pieces.get(&file).filter(|(at, _)| *at == stamp));
         let piece = match cached {
@@ -349,7 +355,9 @@ pub(crate) fn parsed(
         seen.insert(file);
         pieces.extend(piece);
     }
-    cache.pieces.retain(|file, _| seen.contains(file));
+    cache
+        .pieces
+        .retain(|file, _| seen.contains(file) || (without_subscriptions && file.starts_with(SUBSCRIPTION_FILES)));
     // A product's policy.xml sorts before its product.toml: add policies once products are in.
     let (product_policies, others): (Vec<_>, Vec<_>) =
         pieces.into_iter().partition(|piece| matches!(piece, Piece::ProductPolicy(..)));
@@ -358,6 +366,20 @@ pub(crate) fn parsed(
     }
     in_directory_order(&mut parsed);
     (parsed, diagnostics)
+}
+
+/// One subscription resource as the file it renders to, parsed (for [`super::compile_change`]).
+pub(crate) fn subscription(
+    state: &State,
+    resource: &Resource,
+    diagnostics: &mut Diagnostics,
+) -> Option<Item<super::files::SubscriptionFile>> {
+    let file = file_of(&resource.path)?;
+    let rendered = render(state, &file, &[resource], &HashMap::new());
+    match parse_piece(&file, rendered, &mut Parsed::default(), diagnostics)? {
+        Piece::Subscription(item) => Some(item),
+        _ => None,
+    }
 }
 
 /// One rendered file: its text and the resource path diagnostics name.
@@ -370,7 +392,7 @@ pub struct Rendered {
 /// The files (path relative to the directory → text) that declare `state`'s resources.
 pub fn files(state: &State) -> BTreeMap<String, Rendered> {
     let memberships = memberships(state);
-    grouped(state)
+    grouped(state, false)
         .into_iter()
         .map(|(file, contributors)| {
             let rendered = render(state, &file, &contributors, &memberships);
@@ -381,9 +403,10 @@ pub fn files(state: &State) -> BTreeMap<String, Rendered> {
 
 /// The resources of `state` by the file that declares them (links and named values go to the
 /// file of what they belong to).
-fn grouped(state: &State) -> BTreeMap<String, Vec<&Resource>> {
+fn grouped(state: &State, without_subscriptions: bool) -> BTreeMap<String, Vec<&Resource>> {
     let mut files: BTreeMap<String, Vec<&Resource>> = BTreeMap::new();
-    for resource in state.iter() {
+    let wanted = |resource: &&Resource| !(without_subscriptions && resource.path.kind() == Kind::Subscription);
+    for resource in state.iter().filter(wanted) {
         if let Some(file) = file_of(&resource.path) {
             files.entry(file).or_default().push(resource);
         }

@@ -44,8 +44,9 @@ pub(crate) struct Directory {
 }
 
 impl Directory {
-    pub(crate) fn user(&self, id: &str) -> Option<u32> {
-        self.user_index.get(id).copied()
+    /// Every user id with its index in [`Directory::users`].
+    pub(crate) fn user_ids(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.user_index.iter().map(|(id, index)| (id.as_str(), *index))
     }
 
     pub(crate) fn group(&self, id: &str) -> Option<u32> {

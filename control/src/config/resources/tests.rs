@@ -245,3 +245,120 @@ fn a_cached_compile_after_a_change_equals_a_fresh_one() {
     assert_ne!(cached.programs, first.programs);
     assert_eq!(cached.subscriptions.len(), first.subscriptions.len() + 1);
 }
+
+/// One change through `compile_change` (the way the management service compiles), checked
+/// against a compile of the whole store from nothing: the same config, or both refusing.
+/// A refused change is undone, as the service undoes it.
+fn change_equals_full_compile(
+    service: &mut Service,
+    cache: &mut crate::config::StoreCache,
+    dir: &Path,
+    writes: Vec<Write>,
+) -> Result<(), String> {
+    let changed: Vec<ResourcePath> = writes.iter().map(|write| write.path().clone()).collect();
+    let before: Vec<Write> = changed
+        .iter()
+        .map(|path| match service.state().get(path.as_str()) {
+            Some(resource) => Write::Put {
+                path: path.clone(),
+                properties: resource.properties.clone(),
+                origin: resource.origin.clone(),
+            },
+            None => Write::Delete { path: path.clone() },
+        })
+        .collect();
+    service.write(writes, &[], Authority::ConfigDirectory, &actor()).unwrap();
+    let values = NamedValues::default();
+    let patched = crate::config::compile_change(service.state(), &changed, dir, &values, [1, 2], cache);
+    let fresh = compile_state(service.state(), dir, &values, [1, 2], &mut Default::default());
+    match (patched, fresh) {
+        (Ok(patched), Ok(fresh)) => {
+            assert_eq!(patched, fresh, "a patched compile equals a compile of the whole store");
+            cache.commit();
+            Ok(())
+        }
+        (Err(patched), Err(fresh)) => {
+            assert_eq!(patched.items[0].message, fresh.items[0].message);
+            service.write(before, &[], Authority::ConfigDirectory, &actor()).unwrap();
+            Err(patched.items[0].message.clone())
+        }
+        (patched, fresh) => panic!("the patched compile gave {patched:?}, the whole store {fresh:?}"),
+    }
+}
+
+fn put(path: &str, properties: serde_json::Value) -> Write {
+    Write::Put { path: ResourcePath::parse(path).unwrap(), properties, origin: Origin::Store }
+}
+
+fn subscription(scope: &str, primary: &str, secondary: &str) -> serde_json::Value {
+    json!({"displayName": "S", "scope": scope, "state": "active", "primaryKey": primary, "secondaryKey": secondary})
+}
+
+#[test]
+fn subscription_changes_are_patched_into_the_last_compile_and_equal_a_full_compile() {
+    let dir = directory();
+    let (_, declared) = load_declared(&dir.0, &NamedValues::default()).unwrap();
+    let mut service = store_of(&declared);
+    let mut cache = crate::config::StoreCache::default();
+    compile_state(service.state(), &dir.0, &NamedValues::default(), [1, 2], &mut cache).unwrap();
+    cache.commit();
+    let mut step = |service: &mut Service, writes| change_equals_full_compile(service, &mut cache, &dir.0, writes);
+
+    // New subscriptions, placed in table order (before and after `demo`).
+    step(&mut service, vec![put("/subscriptions/alpha", subscription("/apis", "a1", "a2"))]).unwrap();
+    step(&mut service, vec![put("/subscriptions/zulu", subscription("/apis/echo", "z1", "z2"))]).unwrap();
+    // `a-b.toml` sorts before `a.toml` though `a` sorts before `a-b`: the table follows the files.
+    step(&mut service, vec![put("/subscriptions/a", subscription("/apis", "x1", "x2"))]).unwrap();
+    step(&mut service, vec![put("/subscriptions/a-b", subscription("/products/starter", "y1", "y2"))]).unwrap();
+    // A key changed; two subscriptions trading keys in one change.
+    step(&mut service, vec![put("/subscriptions/alpha", subscription("/apis", "a1-new", "a2"))]).unwrap();
+    step(
+        &mut service,
+        vec![
+            put("/subscriptions/alpha", subscription("/apis", "z1", "a2")),
+            put("/subscriptions/zulu", subscription("/apis/echo", "a1-new", "z2")),
+        ],
+    )
+    .unwrap();
+    // Refusals name what is wrong, and nothing changes.
+    let taken = step(&mut service, vec![put("/subscriptions/dup", subscription("/apis", "k1", "d2"))]).unwrap_err();
+    assert!(taken.contains("already used by subscription \"demo\""), "{taken}");
+    let twice = step(
+        &mut service,
+        vec![
+            put("/subscriptions/one", subscription("/apis", "same", "o2")),
+            put("/subscriptions/two", subscription("/apis", "same", "t2")),
+        ],
+    )
+    .unwrap_err();
+    assert!(twice.contains("already used"), "{twice}");
+    let unknown = step(&mut service, vec![put("/subscriptions/bad", subscription("/apis/nope", "b1", "b2"))]);
+    assert!(unknown.unwrap_err().contains("unknown API \"nope\""));
+    let revision =
+        step(&mut service, vec![put("/subscriptions/bad", subscription("/apis/books-v2;rev=1", "b1", "b2"))]);
+    assert!(revision.unwrap_err().contains("covers all its revisions"));
+    let mut owned = subscription("/apis", "o1", "o2");
+    owned["ownerId"] = json!("/users/nobody");
+    let owner = step(&mut service, vec![put("/subscriptions/owned", owned.clone())]);
+    assert!(owner.unwrap_err().contains("unknown user \"nobody\""));
+    owned["ownerId"] = json!("/users/ada");
+    step(&mut service, vec![put("/subscriptions/owned", owned)]).unwrap();
+    // A key freed by a removal can be taken in the next change.
+    step(&mut service, vec![Write::Delete { path: ResourcePath::parse("/subscriptions/a").unwrap() }]).unwrap();
+    step(&mut service, vec![put("/subscriptions/b", subscription("/apis", "x1", "x2"))]).unwrap();
+    // Something else changes: the whole store is compiled, and patches start from that compile.
+    let policy = "<policies><inbound><base /><set-header name=\"x-p\" exists-action=\"override\"><value>1</value></set-header></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>";
+    step(&mut service, vec![put("/apis/echo/policies/policy", json!({"value": policy, "format": "rawxml"}))]).unwrap();
+    step(&mut service, vec![put("/subscriptions/c", subscription("/apis/echo", "c1", "c2"))]).unwrap();
+    // A new API moves the indexes of the others: the kept subscriptions are resolved again.
+    let api = json!({"displayName": "First", "path": "first", "serviceUrl": "http://127.0.0.1:9009"});
+    step(&mut service, vec![put("/apis/aaa", api)]).unwrap();
+    step(&mut service, vec![put("/subscriptions/d", subscription("/apis/aaa", "d1", "d2"))]).unwrap();
+    step(&mut service, vec![put("/subscriptions/e", subscription("/apis/pool", "e1", "e2"))]).unwrap();
+    // An API that a subscription names goes: whatever the store does with the subscription, the
+    // patched and the whole compile agree.
+    let _ = step(&mut service, vec![Write::Delete { path: ResourcePath::parse("/apis/pool").unwrap() }]);
+    step(&mut service, vec![put("/subscriptions/f", subscription("/apis", "f1", "f2"))]).unwrap();
+    assert_eq!(cache.patches(), 13, "every subscription-only change that compiled was a patch");
+    assert_eq!(cache.kept_subscriptions(), 2, "the policy and the new API took the subscriptions as they were");
+}
