@@ -22,10 +22,7 @@ const TEMPLATES: [&str; 4] = [
 fn templates() -> &'static Vec<LiquidTemplate> {
     static PARSED: OnceLock<Vec<LiquidTemplate>> = OnceLock::new();
     PARSED.get_or_init(|| {
-        TEMPLATES
-            .iter()
-            .map(|source| LiquidTemplate::parse(source).expect("the templates parse"))
-            .collect()
+        TEMPLATES.iter().map(|source| LiquidTemplate::parse(source).expect("the templates parse")).collect()
     })
 }
 
